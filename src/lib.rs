@@ -13,6 +13,7 @@ pub mod consent;
 pub mod envelope;
 pub mod epsilon;
 pub mod hazmat;
+pub mod ids;
 pub mod ldp;
 pub mod noise;
 pub mod pseudonym;
