@@ -66,6 +66,9 @@ const fn gcd(mut a: u64, mut b: u64) -> u64 {
 }
 
 impl Epsilon {
+    /// ε = 1.
+    pub const ONE: Self = Self { num: 1, den: 1 };
+
     /// ε = `num / den`, reduced.
     ///
     /// # Errors
