@@ -110,7 +110,6 @@ impl core::fmt::Debug for Catalogue {
 
 impl Catalogue {
     /// Starts a catalogue named `name` (an id-like label) at `version`.
-    #[must_use]
     pub fn builder(name: &str, version: u32) -> CatalogueBuilder {
         CatalogueBuilder {
             content: Content {

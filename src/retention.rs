@@ -9,3 +9,4 @@ mod duration;
 mod tag;
 
 pub use duration::{Deadline, Duration, DurationError, EventName, Period};
+pub use tag::{RetentionTag, TagError};

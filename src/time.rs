@@ -123,8 +123,7 @@ impl core::fmt::Display for TimeParseError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for TimeParseError {}
+impl core::error::Error for TimeParseError {}
 
 impl Timestamp {
     /// Parses `YYYY-MM-DDTHH:MM:SSZ` (UTC only, no fractions) or a bare date `YYYY-MM-DD`

@@ -59,12 +59,16 @@ fn arb_catalogue() -> impl Strategy<Value = Catalogue> {
                 CategoryId::new(["usage", "energy"][i % 2]).unwrap(),
             )
             .purposes(
-                purposes.iter().filter(|_| next(&mut rng) % 2 == 0).cloned().chain([purposes[0].clone()]),
+                purposes
+                    .iter()
+                    .filter(|_| next(&mut rng).is_multiple_of(2))
+                    .cloned()
+                    .chain([purposes[0].clone()]),
             )
             .recipients(
                 recipients
                     .iter()
-                    .filter(|_| next(&mut rng) % 2 == 0)
+                    .filter(|_| next(&mut rng).is_multiple_of(2))
                     .cloned()
                     .chain([recipients[i % nr].clone()]),
             )

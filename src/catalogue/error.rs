@@ -212,5 +212,4 @@ impl fmt::Display for CatalogueError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for CatalogueError {}
+impl core::error::Error for CatalogueError {}

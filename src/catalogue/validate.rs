@@ -122,10 +122,10 @@ fn validate_metric(c: &Content, id: &MetricId, m: &super::Metric) -> Result<(), 
         if !fits {
             return Err(CatalogueError::MechanismMismatch { metric: id.clone() });
         }
-        if let Some(b) = budget {
-            if b.epsilon < *epsilon || b.period.fixed_secs().is_none() {
-                return Err(CatalogueError::BadBudget { metric: id.clone() });
-            }
+        if let Some(b) = budget
+            && (b.epsilon < *epsilon || b.period.fixed_secs().is_none())
+        {
+            return Err(CatalogueError::BadBudget { metric: id.clone() });
         }
     }
     match m.time_precision.fixed_secs() {
@@ -137,10 +137,10 @@ fn validate_metric(c: &Content, id: &MetricId, m: &super::Metric) -> Result<(), 
         return Err(CatalogueError::HoldTooLong { metric: id.clone(), purpose: None });
     }
     for p in &m.purposes {
-        if let Some(limit) = c.purposes.get(p).and_then(|p| p.max_hold.as_ref()) {
-            if !m.max_hold.is_within(limit) {
-                return Err(CatalogueError::HoldTooLong { metric: id.clone(), purpose: Some(p.clone()) });
-            }
+        if let Some(limit) = c.purposes.get(p).and_then(|p| p.max_hold.as_ref())
+            && !m.max_hold.is_within(limit)
+        {
+            return Err(CatalogueError::HoldTooLong { metric: id.clone(), purpose: Some(p.clone()) });
         }
     }
     Ok(())

@@ -40,8 +40,7 @@ impl fmt::Display for DurationError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for DurationError {}
+impl core::error::Error for DurationError {}
 
 /// An ISO 8601 period: calendar months (years count as 12) and exact seconds
 /// (weeks, days, hours, minutes, seconds; a day is 86 400 s in UTC).
