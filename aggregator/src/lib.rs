@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod audit;
+pub mod decision;
 pub mod estimate;
 pub mod ledger;
 pub mod transcrypt;
