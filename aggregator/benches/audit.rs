@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use confiance::Timestamp;
 use confiance_aggregator::audit::merkle::{verify_consistency, verify_inclusion};
-use confiance_aggregator::audit::{AuditEvent, AuditLog, MemoryStore};
+use confiance_aggregator::audit::{AuditEvent, AuditLog, MemoryStore, SqliteStore};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rusqlite::Connection;
 
@@ -69,6 +69,30 @@ fn append(c: &mut Criterion) {
         });
     });
     drop(log);
+    drop(conn);
+
+    // The per-envelope pattern of DESIGN.md §9: in the ingest's own transaction, attach the
+    // store, open the log (frontier: popcount(n) reads), append one event, commit.
+    // In-memory SQLite, so this is the audit log's overhead without the fsync.
+    let mut conn = Connection::open_in_memory().unwrap();
+    let mut seed = AuditLog::open_sqlite(&conn).unwrap();
+    for chunk in (0..100_000).map(event).collect::<Vec<_>>().chunks(BATCH as usize) {
+        seed.append_batch(chunk).unwrap();
+    }
+    drop(seed);
+    let one = event(7);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("sqlite_memory/one_per_transaction", |b| {
+        b.iter(|| {
+            let tx = conn.transaction().unwrap();
+            let mut log = AuditLog::open(SqliteStore::attach(&*tx)).unwrap();
+            log.append(&one).unwrap();
+            drop(log);
+            tx.commit().unwrap();
+        });
+    });
+    drop(conn);
+    g.throughput(Throughput::Elements(PER_ITER));
 
     // SQLite file, WAL, synchronous=FULL as the aggregator runs it: one transaction (one
     // fsync) per batch of 1,000 events; the file keeps growing across iterations.

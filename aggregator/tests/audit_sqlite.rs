@@ -140,7 +140,8 @@ fn appends_in_a_caller_transaction_commit_or_roll_back_with_it() {
     {
         let tx = conn.transaction().unwrap();
         tx.execute("INSERT INTO ingest (n) VALUES (1)", []).unwrap();
-        let mut log = AuditLog::open(SqliteStore::open(&*tx).unwrap()).unwrap();
+        // The tables exist: attach without re-running the schema.
+        let mut log = AuditLog::open(SqliteStore::attach(&*tx)).unwrap();
         log.append_batch(&[ev(1), ev(2)]).unwrap();
         drop(log);
         tx.commit().unwrap();
@@ -150,6 +151,12 @@ fn appends_in_a_caller_transaction_commit_or_roll_back_with_it() {
     let mut mem = AuditLog::in_memory();
     mem.append_batch(&[ev(0), ev(1), ev(2)]).unwrap();
     assert_eq!(log.root(), mem.root());
+}
+
+#[test]
+fn attaching_without_tables_is_an_error_not_a_panic() {
+    let conn = Connection::open_in_memory().unwrap();
+    assert!(matches!(AuditLog::open(SqliteStore::attach(&conn)), Err(AuditError::Sqlite(_))));
 }
 
 #[test]

@@ -77,6 +77,13 @@ impl<C: Borrow<Connection>> SqliteStore<C> {
         Ok(Self { conn })
     }
 
+    /// Wraps `conn` whose tables already exist (a previous [`SqliteStore::open`] on the
+    /// same database), skipping the schema statements: the cheap way to open the log in
+    /// every ingest transaction. Missing tables surface as [`AuditError::Sqlite`] on use.
+    pub const fn attach(conn: C) -> Self {
+        Self { conn }
+    }
+
     /// The connection.
     pub fn connection(&self) -> &Connection {
         self.conn.borrow()
