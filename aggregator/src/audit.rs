@@ -33,16 +33,18 @@
 //! - **Append** hashes the leaf and merges it with the frontier like a binary counter:
 //!   2 hashes and 2 node writes amortised, `O(log n)` worst case.
 //! - **Any past size `m`** is answerable: `MTH(D[0:m])` is the right fold of the perfect
-//!   nodes of `m`'s binary decomposition — `popcount(m) ≤ log₂ m` reads.
+//!   nodes of `m`'s binary decomposition — `popcount(m) ≤ ⌊log₂ m⌋ + 1` reads.
 //! - **Proofs** follow the RFC's recursion; every sibling it asks for is a perfect node
-//!   (one read) except at most one right-border subtree (`≤ log₂ n` reads), so an
-//!   inclusion or consistency proof for any sizes costs `O(log n)` hash reads.
+//!   (one read) except at most one right-border subtree (a fold of `≤ ⌊log₂ n⌋ + 1`
+//!   reads), so an inclusion or consistency proof for any sizes costs `O(log n)` reads.
 //! - **Reopen** reads the frontier of the stored size: `O(log n)` reads, same root.
 //!
 //! Two stores implement [`AuditStore`]: [`MemoryStore`] and [`SqliteStore`] (tables
 //! `audit_leaf` and `audit_node`, created if missing, append-only by trigger). A
 //! [`SqliteStore`] can borrow a caller's transaction so that an audit event commits or
-//! rolls back together with the ingest that caused it (DESIGN.md §9).
+//! rolls back together with the ingest that caused it (DESIGN.md §9); opening the log in
+//! each transaction ([`SqliteStore::attach`] + [`AuditLog::open`]) costs the frontier's
+//! `O(log n)` reads, so the database stays the only source of truth.
 //!
 //! # Checkpoints
 //!
