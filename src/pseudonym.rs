@@ -73,7 +73,7 @@ impl fmt::Display for PseudonymError {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for PseudonymError {}
+impl core::error::Error for PseudonymError {}
 
 /// Writes `bytes` into `out` preceded by its length as a big-endian `u64`, so that
 /// concatenated fields cannot be confused with each other (domain separation).

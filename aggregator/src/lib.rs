@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod decision;
 pub mod estimate;
 pub mod ledger;
 pub mod transcrypt;
