@@ -1,6 +1,8 @@
 //! Algebraic laws of PEP transcryption, distributed = centralised, proofs reject any
 //! flipped bit, and transcryption is refused without an allowing consent decision.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+
 use confiance::Timestamp;
 use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
 use confiance::pseudonym::{Ciphertext, DeviceSecret, Epoch, PseudonymError, SystemPublicKey, hazmat as eg};
@@ -15,9 +17,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 fn scalar() -> impl Strategy<Value = Scalar> {
-    any::<[u8; 32]>()
-        .prop_map(|b| Scalar::from_bytes_mod_order(b))
-        .prop_filter("non-zero", |s| *s != Scalar::ZERO)
+    any::<[u8; 32]>().prop_map(Scalar::from_bytes_mod_order).prop_filter("non-zero", |s| *s != Scalar::ZERO)
 }
 
 fn point() -> impl Strategy<Value = RistrettoPoint> {

@@ -20,6 +20,8 @@
 //! fixed function of domain-A ones — `B = (s_B/s_A)·A` — with a factor that only the
 //! transcryptors together know; [`polymorphic_relation_exists_but_is_secret`] shows it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+
 use std::collections::HashSet;
 
 use confiance::Timestamp;
@@ -174,7 +176,7 @@ fn polymorphic_pseudonyms_are_unlinkable_across_domains_and_epochs() {
     ];
     let pipe = Pipeline::new(1, &domains);
     let mut rng = ChaCha20Rng::from_seed([5; 32]);
-    let mut p: Vec<Vec<[u8; 32]>> = vec![Vec::with_capacity(DEVICES); 4];
+    let mut p: Vec<Vec<[u8; 32]>> = (0..4).map(|_| Vec::with_capacity(DEVICES)).collect();
     for d in &devs {
         // One polymorphic pseudonym per device, as a device would send once.
         let ct = d.polymorphic(&pipe.pk, &mut rng);
