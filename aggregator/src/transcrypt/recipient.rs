@@ -56,7 +56,7 @@ impl RecipientKey {
     /// [`TranscryptError::WrongKey`] when `ct` is not under this key (not transcrypted
     /// by the whole chain, or for another domain).
     pub fn decrypt(&self, ct: &Ciphertext) -> Result<DomainPseudonym, TranscryptError> {
-        if !bool::from(ct.public_key().compress().ct_eq(&self.pk.compress())) {
+        if !bool::from(ct.public_key().ct_eq(&self.pk)) {
             return Err(TranscryptError::WrongKey);
         }
         Ok(DomainPseudonym(eg::decrypt(ct, &self.sk).compress().to_bytes()))
