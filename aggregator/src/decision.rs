@@ -1,57 +1,38 @@
-//! The consent ledger's answer to "may this recipient receive this metric about this
-//! subject for this purpose, now?" — the type every consent-gated operation takes.
-//!
-//! The ledger itself (`ledger`) implements [`ConsentCheck`]; until it does, tests and
-//! callers can implement it themselves.
-//!
-//! ```
-//! use confiance::Timestamp;
-//! use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
-//! use confiance_aggregator::decision::{ConsentCheck, Decision, DecisionReason};
-//!
-//! struct Nobody;
-//! impl ConsentCheck for Nobody {
-//!     fn check(&self, _: &RecipientId, _: &MetricId, _: &PurposeId, _: &SubjectId, _: Timestamp) -> Decision {
-//!         Decision::deny(DecisionReason::NoConsent)
-//!     }
-//! }
-//! let d = Nobody.check(
-//!     &RecipientId::new("acme")?, &MetricId::new("m")?, &PurposeId::new("service")?,
-//!     &SubjectId([0; 32]), Timestamp::from_secs(0),
-//! );
-//! assert!(!d.allowed);
-//! # Ok::<(), confiance::ids::IdError>(())
-//! ```
+//! The answer to "may recipient R have metric M of subject S for purpose P at t?" —
+//! what the ledger's `check` returns and what every release and transcryption needs.
 
 use confiance::Timestamp;
 use confiance::ids::{MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
 
-/// Why a [`Decision`] came out the way it did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Why a [`Decision`] came out as it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum DecisionReason {
-    /// A valid consent receipt (or another legal basis) covers the query.
+    /// A receipt in force allows it.
     Allowed,
-    /// No receipt of the subject covers this recipient, metric and purpose.
+    /// No receipt names this recipient, metric and purpose for the subject.
     NoConsent,
-    /// The subject withdrew the consent that covered the query.
+    /// A receipt did, but it was withdrawn before `at`.
     Withdrawn,
-    /// The consent covered the query but its period has ended.
+    /// A receipt did, but it expired (`valid_until`) before `at`.
     Expired,
-    /// The metric or the recipient is not in the catalogue.
+    /// A receipt does, but it starts after `at`.
+    NotYetValid,
+    /// The catalogue does not let this recipient have this metric at all.
     NotInCatalogue,
-    /// The catalogue does not allow this purpose (or recipient) for this metric.
+    /// The catalogue does not allow this metric for this purpose.
     PurposeNotAllowed,
 }
 
-/// The ledger's decision on one query.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The ledger's answer for one (recipient, metric, purpose, subject, instant).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
-    /// Whether the query is allowed.
+    /// Whether it is allowed.
     pub allowed: bool,
-    /// Until when an allowing decision holds (`None`: until withdrawn or not allowed).
+    /// When allowed: until when the access window runs (`None` = until withdrawn).
     pub until: Option<Timestamp>,
-    /// The receipt that allows the query, if any.
+    /// The receipt that allows it (or, when refused, the one that lapsed, if any).
     pub receipt: Option<ReceiptId>,
     /// Why.
     pub reason: DecisionReason,
@@ -64,13 +45,22 @@ impl Decision {
         Self { allowed: false, until: None, receipt: None, reason }
     }
 
-    /// An allowing decision backed by `receipt`, holding until `until`.
+    /// An allowing decision backed by `receipt`, holding until `until` (`None`: until
+    /// withdrawn).
+    ///
+    /// ```
+    /// use confiance::Timestamp;
+    /// use confiance_aggregator::decision::Decision;
+    /// let d = Decision::allow(None, Some(Timestamp::from_secs(10)));
+    /// assert!(d.allows_at(Timestamp::from_secs(9)));
+    /// assert!(!d.allows_at(Timestamp::from_secs(10)));
+    /// ```
     #[must_use]
     pub const fn allow(receipt: Option<ReceiptId>, until: Option<Timestamp>) -> Self {
         Self { allowed: true, until, receipt, reason: DecisionReason::Allowed }
     }
 
-    /// Whether the decision allows the query at `at`: it is allowing, its reason says so,
+    /// Whether the decision allows the query at `at`: it is allowing, its reason agrees,
     /// and `at` is before `until`.
     #[must_use]
     pub fn allows_at(&self, at: Timestamp) -> bool {
@@ -78,9 +68,9 @@ impl Decision {
     }
 }
 
-/// What the consent ledger answers; implemented by the ledger.
+/// Anything that can answer `check` — the ledger, or a stand-in in tests.
 pub trait ConsentCheck {
-    /// May `recipient` receive `metric` about `subject` for `purpose` at `at`?
+    /// May `recipient` have `metric` of `subject` for `purpose` at `at`?
     fn check(
         &self,
         recipient: &RecipientId,
