@@ -1,8 +1,6 @@
 //! Algebraic laws of PEP transcryption, distributed = centralised, proofs reject any
 //! flipped bit, and transcryption is refused without an allowing consent decision.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
-
 use confiance::Timestamp;
 use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
 use confiance::pseudonym::{Ciphertext, DeviceSecret, Epoch, PseudonymError, SystemPublicKey, hazmat as eg};

@@ -20,8 +20,6 @@
 //! fixed function of domain-A ones — `B = (s_B/s_A)·A` — with a factor that only the
 //! transcryptors together know; [`polymorphic_relation_exists_but_is_secret`] shows it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
-
 use std::collections::HashSet;
 
 use confiance::Timestamp;

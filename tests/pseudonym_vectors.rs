@@ -6,8 +6,6 @@
 //! and replays it: derivations, encryption, each transcription step, the chain and key
 //! proofs, decryption, and every `_bad_` case, which must fail with the named error.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
-
 use confiance::Timestamp;
 use confiance::ids::RecipientId;
 use confiance::pseudonym::{
