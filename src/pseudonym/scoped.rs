@@ -296,3 +296,68 @@ pub struct ScopedPseudonymEntry {
     /// The pseudonym.
     pub pseudonym: ScopedPseudonym,
 }
+
+#[cfg(test)]
+mod tests {
+    use alloc::format;
+
+    use super::*;
+
+    fn r(s: &str) -> RecipientId {
+        RecipientId::new(s).unwrap()
+    }
+
+    #[test]
+    fn secrets_are_hidden_and_compared_by_value() {
+        let s = DeviceSecret::from_bytes([0xab; 32]);
+        assert_eq!(format!("{s:?}"), "DeviceSecret(..)");
+        assert!(!format!("{s:?}").contains("ab"));
+        assert_eq!(s, DeviceSecret::from_bytes([0xab; 32]));
+        assert_ne!(s, DeviceSecret::from_bytes([0xac; 32]));
+    }
+
+    #[test]
+    fn epochs_follow_the_length() {
+        assert_eq!(Epoch::containing(Timestamp::from_secs(0), 60), Ok(Epoch(0)));
+        assert_eq!(Epoch::containing(Timestamp::from_secs(59), 60), Ok(Epoch(0)));
+        assert_eq!(Epoch::containing(Timestamp::from_secs(60), 60), Ok(Epoch(1)));
+        assert_eq!(Epoch::containing(Timestamp::MAX, 1), Ok(Epoch(u64::MAX)));
+        assert_eq!(Epoch::containing(Timestamp::from_secs(5), 0), Err(PseudonymError::ZeroEpochLength));
+        assert_eq!(Epoch(u64::MAX).start(2), Ok(Timestamp::MAX));
+        assert_eq!(Epoch(1).start(0), Err(PseudonymError::ZeroEpochLength));
+    }
+
+    #[test]
+    fn listing_covers_every_scope_and_refuses_bad_ranges() {
+        let s = DeviceSecret::from_bytes([1; 32]);
+        let rs = [r("a"), r("b"), r("c")];
+        let list = s
+            .list_pseudonyms_between(&rs, Timestamp::from_secs(100), Timestamp::from_secs(399), 100)
+            .unwrap();
+        assert_eq!(list.len(), 9);
+        for e in &list {
+            assert_eq!(e.pseudonym, s.scoped(&e.recipient, e.epoch));
+        }
+        assert_eq!(list[0].epoch, Epoch(1));
+        assert_eq!(list[8].epoch, Epoch(3));
+        assert_eq!(s.list_pseudonyms(&rs, Epoch(2), Epoch(1)), Err(PseudonymError::EpochRangeReversed));
+        assert_eq!(s.list_pseudonyms(&rs, Epoch(0), Epoch(u64::MAX)), Err(PseudonymError::TooManyPseudonyms));
+        assert_eq!(
+            s.list_pseudonyms(&rs, Epoch(0), Epoch((MAX_LISTED_PSEUDONYMS / 3) as u64)),
+            Err(PseudonymError::TooManyPseudonyms)
+        );
+        assert!(s.list_pseudonyms(&[], Epoch(0), Epoch(1 << 40)).is_ok_and(|l| l.is_empty()));
+    }
+
+    #[test]
+    fn scopes_and_labels_are_separated() {
+        let s = DeviceSecret::from_bytes([2; 32]);
+        // Recipient "ab" in epoch e must not collide with a recipient "a" whose epoch
+        // bytes start with "b": fields are length-prefixed.
+        assert_ne!(s.scoped(&r("ab"), Epoch(0)), s.scoped(&r("a"), Epoch(0)));
+        assert_ne!(s.scoped(&r("a"), Epoch(1)), s.scoped(&r("a"), Epoch(1 << 56)));
+        let id = s.identity_point().compress().to_bytes();
+        assert_ne!(&id[..], &s.scoped(&r("a"), Epoch(0)).0[..]);
+        assert_ne!(s.identity_point(), DeviceSecret::from_bytes([3; 32]).identity_point());
+    }
+}
