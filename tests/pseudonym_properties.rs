@@ -351,3 +351,29 @@ fn strict_decoding_errors_are_typed() {
     step[100..132].copy_from_slice(&lb);
     assert_eq!(Step::from_bytes(&step), Err(TranscryptError::Encoding(PseudonymError::NonCanonicalScalar)));
 }
+
+#[test]
+fn commitments_and_key_shares_round_trip_strictly() {
+    use confiance_aggregator::transcrypt::{COMMITMENTS_LEN, DomainCommitments, KeyShare};
+    let t = Transcryptor::new(TranscryptorId(7), TranscryptorSecret::from_bytes([8; 32]));
+    let dt = t.for_domain(&Domain::new(RecipientId::new("acme").unwrap()));
+    let c = dt.commitments();
+    let bytes = c.to_bytes();
+    assert_eq!(DomainCommitments::from_bytes(&bytes), Ok(c));
+    let mut zero = bytes;
+    zero[36..].fill(0);
+    assert_eq!(
+        DomainCommitments::from_bytes(&zero),
+        Err(TranscryptError::Encoding(PseudonymError::IdentityPoint))
+    );
+    assert_eq!(
+        DomainCommitments::from_bytes(&bytes[..COMMITMENTS_LEN - 1]),
+        Err(TranscryptError::Encoding(PseudonymError::BadLength))
+    );
+    let share = dt.recipient_key_share();
+    let back = KeyShare::from_bytes(&share.to_bytes()).unwrap();
+    assert_eq!(back.to_bytes(), share.to_bytes());
+    assert_eq!(format!("{back:?}"), "KeyShare(..)");
+    assert!(KeyShare::from_bytes(&[0; 32]).is_err());
+    assert!(KeyShare::from_bytes(&[0xff; 32]).is_err());
+}

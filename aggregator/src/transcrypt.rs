@@ -37,8 +37,8 @@ pub use domain::Domain;
 pub use proof::{KEY_PROOF_LEN, KeyProof, STEP_PROOF_LEN, StepProof};
 pub use recipient::{DomainPseudonym, RecipientKey};
 pub use transcryptor::{
-    DomainCommitments, DomainTranscryptor, KeyShare, Transcryptor, TranscryptorId, TranscryptorSecret,
-    system_public_key,
+    COMMITMENTS_LEN, DomainCommitments, DomainTranscryptor, KeyShare, Transcryptor, TranscryptorId,
+    TranscryptorSecret, system_public_key,
 };
 
 /// Why a transcryption or its verification failed.

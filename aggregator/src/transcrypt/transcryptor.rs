@@ -4,10 +4,13 @@
 use core::fmt;
 
 use confiance::Timestamp;
-use confiance::pseudonym::{Ciphertext, SystemPublicKey, hazmat as eg};
+use confiance::pseudonym::{
+    Ciphertext, POINT_LEN, PseudonymError, SystemPublicKey, decode_point, decode_scalar, hazmat as eg,
+};
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity;
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha512};
 use subtle::{Choice, ConstantTimeEq};
@@ -97,11 +100,64 @@ pub struct DomainCommitments {
     pub k_commit: RistrettoPoint,
 }
 
+/// Bytes of encoded [`DomainCommitments`]: `id_be(4) ‖ S ‖ K`.
+pub const COMMITMENTS_LEN: usize = 4 + 2 * POINT_LEN;
+
+impl DomainCommitments {
+    /// `id_be ‖ S ‖ K`, for publication (in the audit log).
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; COMMITMENTS_LEN] {
+        let mut out = [0u8; COMMITMENTS_LEN];
+        out[..4].copy_from_slice(&self.transcryptor.0.to_be_bytes());
+        out[4..36].copy_from_slice(self.s_commit.compress().as_bytes());
+        out[36..].copy_from_slice(self.k_commit.compress().as_bytes());
+        out
+    }
+
+    /// Decodes strictly: canonical points, neither the identity.
+    ///
+    /// # Errors
+    /// [`TranscryptError::Encoding`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TranscryptError> {
+        if bytes.len() != COMMITMENTS_LEN {
+            return Err(PseudonymError::BadLength.into());
+        }
+        let mut id = [0u8; 4];
+        id.copy_from_slice(&bytes[..4]);
+        let s_commit = decode_point(&bytes[4..36])?;
+        let k_commit = decode_point(&bytes[36..])?;
+        if s_commit.is_identity() || k_commit.is_identity() {
+            return Err(PseudonymError::IdentityPoint.into());
+        }
+        Ok(Self { transcryptor: TranscryptorId(u32::from_be_bytes(id)), s_commit, k_commit })
+    }
+}
+
 /// A transcryptor's share of a recipient's decryption key for one domain, `x_i·k_i`. It
 /// goes to the recipient over a confidential channel; the recipient multiplies the
 /// shares of all transcryptors ([`super::RecipientKey::from_shares`]).
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct KeyShare(pub(crate) Scalar);
+
+impl KeyShare {
+    /// The 32-byte scalar, to send to the recipient confidentially.
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// Decodes a share, rejecting non-canonical scalars and zero.
+    ///
+    /// # Errors
+    /// [`TranscryptError::Encoding`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TranscryptError> {
+        let s = decode_scalar(bytes)?;
+        if s == Scalar::ZERO {
+            return Err(PseudonymError::NonCanonicalScalar.into());
+        }
+        Ok(Self(s))
+    }
+}
 
 impl fmt::Debug for KeyShare {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
