@@ -67,7 +67,7 @@ impl fmt::Display for NoiseError {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for NoiseError {}
+impl core::error::Error for NoiseError {}
 
 /// A non-negative rational `num/den` with `den > 0`, as the samplers' parameter type.
 ///
@@ -120,7 +120,7 @@ impl Ratio {
     /// [`NoiseError::TooLarge`] when the doubled denominator does not fit in 64 bits
     /// (never for a ratio made from an [`Epsilon`](crate::Epsilon)).
     pub const fn half(self) -> Result<Self, NoiseError> {
-        if self.num % 2 == 0 {
+        if self.num.is_multiple_of(2) {
             return Ok(Self { num: self.num / 2, den: self.den });
         }
         match self.den.checked_mul(2) {
