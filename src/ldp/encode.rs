@@ -157,6 +157,7 @@ const fn narrow(v: u64) -> u32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::super::{Domain, MechanismName};
     use super::*;

@@ -293,6 +293,7 @@ fn piecewise(min: i64, max: i64, r: u64, e_half: f64) -> Params {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

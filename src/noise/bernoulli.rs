@@ -107,6 +107,7 @@ pub fn bernoulli_logistic<R: CryptoRng + ?Sized>(rng: &mut R, gamma: Ratio) -> b
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::hazmat::ChaCha20Rng;

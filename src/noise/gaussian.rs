@@ -79,6 +79,7 @@ fn isqrt(x: u128) -> u128 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::hazmat::ChaCha20Rng;

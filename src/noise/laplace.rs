@@ -80,6 +80,7 @@ pub(crate) fn dlap<R: CryptoRng + ?Sized>(rng: &mut R, t: NonZeroU64, s: NonZero
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::hazmat::ChaCha20Rng;

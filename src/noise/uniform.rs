@@ -60,6 +60,7 @@ pub(crate) fn uniform_u128<R: CryptoRng + ?Sized>(rng: &mut R, n: u128) -> u128 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::hazmat::ChaCha20Rng;

@@ -30,6 +30,7 @@ pub fn fwht(v: &mut [i64]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 
