@@ -8,8 +8,8 @@ use core::num::NonZeroU64;
 ///
 /// Lemire, *Fast Random Integer Generation in an Interval* (ACM TOMACS 2019): the
 /// 128-bit product of a 64-bit draw and `n` is accepted unless its low half falls in
-/// the `2^64 mod n` values that would bias the result. The threshold is always
-/// computed, so the work per draw depends on `n` and on the random words only.
+/// the `2^64 mod n` values that would bias the result. The work per draw depends on
+/// `n` and on the random words only.
 ///
 /// ```
 /// use confiance::{hazmat::ChaCha20Rng, noise::uniform_below};
@@ -27,20 +27,28 @@ pub fn uniform_below<R: CryptoRng + ?Sized>(rng: &mut R, n: u64) -> Result<u64, 
     Ok(uniform_u64(rng, n))
 }
 
-/// Uniform in `0..n` (Lemire 2019).
+/// Uniform in `0..n` (Lemire 2019, "nearly divisionless"): the exact rejection
+/// threshold `2^64 mod n` is only computed when the low half falls below `n`, which
+/// depends on `n` and the random word only — never on a private value.
 #[inline]
 pub(crate) fn uniform_u64<R: CryptoRng + ?Sized>(rng: &mut R, n: NonZeroU64) -> u64 {
     let n = n.get();
-    let threshold = n.wrapping_neg() % n;
-    loop {
-        let m = u128::from(rng.next_u64()) * u128::from(n);
-        #[allow(clippy::cast_possible_truncation, reason = "taking the low 64 bits on purpose")]
-        let low = m as u64;
-        if low >= threshold {
-            #[allow(clippy::cast_possible_truncation, reason = "high half of a 128-bit product fits in 64 bits")]
-            return (m >> 64) as u64;
+    let mut m = u128::from(rng.next_u64()) * u128::from(n);
+    #[allow(clippy::cast_possible_truncation, reason = "taking the low 64 bits on purpose")]
+    let mut low = m as u64;
+    if low < n {
+        let threshold = n.wrapping_neg() % n;
+        while low < threshold {
+            m = u128::from(rng.next_u64()) * u128::from(n);
+            #[allow(clippy::cast_possible_truncation, reason = "taking the low 64 bits on purpose")]
+            {
+                low = m as u64;
+            }
         }
     }
+    #[allow(clippy::cast_possible_truncation, reason = "high half of a 128-bit product fits in 64 bits")]
+    let high = (m >> 64) as u64;
+    high
 }
 
 /// Uniform in `0..n` for a 128-bit bound `n > 0`: masked rejection (at most two
