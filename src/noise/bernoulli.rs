@@ -40,7 +40,8 @@ pub(crate) fn bern_u128<R: CryptoRng + ?Sized>(rng: &mut R, num: u128, den: u128
 /// for k = 1, 2, … until the first failure and return whether that k is odd (the
 /// alternating Taylor series of exp(−γ)); for γ > 1, ⌊γ⌋ draws of Bernoulli(exp(−1))
 /// must all succeed, then one Bernoulli(exp(−(γ − ⌊γ⌋))).
-/// The number of draws depends on γ and on the random words only.
+/// The number of draws depends on γ and on the random words only: γ must be public
+/// (it is ε, or a value derived from earlier random draws, in this crate).
 ///
 /// ```
 /// use confiance::{hazmat::ChaCha20Rng, noise::{bernoulli_exp_neg, Ratio}};
@@ -71,7 +72,15 @@ pub(crate) fn bern_exp_neg_u128<R: CryptoRng + ?Sized>(rng: &mut R, num: u128, d
 
 /// CKS 2020 Algorithm 1 for `γ = num/den ∈ [0, 1]`.
 fn bern_exp_neg_unit<R: CryptoRng + ?Sized>(rng: &mut R, num: u128, den: u128) -> bool {
+    // γ = 0 or γ = 1 decide their first trial without randomness (A_1 ~ Bernoulli(γ));
+    // skipping that draw depends on the public γ only, never on a private value.
     let mut k: u128 = 1;
+    if num == 0 {
+        return true;
+    }
+    if num == den {
+        k = 2;
+    }
     // den·k saturates only after k > 2^64 successive successes, whose probability is
     // below 1/(2^64)!: unreachable, documented in docs/privacy.md.
     while bern_u128(rng, num, den.saturating_mul(k)) {
