@@ -55,8 +55,9 @@ use serde::{Deserialize, Serialize};
 /// let m: MechanismName = serde_json::from_str("\"olh\"").unwrap();
 /// assert_eq!(m, MechanismName::Olh);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum MechanismName {
     /// Generalised randomised response.
     Grr,
