@@ -1,7 +1,8 @@
 //! Sealed envelopes: how a batch of reports leaves the device.
 //!
 //! An envelope is one HPKE (RFC 9180) base-mode encryption, DHKEM(X25519, HKDF-SHA256),
-//! HKDF-SHA256 and ChaCha20-Poly1305 (AES-128-GCM with the `aes` feature), of a
+//! HKDF-SHA256 and ChaCha20-Poly1305 (AES-128-GCM with the `aes` feature; see
+//! [`hpke_base`] for how the suite is composed), of a
 //! postcard-encoded [`ReportBatch`], framed behind a fixed 75-byte header (DESIGN.md §8):
 //!
 //! ```text
@@ -103,8 +104,6 @@ pub enum EnvelopeError {
     UnsupportedAead(u16),
     /// Encapsulation to the public key failed (a low-order point gives an all-zero DH).
     InvalidPublicKey,
-    /// A serialized secret key has the wrong length.
-    InvalidSecretKey,
     /// A serialized key config is malformed: wrong length, another KEM or KDF, an
     /// unknown AEAD, or a validity window that ends before it starts.
     MalformedKeyConfig,
@@ -124,7 +123,6 @@ impl fmt::Display for EnvelopeError {
             Self::UnknownVersion(v) => write!(f, "unknown envelope version {v}"),
             Self::UnsupportedAead(id) => write!(f, "unsupported HPKE AEAD 0x{id:04x}"),
             Self::InvalidPublicKey => f.write_str("invalid public key"),
-            Self::InvalidSecretKey => f.write_str("invalid secret key"),
             Self::MalformedKeyConfig => f.write_str("malformed key config"),
             Self::Open => f.write_str("envelope did not open"),
             Self::Seal => f.write_str("envelope could not be sealed"),

@@ -2,15 +2,13 @@
 //! holds them (secret keys).
 
 use super::EnvelopeError;
+use super::hpke_base;
 use crate::Timestamp;
 use core::fmt;
-use hpke::{Deserializable as _, Kem as _, Serializable as _};
+use curve25519_dalek::montgomery::MontgomeryPoint;
 use rand_core::CryptoRng;
 use subtle::ConstantTimeEq as _;
-use zeroize::{Zeroize as _, Zeroizing};
-
-/// The KEM of every envelope: DHKEM(X25519, HKDF-SHA256), RFC 9180 §7.1.
-pub(crate) type Kem = hpke::kem::X25519HkdfSha256;
+use zeroize::Zeroizing;
 
 /// HPKE KEM id of DHKEM(X25519, HKDF-SHA256) (RFC 9180 §7.1).
 pub(crate) const KEM_ID: u16 = 0x0020;
@@ -85,28 +83,20 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-impl PublicKey {
-    pub(crate) fn to_hpke(self) -> Result<<Kem as hpke::Kem>::PublicKey, EnvelopeError> {
-        <Kem as hpke::Kem>::PublicKey::from_bytes(&self.0).map_err(|_| EnvelopeError::InvalidPublicKey)
-    }
-}
-
 /// An aggregator's X25519 secret key. Wiped on drop, hidden from `Debug`, compared in
-/// constant time. Keeps its public key so that opening costs a single scalar
-/// multiplication's worth of lookups.
+/// constant time. Keeps its public key so that opening costs one variable-base scalar
+/// multiplication and nothing else of note.
 ///
 /// ```
 /// use confiance::envelope::SecretKey;
 /// let sk = SecretKey::derive(&[7; 32]);
-/// let again = SecretKey::from_bytes(&sk.to_bytes())?;
+/// let again = SecretKey::from_bytes(&sk.to_bytes());
 /// assert_eq!(sk, again);
 /// assert_eq!(format!("{sk:?}"), format!("SecretKey {{ public: {:?}, .. }}", sk.public_key()));
-/// # Ok::<(), confiance::envelope::EnvelopeError>(())
 /// ```
 #[derive(Clone)]
 pub struct SecretKey {
-    // x25519-dalek's StaticSecret inside is zeroized on drop.
-    sk: <Kem as hpke::Kem>::PrivateKey,
+    sk: Zeroizing<[u8; 32]>,
     pk: PublicKey,
 }
 
@@ -118,52 +108,39 @@ impl fmt::Debug for SecretKey {
 
 impl PartialEq for SecretKey {
     fn eq(&self, other: &Self) -> bool {
-        self.sk.ct_eq(&other.sk).into()
+        self.sk.ct_eq(&*other.sk).into()
     }
 }
 impl Eq for SecretKey {}
 
 impl SecretKey {
-    fn from_hpke(sk: <Kem as hpke::Kem>::PrivateKey, pk: &<Kem as hpke::Kem>::PublicKey) -> Self {
-        let mut bytes = [0u8; 32];
-        bytes.copy_from_slice(&pk.to_bytes());
-        Self { sk, pk: PublicKey(bytes) }
-    }
-
     /// A fresh key: RFC 9180 `GenerateKeyPair` (32 random bytes into `DeriveKeyPair`).
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
-        let (sk, pk) = Kem::gen_keypair_with_rng(&mut &mut *rng);
-        Self::from_hpke(sk, &pk)
+        let mut ikm = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut ikm[..]);
+        Self::derive(&ikm[..])
     }
 
     /// RFC 9180 §7.1.3 `DeriveKeyPair(ikm)`: a deterministic key from input keying
     /// material with at least 32 bytes of entropy.
     #[must_use]
     pub fn derive(ikm: &[u8]) -> Self {
-        let (sk, pk) = Kem::derive_keypair(ikm);
-        Self::from_hpke(sk, &pk)
+        let (sk, pk) = hpke_base::derive_keypair(ikm);
+        Self { sk, pk: PublicKey(pk) }
     }
 
-    /// RFC 9180 `DeserializePrivateKey` (clamps).
-    ///
-    /// # Errors
-    /// [`EnvelopeError::InvalidSecretKey`] (only on a length mismatch, which the array
-    /// type rules out; kept so no failure becomes a panic).
-    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, EnvelopeError> {
-        let sk =
-            <Kem as hpke::Kem>::PrivateKey::from_bytes(bytes).map_err(|_| EnvelopeError::InvalidSecretKey)?;
-        let pk = Kem::sk_to_pk(&sk);
-        Ok(Self::from_hpke(sk, &pk))
+    /// RFC 9180 `DeserializePrivateKey` (clamps, RFC 9180 §7.1.2).
+    #[must_use]
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        let sk = Zeroizing::new(curve25519_dalek::scalar::clamp_integer(*bytes));
+        let pk = PublicKey(MontgomeryPoint::mul_base_clamped(*sk).to_bytes());
+        Self { sk, pk }
     }
 
     /// RFC 9180 `SerializePrivateKey` (clamped), in a buffer wiped on drop.
     #[must_use]
     pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
-        let mut arr = self.sk.to_bytes();
-        let mut out = Zeroizing::new([0u8; 32]);
-        out.copy_from_slice(&arr);
-        arr.zeroize();
-        out
+        self.sk.clone()
     }
 
     /// The matching public key.
@@ -172,7 +149,7 @@ impl SecretKey {
         self.pk
     }
 
-    pub(crate) const fn hpke(&self) -> &<Kem as hpke::Kem>::PrivateKey {
+    pub(crate) fn scalar(&self) -> &[u8; 32] {
         &self.sk
     }
 }
