@@ -5,5 +5,6 @@
 
 pub mod audit;
 pub mod estimate;
+pub mod keys;
 pub mod ledger;
 pub mod transcrypt;
