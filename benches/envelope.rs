@@ -9,6 +9,8 @@
 //!
 //! Run: `cargo bench -p confiance --bench envelope`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests and benches fail loudly")]
+
 use confiance::Timestamp;
 use confiance::envelope::{
     self, AeadId, CatalogueDigest, Envelope, HeaderFields, KeyConfig, KeyId, ReportId, SecretKey,

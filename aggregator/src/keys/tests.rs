@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
 use super::*;
 use confiance::envelope::{self, HeaderFields, PublicKey};
 use rand_chacha::ChaCha20Rng;
