@@ -36,8 +36,7 @@ impl fmt::Display for EpsilonError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for EpsilonError {}
+impl core::error::Error for EpsilonError {}
 
 /// ε, a reduced fraction `num/den` with `0 < ε <= MAX_EPSILON`.
 ///
@@ -66,6 +65,9 @@ const fn gcd(mut a: u64, mut b: u64) -> u64 {
 }
 
 impl Epsilon {
+    /// ε = 1.
+    pub const ONE: Self = Self { num: 1, den: 1 };
+
     /// ε = `num / den`, reduced.
     ///
     /// # Errors
@@ -163,11 +165,11 @@ impl fmt::Display for Epsilon {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = self.den;
         let (mut twos, mut fives) = (0u32, 0u32);
-        while d % 2 == 0 {
+        while d.is_multiple_of(2) {
             d /= 2;
             twos += 1;
         }
-        while d % 5 == 0 {
+        while d.is_multiple_of(5) {
             d /= 5;
             fives += 1;
         }

@@ -1,1 +1,17 @@
-//! TODO(skeleton): hazmat
+//! Hazardous materials: things that are right for tests and simulations and wrong in a
+//! device's normal life.
+//!
+//! A seeded generator makes privacy noise replayable by whoever knows the seed; use one
+//! only where reproducibility is the point (tests, simulations, known-answer vectors).
+
+/// A seedable ChaCha20 CSPRNG, for tests and simulations only.
+///
+/// ```
+/// use confiance::hazmat::{SeededRng, SeedableRng as _};
+/// use confiance::rng::Rng as _;
+/// let mut a = SeededRng::seed_from_u64(7);
+/// let mut b = SeededRng::seed_from_u64(7);
+/// assert_eq!(a.next_u64(), b.next_u64());
+/// ```
+pub use rand_chacha::ChaCha20Rng as SeededRng;
+pub use rand_core::SeedableRng;

@@ -33,8 +33,7 @@ impl fmt::Display for IdError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for IdError {}
+impl core::error::Error for IdError {}
 
 fn validate(s: &str) -> Result<(), IdError> {
     let b = s.as_bytes();

@@ -2,9 +2,13 @@
 //! intervals, keep data no longer than its tag allows, and answer *who sees what, for
 //! how long* with a tamper-evident audit log behind every answer.
 #![forbid(unsafe_code)]
+// Library code never unwraps, expects or panics; tests, examples and benches may.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod audit;
+pub mod decision;
 pub mod estimate;
 pub mod keys;
 pub mod ledger;
+pub mod store;
 pub mod transcrypt;

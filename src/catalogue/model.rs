@@ -1,0 +1,295 @@
+//! The catalogue's items. Plain data with public fields: a [`super::Catalogue`] checks
+//! them as a whole when it is built.
+
+use alloc::collections::BTreeSet;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::Epsilon;
+use crate::ids::{CategoryId, PurposeId, RecipientId};
+use crate::ldp::MechanismName;
+use crate::retention::{Duration, Period};
+
+/// The most labels a categorical metric may have (the LDP decoders' memory is
+/// proportional to it).
+pub const MAX_CATEGORICAL_LABELS: usize = 1 << 20;
+
+/// The most purposes, recipients or metrics a catalogue may hold.
+pub const MAX_ITEMS: usize = 10_000;
+
+/// The legal basis of a purpose (GDPR Art. 6(1)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LegalBasis {
+    /// Art. 6(1)(a): the data subject's consent. Data flows only under a receipt.
+    Consent,
+    /// Art. 6(1)(b): performance of a contract.
+    Contract,
+    /// Art. 6(1)(c): a legal obligation.
+    LegalObligation,
+    /// Art. 6(1)(d): vital interests.
+    VitalInterest,
+    /// Art. 6(1)(e): a task in the public interest.
+    PublicTask,
+    /// Art. 6(1)(f): legitimate interests.
+    LegitimateInterest,
+}
+
+/// A purpose of processing.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Purpose {
+    /// What the data is used for, in words a data subject can read.
+    pub description: String,
+    /// Why the processing is lawful.
+    pub legal_basis: LegalBasis,
+    /// The longest any metric may be held for this purpose, if shorter than the
+    /// catalogue's limit.
+    pub max_hold: Option<Duration>,
+}
+
+impl Purpose {
+    /// A purpose with no hold limit of its own.
+    #[must_use]
+    pub fn new(description: &str, legal_basis: LegalBasis) -> Self {
+        Self { description: String::from(description), legal_basis, max_hold: None }
+    }
+}
+
+/// A recipient's role (GDPR Art. 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Decides purposes and means.
+    Controller,
+    /// Processes on a controller's behalf.
+    Processor,
+    /// Any other party data is disclosed to.
+    ThirdParty,
+}
+
+/// A party data may be disclosed to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Recipient {
+    /// Display name.
+    pub name: String,
+    /// Role in the processing.
+    pub role: Role,
+    /// ISO 3166-1 alpha-2 country code, upper case (`FR`, `DE`, `US`).
+    pub country: String,
+}
+
+impl Recipient {
+    /// A recipient.
+    #[must_use]
+    pub fn new(name: &str, role: Role, country: &str) -> Self {
+        Self { name: String::from(name), role, country: String::from(country) }
+    }
+}
+
+/// How sensitive a metric's data category is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sensitivity {
+    /// Device state with little bearing on a person.
+    Low,
+    /// Usage that reveals habits.
+    Medium,
+    /// Location, presence, anything that reveals a person's life.
+    High,
+    /// GDPR Art. 9 special categories (health and the like).
+    Special,
+}
+
+/// What a metric's values are.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MetricKind {
+    /// `true` or `false`.
+    Boolean,
+    /// One of `labels` (at least 2, at most [`MAX_CATEGORICAL_LABELS`], distinct).
+    Categorical {
+        /// The labels, in the order that gives their indices.
+        labels: Vec<String>,
+    },
+    /// An integer in `[min, max]`.
+    Numeric {
+        /// Smallest value.
+        min: i64,
+        /// Largest value; greater than `min`.
+        max: i64,
+    },
+    /// A count of events in `[0, max]` per time bucket.
+    Count {
+        /// Largest count; values above are clamped on the device.
+        max: u64,
+    },
+}
+
+impl MetricKind {
+    /// The number of categories for a categorical or boolean metric.
+    #[must_use]
+    pub fn categories(&self) -> Option<usize> {
+        match self {
+            Self::Boolean => Some(2),
+            Self::Categorical { labels } => Some(labels.len()),
+            Self::Numeric { .. } | Self::Count { .. } => None,
+        }
+    }
+}
+
+/// A per-period cap on the ε one device spends on one metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Budget {
+    /// Total ε allowed per period.
+    pub epsilon: Epsilon,
+    /// The period (a fixed number of seconds: no months or years).
+    pub period: Period,
+}
+
+/// How a metric is protected.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Privacy {
+    /// Anonymous statistics under local differential privacy.
+    Ldp {
+        /// ε per report.
+        epsilon: Epsilon,
+        /// The mechanism, or `auto`.
+        mechanism: MechanismName,
+        /// The device's cap per period, if any.
+        budget: Option<Budget>,
+    },
+    /// Exact values under a consent receipt and a recipient-scoped pseudonym.
+    Pseudonymous,
+}
+
+/// A metric the catalogue allows to be collected.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Metric {
+    /// What is measured, in words a data subject can read.
+    pub description: String,
+    /// The values.
+    pub kind: MetricKind,
+    /// The data category (after W3C DPV), such as `usage` or `location`.
+    pub category: CategoryId,
+    /// How sensitive the category is.
+    pub sensitivity: Sensitivity,
+    /// How it is protected.
+    pub privacy: Privacy,
+    /// Purposes it may serve (at least one).
+    pub purposes: BTreeSet<PurposeId>,
+    /// Recipients it may go to (at least one).
+    pub recipients: BTreeSet<RecipientId>,
+    /// The longest anything collected for it may be held.
+    pub max_hold: Duration,
+    /// Width of the time buckets reports are truncated to (a fixed period, at most a year).
+    pub time_precision: Period,
+}
+
+/// One hour, the default time precision.
+const HOUR: u64 = 3_600;
+
+impl Metric {
+    /// A metric with sensible defaults: sensitivity `Low`, local DP with ε = 1 and the
+    /// `auto` mechanism, a maximum hold of 30 days, hourly buckets; no purposes and no
+    /// recipients yet (a catalogue rejects a metric without them).
+    #[must_use]
+    pub fn new(description: &str, kind: MetricKind, category: CategoryId) -> Self {
+        Self {
+            description: String::from(description),
+            kind,
+            category,
+            sensitivity: Sensitivity::Low,
+            privacy: Privacy::Ldp { epsilon: Epsilon::ONE, mechanism: MechanismName::Auto, budget: None },
+            purposes: BTreeSet::new(),
+            recipients: BTreeSet::new(),
+            max_hold: Duration::Temporal(Period::DAYS_30),
+            time_precision: Period::HOUR,
+        }
+    }
+
+    /// Local DP with `epsilon` per report and `mechanism`.
+    #[must_use]
+    pub fn ldp(mut self, epsilon: Epsilon, mechanism: MechanismName) -> Self {
+        self.privacy = Privacy::Ldp { epsilon, mechanism, budget: None };
+        self
+    }
+
+    /// A per-period ε cap (only meaningful on a local DP metric).
+    #[must_use]
+    pub fn budget(mut self, budget: Budget) -> Self {
+        if let Privacy::Ldp { budget: b, .. } = &mut self.privacy {
+            *b = Some(budget);
+        }
+        self
+    }
+
+    /// A pseudonymous service record.
+    #[must_use]
+    pub fn pseudonymous(mut self) -> Self {
+        self.privacy = Privacy::Pseudonymous;
+        self
+    }
+
+    /// Sets the sensitivity.
+    #[must_use]
+    pub fn sensitivity(mut self, sensitivity: Sensitivity) -> Self {
+        self.sensitivity = sensitivity;
+        self
+    }
+
+    /// Sets the allowed purposes.
+    #[must_use]
+    pub fn purposes(mut self, purposes: impl IntoIterator<Item = PurposeId>) -> Self {
+        self.purposes = purposes.into_iter().collect();
+        self
+    }
+
+    /// Sets the allowed recipients.
+    #[must_use]
+    pub fn recipients(mut self, recipients: impl IntoIterator<Item = RecipientId>) -> Self {
+        self.recipients = recipients.into_iter().collect();
+        self
+    }
+
+    /// Sets the maximum hold.
+    #[must_use]
+    pub fn max_hold(mut self, hold: Duration) -> Self {
+        self.max_hold = hold;
+        self
+    }
+
+    /// Sets the time precision.
+    #[must_use]
+    pub fn time_precision(mut self, precision: Period) -> Self {
+        self.time_precision = precision;
+        self
+    }
+
+    /// The bucket width in seconds (validated to be a fixed period).
+    #[must_use]
+    pub fn bucket_secs(&self) -> u64 {
+        self.time_precision.fixed_secs().unwrap_or(HOUR)
+    }
+
+    /// Whether this metric is anonymous (local DP).
+    #[must_use]
+    pub const fn is_anonymous(&self) -> bool {
+        matches!(self.privacy, Privacy::Ldp { .. })
+    }
+}
+
+/// Catalogue-wide limits.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// No metric may be held longer than this.
+    pub max_hold: Duration,
+    /// Length of a pseudonym epoch: devices derive a fresh scoped pseudonym per
+    /// recipient each epoch (a fixed period).
+    pub pseudonym_epoch: Period,
+}
+
+impl Default for Limits {
+    /// Hold at most 10 years; pseudonym epochs of 30 days.
+    fn default() -> Self {
+        Self { max_hold: Duration::Temporal(Period::YEARS_10), pseudonym_epoch: Period::DAYS_30 }
+    }
+}

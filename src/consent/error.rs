@@ -1,0 +1,81 @@
+//! Why a receipt, a withdrawal or a consent change is refused.
+
+use core::fmt;
+
+use crate::ids::{CategoryId, MetricId, PurposeId, RecipientId};
+
+/// Why a receipt, a withdrawal or a consent change is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConsentError {
+    /// More bytes than [`super::MAX_RECEIPT_BYTES`]: refused before decoding.
+    TooLarge,
+    /// Bytes that do not decode as a receipt or withdrawal.
+    Malformed,
+    /// Bytes left over after a complete receipt or withdrawal.
+    TrailingBytes,
+    /// A format version this build does not know.
+    UnsupportedVersion(u8),
+    /// The device key is not a valid Ed25519 public key.
+    BadKey,
+    /// The signature does not verify under the device key.
+    BadSignature,
+    /// `valid_until` is not after `valid_from`.
+    InvertedValidity,
+    /// The receipt covers no metric and no category.
+    EmptyScope,
+    /// The receipt names a catalogue other than the one it is checked against.
+    CatalogueMismatch,
+    /// The receipt names a recipient the catalogue does not define.
+    UnknownRecipient(RecipientId),
+    /// The receipt names a purpose the catalogue does not define.
+    UnknownPurpose(PurposeId),
+    /// The receipt names a metric the catalogue does not define.
+    UnknownMetric(MetricId),
+    /// The receipt names a data category with no metric the catalogue lets this
+    /// recipient have for this purpose.
+    UnknownCategory(CategoryId),
+    /// The catalogue does not let this recipient have this metric for this purpose:
+    /// the scope is wider than the catalogue allows.
+    ScopeTooWide(MetricId),
+    /// No receipt with that id in this consent state.
+    UnknownReceipt,
+    /// The receipt was already withdrawn.
+    AlreadyWithdrawn,
+    /// A withdrawal signed by another key than the receipt's.
+    KeyMismatch,
+    /// A narrowed scope that is not a strict subset of the receipt's scope.
+    NotNarrower,
+    /// A withdrawal or narrowing at an instant before the receipt started.
+    BeforeValidity,
+}
+
+impl fmt::Display for ConsentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge => f.write_str("receipt is too large"),
+            Self::Malformed => f.write_str("receipt bytes are malformed"),
+            Self::TrailingBytes => f.write_str("trailing bytes after the receipt"),
+            Self::UnsupportedVersion(v) => write!(f, "unsupported receipt version {v}"),
+            Self::BadKey => f.write_str("device key is not a valid Ed25519 public key"),
+            Self::BadSignature => f.write_str("signature does not verify"),
+            Self::InvertedValidity => f.write_str("valid_until must be after valid_from"),
+            Self::EmptyScope => f.write_str("receipt covers nothing"),
+            Self::CatalogueMismatch => f.write_str("receipt is for another catalogue"),
+            Self::UnknownRecipient(r) => write!(f, "unknown recipient `{r}`"),
+            Self::UnknownPurpose(p) => write!(f, "unknown purpose `{p}`"),
+            Self::UnknownMetric(m) => write!(f, "unknown metric `{m}`"),
+            Self::UnknownCategory(c) => write!(f, "no allowed metric in category `{c}`"),
+            Self::ScopeTooWide(m) => {
+                write!(f, "the catalogue does not allow metric `{m}` for this recipient and purpose")
+            }
+            Self::UnknownReceipt => f.write_str("unknown receipt"),
+            Self::AlreadyWithdrawn => f.write_str("receipt already withdrawn"),
+            Self::KeyMismatch => f.write_str("withdrawal is not signed by the receipt's key"),
+            Self::NotNarrower => f.write_str("narrowed scope must be a strict subset"),
+            Self::BeforeValidity => f.write_str("instant is before the receipt's validity"),
+        }
+    }
+}
+
+impl core::error::Error for ConsentError {}
