@@ -54,8 +54,9 @@ mod frame;
 pub mod hpke_base;
 mod keys;
 
+pub use crate::catalogue::CatalogueDigest;
 pub use batch::{BatchError, BatchLimits, ReportBatch, ReportId, decode_batch, encode_batch};
-pub use frame::{CatalogueDigest, Envelope, EnvelopeId, Header, HeaderFields};
+pub use frame::{Envelope, EnvelopeId, Header, HeaderFields};
 pub use keys::{AeadId, KEY_CONFIG_LEN, KeyConfig, KeyId, PublicKey, SecretKey, select_config};
 
 use alloc::vec::Vec;

@@ -4,18 +4,9 @@ use super::{
     AeadId, ENC_LEN, EnvelopeError, HEADER_LEN, MAX_FRAME_LEN, OVERHEAD, SecretKey, VERSION, hpke_base,
 };
 use crate::Timestamp;
+use crate::catalogue::CatalogueDigest;
 use alloc::vec::Vec;
 use core::fmt;
-
-/// The digest of the catalogue the reports were made under (DESIGN.md §4): 32 bytes,
-/// compared by the aggregator with the catalogue it expects.
-///
-/// ```
-/// use confiance::envelope::CatalogueDigest;
-/// assert_eq!(CatalogueDigest([0xab; 32]).to_string().len(), 64);
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-pub struct CatalogueDigest(pub [u8; 32]);
 
 /// The SHA-256 of a whole frame: a stable name for an envelope, for replay detection
 /// and audit events. Any change to any byte of the frame changes it.
@@ -55,7 +46,6 @@ macro_rules! hex_display {
         }
     };
 }
-hex_display!(CatalogueDigest);
 hex_display!(EnvelopeId);
 
 /// The header fields the device chooses when it seals (the key id comes from the
