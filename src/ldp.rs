@@ -40,7 +40,7 @@ mod theory;
 pub use budget::Budget;
 pub use hash::{for_each_hash, olh_hash};
 pub use mechanism::{
-    DEFAULT_OLH_POOL, MAX_CATEGORIES, MAX_NUMERIC_RANGE, Mechanism, Params, PIECEWISE_RESOLUTION,
+    DEFAULT_OLH_POOL, MAX_CATEGORIES, MAX_NUMERIC_RANGE, Mechanism, PIECEWISE_RESOLUTION, Params,
 };
 pub use report::LdpReport;
 pub use theory::exp_approx;

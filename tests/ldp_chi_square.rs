@@ -6,7 +6,12 @@
 //! quantile, z = 4.7534 (upper 1e-6 normal quantile); for one degree of freedom the
 //! exact value 23.928.
 
-#![allow(clippy::unwrap_used, clippy::cast_precision_loss, clippy::cast_possible_truncation, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    reason = "tests"
+)]
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
@@ -24,7 +29,14 @@ fn critical(df: usize) -> f64 {
 }
 
 /// Draw `DRAWS` reports of `value`, bucket them with `cell`, compare to `expected`.
-fn chi_square(m: &Mechanism, value: LdpValue, seed: u64, cells: usize, cell: impl Fn(&LdpReport) -> usize, p: impl Fn(usize) -> f64) {
+fn chi_square(
+    m: &Mechanism,
+    value: LdpValue,
+    seed: u64,
+    cells: usize,
+    cell: impl Fn(&LdpReport) -> usize,
+    p: impl Fn(usize) -> f64,
+) {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let mut counts = vec![0u64; cells];
     for _ in 0..DRAWS {
@@ -62,10 +74,17 @@ fn grr() {
     let d = 8u32;
     let m = cat(MechanismName::Grr, d);
     let z = e + f64::from(d) - 1.0;
-    chi_square(&m, LdpValue::Category(3), 1, d as usize, |r| match r {
-        LdpReport::Grr(y) => *y as usize,
-        _ => unreachable!(),
-    }, |y| if y == 3 { e / z } else { 1.0 / z });
+    chi_square(
+        &m,
+        LdpValue::Category(3),
+        1,
+        d as usize,
+        |r| match r {
+            LdpReport::Grr(y) => *y as usize,
+            _ => unreachable!(),
+        },
+        |y| if y == 3 { e / z } else { 1.0 / z },
+    );
 }
 
 fn unary_cell(r: &LdpReport) -> usize {
@@ -81,11 +100,13 @@ fn oue() {
     let m = cat(MechanismName::Oue, 8);
     let q = 1.0 / (e + 1.0);
     chi_square(&m, LdpValue::Category(5), 2, 256, unary_cell, |x| {
-        (0..8).map(|i| {
-            let one = x >> i & 1 == 1;
-            let p1 = if i == 5 { 0.5 } else { q };
-            if one { p1 } else { 1.0 - p1 }
-        }).product()
+        (0..8)
+            .map(|i| {
+                let one = x >> i & 1 == 1;
+                let p1 = if i == 5 { 0.5 } else { q };
+                if one { p1 } else { 1.0 - p1 }
+            })
+            .product()
     });
 }
 
@@ -105,14 +126,21 @@ fn olh() {
     let m = Mechanism::olh_with_pool(8, eps, 64, 99).unwrap();
     let Params::Olh { g, pool, pool_key, .. } = *m.params() else { unreachable!() };
     let z = e + f64::from(g) - 1.0;
-    chi_square(&m, LdpValue::Category(6), 4, (g * pool) as usize, |r| match r {
-        LdpReport::Olh { seed, value } => (seed * g + value) as usize,
-        _ => unreachable!(),
-    }, |c| {
-        let (seed, y) = (c as u32 / g, c as u32 % g);
-        let hit = y == olh_hash(pool_key, seed, 6, g);
-        (if hit { e / z } else { 1.0 / z }) / f64::from(pool)
-    });
+    chi_square(
+        &m,
+        LdpValue::Category(6),
+        4,
+        (g * pool) as usize,
+        |r| match r {
+            LdpReport::Olh { seed, value } => (seed * g + value) as usize,
+            _ => unreachable!(),
+        },
+        |c| {
+            let (seed, y) = (c as u32 / g, c as u32 % g);
+            let hit = y == olh_hash(pool_key, seed, 6, g);
+            (if hit { e / z } else { 1.0 / z }) / f64::from(pool)
+        },
+    );
 }
 
 #[test]
@@ -120,13 +148,20 @@ fn hadamard() {
     let (_, e) = e1();
     let m = cat(MechanismName::Hadamard, 8);
     let Params::Hadamard { k, .. } = *m.params() else { unreachable!() };
-    chi_square(&m, LdpValue::Category(2), 5, k as usize, |r| match r {
-        LdpReport::Hadamard(j) => *j as usize,
-        _ => unreachable!(),
-    }, |j| {
-        let inside = (3 & j).count_ones() % 2 == 0;
-        2.0 / f64::from(k) * if inside { e / (e + 1.0) } else { 1.0 / (e + 1.0) }
-    });
+    chi_square(
+        &m,
+        LdpValue::Category(2),
+        5,
+        k as usize,
+        |r| match r {
+            LdpReport::Hadamard(j) => *j as usize,
+            _ => unreachable!(),
+        },
+        |j| {
+            let inside = (3 & j).count_ones() % 2 == 0;
+            2.0 / f64::from(k) * if inside { e / (e + 1.0) } else { 1.0 / (e + 1.0) }
+        },
+    );
 }
 
 #[test]
@@ -136,10 +171,17 @@ fn piecewise() {
     let Params::Piecewise { step, window, outputs, .. } = *m.params() else { unreachable!() };
     let s = 7 * step;
     let z = window as f64 * e + (outputs - window) as f64;
-    chi_square(&m, LdpValue::Numeric(7), 6, outputs as usize, |r| match r {
-        LdpReport::Piecewise(y) => *y as usize,
-        _ => unreachable!(),
-    }, |y| if (s..s + window).contains(&(y as u64)) { e / z } else { 1.0 / z });
+    chi_square(
+        &m,
+        LdpValue::Numeric(7),
+        6,
+        outputs as usize,
+        |r| match r {
+            LdpReport::Piecewise(y) => *y as usize,
+            _ => unreachable!(),
+        },
+        |y| if (s..s + window).contains(&(y as u64)) { e / z } else { 1.0 / z },
+    );
 }
 
 #[test]
@@ -148,10 +190,17 @@ fn duchi() {
     let m = Mechanism::select(Domain::Numeric { min: 0, max: 10 }, eps, MechanismName::Duchi).unwrap();
     let t = 2.0 * 3.0 / 10.0 - 1.0;
     let plus = 0.5 + t * (e - 1.0) / (2.0 * (e + 1.0));
-    chi_square(&m, LdpValue::Numeric(3), 7, 2, |r| match r {
-        LdpReport::Duchi(b) => usize::from(*b),
-        _ => unreachable!(),
-    }, |c| if c == 1 { plus } else { 1.0 - plus });
+    chi_square(
+        &m,
+        LdpValue::Numeric(3),
+        7,
+        2,
+        |r| match r {
+            LdpReport::Duchi(b) => usize::from(*b),
+            _ => unreachable!(),
+        },
+        |c| if c == 1 { plus } else { 1.0 - plus },
+    );
 }
 
 /// Power check: the same test rejects a GRR whose keep probability is off by 1%.
@@ -162,10 +211,17 @@ fn detects_a_small_bias() {
     let z = e + 7.0;
     let p_wrong = e / z * 1.01;
     let result = std::panic::catch_unwind(|| {
-        chi_square(&m, LdpValue::Category(3), 1, 8, |r| match r {
-            LdpReport::Grr(y) => *y as usize,
-            _ => unreachable!(),
-        }, |y| if y == 3 { p_wrong } else { (1.0 - p_wrong) / 7.0 });
+        chi_square(
+            &m,
+            LdpValue::Category(3),
+            1,
+            8,
+            |r| match r {
+                LdpReport::Grr(y) => *y as usize,
+                _ => unreachable!(),
+            },
+            |y| if y == 3 { p_wrong } else { (1.0 - p_wrong) / 7.0 },
+        );
     });
     assert!(result.is_err());
 }

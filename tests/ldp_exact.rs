@@ -41,8 +41,12 @@ impl Poly {
     }
     fn add(&self, o: &Self) -> Self {
         let n = self.0.len().max(o.0.len());
-        Self((0..n).map(|i| self.0.get(i).unwrap_or(&0).checked_add(*o.0.get(i).unwrap_or(&0)).unwrap()).collect())
-            .trim()
+        Self(
+            (0..n)
+                .map(|i| self.0.get(i).unwrap_or(&0).checked_add(*o.0.get(i).unwrap_or(&0)).unwrap())
+                .collect(),
+        )
+        .trim()
     }
     fn sub(&self, o: &Self) -> Self {
         self.add(&o.mul(&Self::c(-1)))
@@ -192,7 +196,11 @@ fn exact_law(m: &Mechanism, value: LdpValue) -> (BTreeMap<Vec<u8>, Rf>, Rf) {
 }
 
 fn eps_list() -> [Epsilon; 3] {
-    [Epsilon::from_ratio(1, 2).unwrap(), Epsilon::from_ratio(1, 1).unwrap(), Epsilon::from_ratio(2, 1).unwrap()]
+    [
+        Epsilon::from_ratio(1, 2).unwrap(),
+        Epsilon::from_ratio(1, 1).unwrap(),
+        Epsilon::from_ratio(2, 1).unwrap(),
+    ]
 }
 
 fn w2() -> Poly {
@@ -338,7 +346,8 @@ fn piecewise_is_the_documented_discretisation() {
             Params::Piecewise { min: -2, max: 2, step: 3, window: 5, outputs: 17 },
         )
         .unwrap();
-        let selected = Mechanism::select(Domain::Numeric { min: 0, max: 2 }, eps, MechanismName::Piecewise).unwrap();
+        let selected =
+            Mechanism::select(Domain::Numeric { min: 0, max: 2 }, eps, MechanismName::Piecewise).unwrap();
         for m in [small, selected] {
             let Params::Piecewise { min, max, step, window, outputs } = *m.params() else { unreachable!() };
             let support: Vec<_> = (0..outputs).map(LdpReport::Piecewise).collect();
@@ -370,7 +379,11 @@ fn duchi_is_duchi_jordan_wainwright_2018() {
             let den = Poly::c(2 * r).mul(&Poly::c(1).add(&w2()));
             check(&m, LdpValue::Numeric(x), &[LdpReport::Duchi(true), LdpReport::Duchi(false)], |rep| {
                 let LdpReport::Duchi(positive) = rep else { unreachable!() };
-                if *positive { Rf::new(plus.clone(), den.clone()) } else { Rf::new(den.sub(&plus), den.clone()) }
+                if *positive {
+                    Rf::new(plus.clone(), den.clone())
+                } else {
+                    Rf::new(den.sub(&plus), den.clone())
+                }
             });
         }
     }

@@ -10,7 +10,12 @@
 //! Bernoulli draw when the candidate equals the value) is rejected by the same test,
 //! which shows the test has the power to see the leak it guards against.
 
-#![allow(clippy::unwrap_used, clippy::cast_precision_loss, clippy::cast_possible_truncation, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    reason = "tests"
+)]
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng, bernoulli_exp_neg, uniform_below};
@@ -66,7 +71,8 @@ fn homogeneity(rows: &[BTreeMap<u64, u64>]) -> (f64, usize) {
     let total: u64 = col_totals.values().sum();
     let rows_n = rows.len() as f64;
     // Pool sparse columns (expected per row < 5) into one tail column.
-    let big: Vec<u64> = col_totals.iter().filter(|(_, v)| **v as f64 / rows_n >= 5.0).map(|(k, _)| *k).collect();
+    let big: Vec<u64> =
+        col_totals.iter().filter(|(_, v)| **v as f64 / rows_n >= 5.0).map(|(k, _)| *k).collect();
     let mut stat = 0.0;
     let columns = big.len() + usize::from(big.len() < col_totals.len());
     for r in rows {
@@ -106,10 +112,18 @@ fn assert_homogeneous(label: &str, rows: &[BTreeMap<u64, u64>]) {
 #[test]
 fn frequency_oracles_draw_independently_of_the_value() {
     for eps in [Epsilon::from_ratio(1, 2).unwrap(), Epsilon::from_ratio(2, 1).unwrap()] {
-        for name in [MechanismName::Grr, MechanismName::Oue, MechanismName::Sue, MechanismName::Olh, MechanismName::Hadamard] {
+        for name in [
+            MechanismName::Grr,
+            MechanismName::Oue,
+            MechanismName::Sue,
+            MechanismName::Olh,
+            MechanismName::Hadamard,
+        ] {
             let m = Mechanism::select(Domain::Categorical { d: 8 }, eps, name).unwrap();
             let rows: Vec<_> = (0..8u32)
-                .map(|v| histogram(1000 + u64::from(v), |rng| drop(m.encode(LdpValue::Category(v), rng).unwrap())))
+                .map(|v| {
+                    histogram(1000 + u64::from(v), |rng| drop(m.encode(LdpValue::Category(v), rng).unwrap()))
+                })
                 .collect();
             assert_homogeneous(&format!("{name:?} ε={eps}"), &rows);
         }
@@ -123,7 +137,9 @@ fn numeric_mechanisms_draw_independently_of_the_value() {
         let m = Mechanism::select(Domain::Numeric { min: -50, max: 50 }, eps, name).unwrap();
         let rows: Vec<_> = [-50i64, -17, 0, 33, 50]
             .iter()
-            .map(|x| histogram(2000 + x.unsigned_abs(), |rng| drop(m.encode(LdpValue::Numeric(*x), rng).unwrap())))
+            .map(|x| {
+                histogram(2000 + x.unsigned_abs(), |rng| drop(m.encode(LdpValue::Numeric(*x), rng).unwrap()))
+            })
             .collect();
         assert_homogeneous(&format!("{name:?}"), &rows);
     }
@@ -137,11 +153,13 @@ fn the_test_sees_a_leak() {
     let eps = Ratio::new(1, 1).unwrap();
     let rows: Vec<_> = (0..8u64)
         .map(|v| {
-            histogram(4000 + v, |rng| loop {
-                let y = uniform_below(rng, 8).unwrap();
-                let b = if v % 2 == 0 && y == v { false } else { bernoulli_exp_neg(rng, eps) };
-                if y == v || b {
-                    return;
+            histogram(4000 + v, |rng| {
+                loop {
+                    let y = uniform_below(rng, 8).unwrap();
+                    let b = if v % 2 == 0 && y == v { false } else { bernoulli_exp_neg(rng, eps) };
+                    if y == v || b {
+                        return;
+                    }
                 }
             })
         })

@@ -21,9 +21,10 @@ fn filled(m: &Mechanism) -> Accumulator {
         let x = rng.next_u64();
         let r = match *m.params() {
             Params::Hadamard { k, .. } => LdpReport::Hadamard((x % u64::from(k)) as u32),
-            Params::Olh { g, pool, .. } => {
-                LdpReport::Olh { seed: (x % u64::from(pool)) as u32, value: ((x >> 32) % u64::from(g)) as u32 }
-            }
+            Params::Olh { g, pool, .. } => LdpReport::Olh {
+                seed: (x % u64::from(pool)) as u32,
+                value: ((x >> 32) % u64::from(g)) as u32,
+            },
             Params::Grr { d } => LdpReport::Grr((x % u64::from(d)) as u32),
             _ => unreachable!(),
         };
@@ -46,7 +47,12 @@ fn decode(c: &mut Criterion) {
     g.finish();
     let mut g = c.benchmark_group("ingest");
     g.measurement_time(Duration::from_secs(3)).sample_size(20);
-    let m = Mechanism::select(Domain::Categorical { d: D }, Epsilon::from_ratio(1, 1).unwrap(), MechanismName::Olh).unwrap();
+    let m = Mechanism::select(
+        Domain::Categorical { d: D },
+        Epsilon::from_ratio(1, 1).unwrap(),
+        MechanismName::Olh,
+    )
+    .unwrap();
     let mut acc = Accumulator::new(&m);
     let r = LdpReport::Olh { seed: 5, value: 1 };
     g.bench_function("add/olh", |b| b.iter(|| acc.add(&r).unwrap()));

@@ -2,7 +2,13 @@
 //! commutative, storage round-trips and rejects corrupt bytes, fast decoders agree with
 //! the naive ones.
 
-#![allow(clippy::unwrap_used, clippy::panic, clippy::cast_precision_loss, clippy::cast_possible_truncation, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    reason = "tests"
+)]
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
@@ -15,10 +21,16 @@ fn eps() -> Epsilon {
 }
 
 fn all_mechanisms() -> Vec<Mechanism> {
-    let mut v: Vec<Mechanism> = [MechanismName::Grr, MechanismName::Oue, MechanismName::Sue, MechanismName::Olh, MechanismName::Hadamard]
-        .iter()
-        .map(|n| Mechanism::select(Domain::Categorical { d: 11 }, eps(), *n).unwrap())
-        .collect();
+    let mut v: Vec<Mechanism> = [
+        MechanismName::Grr,
+        MechanismName::Oue,
+        MechanismName::Sue,
+        MechanismName::Olh,
+        MechanismName::Hadamard,
+    ]
+    .iter()
+    .map(|n| Mechanism::select(Domain::Categorical { d: 11 }, eps(), *n).unwrap())
+    .collect();
     for n in [MechanismName::Piecewise, MechanismName::Duchi] {
         v.push(Mechanism::select(Domain::Numeric { min: -5, max: 20 }, eps(), n).unwrap());
     }
@@ -52,7 +64,11 @@ fn malformed_reports_are_typed_errors_and_change_nothing() {
         let acc = filled(m, &reports(m, 50, 1));
         let mut bad: Vec<(LdpReport, EstimateError)> = vec![];
         // Another mechanism's report.
-        let other = if matches!(m.params(), Params::Duchi { .. }) { LdpReport::Grr(0) } else { LdpReport::Duchi(true) };
+        let other = if matches!(m.params(), Params::Duchi { .. }) {
+            LdpReport::Grr(0)
+        } else {
+            LdpReport::Duchi(true)
+        };
         bad.push((other, EstimateError::WrongMechanism));
         match *m.params() {
             Params::Grr { d } => bad.push((LdpReport::Grr(d), EstimateError::OutOfRange)),
@@ -67,7 +83,9 @@ fn malformed_reports_are_typed_errors_and_change_nothing() {
                 bad.push((LdpReport::Oue(vec![0, 0b1000_0000]), EstimateError::BadLength)); // padding bit set
             }
             Params::Sue { .. } => bad.push((LdpReport::Sue(vec![0, 0b0000_1000]), EstimateError::BadLength)),
-            Params::Piecewise { outputs, .. } => bad.push((LdpReport::Piecewise(outputs), EstimateError::OutOfRange)),
+            Params::Piecewise { outputs, .. } => {
+                bad.push((LdpReport::Piecewise(outputs), EstimateError::OutOfRange))
+            }
             _ => {}
         }
         for (r, e) in bad {
@@ -199,7 +217,9 @@ fn fast_decoders_match_naive_decoding() {
     for v in 0..d {
         let naive = rs
             .iter()
-            .filter(|r| matches!(r, LdpReport::Olh { seed, value } if *value == olh_hash(pool_key, *seed, v, g)))
+            .filter(
+                |r| matches!(r, LdpReport::Olh { seed, value } if *value == olh_hash(pool_key, *seed, v, g)),
+            )
             .count();
         assert_eq!(fast[v as usize], naive as f64, "OLH v={v}");
     }

@@ -16,7 +16,12 @@
 //! Duchi et al. 2018. Duchi's *estimated* variance is an upper bound (one-bit reports
 //! cannot reveal Σt²), so its coverage may exceed 95%: we require ≥ 93% and ≤ 98%.
 
-#![allow(clippy::unwrap_used, clippy::cast_precision_loss, clippy::cast_possible_truncation, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    reason = "tests"
+)]
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
@@ -51,7 +56,8 @@ fn repeat(
             acc.add(&m.encode(*v, &mut rng).unwrap()).unwrap();
         }
         let est = acc.estimate();
-        let covered = est.values.iter().zip(truth).map(|(p, t)| p.ci95_low <= *t && *t <= p.ci95_high).collect();
+        let covered =
+            est.values.iter().zip(truth).map(|(p, t)| p.ci95_low <= *t && *t <= p.ci95_high).collect();
         (est.point_values(), covered)
     };
     std::thread::scope(|s| {
@@ -73,7 +79,8 @@ fn summarise(runs: &[(Vec<f64>, Vec<bool>)]) -> Summary {
     let k = runs[0].0.len();
     let r = runs.len() as f64;
     let mean: Vec<f64> = (0..k).map(|i| runs.iter().map(|x| x.0[i]).sum::<f64>() / r).collect();
-    let var = (0..k).map(|i| runs.iter().map(|x| (x.0[i] - mean[i]).powi(2)).sum::<f64>() / (r - 1.0)).collect();
+    let var =
+        (0..k).map(|i| runs.iter().map(|x| (x.0[i] - mean[i]).powi(2)).sum::<f64>() / (r - 1.0)).collect();
     let covered = runs.iter().flat_map(|x| x.1.iter()).filter(|c| **c).count();
     Summary { mean, var, coverage: covered as f64 / (r * k as f64) }
 }
@@ -81,14 +88,18 @@ fn summarise(runs: &[(Vec<f64>, Vec<bool>)]) -> Summary {
 fn check_frequency(name: MechanismName, make: impl Fn(u64) -> Mechanism + Sync) {
     let d = 8;
     let counts = zipf_counts(d, 1.1, N);
-    let values: Vec<LdpValue> =
-        counts.iter().enumerate().flat_map(|(v, c)| std::iter::repeat_n(LdpValue::Category(v as u32), *c)).collect();
+    let values: Vec<LdpValue> = counts
+        .iter()
+        .enumerate()
+        .flat_map(|(v, c)| std::iter::repeat_n(LdpValue::Category(v as u32), *c))
+        .collect();
     let truth: Vec<f64> = counts.iter().map(|c| *c as f64 / N as f64).collect();
     let m0 = make(0);
     let counts_f: Vec<f64> = counts.iter().map(|c| *c as f64).collect();
     let theory: Vec<f64> = (0..d)
         .map(|v| {
-            (count_variance(&m0, N as f64, counts_f[v]) + olh_pool_variance(&m0, &counts_f, v)) / (N as f64).powi(2)
+            (count_variance(&m0, N as f64, counts_f[v]) + olh_pool_variance(&m0, &counts_f, v))
+                / (N as f64).powi(2)
         })
         .collect();
     let reps = 300;
@@ -137,12 +148,15 @@ fn hadamard() {
 /// period): the theory is Wang et al.'s plus the pool term.
 #[test]
 fn olh() {
-    check_frequency(MechanismName::Olh, |rep| Mechanism::olh_with_pool(8, e1(), 1 << 14, 0xabc0 + rep).unwrap());
+    check_frequency(MechanismName::Olh, |rep| {
+        Mechanism::olh_with_pool(8, e1(), 1 << 14, 0xabc0 + rep).unwrap()
+    });
 }
 
 fn check_mean(name: MechanismName, eps: Epsilon) {
     let counts = zipf_counts(101, 1.1, N);
-    let data: Vec<i64> = counts.iter().enumerate().flat_map(|(x, c)| std::iter::repeat_n(x as i64, *c)).collect();
+    let data: Vec<i64> =
+        counts.iter().enumerate().flat_map(|(x, c)| std::iter::repeat_n(x as i64, *c)).collect();
     let values: Vec<LdpValue> = data.iter().map(|x| LdpValue::Numeric(*x)).collect();
     let truth = data.iter().sum::<i64>() as f64 / N as f64;
     let m = Mechanism::select(Domain::Numeric { min: 0, max: 100 }, eps, name).unwrap();

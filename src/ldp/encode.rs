@@ -169,7 +169,13 @@ mod tests {
     fn out_of_domain_and_kind_are_errors() {
         let e = Epsilon::from_ratio(1, 1).unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(1);
-        for name in [MechanismName::Grr, MechanismName::Oue, MechanismName::Sue, MechanismName::Olh, MechanismName::Hadamard] {
+        for name in [
+            MechanismName::Grr,
+            MechanismName::Oue,
+            MechanismName::Sue,
+            MechanismName::Olh,
+            MechanismName::Hadamard,
+        ] {
             let m = Mechanism::select(Domain::Categorical { d: 5 }, e, name).unwrap();
             assert_eq!(m.encode(LdpValue::Category(5), &mut rng), Err(LdpError::OutOfDomain));
             assert_eq!(m.encode(LdpValue::Numeric(1), &mut rng), Err(LdpError::ValueKindMismatch));

@@ -204,7 +204,10 @@ impl Mechanism {
             }
             Params::Piecewise { min, max, step, window, outputs } => {
                 let r = numeric_range(min, max)?;
-                let t = r.checked_mul(step).filter(|_| step >= 1 && window >= 1).ok_or(LdpError::BadParameters)?;
+                let t = r
+                    .checked_mul(step)
+                    .filter(|_| step >= 1 && window >= 1)
+                    .ok_or(LdpError::BadParameters)?;
                 if t.checked_add(window) != Some(outputs) || outputs > 1 << 60 {
                     return Err(LdpError::BadParameters);
                 }
@@ -285,9 +288,10 @@ fn hadamard_order(d: u32) -> Result<u32, LdpError> {
 fn piecewise(min: i64, max: i64, r: u64, e_half: f64) -> Params {
     let step = PIECEWISE_RESOLUTION.div_ceil(r).max(1);
     let t = r * step;
+    // Round half up by truncating w + 1/2 (no `f64::round` in `core`).
     #[allow(clippy::cast_precision_loss, reason = "t <= 2^52, exact in f64")]
-    let w = (t as f64 / e_half).round();
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0 <= w <= t <= 2^52")]
+    let w = t as f64 / e_half + 0.5;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0 <= w <= t + 1/2 <= 2^52")]
     let window = (w as u64).max(1);
     Params::Piecewise { min, max, step, window, outputs: t + window }
 }
@@ -313,7 +317,8 @@ mod tests {
     #[test]
     fn auto_numeric_switches_near_1_29() {
         // Wang et al. 2019, §III: PM's worst-case variance beats Duchi's for ε > 1.29.
-        let num = |e| Mechanism::select(Domain::Numeric { min: 0, max: 100 }, e, MechanismName::Auto).unwrap();
+        let num =
+            |e| Mechanism::select(Domain::Numeric { min: 0, max: 100 }, e, MechanismName::Auto).unwrap();
         assert_eq!(num(eps(1, 2)).name(), MechanismName::Duchi);
         assert_eq!(num(eps(128, 100)).name(), MechanismName::Duchi);
         assert_eq!(num(eps(130, 100)).name(), MechanismName::Piecewise);
@@ -323,10 +328,19 @@ mod tests {
     fn rejects_mismatches_and_bad_domains() {
         let e = eps(1, 1);
         let sel = Mechanism::select;
-        assert_eq!(sel(Domain::Categorical { d: 4 }, e, MechanismName::Duchi), Err(LdpError::MechanismDomainMismatch));
-        assert_eq!(sel(Domain::Numeric { min: 0, max: 9 }, e, MechanismName::Grr), Err(LdpError::MechanismDomainMismatch));
+        assert_eq!(
+            sel(Domain::Categorical { d: 4 }, e, MechanismName::Duchi),
+            Err(LdpError::MechanismDomainMismatch)
+        );
+        assert_eq!(
+            sel(Domain::Numeric { min: 0, max: 9 }, e, MechanismName::Grr),
+            Err(LdpError::MechanismDomainMismatch)
+        );
         assert_eq!(sel(Domain::Categorical { d: 1 }, e, MechanismName::Grr), Err(LdpError::BadCategoryCount));
-        assert_eq!(sel(Domain::Numeric { min: 5, max: 5 }, e, MechanismName::Auto), Err(LdpError::BadNumericRange));
+        assert_eq!(
+            sel(Domain::Numeric { min: 5, max: 5 }, e, MechanismName::Auto),
+            Err(LdpError::BadNumericRange)
+        );
         assert_eq!(
             sel(Domain::Numeric { min: i64::MIN, max: i64::MAX }, e, MechanismName::Auto),
             Err(LdpError::BadNumericRange)
@@ -343,9 +357,13 @@ mod tests {
     fn parameters_are_as_documented() {
         let m = Mechanism::select(Domain::Categorical { d: 8 }, eps(1, 1), MechanismName::Hadamard).unwrap();
         assert_eq!(*m.params(), Params::Hadamard { d: 8, k: 16 });
-        let m = Mechanism::select(Domain::Numeric { min: -1, max: 1 }, eps(2, 1), MechanismName::Piecewise).unwrap();
+        let m = Mechanism::select(Domain::Numeric { min: -1, max: 1 }, eps(2, 1), MechanismName::Piecewise)
+            .unwrap();
         // step = 2048, T = 4096, window = round(4096/e) = 1507.
-        assert_eq!(*m.params(), Params::Piecewise { min: -1, max: 1, step: 2048, window: 1507, outputs: 5603 });
+        assert_eq!(
+            *m.params(),
+            Params::Piecewise { min: -1, max: 1, step: 2048, window: 1507, outputs: 5603 }
+        );
     }
 
     #[test]

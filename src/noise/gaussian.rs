@@ -48,7 +48,8 @@ pub fn discrete_gaussian<R: CryptoRng + ?Sized>(rng: &mut R, num: u64, den: u64)
         m -= 1;
     }
     let t = m + 1;
-    let t64 = NonZeroU64::new(u64::try_from(t).map_err(|_| NoiseError::TooLarge)?).ok_or(NoiseError::TooLarge)?;
+    let t64 =
+        NonZeroU64::new(u64::try_from(t).map_err(|_| NoiseError::TooLarge)?).ok_or(NoiseError::TooLarge)?;
     // γ = (|Y| − σ²/t)² / (2σ²) = (|Y|·t·b − a)² / (2·a·b·t²).
     let gamma_den = 2 * a * b * t * t;
     loop {

@@ -142,11 +142,15 @@ impl Accumulator {
                     .map(|(x, y)| x.checked_add(*y).ok_or(EstimateError::Overflow))
                     .collect::<Result<_, _>>()?,
             ),
-            (State::Moments { sum: s1, sum_sq: q1 }, State::Moments { sum: s2, sum_sq: q2 }) => State::Moments {
-                sum: s1.checked_add(*s2).ok_or(EstimateError::Overflow)?,
-                sum_sq: q1.checked_add(*q2).ok_or(EstimateError::Overflow)?,
-            },
-            (State::Ones(a), State::Ones(b)) => State::Ones(a.checked_add(*b).ok_or(EstimateError::Overflow)?),
+            (State::Moments { sum: s1, sum_sq: q1 }, State::Moments { sum: s2, sum_sq: q2 }) => {
+                State::Moments {
+                    sum: s1.checked_add(*s2).ok_or(EstimateError::Overflow)?,
+                    sum_sq: q1.checked_add(*q2).ok_or(EstimateError::Overflow)?,
+                }
+            }
+            (State::Ones(a), State::Ones(b)) => {
+                State::Ones(a.checked_add(*b).ok_or(EstimateError::Overflow)?)
+            }
             _ => return Err(EstimateError::MismatchedConfig),
         };
         self.state = state;

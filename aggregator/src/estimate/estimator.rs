@@ -74,7 +74,9 @@ impl Accumulator {
         let State::Counts(c) = &self.state else { return None };
         let m = self.mechanism();
         Some(match *m.params() {
-            Params::Grr { .. } | Params::Oue { .. } | Params::Sue { .. } => c.iter().map(|x| *x as f64).collect(),
+            Params::Grr { .. } | Params::Oue { .. } | Params::Sue { .. } => {
+                c.iter().map(|x| *x as f64).collect()
+            }
             Params::Hadamard { d, .. } => {
                 let mut t: Vec<i64> = c.iter().map(|x| i64::try_from(*x).unwrap_or(i64::MAX)).collect();
                 fwht(&mut t);
@@ -127,9 +129,8 @@ impl Accumulator {
                 .iter()
                 .zip(&clamped)
                 .map(|(c, cc)| {
-                    let var = count_variance(&m, n, *cc) + pool_extra.map_or(0.0, |(sum, denom)| {
-                        ((sum - (cc * cc - cc)).max(0.0)) / denom
-                    });
+                    let var = count_variance(&m, n, *cc)
+                        + pool_extra.map_or(0.0, |(sum, denom)| ((sum - (cc * cc - cc)).max(0.0)) / denom);
                     PointEstimate::new(c / n, var / (n * n))
                 })
                 .collect();
@@ -146,7 +147,8 @@ impl Accumulator {
                 // E[ŝ²|s] = s² + Var[y|s]/a².
                 let s_hat = (sy - n * k.b0) / k.a;
                 let s_hat_sq = (syy - 2.0 * k.b0 * sy + n * k.b0 * k.b0) / (k.a * k.a);
-                let s_sq = ((s_hat_sq - (n * k.c0 + k.c1 * s_hat) / (k.a * k.a)) / (1.0 + k.c2 / (k.a * k.a)))
+                let s_sq = ((s_hat_sq - (n * k.c0 + k.c1 * s_hat) / (k.a * k.a))
+                    / (1.0 + k.c2 / (k.a * k.a)))
                     .max(s_hat * s_hat / n);
                 let var_sum = n * k.c0 + k.c1 * s_hat + k.c2 * s_sq;
                 let mean = min as f64 + s_hat / n / k.step;

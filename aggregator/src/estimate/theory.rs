@@ -86,7 +86,14 @@ pub fn piecewise_constants(m: &Mechanism) -> Option<PiecewiseConstants> {
     let b0 = (s1(n) + (e - 1.0) * s1(w)) / z;
     let a0 = (s2(n) + (e - 1.0) * s2(w)) / z;
     let a1 = 2.0 * (e - 1.0) * s1(w) / z;
-    Some(PiecewiseConstants { a, b0, c0: a0 - b0 * b0, c1: a1 - 2.0 * b0 * a, c2: a - a * a, step: step as f64 })
+    Some(PiecewiseConstants {
+        a,
+        b0,
+        c0: a0 - b0 * b0,
+        c1: a1 - 2.0 * b0 * a,
+        c2: a - a * a,
+        step: step as f64,
+    })
 }
 
 /// Variance of the mean estimate when the users hold exactly `values`.
