@@ -288,9 +288,10 @@ fn hadamard_order(d: u32) -> Result<u32, LdpError> {
 fn piecewise(min: i64, max: i64, r: u64, e_half: f64) -> Params {
     let step = PIECEWISE_RESOLUTION.div_ceil(r).max(1);
     let t = r * step;
+    // Round half up by truncating w + 1/2 (no `f64::round` in `core`).
     #[allow(clippy::cast_precision_loss, reason = "t <= 2^52, exact in f64")]
-    let w = (t as f64 / e_half).round();
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0 <= w <= t <= 2^52")]
+    let w = t as f64 / e_half + 0.5;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0 <= w <= t + 1/2 <= 2^52")]
     let window = (w as u64).max(1);
     Params::Piecewise { min, max, step, window, outputs: t + window }
 }

@@ -54,13 +54,9 @@ fn freq(args: &[String]) {
     }
     let est = acc.estimate();
     let decode_s = t.elapsed().as_secs_f64();
-    let mse: f64 = est
-        .values
-        .iter()
-        .zip(&counts)
-        .map(|(p, c)| (p.value - *c as f64 / n as f64).powi(2))
-        .sum::<f64>()
-        / f64::from(d);
+    let mse: f64 =
+        est.values.iter().zip(&counts).map(|(p, c)| (p.value - *c as f64 / n as f64).powi(2)).sum::<f64>()
+            / f64::from(d);
     println!(
         "{{\"impl\":\"confiance\",\"mechanism\":\"{:?}\",\"d\":{d},\"eps\":\"{eps}\",\"n\":{n},\"mse\":{mse:e},\"encode_s\":{encode_s},\"decode_s\":{decode_s}}}",
         m.name()
@@ -96,7 +92,9 @@ fn samplers(args: &[String]) {
             let gau = time_ns(count, || {
                 black_box(opendp::traits::samplers::sample_discrete_gaussian(s.clone()).unwrap());
             });
-            println!("{{\"impl\":\"opendp-rust\",\"scale\":{scale},\"laplace_ns\":{lap},\"gaussian_ns\":{gau}}}");
+            println!(
+                "{{\"impl\":\"opendp-rust\",\"scale\":{scale},\"laplace_ns\":{lap},\"gaussian_ns\":{gau}}}"
+            );
         }
     }
 }
