@@ -10,6 +10,8 @@
 //!
 //! Run: `cargo bench -p confiance-aggregator --bench ledger`.
 
+#![allow(missing_docs, reason = "criterion_group! generates an undocumented function")]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -252,8 +252,8 @@ fn metric_to_toml(m: &Metric) -> TomlMetric {
 }
 
 impl Catalogue {
-    /// Parses and validates a catalogue in its TOML form (see the
-    /// [module documentation](self)); ε is a decimal string such as `"0.5"`, durations
+    /// Parses and validates a catalogue in its TOML form (the sample fleet catalogue,
+    /// `examples/catalogue.toml`, shows every field); ε is a decimal string such as `"0.5"`, durations
     /// are ISO 8601 periods, `until:<instant>` or `endless`.
     ///
     /// ```

@@ -1,0 +1,172 @@
+//! What goes into the log: audit events, ids and hashes only.
+
+use confiance::Timestamp;
+use confiance::ids::{MetricId, ReceiptId, RecipientId};
+use serde::{Deserialize, Serialize};
+
+use super::AuditError;
+use super::merkle::{Hash, leaf_hash};
+
+/// One auditable fact. Every field is an id, a digest, a count or an instant — **never
+/// personal data** (no subject id, no pseudonym, no value): the log is kept forever and
+/// must never need erasing (DESIGN.md §10).
+///
+/// New variants are only ever appended, so the postcard encoding of existing events
+/// (their leaves) never changes.
+///
+/// ```
+/// use confiance::{Timestamp, ids::ReceiptId};
+/// use confiance_aggregator::audit::AuditEvent;
+/// let e = AuditEvent::ConsentWithdrawn { receipt: ReceiptId([9; 32]), at: Timestamp::from_secs(5) };
+/// assert_eq!(e.at(), Some(Timestamp::from_secs(5)));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum AuditEvent {
+    /// A consent receipt was accepted into the ledger (its validity is in the receipt).
+    ConsentGiven {
+        /// The receipt's id (hash of its canonical encoding).
+        receipt: ReceiptId,
+    },
+    /// A consent receipt was withdrawn.
+    ConsentWithdrawn {
+        /// The withdrawn receipt.
+        receipt: ReceiptId,
+        /// The instant the withdrawal takes effect.
+        at: Timestamp,
+    },
+    /// A sealed envelope was ingested.
+    IngestBatch {
+        /// SHA-256 of the envelope bytes.
+        envelope_digest: [u8; 32],
+        /// Reports accepted from it.
+        reports: u32,
+        /// Partitions they were accumulated into.
+        partitions: u32,
+        /// Ingest time.
+        at: Timestamp,
+    },
+    /// Estimates were released to a recipient.
+    Release {
+        /// Who received them.
+        recipient: RecipientId,
+        /// Which metric.
+        metric: MetricId,
+        /// Start of the released time window (inclusive).
+        window_start: Timestamp,
+        /// End of the released time window (exclusive).
+        window_end: Timestamp,
+        /// Number of partitions released.
+        partitions: u32,
+        /// Release time.
+        at: Timestamp,
+    },
+    /// A polymorphic pseudonym was transcrypted for a recipient (DESIGN.md §7).
+    Transcryption {
+        /// The recipient domain.
+        recipient: RecipientId,
+        /// The consent receipt that allowed it, if the decision was made under one.
+        receipt: Option<ReceiptId>,
+        /// SHA-256 of the transcryption's Chaum–Pedersen proof.
+        proof_digest: [u8; 32],
+        /// Transcryption time.
+        at: Timestamp,
+    },
+    /// Data past its hold deadline was purged.
+    Purge {
+        /// Anonymous partitions dropped.
+        partitions: u32,
+        /// Pseudonymous records dropped.
+        records: u32,
+        /// Purge time.
+        at: Timestamp,
+    },
+    /// A per-period storage key was destroyed (deletion by key destruction).
+    KeyDestruction {
+        /// The key's id (a hash or a period-key label, never the key).
+        key_id: [u8; 32],
+        /// Destruction time.
+        at: Timestamp,
+    },
+    /// A new catalogue version came into force.
+    CatalogueChange {
+        /// The catalogue's digest.
+        digest: [u8; 32],
+        /// When it took effect.
+        at: Timestamp,
+    },
+}
+
+impl AuditEvent {
+    /// The instant the event carries, if any ([`AuditEvent::ConsentGiven`] has none: its
+    /// times are in the receipt).
+    #[must_use]
+    pub const fn at(&self) -> Option<Timestamp> {
+        match self {
+            Self::ConsentGiven { .. } => None,
+            Self::ConsentWithdrawn { at, .. }
+            | Self::IngestBatch { at, .. }
+            | Self::Release { at, .. }
+            | Self::Transcryption { at, .. }
+            | Self::Purge { at, .. }
+            | Self::KeyDestruction { at, .. }
+            | Self::CatalogueChange { at, .. } => Some(*at),
+        }
+    }
+}
+
+/// An event with its sequence number (its leaf index): one entry of an exported log.
+///
+/// ```
+/// use confiance::ids::ReceiptId;
+/// use confiance_aggregator::audit::{AuditEvent, LoggedEvent, merkle::leaf_hash};
+/// let e = LoggedEvent { seq: 0, event: AuditEvent::ConsentGiven { receipt: ReceiptId([1; 32]) } };
+/// assert_eq!(e.leaf_hash()?, leaf_hash(&e.leaf_bytes()?));
+/// assert_eq!(LoggedEvent::from_leaf_bytes(&e.leaf_bytes()?)?, e);
+/// # Ok::<(), confiance_aggregator::audit::AuditError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LoggedEvent {
+    /// The 0-based position in the log.
+    pub seq: u64,
+    /// The event.
+    pub event: AuditEvent,
+}
+
+impl LoggedEvent {
+    /// The leaf: the canonical postcard encoding of `(event, seq)`.
+    ///
+    /// # Errors
+    /// [`AuditError::Corrupt`] if encoding fails (it does not for these types).
+    pub fn leaf_bytes(&self) -> Result<Vec<u8>, AuditError> {
+        encode_leaf(&self.event, self.seq)
+    }
+
+    /// The RFC 9162 leaf hash of [`LoggedEvent::leaf_bytes`].
+    ///
+    /// # Errors
+    /// As [`LoggedEvent::leaf_bytes`].
+    pub fn leaf_hash(&self) -> Result<Hash, AuditError> {
+        Ok(leaf_hash(&self.leaf_bytes()?))
+    }
+
+    /// Decodes a leaf; trailing bytes and non-canonical encodings are rejected (the
+    /// decoded pair must re-encode to exactly `bytes`).
+    ///
+    /// # Errors
+    /// [`AuditError::Corrupt`] when `bytes` is not a canonical leaf.
+    pub fn from_leaf_bytes(bytes: &[u8]) -> Result<Self, AuditError> {
+        let bad = AuditError::Corrupt("leaf does not decode as (event, seq)");
+        let ((event, seq), rest): ((AuditEvent, u64), _) =
+            postcard::take_from_bytes(bytes).map_err(|_| bad)?;
+        let e = Self { seq, event };
+        if !rest.is_empty() || e.leaf_bytes()? != bytes {
+            return Err(AuditError::Corrupt("leaf is not canonical"));
+        }
+        Ok(e)
+    }
+}
+
+pub(crate) fn encode_leaf(event: &AuditEvent, seq: u64) -> Result<Vec<u8>, AuditError> {
+    postcard::to_allocvec(&(event, seq)).map_err(|_| AuditError::Corrupt("event does not encode"))
+}

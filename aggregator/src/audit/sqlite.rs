@@ -1,0 +1,173 @@
+//! The SQLite [`AuditStore`]: two append-only tables in the aggregator's database.
+
+use std::borrow::Borrow;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::AuditError;
+use super::merkle::Hash;
+use super::store::{AppendBatch, AuditStore};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_leaf (
+    seq  INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    leaf BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_node (
+    level INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    hash  BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS audit_leaf_no_update BEFORE UPDATE ON audit_leaf
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_leaf_no_delete BEFORE DELETE ON audit_leaf
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_node_no_update BEFORE UPDATE ON audit_node
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_node_no_delete BEFORE DELETE ON audit_node
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+";
+
+/// An [`AuditStore`] in SQLite. Tables:
+///
+/// - `audit_leaf(seq INTEGER PRIMARY KEY, hash BLOB, leaf BLOB)` — leaf `seq`, its RFC 9162
+///   leaf hash (level 0 of the tree) and its bytes;
+/// - `audit_node(level, idx, hash)` — the complete subtrees at levels ≥ 1
+///   (see the [module docs](super)), `WITHOUT ROWID` keyed by `(level, idx)`.
+///
+/// Triggers refuse `UPDATE` and `DELETE` on both (a guard against mistakes; against an
+/// attacker with write access to the file, the signed checkpoints are the defence).
+///
+/// `C` is an owned [`Connection`] or a borrowed one — including a caller's
+/// [`rusqlite::Transaction`] (`&*tx`), so an audit event commits or rolls back with the
+/// writes it records. Each append runs inside a `SAVEPOINT`: all of it is written or none,
+/// whether or not a transaction is already open.
+///
+/// ```
+/// use confiance::ids::ReceiptId;
+/// use confiance_aggregator::audit::{AuditEvent, AuditLog, SqliteStore};
+/// let mut conn = rusqlite::Connection::open_in_memory()?;
+/// let event = AuditEvent::ConsentGiven { receipt: ReceiptId([3; 32]) };
+/// {
+///     let tx = conn.transaction()?;
+///     // ... the ingest's own writes in `tx` ...
+///     let mut log = AuditLog::open(SqliteStore::open(&*tx)?)?;
+///     log.append(&event)?;
+///     drop(log);
+///     tx.commit()?;
+/// }
+/// let reopened = AuditLog::open_sqlite(conn)?;
+/// assert_eq!(reopened.size(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct SqliteStore<C: Borrow<Connection>> {
+    conn: C,
+}
+
+impl<C: Borrow<Connection>> SqliteStore<C> {
+    /// Wraps `conn`, creating the tables and triggers if missing.
+    ///
+    /// # Errors
+    /// [`AuditError::Sqlite`] when the schema cannot be created.
+    pub fn open(conn: C) -> Result<Self, AuditError> {
+        conn.borrow().execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    /// Wraps `conn` whose tables already exist (a previous [`SqliteStore::open`] on the
+    /// same database), skipping the schema statements: the cheap way to open the log in
+    /// every ingest transaction. Missing tables surface as [`AuditError::Sqlite`] on use.
+    pub const fn attach(conn: C) -> Self {
+        Self { conn }
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        self.conn.borrow()
+    }
+
+    /// Gives the connection back.
+    pub fn into_inner(self) -> C {
+        self.conn
+    }
+
+    fn write(&self, batch: &AppendBatch) -> Result<(), AuditError> {
+        let conn = self.conn.borrow();
+        let mut leaf = conn.prepare_cached("INSERT INTO audit_leaf (seq, hash, leaf) VALUES (?1, ?2, ?3)")?;
+        for (seq, (h, bytes)) in (batch.first..).zip(&batch.leaves) {
+            leaf.execute(params![to_i64(seq)?, h, bytes])?;
+        }
+        let mut node =
+            conn.prepare_cached("INSERT INTO audit_node (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+        for n in &batch.nodes {
+            node.execute(params![n.level, to_i64(n.index)?, n.hash])?;
+        }
+        Ok(())
+    }
+}
+
+fn to_i64(v: u64) -> Result<i64, AuditError> {
+    i64::try_from(v).map_err(|_| AuditError::OutOfRange { index: v, size: i64::MAX as u64 })
+}
+
+impl<C: Borrow<Connection>> AuditStore for SqliteStore<C> {
+    fn len(&self) -> Result<u64, AuditError> {
+        let n: i64 = self
+            .connection()
+            .prepare_cached("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_leaf")?
+            .query_row([], |r| r.get(0))?;
+        u64::try_from(n).map_err(|_| AuditError::Corrupt("negative sequence number"))
+    }
+
+    fn node(&self, level: u32, index: u64) -> Result<Hash, AuditError> {
+        let conn = self.connection();
+        let found: Option<Hash> = if level == 0 {
+            conn.prepare_cached("SELECT hash FROM audit_leaf WHERE seq = ?1")?
+                .query_row([to_i64(index)?], |r| r.get(0))
+                .optional()?
+        } else {
+            conn.prepare_cached("SELECT hash FROM audit_node WHERE level = ?1 AND idx = ?2")?
+                .query_row(params![level, to_i64(index)?], |r| r.get(0))
+                .optional()?
+        };
+        found.ok_or(AuditError::Corrupt("node missing from the store"))
+    }
+
+    fn leaf(&self, index: u64) -> Result<Vec<u8>, AuditError> {
+        let found: Option<Vec<u8>> = self
+            .connection()
+            .prepare_cached("SELECT leaf FROM audit_leaf WHERE seq = ?1")?
+            .query_row([to_i64(index)?], |r| r.get(0))
+            .optional()?;
+        match found {
+            Some(bytes) => Ok(bytes),
+            None => Err(AuditError::OutOfRange { index, size: self.len()? }),
+        }
+    }
+
+    fn append(&mut self, batch: &AppendBatch) -> Result<(), AuditError> {
+        let conn = self.conn.borrow();
+        conn.execute_batch("SAVEPOINT audit_append")?;
+        let result = self.len().and_then(|size| {
+            if batch.first == size {
+                self.write(batch)
+            } else {
+                Err(AuditError::OutOfRange { index: batch.first, size })
+            }
+        });
+        match result {
+            Ok(()) => {
+                conn.execute_batch("RELEASE audit_append")?;
+                Ok(())
+            }
+            Err(e) => {
+                // Undo this batch only; the caller's transaction, if any, stays open.
+                conn.execute_batch("ROLLBACK TO audit_append; RELEASE audit_append")?;
+                Err(e)
+            }
+        }
+    }
+}
