@@ -176,7 +176,8 @@ fn bench(c: &mut Criterion) {
             (r.recipient, m, r.purpose, r.subject, at)
         })
         .collect();
-    let allowed = queries.iter().filter(|(r, m, p, s, at)| ledger.check_at(r, m, p, s, *at, None).allowed).count();
+    let allowed =
+        queries.iter().filter(|(r, m, p, s, at)| ledger.check_at(r, m, p, s, *at, None).allowed).count();
     println!("ledger check: {allowed} of {} sampled queries allowed", queries.len());
 
     let mut g = c.benchmark_group("ledger");

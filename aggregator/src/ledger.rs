@@ -381,9 +381,12 @@ impl<C: Borrow<Connection>> Ledger<C> {
         }
         conn.execute_batch("RELEASE ledger_bulk")?;
         let n = rows.len();
+        self.ix.deferred = true;
         for (row, r) in rows.into_iter().zip(&receipts) {
             self.index_receipt(row, r);
         }
+        self.ix.finish();
+        self.ix.deferred = false;
         Ok(n)
     }
 
@@ -511,11 +514,11 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// [`LedgerError::UnknownRecord`], [`LedgerError::AlreadyPurged`], [`LedgerError::Store`].
     pub fn note_record_purged(
         &mut self,
-        record: u64,
+        record: &[u8; 16],
         at: Timestamp,
         recorded_at: Timestamp,
     ) -> Result<(), LedgerError> {
-        let i = *self.ix.record_ix.get(&record).ok_or(LedgerError::UnknownRecord(record))?;
+        let i = *self.ix.record_ix.get(record).ok_or(LedgerError::UnknownRecord(*record))?;
         if self.ix.records.get(i as usize).is_none_or(index::RecordRow::purged) {
             return Err(LedgerError::AlreadyPurged);
         }
@@ -535,8 +538,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
         note: &PartitionNote,
         recorded_at: Timestamp,
     ) -> Result<(), LedgerError> {
-        if self.ix.partition_ix.contains_key(&note.partition) {
-            return Err(LedgerError::DuplicatePartition(note.partition));
+        if self.ix.partition_ix.contains_key(note.partition.as_slice()) {
+            return Err(LedgerError::DuplicatePartition(note.partition.clone()));
         }
         let metric =
             self.names.metric(&note.metric).ok_or_else(|| LedgerError::UnknownMetric(note.metric.clone()))?;
@@ -550,7 +553,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             return Err(LedgerError::EmptyAudience);
         }
         let row = PartitionRow {
-            id: note.partition,
+            id: note.partition.as_slice().into(),
             seq: self.ix.next_seq,
             pseq: u64::MAX,
             metric,
@@ -572,11 +575,15 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// [`LedgerError::UnknownPartition`], [`LedgerError::AlreadyPurged`], [`LedgerError::Store`].
     pub fn note_partition_purged(
         &mut self,
-        partition: u64,
+        partition: &[u8],
         at: Timestamp,
         recorded_at: Timestamp,
     ) -> Result<(), LedgerError> {
-        let i = *self.ix.partition_ix.get(&partition).ok_or(LedgerError::UnknownPartition(partition))?;
+        let i = *self
+            .ix
+            .partition_ix
+            .get(partition)
+            .ok_or_else(|| LedgerError::UnknownPartition(partition.to_vec()))?;
         if self.ix.partitions.get(i as usize).is_none_or(index::PartitionRow::purged) {
             return Err(LedgerError::AlreadyPurged);
         }

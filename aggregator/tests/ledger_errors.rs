@@ -121,7 +121,7 @@ fn populated() -> (Ledger, ConsentState, SeededRng, SignedReceipt, SignedReceipt
     assert_eq!(deadline, t(200 + 30 * 86_400), "min(P30D, P2Y) after collection");
     l.note_record(
         &RecordNote {
-            record: 1,
+            record: [1; 16],
             subject: SUBJECT,
             recipient: id("calora"),
             metric: fault.clone(),
@@ -134,7 +134,7 @@ fn populated() -> (Ledger, ConsentState, SeededRng, SignedReceipt, SignedReceipt
     .unwrap();
     l.note_partition(
         &PartitionNote {
-            partition: 7,
+            partition: vec![7],
             metric: id("thermostat.setpoint"),
             bucket_end: t(3_600),
             audience: vec![id("calora"), id("lab-eu")],
@@ -151,7 +151,7 @@ fn populated() -> (Ledger, ConsentState, SeededRng, SignedReceipt, SignedReceipt
             purpose: id("service"),
             subject: SUBJECT,
             at: t(5_000),
-            record: Some(1),
+            record: Some([1; 16]),
         },
         t(5_000),
     )
@@ -277,7 +277,7 @@ fn bad_holdings_and_disclosures_are_refused_and_change_nothing() {
     let before = snapshot(&l);
     let unseen = give(&mut dev, &mut rng, "lab-eu", "research", "watch.activity");
     let note = RecordNote {
-        record: 2,
+        record: [2; 16],
         subject: SUBJECT,
         recipient: id("lab-eu"),
         metric: id("thermostat.setpoint"),
@@ -289,7 +289,7 @@ fn bad_holdings_and_disclosures_are_refused_and_change_nothing() {
         assert!(ok, "{what}: got {err:?}");
         assert_eq!(snapshot(l), before, "{what} changed the ledger");
     };
-    let e = l.note_record(&RecordNote { record: 1, ..note.clone() }, t(400)).unwrap_err();
+    let e = l.note_record(&RecordNote { record: [1; 16], ..note.clone() }, t(400)).unwrap_err();
     check(&l, "duplicate record", e, true);
     let e = l.note_record(&RecordNote { receipt: unseen.id(), ..note.clone() }, t(400)).unwrap_err();
     let ok = matches!(e, LedgerError::UnknownReceipt(_));
@@ -309,25 +309,25 @@ fn bad_holdings_and_disclosures_are_refused_and_change_nothing() {
     let e = l.note_record(&note, t(50)).unwrap_err();
     let ok = matches!(e, LedgerError::RecordedBeforeReceipt);
     check(&l, "record recorded before its receipt", e, ok);
-    let e = l.note_record_purged(99, t(500), t(500)).unwrap_err();
-    let ok = matches!(e, LedgerError::UnknownRecord(99));
+    let e = l.note_record_purged(&[99; 16], t(500), t(500)).unwrap_err();
+    let ok = matches!(e, LedgerError::UnknownRecord([99, ..]));
     check(&l, "purge of an unknown record", e, ok);
-    l.note_record_purged(1, t(500), t(500)).unwrap();
+    l.note_record_purged(&[1; 16], t(500), t(500)).unwrap();
     let before_purge = snapshot(&l);
-    let e = l.note_record_purged(1, t(600), t(600)).unwrap_err();
+    let e = l.note_record_purged(&[1; 16], t(600), t(600)).unwrap_err();
     assert!(matches!(e, LedgerError::AlreadyPurged), "{e:?}");
     assert_eq!(snapshot(&l), before_purge);
 
     let before = snapshot(&l);
     let part = PartitionNote {
-        partition: 8,
+        partition: vec![8],
         metric: id("thermostat.setpoint"),
         bucket_end: t(7_200),
         audience: vec![id("calora")],
         deadline: t(9_000),
     };
     for (what, p, expected) in [
-        ("duplicate partition", PartitionNote { partition: 7, ..part.clone() }, "DuplicatePartition"),
+        ("duplicate partition", PartitionNote { partition: vec![7], ..part.clone() }, "DuplicatePartition"),
         ("unknown metric", PartitionNote { metric: id("toaster.crumbs"), ..part.clone() }, "UnknownMetric"),
         (
             "unknown recipient",
@@ -340,8 +340,8 @@ fn bad_holdings_and_disclosures_are_refused_and_change_nothing() {
         assert!(format!("{e:?}").starts_with(expected), "{what}: got {e:?}");
         assert_eq!(snapshot(&l), before, "{what} changed the ledger");
     }
-    let e = l.note_partition_purged(99, t(1), t(1)).unwrap_err();
-    assert!(matches!(e, LedgerError::UnknownPartition(99)));
+    let e = l.note_partition_purged(&[99], t(1), t(1)).unwrap_err();
+    assert!(matches!(e, LedgerError::UnknownPartition(ref p) if p == &[99]));
     let d = Disclosure {
         kind: DisclosureKind::Transcryption,
         recipient: id("calora"),

@@ -157,7 +157,7 @@ enum Input {
     Receipt(SignedReceipt),
     Withdrawal(SignedWithdrawal),
     Record(RecordNote),
-    Purge(u64, u64),
+    Purge([u8; 16], u64),
     Disclosure(Disclosure),
 }
 
@@ -262,7 +262,7 @@ impl World {
             let hold = HOLDS[p.receipts[rp.receipt % w.receipts.len()].hold].1;
             let collected = rr.from + rp.offset;
             let recorded = (collected + rp.delay).max(rr.recorded);
-            let id = i as u64 + 1;
+            let id = [u8::try_from(i).unwrap() + 1; 16];
             let note = RecordNote {
                 record: id,
                 subject: subject(rr.subject),
@@ -320,7 +320,7 @@ impl World {
                     assert_eq!(l.record_deadline(&n.receipt, &n.metric, n.collected_at).unwrap(), n.deadline);
                     l.note_record(n, t(*rec)).unwrap();
                 }
-                Input::Purge(id, at) => l.note_record_purged(*id, t(*at), t(*rec)).unwrap(),
+                Input::Purge(id, at) => l.note_record_purged(id, t(*at), t(*rec)).unwrap(),
                 Input::Disclosure(d) => l.note_disclosure(d, t(*rec)).unwrap(),
             }
         }

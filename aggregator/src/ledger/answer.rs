@@ -68,8 +68,8 @@ pub struct SubjectAccess {
 /// An anonymous partition as the metric- and recipient-level answers show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionInfo {
-    /// The store's partition id.
-    pub partition: u64,
+    /// The store's partition key (`store::PartitionKey::to_bytes`).
+    pub partition: Vec<u8>,
     /// The end of its time bucket.
     pub bucket_end: Timestamp,
     /// Its hold deadline (bucket end plus the tag's hold).
@@ -169,15 +169,15 @@ pub struct Disclosure {
     pub subject: SubjectId,
     /// When (valid time).
     pub at: Timestamp,
-    /// The record disclosed, if one.
-    pub record: Option<u64>,
+    /// The record disclosed (its report id), if one.
+    pub record: Option<[u8; 16]>,
 }
 
 /// A pseudonymous record the store holds, as the ledger indexes it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RecordNote {
-    /// The store's record id.
-    pub record: u64,
+    /// The store's record id (the report id).
+    pub record: [u8; 16],
     /// Whose.
     pub subject: SubjectId,
     /// For whom.
@@ -196,8 +196,8 @@ pub struct RecordNote {
 /// An anonymous partition the store holds, as the ledger indexes it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PartitionNote {
-    /// The store's partition id.
-    pub partition: u64,
+    /// The store's partition key (`store::PartitionKey::to_bytes`).
+    pub partition: Vec<u8>,
     /// The metric.
     pub metric: MetricId,
     /// The end of its time bucket.
@@ -248,7 +248,7 @@ pub enum Fact {
     /// A record was purged.
     RecordPurged {
         /// The record.
-        record: u64,
+        record: [u8; 16],
         /// Whose.
         subject: SubjectId,
         /// For whom.
@@ -261,7 +261,7 @@ pub enum Fact {
     /// A partition was purged.
     PartitionPurged {
         /// The partition.
-        partition: u64,
+        partition: Vec<u8>,
         /// When (valid time).
         at: Timestamp,
     },

@@ -30,16 +30,16 @@ pub enum LedgerError {
     /// A withdrawal (or record) said to be recorded before its receipt was.
     RecordedBeforeReceipt,
     /// A record with this id was already noted.
-    DuplicateRecord(u64),
+    DuplicateRecord([u8; 16]),
     /// A purge names a record the ledger does not hold.
-    UnknownRecord(u64),
+    UnknownRecord([u8; 16]),
     /// A record that does not match its receipt (another subject or recipient, or a
     /// metric the receipt does not cover).
     RecordMismatch,
     /// A partition with this id was already noted.
-    DuplicatePartition(u64),
+    DuplicatePartition(Vec<u8>),
     /// A purge names a partition the ledger does not hold.
-    UnknownPartition(u64),
+    UnknownPartition(Vec<u8>),
     /// The record or partition was already purged.
     AlreadyPurged,
     /// A recipient the catalogue does not define.
@@ -69,11 +69,11 @@ impl fmt::Display for LedgerError {
             Self::BeforeValidity => f.write_str("withdrawal takes effect before its receipt started"),
             Self::AlreadyWithdrawn => f.write_str("receipt already withdrawn"),
             Self::RecordedBeforeReceipt => f.write_str("recorded before its receipt was"),
-            Self::DuplicateRecord(id) => write!(f, "record {id} already noted"),
-            Self::UnknownRecord(id) => write!(f, "unknown record {id}"),
+            Self::DuplicateRecord(id) => write!(f, "record {} already noted", hex(id)),
+            Self::UnknownRecord(id) => write!(f, "unknown record {}", hex(id)),
             Self::RecordMismatch => f.write_str("record does not match its receipt"),
-            Self::DuplicatePartition(id) => write!(f, "partition {id} already noted"),
-            Self::UnknownPartition(id) => write!(f, "unknown partition {id}"),
+            Self::DuplicatePartition(id) => write!(f, "partition {} already noted", hex(id)),
+            Self::UnknownPartition(id) => write!(f, "unknown partition {}", hex(id)),
             Self::AlreadyPurged => f.write_str("already purged"),
             Self::UnknownRecipient(r) => write!(f, "unknown recipient `{r}`"),
             Self::UnknownMetric(m) => write!(f, "unknown metric `{m}`"),
@@ -84,6 +84,10 @@ impl fmt::Display for LedgerError {
             Self::Store(e) => write!(f, "ledger store: {e}"),
         }
     }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl std::error::Error for LedgerError {

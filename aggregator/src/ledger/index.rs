@@ -167,7 +167,7 @@ impl GrantEntry {
 
 #[derive(Clone, Debug)]
 pub(super) struct RecordRow {
-    pub id: u64,
+    pub id: [u8; 16],
     pub seq: u64,
     pub pseq: u64,
     pub subject: u32,
@@ -196,7 +196,7 @@ impl RecordRow {
 
 #[derive(Clone, Debug)]
 pub(super) struct PartitionRow {
-    pub id: u64,
+    pub id: Box<[u8]>,
     pub seq: u64,
     pub pseq: u64,
     pub metric: u16,
@@ -230,7 +230,7 @@ pub(super) struct DisclosureRow {
     pub purpose: u16,
     pub subject: u32,
     pub at: Timestamp,
-    pub record: Option<u64>,
+    pub record: Option<[u8; 16]>,
     pub recorded_at: Timestamp,
 }
 
@@ -266,13 +266,13 @@ pub(super) struct Index {
     pub postings: Vec<Vec<GrantEntry>>,
     pub recipients: Vec<RecipientEntry>,
     pub records: Vec<RecordRow>,
-    pub record_ix: HashMap<u64, u32>,
+    pub record_ix: HashMap<[u8; 16], u32>,
     /// Per (recipient, metric): record indices sorted by `collected_at`.
     pub record_postings: Vec<Vec<u32>>,
     /// Records not purged, by deadline.
     pub live_records: BTreeSet<(Timestamp, u32)>,
     pub partitions: Vec<PartitionRow>,
-    pub partition_ix: HashMap<u64, u32>,
+    pub partition_ix: HashMap<Box<[u8]>, u32>,
     /// Per metric: partition indices.
     pub metric_partitions: Vec<Vec<u32>>,
     pub live_partitions: BTreeSet<(Timestamp, u32)>,
@@ -280,6 +280,10 @@ pub(super) struct Index {
     /// Disclosure indices sorted by `at` (valid time).
     pub disclosures_by_at: Vec<u32>,
     pub next_seq: u64,
+    /// While set, receipts and withdrawals are appended unsorted and [`Index::finish`]
+    /// sorts once: a bulk load in arbitrary `valid_from` order would otherwise cost a
+    /// `memmove` of the posting list per grant.
+    pub deferred: bool,
 }
 
 /// Inserts `value` keeping `v` sorted by `key`; an append when keys arrive in order.
@@ -320,6 +324,7 @@ impl Index {
             disclosures: Vec::new(),
             disclosures_by_at: Vec::new(),
             next_seq: 0,
+            deferred: false,
         }
     }
 
@@ -366,7 +371,7 @@ impl Index {
         };
         for &m in &row.metrics {
             if let Some(list) = self.postings.get_mut(names.pair(row.recipient, m)) {
-                if list.last().is_none_or(|l| l.valid_from <= entry.valid_from) {
+                if self.deferred || list.last().is_none_or(|l| l.valid_from <= entry.valid_from) {
                     list.push(entry);
                 } else {
                     let at = list.partition_point(|g| g.valid_from <= entry.valid_from);
@@ -382,6 +387,10 @@ impl Index {
         self.receipts.push(row);
         let receipts = &self.receipts;
         if let Some(r) = self.recipients.get_mut(usize::from(rc)) {
+            if self.deferred {
+                r.receipts.push(ri);
+                return;
+            }
             insert_sorted(&mut r.receipts, ri, |i| {
                 receipts.get(i as usize).map_or((recorded, 0), |x| (x.recorded_at, x.seq))
             });
@@ -413,9 +422,27 @@ impl Index {
         }
         let receipts = &self.receipts;
         if let Some(r) = self.recipients.get_mut(usize::from(recipient)) {
+            if self.deferred {
+                r.withdrawals.push(ri);
+                return;
+            }
             insert_sorted(&mut r.withdrawals, ri, |i| {
                 receipts.get(i as usize).map_or((NEVER, 0), |x| (x.withdrawal_recorded_at, x.wseq))
             });
+        }
+    }
+
+    /// Sorts what was appended unsorted while [`Self::deferred`] was set. Stable sorts
+    /// over lists that are mostly sorted runs: O(n) to O(n log n).
+    pub fn finish(&mut self) {
+        for list in &mut self.postings {
+            list.sort_by_key(|g| g.valid_from);
+        }
+        let receipts = &self.receipts;
+        for r in &mut self.recipients {
+            r.receipts.sort_by_key(|&i| receipts.get(i as usize).map(|x| (x.recorded_at, x.seq)));
+            r.withdrawals
+                .sort_by_key(|&i| receipts.get(i as usize).map(|x| (x.withdrawal_recorded_at, x.wseq)));
         }
     }
 
@@ -460,7 +487,7 @@ impl Index {
     pub fn add_partition(&mut self, row: PartitionRow) {
         let i = to_u32(self.partitions.len());
         self.bump_seq(row.seq);
-        self.partition_ix.insert(row.id, i);
+        self.partition_ix.insert(row.id.clone(), i);
         self.live_partitions.insert((row.deadline, i));
         if let Some(list) = self.metric_partitions.get_mut(usize::from(row.metric)) {
             list.push(i);

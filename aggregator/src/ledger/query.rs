@@ -259,7 +259,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
                     .filter_map(|&i| self.ix.partitions.get(i as usize))
                     .filter(|p| p.audience.binary_search(&r).is_ok() && p.held(at, known))
                     .map(|p| PartitionInfo {
-                        partition: p.id,
+                        partition: p.id.to_vec(),
                         bucket_end: p.bucket_end,
                         deadline: p.deadline,
                     })
@@ -408,7 +408,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
     fn partition_note(&self, i: u32) -> Option<PartitionNote> {
         let p = self.ix.partitions.get(i as usize)?;
         Some(PartitionNote {
-            partition: p.id,
+            partition: p.id.to_vec(),
             metric: self.names.metrics.get(usize::from(p.metric))?.clone(),
             bucket_end: p.bucket_end,
             audience: p
@@ -499,7 +499,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
                         out.push(HistoryEntry {
                             recorded_at: p.purge_recorded_at,
                             seq: p.pseq,
-                            fact: Fact::PartitionPurged { partition: p.id, at: p.purged_at },
+                            fact: Fact::PartitionPurged { partition: p.id.to_vec(), at: p.purged_at },
                         });
                     }
                 }

@@ -31,18 +31,18 @@ CREATE TABLE IF NOT EXISTS ledger_withdrawal (
   seq INTEGER PRIMARY KEY, receipt BLOB NOT NULL UNIQUE, at INTEGER NOT NULL,
   recorded_at INTEGER NOT NULL, signed BLOB);
 CREATE TABLE IF NOT EXISTS ledger_record (
-  seq INTEGER PRIMARY KEY, id INTEGER NOT NULL UNIQUE, receipt BLOB NOT NULL, metric TEXT NOT NULL,
+  seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, receipt BLOB NOT NULL, metric TEXT NOT NULL,
   collected_at INTEGER NOT NULL, deadline INTEGER NOT NULL, recorded_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_record_purge (
-  seq INTEGER PRIMARY KEY, record INTEGER NOT NULL UNIQUE, at INTEGER NOT NULL, recorded_at INTEGER NOT NULL);
+  seq INTEGER PRIMARY KEY, record BLOB NOT NULL UNIQUE, at INTEGER NOT NULL, recorded_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_partition (
-  seq INTEGER PRIMARY KEY, id INTEGER NOT NULL UNIQUE, metric TEXT NOT NULL, bucket_end INTEGER NOT NULL,
+  seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, metric TEXT NOT NULL, bucket_end INTEGER NOT NULL,
   audience TEXT NOT NULL, deadline INTEGER NOT NULL, recorded_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_partition_purge (
-  seq INTEGER PRIMARY KEY, partition INTEGER NOT NULL UNIQUE, at INTEGER NOT NULL, recorded_at INTEGER NOT NULL);
+  seq INTEGER PRIMARY KEY, partition BLOB NOT NULL UNIQUE, at INTEGER NOT NULL, recorded_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_disclosure (
   seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, recipient TEXT NOT NULL, metric TEXT NOT NULL,
-  purpose TEXT NOT NULL, subject BLOB NOT NULL, at INTEGER NOT NULL, record INTEGER,
+  purpose TEXT NOT NULL, subject BLOB NOT NULL, at INTEGER NOT NULL, record BLOB,
   recorded_at INTEGER NOT NULL);
 ";
 
@@ -152,7 +152,7 @@ pub(super) fn insert_record(
     )?
     .execute(params![
         u2i(row.seq),
-        u2i(row.id),
+        row.id.as_slice(),
         receipt.id.as_bytes().as_slice(),
         names.metrics.get(usize::from(row.metric)).map(|m| m.as_str()),
         t2i(row.collected_at),
@@ -166,7 +166,7 @@ pub(super) fn insert_purge(
     conn: &Connection,
     partition: bool,
     seq: u64,
-    id: u64,
+    id: &[u8],
     at: Timestamp,
     recorded_at: Timestamp,
 ) -> Result<(), LedgerError> {
@@ -175,7 +175,7 @@ pub(super) fn insert_purge(
     } else {
         "INSERT INTO ledger_record_purge (seq, record, at, recorded_at) VALUES (?1, ?2, ?3, ?4)"
     };
-    conn.prepare_cached(sql)?.execute(params![u2i(seq), u2i(id), t2i(at), t2i(recorded_at)])?;
+    conn.prepare_cached(sql)?.execute(params![u2i(seq), id, t2i(at), t2i(recorded_at)])?;
     Ok(())
 }
 
@@ -192,7 +192,7 @@ pub(super) fn insert_partition(
     )?
     .execute(params![
         u2i(row.seq),
-        u2i(row.id),
+        &*row.id,
         names.metrics.get(usize::from(row.metric)).map(|m| m.as_str()),
         t2i(row.bucket_end),
         audience,
@@ -227,10 +227,14 @@ pub(super) fn insert_disclosure(
         names.purposes.get(usize::from(row.purpose)).map(|p| p.as_str()),
         subject.as_bytes().as_slice(),
         t2i(row.at),
-        row.record.map(u2i),
+        row.record.as_ref().map(|r| r.as_slice()),
         t2i(row.recorded_at),
     ])?;
     Ok(())
+}
+
+fn bytes16(b: &[u8]) -> Result<[u8; 16], LedgerError> {
+    b.try_into().map_err(|_| LedgerError::Corrupt("record id"))
 }
 
 fn bytes32(b: &[u8], what: &'static str) -> Result<[u8; 32], LedgerError> {
@@ -240,6 +244,7 @@ fn bytes32(b: &[u8], what: &'static str) -> Result<[u8; 32], LedgerError> {
 /// Reads every table back into a fresh index, without re-verifying signatures.
 pub(super) fn load(conn: &Connection, names: &Names) -> Result<Index, LedgerError> {
     let mut ix = Index::new(names);
+    ix.deferred = true;
     let count: i64 = conn.query_row("SELECT count(*) FROM ledger_receipt", [], |r| r.get(0))?;
     let count = usize::try_from(count).unwrap_or(0);
     ix.receipts.reserve_exact(count);
@@ -295,6 +300,8 @@ pub(super) fn load(conn: &Connection, names: &Names) -> Result<Index, LedgerErro
             ix.add_receipt(names, row);
         }
     }
+    // Withdrawals find their grants by binary search: sort the postings first.
+    ix.finish();
     {
         let mut st =
             conn.prepare("SELECT seq, receipt, at, recorded_at FROM ledger_withdrawal ORDER BY seq")?;
@@ -305,6 +312,8 @@ pub(super) fn load(conn: &Connection, names: &Names) -> Result<Index, LedgerErro
             ix.apply_withdrawal(names, ri, i2t(r.get(2)?), i2t(r.get(3)?), i2u(r.get(0)?));
         }
     }
+    ix.finish();
+    ix.deferred = false;
     {
         let mut st = conn.prepare(
             "SELECT seq, id, receipt, metric, collected_at, deadline, recorded_at FROM ledger_record ORDER BY seq",
@@ -315,7 +324,7 @@ pub(super) fn load(conn: &Connection, names: &Names) -> Result<Index, LedgerErro
             let ri = *ix.receipt_ix.get(&rid).ok_or(LedgerError::Corrupt("record of unknown receipt"))?;
             let receipt = ix.receipts.get(ri as usize).ok_or(LedgerError::Corrupt("receipt"))?;
             let row = RecordRow {
-                id: i2u(r.get(1)?),
+                id: bytes16(r.get_ref(1)?.as_blob()?)?,
                 seq: i2u(r.get(0)?),
                 pseq: u64::MAX,
                 subject: receipt.subject,
@@ -336,8 +345,10 @@ pub(super) fn load(conn: &Connection, names: &Names) -> Result<Index, LedgerErro
             conn.prepare("SELECT seq, record, at, recorded_at FROM ledger_record_purge ORDER BY seq")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
-            let i =
-                *ix.record_ix.get(&i2u(r.get(1)?)).ok_or(LedgerError::Corrupt("purge of unknown record"))?;
+            let i = *ix
+                .record_ix
+                .get(&bytes16(r.get_ref(1)?.as_blob()?)?)
+                .ok_or(LedgerError::Corrupt("purge of unknown record"))?;
             ix.apply_record_purge(i, i2t(r.get(2)?), i2t(r.get(3)?), i2u(r.get(0)?));
         }
     }
@@ -352,7 +363,7 @@ pub(super) fn load(conn: &Connection, names: &Names) -> Result<Index, LedgerErro
                 audience.push(names.recipient_str(a).ok_or(LedgerError::Corrupt("recipient"))?);
             }
             let row = PartitionRow {
-                id: i2u(r.get(1)?),
+                id: r.get_ref(1)?.as_blob()?.into(),
                 seq: i2u(r.get(0)?),
                 pseq: u64::MAX,
                 metric: names.metric_str(r.get_ref(2)?.as_str()?).ok_or(LedgerError::Corrupt("metric"))?,
@@ -373,7 +384,7 @@ pub(super) fn load(conn: &Connection, names: &Names) -> Result<Index, LedgerErro
         while let Some(r) = rows.next()? {
             let i = *ix
                 .partition_ix
-                .get(&i2u(r.get(1)?))
+                .get(r.get_ref(1)?.as_blob()?)
                 .ok_or(LedgerError::Corrupt("purge of unknown partition"))?;
             ix.apply_partition_purge(i, i2t(r.get(2)?), i2t(r.get(3)?), i2u(r.get(0)?));
         }
@@ -401,7 +412,7 @@ pub(super) fn load(conn: &Connection, names: &Names) -> Result<Index, LedgerErro
                 purpose: names.purpose_str(r.get_ref(4)?.as_str()?).ok_or(LedgerError::Corrupt("purpose"))?,
                 subject: ix.intern_subject(subject),
                 at: i2t(r.get(6)?),
-                record: r.get::<_, Option<i64>>(7)?.map(i2u),
+                record: r.get_ref(7)?.as_blob_or_null()?.map(bytes16).transpose()?,
                 recorded_at: i2t(r.get(8)?),
             };
             ix.add_disclosure(row);
