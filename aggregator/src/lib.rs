@@ -9,4 +9,5 @@ pub mod audit;
 pub mod decision;
 pub mod estimate;
 pub mod ledger;
+pub mod report;
 pub mod transcrypt;
