@@ -623,16 +623,6 @@ pub(crate) fn retention_chart(data: &ReportData) -> Option<Chart> {
     Some(c)
 }
 
-/// Every chart of the report, in page order.
-#[cfg(test)]
-pub(crate) fn all(data: &ReportData) -> Vec<Chart> {
-    let mut charts = access_charts(data);
-    charts.extend(budget_chart(data));
-    charts.extend(estimate_charts(data));
-    charts.extend(retention_chart(data));
-    charts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,8 +630,10 @@ mod tests {
     #[test]
     fn nice_ticks_are_round() {
         let (t, d) = nice_ticks(0.0, 1.08, 8);
-        assert_eq!(d, 2);
-        assert!((t[1] - 0.15).abs() < 1e-12 || (t[1] - 0.2).abs() < 1e-12, "{t:?}");
+        assert_eq!(d, 1);
+        assert!((t[1] - 0.2).abs() < 1e-12 && t.len() == 6, "{t:?}");
+        let (t, d) = nice_ticks(0.0, 2.0, 8);
+        assert!((t[1] - 0.25).abs() < 1e-12 && d == 2, "{t:?} {d}");
         let (t, d) = nice_ticks(-3.0, 97.0, 8);
         assert_eq!((t.first().copied(), d), (Some(0.0), 0));
     }

@@ -46,7 +46,7 @@ pub(crate) fn instant(t: Timestamp) -> String {
         return s;
     }
     let (date, time) = (s.get(..10).unwrap_or(&s), s.get(11..16).unwrap_or(""));
-    if t.as_secs() % 86_400 == 0 { date.to_string() } else { format!("{date} {time} UTC") }
+    if t.as_secs().is_multiple_of(86_400) { date.to_string() } else { format!("{date} {time} UTC") }
 }
 
 /// A duration in the largest whole unit that fits: `90 days`, `36 hours`, `0 s`.
@@ -56,7 +56,7 @@ pub(crate) fn duration(secs: u64) -> String {
         return "0 seconds".to_string();
     }
     for (unit, name) in UNITS {
-        if secs % unit == 0 || unit == 1 || secs >= 3 * unit {
+        if secs.is_multiple_of(unit) || unit == 1 || secs >= 3 * unit {
             let n = secs / unit;
             let rem = secs % unit;
             let approx = if rem == 0 { "" } else { "≈ " };
@@ -75,7 +75,7 @@ pub(crate) fn num(x: f64) -> String {
     let a = x.abs();
     if a == 0.0 {
         "0".to_string()
-    } else if a >= 1e6 || a < 1e-3 {
+    } else if !(1e-3..1e6).contains(&a) {
         format!("{x:.3e}")
     } else if a >= 100.0 {
         format!("{x:.1}")

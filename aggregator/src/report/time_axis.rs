@@ -29,22 +29,18 @@ pub(crate) fn ticks(from: u64, to: u64) -> TimeTicks {
     let mut step: u32 = 1;
     for s in [1u32, 2, 3, 6, 12, 24, 60, 120, 600] {
         step = s;
-        if months_total / u64::from(s) < MAX_TICKS {
+        if months_total / u64::from(s) <= MAX_TICKS {
             break;
         }
     }
     let (mut y, mut m) = year_month(from);
     let mut ticks = Vec::new();
-    loop {
-        if let Some(t) = month_start(y, m) {
-            if t > to {
-                break;
-            }
-            if t >= from && (y * 12 + i64::from(m) - 1) % i64::from(step) == 0 {
-                ticks.push(t as f64);
-            }
-        } else {
+    while let Some(t) = month_start(y, m) {
+        if t > to {
             break;
+        }
+        if t >= from && (y * 12 + i64::from(m) - 1) % i64::from(step) == 0 {
+            ticks.push(t as f64);
         }
         m += 1;
         if m > 12 {
