@@ -8,6 +8,7 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::text::{duration, html, truncate};
 use super::time_axis;
@@ -376,6 +377,7 @@ pub(crate) fn access_charts(data: &ReportData) -> Vec<Chart> {
             let mut c = chart.render(|chart, x| {
                 let clamp = |t: u64| (t as f64).clamp(x.from, x.to);
                 let mut bars = Vec::new();
+                let mut notes = Vec::new();
                 for (i, r) in rows.iter().enumerate() {
                     let (y0, y1) = band(n, i, 0.2, 0.8);
                     let s = clamp(r.window_start.as_secs());
@@ -388,10 +390,22 @@ pub(crate) fn access_charts(data: &ReportData) -> Vec<Chart> {
                                 bars.push(Rectangle::new([(e, y0), (h_end, y1)], HOLD.filled()));
                             }
                         }
-                        None => bars.push(Rectangle::new([(s, y0), (x.to, y1)], OPEN.filled())),
+                        None => {
+                            bars.push(Rectangle::new([(s, y0), (x.to, y1)], OPEN.filled()));
+                            // Say it in words where the bar is long enough to hold them.
+                            if (x.to - s) / (x.to - x.from) > 0.3 {
+                                let style = (FONT, LABEL_FONT)
+                                    .into_font()
+                                    .color(&WHITE)
+                                    .pos(Pos::new(HPos::Right, VPos::Center));
+                                let pos = (x.to - (x.to - x.from) * 0.01, center(n, i));
+                                notes.push(Text::new("until withdrawn →", pos, style));
+                            }
+                        }
                     }
                 }
                 chart.draw_series(bars)?;
+                chart.draw_series(notes)?;
                 if at >= x.from && at <= x.to {
                     chart.draw_series([PathElement::new(vec![(at, 0.0), (at, n as f64)], AT.stroke_width(2))])?;
                 }
