@@ -44,6 +44,28 @@ impl Decision {
     pub const fn deny(reason: DecisionReason) -> Self {
         Self { allowed: false, until: None, receipt: None, reason }
     }
+
+    /// An allowing decision backed by `receipt`, holding until `until` (`None`: until
+    /// withdrawn).
+    ///
+    /// ```
+    /// use confiance::Timestamp;
+    /// use confiance_aggregator::decision::Decision;
+    /// let d = Decision::allow(None, Some(Timestamp::from_secs(10)));
+    /// assert!(d.allows_at(Timestamp::from_secs(9)));
+    /// assert!(!d.allows_at(Timestamp::from_secs(10)));
+    /// ```
+    #[must_use]
+    pub const fn allow(receipt: Option<ReceiptId>, until: Option<Timestamp>) -> Self {
+        Self { allowed: true, until, receipt, reason: DecisionReason::Allowed }
+    }
+
+    /// Whether the decision allows the query at `at`: it is allowing, its reason agrees,
+    /// and `at` is before `until`.
+    #[must_use]
+    pub fn allows_at(&self, at: Timestamp) -> bool {
+        self.allowed && self.reason == DecisionReason::Allowed && self.until.is_none_or(|u| at < u)
+    }
 }
 
 /// Anything that can answer `check` — the ledger, or a stand-in in tests.

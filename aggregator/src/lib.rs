@@ -10,4 +10,5 @@ pub mod decision;
 pub mod estimate;
 pub mod ledger;
 pub mod report;
+pub mod store;
 pub mod transcrypt;

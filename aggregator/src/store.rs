@@ -1,0 +1,257 @@
+//! The aggregator's durable state (DESIGN.md §9): partitions of anonymous accumulators,
+//! encrypted pseudonymous records under per-period keys, remembered report ids, and the
+//! audit log — behind the [`Store`] trait, with SQLite as the embedded default.
+//!
+//! **Atomicity.** Everything one ingest batch changes — partition states, records, report
+//! ids, audit events — goes into one [`CommitBatch`] and commits in one transaction. The
+//! aggregator acknowledges envelopes only after [`Store::commit`] returns, so a crash at
+//! any moment loses nothing acknowledged and counts nothing twice.
+//!
+//! **Deletion by key destruction.** Records are sealed with ChaCha20-Poly1305 under a key
+//! per (hold class, period). When the last record a key could protect is past its
+//! deadline, [`Store::purge`] deletes the records and the key; with SQLite's
+//! `secure_delete=ON` and a truncating WAL checkpoint afterwards, neither the plaintext,
+//! nor the ciphertext, nor the key remains in the database file, its WAL or its journal.
+
+mod sqlite;
+
+use std::collections::BTreeSet;
+
+pub use sqlite::{PERIOD_SECS, SCHEMA_VERSION, SqliteStore};
+
+use confiance::Timestamp;
+use confiance::ids::{MetricId, ReceiptId, RecipientId};
+use confiance::retention::Duration;
+
+use crate::audit::AuditEvent;
+
+/// Why the store failed. Nothing is half-written: a failed commit rolls back whole.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database reported an error.
+    Sqlite(rusqlite::Error),
+    /// The database was written by a newer schema than this build knows.
+    SchemaTooNew {
+        /// The database's schema version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// Stored bytes that do not decode (a corrupted or foreign database).
+    Corrupt(&'static str),
+    /// The audit log refused an append.
+    Audit(crate::audit::AuditError),
+    /// The operating system's random generator failed (no key could be made).
+    Randomness,
+    /// A record could not be opened with its period key (tampered or key missing).
+    RecordUnreadable,
+}
+
+impl core::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Sqlite(e) => write!(f, "sqlite: {e}"),
+            Self::SchemaTooNew { found, supported } => {
+                write!(f, "database schema {found} is newer than this build's {supported}")
+            }
+            Self::Corrupt(what) => write!(f, "corrupt store: {what}"),
+            Self::Audit(e) => write!(f, "audit log: {e}"),
+            Self::Randomness => f.write_str("the OS random generator failed"),
+            Self::RecordUnreadable => f.write_str("record cannot be decrypted"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e)
+    }
+}
+
+impl From<crate::audit::AuditError> for StoreError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        Self::Audit(e)
+    }
+}
+
+/// What identifies a partition of anonymous reports (DESIGN.md §9): the metric, the
+/// time bucket, the audience and the hold class.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct PartitionKey {
+    /// The metric.
+    pub metric: MetricId,
+    /// Start of the time bucket.
+    pub bucket_start: Timestamp,
+    /// End of the time bucket (exclusive).
+    pub bucket_end: Timestamp,
+    /// Who may see the partition's estimates.
+    pub audience: BTreeSet<RecipientId>,
+    /// The tag's hold: the partition is kept until `bucket_end + hold`.
+    pub hold: Duration,
+}
+
+impl PartitionKey {
+    /// The hold deadline: bucket end plus hold (DESIGN.md §5).
+    #[must_use]
+    pub fn deadline(&self) -> Timestamp {
+        self.hold.deadline_from(self.bucket_end).at
+    }
+
+    /// The canonical encoding used as the storage key.
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+}
+
+/// A partition as stored: its key, the accumulator's serialized state and its report count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPartition {
+    /// The partition.
+    pub key: PartitionKey,
+    /// The accumulator state (opaque to the store).
+    pub state: Vec<u8>,
+    /// Reports accumulated.
+    pub reports: u64,
+}
+
+/// A pseudonymous record to store. The store encrypts `body` under its period key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRecord {
+    /// The report id.
+    pub id: [u8; 16],
+    /// The metric.
+    pub metric: MetricId,
+    /// The recipient (the record's audience).
+    pub recipient: RecipientId,
+    /// The receipt it was collected under.
+    pub receipt: ReceiptId,
+    /// When it was collected (truncated to the metric's precision).
+    pub collected_at: Timestamp,
+    /// The tag's hold (its class selects the period key).
+    pub hold: Duration,
+    /// The sensitive part: the pseudonym and the value, encoded by the caller.
+    pub body: Vec<u8>,
+}
+
+impl NewRecord {
+    /// `collected_at + hold` (DESIGN.md §5).
+    #[must_use]
+    pub fn deadline(&self) -> Timestamp {
+        self.hold.deadline_from(self.collected_at).at
+    }
+}
+
+/// A stored record, decrypted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The report id.
+    pub id: [u8; 16],
+    /// The metric.
+    pub metric: MetricId,
+    /// The recipient.
+    pub recipient: RecipientId,
+    /// The receipt it was collected under.
+    pub receipt: ReceiptId,
+    /// When it was collected.
+    pub collected_at: Timestamp,
+    /// Its hold deadline.
+    pub deadline: Timestamp,
+    /// The decrypted body.
+    pub body: Vec<u8>,
+}
+
+/// Report ids remembered for replay protection, grouped by envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeenIds {
+    /// SHA-256 of the envelope they came in.
+    pub envelope: [u8; 32],
+    /// Until when they must be remembered (after that, their bucket can no longer be
+    /// accepted anyway).
+    pub expires_at: Timestamp,
+    /// The ids.
+    pub ids: Vec<[u8; 16]>,
+}
+
+/// Everything one ingest batch changes, committed atomically.
+#[derive(Clone, Debug, Default)]
+pub struct CommitBatch {
+    /// Partitions to write, with their full new state.
+    pub partitions: Vec<StoredPartition>,
+    /// Records to add.
+    pub records: Vec<NewRecord>,
+    /// Report ids to remember.
+    pub seen: Vec<SeenIds>,
+    /// Audit events to append.
+    pub audit: Vec<AuditEvent>,
+}
+
+/// What a purge removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PurgeReport {
+    /// Partitions deleted.
+    pub partitions: u64,
+    /// Records deleted.
+    pub records: u64,
+    /// Period keys destroyed (their ids).
+    pub keys_destroyed: Vec<[u8; 32]>,
+    /// Remembered report ids forgotten.
+    pub ids_forgotten: u64,
+}
+
+/// Durable state of an aggregator. SQLite ([`SqliteStore`]) is the embedded default; a
+/// PostgreSQL backend can implement the same trait.
+pub trait Store {
+    /// Every partition.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    fn partitions(&self) -> Result<Vec<StoredPartition>, StoreError>;
+
+    /// Every remembered report id that has not expired at `now`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    fn seen_ids(&self, now: Timestamp) -> Result<Vec<([u8; 16], Timestamp)>, StoreError>;
+
+    /// Whether an envelope with this digest was committed (and not yet forgotten).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    fn envelope_seen(&self, digest: &[u8; 32]) -> Result<bool, StoreError>;
+
+    /// Commits a batch atomically: all of it or none of it.
+    ///
+    /// # Errors
+    /// [`StoreError`]; on error nothing of the batch is stored.
+    fn commit(&mut self, batch: &CommitBatch) -> Result<(), StoreError>;
+
+    /// The records of `recipient` for `metric` collected in `[from, to)`, decrypted.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read or a record cannot be decrypted.
+    fn records(
+        &self,
+        recipient: &RecipientId,
+        metric: &MetricId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Record>, StoreError>;
+
+    /// Deletes partitions and records whose deadline is at or before `now`, destroys the
+    /// period keys no live record needs, forgets expired report ids, logs the purge and
+    /// each key destruction, and reclaims the space.
+    ///
+    /// # Errors
+    /// [`StoreError`]; on error nothing is deleted.
+    fn purge(&mut self, now: Timestamp) -> Result<PurgeReport, StoreError>;
+
+    /// Appends audit events on their own (releases, consent events, transcryptions).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the append fails; then nothing is appended.
+    fn append_audit(&mut self, events: &[AuditEvent]) -> Result<(), StoreError>;
+}

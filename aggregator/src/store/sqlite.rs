@@ -1,0 +1,419 @@
+//! The SQLite store: WAL, `synchronous=FULL`, `secure_delete=ON`, versioned migrations.
+
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+use super::{CommitBatch, NewRecord, PartitionKey, PurgeReport, Record, Store, StoreError, StoredPartition};
+use crate::audit::{AuditEvent, AuditLog, SqliteStore as AuditSqlite};
+use confiance::Timestamp;
+use confiance::ids::{MetricId, ReceiptId, RecipientId};
+
+/// The schema version this build writes; older databases are migrated on open.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Width of a record key's period: all records of one hold class collected in the same
+/// UTC day share a key, destroyed once the last of them is past its deadline.
+pub const PERIOD_SECS: u64 = 86_400;
+
+/// Migrations, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE partition_state (
+    pkey         BLOB PRIMARY KEY,
+    metric       TEXT NOT NULL,
+    bucket_start INTEGER NOT NULL,
+    deadline     INTEGER NOT NULL,
+    reports      INTEGER NOT NULL,
+    state        BLOB NOT NULL
+);
+CREATE INDEX partition_deadline ON partition_state (deadline);
+CREATE INDEX partition_metric ON partition_state (metric, bucket_start);
+
+CREATE TABLE period_key (
+    key_id        BLOB PRIMARY KEY,
+    hold          TEXT NOT NULL,
+    period_start  INTEGER NOT NULL,
+    destroy_after INTEGER NOT NULL,
+    key           BLOB NOT NULL
+);
+
+CREATE TABLE record (
+    id           BLOB PRIMARY KEY,
+    metric       TEXT NOT NULL,
+    recipient    TEXT NOT NULL,
+    receipt      BLOB NOT NULL,
+    collected_at INTEGER NOT NULL,
+    deadline     INTEGER NOT NULL,
+    key_id       BLOB NOT NULL REFERENCES period_key (key_id),
+    nonce        BLOB NOT NULL,
+    ciphertext   BLOB NOT NULL
+);
+CREATE INDEX record_deadline ON record (deadline);
+CREATE INDEX record_lookup ON record (recipient, metric, collected_at);
+CREATE INDEX record_key ON record (key_id);
+
+CREATE TABLE seen_envelope (
+    digest     BLOB PRIMARY KEY,
+    expires_at INTEGER NOT NULL,
+    ids        BLOB NOT NULL
+);
+CREATE INDEX seen_expiry ON seen_envelope (expires_at);
+"];
+
+/// SQLite stores instants as signed 64-bit integers; "never" saturates to `i64::MAX`.
+fn sql_time(t: Timestamp) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn from_sql_time(v: i64) -> Timestamp {
+    if v == i64::MAX { Timestamp::MAX } else { Timestamp::from_secs(u64::try_from(v).unwrap_or(0)) }
+}
+
+fn blob<const N: usize>(v: Vec<u8>, what: &'static str) -> Result<[u8; N], StoreError> {
+    v.try_into().map_err(|_| StoreError::Corrupt(what))
+}
+
+/// The embedded store. See the [module documentation](super).
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, sets WAL, `synchronous=FULL`,
+    /// `secure_delete=ON`, incremental auto-vacuum and foreign keys, and migrates it to
+    /// [`SCHEMA_VERSION`].
+    ///
+    /// ```
+    /// use confiance_aggregator::store::{SqliteStore, Store};
+    /// let dir = std::env::temp_dir().join(format!("confiance-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let store = SqliteStore::open(dir.join("agg.sqlite"))?;
+    /// assert!(store.partitions()?.is_empty());
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`], or [`StoreError::SchemaTooNew`] for a database written by
+    /// a newer build.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::setup(Connection::open(path)?)
+    }
+
+    /// A private in-memory database (tests, simulations).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(conn: Connection) -> Result<Self, StoreError> {
+        // auto_vacuum must be chosen before the first table exists.
+        conn.execute_batch(
+            "PRAGMA auto_vacuum = INCREMENTAL;
+             PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA secure_delete = ON;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )?;
+        let mut store = Self { conn };
+        store.migrate()?;
+        // Creates the audit tables and triggers if missing.
+        AuditSqlite::open(&store.conn)?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let found: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+        }
+        let tx = self.conn.transaction()?;
+        for (v, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i64::try_from(v + 1).unwrap_or(SCHEMA_VERSION))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The connection, for the ledger's tables and read-only queries. Writes that must be
+    /// atomic with ingest go through [`Store::commit`].
+    #[must_use]
+    pub const fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The audit log as committed now (opened on demand: `O(log n)` reads).
+    ///
+    /// # Errors
+    /// [`StoreError::Audit`].
+    pub fn audit_log(&self) -> Result<AuditLog<AuditSqlite<&Connection>>, StoreError> {
+        Ok(AuditLog::open(AuditSqlite::attach(&self.conn))?)
+    }
+
+    fn period_key(
+        tx: &Transaction<'_>,
+        r: &NewRecord,
+    ) -> Result<([u8; 32], Zeroizing<[u8; 32]>), StoreError> {
+        let period_start = r.collected_at.truncate(PERIOD_SECS);
+        let hold = r.hold.to_string();
+        let mut h = Sha256::new();
+        h.update(b"confiance/period-key/v1\0");
+        h.update(hold.as_bytes());
+        h.update(period_start.as_secs().to_be_bytes());
+        let key_id: [u8; 32] = h.finalize().into();
+        let existing: Option<Vec<u8>> = tx
+            .prepare_cached("SELECT key FROM period_key WHERE key_id = ?1")?
+            .query_row([&key_id[..]], |row| row.get(0))
+            .optional()?;
+        if let Some(k) = existing {
+            let k = Zeroizing::new(k);
+            let key: [u8; 32] = k.as_slice().try_into().map_err(|_| StoreError::Corrupt("period key"))?;
+            return Ok((key_id, Zeroizing::new(key)));
+        }
+        let mut key = Zeroizing::new([0u8; 32]);
+        getrandom::fill(key.as_mut_slice()).map_err(|_| StoreError::Randomness)?;
+        let destroy_after = r.hold.deadline_from(period_start.saturating_add_secs(PERIOD_SECS)).at;
+        tx.prepare_cached(
+            "INSERT INTO period_key (key_id, hold, period_start, destroy_after, key) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![&key_id[..], hold, sql_time(period_start), sql_time(destroy_after), &key[..]])?;
+        Ok((key_id, key))
+    }
+}
+
+fn record_aad(id: &[u8; 16], metric: &MetricId, recipient: &RecipientId, receipt: &ReceiptId) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(16 + 32 + metric.as_str().len() + recipient.as_str().len() + 2);
+    aad.extend_from_slice(id);
+    aad.extend_from_slice(receipt.as_bytes());
+    aad.extend_from_slice(metric.as_str().as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(recipient.as_str().as_bytes());
+    aad
+}
+
+impl Store for SqliteStore {
+    fn partitions(&self) -> Result<Vec<StoredPartition>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT pkey, state, reports FROM partition_state ORDER BY pkey")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (k, state, reports) = row?;
+            let key: PartitionKey =
+                postcard::from_bytes(&k).map_err(|_| StoreError::Corrupt("partition key"))?;
+            out.push(StoredPartition { key, state, reports: u64::try_from(reports).unwrap_or(0) });
+        }
+        Ok(out)
+    }
+
+    fn seen_ids(&self, now: Timestamp) -> Result<Vec<([u8; 16], Timestamp)>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT ids, expires_at FROM seen_envelope WHERE expires_at > ?1")?;
+        let rows = stmt.query_map([sql_time(now)], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (ids, exp) = row?;
+            if ids.len() % 16 != 0 {
+                return Err(StoreError::Corrupt("seen ids"));
+            }
+            for chunk in ids.chunks_exact(16) {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(chunk);
+                out.push((id, from_sql_time(exp)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn envelope_seen(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM seen_envelope WHERE digest = ?1")?
+            .query_row([&digest[..]], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    fn commit(&mut self, batch: &CommitBatch) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut put = tx.prepare_cached(
+                "INSERT INTO partition_state (pkey, metric, bucket_start, deadline, reports, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (pkey) DO UPDATE SET reports = excluded.reports, state = excluded.state",
+            )?;
+            for p in &batch.partitions {
+                put.execute(params![
+                    p.key.to_bytes(),
+                    p.key.metric.as_str(),
+                    sql_time(p.key.bucket_start),
+                    sql_time(p.key.deadline()),
+                    i64::try_from(p.reports).unwrap_or(i64::MAX),
+                    p.state,
+                ])?;
+            }
+        }
+        for r in &batch.records {
+            let (key_id, key) = Self::period_key(&tx, r)?;
+            let mut nonce = [0u8; 12];
+            getrandom::fill(&mut nonce).map_err(|_| StoreError::Randomness)?;
+            let aead =
+                ChaCha20Poly1305::new_from_slice(&key[..]).map_err(|_| StoreError::Corrupt("period key"))?;
+            let aad = record_aad(&r.id, &r.metric, &r.recipient, &r.receipt);
+            let ct = aead
+                .encrypt(&Nonce::from(nonce), Payload { msg: &r.body, aad: &aad })
+                .map_err(|_| StoreError::Corrupt("record encryption"))?;
+            tx.prepare_cached(
+                "INSERT INTO record (id, metric, recipient, receipt, collected_at, deadline, key_id, nonce, ciphertext)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                &r.id[..],
+                r.metric.as_str(),
+                r.recipient.as_str(),
+                &r.receipt.as_bytes()[..],
+                sql_time(r.collected_at),
+                sql_time(r.deadline()),
+                &key_id[..],
+                &nonce[..],
+                ct,
+            ])?;
+        }
+        {
+            let mut seen =
+                tx.prepare_cached("INSERT INTO seen_envelope (digest, expires_at, ids) VALUES (?1, ?2, ?3)")?;
+            for s in &batch.seen {
+                let ids: Vec<u8> = s.ids.iter().flatten().copied().collect();
+                seen.execute(params![&s.envelope[..], sql_time(s.expires_at), ids])?;
+            }
+        }
+        if !batch.audit.is_empty() {
+            let mut log = AuditLog::open(AuditSqlite::attach(&*tx))?;
+            log.append_batch(batch.audit.iter())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn records(
+        &self,
+        recipient: &RecipientId,
+        metric: &MetricId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.id, r.receipt, r.collected_at, r.deadline, r.nonce, r.ciphertext, k.key
+             FROM record r JOIN period_key k ON k.key_id = r.key_id
+             WHERE r.recipient = ?1 AND r.metric = ?2 AND r.collected_at >= ?3 AND r.collected_at < ?4
+             ORDER BY r.collected_at, r.id",
+        )?;
+        let rows = stmt.query_map(
+            params![recipient.as_str(), metric.as_str(), sql_time(from), sql_time(to)],
+            |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, Vec<u8>>(5)?,
+                    Zeroizing::new(r.get::<_, Vec<u8>>(6)?),
+                ))
+            },
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, receipt, collected, deadline, nonce, ct, key) = row?;
+            let id: [u8; 16] = blob(id, "record id")?;
+            let receipt = ReceiptId(blob(receipt, "receipt id")?);
+            let nonce: [u8; 12] = blob(nonce, "nonce")?;
+            if key.len() != 32 {
+                return Err(StoreError::Corrupt("period key"));
+            }
+            let aead =
+                ChaCha20Poly1305::new_from_slice(&key[..]).map_err(|_| StoreError::Corrupt("period key"))?;
+            let aad = record_aad(&id, metric, recipient, &receipt);
+            let body = aead
+                .decrypt(&Nonce::from(nonce), Payload { msg: &ct, aad: &aad })
+                .map_err(|_| StoreError::RecordUnreadable)?;
+            out.push(Record {
+                id,
+                metric: metric.clone(),
+                recipient: recipient.clone(),
+                receipt,
+                collected_at: from_sql_time(collected),
+                deadline: from_sql_time(deadline),
+                body,
+            });
+        }
+        Ok(out)
+    }
+
+    fn purge(&mut self, now: Timestamp) -> Result<PurgeReport, StoreError> {
+        let t = sql_time(now);
+        let tx = self.conn.transaction()?;
+        let partitions = tx.execute("DELETE FROM partition_state WHERE deadline <= ?1", [t])?;
+        let records = tx.execute("DELETE FROM record WHERE deadline <= ?1", [t])?;
+        let keys: Vec<Vec<u8>> = {
+            let mut stmt = tx.prepare(
+                "SELECT key_id FROM period_key k WHERE destroy_after <= ?1
+                 AND NOT EXISTS (SELECT 1 FROM record r WHERE r.key_id = k.key_id)",
+            )?;
+            let rows = stmt.query_map([t], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut keys_destroyed = Vec::with_capacity(keys.len());
+        for k in keys {
+            tx.execute("DELETE FROM period_key WHERE key_id = ?1", [&k])?;
+            keys_destroyed.push(blob(k, "key id")?);
+        }
+        let ids_forgotten: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(LENGTH(ids)), 0) / 16 FROM seen_envelope WHERE expires_at <= ?1",
+            [t],
+            |r| r.get(0),
+        )?;
+        tx.execute("DELETE FROM seen_envelope WHERE expires_at <= ?1", [t])?;
+        let report = PurgeReport {
+            partitions: partitions as u64,
+            records: records as u64,
+            keys_destroyed,
+            ids_forgotten: u64::try_from(ids_forgotten).unwrap_or(0),
+        };
+        {
+            let mut events = vec![AuditEvent::Purge {
+                partitions: u32::try_from(report.partitions).unwrap_or(u32::MAX),
+                records: u32::try_from(report.records).unwrap_or(u32::MAX),
+                at: now,
+            }];
+            events.extend(
+                report.keys_destroyed.iter().map(|k| AuditEvent::KeyDestruction { key_id: *k, at: now }),
+            );
+            let mut log = AuditLog::open(AuditSqlite::attach(&*tx))?;
+            log.append_batch(events.iter())?;
+        }
+        tx.commit()?;
+        // Push every page out of the WAL and truncate it, so no old frame still holds a
+        // deleted record or key, then give freed pages back to the file system.
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.conn.execute_batch("PRAGMA incremental_vacuum;")?;
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(report)
+    }
+
+    fn append_audit(&mut self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        AuditLog::open(AuditSqlite::attach(&*tx))?.append_batch(events.iter())?;
+        tx.commit()?;
+        Ok(())
+    }
+}
