@@ -130,8 +130,8 @@ fn report_data() -> impl Strategy<Value = ReportData> {
 }
 
 proptest! {
-    // Each case renders three formats (a few ms); 64 cases cover the odd values above.
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    // Each case renders three formats (a few ms); 256 cases cover the odd values above.
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn renderers_are_total_escaped_and_deterministic(d in report_data()) {

@@ -19,8 +19,12 @@ pub(crate) fn ticks(from: u64, to: u64) -> TimeTicks {
     // Hours and days, aligned to UTC midnight.
     for step in [3_600, 3 * 3_600, 6 * 3_600, 12 * 3_600, DAY, 2 * DAY, 7 * DAY, 14 * DAY] {
         if span / step <= MAX_TICKS {
-            let first = from.div_ceil(step) * step;
-            let ticks = (0..).map(|i| first + i * step).take_while(|t| *t <= to).map(|t| t as f64).collect();
+            // Checked steps: an instant near `u64::MAX` must not overflow.
+            let first = from.div_ceil(step).checked_mul(step);
+            let ticks = core::iter::successors(first, |t| t.checked_add(step))
+                .take_while(|t| *t <= to)
+                .map(|t| t as f64)
+                .collect();
             return TimeTicks { ticks, with_time: step < DAY };
         }
     }
@@ -33,20 +37,19 @@ pub(crate) fn ticks(from: u64, to: u64) -> TimeTicks {
             break;
         }
     }
-    let (mut y, mut m) = year_month(from);
+    // Month index since year 0, rounded up to a multiple of `step`, then `step` at a time.
+    let (y, m) = year_month(from);
+    let step = i64::from(step);
+    let mut idx = (y * 12 + i64::from(m) - 1 + step - 1) / step * step;
     let mut ticks = Vec::new();
-    while let Some(t) = month_start(y, m) {
+    while let Some(t) = month_start(idx / 12, (idx % 12) as u32 + 1) {
         if t > to {
             break;
         }
-        if t >= from && (y * 12 + i64::from(m) - 1) % i64::from(step) == 0 {
+        if t >= from {
             ticks.push(t as f64);
         }
-        m += 1;
-        if m > 12 {
-            m = 1;
-            y += 1;
-        }
+        idx += step;
     }
     TimeTicks { ticks, with_time: false }
 }
