@@ -53,6 +53,8 @@ pub enum ReportError {
     /// A number that JSON cannot carry (NaN or ±∞), or an interval whose low end is above
     /// its high end; the text names the field.
     InvalidNumber(String),
+    /// A format name that is not `html`, `json`, `markdown` or `md`.
+    UnknownFormat(String),
 }
 
 impl core::fmt::Display for ReportError {
@@ -66,6 +68,7 @@ impl core::fmt::Display for ReportError {
                 )
             }
             Self::InvalidNumber(what) => write!(f, "invalid number in report: {what}"),
+            Self::UnknownFormat(name) => write!(f, "unknown report format {name:?} (html, json or markdown)"),
         }
     }
 }
@@ -382,4 +385,62 @@ pub fn render_json(data: &ReportData) -> Result<String, ReportError> {
     let mut s = serde_json::to_string_pretty(data).map_err(ReportError::Json)?;
     s.push('\n');
     Ok(s)
+}
+
+/// A report format, as named on a command line: `html`, `json`, `markdown` (or `md`).
+///
+/// ```
+/// use confiance_aggregator::report::{Format, ReportData};
+/// let format: Format = "md".parse()?;
+/// assert_eq!(format, Format::Markdown);
+/// assert_eq!(format.extension(), "md");
+/// assert!(format.render(&ReportData::demo())?.starts_with("# "));
+/// # Ok::<(), confiance_aggregator::report::ReportError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// [`render_html`].
+    Html,
+    /// [`render_json`].
+    Json,
+    /// [`render_markdown`].
+    Markdown,
+}
+
+impl Format {
+    /// The usual file extension: `html`, `json` or `md`.
+    #[must_use]
+    pub const fn extension(self) -> &'static str {
+        match self {
+            Self::Html => "html",
+            Self::Json => "json",
+            Self::Markdown => "md",
+        }
+    }
+
+    /// Renders `data` in this format.
+    ///
+    /// # Errors
+    /// As [`render_json`] for [`Format::Json`]; the other formats always succeed.
+    pub fn render(self, data: &ReportData) -> Result<String, ReportError> {
+        match self {
+            Self::Html => Ok(render_html(data)),
+            Self::Json => render_json(data),
+            Self::Markdown => Ok(render_markdown(data)),
+        }
+    }
+}
+
+impl core::str::FromStr for Format {
+    type Err = ReportError;
+
+    fn from_str(s: &str) -> Result<Self, ReportError> {
+        match s.to_ascii_lowercase().as_str() {
+            "html" | "htm" => Ok(Self::Html),
+            "json" => Ok(Self::Json),
+            "markdown" | "md" => Ok(Self::Markdown),
+            _ => Err(ReportError::UnknownFormat(s.to_string())),
+        }
+    }
 }
