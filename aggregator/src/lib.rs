@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod decision;
 pub mod estimate;
+pub mod keys;
 pub mod ledger;
 pub mod report;
 pub mod store;
