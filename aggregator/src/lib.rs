@@ -12,5 +12,6 @@ pub mod ingest;
 pub mod keys;
 pub mod ledger;
 pub mod service;
+pub mod report;
 pub mod store;
 pub mod transcrypt;
