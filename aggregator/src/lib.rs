@@ -11,7 +11,7 @@ pub mod estimate;
 pub mod ingest;
 pub mod keys;
 pub mod ledger;
-pub mod service;
 pub mod report;
+pub mod service;
 pub mod store;
 pub mod transcrypt;

@@ -238,7 +238,7 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
         good_frame.clone(),
         Box::new(|e| matches!(e, IngestError::ReplayedEnvelope(_))),
     );
-    let replayed_report = seal(&mut w, &[stat.clone()], day);
+    let replayed_report = seal(&mut w, std::slice::from_ref(&stat), day);
     push(
         "replayed report",
         replayed_report,
