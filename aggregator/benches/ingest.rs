@@ -55,6 +55,7 @@ fn keys() -> (KeyStore, KeyConfig) {
 struct Source {
     config: KeyConfig,
     templates: Vec<Report>,
+    digest: confiance::catalogue::CatalogueDigest,
     rng: SeededRng,
     next: usize,
 }
@@ -98,7 +99,7 @@ impl Source {
             }
         }
         assert!(!templates.is_empty());
-        Self { config, templates, rng: SeededRng::seed_from_u64(3), next: 0 }
+        Self { config, templates, digest: catalogue().digest(), rng: SeededRng::seed_from_u64(3), next: 0 }
     }
 
     fn envelope(&mut self, reports: usize) -> Vec<u8> {
@@ -109,8 +110,7 @@ impl Source {
             })
             .collect();
         let plain = envelope::encode_batch(&batch).unwrap();
-        let fields =
-            HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: now().truncate(DAY) };
+        let fields = HeaderFields { catalogue_digest: self.digest, time_bucket: now().truncate(DAY) };
         envelope::seal(&self.config, &fields, &plain, &mut self.rng).unwrap()
     }
 }

@@ -27,6 +27,7 @@ use confiance::envelope::{BatchLimits, EnvelopeId, decode_batch};
 use confiance::ids::{MetricId, RecipientId};
 use confiance::ldp::{Domain, Mechanism};
 use confiance::report::{Payload, RecordValue, Report};
+use confiance::retention::RetentionTag;
 
 use crate::audit::AuditEvent;
 use crate::decision::Decision;
@@ -190,7 +191,14 @@ pub struct Aggregator {
     partitions: BTreeMap<PartitionKey, Partition>,
     seen: HashMap<[u8; 16], Timestamp>,
     staged: Staged,
+    /// (metric, tag) pairs that passed [`RetentionTag::check`]: devices send the same few
+    /// tags over and over, and a check can cost tens of µs (calendar periods are compared
+    /// day by day), which would dominate ingest. Bounded by [`TAG_CACHE_MAX`].
+    checked_tags: HashSet<(MetricId, RetentionTag)>,
 }
+
+/// Most (metric, tag) pairs remembered as checked; the cache is emptied when full.
+const TAG_CACHE_MAX: usize = 4_096;
 
 impl core::fmt::Debug for Aggregator {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -294,6 +302,7 @@ impl Aggregator {
             partitions,
             seen,
             staged: Staged::default(),
+            checked_tags: HashSet::new(),
         })
     }
 
@@ -379,7 +388,14 @@ impl Aggregator {
             if self.seen.contains_key(&r.id.0) || self.staged.ids.contains(&r.id.0) || !ids.insert(r.id.0) {
                 return Err(fail(ReportError::Replayed));
             }
-            r.tag.check(&self.catalogue, &r.metric).map_err(|e| fail(ReportError::Tag(e)))?;
+            let checked = (r.metric.clone(), r.tag.clone());
+            if !self.checked_tags.contains(&checked) {
+                r.tag.check(&self.catalogue, &r.metric).map_err(|e| fail(ReportError::Tag(e)))?;
+                if self.checked_tags.len() >= TAG_CACHE_MAX {
+                    self.checked_tags.clear();
+                }
+                self.checked_tags.insert(checked);
+            }
             let bucket = metric.bucket_secs();
             if r.time.truncate(bucket) != r.time {
                 return Err(fail(ReportError::Misaligned));

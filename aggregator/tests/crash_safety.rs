@@ -277,7 +277,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged_and_counts_nothing_twice
             }
         });
         let mut life = Life::default();
-        let mut absorb = |line: &str, life: &mut Life| {
+        let absorb = |line: &str, life: &mut Life| {
             life.in_commit = line == "B";
             if let Some(rest) = line.strip_prefix("A ") {
                 life.acked.extend(rest.split(' ').map(|s| s.parse::<usize>().unwrap()));
