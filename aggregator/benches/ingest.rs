@@ -255,6 +255,14 @@ fn memory_run(source: &mut Source, n: u64) -> Memory {
 fn main() {
     let (keys, config) = keys();
     let mut source = Source::new(config, &keys);
+    let measure = !std::env::args().any(|a| a == "--test" || a == "--list");
+    // Memory first, while the process is fresh: the small run's peak is then its own.
+    let memory = measure.then(|| {
+        let small = memory_run(&mut source, 100_000);
+        let big_n =
+            std::env::var("CONFIANCE_BENCH_BIG").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+        (small, memory_run(&mut source, big_n))
+    });
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
@@ -263,13 +271,8 @@ fn main() {
         .configure_from_args();
     criterion_benches(&mut c, &mut source);
     c.final_summary();
-    if std::env::args().any(|a| a == "--test" || a == "--list") {
-        return;
-    }
+    let Some((small, big)) = memory else { return };
     let (x_us, one_us, per_report_us) = throughput_rounds(&mut source);
-    let small = memory_run(&mut source, 100_000);
-    let big_n = std::env::var("CONFIANCE_BENCH_BIG").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
-    let big = memory_run(&mut source, big_n);
 
     println!(
         "\nAggregator ingest (medians of 7 interleaved rounds; commits every {COMMIT_EVERY} reports, synchronous=FULL)"
