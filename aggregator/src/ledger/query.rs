@@ -549,7 +549,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         Overdue { now, records, partitions }
     }
 
-    /// Who gains or loses access to what from catalogue `a` to `b` ([`diff`](super::diff)),
+    /// Who gains or loses access to what from catalogue `a` to `b` ([`super::diff`]),
     /// with, for each removed access, the number of grants in this ledger that named it.
     #[must_use]
     pub fn diff(&self, a: &Catalogue, b: &Catalogue) -> CatalogueDiff {
