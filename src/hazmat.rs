@@ -15,3 +15,12 @@
 /// ```
 pub use rand_chacha::ChaCha20Rng as SeededRng;
 pub use rand_core::SeedableRng;
+
+/// The same generator under its own name, as the LDP tests and benches use it.
+pub use rand_chacha::ChaCha20Rng;
+
+/// Raw exact samplers and the [`Coins`] trait the LDP encoders are written against.
+pub use crate::noise::{
+    Coins, RngCoins, bernoulli_exp_neg, bernoulli_logistic, bernoulli_ratio, discrete_gaussian,
+    discrete_laplace, geometric_exp_neg, uniform_below,
+};

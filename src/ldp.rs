@@ -1,7 +1,61 @@
-//! Local differential privacy mechanisms (placeholder until the LDP work lands).
+//! Local differential privacy: the device-side encoders and the report payloads.
+//!
+//! A [`Mechanism`] is chosen once per metric from its [`Domain`], its ε and a
+//! [`MechanismName`] (the catalogue's `mechanism = "..."`, `auto` by default), then
+//! [`Mechanism::encode`] turns one private value into an [`LdpReport`]:
+//!
+//! | name | domain | paper | report |
+//! |---|---|---|---|
+//! | `grr` | categorical | generalised randomised response (Wang et al., USENIX Security 2017) | one category |
+//! | `oue` | categorical | optimised unary encoding (Wang et al. 2017) | `d` bits |
+//! | `sue` | categorical | symmetric unary encoding, basic RAPPOR (Erlingsson et al., CCS 2014) | `d` bits |
+//! | `olh` | categorical | optimised local hashing (Wang et al. 2017) with a public seed pool | seed index + hash value |
+//! | `hadamard` | categorical | Hadamard response (Acharya, Sun, Zhang, AISTATS 2019) | one index |
+//! | `piecewise` | numeric | piecewise mechanism (Wang et al., ICDE 2019), discretised exactly | one grid point |
+//! | `duchi` | numeric | Duchi, Jordan, Wainwright (JASA 2018), one dimension | one bit |
+//!
+//! Every probability is realised exactly by the samplers in [`crate::noise`]
+//! (rejection with Bernoulli(exp(−ε)), no floating point), and every encoder draws
+//! the same primitives whatever the value, so the distribution of its running time and
+//! of the random words it consumes does not depend on the value (docs/privacy.md).
+//!
+//! ```
+//! use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName};
+//! use confiance::{Epsilon, rng::OsRng};
+//! let eps = Epsilon::from_ratio(1, 1)?;
+//! let m = Mechanism::select(Domain::Categorical { d: 16 }, eps, MechanismName::Auto)?;
+//! let report = m.encode(LdpValue::Category(3), &mut OsRng::new())?;
+//! let bytes = postcard::to_allocvec(&report).unwrap();
+//! assert!(bytes.len() <= 8);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-/// Which local DP mechanism privatises a metric (catalogue field `mechanism`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+mod budget;
+mod encode;
+mod hash;
+mod mechanism;
+mod report;
+mod theory;
+
+pub use budget::Budget;
+pub use hash::{for_each_hash, olh_hash};
+pub use mechanism::{
+    DEFAULT_OLH_POOL, MAX_CATEGORIES, MAX_NUMERIC_RANGE, Mechanism, PIECEWISE_RESOLUTION, Params,
+};
+pub use report::LdpReport;
+pub use theory::exp_approx;
+
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+/// The mechanism a metric asks for, as written in the catalogue (lowercase).
+///
+/// ```
+/// use confiance::ldp::MechanismName;
+/// let m: MechanismName = serde_json::from_str("\"olh\"").unwrap();
+/// assert_eq!(m, MechanismName::Olh);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum MechanismName {
@@ -11,14 +65,75 @@ pub enum MechanismName {
     Oue,
     /// Symmetric unary encoding (basic RAPPOR).
     Sue,
-    /// Optimised local hashing.
+    /// Optimised local hashing with a seed pool.
     Olh,
     /// Hadamard response.
     Hadamard,
     /// Piecewise mechanism (numeric).
     Piecewise,
-    /// Duchi et al. (numeric).
+    /// Duchi et al.'s mechanism (numeric).
     Duchi,
-    /// The lowest-variance choice for the domain and ε.
+    /// The lowest theoretical variance for the domain and ε.
+    #[default]
     Auto,
 }
+
+/// What is being privatised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Domain {
+    /// One of `d` categories `0..d` (booleans are `d = 2`).
+    Categorical {
+        /// The number of categories.
+        d: u32,
+    },
+    /// An integer in `[min, max]` (bounded numeric metrics and counts).
+    Numeric {
+        /// The smallest value.
+        min: i64,
+        /// The largest value.
+        max: i64,
+    },
+}
+
+/// A private value to encode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LdpValue {
+    /// A category index in `0..d`.
+    Category(u32),
+    /// An integer in `[min, max]`.
+    Numeric(i64),
+}
+
+/// Why a mechanism could not be built or a value not encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LdpError {
+    /// A categorical domain needs `2 <= d <= MAX_CATEGORIES`.
+    BadCategoryCount,
+    /// A numeric domain needs `min < max` and `max - min <= MAX_NUMERIC_RANGE`.
+    BadNumericRange,
+    /// The mechanism does not apply to this kind of domain (e.g. Piecewise on categories).
+    MechanismDomainMismatch,
+    /// A numeric value was given to a categorical mechanism or the reverse.
+    ValueKindMismatch,
+    /// The value is outside the domain.
+    OutOfDomain,
+    /// Mechanism parameters are inconsistent (e.g. a zero seed pool).
+    BadParameters,
+}
+
+impl fmt::Display for LdpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BadCategoryCount => "categorical domain needs 2 <= d <= 2^24",
+            Self::BadNumericRange => "numeric domain needs min < max and max - min <= 2^40",
+            Self::MechanismDomainMismatch => "mechanism does not apply to this domain",
+            Self::ValueKindMismatch => "value kind does not match the domain",
+            Self::OutOfDomain => "value outside the domain",
+            Self::BadParameters => "inconsistent mechanism parameters",
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+impl core::error::Error for LdpError {}

@@ -159,6 +159,17 @@ pub struct UnverifiedReceipt {
     pub recorded_at: Timestamp,
 }
 
+/// The parties of a receipt, as [`Ledger::receipt_terms`] gives them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReceiptTerms {
+    /// The subject.
+    pub subject: SubjectId,
+    /// The recipient.
+    pub recipient: RecipientId,
+    /// The purpose.
+    pub purpose: PurposeId,
+}
+
 /// Counts of what the ledger holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LedgerStats {
@@ -440,6 +451,19 @@ impl<C: Borrow<Connection>> Ledger<C> {
         store::insert_withdrawal(self.conn.borrow(), seq, &w.receipt, w.at, recorded_at, &signed.to_bytes())?;
         self.ix.apply_withdrawal(&self.names, ri, w.at, recorded_at, seq);
         Ok(w.receipt)
+    }
+
+    /// Who a receipt is about, for whom and what for — what ingest needs to check a
+    /// pseudonymous record's tag against its receipt. `None` for an unknown receipt.
+    #[must_use]
+    pub fn receipt_terms(&self, receipt: &ReceiptId) -> Option<ReceiptTerms> {
+        let ri = *self.ix.receipt_ix.get(receipt)?;
+        let row = self.ix.receipts.get(ri as usize)?;
+        Some(ReceiptTerms {
+            subject: *self.ix.subject_ids.get(row.subject as usize)?,
+            recipient: self.names.recipients.get(usize::from(row.recipient))?.clone(),
+            purpose: self.names.purposes.get(usize::from(row.purpose))?.clone(),
+        })
     }
 
     /// The hold deadline of a record of `metric` collected at `collected_at` under

@@ -1,0 +1,63 @@
+//! Decoding cost (issue 3 target: Hadamard and OLH-pool decoding of n = 10^7 reports at
+//! d = 65536 in ≤ 1 s). Reports are generated cheaply (uniform indices, not the
+//! encoder): decoding time depends on the accumulator's size, not on report contents.
+#![allow(missing_docs, clippy::unwrap_used, clippy::cast_possible_truncation, reason = "bench")]
+
+use confiance::Epsilon;
+use confiance::hazmat::{ChaCha20Rng, SeedableRng};
+use confiance::ldp::{Domain, LdpReport, Mechanism, MechanismName, Params};
+use confiance_aggregator::estimate::Accumulator;
+use criterion::{Criterion, criterion_group, criterion_main};
+use rand_core::Rng;
+use std::time::Duration;
+
+const N: u64 = 10_000_000;
+const D: u32 = 65_536;
+
+fn filled(m: &Mechanism) -> Accumulator {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let mut acc = Accumulator::new(m);
+    for _ in 0..N {
+        let x = rng.next_u64();
+        let r = match *m.params() {
+            Params::Hadamard { k, .. } => LdpReport::Hadamard((x % u64::from(k)) as u32),
+            Params::Olh { g, pool, .. } => LdpReport::Olh {
+                seed: (x % u64::from(pool)) as u32,
+                value: ((x >> 32) % u64::from(g)) as u32,
+            },
+            Params::Grr { d } => LdpReport::Grr((x % u64::from(d)) as u32),
+            _ => unreachable!(),
+        };
+        acc.add(&r).unwrap();
+    }
+    acc
+}
+
+fn decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode_1e7_d65536");
+    g.measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(1)).sample_size(10);
+    for e in [1u32, 4] {
+        let eps = Epsilon::from_ratio(e, 1).unwrap();
+        for name in [MechanismName::Hadamard, MechanismName::Olh, MechanismName::Grr] {
+            let m = Mechanism::select(Domain::Categorical { d: D }, eps, name).unwrap();
+            let acc = filled(&m);
+            g.bench_function(format!("{name:?}/eps={e}"), |b| b.iter(|| acc.estimate()));
+        }
+    }
+    g.finish();
+    let mut g = c.benchmark_group("ingest");
+    g.measurement_time(Duration::from_secs(3)).sample_size(20);
+    let m = Mechanism::select(
+        Domain::Categorical { d: D },
+        Epsilon::from_ratio(1, 1).unwrap(),
+        MechanismName::Olh,
+    )
+    .unwrap();
+    let mut acc = Accumulator::new(&m);
+    let r = LdpReport::Olh { seed: 5, value: 1 };
+    g.bench_function("add/olh", |b| b.iter(|| acc.add(&r).unwrap()));
+    g.finish();
+}
+
+criterion_group!(benches, decode);
+criterion_main!(benches);

@@ -1,0 +1,223 @@
+//! Per-mechanism accumulators: integer counts or moments, validated on entry.
+
+use super::EstimateError;
+use confiance::ldp::{LdpReport, Mechanism, Params};
+use serde::{Deserialize, Serialize};
+
+/// The largest stored accumulator [`Accumulator::from_bytes`] will decode (256 MiB).
+pub const MAX_STORED_BYTES: usize = 256 << 20;
+
+const FORMAT_VERSION: u8 = 1;
+
+/// What an accumulator keeps: fixed size for a given mechanism, whatever the number
+/// of reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum State {
+    /// GRR: reports per category (d). OUE/SUE: set bits per position (d).
+    /// OLH: reports per (pool entry, hash value), row-major (pool × g).
+    /// Hadamard: reports per column (k).
+    Counts(Vec<u64>),
+    /// Piecewise: Σy and Σy² of the grid points (exact).
+    Moments {
+        /// Σ y.
+        sum: u128,
+        /// Σ y².
+        sum_sq: u128,
+    },
+    /// Duchi: reports with the + sign.
+    Ones(u64),
+}
+
+/// A mergeable accumulator for one mechanism's reports.
+///
+/// Its state is integers only, so merging is exactly associative and commutative and
+/// the estimate does not depend on the order reports arrived or shards merged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accumulator {
+    version: u8,
+    mechanism: Mechanism,
+    n: u64,
+    pub(crate) state: State,
+}
+
+fn state_for(m: &Mechanism) -> State {
+    match *m.params() {
+        Params::Grr { d } | Params::Oue { d } | Params::Sue { d } => State::Counts(vec![0; d as usize]),
+        Params::Olh { g, pool, .. } => State::Counts(vec![0; g as usize * pool as usize]),
+        Params::Hadamard { k, .. } => State::Counts(vec![0; k as usize]),
+        Params::Piecewise { .. } => State::Moments { sum: 0, sum_sq: 0 },
+        _ => State::Ones(0),
+    }
+}
+
+impl Accumulator {
+    /// An empty accumulator for `mechanism`.
+    #[must_use]
+    pub fn new(mechanism: &Mechanism) -> Self {
+        Self { version: FORMAT_VERSION, mechanism: *mechanism, n: 0, state: state_for(mechanism) }
+    }
+
+    /// The mechanism the reports came from.
+    #[must_use]
+    pub const fn mechanism(&self) -> &Mechanism {
+        &self.mechanism
+    }
+
+    /// The number of reports accumulated.
+    #[must_use]
+    pub const fn count(&self) -> u64 {
+        self.n
+    }
+
+    /// Count one report after checking its shape against the mechanism.
+    ///
+    /// # Errors
+    /// [`EstimateError::WrongMechanism`], [`EstimateError::OutOfRange`],
+    /// [`EstimateError::BadLength`] or [`EstimateError::Overflow`]; on error the
+    /// accumulator is unchanged.
+    pub fn add(&mut self, report: &LdpReport) -> Result<(), EstimateError> {
+        let n = self.n.checked_add(1).ok_or(EstimateError::Overflow)?;
+        // Every check happens before the first write.
+        match (*self.mechanism.params(), report, &mut self.state) {
+            (Params::Grr { d }, LdpReport::Grr(v), State::Counts(c)) => {
+                let slot = c.get_mut(index(*v, d)?).ok_or(EstimateError::OutOfRange)?;
+                *slot += 1;
+            }
+            (Params::Hadamard { k, .. }, LdpReport::Hadamard(j), State::Counts(c)) => {
+                let slot = c.get_mut(index(*j, k)?).ok_or(EstimateError::OutOfRange)?;
+                *slot += 1;
+            }
+            (Params::Olh { g, pool, .. }, LdpReport::Olh { seed, value }, State::Counts(c)) => {
+                let i = index(*seed, pool)? * g as usize + index(*value, g)?;
+                let slot = c.get_mut(i).ok_or(EstimateError::OutOfRange)?;
+                *slot += 1;
+            }
+            (Params::Oue { d }, LdpReport::Oue(bits), State::Counts(c))
+            | (Params::Sue { d }, LdpReport::Sue(bits), State::Counts(c)) => {
+                check_bits(bits, d)?;
+                for (byte_index, byte) in bits.iter().enumerate() {
+                    let mut b = *byte;
+                    while b != 0 {
+                        let i = byte_index * 8 + b.trailing_zeros() as usize;
+                        if let Some(slot) = c.get_mut(i) {
+                            *slot += 1;
+                        }
+                        b &= b - 1;
+                    }
+                }
+            }
+            (Params::Piecewise { outputs, .. }, LdpReport::Piecewise(y), State::Moments { sum, sum_sq }) => {
+                if *y >= outputs {
+                    return Err(EstimateError::OutOfRange);
+                }
+                let y = u128::from(*y);
+                let (s, q) = (sum.checked_add(y), sum_sq.checked_add(y * y));
+                let (Some(s), Some(q)) = (s, q) else { return Err(EstimateError::Overflow) };
+                (*sum, *sum_sq) = (s, q);
+            }
+            (Params::Duchi { .. }, LdpReport::Duchi(positive), State::Ones(ones)) => {
+                *ones += u64::from(*positive);
+            }
+            _ => return Err(EstimateError::WrongMechanism),
+        }
+        // Per-slot counts never exceed n, which was checked not to overflow.
+        self.n = n;
+        Ok(())
+    }
+
+    /// Add every report of `other` (same mechanism and parameters) into `self`.
+    ///
+    /// # Errors
+    /// [`EstimateError::MismatchedConfig`] or [`EstimateError::Overflow`]; on error
+    /// `self` is unchanged.
+    pub fn merge(&mut self, other: &Self) -> Result<(), EstimateError> {
+        if self.mechanism != other.mechanism {
+            return Err(EstimateError::MismatchedConfig);
+        }
+        let n = self.n.checked_add(other.n).ok_or(EstimateError::Overflow)?;
+        let state = match (&self.state, &other.state) {
+            (State::Counts(a), State::Counts(b)) if a.len() == b.len() => State::Counts(
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| x.checked_add(*y).ok_or(EstimateError::Overflow))
+                    .collect::<Result<_, _>>()?,
+            ),
+            (State::Moments { sum: s1, sum_sq: q1 }, State::Moments { sum: s2, sum_sq: q2 }) => {
+                State::Moments {
+                    sum: s1.checked_add(*s2).ok_or(EstimateError::Overflow)?,
+                    sum_sq: q1.checked_add(*q2).ok_or(EstimateError::Overflow)?,
+                }
+            }
+            (State::Ones(a), State::Ones(b)) => {
+                State::Ones(a.checked_add(*b).ok_or(EstimateError::Overflow)?)
+            }
+            _ => return Err(EstimateError::MismatchedConfig),
+        };
+        self.state = state;
+        self.n = n;
+        Ok(())
+    }
+
+    /// Postcard bytes for storage (a format version, the mechanism, the count, the state).
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising plain integers and vectors into a Vec cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decode stored bytes, bounded: at most [`MAX_STORED_BYTES`], no trailing bytes,
+    /// and the state must be consistent with the mechanism and the count.
+    ///
+    /// # Errors
+    /// [`EstimateError::Corrupt`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, EstimateError> {
+        if bytes.len() > MAX_STORED_BYTES {
+            return Err(EstimateError::Corrupt);
+        }
+        let (acc, rest): (Self, _) = postcard::take_from_bytes(bytes).map_err(|_| EstimateError::Corrupt)?;
+        if !rest.is_empty() || acc.version != FORMAT_VERSION || !acc.consistent() {
+            return Err(EstimateError::Corrupt);
+        }
+        Ok(acc)
+    }
+
+    /// The invariants `add` maintains.
+    fn consistent(&self) -> bool {
+        let n = self.n;
+        match (*self.mechanism.params(), &self.state) {
+            (Params::Grr { d }, State::Counts(c)) => c.len() == d as usize && sum_is(c, n),
+            (Params::Hadamard { k, .. }, State::Counts(c)) => c.len() == k as usize && sum_is(c, n),
+            (Params::Olh { g, pool, .. }, State::Counts(c)) => {
+                c.len() == g as usize * pool as usize && sum_is(c, n)
+            }
+            (Params::Oue { d } | Params::Sue { d }, State::Counts(c)) => {
+                c.len() == d as usize && c.iter().all(|x| *x <= n)
+            }
+            (Params::Piecewise { outputs, .. }, State::Moments { sum, sum_sq }) => {
+                let top = u128::from(outputs - 1);
+                *sum <= u128::from(n) * top && *sum_sq <= u128::from(n) * top * top && *sum_sq >= *sum
+            }
+            (Params::Duchi { .. }, State::Ones(ones)) => *ones <= n,
+            _ => false,
+        }
+    }
+}
+
+fn sum_is(c: &[u64], n: u64) -> bool {
+    c.iter().try_fold(0u64, |acc, x| acc.checked_add(*x)) == Some(n)
+}
+
+fn index(v: u32, bound: u32) -> Result<usize, EstimateError> {
+    if v < bound { Ok(v as usize) } else { Err(EstimateError::OutOfRange) }
+}
+
+fn check_bits(bits: &[u8], d: u32) -> Result<(), EstimateError> {
+    if bits.len() != (d as usize).div_ceil(8) {
+        return Err(EstimateError::BadLength);
+    }
+    let used = d % 8;
+    if used != 0 && bits.last().is_some_and(|last| last >> used != 0) {
+        return Err(EstimateError::BadLength);
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! From counts to estimates with variance and intervals.
+
+use super::accumulator::{Accumulator, State};
+use super::theory::{count_variance, piecewise_constants, support_probabilities};
+use super::{exps, fwht, project_simplex};
+use confiance::ldp::{MechanismName, Params, for_each_hash};
+
+/// The 0.975 quantile of the standard normal distribution.
+const Z95: f64 = 1.959_963_984_540_054;
+
+/// One estimated quantity.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PointEstimate {
+    /// Unbiased estimate: a frequency in [0, 1] up to noise (frequency oracles, may be
+    /// negative or above one), or the mean in the metric's units (numeric mechanisms).
+    pub value: f64,
+    /// Estimated variance of `value` (plug-in of the estimates into the theoretical
+    /// formula, see [`super::theory`]).
+    pub variance: f64,
+    /// `sqrt(variance)`.
+    pub std_error: f64,
+    /// Lower end of the 95% normal interval.
+    pub ci95_low: f64,
+    /// Upper end of the 95% normal interval.
+    pub ci95_high: f64,
+}
+
+impl PointEstimate {
+    fn new(value: f64, variance: f64) -> Self {
+        let variance = variance.max(0.0);
+        let se = variance.sqrt();
+        Self { value, variance, std_error: se, ci95_low: value - Z95 * se, ci95_high: value + Z95 * se }
+    }
+}
+
+/// An estimate from an [`Accumulator`]: one [`PointEstimate`] per category for
+/// frequency oracles, a single one (the mean) for numeric mechanisms. With no
+/// reports every value is 0 with infinite variance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimate {
+    /// The mechanism.
+    pub mechanism: MechanismName,
+    /// Reports behind the estimate.
+    pub n: u64,
+    /// Per category (frequency) or the mean.
+    pub values: Vec<PointEstimate>,
+}
+
+impl Estimate {
+    /// The point estimates alone.
+    #[must_use]
+    pub fn point_values(&self) -> Vec<f64> {
+        self.values.iter().map(|p| p.value).collect()
+    }
+
+    /// The frequencies projected onto the probability simplex (`None` for a mean).
+    /// Biased, and can amplify poisoning: see [`project_simplex`].
+    #[must_use]
+    pub fn projected(&self) -> Option<Vec<f64>> {
+        matches!(self.mechanism, MechanismName::Piecewise | MechanismName::Duchi)
+            .then_some(())
+            .map_or_else(|| Some(project_simplex(&self.point_values())), |()| None)
+    }
+}
+
+impl Accumulator {
+    /// For frequency oracles, the number of reports supporting each category
+    /// (S_v of Wang et al. 2017): the decoding step. Hadamard response by one fast
+    /// Walsh–Hadamard transform (O(k log k)); OLH by evaluating each pool entry once
+    /// per category (O(pool·d), independent of n). `None` for numeric mechanisms.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss, reason = "counts below 2^53 are exact in f64")]
+    pub fn support_counts(&self) -> Option<Vec<f64>> {
+        let State::Counts(c) = &self.state else { return None };
+        let m = self.mechanism();
+        Some(match *m.params() {
+            Params::Grr { .. } | Params::Oue { .. } | Params::Sue { .. } => {
+                c.iter().map(|x| *x as f64).collect()
+            }
+            Params::Hadamard { d, .. } => {
+                let mut t: Vec<i64> = c.iter().map(|x| i64::try_from(*x).unwrap_or(i64::MAX)).collect();
+                fwht(&mut t);
+                // Column j supports v iff H[v+1][j] = +1: S_v = (n + (H c)[v+1]) / 2.
+                let n = self.count() as f64;
+                t.iter().skip(1).take(d as usize).map(|h| (n + *h as f64) / 2.0).collect()
+            }
+            Params::Olh { d, g, pool, pool_key } => {
+                let mut support = vec![0u64; d as usize];
+                for (seed, row) in (0..pool).zip(c.chunks_exact(g as usize)) {
+                    for_each_hash(pool_key, seed, d, g, |v, h| {
+                        if let (Some(s), Some(x)) = (support.get_mut(v as usize), row.get(h as usize)) {
+                            *s += *x;
+                        }
+                    });
+                }
+                support.into_iter().map(|x| x as f64).collect()
+            }
+            _ => return None,
+        })
+    }
+
+    /// Unbiased estimates with variance, standard error and 95% interval.
+    ///
+    /// Frequencies: f̂_v = (S_v − nq)/(n(p − q)), variance from Wang et al. 2017
+    /// (plus the seed-pool term for OLH) with the estimated counts plugged in.
+    /// Piecewise: the mean from Σy, variance from Σy and Σy² (docs/privacy.md).
+    /// Duchi: the mean from the sign count; its variance `Σ(B² − t_u²)` cannot be
+    /// estimated from one-bit reports, so `(B² − t̄²)/n` is used — an upper bound
+    /// (conservative intervals).
+    #[must_use]
+    #[allow(clippy::cast_precision_loss, reason = "estimators in f64")]
+    pub fn estimate(&self) -> Estimate {
+        let m = *self.mechanism();
+        let n = self.count() as f64;
+        let name = m.name();
+        let empty = |k: usize| Estimate {
+            mechanism: name,
+            n: 0,
+            values: vec![PointEstimate::new(0.0, f64::INFINITY); k],
+        };
+        if let (Some(support), Some((p, q))) = (self.support_counts(), support_probabilities(&m)) {
+            if self.count() == 0 {
+                return empty(support.len());
+            }
+            let counts: Vec<f64> = support.iter().map(|s| (s - n * q) / (p - q)).collect();
+            let clamped: Vec<f64> = counts.iter().map(|c| c.clamp(0.0, n)).collect();
+            let pool_extra = olh_pool_extra(&m, &clamped, n);
+            let values = counts
+                .iter()
+                .zip(&clamped)
+                .map(|(c, cc)| {
+                    let var = count_variance(&m, n, *cc)
+                        + pool_extra.map_or(0.0, |(sum, denom)| ((sum - (cc * cc - cc)).max(0.0)) / denom);
+                    PointEstimate::new(c / n, var / (n * n))
+                })
+                .collect();
+            return Estimate { mechanism: name, n: self.count(), values };
+        }
+        if self.count() == 0 {
+            return empty(1);
+        }
+        let value = match (*m.params(), &self.state) {
+            (Params::Piecewise { min, .. }, State::Moments { sum, sum_sq }) => {
+                let Some(k) = piecewise_constants(&m) else { return empty(1) };
+                let (sy, syy) = (*sum as f64, *sum_sq as f64);
+                // Σŝ and Σŝ² with ŝ = (y − b0)/a; then an unbiased Σs² from
+                // E[ŝ²|s] = s² + Var[y|s]/a².
+                let s_hat = (sy - n * k.b0) / k.a;
+                let s_hat_sq = (syy - 2.0 * k.b0 * sy + n * k.b0 * k.b0) / (k.a * k.a);
+                let s_sq = ((s_hat_sq - (n * k.c0 + k.c1 * s_hat) / (k.a * k.a))
+                    / (1.0 + k.c2 / (k.a * k.a)))
+                    .max(s_hat * s_hat / n);
+                let var_sum = n * k.c0 + k.c1 * s_hat + k.c2 * s_sq;
+                let mean = min as f64 + s_hat / n / k.step;
+                PointEstimate::new(mean, var_sum / (n * k.a * k.step).powi(2))
+            }
+            (Params::Duchi { min, max }, State::Ones(ones)) => {
+                let (e, _) = exps(&m);
+                let b = (e + 1.0) / (e - 1.0);
+                let r = max.abs_diff(min) as f64;
+                let t_bar = b * (2.0 * *ones as f64 - n) / n;
+                let var_t = (b * b - t_bar.clamp(-1.0, 1.0).powi(2)) / n;
+                PointEstimate::new(min as f64 + (t_bar + 1.0) / 2.0 * r, var_t * (r / 2.0).powi(2))
+            }
+            _ => return empty(1),
+        };
+        Estimate { mechanism: name, n: self.count(), values: vec![value] }
+    }
+}
+
+/// For OLH, `(Σ_x (n̂_x² − n̂_x − V̂_x), (g − 1)·pool)`: the plug-in of the seed-pool term,
+/// with each squared estimate debiased by its own variance V̂_x.
+fn olh_pool_extra(m: &confiance::ldp::Mechanism, counts: &[f64], n: f64) -> Option<(f64, f64)> {
+    let Params::Olh { g, pool, .. } = *m.params() else { return None };
+    let sum: f64 = counts.iter().map(|c| c * c - c - count_variance(m, n, *c)).sum();
+    Some((sum.max(0.0), (f64::from(g) - 1.0) * f64::from(pool)))
+}

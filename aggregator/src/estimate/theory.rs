@@ -1,0 +1,143 @@
+//! Theoretical variances of every estimator, as functions of the true data; the
+//! estimators plug their own estimates into the same formulas. Sources per function;
+//! docs/privacy.md gathers them.
+
+use super::exps;
+use confiance::ldp::{Mechanism, Params};
+
+/// For the frequency oracles, `(p, q)`: the probability that a report *supports*
+/// category `v` when the user holds `v`, and when the user holds anything else.
+/// Wang et al. 2017 ("pure" protocols): GRR p = e^ε/(e^ε+d−1), q = 1/(e^ε+d−1);
+/// OUE p = 1/2, q = 1/(e^ε+1); SUE p = e^{ε/2}/(e^{ε/2}+1), q = 1/(e^{ε/2}+1);
+/// OLH p = e^ε/(e^ε+g−1), q = 1/g; Hadamard response (Acharya et al. 2019)
+/// p = e^ε/(e^ε+1), q = 1/2. `None` for numeric mechanisms.
+///
+/// ```
+/// use confiance::{Epsilon, ldp::{Domain, Mechanism, MechanismName}};
+/// use confiance_aggregator::estimate::theory::support_probabilities;
+/// let m = Mechanism::select(Domain::Categorical { d: 4 }, Epsilon::from_ratio(1, 1)?, MechanismName::Oue)?;
+/// let (p, q) = support_probabilities(&m).unwrap();
+/// assert_eq!(p, 0.5);
+/// assert!((q - 1.0 / (1f64.exp() + 1.0)).abs() < 1e-15);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub fn support_probabilities(m: &Mechanism) -> Option<(f64, f64)> {
+    let (e, eh) = exps(m);
+    match *m.params() {
+        Params::Grr { d } => Some((e / (e + f64::from(d) - 1.0), 1.0 / (e + f64::from(d) - 1.0))),
+        Params::Oue { .. } => Some((0.5, 1.0 / (e + 1.0))),
+        Params::Sue { .. } => Some((eh / (eh + 1.0), 1.0 / (eh + 1.0))),
+        Params::Olh { g, .. } => Some((e / (e + f64::from(g) - 1.0), 1.0 / f64::from(g))),
+        Params::Hadamard { .. } => Some((e / (e + 1.0), 0.5)),
+        _ => None,
+    }
+}
+
+/// Variance of the unbiased count estimate ĉ_v = (S_v − nq)/(p − q) when `n_v` of `n`
+/// users hold `v`: `(n q(1−q) + n_v (p(1−p) − q(1−q))) / (p−q)²` — Wang et al. 2017,
+/// Theorem 2 (`n q(1−q)/(p−q)² + n_v (1−p−q)/(p−q)`). For OLH add [`olh_pool_variance`].
+#[must_use]
+pub fn count_variance(m: &Mechanism, n: f64, n_v: f64) -> f64 {
+    let Some((p, q)) = support_probabilities(m) else { return f64::NAN };
+    (n * q * (1.0 - q) + n_v * (p * (1.0 - p) - q * (1.0 - q))) / ((p - q) * (p - q))
+}
+
+/// The extra variance of OLH's count estimate for `v` caused by a finite seed pool of
+/// `P` random hash functions (derived in docs/privacy.md): users holding the same
+/// `x ≠ v` share the pool's collisions of `x` with `v`, so
+/// `Var_pool = Σ_{x≠v} n_x (n_x − 1) / ((g − 1) P)`. Zero for other mechanisms.
+#[must_use]
+pub fn olh_pool_variance(m: &Mechanism, counts: &[f64], v: usize) -> f64 {
+    let Params::Olh { g, pool, .. } = *m.params() else { return 0.0 };
+    let s: f64 = counts.iter().enumerate().filter(|(x, _)| *x != v).map(|(_, n)| n * (n - 1.0)).sum();
+    s / ((f64::from(g) - 1.0) * f64::from(pool))
+}
+
+/// Constants of the discretised Piecewise mechanism: with `s` the window start,
+/// `E[y | s] = b0 + a·s` and `Var[y | s] = c0 + c1·s + c2·s²` (docs/privacy.md).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PiecewiseConstants {
+    /// Slope of E[y | s].
+    pub a: f64,
+    /// Intercept of E[y | s].
+    pub b0: f64,
+    /// Constant term of Var[y | s].
+    pub c0: f64,
+    /// Linear term of Var[y | s].
+    pub c1: f64,
+    /// Quadratic term of Var[y | s].
+    pub c2: f64,
+    /// Grid steps per input unit.
+    pub step: f64,
+}
+
+/// The constants of a Piecewise mechanism (`None` for others).
+#[must_use]
+#[allow(clippy::cast_precision_loss, reason = "grid sizes <= 2^60; f64 rounding is far below sampling error")]
+pub fn piecewise_constants(m: &Mechanism) -> Option<PiecewiseConstants> {
+    let Params::Piecewise { step, window, outputs, .. } = *m.params() else { return None };
+    let (e, _) = exps(m);
+    let (n, w) = (outputs as f64, window as f64);
+    let z = n + w * (e - 1.0);
+    let s1 = |k: f64| k * (k - 1.0) / 2.0;
+    let s2 = |k: f64| (k - 1.0) * k * (2.0 * k - 1.0) / 6.0;
+    let a = (e - 1.0) * w / z;
+    let b0 = (s1(n) + (e - 1.0) * s1(w)) / z;
+    let a0 = (s2(n) + (e - 1.0) * s2(w)) / z;
+    let a1 = 2.0 * (e - 1.0) * s1(w) / z;
+    Some(PiecewiseConstants {
+        a,
+        b0,
+        c0: a0 - b0 * b0,
+        c1: a1 - 2.0 * b0 * a,
+        c2: a - a * a,
+        step: step as f64,
+    })
+}
+
+/// Variance of the mean estimate when the users hold exactly `values`.
+/// Piecewise: `Σ Var[y|s_u] / (n a step)²` (the discretised mechanism; as the grid
+/// refines it tends to Wang et al. 2019, Lemma 1, rescaled to [min, max]).
+/// Duchi: `Σ (B² − t_u²) (R/2)² / n²` with B = (e^ε+1)/(e^ε−1), t ∈ [−1, 1] (Duchi,
+/// Jordan, Wainwright 2018). `NaN` for frequency oracles.
+#[must_use]
+#[allow(clippy::cast_precision_loss, reason = "variance formulas in f64")]
+pub fn mean_variance(m: &Mechanism, values: &[i64]) -> f64 {
+    let n = values.len() as f64;
+    match *m.params() {
+        Params::Piecewise { min, .. } => {
+            let Some(k) = piecewise_constants(m) else { return f64::NAN };
+            let total: f64 = values
+                .iter()
+                .map(|x| {
+                    let s = x.abs_diff(min) as f64 * k.step;
+                    k.c0 + k.c1 * s + k.c2 * s * s
+                })
+                .sum();
+            total / (n * k.a * k.step).powi(2)
+        }
+        Params::Duchi { min, max } => {
+            let (e, _) = exps(m);
+            let b = (e + 1.0) / (e - 1.0);
+            let r = max.abs_diff(min) as f64;
+            let total: f64 = values
+                .iter()
+                .map(|x| {
+                    let t = 2.0 * x.abs_diff(min) as f64 / r - 1.0;
+                    b * b - t * t
+                })
+                .sum();
+            total * (r / 2.0).powi(2) / (n * n)
+        }
+        _ => f64::NAN,
+    }
+}
+
+/// The continuous Piecewise mechanism's variance for an input t ∈ [−1, 1]
+/// (Wang et al. 2019, Lemma 1): `t²/(e^{ε/2} − 1) + (e^{ε/2} + 3)/(3(e^{ε/2} − 1)²)`.
+#[must_use]
+pub fn piecewise_continuous_variance(epsilon: f64, t: f64) -> f64 {
+    let h = (epsilon / 2.0).exp();
+    t * t / (h - 1.0) + (h + 3.0) / (3.0 * (h - 1.0) * (h - 1.0))
+}

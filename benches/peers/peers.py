@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Peer benchmark: confiance against pure-LDP (frequency oracles) and OpenDP (samplers).
+
+Run through ./run.sh, which prepares the virtualenv and builds the Rust side.
+Every configuration runs in its own process with a time limit; one that exceeds it is
+reported as "not finished" (the issue's rule: 10 minutes at n = 10^6).
+Data: Zipf(1.1) counts over d values, floor(n f_v), remainder to the first value —
+the same counts in the Rust binary (src/main.rs). MSE = mean over the d categories of
+(estimated frequency − true frequency)², one run per configuration.
+"""
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUST = os.path.join(HERE, "target", "release", "confiance-peers")
+
+
+def zipf_counts(d, n):
+    w = [(i ** -1.1) for i in range(1, d + 1)]
+    total = sum(w)
+    c = [math.floor(x / total * n) for x in w]
+    c[0] += n - sum(c)
+    return c
+
+
+def pure_ldp_run(proto, d, eps, n, k, out):
+    warnings.filterwarnings("ignore")
+    import random
+    random.seed(1)
+    np.random.seed(1)
+    from pure_ldp.frequency_oracles import (DEClient, DEServer, UEClient, UEServer, LHClient, LHServer,
+                                            FastLHClient, FastLHServer, HadamardResponseClient,
+                                            HadamardResponseServer)
+    counts = zipf_counts(d, n)
+    data = np.repeat(np.arange(1, d + 1), counts)  # pure-LDP items are 1..d
+    t0 = time.perf_counter()
+    if proto == "GRR":
+        client, server = DEClient(eps, d), DEServer(eps, d)
+    elif proto == "OUE":
+        client, server = UEClient(eps, d, use_oue=True), UEServer(eps, d, use_oue=True)
+    elif proto == "OLH":
+        client, server = LHClient(eps, d, use_olh=True), LHServer(eps, d, use_olh=True)
+    elif proto == "FastLH":
+        server = FastLHServer(eps, d, k, use_olh=True)
+        client = FastLHClient(eps, d, k, use_olh=True)
+    elif proto == "HR":
+        server = HadamardResponseServer(eps, d)
+        client = HadamardResponseClient(eps, d, server.get_hash_funcs())
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    reports = [client.privatise(int(x)) for x in data]
+    encode = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for r in reports:
+        server.aggregate(r)
+    est = np.asarray(server.estimate_all(range(1, d + 1), suppress_warnings=True), dtype=float)
+    decode = time.perf_counter() - t0
+    truth = np.asarray(counts, dtype=float) / n
+    mse = float(np.mean((est / n - truth) ** 2))
+    out.put({"impl": "pure-LDP", "mechanism": proto, "d": d, "eps": eps, "n": n, "mse": mse,
+             "encode_s": encode, "decode_s": decode, "setup_s": setup})
+
+
+def with_timeout(target, args, timeout):
+    q = mp.Queue()
+    p = mp.Process(target=target, args=args + (q,))
+    p.start()
+    p.join(timeout)
+    if p.is_alive():
+        p.terminate()
+        p.join()
+        return None
+    return q.get() if not q.empty() else None
+
+
+def ours(mech, d, eps, n, timeout):
+    try:
+        r = subprocess.run([RUST, "freq", mech, str(d), str(eps), str(n), "1"], capture_output=True, text=True,
+                           timeout=timeout, check=True)
+        return json.loads(r.stdout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def opendp_python(count):
+    import opendp.prelude as dp
+    dp.enable_features("contrib")
+    rows = []
+    for scale in [1, 10, 1000]:
+        lap = dp.m.make_laplace(dp.atom_domain(T=int), dp.absolute_distance(T=int), scale=float(scale))
+        gau = dp.m.make_gaussian(dp.atom_domain(T=int), dp.absolute_distance(T=int), scale=float(scale))
+        t = time.perf_counter()
+        for _ in range(count):
+            lap(0)
+        lap_ns = (time.perf_counter() - t) * 1e9 / count
+        t = time.perf_counter()
+        for _ in range(count):
+            gau(0)
+        gau_ns = (time.perf_counter() - t) * 1e9 / count
+        rows.append({"impl": "opendp-python", "scale": scale, "laplace_ns": lap_ns, "gaussian_ns": gau_ns})
+    return rows
+
+
+def fmt(x, unit=""):
+    return "not finished" if x is None else (f"{x:.3g}{unit}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--d", type=int, nargs="+", default=[16, 1024, 65536])
+    ap.add_argument("--eps", type=float, nargs="+", default=[1, 4])
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--k", type=int, default=1024, help="pure-LDP FastLH hash functions (= our OLH pool)")
+    ap.add_argument("--samples", type=int, default=200_000)
+    args = ap.parse_args()
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    log = open(os.path.join(HERE, "results", "peers.jsonl"), "w")
+    lines = [f"n = {args.n}, time limit {args.timeout:.0f} s per configuration, Zipf(1.1) data, one run each.", "",
+             "| d | ε | protocol | MSE ours | MSE pure-LDP | MSE ratio (ours/theirs) | encode ours (s) | encode pure-LDP (s) "
+             "| decode ours (s) | decode pure-LDP (s) | decode speed-up |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    pairs = [("GRR", "grr"), ("OUE", "oue"), ("OLH", "olh"), ("FastLH", "olh"), ("HR", "hadamard")]
+    for d in args.d:
+        for eps in args.eps:
+            e = str(int(eps)) if float(eps).is_integer() else str(eps)
+            our = {m: ours(m, d, e, args.n, args.timeout) for m in ["grr", "oue", "olh", "hadamard", "auto"]}
+            for r in our.values():
+                if r:
+                    log.write(json.dumps(r) + "\n")
+            best = None
+            for proto, mine in pairs:
+                theirs = with_timeout(pure_ldp_run, (proto, d, float(eps), args.n, args.k), args.timeout)
+                if theirs:
+                    log.write(json.dumps(theirs) + "\n")
+                    best = theirs["mse"] if best is None else min(best, theirs["mse"])
+                o = our[mine]
+                ratio = None if not (o and theirs) else o["mse"] / theirs["mse"]
+                speed = None if not (o and theirs) else theirs["decode_s"] / o["decode_s"]
+                lines.append(f"| {d} | {e} | {proto} vs our {mine} | {fmt(o and o['mse'])} | {fmt(theirs and theirs['mse'])} "
+                             f"| {fmt(ratio)} | {fmt(o and o['encode_s'])} | {fmt(theirs and theirs['encode_s'])} "
+                             f"| {fmt(o and o['decode_s'])} | {fmt(theirs and theirs['decode_s'])} | {fmt(speed, '×')} |")
+                log.flush()
+                print(lines[-1], flush=True)
+            a = our["auto"]
+            lines.append(f"| {d} | {e} | **auto** ({a['mechanism'] if a else '?'}) vs best pure-LDP | {fmt(a and a['mse'])} "
+                         f"| {fmt(best)} | {fmt(None if not (a and best) else a['mse'] / best)} | | | | | |")
+            print(lines[-1], flush=True)
+    lines += ["", "Samplers (ns per sample; OpenDP Rust crate called directly, OpenDP Python through its binding):", "",
+              "| scale | ours Laplace | OpenDP Rust Laplace | OpenDP Python Laplace | ours Gaussian | OpenDP Rust Gaussian | OpenDP Python Gaussian |",
+              "|---|---|---|---|---|---|---|"]
+    r = subprocess.run([RUST, "samplers", str(args.samples)], capture_output=True, text=True, check=True)
+    rows = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+    rows += opendp_python(max(1000, args.samples // 20))
+    for row in rows:
+        log.write(json.dumps(row) + "\n")
+    for scale in [1, 10, 1000]:
+        get = lambda impl, key: next((x[key] for x in rows if x["impl"] == impl and x["scale"] == scale), None)
+        lines.append(f"| {scale} | {fmt(get('confiance', 'laplace_ns'))} | {fmt(get('opendp-rust', 'laplace_ns'))} "
+                     f"| {fmt(get('opendp-python', 'laplace_ns'))} | {fmt(get('confiance', 'gaussian_ns'))} "
+                     f"| {fmt(get('opendp-rust', 'gaussian_ns'))} | {fmt(get('opendp-python', 'gaussian_ns'))} |")
+    out = "\n".join(lines)
+    open(os.path.join(HERE, "results", "peers.md"), "w").write(out + "\n")
+    print(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Peer benchmark (run by hand, not by CI). One command:
+#   benches/peers/run.sh                       # the issue's configuration: n = 10^6, d ∈ {16, 1024, 65536}, ε ∈ {1, 4}, 10 min limit
+#   benches/peers/run.sh --n 100000 --timeout 60   # a reduced configuration
+# Creates benches/peers/.venv, installs pure-LDP 1.2.0 with the dependencies it does not
+# declare (scikit-learn, statsmodels, xxhash<3) and OpenDP, builds the Rust side
+# (outside the workspace, with OpenDP's Rust crate), then writes results/peers.md.
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q 'pure-ldp==1.2.0' scikit-learn statsmodels 'xxhash<3' opendp numpy
+cargo build --release --quiet
+exec .venv/bin/python peers.py "$@"

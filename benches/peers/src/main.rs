@@ -1,0 +1,109 @@
+//! Rust side of the peer benchmark. Usage:
+//!   confiance-peers freq <grr|oue|olh|hadamard|auto> <d> <eps> <n> <seed>
+//!     → one JSON line: mse, encode_s, decode_s (same Zipf data as peers.py)
+//!   confiance-peers samplers <count>
+//!     → JSON lines: ns per discrete Laplace / Gaussian sample, ours and OpenDP's
+
+use confiance::Epsilon;
+use confiance::hazmat::{ChaCha20Rng, SeedableRng};
+use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName};
+use confiance::noise::{Ratio, discrete_gaussian, discrete_laplace};
+use confiance_aggregator::estimate::Accumulator;
+use std::hint::black_box;
+use std::time::Instant;
+
+/// Zipf(1.1) counts over d values summing to n: floor(n·f_v), remainder to value 0.
+/// peers.py computes the same counts.
+fn zipf_counts(d: usize, n: usize) -> Vec<usize> {
+    let w: Vec<f64> = (1..=d).map(|i| (i as f64).powf(-1.1)).collect();
+    let total: f64 = w.iter().sum();
+    let mut c: Vec<usize> = w.iter().map(|x| (x / total * n as f64).floor() as usize).collect();
+    let short = n - c.iter().sum::<usize>();
+    c[0] += short;
+    c
+}
+
+fn freq(args: &[String]) {
+    let name: MechanismName = match args[0].as_str() {
+        "grr" => MechanismName::Grr,
+        "oue" => MechanismName::Oue,
+        "olh" => MechanismName::Olh,
+        "hadamard" => MechanismName::Hadamard,
+        "auto" => MechanismName::Auto,
+        other => panic!("unknown mechanism {other}"),
+    };
+    let d: u32 = args[1].parse().unwrap();
+    let eps: Epsilon = args[2].parse().unwrap();
+    let n: usize = args[3].parse().unwrap();
+    let seed: u64 = args[4].parse().unwrap();
+    let m = Mechanism::select(Domain::Categorical { d }, eps, name).unwrap();
+    let counts = zipf_counts(d as usize, n);
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut reports = Vec::with_capacity(n);
+    let t = Instant::now();
+    for (v, c) in counts.iter().enumerate() {
+        for _ in 0..*c {
+            reports.push(m.encode(LdpValue::Category(v as u32), &mut rng).unwrap());
+        }
+    }
+    let encode_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut acc = Accumulator::new(&m);
+    for r in &reports {
+        acc.add(r).unwrap();
+    }
+    let est = acc.estimate();
+    let decode_s = t.elapsed().as_secs_f64();
+    let mse: f64 =
+        est.values.iter().zip(&counts).map(|(p, c)| (p.value - *c as f64 / n as f64).powi(2)).sum::<f64>()
+            / f64::from(d);
+    println!(
+        "{{\"impl\":\"confiance\",\"mechanism\":\"{:?}\",\"d\":{d},\"eps\":\"{eps}\",\"n\":{n},\"mse\":{mse:e},\"encode_s\":{encode_s},\"decode_s\":{decode_s}}}",
+        m.name()
+    );
+}
+
+fn time_ns(count: u32, mut f: impl FnMut()) -> f64 {
+    let t = Instant::now();
+    for _ in 0..count {
+        f();
+    }
+    t.elapsed().as_secs_f64() * 1e9 / f64::from(count)
+}
+
+fn samplers(args: &[String]) {
+    let count: u32 = args[0].parse().unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    for scale in [1u64, 10, 1000] {
+        let lap = time_ns(count, || {
+            black_box(discrete_laplace(&mut rng, Ratio::new(scale, 1).unwrap()).unwrap());
+        });
+        let gau = time_ns(count, || {
+            black_box(discrete_gaussian(&mut rng, scale * scale, 1).unwrap());
+        });
+        println!("{{\"impl\":\"confiance\",\"scale\":{scale},\"laplace_ns\":{lap},\"gaussian_ns\":{gau}}}");
+        #[cfg(feature = "opendp")]
+        {
+            use dashu::rational::RBig;
+            let s = RBig::from(scale);
+            let lap = time_ns(count, || {
+                black_box(opendp::traits::samplers::sample_discrete_laplace(s.clone()).unwrap());
+            });
+            let gau = time_ns(count, || {
+                black_box(opendp::traits::samplers::sample_discrete_gaussian(s.clone()).unwrap());
+            });
+            println!(
+                "{{\"impl\":\"opendp-rust\",\"scale\":{scale},\"laplace_ns\":{lap},\"gaussian_ns\":{gau}}}"
+            );
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("freq") => freq(&args[1..]),
+        Some("samplers") => samplers(&args[1..]),
+        _ => eprintln!("usage: confiance-peers freq <mech> <d> <eps> <n> <seed> | samplers <count>"),
+    }
+}

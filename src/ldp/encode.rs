@@ -1,0 +1,204 @@
+//! The encoders. Each one draws the same primitives in the same order whatever the
+//! value, and compares with the value in constant time, so the distribution of running
+//! time and random draws is the same for every input (tests/ldp_timing.rs).
+
+use super::hash::olh_hash;
+use super::{LdpError, LdpReport, LdpValue, Mechanism, Params};
+use crate::noise::{Coins, Ratio, RngCoins};
+use crate::rng::CryptoRng;
+use alloc::vec;
+use core::num::NonZeroU64;
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
+
+impl Mechanism {
+    /// Privatise one value.
+    ///
+    /// ```
+    /// use confiance::ldp::{Domain, LdpReport, LdpValue, Mechanism, MechanismName};
+    /// use confiance::{Epsilon, hazmat::{ChaCha20Rng, SeedableRng}};
+    /// let m = Mechanism::select(Domain::Numeric { min: 0, max: 40 }, Epsilon::from_ratio(1, 1)?, MechanismName::Duchi)?;
+    /// let mut rng = ChaCha20Rng::seed_from_u64(1); // tests only: devices use OsRng
+    /// assert!(matches!(m.encode(LdpValue::Numeric(21), &mut rng)?, LdpReport::Duchi(_)));
+    /// assert!(m.encode(LdpValue::Numeric(41), &mut rng).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LdpError::ValueKindMismatch`] or [`LdpError::OutOfDomain`]; never panics.
+    pub fn encode<R: CryptoRng + ?Sized>(&self, value: LdpValue, rng: &mut R) -> Result<LdpReport, LdpError> {
+        self.encode_with(value, &mut RngCoins::new(rng))
+    }
+
+    /// [`Mechanism::encode`] with an arbitrary source of primitive draws.
+    ///
+    /// # Errors
+    /// As [`Mechanism::encode`].
+    pub fn encode_with<C: Coins>(&self, value: LdpValue, coins: &mut C) -> Result<LdpReport, LdpError> {
+        let x = self.offset(value)?;
+        loop {
+            if let Some(r) = self.round_unchecked(x, coins)? {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// One round of the encoder: `Some(report)` if accepted, `None` if the rejection
+    /// sampler must try again. [`Mechanism::encode`] repeats rounds until one is
+    /// accepted, so the output distribution is that of one round conditioned on
+    /// acceptance — which lets an analysis compute it exactly from a single round.
+    ///
+    /// # Errors
+    /// As [`Mechanism::encode`].
+    pub fn round<C: Coins>(&self, value: LdpValue, coins: &mut C) -> Result<Option<LdpReport>, LdpError> {
+        let x = self.offset(value)?;
+        self.round_unchecked(x, coins)
+    }
+
+    /// The value as an offset in `0..d` or `0..=max − min`.
+    fn offset(&self, value: LdpValue) -> Result<u64, LdpError> {
+        match (self.domain(), value) {
+            (super::Domain::Categorical { d }, LdpValue::Category(c)) => {
+                if c < d {
+                    Ok(u64::from(c))
+                } else {
+                    Err(LdpError::OutOfDomain)
+                }
+            }
+            (super::Domain::Numeric { min, max }, LdpValue::Numeric(x)) => {
+                if (min..=max).contains(&x) {
+                    Ok(x.abs_diff(min))
+                } else {
+                    Err(LdpError::OutOfDomain)
+                }
+            }
+            _ => Err(LdpError::ValueKindMismatch),
+        }
+    }
+
+    fn round_unchecked<C: Coins>(&self, x: u64, coins: &mut C) -> Result<Option<LdpReport>, LdpError> {
+        let eps = Ratio::from(self.epsilon());
+        let nz = |n: u64| NonZeroU64::new(n).ok_or(LdpError::BadParameters);
+        let accept_if = |c: Choice| -> bool { c.into() };
+        let report = match *self.params() {
+            Params::Grr { d } => {
+                // Rejection: Y uniform, kept if Y = x or with probability e^{−ε}:
+                // P(x) ∝ 1, P(y ≠ x) ∝ e^{−ε}, i.e. p = e^ε/(e^ε + d − 1).
+                let y = coins.uniform(nz(u64::from(d))?);
+                let b = coins.bernoulli_exp_neg(eps);
+                accept_if(y.ct_eq(&x) | Choice::from(u8::from(b))).then(|| LdpReport::Grr(narrow(y)))
+            }
+            Params::Olh { g, pool, pool_key, .. } => {
+                let seed = coins.uniform(nz(u64::from(pool))?);
+                let h = olh_hash(pool_key, narrow(seed), narrow(x), g);
+                let y = coins.uniform(nz(u64::from(g))?);
+                let b = coins.bernoulli_exp_neg(eps);
+                accept_if(y.ct_eq(&u64::from(h)) | Choice::from(u8::from(b)))
+                    .then(|| LdpReport::Olh { seed: narrow(seed), value: narrow(y) })
+            }
+            Params::Hadamard { k, .. } => {
+                // Column j is in category x's half iff row x + 1 of the Sylvester
+                // matrix is +1 there: parity of popcount((x + 1) & j) is even.
+                let j = coins.uniform(nz(u64::from(k))?);
+                let b = coins.bernoulli_exp_neg(eps);
+                #[allow(clippy::cast_possible_truncation, reason = "a parity bit")]
+                let inside = Choice::from((((x + 1) & j).count_ones() & 1) as u8 ^ 1);
+                accept_if(inside | Choice::from(u8::from(b))).then(|| LdpReport::Hadamard(narrow(j)))
+            }
+            Params::Piecewise { step, window, outputs, .. } => {
+                let start = x.saturating_mul(step);
+                let y = coins.uniform(nz(outputs)?);
+                let b = coins.bernoulli_exp_neg(eps);
+                let inside = y.wrapping_sub(start).ct_lt(&window);
+                accept_if(inside | Choice::from(u8::from(b))).then_some(LdpReport::Piecewise(y))
+            }
+            Params::Duchi { min, max } => {
+                let range = nz(max.abs_diff(min))?;
+                let bit = coins.bernoulli(x, range);
+                let flip = coins.bernoulli_logistic(eps);
+                Some(LdpReport::Duchi(bit ^ flip))
+            }
+            Params::Oue { d } => {
+                let mut bits = vec![0u8; (d as usize).div_ceil(8)];
+                let c = u8::from(coins.bernoulli(1, NonZeroU64::MIN.saturating_add(1)));
+                for i in 0..d {
+                    let q = u8::from(coins.bernoulli_logistic(eps));
+                    let bit = u8::conditional_select(&q, &c, u64::from(i).ct_eq(&x));
+                    set_bit(&mut bits, i, bit);
+                }
+                Some(LdpReport::Oue(bits))
+            }
+            Params::Sue { d } => {
+                let half = eps.half().map_err(|_| LdpError::BadParameters)?;
+                let mut bits = vec![0u8; (d as usize).div_ceil(8)];
+                for i in 0..d {
+                    let flip = u8::from(coins.bernoulli_logistic(half));
+                    let bit = flip ^ u8::from(bool::from(u64::from(i).ct_eq(&x)));
+                    set_bit(&mut bits, i, bit);
+                }
+                Some(LdpReport::Sue(bits))
+            }
+        };
+        Ok(report)
+    }
+}
+
+#[inline]
+fn set_bit(bits: &mut [u8], i: u32, bit: u8) {
+    if let Some(byte) = bits.get_mut((i / 8) as usize) {
+        *byte |= (bit & 1) << (i % 8);
+    }
+}
+
+/// Values below a `u32` bound (d, g, k, pool) narrowed to `u32`.
+#[inline]
+#[allow(clippy::cast_possible_truncation, reason = "callers pass values drawn below a u32 bound")]
+const fn narrow(v: u64) -> u32 {
+    v as u32
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+mod tests {
+    use super::super::{Domain, MechanismName};
+    use super::*;
+    use crate::Epsilon;
+    use crate::hazmat::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn out_of_domain_and_kind_are_errors() {
+        let e = Epsilon::from_ratio(1, 1).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        for name in [
+            MechanismName::Grr,
+            MechanismName::Oue,
+            MechanismName::Sue,
+            MechanismName::Olh,
+            MechanismName::Hadamard,
+        ] {
+            let m = Mechanism::select(Domain::Categorical { d: 5 }, e, name).unwrap();
+            assert_eq!(m.encode(LdpValue::Category(5), &mut rng), Err(LdpError::OutOfDomain));
+            assert_eq!(m.encode(LdpValue::Numeric(1), &mut rng), Err(LdpError::ValueKindMismatch));
+            assert!(m.encode(LdpValue::Category(4), &mut rng).is_ok());
+        }
+        for name in [MechanismName::Piecewise, MechanismName::Duchi] {
+            let m = Mechanism::select(Domain::Numeric { min: -3, max: 3 }, e, name).unwrap();
+            assert_eq!(m.encode(LdpValue::Numeric(4), &mut rng), Err(LdpError::OutOfDomain));
+            assert_eq!(m.encode(LdpValue::Numeric(-4), &mut rng), Err(LdpError::OutOfDomain));
+            assert_eq!(m.encode(LdpValue::Category(0), &mut rng), Err(LdpError::ValueKindMismatch));
+            assert!(m.encode(LdpValue::Numeric(-3), &mut rng).is_ok());
+        }
+    }
+
+    #[test]
+    fn unary_reports_have_clean_padding() {
+        let e = Epsilon::from_ratio(1, 4).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let m = Mechanism::select(Domain::Categorical { d: 11 }, e, MechanismName::Sue).unwrap();
+        for _ in 0..200 {
+            let LdpReport::Sue(bits) = m.encode(LdpValue::Category(10), &mut rng).unwrap() else { panic!() };
+            assert_eq!(bits.len(), 2);
+            assert_eq!(bits[1] & 0xf8, 0);
+        }
+    }
+}

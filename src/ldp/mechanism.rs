@@ -1,0 +1,377 @@
+//! Mechanism selection and validated parameters.
+
+use super::theory::{duchi_worst, exp_ratio, grr_var, hr_var, olh_g, olh_var, oue_var, pm_worst, sue_var};
+use super::{Domain, LdpError, MechanismName};
+use crate::Epsilon;
+use serde::{Deserialize, Serialize};
+
+/// The largest number of categories a categorical domain may have (2^24).
+pub const MAX_CATEGORIES: u32 = 1 << 24;
+/// The largest `max − min` of a numeric domain (2^40).
+pub const MAX_NUMERIC_RANGE: u64 = 1 << 40;
+/// OLH's default seed-pool size: decoding costs pool × d hash evaluations.
+pub const DEFAULT_OLH_POOL: u32 = 1024;
+/// The Piecewise mechanism's minimum number of grid steps across the input range.
+pub const PIECEWISE_RESOLUTION: u64 = 4096;
+
+/// A mechanism's parameters, everything the encoder and the accumulator need.
+///
+/// Every combination accepted by [`Mechanism::from_parts`] is exactly ε-LDP; the
+/// choices [`Mechanism::select`] makes only tune utility.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Params {
+    /// Generalised randomised response over `0..d`.
+    Grr {
+        /// Categories.
+        d: u32,
+    },
+    /// Optimised unary encoding: `d` bits, p = 1/2, q = 1/(e^ε + 1).
+    Oue {
+        /// Categories.
+        d: u32,
+    },
+    /// Symmetric unary encoding: `d` bits, p = e^{ε/2}/(e^{ε/2} + 1), q = 1 − p.
+    Sue {
+        /// Categories.
+        d: u32,
+    },
+    /// Optimised local hashing into `0..g` with hash functions from a public pool.
+    Olh {
+        /// Categories.
+        d: u32,
+        /// Hash range (≥ 2).
+        g: u32,
+        /// Number of hash functions in the pool (≥ 1).
+        pool: u32,
+        /// Public key naming the pool (rotate it per period, docs/privacy.md).
+        pool_key: u64,
+    },
+    /// Hadamard response with a `k × k` Sylvester–Hadamard matrix, `k` a power of two `> d`;
+    /// category `v` owns the columns where row `v + 1` is +1.
+    Hadamard {
+        /// Categories.
+        d: u32,
+        /// Matrix order.
+        k: u32,
+    },
+    /// Discretised Piecewise mechanism: outputs `0..outputs`, a window of `window`
+    /// outputs starting at `(x − min)·step` weighted e^ε, all others weighted 1.
+    Piecewise {
+        /// Smallest input.
+        min: i64,
+        /// Largest input.
+        max: i64,
+        /// Grid steps per unit of input (≥ 1).
+        step: u64,
+        /// Window width (≥ 1).
+        window: u64,
+        /// Number of outputs, `(max − min)·step + window`.
+        outputs: u64,
+    },
+    /// Duchi et al.: one bit, P(1) = u·p + (1 − u)(1 − p), u = (x − min)/(max − min), p = e^ε/(e^ε + 1).
+    Duchi {
+        /// Smallest input.
+        min: i64,
+        /// Largest input.
+        max: i64,
+    },
+}
+
+/// A resolved, validated LDP mechanism: ε plus [`Params`].
+///
+/// ```
+/// use confiance::ldp::{Domain, Mechanism, MechanismName, Params};
+/// use confiance::Epsilon;
+/// let eps = Epsilon::from_ratio(1, 2)?;
+/// // Small d: generalised randomised response has the lowest variance.
+/// let m = Mechanism::select(Domain::Categorical { d: 2 }, eps, MechanismName::Auto)?;
+/// assert_eq!(m.name(), MechanismName::Grr);
+/// // A numeric mechanism on categories is refused.
+/// assert!(Mechanism::select(Domain::Categorical { d: 4 }, eps, MechanismName::Piecewise).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "MechanismRepr")]
+pub struct Mechanism {
+    epsilon: Epsilon,
+    params: Params,
+}
+
+#[derive(Deserialize)]
+struct MechanismRepr {
+    epsilon: Epsilon,
+    params: Params,
+}
+
+impl TryFrom<MechanismRepr> for Mechanism {
+    type Error = LdpError;
+    fn try_from(r: MechanismRepr) -> Result<Self, LdpError> {
+        Self::from_parts(r.epsilon, r.params)
+    }
+}
+
+fn numeric_range(min: i64, max: i64) -> Result<u64, LdpError> {
+    if min >= max {
+        return Err(LdpError::BadNumericRange);
+    }
+    let r = max.abs_diff(min);
+    if r > MAX_NUMERIC_RANGE {
+        return Err(LdpError::BadNumericRange);
+    }
+    Ok(r)
+}
+
+fn check_d(d: u32) -> Result<(), LdpError> {
+    if (2..=MAX_CATEGORIES).contains(&d) { Ok(()) } else { Err(LdpError::BadCategoryCount) }
+}
+
+impl Mechanism {
+    /// Build the mechanism `name` for `domain` at `epsilon`, resolving
+    /// [`MechanismName::Auto`] to the lowest theoretical variance:
+    /// for categories the smallest of GRR, OUE, SUE, OLH and Hadamard response
+    /// (Wang et al. 2017; Acharya et al. 2019), for numbers the smaller worst-case
+    /// variance of Piecewise and Duchi (Wang et al. 2019).
+    ///
+    /// # Errors
+    /// [`LdpError::BadCategoryCount`], [`LdpError::BadNumericRange`] or
+    /// [`LdpError::MechanismDomainMismatch`].
+    pub fn select(domain: Domain, epsilon: Epsilon, name: MechanismName) -> Result<Self, LdpError> {
+        let e = exp_ratio(f64::from(epsilon.numerator()), f64::from(epsilon.denominator()));
+        let e_half = exp_ratio(f64::from(epsilon.numerator()), 2.0 * f64::from(epsilon.denominator()));
+        let params = match domain {
+            Domain::Categorical { d } => {
+                check_d(d)?;
+                let name = match name {
+                    MechanismName::Auto => auto_categorical(e, e_half, d),
+                    other => other,
+                };
+                match name {
+                    MechanismName::Grr => Params::Grr { d },
+                    MechanismName::Oue => Params::Oue { d },
+                    MechanismName::Sue => Params::Sue { d },
+                    MechanismName::Olh => Params::Olh { d, g: olh_g(e), pool: DEFAULT_OLH_POOL, pool_key: 0 },
+                    MechanismName::Hadamard => Params::Hadamard { d, k: hadamard_order(d)? },
+                    _ => return Err(LdpError::MechanismDomainMismatch),
+                }
+            }
+            Domain::Numeric { min, max } => {
+                let r = numeric_range(min, max)?;
+                let name = match name {
+                    MechanismName::Auto if pm_worst(e_half) <= duchi_worst(e) => MechanismName::Piecewise,
+                    MechanismName::Auto => MechanismName::Duchi,
+                    other => other,
+                };
+                match name {
+                    MechanismName::Piecewise => piecewise(min, max, r, e_half),
+                    MechanismName::Duchi => Params::Duchi { min, max },
+                    _ => return Err(LdpError::MechanismDomainMismatch),
+                }
+            }
+        };
+        Self::from_parts(epsilon, params)
+    }
+
+    /// OLH with an explicit seed pool: `pool` hash functions named by the public
+    /// `pool_key`. A larger pool lowers the extra variance a finite pool adds
+    /// (docs/privacy.md) and raises decoding cost (pool × d).
+    ///
+    /// # Errors
+    /// [`LdpError::BadCategoryCount`] or [`LdpError::BadParameters`] (`pool == 0`).
+    pub fn olh_with_pool(d: u32, epsilon: Epsilon, pool: u32, pool_key: u64) -> Result<Self, LdpError> {
+        let e = exp_ratio(f64::from(epsilon.numerator()), f64::from(epsilon.denominator()));
+        Self::from_parts(epsilon, Params::Olh { d, g: olh_g(e), pool, pool_key })
+    }
+
+    /// A mechanism from explicit parameters, validated.
+    ///
+    /// # Errors
+    /// The [`LdpError`] naming the inconsistency.
+    pub fn from_parts(epsilon: Epsilon, params: Params) -> Result<Self, LdpError> {
+        match params {
+            Params::Grr { d } | Params::Oue { d } | Params::Sue { d } => check_d(d)?,
+            Params::Olh { d, g, pool, .. } => {
+                check_d(d)?;
+                if g < 2 || pool == 0 {
+                    return Err(LdpError::BadParameters);
+                }
+            }
+            Params::Hadamard { d, k } => {
+                check_d(d)?;
+                if !k.is_power_of_two() || k <= d {
+                    return Err(LdpError::BadParameters);
+                }
+            }
+            Params::Piecewise { min, max, step, window, outputs } => {
+                let r = numeric_range(min, max)?;
+                let t = r
+                    .checked_mul(step)
+                    .filter(|_| step >= 1 && window >= 1)
+                    .ok_or(LdpError::BadParameters)?;
+                if t.checked_add(window) != Some(outputs) || outputs > 1 << 60 {
+                    return Err(LdpError::BadParameters);
+                }
+            }
+            Params::Duchi { min, max } => {
+                numeric_range(min, max)?;
+            }
+        }
+        Ok(Self { epsilon, params })
+    }
+
+    /// ε.
+    #[must_use]
+    pub const fn epsilon(&self) -> Epsilon {
+        self.epsilon
+    }
+
+    /// The parameters.
+    #[must_use]
+    pub const fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The resolved name (never [`MechanismName::Auto`]).
+    #[must_use]
+    pub const fn name(&self) -> MechanismName {
+        match self.params {
+            Params::Grr { .. } => MechanismName::Grr,
+            Params::Oue { .. } => MechanismName::Oue,
+            Params::Sue { .. } => MechanismName::Sue,
+            Params::Olh { .. } => MechanismName::Olh,
+            Params::Hadamard { .. } => MechanismName::Hadamard,
+            Params::Piecewise { .. } => MechanismName::Piecewise,
+            Params::Duchi { .. } => MechanismName::Duchi,
+        }
+    }
+
+    /// The domain the mechanism privatises.
+    #[must_use]
+    pub const fn domain(&self) -> Domain {
+        match self.params {
+            Params::Grr { d }
+            | Params::Oue { d }
+            | Params::Sue { d }
+            | Params::Olh { d, .. }
+            | Params::Hadamard { d, .. } => Domain::Categorical { d },
+            Params::Piecewise { min, max, .. } | Params::Duchi { min, max } => Domain::Numeric { min, max },
+        }
+    }
+}
+
+fn auto_categorical(e: f64, e_half: f64, d: u32) -> MechanismName {
+    let df = f64::from(d);
+    let candidates = [
+        (MechanismName::Grr, grr_var(e, df)),
+        (MechanismName::Oue, oue_var(e)),
+        (MechanismName::Olh, olh_var(e, f64::from(olh_g(e)))),
+        (MechanismName::Sue, sue_var(e_half)),
+        (MechanismName::Hadamard, hr_var(e)),
+    ];
+    let mut best = candidates[0];
+    for c in candidates {
+        if c.1 < best.1 {
+            best = c;
+        }
+    }
+    best.0
+}
+
+/// The smallest power of two strictly greater than `d` (row 0 is all ones and unused).
+fn hadamard_order(d: u32) -> Result<u32, LdpError> {
+    d.checked_add(1).and_then(u32::checked_next_power_of_two).ok_or(LdpError::BadCategoryCount)
+}
+
+/// Grid size and window for the discretised Piecewise mechanism: at least
+/// [`PIECEWISE_RESOLUTION`] steps, and a window of about T·e^{−ε/2} outputs — the
+/// continuous mechanism's window-to-travel ratio (C − 1)/(C + 1) = e^{−ε/2}.
+fn piecewise(min: i64, max: i64, r: u64, e_half: f64) -> Params {
+    let step = PIECEWISE_RESOLUTION.div_ceil(r).max(1);
+    let t = r * step;
+    // Round half up by truncating w + 1/2 (no `f64::round` in `core`).
+    #[allow(clippy::cast_precision_loss, reason = "t <= 2^52, exact in f64")]
+    let w = t as f64 / e_half + 0.5;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0 <= w <= t + 1/2 <= 2^52")]
+    let window = (w as u64).max(1);
+    Params::Piecewise { min, max, step, window, outputs: t + window }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    fn eps(n: u32, d: u32) -> Epsilon {
+        Epsilon::from_ratio(n, d).unwrap()
+    }
+
+    #[test]
+    fn auto_categorical_picks_lowest_variance() {
+        // GRR wins while d < 3e^ε + 2 (Wang et al. 2017): ε = 1 → d < 10.15.
+        let cat = |d| Mechanism::select(Domain::Categorical { d }, eps(1, 1), MechanismName::Auto).unwrap();
+        assert_eq!(cat(10).name(), MechanismName::Grr);
+        assert_eq!(cat(11).name(), MechanismName::Oue);
+        assert_eq!(cat(65_536).name(), MechanismName::Oue);
+    }
+
+    #[test]
+    fn auto_numeric_switches_near_1_29() {
+        // Wang et al. 2019, §III: PM's worst-case variance beats Duchi's for ε > 1.29.
+        let num =
+            |e| Mechanism::select(Domain::Numeric { min: 0, max: 100 }, e, MechanismName::Auto).unwrap();
+        assert_eq!(num(eps(1, 2)).name(), MechanismName::Duchi);
+        assert_eq!(num(eps(128, 100)).name(), MechanismName::Duchi);
+        assert_eq!(num(eps(130, 100)).name(), MechanismName::Piecewise);
+    }
+
+    #[test]
+    fn rejects_mismatches_and_bad_domains() {
+        let e = eps(1, 1);
+        let sel = Mechanism::select;
+        assert_eq!(
+            sel(Domain::Categorical { d: 4 }, e, MechanismName::Duchi),
+            Err(LdpError::MechanismDomainMismatch)
+        );
+        assert_eq!(
+            sel(Domain::Numeric { min: 0, max: 9 }, e, MechanismName::Grr),
+            Err(LdpError::MechanismDomainMismatch)
+        );
+        assert_eq!(sel(Domain::Categorical { d: 1 }, e, MechanismName::Grr), Err(LdpError::BadCategoryCount));
+        assert_eq!(
+            sel(Domain::Numeric { min: 5, max: 5 }, e, MechanismName::Auto),
+            Err(LdpError::BadNumericRange)
+        );
+        assert_eq!(
+            sel(Domain::Numeric { min: i64::MIN, max: i64::MAX }, e, MechanismName::Auto),
+            Err(LdpError::BadNumericRange)
+        );
+        assert_eq!(
+            Mechanism::from_parts(e, Params::Hadamard { d: 4, k: 4 }),
+            Err(LdpError::BadParameters),
+            "k must exceed d"
+        );
+        assert_eq!(Mechanism::olh_with_pool(8, e, 0, 1), Err(LdpError::BadParameters));
+    }
+
+    #[test]
+    fn parameters_are_as_documented() {
+        let m = Mechanism::select(Domain::Categorical { d: 8 }, eps(1, 1), MechanismName::Hadamard).unwrap();
+        assert_eq!(*m.params(), Params::Hadamard { d: 8, k: 16 });
+        let m = Mechanism::select(Domain::Numeric { min: -1, max: 1 }, eps(2, 1), MechanismName::Piecewise)
+            .unwrap();
+        // step = 2048, T = 4096, window = round(4096/e) = 1507.
+        assert_eq!(
+            *m.params(),
+            Params::Piecewise { min: -1, max: 1, step: 2048, window: 1507, outputs: 5603 }
+        );
+    }
+
+    #[test]
+    fn serde_validates() {
+        let m = Mechanism::select(Domain::Categorical { d: 8 }, eps(1, 1), MechanismName::Olh).unwrap();
+        let bytes = postcard::to_allocvec(&m).unwrap();
+        assert_eq!(postcard::from_bytes::<Mechanism>(&bytes).unwrap(), m);
+        let bad = postcard::to_allocvec(&(eps(1, 1), Params::Hadamard { d: 8, k: 8 })).unwrap();
+        assert!(postcard::from_bytes::<Mechanism>(&bad).is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! The primitive draws a mechanism is built from, behind a trait so a mechanism's
+//! exact output distribution can be computed by enumerating them (tests/ldp_exact.rs).
+
+use super::Ratio;
+use super::bernoulli::{bern_exp_neg_u128, bern_u128, bernoulli_logistic};
+use super::uniform::uniform_u64;
+use crate::rng::CryptoRng;
+use core::num::NonZeroU64;
+
+/// A source of exact primitive draws.
+///
+/// The LDP encoders are written against this trait only. [`RngCoins`] realises each
+/// draw with the exact samplers of this module; an analysis can instead enumerate the
+/// alternatives of each draw with their exact probabilities.
+pub trait Coins {
+    /// Uniform in `0..n`.
+    fn uniform(&mut self, n: NonZeroU64) -> u64;
+    /// Bernoulli(`num/den`); callers guarantee `num <= den`.
+    fn bernoulli(&mut self, num: u64, den: NonZeroU64) -> bool;
+    /// Bernoulli(exp(−γ)).
+    fn bernoulli_exp_neg(&mut self, gamma: Ratio) -> bool;
+    /// Bernoulli(1/(1 + exp(γ))).
+    fn bernoulli_logistic(&mut self, gamma: Ratio) -> bool;
+}
+
+/// [`Coins`] drawn from a cryptographic RNG with the exact samplers.
+///
+/// ```
+/// use confiance::{hazmat::ChaCha20Rng, noise::{Coins, RngCoins}};
+/// use core::num::NonZeroU64;
+/// use rand_core::SeedableRng;
+/// let mut rng = ChaCha20Rng::seed_from_u64(3);
+/// let mut coins = RngCoins::new(&mut rng);
+/// assert!(coins.uniform(NonZeroU64::new(10).unwrap()) < 10);
+/// ```
+#[derive(Debug)]
+pub struct RngCoins<'a, R: ?Sized>(&'a mut R);
+
+impl<'a, R: CryptoRng + ?Sized> RngCoins<'a, R> {
+    /// Draw from `rng`.
+    pub fn new(rng: &'a mut R) -> Self {
+        Self(rng)
+    }
+}
+
+impl<R: CryptoRng + ?Sized> Coins for RngCoins<'_, R> {
+    #[inline]
+    fn uniform(&mut self, n: NonZeroU64) -> u64 {
+        uniform_u64(self.0, n)
+    }
+
+    #[inline]
+    fn bernoulli(&mut self, num: u64, den: NonZeroU64) -> bool {
+        bern_u128(self.0, u128::from(num), u128::from(den.get()))
+    }
+
+    #[inline]
+    fn bernoulli_exp_neg(&mut self, gamma: Ratio) -> bool {
+        bern_exp_neg_u128(self.0, u128::from(gamma.numerator()), u128::from(gamma.denominator()))
+    }
+
+    #[inline]
+    fn bernoulli_logistic(&mut self, gamma: Ratio) -> bool {
+        bernoulli_logistic(self.0, gamma)
+    }
+}
