@@ -59,7 +59,7 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-pub use storage::{MemoryStorage, Storage, StorageError};
+pub use storage::{MemoryStorage, NullStorage, Storage, StorageError};
 
 use crate::Timestamp;
 use crate::catalogue::{Catalogue, Metric, MetricKind, Privacy};
@@ -345,6 +345,9 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
     /// acknowledgement and consent change; call it too before the host shuts down).
     /// A failure is counted.
     pub fn persist(&mut self) {
+        if !self.storage.keeps_state() {
+            return;
+        }
         let p = Persisted {
             version: PERSIST_VERSION,
             queue: self.queue.iter().map(|(r, _)| r.clone()).collect(),
