@@ -165,8 +165,8 @@ impl Catalogue {
     /// Decodes a canonical encoding made by [`Catalogue::canonical_bytes`] and validates it.
     ///
     /// # Errors
-    /// [`CatalogueError::Malformed`] for bytes that do not decode (trailing bytes
-    /// included), or the validation error of the content.
+    /// [`CatalogueError::Malformed`] for bytes that do not decode, trailing bytes or a
+    /// non-canonical encoding, or the validation error of the content.
     pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, CatalogueError> {
         if bytes.len() > MAX_CANONICAL_BYTES {
             return Err(CatalogueError::TooLarge { bytes: bytes.len() });
@@ -174,6 +174,11 @@ impl Catalogue {
         let (content, rest) =
             postcard::take_from_bytes::<Content>(bytes).map_err(|_| CatalogueError::Malformed)?;
         if !rest.is_empty() {
+            return Err(CatalogueError::Malformed);
+        }
+        // One catalogue, one byte string: maps out of order, non-canonical durations or
+        // varints decode to the same content but are not its canonical encoding.
+        if postcard::to_allocvec(&content).map_err(|_| CatalogueError::Malformed)? != bytes {
             return Err(CatalogueError::Malformed);
         }
         Self::from_content(content)

@@ -18,6 +18,8 @@ pub mod ids;
 pub mod ldp;
 pub mod noise;
 pub mod pseudonym;
+pub mod recorder;
+pub mod report;
 pub mod retention;
 pub mod rng;
 pub mod time;

@@ -29,3 +29,11 @@ fn sample_round_trips_through_toml_and_canonical_bytes() {
     trailing.push(0);
     assert!(Catalogue::from_canonical_bytes(&trailing).is_err());
 }
+
+#[test]
+fn non_canonical_bytes_are_rejected() {
+    // Found by the parse_catalogue fuzz target: an encoding that decodes to a valid
+    // catalogue but is not its canonical byte string.
+    let found = include_bytes!("../fuzz/corpus/parse_catalogue/regression-noncanonical");
+    assert!(Catalogue::from_canonical_bytes(found).is_err());
+}

@@ -1,1 +1,669 @@
-//! TODO(skeleton): ledger
+//! The consent ledger: who sees what, for how long — bitemporal, indexed, persisted in
+//! SQLite (DESIGN.md §5).
+//!
+//! # What it holds
+//! - **Consent**: signed receipts and withdrawals, verified on the way in
+//!   ([`Ledger::ingest_receipt`], [`Ledger::ingest_withdrawal`]): signature and shape
+//!   ([`SignedReceipt::from_bytes`]), the catalogue check
+//!   ([`ConsentReceipt::check_against`](confiance::consent::ConsentReceipt::check_against)),
+//!   and for a withdrawal the same key and subject as its receipt. Each failure is its own
+//!   [`LedgerError`]; a refused input changes nothing.
+//! - **Holdings**: pseudonymous records the store holds ([`Ledger::note_record`],
+//!   [`Ledger::note_record_purged`]), anonymous partitions ([`Ledger::note_partition`],
+//!   [`Ledger::note_partition_purged`]) and disclosures of pseudonymous data
+//!   ([`Ledger::disclose`], [`Ledger::note_disclosure`]). These are the aggregator's entry
+//!   points: ingest notes records and partitions, purge notes purges, release and
+//!   transcryption call [`Ledger::disclose`], which runs `check` and notes the disclosure.
+//!
+//! # Semantics (DESIGN.md §5)
+//! - *Access window* of R on M of S: the union over S's receipts naming R and M of
+//!   `[valid_from, min(valid_until, withdrawn_at))`.
+//! - *Hold deadline* of a record collected at t under receipt g:
+//!   `t + min(g.hold, metric max hold)` ([`Ledger::record_deadline`]); of a partition,
+//!   its bucket end plus its tag's hold (given by the caller).
+//! - *R sees M of S at t* iff t is in the access window, or R holds a record of S for M
+//!   (collected by t, not purged by t) whose hold deadline is after t.
+//! - **Bitemporal**: every fact carries its record time `recorded_at` (when the ledger
+//!   learned it) besides its valid time. Every query takes `at` (valid time) and
+//!   `as_known_at` (record time; `None` = as known now): a fact recorded after
+//!   `as_known_at` is invisible to it. A withdrawal recorded late is thus invisible to a
+//!   question asked as known before it arrived, which gets the answer it got then.
+//!   Records are valid from `collected_at`, partitions from when they were noted.
+//! - `check(R, M, P, S, at)` allows iff a receipt of S for R and P covering M, known at
+//!   `as_known_at`, is in force at `at`; `until` is the end of the union of such
+//!   receipts' intervals that holds `at` (`None` = until withdrawn). When refused, the
+//!   reason is, in order: the catalogue (`NotInCatalogue`, `PurposeNotAllowed`); else the
+//!   lapsed receipt with the latest end (`Withdrawn` if its known withdrawal ended it,
+//!   else `Expired`); else a receipt not yet valid (`NotYetValid`); else `NoConsent`.
+//!   The ledger answers for consent; a purpose with another legal basis still needs a
+//!   receipt here (the aggregator decides whether to ask).
+//!
+//! # Index design and costs
+//! Catalogue names are interned as `u16` (their positions in the catalogue), subjects as
+//! `u32` through one hash map. With g grants (receipt × metric), s subjects, r
+//! recipients and m metrics:
+//! - **Receipts** are kept once (~170 bytes each, shared by their metrics); each
+//!   subject has the list of its receipts and records.
+//! - **Postings**: per (recipient, metric), the grants as 48-byte entries sorted by
+//!   `valid_from`, each with the receipt's valid, withdrawal and record times copied in,
+//!   so a stabbing query reads one contiguous list and never touches the receipts.
+//! - **Records** per subject and per (recipient, metric) sorted by collection time;
+//!   live records and partitions in a `BTreeSet` by deadline; partitions per metric and
+//!   per recipient; disclosures sorted by valid time; per recipient, every fact sorted
+//!   by record time.
+//!
+//! Costs: `check` is one hash lookup plus a scan of the subject's receipts (O(k), k the
+//! subject's receipts, typically a handful). `subject_access` is O(k·c log(k·c)) with c
+//! metrics per receipt, plus the subject's records. `recipient_view(R)` and `who_sees`
+//! binary-search each (R, M) posting list for `valid_from ≤ at` and scan that prefix:
+//! O(Σ (log n + p)) where p is the grants of that pair started by `at` — never the
+//! other recipients' or metrics' grants — then sort the matching subjects to count
+//! them once. `history` binary-searches the per-subject or per-recipient lists by record
+//! time. `unconsented_disclosures(from, to)` binary-searches disclosures by valid time
+//! and runs `check` on each one in range. `overdue(now)` reads the live sets up to
+//! `now`: O(log n + answer). Memory is about 48 bytes per grant in postings plus
+//! ~170 bytes per receipt and ~120 bytes per subject (see `docs/benchmarks.md`).
+//!
+//! # Persistence
+//! Tables `ledger_*` live in a caller-given [`rusqlite::Connection`] (the aggregator's
+//! store shares its own: pass it by value, by reference or in an `Rc`; WAL and
+//! synchronous modes are the store's business). Each fact is one `INSERT`, so it is
+//! atomic on its own and joins the caller's transaction if one is open. A store is
+//! bound to the digest of the catalogue it was created with. [`Ledger::open`] loads
+//! compact rows without re-verifying signatures: they were verified at ingest, and the
+//! signed bytes stay in the table for an auditor to re-verify.
+//!
+//! ```
+//! use confiance::Timestamp;
+//! use confiance::catalogue::Catalogue;
+//! use confiance::consent::{ConsentState, DeviceKey, Grant, Scope};
+//! use confiance::hazmat::{SeedableRng as _, SeededRng};
+//! use confiance::ids::*;
+//! use confiance_aggregator::ledger::Ledger;
+//!
+//! let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+//! let mut rng = SeededRng::seed_from_u64(1);
+//! let mut device = ConsentState::new(DeviceKey::generate(&mut rng));
+//! let (lab, research) = (RecipientId::new("lab-eu")?, PurposeId::new("research")?);
+//! let setpoint = MetricId::new("thermostat.setpoint")?;
+//! let subject = SubjectId([7; 32]);
+//! let t = Timestamp::from_secs;
+//! let receipt = device.give(&catalogue, Grant {
+//!     subject, recipient: lab.clone(), purpose: research.clone(),
+//!     scope: Scope::metrics([setpoint.clone()]), valid_from: t(1_000), valid_until: None,
+//!     hold: "P30D".parse()?,
+//! }, t(1_000), &mut rng)?;
+//! let withdrawal = device.withdraw(&receipt.id(), t(5_000))?;
+//!
+//! let mut ledger = Ledger::in_memory(catalogue)?;
+//! ledger.ingest_receipt(&receipt.to_bytes(), t(1_000))?;
+//! // The device was offline: the withdrawal of t=5000 reaches the ledger at t=9000.
+//! ledger.ingest_withdrawal(&withdrawal.to_bytes(), t(9_000))?;
+//! assert!(!ledger.check_at(&lab, &setpoint, &research, &subject, t(6_000), None).allowed);
+//! // As known at t=7000, the withdrawal was not known yet.
+//! assert!(ledger.check_at(&lab, &setpoint, &research, &subject, t(6_000), Some(t(7_000))).allowed);
+//! let access = ledger.subject_access(&subject, t(2_000), None);
+//! assert_eq!(access.entries.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod answer;
+mod diff;
+mod error;
+mod index;
+mod query;
+mod store;
+
+use std::borrow::Borrow;
+
+use confiance::Timestamp;
+use confiance::catalogue::Catalogue;
+use confiance::consent::{ConsentError, SignedReceipt, SignedWithdrawal};
+use confiance::ids::{MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
+use confiance::retention::Duration;
+use rusqlite::Connection;
+
+pub use answer::{
+    Access, AccessEntry, CatalogueDiff, Disclosure, DisclosureKind, Fact, HistoryEntry, HoldChange,
+    LegalBasisChange, MetricView, Overdue, PartitionInfo, PartitionNote, Party, RecipientView, RecordNote,
+    Removal, SubjectAccess, Target, UnconsentedDisclosure, Until, WhoSees,
+};
+pub use diff::diff;
+pub use error::LedgerError;
+use index::{DisclosureRow, Index, NEVER, Names, PartitionRow, ReceiptRow, RecordRow};
+
+/// A receipt taken on trust, for [`Ledger::ingest_unverified`]: no signature is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnverifiedReceipt {
+    /// Its id.
+    pub id: ReceiptId,
+    /// Its subject.
+    pub subject: SubjectId,
+    /// The device key a withdrawal must be signed with.
+    pub device_key: [u8; 32],
+    /// Its recipient.
+    pub recipient: RecipientId,
+    /// Its purpose.
+    pub purpose: PurposeId,
+    /// The metrics it covers (each must be allowed to the recipient for the purpose).
+    pub metrics: Vec<MetricId>,
+    /// Its start.
+    pub valid_from: Timestamp,
+    /// Its end, if it ends by itself.
+    pub valid_until: Option<Timestamp>,
+    /// Its hold.
+    pub hold: Duration,
+    /// When the ledger learned it.
+    pub recorded_at: Timestamp,
+}
+
+/// The parties of a receipt, as [`Ledger::receipt_terms`] gives them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReceiptTerms {
+    /// The subject.
+    pub subject: SubjectId,
+    /// The recipient.
+    pub recipient: RecipientId,
+    /// The purpose.
+    pub purpose: PurposeId,
+}
+
+/// Counts of what the ledger holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerStats {
+    /// Receipts.
+    pub receipts: u64,
+    /// Receipts withdrawn.
+    pub withdrawals: u64,
+    /// Grants: receipt × metric covered.
+    pub grants: u64,
+    /// Distinct subjects.
+    pub subjects: u64,
+    /// Records noted.
+    pub records: u64,
+    /// Partitions noted.
+    pub partitions: u64,
+    /// Disclosures noted.
+    pub disclosures: u64,
+}
+
+/// The consent ledger. See the [module documentation](self).
+///
+/// `C` is how it reaches its SQLite connection: owned ([`Connection`], the default), or
+/// shared with the aggregator's store (`&Connection`, `Rc<Connection>`).
+pub struct Ledger<C: Borrow<Connection> = Connection> {
+    conn: C,
+    catalogue: Catalogue,
+    names: Names,
+    ix: Index,
+}
+
+impl<C: Borrow<Connection>> core::fmt::Debug for Ledger<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("catalogue", &self.catalogue)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger<Connection> {
+    /// A ledger in a fresh in-memory SQLite database.
+    ///
+    /// # Errors
+    /// [`LedgerError::Store`] if SQLite fails.
+    pub fn in_memory(catalogue: Catalogue) -> Result<Self, LedgerError> {
+        Self::open(Connection::open_in_memory()?, catalogue)
+    }
+}
+
+impl<C: Borrow<Connection>> Ledger<C> {
+    /// Opens the ledger in `conn`: creates its tables if absent, then loads what they
+    /// hold into memory, without re-verifying signatures (they were verified at ingest).
+    ///
+    /// # Errors
+    /// [`LedgerError::CatalogueChanged`] when the tables were written under another
+    /// catalogue, [`LedgerError::Corrupt`] for rows that do not read back,
+    /// [`LedgerError::Store`] when SQLite fails.
+    pub fn open(conn: C, catalogue: Catalogue) -> Result<Self, LedgerError> {
+        store::init(&conn, catalogue.digest())?;
+        let names = Names::new(&catalogue);
+        let ix = store::load(conn.borrow(), &names)?;
+        Ok(Self { conn, catalogue, names, ix })
+    }
+
+    /// The catalogue receipts are checked against.
+    #[must_use]
+    pub const fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// The SQLite connection.
+    #[must_use]
+    pub fn connection(&self) -> &Connection {
+        self.conn.borrow()
+    }
+
+    /// Counts of what the ledger holds.
+    #[must_use]
+    pub fn stats(&self) -> LedgerStats {
+        let n = |x: usize| u64::try_from(x).unwrap_or(u64::MAX);
+        LedgerStats {
+            receipts: n(self.ix.receipts.len()),
+            withdrawals: n(self.ix.receipts.iter().filter(|r| r.withdrawn()).count()),
+            grants: n(self.ix.postings.iter().map(Vec::len).sum()),
+            subjects: n(self.ix.subject_ids.len()),
+            records: n(self.ix.records.len()),
+            partitions: n(self.ix.partitions.len()),
+            disclosures: n(self.ix.disclosures.len()),
+        }
+    }
+
+    /// Verifies and records a signed receipt (its wire bytes) learned at `recorded_at`.
+    ///
+    /// # Errors
+    /// [`LedgerError::Consent`] for bad bytes, a bad signature or a receipt the catalogue
+    /// refuses; [`LedgerError::DuplicateReceipt`]; [`LedgerError::Store`].
+    pub fn ingest_receipt(&mut self, bytes: &[u8], recorded_at: Timestamp) -> Result<ReceiptId, LedgerError> {
+        let signed = SignedReceipt::from_bytes(bytes)?;
+        self.ingest_signed_receipt(&signed, recorded_at)
+    }
+
+    /// Records an already decoded (hence signature-verified) receipt learned at `recorded_at`.
+    ///
+    /// # Errors
+    /// As [`Self::ingest_receipt`].
+    pub fn ingest_signed_receipt(
+        &mut self,
+        signed: &SignedReceipt,
+        recorded_at: Timestamp,
+    ) -> Result<ReceiptId, LedgerError> {
+        let r = signed.receipt();
+        r.check_against(&self.catalogue)?;
+        let id = signed.id();
+        let metrics: Vec<MetricId> =
+            r.scope.metrics_in(&self.catalogue, &r.recipient, &r.purpose).cloned().collect();
+        let input = UnverifiedReceipt {
+            id,
+            subject: r.subject,
+            device_key: r.device_key,
+            recipient: r.recipient.clone(),
+            purpose: r.purpose.clone(),
+            metrics,
+            valid_from: r.valid_from,
+            valid_until: r.valid_until,
+            hold: r.hold.clone(),
+            recorded_at,
+        };
+        let row = self.receipt_row(&input, self.ix.next_seq)?;
+        store::insert_receipt(
+            self.conn.borrow(),
+            &self.names,
+            &row,
+            &input.subject,
+            &input.hold,
+            Some(&signed.to_bytes()),
+        )?;
+        self.index_receipt(row, &input);
+        Ok(id)
+    }
+
+    /// Checks an unverified receipt against the catalogue and the ledger and makes its row
+    /// (subject and hold not yet interned).
+    fn receipt_row(&self, r: &UnverifiedReceipt, seq: u64) -> Result<ReceiptRow, LedgerError> {
+        if self.ix.receipt_ix.contains_key(&r.id) {
+            return Err(LedgerError::DuplicateReceipt(r.id));
+        }
+        if r.valid_until.is_some_and(|u| u <= r.valid_from) {
+            return Err(ConsentError::InvertedValidity.into());
+        }
+        let recipient = self
+            .names
+            .recipient(&r.recipient)
+            .ok_or_else(|| ConsentError::UnknownRecipient(r.recipient.clone()))?;
+        let purpose =
+            self.names.purpose(&r.purpose).ok_or_else(|| ConsentError::UnknownPurpose(r.purpose.clone()))?;
+        if r.metrics.is_empty() {
+            return Err(ConsentError::EmptyScope.into());
+        }
+        let mut metrics = Vec::with_capacity(r.metrics.len());
+        for m in &r.metrics {
+            let mi = self.names.metric(m).ok_or_else(|| ConsentError::UnknownMetric(m.clone()))?;
+            if !self.names.allows(recipient, mi, purpose) {
+                return Err(ConsentError::ScopeTooWide(m.clone()).into());
+            }
+            metrics.push(mi);
+        }
+        metrics.sort_unstable();
+        metrics.dedup();
+        Ok(ReceiptRow {
+            id: r.id,
+            device_key: r.device_key,
+            seq,
+            wseq: u64::MAX,
+            subject: u32::MAX,
+            recipient,
+            purpose,
+            hold: u16::MAX,
+            metrics: metrics.into(),
+            valid_from: r.valid_from,
+            valid_until: r.valid_until.unwrap_or(NEVER),
+            recorded_at: r.recorded_at,
+            withdrawn_at: NEVER,
+            withdrawal_recorded_at: NEVER,
+        })
+    }
+
+    fn index_receipt(&mut self, mut row: ReceiptRow, r: &UnverifiedReceipt) {
+        row.subject = self.ix.intern_subject(r.subject);
+        row.hold = self.ix.intern_hold(&r.hold);
+        self.ix.add_receipt(&self.names, row);
+    }
+
+    /// **Hazard**: records receipts *without verifying any signature*, in one SQLite
+    /// savepoint. For bulk loads of receipts verified elsewhere (a migration, a
+    /// benchmark that cannot afford to sign 10^6 receipts). Everything else is checked as
+    /// for [`Self::ingest_receipt`] (catalogue, duplicates, also within the batch); the
+    /// rows carry no signed bytes. All or nothing.
+    ///
+    /// # Errors
+    /// The first error of any receipt; then nothing was recorded.
+    pub fn ingest_unverified(
+        &mut self,
+        receipts: impl IntoIterator<Item = UnverifiedReceipt>,
+    ) -> Result<usize, LedgerError> {
+        let receipts: Vec<UnverifiedReceipt> = receipts.into_iter().collect();
+        let mut rows = Vec::with_capacity(receipts.len());
+        let mut batch_ids = std::collections::HashSet::with_capacity(receipts.len());
+        for (i, r) in receipts.iter().enumerate() {
+            if !batch_ids.insert(r.id) {
+                return Err(LedgerError::DuplicateReceipt(r.id));
+            }
+            rows.push(self.receipt_row(r, self.ix.next_seq + u64::try_from(i).unwrap_or(u64::MAX))?);
+        }
+        let conn = self.conn.borrow();
+        conn.execute_batch("SAVEPOINT ledger_bulk")?;
+        let written = rows.iter().zip(&receipts).try_for_each(|(row, r)| {
+            store::insert_receipt(conn, &self.names, row, &r.subject, &r.hold, None)
+        });
+        if let Err(e) = written {
+            let _ = conn.execute_batch("ROLLBACK TO ledger_bulk; RELEASE ledger_bulk");
+            return Err(e);
+        }
+        conn.execute_batch("RELEASE ledger_bulk")?;
+        let n = rows.len();
+        self.ix.deferred = true;
+        for (row, r) in rows.into_iter().zip(&receipts) {
+            self.index_receipt(row, r);
+        }
+        self.ix.finish();
+        self.ix.deferred = false;
+        Ok(n)
+    }
+
+    /// Verifies and records a signed withdrawal (its wire bytes) learned at `recorded_at`.
+    ///
+    /// # Errors
+    /// [`LedgerError::Consent`] for bad bytes or a bad signature;
+    /// [`LedgerError::UnknownReceipt`], [`LedgerError::KeyMismatch`],
+    /// [`LedgerError::SubjectMismatch`], [`LedgerError::BeforeValidity`],
+    /// [`LedgerError::AlreadyWithdrawn`], [`LedgerError::RecordedBeforeReceipt`];
+    /// [`LedgerError::Store`].
+    pub fn ingest_withdrawal(
+        &mut self,
+        bytes: &[u8],
+        recorded_at: Timestamp,
+    ) -> Result<ReceiptId, LedgerError> {
+        let signed = SignedWithdrawal::from_bytes(bytes)?;
+        self.ingest_signed_withdrawal(&signed, recorded_at)
+    }
+
+    /// Records an already decoded (hence signature-verified) withdrawal.
+    ///
+    /// # Errors
+    /// As [`Self::ingest_withdrawal`].
+    pub fn ingest_signed_withdrawal(
+        &mut self,
+        signed: &SignedWithdrawal,
+        recorded_at: Timestamp,
+    ) -> Result<ReceiptId, LedgerError> {
+        let w = signed.withdrawal();
+        let ri = *self.ix.receipt_ix.get(&w.receipt).ok_or(LedgerError::UnknownReceipt(w.receipt))?;
+        let row = self.ix.receipts.get(ri as usize).ok_or(LedgerError::UnknownReceipt(w.receipt))?;
+        if w.device_key != row.device_key {
+            return Err(LedgerError::KeyMismatch);
+        }
+        if self.ix.subject_ids.get(row.subject as usize) != Some(&w.subject) {
+            return Err(LedgerError::SubjectMismatch);
+        }
+        if row.withdrawn() {
+            return Err(LedgerError::AlreadyWithdrawn);
+        }
+        if w.at < row.valid_from {
+            return Err(LedgerError::BeforeValidity);
+        }
+        if recorded_at < row.recorded_at {
+            return Err(LedgerError::RecordedBeforeReceipt);
+        }
+        let seq = self.ix.next_seq;
+        store::insert_withdrawal(self.conn.borrow(), seq, &w.receipt, w.at, recorded_at, &signed.to_bytes())?;
+        self.ix.apply_withdrawal(&self.names, ri, w.at, recorded_at, seq);
+        Ok(w.receipt)
+    }
+
+    /// Who a receipt is about, for whom and what for — what ingest needs to check a
+    /// pseudonymous record's tag against its receipt. `None` for an unknown receipt.
+    #[must_use]
+    pub fn receipt_terms(&self, receipt: &ReceiptId) -> Option<ReceiptTerms> {
+        let ri = *self.ix.receipt_ix.get(receipt)?;
+        let row = self.ix.receipts.get(ri as usize)?;
+        Some(ReceiptTerms {
+            subject: *self.ix.subject_ids.get(row.subject as usize)?,
+            recipient: self.names.recipients.get(usize::from(row.recipient))?.clone(),
+            purpose: self.names.purposes.get(usize::from(row.purpose))?.clone(),
+        })
+    }
+
+    /// The hold deadline of a record of `metric` collected at `collected_at` under
+    /// `receipt`: `collected_at + min(receipt hold, metric max hold)` (an event-bound
+    /// hold counts as never ending here: the event is not the ledger's to know).
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownReceipt`], [`LedgerError::UnknownMetric`].
+    pub fn record_deadline(
+        &self,
+        receipt: &ReceiptId,
+        metric: &MetricId,
+        collected_at: Timestamp,
+    ) -> Result<Timestamp, LedgerError> {
+        let ri = *self.ix.receipt_ix.get(receipt).ok_or(LedgerError::UnknownReceipt(*receipt))?;
+        let row = self.ix.receipts.get(ri as usize).ok_or(LedgerError::UnknownReceipt(*receipt))?;
+        let m = self.names.metric(metric).ok_or_else(|| LedgerError::UnknownMetric(metric.clone()))?;
+        Ok(self.deadline_of(row.hold, m, collected_at))
+    }
+
+    fn deadline_of(&self, hold: u16, metric: u16, start: Timestamp) -> Timestamp {
+        let h = self.ix.holds.get(usize::from(hold)).map_or(NEVER, |h| h.deadline_from(start).at);
+        let max =
+            self.names.metric_max_hold.get(usize::from(metric)).map_or(NEVER, |d| d.deadline_from(start).at);
+        h.min(max)
+    }
+
+    /// Notes a pseudonymous record the store now holds, learned at `recorded_at`.
+    ///
+    /// # Errors
+    /// [`LedgerError::DuplicateRecord`], [`LedgerError::UnknownReceipt`],
+    /// [`LedgerError::UnknownMetric`], [`LedgerError::RecordMismatch`] (subject or
+    /// recipient not the receipt's, or a metric it does not cover),
+    /// [`LedgerError::RecordedBeforeReceipt`], [`LedgerError::Store`].
+    pub fn note_record(&mut self, note: &RecordNote, recorded_at: Timestamp) -> Result<(), LedgerError> {
+        if self.ix.record_ix.contains_key(&note.record) {
+            return Err(LedgerError::DuplicateRecord(note.record));
+        }
+        let ri = *self.ix.receipt_ix.get(&note.receipt).ok_or(LedgerError::UnknownReceipt(note.receipt))?;
+        let receipt = self.ix.receipts.get(ri as usize).ok_or(LedgerError::UnknownReceipt(note.receipt))?;
+        let metric =
+            self.names.metric(&note.metric).ok_or_else(|| LedgerError::UnknownMetric(note.metric.clone()))?;
+        if self.ix.subject_ids.get(receipt.subject as usize) != Some(&note.subject)
+            || self.names.recipients.get(usize::from(receipt.recipient)) != Some(&note.recipient)
+            || receipt.metrics.binary_search(&metric).is_err()
+        {
+            return Err(LedgerError::RecordMismatch);
+        }
+        if recorded_at < receipt.recorded_at {
+            return Err(LedgerError::RecordedBeforeReceipt);
+        }
+        let row = RecordRow {
+            id: note.record,
+            seq: self.ix.next_seq,
+            pseq: u64::MAX,
+            subject: receipt.subject,
+            recipient: receipt.recipient,
+            metric,
+            receipt: ri,
+            collected_at: note.collected_at,
+            deadline: note.deadline,
+            recorded_at,
+            purged_at: NEVER,
+            purge_recorded_at: NEVER,
+        };
+        store::insert_record(self.conn.borrow(), &self.names, &self.ix, &row)?;
+        self.ix.add_record(&self.names, row);
+        Ok(())
+    }
+
+    /// Notes that record `record` was purged at `at`, learned at `recorded_at`.
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownRecord`], [`LedgerError::AlreadyPurged`], [`LedgerError::Store`].
+    pub fn note_record_purged(
+        &mut self,
+        record: &[u8; 16],
+        at: Timestamp,
+        recorded_at: Timestamp,
+    ) -> Result<(), LedgerError> {
+        let i = *self.ix.record_ix.get(record).ok_or(LedgerError::UnknownRecord(*record))?;
+        if self.ix.records.get(i as usize).is_none_or(index::RecordRow::purged) {
+            return Err(LedgerError::AlreadyPurged);
+        }
+        let seq = self.ix.next_seq;
+        store::insert_purge(self.conn.borrow(), false, seq, record, at, recorded_at)?;
+        self.ix.apply_record_purge(i, at, recorded_at, seq);
+        Ok(())
+    }
+
+    /// Notes an anonymous partition the store now holds, learned at `recorded_at`.
+    ///
+    /// # Errors
+    /// [`LedgerError::DuplicatePartition`], [`LedgerError::UnknownMetric`],
+    /// [`LedgerError::UnknownRecipient`], [`LedgerError::EmptyAudience`], [`LedgerError::Store`].
+    pub fn note_partition(
+        &mut self,
+        note: &PartitionNote,
+        recorded_at: Timestamp,
+    ) -> Result<(), LedgerError> {
+        if self.ix.partition_ix.contains_key(note.partition.as_slice()) {
+            return Err(LedgerError::DuplicatePartition(note.partition.clone()));
+        }
+        let metric =
+            self.names.metric(&note.metric).ok_or_else(|| LedgerError::UnknownMetric(note.metric.clone()))?;
+        let mut audience = Vec::with_capacity(note.audience.len());
+        for r in &note.audience {
+            audience.push(self.names.recipient(r).ok_or_else(|| LedgerError::UnknownRecipient(r.clone()))?);
+        }
+        audience.sort_unstable();
+        audience.dedup();
+        if audience.is_empty() {
+            return Err(LedgerError::EmptyAudience);
+        }
+        let row = PartitionRow {
+            id: note.partition.as_slice().into(),
+            seq: self.ix.next_seq,
+            pseq: u64::MAX,
+            metric,
+            bucket_end: note.bucket_end,
+            audience: audience.into(),
+            deadline: note.deadline,
+            recorded_at,
+            purged_at: NEVER,
+            purge_recorded_at: NEVER,
+        };
+        store::insert_partition(self.conn.borrow(), &self.names, &row)?;
+        self.ix.add_partition(row);
+        Ok(())
+    }
+
+    /// Notes that partition `partition` was purged at `at`, learned at `recorded_at`.
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownPartition`], [`LedgerError::AlreadyPurged`], [`LedgerError::Store`].
+    pub fn note_partition_purged(
+        &mut self,
+        partition: &[u8],
+        at: Timestamp,
+        recorded_at: Timestamp,
+    ) -> Result<(), LedgerError> {
+        let i = *self
+            .ix
+            .partition_ix
+            .get(partition)
+            .ok_or_else(|| LedgerError::UnknownPartition(partition.to_vec()))?;
+        if self.ix.partitions.get(i as usize).is_none_or(index::PartitionRow::purged) {
+            return Err(LedgerError::AlreadyPurged);
+        }
+        let seq = self.ix.next_seq;
+        store::insert_purge(self.conn.borrow(), true, seq, partition, at, recorded_at)?;
+        self.ix.apply_partition_purge(i, at, recorded_at, seq);
+        Ok(())
+    }
+
+    /// Notes a disclosure that happened (allowed or not), learned at `recorded_at`.
+    /// [`Self::unconsented_disclosures`] checks it later against the consent of its time.
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownRecipient`], [`LedgerError::UnknownMetric`],
+    /// [`LedgerError::UnknownPurpose`], [`LedgerError::Store`].
+    pub fn note_disclosure(&mut self, d: &Disclosure, recorded_at: Timestamp) -> Result<(), LedgerError> {
+        let recipient = self
+            .names
+            .recipient(&d.recipient)
+            .ok_or_else(|| LedgerError::UnknownRecipient(d.recipient.clone()))?;
+        let metric =
+            self.names.metric(&d.metric).ok_or_else(|| LedgerError::UnknownMetric(d.metric.clone()))?;
+        let purpose =
+            self.names.purpose(&d.purpose).ok_or_else(|| LedgerError::UnknownPurpose(d.purpose.clone()))?;
+        let mut row = DisclosureRow {
+            seq: self.ix.next_seq,
+            kind: d.kind,
+            recipient,
+            metric,
+            purpose,
+            subject: u32::MAX,
+            at: d.at,
+            record: d.record,
+            recorded_at,
+        };
+        store::insert_disclosure(self.conn.borrow(), &self.names, &row, &d.subject)?;
+        row.subject = self.ix.intern_subject(d.subject);
+        self.ix.add_disclosure(row);
+        Ok(())
+    }
+
+    /// The aggregator's gate for releases and transcryptions: runs `check` for the
+    /// disclosure as known now and, only if allowed, notes it (at `recorded_at`).
+    /// Returns the decision either way; a refusal notes nothing.
+    ///
+    /// # Errors
+    /// As [`Self::note_disclosure`].
+    pub fn disclose(
+        &mut self,
+        d: &Disclosure,
+        recorded_at: Timestamp,
+    ) -> Result<crate::decision::Decision, LedgerError> {
+        let decision = self.check_at(&d.recipient, &d.metric, &d.purpose, &d.subject, d.at, None);
+        if decision.allowed {
+            self.note_disclosure(d, recorded_at)?;
+        }
+        Ok(decision)
+    }
+}

@@ -8,6 +8,10 @@
 pub mod audit;
 pub mod decision;
 pub mod estimate;
+pub mod ingest;
+pub mod keys;
 pub mod ledger;
+pub mod report;
+pub mod service;
 pub mod store;
 pub mod transcrypt;

@@ -196,6 +196,10 @@ pub struct PurgeReport {
     pub partitions: u64,
     /// Records deleted.
     pub records: u64,
+    /// The deleted partitions' keys ([`PartitionKey::to_bytes`]).
+    pub partition_keys: Vec<Vec<u8>>,
+    /// The deleted records' ids.
+    pub record_ids: Vec<[u8; 16]>,
     /// Period keys destroyed (their ids).
     pub keys_destroyed: Vec<[u8; 32]>,
     /// Remembered report ids forgotten.

@@ -68,6 +68,29 @@ impl ConsentState {
         Self { key, entries: Vec::new() }
     }
 
+    /// A consent state restored from entries the host persisted (see
+    /// [`ConsentState::list`]). Every receipt must carry this key's public key.
+    ///
+    /// # Errors
+    /// [`ConsentError::KeyMismatch`] for a receipt signed by another key.
+    pub fn restore(key: DeviceKey, entries: Vec<ReceiptEntry>) -> Result<Self, ConsentError> {
+        let public = key.public_key();
+        if entries.iter().any(|e| e.receipt.receipt().device_key != public) {
+            return Err(ConsentError::KeyMismatch);
+        }
+        Ok(Self { key, entries })
+    }
+
+    /// Replaces an empty state's entries with restored ones (all signed by this key).
+    pub(crate) fn adopt(&mut self, entries: Vec<ReceiptEntry>) -> Result<(), ConsentError> {
+        let public = self.key.public_key();
+        if !self.entries.is_empty() || entries.iter().any(|e| e.receipt.receipt().device_key != public) {
+            return Err(ConsentError::KeyMismatch);
+        }
+        self.entries = entries;
+        Ok(())
+    }
+
     /// The device's public key.
     #[must_use]
     pub fn public_key(&self) -> [u8; 32] {

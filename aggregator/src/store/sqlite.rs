@@ -362,6 +362,20 @@ impl Store for SqliteStore {
     fn purge(&mut self, now: Timestamp) -> Result<PurgeReport, StoreError> {
         let t = sql_time(now);
         let tx = self.conn.transaction()?;
+        let partition_keys: Vec<Vec<u8>> = {
+            let mut stmt = tx.prepare("SELECT pkey FROM partition_state WHERE deadline <= ?1")?;
+            let rows = stmt.query_map([t], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let record_ids: Vec<[u8; 16]> = {
+            let mut stmt = tx.prepare("SELECT id FROM record WHERE deadline <= ?1")?;
+            let rows = stmt.query_map([t], |r| r.get::<_, Vec<u8>>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(blob(row?, "record id")?);
+            }
+            out
+        };
         let partitions = tx.execute("DELETE FROM partition_state WHERE deadline <= ?1", [t])?;
         let records = tx.execute("DELETE FROM record WHERE deadline <= ?1", [t])?;
         let keys: Vec<Vec<u8>> = {
@@ -386,6 +400,8 @@ impl Store for SqliteStore {
         let report = PurgeReport {
             partitions: partitions as u64,
             records: records as u64,
+            partition_keys,
+            record_ids,
             keys_destroyed,
             ids_forgotten: u64::try_from(ids_forgotten).unwrap_or(0),
         };

@@ -1,0 +1,601 @@
+//! The queries of DESIGN.md §5, read from the in-memory index.
+
+use std::borrow::Borrow;
+use std::collections::BTreeMap;
+
+use confiance::Timestamp;
+use confiance::catalogue::Catalogue;
+use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
+use rusqlite::Connection;
+
+use super::answer::{
+    AccessEntry, CatalogueDiff, Disclosure, Fact, HistoryEntry, MetricView, Overdue, PartitionInfo,
+    PartitionNote, Party, RecipientView, RecordNote, SubjectAccess, Target, UnconsentedDisclosure, Until,
+    WhoSees,
+};
+use super::index::{NEVER, ReceiptRow};
+use super::{Ledger, diff};
+use crate::decision::{ConsentCheck, Decision, DecisionReason};
+
+/// The end of the union of `spans` (half-open, any order) that holds `at`, if any.
+fn merged_end(
+    spans: impl Iterator<Item = (Timestamp, Timestamp)> + Clone,
+    at: Timestamp,
+) -> Option<Timestamp> {
+    let mut end = spans.clone().filter(|&(a, b)| a <= at && at < b).map(|(_, b)| b).max()?;
+    // Extend through spans that start inside (or at the end of) what is covered so far.
+    loop {
+        let next = spans.clone().filter(|&(a, b)| a <= end && b > end).map(|(_, b)| b).max();
+        match next {
+            Some(e) => end = e,
+            None => return Some(end),
+        }
+    }
+}
+
+fn known_at(as_known_at: Option<Timestamp>) -> Timestamp {
+    as_known_at.unwrap_or(NEVER)
+}
+
+fn until_of(end: Timestamp) -> Option<Timestamp> {
+    (end != NEVER).then_some(end)
+}
+
+impl<C: Borrow<Connection>> Ledger<C> {
+    fn receipt(&self, rx: u32) -> Option<&ReceiptRow> {
+        self.ix.receipts.get(rx as usize)
+    }
+
+    /// May `recipient` have `metric` of `subject` for `purpose` at `at`, as known at
+    /// `as_known_at` (`None` = now)? See the [module documentation](super) for the rules.
+    #[must_use]
+    pub fn check_at(
+        &self,
+        recipient: &RecipientId,
+        metric: &MetricId,
+        purpose: &PurposeId,
+        subject: &SubjectId,
+        at: Timestamp,
+        as_known_at: Option<Timestamp>,
+    ) -> Decision {
+        let known = known_at(as_known_at);
+        let (Some(ri), Some(mi)) = (self.names.recipient(recipient), self.names.metric(metric)) else {
+            return Decision::deny(DecisionReason::NotInCatalogue);
+        };
+        if !self.names.allows_any(ri, mi) {
+            return Decision::deny(DecisionReason::NotInCatalogue);
+        }
+        let Some(pi) = self.names.purpose(purpose).filter(|&p| self.names.allows(ri, mi, p)) else {
+            return Decision::deny(DecisionReason::PurposeNotAllowed);
+        };
+        let Some(entry) = self.ix.subject(subject).and_then(|s| self.ix.subjects.get(s as usize)) else {
+            return Decision::deny(DecisionReason::NoConsent);
+        };
+        let matching = entry.receipts.iter().filter_map(|&rx| {
+            let row = self.receipt(rx)?;
+            (row.recipient == ri
+                && row.purpose == pi
+                && row.visible(known)
+                && row.metrics.binary_search(&mi).is_ok())
+            .then(|| (row.valid_from, row.end(known), rx))
+        });
+        if let Some(end) = merged_end(matching.clone().map(|(a, b, _)| (a, b)), at) {
+            // The receipt in force with the latest end (the first recorded on a tie).
+            let best = matching.clone().filter(|&(a, b, _)| a <= at && at < b).fold(
+                None::<(Timestamp, u32)>,
+                |acc, (_, b, rx)| match acc {
+                    Some((e, _)) if e >= b => acc,
+                    _ => Some((b, rx)),
+                },
+            );
+            return Decision {
+                allowed: true,
+                until: until_of(end),
+                receipt: best.and_then(|(_, rx)| self.receipt(rx)).map(|r| r.id),
+                reason: DecisionReason::Allowed,
+            };
+        }
+        let lapsed = matching.clone().filter(|&(a, b, _)| a <= at && b <= at).fold(
+            None::<(Timestamp, u32)>,
+            |acc, (_, b, rx)| match acc {
+                Some((e, _)) if e >= b => acc,
+                _ => Some((b, rx)),
+            },
+        );
+        if let Some(row) = lapsed.and_then(|(_, rx)| self.receipt(rx)) {
+            let reason = if row.ended_by_withdrawal(known) {
+                DecisionReason::Withdrawn
+            } else {
+                DecisionReason::Expired
+            };
+            return Decision { allowed: false, until: None, receipt: Some(row.id), reason };
+        }
+        let pending = matching.filter(|&(a, _, _)| a > at).fold(
+            None::<(Timestamp, u32)>,
+            |acc, (a, _, rx)| match acc {
+                Some((f, _)) if f <= a => acc,
+                _ => Some((a, rx)),
+            },
+        );
+        if let Some(row) = pending.and_then(|(_, rx)| self.receipt(rx)) {
+            return Decision {
+                allowed: false,
+                until: None,
+                receipt: Some(row.id),
+                reason: DecisionReason::NotYetValid,
+            };
+        }
+        Decision::deny(DecisionReason::NoConsent)
+    }
+
+    /// Every recipient and metric that sees `subject`'s data at `at` (as known at
+    /// `as_known_at`), with the end of the access window, the hold, and the records held.
+    #[must_use]
+    pub fn subject_access(
+        &self,
+        subject: &SubjectId,
+        at: Timestamp,
+        as_known_at: Option<Timestamp>,
+    ) -> SubjectAccess {
+        let known = known_at(as_known_at);
+        let mut out = SubjectAccess { subject: *subject, at, as_known_at, entries: Vec::new() };
+        let Some(entry) = self.ix.subject(subject).and_then(|s| self.ix.subjects.get(s as usize)) else {
+            return out;
+        };
+        // (recipient, metric, from, end, receipt) for every visible grant of the subject.
+        let mut spans: Vec<(u16, u16, Timestamp, Timestamp, u32)> = Vec::new();
+        for &rx in &entry.receipts {
+            let Some(row) = self.receipt(rx).filter(|r| r.visible(known)) else { continue };
+            let end = row.end(known);
+            spans.extend(row.metrics.iter().map(|&m| (row.recipient, m, row.valid_from, end, rx)));
+        }
+        spans.sort_unstable();
+        let mut by_pair: BTreeMap<(u16, u16), AccessEntry> = BTreeMap::new();
+        for group in spans.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let Some(&(r, m, ..)) = group.first() else { continue };
+            let Some(end) = merged_end(group.iter().map(|g| (g.2, g.3)), at) else { continue };
+            let Some(mut e) = self.empty_entry(r, m) else { continue };
+            e.window_until = Some(Until::from_end(end));
+            let mut best_hold: Option<(Timestamp, u16)> = None;
+            for &(_, _, a, b, rx) in group.iter().filter(|g| g.2 <= at && at < g.3) {
+                let Some(row) = self.receipt(rx) else { continue };
+                let _ = (a, b);
+                e.receipts.push(row.id);
+                if let Some(p) = self.names.purposes.get(usize::from(row.purpose)) {
+                    e.purposes.push(p.clone());
+                }
+                let d = self.deadline_of(row.hold, m, at);
+                if best_hold.is_none_or(|(bd, _)| d > bd) {
+                    best_hold = Some((d, row.hold));
+                }
+            }
+            e.receipts.sort_unstable();
+            e.purposes.sort_unstable();
+            e.purposes.dedup();
+            e.hold = best_hold.and_then(|(_, h)| self.effective_hold(h, m));
+            by_pair.insert((r, m), e);
+        }
+        for &i in &entry.records {
+            let Some(rec) = self.ix.records.get(i as usize).filter(|r| r.held(at, known)) else { continue };
+            let key = (rec.recipient, rec.metric);
+            let e = match by_pair.entry(key) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let Some(e) = self.empty_entry(rec.recipient, rec.metric) else { continue };
+                    v.insert(e)
+                }
+            };
+            e.records_held += 1;
+            e.records_until = Some(e.records_until.map_or(rec.deadline, |d| d.max(rec.deadline)));
+        }
+        out.entries = by_pair.into_values().collect();
+        out
+    }
+
+    fn empty_entry(&self, r: u16, m: u16) -> Option<AccessEntry> {
+        Some(AccessEntry {
+            recipient: self.names.recipients.get(usize::from(r))?.clone(),
+            metric: self.names.metrics.get(usize::from(m))?.clone(),
+            window_until: None,
+            receipts: Vec::new(),
+            purposes: Vec::new(),
+            hold: None,
+            records_held: 0,
+            records_until: None,
+        })
+    }
+
+    /// `min(receipt hold, metric max hold)` as a duration: the receipt's when it is
+    /// within the metric's maximum, else the maximum.
+    fn effective_hold(&self, hold: u16, m: u16) -> Option<confiance::retention::Duration> {
+        let h = self.ix.holds.get(usize::from(hold))?;
+        match self.names.metric_max_hold.get(usize::from(m)) {
+            Some(max) if !h.is_within(max) => Some(max.clone()),
+            _ => Some(h.clone()),
+        }
+    }
+
+    /// What recipient `r` sees of metric `m` at `at`: one stabbing scan of the pair's
+    /// posting list prefix, one of its records, and the metric's partitions.
+    fn pair_view(&self, r: u16, m: u16, at: Timestamp, known: Timestamp) -> Option<MetricView> {
+        let pair = self.names.pair(r, m);
+        let mut in_window: Vec<u32> = Vec::new();
+        let mut latest: Option<Timestamp> = None;
+        if let Some(list) = self.ix.postings.get(pair) {
+            let n = list.partition_point(|g| g.valid_from <= at);
+            for g in list.get(..n).unwrap_or_default() {
+                if g.recorded_at <= known {
+                    let e = g.end(known);
+                    if at < e {
+                        in_window.push(g.subject);
+                        latest = Some(latest.map_or(e, |l| l.max(e)));
+                    }
+                }
+            }
+        }
+        in_window.sort_unstable();
+        in_window.dedup();
+        let mut holding: Vec<u32> = Vec::new();
+        let mut records_until: Option<Timestamp> = None;
+        if let Some(list) = self.ix.record_postings.get(pair) {
+            let recs = &self.ix.records;
+            let n = list.partition_point(|&i| recs.get(i as usize).is_some_and(|x| x.collected_at <= at));
+            for rec in list.get(..n).unwrap_or_default().iter().filter_map(|&i| recs.get(i as usize)) {
+                if rec.held(at, known) {
+                    holding.push(rec.subject);
+                    records_until = Some(records_until.map_or(rec.deadline, |d| d.max(rec.deadline)));
+                }
+            }
+        }
+        holding.sort_unstable();
+        holding.dedup();
+        let both = count_common(&in_window, &holding);
+        let partitions: Vec<PartitionInfo> = self
+            .ix
+            .metric_partitions
+            .get(usize::from(m))
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|&i| self.ix.partitions.get(i as usize))
+                    .filter(|p| p.audience.binary_search(&r).is_ok() && p.held(at, known))
+                    .map(|p| PartitionInfo {
+                        partition: p.id.to_vec(),
+                        bucket_end: p.bucket_end,
+                        deadline: p.deadline,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n = |x: usize| u64::try_from(x).unwrap_or(u64::MAX);
+        let subjects = n(in_window.len() + holding.len() - both);
+        if subjects == 0 && partitions.is_empty() {
+            return None;
+        }
+        Some(MetricView {
+            recipient: self.names.recipients.get(usize::from(r))?.clone(),
+            metric: self.names.metrics.get(usize::from(m))?.clone(),
+            subjects,
+            subjects_in_window: n(in_window.len()),
+            subjects_with_records: n(holding.len()),
+            consent_until: latest.map(Until::from_end),
+            records_until,
+            partitions,
+        })
+    }
+
+    /// What `recipient` sees at `at` (as known at `as_known_at`), per metric: how many
+    /// subjects, the partitions in its audience, until when.
+    #[must_use]
+    pub fn recipient_view(
+        &self,
+        recipient: &RecipientId,
+        at: Timestamp,
+        as_known_at: Option<Timestamp>,
+    ) -> RecipientView {
+        let known = known_at(as_known_at);
+        let mut out = RecipientView { recipient: recipient.clone(), at, as_known_at, metrics: Vec::new() };
+        if let Some(r) = self.names.recipient(recipient) {
+            for m in 0..self.names.metrics.len() {
+                let m = u16::try_from(m).unwrap_or(u16::MAX);
+                if self.names.allows_any(r, m)
+                    && let Some(v) = self.pair_view(r, m, at, known)
+                {
+                    out.metrics.push(v);
+                }
+            }
+        }
+        out
+    }
+
+    /// Who sees a metric, or every metric of a data category, at `at` (as known at
+    /// `as_known_at`): per (metric, recipient), as [`Self::recipient_view`] counts.
+    #[must_use]
+    pub fn who_sees(&self, target: &Target, at: Timestamp, as_known_at: Option<Timestamp>) -> WhoSees {
+        let known = known_at(as_known_at);
+        let metrics: Vec<u16> = match target {
+            Target::Metric(m) => self.names.metric(m).into_iter().collect(),
+            Target::Category(c) => (0..self.names.metric_category.len())
+                .filter(|&i| self.names.metric_category.get(i) == Some(c))
+                .filter_map(|i| u16::try_from(i).ok())
+                .collect(),
+        };
+        let mut entries = Vec::new();
+        for m in metrics {
+            for r in 0..self.names.recipients.len() {
+                let r = u16::try_from(r).unwrap_or(u16::MAX);
+                if self.names.allows_any(r, m)
+                    && let Some(v) = self.pair_view(r, m, at, known)
+                {
+                    entries.push(v);
+                }
+            }
+        }
+        WhoSees { target: target.clone(), at, as_known_at, entries }
+    }
+
+    fn fact_receipt(&self, rx: u32) -> Option<HistoryEntry> {
+        let r = self.receipt(rx)?;
+        Some(HistoryEntry {
+            recorded_at: r.recorded_at,
+            seq: r.seq,
+            fact: Fact::ConsentGiven {
+                receipt: r.id,
+                subject: *self.ix.subject_ids.get(r.subject as usize)?,
+                recipient: self.names.recipients.get(usize::from(r.recipient))?.clone(),
+                purpose: self.names.purposes.get(usize::from(r.purpose))?.clone(),
+                metrics: r
+                    .metrics
+                    .iter()
+                    .filter_map(|&m| self.names.metrics.get(usize::from(m)).cloned())
+                    .collect(),
+                valid_from: r.valid_from,
+                valid_until: until_of(r.valid_until),
+                hold: self.ix.holds.get(usize::from(r.hold))?.clone(),
+            },
+        })
+    }
+
+    fn fact_withdrawal(&self, rx: u32) -> Option<HistoryEntry> {
+        let r = self.receipt(rx).filter(|r| r.withdrawn())?;
+        Some(HistoryEntry {
+            recorded_at: r.withdrawal_recorded_at,
+            seq: r.wseq,
+            fact: Fact::ConsentWithdrawn {
+                receipt: r.id,
+                subject: *self.ix.subject_ids.get(r.subject as usize)?,
+                recipient: self.names.recipients.get(usize::from(r.recipient))?.clone(),
+                at: r.withdrawn_at,
+            },
+        })
+    }
+
+    fn record_note(&self, i: u32) -> Option<RecordNote> {
+        let r = self.ix.records.get(i as usize)?;
+        Some(RecordNote {
+            record: r.id,
+            subject: *self.ix.subject_ids.get(r.subject as usize)?,
+            recipient: self.names.recipients.get(usize::from(r.recipient))?.clone(),
+            metric: self.names.metrics.get(usize::from(r.metric))?.clone(),
+            receipt: self.receipt(r.receipt)?.id,
+            collected_at: r.collected_at,
+            deadline: r.deadline,
+        })
+    }
+
+    fn fact_record(&self, i: u32) -> Option<HistoryEntry> {
+        let r = self.ix.records.get(i as usize)?;
+        Some(HistoryEntry {
+            recorded_at: r.recorded_at,
+            seq: r.seq,
+            fact: Fact::RecordHeld(self.record_note(i)?),
+        })
+    }
+
+    fn fact_record_purge(&self, i: u32) -> Option<HistoryEntry> {
+        let r = self.ix.records.get(i as usize).filter(|r| r.purged())?;
+        Some(HistoryEntry {
+            recorded_at: r.purge_recorded_at,
+            seq: r.pseq,
+            fact: Fact::RecordPurged {
+                record: r.id,
+                subject: *self.ix.subject_ids.get(r.subject as usize)?,
+                recipient: self.names.recipients.get(usize::from(r.recipient))?.clone(),
+                at: r.purged_at,
+            },
+        })
+    }
+
+    fn partition_note(&self, i: u32) -> Option<PartitionNote> {
+        let p = self.ix.partitions.get(i as usize)?;
+        Some(PartitionNote {
+            partition: p.id.to_vec(),
+            metric: self.names.metrics.get(usize::from(p.metric))?.clone(),
+            bucket_end: p.bucket_end,
+            audience: p
+                .audience
+                .iter()
+                .filter_map(|&r| self.names.recipients.get(usize::from(r)).cloned())
+                .collect(),
+            deadline: p.deadline,
+        })
+    }
+
+    fn disclosure(&self, i: u32) -> Option<(Disclosure, Timestamp, u64)> {
+        let d = self.ix.disclosures.get(i as usize)?;
+        Some((
+            Disclosure {
+                kind: d.kind,
+                recipient: self.names.recipients.get(usize::from(d.recipient))?.clone(),
+                metric: self.names.metrics.get(usize::from(d.metric))?.clone(),
+                purpose: self.names.purposes.get(usize::from(d.purpose))?.clone(),
+                subject: *self.ix.subject_ids.get(d.subject as usize)?,
+                at: d.at,
+                record: d.record,
+            },
+            d.recorded_at,
+            d.seq,
+        ))
+    }
+
+    fn fact_disclosure(&self, i: u32) -> Option<HistoryEntry> {
+        let (d, recorded_at, seq) = self.disclosure(i)?;
+        Some(HistoryEntry { recorded_at, seq, fact: Fact::Disclosed(d) })
+    }
+
+    /// The facts about a subject or a recipient recorded in `[from, to)`, in record
+    /// order: receipts, withdrawals, records, purges, partitions (recipients only) and
+    /// disclosures.
+    #[must_use]
+    pub fn history(&self, party: &Party, from: Timestamp, to: Timestamp) -> Vec<HistoryEntry> {
+        let mut out: Vec<HistoryEntry> = Vec::new();
+        let in_range = |t: Timestamp| from <= t && t < to;
+        match party {
+            Party::Subject(s) => {
+                let Some(e) = self.ix.subject(s).and_then(|s| self.ix.subjects.get(s as usize)) else {
+                    return out;
+                };
+                for &rx in &e.receipts {
+                    out.extend(self.fact_receipt(rx));
+                    out.extend(self.fact_withdrawal(rx));
+                }
+                for &i in &e.records {
+                    out.extend(self.fact_record(i));
+                    out.extend(self.fact_record_purge(i));
+                }
+                out.extend(e.disclosures.iter().filter_map(|&i| self.fact_disclosure(i)));
+                out.retain(|h| in_range(h.recorded_at));
+            }
+            Party::Recipient(r) => {
+                let Some(e) = self.names.recipient(r).and_then(|r| self.ix.recipients.get(usize::from(r)))
+                else {
+                    return out;
+                };
+                // Each list is sorted by the record time of its fact: binary-search the range.
+                let range = |list: &[u32], time: &dyn Fn(u32) -> Timestamp| {
+                    let a = list.partition_point(|&i| time(i) < from);
+                    let b = list.partition_point(|&i| time(i) < to);
+                    list.get(a..b.max(a)).unwrap_or_default().to_vec()
+                };
+                let rt = |i: u32| self.receipt(i).map_or(NEVER, |r| r.recorded_at);
+                let wt = |i: u32| self.receipt(i).map_or(NEVER, |r| r.withdrawal_recorded_at);
+                let ct = |i: u32| self.ix.records.get(i as usize).map_or(NEVER, |r| r.recorded_at);
+                let pt = |i: u32| self.ix.records.get(i as usize).map_or(NEVER, |r| r.purge_recorded_at);
+                let dt = |i: u32| self.ix.disclosures.get(i as usize).map_or(NEVER, |d| d.recorded_at);
+                out.extend(range(&e.receipts, &rt).into_iter().filter_map(|i| self.fact_receipt(i)));
+                out.extend(range(&e.withdrawals, &wt).into_iter().filter_map(|i| self.fact_withdrawal(i)));
+                out.extend(range(&e.records, &ct).into_iter().filter_map(|i| self.fact_record(i)));
+                out.extend(range(&e.purges, &pt).into_iter().filter_map(|i| self.fact_record_purge(i)));
+                out.extend(range(&e.disclosures, &dt).into_iter().filter_map(|i| self.fact_disclosure(i)));
+                for &i in &e.partitions {
+                    let Some(p) = self.ix.partitions.get(i as usize) else { continue };
+                    if in_range(p.recorded_at) {
+                        out.extend(self.partition_note(i).map(|n| HistoryEntry {
+                            recorded_at: p.recorded_at,
+                            seq: p.seq,
+                            fact: Fact::PartitionHeld(n),
+                        }));
+                    }
+                    if p.purged() && in_range(p.purge_recorded_at) {
+                        out.push(HistoryEntry {
+                            recorded_at: p.purge_recorded_at,
+                            seq: p.pseq,
+                            fact: Fact::PartitionPurged { partition: p.id.to_vec(), at: p.purged_at },
+                        });
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|h| (h.recorded_at, h.seq));
+        out
+    }
+
+    /// Every disclosure that happened in `[from, to)` (valid time) that the consent
+    /// valid at its time, as known at its time, did not allow.
+    #[must_use]
+    pub fn unconsented_disclosures(&self, from: Timestamp, to: Timestamp) -> Vec<UnconsentedDisclosure> {
+        let list = &self.ix.disclosures_by_at;
+        let at = |i: u32| self.ix.disclosures.get(i as usize).map_or(NEVER, |d| d.at);
+        let a = list.partition_point(|&i| at(i) < from);
+        let b = list.partition_point(|&i| at(i) < to).max(a);
+        list.get(a..b)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|&i| {
+                let (d, recorded_at, _) = self.disclosure(i)?;
+                let decision =
+                    self.check_at(&d.recipient, &d.metric, &d.purpose, &d.subject, d.at, Some(d.at));
+                (!decision.allowed).then_some(UnconsentedDisclosure { disclosure: d, recorded_at, decision })
+            })
+            .collect()
+    }
+
+    /// Records and partitions not purged (as known now) whose hold deadline is at or
+    /// before `now`.
+    #[must_use]
+    pub fn overdue(&self, now: Timestamp) -> Overdue {
+        let records = self
+            .ix
+            .live_records
+            .range(..=(now, u32::MAX))
+            .filter_map(|&(_, i)| self.record_note(i))
+            .collect();
+        let partitions = self
+            .ix
+            .live_partitions
+            .range(..=(now, u32::MAX))
+            .filter_map(|&(_, i)| self.partition_note(i))
+            .collect();
+        Overdue { now, records, partitions }
+    }
+
+    /// Who gains or loses access to what from catalogue `a` to `b` ([`diff`](super::diff)),
+    /// with, for each removed access, the number of grants in this ledger that named it.
+    #[must_use]
+    pub fn diff(&self, a: &Catalogue, b: &Catalogue) -> CatalogueDiff {
+        let mut d = diff::diff(a, b);
+        for removal in &mut d.removed {
+            let acc = &removal.access;
+            let (Some(r), Some(m), Some(p)) = (
+                self.names.recipient(&acc.recipient),
+                self.names.metric(&acc.metric),
+                self.names.purpose(&acc.purpose),
+            ) else {
+                continue;
+            };
+            let list = self.ix.postings.get(self.names.pair(r, m)).map_or(&[][..], Vec::as_slice);
+            let n = list.iter().filter(|g| self.receipt(g.receipt).is_some_and(|x| x.purpose == p)).count();
+            removal.grants = u64::try_from(n).unwrap_or(u64::MAX);
+        }
+        d
+    }
+}
+
+fn count_common(a: &[u32], b: &[u32]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+        match x.cmp(y) {
+            core::cmp::Ordering::Less => i += 1,
+            core::cmp::Ordering::Greater => j += 1,
+            core::cmp::Ordering::Equal => {
+                n += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    n
+}
+
+impl<C: Borrow<Connection>> ConsentCheck for Ledger<C> {
+    /// [`Ledger::check_at`] as known now.
+    fn check(
+        &self,
+        recipient: &RecipientId,
+        metric: &MetricId,
+        purpose: &PurposeId,
+        subject: &SubjectId,
+        at: Timestamp,
+    ) -> Decision {
+        self.check_at(recipient, metric, purpose, subject, at, None)
+    }
+}

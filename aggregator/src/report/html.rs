@@ -1,0 +1,352 @@
+//! The HTML report: one self-contained file — inline CSS, inline SVG, no JavaScript and no
+//! external fetch (a Content-Security-Policy forbids both, should any text slip through).
+
+use core::fmt::Write as _;
+
+use super::charts::{self, Chart};
+use super::text::{duration, html, instant, num};
+use super::{ReportData, SCHEMA_VERSION};
+
+const CSS: &str = "\
+:root{color-scheme:light}\
+body{font-family:'DejaVu Sans',Verdana,sans-serif;color:#252525;background:#fafafa;margin:0;line-height:1.45}\
+main{max-width:1080px;margin:0 auto;padding:24px 32px 48px;background:#fff}\
+h1{font-size:1.7em;margin:0 0 .3em}h2{font-size:1.3em;margin:1.8em 0 .5em;border-bottom:2px solid #e3e3e3;padding-bottom:.2em}\
+h3{font-size:1.05em;margin:1.2em 0 .4em}\
+dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1.2em;margin:0}\
+dl.meta dt{font-weight:bold}dl.meta dd{margin:0;overflow-wrap:anywhere}\
+code{font-family:'DejaVu Sans Mono',monospace;font-size:.9em}\
+nav ul{display:flex;flex-wrap:wrap;gap:.4em 1.4em;padding:0;list-style:none}\
+figure.chart{margin:1em 0;padding:0}figure.chart svg{max-width:100%;height:auto;display:block;border:1px solid #e3e3e3}\
+figure.chart figcaption{font-size:.9em;color:#555;margin-top:.3em}\
+table{border-collapse:collapse;width:100%;font-size:.88em;margin:.6em 0 1em}\
+th,td{border:1px solid #d9d9d9;padding:.25em .5em;text-align:left;vertical-align:top}\
+th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+tr.overdue td{background:#fde0dd}\
+.badge{display:inline-block;padding:.15em .6em;border-radius:.3em;font-weight:bold;color:#fff}\
+.ok{background:#2c7a2c}.fail{background:#a50f15}.unknown{background:#737373}\
+p.empty{color:#737373;font-style:italic}p.chart-error{color:#a50f15}\
+footer{margin-top:2.5em;font-size:.85em;color:#737373}";
+
+/// The report as one self-contained HTML page: header, audit-log status, access timelines,
+/// privacy budget, estimates, retention and notes, each section a chart and a table.
+///
+/// All text from the data is escaped; the output depends on nothing but `data`.
+///
+/// ```
+/// use confiance_aggregator::report::{render_html, ReportData};
+/// let mut data = ReportData::demo();
+/// data.access[0].recipient = "<script>alert(1)</script>".into();
+/// let page = render_html(&data);
+/// assert!(!page.contains("<script>") && page.contains("&lt;script&gt;"));
+/// assert_eq!(page, render_html(&data));
+/// ```
+#[must_use]
+pub fn render_html(data: &ReportData) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    // Writing into a String cannot fail.
+    let _ = write_page(&mut out, data);
+    out
+}
+
+fn write_page(o: &mut String, d: &ReportData) -> core::fmt::Result {
+    let h = &d.header;
+    let title = html(&h.title);
+    write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"generator\" content=\"confiance-aggregator {}\">\n\
+         <title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n",
+        env!("CARGO_PKG_VERSION")
+    )?;
+    writeln!(o, "<header>\n<h1>{title}</h1>\n<dl class=\"meta\">")?;
+    let known = h
+        .as_known_at
+        .map_or_else(|| format!("as known at generation ({})", instant(h.generated_at)), instant);
+    for (k, v) in [
+        ("Catalogue", format!("{} v{}", html(&h.catalogue_name), h.catalogue_version)),
+        ("Catalogue digest", format!("<code>{}</code>", html(&h.catalogue_digest_hex))),
+        ("About the instant (at)", html(&instant(h.at))),
+        ("As known at", html(&known)),
+        ("Generated", html(&instant(h.generated_at))),
+    ] {
+        writeln!(o, "<dt>{k}</dt><dd>{v}</dd>")?;
+    }
+    o.push_str("</dl>\n</header>\n");
+    o.push_str(
+        "<nav aria-label=\"Sections\"><ul><li><a href=\"#log\">Audit log</a></li>\
+         <li><a href=\"#access\">Access</a></li><li><a href=\"#budget\">Privacy budget</a></li>\
+         <li><a href=\"#estimates\">Estimates</a></li><li><a href=\"#retention\">Retention</a></li>\
+         <li><a href=\"#notes\">Notes</a></li></ul></nav>\n",
+    );
+    write_log(o, d)?;
+    write_access(o, d)?;
+    write_budget(o, d)?;
+    write_estimates(o, d)?;
+    write_retention(o, d)?;
+    write_notes(o, d)?;
+    write!(
+        o,
+        "<footer>confiance auditor report · schema version {SCHEMA_VERSION} · all instants UTC</footer>\n\
+         </main>\n</body>\n</html>\n"
+    )
+}
+
+fn figure(o: &mut String, c: &Chart) -> core::fmt::Result {
+    writeln!(o, "<figure class=\"chart\" data-chart=\"{}\">", html(&c.id))?;
+    match &c.svg {
+        Ok(svg) => o.push_str(svg),
+        Err(e) => writeln!(
+            o,
+            "<p class=\"chart-error\">The chart “{}” could not be drawn: {}</p>",
+            html(&c.title),
+            html(e)
+        )?,
+    }
+    if let Some(note) = &c.note {
+        writeln!(o, "<figcaption>{}</figcaption>", html(note))?;
+    }
+    o.push_str("</figure>\n");
+    Ok(())
+}
+
+fn table(o: &mut String, head: &[&str], rows: impl Iterator<Item = (bool, Vec<Cell>)>) -> core::fmt::Result {
+    o.push_str("<table>\n<thead><tr>");
+    for h in head {
+        write!(o, "<th scope=\"col\">{}</th>", html(h))?;
+    }
+    o.push_str("</tr></thead>\n<tbody>\n");
+    for (flag, cells) in rows {
+        o.push_str(if flag { "<tr class=\"overdue\">" } else { "<tr>" });
+        for c in cells {
+            match c {
+                Cell::Text(t) => write!(o, "<td>{}</td>", html(&t))?,
+                Cell::Num(t) => write!(o, "<td class=\"num\">{}</td>", html(&t))?,
+            }
+        }
+        o.push_str("</tr>\n");
+    }
+    o.push_str("</tbody>\n</table>\n");
+    Ok(())
+}
+
+enum Cell {
+    Text(String),
+    Num(String),
+}
+
+fn empty(o: &mut String, what: &str) -> core::fmt::Result {
+    writeln!(o, "<p class=\"empty\">{}</p>", html(what))
+}
+
+fn write_log(o: &mut String, d: &ReportData) -> core::fmt::Result {
+    o.push_str("<section id=\"log\">\n<h2>Audit log verification</h2>\n");
+    let Some(l) = &d.log else {
+        o.push_str("<p><span class=\"badge unknown\">NOT CHECKED</span> The audit log was not verified for this report.</p>\n</section>\n");
+        return Ok(());
+    };
+    let (class, word) = if l.all_verified() { ("ok", "VERIFIED") } else { ("fail", "FAILED") };
+    writeln!(o, "<p><span class=\"badge {class}\">{word}</span> {}</p>", html(&l.message))?;
+    let yes_no = |b: bool| if b { "verified" } else { "FAILED" };
+    let consistency = l.consistency_verified.map_or("no earlier checkpoint", yes_no);
+    o.push_str("<dl class=\"meta\">\n");
+    for (k, v) in [
+        ("Tree size", l.tree_size.to_string()),
+        ("Root", format!("<code>{}</code>", html(&l.root_hex))),
+        ("Signed checkpoint", yes_no(l.checkpoint_verified).to_string()),
+        ("Consistency with the previous checkpoint", consistency.to_string()),
+        ("Inclusion spot-checks", format!("{} checked, {} failed", l.inclusion_checked, l.inclusion_failed)),
+    ] {
+        writeln!(o, "<dt>{k}</dt><dd>{v}</dd>")?;
+    }
+    o.push_str("</dl>\n</section>\n");
+    Ok(())
+}
+
+fn write_access(o: &mut String, d: &ReportData) -> core::fmt::Result {
+    o.push_str("<section id=\"access\">\n<h2>Access: who sees what, for how long</h2>\n");
+    if d.access.is_empty() {
+        empty(o, "No recipient has access to anything at this instant.")?;
+        return o.write_str("</section>\n");
+    }
+    o.push_str(
+        "<p>Each bar is an access window (DESIGN §5): the recipient sees the metric from its start to its end, \
+         then may keep what it collected until the end of the hold. Open windows last until the consent is \
+         withdrawn and run to the right edge.</p>\n",
+    );
+    for c in charts::access_charts(d) {
+        figure(o, &c)?;
+    }
+    let mut rows: Vec<_> = d.access.iter().collect();
+    rows.sort_by(|a, b| a.recipient.cmp(&b.recipient));
+    table(
+        o,
+        &["Recipient", "Metric", "Subject or cohort", "Window start", "Window end", "Hold", "Sees until"],
+        rows.iter().map(|r| {
+            let end = r.window_end.map_or_else(|| "until withdrawn".to_string(), instant);
+            let until =
+                r.hold_until().map_or_else(|| format!("withdrawal + {}", duration(r.hold_secs)), instant);
+            (
+                false,
+                vec![
+                    Cell::Text(r.recipient.clone()),
+                    Cell::Text(r.metric.clone()),
+                    Cell::Text(r.subject.clone()),
+                    Cell::Text(instant(r.window_start)),
+                    Cell::Text(end),
+                    Cell::Text(duration(r.hold_secs)),
+                    Cell::Text(until),
+                ],
+            )
+        }),
+    )?;
+    o.push_str("</section>\n");
+    Ok(())
+}
+
+fn write_budget(o: &mut String, d: &ReportData) -> core::fmt::Result {
+    o.push_str("<section id=\"budget\">\n<h2>Privacy budget per metric</h2>\n");
+    let Some(c) = charts::budget_chart(d) else {
+        empty(o, "No privacy budget to report.")?;
+        return o.write_str("</section>\n");
+    };
+    figure(o, &c)?;
+    let spent = |s: Option<f64>| s.map_or_else(|| "—".to_string(), num);
+    table(
+        o,
+        &[
+            "Metric",
+            "ε per report",
+            "Budget per period",
+            "Period",
+            "Reports received",
+            "Devices",
+            "Spent median",
+            "Spent p90",
+            "Spent max",
+        ],
+        d.budgets.iter().map(|b| {
+            let s = b.spent.as_ref();
+            let over = s.is_some_and(|s| s.max > b.budget_per_period);
+            (
+                over,
+                vec![
+                    Cell::Text(b.metric.clone()),
+                    Cell::Num(num(b.epsilon_per_report)),
+                    Cell::Num(num(b.budget_per_period)),
+                    Cell::Text(duration(b.period_secs)),
+                    Cell::Num(b.reports_received.to_string()),
+                    Cell::Num(s.map_or_else(|| "—".to_string(), |s| s.devices.to_string())),
+                    Cell::Num(spent(s.map(|s| s.median))),
+                    Cell::Num(spent(s.map(|s| s.p90))),
+                    Cell::Num(spent(s.map(|s| s.max))),
+                ],
+            )
+        }),
+    )?;
+    o.push_str("</section>\n");
+    Ok(())
+}
+
+fn write_estimates(o: &mut String, d: &ReportData) -> core::fmt::Result {
+    o.push_str("<section id=\"estimates\">\n<h2>Estimates with 95% confidence intervals</h2>\n");
+    if d.estimates.is_empty() {
+        empty(o, "No estimates in this report.")?;
+        return o.write_str("</section>\n");
+    }
+    let charts = charts::estimate_charts(d);
+    for ((metric, rows), c) in charts::by_metric(&d.estimates).into_iter().zip(&charts) {
+        writeln!(o, "<h3>{}</h3>", html(metric))?;
+        figure(o, c)?;
+        let has_truth = rows.iter().any(|e| e.true_value.is_some());
+        let mut head = vec!["Label", "Estimate", "95% CI low", "95% CI high", "Std. error", "n"];
+        if has_truth {
+            head.extend(["True value", "Covered"]);
+        }
+        table(
+            o,
+            &head,
+            rows.iter().map(|e| {
+                let mut cells = vec![
+                    Cell::Text(e.label.clone()),
+                    Cell::Num(num(e.estimate)),
+                    Cell::Num(num(e.ci95_low)),
+                    Cell::Num(num(e.ci95_high)),
+                    Cell::Num(num(e.std_error)),
+                    Cell::Num(e.n.to_string()),
+                ];
+                if has_truth {
+                    let (t, cov) = match e.true_value {
+                        Some(t) => {
+                            (num(t), if (e.ci95_low..=e.ci95_high).contains(&t) { "yes" } else { "no" })
+                        }
+                        None => ("—".into(), "—"),
+                    };
+                    cells.extend([Cell::Num(t), Cell::Text(cov.into())]);
+                }
+                (false, cells)
+            }),
+        )?;
+    }
+    o.push_str("</section>\n");
+    Ok(())
+}
+
+fn write_retention(o: &mut String, d: &ReportData) -> core::fmt::Result {
+    o.push_str("<section id=\"retention\">\n<h2>Retention deadlines and overdue data</h2>\n");
+    let Some(c) = charts::retention_chart(d) else {
+        empty(o, "No retained data to report.")?;
+        return o.write_str("</section>\n");
+    };
+    let overdue = d.retention.iter().filter(|r| r.overdue_by_secs.is_some()).count();
+    if overdue == 0 {
+        o.push_str(
+            "<p><span class=\"badge ok\">NONE OVERDUE</span> Nothing is held past its deadline.</p>\n",
+        );
+    } else {
+        writeln!(
+            o,
+            "<p><span class=\"badge fail\">{overdue} OVERDUE</span> Data held past its deadline is marked in red.</p>"
+        )?;
+    }
+    figure(o, &c)?;
+    table(
+        o,
+        &["Item", "Kind", "Metric", "Records", "Collected from", "Deadline", "Purged", "Overdue by"],
+        d.retention.iter().map(|r| {
+            let kind = match r.kind {
+                super::RetentionKind::Partition => "anonymous partition",
+                super::RetentionKind::Records => "pseudonymous records",
+            };
+            (
+                r.overdue_by_secs.is_some(),
+                vec![
+                    Cell::Text(r.item.clone()),
+                    Cell::Text(kind.into()),
+                    Cell::Text(r.metric.clone()),
+                    Cell::Num(r.records.to_string()),
+                    Cell::Text(r.collected_from.map_or_else(|| "—".to_string(), instant)),
+                    Cell::Text(instant(r.deadline)),
+                    Cell::Text(r.purged_at.map_or_else(|| "no".to_string(), instant)),
+                    Cell::Text(r.overdue_by_secs.map_or_else(|| "—".to_string(), duration)),
+                ],
+            )
+        }),
+    )?;
+    o.push_str("</section>\n");
+    Ok(())
+}
+
+fn write_notes(o: &mut String, d: &ReportData) -> core::fmt::Result {
+    o.push_str("<section id=\"notes\">\n<h2>Notes</h2>\n");
+    if d.notes.is_empty() {
+        empty(o, "No notes.")?;
+    }
+    for n in &d.notes {
+        writeln!(o, "<p>{}</p>", html(n))?;
+    }
+    o.push_str("</section>\n");
+    Ok(())
+}

@@ -1,0 +1,822 @@
+//! The [`Aggregator`]: ingest, release, purge and the ledger behind one object
+//! (DESIGN.md §9, §11).
+//!
+//! ```
+//! use confiance::catalogue::Catalogue;
+//! use confiance::envelope::AeadId;
+//! use confiance::Timestamp;
+//! use confiance_aggregator::keys::KeyStore;
+//! use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+//!
+//! let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+//! let mut keys = KeyStore::new(7 * 86_400);
+//! let config = keys.generate(AeadId::ChaCha20Poly1305, Timestamp::EPOCH, Timestamp::MAX, &mut confiance::rng::OsRng::new())?;
+//! let agg = Aggregator::in_memory(catalogue, keys, AggregatorConfig::default())?;
+//! assert_eq!(agg.partitions().count(), 0);
+//! // Devices seal to `config`; the host calls `agg.ingest(&frame, now)` for each envelope.
+//! # let _ = config;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
+
+use confiance::Timestamp;
+use confiance::catalogue::{Catalogue, MetricKind, Privacy};
+use confiance::envelope::{BatchLimits, EnvelopeId, decode_batch};
+use confiance::ids::{MetricId, RecipientId};
+use confiance::ldp::{Domain, Mechanism};
+use confiance::report::{Payload, RecordValue, Report};
+
+use crate::audit::AuditEvent;
+use crate::decision::Decision;
+use crate::estimate::{Accumulator, Estimate};
+use crate::ingest::{Ack, IngestError, ReportError};
+use crate::keys::KeyStore;
+use crate::ledger::{Disclosure, DisclosureKind, Ledger, LedgerError, PartitionNote, RecordNote};
+use crate::store::{
+    CommitBatch, NewRecord, PartitionKey, PurgeReport, SeenIds, SqliteStore, Store, StoreError,
+    StoredPartition,
+};
+
+/// Tunables of an [`Aggregator`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AggregatorConfig {
+    /// Largest envelope accepted, checked before anything else.
+    pub max_envelope_bytes: usize,
+    /// How old a report's bucket may be (a device offline for a while sends late).
+    pub max_report_age_secs: u64,
+    /// How far in the future a report's time may be (clock skew).
+    pub clock_skew_secs: u64,
+    /// Bounds on a decoded batch.
+    pub batch_limits: BatchLimits,
+}
+
+impl Default for AggregatorConfig {
+    /// 1 MiB envelopes, reports up to 14 days old, 1 hour of skew, default batch limits.
+    fn default() -> Self {
+        Self {
+            max_envelope_bytes: 1 << 20,
+            max_report_age_secs: 14 * 86_400,
+            clock_skew_secs: 3_600,
+            batch_limits: BatchLimits::default(),
+        }
+    }
+}
+
+/// Why the aggregator could not be opened or an operation other than ingest failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The store failed.
+    Store(StoreError),
+    /// The ledger refused or failed.
+    Ledger(LedgerError),
+    /// A stored partition does not match the catalogue (unknown metric, corrupt state).
+    CorruptPartition,
+}
+
+impl core::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Store(e) => write!(f, "store: {e}"),
+            Self::Ledger(e) => write!(f, "ledger: {e}"),
+            Self::CorruptPartition => f.write_str("a stored partition does not match the catalogue"),
+        }
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<LedgerError> for ServiceError {
+    fn from(e: LedgerError) -> Self {
+        Self::Ledger(e)
+    }
+}
+
+/// Why a release was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// The catalogue has no such metric.
+    UnknownMetric(MetricId),
+    /// The catalogue has no such recipient.
+    UnknownRecipient(RecipientId),
+    /// The catalogue never lets this recipient have this metric.
+    NotAllowed,
+    /// The metric is on the other track (estimates are for anonymous metrics, records
+    /// for pseudonymous ones).
+    WrongTrack,
+    /// No partition in the window is open to this recipient.
+    NothingToRelease,
+    /// The store failed.
+    Store(String),
+}
+
+impl core::fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::UnknownMetric(m) => write!(f, "unknown metric `{m}`"),
+            Self::UnknownRecipient(r) => write!(f, "unknown recipient `{r}`"),
+            Self::NotAllowed => f.write_str("the catalogue does not let this recipient have this metric"),
+            Self::WrongTrack => f.write_str("the metric is on the other track"),
+            Self::NothingToRelease => f.write_str("no partition in the window is open to this recipient"),
+            Self::Store(e) => write!(f, "store: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReleaseError {}
+
+/// An estimate released to a recipient.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Release {
+    /// The metric.
+    pub metric: MetricId,
+    /// Partitions merged.
+    pub partitions: u32,
+    /// The estimate (frequencies per label, or the mean) with intervals.
+    pub estimate: Estimate,
+    /// The labels of a categorical metric (`["false", "true"]` for booleans).
+    pub labels: Vec<String>,
+}
+
+/// A pseudonymous record released to its recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleasedRecord {
+    /// The report id.
+    pub id: [u8; 16],
+    /// The recipient's pseudonym for the device (its scope and epoch).
+    pub pseudonym: confiance::pseudonym::ScopedPseudonym,
+    /// When it was collected.
+    pub collected_at: Timestamp,
+    /// The value.
+    pub value: RecordValue,
+    /// The ledger's decision that allowed it.
+    pub decision: Decision,
+}
+
+#[derive(Clone, Debug)]
+struct Partition {
+    acc: Accumulator,
+    reports: u64,
+}
+
+#[derive(Default)]
+struct Staged {
+    partitions: BTreeMap<PartitionKey, Partition>,
+    records: Vec<(NewRecord, RecordNote)>,
+    seen: Vec<SeenIds>,
+    ids: HashSet<[u8; 16]>,
+    envelopes: HashSet<[u8; 32]>,
+    audit: Vec<AuditEvent>,
+    acks: Vec<Ack>,
+}
+
+/// The server side of confiance. See the [module documentation](self).
+pub struct Aggregator {
+    catalogue: Catalogue,
+    keys: KeyStore,
+    store: SqliteStore,
+    ledger: Ledger,
+    config: AggregatorConfig,
+    mechanisms: BTreeMap<MetricId, Mechanism>,
+    partitions: BTreeMap<PartitionKey, Partition>,
+    seen: HashMap<[u8; 16], Timestamp>,
+    staged: Staged,
+}
+
+impl core::fmt::Debug for Aggregator {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Aggregator")
+            .field("catalogue", &self.catalogue)
+            .field("partitions", &self.partitions.len())
+            .field("seen", &self.seen.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The LDP domain of a metric's kind.
+#[must_use]
+pub fn domain_of(kind: &MetricKind) -> Option<Domain> {
+    Some(match kind {
+        MetricKind::Boolean => Domain::Categorical { d: 2 },
+        MetricKind::Categorical { labels } => Domain::Categorical { d: u32::try_from(labels.len()).ok()? },
+        MetricKind::Numeric { min, max } => Domain::Numeric { min: *min, max: *max },
+        MetricKind::Count { max } => Domain::Numeric { min: 0, max: i64::try_from(*max).ok()? },
+    })
+}
+
+fn record_value_fits(kind: &MetricKind, v: &RecordValue) -> bool {
+    match (kind, v) {
+        (MetricKind::Boolean, RecordValue::Bool(_)) => true,
+        (MetricKind::Categorical { labels }, RecordValue::Category(i)) => (*i as usize) < labels.len(),
+        (MetricKind::Numeric { min, max }, RecordValue::Numeric(x)) => (*min..=*max).contains(x),
+        (MetricKind::Count { max }, RecordValue::Count(c)) => c <= max,
+        _ => false,
+    }
+}
+
+const DAY: u64 = 86_400;
+
+impl Aggregator {
+    /// Opens (or creates) the aggregator's database at `path`: the store and the ledger
+    /// share the file; partitions and remembered report ids are loaded into memory.
+    ///
+    /// # Errors
+    /// [`ServiceError`] when the database cannot be opened or does not match the catalogue.
+    pub fn open(
+        path: impl AsRef<Path>,
+        catalogue: Catalogue,
+        keys: KeyStore,
+        config: AggregatorConfig,
+    ) -> Result<Self, ServiceError> {
+        let store = SqliteStore::open(path.as_ref())?;
+        let conn = rusqlite::Connection::open(path.as_ref()).map_err(StoreError::Sqlite)?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL;")
+            .map_err(StoreError::Sqlite)?;
+        let ledger = Ledger::open(conn, catalogue.clone())?;
+        Self::assemble(catalogue, keys, store, ledger, config)
+    }
+
+    /// An aggregator whose store and ledger live in memory (tests, simulations).
+    ///
+    /// # Errors
+    /// [`ServiceError`].
+    pub fn in_memory(
+        catalogue: Catalogue,
+        keys: KeyStore,
+        config: AggregatorConfig,
+    ) -> Result<Self, ServiceError> {
+        let store = SqliteStore::in_memory()?;
+        let ledger = Ledger::in_memory(catalogue.clone())?;
+        Self::assemble(catalogue, keys, store, ledger, config)
+    }
+
+    fn assemble(
+        catalogue: Catalogue,
+        keys: KeyStore,
+        store: SqliteStore,
+        ledger: Ledger,
+        config: AggregatorConfig,
+    ) -> Result<Self, ServiceError> {
+        let mechanisms: BTreeMap<MetricId, Mechanism> = catalogue
+            .metrics()
+            .filter_map(|(id, m)| match &m.privacy {
+                Privacy::Ldp { epsilon, mechanism, .. } => {
+                    Some((id.clone(), Mechanism::select(domain_of(&m.kind)?, *epsilon, *mechanism).ok()?))
+                }
+                Privacy::Pseudonymous => None,
+            })
+            .collect();
+        let mut partitions = BTreeMap::new();
+        for p in store.partitions()? {
+            let acc = Accumulator::from_bytes(&p.state).map_err(|_| ServiceError::CorruptPartition)?;
+            if mechanisms.get(&p.key.metric) != Some(acc.mechanism()) {
+                return Err(ServiceError::CorruptPartition);
+            }
+            partitions.insert(p.key, Partition { acc, reports: p.reports });
+        }
+        let seen = store.seen_ids(Timestamp::EPOCH)?.into_iter().collect();
+        Ok(Self {
+            catalogue,
+            keys,
+            store,
+            ledger,
+            config,
+            mechanisms,
+            partitions,
+            seen,
+            staged: Staged::default(),
+        })
+    }
+
+    /// The catalogue.
+    #[must_use]
+    pub const fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// The consent ledger.
+    #[must_use]
+    pub const fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The store.
+    #[must_use]
+    pub const fn store(&self) -> &SqliteStore {
+        &self.store
+    }
+
+    /// The HPKE keys.
+    #[must_use]
+    pub const fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    /// Committed partitions with their report counts.
+    pub fn partitions(&self) -> impl Iterator<Item = (&PartitionKey, u64)> {
+        self.partitions.iter().map(|(k, p)| (k, p.reports))
+    }
+
+    /// The serialized state of every committed partition, for comparing shards.
+    #[must_use]
+    pub fn partition_states(&self) -> BTreeMap<PartitionKey, (u64, Vec<u8>)> {
+        self.partitions.iter().map(|(k, p)| (k.clone(), (p.reports, p.acc.to_bytes()))).collect()
+    }
+
+    /// Ingests one envelope and commits it: when this returns `Ok`, the envelope is
+    /// durable and may be acknowledged to the device.
+    ///
+    /// # Errors
+    /// [`IngestError`]; nothing the envelope carried is kept.
+    pub fn ingest(&mut self, frame: &[u8], now: Timestamp) -> Result<Ack, IngestError> {
+        self.stage(frame, now)?;
+        let mut acks = self.commit(now).map_err(IngestError::Store)?;
+        acks.pop().ok_or(IngestError::Empty)
+    }
+
+    /// Validates an envelope and stages its reports for the next [`Self::commit`]; the
+    /// envelope is *not* durable yet and must not be acknowledged before the commit.
+    /// Staging many envelopes and committing once is how ingest gets its throughput.
+    ///
+    /// # Errors
+    /// [`IngestError`]; a refused envelope leaves the staged state as it was.
+    pub fn stage(&mut self, frame: &[u8], now: Timestamp) -> Result<(), IngestError> {
+        if frame.len() > self.config.max_envelope_bytes {
+            return Err(IngestError::TooLarge { len: frame.len() });
+        }
+        let opened = self.keys.open(frame, now, &self.catalogue.digest()).map_err(IngestError::Open)?;
+        let env_id = opened.envelope_id;
+        if self.staged.envelopes.contains(&env_id.0)
+            || self.store.envelope_seen(&env_id.0).map_err(IngestError::Store)?
+        {
+            return Err(IngestError::ReplayedEnvelope(env_id));
+        }
+        let reports: Vec<Report> =
+            decode_batch(&opened.plaintext, &self.config.batch_limits).map_err(IngestError::Batch)?;
+        if reports.is_empty() {
+            return Err(IngestError::Empty);
+        }
+        let day = opened.header.time_bucket;
+        let mut scratch: BTreeMap<PartitionKey, Partition> = BTreeMap::new();
+        let mut records = Vec::new();
+        let mut ids = HashSet::with_capacity(reports.len());
+        let mut expires = Timestamp::EPOCH;
+        for (index, r) in reports.iter().enumerate() {
+            let fail = |reason| IngestError::Report { index, reason };
+            let metric = self
+                .catalogue
+                .metric(&r.metric)
+                .ok_or_else(|| fail(ReportError::UnknownMetric(r.metric.clone())))?;
+            if self.seen.contains_key(&r.id.0) || self.staged.ids.contains(&r.id.0) || !ids.insert(r.id.0) {
+                return Err(fail(ReportError::Replayed));
+            }
+            r.tag.check(&self.catalogue, &r.metric).map_err(|e| fail(ReportError::Tag(e)))?;
+            let bucket = metric.bucket_secs();
+            if r.time.truncate(bucket) != r.time {
+                return Err(fail(ReportError::Misaligned));
+            }
+            let bucket_end = r.time.saturating_add_secs(bucket);
+            if r.time.truncate(DAY) != day
+                || bucket_end.saturating_add_secs(self.config.max_report_age_secs) <= now
+                || r.time > now.saturating_add_secs(self.config.clock_skew_secs)
+            {
+                return Err(fail(ReportError::TimeOutsideWindow));
+            }
+            expires = expires.max(
+                bucket_end
+                    .saturating_add_secs(self.config.max_report_age_secs)
+                    .saturating_add_secs(self.config.clock_skew_secs),
+            );
+            match (&r.payload, metric.is_anonymous()) {
+                (Payload::Statistic(ldp), true) => {
+                    let mech = self.mechanisms.get(&r.metric).ok_or_else(|| fail(ReportError::WrongTrack))?;
+                    let key = PartitionKey {
+                        metric: r.metric.clone(),
+                        bucket_start: r.time,
+                        bucket_end,
+                        audience: r.tag.audience().clone(),
+                        hold: r.tag.hold().clone(),
+                    };
+                    let p = scratch
+                        .entry(key)
+                        .or_insert_with(|| Partition { acc: Accumulator::new(mech), reports: 0 });
+                    p.acc.add(ldp).map_err(|e| fail(ReportError::Ldp(e)))?;
+                    p.reports += 1;
+                }
+                (Payload::Record { pseudonym, epoch, value }, false) => {
+                    if !record_value_fits(&metric.kind, value) {
+                        return Err(fail(ReportError::InvalidValue));
+                    }
+                    let receipt = *r.tag.receipt().ok_or_else(|| fail(ReportError::WrongTrack))?;
+                    let terms = self
+                        .ledger
+                        .receipt_terms(&receipt)
+                        .ok_or_else(|| fail(ReportError::UnknownReceipt(receipt)))?;
+                    if !r.tag.audience().contains(&terms.recipient) || r.tag.purpose() != &terms.purpose {
+                        return Err(fail(ReportError::Tag(
+                            confiance::retention::TagError::AudienceNotReceipt,
+                        )));
+                    }
+                    let decision = self.ledger.check_at(
+                        &terms.recipient,
+                        &r.metric,
+                        &terms.purpose,
+                        &terms.subject,
+                        r.time,
+                        None,
+                    );
+                    if !decision.allowed {
+                        return Err(fail(ReportError::NotConsented(decision.reason)));
+                    }
+                    let new = NewRecord {
+                        id: r.id.0,
+                        metric: r.metric.clone(),
+                        recipient: terms.recipient.clone(),
+                        receipt,
+                        collected_at: r.time,
+                        hold: r.tag.hold().clone(),
+                        body: postcard::to_allocvec(&(pseudonym, epoch, value)).unwrap_or_default(),
+                    };
+                    let deadline = self
+                        .ledger
+                        .record_deadline(&receipt, &r.metric, r.time)
+                        .unwrap_or_else(|_| new.deadline())
+                        .min(new.deadline());
+                    let note = RecordNote {
+                        record: r.id.0,
+                        subject: terms.subject,
+                        recipient: terms.recipient,
+                        metric: r.metric.clone(),
+                        receipt,
+                        collected_at: r.time,
+                        deadline,
+                    };
+                    records.push((new, note));
+                }
+                _ => return Err(fail(ReportError::WrongTrack)),
+            }
+        }
+        // Everything checked: stage it.
+        let partitions = u32::try_from(scratch.len()).unwrap_or(u32::MAX);
+        for (key, p) in scratch {
+            match self.staged.partitions.get_mut(&key) {
+                Some(s) => {
+                    if s.acc.merge(&p.acc).is_err() {
+                        return Err(IngestError::Report { index: 0, reason: ReportError::WrongTrack });
+                    }
+                    s.reports += p.reports;
+                }
+                None => {
+                    self.staged.partitions.insert(key, p);
+                }
+            }
+        }
+        let n = u32::try_from(reports.len()).unwrap_or(u32::MAX);
+        self.staged.records.extend(records);
+        self.staged.ids.extend(ids.iter().copied());
+        self.staged.envelopes.insert(env_id.0);
+        self.staged.seen.push(SeenIds {
+            envelope: env_id.0,
+            expires_at: expires,
+            ids: ids.into_iter().collect(),
+        });
+        self.staged.audit.push(AuditEvent::IngestBatch {
+            envelope_digest: env_id.0,
+            reports: n,
+            partitions,
+            at: now,
+        });
+        self.staged.acks.push(Ack { envelope: env_id, reports: n });
+        Ok(())
+    }
+
+    /// Envelopes staged and not yet committed.
+    #[must_use]
+    pub fn staged_envelopes(&self) -> usize {
+        self.staged.acks.len()
+    }
+
+    /// Reports staged and not yet committed.
+    #[must_use]
+    pub fn staged_reports(&self) -> u64 {
+        self.staged.acks.iter().map(|a| u64::from(a.reports)).sum()
+    }
+
+    /// Commits everything staged in one transaction and returns the acknowledgements of
+    /// the envelopes it made durable. On error nothing staged is kept (the devices send
+    /// again) and the committed state is unchanged.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn commit(&mut self, now: Timestamp) -> Result<Vec<Ack>, StoreError> {
+        let staged = core::mem::take(&mut self.staged);
+        if staged.acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut merged: Vec<(PartitionKey, Partition, bool)> = Vec::with_capacity(staged.partitions.len());
+        for (key, p) in staged.partitions {
+            match self.partitions.get(&key) {
+                Some(old) => {
+                    let mut acc = old.acc.clone();
+                    acc.merge(&p.acc).map_err(|_| StoreError::Corrupt("partition merge"))?;
+                    merged.push((key, Partition { acc, reports: old.reports + p.reports }, false));
+                }
+                None => merged.push((key, p, true)),
+            }
+        }
+        let batch = CommitBatch {
+            partitions: merged
+                .iter()
+                .map(|(k, p, _)| StoredPartition {
+                    key: k.clone(),
+                    state: p.acc.to_bytes(),
+                    reports: p.reports,
+                })
+                .collect(),
+            records: staged.records.iter().map(|(r, _)| r.clone()).collect(),
+            seen: staged.seen.clone(),
+            audit: staged.audit,
+        };
+        self.store.commit(&batch)?;
+        // Durable: now update memory and the ledger's holdings index. The ledger's notes
+        // are derived data; a crash here is repaired by `Self::reconcile` on open.
+        for s in &staged.seen {
+            for id in &s.ids {
+                self.seen.insert(*id, s.expires_at);
+            }
+        }
+        for (key, p, new) in merged {
+            if new {
+                let note = PartitionNote {
+                    partition: key.to_bytes(),
+                    metric: key.metric.clone(),
+                    bucket_end: key.bucket_end,
+                    audience: key.audience.iter().cloned().collect(),
+                    deadline: key.deadline(),
+                };
+                let _ = self.ledger.note_partition(&note, now);
+            }
+            self.partitions.insert(key, p);
+        }
+        for (_, note) in &staged.records {
+            let _ = self.ledger.note_record(note, now);
+        }
+        Ok(staged.acks)
+    }
+
+    /// Records a consent receipt the device sent (verified, checked against the
+    /// catalogue, stored and logged).
+    ///
+    /// # Errors
+    /// [`ServiceError::Ledger`] with the typed reason; nothing changes.
+    pub fn receive_receipt(
+        &mut self,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<confiance::ids::ReceiptId, ServiceError> {
+        let id = self.ledger.ingest_receipt(bytes, now)?;
+        self.store.append_audit(&[AuditEvent::ConsentGiven { receipt: id }])?;
+        Ok(id)
+    }
+
+    /// Records a withdrawal the device sent.
+    ///
+    /// # Errors
+    /// [`ServiceError::Ledger`] with the typed reason; nothing changes.
+    pub fn receive_withdrawal(
+        &mut self,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<confiance::ids::ReceiptId, ServiceError> {
+        let id = self.ledger.ingest_withdrawal(bytes, now)?;
+        let at =
+            confiance::consent::SignedWithdrawal::from_bytes(bytes).map(|w| w.withdrawal().at).unwrap_or(now);
+        self.store.append_audit(&[AuditEvent::ConsentWithdrawn { receipt: id, at }])?;
+        Ok(id)
+    }
+
+    /// Releases to `recipient` the estimate of `metric` over buckets starting in
+    /// `[from, to)`: only partitions whose audience holds the recipient and whose
+    /// deadline is after `now` are merged. Every release is an audit event.
+    ///
+    /// # Errors
+    /// [`ReleaseError`].
+    pub fn release(
+        &mut self,
+        recipient: &RecipientId,
+        metric: &MetricId,
+        from: Timestamp,
+        to: Timestamp,
+        now: Timestamp,
+    ) -> Result<Release, ReleaseError> {
+        let m = self.catalogue.metric(metric).ok_or_else(|| ReleaseError::UnknownMetric(metric.clone()))?;
+        if self.catalogue.recipient(recipient).is_none() {
+            return Err(ReleaseError::UnknownRecipient(recipient.clone()));
+        }
+        if !m.recipients.contains(recipient) {
+            return Err(ReleaseError::NotAllowed);
+        }
+        let mech = self.mechanisms.get(metric).ok_or(ReleaseError::WrongTrack)?;
+        let mut acc = Accumulator::new(mech);
+        let mut count = 0u32;
+        for (k, p) in self.partitions.range(..) {
+            if &k.metric == metric
+                && k.audience.contains(recipient)
+                && k.bucket_start >= from
+                && k.bucket_start < to
+                && k.deadline() > now
+                && acc.merge(&p.acc).is_ok()
+            {
+                count += 1;
+            }
+        }
+        if count == 0 {
+            return Err(ReleaseError::NothingToRelease);
+        }
+        self.store
+            .append_audit(&[AuditEvent::Release {
+                recipient: recipient.clone(),
+                metric: metric.clone(),
+                window_start: from,
+                window_end: to,
+                partitions: count,
+                at: now,
+            }])
+            .map_err(|e| ReleaseError::Store(e.to_string()))?;
+        let labels = match &m.kind {
+            MetricKind::Boolean => vec!["false".into(), "true".into()],
+            MetricKind::Categorical { labels } => labels.clone(),
+            _ => Vec::new(),
+        };
+        Ok(Release { metric: metric.clone(), partitions: count, estimate: acc.estimate(), labels })
+    }
+
+    /// Releases to `recipient` its pseudonymous records of `metric` collected in
+    /// `[from, to)` — each only if the ledger's `check` allows it at `now`; each
+    /// disclosure is noted in the ledger, and the release is an audit event.
+    ///
+    /// # Errors
+    /// [`ReleaseError`].
+    pub fn release_records(
+        &mut self,
+        recipient: &RecipientId,
+        metric: &MetricId,
+        from: Timestamp,
+        to: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<ReleasedRecord>, ReleaseError> {
+        let m = self.catalogue.metric(metric).ok_or_else(|| ReleaseError::UnknownMetric(metric.clone()))?;
+        if m.is_anonymous() {
+            return Err(ReleaseError::WrongTrack);
+        }
+        if !m.recipients.contains(recipient) {
+            return Err(ReleaseError::NotAllowed);
+        }
+        let stored = self
+            .store
+            .records(recipient, metric, from, to)
+            .map_err(|e| ReleaseError::Store(e.to_string()))?;
+        let mut out = Vec::new();
+        for r in stored {
+            let Some(terms) = self.ledger.receipt_terms(&r.receipt) else { continue };
+            let Ok((pseudonym, _epoch, value)) = postcard::from_bytes::<(
+                confiance::pseudonym::ScopedPseudonym,
+                confiance::pseudonym::Epoch,
+                RecordValue,
+            )>(&r.body) else {
+                continue;
+            };
+            if r.deadline <= now {
+                continue;
+            }
+            let d = Disclosure {
+                recipient: recipient.clone(),
+                metric: metric.clone(),
+                purpose: terms.purpose.clone(),
+                subject: terms.subject,
+                kind: DisclosureKind::Release,
+                at: now,
+                record: Some(r.id),
+            };
+            let decision = self.ledger.disclose(&d, now).map_err(|e| ReleaseError::Store(e.to_string()))?;
+            if decision.allowed {
+                out.push(ReleasedRecord {
+                    id: r.id,
+                    pseudonym,
+                    collected_at: r.collected_at,
+                    value,
+                    decision,
+                });
+            }
+        }
+        self.store
+            .append_audit(&[AuditEvent::Release {
+                recipient: recipient.clone(),
+                metric: metric.clone(),
+                window_start: from,
+                window_end: to,
+                partitions: u32::try_from(out.len()).unwrap_or(u32::MAX),
+                at: now,
+            }])
+            .map_err(|e| ReleaseError::Store(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Deletes what is past its deadline at `now` (partitions, records and their period
+    /// keys, expired report ids), tells the ledger, and logs it.
+    ///
+    /// # Errors
+    /// [`ServiceError::Store`]; on error nothing is deleted.
+    pub fn purge(&mut self, now: Timestamp) -> Result<PurgeReport, ServiceError> {
+        let report = self.store.purge(now)?;
+        self.partitions.retain(|k, _| k.deadline() > now);
+        self.seen.retain(|_, exp| *exp > now);
+        for k in &report.partition_keys {
+            let _ = self.ledger.note_partition_purged(k, now, now);
+        }
+        for r in &report.record_ids {
+            let _ = self.ledger.note_record_purged(r, now, now);
+        }
+        Ok(report)
+    }
+
+    /// Merges another aggregator's committed partitions into this one (scale-out: shards
+    /// ingest disjoint envelopes, then merge). Report ids are merged too, so a report
+    /// seen by either shard stays a replay.
+    ///
+    /// # Errors
+    /// [`ServiceError::Store`] or [`ServiceError::CorruptPartition`] for mismatched
+    /// mechanisms; on error this aggregator is unchanged.
+    pub fn merge_from(&mut self, other: &Self, now: Timestamp) -> Result<(), ServiceError> {
+        let mut changed = Vec::new();
+        for (k, p) in &other.partitions {
+            let merged = match self.partitions.get(k) {
+                Some(mine) => {
+                    let mut acc = mine.acc.clone();
+                    acc.merge(&p.acc).map_err(|_| ServiceError::CorruptPartition)?;
+                    Partition { acc, reports: mine.reports + p.reports }
+                }
+                None => p.clone(),
+            };
+            changed.push((k.clone(), merged));
+        }
+        let mut seen: BTreeMap<Timestamp, Vec<[u8; 16]>> = BTreeMap::new();
+        for (id, exp) in &other.seen {
+            if !self.seen.contains_key(id) {
+                seen.entry(*exp).or_default().push(*id);
+            }
+        }
+        let batch = CommitBatch {
+            partitions: changed
+                .iter()
+                .map(|(k, p)| StoredPartition { key: k.clone(), state: p.acc.to_bytes(), reports: p.reports })
+                .collect(),
+            seen: seen
+                .iter()
+                .enumerate()
+                .map(|(i, (exp, ids))| {
+                    let mut digest = [0u8; 32];
+                    digest[..8].copy_from_slice(&now.as_secs().to_be_bytes());
+                    digest[8..16].copy_from_slice(&(i as u64).to_be_bytes());
+                    digest[16..24].copy_from_slice(&exp.as_secs().to_be_bytes());
+                    digest[24] = 0xff;
+                    SeenIds { envelope: digest, expires_at: *exp, ids: ids.clone() }
+                })
+                .collect(),
+            ..CommitBatch::default()
+        };
+        self.store.commit(&batch)?;
+        for (exp, ids) in seen {
+            for id in ids {
+                self.seen.insert(id, exp);
+            }
+        }
+        for (k, p) in changed {
+            self.partitions.insert(k, p);
+        }
+        Ok(())
+    }
+
+    /// Whether an envelope id was ingested (committed and not yet forgotten).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn has_envelope(&self, id: &EnvelopeId) -> Result<bool, StoreError> {
+        self.store.envelope_seen(&id.0)
+    }
+
+    /// Audience sets in use for `metric`.
+    #[must_use]
+    pub fn audiences(&self, metric: &MetricId) -> BTreeSet<BTreeSet<RecipientId>> {
+        self.partitions.keys().filter(|k| &k.metric == metric).map(|k| k.audience.clone()).collect()
+    }
+}

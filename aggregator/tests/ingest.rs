@@ -1,0 +1,434 @@
+//! Ingest end to end: devices record and seal, the aggregator opens, validates,
+//! accumulates and commits; bad envelopes and reports each get their own error and change
+//! nothing; replays are refused; shards merge into exactly what one aggregator holds.
+
+use std::collections::BTreeSet;
+
+use confiance::Timestamp;
+use confiance::catalogue::Catalogue;
+use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig, ReportId};
+use confiance::hazmat::{SeedableRng as _, SeededRng};
+use confiance::ids::{MetricId, RecipientId};
+use confiance::ldp::LdpReport;
+use confiance::pseudonym::DeviceSecret;
+use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value};
+use confiance::report::{Payload, RecordValue, Report};
+use confiance_aggregator::ingest::{IngestError, ReportError};
+use confiance_aggregator::keys::{KeyStore, OpenError};
+use confiance_aggregator::service::{Aggregator, AggregatorConfig, ReleaseError};
+use confiance_aggregator::store::Store as _;
+
+const T0: u64 = 1_800_000_000;
+
+fn id<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse().unwrap()
+}
+
+fn catalogue() -> Catalogue {
+    Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml")).unwrap()
+}
+
+struct World {
+    agg: Aggregator,
+    config: KeyConfig,
+    rng: SeededRng,
+}
+
+fn world(seed: u64) -> World {
+    let mut rng = SeededRng::seed_from_u64(seed);
+    let mut keys = KeyStore::new(86_400);
+    let config = keys
+        .generate(
+            AeadId::ChaCha20Poly1305,
+            Timestamp::EPOCH,
+            Timestamp::from_secs(T0 + 100 * 86_400),
+            &mut rng,
+        )
+        .unwrap();
+    let agg = Aggregator::in_memory(catalogue(), keys, AggregatorConfig::default()).unwrap();
+    World { agg, config, rng }
+}
+
+fn device(w: &mut World, seed: u64, controller: &str) -> Recorder<SeededRng, MemoryStorage> {
+    let mut rng = SeededRng::seed_from_u64(seed);
+    let parts = RecorderParts {
+        catalogue: catalogue(),
+        consent: ConsentState::new(DeviceKey::generate(&mut rng)),
+        pseudonyms: DeviceSecret::generate(&mut rng),
+        controller: id(controller),
+        key_configs: vec![w.config],
+        rng,
+    };
+    Recorder::new(parts, MemoryStorage::default())
+}
+
+fn give(
+    w: &mut World,
+    d: &mut Recorder<SeededRng, MemoryStorage>,
+    recipient: &str,
+    purpose: &str,
+    metrics: &[&str],
+) -> confiance::ids::ReceiptId {
+    let t = Timestamp::from_secs(T0 - 10_000);
+    let bytes = d
+        .give_consent(
+            id(recipient),
+            id(purpose),
+            Scope::metrics(metrics.iter().map(|m| id::<MetricId>(m))),
+            t,
+            None,
+            "P90D".parse().unwrap(),
+            t,
+        )
+        .unwrap();
+    w.agg.receive_receipt(&bytes, t).unwrap()
+}
+
+/// Seals `reports` as one envelope to the world's key.
+fn seal(w: &mut World, reports: &[Report], day: Timestamp) -> Vec<u8> {
+    let plain = envelope::encode_batch(reports).unwrap();
+    let fields = HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: day };
+    envelope::seal(&w.config, &fields, &plain, &mut w.rng).unwrap()
+}
+
+/// Everything that must not change when an envelope is refused.
+fn snapshot(
+    agg: &Aggregator,
+) -> (std::collections::BTreeMap<confiance_aggregator::store::PartitionKey, (u64, Vec<u8>)>, u64, usize) {
+    let log = agg.store().audit_log().unwrap().size();
+    let records: usize = agg
+        .store()
+        .connection()
+        .query_row("SELECT COUNT(*) FROM record", [], |r| r.get::<_, i64>(0))
+        .unwrap() as usize;
+    (agg.partition_states(), log, records)
+}
+
+#[test]
+fn devices_to_estimates_and_gated_records() {
+    let mut w = world(1);
+    let now = Timestamp::from_secs(T0);
+    let mut frames = Vec::new();
+    for i in 0..300u64 {
+        let mut d = device(&mut w, 100 + i, "calora");
+        give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
+        if i % 2 == 0 {
+            give(&mut w, &mut d, "calora", "service", &["thermostat.fault-code"]);
+        }
+        d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category((i % 3) as u32), now);
+        d.record_service(&id("thermostat.fault-code"), Value::Int(7), now);
+        frames.extend(d.flush(now));
+    }
+    let mut reports = 0;
+    for f in &frames {
+        reports += w.agg.ingest(f, now).unwrap().reports;
+    }
+    assert_eq!(reports, 300 + 150);
+    let r =
+        w.agg.release(&id("calora"), &id("thermostat.mode"), Timestamp::EPOCH, Timestamp::MAX, now).unwrap();
+    assert_eq!(r.estimate.n, 300);
+    assert_eq!(r.labels.len(), 6);
+    // The true frequencies are 1/3, 1/3, 1/3, 0, 0, 0; each lies within 5 standard errors.
+    for (i, p) in r.estimate.values.iter().enumerate() {
+        let truth = if i < 3 { 1.0 / 3.0 } else { 0.0 };
+        assert!((p.value - truth).abs() < 5.0 * p.std_error, "label {i}: {p:?}");
+    }
+    // gridco may have the mode under the catalogue, but no device put it in an audience;
+    // pulsa may never have it.
+    assert_eq!(
+        w.agg.release(&id("gridco"), &id("thermostat.mode"), Timestamp::EPOCH, Timestamp::MAX, now),
+        Err(ReleaseError::NothingToRelease)
+    );
+    assert_eq!(
+        w.agg.release(&id("pulsa"), &id("thermostat.mode"), Timestamp::EPOCH, Timestamp::MAX, now),
+        Err(ReleaseError::NotAllowed)
+    );
+    let recs = w
+        .agg
+        .release_records(&id("calora"), &id("thermostat.fault-code"), Timestamp::EPOCH, Timestamp::MAX, now)
+        .unwrap();
+    assert_eq!(recs.len(), 150);
+    assert!(recs.iter().all(|r| r.value == RecordValue::Count(7) && r.decision.allowed));
+    // Resending an acknowledged envelope is a replay, and changes nothing.
+    let before = snapshot(&w.agg);
+    assert!(matches!(w.agg.ingest(&frames[0], now), Err(IngestError::ReplayedEnvelope(_))));
+    assert_eq!(snapshot(&w.agg), before);
+}
+
+#[test]
+fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
+    let mut w = world(2);
+    let now = Timestamp::from_secs(T0);
+    let day = now.truncate(86_400);
+    let mut d = device(&mut w, 7, "calora");
+    give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
+    let svc = give(&mut w, &mut d, "calora", "service", &["thermostat.fault-code"]);
+    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
+    d.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
+    let good_frame = d.flush(now).remove(0);
+    let opened = w.agg.keys().open(&good_frame, now, &catalogue().digest()).unwrap();
+    let good: Vec<Report> = envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
+    let stat = good.iter().find(|r| matches!(r.payload, Payload::Statistic(_))).unwrap().clone();
+    let rec = good.iter().find(|r| matches!(r.payload, Payload::Record { .. })).unwrap().clone();
+    w.agg.ingest(&good_frame, now).unwrap();
+    let before = snapshot(&w.agg);
+
+    let fresh = |r: &Report, rng: &mut SeededRng| Report { id: ReportId::random(rng), ..r.clone() };
+    let mut ids = SeededRng::seed_from_u64(5);
+    let mut cases: Vec<(&str, Vec<u8>, Box<dyn Fn(&IngestError) -> bool>)> = Vec::new();
+    let mut push = |name, frame, check: Box<dyn Fn(&IngestError) -> bool>| cases.push((name, frame, check));
+
+    push(
+        "truncated",
+        good_frame[..40].to_vec(),
+        Box::new(|e| matches!(e, IngestError::Open(OpenError::Malformed(_)))),
+    );
+    push("oversize", vec![1u8; (1 << 20) + 1], Box::new(|e| matches!(e, IngestError::TooLarge { .. })));
+    let mut flipped = good_frame.clone();
+    let n = flipped.len();
+    flipped[n - 5] ^= 1;
+    push("tampered ciphertext", flipped, Box::new(|e| matches!(e, IngestError::Open(OpenError::Decrypt))));
+    let mut version = good_frame.clone();
+    version[0] = 9;
+    push("unknown version", version, Box::new(|e| matches!(e, IngestError::Open(OpenError::Malformed(_)))));
+    let mut unknown_key = good_frame.clone();
+    unknown_key[1] ^= 0x40;
+    push(
+        "unknown key id",
+        unknown_key,
+        Box::new(|e| matches!(e, IngestError::Open(OpenError::UnknownKey(_)))),
+    );
+    // Sealed to a key the aggregator never had.
+    let mut other_keys = KeyStore::new(0);
+    let mut rng2 = SeededRng::seed_from_u64(99);
+    let other =
+        other_keys.generate(AeadId::ChaCha20Poly1305, Timestamp::EPOCH, Timestamp::MAX, &mut rng2).unwrap();
+    let wrong_key = {
+        let plain = envelope::encode_batch(&[fresh(&stat, &mut ids)]).unwrap();
+        let f = HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: day };
+        envelope::seal(&KeyConfig { id: w.config.id, ..other }, &f, &plain, &mut w.rng).unwrap()
+    };
+    push("wrong key", wrong_key, Box::new(|e| matches!(e, IngestError::Open(OpenError::Decrypt))));
+    let wrong_digest = {
+        let plain = envelope::encode_batch(&[fresh(&stat, &mut ids)]).unwrap();
+        let f = HeaderFields {
+            catalogue_digest: confiance::catalogue::CatalogueDigest([3; 32]),
+            time_bucket: day,
+        };
+        envelope::seal(&w.config, &f, &plain, &mut w.rng).unwrap()
+    };
+    push(
+        "wrong catalogue",
+        wrong_digest,
+        Box::new(|e| matches!(e, IngestError::Open(OpenError::BadCatalogueDigest { .. }))),
+    );
+    let garbage = {
+        let f = HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: day };
+        envelope::seal(&w.config, &f, &[5, 1, 2], &mut w.rng).unwrap()
+    };
+    push("malformed batch", garbage, Box::new(|e| matches!(e, IngestError::Batch(_))));
+    let empty = seal(&mut w, &[], day);
+    push("empty", empty, Box::new(|e| matches!(e, IngestError::Empty)));
+    push(
+        "replayed envelope",
+        good_frame.clone(),
+        Box::new(|e| matches!(e, IngestError::ReplayedEnvelope(_))),
+    );
+    let replayed_report = seal(&mut w, std::slice::from_ref(&stat), day);
+    push(
+        "replayed report",
+        replayed_report,
+        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::Replayed, .. })),
+    );
+    let s = fresh(&stat, &mut ids);
+    let dup = seal(&mut w, &[s.clone(), s], day);
+    push(
+        "duplicate id in envelope",
+        dup,
+        Box::new(|e| matches!(e, IngestError::Report { index: 1, reason: ReportError::Replayed })),
+    );
+    let unknown_metric =
+        seal(&mut w, &[Report { metric: id("thermostat.colour"), ..fresh(&stat, &mut ids) }], day);
+    push(
+        "unknown metric",
+        unknown_metric,
+        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::UnknownMetric(_), .. })),
+    );
+    // A tag claiming pulsa may see the thermostat mode: wider than the catalogue allows.
+    let wide_tag = {
+        let mut c = ConsentState::new(DeviceKey::generate(&mut w.rng));
+        let t = Timestamp::from_secs(T0 - 100);
+        let cat = catalogue();
+        c.give(
+            &cat,
+            confiance::consent::Grant {
+                subject: confiance::ids::SubjectId([1; 32]),
+                recipient: id("pulsa"),
+                purpose: id("product-improvement"),
+                scope: Scope::metrics([id("watch.activity")]),
+                valid_from: t,
+                valid_until: None,
+                hold: "P30D".parse().unwrap(),
+            },
+            t,
+            &mut w.rng,
+        )
+        .unwrap();
+        let tag = confiance::retention::RetentionTag::for_statistic(
+            &cat,
+            &c,
+            &id("watch.activity"),
+            &id("product-improvement"),
+            [id::<RecipientId>("pulsa")],
+            now,
+        )
+        .unwrap();
+        seal(&mut w, &[Report { tag, ..fresh(&stat, &mut ids) }], day)
+    };
+    push(
+        "tag wider than the catalogue",
+        wide_tag,
+        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::Tag(_), .. })),
+    );
+    let misaligned =
+        seal(&mut w, &[Report { time: stat.time.saturating_add_secs(60), ..fresh(&stat, &mut ids) }], day);
+    push(
+        "misaligned time",
+        misaligned,
+        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::Misaligned, .. })),
+    );
+    let old_day = day.saturating_sub_secs(30 * 86_400);
+    let stale = seal(&mut w, &[Report { time: old_day, ..fresh(&stat, &mut ids) }], old_day);
+    push(
+        "time outside the window",
+        stale,
+        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::TimeOutsideWindow, .. })),
+    );
+    let future_day = day.saturating_add_secs(2 * 86_400);
+    let future = seal(&mut w, &[Report { time: future_day, ..fresh(&stat, &mut ids) }], future_day);
+    push(
+        "time in the future",
+        future,
+        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::TimeOutsideWindow, .. })),
+    );
+    let bad_ldp = seal(
+        &mut w,
+        &[Report { payload: Payload::Statistic(LdpReport::Grr(99)), ..fresh(&stat, &mut ids) }],
+        day,
+    );
+    push(
+        "malformed LDP report",
+        bad_ldp,
+        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::Ldp(_), .. })),
+    );
+    let wrong_track = seal(&mut w, &[Report { payload: rec.payload.clone(), ..fresh(&stat, &mut ids) }], day);
+    push(
+        "record payload on an anonymous metric",
+        wrong_track,
+        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::WrongTrack, .. })),
+    );
+    let bad_value = {
+        let Payload::Record { pseudonym, epoch, .. } = rec.payload.clone() else { unreachable!() };
+        let payload = Payload::Record { pseudonym, epoch, value: RecordValue::Count(10_000) };
+        seal(&mut w, &[Report { payload, ..fresh(&rec, &mut ids) }], day)
+    };
+    push(
+        "record value out of range",
+        bad_value,
+        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::InvalidValue, .. })),
+    );
+    // A record whose receipt the aggregator never received.
+    let unknown_receipt = {
+        let mut d2 = device(&mut w, 8, "calora");
+        let t = Timestamp::from_secs(T0 - 10_000);
+        d2.give_consent(
+            id("calora"),
+            id("service"),
+            Scope::metrics([id("thermostat.fault-code")]),
+            t,
+            None,
+            "P90D".parse().unwrap(),
+            t,
+        )
+        .unwrap();
+        d2.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
+        d2.flush(now).remove(0)
+    };
+    push(
+        "record under an unknown receipt",
+        unknown_receipt,
+        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::UnknownReceipt(_), .. })),
+    );
+    // A record collected after its receipt was withdrawn.
+    let withdrawn = {
+        let wd = d.withdraw_consent(&svc, Timestamp::from_secs(T0 - 5_000)).unwrap();
+        w.agg.receive_withdrawal(&wd, Timestamp::from_secs(T0 - 5_000)).unwrap();
+        seal(&mut w, &[fresh(&rec, &mut ids)], day)
+    };
+    push(
+        "record after withdrawal",
+        withdrawn,
+        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::NotConsented(_), .. })),
+    );
+    // Expired key: an envelope sealed to the right key, received after the grace period.
+    let late = Timestamp::from_secs(T0 + 102 * 86_400);
+    let (expired_frame, expired_at) = (seal(&mut w, &[fresh(&stat, &mut ids)], day), late);
+
+    let before = {
+        let _ = before;
+        snapshot(&w.agg)
+    };
+    let mut codes = BTreeSet::new();
+    for (name, frame, check) in &cases {
+        let e = w.agg.ingest(frame, now).expect_err(name);
+        assert!(check(&e), "{name}: unexpected {e:?}");
+        codes.insert(format!("{name}: {}", e.code()));
+        assert_eq!(snapshot(&w.agg), before, "{name} changed the store");
+    }
+    let e = w.agg.ingest(&expired_frame, expired_at).unwrap_err();
+    assert!(matches!(e, IngestError::Open(OpenError::KeyExpired(_))), "{e:?}");
+    assert_eq!(snapshot(&w.agg), before);
+    assert!(cases.len() + 1 >= 15, "{} kinds", cases.len() + 1);
+    let distinct: BTreeSet<&str> = cases.iter().map(|(n, _, _)| *n).collect();
+    assert_eq!(distinct.len(), cases.len());
+}
+
+#[test]
+fn shards_merge_into_what_one_aggregator_holds() {
+    let mut w = world(3);
+    let now = Timestamp::from_secs(T0);
+    let mut frames = Vec::new();
+    for i in 0..120u64 {
+        let mut d = device(&mut w, 1_000 + i, ["calora", "pulsa", "voltis"][(i % 3) as usize]);
+        give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
+        give(&mut w, &mut d, "voltis", "product-improvement", &["car.drive-mode"]);
+        d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category((i % 6) as u32), now);
+        d.record(&id("car.drive-mode"), &id("product-improvement"), Value::Category((i % 8) as u32), now);
+        frames.extend(d.flush(now));
+    }
+    let keys = w.agg.keys().clone();
+    let mut all = Aggregator::in_memory(catalogue(), keys.clone(), AggregatorConfig::default()).unwrap();
+    let mut a = Aggregator::in_memory(catalogue(), keys.clone(), AggregatorConfig::default()).unwrap();
+    let mut b = Aggregator::in_memory(catalogue(), keys, AggregatorConfig::default()).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        all.stage(f, now).unwrap();
+        if i % 2 == 0 {
+            a.ingest(f, now).unwrap();
+        } else {
+            b.ingest(f, now).unwrap();
+        }
+    }
+    all.commit(now).unwrap();
+    assert_ne!(a.partition_states(), all.partition_states());
+    a.merge_from(&b, now).unwrap();
+    assert_eq!(a.partition_states(), all.partition_states());
+    // After the merge a report b saw is a replay for a too.
+    assert!(a.ingest(&frames[1], now).is_err());
+    let stored: Vec<_> =
+        a.store().partitions().unwrap().into_iter().map(|p| (p.key, (p.reports, p.state))).collect();
+    assert_eq!(stored.into_iter().collect::<std::collections::BTreeMap<_, _>>(), all.partition_states());
+}

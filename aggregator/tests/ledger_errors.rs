@@ -1,0 +1,430 @@
+//! Every bad input to the ledger gets its own typed error and changes nothing — not the
+//! in-memory index, not the SQLite tables; and what the ledger stores reads back the same.
+
+use confiance::Timestamp;
+use confiance::catalogue::Catalogue;
+use confiance::consent::{
+    ConsentError, ConsentReceipt, ConsentState, DeviceKey, Grant, RECEIPT_VERSION, Scope, SignedReceipt,
+    Withdrawal,
+};
+use confiance::hazmat::{SeedableRng as _, SeededRng};
+use confiance::ids::{CategoryId, MetricId, SubjectId};
+use confiance_aggregator::ledger::{
+    Disclosure, DisclosureKind, Ledger, LedgerError, PartitionNote, Party, RecordNote, Target,
+};
+use ed25519_dalek::Signer as _;
+
+const SEED: [u8; 32] = [9; 32];
+const SUBJECT: SubjectId = SubjectId([3; 32]);
+
+fn catalogue() -> Catalogue {
+    Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml")).unwrap()
+}
+
+fn t(s: u64) -> Timestamp {
+    Timestamp::from_secs(s)
+}
+
+fn id<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse().unwrap()
+}
+
+fn device() -> (ConsentState, SeededRng) {
+    (ConsentState::new(DeviceKey::from_bytes(&SEED)), SeededRng::seed_from_u64(5))
+}
+
+fn give(
+    state: &mut ConsentState,
+    rng: &mut SeededRng,
+    recipient: &str,
+    purpose: &str,
+    metric: &str,
+) -> SignedReceipt {
+    let grant = Grant {
+        subject: SUBJECT,
+        recipient: id(recipient),
+        purpose: id(purpose),
+        scope: Scope::metrics([id::<MetricId>(metric)]),
+        valid_from: t(100),
+        valid_until: Some(t(10_000)),
+        hold: "P30D".parse().unwrap(),
+    };
+    state.give(&catalogue(), grant, t(100), rng).unwrap()
+}
+
+/// Re-signs a receipt with the device key after changing it, so it is well signed but
+/// wrong in substance.
+fn forge_receipt(r: ConsentReceipt) -> Vec<u8> {
+    let key = ed25519_dalek::SigningKey::from_bytes(&SEED);
+    let mut msg = b"confiance/receipt/v1\0".to_vec();
+    msg.extend_from_slice(&r.canonical_bytes());
+    let mut bytes = postcard::to_allocvec(&r).unwrap();
+    bytes.extend_from_slice(&key.sign(&msg).to_bytes());
+    bytes
+}
+
+fn forge_withdrawal(w: &Withdrawal, seed: [u8; 32]) -> Vec<u8> {
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let body = postcard::to_allocvec(w).unwrap();
+    let mut msg = b"confiance/withdrawal/v1\0".to_vec();
+    msg.extend_from_slice(&body);
+    let mut bytes = body;
+    bytes.extend_from_slice(&key.sign(&msg).to_bytes());
+    bytes
+}
+
+/// Everything observable: counts, answers, the SQLite row counts.
+fn snapshot(l: &Ledger) -> String {
+    let mut s = format!("{:?}\n", l.stats());
+    for table in [
+        "ledger_receipt",
+        "ledger_withdrawal",
+        "ledger_record",
+        "ledger_record_purge",
+        "ledger_partition",
+        "ledger_partition_purge",
+        "ledger_disclosure",
+    ] {
+        let n: i64 =
+            l.connection().query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap();
+        s += &format!("{table}={n}\n");
+    }
+    for at in [50, 150, 5_000, 20_000] {
+        s += &serde_json::to_string(&l.subject_access(&SUBJECT, t(at), None)).unwrap();
+        s += &serde_json::to_string(&l.recipient_view(&id("lab-eu"), t(at), None)).unwrap();
+        s += &serde_json::to_string(&l.who_sees(&Target::Category(id::<CategoryId>("usage")), t(at), None))
+            .unwrap();
+    }
+    s += &serde_json::to_string(&l.history(&Party::Subject(SUBJECT), t(0), Timestamp::MAX)).unwrap();
+    s += &serde_json::to_string(&l.history(&Party::Recipient(id("calora")), t(0), Timestamp::MAX)).unwrap();
+    s += &serde_json::to_string(&l.overdue(t(u64::MAX - 1))).unwrap();
+    s += &serde_json::to_string(&l.unconsented_disclosures(t(0), Timestamp::MAX)).unwrap();
+    s
+}
+
+/// A ledger with one receipt (lab-eu, research, setpoint), one withdrawn receipt
+/// (calora, service, fault-code), a record, a partition and a disclosure.
+fn populated() -> (Ledger, ConsentState, SeededRng, SignedReceipt, SignedReceipt) {
+    let (mut dev, mut rng) = device();
+    let mut l = Ledger::in_memory(catalogue()).unwrap();
+    let a = give(&mut dev, &mut rng, "lab-eu", "research", "thermostat.setpoint");
+    let b = give(&mut dev, &mut rng, "calora", "service", "thermostat.fault-code");
+    l.ingest_receipt(&a.to_bytes(), t(100)).unwrap();
+    l.ingest_receipt(&b.to_bytes(), t(110)).unwrap();
+    let w = dev.withdraw(&b.id(), t(4_000)).unwrap();
+    l.ingest_withdrawal(&w.to_bytes(), t(6_000)).unwrap();
+    let fault: MetricId = id("thermostat.fault-code");
+    let deadline = l.record_deadline(&b.id(), &fault, t(200)).unwrap();
+    assert_eq!(deadline, t(200 + 30 * 86_400), "min(P30D, P2Y) after collection");
+    l.note_record(
+        &RecordNote {
+            record: [1; 16],
+            subject: SUBJECT,
+            recipient: id("calora"),
+            metric: fault.clone(),
+            receipt: b.id(),
+            collected_at: t(200),
+            deadline,
+        },
+        t(210),
+    )
+    .unwrap();
+    l.note_partition(
+        &PartitionNote {
+            partition: vec![7],
+            metric: id("thermostat.setpoint"),
+            bucket_end: t(3_600),
+            audience: vec![id("calora"), id("lab-eu")],
+            deadline: t(3_600 + 86_400),
+        },
+        t(3_600),
+    )
+    .unwrap();
+    l.note_disclosure(
+        &Disclosure {
+            kind: DisclosureKind::Release,
+            recipient: id("calora"),
+            metric: fault,
+            purpose: id("service"),
+            subject: SUBJECT,
+            at: t(5_000),
+            record: Some([1; 16]),
+        },
+        t(5_000),
+    )
+    .unwrap();
+    (l, dev, rng, a, b)
+}
+
+#[test]
+fn every_bad_receipt_is_refused_with_its_own_error_and_changes_nothing() {
+    let (mut l, _dev, _rng, a, _b) = populated();
+    let before = snapshot(&l);
+    let base = a.receipt().clone();
+    let other = ConsentReceipt { nonce: [1; 16], ..base.clone() };
+
+    let mut bad_sig = a.to_bytes();
+    *bad_sig.last_mut().unwrap() ^= 1;
+    let mut trailing = forge_receipt(other.clone());
+    trailing.push(0);
+    let cases: Vec<(&str, Vec<u8>, fn(&LedgerError) -> bool)> = vec![
+        ("bad signature", bad_sig, |e| matches!(e, LedgerError::Consent(ConsentError::BadSignature))),
+        ("malformed", vec![RECEIPT_VERSION, 0xff, 0xff], |e| {
+            matches!(e, LedgerError::Consent(ConsentError::Malformed))
+        }),
+        ("trailing bytes", trailing, |e| matches!(e, LedgerError::Consent(ConsentError::TrailingBytes))),
+        (
+            "unknown purpose",
+            forge_receipt(ConsentReceipt { purpose: id("marketing"), ..other.clone() }),
+            |e| matches!(e, LedgerError::Consent(ConsentError::UnknownPurpose(p)) if p.as_str() == "marketing"),
+        ),
+        (
+            "unknown recipient",
+            forge_receipt(ConsentReceipt { recipient: id("nobody"), ..other.clone() }),
+            |e| matches!(e, LedgerError::Consent(ConsentError::UnknownRecipient(r)) if r.as_str() == "nobody"),
+        ),
+        (
+            "unknown metric",
+            forge_receipt(ConsentReceipt {
+                scope: Scope::metrics([id::<MetricId>("toaster.crumbs")]),
+                ..other.clone()
+            }),
+            |e| matches!(e, LedgerError::Consent(ConsentError::UnknownMetric(m)) if m.as_str() == "toaster.crumbs"),
+        ),
+        (
+            "scope too wide",
+            forge_receipt(ConsentReceipt {
+                scope: Scope::metrics([id::<MetricId>("car.drive-mode")]),
+                ..other.clone()
+            }),
+            |e| matches!(e, LedgerError::Consent(ConsentError::ScopeTooWide(m)) if m.as_str() == "car.drive-mode"),
+        ),
+        (
+            "another catalogue",
+            forge_receipt(ConsentReceipt { catalogue_version: 99, ..other.clone() }),
+            |e| matches!(e, LedgerError::Consent(ConsentError::CatalogueMismatch)),
+        ),
+        (
+            "inverted validity",
+            forge_receipt(ConsentReceipt { valid_until: Some(t(50)), ..other.clone() }),
+            |e| matches!(e, LedgerError::Consent(ConsentError::InvertedValidity)),
+        ),
+        ("duplicate receipt", a.to_bytes(), |e| matches!(e, LedgerError::DuplicateReceipt(_))),
+    ];
+    for (what, bytes, expected) in cases {
+        let err = l.ingest_receipt(&bytes, t(9_000)).unwrap_err();
+        assert!(expected(&err), "{what}: got {err:?}");
+        assert_eq!(snapshot(&l), before, "{what} changed the ledger");
+    }
+    // The well-formed variant goes in, and does change it.
+    l.ingest_receipt(&forge_receipt(other), t(9_000)).unwrap();
+    assert_ne!(snapshot(&l), before);
+}
+
+#[test]
+fn every_bad_withdrawal_is_refused_with_its_own_error_and_changes_nothing() {
+    let (mut l, mut dev, mut rng, a, b) = populated();
+    let before = snapshot(&l);
+    let key = DeviceKey::from_bytes(&SEED).public_key();
+    let w =
+        |receipt, subject, at| Withdrawal { version: RECEIPT_VERSION, receipt, subject, at, device_key: key };
+    // A receipt the ledger never saw.
+    let unseen = give(&mut dev, &mut rng, "lab-eu", "research", "watch.activity");
+    let mut bad_sig = forge_withdrawal(&w(a.id(), SUBJECT, t(500)), SEED);
+    *bad_sig.last_mut().unwrap() ^= 1;
+    let other_key = Withdrawal {
+        device_key: ed25519_dalek::SigningKey::from_bytes(&[4; 32]).verifying_key().to_bytes(),
+        ..w(a.id(), SUBJECT, t(500))
+    };
+    let cases: Vec<(&str, Vec<u8>, Timestamp, fn(&LedgerError) -> bool)> = vec![
+        ("bad signature", bad_sig, t(9_000), |e| {
+            matches!(e, LedgerError::Consent(ConsentError::BadSignature))
+        }),
+        ("unknown receipt", forge_withdrawal(&w(unseen.id(), SUBJECT, t(500)), SEED), t(9_000), |e| {
+            matches!(e, LedgerError::UnknownReceipt(_))
+        }),
+        ("another key", forge_withdrawal(&other_key, [4; 32]), t(9_000), |e| {
+            matches!(e, LedgerError::KeyMismatch)
+        }),
+        ("another subject", forge_withdrawal(&w(a.id(), SubjectId([8; 32]), t(500)), SEED), t(9_000), |e| {
+            matches!(e, LedgerError::SubjectMismatch)
+        }),
+        ("before validity", forge_withdrawal(&w(a.id(), SUBJECT, t(99)), SEED), t(9_000), |e| {
+            matches!(e, LedgerError::BeforeValidity)
+        }),
+        ("already withdrawn", forge_withdrawal(&w(b.id(), SUBJECT, t(4_500)), SEED), t(9_000), |e| {
+            matches!(e, LedgerError::AlreadyWithdrawn)
+        }),
+        ("recorded before its receipt", forge_withdrawal(&w(a.id(), SUBJECT, t(500)), SEED), t(99), |e| {
+            matches!(e, LedgerError::RecordedBeforeReceipt)
+        }),
+    ];
+    for (what, bytes, recorded_at, expected) in cases {
+        let err = l.ingest_withdrawal(&bytes, recorded_at).unwrap_err();
+        assert!(expected(&err), "{what}: got {err:?}");
+        assert_eq!(snapshot(&l), before, "{what} changed the ledger");
+    }
+    l.ingest_withdrawal(&forge_withdrawal(&w(a.id(), SUBJECT, t(500)), SEED), t(9_000)).unwrap();
+    assert_ne!(snapshot(&l), before);
+}
+
+#[test]
+fn bad_holdings_and_disclosures_are_refused_and_change_nothing() {
+    let (mut l, mut dev, mut rng, a, b) = populated();
+    let before = snapshot(&l);
+    let unseen = give(&mut dev, &mut rng, "lab-eu", "research", "watch.activity");
+    let note = RecordNote {
+        record: [2; 16],
+        subject: SUBJECT,
+        recipient: id("lab-eu"),
+        metric: id("thermostat.setpoint"),
+        receipt: a.id(),
+        collected_at: t(300),
+        deadline: t(400),
+    };
+    let check = |l: &Ledger, what: &str, err: LedgerError, ok: bool| {
+        assert!(ok, "{what}: got {err:?}");
+        assert_eq!(snapshot(l), before, "{what} changed the ledger");
+    };
+    let e = l.note_record(&RecordNote { record: [1; 16], ..note.clone() }, t(400)).unwrap_err();
+    check(&l, "duplicate record", e, true);
+    let e = l.note_record(&RecordNote { receipt: unseen.id(), ..note.clone() }, t(400)).unwrap_err();
+    let ok = matches!(e, LedgerError::UnknownReceipt(_));
+    check(&l, "unknown receipt", e, ok);
+    let e = l.note_record(&RecordNote { metric: id("watch.activity"), ..note.clone() }, t(400)).unwrap_err();
+    let ok = matches!(e, LedgerError::RecordMismatch);
+    check(&l, "metric outside the receipt", e, ok);
+    let e = l.note_record(&RecordNote { subject: SubjectId([8; 32]), ..note.clone() }, t(400)).unwrap_err();
+    let ok = matches!(e, LedgerError::RecordMismatch);
+    check(&l, "another subject", e, ok);
+    let e = l.note_record(&RecordNote { recipient: id("calora"), ..note.clone() }, t(400)).unwrap_err();
+    let ok = matches!(e, LedgerError::RecordMismatch);
+    check(&l, "another recipient", e, ok);
+    let e = l.note_record(&RecordNote { metric: id("toaster.crumbs"), ..note.clone() }, t(400)).unwrap_err();
+    let ok = matches!(e, LedgerError::UnknownMetric(_));
+    check(&l, "unknown metric", e, ok);
+    let e = l.note_record(&note, t(50)).unwrap_err();
+    let ok = matches!(e, LedgerError::RecordedBeforeReceipt);
+    check(&l, "record recorded before its receipt", e, ok);
+    let e = l.note_record_purged(&[99; 16], t(500), t(500)).unwrap_err();
+    let ok = matches!(e, LedgerError::UnknownRecord([99, ..]));
+    check(&l, "purge of an unknown record", e, ok);
+    l.note_record_purged(&[1; 16], t(500), t(500)).unwrap();
+    let before_purge = snapshot(&l);
+    let e = l.note_record_purged(&[1; 16], t(600), t(600)).unwrap_err();
+    assert!(matches!(e, LedgerError::AlreadyPurged), "{e:?}");
+    assert_eq!(snapshot(&l), before_purge);
+
+    let before = snapshot(&l);
+    let part = PartitionNote {
+        partition: vec![8],
+        metric: id("thermostat.setpoint"),
+        bucket_end: t(7_200),
+        audience: vec![id("calora")],
+        deadline: t(9_000),
+    };
+    for (what, p, expected) in [
+        ("duplicate partition", PartitionNote { partition: vec![7], ..part.clone() }, "DuplicatePartition"),
+        ("unknown metric", PartitionNote { metric: id("toaster.crumbs"), ..part.clone() }, "UnknownMetric"),
+        (
+            "unknown recipient",
+            PartitionNote { audience: vec![id("nobody")], ..part.clone() },
+            "UnknownRecipient",
+        ),
+        ("empty audience", PartitionNote { audience: vec![], ..part.clone() }, "EmptyAudience"),
+    ] {
+        let e = l.note_partition(&p, t(7_200)).unwrap_err();
+        assert!(format!("{e:?}").starts_with(expected), "{what}: got {e:?}");
+        assert_eq!(snapshot(&l), before, "{what} changed the ledger");
+    }
+    let e = l.note_partition_purged(&[99], t(1), t(1)).unwrap_err();
+    assert!(matches!(e, LedgerError::UnknownPartition(ref p) if p == &[99]));
+    let d = Disclosure {
+        kind: DisclosureKind::Transcryption,
+        recipient: id("calora"),
+        metric: id("thermostat.fault-code"),
+        purpose: id("marketing"),
+        subject: SUBJECT,
+        at: t(300),
+        record: None,
+    };
+    let e = l.note_disclosure(&d, t(300)).unwrap_err();
+    assert!(matches!(e, LedgerError::UnknownPurpose(_)), "{e:?}");
+    let e = l.note_disclosure(&Disclosure { recipient: id("nobody"), ..d.clone() }, t(300)).unwrap_err();
+    assert!(matches!(e, LedgerError::UnknownRecipient(_)), "{e:?}");
+    assert_eq!(snapshot(&l), before);
+    // `disclose` refuses what check refuses and notes nothing then.
+    let refused =
+        l.disclose(&Disclosure { purpose: id("service"), at: t(4_500), ..d.clone() }, t(4_500)).unwrap();
+    assert!(!refused.allowed);
+    assert_eq!(snapshot(&l), before);
+    let allowed = l.disclose(&Disclosure { purpose: id("service"), at: t(300), ..d }, t(300)).unwrap();
+    assert!(allowed.allowed && allowed.receipt == Some(b.id()));
+    assert_ne!(snapshot(&l), before);
+}
+
+#[test]
+fn unconsented_disclosures_and_overdue_are_found() {
+    let (l, ..) = populated();
+    // The release at t=5000 came after the withdrawal of t=4000 — but the withdrawal
+    // was only recorded at t=6000, so as known at the release it was allowed.
+    assert!(l.unconsented_disclosures(t(0), Timestamp::MAX).is_empty());
+    // The record (deadline 200 + 30 days) and the partition are overdue after their deadlines.
+    let o = l.overdue(t(200 + 30 * 86_400));
+    assert_eq!((o.records.len(), o.partitions.len()), (1, 1));
+    assert_eq!(l.overdue(t(200 + 30 * 86_400 - 1)).records.len(), 0);
+}
+
+#[test]
+fn the_store_reads_back_the_same_and_is_bound_to_its_catalogue() {
+    let dir = std::env::temp_dir().join(format!("confiance-ledger-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ledger.sqlite");
+    let _ = std::fs::remove_file(&path);
+    let (l, ..) = populated();
+    // Copy the populated in-memory ledger into a file through SQLite's backup.
+    l.connection().execute("VACUUM INTO ?1", [path.to_str().unwrap()]).unwrap();
+    let reopened = Ledger::open(rusqlite::Connection::open(&path).unwrap(), catalogue()).unwrap();
+    assert_eq!(snapshot(&reopened), snapshot(&l));
+    // Shared connection: the ledger can borrow the store's.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let borrowed = Ledger::open(&conn, catalogue()).unwrap();
+    assert_eq!(borrowed.stats(), l.stats());
+    drop(borrowed);
+    let other = Catalogue::from_toml_str(
+        &include_str!("../../examples/catalogue.toml").replace("version = 1", "version = 2"),
+    )
+    .unwrap();
+    assert!(matches!(Ledger::open(conn, other), Err(LedgerError::CatalogueChanged)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn catalogue_diff_names_gains_losses_and_counts_grants() {
+    let (l, ..) = populated();
+    let a = catalogue();
+    let b = Catalogue::from_toml_str(
+        &include_str!("../../examples/catalogue.toml")
+            .replace(
+                "purposes = [\"product-improvement\", \"grid-balancing\", \"research\"]",
+                "purposes = [\"product-improvement\", \"grid-balancing\"]",
+            )
+            .replace("version = 1", "version = 2"),
+    )
+    .unwrap();
+    let d = l.diff(&a, &b);
+    assert!(d.added.is_empty());
+    let lab = d
+        .removed
+        .iter()
+        .find(|r| {
+            r.access.recipient.as_str() == "lab-eu" && r.access.metric.as_str() == "thermostat.setpoint"
+        })
+        .unwrap();
+    assert_eq!(lab.grants, 1, "the one receipt for lab-eu research setpoint");
+    let back = l.diff(&b, &a);
+    assert_eq!(back.added.len(), d.removed.len());
+}

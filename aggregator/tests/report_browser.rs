@@ -1,0 +1,264 @@
+//! The HTML report renders in a real browser: Debian's `chromium`, headless, takes a
+//! screenshot (which must not be blank) and dumps the DOM (which must hold every chart's
+//! SVG with drawing elements in it). Issue 8, "Must show".
+//!
+//! Needs `chromium` on PATH (or its path in `$CHROMIUM`); `.ci/ensure-chromium` installs it.
+//! Set `REPORT_BROWSER_KEEP=1` to keep the HTML, the PNG and the DOM and print where they are.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use confiance::Timestamp;
+use confiance_aggregator::report::{self, AccessRow, EstimateRow, ReportData, RetentionKind, RetentionRow};
+
+/// A realistic report: the demo (3 recipients, 3 metrics, 5 estimates, an overdue
+/// partition) plus an awkward recipient name and a second overdue item.
+fn sample() -> ReportData {
+    let mut d = ReportData::demo();
+    let t = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+    d.access.push(AccessRow {
+        recipient: "Bob's <script>alert('x')</script> & Co".into(),
+        metric: "indoor_temp".into(),
+        subject: "subject 00ff…aa".into(),
+        window_start: t("2027-02-10"),
+        window_end: Some(t("2027-04-01")),
+        hold_secs: 45 * 86_400,
+    });
+    d.estimates.push(EstimateRow {
+        metric: "heating_on".into(),
+        label: "boost".into(),
+        estimate: 0.0,
+        ci95_low: -0.011,
+        ci95_high: 0.011,
+        std_error: 0.0056,
+        true_value: Some(0.0),
+        n: 99_871,
+    });
+    d.retention.push(RetentionRow {
+        item: "subject 81d0…7e / research-lab".into(),
+        kind: RetentionKind::Records,
+        metric: "setpoint".into(),
+        records: 77,
+        collected_from: Some(t("2027-03-01")),
+        deadline: t("2027-05-20"),
+        purged_at: None,
+        overdue_by_secs: Some(12 * 86_400),
+    });
+    d
+}
+
+struct Dir(PathBuf, bool);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        if !self.1 {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn chromium() -> String {
+    let exe = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    match Command::new(&exe).arg("--version").stdout(Stdio::piped()).stderr(Stdio::null()).output() {
+        Ok(o) if o.status.success() => exe,
+        Ok(o) => panic!("`{exe} --version` failed ({}); run .ci/ensure-chromium (CI installs it)", o.status),
+        Err(e) => panic!(
+            "headless Chromium is required for this test but `{exe}` could not be run ({e}). \
+             Run .ci/ensure-chromium to install Debian's chromium (CI installs it), or set $CHROMIUM."
+        ),
+    }
+}
+
+/// Runs chromium headless with a fresh profile, killing it after a minute and a half.
+fn run_chromium(exe: &str, profile: &Path, args: &[String]) -> Output {
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(args)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn chromium");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if child.try_wait().expect("wait for chromium").is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish within 90 s: {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().expect("chromium output")
+}
+
+/// Every `<svg …>…</svg>` in `dom`.
+fn svgs(dom: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = dom;
+    while let Some(start) = rest.find("<svg") {
+        let tail = &rest[start..];
+        let end = tail.find("</svg>").expect("every <svg> is closed") + "</svg>".len();
+        out.push(&tail[..end]);
+        rest = &tail[end..];
+    }
+    out
+}
+
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!(" {name}=\"");
+    let i = tag.find(&key)? + key.len();
+    tag[i..].split('"').next()
+}
+
+#[test]
+fn html_report_renders_in_headless_chromium() {
+    let exe = chromium();
+    let keep = std::env::var_os("REPORT_BROWSER_KEEP").is_some();
+    let dir = std::env::temp_dir().join(format!("confiance-report-browser-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Dir(dir, keep);
+    let data = sample();
+    let html_path = dir.0.join("report.html");
+    std::fs::write(&html_path, report::render_html(&data)).unwrap();
+    let url = format!("file://{}", html_path.display());
+
+    // (1) Screenshot.
+    let png_path = dir.0.join("report.png");
+    let out = run_chromium(
+        &exe,
+        &dir.0.join("profile-1"),
+        &[format!("--screenshot={}", png_path.display()), "--window-size=1280,4000".into(), url.clone()],
+    );
+    assert!(
+        out.status.success() && png_path.exists(),
+        "chromium --screenshot failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png_path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buf).unwrap();
+    let channels = frame.color_type.samples();
+    assert_eq!(frame.bit_depth, png::BitDepth::Eight);
+    assert_eq!((frame.width, frame.height), (1280, 4000));
+    let lum: Vec<f64> = buf[..frame.buffer_size()]
+        .chunks_exact(channels)
+        .map(|p| {
+            if channels >= 3 {
+                0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2])
+            } else {
+                f64::from(p[0])
+            }
+        })
+        .collect();
+    let mean = lum.iter().sum::<f64>() / lum.len() as f64;
+    let var = lum.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / lum.len() as f64;
+    let non_white = lum.iter().filter(|l| **l < 200.0).count() as f64 / lum.len() as f64;
+    // A blank page has variance 0; text and bars on white give hundreds. The charts alone
+    // cover well over 2 % of the page with ink (bars, text, grid).
+    println!(
+        "screenshot {}x{}: mean luminance {mean:.1}, variance {var:.1}, {:.2}% dark pixels",
+        frame.width,
+        frame.height,
+        non_white * 100.0
+    );
+    assert!(var > 200.0, "screenshot looks blank: luminance variance {var:.1}");
+    assert!(non_white > 0.02, "screenshot has almost no ink: {:.3}% dark pixels", non_white * 100.0);
+    // Some pixels carry the chart colours (not only greys): the bars were painted.
+    let coloured = buf[..frame.buffer_size()]
+        .chunks_exact(channels)
+        .filter(|p| channels >= 3 && (i32::from(p[2]) - i32::from(p[0])).abs() > 60)
+        .count();
+    assert!(coloured > 5_000, "only {coloured} coloured pixels: the charts' bars are missing");
+
+    // (2) DOM.
+    let out = run_chromium(&exe, &dir.0.join("profile-2"), &["--dump-dom".into(), url]);
+    assert!(out.status.success(), "chromium --dump-dom failed: {}", String::from_utf8_lossy(&out.stderr));
+    let dom = String::from_utf8(out.stdout).unwrap();
+    std::fs::write(dir.0.join("dom.html"), &dom).unwrap();
+    assert!(!dom.contains("<script"), "a recipient name became a script element");
+    assert!(
+        dom.contains("Bob's &lt;script&gt;alert('x')&lt;/script&gt; &amp; Co"),
+        "escaped name not shown as text"
+    );
+
+    let recipients = {
+        let mut r: Vec<_> = data.access.iter().map(|a| a.recipient.as_str()).collect();
+        r.sort_unstable();
+        r.dedup();
+        r.len()
+    };
+    let metrics_with_estimates = {
+        let mut m: Vec<_> = data.estimates.iter().map(|e| e.metric.as_str()).collect();
+        m.sort_unstable();
+        m.dedup();
+        m.len()
+    };
+    let mut expected: Vec<String> = (1..=recipients).map(|k| format!("chart-access-{k}")).collect();
+    expected.push("chart-budget".into());
+    expected.extend((1..=metrics_with_estimates).map(|k| format!("chart-estimates-{k}")));
+    expected.push("chart-retention".into());
+
+    // The least each chart must draw beyond its background and legend: one bar per access
+    // window or retained item, budget bars per metric, one dot per estimate.
+    let mut min_data: Vec<(usize, usize)> = Vec::new(); // (rects, circles), page order
+    let mut names: Vec<&str> = data.access.iter().map(|a| a.recipient.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    for r in &names {
+        min_data.push((1 + 3 + data.access.iter().filter(|a| a.recipient == *r).count(), 0));
+    }
+    min_data.push((1 + 4 + data.budgets.len(), 0));
+    let mut seen: Vec<&str> = Vec::new();
+    for e in &data.estimates {
+        if !seen.contains(&e.metric.as_str()) {
+            seen.push(&e.metric);
+        }
+    }
+    for m in &seen {
+        min_data.push((1, 1 + data.estimates.iter().filter(|e| e.metric == *m).count()));
+    }
+    min_data.push((1 + 3 + data.retention.iter().filter(|r| r.collected_from.is_some()).count(), 0));
+
+    let found = svgs(&dom);
+    let ids: Vec<&str> = found.iter().filter_map(|s| attr(s, "id")).collect();
+    assert_eq!(ids, expected, "every chart, once, in page order");
+    for (svg, (min_rects, min_circles)) in found.iter().zip(min_data) {
+        let id = attr(svg, "id").unwrap();
+        let count = |tag: &str| svg.matches(&format!("<{tag} ")).count();
+        let (rects, circles, texts) = (count("rect"), count("circle"), count("text"));
+        let lines = count("polyline") + count("line") + count("path");
+        println!("{id}: {rects} rect, {lines} polyline, {circles} circle, {texts} text");
+        assert!(
+            svg.contains("<title>") && attr(svg, "aria-label").is_some_and(|l| !l.is_empty()),
+            "{id}: no title"
+        );
+        let w: u32 = attr(svg, "width").unwrap().parse().unwrap();
+        let h: u32 = attr(svg, "height").unwrap().parse().unwrap();
+        assert!(w >= 600 && h >= 150, "{id}: {w}x{h}");
+        // Background rect + legend swatches + data; axes and mesh as polylines; labels as text.
+        assert!(
+            rects >= min_rects && circles >= min_circles,
+            "{id}: data not drawn: {rects} rects (want >= {min_rects}), {circles} circles (want >= {min_circles})"
+        );
+        assert!(lines >= 2, "{id}: no axes");
+        assert!(texts >= 5, "{id}: no labels");
+    }
+    if keep {
+        println!("kept in {}", dir.0.display());
+    }
+}

@@ -1,0 +1,175 @@
+//! The plaintext of an envelope: a postcard-encoded batch of reports, and report ids.
+
+use alloc::vec::Vec;
+use core::fmt;
+use rand_core::CryptoRng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A report's id: 16 random bytes drawn by the device (DESIGN.md §8). It links nothing
+/// to the device; the aggregator uses it only to refuse a report it has already counted.
+/// Encoded by postcard as its 16 raw bytes.
+///
+/// ```
+/// use confiance::envelope::ReportId;
+/// let mut rng = confiance::rng::OsRng::new();
+/// assert_ne!(ReportId::random(&mut rng), ReportId::random(&mut rng));
+/// assert_eq!(postcard::to_allocvec(&ReportId([7; 16])).unwrap(), [7; 16]);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ReportId(pub [u8; 16]);
+
+impl ReportId {
+    /// A fresh id from `rng`.
+    pub fn random<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        Self(id)
+    }
+}
+
+impl fmt::Display for ReportId {
+    /// Lower-case hex.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ReportId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReportId({self})")
+    }
+}
+
+/// A batch of reports, as sealed in one envelope. The recorder and ingest instantiate it
+/// with the real report type; the encoding is postcard's `Vec<T>`: a LEB128 varint count,
+/// then each report.
+pub type ReportBatch<T> = Vec<T>;
+
+/// Bounds checked by [`decode_batch`] before it allocates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Most reports in one batch.
+    pub max_reports: usize,
+    /// Most bytes of encoded batch.
+    pub max_bytes: usize,
+}
+
+impl Default for BatchLimits {
+    /// 4096 reports and 1 MiB: room for a day of a busy device, far below what would hurt
+    /// an aggregator.
+    fn default() -> Self {
+        Self { max_reports: 4096, max_bytes: super::MAX_FRAME_LEN }
+    }
+}
+
+/// Why a batch could not be encoded or decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// The encoded batch is longer than [`BatchLimits::max_bytes`].
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The batch announces more reports than [`BatchLimits::max_reports`].
+    TooManyReports {
+        /// The announced count.
+        count: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// The bytes are not a postcard batch of this report type (bad varint, a count
+    /// larger than the bytes left, a report that does not decode).
+    Malformed,
+    /// Bytes are left after the last report.
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
+    /// The batch decodes but is not in canonical form (for example an overlong varint),
+    /// so two byte strings would mean the same batch.
+    NonCanonical,
+    /// A report could not be serialized.
+    Encode,
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { len, max } => write!(f, "batch of {len} bytes exceeds {max}"),
+            Self::TooManyReports { count, max } => write!(f, "batch of {count} reports exceeds {max}"),
+            Self::Malformed => f.write_str("malformed report batch"),
+            Self::TrailingBytes { count } => write!(f, "{count} bytes after the last report"),
+            Self::NonCanonical => f.write_str("report batch is not canonically encoded"),
+            Self::Encode => f.write_str("report could not be encoded"),
+        }
+    }
+}
+
+impl core::error::Error for BatchError {}
+
+/// Encodes `reports` as a batch (postcard `Vec<T>`).
+///
+/// # Errors
+/// [`BatchError::Encode`] if a report's `Serialize` fails.
+///
+/// ```
+/// use confiance::envelope::{BatchLimits, decode_batch, encode_batch};
+/// let bytes = encode_batch(&[1u32, 300])?;
+/// assert_eq!(bytes, [2, 1, 0xac, 0x02]);
+/// assert_eq!(decode_batch::<u32>(&bytes, &BatchLimits::default())?, [1, 300]);
+/// # Ok::<(), confiance::envelope::BatchError>(())
+/// ```
+pub fn encode_batch<T: Serialize>(reports: &[T]) -> Result<Vec<u8>, BatchError> {
+    postcard::to_allocvec(reports).map_err(|_| BatchError::Encode)
+}
+
+/// Decodes a batch strictly: the byte length and the announced count are checked against
+/// `limits` (and the count against the bytes left, each report taking at least one) before
+/// anything is allocated; trailing bytes and non-canonical encodings are errors.
+///
+/// # Errors
+/// [`BatchError::TooLarge`], [`BatchError::TooManyReports`], [`BatchError::Malformed`],
+/// [`BatchError::TrailingBytes`], [`BatchError::NonCanonical`].
+///
+/// ```
+/// use confiance::envelope::{BatchError, BatchLimits, decode_batch};
+/// let limits = BatchLimits { max_reports: 2, max_bytes: 16 };
+/// assert_eq!(decode_batch::<u8>(&[3, 1, 2, 3], &limits), Err(BatchError::TooManyReports { count: 3, max: 2 }));
+/// assert_eq!(decode_batch::<u8>(&[1, 1, 9], &limits), Err(BatchError::TrailingBytes { count: 1 }));
+/// assert_eq!(decode_batch::<u8>(&[0x80, 0x00], &limits), Err(BatchError::NonCanonical));
+/// ```
+pub fn decode_batch<T: DeserializeOwned + Serialize>(
+    bytes: &[u8],
+    limits: &BatchLimits,
+) -> Result<ReportBatch<T>, BatchError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(BatchError::TooLarge { len: bytes.len(), max: limits.max_bytes });
+    }
+    let (count, mut rest) = postcard::take_from_bytes::<u64>(bytes).map_err(|_| BatchError::Malformed)?;
+    let n = usize::try_from(count).ok().filter(|&n| n <= limits.max_reports);
+    let Some(n) = n else { return Err(BatchError::TooManyReports { count, max: limits.max_reports }) };
+    if n > rest.len() {
+        return Err(BatchError::Malformed);
+    }
+    let mut reports = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (report, tail) = postcard::take_from_bytes::<T>(rest).map_err(|_| BatchError::Malformed)?;
+        reports.push(report);
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(BatchError::TrailingBytes { count: rest.len() });
+    }
+    // One byte string per batch: re-encoding must give back exactly the input.
+    if encode_batch(&reports)? != bytes {
+        return Err(BatchError::NonCanonical);
+    }
+    Ok(reports)
+}

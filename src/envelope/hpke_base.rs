@@ -1,0 +1,284 @@
+//! RFC 9180 single-shot base mode (§6.1 `SealBase` / `OpenBase`) for our suites:
+//! DHKEM(X25519, HKDF-SHA256) (§4.1, §7.1), HKDF-SHA256 (§4, §5.1) and the AEAD of an
+//! [`AeadId`], composed from curve25519-dalek, hkdf and chacha20poly1305 (aes-gcm with
+//! the `aes` feature). No primitive is implemented here, only the RFC's labelled
+//! derivations.
+//!
+//! Why not the `hpke` crate: its sender derives the ephemeral public key twice and its
+//! receiver recomputes `pk(skR)` on every open, so sealing costs two fixed-base
+//! multiplications and opening one fixed-base plus one variable-base. Here sealing costs
+//! one of each and opening one variable-base multiplication, the floor of DESIGN.md §12.
+//! The RFC 9180 vectors (`tests/vectors/rfc9180*.json`) and cross-checks against the
+//! `hpke` crate in both directions prove the composition.
+//!
+//! [`seal_base`] and [`open_base`] take any `info` and `aad` (what the vectors need);
+//! envelopes use them with [`INFO`](super::INFO) and the frame header as `aad`.
+
+use super::keys::{KDF_ID, KEM_ID};
+use super::{AeadId, ENC_LEN, EnvelopeError, HEADER_LEN, Header, PublicKey, SecretKey, TAG_LEN};
+use alloc::vec::Vec;
+use curve25519_dalek::montgomery::MontgomeryPoint;
+use rand_core::CryptoRng;
+use sha2::Sha256;
+use subtle::ConstantTimeEq as _;
+use zeroize::Zeroizing;
+
+/// `Nn`: 12 for both AEADs.
+const NONCE_LEN: usize = 12;
+/// Largest `Nk` (ChaCha20-Poly1305).
+const MAX_KEY_LEN: usize = 32;
+
+/// `suite_id` of the KEM: `"KEM" ‖ I2OSP(kem_id, 2)` (RFC 9180 §4.1).
+const KEM_SUITE: [u8; 5] = [b'K', b'E', b'M', (KEM_ID >> 8) as u8, KEM_ID as u8];
+
+/// `suite_id` of the whole suite: `"HPKE" ‖ kem_id ‖ kdf_id ‖ aead_id` (RFC 9180 §5.1).
+fn hpke_suite(aead: AeadId) -> [u8; 10] {
+    let [k0, k1] = KEM_ID.to_be_bytes();
+    let [d0, d1] = KDF_ID.to_be_bytes();
+    let [a0, a1] = aead.to_u16().to_be_bytes();
+    [b'H', b'P', b'K', b'E', k0, k1, d0, d1, a0, a1]
+}
+
+/// `LabeledExtract(salt, label, ikm)` = HKDF-Extract(salt, "HPKE-v1" ‖ suite_id ‖ label ‖ ikm).
+fn labeled_extract(
+    suite: &[u8],
+    salt: &[u8],
+    label: &[u8],
+    ikm: &[u8],
+) -> (Zeroizing<[u8; 32]>, hkdf::Hkdf<Sha256>) {
+    let mut ex = hkdf::HkdfExtract::<Sha256>::new(Some(salt));
+    for part in [b"HPKE-v1".as_slice(), suite, label, ikm] {
+        ex.input_ikm(part);
+    }
+    let (prk, hkdf) = ex.finalize();
+    let mut out = Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(&prk);
+    (out, hkdf)
+}
+
+/// `LabeledExpand(prk, label, info, L)` = HKDF-Expand(prk, I2OSP(L, 2) ‖ "HPKE-v1" ‖
+/// suite_id ‖ label ‖ info, L), for `L = out.len()` ≤ 32.
+fn labeled_expand(prk: &hkdf::Hkdf<Sha256>, suite: &[u8], label: &[u8], info: &[&[u8]], out: &mut [u8]) {
+    let len = u16::try_from(out.len()).unwrap_or(u16::MAX).to_be_bytes();
+    let mut parts: [&[u8]; 6] = [&len, b"HPKE-v1", suite, label, &[], &[]];
+    for (slot, part) in parts.iter_mut().skip(4).zip(info) {
+        *slot = part;
+    }
+    // L ≤ 32 ≤ 255 · HashLen: expansion cannot fail.
+    let _ = prk.expand_multi_info(&parts, out);
+}
+
+/// RFC 9180 §7.1.3 `DeriveKeyPair(ikm)` for X25519: the clamped secret scalar and `pk`.
+pub(crate) fn derive_keypair(ikm: &[u8]) -> (Zeroizing<[u8; 32]>, [u8; 32]) {
+    let (_, dkp_prk) = labeled_extract(&KEM_SUITE, b"", b"dkp_prk", ikm);
+    let mut sk = Zeroizing::new([0u8; 32]);
+    labeled_expand(&dkp_prk, &KEM_SUITE, b"sk", &[], &mut sk[..]);
+    *sk = curve25519_dalek::scalar::clamp_integer(*sk);
+    let pk = MontgomeryPoint::mul_base_clamped(*sk).to_bytes();
+    (sk, pk)
+}
+
+/// `DH(sk, pk)`, refusing the all-zero output of a low-order `pk` (RFC 9180 §7.1.4).
+fn dh(sk: &[u8; 32], pk: &[u8; 32]) -> Option<Zeroizing<[u8; 32]>> {
+    let shared = Zeroizing::new(MontgomeryPoint(*pk).mul_clamped(*sk).to_bytes());
+    if bool::from(shared.ct_eq(&[0u8; 32])) { None } else { Some(shared) }
+}
+
+/// `ExtractAndExpand(dh, enc ‖ pkRm)` (RFC 9180 §4.1).
+fn shared_secret(dh: &[u8; 32], enc: &[u8; 32], pk_r: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    let (_, eae_prk) = labeled_extract(&KEM_SUITE, b"", b"eae_prk", dh);
+    let mut ss = Zeroizing::new([0u8; 32]);
+    labeled_expand(&eae_prk, &KEM_SUITE, b"shared_secret", &[enc, pk_r], &mut ss[..]);
+    ss
+}
+
+/// The AEAD key and base nonce of `KeySchedule(mode_base, shared_secret, info, "", "")`
+/// (RFC 9180 §5.1). The exporter secret is not derived: envelopes export nothing.
+struct Context {
+    aead: AeadId,
+    key: Zeroizing<[u8; MAX_KEY_LEN]>,
+    nonce: [u8; NONCE_LEN],
+}
+
+impl Context {
+    fn new(aead: AeadId, shared_secret: &[u8; 32], info: &[u8]) -> Self {
+        let suite = hpke_suite(aead);
+        let (psk_id_hash, _) = labeled_extract(&suite, b"", b"psk_id_hash", b"");
+        let (info_hash, _) = labeled_extract(&suite, b"", b"info_hash", info);
+        let (_, secret) = labeled_extract(&suite, shared_secret, b"secret", b"");
+        let context: [&[u8]; 3] = [&[0x00], &psk_id_hash[..], &info_hash[..]];
+        let mut ksc = [0u8; 65];
+        let mut at = 0;
+        for part in context {
+            if let Some(dst) = ksc.get_mut(at..at + part.len()) {
+                dst.copy_from_slice(part);
+            }
+            at += part.len();
+        }
+        let nk = match aead {
+            AeadId::Aes128Gcm => 16,
+            AeadId::ChaCha20Poly1305 => 32,
+        };
+        let mut key = Zeroizing::new([0u8; MAX_KEY_LEN]);
+        labeled_expand(&secret, &suite, b"key", &[&ksc], key.get_mut(..nk).unwrap_or_default());
+        let mut nonce = [0u8; NONCE_LEN];
+        labeled_expand(&secret, &suite, b"base_nonce", &[&ksc], &mut nonce);
+        Self { aead, key, nonce }
+    }
+
+    /// `Seal(aad, pt)` at sequence number 0 (nonce = base_nonce), in place.
+    fn seal(&self, aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], EnvelopeError> {
+        use chacha20poly1305::{AeadInOut as _, KeyInit as _};
+        let nonce = chacha20poly1305::Nonce::from(self.nonce);
+        let tag = match self.aead {
+            AeadId::ChaCha20Poly1305 => chacha20poly1305::ChaCha20Poly1305::new_from_slice(&self.key[..])
+                .map_err(|_| EnvelopeError::Seal)?
+                .encrypt_inout_detached(&nonce, aad, buf.into()),
+            #[cfg(feature = "aes")]
+            AeadId::Aes128Gcm => aes_gcm::Aes128Gcm::new_from_slice(self.key.get(..16).unwrap_or_default())
+                .map_err(|_| EnvelopeError::Seal)?
+                .encrypt_inout_detached(&nonce, aad, buf.into()),
+            #[cfg(not(feature = "aes"))]
+            AeadId::Aes128Gcm => return Err(EnvelopeError::UnsupportedAead(self.aead.to_u16())),
+        }
+        .map_err(|_| EnvelopeError::Seal)?;
+        Ok(tag.into())
+    }
+
+    /// `Open(aad, ct)` at sequence number 0, in place.
+    fn open(&self, aad: &[u8], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), EnvelopeError> {
+        use chacha20poly1305::{AeadInOut as _, KeyInit as _};
+        let nonce = chacha20poly1305::Nonce::from(self.nonce);
+        let tag = chacha20poly1305::Tag::from(*tag);
+        match self.aead {
+            AeadId::ChaCha20Poly1305 => chacha20poly1305::ChaCha20Poly1305::new_from_slice(&self.key[..])
+                .map_err(|_| EnvelopeError::Open)?
+                .decrypt_inout_detached(&nonce, aad, buf.into(), &tag),
+            #[cfg(feature = "aes")]
+            AeadId::Aes128Gcm => aes_gcm::Aes128Gcm::new_from_slice(self.key.get(..16).unwrap_or_default())
+                .map_err(|_| EnvelopeError::Open)?
+                .decrypt_inout_detached(&nonce, aad, buf.into(), &tag),
+            #[cfg(not(feature = "aes"))]
+            AeadId::Aes128Gcm => return Err(EnvelopeError::UnsupportedAead(self.aead.to_u16())),
+        }
+        .map_err(|_| EnvelopeError::Open)
+    }
+}
+
+fn check_supported(aead: AeadId) -> Result<(), EnvelopeError> {
+    if aead.is_supported() { Ok(()) } else { Err(EnvelopeError::UnsupportedAead(aead.to_u16())) }
+}
+
+/// `SetupBaseS(pkR, info)`: `Encap` with an ephemeral key `DeriveKeyPair(32 bytes of rng)`.
+fn setup_sender<R: CryptoRng + ?Sized>(
+    aead: AeadId,
+    pk: &PublicKey,
+    info: &[u8],
+    rng: &mut R,
+) -> Result<([u8; ENC_LEN], Context), EnvelopeError> {
+    check_supported(aead)?;
+    let mut ikm = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(&mut ikm[..]);
+    let (sk_e, enc) = derive_keypair(&ikm[..]);
+    let dh = dh(&sk_e, &pk.0).ok_or(EnvelopeError::InvalidPublicKey)?;
+    let ss = shared_secret(&dh, &enc, &pk.0);
+    Ok((enc, Context::new(aead, &ss, info)))
+}
+
+/// `SetupBaseR(enc, skR, info)`: `Decap` with the cached `pkRm`.
+fn setup_receiver(aead: AeadId, sk: &SecretKey, enc: &[u8], info: &[u8]) -> Result<Context, EnvelopeError> {
+    check_supported(aead)?;
+    let enc: &[u8; ENC_LEN] = enc.try_into().map_err(|_| EnvelopeError::Open)?;
+    let dh = dh(sk.scalar(), enc).ok_or(EnvelopeError::Open)?;
+    let ss = shared_secret(&dh, enc, &sk.public_key().0);
+    Ok(Context::new(aead, &ss, info))
+}
+
+/// Splits `body` = ciphertext ‖ tag and opens it into a fresh buffer.
+fn open_body(ctx: &Context, aad: &[u8], body: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    let split = body.len().checked_sub(TAG_LEN).ok_or(EnvelopeError::Open)?;
+    let (ct, tag) = body.split_at_checked(split).ok_or(EnvelopeError::Open)?;
+    let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| EnvelopeError::Open)?;
+    let mut out = ct.to_vec();
+    ctx.open(aad, &mut out, tag)?;
+    Ok(out)
+}
+
+/// RFC 9180 §6.1 `SealBase(pkR, info, aad, pt)`: returns `(enc, ct)` where `ct` is the
+/// ciphertext followed by the 16-byte tag. The ephemeral key is
+/// `DeriveKeyPair(32 bytes from rng)`, so an RNG replaying a vector's `ikmE` reproduces it.
+///
+/// # Errors
+/// [`EnvelopeError::UnsupportedAead`], [`EnvelopeError::InvalidPublicKey`].
+///
+/// ```
+/// use confiance::envelope::{AeadId, SecretKey, hpke_base};
+/// let mut rng = confiance::rng::OsRng::new();
+/// let sk = SecretKey::generate(&mut rng);
+/// let (enc, ct) = hpke_base::seal_base(AeadId::ChaCha20Poly1305, &sk.public_key(), b"info", b"aad", b"hi", &mut rng)?;
+/// assert_eq!(hpke_base::open_base(AeadId::ChaCha20Poly1305, &sk, &enc, b"info", b"aad", &ct)?, b"hi");
+/// # Ok::<(), confiance::envelope::EnvelopeError>(())
+/// ```
+pub fn seal_base<R: CryptoRng + ?Sized>(
+    aead: AeadId,
+    pk: &PublicKey,
+    info: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+    rng: &mut R,
+) -> Result<([u8; ENC_LEN], Vec<u8>), EnvelopeError> {
+    let (enc, ctx) = setup_sender(aead, pk, info, rng)?;
+    let mut out = Vec::with_capacity(plaintext.len().saturating_add(TAG_LEN));
+    out.extend_from_slice(plaintext);
+    let tag = ctx.seal(aad, &mut out)?;
+    out.extend_from_slice(&tag);
+    Ok((enc, out))
+}
+
+/// RFC 9180 §6.1 `OpenBase(enc, skR, info, aad, ct)` with `ct` = ciphertext ‖ tag.
+///
+/// # Errors
+/// [`EnvelopeError::Open`] (opaque) on any decapsulation or AEAD failure;
+/// [`EnvelopeError::UnsupportedAead`].
+pub fn open_base(
+    aead: AeadId,
+    sk: &SecretKey,
+    enc: &[u8],
+    info: &[u8],
+    aad: &[u8],
+    ct: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let ctx = setup_receiver(aead, sk, enc, info)?;
+    open_body(&ctx, aad, ct)
+}
+
+/// Seals a whole frame: header prefix, `enc`, then ciphertext ‖ tag, in one allocation.
+pub(crate) fn seal_frame<R: CryptoRng + ?Sized>(
+    aead: AeadId,
+    pk: &PublicKey,
+    header: &Header,
+    plaintext: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>, EnvelopeError> {
+    let (enc, ctx) = setup_sender(aead, pk, super::INFO, rng)?;
+    let mut out = Vec::with_capacity(plaintext.len().saturating_add(super::OVERHEAD));
+    header.write_prefix(&mut out);
+    out.extend_from_slice(&enc);
+    out.extend_from_slice(plaintext);
+    let (aad, body) = out.split_at_mut_checked(HEADER_LEN).ok_or(EnvelopeError::Seal)?;
+    let tag = ctx.seal(aad, body)?;
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// Opens a frame's body with the header as AAD.
+pub(crate) fn open_in_place(
+    aead: AeadId,
+    sk: &SecretKey,
+    enc: &[u8],
+    aad: &[u8],
+    body: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let ctx = setup_receiver(aead, sk, enc, super::INFO)?;
+    open_body(&ctx, aad, body)
+}

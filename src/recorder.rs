@@ -1,0 +1,684 @@
+//! The device API (DESIGN.md §11): record → privatise → tag → queue → [`flush`] returns
+//! sealed bytes for the host to send.
+//!
+//! - [`Recorder::record`] (anonymous statistics) and [`Recorder::record_service`]
+//!   (pseudonymous records) never fail and never panic: whatever goes wrong — an
+//!   unknown metric, a value out of range, no consent, an exhausted ε budget, a full
+//!   queue — becomes a [`Counters`] entry that the host can ship with its telemetry.
+//! - The queue is bounded by count and by bytes; when full, the oldest report is dropped
+//!   and counted. Sealed envelopes wait in an outbox (bounded by bytes) until the host
+//!   [`acknowledge`](Recorder::acknowledge)s them, so a failed upload loses nothing.
+//! - State persists through the host's [`Storage`] (no I/O here).
+//! - The recorder keeps a small log of what it sent, under which tag, to whom and held
+//!   until when: the device-side twin of the aggregator's `subject_access`
+//!   ([`Recorder::sent_log`]), for the anonymous statistics no server can attribute.
+//!
+//! A `Recorder` cannot exist half-built: [`RecorderParts`] names everything it needs.
+//!
+//! ```
+//! use confiance::catalogue::Catalogue;
+//! use confiance::consent::{ConsentState, DeviceKey, Scope};
+//! use confiance::envelope::{AeadId, KeyConfig, KeyId, SecretKey};
+//! use confiance::hazmat::{SeedableRng as _, SeededRng};
+//! use confiance::ids::*;
+//! use confiance::pseudonym::DeviceSecret;
+//! use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value};
+//! use confiance::Timestamp;
+//!
+//! let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml"))?;
+//! let mut rng = SeededRng::seed_from_u64(1);
+//! let server = SecretKey::generate(&mut rng);
+//! let config = KeyConfig::new(KeyId(1), AeadId::ChaCha20Poly1305, server.public_key(), Timestamp::EPOCH, Timestamp::MAX)?;
+//! let mut recorder = Recorder::new(RecorderParts {
+//!     catalogue,
+//!     consent: ConsentState::new(DeviceKey::generate(&mut rng)),
+//!     pseudonyms: DeviceSecret::generate(&mut rng),
+//!     controller: RecipientId::new("calora")?,
+//!     key_configs: vec![config],
+//!     rng,
+//! }, MemoryStorage::default());
+//!
+//! let now = Timestamp::from_secs(1_800_000_000);
+//! let (mode, improvement) = (MetricId::new("thermostat.mode")?, PurposeId::new("product-improvement")?);
+//! recorder.give_consent(RecipientId::new("calora")?, improvement.clone(), Scope::metrics([mode.clone()]), now, None, "P90D".parse()?, now)?;
+//! recorder.record(&mode, &improvement, Value::Category(2), now);
+//! let envelopes = recorder.flush(now);
+//! assert_eq!(envelopes.len(), 1);
+//! recorder.acknowledge(&envelopes[0]);
+//! assert_eq!(recorder.pending_envelopes(), 0);
+//! assert_eq!(recorder.sent_log().count(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`flush`]: Recorder::flush
+
+mod storage;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+pub use storage::{MemoryStorage, Storage, StorageError};
+
+use crate::Timestamp;
+use crate::catalogue::{Catalogue, Metric, MetricKind, Privacy};
+use crate::consent::{ConsentError, ConsentState, Grant, ReceiptEntry, Scope, SignedReceipt};
+use crate::envelope::{self, EnvelopeId, HeaderFields, KeyConfig, ReportId};
+use crate::ids::{MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
+use crate::ldp::{Domain, LdpValue, Mechanism};
+use crate::pseudonym::{DeviceSecret, Epoch, ScopedPseudonymEntry};
+use crate::report::{Payload, RecordValue, Report};
+use crate::retention::{Duration, RetentionTag};
+
+/// Width of an envelope's time bucket: reports are batched per UTC day.
+pub const ENVELOPE_BUCKET_SECS: u64 = 86_400;
+
+/// A value to record. Booleans for boolean metrics, a label index for categorical ones,
+/// an integer for numeric metrics and counts (counts above the maximum are clamped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// A boolean.
+    Bool(bool),
+    /// A category: the label's index in the catalogue.
+    Category(u32),
+    /// An integer.
+    Int(i64),
+}
+
+/// Bounds on what the recorder keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most reports waiting to be sealed.
+    pub max_queued_reports: usize,
+    /// Most bytes of reports waiting to be sealed.
+    pub max_queued_bytes: usize,
+    /// Most bytes of sealed, unacknowledged envelopes.
+    pub max_outbox_bytes: usize,
+    /// Most reports in one envelope.
+    pub max_reports_per_envelope: usize,
+    /// Most entries in the sent log (oldest forgotten first).
+    pub max_sent_log: usize,
+}
+
+impl Default for Limits {
+    /// 4096 reports or 256 KiB queued, 1 MiB of envelopes, 512 reports an envelope, 4096
+    /// sent-log entries.
+    fn default() -> Self {
+        Self {
+            max_queued_reports: 4096,
+            max_queued_bytes: 256 * 1024,
+            max_outbox_bytes: 1024 * 1024,
+            max_reports_per_envelope: 512,
+            max_sent_log: 4096,
+        }
+    }
+}
+
+/// What went wrong, counted instead of raised (saturating). Ship them with the telemetry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Reports queued.
+    pub recorded: u32,
+    /// Metric not in the catalogue, or recorded on the wrong track.
+    pub unknown_metric: u32,
+    /// Value of the wrong kind or out of the metric's domain.
+    pub invalid_value: u32,
+    /// No consent in force for any recipient (or the purpose is not allowed).
+    pub no_consent: u32,
+    /// The per-period ε budget would have been exceeded.
+    pub budget_exhausted: u32,
+    /// Queued reports dropped (oldest first) because the queue was full.
+    pub dropped_queue_full: u32,
+    /// Sealed envelopes dropped (oldest first) because the outbox was full.
+    pub dropped_outbox_full: u32,
+    /// Flushes with no valid aggregator key config (reports stay queued).
+    pub no_key: u32,
+    /// Envelopes that could not be sealed or encoded (reports stay queued).
+    pub seal_failed: u32,
+    /// Host storage loads or saves that failed.
+    pub storage_failed: u32,
+    /// Envelopes sealed.
+    pub envelopes_sealed: u32,
+}
+
+fn bump(c: &mut u32) {
+    *c = c.saturating_add(1);
+}
+
+/// One line of the device's own log of what it sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentEntry {
+    /// The metric.
+    pub metric: MetricId,
+    /// Start of the report's time bucket.
+    pub time: Timestamp,
+    /// The purpose.
+    pub purpose: PurposeId,
+    /// Who may see it.
+    pub audience: Vec<RecipientId>,
+    /// Until when it may be held (bucket end + hold for statistics, collection + hold
+    /// for records); [`Timestamp::MAX`] when only an event ends it.
+    pub held_until: Timestamp,
+    /// The receipt of a pseudonymous record; `None` for anonymous statistics.
+    pub receipt: Option<ReceiptId>,
+    /// The envelope it went in.
+    pub envelope: EnvelopeId,
+}
+
+/// Everything a [`Recorder`] needs; there is no other way to make one.
+#[derive(Debug)]
+pub struct RecorderParts<R> {
+    /// The catalogue this device follows.
+    pub catalogue: Catalogue,
+    /// The device's consent state (and signing key).
+    pub consent: ConsentState,
+    /// The device's pseudonym secret.
+    pub pseudonyms: DeviceSecret,
+    /// The controller the device belongs to (its brand): receipts name the subject by
+    /// the device's pseudonym scoped to it.
+    pub controller: RecipientId,
+    /// The aggregator key configs the device caches.
+    pub key_configs: Vec<KeyConfig>,
+    /// The randomness (the OS CSPRNG in production; a seeded one only in tests).
+    pub rng: R,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Persisted {
+    version: u8,
+    queue: Vec<Report>,
+    outbox: Vec<Vec<u8>>,
+    budgets: Vec<(MetricId, u64, crate::Epsilon)>,
+    sent: Vec<SentEntry>,
+    receipts: Vec<(Vec<u8>, Option<Timestamp>)>,
+    counters: Counters,
+}
+
+const PERSIST_VERSION: u8 = 1;
+
+/// The device recorder. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Recorder<R, S> {
+    catalogue: Catalogue,
+    consent: ConsentState,
+    secret: DeviceSecret,
+    controller: RecipientId,
+    keys: Vec<KeyConfig>,
+    rng: R,
+    storage: S,
+    limits: Limits,
+    mechanisms: BTreeMap<MetricId, Mechanism>,
+    budgets: BTreeMap<MetricId, (u64, crate::ldp::Budget)>,
+    queue: VecDeque<(Report, usize)>,
+    queued_bytes: usize,
+    outbox: VecDeque<Vec<u8>>,
+    sent: VecDeque<SentEntry>,
+    counters: Counters,
+}
+
+fn domain_of(kind: &MetricKind) -> Option<Domain> {
+    Some(match kind {
+        MetricKind::Boolean => Domain::Categorical { d: 2 },
+        MetricKind::Categorical { labels } => Domain::Categorical { d: u32::try_from(labels.len()).ok()? },
+        MetricKind::Numeric { min, max } => Domain::Numeric { min: *min, max: *max },
+        MetricKind::Count { max } => Domain::Numeric { min: 0, max: i64::try_from(*max).ok()? },
+    })
+}
+
+/// The value as the LDP encoder wants it, or `None` if it does not fit the metric.
+fn ldp_value(kind: &MetricKind, v: Value) -> Option<LdpValue> {
+    match (kind, v) {
+        (MetricKind::Boolean, Value::Bool(b)) => Some(LdpValue::Category(u32::from(b))),
+        (MetricKind::Categorical { labels }, Value::Category(i)) if (i as usize) < labels.len() => {
+            Some(LdpValue::Category(i))
+        }
+        (MetricKind::Numeric { min, max }, Value::Int(x)) if (*min..=*max).contains(&x) => {
+            Some(LdpValue::Numeric(x))
+        }
+        (MetricKind::Count { max }, Value::Int(x)) => {
+            Some(LdpValue::Numeric(x.clamp(0, i64::try_from(*max).unwrap_or(i64::MAX))))
+        }
+        _ => None,
+    }
+}
+
+fn record_value(kind: &MetricKind, v: Value) -> Option<RecordValue> {
+    match (kind, v) {
+        (MetricKind::Boolean, Value::Bool(b)) => Some(RecordValue::Bool(b)),
+        (MetricKind::Categorical { labels }, Value::Category(i)) if (i as usize) < labels.len() => {
+            Some(RecordValue::Category(i))
+        }
+        (MetricKind::Numeric { min, max }, Value::Int(x)) if (*min..=*max).contains(&x) => {
+            Some(RecordValue::Numeric(x))
+        }
+        (MetricKind::Count { max }, Value::Int(x)) => {
+            Some(RecordValue::Count(u64::try_from(x.max(0)).unwrap_or(0).min(*max)))
+        }
+        _ => None,
+    }
+}
+
+impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
+    /// A recorder with default [`Limits`], restoring what `storage` holds (a failed or
+    /// unreadable load is counted, and the recorder starts empty).
+    pub fn new(parts: RecorderParts<R>, storage: S) -> Self {
+        Self::with_limits(parts, storage, Limits::default())
+    }
+
+    /// A recorder with explicit limits.
+    pub fn with_limits(parts: RecorderParts<R>, storage: S, limits: Limits) -> Self {
+        let mechanisms = parts
+            .catalogue
+            .metrics()
+            .filter_map(|(id, m)| match &m.privacy {
+                Privacy::Ldp { epsilon, mechanism, .. } => {
+                    let mech = Mechanism::select(domain_of(&m.kind)?, *epsilon, *mechanism).ok()?;
+                    Some((id.clone(), mech))
+                }
+                Privacy::Pseudonymous => None,
+            })
+            .collect();
+        let mut r = Self {
+            catalogue: parts.catalogue,
+            consent: parts.consent,
+            secret: parts.pseudonyms,
+            controller: parts.controller,
+            keys: parts.key_configs,
+            rng: parts.rng,
+            storage,
+            limits,
+            mechanisms,
+            budgets: BTreeMap::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            outbox: VecDeque::new(),
+            sent: VecDeque::new(),
+            counters: Counters::default(),
+        };
+        r.restore();
+        r
+    }
+
+    fn restore(&mut self) {
+        let bytes = match self.storage.load() {
+            Ok(Some(b)) => b,
+            Ok(None) => return,
+            Err(_) => return bump(&mut self.counters.storage_failed),
+        };
+        let Ok(p) = postcard::from_bytes::<Persisted>(&bytes) else {
+            return bump(&mut self.counters.storage_failed);
+        };
+        if p.version != PERSIST_VERSION {
+            return bump(&mut self.counters.storage_failed);
+        }
+        let mut entries = Vec::with_capacity(p.receipts.len());
+        for (b, withdrawn_at) in &p.receipts {
+            match SignedReceipt::from_bytes(b) {
+                Ok(receipt) => entries.push(ReceiptEntry { receipt, withdrawn_at: *withdrawn_at }),
+                Err(_) => bump(&mut self.counters.storage_failed),
+            }
+        }
+        if !entries.is_empty() && self.consent.list().next().is_none() && self.consent.adopt(entries).is_err()
+        {
+            bump(&mut self.counters.storage_failed);
+        }
+        for (metric, period, spent) in p.budgets {
+            if let Some(cap) = self.budget_cap(&metric) {
+                let mut b = crate::ldp::Budget::new(cap);
+                let _ = b.try_charge(period, spent);
+                self.budgets.insert(metric, (period, b));
+            }
+        }
+        for report in p.queue {
+            let size = postcard::experimental::serialized_size(&report).unwrap_or(0);
+            self.queued_bytes = self.queued_bytes.saturating_add(size);
+            self.queue.push_back((report, size));
+        }
+        self.outbox = p.outbox.into();
+        self.sent = p.sent.into();
+        self.counters = p.counters;
+    }
+
+    /// Saves the recorder's state through the host's storage (done after every flush,
+    /// acknowledgement and consent change; call it too before the host shuts down).
+    /// A failure is counted.
+    pub fn persist(&mut self) {
+        let p = Persisted {
+            version: PERSIST_VERSION,
+            queue: self.queue.iter().map(|(r, _)| r.clone()).collect(),
+            outbox: self.outbox.iter().cloned().collect(),
+            budgets: self
+                .budgets
+                .iter()
+                .filter_map(|(m, (period, b))| Some((m.clone(), *period, b.spent()?)))
+                .collect(),
+            sent: self.sent.iter().cloned().collect(),
+            receipts: self.consent.list().map(|e| (e.receipt.to_bytes(), e.withdrawn_at)).collect(),
+            counters: self.counters,
+        };
+        let saved = postcard::to_allocvec(&p).map_err(|_| StorageError).and_then(|b| self.storage.save(&b));
+        if saved.is_err() {
+            bump(&mut self.counters.storage_failed);
+        }
+    }
+
+    fn budget_cap(&self, metric: &MetricId) -> Option<crate::Epsilon> {
+        match &self.catalogue.metric(metric)?.privacy {
+            Privacy::Ldp { budget: Some(b), .. } => Some(b.epsilon),
+            _ => None,
+        }
+    }
+
+    /// The device's subject id for its controller: its pseudonym scoped to the controller
+    /// (epoch 0, so it is stable across epochs). Receipts name the subject by it.
+    #[must_use]
+    pub fn subject(&self) -> SubjectId {
+        self.secret.scoped(&self.controller, Epoch(0)).into()
+    }
+
+    /// Records an anonymous statistic of `metric` for `purpose` at `now`: privatised with
+    /// the metric's mechanism, tagged for every recipient the catalogue allows and the
+    /// subject consented to, charged to the ε budget, and queued. Never fails: problems
+    /// are [`Counters`].
+    pub fn record(&mut self, metric: &MetricId, purpose: &PurposeId, value: Value, now: Timestamp) {
+        let Some(m) = self.catalogue.metric(metric).filter(|m| m.is_anonymous()) else {
+            return bump(&mut self.counters.unknown_metric);
+        };
+        let Some(v) = ldp_value(&m.kind, value) else { return bump(&mut self.counters.invalid_value) };
+        let time = now.truncate(m.bucket_secs());
+        let audience: Vec<RecipientId> = m
+            .recipients
+            .iter()
+            .filter(|r| {
+                RetentionTag::for_statistic(
+                    &self.catalogue,
+                    &self.consent,
+                    metric,
+                    purpose,
+                    [(*r).clone()],
+                    now,
+                )
+                .is_ok()
+            })
+            .cloned()
+            .collect();
+        let Ok(tag) =
+            RetentionTag::for_statistic(&self.catalogue, &self.consent, metric, purpose, audience, now)
+        else {
+            return bump(&mut self.counters.no_consent);
+        };
+        let Some(mech) = self.mechanisms.get(metric) else { return bump(&mut self.counters.unknown_metric) };
+        if let Privacy::Ldp { epsilon, budget: Some(b), .. } = &m.privacy {
+            let period = now.as_secs() / b.period.fixed_secs().unwrap_or(86_400).max(1);
+            let entry =
+                self.budgets.entry(metric.clone()).or_insert((period, crate::ldp::Budget::new(b.epsilon)));
+            if !entry.1.try_charge(period, *epsilon) {
+                return bump(&mut self.counters.budget_exhausted);
+            }
+            entry.0 = period;
+        }
+        let Ok(ldp) = mech.encode(v, &mut self.rng) else { return bump(&mut self.counters.invalid_value) };
+        let report = Report {
+            id: ReportId::random(&mut self.rng),
+            metric: metric.clone(),
+            time,
+            tag,
+            payload: Payload::Statistic(ldp),
+        };
+        self.enqueue(report);
+    }
+
+    /// Records a pseudonymous service record of `metric` at `now`: one report per
+    /// receipt in force that covers it, each under the device's pseudonym for that
+    /// receipt's recipient in the current epoch. Never fails: problems are [`Counters`].
+    pub fn record_service(&mut self, metric: &MetricId, value: Value, now: Timestamp) {
+        let Some(m) = self.catalogue.metric(metric).filter(|m| !m.is_anonymous()) else {
+            return bump(&mut self.counters.unknown_metric);
+        };
+        let Some(v) = record_value(&m.kind, value) else { return bump(&mut self.counters.invalid_value) };
+        let time = now.truncate(m.bucket_secs());
+        let epoch_len = self.catalogue.limits().pseudonym_epoch.fixed_secs().unwrap_or(30 * 86_400);
+        let epoch = Epoch::containing(now, epoch_len).unwrap_or(Epoch(0));
+        let receipts: Vec<ReceiptId> = self
+            .consent
+            .list()
+            .filter(|e| e.active_at(now) && e.receipt.receipt().scope.names(&self.catalogue, metric))
+            .map(|e| e.receipt.id())
+            .collect();
+        let mut any = false;
+        for receipt in receipts {
+            let Ok(tag) = RetentionTag::for_record(&self.catalogue, &self.consent, metric, &receipt, now)
+            else {
+                continue;
+            };
+            let Some(recipient) = tag.audience().iter().next().cloned() else { continue };
+            let pseudonym = self.secret.scoped(&recipient, epoch);
+            let report = Report {
+                id: ReportId::random(&mut self.rng),
+                metric: metric.clone(),
+                time,
+                tag,
+                payload: Payload::Record { pseudonym, epoch, value: v },
+            };
+            self.enqueue(report);
+            any = true;
+        }
+        if !any {
+            bump(&mut self.counters.no_consent);
+        }
+    }
+
+    fn enqueue(&mut self, report: Report) {
+        let size = postcard::experimental::serialized_size(&report).unwrap_or(0);
+        while !self.queue.is_empty()
+            && (self.queue.len() >= self.limits.max_queued_reports
+                || self.queued_bytes.saturating_add(size) > self.limits.max_queued_bytes)
+        {
+            if let Some((_, s)) = self.queue.pop_front() {
+                self.queued_bytes = self.queued_bytes.saturating_sub(s);
+            }
+            bump(&mut self.counters.dropped_queue_full);
+        }
+        self.queued_bytes = self.queued_bytes.saturating_add(size);
+        self.queue.push_back((report, size));
+        bump(&mut self.counters.recorded);
+    }
+
+    /// Seals every queued report into envelopes (one per UTC day of report time, at most
+    /// [`Limits::max_reports_per_envelope`] each) to the active aggregator key, and
+    /// returns every envelope not yet acknowledged, oldest first — send them all.
+    /// Without a valid key config the reports stay queued (counted as `no_key`).
+    pub fn flush(&mut self, now: Timestamp) -> Vec<Vec<u8>> {
+        if !self.queue.is_empty() {
+            match envelope::select_config(&self.keys, now).copied() {
+                None => bump(&mut self.counters.no_key),
+                Some(config) => self.seal_queue(&config),
+            }
+        }
+        self.persist();
+        self.outbox.iter().cloned().collect()
+    }
+
+    fn seal_queue(&mut self, config: &KeyConfig) {
+        let digest = self.catalogue.digest();
+        let mut rest: VecDeque<(Report, usize)> = VecDeque::new();
+        while let Some((first, _)) = self.queue.front() {
+            let day = first.time.truncate(ENVELOPE_BUCKET_SECS);
+            let mut batch = Vec::new();
+            let mut i = 0;
+            while i < self.queue.len() && batch.len() < self.limits.max_reports_per_envelope.max(1) {
+                if self.queue.get(i).is_some_and(|(r, _)| r.time.truncate(ENVELOPE_BUCKET_SECS) == day) {
+                    if let Some(item) = self.queue.remove(i) {
+                        batch.push(item);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            let reports: Vec<Report> = batch.iter().map(|(r, _)| r.clone()).collect();
+            let fields = HeaderFields { catalogue_digest: digest, time_bucket: day };
+            let sealed = envelope::encode_batch(&reports)
+                .ok()
+                .and_then(|plain| envelope::seal(config, &fields, &plain, &mut self.rng).ok());
+            match sealed {
+                Some(frame) => {
+                    let id = EnvelopeId::of(&frame);
+                    for (r, size) in &batch {
+                        self.queued_bytes = self.queued_bytes.saturating_sub(*size);
+                        self.log_sent(r, id);
+                    }
+                    self.push_outbox(frame);
+                    bump(&mut self.counters.envelopes_sealed);
+                }
+                None => {
+                    bump(&mut self.counters.seal_failed);
+                    rest.extend(batch);
+                }
+            }
+        }
+        self.queue = rest;
+    }
+
+    fn log_sent(&mut self, r: &Report, envelope: EnvelopeId) {
+        let start = match (&r.payload, self.catalogue.metric(&r.metric)) {
+            (Payload::Statistic(_), Some(m)) => r.time.saturating_add_secs(Metric::bucket_secs(m)),
+            _ => r.time,
+        };
+        if self.sent.len() >= self.limits.max_sent_log {
+            self.sent.pop_front();
+        }
+        self.sent.push_back(SentEntry {
+            metric: r.metric.clone(),
+            time: r.time,
+            purpose: r.tag.purpose().clone(),
+            audience: r.tag.audience().iter().cloned().collect(),
+            held_until: r.tag.deadline(start).at,
+            receipt: r.tag.receipt().copied(),
+            envelope,
+        });
+    }
+
+    fn push_outbox(&mut self, frame: Vec<u8>) {
+        let total = |o: &VecDeque<Vec<u8>>| o.iter().map(Vec::len).sum::<usize>();
+        while !self.outbox.is_empty()
+            && total(&self.outbox).saturating_add(frame.len()) > self.limits.max_outbox_bytes
+        {
+            self.outbox.pop_front();
+            bump(&mut self.counters.dropped_outbox_full);
+        }
+        self.outbox.push_back(frame);
+    }
+
+    /// The aggregator acknowledged `frame` (or rejected it as a replay, which means it
+    /// already has it): drop it from the outbox.
+    pub fn acknowledge(&mut self, frame: &[u8]) {
+        let id = EnvelopeId::of(frame);
+        self.outbox.retain(|f| EnvelopeId::of(f) != id);
+        self.persist();
+    }
+
+    /// Replaces the cached aggregator key configs (fetched by the host).
+    pub fn set_key_configs(&mut self, configs: Vec<KeyConfig>) {
+        self.keys = configs;
+    }
+
+    /// Gives consent to `recipient` for `purpose` over `scope`, from `valid_from` until
+    /// `valid_until` (or withdrawn), data held at most `hold`; returns the signed receipt
+    /// bytes for the host to send to the aggregator.
+    ///
+    /// # Errors
+    /// [`ConsentError`] when the catalogue does not allow the terms; nothing changes.
+    #[allow(clippy::too_many_arguments, reason = "the terms of a receipt, each one named")]
+    pub fn give_consent(
+        &mut self,
+        recipient: RecipientId,
+        purpose: PurposeId,
+        scope: Scope,
+        valid_from: Timestamp,
+        valid_until: Option<Timestamp>,
+        hold: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, ConsentError> {
+        let grant =
+            Grant { subject: self.subject(), recipient, purpose, scope, valid_from, valid_until, hold };
+        let r = self.consent.give(&self.catalogue, grant, now, &mut self.rng)?;
+        self.persist();
+        Ok(r.to_bytes())
+    }
+
+    /// Withdraws a receipt from `at`; returns the signed withdrawal bytes to send.
+    ///
+    /// # Errors
+    /// [`ConsentError`]; nothing changes.
+    pub fn withdraw_consent(&mut self, receipt: &ReceiptId, at: Timestamp) -> Result<Vec<u8>, ConsentError> {
+        let w = self.consent.withdraw(receipt, at)?;
+        self.persist();
+        Ok(w.to_bytes())
+    }
+
+    /// Narrows a receipt to `scope` from `at`; returns the withdrawal and the new
+    /// receipt, both signed, to send in that order.
+    ///
+    /// # Errors
+    /// [`ConsentError`]; nothing changes.
+    pub fn narrow_consent(
+        &mut self,
+        receipt: &ReceiptId,
+        scope: Scope,
+        at: Timestamp,
+    ) -> Result<(Vec<u8>, Vec<u8>), ConsentError> {
+        let (w, r) = self.consent.narrow(&self.catalogue, receipt, scope, at, &mut self.rng)?;
+        self.persist();
+        Ok((w.to_bytes(), r.to_bytes()))
+    }
+
+    /// The consent state.
+    #[must_use]
+    pub const fn consent(&self) -> &ConsentState {
+        &self.consent
+    }
+
+    /// The catalogue.
+    #[must_use]
+    pub const fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// What went wrong so far.
+    #[must_use]
+    pub const fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Reports waiting to be sealed.
+    #[must_use]
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Sealed envelopes not yet acknowledged.
+    #[must_use]
+    pub fn pending_envelopes(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// What the device sent, under which tag, to whom, held until when — newest last.
+    pub fn sent_log(&self) -> impl Iterator<Item = &SentEntry> {
+        self.sent.iter()
+    }
+
+    /// The device's pseudonyms for `recipients` over `[from, to]`, for a subject-access
+    /// request (at most 65 536 entries).
+    #[must_use]
+    pub fn pseudonyms(
+        &self,
+        recipients: &[RecipientId],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Vec<ScopedPseudonymEntry> {
+        let epoch_len = self.catalogue.limits().pseudonym_epoch.fixed_secs().unwrap_or(30 * 86_400);
+        self.secret.list_pseudonyms_between(recipients, from, to, epoch_len).unwrap_or_default()
+    }
+}

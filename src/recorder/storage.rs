@@ -1,0 +1,73 @@
+//! Where the recorder keeps its state between runs: a trait the host implements.
+
+use alloc::vec::Vec;
+
+/// The host's storage refused a load or a save. The recorder counts it and goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageError;
+
+impl core::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("host storage failed")
+    }
+}
+
+impl core::error::Error for StorageError {}
+
+/// Persistent storage for the recorder's state (queue, unacknowledged envelopes, budgets,
+/// the sent log, consent receipts). The recorder does no I/O of its own: the host decides
+/// where the bytes go (flash, a file, a keystore). Keys are *not* in these bytes; the
+/// host keeps the device key and pseudonym secret in its secure storage.
+pub trait Storage {
+    /// The bytes last saved, if any.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the host cannot read them.
+    fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Replaces the saved bytes.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the host cannot write them.
+    fn save(&mut self, bytes: &[u8]) -> Result<(), StorageError>;
+}
+
+/// Storage in memory: for tests, and for hosts that persist nothing.
+///
+/// ```
+/// use confiance::recorder::{MemoryStorage, Storage};
+/// let mut s = MemoryStorage::default();
+/// s.save(b"state")?;
+/// assert_eq!(s.load()?.as_deref(), Some(&b"state"[..]));
+/// # Ok::<(), confiance::recorder::StorageError>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStorage {
+    bytes: Option<Vec<u8>>,
+    /// When true, every save fails (to test the recorder's resilience).
+    pub fail: bool,
+}
+
+impl Storage for MemoryStorage {
+    fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.bytes.clone())
+    }
+
+    fn save(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        if self.fail {
+            return Err(StorageError);
+        }
+        self.bytes = Some(bytes.to_vec());
+        Ok(())
+    }
+}
+
+impl<S: Storage + ?Sized> Storage for &mut S {
+    fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        (**self).load()
+    }
+
+    fn save(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        (**self).save(bytes)
+    }
+}

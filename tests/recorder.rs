@@ -1,0 +1,321 @@
+//! The device recorder: every metric kind round-trips through a sealed envelope; bad
+//! input, missing consent, budgets, full queues and failing storage are counted, never
+//! raised; nothing unacknowledged is lost across a restart.
+
+use confiance::Timestamp;
+use confiance::catalogue::Catalogue;
+use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::envelope::{self, AeadId, BatchLimits, KeyConfig, KeyId, SecretKey};
+use confiance::hazmat::{SeedableRng as _, SeededRng};
+use confiance::ids::{MetricId, PurposeId, RecipientId};
+use confiance::ldp::LdpReport;
+use confiance::pseudonym::DeviceSecret;
+use confiance::recorder::{Limits, MemoryStorage, Recorder, RecorderParts, Value};
+use confiance::report::{Payload, RecordValue, Report};
+use proptest::prelude::*;
+
+const NOW: u64 = 1_800_000_000;
+
+fn id<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse().unwrap()
+}
+
+struct Device {
+    recorder: Recorder<SeededRng, MemoryStorage>,
+    server: SecretKey,
+}
+
+fn parts(seed: u64, controller: &str) -> (RecorderParts<SeededRng>, SecretKey) {
+    let mut rng = SeededRng::seed_from_u64(seed);
+    let server = SecretKey::derive(b"test aggregator key");
+    let config = KeyConfig::new(
+        KeyId(7),
+        AeadId::ChaCha20Poly1305,
+        server.public_key(),
+        Timestamp::EPOCH,
+        Timestamp::MAX,
+    )
+    .unwrap();
+    let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml")).unwrap();
+    let consent = ConsentState::new(DeviceKey::from_bytes(&[seed as u8; 32]));
+    let pseudonyms = DeviceSecret::generate(&mut rng);
+    (
+        RecorderParts {
+            catalogue,
+            consent,
+            pseudonyms,
+            controller: id(controller),
+            key_configs: vec![config],
+            rng,
+        },
+        server,
+    )
+}
+
+fn device(seed: u64, controller: &str, limits: Limits) -> Device {
+    let (p, server) = parts(seed, controller);
+    Device { recorder: Recorder::with_limits(p, MemoryStorage::default(), limits), server }
+}
+
+fn consent(d: &mut Device, recipient: &str, purpose: &str, metrics: &[&str]) {
+    let t = Timestamp::from_secs(NOW - 1_000);
+    d.recorder
+        .give_consent(
+            id(recipient),
+            id(purpose),
+            Scope::metrics(metrics.iter().map(|m| id::<MetricId>(m))),
+            t,
+            None,
+            "P90D".parse().unwrap(),
+            t,
+        )
+        .unwrap();
+}
+
+fn open_all(server: &SecretKey, frames: &[Vec<u8>]) -> Vec<Report> {
+    let digest = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml")).unwrap().digest();
+    let mut out = Vec::new();
+    for f in frames {
+        let (header, plain) = envelope::open(f, server, AeadId::ChaCha20Poly1305).unwrap();
+        assert_eq!(header.catalogue_digest, digest);
+        let reports: Vec<Report> = envelope::decode_batch(&plain, &BatchLimits::default()).unwrap();
+        for r in &reports {
+            assert_eq!(r.time.truncate(86_400), header.time_bucket, "reports are batched per day");
+        }
+        out.extend(reports);
+    }
+    out
+}
+
+#[test]
+fn every_metric_kind_round_trips() {
+    let mut d = device(1, "calora", Limits::default());
+    consent(&mut d, "calora", "product-improvement", &["thermostat.mode", "thermostat.setpoint"]);
+    consent(&mut d, "gridco", "grid-balancing", &["thermostat.setpoint", "thermostat.heating-minutes"]);
+    consent(&mut d, "calora", "service", &["thermostat.fault-code"]);
+    let now = Timestamp::from_secs(NOW);
+    let r = &mut d.recorder;
+    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(3), now); // categorical
+    r.record(&id("thermostat.setpoint"), &id("grid-balancing"), Value::Int(215), now); // numeric
+    r.record(&id("thermostat.heating-minutes"), &id("grid-balancing"), Value::Int(75), now); // count, clamped
+    r.record_service(&id("thermostat.fault-code"), Value::Int(42), now); // record
+    assert_eq!(r.counters().recorded, 4, "{:?}", r.counters());
+    let frames = r.flush(now);
+    assert_eq!(frames.len(), 1);
+    let reports = open_all(&d.server, &frames);
+    assert_eq!(reports.len(), 4);
+    let by = |m: &str| reports.iter().find(|r| r.metric.as_str() == m).unwrap();
+    assert!(matches!(by("thermostat.mode").payload, Payload::Statistic(_)));
+    assert!(by("thermostat.mode").tag.receipt().is_none());
+    let sp = by("thermostat.setpoint");
+    let audience: Vec<&str> = sp.tag.audience().iter().map(RecipientId::as_str).collect();
+    assert_eq!(audience, ["gridco"], "only gridco consented to the set-point for grid balancing");
+    assert_eq!(sp.time, now.truncate(86_400), "time truncated to the metric's precision (P1D)");
+    let fault = by("thermostat.fault-code");
+    assert!(fault.tag.receipt().is_some());
+    match &fault.payload {
+        Payload::Record { value, .. } => assert_eq!(*value, RecordValue::Count(42)),
+        other => panic!("{other:?}"),
+    }
+    for r in &reports {
+        r.tag.check(d.recorder.catalogue(), &r.metric).unwrap();
+    }
+    // A boolean metric (watch brand) too.
+    let mut w = device(2, "pulsa", Limits::default());
+    consent(&mut w, "pulsa", "service", &["watch.battery-health"]);
+    consent(&mut w, "pulsa", "product-improvement", &["watch.activity"]);
+    w.recorder.record(&id("watch.activity"), &id("product-improvement"), Value::Category(1), now);
+    w.recorder.record_service(&id("watch.battery-health"), Value::Int(87), now);
+    let frames = w.recorder.flush(now);
+    let reports = open_all(&w.server, &frames);
+    assert!(
+        matches!(reports[0].payload, Payload::Statistic(LdpReport::Olh { .. })),
+        "{:?}",
+        reports[0].payload
+    );
+    assert!(matches!(reports[1].payload, Payload::Record { value: RecordValue::Numeric(87), .. }));
+}
+
+#[test]
+fn problems_are_counted_not_raised() {
+    let mut d = device(3, "calora", Limits::default());
+    let now = Timestamp::from_secs(NOW);
+    let r = &mut d.recorder;
+    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
+    assert_eq!(r.counters().no_consent, 1);
+    r.record(&id("no.such-metric"), &id("product-improvement"), Value::Bool(true), now);
+    r.record_service(&id("thermostat.mode"), Value::Category(1), now); // wrong track
+    assert_eq!(r.counters().unknown_metric, 2);
+    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(6), now); // 6 labels: 0..=5
+    r.record(&id("thermostat.setpoint"), &id("grid-balancing"), Value::Int(1_000), now); // range 50..=300
+    r.record(&id("thermostat.setpoint"), &id("grid-balancing"), Value::Bool(true), now);
+    assert_eq!(r.counters().invalid_value, 3);
+    assert_eq!(r.queued(), 0);
+    assert!(r.flush(now).is_empty());
+}
+
+#[test]
+fn budget_caps_reports_per_period() {
+    // thermostat.mode: ε = 1 per report, budget 8 per day.
+    let mut d = device(4, "calora", Limits::default());
+    consent(&mut d, "calora", "product-improvement", &["thermostat.mode"]);
+    // The next UTC day after the consent, so that all ten fall in one budget period.
+    let day = Timestamp::from_secs(NOW).truncate(86_400).saturating_add_secs(86_400);
+    for i in 0..10 {
+        d.recorder.record(
+            &id("thermostat.mode"),
+            &id("product-improvement"),
+            Value::Category(0),
+            day.saturating_add_secs(i),
+        );
+    }
+    assert_eq!(d.recorder.queued(), 8);
+    assert_eq!(d.recorder.counters().budget_exhausted, 2);
+    d.recorder.record(
+        &id("thermostat.mode"),
+        &id("product-improvement"),
+        Value::Category(0),
+        day.saturating_add_secs(86_400),
+    );
+    assert_eq!(d.recorder.queued(), 9, "a new day starts a new budget");
+}
+
+#[test]
+fn queue_is_bounded_by_count_and_bytes() {
+    let limits = Limits { max_queued_reports: 5, ..Limits::default() };
+    let mut d = device(5, "voltis", limits);
+    consent(&mut d, "voltis", "product-improvement", &["car.drive-mode"]);
+    let now = Timestamp::from_secs(NOW);
+    for _ in 0..12 {
+        d.recorder.record(&id("car.drive-mode"), &id("product-improvement"), Value::Category(2), now);
+    }
+    assert_eq!(d.recorder.queued(), 5);
+    assert_eq!(d.recorder.counters().dropped_queue_full, 7);
+    let limits = Limits { max_queued_bytes: 300, ..Limits::default() };
+    let mut d = device(6, "voltis", limits);
+    consent(&mut d, "voltis", "product-improvement", &["car.drive-mode"]);
+    for _ in 0..100 {
+        d.recorder.record(&id("car.drive-mode"), &id("product-improvement"), Value::Category(2), now);
+    }
+    let q = d.recorder.queued();
+    assert!(q > 0 && q < 100, "{q}");
+    assert_eq!(d.recorder.counters().dropped_queue_full as usize, 100 - q);
+}
+
+#[test]
+fn nothing_unacknowledged_is_lost_across_a_restart() {
+    let (p, server) = parts(7, "calora");
+    let mut storage = MemoryStorage::default();
+    let mut r = Recorder::new(p, &mut storage);
+    let t = Timestamp::from_secs(NOW - 10);
+    r.give_consent(
+        id("calora"),
+        id("product-improvement"),
+        Scope::metrics([id("thermostat.mode")]),
+        t,
+        None,
+        "P30D".parse().unwrap(),
+        t,
+    )
+    .unwrap();
+    let now = Timestamp::from_secs(NOW);
+    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(4), now);
+    let frames = r.flush(now);
+    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(5), now);
+    r.persist();
+    drop(r);
+
+    // The device restarts: same keys from the host's secure storage, state from storage.
+    let (mut p2, _) = parts(7, "calora");
+    p2.pseudonyms = DeviceSecret::generate(&mut SeededRng::seed_from_u64(99));
+    let mut r2 = Recorder::new(p2, &mut storage);
+    assert_eq!(r2.pending_envelopes(), 1, "the unacknowledged envelope survived");
+    assert_eq!(r2.queued(), 1, "the queued report survived");
+    assert_eq!(r2.consent().list().count(), 1, "the receipt survived");
+    let again = r2.flush(now);
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0], frames[0], "the same bytes are re-sent: the aggregator dedupes them");
+    r2.acknowledge(&again[0]);
+    r2.acknowledge(&again[1]);
+    assert_eq!(r2.pending_envelopes(), 0);
+    assert_eq!(open_all(&server, &again).len(), 2);
+    assert_eq!(r2.sent_log().count(), 2);
+}
+
+#[test]
+fn storage_failures_and_missing_keys_are_counted() {
+    let (mut p, _) = parts(8, "calora");
+    p.key_configs.clear();
+    let mut storage = MemoryStorage::default();
+    storage.fail = true;
+    let mut r = Recorder::new(p, &mut storage);
+    let t = Timestamp::from_secs(NOW - 10);
+    r.give_consent(
+        id("calora"),
+        id("product-improvement"),
+        Scope::metrics([id("thermostat.mode")]),
+        t,
+        None,
+        "P30D".parse().unwrap(),
+        t,
+    )
+    .unwrap();
+    let now = Timestamp::from_secs(NOW);
+    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), now);
+    assert!(r.flush(now).is_empty());
+    assert_eq!(r.counters().no_key, 1);
+    assert_eq!(r.queued(), 1, "reports wait for a key");
+    assert!(r.counters().storage_failed >= 2);
+}
+
+#[test]
+fn sent_log_answers_subject_access_on_the_device() {
+    let mut d = device(9, "calora", Limits::default());
+    consent(&mut d, "calora", "product-improvement", &["thermostat.mode"]);
+    let now = Timestamp::from_secs(NOW);
+    d.recorder.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
+    d.recorder.flush(now);
+    let e = d.recorder.sent_log().next().unwrap();
+    assert_eq!(e.audience, vec![id::<RecipientId>("calora")]);
+    assert_eq!(e.purpose, id::<PurposeId>("product-improvement"));
+    // Bucket end (next midnight) + the receipt's 90 days, shorter than the metric's P1Y.
+    assert_eq!(e.held_until, now.truncate(86_400).saturating_add_secs(86_400 + 90 * 86_400));
+    assert!(e.receipt.is_none());
+    let ps = d.recorder.pseudonyms(&[id("calora")], now, now);
+    assert_eq!(ps.len(), 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the host throws at it, the recorder neither panics nor errs, and every
+    /// call is accounted for.
+    #[test]
+    fn recorder_never_panics(calls in proptest::collection::vec((0usize..12, 0usize..6, any::<i64>(), any::<u64>()), 1..60)) {
+        let mut d = device(10, "calora", Limits { max_queued_reports: 16, ..Limits::default() });
+        consent(&mut d, "calora", "product-improvement", &["thermostat.mode", "thermostat.setpoint"]);
+        consent(&mut d, "calora", "service", &["thermostat.fault-code"]);
+        let metrics = ["thermostat.mode", "thermostat.setpoint", "thermostat.fault-code", "car.drive-mode", "nope", "watch.activity",
+            "thermostat.heating-minutes", "car.odometer-km", "thermostat.mode", "thermostat.setpoint", "thermostat.fault-code", "x"];
+        let purposes = ["product-improvement", "service", "grid-balancing", "research", "zzz", "safety-recall"];
+        for (m, p, v, t) in calls {
+            let value = match v.rem_euclid(3) { 0 => Value::Bool(v % 2 == 0), 1 => Value::Category((v >> 8) as u32 % 8), _ => Value::Int(v >> 40) };
+            let now = Timestamp::from_secs(t % (NOW * 2));
+            if t % 5 == 0 {
+                d.recorder.record_service(&id(metrics[m]), value, now);
+            } else {
+                d.recorder.record(&id(metrics[m]), &id(purposes[p]), value, now);
+            }
+            if t % 7 == 0 {
+                let frames = d.recorder.flush(now);
+                open_all(&d.server, &frames);
+            }
+        }
+        let c = d.recorder.counters();
+        prop_assert!(d.recorder.queued() <= 16);
+        prop_assert!(c.recorded as usize >= d.recorder.queued());
+    }
+}
