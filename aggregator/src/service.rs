@@ -385,7 +385,7 @@ impl Aggregator {
                 return Err(fail(ReportError::Misaligned));
             }
             let bucket_end = r.time.saturating_add_secs(bucket);
-            if r.time.truncate(DAY) != day
+            if r.time >= day.saturating_add_secs(DAY)
                 || bucket_end.saturating_add_secs(self.config.max_report_age_secs) <= now
                 || r.time > now.saturating_add_secs(self.config.clock_skew_secs)
             {
