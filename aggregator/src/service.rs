@@ -603,16 +603,14 @@ impl Aggregator {
         let mut events = Vec::new();
         for (m, t) in messages {
             let r = match m {
-                ConsentMessage::Receipt(b) => self.ledger.ingest_receipt(b, *t).map(|id| {
+                ConsentMessage::Receipt(b) => self.ledger.ingest_receipt(b, *t).inspect(|&id| {
                     events.push(AuditEvent::ConsentGiven { receipt: id });
-                    id
                 }),
-                ConsentMessage::Withdrawal(b) => self.ledger.ingest_withdrawal(b, *t).map(|id| {
+                ConsentMessage::Withdrawal(b) => self.ledger.ingest_withdrawal(b, *t).inspect(|&id| {
                     let at = confiance::consent::SignedWithdrawal::from_bytes(b)
                         .map(|w| w.withdrawal().at)
                         .unwrap_or(*t);
                     events.push(AuditEvent::ConsentWithdrawn { receipt: id, at });
-                    id
                 }),
             };
             out.push(r);
