@@ -228,13 +228,12 @@ fn simulate_device(
                             Scope::Categories(_) => Vec::new(),
                         })
                         .unwrap_or_default();
-                    if covered.len() > 1 {
-                        if let Ok((w, r)) =
+                    if covered.len() > 1
+                        && let Ok((w, r)) =
                             dev.narrow_consent(first, Scope::metrics(covered.into_iter().take(1)), change_at)
-                        {
-                            out.push((next_flush, Traffic::Withdrawal(w)));
-                            out.push((next_flush, Traffic::Receipt(r)));
-                        }
+                    {
+                        out.push((next_flush, Traffic::Withdrawal(w)));
+                        out.push((next_flush, Traffic::Receipt(r)));
                     }
                 }
             }
