@@ -143,6 +143,30 @@ impl core::fmt::Display for ReleaseError {
 
 impl std::error::Error for ReleaseError {}
 
+/// Why [`Aggregator::transcrypt`] did not transcrypt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TranscryptRefusal {
+    /// The ledger's decision refused it (the decision says why).
+    Refused(Decision),
+    /// The transcryption chain failed.
+    Failed(crate::transcrypt::TranscryptError),
+    /// The ledger or the audit log could not record it.
+    Store(String),
+}
+
+impl core::fmt::Display for TranscryptRefusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Refused(d) => write!(f, "refused by consent: {:?}", d.reason),
+            Self::Failed(e) => write!(f, "transcryption failed: {e}"),
+            Self::Store(e) => write!(f, "could not record the transcryption: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TranscryptRefusal {}
+
 /// An estimate released to a recipient.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Release {
@@ -778,6 +802,62 @@ impl Aggregator {
             }])
             .map_err(|e| ReleaseError::Store(e.to_string()))?;
         Ok(out)
+    }
+
+    /// Transcrypts a device's polymorphic pseudonym into `recipient`'s domain through
+    /// `chain` — only if the ledger's `check` allows `recipient` to have `metric` of
+    /// `subject` for `purpose` at `now` (DESIGN.md §7). An allowed transcryption is noted
+    /// as a disclosure in the ledger and logged with the digest of its proofs; a refusal
+    /// changes nothing.
+    ///
+    /// # Errors
+    /// [`TranscryptRefusal::Refused`] with the ledger's decision, or
+    /// [`TranscryptRefusal::Failed`] when the chain itself fails.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the consent query's four parts, the chain, the input, the time, the rng"
+    )]
+    pub fn transcrypt<R: rand_core::CryptoRng + ?Sized>(
+        &mut self,
+        chain: &[&crate::transcrypt::DomainTranscryptor],
+        input: &confiance::pseudonym::Ciphertext,
+        recipient: &RecipientId,
+        metric: &MetricId,
+        purpose: &confiance::ids::PurposeId,
+        subject: &confiance::ids::SubjectId,
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<Vec<crate::transcrypt::Step>, TranscryptRefusal> {
+        let decision = self.ledger.check_at(recipient, metric, purpose, subject, now, None);
+        if !decision.allowed {
+            return Err(TranscryptRefusal::Refused(decision));
+        }
+        let steps = crate::transcrypt::transcrypt_chain(chain, input, &decision, now, rng)
+            .map_err(TranscryptRefusal::Failed)?;
+        let d = Disclosure {
+            recipient: recipient.clone(),
+            metric: metric.clone(),
+            purpose: purpose.clone(),
+            subject: *subject,
+            kind: DisclosureKind::Transcryption,
+            at: now,
+            record: None,
+        };
+        self.ledger.note_disclosure(&d, now).map_err(|e| TranscryptRefusal::Store(e.to_string()))?;
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        for step in &steps {
+            sha2::Digest::update(&mut h, step.to_bytes());
+        }
+        let proof_digest: [u8; 32] = sha2::Digest::finalize(h).into();
+        self.store
+            .append_audit(&[AuditEvent::Transcryption {
+                recipient: recipient.clone(),
+                receipt: decision.receipt,
+                proof_digest,
+                at: now,
+            }])
+            .map_err(|e| TranscryptRefusal::Store(e.to_string()))?;
+        Ok(steps)
     }
 
     /// Deletes what is past its deadline at `now` (partitions, records and their period
