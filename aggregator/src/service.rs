@@ -39,6 +39,15 @@ use crate::store::{
     StoredPartition,
 };
 
+/// A consent message from a device, for [`Aggregator::receive_consent_batch`].
+#[derive(Clone, Copy, Debug)]
+pub enum ConsentMessage<'a> {
+    /// A signed receipt's bytes.
+    Receipt(&'a [u8]),
+    /// A signed withdrawal's bytes.
+    Withdrawal(&'a [u8]),
+}
+
 /// Tunables of an [`Aggregator`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AggregatorConfig {
@@ -385,7 +394,7 @@ impl Aggregator {
                 return Err(fail(ReportError::Misaligned));
             }
             let bucket_end = r.time.saturating_add_secs(bucket);
-            if r.time.truncate(DAY) != day
+            if r.time >= day.saturating_add_secs(DAY)
                 || bucket_end.saturating_add_secs(self.config.max_report_age_secs) <= now
                 || r.time > now.saturating_add_secs(self.config.clock_skew_secs)
             {
@@ -554,6 +563,8 @@ impl Aggregator {
                 self.seen.insert(*id, s.expires_at);
             }
         }
+        // One ledger transaction for all the notes: one durable write, not one per note.
+        let in_tx = self.ledger.connection().execute_batch("BEGIN").is_ok();
         for (key, p, new) in merged {
             if new {
                 let note = PartitionNote {
@@ -570,7 +581,48 @@ impl Aggregator {
         for (_, note) in &staged.records {
             let _ = self.ledger.note_record(note, now);
         }
+        if in_tx {
+            let _ = self.ledger.connection().execute_batch("COMMIT");
+        }
         Ok(staged.acks)
+    }
+
+    /// Records many receipts and withdrawals at once, in time order, in one transaction
+    /// per database (one durable commit instead of one per message). Each message is
+    /// accepted or refused on its own: the result at index `i` is message `i`'s.
+    ///
+    /// # Errors
+    /// [`ServiceError::Store`] when a commit fails. If the ledger's commit fails, none
+    /// of the accepted messages is kept on disk (reopen the aggregator to drop them from
+    /// the ledger's in-memory index too); if the audit append fails after it, the
+    /// messages are recorded but not yet logged.
+    pub fn receive_consent_batch(
+        &mut self,
+        messages: &[(ConsentMessage<'_>, Timestamp)],
+    ) -> Result<Vec<Result<confiance::ids::ReceiptId, LedgerError>>, ServiceError> {
+        let conn = self.ledger.connection();
+        conn.execute_batch("BEGIN").map_err(StoreError::Sqlite)?;
+        let mut out = Vec::with_capacity(messages.len());
+        let mut events = Vec::new();
+        for (m, t) in messages {
+            let r = match m {
+                ConsentMessage::Receipt(b) => self.ledger.ingest_receipt(b, *t).map(|id| {
+                    events.push(AuditEvent::ConsentGiven { receipt: id });
+                    id
+                }),
+                ConsentMessage::Withdrawal(b) => self.ledger.ingest_withdrawal(b, *t).map(|id| {
+                    let at = confiance::consent::SignedWithdrawal::from_bytes(b).map(|w| w.withdrawal().at).unwrap_or(*t);
+                    events.push(AuditEvent::ConsentWithdrawn { receipt: id, at });
+                    id
+                }),
+            };
+            out.push(r);
+        }
+        // SQLite has one writer at a time: the ledger's transaction commits, then the
+        // audit events are appended in the store's (as `receive_receipt` does).
+        self.ledger.connection().execute_batch("COMMIT").map_err(StoreError::Sqlite)?;
+        self.store.append_audit(&events)?;
+        Ok(out)
     }
 
     /// Records a consent receipt the device sent (verified, checked against the
@@ -740,11 +792,15 @@ impl Aggregator {
         let report = self.store.purge(now)?;
         self.partitions.retain(|k, _| k.deadline() > now);
         self.seen.retain(|_, exp| *exp > now);
+        let in_tx = self.ledger.connection().execute_batch("BEGIN").is_ok();
         for k in &report.partition_keys {
             let _ = self.ledger.note_partition_purged(k, now, now);
         }
         for r in &report.record_ids {
             let _ = self.ledger.note_record_purged(r, now, now);
+        }
+        if in_tx {
+            self.ledger.connection().execute_batch("COMMIT").map_err(StoreError::Sqlite)?;
         }
         Ok(report)
     }
