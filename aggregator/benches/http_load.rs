@@ -70,7 +70,7 @@ fn main() {
             rng: r,
         };
         let mut d = Recorder::new(parts, MemoryStorage::default());
-        let t = now.saturating_sub_secs(600);
+        let t = now.saturating_sub_secs(7_200);
         let receipt = d
             .give_consent(
                 "calora".parse().unwrap(),

@@ -166,7 +166,7 @@ fn every_endpoint_role_and_bad_request() {
     };
     let mut dev = Recorder::new(parts, MemoryStorage::default());
     let subject = hex(&dev.subject().0);
-    let given = t.saturating_sub_secs(600);
+    let given = t.saturating_sub_secs(7_200);
     let receipt = |dev: &mut Recorder<SeededRng, MemoryStorage>, r: &str, p: &str, ms: &[&str]| {
         dev.give_consent(
             id(r),

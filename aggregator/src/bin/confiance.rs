@@ -800,6 +800,12 @@ fn id<T: std::str::FromStr>(s: &str) -> Result<T, Fail> {
 }
 
 fn simulate(cli: &Cli, devices: u64, days: u64, seed: u64) -> Result<Value, Fail> {
+    if !(1..=14).contains(&days) {
+        return Err(bad(
+            "bad_parameter",
+            "--days is 1 to 14 (the aggregator takes reports up to 14 days old)",
+        ));
+    }
     let kf = key_file(cli)?;
     let mut agg = open(cli, &kf)?;
     let cat = agg.catalogue().clone();
