@@ -341,12 +341,67 @@ fn every_endpoint_role_and_bad_request() {
     assert_eq!((s, v["partitions"].as_u64()), (200, Some(0)), "{v}");
     assert_eq!(h.get("/v1/overdue", &admin).0, 200);
 
-    // Graceful shutdown on SIGTERM; every acknowledged envelope is in the database.
+    // Graceful shutdown on SIGTERM while 4 clients are posting envelopes: every envelope
+    // answered 201 (before or during the shutdown) is in the database afterwards.
+    let mut pending = Vec::new();
+    for k in 0..120u64 {
+        let mut rng = SeededRng::seed_from_u64(10_000 + k);
+        let parts = RecorderParts {
+            catalogue: catalogue(),
+            consent: ConsentState::new(DeviceKey::generate(&mut rng)),
+            pseudonyms: DeviceSecret::generate(&mut rng),
+            controller: id("calora"),
+            key_configs: kf.hpke.iter().map(|(c, _)| *c).collect(),
+            rng,
+        };
+        let mut dv = Recorder::new(parts, MemoryStorage::default());
+        let r = receipt(&mut dv, "calora", "product-improvement", &["thermostat.mode"]);
+        assert_eq!(h.post("/v1/receipts", &device, &r).0, 201);
+        dv.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(1), t);
+        pending.extend(dv.flush(t));
+    }
+    let pending = std::sync::Arc::new(pending);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (pending, next, base, device) =
+                (pending.clone(), next.clone(), h.base.clone(), device.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent =
+                    ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let mut acked = Vec::new();
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(f) = pending.get(k) else { break };
+                    let Ok(mut r) = agent
+                        .post(format!("{base}/v1/envelopes"))
+                        .header("Authorization", &format!("Bearer {device}"))
+                        .send(&f[..])
+                    else {
+                        break; // the server is gone: nothing was acknowledged for this one
+                    };
+                    if r.status().as_u16() == 201 {
+                        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+                        acked.push(v["envelope"].as_str().unwrap().to_owned());
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    while next.load(std::sync::atomic::Ordering::SeqCst) < 30 {
+        std::thread::yield_now();
+    }
     let pid = server.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let mut server = server;
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    let before = acked.len();
+    for c in clients {
+        acked.extend(c.join().unwrap());
+    }
+    assert!(acked.len() >= before + 25, "the clients were acknowledged before the shutdown");
     let agg = Aggregator::open(
         d.join("db.sqlite"),
         catalogue(),
