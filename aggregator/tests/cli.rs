@@ -122,6 +122,29 @@ fn keygen_simulate_query_report_verify() {
     assert_eq!(ver["consistent_with_checkpoint"], true);
     assert!(ver["tree_size"].as_u64().unwrap() > cp["tree_size"].as_u64().unwrap());
 
+    // A tampered log (event 0 replaced by event 1) fails the audit: exit 1, `log_invalid`.
+    // (An attacker with the file drops the append-only triggers first.)
+    let conn = rusqlite::Connection::open(d.join("db.sqlite")).unwrap();
+    let triggers: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_leaf'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for t in triggers {
+        conn.execute_batch(&format!("DROP TRIGGER \"{t}\"")).unwrap();
+    }
+    let n = conn
+        .execute("UPDATE audit_leaf SET leaf = (SELECT leaf FROM audit_leaf WHERE seq = 1) WHERE seq = 0", [])
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(conn);
+    let o = run(&d, &["--json", "audit", "verify"]);
+    assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "log_invalid"));
+    let r = json(&d, &["report", "--format", "json", "--out", d.join("tampered.json").to_str().unwrap()]);
+    assert_eq!(r["log_verified"], false, "the report shows the failed verification");
+
     // Human output is a table, not JSON.
     let t = run(&d, &["query", "recipient", "calora"]);
     assert_eq!(t.status.code(), Some(0));

@@ -580,8 +580,9 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
         })),
         AuditCmd::Verify { checkpoint } => {
             let size = log.size();
-            let events = log.export(size).map_err(internal)?;
             let refused = |code: &'static str, m: String| Fail::from(ApiError::new(422, code, m));
+            let events =
+                log.export(size).map_err(|e| refused("log_invalid", format!("export failed: {e}")))?;
             verifier
                 .audit(&cp, &events)
                 .map_err(|e| refused("log_invalid", format!("full audit failed: {e}")))?;
@@ -756,15 +757,20 @@ fn report(cli: &Cli, format: ReportFormat, out: Option<&Path>, at: Timestamp) ->
     let verifier = Verifier::new(signer.origin(), signer.verifying_key()).map_err(internal)?;
     let log = agg.store().audit_log().map_err(internal)?;
     let cp = log.checkpoint(&signer, wall_now());
-    let events = log.export(log.size()).map_err(internal)?;
-    let verdict = verifier.audit(&cp, &events);
+    let (events, verdict) = match log.export(log.size()) {
+        Ok(events) => {
+            let verdict = verifier.audit(&cp, &events).map_err(|e| e.to_string());
+            (events, verdict)
+        }
+        Err(e) => (Vec::new(), Err(format!("export failed: {e}"))),
+    };
     data.log = Some(LogStatus {
         tree_size: log.size(),
         root_hex: hex(cp.checkpoint().root()),
         checkpoint_verified: verdict.is_ok(),
         consistency_verified: None,
         inclusion_checked: events.len() as u64,
-        inclusion_failed: if verdict.is_ok() { 0 } else { events.len() as u64 },
+        inclusion_failed: u64::from(verdict.is_err()),
         message: verdict.map_or_else(
             |e| format!("audit failed: {e}"),
             |()| "every event recomputed to the signed root".into(),
