@@ -611,9 +611,7 @@ impl Aggregator {
                     id
                 }),
                 ConsentMessage::Withdrawal(b) => self.ledger.ingest_withdrawal(b, *t).map(|id| {
-                    let at = confiance::consent::SignedWithdrawal::from_bytes(b)
-                        .map(|w| w.withdrawal().at)
-                        .unwrap_or(*t);
+                    let at = confiance::consent::SignedWithdrawal::from_bytes(b).map(|w| w.withdrawal().at).unwrap_or(*t);
                     events.push(AuditEvent::ConsentWithdrawn { receipt: id, at });
                     id
                 }),
