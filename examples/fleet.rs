@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Instant;
 
+use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, MetricKind, Privacy};
 use confiance::consent::{ConsentState, DeviceKey, Scope, SignedReceipt};
 use confiance::envelope::{AeadId, KeyConfig};
@@ -22,11 +23,12 @@ use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{NullStorage, Recorder, RecorderParts, Value};
 use confiance::rng::Rng as _;
-use confiance::Timestamp;
 use confiance_aggregator::audit::{CheckpointSigner, Verifier};
 use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::ledger::Target;
-use confiance_aggregator::report::{self, AccessRow, EstimateRow, Header, LogStatus, ReportData, RetentionKind, RetentionRow};
+use confiance_aggregator::report::{
+    self, AccessRow, EstimateRow, Header, LogStatus, ReportData, RetentionKind, RetentionRow,
+};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig, ConsentMessage};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -49,12 +51,23 @@ const BRANDS: [Brand; 3] = [
         stats: &["thermostat.mode", "thermostat.setpoint", "thermostat.heating-minutes"],
         record: "thermostat.fault-code",
     },
-    Brand { name: "watch", controller: "pulsa", stats: &["watch.activity", "watch.heart-rate-zone"], record: "watch.battery-health" },
-    Brand { name: "car", controller: "voltis", stats: &["car.drive-mode", "car.charging-kwh"], record: "car.odometer-km" },
+    Brand {
+        name: "watch",
+        controller: "pulsa",
+        stats: &["watch.activity", "watch.heart-rate-zone"],
+        record: "watch.battery-health",
+    },
+    Brand {
+        name: "car",
+        controller: "voltis",
+        stats: &["car.drive-mode", "car.charging-kwh"],
+        record: "car.odometer-km",
+    },
 ];
 
 /// Consent each owner may give, with the share of owners who give it.
-const OFFERS: [(&str, &str, u32); 3] = [("brand", "product-improvement", 90), ("gridco", "grid-balancing", 50), ("lab-eu", "research", 30)];
+const OFFERS: [(&str, &str, u32); 3] =
+    [("brand", "product-improvement", 90), ("gridco", "grid-balancing", 50), ("lab-eu", "research", 30)];
 
 /// What a device sends, in simulated time.
 enum Traffic {
@@ -89,7 +102,11 @@ impl Truth {
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn id<T: std::str::FromStr>(s: &str) -> T
@@ -172,7 +189,15 @@ fn simulate_device(
         }
     }
     if rng.next_u32() % 100 < 70 {
-        let b = dev.give_consent(id(brand.controller), id("service"), Scope::metrics([id(brand.record)]), joined, None, "P1Y".parse().expect("period"), joined);
+        let b = dev.give_consent(
+            id(brand.controller),
+            id("service"),
+            Scope::metrics([id(brand.record)]),
+            joined,
+            None,
+            "P1Y".parse().expect("period"),
+            joined,
+        );
         if let Ok(b) = b {
             out.push((joined, Traffic::Receipt(b)));
         }
@@ -203,11 +228,12 @@ fn simulate_device(
                             Scope::Categories(_) => Vec::new(),
                         })
                         .unwrap_or_default();
-                    if covered.len() > 1 {
-                        if let Ok((w, r)) = dev.narrow_consent(first, Scope::metrics(covered.into_iter().take(1)), change_at) {
-                            out.push((next_flush, Traffic::Withdrawal(w)));
-                            out.push((next_flush, Traffic::Receipt(r)));
-                        }
+                    if covered.len() > 1
+                        && let Ok((w, r)) =
+                            dev.narrow_consent(first, Scope::metrics(covered.into_iter().take(1)), change_at)
+                    {
+                        out.push((next_flush, Traffic::Withdrawal(w)));
+                        out.push((next_flush, Traffic::Receipt(r)));
                     }
                 }
             }
@@ -300,13 +326,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let signer = CheckpointSigner::from_secret_bytes("confiance.example/fleet", &[42; 32])?;
 
     // Devices run on worker threads, chunk by chunk; the aggregator ingests each chunk's
-    // traffic in time order on this thread, committing every 2 000 envelopes.
+    // traffic in time order on this thread, committing every 20 000 envelopes.
     let chunk = 4_000u64;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4) as u64;
     let pb = bar(devices, "devices simulated");
     let mut truth = Truth::default();
     let mut subjects = Vec::new();
-    let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut first = 0u64;
     while first < devices {
         let last = (first + chunk).min(devices);
@@ -321,7 +348,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let mut subj = Vec::new();
                     let mut traffic = Vec::new();
                     for d in (first + w..last).step_by(workers as usize) {
-                        traffic.extend(simulate_device(d, catalogue, config, start, months, &mut t, &mut subj));
+                        traffic
+                            .extend(simulate_device(d, catalogue, config, start, months, &mut t, &mut subj));
                         pb.inc(1);
                     }
                     let _ = tx.send((traffic, t, subj));
@@ -335,7 +363,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             truth.merge(tr);
             subjects.extend(subj);
         }
-        traffic.sort_by_key(|(t, tr)| (*t, !matches!(tr, Traffic::Receipt(_))));
+        // Per simulated day: receipts, then withdrawals, then envelopes — so the consent
+        // messages of a day go to the ledger in one durable batch.
+        let rank = |tr: &Traffic| match tr {
+            Traffic::Receipt(_) => 0,
+            Traffic::Withdrawal(_) => 1,
+            Traffic::Envelope(_) => 2,
+        };
+        traffic.sort_by_key(|(t, tr)| (t.truncate(DAY), rank(tr), *t));
         let mut consent: Vec<(ConsentMessage<'_>, Timestamp)> = Vec::new();
         for (i, (t, tr)) in traffic.iter().enumerate() {
             let t = *t;
@@ -360,7 +395,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             {
                 match agg.stage(f, t) {
                     Ok(()) => {
-                        if agg.staged_envelopes() >= 2_000 {
+                        if agg.staged_envelopes() >= 20_000 {
                             for ack in agg.commit(t)? {
                                 envelopes += 1;
                                 reports += u64::from(ack.reports);
@@ -390,7 +425,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Estimates beside the truth.
     println!("\nestimates released to each recipient (95% intervals) beside the true values:");
-    println!("  {:<8} {:<28} {:<12} {:>9} {:>21} {:>9} {:>8}", "to", "metric", "label", "estimate", "95% interval", "truth", "covered");
+    println!(
+        "  {:<8} {:<28} {:<12} {:>9} {:>21} {:>9} {:>8}",
+        "to", "metric", "label", "estimate", "95% interval", "truth", "covered"
+    );
     let mut est_rows = Vec::new();
     let (mut covered, mut total) = (0u32, 0u32);
     let pairs: Vec<(RecipientId, MetricId)> = catalogue
@@ -419,7 +457,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if i < 3 {
                 println!(
                     "  {:<8} {:<28} {:<12} {:>9.4} [{:>9.4}, {:>9.4}] {:>9.4} {:>8}",
-                    r.as_str(), m.as_str(), label, p.value, p.ci95_low, p.ci95_high, t, if ok { "yes" } else { "NO" }
+                    r.as_str(),
+                    m.as_str(),
+                    label,
+                    p.value,
+                    p.ci95_low,
+                    p.ci95_high,
+                    t,
+                    if ok { "yes" } else { "NO" }
                 );
             }
             est_rows.push(EstimateRow {
@@ -434,7 +479,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
         }
     }
-    println!("  {covered}/{total} intervals cover the true value ({:.1}%; 95% expected)", 100.0 * f64::from(covered) / f64::from(total.max(1)));
+    println!(
+        "  {covered}/{total} intervals cover the true value ({:.1}%; 95% expected)",
+        100.0 * f64::from(covered) / f64::from(total.max(1))
+    );
 
     // Who sees what, for how long.
     let mid = start.saturating_add_secs(months * MONTH / 2);
@@ -445,7 +493,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  one {brand} owner ({}…):", &subject.to_string()[..12]);
         for e in &sa.entries {
             let until = e.window_until.map_or_else(|| "—".to_string(), |u| u.to_string());
-            println!("    {:<8} {:<28} window until {until:<28} records held {}", e.recipient.as_str(), e.metric.as_str(), e.records_held);
+            println!(
+                "    {:<8} {:<28} window until {until:<28} records held {}",
+                e.recipient.as_str(),
+                e.metric.as_str(),
+                e.records_held
+            );
         }
     }
     for r in ["gridco", "lab-eu"] {
@@ -454,7 +507,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for m in &view.metrics {
             println!(
                 "    {:<28} {:>7} subjects in window, {:>3} partitions, consent {}",
-                m.metric.as_str(), m.subjects_in_window, m.partitions.len(), m.consent_until.map_or_else(|| "—".to_string(), |u| u.to_string())
+                m.metric.as_str(),
+                m.subjects_in_window,
+                m.partitions.len(),
+                m.consent_until.map_or_else(|| "—".to_string(), |u| u.to_string())
             );
             access_rows.push(AccessRow {
                 recipient: r.to_string(),
@@ -469,7 +525,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ws = agg.ledger().who_sees(&Target::Metric(id("thermostat.setpoint")), mid, None);
     println!("  metric thermostat.setpoint is seen by:");
     for e in &ws.entries {
-        println!("    {:<8} {:>7} subjects in window, {:>3} partitions", e.recipient.as_str(), e.subjects_in_window, e.partitions.len());
+        println!(
+            "    {:<8} {:>7} subjects in window, {:>3} partitions",
+            e.recipient.as_str(),
+            e.subjects_in_window,
+            e.partitions.len()
+        );
     }
 
     // Pseudonymous records, released only where the ledger allows.
@@ -497,7 +558,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let verified = verifier.audit(&cp, &events).is_ok();
     let overdue_after = agg.ledger().overdue(purge_at);
     println!("overdue after the purge: {}", overdue_after.records.len() + overdue_after.partitions.len());
-    println!("audit log: {} events, root {}…, verified: {verified}", log.size(), &cp.checkpoint().root().iter().map(|b| format!("{b:02x}")).collect::<String>()[..16]);
+    println!(
+        "audit log: {} events, root {}…, verified: {verified}",
+        log.size(),
+        &cp.checkpoint().root().iter().map(|b| format!("{b:02x}")).collect::<String>()[..16]
+    );
 
     // The report.
     let mut data = ReportData::new(Header {

@@ -375,7 +375,7 @@ impl Aggregator {
             return Err(IngestError::Empty);
         }
         let day = opened.header.time_bucket;
-        let mut scratch: BTreeMap<PartitionKey, Partition> = BTreeMap::new();
+        let mut stats: Vec<(PartitionKey, &confiance::ldp::LdpReport)> = Vec::new();
         let mut records = Vec::new();
         let mut ids = HashSet::with_capacity(reports.len());
         let mut expires = Timestamp::EPOCH;
@@ -415,11 +415,8 @@ impl Aggregator {
                         audience: r.tag.audience().clone(),
                         hold: r.tag.hold().clone(),
                     };
-                    let p = scratch
-                        .entry(key)
-                        .or_insert_with(|| Partition { acc: Accumulator::new(mech), reports: 0 });
-                    p.acc.add(ldp).map_err(|e| fail(ReportError::Ldp(e)))?;
-                    p.reports += 1;
+                    Accumulator::check(mech, ldp).map_err(|e| fail(ReportError::Ldp(e)))?;
+                    stats.push((key, ldp));
                 }
                 (Payload::Record { pseudonym, epoch, value }, false) => {
                     if !record_value_fits(&metric.kind, value) {
@@ -474,19 +471,19 @@ impl Aggregator {
                 _ => return Err(fail(ReportError::WrongTrack)),
             }
         }
-        // Everything checked: stage it.
-        let partitions = u32::try_from(scratch.len()).unwrap_or(u32::MAX);
-        for (key, p) in scratch {
-            match self.staged.partitions.get_mut(&key) {
-                Some(s) => {
-                    if s.acc.merge(&p.acc).is_err() {
-                        return Err(IngestError::Report { index: 0, reason: ReportError::WrongTrack });
-                    }
-                    s.reports += p.reports;
-                }
-                None => {
-                    self.staged.partitions.insert(key, p);
-                }
+        // Everything checked: stage it. (`add` cannot fail after `check` but for a u64
+        // count overflowing, which 2^64 reports would take.)
+        let partitions =
+            u32::try_from(stats.iter().map(|(k, _)| k).collect::<BTreeSet<_>>().len()).unwrap_or(u32::MAX);
+        for (key, ldp) in stats {
+            let Some(mech) = self.mechanisms.get(&key.metric) else { continue };
+            let p = self
+                .staged
+                .partitions
+                .entry(key)
+                .or_insert_with(|| Partition { acc: Accumulator::new(mech), reports: 0 });
+            if p.acc.add(ldp).is_ok() {
+                p.reports += 1;
             }
         }
         let n = u32::try_from(reports.len()).unwrap_or(u32::MAX);
@@ -606,14 +603,14 @@ impl Aggregator {
         let mut events = Vec::new();
         for (m, t) in messages {
             let r = match m {
-                ConsentMessage::Receipt(b) => self.ledger.ingest_receipt(b, *t).map(|id| {
+                ConsentMessage::Receipt(b) => self.ledger.ingest_receipt(b, *t).inspect(|&id| {
                     events.push(AuditEvent::ConsentGiven { receipt: id });
-                    id
                 }),
-                ConsentMessage::Withdrawal(b) => self.ledger.ingest_withdrawal(b, *t).map(|id| {
-                    let at = confiance::consent::SignedWithdrawal::from_bytes(b).map(|w| w.withdrawal().at).unwrap_or(*t);
+                ConsentMessage::Withdrawal(b) => self.ledger.ingest_withdrawal(b, *t).inspect(|&id| {
+                    let at = confiance::consent::SignedWithdrawal::from_bytes(b)
+                        .map(|w| w.withdrawal().at)
+                        .unwrap_or(*t);
                     events.push(AuditEvent::ConsentWithdrawn { receipt: id, at });
-                    id
                 }),
             };
             out.push(r);
