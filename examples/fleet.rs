@@ -298,7 +298,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let devices = arg("--devices", 100_000);
+    let devices = arg("--devices", 20_000);
     let months = arg("--months", 6).max(2);
     let out_dir = std::env::args()
         .collect::<Vec<_>>()
@@ -576,6 +576,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         horizon: Some(end),
     });
     data.access = access_rows;
+    data.budgets = catalogue
+        .metrics()
+        .filter_map(|(mid, m)| match &m.privacy {
+            Privacy::Ldp { epsilon, budget: Some(b), .. } => Some(report::BudgetRow {
+                metric: mid.to_string(),
+                epsilon_per_report: epsilon.to_f64(),
+                budget_per_period: b.epsilon.to_f64(),
+                period_secs: b.period.fixed_secs().unwrap_or(DAY),
+                reports_received: agg.partitions().filter(|(k, _)| &k.metric == mid).map(|(_, n)| n).sum(),
+                spent: None,
+            }),
+            _ => None,
+        })
+        .collect();
     data.estimates = est_rows;
     data.retention = purged
         .partition_keys
