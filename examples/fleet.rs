@@ -54,7 +54,7 @@ const BRANDS: [Brand; 3] = [
     Brand {
         name: "watch",
         controller: "pulsa",
-        stats: &["watch.activity", "watch.heart-rate-zone"],
+        stats: &["watch.activity", "watch.always-on-display", "watch.heart-rate-zone"],
         record: "watch.battery-health",
     },
     Brand {
@@ -254,6 +254,9 @@ fn simulate_device(
                     }
                     let key = (r.to_string(), m.to_string());
                     match (value, &meta.kind) {
+                        (Value::Bool(b), MetricKind::Boolean) => {
+                            truth.cats.entry(key).or_insert_with(|| vec![0; 2])[usize::from(b)] += 1;
+                        }
                         (Value::Category(c), MetricKind::Categorical { labels }) => {
                             truth.cats.entry(key).or_insert_with(|| vec![0; labels.len()])[c as usize] += 1;
                         }
