@@ -41,6 +41,7 @@ pub use budget::Budget;
 pub use hash::{for_each_hash, olh_hash};
 pub use mechanism::{
     DEFAULT_OLH_POOL, MAX_CATEGORIES, MAX_NUMERIC_RANGE, Mechanism, PIECEWISE_RESOLUTION, Params,
+    olh_default_pool,
 };
 pub use report::LdpReport;
 pub use theory::exp_approx;

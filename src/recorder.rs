@@ -59,7 +59,7 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-pub use storage::{MemoryStorage, Storage, StorageError};
+pub use storage::{MemoryStorage, NullStorage, Storage, StorageError};
 
 use crate::Timestamp;
 use crate::catalogue::{Catalogue, Metric, MetricKind, Privacy};
@@ -71,7 +71,7 @@ use crate::pseudonym::{DeviceSecret, Epoch, ScopedPseudonymEntry};
 use crate::report::{Payload, RecordValue, Report};
 use crate::retention::{Duration, RetentionTag};
 
-/// Width of an envelope's time bucket: reports are batched per UTC day.
+/// Width of an envelope's time bucket: the header carries the UTC day of the flush.
 pub const ENVELOPE_BUCKET_SECS: u64 = 86_400;
 
 /// A value to record. Booleans for boolean metrics, a label index for categorical ones,
@@ -345,6 +345,9 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
     /// acknowledgement and consent change; call it too before the host shuts down).
     /// A failure is counted.
     pub fn persist(&mut self) {
+        if !self.storage.keeps_state() {
+            return;
+        }
         let p = Persisted {
             version: PERSIST_VERSION,
             queue: self.queue.iter().map(|(r, _)| r.clone()).collect(),
@@ -486,39 +489,35 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
         bump(&mut self.counters.recorded);
     }
 
-    /// Seals every queued report into envelopes (one per UTC day of report time, at most
-    /// [`Limits::max_reports_per_envelope`] each) to the active aggregator key, and
+    /// Seals every queued report into envelopes (at most
+    /// [`Limits::max_reports_per_envelope`] each, time-bucketed by the day of `now`) to
+    /// the active aggregator key, and
     /// returns every envelope not yet acknowledged, oldest first — send them all.
     /// Without a valid key config the reports stay queued (counted as `no_key`).
     pub fn flush(&mut self, now: Timestamp) -> Vec<Vec<u8>> {
         if !self.queue.is_empty() {
             match envelope::select_config(&self.keys, now).copied() {
                 None => bump(&mut self.counters.no_key),
-                Some(config) => self.seal_queue(&config),
+                Some(config) => self.seal_queue(&config, now),
             }
         }
         self.persist();
         self.outbox.iter().cloned().collect()
     }
 
-    fn seal_queue(&mut self, config: &KeyConfig) {
-        let digest = self.catalogue.digest();
+    fn seal_queue(&mut self, config: &KeyConfig, now: Timestamp) {
+        // The header's time bucket is the day of the flush; the reports may be older
+        // (a device offline for a while), never newer — even if the clock went back.
+        let newest = self.queue.iter().map(|(r, _)| r.time).max().unwrap_or(now).max(now);
+        let fields = HeaderFields {
+            catalogue_digest: self.catalogue.digest(),
+            time_bucket: newest.truncate(ENVELOPE_BUCKET_SECS),
+        };
         let mut rest: VecDeque<(Report, usize)> = VecDeque::new();
-        while let Some((first, _)) = self.queue.front() {
-            let day = first.time.truncate(ENVELOPE_BUCKET_SECS);
-            let mut batch = Vec::new();
-            let mut i = 0;
-            while i < self.queue.len() && batch.len() < self.limits.max_reports_per_envelope.max(1) {
-                if self.queue.get(i).is_some_and(|(r, _)| r.time.truncate(ENVELOPE_BUCKET_SECS) == day) {
-                    if let Some(item) = self.queue.remove(i) {
-                        batch.push(item);
-                    }
-                } else {
-                    i += 1;
-                }
-            }
+        while !self.queue.is_empty() {
+            let take = self.queue.len().min(self.limits.max_reports_per_envelope.max(1));
+            let batch: Vec<(Report, usize)> = self.queue.drain(..take).collect();
             let reports: Vec<Report> = batch.iter().map(|(r, _)| r.clone()).collect();
-            let fields = HeaderFields { catalogue_digest: digest, time_bucket: day };
             let sealed = envelope::encode_batch(&reports)
                 .ok()
                 .and_then(|plain| envelope::seal(config, &fields, &plain, &mut self.rng).ok());

@@ -144,7 +144,7 @@ fn build(path: &std::path::Path) {
 }
 
 fn bench(c: &mut Criterion) {
-    let path = std::env::temp_dir().join("confiance-ledger-bench-v1.sqlite");
+    let path = std::env::temp_dir().join("confiance-ledger-bench-v2.sqlite");
     let fresh = !path.exists();
     if fresh {
         build(&path);

@@ -63,8 +63,8 @@ pub enum ReportError {
     WrongTrack,
     /// The report's time is not the start of one of its metric's buckets.
     Misaligned,
-    /// The report's time is outside the envelope's day or the accepted window
-    /// (`now - max_age`, `now + skew`).
+    /// The report's time is after the envelope's day, or outside the accepted window
+    /// (its bucket ended more than `max_age` ago, or it starts after `now + skew`).
     TimeOutsideWindow,
     /// The LDP payload does not fit the metric's mechanism.
     Ldp(EstimateError),

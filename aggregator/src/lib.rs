@@ -12,6 +12,8 @@ pub mod ingest;
 pub mod keys;
 pub mod ledger;
 pub mod report;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod transcrypt;

@@ -40,6 +40,15 @@ use crate::store::{
     StoredPartition,
 };
 
+/// A consent message from a device, for [`Aggregator::receive_consent_batch`].
+#[derive(Clone, Copy, Debug)]
+pub enum ConsentMessage<'a> {
+    /// A signed receipt's bytes.
+    Receipt(&'a [u8]),
+    /// A signed withdrawal's bytes.
+    Withdrawal(&'a [u8]),
+}
+
 /// Tunables of an [`Aggregator`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AggregatorConfig {
@@ -134,6 +143,30 @@ impl core::fmt::Display for ReleaseError {
 }
 
 impl std::error::Error for ReleaseError {}
+
+/// Why [`Aggregator::transcrypt`] did not transcrypt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TranscryptRefusal {
+    /// The ledger's decision refused it (the decision says why).
+    Refused(Decision),
+    /// The transcryption chain failed.
+    Failed(crate::transcrypt::TranscryptError),
+    /// The ledger or the audit log could not record it.
+    Store(String),
+}
+
+impl core::fmt::Display for TranscryptRefusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Refused(d) => write!(f, "refused by consent: {:?}", d.reason),
+            Self::Failed(e) => write!(f, "transcryption failed: {e}"),
+            Self::Store(e) => write!(f, "could not record the transcryption: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TranscryptRefusal {}
 
 /// An estimate released to a recipient.
 #[derive(Clone, Debug, PartialEq)]
@@ -377,7 +410,7 @@ impl Aggregator {
             return Err(IngestError::Empty);
         }
         let day = opened.header.time_bucket;
-        let mut scratch: BTreeMap<PartitionKey, Partition> = BTreeMap::new();
+        let mut stats: Vec<(PartitionKey, &confiance::ldp::LdpReport)> = Vec::new();
         let mut records = Vec::new();
         let mut ids = HashSet::with_capacity(reports.len());
         let mut expires = Timestamp::EPOCH;
@@ -403,7 +436,7 @@ impl Aggregator {
                 return Err(fail(ReportError::Misaligned));
             }
             let bucket_end = r.time.saturating_add_secs(bucket);
-            if r.time.truncate(DAY) != day
+            if r.time >= day.saturating_add_secs(DAY)
                 || bucket_end.saturating_add_secs(self.config.max_report_age_secs) <= now
                 || r.time > now.saturating_add_secs(self.config.clock_skew_secs)
             {
@@ -424,11 +457,8 @@ impl Aggregator {
                         audience: r.tag.audience().clone(),
                         hold: r.tag.hold().clone(),
                     };
-                    let p = scratch
-                        .entry(key)
-                        .or_insert_with(|| Partition { acc: Accumulator::new(mech), reports: 0 });
-                    p.acc.add(ldp).map_err(|e| fail(ReportError::Ldp(e)))?;
-                    p.reports += 1;
+                    Accumulator::check(mech, ldp).map_err(|e| fail(ReportError::Ldp(e)))?;
+                    stats.push((key, ldp));
                 }
                 (Payload::Record { pseudonym, epoch, value }, false) => {
                     if !record_value_fits(&metric.kind, value) {
@@ -483,19 +513,19 @@ impl Aggregator {
                 _ => return Err(fail(ReportError::WrongTrack)),
             }
         }
-        // Everything checked: stage it.
-        let partitions = u32::try_from(scratch.len()).unwrap_or(u32::MAX);
-        for (key, p) in scratch {
-            match self.staged.partitions.get_mut(&key) {
-                Some(s) => {
-                    if s.acc.merge(&p.acc).is_err() {
-                        return Err(IngestError::Report { index: 0, reason: ReportError::WrongTrack });
-                    }
-                    s.reports += p.reports;
-                }
-                None => {
-                    self.staged.partitions.insert(key, p);
-                }
+        // Everything checked: stage it. (`add` cannot fail after `check` but for a u64
+        // count overflowing, which 2^64 reports would take.)
+        let partitions =
+            u32::try_from(stats.iter().map(|(k, _)| k).collect::<BTreeSet<_>>().len()).unwrap_or(u32::MAX);
+        for (key, ldp) in stats {
+            let Some(mech) = self.mechanisms.get(&key.metric) else { continue };
+            let p = self
+                .staged
+                .partitions
+                .entry(key)
+                .or_insert_with(|| Partition { acc: Accumulator::new(mech), reports: 0 });
+            if p.acc.add(ldp).is_ok() {
+                p.reports += 1;
             }
         }
         let n = u32::try_from(reports.len()).unwrap_or(u32::MAX);
@@ -573,6 +603,8 @@ impl Aggregator {
                 self.seen.insert(*id, s.expires_at);
             }
         }
+        // One ledger transaction for all the notes: one durable write, not one per note.
+        let in_tx = self.ledger.connection().execute_batch("BEGIN").is_ok();
         for (key, p, new) in merged {
             if new {
                 let note = PartitionNote {
@@ -589,7 +621,48 @@ impl Aggregator {
         for (_, note) in &staged.records {
             let _ = self.ledger.note_record(note, now);
         }
+        if in_tx {
+            let _ = self.ledger.connection().execute_batch("COMMIT");
+        }
         Ok(staged.acks)
+    }
+
+    /// Records many receipts and withdrawals at once, in time order, in one transaction
+    /// per database (one durable commit instead of one per message). Each message is
+    /// accepted or refused on its own: the result at index `i` is message `i`'s.
+    ///
+    /// # Errors
+    /// [`ServiceError::Store`] when a commit fails. If the ledger's commit fails, none
+    /// of the accepted messages is kept on disk (reopen the aggregator to drop them from
+    /// the ledger's in-memory index too); if the audit append fails after it, the
+    /// messages are recorded but not yet logged.
+    pub fn receive_consent_batch(
+        &mut self,
+        messages: &[(ConsentMessage<'_>, Timestamp)],
+    ) -> Result<Vec<Result<confiance::ids::ReceiptId, LedgerError>>, ServiceError> {
+        let conn = self.ledger.connection();
+        conn.execute_batch("BEGIN").map_err(StoreError::Sqlite)?;
+        let mut out = Vec::with_capacity(messages.len());
+        let mut events = Vec::new();
+        for (m, t) in messages {
+            let r = match m {
+                ConsentMessage::Receipt(b) => self.ledger.ingest_receipt(b, *t).inspect(|&id| {
+                    events.push(AuditEvent::ConsentGiven { receipt: id });
+                }),
+                ConsentMessage::Withdrawal(b) => self.ledger.ingest_withdrawal(b, *t).inspect(|&id| {
+                    let at = confiance::consent::SignedWithdrawal::from_bytes(b)
+                        .map(|w| w.withdrawal().at)
+                        .unwrap_or(*t);
+                    events.push(AuditEvent::ConsentWithdrawn { receipt: id, at });
+                }),
+            };
+            out.push(r);
+        }
+        // SQLite has one writer at a time: the ledger's transaction commits, then the
+        // audit events are appended in the store's (as `receive_receipt` does).
+        self.ledger.connection().execute_batch("COMMIT").map_err(StoreError::Sqlite)?;
+        self.store.append_audit(&events)?;
+        Ok(out)
     }
 
     /// Records a consent receipt the device sent (verified, checked against the
@@ -750,6 +823,62 @@ impl Aggregator {
         Ok(out)
     }
 
+    /// Transcrypts a device's polymorphic pseudonym into `recipient`'s domain through
+    /// `chain` — only if the ledger's `check` allows `recipient` to have `metric` of
+    /// `subject` for `purpose` at `now` (DESIGN.md §7). An allowed transcryption is noted
+    /// as a disclosure in the ledger and logged with the digest of its proofs; a refusal
+    /// changes nothing.
+    ///
+    /// # Errors
+    /// [`TranscryptRefusal::Refused`] with the ledger's decision, or
+    /// [`TranscryptRefusal::Failed`] when the chain itself fails.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the consent query's four parts, the chain, the input, the time, the rng"
+    )]
+    pub fn transcrypt<R: rand_core::CryptoRng + ?Sized>(
+        &mut self,
+        chain: &[&crate::transcrypt::DomainTranscryptor],
+        input: &confiance::pseudonym::Ciphertext,
+        recipient: &RecipientId,
+        metric: &MetricId,
+        purpose: &confiance::ids::PurposeId,
+        subject: &confiance::ids::SubjectId,
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<Vec<crate::transcrypt::Step>, TranscryptRefusal> {
+        let decision = self.ledger.check_at(recipient, metric, purpose, subject, now, None);
+        if !decision.allowed {
+            return Err(TranscryptRefusal::Refused(decision));
+        }
+        let steps = crate::transcrypt::transcrypt_chain(chain, input, &decision, now, rng)
+            .map_err(TranscryptRefusal::Failed)?;
+        let d = Disclosure {
+            recipient: recipient.clone(),
+            metric: metric.clone(),
+            purpose: purpose.clone(),
+            subject: *subject,
+            kind: DisclosureKind::Transcryption,
+            at: now,
+            record: None,
+        };
+        self.ledger.note_disclosure(&d, now).map_err(|e| TranscryptRefusal::Store(e.to_string()))?;
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        for step in &steps {
+            sha2::Digest::update(&mut h, step.to_bytes());
+        }
+        let proof_digest: [u8; 32] = sha2::Digest::finalize(h).into();
+        self.store
+            .append_audit(&[AuditEvent::Transcryption {
+                recipient: recipient.clone(),
+                receipt: decision.receipt,
+                proof_digest,
+                at: now,
+            }])
+            .map_err(|e| TranscryptRefusal::Store(e.to_string()))?;
+        Ok(steps)
+    }
+
     /// Deletes what is past its deadline at `now` (partitions, records and their period
     /// keys, expired report ids), tells the ledger, and logs it.
     ///
@@ -759,11 +888,15 @@ impl Aggregator {
         let report = self.store.purge(now)?;
         self.partitions.retain(|k, _| k.deadline() > now);
         self.seen.retain(|_, exp| *exp > now);
+        let in_tx = self.ledger.connection().execute_batch("BEGIN").is_ok();
         for k in &report.partition_keys {
             let _ = self.ledger.note_partition_purged(k, now, now);
         }
         for r in &report.record_ids {
             let _ = self.ledger.note_record_purged(r, now, now);
+        }
+        if in_tx {
+            self.ledger.connection().execute_batch("COMMIT").map_err(StoreError::Sqlite)?;
         }
         Ok(report)
     }

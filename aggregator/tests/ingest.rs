@@ -432,3 +432,66 @@ fn shards_merge_into_what_one_aggregator_holds() {
         a.store().partitions().unwrap().into_iter().map(|p| (p.key, (p.reports, p.state))).collect();
     assert_eq!(stored.into_iter().collect::<std::collections::BTreeMap<_, _>>(), all.partition_states());
 }
+
+#[test]
+fn transcryption_goes_through_the_ledger_and_the_log() {
+    use confiance::pseudonym::DeviceSecret as Ds;
+    use confiance_aggregator::audit::AuditEvent;
+    use confiance_aggregator::service::TranscryptRefusal;
+    use confiance_aggregator::transcrypt::{
+        Domain, DomainTranscryptor, RecipientKey, Transcryptor, TranscryptorId, TranscryptorSecret,
+        system_public_key,
+    };
+    let mut w = world(4);
+    let ts: Vec<Transcryptor> = (1..=3u32)
+        .map(|i| Transcryptor::new(TranscryptorId(i), TranscryptorSecret::from_bytes([i as u8; 32])))
+        .collect();
+    let refs: Vec<&Transcryptor> = ts.iter().collect();
+    let (pk, _) = system_public_key(&refs, &mut w.rng).unwrap();
+    let domain = Domain::new(id("voltis"));
+    let dts: Vec<DomainTranscryptor> = ts.iter().map(|t| t.for_domain(&domain)).collect();
+    let chain: Vec<&DomainTranscryptor> = dts.iter().collect();
+    let input = Ds::from_bytes([9; 32]).polymorphic(&pk, &mut w.rng);
+
+    let mut d = device(&mut w, 11, "voltis");
+    let subject = d.subject();
+    let (r, m, p) = (id::<RecipientId>("voltis"), id::<MetricId>("car.odometer-km"), id("service"));
+    let now = Timestamp::from_secs(T0);
+    // No consent yet: refused, nothing logged.
+    let log_before = w.agg.store().audit_log().unwrap().size();
+    let refused = w.agg.transcrypt(&chain, &input, &r, &m, &p, &subject, now, &mut w.rng);
+    assert!(matches!(refused, Err(TranscryptRefusal::Refused(_))));
+    assert_eq!(w.agg.store().audit_log().unwrap().size(), log_before);
+    // With consent: transcrypted, decryptable by the recipient, logged.
+    let receipt = give(&mut w, &mut d, "voltis", "service", &["car.odometer-km"]);
+    let steps = w.agg.transcrypt(&chain, &input, &r, &m, &p, &subject, now, &mut w.rng).unwrap();
+    let shares: Vec<_> = dts.iter().map(DomainTranscryptor::recipient_key_share).collect();
+    let pseudonym =
+        RecipientKey::from_shares(&shares).unwrap().decrypt(&steps.last().unwrap().output).unwrap();
+    let again = w
+        .agg
+        .transcrypt(&chain, &input.rerandomise(&mut w.rng), &r, &m, &p, &subject, now, &mut w.rng)
+        .unwrap();
+    assert_eq!(
+        RecipientKey::from_shares(&shares).unwrap().decrypt(&again.last().unwrap().output).unwrap(),
+        pseudonym
+    );
+    let log = w.agg.store().audit_log().unwrap();
+    let events: Vec<AuditEvent> = log.export(log.size()).unwrap().into_iter().map(|e| e.event).collect();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, AuditEvent::Transcryption { receipt: Some(x), .. } if *x == receipt))
+            .count(),
+        2
+    );
+    // After a withdrawal: refused again.
+    let wd = d.withdraw_consent(&receipt, Timestamp::from_secs(T0 + 10)).unwrap();
+    w.agg.receive_withdrawal(&wd, Timestamp::from_secs(T0 + 10)).unwrap();
+    let later = Timestamp::from_secs(T0 + 20);
+    assert!(matches!(
+        w.agg.transcrypt(&chain, &input, &r, &m, &p, &subject, later, &mut w.rng),
+        Err(TranscryptRefusal::Refused(_))
+    ));
+    assert!(w.agg.ledger().unconsented_disclosures(Timestamp::EPOCH, Timestamp::MAX).is_empty());
+}

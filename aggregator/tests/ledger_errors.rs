@@ -14,6 +14,9 @@ use confiance_aggregator::ledger::{
 };
 use ed25519_dalek::Signer as _;
 
+/// Whether an error is the one a case expects.
+type IsExpected = fn(&LedgerError) -> bool;
+
 const SEED: [u8; 32] = [9; 32];
 const SUBJECT: SubjectId = SubjectId([3; 32]);
 
@@ -170,7 +173,7 @@ fn every_bad_receipt_is_refused_with_its_own_error_and_changes_nothing() {
     *bad_sig.last_mut().unwrap() ^= 1;
     let mut trailing = forge_receipt(other.clone());
     trailing.push(0);
-    let cases: Vec<(&str, Vec<u8>, fn(&LedgerError) -> bool)> = vec![
+    let cases: Vec<(&str, Vec<u8>, IsExpected)> = vec![
         ("bad signature", bad_sig, |e| matches!(e, LedgerError::Consent(ConsentError::BadSignature))),
         ("malformed", vec![RECEIPT_VERSION, 0xff, 0xff], |e| {
             matches!(e, LedgerError::Consent(ConsentError::Malformed))
@@ -239,7 +242,7 @@ fn every_bad_withdrawal_is_refused_with_its_own_error_and_changes_nothing() {
         device_key: ed25519_dalek::SigningKey::from_bytes(&[4; 32]).verifying_key().to_bytes(),
         ..w(a.id(), SUBJECT, t(500))
     };
-    let cases: Vec<(&str, Vec<u8>, Timestamp, fn(&LedgerError) -> bool)> = vec![
+    let cases: Vec<(&str, Vec<u8>, Timestamp, IsExpected)> = vec![
         ("bad signature", bad_sig, t(9_000), |e| {
             matches!(e, LedgerError::Consent(ConsentError::BadSignature))
         }),

@@ -139,6 +139,7 @@ struct RefReceipt {
     until: Option<u64>,
     recorded: u64,
     withdrawal: Option<(u64, u64)>,
+    hold: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -244,6 +245,7 @@ impl World {
                 until,
                 recorded,
                 withdrawal: None,
+                hold: rp.hold,
             };
             w.inputs.push((recorded, Input::Receipt(signed.clone())));
             if let Some((off, delay)) = rp.withdraw {
@@ -505,6 +507,13 @@ proptest! {
                     let window = w.window_end(s, r, m, at, known);
                     prop_assert_eq!(e.window_until, window.map(|x| Until::from_end(t(x))));
                     prop_assert_eq!(e.window_until.is_some(), allowed_any(r, m, s), "reverse vs check");
+                    // "For how long": the longest effective hold among the receipts in force
+                    // (catalogue maxima are months here, so the receipt's own hold).
+                    let hold = w.receipts.iter()
+                        .filter(|g| g.subject == s && &g.recipient == r && g.metrics.contains(m)
+                            && visible(g.recorded, known) && g.from <= at && at < g.end(known))
+                        .map(|g| g.hold).max();
+                    prop_assert_eq!(e.hold.clone(), hold.map(|h| HOLDS[h].0.parse().unwrap()));
                     let held = w.held(s, r, m, at, known);
                     prop_assert_eq!(e.records_held, held.len() as u64);
                     prop_assert_eq!(e.records_until, held.iter().map(|x| t(x.deadline)).max());

@@ -54,8 +54,8 @@ hex_display!(EnvelopeId);
 pub struct HeaderFields {
     /// The digest of the catalogue every report in the batch was made under.
     pub catalogue_digest: CatalogueDigest,
-    /// The start of the time bucket every report in the batch belongs to, already
-    /// truncated by the device to the metric's precision (UTC seconds).
+    /// The start of the UTC day of the batch (UTC seconds): no report in it is later than
+    /// that day's end; reports may be older.
     pub time_bucket: Timestamp,
 }
 

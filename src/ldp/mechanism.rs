@@ -9,8 +9,32 @@ use serde::{Deserialize, Serialize};
 pub const MAX_CATEGORIES: u32 = 1 << 24;
 /// The largest `max − min` of a numeric domain (2^40).
 pub const MAX_NUMERIC_RANGE: u64 = 1 << 40;
-/// OLH's default seed-pool size: decoding costs pool × d hash evaluations.
+/// The smallest seed pool [`Mechanism::select`] gives OLH (see [`olh_default_pool`]).
 pub const DEFAULT_OLH_POOL: u32 = 1024;
+
+/// OLH's default seed-pool size for `d` categories hashed into `0..g`: the largest power
+/// of two with pool × d ≤ 2^26 (decoding cost: pool × d hash evaluations, about 0.1 s)
+/// and pool × g ≤ 2^18 (accumulator: 2 MiB of counts), but at least
+/// [`DEFAULT_OLH_POOL`]. A larger pool lowers the variance a finite pool adds
+/// (docs/privacy.md).
+///
+/// ```
+/// use confiance::ldp::olh_default_pool;
+/// assert_eq!(olh_default_pool(65_536, 4), 1024);
+/// assert_eq!(olh_default_pool(1024, 4), 65_536);
+/// assert_eq!(olh_default_pool(16, 56), 4096);
+/// ```
+#[must_use]
+pub const fn olh_default_pool(d: u32, g: u32) -> u32 {
+    let by_d = (1u64 << 26) / if d == 0 { 1 } else { d as u64 };
+    let by_g = (1u64 << 18) / if g == 0 { 1 } else { g as u64 };
+    let cap = if by_d < by_g { by_d } else { by_g };
+    if cap <= DEFAULT_OLH_POOL as u64 {
+        return DEFAULT_OLH_POOL;
+    }
+    // Largest power of two ≤ cap (cap < 2^27, so it fits in u32).
+    1u32 << (63 - cap.leading_zeros())
+}
 /// The Piecewise mechanism's minimum number of grid steps across the input range.
 pub const PIECEWISE_RESOLUTION: u64 = 4096;
 
@@ -150,7 +174,10 @@ impl Mechanism {
                     MechanismName::Grr => Params::Grr { d },
                     MechanismName::Oue => Params::Oue { d },
                     MechanismName::Sue => Params::Sue { d },
-                    MechanismName::Olh => Params::Olh { d, g: olh_g(e), pool: DEFAULT_OLH_POOL, pool_key: 0 },
+                    MechanismName::Olh => {
+                        let g = olh_g(e);
+                        Params::Olh { d, g, pool: olh_default_pool(d, g), pool_key: 0 }
+                    }
                     MechanismName::Hadamard => Params::Hadamard { d, k: hadamard_order(d)? },
                     _ => return Err(LdpError::MechanismDomainMismatch),
                 }

@@ -30,6 +30,31 @@ pub trait Storage {
     /// # Errors
     /// [`StorageError`] when the host cannot write them.
     fn save(&mut self, bytes: &[u8]) -> Result<(), StorageError>;
+
+    /// Whether this storage keeps anything; when `false` the recorder does not even
+    /// encode its state (simulations, hosts that accept losing the queue on restart).
+    fn keeps_state(&self) -> bool {
+        true
+    }
+}
+
+/// Storage that keeps nothing: a restart starts empty. For simulations and for hosts
+/// that accept losing unsent reports on a restart.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NullStorage;
+
+impl Storage for NullStorage {
+    fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(None)
+    }
+
+    fn save(&mut self, _bytes: &[u8]) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn keeps_state(&self) -> bool {
+        false
+    }
 }
 
 /// Storage in memory: for tests, and for hosts that persist nothing.
@@ -69,5 +94,9 @@ impl<S: Storage + ?Sized> Storage for &mut S {
 
     fn save(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
         (**self).save(bytes)
+    }
+
+    fn keeps_state(&self) -> bool {
+        (**self).keeps_state()
     }
 }

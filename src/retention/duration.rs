@@ -353,9 +353,26 @@ impl Duration {
     }
 }
 
+/// Bounds on the length of a period in seconds, whatever its start: `k` months last at
+/// least `⌊k/12⌋·365 + (k mod 12)·28` days and at most `k·31` days.
+fn length_bounds(p: Period) -> (u64, u64) {
+    let m = u64::from(p.months);
+    let min = ((m / 12) * 365 + (m % 12) * 28) * 86_400 + p.secs;
+    let max = m * 31 * 86_400 + p.secs;
+    (min, max)
+}
+
 fn period_within(a: Period, b: Period) -> bool {
     if a.months <= b.months && a.secs <= b.secs {
         return true;
+    }
+    let ((_, a_max), (b_min, b_max)) = (length_bounds(a), length_bounds(b));
+    let (a_min, _) = length_bounds(a);
+    if a_max <= b_min {
+        return true;
+    }
+    if a_min > b_max {
+        return false;
     }
     // Every day of 2099 (common), 2100 (common century) and 2104 (leap) and the
     // months around them cover every month-length sequence a period can span.

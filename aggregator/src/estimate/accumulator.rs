@@ -69,6 +69,35 @@ impl Accumulator {
         self.n
     }
 
+    /// Checks that `report` fits `mechanism` (the same checks as [`Self::add`]) without an
+    /// accumulator: ingest validates a whole envelope before adding any of it.
+    ///
+    /// # Errors
+    /// [`EstimateError::WrongMechanism`], [`EstimateError::OutOfRange`] or
+    /// [`EstimateError::BadLength`].
+    pub fn check(mechanism: &Mechanism, report: &LdpReport) -> Result<(), EstimateError> {
+        match (*mechanism.params(), report) {
+            (Params::Grr { d }, LdpReport::Grr(v)) => index(*v, d).map(|_| ()),
+            (Params::Hadamard { k, .. }, LdpReport::Hadamard(j)) => index(*j, k).map(|_| ()),
+            (Params::Olh { g, pool, .. }, LdpReport::Olh { seed, value }) => {
+                index(*seed, pool)?;
+                index(*value, g).map(|_| ())
+            }
+            (Params::Oue { d }, LdpReport::Oue(bits)) | (Params::Sue { d }, LdpReport::Sue(bits)) => {
+                check_bits(bits, d)
+            }
+            (Params::Piecewise { outputs, .. }, LdpReport::Piecewise(y)) => {
+                if *y < outputs {
+                    Ok(())
+                } else {
+                    Err(EstimateError::OutOfRange)
+                }
+            }
+            (Params::Duchi { .. }, LdpReport::Duchi(_)) => Ok(()),
+            _ => Err(EstimateError::WrongMechanism),
+        }
+    }
+
     /// Count one report after checking its shape against the mechanism.
     ///
     /// # Errors

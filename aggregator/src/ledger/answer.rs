@@ -19,6 +19,16 @@ pub enum Until {
     Withdrawn,
 }
 
+impl core::fmt::Display for Until {
+    /// `until withdrawn`, or the instant in RFC 3339.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::At(t) => f.write_str(&t.to_rfc3339()),
+            Self::Withdrawn => f.write_str("until withdrawn"),
+        }
+    }
+}
+
 impl Until {
     /// `Withdrawn` for [`Timestamp::MAX`], else `At(t)`.
     #[must_use]

@@ -172,7 +172,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             e.receipts.sort_unstable();
             e.purposes.sort_unstable();
             e.purposes.dedup();
-            e.hold = best_hold.and_then(|(_, h)| self.effective_hold(h, m));
+            e.hold = best_hold.and_then(|(_, h)| self.effective_hold(h, m, at));
             by_pair.insert((r, m), e);
         }
         for &i in &entry.records {
@@ -205,12 +205,13 @@ impl<C: Borrow<Connection>> Ledger<C> {
         })
     }
 
-    /// `min(receipt hold, metric max hold)` as a duration: the receipt's when it is
-    /// within the metric's maximum, else the maximum.
-    fn effective_hold(&self, hold: u16, m: u16) -> Option<confiance::retention::Duration> {
+    /// `min(receipt hold, metric max hold)` as a duration: whichever ends first from
+    /// `start` (as the device's retention tag picks it). Compared by deadline, not with
+    /// `Duration::is_within`, which scans calendar years for mixed periods.
+    fn effective_hold(&self, hold: u16, m: u16, start: Timestamp) -> Option<confiance::retention::Duration> {
         let h = self.ix.holds.get(usize::from(hold))?;
         match self.names.metric_max_hold.get(usize::from(m)) {
-            Some(max) if !h.is_within(max) => Some(max.clone()),
+            Some(max) if max.deadline_from(start).at < h.deadline_from(start).at => Some(max.clone()),
             _ => Some(h.clone()),
         }
     }
@@ -548,7 +549,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         Overdue { now, records, partitions }
     }
 
-    /// Who gains or loses access to what from catalogue `a` to `b` ([`diff`](super::diff)),
+    /// Who gains or loses access to what from catalogue `a` to `b` ([`super::diff`]),
     /// with, for each removed access, the number of grants in this ledger that named it.
     #[must_use]
     pub fn diff(&self, a: &Catalogue, b: &Catalogue) -> CatalogueDiff {

@@ -1,0 +1,187 @@
+//! Load test of the HTTP server on loopback, bounded in count and time: `C` client
+//! threads post pre-sealed envelopes as fast as the server acknowledges them; the
+//! sustained envelopes/s and the latency percentiles are printed; then the server stops
+//! gracefully and every acknowledged envelope is checked in the database.
+//!
+//! `cargo bench -p confiance-aggregator --bench http_load` (env `LOAD_ENVELOPES`,
+//! default 3000; `LOAD_CLIENTS`, default 4; stops after 60 s whatever the count).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use confiance::Timestamp;
+use confiance::catalogue::Catalogue;
+use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::envelope::{AeadId, EnvelopeId};
+use confiance::hazmat::{SeedableRng as _, SeededRng};
+use confiance::ids::MetricId;
+use confiance::pseudonym::DeviceSecret;
+use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value};
+use confiance_aggregator::audit::CheckpointSigner;
+use confiance_aggregator::keys::KeyStore;
+use confiance_aggregator::server::{Role, ServerConfig, TokenEntry, hex, serve_until, unhex};
+use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+use sha2::Digest as _;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let total = env("LOAD_ENVELOPES", 3_000);
+    let clients = env("LOAD_CLIENTS", 4);
+    let deadline = Duration::from_secs(60);
+    let cat = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml")).unwrap();
+    let now = Timestamp::from_secs(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+    );
+    let mut rng = SeededRng::seed_from_u64(1);
+    let mut keys = KeyStore::new(86_400);
+    let config = keys
+        .generate(
+            AeadId::ChaCha20Poly1305,
+            now.saturating_sub_secs(86_400),
+            now.saturating_add_secs(86_400),
+            &mut rng,
+        )
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("confiance-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("db.sqlite");
+    let mut agg = Aggregator::open(&db, cat.clone(), keys.clone(), AggregatorConfig::default()).unwrap();
+
+    // Envelopes from real devices, one per device (consent registered directly).
+    eprintln!("sealing {total} envelopes…");
+    let mut frames = Vec::with_capacity(total);
+    let mut i = 0u64;
+    while frames.len() < total {
+        let mut r = SeededRng::seed_from_u64(1_000 + i);
+        let parts = RecorderParts {
+            catalogue: cat.clone(),
+            consent: ConsentState::new(DeviceKey::generate(&mut r)),
+            pseudonyms: DeviceSecret::generate(&mut r),
+            controller: "calora".parse().unwrap(),
+            key_configs: vec![config],
+            rng: r,
+        };
+        let mut d = Recorder::new(parts, MemoryStorage::default());
+        let t = now.saturating_sub_secs(7_200);
+        let receipt = d
+            .give_consent(
+                "calora".parse().unwrap(),
+                "product-improvement".parse().unwrap(),
+                Scope::metrics(["thermostat.mode".parse::<MetricId>().unwrap()]),
+                t,
+                None,
+                "P90D".parse().unwrap(),
+                t,
+            )
+            .unwrap();
+        agg.receive_receipt(&receipt, t).unwrap();
+        d.record(
+            &"thermostat.mode".parse().unwrap(),
+            &"product-improvement".parse().unwrap(),
+            Value::Category((i % 6) as u32),
+            now,
+        );
+        frames.extend(d.flush(now));
+        i += 1;
+    }
+    frames.truncate(total);
+
+    let token = "cf_load";
+    let tokens =
+        vec![TokenEntry { role: Role::Device, recipient: None, sha256: sha2::Sha256::digest(token).into() }];
+    let signer = CheckpointSigner::generate("confiance/load", &mut rng).unwrap();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        serve_until(
+            agg,
+            signer,
+            ServerConfig { max_body_bytes: 1 << 16, tokens },
+            "127.0.0.1:0".parse().unwrap(),
+            |a| addr_tx.send(a).unwrap(),
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+        .unwrap();
+    });
+    let url = format!("http://{}/v1/envelopes", addr_rx.recv().unwrap());
+
+    let frames = Arc::new(frames);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (frames, next, url) = (Arc::clone(&frames), Arc::clone(&next), url.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent =
+                    ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let (mut lat, mut acked, mut refused) = (Vec::new(), Vec::new(), 0u64);
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= frames.len() || start.elapsed() > deadline {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let mut r = agent
+                        .post(&url)
+                        .header("Authorization", &format!("Bearer {token}"))
+                        .send(&frames[k][..])
+                        .unwrap();
+                    let body = r.body_mut().read_to_string().unwrap();
+                    lat.push(t.elapsed());
+                    if r.status().as_u16() == 201 {
+                        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                        acked.push(v["envelope"].as_str().unwrap().to_owned());
+                    } else {
+                        refused += 1;
+                    }
+                }
+                (lat, acked, refused)
+            })
+        })
+        .collect();
+    let (mut lat, mut acked, mut refused) = (Vec::new(), Vec::new(), 0);
+    for w in workers {
+        let (l, a, r) = w.join().unwrap();
+        lat.extend(l);
+        acked.extend(a);
+        refused += r;
+    }
+    let elapsed = start.elapsed();
+    stop_tx.send(()).unwrap();
+    server.join().unwrap();
+
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let agg = Aggregator::open(&db, cat, keys, AggregatorConfig::default()).unwrap();
+    let lost = acked
+        .iter()
+        .filter(|a| !agg.has_envelope(&EnvelopeId(unhex(a).unwrap().try_into().unwrap())).unwrap())
+        .count();
+    println!(
+        "http_load: {} envelopes ({} acknowledged, {} refused) by {clients} clients in {:.2} s: {:.0} envelopes/s; \
+         latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; acknowledged but lost: {lost}",
+        lat.len(),
+        acked.len(),
+        refused,
+        elapsed.as_secs_f64(),
+        lat.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        lat.last().unwrap().as_secs_f64() * 1e3,
+    );
+    let _ = hex(&[]);
+    assert_eq!(lost, 0, "acknowledged envelopes lost");
+    assert_eq!(refused, 0);
+    drop(agg);
+    let _ = std::fs::remove_dir_all(&dir);
+}

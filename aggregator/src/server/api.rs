@@ -1,0 +1,456 @@
+//! Routes, authentication and handlers of the HTTP API (docs/http.md).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query as QueryParams, State as AxState};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use confiance::Timestamp;
+use confiance::ids::RecipientId;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::query::{
+    ApiError, Query, hexify, parse_metric, parse_purpose, parse_recipient, parse_subject, parse_time,
+    release_json, run_query,
+};
+use super::{Role, State, hex};
+use crate::ledger::Party;
+use crate::service::Aggregator;
+
+type St = AxState<Arc<State>>;
+type Params = Result<QueryParams<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.to_json())).into_response()
+    }
+}
+
+fn ok(status: StatusCode, v: Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+/// Who is calling.
+struct Principal {
+    role: Role,
+    recipient: Option<RecipientId>,
+}
+
+fn authenticate(st: &State, headers: &HeaderMap, allowed: &[Role]) -> Result<Principal, ApiError> {
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::new(401, "missing_credentials", "an `Authorization: Bearer` header is required")
+    })?;
+    let token =
+        value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| {
+            ApiError::new(401, "bad_credentials", "expected `Authorization: Bearer <token>`")
+        })?;
+    let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+    let mut found = None;
+    for t in &st.config.tokens {
+        if bool::from(t.sha256.ct_eq(&digest)) {
+            found = Some(t);
+        }
+    }
+    let t = found.ok_or_else(|| ApiError::new(401, "bad_token", "unknown token"))?;
+    if !allowed.contains(&t.role) && t.role != Role::Admin {
+        return Err(ApiError::new(
+            403,
+            "wrong_role",
+            format!("a {} token may not call this endpoint", t.role),
+        ));
+    }
+    Ok(Principal { role: t.role, recipient: t.recipient.clone() })
+}
+
+/// A recipient may only ask about itself.
+fn own(p: &Principal, recipient: &RecipientId) -> Result<(), ApiError> {
+    match (&p.role, &p.recipient) {
+        (Role::Recipient, Some(r)) if r != recipient => Err(ApiError::new(
+            403,
+            "not_your_view",
+            format!("this token belongs to recipient `{r}`, not `{recipient}`"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_secs(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    )
+}
+
+async fn with_agg<T, F>(st: &Arc<State>, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Aggregator, &State) -> Result<T, ApiError> + Send + 'static,
+{
+    let st = Arc::clone(st);
+    tokio::task::spawn_blocking(move || {
+        let mut g = st.agg.lock().map_err(|_| ApiError::internal("aggregator lock poisoned"))?;
+        f(&mut g, &st)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+/// Reads a body of at most `max_body_bytes`. A larger body is still drained up to four
+/// times the limit (so the client, still sending, reads the 413 instead of a reset);
+/// beyond that the connection is dropped after the 413.
+async fn read_body(st: &State, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let limit = st.config.max_body_bytes;
+    let drain = limit.saturating_mul(4);
+    let too_large =
+        || ApiError::new(413, "body_too_large", format!("request bodies are limited to {limit} bytes"));
+    if let Some(len) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        && len > drain
+    {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, drain).await.map_err(|_| too_large())?;
+    if bytes.len() > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+fn params(p: Params) -> Result<HashMap<String, String>, ApiError> {
+    p.map(|QueryParams(m)| m).map_err(|e| ApiError::new(400, "bad_query", e.body_text()))
+}
+
+fn time_param(p: &HashMap<String, String>, name: &str, default: Timestamp) -> Result<Timestamp, ApiError> {
+    p.get(name).map_or(Ok(default), |s| parse_time(s))
+}
+
+fn opt_time(p: &HashMap<String, String>, name: &str) -> Result<Option<Timestamp>, ApiError> {
+    p.get(name).map(|s| parse_time(s)).transpose()
+}
+
+fn required<'a>(p: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
+    p.get(name)
+        .map(String::as_str)
+        .ok_or_else(|| ApiError::new(400, "missing_parameter", format!("`{name}` is required")))
+}
+
+pub(crate) fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/envelopes", post(post_envelope))
+        .route("/v1/receipts", post(post_receipt))
+        .route("/v1/withdrawals", post(post_withdrawal))
+        .route("/v1/releases", post(post_release))
+        .route("/v1/purge", post(post_purge))
+        .route("/v1/subjects/{subject}/access", get(get_subject))
+        .route("/v1/recipients/{recipient}/view", get(get_recipient))
+        .route("/v1/metrics/{metric}/who-sees", get(get_metric))
+        .route("/v1/check", get(get_check))
+        .route("/v1/history", get(get_history))
+        .route("/v1/overdue", get(get_overdue))
+        .route("/v1/disclosures", get(get_disclosures))
+        .route("/v1/audit/checkpoint", get(get_checkpoint))
+        .route("/v1/audit/inclusion", get(get_inclusion))
+        .route("/v1/audit/consistency", get(get_consistency))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(404, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(405, "method_not_allowed", "method not allowed on this endpoint")
+}
+
+async fn health() -> Response {
+    ok(StatusCode::OK, json!({"status": "ok"}))
+}
+
+async fn post_envelope(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Device])?;
+    let bytes = read_body(&st, &headers, body).await?;
+    let ack =
+        with_agg(&st, move |agg, _| agg.ingest(&bytes, now()).map_err(|e| ApiError::from_ingest(&e))).await?;
+    Ok(ok(StatusCode::CREATED, json!({"envelope": hex(&ack.envelope.0), "reports": ack.reports})))
+}
+
+async fn post_receipt(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Device])?;
+    let bytes = read_body(&st, &headers, body).await?;
+    let id = with_agg(&st, move |agg, _| {
+        agg.receive_receipt(&bytes, now()).map_err(|e| ApiError::from_service(&e))
+    })
+    .await?;
+    Ok(ok(StatusCode::CREATED, json!({"receipt": hex(&id.0)})))
+}
+
+async fn post_withdrawal(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Device])?;
+    let bytes = read_body(&st, &headers, body).await?;
+    let id = with_agg(&st, move |agg, _| {
+        agg.receive_withdrawal(&bytes, now()).map_err(|e| ApiError::from_service(&e))
+    })
+    .await?;
+    Ok(ok(StatusCode::CREATED, json!({"receipt": hex(&id.0), "withdrawn": true})))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseRequest {
+    metric: String,
+    #[serde(default)]
+    recipient: Option<String>,
+    #[serde(default)]
+    from: Option<u64>,
+    #[serde(default)]
+    to: Option<u64>,
+}
+
+async fn post_release(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let p = authenticate(&st, &headers, &[Role::Recipient])?;
+    let bytes = read_body(&st, &headers, body).await?;
+    let req: ReleaseRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(400, "malformed_json", format!("bad release request: {e}")))?;
+    let v = with_agg(&st, move |agg, _| {
+        let recipient = match (&p.recipient, &req.recipient) {
+            (Some(own_r), None) => own_r.clone(),
+            (_, Some(r)) => parse_recipient(agg, r)?,
+            (None, None) => return Err(ApiError::new(400, "missing_parameter", "`recipient` is required")),
+        };
+        own(&p, &recipient)?;
+        let metric = parse_metric(agg, &req.metric)?;
+        let from = Timestamp::from_secs(req.from.unwrap_or(0));
+        let to = req.to.map_or(Timestamp::MAX, Timestamp::from_secs);
+        let r = agg.release(&recipient, &metric, from, to, now()).map_err(|e| ApiError::from_release(&e))?;
+        Ok(release_json(&recipient, &r))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn post_purge(AxState(st): St, headers: HeaderMap) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Admin])?;
+    let v = with_agg(&st, |agg, _| {
+        let r = agg.purge(now()).map_err(|e| ApiError::from_service(&e))?;
+        Ok(json!({"partitions": r.partitions, "records": r.records, "keys_destroyed": r.keys_destroyed.len()}))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn query(
+    st: &Arc<State>,
+    build: impl FnOnce(&Aggregator) -> Result<Query, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let v = with_agg(st, move |agg, _| {
+        let q = build(agg)?;
+        run_query(agg, &q)
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn get_subject(
+    AxState(st): St,
+    headers: HeaderMap,
+    Path(subject): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Auditor])?;
+    let p = params(p)?;
+    query(&st, move |_| {
+        Ok(Query::Subject {
+            subject: parse_subject(&subject)?,
+            at: time_param(&p, "at", now())?,
+            as_known_at: opt_time(&p, "as_known_at")?,
+        })
+    })
+    .await
+}
+
+async fn get_recipient(
+    AxState(st): St,
+    headers: HeaderMap,
+    Path(recipient): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
+    let p = params(p)?;
+    query(&st, move |agg| {
+        let recipient = parse_recipient(agg, &recipient)?;
+        own(&who, &recipient)?;
+        Ok(Query::Recipient {
+            recipient,
+            at: time_param(&p, "at", now())?,
+            as_known_at: opt_time(&p, "as_known_at")?,
+        })
+    })
+    .await
+}
+
+async fn get_metric(
+    AxState(st): St,
+    headers: HeaderMap,
+    Path(metric): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Auditor])?;
+    let p = params(p)?;
+    query(&st, move |agg| {
+        Ok(Query::Metric {
+            metric: parse_metric(agg, &metric)?,
+            at: time_param(&p, "at", now())?,
+            as_known_at: opt_time(&p, "as_known_at")?,
+        })
+    })
+    .await
+}
+
+async fn get_check(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+    let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
+    let p = params(p)?;
+    query(&st, move |agg| {
+        let recipient = parse_recipient(agg, required(&p, "recipient")?)?;
+        own(&who, &recipient)?;
+        Ok(Query::Check {
+            recipient,
+            metric: parse_metric(agg, required(&p, "metric")?)?,
+            purpose: parse_purpose(agg, required(&p, "purpose")?)?,
+            subject: parse_subject(required(&p, "subject")?)?,
+            at: time_param(&p, "at", now())?,
+            as_known_at: opt_time(&p, "as_known_at")?,
+        })
+    })
+    .await
+}
+
+async fn get_history(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+    let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
+    let p = params(p)?;
+    query(&st, move |agg| {
+        let party = match (p.get("subject"), p.get("recipient")) {
+            (Some(s), None) if who.role != Role::Recipient => Party::Subject(parse_subject(s)?),
+            (None, Some(r)) => {
+                let r = parse_recipient(agg, r)?;
+                own(&who, &r)?;
+                Party::Recipient(r)
+            }
+            (Some(_), None) => {
+                return Err(ApiError::new(403, "not_your_view", "a recipient sees only its own history"));
+            }
+            _ => {
+                return Err(ApiError::new(
+                    400,
+                    "missing_parameter",
+                    "exactly one of `subject` and `recipient` is required",
+                ));
+            }
+        };
+        Ok(Query::History {
+            party,
+            from: time_param(&p, "from", Timestamp::EPOCH)?,
+            to: time_param(&p, "to", Timestamp::MAX)?,
+        })
+    })
+    .await
+}
+
+async fn get_overdue(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Auditor])?;
+    let p = params(p)?;
+    query(&st, move |_| Ok(Query::Overdue { now: time_param(&p, "now", now())? })).await
+}
+
+async fn get_disclosures(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Auditor])?;
+    let p = params(p)?;
+    query(&st, move |_| {
+        Ok(Query::Disclosures {
+            from: time_param(&p, "from", Timestamp::EPOCH)?,
+            to: time_param(&p, "to", Timestamp::MAX)?,
+        })
+    })
+    .await
+}
+
+async fn get_checkpoint(AxState(st): St, headers: HeaderMap) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Auditor, Role::Recipient, Role::Device])?;
+    let v = with_agg(&st, |agg, st| {
+        let log = agg.store().audit_log().map_err(|e| ApiError::internal(e.to_string()))?;
+        let cp = log.checkpoint(&st.signer, now());
+        Ok(json!({
+            "origin": cp.checkpoint().origin(),
+            "tree_size": cp.checkpoint().size(),
+            "root": hex(cp.checkpoint().root()),
+            "timestamp": cp.checkpoint().timestamp().as_secs(),
+            "text": cp.to_text(),
+            "public_key": hex(st.signer.verifying_key().as_bytes()),
+        }))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+fn u64_param(p: &HashMap<String, String>, name: &str) -> Result<u64, ApiError> {
+    required(p, name)?
+        .parse()
+        .map_err(|_| ApiError::new(400, "bad_parameter", format!("`{name}` must be a number")))
+}
+
+async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Auditor, Role::Recipient, Role::Device])?;
+    let p = params(p)?;
+    let v = with_agg(&st, move |agg, _| {
+        let seq = u64_param(&p, "seq")?;
+        let log = agg.store().audit_log().map_err(|e| ApiError::internal(e.to_string()))?;
+        let size = match p.get("tree_size") {
+            Some(_) => u64_param(&p, "tree_size")?,
+            None => log.size(),
+        };
+        let bad = |e: crate::audit::AuditError| ApiError::new(400, "bad_proof_request", e.to_string());
+        let proof = log.inclusion_proof(seq, size).map_err(bad)?;
+        let event = log.event(seq).map_err(bad)?;
+        let leaf = event.leaf_hash().map_err(bad)?;
+        Ok(json!({
+            "seq": proof.leaf_index,
+            "tree_size": proof.tree_size,
+            "leaf_hash": hex(&leaf),
+            "event": hexify(serde_json::to_value(&event.event).map_err(|e| ApiError::internal(e.to_string()))?),
+            "path": proof.path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+        }))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+async fn get_consistency(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Auditor, Role::Recipient, Role::Device])?;
+    let p = params(p)?;
+    let v = with_agg(&st, move |agg, _| {
+        let old = u64_param(&p, "old")?;
+        let log = agg.store().audit_log().map_err(|e| ApiError::internal(e.to_string()))?;
+        let new = match p.get("new") {
+            Some(_) => u64_param(&p, "new")?,
+            None => log.size(),
+        };
+        let proof = log
+            .consistency_proof(old, new)
+            .map_err(|e| ApiError::new(400, "bad_proof_request", e.to_string()))?;
+        Ok(json!({
+            "old_size": proof.old_size,
+            "new_size": proof.new_size,
+            "path": proof.path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+        }))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}

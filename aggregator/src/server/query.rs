@@ -1,0 +1,307 @@
+//! The queries shared by the CLI and the HTTP API, their JSON answers and their errors —
+//! so `confiance query … --json` and `GET /v1/…` return the same documents.
+
+use confiance::Timestamp;
+use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
+use serde_json::{Value, json};
+
+use crate::ingest::{IngestError, ReportError};
+use crate::ledger::{LedgerError, Party, Target};
+use crate::service::{Aggregator, Release, ReleaseError, ServiceError};
+
+use super::{hex, unhex};
+
+/// An error with an HTTP status, a stable code and a message; the CLI maps it to an exit
+/// code (1 for a 4xx, 3 for a 5xx).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Stable machine-readable code (docs/http.md).
+    pub code: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    /// `{"error": {"code": ..., "message": ...}}`.
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        json!({"error": {"code": self.code, "message": self.message}})
+    }
+
+    /// An internal error (500, `internal`).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "internal", message)
+    }
+
+    /// The answer to a refused envelope.
+    #[must_use]
+    pub fn from_ingest(e: &IngestError) -> Self {
+        let status = match e {
+            IngestError::TooLarge { .. } => 413,
+            IngestError::ReplayedEnvelope(_) | IngestError::Report { reason: ReportError::Replayed, .. } => {
+                409
+            }
+            IngestError::Store(_) => 500,
+            _ => 400,
+        };
+        Self::new(status, e.code(), e.to_string())
+    }
+
+    /// The answer to a refused receipt or withdrawal.
+    #[must_use]
+    pub fn from_service(e: &ServiceError) -> Self {
+        let (status, code) = match e {
+            ServiceError::Ledger(l) => match l {
+                LedgerError::Consent(_) => (400, "bad_consent"),
+                LedgerError::DuplicateReceipt(_) => (409, "duplicate_receipt"),
+                LedgerError::UnknownReceipt(_) => (404, "unknown_receipt"),
+                LedgerError::KeyMismatch => (400, "key_mismatch"),
+                LedgerError::BeforeValidity => (400, "withdrawal_before_validity"),
+                LedgerError::AlreadyWithdrawn => (409, "already_withdrawn"),
+                LedgerError::UnknownRecipient(_) => (404, "unknown_recipient"),
+                LedgerError::UnknownMetric(_) => (404, "unknown_metric"),
+                LedgerError::UnknownPurpose(_) => (404, "unknown_purpose"),
+                _ => (400, "refused"),
+            },
+            _ => (500, "store_failed"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+
+    /// The answer to a refused release.
+    #[must_use]
+    pub fn from_release(e: &ReleaseError) -> Self {
+        let (status, code) = match e {
+            ReleaseError::UnknownMetric(_) => (404, "unknown_metric"),
+            ReleaseError::UnknownRecipient(_) => (404, "unknown_recipient"),
+            ReleaseError::NotAllowed => (403, "not_allowed"),
+            ReleaseError::WrongTrack => (400, "wrong_track"),
+            ReleaseError::NothingToRelease => (404, "nothing_to_release"),
+            _ => (500, "store_failed"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
+impl core::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// A query of the ledger (DESIGN.md §5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Query {
+    /// `subject_access(S, at)`.
+    Subject {
+        /// The subject.
+        subject: SubjectId,
+        /// Valid time.
+        at: Timestamp,
+        /// Record time (`None` = now).
+        as_known_at: Option<Timestamp>,
+    },
+    /// `recipient_view(R, at)`.
+    Recipient {
+        /// The recipient.
+        recipient: RecipientId,
+        /// Valid time.
+        at: Timestamp,
+        /// Record time.
+        as_known_at: Option<Timestamp>,
+    },
+    /// `who_sees(M, at)`.
+    Metric {
+        /// The metric.
+        metric: MetricId,
+        /// Valid time.
+        at: Timestamp,
+        /// Record time.
+        as_known_at: Option<Timestamp>,
+    },
+    /// `check(R, M, purpose, S, at)`.
+    Check {
+        /// The recipient.
+        recipient: RecipientId,
+        /// The metric.
+        metric: MetricId,
+        /// The purpose.
+        purpose: PurposeId,
+        /// The subject.
+        subject: SubjectId,
+        /// Valid time.
+        at: Timestamp,
+        /// Record time.
+        as_known_at: Option<Timestamp>,
+    },
+    /// `history(S or R, from, to)`.
+    History {
+        /// The subject or recipient.
+        party: Party,
+        /// Start (inclusive) of record time.
+        from: Timestamp,
+        /// End (exclusive).
+        to: Timestamp,
+    },
+    /// `overdue(now)`.
+    Overdue {
+        /// The instant.
+        now: Timestamp,
+    },
+    /// `unconsented_disclosures(from, to)`.
+    Disclosures {
+        /// Start (inclusive).
+        from: Timestamp,
+        /// End (exclusive).
+        to: Timestamp,
+    },
+}
+
+/// Parses a timestamp: UTC seconds or RFC 3339.
+///
+/// # Errors
+/// [`ApiError`] `bad_time` (400).
+pub fn parse_time(s: &str) -> Result<Timestamp, ApiError> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Timestamp::from_secs(n));
+    }
+    Timestamp::parse_rfc3339(s).map_err(|_| ApiError::new(400, "bad_time", format!("`{s}` is not a time")))
+}
+
+/// Parses a subject id (64 hex digits).
+///
+/// # Errors
+/// [`ApiError`] `bad_subject` (400).
+pub fn parse_subject(s: &str) -> Result<SubjectId, ApiError> {
+    unhex(s)
+        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        .map(SubjectId)
+        .ok_or_else(|| ApiError::new(400, "bad_subject", "a subject is 64 hex digits"))
+}
+
+/// Parses and checks a recipient against the catalogue.
+///
+/// # Errors
+/// `bad_id` (400), `unknown_recipient` (404).
+pub fn parse_recipient(agg: &Aggregator, s: &str) -> Result<RecipientId, ApiError> {
+    let r: RecipientId =
+        s.parse().map_err(|_| ApiError::new(400, "bad_id", format!("bad recipient id `{s}`")))?;
+    agg.catalogue()
+        .recipient(&r)
+        .map(|_| r.clone())
+        .ok_or_else(|| ApiError::new(404, "unknown_recipient", format!("unknown recipient `{s}`")))
+}
+
+/// Parses and checks a metric against the catalogue.
+///
+/// # Errors
+/// `bad_id` (400), `unknown_metric` (404).
+pub fn parse_metric(agg: &Aggregator, s: &str) -> Result<MetricId, ApiError> {
+    let m: MetricId = s.parse().map_err(|_| ApiError::new(400, "bad_id", format!("bad metric id `{s}`")))?;
+    agg.catalogue()
+        .metric(&m)
+        .map(|_| m.clone())
+        .ok_or_else(|| ApiError::new(404, "unknown_metric", format!("unknown metric `{s}`")))
+}
+
+/// Parses and checks a purpose against the catalogue.
+///
+/// # Errors
+/// `bad_id` (400), `unknown_purpose` (404).
+pub fn parse_purpose(agg: &Aggregator, s: &str) -> Result<PurposeId, ApiError> {
+    let p: PurposeId =
+        s.parse().map_err(|_| ApiError::new(400, "bad_id", format!("bad purpose id `{s}`")))?;
+    agg.catalogue()
+        .purpose(&p)
+        .map(|_| p.clone())
+        .ok_or_else(|| ApiError::new(404, "unknown_purpose", format!("unknown purpose `{s}`")))
+}
+
+/// Byte strings the ledger serializes as arrays of integers (ids and hashes of 16 or 32
+/// bytes) become lowercase hex strings.
+#[must_use]
+pub fn hexify(v: Value) -> Value {
+    match v {
+        Value::Array(a) => {
+            let bytes: Option<Vec<u8>> = (a.len() == 16 || a.len() == 32)
+                .then(|| a.iter().map(|x| x.as_u64().and_then(|n| u8::try_from(n).ok())).collect())
+                .flatten();
+            match bytes {
+                Some(b) => Value::String(hex(&b)),
+                None => Value::Array(a.into_iter().map(hexify).collect()),
+            }
+        }
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, hexify(v))).collect()),
+        other => other,
+    }
+}
+
+fn to_value<T: serde::Serialize>(t: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(t).map(hexify).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Answers `q` as JSON (the schema of docs/cli.md and docs/http.md).
+///
+/// # Errors
+/// [`ApiError`] (internal only: the ids were checked when `q` was built).
+pub fn run_query(agg: &Aggregator, q: &Query) -> Result<Value, ApiError> {
+    let l = agg.ledger();
+    match q {
+        Query::Subject { subject, at, as_known_at } => {
+            to_value(&l.subject_access(subject, *at, *as_known_at))
+        }
+        Query::Recipient { recipient, at, as_known_at } => {
+            to_value(&l.recipient_view(recipient, *at, *as_known_at))
+        }
+        Query::Metric { metric, at, as_known_at } => {
+            to_value(&l.who_sees(&Target::Metric(metric.clone()), *at, *as_known_at))
+        }
+        Query::Check { recipient, metric, purpose, subject, at, as_known_at } => {
+            to_value(&l.check_at(recipient, metric, purpose, subject, *at, *as_known_at))
+        }
+        Query::History { party, from, to } => {
+            Ok(json!({ "entries": to_value(&l.history(party, *from, *to))? }))
+        }
+        Query::Overdue { now } => to_value(&l.overdue(*now)),
+        Query::Disclosures { from, to } => {
+            Ok(json!({ "disclosures": to_value(&l.unconsented_disclosures(*from, *to))? }))
+        }
+    }
+}
+
+/// A release as JSON.
+#[must_use]
+pub fn release_json(recipient: &RecipientId, r: &Release) -> Value {
+    let values: Vec<Value> = r
+        .estimate
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({
+                "label": r.labels.get(i).cloned().unwrap_or_else(|| if r.labels.is_empty() { "mean".into() } else { i.to_string() }),
+                "value": p.value,
+                "std_error": p.std_error,
+                "ci95_low": p.ci95_low,
+                "ci95_high": p.ci95_high,
+            })
+        })
+        .collect();
+    json!({
+        "recipient": recipient.to_string(),
+        "metric": r.metric.to_string(),
+        "partitions": r.partitions,
+        "n": r.estimate.n,
+        "values": values,
+    })
+}

@@ -1,0 +1,194 @@
+//! The `confiance` binary end to end: keygen → simulate → query → report → audit verify,
+//! checking exit codes (0 ok, 1 refused/bad input, 2 usage) and the `--json` documents.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("confiance-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(d: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_confiance"))
+        .arg("--db")
+        .arg(d.join("db.sqlite"))
+        .arg("--keys")
+        .arg(d.join("keys"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(d: &Path, args: &[&str]) -> Value {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    let o = run(d, &a);
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn error_code(o: &Output) -> String {
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["error"]["code"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn keygen_simulate_query_report_verify() {
+    let d = dir("flow");
+    let k = json(&d, &["keygen"]);
+    assert_eq!(k["key_config"].as_str().unwrap().len() % 2, 0);
+    assert_eq!(k["log_public_key"].as_str().unwrap().len(), 64);
+    // A second keygen would destroy the keys: refused with exit 1.
+    let again = run(&d, &["--json", "keygen"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(error_code(&again), "exists");
+
+    let s = json(&d, &["simulate", "--devices", "24", "--days", "2", "--seed", "7"]);
+    assert_eq!(s["devices"], 24);
+    assert_eq!(s["receipts"], 24 + 12 + 8);
+    assert!(s["envelopes"].as_u64().unwrap() >= 48);
+    assert_eq!(s["estimate_released"], true);
+    assert!(s["records_released"].as_u64().unwrap() > 0);
+    let subject = s["sample_subjects"][0].as_str().unwrap().to_owned();
+
+    // Subject 0 consented to calora (improvement, service) and gridco (grid), then withdrew gridco.
+    let a = json(&d, &["query", "subject", &subject]);
+    let recipients: Vec<&str> =
+        a["entries"].as_array().unwrap().iter().map(|e| e["recipient"].as_str().unwrap()).collect();
+    assert!(recipients.contains(&"calora"), "{a}");
+    let v = json(&d, &["query", "recipient", "calora"]);
+    assert_eq!(v["recipient"], "calora");
+    assert!(!v["metrics"].as_array().unwrap().is_empty());
+    let m = json(&d, &["query", "metric", "thermostat.fault-code"]);
+    assert!(m["entries"].as_array().unwrap().iter().any(|e| e["recipient"] == "calora"));
+    let c = json(
+        &d,
+        &[
+            "query",
+            "check",
+            "--recipient",
+            "calora",
+            "--metric",
+            "thermostat.fault-code",
+            "--purpose",
+            "service",
+            "--subject",
+            &subject,
+        ],
+    );
+    assert_eq!(c["allowed"], true, "{c}");
+    let c = json(
+        &d,
+        &[
+            "query",
+            "check",
+            "--recipient",
+            "gridco",
+            "--metric",
+            "thermostat.mode",
+            "--purpose",
+            "grid-balancing",
+            "--subject",
+            &subject,
+        ],
+    );
+    assert_eq!(c["allowed"], false, "subject 0 withdrew its gridco consent: {c}");
+    let h = json(&d, &["query", "history", "--subject", &subject]);
+    assert!(h["entries"].as_array().unwrap().len() >= 3);
+    let o = json(&d, &["query", "overdue"]);
+    assert!(o["records"].as_array().unwrap().is_empty());
+    let u = json(&d, &["query", "disclosures"]);
+    assert!(u["disclosures"].as_array().unwrap().is_empty(), "every release was consented: {u}");
+
+    for (fmt, needle) in [("html", "<svg"), ("json", "\"schema_version\""), ("markdown", "# ")] {
+        let out = d.join(format!("report.{fmt}"));
+        let r = json(&d, &["report", "--format", fmt, "--out", out.to_str().unwrap()]);
+        assert_eq!(r["log_verified"], true);
+        assert!(r["estimates"].as_u64().unwrap() > 0 && r["access_rows"].as_u64().unwrap() > 0, "{r}");
+        assert!(std::fs::read_to_string(&out).unwrap().contains(needle), "{fmt}");
+    }
+
+    let cp = json(&d, &["audit", "checkpoint"]);
+    std::fs::write(d.join("cp.txt"), cp["text"].as_str().unwrap()).unwrap();
+    json(&d, &["simulate", "--devices", "3", "--days", "1", "--seed", "8"]);
+    let ver = json(&d, &["audit", "verify", "--checkpoint", d.join("cp.txt").to_str().unwrap()]);
+    assert_eq!(ver["verified"], true);
+    assert_eq!(ver["consistent_with_checkpoint"], true);
+    assert!(ver["tree_size"].as_u64().unwrap() > cp["tree_size"].as_u64().unwrap());
+
+    // A tampered log (event 0 replaced by event 1) fails the audit: exit 1, `log_invalid`.
+    // (An attacker with the file drops the append-only triggers first.)
+    let conn = rusqlite::Connection::open(d.join("db.sqlite")).unwrap();
+    let triggers: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_leaf'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for t in triggers {
+        conn.execute_batch(&format!("DROP TRIGGER \"{t}\"")).unwrap();
+    }
+    let n = conn
+        .execute("UPDATE audit_leaf SET leaf = (SELECT leaf FROM audit_leaf WHERE seq = 1) WHERE seq = 0", [])
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(conn);
+    let o = run(&d, &["--json", "audit", "verify"]);
+    assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "log_invalid"));
+    let r = json(&d, &["report", "--format", "json", "--out", d.join("tampered.json").to_str().unwrap()]);
+    assert_eq!(r["log_verified"], false, "the report shows the failed verification");
+
+    // Human output is a table, not JSON.
+    let t = run(&d, &["query", "recipient", "calora"]);
+    assert_eq!(t.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&t.stdout).contains("metrics ("));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn exit_codes() {
+    let d = dir("codes");
+    // Usage errors: 2.
+    assert_eq!(run(&d, &["frobnicate"]).status.code(), Some(2));
+    assert_eq!(run(&d, &["query", "check", "--recipient", "calora"]).status.code(), Some(2));
+    // No key file yet: bad input, 1.
+    let o = run(&d, &["--json", "query", "overdue"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(error_code(&o), "bad_key_file");
+    json(&d, &["keygen"]);
+    let o = run(&d, &["--json", "query", "recipient", "nobody"]);
+    assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "unknown_recipient"));
+    let o = run(&d, &["--json", "query", "subject", "zz"]);
+    assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "bad_subject"));
+    let o = run(&d, &["--json", "query", "metric", "no.such"]);
+    assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "unknown_metric"));
+    // A garbage envelope file is refused, one result per envelope.
+    std::fs::write(d.join("bad.env"), [1u8, 2, 3]).unwrap();
+    let o = run(&d, &["--json", "ingest", d.join("bad.env").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let first: Value = serde_json::from_slice(o.stdout.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(first["refused"], 1);
+    assert_eq!(first["results"][0]["code"], "malformed_envelope");
+    // Framed stdin with a truncated prefix: 1.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_confiance"))
+        .args(["--json", "--db"])
+        .arg(d.join("db.sqlite"))
+        .arg("--keys")
+        .arg(d.join("keys"))
+        .arg("ingest")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(c.stdin.as_mut().unwrap(), &[0, 0]).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "bad_framing"));
+    let _ = std::fs::remove_dir_all(&d);
+}

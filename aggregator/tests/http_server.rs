@@ -1,0 +1,418 @@
+//! `confiance serve` as a separate process on a loopback port, driven by a real HTTP
+//! client through every endpoint and role and through bad requests, each answered with
+//! its documented status and error code (docs/http.md); then SIGTERM, and every
+//! acknowledged envelope is in the database.
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use confiance::Timestamp;
+use confiance::catalogue::Catalogue;
+use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::envelope::EnvelopeId;
+use confiance::hazmat::{SeedableRng as _, SeededRng};
+use confiance::ids::MetricId;
+use confiance::pseudonym::DeviceSecret;
+use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value as DevValue};
+use confiance_aggregator::server::{KeyFile, hex, unhex};
+use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+use serde_json::{Value, json};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_confiance"))
+}
+
+fn cli(d: &Path, args: &[&str]) -> Value {
+    let o = bin()
+        .arg("--db")
+        .arg(d.join("db.sqlite"))
+        .arg("--keys")
+        .arg(d.join("keys"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn catalogue() -> Catalogue {
+    Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml")).unwrap()
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_secs(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+    )
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(d: &Path) -> Server {
+    let mut child = bin()
+        .arg("--db")
+        .arg(d.join("db.sqlite"))
+        .arg("--keys")
+        .arg(d.join("keys"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--max-body", "65536"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
+    Server { child, base: format!("http://{addr}") }
+}
+
+struct Http {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl Http {
+    fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let r = match (method, body) {
+            ("GET", _) => {
+                let mut rq = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    rq = rq.header("Authorization", a);
+                }
+                rq.call()
+            }
+            (_, b) => {
+                let mut rq = self.agent.post(&url);
+                if let Some(a) = &auth {
+                    rq = rq.header("Authorization", a);
+                }
+                rq.send(b.unwrap_or(&[]))
+            }
+        };
+        let mut r = r.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")))
+    }
+    fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.send("GET", path, Some(token), None)
+    }
+    fn post(&self, path: &str, token: &str, body: &[u8]) -> (u16, Value) {
+        self.send("POST", path, Some(token), Some(body))
+    }
+}
+
+#[track_caller]
+fn refused(r: (u16, Value), status: u16, code: &str) {
+    assert_eq!((r.0, r.1["error"]["code"].as_str()), (status, Some(code)), "{}", r.1);
+    assert!(r.1["error"]["message"].is_string());
+}
+
+fn id<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse().unwrap()
+}
+
+#[test]
+fn every_endpoint_role_and_bad_request() {
+    let d: PathBuf = std::env::temp_dir().join(format!("confiance-http-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    cli(&d, &["keygen"]);
+    let tok = |args: &[&str]| {
+        let mut a = vec!["token", "--role"];
+        a.extend_from_slice(args);
+        cli(&d, &a)["token"].as_str().unwrap().to_owned()
+    };
+    let device = tok(&["device"]);
+    let calora = tok(&["recipient", "--recipient", "calora"]);
+    let gridco = tok(&["recipient", "--recipient", "gridco"]);
+    let auditor = tok(&["auditor"]);
+    let admin = tok(&["admin"]);
+    // Tokens are stored hashed: the key file never holds one in clear.
+    let keytext = std::fs::read_to_string(d.join("keys")).unwrap();
+    assert!(!keytext.contains(&device) && !keytext.contains(&admin));
+
+    let kf = KeyFile::read(&d.join("keys")).unwrap();
+    let server = start(&d);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let h = Http { agent, base: server.base.clone() };
+
+    assert_eq!(h.send("GET", "/v1/health", None, None), (200, json!({"status": "ok"})));
+
+    // A device gives consent, records, seals; the server acknowledges each envelope after commit.
+    let t = now();
+    let mut rng = SeededRng::seed_from_u64(5);
+    let parts = RecorderParts {
+        catalogue: catalogue(),
+        consent: ConsentState::new(DeviceKey::generate(&mut rng)),
+        pseudonyms: DeviceSecret::generate(&mut rng),
+        controller: id("calora"),
+        key_configs: kf.hpke.iter().map(|(c, _)| *c).collect(),
+        rng,
+    };
+    let mut dev = Recorder::new(parts, MemoryStorage::default());
+    let subject = hex(&dev.subject().0);
+    let given = t.saturating_sub_secs(7_200);
+    let receipt = |dev: &mut Recorder<SeededRng, MemoryStorage>, r: &str, p: &str, ms: &[&str]| {
+        dev.give_consent(
+            id(r),
+            id(p),
+            Scope::metrics(ms.iter().map(|m| id::<MetricId>(m))),
+            given,
+            None,
+            "P90D".parse().unwrap(),
+            given,
+        )
+        .unwrap()
+    };
+    let r1 = receipt(&mut dev, "calora", "product-improvement", &["thermostat.mode"]);
+    let r2 = receipt(&mut dev, "calora", "service", &["thermostat.fault-code"]);
+    let r3 = receipt(&mut dev, "gridco", "grid-balancing", &["thermostat.mode"]);
+    let (s, v) = h.post("/v1/receipts", &device, &r1);
+    assert_eq!(s, 201, "{v}");
+    let grid_receipt = unhex(v["receipt"].as_str().unwrap()).unwrap();
+    assert_eq!(h.post("/v1/receipts", &device, &r2).0, 201);
+    let (s, v) = h.post("/v1/receipts", &device, &r3);
+    assert_eq!(s, 201, "{v}");
+    let r3_id = confiance::ids::ReceiptId(unhex(v["receipt"].as_str().unwrap()).unwrap().try_into().unwrap());
+    let _ = grid_receipt;
+    refused(h.post("/v1/receipts", &device, &r1), 409, "duplicate_receipt");
+    refused(h.post("/v1/receipts", &device, b"not a receipt"), 400, "bad_consent");
+
+    dev.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(2), t);
+    dev.record_service(&id("thermostat.fault-code"), DevValue::Int(7), t);
+    let frames = dev.flush(t);
+    assert!(!frames.is_empty());
+    let mut acked = Vec::new();
+    for f in &frames {
+        let (s, v) = h.post("/v1/envelopes", &device, f);
+        assert_eq!(s, 201, "{v}");
+        assert!(v["reports"].as_u64().unwrap() >= 1);
+        acked.push(v["envelope"].as_str().unwrap().to_owned());
+    }
+    // 1. Replayed envelope.
+    refused(h.post("/v1/envelopes", &device, &frames[0]), 409, "replayed_envelope");
+    // 2. Bad envelope: garbage, and a real one with its last byte flipped.
+    refused(h.post("/v1/envelopes", &device, &[1, 2, 3]), 400, "malformed_envelope");
+    let mut tampered = frames[0].clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    refused(h.post("/v1/envelopes", &device, &tampered), 400, "decrypt_failed");
+    // 3. Oversize body.
+    refused(h.post("/v1/envelopes", &device, &vec![0u8; 70_000]), 413, "body_too_large");
+    // 4. Missing credentials, 5. bad token, 6. not a bearer header.
+    refused(h.send("POST", "/v1/envelopes", None, Some(&frames[0])), 401, "missing_credentials");
+    refused(h.post("/v1/envelopes", "cf_0000", &frames[0]), 401, "bad_token");
+    {
+        let mut r = h
+            .agent
+            .get(format!("{}/v1/overdue", h.base))
+            .header("Authorization", "Basic Zm9vOmJhcg==")
+            .call()
+            .unwrap();
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        refused((r.status().as_u16(), v), 401, "bad_credentials");
+    }
+    // 7. Wrong role: a device may not query, a recipient may not post envelopes or purge.
+    refused(h.get("/v1/overdue", &device), 403, "wrong_role");
+    refused(h.post("/v1/envelopes", &calora, &frames[0]), 403, "wrong_role");
+    refused(h.post("/v1/purge", &auditor, b""), 403, "wrong_role");
+
+    // Queries, auditor.
+    let (s, v) = h.get(&format!("/v1/subjects/{subject}/access"), &auditor);
+    assert_eq!(s, 200, "{v}");
+    assert!(v["entries"].as_array().unwrap().iter().any(|e| e["recipient"] == "gridco"), "{v}");
+    let (s, v) = h.get("/v1/metrics/thermostat.mode/who-sees", &auditor);
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = h.get(&format!("/v1/history?subject={subject}"), &auditor);
+    assert_eq!(s, 200);
+    assert!(v["entries"].as_array().unwrap().len() >= 3, "{v}");
+    assert_eq!(h.get("/v1/overdue", &auditor).0, 200);
+    let (s, v) = h.get("/v1/disclosures", &auditor);
+    assert_eq!((s, v["disclosures"].as_array().map(Vec::len)), (200, Some(0)));
+    // Queries, recipient: only its own view.
+    let (s, v) = h.get("/v1/recipients/calora/view", &calora);
+    assert_eq!((s, v["recipient"].as_str()), (200, Some("calora")), "{v}");
+    let check =
+        format!("/v1/check?recipient=calora&metric=thermostat.fault-code&purpose=service&subject={subject}");
+    let (s, v) = h.get(&check, &calora);
+    assert_eq!((s, v["allowed"].as_bool()), (200, Some(true)), "{v}");
+    assert_eq!(h.get("/v1/history?recipient=calora", &calora).0, 200);
+    // 8. A recipient asking for another recipient's view, check or history.
+    refused(h.get("/v1/recipients/gridco/view", &calora), 403, "not_your_view");
+    refused(h.get(&check, &gridco), 403, "not_your_view");
+    refused(h.get(&format!("/v1/history?subject={subject}"), &gridco), 403, "not_your_view");
+    // 9. Unknown metric, 10. unknown recipient, 11. bad subject, 12. bad time, 13. missing parameter.
+    refused(h.get("/v1/metrics/no.such/who-sees", &auditor), 404, "unknown_metric");
+    refused(h.get("/v1/recipients/nobody/view", &auditor), 404, "unknown_recipient");
+    refused(h.get("/v1/subjects/xyz/access", &auditor), 400, "bad_subject");
+    refused(h.get("/v1/overdue?now=yesterday", &auditor), 400, "bad_time");
+    refused(h.get("/v1/check?recipient=calora", &auditor), 400, "missing_parameter");
+    // 14. Unknown endpoint, 15. wrong method.
+    refused(h.get("/v1/nothing", &auditor), 404, "not_found");
+    refused(h.post("/v1/overdue", &auditor, b""), 405, "method_not_allowed");
+
+    // Releases: JSON bodies.
+    let (s, v) = h.post("/v1/releases", &calora, br#"{"metric": "thermostat.mode"}"#);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["n"], 1);
+    assert_eq!(v["values"].as_array().unwrap().len(), 6);
+    // 16. Malformed JSON, 17. unknown field, 18. another recipient's release, 19. not allowed.
+    refused(h.post("/v1/releases", &calora, b"{\"metric\": "), 400, "malformed_json");
+    refused(
+        h.post("/v1/releases", &calora, br#"{"metric": "thermostat.mode", "x": 1}"#),
+        400,
+        "malformed_json",
+    );
+    refused(
+        h.post("/v1/releases", &calora, br#"{"metric": "thermostat.mode", "recipient": "gridco"}"#),
+        403,
+        "not_your_view",
+    );
+    refused(h.post("/v1/releases", &calora, br#"{"metric": "watch.activity"}"#), 403, "not_allowed");
+    refused(h.post("/v1/releases", &calora, br#"{"metric": "no.such"}"#), 404, "unknown_metric");
+    // The device recorded the mode for product improvement only: nothing is open to gridco.
+    refused(
+        h.post("/v1/releases", &admin, br#"{"metric": "thermostat.mode", "recipient": "gridco"}"#),
+        404,
+        "nothing_to_release",
+    );
+    let (s, v) = h.post("/v1/releases", &admin, br#"{"metric": "thermostat.mode", "recipient": "calora"}"#);
+    assert_eq!((s, v["n"].as_u64()), (200, Some(1)), "{v}");
+
+    // Withdrawal, then the check answers no.
+    let w = dev.withdraw_consent(&r3_id, t).unwrap();
+    let (s, v) = h.post("/v1/withdrawals", &device, &w);
+    assert_eq!((s, v["withdrawn"].as_bool()), (201, Some(true)), "{v}");
+    refused(h.post("/v1/withdrawals", &device, &w), 409, "already_withdrawn");
+    let (s, v) = h.get(
+        &format!("/v1/check?recipient=gridco&metric=thermostat.mode&purpose=grid-balancing&subject={subject}&at={}", t.as_secs() + 1),
+        &auditor,
+    );
+    assert_eq!(
+        (s, v["allowed"].as_bool(), v["reason"].as_str()),
+        (200, Some(false), Some("withdrawn")),
+        "{v}"
+    );
+
+    // Audit log: checkpoint, inclusion and consistency proofs, verified here.
+    let (s, cp) = h.get("/v1/audit/checkpoint", &calora);
+    assert_eq!(s, 200);
+    let size = cp["tree_size"].as_u64().unwrap();
+    assert!(size >= 6, "{cp}");
+    let verifier =
+        confiance_aggregator::audit::Verifier::new(&kf.log_origin, kf.signer().unwrap().verifying_key())
+            .unwrap();
+    let signed = verifier.verify_checkpoint_text(cp["text"].as_str().unwrap()).unwrap();
+    assert_eq!(hex(signed.root()), cp["root"].as_str().unwrap());
+    let (s, inc) = h.get(&format!("/v1/audit/inclusion?seq=1&tree_size={size}"), &auditor);
+    assert_eq!(s, 200, "{inc}");
+    let path: Vec<[u8; 32]> = inc["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| unhex(p.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    let leaf: [u8; 32] = unhex(inc["leaf_hash"].as_str().unwrap()).unwrap().try_into().unwrap();
+    confiance_aggregator::audit::merkle::verify_inclusion(&leaf, 1, size, &path, signed.root()).unwrap();
+    let (s, con) = h.get(&format!("/v1/audit/consistency?old=2&new={size}"), &device);
+    assert_eq!((s, con["new_size"].as_u64()), (200, Some(size)), "{con}");
+    refused(
+        h.get(&format!("/v1/audit/inclusion?seq={}&tree_size={size}", size + 5), &auditor),
+        400,
+        "bad_proof_request",
+    );
+
+    // Admin: purge (nothing is due yet) and every other role's endpoints.
+    let (s, v) = h.post("/v1/purge", &admin, b"");
+    assert_eq!((s, v["partitions"].as_u64()), (200, Some(0)), "{v}");
+    assert_eq!(h.get("/v1/overdue", &admin).0, 200);
+
+    // Graceful shutdown on SIGTERM while 4 clients are posting envelopes: every envelope
+    // answered 201 (before or during the shutdown) is in the database afterwards.
+    let mut pending = Vec::new();
+    for k in 0..120u64 {
+        let mut rng = SeededRng::seed_from_u64(10_000 + k);
+        let parts = RecorderParts {
+            catalogue: catalogue(),
+            consent: ConsentState::new(DeviceKey::generate(&mut rng)),
+            pseudonyms: DeviceSecret::generate(&mut rng),
+            controller: id("calora"),
+            key_configs: kf.hpke.iter().map(|(c, _)| *c).collect(),
+            rng,
+        };
+        let mut dv = Recorder::new(parts, MemoryStorage::default());
+        let r = receipt(&mut dv, "calora", "product-improvement", &["thermostat.mode"]);
+        assert_eq!(h.post("/v1/receipts", &device, &r).0, 201);
+        dv.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(1), t);
+        pending.extend(dv.flush(t));
+    }
+    let pending = std::sync::Arc::new(pending);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (pending, next, base, device) =
+                (pending.clone(), next.clone(), h.base.clone(), device.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent =
+                    ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let mut acked = Vec::new();
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(f) = pending.get(k) else { break };
+                    let Ok(mut r) = agent
+                        .post(format!("{base}/v1/envelopes"))
+                        .header("Authorization", &format!("Bearer {device}"))
+                        .send(&f[..])
+                    else {
+                        break; // the server is gone: nothing was acknowledged for this one
+                    };
+                    if r.status().as_u16() == 201 {
+                        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+                        acked.push(v["envelope"].as_str().unwrap().to_owned());
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    while next.load(std::sync::atomic::Ordering::SeqCst) < 30 {
+        std::thread::yield_now();
+    }
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut server = server;
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let before = acked.len();
+    for c in clients {
+        acked.extend(c.join().unwrap());
+    }
+    assert!(acked.len() >= before + 25, "the clients were acknowledged before the shutdown");
+    let agg = Aggregator::open(
+        d.join("db.sqlite"),
+        catalogue(),
+        kf.key_store().unwrap(),
+        AggregatorConfig::default(),
+    )
+    .unwrap();
+    for a in &acked {
+        let id = EnvelopeId(unhex(a).unwrap().try_into().unwrap());
+        assert!(agg.has_envelope(&id).unwrap(), "acknowledged envelope {a} lost");
+    }
+    drop(agg);
+    let _ = std::fs::remove_dir_all(&d);
+}
