@@ -66,7 +66,7 @@ use crate::catalogue::{Catalogue, Metric, MetricKind, Privacy};
 use crate::consent::{ConsentError, ConsentState, Grant, ReceiptEntry, Scope, SignedReceipt};
 use crate::envelope::{self, EnvelopeId, HeaderFields, KeyConfig, ReportId};
 use crate::ids::{MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
-use crate::ldp::{Domain, LdpValue, Mechanism};
+use crate::ldp::{LdpValue, Mechanism};
 use crate::pseudonym::{DeviceSecret, Epoch, ScopedPseudonymEntry};
 use crate::report::{Payload, RecordValue, Report};
 use crate::retention::{Duration, RetentionTag};
@@ -218,15 +218,6 @@ pub struct Recorder<R, S> {
     counters: Counters,
 }
 
-fn domain_of(kind: &MetricKind) -> Option<Domain> {
-    Some(match kind {
-        MetricKind::Boolean => Domain::Categorical { d: 2 },
-        MetricKind::Categorical { labels } => Domain::Categorical { d: u32::try_from(labels.len()).ok()? },
-        MetricKind::Numeric { min, max } => Domain::Numeric { min: *min, max: *max },
-        MetricKind::Count { max } => Domain::Numeric { min: 0, max: i64::try_from(*max).ok()? },
-    })
-}
-
 /// The value as the LDP encoder wants it, or `None` if it does not fit the metric.
 fn ldp_value(kind: &MetricKind, v: Value) -> Option<LdpValue> {
     match (kind, v) {
@@ -269,17 +260,8 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
 
     /// A recorder with explicit limits.
     pub fn with_limits(parts: RecorderParts<R>, storage: S, limits: Limits) -> Self {
-        let mechanisms = parts
-            .catalogue
-            .metrics()
-            .filter_map(|(id, m)| match &m.privacy {
-                Privacy::Ldp { epsilon, mechanism, .. } => {
-                    let mech = Mechanism::select(domain_of(&m.kind)?, *epsilon, *mechanism).ok()?;
-                    Some((id.clone(), mech))
-                }
-                Privacy::Pseudonymous => None,
-            })
-            .collect();
+        let mechanisms =
+            parts.catalogue.metrics().filter_map(|(id, m)| Some((id.clone(), m.mechanism()?))).collect();
         let mut r = Self {
             catalogue: parts.catalogue,
             consent: parts.consent,

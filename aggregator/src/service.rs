@@ -22,10 +22,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use confiance::Timestamp;
-use confiance::catalogue::{Catalogue, MetricKind, Privacy};
+use confiance::catalogue::{Catalogue, MetricKind};
 use confiance::envelope::{BatchLimits, EnvelopeId, decode_batch};
 use confiance::ids::{MetricId, RecipientId};
-use confiance::ldp::{Domain, Mechanism};
+use confiance::ldp::Mechanism;
 use confiance::report::{Payload, RecordValue, Report};
 use confiance::retention::RetentionTag;
 
@@ -245,17 +245,6 @@ impl core::fmt::Debug for Aggregator {
     }
 }
 
-/// The LDP domain of a metric's kind.
-#[must_use]
-pub fn domain_of(kind: &MetricKind) -> Option<Domain> {
-    Some(match kind {
-        MetricKind::Boolean => Domain::Categorical { d: 2 },
-        MetricKind::Categorical { labels } => Domain::Categorical { d: u32::try_from(labels.len()).ok()? },
-        MetricKind::Numeric { min, max } => Domain::Numeric { min: *min, max: *max },
-        MetricKind::Count { max } => Domain::Numeric { min: 0, max: i64::try_from(*max).ok()? },
-    })
-}
-
 fn record_value_fits(kind: &MetricKind, v: &RecordValue) -> bool {
     match (kind, v) {
         (MetricKind::Boolean, RecordValue::Bool(_)) => true,
@@ -309,15 +298,8 @@ impl Aggregator {
         ledger: Ledger,
         config: AggregatorConfig,
     ) -> Result<Self, ServiceError> {
-        let mechanisms: BTreeMap<MetricId, Mechanism> = catalogue
-            .metrics()
-            .filter_map(|(id, m)| match &m.privacy {
-                Privacy::Ldp { epsilon, mechanism, .. } => {
-                    Some((id.clone(), Mechanism::select(domain_of(&m.kind)?, *epsilon, *mechanism).ok()?))
-                }
-                Privacy::Pseudonymous => None,
-            })
-            .collect();
+        let mechanisms: BTreeMap<MetricId, Mechanism> =
+            catalogue.metrics().filter_map(|(id, m)| Some((id.clone(), m.mechanism()?))).collect();
         let mut partitions = BTreeMap::new();
         for p in store.partitions()? {
             let acc = Accumulator::from_bytes(&p.state).map_err(|_| ServiceError::CorruptPartition)?;

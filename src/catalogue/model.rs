@@ -270,6 +270,33 @@ impl Metric {
         self.time_precision.fixed_secs().unwrap_or(HOUR)
     }
 
+    /// The LDP domain of the metric's values: booleans are two categories, counts are
+    /// integers in `[0, max]`.
+    #[must_use]
+    pub fn ldp_domain(&self) -> Option<crate::ldp::Domain> {
+        use crate::ldp::Domain;
+        Some(match &self.kind {
+            MetricKind::Boolean => Domain::Categorical { d: 2 },
+            MetricKind::Categorical { labels } => {
+                Domain::Categorical { d: u32::try_from(labels.len()).ok()? }
+            }
+            MetricKind::Numeric { min, max } => Domain::Numeric { min: *min, max: *max },
+            MetricKind::Count { max } => Domain::Numeric { min: 0, max: i64::try_from(*max).ok()? },
+        })
+    }
+
+    /// The local-DP mechanism the device encodes with and the aggregator decodes with
+    /// (`auto` resolved); `None` for a pseudonymous metric.
+    #[must_use]
+    pub fn mechanism(&self) -> Option<crate::ldp::Mechanism> {
+        match &self.privacy {
+            Privacy::Ldp { epsilon, mechanism, .. } => {
+                crate::ldp::Mechanism::select(self.ldp_domain()?, *epsilon, *mechanism).ok()
+            }
+            Privacy::Pseudonymous => None,
+        }
+    }
+
     /// Whether this metric is anonymous (local DP).
     #[must_use]
     pub const fn is_anonymous(&self) -> bool {
