@@ -280,7 +280,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged_and_counts_nothing_twice
         let absorb = |line: &str, life: &mut Life| {
             life.in_commit = line == "B";
             if let Some(rest) = line.strip_prefix("A ") {
-                life.acked.extend(rest.split(' ').map(|s| s.parse::<usize>().unwrap()));
+                life.acked.extend(rest.split_whitespace().map(|s| s.parse::<usize>().unwrap()));
             } else if let Some(i) = line.strip_prefix("R ") {
                 life.acked.push(i.parse().unwrap());
                 life.replays += 1;
