@@ -7,6 +7,10 @@
 //! refused with an [`IngestError`] naming the report and the reason, and nothing it
 //! carried is kept.
 
+mod replay;
+
+pub(crate) use replay::ReplayFilter;
+
 use core::fmt;
 
 use confiance::envelope::{BatchError, EnvelopeId};

@@ -495,3 +495,83 @@ fn transcryption_goes_through_the_ledger_and_the_log() {
     ));
     assert!(w.agg.ledger().unconsented_disclosures(Timestamp::EPOCH, Timestamp::MAX).is_empty());
 }
+
+/// A file-backed aggregator over `w`'s keys, with a replay filter of `filter_bytes`.
+fn open_at(w: &World, db: &std::path::Path, filter_bytes: usize) -> Aggregator {
+    let config = AggregatorConfig { replay_filter_bytes: filter_bytes, ..AggregatorConfig::default() };
+    Aggregator::open(db, catalogue(), w.agg.keys().clone(), config).unwrap()
+}
+
+fn replayed(r: Result<impl std::fmt::Debug, IngestError>) -> bool {
+    matches!(r, Err(IngestError::Report { reason: ReportError::Replayed, .. }))
+}
+
+#[test]
+fn replays_are_refused_across_restarts_until_purged_whatever_the_filter_says() {
+    const DAY: u64 = 86_400;
+    // 8 bytes: 64 bits, saturated after a few ids, so nearly every fresh id is a
+    // "maybe" that only the store's answer lets through. 16 MiB: the default.
+    for filter_bytes in [8, 16 << 20] {
+        let mut w = world(11);
+        let dir =
+            std::env::temp_dir().join(format!("confiance-replay-{filter_bytes}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("agg.sqlite");
+        let now = Timestamp::from_secs(T0);
+        let mut d = device(&mut w, 70, "calora");
+        give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
+        d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now);
+        let frame = d.flush(now).remove(0);
+        let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
+        let stat: Report = envelope::decode_batch::<Report>(&opened.plaintext, &Default::default())
+            .unwrap()
+            .into_iter()
+            .find(|r| matches!(r.payload, Payload::Statistic(_)))
+            .unwrap();
+        let with_id = |n: u8, at: Timestamp| Report { id: ReportId([n; 16]), time: at, ..stat.clone() };
+        let (day, t) = (now.truncate(DAY), stat.time);
+
+        let mut agg = open_at(&w, &db, filter_bytes);
+        // 60 fresh ids, staged and committed in two batches: none is refused, even when
+        // the saturated tiny filter says "maybe" for each.
+        for n in 0..60u8 {
+            let f = seal(&mut w, &[with_id(n, t)], day);
+            agg.stage(&f, now).unwrap_or_else(|e| panic!("fresh id {n} refused ({filter_bytes} B): {e}"));
+            if n == 29 {
+                agg.commit(now).unwrap();
+            }
+        }
+        // Within one staged batch: the same id in another envelope, or twice in one.
+        let again = seal(&mut w, &[with_id(59, t)], day);
+        assert!(replayed(agg.stage(&again, now)));
+        let twice = seal(&mut w, &[with_id(60, t), with_id(60, t)], day);
+        assert!(replayed(agg.stage(&twice, now)));
+        assert_eq!(agg.commit(now).unwrap().len(), 30);
+        // After a restart the filter is rebuilt from the store: still replays.
+        drop(agg);
+        let mut agg = open_at(&w, &db, filter_bytes);
+        for n in [0u8, 29, 30, 59] {
+            let f = seal(&mut w, &[with_id(n, t)], day);
+            assert!(replayed(agg.ingest(&f, now)), "id {n} after restart ({filter_bytes} B)");
+        }
+        // Past the purge boundary (bucket end + 14 days + 1 hour of skew) an id is
+        // remembered until the purge runs, then forgotten: a report of a later bucket
+        // may carry it again.
+        let later = Timestamp::from_secs(T0 + 16 * DAY);
+        let (later_day, later_t) = (later.truncate(DAY), later.truncate(DAY));
+        let f = seal(&mut w, &[with_id(5, later_t)], later_day);
+        assert!(replayed(agg.ingest(&f, later)), "not yet purged ({filter_bytes} B)");
+        let purge = agg.purge(later).unwrap();
+        assert_eq!(purge.ids_forgotten, 60);
+        let f = seal(&mut w, &[with_id(5, later_t)], later_day);
+        agg.ingest(&f, later).unwrap();
+        // ... and is remembered again from then on, across a restart.
+        drop(agg);
+        let mut agg = open_at(&w, &db, filter_bytes);
+        let f = seal(&mut w, &[with_id(5, later_t)], later_day);
+        assert!(replayed(agg.ingest(&f, later)));
+        drop(agg);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
