@@ -8,6 +8,9 @@
 //!   10^5 and 10^7 anonymous reports (target: within 10%), and the time to reopen the
 //!   database afterwards (partitions loaded, replay filter rebuilt from the `seen_id` table).
 //!
+//! Each criterion case also runs through `Aggregator::stage_many` (`*_stage_many`: envelopes
+//! opened on every core, applied in order).
+//!
 //! `cargo bench -p confiance-aggregator --bench ingest` runs the criterion benches, then
 //! prints the table. `CONFIANCE_BENCH_BIG=<n>` changes the large memory run's size.
 #![allow(missing_docs, reason = "criterion_group generates undocumented items")]
@@ -145,6 +148,19 @@ impl Sink {
         }
         acked + self.agg.commit(now()).unwrap().iter().map(|a| u64::from(a.reports)).sum::<u64>()
     }
+
+    /// As [`Self::ingest`], staging through `stage_many` (HPKE opening on every core) in
+    /// slices of 10,000 reports, each followed by a commit.
+    fn ingest_many(&mut self, frames: &[Vec<u8>], reports_per_frame: usize) -> u64 {
+        let per_commit = (COMMIT_EVERY as usize).div_ceil(reports_per_frame);
+        let mut acked = 0;
+        for chunk in frames.chunks(per_commit) {
+            let refs: Vec<(&[u8], Timestamp)> = chunk.iter().map(|f| (f.as_slice(), now())).collect();
+            assert!(self.agg.stage_many(&refs).iter().all(Result::is_ok));
+            acked += self.agg.commit(now()).unwrap().iter().map(|a| u64::from(a.reports)).sum::<u64>();
+        }
+        acked
+    }
 }
 
 impl Drop for Sink {
@@ -173,6 +189,15 @@ fn criterion_benches(c: &mut Criterion, source: &mut Source) {
                 start.elapsed()
             });
         });
+        let mut sink = Sink::new(&format!("criterion-many-{reports}"));
+        g.bench_function(format!("envelopes_of_{reports}_stage_many"), |b| {
+            b.iter_custom(|iters| {
+                let frames: Vec<Vec<u8>> = (0..iters).map(|_| source.envelope(reports)).collect();
+                let start = Instant::now();
+                black_box(sink.ingest_many(&frames, reports));
+                start.elapsed()
+            });
+        });
     }
     g.finish();
 }
@@ -184,12 +209,14 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// (a) and (b) by our own interleaved rounds, so the ratio compares like with like
 /// under the same machine load: median µs per X25519 multiplication, per one-report
-/// envelope, per report in 100-report envelopes.
-fn throughput_rounds(source: &mut Source) -> (f64, f64, f64) {
+/// envelope, per report in 100-report envelopes, per one-report envelope through
+/// `stage_many`.
+fn throughput_rounds(source: &mut Source) -> (f64, f64, f64, f64) {
     let (point, scalar) = x25519_inputs();
-    let (mut x, mut one, mut hundred) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut x, mut one, mut hundred, mut many) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut sink1 = Sink::new("round-1");
     let mut sink100 = Sink::new("round-100");
+    let mut sink_many = Sink::new("round-many");
     for _ in 0..7 {
         let start = Instant::now();
         let mut n = 0u32;
@@ -208,8 +235,13 @@ fn throughput_rounds(source: &mut Source) -> (f64, f64, f64) {
         let start = Instant::now();
         let got = sink100.ingest(&frames);
         hundred.push(start.elapsed().as_secs_f64() * 1e6 / got as f64);
+
+        let frames: Vec<Vec<u8>> = (0..COMMIT_EVERY).map(|_| source.envelope(1)).collect();
+        let start = Instant::now();
+        let got = sink_many.ingest_many(&frames, 1);
+        many.push(start.elapsed().as_secs_f64() * 1e6 / got as f64);
     }
-    (median(&mut x), median(&mut one), median(&mut hundred))
+    (median(&mut x), median(&mut one), median(&mut hundred), median(&mut many))
 }
 
 fn status_kb(field: &str) -> u64 {
@@ -284,7 +316,7 @@ fn main() {
     criterion_benches(&mut c, &mut source);
     c.final_summary();
     let Some((small, big)) = memory else { return };
-    let (x_us, one_us, per_report_us) = throughput_rounds(&mut source);
+    let (x_us, one_us, per_report_us, many_us) = throughput_rounds(&mut source);
 
     println!(
         "\nAggregator ingest (medians of 7 interleaved rounds; commits every {COMMIT_EVERY} reports, synchronous=FULL)"
@@ -297,6 +329,12 @@ fn main() {
     println!(
         "| (a) one-report envelopes | {one_us:.1} µs ({one_rate:.0}/s) | ≥ 0.8 × {x_rate:.0}/s | {:.2} |",
         one_rate / x_rate
+    );
+    let many_rate = 1e6 / many_us;
+    println!(
+        "| (a) one-report envelopes, `stage_many` on {} threads | {many_us:.1} µs ({many_rate:.0}/s) | | {:.2} |",
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        many_rate / x_rate
     );
     let hundred_rate = 1e6 / per_report_us;
     println!(

@@ -7,6 +7,7 @@
 //! refused with an [`IngestError`] naming the report and the reason, and nothing it
 //! carried is kept.
 
+pub(crate) mod prepare;
 mod replay;
 
 pub(crate) use replay::ReplayFilter;
