@@ -279,8 +279,11 @@ fn memory_run(source: &mut Source, n: u64) -> Memory {
     }
     let secs = start.elapsed().as_secs_f64();
     let peak_kb = status_kb("VmHWM:");
-    let seen_ids =
-        sink.agg.store().connection().query_row("SELECT COUNT(*) FROM seen_id", [], |r| r.get::<_, i64>(0));
+    let seen_ids = sink.agg.store().connection().query_row(
+        "SELECT COALESCE(SUM(LENGTH(ids)), 0) / 16 FROM seen_id",
+        [],
+        |r| r.get::<_, i64>(0),
+    );
     let start = Instant::now();
     sink.agg =
         Aggregator::open(sink.dir.join("agg.sqlite"), catalogue(), keys().0, AggregatorConfig::default())
