@@ -6,7 +6,7 @@
 //!   reports to a file-backed store with `synchronous=FULL` (target ≥ 300,000/s);
 //! - (c) peak resident memory (VmHWM, reset through `/proc/self/clear_refs`) ingesting
 //!   10^5 and 10^7 anonymous reports (target: within 10%), and the time to reopen the
-//!   database afterwards (partitions loaded, replay filter rebuilt from the `seen_id` table).
+//!   database afterwards (partitions loaded, replay filter rebuilt from the `seen_run` table).
 //!
 //! Each criterion case also runs through `Aggregator::stage_many` (`*_stage_many`: envelopes
 //! opened on every core, applied in order).
@@ -280,7 +280,7 @@ fn memory_run(source: &mut Source, n: u64) -> Memory {
     let secs = start.elapsed().as_secs_f64();
     let peak_kb = status_kb("VmHWM:");
     let seen_ids = sink.agg.store().connection().query_row(
-        "SELECT COALESCE(SUM(LENGTH(ids)), 0) / 16 FROM seen_id",
+        "SELECT COALESCE(SUM(LENGTH(ids)), 0) / 16 FROM seen_run",
         [],
         |r| r.get::<_, i64>(0),
     );

@@ -185,12 +185,12 @@ fn schema_from_the_future_is_refused() {
 }
 
 #[test]
-fn report_ids_of_a_schema_1_database_are_migrated() {
+fn report_ids_of_a_schema_1_database_are_migrated_through_schema_2() {
     let db = tmp("migrate-ids");
     drop(SqliteStore::open(&db).unwrap());
     // Back to schema 1: ids lived in a blob per envelope.
     let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch("DROP TABLE seen_id; PRAGMA user_version = 1;").unwrap();
+    conn.execute_batch("DROP TABLE seen_run; PRAGMA user_version = 1;").unwrap();
     let ids: Vec<u8> = [[1u8; 16], [2; 16], [3; 16]].concat();
     conn.execute(
         "INSERT INTO seen_envelope (digest, expires_at, ids) VALUES (?1, ?2, ?3)",

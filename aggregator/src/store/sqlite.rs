@@ -14,7 +14,7 @@ use confiance::Timestamp;
 use confiance::ids::{MetricId, ReceiptId, RecipientId};
 
 /// The schema version this build writes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Width of a record key's period: all records of one hold class collected in the same
 /// UTC day share a key, destroyed once the last of them is past its deadline.
@@ -65,20 +65,38 @@ CREATE TABLE seen_envelope (
 CREATE INDEX seen_expiry ON seen_envelope (expires_at);
 ",
     r"
--- 2: remembered report ids move out of the per-envelope blobs (which could only be
--- scanned whole) into runs bucketed by the id's first byte: each commit writes, per
--- (bucket, expiry), one row of its sorted ids. Rows are appended (rowid order), and the
--- bucket index gets one entry per row, so a commit dirties a few hundred pages however
+-- 2: one row per remembered report id, looked up by id when the in-memory filter says
+-- maybe (replaces the ids blob per envelope, which could only be scanned). No index
+-- on expires_at: ids are random, so each insert into such an index would dirty another
+-- random page on the ingest path; purge scans the table instead (rare, measured).
+CREATE TABLE seen_id (
+    id         BLOB PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+WITH RECURSIVE split(ids, expires_at, i) AS (
+    SELECT ids, expires_at, 0 FROM seen_envelope WHERE length(ids) >= 16
+    UNION ALL
+    SELECT ids, expires_at, i + 16 FROM split WHERE i + 32 <= length(ids)
+)
+INSERT INTO seen_id (id, expires_at)
+SELECT substr(ids, i + 1, 16), max(expires_at) FROM split GROUP BY substr(ids, i + 1, 16);
+UPDATE seen_envelope SET ids = x'';
+",
+    r"
+-- 3: remembered report ids move from a row per id (schema 2) into runs bucketed by
+-- the id's first byte: each commit writes, per (bucket, expiry), one row of its sorted
+-- ids. Rows are appended (rowid order), and the bucket index gets one entry per row, so
+-- a commit dirties a few hundred pages however
 -- many ids the table holds; a row per id keyed by the id would dirty one random page per
 -- id (measured: ~7 KB written per id at 6·10^6 ids). A lookup (only when the in-memory
 -- filter says maybe) reads the bucket's runs, 1/256 of the ids. `migrate_seen_ids` moves
--- the old blobs' ids here.
-CREATE TABLE seen_id (
+-- schema 2's rows here and drops its table.
+CREATE TABLE seen_run (
     bucket     INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     ids        BLOB NOT NULL
 );
-CREATE INDEX seen_id_bucket ON seen_id (bucket);
+CREATE INDEX seen_run_bucket ON seen_run (bucket);
 ",
 ];
 
@@ -156,7 +174,7 @@ impl SqliteStore {
         let tx = self.conn.transaction()?;
         for (v, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
             tx.execute_batch(sql)?;
-            if v == 1 {
+            if v == 2 {
                 migrate_seen_ids(&tx)?;
             }
             tx.pragma_update(None, "user_version", i64::try_from(v + 1).unwrap_or(SCHEMA_VERSION))?;
@@ -211,32 +229,31 @@ impl SqliteStore {
     }
 }
 
-/// Schema 2's data step: the ids of the per-envelope blobs go into `seen_id` runs, grouped
-/// a hundred thousand at a time (bounded memory), and the blobs are emptied.
+/// Schema 3's data step: schema 2's rows (one per id) go into `seen_run` runs, grouped a
+/// hundred thousand at a time (bounded memory), and their table is dropped.
 fn migrate_seen_ids(tx: &Transaction<'_>) -> Result<(), StoreError> {
     let mut pending: Vec<([u8; 16], Timestamp)> = Vec::new();
     {
-        let mut stmt = tx.prepare("SELECT ids, expires_at FROM seen_envelope")?;
+        let mut stmt = tx.prepare("SELECT id, expires_at FROM seen_id")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let ids = row.get_ref(0)?.as_blob().map_err(|_| StoreError::Corrupt("seen ids"))?;
-            let exp = from_sql_time(row.get(1)?);
-            let (ids, []) = ids.as_chunks::<16>() else { return Err(StoreError::Corrupt("seen ids")) };
-            pending.extend(ids.iter().map(|id| (*id, exp)));
+            let id = row.get_ref(0)?.as_blob().map_err(|_| StoreError::Corrupt("seen id"))?;
+            let id: [u8; 16] = id.try_into().map_err(|_| StoreError::Corrupt("seen id"))?;
+            pending.push((id, from_sql_time(row.get(1)?)));
             if pending.len() >= 100_000 {
                 put_seen_ids(tx, &mut pending)?;
             }
         }
     }
     put_seen_ids(tx, &mut pending)?;
-    tx.execute("UPDATE seen_envelope SET ids = x''", [])?;
+    tx.execute_batch("DROP TABLE seen_id;")?;
     Ok(())
 }
 
 /// Writes `ids` as one sorted run per (bucket, expiry), emptying `ids`.
 fn put_seen_ids(tx: &Transaction<'_>, ids: &mut Vec<([u8; 16], Timestamp)>) -> Result<(), StoreError> {
     ids.sort_unstable_by_key(|(id, exp)| (id[0], *exp, *id));
-    let mut put = tx.prepare_cached("INSERT INTO seen_id (bucket, expires_at, ids) VALUES (?1, ?2, ?3)")?;
+    let mut put = tx.prepare_cached("INSERT INTO seen_run (bucket, expires_at, ids) VALUES (?1, ?2, ?3)")?;
     for run in ids.chunk_by(|a, b| (a.0[0], a.1) == (b.0[0], b.1)) {
         let Some(&(first, exp)) = run.first() else { continue };
         let bytes: Vec<u8> = run.iter().flat_map(|(id, _)| *id).collect();
@@ -282,7 +299,7 @@ impl Store for SqliteStore {
         now: Timestamp,
         f: &mut dyn FnMut(&[u8; 16], Timestamp),
     ) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare("SELECT ids, expires_at FROM seen_id WHERE expires_at > ?1")?;
+        let mut stmt = self.conn.prepare("SELECT ids, expires_at FROM seen_run WHERE expires_at > ?1")?;
         let mut rows = stmt.query([sql_time(now)])?;
         while let Some(row) = rows.next()? {
             let ids = row.get_ref(0)?.as_blob().map_err(|_| StoreError::Corrupt("seen ids"))?;
@@ -296,7 +313,7 @@ impl Store for SqliteStore {
     }
 
     fn id_seen(&self, id: &[u8; 16]) -> Result<bool, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT ids FROM seen_id WHERE bucket = ?1")?;
+        let mut stmt = self.conn.prepare_cached("SELECT ids FROM seen_run WHERE bucket = ?1")?;
         let mut rows = stmt.query([id[0]])?;
         while let Some(row) = rows.next()? {
             let ids = row.get_ref(0)?.as_blob().map_err(|_| StoreError::Corrupt("seen ids"))?;
@@ -470,11 +487,11 @@ impl Store for SqliteStore {
         }
         tx.execute("DELETE FROM seen_envelope WHERE expires_at <= ?1", [t])?;
         let ids_forgotten: i64 = tx.query_row(
-            "SELECT COALESCE(SUM(LENGTH(ids)), 0) / 16 FROM seen_id WHERE expires_at <= ?1",
+            "SELECT COALESCE(SUM(LENGTH(ids)), 0) / 16 FROM seen_run WHERE expires_at <= ?1",
             [t],
             |r| r.get(0),
         )?;
-        tx.execute("DELETE FROM seen_id WHERE expires_at <= ?1", [t])?;
+        tx.execute("DELETE FROM seen_run WHERE expires_at <= ?1", [t])?;
         let report = PurgeReport {
             partitions: partitions as u64,
             records: records as u64,
