@@ -726,11 +726,7 @@ impl Aggregator {
                 at: now,
             }])
             .map_err(|e| ReleaseError::Store(e.to_string()))?;
-        let labels = match &m.kind {
-            MetricKind::Boolean => vec!["false".into(), "true".into()],
-            MetricKind::Categorical { labels } => labels.clone(),
-            _ => Vec::new(),
-        };
+        let labels = m.kind.labels().into_iter().map(str::to_owned).collect();
         Ok(Release { metric: metric.clone(), partitions: count, estimate: acc.estimate(), labels })
     }
 
