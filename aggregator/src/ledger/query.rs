@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
+use confiance::ids::{MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
 use rusqlite::Connection;
 
 use super::answer::{
@@ -441,6 +441,23 @@ impl<C: Borrow<Connection>> Ledger<C> {
     fn fact_disclosure(&self, i: u32) -> Option<HistoryEntry> {
         let (d, recorded_at, seq) = self.disclosure(i)?;
         Some(HistoryEntry { recorded_at, seq, fact: Fact::Disclosed(d) })
+    }
+
+    /// Every consent fact the ledger holds, in the order it recorded them (by `seq`):
+    /// `(receipt, None)` for a receipt, `(receipt, Some(at))` for its withdrawal taking
+    /// effect at `at`. What the audit log must cover: one `ConsentGiven` or
+    /// `ConsentWithdrawn` event each. `O(n log n)` in receipts, no per-fact allocation.
+    #[must_use]
+    pub fn consent_facts(&self) -> Vec<(ReceiptId, Option<Timestamp>)> {
+        let mut seqs: Vec<(u64, ReceiptId, Option<Timestamp>)> = Vec::with_capacity(self.ix.receipts.len());
+        for r in &self.ix.receipts {
+            seqs.push((r.seq, r.id, None));
+            if r.withdrawn() {
+                seqs.push((r.wseq, r.id, Some(r.withdrawn_at)));
+            }
+        }
+        seqs.sort_unstable_by_key(|f| f.0);
+        seqs.into_iter().map(|(_, id, at)| (id, at)).collect()
     }
 
     /// The facts about a subject or a recipient recorded in `[from, to)`, in record
