@@ -26,7 +26,9 @@ use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{MetricId, ReceiptId, RecipientId, SubjectId};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value};
-use confiance_aggregator::audit::{AuditLog, CheckpointSigner, SqliteStore as AuditSqlite, Verifier};
+use confiance_aggregator::audit::{
+    AuditLog, CheckpointSigner, SignedCheckpoint, SqliteStore as AuditSqlite, Verifier,
+};
 use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::ledger::{Ledger, Target};
 use confiance_aggregator::service::{
@@ -174,16 +176,15 @@ fn history(path: &Path, s: &Script) {
     assert!(purged.partitions > 0 && purged.records > 0, "{purged:?}");
 }
 
-fn last_consent(agg: &mut Aggregator, s: &Script) {
-    let r = agg.receive_consent_batch(&s.late_consent).unwrap();
-    assert!(r.iter().all(Result::is_ok), "{r:?}");
-}
-
-fn last_commit(agg: &mut Aggregator, s: &Script) {
-    for f in &s.late {
-        agg.stage(f, t(LATE_COMMIT)).unwrap();
-    }
-    assert_eq!(agg.commit(t(LATE_COMMIT)).unwrap().len(), s.late.len());
+/// The operations that end a scenario, each a crash point's subject.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// The late consent batch (receipts of new devices, withdrawals).
+    Consent,
+    /// The late commit (days 121 and 130, after the late consent).
+    Commit,
+    /// The purge at [`LAST_PURGE`].
+    Purge,
 }
 
 const LATE_COMMIT: u64 = T0 + 130 * DAY + 30;
@@ -191,9 +192,33 @@ const LATE_COMMIT: u64 = T0 + 130 * DAY + 30;
 /// keeps the day-130 partition.
 const LAST_PURGE: u64 = T0 + 185 * DAY;
 
-fn last_purge(agg: &mut Aggregator) {
-    let p = agg.purge(t(LAST_PURGE)).unwrap();
-    assert!(p.partitions > 0 && p.records > 0, "{p:?}");
+impl Step {
+    fn run(self, agg: &mut Aggregator, s: &Script) {
+        match self {
+            Self::Consent => {
+                let r = agg.receive_consent_batch(&s.late_consent).unwrap();
+                assert!(r.iter().all(Result::is_ok), "{r:?}");
+            }
+            Self::Commit => {
+                for f in &s.late {
+                    agg.stage(f, t(LATE_COMMIT)).unwrap();
+                }
+                assert_eq!(agg.commit(t(LATE_COMMIT)).unwrap().len(), s.late.len());
+            }
+            Self::Purge => {
+                let p = agg.purge(t(LAST_PURGE)).unwrap();
+                assert!(p.partitions > 0 && p.records > 0, "{p:?}");
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Consent => "consent",
+            Self::Commit => "commit",
+            Self::Purge => "purge",
+        }
+    }
 }
 
 /// Every row of every table, sorted: what "byte-identical tables" compares.
@@ -316,7 +341,7 @@ fn signer() -> CheckpointSigner {
 }
 
 /// Checks the whole log against a fresh checkpoint, and that it extends `old`.
-fn verify_log(agg: &Aggregator, old: &confiance_aggregator::audit::SignedCheckpoint) {
+fn verify_log(agg: &Aggregator, old: &SignedCheckpoint) {
     let log = agg.store().audit_log().unwrap();
     let signer = signer();
     let verifier = Verifier::new("confiance.test/audit", signer.verifying_key()).unwrap();
@@ -326,7 +351,7 @@ fn verify_log(agg: &Aggregator, old: &confiance_aggregator::audit::SignedCheckpo
     verifier.verify_consistency(old, &cp, &proof).unwrap();
 }
 
-fn checkpoint(path: &Path) -> confiance_aggregator::audit::SignedCheckpoint {
+fn checkpoint(path: &Path) -> SignedCheckpoint {
     let log = AuditLog::open(AuditSqlite::attach(Connection::open(path).unwrap())).unwrap();
     log.checkpoint(&signer(), t(T0))
 }
@@ -342,8 +367,7 @@ fn count(path: &Path, query: &str) -> u64 {
     conn.query_row(query, [], |r| r.get::<_, i64>(0)).unwrap() as u64
 }
 
-/// Reopens the crashed copy and checks it against the uncrashed one: same answers, same
-/// tables, a verifying log extending `old`; then that repair is idempotent.
+/// Asserts two dumps equal, naming the first table that differs and its odd rows.
 fn same_tables(a: &BTreeMap<String, Vec<String>>, b: &BTreeMap<String, Vec<String>>) {
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (t, rows) in a {
@@ -355,11 +379,13 @@ fn same_tables(a: &BTreeMap<String, Vec<String>>, b: &BTreeMap<String, Vec<Strin
     }
 }
 
+/// Reopens the crashed copy and checks it against the uncrashed one: same answers, same
+/// tables, a verifying log extending `old`; then that repair is idempotent.
 fn check_repair(
     crashed: &Path,
     reference: &Path,
     subjects: &[SubjectId],
-    old: &confiance_aggregator::audit::SignedCheckpoint,
+    old: &SignedCheckpoint,
     dump: fn(&Path) -> BTreeMap<String, Vec<String>>,
 ) {
     let ref_agg = open(reference);
@@ -376,18 +402,60 @@ fn check_repair(
     same_tables(&dump(crashed), &dump(reference));
 }
 
-/// Runs `last` on a copy of the shared history and returns (base, done): the database
-/// before and after it.
-fn prepared(dir: &Path, s: &Script, last: impl FnOnce(&mut Aggregator)) -> (PathBuf, PathBuf) {
-    let base = dir.join("base.sqlite");
-    history(&base, s);
-    // Every crash scenario also starts from the previous step's crash-free state.
-    let done = dir.join("done.sqlite");
-    copy_db(&base, &done);
-    let mut agg = open(&done);
-    last(&mut agg);
-    drop(agg);
-    (base, done)
+/// One scenario in its own directory: `base.sqlite` holds the shared history,
+/// `done.sqlite` the history then `steps`, run to completion (the uncrashed reference).
+struct Case {
+    dir: PathBuf,
+    s: Script,
+    steps: Vec<Step>,
+    base: PathBuf,
+    done: PathBuf,
+    /// A checkpoint of `base`'s log: the last one an auditor holds.
+    old: SignedCheckpoint,
+}
+
+impl Case {
+    fn new(name: &str, steps: &[Step]) -> Self {
+        let dir = scratch(name);
+        let s = script();
+        let (base, done) = (dir.join("base.sqlite"), dir.join("done.sqlite"));
+        history(&base, &s);
+        copy_db(&base, &done);
+        let mut agg = open(&done);
+        for step in steps {
+            step.run(&mut agg, &s);
+        }
+        drop(agg);
+        let old = checkpoint(&base);
+        Self { dir, s, steps: steps.to_vec(), base, done, old }
+    }
+
+    /// A copy of `from` named `name`.
+    fn copy(&self, from: &Path, name: &str) -> PathBuf {
+        let to = self.dir.join(name);
+        copy_db(from, &to);
+        to
+    }
+
+    /// `db.sqlite`: the history and every step but the last.
+    fn before_last(&self) -> PathBuf {
+        let db = self.copy(&self.base, "db.sqlite");
+        let mut agg = open(&db);
+        for step in &self.steps[..self.steps.len() - 1] {
+            step.run(&mut agg, &self.s);
+        }
+        db
+    }
+
+    fn check_repair(&self, crashed: &Path, dump: fn(&Path) -> BTreeMap<String, Vec<String>>) {
+        check_repair(crashed, &self.done, &self.s.subjects, &self.old, dump);
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// What one reopen of (a copy of) `path` repairs, counted as the rows it adds.
@@ -395,8 +463,7 @@ fn reconcile_report(path: &Path) -> ReconcileReport {
     let copy = path.with_extension("report.sqlite");
     copy_db(path, &copy);
     let before = dump(&copy);
-    let agg = open(&copy);
-    drop(agg);
+    drop(open(&copy));
     let after = dump(&copy);
     let added = |table: &str| {
         let (a, b) = (before.get(table).map_or(0, Vec::len), after.get(table).map_or(0, Vec::len));
@@ -412,140 +479,108 @@ fn reconcile_report(path: &Path) -> ReconcileReport {
     }
 }
 
+/// Deletes the holdings notes of the commit at [`LATE_COMMIT`] (with [`with_times`]).
+const DROP_COMMIT_NOTES: &str = "DELETE FROM ledger_partition WHERE recorded_at = {c};
+     DELETE FROM ledger_record WHERE recorded_at = {c};";
+
+/// `sql` with `{c}` and `{p}` standing for the late commit's and the last purge's times.
+fn with_times(sql: &str) -> String {
+    sql.replace("{c}", &LATE_COMMIT.to_string()).replace("{p}", &LAST_PURGE.to_string())
+}
+
+/// Deletes the notes of the purge at [`LAST_PURGE`] (with [`with_times`]).
+const DROP_PURGE_NOTES: &str = "DELETE FROM ledger_partition_purge WHERE recorded_at = {p};
+     DELETE FROM ledger_record_purge WHERE recorded_at = {p};";
+
+/// Drops the audit log's tail from `n0` on (no checkpoint covers it yet); the
+/// append-only triggers go first, and come back when the store reopens the log.
+fn drop_log_tail(conn: &Connection, n0: u64) {
+    conn.execute_batch(&format!(
+        "DROP TRIGGER audit_leaf_no_delete; DROP TRIGGER audit_node_no_delete;
+         DELETE FROM audit_leaf WHERE seq >= {n0};
+         DELETE FROM audit_node WHERE ((idx + 1) << level) > {n0};"
+    ))
+    .unwrap();
+}
+
 #[test]
 fn crash_after_store_commit_before_holdings() {
-    let dir = scratch("commit");
-    let s = script();
-    let (base, done) = prepared(&dir, &s, |agg| {
-        last_consent(agg, &s);
-        last_commit(agg, &s);
-    });
-    let old = checkpoint(&base);
-    let crashed = dir.join("crashed.sqlite");
-    copy_db(&done, &crashed);
-    // The commit's holdings notes were never written.
-    let at = LATE_COMMIT as i64;
-    let p = sql(&crashed, &format!("DELETE FROM ledger_partition WHERE recorded_at = {at}"));
-    let r = sql(&crashed, &format!("DELETE FROM ledger_record WHERE recorded_at = {at}"));
-    assert!(p > 0 && r > 0);
-    assert_ne!(raw_answers(&crashed, &s.subjects), raw_answers(&done, &s.subjects), "the crash shows");
-    assert_eq!(
-        reconcile_report(&crashed),
-        ReconcileReport { partitions_noted: p as u64, records_noted: r as u64, ..ReconcileReport::default() }
+    let c = Case::new("commit", &[Step::Consent, Step::Commit]);
+    let crashed = c.copy(&c.done, "crashed.sqlite");
+    let (p, r) = (
+        count(&crashed, &with_times("SELECT COUNT(*) FROM ledger_partition WHERE recorded_at = {c}")),
+        count(&crashed, &with_times("SELECT COUNT(*) FROM ledger_record WHERE recorded_at = {c}")),
     );
-    check_repair(&crashed, &done, &s.subjects, &old, dump);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(p > 0 && r > 0);
+    sql(&crashed, &with_times(DROP_COMMIT_NOTES));
+    assert_ne!(raw_answers(&crashed, &c.s.subjects), raw_answers(&c.done, &c.s.subjects), "the crash shows");
+    let expected = ReconcileReport { partitions_noted: p, records_noted: r, ..ReconcileReport::default() };
+    assert_eq!(reconcile_report(&crashed), expected);
+    c.check_repair(&crashed, dump);
 }
 
 #[test]
 fn crash_after_store_purge_before_holdings() {
-    let dir = scratch("purge");
-    let s = script();
-    let (base, done) = prepared(&dir, &s, |agg| {
-        last_consent(agg, &s);
-        last_commit(agg, &s);
-        last_purge(agg);
-    });
-    let old = checkpoint(&base);
-    let crashed = dir.join("crashed.sqlite");
-    copy_db(&done, &crashed);
-    let at = LAST_PURGE as i64;
-    let p = sql(&crashed, &format!("DELETE FROM ledger_partition_purge WHERE recorded_at = {at}"));
-    let r = sql(&crashed, &format!("DELETE FROM ledger_record_purge WHERE recorded_at = {at}"));
-    assert!(p > 0 && r > 0);
-    let raw = raw_answers(&crashed, &s.subjects);
-    assert_ne!(raw, raw_answers(&done, &s.subjects), "the crash shows");
-    assert_eq!(
-        reconcile_report(&crashed),
-        ReconcileReport {
-            partitions_purged: p as u64,
-            records_purged: r as u64,
-            ..ReconcileReport::default()
-        }
+    let c = Case::new("purge", &[Step::Consent, Step::Commit, Step::Purge]);
+    let crashed = c.copy(&c.done, "crashed.sqlite");
+    let (p, r) = (
+        count(&crashed, &with_times("SELECT COUNT(*) FROM ledger_partition_purge WHERE recorded_at = {p}")),
+        count(&crashed, &with_times("SELECT COUNT(*) FROM ledger_record_purge WHERE recorded_at = {p}")),
     );
-    check_repair(&crashed, &done, &s.subjects, &old, dump);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(p > 0 && r > 0);
+    sql(&crashed, &with_times(DROP_PURGE_NOTES));
+    assert_ne!(raw_answers(&crashed, &c.s.subjects), raw_answers(&c.done, &c.s.subjects), "the crash shows");
+    let expected = ReconcileReport { partitions_purged: p, records_purged: r, ..ReconcileReport::default() };
+    assert_eq!(reconcile_report(&crashed), expected);
+    c.check_repair(&crashed, dump);
 }
 
 #[test]
 fn crash_after_consent_before_audit() {
-    let dir = scratch("consent");
-    let s = script();
-    let (base, done) = prepared(&dir, &s, |agg| {
-        last_consent(agg, &s);
-    });
+    let c = Case::new("consent", &[Step::Consent]);
     // The last checkpoint covers the log before the batch; its events are the tail.
-    let old = checkpoint(&base);
-    let n0 = old.checkpoint().size();
-    let crashed = dir.join("crashed.sqlite");
-    copy_db(&done, &crashed);
+    let n0 = c.old.checkpoint().size();
+    let crashed = c.copy(&c.done, "crashed.sqlite");
     let tail = count(&crashed, &format!("SELECT COUNT(*) FROM audit_leaf WHERE seq >= {n0}"));
-    assert_eq!(tail, s.late_consent.len() as u64);
-    sql(
-        &crashed,
-        &format!(
-            "DROP TRIGGER audit_leaf_no_delete; DROP TRIGGER audit_node_no_delete;
-             DELETE FROM audit_leaf WHERE seq >= {n0};
-             DELETE FROM audit_node WHERE ((idx + 1) << level) > {n0};"
-        ),
-    );
+    assert_eq!(tail, c.s.late_consent.len() as u64);
+    drop_log_tail(&Connection::open(&crashed).unwrap(), n0);
     assert_eq!(count(&crashed, "SELECT COUNT(*) FROM audit_leaf"), n0);
-    assert_eq!(
-        reconcile_report(&crashed),
-        ReconcileReport { consent_events_logged: tail, ..ReconcileReport::default() }
-    );
-    check_repair(&crashed, &done, &s.subjects, &old, dump);
-    let _ = std::fs::remove_dir_all(&dir);
+    let expected = ReconcileReport { consent_events_logged: tail, ..ReconcileReport::default() };
+    assert_eq!(reconcile_report(&crashed), expected);
+    c.check_repair(&crashed, dump);
 }
 
 #[test]
 fn reopening_an_intact_database_writes_nothing() {
-    let dir = scratch("intact");
-    let s = script();
-    let (base, done) = prepared(&dir, &s, |agg| {
-        last_consent(agg, &s);
-        last_commit(agg, &s);
-        last_purge(agg);
-    });
-    let old = checkpoint(&base);
-    let before = dump(&done);
-    let mut agg = open(&done);
+    let c = Case::new("intact", &[Step::Consent, Step::Commit, Step::Purge]);
+    let before = dump(&c.done);
+    let mut agg = open(&c.done);
     assert_eq!(agg.reconcile().unwrap(), ReconcileReport::default());
-    verify_log(&agg, &old);
+    verify_log(&agg, &c.old);
     drop(agg);
-    assert_eq!(dump(&done), before);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(dump(&c.done), before);
 }
 
 /// Every hole at once, as a database written before consent and audit shared a
 /// transaction could hold: a consent batch never logged *in the middle* of the log (the
 /// aggregator went on ingesting after the crash), a partition stored without its
-/// holdings note, a purge without its notes. One reopen repairs all of it: the same answers, every consent fact
-/// logged once, the log verifying and extending the last checkpoint.
+/// holdings note, a purge without its notes. One reopen repairs all of it: the same
+/// answers, every consent fact logged once, the log verifying and extending the last
+/// checkpoint.
 #[test]
 fn all_holes_at_once_are_repaired_in_one_open() {
-    let dir = scratch("all");
-    let s = script();
-    let (base, done) = prepared(&dir, &s, |agg| {
-        last_consent(agg, &s);
-        last_commit(agg, &s);
-        last_purge(agg);
-    });
-    let old = checkpoint(&base);
-    let crashed = dir.join("crashed.sqlite");
-    copy_db(&done, &crashed);
-    let n0 = old.checkpoint().size();
-    let k = s.late_consent.len() as u64;
-    let (c, p) = (LATE_COMMIT as i64, LAST_PURGE as i64);
+    let c = Case::new("all", &[Step::Consent, Step::Commit, Step::Purge]);
+    let crashed = c.copy(&c.done, "crashed.sqlite");
+    let n0 = c.old.checkpoint().size();
+    let k = c.s.late_consent.len() as u64;
     sql(
         &crashed,
-        &format!(
+        &with_times(
             "DELETE FROM ledger_partition WHERE recorded_at = {c}
-               AND id NOT IN (SELECT partition FROM ledger_partition_purge);
-             DELETE FROM ledger_partition_purge WHERE recorded_at = {p};
-             DELETE FROM ledger_record_purge WHERE recorded_at = {p};"
+               AND id NOT IN (SELECT partition FROM ledger_partition_purge);",
         ),
     );
+    sql(&crashed, &with_times(DROP_PURGE_NOTES));
     // Rewrite the log without the consent batch's events (seq n0 .. n0 + k): the events
     // after them move up, as if the batch had never been logged.
     {
@@ -555,19 +590,14 @@ fn all_holes_at_once_are_repaired_in_one_open() {
             (n0 + k..log.size()).map(|i| log.event(i).unwrap().event).collect()
         };
         assert!(!later.is_empty());
-        conn.execute_batch(&format!(
-            "DROP TRIGGER audit_leaf_no_delete; DROP TRIGGER audit_node_no_delete;
-             DELETE FROM audit_leaf WHERE seq >= {n0};
-             DELETE FROM audit_node WHERE ((idx + 1) << level) > {n0};"
-        ))
-        .unwrap();
+        drop_log_tail(&conn, n0);
         let mut log = AuditLog::open(AuditSqlite::attach(&conn)).unwrap();
         log.append_batch(&later).unwrap();
     }
     let mut agg = open(&crashed);
-    let ref_agg = open(&done);
-    assert_eq!(answers(agg.ledger(), &s.subjects), answers(ref_agg.ledger(), &s.subjects));
-    verify_log(&agg, &old);
+    let ref_agg = open(&c.done);
+    assert_eq!(answers(agg.ledger(), &c.s.subjects), answers(ref_agg.ledger(), &c.s.subjects));
+    verify_log(&agg, &c.old);
     assert_eq!(agg.reconcile().unwrap(), ReconcileReport::default());
     // Same events, the batch's now at the end, in the ledger's order.
     let events = |a: &Aggregator| {
@@ -575,8 +605,7 @@ fn all_holes_at_once_are_repaired_in_one_open() {
         log.export(log.size()).unwrap().into_iter().map(|e| e.event).collect::<Vec<_>>()
     };
     let (mine, theirs) = (events(&agg), events(&ref_agg));
-    let n0 = n0 as usize;
-    let k = k as usize;
+    let (n0, k) = (n0 as usize, k as usize);
     assert_eq!(mine.len(), theirs.len());
     assert_eq!(mine[..n0], theirs[..n0]);
     assert_eq!(mine[n0..mine.len() - k], theirs[n0 + k..]);
@@ -585,39 +614,37 @@ fn all_holes_at_once_are_repaired_in_one_open() {
     // The same facts, but those noted by the repair took later sequence numbers (the
     // first column of every ledger table), and the audit rows moved (checked above).
     let skip = |t: &str| usize::from(t.starts_with("ledger_") && t != "ledger_meta");
-    let (mut a, mut b) = (dump_from(&crashed, skip), dump_from(&done, skip));
+    let (mut a, mut b) = (dump_from(&crashed, skip), dump_from(&c.done, skip));
     for t in ["audit_leaf", "audit_node"] {
         a.remove(t);
         b.remove(t);
     }
     assert_eq!(a, b);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The child of the SIGKILL tests (a no-op unless [`DIR_ENV`] is set): opens
-/// `db.sqlite` in that directory and runs the operation named by [`OP_ENV`]; the crash
+/// `db.sqlite` in that directory and runs the step named by [`OP_ENV`]; the crash
 /// point named by [`CRASH_POINT_ENV`] stops it there until the parent kills it.
 #[test]
 fn sigkill_child() {
     let Ok(dir) = std::env::var(DIR_ENV) else { return };
     let s = script();
     let mut agg = open(&PathBuf::from(dir).join("db.sqlite"));
-    match std::env::var(OP_ENV).unwrap().as_str() {
-        "commit" => last_commit(&mut agg, &s),
-        "purge" => last_purge(&mut agg),
-        "consent" => last_consent(&mut agg, &s),
-        op => panic!("unknown op {op}"),
-    }
+    let op = std::env::var(OP_ENV).unwrap();
+    let step = [Step::Consent, Step::Commit, Step::Purge].into_iter().find(|s| s.name() == op).unwrap();
+    step.run(&mut agg, &s);
     println!("not killed");
 }
 
-/// Runs `op` on `dir/db.sqlite` in a child that stops at crash point `point`, and kills
-/// it there with SIGKILL.
-fn kill_at(dir: &Path, op: &str, point: &str) {
+/// Runs the case's last step on `db.sqlite` in a child that stops at crash point
+/// `point`, and kills it there with SIGKILL.
+fn kill_at(c: &Case, point: &str) -> PathBuf {
+    let db = c.before_last();
+    let step = c.steps.last().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "sigkill_child", "--nocapture", "--test-threads=1"])
-        .env(DIR_ENV, dir)
-        .env(OP_ENV, op)
+        .env(DIR_ENV, &c.dir)
+        .env(OP_ENV, step.name())
         .env(CRASH_POINT_ENV, point)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -626,8 +653,7 @@ fn kill_at(dir: &Path, op: &str, point: &str) {
     let marker = format!("crash-point {point}");
     let mut stopped = false;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.contains(&marker) {
+        if line.unwrap().contains(&marker) {
             stopped = true;
             break;
         }
@@ -636,60 +662,31 @@ fn kill_at(dir: &Path, op: &str, point: &str) {
     let status = child.wait().unwrap();
     assert!(stopped, "the child never reached {point}");
     assert!(!status.success());
+    db
 }
 
 /// A real SIGKILL between the store's commit and the holdings notes: the reopened
 /// database equals one where the commit finished.
 #[test]
 fn sigkill_after_store_commit() {
-    let dir = scratch("kill-commit");
-    let s = script();
-    let (base, done) = prepared(&dir, &s, |agg| {
-        last_consent(agg, &s);
-        last_commit(agg, &s);
-    });
-    let old = checkpoint(&base);
-    // `base` is the history only: bring a copy to just before the commit.
-    let db = dir.join("db.sqlite");
-    copy_db(&base, &db);
-    let mut agg = open(&db);
-    last_consent(&mut agg, &s);
-    drop(agg);
-    kill_at(&dir, "commit", "holdings");
+    let c = Case::new("kill-commit", &[Step::Consent, Step::Commit]);
+    let db = kill_at(&c, "holdings");
     // The store committed (the envelopes are in), the holdings did not.
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM record"), count(&done, "SELECT COUNT(*) FROM record"));
-    assert!(
-        count(&db, "SELECT COUNT(*) FROM ledger_record") < count(&done, "SELECT COUNT(*) FROM ledger_record")
-    );
-    check_repair(&db, &done, &s.subjects, &old, dump_clear);
-    let _ = std::fs::remove_dir_all(&dir);
+    let n = |p: &Path, table: &str| count(p, &format!("SELECT COUNT(*) FROM {table}"));
+    assert_eq!(n(&db, "record"), n(&c.done, "record"));
+    assert!(n(&db, "ledger_record") < n(&c.done, "ledger_record"));
+    c.check_repair(&db, dump_clear);
 }
 
 /// A real SIGKILL between the store's purge and the ledger's purge notes.
 #[test]
 fn sigkill_after_store_purge() {
-    let dir = scratch("kill-purge");
-    let s = script();
-    let (base, done) = prepared(&dir, &s, |agg| {
-        last_consent(agg, &s);
-        last_commit(agg, &s);
-        last_purge(agg);
-    });
-    let old = checkpoint(&base);
-    let db = dir.join("db.sqlite");
-    copy_db(&base, &db);
-    let mut agg = open(&db);
-    last_consent(&mut agg, &s);
-    last_commit(&mut agg, &s);
-    drop(agg);
-    kill_at(&dir, "purge", "holdings");
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM record"), 0);
-    assert!(
-        count(&db, "SELECT COUNT(*) FROM ledger_record_purge")
-            < count(&done, "SELECT COUNT(*) FROM ledger_record_purge")
-    );
-    check_repair(&db, &done, &s.subjects, &old, dump_clear);
-    let _ = std::fs::remove_dir_all(&dir);
+    let c = Case::new("kill-purge", &[Step::Consent, Step::Commit, Step::Purge]);
+    let db = kill_at(&c, "holdings");
+    let n = |p: &Path, table: &str| count(p, &format!("SELECT COUNT(*) FROM {table}"));
+    assert_eq!(n(&db, "record"), 0);
+    assert!(n(&db, "ledger_record_purge") < n(&c.done, "ledger_record_purge"));
+    c.check_repair(&db, dump_clear);
 }
 
 /// A real SIGKILL inside the consent transaction, after the ledger's writes and before
@@ -697,43 +694,33 @@ fn sigkill_after_store_purge() {
 /// logged as if nothing had happened.
 #[test]
 fn sigkill_inside_consent_transaction() {
-    let dir = scratch("kill-consent");
-    let s = script();
-    let (base, done) = prepared(&dir, &s, |agg| last_consent(agg, &s));
-    let old = checkpoint(&base);
-    let db = dir.join("db.sqlite");
-    copy_db(&base, &db);
-    kill_at(&dir, "consent", "ledger-audit");
+    let c = Case::new("kill-consent", &[Step::Consent]);
+    let db = kill_at(&c, "ledger-audit");
     drop(open(&db));
-    assert_eq!(dump(&db), dump(&base), "nothing of the batch survives");
+    assert_eq!(dump(&db), dump(&c.base), "nothing of the batch survives");
     let mut agg = open(&db);
-    last_consent(&mut agg, &s);
-    verify_log(&agg, &old);
+    Step::Consent.run(&mut agg, &c.s);
+    verify_log(&agg, &c.old);
     drop(agg);
-    assert_eq!(dump(&db), dump(&done));
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(dump(&db), dump(&c.done));
 }
 
 /// A log whose leaf no longer reads back (tampering) is not "repaired": the aggregator
 /// opens, appends nothing, and says so — verification is the auditor's finding.
 #[test]
 fn a_damaged_log_is_left_for_the_auditor() {
-    let dir = scratch("damaged");
-    let s = script();
-    let db = dir.join("db.sqlite");
-    history(&db, &s);
-    let n = count(&db, "SELECT COUNT(*) FROM audit_leaf");
+    let c = Case::new("damaged", &[]);
+    let n = count(&c.base, "SELECT COUNT(*) FROM audit_leaf");
     sql(
-        &db,
+        &c.base,
         "DROP TRIGGER audit_leaf_no_update;
          UPDATE audit_leaf SET leaf = (SELECT leaf FROM audit_leaf WHERE seq = 1) WHERE seq = 0;",
     );
-    let before = dump(&db);
-    let mut agg = open(&db);
+    let before = dump(&c.base);
+    let mut agg = open(&c.base);
     let report = agg.reconcile().unwrap();
     assert!(report.audit_log_unreadable && report.consent_events_logged == 0, "{report:?}");
     drop(agg);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM audit_leaf"), n);
-    assert_eq!(dump(&db), before);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(count(&c.base, "SELECT COUNT(*) FROM audit_leaf"), n);
+    assert_eq!(dump(&c.base), before);
 }
