@@ -544,7 +544,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         if w.device_key != row.device_key {
             return Err(LedgerError::KeyMismatch);
         }
-        if self.ix.subject_ids.get(row.subject as usize) != Some(&w.subject) {
+        if self.ix.subject_id(row.subject) != Some(w.subject) {
             return Err(LedgerError::SubjectMismatch);
         }
         if row.withdrawn() {
@@ -569,9 +569,9 @@ impl<C: Borrow<Connection>> Ledger<C> {
         let ri = *self.ix.receipt_ix.get(receipt)?;
         let row = self.ix.receipts.get(ri as usize)?;
         Some(ReceiptTerms {
-            subject: *self.ix.subject_ids.get(row.subject as usize)?,
-            recipient: self.names.recipients.get(usize::from(row.recipient))?.clone(),
-            purpose: self.names.purposes.get(usize::from(row.purpose))?.clone(),
+            subject: self.ix.subject_id(row.subject)?,
+            recipient: self.names.recipient_id(row.recipient)?.clone(),
+            purpose: self.names.purpose_id(row.purpose)?.clone(),
         })
     }
 
@@ -615,8 +615,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
         let receipt = self.ix.receipts.get(ri as usize).ok_or(LedgerError::UnknownReceipt(note.receipt))?;
         let metric =
             self.names.metric(&note.metric).ok_or_else(|| LedgerError::UnknownMetric(note.metric.clone()))?;
-        if self.ix.subject_ids.get(receipt.subject as usize) != Some(&note.subject)
-            || self.names.recipients.get(usize::from(receipt.recipient)) != Some(&note.recipient)
+        if self.ix.subject_id(receipt.subject) != Some(note.subject)
+            || self.names.recipient_id(receipt.recipient) != Some(&note.recipient)
             || receipt.metrics.binary_search(&metric).is_err()
         {
             return Err(LedgerError::RecordMismatch);
