@@ -30,6 +30,7 @@ mod charts;
 mod demo;
 mod html;
 mod markdown;
+mod table;
 mod text;
 mod time_axis;
 
