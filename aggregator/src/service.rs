@@ -570,31 +570,42 @@ impl Aggregator {
         if staged.acks.is_empty() {
             return Ok(Vec::new());
         }
-        let mut merged: Vec<(PartitionKey, Partition, bool)> = Vec::with_capacity(staged.partitions.len());
+        // Merge in place (no copy of a committed accumulator); `undo` keeps what each
+        // partition received, so a failed merge or write can take it back exactly.
+        let mut undo: Vec<(PartitionKey, Option<Partition>)> = Vec::with_capacity(staged.partitions.len());
         for (key, p) in staged.partitions {
-            match self.partitions.get(&key) {
-                Some(old) => {
-                    let mut acc = old.acc.clone();
-                    acc.merge(&p.acc).map_err(|_| StoreError::Corrupt("partition merge"))?;
-                    merged.push((key, Partition { acc, reports: old.reports + p.reports }, false));
+            let added = match self.partitions.get_mut(&key) {
+                Some(old) => match old.acc.merge(&p.acc) {
+                    Ok(()) => {
+                        old.reports += p.reports;
+                        Some(p)
+                    }
+                    Err(_) => {
+                        self.undo_merges(undo);
+                        return Err(StoreError::Corrupt("partition merge"));
+                    }
+                },
+                None => {
+                    self.partitions.insert(key.clone(), p);
+                    None
                 }
-                None => merged.push((key, p, true)),
-            }
+            };
+            undo.push((key, added));
         }
         let batch = CommitBatch {
-            partitions: merged
+            partitions: undo
                 .iter()
-                .map(|(k, p, _)| StoredPartition {
-                    key: k.clone(),
-                    state: p.acc.to_bytes(),
-                    reports: p.reports,
-                })
+                .filter_map(|(k, _)| self.partitions.get(k).map(|p| (k, p)))
+                .map(|(k, p)| StoredPartition { key: k.clone(), state: p.acc.to_bytes(), reports: p.reports })
                 .collect(),
             records: staged.records.iter().map(|(r, _)| r.clone()).collect(),
             seen: staged.seen.clone(),
             audit: staged.audit,
         };
-        self.store.commit(&batch)?;
+        if let Err(e) = self.store.commit(&batch) {
+            self.undo_merges(undo);
+            return Err(e);
+        }
         // Durable: now update memory and the ledger's holdings index. The notes are
         // derived data, written in their own ledger savepoint; a crash before they
         // commit is repaired by `Self::reconcile` on open (service/reconcile.rs).
@@ -603,16 +614,31 @@ impl Aggregator {
                 self.seen.insert(*id, s.expires_at);
             }
         }
-        let mut fresh = Vec::new();
-        for (key, p, new) in merged {
-            if new {
-                fresh.push(key.clone());
-            }
-            self.partitions.insert(key, p);
-        }
+        // Partitions that were new (nothing to undo) are the ones the ledger must note.
+        let fresh: Vec<PartitionKey> =
+            undo.into_iter().filter(|(_, added)| added.is_none()).map(|(key, _)| key).collect();
         let notes: Vec<RecordNote> = staged.records.into_iter().map(|(_, n)| n).collect();
         self.note_holdings(&fresh, &notes, now).map_err(reconcile::ledger_to_store)?;
         Ok(staged.acks)
+    }
+
+    /// Takes back merges of [`Self::commit`] that will not be durable: a partition that
+    /// was new is removed, an existing one gets its staged reports subtracted (exact).
+    fn undo_merges(&mut self, undo: Vec<(PartitionKey, Option<Partition>)>) {
+        for (key, added) in undo {
+            match added {
+                None => {
+                    self.partitions.remove(&key);
+                }
+                Some(p) => {
+                    if let Some(old) = self.partitions.get_mut(&key)
+                        && old.acc.unmerge(&p.acc).is_ok()
+                    {
+                        old.reports -= p.reports;
+                    }
+                }
+            }
+        }
     }
 
     /// Records many receipts and withdrawals at once, in time order, in one transaction
@@ -725,11 +751,7 @@ impl Aggregator {
                 at: now,
             }])
             .map_err(|e| ReleaseError::Store(e.to_string()))?;
-        let labels = match &m.kind {
-            MetricKind::Boolean => vec!["false".into(), "true".into()],
-            MetricKind::Categorical { labels } => labels.clone(),
-            _ => Vec::new(),
-        };
+        let labels = m.kind.labels().into_iter().map(str::to_owned).collect();
         Ok(Release { metric: metric.clone(), partitions: count, estimate: acc.estimate(), labels })
     }
 
