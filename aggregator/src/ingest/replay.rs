@@ -1,17 +1,22 @@
 //! The in-memory half of replay protection: a fixed-size Bloom filter over the report
-//! ids the store remembers (Bloom 1970), probed by double hashing (Kirsch and
-//! Mitzenmacher, "Less hashing, same performance", ESA 2006).
+//! ids the store remembers (Bloom 1970), blocked so that all of an id's bits lie in one
+//! 64-byte cache line (Putze, Sanders and Singler, "Cache-, hash- and space-efficient
+//! Bloom filters", WEA 2007: one cache miss per probe or insert instead of seven).
 //!
 //! "No" is certain, so a fresh id costs no store read; "maybe" is checked against the
-//! store's `seen_id` table, so a false positive costs one indexed lookup and never
-//! refuses a fresh report. The filter cannot forget one id, so after a purge it is
+//! store's `seen_run` table, so a false positive costs one read of the id's bucket (1/256
+//! of the remembered ids) and never refuses a fresh report. The filter cannot forget one id, so after a purge it is
 //! rebuilt from the table (a full scan, rare: purges run on a schedule).
 
 use std::hash::{BuildHasher as _, RandomState};
 
 /// Bits set per id. Optimal (`m/n · ln 2`) at ~10 bits per id; at 16 MiB that is
-/// 1.3·10^7 ids with a false-positive rate of ~0.8%, and 10^7 ids give ~0.2%.
+/// 1.3·10^7 ids with a false-positive rate of ~1% (blocking costs a little over the
+/// classic filter's 0.8%), and 10^7 ids give ~0.3%.
 const PROBES: u64 = 7;
+
+/// Words per block: 8 × 64 bits, one cache line.
+const BLOCK_WORDS: usize = 8;
 
 /// A Bloom filter of report ids. The hash is keyed per process (SipHash with a random
 /// key), so devices choosing their ids cannot aim at chosen bits to force lookups.
@@ -30,28 +35,37 @@ impl ReplayFilter {
         Self { bits: vec![0; words], mask: (words as u64 * 64) - 1, hasher: RandomState::new() }
     }
 
-    fn probes(&self, id: &[u8; 16]) -> impl Iterator<Item = u64> + use<> {
+    /// The id's block (its first word) and the bits to set in it, as (word offset, mask).
+    fn probes(&self, id: &[u8; 16]) -> (usize, [(usize, u64); PROBES as usize]) {
+        // One hash picks the block, a second gives the seven 9-bit positions in it: double
+        // hashing inside a 512-bit block repeats whole patterns too often (measured:
+        // 10^-4 false positives at 84 bits per id instead of ~10^-8).
+        let block_bits = self.mask.min(511);
         let h = self.hasher.hash_one(id);
-        let (h1, h2, mask) = (h, h.rotate_left(32) | 1, self.mask);
-        (0..PROBES).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) & mask)
+        let block = usize::try_from(h & self.mask & !block_bits).unwrap_or(0) / 64;
+        let positions = self.hasher.hash_one((id, 1u8));
+        let mut out = [(0, 0); PROBES as usize];
+        for (i, slot) in (0..PROBES).zip(out.iter_mut()) {
+            let bit = (positions >> (9 * i)) & block_bits;
+            *slot = (usize::try_from(bit / 64).unwrap_or(0) % BLOCK_WORDS, 1 << (bit % 64));
+        }
+        (block, out)
     }
 
     /// Remembers `id`.
     pub(crate) fn insert(&mut self, id: &[u8; 16]) {
-        for bit in self.probes(id) {
-            if let Some(w) = self.bits.get_mut(usize::try_from(bit / 64).unwrap_or(usize::MAX)) {
-                *w |= 1 << (bit % 64);
+        let (block, probes) = self.probes(id);
+        for (word, bit) in probes {
+            if let Some(w) = self.bits.get_mut(block + word) {
+                *w |= bit;
             }
         }
     }
 
     /// `false`: `id` was certainly never inserted. `true`: it may have been.
     pub(crate) fn maybe_contains(&self, id: &[u8; 16]) -> bool {
-        self.probes(id).all(|bit| {
-            self.bits
-                .get(usize::try_from(bit / 64).unwrap_or(usize::MAX))
-                .is_some_and(|w| w & (1 << (bit % 64)) != 0)
-        })
+        let (block, probes) = self.probes(id);
+        probes.iter().all(|(word, bit)| self.bits.get(block + word).is_some_and(|w| w & bit != 0))
     }
 
     /// Forgets everything (before a rebuild).
