@@ -25,7 +25,7 @@ use confiance::recorder::{NullStorage, Recorder, RecorderParts, Value};
 use confiance::rng::Rng as _;
 use confiance_aggregator::audit::{CheckpointSigner, Verifier};
 use confiance_aggregator::keys::KeyStore;
-use confiance_aggregator::ledger::Target;
+use confiance_aggregator::ledger::{Fact, Party, Target, Until};
 use confiance_aggregator::report::{
     self, AccessRow, EstimateRow, Header, LogStatus, ReportData, RetentionKind, RetentionRow,
 };
@@ -35,6 +35,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 const DAY: u64 = 86_400;
 const WEEK: u64 = 7 * DAY;
 const MONTH: u64 = 30 * DAY;
+/// Envelopes staged before a commit is forced within a week (a week at 10^5 devices is
+/// about 20 000).
+const COMMIT_EVERY: usize = 50_000;
 
 /// One brand: its controller, its statistics (metric, purposes) and its service record.
 struct Brand {
@@ -85,6 +88,28 @@ struct Truth {
 }
 
 impl Truth {
+    fn add(&mut self, key: (String, String), value: Value, kind: &MetricKind) {
+        match (value, kind) {
+            (Value::Bool(b), MetricKind::Boolean) => {
+                self.cats.entry(key).or_insert_with(|| vec![0; 2])[usize::from(b)] += 1;
+            }
+            (Value::Category(c), MetricKind::Categorical { labels }) => {
+                self.cats.entry(key).or_insert_with(|| vec![0; labels.len()])[c as usize] += 1;
+            }
+            (Value::Int(x), MetricKind::Count { max }) => {
+                let e = self.sums.entry(key).or_default();
+                e.0 += x.clamp(0, *max as i64) as f64;
+                e.1 += 1;
+            }
+            (Value::Int(x), _) => {
+                let e = self.sums.entry(key).or_default();
+                e.0 += x as f64;
+                e.1 += 1;
+            }
+            _ => {}
+        }
+    }
+
     fn merge(&mut self, o: Truth) {
         for (k, v) in o.cats {
             let e = self.cats.entry(k).or_insert_with(|| vec![0; v.len()]);
@@ -147,146 +172,197 @@ fn draw(kind: &MetricKind, rng: &mut SeededRng) -> Value {
     }
 }
 
-/// Simulates one device over the whole period; returns its traffic in time order and
-/// adds what it really sent to `truth`.
-fn simulate_device(
-    d: u64,
-    catalogue: &Catalogue,
-    config: KeyConfig,
-    start: Timestamp,
-    months: u64,
-    truth: &mut Truth,
-    subjects: &mut Vec<(String, SubjectId)>,
-) -> Vec<(Timestamp, Traffic)> {
-    let brand = &BRANDS[(d % 3) as usize];
-    let mut rng = SeededRng::seed_from_u64(0xF1EE7 ^ d.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let parts = RecorderParts {
-        catalogue: catalogue.clone(),
-        consent: ConsentState::new(DeviceKey::generate(&mut rng)),
-        pseudonyms: DeviceSecret::generate(&mut rng),
-        controller: id(brand.controller),
-        key_configs: vec![config],
-        rng: SeededRng::seed_from_u64(d),
-    };
-    let mut dev = Recorder::new(parts, NullStorage);
-    let mut out = Vec::new();
-    let joined = start.saturating_add_secs(rng.next_u64() % (20 * DAY));
-    let end = start.saturating_add_secs(months * MONTH);
-    let mut receipts = Vec::new();
-    for (who, purpose, share) in OFFERS {
-        let recipient = if who == "brand" { brand.controller } else { who };
-        let r: RecipientId = id(recipient);
-        let p: PurposeId = id(purpose);
-        let metrics: Vec<MetricId> =
-            brand.stats.iter().map(|m| id::<MetricId>(m)).filter(|m| catalogue.allows(m, &p, &r)).collect();
-        if metrics.is_empty() || rng.next_u32() % 100 >= share {
-            continue;
-        }
-        let hold = ["P30D", "P90D", "P6M"][(rng.next_u32() % 3) as usize].parse().expect("period");
-        if let Ok(b) = dev.give_consent(r, p, Scope::metrics(metrics), joined, None, hold, joined) {
-            receipts.push(SignedReceipt::from_bytes(&b).map(|s| s.id()).ok());
-            out.push((joined, Traffic::Receipt(b)));
-        }
-    }
-    if rng.next_u32() % 100 < 70 {
-        let b = dev.give_consent(
-            id(brand.controller),
-            id("service"),
-            Scope::metrics([id(brand.record)]),
-            joined,
-            None,
-            "P1Y".parse().expect("period"),
-            joined,
-        );
-        if let Ok(b) = b {
-            out.push((joined, Traffic::Receipt(b)));
-        }
-    }
-    if d < 4 {
-        subjects.push((brand.name.to_string(), dev.subject()));
-    }
-    // Some owners change their mind once: 10% withdraw their first consent, 5% narrow it.
-    let change = rng.next_u32() % 100;
-    let change_at = joined.saturating_add_secs(MONTH + rng.next_u64() % ((months.max(2) - 1) * MONTH));
-    let mut changed = false;
-    let mut t = joined.saturating_add_secs(DAY);
-    let mut next_flush = joined.saturating_add_secs(MONTH);
-    while t < end {
-        if !changed && t >= change_at {
-            changed = true;
-            if let Some(Some(first)) = receipts.first() {
-                if change < 10 {
-                    if let Ok(w) = dev.withdraw_consent(first, change_at) {
-                        out.push((next_flush, Traffic::Withdrawal(w)));
-                    }
-                } else if change < 15 {
-                    let covered: Vec<MetricId> = dev
-                        .consent()
-                        .get(first)
-                        .map(|e| match &e.receipt.receipt().scope {
-                            Scope::Metrics(m) => m.iter().cloned().collect(),
-                            Scope::Categories(_) => Vec::new(),
-                        })
-                        .unwrap_or_default();
-                    if covered.len() > 1
-                        && let Ok((w, r)) =
-                            dev.narrow_consent(first, Scope::metrics(covered.into_iter().take(1)), change_at)
-                    {
-                        out.push((next_flush, Traffic::Withdrawal(w)));
-                        out.push((next_flush, Traffic::Receipt(r)));
-                    }
+/// One simulated device between periods: its recorder (consent state, queue, outbox), its
+/// RNG and where it is in its life.
+struct Device {
+    brand: &'static Brand,
+    dev: Recorder<SeededRng, NullStorage>,
+    rng: SeededRng,
+    /// Receipt ids of the statistics consents, in the order given.
+    receipts: Vec<confiance::ids::ReceiptId>,
+    /// 0..10: withdraws its first consent at `change_at`; 10..15: narrows it; else keeps it.
+    change: u32,
+    change_at: Timestamp,
+    changed: bool,
+    /// Its next weekly tick.
+    tick: Timestamp,
+    next_flush: Timestamp,
+    /// Messages waiting for the moment the device sends them.
+    outbox: Vec<(Timestamp, Traffic)>,
+}
+
+impl Device {
+    /// A new owner joins in the first 20 days and gives consent; the receipts wait in the
+    /// outbox for the day it joins.
+    fn new(d: u64, catalogue: &Catalogue, config: KeyConfig, start: Timestamp, months: u64) -> Self {
+        let brand = &BRANDS[(d % 3) as usize];
+        let mut rng = SeededRng::seed_from_u64(0xF1EE7 ^ d.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let parts = RecorderParts {
+            catalogue: catalogue.clone(),
+            consent: ConsentState::new(DeviceKey::generate(&mut rng)),
+            pseudonyms: DeviceSecret::generate(&mut rng),
+            controller: id(brand.controller),
+            key_configs: vec![config],
+            rng: SeededRng::seed_from_u64(d),
+        };
+        let mut dev = Recorder::new(parts, NullStorage);
+        let mut outbox = Vec::new();
+        let joined = start.saturating_add_secs(rng.next_u64() % (20 * DAY));
+        let mut receipts = Vec::new();
+        for (who, purpose, share) in OFFERS {
+            let recipient = if who == "brand" { brand.controller } else { who };
+            let r: RecipientId = id(recipient);
+            let p: PurposeId = id(purpose);
+            let metrics: Vec<MetricId> = brand
+                .stats
+                .iter()
+                .map(|m| id::<MetricId>(m))
+                .filter(|m| catalogue.allows(m, &p, &r))
+                .collect();
+            if metrics.is_empty() || rng.next_u32() % 100 >= share {
+                continue;
+            }
+            let hold = ["P30D", "P90D", "P6M"][(rng.next_u32() % 3) as usize].parse().expect("period");
+            if let Ok(b) = dev.give_consent(r, p, Scope::metrics(metrics), joined, None, hold, joined) {
+                if let Ok(s) = SignedReceipt::from_bytes(&b) {
+                    receipts.push(s.id());
                 }
+                outbox.push((joined, Traffic::Receipt(b)));
             }
         }
-        for m in brand.stats {
+        if rng.next_u32() % 100 < 70 {
+            let b = dev.give_consent(
+                id(brand.controller),
+                id("service"),
+                Scope::metrics([id(brand.record)]),
+                joined,
+                None,
+                "P1Y".parse().expect("period"),
+                joined,
+            );
+            if let Ok(b) = b {
+                outbox.push((joined, Traffic::Receipt(b)));
+            }
+        }
+        // Some owners change their mind once: 10% withdraw their first consent, 5% narrow it.
+        let change = rng.next_u32() % 100;
+        let change_at = joined.saturating_add_secs(MONTH + rng.next_u64() % ((months.max(2) - 1) * MONTH));
+        Self {
+            brand,
+            dev,
+            rng,
+            receipts,
+            change,
+            change_at,
+            changed: false,
+            tick: joined.saturating_add_secs(DAY),
+            next_flush: joined.saturating_add_secs(MONTH),
+            outbox,
+        }
+    }
+
+    /// Lives until `until` (exclusive): a weekly tick records every statistic, a monthly
+    /// one flushes. Appends to `out` what it sends before `until` and adds what it really
+    /// reported to `truth`.
+    fn run_until(
+        &mut self,
+        until: Timestamp,
+        catalogue: &Catalogue,
+        truth: &mut Truth,
+        out: &mut Vec<(Timestamp, Traffic)>,
+    ) {
+        while self.tick < until {
+            let t = self.tick;
+            if !self.changed && t >= self.change_at {
+                self.changed = true;
+                self.change_mind();
+            }
+            self.record_week(t, catalogue, truth);
+            if t >= self.next_flush {
+                let meta = catalogue.metric(&id(self.brand.record)).expect("record metric");
+                let v = draw(&meta.kind, &mut self.rng);
+                self.dev.record_service(&id(self.brand.record), v, t);
+                for frame in self.dev.flush(t) {
+                    self.dev.acknowledge(&frame);
+                    self.outbox.push((t, Traffic::Envelope(frame)));
+                }
+                self.next_flush = self.next_flush.saturating_add_secs(MONTH);
+            }
+            self.tick = t.saturating_add_secs(WEEK);
+        }
+        let (now, later): (Vec<_>, Vec<_>) =
+            core::mem::take(&mut self.outbox).into_iter().partition(|(t, _)| *t < until);
+        out.extend(now);
+        self.outbox = later;
+    }
+
+    /// Withdraws or narrows the first consent at `change_at`; the message goes out with
+    /// the next monthly flush (the ledger learns it late: a bitemporal fact).
+    fn change_mind(&mut self) {
+        let Some(first) = self.receipts.first().copied() else { return };
+        let send = self.next_flush.max(self.tick);
+        if self.change < 10 {
+            if let Ok(w) = self.dev.withdraw_consent(&first, self.change_at) {
+                self.outbox.push((send, Traffic::Withdrawal(w)));
+            }
+        } else if self.change < 15 {
+            let covered: Vec<MetricId> = self
+                .dev
+                .consent()
+                .get(&first)
+                .map(|e| match &e.receipt.receipt().scope {
+                    Scope::Metrics(m) => m.iter().cloned().collect(),
+                    Scope::Categories(_) => Vec::new(),
+                })
+                .unwrap_or_default();
+            if covered.len() > 1
+                && let Ok((w, r)) = self.dev.narrow_consent(
+                    &first,
+                    Scope::metrics(covered.into_iter().take(1)),
+                    self.change_at,
+                )
+            {
+                self.outbox.push((send, Traffic::Withdrawal(w)));
+                self.outbox.push((send, Traffic::Receipt(r)));
+            }
+        }
+    }
+
+    /// One weekly reading of every statistic of the brand, privatised and queued; the
+    /// truth counts it for each recipient the device's consent lets see it.
+    fn record_week(&mut self, t: Timestamp, catalogue: &Catalogue, truth: &mut Truth) {
+        for m in self.brand.stats {
             let metric: MetricId = id(m);
             let meta = catalogue.metric(&metric).expect("catalogue metric");
-            let value = draw(&meta.kind, &mut rng);
+            let value = draw(&meta.kind, &mut self.rng);
             for purpose in &meta.purposes {
-                let before = dev.counters().recorded;
-                dev.record(&metric, purpose, value, t);
-                if dev.counters().recorded == before {
+                let before = self.dev.counters().recorded;
+                self.dev.record(&metric, purpose, value, t);
+                if self.dev.counters().recorded == before {
                     continue;
                 }
                 for r in &meta.recipients {
-                    if dev.consent().active_receipt(catalogue, r, &metric, purpose, t).is_none() {
+                    if self.dev.consent().active_receipt(catalogue, r, &metric, purpose, t).is_none() {
                         continue;
                     }
-                    let key = (r.to_string(), m.to_string());
-                    match (value, &meta.kind) {
-                        (Value::Bool(b), MetricKind::Boolean) => {
-                            truth.cats.entry(key).or_insert_with(|| vec![0; 2])[usize::from(b)] += 1;
-                        }
-                        (Value::Category(c), MetricKind::Categorical { labels }) => {
-                            truth.cats.entry(key).or_insert_with(|| vec![0; labels.len()])[c as usize] += 1;
-                        }
-                        (Value::Int(x), MetricKind::Count { max }) => {
-                            let e = truth.sums.entry(key).or_default();
-                            e.0 += x.clamp(0, *max as i64) as f64;
-                            e.1 += 1;
-                        }
-                        (Value::Int(x), _) => {
-                            let e = truth.sums.entry(key).or_default();
-                            e.0 += x as f64;
-                            e.1 += 1;
-                        }
-                        _ => {}
-                    }
+                    truth.add((r.to_string(), m.to_string()), value, &meta.kind);
                 }
             }
         }
-        if t >= next_flush {
-            let meta = catalogue.metric(&id(brand.record)).expect("record metric");
-            dev.record_service(&id(brand.record), draw(&meta.kind, &mut rng), t);
-            for frame in dev.flush(t) {
-                out.push((t, Traffic::Envelope(frame.clone())));
-                dev.acknowledge(&frame);
-            }
-            next_flush = next_flush.saturating_add_secs(MONTH);
-        }
-        t = t.saturating_add_secs(WEEK);
     }
-    out
+}
+
+/// The date of an instant (`2026-01-03`).
+fn day(t: Timestamp) -> String {
+    t.to_rfc3339().chars().take(10).collect()
+}
+
+/// "until 2026-04-01" or "until withdrawn".
+fn until(u: Until) -> String {
+    match u {
+        Until::At(t) => format!("until {}", day(t)),
+        Until::Withdrawn => "until withdrawn".to_string(),
+    }
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -328,98 +404,119 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut agg = Aggregator::open(&db, catalogue.clone(), keys, agg_config)?;
     let signer = CheckpointSigner::from_secret_bytes("confiance.example/fleet", &[42; 32])?;
 
-    // Devices run on worker threads, chunk by chunk; the aggregator ingests each chunk's
-    // traffic in time order on this thread, committing every 20 000 envelopes.
-    let chunk = 4_000u64;
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4) as u64;
-    let pb = bar(devices, "devices simulated");
+    // Devices live on worker threads, each worker owning its share of them for the whole
+    // run; time advances one week at a time. A worker sends each week's traffic as soon
+    // as it has simulated it and goes on with the next week while this thread ingests —
+    // in global time order, with the aggregator's clock at the traffic's time. The
+    // channels hold one week per worker: memory is bounded by a few weeks of traffic.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8) as u64;
+    let weeks = (end.as_secs() - start.as_secs()).div_ceil(WEEK);
+    let pb = bar(weeks, "weeks ingested");
     let mut truth = Truth::default();
     let mut subjects = Vec::new();
     let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut first = 0u64;
-    while first < devices {
-        let last = (first + chunk).min(devices);
-        let (tx, rx) = mpsc::channel();
-        std::thread::scope(|s| {
-            for w in 0..workers {
-                let tx = tx.clone();
-                let catalogue = &catalogue;
-                let pb = &pb;
-                s.spawn(move || {
-                    let mut t = Truth::default();
-                    let mut subj = Vec::new();
-                    let mut traffic = Vec::new();
-                    for d in (first + w..last).step_by(workers as usize) {
-                        traffic
-                            .extend(simulate_device(d, catalogue, config, start, months, &mut t, &mut subj));
-                        pb.inc(1);
+    std::thread::scope(|s| -> Result<(), Box<dyn std::error::Error>> {
+        let mut rxs = Vec::new();
+        let mut handles = Vec::new();
+        for w in 0..workers {
+            let (tx, rx) = mpsc::sync_channel::<Vec<(Timestamp, Traffic)>>(1);
+            rxs.push(rx);
+            let catalogue = &catalogue;
+            handles.push(s.spawn(move || {
+                let mut truth = Truth::default();
+                let mut fleet: Vec<Device> = (w..devices)
+                    .step_by(workers as usize)
+                    .map(|d| Device::new(d, catalogue, config, start, months))
+                    .collect();
+                let subjects: Vec<(u64, &str, SubjectId)> = (w..devices.min(4))
+                    .step_by(workers as usize)
+                    .zip(&fleet)
+                    .map(|(i, d)| (i, d.brand.name, d.dev.subject()))
+                    .collect();
+                for week in 0..weeks {
+                    let until = start.saturating_add_secs((week + 1) * WEEK).min(end);
+                    let mut out = Vec::new();
+                    for d in &mut fleet {
+                        d.run_until(until, catalogue, &mut truth, &mut out);
                     }
-                    let _ = tx.send((traffic, t, subj));
-                });
-            }
-        });
-        drop(tx);
-        let mut traffic = Vec::new();
-        for (t, tr, subj) in rx {
-            traffic.extend(t);
-            truth.merge(tr);
-            subjects.extend(subj);
-        }
-        // Per simulated day: receipts, then withdrawals, then envelopes — so the consent
-        // messages of a day go to the ledger in one durable batch.
-        let rank = |tr: &Traffic| match tr {
-            Traffic::Receipt(_) => 0,
-            Traffic::Withdrawal(_) => 1,
-            Traffic::Envelope(_) => 2,
-        };
-        traffic.sort_by_key(|(t, tr)| (t.truncate(DAY), rank(tr), *t));
-        let mut consent: Vec<(ConsentMessage<'_>, Timestamp)> = Vec::new();
-        for (i, (t, tr)) in traffic.iter().enumerate() {
-            let t = *t;
-            match tr {
-                Traffic::Receipt(b) => consent.push((ConsentMessage::Receipt(b), t)),
-                Traffic::Withdrawal(b) => consent.push((ConsentMessage::Withdrawal(b), t)),
-                Traffic::Envelope(_) => {}
-            }
-            // Consent messages go in one durable batch before the next envelope needs them.
-            let next_is_envelope = matches!(traffic.get(i + 1), Some((_, Traffic::Envelope(_))) | None);
-            if next_is_envelope && !consent.is_empty() {
-                for (r, (m, _)) in agg.receive_consent_batch(&consent)?.iter().zip(&consent) {
-                    match (r, m) {
-                        (Ok(_), ConsentMessage::Receipt(_)) => receipts += 1,
-                        (Ok(_), ConsentMessage::Withdrawal(_)) => withdrawals += 1,
-                        (Err(e), _) => pb.println(format!("  refused consent message: {e}")),
+                    if tx.send(out).is_err() {
+                        break;
                     }
                 }
-                consent.clear();
+                (truth, subjects)
+            }));
+        }
+        let mut last = start;
+        for _ in 0..weeks {
+            let mut traffic = Vec::new();
+            for rx in &rxs {
+                traffic.extend(rx.recv().map_err(|_| "a device worker stopped")?);
             }
-            let Traffic::Envelope(f) = tr else { continue };
-            {
-                match agg.stage(f, t) {
-                    Ok(()) => {
-                        if agg.staged_envelopes() >= 20_000 {
-                            for ack in agg.commit(t)? {
-                                envelopes += 1;
-                                reports += u64::from(ack.reports);
-                            }
+            // Per simulated day: receipts, then withdrawals, then envelopes — so the
+            // consent messages of a day go to the ledger in one durable batch before the
+            // envelopes that need them.
+            let rank = |tr: &Traffic| match tr {
+                Traffic::Receipt(_) => 0,
+                Traffic::Withdrawal(_) => 1,
+                Traffic::Envelope(_) => 2,
+            };
+            traffic.sort_by_key(|(t, tr)| (t.truncate(DAY), rank(tr), *t));
+            let mut i = 0;
+            while i < traffic.len() {
+                let day = traffic[i].0.truncate(DAY);
+                let j = i + traffic[i..].iter().take_while(|(t, _)| t.truncate(DAY) == day).count();
+                let consent: Vec<(ConsentMessage<'_>, Timestamp)> = traffic[i..j]
+                    .iter()
+                    .filter_map(|(t, tr)| match tr {
+                        Traffic::Receipt(b) => Some((ConsentMessage::Receipt(b), *t)),
+                        Traffic::Withdrawal(b) => Some((ConsentMessage::Withdrawal(b), *t)),
+                        Traffic::Envelope(_) => None,
+                    })
+                    .collect();
+                if !consent.is_empty() {
+                    for (r, (m, _)) in agg.receive_consent_batch(&consent)?.iter().zip(&consent) {
+                        match (r, m) {
+                            (Ok(_), ConsentMessage::Receipt(_)) => receipts += 1,
+                            (Ok(_), ConsentMessage::Withdrawal(_)) => withdrawals += 1,
+                            (Err(e), _) => pb.println(format!("  refused consent message: {e}")),
                         }
                     }
-                    Err(e) => {
+                }
+                for (t, tr) in &traffic[i..j] {
+                    let Traffic::Envelope(f) = tr else { continue };
+                    last = *t;
+                    if let Err(e) = agg.stage(f, *t) {
                         refused += 1;
                         if refused <= 3 {
                             pb.println(format!("  refused envelope: {e}"));
                         }
+                    } else if agg.staged_envelopes() >= COMMIT_EVERY {
+                        for ack in agg.commit(*t)? {
+                            envelopes += 1;
+                            reports += u64::from(ack.reports);
+                        }
                     }
                 }
+                i = j;
             }
+            // One durable commit a week (or sooner when much is staged), at the time of
+            // the last envelope staged: the ledger notes partitions as known then.
+            for ack in agg.commit(last)? {
+                envelopes += 1;
+                reports += u64::from(ack.reports);
+            }
+            pb.inc(1);
+            pb.set_message(format!("weeks ingested ({envelopes} env.)"));
         }
-        for ack in agg.commit(end)? {
-            envelopes += 1;
-            reports += u64::from(ack.reports);
+        for h in handles {
+            let (t, subj) = h.join().map_err(|_| "a device worker panicked")?;
+            truth.merge(t);
+            subjects.extend(subj);
         }
-        first = last;
-    }
+        Ok(())
+    })?;
+    subjects.sort();
     pb.finish();
     println!(
         "\ningested {envelopes} envelopes ({reports} reports), {receipts} receipts, {withdrawals} withdrawals; {refused} envelopes refused; {} partitions",
@@ -491,17 +588,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mid = start.saturating_add_secs(months * MONTH / 2);
     println!("\nwho sees what, for how long — at {}:", mid.to_rfc3339());
     let mut access_rows = Vec::new();
-    for (brand, subject) in subjects.iter().take(3) {
+    for (_, brand, subject) in subjects.iter().take(3) {
         let sa = agg.ledger().subject_access(subject, mid, None);
+        // When each receipt starts, for "since …".
+        let since: BTreeMap<_, _> = agg
+            .ledger()
+            .history(&Party::Subject(*subject), Timestamp::EPOCH, Timestamp::MAX)
+            .into_iter()
+            .filter_map(|h| match h.fact {
+                Fact::ConsentGiven { receipt, valid_from, .. } => Some((receipt, valid_from)),
+                _ => None,
+            })
+            .collect();
         println!("  one {brand} owner ({}…):", &subject.to_string()[..12]);
         for e in &sa.entries {
-            let until = e.window_until.map_or_else(|| "—".to_string(), |u| u.to_string());
-            println!(
-                "    {:<8} {:<28} window until {until:<28} records held {}",
-                e.recipient.as_str(),
-                e.metric.as_str(),
-                e.records_held
-            );
+            let from = e.receipts.iter().filter_map(|r| since.get(r)).min();
+            let window = match (from, e.window_until) {
+                (Some(f), Some(u)) => format!("since {}, {}", day(*f), until(u)),
+                (None, Some(u)) => until(u),
+                (_, None) => "outside its window".to_string(),
+            };
+            let hold = e.hold.as_ref().map_or_else(String::new, |h| format!(", then held {h}"));
+            let records = match (e.records_held, e.records_until) {
+                (0, _) => String::new(),
+                (n, Some(u)) => format!("; {n} records held until {}", day(u)),
+                (n, None) => format!("; {n} records held"),
+            };
+            println!("    {:<8} {:<28} {window}{hold}{records}", e.recipient.as_str(), e.metric.as_str());
         }
     }
     for r in ["gridco", "lab-eu"] {
@@ -513,7 +626,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 m.metric.as_str(),
                 m.subjects_in_window,
                 m.partitions.len(),
-                m.consent_until.map_or_else(|| "—".to_string(), |u| u.to_string())
+                m.consent_until.map_or_else(|| "—".to_string(), until)
             );
             access_rows.push(AccessRow {
                 recipient: r.to_string(),
