@@ -104,7 +104,7 @@ fn main() {
         serve_until(
             agg,
             signer,
-            ServerConfig { max_body_bytes: 1 << 16, tokens },
+            ServerConfig::new(1 << 16, tokens),
             "127.0.0.1:0".parse().unwrap(),
             |a| addr_tx.send(a).unwrap(),
             async {
