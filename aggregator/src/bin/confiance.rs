@@ -244,7 +244,8 @@ enum QueryCmd {
     /// Who would gain or lose access to what if the catalogue were replaced by another.
     CatalogueDiff {
         /// The candidate catalogue (TOML).
-        catalogue: PathBuf,
+        #[arg(value_name = "CATALOGUE")]
+        candidate: PathBuf,
     },
     /// Data held past its deadline.
     Overdue {
@@ -628,9 +629,9 @@ fn build_query(agg: &Aggregator, q: &QueryCmd) -> Result<Query, Fail> {
                 as_known_at: as_known_at.as_deref().map(parse_time).transpose()?,
             }
         }
-        QueryCmd::CatalogueDiff { catalogue } => {
-            let text = std::fs::read_to_string(catalogue)
-                .map_err(|e| bad("bad_catalogue", format!("{}: {e}", catalogue.display())))?;
+        QueryCmd::CatalogueDiff { candidate } => {
+            let text = std::fs::read_to_string(candidate)
+                .map_err(|e| bad("bad_catalogue", format!("{}: {e}", candidate.display())))?;
             Query::CatalogueDiff { other: Box::new(parse_catalogue(&text)?) }
         }
         QueryCmd::Overdue { now } => Query::Overdue { now: time_or_now(now.as_ref())? },
