@@ -553,31 +553,42 @@ impl Aggregator {
         if staged.acks.is_empty() {
             return Ok(Vec::new());
         }
-        let mut merged: Vec<(PartitionKey, Partition, bool)> = Vec::with_capacity(staged.partitions.len());
+        // Merge in place (no copy of a committed accumulator); `undo` keeps what each
+        // partition received, so a failed merge or write can take it back exactly.
+        let mut undo: Vec<(PartitionKey, Option<Partition>)> = Vec::with_capacity(staged.partitions.len());
         for (key, p) in staged.partitions {
-            match self.partitions.get(&key) {
-                Some(old) => {
-                    let mut acc = old.acc.clone();
-                    acc.merge(&p.acc).map_err(|_| StoreError::Corrupt("partition merge"))?;
-                    merged.push((key, Partition { acc, reports: old.reports + p.reports }, false));
+            let added = match self.partitions.get_mut(&key) {
+                Some(old) => match old.acc.merge(&p.acc) {
+                    Ok(()) => {
+                        old.reports += p.reports;
+                        Some(p)
+                    }
+                    Err(_) => {
+                        self.undo_merges(undo);
+                        return Err(StoreError::Corrupt("partition merge"));
+                    }
+                },
+                None => {
+                    self.partitions.insert(key.clone(), p);
+                    None
                 }
-                None => merged.push((key, p, true)),
-            }
+            };
+            undo.push((key, added));
         }
         let batch = CommitBatch {
-            partitions: merged
+            partitions: undo
                 .iter()
-                .map(|(k, p, _)| StoredPartition {
-                    key: k.clone(),
-                    state: p.acc.to_bytes(),
-                    reports: p.reports,
-                })
+                .filter_map(|(k, _)| self.partitions.get(k).map(|p| (k, p)))
+                .map(|(k, p)| StoredPartition { key: k.clone(), state: p.acc.to_bytes(), reports: p.reports })
                 .collect(),
             records: staged.records.iter().map(|(r, _)| r.clone()).collect(),
             seen: staged.seen.clone(),
             audit: staged.audit,
         };
-        self.store.commit(&batch)?;
+        if let Err(e) = self.store.commit(&batch) {
+            self.undo_merges(undo);
+            return Err(e);
+        }
         // Durable: now update memory and the ledger's holdings index. The ledger's notes
         // are derived data; a crash here is repaired by `Self::reconcile` on open.
         for s in &staged.seen {
@@ -587,8 +598,8 @@ impl Aggregator {
         }
         // One ledger transaction for all the notes: one durable write, not one per note.
         let in_tx = self.ledger.connection().execute_batch("BEGIN").is_ok();
-        for (key, p, new) in merged {
-            if new {
+        for (key, added) in undo {
+            if added.is_none() {
                 let note = PartitionNote {
                     partition: key.to_bytes(),
                     metric: key.metric.clone(),
@@ -598,7 +609,6 @@ impl Aggregator {
                 };
                 let _ = self.ledger.note_partition(&note, now);
             }
-            self.partitions.insert(key, p);
         }
         for (_, note) in &staged.records {
             let _ = self.ledger.note_record(note, now);
@@ -607,6 +617,25 @@ impl Aggregator {
             let _ = self.ledger.connection().execute_batch("COMMIT");
         }
         Ok(staged.acks)
+    }
+
+    /// Takes back merges of [`Self::commit`] that will not be durable: a partition that
+    /// was new is removed, an existing one gets its staged reports subtracted (exact).
+    fn undo_merges(&mut self, undo: Vec<(PartitionKey, Option<Partition>)>) {
+        for (key, added) in undo {
+            match added {
+                None => {
+                    self.partitions.remove(&key);
+                }
+                Some(p) => {
+                    if let Some(old) = self.partitions.get_mut(&key)
+                        && old.acc.unmerge(&p.acc).is_ok()
+                    {
+                        old.reports -= p.reports;
+                    }
+                }
+            }
+        }
     }
 
     /// Records many receipts and withdrawals at once, in time order, in one transaction
@@ -726,11 +755,7 @@ impl Aggregator {
                 at: now,
             }])
             .map_err(|e| ReleaseError::Store(e.to_string()))?;
-        let labels = match &m.kind {
-            MetricKind::Boolean => vec!["false".into(), "true".into()],
-            MetricKind::Categorical { labels } => labels.clone(),
-            _ => Vec::new(),
-        };
+        let labels = m.kind.labels().into_iter().map(str::to_owned).collect();
         Ok(Release { metric: metric.clone(), partitions: count, estimate: acc.estimate(), labels })
     }
 

@@ -66,8 +66,9 @@ impl Estimate {
 impl Accumulator {
     /// For frequency oracles, the number of reports supporting each category
     /// (S_v of Wang et al. 2017): the decoding step. Hadamard response by one fast
-    /// Walsh–Hadamard transform (O(k log k)); OLH by evaluating each pool entry once
-    /// per category (O(pool·d), independent of n). `None` for numeric mechanisms.
+    /// Walsh–Hadamard transform (O(k log k)); OLH by evaluating each pool entry that
+    /// holds a report once per category (O(min(pool, nonzero)·d), independent of n).
+    /// `None` for numeric mechanisms.
     #[must_use]
     #[allow(clippy::cast_precision_loss, reason = "counts below 2^53 are exact in f64")]
     pub fn support_counts(&self) -> Option<Vec<f64>> {
@@ -75,10 +76,15 @@ impl Accumulator {
         let m = self.mechanism();
         Some(match *m.params() {
             Params::Grr { .. } | Params::Oue { .. } | Params::Sue { .. } => {
-                c.iter().map(|x| *x as f64).collect()
+                c.to_dense().into_iter().map(|x| x as f64).collect()
             }
             Params::Hadamard { d, .. } => {
-                let mut t: Vec<i64> = c.iter().map(|x| i64::try_from(*x).unwrap_or(i64::MAX)).collect();
+                let mut t = vec![0i64; c.len()];
+                for (j, x) in c.nonzero() {
+                    if let Some(slot) = t.get_mut(j) {
+                        *slot = i64::try_from(x).unwrap_or(i64::MAX);
+                    }
+                }
                 fwht(&mut t);
                 // Column j supports v iff H[v+1][j] = +1: S_v = (n + (H c)[v+1]) / 2.
                 let n = self.count() as f64;
@@ -86,7 +92,23 @@ impl Accumulator {
             }
             Params::Olh { d, g, pool, pool_key } => {
                 let mut support = vec![0u64; d as usize];
-                for (seed, row) in (0..pool).zip(c.chunks_exact(g as usize)) {
+                let width = g as usize;
+                // The non-zero cells come in index order, so a pool entry's cells are
+                // consecutive: gather one row, then hash each category once for it.
+                let mut row = vec![0u64; width];
+                let mut cells = c.nonzero().peekable();
+                while let Some((first, _)) = cells.peek().copied() {
+                    let seed = first / width;
+                    row.fill(0);
+                    while let Some((i, x)) = cells.next_if(|(i, _)| *i / width == seed) {
+                        if let Some(slot) = row.get_mut(i % width) {
+                            *slot = x;
+                        }
+                    }
+                    let Ok(seed) = u32::try_from(seed) else { break };
+                    if seed >= pool {
+                        break;
+                    }
                     for_each_hash(pool_key, seed, d, g, |v, h| {
                         if let (Some(s), Some(x)) = (support.get_mut(v as usize), row.get(h as usize)) {
                             *s += *x;
