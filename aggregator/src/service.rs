@@ -785,6 +785,9 @@ impl Aggregator {
             .records(recipient, metric, from, to)
             .map_err(|e| ReleaseError::Store(e.to_string()))?;
         let mut out = Vec::new();
+        // One ledger transaction for every disclosure note: one durable write, not one
+        // per record (thousands of fsyncs for a large release otherwise).
+        let in_tx = self.ledger.connection().execute_batch("BEGIN").is_ok();
         for r in stored {
             let Some(terms) = self.ledger.receipt_terms(&r.receipt) else { continue };
             let Ok((pseudonym, _epoch, value)) = postcard::from_bytes::<(
@@ -806,7 +809,15 @@ impl Aggregator {
                 at: now,
                 record: Some(r.id),
             };
-            let decision = self.ledger.disclose(&d, now).map_err(|e| ReleaseError::Store(e.to_string()))?;
+            let decision = match self.ledger.disclose(&d, now) {
+                Ok(decision) => decision,
+                Err(e) => {
+                    if in_tx {
+                        let _ = self.ledger.connection().execute_batch("ROLLBACK");
+                    }
+                    return Err(ReleaseError::Store(e.to_string()));
+                }
+            };
             if decision.allowed {
                 out.push(ReleasedRecord {
                     id: r.id,
@@ -816,6 +827,12 @@ impl Aggregator {
                     decision,
                 });
             }
+        }
+        if in_tx {
+            self.ledger
+                .connection()
+                .execute_batch("COMMIT")
+                .map_err(|e| ReleaseError::Store(e.to_string()))?;
         }
         self.store
             .append_audit(&[AuditEvent::Release {
