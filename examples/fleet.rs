@@ -82,13 +82,13 @@ enum Traffic {
 /// The truth behind the estimates: per (recipient, metric), counts per category or the
 /// sum of numeric values, over the reports whose audience holds the recipient.
 #[derive(Default)]
-struct Truth {
-    cats: BTreeMap<(String, String), Vec<u64>>,
-    sums: BTreeMap<(String, String), (f64, u64)>,
+struct Truth<'a> {
+    cats: BTreeMap<(&'a str, &'a str), Vec<u64>>,
+    sums: BTreeMap<(&'a str, &'a str), (f64, u64)>,
 }
 
-impl Truth {
-    fn add(&mut self, key: (String, String), value: Value, kind: &MetricKind) {
+impl<'a> Truth<'a> {
+    fn add(&mut self, key: (&'a str, &'a str), value: Value, kind: &MetricKind) {
         match (value, kind) {
             (Value::Bool(b), MetricKind::Boolean) => {
                 self.cats.entry(key).or_insert_with(|| vec![0; 2])[usize::from(b)] += 1;
@@ -110,7 +110,7 @@ impl Truth {
         }
     }
 
-    fn merge(&mut self, o: Truth) {
+    fn merge(&mut self, o: Self) {
         for (k, v) in o.cats {
             let e = self.cats.entry(k).or_insert_with(|| vec![0; v.len()]);
             for (a, b) in e.iter_mut().zip(v) {
@@ -172,10 +172,24 @@ fn draw(kind: &MetricKind, rng: &mut SeededRng) -> Value {
     }
 }
 
+/// A brand's metrics as the catalogue holds them, looked up once.
+struct Plan<'a> {
+    stats: Vec<(&'a MetricId, &'a confiance::catalogue::Metric)>,
+    record: (&'a MetricId, &'a confiance::catalogue::Metric),
+}
+
+impl<'a> Plan<'a> {
+    fn of(brand: &Brand, catalogue: &'a Catalogue) -> Self {
+        let find = |name: &str| catalogue.metrics().find(|(m, _)| m.as_str() == name).expect("catalogue metric");
+        Self { stats: brand.stats.iter().map(|m| find(m)).collect(), record: find(brand.record) }
+    }
+}
+
 /// One simulated device between periods: its recorder (consent state, queue, outbox), its
 /// RNG and where it is in its life.
 struct Device {
     brand: &'static Brand,
+    brand_index: usize,
     dev: Recorder<SeededRng, NullStorage>,
     rng: SeededRng,
     /// Receipt ids of the statistics consents, in the order given.
@@ -249,6 +263,7 @@ impl Device {
         let change_at = joined.saturating_add_secs(MONTH + rng.next_u64() % ((months.max(2) - 1) * MONTH));
         Self {
             brand,
+            brand_index: (d % 3) as usize,
             dev,
             rng,
             receipts,
@@ -264,11 +279,12 @@ impl Device {
     /// Lives until `until` (exclusive): a weekly tick records every statistic, a monthly
     /// one flushes. Appends to `out` what it sends before `until` and adds what it really
     /// reported to `truth`.
-    fn run_until(
+    fn run_until<'a>(
         &mut self,
         until: Timestamp,
-        catalogue: &Catalogue,
-        truth: &mut Truth,
+        catalogue: &'a Catalogue,
+        plan: &Plan<'a>,
+        truth: &mut Truth<'a>,
         out: &mut Vec<(Timestamp, Traffic)>,
     ) {
         while self.tick < until {
@@ -277,11 +293,11 @@ impl Device {
                 self.changed = true;
                 self.change_mind();
             }
-            self.record_week(t, catalogue, truth);
+            self.record_week(t, catalogue, plan, truth);
             if t >= self.next_flush {
-                let meta = catalogue.metric(&id(self.brand.record)).expect("record metric");
+                let (record, meta) = plan.record;
                 let v = draw(&meta.kind, &mut self.rng);
-                self.dev.record_service(&id(self.brand.record), v, t);
+                self.dev.record_service(record, v, t);
                 for frame in self.dev.flush(t) {
                     self.dev.acknowledge(&frame);
                     self.outbox.push((t, Traffic::Envelope(frame)));
@@ -330,26 +346,41 @@ impl Device {
 
     /// One weekly reading of every statistic of the brand, privatised and queued; the
     /// truth counts it for each recipient the device's consent lets see it.
-    fn record_week(&mut self, t: Timestamp, catalogue: &Catalogue, truth: &mut Truth) {
-        for m in self.brand.stats {
-            let metric: MetricId = id(m);
-            let meta = catalogue.metric(&metric).expect("catalogue metric");
+    fn record_week<'a>(
+        &mut self,
+        t: Timestamp,
+        catalogue: &'a Catalogue,
+        plan: &Plan<'a>,
+        truth: &mut Truth<'a>,
+    ) {
+        for &(metric, meta) in &plan.stats {
             let value = draw(&meta.kind, &mut self.rng);
             for purpose in &meta.purposes {
                 let before = self.dev.counters().recorded;
-                self.dev.record(&metric, purpose, value, t);
+                self.dev.record(metric, purpose, value, t);
                 if self.dev.counters().recorded == before {
                     continue;
                 }
                 for r in &meta.recipients {
-                    if self.dev.consent().active_receipt(catalogue, r, &metric, purpose, t).is_none() {
+                    if self.dev.consent().active_receipt(catalogue, r, metric, purpose, t).is_none() {
                         continue;
                     }
-                    truth.add((r.to_string(), m.to_string()), value, &meta.kind);
+                    truth.add((r.as_str(), metric.as_str()), value, &meta.kind);
                 }
             }
         }
     }
+}
+
+/// CPU seconds the calling thread has used (Linux `/proc/thread-self/stat`; 0 elsewhere).
+fn thread_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else { return 0.0 };
+    // Fields after the command name (which ends with ')'), from the state: utime and stime
+    // are the 12th and 13th, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// The date of an instant (`2026-01-03`).
@@ -415,6 +446,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pb = bar(weeks, "weeks ingested");
     let mut truth = Truth::default();
     let mut subjects = Vec::new();
+    // Where the ingest thread's time goes: waiting for the devices, consent, staging,
+    // committing; and the whole loop.
+    let mut spent = [std::time::Duration::ZERO; 5];
+    let mut ingest_cpu = 0.0;
     let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     std::thread::scope(|s| -> Result<(), Box<dyn std::error::Error>> {
@@ -426,6 +461,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let catalogue = &catalogue;
             handles.push(s.spawn(move || {
                 let mut truth = Truth::default();
+                let plans: Vec<Plan<'_>> = BRANDS.iter().map(|b| Plan::of(b, catalogue)).collect();
                 let mut fleet: Vec<Device> = (w..devices)
                     .step_by(workers as usize)
                     .map(|d| Device::new(d, catalogue, config, start, months))
@@ -439,7 +475,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let until = start.saturating_add_secs((week + 1) * WEEK).min(end);
                     let mut out = Vec::new();
                     for d in &mut fleet {
-                        d.run_until(until, catalogue, &mut truth, &mut out);
+                        d.run_until(until, catalogue, &plans[d.brand_index], &mut truth, &mut out);
                     }
                     if tx.send(out).is_err() {
                         break;
@@ -449,11 +485,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }));
         }
         let mut last = start;
+        let ingest_started = Instant::now();
         for week in 0..weeks {
             let mut traffic = Vec::new();
+            let t0 = Instant::now();
             for rx in &rxs {
                 traffic.extend(rx.recv().map_err(|_| "a device worker stopped")?);
             }
+            spent[0] += t0.elapsed();
             // Per simulated day: receipts, then withdrawals, then envelopes — so the
             // consent messages of a day go to the ledger in one durable batch before the
             // envelopes that need them.
@@ -476,7 +515,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     })
                     .collect();
                 if !consent.is_empty() {
-                    for (r, (m, _)) in agg.receive_consent_batch(&consent)?.iter().zip(&consent) {
+                    let t0 = Instant::now();
+                    let answers = agg.receive_consent_batch(&consent)?;
+                    spent[1] += t0.elapsed();
+                    for (r, (m, _)) in answers.iter().zip(&consent) {
                         match (r, m) {
                             (Ok(_), ConsentMessage::Receipt(_)) => receipts += 1,
                             (Ok(_), ConsentMessage::Withdrawal(_)) => withdrawals += 1,
@@ -487,16 +529,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 for (t, tr) in &traffic[i..j] {
                     let Traffic::Envelope(f) = tr else { continue };
                     last = *t;
-                    if let Err(e) = agg.stage(f, *t) {
+                    let t0 = Instant::now();
+                    let staged = agg.stage(f, *t);
+                    spent[2] += t0.elapsed();
+                    if let Err(e) = staged {
                         refused += 1;
                         if refused <= 3 {
                             pb.println(format!("  refused envelope: {e}"));
                         }
                     } else if agg.staged_envelopes() >= COMMIT_EVERY {
+                        let t0 = Instant::now();
                         for ack in agg.commit(*t)? {
                             envelopes += 1;
                             reports += u64::from(ack.reports);
                         }
+                        spent[3] += t0.elapsed();
                     }
                 }
                 i = j;
@@ -506,14 +553,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // then. A commit rewrites every partition it touches, so fewer, larger commits
             // are what keeps the store's writes small.
             if (week + 1) % commit_weeks == 0 || week + 1 == weeks {
+                let t0 = Instant::now();
                 for ack in agg.commit(last)? {
                     envelopes += 1;
                     reports += u64::from(ack.reports);
                 }
+                spent[3] += t0.elapsed();
             }
             pb.inc(1);
             pb.set_message(format!("weeks ingested ({envelopes} env.)"));
         }
+        spent[4] = ingest_started.elapsed();
+        ingest_cpu = thread_cpu_secs();
         for h in handles {
             let (t, subj) = h.join().map_err(|_| "a device worker panicked")?;
             truth.merge(t);
@@ -527,6 +578,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "\ningested {envelopes} envelopes ({reports} reports), {receipts} receipts, {withdrawals} withdrawals; {refused} envelopes refused; {} partitions; in {:.1} s",
         agg.partitions().count(),
         started.elapsed().as_secs_f64()
+    );
+    let secs = |i: usize| spent[i].as_secs_f64();
+    println!(
+        "ingest thread: {:.1} s waiting for the devices, {:.1} s consent, {:.1} s staging, {:.1} s committing (of {:.1} s; {ingest_cpu:.1} s of CPU)",
+        secs(0),
+        secs(1),
+        secs(2),
+        secs(3),
+        secs(4)
     );
 
     // Estimates beside the truth.
@@ -544,7 +604,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     for (r, m) in &pairs {
         let Ok(rel) = agg.release(r, m, start, end, end) else { continue };
-        let key = (r.to_string(), m.to_string());
+        let key = (r.as_str(), m.as_str());
         let n = rel.estimate.n as f64;
         let truths: Vec<f64> = if let Some(c) = truth.cats.get(&key) {
             let tot: u64 = c.iter().sum();
