@@ -1,6 +1,6 @@
 //! From counts to estimates with variance and intervals.
 
-use super::accumulator::{Accumulator, State};
+use super::accumulator::{Accumulator, Counts, State};
 use super::theory::{count_variance, piecewise_constants, support_probabilities};
 use super::{exps, fwht, project_simplex};
 use confiance::ldp::{MechanismName, Params, for_each_hash};
@@ -80,9 +80,15 @@ impl Accumulator {
             }
             Params::Hadamard { d, .. } => {
                 let mut t = vec![0i64; c.len()];
-                for (j, x) in c.nonzero() {
-                    if let Some(slot) = t.get_mut(j) {
-                        *slot = i64::try_from(x).unwrap_or(i64::MAX);
+                let to_i64 = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+                match c {
+                    Counts::Dense(v) => t.iter_mut().zip(v).for_each(|(t, x)| *t = to_i64(*x)),
+                    Counts::Sparse { .. } => {
+                        for (j, x) in c.nonzero() {
+                            if let Some(slot) = t.get_mut(j) {
+                                *slot = to_i64(x);
+                            }
+                        }
                     }
                 }
                 fwht(&mut t);
@@ -93,6 +99,21 @@ impl Accumulator {
             Params::Olh { d, g, pool, pool_key } => {
                 let mut support = vec![0u64; d as usize];
                 let width = g as usize;
+                let add_row = |support: &mut Vec<u64>, seed: u32, row: &[u64]| {
+                    for_each_hash(pool_key, seed, d, g, |v, h| {
+                        if let (Some(s), Some(x)) = (support.get_mut(v as usize), row.get(h as usize)) {
+                            *s += *x;
+                        }
+                    });
+                };
+                if let Counts::Dense(v) = c {
+                    for (seed, row) in (0..pool).zip(v.chunks_exact(width)) {
+                        if row.iter().any(|x| *x != 0) {
+                            add_row(&mut support, seed, row);
+                        }
+                    }
+                    return Some(support.into_iter().map(|x| x as f64).collect());
+                }
                 // The non-zero cells come in index order, so a pool entry's cells are
                 // consecutive: gather one row, then hash each category once for it.
                 let mut row = vec![0u64; width];
@@ -109,11 +130,7 @@ impl Accumulator {
                     if seed >= pool {
                         break;
                     }
-                    for_each_hash(pool_key, seed, d, g, |v, h| {
-                        if let (Some(s), Some(x)) = (support.get_mut(v as usize), row.get(h as usize)) {
-                            *s += *x;
-                        }
-                    });
+                    add_row(&mut support, seed, &row);
                 }
                 support.into_iter().map(|x| x as f64).collect()
             }

@@ -108,9 +108,13 @@ impl Counts {
             }
             Self::Sparse { len, cells } => {
                 let i = u32::try_from(i).ok().filter(|i| i < len).ok_or(EstimateError::OutOfRange)?;
-                let slot = cells.entry(i).or_insert(0);
-                *slot = slot.saturating_add(1);
-                self.normalise();
+                if let Some(slot) = cells.get_mut(&i) {
+                    *slot = slot.saturating_add(1);
+                } else {
+                    // Only a new non-zero cell can change the canonical form.
+                    cells.insert(i, 1);
+                    self.normalise();
+                }
             }
         }
         Ok(())
