@@ -180,7 +180,8 @@ struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     fn of(brand: &Brand, catalogue: &'a Catalogue) -> Self {
-        let find = |name: &str| catalogue.metrics().find(|(m, _)| m.as_str() == name).expect("catalogue metric");
+        let find =
+            |name: &str| catalogue.metrics().find(|(m, _)| m.as_str() == name).expect("catalogue metric");
         Self { stats: brand.stats.iter().map(|m| find(m)).collect(), record: find(brand.record) }
     }
 }
@@ -526,20 +527,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         }
                     }
                 }
-                for (t, tr) in &traffic[i..j] {
-                    let Traffic::Envelope(f) = tr else { continue };
-                    last = *t;
+                // The day's envelopes, opened on every core and applied in time order.
+                let frames: Vec<(&[u8], Timestamp)> = traffic[i..j]
+                    .iter()
+                    .filter_map(|(t, tr)| match tr {
+                        Traffic::Envelope(f) => Some((f.as_slice(), *t)),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(&(_, t)) = frames.last() {
+                    last = t;
                     let t0 = Instant::now();
-                    let staged = agg.stage(f, *t);
+                    let results = agg.stage_many(&frames);
                     spent[2] += t0.elapsed();
-                    if let Err(e) = staged {
+                    for e in results.into_iter().filter_map(Result::err) {
                         refused += 1;
                         if refused <= 3 {
                             pb.println(format!("  refused envelope: {e}"));
                         }
-                    } else if agg.staged_envelopes() >= COMMIT_EVERY {
+                    }
+                    if agg.staged_envelopes() >= COMMIT_EVERY {
                         let t0 = Instant::now();
-                        for ack in agg.commit(*t)? {
+                        for ack in agg.commit(t)? {
                             envelopes += 1;
                             reports += u64::from(ack.reports);
                         }

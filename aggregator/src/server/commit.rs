@@ -3,9 +3,10 @@
 //! by every envelope of the group instead of paid by each.
 //!
 //! One thread owns the queue. It takes the first waiting envelope, then keeps taking more
-//! until [`GroupCommit::max_envelopes`] are staged or [`GroupCommit::max_wait`] has passed
-//! since the first, whichever comes first; it stages each as it arrives (so opening them
-//! overlaps the wait), commits once, and only then answers every request of the group.
+//! until [`GroupCommit::max_envelopes`] have arrived or [`GroupCommit::max_wait`] has
+//! passed since the first, whichever comes first; it stages the group with
+//! [`Aggregator::stage_many`] (envelopes opened on every core, applied in arrival order),
+//! commits once, and only then answers every request of the group.
 //! A request is therefore answered `201` only after the commit holding its envelope is
 //! durable, and a refused envelope is answered at once without holding the others up.
 
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use confiance::Timestamp;
 use tokio::sync::oneshot;
 
 use super::query::ApiError;
@@ -46,43 +48,53 @@ pub(crate) struct Job {
 /// in-flight request has had its answer).
 pub(crate) fn run(agg: &Arc<Mutex<Aggregator>>, jobs: &Receiver<Job>, policy: GroupCommit) {
     while let Ok(first) = jobs.recv() {
-        let Ok(mut g) = agg.lock() else {
-            let _ = first.reply.send(Err(ApiError::internal("aggregator lock poisoned")));
-            continue;
-        };
         let deadline = Instant::now() + policy.max_wait;
-        let mut waiting = Vec::new();
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match g.stage(&job.frame, super::api::now()) {
-                Ok(()) => waiting.push(job.reply),
-                Err(e) => {
-                    let _ = job.reply.send(Err(ApiError::from_ingest(&e)));
-                }
+        let mut group = vec![(first, super::api::now())];
+        while group.len() < policy.max_envelopes.max(1) {
+            match jobs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(j) => group.push((j, super::api::now())),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
-            if waiting.len() >= policy.max_envelopes.max(1) {
-                break;
-            }
-            next = match jobs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(j) => Some(j),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-            };
         }
-        if waiting.is_empty() {
-            continue;
+        commit_group(agg, group);
+    }
+}
+
+/// Stages the group (opened on every core by [`Aggregator::stage_many`]), answers the
+/// refused at once, commits, and answers the rest.
+fn commit_group(agg: &Mutex<Aggregator>, group: Vec<(Job, Timestamp)>) {
+    let Ok(mut g) = agg.lock() else {
+        for (job, _) in group {
+            let _ = job.reply.send(Err(ApiError::internal("aggregator lock poisoned")));
         }
-        match g.commit(super::api::now()) {
-            // The acks come in staging order, the order of `waiting`.
-            Ok(acks) => {
-                for (reply, ack) in waiting.into_iter().zip(acks) {
-                    let _ = reply.send(Ok(ack));
-                }
-            }
+        return;
+    };
+    let frames: Vec<(&[u8], Timestamp)> = group.iter().map(|(j, t)| (&j.frame[..], *t)).collect();
+    let results = g.stage_many(&frames);
+    drop(frames);
+    let mut waiting = Vec::with_capacity(group.len());
+    for ((job, _), staged) in group.into_iter().zip(results) {
+        match staged {
+            Ok(()) => waiting.push(job.reply),
             Err(e) => {
-                let err = ApiError::from_ingest(&IngestError::Store(e));
-                for reply in waiting {
-                    let _ = reply.send(Err(err.clone()));
-                }
+                let _ = job.reply.send(Err(ApiError::from_ingest(&e)));
+            }
+        }
+    }
+    if waiting.is_empty() {
+        return;
+    }
+    match g.commit(super::api::now()) {
+        // The acks come in staging order, the order of `waiting`.
+        Ok(acks) => {
+            for (reply, ack) in waiting.into_iter().zip(acks) {
+                let _ = reply.send(Ok(ack));
+            }
+        }
+        Err(e) => {
+            let err = ApiError::from_ingest(&IngestError::Store(e));
+            for reply in waiting {
+                let _ = reply.send(Err(err.clone()));
             }
         }
     }
