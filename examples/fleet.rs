@@ -409,7 +409,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let devices = arg("--devices", 20_000);
+    let devices = arg("--devices", 100_000);
     let months = arg("--months", 6).max(2);
     let commit_weeks = arg("--commit-weeks", 4).max(1);
     let out_dir = std::env::args()
