@@ -31,6 +31,7 @@ mod demo;
 mod gather;
 mod html;
 mod markdown;
+mod table;
 mod text;
 mod time_axis;
 

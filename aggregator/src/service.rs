@@ -35,11 +35,17 @@ use crate::estimate::{Accumulator, Estimate};
 use crate::ingest::prepare::{Kind, Prepared, Preparer};
 use crate::ingest::{Ack, IngestError, ReplayFilter, ReportError};
 use crate::keys::KeyStore;
-use crate::ledger::{Disclosure, DisclosureKind, Ledger, LedgerError, PartitionNote, RecordNote};
+use crate::ledger::{Disclosure, DisclosureKind, Ledger, LedgerError, RecordNote};
 use crate::store::{
     CommitBatch, NewRecord, PartitionKey, PurgeReport, SeenIds, SqliteStore, Store, StoreError,
     StoredPartition,
 };
+
+mod reconcile;
+
+#[doc(hidden)]
+pub use reconcile::CRASH_POINT_ENV;
+pub use reconcile::ReconcileReport;
 
 /// A consent message from a device, for [`Aggregator::receive_consent_batch`].
 #[derive(Clone, Copy, Debug)]
@@ -261,9 +267,18 @@ impl core::fmt::Debug for Aggregator {
     }
 }
 
+/// The audit event of an accepted withdrawal: the instant it takes effect is the
+/// signed withdrawal's (`recorded` only if the bytes, already accepted, did not decode).
+fn withdrawn_event(receipt: confiance::ids::ReceiptId, bytes: &[u8], recorded: Timestamp) -> AuditEvent {
+    let at = confiance::consent::SignedWithdrawal::from_bytes(bytes).map_or(recorded, |w| w.withdrawal().at);
+    AuditEvent::ConsentWithdrawn { receipt, at }
+}
+
 impl Aggregator {
     /// Opens (or creates) the aggregator's database at `path`: the store and the ledger
-    /// share the file; partitions and remembered report ids are loaded into memory.
+    /// share the file; partitions and remembered report ids are loaded into memory, and
+    /// [`Self::reconcile`] repairs what a crash between the store's and the ledger's
+    /// commits left behind.
     ///
     /// # Errors
     /// [`ServiceError`] when the database cannot be opened or does not match the catalogue.
@@ -278,7 +293,7 @@ impl Aggregator {
         conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL;")
             .map_err(StoreError::Sqlite)?;
         let ledger = Ledger::open(conn, catalogue.clone())?;
-        Self::assemble(catalogue, keys, store, ledger, config)
+        Self::assemble(catalogue, keys, store, ledger, config)?.reconciled()
     }
 
     /// An aggregator whose store and ledger live in memory (tests, simulations).
@@ -604,7 +619,9 @@ impl Aggregator {
 
     /// Commits everything staged in one transaction and returns the acknowledgements of
     /// the envelopes it made durable. On error nothing staged is kept (the devices send
-    /// again) and the committed state is unchanged.
+    /// again) and the committed state is unchanged — except when the store committed
+    /// and only the ledger's holdings notes failed: then the envelopes are durable (a
+    /// resend is a replay), and the holdings are repaired at the next open.
     ///
     /// # Errors
     /// [`StoreError`].
@@ -649,33 +666,19 @@ impl Aggregator {
             self.undo_merges(undo);
             return Err(e);
         }
-        // Durable: now update memory and the ledger's holdings index. The ledger's notes
-        // are derived data; a crash here is repaired by `Self::reconcile` on open.
+        // Durable: now update memory and the ledger's holdings index. The notes are
+        // derived data, written in their own ledger savepoint; a crash before they
+        // commit is repaired by `Self::reconcile` on open (service/reconcile.rs).
         for s in &staged.seen {
             for id in &s.ids {
                 self.seen.insert(id);
             }
         }
-        // One ledger transaction for all the notes: one durable write, not one per note.
-        let in_tx = self.ledger.connection().execute_batch("BEGIN").is_ok();
-        for (key, added) in undo {
-            if added.is_none() {
-                let note = PartitionNote {
-                    partition: key.to_bytes(),
-                    metric: key.metric.clone(),
-                    bucket_end: key.bucket_end,
-                    audience: key.audience.iter().cloned().collect(),
-                    deadline: key.deadline(),
-                };
-                let _ = self.ledger.note_partition(&note, now);
-            }
-        }
-        for (_, note) in &staged.records {
-            let _ = self.ledger.note_record(note, now);
-        }
-        if in_tx {
-            let _ = self.ledger.connection().execute_batch("COMMIT");
-        }
+        // Partitions that were new (nothing to undo) are the ones the ledger must note.
+        let fresh: Vec<PartitionKey> =
+            undo.into_iter().filter(|(_, added)| added.is_none()).map(|(key, _)| key).collect();
+        let notes: Vec<RecordNote> = staged.records.into_iter().map(|(_, n)| n).collect();
+        self.note_holdings(&fresh, &notes, now).map_err(reconcile::ledger_to_store)?;
         Ok(staged.acks)
     }
 
@@ -699,45 +702,36 @@ impl Aggregator {
     }
 
     /// Records many receipts and withdrawals at once, in time order, in one transaction
-    /// per database (one durable commit instead of one per message). Each message is
+    /// (one durable commit instead of one per message) that also appends their audit
+    /// events: a crash leaves all of them recorded and logged, or none. Each message is
     /// accepted or refused on its own: the result at index `i` is message `i`'s.
     ///
     /// # Errors
-    /// [`ServiceError::Store`] when a commit fails. If the ledger's commit fails, none
-    /// of the accepted messages is kept on disk (reopen the aggregator to drop them from
-    /// the ledger's in-memory index too); if the audit append fails after it, the
-    /// messages are recorded but not yet logged.
+    /// [`ServiceError::Store`] when the commit fails; then none of the messages is kept
+    /// (on disk or in memory) and none is logged.
     pub fn receive_consent_batch(
         &mut self,
         messages: &[(ConsentMessage<'_>, Timestamp)],
     ) -> Result<Vec<Result<confiance::ids::ReceiptId, LedgerError>>, ServiceError> {
-        let conn = self.ledger.connection();
-        conn.execute_batch("BEGIN").map_err(StoreError::Sqlite)?;
-        let mut out = Vec::with_capacity(messages.len());
-        let mut events = Vec::new();
-        for (m, t) in messages {
-            let r = match m {
-                ConsentMessage::Receipt(b) => self.ledger.ingest_receipt(b, *t).inspect(|&id| {
-                    events.push(AuditEvent::ConsentGiven { receipt: id });
-                }),
-                ConsentMessage::Withdrawal(b) => self.ledger.ingest_withdrawal(b, *t).inspect(|&id| {
-                    let at = confiance::consent::SignedWithdrawal::from_bytes(b)
-                        .map(|w| w.withdrawal().at)
-                        .unwrap_or(*t);
-                    events.push(AuditEvent::ConsentWithdrawn { receipt: id, at });
-                }),
-            };
-            out.push(r);
-        }
-        // SQLite has one writer at a time: the ledger's transaction commits, then the
-        // audit events are appended in the store's (as `receive_receipt` does).
-        self.ledger.connection().execute_batch("COMMIT").map_err(StoreError::Sqlite)?;
-        self.store.append_audit(&events)?;
-        Ok(out)
+        self.record_with_events(|ledger, events| {
+            let mut out = Vec::with_capacity(messages.len());
+            for (m, t) in messages {
+                let r = match m {
+                    ConsentMessage::Receipt(b) => ledger.ingest_receipt(b, *t).inspect(|&id| {
+                        events.push(AuditEvent::ConsentGiven { receipt: id });
+                    }),
+                    ConsentMessage::Withdrawal(b) => ledger.ingest_withdrawal(b, *t).inspect(|&id| {
+                        events.push(withdrawn_event(id, b, *t));
+                    }),
+                };
+                out.push(r);
+            }
+            Ok(out)
+        })
     }
 
     /// Records a consent receipt the device sent (verified, checked against the
-    /// catalogue, stored and logged).
+    /// catalogue, stored and logged in one transaction).
     ///
     /// # Errors
     /// [`ServiceError::Ledger`] with the typed reason; nothing changes.
@@ -746,12 +740,14 @@ impl Aggregator {
         bytes: &[u8],
         now: Timestamp,
     ) -> Result<confiance::ids::ReceiptId, ServiceError> {
-        let id = self.ledger.ingest_receipt(bytes, now)?;
-        self.store.append_audit(&[AuditEvent::ConsentGiven { receipt: id }])?;
-        Ok(id)
+        self.record_with_events(|ledger, events| {
+            let id = ledger.ingest_receipt(bytes, now)?;
+            events.push(AuditEvent::ConsentGiven { receipt: id });
+            Ok(id)
+        })
     }
 
-    /// Records a withdrawal the device sent.
+    /// Records a withdrawal the device sent (stored and logged in one transaction).
     ///
     /// # Errors
     /// [`ServiceError::Ledger`] with the typed reason; nothing changes.
@@ -760,11 +756,11 @@ impl Aggregator {
         bytes: &[u8],
         now: Timestamp,
     ) -> Result<confiance::ids::ReceiptId, ServiceError> {
-        let id = self.ledger.ingest_withdrawal(bytes, now)?;
-        let at =
-            confiance::consent::SignedWithdrawal::from_bytes(bytes).map(|w| w.withdrawal().at).unwrap_or(now);
-        self.store.append_audit(&[AuditEvent::ConsentWithdrawn { receipt: id, at }])?;
-        Ok(id)
+        self.record_with_events(|ledger, events| {
+            let id = ledger.ingest_withdrawal(bytes, now)?;
+            events.push(withdrawn_event(id, bytes, now));
+            Ok(id)
+        })
     }
 
     /// Releases to `recipient` the estimate of `metric` over buckets starting in
@@ -844,67 +840,52 @@ impl Aggregator {
             .store
             .records(recipient, metric, from, to)
             .map_err(|e| ReleaseError::Store(e.to_string()))?;
-        let mut out = Vec::new();
-        // One ledger transaction for every disclosure note: one durable write, not one
-        // per record (thousands of fsyncs for a large release otherwise).
-        let in_tx = self.ledger.connection().execute_batch("BEGIN").is_ok();
-        for r in stored {
-            let Some(terms) = self.ledger.receipt_terms(&r.receipt) else { continue };
-            let Ok((pseudonym, _epoch, value)) = postcard::from_bytes::<(
-                confiance::pseudonym::ScopedPseudonym,
-                confiance::pseudonym::Epoch,
-                RecordValue,
-            )>(&r.body) else {
-                continue;
-            };
-            if r.deadline <= now {
-                continue;
-            }
-            let d = Disclosure {
-                recipient: recipient.clone(),
-                metric: metric.clone(),
-                purpose: terms.purpose.clone(),
-                subject: terms.subject,
-                kind: DisclosureKind::Release,
-                at: now,
-                record: Some(r.id),
-            };
-            let decision = match self.ledger.disclose(&d, now) {
-                Ok(decision) => decision,
-                Err(e) => {
-                    if in_tx {
-                        let _ = self.ledger.connection().execute_batch("ROLLBACK");
-                    }
-                    return Err(ReleaseError::Store(e.to_string()));
+        // The disclosures and the release's audit event commit together.
+        self.record_with_events(|ledger, events| {
+            let mut out = Vec::new();
+            for r in stored {
+                let Some(terms) = ledger.receipt_terms(&r.receipt) else { continue };
+                let Ok((pseudonym, _epoch, value)) = postcard::from_bytes::<(
+                    confiance::pseudonym::ScopedPseudonym,
+                    confiance::pseudonym::Epoch,
+                    RecordValue,
+                )>(&r.body) else {
+                    continue;
+                };
+                if r.deadline <= now {
+                    continue;
                 }
-            };
-            if decision.allowed {
-                out.push(ReleasedRecord {
-                    id: r.id,
-                    pseudonym,
-                    collected_at: r.collected_at,
-                    value,
-                    decision,
-                });
+                let d = Disclosure {
+                    recipient: recipient.clone(),
+                    metric: metric.clone(),
+                    purpose: terms.purpose.clone(),
+                    subject: terms.subject,
+                    kind: DisclosureKind::Release,
+                    at: now,
+                    record: Some(r.id),
+                };
+                let decision = ledger.disclose(&d, now)?;
+                if decision.allowed {
+                    out.push(ReleasedRecord {
+                        id: r.id,
+                        pseudonym,
+                        collected_at: r.collected_at,
+                        value,
+                        decision,
+                    });
+                }
             }
-        }
-        if in_tx {
-            self.ledger
-                .connection()
-                .execute_batch("COMMIT")
-                .map_err(|e| ReleaseError::Store(e.to_string()))?;
-        }
-        self.store
-            .append_audit(&[AuditEvent::Release {
+            events.push(AuditEvent::Release {
                 recipient: recipient.clone(),
                 metric: metric.clone(),
                 window_start: from,
                 window_end: to,
                 partitions: u32::try_from(out.len()).unwrap_or(u32::MAX),
                 at: now,
-            }])
-            .map_err(|e| ReleaseError::Store(e.to_string()))?;
-        Ok(out)
+            });
+            Ok(out)
+        })
+        .map_err(|e| ReleaseError::Store(e.to_string()))
     }
 
     /// Transcrypts a device's polymorphic pseudonym into `recipient`'s domain through
@@ -946,20 +927,23 @@ impl Aggregator {
             at: now,
             record: None,
         };
-        self.ledger.note_disclosure(&d, now).map_err(|e| TranscryptRefusal::Store(e.to_string()))?;
         let mut h = <sha2::Sha256 as sha2::Digest>::new();
         for step in &steps {
             sha2::Digest::update(&mut h, step.to_bytes());
         }
         let proof_digest: [u8; 32] = sha2::Digest::finalize(h).into();
-        self.store
-            .append_audit(&[AuditEvent::Transcryption {
+        // The disclosure and its audit event commit together.
+        self.record_with_events(|ledger, events| {
+            ledger.note_disclosure(&d, now)?;
+            events.push(AuditEvent::Transcryption {
                 recipient: recipient.clone(),
                 receipt: decision.receipt,
                 proof_digest,
                 at: now,
-            }])
-            .map_err(|e| TranscryptRefusal::Store(e.to_string()))?;
+            });
+            Ok(())
+        })
+        .map_err(|e| TranscryptRefusal::Store(e.to_string()))?;
         Ok(steps)
     }
 
@@ -967,7 +951,9 @@ impl Aggregator {
     /// keys, expired report ids), tells the ledger, and logs it.
     ///
     /// # Errors
-    /// [`ServiceError::Store`]; on error nothing is deleted.
+    /// [`ServiceError::Store`]; on error nothing is deleted. [`ServiceError::Ledger`]
+    /// when the store purged but the ledger's notes failed: the data is gone and the
+    /// holdings are repaired at the next open.
     pub fn purge(&mut self, now: Timestamp) -> Result<PurgeReport, ServiceError> {
         let report = self.store.purge(now)?;
         self.partitions.retain(|k, _| k.deadline() > now);
@@ -975,16 +961,9 @@ impl Aggregator {
             // A Bloom filter cannot forget one id: rebuild it from what the store keeps.
             self.rebuild_replay_filter()?;
         }
-        let in_tx = self.ledger.connection().execute_batch("BEGIN").is_ok();
-        for k in &report.partition_keys {
-            let _ = self.ledger.note_partition_purged(k, now, now);
-        }
-        for r in &report.record_ids {
-            let _ = self.ledger.note_record_purged(r, now, now);
-        }
-        if in_tx {
-            self.ledger.connection().execute_batch("COMMIT").map_err(StoreError::Sqlite)?;
-        }
+        // Derived data, in its own ledger savepoint; a crash before it commits is
+        // repaired by `Self::reconcile` on open.
+        self.note_purged(&report.partition_keys, &report.record_ids, now)?;
         Ok(report)
     }
 
@@ -994,7 +973,9 @@ impl Aggregator {
     ///
     /// # Errors
     /// [`ServiceError::Store`] or [`ServiceError::CorruptPartition`] for mismatched
-    /// mechanisms; on error this aggregator is unchanged.
+    /// mechanisms; on error this aggregator is unchanged — but for
+    /// [`ServiceError::Ledger`], when only the holdings notes after the store's commit
+    /// failed (repaired at the next open).
     pub fn merge_from(&mut self, other: &Self, now: Timestamp) -> Result<(), ServiceError> {
         let mut changed = Vec::new();
         for (k, p) in &other.partitions {
@@ -1044,9 +1025,14 @@ impl Aggregator {
         for id in seen.values().flatten() {
             self.seen.insert(id);
         }
+        let mut fresh = Vec::new();
         for (k, p) in changed {
+            if !self.partitions.contains_key(&k) {
+                fresh.push(k.clone());
+            }
             self.partitions.insert(k, p);
         }
+        self.note_holdings(&fresh, &[], now)?;
         Ok(())
     }
 

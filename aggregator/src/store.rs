@@ -164,6 +164,25 @@ pub struct Record {
     pub body: Vec<u8>,
 }
 
+/// A stored record's clear-text columns, without its body (nothing is decrypted):
+/// what the ledger's holdings index is rebuilt from
+/// ([`SqliteStore::record_heads`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordHead {
+    /// The report id.
+    pub id: [u8; 16],
+    /// The metric.
+    pub metric: MetricId,
+    /// The recipient.
+    pub recipient: RecipientId,
+    /// The receipt it was collected under.
+    pub receipt: ReceiptId,
+    /// When it was collected.
+    pub collected_at: Timestamp,
+    /// Its hold deadline in the store (`collected_at` + the tag's hold).
+    pub deadline: Timestamp,
+}
+
 /// Report ids remembered for replay protection, grouped by envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeenIds {

@@ -8,7 +8,9 @@ use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use super::{CommitBatch, NewRecord, PartitionKey, PurgeReport, Record, Store, StoreError, StoredPartition};
+use super::{
+    CommitBatch, NewRecord, PartitionKey, PurgeReport, Record, RecordHead, Store, StoreError, StoredPartition,
+};
 use crate::audit::{AuditEvent, AuditLog, SqliteStore as AuditSqlite};
 use confiance::Timestamp;
 use confiance::ids::{MetricId, ReceiptId, RecipientId};
@@ -177,6 +179,31 @@ impl SqliteStore {
     /// [`StoreError::Audit`].
     pub fn audit_log(&self) -> Result<AuditLog<AuditSqlite<&Connection>>, StoreError> {
         Ok(AuditLog::open(AuditSqlite::attach(&self.conn))?)
+    }
+
+    /// Every stored record's clear-text columns, in the order they were stored; no body
+    /// is read or decrypted.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`], [`StoreError::Corrupt`] for ids that do not read back.
+    pub fn record_heads(&self) -> Result<Vec<RecordHead>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, metric, recipient, receipt, collected_at, deadline FROM record ORDER BY rowid",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let name = |i| r.get::<_, String>(i);
+            out.push(RecordHead {
+                id: blob(r.get(0)?, "record id")?,
+                metric: name(1)?.parse().map_err(|_| StoreError::Corrupt("record metric"))?,
+                recipient: name(2)?.parse().map_err(|_| StoreError::Corrupt("record recipient"))?,
+                receipt: ReceiptId(blob(r.get(3)?, "receipt id")?),
+                collected_at: from_sql_time(r.get(4)?),
+                deadline: from_sql_time(r.get(5)?),
+            });
+        }
+        Ok(out)
     }
 
     fn period_key(
