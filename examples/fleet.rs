@@ -7,7 +7,8 @@
 //! (printed beside the true values), answers who sees what for how long, purges what is
 //! past its deadline, verifies its audit log and writes an HTML report.
 //!
-//! Run: `cargo run --release --example fleet [-- --devices N --months M --out DIR]`
+//! Run: `cargo run --release --example fleet [-- --devices N --months M --out DIR
+//! --commit-weeks W]`
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ use confiance::recorder::{NullStorage, Recorder, RecorderParts, Value};
 use confiance::rng::Rng as _;
 use confiance_aggregator::audit::{CheckpointSigner, Verifier};
 use confiance_aggregator::keys::KeyStore;
-use confiance_aggregator::ledger::Target;
+use confiance_aggregator::ledger::{Fact, Party, Target, Until};
 use confiance_aggregator::report::{
     self, AccessRow, EstimateRow, Header, LogStatus, ReportData, RetentionKind, RetentionRow,
 };
@@ -35,6 +36,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 const DAY: u64 = 86_400;
 const WEEK: u64 = 7 * DAY;
 const MONTH: u64 = 30 * DAY;
+/// Envelopes staged before a commit is forced (a week at 10^5 devices is about 20 000).
+const COMMIT_EVERY: usize = 100_000;
 
 /// One brand: its controller, its statistics (metric, purposes) and its service record.
 struct Brand {
@@ -79,13 +82,35 @@ enum Traffic {
 /// The truth behind the estimates: per (recipient, metric), counts per category or the
 /// sum of numeric values, over the reports whose audience holds the recipient.
 #[derive(Default)]
-struct Truth {
-    cats: BTreeMap<(String, String), Vec<u64>>,
-    sums: BTreeMap<(String, String), (f64, u64)>,
+struct Truth<'a> {
+    cats: BTreeMap<(&'a str, &'a str), Vec<u64>>,
+    sums: BTreeMap<(&'a str, &'a str), (f64, u64)>,
 }
 
-impl Truth {
-    fn merge(&mut self, o: Truth) {
+impl<'a> Truth<'a> {
+    fn add(&mut self, key: (&'a str, &'a str), value: Value, kind: &MetricKind) {
+        match (value, kind) {
+            (Value::Bool(b), MetricKind::Boolean) => {
+                self.cats.entry(key).or_insert_with(|| vec![0; 2])[usize::from(b)] += 1;
+            }
+            (Value::Category(c), MetricKind::Categorical { labels }) => {
+                self.cats.entry(key).or_insert_with(|| vec![0; labels.len()])[c as usize] += 1;
+            }
+            (Value::Int(x), MetricKind::Count { max }) => {
+                let e = self.sums.entry(key).or_default();
+                e.0 += x.clamp(0, *max as i64) as f64;
+                e.1 += 1;
+            }
+            (Value::Int(x), _) => {
+                let e = self.sums.entry(key).or_default();
+                e.0 += x as f64;
+                e.1 += 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn merge(&mut self, o: Self) {
         for (k, v) in o.cats {
             let e = self.cats.entry(k).or_insert_with(|| vec![0; v.len()]);
             for (a, b) in e.iter_mut().zip(v) {
@@ -147,146 +172,229 @@ fn draw(kind: &MetricKind, rng: &mut SeededRng) -> Value {
     }
 }
 
-/// Simulates one device over the whole period; returns its traffic in time order and
-/// adds what it really sent to `truth`.
-fn simulate_device(
-    d: u64,
-    catalogue: &Catalogue,
-    config: KeyConfig,
-    start: Timestamp,
-    months: u64,
-    truth: &mut Truth,
-    subjects: &mut Vec<(String, SubjectId)>,
-) -> Vec<(Timestamp, Traffic)> {
-    let brand = &BRANDS[(d % 3) as usize];
-    let mut rng = SeededRng::seed_from_u64(0xF1EE7 ^ d.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let parts = RecorderParts {
-        catalogue: catalogue.clone(),
-        consent: ConsentState::new(DeviceKey::generate(&mut rng)),
-        pseudonyms: DeviceSecret::generate(&mut rng),
-        controller: id(brand.controller),
-        key_configs: vec![config],
-        rng: SeededRng::seed_from_u64(d),
-    };
-    let mut dev = Recorder::new(parts, NullStorage);
-    let mut out = Vec::new();
-    let joined = start.saturating_add_secs(rng.next_u64() % (20 * DAY));
-    let end = start.saturating_add_secs(months * MONTH);
-    let mut receipts = Vec::new();
-    for (who, purpose, share) in OFFERS {
-        let recipient = if who == "brand" { brand.controller } else { who };
-        let r: RecipientId = id(recipient);
-        let p: PurposeId = id(purpose);
-        let metrics: Vec<MetricId> =
-            brand.stats.iter().map(|m| id::<MetricId>(m)).filter(|m| catalogue.allows(m, &p, &r)).collect();
-        if metrics.is_empty() || rng.next_u32() % 100 >= share {
-            continue;
-        }
-        let hold = ["P30D", "P90D", "P6M"][(rng.next_u32() % 3) as usize].parse().expect("period");
-        if let Ok(b) = dev.give_consent(r, p, Scope::metrics(metrics), joined, None, hold, joined) {
-            receipts.push(SignedReceipt::from_bytes(&b).map(|s| s.id()).ok());
-            out.push((joined, Traffic::Receipt(b)));
-        }
+/// A brand's metrics as the catalogue holds them, looked up once.
+struct Plan<'a> {
+    stats: Vec<(&'a MetricId, &'a confiance::catalogue::Metric)>,
+    record: (&'a MetricId, &'a confiance::catalogue::Metric),
+}
+
+impl<'a> Plan<'a> {
+    fn of(brand: &Brand, catalogue: &'a Catalogue) -> Self {
+        let find =
+            |name: &str| catalogue.metrics().find(|(m, _)| m.as_str() == name).expect("catalogue metric");
+        Self { stats: brand.stats.iter().map(|m| find(m)).collect(), record: find(brand.record) }
     }
-    if rng.next_u32() % 100 < 70 {
-        let b = dev.give_consent(
-            id(brand.controller),
-            id("service"),
-            Scope::metrics([id(brand.record)]),
-            joined,
-            None,
-            "P1Y".parse().expect("period"),
-            joined,
-        );
-        if let Ok(b) = b {
-            out.push((joined, Traffic::Receipt(b)));
-        }
-    }
-    if d < 4 {
-        subjects.push((brand.name.to_string(), dev.subject()));
-    }
-    // Some owners change their mind once: 10% withdraw their first consent, 5% narrow it.
-    let change = rng.next_u32() % 100;
-    let change_at = joined.saturating_add_secs(MONTH + rng.next_u64() % ((months.max(2) - 1) * MONTH));
-    let mut changed = false;
-    let mut t = joined.saturating_add_secs(DAY);
-    let mut next_flush = joined.saturating_add_secs(MONTH);
-    while t < end {
-        if !changed && t >= change_at {
-            changed = true;
-            if let Some(Some(first)) = receipts.first() {
-                if change < 10 {
-                    if let Ok(w) = dev.withdraw_consent(first, change_at) {
-                        out.push((next_flush, Traffic::Withdrawal(w)));
-                    }
-                } else if change < 15 {
-                    let covered: Vec<MetricId> = dev
-                        .consent()
-                        .get(first)
-                        .map(|e| match &e.receipt.receipt().scope {
-                            Scope::Metrics(m) => m.iter().cloned().collect(),
-                            Scope::Categories(_) => Vec::new(),
-                        })
-                        .unwrap_or_default();
-                    if covered.len() > 1
-                        && let Ok((w, r)) =
-                            dev.narrow_consent(first, Scope::metrics(covered.into_iter().take(1)), change_at)
-                    {
-                        out.push((next_flush, Traffic::Withdrawal(w)));
-                        out.push((next_flush, Traffic::Receipt(r)));
-                    }
+}
+
+/// One simulated device between periods: its recorder (consent state, queue, outbox), its
+/// RNG and where it is in its life.
+struct Device {
+    brand: &'static Brand,
+    brand_index: usize,
+    dev: Recorder<SeededRng, NullStorage>,
+    rng: SeededRng,
+    /// Receipt ids of the statistics consents, in the order given.
+    receipts: Vec<confiance::ids::ReceiptId>,
+    /// 0..10: withdraws its first consent at `change_at`; 10..15: narrows it; else keeps it.
+    change: u32,
+    change_at: Timestamp,
+    changed: bool,
+    /// Its next weekly tick.
+    tick: Timestamp,
+    next_flush: Timestamp,
+    /// Messages waiting for the moment the device sends them.
+    outbox: Vec<(Timestamp, Traffic)>,
+}
+
+impl Device {
+    /// A new owner joins in the first 20 days and gives consent; the receipts wait in the
+    /// outbox for the day it joins.
+    fn new(d: u64, catalogue: &Catalogue, config: KeyConfig, start: Timestamp, months: u64) -> Self {
+        let brand = &BRANDS[(d % 3) as usize];
+        let mut rng = SeededRng::seed_from_u64(0xF1EE7 ^ d.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let parts = RecorderParts {
+            catalogue: catalogue.clone(),
+            consent: ConsentState::new(DeviceKey::generate(&mut rng)),
+            pseudonyms: DeviceSecret::generate(&mut rng),
+            controller: id(brand.controller),
+            key_configs: vec![config],
+            rng: SeededRng::seed_from_u64(d),
+        };
+        let mut dev = Recorder::new(parts, NullStorage);
+        let mut outbox = Vec::new();
+        let joined = start.saturating_add_secs(rng.next_u64() % (20 * DAY));
+        let mut receipts = Vec::new();
+        for (who, purpose, share) in OFFERS {
+            let recipient = if who == "brand" { brand.controller } else { who };
+            let r: RecipientId = id(recipient);
+            let p: PurposeId = id(purpose);
+            let metrics: Vec<MetricId> = brand
+                .stats
+                .iter()
+                .map(|m| id::<MetricId>(m))
+                .filter(|m| catalogue.allows(m, &p, &r))
+                .collect();
+            if metrics.is_empty() || rng.next_u32() % 100 >= share {
+                continue;
+            }
+            let hold = ["P30D", "P90D", "P6M"][(rng.next_u32() % 3) as usize].parse().expect("period");
+            if let Ok(b) = dev.give_consent(r, p, Scope::metrics(metrics), joined, None, hold, joined) {
+                if let Ok(s) = SignedReceipt::from_bytes(&b) {
+                    receipts.push(s.id());
                 }
+                outbox.push((joined, Traffic::Receipt(b)));
             }
         }
-        for m in brand.stats {
-            let metric: MetricId = id(m);
-            let meta = catalogue.metric(&metric).expect("catalogue metric");
-            let value = draw(&meta.kind, &mut rng);
+        if rng.next_u32() % 100 < 70 {
+            let b = dev.give_consent(
+                id(brand.controller),
+                id("service"),
+                Scope::metrics([id(brand.record)]),
+                joined,
+                None,
+                "P1Y".parse().expect("period"),
+                joined,
+            );
+            if let Ok(b) = b {
+                outbox.push((joined, Traffic::Receipt(b)));
+            }
+        }
+        // Some owners change their mind once: 10% withdraw their first consent, 5% narrow it.
+        let change = rng.next_u32() % 100;
+        let change_at = joined.saturating_add_secs(MONTH + rng.next_u64() % ((months.max(2) - 1) * MONTH));
+        Self {
+            brand,
+            brand_index: (d % 3) as usize,
+            dev,
+            rng,
+            receipts,
+            change,
+            change_at,
+            changed: false,
+            tick: joined.saturating_add_secs(DAY),
+            next_flush: joined.saturating_add_secs(MONTH),
+            outbox,
+        }
+    }
+
+    /// Lives until `until` (exclusive): a weekly tick records every statistic, a monthly
+    /// one flushes. Appends to `out` what it sends before `until` and adds what it really
+    /// reported to `truth`.
+    fn run_until<'a>(
+        &mut self,
+        until: Timestamp,
+        catalogue: &'a Catalogue,
+        plan: &Plan<'a>,
+        truth: &mut Truth<'a>,
+        out: &mut Vec<(Timestamp, Traffic)>,
+    ) {
+        while self.tick < until {
+            let t = self.tick;
+            if !self.changed && t >= self.change_at {
+                self.changed = true;
+                self.change_mind();
+            }
+            self.record_week(t, catalogue, plan, truth);
+            if t >= self.next_flush {
+                let (record, meta) = plan.record;
+                let v = draw(&meta.kind, &mut self.rng);
+                self.dev.record_service(record, v, t);
+                for frame in self.dev.flush(t) {
+                    self.dev.acknowledge(&frame);
+                    self.outbox.push((t, Traffic::Envelope(frame)));
+                }
+                self.next_flush = self.next_flush.saturating_add_secs(MONTH);
+            }
+            self.tick = t.saturating_add_secs(WEEK);
+        }
+        let (now, later): (Vec<_>, Vec<_>) =
+            core::mem::take(&mut self.outbox).into_iter().partition(|(t, _)| *t < until);
+        out.extend(now);
+        self.outbox = later;
+    }
+
+    /// Withdraws or narrows the first consent at `change_at`; the message goes out with
+    /// the next monthly flush (the ledger learns it late: a bitemporal fact).
+    fn change_mind(&mut self) {
+        let Some(first) = self.receipts.first().copied() else { return };
+        let send = self.next_flush.max(self.tick);
+        if self.change < 10 {
+            if let Ok(w) = self.dev.withdraw_consent(&first, self.change_at) {
+                self.outbox.push((send, Traffic::Withdrawal(w)));
+            }
+        } else if self.change < 15 {
+            let covered: Vec<MetricId> = self
+                .dev
+                .consent()
+                .get(&first)
+                .map(|e| match &e.receipt.receipt().scope {
+                    Scope::Metrics(m) => m.iter().cloned().collect(),
+                    Scope::Categories(_) => Vec::new(),
+                })
+                .unwrap_or_default();
+            if covered.len() > 1
+                && let Ok((w, r)) = self.dev.narrow_consent(
+                    &first,
+                    Scope::metrics(covered.into_iter().take(1)),
+                    self.change_at,
+                )
+            {
+                self.outbox.push((send, Traffic::Withdrawal(w)));
+                self.outbox.push((send, Traffic::Receipt(r)));
+            }
+        }
+    }
+
+    /// One weekly reading of every statistic of the brand, privatised and queued; the
+    /// truth counts it for each recipient the device's consent lets see it.
+    fn record_week<'a>(
+        &mut self,
+        t: Timestamp,
+        catalogue: &'a Catalogue,
+        plan: &Plan<'a>,
+        truth: &mut Truth<'a>,
+    ) {
+        for &(metric, meta) in &plan.stats {
+            let value = draw(&meta.kind, &mut self.rng);
             for purpose in &meta.purposes {
-                let before = dev.counters().recorded;
-                dev.record(&metric, purpose, value, t);
-                if dev.counters().recorded == before {
+                let before = self.dev.counters().recorded;
+                self.dev.record(metric, purpose, value, t);
+                if self.dev.counters().recorded == before {
                     continue;
                 }
                 for r in &meta.recipients {
-                    if dev.consent().active_receipt(catalogue, r, &metric, purpose, t).is_none() {
+                    if self.dev.consent().active_receipt(catalogue, r, metric, purpose, t).is_none() {
                         continue;
                     }
-                    let key = (r.to_string(), m.to_string());
-                    match (value, &meta.kind) {
-                        (Value::Bool(b), MetricKind::Boolean) => {
-                            truth.cats.entry(key).or_insert_with(|| vec![0; 2])[usize::from(b)] += 1;
-                        }
-                        (Value::Category(c), MetricKind::Categorical { labels }) => {
-                            truth.cats.entry(key).or_insert_with(|| vec![0; labels.len()])[c as usize] += 1;
-                        }
-                        (Value::Int(x), MetricKind::Count { max }) => {
-                            let e = truth.sums.entry(key).or_default();
-                            e.0 += x.clamp(0, *max as i64) as f64;
-                            e.1 += 1;
-                        }
-                        (Value::Int(x), _) => {
-                            let e = truth.sums.entry(key).or_default();
-                            e.0 += x as f64;
-                            e.1 += 1;
-                        }
-                        _ => {}
-                    }
+                    truth.add((r.as_str(), metric.as_str()), value, &meta.kind);
                 }
             }
         }
-        if t >= next_flush {
-            let meta = catalogue.metric(&id(brand.record)).expect("record metric");
-            dev.record_service(&id(brand.record), draw(&meta.kind, &mut rng), t);
-            for frame in dev.flush(t) {
-                out.push((t, Traffic::Envelope(frame.clone())));
-                dev.acknowledge(&frame);
-            }
-            next_flush = next_flush.saturating_add_secs(MONTH);
-        }
-        t = t.saturating_add_secs(WEEK);
     }
-    out
+}
+
+/// CPU seconds the calling thread has used (Linux `/proc/thread-self/stat`; 0 elsewhere).
+fn thread_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else { return 0.0 };
+    // Fields after the command name (which ends with ')'), from the state: utime and stime
+    // are the 12th and 13th, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The date of an instant (`2026-01-03`).
+fn day(t: Timestamp) -> String {
+    t.to_rfc3339().chars().take(10).collect()
+}
+
+/// "until 2026-04-01" or "until withdrawn".
+fn until(u: Until) -> String {
+    match u {
+        Until::At(t) => format!("until {}", day(t)),
+        Until::Withdrawn => "until withdrawn".to_string(),
+    }
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -301,8 +409,9 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let devices = arg("--devices", 20_000);
+    let devices = arg("--devices", 100_000);
     let months = arg("--months", 6).max(2);
+    let commit_weeks = arg("--commit-weeks", 4).max(1);
     let out_dir = std::env::args()
         .collect::<Vec<_>>()
         .windows(2)
@@ -328,102 +437,165 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut agg = Aggregator::open(&db, catalogue.clone(), keys, agg_config)?;
     let signer = CheckpointSigner::from_secret_bytes("confiance.example/fleet", &[42; 32])?;
 
-    // Devices run on worker threads, chunk by chunk; the aggregator ingests each chunk's
-    // traffic in time order on this thread, committing every 20 000 envelopes.
-    let chunk = 4_000u64;
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4) as u64;
-    let pb = bar(devices, "devices simulated");
+    // Devices live on worker threads, each worker owning its share of them for the whole
+    // run; time advances one week at a time. A worker sends each week's traffic as soon
+    // as it has simulated it and goes on with the next week while this thread ingests —
+    // in global time order, with the aggregator's clock at the traffic's time. The
+    // channels hold one week per worker: memory is bounded by a few weeks of traffic.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8) as u64;
+    let weeks = (end.as_secs() - start.as_secs()).div_ceil(WEEK);
+    let pb = bar(weeks, "weeks ingested");
     let mut truth = Truth::default();
     let mut subjects = Vec::new();
+    // Where the ingest thread's time goes: waiting for the devices, consent, staging,
+    // committing; and the whole loop.
+    let mut spent = [std::time::Duration::ZERO; 5];
+    let mut ingest_cpu = 0.0;
     let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut first = 0u64;
-    while first < devices {
-        let last = (first + chunk).min(devices);
-        let (tx, rx) = mpsc::channel();
-        std::thread::scope(|s| {
-            for w in 0..workers {
-                let tx = tx.clone();
-                let catalogue = &catalogue;
-                let pb = &pb;
-                s.spawn(move || {
-                    let mut t = Truth::default();
-                    let mut subj = Vec::new();
-                    let mut traffic = Vec::new();
-                    for d in (first + w..last).step_by(workers as usize) {
-                        traffic
-                            .extend(simulate_device(d, catalogue, config, start, months, &mut t, &mut subj));
-                        pb.inc(1);
+    std::thread::scope(|s| -> Result<(), Box<dyn std::error::Error>> {
+        let mut rxs = Vec::new();
+        let mut handles = Vec::new();
+        for w in 0..workers {
+            let (tx, rx) = mpsc::sync_channel::<Vec<(Timestamp, Traffic)>>(1);
+            rxs.push(rx);
+            let catalogue = &catalogue;
+            handles.push(s.spawn(move || {
+                let mut truth = Truth::default();
+                let plans: Vec<Plan<'_>> = BRANDS.iter().map(|b| Plan::of(b, catalogue)).collect();
+                let mut fleet: Vec<Device> = (w..devices)
+                    .step_by(workers as usize)
+                    .map(|d| Device::new(d, catalogue, config, start, months))
+                    .collect();
+                let subjects: Vec<(u64, &str, SubjectId)> = (w..devices.min(4))
+                    .step_by(workers as usize)
+                    .zip(&fleet)
+                    .map(|(i, d)| (i, d.brand.name, d.dev.subject()))
+                    .collect();
+                for week in 0..weeks {
+                    let until = start.saturating_add_secs((week + 1) * WEEK).min(end);
+                    let mut out = Vec::new();
+                    for d in &mut fleet {
+                        d.run_until(until, catalogue, &plans[d.brand_index], &mut truth, &mut out);
                     }
-                    let _ = tx.send((traffic, t, subj));
-                });
-            }
-        });
-        drop(tx);
-        let mut traffic = Vec::new();
-        for (t, tr, subj) in rx {
-            traffic.extend(t);
-            truth.merge(tr);
-            subjects.extend(subj);
-        }
-        // Per simulated day: receipts, then withdrawals, then envelopes — so the consent
-        // messages of a day go to the ledger in one durable batch.
-        let rank = |tr: &Traffic| match tr {
-            Traffic::Receipt(_) => 0,
-            Traffic::Withdrawal(_) => 1,
-            Traffic::Envelope(_) => 2,
-        };
-        traffic.sort_by_key(|(t, tr)| (t.truncate(DAY), rank(tr), *t));
-        let mut consent: Vec<(ConsentMessage<'_>, Timestamp)> = Vec::new();
-        for (i, (t, tr)) in traffic.iter().enumerate() {
-            let t = *t;
-            match tr {
-                Traffic::Receipt(b) => consent.push((ConsentMessage::Receipt(b), t)),
-                Traffic::Withdrawal(b) => consent.push((ConsentMessage::Withdrawal(b), t)),
-                Traffic::Envelope(_) => {}
-            }
-            // Consent messages go in one durable batch before the next envelope needs them.
-            let next_is_envelope = matches!(traffic.get(i + 1), Some((_, Traffic::Envelope(_))) | None);
-            if next_is_envelope && !consent.is_empty() {
-                for (r, (m, _)) in agg.receive_consent_batch(&consent)?.iter().zip(&consent) {
-                    match (r, m) {
-                        (Ok(_), ConsentMessage::Receipt(_)) => receipts += 1,
-                        (Ok(_), ConsentMessage::Withdrawal(_)) => withdrawals += 1,
-                        (Err(e), _) => pb.println(format!("  refused consent message: {e}")),
+                    if tx.send(out).is_err() {
+                        break;
                     }
                 }
-                consent.clear();
+                (truth, subjects)
+            }));
+        }
+        let mut last = start;
+        let ingest_started = Instant::now();
+        for week in 0..weeks {
+            let mut traffic = Vec::new();
+            let t0 = Instant::now();
+            for rx in &rxs {
+                traffic.extend(rx.recv().map_err(|_| "a device worker stopped")?);
             }
-            let Traffic::Envelope(f) = tr else { continue };
-            {
-                match agg.stage(f, t) {
-                    Ok(()) => {
-                        if agg.staged_envelopes() >= 20_000 {
-                            for ack in agg.commit(t)? {
-                                envelopes += 1;
-                                reports += u64::from(ack.reports);
-                            }
+            spent[0] += t0.elapsed();
+            // Per simulated day: receipts, then withdrawals, then envelopes — so the
+            // consent messages of a day go to the ledger in one durable batch before the
+            // envelopes that need them.
+            let rank = |tr: &Traffic| match tr {
+                Traffic::Receipt(_) => 0,
+                Traffic::Withdrawal(_) => 1,
+                Traffic::Envelope(_) => 2,
+            };
+            traffic.sort_by_key(|(t, tr)| (t.truncate(DAY), rank(tr), *t));
+            let mut i = 0;
+            while i < traffic.len() {
+                let day = traffic[i].0.truncate(DAY);
+                let j = i + traffic[i..].iter().take_while(|(t, _)| t.truncate(DAY) == day).count();
+                let consent: Vec<(ConsentMessage<'_>, Timestamp)> = traffic[i..j]
+                    .iter()
+                    .filter_map(|(t, tr)| match tr {
+                        Traffic::Receipt(b) => Some((ConsentMessage::Receipt(b), *t)),
+                        Traffic::Withdrawal(b) => Some((ConsentMessage::Withdrawal(b), *t)),
+                        Traffic::Envelope(_) => None,
+                    })
+                    .collect();
+                if !consent.is_empty() {
+                    let t0 = Instant::now();
+                    let answers = agg.receive_consent_batch(&consent)?;
+                    spent[1] += t0.elapsed();
+                    for (r, (m, _)) in answers.iter().zip(&consent) {
+                        match (r, m) {
+                            (Ok(_), ConsentMessage::Receipt(_)) => receipts += 1,
+                            (Ok(_), ConsentMessage::Withdrawal(_)) => withdrawals += 1,
+                            (Err(e), _) => pb.println(format!("  refused consent message: {e}")),
                         }
                     }
-                    Err(e) => {
+                }
+                // The day's envelopes, opened on every core and applied in time order.
+                let frames: Vec<(&[u8], Timestamp)> = traffic[i..j]
+                    .iter()
+                    .filter_map(|(t, tr)| match tr {
+                        Traffic::Envelope(f) => Some((f.as_slice(), *t)),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(&(_, t)) = frames.last() {
+                    last = t;
+                    let t0 = Instant::now();
+                    let results = agg.stage_many(&frames);
+                    spent[2] += t0.elapsed();
+                    for e in results.into_iter().filter_map(Result::err) {
                         refused += 1;
                         if refused <= 3 {
                             pb.println(format!("  refused envelope: {e}"));
                         }
                     }
+                    if agg.staged_envelopes() >= COMMIT_EVERY {
+                        let t0 = Instant::now();
+                        for ack in agg.commit(t)? {
+                            envelopes += 1;
+                            reports += u64::from(ack.reports);
+                        }
+                        spent[3] += t0.elapsed();
+                    }
                 }
+                i = j;
             }
+            // One durable commit every `commit_weeks` (or sooner when much is staged), at
+            // the time of the last envelope staged: the ledger notes partitions as known
+            // then. A commit rewrites every partition it touches, so fewer, larger commits
+            // are what keeps the store's writes small.
+            if (week + 1) % commit_weeks == 0 || week + 1 == weeks {
+                let t0 = Instant::now();
+                for ack in agg.commit(last)? {
+                    envelopes += 1;
+                    reports += u64::from(ack.reports);
+                }
+                spent[3] += t0.elapsed();
+            }
+            pb.inc(1);
+            pb.set_message(format!("weeks ingested ({envelopes} env.)"));
         }
-        for ack in agg.commit(end)? {
-            envelopes += 1;
-            reports += u64::from(ack.reports);
+        spent[4] = ingest_started.elapsed();
+        ingest_cpu = thread_cpu_secs();
+        for h in handles {
+            let (t, subj) = h.join().map_err(|_| "a device worker panicked")?;
+            truth.merge(t);
+            subjects.extend(subj);
         }
-        first = last;
-    }
+        Ok(())
+    })?;
+    subjects.sort();
     pb.finish();
     println!(
-        "\ningested {envelopes} envelopes ({reports} reports), {receipts} receipts, {withdrawals} withdrawals; {refused} envelopes refused; {} partitions",
-        agg.partitions().count()
+        "\ningested {envelopes} envelopes ({reports} reports), {receipts} receipts, {withdrawals} withdrawals; {refused} envelopes refused; {} partitions; in {:.1} s",
+        agg.partitions().count(),
+        started.elapsed().as_secs_f64()
+    );
+    let secs = |i: usize| spent[i].as_secs_f64();
+    println!(
+        "ingest thread: {:.1} s waiting for the devices, {:.1} s consent, {:.1} s staging, {:.1} s committing (of {:.1} s; {ingest_cpu:.1} s of CPU)",
+        secs(0),
+        secs(1),
+        secs(2),
+        secs(3),
+        secs(4)
     );
 
     // Estimates beside the truth.
@@ -441,7 +613,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     for (r, m) in &pairs {
         let Ok(rel) = agg.release(r, m, start, end, end) else { continue };
-        let key = (r.to_string(), m.to_string());
+        let key = (r.as_str(), m.as_str());
         let n = rel.estimate.n as f64;
         let truths: Vec<f64> = if let Some(c) = truth.cats.get(&key) {
             let tot: u64 = c.iter().sum();
@@ -491,17 +663,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mid = start.saturating_add_secs(months * MONTH / 2);
     println!("\nwho sees what, for how long — at {}:", mid.to_rfc3339());
     let mut access_rows = Vec::new();
-    for (brand, subject) in subjects.iter().take(3) {
+    for (_, brand, subject) in subjects.iter().take(3) {
         let sa = agg.ledger().subject_access(subject, mid, None);
+        // When each receipt starts, for "since …".
+        let since: BTreeMap<_, _> = agg
+            .ledger()
+            .history(&Party::Subject(*subject), Timestamp::EPOCH, Timestamp::MAX)
+            .into_iter()
+            .filter_map(|h| match h.fact {
+                Fact::ConsentGiven { receipt, valid_from, .. } => Some((receipt, valid_from)),
+                _ => None,
+            })
+            .collect();
         println!("  one {brand} owner ({}…):", &subject.to_string()[..12]);
         for e in &sa.entries {
-            let until = e.window_until.map_or_else(|| "—".to_string(), |u| u.to_string());
-            println!(
-                "    {:<8} {:<28} window until {until:<28} records held {}",
-                e.recipient.as_str(),
-                e.metric.as_str(),
-                e.records_held
-            );
+            let from = e.receipts.iter().filter_map(|r| since.get(r)).min();
+            let window = match (from, e.window_until) {
+                (Some(f), Some(u)) => format!("since {}, {}", day(*f), until(u)),
+                (None, Some(u)) => until(u),
+                (_, None) => "outside its window".to_string(),
+            };
+            let hold = e.hold.as_ref().map_or_else(String::new, |h| format!(", then held {h}"));
+            let records = match (e.records_held, e.records_until) {
+                (0, _) => String::new(),
+                (n, Some(u)) => format!("; {n} records held until {}", day(u)),
+                (n, None) => format!("; {n} records held"),
+            };
+            println!("    {:<8} {:<28} {window}{hold}{records}", e.recipient.as_str(), e.metric.as_str());
         }
     }
     for r in ["gridco", "lab-eu"] {
@@ -513,7 +701,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 m.metric.as_str(),
                 m.subjects_in_window,
                 m.partitions.len(),
-                m.consent_until.map_or_else(|| "—".to_string(), |u| u.to_string())
+                m.consent_until.map_or_else(|| "—".to_string(), until)
             );
             access_rows.push(AccessRow {
                 recipient: r.to_string(),
@@ -536,6 +724,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
+    let phase = Instant::now();
     // Pseudonymous records, released only where the ledger allows.
     let recs = agg.release_records(&id("calora"), &id("thermostat.fault-code"), start, end, end)?;
     println!("\nrecords of thermostat.fault-code released to calora at the end: {}", recs.len());
@@ -624,6 +813,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out_dir.join("fleet-report.json"), report::render_json(&data)?)?;
     std::fs::write(out_dir.join("fleet-report.md"), report::render_markdown(&data))?;
     println!("report written to {}", html.display());
+    println!("(records, purge, audit and report: {:.1} s)", phase.elapsed().as_secs_f64());
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

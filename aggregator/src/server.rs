@@ -5,8 +5,10 @@
 //! statuses and codes are documented in `docs/http.md`.
 //!
 //! The [`Aggregator`] is not `Sync`: it lives behind a [`std::sync::Mutex`] used only from
-//! [`tokio::task::spawn_blocking`]. An envelope is answered `201` only after its commit,
-//! and graceful shutdown lets in-flight requests finish, so nothing acknowledged is lost.
+//! [`tokio::task::spawn_blocking`] and from the [group-commit](commit) thread, which
+//! stages concurrent envelopes together and commits them at once. An envelope is answered
+//! `201` only after the commit that holds it, and graceful shutdown lets in-flight requests
+//! finish (the commit thread outlives them), so nothing acknowledged is lost.
 //!
 //! ```
 //! use confiance_aggregator::server::{Role, hex, unhex};
@@ -15,6 +17,7 @@
 //! ```
 
 mod api;
+pub mod commit;
 pub mod keyfile;
 pub mod query;
 
@@ -26,6 +29,7 @@ use confiance::ids::RecipientId;
 use crate::audit::CheckpointSigner;
 use crate::service::Aggregator;
 
+pub use commit::GroupCommit;
 pub use keyfile::{KeyFile, KeyFileError};
 pub use query::{ApiError, Query, run_query};
 
@@ -112,6 +116,21 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// The bearer tokens.
     pub tokens: Vec<TokenEntry>,
+    /// How concurrent envelopes are grouped into commits.
+    pub group_commit: GroupCommit,
+}
+
+impl ServerConfig {
+    /// A configuration with the default [`GroupCommit`].
+    ///
+    /// ```
+    /// let c = confiance_aggregator::server::ServerConfig::new(1 << 16, Vec::new());
+    /// assert_eq!(c.group_commit.max_envelopes, 256);
+    /// ```
+    #[must_use]
+    pub fn new(max_body_bytes: usize, tokens: Vec<TokenEntry>) -> Self {
+        Self { max_body_bytes, tokens, group_commit: GroupCommit::default() }
+    }
 }
 
 /// Why the server stopped with an error.
@@ -133,7 +152,9 @@ impl core::fmt::Display for ServeError {
 impl std::error::Error for ServeError {}
 
 pub(crate) struct State {
-    pub(crate) agg: Mutex<Aggregator>,
+    pub(crate) agg: Arc<Mutex<Aggregator>>,
+    /// The queue of the group-commit thread.
+    pub(crate) ingest: std::sync::mpsc::Sender<commit::Job>,
     pub(crate) signer: CheckpointSigner,
     pub(crate) config: ServerConfig,
 }
@@ -170,12 +191,27 @@ pub fn serve_until(
         .enable_all()
         .build()
         .map_err(ServeError::Io)?;
-    let state = Arc::new(State { agg: Mutex::new(agg), signer, config });
-    rt.block_on(async move {
+    let agg = Arc::new(Mutex::new(agg));
+    let (ingest, jobs) = std::sync::mpsc::channel();
+    let policy = config.group_commit;
+    let committer = {
+        let agg = Arc::clone(&agg);
+        std::thread::Builder::new()
+            .name("confiance-commit".into())
+            .spawn(move || commit::run(&agg, &jobs, policy))
+            .map_err(ServeError::Io)?
+    };
+    let state = Arc::new(State { agg, ingest, signer, config });
+    let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(ServeError::Io)?;
         on_bound(listener.local_addr().map_err(ServeError::Io)?);
         axum::serve(listener, api::router(state)).with_graceful_shutdown(stop).await.map_err(ServeError::Io)
-    })
+    });
+    // Every request has had its answer; dropping the runtime drops the last sender of the
+    // queue, and the commit thread ends.
+    drop(rt);
+    let _ = committer.join();
+    served
 }
 
 async fn shutdown_signal() {

@@ -99,6 +99,38 @@ fn keygen_simulate_query_report_verify() {
         ],
     );
     assert_eq!(c["allowed"], false, "subject 0 withdrew its gridco consent: {c}");
+    // A data category; what changed for the subject since before it consented; a
+    // catalogue that no longer gives gridco the thermostat mode.
+    let cat = json(&d, &["query", "category", "device-state"]);
+    let pairs = |v: &Value, key: &str| -> Vec<(String, String)> {
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["recipient"].as_str().unwrap().to_owned(), e["metric"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let fault = ("calora".to_owned(), "thermostat.fault-code".to_owned());
+    assert!(pairs(&cat, "entries").contains(&fault), "{cat}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let df = json(&d, &["query", "diff", "--subject", &subject, "--from", "0", "--to", &now.to_string()]);
+    let gained = pairs(&df, "gained");
+    assert!(gained.contains(&fault), "{df}");
+    assert!(!gained.iter().any(|(r, _)| r == "gridco"), "gridco's consent was withdrawn: {df}");
+    assert!(df["lost"].as_array().unwrap().is_empty(), "{df}");
+    let narrower = include_str!("../../examples/catalogue.toml").replacen(
+        r#"recipients = ["calora", "gridco"]"#,
+        r#"recipients = ["calora"]"#,
+        1,
+    );
+    std::fs::write(d.join("narrower.toml"), narrower).unwrap();
+    let cd = json(&d, &["query", "catalogue-diff", d.join("narrower.toml").to_str().unwrap()]);
+    assert!(
+        cd["removed"].as_array().unwrap().iter().any(|r| r["access"]["recipient"] == "gridco"
+            && r["access"]["metric"] == "thermostat.mode"
+            && r["grants"].as_u64().unwrap() >= 1),
+        "{cd}"
+    );
     let h = json(&d, &["query", "history", "--subject", &subject]);
     assert!(h["entries"].as_array().unwrap().len() >= 3);
     let o = json(&d, &["query", "overdue"]);
@@ -169,6 +201,18 @@ fn exit_codes() {
     assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "bad_subject"));
     let o = run(&d, &["--json", "query", "metric", "no.such"]);
     assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "unknown_metric"));
+    let o = run(&d, &["--json", "query", "category", "no-such"]);
+    assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "unknown_category"));
+    let o = run(&d, &["--json", "query", "diff", "--metric", "thermostat.mode", "--from", "x", "--to", "0"]);
+    assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "bad_time"));
+    let o = run(&d, &["--json", "query", "diff", "--from", "0", "--to", "1"]);
+    assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "missing_parameter"));
+    let two =
+        ["query", "diff", "--metric", "thermostat.mode", "--category", "usage", "--from", "0", "--to", "1"];
+    assert_eq!(run(&d, &two).status.code(), Some(2));
+    std::fs::write(d.join("bad.toml"), "name = ").unwrap();
+    let o = run(&d, &["--json", "query", "catalogue-diff", d.join("bad.toml").to_str().unwrap()]);
+    assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "bad_catalogue"));
     // A garbage envelope file is refused, one result per envelope.
     std::fs::write(d.join("bad.env"), [1u8, 2, 3]).unwrap();
     let o = run(&d, &["--json", "ingest", d.join("bad.env").to_str().unwrap()]);

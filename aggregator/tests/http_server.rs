@@ -261,7 +261,70 @@ fn every_endpoint_role_and_bad_request() {
     refused(h.get("/v1/subjects/xyz/access", &auditor), 400, "bad_subject");
     refused(h.get("/v1/overdue?now=yesterday", &auditor), 400, "bad_time");
     refused(h.get("/v1/check?recipient=calora", &auditor), 400, "missing_parameter");
-    // 14. Unknown endpoint, 15. wrong method.
+    // Who sees a data category; what changed in who sees what between two instants.
+    let (s, v) = h.get("/v1/categories/usage/who-sees", &auditor);
+    assert_eq!((s, v["target"]["category"].as_str()), (200, Some("usage")), "{v}");
+    let pairs = |v: &Value, key: &str| -> Vec<(String, String)> {
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["recipient"].as_str().unwrap().to_owned(), e["metric"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let mode = |r: &str| (r.to_owned(), "thermostat.mode".to_owned());
+    assert!(pairs(&v, "entries").contains(&mode("gridco")), "{v}");
+    let before_consent = given.as_secs() - 60;
+    let (s, v) =
+        h.get(&format!("/v1/diff?subject={subject}&from={before_consent}&to={}", t.as_secs()), &auditor);
+    assert_eq!(s, 200, "{v}");
+    let gained = pairs(&v, "gained");
+    assert!(gained.contains(&mode("gridco")) && gained.contains(&mode("calora")), "{v}");
+    assert!(v["lost"].as_array().unwrap().is_empty(), "{v}");
+    let (s, v) =
+        h.get(&format!("/v1/diff?category=usage&from={before_consent}&to={}", t.as_secs()), &auditor);
+    assert!(s == 200 && pairs(&v, "gained").contains(&mode("gridco")), "{v}");
+    let (s, v) =
+        h.get(&format!("/v1/diff?recipient=calora&from=2020-01-01T00:00:00Z&to={}", t.as_secs()), &calora);
+    assert_eq!((s, v["of"]["recipient"].as_str()), (200, Some("calora")), "{v}");
+    // 14. Bad diffs: another recipient's view, a subject's answer asked by a recipient, no
+    // target or two, a missing or malformed instant, an unknown metric or category.
+    let window = format!("from={before_consent}&to={}", t.as_secs());
+    refused(h.get(&format!("/v1/diff?recipient=gridco&{window}"), &calora), 403, "not_your_view");
+    refused(h.get(&format!("/v1/diff?subject={subject}&{window}"), &calora), 403, "not_your_view");
+    refused(h.get(&format!("/v1/diff?metric=thermostat.mode&{window}"), &device), 403, "wrong_role");
+    refused(h.get(&format!("/v1/diff?{window}"), &auditor), 400, "missing_parameter");
+    refused(
+        h.get(&format!("/v1/diff?metric=thermostat.mode&category=usage&{window}"), &auditor),
+        400,
+        "missing_parameter",
+    );
+    refused(h.get("/v1/diff?metric=thermostat.mode&from=0", &auditor), 400, "missing_parameter");
+    refused(h.get("/v1/diff?metric=thermostat.mode&from=0&to=soon", &auditor), 400, "bad_time");
+    refused(h.get(&format!("/v1/diff?metric=no.such&{window}"), &auditor), 404, "unknown_metric");
+    refused(h.get(&format!("/v1/diff?category=no-such&{window}"), &auditor), 404, "unknown_category");
+    refused(h.get("/v1/categories/no-such/who-sees", &auditor), 404, "unknown_category");
+    refused(h.get("/v1/categories/usage/who-sees?at=noon", &auditor), 400, "bad_time");
+    refused(h.get("/v1/categories/usage/who-sees", &calora), 403, "wrong_role");
+    // The catalogue diff: gridco no longer allowed the thermostat mode loses the grant it had.
+    let narrower = include_str!("../../examples/catalogue.toml").replacen(
+        r#"recipients = ["calora", "gridco"]"#,
+        r#"recipients = ["calora"]"#,
+        1,
+    );
+    let (s, v) = h.post("/v1/catalogue-diff", &auditor, narrower.as_bytes());
+    assert_eq!(s, 200, "{v}");
+    let removed = v["removed"].as_array().unwrap();
+    assert!(
+        removed.iter().any(|r| r["access"]["recipient"] == "gridco"
+            && r["access"]["purpose"] == "grid-balancing"
+            && r["grants"] == 1),
+        "{v}"
+    );
+    assert!(v["added"].as_array().unwrap().is_empty(), "{v}");
+    refused(h.post("/v1/catalogue-diff", &auditor, b"name = "), 400, "bad_catalogue");
+    refused(h.post("/v1/catalogue-diff", &calora, narrower.as_bytes()), 403, "wrong_role");
+    // 15. Unknown endpoint, 16. wrong method.
     refused(h.get("/v1/nothing", &auditor), 404, "not_found");
     refused(h.post("/v1/overdue", &auditor, b""), 405, "method_not_allowed");
 
@@ -270,7 +333,7 @@ fn every_endpoint_role_and_bad_request() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["n"], 1);
     assert_eq!(v["values"].as_array().unwrap().len(), 6);
-    // 16. Malformed JSON, 17. unknown field, 18. another recipient's release, 19. not allowed.
+    // 17. Malformed JSON, 18. unknown field, 19. another recipient's release, 20. not allowed.
     refused(h.post("/v1/releases", &calora, b"{\"metric\": "), 400, "malformed_json");
     refused(
         h.post("/v1/releases", &calora, br#"{"metric": "thermostat.mode", "x": 1}"#),
@@ -307,6 +370,13 @@ fn every_endpoint_role_and_bad_request() {
         (200, Some(false), Some("withdrawn")),
         "{v}"
     );
+
+    // The withdrawal, seen as a loss between just before and just after it.
+    let (s, v) = h.get(
+        &format!("/v1/diff?subject={subject}&from={}&to={}", t.as_secs() - 1, t.as_secs() + 1),
+        &auditor,
+    );
+    assert_eq!((s, pairs(&v, "lost")), (200, vec![mode("gridco")]), "{v}");
 
     // Audit log: checkpoint, inclusion and consistency proofs, verified here.
     let (s, cp) = h.get("/v1/audit/checkpoint", &calora);

@@ -20,10 +20,10 @@ use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::ledger::Party;
 use confiance_aggregator::report::{Format, GatherOptions, LogStatus, ReportData};
 use confiance_aggregator::server::query::{
-    ApiError, Query, parse_metric, parse_purpose, parse_recipient, parse_subject, parse_time, release_json,
-    run_query,
+    ApiError, DiffOf, Query, parse_catalogue, parse_category, parse_metric, parse_purpose, parse_recipient,
+    parse_subject, parse_time, release_json, run_query,
 };
-use confiance_aggregator::server::{KeyFile, Role, ServerConfig, hex};
+use confiance_aggregator::server::{GroupCommit, KeyFile, Role, ServerConfig, hex};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
 use serde_json::{Value, json};
 
@@ -87,6 +87,12 @@ enum Cmd {
         /// Largest request body, in bytes.
         #[arg(long, default_value_t = 256 * 1024)]
         max_body: usize,
+        /// Group commit: most envelopes one commit holds.
+        #[arg(long, default_value_t = 256)]
+        commit_max: usize,
+        /// Group commit: longest an envelope waits for others, in milliseconds.
+        #[arg(long, default_value_t = 2)]
+        commit_wait_ms: u64,
     },
     /// Ingest envelopes: one per file, or length-prefixed (4-byte big-endian length, then
     /// the envelope) with `--framed` or from stdin (`-` or no file).
@@ -199,6 +205,44 @@ enum QueryCmd {
         recipient: Option<String>,
         #[command(flatten)]
         w: Window,
+    },
+    /// Who sees the metrics of a data category.
+    Category {
+        /// Category id.
+        category: String,
+        #[command(flatten)]
+        t: AtArgs,
+    },
+    /// What changed in who sees what between two instants, for a subject, a recipient, a
+    /// metric or a category (exactly one).
+    Diff {
+        /// Subject id.
+        #[arg(long, group = "of")]
+        subject: Option<String>,
+        /// Recipient id.
+        #[arg(long, group = "of")]
+        recipient: Option<String>,
+        /// Metric id.
+        #[arg(long, group = "of")]
+        metric: Option<String>,
+        /// Category id.
+        #[arg(long, group = "of")]
+        category: Option<String>,
+        /// The earlier instant (UTC seconds or RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// The later instant.
+        #[arg(long)]
+        to: String,
+        /// Record time of both answers (default: as known now).
+        #[arg(long)]
+        as_known_at: Option<String>,
+    },
+    /// Who would gain or lose access to what if the catalogue were replaced by another.
+    CatalogueDiff {
+        /// The candidate catalogue (TOML).
+        #[arg(value_name = "CATALOGUE")]
+        candidate: PathBuf,
     },
     /// Data held past its deadline.
     Overdue {
@@ -364,11 +408,15 @@ fn run(cli: Cli) -> Result<Value, Fail> {
             kf.write(&cli.keys).map_err(internal)?;
             Ok(json!({"role": role.as_str(), "recipient": recipient.map(|r| r.to_string()), "token": token}))
         }
-        Cmd::Serve { addr, max_body } => {
+        Cmd::Serve { addr, max_body, commit_max, commit_wait_ms } => {
             let kf = key_file(&cli)?;
             let agg = open(&cli, &kf)?;
             let signer = kf.signer().map_err(|e| bad("bad_key_file", e))?;
-            let config = ServerConfig { max_body_bytes: *max_body, tokens: kf.tokens.clone() };
+            let mut config = ServerConfig::new(*max_body, kf.tokens.clone());
+            config.group_commit = GroupCommit {
+                max_envelopes: *commit_max,
+                max_wait: std::time::Duration::from_millis(*commit_wait_ms),
+            };
             let json_out = cli.json;
             confiance_aggregator::server::serve(agg, signer, config, *addr, |bound| {
                 if json_out {
@@ -553,6 +601,35 @@ fn build_query(agg: &Aggregator, q: &QueryCmd) -> Result<Query, Fail> {
             };
             let (from, to) = window(w)?;
             Query::History { party, from, to }
+        }
+        QueryCmd::Category { category, t } => {
+            let (at, as_known_at) = at(t)?;
+            Query::Category { category: parse_category(agg, category)?, at, as_known_at }
+        }
+        QueryCmd::Diff { subject, recipient, metric, category, from, to, as_known_at } => {
+            let of = match (subject, recipient, metric, category) {
+                (Some(s), ..) => DiffOf::Subject(parse_subject(s)?),
+                (_, Some(r), ..) => DiffOf::Recipient(parse_recipient(agg, r)?),
+                (_, _, Some(m), _) => DiffOf::Metric(parse_metric(agg, m)?),
+                (.., Some(c)) => DiffOf::Category(parse_category(agg, c)?),
+                _ => {
+                    return Err(bad(
+                        "missing_parameter",
+                        "one of --subject, --recipient, --metric, --category",
+                    ));
+                }
+            };
+            Query::Diff {
+                of,
+                from: parse_time(from)?,
+                to: parse_time(to)?,
+                as_known_at: as_known_at.as_deref().map(parse_time).transpose()?,
+            }
+        }
+        QueryCmd::CatalogueDiff { candidate } => {
+            let text = std::fs::read_to_string(candidate)
+                .map_err(|e| bad("bad_catalogue", format!("{}: {e}", candidate.display())))?;
+            Query::CatalogueDiff { other: Box::new(parse_catalogue(&text)?) }
         }
         QueryCmd::Overdue { now } => Query::Overdue { now: time_or_now(now.as_ref())? },
         QueryCmd::Disclosures { w } => {

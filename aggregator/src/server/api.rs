@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::query::{
-    ApiError, Query, hexify, parse_metric, parse_purpose, parse_recipient, parse_subject, parse_time,
-    release_json, run_query,
+    ApiError, DiffOf, Query, hexify, parse_catalogue, parse_category, parse_metric, parse_purpose,
+    parse_recipient, parse_subject, parse_time, release_json, run_query,
 };
 use super::{Role, State, hex};
 use crate::ledger::Party;
@@ -81,7 +81,7 @@ fn own(p: &Principal, recipient: &RecipientId) -> Result<(), ApiError> {
     }
 }
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     Timestamp::from_secs(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     )
@@ -151,6 +151,9 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/subjects/{subject}/access", get(get_subject))
         .route("/v1/recipients/{recipient}/view", get(get_recipient))
         .route("/v1/metrics/{metric}/who-sees", get(get_metric))
+        .route("/v1/categories/{category}/who-sees", get(get_category))
+        .route("/v1/diff", get(get_diff))
+        .route("/v1/catalogue-diff", post(post_catalogue_diff))
         .route("/v1/check", get(get_check))
         .route("/v1/history", get(get_history))
         .route("/v1/overdue", get(get_overdue))
@@ -177,9 +180,12 @@ async fn health() -> Response {
 
 async fn post_envelope(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Device])?;
-    let bytes = read_body(&st, &headers, body).await?;
-    let ack =
-        with_agg(&st, move |agg, _| agg.ingest(&bytes, now()).map_err(|e| ApiError::from_ingest(&e))).await?;
+    let frame = read_body(&st, &headers, body).await?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    st.ingest
+        .send(super::commit::Job { frame, reply })
+        .map_err(|_| ApiError::new(503, "shutting_down", "the server is stopping"))?;
+    let ack = answer.await.map_err(|_| ApiError::internal("the commit thread stopped"))??;
     Ok(ok(StatusCode::CREATED, json!({"envelope": hex(&ack.envelope.0), "reports": ack.reports})))
 }
 
@@ -313,6 +319,75 @@ async fn get_metric(
         })
     })
     .await
+}
+
+async fn get_category(
+    AxState(st): St,
+    headers: HeaderMap,
+    Path(category): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Auditor])?;
+    let p = params(p)?;
+    query(&st, move |agg| {
+        Ok(Query::Category {
+            category: parse_category(agg, &category)?,
+            at: time_param(&p, "at", now())?,
+            as_known_at: opt_time(&p, "as_known_at")?,
+        })
+    })
+    .await
+}
+
+/// `GET /v1/diff?from=…&to=…&subject=…|recipient=…|metric=…|category=…`: a recipient may
+/// only compare its own view.
+async fn get_diff(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+    let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
+    let p = params(p)?;
+    query(&st, move |agg| {
+        let given: Vec<&str> = ["subject", "recipient", "metric", "category"]
+            .into_iter()
+            .filter(|k| p.contains_key(*k))
+            .collect();
+        let [which] = given[..] else {
+            return Err(ApiError::new(
+                400,
+                "missing_parameter",
+                "exactly one of `subject`, `recipient`, `metric` and `category` is required",
+            ));
+        };
+        let value = required(&p, which)?;
+        let of = match which {
+            "recipient" => {
+                let r = parse_recipient(agg, value)?;
+                own(&who, &r)?;
+                DiffOf::Recipient(r)
+            }
+            _ if who.role == Role::Recipient => {
+                return Err(ApiError::new(403, "not_your_view", "a recipient may only compare its own view"));
+            }
+            "subject" => DiffOf::Subject(parse_subject(value)?),
+            "metric" => DiffOf::Metric(parse_metric(agg, value)?),
+            _ => DiffOf::Category(parse_category(agg, value)?),
+        };
+        Ok(Query::Diff {
+            of,
+            from: parse_time(required(&p, "from")?)?,
+            to: parse_time(required(&p, "to")?)?,
+            as_known_at: opt_time(&p, "as_known_at")?,
+        })
+    })
+    .await
+}
+
+/// `POST /v1/catalogue-diff` with a candidate catalogue (TOML) as the body.
+async fn post_catalogue_diff(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Auditor])?;
+    let bytes = read_body(&st, &headers, body).await?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::new(400, "bad_catalogue", "the catalogue is not UTF-8 text"))?;
+    let other = Box::new(parse_catalogue(text)?);
+    query(&st, move |_| Ok(Query::CatalogueDiff { other })).await
 }
 
 async fn get_check(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {

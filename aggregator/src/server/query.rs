@@ -1,8 +1,11 @@
 //! The queries shared by the CLI and the HTTP API, their JSON answers and their errors —
 //! so `confiance query … --json` and `GET /v1/…` return the same documents.
 
+use std::collections::BTreeMap;
+
 use confiance::Timestamp;
-use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
+use confiance::catalogue::Catalogue;
+use confiance::ids::{CategoryId, MetricId, PurposeId, RecipientId, SubjectId};
 use serde_json::{Value, json};
 
 use crate::ingest::{IngestError, ReportError};
@@ -165,6 +168,48 @@ pub enum Query {
         /// End (exclusive).
         to: Timestamp,
     },
+    /// `who_sees(category, at)`: every metric of a data category.
+    Category {
+        /// The data category.
+        category: CategoryId,
+        /// Valid time.
+        at: Timestamp,
+        /// Record time.
+        as_known_at: Option<Timestamp>,
+    },
+    /// What changed in who sees what between two instants: the answer of the same query
+    /// at `from` and at `to` (both as known at `as_known_at`), compared per (recipient,
+    /// metric).
+    Diff {
+        /// Whose answer is compared.
+        of: DiffOf,
+        /// The earlier instant (valid time).
+        from: Timestamp,
+        /// The later instant (valid time).
+        to: Timestamp,
+        /// Record time of both answers.
+        as_known_at: Option<Timestamp>,
+    },
+    /// `diff(catalogue_a, catalogue_b)`: who gains or loses access to what if the served
+    /// catalogue were replaced by `other`, with the grants in the ledger a removal touches.
+    CatalogueDiff {
+        /// The candidate catalogue.
+        other: Box<Catalogue>,
+    },
+}
+
+/// The query a [`Query::Diff`] compares at two instants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DiffOf {
+    /// `subject_access(S, ·)`.
+    Subject(SubjectId),
+    /// `recipient_view(R, ·)`.
+    Recipient(RecipientId),
+    /// `who_sees(M, ·)`.
+    Metric(MetricId),
+    /// `who_sees(category, ·)`.
+    Category(CategoryId),
 }
 
 /// Parses a timestamp: UTC seconds or RFC 3339.
@@ -227,6 +272,28 @@ pub fn parse_purpose(agg: &Aggregator, s: &str) -> Result<PurposeId, ApiError> {
         .ok_or_else(|| ApiError::new(404, "unknown_purpose", format!("unknown purpose `{s}`")))
 }
 
+/// Parses and checks a data category against the catalogue (it must hold a metric of
+/// the category).
+///
+/// # Errors
+/// `bad_id` (400), `unknown_category` (404).
+pub fn parse_category(agg: &Aggregator, s: &str) -> Result<CategoryId, ApiError> {
+    let c: CategoryId =
+        s.parse().map_err(|_| ApiError::new(400, "bad_id", format!("bad category id `{s}`")))?;
+    if agg.catalogue().metrics_in(&c).next().is_none() {
+        return Err(ApiError::new(404, "unknown_category", format!("no metric of category `{s}`")));
+    }
+    Ok(c)
+}
+
+/// Parses a candidate catalogue (TOML) for [`Query::CatalogueDiff`].
+///
+/// # Errors
+/// `bad_catalogue` (400).
+pub fn parse_catalogue(text: &str) -> Result<Catalogue, ApiError> {
+    Catalogue::from_toml_str(text).map_err(|e| ApiError::new(400, "bad_catalogue", e.to_string()))
+}
+
 /// Byte strings the ledger serializes as arrays of integers (ids and hashes of 16 or 32
 /// bytes) become lowercase hex strings.
 #[must_use]
@@ -276,6 +343,71 @@ pub fn run_query(agg: &Aggregator, q: &Query) -> Result<Value, ApiError> {
         Query::Disclosures { from, to } => {
             Ok(json!({ "disclosures": to_value(&l.unconsented_disclosures(*from, *to))? }))
         }
+        Query::Category { category, at, as_known_at } => {
+            to_value(&l.who_sees(&Target::Category(category.clone()), *at, *as_known_at))
+        }
+        Query::Diff { of, from, to, as_known_at } => {
+            let (before, after) =
+                (entries_at(agg, of, *from, *as_known_at)?, entries_at(agg, of, *to, *as_known_at)?);
+            let mut gained = Vec::new();
+            let mut changed = Vec::new();
+            for (k, a) in &after {
+                match before.get(k) {
+                    None => gained.push(a.clone()),
+                    Some(b) if b != a => changed.push(json!({"before": b, "after": a})),
+                    Some(_) => {}
+                }
+            }
+            let lost: Vec<Value> =
+                before.iter().filter(|(k, _)| !after.contains_key(*k)).map(|(_, b)| b.clone()).collect();
+            let of = match of {
+                DiffOf::Subject(s) => json!({"subject": hex(&s.0)}),
+                DiffOf::Recipient(r) => json!({"recipient": r.as_str()}),
+                DiffOf::Metric(m) => json!({"metric": m.as_str()}),
+                DiffOf::Category(c) => json!({"category": c.as_str()}),
+            };
+            Ok(json!({
+                "of": of,
+                "from": from.as_secs(),
+                "to": to.as_secs(),
+                "as_known_at": as_known_at.map(Timestamp::as_secs),
+                "gained": gained,
+                "lost": lost,
+                "changed": changed,
+            }))
+        }
+        Query::CatalogueDiff { other } => to_value(&l.diff(agg.catalogue(), other)),
+    }
+}
+
+/// The entries of `of`'s answer at `at`, keyed by (recipient, metric).
+fn entries_at(
+    agg: &Aggregator,
+    of: &DiffOf,
+    at: Timestamp,
+    as_known_at: Option<Timestamp>,
+) -> Result<BTreeMap<(String, String), Value>, ApiError> {
+    fn keyed<'a, E: serde::Serialize + 'a>(
+        entries: impl Iterator<Item = (&'a RecipientId, &'a MetricId, &'a E)>,
+    ) -> Result<BTreeMap<(String, String), Value>, ApiError> {
+        entries.map(|(r, m, e)| Ok(((r.to_string(), m.to_string()), to_value(e)?))).collect()
+    }
+    let l = agg.ledger();
+    let views = |t: Target| {
+        let w = l.who_sees(&t, at, as_known_at);
+        keyed(w.entries.iter().map(|e| (&e.recipient, &e.metric, e)))
+    };
+    match of {
+        DiffOf::Subject(s) => {
+            let a = l.subject_access(s, at, as_known_at);
+            keyed(a.entries.iter().map(|e| (&e.recipient, &e.metric, e)))
+        }
+        DiffOf::Recipient(r) => {
+            let v = l.recipient_view(r, at, as_known_at);
+            keyed(v.metrics.iter().map(|e| (&e.recipient, &e.metric, e)))
+        }
+        DiffOf::Metric(m) => views(Target::Metric(m.clone())),
+        DiffOf::Category(c) => views(Target::Category(c.clone())),
     }
 }
 
