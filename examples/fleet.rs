@@ -180,7 +180,8 @@ struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     fn of(brand: &Brand, catalogue: &'a Catalogue) -> Self {
-        let find = |name: &str| catalogue.metrics().find(|(m, _)| m.as_str() == name).expect("catalogue metric");
+        let find =
+            |name: &str| catalogue.metrics().find(|(m, _)| m.as_str() == name).expect("catalogue metric");
         Self { stats: brand.stats.iter().map(|m| find(m)).collect(), record: find(brand.record) }
     }
 }

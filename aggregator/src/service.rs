@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use confiance::Timestamp;
-use confiance::catalogue::{Catalogue, MetricKind};
+use confiance::catalogue::Catalogue;
 use confiance::envelope::{BatchLimits, EnvelopeId};
 use confiance::ids::{MetricId, RecipientId};
 use confiance::ldp::Mechanism;
