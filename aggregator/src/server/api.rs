@@ -21,6 +21,7 @@ use super::query::{
 };
 use super::{Role, State, hex};
 use crate::ledger::Party;
+use crate::report::{Format, GatherOptions, ReportData};
 use crate::service::Aggregator;
 
 type St = AxState<Arc<State>>;
@@ -161,6 +162,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/audit/checkpoint", get(get_checkpoint))
         .route("/v1/audit/inclusion", get(get_inclusion))
         .route("/v1/audit/consistency", get(get_consistency))
+        .route("/v1/report", get(get_report))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -473,6 +475,38 @@ async fn get_checkpoint(AxState(st): St, headers: HeaderMap) -> Result<Response,
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
+}
+
+/// The auditor report (docs/reports.md) of the whole database as it is now: access windows
+/// by cohort, budgets, estimates, retention and the audit log recomputed against a fresh
+/// checkpoint signed by this server. `format` is `html` (default), `json` or `markdown`;
+/// `at` is the valid time overdue items are judged at (default: now).
+async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Auditor])?;
+    let p = params(p)?;
+    let format: Format = p.get("format").map_or(Ok(Format::Html), |f| {
+        f.parse().map_err(|_| ApiError::new(400, "bad_parameter", "`format` is `html`, `json` or `markdown`"))
+    })?;
+    let at = time_param(&p, "at", now())?;
+    let text = with_agg(&st, move |agg, st| {
+        let title = format!("Who sees what — {}", agg.catalogue().name());
+        let opts = GatherOptions {
+            title: &title,
+            at,
+            generated_at: now(),
+            signer: Some(&st.signer),
+            ..GatherOptions::default()
+        };
+        let data = ReportData::gather(agg, &opts).map_err(|e| ApiError::internal(e.to_string()))?;
+        format.render(&data).map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await?;
+    let content_type = match format {
+        Format::Html => "text/html; charset=utf-8",
+        Format::Json => "application/json",
+        Format::Markdown => "text/markdown; charset=utf-8",
+    };
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
 fn u64_param(p: &HashMap<String, String>, name: &str) -> Result<u64, ApiError> {
