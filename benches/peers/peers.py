@@ -116,7 +116,8 @@ def fmt(x, unit=""):
     return "not finished" if x is None else (f"{x:.3g}{unit}")
 
 
-PAIRS = [("GRR", "grr"), ("OUE", "oue"), ("OLH", "olh"), ("FastLH", "olh"), ("HR", "hadamard")]
+PAIRS = [("GRR", "grr"), ("OUE", "oue"), ("OLH", "olh"), ("FastLH", "olh"), ("HR", "hadamard"),
+         ("HR", "hadamard_blocks")]
 
 
 def eps_str(eps):
@@ -212,8 +213,9 @@ def main():
     ap.add_argument("--samples", type=int, default=200_000)
     ap.add_argument("--side", choices=["both", "ours", "theirs"], default="both",
                     help="run only our side or only pure-LDP's (to split a long run; see --table)")
-    ap.add_argument("--protocols", nargs="+", default=[p for p, _ in PAIRS], help="pure-LDP protocols to run")
-    ap.add_argument("--mechanisms", nargs="+", default=["grr", "oue", "olh", "hadamard", "auto"],
+    ap.add_argument("--protocols", nargs="+", default=list(dict.fromkeys(p for p, _ in PAIRS)),
+                    help="pure-LDP protocols to run")
+    ap.add_argument("--mechanisms", nargs="+", default=["grr", "oue", "olh", "hadamard", "hadamard_blocks", "auto"],
                     help="our mechanisms to run")
     ap.add_argument("--no-samplers", action="store_true")
     ap.add_argument("--log", default=os.path.join(HERE, "results", "peers.jsonl"),

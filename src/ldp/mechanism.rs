@@ -460,7 +460,36 @@ mod tests {
         let cat = |d| Mechanism::select(Domain::Categorical { d }, eps(1, 1), MechanismName::Auto).unwrap();
         assert_eq!(cat(10).name(), MechanismName::Grr);
         assert_eq!(cat(11).name(), MechanismName::Oue);
-        assert_eq!(cat(65_536).name(), MechanismName::Oue);
+        assert_eq!(cat(1024).name(), MechanismName::Oue);
+        // Above MAX_UNARY_CATEGORIES: no d-bit reports; HR (one block at ε = 1) beats GRR.
+        assert_eq!(cat(1025).name(), MechanismName::HadamardBlocks);
+        let big = cat(65_536);
+        assert_eq!(*big.params(), Params::HadamardBlocks { d: 65_536, blocks: 1, block_size: 131_072 });
+        // ε = 4: 32 blocks of 4096 (B = 2^⌊log2 e^4⌋, as Acharya et al. and pure-LDP).
+        let m = Mechanism::select(Domain::Categorical { d: 65_536 }, eps(4, 1), MechanismName::Auto).unwrap();
+        assert_eq!(*m.params(), Params::HadamardBlocks { d: 65_536, blocks: 32, block_size: 4096 });
+        // ε = 4, d = 16: GRR (d < 3e^4 + 2).
+        let m = Mechanism::select(Domain::Categorical { d: 16 }, eps(4, 1), MechanismName::Auto).unwrap();
+        assert_eq!(m.name(), MechanismName::Grr);
+    }
+
+    #[test]
+    fn olh_pool_key_rotates_per_period() {
+        let m = Mechanism::select(Domain::Categorical { d: 64 }, eps(2, 1), MechanismName::Olh).unwrap();
+        let key = |m: Mechanism| match *m.params() {
+            Params::Olh { pool_key, .. } => pool_key,
+            _ => panic!(),
+        };
+        assert_eq!(key(m), 0);
+        let keys: alloc::vec::Vec<u64> = (0..100).map(|p| key(m.for_period("metric", p))).collect();
+        let mut unique = keys.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 100);
+        assert_eq!(key(m.for_period("metric", 5)), olh_pool_key("metric", 5));
+        // Other mechanisms are unchanged.
+        let g = Mechanism::select(Domain::Categorical { d: 64 }, eps(2, 1), MechanismName::Grr).unwrap();
+        assert_eq!(g.for_period("metric", 5), g);
     }
 
     #[test]

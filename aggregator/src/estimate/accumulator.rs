@@ -15,7 +15,7 @@ const FORMAT_VERSION: u8 = 1;
 pub(crate) enum State {
     /// GRR: reports per category (d). OUE/SUE: set bits per position (d).
     /// OLH: reports per (pool entry, hash value), row-major (pool × g).
-    /// Hadamard: reports per column (k).
+    /// Hadamard: reports per column (k); general-privacy HR: per output (blocks × block size).
     Counts(Vec<u64>),
     /// Piecewise: Σy and Σy² of the grid points (exact).
     Moments {
@@ -45,6 +45,9 @@ fn state_for(m: &Mechanism) -> State {
         Params::Grr { d } | Params::Oue { d } | Params::Sue { d } => State::Counts(vec![0; d as usize]),
         Params::Olh { g, pool, .. } => State::Counts(vec![0; g as usize * pool as usize]),
         Params::Hadamard { k, .. } => State::Counts(vec![0; k as usize]),
+        Params::HadamardBlocks { blocks, block_size, .. } => {
+            State::Counts(vec![0; blocks as usize * block_size as usize])
+        }
         Params::Piecewise { .. } => State::Moments { sum: 0, sum_sq: 0 },
         _ => State::Ones(0),
     }
@@ -79,6 +82,9 @@ impl Accumulator {
         match (*mechanism.params(), report) {
             (Params::Grr { d }, LdpReport::Grr(v)) => index(*v, d).map(|_| ()),
             (Params::Hadamard { k, .. }, LdpReport::Hadamard(j)) => index(*j, k).map(|_| ()),
+            (Params::HadamardBlocks { blocks, block_size, .. }, LdpReport::Hadamard(j)) => {
+                index(*j, blocks * block_size).map(|_| ())
+            }
             (Params::Olh { g, pool, .. }, LdpReport::Olh { seed, value }) => {
                 index(*seed, pool)?;
                 index(*value, g).map(|_| ())
@@ -114,6 +120,10 @@ impl Accumulator {
             }
             (Params::Hadamard { k, .. }, LdpReport::Hadamard(j), State::Counts(c)) => {
                 let slot = c.get_mut(index(*j, k)?).ok_or(EstimateError::OutOfRange)?;
+                *slot += 1;
+            }
+            (Params::HadamardBlocks { blocks, block_size, .. }, LdpReport::Hadamard(j), State::Counts(c)) => {
+                let slot = c.get_mut(index(*j, blocks * block_size)?).ok_or(EstimateError::OutOfRange)?;
                 *slot += 1;
             }
             (Params::Olh { g, pool, .. }, LdpReport::Olh { seed, value }, State::Counts(c)) => {
@@ -216,6 +226,9 @@ impl Accumulator {
         match (*self.mechanism.params(), &self.state) {
             (Params::Grr { d }, State::Counts(c)) => c.len() == d as usize && sum_is(c, n),
             (Params::Hadamard { k, .. }, State::Counts(c)) => c.len() == k as usize && sum_is(c, n),
+            (Params::HadamardBlocks { blocks, block_size, .. }, State::Counts(c)) => {
+                c.len() == blocks as usize * block_size as usize && sum_is(c, n)
+            }
             (Params::Olh { g, pool, .. }, State::Counts(c)) => {
                 c.len() == g as usize * pool as usize && sum_is(c, n)
             }
