@@ -199,7 +199,7 @@ mod tests {
         assert_eq!(rng.pos, KEY + 8);
         assert!(rng.buffer[..rng.pos].iter().all(|b| *b == 0), "served bytes left in the buffer");
         // Crossing refills: 1000 words, all distinct, buffer prefix always wiped.
-        let mut seen = std::collections::BTreeSet::new();
+        let mut seen = alloc::collections::BTreeSet::new();
         for _ in 0..1000 {
             assert!(seen.insert(rng.next_u64()));
             assert!(rng.buffer[..rng.pos].iter().all(|b| *b == 0));
