@@ -375,7 +375,8 @@ fn hadamard_blocks_is_acharya_sun_zhang_2019_general() {
                     let (block, row) = (v % blocks, v / blocks + 1);
                     check(&m, LdpValue::Category(v), &support, |r| {
                         let LdpReport::Hadamard(o) = r else { unreachable!() };
-                        let inside = o / block_size == block && (row & (o % block_size)).count_ones() % 2 == 0;
+                        let inside =
+                            o / block_size == block && (row & (o % block_size)).count_ones() % 2 == 0;
                         Rf::new(if inside { Poly::c(2) } else { w2().mul(&Poly::c(2)) }, den.clone())
                     });
                 }

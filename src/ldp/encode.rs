@@ -98,7 +98,9 @@ impl Mechanism {
                 Some(LdpReport::Olh { seed: narrow(seed), value: narrow(value) })
             }
             Params::Hadamard { k, .. } => Some(hadamard(x, 1, k, eps, coins)?),
-            Params::HadamardBlocks { blocks, block_size, .. } => Some(hadamard(x, blocks, block_size, eps, coins)?),
+            Params::HadamardBlocks { blocks, block_size, .. } => {
+                Some(hadamard(x, blocks, block_size, eps, coins)?)
+            }
             Params::Piecewise { step, window, outputs, .. } => {
                 let start = x.saturating_mul(step);
                 let y = coins.uniform(nz(outputs)?);
@@ -150,9 +152,16 @@ fn mixture(eps: Ratio, weight: u64) -> Result<Mixture, LdpError> {
 /// when outside, a bijection — otherwise a uniform output. Then P(o) = 2e^ε/(size·Z)
 /// inside x's half and 2/(size·Z) elsewhere, Z = 2·blocks − 1 + e^ε (Acharya et al. 2019).
 /// Shifts and masks only: nothing secret-dependent in timing.
-fn hadamard<C: Coins>(x: u64, blocks: u32, size: u32, eps: Ratio, coins: &mut C) -> Result<LdpReport, LdpError> {
+fn hadamard<C: Coins>(
+    x: u64,
+    blocks: u32,
+    size: u32,
+    eps: Ratio,
+    coins: &mut C,
+) -> Result<LdpReport, LdpError> {
     let keep = coins.bernoulli_mixture(&mixture(eps, 2 * u64::from(blocks))?);
-    let u = coins.uniform(NonZeroU64::new(u64::from(blocks) * u64::from(size)).ok_or(LdpError::BadParameters)?);
+    let u =
+        coins.uniform(NonZeroU64::new(u64::from(blocks) * u64::from(size)).ok_or(LdpError::BadParameters)?);
     let (block_bits, size_bits) = (blocks.trailing_zeros(), size.trailing_zeros());
     let block = x & (u64::from(blocks) - 1);
     let row = (x >> block_bits) + 1;

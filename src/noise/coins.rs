@@ -1,9 +1,9 @@
 //! The primitive draws a mechanism is built from, behind a trait so a mechanism's
 //! exact output distribution can be computed by enumerating them (tests/ldp_exact.rs).
 
-use super::mixture::{Mixture, bernoulli_mixture};
 use super::Ratio;
 use super::bernoulli::{bern_exp_neg_u128, bern_u128, bernoulli_logistic};
+use super::mixture::{Mixture, bernoulli_mixture};
 use super::uniform::uniform_u64;
 use crate::rng::CryptoRng;
 use core::num::NonZeroU64;

@@ -99,7 +99,8 @@ impl Mixture {
         // two-sided coin about 1 + D rounds when D e^{−γ} is small. Integer estimate of
         // log2 of the halves' overhead: 0.557γ.
         let method = pieces_plan(gamma, weight, 2).unwrap_or_else(|| {
-            let overhead_bits = u128::from(gamma.numerator()) * 557 / (u128::from(gamma.denominator()) * 1000);
+            let overhead_bits =
+                u128::from(gamma.numerator()) * 557 / (u128::from(gamma.denominator()) * 1000);
             let two_sided_cheaper = overhead_bits >= 64 || u128::from(weight) < 1u128 << overhead_bits;
             if two_sided_cheaper {
                 Method::TwoSided
@@ -156,7 +157,13 @@ fn inverse_factorial<R: CryptoRng + ?Sized>(rng: &mut R, j: u64) -> bool {
 
 /// Bernoulli(e^γ · (1 − 1/m)^K (1 − r)): every piece accepts (early exit on the first
 /// that does not).
-fn all_pieces<R: CryptoRng + ?Sized>(rng: &mut R, shift: u32, pieces: u64, rem_num: u64, rem_den: u64) -> bool {
+fn all_pieces<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    shift: u32,
+    pieces: u64,
+    rem_num: u64,
+    rem_den: u64,
+) -> bool {
     let mut bits = Bits { word: 0, left: 0 };
     for _ in 0..pieces {
         let mut j: u64 = 0;

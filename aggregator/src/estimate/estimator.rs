@@ -123,7 +123,8 @@ impl Accumulator {
             transformed.push(t);
         }
         // Category v: block v mod B, row ⌊v/B⌋ + 1; (H c)[row] = 2S_v − T_j, (H c)[0] = T_j.
-        let (mut support, mut block_totals) = (Vec::with_capacity(d as usize), Vec::with_capacity(d as usize));
+        let (mut support, mut block_totals) =
+            (Vec::with_capacity(d as usize), Vec::with_capacity(d as usize));
         for v in 0..d as usize {
             let t = transformed.get(v % b)?;
             let (total, h) = (*t.first()? as f64, *t.get(v / b + 1)? as f64);
