@@ -5,7 +5,11 @@
 //! - (b) reports per second in envelopes of 100 reports, durable commits every 10,000
 //!   reports to a file-backed store with `synchronous=FULL` (target ≥ 300,000/s);
 //! - (c) peak resident memory (VmHWM, reset through `/proc/self/clear_refs`) ingesting
-//!   10^5 and 10^7 anonymous reports (target: within 10%).
+//!   10^5 and 10^7 anonymous reports (target: within 10%), and the time to reopen the
+//!   database afterwards (partitions loaded, replay filter rebuilt from the `seen_id` table).
+//!
+//! Each criterion case also runs through `Aggregator::stage_many` (`*_stage_many`: envelopes
+//! opened on every core, applied in order).
 //!
 //! `cargo bench -p confiance-aggregator --bench ingest` runs the criterion benches, then
 //! prints the table. `CONFIANCE_BENCH_BIG=<n>` changes the large memory run's size.
@@ -144,6 +148,19 @@ impl Sink {
         }
         acked + self.agg.commit(now()).unwrap().iter().map(|a| u64::from(a.reports)).sum::<u64>()
     }
+
+    /// As [`Self::ingest`], staging through `stage_many` (HPKE opening on every core) in
+    /// slices of 10,000 reports, each followed by a commit.
+    fn ingest_many(&mut self, frames: &[Vec<u8>], reports_per_frame: usize) -> u64 {
+        let per_commit = (COMMIT_EVERY as usize).div_ceil(reports_per_frame);
+        let mut acked = 0;
+        for chunk in frames.chunks(per_commit) {
+            let refs: Vec<(&[u8], Timestamp)> = chunk.iter().map(|f| (f.as_slice(), now())).collect();
+            assert!(self.agg.stage_many(&refs).iter().all(Result::is_ok));
+            acked += self.agg.commit(now()).unwrap().iter().map(|a| u64::from(a.reports)).sum::<u64>();
+        }
+        acked
+    }
 }
 
 impl Drop for Sink {
@@ -172,6 +189,15 @@ fn criterion_benches(c: &mut Criterion, source: &mut Source) {
                 start.elapsed()
             });
         });
+        let mut sink = Sink::new(&format!("criterion-many-{reports}"));
+        g.bench_function(format!("envelopes_of_{reports}_stage_many"), |b| {
+            b.iter_custom(|iters| {
+                let frames: Vec<Vec<u8>> = (0..iters).map(|_| source.envelope(reports)).collect();
+                let start = Instant::now();
+                black_box(sink.ingest_many(&frames, reports));
+                start.elapsed()
+            });
+        });
     }
     g.finish();
 }
@@ -183,12 +209,14 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// (a) and (b) by our own interleaved rounds, so the ratio compares like with like
 /// under the same machine load: median µs per X25519 multiplication, per one-report
-/// envelope, per report in 100-report envelopes.
-fn throughput_rounds(source: &mut Source) -> (f64, f64, f64) {
+/// envelope, per report in 100-report envelopes, per one-report envelope through
+/// `stage_many`.
+fn throughput_rounds(source: &mut Source) -> (f64, f64, f64, f64) {
     let (point, scalar) = x25519_inputs();
-    let (mut x, mut one, mut hundred) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut x, mut one, mut hundred, mut many) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut sink1 = Sink::new("round-1");
     let mut sink100 = Sink::new("round-100");
+    let mut sink_many = Sink::new("round-many");
     for _ in 0..7 {
         let start = Instant::now();
         let mut n = 0u32;
@@ -207,8 +235,13 @@ fn throughput_rounds(source: &mut Source) -> (f64, f64, f64) {
         let start = Instant::now();
         let got = sink100.ingest(&frames);
         hundred.push(start.elapsed().as_secs_f64() * 1e6 / got as f64);
+
+        let frames: Vec<Vec<u8>> = (0..COMMIT_EVERY).map(|_| source.envelope(1)).collect();
+        let start = Instant::now();
+        let got = sink_many.ingest_many(&frames, 1);
+        many.push(start.elapsed().as_secs_f64() * 1e6 / got as f64);
     }
-    (median(&mut x), median(&mut one), median(&mut hundred))
+    (median(&mut x), median(&mut one), median(&mut hundred), median(&mut many))
 }
 
 fn status_kb(field: &str) -> u64 {
@@ -227,6 +260,8 @@ struct Memory {
     peak_kb: u64,
     seen_ids: usize,
     secs: f64,
+    /// Reopening the database: loading partitions and rebuilding the replay filter.
+    reopen_secs: f64,
 }
 
 /// (c) Peak RSS while ingesting `n` anonymous reports (100-report envelopes sealed on the
@@ -244,12 +279,21 @@ fn memory_run(source: &mut Source, n: u64) -> Memory {
     }
     let secs = start.elapsed().as_secs_f64();
     let peak_kb = status_kb("VmHWM:");
-    let seen_ids = sink.agg.store().connection().query_row(
-        "SELECT COALESCE(SUM(LENGTH(ids)), 0) / 16 FROM seen_envelope",
-        [],
-        |r| r.get::<_, i64>(0),
-    );
-    Memory { reports: done, baseline_kb, peak_kb, seen_ids: seen_ids.unwrap_or(0) as usize, secs }
+    let seen_ids =
+        sink.agg.store().connection().query_row("SELECT COUNT(*) FROM seen_id", [], |r| r.get::<_, i64>(0));
+    let start = Instant::now();
+    sink.agg =
+        Aggregator::open(sink.dir.join("agg.sqlite"), catalogue(), keys().0, AggregatorConfig::default())
+            .unwrap();
+    let reopen_secs = start.elapsed().as_secs_f64();
+    Memory {
+        reports: done,
+        baseline_kb,
+        peak_kb,
+        seen_ids: seen_ids.unwrap_or(0) as usize,
+        secs,
+        reopen_secs,
+    }
 }
 
 fn main() {
@@ -272,7 +316,7 @@ fn main() {
     criterion_benches(&mut c, &mut source);
     c.final_summary();
     let Some((small, big)) = memory else { return };
-    let (x_us, one_us, per_report_us) = throughput_rounds(&mut source);
+    let (x_us, one_us, per_report_us, many_us) = throughput_rounds(&mut source);
 
     println!(
         "\nAggregator ingest (medians of 7 interleaved rounds; commits every {COMMIT_EVERY} reports, synchronous=FULL)"
@@ -286,6 +330,12 @@ fn main() {
         "| (a) one-report envelopes | {one_us:.1} µs ({one_rate:.0}/s) | ≥ 0.8 × {x_rate:.0}/s | {:.2} |",
         one_rate / x_rate
     );
+    let many_rate = 1e6 / many_us;
+    println!(
+        "| (a) one-report envelopes, `stage_many` on {} threads | {many_us:.1} µs ({many_rate:.0}/s) | | {:.2} |",
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        many_rate / x_rate
+    );
     let hundred_rate = 1e6 / per_report_us;
     println!(
         "| (b) reports in 100-report envelopes | {per_report_us:.2} µs ({hundred_rate:.0}/s) | ≥ 300000/s | {:.2} |",
@@ -293,13 +343,14 @@ fn main() {
     );
     for m in [&small, &big] {
         println!(
-            "| (c) peak RSS, {} reports | {} kB (baseline {} kB, +{} kB; {} report ids remembered; {:.1} s) | | |",
+            "| (c) peak RSS, {} reports | {} kB (baseline {} kB, +{} kB; {} report ids remembered; {:.1} s; reopen {:.2} s) | | |",
             m.reports,
             m.peak_kb,
             m.baseline_kb,
             m.peak_kb.saturating_sub(m.baseline_kb),
             m.seen_ids,
-            m.secs
+            m.secs,
+            m.reopen_secs
         );
     }
     println!(

@@ -103,7 +103,7 @@ mod store;
 mod verifier;
 
 pub use checkpoint::{Checkpoint, CheckpointSigner, SignedCheckpoint};
-pub use event::{AuditEvent, LoggedEvent};
+pub use event::{AuditEvent, EventKind, LoggedEvent};
 pub use log::{AuditLog, ConsistencyProof, InclusionProof};
 pub use merkle::Hash;
 pub use sqlite::SqliteStore;

@@ -7,6 +7,11 @@
 //! refused with an [`IngestError`] naming the report and the reason, and nothing it
 //! carried is kept.
 
+pub(crate) mod prepare;
+mod replay;
+
+pub(crate) use replay::ReplayFilter;
+
 use core::fmt;
 
 use confiance::envelope::{BatchError, EnvelopeId};

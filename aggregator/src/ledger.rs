@@ -70,7 +70,9 @@
 //! Tables `ledger_*` live in a caller-given [`rusqlite::Connection`] (the aggregator's
 //! store shares its own: pass it by value, by reference or in an `Rc`; WAL and
 //! synchronous modes are the store's business). Each fact is one `INSERT`, so it is
-//! atomic on its own and joins the caller's transaction if one is open. A store is
+//! atomic on its own and joins the caller's transaction if one is open;
+//! [`Ledger::atomically`] groups several facts — and whatever else the same change writes
+//! through [`Ledger::connection`], such as its audit events — into one savepoint. A store is
 //! bound to the digest of the catalogue it was created with. [`Ledger::open`] loads
 //! compact rows without re-verifying signatures: they were verified at ingest, and the
 //! signed bytes stay in the table for an auditor to re-verify.
@@ -232,6 +234,113 @@ impl<C: Borrow<Connection>> Ledger<C> {
         let names = Names::new(&catalogue);
         let ix = store::load(conn.borrow(), &names)?;
         Ok(Self { conn, catalogue, names, ix })
+    }
+
+    /// Runs `f` in one SQLite savepoint on the ledger's connection: every fact `f`
+    /// records — and whatever else it writes through [`Self::connection`], such as the
+    /// audit events of the same change — commits together or not at all (a crash
+    /// anywhere inside leaves none of it). Nested in the caller's transaction if one is
+    /// open, else its own durable commit.
+    ///
+    /// On error the savepoint is rolled back and, if `f` had added facts to the
+    /// in-memory index, it is reloaded from the tables ([`Self::reload`]), so memory
+    /// never keeps a fact the database lost.
+    ///
+    /// ```
+    /// # use confiance::{Timestamp, catalogue::Catalogue, ids::*};
+    /// # use confiance_aggregator::ledger::{Ledger, LedgerError, PartitionNote};
+    /// let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// let note = |id: u8| PartitionNote {
+    ///     partition: vec![id],
+    ///     metric: MetricId::new("thermostat.setpoint").unwrap(),
+    ///     bucket_end: Timestamp::from_secs(86_400),
+    ///     audience: vec![RecipientId::new("lab-eu").unwrap()],
+    ///     deadline: Timestamp::from_secs(10 * 86_400),
+    /// };
+    /// let t = Timestamp::from_secs(100);
+    /// // The second note is a duplicate: neither is kept.
+    /// let r = ledger.atomically(|l| {
+    ///     l.note_partition(&note(1), t)?;
+    ///     l.note_partition(&note(1), t)
+    /// });
+    /// assert!(matches!(r, Err(LedgerError::DuplicatePartition(_))));
+    /// assert_eq!(ledger.stats().partitions, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `f`'s error; [`LedgerError::Store`] when the savepoint cannot be opened or released
+    /// (then nothing of `f` is kept either).
+    pub fn atomically<T, E: From<LedgerError>>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.connection().execute_batch("SAVEPOINT ledger_atomic").map_err(LedgerError::from)?;
+        let seq_before = self.ix.next_seq;
+        let out = f(self).and_then(|v| {
+            self.connection().execute_batch("RELEASE ledger_atomic").map_err(LedgerError::from)?;
+            Ok(v)
+        });
+        if out.is_err() {
+            // Best effort: the savepoint is gone if RELEASE failed after committing nothing.
+            let _ = self.connection().execute_batch("ROLLBACK TO ledger_atomic; RELEASE ledger_atomic");
+            // Every fact added to the index takes a new `seq`: an unmoved counter means a
+            // refusal that changed nothing in memory, and a reload (O(ledger)) is skipped.
+            if self.ix.next_seq != seq_before {
+                self.reload()?;
+            }
+        }
+        out
+    }
+
+    /// Reads the in-memory index back from the tables (after a rollback, or to pick up
+    /// rows another connection wrote).
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn reload(&mut self) -> Result<(), LedgerError> {
+        self.ix = store::load(self.conn.borrow(), &self.names)?;
+        Ok(())
+    }
+
+    /// Whether the holdings index has partition `partition` (held or purged).
+    #[must_use]
+    pub fn knows_partition(&self, partition: &[u8]) -> bool {
+        self.ix.partition_ix.contains_key(partition)
+    }
+
+    /// Whether the holdings index has record `record` (held or purged).
+    #[must_use]
+    pub fn knows_record(&self, record: &[u8; 16]) -> bool {
+        self.ix.record_ix.contains_key(record)
+    }
+
+    /// The partitions the holdings index says are held (not purged), with their hold
+    /// deadlines, sorted by id.
+    #[must_use]
+    pub fn held_partitions(&self) -> Vec<(Vec<u8>, Timestamp)> {
+        let mut out: Vec<(Vec<u8>, Timestamp)> =
+            self.ix.partitions.iter().filter(|p| !p.purged()).map(|p| (p.id.to_vec(), p.deadline)).collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The records the holdings index says are held (not purged), with their hold
+    /// deadlines, sorted by id.
+    #[must_use]
+    pub fn held_records(&self) -> Vec<([u8; 16], Timestamp)> {
+        let mut out: Vec<([u8; 16], Timestamp)> =
+            self.ix.records.iter().filter(|r| !r.purged()).map(|r| (r.id, r.deadline)).collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// When the ledger learned receipt `receipt`; `None` for an unknown receipt.
+    #[must_use]
+    pub fn receipt_recorded_at(&self, receipt: &ReceiptId) -> Option<Timestamp> {
+        let ri = *self.ix.receipt_ix.get(receipt)?;
+        self.ix.receipts.get(ri as usize).map(|r| r.recorded_at)
     }
 
     /// The catalogue receipts are checked against.
@@ -435,7 +544,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         if w.device_key != row.device_key {
             return Err(LedgerError::KeyMismatch);
         }
-        if self.ix.subject_ids.get(row.subject as usize) != Some(&w.subject) {
+        if self.ix.subject_id(row.subject) != Some(w.subject) {
             return Err(LedgerError::SubjectMismatch);
         }
         if row.withdrawn() {
@@ -460,9 +569,9 @@ impl<C: Borrow<Connection>> Ledger<C> {
         let ri = *self.ix.receipt_ix.get(receipt)?;
         let row = self.ix.receipts.get(ri as usize)?;
         Some(ReceiptTerms {
-            subject: *self.ix.subject_ids.get(row.subject as usize)?,
-            recipient: self.names.recipients.get(usize::from(row.recipient))?.clone(),
-            purpose: self.names.purposes.get(usize::from(row.purpose))?.clone(),
+            subject: self.ix.subject_id(row.subject)?,
+            recipient: self.names.recipient_id(row.recipient)?.clone(),
+            purpose: self.names.purpose_id(row.purpose)?.clone(),
         })
     }
 
@@ -506,8 +615,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
         let receipt = self.ix.receipts.get(ri as usize).ok_or(LedgerError::UnknownReceipt(note.receipt))?;
         let metric =
             self.names.metric(&note.metric).ok_or_else(|| LedgerError::UnknownMetric(note.metric.clone()))?;
-        if self.ix.subject_ids.get(receipt.subject as usize) != Some(&note.subject)
-            || self.names.recipients.get(usize::from(receipt.recipient)) != Some(&note.recipient)
+        if self.ix.subject_id(receipt.subject) != Some(note.subject)
+            || self.names.recipient_id(receipt.recipient) != Some(&note.recipient)
             || receipt.metrics.binary_search(&metric).is_err()
         {
             return Err(LedgerError::RecordMismatch);

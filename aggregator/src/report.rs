@@ -28,11 +28,14 @@ use serde::{Deserialize, Serialize};
 
 mod charts;
 mod demo;
+mod gather;
 mod html;
 mod markdown;
+mod table;
 mod text;
 mod time_axis;
 
+pub use gather::GatherOptions;
 pub use html::render_html;
 pub use markdown::render_markdown;
 

@@ -164,6 +164,25 @@ pub struct Record {
     pub body: Vec<u8>,
 }
 
+/// A stored record's clear-text columns, without its body (nothing is decrypted):
+/// what the ledger's holdings index is rebuilt from
+/// ([`SqliteStore::record_heads`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordHead {
+    /// The report id.
+    pub id: [u8; 16],
+    /// The metric.
+    pub metric: MetricId,
+    /// The recipient.
+    pub recipient: RecipientId,
+    /// The receipt it was collected under.
+    pub receipt: ReceiptId,
+    /// When it was collected.
+    pub collected_at: Timestamp,
+    /// Its hold deadline in the store (`collected_at` + the tag's hold).
+    pub deadline: Timestamp,
+}
+
 /// Report ids remembered for replay protection, grouped by envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeenIds {
@@ -215,11 +234,30 @@ pub trait Store {
     /// [`StoreError`] when the store cannot be read.
     fn partitions(&self) -> Result<Vec<StoredPartition>, StoreError>;
 
-    /// Every remembered report id that has not expired at `now`.
+    /// Every remembered report id that has not expired at `now` (all in memory: for
+    /// tests and tools; the aggregator streams them with [`Self::for_each_seen_id`]).
     ///
     /// # Errors
     /// [`StoreError`] when the store cannot be read.
     fn seen_ids(&self, now: Timestamp) -> Result<Vec<([u8; 16], Timestamp)>, StoreError>;
+
+    /// Calls `f` with every remembered report id that has not expired at `now` and its
+    /// expiry, in no particular order, without holding them all in memory.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    fn for_each_seen_id(
+        &self,
+        now: Timestamp,
+        f: &mut dyn FnMut(&[u8; 16], Timestamp),
+    ) -> Result<(), StoreError>;
+
+    /// Whether report id `id` is remembered (committed and not yet purged): the exact
+    /// answer behind the aggregator's in-memory filter.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    fn id_seen(&self, id: &[u8; 16]) -> Result<bool, StoreError>;
 
     /// Whether an envelope with this digest was committed (and not yet forgotten).
     ///

@@ -495,3 +495,201 @@ fn transcryption_goes_through_the_ledger_and_the_log() {
     ));
     assert!(w.agg.ledger().unconsented_disclosures(Timestamp::EPOCH, Timestamp::MAX).is_empty());
 }
+
+/// A file-backed aggregator over `w`'s keys, with a replay filter of `filter_bytes`.
+fn open_at(w: &World, db: &std::path::Path, filter_bytes: usize) -> Aggregator {
+    let config = AggregatorConfig { replay_filter_bytes: filter_bytes, ..AggregatorConfig::default() };
+    Aggregator::open(db, catalogue(), w.agg.keys().clone(), config).unwrap()
+}
+
+fn replayed(r: Result<impl std::fmt::Debug, IngestError>) -> bool {
+    matches!(r, Err(IngestError::Report { reason: ReportError::Replayed, .. }))
+}
+
+#[test]
+fn replays_are_refused_across_restarts_until_purged_whatever_the_filter_says() {
+    const DAY: u64 = 86_400;
+    // 8 bytes: 64 bits, saturated after a few ids, so nearly every fresh id is a
+    // "maybe" that only the store's answer lets through. 16 MiB: the default.
+    for filter_bytes in [8, 16 << 20] {
+        let mut w = world(11);
+        let dir =
+            std::env::temp_dir().join(format!("confiance-replay-{filter_bytes}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("agg.sqlite");
+        let now = Timestamp::from_secs(T0);
+        let mut d = device(&mut w, 70, "calora");
+        give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
+        d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now);
+        let frame = d.flush(now).remove(0);
+        let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
+        let stat: Report = envelope::decode_batch::<Report>(&opened.plaintext, &Default::default())
+            .unwrap()
+            .into_iter()
+            .find(|r| matches!(r.payload, Payload::Statistic(_)))
+            .unwrap();
+        let with_id = |n: u8, at: Timestamp| Report { id: ReportId([n; 16]), time: at, ..stat.clone() };
+        let (day, t) = (now.truncate(DAY), stat.time);
+
+        let mut agg = open_at(&w, &db, filter_bytes);
+        // 60 fresh ids, staged and committed in two batches: none is refused, even when
+        // the saturated tiny filter says "maybe" for each.
+        for n in 0..60u8 {
+            let f = seal(&mut w, &[with_id(n, t)], day);
+            agg.stage(&f, now).unwrap_or_else(|e| panic!("fresh id {n} refused ({filter_bytes} B): {e}"));
+            if n == 29 {
+                agg.commit(now).unwrap();
+            }
+        }
+        // Within one staged batch: the same id in another envelope, or twice in one.
+        let again = seal(&mut w, &[with_id(59, t)], day);
+        assert!(replayed(agg.stage(&again, now)));
+        let twice = seal(&mut w, &[with_id(60, t), with_id(60, t)], day);
+        assert!(replayed(agg.stage(&twice, now)));
+        assert_eq!(agg.commit(now).unwrap().len(), 30);
+        // After a restart the filter is rebuilt from the store: still replays.
+        drop(agg);
+        let mut agg = open_at(&w, &db, filter_bytes);
+        for n in [0u8, 29, 30, 59] {
+            let f = seal(&mut w, &[with_id(n, t)], day);
+            assert!(replayed(agg.ingest(&f, now)), "id {n} after restart ({filter_bytes} B)");
+        }
+        // Past the purge boundary (bucket end + 14 days + 1 hour of skew) an id is
+        // remembered until the purge runs, then forgotten: a report of a later bucket
+        // may carry it again.
+        let later = Timestamp::from_secs(T0 + 16 * DAY);
+        let (later_day, later_t) = (later.truncate(DAY), later.truncate(DAY));
+        let f = seal(&mut w, &[with_id(5, later_t)], later_day);
+        assert!(replayed(agg.ingest(&f, later)), "not yet purged ({filter_bytes} B)");
+        let purge = agg.purge(later).unwrap();
+        assert_eq!(purge.ids_forgotten, 60);
+        let f = seal(&mut w, &[with_id(5, later_t)], later_day);
+        agg.ingest(&f, later).unwrap();
+        // ... and is remembered again from then on, across a restart.
+        drop(agg);
+        let mut agg = open_at(&w, &db, filter_bytes);
+        let f = seal(&mut w, &[with_id(5, later_t)], later_day);
+        assert!(replayed(agg.ingest(&f, later)));
+        drop(agg);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn stage_many_is_stage_in_order() {
+    let mut w = world(12);
+    let now = Timestamp::from_secs(T0);
+    let day = now.truncate(86_400);
+    let keys = w.agg.keys().clone();
+    let mut one = Aggregator::in_memory(catalogue(), keys.clone(), AggregatorConfig::default()).unwrap();
+    let mut many = Aggregator::in_memory(catalogue(), keys, AggregatorConfig::default()).unwrap();
+    // Devices with statistics and records; both aggregators hold the same receipts.
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let mut templates: Vec<Report> = Vec::new();
+    for i in 0..40u64 {
+        let mut d = device(&mut w, 500 + i, "calora");
+        let t = Timestamp::from_secs(T0 - 10_000);
+        for (purpose, metric) in
+            [("product-improvement", "thermostat.mode"), ("service", "thermostat.fault-code")]
+        {
+            let bytes = d
+                .give_consent(
+                    id("calora"),
+                    id(purpose),
+                    Scope::metrics([id::<MetricId>(metric)]),
+                    t,
+                    None,
+                    "P90D".parse().unwrap(),
+                    t,
+                )
+                .unwrap();
+            one.receive_receipt(&bytes, t).unwrap();
+            many.receive_receipt(&bytes, t).unwrap();
+        }
+        d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category((i % 6) as u32), now);
+        d.record_service(&id("thermostat.fault-code"), Value::Int(i as i64), now);
+        for f in d.flush(now) {
+            let opened = w.agg.keys().open(&f, now, &catalogue().digest()).unwrap();
+            templates
+                .extend(envelope::decode_batch::<Report>(&opened.plaintext, &Default::default()).unwrap());
+            frames.push(f);
+        }
+    }
+    // Some committed before: their envelopes and ids are replays in the mixed batch.
+    for f in &frames[..10] {
+        one.ingest(f, now).unwrap();
+        many.ingest(f, now).unwrap();
+    }
+    let mut rng = SeededRng::seed_from_u64(77);
+    let mut batch: Vec<(Vec<u8>, Timestamp)> = Vec::new();
+    for i in 0..700usize {
+        let t = &templates[i % templates.len()];
+        let fresh = Report { id: ReportId::random(&mut rng), ..t.clone() };
+        let frame = match i % 10 {
+            // A resent committed envelope, and a resend of one from earlier in the batch.
+            0 => frames[i % 10].clone(),
+            1 if i > 300 => batch[i - 290].0.clone(),
+            // A committed report id, or one staged earlier in this batch, in a new envelope.
+            2 => seal(&mut w, &[templates[i % 10].clone()], day),
+            3 if i > 300 => {
+                let earlier = &batch[i - 297].0;
+                let opened = w.agg.keys().open(earlier, now, &catalogue().digest());
+                let reports = opened
+                    .ok()
+                    .and_then(|o| envelope::decode_batch::<Report>(&o.plaintext, &Default::default()).ok());
+                match reports {
+                    Some(rs) => seal(&mut w, &rs, day),
+                    None => seal(&mut w, std::slice::from_ref(&fresh), day),
+                }
+            }
+            // A report that is both a replay and misaligned: the replay is reported.
+            4 => {
+                seal(&mut w, &[Report { time: t.time.saturating_add_secs(60), ..templates[3].clone() }], day)
+            }
+            // A good report, then one of an unknown metric.
+            5 => seal(
+                &mut w,
+                &[fresh.clone(), Report { metric: id("x.y"), id: ReportId::random(&mut rng), ..t.clone() }],
+                day,
+            ),
+            6 => frames[i % frames.len()][..30].to_vec(),
+            _ => seal(&mut w, &[fresh], day),
+        };
+        // Two receive times, one of them past the window of some reports.
+        let at = if i % 13 == 0 { Timestamp::from_secs(T0 + 20 * 86_400) } else { now };
+        batch.push((frame, at));
+    }
+    let mut singly = Vec::new();
+    for (f, t) in &batch {
+        singly.push(one.stage(f, *t));
+    }
+    let refs: Vec<(&[u8], Timestamp)> = batch.iter().map(|(f, t)| (f.as_slice(), *t)).collect();
+    let together = many.stage_many(&refs);
+    assert_eq!(together.len(), batch.len());
+    let fmt = |r: &Result<(), IngestError>| format!("{r:?}");
+    for (i, (a, b)) in singly.iter().zip(&together).enumerate() {
+        assert_eq!(fmt(a), fmt(b), "frame {i}");
+    }
+    let codes: BTreeSet<&str> =
+        singly.iter().filter_map(|r| r.as_ref().err().map(IngestError::code)).collect();
+    for code in [
+        "replayed_envelope",
+        "replayed_report",
+        "unknown_metric",
+        "malformed_envelope",
+        "time_outside_window",
+    ] {
+        assert!(codes.contains(code), "the batch exercises {code}: {codes:?}");
+    }
+    let accepted = singly.iter().filter(|r| r.is_ok()).count();
+    assert!(accepted > 250, "{accepted} accepted");
+    assert_eq!(one.staged_reports(), many.staged_reports());
+    assert_eq!(one.commit(now).unwrap(), many.commit(now).unwrap());
+    assert_eq!(one.partition_states(), many.partition_states());
+    let records = |a: &Aggregator| {
+        a.store().connection().query_row("SELECT COUNT(*) FROM record", [], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    assert_eq!(records(&one), records(&many));
+    assert!(records(&one) > 10);
+}

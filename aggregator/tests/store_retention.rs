@@ -148,10 +148,15 @@ fn a_failed_commit_changes_nothing() {
     assert!(store.records(&r, &m, Timestamp::EPOCH, Timestamp::MAX).unwrap().is_empty());
     assert_eq!(store.audit_log().unwrap().size(), 1);
     assert_eq!(store.seen_ids(Timestamp::from_secs(0)).unwrap().len(), 2);
+    assert!(store.id_seen(&[1; 16]).unwrap() && !store.id_seen(&[3; 16]).unwrap());
     assert!(
         store.seen_ids(Timestamp::from_secs(2 * DAY)).unwrap().is_empty(),
         "expired ids are not returned"
     );
+    // Purge forgets them, at their expiry and not before.
+    assert_eq!(store.purge(Timestamp::from_secs(2 * DAY - 1)).unwrap().ids_forgotten, 0);
+    assert_eq!(store.purge(Timestamp::from_secs(2 * DAY)).unwrap().ids_forgotten, 2);
+    assert!(!store.id_seen(&[1; 16]).unwrap());
 }
 
 #[test]
@@ -177,4 +182,35 @@ fn schema_from_the_future_is_refused() {
         SqliteStore::open(&db),
         Err(confiance_aggregator::store::StoreError::SchemaTooNew { found: 99, .. })
     ));
+}
+
+#[test]
+fn report_ids_of_a_schema_1_database_are_migrated() {
+    let db = tmp("migrate-ids");
+    drop(SqliteStore::open(&db).unwrap());
+    // Back to schema 1: ids lived in a blob per envelope.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("DROP TABLE seen_id; PRAGMA user_version = 1;").unwrap();
+    let ids: Vec<u8> = [[1u8; 16], [2; 16], [3; 16]].concat();
+    conn.execute(
+        "INSERT INTO seen_envelope (digest, expires_at, ids) VALUES (?1, ?2, ?3)",
+        rusqlite::params![&[9u8; 32][..], 2 * DAY as i64, ids],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO seen_envelope (digest, expires_at, ids) VALUES (?1, ?2, ?3)",
+        rusqlite::params![&[8u8; 32][..], 3 * DAY as i64, &[4u8; 16][..]],
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&db).unwrap();
+    let mut seen = store.seen_ids(Timestamp::EPOCH).unwrap();
+    seen.sort();
+    let t = |d: u64| Timestamp::from_secs(d * DAY);
+    assert_eq!(seen, vec![([1; 16], t(2)), ([2; 16], t(2)), ([3; 16], t(2)), ([4; 16], t(3))]);
+    assert!(store.id_seen(&[2; 16]).unwrap() && !store.id_seen(&[5; 16]).unwrap());
+    assert!(store.envelope_seen(&[9; 32]).unwrap());
+    let blobs: i64 =
+        store.connection().query_row("SELECT SUM(LENGTH(ids)) FROM seen_envelope", [], |r| r.get(0)).unwrap();
+    assert_eq!(blobs, 0, "the per-envelope copies are gone");
 }

@@ -134,6 +134,24 @@ impl MetricKind {
             Self::Numeric { .. } | Self::Count { .. } => None,
         }
     }
+
+    /// The category labels in index order (`false`, `true` for a boolean); empty for a
+    /// numeric or count metric.
+    ///
+    /// ```
+    /// use confiance::catalogue::MetricKind;
+    ///
+    /// assert_eq!(MetricKind::Boolean.labels(), ["false", "true"]);
+    /// assert!(MetricKind::Count { max: 10 }.labels().is_empty());
+    /// ```
+    #[must_use]
+    pub fn labels(&self) -> Vec<&str> {
+        match self {
+            Self::Boolean => alloc::vec!["false", "true"],
+            Self::Categorical { labels } => labels.iter().map(String::as_str).collect(),
+            Self::Numeric { .. } | Self::Count { .. } => Vec::new(),
+        }
+    }
 }
 
 /// A per-period cap on the ε one device spends on one metric.

@@ -97,7 +97,64 @@ pub enum AuditEvent {
     },
 }
 
+/// The variant of an [`AuditEvent`], without its fields: what a scan of the log filters
+/// on ([`SqliteStore::events_of_kind`](super::SqliteStore::events_of_kind)).
+///
+/// The discriminant of each kind is its event's variant index, which is also the first
+/// byte of the event's leaf (postcard writes the variant index first, as a varint: one
+/// byte below 128), so a store can filter leaves without decoding them.
+///
+/// ```
+/// use confiance::ids::ReceiptId;
+/// use confiance_aggregator::audit::{AuditEvent, EventKind};
+/// assert_eq!(AuditEvent::ConsentGiven { receipt: ReceiptId([1; 32]) }.kind(), EventKind::ConsentGiven);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+#[repr(u8)]
+pub enum EventKind {
+    /// [`AuditEvent::ConsentGiven`].
+    ConsentGiven = 0,
+    /// [`AuditEvent::ConsentWithdrawn`].
+    ConsentWithdrawn = 1,
+    /// [`AuditEvent::IngestBatch`].
+    IngestBatch = 2,
+    /// [`AuditEvent::Release`].
+    Release = 3,
+    /// [`AuditEvent::Transcryption`].
+    Transcryption = 4,
+    /// [`AuditEvent::Purge`].
+    Purge = 5,
+    /// [`AuditEvent::KeyDestruction`].
+    KeyDestruction = 6,
+    /// [`AuditEvent::CatalogueChange`].
+    CatalogueChange = 7,
+}
+
+impl EventKind {
+    /// The first byte of the leaf of every event of this kind.
+    #[must_use]
+    pub const fn leaf_tag(self) -> u8 {
+        self as u8
+    }
+}
+
 impl AuditEvent {
+    /// Which variant this is.
+    #[must_use]
+    pub const fn kind(&self) -> EventKind {
+        match self {
+            Self::ConsentGiven { .. } => EventKind::ConsentGiven,
+            Self::ConsentWithdrawn { .. } => EventKind::ConsentWithdrawn,
+            Self::IngestBatch { .. } => EventKind::IngestBatch,
+            Self::Release { .. } => EventKind::Release,
+            Self::Transcryption { .. } => EventKind::Transcryption,
+            Self::Purge { .. } => EventKind::Purge,
+            Self::KeyDestruction { .. } => EventKind::KeyDestruction,
+            Self::CatalogueChange { .. } => EventKind::CatalogueChange,
+        }
+    }
+
     /// The instant the event carries, if any ([`AuditEvent::ConsentGiven`] has none: its
     /// times are in the receipt).
     #[must_use]
@@ -169,4 +226,43 @@ impl LoggedEvent {
 
 pub(crate) fn encode_leaf(event: &AuditEvent, seq: u64) -> Result<Vec<u8>, AuditError> {
     postcard::to_allocvec(&(event, seq)).map_err(|_| AuditError::Corrupt("event does not encode"))
+}
+
+#[cfg(test)]
+mod tests {
+    use confiance::Timestamp;
+    use confiance::ids::{MetricId, ReceiptId, RecipientId};
+
+    use super::{AuditEvent, encode_leaf};
+
+    /// A store filters leaves on [`super::EventKind::leaf_tag`]: it must be the first byte of
+    /// every variant's leaf, whatever the fields and the sequence number.
+    #[test]
+    fn leaf_tag_is_the_first_leaf_byte() {
+        let at = Timestamp::from_secs(u64::MAX - 1);
+        let (r, m) = (RecipientId::new("lab-eu").unwrap(), MetricId::new("a.b").unwrap());
+        let events = [
+            AuditEvent::ConsentGiven { receipt: ReceiptId([0xff; 32]) },
+            AuditEvent::ConsentWithdrawn { receipt: ReceiptId([0x80; 32]), at },
+            AuditEvent::IngestBatch { envelope_digest: [0xff; 32], reports: u32::MAX, partitions: 9, at },
+            AuditEvent::Release {
+                recipient: r.clone(),
+                metric: m,
+                window_start: at,
+                window_end: at,
+                partitions: 1,
+                at,
+            },
+            AuditEvent::Transcryption { recipient: r, receipt: None, proof_digest: [1; 32], at },
+            AuditEvent::Purge { partitions: 1, records: 2, at },
+            AuditEvent::KeyDestruction { key_id: [0x7f; 32], at },
+            AuditEvent::CatalogueChange { digest: [3; 32], at },
+        ];
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.kind() as usize, i, "kinds follow the variant order");
+            for seq in [0, 127, 128, u64::MAX] {
+                assert_eq!(encode_leaf(e, seq).unwrap().first(), Some(&e.kind().leaf_tag()));
+            }
+        }
+    }
 }

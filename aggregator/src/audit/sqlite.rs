@@ -5,6 +5,7 @@ use std::borrow::Borrow;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::AuditError;
+use super::event::{EventKind, LoggedEvent};
 use super::merkle::Hash;
 use super::store::{AppendBatch, AuditStore};
 
@@ -92,6 +93,61 @@ impl<C: Borrow<Connection>> SqliteStore<C> {
     /// Gives the connection back.
     pub fn into_inner(self) -> C {
         self.conn
+    }
+
+    /// Every event of one of `kinds`, oldest first.
+    ///
+    /// One pass over `audit_leaf` in SQLite, filtering on the leaf's first byte
+    /// ([`EventKind::leaf_tag`]) so that only the matching leaves are copied out and
+    /// decoded: what a reconciliation at open needs (consent events among many ingest
+    /// events) without decoding the whole log. Hashes are not re-checked here (that is
+    /// [`AuditLog::event`](super::AuditLog::event)'s and the verifier's job).
+    ///
+    /// ```
+    /// use confiance::{Timestamp, ids::ReceiptId};
+    /// use confiance_aggregator::audit::{AuditEvent, AuditLog, EventKind};
+    /// let mut log = AuditLog::open_sqlite(rusqlite::Connection::open_in_memory()?)?;
+    /// let at = Timestamp::from_secs(9);
+    /// log.append(&AuditEvent::Purge { partitions: 1, records: 0, at })?;
+    /// log.append(&AuditEvent::ConsentGiven { receipt: ReceiptId([2; 32]) })?;
+    /// let found = log.store().events_of_kind(&[EventKind::ConsentGiven])?;
+    /// assert_eq!(found.len(), 1);
+    /// assert_eq!(found[0].seq, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`AuditError::Sqlite`]; [`AuditError::Corrupt`] for a leaf that does not decode or
+    /// carries another sequence number than its row.
+    pub fn events_of_kind(&self, kinds: &[EventKind]) -> Result<Vec<LoggedEvent>, AuditError> {
+        self.scan(kinds, "ORDER BY seq")
+    }
+
+    /// The newest event of one of `kinds`, if any (a backward walk from the end of the
+    /// log that stops at the first match).
+    ///
+    /// # Errors
+    /// As [`Self::events_of_kind`].
+    pub fn last_of_kind(&self, kinds: &[EventKind]) -> Result<Option<LoggedEvent>, AuditError> {
+        Ok(self.scan(kinds, "ORDER BY seq DESC LIMIT 1")?.pop())
+    }
+
+    fn scan(&self, kinds: &[EventKind], tail: &str) -> Result<Vec<LoggedEvent>, AuditError> {
+        let tags: Vec<u8> = kinds.iter().map(|k| k.leaf_tag()).collect();
+        let sql = format!("SELECT seq, leaf FROM audit_leaf WHERE instr(?1, substr(leaf, 1, 1)) > 0 {tail}");
+        let mut st = self.connection().prepare_cached(&sql)?;
+        let mut rows = st.query([tags])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let leaf = r.get_ref(1)?.as_blob().map_err(|_| AuditError::Corrupt("leaf is not a blob"))?;
+            let e = LoggedEvent::from_leaf_bytes(leaf)?;
+            if i64::try_from(e.seq).ok() != Some(seq) {
+                return Err(AuditError::Corrupt("stored leaf disagrees with its position"));
+            }
+            out.push(e);
+        }
+        Ok(out)
     }
 
     fn write(&self, batch: &AppendBatch) -> Result<(), AuditError> {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use confiance::Timestamp;
-use confiance::catalogue::{Catalogue, MetricKind, Privacy};
+use confiance::catalogue::Catalogue;
 use confiance::consent::{ConsentState, DeviceKey, Scope};
 use confiance::envelope::AeadId;
 use confiance::hazmat::{SeedableRng as _, SeededRng};
@@ -16,12 +16,9 @@ use confiance::ids::{MetricId, PurposeId, RecipientId};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value as DevValue};
 use confiance_aggregator::audit::{SignedCheckpoint, Verifier};
-use confiance_aggregator::estimate::Accumulator;
 use confiance_aggregator::keys::KeyStore;
-use confiance_aggregator::ledger::{Fact, Party};
-use confiance_aggregator::report::{
-    AccessRow, BudgetRow, EstimateRow, Format, Header, LogStatus, ReportData, RetentionKind, RetentionRow,
-};
+use confiance_aggregator::ledger::Party;
+use confiance_aggregator::report::{Format, GatherOptions, LogStatus, ReportData};
 use confiance_aggregator::server::query::{
     ApiError, Query, parse_metric, parse_purpose, parse_recipient, parse_subject, parse_time, release_json,
     run_query,
@@ -612,170 +609,19 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
     }
 }
 
-fn labels_of(kind: &MetricKind) -> Vec<String> {
-    match kind {
-        MetricKind::Boolean => vec!["false".into(), "true".into()],
-        MetricKind::Categorical { labels } => labels.clone(),
-        _ => Vec::new(),
-    }
-}
-
 fn report(cli: &Cli, format: ReportFormat, out: Option<&Path>, at: Timestamp) -> Result<Value, Fail> {
     let kf = key_file(cli)?;
     let agg = open(cli, &kf)?;
-    let cat = agg.catalogue();
-    let mut data = ReportData::new(Header {
-        title: format!("Who sees what — {}", cat.name()),
-        catalogue_name: cat.name().to_owned(),
-        catalogue_version: cat.version(),
-        catalogue_digest_hex: hex(&cat.digest().0),
-        generated_at: wall_now(),
-        at,
-        as_known_at: None,
-        horizon: None,
-    });
-    // Access: consent cohorts per recipient × metric × window × hold, from the ledger.
-    let mut cohorts: std::collections::BTreeMap<(String, String, u64, Option<u64>, u64), u64> =
-        std::collections::BTreeMap::new();
-    for (r, _) in cat.recipients() {
-        let hist = agg.ledger().history(&Party::Recipient(r.clone()), Timestamp::EPOCH, Timestamp::MAX);
-        let withdrawn: std::collections::HashMap<_, _> = hist
-            .iter()
-            .filter_map(|h| match &h.fact {
-                Fact::ConsentWithdrawn { receipt, at, .. } => Some((*receipt, *at)),
-                _ => None,
-            })
-            .collect();
-        for h in &hist {
-            if let Fact::ConsentGiven { receipt, metrics, valid_from, valid_until, hold, .. } = &h.fact {
-                let end = match (valid_until, withdrawn.get(receipt)) {
-                    (Some(u), Some(w)) => Some((*u).min(*w)),
-                    (u, w) => u.or(w.copied()),
-                };
-                let hold_secs = hold
-                    .deadline_from(*valid_from)
-                    .at
-                    .as_secs()
-                    .saturating_sub(valid_from.as_secs())
-                    .min(10 * 365 * 86_400);
-                for m in metrics {
-                    *cohorts
-                        .entry((
-                            r.to_string(),
-                            m.to_string(),
-                            valid_from.as_secs(),
-                            end.map(Timestamp::as_secs),
-                            hold_secs,
-                        ))
-                        .or_default() += 1;
-                }
-            }
-        }
-    }
-    for ((recipient, metric, from, end, hold_secs), n) in cohorts {
-        data.access.push(AccessRow {
-            recipient,
-            metric,
-            subject: format!("{n} subject{}", if n == 1 { "" } else { "s" }),
-            window_start: Timestamp::from_secs(from),
-            window_end: end.map(Timestamp::from_secs),
-            hold_secs,
-        });
-    }
-    // Budgets and estimates, per anonymous metric, from the committed partitions (no release).
-    let states = agg.partition_states();
-    for (id, m) in cat.metrics() {
-        let Privacy::Ldp { epsilon, budget, .. } = &m.privacy else { continue };
-        let received: u64 = states.iter().filter(|(k, _)| &k.metric == id).map(|(_, (n, _))| *n).sum();
-        data.budgets.push(BudgetRow {
-            metric: id.to_string(),
-            epsilon_per_report: epsilon.to_f64(),
-            budget_per_period: budget.as_ref().map_or(epsilon.to_f64(), |b| b.epsilon.to_f64()),
-            period_secs: budget.as_ref().and_then(|b| b.period.fixed_secs()).unwrap_or(86_400),
-            reports_received: received,
-            spent: None,
-        });
-        let mut acc: Option<Accumulator> = None;
-        for (_, (_, bytes)) in states.iter().filter(|(k, _)| &k.metric == id) {
-            let Ok(a) = Accumulator::from_bytes(bytes) else { continue };
-            match &mut acc {
-                None => acc = Some(a),
-                Some(x) => {
-                    let _ = x.merge(&a);
-                }
-            }
-        }
-        if let Some(acc) = acc.filter(|a| a.estimate().n > 0) {
-            let est = acc.estimate();
-            let labels = labels_of(&m.kind);
-            for (i, p) in est.values.iter().enumerate() {
-                data.estimates.push(EstimateRow {
-                    metric: id.to_string(),
-                    label: labels
-                        .get(i)
-                        .cloned()
-                        .unwrap_or_else(|| if labels.is_empty() { "mean".into() } else { i.to_string() }),
-                    estimate: p.value,
-                    ci95_low: p.ci95_low,
-                    ci95_high: p.ci95_high,
-                    std_error: p.std_error,
-                    true_value: None,
-                    n: est.n,
-                });
-            }
-        }
-    }
-    // Retention: partitions and overdue items.
-    for (k, (n, _)) in &states {
-        let deadline = k.deadline();
-        data.retention.push(RetentionRow {
-            item: format!("{} {}", k.metric, k.bucket_start.to_rfc3339()),
-            kind: RetentionKind::Partition,
-            metric: k.metric.to_string(),
-            records: *n,
-            collected_from: Some(k.bucket_start),
-            deadline,
-            purged_at: None,
-            overdue_by_secs: (deadline <= at).then(|| at.as_secs() - deadline.as_secs()),
-        });
-    }
-    let overdue = agg.ledger().overdue(at);
-    for r in &overdue.records {
-        data.retention.push(RetentionRow {
-            item: format!("record {}", hex(&r.record)),
-            kind: RetentionKind::Records,
-            metric: r.metric.to_string(),
-            records: 1,
-            collected_from: Some(r.collected_at),
-            deadline: r.deadline,
-            purged_at: None,
-            overdue_by_secs: Some(at.as_secs().saturating_sub(r.deadline.as_secs())),
-        });
-    }
-    // The audit log, fully verified.
     let signer = kf.signer().map_err(|e| bad("bad_key_file", e))?;
-    let verifier = Verifier::new(signer.origin(), signer.verifying_key()).map_err(internal)?;
-    let log = agg.store().audit_log().map_err(internal)?;
-    let cp = log.checkpoint(&signer, wall_now());
-    let (events, verdict) = match log.export(log.size()) {
-        Ok(events) => {
-            let verdict = verifier.audit(&cp, &events).map_err(|e| e.to_string());
-            (events, verdict)
-        }
-        Err(e) => (Vec::new(), Err(format!("export failed: {e}"))),
+    let title = format!("Who sees what — {}", agg.catalogue().name());
+    let opts = GatherOptions {
+        title: &title,
+        at,
+        generated_at: wall_now(),
+        signer: Some(&signer),
+        ..GatherOptions::default()
     };
-    data.log = Some(LogStatus {
-        tree_size: log.size(),
-        root_hex: hex(cp.checkpoint().root()),
-        checkpoint_verified: verdict.is_ok(),
-        consistency_verified: None,
-        inclusion_checked: events.len() as u64,
-        inclusion_failed: u64::from(verdict.is_err()),
-        message: verdict.map_or_else(
-            |e| format!("audit failed: {e}"),
-            |()| "every event recomputed to the signed root".into(),
-        ),
-    });
+    let data = ReportData::gather(&agg, &opts).map_err(internal)?;
     let fmt = match format {
         ReportFormat::Html => Format::Html,
         ReportFormat::Json => Format::Json,

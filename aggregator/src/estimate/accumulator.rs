@@ -1,5 +1,9 @@
 //! Per-mechanism accumulators: integer counts or moments, validated on entry.
 
+mod counts;
+
+pub(crate) use counts::Counts;
+
 use super::EstimateError;
 use confiance::ldp::{LdpReport, Mechanism, Params};
 use serde::{Deserialize, Serialize};
@@ -7,16 +11,18 @@ use serde::{Deserialize, Serialize};
 /// The largest stored accumulator [`Accumulator::from_bytes`] will decode (256 MiB).
 pub const MAX_STORED_BYTES: usize = 256 << 20;
 
-const FORMAT_VERSION: u8 = 1;
+/// Version 2: counts are [`Counts`] (sparse or dense, canonical). Version 1 (always
+/// dense) is still decoded, into the canonical form; it is written back as version 2.
+const FORMAT_VERSION: u8 = 2;
 
-/// What an accumulator keeps: fixed size for a given mechanism, whatever the number
-/// of reports.
+/// What an accumulator keeps: bounded for a given mechanism, whatever the number of
+/// reports, and no bigger than its non-zero counts while they are few.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum State {
     /// GRR: reports per category (d). OUE/SUE: set bits per position (d).
     /// OLH: reports per (pool entry, hash value), row-major (pool × g).
     /// Hadamard: reports per column (k); general-privacy HR: per output (blocks × block size).
-    Counts(Vec<u64>),
+    Counts(Counts),
     /// Piecewise: Σy and Σy² of the grid points (exact).
     Moments {
         /// Σ y.
@@ -42,11 +48,11 @@ pub struct Accumulator {
 
 fn state_for(m: &Mechanism) -> State {
     match *m.params() {
-        Params::Grr { d } | Params::Oue { d } | Params::Sue { d } => State::Counts(vec![0; d as usize]),
-        Params::Olh { g, pool, .. } => State::Counts(vec![0; g as usize * pool as usize]),
-        Params::Hadamard { k, .. } => State::Counts(vec![0; k as usize]),
+        Params::Grr { d } | Params::Oue { d } | Params::Sue { d } => State::Counts(Counts::zeros(d as usize)),
+        Params::Olh { g, pool, .. } => State::Counts(Counts::zeros(g as usize * pool as usize)),
+        Params::Hadamard { k, .. } => State::Counts(Counts::zeros(k as usize)),
         Params::HadamardBlocks { blocks, block_size, .. } => {
-            State::Counts(vec![0; blocks as usize * block_size as usize])
+            State::Counts(Counts::zeros(blocks as usize * block_size as usize))
         }
         Params::Piecewise { .. } => State::Moments { sum: 0, sum_sq: 0 },
         _ => State::Ones(0),
@@ -114,22 +120,15 @@ impl Accumulator {
         let n = self.n.checked_add(1).ok_or(EstimateError::Overflow)?;
         // Every check happens before the first write.
         match (*self.mechanism.params(), report, &mut self.state) {
-            (Params::Grr { d }, LdpReport::Grr(v), State::Counts(c)) => {
-                let slot = c.get_mut(index(*v, d)?).ok_or(EstimateError::OutOfRange)?;
-                *slot += 1;
-            }
+            (Params::Grr { d }, LdpReport::Grr(v), State::Counts(c)) => c.increment(index(*v, d)?)?,
             (Params::Hadamard { k, .. }, LdpReport::Hadamard(j), State::Counts(c)) => {
-                let slot = c.get_mut(index(*j, k)?).ok_or(EstimateError::OutOfRange)?;
-                *slot += 1;
+                c.increment(index(*j, k)?)?;
             }
             (Params::HadamardBlocks { blocks, block_size, .. }, LdpReport::Hadamard(j), State::Counts(c)) => {
-                let slot = c.get_mut(index(*j, blocks * block_size)?).ok_or(EstimateError::OutOfRange)?;
-                *slot += 1;
+                c.increment(index(*j, blocks * block_size)?)?;
             }
             (Params::Olh { g, pool, .. }, LdpReport::Olh { seed, value }, State::Counts(c)) => {
-                let i = index(*seed, pool)? * g as usize + index(*value, g)?;
-                let slot = c.get_mut(i).ok_or(EstimateError::OutOfRange)?;
-                *slot += 1;
+                c.increment(index(*seed, pool)? * g as usize + index(*value, g)?)?;
             }
             (Params::Oue { d }, LdpReport::Oue(bits), State::Counts(c))
             | (Params::Sue { d }, LdpReport::Sue(bits), State::Counts(c)) => {
@@ -137,10 +136,8 @@ impl Accumulator {
                 for (byte_index, byte) in bits.iter().enumerate() {
                     let mut b = *byte;
                     while b != 0 {
-                        let i = byte_index * 8 + b.trailing_zeros() as usize;
-                        if let Some(slot) = c.get_mut(i) {
-                            *slot += 1;
-                        }
+                        // In range: `check_bits` bounded the bits by d.
+                        let _ = c.increment(byte_index * 8 + b.trailing_zeros() as usize);
                         b &= b - 1;
                     }
                 }
@@ -164,7 +161,8 @@ impl Accumulator {
         Ok(())
     }
 
-    /// Add every report of `other` (same mechanism and parameters) into `self`.
+    /// Add every report of `other` (same mechanism and parameters) into `self`, in
+    /// place: the cost follows `other`'s non-zero counts, not the vectors' length.
     ///
     /// # Errors
     /// [`EstimateError::MismatchedConfig`] or [`EstimateError::Overflow`]; on error
@@ -174,25 +172,45 @@ impl Accumulator {
             return Err(EstimateError::MismatchedConfig);
         }
         let n = self.n.checked_add(other.n).ok_or(EstimateError::Overflow)?;
-        let state = match (&self.state, &other.state) {
-            (State::Counts(a), State::Counts(b)) if a.len() == b.len() => State::Counts(
-                a.iter()
-                    .zip(b)
-                    .map(|(x, y)| x.checked_add(*y).ok_or(EstimateError::Overflow))
-                    .collect::<Result<_, _>>()?,
-            ),
+        // Every check happens before the first write (`Counts::merge` checks its own).
+        match (&mut self.state, &other.state) {
+            (State::Counts(a), State::Counts(b)) => a.merge(b)?,
             (State::Moments { sum: s1, sum_sq: q1 }, State::Moments { sum: s2, sum_sq: q2 }) => {
-                State::Moments {
-                    sum: s1.checked_add(*s2).ok_or(EstimateError::Overflow)?,
-                    sum_sq: q1.checked_add(*q2).ok_or(EstimateError::Overflow)?,
-                }
+                let (s, q) = (s1.checked_add(*s2), q1.checked_add(*q2));
+                let (Some(s), Some(q)) = (s, q) else { return Err(EstimateError::Overflow) };
+                (*s1, *q1) = (s, q);
+            }
+            (State::Ones(a), State::Ones(b)) => *a = a.checked_add(*b).ok_or(EstimateError::Overflow)?,
+            _ => return Err(EstimateError::MismatchedConfig),
+        }
+        self.n = n;
+        Ok(())
+    }
+
+    /// Takes back the reports of `other` from `self`, in place: undoes
+    /// `self.merge(other)` exactly (integers), so a caller that merged before a failed
+    /// durable write can restore what it had without having cloned it.
+    ///
+    /// # Errors
+    /// [`EstimateError::MismatchedConfig`] when `other` is not part of `self` (another
+    /// mechanism, or a count that would go below zero); on error `self` is unchanged.
+    pub(crate) fn unmerge(&mut self, other: &Self) -> Result<(), EstimateError> {
+        let n = self.n.checked_sub(other.n);
+        let (Some(n), true) = (n, self.mechanism == other.mechanism) else {
+            return Err(EstimateError::MismatchedConfig);
+        };
+        match (&mut self.state, &other.state) {
+            (State::Counts(a), State::Counts(b)) => a.unmerge(b)?,
+            (State::Moments { sum: s1, sum_sq: q1 }, State::Moments { sum: s2, sum_sq: q2 }) => {
+                let (s, q) = (s1.checked_sub(*s2), q1.checked_sub(*q2));
+                let (Some(s), Some(q)) = (s, q) else { return Err(EstimateError::MismatchedConfig) };
+                (*s1, *q1) = (s, q);
             }
             (State::Ones(a), State::Ones(b)) => {
-                State::Ones(a.checked_add(*b).ok_or(EstimateError::Overflow)?)
+                *a = a.checked_sub(*b).ok_or(EstimateError::MismatchedConfig)?;
             }
             _ => return Err(EstimateError::MismatchedConfig),
-        };
-        self.state = state;
+        }
         self.n = n;
         Ok(())
     }
@@ -213,7 +231,22 @@ impl Accumulator {
         if bytes.len() > MAX_STORED_BYTES {
             return Err(EstimateError::Corrupt);
         }
-        let (acc, rest): (Self, _) = postcard::take_from_bytes(bytes).map_err(|_| EstimateError::Corrupt)?;
+        let (acc, rest) = match bytes.first() {
+            Some(&FORMAT_VERSION) => postcard::take_from_bytes::<Self>(bytes),
+            Some(1) => postcard::take_from_bytes::<AccumulatorV1>(bytes).map(|(old, rest)| {
+                let mut state = match old.state {
+                    StateV1::Counts(c) => State::Counts(Counts::Dense(c)),
+                    StateV1::Moments { sum, sum_sq } => State::Moments { sum, sum_sq },
+                    StateV1::Ones(x) => State::Ones(x),
+                };
+                if let State::Counts(c) = &mut state {
+                    c.normalise();
+                }
+                (Self { version: FORMAT_VERSION, mechanism: old.mechanism, n: old.n, state }, rest)
+            }),
+            _ => return Err(EstimateError::Corrupt),
+        }
+        .map_err(|_| EstimateError::Corrupt)?;
         if !rest.is_empty() || acc.version != FORMAT_VERSION || !acc.consistent() {
             return Err(EstimateError::Corrupt);
         }
@@ -223,6 +256,11 @@ impl Accumulator {
     /// The invariants `add` maintains.
     fn consistent(&self) -> bool {
         let n = self.n;
+        if let State::Counts(c) = &self.state
+            && !c.is_canonical()
+        {
+            return false;
+        }
         match (*self.mechanism.params(), &self.state) {
             (Params::Grr { d }, State::Counts(c)) => c.len() == d as usize && sum_is(c, n),
             (Params::Hadamard { k, .. }, State::Counts(c)) => c.len() == k as usize && sum_is(c, n),
@@ -233,7 +271,7 @@ impl Accumulator {
                 c.len() == g as usize * pool as usize && sum_is(c, n)
             }
             (Params::Oue { d } | Params::Sue { d }, State::Counts(c)) => {
-                c.len() == d as usize && c.iter().all(|x| *x <= n)
+                c.len() == d as usize && c.max() <= n
             }
             (Params::Piecewise { outputs, .. }, State::Moments { sum, sum_sq }) => {
                 let top = u128::from(outputs - 1);
@@ -245,8 +283,26 @@ impl Accumulator {
     }
 }
 
-fn sum_is(c: &[u64], n: u64) -> bool {
-    c.iter().try_fold(0u64, |acc, x| acc.checked_add(*x)) == Some(n)
+fn sum_is(c: &Counts, n: u64) -> bool {
+    c.sum() == Some(n)
+}
+
+/// The version-1 layout (dense counts), still decoded by [`Accumulator::from_bytes`].
+#[derive(Deserialize)]
+struct AccumulatorV1 {
+    #[allow(dead_code, reason = "checked by the caller from the first byte")]
+    version: u8,
+    mechanism: Mechanism,
+    n: u64,
+    state: StateV1,
+}
+
+/// [`State`] of format version 1.
+#[derive(Deserialize)]
+enum StateV1 {
+    Counts(Vec<u64>),
+    Moments { sum: u128, sum_sq: u128 },
+    Ones(u64),
 }
 
 fn index(v: u32, bound: u32) -> Result<usize, EstimateError> {
@@ -263,3 +319,6 @@ fn check_bits(bits: &[u8], d: u32) -> Result<(), EstimateError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,6 @@
 //! From counts to estimates with variance and intervals.
 
-use super::accumulator::{Accumulator, State};
+use super::accumulator::{Accumulator, Counts, State};
 use super::theory::{
     count_variance, hadamard_blocks_constants, hadamard_blocks_count_variance, piecewise_constants,
     support_probabilities,
@@ -69,8 +69,9 @@ impl Estimate {
 impl Accumulator {
     /// For frequency oracles, the number of reports supporting each category
     /// (S_v of Wang et al. 2017): the decoding step. Hadamard response by one fast
-    /// Walsh–Hadamard transform (O(k log k)); OLH by evaluating each pool entry once
-    /// per category (O(pool·d), independent of n). `None` for numeric mechanisms.
+    /// Walsh–Hadamard transform (O(k log k)); OLH by evaluating each pool entry that
+    /// holds a report once per category (O(min(pool, nonzero)·d), independent of n).
+    /// `None` for numeric mechanisms.
     #[must_use]
     #[allow(clippy::cast_precision_loss, reason = "counts below 2^53 are exact in f64")]
     pub fn support_counts(&self) -> Option<Vec<f64>> {
@@ -78,10 +79,21 @@ impl Accumulator {
         let m = self.mechanism();
         Some(match *m.params() {
             Params::Grr { .. } | Params::Oue { .. } | Params::Sue { .. } => {
-                c.iter().map(|x| *x as f64).collect()
+                c.to_dense().into_iter().map(|x| x as f64).collect()
             }
             Params::Hadamard { d, .. } => {
-                let mut t: Vec<i64> = c.iter().map(|x| i64::try_from(*x).unwrap_or(i64::MAX)).collect();
+                let mut t = vec![0i64; c.len()];
+                let to_i64 = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+                match c {
+                    Counts::Dense(v) => t.iter_mut().zip(v).for_each(|(t, x)| *t = to_i64(*x)),
+                    Counts::Sparse { .. } => {
+                        for (j, x) in c.nonzero() {
+                            if let Some(slot) = t.get_mut(j) {
+                                *slot = to_i64(x);
+                            }
+                        }
+                    }
+                }
                 fwht(&mut t);
                 // Column j supports v iff H[v+1][j] = +1: S_v = (n + (H c)[v+1]) / 2.
                 let n = self.count() as f64;
@@ -93,12 +105,39 @@ impl Accumulator {
             }
             Params::Olh { d, g, pool, pool_key } => {
                 let mut support = vec![0u64; d as usize];
-                for (seed, row) in (0..pool).zip(c.chunks_exact(g as usize)) {
+                let width = g as usize;
+                let add_row = |support: &mut Vec<u64>, seed: u32, row: &[u64]| {
                     for_each_hash(pool_key, seed, d, g, |v, h| {
                         if let (Some(s), Some(x)) = (support.get_mut(v as usize), row.get(h as usize)) {
                             *s += *x;
                         }
                     });
+                };
+                if let Counts::Dense(v) = c {
+                    for (seed, row) in (0..pool).zip(v.chunks_exact(width)) {
+                        if row.iter().any(|x| *x != 0) {
+                            add_row(&mut support, seed, row);
+                        }
+                    }
+                    return Some(support.into_iter().map(|x| x as f64).collect());
+                }
+                // The non-zero cells come in index order, so a pool entry's cells are
+                // consecutive: gather one row, then hash each category once for it.
+                let mut row = vec![0u64; width];
+                let mut cells = c.nonzero().peekable();
+                while let Some((first, _)) = cells.peek().copied() {
+                    let seed = first / width;
+                    row.fill(0);
+                    while let Some((i, x)) = cells.next_if(|(i, _)| *i / width == seed) {
+                        if let Some(slot) = row.get_mut(i % width) {
+                            *slot = x;
+                        }
+                    }
+                    let Ok(seed) = u32::try_from(seed) else { break };
+                    if seed >= pool {
+                        break;
+                    }
+                    add_row(&mut support, seed, &row);
                 }
                 support.into_iter().map(|x| x as f64).collect()
             }
@@ -107,7 +146,7 @@ impl Accumulator {
     }
 
     /// General-privacy HR: one FWHT per block. Returns, per category, `S_v` (reports
-    /// in v's half of its block) and, per category, `T_j` (reports in v's block).
+    /// in v's half of its block) and `T_j` (reports in v's block).
     #[allow(clippy::cast_precision_loss, reason = "counts below 2^53 are exact in f64")]
     fn hadamard_blocks_sums(&self) -> Option<(Vec<f64>, Vec<f64>)> {
         let (State::Counts(c), Params::HadamardBlocks { d, blocks, block_size }) =
@@ -116,17 +155,26 @@ impl Accumulator {
             return None;
         };
         let (b, size) = (blocks as usize, block_size as usize);
-        let mut transformed = Vec::with_capacity(c.len());
-        for block in c.chunks_exact(size) {
-            let mut t: Vec<i64> = block.iter().map(|x| i64::try_from(*x).unwrap_or(i64::MAX)).collect();
-            fwht(&mut t);
-            transformed.push(t);
+        let to_i64 = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+        let mut all = vec![0i64; c.len()];
+        match c {
+            Counts::Dense(v) => all.iter_mut().zip(v).for_each(|(t, x)| *t = to_i64(*x)),
+            Counts::Sparse { .. } => {
+                for (j, x) in c.nonzero() {
+                    if let Some(slot) = all.get_mut(j) {
+                        *slot = to_i64(x);
+                    }
+                }
+            }
+        }
+        for block in all.chunks_exact_mut(size) {
+            fwht(block);
         }
         // Category v: block v mod B, row ⌊v/B⌋ + 1; (H c)[row] = 2S_v − T_j, (H c)[0] = T_j.
         let (mut support, mut block_totals) =
             (Vec::with_capacity(d as usize), Vec::with_capacity(d as usize));
         for v in 0..d as usize {
-            let t = transformed.get(v % b)?;
+            let t = all.get((v % b) * size..(v % b + 1) * size)?;
             let (total, h) = (*t.first()? as f64, *t.get(v / b + 1)? as f64);
             support.push((total + h) / 2.0);
             block_totals.push(total);

@@ -79,6 +79,16 @@ impl Names {
     pub fn metric_str(&self, s: &str) -> Option<u16> {
         self.metric_ix.get(s).copied()
     }
+    /// The name interned as `r`, `m`, `p`: the reverse of the lookups above.
+    pub fn recipient_id(&self, r: u16) -> Option<&RecipientId> {
+        self.recipients.get(usize::from(r))
+    }
+    pub fn metric_id(&self, m: u16) -> Option<&MetricId> {
+        self.metrics.get(usize::from(m))
+    }
+    pub fn purpose_id(&self, p: u16) -> Option<&PurposeId> {
+        self.purposes.get(usize::from(p))
+    }
 
     /// Index of the (recipient, metric) pair in per-pair tables.
     pub fn pair(&self, r: u16, m: u16) -> usize {
@@ -330,6 +340,11 @@ impl Index {
 
     pub fn subject(&self, id: &SubjectId) -> Option<u32> {
         self.subject_ix.get(id).copied()
+    }
+
+    /// The subject interned as `s`.
+    pub fn subject_id(&self, s: u32) -> Option<SubjectId> {
+        self.subject_ids.get(s as usize).copied()
     }
 
     pub fn intern_subject(&mut self, id: SubjectId) -> u32 {

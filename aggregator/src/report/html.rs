@@ -4,7 +4,8 @@
 use core::fmt::Write as _;
 
 use super::charts::{self, Chart};
-use super::text::{duration, html, instant, num};
+use super::table::{self, Cell, Table};
+use super::text::{html, instant};
 use super::{ReportData, SCHEMA_VERSION};
 
 const CSS: &str = "\
@@ -112,29 +113,25 @@ fn figure(o: &mut String, c: &Chart) -> core::fmt::Result {
     Ok(())
 }
 
-fn table(o: &mut String, head: &[&str], rows: impl Iterator<Item = (bool, Vec<Cell>)>) -> core::fmt::Result {
+/// Writes `t`; flagged rows get the `overdue` class (red), numbers the `num` class.
+fn table(o: &mut String, t: &Table) -> core::fmt::Result {
     o.push_str("<table>\n<thead><tr>");
-    for h in head {
+    for h in &t.head {
         write!(o, "<th scope=\"col\">{}</th>", html(h))?;
     }
     o.push_str("</tr></thead>\n<tbody>\n");
-    for (flag, cells) in rows {
-        o.push_str(if flag { "<tr class=\"overdue\">" } else { "<tr>" });
-        for c in cells {
+    for row in &t.rows {
+        o.push_str(if row.flagged { "<tr class=\"overdue\">" } else { "<tr>" });
+        for c in &row.cells {
             match c {
-                Cell::Text(t) => write!(o, "<td>{}</td>", html(&t))?,
-                Cell::Num(t) => write!(o, "<td class=\"num\">{}</td>", html(&t))?,
+                Cell::Text(t) => write!(o, "<td>{}</td>", html(t))?,
+                Cell::Num(t) => write!(o, "<td class=\"num\">{}</td>", html(t))?,
             }
         }
         o.push_str("</tr>\n");
     }
     o.push_str("</tbody>\n</table>\n");
     Ok(())
-}
-
-enum Cell {
-    Text(String),
-    Num(String),
 }
 
 fn empty(o: &mut String, what: &str) -> core::fmt::Result {
@@ -179,29 +176,7 @@ fn write_access(o: &mut String, d: &ReportData) -> core::fmt::Result {
     for c in charts::access_charts(d) {
         figure(o, &c)?;
     }
-    let mut rows: Vec<_> = d.access.iter().collect();
-    rows.sort_by(|a, b| a.recipient.cmp(&b.recipient));
-    table(
-        o,
-        &["Recipient", "Metric", "Subject or cohort", "Window start", "Window end", "Hold", "Sees until"],
-        rows.iter().map(|r| {
-            let end = r.window_end.map_or_else(|| "until withdrawn".to_string(), instant);
-            let until =
-                r.hold_until().map_or_else(|| format!("withdrawal + {}", duration(r.hold_secs)), instant);
-            (
-                false,
-                vec![
-                    Cell::Text(r.recipient.clone()),
-                    Cell::Text(r.metric.clone()),
-                    Cell::Text(r.subject.clone()),
-                    Cell::Text(instant(r.window_start)),
-                    Cell::Text(end),
-                    Cell::Text(duration(r.hold_secs)),
-                    Cell::Text(until),
-                ],
-            )
-        }),
-    )?;
+    table(o, &table::access(d))?;
     o.push_str("</section>\n");
     Ok(())
 }
@@ -213,39 +188,7 @@ fn write_budget(o: &mut String, d: &ReportData) -> core::fmt::Result {
         return o.write_str("</section>\n");
     };
     figure(o, &c)?;
-    let spent = |s: Option<f64>| s.map_or_else(|| "—".to_string(), num);
-    table(
-        o,
-        &[
-            "Metric",
-            "ε per report",
-            "Budget per period",
-            "Period",
-            "Reports received",
-            "Devices",
-            "Spent median",
-            "Spent p90",
-            "Spent max",
-        ],
-        d.budgets.iter().map(|b| {
-            let s = b.spent.as_ref();
-            let over = s.is_some_and(|s| s.max > b.budget_per_period);
-            (
-                over,
-                vec![
-                    Cell::Text(b.metric.clone()),
-                    Cell::Num(num(b.epsilon_per_report)),
-                    Cell::Num(num(b.budget_per_period)),
-                    Cell::Text(duration(b.period_secs)),
-                    Cell::Num(b.reports_received.to_string()),
-                    Cell::Num(s.map_or_else(|| "—".to_string(), |s| s.devices.to_string())),
-                    Cell::Num(spent(s.map(|s| s.median))),
-                    Cell::Num(spent(s.map(|s| s.p90))),
-                    Cell::Num(spent(s.map(|s| s.max))),
-                ],
-            )
-        }),
-    )?;
+    table(o, &table::budget(d))?;
     o.push_str("</section>\n");
     Ok(())
 }
@@ -260,35 +203,8 @@ fn write_estimates(o: &mut String, d: &ReportData) -> core::fmt::Result {
     for ((metric, rows), c) in charts::by_metric(&d.estimates).into_iter().zip(&charts) {
         writeln!(o, "<h3>{}</h3>", html(metric))?;
         figure(o, c)?;
-        let has_truth = rows.iter().any(|e| e.true_value.is_some());
-        let mut head = vec!["Label", "Estimate", "95% CI low", "95% CI high", "Std. error", "n"];
-        if has_truth {
-            head.extend(["True value", "Covered"]);
-        }
-        table(
-            o,
-            &head,
-            rows.iter().map(|e| {
-                let mut cells = vec![
-                    Cell::Text(e.label.clone()),
-                    Cell::Num(num(e.estimate)),
-                    Cell::Num(num(e.ci95_low)),
-                    Cell::Num(num(e.ci95_high)),
-                    Cell::Num(num(e.std_error)),
-                    Cell::Num(e.n.to_string()),
-                ];
-                if has_truth {
-                    let (t, cov) = match e.true_value {
-                        Some(t) => {
-                            (num(t), if (e.ci95_low..=e.ci95_high).contains(&t) { "yes" } else { "no" })
-                        }
-                        None => ("—".into(), "—"),
-                    };
-                    cells.extend([Cell::Num(t), Cell::Text(cov.into())]);
-                }
-                (false, cells)
-            }),
-        )?;
+        // The truth columns only where some row knows the truth (a simulation).
+        table(o, &table::estimates(&rows, rows.iter().any(|e| e.true_value.is_some())))?;
     }
     o.push_str("</section>\n");
     Ok(())
@@ -312,29 +228,7 @@ fn write_retention(o: &mut String, d: &ReportData) -> core::fmt::Result {
         )?;
     }
     figure(o, &c)?;
-    table(
-        o,
-        &["Item", "Kind", "Metric", "Records", "Collected from", "Deadline", "Purged", "Overdue by"],
-        d.retention.iter().map(|r| {
-            let kind = match r.kind {
-                super::RetentionKind::Partition => "anonymous partition",
-                super::RetentionKind::Records => "pseudonymous records",
-            };
-            (
-                r.overdue_by_secs.is_some(),
-                vec![
-                    Cell::Text(r.item.clone()),
-                    Cell::Text(kind.into()),
-                    Cell::Text(r.metric.clone()),
-                    Cell::Num(r.records.to_string()),
-                    Cell::Text(r.collected_from.map_or_else(|| "—".to_string(), instant)),
-                    Cell::Text(instant(r.deadline)),
-                    Cell::Text(r.purged_at.map_or_else(|| "no".to_string(), instant)),
-                    Cell::Text(r.overdue_by_secs.map_or_else(|| "—".to_string(), duration)),
-                ],
-            )
-        }),
-    )?;
+    table(o, &table::retention(d))?;
     o.push_str("</section>\n");
     Ok(())
 }

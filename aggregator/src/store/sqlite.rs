@@ -8,20 +8,23 @@ use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use super::{CommitBatch, NewRecord, PartitionKey, PurgeReport, Record, Store, StoreError, StoredPartition};
+use super::{
+    CommitBatch, NewRecord, PartitionKey, PurgeReport, Record, RecordHead, Store, StoreError, StoredPartition,
+};
 use crate::audit::{AuditEvent, AuditLog, SqliteStore as AuditSqlite};
 use confiance::Timestamp;
 use confiance::ids::{MetricId, ReceiptId, RecipientId};
 
 /// The schema version this build writes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Width of a record key's period: all records of one hold class collected in the same
 /// UTC day share a key, destroyed once the last of them is past its deadline.
 pub const PERIOD_SECS: u64 = 86_400;
 
 /// Migrations, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE partition_state (
     pkey         BLOB PRIMARY KEY,
     metric       TEXT NOT NULL,
@@ -62,7 +65,26 @@ CREATE TABLE seen_envelope (
     ids        BLOB NOT NULL
 );
 CREATE INDEX seen_expiry ON seen_envelope (expires_at);
-"];
+",
+    r"
+-- 2: one row per remembered report id, looked up by id when the in-memory filter says
+-- maybe (replaces the ids blob per envelope, which could only be scanned). No index
+-- on expires_at: ids are random, so each insert into such an index would dirty another
+-- random page on the ingest path; purge scans the table instead (rare, measured).
+CREATE TABLE seen_id (
+    id         BLOB PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+WITH RECURSIVE split(ids, expires_at, i) AS (
+    SELECT ids, expires_at, 0 FROM seen_envelope WHERE length(ids) >= 16
+    UNION ALL
+    SELECT ids, expires_at, i + 16 FROM split WHERE i + 32 <= length(ids)
+)
+INSERT INTO seen_id (id, expires_at)
+SELECT substr(ids, i + 1, 16), max(expires_at) FROM split GROUP BY substr(ids, i + 1, 16);
+UPDATE seen_envelope SET ids = x'';
+",
+];
 
 /// SQLite stores instants as signed 64-bit integers; "never" saturates to `i64::MAX`.
 fn sql_time(t: Timestamp) -> i64 {
@@ -159,6 +181,31 @@ impl SqliteStore {
         Ok(AuditLog::open(AuditSqlite::attach(&self.conn))?)
     }
 
+    /// Every stored record's clear-text columns, in the order they were stored; no body
+    /// is read or decrypted.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`], [`StoreError::Corrupt`] for ids that do not read back.
+    pub fn record_heads(&self) -> Result<Vec<RecordHead>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, metric, recipient, receipt, collected_at, deadline FROM record ORDER BY rowid",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let name = |i| r.get::<_, String>(i);
+            out.push(RecordHead {
+                id: blob(r.get(0)?, "record id")?,
+                metric: name(1)?.parse().map_err(|_| StoreError::Corrupt("record metric"))?,
+                recipient: name(2)?.parse().map_err(|_| StoreError::Corrupt("record recipient"))?,
+                receipt: ReceiptId(blob(r.get(3)?, "receipt id")?),
+                collected_at: from_sql_time(r.get(4)?),
+                deadline: from_sql_time(r.get(5)?),
+            });
+        }
+        Ok(out)
+    }
+
     fn period_key(
         tx: &Transaction<'_>,
         r: &NewRecord,
@@ -216,22 +263,33 @@ impl Store for SqliteStore {
     }
 
     fn seen_ids(&self, now: Timestamp) -> Result<Vec<([u8; 16], Timestamp)>, StoreError> {
-        let mut stmt =
-            self.conn.prepare("SELECT ids, expires_at FROM seen_envelope WHERE expires_at > ?1")?;
-        let rows = stmt.query_map([sql_time(now)], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
         let mut out = Vec::new();
-        for row in rows {
-            let (ids, exp) = row?;
-            if ids.len() % 16 != 0 {
-                return Err(StoreError::Corrupt("seen ids"));
-            }
-            for chunk in ids.chunks_exact(16) {
-                let mut id = [0u8; 16];
-                id.copy_from_slice(chunk);
-                out.push((id, from_sql_time(exp)));
-            }
-        }
+        self.for_each_seen_id(now, &mut |id, exp| out.push((*id, exp)))?;
         Ok(out)
+    }
+
+    fn for_each_seen_id(
+        &self,
+        now: Timestamp,
+        f: &mut dyn FnMut(&[u8; 16], Timestamp),
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare("SELECT id, expires_at FROM seen_id WHERE expires_at > ?1")?;
+        let mut rows = stmt.query([sql_time(now)])?;
+        while let Some(row) = rows.next()? {
+            let id = row.get_ref(0)?.as_blob().map_err(|_| StoreError::Corrupt("seen id"))?;
+            let id: &[u8; 16] = id.try_into().map_err(|_| StoreError::Corrupt("seen id"))?;
+            f(id, from_sql_time(row.get(1)?));
+        }
+        Ok(())
+    }
+
+    fn id_seen(&self, id: &[u8; 16]) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM seen_id WHERE id = ?1")?
+            .query_row([&id[..]], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
     fn envelope_seen(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
@@ -289,11 +347,21 @@ impl Store for SqliteStore {
             ])?;
         }
         {
-            let mut seen =
-                tx.prepare_cached("INSERT INTO seen_envelope (digest, expires_at, ids) VALUES (?1, ?2, ?3)")?;
+            let mut seen = tx
+                .prepare_cached("INSERT INTO seen_envelope (digest, expires_at, ids) VALUES (?1, ?2, x'')")?;
             for s in &batch.seen {
-                let ids: Vec<u8> = s.ids.iter().flatten().copied().collect();
-                seen.execute(params![&s.envelope[..], sql_time(s.expires_at), ids])?;
+                seen.execute(params![&s.envelope[..], sql_time(s.expires_at)])?;
+            }
+            // In id order, so consecutive inserts walk the B-tree forward.
+            let mut ids: Vec<(&[u8; 16], Timestamp)> =
+                batch.seen.iter().flat_map(|s| s.ids.iter().map(|id| (id, s.expires_at))).collect();
+            ids.sort_unstable();
+            let mut put = tx.prepare_cached(
+                "INSERT INTO seen_id (id, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
+            )?;
+            for (id, exp) in ids {
+                put.execute(params![&id[..], sql_time(exp)])?;
             }
         }
         if !batch.audit.is_empty() {
@@ -391,19 +459,15 @@ impl Store for SqliteStore {
             tx.execute("DELETE FROM period_key WHERE key_id = ?1", [&k])?;
             keys_destroyed.push(blob(k, "key id")?);
         }
-        let ids_forgotten: i64 = tx.query_row(
-            "SELECT COALESCE(SUM(LENGTH(ids)), 0) / 16 FROM seen_envelope WHERE expires_at <= ?1",
-            [t],
-            |r| r.get(0),
-        )?;
         tx.execute("DELETE FROM seen_envelope WHERE expires_at <= ?1", [t])?;
+        let ids_forgotten = tx.execute("DELETE FROM seen_id WHERE expires_at <= ?1", [t])?;
         let report = PurgeReport {
             partitions: partitions as u64,
             records: records as u64,
             partition_keys,
             record_ids,
             keys_destroyed,
-            ids_forgotten: u64::try_from(ids_forgotten).unwrap_or(0),
+            ids_forgotten: ids_forgotten as u64,
         };
         {
             let mut events = vec![AuditEvent::Purge {

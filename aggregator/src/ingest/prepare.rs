@@ -1,0 +1,155 @@
+//! The part of ingest that needs no mutable state — HPKE opening, bounded decoding and
+//! every per-report check that reads only the catalogue and the configuration — so that
+//! many envelopes can be prepared on worker threads and then applied in order.
+//!
+//! Each check's outcome is kept, not acted on: the caller applies the stateful checks
+//! (envelope and report replays, the ledger's consent) in exactly the order
+//! [`Aggregator::stage`](crate::service::Aggregator::stage) would, so the first failing
+//! check, and therefore the error, is the same whether an envelope was prepared here or
+//! not.
+
+use std::collections::{BTreeMap, HashSet};
+
+use confiance::Timestamp;
+use confiance::catalogue::{Catalogue, CatalogueDigest, MetricKind};
+use confiance::envelope::{EnvelopeId, decode_batch};
+use confiance::ids::{MetricId, ReceiptId};
+use confiance::ldp::Mechanism;
+use confiance::report::{Payload, RecordValue, Report};
+use confiance::retention::RetentionTag;
+
+use super::{IngestError, ReportError};
+use crate::estimate::Accumulator;
+use crate::keys::KeyStore;
+use crate::service::AggregatorConfig;
+use crate::store::PartitionKey;
+
+const DAY: u64 = 86_400;
+
+/// What the stateless checks need, borrowed from the aggregator (all `Sync`).
+pub(crate) struct Preparer<'a> {
+    pub(crate) keys: &'a KeyStore,
+    pub(crate) catalogue: &'a Catalogue,
+    pub(crate) digest: CatalogueDigest,
+    pub(crate) config: &'a AggregatorConfig,
+    pub(crate) mechanisms: &'a BTreeMap<MetricId, Mechanism>,
+    /// (metric, tag) pairs known to pass [`RetentionTag::check`].
+    pub(crate) checked_tags: &'a HashSet<(MetricId, RetentionTag)>,
+}
+
+/// An opened envelope whose reports went through the stateless checks.
+pub(crate) struct Prepared {
+    pub(crate) envelope: EnvelopeId,
+    /// The batch, or why it did not decode or was empty (reported after the envelope
+    /// replay check, as `stage` does).
+    pub(crate) reports: Result<Vec<Checked>, IngestError>,
+}
+
+/// One report and the outcome of its stateless checks, split around the replay check.
+pub(crate) struct Checked {
+    pub(crate) report: Report,
+    /// The metric is in the catalogue (checked before the replay check).
+    pub(crate) known: Result<(), ReportError>,
+    /// Tag, alignment, time window, track and payload (checked after it).
+    pub(crate) verdict: Result<Kind, ReportError>,
+    /// The (metric, tag) pair passed a check not found in the cache: remember it.
+    pub(crate) new_tag: bool,
+    /// Until when its id must be remembered.
+    pub(crate) expires: Timestamp,
+}
+
+/// Where a report that passed the stateless checks goes.
+pub(crate) enum Kind {
+    /// Into this partition's accumulator.
+    Statistic(PartitionKey),
+    /// A record under this receipt: the ledger's checks remain.
+    Record(ReceiptId),
+}
+
+fn record_value_fits(kind: &MetricKind, v: &RecordValue) -> bool {
+    match (kind, v) {
+        (MetricKind::Boolean, RecordValue::Bool(_)) => true,
+        (MetricKind::Categorical { labels }, RecordValue::Category(i)) => (*i as usize) < labels.len(),
+        (MetricKind::Numeric { min, max }, RecordValue::Numeric(x)) => (*min..=*max).contains(x),
+        (MetricKind::Count { max }, RecordValue::Count(c)) => c <= max,
+        _ => false,
+    }
+}
+
+impl Preparer<'_> {
+    /// Size check, HPKE open and decode, then the stateless checks of each report.
+    ///
+    /// # Errors
+    /// [`IngestError::TooLarge`] or [`IngestError::Open`]: the errors `stage` returns
+    /// before it looks at any state.
+    pub(crate) fn prepare(&self, frame: &[u8], now: Timestamp) -> Result<Prepared, IngestError> {
+        if frame.len() > self.config.max_envelope_bytes {
+            return Err(IngestError::TooLarge { len: frame.len() });
+        }
+        let opened = self.keys.open(frame, now, &self.digest).map_err(IngestError::Open)?;
+        let day = opened.header.time_bucket;
+        let reports = decode_batch::<Report>(&opened.plaintext, &self.config.batch_limits)
+            .map_err(IngestError::Batch)
+            .and_then(|rs| if rs.is_empty() { Err(IngestError::Empty) } else { Ok(rs) })
+            .map(|rs| rs.into_iter().map(|r| self.check(r, day, now)).collect());
+        Ok(Prepared { envelope: opened.envelope_id, reports })
+    }
+
+    fn check(&self, report: Report, day: Timestamp, now: Timestamp) -> Checked {
+        let mut checked = Checked {
+            known: Ok(()),
+            verdict: Err(ReportError::WrongTrack),
+            new_tag: false,
+            expires: now,
+            report,
+        };
+        let r = &checked.report;
+        let Some(metric) = self.catalogue.metric(&r.metric) else {
+            checked.known = Err(ReportError::UnknownMetric(r.metric.clone()));
+            return checked;
+        };
+        let bucket = metric.bucket_secs();
+        let bucket_end = r.time.saturating_add_secs(bucket);
+        checked.expires = bucket_end
+            .saturating_add_secs(self.config.max_report_age_secs)
+            .saturating_add_secs(self.config.clock_skew_secs);
+        let verdict = (|| {
+            if !self.checked_tags.contains(&(r.metric.clone(), r.tag.clone())) {
+                r.tag.check(self.catalogue, &r.metric).map_err(ReportError::Tag)?;
+                checked.new_tag = true;
+            }
+            if r.time.truncate(bucket) != r.time {
+                return Err(ReportError::Misaligned);
+            }
+            if r.time >= day.saturating_add_secs(DAY)
+                || bucket_end.saturating_add_secs(self.config.max_report_age_secs) <= now
+                || r.time > now.saturating_add_secs(self.config.clock_skew_secs)
+            {
+                return Err(ReportError::TimeOutsideWindow);
+            }
+            match (&r.payload, metric.is_anonymous()) {
+                (Payload::Statistic(ldp), true) => {
+                    let mech = self.mechanisms.get(&r.metric).ok_or(ReportError::WrongTrack)?;
+                    let key = PartitionKey {
+                        metric: r.metric.clone(),
+                        bucket_start: r.time,
+                        bucket_end,
+                        audience: r.tag.audience().clone(),
+                        hold: r.tag.hold().clone(),
+                    };
+                    Accumulator::check(mech, ldp).map_err(ReportError::Ldp)?;
+                    Ok(Kind::Statistic(key))
+                }
+                (Payload::Record { value, .. }, false) => {
+                    if !record_value_fits(&metric.kind, value) {
+                        return Err(ReportError::InvalidValue);
+                    }
+                    Ok(Kind::Record(*r.tag.receipt().ok_or(ReportError::WrongTrack)?))
+                }
+                _ => Err(ReportError::WrongTrack),
+            }
+        })();
+        checked.verdict = verdict;
+        checked
+    }
+}

@@ -1,0 +1,276 @@
+//! Filling a [`ReportData`] from a running [`Aggregator`]: the ledger's consent history,
+//! the committed partitions, the retention deadlines and the audit log, verified.
+
+use std::collections::{BTreeMap, HashMap};
+
+use confiance::Timestamp;
+use confiance::catalogue::Privacy;
+
+use super::{AccessRow, BudgetRow, EstimateRow, Header, LogStatus, ReportData, RetentionKind, RetentionRow};
+use crate::audit::{CheckpointSigner, Verifier};
+use crate::estimate::Accumulator;
+use crate::ledger::{Fact, Party};
+use crate::service::{Aggregator, ServiceError};
+
+/// What [`ReportData::gather`] needs besides the aggregator.
+#[derive(Clone, Copy, Debug)]
+pub struct GatherOptions<'a> {
+    /// The report's title.
+    pub title: &'a str,
+    /// The valid time the report is about: overdue items are those whose deadline is at or
+    /// before it.
+    pub at: Timestamp,
+    /// When the report is generated (also the checkpoint's time).
+    pub generated_at: Timestamp,
+    /// Signs the checkpoint the audit log is verified against; `None` leaves the log
+    /// section out.
+    pub signer: Option<&'a CheckpointSigner>,
+    /// At most this many access rows: consent windows are grouped into cohorts by day, and
+    /// by week, 30 days or 90 days when days would give more rows than this.
+    pub max_access_rows: usize,
+    /// At most this many retention rows for partitions (the overdue records are all
+    /// listed): the ones with the nearest deadlines are kept and a note says how many were
+    /// left out.
+    pub max_partition_rows: usize,
+}
+
+impl Default for GatherOptions<'_> {
+    fn default() -> Self {
+        Self {
+            title: "Who sees what, for how long",
+            at: Timestamp::EPOCH,
+            generated_at: Timestamp::EPOCH,
+            signer: None,
+            max_access_rows: 400,
+            max_partition_rows: 400,
+        }
+    }
+}
+
+/// One consent window before grouping: recipient, metric, start, end, hold in seconds.
+type Window = (String, String, u64, Option<u64>, u64);
+
+impl ReportData {
+    /// Everything a report shows, read from `agg`: access windows grouped into cohorts
+    /// from the ledger's history, the budget and estimate per anonymous metric over all
+    /// committed partitions (no release is made or recorded), partitions and overdue
+    /// records with their deadlines, and — when a signer is given — the audit log fully
+    /// recomputed against a fresh signed checkpoint.
+    ///
+    /// ```
+    /// use confiance::catalogue::Catalogue;
+    /// use confiance::Timestamp;
+    /// use confiance_aggregator::keys::KeyStore;
+    /// use confiance_aggregator::report::{GatherOptions, ReportData};
+    /// use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+    ///
+    /// let catalogue = Catalogue::from_toml_str(include_str!("../../../examples/catalogue.toml"))?;
+    /// let agg = Aggregator::in_memory(catalogue, KeyStore::new(86_400), AggregatorConfig::default())?;
+    /// let at = Timestamp::from_secs(1_800_000_000);
+    /// let data = ReportData::gather(&agg, &GatherOptions { at, generated_at: at, ..GatherOptions::default() })?;
+    /// assert!(data.access.is_empty() && data.estimates.is_empty());
+    /// assert_eq!(data.budgets.len(), 8); // one row per anonymous metric
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ServiceError`] when the store cannot be read.
+    pub fn gather(agg: &Aggregator, opts: &GatherOptions<'_>) -> Result<Self, ServiceError> {
+        let cat = agg.catalogue();
+        let mut data = Self::new(Header {
+            title: opts.title.to_owned(),
+            catalogue_name: cat.name().to_owned(),
+            catalogue_version: cat.version(),
+            catalogue_digest_hex: cat.digest().to_string(),
+            generated_at: opts.generated_at,
+            at: opts.at,
+            as_known_at: None,
+            horizon: None,
+        });
+        data.access = access_rows(agg, opts.max_access_rows);
+        let states = agg.partition_states();
+        for (id, m) in cat.metrics() {
+            let Privacy::Ldp { epsilon, budget, .. } = &m.privacy else { continue };
+            let mine = || states.iter().filter(|(k, _)| &k.metric == id);
+            data.budgets.push(BudgetRow {
+                metric: id.to_string(),
+                epsilon_per_report: epsilon.to_f64(),
+                budget_per_period: budget.as_ref().map_or(epsilon.to_f64(), |b| b.epsilon.to_f64()),
+                period_secs: budget.as_ref().and_then(|b| b.period.fixed_secs()).unwrap_or(86_400),
+                reports_received: mine().map(|(_, (n, _))| *n).sum(),
+                spent: None,
+            });
+            let mut acc: Option<Accumulator> = None;
+            for (_, (_, bytes)) in mine() {
+                let a = Accumulator::from_bytes(bytes).map_err(|_| ServiceError::CorruptPartition)?;
+                match &mut acc {
+                    None => acc = Some(a),
+                    Some(x) => x.merge(&a).map_err(|_| ServiceError::CorruptPartition)?,
+                }
+            }
+            let Some(acc) = acc.filter(|a| a.count() > 0) else { continue };
+            let est = acc.estimate();
+            let labels = m.kind.labels();
+            for (i, p) in est.values.iter().enumerate() {
+                data.estimates.push(EstimateRow {
+                    metric: id.to_string(),
+                    label: labels.get(i).map_or_else(
+                        || if labels.is_empty() { "mean".into() } else { i.to_string() },
+                        |l| (*l).to_owned(),
+                    ),
+                    estimate: p.value,
+                    ci95_low: p.ci95_low,
+                    ci95_high: p.ci95_high,
+                    std_error: p.std_error,
+                    true_value: None,
+                    n: est.n,
+                });
+            }
+        }
+        let at = opts.at;
+        let mut parts: Vec<RetentionRow> = states
+            .iter()
+            .map(|(k, (n, _))| {
+                let deadline = k.deadline();
+                RetentionRow {
+                    item: format!("{} {}", k.metric, k.bucket_start.to_rfc3339()),
+                    kind: RetentionKind::Partition,
+                    metric: k.metric.to_string(),
+                    records: *n,
+                    collected_from: Some(k.bucket_start),
+                    deadline,
+                    purged_at: None,
+                    overdue_by_secs: (deadline <= at).then(|| at.as_secs() - deadline.as_secs()),
+                }
+            })
+            .collect();
+        if parts.len() > opts.max_partition_rows {
+            parts.sort_by_key(|r| r.deadline);
+            let left = parts.len() - opts.max_partition_rows;
+            parts.truncate(opts.max_partition_rows);
+            data.notes.push(format!(
+                "{left} further partitions with later deadlines are not listed (the {} nearest are).",
+                opts.max_partition_rows
+            ));
+        }
+        data.retention = parts;
+        for r in &agg.ledger().overdue(at).records {
+            data.retention.push(RetentionRow {
+                item: format!("record {}", hex(&r.record)),
+                kind: RetentionKind::Records,
+                metric: r.metric.to_string(),
+                records: 1,
+                collected_from: Some(r.collected_at),
+                deadline: r.deadline,
+                purged_at: None,
+                overdue_by_secs: Some(at.as_secs().saturating_sub(r.deadline.as_secs())),
+            });
+        }
+        if let Some(signer) = opts.signer {
+            data.log = Some(log_status(agg, signer, opts.generated_at)?);
+        }
+        Ok(data)
+    }
+}
+
+/// The consent windows of every recipient, grouped into cohorts of at most `max` rows.
+fn access_rows(agg: &Aggregator, max: usize) -> Vec<AccessRow> {
+    let mut windows: Vec<Window> = Vec::new();
+    for (r, _) in agg.catalogue().recipients() {
+        let hist = agg.ledger().history(&Party::Recipient(r.clone()), Timestamp::EPOCH, Timestamp::MAX);
+        let withdrawn: HashMap<_, _> = hist
+            .iter()
+            .filter_map(|h| match &h.fact {
+                Fact::ConsentWithdrawn { receipt, at, .. } => Some((*receipt, *at)),
+                _ => None,
+            })
+            .collect();
+        for h in &hist {
+            let Fact::ConsentGiven { receipt, metrics, valid_from, valid_until, hold, .. } = &h.fact else {
+                continue;
+            };
+            let end = match (valid_until, withdrawn.get(receipt)) {
+                (Some(u), Some(w)) => Some((*u).min(*w)),
+                (u, w) => u.or(w.copied()),
+            };
+            let hold_secs = hold
+                .deadline_from(*valid_from)
+                .at
+                .as_secs()
+                .saturating_sub(valid_from.as_secs())
+                .min(10 * 365 * 86_400);
+            for m in metrics {
+                windows.push((
+                    r.to_string(),
+                    m.to_string(),
+                    valid_from.as_secs(),
+                    end.map(Timestamp::as_secs),
+                    hold_secs,
+                ));
+            }
+        }
+    }
+    let mut cohorts = BTreeMap::new();
+    for grain in [86_400, 7 * 86_400, 30 * 86_400, 90 * 86_400] {
+        cohorts = group(&windows, grain);
+        if cohorts.len() <= max {
+            break;
+        }
+    }
+    cohorts
+        .into_iter()
+        .map(|((recipient, metric, from, end, hold_secs), n)| AccessRow {
+            recipient,
+            metric,
+            subject: format!("{n} subject{}", if n == 1 { "" } else { "s" }),
+            window_start: Timestamp::from_secs(from),
+            window_end: end.map(Timestamp::from_secs),
+            hold_secs,
+        })
+        .collect()
+}
+
+/// Windows with their start and end rounded down to `grain` seconds, counted.
+fn group(windows: &[Window], grain: u64) -> BTreeMap<Window, u64> {
+    let mut out = BTreeMap::new();
+    for (r, m, from, end, hold) in windows {
+        let key = (r.clone(), m.clone(), from - from % grain, end.map(|e| e - e % grain), *hold);
+        *out.entry(key).or_insert(0) += 1;
+    }
+    out
+}
+
+/// A fresh checkpoint signed by `signer`, and every event recomputed against it.
+fn log_status(
+    agg: &Aggregator,
+    signer: &CheckpointSigner,
+    now: Timestamp,
+) -> Result<LogStatus, ServiceError> {
+    let log = agg.store().audit_log()?;
+    let cp = log.checkpoint(signer, now);
+    let (events, verdict) =
+        match (log.export(log.size()), Verifier::new(signer.origin(), signer.verifying_key())) {
+            (Ok(events), Ok(verifier)) => {
+                let verdict = verifier.audit(&cp, &events).map_err(|e| e.to_string());
+                (events, verdict)
+            }
+            (Err(e), _) => (Vec::new(), Err(format!("export failed: {e}"))),
+            (_, Err(e)) => (Vec::new(), Err(format!("no verifier for the signer: {e}"))),
+        };
+    Ok(LogStatus {
+        tree_size: log.size(),
+        root_hex: hex(cp.checkpoint().root()),
+        checkpoint_verified: verdict.is_ok(),
+        consistency_verified: None,
+        inclusion_checked: events.len() as u64,
+        inclusion_failed: u64::from(verdict.is_err()),
+        message: verdict.map_or_else(
+            |e| format!("audit failed: {e}"),
+            |()| "every event recomputed to the signed root".into(),
+        ),
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

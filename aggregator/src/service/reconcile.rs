@@ -1,0 +1,397 @@
+//! Keeping the store, the consent ledger and the audit log in step across crashes
+//! (DESIGN.md §9, §10; `docs/crash-safety.md`).
+//!
+//! The three live in one SQLite file but are written through two connections: the
+//! store's (partitions, records, report ids, and the audit log) and the ledger's. A
+//! SQLite transaction belongs to one connection, so:
+//!
+//! - **Consent** (receipts, withdrawals) and **disclosures** (record releases,
+//!   transcryptions) are written *through the ledger's connection together with their
+//!   audit events*, in one savepoint ([`Ledger::atomically`]): the audit tables are in
+//!   the same file, and the log is opened from the database in every transaction, so
+//!   either connection can append. A crash leaves both or neither.
+//! - **Holdings** (the ledger's index of partitions and records, with audiences and
+//!   deadlines) are derived from the store. Writing them in the store's commit would mean
+//!   reworking [`Store::commit`](crate::store::Store::commit) around the ledger; instead
+//!   they are written right after it, in one ledger savepoint, and
+//!   [`Aggregator::reconcile`] — run by [`Aggregator::open`] before anything else —
+//!   notes whatever the store holds that the ledger lacks and marks purged whatever the
+//!   ledger holds that the store no longer has. Until a crash is reconciled, holdings can
+//!   only lag the store, never lead it: the store always commits first.
+//!
+//! Reconciliation also appends the audit events of consent facts that have none (a
+//! database written before consent and audit shared a savepoint, when a crash between
+//! the two commits lost the events), in the ledger's order, before any new event.
+//!
+//! **Times.** A note repaired by reconciliation takes the time the lost note would have
+//! had: the commit's — read back as the `at` of the newest `IngestBatch` event, which
+//! the same store commit wrote — and a purge note the `at` of the first logged `Purge`
+//! at or after the holding's deadline. So in the crash model (one commit or purge torn
+//! at a time, reconciled at the next open) the repaired ledger answers exactly as one
+//! that never crashed. Only if a note was lost *and* the aggregator kept running (an
+//! error, not a crash) are the repaired times later than the truth.
+//!
+//! **Cost at open**: one pass over the stored records' clear-text columns, the
+//! partitions already loaded, and one SQLite-side filtered scan of the audit leaves
+//! ([`AuditSqlite::events_of_kind`]); nothing is written when nothing is missing.
+//!
+//! **Limit.** A partition purged and later recreated by a late report keeps its purged
+//! holding (the ledger has one row per partition id); its data is still released and
+//! purged correctly, only the holdings index under-reports it.
+
+use std::collections::HashSet;
+
+use confiance::Timestamp;
+use confiance::ids::ReceiptId;
+use rusqlite::Connection;
+
+use super::{Aggregator, ServiceError};
+use crate::audit::{AuditEvent, AuditLog, EventKind, SqliteStore as AuditSqlite};
+use crate::ledger::{Ledger, LedgerError, PartitionNote, RecordNote};
+use crate::store::{PartitionKey, StoreError};
+
+/// What [`Aggregator::reconcile`] repaired; all zero for a consistent database.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Stored partitions the ledger's holdings lacked, now noted.
+    pub partitions_noted: u64,
+    /// Stored records the ledger's holdings lacked, now noted.
+    pub records_noted: u64,
+    /// Partitions the ledger held but the store had purged, now noted purged.
+    pub partitions_purged: u64,
+    /// Records the ledger held but the store had purged, now noted purged.
+    pub records_purged: u64,
+    /// Consent events appended to the audit log for receipts and withdrawals it lacked.
+    pub consent_events_logged: u64,
+    /// A leaf of the audit log did not read back (corruption or tampering): the log was
+    /// left untouched — no consent event appended — for verification to report, and
+    /// repaired holdings took fallback times (the bucket start, the deadline).
+    pub audit_log_unreadable: bool,
+}
+
+impl ReconcileReport {
+    /// Whether nothing needed repair.
+    #[must_use]
+    pub const fn is_clean(&self) -> bool {
+        self.partitions_noted == 0
+            && self.records_noted == 0
+            && self.partitions_purged == 0
+            && self.records_purged == 0
+            && self.consent_events_logged == 0
+    }
+}
+
+/// **Test-only fault injection.** When this environment variable names a crash point,
+/// the process stops there: it prints `crash-point <name>` on stdout and sleeps until
+/// it is killed, so a test harness can SIGKILL it at exactly that moment. Points:
+/// `holdings` (after the store's commit or purge, before the ledger's holdings notes)
+/// and `ledger-audit` (inside a ledger savepoint — consent, disclosures — after its
+/// facts, before its audit events). Unset in production; read once per process.
+#[doc(hidden)]
+pub const CRASH_POINT_ENV: &str = "CONFIANCE_TEST_CRASH_POINT";
+
+fn crash_point(name: &str) {
+    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if POINT.get_or_init(|| std::env::var(CRASH_POINT_ENV).ok()).as_deref() == Some(name) {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "crash-point {name}");
+        let _ = out.flush();
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+}
+
+/// A ledger failure while noting holdings, as the store-level error `commit` returns.
+pub(super) fn ledger_to_store(e: LedgerError) -> StoreError {
+    match e {
+        LedgerError::Store(e) => StoreError::Sqlite(e),
+        _ => StoreError::Corrupt("the ledger refused a holdings note"),
+    }
+}
+
+/// Appends `events` to the audit log through `conn` — the ledger's connection, inside
+/// its open savepoint, so that they commit with the ledger facts they record.
+fn append_events(conn: &Connection, events: &[AuditEvent]) -> Result<(), ServiceError> {
+    crash_point("ledger-audit");
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut log = AuditLog::open(AuditSqlite::attach(conn)).map_err(StoreError::Audit)?;
+    log.append_batch(events.iter()).map_err(StoreError::Audit)?;
+    Ok(())
+}
+
+fn partition_note(key: &PartitionKey) -> PartitionNote {
+    PartitionNote {
+        partition: key.to_bytes(),
+        metric: key.metric.clone(),
+        bucket_end: key.bucket_end,
+        audience: key.audience.iter().cloned().collect(),
+        deadline: key.deadline(),
+    }
+}
+
+/// Marks purged, at `at` (valid and record time), the partitions and records among
+/// those given that the ledger holds and has not marked purged yet.
+fn mark_purged<'a>(
+    l: &mut Ledger,
+    partitions: impl IntoIterator<Item = (&'a [u8], Timestamp)>,
+    records: impl IntoIterator<Item = (&'a [u8; 16], Timestamp)>,
+) -> Result<(u64, u64), LedgerError> {
+    let held_p: HashSet<Vec<u8>> = l.held_partitions().into_iter().map(|(id, _)| id).collect();
+    let held_r: HashSet<[u8; 16]> = l.held_records().into_iter().map(|(id, _)| id).collect();
+    let (mut np, mut nr) = (0, 0);
+    for (id, at) in partitions {
+        if held_p.contains(id) {
+            l.note_partition_purged(id, at, at)?;
+            np += 1;
+        }
+    }
+    for (id, at) in records {
+        if held_r.contains(id) {
+            l.note_record_purged(id, at, at)?;
+            nr += 1;
+        }
+    }
+    Ok((np, nr))
+}
+
+/// A scan's events, or `None` (noted in the report) when a leaf does not read back: a
+/// damaged log is an auditor's finding, not a reason to refuse to open.
+fn readable<T>(
+    scan: Result<T, crate::audit::AuditError>,
+    report: &mut ReconcileReport,
+) -> Result<Option<T>, ServiceError> {
+    match scan {
+        Ok(v) => Ok(Some(v)),
+        Err(crate::audit::AuditError::Corrupt(_)) => {
+            report.audit_log_unreadable = true;
+            Ok(None)
+        }
+        Err(e) => Err(StoreError::Audit(e).into()),
+    }
+}
+
+impl Aggregator {
+    /// Whether the ledger's connection is on the store's database file (an aggregator
+    /// from [`Self::open`]); `false` for [`Self::in_memory`], whose two in-memory
+    /// databases are separate.
+    fn shares_file(&self) -> bool {
+        match (self.ledger.connection().path(), self.store.connection().path()) {
+            (Some(a), Some(b)) => !a.is_empty() && a == b,
+            _ => false,
+        }
+    }
+
+    /// Runs `f`, which records facts in the ledger (consent, disclosures) and pushes
+    /// their audit events, then appends those events — all in one savepoint on the
+    /// ledger's connection, so a crash leaves the facts and their events both or neither.
+    /// (In memory the ledger and the store are separate databases: the events are
+    /// appended after the ledger's commit; nothing there survives a crash anyway.)
+    pub(super) fn record_with_events<T>(
+        &mut self,
+        f: impl FnOnce(&mut Ledger, &mut Vec<AuditEvent>) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let mut events = Vec::new();
+        if self.shares_file() {
+            return self.ledger.atomically(|l| {
+                let v = f(l, &mut events)?;
+                append_events(l.connection(), &events)?;
+                Ok(v)
+            });
+        }
+        let v = self.ledger.atomically(|l| f(l, &mut events))?;
+        crate::store::Store::append_audit(&mut self.store, &events)?;
+        Ok(v)
+    }
+
+    /// Notes, in one ledger savepoint, the partitions a store commit just created and
+    /// the records it stored. Partitions the ledger already knows (a partition purged
+    /// and recreated) are skipped. Called right after [`Store::commit`](crate::store::Store::commit):
+    /// a crash before it is repaired by [`Self::reconcile`] at the next open.
+    pub(super) fn note_holdings(
+        &mut self,
+        partitions: &[PartitionKey],
+        records: &[RecordNote],
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        crash_point("holdings");
+        if partitions.is_empty() && records.is_empty() {
+            return Ok(());
+        }
+        self.ledger.atomically(|l| {
+            for key in partitions {
+                let note = partition_note(key);
+                if !l.knows_partition(&note.partition) {
+                    l.note_partition(&note, now)?;
+                }
+            }
+            for note in records {
+                l.note_record(note, now)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Notes, in one ledger savepoint and in id order, what a store purge at `now`
+    /// removed. Called right after [`Store::purge`](crate::store::Store::purge); a crash
+    /// before it is repaired by [`Self::reconcile`].
+    pub(super) fn note_purged(
+        &mut self,
+        partitions: &[Vec<u8>],
+        records: &[[u8; 16]],
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        crash_point("holdings");
+        if partitions.is_empty() && records.is_empty() {
+            return Ok(());
+        }
+        let mut partitions: Vec<&[u8]> = partitions.iter().map(Vec::as_slice).collect();
+        let mut records: Vec<&[u8; 16]> = records.iter().collect();
+        partitions.sort_unstable();
+        records.sort_unstable();
+        self.ledger.atomically(|l| {
+            mark_purged(l, partitions.into_iter().map(|p| (p, now)), records.into_iter().map(|r| (r, now)))
+                .map(|_| ())
+        })
+    }
+
+    /// Brings the ledger's holdings and the audit log's consent events in line with
+    /// what the store and the ledger hold (`docs/crash-safety.md` explains why). Run
+    /// by [`Self::open`]; idempotent, and writes nothing to a consistent database.
+    ///
+    /// 1. Stored partitions and records the holdings lack are noted, in the order the
+    ///    commit would have noted them (partitions by key, then records as stored), at
+    ///    the time of the newest `IngestBatch` event.
+    /// 2. Holdings whose data the store no longer has are noted purged, in id order, at
+    ///    the first logged `Purge` at or after their deadline.
+    /// 3. Receipts and withdrawals without a `ConsentGiven` / `ConsentWithdrawn` event
+    ///    get one, in the ledger's order, appended after everything else.
+    ///
+    /// # Errors
+    /// [`ServiceError`] when a table cannot be read or written, or a stored record names
+    /// a receipt the ledger does not hold (a corrupt database); then nothing of that
+    /// step is written.
+    pub fn reconcile(&mut self) -> Result<ReconcileReport, ServiceError> {
+        let mut report = ReconcileReport::default();
+        self.reconcile_holdings(&mut report)?;
+        self.reconcile_consent_log(&mut report)?;
+        Ok(report)
+    }
+
+    pub(super) fn reconciled(mut self) -> Result<Self, ServiceError> {
+        self.reconcile()?;
+        Ok(self)
+    }
+
+    fn reconcile_holdings(&mut self, report: &mut ReconcileReport) -> Result<(), ServiceError> {
+        let heads = self.store.record_heads()?;
+        let fresh: Vec<&PartitionKey> =
+            self.partitions.keys().filter(|k| !self.ledger.knows_partition(&k.to_bytes())).collect();
+        let new_heads: Vec<_> = heads.iter().filter(|h| !self.ledger.knows_record(&h.id)).collect();
+        let stored_p: HashSet<Vec<u8>> = self.partitions.keys().map(PartitionKey::to_bytes).collect();
+        let stored_r: HashSet<[u8; 16]> = heads.iter().map(|h| h.id).collect();
+        let gone_p: Vec<(Vec<u8>, Timestamp)> =
+            self.ledger.held_partitions().into_iter().filter(|(id, _)| !stored_p.contains(id)).collect();
+        let gone_r: Vec<([u8; 16], Timestamp)> =
+            self.ledger.held_records().into_iter().filter(|(id, _)| !stored_r.contains(id)).collect();
+        if fresh.is_empty() && new_heads.is_empty() && gone_p.is_empty() && gone_r.is_empty() {
+            return Ok(());
+        }
+        let log = AuditSqlite::attach(self.store.connection());
+        let ingest_at = readable(log.last_of_kind(&[EventKind::IngestBatch]), report)?.flatten();
+        let ingest_at = ingest_at.and_then(|e| e.event.at());
+        let purges: Vec<Timestamp> = readable(log.events_of_kind(&[EventKind::Purge]), report)?
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| e.event.at())
+            .collect();
+        let purged_at = |deadline: Timestamp| {
+            purges
+                .iter()
+                .copied()
+                .find(|&t| t >= deadline)
+                .or_else(|| purges.last().copied())
+                .unwrap_or(deadline)
+        };
+        let partition_notes: Vec<(PartitionNote, Timestamp)> =
+            fresh.iter().map(|k| (partition_note(k), ingest_at.unwrap_or(k.bucket_start))).collect();
+        let mut record_notes = Vec::with_capacity(new_heads.len());
+        for h in new_heads {
+            let terms =
+                self.ledger.receipt_terms(&h.receipt).ok_or(LedgerError::UnknownReceipt(h.receipt))?;
+            // As `stage` computes it: the receipt's and the catalogue's hold, capped by the tag's.
+            let deadline = self
+                .ledger
+                .record_deadline(&h.receipt, &h.metric, h.collected_at)
+                .unwrap_or(h.deadline)
+                .min(h.deadline);
+            let known = self.ledger.receipt_recorded_at(&h.receipt).unwrap_or(Timestamp::EPOCH);
+            let at = ingest_at.unwrap_or(h.collected_at).max(known);
+            let note = RecordNote {
+                record: h.id,
+                subject: terms.subject,
+                recipient: terms.recipient,
+                metric: h.metric.clone(),
+                receipt: h.receipt,
+                collected_at: h.collected_at,
+                deadline,
+            };
+            record_notes.push((note, at));
+        }
+        let (np, nr) = self.ledger.atomically(|l| {
+            for (note, at) in &partition_notes {
+                l.note_partition(note, *at)?;
+            }
+            for (note, at) in &record_notes {
+                l.note_record(note, *at)?;
+            }
+            mark_purged(
+                l,
+                gone_p.iter().map(|(id, d)| (id.as_slice(), purged_at(*d))),
+                gone_r.iter().map(|(id, d)| (id, purged_at(*d))),
+            )
+        })?;
+        let n = |x: usize| u64::try_from(x).unwrap_or(u64::MAX);
+        report.partitions_noted += n(partition_notes.len());
+        report.records_noted += n(record_notes.len());
+        report.partitions_purged += np;
+        report.records_purged += nr;
+        Ok(())
+    }
+
+    fn reconcile_consent_log(&mut self, report: &mut ReconcileReport) -> Result<(), ServiceError> {
+        let facts = self.ledger.consent_facts();
+        if facts.is_empty() {
+            return Ok(());
+        }
+        let scan = AuditSqlite::attach(self.store.connection())
+            .events_of_kind(&[EventKind::ConsentGiven, EventKind::ConsentWithdrawn]);
+        let Some(logged) = readable(scan, report)? else { return Ok(()) };
+        let mut given: HashSet<ReceiptId> = HashSet::with_capacity(logged.len());
+        let mut withdrawn: HashSet<ReceiptId> = HashSet::new();
+        for e in &logged {
+            match e.event {
+                AuditEvent::ConsentGiven { receipt } => given.insert(receipt),
+                AuditEvent::ConsentWithdrawn { receipt, .. } => withdrawn.insert(receipt),
+                _ => false,
+            };
+        }
+        let missing: Vec<AuditEvent> = facts
+            .into_iter()
+            .filter_map(|(receipt, at)| match at {
+                None => (!given.contains(&receipt)).then_some(AuditEvent::ConsentGiven { receipt }),
+                Some(at) => {
+                    (!withdrawn.contains(&receipt)).then_some(AuditEvent::ConsentWithdrawn { receipt, at })
+                }
+            })
+            .collect();
+        if !missing.is_empty() {
+            crate::store::Store::append_audit(&mut self.store, &missing)?;
+            report.consent_events_logged += u64::try_from(missing.len()).unwrap_or(u64::MAX);
+        }
+        Ok(())
+    }
+}
