@@ -18,6 +18,7 @@ fn encode(c: &mut Criterion) {
             (MechanismName::Grr, 65_536u32),
             (MechanismName::Olh, 65_536),
             (MechanismName::Hadamard, 65_536),
+            (MechanismName::HadamardBlocks, 65_536),
             (MechanismName::Oue, 1024),
             (MechanismName::Sue, 1024),
         ] {
@@ -41,17 +42,21 @@ fn encode(c: &mut Criterion) {
             });
         }
     }
-    // The device default: every 64-bit word is a getrandom call.
-    let m = Mechanism::select(
-        Domain::Categorical { d: 65_536 },
-        Epsilon::from_ratio(1, 1).unwrap(),
-        MechanismName::Hadamard,
-    )
-    .unwrap();
+    // The device default: `OsRng`, a buffered ChaCha20 keyed from the OS.
     let mut os = confiance::rng::OsRng::new();
-    g.bench_function("Hadamard/d=65536/eps=1/OsRng", |b| {
-        b.iter(|| m.encode(black_box(LdpValue::Category(12_345)), &mut os).unwrap())
-    });
+    for e in [1u32, 4] {
+        let eps = Epsilon::from_ratio(e, 1).unwrap();
+        for name in [MechanismName::Grr, MechanismName::Olh, MechanismName::HadamardBlocks] {
+            let m = Mechanism::select(Domain::Categorical { d: 65_536 }, eps, name).unwrap();
+            let mut v = 0u32;
+            g.bench_function(format!("{name:?}/d=65536/eps={e}/OsRng"), |b| {
+                b.iter(|| {
+                    v = (v + 7919) % 65_536;
+                    m.encode(black_box(LdpValue::Category(v)), &mut os).unwrap()
+                })
+            });
+        }
+    }
     g.finish();
 }
 

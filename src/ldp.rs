@@ -10,7 +10,8 @@
 //! | `oue` | categorical | optimised unary encoding (Wang et al. 2017) | `d` bits |
 //! | `sue` | categorical | symmetric unary encoding, basic RAPPOR (Erlingsson et al., CCS 2014) | `d` bits |
 //! | `olh` | categorical | optimised local hashing (Wang et al. 2017) with a public seed pool | seed index + hash value |
-//! | `hadamard` | categorical | Hadamard response (Acharya, Sun, Zhang, AISTATS 2019) | one index |
+//! | `hadamard` | categorical | Hadamard response (Acharya, Sun, Zhang, AISTATS 2019), high-privacy variant | one index |
+//! | `hadamard_blocks` | categorical | Hadamard response, general-privacy variant with blocks of about e^ε (same paper) | one index |
 //! | `piecewise` | numeric | piecewise mechanism (Wang et al., ICDE 2019), discretised exactly | one grid point |
 //! | `duchi` | numeric | Duchi, Jordan, Wainwright (JASA 2018), one dimension | one bit |
 //!
@@ -40,8 +41,8 @@ mod theory;
 pub use budget::Budget;
 pub use hash::{for_each_hash, olh_hash};
 pub use mechanism::{
-    DEFAULT_OLH_POOL, MAX_CATEGORIES, MAX_NUMERIC_RANGE, Mechanism, PIECEWISE_RESOLUTION, Params,
-    olh_default_pool,
+    DEFAULT_OLH_POOL, MAX_CATEGORIES, MAX_NUMERIC_RANGE, MAX_UNARY_CATEGORIES, Mechanism,
+    PIECEWISE_RESOLUTION, Params, olh_default_pool, olh_pool_key,
 };
 pub use report::LdpReport;
 pub use theory::exp_approx;
@@ -77,6 +78,11 @@ pub enum MechanismName {
     /// The lowest theoretical variance for the domain and ε.
     #[default]
     Auto,
+    /// Hadamard response, general-privacy variant: `B` blocks (≈ (e^ε − 1)/2, a power of
+    /// two) of a smaller Hadamard matrix each (Acharya, Sun, Zhang 2019). Same law as
+    /// [`MechanismName::Hadamard`] when `B = 1` (small ε); much lower variance for ε > 1.
+    #[serde(rename = "hadamard_blocks")]
+    HadamardBlocks,
 }
 
 /// What is being privatised.

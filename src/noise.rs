@@ -10,6 +10,8 @@
 //!   (Canonne, Kamath, Steinke, *The Discrete Gaussian for Differential Privacy*,
 //!   NeurIPS 2020, Algorithm 1).
 //! - [`bernoulli_logistic`]: Bernoulli(1/(1 + exp(γ))), by rejection on the above.
+//! - [`bernoulli_mixture`]: Bernoulli((e^γ − 1)/(e^γ − 1 + D)), randomised response's
+//!   coin, in O(1) expected rounds for every D (pieces of γ with an exact amplifying coin).
 //! - [`geometric_exp_neg`], [`discrete_laplace`] (CKS 2020, Algorithm 2) and
 //!   [`discrete_gaussian`] (CKS 2020, Algorithm 3).
 //!
@@ -31,12 +33,14 @@ mod bernoulli;
 mod coins;
 mod gaussian;
 mod laplace;
+mod mixture;
 mod uniform;
 
 pub use bernoulli::{bernoulli_exp_neg, bernoulli_logistic, bernoulli_ratio};
 pub use coins::{Coins, RngCoins};
 pub use gaussian::discrete_gaussian;
 pub use laplace::{discrete_laplace, geometric_exp_neg};
+pub use mixture::{Mixture, bernoulli_mixture};
 pub use uniform::uniform_below;
 
 use core::fmt;

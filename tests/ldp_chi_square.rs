@@ -164,6 +164,29 @@ fn hadamard() {
     );
 }
 
+/// General-privacy HR with 2 blocks of 8 (d = 8, ε = 1): 16 outputs, value 5 is row 3
+/// of block 1.
+#[test]
+fn hadamard_blocks() {
+    let (eps, e) = e1();
+    let m = Mechanism::from_parts(eps, Params::HadamardBlocks { d: 8, blocks: 2, block_size: 8 }).unwrap();
+    let z = 3.0 + e;
+    chi_square(
+        &m,
+        LdpValue::Category(5),
+        8,
+        16,
+        |r| match r {
+            LdpReport::Hadamard(o) => *o as usize,
+            _ => unreachable!(),
+        },
+        |o| {
+            let inside = o / 8 == 1 && (3 & (o % 8)).count_ones() % 2 == 0;
+            2.0 / 8.0 * if inside { e / z } else { 1.0 / z }
+        },
+    );
+}
+
 #[test]
 fn piecewise() {
     let (eps, e) = e1();

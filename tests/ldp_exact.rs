@@ -6,7 +6,9 @@
 //! that walks every combination of primitive outcomes, each weighted by its exact
 //! probability as a rational function of w = e^{−ε/2}: uniform(n) → 1/n each,
 //! Bernoulli(a/b) → a/b, Bernoulli(exp(−mε/2)) → w^m, Bernoulli(1/(1+e^{mε/2})) →
-//! w^m/(1+w^m). The output law is P(y) = W(y)/Σ W (a rejection loop returns one round
+//! w^m/(1+w^m), the mixture coin Bernoulli((e^{mε/2} − 1)/(e^{mε/2} − 1 + D)) →
+//! (1 − w^m)/(1 − w^m + D·w^m) (its own exactness: src/noise/mixture.rs, derivation and
+//! frequency tests). The output law is P(y) = W(y)/Σ W (a rejection loop returns one round
 //! conditioned on acceptance). We check W(y)·Z_paper = N_paper(y)·Σ W as polynomials
 //! with integer coefficients: an identity in w, so it holds for every ε, in particular
 //! the three required. The primitives themselves are exact by construction
@@ -16,7 +18,7 @@
 
 use confiance::Epsilon;
 use confiance::ldp::{Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params, olh_hash};
-use confiance::noise::{Coins, Ratio};
+use confiance::noise::{Coins, Mixture, Ratio};
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 
@@ -164,6 +166,16 @@ impl Coins for Enumerate {
         let yes = self.choose(2) == 0;
         let den = Poly::c(1).add(&Poly::w_pow(m));
         let num = if yes { Poly::w_pow(m) } else { Poly::c(1) };
+        self.weight = self.weight.mul(&Rf::new(num, den));
+        yes
+    }
+    fn bernoulli_mixture(&mut self, mix: &Mixture) -> bool {
+        let m = self.power(mix.gamma());
+        let yes = self.choose(2) == 0;
+        let wm = Poly::w_pow(m);
+        let keep = Poly::c(1).sub(&wm);
+        let den = keep.add(&wm.mul(&Poly::c(i128::from(mix.weight()))));
+        let num = if yes { keep } else { wm.mul(&Poly::c(i128::from(mix.weight()))) };
         self.weight = self.weight.mul(&Rf::new(num, den));
         yes
     }
@@ -332,6 +344,42 @@ fn hadamard_is_acharya_sun_zhang_2019() {
                     let den = Poly::c(i128::from(k)).mul(&Poly::c(1).add(&w2()));
                     Rf::new(if inside { Poly::c(2) } else { w2().mul(&Poly::c(2)) }, den)
                 });
+            }
+        }
+    }
+}
+
+/// General-privacy HR for every valid number of blocks B ∈ {1, 2, 4, 8} (as built by
+/// hand with the smallest block size) and the B that `select` picks.
+#[test]
+fn hadamard_blocks_is_acharya_sun_zhang_2019_general() {
+    for eps in eps_list() {
+        for d in 2..=8u32 {
+            let mut mechanisms: Vec<Mechanism> = [1u32, 2, 4, 8]
+                .iter()
+                .filter(|b| **b <= d)
+                .map(|&blocks| {
+                    let block_size = (d.div_ceil(blocks) + 1).next_power_of_two();
+                    Mechanism::from_parts(eps, Params::HadamardBlocks { d, blocks, block_size }).unwrap()
+                })
+                .collect();
+            mechanisms.push(frequency(MechanismName::HadamardBlocks, d, eps));
+            for m in mechanisms {
+                let Params::HadamardBlocks { blocks, block_size, .. } = *m.params() else { unreachable!() };
+                let outputs = blocks * block_size;
+                let support: Vec<_> = (0..outputs).map(LdpReport::Hadamard).collect();
+                // Z·w² = 1 + (2B − 1)w²; P(o) = 2e^ε/(bZ) on v's half of its block, 2/(bZ) elsewhere.
+                let den = Poly::c(i128::from(block_size))
+                    .mul(&Poly::c(1).add(&w2().mul(&Poly::c(2 * i128::from(blocks) - 1))));
+                for v in 0..d {
+                    let (block, row) = (v % blocks, v / blocks + 1);
+                    check(&m, LdpValue::Category(v), &support, |r| {
+                        let LdpReport::Hadamard(o) = r else { unreachable!() };
+                        let inside =
+                            o / block_size == block && (row & (o % block_size)).count_ones() % 2 == 0;
+                        Rf::new(if inside { Poly::c(2) } else { w2().mul(&Poly::c(2)) }, den.clone())
+                    });
+                }
             }
         }
     }

@@ -118,6 +118,7 @@ fn frequency_oracles_draw_independently_of_the_value() {
             MechanismName::Sue,
             MechanismName::Olh,
             MechanismName::Hadamard,
+            MechanismName::HadamardBlocks,
         ] {
             let m = Mechanism::select(Domain::Categorical { d: 8 }, eps, name).unwrap();
             let rows: Vec<_> = (0..8u32)

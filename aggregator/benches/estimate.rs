@@ -21,6 +21,9 @@ fn filled(m: &Mechanism) -> Accumulator {
         let x = rng.next_u64();
         let r = match *m.params() {
             Params::Hadamard { k, .. } => LdpReport::Hadamard((x % u64::from(k)) as u32),
+            Params::HadamardBlocks { blocks, block_size, .. } => {
+                LdpReport::Hadamard((x % (u64::from(blocks) * u64::from(block_size))) as u32)
+            }
             Params::Olh { g, pool, .. } => LdpReport::Olh {
                 seed: (x % u64::from(pool)) as u32,
                 value: ((x >> 32) % u64::from(g)) as u32,
@@ -38,7 +41,9 @@ fn decode(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(1)).sample_size(10);
     for e in [1u32, 4] {
         let eps = Epsilon::from_ratio(e, 1).unwrap();
-        for name in [MechanismName::Hadamard, MechanismName::Olh, MechanismName::Grr] {
+        for name in
+            [MechanismName::Hadamard, MechanismName::HadamardBlocks, MechanismName::Olh, MechanismName::Grr]
+        {
             let m = Mechanism::select(Domain::Categorical { d: D }, eps, name).unwrap();
             let acc = filled(&m);
             g.bench_function(format!("{name:?}/eps={e}"), |b| b.iter(|| acc.estimate()));

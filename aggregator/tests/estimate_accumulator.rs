@@ -31,6 +31,7 @@ fn all_mechanisms() -> Vec<Mechanism> {
     .iter()
     .map(|n| Mechanism::select(Domain::Categorical { d: 11 }, eps(), *n).unwrap())
     .collect();
+    v.push(Mechanism::from_parts(eps(), Params::HadamardBlocks { d: 11, blocks: 2, block_size: 8 }).unwrap());
     for n in [MechanismName::Piecewise, MechanismName::Duchi] {
         v.push(Mechanism::select(Domain::Numeric { min: -5, max: 20 }, eps(), n).unwrap());
     }
@@ -73,6 +74,9 @@ fn malformed_reports_are_typed_errors_and_change_nothing() {
         match *m.params() {
             Params::Grr { d } => bad.push((LdpReport::Grr(d), EstimateError::OutOfRange)),
             Params::Hadamard { k, .. } => bad.push((LdpReport::Hadamard(k), EstimateError::OutOfRange)),
+            Params::HadamardBlocks { blocks, block_size, .. } => {
+                bad.push((LdpReport::Hadamard(blocks * block_size), EstimateError::OutOfRange))
+            }
             Params::Olh { g, pool, .. } => {
                 bad.push((LdpReport::Olh { seed: pool, value: 0 }, EstimateError::OutOfRange));
                 bad.push((LdpReport::Olh { seed: 0, value: g }, EstimateError::OutOfRange));
@@ -222,6 +226,21 @@ fn fast_decoders_match_naive_decoding() {
             )
             .count();
         assert_eq!(fast[v as usize], naive as f64, "OLH v={v}");
+    }
+    // General-privacy HR, 4 blocks: support of v = reports in block v mod 4 whose column
+    // has H[v/4 + 1][column] = +1.
+    let m = Mechanism::from_parts(eps(), Params::HadamardBlocks { d, blocks: 4, block_size: 16 }).unwrap();
+    let rs = reports(&m, 3000, 6);
+    let fast = filled(&m, &rs).support_counts().unwrap();
+    for v in 0..d {
+        let (block, row) = (v % 4, v / 4 + 1);
+        let naive = rs
+            .iter()
+            .filter(|r| {
+                matches!(r, LdpReport::Hadamard(o) if o / 16 == block && (row & (o % 16)).count_ones() % 2 == 0)
+            })
+            .count();
+        assert_eq!(fast[v as usize], naive as f64, "HR blocks v={v}");
     }
 }
 

@@ -2,7 +2,7 @@
 //! unbiased, its empirical variance over repetitions is within 10% of its theoretical
 //! formula, and its 95% intervals cover the truth 93–97% of the time.
 //!
-//! Frequency oracles (d = 8, ε = 1, 300 repetitions): the variance check pools the 8
+//! Frequency oracles (d = 8, ε = 1 — general-privacy HR at ε = 2 and 4 —, 300 repetitions): the variance check pools the 8
 //! categories (Σ_v empirical / Σ_v theory; the relative sd of a variance estimate from
 //! 300 repetitions is √(2/299) ≈ 8% per category, ≈ 3% pooled, so 10% is > 3 sd) and
 //! also bounds each category within 30% (> 3.5 sd). Unbiasedness: each category's mean
@@ -12,7 +12,7 @@
 //! relative sd of the variance estimate is √(2/1999) ≈ 3.2%, so 10% is > 3 sd;
 //! coverage over 2000 intervals has sd 0.49%.
 //! Theory: Wang et al. 2017 (frequencies; plus the seed-pool term for OLH, see
-//! docs/privacy.md), the exact discretised Piecewise variance (→ Wang et al. 2019), and
+//! docs/privacy.md), the blocks variance of general-privacy HR (docs/privacy.md), the exact discretised Piecewise variance (→ Wang et al. 2019), and
 //! Duchi et al. 2018. Duchi's *estimated* variance is an upper bound (one-bit reports
 //! cannot reveal Σt²), so its coverage may exceed 95%: we require ≥ 93% and ≤ 98%.
 
@@ -25,9 +25,11 @@
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
-use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName};
+use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Params};
 use confiance_aggregator::estimate::Accumulator;
-use confiance_aggregator::estimate::theory::{count_variance, mean_variance, olh_pool_variance};
+use confiance_aggregator::estimate::theory::{
+    count_variance, hadamard_blocks_count_variance, mean_variance, olh_pool_variance,
+};
 
 const N: usize = 100_000;
 
@@ -98,8 +100,14 @@ fn check_frequency(name: MechanismName, make: impl Fn(u64) -> Mechanism + Sync) 
     let counts_f: Vec<f64> = counts.iter().map(|c| *c as f64).collect();
     let theory: Vec<f64> = (0..d)
         .map(|v| {
-            (count_variance(&m0, N as f64, counts_f[v]) + olh_pool_variance(&m0, &counts_f, v))
-                / (N as f64).powi(2)
+            let count_var = if let Params::HadamardBlocks { blocks, .. } = *m0.params() {
+                let b = blocks as usize;
+                let n_block: f64 = (0..d).filter(|u| u % b == v % b).map(|u| counts_f[u]).sum();
+                hadamard_blocks_count_variance(&m0, N as f64, n_block, counts_f[v])
+            } else {
+                count_variance(&m0, N as f64, counts_f[v]) + olh_pool_variance(&m0, &counts_f, v)
+            };
+            count_var / (N as f64).powi(2)
         })
         .collect();
     let reps = 300;
@@ -142,6 +150,20 @@ fn sue() {
 #[test]
 fn hadamard() {
     check_frequency(MechanismName::Hadamard, select(MechanismName::Hadamard));
+}
+
+/// General-privacy HR: 2 blocks of 8 at ε = 2 (categories of both blocks share rows),
+/// and what `select` builds at ε = 4 (8 blocks of 2).
+#[test]
+fn hadamard_blocks() {
+    let e2 = Epsilon::from_ratio(2, 1).unwrap();
+    check_frequency(MechanismName::HadamardBlocks, move |_| {
+        Mechanism::from_parts(e2, Params::HadamardBlocks { d: 8, blocks: 2, block_size: 8 }).unwrap()
+    });
+    let e4 = Epsilon::from_ratio(4, 1).unwrap();
+    check_frequency(MechanismName::HadamardBlocks, move |_| {
+        Mechanism::select(Domain::Categorical { d: 8 }, e4, MechanismName::HadamardBlocks).unwrap()
+    });
 }
 
 /// OLH with a 16 384-entry pool whose key changes every repetition (as it should every

@@ -86,7 +86,9 @@ def ours(mech, d, eps, n, timeout):
     try:
         r = subprocess.run([RUST, "freq", mech, str(d), str(eps), str(n), "1"], capture_output=True, text=True,
                            timeout=timeout, check=True)
-        return json.loads(r.stdout)
+        rec = json.loads(r.stdout)
+        rec["requested"] = mech
+        return rec
     except subprocess.TimeoutExpired:
         return None
 
@@ -114,61 +116,124 @@ def fmt(x, unit=""):
     return "not finished" if x is None else (f"{x:.3g}{unit}")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--d", type=int, nargs="+", default=[16, 1024, 65536])
-    ap.add_argument("--eps", type=float, nargs="+", default=[1, 4])
-    ap.add_argument("--timeout", type=float, default=600)
-    ap.add_argument("--k", type=int, default=1024, help="pure-LDP FastLH hash functions (= our OLH pool)")
-    ap.add_argument("--samples", type=int, default=200_000)
-    args = ap.parse_args()
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    log = open(os.path.join(HERE, "results", "peers.jsonl"), "w")
-    lines = [f"n = {args.n}, time limit {args.timeout:.0f} s per configuration, Zipf(1.1) data, one run each.", "",
+PAIRS = [("GRR", "grr"), ("OUE", "oue"), ("OLH", "olh"), ("FastLH", "olh"), ("HR", "hadamard"),
+         ("HR", "hadamard_blocks")]
+
+
+def eps_str(eps):
+    return str(int(eps)) if float(eps).is_integer() else str(eps)
+
+
+def run_configs(args, log):
+    """Run every selected configuration, appending one JSON line per finished run and one
+    {"not_finished": ...} line per run that exceeded the time limit."""
+    for d in args.d:
+        for eps in args.eps:
+            e = eps_str(eps)
+            if args.side in ("both", "ours"):
+                for m in args.mechanisms:
+                    r = ours(m, d, e, args.n, args.timeout)
+                    log.write(json.dumps(r or {"impl": "confiance", "mechanism": m, "d": d, "eps": e, "n": args.n,
+                                               "not_finished": args.timeout}) + "\n")
+                    log.flush()
+                    print(d, e, "ours", m, "done" if r else "not finished", flush=True)
+            if args.side in ("both", "theirs"):
+                for proto in args.protocols:
+                    r = with_timeout(pure_ldp_run, (proto, d, float(eps), args.n, args.k), args.timeout)
+                    log.write(json.dumps(r or {"impl": "pure-LDP", "mechanism": proto, "d": d, "eps": e, "n": args.n,
+                                               "not_finished": args.timeout}) + "\n")
+                    log.flush()
+                    print(d, e, "pure-LDP", proto, "done" if r else "not finished", flush=True)
+
+
+def load(paths):
+    """Records keyed by (impl, requested mechanism, d, ε, n); later lines win."""
+    recs = {}
+    for path in paths:
+        for line in open(path):
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if "scale" in r:
+                recs[(r["impl"], "samplers", r["scale"])] = r
+                continue
+            mech = r.get("requested", r["mechanism"])
+            recs[(r["impl"], mech, int(r["d"]), eps_str(float(r["eps"])), int(r["n"]))] = r
+    return recs
+
+
+def table(recs, n, d_list, eps_list, timeout):
+    lines = [f"n = {n}, time limit {timeout:.0f} s per configuration, Zipf(1.1) data, one run each.", "",
              "| d | ε | protocol | MSE ours | MSE pure-LDP | MSE ratio (ours/theirs) | encode ours (s) | encode pure-LDP (s) "
              "| decode ours (s) | decode pure-LDP (s) | decode speed-up |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    pairs = [("GRR", "grr"), ("OUE", "oue"), ("OLH", "olh"), ("FastLH", "olh"), ("HR", "hadamard")]
-    for d in args.d:
-        for eps in args.eps:
-            e = str(int(eps)) if float(eps).is_integer() else str(eps)
-            our = {m: ours(m, d, e, args.n, args.timeout) for m in ["grr", "oue", "olh", "hadamard", "auto"]}
-            for r in our.values():
-                if r:
-                    log.write(json.dumps(r) + "\n")
+    def get(impl, mech, d, e):
+        r = recs.get((impl, mech, d, e, n))
+        return None if r is None or "not_finished" in r else r
+    for d in d_list:
+        for eps in eps_list:
+            e = eps_str(eps)
             best = None
-            for proto, mine in pairs:
-                theirs = with_timeout(pure_ldp_run, (proto, d, float(eps), args.n, args.k), args.timeout)
+            for proto, mine in PAIRS:
+                o, theirs = get("confiance", mine, d, e), get("pure-LDP", proto, d, e)
+                if recs.get(("pure-LDP", proto, d, e, n)) is None and recs.get(("confiance", mine, d, e, n)) is None:
+                    continue
                 if theirs:
-                    log.write(json.dumps(theirs) + "\n")
                     best = theirs["mse"] if best is None else min(best, theirs["mse"])
-                o = our[mine]
                 ratio = None if not (o and theirs) else o["mse"] / theirs["mse"]
                 speed = None if not (o and theirs) else theirs["decode_s"] / o["decode_s"]
                 lines.append(f"| {d} | {e} | {proto} vs our {mine} | {fmt(o and o['mse'])} | {fmt(theirs and theirs['mse'])} "
                              f"| {fmt(ratio)} | {fmt(o and o['encode_s'])} | {fmt(theirs and theirs['encode_s'])} "
                              f"| {fmt(o and o['decode_s'])} | {fmt(theirs and theirs['decode_s'])} | {fmt(speed, '×')} |")
-                log.flush()
-                print(lines[-1], flush=True)
-            a = our["auto"]
-            lines.append(f"| {d} | {e} | **auto** ({a['mechanism'] if a else '?'}) vs best pure-LDP | {fmt(a and a['mse'])} "
-                         f"| {fmt(best)} | {fmt(None if not (a and best) else a['mse'] / best)} | | | | | |")
-            print(lines[-1], flush=True)
-    lines += ["", "Samplers (ns per sample; OpenDP Rust crate called directly, OpenDP Python through its binding):", "",
-              "| scale | ours Laplace | OpenDP Rust Laplace | OpenDP Python Laplace | ours Gaussian | OpenDP Rust Gaussian | OpenDP Python Gaussian |",
-              "|---|---|---|---|---|---|---|"]
-    r = subprocess.run([RUST, "samplers", str(args.samples)], capture_output=True, text=True, check=True)
-    rows = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
-    rows += opendp_python(max(1000, args.samples // 20))
-    for row in rows:
-        log.write(json.dumps(row) + "\n")
-    for scale in [1, 10, 1000]:
-        get = lambda impl, key: next((x[key] for x in rows if x["impl"] == impl and x["scale"] == scale), None)
-        lines.append(f"| {scale} | {fmt(get('confiance', 'laplace_ns'))} | {fmt(get('opendp-rust', 'laplace_ns'))} "
-                     f"| {fmt(get('opendp-python', 'laplace_ns'))} | {fmt(get('confiance', 'gaussian_ns'))} "
-                     f"| {fmt(get('opendp-rust', 'gaussian_ns'))} | {fmt(get('opendp-python', 'gaussian_ns'))} |")
-    out = "\n".join(lines)
+            a = get("confiance", "auto", d, e)
+            if recs.get(("confiance", "auto", d, e, n)) is not None:
+                lines.append(f"| {d} | {e} | **auto** ({a['mechanism'] if a else '?'}) vs best pure-LDP | {fmt(a and a['mse'])} "
+                             f"| {fmt(best)} | {fmt(None if not (a and best) else a['mse'] / best)} | | | | | |")
+    rows = [r for k, r in recs.items() if k[1] == "samplers"]
+    if rows:
+        lines += ["", "Samplers (ns per sample; OpenDP Rust crate called directly, OpenDP Python through its binding):", "",
+                  "| scale | ours Laplace | OpenDP Rust Laplace | OpenDP Python Laplace | ours Gaussian | OpenDP Rust Gaussian | OpenDP Python Gaussian |",
+                  "|---|---|---|---|---|---|---|"]
+        for scale in [1, 10, 1000]:
+            g = lambda impl, key: next((x[key] for x in rows if x["impl"] == impl and x["scale"] == scale), None)
+            lines.append(f"| {scale} | {fmt(g('confiance', 'laplace_ns'))} | {fmt(g('opendp-rust', 'laplace_ns'))} "
+                         f"| {fmt(g('opendp-python', 'laplace_ns'))} | {fmt(g('confiance', 'gaussian_ns'))} "
+                         f"| {fmt(g('opendp-rust', 'gaussian_ns'))} | {fmt(g('opendp-python', 'gaussian_ns'))} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Without arguments: the issue's full configuration, both sides, samplers, "
+                                             "table in results/peers.md.")
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--d", type=int, nargs="+", default=[16, 1024, 65536])
+    ap.add_argument("--eps", type=float, nargs="+", default=[1, 4])
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--k", type=int, default=1024, help="pure-LDP FastLH hash functions")
+    ap.add_argument("--samples", type=int, default=200_000)
+    ap.add_argument("--side", choices=["both", "ours", "theirs"], default="both",
+                    help="run only our side or only pure-LDP's (to split a long run; see --table)")
+    ap.add_argument("--protocols", nargs="+", default=list(dict.fromkeys(p for p, _ in PAIRS)),
+                    help="pure-LDP protocols to run")
+    ap.add_argument("--mechanisms", nargs="+", default=["grr", "oue", "olh", "hadamard", "hadamard_blocks", "auto"],
+                    help="our mechanisms to run")
+    ap.add_argument("--no-samplers", action="store_true")
+    ap.add_argument("--log", default=os.path.join(HERE, "results", "peers.jsonl"),
+                    help="JSON lines, appended to (records of earlier runs are kept)")
+    ap.add_argument("--table", nargs="*", metavar="JSONL",
+                    help="only build results/peers.md from these logs (default: --log); later records win")
+    args = ap.parse_args()
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    if args.table is None:
+        with open(args.log, "a") as log:
+            run_configs(args, log)
+            if not args.no_samplers:
+                r = subprocess.run([RUST, "samplers", str(args.samples)], capture_output=True, text=True, check=True)
+                rows = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+                rows += opendp_python(max(1000, args.samples // 20))
+                for row in rows:
+                    log.write(json.dumps(row) + "\n")
+    out = table(load(args.table or [args.log]), args.n, args.d, args.eps, args.timeout)
     open(os.path.join(HERE, "results", "peers.md"), "w").write(out + "\n")
     print(out)
 

@@ -4,7 +4,7 @@
 
 use super::hash::olh_hash;
 use super::{LdpError, LdpReport, LdpValue, Mechanism, Params};
-use crate::noise::{Coins, Ratio, RngCoins};
+use crate::noise::{Coins, Mixture, Ratio, RngCoins};
 use crate::rng::CryptoRng;
 use alloc::vec;
 use core::num::NonZeroU64;
@@ -81,28 +81,25 @@ impl Mechanism {
         let accept_if = |c: Choice| -> bool { c.into() };
         let report = match *self.params() {
             Params::Grr { d } => {
-                // Rejection: Y uniform, kept if Y = x or with probability e^{−ε}:
-                // P(x) ∝ 1, P(y ≠ x) ∝ e^{−ε}, i.e. p = e^ε/(e^ε + d − 1).
+                // GRR as a mixture (docs/privacy.md §2): with probability
+                // q = (e^ε − 1)/(e^ε − 1 + d) the value, otherwise uniform over 0..d;
+                // P(x) = e^ε/(e^ε + d − 1), P(y ≠ x) = 1/(e^ε + d − 1).
+                let keep = coins.bernoulli_mixture(&mixture(eps, u64::from(d))?);
                 let y = coins.uniform(nz(u64::from(d))?);
-                let b = coins.bernoulli_exp_neg(eps);
-                accept_if(y.ct_eq(&x) | Choice::from(u8::from(b))).then(|| LdpReport::Grr(narrow(y)))
+                Some(LdpReport::Grr(narrow(u64::conditional_select(&y, &x, Choice::from(u8::from(keep))))))
             }
             Params::Olh { g, pool, pool_key, .. } => {
+                // GRR over 0..g of the value's hash under a uniformly chosen pool entry.
                 let seed = coins.uniform(nz(u64::from(pool))?);
-                let h = olh_hash(pool_key, narrow(seed), narrow(x), g);
+                let h = u64::from(olh_hash(pool_key, narrow(seed), narrow(x), g));
+                let keep = coins.bernoulli_mixture(&mixture(eps, u64::from(g))?);
                 let y = coins.uniform(nz(u64::from(g))?);
-                let b = coins.bernoulli_exp_neg(eps);
-                accept_if(y.ct_eq(&u64::from(h)) | Choice::from(u8::from(b)))
-                    .then(|| LdpReport::Olh { seed: narrow(seed), value: narrow(y) })
+                let value = u64::conditional_select(&y, &h, Choice::from(u8::from(keep)));
+                Some(LdpReport::Olh { seed: narrow(seed), value: narrow(value) })
             }
-            Params::Hadamard { k, .. } => {
-                // Column j is in category x's half iff row x + 1 of the Sylvester
-                // matrix is +1 there: parity of popcount((x + 1) & j) is even.
-                let j = coins.uniform(nz(u64::from(k))?);
-                let b = coins.bernoulli_exp_neg(eps);
-                #[allow(clippy::cast_possible_truncation, reason = "a parity bit")]
-                let inside = Choice::from((((x + 1) & j).count_ones() & 1) as u8 ^ 1);
-                accept_if(inside | Choice::from(u8::from(b))).then(|| LdpReport::Hadamard(narrow(j)))
+            Params::Hadamard { k, .. } => Some(hadamard(x, 1, k, eps, coins)?),
+            Params::HadamardBlocks { blocks, block_size, .. } => {
+                Some(hadamard(x, blocks, block_size, eps, coins)?)
             }
             Params::Piecewise { step, window, outputs, .. } => {
                 let start = x.saturating_mul(step);
@@ -142,6 +139,40 @@ impl Mechanism {
     }
 }
 
+/// The mixture coin for ε and `weight` outputs.
+fn mixture(eps: Ratio, weight: u64) -> Result<Mixture, LdpError> {
+    Mixture::new(eps, weight).map_err(|_| LdpError::BadParameters)
+}
+
+/// Hadamard response over `blocks` blocks of `size` outputs (both powers of two).
+/// Category x is row `⌊x / blocks⌋ + 1` of block `x mod blocks`; it owns the `size/2`
+/// columns of its block where the row is +1 (parity of popcount(row & column) even).
+/// Mixture: with probability (e^ε − 1)/(e^ε − 1 + 2·blocks) a uniform column of x's
+/// half — a uniform column, moved into the half by flipping the row's lowest set bit
+/// when outside, a bijection — otherwise a uniform output. Then P(o) = 2e^ε/(size·Z)
+/// inside x's half and 2/(size·Z) elsewhere, Z = 2·blocks − 1 + e^ε (Acharya et al. 2019).
+/// Shifts and masks only: nothing secret-dependent in timing.
+fn hadamard<C: Coins>(
+    x: u64,
+    blocks: u32,
+    size: u32,
+    eps: Ratio,
+    coins: &mut C,
+) -> Result<LdpReport, LdpError> {
+    let keep = coins.bernoulli_mixture(&mixture(eps, 2 * u64::from(blocks))?);
+    let u =
+        coins.uniform(NonZeroU64::new(u64::from(blocks) * u64::from(size)).ok_or(LdpError::BadParameters)?);
+    let (block_bits, size_bits) = (blocks.trailing_zeros(), size.trailing_zeros());
+    let block = x & (u64::from(blocks) - 1);
+    let row = (x >> block_bits) + 1;
+    let column = u & (u64::from(size) - 1);
+    #[allow(clippy::cast_possible_truncation, reason = "a parity bit")]
+    let inside = Choice::from((((row & column).count_ones() & 1) as u8) ^ 1);
+    let moved = u64::conditional_select(&(column ^ (row & row.wrapping_neg())), &column, inside);
+    let own = (block << size_bits) | moved;
+    Ok(LdpReport::Hadamard(narrow(u64::conditional_select(&u, &own, Choice::from(u8::from(keep))))))
+}
+
 #[inline]
 fn set_bit(bits: &mut [u8], i: u32, bit: u8) {
     if let Some(byte) = bits.get_mut((i / 8) as usize) {
@@ -175,6 +206,7 @@ mod tests {
             MechanismName::Sue,
             MechanismName::Olh,
             MechanismName::Hadamard,
+            MechanismName::HadamardBlocks,
         ] {
             let m = Mechanism::select(Domain::Categorical { d: 5 }, e, name).unwrap();
             assert_eq!(m.encode(LdpValue::Category(5), &mut rng), Err(LdpError::OutOfDomain));

@@ -1,6 +1,6 @@
 //! Mechanism selection and validated parameters.
 
-use super::theory::{duchi_worst, exp_ratio, grr_var, hr_var, olh_g, olh_var, oue_var, pm_worst, sue_var};
+use super::theory::{duchi_worst, exp_ratio, grr_var, hr_blocks_var, olh_g, oue_var, pm_worst, sue_var};
 use super::{Domain, LdpError, MechanismName};
 use crate::Epsilon;
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,39 @@ pub const MAX_CATEGORIES: u32 = 1 << 24;
 pub const MAX_NUMERIC_RANGE: u64 = 1 << 40;
 /// The smallest seed pool [`Mechanism::select`] gives OLH (see [`olh_default_pool`]).
 pub const DEFAULT_OLH_POOL: u32 = 1024;
+/// The largest `d` for which [`MechanismName::Auto`] considers the unary encodings (OUE,
+/// SUE): they send `d` bits and draw `d` Bernoullis per report (128 bytes and about
+/// 0.1–0.3 ms at d = 1024; 8 KiB and 3 ms at d = 65 536).
+pub const MAX_UNARY_CATEGORIES: u32 = 1024;
+
+/// The public key of OLH's seed pool for `metric` in `period` (for example the start of
+/// the report's time bucket, in seconds): the first 8 bytes (little-endian) of
+/// SHA-256(`"confiance/olh-pool/v1\0"` ‖ len(metric) as u32 LE ‖ metric ‖ period as u64 LE).
+///
+/// A pool reused across periods turns its hash collisions into a fixed bias and lets
+/// one device's reports in different periods share hash functions; deriving the key per
+/// period makes both fresh. Device and aggregator derive the same key from public data
+/// ([`Mechanism::for_period`]).
+///
+/// ```
+/// use confiance::ldp::olh_pool_key;
+/// assert_ne!(olh_pool_key("app.screen", 0), olh_pool_key("app.screen", 1));
+/// assert_ne!(olh_pool_key("app.screen", 0), olh_pool_key("app.screens", 0));
+/// assert_eq!(olh_pool_key("a", 7), olh_pool_key("a", 7));
+/// ```
+#[must_use]
+pub fn olh_pool_key(metric: &str, period: u64) -> u64 {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"confiance/olh-pool/v1\0");
+    h.update(u32::try_from(metric.len()).unwrap_or(u32::MAX).to_le_bytes());
+    h.update(metric.as_bytes());
+    h.update(period.to_le_bytes());
+    let out: [u8; 32] = h.finalize().into();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(out.get(..8).unwrap_or(&[0; 8]));
+    u64::from_le_bytes(first)
+}
 
 /// OLH's default seed-pool size for `d` categories hashed into `0..g`: the largest power
 /// of two with pool × d ≤ 2^26 (decoding cost: pool × d hash evaluations, about 0.1 s)
@@ -100,6 +133,20 @@ pub enum Params {
         /// Largest input.
         max: i64,
     },
+    /// General-privacy Hadamard response (Acharya, Sun, Zhang 2019, §4): `blocks`
+    /// blocks of `block_size` outputs (both powers of two), `blocks · block_size`
+    /// outputs in all. Category `v` lives in block `v mod blocks` as row
+    /// `⌊v / blocks⌋ + 1` of the `block_size × block_size` Sylvester–Hadamard matrix and
+    /// owns the `block_size / 2` outputs of its block where that row is +1; they get
+    /// weight e^ε, every other output weight 1.
+    HadamardBlocks {
+        /// Categories.
+        d: u32,
+        /// Number of blocks `B` (a power of two, ≥ 1).
+        blocks: u32,
+        /// Outputs per block `b` (a power of two with `b > ⌈d / B⌉`).
+        block_size: u32,
+    },
 }
 
 /// A resolved, validated LDP mechanism: ε plus [`Params`].
@@ -152,10 +199,14 @@ fn check_d(d: u32) -> Result<(), LdpError> {
 
 impl Mechanism {
     /// Build the mechanism `name` for `domain` at `epsilon`, resolving
-    /// [`MechanismName::Auto`] to the lowest theoretical variance:
-    /// for categories the smallest of GRR, OUE, SUE, OLH and Hadamard response
-    /// (Wang et al. 2017; Acharya et al. 2019), for numbers the smaller worst-case
-    /// variance of Piecewise and Duchi (Wang et al. 2019).
+    /// [`MechanismName::Auto`] to the lowest theoretical variance among the mechanisms
+    /// whose report size and encoding cost do not grow with `d`, plus OUE and SUE while
+    /// `d ≤` [`MAX_UNARY_CATEGORIES`]: for categories the smallest of GRR, OUE, SUE and
+    /// general-privacy Hadamard response (Wang et al. 2017; Acharya et al. 2019) — OLH
+    /// is never picked, its seed pool adds variance growing with the number of reports
+    /// (docs/privacy.md); for numbers the smaller worst-case variance of Piecewise and
+    /// Duchi (Wang et al. 2019). An OLH mechanism gets `pool_key = 0`: use
+    /// [`Mechanism::for_period`] to rotate it.
     ///
     /// # Errors
     /// [`LdpError::BadCategoryCount`], [`LdpError::BadNumericRange`] or
@@ -179,6 +230,10 @@ impl Mechanism {
                         Params::Olh { d, g, pool: olh_default_pool(d, g), pool_key: 0 }
                     }
                     MechanismName::Hadamard => Params::Hadamard { d, k: hadamard_order(d)? },
+                    MechanismName::HadamardBlocks => {
+                        let (blocks, block_size) = hadamard_blocks(d, e);
+                        Params::HadamardBlocks { d, blocks, block_size }
+                    }
                     _ => return Err(LdpError::MechanismDomainMismatch),
                 }
             }
@@ -210,6 +265,38 @@ impl Mechanism {
         Self::from_parts(epsilon, Params::Olh { d, g: olh_g(e), pool, pool_key })
     }
 
+    /// The same mechanism with OLH's pool named by `pool_key` (other mechanisms are
+    /// returned unchanged).
+    #[must_use]
+    pub const fn with_pool_key(mut self, pool_key: u64) -> Self {
+        if let Params::Olh { d, g, pool, .. } = self.params {
+            self.params = Params::Olh { d, g, pool, pool_key };
+        }
+        self
+    }
+
+    /// The mechanism for reports of `metric` in `period`: OLH's pool key becomes
+    /// [`olh_pool_key`]`(metric, period)`, so each period has fresh public hash functions;
+    /// other mechanisms are unchanged. The device and the aggregator must call it with the
+    /// same period (e.g. the start of the report's time bucket).
+    ///
+    /// ```
+    /// use confiance::{Epsilon, ldp::{Domain, Mechanism, MechanismName, Params}};
+    /// let m = Mechanism::select(Domain::Categorical { d: 100 }, Epsilon::from_ratio(1, 1)?, MechanismName::Olh)?;
+    /// let (a, b) = (m.for_period("app.screen", 0), m.for_period("app.screen", 3600));
+    /// let (Params::Olh { pool_key: ka, .. }, Params::Olh { pool_key: kb, .. }) = (a.params(), b.params()) else { unreachable!() };
+    /// assert_ne!(ka, kb);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn for_period(self, metric: &str, period: u64) -> Self {
+        if matches!(self.params, Params::Olh { .. }) {
+            self.with_pool_key(olh_pool_key(metric, period))
+        } else {
+            self
+        }
+    }
+
     /// A mechanism from explicit parameters, validated.
     ///
     /// # Errors
@@ -226,6 +313,18 @@ impl Mechanism {
             Params::Hadamard { d, k } => {
                 check_d(d)?;
                 if !k.is_power_of_two() || k <= d {
+                    return Err(LdpError::BadParameters);
+                }
+            }
+            Params::HadamardBlocks { d, blocks, block_size } => {
+                check_d(d)?;
+                let outputs = u64::from(blocks) * u64::from(block_size);
+                if !blocks.is_power_of_two()
+                    || !block_size.is_power_of_two()
+                    || block_size < 2
+                    || d.div_ceil(blocks) >= block_size
+                    || outputs > 1 << 31
+                {
                     return Err(LdpError::BadParameters);
                 }
             }
@@ -267,6 +366,7 @@ impl Mechanism {
             Params::Sue { .. } => MechanismName::Sue,
             Params::Olh { .. } => MechanismName::Olh,
             Params::Hadamard { .. } => MechanismName::Hadamard,
+            Params::HadamardBlocks { .. } => MechanismName::HadamardBlocks,
             Params::Piecewise { .. } => MechanismName::Piecewise,
             Params::Duchi { .. } => MechanismName::Duchi,
         }
@@ -280,28 +380,50 @@ impl Mechanism {
             | Params::Oue { d }
             | Params::Sue { d }
             | Params::Olh { d, .. }
-            | Params::Hadamard { d, .. } => Domain::Categorical { d },
+            | Params::Hadamard { d, .. }
+            | Params::HadamardBlocks { d, .. } => Domain::Categorical { d },
             Params::Piecewise { min, max, .. } | Params::Duchi { min, max } => Domain::Numeric { min, max },
         }
     }
 }
 
+/// `auto` for categories: the lowest per-report variance at a rare category among GRR,
+/// general-privacy HR and (for `d ≤ MAX_UNARY_CATEGORIES`) OUE and SUE. Ties go to the
+/// earlier candidate.
 fn auto_categorical(e: f64, e_half: f64, d: u32) -> MechanismName {
-    let df = f64::from(d);
+    let (blocks, _) = hadamard_blocks(d, e);
+    let unary = d <= MAX_UNARY_CATEGORIES;
     let candidates = [
-        (MechanismName::Grr, grr_var(e, df)),
-        (MechanismName::Oue, oue_var(e)),
-        (MechanismName::Olh, olh_var(e, f64::from(olh_g(e)))),
-        (MechanismName::Sue, sue_var(e_half)),
-        (MechanismName::Hadamard, hr_var(e)),
+        (MechanismName::Grr, grr_var(e, f64::from(d)), true),
+        (MechanismName::Oue, oue_var(e), unary),
+        (MechanismName::Sue, sue_var(e_half), unary),
+        (MechanismName::HadamardBlocks, hr_blocks_var(e, f64::from(blocks)), true),
     ];
-    let mut best = candidates[0];
-    for c in candidates {
-        if c.1 < best.1 {
-            best = c;
+    let mut best = (MechanismName::Grr, f64::INFINITY);
+    for (name, var, allowed) in candidates {
+        if allowed && var < best.1 {
+            best = (name, var);
         }
     }
     best.0
+}
+
+/// General-privacy HR's blocks `B` and block size `b` for `d` categories: the power of
+/// two `B ≤ d` minimising [`hr_blocks_var`] (optimum near (e^ε − 1)/2; Acharya et al.
+/// take ⌊log2 e^ε⌋, the same power of two or its neighbour), and the smallest power of two
+/// `b > ⌈d/B⌉`.
+fn hadamard_blocks(d: u32, e: f64) -> (u32, u32) {
+    let size = |blocks: u32| (d.div_ceil(blocks) + 1).next_power_of_two();
+    let mut best = (1u32, f64::INFINITY);
+    let mut blocks = 1u32;
+    while blocks <= d.max(1) && blocks <= 1 << 20 {
+        let v = hr_blocks_var(e, f64::from(blocks));
+        if v < best.1 {
+            best = (blocks, v);
+        }
+        blocks *= 2;
+    }
+    (best.0, size(best.0))
 }
 
 /// The smallest power of two strictly greater than `d` (row 0 is all ones and unused).
@@ -338,7 +460,36 @@ mod tests {
         let cat = |d| Mechanism::select(Domain::Categorical { d }, eps(1, 1), MechanismName::Auto).unwrap();
         assert_eq!(cat(10).name(), MechanismName::Grr);
         assert_eq!(cat(11).name(), MechanismName::Oue);
-        assert_eq!(cat(65_536).name(), MechanismName::Oue);
+        assert_eq!(cat(1024).name(), MechanismName::Oue);
+        // Above MAX_UNARY_CATEGORIES: no d-bit reports; HR (one block at ε = 1) beats GRR.
+        assert_eq!(cat(1025).name(), MechanismName::HadamardBlocks);
+        let big = cat(65_536);
+        assert_eq!(*big.params(), Params::HadamardBlocks { d: 65_536, blocks: 1, block_size: 131_072 });
+        // ε = 4: 32 blocks of 4096 (B = 2^⌊log2 e^4⌋, as Acharya et al. and pure-LDP).
+        let m = Mechanism::select(Domain::Categorical { d: 65_536 }, eps(4, 1), MechanismName::Auto).unwrap();
+        assert_eq!(*m.params(), Params::HadamardBlocks { d: 65_536, blocks: 32, block_size: 4096 });
+        // ε = 4, d = 16: GRR (d < 3e^4 + 2).
+        let m = Mechanism::select(Domain::Categorical { d: 16 }, eps(4, 1), MechanismName::Auto).unwrap();
+        assert_eq!(m.name(), MechanismName::Grr);
+    }
+
+    #[test]
+    fn olh_pool_key_rotates_per_period() {
+        let m = Mechanism::select(Domain::Categorical { d: 64 }, eps(2, 1), MechanismName::Olh).unwrap();
+        let key = |m: Mechanism| match *m.params() {
+            Params::Olh { pool_key, .. } => pool_key,
+            _ => panic!(),
+        };
+        assert_eq!(key(m), 0);
+        let keys: alloc::vec::Vec<u64> = (0..100).map(|p| key(m.for_period("metric", p))).collect();
+        let mut unique = keys.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 100);
+        assert_eq!(key(m.for_period("metric", 5)), olh_pool_key("metric", 5));
+        // Other mechanisms are unchanged.
+        let g = Mechanism::select(Domain::Categorical { d: 64 }, eps(2, 1), MechanismName::Grr).unwrap();
+        assert_eq!(g.for_period("metric", 5), g);
     }
 
     #[test]

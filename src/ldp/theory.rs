@@ -47,8 +47,11 @@ pub(crate) fn sue_var(e_half: f64) -> f64 {
 pub(crate) fn olh_var(e: f64, g: f64) -> f64 {
     (e + g - 1.0) * (e + g - 1.0) / ((g - 1.0) * (e - 1.0) * (e - 1.0))
 }
-pub(crate) fn hr_var(e: f64) -> f64 {
-    (e + 1.0) * (e + 1.0) / ((e - 1.0) * (e - 1.0))
+/// General-privacy HR with `B` blocks: `Var[ĉ_v]/n = Z(2 + (e^ε − 1) n_j/n)/(e^ε − 1)²`
+/// with `Z = 2B − 1 + e^ε` (docs/privacy.md), taking the block's share `n_j/n` at its
+/// average `1/B`. `B = 1` is the high-privacy HR, `(e^ε + 1)²/(e^ε − 1)²`.
+pub(crate) fn hr_blocks_var(e: f64, blocks: f64) -> f64 {
+    (2.0 * blocks - 1.0 + e) * (2.0 + (e - 1.0) / blocks) / ((e - 1.0) * (e - 1.0))
 }
 /// Worst-case (|t| = 1) variance of the Piecewise mechanism on [−1, 1] (Wang et al. 2019, Lemma 1).
 pub(crate) fn pm_worst(e_half: f64) -> f64 {

@@ -3,6 +3,7 @@
 
 use super::Ratio;
 use super::bernoulli::{bern_exp_neg_u128, bern_u128, bernoulli_logistic};
+use super::mixture::{Mixture, bernoulli_mixture};
 use super::uniform::uniform_u64;
 use crate::rng::CryptoRng;
 use core::num::NonZeroU64;
@@ -21,6 +22,8 @@ pub trait Coins {
     fn bernoulli_exp_neg(&mut self, gamma: Ratio) -> bool;
     /// Bernoulli(1/(1 + exp(γ))).
     fn bernoulli_logistic(&mut self, gamma: Ratio) -> bool;
+    /// Bernoulli((e^γ − 1)/(e^γ − 1 + D)) for the plan's γ and D ([`Mixture`]).
+    fn bernoulli_mixture(&mut self, mix: &Mixture) -> bool;
 }
 
 /// [`Coins`] drawn from a cryptographic RNG with the exact samplers.
@@ -62,5 +65,10 @@ impl<R: CryptoRng + ?Sized> Coins for RngCoins<'_, R> {
     #[inline]
     fn bernoulli_logistic(&mut self, gamma: Ratio) -> bool {
         bernoulli_logistic(self.0, gamma)
+    }
+
+    #[inline]
+    fn bernoulli_mixture(&mut self, mix: &Mixture) -> bool {
+        bernoulli_mixture(self.0, mix)
     }
 }

@@ -21,7 +21,7 @@ const FORMAT_VERSION: u8 = 2;
 pub(crate) enum State {
     /// GRR: reports per category (d). OUE/SUE: set bits per position (d).
     /// OLH: reports per (pool entry, hash value), row-major (pool × g).
-    /// Hadamard: reports per column (k).
+    /// Hadamard: reports per column (k); general-privacy HR: per output (blocks × block size).
     Counts(Counts),
     /// Piecewise: Σy and Σy² of the grid points (exact).
     Moments {
@@ -51,6 +51,9 @@ fn state_for(m: &Mechanism) -> State {
         Params::Grr { d } | Params::Oue { d } | Params::Sue { d } => State::Counts(Counts::zeros(d as usize)),
         Params::Olh { g, pool, .. } => State::Counts(Counts::zeros(g as usize * pool as usize)),
         Params::Hadamard { k, .. } => State::Counts(Counts::zeros(k as usize)),
+        Params::HadamardBlocks { blocks, block_size, .. } => {
+            State::Counts(Counts::zeros(blocks as usize * block_size as usize))
+        }
         Params::Piecewise { .. } => State::Moments { sum: 0, sum_sq: 0 },
         _ => State::Ones(0),
     }
@@ -85,6 +88,9 @@ impl Accumulator {
         match (*mechanism.params(), report) {
             (Params::Grr { d }, LdpReport::Grr(v)) => index(*v, d).map(|_| ()),
             (Params::Hadamard { k, .. }, LdpReport::Hadamard(j)) => index(*j, k).map(|_| ()),
+            (Params::HadamardBlocks { blocks, block_size, .. }, LdpReport::Hadamard(j)) => {
+                index(*j, blocks * block_size).map(|_| ())
+            }
             (Params::Olh { g, pool, .. }, LdpReport::Olh { seed, value }) => {
                 index(*seed, pool)?;
                 index(*value, g).map(|_| ())
@@ -117,6 +123,9 @@ impl Accumulator {
             (Params::Grr { d }, LdpReport::Grr(v), State::Counts(c)) => c.increment(index(*v, d)?)?,
             (Params::Hadamard { k, .. }, LdpReport::Hadamard(j), State::Counts(c)) => {
                 c.increment(index(*j, k)?)?;
+            }
+            (Params::HadamardBlocks { blocks, block_size, .. }, LdpReport::Hadamard(j), State::Counts(c)) => {
+                c.increment(index(*j, blocks * block_size)?)?;
             }
             (Params::Olh { g, pool, .. }, LdpReport::Olh { seed, value }, State::Counts(c)) => {
                 c.increment(index(*seed, pool)? * g as usize + index(*value, g)?)?;
@@ -255,6 +264,9 @@ impl Accumulator {
         match (*self.mechanism.params(), &self.state) {
             (Params::Grr { d }, State::Counts(c)) => c.len() == d as usize && sum_is(c, n),
             (Params::Hadamard { k, .. }, State::Counts(c)) => c.len() == k as usize && sum_is(c, n),
+            (Params::HadamardBlocks { blocks, block_size, .. }, State::Counts(c)) => {
+                c.len() == blocks as usize * block_size as usize && sum_is(c, n)
+            }
             (Params::Olh { g, pool, .. }, State::Counts(c)) => {
                 c.len() == g as usize * pool as usize && sum_is(c, n)
             }

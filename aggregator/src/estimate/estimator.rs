@@ -1,7 +1,10 @@
 //! From counts to estimates with variance and intervals.
 
 use super::accumulator::{Accumulator, Counts, State};
-use super::theory::{count_variance, piecewise_constants, support_probabilities};
+use super::theory::{
+    count_variance, hadamard_blocks_constants, hadamard_blocks_count_variance, piecewise_constants,
+    support_probabilities,
+};
 use super::{exps, fwht, project_simplex};
 use confiance::ldp::{MechanismName, Params, for_each_hash};
 
@@ -96,6 +99,10 @@ impl Accumulator {
                 let n = self.count() as f64;
                 t.iter().skip(1).take(d as usize).map(|h| (n + *h as f64) / 2.0).collect()
             }
+            Params::HadamardBlocks { d, .. } => {
+                let (s, _) = self.hadamard_blocks_sums()?;
+                s.into_iter().take(d as usize).collect()
+            }
             Params::Olh { d, g, pool, pool_key } => {
                 let mut support = vec![0u64; d as usize];
                 let width = g as usize;
@@ -138,10 +145,72 @@ impl Accumulator {
         })
     }
 
+    /// General-privacy HR: one FWHT per block. Returns, per category, `S_v` (reports
+    /// in v's half of its block) and `T_j` (reports in v's block).
+    #[allow(clippy::cast_precision_loss, reason = "counts below 2^53 are exact in f64")]
+    fn hadamard_blocks_sums(&self) -> Option<(Vec<f64>, Vec<f64>)> {
+        let (State::Counts(c), Params::HadamardBlocks { d, blocks, block_size }) =
+            (&self.state, *self.mechanism().params())
+        else {
+            return None;
+        };
+        let (b, size) = (blocks as usize, block_size as usize);
+        let to_i64 = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+        let mut all = vec![0i64; c.len()];
+        match c {
+            Counts::Dense(v) => all.iter_mut().zip(v).for_each(|(t, x)| *t = to_i64(*x)),
+            Counts::Sparse { .. } => {
+                for (j, x) in c.nonzero() {
+                    if let Some(slot) = all.get_mut(j) {
+                        *slot = to_i64(x);
+                    }
+                }
+            }
+        }
+        for block in all.chunks_exact_mut(size) {
+            fwht(block);
+        }
+        // Category v: block v mod B, row ⌊v/B⌋ + 1; (H c)[row] = 2S_v − T_j, (H c)[0] = T_j.
+        let (mut support, mut block_totals) =
+            (Vec::with_capacity(d as usize), Vec::with_capacity(d as usize));
+        for v in 0..d as usize {
+            let t = all.get((v % b) * size..(v % b + 1) * size)?;
+            let (total, h) = (*t.first()? as f64, *t.get(v / b + 1)? as f64);
+            support.push((total + h) / 2.0);
+            block_totals.push(total);
+        }
+        Some((support, block_totals))
+    }
+
+    /// General-privacy HR's estimates: `f̂_v = Z(2S_v − T_j)/(n(e^ε − 1))`, unbiased since
+    /// `E[S_v/n] = 1/Z + (e^ε − 1)(f_v + f_j)/(2Z)` and `E[T_j/n] = 2/Z + (e^ε − 1)f_j/Z`
+    /// (Acharya et al. 2019); variance [`hadamard_blocks_count_variance`] with the
+    /// estimated `n_v` and block count `n_j = (Z T_j − 2n)/(e^ε − 1)` plugged in.
+    #[allow(clippy::cast_precision_loss, reason = "estimators in f64")]
+    fn hadamard_blocks_estimate(&self) -> Option<Vec<PointEstimate>> {
+        let m = *self.mechanism();
+        let (z, em1) = hadamard_blocks_constants(&m)?;
+        let (support, totals) = self.hadamard_blocks_sums()?;
+        let n = self.count() as f64;
+        Some(
+            support
+                .iter()
+                .zip(&totals)
+                .map(|(s, t)| {
+                    let count = z * (2.0 * s - t) / em1;
+                    let n_block = ((z * t - 2.0 * n) / em1).clamp(0.0, n);
+                    let var = hadamard_blocks_count_variance(&m, n, n_block, count.clamp(0.0, n));
+                    PointEstimate::new(count / n, var / (n * n))
+                })
+                .collect(),
+        )
+    }
+
     /// Unbiased estimates with variance, standard error and 95% interval.
     ///
     /// Frequencies: f̂_v = (S_v − nq)/(n(p − q)), variance from Wang et al. 2017
-    /// (plus the seed-pool term for OLH) with the estimated counts plugged in.
+    /// (plus the seed-pool term for OLH) with the estimated counts plugged in;
+    /// general-privacy HR by its blocks (`hadamard_blocks_count_variance`).
     /// Piecewise: the mean from Σy, variance from Σy and Σy² (docs/privacy.md).
     /// Duchi: the mean from the sign count; its variance `Σ(B² − t_u²)` cannot be
     /// estimated from one-bit reports, so `(B² − t̄²)/n` is used — an upper bound
@@ -157,6 +226,13 @@ impl Accumulator {
             n: 0,
             values: vec![PointEstimate::new(0.0, f64::INFINITY); k],
         };
+        if let Params::HadamardBlocks { d, .. } = *m.params() {
+            if self.count() == 0 {
+                return empty(d as usize);
+            }
+            let values = self.hadamard_blocks_estimate().unwrap_or_default();
+            return Estimate { mechanism: name, n: self.count(), values };
+        }
         if let (Some(support), Some((p, q))) = (self.support_counts(), support_probabilities(&m)) {
             if self.count() == 0 {
                 return empty(support.len());

@@ -34,6 +34,32 @@ pub fn support_probabilities(m: &Mechanism) -> Option<(f64, f64)> {
     }
 }
 
+/// General-privacy Hadamard response (Acharya, Sun, Zhang 2019) with `B` blocks:
+/// `Z = 2B − 1 + e^ε` and `e^ε − 1`. A report falls in v's half of its block with
+/// probability `e^ε/Z` (user holds v), `(e^ε + 1)/(2Z)` (another category of the same
+/// block), `1/Z` (another block); in v's block with `(e^ε + 1)/Z` or `2/Z`. `None` for
+/// other mechanisms.
+#[must_use]
+pub fn hadamard_blocks_constants(m: &Mechanism) -> Option<(f64, f64)> {
+    let Params::HadamardBlocks { blocks, .. } = *m.params() else { return None };
+    let (e, _) = exps(m);
+    Some((2.0 * f64::from(blocks) - 1.0 + e, e - 1.0))
+}
+
+/// Variance of general-privacy HR's count estimate `ĉ_v = Z(2S_v − T_j)/(e^ε − 1)`
+/// (`S_v` reports in v's half, `T_j` in v's block `j`) when `n_v` of `n` users hold `v`
+/// and `n_block` hold a category of v's block (v included):
+/// `Z(2n + n_block(e^ε − 1))/(e^ε − 1)² − n_v`. Each report adds +1 (in v's half), −1
+/// (rest of the block) or 0, with second moment `(e^ε + 1)/Z` inside the block and
+/// `2/Z` outside, and mean `(e^ε − 1)/Z` only for v's own users (docs/privacy.md). With
+/// one block (`n_block = n`) it is the high-privacy HR's `n(e^ε+1)²/(e^ε−1)² − n_v`.
+/// `NaN` for other mechanisms.
+#[must_use]
+pub fn hadamard_blocks_count_variance(m: &Mechanism, n: f64, n_block: f64, n_v: f64) -> f64 {
+    let Some((z, em1)) = hadamard_blocks_constants(m) else { return f64::NAN };
+    z * (2.0 * n + n_block * em1) / (em1 * em1) - n_v
+}
+
 /// Variance of the unbiased count estimate ĉ_v = (S_v − nq)/(p − q) when `n_v` of `n`
 /// users hold `v`: `(n q(1−q) + n_v (p(1−p) − q(1−q))) / (p−q)²` — Wang et al. 2017,
 /// Theorem 2 (`n q(1−q)/(p−q)² + n_v (1−p−q)/(p−q)`). For OLH add [`olh_pool_variance`].

@@ -1,5 +1,5 @@
 //! Rust side of the peer benchmark. Usage:
-//!   confiance-peers freq <grr|oue|olh|hadamard|auto> <d> <eps> <n> <seed>
+//!   confiance-peers freq <grr|oue|olh|hadamard|hadamard_blocks|auto> <d> <eps> <n> <seed>
 //!     → one JSON line: mse, encode_s, decode_s (same Zipf data as peers.py)
 //!   confiance-peers samplers <count>
 //!     → JSON lines: ns per discrete Laplace / Gaussian sample, ours and OpenDP's
@@ -29,6 +29,7 @@ fn freq(args: &[String]) {
         "oue" => MechanismName::Oue,
         "olh" => MechanismName::Olh,
         "hadamard" => MechanismName::Hadamard,
+        "hadamard_blocks" => MechanismName::HadamardBlocks,
         "auto" => MechanismName::Auto,
         other => panic!("unknown mechanism {other}"),
     };
