@@ -406,6 +406,33 @@ fn every_endpoint_role_and_bad_request() {
         "bad_proof_request",
     );
 
+    // The auditor report: HTML with its charts, and JSON saying the log was recomputed to
+    // a signed root; recipients may not have it, and an unknown format is refused.
+    let raw = |path: &str, token: &str| {
+        let mut r = h
+            .agent
+            .get(format!("{}{path}", h.base))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        (r.status().as_u16(), ct, r.body_mut().read_to_string().unwrap())
+    };
+    let (s, ct, html) = raw("/v1/report", &auditor);
+    assert_eq!((s, ct.as_str()), (200, "text/html; charset=utf-8"));
+    assert!(html.starts_with("<!DOCTYPE html>") && html.matches("<svg").count() >= 3, "{html:.300}");
+    let (s, ct, text) = raw("/v1/report?format=json", &auditor);
+    assert_eq!((s, ct.as_str()), (200, "application/json"));
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["log"]["checkpoint_verified"], json!(true), "{:#}", report["log"]);
+    assert!(report["log"]["tree_size"].as_u64().unwrap() >= size);
+    assert!(report["access"].as_array().is_some_and(|a| !a.is_empty()), "{text:.300}");
+    let (s, ct, md) = raw("/v1/report?format=markdown", &auditor);
+    assert_eq!((s, ct.as_str(), md.starts_with('#')), (200, "text/markdown; charset=utf-8", true));
+    refused(h.get("/v1/report", &calora), 403, "wrong_role");
+    refused(h.get("/v1/report?format=pdf", &auditor), 400, "bad_parameter");
+    refused(h.get("/v1/report?at=yesterday", &auditor), 400, "bad_time");
+
     // Admin: purge (nothing is due yet) and every other role's endpoints.
     let (s, v) = h.post("/v1/purge", &admin, b"");
     assert_eq!((s, v["partitions"].as_u64()), (200, Some(0)), "{v}");
