@@ -61,6 +61,25 @@ fn decode(c: &mut Criterion) {
     let mut acc = Accumulator::new(&m);
     let r = LdpReport::Olh { seed: 5, value: 1 };
     g.bench_function("add/olh", |b| b.iter(|| acc.add(&r).unwrap()));
+    // A unary report at d = 1024, ε = 1: ~27% of its bits set (q = 1/(e+1)).
+    let oue = Mechanism::select(
+        Domain::Categorical { d: 1024 },
+        Epsilon::from_ratio(1, 1).unwrap(),
+        MechanismName::Oue,
+    )
+    .unwrap();
+    let mut acc = Accumulator::new(&oue);
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let reports: Vec<LdpReport> = (0..64)
+        .map(|_| LdpReport::Oue((0..128).map(|_| (rng.next_u32() & rng.next_u32()) as u8).collect()))
+        .collect();
+    let mut k = 0;
+    g.bench_function("add/oue_d1024", |b| {
+        b.iter(|| {
+            k = (k + 1) % reports.len();
+            acc.add(&reports[k]).unwrap();
+        });
+    });
     g.finish();
 }
 

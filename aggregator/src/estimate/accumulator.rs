@@ -133,14 +133,7 @@ impl Accumulator {
             (Params::Oue { d }, LdpReport::Oue(bits), State::Counts(c))
             | (Params::Sue { d }, LdpReport::Sue(bits), State::Counts(c)) => {
                 check_bits(bits, d)?;
-                for (byte_index, byte) in bits.iter().enumerate() {
-                    let mut b = *byte;
-                    while b != 0 {
-                        // In range: `check_bits` bounded the bits by d.
-                        let _ = c.increment(byte_index * 8 + b.trailing_zeros() as usize);
-                        b &= b - 1;
-                    }
-                }
+                c.add_bits(bits);
             }
             (Params::Piecewise { outputs, .. }, LdpReport::Piecewise(y), State::Moments { sum, sum_sq }) => {
                 if *y >= outputs {

@@ -28,6 +28,22 @@ pub(crate) enum Counts {
     },
 }
 
+/// Byte `b` spread to eight 0/1 cells (bit `j` → cell `j`): a dense unary-report add is
+/// then eight plain adds per byte, which vectorise.
+const SPREAD: [[u64; 8]; 256] = {
+    let mut t = [[0u64; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut j = 0;
+        while j < 8 {
+            t[b][j] = ((b >> j) & 1) as u64;
+            j += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
 /// Whether a vector of `len` cells with `nonzero` non-zero ones is sparse in canonical form.
 const fn sparse_form(nonzero: usize, len: usize) -> bool {
     nonzero.saturating_mul(4) < len && len <= u32::MAX as usize
@@ -118,6 +134,42 @@ impl Counts {
             }
         }
         Ok(())
+    }
+
+    /// Adds one to every cell whose bit is set in `bits` (bit `j` of byte `i` is cell
+    /// `8i + j`; bits past the length are ignored). A dense vector takes one branch-free
+    /// add per cell, which the compiler vectorises (a unary-encoded report sets a large
+    /// share of its bits); a sparse one goes bit by bit and may turn dense on the way.
+    pub(crate) fn add_bits(&mut self, bits: &[u8]) {
+        match self {
+            Self::Dense(v) => {
+                let whole = v.len() / 8;
+                let (head, tail) = v.split_at_mut(whole * 8);
+                // Counts never exceed the accumulator's checked `n`: wrapping adds are exact.
+                for (cells, byte) in head.chunks_exact_mut(8).zip(bits) {
+                    if let Some(add) = SPREAD.get(usize::from(*byte)) {
+                        for (cell, a) in cells.iter_mut().zip(add) {
+                            *cell = cell.wrapping_add(*a);
+                        }
+                    }
+                }
+                if let Some(byte) = bits.get(whole) {
+                    for (j, cell) in tail.iter_mut().enumerate() {
+                        *cell = cell.wrapping_add(u64::from((*byte >> j) & 1));
+                    }
+                }
+            }
+            Self::Sparse { .. } => {
+                for (byte_index, byte) in bits.iter().enumerate() {
+                    let mut b = *byte;
+                    while b != 0 {
+                        // Out-of-range bits are ignored, as documented.
+                        let _ = self.increment(byte_index * 8 + b.trailing_zeros() as usize);
+                        b &= b - 1;
+                    }
+                }
+            }
+        }
     }
 
     /// Adds `other` cell by cell, in place.
@@ -246,6 +298,28 @@ mod tests {
         assert_eq!(c, before);
         assert!(c.is_canonical() && one.is_canonical());
         assert_eq!(c.increment(8), Err(EstimateError::OutOfRange));
+    }
+
+    #[test]
+    fn add_bits_equals_one_increment_per_set_bit() {
+        // Dense from the start (len 12, all cells soon non-zero) and sparse (len 4096).
+        for len in [12usize, 4096] {
+            let mut by_bits = Counts::zeros(len);
+            let mut by_cell = Counts::zeros(len);
+            for k in 0u32..40 {
+                let bits: Vec<u8> = (0..len.div_ceil(8))
+                    .map(|i| (k.wrapping_mul(2_654_435_761).rotate_left(i as u32) & 0xff) as u8)
+                    .map(|b| if len < 4096 || k % 3 == 0 { b } else { b & 0x01 })
+                    .collect();
+                by_bits.add_bits(&bits);
+                for i in 0..len {
+                    if bits[i / 8] >> (i % 8) & 1 == 1 {
+                        by_cell.increment(i).unwrap();
+                    }
+                }
+                assert_eq!(by_bits, by_cell, "len {len}, report {k}");
+            }
+        }
     }
 
     #[test]
