@@ -27,9 +27,7 @@ use confiance::rng::Rng as _;
 use confiance_aggregator::audit::{CheckpointSigner, Verifier};
 use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::ledger::{Fact, Party, Target, Until};
-use confiance_aggregator::report::{
-    self, AccessRow, EstimateRow, Header, LogStatus, ReportData, RetentionKind, RetentionRow,
-};
+use confiance_aggregator::report::{self, EstimateRow, GatherOptions, LogStatus, ReportData};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig, ConsentMessage};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -662,7 +660,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Who sees what, for how long.
     let mid = start.saturating_add_secs(months * MONTH / 2);
     println!("\nwho sees what, for how long — at {}:", mid.to_rfc3339());
-    let mut access_rows = Vec::new();
     for (_, brand, subject) in subjects.iter().take(3) {
         let sa = agg.ledger().subject_access(subject, mid, None);
         // When each receipt starts, for "since …".
@@ -703,14 +700,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 m.partitions.len(),
                 m.consent_until.map_or_else(|| "—".to_string(), until)
             );
-            access_rows.push(AccessRow {
-                recipient: r.to_string(),
-                metric: m.metric.to_string(),
-                subject: format!("{} subjects", m.subjects_in_window),
-                window_start: start,
-                window_end: None,
-                hold_secs: 90 * DAY,
-            });
         }
     }
     let ws = agg.ledger().who_sees(&Target::Metric(id("thermostat.setpoint")), mid, None);
@@ -757,48 +746,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // The report.
-    let mut data = ReportData::new(Header {
-        title: "confiance fleet — who sees what, for how long".into(),
-        catalogue_name: catalogue.name().into(),
-        catalogue_version: catalogue.version(),
-        catalogue_digest_hex: catalogue.digest().to_string(),
-        generated_at: purge_at,
+    // Access windows by cohort, budgets, partitions and overdue records from the
+    // aggregator itself; the estimates are the releases above, with the true values.
+    let opts = GatherOptions {
+        title: "confiance fleet — who sees what, for how long",
         at: mid,
-        as_known_at: None,
-        horizon: Some(end),
-    });
-    data.access = access_rows;
-    data.budgets = catalogue
-        .metrics()
-        .filter_map(|(mid, m)| match &m.privacy {
-            Privacy::Ldp { epsilon, budget: Some(b), .. } => Some(report::BudgetRow {
-                metric: mid.to_string(),
-                epsilon_per_report: epsilon.to_f64(),
-                budget_per_period: b.epsilon.to_f64(),
-                period_secs: b.period.fixed_secs().unwrap_or(DAY),
-                reports_received: agg.partitions().filter(|(k, _)| &k.metric == mid).map(|(_, n)| n).sum(),
-                spent: None,
-            }),
-            _ => None,
-        })
-        .collect();
+        generated_at: purge_at,
+        signer: None,
+        ..GatherOptions::default()
+    };
+    let mut data = ReportData::gather(&agg, &opts)?;
+    data.header.horizon = Some(end);
     data.estimates = est_rows;
-    data.retention = purged
-        .partition_keys
-        .iter()
-        .take(20)
-        .enumerate()
-        .map(|(i, _)| RetentionRow {
-            item: format!("partition {i}"),
-            kind: RetentionKind::Partition,
-            metric: String::new(),
-            records: 0,
-            collected_from: None,
-            deadline: purge_at,
-            purged_at: Some(purge_at),
-            overdue_by_secs: None,
-        })
-        .collect();
+    data.notes.push(format!(
+        "Purge at {}: {} partitions and {} records deleted, {} period keys destroyed; the retention table lists what is left.",
+        purge_at.to_rfc3339(),
+        purged.partitions,
+        purged.records,
+        purged.keys_destroyed.len()
+    ));
     data.log = Some(LogStatus {
         tree_size: log.size(),
         root_hex: cp.checkpoint().root().iter().map(|b| format!("{b:02x}")).collect(),

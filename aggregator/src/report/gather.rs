@@ -26,7 +26,8 @@ pub struct GatherOptions<'a> {
     /// section out.
     pub signer: Option<&'a CheckpointSigner>,
     /// At most this many access rows: consent windows are grouped into cohorts by day, and
-    /// by week, 30 days or 90 days when days would give more rows than this.
+    /// by week, 30 days or 90 days when days would give more rows than this (a cohort's
+    /// window starts at its members' earliest start and ends at their latest end).
     pub max_access_rows: usize,
     /// At most this many retention rows for partitions (the overdue records are all
     /// listed): the ones with the nearest deadlines are kept and a note says how many were
@@ -230,11 +231,13 @@ fn access_rows(agg: &Aggregator, max: usize) -> Vec<AccessRow> {
         .collect()
 }
 
-/// Windows with their start and end rounded down to `grain` seconds, counted.
+/// Windows widened to `grain` seconds (start rounded down, end rounded up, so a cohort's
+/// window covers each of its members'), counted.
 fn group(windows: &[Window], grain: u64) -> BTreeMap<Window, u64> {
     let mut out = BTreeMap::new();
     for (r, m, from, end, hold) in windows {
-        let key = (r.clone(), m.clone(), from - from % grain, end.map(|e| e - e % grain), *hold);
+        let up = |e: u64| e.div_ceil(grain).saturating_mul(grain);
+        let key = (r.clone(), m.clone(), from - from % grain, end.map(up), *hold);
         *out.entry(key).or_insert(0) += 1;
     }
     out
