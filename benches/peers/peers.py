@@ -6,7 +6,14 @@ Every configuration runs in its own process with a time limit; one that exceeds 
 reported as "not finished" (the issue's rule: 10 minutes at n = 10^6).
 Data: Zipf(1.1) counts over d values, floor(n f_v), remainder to the first value —
 the same counts in the Rust binary (src/main.rs). MSE = mean over the d categories of
-(estimated frequency − true frequency)², one run per configuration.
+(estimated frequency − true frequency)².
+
+With --reps R every configuration runs R times, repetition r with seed r on both sides
+(pure-LDP: random.seed(r) and np.random.seed(r); ours: ChaCha20 seed r and, for OLH,
+pool_key r), on the same data. Each repetition is its own process under the time limit
+and its own line in the log. The table then gives the mean MSE ± its standard error over
+the repetitions, the ratio of the two means with a 95% interval (delta method on the
+log of the ratio of two independent means), and median encode and decode times.
 """
 import argparse
 import json
@@ -32,11 +39,11 @@ def zipf_counts(d, n):
     return c
 
 
-def pure_ldp_run(proto, d, eps, n, k, out):
+def pure_ldp_run(proto, d, eps, n, k, seed, out):
     warnings.filterwarnings("ignore")
     import random
-    random.seed(1)
-    np.random.seed(1)
+    random.seed(seed)
+    np.random.seed(seed)
     from pure_ldp.frequency_oracles import (DEClient, DEServer, UEClient, UEServer, LHClient, LHServer,
                                             FastLHClient, FastLHServer, HadamardResponseClient,
                                             HadamardResponseServer)
@@ -66,7 +73,7 @@ def pure_ldp_run(proto, d, eps, n, k, out):
     decode = time.perf_counter() - t0
     truth = np.asarray(counts, dtype=float) / n
     mse = float(np.mean((est / n - truth) ** 2))
-    out.put({"impl": "pure-LDP", "mechanism": proto, "d": d, "eps": eps, "n": n, "mse": mse,
+    out.put({"impl": "pure-LDP", "mechanism": proto, "d": d, "eps": eps, "n": n, "seed": seed, "mse": mse,
              "encode_s": encode, "decode_s": decode, "setup_s": setup})
 
 
@@ -82,9 +89,9 @@ def with_timeout(target, args, timeout):
     return q.get() if not q.empty() else None
 
 
-def ours(mech, d, eps, n, timeout):
+def ours(mech, d, eps, n, seed, timeout):
     try:
-        r = subprocess.run([RUST, "freq", mech, str(d), str(eps), str(n), "1"], capture_output=True, text=True,
+        r = subprocess.run([RUST, "freq", mech, str(d), str(eps), str(n), str(seed)], capture_output=True, text=True,
                            timeout=timeout, check=True)
         rec = json.loads(r.stdout)
         rec["requested"] = mech
@@ -125,29 +132,32 @@ def eps_str(eps):
 
 
 def run_configs(args, log):
-    """Run every selected configuration, appending one JSON line per finished run and one
+    """Run every selected configuration R times (repetitions outermost, so that a change of
+    load spreads over all configurations), appending one JSON line per finished run and one
     {"not_finished": ...} line per run that exceeded the time limit."""
-    for d in args.d:
-        for eps in args.eps:
-            e = eps_str(eps)
-            if args.side in ("both", "ours"):
-                for m in args.mechanisms:
-                    r = ours(m, d, e, args.n, args.timeout)
-                    log.write(json.dumps(r or {"impl": "confiance", "mechanism": m, "d": d, "eps": e, "n": args.n,
-                                               "not_finished": args.timeout}) + "\n")
-                    log.flush()
-                    print(d, e, "ours", m, "done" if r else "not finished", flush=True)
-            if args.side in ("both", "theirs"):
-                for proto in args.protocols:
-                    r = with_timeout(pure_ldp_run, (proto, d, float(eps), args.n, args.k), args.timeout)
-                    log.write(json.dumps(r or {"impl": "pure-LDP", "mechanism": proto, "d": d, "eps": e, "n": args.n,
-                                               "not_finished": args.timeout}) + "\n")
-                    log.flush()
-                    print(d, e, "pure-LDP", proto, "done" if r else "not finished", flush=True)
+    for seed in range(args.first_seed, args.first_seed + args.reps):
+        for d in args.d:
+            for eps in args.eps:
+                e = eps_str(eps)
+                if args.side in ("both", "ours"):
+                    for m in args.mechanisms:
+                        r = ours(m, d, e, args.n, seed, args.timeout)
+                        log.write(json.dumps(r or {"impl": "confiance", "mechanism": m, "d": d, "eps": e, "n": args.n,
+                                                   "seed": seed, "not_finished": args.timeout}) + "\n")
+                        log.flush()
+                        print(d, e, "seed", seed, "ours", m, "done" if r else "not finished", flush=True)
+                if args.side in ("both", "theirs"):
+                    for proto in args.protocols:
+                        r = with_timeout(pure_ldp_run, (proto, d, float(eps), args.n, args.k, seed), args.timeout)
+                        log.write(json.dumps(r or {"impl": "pure-LDP", "mechanism": proto, "d": d, "eps": e,
+                                                   "n": args.n, "seed": seed, "not_finished": args.timeout}) + "\n")
+                        log.flush()
+                        print(d, e, "seed", seed, "pure-LDP", proto, "done" if r else "not finished", flush=True)
 
 
 def load(paths):
-    """Records keyed by (impl, requested mechanism, d, ε, n); later lines win."""
+    """Records keyed by (impl, requested mechanism, d, ε, n, seed); later lines win.
+    Logs written before --reps existed have no seed: they were run with seed 1."""
     recs = {}
     for path in paths:
         for line in open(path):
@@ -158,37 +168,93 @@ def load(paths):
                 recs[(r["impl"], "samplers", r["scale"])] = r
                 continue
             mech = r.get("requested", r["mechanism"])
-            recs[(r["impl"], mech, int(r["d"]), eps_str(float(r["eps"])), int(r["n"]))] = r
+            recs[(r["impl"], mech, int(r["d"]), eps_str(float(r["eps"])), int(r["n"]), int(r.get("seed", 1)))] = r
     return recs
 
 
+class Runs:
+    """The repetitions of one side of one configuration: `runs` finished, `tried` in all."""
+
+    def __init__(self, recs):
+        self.tried = len(recs)
+        self.runs = [r for r in recs if "not_finished" not in r]
+
+    def __bool__(self):
+        return bool(self.runs)
+
+    def mean_se(self, key="mse"):
+        x = np.array([r[key] for r in self.runs])
+        se = float(np.std(x, ddof=1) / math.sqrt(len(x))) if len(x) > 1 else None
+        return float(np.mean(x)), se
+
+    def median(self, key):
+        return float(np.median([r[key] for r in self.runs]))
+
+    def mse_cell(self):
+        if not self:
+            return "not finished"
+        m, se = self.mean_se()
+        return f"{m:.3g}" if se is None else f"{m:.3g} ± {se:.2g}"
+
+    def count_cell(self):
+        return f"{len(self.runs)}" if len(self.runs) == self.tried else f"{len(self.runs)} of {self.tried}"
+
+
+def ratio_cell(a, b):
+    """Ratio of the mean MSEs a/b; with repetitions on both sides, a 95% interval by the
+    delta method on log(mean_a / mean_b): se² = (se_a/mean_a)² + (se_b/mean_b)²
+    (independent sides, normal approximation)."""
+    if not (a and b):
+        return "not finished"
+    (ma, sa), (mb, sb) = a.mean_se(), b.mean_se()
+    r = ma / mb
+    if sa is None or sb is None:
+        return f"{r:.3g}"
+    half = 1.96 * math.sqrt((sa / ma) ** 2 + (sb / mb) ** 2)
+    return f"{r:.3g} [{r * math.exp(-half):.3g}, {r * math.exp(half):.3g}]"
+
+
 def table(recs, n, d_list, eps_list, timeout):
-    lines = [f"n = {n}, time limit {timeout:.0f} s per configuration, Zipf(1.1) data, one run each.", "",
-             "| d | ε | protocol | MSE ours | MSE pure-LDP | MSE ratio (ours/theirs) | encode ours (s) | encode pure-LDP (s) "
-             "| decode ours (s) | decode pure-LDP (s) | decode speed-up |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    def get(impl, mech, d, e):
-        r = recs.get((impl, mech, d, e, n))
-        return None if r is None or "not_finished" in r else r
+    lines = [f"n = {n}, time limit {timeout:.0f} s per run, Zipf(1.1) data. MSE: mean ± standard error over the "
+             "runs (reps = finished runs ours / pure-LDP); ratio of the mean MSEs with a 95% interval (delta "
+             "method on the log of the ratio); theory: our protocol's expected MSE on these counts (Wang et al. "
+             "2017 with the n_v term; + seed-pool term for OLH; block formula for HR with blocks); times: "
+             "medians over the runs; decode speed-up: ratio of the medians.", "",
+             "| d | ε | protocol | reps | MSE ours | MSE theory (ours) | MSE pure-LDP | MSE ratio (ours/theirs) "
+             "| encode ours (s) | encode pure-LDP (s) | decode ours (s) | decode pure-LDP (s) | decode speed-up |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def runs(impl, mech, d, e):
+        return Runs([r for k, r in recs.items() if k[:5] == (impl, mech, d, e, n)])
+
+    def med(side, key):
+        return fmt(side.median(key)) if side else "not finished"
+
+    def theory(side):
+        return fmt(side.mean_se("theory_mse")[0]) if side and "theory_mse" in side.runs[0] else "—"
+
     for d in d_list:
         for eps in eps_list:
             e = eps_str(eps)
             best = None
             for proto, mine in PAIRS:
-                o, theirs = get("confiance", mine, d, e), get("pure-LDP", proto, d, e)
-                if recs.get(("pure-LDP", proto, d, e, n)) is None and recs.get(("confiance", mine, d, e, n)) is None:
+                o, theirs = runs("confiance", mine, d, e), runs("pure-LDP", proto, d, e)
+                if not (o.tried or theirs.tried):
                     continue
-                if theirs:
-                    best = theirs["mse"] if best is None else min(best, theirs["mse"])
-                ratio = None if not (o and theirs) else o["mse"] / theirs["mse"]
-                speed = None if not (o and theirs) else theirs["decode_s"] / o["decode_s"]
-                lines.append(f"| {d} | {e} | {proto} vs our {mine} | {fmt(o and o['mse'])} | {fmt(theirs and theirs['mse'])} "
-                             f"| {fmt(ratio)} | {fmt(o and o['encode_s'])} | {fmt(theirs and theirs['encode_s'])} "
-                             f"| {fmt(o and o['decode_s'])} | {fmt(theirs and theirs['decode_s'])} | {fmt(speed, '×')} |")
-            a = get("confiance", "auto", d, e)
-            if recs.get(("confiance", "auto", d, e, n)) is not None:
-                lines.append(f"| {d} | {e} | **auto** ({a['mechanism'] if a else '?'}) vs best pure-LDP | {fmt(a and a['mse'])} "
-                             f"| {fmt(best)} | {fmt(None if not (a and best) else a['mse'] / best)} | | | | | |")
+                if theirs and (best is None or theirs.mean_se()[0] < best[1].mean_se()[0]):
+                    best = (proto, theirs)
+                speed = None if not (o and theirs) else theirs.median("decode_s") / o.median("decode_s")
+                lines.append(f"| {d} | {e} | {proto} vs our {mine} | {o.count_cell()} / {theirs.count_cell()} "
+                             f"| {o.mse_cell()} | {theory(o)} | {theirs.mse_cell()} | {ratio_cell(o, theirs)} "
+                             f"| {med(o, 'encode_s')} | {med(theirs, 'encode_s')} | {med(o, 'decode_s')} "
+                             f"| {med(theirs, 'decode_s')} | {fmt(speed, '×')} |")
+            a = runs("confiance", "auto", d, e)
+            if a.tried:
+                name = a.runs[0]["mechanism"] if a else "?"
+                lines.append(f"| {d} | {e} | **auto** ({name}) vs best pure-LDP ({best[0] if best else '—'}) "
+                             f"| {a.count_cell()} / {best[1].count_cell() if best else 0} | {a.mse_cell()} | {theory(a)} "
+                             f"| {best[1].mse_cell() if best else 'not finished'} "
+                             f"| {ratio_cell(a, best and best[1])} | | | | | |")
     rows = [r for k, r in recs.items() if k[1] == "samplers"]
     if rows:
         lines += ["", "Samplers (ns per sample; OpenDP Rust crate called directly, OpenDP Python through its binding):", "",
@@ -208,7 +274,9 @@ def main():
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--d", type=int, nargs="+", default=[16, 1024, 65536])
     ap.add_argument("--eps", type=float, nargs="+", default=[1, 4])
-    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--timeout", type=float, default=600, help="seconds per run (each repetition)")
+    ap.add_argument("--reps", type=int, default=1, help="repetitions per configuration, seeds first-seed.. on both sides")
+    ap.add_argument("--first-seed", type=int, default=1, help="seed of the first repetition (to extend a run)")
     ap.add_argument("--k", type=int, default=1024, help="pure-LDP FastLH hash functions")
     ap.add_argument("--samples", type=int, default=200_000)
     ap.add_argument("--side", choices=["both", "ours", "theirs"], default="both",

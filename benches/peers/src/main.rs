@@ -1,14 +1,19 @@
 //! Rust side of the peer benchmark. Usage:
 //!   confiance-peers freq <grr|oue|olh|hadamard|hadamard_blocks|auto> <d> <eps> <n> <seed>
-//!     → one JSON line: mse, encode_s, decode_s (same Zipf data as peers.py)
+//!     → one JSON line: mse, encode_s, decode_s (same Zipf data as peers.py), the
+//!       theoretical MSE on these counts (theory_mse) and the mechanism's parameters.
+//!       `seed` seeds the encoder's ChaCha20 and, for OLH, names the seed pool
+//!       (`pool_key = seed`), so repetitions draw fresh public hash functions as
+//!       pure-LDP's FastLH does with its seeded `np.random`.
 //!   confiance-peers samplers <count>
 //!     → JSON lines: ns per discrete Laplace / Gaussian sample, ours and OpenDP's
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
-use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName};
+use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Params};
 use confiance::noise::{Ratio, discrete_gaussian, discrete_laplace};
 use confiance_aggregator::estimate::Accumulator;
+use confiance_aggregator::estimate::theory::{count_variance, hadamard_blocks_count_variance, olh_pool_variance};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -37,7 +42,7 @@ fn freq(args: &[String]) {
     let eps: Epsilon = args[2].parse().unwrap();
     let n: usize = args[3].parse().unwrap();
     let seed: u64 = args[4].parse().unwrap();
-    let m = Mechanism::select(Domain::Categorical { d }, eps, name).unwrap();
+    let m = Mechanism::select(Domain::Categorical { d }, eps, name).unwrap().with_pool_key(seed);
     let counts = zipf_counts(d as usize, n);
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let mut reports = Vec::with_capacity(n);
@@ -58,10 +63,36 @@ fn freq(args: &[String]) {
     let mse: f64 =
         est.values.iter().zip(&counts).map(|(p, c)| (p.value - *c as f64 / n as f64).powi(2)).sum::<f64>()
             / f64::from(d);
+    let (theory_mse, params) = theory(&m, &counts);
     println!(
-        "{{\"impl\":\"confiance\",\"mechanism\":\"{:?}\",\"d\":{d},\"eps\":\"{eps}\",\"n\":{n},\"mse\":{mse:e},\"encode_s\":{encode_s},\"decode_s\":{decode_s}}}",
+        "{{\"impl\":\"confiance\",\"mechanism\":\"{:?}\",\"d\":{d},\"eps\":\"{eps}\",\"n\":{n},\"seed\":{seed},\"mse\":{mse:e},\"theory_mse\":{theory_mse:e},\"params\":\"{params}\",\"encode_s\":{encode_s},\"decode_s\":{decode_s}}}",
         m.name()
     );
+}
+
+/// The expected MSE of `m` on exactly these counts, mean over categories of Var[f̂_v], from
+/// the aggregator's theory module: Wang et al. 2017 (Theorem 2, with the n_v term) for
+/// GRR, OUE, OLH and one-block HR, plus the seed-pool term for OLH; the block formula for
+/// general-privacy HR (category v in block v mod B). Also the parameters, for the table.
+fn theory(m: &Mechanism, counts: &[usize]) -> (f64, String) {
+    let c: Vec<f64> = counts.iter().map(|x| *x as f64).collect();
+    let n: f64 = c.iter().sum();
+    let d = c.len();
+    let var: f64 = match *m.params() {
+        Params::HadamardBlocks { blocks, .. } => {
+            let b = blocks as usize;
+            let mut block = vec![0.0; b];
+            c.iter().enumerate().for_each(|(v, x)| block[v % b] += x);
+            c.iter().enumerate().map(|(v, x)| hadamard_blocks_count_variance(m, n, block[v % b], *x)).sum()
+        }
+        _ => c.iter().enumerate().map(|(v, x)| count_variance(m, n, *x) + olh_pool_variance(m, &c, v)).sum(),
+    };
+    let params = match *m.params() {
+        Params::Olh { g, pool, pool_key, .. } => format!("g={g} pool={pool} pool_key={pool_key}"),
+        Params::HadamardBlocks { blocks, block_size, .. } => format!("B={blocks} b={block_size}"),
+        _ => String::new(),
+    };
+    (var / (n * n) / d as f64, params)
 }
 
 fn time_ns(count: u32, mut f: impl FnMut()) -> f64 {
