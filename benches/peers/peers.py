@@ -190,13 +190,18 @@ class Runs:
     def median(self, key):
         return float(np.median([r[key] for r in self.runs]))
 
+    def missing(self):
+        return "not run" if self.tried == 0 else "not finished"
+
     def mse_cell(self):
         if not self:
-            return "not finished"
+            return self.missing()
         m, se = self.mean_se()
         return f"{m:.3g}" if se is None else f"{m:.3g} ± {se:.2g}"
 
     def count_cell(self):
+        if self.tried == 0:
+            return "—"
         return f"{len(self.runs)}" if len(self.runs) == self.tried else f"{len(self.runs)} of {self.tried}"
 
 
@@ -205,7 +210,7 @@ def ratio_cell(a, b):
     delta method on log(mean_a / mean_b): se² = (se_a/mean_a)² + (se_b/mean_b)²
     (independent sides, normal approximation)."""
     if not (a and b):
-        return "not finished"
+        return "not run" if not (a.tried and b.tried) else "not finished"
     (ma, sa), (mb, sb) = a.mean_se(), b.mean_se()
     r = ma / mb
     if sa is None or sb is None:
@@ -228,7 +233,7 @@ def table(recs, n, d_list, eps_list, timeout):
         return Runs([r for k, r in recs.items() if k[:5] == (impl, mech, d, e, n)])
 
     def med(side, key):
-        return fmt(side.median(key)) if side else "not finished"
+        return fmt(side.median(key)) if side else side.missing()
 
     def theory(side):
         return fmt(side.mean_se("theory_mse")[0]) if side and "theory_mse" in side.runs[0] else "—"
@@ -243,18 +248,19 @@ def table(recs, n, d_list, eps_list, timeout):
                     continue
                 if theirs and (best is None or theirs.mean_se()[0] < best[1].mean_se()[0]):
                     best = (proto, theirs)
-                speed = None if not (o and theirs) else theirs.median("decode_s") / o.median("decode_s")
+                speed = ratio_cell(o, theirs) if not (o and theirs) else \
+                    fmt(theirs.median("decode_s") / o.median("decode_s"), "×")
                 lines.append(f"| {d} | {e} | {proto} vs our {mine} | {o.count_cell()} / {theirs.count_cell()} "
                              f"| {o.mse_cell()} | {theory(o)} | {theirs.mse_cell()} | {ratio_cell(o, theirs)} "
                              f"| {med(o, 'encode_s')} | {med(theirs, 'encode_s')} | {med(o, 'decode_s')} "
-                             f"| {med(theirs, 'decode_s')} | {fmt(speed, '×')} |")
+                             f"| {med(theirs, 'decode_s')} | {speed} |")
             a = runs("confiance", "auto", d, e)
             if a.tried:
                 name = a.runs[0]["mechanism"] if a else "?"
                 lines.append(f"| {d} | {e} | **auto** ({name}) vs best pure-LDP ({best[0] if best else '—'}) "
                              f"| {a.count_cell()} / {best[1].count_cell() if best else 0} | {a.mse_cell()} | {theory(a)} "
                              f"| {best[1].mse_cell() if best else 'not finished'} "
-                             f"| {ratio_cell(a, best and best[1])} | | | | | |")
+                             f"| {ratio_cell(a, best[1]) if best else 'not finished'} | | | | | |")
     rows = [r for k, r in recs.items() if k[1] == "samplers"]
     if rows:
         lines += ["", "Samplers (ns per sample; OpenDP Rust crate called directly, OpenDP Python through its binding):", "",
