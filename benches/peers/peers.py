@@ -119,8 +119,8 @@ def opendp_python(count):
     return rows
 
 
-def fmt(x, unit=""):
-    return "not finished" if x is None else (f"{x:.3g}{unit}")
+def fmt(x, unit="", missing="not finished"):
+    return missing if x is None else (f"{x:.3g}{unit}")
 
 
 PAIRS = [("GRR", "grr"), ("OUE", "oue"), ("OLH", "olh"), ("FastLH", "olh"), ("HR", "hadamard"),
@@ -223,7 +223,8 @@ def table(recs, n, d_list, eps_list, timeout):
     lines = [f"n = {n}, time limit {timeout:.0f} s per run, Zipf(1.1) data. MSE: mean ± standard error over the "
              "runs (reps = finished runs ours / pure-LDP); ratio of the mean MSEs with a 95% interval (delta "
              "method on the log of the ratio); theory: our protocol's expected MSE on these counts (Wang et al. "
-             "2017 with the n_v term; + seed-pool term for OLH; block formula for HR with blocks); times: "
+             "2017 with the n_v term; for OLH + the collision-correction term where the aggregator corrects, "
+             "else + the seed-pool term; block formula for HR with blocks; — where the run did not log it); times: "
              "medians over the runs; decode speed-up: ratio of the medians.", "",
              "| d | ε | protocol | reps | MSE ours | MSE theory (ours) | MSE pure-LDP | MSE ratio (ours/theirs) "
              "| encode ours (s) | encode pure-LDP (s) | decode ours (s) | decode pure-LDP (s) | decode speed-up |",
@@ -267,10 +268,12 @@ def table(recs, n, d_list, eps_list, timeout):
                   "| scale | ours Laplace | OpenDP Rust Laplace | OpenDP Python Laplace | ours Gaussian | OpenDP Rust Gaussian | OpenDP Python Gaussian |",
                   "|---|---|---|---|---|---|---|"]
         for scale in [1, 10, 1000]:
-            g = lambda impl, key: next((x[key] for x in rows if x["impl"] == impl and x["scale"] == scale), None)
-            lines.append(f"| {scale} | {fmt(g('confiance', 'laplace_ns'))} | {fmt(g('opendp-rust', 'laplace_ns'))} "
-                         f"| {fmt(g('opendp-python', 'laplace_ns'))} | {fmt(g('confiance', 'gaussian_ns'))} "
-                         f"| {fmt(g('opendp-rust', 'gaussian_ns'))} | {fmt(g('opendp-python', 'gaussian_ns'))} |")
+            def g(impl, key):
+                return fmt(next((x[key] for x in rows if x["impl"] == impl and x["scale"] == scale), None),
+                           missing="not run")
+            lines.append(f"| {scale} | {g('confiance', 'laplace_ns')} | {g('opendp-rust', 'laplace_ns')} "
+                         f"| {g('opendp-python', 'laplace_ns')} | {g('confiance', 'gaussian_ns')} "
+                         f"| {g('opendp-rust', 'gaussian_ns')} | {g('opendp-python', 'gaussian_ns')} |")
     return "\n".join(lines)
 
 

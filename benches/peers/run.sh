@@ -2,6 +2,8 @@
 # Peer benchmark (run by hand, not by CI). One command:
 #   benches/peers/run.sh                       # the configuration: n = 10^6, d ∈ {16, 1024, 65536}, ε ∈ {1, 4}, 10 min limit
 #   benches/peers/run.sh --n 100000 --timeout 60   # a reduced configuration
+#   benches/peers/run.sh --d 16 --reps 20          # 20 repetitions (seeds 1..20 on both sides), mean ± se
+#   benches/peers/run.sh --table results/*.jsonl   # only rebuild results/peers.md from logs
 # Creates benches/peers/.venv, installs pure-LDP 1.2.0 with the dependencies it does not
 # declare (scikit-learn, statsmodels, xxhash<3) and OpenDP, builds the Rust side
 # (outside the workspace, with OpenDP's Rust crate), then writes results/peers.md.

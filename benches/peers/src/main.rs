@@ -13,7 +13,9 @@ use confiance::hazmat::{ChaCha20Rng, SeedableRng};
 use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Params};
 use confiance::noise::{Ratio, discrete_gaussian, discrete_laplace};
 use confiance_aggregator::estimate::Accumulator;
-use confiance_aggregator::estimate::theory::{count_variance, hadamard_blocks_count_variance, olh_pool_variance};
+use confiance_aggregator::estimate::theory::{
+    count_variance, hadamard_blocks_count_variance, olh_correction_variance, olh_pool_variance,
+};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -72,8 +74,11 @@ fn freq(args: &[String]) {
 
 /// The expected MSE of `m` on exactly these counts, mean over categories of Var[f̂_v], from
 /// the aggregator's theory module: Wang et al. 2017 (Theorem 2, with the n_v term) for
-/// GRR, OUE, OLH and one-block HR, plus the seed-pool term for OLH; the block formula for
-/// general-privacy HR (category v in block v mod B). Also the parameters, for the table.
+/// GRR, OUE, OLH and one-block HR; for OLH plus the collision-correction term where the
+/// aggregator corrects (16·d ≤ g·P and Σ n_x(n_x − 1) > Σ Var ĉ_x, judged here on the true
+/// counts; docs/privacy.md §3, an approximation) and the seed-pool term otherwise; the
+/// block formula for general-privacy HR (category v in block v mod B). Also the
+/// parameters, for the table.
 fn theory(m: &Mechanism, counts: &[usize]) -> (f64, String) {
     let c: Vec<f64> = counts.iter().map(|x| *x as f64).collect();
     let n: f64 = c.iter().sum();
@@ -85,10 +90,20 @@ fn theory(m: &Mechanism, counts: &[usize]) -> (f64, String) {
             c.iter().enumerate().for_each(|(v, x)| block[v % b] += x);
             c.iter().enumerate().map(|(v, x)| hadamard_blocks_count_variance(m, n, block[v % b], *x)).sum()
         }
-        _ => c.iter().enumerate().map(|(v, x)| count_variance(m, n, *x) + olh_pool_variance(m, &c, v)).sum(),
+        Params::Olh { g, pool, .. } => {
+            let collisions: f64 = c.iter().map(|x| x * (x - 1.0)).sum();
+            let noise: f64 = c.iter().map(|x| count_variance(m, n, *x)).sum();
+            let corrected = 16 * d as u64 <= u64::from(g) * u64::from(pool) && collisions > noise;
+            let extra = |v| if corrected { olh_correction_variance(m, n, &c, v) } else { olh_pool_variance(m, &c, v) };
+            c.iter().enumerate().map(|(v, x)| count_variance(m, n, *x) + extra(v)).sum()
+        }
+        _ => c.iter().map(|x| count_variance(m, n, *x)).sum(),
     };
     let params = match *m.params() {
-        Params::Olh { g, pool, pool_key, .. } => format!("g={g} pool={pool} pool_key={pool_key}"),
+        Params::Olh { g, pool, pool_key, .. } => {
+            let corrected = 16 * d as u64 <= u64::from(g) * u64::from(pool);
+            format!("g={g} pool={pool} pool_key={pool_key} correctable={corrected}")
+        }
         Params::HadamardBlocks { blocks, block_size, .. } => format!("B={blocks} b={block_size}"),
         _ => String::new(),
     };
