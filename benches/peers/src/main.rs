@@ -94,7 +94,9 @@ fn theory(m: &Mechanism, counts: &[usize]) -> (f64, String) {
             let collisions: f64 = c.iter().map(|x| x * (x - 1.0)).sum();
             let noise: f64 = c.iter().map(|x| count_variance(m, n, *x)).sum();
             let corrected = 16 * d as u64 <= u64::from(g) * u64::from(pool) && collisions > noise;
-            let extra = |v| if corrected { olh_correction_variance(m, n, &c, v) } else { olh_pool_variance(m, &c, v) };
+            let extra = |v| {
+                if corrected { olh_correction_variance(m, n, &c, v) } else { olh_pool_variance(m, &c, v) }
+            };
             c.iter().enumerate().map(|(v, x)| count_variance(m, n, *x) + extra(v)).sum()
         }
         _ => c.iter().map(|x| count_variance(m, n, *x)).sum(),
