@@ -404,6 +404,9 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
             }
             entry.0 = period;
         }
+        // OLH's seed pool is keyed per time bucket (the aggregator derives the same key
+        // from the report's `time`); other mechanisms come back unchanged.
+        let mech = mech.for_period(metric.as_str(), time.as_secs());
         let Ok(ldp) = mech.encode(v, &mut self.rng) else { return bump(&mut self.counters.invalid_value) };
         let report = Report {
             id: ReportId::random(&mut self.rng),
