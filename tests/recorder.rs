@@ -158,7 +158,9 @@ fn olh_reports_use_the_pool_key_of_their_time_bucket() {
         for _ in 0..N {
             w.recorder.record(&id("watch.activity"), &id("product-improvement"), Value::Category(3), now);
         }
-        let reports = open_all(&w.server, &w.recorder.flush(now));
+        let frames = w.recorder.flush(now);
+        frames.iter().for_each(|f| w.recorder.acknowledge(f));
+        let reports = open_all(&w.server, &frames);
         assert_eq!(reports.len(), N);
         assert!(reports.iter().all(|r| r.time == now.truncate(WEEK)));
         buckets.push((olh_pool_key("watch.activity", now.truncate(WEEK).as_secs()), reports));
