@@ -118,7 +118,7 @@ fn fleet(devices: u64, seed: u64) -> Fleet {
                 .flat_map(|(i, d)| {
                     let i = i as u64;
                     d.record(&id(ACTIVITY), &id("product-improvement"), Value::Category(activity(i, k)), now);
-                    d.record(&id(DISPLAY), &id("product-improvement"), Value::Bool(i % 4 == 0), now);
+                    d.record(&id(DISPLAY), &id("product-improvement"), Value::Bool(i.is_multiple_of(4)), now);
                     // Acknowledged at once (as the aggregator will), or the next
                     // flush would send this envelope again.
                     let frames = d.flush(now);
@@ -264,7 +264,7 @@ fn rotated_partitions_survive_a_restart_and_shard_merges() {
     // Shards: same partition key, same pool key, so a shard merge is a plain merge.
     let mut a = in_memory(&fleet);
     let mut b = in_memory(&fleet);
-    ingest(&mut a, &fleet, |i| i % 2 == 0);
+    ingest(&mut a, &fleet, |i| i.is_multiple_of(2));
     ingest(&mut b, &fleet, |i| i % 2 == 1);
     let now = fleet.weeks[2].0;
     a.merge_from(&b, now).unwrap();
