@@ -189,11 +189,13 @@ fn olh_release_over_three_buckets_counts_every_partition_and_is_accurate() {
     assert_eq!(rel.partitions, 3);
     assert_eq!(rel.estimate.n, 3 * DEVICES);
     // Tolerance: 5 of the estimate's own standard errors (a false failure has probability
-    // < 1e-5 per category); the standard error is about 0.025 here (OLH at ε = 2 has
-    // per-report variance ≈ 0.72, n = 1200), so a device/aggregator key mismatch (every
-    // estimate near 0, category 0 twenty standard errors off) fails, as does a bias.
+    // < 1e-5 per category); the standard error is 0.025–0.032 here (OLH at ε = 2 has
+    // per-report variance ≈ 0.72, n = 1200; each bucket alone has 0.043–0.056), so a
+    // device/aggregator key mismatch (every estimate near 0: category 0 at 0.04, fifteen
+    // standard errors off) fails, as does a bias. The bound 0.05 on the standard error
+    // keeps the check meaningful.
     for (v, (p, truth)) in rel.estimate.values.iter().zip(TRUTH).enumerate() {
-        assert!(p.std_error < 0.035, "category {v}: {p:?}");
+        assert!(p.std_error < 0.05, "category {v}: {p:?}");
         assert!((p.value - truth).abs() < 5.0 * p.std_error, "category {v}: {p:?} vs {truth}");
     }
     // It is exactly the combination of the per-bucket accumulators.
