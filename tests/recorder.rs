@@ -369,3 +369,42 @@ proptest! {
         prop_assert!(c.recorded as usize >= d.recorder.queued());
     }
 }
+
+/// Recorders can share one catalogue (`Arc<Catalogue>`, `&Catalogue`): with the same
+/// seeds and inputs they seal byte-identical envelopes to a recorder owning its copy.
+#[test]
+fn a_shared_catalogue_records_exactly_as_an_owned_one() {
+    fn run<C: std::borrow::Borrow<Catalogue>>(
+        p: RecorderParts<SeededRng>,
+        catalogue: C,
+        server: &SecretKey,
+    ) -> (Vec<Vec<u8>>, usize) {
+        let RecorderParts { consent, pseudonyms, controller, key_configs, rng, .. } = p;
+        let parts = RecorderParts { catalogue, consent, pseudonyms, controller, key_configs, rng };
+        let mut r = Recorder::new(parts, MemoryStorage::default());
+        let t = Timestamp::from_secs(NOW - 1_000);
+        let p90 = || "P90D".parse().unwrap();
+        let stats = Scope::metrics([id::<MetricId>("watch.activity")]);
+        r.give_consent(id("pulsa"), id("product-improvement"), stats, t, None, p90(), t).unwrap();
+        let service = Scope::metrics([id::<MetricId>("watch.battery-health")]);
+        r.give_consent(id("pulsa"), id("service"), service, t, None, p90(), t).unwrap();
+        let now = Timestamp::from_secs(NOW);
+        for i in 0..20 {
+            r.record(&id("watch.activity"), &id("product-improvement"), Value::Category(i % 2), now);
+        }
+        r.record_service(&id("watch.battery-health"), Value::Int(87), now);
+        let frames = r.flush(now);
+        let reports = open_all(server, &frames).len();
+        (frames, reports)
+    }
+    let (p, server) = parts(9, "pulsa");
+    let owned =
+        run(p, Catalogue::from_toml_str(include_str!("../examples/catalogue.toml")).unwrap(), &server);
+    assert_eq!(owned.1, 21, "20 statistics and one record");
+    let shared =
+        std::sync::Arc::new(Catalogue::from_toml_str(include_str!("../examples/catalogue.toml")).unwrap());
+    let (p, _) = parts(9, "pulsa");
+    assert_eq!(run(p, std::sync::Arc::clone(&shared), &server), owned);
+    let (p, _) = parts(9, "pulsa");
+    assert_eq!(run(p, &*shared, &server), owned);
+}

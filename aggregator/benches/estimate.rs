@@ -1,11 +1,17 @@
 //! Decoding cost (issue 3 target: Hadamard and OLH-pool decoding of n = 10^7 reports at
 //! d = 65536 in ≤ 1 s). Reports are generated cheaply (uniform indices, not the
 //! encoder): decoding time depends on the accumulator's size, not on report contents.
-#![allow(missing_docs, clippy::unwrap_used, clippy::cast_possible_truncation, reason = "bench")]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "bench"
+)]
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
-use confiance::ldp::{Domain, LdpReport, Mechanism, MechanismName, Params};
+use confiance::ldp::{Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params};
 use confiance_aggregator::estimate::Accumulator;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand_core::Rng;
@@ -48,6 +54,25 @@ fn decode(c: &mut Criterion) {
             let acc = filled(&m);
             g.bench_function(format!("{name:?}/eps={e}"), |b| b.iter(|| acc.estimate()));
         }
+    }
+    g.finish();
+    // OLH on encoded Zipf(1.1) data, where the estimator corrects the pool's collisions
+    // (docs/privacy.md §3): decoding plus the correction's P·d-hash steps.
+    let mut g = c.benchmark_group("olh_corrected_1e6");
+    g.measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1)).sample_size(10);
+    for (d, e) in [(16u32, 4u32), (1024, 1), (1024, 4)] {
+        let eps = Epsilon::from_ratio(e, 1).unwrap();
+        let m = Mechanism::select(Domain::Categorical { d }, eps, MechanismName::Olh).unwrap();
+        let w: Vec<f64> = (1..=d).map(|i| f64::from(i).powf(-1.1)).collect();
+        let total: f64 = w.iter().sum();
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut acc = Accumulator::new(&m);
+        for (v, x) in w.iter().enumerate() {
+            for _ in 0..(x / total * 1e6) as u64 {
+                acc.add(&m.encode(LdpValue::Category(v as u32), &mut rng).unwrap()).unwrap();
+            }
+        }
+        g.bench_function(format!("d={d}/eps={e}"), |b| b.iter(|| acc.estimate()));
     }
     g.finish();
     let mut g = c.benchmark_group("ingest");

@@ -45,28 +45,35 @@ pub fn olh_pool_key(metric: &str, period: u64) -> u64 {
     u64::from_le_bytes(first)
 }
 
-/// OLH's default seed-pool size for `d` categories hashed into `0..g`: the largest power
-/// of two with pool × d ≤ 2^26 (decoding cost: pool × d hash evaluations, about 0.1 s)
-/// and pool × g ≤ 2^18 (accumulator: 2 MiB of counts), but at least
-/// [`DEFAULT_OLH_POOL`]. A larger pool lowers the variance a finite pool adds
-/// (docs/privacy.md).
+/// OLH's default seed-pool size for `d` categories hashed into `0..g`: the smallest
+/// power of two with `g·pool ≥ 64·d`, at least [`DEFAULT_OLH_POOL`], but no larger than
+/// `pool·d ≤ 2^26` (decoding: pool × d hash evaluations, about 0.1 s) and
+/// `pool·g ≤ 2^20` (accumulator: 8 MiB of counts once dense).
+///
+/// A finite pool's hash collisions bias Wang et al.'s estimator; the aggregator removes
+/// that bias exactly when `g·pool ≥ 16·d` (its collision correction, docs/privacy.md
+/// §3), and `64·d` makes the correction converge in two or three steps. For large `d`
+/// the decoding bound wins: at d = 65 536 the pool is 1024, too small to correct, and
+/// the pool's extra variance remains (docs/privacy.md).
 ///
 /// ```
 /// use confiance::ldp::olh_default_pool;
 /// assert_eq!(olh_default_pool(65_536, 4), 1024);
-/// assert_eq!(olh_default_pool(1024, 4), 65_536);
-/// assert_eq!(olh_default_pool(16, 56), 4096);
+/// assert_eq!(olh_default_pool(1024, 4), 16_384);
+/// assert_eq!(olh_default_pool(1024, 56), 2048);
+/// assert_eq!(olh_default_pool(16, 56), 1024);
 /// ```
 #[must_use]
 pub const fn olh_default_pool(d: u32, g: u32) -> u32 {
-    let by_d = (1u64 << 26) / if d == 0 { 1 } else { d as u64 };
-    let by_g = (1u64 << 18) / if g == 0 { 1 } else { g as u64 };
+    let (d, g) = (if d == 0 { 1 } else { d as u64 }, if g == 0 { 1 } else { g as u64 });
+    let want = (64 * d).div_ceil(g).next_power_of_two();
+    let by_d = (1u64 << 26) / d;
+    let by_g = (1u64 << 20) / g;
     let cap = if by_d < by_g { by_d } else { by_g };
-    if cap <= DEFAULT_OLH_POOL as u64 {
-        return DEFAULT_OLH_POOL;
-    }
-    // Largest power of two ≤ cap (cap < 2^27, so it fits in u32).
-    1u32 << (63 - cap.leading_zeros())
+    // Largest power of two ≤ cap (cap ≤ 2^26).
+    let cap = if cap == 0 { 1 } else { 1u64 << (63 - cap.leading_zeros()) };
+    let pool = if want < cap { want } else { cap };
+    if pool <= DEFAULT_OLH_POOL as u64 { DEFAULT_OLH_POOL } else { pool as u32 }
 }
 /// The Piecewise mechanism's minimum number of grid steps across the input range.
 pub const PIECEWISE_RESOLUTION: u64 = 4096;

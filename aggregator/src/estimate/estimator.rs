@@ -238,17 +238,22 @@ impl Accumulator {
                 return empty(support.len());
             }
             let counts: Vec<f64> = support.iter().map(|s| (s - n * q) / (p - q)).collect();
-            let clamped: Vec<f64> = counts.iter().map(|c| c.clamp(0.0, n)).collect();
-            let pool_extra = olh_pool_extra(&m, &clamped, n);
-            let values = counts
-                .iter()
-                .zip(&clamped)
-                .map(|(c, cc)| {
-                    let var = count_variance(&m, n, *cc)
-                        + pool_extra.map_or(0.0, |(sum, denom)| ((sum - (cc * cc - cc)).max(0.0)) / denom);
-                    PointEstimate::new(c / n, var / (n * n))
-                })
-                .collect();
+            let values = match olh_pool_correction(&m, &counts, n) {
+                OlhPool::Corrected { counts, variance } => counts
+                    .iter()
+                    .zip(variance)
+                    .map(|(c, var)| PointEstimate::new(c / n, var / (n * n)))
+                    .collect(),
+                OlhPool::Uncorrected { extra } => counts
+                    .iter()
+                    .map(|c| {
+                        let cc = c.clamp(0.0, n);
+                        let var = count_variance(&m, n, cc)
+                            + extra.map_or(0.0, |(sum, denom)| ((sum - (cc * cc - cc)).max(0.0)) / denom);
+                        PointEstimate::new(c / n, var / (n * n))
+                    })
+                    .collect(),
+            };
             return Estimate { mechanism: name, n: self.count(), values };
         }
         if self.count() == 0 {
@@ -283,10 +288,162 @@ impl Accumulator {
     }
 }
 
-/// For OLH, `(Σ_x (n̂_x² − n̂_x − V̂_x), (g − 1)·pool)`: the plug-in of the seed-pool term,
-/// with each squared estimate debiased by its own variance V̂_x.
-fn olh_pool_extra(m: &confiance::ldp::Mechanism, counts: &[f64], n: f64) -> Option<(f64, f64)> {
-    let Params::Olh { g, pool, .. } = *m.params() else { return None };
-    let sum: f64 = counts.iter().map(|c| c * c - c - count_variance(m, n, *c)).sum();
-    Some((sum.max(0.0), (f64::from(g) - 1.0) * f64::from(pool)))
+/// How [`Accumulator::estimate`] treats OLH's finite seed pool.
+enum OlhPool {
+    /// Counts with the pool's collisions removed, and their variances.
+    Corrected { counts: Vec<f64>, variance: Vec<f64> },
+    /// Wang et al.'s counts; for OLH `(Σ_x (n̂_x² − n̂_x − V̂_x), (g − 1)·pool)`, the plug-in
+    /// of the seed-pool variance term, each squared estimate debiased by its variance V̂_x.
+    Uncorrected { extra: Option<(f64, f64)> },
+}
+
+/// OLH's collision correction needs `d·16 ≤ g·pool`, so that `‖κD‖ ≈ 2√(d/(g·pool)) ≤ 1/2`
+/// and its iteration converges geometrically.
+const OLH_CORRECTION_MAX_RATIO: u64 = 16;
+
+/// The most correction steps (each `P·d` hash evaluations); at `‖κD‖ ≤ 1/2` eight steps
+/// leave `2^-8` of the pool's bias.
+const OLH_CORRECTION_MAX_STEPS: usize = 8;
+
+/// OLH's collision correction (docs/privacy.md §3, "Correcting the pool's collisions").
+///
+/// With a pool of `P` hash functions, `E[ĉ | pool] = n + κ·D·n` where ĉ are Wang et
+/// al.'s counts, `κ = g/(g − 1)` and `D[v][x] = c_vx − 1/g` for `x ≠ v` (0 on the
+/// diagonal), `c_vx` the fraction of pool entries that hash `x` and `v` together. The
+/// decoder knows the pool, so it solves `(I + κD)·n̂ = ĉ` by the Neumann iteration
+/// `n̂ ← ĉ − κ·D·n̂` (each step P·d hash evaluations). The correction trades the
+/// pool term `Σ_{x≠v} n_x(n_x − 1)/((g−1)P)` for `Σ_{x≠v} Var ĉ_x/((g−1)P)` (the noise of
+/// the other counts seen through `D`), so it is applied only when the first, estimated,
+/// exceeds the second, and when `16·d ≤ g·P`.
+#[allow(clippy::cast_precision_loss, reason = "estimators in f64")]
+fn olh_pool_correction(m: &confiance::ldp::Mechanism, counts: &[f64], n: f64) -> OlhPool {
+    let Params::Olh { d, g, pool, pool_key } = *m.params() else {
+        return OlhPool::Uncorrected { extra: None };
+    };
+    let variance: Vec<f64> = counts.iter().map(|c| count_variance(m, n, c.clamp(0.0, n))).collect();
+    let squares: f64 =
+        counts.iter().zip(&variance).map(|(c, v)| c.clamp(0.0, n).powi(2) - c.clamp(0.0, n) - v).sum();
+    let (g_f, pool_f) = (f64::from(g), f64::from(pool));
+    let denom = (g_f - 1.0) * pool_f;
+    let total_var: f64 = variance.iter().sum();
+    let small_enough = u64::from(d) * OLH_CORRECTION_MAX_RATIO <= u64::from(g) * u64::from(pool);
+    if !small_enough || squares <= total_var {
+        return OlhPool::Uncorrected { extra: Some((squares.max(0.0), denom)) };
+    }
+    // Solve (I + κD)·n̂ = ĉ by the Neumann iteration n̂ ← ĉ − κ·D·n̂. The steps shrink by
+    // ρ ≈ ‖κD‖ ≈ 2√(d/(gP)) ≤ 1/2, so after a step that moved a count by δ the rest of the
+    // series moves it by at most δρ/(1 − ρ): stop once that is a twentieth of the
+    // smallest standard error (a bias of 0.05 sd adds 0.25% to the MSE).
+    let kappa = g_f / (g_f - 1.0);
+    let rho = 2.0 * (f64::from(d) / (g_f * pool_f)).sqrt();
+    let tolerance = 0.05 * variance.iter().copied().fold(f64::INFINITY, f64::min).sqrt() * (1.0 - rho) / rho;
+    let mut corrected = counts.to_vec();
+    for _ in 0..OLH_CORRECTION_MAX_STEPS {
+        let together = olh_collision_sums(pool_key, pool, d, g, &corrected);
+        let total: f64 = corrected.iter().sum();
+        let next: Vec<f64> = counts
+            .iter()
+            .zip(&corrected)
+            .zip(&together)
+            .map(|((c, x), t)| {
+                // (D·x)_v = Σ_{y≠v} (c_vy − 1/g) x_y = t_v/P − x_v − (Σx − x_v)/g.
+                c - kappa * (t / pool_f - x - (total - x) / g_f)
+            })
+            .collect();
+        let moved = next.iter().zip(&corrected).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        corrected = next;
+        if moved <= tolerance {
+            break;
+        }
+    }
+    let variance: Vec<f64> = corrected.iter().map(|c| count_variance(m, n, c.clamp(0.0, n))).collect();
+    let total_var: f64 = variance.iter().sum();
+    let variance = variance.iter().map(|v| v + (total_var - v) / denom).collect();
+    OlhPool::Corrected { counts: corrected, variance }
+}
+
+/// For every category `v`, `Σ_s Σ_{x : h_s(x) = h_s(v)} counts[x]` over all pool entries
+/// `s` (x = v included): `P·d` hash evaluations, split over the available cores when
+/// that is worth a thread.
+fn olh_collision_sums(pool_key: u64, pool: u32, d: u32, g: u32, counts: &[f64]) -> Vec<f64> {
+    let run = |seeds: core::ops::Range<u32>| {
+        let mut sums = vec![0.0f64; d as usize];
+        let mut buckets = vec![0.0f64; g as usize];
+        let mut hashes = vec![0u32; d as usize];
+        for seed in seeds {
+            for_each_hash(pool_key, seed, d, g, |v, h| {
+                if let (Some(slot), Some(b), Some(c)) =
+                    (hashes.get_mut(v as usize), buckets.get_mut(h as usize), counts.get(v as usize))
+                {
+                    *slot = h;
+                    *b += *c;
+                }
+            });
+            for (s, h) in sums.iter_mut().zip(&hashes) {
+                *s += buckets.get(*h as usize).copied().unwrap_or(0.0);
+            }
+            for h in &hashes {
+                if let Some(b) = buckets.get_mut(*h as usize) {
+                    *b = 0.0;
+                }
+            }
+        }
+        sums
+    };
+    // Fixed chunks summed in order, whatever the number of cores: the estimate is the
+    // same on every machine.
+    let chunks: u32 = if u64::from(pool) * u64::from(d) < 1 << 22 { 1 } else { 8 };
+    let size = pool.div_ceil(chunks);
+    let ranges: Vec<_> = (0..chunks)
+        .map(|i| i.saturating_mul(size).min(pool)..(i + 1).saturating_mul(size).min(pool))
+        .collect();
+    let parallel = chunks > 1 && std::thread::available_parallelism().map_or(1, std::num::NonZero::get) > 1;
+    let parts: Vec<Vec<f64>> = if parallel {
+        std::thread::scope(|scope| {
+            let run = &run;
+            let handles: Vec<_> =
+                ranges.iter().map(|r| (r.clone(), scope.spawn(move || run(r.clone())))).collect();
+            // A worker cannot panic (no indexing, no unwrap); if one did, redo its chunk here.
+            handles.into_iter().map(|(r, h)| h.join().unwrap_or_else(|_| run(r))).collect()
+        })
+    } else {
+        ranges.into_iter().map(run).collect()
+    };
+    let mut total = vec![0.0f64; d as usize];
+    for part in parts {
+        for (t, x) in total.iter_mut().zip(part) {
+            *t += x;
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::olh_collision_sums;
+    use confiance::ldp::olh_hash;
+
+    /// The chunked (and, with two cores, threaded) sums equal the definition
+    /// `Σ_s Σ_{x : h_s(x) = h_s(v)} counts[x]`, evaluated naively.
+    #[test]
+    #[allow(clippy::cast_precision_loss, reason = "small test values")]
+    fn collision_sums_match_the_definition() {
+        for (d, pool, g) in [(5u32, 7u32, 3u32), (32, 1 << 17, 4)] {
+            let counts: Vec<f64> = (0..d).map(|x| f64::from(x * x % 11) - 2.5).collect();
+            let fast = olh_collision_sums(42, pool, d, g, &counts);
+            for v in 0..d {
+                let mut naive = 0.0;
+                for s in 0..pool {
+                    let hv = olh_hash(42, s, v, g);
+                    for x in 0..d {
+                        if olh_hash(42, s, x, g) == hv {
+                            naive += counts[x as usize];
+                        }
+                    }
+                }
+                let err = (fast[v as usize] - naive).abs();
+                assert!(err <= 1e-9 * naive.abs().max(1.0), "d={d} v={v}: {} vs {naive}", fast[v as usize]);
+            }
+        }
+    }
 }

@@ -62,7 +62,8 @@ pub fn hadamard_blocks_count_variance(m: &Mechanism, n: f64, n_block: f64, n_v: 
 
 /// Variance of the unbiased count estimate ĉ_v = (S_v − nq)/(p − q) when `n_v` of `n`
 /// users hold `v`: `(n q(1−q) + n_v (p(1−p) − q(1−q))) / (p−q)²` — Wang et al. 2017,
-/// Theorem 2 (`n q(1−q)/(p−q)² + n_v (1−p−q)/(p−q)`). For OLH add [`olh_pool_variance`].
+/// Theorem 2 (`n q(1−q)/(p−q)² + n_v (1−p−q)/(p−q)`). For OLH add [`olh_pool_variance`]
+/// (uncorrected) or [`olh_correction_variance`] (after the collision correction).
 #[must_use]
 pub fn count_variance(m: &Mechanism, n: f64, n_v: f64) -> f64 {
     let Some((p, q)) = support_probabilities(m) else { return f64::NAN };
@@ -77,6 +78,19 @@ pub fn count_variance(m: &Mechanism, n: f64, n_v: f64) -> f64 {
 pub fn olh_pool_variance(m: &Mechanism, counts: &[f64], v: usize) -> f64 {
     let Params::Olh { g, pool, .. } = *m.params() else { return 0.0 };
     let s: f64 = counts.iter().enumerate().filter(|(x, _)| *x != v).map(|(_, n)| n * (n - 1.0)).sum();
+    s / ((f64::from(g) - 1.0) * f64::from(pool))
+}
+
+/// The extra variance of OLH's count estimate for `v` after the aggregator's collision
+/// correction (docs/privacy.md §3): the other categories' noise seen through the pool's
+/// collisions, `Σ_{x≠v} Var ĉ_x / ((g − 1) P)` with `Var ĉ_x` from [`count_variance`].
+/// It replaces [`olh_pool_variance`] when the correction applies (when
+/// `Σ_x n_x(n_x − 1) > Σ_x Var ĉ_x` and `16·d ≤ g·P`). Zero for other mechanisms.
+#[must_use]
+pub fn olh_correction_variance(m: &Mechanism, n: f64, counts: &[f64], v: usize) -> f64 {
+    let Params::Olh { g, pool, .. } = *m.params() else { return 0.0 };
+    let s: f64 =
+        counts.iter().enumerate().filter(|(x, _)| *x != v).map(|(_, n_x)| count_variance(m, n, *n_x)).sum();
     s / ((f64::from(g) - 1.0) * f64::from(pool))
 }
 
