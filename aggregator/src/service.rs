@@ -188,7 +188,7 @@ impl std::error::Error for TranscryptRefusal {}
 pub struct Release {
     /// The metric.
     pub metric: MetricId,
-    /// Partitions merged.
+    /// Partitions counted (merged; across OLH pool keys, combined: [`Combined`]).
     pub partitions: u32,
     /// The estimate (frequencies per label, or the mean) with intervals.
     pub estimate: Estimate,
