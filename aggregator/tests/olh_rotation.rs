@@ -311,7 +311,7 @@ fn combined_estimate_is_the_count_weighted_formula() {
     for g in &groups {
         all.add(g).unwrap();
     }
-    assert_eq!(all.groups().len(), 3);
+    assert_eq!(all.groups(), 3);
     let est = all.estimate();
     assert_eq!(est.n, 16_000);
     assert_eq!(est.mechanism, MechanismName::Olh);
@@ -330,11 +330,23 @@ fn combined_estimate_is_the_count_weighted_formula() {
         assert!(close(p.ci95_high, value + Z95 * variance.sqrt()));
         assert!(p.variance < each.iter().map(|e| e.values[v].variance).fold(f64::INFINITY, f64::min));
     }
-    // Merging in a group with the same key adds to that group only.
-    let more = olh_acc(&m.for_period(ACTIVITY, WEEK), 1_000, &[1], 4);
-    all.add(&more).unwrap();
-    assert_eq!(all.groups().len(), 3);
-    assert_eq!(all.groups()[1].count(), 6_000);
+    // The same key just after merges into the open group; an earlier key that is not
+    // the latest opens a group of its own (estimated apart, combined by counts).
+    let same = olh_acc(&m.for_period(ACTIVITY, 2 * WEEK), 1_000, &[1], 4);
+    all.add(&same).unwrap();
+    assert_eq!((all.groups(), all.count()), (3, 17_000));
+    let earlier = olh_acc(&m.for_period(ACTIVITY, WEEK), 1_000, &[1], 5);
+    all.add(&earlier).unwrap();
+    assert_eq!((all.groups(), all.count()), (4, 18_000));
+    let mut last = groups[2].clone();
+    last.merge(&same).unwrap();
+    let parts = [&groups[0], &groups[1], &last, &earlier];
+    let each: Vec<_> = parts.iter().map(|a| a.estimate()).collect();
+    let est = all.estimate();
+    for (v, p) in est.values.iter().enumerate() {
+        let count: f64 = parts.iter().zip(&each).map(|(g, e)| g.count() as f64 * e.values[v].value).sum();
+        assert!((p.value - count / 18_000.0).abs() <= 1e-12, "category {v}: {p:?}");
+    }
     // An empty group changes nothing.
     let before = all.estimate();
     all.add(&Accumulator::new(&m.for_period(ACTIVITY, 9 * WEEK))).unwrap();
@@ -367,7 +379,7 @@ fn one_group_is_exactly_the_merged_estimate() {
         merged.merge(a).unwrap();
         all.add(a).unwrap();
     }
-    assert_eq!(all.groups().len(), 1);
+    assert_eq!(all.groups(), 1);
     assert_eq!(all.estimate(), merged.estimate());
     // OLH under one pool key likewise.
     let m = olh(8, 2).for_period(ACTIVITY, 0);

@@ -1,31 +1,30 @@
 //! Estimates over accumulators that cannot be merged: OLH's seed pool is keyed per time
 //! bucket ([`Mechanism::for_period`]), so two buckets' counts are over different hash
 //! functions and [`Accumulator::merge`] refuses them. [`Combined`] merges what can be
-//! merged (same mechanism and pool key) and combines the groups' estimates by their
-//! report counts.
+//! merged (consecutive accumulators with the same mechanism and pool key) and combines
+//! the groups' estimates by their report counts, holding one accumulator at a time.
 
 use super::{Accumulator, Estimate, EstimateError, PointEstimate};
 use confiance::ldp::Mechanism;
 
-/// The 0.975 quantile of the standard normal distribution (as in [`PointEstimate`]'s
-/// intervals).
-const Z95: f64 = 1.959_963_984_540_054;
-
-/// Accumulators of one metric combined across OLH pool keys: a group per distinct
-/// mechanism (for OLH, per pool key, that is per time bucket; for every other mechanism
-/// a single group), each group the [`Accumulator::merge`] of its members.
+/// Accumulators of one metric combined across OLH pool keys: consecutive accumulators
+/// with the same mechanism (for OLH, the same pool key, that is the same time bucket;
+/// for every other mechanism, always) are merged into one group; a new pool key closes
+/// the group, whose estimate is folded into running sums, so memory holds one
+/// accumulator and `O(d)` numbers however many buckets are combined.
 ///
-/// [`Combined::estimate`] estimates each group with [`Accumulator::estimate`] and
-/// combines the `k` non-empty groups, independent since their reports are, by their
-/// report counts `n_i`:
+/// [`Combined::estimate`] combines the `k` non-empty groups — independent, since their
+/// reports are — by their report counts `n_i`:
 ///
 /// `f̂_v = Σ n_i f̂_{i,v} / N` and `Var(f̂_v) = Σ n_i² Var_{i,v} / N²`, with `N = Σ n_i`,
 ///
 /// and the 95% interval `f̂_v ± z_{0.975} √Var(f̂_v)` as for one accumulator. With a
 /// single group the estimate is exactly that group's, so a metric whose mechanism is not
-/// OLH is estimated exactly as one merged accumulator would be. (Called `Combined`, not
-/// an accumulator: it is not a monoid over reports — it holds one accumulator per group,
-/// so its memory grows with the number of pool keys, i.e. of OLH buckets, combined.)
+/// OLH is estimated exactly as one merged accumulator would be. Feed accumulators in
+/// bucket order (as [`crate::service::Aggregator`] stores partitions) so that each
+/// bucket is one group; an accumulator whose pool key came before but not just before
+/// starts a group of its own — estimated apart and combined like the others, which is
+/// as unbiased, not an error.
 ///
 /// ```
 /// use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName};
@@ -43,7 +42,7 @@ const Z95: f64 = 1.959_963_984_540_054;
 ///     }
 ///     all.add(&acc)?;
 /// }
-/// assert_eq!((all.groups().len(), all.count()), (3, 15_000));
+/// assert_eq!((all.groups(), all.count()), (3, 15_000));
 /// let est = all.estimate();
 /// assert_eq!(est.n, 15_000);
 /// let f1 = &est.values[1];
@@ -57,18 +56,58 @@ const Z95: f64 = 1.959_963_984_540_054;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Combined {
     mechanism: Mechanism,
-    groups: Vec<Accumulator>,
+    /// The open group: the merge of the latest consecutive same-mechanism accumulators.
+    open: Option<Accumulator>,
+    /// The closed groups, folded.
+    closed: Folded,
+}
+
+/// Running sums over closed, non-empty groups.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Folded {
+    /// Groups closed (empty ones included).
+    groups: usize,
+    /// Reports in the non-empty ones.
+    n: u64,
+    /// Their number.
+    non_empty: usize,
+    /// The estimate of the only non-empty one, while there is exactly one.
+    only: Option<Estimate>,
+    /// Per output, `Σ n_i f̂_{i,v}` and `Σ n_i² Var_{i,v}`.
+    sums: Vec<(f64, f64)>,
+}
+
+impl Folded {
+    #[allow(clippy::cast_precision_loss, reason = "report counts below 2^53 are exact in f64")]
+    fn fold(&mut self, group: &Accumulator) {
+        self.groups += 1;
+        if group.count() == 0 {
+            return;
+        }
+        let est = group.estimate();
+        let n_i = group.count() as f64;
+        if self.sums.is_empty() {
+            self.sums = vec![(0.0, 0.0); est.values.len()];
+        }
+        for (s, p) in self.sums.iter_mut().zip(&est.values) {
+            s.0 += n_i * p.value;
+            s.1 += n_i * n_i * p.variance;
+        }
+        self.n += group.count();
+        self.non_empty += 1;
+        self.only = (self.non_empty == 1).then_some(est);
+    }
 }
 
 impl Combined {
     /// Nothing combined yet, for accumulators of `mechanism` under any OLH pool key.
     #[must_use]
-    pub const fn new(mechanism: &Mechanism) -> Self {
-        Self { mechanism: *mechanism, groups: Vec::new() }
+    pub fn new(mechanism: &Mechanism) -> Self {
+        Self { mechanism: *mechanism, open: None, closed: Folded::default() }
     }
 
-    /// Adds `acc`: merged into the group with its exact mechanism (pool key included), or
-    /// a new group when only its OLH pool key is new.
+    /// Adds `acc`: merged into the open group when it has the same mechanism (pool key
+    /// included), else the open group is closed and `acc` opens the next.
     ///
     /// # Errors
     /// [`EstimateError::MismatchedConfig`] when `acc`'s mechanism differs from this one's
@@ -80,10 +119,12 @@ impl Combined {
             return Err(EstimateError::MismatchedConfig);
         }
         self.count().checked_add(acc.count()).ok_or(EstimateError::Overflow)?;
-        match self.groups.iter_mut().find(|g| g.mechanism() == m) {
-            Some(g) => g.merge(acc),
-            None => {
-                self.groups.push(acc.clone());
+        match &mut self.open {
+            Some(open) if open.mechanism() == m => open.merge(acc),
+            _ => {
+                if let Some(done) = self.open.replace(acc.clone()) {
+                    self.closed.fold(&done);
+                }
                 Ok(())
             }
         }
@@ -95,16 +136,16 @@ impl Combined {
         &self.mechanism
     }
 
-    /// The groups, one per distinct mechanism (pool key), in the order first seen.
+    /// The number of groups so far (the open one included).
     #[must_use]
-    pub fn groups(&self) -> &[Accumulator] {
-        &self.groups
+    pub fn groups(&self) -> usize {
+        self.closed.groups + usize::from(self.open.is_some())
     }
 
     /// Reports in all groups.
     #[must_use]
     pub fn count(&self) -> u64 {
-        self.groups.iter().map(Accumulator::count).sum()
+        self.closed.n + self.open.as_ref().map_or(0, Accumulator::count)
     }
 
     /// The combined estimate (see [`Combined`]): exactly the group's [`Estimate`] when
@@ -113,36 +154,24 @@ impl Combined {
     #[must_use]
     #[allow(clippy::cast_precision_loss, reason = "report counts below 2^53 are exact in f64")]
     pub fn estimate(&self) -> Estimate {
-        let non_empty: Vec<&Accumulator> = self.groups.iter().filter(|g| g.count() > 0).collect();
-        match non_empty.as_slice() {
-            [] => return Accumulator::new(&self.mechanism).estimate(),
-            [one] => return one.estimate(),
+        let open = self.open.as_ref().filter(|a| a.count() > 0);
+        match (open, self.closed.non_empty) {
+            (None, 0) => return Accumulator::new(&self.mechanism).estimate(),
+            (Some(open), 0) => return open.estimate(),
+            (None, 1) => {
+                if let Some(only) = &self.closed.only {
+                    return only.clone();
+                }
+            }
             _ => {}
         }
-        let parts: Vec<(f64, Estimate)> =
-            non_empty.iter().map(|g| (g.count() as f64, g.estimate())).collect();
-        let n: u64 = non_empty.iter().map(|g| g.count()).sum();
-        let total = n as f64;
-        let width = parts.iter().map(|(_, e)| e.values.len()).min().unwrap_or(0);
-        let values = (0..width)
-            .map(|v| {
-                let (mut count, mut var) = (0.0, 0.0);
-                for (n_i, e) in &parts {
-                    if let Some(p) = e.values.get(v) {
-                        count += n_i * p.value;
-                        var += n_i * n_i * p.variance;
-                    }
-                }
-                point(count / total, var / (total * total))
-            })
-            .collect();
-        Estimate { mechanism: self.mechanism.name(), n, values }
+        let mut all = self.closed.clone();
+        if let Some(open) = open {
+            all.fold(open);
+        }
+        let total = all.n as f64;
+        let values =
+            all.sums.iter().map(|(c, v)| PointEstimate::new(c / total, v / (total * total))).collect();
+        Estimate { mechanism: self.mechanism.name(), n: all.n, values }
     }
-}
-
-/// A point estimate with its interval, built as [`PointEstimate`]'s own constructor does.
-fn point(value: f64, variance: f64) -> PointEstimate {
-    let variance = variance.max(0.0);
-    let se = variance.sqrt();
-    PointEstimate { value, variance, std_error: se, ci95_low: value - Z95 * se, ci95_high: value + Z95 * se }
 }
