@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use confiance::Timestamp;
@@ -189,7 +189,8 @@ impl<'a> Plan<'a> {
 struct Device {
     brand: &'static Brand,
     brand_index: usize,
-    dev: Recorder<SeededRng, NullStorage>,
+    /// The recorder, sharing the fleet's one catalogue.
+    dev: Recorder<SeededRng, NullStorage, Arc<Catalogue>>,
     rng: SeededRng,
     /// Receipt ids of the statistics consents, in the order given.
     receipts: Vec<confiance::ids::ReceiptId>,
@@ -207,11 +208,11 @@ struct Device {
 impl Device {
     /// A new owner joins in the first 20 days and gives consent; the receipts wait in the
     /// outbox for the day it joins.
-    fn new(d: u64, catalogue: &Catalogue, config: KeyConfig, start: Timestamp, months: u64) -> Self {
+    fn new(d: u64, catalogue: &Arc<Catalogue>, config: KeyConfig, start: Timestamp, months: u64) -> Self {
         let brand = &BRANDS[(d % 3) as usize];
         let mut rng = SeededRng::seed_from_u64(0xF1EE7 ^ d.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let parts = RecorderParts {
-            catalogue: catalogue.clone(),
+            catalogue: Arc::clone(catalogue),
             consent: ConsentState::new(DeviceKey::generate(&mut rng)),
             pseudonyms: DeviceSecret::generate(&mut rng),
             controller: id(brand.controller),
@@ -451,19 +452,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ingest_cpu = 0.0;
     let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
+    // One catalogue for every recorder (a clone each was most of the fleet's memory).
+    let shared = Arc::new(catalogue.clone());
     std::thread::scope(|s| -> Result<(), Box<dyn std::error::Error>> {
         let mut rxs = Vec::new();
         let mut handles = Vec::new();
         for w in 0..workers {
             let (tx, rx) = mpsc::sync_channel::<Vec<(Timestamp, Traffic)>>(1);
             rxs.push(rx);
-            let catalogue = &catalogue;
+            let (catalogue, shared) = (&catalogue, &shared);
             handles.push(s.spawn(move || {
                 let mut truth = Truth::default();
                 let plans: Vec<Plan<'_>> = BRANDS.iter().map(|b| Plan::of(b, catalogue)).collect();
                 let mut fleet: Vec<Device> = (w..devices)
                     .step_by(workers as usize)
-                    .map(|d| Device::new(d, catalogue, config, start, months))
+                    .map(|d| Device::new(d, shared, config, start, months))
                     .collect();
                 let subjects: Vec<(u64, &str, SubjectId)> = (w..devices.min(4))
                     .step_by(workers as usize)

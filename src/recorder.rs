@@ -70,6 +70,7 @@ use crate::ldp::{LdpValue, Mechanism};
 use crate::pseudonym::{DeviceSecret, Epoch, ScopedPseudonymEntry};
 use crate::report::{Payload, RecordValue, Report};
 use crate::retention::{Duration, RetentionTag};
+use core::borrow::Borrow;
 
 /// Width of an envelope's time bucket: the header carries the UTC day of the flush.
 pub const ENVELOPE_BUCKET_SECS: u64 = 86_400;
@@ -169,9 +170,11 @@ pub struct SentEntry {
 
 /// Everything a [`Recorder`] needs; there is no other way to make one.
 #[derive(Debug)]
-pub struct RecorderParts<R> {
-    /// The catalogue this device follows.
-    pub catalogue: Catalogue,
+pub struct RecorderParts<R, C = Catalogue> {
+    /// The catalogue this device follows: a [`Catalogue`], or anything that borrows one
+    /// (`&'static Catalogue`, `Arc<Catalogue>`, `Rc<Catalogue>`), so that many recorders
+    /// in one process — a gateway, a simulation — can share one copy.
+    pub catalogue: C,
     /// The device's consent state (and signing key).
     pub consent: ConsentState,
     /// The device's pseudonym secret.
@@ -200,8 +203,8 @@ const PERSIST_VERSION: u8 = 1;
 
 /// The device recorder. See the [module documentation](self).
 #[derive(Debug)]
-pub struct Recorder<R, S> {
-    catalogue: Catalogue,
+pub struct Recorder<R, S, C = Catalogue> {
+    catalogue: C,
     consent: ConsentState,
     secret: DeviceSecret,
     controller: RecipientId,
@@ -251,17 +254,21 @@ fn record_value(kind: &MetricKind, v: Value) -> Option<RecordValue> {
     }
 }
 
-impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
+impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C> {
     /// A recorder with default [`Limits`], restoring what `storage` holds (a failed or
     /// unreadable load is counted, and the recorder starts empty).
-    pub fn new(parts: RecorderParts<R>, storage: S) -> Self {
+    pub fn new(parts: RecorderParts<R, C>, storage: S) -> Self {
         Self::with_limits(parts, storage, Limits::default())
     }
 
     /// A recorder with explicit limits.
-    pub fn with_limits(parts: RecorderParts<R>, storage: S, limits: Limits) -> Self {
-        let mechanisms =
-            parts.catalogue.metrics().filter_map(|(id, m)| Some((id.clone(), m.mechanism()?))).collect();
+    pub fn with_limits(parts: RecorderParts<R, C>, storage: S, limits: Limits) -> Self {
+        let mechanisms = parts
+            .catalogue
+            .borrow()
+            .metrics()
+            .filter_map(|(id, m)| Some((id.clone(), m.mechanism()?)))
+            .collect();
         let mut r = Self {
             catalogue: parts.catalogue,
             consent: parts.consent,
@@ -350,7 +357,7 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
     }
 
     fn budget_cap(&self, metric: &MetricId) -> Option<crate::Epsilon> {
-        match &self.catalogue.metric(metric)?.privacy {
+        match &self.catalogue.borrow().metric(metric)?.privacy {
             Privacy::Ldp { budget: Some(b), .. } => Some(b.epsilon),
             _ => None,
         }
@@ -368,7 +375,7 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
     /// subject consented to, charged to the ε budget, and queued. Never fails: problems
     /// are [`Counters`].
     pub fn record(&mut self, metric: &MetricId, purpose: &PurposeId, value: Value, now: Timestamp) {
-        let Some(m) = self.catalogue.metric(metric).filter(|m| m.is_anonymous()) else {
+        let Some(m) = self.catalogue.borrow().metric(metric).filter(|m| m.is_anonymous()) else {
             return bump(&mut self.counters.unknown_metric);
         };
         let Some(v) = ldp_value(&m.kind, value) else { return bump(&mut self.counters.invalid_value) };
@@ -378,7 +385,7 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
             .iter()
             .filter(|r| {
                 RetentionTag::for_statistic(
-                    &self.catalogue,
+                    self.catalogue.borrow(),
                     &self.consent,
                     metric,
                     purpose,
@@ -389,9 +396,14 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
             })
             .cloned()
             .collect();
-        let Ok(tag) =
-            RetentionTag::for_statistic(&self.catalogue, &self.consent, metric, purpose, audience, now)
-        else {
+        let Ok(tag) = RetentionTag::for_statistic(
+            self.catalogue.borrow(),
+            &self.consent,
+            metric,
+            purpose,
+            audience,
+            now,
+        ) else {
             return bump(&mut self.counters.no_consent);
         };
         let Some(mech) = self.mechanisms.get(metric) else { return bump(&mut self.counters.unknown_metric) };
@@ -404,6 +416,9 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
             }
             entry.0 = period;
         }
+        // OLH's seed pool is keyed per time bucket (the aggregator derives the same key
+        // from the report's `time`); other mechanisms come back unchanged.
+        let mech = mech.for_period(metric.as_str(), time.as_secs());
         let Ok(ldp) = mech.encode(v, &mut self.rng) else { return bump(&mut self.counters.invalid_value) };
         let report = Report {
             id: ReportId::random(&mut self.rng),
@@ -419,22 +434,23 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
     /// receipt in force that covers it, each under the device's pseudonym for that
     /// receipt's recipient in the current epoch. Never fails: problems are [`Counters`].
     pub fn record_service(&mut self, metric: &MetricId, value: Value, now: Timestamp) {
-        let Some(m) = self.catalogue.metric(metric).filter(|m| !m.is_anonymous()) else {
+        let Some(m) = self.catalogue.borrow().metric(metric).filter(|m| !m.is_anonymous()) else {
             return bump(&mut self.counters.unknown_metric);
         };
         let Some(v) = record_value(&m.kind, value) else { return bump(&mut self.counters.invalid_value) };
         let time = now.truncate(m.bucket_secs());
-        let epoch_len = self.catalogue.limits().pseudonym_epoch.fixed_secs().unwrap_or(30 * 86_400);
+        let epoch_len = self.catalogue.borrow().limits().pseudonym_epoch.fixed_secs().unwrap_or(30 * 86_400);
         let epoch = Epoch::containing(now, epoch_len).unwrap_or(Epoch(0));
         let receipts: Vec<ReceiptId> = self
             .consent
             .list()
-            .filter(|e| e.active_at(now) && e.receipt.receipt().scope.names(&self.catalogue, metric))
+            .filter(|e| e.active_at(now) && e.receipt.receipt().scope.names(self.catalogue.borrow(), metric))
             .map(|e| e.receipt.id())
             .collect();
         let mut any = false;
         for receipt in receipts {
-            let Ok(tag) = RetentionTag::for_record(&self.catalogue, &self.consent, metric, &receipt, now)
+            let Ok(tag) =
+                RetentionTag::for_record(self.catalogue.borrow(), &self.consent, metric, &receipt, now)
             else {
                 continue;
             };
@@ -492,7 +508,7 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
         // (a device offline for a while), never newer — even if the clock went back.
         let newest = self.queue.iter().map(|(r, _)| r.time).max().unwrap_or(now).max(now);
         let fields = HeaderFields {
-            catalogue_digest: self.catalogue.digest(),
+            catalogue_digest: self.catalogue.borrow().digest(),
             time_bucket: newest.truncate(ENVELOPE_BUCKET_SECS),
         };
         let mut rest: VecDeque<(Report, usize)> = VecDeque::new();
@@ -523,7 +539,7 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
     }
 
     fn log_sent(&mut self, r: &Report, envelope: EnvelopeId) {
-        let start = match (&r.payload, self.catalogue.metric(&r.metric)) {
+        let start = match (&r.payload, self.catalogue.borrow().metric(&r.metric)) {
             (Payload::Statistic(_), Some(m)) => r.time.saturating_add_secs(Metric::bucket_secs(m)),
             _ => r.time,
         };
@@ -584,7 +600,7 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
     ) -> Result<Vec<u8>, ConsentError> {
         let grant =
             Grant { subject: self.subject(), recipient, purpose, scope, valid_from, valid_until, hold };
-        let r = self.consent.give(&self.catalogue, grant, now, &mut self.rng)?;
+        let r = self.consent.give(self.catalogue.borrow(), grant, now, &mut self.rng)?;
         self.persist();
         Ok(r.to_bytes())
     }
@@ -610,7 +626,7 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
         scope: Scope,
         at: Timestamp,
     ) -> Result<(Vec<u8>, Vec<u8>), ConsentError> {
-        let (w, r) = self.consent.narrow(&self.catalogue, receipt, scope, at, &mut self.rng)?;
+        let (w, r) = self.consent.narrow(self.catalogue.borrow(), receipt, scope, at, &mut self.rng)?;
         self.persist();
         Ok((w.to_bytes(), r.to_bytes()))
     }
@@ -623,8 +639,8 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
 
     /// The catalogue.
     #[must_use]
-    pub const fn catalogue(&self) -> &Catalogue {
-        &self.catalogue
+    pub fn catalogue(&self) -> &Catalogue {
+        self.catalogue.borrow()
     }
 
     /// What went wrong so far.
@@ -659,7 +675,7 @@ impl<R: rand_core::CryptoRng, S: Storage> Recorder<R, S> {
         from: Timestamp,
         to: Timestamp,
     ) -> Vec<ScopedPseudonymEntry> {
-        let epoch_len = self.catalogue.limits().pseudonym_epoch.fixed_secs().unwrap_or(30 * 86_400);
+        let epoch_len = self.catalogue.borrow().limits().pseudonym_epoch.fixed_secs().unwrap_or(30 * 86_400);
         self.secret.list_pseudonyms_between(recipients, from, to, epoch_len).unwrap_or_default()
     }
 }

@@ -8,7 +8,7 @@ use confiance::consent::{ConsentState, DeviceKey, Scope};
 use confiance::envelope::{self, AeadId, BatchLimits, KeyConfig, KeyId, SecretKey};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{MetricId, PurposeId, RecipientId};
-use confiance::ldp::LdpReport;
+use confiance::ldp::{LdpReport, Params, olh_hash, olh_pool_key};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{Limits, MemoryStorage, Recorder, RecorderParts, Value};
 use confiance::report::{Payload, RecordValue, Report};
@@ -140,6 +140,53 @@ fn every_metric_kind_round_trips() {
         reports[0].payload
     );
     assert!(matches!(reports[1].payload, Payload::Record { value: RecordValue::Numeric(87), .. }));
+}
+
+#[test]
+fn olh_reports_use_the_pool_key_of_their_time_bucket() {
+    // watch.activity: OLH with d = 8, ε = 2 (g = 8), weekly buckets, no budget.
+    const WEEK: u64 = 7 * 86_400;
+    const N: usize = 300;
+    let mut w = device(5, "pulsa", Limits::default());
+    consent(&mut w, "pulsa", "product-improvement", &["watch.activity"]);
+    let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml")).unwrap();
+    let mech = catalogue.metric(&id("watch.activity")).unwrap().mechanism().unwrap();
+    let Params::Olh { g, pool_key: 0, .. } = *mech.params() else { panic!("{mech:?}") };
+    let mut buckets = Vec::new();
+    for k in 1..=2 {
+        let now = Timestamp::from_secs(NOW).truncate(WEEK).saturating_add_secs(k * WEEK + 3_600);
+        for _ in 0..N {
+            w.recorder.record(&id("watch.activity"), &id("product-improvement"), Value::Category(3), now);
+        }
+        let frames = w.recorder.flush(now);
+        frames.iter().for_each(|f| w.recorder.acknowledge(f));
+        let reports = open_all(&w.server, &frames);
+        assert_eq!(reports.len(), N);
+        assert!(reports.iter().all(|r| r.time == now.truncate(WEEK)));
+        buckets.push((olh_pool_key("watch.activity", now.truncate(WEEK).as_secs()), reports));
+    }
+    // The share of reports whose value is category 3's hash under `key`: OLH keeps the
+    // hash with probability p = e^ε/(e^ε + g − 1) ≈ 0.51, so ≈ 0.51 under the key the
+    // device used; under an unrelated key the hash is independent, ≈ 1/g = 0.125.
+    // Threshold 0.3: over N = 300 reports both sides are more than 7 standard deviations
+    // (≤ 0.029) away.
+    let share = |reports: &[Report], key: u64| {
+        let hits = reports
+            .iter()
+            .filter(|r| match r.payload {
+                Payload::Statistic(LdpReport::Olh { seed, value }) => value == olh_hash(key, seed, 3, g),
+                ref other => panic!("{other:?}"),
+            })
+            .count();
+        hits as f64 / N as f64
+    };
+    let (k1, k2) = (buckets[0].0, buckets[1].0);
+    assert_ne!(k1, k2);
+    for (mine, other, reports) in [(k1, k2, &buckets[0].1), (k2, k1, &buckets[1].1)] {
+        assert!(share(reports, mine) > 0.3, "{}", share(reports, mine));
+        assert!(share(reports, other) < 0.3, "{}", share(reports, other));
+        assert!(share(reports, 0) < 0.3, "the unrotated key: {}", share(reports, 0));
+    }
 }
 
 #[test]
@@ -321,4 +368,43 @@ proptest! {
         prop_assert!(d.recorder.queued() <= 16);
         prop_assert!(c.recorded as usize >= d.recorder.queued());
     }
+}
+
+/// Recorders can share one catalogue (`Arc<Catalogue>`, `&Catalogue`): with the same
+/// seeds and inputs they seal byte-identical envelopes to a recorder owning its copy.
+#[test]
+fn a_shared_catalogue_records_exactly_as_an_owned_one() {
+    fn run<C: std::borrow::Borrow<Catalogue>>(
+        p: RecorderParts<SeededRng>,
+        catalogue: C,
+        server: &SecretKey,
+    ) -> (Vec<Vec<u8>>, usize) {
+        let RecorderParts { consent, pseudonyms, controller, key_configs, rng, .. } = p;
+        let parts = RecorderParts { catalogue, consent, pseudonyms, controller, key_configs, rng };
+        let mut r = Recorder::new(parts, MemoryStorage::default());
+        let t = Timestamp::from_secs(NOW - 1_000);
+        let p90 = || "P90D".parse().unwrap();
+        let stats = Scope::metrics([id::<MetricId>("watch.activity")]);
+        r.give_consent(id("pulsa"), id("product-improvement"), stats, t, None, p90(), t).unwrap();
+        let service = Scope::metrics([id::<MetricId>("watch.battery-health")]);
+        r.give_consent(id("pulsa"), id("service"), service, t, None, p90(), t).unwrap();
+        let now = Timestamp::from_secs(NOW);
+        for i in 0..20 {
+            r.record(&id("watch.activity"), &id("product-improvement"), Value::Category(i % 2), now);
+        }
+        r.record_service(&id("watch.battery-health"), Value::Int(87), now);
+        let frames = r.flush(now);
+        let reports = open_all(server, &frames).len();
+        (frames, reports)
+    }
+    let (p, server) = parts(9, "pulsa");
+    let owned =
+        run(p, Catalogue::from_toml_str(include_str!("../examples/catalogue.toml")).unwrap(), &server);
+    assert_eq!(owned.1, 21, "20 statistics and one record");
+    let shared =
+        std::sync::Arc::new(Catalogue::from_toml_str(include_str!("../examples/catalogue.toml")).unwrap());
+    let (p, _) = parts(9, "pulsa");
+    assert_eq!(run(p, std::sync::Arc::clone(&shared), &server), owned);
+    let (p, _) = parts(9, "pulsa");
+    assert_eq!(run(p, &*shared, &server), owned);
 }

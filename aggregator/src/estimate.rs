@@ -6,7 +6,9 @@
 //! number of reports, exact and order-free, so [`Accumulator::merge`] is associative and
 //! commutative — and serialises to postcard for storage.
 //! [`Accumulator::estimate`] returns unbiased frequencies (or the mean) with variance,
-//! standard error and a 95% normal interval.
+//! standard error and a 95% normal interval. OLH's pool key changes with the time
+//! bucket, so accumulators of different buckets do not merge: [`Combined`] estimates
+//! them apart and combines the estimates by their report counts.
 //!
 //! ```
 //! use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName};
@@ -27,12 +29,14 @@
 //! ```
 
 mod accumulator;
+mod combine;
 mod estimator;
 mod fwht;
 mod simplex;
 pub mod theory;
 
 pub use accumulator::{Accumulator, MAX_STORED_BYTES};
+pub use combine::Combined;
 pub use estimator::{Estimate, PointEstimate};
 pub use fwht::fwht;
 pub use simplex::project_simplex;

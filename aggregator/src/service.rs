@@ -31,7 +31,7 @@ use confiance::retention::RetentionTag;
 
 use crate::audit::AuditEvent;
 use crate::decision::Decision;
-use crate::estimate::{Accumulator, Estimate};
+use crate::estimate::{Accumulator, Combined, Estimate};
 use crate::ingest::prepare::{Kind, Prepared, Preparer};
 use crate::ingest::{Ack, IngestError, ReplayFilter, ReportError};
 use crate::keys::KeyStore;
@@ -188,7 +188,7 @@ impl std::error::Error for TranscryptRefusal {}
 pub struct Release {
     /// The metric.
     pub metric: MetricId,
-    /// Partitions merged.
+    /// Partitions counted (merged; across OLH pool keys, combined: [`Combined`]).
     pub partitions: u32,
     /// The estimate (frequencies per label, or the mean) with intervals.
     pub estimate: Estimate,
@@ -257,6 +257,13 @@ const TAG_CACHE_MAX: usize = 4_096;
 /// opened envelopes held at once stay small (256 × threads × at most one envelope).
 const STAGE_WINDOW_PER_THREAD: usize = 256;
 
+/// The mechanism of a partition's accumulator: the metric's, with OLH's pool key for the
+/// partition's bucket — the key the device used, since the partition's `bucket_start` is
+/// the reports' `time` ([`confiance::recorder::Recorder::record`]).
+fn partition_mechanism(metric: &Mechanism, key: &PartitionKey) -> Mechanism {
+    metric.for_period(key.metric.as_str(), key.bucket_start.as_secs())
+}
+
 impl core::fmt::Debug for Aggregator {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Aggregator")
@@ -322,7 +329,9 @@ impl Aggregator {
         let mut partitions = BTreeMap::new();
         for p in store.partitions()? {
             let acc = Accumulator::from_bytes(&p.state).map_err(|_| ServiceError::CorruptPartition)?;
-            if mechanisms.get(&p.key.metric) != Some(acc.mechanism()) {
+            if mechanisms.get(&p.key.metric).map(|m| partition_mechanism(m, &p.key)).as_ref()
+                != Some(acc.mechanism())
+            {
                 return Err(ServiceError::CorruptPartition);
             }
             partitions.insert(p.key, Partition { acc, reports: p.reports });
@@ -576,11 +585,10 @@ impl Aggregator {
             u32::try_from(stats.iter().map(|(k, _)| k).collect::<BTreeSet<_>>().len()).unwrap_or(u32::MAX);
         for (key, ldp) in stats {
             let Some(mech) = self.mechanisms.get(&key.metric) else { continue };
-            let p = self
-                .staged
-                .partitions
-                .entry(key)
-                .or_insert_with(|| Partition { acc: Accumulator::new(mech), reports: 0 });
+            let p = self.staged.partitions.entry(key).or_insert_with_key(|key| Partition {
+                acc: Accumulator::new(&partition_mechanism(mech, key)),
+                reports: 0,
+            });
             if p.acc.add(ldp).is_ok() {
                 p.reports += 1;
             }
@@ -765,10 +773,14 @@ impl Aggregator {
 
     /// Releases to `recipient` the estimate of `metric` over buckets starting in
     /// `[from, to)`: only partitions whose audience holds the recipient and whose
-    /// deadline is after `now` are merged. Every release is an audit event.
+    /// deadline is after `now` are counted. Partitions of one bucket are merged; buckets
+    /// with different OLH pool keys are estimated apart and combined by their report
+    /// counts ([`Combined`]; for other mechanisms this is one merge). Every release is
+    /// an audit event.
     ///
     /// # Errors
-    /// [`ReleaseError`].
+    /// [`ReleaseError`]; [`ReleaseError::Store`] also when a partition's accumulator
+    /// does not combine with the metric's mechanism (a corrupt store).
     pub fn release(
         &mut self,
         recipient: &RecipientId,
@@ -785,7 +797,7 @@ impl Aggregator {
             return Err(ReleaseError::NotAllowed);
         }
         let mech = self.mechanisms.get(metric).ok_or(ReleaseError::WrongTrack)?;
-        let mut acc = Accumulator::new(mech);
+        let mut all = Combined::new(mech);
         let mut count = 0u32;
         for (k, p) in self.partitions.range(..) {
             if &k.metric == metric
@@ -793,8 +805,14 @@ impl Aggregator {
                 && k.bucket_start >= from
                 && k.bucket_start < to
                 && k.deadline() > now
-                && acc.merge(&p.acc).is_ok()
             {
+                all.add(&p.acc).map_err(|e| {
+                    ReleaseError::Store(format!(
+                        "partition {} {}: {e}",
+                        k.metric,
+                        k.bucket_start.to_rfc3339()
+                    ))
+                })?;
                 count += 1;
             }
         }
@@ -812,7 +830,7 @@ impl Aggregator {
             }])
             .map_err(|e| ReleaseError::Store(e.to_string()))?;
         let labels = m.kind.labels().into_iter().map(str::to_owned).collect();
-        Ok(Release { metric: metric.clone(), partitions: count, estimate: acc.estimate(), labels })
+        Ok(Release { metric: metric.clone(), partitions: count, estimate: all.estimate(), labels })
     }
 
     /// Releases to `recipient` its pseudonymous records of `metric` collected in

@@ -29,7 +29,7 @@ pub struct PointEstimate {
 }
 
 impl PointEstimate {
-    fn new(value: f64, variance: f64) -> Self {
+    pub(super) fn new(value: f64, variance: f64) -> Self {
         let variance = variance.max(0.0);
         let se = variance.sqrt();
         Self { value, variance, std_error: se, ci95_low: value - Z95 * se, ci95_high: value + Z95 * se }

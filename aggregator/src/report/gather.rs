@@ -8,7 +8,7 @@ use confiance::catalogue::Privacy;
 
 use super::{AccessRow, BudgetRow, EstimateRow, Header, LogStatus, ReportData, RetentionKind, RetentionRow};
 use crate::audit::{CheckpointSigner, Verifier};
-use crate::estimate::Accumulator;
+use crate::estimate::{Accumulator, Combined};
 use crate::ledger::{Fact, Party};
 use crate::service::{Aggregator, ServiceError};
 
@@ -101,16 +101,18 @@ impl ReportData {
                 reports_received: mine().map(|(_, (n, _))| *n).sum(),
                 spent: None,
             });
-            let mut acc: Option<Accumulator> = None;
+            // Buckets with different OLH pool keys do not merge: estimated apart, then
+            // combined by their counts (one merge for every other mechanism).
+            let Some(mech) = m.mechanism() else { continue };
+            let mut all = Combined::new(&mech);
             for (_, (_, bytes)) in mine() {
                 let a = Accumulator::from_bytes(bytes).map_err(|_| ServiceError::CorruptPartition)?;
-                match &mut acc {
-                    None => acc = Some(a),
-                    Some(x) => x.merge(&a).map_err(|_| ServiceError::CorruptPartition)?,
-                }
+                all.add(&a).map_err(|_| ServiceError::CorruptPartition)?;
             }
-            let Some(acc) = acc.filter(|a| a.count() > 0) else { continue };
-            let est = acc.estimate();
+            if all.count() == 0 {
+                continue;
+            }
+            let est = all.estimate();
             let labels = m.kind.labels();
             for (i, p) in est.values.iter().enumerate() {
                 data.estimates.push(EstimateRow {
