@@ -39,7 +39,7 @@ mod report;
 mod theory;
 
 pub use budget::Budget;
-pub use hash::{for_each_hash, olh_hash};
+pub use hash::{for_each_hash, olh_hash, olh_hash_with_key, olh_seed_key};
 pub use mechanism::{
     DEFAULT_OLH_POOL, MAX_CATEGORIES, MAX_NUMERIC_RANGE, MAX_UNARY_CATEGORIES, Mechanism,
     PIECEWISE_RESOLUTION, Params, olh_default_pool, olh_pool_key,

@@ -28,7 +28,7 @@ use confiance::hazmat::{ChaCha20Rng, SeedableRng};
 use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Params};
 use confiance_aggregator::estimate::Accumulator;
 use confiance_aggregator::estimate::theory::{
-    count_variance, hadamard_blocks_count_variance, mean_variance, olh_correction_variance, olh_pool_variance,
+    hadamard_blocks_count_variance, mean_variance, olh_count_variances, olh_heavy_set,
 };
 
 const N: usize = 100_000;
@@ -105,7 +105,7 @@ fn check_frequency(name: MechanismName, make: impl Fn(u64) -> Mechanism + Sync) 
                 let n_block: f64 = (0..d).filter(|u| u % b == v % b).map(|u| counts_f[u]).sum();
                 hadamard_blocks_count_variance(&m0, N as f64, n_block, counts_f[v])
             } else {
-                count_variance(&m0, N as f64, counts_f[v]) + pool_term(&m0, &counts_f, v)
+                olh_variance(&m0, &counts_f, v)
             };
             count_var / (N as f64).powi(2)
         })
@@ -124,18 +124,19 @@ fn check_frequency(name: MechanismName, make: impl Fn(u64) -> Mechanism + Sync) 
     assert!((0.93..=0.97).contains(&s.coverage), "{name:?}: coverage {}", s.coverage);
 }
 
-/// OLH's pool term for these data: the correction's when the estimator applies it
-/// (`Σ n_x(n_x − 1) > Σ Var ĉ_x` and `16·d ≤ g·P`), the uncorrected pool variance otherwise.
-fn pool_term(m: &Mechanism, counts: &[f64], v: usize) -> f64 {
-    let Params::Olh { d, g, pool, .. } = *m.params() else { return 0.0 };
+/// OLH's variance on these data: Wang et al.'s plus the terms of the collision
+/// correction on the heavy set the estimator would pick from the true counts.
+fn olh_variance(m: &Mechanism, counts: &[f64], v: usize) -> f64 {
     let n: f64 = counts.iter().sum();
-    let squares: f64 = counts.iter().map(|c| c * (c - 1.0)).sum();
-    let noise: f64 = counts.iter().map(|c| count_variance(m, n, *c)).sum();
-    if 16 * u64::from(d) <= u64::from(g) * u64::from(pool) && squares > noise {
-        olh_correction_variance(m, n, counts, v)
-    } else {
-        olh_pool_variance(m, counts, v)
+    let mut heavy = Vec::new();
+    loop {
+        let next = olh_heavy_set(m, n, counts, false, &heavy);
+        if next == heavy {
+            break;
+        }
+        heavy = next;
     }
+    olh_count_variances(m, n, counts, &heavy, false)[v]
 }
 
 fn e1() -> Epsilon {
@@ -180,22 +181,23 @@ fn hadamard_blocks() {
     });
 }
 
-/// OLH with a 64-entry pool under one fixed key (d = 8, g = 4: `16·d ≤ g·P`, so the
-/// aggregator corrects the pool's collisions). Without the correction the fixed pool's
-/// collisions would be a bias of about √(Σ_x n_x²/((g−1)P)) ≈ 3,200 reports per category
-/// (≈ 5 times the standard error, so the unbiasedness check fails) and the variance
-/// check would miss by far; with it the theory is Wang et al.'s plus the small
-/// [`olh_correction_variance`] term.
+/// OLH with a 128-entry pool under one fixed key (d = 8, g = 4): every category ends up
+/// heavy (the cap g·P/64 is 8), so the aggregator corrects all the pool's collisions.
+/// Without the correction the fixed pool's collisions would be a bias of about
+/// √(Σ_x n_x²/((g−1)P)) ≈ 2,300 reports per category (≈ 4 standard errors) and the
+/// unbiasedness check fails (checked by disabling the correction); with it the theory is
+/// Wang et al.'s plus the small heavy-noise term of `olh_count_variances`.
 #[test]
 fn olh_fixed_small_pool_corrected() {
-    check_frequency(MechanismName::Olh, |_| Mechanism::olh_with_pool(8, e1(), 64, 0xabc0).unwrap());
+    check_frequency(MechanismName::Olh, |_| Mechanism::olh_with_pool(8, e1(), 128, 0xabc0).unwrap());
 }
 
 /// OLH with a 16-entry pool whose key changes every repetition (as it does every time
-/// bucket): `16·d > g·P`, so no correction; the theory is Wang et al.'s plus the pool
-/// term [`olh_pool_variance`] (law of total variance over the pool).
+/// bucket): the heavy set is capped at g·P/64 = 1 category, so the largest is
+/// corrected and the other 7 keep their pool term (law of total variance over the
+/// pool): the theory mixes both (`olh_count_variances`).
 #[test]
-fn olh_tiny_pool_rotated_uncorrected() {
+fn olh_tiny_pool_rotated_partly_corrected() {
     check_frequency(MechanismName::Olh, |rep| Mechanism::olh_with_pool(8, e1(), 16, 0xabc0 + rep).unwrap());
 }
 

@@ -44,6 +44,29 @@ pub const fn olh_hash(pool_key: u64, seed: u32, value: u32, g: u32) -> u32 {
     hash_with_key(seed_key(pool_key, seed), value, g)
 }
 
+/// The key of entry `seed` of the pool named by `pool_key`, for evaluating that entry on
+/// many values with [`olh_hash_with_key`] (one mixing step fewer per value than
+/// [`olh_hash`]).
+///
+/// ```
+/// use confiance::ldp::{olh_hash, olh_hash_with_key, olh_seed_key};
+/// let k = olh_seed_key(7, 3);
+/// assert!((0..100).all(|v| olh_hash_with_key(k, v, 5) == olh_hash(7, 3, v, 5)));
+/// ```
+#[inline]
+#[must_use]
+pub const fn olh_seed_key(pool_key: u64, seed: u32) -> u64 {
+    seed_key(pool_key, seed)
+}
+
+/// `value` hashed into `0..g` by the pool entry whose key is `seed_key`
+/// ([`olh_seed_key`]); equal to [`olh_hash`] of that entry.
+#[inline]
+#[must_use]
+pub const fn olh_hash_with_key(seed_key: u64, value: u32, g: u32) -> u32 {
+    hash_with_key(seed_key, value, g)
+}
+
 /// Evaluate one pool entry on every category `0..d`, calling `f(v, h(v))`.
 #[inline]
 pub fn for_each_hash(pool_key: u64, seed: u32, d: u32, g: u32, mut f: impl FnMut(u32, u32)) {

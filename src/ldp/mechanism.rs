@@ -51,10 +51,10 @@ pub fn olh_pool_key(metric: &str, period: u64) -> u64 {
 /// `pool·g ≤ 2^20` (accumulator: 8 MiB of counts once dense).
 ///
 /// A finite pool's hash collisions bias Wang et al.'s estimator; the aggregator removes
-/// that bias exactly when `g·pool ≥ 16·d` (its collision correction, docs/privacy.md
-/// §3), and `64·d` makes the correction converge in two or three steps. For large `d`
-/// the decoding bound wins: at d = 65 536 the pool is 1024, too small to correct, and
-/// the pool's extra variance remains (docs/privacy.md).
+/// that bias for up to `g·pool/64` heavy categories (its collision correction,
+/// docs/privacy.md §3), so `g·pool ≥ 64·d` lets it correct every category. For large `d`
+/// the decoding bound wins (1024 at d = 65 536): the heaviest categories are corrected,
+/// the light ones keep a small pool term.
 ///
 /// ```
 /// use confiance::ldp::olh_default_pool;

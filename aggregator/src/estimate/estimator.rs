@@ -2,11 +2,11 @@
 
 use super::accumulator::{Accumulator, Counts, State};
 use super::theory::{
-    count_variance, hadamard_blocks_constants, hadamard_blocks_count_variance, piecewise_constants,
-    support_probabilities,
+    count_variance, hadamard_blocks_constants, hadamard_blocks_count_variance, olh_count_variances,
+    olh_heavy_set, piecewise_constants, support_probabilities,
 };
 use super::{exps, fwht, project_simplex};
-use confiance::ldp::{MechanismName, Params, for_each_hash};
+use confiance::ldp::{MechanismName, Params, for_each_hash, olh_hash_with_key, olh_seed_key};
 
 /// The 0.975 quantile of the standard normal distribution.
 const Z95: f64 = 1.959_963_984_540_054;
@@ -238,22 +238,12 @@ impl Accumulator {
                 return empty(support.len());
             }
             let counts: Vec<f64> = support.iter().map(|s| (s - n * q) / (p - q)).collect();
-            let values = match olh_pool_correction(&m, &counts, n) {
-                OlhPool::Corrected { counts, variance } => counts
-                    .iter()
-                    .zip(variance)
-                    .map(|(c, var)| PointEstimate::new(c / n, var / (n * n)))
-                    .collect(),
-                OlhPool::Uncorrected { extra } => counts
-                    .iter()
-                    .map(|c| {
-                        let cc = c.clamp(0.0, n);
-                        let var = count_variance(&m, n, cc)
-                            + extra.map_or(0.0, |(sum, denom)| ((sum - (cc * cc - cc)).max(0.0)) / denom);
-                        PointEstimate::new(c / n, var / (n * n))
-                    })
-                    .collect(),
-            };
+            let (counts, variance) = olh_pool_correction(&m, counts, n);
+            let values = counts
+                .iter()
+                .zip(variance)
+                .map(|(c, var)| PointEstimate::new(c / n, var / (n * n)))
+                .collect();
             return Estimate { mechanism: name, n: self.count(), values };
         }
         if self.count() == 0 {
@@ -288,111 +278,134 @@ impl Accumulator {
     }
 }
 
-/// How [`Accumulator::estimate`] treats OLH's finite seed pool.
-enum OlhPool {
-    /// Counts with the pool's collisions removed, and their variances.
-    Corrected { counts: Vec<f64>, variance: Vec<f64> },
-    /// Wang et al.'s counts; for OLH `(Σ_x (n̂_x² − n̂_x − V̂_x), (g − 1)·pool)`, the plug-in
-    /// of the seed-pool variance term, each squared estimate debiased by its variance V̂_x.
-    Uncorrected { extra: Option<(f64, f64)> },
-}
+/// The most Neumann steps on the heavy categories (each `P·|H|` hash evaluations).
+const OLH_CORRECTION_MAX_STEPS: usize = 32;
 
-/// OLH's collision correction needs `d·16 ≤ g·pool`, so that `‖κD‖ ≈ 2√(d/(g·pool)) ≤ 1/2`
-/// and its iteration converges geometrically.
-const OLH_CORRECTION_MAX_RATIO: u64 = 16;
+/// Rounds of heavy-set selection and correction (each at most one `P·d` pass).
+const OLH_CORRECTION_MAX_ROUNDS: usize = 4;
 
-/// The most correction steps (each `P·d` hash evaluations); at `‖κD‖ ≤ 1/2` eight steps
-/// leave `2^-8` of the pool's bias.
-const OLH_CORRECTION_MAX_STEPS: usize = 8;
-
-/// OLH's collision correction (docs/privacy.md §3, "Correcting the pool's collisions").
+/// Wang et al.'s counts `counts` (`ĉ`) with, for OLH, the seed pool's collisions
+/// corrected on the heavy categories (docs/privacy.md §3, "Correcting the pool's
+/// collisions"), and each count's variance.
 ///
-/// With a pool of `P` hash functions, `E[ĉ | pool] = n + κ·D·n` where ĉ are Wang et
-/// al.'s counts, `κ = g/(g − 1)` and `D[v][x] = c_vx − 1/g` for `x ≠ v` (0 on the
-/// diagonal), `c_vx` the fraction of pool entries that hash `x` and `v` together. The
-/// decoder knows the pool, so it solves `(I + κD)·n̂ = ĉ` by the Neumann iteration
-/// `n̂ ← ĉ − κ·D·n̂` (each step P·d hash evaluations). The correction trades the
-/// pool term `Σ_{x≠v} n_x(n_x − 1)/((g−1)P)` for `Σ_{x≠v} Var ĉ_x/((g−1)P)` (the noise of
-/// the other counts seen through `D`), so it is applied only when the first, estimated,
-/// exceeds the second, and when `16·d ≤ g·P`.
+/// Given the pool, `E[ĉ] = (I + κD)·n` with `κ = g/(g − 1)`, `D[v][x] = c_vx − 1/g` for
+/// `x ≠ v` (0 on the diagonal) and `c_vx` the fraction of pool entries that hash `x` and
+/// `v` together. The decoder knows the pool, so it removes `κ·D·n` over the heavy set
+/// `H` ([`olh_heavy_set`]): it solves `(I + κD_HH)·n̂_H = ĉ_H` by the Neumann iteration
+/// (`P·|H|` hashes a step; if a step moves more than the one before, the round's
+/// correction is dropped), then corrects every category once,
+/// `n̂_v = ĉ_v − κ·(D·n̂_H)_v` (`P·(d + |H|)` hashes), and selects again from the
+/// corrected counts until the set stops growing (at most
+/// [`OLH_CORRECTION_MAX_ROUNDS`]). Variances: [`olh_count_variances`].
 #[allow(clippy::cast_precision_loss, reason = "estimators in f64")]
-fn olh_pool_correction(m: &confiance::ldp::Mechanism, counts: &[f64], n: f64) -> OlhPool {
-    let Params::Olh { d, g, pool, pool_key } = *m.params() else {
-        return OlhPool::Uncorrected { extra: None };
-    };
-    let variance: Vec<f64> = counts.iter().map(|c| count_variance(m, n, c.clamp(0.0, n))).collect();
-    let squares: f64 =
-        counts.iter().zip(&variance).map(|(c, v)| c.clamp(0.0, n).powi(2) - c.clamp(0.0, n) - v).sum();
-    let (g_f, pool_f) = (f64::from(g), f64::from(pool));
-    let denom = (g_f - 1.0) * pool_f;
-    let total_var: f64 = variance.iter().sum();
-    let small_enough = u64::from(d) * OLH_CORRECTION_MAX_RATIO <= u64::from(g) * u64::from(pool);
-    if !small_enough || squares <= total_var {
-        return OlhPool::Uncorrected { extra: Some((squares.max(0.0), denom)) };
+fn olh_pool_correction(m: &confiance::ldp::Mechanism, counts: Vec<f64>, n: f64) -> (Vec<f64>, Vec<f64>) {
+    let clamp = |c: &[f64]| -> Vec<f64> { c.iter().map(|x| x.clamp(0.0, n)).collect() };
+    if !matches!(m.params(), Params::Olh { .. }) {
+        let variance = olh_count_variances(m, n, &clamp(&counts), &[], true);
+        return (counts, variance);
     }
-    // Solve (I + κD)·n̂ = ĉ by the Neumann iteration n̂ ← ĉ − κ·D·n̂. The steps shrink by
-    // ρ ≈ ‖κD‖ ≈ 2√(d/(gP)) ≤ 1/2, so after a step that moved a count by δ the rest of the
-    // series moves it by at most δρ/(1 − ρ): stop once that is a twentieth of the
-    // smallest standard error (a bias of 0.05 sd adds 0.25% to the MSE).
-    let kappa = g_f / (g_f - 1.0);
-    let rho = 2.0 * (f64::from(d) / (g_f * pool_f)).sqrt();
-    let tolerance = 0.05 * variance.iter().copied().fold(f64::INFINITY, f64::min).sqrt() * (1.0 - rho) / rho;
-    let mut corrected = counts.to_vec();
-    for _ in 0..OLH_CORRECTION_MAX_STEPS {
-        let together = olh_collision_sums(pool_key, pool, d, g, &corrected);
-        let total: f64 = corrected.iter().sum();
-        let next: Vec<f64> = counts
-            .iter()
-            .zip(&corrected)
-            .zip(&together)
-            .map(|((c, x), t)| {
-                // (D·x)_v = Σ_{y≠v} (c_vy − 1/g) x_y = t_v/P − x_v − (Σx − x_v)/g.
-                c - kappa * (t / pool_f - x - (total - x) / g_f)
-            })
-            .collect();
-        let moved = next.iter().zip(&corrected).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        corrected = next;
-        if moved <= tolerance {
+    let (mut best, mut heavy) = (counts.clone(), Vec::new());
+    for _ in 0..OLH_CORRECTION_MAX_ROUNDS {
+        let next = olh_heavy_set(m, n, &clamp(&best), true, &heavy);
+        if next == heavy {
             break;
         }
+        match olh_correct_on(m, &counts, n, &next) {
+            Some(corrected) => (best, heavy) = (corrected, next),
+            None => break,
+        }
     }
-    let variance: Vec<f64> = corrected.iter().map(|c| count_variance(m, n, c.clamp(0.0, n))).collect();
-    let total_var: f64 = variance.iter().sum();
-    let variance = variance.iter().map(|v| v + (total_var - v) / denom).collect();
-    OlhPool::Corrected { counts: corrected, variance }
+    let variance = olh_count_variances(m, n, &clamp(&best), &heavy, true);
+    (best, variance)
 }
 
-/// For every category `v`, `Σ_s Σ_{x : h_s(x) = h_s(v)} counts[x]` over all pool entries
-/// `s` (x = v included): `P·d` hash evaluations, split over the available cores when
-/// that is worth a thread.
-fn olh_collision_sums(pool_key: u64, pool: u32, d: u32, g: u32, counts: &[f64]) -> Vec<f64> {
+/// `ĉ` corrected for the collisions of the categories in `heavy`; `None` when the
+/// iteration on them does not contract.
+#[allow(clippy::cast_precision_loss, reason = "estimators in f64")]
+fn olh_correct_on(
+    m: &confiance::ldp::Mechanism,
+    counts: &[f64],
+    n: f64,
+    heavy: &[usize],
+) -> Option<Vec<f64>> {
+    let Params::Olh { d, g, pool, pool_key } = *m.params() else { return None };
+    let (g_f, pool_f) = (f64::from(g), f64::from(pool));
+    let kappa = g_f / (g_f - 1.0);
+    let values: Vec<u32> = heavy.iter().filter_map(|x| u32::try_from(*x).ok()).collect();
+    let raw: Vec<f64> = heavy.iter().map(|x| counts.get(*x).copied().unwrap_or(0.0)).collect();
+    // (D·x)_v for x supported on H, from t_v = Σ_s Σ_{y∈H : h_s(y) = h_s(v)} x_y:
+    // t_v/P − (x_v if v ∈ H) − (Σx − x_v·[v ∈ H])/g.
+    let d_x = |t: f64, own: f64, total: f64| t / pool_f - own - (total - own) / g_f;
+    let tolerance =
+        0.01 * raw.iter().map(|c| count_variance(m, n, c.clamp(0.0, n))).fold(f64::INFINITY, f64::min).sqrt();
+    let mut solved = raw.clone();
+    let (mut converged, mut last_move) = (false, f64::INFINITY);
+    for _ in 0..OLH_CORRECTION_MAX_STEPS {
+        let sources: Vec<(u32, f64)> = values.iter().copied().zip(solved.iter().copied()).collect();
+        let together = olh_collision_sums(pool_key, pool, g, &sources, &values);
+        let total: f64 = solved.iter().sum();
+        let next: Vec<f64> = raw
+            .iter()
+            .zip(&solved)
+            .zip(&together)
+            .map(|((c, x), t)| c - kappa * d_x(*t, *x, total))
+            .collect();
+        let moved = next.iter().zip(&solved).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        solved = next;
+        if moved <= tolerance {
+            converged = true;
+            break;
+        }
+        if moved > last_move {
+            break;
+        }
+        last_move = moved;
+    }
+    if !converged {
+        return None;
+    }
+    // Every category, once, against the solved heavy counts.
+    let sources: Vec<(u32, f64)> = values.iter().copied().zip(solved.iter().copied()).collect();
+    let all: Vec<u32> = (0..d).collect();
+    let together = olh_collision_sums(pool_key, pool, g, &sources, &all);
+    let total: f64 = solved.iter().sum();
+    let mut own = vec![0.0; d as usize];
+    for (x, v) in heavy.iter().zip(&solved) {
+        if let Some(o) = own.get_mut(*x) {
+            *o = *v;
+        }
+    }
+    Some(counts.iter().zip(&together).zip(&own).map(|((c, t), o)| c - kappa * d_x(*t, *o, total)).collect())
+}
+
+/// For every target value `v`, `Σ_s Σ_{(x, w) ∈ sources : h_s(x) = h_s(v)} w` over all
+/// pool entries `s`: `P·(|sources| + |targets|)` hash evaluations, split into 8 fixed
+/// chunks (summed in order, so the result is the same on every machine) run on the
+/// available cores when that is worth a thread.
+fn olh_collision_sums(pool_key: u64, pool: u32, g: u32, sources: &[(u32, f64)], targets: &[u32]) -> Vec<f64> {
     let run = |seeds: core::ops::Range<u32>| {
-        let mut sums = vec![0.0f64; d as usize];
+        let mut sums = vec![0.0f64; targets.len()];
         let mut buckets = vec![0.0f64; g as usize];
-        let mut hashes = vec![0u32; d as usize];
         for seed in seeds {
-            for_each_hash(pool_key, seed, d, g, |v, h| {
-                if let (Some(slot), Some(b), Some(c)) =
-                    (hashes.get_mut(v as usize), buckets.get_mut(h as usize), counts.get(v as usize))
-                {
-                    *slot = h;
-                    *b += *c;
+            let key = olh_seed_key(pool_key, seed);
+            for (x, w) in sources {
+                if let Some(b) = buckets.get_mut(olh_hash_with_key(key, *x, g) as usize) {
+                    *b += *w;
                 }
-            });
-            for (s, h) in sums.iter_mut().zip(&hashes) {
-                *s += buckets.get(*h as usize).copied().unwrap_or(0.0);
             }
-            for h in &hashes {
-                if let Some(b) = buckets.get_mut(*h as usize) {
+            for (s, v) in sums.iter_mut().zip(targets) {
+                *s += buckets.get(olh_hash_with_key(key, *v, g) as usize).copied().unwrap_or(0.0);
+            }
+            for (x, _) in sources {
+                if let Some(b) = buckets.get_mut(olh_hash_with_key(key, *x, g) as usize) {
                     *b = 0.0;
                 }
             }
         }
         sums
     };
-    // Fixed chunks summed in order, whatever the number of cores: the estimate is the
-    // same on every machine.
-    let chunks: u32 = if u64::from(pool) * u64::from(d) < 1 << 22 { 1 } else { 8 };
+    let work = u64::from(pool) * (sources.len() + targets.len()) as u64;
+    let chunks: u32 = if work < 1 << 22 { 1 } else { 8 };
     let size = pool.div_ceil(chunks);
     let ranges: Vec<_> = (0..chunks)
         .map(|i| i.saturating_mul(size).min(pool)..(i + 1).saturating_mul(size).min(pool))
@@ -409,7 +422,7 @@ fn olh_collision_sums(pool_key: u64, pool: u32, d: u32, g: u32, counts: &[f64]) 
     } else {
         ranges.into_iter().map(run).collect()
     };
-    let mut total = vec![0.0f64; d as usize];
+    let mut total = vec![0.0f64; targets.len()];
     for part in parts {
         for (t, x) in total.iter_mut().zip(part) {
             *t += x;
@@ -424,25 +437,27 @@ mod tests {
     use confiance::ldp::olh_hash;
 
     /// The chunked (and, with two cores, threaded) sums equal the definition
-    /// `Σ_s Σ_{x : h_s(x) = h_s(v)} counts[x]`, evaluated naively.
+    /// `Σ_s Σ_{(x, w) : h_s(x) = h_s(v)} w`, evaluated naively.
     #[test]
     #[allow(clippy::cast_precision_loss, reason = "small test values")]
     fn collision_sums_match_the_definition() {
         for (d, pool, g) in [(5u32, 7u32, 3u32), (32, 1 << 17, 4)] {
-            let counts: Vec<f64> = (0..d).map(|x| f64::from(x * x % 11) - 2.5).collect();
-            let fast = olh_collision_sums(42, pool, d, g, &counts);
-            for v in 0..d {
+            let sources: Vec<(u32, f64)> =
+                (0..d).filter(|x| x % 3 != 1).map(|x| (x, f64::from(x * x % 11) - 2.5)).collect();
+            let targets: Vec<u32> = (0..d).rev().collect();
+            let fast = olh_collision_sums(42, pool, g, &sources, &targets);
+            for (i, v) in targets.iter().enumerate() {
                 let mut naive = 0.0;
                 for s in 0..pool {
-                    let hv = olh_hash(42, s, v, g);
-                    for x in 0..d {
-                        if olh_hash(42, s, x, g) == hv {
-                            naive += counts[x as usize];
+                    let hv = olh_hash(42, s, *v, g);
+                    for (x, w) in &sources {
+                        if olh_hash(42, s, *x, g) == hv {
+                            naive += w;
                         }
                     }
                 }
-                let err = (fast[v as usize] - naive).abs();
-                assert!(err <= 1e-9 * naive.abs().max(1.0), "d={d} v={v}: {} vs {naive}", fast[v as usize]);
+                let err = (fast[i] - naive).abs();
+                assert!(err <= 1e-9 * f64::abs(naive).max(1.0), "d={d} v={v}: {} vs {naive}", fast[i]);
             }
         }
     }

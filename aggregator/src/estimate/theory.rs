@@ -63,7 +63,7 @@ pub fn hadamard_blocks_count_variance(m: &Mechanism, n: f64, n_block: f64, n_v: 
 /// Variance of the unbiased count estimate ĉ_v = (S_v − nq)/(p − q) when `n_v` of `n`
 /// users hold `v`: `(n q(1−q) + n_v (p(1−p) − q(1−q))) / (p−q)²` — Wang et al. 2017,
 /// Theorem 2 (`n q(1−q)/(p−q)² + n_v (1−p−q)/(p−q)`). For OLH add [`olh_pool_variance`]
-/// (uncorrected) or [`olh_correction_variance`] (after the collision correction).
+/// (uncorrected), or see [`olh_count_variances`] (after the collision correction).
 #[must_use]
 pub fn count_variance(m: &Mechanism, n: f64, n_v: f64) -> f64 {
     let Some((p, q)) = support_probabilities(m) else { return f64::NAN };
@@ -81,17 +81,107 @@ pub fn olh_pool_variance(m: &Mechanism, counts: &[f64], v: usize) -> f64 {
     s / ((f64::from(g) - 1.0) * f64::from(pool))
 }
 
-/// The extra variance of OLH's count estimate for `v` after the aggregator's collision
-/// correction (docs/privacy.md §3): the other categories' noise seen through the pool's
-/// collisions, `Σ_{x≠v} Var ĉ_x / ((g − 1) P)` with `Var ĉ_x` from [`count_variance`].
-/// It replaces [`olh_pool_variance`] when the correction applies (when
-/// `Σ_x n_x(n_x − 1) > Σ_x Var ĉ_x` and `16·d ≤ g·P`). Zero for other mechanisms.
+/// OLH's heavy set: the categories whose pool collisions the aggregator corrects
+/// (docs/privacy.md §3). It keeps `corrected` (the set of the previous round) and adds
+/// each other category with `n_x(n_x − 1) > Var ĉ_x` (its share of the pool term exceeds
+/// the noise its correction adds) that also stands at least [`OLH_HEAVY_Z`] standard
+/// deviations above zero — Wang et al.'s variance plus the pool term of the categories
+/// not yet corrected — up to `g·P/64` categories in all (the largest first), in
+/// increasing order. The second rule keeps out categories that only look large: noise,
+/// or the pool bias itself, which inflates exactly the categories that collide with the
+/// heaviest ones and would make the correction's iteration diverge; the estimator
+/// re-selects after each correction, as the pool term left shrinks. The cap keeps
+/// `‖κD_HH‖ ≈ 2√(|H|/(gP)) ≤ 1/4` for unselected sets. `counts` are true counts
+/// (theory, `plug_in = false`: iterate until the set stops growing) or clamped estimates
+/// (`plug_in = true`: each `n̂_y²` in the pool term debiased by its variance). Empty for
+/// other mechanisms.
 #[must_use]
-pub fn olh_correction_variance(m: &Mechanism, n: f64, counts: &[f64], v: usize) -> f64 {
-    let Params::Olh { g, pool, .. } = *m.params() else { return 0.0 };
-    let s: f64 =
-        counts.iter().enumerate().filter(|(x, _)| *x != v).map(|(_, n_x)| count_variance(m, n, *n_x)).sum();
-    s / ((f64::from(g) - 1.0) * f64::from(pool))
+pub fn olh_heavy_set(
+    m: &Mechanism,
+    n: f64,
+    counts: &[f64],
+    plug_in: bool,
+    corrected: &[usize],
+) -> Vec<usize> {
+    let Params::Olh { g, pool, .. } = *m.params() else { return Vec::new() };
+    let cap = usize::try_from(u64::from(g) * u64::from(pool) / 64).unwrap_or(usize::MAX).max(corrected.len());
+    let denom = (f64::from(g) - 1.0) * f64::from(pool);
+    let wang: Vec<f64> = counts.iter().map(|c| count_variance(m, n, *c)).collect();
+    let mut done = vec![false; counts.len()];
+    for x in corrected {
+        if let Some(d) = done.get_mut(*x) {
+            *d = true;
+        }
+    }
+    let square = |c: f64, v: f64| c * (c - 1.0) - if plug_in { v } else { 0.0 };
+    let light: f64 = counts
+        .iter()
+        .zip(&wang)
+        .zip(&done)
+        .filter(|(_, d)| !**d)
+        .map(|((c, v), _)| square(*c, *v))
+        .sum::<f64>()
+        .max(0.0);
+    let mut new: Vec<(usize, f64)> = counts
+        .iter()
+        .zip(&wang)
+        .zip(&done)
+        .enumerate()
+        .filter(|(_, ((c, v), d))| {
+            let pool_term = (light - square(**c, **v)).max(0.0) / denom;
+            !**d && **c * (**c - 1.0) > **v && **c > OLH_HEAVY_Z * (**v + pool_term).sqrt()
+        })
+        .map(|(x, ((c, _), _))| (x, *c))
+        .collect();
+    new.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    new.truncate(cap - corrected.len());
+    let mut heavy: Vec<usize> = corrected.iter().copied().chain(new.into_iter().map(|h| h.0)).collect();
+    heavy.sort_unstable();
+    heavy.dedup();
+    heavy
+}
+
+/// How many standard deviations of its uncorrected estimate a count must stand above
+/// zero to enter OLH's heavy set ([`olh_heavy_set`]): 4, so that among d = 65 536 pure
+/// noise categories about 2 pass.
+pub const OLH_HEAVY_Z: f64 = 4.0;
+
+/// The variance of each OLH count after the aggregator's collision correction on the
+/// heavy set `heavy` ([`olh_heavy_set`]; docs/privacy.md §3): Wang et al.'s
+/// [`count_variance`], plus `Σ_{x∈H, x≠v} Var ĉ_x / ((g − 1)P)` (the heavy counts' noise
+/// seen through the collisions), plus the pool term of the light ones,
+/// `Σ_{x∉H, x≠v} n_x(n_x − 1) / ((g − 1)P)` ([`olh_pool_variance`] restricted to them).
+/// With `plug_in`, `counts` are estimates and each light `n_x(n_x − 1)` is debiased by
+/// `Var ĉ_x` (the sum is then floored at 0). For other mechanisms, Wang et al.'s alone.
+#[must_use]
+pub fn olh_count_variances(
+    m: &Mechanism,
+    n: f64,
+    counts: &[f64],
+    heavy: &[usize],
+    plug_in: bool,
+) -> Vec<f64> {
+    let wang: Vec<f64> = counts.iter().map(|c| count_variance(m, n, *c)).collect();
+    let Params::Olh { g, pool, .. } = *m.params() else { return wang };
+    let denom = (f64::from(g) - 1.0) * f64::from(pool);
+    let mut is_heavy = vec![false; counts.len()];
+    for x in heavy {
+        if let Some(h) = is_heavy.get_mut(*x) {
+            *h = true;
+        }
+    }
+    let light = |x: usize| {
+        let c = counts.get(x).copied().unwrap_or(0.0);
+        c * (c - 1.0) - if plug_in { wang.get(x).copied().unwrap_or(0.0) } else { 0.0 }
+    };
+    let heavy_noise: f64 = heavy.iter().filter_map(|x| wang.get(*x)).sum();
+    let light_sum: f64 = (0..counts.len()).filter(|x| !is_heavy[*x]).map(light).sum();
+    (0..counts.len())
+        .map(|v| {
+            let (own_heavy, own_light) = if is_heavy[v] { (wang[v], 0.0) } else { (0.0, light(v)) };
+            wang[v] + (heavy_noise - own_heavy) / denom + (light_sum - own_light).max(0.0) / denom
+        })
+        .collect()
 }
 
 /// Constants of the discretised Piecewise mechanism: with `s` the window start,

@@ -14,7 +14,7 @@ use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Params};
 use confiance::noise::{Ratio, discrete_gaussian, discrete_laplace};
 use confiance_aggregator::estimate::Accumulator;
 use confiance_aggregator::estimate::theory::{
-    count_variance, hadamard_blocks_count_variance, olh_correction_variance, olh_pool_variance,
+    count_variance, hadamard_blocks_count_variance, olh_count_variances, olh_heavy_set,
 };
 use std::hint::black_box;
 use std::time::Instant;
@@ -83,6 +83,7 @@ fn theory(m: &Mechanism, counts: &[usize]) -> (f64, String) {
     let c: Vec<f64> = counts.iter().map(|x| *x as f64).collect();
     let n: f64 = c.iter().sum();
     let d = c.len();
+    let mut heavy_len = 0;
     let var: f64 = match *m.params() {
         Params::HadamardBlocks { blocks, .. } => {
             let b = blocks as usize;
@@ -90,21 +91,24 @@ fn theory(m: &Mechanism, counts: &[usize]) -> (f64, String) {
             c.iter().enumerate().for_each(|(v, x)| block[v % b] += x);
             c.iter().enumerate().map(|(v, x)| hadamard_blocks_count_variance(m, n, block[v % b], *x)).sum()
         }
-        Params::Olh { g, pool, .. } => {
-            let collisions: f64 = c.iter().map(|x| x * (x - 1.0)).sum();
-            let noise: f64 = c.iter().map(|x| count_variance(m, n, *x)).sum();
-            let corrected = 16 * d as u64 <= u64::from(g) * u64::from(pool) && collisions > noise;
-            let extra = |v| {
-                if corrected { olh_correction_variance(m, n, &c, v) } else { olh_pool_variance(m, &c, v) }
-            };
-            c.iter().enumerate().map(|(v, x)| count_variance(m, n, *x) + extra(v)).sum()
+        Params::Olh { .. } => {
+            // The heavy set the estimator converges to, from the true counts.
+            let mut heavy = Vec::new();
+            loop {
+                let next = olh_heavy_set(m, n, &c, false, &heavy);
+                if next == heavy {
+                    break;
+                }
+                heavy = next;
+            }
+            heavy_len = heavy.len();
+            olh_count_variances(m, n, &c, &heavy, false).iter().sum()
         }
         _ => c.iter().map(|x| count_variance(m, n, *x)).sum(),
     };
     let params = match *m.params() {
         Params::Olh { g, pool, pool_key, .. } => {
-            let corrected = 16 * d as u64 <= u64::from(g) * u64::from(pool);
-            format!("g={g} pool={pool} pool_key={pool_key} correctable={corrected}")
+            format!("g={g} pool={pool} pool_key={pool_key} heavy={heavy_len}")
         }
         Params::HadamardBlocks { blocks, block_size, .. } => format!("B={blocks} b={block_size}"),
         _ => String::new(),
