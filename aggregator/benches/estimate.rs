@@ -60,7 +60,7 @@ fn decode(c: &mut Criterion) {
     // (docs/privacy.md §3): decoding plus the correction's P·d-hash steps.
     let mut g = c.benchmark_group("olh_corrected_1e6");
     g.measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1)).sample_size(10);
-    for (d, e) in [(16u32, 4u32), (1024, 1), (1024, 4)] {
+    for (d, e) in [(16u32, 4u32), (1024, 1), (1024, 4), (65_536, 1), (65_536, 4)] {
         let eps = Epsilon::from_ratio(e, 1).unwrap();
         let m = Mechanism::select(Domain::Categorical { d }, eps, MechanismName::Olh).unwrap();
         let w: Vec<f64> = (1..=d).map(|i| f64::from(i).powf(-1.1)).collect();
