@@ -19,7 +19,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use confiance::Timestamp;
-use confiance::catalogue::Catalogue;
 use confiance::consent::{ConsentState, DeviceKey, Scope};
 use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig, ReportId};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
@@ -33,23 +32,16 @@ use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
 use confiance_aggregator::store::Store as _;
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{catalogue, id};
+
 const T0: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
 const ENVELOPES: usize = 100_000;
 const KILLS: usize = 24;
 const CHILD_ENV: &str = "CONFIANCE_CRASH_CHILD";
 const SEED_ENV: &str = "CONFIANCE_CRASH_SEED";
-
-fn id<T: std::str::FromStr>(s: &str) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    s.parse().unwrap()
-}
-
-fn catalogue() -> Catalogue {
-    Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml")).unwrap()
-}
 
 fn now() -> Timestamp {
     Timestamp::from_secs(T0)

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use confiance::Timestamp;
-use confiance::catalogue::Catalogue;
 use confiance::consent::{ConsentState, DeviceKey, Scope};
 use confiance::envelope::EnvelopeId;
 use confiance::hazmat::{SeedableRng as _, SeededRng};
@@ -18,6 +17,10 @@ use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value as DevVa
 use confiance_aggregator::server::{KeyFile, hex, unhex};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
 use serde_json::{Value, json};
+
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{catalogue, id};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_confiance"))
@@ -35,10 +38,6 @@ fn cli(d: &Path, args: &[&str]) -> Value {
         .unwrap();
     assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn catalogue() -> Catalogue {
-    Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml")).unwrap()
 }
 
 fn now() -> Timestamp {
@@ -117,13 +116,6 @@ impl Http {
 fn refused(r: (u16, Value), status: u16, code: &str) {
     assert_eq!((r.0, r.1["error"]["code"].as_str()), (status, Some(code)), "{}", r.1);
     assert!(r.1["error"]["message"].is_string());
-}
-
-fn id<T: std::str::FromStr>(s: &str) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    s.parse().unwrap()
 }
 
 #[test]

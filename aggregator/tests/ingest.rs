@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 
 use confiance::Timestamp;
-use confiance::catalogue::Catalogue;
 use confiance::consent::{ConsentState, DeviceKey, Scope};
 use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig, ReportId};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
@@ -19,18 +18,11 @@ use confiance_aggregator::keys::{KeyStore, OpenError};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig, ReleaseError};
 use confiance_aggregator::store::Store as _;
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{catalogue, id};
+
 const T0: u64 = 1_800_000_000;
-
-fn id<T: std::str::FromStr>(s: &str) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    s.parse().unwrap()
-}
-
-fn catalogue() -> Catalogue {
-    Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml")).unwrap()
-}
 
 struct World {
     agg: Aggregator,

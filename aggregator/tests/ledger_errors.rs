@@ -14,25 +14,18 @@ use confiance_aggregator::ledger::{
 };
 use ed25519_dalek::Signer as _;
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{catalogue, id};
+
 /// Whether an error is the one a case expects.
 type IsExpected = fn(&LedgerError) -> bool;
 
 const SEED: [u8; 32] = [9; 32];
 const SUBJECT: SubjectId = SubjectId([3; 32]);
 
-fn catalogue() -> Catalogue {
-    Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml")).unwrap()
-}
-
 fn t(s: u64) -> Timestamp {
     Timestamp::from_secs(s)
-}
-
-fn id<T: std::str::FromStr>(s: &str) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    s.parse().unwrap()
 }
 
 fn device() -> (ConsentState, SeededRng) {

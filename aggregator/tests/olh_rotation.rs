@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 
-use confiance::catalogue::Catalogue;
 use confiance::consent::{ConsentState, DeviceKey, Scope};
 use confiance::envelope::{AeadId, KeyConfig};
 use confiance::hazmat::{ChaCha20Rng, SeedableRng as _, SeededRng};
@@ -20,6 +19,10 @@ use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::report::{GatherOptions, ReportData};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{catalogue, id};
+
 const T0: u64 = 1_800_000_000;
 const WEEK: u64 = 7 * 86_400;
 /// OLH, d = 8, ε = 2, weekly buckets, recipients pulsa and lab-eu (examples/catalogue.toml).
@@ -28,17 +31,6 @@ const ACTIVITY: &str = "watch.activity";
 const DISPLAY: &str = "watch.always-on-display";
 /// The 0.975 normal quantile, as in `PointEstimate`'s intervals.
 const Z95: f64 = 1.959_963_984_540_054;
-
-fn id<T: std::str::FromStr>(s: &str) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    s.parse().unwrap()
-}
-
-fn catalogue() -> Catalogue {
-    Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml")).unwrap()
-}
 
 fn mechanism(metric: &str) -> Mechanism {
     catalogue().metric(&id(metric)).unwrap().mechanism().unwrap()

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use confiance::Timestamp;
-use confiance::catalogue::Catalogue;
 use confiance::consent::{ConsentState, DeviceKey, Scope};
 use confiance::envelope::AeadId;
 use confiance::hazmat::{SeedableRng as _, SeededRng};
@@ -36,6 +35,10 @@ use confiance_aggregator::service::{
 };
 use rusqlite::Connection;
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{catalogue, id};
+
 const T0: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
 const DEVICES: u64 = 16;
@@ -44,17 +47,6 @@ const OP_ENV: &str = "CONFIANCE_RECONCILE_CHILD_OP";
 
 fn t(secs: u64) -> Timestamp {
     Timestamp::from_secs(secs)
-}
-
-fn id<T: std::str::FromStr>(s: &str) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    s.parse().unwrap()
-}
-
-fn catalogue() -> Catalogue {
-    Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml")).unwrap()
 }
 
 /// The aggregator's keys, identical in every process (fixed seed).
