@@ -95,6 +95,26 @@ pub fn olh_pool_variance(m: &Mechanism, counts: &[f64], v: usize) -> f64 {
 /// (theory, `plug_in = false`: iterate until the set stops growing) or clamped estimates
 /// (`plug_in = true`: each `n̂_y²` in the pool term debiased by its variance). Empty for
 /// other mechanisms.
+///
+/// ```
+/// use confiance::{Epsilon, ldp::Mechanism};
+/// use confiance_aggregator::estimate::theory::{count_variance, olh_count_variances, olh_heavy_set};
+/// // 10^6 reports over 64 categories, pool of 1024 at ε = 1 (g = 4): one heavy category.
+/// let m = Mechanism::olh_with_pool(64, Epsilon::from_ratio(1, 1)?, 1024, 0)?;
+/// let mut counts = vec![5_000.0; 64];
+/// counts[0] = 1e6 - 63.0 * 5_000.0;
+/// let heavy = olh_heavy_set(&m, 1e6, &counts, false, &[]);
+/// assert_eq!(heavy, [0]);
+/// // Correcting it leaves category 1 with Wang et al.'s variance plus the 62 other light
+/// // categories' pool term (62 × 5000² / (3 × 1024), 14% more); uncorrected, the heavy
+/// // category's own term alone would add 685 000² / 3072, 41 times Wang's.
+/// let var = olh_count_variances(&m, 1e6, &counts, &heavy, false);
+/// let wang = count_variance(&m, 1e6, counts[1]);
+/// assert!(var[1] > 1.1 * wang && var[1] < 1.2 * wang);
+/// let uncorrected = olh_count_variances(&m, 1e6, &counts, &[], false);
+/// assert!(uncorrected[1] > 40.0 * wang);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use]
 pub fn olh_heavy_set(
     m: &Mechanism,
@@ -107,12 +127,7 @@ pub fn olh_heavy_set(
     let cap = usize::try_from(u64::from(g) * u64::from(pool) / 64).unwrap_or(usize::MAX).max(corrected.len());
     let denom = (f64::from(g) - 1.0) * f64::from(pool);
     let wang: Vec<f64> = counts.iter().map(|c| count_variance(m, n, *c)).collect();
-    let mut done = vec![false; counts.len()];
-    for x in corrected {
-        if let Some(d) = done.get_mut(*x) {
-            *d = true;
-        }
-    }
+    let done = membership(counts.len(), corrected);
     let square = |c: f64, v: f64| c * (c - 1.0) - if plug_in { v } else { 0.0 };
     let light: f64 = counts
         .iter()
@@ -141,6 +156,17 @@ pub fn olh_heavy_set(
     heavy
 }
 
+/// `len` flags, set at the indices in `set`.
+fn membership(len: usize, set: &[usize]) -> Vec<bool> {
+    let mut flags = vec![false; len];
+    for x in set {
+        if let Some(f) = flags.get_mut(*x) {
+            *f = true;
+        }
+    }
+    flags
+}
+
 /// How many standard deviations of its uncorrected estimate a count must stand above
 /// zero to enter OLH's heavy set ([`olh_heavy_set`]): 4, so that among d = 65 536 pure
 /// noise categories about 2 pass.
@@ -164,12 +190,7 @@ pub fn olh_count_variances(
     let wang: Vec<f64> = counts.iter().map(|c| count_variance(m, n, *c)).collect();
     let Params::Olh { g, pool, .. } = *m.params() else { return wang };
     let denom = (f64::from(g) - 1.0) * f64::from(pool);
-    let mut is_heavy = vec![false; counts.len()];
-    for x in heavy {
-        if let Some(h) = is_heavy.get_mut(*x) {
-            *h = true;
-        }
-    }
+    let is_heavy = membership(counts.len(), heavy);
     let light = |x: usize| {
         let c = counts.get(x).copied().unwrap_or(0.0);
         c * (c - 1.0) - if plug_in { wang.get(x).copied().unwrap_or(0.0) } else { 0.0 }
