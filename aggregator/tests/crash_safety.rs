@@ -19,12 +19,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use confiance::Timestamp;
-use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::consent::Scope;
 use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig, ReportId};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::MetricId;
-use confiance::pseudonym::DeviceSecret;
-use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value};
+use confiance::recorder::Value;
 use confiance::report::{Payload, Report};
 use confiance_aggregator::audit::AuditEvent;
 use confiance_aggregator::ingest::IngestError;
@@ -34,7 +33,7 @@ use confiance_aggregator::store::Store as _;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
-use fixtures::{catalogue, id};
+use fixtures::{catalogue, id, recorder};
 
 const T0: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
@@ -79,16 +78,7 @@ impl Mix {
 fn templates(config: &KeyConfig, keys: &KeyStore) -> BTreeMap<Timestamp, Vec<Report>> {
     let mut out: BTreeMap<Timestamp, Vec<Report>> = BTreeMap::new();
     for dev in 0..6u64 {
-        let mut rng = SeededRng::seed_from_u64(500 + dev);
-        let parts = RecorderParts {
-            catalogue: catalogue(),
-            consent: ConsentState::new(DeviceKey::generate(&mut rng)),
-            pseudonyms: DeviceSecret::generate(&mut rng),
-            controller: id("calora"),
-            key_configs: vec![*config],
-            rng,
-        };
-        let mut d = Recorder::new(parts, MemoryStorage::default());
+        let mut d = recorder(500 + dev, "calora", vec![*config]);
         let t = Timestamp::from_secs(T0 - 10 * DAY);
         d.give_consent(
             id("calora"),

@@ -8,19 +8,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use confiance::Timestamp;
-use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::consent::Scope;
 use confiance::envelope::EnvelopeId;
-use confiance::hazmat::{SeedableRng as _, SeededRng};
+use confiance::hazmat::SeededRng;
 use confiance::ids::MetricId;
-use confiance::pseudonym::DeviceSecret;
-use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value as DevValue};
+use confiance::recorder::{MemoryStorage, Recorder, Value as DevValue};
 use confiance_aggregator::server::{KeyFile, hex, unhex};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
 use serde_json::{Value, json};
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
-use fixtures::{catalogue, id};
+use fixtures::{catalogue, id, recorder};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_confiance"))
@@ -147,16 +146,7 @@ fn every_endpoint_role_and_bad_request() {
 
     // A device gives consent, records, seals; the server acknowledges each envelope after commit.
     let t = now();
-    let mut rng = SeededRng::seed_from_u64(5);
-    let parts = RecorderParts {
-        catalogue: catalogue(),
-        consent: ConsentState::new(DeviceKey::generate(&mut rng)),
-        pseudonyms: DeviceSecret::generate(&mut rng),
-        controller: id("calora"),
-        key_configs: kf.hpke.iter().map(|(c, _)| *c).collect(),
-        rng,
-    };
-    let mut dev = Recorder::new(parts, MemoryStorage::default());
+    let mut dev = recorder(5, "calora", kf.hpke.iter().map(|(c, _)| *c).collect());
     let subject = hex(&dev.subject().0);
     let given = t.saturating_sub_secs(7_200);
     let receipt = |dev: &mut Recorder<SeededRng, MemoryStorage>, r: &str, p: &str, ms: &[&str]| {
@@ -434,16 +424,7 @@ fn every_endpoint_role_and_bad_request() {
     // answered 201 (before or during the shutdown) is in the database afterwards.
     let mut pending = Vec::new();
     for k in 0..120u64 {
-        let mut rng = SeededRng::seed_from_u64(10_000 + k);
-        let parts = RecorderParts {
-            catalogue: catalogue(),
-            consent: ConsentState::new(DeviceKey::generate(&mut rng)),
-            pseudonyms: DeviceSecret::generate(&mut rng),
-            controller: id("calora"),
-            key_configs: kf.hpke.iter().map(|(c, _)| *c).collect(),
-            rng,
-        };
-        let mut dv = Recorder::new(parts, MemoryStorage::default());
+        let mut dv = recorder(10_000 + k, "calora", kf.hpke.iter().map(|(c, _)| *c).collect());
         let r = receipt(&mut dv, "calora", "product-improvement", &["thermostat.mode"]);
         assert_eq!(h.post("/v1/receipts", &device, &r).0, 201);
         dv.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(1), t);

@@ -10,8 +10,7 @@ use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig, ReportId};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{MetricId, RecipientId};
 use confiance::ldp::LdpReport;
-use confiance::pseudonym::DeviceSecret;
-use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value};
+use confiance::recorder::{MemoryStorage, Recorder, Value};
 use confiance::report::{Payload, RecordValue, Report};
 use confiance_aggregator::ingest::{IngestError, ReportError};
 use confiance_aggregator::keys::{KeyStore, OpenError};
@@ -20,7 +19,7 @@ use confiance_aggregator::store::Store as _;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
-use fixtures::{catalogue, id};
+use fixtures::{catalogue, id, recorder};
 
 const T0: u64 = 1_800_000_000;
 
@@ -46,16 +45,7 @@ fn world(seed: u64) -> World {
 }
 
 fn device(w: &mut World, seed: u64, controller: &str) -> Recorder<SeededRng, MemoryStorage> {
-    let mut rng = SeededRng::seed_from_u64(seed);
-    let parts = RecorderParts {
-        catalogue: catalogue(),
-        consent: ConsentState::new(DeviceKey::generate(&mut rng)),
-        pseudonyms: DeviceSecret::generate(&mut rng),
-        controller: id(controller),
-        key_configs: vec![w.config],
-        rng,
-    };
-    Recorder::new(parts, MemoryStorage::default())
+    recorder(seed, controller, vec![w.config])
 }
 
 fn give(

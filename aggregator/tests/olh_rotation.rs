@@ -6,13 +6,12 @@
 
 use std::collections::BTreeSet;
 
-use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::consent::Scope;
 use confiance::envelope::{AeadId, KeyConfig};
 use confiance::hazmat::{ChaCha20Rng, SeedableRng as _, SeededRng};
 use confiance::ids::MetricId;
 use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Params, olh_pool_key};
-use confiance::pseudonym::DeviceSecret;
-use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value};
+use confiance::recorder::{MemoryStorage, Recorder, Value};
 use confiance::{Epsilon, Timestamp};
 use confiance_aggregator::estimate::{Accumulator, Combined, EstimateError};
 use confiance_aggregator::keys::KeyStore;
@@ -21,7 +20,7 @@ use confiance_aggregator::service::{Aggregator, AggregatorConfig};
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
-use fixtures::{catalogue, id};
+use fixtures::{catalogue, id, recorder};
 
 const T0: u64 = 1_800_000_000;
 const WEEK: u64 = 7 * 86_400;
@@ -76,16 +75,7 @@ fn fleet(devices: u64, seed: u64) -> Fleet {
     let t = Timestamp::from_secs(T0 - 10_000);
     let mut recorders: Vec<Recorder<SeededRng, MemoryStorage>> = (0..devices)
         .map(|i| {
-            let mut rng = SeededRng::seed_from_u64(seed * 1_000_003 + i);
-            let parts = RecorderParts {
-                catalogue: catalogue(),
-                consent: ConsentState::new(DeviceKey::generate(&mut rng)),
-                pseudonyms: DeviceSecret::generate(&mut rng),
-                controller: id("pulsa"),
-                key_configs: vec![config],
-                rng,
-            };
-            let mut d = Recorder::new(parts, MemoryStorage::default());
+            let mut d = recorder(seed * 1_000_003 + i, "pulsa", vec![config]);
             d.give_consent(
                 id("pulsa"),
                 id("product-improvement"),

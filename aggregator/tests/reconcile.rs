@@ -19,12 +19,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use confiance::Timestamp;
-use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::consent::Scope;
 use confiance::envelope::AeadId;
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{MetricId, ReceiptId, RecipientId, SubjectId};
-use confiance::pseudonym::DeviceSecret;
-use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value};
+use confiance::recorder::{MemoryStorage, Recorder, Value};
 use confiance_aggregator::audit::{
     AuditLog, CheckpointSigner, SignedCheckpoint, SqliteStore as AuditSqlite, Verifier,
 };
@@ -37,7 +36,7 @@ use rusqlite::Connection;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
-use fixtures::{catalogue, id};
+use fixtures::{catalogue, id, recorder};
 
 const T0: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
@@ -63,16 +62,7 @@ fn open(path: &Path) -> Aggregator {
 }
 
 fn device(i: u64, config: confiance::envelope::KeyConfig) -> Recorder<SeededRng, MemoryStorage> {
-    let mut rng = SeededRng::seed_from_u64(1_000 + i);
-    let parts = RecorderParts {
-        catalogue: catalogue(),
-        consent: ConsentState::new(DeviceKey::generate(&mut rng)),
-        pseudonyms: DeviceSecret::generate(&mut rng),
-        controller: id("calora"),
-        key_configs: vec![config],
-        rng,
-    };
-    Recorder::new(parts, MemoryStorage::default())
+    recorder(1_000 + i, "calora", vec![config])
 }
 
 /// What the devices send, made once so that every copy of the history sees the same bytes.

@@ -17,3 +17,23 @@ where
 pub fn catalogue() -> Catalogue {
     Catalogue::from_toml_str(include_str!("../../../examples/catalogue.toml")).unwrap()
 }
+
+/// A device of `controller` whose keys and randomness all come from `seed`, in memory,
+/// following the example catalogue and sealing to `key_configs`.
+pub fn recorder(
+    seed: u64,
+    controller: &str,
+    key_configs: Vec<confiance::envelope::KeyConfig>,
+) -> confiance::recorder::Recorder<confiance::hazmat::SeededRng, confiance::recorder::MemoryStorage> {
+    use confiance::hazmat::SeedableRng as _;
+    let mut rng = confiance::hazmat::SeededRng::seed_from_u64(seed);
+    let parts = confiance::recorder::RecorderParts {
+        catalogue: catalogue(),
+        consent: confiance::consent::ConsentState::new(confiance::consent::DeviceKey::generate(&mut rng)),
+        pseudonyms: confiance::pseudonym::DeviceSecret::generate(&mut rng),
+        controller: id(controller),
+        key_configs,
+        rng,
+    };
+    confiance::recorder::Recorder::new(parts, confiance::recorder::MemoryStorage::default())
+}
