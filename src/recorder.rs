@@ -1,4 +1,4 @@
-//! The device API (DESIGN.md §11): record → privatise → tag → queue → [`flush`] returns
+//! The device API (docs/design.md#interfaces): record → privatise → tag → queue → [`flush`] returns
 //! sealed bytes for the host to send.
 //!
 //! - [`Recorder::record`] (anonymous statistics) and [`Recorder::record_service`]

@@ -1,5 +1,5 @@
 //! The [`Aggregator`]: ingest, release, purge and the ledger behind one object
-//! (DESIGN.md §9, §11).
+//! (docs/design.md#aggregator, docs/design.md#interfaces).
 //!
 //! ```
 //! use confiance::catalogue::Catalogue;
@@ -908,7 +908,7 @@ impl Aggregator {
 
     /// Transcrypts a device's polymorphic pseudonym into `recipient`'s domain through
     /// `chain` — only if the ledger's `check` allows `recipient` to have `metric` of
-    /// `subject` for `purpose` at `now` (DESIGN.md §7). An allowed transcryption is noted
+    /// `subject` for `purpose` at `now` (docs/design.md#pseudonyms). An allowed transcryption is noted
     /// as a disclosure in the ledger and logged with the digest of its proofs; a refusal
     /// changes nothing.
     ///

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// Compact under postcard (varints): GRR, OLH, Hadamard, Piecewise and Duchi reports
 /// take 1–10 bytes; OUE and SUE take ⌈d/8⌉ + a length prefix.
-/// Reports carry no identifier of any kind (DESIGN.md §2).
+/// Reports carry no identifier of any kind (docs/design.md#tracks).
 ///
 /// ```
 /// use confiance::ldp::LdpReport;
