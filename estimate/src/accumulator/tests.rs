@@ -4,6 +4,7 @@
 use super::*;
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
+use confiance::ldp::Selection;
 use rand_core::Rng as _;
 
 /// OLH at ε = 2 with a 32,768-entry pool: 262,144 cells, the fleet's largest partitions.
@@ -92,11 +93,12 @@ fn version_1_blobs_still_decode() {
         assert_eq!(decoded, acc, "n = {n}");
         assert_eq!(decoded.to_bytes().first(), Some(&FORMAT_VERSION));
     }
-    let duchi = Mechanism::select(
+    let duchi = Selection::new(
         confiance::ldp::Domain::Numeric { min: 0, max: 9 },
         Epsilon::from_ratio(1, 1).unwrap(),
         confiance::ldp::MechanismName::Duchi,
     )
+    .map(|s| s.for_period("test", 0))
     .unwrap();
     let mut acc = Accumulator::new(&duchi);
     acc.add(&LdpReport::Duchi(true)).unwrap();
@@ -123,11 +125,12 @@ fn decoders_read_sparse_and_dense_alike() {
         confiance::ldp::MechanismName::Hadamard,
         confiance::ldp::MechanismName::Grr,
     ] {
-        let m = Mechanism::select(
+        let m = Selection::new(
             confiance::ldp::Domain::Categorical { d: 300 },
             Epsilon::from_ratio(1, 1).unwrap(),
             name,
         )
+        .map(|s| s.for_period("test", 0))
         .unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(4);
         let mut acc = Accumulator::new(&m);
