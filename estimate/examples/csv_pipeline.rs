@@ -123,7 +123,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => {
             let (csv, truth) = simulate(&sel, &o.metric, o.d);
             if let Some(path) = &o.write {
+                if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
                 std::fs::write(path, &csv)?;
+                println!("wrote {path}");
             }
             (csv, Some(truth))
         }
