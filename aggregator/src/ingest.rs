@@ -14,6 +14,7 @@ pub(crate) use replay::ReplayFilter;
 
 use core::fmt;
 
+use confiance::Timestamp;
 use confiance::envelope::{BatchError, EnvelopeId};
 use confiance::ids::{MetricId, ReceiptId};
 use confiance::retention::TagError;
@@ -41,6 +42,9 @@ pub enum IngestError {
     Batch(BatchError),
     /// The envelope holds no report.
     Empty,
+    /// The header's `time_bucket` is not the start of a UTC day, or is a day that has not
+    /// begun yet at `now + clock skew` (docs/wire-format.md §1).
+    TimeBucket(Timestamp),
     /// This envelope was already ingested (a replay, or a resend of an acknowledged one).
     ReplayedEnvelope(EnvelopeId),
     /// A report refused.
@@ -105,6 +109,9 @@ impl fmt::Display for IngestError {
             Self::Open(e) => write!(f, "{e}"),
             Self::Batch(e) => write!(f, "report batch: {e:?}"),
             Self::Empty => f.write_str("envelope holds no report"),
+            Self::TimeBucket(t) => {
+                write!(f, "envelope time bucket {} is not the start of a UTC day that has begun", t.as_secs())
+            }
             Self::ReplayedEnvelope(id) => write!(f, "envelope {id:?} already ingested"),
             Self::Report { index, reason } => write!(f, "report {index}: {reason}"),
             Self::Store(e) => write!(f, "store: {e}"),
@@ -128,6 +135,7 @@ impl IngestError {
             Self::Open(OpenError::BadCatalogueDigest { .. }) => "wrong_catalogue",
             Self::Batch(_) => "malformed_batch",
             Self::Empty => "empty_envelope",
+            Self::TimeBucket(_) => "bad_time_bucket",
             Self::ReplayedEnvelope(_) => "replayed_envelope",
             Self::Report { reason, .. } => match reason {
                 ReportError::UnknownMetric(_) => "unknown_metric",

@@ -291,11 +291,28 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
         Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::TimeOutsideWindow, .. })),
     );
     let future_day = day.saturating_add_secs(2 * 86_400);
-    let future = seal(&mut w, &[Report { time: future_day, ..fresh(&stat, &mut ids) }], future_day);
+    let future = seal(&mut w, &[Report { time: future_day, ..fresh(&stat, &mut ids) }], day);
     push(
-        "time in the future",
+        "time after the envelope's day",
         future,
         Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::TimeOutsideWindow, .. })),
+    );
+    // The envelope's own time bucket (docs/wire-format.md §1): the start of a UTC day
+    // that has begun. Both were accepted before (issue #14, defect 7).
+    let unaligned = seal(&mut w, &[fresh(&stat, &mut ids)], day.saturating_add_secs(60));
+    push("unaligned envelope time bucket", unaligned, Box::new(|e| matches!(e, IngestError::TimeBucket(_))));
+    let ten_days = day.saturating_add_secs(10 * 86_400);
+    let future_bucket = seal(&mut w, &[fresh(&stat, &mut ids)], ten_days);
+    push(
+        "envelope time bucket 10 days ahead",
+        future_bucket,
+        Box::new(|e| matches!(e, IngestError::TimeBucket(_))),
+    );
+    let tomorrow = seal(&mut w, &[fresh(&stat, &mut ids)], day.saturating_add_secs(86_400));
+    push(
+        "envelope time bucket of a day not begun",
+        tomorrow,
+        Box::new(|e| matches!(e, IngestError::TimeBucket(_))),
     );
     let bad_ldp = seal(
         &mut w,
