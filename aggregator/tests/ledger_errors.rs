@@ -424,3 +424,43 @@ fn catalogue_diff_names_gains_losses_and_counts_grants() {
     let back = l.diff(&b, &a);
     assert_eq!(back.added.len(), d.removed.len());
 }
+
+/// Issue #14, defect 3: hold durations were interned in 16 bits that saturated, so from
+/// the 65 537th distinct hold on every new hold became the 65 536th — wrong deadlines,
+/// also after a reload. Past 70 000 distinct holds each receipt keeps its own.
+#[test]
+fn more_than_65_536_distinct_holds_each_keep_their_own_deadline_across_reloads() {
+    use confiance::ids::ReceiptId;
+    use confiance_aggregator::ledger::UnverifiedReceipt;
+    const N: u64 = 70_001;
+    let rid = |i: u64| {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&i.to_le_bytes());
+        ReceiptId(b)
+    };
+    let receipts = (1..=N).map(|i| UnverifiedReceipt {
+        id: rid(i),
+        subject: SUBJECT,
+        device_key: [1; 32],
+        recipient: id("calora"),
+        purpose: id("service"),
+        metrics: vec![id("thermostat.fault-code")],
+        valid_from: t(100),
+        valid_until: None,
+        // PT{i}S: 70 001 distinct holds, all shorter than the metric's P2Y.
+        hold: format!("PT{i}S").parse().unwrap(),
+        recorded_at: t(100),
+    });
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    let metric: MetricId = id("thermostat.fault-code");
+    let check = |ledger: &Ledger<&rusqlite::Connection>| {
+        for i in [1, 65_535, 65_536, 65_537, 65_538, 70_000, N] {
+            assert_eq!(ledger.record_deadline(&rid(i), &metric, t(3_600)).unwrap(), t(3_600 + i), "hold {i}");
+        }
+    };
+    let mut ledger = Ledger::open(&conn, catalogue()).unwrap();
+    assert_eq!(ledger.ingest_unverified(receipts).unwrap(), N as usize);
+    check(&ledger);
+    drop(ledger);
+    check(&Ledger::open(&conn, catalogue()).unwrap());
+}

@@ -8,7 +8,19 @@ use confiance::catalogue::Catalogue;
 use confiance::ids::{CategoryId, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
 use confiance::retention::Duration;
 
+use super::LedgerError;
 use super::answer::DisclosureKind;
+
+/// Most distinct hold durations the index interns (its hold indices are `u32`).
+pub(super) const MAX_HOLDS: usize = u32::MAX as usize;
+
+/// Most rows of one table (subjects, receipts, records, partitions, disclosures): their
+/// indices are `u32`. The ledger refuses an input past it with [`LedgerError::Full`]
+/// before storing anything, so [`to_u32`] never saturates.
+pub(super) const MAX_ROWS: usize = u32::MAX as usize;
+
+// Catalogue names are interned as `u16`: a catalogue has at most `MAX_ITEMS` of a kind.
+const _: () = assert!(confiance::catalogue::MAX_ITEMS < u16::MAX as usize);
 
 /// "Never" / "not yet" for times stored as plain instants.
 pub(super) const NEVER: Timestamp = Timestamp::MAX;
@@ -35,6 +47,7 @@ impl Names {
         let metrics: Vec<MetricId> = catalogue.metrics().map(|(id, _)| id.clone()).collect();
         let metric_category = catalogue.metrics().map(|(_, m)| m.category.clone()).collect();
         let metric_max_hold = catalogue.metrics().map(|(_, m)| m.max_hold.clone()).collect();
+        // Lossless: at most `MAX_ITEMS` < 2^16 names of a kind (asserted above).
         let ix = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
         let recipient_ix =
             recipients.iter().enumerate().map(|(i, r)| (r.as_str().to_owned(), ix(i))).collect();
@@ -118,7 +131,8 @@ pub(super) struct ReceiptRow {
     pub subject: u32,
     pub recipient: u16,
     pub purpose: u16,
-    pub hold: u16,
+    /// Index into [`Index::holds`].
+    pub hold: u32,
     /// Sorted metric indices the receipt covers under the catalogue.
     pub metrics: Box<[u16]>,
     pub valid_from: Timestamp,
@@ -271,7 +285,7 @@ pub(super) struct Index {
     pub receipts: Vec<ReceiptRow>,
     pub receipt_ix: HashMap<ReceiptId, u32>,
     pub holds: Vec<Duration>,
-    pub hold_ix: HashMap<Duration, u16>,
+    pub hold_ix: HashMap<Duration, u32>,
     /// Per (recipient, metric): grants sorted by `valid_from`.
     pub postings: Vec<Vec<GrantEntry>>,
     pub recipients: Vec<RecipientEntry>,
@@ -307,6 +321,7 @@ pub(super) fn insert_sorted<K: Ord>(v: &mut Vec<u32>, value: u32, key: impl Fn(u
     }
 }
 
+/// A row index; callers checked [`Index::room`] first, so `n < MAX_ROWS`.
 fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -356,14 +371,35 @@ impl Index {
         })
     }
 
-    pub fn intern_hold(&mut self, hold: &Duration) -> u16 {
+    /// The index of `hold`, interning it if new.
+    ///
+    /// # Errors
+    /// [`LedgerError::Full`] past [`MAX_HOLDS`] distinct holds (each distinct hold needs
+    /// a receipt, so ~4·10^9 receipts in memory first); nothing is interned then.
+    pub fn intern_hold(&mut self, hold: &Duration) -> Result<u32, LedgerError> {
         if let Some(&h) = self.hold_ix.get(hold) {
-            return h;
+            return Ok(h);
         }
-        let h = u16::try_from(self.holds.len()).unwrap_or(u16::MAX);
+        let h = u32::try_from(self.holds.len())
+            .ok()
+            .filter(|&h| (h as usize) < MAX_HOLDS)
+            .ok_or(LedgerError::Full("distinct holds"))?;
         self.holds.push(hold.clone());
         self.hold_ix.insert(hold.clone(), h);
-        h
+        Ok(h)
+    }
+
+    /// Room for `pending + 1` more rows in `table` of `len` rows.
+    ///
+    /// # Errors
+    /// [`LedgerError::Full`] naming the table.
+    pub fn room(table: &'static str, len: usize, pending: usize) -> Result<(), LedgerError> {
+        if len.saturating_add(pending) < MAX_ROWS { Ok(()) } else { Err(LedgerError::Full(table)) }
+    }
+
+    /// Whether `hold` can be interned after `pending` other new holds.
+    pub fn has_room_for_hold(&self, hold: &Duration, pending: usize) -> bool {
+        self.hold_ix.contains_key(hold) || self.holds.len().saturating_add(pending) < MAX_HOLDS
     }
 
     pub fn bump_seq(&mut self, seq: u64) {

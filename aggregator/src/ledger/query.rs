@@ -156,7 +156,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             let Some(end) = merged_end(group.iter().map(|g| (g.2, g.3)), at) else { continue };
             let Some(mut e) = self.empty_entry(r, m) else { continue };
             e.window_until = Some(Until::from_end(end));
-            let mut best_hold: Option<(Timestamp, u16)> = None;
+            let mut best_hold: Option<(Timestamp, u32)> = None;
             for &(_, _, a, b, rx) in group.iter().filter(|g| g.2 <= at && at < g.3) {
                 let Some(row) = self.receipt(rx) else { continue };
                 let _ = (a, b);
@@ -208,8 +208,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// `min(receipt hold, metric max hold)` as a duration: whichever ends first from
     /// `start` (as the device's retention tag picks it). Compared by deadline, not with
     /// `Duration::is_within`, which scans calendar years for mixed periods.
-    fn effective_hold(&self, hold: u16, m: u16, start: Timestamp) -> Option<confiance::retention::Duration> {
-        let h = self.ix.holds.get(usize::from(hold))?;
+    fn effective_hold(&self, hold: u32, m: u16, start: Timestamp) -> Option<confiance::retention::Duration> {
+        let h = self.ix.holds.get(hold as usize)?;
         match self.names.metric_max_hold.get(usize::from(m)) {
             Some(max) if max.deadline_from(start).at < h.deadline_from(start).at => Some(max.clone()),
             _ => Some(h.clone()),
@@ -347,7 +347,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
                 metrics: r.metrics.iter().filter_map(|&m| self.names.metric_id(m).cloned()).collect(),
                 valid_from: r.valid_from,
                 valid_until: until_of(r.valid_until),
-                hold: self.ix.holds.get(usize::from(r.hold))?.clone(),
+                hold: self.ix.holds.get(r.hold as usize)?.clone(),
             },
         })
     }
