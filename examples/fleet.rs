@@ -723,7 +723,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Retention: purge what is past its deadline four months after the end.
     let purge_at = end.saturating_add_secs(4 * MONTH);
-    let overdue_before = agg.ledger().overdue(purge_at);
+    let overdue_before = agg.ledger().overdue(purge_at, None);
     let purged = agg.purge(purge_at)?;
     println!(
         "purge at {}: {} partitions and {} records deleted, {} period keys destroyed ({} items were overdue)",
@@ -740,7 +740,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let verifier = Verifier::new("confiance.example/fleet", signer.verifying_key())?;
     let events = log.export(log.size())?;
     let verified = verifier.audit(&cp, &events).is_ok();
-    let overdue_after = agg.ledger().overdue(purge_at);
+    let overdue_after = agg.ledger().overdue(purge_at, None);
     println!("overdue after the purge: {}", overdue_after.records.len() + overdue_after.partitions.len());
     println!(
         "audit log: {} events, root {}…, verified: {verified}",

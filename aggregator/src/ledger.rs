@@ -33,8 +33,18 @@
 //!   `as_known_at`, is in force at `at`; `until` is the end of the union of such
 //!   receipts' intervals that holds `at` (`None` = until withdrawn). When refused, the
 //!   reason is, in order: the catalogue (`NotInCatalogue`, `PurposeNotAllowed`); else the
-//!   lapsed receipt with the latest end (`Withdrawn` if its known withdrawal ended it,
-//!   else `Expired`); else a receipt not yet valid (`NotYetValid`); else `NoConsent`.
+//!   lapsed receipt with the latest end (`Withdrawn` if its known withdrawal ended it —
+//!   `withdrawn_at <= valid_until`, so a withdrawal at the expiry instant counts as the
+//!   reason — else `Expired`); else a receipt not yet valid (`NotYetValid`); else
+//!   `NoConsent`.
+//! - `overdue(now, as_known_at)`: what was overdue at `now` as known at `as_known_at` —
+//!   records and partitions in the store at `now` (collected or noted by then, not purged
+//!   by then) whose deadline is at or before `now`. A purge after `now` does not hide the
+//!   violation at `now`; data purged at its deadline was never overdue.
+//! - `subject_access(S, at)`: per (recipient, metric), the access window holding `at`,
+//!   the receipts in force at `at`, and the longest effective hold among the receipts of
+//!   the window from `at` to its end (so records collected later in the window, under a
+//!   receipt that starts later, are covered by "for how long").
 //!   The ledger answers for consent; a purpose with another legal basis still needs a
 //!   receipt here (the aggregator decides whether to ask).
 //!
@@ -51,7 +61,7 @@
 //!   `valid_from`, each with the receipt's valid, withdrawal and record times copied in,
 //!   so a stabbing query reads one contiguous list and never touches the receipts.
 //! - **Records** per subject and per (recipient, metric) sorted by collection time;
-//!   live records and partitions in a `BTreeSet` by deadline; partitions per metric and
+//!   all records and partitions (purged or not) in a `BTreeSet` by deadline; partitions per metric and
 //!   per recipient; disclosures sorted by valid time; per recipient, every fact sorted
 //!   by record time.
 //!

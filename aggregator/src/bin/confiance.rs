@@ -246,9 +246,12 @@ enum QueryCmd {
     },
     /// Data held past its deadline.
     Overdue {
-        /// As of (default now).
+        /// As of (valid time; default now).
         #[arg(long)]
         now: Option<String>,
+        /// Record time (default: as known now).
+        #[arg(long)]
+        as_known_at: Option<String>,
     },
     /// Disclosures the consent valid at their time did not allow.
     Disclosures {
@@ -631,7 +634,10 @@ fn build_query(agg: &Aggregator, q: &QueryCmd) -> Result<Query, Fail> {
                 .map_err(|e| bad("bad_catalogue", format!("{}: {e}", candidate.display())))?;
             Query::CatalogueDiff { other: Box::new(parse_catalogue(&text)?) }
         }
-        QueryCmd::Overdue { now } => Query::Overdue { now: time_or_now(now.as_ref())? },
+        QueryCmd::Overdue { now, as_known_at } => Query::Overdue {
+            now: time_or_now(now.as_ref())?,
+            as_known_at: as_known_at.as_deref().map(parse_time).transpose()?,
+        },
         QueryCmd::Disclosures { w } => {
             let (from, to) = window(w)?;
             Query::Disclosures { from, to }

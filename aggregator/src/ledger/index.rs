@@ -157,7 +157,9 @@ impl ReceiptRow {
     }
     /// Whether the withdrawal, as known at `known`, is what ended it.
     pub fn ended_by_withdrawal(&self, known: Timestamp) -> bool {
-        self.withdrawn() && self.withdrawal_recorded_at <= known && self.withdrawn_at < self.valid_until
+        // A withdrawal taking effect at the very instant the receipt expires ended it too;
+        // the subject's act is the reason given (one rule, `withdrawn_at <= valid_until`).
+        self.withdrawn() && self.withdrawal_recorded_at <= known && self.withdrawn_at <= self.valid_until
     }
 }
 
@@ -209,12 +211,20 @@ impl RecordRow {
     pub fn purged(&self) -> bool {
         self.pseq != u64::MAX
     }
-    /// Held at `at` as known at `known`: collected, not past its deadline, not purged.
-    pub fn held(&self, at: Timestamp, known: Timestamp) -> bool {
+    /// In the store at `at` as known at `known`, deadline aside: collected by then and
+    /// not purged by then.
+    fn present(&self, at: Timestamp, known: Timestamp) -> bool {
         self.recorded_at <= known
             && self.collected_at <= at
-            && at < self.deadline
             && !(self.purge_recorded_at <= known && self.purged_at <= at)
+    }
+    /// Held at `at` as known at `known`: present and not past its deadline.
+    pub fn held(&self, at: Timestamp, known: Timestamp) -> bool {
+        self.present(at, known) && at < self.deadline
+    }
+    /// Overdue at `at` as known at `known`: present at or after its deadline.
+    pub fn overdue(&self, at: Timestamp, known: Timestamp) -> bool {
+        self.present(at, known) && self.deadline <= at
     }
 }
 
@@ -236,12 +246,20 @@ impl PartitionRow {
     pub fn purged(&self) -> bool {
         self.pseq != u64::MAX
     }
-    /// Held at `at` as known at `known`: noted by then, not past its deadline, not purged.
-    pub fn held(&self, at: Timestamp, known: Timestamp) -> bool {
+    /// In the store at `at` as known at `known`, deadline aside: noted by then and not
+    /// purged by then.
+    fn present(&self, at: Timestamp, known: Timestamp) -> bool {
         self.recorded_at <= known
             && self.recorded_at <= at
-            && at < self.deadline
             && !(self.purge_recorded_at <= known && self.purged_at <= at)
+    }
+    /// Held at `at` as known at `known`: present and not past its deadline.
+    pub fn held(&self, at: Timestamp, known: Timestamp) -> bool {
+        self.present(at, known) && at < self.deadline
+    }
+    /// Overdue at `at` as known at `known`: present at or after its deadline.
+    pub fn overdue(&self, at: Timestamp, known: Timestamp) -> bool {
+        self.present(at, known) && self.deadline <= at
     }
 }
 
@@ -293,13 +311,14 @@ pub(super) struct Index {
     pub record_ix: HashMap<[u8; 16], u32>,
     /// Per (recipient, metric): record indices sorted by `collected_at`.
     pub record_postings: Vec<Vec<u32>>,
-    /// Records not purged, by deadline.
-    pub live_records: BTreeSet<(Timestamp, u32)>,
+    /// Every record, purged or not, by deadline (a late purge stays a past violation).
+    pub records_by_deadline: BTreeSet<(Timestamp, u32)>,
     pub partitions: Vec<PartitionRow>,
     pub partition_ix: HashMap<Box<[u8]>, u32>,
     /// Per metric: partition indices.
     pub metric_partitions: Vec<Vec<u32>>,
-    pub live_partitions: BTreeSet<(Timestamp, u32)>,
+    /// Every partition, purged or not, by deadline.
+    pub partitions_by_deadline: BTreeSet<(Timestamp, u32)>,
     pub disclosures: Vec<DisclosureRow>,
     /// Disclosure indices sorted by `at` (valid time).
     pub disclosures_by_at: Vec<u32>,
@@ -341,11 +360,11 @@ impl Index {
             records: Vec::new(),
             record_ix: HashMap::new(),
             record_postings: vec![Vec::new(); names.pairs()],
-            live_records: BTreeSet::new(),
+            records_by_deadline: BTreeSet::new(),
             partitions: Vec::new(),
             partition_ix: HashMap::new(),
             metric_partitions: vec![Vec::new(); names.metrics.len()],
-            live_partitions: BTreeSet::new(),
+            partitions_by_deadline: BTreeSet::new(),
             disclosures: Vec::new(),
             disclosures_by_at: Vec::new(),
             next_seq: 0,
@@ -503,7 +522,7 @@ impl Index {
         self.record_ix.insert(row.id, i);
         let (pair, subject, recipient, collected) =
             (names.pair(row.recipient, row.metric), row.subject, row.recipient, row.collected_at);
-        self.live_records.insert((row.deadline, i));
+        self.records_by_deadline.insert((row.deadline, i));
         self.records.push(row);
         let records = &self.records;
         if let Some(list) = self.record_postings.get_mut(pair) {
@@ -525,7 +544,6 @@ impl Index {
         row.purged_at = at;
         row.purge_recorded_at = recorded_at;
         row.pseq = seq;
-        self.live_records.remove(&(row.deadline, i));
         let recipient = row.recipient;
         let records = &self.records;
         if let Some(r) = self.recipients.get_mut(usize::from(recipient)) {
@@ -539,7 +557,7 @@ impl Index {
         let i = to_u32(self.partitions.len());
         self.bump_seq(row.seq);
         self.partition_ix.insert(row.id.clone(), i);
-        self.live_partitions.insert((row.deadline, i));
+        self.partitions_by_deadline.insert((row.deadline, i));
         if let Some(list) = self.metric_partitions.get_mut(usize::from(row.metric)) {
             list.push(i);
         }
@@ -557,7 +575,6 @@ impl Index {
         row.purged_at = at;
         row.purge_recorded_at = recorded_at;
         row.pseq = seq;
-        self.live_partitions.remove(&(row.deadline, i));
     }
 
     pub fn add_disclosure(&mut self, row: DisclosureRow) {

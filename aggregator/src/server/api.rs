@@ -444,7 +444,10 @@ async fn get_history(AxState(st): St, headers: HeaderMap, p: Params) -> Result<R
 async fn get_overdue(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
     let p = params(p)?;
-    query(&st, move |_| Ok(Query::Overdue { now: time_param(&p, "now", now())? })).await
+    query(&st, move |_| {
+        Ok(Query::Overdue { now: time_param(&p, "now", now())?, as_known_at: opt_time(&p, "as_known_at")? })
+    })
+    .await
 }
 
 async fn get_disclosures(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {

@@ -156,10 +156,12 @@ pub enum Query {
         /// End (exclusive).
         to: Timestamp,
     },
-    /// `overdue(now)`.
+    /// `overdue(now, as_known_at)`.
     Overdue {
-        /// The instant.
+        /// The instant (valid time).
         now: Timestamp,
+        /// Record time (`None` = now).
+        as_known_at: Option<Timestamp>,
     },
     /// `unconsented_disclosures(from, to)`.
     Disclosures {
@@ -339,7 +341,7 @@ pub fn run_query(agg: &Aggregator, q: &Query) -> Result<Value, ApiError> {
         Query::History { party, from, to } => {
             Ok(json!({ "entries": to_value(&l.history(party, *from, *to))? }))
         }
-        Query::Overdue { now } => to_value(&l.overdue(*now)),
+        Query::Overdue { now, as_known_at } => to_value(&l.overdue(*now, *as_known_at)),
         Query::Disclosures { from, to } => {
             Ok(json!({ "disclosures": to_value(&l.unconsented_disclosures(*from, *to))? }))
         }
