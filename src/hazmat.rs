@@ -24,3 +24,14 @@ pub use crate::noise::{
     Coins, Mixture, RngCoins, bernoulli_exp_neg, bernoulli_logistic, bernoulli_mixture, bernoulli_ratio,
     discrete_gaussian, discrete_laplace, geometric_exp_neg, uniform_below,
 };
+
+/// Storage for a recorder that is never restarted (a simulation): keeps nothing, yet ε
+/// budgets hold, in memory, for the recorder's one life. A host that can restart must
+/// not use it: each restart would reopen the budget periods.
+///
+/// ```
+/// use confiance::hazmat::SingleLifeStorage;
+/// use confiance::recorder::Storage as _;
+/// assert!(!SingleLifeStorage.keeps_state() && SingleLifeStorage.single_life());
+/// ```
+pub use crate::recorder::storage::SingleLifeStorage;

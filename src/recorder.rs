@@ -52,7 +52,7 @@
 //!
 //! [`flush`]: Recorder::flush
 
-mod storage;
+pub(crate) mod storage;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
@@ -142,6 +142,11 @@ pub struct Counters {
     pub storage_failed: u32,
     /// Envelopes sealed.
     pub envelopes_sealed: u32,
+    /// Reports of a metric with an ε budget not made because the budget could not be
+    /// kept: the charge could not be saved, the storage keeps nothing
+    /// ([`NullStorage`]), or the saved state could not be read back (then the current
+    /// period counts as spent). The recorder fails closed rather than reopen a period.
+    pub budget_unsaved: u32,
 }
 
 fn bump(c: &mut u32) {
@@ -199,7 +204,9 @@ struct Persisted {
     counters: Counters,
 }
 
-const PERSIST_VERSION: u8 = 1;
+/// Version 2 added [`Counters::budget_unsaved`]; a version-1 state is not read (counted as
+/// a failed load, so the current budget period counts as spent).
+const PERSIST_VERSION: u8 = 2;
 
 /// The device recorder. See the [module documentation](self).
 #[derive(Debug)]
@@ -219,6 +226,9 @@ pub struct Recorder<R, S, C = Catalogue> {
     outbox: VecDeque<Vec<u8>>,
     sent: VecDeque<SentEntry>,
     counters: Counters,
+    /// The saved state could not be read at start: what was spent in the current budget
+    /// period is unknown, so each budgeted metric's first period here counts as spent.
+    budget_state_lost: bool,
 }
 
 /// The value as the LDP encoder wants it, or `None` if it does not fit the metric.
@@ -285,6 +295,7 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             outbox: VecDeque::new(),
             sent: VecDeque::new(),
             counters: Counters::default(),
+            budget_state_lost: false,
         };
         r.restore();
         r
@@ -294,14 +305,18 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         let bytes = match self.storage.load() {
             Ok(Some(b)) => b,
             Ok(None) => return,
-            Err(_) => return bump(&mut self.counters.storage_failed),
+            Err(_) => {
+                self.budget_state_lost = true;
+                return bump(&mut self.counters.storage_failed);
+            }
         };
-        let Ok(p) = postcard::from_bytes::<Persisted>(&bytes) else {
-            return bump(&mut self.counters.storage_failed);
+        let p = match postcard::from_bytes::<Persisted>(&bytes) {
+            Ok(p) if p.version == PERSIST_VERSION => p,
+            _ => {
+                self.budget_state_lost = true;
+                return bump(&mut self.counters.storage_failed);
+            }
         };
-        if p.version != PERSIST_VERSION {
-            return bump(&mut self.counters.storage_failed);
-        }
         let mut entries = Vec::with_capacity(p.receipts.len());
         for (b, withdrawn_at) in &p.receipts {
             match SignedReceipt::from_bytes(b) {
@@ -331,11 +346,17 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
     }
 
     /// Saves the recorder's state through the host's storage (done after every flush,
-    /// acknowledgement and consent change; call it too before the host shuts down).
-    /// A failure is counted.
+    /// acknowledgement, consent change and ε charge; call it too before the host shuts
+    /// down). A failure is counted.
     pub fn persist(&mut self) {
+        if self.save_state().is_err() {
+            bump(&mut self.counters.storage_failed);
+        }
+    }
+
+    fn save_state(&mut self) -> Result<(), StorageError> {
         if !self.storage.keeps_state() {
-            return;
+            return Ok(());
         }
         let p = Persisted {
             version: PERSIST_VERSION,
@@ -350,10 +371,7 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             receipts: self.consent.list().map(|e| (e.receipt.to_bytes(), e.withdrawn_at)).collect(),
             counters: self.counters,
         };
-        let saved = postcard::to_allocvec(&p).map_err(|_| StorageError).and_then(|b| self.storage.save(&b));
-        if saved.is_err() {
-            bump(&mut self.counters.storage_failed);
-        }
+        postcard::to_allocvec(&p).map_err(|_| StorageError).and_then(|b| self.storage.save(&b))
     }
 
     fn budget_cap(&self, metric: &MetricId) -> Option<crate::Epsilon> {
@@ -406,16 +424,49 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         ) else {
             return bump(&mut self.counters.no_consent);
         };
-        let Some(mech) = self.mechanisms.get(metric) else { return bump(&mut self.counters.unknown_metric) };
-        if let Privacy::Ldp { epsilon, budget: Some(b), .. } = &m.privacy {
-            let period = now.as_secs() / b.period.fixed_secs().unwrap_or(86_400).max(1);
-            let entry =
-                self.budgets.entry(metric.clone()).or_insert((period, crate::ldp::Budget::new(b.epsilon)));
-            if !entry.1.try_charge(period, *epsilon) {
+        if !self.mechanisms.contains_key(metric) {
+            return bump(&mut self.counters.unknown_metric);
+        }
+        let budget = match &m.privacy {
+            Privacy::Ldp { epsilon, budget: Some(b), .. } => {
+                Some((*epsilon, b.epsilon, b.period.fixed_secs().unwrap_or(86_400).max(1)))
+            }
+            _ => None,
+        };
+        if let Some((epsilon, cap, period_secs)) = budget {
+            // Fail closed: a budget that does not survive a restart would reopen its
+            // period, so ε is spent only once its charge is saved (issue #14, defect 6).
+            if !self.storage.keeps_state() && !self.storage.single_life() {
+                return bump(&mut self.counters.budget_unsaved);
+            }
+            let period = now.as_secs() / period_secs;
+            let before = self.budgets.get(metric).copied();
+            let lost = self.budget_state_lost;
+            let entry = self.budgets.entry(metric.clone()).or_insert_with(|| {
+                let mut fresh = crate::ldp::Budget::new(cap);
+                if lost {
+                    // Unknown spending in this period: count it as all spent.
+                    let _ = fresh.try_charge(period, cap);
+                }
+                (period, fresh)
+            });
+            if !entry.1.try_charge(period, epsilon) {
+                if lost && before.is_none() {
+                    return bump(&mut self.counters.budget_unsaved);
+                }
                 return bump(&mut self.counters.budget_exhausted);
             }
             entry.0 = period;
+            if self.save_state().is_err() {
+                match before {
+                    Some(old) => self.budgets.insert(metric.clone(), old),
+                    None => self.budgets.remove(metric),
+                };
+                bump(&mut self.counters.storage_failed);
+                return bump(&mut self.counters.budget_unsaved);
+            }
         }
+        let Some(mech) = self.mechanisms.get(metric) else { return bump(&mut self.counters.unknown_metric) };
         // OLH's seed pool is keyed per time bucket (the aggregator derives the same key
         // from the report's `time`); other mechanisms come back unchanged.
         let mech = mech.for_period(metric.as_str(), time.as_secs());

@@ -306,7 +306,7 @@ fn storage_failures_and_missing_keys_are_counted() {
     r.give_consent(
         id("calora"),
         id("product-improvement"),
-        Scope::metrics([id("thermostat.mode")]),
+        Scope::metrics([id("thermostat.setpoint")]),
         t,
         None,
         "P30D".parse().unwrap(),
@@ -314,7 +314,8 @@ fn storage_failures_and_missing_keys_are_counted() {
     )
     .unwrap();
     let now = Timestamp::from_secs(NOW);
-    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), now);
+    // thermostat.setpoint has no ε budget: failing saves do not stop it.
+    r.record(&id("thermostat.setpoint"), &id("product-improvement"), Value::Int(200), now);
     assert!(r.flush(now).is_empty());
     assert_eq!(r.counters().no_key, 1);
     assert_eq!(r.queued(), 1, "reports wait for a key");
@@ -407,4 +408,147 @@ fn a_shared_catalogue_records_exactly_as_an_owned_one() {
     assert_eq!(run(p, std::sync::Arc::clone(&shared), &server), owned);
     let (p, _) = parts(9, "pulsa");
     assert_eq!(run(p, &*shared, &server), owned);
+}
+
+/// A storage whose saves fail while `failing` is set (shared with the test).
+struct Flaky {
+    inner: MemoryStorage,
+    failing: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl confiance::recorder::Storage for Flaky {
+    fn load(&mut self) -> Result<Option<Vec<u8>>, confiance::recorder::StorageError> {
+        self.inner.load()
+    }
+    fn save(&mut self, bytes: &[u8]) -> Result<(), confiance::recorder::StorageError> {
+        if self.failing.get() {
+            return Err(confiance::recorder::StorageError);
+        }
+        self.inner.save(bytes)
+    }
+}
+
+/// Issue #14, defect 6: with storage whose saves fail, two device lives in one day sent
+/// 2 × the daily cap (each restart reopened the period). Now ε is spent only once its
+/// charge is saved: across any number of lives the day's reports stay within the cap.
+#[test]
+fn the_budget_fails_closed_when_it_cannot_be_saved() {
+    // thermostat.mode: ε = 1 per report, budget 8 per day.
+    let day = Timestamp::from_secs(NOW).truncate(86_400).saturating_add_secs(86_400);
+    let failing = std::rc::Rc::new(std::cell::Cell::new(false));
+    let mut storage = Flaky { inner: MemoryStorage::default(), failing: failing.clone() };
+    // Report ids sent: a report resent after a restart is the same report (same id, same
+    // randomness), deduplicated by the aggregator, not a new ε spend.
+    let mut sent = std::collections::HashSet::new();
+    for life in 0..3u64 {
+        // The same device (keys) in each life, with fresh randomness.
+        let (mut p, server) = parts(30, "calora");
+        p.rng = SeededRng::seed_from_u64(1_000 + life);
+        let mut r = Recorder::new(p, &mut storage);
+        if life == 0 {
+            let t = Timestamp::from_secs(NOW - 1_000);
+            let scope = Scope::metrics([id("thermostat.mode")]);
+            r.give_consent(
+                id("calora"),
+                id("product-improvement"),
+                scope,
+                t,
+                None,
+                "P30D".parse().unwrap(),
+                t,
+            )
+            .unwrap();
+            // Two reports while saves work, then the storage breaks.
+            for i in 0..2 {
+                r.record(
+                    &id("thermostat.mode"),
+                    &id("product-improvement"),
+                    Value::Category(0),
+                    day.saturating_add_secs(i),
+                );
+            }
+            failing.set(true);
+        }
+        for i in 0..10 {
+            let at = day.saturating_add_secs(100 * life + 10 + i);
+            r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), at);
+        }
+        let frames = r.flush(day.saturating_add_secs(100 * life + 50));
+        sent.extend(open_all(&server, &frames).into_iter().map(|r| r.id));
+        for f in &frames {
+            r.acknowledge(f);
+        }
+        if life == 0 {
+            assert_eq!(r.counters().budget_unsaved, 10, "no ε spent once saves fail");
+        }
+    }
+    assert_eq!(sent.len(), 2, "only the two reports whose charge was saved were sent");
+    // The storage works again: the day's remaining 6 ε can be spent, and no more.
+    failing.set(false);
+    let (mut p, server) = parts(30, "calora");
+    p.rng = SeededRng::seed_from_u64(2_000);
+    let mut r = Recorder::new(p, &mut storage);
+    for i in 0..10 {
+        r.record(
+            &id("thermostat.mode"),
+            &id("product-improvement"),
+            Value::Category(2),
+            day.saturating_add_secs(500 + i),
+        );
+    }
+    let frames = r.flush(day.saturating_add_secs(600));
+    sent.extend(open_all(&server, &frames).into_iter().map(|r| r.id));
+    assert_eq!(sent.len(), 8, "the day's cap, over four lives");
+    assert_eq!(r.counters().budget_exhausted, 4);
+}
+
+/// A state that cannot be read back means unknown spending: the current period counts
+/// as spent (it reopened before); the next period is open.
+#[test]
+fn an_unreadable_state_closes_the_current_budget_period() {
+    let day = Timestamp::from_secs(NOW).truncate(86_400).saturating_add_secs(86_400);
+    let mut storage = MemoryStorage::default();
+    confiance::recorder::Storage::save(&mut storage, b"not a recorder state").unwrap();
+    let (p, server) = parts(31, "calora");
+    let mut r = Recorder::new(p, &mut storage);
+    assert_eq!(r.counters().storage_failed, 1);
+    let t = Timestamp::from_secs(NOW - 1_000);
+    let scope = Scope::metrics([id("thermostat.mode")]);
+    r.give_consent(id("calora"), id("product-improvement"), scope, t, None, "P30D".parse().unwrap(), t)
+        .unwrap();
+    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), day);
+    assert_eq!((r.queued(), r.counters().budget_unsaved), (0, 1));
+    let next = day.saturating_add_secs(86_400);
+    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), next);
+    assert_eq!(open_all(&server, &r.flush(next)).len(), 1);
+}
+
+/// `NullStorage` keeps nothing, so it cannot keep a budget: budgeted metrics are refused
+/// (it allowed them silently); the hazmat `SingleLifeStorage` allows them for one life.
+#[test]
+fn null_storage_refuses_budgeted_metrics_and_single_life_storage_allows_them() {
+    let now = Timestamp::from_secs(NOW);
+    let t = Timestamp::from_secs(NOW - 1_000);
+    let scope = || Scope::metrics([id("thermostat.mode"), id("thermostat.setpoint")]);
+    let (p, _) = parts(32, "calora");
+    let mut null = Recorder::new(p, confiance::recorder::NullStorage);
+    null.give_consent(id("calora"), id("product-improvement"), scope(), t, None, "P30D".parse().unwrap(), t)
+        .unwrap();
+    null.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), now);
+    null.record(&id("thermostat.setpoint"), &id("product-improvement"), Value::Int(200), now);
+    assert_eq!((null.queued(), null.counters().budget_unsaved), (1, 1));
+    let (p, _) = parts(32, "calora");
+    let mut single = Recorder::new(p, confiance::hazmat::SingleLifeStorage);
+    single
+        .give_consent(id("calora"), id("product-improvement"), scope(), t, None, "P30D".parse().unwrap(), t)
+        .unwrap();
+    for i in 0..10 {
+        single.record(
+            &id("thermostat.mode"),
+            &id("product-improvement"),
+            Value::Category(0),
+            now.saturating_add_secs(i),
+        );
+    }
+    assert_eq!((single.queued(), single.counters().budget_exhausted), (8, 2));
 }
