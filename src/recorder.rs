@@ -484,6 +484,11 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
     /// Records a pseudonymous service record of `metric` at `now`: one report per
     /// receipt in force that covers it, each under the device's pseudonym for that
     /// receipt's recipient in the current epoch. Never fails: problems are [`Counters`].
+    ///
+    /// The report is stamped with the start of its time bucket, and the aggregator can
+    /// check consent only at that stamp: so a receipt counts only if it is in force both
+    /// at the start of the bucket and at `now` (docs/catalogue.md, "Consent timing") — a
+    /// record is not made in the partial bucket in which consent starts.
     pub fn record_service(&mut self, metric: &MetricId, value: Value, now: Timestamp) {
         let Some(m) = self.catalogue.borrow().metric(metric).filter(|m| !m.is_anonymous()) else {
             return bump(&mut self.counters.unknown_metric);
@@ -495,7 +500,13 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         let receipts: Vec<ReceiptId> = self
             .consent
             .list()
-            .filter(|e| e.active_at(now) && e.receipt.receipt().scope.names(self.catalogue.borrow(), metric))
+            .filter(|e| {
+                // In force at the stamp (what the aggregator checks) and at `now` (what
+                // the device knows): then the aggregator's check passes.
+                e.active_at(time)
+                    && e.active_at(now)
+                    && e.receipt.receipt().scope.names(self.catalogue.borrow(), metric)
+            })
             .map(|e| e.receipt.id())
             .collect();
         let mut any = false;

@@ -61,7 +61,9 @@ fn device(seed: u64, controller: &str, limits: Limits) -> Device {
 }
 
 fn consent(d: &mut Device, recipient: &str, purpose: &str, metrics: &[&str]) {
-    let t = Timestamp::from_secs(NOW - 1_000);
+    // A day before NOW: in force at the start of NOW's daily bucket too (a record is made
+    // only if consent is in force at its stamp, docs/catalogue.md "Consent timing").
+    let t = Timestamp::from_secs(NOW - 86_400);
     d.recorder
         .give_consent(
             id(recipient),
@@ -383,7 +385,7 @@ fn a_shared_catalogue_records_exactly_as_an_owned_one() {
         let RecorderParts { consent, pseudonyms, controller, key_configs, rng, .. } = p;
         let parts = RecorderParts { catalogue, consent, pseudonyms, controller, key_configs, rng };
         let mut r = Recorder::new(parts, MemoryStorage::default());
-        let t = Timestamp::from_secs(NOW - 1_000);
+        let t = Timestamp::from_secs(NOW - 86_400);
         let p90 = || "P90D".parse().unwrap();
         let stats = Scope::metrics([id::<MetricId>("watch.activity")]);
         r.give_consent(id("pulsa"), id("product-improvement"), stats, t, None, p90(), t).unwrap();

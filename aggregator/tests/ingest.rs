@@ -692,3 +692,81 @@ fn stage_many_is_stage_in_order() {
     assert_eq!(records(&one), records(&many));
     assert!(records(&one) > 10);
 }
+
+/// The example catalogue with `thermostat.fault-code` (a pseudonymous record) at another
+/// time precision.
+fn catalogue_with_precision(precision: &str) -> confiance::catalogue::Catalogue {
+    let text = include_str!("../../examples/catalogue.toml");
+    let at = text.find("[metrics.\"thermostat.fault-code\"]").unwrap();
+    let (head, tail) = text.split_at(at);
+    let tail = tail.replacen("time_precision = \"PT1H\"", &format!("time_precision = \"{precision}\""), 1);
+    confiance::catalogue::Catalogue::from_toml_str(&format!("{head}{tail}")).unwrap()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+    /// Issue #14, defect 1 (docs/catalogue.md, "Consent timing"): whatever the receipt's
+    /// window (start, end, withdrawal), the instant of recording and the metric's bucket
+    /// width, a record the device makes passes the aggregator's consent check at the
+    /// record's stamp. Before, a record made on the day (or hour) consent was given was
+    /// stamped before `valid_from` and refused as `NotYetValid`, with its whole envelope.
+    #[test]
+    fn device_consent_rule_implies_the_aggregators(
+        width in 0usize..6,
+        from in 0u64..3 * 86_400,
+        until in proptest::option::of(1u64..3 * 86_400),
+        withdraw in proptest::option::of(1u64..3 * 86_400),
+        instants in proptest::collection::vec(0u64..6 * 86_400, 1..12),
+        seed in 0u64..1_000,
+    ) {
+        let precision = ["PT1M", "PT7M", "PT1H", "PT6H", "P1D", "P7D"][width];
+        let cat = catalogue_with_precision(precision);
+        let mut rng = SeededRng::seed_from_u64(seed);
+        let mut keys = KeyStore::new(0);
+        let config = keys.generate(AeadId::ChaCha20Poly1305, Timestamp::EPOCH, Timestamp::MAX, &mut rng).unwrap();
+        // A device following `cat` (the fixture's recorder follows the example catalogue).
+        let mut parts_rng = SeededRng::seed_from_u64(seed);
+        let parts = confiance::recorder::RecorderParts {
+            catalogue: cat.clone(),
+            consent: ConsentState::new(DeviceKey::generate(&mut parts_rng)),
+            pseudonyms: confiance::pseudonym::DeviceSecret::generate(&mut parts_rng),
+            controller: id("calora"),
+            key_configs: vec![config],
+            rng: parts_rng,
+        };
+        let mut d = Recorder::new(parts, MemoryStorage::default());
+        let base = T0 - 86_400;
+        let valid_from = Timestamp::from_secs(base + from);
+        let valid_until = until.map(|u| valid_from.saturating_add_secs(u));
+        let bytes = d
+            .give_consent(id("calora"), id("service"), Scope::metrics([id::<MetricId>("thermostat.fault-code")]),
+                valid_from, valid_until, "P90D".parse().unwrap(), Timestamp::from_secs(base))
+            .unwrap();
+        let mut ledger = confiance_aggregator::ledger::Ledger::in_memory(cat.clone()).unwrap();
+        let receipt = ledger.ingest_receipt(&bytes, Timestamp::from_secs(base)).unwrap();
+        let withdrawn_at = withdraw.map(|w| valid_from.saturating_add_secs(w));
+        let mut instants = instants;
+        instants.sort_unstable();
+        let mut withdrawn = false;
+        for i in instants {
+            let now = Timestamp::from_secs(base + i);
+            if let Some(w) = withdrawn_at && !withdrawn && w <= now {
+                // (Refused by the device after the receipt's end: nothing to withdraw.)
+                if let Ok(wd) = d.withdraw_consent(&receipt, w) {
+                    ledger.ingest_withdrawal(&wd, w).unwrap();
+                }
+                withdrawn = true;
+            }
+            d.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
+            for frame in d.flush(now) {
+                let opened = keys.open(&frame, now, &cat.digest()).unwrap();
+                let reports: Vec<Report> = envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
+                for r in reports {
+                    let decision = ledger.check_at(&id("calora"), &r.metric, &id("service"), &d.subject(), r.time, None);
+                    proptest::prop_assert!(decision.allowed, "{precision}: recorded at {now}, stamped {}: {decision:?}", r.time);
+                }
+                d.acknowledge(&frame);
+            }
+        }
+    }
+}
