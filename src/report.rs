@@ -14,17 +14,19 @@ use crate::ldp::LdpReport;
 use crate::pseudonym::{Epoch, ScopedPseudonym};
 use crate::retention::RetentionTag;
 
-/// An exact value of a pseudonymous record.
+/// An exact value of a pseudonymous record. Integers are encoded at full width
+/// (little-endian, never varints), so every record of a metric has the same length
+/// whatever its value (docs/wire-format.md §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RecordValue {
     /// A boolean metric.
     Bool(bool),
     /// A categorical metric: the label's index.
-    Category(u32),
+    Category(#[serde(with = "postcard::fixint::le")] u32),
     /// A numeric metric.
-    Numeric(i64),
+    Numeric(#[serde(with = "postcard::fixint::le")] i64),
     /// A count.
-    Count(u64),
+    Count(#[serde(with = "postcard::fixint::le")] u64),
 }
 
 /// What a report carries.
@@ -66,3 +68,4 @@ pub struct Report {
     /// The statistic or the record.
     pub payload: Payload,
 }
+
