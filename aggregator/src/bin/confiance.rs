@@ -535,9 +535,13 @@ fn ingest(cli: &Cli, files: &[PathBuf], framed: bool, now: Timestamp) -> Result<
             Ok(ack) => {
                 accepted += 1;
                 reports += u64::from(ack.reports);
-                results.push(
-                    json!({"index": i, "ok": true, "envelope": hex(&ack.envelope.0), "reports": ack.reports}),
-                );
+                let refused: Vec<Value> = ack
+                    .refused
+                    .iter()
+                    .map(|r| json!({"index": r.index, "code": r.refusal.code(), "retry": r.retry}))
+                    .collect();
+                results.push(json!({"index": i, "ok": true, "envelope": hex(&ack.envelope.0),
+                    "reports": ack.reports, "refused": refused}));
             }
             Err(err) => {
                 let a = ApiError::from_ingest(&err);

@@ -8,7 +8,7 @@ use confiance::catalogue::Catalogue;
 use confiance::ids::{CategoryId, MetricId, PurposeId, RecipientId, SubjectId};
 use serde_json::{Value, json};
 
-use crate::ingest::{IngestError, ReportError};
+use crate::ingest::IngestError;
 use crate::ledger::{LedgerError, Party, Target};
 use crate::service::{Aggregator, Release, ReleaseError, ServiceError};
 
@@ -48,9 +48,7 @@ impl ApiError {
     pub fn from_ingest(e: &IngestError) -> Self {
         let status = match e {
             IngestError::TooLarge { .. } => 413,
-            IngestError::ReplayedEnvelope(_) | IngestError::Report { reason: ReportError::Replayed, .. } => {
-                409
-            }
+            IngestError::ReplayedEnvelope(_) => 409,
             IngestError::Store(_) => 500,
             _ => 400,
         };
