@@ -115,7 +115,7 @@ pub use verifier::Verifier;
 #[non_exhaustive]
 pub enum AuditError {
     /// An index or size beyond the log: `index` was asked of a log (or tree) of `size`
-    /// leaves, or a proof was asked between sizes that are not `old ≤ new ≤ size`.
+    /// leaves, or a proof was asked between sizes that are not `0 < old ≤ new ≤ size`.
     OutOfRange {
         /// The index or size asked for.
         index: u64,
