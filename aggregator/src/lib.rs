@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod decision;
 pub mod estimate;
+pub mod identity;
 pub mod ingest;
 pub mod keys;
 pub mod ledger;
