@@ -40,3 +40,14 @@ pub use crate::noise::{
 pub const fn keyed(selection: &crate::ldp::Selection, key: u64) -> crate::ldp::Mechanism {
     selection.keyed(key)
 }
+
+/// Storage for a recorder that is never restarted (a simulation): keeps nothing, yet ε
+/// budgets hold, in memory, for the recorder's one life. A host that can restart must
+/// not use it: each restart would reopen the budget periods.
+///
+/// ```
+/// use confiance::hazmat::SingleLifeStorage;
+/// use confiance::recorder::Storage as _;
+/// assert!(!SingleLifeStorage.keeps_state() && SingleLifeStorage.single_life());
+/// ```
+pub use crate::recorder::storage::SingleLifeStorage;

@@ -80,14 +80,19 @@ impl Preparer<'_> {
     /// Size check, HPKE open and decode, then the stateless checks of each report.
     ///
     /// # Errors
-    /// [`IngestError::TooLarge`] or [`IngestError::Open`]: the errors `stage` returns
-    /// before it looks at any state.
+    /// [`IngestError::TooLarge`], [`IngestError::Open`] or [`IngestError::TimeBucket`]:
+    /// the errors `stage` returns before it looks at any state.
     pub(crate) fn prepare(&self, frame: &[u8], now: Timestamp) -> Result<Prepared, IngestError> {
         if frame.len() > self.config.max_envelope_bytes {
             return Err(IngestError::TooLarge { len: frame.len() });
         }
         let opened = self.keys.open(frame, now, &self.digest).map_err(IngestError::Open)?;
         let day = opened.header.time_bucket;
+        // The header is authenticated now: a device stamps the start of the UTC day of its
+        // flush, so the bucket is aligned and has begun (allowing for the clock skew).
+        if day.truncate(DAY) != day || day > now.saturating_add_secs(self.config.clock_skew_secs) {
+            return Err(IngestError::TimeBucket(day));
+        }
         let reports = decode_batch::<Report>(&opened.plaintext, &self.config.batch_limits)
             .map_err(IngestError::Batch)
             .and_then(|rs| if rs.is_empty() { Err(IngestError::Empty) } else { Ok(rs) })

@@ -188,7 +188,17 @@ async fn post_envelope(AxState(st): St, headers: HeaderMap, body: Body) -> Resul
         .send(super::commit::Job { frame, reply })
         .map_err(|_| ApiError::new(503, "shutting_down", "the server is stopping"))?;
     let ack = answer.await.map_err(|_| ApiError::internal("the commit thread stopped"))??;
-    Ok(ok(StatusCode::CREATED, json!({"envelope": hex(&ack.envelope.0), "reports": ack.reports})))
+    // Per report (docs/wire-format.md §6): those not listed were accepted (or were
+    // already held); each listed one is refused for good or, with `retry`, for now.
+    let refused: Vec<Value> = ack
+        .refused
+        .iter()
+        .map(|r| json!({"index": r.index, "code": r.refusal.code(), "retry": r.retry}))
+        .collect();
+    Ok(ok(
+        StatusCode::CREATED,
+        json!({"envelope": hex(&ack.envelope.0), "reports": ack.reports, "refused": refused}),
+    ))
 }
 
 async fn post_receipt(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -444,7 +454,10 @@ async fn get_history(AxState(st): St, headers: HeaderMap, p: Params) -> Result<R
 async fn get_overdue(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
     let p = params(p)?;
-    query(&st, move |_| Ok(Query::Overdue { now: time_param(&p, "now", now())? })).await
+    query(&st, move |_| {
+        Ok(Query::Overdue { now: time_param(&p, "now", now())?, as_known_at: opt_time(&p, "as_known_at")? })
+    })
+    .await
 }
 
 async fn get_disclosures(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
