@@ -1,4 +1,4 @@
-//! The device API (DESIGN.md §11): record → privatise → tag → queue → [`flush`] returns
+//! The device API (docs/design.md#interfaces): record → privatise → tag → queue → [`flush`] returns
 //! sealed bytes for the host to send.
 //!
 //! - [`Recorder::record`] (anonymous statistics) and [`Recorder::record_service`]
@@ -69,7 +69,7 @@ use crate::catalogue::{Catalogue, Metric, MetricKind, Privacy};
 use crate::consent::{ConsentError, ConsentState, Grant, ReceiptEntry, Scope, SignedReceipt};
 use crate::envelope::{self, EnvelopeId, HeaderFields, KeyConfig, ReportId};
 use crate::ids::{MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
-use crate::ldp::{LdpValue, Mechanism};
+use crate::ldp::{LdpValue, Selection};
 use crate::pseudonym::{DeviceSecret, Epoch, ScopedPseudonymEntry};
 use crate::report::{Payload, RecordValue, Refusal, Refused, Report};
 use crate::retention::{Duration, RetentionTag};
@@ -245,7 +245,7 @@ pub struct Recorder<R, S, C = Catalogue> {
     rng: R,
     storage: S,
     limits: Limits,
-    mechanisms: BTreeMap<MetricId, Mechanism>,
+    mechanisms: BTreeMap<MetricId, Selection>,
     budgets: BTreeMap<MetricId, (u64, crate::ldp::Budget)>,
     queue: VecDeque<(Report, usize)>,
     queued_bytes: usize,
@@ -516,8 +516,8 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             }
         }
         let Some(mech) = self.mechanisms.get(metric) else { return bump(&mut self.counters.unknown_metric) };
-        // OLH's seed pool is keyed per time bucket (the aggregator derives the same key
-        // from the report's `time`); other mechanisms come back unchanged.
+        // OLH's seed pool and general-privacy HR's block permutation are keyed per time
+        // bucket (the aggregator derives the same key from the report's `time`).
         let mech = mech.for_period(metric.as_str(), time.as_secs());
         let Ok(ldp) = mech.encode(v, &mut self.rng) else { return bump(&mut self.counters.invalid_value) };
         let report = Report {

@@ -1,4 +1,4 @@
-//! What one report is, as sealed in an envelope (DESIGN.md §8): a random 16-byte id, the
+//! What one report is, as sealed in an envelope (docs/design.md#envelopes): a random 16-byte id, the
 //! metric, the start of its time bucket, its retention tag and its payload.
 //!
 //! Anonymous statistics carry an LDP report and nothing that identifies the device; the

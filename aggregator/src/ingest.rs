@@ -1,4 +1,4 @@
-//! Ingest (DESIGN.md §9): size check → header → key → HPKE open → bounded decode →
+//! Ingest (docs/design.md#ingest): size check → header → key → HPKE open → bounded decode →
 //! catalogue digest → per report: metric, tag ⊆ catalogue (and, for records, ⊆ the
 //! receipt), time within the accepted window, report id unseen → accumulate into the
 //! partition (metric, time bucket, audience, hold class).

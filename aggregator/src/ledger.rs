@@ -1,5 +1,5 @@
 //! The consent ledger: who sees what, for how long — bitemporal, indexed, persisted in
-//! SQLite (DESIGN.md §5).
+//! SQLite (docs/design.md#semantics, docs/design.md#queries).
 //!
 //! # What it holds
 //! - **Consent**: signed receipts and withdrawals, verified on the way in
@@ -15,7 +15,7 @@
 //!   points: ingest notes records and partitions, purge notes purges, release and
 //!   transcryption call [`Ledger::disclose`], which runs `check` and notes the disclosure.
 //!
-//! # Semantics (DESIGN.md §5)
+//! # Semantics (docs/design.md#semantics)
 //! - *Access window* of R on M of S: the union over S's receipts naming R and M of
 //!   `[valid_from, min(valid_until, withdrawn_at))`.
 //! - *Hold deadline* of a record collected at t under receipt g:

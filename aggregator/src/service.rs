@@ -1,5 +1,5 @@
 //! The [`Aggregator`]: ingest, release, purge and the ledger behind one object
-//! (DESIGN.md §9, §11).
+//! (docs/design.md#aggregator, docs/design.md#interfaces).
 //!
 //! ```
 //! use confiance::catalogue::Catalogue;
@@ -25,7 +25,7 @@ use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
 use confiance::envelope::{BatchLimits, EnvelopeId};
 use confiance::ids::{MetricId, RecipientId};
-use confiance::ldp::Mechanism;
+use confiance::ldp::{Mechanism, Selection};
 use confiance::report::{Payload, RecordValue};
 use confiance::retention::RetentionTag;
 
@@ -237,7 +237,7 @@ pub struct Aggregator {
     store: SqliteStore,
     ledger: Ledger,
     config: AggregatorConfig,
-    mechanisms: BTreeMap<MetricId, Mechanism>,
+    mechanisms: BTreeMap<MetricId, Selection>,
     partitions: BTreeMap<PartitionKey, Partition>,
     /// Filter over the report ids the store remembers: "no" is certain, "maybe" is
     /// checked in the store (memory fixed by the config, not by the number of ids).
@@ -257,10 +257,10 @@ const TAG_CACHE_MAX: usize = 4_096;
 /// opened envelopes held at once stay small (256 × threads × at most one envelope).
 const STAGE_WINDOW_PER_THREAD: usize = 256;
 
-/// The mechanism of a partition's accumulator: the metric's, with OLH's pool key for the
-/// partition's bucket — the key the device used, since the partition's `bucket_start` is
+/// The mechanism of a partition's accumulator: the metric's selection keyed for the
+/// partition's bucket (OLH's pool, general-privacy HR's permutation) — the key the device used, since the partition's `bucket_start` is
 /// the reports' `time` ([`confiance::recorder::Recorder::record`]).
-fn partition_mechanism(metric: &Mechanism, key: &PartitionKey) -> Mechanism {
+fn partition_mechanism(metric: &Selection, key: &PartitionKey) -> Mechanism {
     metric.for_period(key.metric.as_str(), key.bucket_start.as_secs())
 }
 
@@ -324,7 +324,7 @@ impl Aggregator {
         ledger: Ledger,
         config: AggregatorConfig,
     ) -> Result<Self, ServiceError> {
-        let mechanisms: BTreeMap<MetricId, Mechanism> =
+        let mechanisms: BTreeMap<MetricId, Selection> =
             catalogue.metrics().filter_map(|(id, m)| Some((id.clone(), m.mechanism()?))).collect();
         let mut partitions = BTreeMap::new();
         for p in store.partitions()? {
@@ -951,7 +951,7 @@ impl Aggregator {
 
     /// Transcrypts a device's polymorphic pseudonym into `recipient`'s domain through
     /// `chain` — only if the ledger's `check` allows `recipient` to have `metric` of
-    /// `subject` for `purpose` at `now` (DESIGN.md §7). An allowed transcryption is noted
+    /// `subject` for `purpose` at `now` (docs/design.md#pseudonyms). An allowed transcryption is noted
     /// as a disclosure in the ledger and logged with the digest of its proofs; a refusal
     /// changes nothing.
     ///

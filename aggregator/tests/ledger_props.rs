@@ -1,5 +1,5 @@
 //! Property tests on random ledgers: every answer agrees with a naive reference written
-//! straight from DESIGN.md §5, every reverse query agrees with `check`, and a question
+//! straight from docs/design.md#semantics, every reverse query agrees with `check`, and a question
 //! asked as known before a fact was recorded gets the answer from before it.
 //!
 //! 4 000 + 3 000 + 3 000 = 10 000 cases, each a handful of receipts over three subjects
@@ -127,7 +127,7 @@ fn plan() -> impl Strategy<Value = Plan> {
         })
 }
 
-/// The reference model: plain vectors, no index, DESIGN.md §5 read literally.
+/// The reference model: plain vectors, no index, docs/design.md#semantics read literally.
 #[derive(Clone, Debug)]
 struct RefReceipt {
     id: ReceiptId,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// a ciphertext's size must not say what a varint would (a small or a large grid point,
 /// category or hash value). Under postcard: 1 byte of variant, then GRR and Hadamard 4
 /// bytes, OLH 4 + 4, Piecewise 8, Duchi 1; OUE and SUE ⌈d/8⌉ bytes after a length prefix
-/// that depends on `d` only. Reports carry no identifier of any kind (DESIGN.md §2).
+/// that depends on `d` only. Reports carry no identifier of any kind (docs/design.md#tracks).
 ///
 /// ```
 /// use confiance::ldp::LdpReport;

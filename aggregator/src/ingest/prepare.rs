@@ -14,7 +14,7 @@ use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, CatalogueDigest, MetricKind};
 use confiance::envelope::{EnvelopeId, decode_batch};
 use confiance::ids::{MetricId, ReceiptId};
-use confiance::ldp::Mechanism;
+use confiance::ldp::Selection;
 use confiance::report::{Payload, RecordValue, Report};
 use confiance::retention::RetentionTag;
 
@@ -32,7 +32,7 @@ pub(crate) struct Preparer<'a> {
     pub(crate) catalogue: &'a Catalogue,
     pub(crate) digest: CatalogueDigest,
     pub(crate) config: &'a AggregatorConfig,
-    pub(crate) mechanisms: &'a BTreeMap<MetricId, Mechanism>,
+    pub(crate) mechanisms: &'a BTreeMap<MetricId, Selection>,
     /// (metric, tag) pairs known to pass [`RetentionTag::check`].
     pub(crate) checked_tags: &'a HashSet<(MetricId, RetentionTag)>,
 }
@@ -142,7 +142,9 @@ impl Preparer<'_> {
                         audience: r.tag.audience().clone(),
                         hold: r.tag.hold().clone(),
                     };
-                    Accumulator::check(mech, ldp).map_err(ReportError::Ldp)?;
+                    // The partition's mechanism: the report's bucket keys it, as on the device.
+                    let mech = mech.for_period(r.metric.as_str(), r.time.as_secs());
+                    Accumulator::check(&mech, ldp).map_err(ReportError::Ldp)?;
                     Ok(Kind::Statistic(key))
                 }
                 (Payload::Record { value, .. }, false) => {

@@ -45,7 +45,7 @@ pub struct AccessEntry {
     /// What.
     pub metric: MetricId,
     /// The end of the access window interval that holds `at`, when `at` is in the access
-    /// window (DESIGN.md §5: the union over the subject's receipts naming the recipient
+    /// window (docs/design.md#access-window: the union over the subject's receipts naming the recipient
     /// and the metric of `[valid_from, min(valid_until, withdrawn_at))`); `None` when the
     /// recipient sees the data only because it still holds records.
     pub window_until: Option<Until>,

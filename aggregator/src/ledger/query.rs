@@ -1,4 +1,4 @@
-//! The queries of DESIGN.md §5, read from the in-memory index.
+//! The queries of docs/design.md#queries, read from the in-memory index.
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;

@@ -99,7 +99,7 @@ impl core::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// A query of the ledger (DESIGN.md §5).
+/// A query of the ledger (docs/design.md#queries).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Query {
