@@ -8,7 +8,9 @@
 //! past its deadline, verifies its audit log and writes an HTML report.
 //!
 //! Run: `cargo run --release --example fleet [-- --devices N --months M --out DIR
-//! --commit-weeks W]`
+//! --commit-weeks W --seed S]`. `--seed` (default 0, the fleet of the published figures)
+//! changes every device's randomness and the aggregator's keys, so repeated runs give
+//! independent draws of the same fleet (`benches/fleet_seeds.sh` runs many).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -208,16 +210,25 @@ struct Device {
 impl Device {
     /// A new owner joins in the first 20 days and gives consent; the receipts wait in the
     /// outbox for the day it joins.
-    fn new(d: u64, catalogue: &Arc<Catalogue>, config: KeyConfig, start: Timestamp, months: u64) -> Self {
+    fn new(
+        d: u64,
+        seed: u64,
+        catalogue: &Arc<Catalogue>,
+        config: KeyConfig,
+        start: Timestamp,
+        months: u64,
+    ) -> Self {
         let brand = &BRANDS[(d % 3) as usize];
-        let mut rng = SeededRng::seed_from_u64(0xF1EE7 ^ d.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        // Seed 0 keeps the streams of the published runs; another seed moves them all.
+        let salt = seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let mut rng = SeededRng::seed_from_u64(0xF1EE7 ^ d.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt);
         let parts = RecorderParts {
             catalogue: Arc::clone(catalogue),
             consent: ConsentState::new(DeviceKey::generate(&mut rng)),
             pseudonyms: DeviceSecret::generate(&mut rng),
             controller: id(brand.controller),
             key_configs: vec![config],
-            rng: SeededRng::seed_from_u64(d),
+            rng: SeededRng::seed_from_u64(d ^ salt),
         };
         let mut dev = Recorder::new(parts, SingleLifeStorage);
         let mut outbox = Vec::new();
@@ -409,6 +420,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let devices = arg("--devices", 100_000);
+    let seed = arg("--seed", 0);
     let months = arg("--months", 6).max(2);
     let commit_weeks = arg("--commit-weeks", 4).max(1);
     let out_dir = std::env::args()
@@ -425,11 +437,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let catalogue = Catalogue::from_toml_str(include_str!("catalogue.toml"))?;
-    println!("confiance fleet: {devices} devices, {months} months");
+    println!("confiance fleet: {devices} devices, {months} months, seed {seed}");
     println!("catalogue `{}` v{} digest {}", catalogue.name(), catalogue.version(), catalogue.digest());
     let start = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z")?;
     let end = start.saturating_add_secs(months * MONTH);
-    let mut rng = SeededRng::seed_from_u64(2026);
+    let mut rng = SeededRng::seed_from_u64(2026 ^ seed);
     let mut keys = KeyStore::new(30 * DAY);
     let config = keys.generate(AeadId::ChaCha20Poly1305, start, end.saturating_add_secs(DAY), &mut rng)?;
     let agg_config = AggregatorConfig { max_report_age_secs: 2 * MONTH, ..AggregatorConfig::default() };
@@ -452,6 +464,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ingest_cpu = 0.0;
     let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
+    // Reports refused one by one (the answer of an accepted envelope lists them).
+    let mut refused_reports = 0u64;
     // One catalogue for every recorder (a clone each was most of the fleet's memory).
     let shared = Arc::new(catalogue.clone());
     std::thread::scope(|s| -> Result<(), Box<dyn std::error::Error>> {
@@ -466,7 +480,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let plans: Vec<Plan<'_>> = BRANDS.iter().map(|b| Plan::of(b, catalogue)).collect();
                 let mut fleet: Vec<Device> = (w..devices)
                     .step_by(workers as usize)
-                    .map(|d| Device::new(d, shared, config, start, months))
+                    .map(|d| Device::new(d, seed, shared, config, start, months))
                     .collect();
                 let subjects: Vec<(u64, &str, SubjectId)> = (w..devices.min(4))
                     .step_by(workers as usize)
@@ -567,6 +581,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 for ack in agg.commit(last)? {
                     envelopes += 1;
                     reports += u64::from(ack.reports);
+                    refused_reports += ack.refused.len() as u64;
                 }
                 spent[3] += t0.elapsed();
             }
@@ -607,6 +622,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut est_rows = Vec::new();
     let (mut covered, mut total) = (0u32, 0u32);
+    // One machine-readable line per release, for benches/fleet_seeds.sh.
+    let mut release_coverage = Vec::new();
     let pairs: Vec<(RecipientId, MetricId)> = catalogue
         .metrics()
         .filter(|(_, m)| matches!(m.privacy, Privacy::Ldp { .. }))
@@ -624,12 +641,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             continue;
         };
+        let (mut rel_covered, mut rel_total) = (0u32, 0u32);
         for (i, p) in rel.estimate.values.iter().enumerate() {
             let label = rel.labels.get(i).cloned().unwrap_or_else(|| "mean".to_string());
             let t = truths.get(i).copied().unwrap_or(f64::NAN);
             let ok = p.ci95_low <= t && t <= p.ci95_high;
             covered += u32::from(ok);
             total += 1;
+            rel_covered += u32::from(ok);
+            rel_total += 1;
             if i < 3 {
                 println!(
                     "  {:<8} {:<28} {:<12} {:>9.4} [{:>9.4}, {:>9.4}] {:>9.4} {:>8}",
@@ -654,6 +674,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 n: n as u64,
             });
         }
+        release_coverage.push(format!("  release-coverage {r} {m} {rel_covered} {rel_total}"));
+    }
+    for line in &release_coverage {
+        println!("{line}");
     }
     println!(
         "  {covered}/{total} intervals cover the true value ({:.1}%; 95% expected)",
@@ -793,6 +817,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if refused > 0 {
         problems.push(format!("{refused} envelopes refused"));
+    }
+    if refused_reports > 0 {
+        problems.push(format!("{refused_reports} reports refused"));
     }
     let overdue = overdue_after.records.len() + overdue_after.partitions.len();
     if overdue > 0 {

@@ -23,6 +23,7 @@ use super::query::{
     parse_recipient, parse_subject, parse_time, release_json, run_query,
 };
 use super::{Limits, Role, State, hex};
+use crate::audit::AuditEvent;
 use crate::ledger::Party;
 use crate::report::{Format, GatherOptions, ReportData};
 use crate::service::Aggregator;
@@ -707,8 +708,31 @@ fn u64_param(p: &HashMap<String, String>, name: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::new(400, "bad_parameter", format!("`{name}` must be a number")))
 }
 
+/// Whether `who` may read the body of `event` (issue #14, defect 9). The auditor (and
+/// the admin) read every event. Anyone may read an event that names no party (ingest
+/// batches, purges, key destructions, catalogue changes). A recipient reads the events
+/// about itself — its releases and transcryptions, consent given or withdrawn under its
+/// receipts — and nothing of another recipient's; a device reads no party's event. The
+/// leaf hash and the path are always answered: they prove inclusion and say nothing
+/// about the event.
+fn may_read(agg: &Aggregator, who: &Principal, event: &AuditEvent) -> bool {
+    if matches!(who.role, Role::Auditor | Role::Admin) {
+        return true;
+    }
+    let concerns = |r: &RecipientId| who.role == Role::Recipient && who.recipient.as_ref() == Some(r);
+    match event {
+        AuditEvent::Release { recipient, .. } | AuditEvent::Transcryption { recipient, .. } => {
+            concerns(recipient)
+        }
+        AuditEvent::ConsentGiven { receipt } | AuditEvent::ConsentWithdrawn { receipt, .. } => {
+            agg.ledger().receipt_terms(receipt).is_some_and(|t| concerns(&t.recipient))
+        }
+        _ => true,
+    }
+}
+
 async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
-    authenticate(&st, &headers, &[Role::Auditor, Role::Recipient, Role::Device])?;
+    let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient, Role::Device])?;
     let p = params(p)?;
     let v = with_agg(&st, move |agg, _| {
         let seq = u64_param(&p, "seq")?;
@@ -721,11 +745,16 @@ async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result
         let proof = log.inclusion_proof(seq, size).map_err(bad)?;
         let event = log.event(seq).map_err(bad)?;
         let leaf = event.leaf_hash().map_err(bad)?;
+        let body = if may_read(agg, &who, &event.event) {
+            hexify(serde_json::to_value(&event.event).map_err(|e| ApiError::internal(e.to_string()))?)
+        } else {
+            Value::Null
+        };
         Ok(json!({
             "seq": proof.leaf_index,
             "tree_size": proof.tree_size,
             "leaf_hash": hex(&leaf),
-            "event": hexify(serde_json::to_value(&event.event).map_err(|e| ApiError::internal(e.to_string()))?),
+            "event": body,
             "path": proof.path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
         }))
     })
