@@ -1,4 +1,4 @@
-//! The HTTP server behind `confiance serve` (DESIGN.md §11): a JSON API for devices,
+//! The HTTP server behind `confiance serve` (docs/design.md#interfaces): a JSON API for devices,
 //! recipients, auditors and admins, each role with its own bearer tokens (stored as
 //! SHA-256 hashes in the [key file](keyfile)), bounded request bodies, and JSON errors
 //! `{"error": {"code": "...", "message": "..."}}` with stable codes. The endpoints,

@@ -272,9 +272,12 @@ enum QueryCmd {
     },
     /// Data held past its deadline.
     Overdue {
-        /// As of (default now).
+        /// As of (valid time; default now).
         #[arg(long)]
         now: Option<String>,
+        /// Record time (default: as known now).
+        #[arg(long)]
+        as_known_at: Option<String>,
     },
     /// Disclosures the consent valid at their time did not allow.
     Disclosures {
@@ -683,9 +686,13 @@ fn ingest(cli: &Cli, files: &[PathBuf], framed: bool, now: Timestamp) -> Result<
             Ok(ack) => {
                 accepted += 1;
                 reports += u64::from(ack.reports);
-                results.push(
-                    json!({"index": i, "ok": true, "envelope": hex(&ack.envelope.0), "reports": ack.reports}),
-                );
+                let refused: Vec<Value> = ack
+                    .refused
+                    .iter()
+                    .map(|r| json!({"index": r.index, "code": r.refusal.code(), "retry": r.retry}))
+                    .collect();
+                results.push(json!({"index": i, "ok": true, "envelope": hex(&ack.envelope.0),
+                    "reports": ack.reports, "refused": refused}));
             }
             Err(err) => {
                 let a = ApiError::from_ingest(&err);
@@ -782,7 +789,10 @@ fn build_query(agg: &Aggregator, q: &QueryCmd) -> Result<Query, Fail> {
                 .map_err(|e| bad("bad_catalogue", format!("{}: {e}", candidate.display())))?;
             Query::CatalogueDiff { other: Box::new(parse_catalogue(&text)?) }
         }
-        QueryCmd::Overdue { now } => Query::Overdue { now: time_or_now(now.as_ref())? },
+        QueryCmd::Overdue { now, as_known_at } => Query::Overdue {
+            now: time_or_now(now.as_ref())?,
+            as_known_at: as_known_at.as_deref().map(parse_time).transpose()?,
+        },
         QueryCmd::Disclosures { w } => {
             let (from, to) = window(w)?;
             Query::Disclosures { from, to }
@@ -818,12 +828,15 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
                 let old =
                     SignedCheckpoint::from_text(&text).map_err(|e| bad("bad_checkpoint", e.to_string()))?;
                 verifier.verify_checkpoint(&old).map_err(|e| refused("checkpoint_invalid", e.to_string()))?;
-                let proof = log
-                    .consistency_proof(old.checkpoint().size(), size)
-                    .map_err(|e| refused("log_invalid", e.to_string()))?;
-                verifier.verify_consistency(&old, &cp, &proof).map_err(|e| {
-                    refused("log_invalid", format!("not consistent with the earlier checkpoint: {e}"))
-                })?;
+                // Every log extends the empty one: RFC 9162 has no proof from size 0.
+                if old.checkpoint().size() > 0 {
+                    let proof = log
+                        .consistency_proof(old.checkpoint().size(), size)
+                        .map_err(|e| refused("log_invalid", e.to_string()))?;
+                    verifier.verify_consistency(&old, &cp, &proof).map_err(|e| {
+                        refused("log_invalid", format!("not consistent with the earlier checkpoint: {e}"))
+                    })?;
+                }
                 consistency = json!(true);
             }
             Ok(json!({

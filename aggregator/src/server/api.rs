@@ -363,7 +363,17 @@ async fn post_envelope(AxState(st): St, headers: HeaderMap, body: Body) -> Resul
         Err(e) => st.metrics.envelope_refused(e.code),
     }
     let ack = answered?;
-    Ok(ok(StatusCode::CREATED, json!({"envelope": hex(&ack.envelope.0), "reports": ack.reports})))
+    // Per report (docs/wire-format.md §6): those not listed were accepted (or were
+    // already held); each listed one is refused for good or, with `retry`, for now.
+    let refused: Vec<Value> = ack
+        .refused
+        .iter()
+        .map(|r| json!({"index": r.index, "code": r.refusal.code(), "retry": r.retry}))
+        .collect();
+    Ok(ok(
+        StatusCode::CREATED,
+        json!({"envelope": hex(&ack.envelope.0), "reports": ack.reports, "refused": refused}),
+    ))
 }
 
 async fn post_receipt(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -623,7 +633,10 @@ async fn get_history(AxState(st): St, headers: HeaderMap, p: Params) -> Result<R
 async fn get_overdue(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
     let p = params(p)?;
-    query(&st, move |_| Ok(Query::Overdue { now: time_param(&p, "now", now())? })).await
+    query(&st, move |_| {
+        Ok(Query::Overdue { now: time_param(&p, "now", now())?, as_known_at: opt_time(&p, "as_known_at")? })
+    })
+    .await
 }
 
 async fn get_disclosures(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {

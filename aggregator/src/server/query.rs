@@ -8,7 +8,7 @@ use confiance::catalogue::Catalogue;
 use confiance::ids::{CategoryId, MetricId, PurposeId, RecipientId, SubjectId};
 use serde_json::{Value, json};
 
-use crate::ingest::{IngestError, ReportError};
+use crate::ingest::IngestError;
 use crate::ledger::{LedgerError, Party, Target};
 use crate::service::{Aggregator, Release, ReleaseError, ServiceError};
 
@@ -62,9 +62,7 @@ impl ApiError {
     pub fn from_ingest(e: &IngestError) -> Self {
         let status = match e {
             IngestError::TooLarge { .. } => 413,
-            IngestError::ReplayedEnvelope(_) | IngestError::Report { reason: ReportError::Replayed, .. } => {
-                409
-            }
+            IngestError::ReplayedEnvelope(_) => 409,
             IngestError::Store(_) => 503,
             _ => 400,
         };
@@ -118,7 +116,7 @@ impl core::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// A query of the ledger (DESIGN.md §5).
+/// A query of the ledger (docs/design.md#queries).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Query {
@@ -173,10 +171,12 @@ pub enum Query {
         /// End (exclusive).
         to: Timestamp,
     },
-    /// `overdue(now)`.
+    /// `overdue(now, as_known_at)`.
     Overdue {
-        /// The instant.
+        /// The instant (valid time).
         now: Timestamp,
+        /// Record time (`None` = now).
+        as_known_at: Option<Timestamp>,
     },
     /// `unconsented_disclosures(from, to)`.
     Disclosures {
@@ -404,7 +404,7 @@ pub fn run_query(agg: &Aggregator, q: &Query) -> Result<Value, ApiError> {
         Query::History { party, from, to } => {
             Ok(json!({ "entries": to_value(&l.history(party, *from, *to))? }))
         }
-        Query::Overdue { now } => to_value(&l.overdue(*now)),
+        Query::Overdue { now, as_known_at } => to_value(&l.overdue(*now, *as_known_at)),
         Query::Disclosures { from, to } => {
             Ok(json!({ "disclosures": to_value(&l.unconsented_disclosures(*from, *to))? }))
         }
