@@ -443,6 +443,13 @@ fn every_endpoint_role_and_bad_request() {
     refused(h.get("/v1/report", &calora), 403, "wrong_role");
     refused(h.get("/v1/report?format=pdf", &auditor), 400, "bad_parameter");
     refused(h.get("/v1/report?at=yesterday", &auditor), 400, "bad_time");
+    // Reports read a snapshot copy of the database, removed once the report is written.
+    let leftovers: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("snapshot"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // Admin: purge (nothing is due yet) and every other role's endpoints.
     let (s, v) = h.post("/v1/purge", &admin, b"");

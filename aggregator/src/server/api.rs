@@ -681,7 +681,7 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
         f.parse().map_err(|_| ApiError::new(400, "bad_parameter", "`format` is `html`, `json` or `markdown`"))
     })?;
     let at = time_param(&p, "at", now())?;
-    let text = with_agg(&st, move |agg, st| {
+    let render = move |agg: &Aggregator, st: &State| {
         let title = format!("Who sees what — {}", agg.catalogue().name());
         let opts = GatherOptions {
             title: &title,
@@ -692,8 +692,20 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
         };
         let data = ReportData::gather(agg, &opts).map_err(|e| ApiError::internal(e.to_string()))?;
         format.render(&data).map_err(|e| ApiError::internal(e.to_string()))
-    })
-    .await?;
+    };
+    let text = match st.db_path.clone() {
+        // A snapshot of the file, read without the aggregator's lock: ingest goes on.
+        Some(db) => {
+            let st = Arc::clone(&st);
+            tokio::task::spawn_blocking(move || {
+                let snap = super::snapshot::Snapshot::take(&db, st.catalogue.clone(), st.keys.clone())?;
+                render(snap.aggregator(), &st)
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??
+        }
+        None => with_agg(&st, move |agg, st| render(agg, st)).await?,
+    };
     let content_type = match format {
         Format::Html => "text/html; charset=utf-8",
         Format::Json => "application/json",
