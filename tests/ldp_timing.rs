@@ -131,6 +131,28 @@ fn frequency_oracles_draw_independently_of_the_value() {
     }
 }
 
+/// The unary encoders draw their d bits 64 lanes at a time: at d = 130 (three words, the
+/// last partial) the own position in each word, at each word's edges, must not change the
+/// draws. ε = 1/2 and 4 take both lane constructions (logistic below γ = 4/3, alternating
+/// from it) for OUE (γ = ε) and SUE (γ = ε/2).
+#[test]
+fn unary_encoders_draw_independently_of_the_value_across_words() {
+    for eps in [Epsilon::from_ratio(1, 2).unwrap(), Epsilon::from_ratio(4, 1).unwrap()] {
+        for name in [MechanismName::Oue, MechanismName::Sue] {
+            let m = Mechanism::select(Domain::Categorical { d: 130 }, eps, name).unwrap();
+            let rows: Vec<_> = [0u32, 1, 63, 64, 100, 127, 128, 129]
+                .iter()
+                .map(|v| {
+                    histogram(3000 + u64::from(*v), |rng| {
+                        drop(m.encode(LdpValue::Category(*v), rng).unwrap());
+                    })
+                })
+                .collect();
+            assert_homogeneous(&format!("{name:?} d=130 ε={eps}"), &rows);
+        }
+    }
+}
+
 #[test]
 fn numeric_mechanisms_draw_independently_of_the_value() {
     let eps = Epsilon::from_ratio(1, 1).unwrap();
