@@ -159,6 +159,28 @@ fn unary_across_words() {
     });
 }
 
+/// GRR over two values flips with one lane of the bit-sliced logistic sampler: at ε = 1
+/// (logistic construction) and ε = 4 (alternating), P(keep) = e^ε/(e^ε + 1).
+#[test]
+fn grr_two_values() {
+    for (n, seed) in [(1u32, 14u64), (4, 15)] {
+        let e = f64::from(n).exp();
+        let m = Mechanism::select(
+            Domain::Categorical { d: 2 },
+            Epsilon::from_ratio(n, 1).unwrap(),
+            MechanismName::Grr,
+        )
+        .unwrap();
+        let cell = |r: &LdpReport| match r {
+            LdpReport::Grr(y) => *y as usize,
+            _ => unreachable!(),
+        };
+        chi_square(&m, LdpValue::Category(1), seed, 2, cell, |y| {
+            if y == 1 { e / (e + 1.0) } else { 1.0 / (e + 1.0) }
+        });
+    }
+}
+
 #[test]
 fn olh() {
     let (eps, e) = e1();

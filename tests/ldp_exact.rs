@@ -512,7 +512,11 @@ fn unary_reports_are_the_drawn_lanes() {
                     assert_eq!(bit(bits, i), want, "{name:?} d={d} x={x} bit {i}");
                 }
                 assert!(coins.words.is_empty());
-                assert_eq!(*draws.get_or_insert_with(|| coins.lanes.clone()), coins.lanes, "draws depend on x");
+                assert_eq!(
+                    *draws.get_or_insert_with(|| coins.lanes.clone()),
+                    coins.lanes,
+                    "draws depend on x"
+                );
             }
         }
     }

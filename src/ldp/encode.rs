@@ -80,6 +80,13 @@ impl Mechanism {
         let nz = |n: u64| NonZeroU64::new(n).ok_or(LdpError::BadParameters);
         let accept_if = |c: Choice| -> bool { c.into() };
         let report = match *self.params() {
+            Params::Grr { d: 2 } => {
+                // Two values: keep with e^ε/(e^ε + 1), i.e. flip with Bernoulli(1/(1 + e^ε)),
+                // one lane of the bit-sliced sampler (about half the words of the mixture coin
+                // and a uniform draw, whose law is the same; docs/benchmarks.md).
+                let flip = coins.bernoulli_logistic_lanes(eps, 1);
+                Some(LdpReport::Grr(narrow(x ^ (flip & 1))))
+            }
             Params::Grr { d } => {
                 // GRR as a mixture (docs/privacy.md §2): with probability
                 // q = (e^ε − 1)/(e^ε − 1 + d) the value, otherwise uniform over 0..d;

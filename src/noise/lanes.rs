@@ -241,7 +241,9 @@ mod tests {
         for (a, b) in [(1u64, 4u64), (1, 2), (3, 4), (1, 1), (2, 1), (4, 1), (0, 1)] {
             let gamma = Ratio::new(a, b).unwrap();
             let p = 1.0 / (1.0 + (a as f64 / b as f64).exp());
-            check_lanes(&format!("γ = {a}/{b}"), p, 20_000, || bernoulli_logistic_lanes(&mut rng, gamma, 64));
+            check_lanes(&format!("γ = {a}/{b}"), p, 20_000, || {
+                bernoulli_logistic_lanes(&mut rng, gamma, 64)
+            });
             let n = 100_000u32;
             let mut cells = [0u32; 16];
             for _ in 0..n {
