@@ -466,6 +466,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (0u64, 0u64, 0u64, 0u64, 0u64);
     // Reports refused one by one (the answer of an accepted envelope lists them).
     let mut refused_reports = 0u64;
+    let mut frame_bytes = 0u64;
     // One catalogue for every recorder (a clone each was most of the fleet's memory).
     let shared = Arc::new(catalogue.clone());
     std::thread::scope(|s| -> Result<(), Box<dyn std::error::Error>> {
@@ -550,6 +551,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         _ => None,
                     })
                     .collect();
+                frame_bytes += frames.iter().map(|(f, _)| f.len() as u64).sum::<u64>();
                 if let Some(&(_, t)) = frames.last() {
                     last = t;
                     let t0 = Instant::now();
@@ -807,7 +809,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out_dir.join("fleet-report.md"), report::render_markdown(&data))?;
     println!("report written to {}", html.display());
     println!("(records, purge, audit and report: {:.1} s)", phase.elapsed().as_secs_f64());
-    println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
+    let wall = started.elapsed().as_secs_f64();
+    println!("\ndone in {wall:.1} s");
+    let sent = envelopes + refused;
+    let mean_frame = usize::try_from(frame_bytes / sent.max(1)).unwrap_or(0);
+    Floor::measure(sent, mean_frame, receipts + withdrawals, 1)?.print(wall, workers.max(1));
     // The run fails (exit code 1) if the pipeline went wrong, so scripts and CI can rely
     // on it. Coverage is judged loosely: with ~55 intervals at 95%, fewer than 80% covered
     // happens by chance with probability about 10^-5.
@@ -829,4 +835,112 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         problems.push(format!("only {covered}/{total} intervals cover the true value"));
     }
     if problems.is_empty() { Ok(()) } else { Err(problems.join("; ").into()) }
+}
+
+/// The fleet's cryptographic floor: what it could not avoid doing, each kind with its count
+/// and its unit cost measured here at the end of the run (median of interleaved rounds),
+/// summed and divided by the cores. Anonymous report tokens join the list once they exist.
+struct Floor {
+    /// (what, count, seconds per unit).
+    items: Vec<(&'static str, u64, f64)>,
+}
+
+impl Floor {
+    /// Unit costs of sealing and opening an envelope of `mean_frame` bytes (the run's mean)
+    /// and of making and verifying an Ed25519 signature (a consent receipt or withdrawal,
+    /// made on the device, verified on ingest); `checkpoints` signed checkpoints.
+    fn measure(
+        envelopes: u64,
+        mean_frame: usize,
+        signed: u64,
+        checkpoints: u64,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        use confiance::envelope::{self, CatalogueDigest, HeaderFields, KeyId, OVERHEAD, SecretKey};
+        use ed25519_dalek::Signer as _;
+        let mut rng = SeededRng::seed_from_u64(9);
+        let secret = SecretKey::generate(&mut rng);
+        let config = KeyConfig::new(
+            KeyId(9),
+            AeadId::ChaCha20Poly1305,
+            secret.public_key(),
+            Timestamp::EPOCH,
+            Timestamp::MAX,
+        )?;
+        let fields =
+            HeaderFields { catalogue_digest: CatalogueDigest([0; 32]), time_bucket: Timestamp::EPOCH };
+        let plaintext = vec![0u8; mean_frame.saturating_sub(OVERHEAD)];
+        let frame = envelope::seal(&config, &fields, &plaintext, &mut rng)?;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let message = [7u8; 200];
+        let signature = key.sign(&message);
+        let verifying = key.verifying_key();
+        let mut ops: Vec<(&'static str, u64, Box<dyn FnMut() + '_>)> = vec![
+            (
+                "seal an envelope (device)",
+                envelopes,
+                Box::new(|| {
+                    drop(std::hint::black_box(envelope::seal(&config, &fields, &plaintext, &mut rng)))
+                }),
+            ),
+            (
+                "open an envelope (aggregator)",
+                envelopes,
+                Box::new(|| {
+                    drop(std::hint::black_box(envelope::open(&frame, &secret, AeadId::ChaCha20Poly1305)))
+                }),
+            ),
+            (
+                "sign a receipt or withdrawal (device) or a checkpoint",
+                signed + checkpoints,
+                Box::new(|| {
+                    std::hint::black_box(key.sign(&message));
+                }),
+            ),
+            (
+                "verify a receipt or withdrawal signature (aggregator)",
+                signed,
+                Box::new(|| drop(std::hint::black_box(verifying.verify_strict(&message, &signature)))),
+            ),
+        ];
+        // Interleaved rounds of 20 ms each, median per kind: a change of load hits all alike.
+        let mut samples = vec![Vec::new(); ops.len()];
+        for _ in 0..7 {
+            for ((_, _, f), out) in ops.iter_mut().zip(&mut samples) {
+                let t = Instant::now();
+                let mut n = 0u32;
+                while t.elapsed().as_secs_f64() < 0.02 {
+                    f();
+                    n += 1;
+                }
+                out.push(t.elapsed().as_secs_f64() / f64::from(n));
+            }
+        }
+        let items = ops
+            .iter()
+            .zip(&mut samples)
+            .map(|((what, count, _), v)| {
+                v.sort_by(f64::total_cmp);
+                (*what, *count, v[v.len() / 2])
+            })
+            .collect();
+        Ok(Self { items })
+    }
+
+    fn print(&self, wall: f64, cores: u64) {
+        println!(
+            "
+cryptographic floor (unit costs measured now, {cores} cores):"
+        );
+        let mut total = 0.0;
+        for (what, count, unit) in &self.items {
+            let secs = *count as f64 * unit;
+            total += secs;
+            println!("  {what:<55} {count:>9} × {:>7.1} µs = {secs:>7.2} s", unit * 1e6);
+        }
+        let floor = total / cores as f64;
+        println!(
+            "  floor: {total:.2} s of cryptography / {cores} cores = {floor:.2} s; wall time / floor = {:.2}",
+            wall / floor
+        );
+    }
 }
