@@ -102,8 +102,10 @@ fn main() {
     frames.truncate(total);
 
     let token = "cf_load";
+    // Envelopes need no bearer token (devices sign; envelopes are anonymous); the one
+    // sent is ignored, as a real client's would be.
     let tokens =
-        vec![TokenEntry { role: Role::Device, recipient: None, sha256: sha2::Sha256::digest(token).into() }];
+        vec![TokenEntry { role: Role::Auditor, recipient: None, sha256: sha2::Sha256::digest(token).into() }];
     let signer = CheckpointSigner::generate("confiance/load", &mut rng).unwrap();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -113,6 +113,7 @@
 
 mod answer;
 mod diff;
+mod enroll;
 mod error;
 mod index;
 mod query;
@@ -133,6 +134,7 @@ pub use answer::{
     Removal, SubjectAccess, Target, UnconsentedDisclosure, Until, WhoSees,
 };
 pub use diff::diff;
+pub use enroll::{EnrollError, EnrolledDevice, MAX_REASON_BYTES};
 pub use error::LedgerError;
 use index::{DisclosureRow, Index, NEVER, Names, PartitionRow, ReceiptRow, RecordRow};
 
@@ -143,7 +145,8 @@ pub struct UnverifiedReceipt {
     pub id: ReceiptId,
     /// Its subject.
     pub subject: SubjectId,
-    /// The device key a withdrawal must be signed with.
+    /// The key that signed it (kept for the record; withdrawals are checked against the
+    /// subject's keys, not this one).
     pub device_key: [u8; 32],
     /// Its recipient.
     pub recipient: RecipientId,
@@ -370,11 +373,16 @@ impl<C: Borrow<Connection>> Ledger<C> {
         }
     }
 
-    /// Verifies and records a signed receipt (its wire bytes) learned at `recorded_at`.
+    /// Verifies and records a signed receipt (its wire bytes) learned at `recorded_at`:
+    /// its signature, its subject id (the hash of its subject key), the catalogue, and
+    /// that its signer speaks for the subject when it signed (the subject key, or a
+    /// device key the subject delegated, in force and not revoked: [`EnrollError`]).
     ///
     /// # Errors
-    /// [`LedgerError::Consent`] for bad bytes, a bad signature or a receipt the catalogue
-    /// refuses; [`LedgerError::DuplicateReceipt`]; [`LedgerError::Store`].
+    /// [`LedgerError::Consent`] for bad bytes, a bad signature, a subject id that is not
+    /// its key's, or a receipt the catalogue refuses; [`LedgerError::Enroll`] for a
+    /// signer that does not speak for the subject; [`LedgerError::DuplicateReceipt`];
+    /// [`LedgerError::Store`].
     pub fn ingest_receipt(&mut self, bytes: &[u8], recorded_at: Timestamp) -> Result<ReceiptId, LedgerError> {
         let signed = SignedReceipt::from_bytes(bytes)?;
         self.ingest_signed_receipt(&signed, recorded_at)
@@ -391,13 +399,14 @@ impl<C: Borrow<Connection>> Ledger<C> {
     ) -> Result<ReceiptId, LedgerError> {
         let r = signed.receipt();
         r.check_against(&self.catalogue)?;
+        self.authorize(&r.subject_key, &r.subject, &r.signer, r.issued_at, recorded_at)?;
         let id = signed.id();
         let metrics: Vec<MetricId> =
             r.scope.metrics_in(&self.catalogue, &r.recipient, &r.purpose).cloned().collect();
         let input = UnverifiedReceipt {
             id,
             subject: r.subject,
-            device_key: r.device_key,
+            device_key: r.signer.0,
             recipient: r.recipient.clone(),
             purpose: r.purpose.clone(),
             metrics,
@@ -515,9 +524,10 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// Verifies and records a signed withdrawal (its wire bytes) learned at `recorded_at`.
     ///
     /// # Errors
-    /// [`LedgerError::Consent`] for bad bytes or a bad signature;
-    /// [`LedgerError::UnknownReceipt`], [`LedgerError::KeyMismatch`],
-    /// [`LedgerError::SubjectMismatch`], [`LedgerError::BeforeValidity`],
+    /// [`LedgerError::Consent`] for bad bytes, a bad signature or a subject id that is
+    /// not its key's; [`LedgerError::UnknownReceipt`], [`LedgerError::SubjectMismatch`],
+    /// [`LedgerError::Enroll`] for a signer that does not speak for the subject (any key
+    /// that does may withdraw any of the subject's receipts), [`LedgerError::BeforeValidity`],
     /// [`LedgerError::AlreadyWithdrawn`], [`LedgerError::RecordedBeforeReceipt`];
     /// [`LedgerError::Store`].
     pub fn ingest_withdrawal(
@@ -541,12 +551,10 @@ impl<C: Borrow<Connection>> Ledger<C> {
         let w = signed.withdrawal();
         let ri = *self.ix.receipt_ix.get(&w.receipt).ok_or(LedgerError::UnknownReceipt(w.receipt))?;
         let row = self.ix.receipts.get(ri as usize).ok_or(LedgerError::UnknownReceipt(w.receipt))?;
-        if w.device_key != row.device_key {
-            return Err(LedgerError::KeyMismatch);
-        }
         if self.ix.subject_id(row.subject) != Some(w.subject) {
             return Err(LedgerError::SubjectMismatch);
         }
+        self.authorize(&w.subject_key, &w.subject, &w.signer, w.issued_at, recorded_at)?;
         if row.withdrawn() {
             return Err(LedgerError::AlreadyWithdrawn);
         }
@@ -557,7 +565,14 @@ impl<C: Borrow<Connection>> Ledger<C> {
             return Err(LedgerError::RecordedBeforeReceipt);
         }
         let seq = self.ix.next_seq;
-        store::insert_withdrawal(self.conn.borrow(), seq, &w.receipt, w.at, recorded_at, &signed.to_bytes())?;
+        store::insert_withdrawal(
+            self.conn.borrow(),
+            seq,
+            &w.receipt,
+            w.at,
+            recorded_at,
+            Some(&signed.to_bytes()),
+        )?;
         self.ix.apply_withdrawal(&self.names, ri, w.at, recorded_at, seq);
         Ok(w.receipt)
     }

@@ -29,8 +29,14 @@ fn t(s: u64) -> Timestamp {
     Timestamp::from_secs(s)
 }
 
+/// Subject `s` is a single-device subject: its device key (seed `s + 1`) is its key.
 fn subject(s: usize) -> SubjectId {
-    SubjectId([u8::try_from(s).unwrap() + 1; 32])
+    let key = DeviceKey::from_bytes(&[u8::try_from(s).unwrap() + 1; 32]);
+    SubjectId::of_key(&key.public_key().as_subject_key())
+}
+
+fn subject_index(id: &SubjectId) -> usize {
+    (0..3).position(|s| subject(s) == *id).unwrap()
 }
 
 /// (recipient, purpose) pairs with the metrics the catalogue allows them.
@@ -224,7 +230,6 @@ impl World {
             let metrics = if metrics.is_empty() { ms.iter().take(1).cloned().collect() } else { metrics };
             let until = rp.len.map(|l| rp.from + l);
             let grant = Grant {
-                subject: subject(rp.subject),
                 recipient: r.clone(),
                 purpose: pu.clone(),
                 scope: Scope::metrics(metrics.iter().cloned()),
@@ -555,7 +560,7 @@ proptest! {
         }
         let unconsented = l.unconsented_disclosures(t(0), t(u64::MAX));
         let expect: Vec<&Disclosure> = w.disclosures.iter()
-            .filter(|(d, a)| !w.check(&d.recipient, &d.metric, &d.purpose, (d.subject.0[0] - 1) as usize, *a, Some(*a)).0)
+            .filter(|(d, a)| !w.check(&d.recipient, &d.metric, &d.purpose, subject_index(&d.subject), *a, Some(*a)).0)
             .map(|(d, _)| d).collect();
         prop_assert_eq!(unconsented.len(), expect.len());
         for u in &unconsented {
