@@ -3,7 +3,7 @@
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
-use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName};
+use confiance::ldp::{Domain, LdpValue, MechanismName, Selection};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
@@ -22,7 +22,9 @@ fn encode(c: &mut Criterion) {
             (MechanismName::Oue, 1024),
             (MechanismName::Sue, 1024),
         ] {
-            let m = Mechanism::select(Domain::Categorical { d }, eps, name).unwrap();
+            let m = Selection::new(Domain::Categorical { d }, eps, name)
+                .map(|s| s.for_period("test", 0))
+                .unwrap();
             let mut v = 0u32;
             g.bench_function(format!("{name:?}/d={d}/eps={e}"), |b| {
                 b.iter(|| {
@@ -32,7 +34,9 @@ fn encode(c: &mut Criterion) {
             });
         }
         for name in [MechanismName::Piecewise, MechanismName::Duchi] {
-            let m = Mechanism::select(Domain::Numeric { min: 0, max: 1000 }, eps, name).unwrap();
+            let m = Selection::new(Domain::Numeric { min: 0, max: 1000 }, eps, name)
+                .map(|s| s.for_period("test", 0))
+                .unwrap();
             let mut x = 0i64;
             g.bench_function(format!("{name:?}/[0,1000]/eps={e}"), |b| {
                 b.iter(|| {
@@ -47,7 +51,9 @@ fn encode(c: &mut Criterion) {
     for e in [1u32, 4] {
         let eps = Epsilon::from_ratio(e, 1).unwrap();
         for name in [MechanismName::Grr, MechanismName::Olh, MechanismName::HadamardBlocks] {
-            let m = Mechanism::select(Domain::Categorical { d: 65_536 }, eps, name).unwrap();
+            let m = Selection::new(Domain::Categorical { d: 65_536 }, eps, name)
+                .map(|s| s.for_period("test", 0))
+                .unwrap();
             let mut v = 0u32;
             g.bench_function(format!("{name:?}/d=65536/eps={e}/OsRng"), |b| {
                 b.iter(|| {

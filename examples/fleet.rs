@@ -19,10 +19,10 @@ use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, MetricKind, Privacy};
 use confiance::consent::{ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey};
 use confiance::envelope::{AeadId, KeyConfig};
-use confiance::hazmat::{SeedableRng as _, SeededRng};
+use confiance::hazmat::{SeedableRng as _, SeededRng, SingleLifeStorage};
 use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
 use confiance::pseudonym::DeviceSecret;
-use confiance::recorder::{NullStorage, Recorder, RecorderParts, Value};
+use confiance::recorder::{Recorder, RecorderParts, Value};
 use confiance::rng::Rng as _;
 use confiance_aggregator::audit::{CheckpointSigner, Verifier};
 use confiance_aggregator::keys::KeyStore;
@@ -192,7 +192,7 @@ struct Device {
     brand: &'static Brand,
     brand_index: usize,
     /// The recorder, sharing the fleet's one catalogue.
-    dev: Recorder<SeededRng, NullStorage, Arc<Catalogue>>,
+    dev: Recorder<SeededRng, SingleLifeStorage, Arc<Catalogue>>,
     rng: SeededRng,
     /// Receipt ids of the statistics consents, in the order given.
     receipts: Vec<confiance::ids::ReceiptId>,
@@ -227,7 +227,7 @@ impl Device {
             key_configs: vec![config],
             rng: SeededRng::seed_from_u64(d),
         };
-        let mut dev = Recorder::new(parts, NullStorage);
+        let mut dev = Recorder::new(parts, SingleLifeStorage);
         let mut receipts = Vec::new();
         for (who, purpose, share) in OFFERS {
             let recipient = if who == "brand" { brand.controller } else { who };
@@ -747,7 +747,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Retention: purge what is past its deadline four months after the end.
     let purge_at = end.saturating_add_secs(4 * MONTH);
-    let overdue_before = agg.ledger().overdue(purge_at);
+    let overdue_before = agg.ledger().overdue(purge_at, None);
     let purged = agg.purge(purge_at)?;
     println!(
         "purge at {}: {} partitions and {} records deleted, {} period keys destroyed ({} items were overdue)",
@@ -764,7 +764,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let verifier = Verifier::new("confiance.example/fleet", signer.verifying_key())?;
     let events = log.export(log.size())?;
     let verified = verifier.audit(&cp, &events).is_ok();
-    let overdue_after = agg.ledger().overdue(purge_at);
+    let overdue_after = agg.ledger().overdue(purge_at, None);
     println!("overdue after the purge: {}", overdue_after.records.len() + overdue_after.partitions.len());
     println!(
         "audit log: {} events, root {}…, verified: {verified}",

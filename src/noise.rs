@@ -1,6 +1,6 @@
 //! Exact samplers: integer and rational arithmetic only, never floating point.
 //!
-//! DESIGN.md §6: every probability the mechanisms use is realised exactly, so that
+//! docs/design.md#exact-sampling: every probability the mechanisms use is realised exactly, so that
 //! floating-point attacks on noise (Mironov, CCS 2012) have nothing to find.
 //!
 //! - [`uniform_below`]: uniform integers without modulo bias (Lemire 2019, with the

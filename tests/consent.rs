@@ -1,5 +1,5 @@
 //! Consent receipts and withdrawals: signatures, strict decoding, catalogue checks, the
-//! device's consent state and the access-window semantics of DESIGN.md §5.
+//! device's consent state and the access-window semantics of docs/design.md#access-window.
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
@@ -334,7 +334,7 @@ proptest! {
     }
 }
 
-/// The worked example of docs/wire-format.md §6 (subject id, delegation, revocation,
+/// The worked example of docs/wire-format.md §7 (subject id, delegation, revocation,
 /// withdrawal), reproduced byte for byte.
 #[test]
 fn consent_wire_example_matches_the_docs() {

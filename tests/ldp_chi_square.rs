@@ -15,7 +15,9 @@
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
-use confiance::ldp::{Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params, olh_hash};
+use confiance::ldp::{
+    Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params, Selection, hadamard_block, olh_hash,
+};
 
 const DRAWS: u32 = 1_000_000;
 
@@ -65,7 +67,7 @@ fn e1() -> (Epsilon, f64) {
 }
 
 fn cat(name: MechanismName, d: u32) -> Mechanism {
-    Mechanism::select(Domain::Categorical { d }, e1().0, name).unwrap()
+    Selection::new(Domain::Categorical { d }, e1().0, name).map(|s| s.for_period("test", 0)).unwrap()
 }
 
 #[test]
@@ -165,11 +167,14 @@ fn hadamard() {
 }
 
 /// General-privacy HR with 2 blocks of 8 (d = 8, ε = 1): 16 outputs, value 5 is row 3
-/// of block 1.
+/// of block `hadamard_block(key, 2, 5)`.
 #[test]
 fn hadamard_blocks() {
     let (eps, e) = e1();
-    let m = Mechanism::from_parts(eps, Params::HadamardBlocks { d: 8, blocks: 2, block_size: 8 }).unwrap();
+    let key = 0x5eed_b10c;
+    let m =
+        Mechanism::from_parts(eps, Params::HadamardBlocks { d: 8, blocks: 2, block_size: 8, key }).unwrap();
+    let block = hadamard_block(key, 2, 5) as usize;
     let z = 3.0 + e;
     chi_square(
         &m,
@@ -181,7 +186,7 @@ fn hadamard_blocks() {
             _ => unreachable!(),
         },
         |o| {
-            let inside = o / 8 == 1 && (3 & (o % 8)).count_ones() % 2 == 0;
+            let inside = o / 8 == block && (3 & (o % 8)).count_ones() % 2 == 0;
             2.0 / 8.0 * if inside { e / z } else { 1.0 / z }
         },
     );
@@ -190,7 +195,9 @@ fn hadamard_blocks() {
 #[test]
 fn piecewise() {
     let (eps, e) = e1();
-    let m = Mechanism::select(Domain::Numeric { min: 0, max: 10 }, eps, MechanismName::Piecewise).unwrap();
+    let m = Selection::new(Domain::Numeric { min: 0, max: 10 }, eps, MechanismName::Piecewise)
+        .map(|s| s.for_period("test", 0))
+        .unwrap();
     let Params::Piecewise { step, window, outputs, .. } = *m.params() else { unreachable!() };
     let s = 7 * step;
     let z = window as f64 * e + (outputs - window) as f64;
@@ -210,7 +217,9 @@ fn piecewise() {
 #[test]
 fn duchi() {
     let (eps, e) = e1();
-    let m = Mechanism::select(Domain::Numeric { min: 0, max: 10 }, eps, MechanismName::Duchi).unwrap();
+    let m = Selection::new(Domain::Numeric { min: 0, max: 10 }, eps, MechanismName::Duchi)
+        .map(|s| s.for_period("test", 0))
+        .unwrap();
     let t = 2.0 * 3.0 / 10.0 - 1.0;
     let plus = 0.5 + t * (e - 1.0) / (2.0 * (e + 1.0));
     chi_square(

@@ -19,7 +19,7 @@
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng, bernoulli_exp_neg, uniform_below};
-use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName};
+use confiance::ldp::{Domain, LdpValue, MechanismName, Selection};
 use confiance::noise::Ratio;
 use rand_core::{TryCryptoRng, TryRng};
 use std::collections::BTreeMap;
@@ -120,7 +120,9 @@ fn frequency_oracles_draw_independently_of_the_value() {
             MechanismName::Hadamard,
             MechanismName::HadamardBlocks,
         ] {
-            let m = Mechanism::select(Domain::Categorical { d: 8 }, eps, name).unwrap();
+            let m = Selection::new(Domain::Categorical { d: 8 }, eps, name)
+                .map(|s| s.for_period("test", 0))
+                .unwrap();
             let rows: Vec<_> = (0..8u32)
                 .map(|v| {
                     histogram(1000 + u64::from(v), |rng| drop(m.encode(LdpValue::Category(v), rng).unwrap()))
@@ -135,7 +137,9 @@ fn frequency_oracles_draw_independently_of_the_value() {
 fn numeric_mechanisms_draw_independently_of_the_value() {
     let eps = Epsilon::from_ratio(1, 1).unwrap();
     for name in [MechanismName::Piecewise, MechanismName::Duchi] {
-        let m = Mechanism::select(Domain::Numeric { min: -50, max: 50 }, eps, name).unwrap();
+        let m = Selection::new(Domain::Numeric { min: -50, max: 50 }, eps, name)
+            .map(|s| s.for_period("test", 0))
+            .unwrap();
         let rows: Vec<_> = [-50i64, -17, 0, 33, 50]
             .iter()
             .map(|x| {

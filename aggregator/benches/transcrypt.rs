@@ -1,5 +1,5 @@
 //! Pseudonym transcryption costs beside the cost of the scalar multiplications they need
-//! (DESIGN.md §12), measured in the same run.
+//! (docs/design.md#cost-floor), measured in the same run.
 //!
 //! `cargo bench -p confiance-aggregator --bench transcrypt` runs the criterion benches,
 //! then prints a table: for each operation, its median µs, how many fixed-base (B) and

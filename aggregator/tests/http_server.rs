@@ -396,6 +396,8 @@ fn every_endpoint_role_and_bad_request() {
     confiance_aggregator::audit::merkle::verify_inclusion(&leaf, 1, size, &path, signed.root()).unwrap();
     let (s, con) = h.get(&format!("/v1/audit/consistency?old=2&new={size}"), &calora);
     assert_eq!((s, con["new_size"].as_u64()), (200, Some(size)), "{con}");
+    // RFC 9162 defines consistency for 0 < old ≤ new (issue #14, defect 8).
+    refused(h.get(&format!("/v1/audit/consistency?old=0&new={size}"), &auditor), 400, "bad_proof_request");
     refused(
         h.get(&format!("/v1/audit/inclusion?seq={}&tree_size={size}", size + 5), &auditor),
         400,

@@ -6,7 +6,7 @@ use rand_core::CryptoRng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// A report's id: 16 random bytes drawn by the device (DESIGN.md §8). It links nothing
+/// A report's id: 16 random bytes drawn by the device (docs/design.md#envelopes). It links nothing
 /// to the device; the aggregator uses it only to refuse a report it has already counted.
 /// Encoded by postcard as its 16 raw bytes.
 ///

@@ -14,9 +14,10 @@ impl Mechanism {
     /// Privatise one value.
     ///
     /// ```
-    /// use confiance::ldp::{Domain, LdpReport, LdpValue, Mechanism, MechanismName};
+    /// use confiance::ldp::{Domain, LdpReport, LdpValue, MechanismName, Selection};
     /// use confiance::{Epsilon, hazmat::{ChaCha20Rng, SeedableRng}};
-    /// let m = Mechanism::select(Domain::Numeric { min: 0, max: 40 }, Epsilon::from_ratio(1, 1)?, MechanismName::Duchi)?;
+    /// let s = Selection::new(Domain::Numeric { min: 0, max: 40 }, Epsilon::from_ratio(1, 1)?, MechanismName::Duchi)?;
+    /// let m = s.for_period("thermostat.setpoint", 1_800_000_000);
     /// let mut rng = ChaCha20Rng::seed_from_u64(1); // tests only: devices use OsRng
     /// assert!(matches!(m.encode(LdpValue::Numeric(21), &mut rng)?, LdpReport::Duchi(_)));
     /// assert!(m.encode(LdpValue::Numeric(41), &mut rng).is_err());
@@ -97,9 +98,9 @@ impl Mechanism {
                 let value = u64::conditional_select(&y, &h, Choice::from(u8::from(keep)));
                 Some(LdpReport::Olh { seed: narrow(seed), value: narrow(value) })
             }
-            Params::Hadamard { k, .. } => Some(hadamard(x, 1, k, eps, coins)?),
-            Params::HadamardBlocks { blocks, block_size, .. } => {
-                Some(hadamard(x, blocks, block_size, eps, coins)?)
+            Params::Hadamard { k, .. } => Some(hadamard(x, 1, k, 0, eps, coins)?),
+            Params::HadamardBlocks { blocks, block_size, key, .. } => {
+                Some(hadamard(x, blocks, block_size, key, eps, coins)?)
             }
             Params::Piecewise { step, window, outputs, .. } => {
                 let start = x.saturating_mul(step);
@@ -145,7 +146,8 @@ fn mixture(eps: Ratio, weight: u64) -> Result<Mixture, LdpError> {
 }
 
 /// Hadamard response over `blocks` blocks of `size` outputs (both powers of two).
-/// Category x is row `⌊x / blocks⌋ + 1` of block `x mod blocks`; it owns the `size/2`
+/// Category x is row `⌊x / blocks⌋ + 1` of block [`super::hadamard_block`]`(key, blocks, x)`
+/// (`x mod blocks` rotated by a keyed offset of its row); it owns the `size/2`
 /// columns of its block where the row is +1 (parity of popcount(row & column) even).
 /// Mixture: with probability (e^ε − 1)/(e^ε − 1 + 2·blocks) a uniform column of x's
 /// half — a uniform column, moved into the half by flipping the row's lowest set bit
@@ -156,6 +158,7 @@ fn hadamard<C: Coins>(
     x: u64,
     blocks: u32,
     size: u32,
+    key: u64,
     eps: Ratio,
     coins: &mut C,
 ) -> Result<LdpReport, LdpError> {
@@ -163,7 +166,7 @@ fn hadamard<C: Coins>(
     let u =
         coins.uniform(NonZeroU64::new(u64::from(blocks) * u64::from(size)).ok_or(LdpError::BadParameters)?);
     let (block_bits, size_bits) = (blocks.trailing_zeros(), size.trailing_zeros());
-    let block = x & (u64::from(blocks) - 1);
+    let block = u64::from(super::hadamard_block(key, blocks, narrow(x)));
     let row = (x >> block_bits) + 1;
     let column = u & (u64::from(size) - 1);
     #[allow(clippy::cast_possible_truncation, reason = "a parity bit")]
@@ -190,7 +193,7 @@ const fn narrow(v: u64) -> u32 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
-    use super::super::{Domain, MechanismName};
+    use super::super::{Domain, MechanismName, Selection};
     use super::*;
     use crate::Epsilon;
     use crate::hazmat::ChaCha20Rng;
@@ -208,13 +211,17 @@ mod tests {
             MechanismName::Hadamard,
             MechanismName::HadamardBlocks,
         ] {
-            let m = Mechanism::select(Domain::Categorical { d: 5 }, e, name).unwrap();
+            let m = Selection::new(Domain::Categorical { d: 5 }, e, name)
+                .map(|s| s.for_period("test", 0))
+                .unwrap();
             assert_eq!(m.encode(LdpValue::Category(5), &mut rng), Err(LdpError::OutOfDomain));
             assert_eq!(m.encode(LdpValue::Numeric(1), &mut rng), Err(LdpError::ValueKindMismatch));
             assert!(m.encode(LdpValue::Category(4), &mut rng).is_ok());
         }
         for name in [MechanismName::Piecewise, MechanismName::Duchi] {
-            let m = Mechanism::select(Domain::Numeric { min: -3, max: 3 }, e, name).unwrap();
+            let m = Selection::new(Domain::Numeric { min: -3, max: 3 }, e, name)
+                .map(|s| s.for_period("test", 0))
+                .unwrap();
             assert_eq!(m.encode(LdpValue::Numeric(4), &mut rng), Err(LdpError::OutOfDomain));
             assert_eq!(m.encode(LdpValue::Numeric(-4), &mut rng), Err(LdpError::OutOfDomain));
             assert_eq!(m.encode(LdpValue::Category(0), &mut rng), Err(LdpError::ValueKindMismatch));
@@ -226,7 +233,9 @@ mod tests {
     fn unary_reports_have_clean_padding() {
         let e = Epsilon::from_ratio(1, 4).unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(2);
-        let m = Mechanism::select(Domain::Categorical { d: 11 }, e, MechanismName::Sue).unwrap();
+        let m = Selection::new(Domain::Categorical { d: 11 }, e, MechanismName::Sue)
+            .map(|s| s.for_period("test", 0))
+            .unwrap();
         for _ in 0..200 {
             let LdpReport::Sue(bits) = m.encode(LdpValue::Category(10), &mut rng).unwrap() else { panic!() };
             assert_eq!(bits.len(), 2);

@@ -10,7 +10,7 @@
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
-use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Params};
+use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Selection, Params};
 use confiance::noise::{Ratio, discrete_gaussian, discrete_laplace};
 use confiance_aggregator::estimate::Accumulator;
 use confiance_aggregator::estimate::theory::{
@@ -44,7 +44,7 @@ fn freq(args: &[String]) {
     let eps: Epsilon = args[2].parse().unwrap();
     let n: usize = args[3].parse().unwrap();
     let seed: u64 = args[4].parse().unwrap();
-    let m = Mechanism::select(Domain::Categorical { d }, eps, name).unwrap().with_pool_key(seed);
+    let m = confiance::hazmat::keyed(&Selection::new(Domain::Categorical { d }, eps, name).unwrap(), seed);
     let counts = zipf_counts(d as usize, n);
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let mut reports = Vec::with_capacity(n);

@@ -13,9 +13,9 @@ use confiance::ldp::{Mechanism, Params};
 /// p = e^ε/(e^ε+1), q = 1/2. `None` for numeric mechanisms.
 ///
 /// ```
-/// use confiance::{Epsilon, ldp::{Domain, Mechanism, MechanismName}};
-/// use confiance_aggregator::estimate::theory::support_probabilities;
-/// let m = Mechanism::select(Domain::Categorical { d: 4 }, Epsilon::from_ratio(1, 1)?, MechanismName::Oue)?;
+/// use confiance::{Epsilon, ldp::{Domain, MechanismName, Selection}};
+/// use confiance_estimate::theory::support_probabilities;
+/// let m = Selection::new(Domain::Categorical { d: 4 }, Epsilon::from_ratio(1, 1)?, MechanismName::Oue)?.for_period("m", 0);
 /// let (p, q) = support_probabilities(&m).unwrap();
 /// assert_eq!(p, 0.5);
 /// assert!((q - 1.0 / (1f64.exp() + 1.0)).abs() < 1e-15);
@@ -98,7 +98,7 @@ pub fn olh_pool_variance(m: &Mechanism, counts: &[f64], v: usize) -> f64 {
 ///
 /// ```
 /// use confiance::{Epsilon, ldp::Mechanism};
-/// use confiance_aggregator::estimate::theory::{count_variance, olh_count_variances, olh_heavy_set};
+/// use confiance_estimate::theory::{count_variance, olh_count_variances, olh_heavy_set};
 /// // 10^6 reports over 64 categories, pool of 1024 at ε = 1 (g = 4): one heavy category.
 /// let m = Mechanism::olh_with_pool(64, Epsilon::from_ratio(1, 1)?, 1024, 0)?;
 /// let mut counts = vec![5_000.0; 64];
@@ -177,8 +177,10 @@ pub const OLH_HEAVY_Z: f64 = 4.0;
 /// [`count_variance`], plus `Σ_{x∈H, x≠v} Var ĉ_x / ((g − 1)P)` (the heavy counts' noise
 /// seen through the collisions), plus the pool term of the light ones,
 /// `Σ_{x∉H, x≠v} n_x(n_x − 1) / ((g − 1)P)` ([`olh_pool_variance`] restricted to them).
-/// With `plug_in`, `counts` are estimates and each light `n_x(n_x − 1)` is debiased by
-/// `Var ĉ_x` (the sum is then floored at 0). For other mechanisms, Wang et al.'s alone.
+/// With `plug_in`, `counts` are unbiased estimates, unclamped (the estimator passes them
+/// so: Wang et al.'s term is linear in `n_v`, so it stays unbiased), and each light
+/// `n_x(n_x − 1)` is debiased by `Var ĉ_x` (the sum is then floored at 0). For other
+/// mechanisms, Wang et al.'s alone.
 #[must_use]
 pub fn olh_count_variances(
     m: &Mechanism,
