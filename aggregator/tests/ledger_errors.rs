@@ -456,7 +456,7 @@ fn more_than_65_536_distinct_holds_each_keep_their_own_deadline_across_reloads()
     };
     let receipts = (1..=N).map(|i| UnverifiedReceipt {
         id: rid(i),
-        subject: SUBJECT,
+        subject: subject(),
         device_key: [1; 32],
         recipient: id("calora"),
         purpose: id("service"),
@@ -489,7 +489,6 @@ mod edges {
 
     fn grant(from: u64, until: Option<u64>, hold: &str) -> Grant {
         Grant {
-            subject: SUBJECT,
             recipient: id("calora"),
             purpose: id("service"),
             scope: Scope::metrics([id::<MetricId>("thermostat.fault-code")]),
@@ -504,7 +503,7 @@ mod edges {
         let deadline = l.record_deadline(&b.id(), &fault, t(collected)).unwrap();
         let n = RecordNote {
             record: [record; 16],
-            subject: SUBJECT,
+            subject: subject(),
             recipient: id("calora"),
             metric: fault,
             receipt: b.id(),
@@ -558,7 +557,7 @@ mod edges {
         let b = dev.give(&catalogue(), grant(100, Some(10_000), "P30D"), t(100), &mut rng).unwrap();
         l.ingest_receipt(&b.to_bytes(), t(100)).unwrap();
         let check = |l: &Ledger, at: u64| {
-            l.check_at(&id("calora"), &id("thermostat.fault-code"), &id("service"), &SUBJECT, t(at), None)
+            l.check_at(&id("calora"), &id("thermostat.fault-code"), &id("service"), &subject(), t(at), None)
         };
         assert!(check(&l, 9_999).allowed);
         assert_eq!(check(&l, 10_000).reason, confiance_aggregator::decision::DecisionReason::Expired);
@@ -572,7 +571,7 @@ mod edges {
             &id("calora"),
             &id("thermostat.fault-code"),
             &id("service"),
-            &SUBJECT,
+            &subject(),
             t(10_000),
             Some(t(9_999)),
         );
@@ -590,7 +589,7 @@ mod edges {
         let b = dev.give(&catalogue(), grant(5_000, None, "P60D"), t(100), &mut rng).unwrap();
         l.ingest_receipt(&a.to_bytes(), t(100)).unwrap();
         l.ingest_receipt(&b.to_bytes(), t(100)).unwrap();
-        let sa = l.subject_access(&SUBJECT, t(300), None);
+        let sa = l.subject_access(&subject(), t(300), None);
         let [e] = sa.entries.as_slice() else { panic!("{sa:?}") };
         assert_eq!(e.receipts, vec![a.id()], "in force at 300: a only");
         assert_eq!(e.window_until, Some(confiance_aggregator::ledger::Until::Withdrawn));
@@ -601,6 +600,6 @@ mod edges {
         let deadline = l.record_deadline(&b.id(), &fault, t(6_000)).unwrap();
         assert_eq!(deadline, hold.deadline_from(t(6_000)).at);
         // After a's end the window is b's alone, the same answer.
-        assert_eq!(l.subject_access(&SUBJECT, t(20_000), None).entries[0].hold, Some(hold));
+        assert_eq!(l.subject_access(&subject(), t(20_000), None).entries[0].hold, Some(hold));
     }
 }
