@@ -492,8 +492,8 @@ proptest! {
                         Some(_) => Ok(()),
                     };
                     prop_assert_eq!(got, expect, "{:?}", op);
-                    if got.is_ok() {
-                        if let Some(e) = m.devices.get_mut(&device) { e.2 = Some(at); }
+                    if got.is_ok() && let Some(e) = m.devices.get_mut(&device) {
+                        e.2 = Some(at);
                     }
                 }
                 Op::Give { subject, signer, back } => {
