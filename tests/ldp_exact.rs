@@ -458,3 +458,77 @@ fn a_wrong_law_is_detected() {
     let wrong = Rf::new(Poly::c(1), Poly::c(1).add(&w2().mul(&Poly::c(4))));
     assert!(!law[&key].same(&total.mul(&wrong)));
 }
+
+/// Coins that answer every primitive with a fixed outcome and every 64-lane draw with the
+/// next word of a script: checks where the unary encoders put each drawn bit.
+struct Scripted {
+    words: Vec<u64>,
+    lanes: Vec<u32>,
+}
+
+impl Coins for Scripted {
+    fn uniform(&mut self, _: NonZeroU64) -> u64 {
+        0
+    }
+    fn bernoulli(&mut self, _: u64, _: NonZeroU64) -> bool {
+        true
+    }
+    fn bernoulli_exp_neg(&mut self, _: Ratio) -> bool {
+        true
+    }
+    fn bernoulli_logistic(&mut self, _: Ratio) -> bool {
+        unreachable!("the unary encoders draw their noise 64 lanes at a time")
+    }
+    fn bernoulli_mixture(&mut self, _: &Mixture) -> bool {
+        true
+    }
+    fn bernoulli_logistic_lanes(&mut self, _: Ratio, lanes: u32) -> u64 {
+        self.lanes.push(lanes);
+        let w = self.words.remove(0);
+        if lanes == 64 { w } else { w & ((1 << lanes) - 1) }
+    }
+}
+
+/// Beyond d = 8 the law is not enumerable, but the encoders only arrange independent
+/// lanes (each exact by `noise::bernoulli_logistic_lanes`' own tests): for d across word
+/// boundaries and the own position in every word, the report is exactly the drawn noise
+/// words in little-endian byte order, ⌈d/8⌉ bytes, with only the own bit replaced (OUE:
+/// the fair coin, here 1; SUE: the noise bit inverted), and the same draws for every value.
+#[test]
+fn unary_reports_are_the_drawn_lanes() {
+    let eps = Epsilon::from_ratio(1, 1).unwrap();
+    for d in [9u32, 63, 64, 65, 127, 130, 1024] {
+        let words: Vec<u64> = (0..u64::from(d).div_ceil(64))
+            .map(|i| 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i + 1).rotate_left(i as u32))
+            .collect();
+        let noise_bit = |i: u32| words[(i / 64) as usize] >> (i % 64) & 1 == 1;
+        for name in [MechanismName::Oue, MechanismName::Sue] {
+            let m = frequency(name, d, eps);
+            let mut draws = None;
+            for x in [0, 1, d / 2, 63.min(d - 1), 64.min(d - 1), d - 1] {
+                let mut coins = Scripted { words: words.clone(), lanes: vec![] };
+                let report = m.round(LdpValue::Category(x), &mut coins).unwrap().unwrap();
+                let (LdpReport::Oue(bits) | LdpReport::Sue(bits)) = &report else { unreachable!() };
+                assert_eq!(bits.len(), d.div_ceil(8) as usize, "{name:?} d={d}");
+                for i in 0..d.div_ceil(8) * 8 {
+                    let want = if i >= d {
+                        false
+                    } else if i != x {
+                        noise_bit(i)
+                    } else if name == MechanismName::Oue {
+                        true
+                    } else {
+                        !noise_bit(i)
+                    };
+                    assert_eq!(bit(bits, i), want, "{name:?} d={d} x={x} bit {i}");
+                }
+                assert!(coins.words.is_empty());
+                assert_eq!(
+                    *draws.get_or_insert_with(|| coins.lanes.clone()),
+                    coins.lanes,
+                    "draws depend on x"
+                );
+            }
+        }
+    }
+}

@@ -134,6 +134,15 @@ fn ops(s: &Setup) -> Vec<Op<'_>> {
                 move || sink(black_box(s.device.polymorphic(&s.pk, &mut rng)))
             }),
         ),
+        (
+            "device polymorphic, rerandomise the stored one",
+            1,
+            1,
+            Box::new({
+                let mut rng = ChaCha20Rng::from_seed([4; 32]);
+                move || sink(black_box(s.ct.rerandomise(&mut rng)))
+            }),
+        ),
     ]
 }
 

@@ -24,6 +24,7 @@ mod connection;
 pub mod keyfile;
 mod metrics;
 pub mod query;
+mod snapshot;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -241,6 +242,11 @@ pub(crate) struct State {
     /// Every HPKE key config, for `GET /v1/keys`, and the keys' grace period.
     pub(crate) key_configs: Vec<confiance::envelope::KeyConfig>,
     pub(crate) grace_secs: u64,
+    /// Where reports read their snapshot from: the database file (`None` in memory).
+    pub(crate) db_path: Option<std::path::PathBuf>,
+    /// What a snapshot is opened with.
+    pub(crate) catalogue: confiance::catalogue::Catalogue,
+    pub(crate) keys: crate::keys::KeyStore,
 }
 
 /// Serves the API on `addr` until SIGTERM or Ctrl-C, then drains (see [`serve_until`])
@@ -284,6 +290,8 @@ pub fn serve_until(
         .map_err(ServeError::Io)?;
     let key_configs = agg.keys().iter().map(|(c, _)| *c).collect();
     let grace_secs = agg.keys().grace_secs();
+    let db_path = agg.store().connection().path().filter(|p| !p.is_empty()).map(std::path::PathBuf::from);
+    let (catalogue, keys) = (agg.catalogue().clone(), agg.keys().clone());
     let agg = Arc::new(Mutex::new(agg));
     let (ingest, jobs) = std::sync::mpsc::channel();
     let policy = config.group_commit;
@@ -305,6 +313,9 @@ pub fn serve_until(
         stopping: Arc::clone(&stopping),
         key_configs,
         grace_secs,
+        db_path,
+        catalogue,
+        keys,
     });
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(ServeError::Io)?;

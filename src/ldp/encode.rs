@@ -6,7 +6,7 @@ use super::hash::olh_hash;
 use super::{LdpError, LdpReport, LdpValue, Mechanism, Params};
 use crate::noise::{Coins, Mixture, Ratio, RngCoins};
 use crate::rng::CryptoRng;
-use alloc::vec;
+use alloc::vec::Vec;
 use core::num::NonZeroU64;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
 
@@ -81,6 +81,13 @@ impl Mechanism {
         let nz = |n: u64| NonZeroU64::new(n).ok_or(LdpError::BadParameters);
         let accept_if = |c: Choice| -> bool { c.into() };
         let report = match *self.params() {
+            Params::Grr { d: 2 } => {
+                // Two values: keep with e^ε/(e^ε + 1), i.e. flip with Bernoulli(1/(1 + e^ε)),
+                // one lane of the bit-sliced sampler (about half the words of the mixture coin
+                // and a uniform draw, whose law is the same; docs/benchmarks.md).
+                let flip = coins.bernoulli_logistic_lanes(eps, 1);
+                Some(LdpReport::Grr(narrow(x ^ (flip & 1))))
+            }
             Params::Grr { d } => {
                 // GRR as a mixture (docs/privacy.md §2): with probability
                 // q = (e^ε − 1)/(e^ε − 1 + d) the value, otherwise uniform over 0..d;
@@ -116,24 +123,15 @@ impl Mechanism {
                 Some(LdpReport::Duchi(bit ^ flip))
             }
             Params::Oue { d } => {
-                let mut bits = vec![0u8; (d as usize).div_ceil(8)];
-                let c = u8::from(coins.bernoulli(1, NonZeroU64::MIN.saturating_add(1)));
-                for i in 0..d {
-                    let q = u8::from(coins.bernoulli_logistic(eps));
-                    let bit = u8::conditional_select(&q, &c, u64::from(i).ct_eq(&x));
-                    set_bit(&mut bits, i, bit);
-                }
-                Some(LdpReport::Oue(bits))
+                // Own position: a fair coin; every other: Bernoulli(1/(e^ε + 1)).
+                let c = u64::from(coins.bernoulli(1, NonZeroU64::MIN.saturating_add(1)));
+                Some(LdpReport::Oue(unary(d, x, eps, coins, |_| c)))
             }
             Params::Sue { d } => {
+                // Every position flipped with probability 1/(e^{ε/2} + 1): the noise bit,
+                // inverted at the own position.
                 let half = eps.half().map_err(|_| LdpError::BadParameters)?;
-                let mut bits = vec![0u8; (d as usize).div_ceil(8)];
-                for i in 0..d {
-                    let flip = u8::from(coins.bernoulli_logistic(half));
-                    let bit = flip ^ u8::from(bool::from(u64::from(i).ct_eq(&x)));
-                    set_bit(&mut bits, i, bit);
-                }
-                Some(LdpReport::Sue(bits))
+                Some(LdpReport::Sue(unary(d, x, half, coins, |noise| noise ^ 1)))
             }
         };
         Ok(report)
@@ -176,11 +174,25 @@ fn hadamard<C: Coins>(
     Ok(LdpReport::Hadamard(narrow(u64::conditional_select(&u, &own, Choice::from(u8::from(keep))))))
 }
 
-#[inline]
-fn set_bit(bits: &mut [u8], i: u32, bit: u8) {
-    if let Some(byte) = bits.get_mut((i / 8) as usize) {
-        *byte |= (bit & 1) << (i % 8);
+/// `d` bits of Bernoulli(1/(1 + e^γ)) noise, 64 per draw of
+/// [`Coins::bernoulli_logistic_lanes`], with the bit at `x` replaced by `own(noise bit)`.
+/// The draws are the same for every `x`, and every word goes through the same
+/// constant-time select, so neither the draws nor the memory accesses depend on `x`.
+fn unary<C: Coins>(d: u32, x: u64, gamma: Ratio, coins: &mut C, own: impl Fn(u64) -> u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity((d as usize).div_ceil(8));
+    let (own_word, shift) = (x / 64, x % 64);
+    let mut word: u64 = 0;
+    while word * 64 < u64::from(d) {
+        let lanes = (u64::from(d) - word * 64).min(64);
+        #[allow(clippy::cast_possible_truncation, reason = "lanes <= 64")]
+        let noise = coins.bernoulli_logistic_lanes(gamma, lanes as u32);
+        let fixed = (noise & !(1 << shift)) | ((own((noise >> shift) & 1) & 1) << shift);
+        let out = u64::conditional_select(&noise, &fixed, word.ct_eq(&own_word));
+        #[allow(clippy::cast_possible_truncation, reason = "at most 8 bytes")]
+        bytes.extend_from_slice(out.to_le_bytes().get(..lanes.div_ceil(8) as usize).unwrap_or_default());
+        word += 1;
     }
+    bytes
 }
 
 /// Values below a `u32` bound (d, g, k, pool) narrowed to `u32`.

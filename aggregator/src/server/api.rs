@@ -23,6 +23,7 @@ use super::query::{
     parse_recipient, parse_subject, parse_time, release_json, run_query,
 };
 use super::{Limits, Role, State, hex};
+use crate::audit::AuditEvent;
 use crate::ledger::Party;
 use crate::report::{Format, GatherOptions, ReportData};
 use crate::service::Aggregator;
@@ -737,7 +738,7 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
         f.parse().map_err(|_| ApiError::new(400, "bad_parameter", "`format` is `html`, `json` or `markdown`"))
     })?;
     let at = time_param(&p, "at", now())?;
-    let text = with_agg(&st, move |agg, st| {
+    let render = move |agg: &Aggregator, st: &State| {
         let title = format!("Who sees what — {}", agg.catalogue().name());
         let opts = GatherOptions {
             title: &title,
@@ -748,8 +749,20 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
         };
         let data = ReportData::gather(agg, &opts).map_err(|e| ApiError::internal(e.to_string()))?;
         format.render(&data).map_err(|e| ApiError::internal(e.to_string()))
-    })
-    .await?;
+    };
+    let text = match st.db_path.clone() {
+        // A snapshot of the file, read without the aggregator's lock: ingest goes on.
+        Some(db) => {
+            let st = Arc::clone(&st);
+            tokio::task::spawn_blocking(move || {
+                let snap = super::snapshot::Snapshot::take(&db, st.catalogue.clone(), st.keys.clone())?;
+                render(snap.aggregator(), &st)
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??
+        }
+        None => with_agg(&st, move |agg, st| render(agg, st)).await?,
+    };
     let content_type = match format {
         Format::Html => "text/html; charset=utf-8",
         Format::Json => "application/json",
@@ -764,8 +777,35 @@ fn u64_param(p: &HashMap<String, String>, name: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::new(400, "bad_parameter", format!("`{name}` must be a number")))
 }
 
+/// Whether `who` may read the body of `event` (issue #14, defect 9). The auditor (and
+/// the admin) read every event. Anyone may read an event that names no party (ingest
+/// batches, purges, key destructions, catalogue changes). A recipient reads the events
+/// about itself — its releases and transcryptions, consent given or withdrawn under its
+/// receipts — and nothing of another recipient's; a device reads no party's event. The
+/// leaf hash and the path are always answered: they prove inclusion and say nothing
+/// about the event.
+fn may_read(agg: &Aggregator, who: &Principal, event: &AuditEvent) -> bool {
+    if matches!(who.role, Role::Auditor | Role::Admin) {
+        return true;
+    }
+    let concerns = |r: &RecipientId| who.role == Role::Recipient && who.recipient.as_ref() == Some(r);
+    match event {
+        AuditEvent::Release { recipient, .. } | AuditEvent::Transcryption { recipient, .. } => {
+            concerns(recipient)
+        }
+        AuditEvent::ConsentGiven { receipt } | AuditEvent::ConsentWithdrawn { receipt, .. } => {
+            agg.ledger().receipt_terms(receipt).is_some_and(|t| concerns(&t.recipient))
+        }
+        // Enrollment and overrides are about subjects, not recipients: auditors only.
+        AuditEvent::DeviceDelegated { .. }
+        | AuditEvent::DeviceRevoked { .. }
+        | AuditEvent::AdminOverride { .. } => false,
+        _ => true,
+    }
+}
+
 async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
-    authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
+    let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
     let p = params(p)?;
     let v = with_agg(&st, move |agg, _| {
         let seq = u64_param(&p, "seq")?;
@@ -778,11 +818,16 @@ async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result
         let proof = log.inclusion_proof(seq, size).map_err(bad)?;
         let event = log.event(seq).map_err(bad)?;
         let leaf = event.leaf_hash().map_err(bad)?;
+        let body = if may_read(agg, &who, &event.event) {
+            hexify(serde_json::to_value(&event.event).map_err(|e| ApiError::internal(e.to_string()))?)
+        } else {
+            Value::Null
+        };
         Ok(json!({
             "seq": proof.leaf_index,
             "tree_size": proof.tree_size,
             "leaf_hash": hex(&leaf),
-            "event": hexify(serde_json::to_value(&event.event).map_err(|e| ApiError::internal(e.to_string()))?),
+            "event": body,
             "path": proof.path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
         }))
     })
