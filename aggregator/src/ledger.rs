@@ -103,10 +103,11 @@
 //! let mut device = ConsentState::new(DeviceKey::generate(&mut rng));
 //! let (lab, research) = (RecipientId::new("lab-eu")?, PurposeId::new("research")?);
 //! let setpoint = MetricId::new("thermostat.setpoint")?;
-//! let subject = SubjectId([7; 32]);
+//! // A single-device subject: the device's own key is the subject key.
+//! let subject = device.subject();
 //! let t = Timestamp::from_secs;
 //! let receipt = device.give(&catalogue, Grant {
-//!     subject, recipient: lab.clone(), purpose: research.clone(),
+//!     recipient: lab.clone(), purpose: research.clone(),
 //!     scope: Scope::metrics([setpoint.clone()]), valid_from: t(1_000), valid_until: None,
 //!     hold: "P30D".parse()?,
 //! }, t(1_000), &mut rng)?;

@@ -30,9 +30,10 @@ fn t(s: u64) -> Timestamp {
 }
 
 /// Subject `s` is a single-device subject: its device key (seed `s + 1`) is its key.
+/// Subject 3 holds no device and never consents.
 fn subject(s: usize) -> SubjectId {
     static IDS: std::sync::LazyLock<Vec<SubjectId>> = std::sync::LazyLock::new(|| {
-        (1..=3u8)
+        (1..=4u8)
             .map(|b| SubjectId::of_key(&DeviceKey::from_bytes(&[b; 32]).public_key().as_subject_key()))
             .collect()
     });
@@ -40,7 +41,7 @@ fn subject(s: usize) -> SubjectId {
 }
 
 fn subject_index(id: &SubjectId) -> usize {
-    (0..3).position(|s| subject(s) == *id).unwrap()
+    (0..4).position(|s| subject(s) == *id).unwrap()
 }
 
 /// (recipient, purpose) pairs with the metrics the catalogue allows them.
