@@ -209,9 +209,10 @@ fn a_ciphertext_of_one_subject_under_anothers_consent_is_refused() {
         None,
         &mut rng,
     );
-    // A key that is not the consenting device's: not authorised.
+    // Re-signed by a key that is not the consenting device's: the proof (checked before
+    // the ledger is asked) fails, as the signer does not know the plaintext.
     let r = agg.transcrypt(&c, &resigned, &metric(), &purpose(), &other.subject(), NOW, &mut rng);
-    assert_eq!(refused(r), TranscryptError::DeviceNotAuthorised);
+    assert_eq!(refused(r), TranscryptError::BadPlaintextProof);
     // The consenting device itself re-signing the victim's ciphertext: it does not know
     // the plaintext's logarithm.
     let resigned = other_device_signs(&other, victims.ciphertext(), receipt, &voltis(), &mut rng);

@@ -85,7 +85,7 @@ impl PlaintextProof {
         challenge(context, &[ct.b, ct.c, ct.y, a1, a2]).ct_eq(&self.e).into()
     }
 
-    fn to_bytes(&self) -> [u8; PLAINTEXT_PROOF_LEN] {
+    fn to_bytes(self) -> [u8; PLAINTEXT_PROOF_LEN] {
         let mut out = [0u8; PLAINTEXT_PROOF_LEN];
         for (chunk, s) in out.chunks_exact_mut(SCALAR_LEN).zip([self.e, self.zm, self.zr]) {
             chunk.copy_from_slice(s.as_bytes());
