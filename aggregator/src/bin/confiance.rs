@@ -357,7 +357,7 @@ struct Fail {
     err: ApiError,
     hint: Option<String>,
     /// A result document printed before the error (ingest with refused messages).
-    partial: Option<Value>,
+    partial: Option<Box<Value>>,
 }
 
 impl From<ApiError> for Fail {
@@ -379,7 +379,7 @@ impl Fail {
         if let (Some(h), Some(o)) = (&self.hint, e.get_mut("error").and_then(Value::as_object_mut)) {
             o.insert("hint".into(), json!(h));
         }
-        match &self.partial {
+        match self.partial.as_deref() {
             Some(Value::Object(p)) => {
                 let mut p = p.clone();
                 p.insert("error".into(), e["error"].take());
@@ -935,7 +935,7 @@ fn detect(bytes: &[u8]) -> Result<MessageKind, String> {
 /// Hex text (digits and white space only) decoded; anything else as it is.
 fn maybe_hex(bytes: Vec<u8>) -> Vec<u8> {
     let digits: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.is_empty() || digits.len() % 2 != 0 || !digits.iter().all(u8::is_ascii_hexdigit) {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
         return bytes;
     }
     digits
@@ -1131,7 +1131,7 @@ fn ingest(cli: &Cli, files: &[PathBuf], framed: bool, now: Timestamp) -> Result<
             "refused",
             format!("{refused} of {} messages refused (see results)", messages.len()),
         ));
-        f.partial = Some(v);
+        f.partial = Some(Box::new(v));
         return Err(f);
     }
     Ok(v)

@@ -401,7 +401,7 @@ mod hex_bytes {
 
     pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = <String as serde::Deserialize>::deserialize(d)?;
-        if text.len() % 2 != 0 {
+        if !text.len().is_multiple_of(2) {
             return Err(serde::de::Error::custom("odd number of hex digits"));
         }
         (0..text.len())

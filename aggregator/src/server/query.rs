@@ -546,8 +546,8 @@ pub fn records_json(
                 "pseudonym": hex(r.pseudonym.as_bytes()),
                 "collected_at": r.collected_at.as_secs(),
                 "value": value,
-                "receipt": r.decision.receipt.map(|x| hex(&x.0)),
-                "allowed_until": r.decision.until.map(Timestamp::as_secs),
+                "receipt": r.decision.receipt().map(|x| hex(&x.0)),
+                "allowed_until": r.decision.until().map(Timestamp::as_secs),
             })
         })
         .collect();
