@@ -107,7 +107,13 @@ impl fmt::Display for IngestError {
             Self::TimeBucket(t) => {
                 write!(f, "envelope time bucket {} is not the start of a UTC day that has begun", t.as_secs())
             }
-            Self::ReplayedEnvelope(id) => write!(f, "envelope {id:?} already ingested"),
+            Self::ReplayedEnvelope(id) => {
+                f.write_str("envelope ")?;
+                for b in id.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                f.write_str(" already ingested")
+            }
             Self::Store(e) => write!(f, "store: {e}"),
         }
     }

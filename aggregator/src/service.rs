@@ -140,6 +140,14 @@ pub enum ReleaseError {
     WrongTrack,
     /// No partition in the window is open to this recipient.
     NothingToRelease,
+    /// The partitions hold fewer reports than the catalogue's minimum release size
+    /// (`limits.min_release_reports`, docs/catalogue.md); nothing was released or logged.
+    TooFewReports {
+        /// Reports the release would have been made from.
+        reports: u64,
+        /// The catalogue's minimum.
+        minimum: u32,
+    },
     /// The store failed.
     Store(String),
 }
@@ -152,6 +160,10 @@ impl core::fmt::Display for ReleaseError {
             Self::NotAllowed => f.write_str("the catalogue does not let this recipient have this metric"),
             Self::WrongTrack => f.write_str("the metric is on the other track"),
             Self::NothingToRelease => f.write_str("no partition in the window is open to this recipient"),
+            Self::TooFewReports { reports, minimum } => write!(
+                f,
+                "{reports} reports, fewer than the catalogue's minimum release size of {minimum} (limits.min_release_reports)"
+            ),
             Self::Store(e) => write!(f, "store: {e}"),
         }
     }
@@ -904,7 +916,8 @@ impl Aggregator {
     /// an audit event.
     ///
     /// # Errors
-    /// [`ReleaseError`]; [`ReleaseError::Store`] also when a partition's accumulator
+    /// [`ReleaseError`]: [`ReleaseError::TooFewReports`] below the catalogue's minimum
+    /// release size; [`ReleaseError::Store`] also when a partition's accumulator
     /// does not combine with the metric's mechanism (a corrupt store).
     pub fn release(
         &mut self,
@@ -944,6 +957,11 @@ impl Aggregator {
         if count == 0 {
             return Err(ReleaseError::NothingToRelease);
         }
+        let estimate = all.estimate();
+        let minimum = self.catalogue.limits().min_release_reports;
+        if estimate.n < u64::from(minimum) {
+            return Err(ReleaseError::TooFewReports { reports: estimate.n, minimum });
+        }
         self.store
             .append_audit(&[AuditEvent::Release {
                 recipient: recipient.clone(),
@@ -955,7 +973,7 @@ impl Aggregator {
             }])
             .map_err(|e| ReleaseError::Store(e.to_string()))?;
         let labels = m.kind.labels().into_iter().map(str::to_owned).collect();
-        Ok(Release { metric: metric.clone(), partitions: count, estimate: all.estimate(), labels })
+        Ok(Release { metric: metric.clone(), partitions: count, estimate, labels })
     }
 
     /// Releases to `recipient` its pseudonymous records of `metric` collected in

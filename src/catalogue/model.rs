@@ -331,11 +331,20 @@ pub struct Limits {
     /// Length of a pseudonym epoch: devices derive a fresh scoped pseudonym per
     /// recipient each epoch (a fixed period).
     pub pseudonym_epoch: Period,
+    /// The fewest reports an estimate of an anonymous metric may be released from (like
+    /// DAP's minimum batch size): a release from fewer is refused, because a handful of
+    /// randomized reports says more about the devices that sent them than about the
+    /// population, and its estimate is mostly noise. `1` (the default) sets no minimum.
+    pub min_release_reports: u32,
 }
 
 impl Default for Limits {
-    /// Hold at most 10 years; pseudonym epochs of 30 days.
+    /// Hold at most 10 years; pseudonym epochs of 30 days; no minimum release size.
     fn default() -> Self {
-        Self { max_hold: Duration::Temporal(Period::YEARS_10), pseudonym_epoch: Period::DAYS_30 }
+        Self {
+            max_hold: Duration::Temporal(Period::YEARS_10),
+            pseudonym_epoch: Period::DAYS_30,
+            min_release_reports: 1,
+        }
     }
 }

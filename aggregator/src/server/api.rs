@@ -20,7 +20,7 @@ use tower_http::trace::TraceLayer;
 
 use super::query::{
     ApiError, DiffOf, Query, hexify, parse_catalogue, parse_category, parse_metric, parse_purpose,
-    parse_recipient, parse_subject, parse_time, release_json, run_query,
+    parse_recipient, parse_subject, parse_time, run_query,
 };
 use super::{Limits, Role, State, hex};
 use crate::audit::AuditEvent;
@@ -481,8 +481,7 @@ async fn post_release(AxState(st): St, headers: HeaderMap, body: Body) -> Result
         let metric = parse_metric(agg, &req.metric)?;
         let from = Timestamp::from_secs(req.from.unwrap_or(0));
         let to = req.to.map_or(Timestamp::MAX, Timestamp::from_secs);
-        let r = agg.release(&recipient, &metric, from, to, now()).map_err(|e| ApiError::from_release(&e))?;
-        Ok(release_json(&recipient, &r))
+        super::query::release(agg, &recipient, &metric, from, to, now())
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
