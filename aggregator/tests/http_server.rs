@@ -350,6 +350,13 @@ fn every_endpoint_role_and_bad_request() {
     );
     let (s, v) = h.post("/v1/releases", &admin, br#"{"metric": "thermostat.mode", "recipient": "calora"}"#);
     assert_eq!((s, v["error"]["code"].as_str()), (422, Some("too_few_reports")), "{v}");
+    // Records have no minimum count: the service record is released to calora, by calora
+    // and by the admin on calora's behalf, each logged as a release.
+    for token in [&calora, &admin] {
+        let (s, v) =
+            h.post("/v1/releases", token, br#"{"metric": "thermostat.fault-code", "recipient": "calora"}"#);
+        assert_eq!(s, 200, "{v}");
+    }
 
     // Withdrawal, then the check answers no.
     let w = dev.withdraw_consent(&r3_id, t).unwrap();
