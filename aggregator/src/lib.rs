@@ -9,6 +9,7 @@ pub mod audit;
 pub mod decision;
 pub mod estimate;
 pub mod ingest;
+pub mod issuer;
 pub mod keys;
 pub mod ledger;
 pub mod report;
