@@ -280,6 +280,15 @@ impl<'de> serde::Deserialize<'de> for Token {
     }
 }
 
+/// A token as an envelope carries it: the scope it is spent for and the token.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpentToken {
+    /// The scope (recipients, purpose, period) of the reports it covers.
+    pub scope: TokenScope,
+    /// The token.
+    pub token: Token,
+}
+
 /// What the device sends the issuer: its device public key, the scope, one blinded
 /// element per token, signed by the device key over
 /// `"confiance/token-request/v1" ‖ postcard(device key, scope, blinded)`.

@@ -20,6 +20,7 @@ use confiance::retention::TagError;
 
 use crate::decision::DecisionReason;
 use crate::estimate::EstimateError;
+use crate::issuer::TokenRefusal;
 use crate::keys::OpenError;
 use crate::store::StoreError;
 
@@ -50,6 +51,9 @@ pub enum IngestError {
         /// Why.
         reason: ReportError,
     },
+    /// The envelope's report tokens were refused (missing, another scope, expired,
+    /// forged or already spent); nothing it carried is kept.
+    Token(TokenRefusal),
     /// The store failed; nothing was kept and the envelope was not acknowledged.
     Store(StoreError),
 }
@@ -107,6 +111,7 @@ impl fmt::Display for IngestError {
             Self::Empty => f.write_str("envelope holds no report"),
             Self::ReplayedEnvelope(id) => write!(f, "envelope {id:?} already ingested"),
             Self::Report { index, reason } => write!(f, "report {index}: {reason}"),
+            Self::Token(e) => write!(f, "token: {e}"),
             Self::Store(e) => write!(f, "store: {e}"),
         }
     }
@@ -141,6 +146,7 @@ impl IngestError {
                 ReportError::UnknownReceipt(_) => "unknown_receipt",
                 ReportError::NotConsented(_) => "not_consented",
             },
+            Self::Token(e) => e.code(),
             Self::Store(_) => "store_failed",
         }
     }

@@ -381,6 +381,9 @@ pub enum TokenRefusal {
     Invalid,
     /// The token's nonce was already spent.
     Spent,
+    /// The envelope has two statistics of one metric and bucket under one token (a token
+    /// stands for at most one report per metric and bucket).
+    Overused,
 }
 
 impl TokenRefusal {
@@ -393,6 +396,7 @@ impl TokenRefusal {
             Self::Expired => "token_expired",
             Self::Invalid => "token_invalid",
             Self::Spent => "token_spent",
+            Self::Overused => "token_overused",
         }
     }
 }
@@ -405,6 +409,7 @@ impl core::fmt::Display for TokenRefusal {
             Self::Expired => "token period is over",
             Self::Invalid => "token does not verify",
             Self::Spent => "token already spent",
+            Self::Overused => "two reports of one metric and bucket under one token",
         })
     }
 }

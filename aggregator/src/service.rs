@@ -34,6 +34,7 @@ use crate::decision::Decision;
 use crate::estimate::{Accumulator, Combined, Estimate};
 use crate::ingest::prepare::{Kind, Prepared, Preparer};
 use crate::ingest::{Ack, IngestError, ReplayFilter, ReportError};
+use crate::issuer::{TokenRefusal, TokenVerifier};
 use crate::keys::KeyStore;
 use crate::ledger::{Disclosure, DisclosureKind, Ledger, LedgerError, RecordNote};
 use crate::store::{
@@ -247,6 +248,8 @@ pub struct Aggregator {
     /// tags over and over, and a check can cost tens of µs (calendar periods are compared
     /// day by day), which would dominate ingest. Bounded by [`TAG_CACHE_MAX`].
     checked_tags: HashSet<(MetricId, RetentionTag)>,
+    /// When set, anonymous statistics need report tokens ([`Self::set_token_verifier`]).
+    tokens: Option<TokenVerifier>,
 }
 
 /// Most (metric, tag) pairs remembered as checked; the cache is emptied when full.
@@ -349,6 +352,7 @@ impl Aggregator {
             seen,
             staged: Staged::default(),
             checked_tags: HashSet::new(),
+            tokens: None,
         })
     }
 
@@ -396,6 +400,16 @@ impl Aggregator {
         self.stage(frame, now)?;
         let mut acks = self.commit(now).map_err(IngestError::Store)?;
         acks.pop().ok_or(IngestError::Empty)
+    }
+
+    /// Requires report tokens (RFC 9576/9578 style, see [`crate::issuer`]) from now on:
+    /// every envelope must spend exactly one valid, unspent token per scope (recipients,
+    /// purpose, token period) its anonymous statistics are in, or it is refused with
+    /// [`IngestError::Token`] and nothing is kept. Spent tokens are remembered with the
+    /// report ids, in the same transaction. `None` stops requiring them (tokens an
+    /// envelope carries are then ignored).
+    pub fn set_token_verifier(&mut self, verifier: Option<TokenVerifier>) {
+        self.tokens = verifier;
     }
 
     /// Validates an envelope and stages its reports for the next [`Self::commit`]; the
@@ -485,6 +499,7 @@ impl Aggregator {
             config: &self.config,
             mechanisms: &self.mechanisms,
             checked_tags: &self.checked_tags,
+            tokens: self.tokens.as_ref(),
         }
     }
 
@@ -498,7 +513,8 @@ impl Aggregator {
         {
             return Err(IngestError::ReplayedEnvelope(env_id));
         }
-        let reports = prepared.reports?;
+        let Prepared { reports, tokens, .. } = prepared;
+        let reports = reports?;
         let mut stats: Vec<(PartitionKey, &confiance::ldp::LdpReport)> = Vec::new();
         let mut records = Vec::new();
         let mut ids = HashSet::with_capacity(reports.len());
@@ -571,6 +587,17 @@ impl Aggregator {
                 }
                 _ => return Err(fail(ReportError::WrongTrack)),
             }
+        }
+        // Then the tokens: their stateless verdict, then whether one was spent already
+        // (remembered with the report ids, in the same transaction).
+        for (id, until) in tokens.map_err(IngestError::Token)? {
+            if self.staged.ids.contains(&id)
+                || !ids.insert(id)
+                || (self.seen.maybe_contains(&id) && self.store.id_seen(&id).map_err(IngestError::Store)?)
+            {
+                return Err(IngestError::Token(TokenRefusal::Spent));
+            }
+            expires = expires.max(until);
         }
         // Every report passed; the tag cache only ever holds pairs that passed the check.
         for pair in new_tags {

@@ -72,7 +72,7 @@ fn give(
 
 /// Seals `reports` as one envelope to the world's key.
 fn seal(w: &mut World, reports: &[Report], day: Timestamp) -> Vec<u8> {
-    let plain = envelope::encode_batch(reports).unwrap();
+    let plain = envelope::encode_body(&[], reports).unwrap();
     let fields = HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: day };
     envelope::seal(&w.config, &fields, &plain, &mut w.rng).unwrap()
 }
@@ -153,7 +153,8 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
     d.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
     let good_frame = d.flush(now).remove(0);
     let opened = w.agg.keys().open(&good_frame, now, &catalogue().digest()).unwrap();
-    let good: Vec<Report> = envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
+    let good: Vec<Report> =
+        envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).map(|(_, r)| r).unwrap();
     let stat = good.iter().find(|r| matches!(r.payload, Payload::Statistic(_))).unwrap().clone();
     let rec = good.iter().find(|r| matches!(r.payload, Payload::Record { .. })).unwrap().clone();
     w.agg.ingest(&good_frame, now).unwrap();
@@ -190,13 +191,13 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
     let other =
         other_keys.generate(AeadId::ChaCha20Poly1305, Timestamp::EPOCH, Timestamp::MAX, &mut rng2).unwrap();
     let wrong_key = {
-        let plain = envelope::encode_batch(&[fresh(&stat, &mut ids)]).unwrap();
+        let plain = envelope::encode_body(&[], &[fresh(&stat, &mut ids)]).unwrap();
         let f = HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: day };
         envelope::seal(&KeyConfig { id: w.config.id, ..other }, &f, &plain, &mut w.rng).unwrap()
     };
     push("wrong key", wrong_key, Box::new(|e| matches!(e, IngestError::Open(OpenError::Decrypt))));
     let wrong_digest = {
-        let plain = envelope::encode_batch(&[fresh(&stat, &mut ids)]).unwrap();
+        let plain = envelope::encode_body(&[], &[fresh(&stat, &mut ids)]).unwrap();
         let f = HeaderFields {
             catalogue_digest: confiance::catalogue::CatalogueDigest([3; 32]),
             time_bucket: day,
@@ -506,7 +507,8 @@ fn replays_are_refused_across_restarts_until_purged_whatever_the_filter_says() {
         d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now);
         let frame = d.flush(now).remove(0);
         let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
-        let stat: Report = envelope::decode_batch::<Report>(&opened.plaintext, &Default::default())
+        let stat: Report = envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
+            .map(|(_, r)| r)
             .unwrap()
             .into_iter()
             .find(|r| matches!(r.payload, Payload::Statistic(_)))
@@ -593,8 +595,11 @@ fn stage_many_is_stage_in_order() {
         d.record_service(&id("thermostat.fault-code"), Value::Int(i as i64), now);
         for f in d.flush(now) {
             let opened = w.agg.keys().open(&f, now, &catalogue().digest()).unwrap();
-            templates
-                .extend(envelope::decode_batch::<Report>(&opened.plaintext, &Default::default()).unwrap());
+            templates.extend(
+                envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
+                    .map(|(_, r)| r)
+                    .unwrap(),
+            );
             frames.push(f);
         }
     }
@@ -617,9 +622,9 @@ fn stage_many_is_stage_in_order() {
             3 if i > 300 => {
                 let earlier = &batch[i - 297].0;
                 let opened = w.agg.keys().open(earlier, now, &catalogue().digest());
-                let reports = opened
-                    .ok()
-                    .and_then(|o| envelope::decode_batch::<Report>(&o.plaintext, &Default::default()).ok());
+                let reports = opened.ok().and_then(|o| {
+                    envelope::decode_body::<Report>(&o.plaintext, &Default::default()).map(|(_, r)| r).ok()
+                });
                 match reports {
                     Some(rs) => seal(&mut w, &rs, day),
                     None => seal(&mut w, std::slice::from_ref(&fresh), day),

@@ -339,8 +339,8 @@ pub struct Limits {
     pub tokens_per_period: u32,
 }
 
-/// The default [`Limits::tokens_per_period`]: 96 a day is an envelope every 15 minutes.
-pub const DEFAULT_TOKENS_PER_PERIOD: u32 = 96;
+/// The default [`Limits::tokens_per_period`]: 24 a day is an envelope an hour per scope.
+pub const DEFAULT_TOKENS_PER_PERIOD: u32 = 24;
 /// The largest [`Limits::tokens_per_period`].
 pub const MAX_TOKENS_PER_PERIOD: u32 = 1_000_000;
 
