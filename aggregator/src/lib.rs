@@ -7,7 +7,8 @@
 
 pub mod audit;
 pub mod decision;
-pub mod estimate;
+/// Accumulators and estimators: the `confiance-estimate` crate, re-exported.
+pub use confiance_estimate as estimate;
 pub mod ingest;
 pub mod issuer;
 pub mod keys;

@@ -13,7 +13,7 @@
 //! ```
 //! use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName};
 //! use confiance::{Epsilon, hazmat::{ChaCha20Rng, SeedableRng}};
-//! use confiance_aggregator::estimate::Accumulator;
+//! use confiance_estimate::Accumulator;
 //! let m = Mechanism::select(Domain::Categorical { d: 4 }, Epsilon::from_ratio(2, 1)?, MechanismName::Auto)?;
 //! let mut acc = Accumulator::new(&m);
 //! let mut rng = ChaCha20Rng::seed_from_u64(1);
@@ -27,6 +27,13 @@
 //! assert_eq!(restored, acc);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! This crate needs only `confiance` (without its `std` feature), `serde` and `postcard`:
+//! no storage, no HTTP stack, no async runtime. `confiance-aggregator` re-exports it as
+//! `confiance_aggregator::estimate`.
+#![forbid(unsafe_code)]
+// Library code never unwraps, expects or panics; tests, examples and benches may.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod accumulator;
 mod combine;

@@ -13,7 +13,7 @@
 /// attack (docs/privacy.md).
 ///
 /// ```
-/// use confiance_aggregator::estimate::project_simplex;
+/// use confiance_estimate::project_simplex;
 /// let p = project_simplex(&[0.7, 0.5, -0.2]);
 /// assert!((p[0] - 0.6).abs() < 1e-12 && (p[1] - 0.4).abs() < 1e-12 && p[2] == 0.0);
 /// ```

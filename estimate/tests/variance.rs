@@ -26,8 +26,8 @@
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
 use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Params};
-use confiance_aggregator::estimate::Accumulator;
-use confiance_aggregator::estimate::theory::{
+use confiance_estimate::Accumulator;
+use confiance_estimate::theory::{
     hadamard_blocks_count_variance, mean_variance, olh_count_variances, olh_heavy_set,
 };
 

@@ -187,7 +187,7 @@ impl Accumulator {
     /// # Errors
     /// [`EstimateError::MismatchedConfig`] when `other` is not part of `self` (another
     /// mechanism, or a count that would go below zero); on error `self` is unchanged.
-    pub(crate) fn unmerge(&mut self, other: &Self) -> Result<(), EstimateError> {
+    pub fn unmerge(&mut self, other: &Self) -> Result<(), EstimateError> {
         let n = self.n.checked_sub(other.n);
         let (Some(n), true) = (n, self.mechanism == other.mechanism) else {
             return Err(EstimateError::MismatchedConfig);

@@ -21,7 +21,7 @@ use confiance::ldp::Mechanism;
 /// and the 95% interval `f̂_v ± z_{0.975} √Var(f̂_v)` as for one accumulator. With a
 /// single group the estimate is exactly that group's, so a metric whose mechanism is not
 /// OLH is estimated exactly as one merged accumulator would be. Feed accumulators in
-/// bucket order (as [`crate::service::Aggregator`] stores partitions) so that each
+/// bucket order (as the aggregator's `Aggregator` stores partitions) so that each
 /// bucket is one group; an accumulator whose pool key came before but not just before
 /// starts a group of its own — estimated apart and combined like the others, which is
 /// as unbiased, not an error.
@@ -29,7 +29,7 @@ use confiance::ldp::Mechanism;
 /// ```
 /// use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName};
 /// use confiance::{Epsilon, hazmat::{ChaCha20Rng, SeedableRng}};
-/// use confiance_aggregator::estimate::{Accumulator, Combined, EstimateError};
+/// use confiance_estimate::{Accumulator, Combined, EstimateError};
 /// let olh = Mechanism::select(Domain::Categorical { d: 4 }, Epsilon::from_ratio(2, 1)?, MechanismName::Olh)?;
 /// let mut rng = ChaCha20Rng::seed_from_u64(1);
 /// let mut all = Combined::new(&olh);

@@ -14,7 +14,7 @@ use confiance::ldp::{Mechanism, Params};
 ///
 /// ```
 /// use confiance::{Epsilon, ldp::{Domain, Mechanism, MechanismName}};
-/// use confiance_aggregator::estimate::theory::support_probabilities;
+/// use confiance_estimate::theory::support_probabilities;
 /// let m = Mechanism::select(Domain::Categorical { d: 4 }, Epsilon::from_ratio(1, 1)?, MechanismName::Oue)?;
 /// let (p, q) = support_probabilities(&m).unwrap();
 /// assert_eq!(p, 0.5);
@@ -98,7 +98,7 @@ pub fn olh_pool_variance(m: &Mechanism, counts: &[f64], v: usize) -> f64 {
 ///
 /// ```
 /// use confiance::{Epsilon, ldp::Mechanism};
-/// use confiance_aggregator::estimate::theory::{count_variance, olh_count_variances, olh_heavy_set};
+/// use confiance_estimate::theory::{count_variance, olh_count_variances, olh_heavy_set};
 /// // 10^6 reports over 64 categories, pool of 1024 at ε = 1 (g = 4): one heavy category.
 /// let m = Mechanism::olh_with_pool(64, Epsilon::from_ratio(1, 1)?, 1024, 0)?;
 /// let mut counts = vec![5_000.0; 64];

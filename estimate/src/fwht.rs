@@ -5,7 +5,7 @@
 /// The length must be a power of two (others are left unchanged).
 ///
 /// ```
-/// use confiance_aggregator::estimate::fwht;
+/// use confiance_estimate::fwht;
 /// let mut v = [1i64, 0, 0, 0];
 /// fwht(&mut v);
 /// assert_eq!(v, [1, 1, 1, 1]);

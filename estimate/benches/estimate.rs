@@ -12,7 +12,7 @@
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
 use confiance::ldp::{Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params};
-use confiance_aggregator::estimate::Accumulator;
+use confiance_estimate::Accumulator;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand_core::Rng;
 use std::time::Duration;

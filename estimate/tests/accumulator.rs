@@ -13,7 +13,7 @@
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
 use confiance::ldp::{Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params, olh_hash};
-use confiance_aggregator::estimate::{Accumulator, EstimateError};
+use confiance_estimate::{Accumulator, EstimateError};
 use proptest::prelude::*;
 
 fn eps() -> Epsilon {
@@ -194,7 +194,7 @@ fn inconsistent_stored_state_is_refused() {
     huge.extend_from_slice(&[0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
     assert_eq!(Accumulator::from_bytes(&huge), Err(EstimateError::Corrupt));
     assert_eq!(
-        Accumulator::from_bytes(&vec![0u8; confiance_aggregator::estimate::MAX_STORED_BYTES + 1]),
+        Accumulator::from_bytes(&vec![0u8; confiance_estimate::MAX_STORED_BYTES + 1]),
         Err(EstimateError::Corrupt)
     );
 }
