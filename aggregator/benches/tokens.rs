@@ -22,7 +22,6 @@ use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::MetricId;
 use confiance::recorder::Value;
 use confiance::report::Report;
-use confiance::token::voprf::deserialize_element;
 use confiance::token::{PendingTokens, SpentToken, Token, TokenPeriod, TokenScope};
 use confiance_aggregator::issuer::voprf::ServerKey;
 use confiance_aggregator::issuer::{AllowAll, Issuer, IssuerSecret, TokenVerifier};

@@ -49,11 +49,11 @@
 pub mod voprf;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, LegalBasis};
-use confiance::token::voprf::{PublicKey, VoprfError, deserialize_element};
+use confiance::token::voprf::{PublicKey, VoprfError};
 use confiance::token::{Token, TokenError, TokenPeriod, TokenRequest, TokenResponse, TokenScope, key_id};
 use hkdf::Hkdf;
 use sha2::Sha256;
@@ -307,8 +307,8 @@ impl Issuer {
     /// Answers a token request, or refuses it with nothing counted.
     ///
     /// # Errors
-    /// See [`IssueError`]; checks run in the order of its variants' documentation:
-    /// signature, elements, scope, period, policy, quota.
+    /// See [`IssueError`]; checks run in this order: signature, batch size, scope,
+    /// period, policy, quota, then the elements (decoded once, as they are evaluated).
     pub fn issue<R: rand_core::CryptoRng + ?Sized>(
         &mut self,
         request: &TokenRequest,
@@ -320,12 +320,6 @@ impl Issuer {
         if request.blinded.is_empty() || request.blinded.len() > confiance::token::voprf::MAX_BATCH {
             return Err(IssueError::Malformed(VoprfError::BatchSize));
         }
-        let blinded = request
-            .blinded
-            .iter()
-            .map(deserialize_element)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(IssueError::Malformed)?;
         let scope = &request.scope;
         let basis = scope_known(&self.catalogue, scope).ok_or(IssueError::UnknownScope)?;
         let current = self.period_at(now);
@@ -337,12 +331,12 @@ impl Issuer {
         self.issued.retain(|(_, s), _| s.period >= current);
         let slot = (request.device_key, scope.clone());
         let issued = self.issued.get(&slot).copied().unwrap_or(0);
-        let n = u32::try_from(blinded.len()).unwrap_or(u32::MAX);
+        let n = u32::try_from(request.blinded.len()).unwrap_or(u32::MAX);
         if issued.saturating_add(n) > self.quota {
             return Err(IssueError::OverQuota { issued, quota: self.quota });
         }
         let (evaluated, proof, public_key) = self
-            .with_key(scope, |k| k.blind_evaluate(&blinded, rng).map(|(e, p)| (e, p, k.public_key())))
+            .with_key(scope, |k| k.blind_evaluate(&request.blinded, rng).map(|(e, p)| (e, p, k.public_key())))
             .and_then(|r| r)
             .map_err(IssueError::Malformed)?;
         self.issued.insert(slot, issued + n);
@@ -352,11 +346,7 @@ impl Issuer {
         let mut s = [0; 32];
         c.copy_from_slice(&proof[..32]);
         s.copy_from_slice(&proof[32..]);
-        Ok(TokenResponse {
-            public_key: public_key.to_bytes(),
-            evaluated: evaluated.iter().map(|e| e.compress().to_bytes()).collect(),
-            proof: (c, s),
-        })
+        Ok(TokenResponse { public_key: public_key.to_bytes(), evaluated, proof: (c, s) })
     }
 
     /// Tokens issued per scope since the last call (for the audit log), and resets them.
@@ -428,7 +418,7 @@ impl From<TokenError> for TokenRefusal {
 pub struct TokenVerifier {
     secret: IssuerSecret,
     period_secs: u64,
-    keys: Mutex<HashMap<TokenScope, ServerKey>>,
+    keys: Mutex<HashMap<TokenScope, Arc<ServerKey>>>,
 }
 
 impl core::fmt::Debug for TokenVerifier {
@@ -466,15 +456,18 @@ impl TokenVerifier {
         if now >= grace_end {
             return Err(TokenRefusal::Expired);
         }
-        let mut keys = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !keys.contains_key(scope) {
-            if keys.len() >= KEY_CACHE {
-                keys.clear();
+        // The lock is held only to find the key: workers verify in parallel.
+        let key = {
+            let mut keys = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !keys.contains_key(scope) {
+                if keys.len() >= KEY_CACHE {
+                    keys.clear();
+                }
+                let key = self.secret.scope_key(scope).map_err(|_| TokenRefusal::Invalid)?;
+                keys.insert(scope.clone(), Arc::new(key));
             }
-            let key = self.secret.scope_key(scope).map_err(|_| TokenRefusal::Invalid)?;
-            keys.insert(scope.clone(), key);
-        }
-        let key = keys.get(scope).ok_or(TokenRefusal::Invalid)?;
+            Arc::clone(keys.get(scope).ok_or(TokenRefusal::Invalid)?)
+        };
         if !bool::from(token.key_id.ct_eq(&key_id(&key.public_key()))) {
             return Err(TokenRefusal::Invalid);
         }

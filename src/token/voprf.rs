@@ -24,7 +24,7 @@
 //! // The server evaluates and proves (here by hand, with the proof's nonce fixed).
 //! let evaluated = sk * blinded;
 //! let r = Scalar::from(5u64);
-//! let w = voprf::composite_weights(&pk, &[blinded], &[evaluated]);
+//! let w = voprf::composite_weights(&pk, &[blinded.compress().to_bytes()], &[evaluated.compress().to_bytes()]);
 //! let m: RistrettoPoint = w[0] * blinded;
 //! let z = sk * m;
 //! let c = voprf::challenge(&pk, &m, &z, &RistrettoPoint::mul_base(&r), &(r * m));
@@ -276,10 +276,12 @@ pub fn blind_with(input: &[u8], blind: Scalar) -> Result<(Scalar, RistrettoPoint
 }
 
 /// The composite weights `dᵢ` of `ComputeComposites` (RFC 9497 §2.2.1) for the statement
-/// `(B = pkS, C = blinded, D = evaluated)`: `M = Σ dᵢ·Cᵢ`, `Z = Σ dᵢ·Dᵢ` (the server
-/// computes `Z = k·M` instead). The caller checks that `c` and `d` have the same length.
+/// `(B = pkS, C = blinded, D = evaluated)`, given the elements' serialisations (which
+/// both sides already hold from the wire, so nothing is compressed again): `M = Σ dᵢ·Cᵢ`,
+/// `Z = Σ dᵢ·Dᵢ` (the server computes `Z = k·M` instead). The caller checks that `c`
+/// and `d` have the same length.
 #[must_use]
-pub fn composite_weights(pk: &PublicKey, c: &[RistrettoPoint], d: &[RistrettoPoint]) -> Vec<Scalar> {
+pub fn composite_weights(pk: &PublicKey, c: &[[u8; ELEMENT_LEN]], d: &[[u8; ELEMENT_LEN]]) -> Vec<Scalar> {
     let bm = pk.to_bytes();
     let mut h = Sha512::new();
     h.update(len2(ELEMENT_LEN));
@@ -288,11 +290,8 @@ pub fn composite_weights(pk: &PublicKey, c: &[RistrettoPoint], d: &[RistrettoPoi
     h.update(b"Seed-");
     h.update(CONTEXT_STRING);
     let seed = h.finalize();
-    let compressed_c: Vec<CompressedRistretto> = c.iter().map(RistrettoPoint::compress).collect();
-    let compressed_d: Vec<CompressedRistretto> = d.iter().map(RistrettoPoint::compress).collect();
-    compressed_c
-        .iter()
-        .zip(&compressed_d)
+    c.iter()
+        .zip(d)
         .enumerate()
         .map(|(i, (ci, di))| {
             hash_to_scalar(&[
@@ -300,9 +299,9 @@ pub fn composite_weights(pk: &PublicKey, c: &[RistrettoPoint], d: &[RistrettoPoi
                 &seed,
                 &len2(i),
                 &len2(ELEMENT_LEN),
-                ci.as_bytes(),
+                ci,
                 &len2(ELEMENT_LEN),
-                di.as_bytes(),
+                di,
                 b"Composite",
             ])
         })
@@ -337,7 +336,9 @@ pub fn verify_proof(
     if blinded.len() != evaluated.len() || blinded.is_empty() || blinded.len() > MAX_BATCH {
         return Err(VoprfError::BatchSize);
     }
-    let w = composite_weights(pk, blinded, evaluated);
+    let c: Vec<[u8; ELEMENT_LEN]> = blinded.iter().map(|p| p.compress().to_bytes()).collect();
+    let d: Vec<[u8; ELEMENT_LEN]> = evaluated.iter().map(|p| p.compress().to_bytes()).collect();
+    let w = composite_weights(pk, &c, &d);
     let m = RistrettoPoint::vartime_multiscalar_mul(&w, blinded);
     let z = RistrettoPoint::vartime_multiscalar_mul(&w, evaluated);
     // t2 = s·G + c·B, t3 = s·M + c·Z

@@ -10,8 +10,8 @@ use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use zeroize::Zeroize;
 
 use confiance::token::voprf::{
-    self, MAX_BATCH, OUTPUT_LEN, Proof, PublicKey, VoprfError, challenge, composite_weights, finalize_hash,
-    hash_to_group,
+    self, ELEMENT_LEN, MAX_BATCH, OUTPUT_LEN, Proof, PublicKey, VoprfError, challenge, composite_weights,
+    deserialize_element, finalize_hash, hash_to_group,
 };
 
 /// A server's VOPRF key pair. The secret scalar is wiped on drop and never printed.
@@ -61,16 +61,19 @@ impl ServerKey {
         zeroize::Zeroizing::new(self.sk.to_bytes())
     }
 
-    /// `BlindEvaluate` over a batch with one batched proof (RFC 9497 §3.3.2), the
-    /// proof's nonce drawn from `rng`.
+    /// `BlindEvaluate` over a batch of serialised blinded elements, with one batched
+    /// proof (RFC 9497 §3.3.2), the proof's nonce drawn from `rng`; the evaluations are
+    /// returned serialised, as they go on the wire.
     ///
     /// # Errors
-    /// [`VoprfError::BatchSize`] for an empty batch or one over [`MAX_BATCH`].
+    /// [`VoprfError::BatchSize`] for an empty batch or one over [`MAX_BATCH`];
+    /// [`VoprfError::NonCanonicalElement`] or [`VoprfError::IdentityElement`] for a bad
+    /// blinded element.
     pub fn blind_evaluate<R: rand_core::CryptoRng + ?Sized>(
         &self,
-        blinded: &[RistrettoPoint],
+        blinded: &[[u8; ELEMENT_LEN]],
         rng: &mut R,
-    ) -> Result<(Vec<RistrettoPoint>, Proof), VoprfError> {
+    ) -> Result<(Vec<[u8; ELEMENT_LEN]>, Proof), VoprfError> {
         let mut r = Scalar::random(rng);
         let out = self.blind_evaluate_with(blinded, r);
         r.zeroize();
@@ -84,16 +87,19 @@ impl ServerKey {
     /// As [`ServerKey::blind_evaluate`].
     pub fn blind_evaluate_with(
         &self,
-        blinded: &[RistrettoPoint],
+        blinded: &[[u8; ELEMENT_LEN]],
         r: Scalar,
-    ) -> Result<(Vec<RistrettoPoint>, Proof), VoprfError> {
+    ) -> Result<(Vec<[u8; ELEMENT_LEN]>, Proof), VoprfError> {
         if blinded.is_empty() || blinded.len() > MAX_BATCH {
             return Err(VoprfError::BatchSize);
         }
-        let evaluated: Vec<RistrettoPoint> = blinded.iter().map(|b| self.sk * b).collect();
-        // ComputeCompositesFast: M = Σ dᵢ·Cᵢ, Z = k·M (one multiplication, not n).
+        let points = blinded.iter().map(deserialize_element).collect::<Result<Vec<_>, _>>()?;
+        let evaluated: Vec<[u8; ELEMENT_LEN]> =
+            points.iter().map(|b| (self.sk * b).compress().to_bytes()).collect();
+        // ComputeCompositesFast: M = Σ dᵢ·Cᵢ, Z = k·M (one multiplication, not n); the
+        // weights hash the encodings already at hand.
         let w = composite_weights(&self.pk, blinded, &evaluated);
-        let m = RistrettoPoint::vartime_multiscalar_mul(&w, blinded);
+        let m = RistrettoPoint::vartime_multiscalar_mul(&w, &points);
         let z = self.sk * m;
         let t2 = RistrettoPoint::mul_base(&r);
         let t3 = r * m;
