@@ -1,4 +1,4 @@
-//! Envelope costs beside their physical limits (DESIGN.md §12), measured in one run.
+//! Envelope costs beside their physical limits (docs/design.md#cost-floor), measured in one run.
 //!
 //! Criterion reports seal and open for batches of 1, 10, 100 and 1000 reports of about
 //! 40 bytes, and X25519 fixed-base and variable-base multiplications

@@ -8,7 +8,9 @@
 //! past its deadline, verifies its audit log and writes an HTML report.
 //!
 //! Run: `cargo run --release --example fleet [-- --devices N --months M --out DIR
-//! --commit-weeks W]`
+//! --commit-weeks W --seed S]`. `--seed` (default 0, the fleet of the published figures)
+//! changes every device's randomness and the aggregator's keys, so repeated runs give
+//! independent draws of the same fleet (`benches/fleet_seeds.sh` runs many).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,10 +21,10 @@ use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, MetricKind, Privacy};
 use confiance::consent::{ConsentState, DeviceKey, Scope, SignedReceipt};
 use confiance::envelope::{AeadId, KeyConfig};
-use confiance::hazmat::{SeedableRng as _, SeededRng};
+use confiance::hazmat::{SeedableRng as _, SeededRng, SingleLifeStorage};
 use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
 use confiance::pseudonym::DeviceSecret;
-use confiance::recorder::{NullStorage, Recorder, RecorderParts, Value};
+use confiance::recorder::{Recorder, RecorderParts, Value};
 use confiance::rng::Rng as _;
 use confiance_aggregator::audit::{CheckpointSigner, Verifier};
 use confiance_aggregator::keys::KeyStore;
@@ -190,7 +192,7 @@ struct Device {
     brand: &'static Brand,
     brand_index: usize,
     /// The recorder, sharing the fleet's one catalogue.
-    dev: Recorder<SeededRng, NullStorage, Arc<Catalogue>>,
+    dev: Recorder<SeededRng, SingleLifeStorage, Arc<Catalogue>>,
     rng: SeededRng,
     /// Receipt ids of the statistics consents, in the order given.
     receipts: Vec<confiance::ids::ReceiptId>,
@@ -208,18 +210,27 @@ struct Device {
 impl Device {
     /// A new owner joins in the first 20 days and gives consent; the receipts wait in the
     /// outbox for the day it joins.
-    fn new(d: u64, catalogue: &Arc<Catalogue>, config: KeyConfig, start: Timestamp, months: u64) -> Self {
+    fn new(
+        d: u64,
+        seed: u64,
+        catalogue: &Arc<Catalogue>,
+        config: KeyConfig,
+        start: Timestamp,
+        months: u64,
+    ) -> Self {
         let brand = &BRANDS[(d % 3) as usize];
-        let mut rng = SeededRng::seed_from_u64(0xF1EE7 ^ d.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        // Seed 0 keeps the streams of the published runs; another seed moves them all.
+        let salt = seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let mut rng = SeededRng::seed_from_u64(0xF1EE7 ^ d.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt);
         let parts = RecorderParts {
             catalogue: Arc::clone(catalogue),
             consent: ConsentState::new(DeviceKey::generate(&mut rng)),
             pseudonyms: DeviceSecret::generate(&mut rng),
             controller: id(brand.controller),
             key_configs: vec![config],
-            rng: SeededRng::seed_from_u64(d),
+            rng: SeededRng::seed_from_u64(d ^ salt),
         };
-        let mut dev = Recorder::new(parts, NullStorage);
+        let mut dev = Recorder::new(parts, SingleLifeStorage);
         let mut outbox = Vec::new();
         let joined = start.saturating_add_secs(rng.next_u64() % (20 * DAY));
         let mut receipts = Vec::new();
@@ -409,6 +420,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let devices = arg("--devices", 100_000);
+    let seed = arg("--seed", 0);
     let months = arg("--months", 6).max(2);
     let commit_weeks = arg("--commit-weeks", 4).max(1);
     let out_dir = std::env::args()
@@ -425,11 +437,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let catalogue = Catalogue::from_toml_str(include_str!("catalogue.toml"))?;
-    println!("confiance fleet: {devices} devices, {months} months");
+    println!("confiance fleet: {devices} devices, {months} months, seed {seed}");
     println!("catalogue `{}` v{} digest {}", catalogue.name(), catalogue.version(), catalogue.digest());
     let start = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z")?;
     let end = start.saturating_add_secs(months * MONTH);
-    let mut rng = SeededRng::seed_from_u64(2026);
+    let mut rng = SeededRng::seed_from_u64(2026 ^ seed);
     let mut keys = KeyStore::new(30 * DAY);
     let config = keys.generate(AeadId::ChaCha20Poly1305, start, end.saturating_add_secs(DAY), &mut rng)?;
     let agg_config = AggregatorConfig { max_report_age_secs: 2 * MONTH, ..AggregatorConfig::default() };
@@ -452,6 +464,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ingest_cpu = 0.0;
     let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
+    // Reports refused one by one (the answer of an accepted envelope lists them).
+    let mut refused_reports = 0u64;
+    let mut frame_bytes = 0u64;
     // One catalogue for every recorder (a clone each was most of the fleet's memory).
     let shared = Arc::new(catalogue.clone());
     std::thread::scope(|s| -> Result<(), Box<dyn std::error::Error>> {
@@ -466,7 +481,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let plans: Vec<Plan<'_>> = BRANDS.iter().map(|b| Plan::of(b, catalogue)).collect();
                 let mut fleet: Vec<Device> = (w..devices)
                     .step_by(workers as usize)
-                    .map(|d| Device::new(d, shared, config, start, months))
+                    .map(|d| Device::new(d, seed, shared, config, start, months))
                     .collect();
                 let subjects: Vec<(u64, &str, SubjectId)> = (w..devices.min(4))
                     .step_by(workers as usize)
@@ -536,6 +551,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         _ => None,
                     })
                     .collect();
+                frame_bytes += frames.iter().map(|(f, _)| f.len() as u64).sum::<u64>();
                 if let Some(&(_, t)) = frames.last() {
                     last = t;
                     let t0 = Instant::now();
@@ -567,6 +583,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 for ack in agg.commit(last)? {
                     envelopes += 1;
                     reports += u64::from(ack.reports);
+                    refused_reports += ack.refused.len() as u64;
                 }
                 spent[3] += t0.elapsed();
             }
@@ -607,6 +624,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut est_rows = Vec::new();
     let (mut covered, mut total) = (0u32, 0u32);
+    // One machine-readable line per release, for benches/fleet_seeds.sh.
+    let mut release_coverage = Vec::new();
     let pairs: Vec<(RecipientId, MetricId)> = catalogue
         .metrics()
         .filter(|(_, m)| matches!(m.privacy, Privacy::Ldp { .. }))
@@ -624,12 +643,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             continue;
         };
+        let (mut rel_covered, mut rel_total) = (0u32, 0u32);
         for (i, p) in rel.estimate.values.iter().enumerate() {
             let label = rel.labels.get(i).cloned().unwrap_or_else(|| "mean".to_string());
             let t = truths.get(i).copied().unwrap_or(f64::NAN);
             let ok = p.ci95_low <= t && t <= p.ci95_high;
             covered += u32::from(ok);
             total += 1;
+            rel_covered += u32::from(ok);
+            rel_total += 1;
             if i < 3 {
                 println!(
                     "  {:<8} {:<28} {:<12} {:>9.4} [{:>9.4}, {:>9.4}] {:>9.4} {:>8}",
@@ -654,6 +676,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 n: n as u64,
             });
         }
+        release_coverage.push(format!("  release-coverage {r} {m} {rel_covered} {rel_total}"));
+    }
+    for line in &release_coverage {
+        println!("{line}");
     }
     println!(
         "  {covered}/{total} intervals cover the true value ({:.1}%; 95% expected)",
@@ -723,7 +749,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Retention: purge what is past its deadline four months after the end.
     let purge_at = end.saturating_add_secs(4 * MONTH);
-    let overdue_before = agg.ledger().overdue(purge_at);
+    let overdue_before = agg.ledger().overdue(purge_at, None);
     let purged = agg.purge(purge_at)?;
     println!(
         "purge at {}: {} partitions and {} records deleted, {} period keys destroyed ({} items were overdue)",
@@ -740,7 +766,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let verifier = Verifier::new("confiance.example/fleet", signer.verifying_key())?;
     let events = log.export(log.size())?;
     let verified = verifier.audit(&cp, &events).is_ok();
-    let overdue_after = agg.ledger().overdue(purge_at);
+    let overdue_after = agg.ledger().overdue(purge_at, None);
     println!("overdue after the purge: {}", overdue_after.records.len() + overdue_after.partitions.len());
     println!(
         "audit log: {} events, root {}…, verified: {verified}",
@@ -783,7 +809,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out_dir.join("fleet-report.md"), report::render_markdown(&data))?;
     println!("report written to {}", html.display());
     println!("(records, purge, audit and report: {:.1} s)", phase.elapsed().as_secs_f64());
-    println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
+    let wall = started.elapsed().as_secs_f64();
+    println!("\ndone in {wall:.1} s");
+    let sent = envelopes + refused;
+    let mean_frame = usize::try_from(frame_bytes / sent.max(1)).unwrap_or(0);
+    Floor::measure(sent, mean_frame, receipts + withdrawals, 1)?.print(wall, workers.max(1));
     // The run fails (exit code 1) if the pipeline went wrong, so scripts and CI can rely
     // on it. Coverage is judged loosely: with ~55 intervals at 95%, fewer than 80% covered
     // happens by chance with probability about 10^-5.
@@ -794,6 +824,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if refused > 0 {
         problems.push(format!("{refused} envelopes refused"));
     }
+    if refused_reports > 0 {
+        problems.push(format!("{refused_reports} reports refused"));
+    }
     let overdue = overdue_after.records.len() + overdue_after.partitions.len();
     if overdue > 0 {
         problems.push(format!("{overdue} items still overdue after the purge"));
@@ -802,4 +835,112 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         problems.push(format!("only {covered}/{total} intervals cover the true value"));
     }
     if problems.is_empty() { Ok(()) } else { Err(problems.join("; ").into()) }
+}
+
+/// The fleet's cryptographic floor: what it could not avoid doing, each kind with its count
+/// and its unit cost measured here at the end of the run (median of interleaved rounds),
+/// summed and divided by the cores. Anonymous report tokens join the list once they exist.
+struct Floor {
+    /// (what, count, seconds per unit).
+    items: Vec<(&'static str, u64, f64)>,
+}
+
+impl Floor {
+    /// Unit costs of sealing and opening an envelope of `mean_frame` bytes (the run's mean)
+    /// and of making and verifying an Ed25519 signature (a consent receipt or withdrawal,
+    /// made on the device, verified on ingest); `checkpoints` signed checkpoints.
+    fn measure(
+        envelopes: u64,
+        mean_frame: usize,
+        signed: u64,
+        checkpoints: u64,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        use confiance::envelope::{self, CatalogueDigest, HeaderFields, KeyId, OVERHEAD, SecretKey};
+        use ed25519_dalek::Signer as _;
+        let mut rng = SeededRng::seed_from_u64(9);
+        let secret = SecretKey::generate(&mut rng);
+        let config = KeyConfig::new(
+            KeyId(9),
+            AeadId::ChaCha20Poly1305,
+            secret.public_key(),
+            Timestamp::EPOCH,
+            Timestamp::MAX,
+        )?;
+        let fields =
+            HeaderFields { catalogue_digest: CatalogueDigest([0; 32]), time_bucket: Timestamp::EPOCH };
+        let plaintext = vec![0u8; mean_frame.saturating_sub(OVERHEAD)];
+        let frame = envelope::seal(&config, &fields, &plaintext, &mut rng)?;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let message = [7u8; 200];
+        let signature = key.sign(&message);
+        let verifying = key.verifying_key();
+        let mut ops: Vec<(&'static str, u64, Box<dyn FnMut() + '_>)> = vec![
+            (
+                "seal an envelope (device)",
+                envelopes,
+                Box::new(|| {
+                    drop(std::hint::black_box(envelope::seal(&config, &fields, &plaintext, &mut rng)))
+                }),
+            ),
+            (
+                "open an envelope (aggregator)",
+                envelopes,
+                Box::new(|| {
+                    drop(std::hint::black_box(envelope::open(&frame, &secret, AeadId::ChaCha20Poly1305)))
+                }),
+            ),
+            (
+                "sign a receipt or withdrawal (device) or a checkpoint",
+                signed + checkpoints,
+                Box::new(|| {
+                    std::hint::black_box(key.sign(&message));
+                }),
+            ),
+            (
+                "verify a receipt or withdrawal signature (aggregator)",
+                signed,
+                Box::new(|| drop(std::hint::black_box(verifying.verify_strict(&message, &signature)))),
+            ),
+        ];
+        // Interleaved rounds of 20 ms each, median per kind: a change of load hits all alike.
+        let mut samples = vec![Vec::new(); ops.len()];
+        for _ in 0..7 {
+            for ((_, _, f), out) in ops.iter_mut().zip(&mut samples) {
+                let t = Instant::now();
+                let mut n = 0u32;
+                while t.elapsed().as_secs_f64() < 0.02 {
+                    f();
+                    n += 1;
+                }
+                out.push(t.elapsed().as_secs_f64() / f64::from(n));
+            }
+        }
+        let items = ops
+            .iter()
+            .zip(&mut samples)
+            .map(|((what, count, _), v)| {
+                v.sort_by(f64::total_cmp);
+                (*what, *count, v[v.len() / 2])
+            })
+            .collect();
+        Ok(Self { items })
+    }
+
+    fn print(&self, wall: f64, cores: u64) {
+        println!(
+            "
+cryptographic floor (unit costs measured now, {cores} cores):"
+        );
+        let mut total = 0.0;
+        for (what, count, unit) in &self.items {
+            let secs = *count as f64 * unit;
+            total += secs;
+            println!("  {what:<55} {count:>9} × {:>7.1} µs = {secs:>7.2} s", unit * 1e6);
+        }
+        let floor = total / cores as f64;
+        println!(
+            "  floor: {total:.2} s of cryptography / {cores} cores = {floor:.2} s; wall time / floor = {:.2}",
+            wall / floor
+        );
+    }
 }

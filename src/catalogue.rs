@@ -1,5 +1,5 @@
 //! The catalogue: a versioned, hashed description of what may be collected, for which
-//! purposes, by whom, and for how long (DESIGN.md §4).
+//! purposes, by whom, and for how long (docs/design.md#catalogue).
 //!
 //! Build one with [`Catalogue::builder`] on any target, or load it from TOML with
 //! [`Catalogue::from_toml_str`] (feature `std`). Either way it is validated as a whole;

@@ -1,5 +1,5 @@
 //! Consent: signed receipts and withdrawals, and the device's own consent state
-//! (DESIGN.md §5).
+//! (docs/design.md#consent).
 //!
 //! A [`ConsentReceipt`] (fields after ISO/IEC TS 27560 and the Kantara consent receipt)
 //! says that a subject lets one recipient use some metrics for one purpose from

@@ -3,7 +3,7 @@
 //! An envelope is one HPKE (RFC 9180) base-mode encryption, DHKEM(X25519, HKDF-SHA256),
 //! HKDF-SHA256 and ChaCha20-Poly1305 (AES-128-GCM with the `aes` feature; see
 //! [`hpke_base`] for how the suite is composed), of a
-//! postcard-encoded [`ReportBatch`], framed behind a fixed 75-byte header (DESIGN.md §8):
+//! postcard-encoded [`ReportBatch`], framed behind a fixed 75-byte header (docs/design.md#envelopes):
 //!
 //! ```text
 //! version (1) | key id (2, BE) | catalogue digest (32) | time bucket (8, BE) | enc (32) | ciphertext ‖ tag (n + 16)

@@ -1,6 +1,6 @@
 //! The privacy parameter ε as an exact, validated rational.
 //!
-//! DESIGN.md §6: no floating point on a privacy-critical path. ε is carried as a reduced
+//! docs/design.md#exact-sampling: no floating point on a privacy-critical path. ε is carried as a reduced
 //! fraction `num/den` of 32-bit integers, so every probability derived from it can be
 //! realised exactly by the samplers in [`crate::noise`].
 

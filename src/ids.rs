@@ -180,7 +180,7 @@ macro_rules! bytes_id {
 
 bytes_id!(
     /// A data subject as the controller knows it: the device's scoped pseudonym for the
-    /// controller (DESIGN.md §5). Never sent with anonymous reports.
+    /// controller (docs/design.md#trust-built). Never sent with anonymous reports.
     ///
     /// ```
     /// use confiance::ids::SubjectId;

@@ -1,8 +1,10 @@
 //! Local differential privacy: the device-side encoders and the report payloads.
 //!
-//! A [`Mechanism`] is chosen once per metric from its [`Domain`], its ε and a
-//! [`MechanismName`] (the catalogue's `mechanism = "..."`, `auto` by default), then
-//! [`Mechanism::encode`] turns one private value into an [`LdpReport`]:
+//! A [`Selection`] is chosen once per metric from its [`Domain`], its ε and a
+//! [`MechanismName`] (the catalogue's `mechanism = "..."`, `auto` by default); for each
+//! report's period it becomes a [`Mechanism`] with that period's public key
+//! ([`Selection::for_period`]), and [`Mechanism::encode`] turns one private value into an
+//! [`LdpReport`]:
 //!
 //! | name | domain | paper | report |
 //! |---|---|---|---|
@@ -21,10 +23,11 @@
 //! of the random words it consumes does not depend on the value (docs/privacy.md).
 //!
 //! ```
-//! use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName};
+//! use confiance::ldp::{Domain, LdpValue, MechanismName, Selection};
 //! use confiance::{Epsilon, rng::OsRng};
 //! let eps = Epsilon::from_ratio(1, 1)?;
-//! let m = Mechanism::select(Domain::Categorical { d: 16 }, eps, MechanismName::Auto)?;
+//! let s = Selection::new(Domain::Categorical { d: 16 }, eps, MechanismName::Auto)?;
+//! let m = s.for_period("thermostat.mode", 1_800_000_000);
 //! let report = m.encode(LdpValue::Category(3), &mut OsRng::new())?;
 //! let bytes = postcard::to_allocvec(&report).unwrap();
 //! assert!(bytes.len() <= 8);
@@ -42,7 +45,7 @@ pub use budget::Budget;
 pub use hash::{for_each_hash, olh_hash, olh_hash_with_key, olh_seed_key};
 pub use mechanism::{
     DEFAULT_OLH_POOL, MAX_CATEGORIES, MAX_NUMERIC_RANGE, MAX_UNARY_CATEGORIES, Mechanism,
-    PIECEWISE_RESOLUTION, Params, olh_default_pool, olh_pool_key,
+    PIECEWISE_RESOLUTION, Params, Selection, hadamard_block, olh_default_pool, olh_pool_key,
 };
 pub use report::LdpReport;
 pub use theory::exp_approx;
@@ -50,12 +53,16 @@ pub use theory::exp_approx;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
-/// The mechanism a metric asks for, as written in the catalogue (lowercase).
+/// The mechanism a metric asks for, as written in the catalogue (lowercase); `FromStr`
+/// and `Display` use the same names.
 ///
 /// ```
 /// use confiance::ldp::MechanismName;
 /// let m: MechanismName = serde_json::from_str("\"olh\"").unwrap();
 /// assert_eq!(m, MechanismName::Olh);
+/// assert_eq!("hadamard_blocks".parse::<MechanismName>(), Ok(MechanismName::HadamardBlocks));
+/// assert_eq!(MechanismName::HadamardBlocks.to_string(), "hadamard_blocks");
+/// assert!("OLH".parse::<MechanismName>().is_err());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -83,6 +90,65 @@ pub enum MechanismName {
     /// [`MechanismName::Hadamard`] when `B = 1` (small ε); much lower variance for ε > 1.
     #[serde(rename = "hadamard_blocks")]
     HadamardBlocks,
+}
+
+impl MechanismName {
+    /// Every name, `auto` last.
+    pub const ALL: [Self; 9] = [
+        Self::Grr,
+        Self::Oue,
+        Self::Sue,
+        Self::Olh,
+        Self::Hadamard,
+        Self::HadamardBlocks,
+        Self::Piecewise,
+        Self::Duchi,
+        Self::Auto,
+    ];
+
+    /// The catalogue's spelling.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Grr => "grr",
+            Self::Oue => "oue",
+            Self::Sue => "sue",
+            Self::Olh => "olh",
+            Self::Hadamard => "hadamard",
+            Self::HadamardBlocks => "hadamard_blocks",
+            Self::Piecewise => "piecewise",
+            Self::Duchi => "duchi",
+            Self::Auto => "auto",
+        }
+    }
+}
+
+impl fmt::Display for MechanismName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no mechanism ([`MechanismName`]'s `FromStr`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownMechanism;
+
+impl fmt::Display for UnknownMechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "unknown mechanism (grr, oue, sue, olh, hadamard, hadamard_blocks, piecewise, duchi, auto)",
+        )
+    }
+}
+
+#[cfg(feature = "std")]
+impl core::error::Error for UnknownMechanism {}
+
+impl core::str::FromStr for MechanismName {
+    type Err = UnknownMechanism;
+    fn from_str(s: &str) -> Result<Self, UnknownMechanism> {
+        Self::ALL.into_iter().find(|n| n.as_str() == s).ok_or(UnknownMechanism)
+    }
 }
 
 /// What is being privatised.

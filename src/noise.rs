@@ -1,6 +1,6 @@
 //! Exact samplers: integer and rational arithmetic only, never floating point.
 //!
-//! DESIGN.md §6: every probability the mechanisms use is realised exactly, so that
+//! docs/design.md#exact-sampling: every probability the mechanisms use is realised exactly, so that
 //! floating-point attacks on noise (Mironov, CCS 2012) have nothing to find.
 //!
 //! - [`uniform_below`]: uniform integers without modulo bias (Lemire 2019, with the
@@ -10,6 +10,8 @@
 //!   (Canonne, Kamath, Steinke, *The Discrete Gaussian for Differential Privacy*,
 //!   NeurIPS 2020, Algorithm 1).
 //! - [`bernoulli_logistic`]: Bernoulli(1/(1 + exp(γ))), by rejection on the above.
+//! - [`bernoulli_logistic_lanes`]: up to 64 independent Bernoulli(1/(1 + exp(γ))) in one
+//!   word, bit-sliced (the unary encodings' d bits, 64 at a time).
 //! - [`bernoulli_mixture`]: Bernoulli((e^γ − 1)/(e^γ − 1 + D)), randomised response's
 //!   coin, in O(1) expected rounds for every D (pieces of γ with an exact amplifying coin).
 //! - [`geometric_exp_neg`], [`discrete_laplace`] (CKS 2020, Algorithm 2) and
@@ -32,6 +34,7 @@
 mod bernoulli;
 mod coins;
 mod gaussian;
+mod lanes;
 mod laplace;
 mod mixture;
 mod uniform;
@@ -39,6 +42,7 @@ mod uniform;
 pub use bernoulli::{bernoulli_exp_neg, bernoulli_logistic, bernoulli_ratio};
 pub use coins::{Coins, RngCoins};
 pub use gaussian::discrete_gaussian;
+pub use lanes::bernoulli_logistic_lanes;
 pub use laplace::{discrete_laplace, geometric_exp_neg};
 pub use mixture::{Mixture, bernoulli_mixture};
 pub use uniform::uniform_below;

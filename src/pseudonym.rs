@@ -1,5 +1,5 @@
 //! Pseudonyms: scoped pseudonyms derived on the device, and polymorphic pseudonyms that
-//! transcryptors turn into per-recipient pseudonyms (DESIGN.md §7).
+//! transcryptors turn into per-recipient pseudonyms (docs/design.md#pseudonyms).
 //!
 //! - **Scoped pseudonyms** ([`DeviceSecret::scoped`]): HKDF-SHA256 (RFC 5869) of a device
 //!   secret, one 32-byte value per (recipient, [`Epoch`]). Different recipients or epochs

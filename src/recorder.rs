@@ -1,4 +1,4 @@
-//! The device API (DESIGN.md §11): record → privatise → tag → queue → [`flush`] returns
+//! The device API (docs/design.md#interfaces): record → privatise → tag → queue → [`flush`] returns
 //! sealed bytes for the host to send.
 //!
 //! - [`Recorder::record`] (anonymous statistics) and [`Recorder::record_service`]
@@ -7,7 +7,10 @@
 //!   queue — becomes a [`Counters`] entry that the host can ship with its telemetry.
 //! - The queue is bounded by count and by bytes; when full, the oldest report is dropped
 //!   and counted. Sealed envelopes wait in an outbox (bounded by bytes) until the host
-//!   [`acknowledge`](Recorder::acknowledge)s them, so a failed upload loses nothing.
+//!   [`acknowledge`](Recorder::acknowledge)s them, so a failed upload loses nothing. The
+//!   aggregator answers per report ([`Recorder::acknowledge_refused`]): a report refused
+//!   for good is dropped and counted per metric and code, never sent again; one refused
+//!   for now is sent again later, in a new envelope, with an exponential backoff.
 //! - State persists through the host's [`Storage`] (no I/O here).
 //! - The recorder keeps a small log of what it sent, under which tag, to whom and held
 //!   until when: the device-side twin of the aggregator's `subject_access`
@@ -52,9 +55,9 @@
 //!
 //! [`flush`]: Recorder::flush
 
-mod storage;
+pub(crate) mod storage;
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
@@ -66,9 +69,9 @@ use crate::catalogue::{Catalogue, Metric, MetricKind, Privacy};
 use crate::consent::{ConsentError, ConsentState, Grant, ReceiptEntry, Scope, SignedReceipt};
 use crate::envelope::{self, EnvelopeId, HeaderFields, KeyConfig, ReportId};
 use crate::ids::{MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
-use crate::ldp::{LdpValue, Mechanism};
+use crate::ldp::{LdpValue, Selection};
 use crate::pseudonym::{DeviceSecret, Epoch, ScopedPseudonymEntry};
-use crate::report::{Payload, RecordValue, Report};
+use crate::report::{Payload, RecordValue, Refusal, Refused, Report};
 use crate::retention::{Duration, RetentionTag};
 use crate::token::{
     PendingTokens, SpentToken, Token, TokenPeriod, TokenRequest, TokenResponse, TokenScope, voprf,
@@ -145,6 +148,16 @@ pub struct Counters {
     pub storage_failed: u32,
     /// Envelopes sealed.
     pub envelopes_sealed: u32,
+    /// Reports the aggregator refused for good (dropped; per metric and code in
+    /// [`Recorder::refusals`]).
+    pub refused: u32,
+    /// Reports the aggregator refused for now, queued again with a backoff.
+    pub retried: u32,
+    /// Reports of a metric with an ε budget not made because the budget could not be
+    /// kept: the charge could not be saved, the storage keeps nothing
+    /// ([`NullStorage`]), or the saved state could not be read back (then the current
+    /// period counts as spent). The recorder fails closed rather than reopen a period.
+    pub budget_unsaved: u32,
     /// Reports left queued at a flush because no report token of their scope was held
     /// (counted once per report and flush; they go out once tokens arrive).
     pub waiting_for_token: u32,
@@ -206,11 +219,33 @@ struct Persisted {
     sent: Vec<SentEntry>,
     receipts: Vec<(Vec<u8>, Option<Timestamp>)>,
     counters: Counters,
+    in_flight: Vec<([u8; 32], Vec<Report>)>,
+    retries: Vec<Retry>,
+    refusals: Vec<(MetricId, Refusal, u32)>,
     tokens: Vec<SpentToken>,
     tokens_required: bool,
 }
 
-const PERSIST_VERSION: u8 = 2;
+/// A report the aggregator refused for now, waiting to be sent again.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Retry {
+    report: Report,
+    /// Not sealed again before this instant.
+    not_before: Timestamp,
+    /// Times it was refused for now.
+    attempts: u8,
+}
+
+/// First retry delay; doubled at each refusal, at most [`RETRY_MAX_SECS`].
+const RETRY_BASE_SECS: u64 = 3_600;
+const RETRY_MAX_SECS: u64 = 86_400;
+
+/// Version 2 added [`Counters::budget_unsaved`] and the per-report acknowledgement state
+/// (reports of unacknowledged envelopes, retries, refusals); version 3 added the report
+/// tokens held, whether they are required, and [`Counters::waiting_for_token`] and
+/// [`Counters::token_failed`]. An older state is not read (counted as a failed load, so
+/// the current budget period counts as spent).
+const PERSIST_VERSION: u8 = 3;
 
 /// The device recorder. See the [module documentation](self).
 #[derive(Debug)]
@@ -223,13 +258,27 @@ pub struct Recorder<R, S, C = Catalogue> {
     rng: R,
     storage: S,
     limits: Limits,
-    mechanisms: BTreeMap<MetricId, Mechanism>,
+    mechanisms: BTreeMap<MetricId, Selection>,
     budgets: BTreeMap<MetricId, (u64, crate::ldp::Budget)>,
     queue: VecDeque<(Report, usize)>,
     queued_bytes: usize,
     outbox: VecDeque<Vec<u8>>,
     sent: VecDeque<SentEntry>,
     counters: Counters,
+    /// The reports of each unacknowledged envelope (by envelope id), to act on a
+    /// per-report answer.
+    in_flight: BTreeMap<[u8; 32], Vec<Report>>,
+    /// Reports refused for now, waiting for their backoff.
+    retries: Vec<Retry>,
+    /// Ids of retried reports already in the sent log (not logged twice).
+    relogged: BTreeSet<[u8; 16]>,
+    /// Times each report still retrying (waiting, or sealed again) was refused for now.
+    attempts: BTreeMap<[u8; 16], u8>,
+    /// Reports refused for good, per metric and code.
+    refusals: BTreeMap<(MetricId, Refusal), u32>,
+    /// The saved state could not be read at start: what was spent in the current budget
+    /// period is unknown, so each budgeted metric's first period here counts as spent.
+    budget_state_lost: bool,
     /// Report tokens held, per scope (spent from the end).
     tokens: BTreeMap<TokenScope, Vec<Token>>,
     /// Token requests sent and not yet answered.
@@ -305,6 +354,12 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             outbox: VecDeque::new(),
             sent: VecDeque::new(),
             counters: Counters::default(),
+            in_flight: BTreeMap::new(),
+            retries: Vec::new(),
+            relogged: BTreeSet::new(),
+            attempts: BTreeMap::new(),
+            refusals: BTreeMap::new(),
+            budget_state_lost: false,
             tokens: BTreeMap::new(),
             pending_tokens: Vec::new(),
             tokens_required: false,
@@ -317,14 +372,18 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         let bytes = match self.storage.load() {
             Ok(Some(b)) => b,
             Ok(None) => return,
-            Err(_) => return bump(&mut self.counters.storage_failed),
+            Err(_) => {
+                self.budget_state_lost = true;
+                return bump(&mut self.counters.storage_failed);
+            }
         };
-        let Ok(p) = postcard::from_bytes::<Persisted>(&bytes) else {
-            return bump(&mut self.counters.storage_failed);
+        let p = match postcard::from_bytes::<Persisted>(&bytes) {
+            Ok(p) if p.version == PERSIST_VERSION => p,
+            _ => {
+                self.budget_state_lost = true;
+                return bump(&mut self.counters.storage_failed);
+            }
         };
-        if p.version != PERSIST_VERSION {
-            return bump(&mut self.counters.storage_failed);
-        }
         let mut entries = Vec::with_capacity(p.receipts.len());
         for (b, withdrawn_at) in &p.receipts {
             match SignedReceipt::from_bytes(b) {
@@ -355,14 +414,24 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         self.outbox = p.outbox.into();
         self.sent = p.sent.into();
         self.counters = p.counters;
+        self.in_flight = p.in_flight.into_iter().collect();
+        self.retries = p.retries;
+        self.attempts = self.retries.iter().map(|r| (r.report.id.0, r.attempts)).collect();
+        self.refusals = p.refusals.into_iter().map(|(m, r, n)| ((m, r), n)).collect();
     }
 
     /// Saves the recorder's state through the host's storage (done after every flush,
-    /// acknowledgement and consent change; call it too before the host shuts down).
-    /// A failure is counted.
+    /// acknowledgement, consent change and ε charge; call it too before the host shuts
+    /// down). A failure is counted.
     pub fn persist(&mut self) {
+        if self.save_state().is_err() {
+            bump(&mut self.counters.storage_failed);
+        }
+    }
+
+    fn save_state(&mut self) -> Result<(), StorageError> {
         if !self.storage.keeps_state() {
-            return;
+            return Ok(());
         }
         let p = Persisted {
             version: PERSIST_VERSION,
@@ -376,6 +445,9 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             sent: self.sent.iter().cloned().collect(),
             receipts: self.consent.list().map(|e| (e.receipt.to_bytes(), e.withdrawn_at)).collect(),
             counters: self.counters,
+            in_flight: self.in_flight.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            retries: self.retries.clone(),
+            refusals: self.refusals.iter().map(|((m, r), n)| (m.clone(), *r, *n)).collect(),
             tokens: self
                 .tokens
                 .iter()
@@ -383,10 +455,7 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
                 .collect(),
             tokens_required: self.tokens_required,
         };
-        let saved = postcard::to_allocvec(&p).map_err(|_| StorageError).and_then(|b| self.storage.save(&b));
-        if saved.is_err() {
-            bump(&mut self.counters.storage_failed);
-        }
+        postcard::to_allocvec(&p).map_err(|_| StorageError).and_then(|b| self.storage.save(&b))
     }
 
     fn budget_cap(&self, metric: &MetricId) -> Option<crate::Epsilon> {
@@ -439,18 +508,51 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         ) else {
             return bump(&mut self.counters.no_consent);
         };
-        let Some(mech) = self.mechanisms.get(metric) else { return bump(&mut self.counters.unknown_metric) };
-        if let Privacy::Ldp { epsilon, budget: Some(b), .. } = &m.privacy {
-            let period = now.as_secs() / b.period.fixed_secs().unwrap_or(86_400).max(1);
-            let entry =
-                self.budgets.entry(metric.clone()).or_insert((period, crate::ldp::Budget::new(b.epsilon)));
-            if !entry.1.try_charge(period, *epsilon) {
+        if !self.mechanisms.contains_key(metric) {
+            return bump(&mut self.counters.unknown_metric);
+        }
+        let budget = match &m.privacy {
+            Privacy::Ldp { epsilon, budget: Some(b), .. } => {
+                Some((*epsilon, b.epsilon, b.period.fixed_secs().unwrap_or(86_400).max(1)))
+            }
+            _ => None,
+        };
+        if let Some((epsilon, cap, period_secs)) = budget {
+            // Fail closed: a budget that does not survive a restart would reopen its
+            // period, so ε is spent only once its charge is saved (issue #14, defect 6).
+            if !self.storage.keeps_state() && !self.storage.single_life() {
+                return bump(&mut self.counters.budget_unsaved);
+            }
+            let period = now.as_secs() / period_secs;
+            let before = self.budgets.get(metric).copied();
+            let lost = self.budget_state_lost;
+            let entry = self.budgets.entry(metric.clone()).or_insert_with(|| {
+                let mut fresh = crate::ldp::Budget::new(cap);
+                if lost {
+                    // Unknown spending in this period: count it as all spent.
+                    let _ = fresh.try_charge(period, cap);
+                }
+                (period, fresh)
+            });
+            if !entry.1.try_charge(period, epsilon) {
+                if lost && before.is_none() {
+                    return bump(&mut self.counters.budget_unsaved);
+                }
                 return bump(&mut self.counters.budget_exhausted);
             }
             entry.0 = period;
+            if self.save_state().is_err() {
+                match before {
+                    Some(old) => self.budgets.insert(metric.clone(), old),
+                    None => self.budgets.remove(metric),
+                };
+                bump(&mut self.counters.storage_failed);
+                return bump(&mut self.counters.budget_unsaved);
+            }
         }
-        // OLH's seed pool is keyed per time bucket (the aggregator derives the same key
-        // from the report's `time`); other mechanisms come back unchanged.
+        let Some(mech) = self.mechanisms.get(metric) else { return bump(&mut self.counters.unknown_metric) };
+        // OLH's seed pool and general-privacy HR's block permutation are keyed per time
+        // bucket (the aggregator derives the same key from the report's `time`).
         let mech = mech.for_period(metric.as_str(), time.as_secs());
         let Ok(ldp) = mech.encode(v, &mut self.rng) else { return bump(&mut self.counters.invalid_value) };
         let report = Report {
@@ -466,6 +568,11 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
     /// Records a pseudonymous service record of `metric` at `now`: one report per
     /// receipt in force that covers it, each under the device's pseudonym for that
     /// receipt's recipient in the current epoch. Never fails: problems are [`Counters`].
+    ///
+    /// The report is stamped with the start of its time bucket, and the aggregator can
+    /// check consent only at that stamp: so a receipt counts only if it is in force both
+    /// at the start of the bucket and at `now` (docs/catalogue.md, "Consent timing") — a
+    /// record is not made in the partial bucket in which consent starts.
     pub fn record_service(&mut self, metric: &MetricId, value: Value, now: Timestamp) {
         let Some(m) = self.catalogue.borrow().metric(metric).filter(|m| !m.is_anonymous()) else {
             return bump(&mut self.counters.unknown_metric);
@@ -477,7 +584,13 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         let receipts: Vec<ReceiptId> = self
             .consent
             .list()
-            .filter(|e| e.active_at(now) && e.receipt.receipt().scope.names(self.catalogue.borrow(), metric))
+            .filter(|e| {
+                // In force at the stamp (what the aggregator checks) and at `now` (what
+                // the device knows): then the aggregator's check passes.
+                e.active_at(time)
+                    && e.active_at(now)
+                    && e.receipt.receipt().scope.names(self.catalogue.borrow(), metric)
+            })
             .map(|e| e.receipt.id())
             .collect();
         let mut any = false;
@@ -526,6 +639,16 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
     /// returns every envelope not yet acknowledged, oldest first — send them all.
     /// Without a valid key config the reports stay queued (counted as `no_key`).
     pub fn flush(&mut self, now: Timestamp) -> Vec<Vec<u8>> {
+        // Reports refused for now whose backoff has passed go out again, first.
+        let (due, wait): (Vec<Retry>, Vec<Retry>) =
+            core::mem::take(&mut self.retries).into_iter().partition(|r| r.not_before <= now);
+        self.retries = wait;
+        for r in due.into_iter().rev() {
+            let size = postcard::experimental::serialized_size(&r.report).unwrap_or(0);
+            self.queued_bytes = self.queued_bytes.saturating_add(size);
+            self.relogged.insert(r.report.id.0);
+            self.queue.push_front((r.report, size));
+        }
         if !self.queue.is_empty() {
             match envelope::select_config(&self.keys, now).copied() {
                 None => bump(&mut self.counters.no_key),
@@ -620,8 +743,11 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
                     let id = EnvelopeId::of(&frame);
                     for (r, size) in &batch {
                         self.queued_bytes = self.queued_bytes.saturating_sub(*size);
-                        self.log_sent(r, id);
+                        if !self.relogged.remove(&r.id.0) {
+                            self.log_sent(r, id);
+                        }
                     }
+                    self.in_flight.insert(id.0, reports);
                     self.push_outbox(frame);
                     bump(&mut self.counters.envelopes_sealed);
                 }
@@ -736,18 +862,104 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         while !self.outbox.is_empty()
             && total(&self.outbox).saturating_add(frame.len()) > self.limits.max_outbox_bytes
         {
-            self.outbox.pop_front();
+            if let Some(old) = self.outbox.pop_front() {
+                self.in_flight.remove(&EnvelopeId::of(&old).0);
+            }
             bump(&mut self.counters.dropped_outbox_full);
         }
         self.outbox.push_back(frame);
     }
 
-    /// The aggregator acknowledged `frame` (or rejected it as a replay, which means it
-    /// already has it): drop it from the outbox.
+    /// The aggregator accepted every report of `frame` (or rejected it as a replay,
+    /// which means it already has it): drop it from the outbox.
     pub fn acknowledge(&mut self, frame: &[u8]) {
+        self.acknowledge_refused(frame, &[], Timestamp::EPOCH);
+    }
+
+    /// The aggregator answered `frame` per report (docs/wire-format.md §6): the reports
+    /// `refused` lists were not kept, the others were. The frame leaves the outbox; each
+    /// report refused for good is dropped and counted ([`Recorder::refusals`]) and never
+    /// sent again; each refused for now is sealed again, in a new envelope, at the first
+    /// [`Recorder::flush`] after its backoff (1 h, doubling to at most a day). An entry
+    /// naming no report of the frame is ignored.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance::consent::{ConsentState, DeviceKey, Scope};
+    /// # use confiance::envelope::{AeadId, KeyConfig, KeyId, SecretKey};
+    /// # use confiance::hazmat::{SeedableRng as _, SeededRng};
+    /// # use confiance::ids::*;
+    /// # use confiance::pseudonym::DeviceSecret;
+    /// # use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value};
+    /// use confiance::report::{Refusal, Refused};
+    /// # use confiance::Timestamp;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml"))?;
+    /// # let mut rng = SeededRng::seed_from_u64(1);
+    /// # let server = SecretKey::generate(&mut rng);
+    /// # let config = KeyConfig::new(KeyId(1), AeadId::ChaCha20Poly1305, server.public_key(), Timestamp::EPOCH, Timestamp::MAX)?;
+    /// # let parts = RecorderParts { catalogue, consent: ConsentState::new(DeviceKey::generate(&mut rng)), pseudonyms: DeviceSecret::generate(&mut rng), controller: RecipientId::new("calora")?, key_configs: vec![config], rng };
+    /// # let mut recorder = Recorder::new(parts, MemoryStorage::default());
+    /// # let now = Timestamp::from_secs(1_800_000_000);
+    /// # let (mode, improvement) = (MetricId::new("thermostat.mode")?, PurposeId::new("product-improvement")?);
+    /// # recorder.give_consent(RecipientId::new("calora")?, improvement.clone(), Scope::metrics([mode.clone()]), now, None, "P90D".parse()?, now)?;
+    /// recorder.record(&mode, &improvement, Value::Category(2), now);
+    /// let frame = recorder.flush(now).remove(0);
+    /// // The answer said: report 0 refused for good, `tag_not_allowed`.
+    /// let refused = [Refused { index: 0, refusal: Refusal::from_code("tag_not_allowed"), retry: false }];
+    /// recorder.acknowledge_refused(&frame, &refused, now);
+    /// assert_eq!(recorder.pending_envelopes(), 0);
+    /// assert_eq!(recorder.refusals().collect::<Vec<_>>(), [(&mode, Refusal::TagNotAllowed, 1)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn acknowledge_refused(&mut self, frame: &[u8], refused: &[Refused], now: Timestamp) {
         let id = EnvelopeId::of(frame);
         self.outbox.retain(|f| EnvelopeId::of(f) != id);
+        let reports = self.in_flight.remove(&id.0).unwrap_or_default();
+        let mut done = BTreeSet::new();
+        for r in refused {
+            let Some(report) = reports.get(r.index as usize) else { continue };
+            if !done.insert(r.index) {
+                continue;
+            }
+            if r.retry {
+                // Its attempts so far, if it was retried before (then it is not in
+                // `retries` any more: it was sealed again into this frame).
+                let attempts = self.retry_attempts(&report.id).saturating_add(1);
+                let delay = RETRY_BASE_SECS.checked_shl(u32::from(attempts - 1)).unwrap_or(RETRY_MAX_SECS);
+                self.retries.push(Retry {
+                    report: report.clone(),
+                    not_before: now.saturating_add_secs(delay.min(RETRY_MAX_SECS)),
+                    attempts,
+                });
+                bump(&mut self.counters.retried);
+            } else {
+                let n = self.refusals.entry((report.metric.clone(), r.refusal)).or_insert(0);
+                *n = n.saturating_add(1);
+                bump(&mut self.counters.refused);
+            }
+        }
+        for report in &reports {
+            self.attempts.remove(&report.id.0);
+        }
+        for r in &self.retries {
+            self.attempts.insert(r.report.id.0, r.attempts);
+        }
         self.persist();
+    }
+
+    fn retry_attempts(&self, id: &ReportId) -> u8 {
+        self.attempts.get(&id.0).copied().unwrap_or(0)
+    }
+
+    /// Reports the aggregator refused for good so far, per metric and code.
+    pub fn refusals(&self) -> impl Iterator<Item = (&MetricId, Refusal, u32)> {
+        self.refusals.iter().map(|((m, r), n)| (m, *r, *n))
+    }
+
+    /// Reports refused for now, waiting for their backoff before they are sent again.
+    #[must_use]
+    pub fn retrying(&self) -> usize {
+        self.retries.len()
     }
 
     /// Replaces the cached aggregator key configs (fetched by the host).

@@ -1,5 +1,5 @@
 //! Retention: typed durations, hold arithmetic and the [`RetentionTag`] that rides on
-//! every report (DESIGN.md §5).
+//! every report (docs/design.md#retention-tag).
 //!
 //! *Hold deadline* of a record collected at `t` under receipt `g`:
 //! `t + min(g.hold, catalogue max hold)`. Of an anonymous partition: its bucket end plus

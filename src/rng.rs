@@ -34,7 +34,7 @@ pub const RESEED_BYTES: u64 = 1 << 20;
 /// report here; this takes nanoseconds (docs/benchmarks.md).
 ///
 /// An OS RNG failure is not something the device can recover from with good
-/// randomness, and the design forbids falling back to bad randomness silently. Rather
+/// randomness, and docs/design.md#randomness forbids falling back to bad randomness silently. Rather
 /// than panic, a failed (re)seed is counted in [`OsRng::failures`] so the host can report
 /// it; the generator then keeps its current key (all zero if the very first read
 /// failed). Callers that must know at once should use [`getrandom::SysRng`] through

@@ -1,8 +1,8 @@
-//! Time as the whole crate sees it: UTC seconds since the Unix epoch.
+//! Time as the whole crate sees it: UTC seconds since the Unix epoch (docs/design.md#time).
 //!
-//! DESIGN.md §5: "Time is UTC seconds." Every instant in a receipt, a tag, a report or
-//! a query is a [`Timestamp`]; arithmetic on it saturates rather than wrapping or
-//! panicking, so a malicious or buggy clock cannot crash the device.
+//! Every instant in a receipt, a tag, a report or a query is a [`Timestamp`]; arithmetic
+//! on it saturates rather than wrapping or panicking, so a malicious or buggy clock cannot
+//! crash the device.
 
 /// An instant: whole seconds since 1970-01-01T00:00:00Z (UTC).
 ///

@@ -1,5 +1,5 @@
 //! Consent receipts and withdrawals: signatures, strict decoding, catalogue checks, the
-//! device's consent state and the access-window semantics of DESIGN.md §5.
+//! device's consent state and the access-window semantics of docs/design.md#access-window.
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;

@@ -15,7 +15,9 @@
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
-use confiance::ldp::{Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params, olh_hash};
+use confiance::ldp::{
+    Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params, Selection, hadamard_block, olh_hash,
+};
 
 const DRAWS: u32 = 1_000_000;
 
@@ -65,7 +67,7 @@ fn e1() -> (Epsilon, f64) {
 }
 
 fn cat(name: MechanismName, d: u32) -> Mechanism {
-    Mechanism::select(Domain::Categorical { d }, e1().0, name).unwrap()
+    Selection::new(Domain::Categorical { d }, e1().0, name).map(|s| s.for_period("test", 0)).unwrap()
 }
 
 #[test]
@@ -120,6 +122,70 @@ fn sue() {
     });
 }
 
+/// Positions of a d = 130 report (three 64-lane words, the last one partial): both sides
+/// of each word boundary, the last position, and the own position 64. The lanes are drawn
+/// 64 at a time (`noise::bernoulli_logistic_lanes`); their joint law must be the product
+/// of the per-position laws.
+const WIDE: [usize; 8] = [0, 62, 63, 64, 65, 127, 128, 129];
+
+fn wide_cell(positions: &'static [usize]) -> impl Fn(&LdpReport) -> usize {
+    move |r| match r {
+        LdpReport::Oue(b) | LdpReport::Sue(b) => {
+            assert_eq!(b.len(), 17, "130 bits are 17 bytes");
+            positions.iter().enumerate().map(|(j, i)| usize::from(b[i / 8] >> (i % 8) & 1) << j).sum()
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// SUE at ε = 1 flips at γ = 1/2 (the logistic lane construction); OUE at ε = 3/2 takes the
+/// alternating one (γ ≥ 4/3), on six positions so that every cell expects ≥ 100 draws.
+#[test]
+fn unary_across_words() {
+    let (_, e) = e1();
+    let keep = e.sqrt() / (e.sqrt() + 1.0);
+    chi_square(&cat(MechanismName::Sue, 130), LdpValue::Category(64), 13, 256, wide_cell(&WIDE), |x| {
+        (0..8).map(|j| if (x >> j & 1 == 1) == (WIDE[j] == 64) { keep } else { 1.0 - keep }).product()
+    });
+    const SIX: [usize; 6] = [62, 63, 64, 65, 128, 129];
+    let eps = Epsilon::from_ratio(3, 2).unwrap();
+    let m = Selection::new(Domain::Categorical { d: 130 }, eps, MechanismName::Oue)
+        .map(|s| s.for_period("test", 0))
+        .unwrap();
+    let q = 1.0 / (1.5f64.exp() + 1.0);
+    chi_square(&m, LdpValue::Category(64), 12, 64, wide_cell(&SIX), |x| {
+        (0..6)
+            .map(|j| {
+                let p1 = if SIX[j] == 64 { 0.5 } else { q };
+                if x >> j & 1 == 1 { p1 } else { 1.0 - p1 }
+            })
+            .product()
+    });
+}
+
+/// GRR over two values flips with one lane of the bit-sliced logistic sampler: at ε = 1
+/// (logistic construction) and ε = 4 (alternating), P(keep) = e^ε/(e^ε + 1).
+#[test]
+fn grr_two_values() {
+    for (n, seed) in [(1u32, 14u64), (4, 15)] {
+        let e = f64::from(n).exp();
+        let m = Selection::new(
+            Domain::Categorical { d: 2 },
+            Epsilon::from_ratio(n, 1).unwrap(),
+            MechanismName::Grr,
+        )
+        .map(|s| s.for_period("test", 0))
+        .unwrap();
+        let cell = |r: &LdpReport| match r {
+            LdpReport::Grr(y) => *y as usize,
+            _ => unreachable!(),
+        };
+        chi_square(&m, LdpValue::Category(1), seed, 2, cell, |y| {
+            if y == 1 { e / (e + 1.0) } else { 1.0 / (e + 1.0) }
+        });
+    }
+}
+
 #[test]
 fn olh() {
     let (eps, e) = e1();
@@ -165,11 +231,14 @@ fn hadamard() {
 }
 
 /// General-privacy HR with 2 blocks of 8 (d = 8, ε = 1): 16 outputs, value 5 is row 3
-/// of block 1.
+/// of block `hadamard_block(key, 2, 5)`.
 #[test]
 fn hadamard_blocks() {
     let (eps, e) = e1();
-    let m = Mechanism::from_parts(eps, Params::HadamardBlocks { d: 8, blocks: 2, block_size: 8 }).unwrap();
+    let key = 0x5eed_b10c;
+    let m =
+        Mechanism::from_parts(eps, Params::HadamardBlocks { d: 8, blocks: 2, block_size: 8, key }).unwrap();
+    let block = hadamard_block(key, 2, 5) as usize;
     let z = 3.0 + e;
     chi_square(
         &m,
@@ -181,7 +250,7 @@ fn hadamard_blocks() {
             _ => unreachable!(),
         },
         |o| {
-            let inside = o / 8 == 1 && (3 & (o % 8)).count_ones() % 2 == 0;
+            let inside = o / 8 == block && (3 & (o % 8)).count_ones() % 2 == 0;
             2.0 / 8.0 * if inside { e / z } else { 1.0 / z }
         },
     );
@@ -190,7 +259,9 @@ fn hadamard_blocks() {
 #[test]
 fn piecewise() {
     let (eps, e) = e1();
-    let m = Mechanism::select(Domain::Numeric { min: 0, max: 10 }, eps, MechanismName::Piecewise).unwrap();
+    let m = Selection::new(Domain::Numeric { min: 0, max: 10 }, eps, MechanismName::Piecewise)
+        .map(|s| s.for_period("test", 0))
+        .unwrap();
     let Params::Piecewise { step, window, outputs, .. } = *m.params() else { unreachable!() };
     let s = 7 * step;
     let z = window as f64 * e + (outputs - window) as f64;
@@ -210,7 +281,9 @@ fn piecewise() {
 #[test]
 fn duchi() {
     let (eps, e) = e1();
-    let m = Mechanism::select(Domain::Numeric { min: 0, max: 10 }, eps, MechanismName::Duchi).unwrap();
+    let m = Selection::new(Domain::Numeric { min: 0, max: 10 }, eps, MechanismName::Duchi)
+        .map(|s| s.for_period("test", 0))
+        .unwrap();
     let t = 2.0 * 3.0 / 10.0 - 1.0;
     let plus = 0.5 + t * (e - 1.0) / (2.0 * (e + 1.0));
     chi_square(

@@ -17,7 +17,9 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::cast_possible_truncation, reason = "tests")]
 
 use confiance::Epsilon;
-use confiance::ldp::{Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params, olh_hash};
+use confiance::ldp::{
+    Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params, Selection, hadamard_block, olh_hash,
+};
 use confiance::noise::{Coins, Mixture, Ratio};
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
@@ -240,7 +242,7 @@ fn check(m: &Mechanism, value: LdpValue, support: &[LdpReport], paper: impl Fn(&
 }
 
 fn frequency(name: MechanismName, d: u32, eps: Epsilon) -> Mechanism {
-    Mechanism::select(Domain::Categorical { d }, eps, name).unwrap()
+    Selection::new(Domain::Categorical { d }, eps, name).map(|s| s.for_period("test", 0)).unwrap()
 }
 
 #[test]
@@ -350,7 +352,8 @@ fn hadamard_is_acharya_sun_zhang_2019() {
 }
 
 /// General-privacy HR for every valid number of blocks B ∈ {1, 2, 4, 8} (as built by
-/// hand with the smallest block size) and the B that `select` picks.
+/// hand with the smallest block size, under two permutation keys) and the B that
+/// `Selection::new` picks; category v's block is `hadamard_block(key, B, v)`.
 #[test]
 fn hadamard_blocks_is_acharya_sun_zhang_2019_general() {
     for eps in eps_list() {
@@ -358,21 +361,26 @@ fn hadamard_blocks_is_acharya_sun_zhang_2019_general() {
             let mut mechanisms: Vec<Mechanism> = [1u32, 2, 4, 8]
                 .iter()
                 .filter(|b| **b <= d)
-                .map(|&blocks| {
+                .flat_map(|&blocks| {
                     let block_size = (d.div_ceil(blocks) + 1).next_power_of_two();
-                    Mechanism::from_parts(eps, Params::HadamardBlocks { d, blocks, block_size }).unwrap()
+                    [0, 0x5eed_b10c_u64].map(|key| {
+                        Mechanism::from_parts(eps, Params::HadamardBlocks { d, blocks, block_size, key })
+                            .unwrap()
+                    })
                 })
                 .collect();
             mechanisms.push(frequency(MechanismName::HadamardBlocks, d, eps));
             for m in mechanisms {
-                let Params::HadamardBlocks { blocks, block_size, .. } = *m.params() else { unreachable!() };
+                let Params::HadamardBlocks { blocks, block_size, key, .. } = *m.params() else {
+                    unreachable!()
+                };
                 let outputs = blocks * block_size;
                 let support: Vec<_> = (0..outputs).map(LdpReport::Hadamard).collect();
                 // Z·w² = 1 + (2B − 1)w²; P(o) = 2e^ε/(bZ) on v's half of its block, 2/(bZ) elsewhere.
                 let den = Poly::c(i128::from(block_size))
                     .mul(&Poly::c(1).add(&w2().mul(&Poly::c(2 * i128::from(blocks) - 1))));
                 for v in 0..d {
-                    let (block, row) = (v % blocks, v / blocks + 1);
+                    let (block, row) = (hadamard_block(key, blocks, v), v / blocks + 1);
                     check(&m, LdpValue::Category(v), &support, |r| {
                         let LdpReport::Hadamard(o) = r else { unreachable!() };
                         let inside =
@@ -394,8 +402,9 @@ fn piecewise_is_the_documented_discretisation() {
             Params::Piecewise { min: -2, max: 2, step: 3, window: 5, outputs: 17 },
         )
         .unwrap();
-        let selected =
-            Mechanism::select(Domain::Numeric { min: 0, max: 2 }, eps, MechanismName::Piecewise).unwrap();
+        let selected = Selection::new(Domain::Numeric { min: 0, max: 2 }, eps, MechanismName::Piecewise)
+            .map(|s| s.for_period("test", 0))
+            .unwrap();
         for m in [small, selected] {
             let Params::Piecewise { min, max, step, window, outputs } = *m.params() else { unreachable!() };
             let support: Vec<_> = (0..outputs).map(LdpReport::Piecewise).collect();
@@ -417,7 +426,9 @@ fn piecewise_is_the_documented_discretisation() {
 fn duchi_is_duchi_jordan_wainwright_2018() {
     for eps in eps_list() {
         let (min, max) = (-3i64, 4i64);
-        let m = Mechanism::select(Domain::Numeric { min, max }, eps, MechanismName::Duchi).unwrap();
+        let m = Selection::new(Domain::Numeric { min, max }, eps, MechanismName::Duchi)
+            .map(|s| s.for_period("test", 0))
+            .unwrap();
         let r = i128::from(max - min);
         for x in min..=max {
             // t = 2(x−min)/R − 1; P(+B) = 1/2 + t(e^ε−1)/(2(e^ε+1))
@@ -446,4 +457,78 @@ fn a_wrong_law_is_detected() {
     // Claim p = e^ε/(e^ε + d) instead of e^ε/(e^ε + d − 1).
     let wrong = Rf::new(Poly::c(1), Poly::c(1).add(&w2().mul(&Poly::c(4))));
     assert!(!law[&key].same(&total.mul(&wrong)));
+}
+
+/// Coins that answer every primitive with a fixed outcome and every 64-lane draw with the
+/// next word of a script: checks where the unary encoders put each drawn bit.
+struct Scripted {
+    words: Vec<u64>,
+    lanes: Vec<u32>,
+}
+
+impl Coins for Scripted {
+    fn uniform(&mut self, _: NonZeroU64) -> u64 {
+        0
+    }
+    fn bernoulli(&mut self, _: u64, _: NonZeroU64) -> bool {
+        true
+    }
+    fn bernoulli_exp_neg(&mut self, _: Ratio) -> bool {
+        true
+    }
+    fn bernoulli_logistic(&mut self, _: Ratio) -> bool {
+        unreachable!("the unary encoders draw their noise 64 lanes at a time")
+    }
+    fn bernoulli_mixture(&mut self, _: &Mixture) -> bool {
+        true
+    }
+    fn bernoulli_logistic_lanes(&mut self, _: Ratio, lanes: u32) -> u64 {
+        self.lanes.push(lanes);
+        let w = self.words.remove(0);
+        if lanes == 64 { w } else { w & ((1 << lanes) - 1) }
+    }
+}
+
+/// Beyond d = 8 the law is not enumerable, but the encoders only arrange independent
+/// lanes (each exact by `noise::bernoulli_logistic_lanes`' own tests): for d across word
+/// boundaries and the own position in every word, the report is exactly the drawn noise
+/// words in little-endian byte order, ⌈d/8⌉ bytes, with only the own bit replaced (OUE:
+/// the fair coin, here 1; SUE: the noise bit inverted), and the same draws for every value.
+#[test]
+fn unary_reports_are_the_drawn_lanes() {
+    let eps = Epsilon::from_ratio(1, 1).unwrap();
+    for d in [9u32, 63, 64, 65, 127, 130, 1024] {
+        let words: Vec<u64> = (0..u64::from(d).div_ceil(64))
+            .map(|i| 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i + 1).rotate_left(i as u32))
+            .collect();
+        let noise_bit = |i: u32| words[(i / 64) as usize] >> (i % 64) & 1 == 1;
+        for name in [MechanismName::Oue, MechanismName::Sue] {
+            let m = frequency(name, d, eps);
+            let mut draws = None;
+            for x in [0, 1, d / 2, 63.min(d - 1), 64.min(d - 1), d - 1] {
+                let mut coins = Scripted { words: words.clone(), lanes: vec![] };
+                let report = m.round(LdpValue::Category(x), &mut coins).unwrap().unwrap();
+                let (LdpReport::Oue(bits) | LdpReport::Sue(bits)) = &report else { unreachable!() };
+                assert_eq!(bits.len(), d.div_ceil(8) as usize, "{name:?} d={d}");
+                for i in 0..d.div_ceil(8) * 8 {
+                    let want = if i >= d {
+                        false
+                    } else if i != x {
+                        noise_bit(i)
+                    } else if name == MechanismName::Oue {
+                        true
+                    } else {
+                        !noise_bit(i)
+                    };
+                    assert_eq!(bit(bits, i), want, "{name:?} d={d} x={x} bit {i}");
+                }
+                assert!(coins.words.is_empty());
+                assert_eq!(
+                    *draws.get_or_insert_with(|| coins.lanes.clone()),
+                    coins.lanes,
+                    "draws depend on x"
+                );
+            }
+        }
+    }
 }

@@ -19,7 +19,7 @@
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng, bernoulli_exp_neg, uniform_below};
-use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName};
+use confiance::ldp::{Domain, LdpValue, MechanismName, Selection};
 use confiance::noise::Ratio;
 use rand_core::{TryCryptoRng, TryRng};
 use std::collections::BTreeMap;
@@ -120,7 +120,9 @@ fn frequency_oracles_draw_independently_of_the_value() {
             MechanismName::Hadamard,
             MechanismName::HadamardBlocks,
         ] {
-            let m = Mechanism::select(Domain::Categorical { d: 8 }, eps, name).unwrap();
+            let m = Selection::new(Domain::Categorical { d: 8 }, eps, name)
+                .map(|s| s.for_period("test", 0))
+                .unwrap();
             let rows: Vec<_> = (0..8u32)
                 .map(|v| {
                     histogram(1000 + u64::from(v), |rng| drop(m.encode(LdpValue::Category(v), rng).unwrap()))
@@ -131,11 +133,47 @@ fn frequency_oracles_draw_independently_of_the_value() {
     }
 }
 
+/// The unary encoders draw their d bits 64 lanes at a time: at d = 130 (three words, the
+/// last partial) the own position in each word, at each word's edges, must not change the
+/// draws. ε = 1/2 and 4 take both lane constructions (logistic below γ = 4/3, alternating
+/// from it) for OUE (γ = ε) and SUE (γ = ε/2); GRR over two values takes one lane.
+#[test]
+fn unary_encoders_draw_independently_of_the_value_across_words() {
+    for eps in [Epsilon::from_ratio(1, 2).unwrap(), Epsilon::from_ratio(4, 1).unwrap()] {
+        for name in [MechanismName::Oue, MechanismName::Sue] {
+            let m = Selection::new(Domain::Categorical { d: 130 }, eps, name)
+                .map(|s| s.for_period("test", 0))
+                .unwrap();
+            let rows: Vec<_> = [0u32, 1, 63, 64, 100, 127, 128, 129]
+                .iter()
+                .map(|v| {
+                    histogram(3000 + u64::from(*v), |rng| {
+                        drop(m.encode(LdpValue::Category(*v), rng).unwrap());
+                    })
+                })
+                .collect();
+            assert_homogeneous(&format!("{name:?} d=130 ε={eps}"), &rows);
+        }
+        // GRR over two values draws one lane of the same sampler.
+        let m = Selection::new(Domain::Categorical { d: 2 }, eps, MechanismName::Grr)
+            .map(|s| s.for_period("test", 0))
+            .unwrap();
+        let rows: Vec<_> = (0..2u32)
+            .map(|v| {
+                histogram(3500 + u64::from(v), |rng| drop(m.encode(LdpValue::Category(v), rng).unwrap()))
+            })
+            .collect();
+        assert_homogeneous(&format!("Grr d=2 ε={eps}"), &rows);
+    }
+}
+
 #[test]
 fn numeric_mechanisms_draw_independently_of_the_value() {
     let eps = Epsilon::from_ratio(1, 1).unwrap();
     for name in [MechanismName::Piecewise, MechanismName::Duchi] {
-        let m = Mechanism::select(Domain::Numeric { min: -50, max: 50 }, eps, name).unwrap();
+        let m = Selection::new(Domain::Numeric { min: -50, max: 50 }, eps, name)
+            .map(|s| s.for_period("test", 0))
+            .unwrap();
         let rows: Vec<_> = [-50i64, -17, 0, 33, 50]
             .iter()
             .map(|x| {

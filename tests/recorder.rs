@@ -61,7 +61,9 @@ fn device(seed: u64, controller: &str, limits: Limits) -> Device {
 }
 
 fn consent(d: &mut Device, recipient: &str, purpose: &str, metrics: &[&str]) {
-    let t = Timestamp::from_secs(NOW - 1_000);
+    // A day before NOW: in force at the start of NOW's daily bucket too (a record is made
+    // only if consent is in force at its stamp, docs/catalogue.md "Consent timing").
+    let t = Timestamp::from_secs(NOW - 86_400);
     d.recorder
         .give_consent(
             id(recipient),
@@ -306,7 +308,7 @@ fn storage_failures_and_missing_keys_are_counted() {
     r.give_consent(
         id("calora"),
         id("product-improvement"),
-        Scope::metrics([id("thermostat.mode")]),
+        Scope::metrics([id("thermostat.setpoint")]),
         t,
         None,
         "P30D".parse().unwrap(),
@@ -314,7 +316,8 @@ fn storage_failures_and_missing_keys_are_counted() {
     )
     .unwrap();
     let now = Timestamp::from_secs(NOW);
-    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), now);
+    // thermostat.setpoint has no ε budget: failing saves do not stop it.
+    r.record(&id("thermostat.setpoint"), &id("product-improvement"), Value::Int(200), now);
     assert!(r.flush(now).is_empty());
     assert_eq!(r.counters().no_key, 1);
     assert_eq!(r.queued(), 1, "reports wait for a key");
@@ -382,7 +385,7 @@ fn a_shared_catalogue_records_exactly_as_an_owned_one() {
         let RecorderParts { consent, pseudonyms, controller, key_configs, rng, .. } = p;
         let parts = RecorderParts { catalogue, consent, pseudonyms, controller, key_configs, rng };
         let mut r = Recorder::new(parts, MemoryStorage::default());
-        let t = Timestamp::from_secs(NOW - 1_000);
+        let t = Timestamp::from_secs(NOW - 86_400);
         let p90 = || "P90D".parse().unwrap();
         let stats = Scope::metrics([id::<MetricId>("watch.activity")]);
         r.give_consent(id("pulsa"), id("product-improvement"), stats, t, None, p90(), t).unwrap();
@@ -407,4 +410,249 @@ fn a_shared_catalogue_records_exactly_as_an_owned_one() {
     assert_eq!(run(p, std::sync::Arc::clone(&shared), &server), owned);
     let (p, _) = parts(9, "pulsa");
     assert_eq!(run(p, &*shared, &server), owned);
+}
+
+/// A storage whose saves fail while `failing` is set (shared with the test).
+struct Flaky {
+    inner: MemoryStorage,
+    failing: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl confiance::recorder::Storage for Flaky {
+    fn load(&mut self) -> Result<Option<Vec<u8>>, confiance::recorder::StorageError> {
+        self.inner.load()
+    }
+    fn save(&mut self, bytes: &[u8]) -> Result<(), confiance::recorder::StorageError> {
+        if self.failing.get() {
+            return Err(confiance::recorder::StorageError);
+        }
+        self.inner.save(bytes)
+    }
+}
+
+/// Issue #14, defect 6: with storage whose saves fail, two device lives in one day sent
+/// 2 × the daily cap (each restart reopened the period). Now ε is spent only once its
+/// charge is saved: across any number of lives the day's reports stay within the cap.
+#[test]
+fn the_budget_fails_closed_when_it_cannot_be_saved() {
+    // thermostat.mode: ε = 1 per report, budget 8 per day.
+    let day = Timestamp::from_secs(NOW).truncate(86_400).saturating_add_secs(86_400);
+    let failing = std::rc::Rc::new(std::cell::Cell::new(false));
+    let mut storage = Flaky { inner: MemoryStorage::default(), failing: failing.clone() };
+    // Report ids sent: a report resent after a restart is the same report (same id, same
+    // randomness), deduplicated by the aggregator, not a new ε spend.
+    let mut sent = std::collections::HashSet::new();
+    for life in 0..3u64 {
+        // The same device (keys) in each life, with fresh randomness.
+        let (mut p, server) = parts(30, "calora");
+        p.rng = SeededRng::seed_from_u64(1_000 + life);
+        let mut r = Recorder::new(p, &mut storage);
+        if life == 0 {
+            let t = Timestamp::from_secs(NOW - 1_000);
+            let scope = Scope::metrics([id("thermostat.mode")]);
+            r.give_consent(
+                id("calora"),
+                id("product-improvement"),
+                scope,
+                t,
+                None,
+                "P30D".parse().unwrap(),
+                t,
+            )
+            .unwrap();
+            // Two reports while saves work, then the storage breaks.
+            for i in 0..2 {
+                r.record(
+                    &id("thermostat.mode"),
+                    &id("product-improvement"),
+                    Value::Category(0),
+                    day.saturating_add_secs(i),
+                );
+            }
+            failing.set(true);
+        }
+        for i in 0..10 {
+            let at = day.saturating_add_secs(100 * life + 10 + i);
+            r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), at);
+        }
+        let frames = r.flush(day.saturating_add_secs(100 * life + 50));
+        sent.extend(open_all(&server, &frames).into_iter().map(|r| r.id));
+        for f in &frames {
+            r.acknowledge(f);
+        }
+        if life == 0 {
+            assert_eq!(r.counters().budget_unsaved, 10, "no ε spent once saves fail");
+        }
+    }
+    assert_eq!(sent.len(), 2, "only the two reports whose charge was saved were sent");
+    // The storage works again: the day's remaining 6 ε can be spent, and no more.
+    failing.set(false);
+    let (mut p, server) = parts(30, "calora");
+    p.rng = SeededRng::seed_from_u64(2_000);
+    let mut r = Recorder::new(p, &mut storage);
+    for i in 0..10 {
+        r.record(
+            &id("thermostat.mode"),
+            &id("product-improvement"),
+            Value::Category(2),
+            day.saturating_add_secs(500 + i),
+        );
+    }
+    let frames = r.flush(day.saturating_add_secs(600));
+    sent.extend(open_all(&server, &frames).into_iter().map(|r| r.id));
+    assert_eq!(sent.len(), 8, "the day's cap, over four lives");
+    assert_eq!(r.counters().budget_exhausted, 4);
+}
+
+/// A state that cannot be read back means unknown spending: the current period counts
+/// as spent (it reopened before); the next period is open.
+#[test]
+fn an_unreadable_state_closes_the_current_budget_period() {
+    let day = Timestamp::from_secs(NOW).truncate(86_400).saturating_add_secs(86_400);
+    let mut storage = MemoryStorage::default();
+    confiance::recorder::Storage::save(&mut storage, b"not a recorder state").unwrap();
+    let (p, server) = parts(31, "calora");
+    let mut r = Recorder::new(p, &mut storage);
+    assert_eq!(r.counters().storage_failed, 1);
+    let t = Timestamp::from_secs(NOW - 1_000);
+    let scope = Scope::metrics([id("thermostat.mode")]);
+    r.give_consent(id("calora"), id("product-improvement"), scope, t, None, "P30D".parse().unwrap(), t)
+        .unwrap();
+    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), day);
+    assert_eq!((r.queued(), r.counters().budget_unsaved), (0, 1));
+    let next = day.saturating_add_secs(86_400);
+    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), next);
+    assert_eq!(open_all(&server, &r.flush(next)).len(), 1);
+}
+
+/// `NullStorage` keeps nothing, so it cannot keep a budget: budgeted metrics are refused
+/// (it allowed them silently); the hazmat `SingleLifeStorage` allows them for one life.
+#[test]
+fn null_storage_refuses_budgeted_metrics_and_single_life_storage_allows_them() {
+    let now = Timestamp::from_secs(NOW);
+    let t = Timestamp::from_secs(NOW - 1_000);
+    let scope = || Scope::metrics([id("thermostat.mode"), id("thermostat.setpoint")]);
+    let (p, _) = parts(32, "calora");
+    let mut null = Recorder::new(p, confiance::recorder::NullStorage);
+    null.give_consent(id("calora"), id("product-improvement"), scope(), t, None, "P30D".parse().unwrap(), t)
+        .unwrap();
+    null.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), now);
+    null.record(&id("thermostat.setpoint"), &id("product-improvement"), Value::Int(200), now);
+    assert_eq!((null.queued(), null.counters().budget_unsaved), (1, 1));
+    let (p, _) = parts(32, "calora");
+    let mut single = Recorder::new(p, confiance::hazmat::SingleLifeStorage);
+    single
+        .give_consent(id("calora"), id("product-improvement"), scope(), t, None, "P30D".parse().unwrap(), t)
+        .unwrap();
+    for i in 0..10 {
+        single.record(
+            &id("thermostat.mode"),
+            &id("product-improvement"),
+            Value::Category(0),
+            now.saturating_add_secs(i),
+        );
+    }
+    assert_eq!((single.queued(), single.counters().budget_exhausted), (8, 2));
+}
+
+/// The example catalogue plus one metric per mechanism and per record kind, with domains
+/// wide enough that a varint would take 1 to 4 bytes.
+fn length_catalogue() -> Catalogue {
+    let labels = |n: usize| (0..n).map(|i| format!("\"l{i}\"")).collect::<Vec<_>>().join(", ");
+    let ldp = |name: &str, kind: &str, mech: &str| {
+        format!(
+            "[metrics.\"test.{name}\"]\ndescription = \"t\"\n{kind}\ncategory = \"usage\"\nsensitivity = \"low\"\n\
+             privacy = \"ldp\"\nepsilon = \"1\"\nmechanism = \"{mech}\"\npurposes = [\"product-improvement\"]\n\
+             recipients = [\"calora\"]\nmax_hold = \"P1Y\"\ntime_precision = \"P1D\"\n\n"
+        )
+    };
+    let record = |name: &str, kind: &str| {
+        format!(
+            "[metrics.\"test.{name}\"]\ndescription = \"t\"\n{kind}\ncategory = \"device-state\"\nsensitivity = \"low\"\n\
+             privacy = \"pseudonymous\"\npurposes = [\"service\"]\nrecipients = [\"calora\"]\nmax_hold = \"P1Y\"\n\
+             time_precision = \"P1D\"\n\n"
+        )
+    };
+    let cat300 = format!("kind = \"categorical\"\nlabels = [{}]", labels(300));
+    let mut text = include_str!("../examples/catalogue.toml").to_owned();
+    text.push('\n');
+    for mech in ["grr", "oue", "sue", "olh", "hadamard", "auto"] {
+        text += &ldp(mech, &cat300, mech);
+    }
+    text += &ldp("piecewise", "kind = \"numeric\"\nmin = -1000000\nmax = 1000000", "piecewise");
+    text += &ldp("duchi", "kind = \"count\"\nmax = 1000000", "duchi");
+    text += &ldp("boolean", "kind = \"boolean\"", "auto");
+    text += &record("record-count", "kind = \"count\"\nmax = 100000000");
+    text += &record("record-numeric", "kind = \"numeric\"\nmin = -100000000\nmax = 100000000");
+    text += &record("record-categorical", &cat300);
+    text += &record("record-boolean", "kind = \"boolean\"");
+    Catalogue::from_toml_str(&text).unwrap()
+}
+
+/// Issue #14, defect 5: varints made a report's length depend on its value, and an
+/// eavesdropper who sees only ciphertext sizes learnt from them (ε lower bound 3.70 out
+/// of 4 for Piecewise at ε = 4). Through the recorder, every envelope holding one report
+/// of a metric has the same size, whatever the value — for every mechanism and every
+/// metric kind, statistics and records.
+#[test]
+fn every_report_of_a_metric_seals_to_the_same_length_whatever_the_value() {
+    use confiance::catalogue::MetricKind;
+    let cat = length_catalogue();
+    let base = Timestamp::from_secs(NOW).truncate(86_400);
+    let mut variants = std::collections::BTreeSet::new();
+    let mut kinds = std::collections::BTreeSet::new();
+    for (metric, m) in cat.metrics() {
+        let recipient: RecipientId = m.recipients.iter().next().unwrap().clone();
+        let purpose: PurposeId =
+            if m.is_anonymous() { m.purposes.iter().next().unwrap().clone() } else { id("service") };
+        let (mut p, server) = parts(40, recipient.as_str());
+        p.catalogue = cat.clone();
+        let mut r = Recorder::new(p, MemoryStorage::default());
+        let t = base.saturating_sub_secs(86_400);
+        let scope = Scope::metrics([metric.clone()]);
+        r.give_consent(recipient, purpose.clone(), scope, t, None, "P30D".parse().unwrap(), t).unwrap();
+        let n = 120u64;
+        let mut sizes = std::collections::BTreeSet::new();
+        let mut made = 0;
+        for i in 0..n {
+            // Values over the whole domain, its ends included; 4 a day (within budgets).
+            let value = match &m.kind {
+                MetricKind::Boolean => Value::Bool(i % 2 == 0),
+                MetricKind::Categorical { labels } => Value::Category((i as u32 * 37) % labels.len() as u32),
+                MetricKind::Numeric { min, max } => {
+                    Value::Int(min + ((*max as i128 - *min as i128) * i as i128 / (n - 1) as i128) as i64)
+                }
+                MetricKind::Count { max } => {
+                    Value::Int((*max as u128 * u128::from(i) / u128::from(n - 1)) as i64)
+                }
+            };
+            kinds.insert(format!("{:?}", std::mem::discriminant(&m.kind)));
+            let now = base.saturating_add_secs(i / 4 * 86_400 + i % 4 * 3_600);
+            if m.is_anonymous() {
+                r.record(metric, &purpose, value, now);
+            } else {
+                r.record_service(metric, value, now);
+            }
+            for frame in r.flush(now) {
+                sizes.insert(frame.len());
+                let (header, plain) = envelope::open(&frame, &server, AeadId::ChaCha20Poly1305).unwrap();
+                assert_eq!(header.catalogue_digest, cat.digest());
+                let (_, reports): (_, Vec<Report>) =
+                    envelope::decode_body(&plain, &BatchLimits::default()).unwrap();
+                for report in reports {
+                    made += 1;
+                    if let Payload::Statistic(ldp) = &report.payload {
+                        variants.insert(format!("{ldp:?}").split(['(', ' ']).next().unwrap().to_owned());
+                    }
+                }
+                r.acknowledge(&frame);
+            }
+        }
+        assert_eq!(made, n, "{metric}: {:?}", r.counters());
+        assert_eq!(sizes.len(), 1, "{metric}: envelope sizes {sizes:?}");
+    }
+    for v in ["Grr", "Oue", "Sue", "Olh", "Hadamard", "Piecewise", "Duchi"] {
+        assert!(variants.contains(v), "{v} not covered: {variants:?}");
+    }
+    assert_eq!(kinds.len(), 4, "boolean, categorical, numeric, count");
 }

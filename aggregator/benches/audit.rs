@@ -71,7 +71,7 @@ fn append(c: &mut Criterion) {
     drop(log);
     drop(conn);
 
-    // The per-envelope pattern of DESIGN.md §9: in the ingest's own transaction, attach the
+    // The per-envelope pattern of docs/design.md#store: in the ingest's own transaction, attach the
     // store, open the log (frontier: popcount(n) reads), append one event, commit.
     // In-memory SQLite, so this is the audit log's overhead without the fsync.
     let mut conn = Connection::open_in_memory().unwrap();

@@ -6,8 +6,9 @@
 //! `cargo bench -p confiance-aggregator --bench http_load` (env `LOAD_ENVELOPES`,
 //! default 3000; `LOAD_CLIENTS`, default 4; `LOAD_COMMIT_MAX` and `LOAD_COMMIT_WAIT_MS`,
 //! the group-commit policy, default 256 and 2 — `LOAD_COMMIT_MAX=1` commits every
-//! envelope on its own, as the server did before group commit; stops after 60 s whatever
-//! the count).
+//! envelope on its own, as the server did before group commit; `LOAD_REPORTS`, default 0,
+//! threads asking `GET /v1/report?format=json` over and over while the clients post, to
+//! see whether reports hold ingest up; stops after 60 s whatever the count).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +38,7 @@ fn main() {
     }
     let total = env("LOAD_ENVELOPES", 3_000);
     let clients = env("LOAD_CLIENTS", 4);
+    let reporters = env("LOAD_REPORTS", 0);
     let group_commit = GroupCommit {
         max_envelopes: env("LOAD_COMMIT_MAX", 256),
         max_wait: Duration::from_millis(env("LOAD_COMMIT_WAIT_MS", 2) as u64),
@@ -102,8 +104,11 @@ fn main() {
     frames.truncate(total);
 
     let token = "cf_load";
-    let tokens =
-        vec![TokenEntry { role: Role::Device, recipient: None, sha256: sha2::Sha256::digest(token).into() }];
+    let auditor = "cf_load_auditor";
+    let tokens = vec![
+        TokenEntry { role: Role::Device, recipient: None, sha256: sha2::Sha256::digest(token).into() },
+        TokenEntry { role: Role::Auditor, recipient: None, sha256: sha2::Sha256::digest(auditor).into() },
+    ];
     let signer = CheckpointSigner::generate("confiance/load", &mut rng).unwrap();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -122,7 +127,28 @@ fn main() {
         )
         .unwrap();
     });
-    let url = format!("http://{}/v1/envelopes", addr_rx.recv().unwrap());
+    let base = format!("http://{}", addr_rx.recv().unwrap());
+    let url = format!("{base}/v1/envelopes");
+    let posting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let report_threads: Vec<_> = (0..reporters)
+        .map(|_| {
+            let (posting, url) = (Arc::clone(&posting), format!("{base}/v1/report?format=json"));
+            std::thread::spawn(move || {
+                let agent: ureq::Agent =
+                    ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let mut lat = Vec::new();
+                while posting.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let mut r =
+                        agent.get(&url).header("Authorization", &format!("Bearer {auditor}")).call().unwrap();
+                    let _ = r.body_mut().read_to_string().unwrap();
+                    assert_eq!(r.status().as_u16(), 200);
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
 
     let frames = Arc::new(frames);
     let next = Arc::new(AtomicUsize::new(0));
@@ -166,6 +192,16 @@ fn main() {
         refused += r;
     }
     let elapsed = start.elapsed();
+    posting.store(false, Ordering::Relaxed);
+    let mut reports: Vec<Duration> = report_threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    reports.sort();
+    if reporters > 0 {
+        println!(
+            "http_load: {} reports by {reporters} threads meanwhile, median {:.0} ms",
+            reports.len(),
+            reports.get(reports.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        );
+    }
     stop_tx.send(()).unwrap();
     server.join().unwrap();
 

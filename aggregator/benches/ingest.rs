@@ -1,4 +1,4 @@
-//! Aggregator ingest throughput and memory (DESIGN.md §9), in one run:
+//! Aggregator ingest throughput and memory (docs/design.md#ingest), in one run:
 //!
 //! - (a) one-report envelopes per second against 1 / (one X25519 variable-base
 //!   multiplication) measured in the same run (target ratio ≥ 0.8);

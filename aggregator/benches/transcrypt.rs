@@ -1,5 +1,5 @@
 //! Pseudonym transcryption costs beside the cost of the scalar multiplications they need
-//! (DESIGN.md §12), measured in the same run.
+//! (docs/design.md#cost-floor), measured in the same run.
 //!
 //! `cargo bench -p confiance-aggregator --bench transcrypt` runs the criterion benches,
 //! then prints a table: for each operation, its median µs, how many fixed-base (B) and
@@ -132,6 +132,15 @@ fn ops(s: &Setup) -> Vec<Op<'_>> {
             Box::new({
                 let mut rng = ChaCha20Rng::from_seed([3; 32]);
                 move || sink(black_box(s.device.polymorphic(&s.pk, &mut rng)))
+            }),
+        ),
+        (
+            "device polymorphic, rerandomise the stored one",
+            1,
+            1,
+            Box::new({
+                let mut rng = ChaCha20Rng::from_seed([4; 32]);
+                move || sink(black_box(s.ct.rerandomise(&mut rng)))
             }),
         ),
     ]

@@ -1,4 +1,4 @@
-//! The tamper-evident audit log (DESIGN.md §10): an RFC 9162 Merkle tree over
+//! The tamper-evident audit log (docs/design.md#audit-log): an RFC 9162 Merkle tree over
 //! [`AuditEvent`]s, signed checkpoints, inclusion and consistency proofs, and a
 //! [`Verifier`] that needs nothing but the checkpoint public key.
 //!
@@ -42,7 +42,7 @@
 //! Two stores implement [`AuditStore`]: [`MemoryStore`] and [`SqliteStore`] (tables
 //! `audit_leaf` and `audit_node`, created if missing, append-only by trigger). A
 //! [`SqliteStore`] can borrow a caller's transaction so that an audit event commits or
-//! rolls back together with the ingest that caused it (DESIGN.md §9); opening the log in
+//! rolls back together with the ingest that caused it (docs/design.md#store); opening the log in
 //! each transaction ([`SqliteStore::attach`] + [`AuditLog::open`]) costs the frontier's
 //! `O(log n)` reads, so the database stays the only source of truth.
 //!
@@ -115,7 +115,7 @@ pub use verifier::Verifier;
 #[non_exhaustive]
 pub enum AuditError {
     /// An index or size beyond the log: `index` was asked of a log (or tree) of `size`
-    /// leaves, or a proof was asked between sizes that are not `old ≤ new ≤ size`.
+    /// leaves, or a proof was asked between sizes that are not `0 < old ≤ new ≤ size`.
     OutOfRange {
         /// The index or size asked for.
         index: u64,

@@ -1,11 +1,15 @@
-//! Ingest (DESIGN.md §9): size check → header → key → HPKE open → bounded decode →
+//! Ingest (docs/design.md#ingest): size check → header → key → HPKE open → bounded decode →
 //! catalogue digest → per report: metric, tag ⊆ catalogue (and, for records, ⊆ the
 //! receipt), time within the accepted window, report id unseen → accumulate into the
 //! partition (metric, time bucket, audience, hold class).
 //!
-//! An envelope is all or nothing: if any of its reports is refused, the envelope is
-//! refused with an [`IngestError`] naming the report and the reason, and nothing it
-//! carried is kept.
+//! An envelope is refused whole ([`IngestError`]) only when nothing in it can be trusted
+//! or read: it does not open, does not decode, names another catalogue or a bad time
+//! bucket, is a replay, its report tokens are refused, or the store fails. Otherwise each
+//! report stands on its own (docs/wire-format.md §6): the valid ones are kept, and the
+//! [`Ack`] lists each refused one with its [`Refusal`] code and whether the device should
+//! send it again later ([`ReportError::retryable`]). A report already held (a resend) is
+//! neither: it is acknowledged without being kept twice.
 
 pub(crate) mod prepare;
 mod replay;
@@ -14,8 +18,10 @@ pub(crate) use replay::ReplayFilter;
 
 use core::fmt;
 
+use confiance::Timestamp;
 use confiance::envelope::{BatchError, EnvelopeId};
 use confiance::ids::{MetricId, ReceiptId};
+use confiance::report::{Refusal, Refused};
 use confiance::retention::TagError;
 
 use crate::decision::DecisionReason;
@@ -42,15 +48,11 @@ pub enum IngestError {
     Batch(BatchError),
     /// The envelope holds no report.
     Empty,
+    /// The header's `time_bucket` is not the start of a UTC day, or is a day that has not
+    /// begun yet at `now + clock skew` (docs/wire-format.md §1).
+    TimeBucket(Timestamp),
     /// This envelope was already ingested (a replay, or a resend of an acknowledged one).
     ReplayedEnvelope(EnvelopeId),
-    /// A report refused.
-    Report {
-        /// Its position in the envelope.
-        index: usize,
-        /// Why.
-        reason: ReportError,
-    },
     /// The envelope's report tokens were refused (missing, another scope, expired,
     /// forged or already spent); nothing it carried is kept.
     Token(TokenRefusal),
@@ -58,14 +60,12 @@ pub enum IngestError {
     Store(StoreError),
 }
 
-/// Why one report of an envelope was refused.
+/// Why one report of an envelope was refused (listed in the envelope's [`Ack`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ReportError {
     /// The catalogue has no such metric.
     UnknownMetric(MetricId),
-    /// The report id was already seen (in this envelope or an earlier one).
-    Replayed,
     /// The tag is wider than the catalogue allows, or malformed.
     Tag(TagError),
     /// A statistic for a pseudonymous metric, or a record for an anonymous one.
@@ -89,7 +89,6 @@ impl fmt::Display for ReportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownMetric(m) => write!(f, "unknown metric `{m}`"),
-            Self::Replayed => f.write_str("report id already seen"),
             Self::Tag(e) => write!(f, "tag: {e}"),
             Self::WrongTrack => f.write_str("payload is on the wrong track for the metric"),
             Self::Misaligned => f.write_str("time is not the start of a bucket of the metric's precision"),
@@ -109,8 +108,10 @@ impl fmt::Display for IngestError {
             Self::Open(e) => write!(f, "{e}"),
             Self::Batch(e) => write!(f, "report batch: {e:?}"),
             Self::Empty => f.write_str("envelope holds no report"),
+            Self::TimeBucket(t) => {
+                write!(f, "envelope time bucket {} is not the start of a UTC day that has begun", t.as_secs())
+            }
             Self::ReplayedEnvelope(id) => write!(f, "envelope {id:?} already ingested"),
-            Self::Report { index, reason } => write!(f, "report {index}: {reason}"),
             Self::Token(e) => write!(f, "token: {e}"),
             Self::Store(e) => write!(f, "store: {e}"),
         }
@@ -133,30 +134,60 @@ impl IngestError {
             Self::Open(OpenError::BadCatalogueDigest { .. }) => "wrong_catalogue",
             Self::Batch(_) => "malformed_batch",
             Self::Empty => "empty_envelope",
+            Self::TimeBucket(_) => "bad_time_bucket",
             Self::ReplayedEnvelope(_) => "replayed_envelope",
-            Self::Report { reason, .. } => match reason {
-                ReportError::UnknownMetric(_) => "unknown_metric",
-                ReportError::Replayed => "replayed_report",
-                ReportError::Tag(_) => "tag_not_allowed",
-                ReportError::WrongTrack => "wrong_track",
-                ReportError::Misaligned => "misaligned_time",
-                ReportError::TimeOutsideWindow => "time_outside_window",
-                ReportError::Ldp(_) => "malformed_ldp_report",
-                ReportError::InvalidValue => "invalid_record_value",
-                ReportError::UnknownReceipt(_) => "unknown_receipt",
-                ReportError::NotConsented(_) => "not_consented",
-            },
             Self::Token(e) => e.code(),
             Self::Store(_) => "store_failed",
         }
     }
 }
 
-/// What the aggregator acknowledges for an envelope, once it is durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+impl ReportError {
+    /// The refusal as the device sees it (its stable code is [`Refusal::code`]).
+    #[must_use]
+    pub const fn refusal(&self) -> Refusal {
+        match self {
+            Self::UnknownMetric(_) => Refusal::UnknownMetric,
+            Self::Tag(_) => Refusal::TagNotAllowed,
+            Self::WrongTrack => Refusal::WrongTrack,
+            Self::Misaligned => Refusal::MisalignedTime,
+            Self::TimeOutsideWindow => Refusal::TimeOutsideWindow,
+            Self::Ldp(_) => Refusal::MalformedLdpReport,
+            Self::InvalidValue => Refusal::InvalidRecordValue,
+            Self::UnknownReceipt(_) => Refusal::UnknownReceipt,
+            Self::NotConsented(_) => Refusal::NotConsented,
+        }
+    }
+
+    /// Whether the same report may be accepted later: only a record whose receipt the
+    /// aggregator has not received yet (receipts and envelopes travel separately).
+    /// Every other refusal is final: the report does not fit the catalogue, or the
+    /// ledger refuses it at its own time, which a later send does not change.
+    #[must_use]
+    pub const fn retryable(&self) -> bool {
+        matches!(self, Self::UnknownReceipt(_))
+    }
+
+    /// The refusal as an [`Ack`] lists it.
+    #[must_use]
+    pub fn refused(&self, index: usize) -> Refused {
+        Refused {
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            refusal: self.refusal(),
+            retry: self.retryable(),
+        }
+    }
+}
+
+/// What the aggregator acknowledges for an envelope, once it is durable: per report,
+/// accepted (not listed in `refused`), refused for good, or refused for now.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ack {
     /// SHA-256 of the envelope.
     pub envelope: EnvelopeId,
-    /// Reports it carried.
+    /// Reports kept (not counting those already held from an earlier send).
     pub reports: u32,
+    /// The reports not kept, by position, with why and whether to retry; empty when every
+    /// report was accepted.
+    pub refused: Vec<Refused>,
 }

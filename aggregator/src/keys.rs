@@ -3,10 +3,10 @@
 //! A [`KeyStore`] holds HPKE secret keys with their published [`KeyConfig`]s. Each key
 //! goes pending → active → grace → expired ([`KeyState`]); devices seal to the active
 //! config they cached, and the store opens envelopes only for active keys and keys in
-//! their grace period (DESIGN.md §8). Secret keys are wiped when dropped (on
+//! their grace period (docs/design.md#envelopes). Secret keys are wiped when dropped (on
 //! [`KeyStore::purge`] or with the store) and never printed.
 //!
-//! [`KeyStore::open`] follows DESIGN.md §9: size and header → key → HPKE open →
+//! [`KeyStore::open`] follows docs/design.md#ingest: size and header → key → HPKE open →
 //! catalogue digest, and tells apart every reason to refuse an envelope except *why* the
 //! AEAD failed ([`OpenError::Decrypt`] is opaque).
 //!
@@ -237,7 +237,7 @@ impl KeyStore {
 
     /// Opens `frame` at `now` for reports expected under the catalogue `expected`.
     ///
-    /// Order (DESIGN.md §9): frame size and version; key id known; key active or in
+    /// Order (docs/design.md#ingest): frame size and version; key id known; key active or in
     /// grace; HPKE open (one X25519 variable-base multiplication); catalogue digest.
     /// The digest is compared after the open, so the value reported in
     /// [`OpenError::BadCatalogueDigest`] is authenticated.

@@ -1,5 +1,5 @@
 //! The consent ledger: who sees what, for how long — bitemporal, indexed, persisted in
-//! SQLite (DESIGN.md §5).
+//! SQLite (docs/design.md#semantics, docs/design.md#queries).
 //!
 //! # What it holds
 //! - **Consent**: signed receipts and withdrawals, verified on the way in
@@ -15,7 +15,7 @@
 //!   points: ingest notes records and partitions, purge notes purges, release and
 //!   transcryption call [`Ledger::disclose`], which runs `check` and notes the disclosure.
 //!
-//! # Semantics (DESIGN.md §5)
+//! # Semantics (docs/design.md#semantics)
 //! - *Access window* of R on M of S: the union over S's receipts naming R and M of
 //!   `[valid_from, min(valid_until, withdrawn_at))`.
 //! - *Hold deadline* of a record collected at t under receipt g:
@@ -33,14 +33,27 @@
 //!   `as_known_at`, is in force at `at`; `until` is the end of the union of such
 //!   receipts' intervals that holds `at` (`None` = until withdrawn). When refused, the
 //!   reason is, in order: the catalogue (`NotInCatalogue`, `PurposeNotAllowed`); else the
-//!   lapsed receipt with the latest end (`Withdrawn` if its known withdrawal ended it,
-//!   else `Expired`); else a receipt not yet valid (`NotYetValid`); else `NoConsent`.
+//!   lapsed receipt with the latest end (`Withdrawn` if its known withdrawal ended it —
+//!   `withdrawn_at <= valid_until`, so a withdrawal at the expiry instant counts as the
+//!   reason — else `Expired`); else a receipt not yet valid (`NotYetValid`); else
+//!   `NoConsent`.
+//! - `overdue(now, as_known_at)`: what was overdue at `now` as known at `as_known_at` —
+//!   records and partitions in the store at `now` (collected or noted by then, not purged
+//!   by then) whose deadline is at or before `now`. A purge after `now` does not hide the
+//!   violation at `now`; data purged at its deadline was never overdue.
+//! - `subject_access(S, at)`: per (recipient, metric), the access window holding `at`,
+//!   the receipts in force at `at`, and the longest effective hold among the receipts of
+//!   the window from `at` to its end (so records collected later in the window, under a
+//!   receipt that starts later, are covered by "for how long").
 //!   The ledger answers for consent; a purpose with another legal basis still needs a
 //!   receipt here (the aggregator decides whether to ask).
 //!
 //! # Index design and costs
-//! Catalogue names are interned as `u16` (their positions in the catalogue), subjects as
-//! `u32` through one hash map. With g grants (receipt × metric), s subjects, r
+//! Catalogue names are interned as `u16` (their positions in the catalogue, at most
+//! `MAX_ITEMS` = 10 000 of a kind), subjects as `u32` through one hash map; rows and hold
+//! durations are indexed by `u32`, and an input that would need a 2^32-th row or hold is
+//! refused with [`LedgerError::Full`] before anything is stored — never saturated.
+//! With g grants (receipt × metric), s subjects, r
 //! recipients and m metrics:
 //! - **Receipts** are kept once (~170 bytes each, shared by their metrics); each
 //!   subject has the list of its receipts and records.
@@ -48,7 +61,7 @@
 //!   `valid_from`, each with the receipt's valid, withdrawal and record times copied in,
 //!   so a stabbing query reads one contiguous list and never touches the receipts.
 //! - **Records** per subject and per (recipient, metric) sorted by collection time;
-//!   live records and partitions in a `BTreeSet` by deadline; partitions per metric and
+//!   all records and partitions (purged or not) in a `BTreeSet` by deadline; partitions per metric and
 //!   per recipient; disclosures sorted by valid time; per recipient, every fact sorted
 //!   by record time.
 //!
@@ -406,7 +419,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             hold: r.hold.clone(),
             recorded_at,
         };
-        let row = self.receipt_row(&input, self.ix.next_seq)?;
+        let row = self.receipt_row(&input, self.ix.next_seq, 0)?;
         store::insert_receipt(
             self.conn.borrow(),
             &self.names,
@@ -420,11 +433,22 @@ impl<C: Borrow<Connection>> Ledger<C> {
     }
 
     /// Checks an unverified receipt against the catalogue and the ledger and makes its row
-    /// (subject and hold not yet interned).
-    fn receipt_row(&self, r: &UnverifiedReceipt, seq: u64) -> Result<ReceiptRow, LedgerError> {
+    /// (subject and hold not yet interned); `pending` receipts of the same batch come
+    /// before it, each of which may bring a new hold.
+    fn receipt_row(
+        &self,
+        r: &UnverifiedReceipt,
+        seq: u64,
+        pending: usize,
+    ) -> Result<ReceiptRow, LedgerError> {
         if self.ix.receipt_ix.contains_key(&r.id) {
             return Err(LedgerError::DuplicateReceipt(r.id));
         }
+        if !self.ix.has_room_for_hold(&r.hold, pending) {
+            return Err(LedgerError::Full("distinct holds"));
+        }
+        Index::room("receipts", self.ix.receipts.len(), pending)?;
+        Index::room("subjects", self.ix.subject_ids.len(), pending)?;
         if r.valid_until.is_some_and(|u| u <= r.valid_from) {
             return Err(ConsentError::InvertedValidity.into());
         }
@@ -455,7 +479,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             subject: u32::MAX,
             recipient,
             purpose,
-            hold: u16::MAX,
+            hold: u32::MAX,
             metrics: metrics.into(),
             valid_from: r.valid_from,
             valid_until: r.valid_until.unwrap_or(NEVER),
@@ -467,7 +491,10 @@ impl<C: Borrow<Connection>> Ledger<C> {
 
     fn index_receipt(&mut self, mut row: ReceiptRow, r: &UnverifiedReceipt) {
         row.subject = self.ix.intern_subject(r.subject);
-        row.hold = self.ix.intern_hold(&r.hold);
+        // `receipt_row` checked there is room for this hold: interning does not fail.
+        if let Ok(h) = self.ix.intern_hold(&r.hold) {
+            row.hold = h;
+        }
         self.ix.add_receipt(&self.names, row);
     }
 
@@ -490,7 +517,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             if !batch_ids.insert(r.id) {
                 return Err(LedgerError::DuplicateReceipt(r.id));
             }
-            rows.push(self.receipt_row(r, self.ix.next_seq + u64::try_from(i).unwrap_or(u64::MAX))?);
+            rows.push(self.receipt_row(r, self.ix.next_seq + u64::try_from(i).unwrap_or(u64::MAX), i)?);
         }
         let conn = self.conn.borrow();
         conn.execute_batch("SAVEPOINT ledger_bulk")?;
@@ -593,8 +620,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
         Ok(self.deadline_of(row.hold, m, collected_at))
     }
 
-    fn deadline_of(&self, hold: u16, metric: u16, start: Timestamp) -> Timestamp {
-        let h = self.ix.holds.get(usize::from(hold)).map_or(NEVER, |h| h.deadline_from(start).at);
+    fn deadline_of(&self, hold: u32, metric: u16, start: Timestamp) -> Timestamp {
+        let h = self.ix.holds.get(hold as usize).map_or(NEVER, |h| h.deadline_from(start).at);
         let max =
             self.names.metric_max_hold.get(usize::from(metric)).map_or(NEVER, |d| d.deadline_from(start).at);
         h.min(max)
@@ -611,6 +638,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         if self.ix.record_ix.contains_key(&note.record) {
             return Err(LedgerError::DuplicateRecord(note.record));
         }
+        Index::room("records", self.ix.records.len(), 0)?;
         let ri = *self.ix.receipt_ix.get(&note.receipt).ok_or(LedgerError::UnknownReceipt(note.receipt))?;
         let receipt = self.ix.receipts.get(ri as usize).ok_or(LedgerError::UnknownReceipt(note.receipt))?;
         let metric =
@@ -673,6 +701,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         note: &PartitionNote,
         recorded_at: Timestamp,
     ) -> Result<(), LedgerError> {
+        Index::room("partitions", self.ix.partitions.len(), 0)?;
         if self.ix.partition_ix.contains_key(note.partition.as_slice()) {
             return Err(LedgerError::DuplicatePartition(note.partition.clone()));
         }
@@ -735,6 +764,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// [`LedgerError::UnknownRecipient`], [`LedgerError::UnknownMetric`],
     /// [`LedgerError::UnknownPurpose`], [`LedgerError::Store`].
     pub fn note_disclosure(&mut self, d: &Disclosure, recorded_at: Timestamp) -> Result<(), LedgerError> {
+        Index::room("disclosures", self.ix.disclosures.len(), 0)?;
+        Index::room("subjects", self.ix.subject_ids.len(), 0)?;
         let recipient = self
             .names
             .recipient(&d.recipient)

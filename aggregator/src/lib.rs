@@ -9,6 +9,7 @@ pub mod audit;
 pub mod decision;
 /// Accumulators and estimators: the `confiance-estimate` crate, re-exported.
 pub use confiance_estimate as estimate;
+pub mod identity;
 pub mod ingest;
 pub mod issuer;
 pub mod keys;

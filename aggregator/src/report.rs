@@ -1,6 +1,6 @@
 //! Auditor reports: *who sees what, for how long*, the privacy budget, the estimates with
 //! their intervals, retention and the audit log's state — as one self-contained HTML file
-//! with SVG charts, as JSON, and as Markdown (DESIGN.md §11).
+//! with SVG charts, as JSON, and as Markdown (docs/design.md#interfaces).
 //!
 //! [`ReportData`] is the whole content of a report, in plain types: the CLI, the HTTP server
 //! and the examples fill it from the ledger, the estimators and the audit log, then call
@@ -120,7 +120,7 @@ pub struct Header {
     pub catalogue_digest_hex: String,
     /// When the report was generated.
     pub generated_at: Timestamp,
-    /// The valid time the report is about (the `at` of every query, DESIGN.md §5).
+    /// The valid time the report is about (the `at` of every query, docs/design.md#bitemporal).
     pub at: Timestamp,
     /// The record time the report is about; `None` means "as known at `generated_at`".
     pub as_known_at: Option<Timestamp>,
@@ -130,7 +130,7 @@ pub struct Header {
 }
 
 /// One access window: `recipient` sees `metric` of `subject` from `window_start` to
-/// `window_end`, then may keep what it collected for `hold_secs` more (DESIGN.md §5).
+/// `window_end`, then may keep what it collected for `hold_secs` more (docs/design.md#for-how-long).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessRow {
     /// The recipient's id.
@@ -220,7 +220,7 @@ pub enum RetentionKind {
     Records,
 }
 
-/// Data held under a deadline (DESIGN.md §5 "hold deadline").
+/// Data held under a deadline (docs/design.md#hold-deadline).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionRow {
     /// A label for the partition or records (e.g. `indoor_temp 2027-03 / grid-operator`).

@@ -1,5 +1,5 @@
 //! The [`Aggregator`]: ingest, release, purge and the ledger behind one object
-//! (DESIGN.md §9, §11).
+//! (docs/design.md#aggregator, docs/design.md#interfaces).
 //!
 //! ```
 //! use confiance::catalogue::Catalogue;
@@ -25,7 +25,7 @@ use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
 use confiance::envelope::{BatchLimits, EnvelopeId};
 use confiance::ids::{MetricId, RecipientId};
-use confiance::ldp::Mechanism;
+use confiance::ldp::{Mechanism, Selection};
 use confiance::report::{Payload, RecordValue};
 use confiance::retention::RetentionTag;
 
@@ -238,7 +238,7 @@ pub struct Aggregator {
     store: SqliteStore,
     ledger: Ledger,
     config: AggregatorConfig,
-    mechanisms: BTreeMap<MetricId, Mechanism>,
+    mechanisms: BTreeMap<MetricId, Selection>,
     partitions: BTreeMap<PartitionKey, Partition>,
     /// Filter over the report ids the store remembers: "no" is certain, "maybe" is
     /// checked in the store (memory fixed by the config, not by the number of ids).
@@ -260,10 +260,10 @@ const TAG_CACHE_MAX: usize = 4_096;
 /// opened envelopes held at once stay small (256 × threads × at most one envelope).
 const STAGE_WINDOW_PER_THREAD: usize = 256;
 
-/// The mechanism of a partition's accumulator: the metric's, with OLH's pool key for the
-/// partition's bucket — the key the device used, since the partition's `bucket_start` is
+/// The mechanism of a partition's accumulator: the metric's selection keyed for the
+/// partition's bucket (OLH's pool, general-privacy HR's permutation) — the key the device used, since the partition's `bucket_start` is
 /// the reports' `time` ([`confiance::recorder::Recorder::record`]).
-fn partition_mechanism(metric: &Mechanism, key: &PartitionKey) -> Mechanism {
+fn partition_mechanism(metric: &Selection, key: &PartitionKey) -> Mechanism {
     metric.for_period(key.metric.as_str(), key.bucket_start.as_secs())
 }
 
@@ -327,7 +327,7 @@ impl Aggregator {
         ledger: Ledger,
         config: AggregatorConfig,
     ) -> Result<Self, ServiceError> {
-        let mechanisms: BTreeMap<MetricId, Mechanism> =
+        let mechanisms: BTreeMap<MetricId, Selection> =
             catalogue.metrics().filter_map(|(id, m)| Some((id.clone(), m.mechanism()?))).collect();
         let mut partitions = BTreeMap::new();
         for p in store.partitions()? {
@@ -506,6 +506,14 @@ impl Aggregator {
     /// The stateful half of [`Self::stage`], in its order: envelope replay, decoding
     /// errors, then per report: metric, report replay, the stateless verdict, the
     /// ledger's checks for records; then staging.
+    ///
+    /// Each report stands on its own (docs/wire-format.md §6): a refused one is listed in
+    /// the envelope's [`Ack`] and not kept (its id is not remembered, so a retryable one
+    /// can come again); one already held is acknowledged and not kept twice. An envelope
+    /// with nothing to keep stages only its acknowledgement. An envelope is remembered as
+    /// seen only when every report in it is final; with a retryable refusal it stays
+    /// open, so a resend after a lost answer is processed again (its accepted reports
+    /// are then already held).
     fn apply(&mut self, prepared: Prepared, now: Timestamp) -> Result<(), IngestError> {
         let env_id = prepared.envelope;
         if self.staged.envelopes.contains(&env_id.0)
@@ -520,34 +528,43 @@ impl Aggregator {
         let mut ids = HashSet::with_capacity(reports.len());
         let mut expires = Timestamp::EPOCH;
         let mut new_tags = Vec::new();
+        let mut refused = Vec::new();
         for (index, c) in reports.iter().enumerate() {
-            let fail = |reason| IngestError::Report { index, reason };
             let r = &c.report;
-            c.known.clone().map_err(fail)?;
+            if let Err(e) = &c.known {
+                refused.push(e.refused(index));
+                continue;
+            }
             if self.staged.ids.contains(&r.id.0)
-                || !ids.insert(r.id.0)
+                || ids.contains(&r.id.0)
                 || (self.seen.maybe_contains(&r.id.0)
                     && self.store.id_seen(&r.id.0).map_err(IngestError::Store)?)
             {
-                return Err(fail(ReportError::Replayed));
+                // Already held (a resend, or twice in this envelope): acknowledged, kept once.
+                continue;
             }
-            let kind = c.verdict.as_ref().map_err(|e| fail(e.clone()))?;
+            let kind = match &c.verdict {
+                Ok(kind) => kind,
+                Err(e) => {
+                    refused.push(e.refused(index));
+                    continue;
+                }
+            };
             if c.new_tag {
                 new_tags.push((r.metric.clone(), r.tag.clone()));
             }
-            expires = expires.max(c.expires);
             match (kind, &r.payload) {
                 (Kind::Statistic(key), Payload::Statistic(ldp)) => stats.push((key.clone(), ldp)),
                 (Kind::Record(receipt), Payload::Record { pseudonym, epoch, value }) => {
                     let receipt = *receipt;
-                    let terms = self
-                        .ledger
-                        .receipt_terms(&receipt)
-                        .ok_or_else(|| fail(ReportError::UnknownReceipt(receipt)))?;
+                    let Some(terms) = self.ledger.receipt_terms(&receipt) else {
+                        refused.push(ReportError::UnknownReceipt(receipt).refused(index));
+                        continue;
+                    };
                     if !r.tag.audience().contains(&terms.recipient) || r.tag.purpose() != &terms.purpose {
-                        return Err(fail(ReportError::Tag(
-                            confiance::retention::TagError::AudienceNotReceipt,
-                        )));
+                        let e = ReportError::Tag(confiance::retention::TagError::AudienceNotReceipt);
+                        refused.push(e.refused(index));
+                        continue;
                     }
                     let decision = self.ledger.check_at(
                         &terms.recipient,
@@ -558,7 +575,8 @@ impl Aggregator {
                         None,
                     );
                     if !decision.allowed {
-                        return Err(fail(ReportError::NotConsented(decision.reason)));
+                        refused.push(ReportError::NotConsented(decision.reason).refused(index));
+                        continue;
                     }
                     let new = NewRecord {
                         id: r.id.0,
@@ -585,19 +603,32 @@ impl Aggregator {
                     };
                     records.push((new, note));
                 }
-                _ => return Err(fail(ReportError::WrongTrack)),
+                _ => {
+                    refused.push(ReportError::WrongTrack.refused(index));
+                    continue;
+                }
             }
+            // Accepted: remember its id until its bucket can no longer be accepted.
+            ids.insert(r.id.0);
+            expires = expires.max(c.expires);
         }
-        // Then the tokens: their stateless verdict, then whether one was spent already
-        // (remembered with the report ids, in the same transaction).
-        for (id, until) in tokens.map_err(IngestError::Token)? {
-            if self.staged.ids.contains(&id)
-                || !ids.insert(id)
-                || (self.seen.maybe_contains(&id) && self.store.id_seen(&id).map_err(IngestError::Store)?)
-            {
-                return Err(IngestError::Token(TokenRefusal::Spent));
+        // Then the tokens: their stateless verdict, then — when the envelope keeps a
+        // report — whether one was spent already (remembered with the report ids, in the
+        // same transaction). An envelope that keeps nothing spends nothing: a resend after
+        // a lost answer (its reports already held) is acknowledged again.
+        let tokens = tokens.map_err(IngestError::Token)?;
+        let accepted = ids.len();
+        if accepted > 0 {
+            for (id, until) in tokens {
+                if self.staged.ids.contains(&id)
+                    || !ids.insert(id)
+                    || (self.seen.maybe_contains(&id)
+                        && self.store.id_seen(&id).map_err(IngestError::Store)?)
+                {
+                    return Err(IngestError::Token(TokenRefusal::Spent));
+                }
+                expires = expires.max(until);
             }
-            expires = expires.max(until);
         }
         // Every report passed; the tag cache only ever holds pairs that passed the check.
         for pair in new_tags {
@@ -620,12 +651,31 @@ impl Aggregator {
                 p.reports += 1;
             }
         }
-        let n = u32::try_from(reports.len()).unwrap_or(u32::MAX);
+        // At most `max_reports` (4 096) reports an envelope: lossless.
+        let n = u32::try_from(accepted).unwrap_or(u32::MAX);
+        if accepted == 0 {
+            // Nothing to keep: only the answer (refusals, or reports already held).
+            self.staged.acks.push(Ack { envelope: env_id, reports: 0, refused });
+            return Ok(());
+        }
         self.staged.records.extend(records);
         self.staged.ids.extend(ids.iter().copied());
-        self.staged.envelopes.insert(env_id.0);
+        // A retryable refusal keeps the envelope open for a resend: its accepted ids are
+        // remembered under a key derived from the envelope and them, not under its id.
+        let seen_key = if refused.iter().any(|r| r.retry) {
+            let mut h = <sha2::Sha256 as sha2::Digest>::new();
+            sha2::Digest::update(&mut h, b"confiance/partial-envelope/v1\0");
+            sha2::Digest::update(&mut h, env_id.0);
+            for id in &ids {
+                sha2::Digest::update(&mut h, id);
+            }
+            sha2::Digest::finalize(h).into()
+        } else {
+            env_id.0
+        };
+        self.staged.envelopes.insert(seen_key);
         self.staged.seen.push(SeenIds {
-            envelope: env_id.0,
+            envelope: seen_key,
             expires_at: expires,
             ids: ids.into_iter().collect(),
         });
@@ -635,7 +685,7 @@ impl Aggregator {
             partitions,
             at: now,
         });
-        self.staged.acks.push(Ack { envelope: env_id, reports: n });
+        self.staged.acks.push(Ack { envelope: env_id, reports: n, refused });
         self.staged.reports += u64::from(n);
         Ok(())
     }
@@ -935,7 +985,7 @@ impl Aggregator {
 
     /// Transcrypts a device's polymorphic pseudonym into `recipient`'s domain through
     /// `chain` — only if the ledger's `check` allows `recipient` to have `metric` of
-    /// `subject` for `purpose` at `now` (DESIGN.md §7). An allowed transcryption is noted
+    /// `subject` for `purpose` at `now` (docs/design.md#pseudonyms). An allowed transcryption is noted
     /// as a disclosure in the ledger and logged with the digest of its proofs; a refusal
     /// changes nothing.
     ///

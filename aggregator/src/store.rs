@@ -1,4 +1,4 @@
-//! The aggregator's durable state (DESIGN.md §9): partitions of anonymous accumulators,
+//! The aggregator's durable state (docs/design.md#store): partitions of anonymous accumulators,
 //! encrypted pseudonymous records under per-period keys, remembered report ids, and the
 //! audit log — behind the [`Store`] trait, with SQLite as the embedded default.
 //!
@@ -77,7 +77,7 @@ impl From<crate::audit::AuditError> for StoreError {
     }
 }
 
-/// What identifies a partition of anonymous reports (DESIGN.md §9): the metric, the
+/// What identifies a partition of anonymous reports (docs/design.md#ingest): the metric, the
 /// time bucket, the audience and the hold class.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PartitionKey {
@@ -94,7 +94,7 @@ pub struct PartitionKey {
 }
 
 impl PartitionKey {
-    /// The hold deadline: bucket end plus hold (DESIGN.md §5).
+    /// The hold deadline: bucket end plus hold (docs/design.md#hold-deadline).
     #[must_use]
     pub fn deadline(&self) -> Timestamp {
         self.hold.deadline_from(self.bucket_end).at
@@ -138,7 +138,7 @@ pub struct NewRecord {
 }
 
 impl NewRecord {
-    /// `collected_at + hold` (DESIGN.md §5).
+    /// `collected_at + hold` (docs/design.md#hold-deadline).
     #[must_use]
     pub fn deadline(&self) -> Timestamp {
         self.hold.deadline_from(self.collected_at).at

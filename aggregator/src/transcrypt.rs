@@ -1,5 +1,5 @@
 //! Consent-gated, distributed, verifiable transcryption of polymorphic pseudonyms
-//! (DESIGN.md §7), after PEP (Verheul and Jacobs 2017) and libpep.
+//! (docs/design.md#pseudonyms), after PEP (Verheul and Jacobs 2017) and libpep.
 //!
 //! A device sends `ElGamal(M, Y)`: its identity point `M` under the system key
 //! `Y = (x₁·…·xₙ)·G` ([`system_public_key`]). For a recipient [`Domain`] `D`, each

@@ -180,7 +180,8 @@ proptest! {
             prop_assert!(verify_inclusion(&leaves[other], m as u64, size as u64, &p, &root).is_err());
         }
 
-        let old = m; // 0..size
+        let old = m.max(1); // 1..size: RFC 9162 has no proof from the empty tree
+        prop_assert!(t.consistency_path(0, size as u64).is_err());
         let c = t.consistency_path(old as u64, size as u64).unwrap();
         prop_assert_eq!(&c, &proof(old, d));
         let old_root = t.root_at(old as u64).unwrap();
@@ -219,9 +220,13 @@ proptest! {
         let p = log.inclusion_proof(m as u64, log.size()).unwrap();
         prop_assert_eq!(&p.path, &path(m, &hashes));
         prop_assert!(verifier.verify_inclusion(&cp, &e, &p).is_ok());
-        let c = log.consistency_proof(cut as u64, log.size()).unwrap();
-        prop_assert_eq!(&c.path, &proof(cut, &hashes));
-        prop_assert!(verifier.verify_consistency(&checkpoints[0], &cp, &c).is_ok());
+        if cut == 0 {
+            prop_assert!(log.consistency_proof(0, log.size()).is_err());
+        } else {
+            let c = log.consistency_proof(cut as u64, log.size()).unwrap();
+            prop_assert_eq!(&c.path, &proof(cut, &hashes));
+            prop_assert!(verifier.verify_consistency(&checkpoints[0], &cp, &c).is_ok());
+        }
         prop_assert!(verifier.audit(&cp, &log.export(log.size()).unwrap()).is_ok());
     }
 
@@ -312,7 +317,13 @@ fn larger_trees_match_the_naive_reference_at_power_of_two_boundaries() {
         assert_eq!(t.root_at(size as u64).unwrap(), mth(d), "root {size}");
         for m in [0, 1, size / 2, size - 2, size - 1] {
             assert_eq!(t.inclusion_path(m as u64, size as u64).unwrap(), path(m, d), "PATH({m}, {size})");
-            assert_eq!(t.consistency_path(m as u64, size as u64).unwrap(), proof(m, d), "PROOF({m}, {size})");
+            if m > 0 {
+                assert_eq!(
+                    t.consistency_path(m as u64, size as u64).unwrap(),
+                    proof(m, d),
+                    "PROOF({m}, {size})"
+                );
+            }
         }
     }
 }
@@ -400,6 +411,10 @@ fn proofs_do_not_transfer_between_events_checkpoints_or_sizes() {
     assert!(matches!(log.inclusion_proof(10, 10), Err(AuditError::OutOfRange { .. })));
     assert!(matches!(log.inclusion_proof(0, 11), Err(AuditError::OutOfRange { .. })));
     assert!(matches!(log.consistency_proof(7, 6), Err(AuditError::OutOfRange { .. })));
+    // RFC 9162 §2.1.4 defines consistency for 0 < m ≤ n: none from the empty tree (issue
+    // #14, defect 8: an empty path was answered).
+    assert!(matches!(log.consistency_proof(0, 6), Err(AuditError::OutOfRange { .. })));
+    assert!(matches!(log.consistency_proof(0, 0), Err(AuditError::OutOfRange { .. })));
     assert!(matches!(log.event(10), Err(AuditError::OutOfRange { .. })));
     assert!(matches!(log.root_at(11), Err(AuditError::OutOfRange { .. })));
 }

@@ -195,6 +195,13 @@ fn exit_codes() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(error_code(&o), "bad_key_file");
     json(&d, &["keygen"]);
+    // A read-only command given no database does not make one.
+    let o = run(&d, &["--json", "query", "overdue"]);
+    assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "no_database"));
+    let o = run(&d, &["--json", "audit", "verify"]);
+    assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "no_database"));
+    assert!(!d.join("db.sqlite").exists());
+    json(&d, &["purge"]);
     let o = run(&d, &["--json", "query", "recipient", "nobody"]);
     assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "unknown_recipient"));
     let o = run(&d, &["--json", "query", "subject", "zz"]);
@@ -234,5 +241,153 @@ fn exit_codes() {
     std::io::Write::write_all(c.stdin.as_mut().unwrap(), &[0, 0]).unwrap();
     let o = c.wait_with_output().unwrap();
     assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "bad_framing"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn run_with(db: &Path, keys: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_confiance"))
+        .arg("--db")
+        .arg(db)
+        .arg("--keys")
+        .arg(keys)
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok_with(db: &Path, keys: &Path, args: &[&str]) -> Value {
+    let o = run_with(db, keys, args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn refused_with(o: &Output, code: &str) -> String {
+    assert_eq!(
+        (o.status.code(), error_code(o).as_str()),
+        (Some(1), code),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["error"]["message"].as_str().unwrap().to_owned()
+}
+
+/// A database knows the key set and catalogue it was made with: another key file or
+/// catalogue is refused naming both fingerprints until `identity adopt`; an empty or
+/// foreign file is never taken for a new database.
+#[test]
+fn database_identity() {
+    let d = dir("identity");
+    let (db, keys_a, keys_b) = (d.join("db.sqlite"), d.join("a.keys"), d.join("b.keys"));
+    ok_with(&db, &keys_a, &["keygen"]);
+    ok_with(&db, &keys_b, &["keygen"]);
+    ok_with(&db, &keys_a, &["purge"]);
+    let shown = ok_with(&db, &keys_b, &["identity", "show"]);
+    let (stored, given) =
+        (shown["stored_key_set"].as_str().unwrap(), shown["given_key_set"].as_str().unwrap());
+    assert_ne!(stored, given);
+    assert_eq!(shown["matches"], false);
+    // Another key file: refused, by every command, the message naming both key sets.
+    for cmd in [&["purge"][..], &["query", "overdue"], &["audit", "checkpoint"]] {
+        let msg = refused_with(&run_with(&db, &keys_b, cmd), "identity_mismatch");
+        assert!(msg.contains(&stored[..16]) && msg.contains(&given[..16]), "{msg}");
+    }
+    // Another catalogue: refused too.
+    let other = d.join("other.toml");
+    let text = include_str!("../../examples/catalogue.toml").replacen(
+        r#"recipients = ["calora", "gridco"]"#,
+        r#"recipients = ["calora"]"#,
+        1,
+    );
+    std::fs::write(&other, text).unwrap();
+    let o = run_with(&db, &keys_a, &["--catalogue", other.to_str().unwrap(), "purge"]);
+    refused_with(&o, "identity_mismatch");
+    // A key rotation is explicit, and then the old key file is the one refused.
+    let adopted = ok_with(&db, &keys_b, &["identity", "adopt"]);
+    assert_eq!(adopted["changed"][0]["what"], "key_set");
+    assert_eq!(adopted["changed"][0]["old"].as_str(), Some(stored));
+    ok_with(&db, &keys_b, &["purge"]);
+    refused_with(&run_with(&db, &keys_a, &["purge"]), "identity_mismatch");
+
+    // A zero-length file, a text file, an SQLite database of something else: refused,
+    // and left as they were.
+    let empty = d.join("empty.sqlite");
+    std::fs::write(&empty, b"").unwrap();
+    refused_with(&run_with(&empty, &keys_a, &["purge"]), "not_a_database");
+    refused_with(&run_with(&empty, &keys_a, &["query", "overdue"]), "not_a_database");
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    let text = d.join("notes.txt");
+    std::fs::write(&text, b"not a database at all, but long enough to have a header").unwrap();
+    refused_with(&run_with(&text, &keys_a, &["purge"]), "not_a_database");
+    let foreign = d.join("foreign.sqlite");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    refused_with(&run_with(&foreign, &keys_a, &["purge"]), "not_a_database");
+    // Read-only commands given a missing database fail and create nothing.
+    let missing = d.join("missing.sqlite");
+    refused_with(&run_with(&missing, &keys_a, &["audit", "verify"]), "no_database");
+    refused_with(&run_with(&missing, &keys_a, &["report", "--format", "json"]), "no_database");
+    assert!(!missing.exists());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Key ids differ between key files; out-of-range arguments are usage errors; parallel
+/// `token` runs each keep their token.
+#[test]
+fn keys_and_bounded_arguments() {
+    let d = dir("keys");
+    let db = d.join("db.sqlite");
+    let ids: Vec<u64> = (0..3)
+        .map(|i| ok_with(&db, &d.join(format!("k{i}")), &["keygen"])["key_id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.iter().any(|&i| i != ids[0]), "every keygen made key id {}", ids[0]);
+    for args in [
+        &["keygen", "--force", "--days", "213503982334602"][..],
+        &["keygen", "--force", "--days", "0"],
+        &["serve", "--commit-wait-ms", "100000"],
+        &["serve", "--commit-max", "0"],
+        &["serve", "--max-body", "0"],
+        &["serve", "--header-timeout-ms", "0"],
+    ] {
+        let o = run_with(&db, &d.join("k0"), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Eight token runs at once: each printed token is in the key file.
+    let keys = d.join("k0");
+    let runs: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_confiance"))
+                .arg("--keys")
+                .arg(&keys)
+                .args(["--json", "token", "--role", "device"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let kf = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let mut tokens = Vec::new();
+    for r in runs {
+        let o = r.wait_with_output().unwrap();
+        assert!(o.status.success());
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        tokens.push(v["token"].as_str().unwrap().to_owned());
+    }
+    let text = kf(&keys);
+    for t in &tokens {
+        use sha2::Digest as _;
+        let h: String = sha2::Sha256::digest(t.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        assert!(text.contains(&h), "token {t} printed but not kept");
+    }
+    assert_eq!(text.matches("token = device").count(), 8);
     let _ = std::fs::remove_dir_all(&d);
 }

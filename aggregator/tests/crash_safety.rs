@@ -1,4 +1,4 @@
-//! Crash safety (DESIGN.md §9): ingest runs in a child process that is killed with
+//! Crash safety (docs/design.md#store): ingest runs in a child process that is killed with
 //! SIGKILL at random moments — while staging, while committing, between commits — and
 //! restarted each time; the parent plays the devices and re-sends every envelope it has
 //! not seen acknowledged. At the end, every report is counted exactly once: the

@@ -380,8 +380,37 @@ fn every_endpoint_role_and_bad_request() {
         .collect();
     let leaf: [u8; 32] = unhex(inc["leaf_hash"].as_str().unwrap()).unwrap().try_into().unwrap();
     confiance_aggregator::audit::merkle::verify_inclusion(&leaf, 1, size, &path, signed.root()).unwrap();
+    // Issue #14, defect 9: a recipient reads its own events and those naming no party,
+    // never another recipient's release (metric, window, partitions); a device reads no
+    // party's event. The leaf hash and path are answered to everyone.
+    let mut releases = 0;
+    for seq in 0..size {
+        let ask = |token: &str| {
+            let (s, v) = h.get(&format!("/v1/audit/inclusion?seq={seq}&tree_size={size}"), token);
+            assert_eq!(s, 200, "{v}");
+            assert!(v["leaf_hash"].is_string() && v["path"].is_array(), "{v}");
+            v["event"].clone()
+        };
+        let full = ask(&auditor);
+        let (kind, body) = full.as_object().and_then(|o| o.iter().next()).unwrap();
+        let party = body["recipient"].as_str();
+        for (token, name) in [(&calora, Some("calora")), (&gridco, Some("gridco")), (&device, None)] {
+            let seen = ask(token);
+            match kind.as_str() {
+                "Release" | "Transcryption" if party == name => assert_eq!(seen, full),
+                "Release" | "Transcryption" => assert!(seen.is_null(), "{name:?} read {full}"),
+                "ConsentGiven" | "ConsentWithdrawn" if name.is_none() => assert!(seen.is_null(), "{full}"),
+                "ConsentGiven" | "ConsentWithdrawn" => assert!(seen.is_null() || seen == full),
+                _ => assert_eq!(seen, full, "{name:?}: an event naming no party"),
+            }
+        }
+        releases += usize::from(kind == "Release");
+    }
+    assert!(releases >= 2, "calora's releases were checked: {releases}");
     let (s, con) = h.get(&format!("/v1/audit/consistency?old=2&new={size}"), &device);
     assert_eq!((s, con["new_size"].as_u64()), (200, Some(size)), "{con}");
+    // RFC 9162 defines consistency for 0 < old ≤ new (issue #14, defect 8).
+    refused(h.get(&format!("/v1/audit/consistency?old=0&new={size}"), &auditor), 400, "bad_proof_request");
     refused(
         h.get(&format!("/v1/audit/inclusion?seq={}&tree_size={size}", size + 5), &auditor),
         400,
@@ -414,6 +443,13 @@ fn every_endpoint_role_and_bad_request() {
     refused(h.get("/v1/report", &calora), 403, "wrong_role");
     refused(h.get("/v1/report?format=pdf", &auditor), 400, "bad_parameter");
     refused(h.get("/v1/report?at=yesterday", &auditor), 400, "bad_time");
+    // Reports read a snapshot copy of the database, removed once the report is written.
+    let leftovers: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("snapshot"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // Admin: purge (nothing is due yet) and every other role's endpoints.
     let (s, v) = h.post("/v1/purge", &admin, b"");

@@ -12,7 +12,8 @@ use confiance::ids::{MetricId, RecipientId};
 use confiance::ldp::LdpReport;
 use confiance::recorder::{MemoryStorage, Recorder, Value};
 use confiance::report::{Payload, RecordValue, Report};
-use confiance_aggregator::ingest::{IngestError, ReportError};
+use confiance::report::{Refusal, Refused};
+use confiance_aggregator::ingest::{Ack, IngestError};
 use confiance_aggregator::keys::{KeyStore, OpenError};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig, ReleaseError};
 use confiance_aggregator::store::Store as _;
@@ -162,28 +163,37 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
 
     let fresh = |r: &Report, rng: &mut SeededRng| Report { id: ReportId::random(rng), ..r.clone() };
     let mut ids = SeededRng::seed_from_u64(5);
-    let mut cases: Vec<(&str, Vec<u8>, Box<dyn Fn(&IngestError) -> bool>)> = Vec::new();
-    let mut push = |name, frame, check: Box<dyn Fn(&IngestError) -> bool>| cases.push((name, frame, check));
+    type Check = Box<dyn Fn(&Result<Ack, IngestError>) -> bool>;
+    let mut cases: Vec<(&str, Vec<u8>, Check)> = Vec::new();
+    let mut push = |name, frame, check: Check| cases.push((name, frame, check));
 
     push(
         "truncated",
         good_frame[..40].to_vec(),
-        Box::new(|e| matches!(e, IngestError::Open(OpenError::Malformed(_)))),
+        Box::new(|r| matches!(r, Err(IngestError::Open(OpenError::Malformed(_))))),
     );
-    push("oversize", vec![1u8; (1 << 20) + 1], Box::new(|e| matches!(e, IngestError::TooLarge { .. })));
+    push("oversize", vec![1u8; (1 << 20) + 1], Box::new(|r| matches!(r, Err(IngestError::TooLarge { .. }))));
     let mut flipped = good_frame.clone();
     let n = flipped.len();
     flipped[n - 5] ^= 1;
-    push("tampered ciphertext", flipped, Box::new(|e| matches!(e, IngestError::Open(OpenError::Decrypt))));
+    push(
+        "tampered ciphertext",
+        flipped,
+        Box::new(|r| matches!(r, Err(IngestError::Open(OpenError::Decrypt)))),
+    );
     let mut version = good_frame.clone();
     version[0] = 9;
-    push("unknown version", version, Box::new(|e| matches!(e, IngestError::Open(OpenError::Malformed(_)))));
+    push(
+        "unknown version",
+        version,
+        Box::new(|r| matches!(r, Err(IngestError::Open(OpenError::Malformed(_))))),
+    );
     let mut unknown_key = good_frame.clone();
     unknown_key[1] ^= 0x40;
     push(
         "unknown key id",
         unknown_key,
-        Box::new(|e| matches!(e, IngestError::Open(OpenError::UnknownKey(_)))),
+        Box::new(|r| matches!(r, Err(IngestError::Open(OpenError::UnknownKey(_))))),
     );
     // Sealed to a key the aggregator never had.
     let mut other_keys = KeyStore::new(0);
@@ -195,7 +205,7 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
         let f = HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: day };
         envelope::seal(&KeyConfig { id: w.config.id, ..other }, &f, &plain, &mut w.rng).unwrap()
     };
-    push("wrong key", wrong_key, Box::new(|e| matches!(e, IngestError::Open(OpenError::Decrypt))));
+    push("wrong key", wrong_key, Box::new(|r| matches!(r, Err(IngestError::Open(OpenError::Decrypt)))));
     let wrong_digest = {
         let plain = envelope::encode_body(&[], &[fresh(&stat, &mut ids)]).unwrap();
         let f = HeaderFields {
@@ -207,40 +217,36 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
     push(
         "wrong catalogue",
         wrong_digest,
-        Box::new(|e| matches!(e, IngestError::Open(OpenError::BadCatalogueDigest { .. }))),
+        Box::new(|r| matches!(r, Err(IngestError::Open(OpenError::BadCatalogueDigest { .. })))),
     );
     let garbage = {
         let f = HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: day };
         envelope::seal(&w.config, &f, &[5, 1, 2], &mut w.rng).unwrap()
     };
-    push("malformed batch", garbage, Box::new(|e| matches!(e, IngestError::Batch(_))));
+    push("malformed batch", garbage, Box::new(|r| matches!(r, Err(IngestError::Batch(_)))));
     let empty = seal(&mut w, &[], day);
-    push("empty", empty, Box::new(|e| matches!(e, IngestError::Empty)));
+    push("empty", empty, Box::new(|r| matches!(r, Err(IngestError::Empty))));
     push(
         "replayed envelope",
         good_frame.clone(),
-        Box::new(|e| matches!(e, IngestError::ReplayedEnvelope(_))),
+        Box::new(|r| matches!(r, Err(IngestError::ReplayedEnvelope(_)))),
     );
     let replayed_report = seal(&mut w, std::slice::from_ref(&stat), day);
     push(
         "replayed report",
         replayed_report,
-        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::Replayed, .. })),
+        Box::new(|r| matches!(r, Ok(a) if a.reports == 0 && a.refused.is_empty())),
     );
-    let s = fresh(&stat, &mut ids);
-    let dup = seal(&mut w, &[s.clone(), s], day);
+    // Twice the same held report in one envelope: acknowledged, nothing kept.
+    let dup = seal(&mut w, &[stat.clone(), stat.clone()], day);
     push(
-        "duplicate id in envelope",
+        "held report twice in an envelope",
         dup,
-        Box::new(|e| matches!(e, IngestError::Report { index: 1, reason: ReportError::Replayed })),
+        Box::new(|r| matches!(r, Ok(a) if a.reports == 0 && a.refused.is_empty())),
     );
     let unknown_metric =
         seal(&mut w, &[Report { metric: id("thermostat.colour"), ..fresh(&stat, &mut ids) }], day);
-    push(
-        "unknown metric",
-        unknown_metric,
-        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::UnknownMetric(_), .. })),
-    );
+    push("unknown metric", unknown_metric, Box::new(|r| is_refused(r, Refusal::UnknownMetric, false)));
     // A tag claiming pulsa may see the thermostat mode: wider than the catalogue allows.
     let wide_tag = {
         let mut c = ConsentState::new(DeviceKey::generate(&mut w.rng));
@@ -275,44 +281,53 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
     push(
         "tag wider than the catalogue",
         wide_tag,
-        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::Tag(_), .. })),
+        Box::new(|r| is_refused(r, Refusal::TagNotAllowed, false)),
     );
     let misaligned =
         seal(&mut w, &[Report { time: stat.time.saturating_add_secs(60), ..fresh(&stat, &mut ids) }], day);
-    push(
-        "misaligned time",
-        misaligned,
-        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::Misaligned, .. })),
-    );
+    push("misaligned time", misaligned, Box::new(|r| is_refused(r, Refusal::MisalignedTime, false)));
     let old_day = day.saturating_sub_secs(30 * 86_400);
     let stale = seal(&mut w, &[Report { time: old_day, ..fresh(&stat, &mut ids) }], old_day);
-    push(
-        "time outside the window",
-        stale,
-        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::TimeOutsideWindow, .. })),
-    );
+    push("time outside the window", stale, Box::new(|r| is_refused(r, Refusal::TimeOutsideWindow, false)));
     let future_day = day.saturating_add_secs(2 * 86_400);
-    let future = seal(&mut w, &[Report { time: future_day, ..fresh(&stat, &mut ids) }], future_day);
+    let future = seal(&mut w, &[Report { time: future_day, ..fresh(&stat, &mut ids) }], day);
     push(
-        "time in the future",
+        "time after the envelope's day",
         future,
-        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::TimeOutsideWindow, .. })),
+        Box::new(|r| is_refused(r, Refusal::TimeOutsideWindow, false)),
+    );
+    // The envelope's own time bucket (docs/wire-format.md §1): the start of a UTC day
+    // that has begun. Both were accepted before (issue #14, defect 7).
+    let unaligned = seal(&mut w, &[fresh(&stat, &mut ids)], day.saturating_add_secs(60));
+    push(
+        "unaligned envelope time bucket",
+        unaligned,
+        Box::new(|r| matches!(r, Err(IngestError::TimeBucket(_)))),
+    );
+    let ten_days = day.saturating_add_secs(10 * 86_400);
+    let future_bucket = seal(&mut w, &[fresh(&stat, &mut ids)], ten_days);
+    push(
+        "envelope time bucket 10 days ahead",
+        future_bucket,
+        Box::new(|r| matches!(r, Err(IngestError::TimeBucket(_)))),
+    );
+    let tomorrow = seal(&mut w, &[fresh(&stat, &mut ids)], day.saturating_add_secs(86_400));
+    push(
+        "envelope time bucket of a day not begun",
+        tomorrow,
+        Box::new(|r| matches!(r, Err(IngestError::TimeBucket(_)))),
     );
     let bad_ldp = seal(
         &mut w,
         &[Report { payload: Payload::Statistic(LdpReport::Grr(99)), ..fresh(&stat, &mut ids) }],
         day,
     );
-    push(
-        "malformed LDP report",
-        bad_ldp,
-        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::Ldp(_), .. })),
-    );
+    push("malformed LDP report", bad_ldp, Box::new(|r| is_refused(r, Refusal::MalformedLdpReport, false)));
     let wrong_track = seal(&mut w, &[Report { payload: rec.payload.clone(), ..fresh(&stat, &mut ids) }], day);
     push(
         "record payload on an anonymous metric",
         wrong_track,
-        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::WrongTrack, .. })),
+        Box::new(|r| is_refused(r, Refusal::WrongTrack, false)),
     );
     let bad_value = {
         let Payload::Record { pseudonym, epoch, .. } = rec.payload.clone() else { unreachable!() };
@@ -322,7 +337,7 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
     push(
         "record value out of range",
         bad_value,
-        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::InvalidValue, .. })),
+        Box::new(|r| is_refused(r, Refusal::InvalidRecordValue, false)),
     );
     // A record whose receipt the aggregator never received.
     let unknown_receipt = {
@@ -344,7 +359,7 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
     push(
         "record under an unknown receipt",
         unknown_receipt,
-        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::UnknownReceipt(_), .. })),
+        Box::new(|r| is_refused(r, Refusal::UnknownReceipt, true)),
     );
     // A record collected after its receipt was withdrawn.
     let withdrawn = {
@@ -352,11 +367,7 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
         w.agg.receive_withdrawal(&wd, Timestamp::from_secs(T0 - 5_000)).unwrap();
         seal(&mut w, &[fresh(&rec, &mut ids)], day)
     };
-    push(
-        "record after withdrawal",
-        withdrawn,
-        Box::new(|e| matches!(e, IngestError::Report { reason: ReportError::NotConsented(_), .. })),
-    );
+    push("record after withdrawal", withdrawn, Box::new(|r| is_refused(r, Refusal::NotConsented, false)));
     // Expired key: an envelope sealed to the right key, received after the grace period.
     let late = Timestamp::from_secs(T0 + 102 * 86_400);
     let (expired_frame, expired_at) = (seal(&mut w, &[fresh(&stat, &mut ids)], day), late);
@@ -367,9 +378,12 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
     };
     let mut codes = BTreeSet::new();
     for (name, frame, check) in &cases {
-        let e = w.agg.ingest(frame, now).expect_err(name);
-        assert!(check(&e), "{name}: unexpected {e:?}");
-        codes.insert(format!("{name}: {}", e.code()));
+        let r = w.agg.ingest(frame, now);
+        assert!(check(&r), "{name}: unexpected {r:?}");
+        codes.insert(match &r {
+            Err(e) => format!("{name}: {}", e.code()),
+            Ok(a) => format!("{name}: {:?}", a.refused),
+        });
         assert_eq!(snapshot(&w.agg), before, "{name} changed the store");
     }
     let e = w.agg.ingest(&expired_frame, expired_at).unwrap_err();
@@ -409,8 +423,9 @@ fn shards_merge_into_what_one_aggregator_holds() {
     assert_ne!(a.partition_states(), all.partition_states());
     a.merge_from(&b, now).unwrap();
     assert_eq!(a.partition_states(), all.partition_states());
-    // After the merge a report b saw is a replay for a too.
-    assert!(a.ingest(&frames[1], now).is_err());
+    // After the merge a report b saw is a replay for a too: not kept again.
+    let r = a.ingest(&frames[1], now);
+    assert!(matches!(r, Err(IngestError::ReplayedEnvelope(_))) || replayed(r));
     let stored: Vec<_> =
         a.store().partitions().unwrap().into_iter().map(|p| (p.key, (p.reports, p.state))).collect();
     assert_eq!(stored.into_iter().collect::<std::collections::BTreeMap<_, _>>(), all.partition_states());
@@ -485,8 +500,21 @@ fn open_at(w: &World, db: &std::path::Path, filter_bytes: usize) -> Aggregator {
     Aggregator::open(db, catalogue(), w.agg.keys().clone(), config).unwrap()
 }
 
-fn replayed(r: Result<impl std::fmt::Debug, IngestError>) -> bool {
-    matches!(r, Err(IngestError::Report { reason: ReportError::Replayed, .. }))
+/// A report already held is acknowledged and not kept again.
+fn replayed(r: Result<Ack, IngestError>) -> bool {
+    matches!(r, Ok(a) if a.reports == 0 && a.refused.is_empty())
+}
+
+/// Reports `stage` kept from `frame` (0 for reports already held).
+fn staged(agg: &mut Aggregator, frame: &[u8], now: Timestamp) -> u64 {
+    let before = agg.staged_reports();
+    agg.stage(frame, now).unwrap();
+    agg.staged_reports() - before
+}
+
+/// The envelope was acknowledged with its one report refused for `refusal`.
+fn is_refused(r: &Result<Ack, IngestError>, refusal: Refusal, retry: bool) -> bool {
+    matches!(r, Ok(a) if a.reports == 0 && a.refused == [Refused { index: 0, refusal, retry }])
 }
 
 #[test]
@@ -528,10 +556,11 @@ fn replays_are_refused_across_restarts_until_purged_whatever_the_filter_says() {
         }
         // Within one staged batch: the same id in another envelope, or twice in one.
         let again = seal(&mut w, &[with_id(59, t)], day);
-        assert!(replayed(agg.stage(&again, now)));
+        assert_eq!(staged(&mut agg, &again, now), 0);
         let twice = seal(&mut w, &[with_id(60, t), with_id(60, t)], day);
-        assert!(replayed(agg.stage(&twice, now)));
-        assert_eq!(agg.commit(now).unwrap().len(), 30);
+        assert_eq!(staged(&mut agg, &twice, now), 1, "kept once");
+        let acks = agg.commit(now).unwrap();
+        assert_eq!(acks.iter().map(|a| a.reports).collect::<Vec<_>>()[30..], [0, 1]);
         // After a restart the filter is rebuilt from the store: still replays.
         drop(agg);
         let mut agg = open_at(&w, &db, filter_bytes);
@@ -547,7 +576,8 @@ fn replays_are_refused_across_restarts_until_purged_whatever_the_filter_says() {
         let f = seal(&mut w, &[with_id(5, later_t)], later_day);
         assert!(replayed(agg.ingest(&f, later)), "not yet purged ({filter_bytes} B)");
         let purge = agg.purge(later).unwrap();
-        assert_eq!(purge.ids_forgotten, 60);
+        // Ids 0..=59, and 60 (kept once from the envelope that carried it twice).
+        assert_eq!(purge.ids_forgotten, 61);
         let f = seal(&mut w, &[with_id(5, later_t)], later_day);
         agg.ingest(&f, later).unwrap();
         // ... and is remembered again from then on, across a restart.
@@ -630,7 +660,7 @@ fn stage_many_is_stage_in_order() {
                     None => seal(&mut w, std::slice::from_ref(&fresh), day),
                 }
             }
-            // A report that is both a replay and misaligned: the replay is reported.
+            // A report that is both a replay and misaligned: already held, not refused.
             4 => {
                 seal(&mut w, &[Report { time: t.time.saturating_add_secs(60), ..templates[3].clone() }], day)
             }
@@ -660,23 +690,188 @@ fn stage_many_is_stage_in_order() {
     }
     let codes: BTreeSet<&str> =
         singly.iter().filter_map(|r| r.as_ref().err().map(IngestError::code)).collect();
-    for code in [
-        "replayed_envelope",
-        "replayed_report",
-        "unknown_metric",
-        "malformed_envelope",
-        "time_outside_window",
-    ] {
+    for code in ["replayed_envelope", "malformed_envelope"] {
         assert!(codes.contains(code), "the batch exercises {code}: {codes:?}");
     }
     let accepted = singly.iter().filter(|r| r.is_ok()).count();
     assert!(accepted > 250, "{accepted} accepted");
     assert_eq!(one.staged_reports(), many.staged_reports());
-    assert_eq!(one.commit(now).unwrap(), many.commit(now).unwrap());
+    let acks = one.commit(now).unwrap();
+    assert_eq!(acks, many.commit(now).unwrap());
+    // Refused reports are answered per report, in the acknowledgements.
+    let refused: BTreeSet<&str> =
+        acks.iter().flat_map(|a| a.refused.iter().map(|r| r.refusal.code())).collect();
+    for code in ["unknown_metric", "time_outside_window"] {
+        assert!(refused.contains(code), "the batch exercises {code}: {refused:?}");
+    }
     assert_eq!(one.partition_states(), many.partition_states());
     let records = |a: &Aggregator| {
         a.store().connection().query_row("SELECT COUNT(*) FROM record", [], |r| r.get::<_, i64>(0)).unwrap()
     };
     assert_eq!(records(&one), records(&many));
     assert!(records(&one) > 10);
+}
+
+/// The example catalogue with `thermostat.fault-code` (a pseudonymous record) at another
+/// time precision.
+fn catalogue_with_precision(precision: &str) -> confiance::catalogue::Catalogue {
+    let text = include_str!("../../examples/catalogue.toml");
+    let at = text.find("[metrics.\"thermostat.fault-code\"]").unwrap();
+    let (head, tail) = text.split_at(at);
+    let tail = tail.replacen("time_precision = \"PT1H\"", &format!("time_precision = \"{precision}\""), 1);
+    confiance::catalogue::Catalogue::from_toml_str(&format!("{head}{tail}")).unwrap()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+    /// Issue #14, defect 1 (docs/catalogue.md, "Consent timing"): whatever the receipt's
+    /// window (start, end, withdrawal), the instant of recording and the metric's bucket
+    /// width, a record the device makes passes the aggregator's consent check at the
+    /// record's stamp. Before, a record made on the day (or hour) consent was given was
+    /// stamped before `valid_from` and refused as `NotYetValid`, with its whole envelope.
+    #[test]
+    fn device_consent_rule_implies_the_aggregators(
+        width in 0usize..6,
+        from in 0u64..3 * 86_400,
+        until in proptest::option::of(1u64..3 * 86_400),
+        withdraw in proptest::option::of(1u64..3 * 86_400),
+        instants in proptest::collection::vec(0u64..6 * 86_400, 1..12),
+        seed in 0u64..1_000,
+    ) {
+        let precision = ["PT1M", "PT7M", "PT1H", "PT6H", "P1D", "P7D"][width];
+        let cat = catalogue_with_precision(precision);
+        let mut rng = SeededRng::seed_from_u64(seed);
+        let mut keys = KeyStore::new(0);
+        let config = keys.generate(AeadId::ChaCha20Poly1305, Timestamp::EPOCH, Timestamp::MAX, &mut rng).unwrap();
+        // A device following `cat` (the fixture's recorder follows the example catalogue).
+        let mut parts_rng = SeededRng::seed_from_u64(seed);
+        let parts = confiance::recorder::RecorderParts {
+            catalogue: cat.clone(),
+            consent: ConsentState::new(DeviceKey::generate(&mut parts_rng)),
+            pseudonyms: confiance::pseudonym::DeviceSecret::generate(&mut parts_rng),
+            controller: id("calora"),
+            key_configs: vec![config],
+            rng: parts_rng,
+        };
+        let mut d = Recorder::new(parts, MemoryStorage::default());
+        let base = T0 - 86_400;
+        let valid_from = Timestamp::from_secs(base + from);
+        let valid_until = until.map(|u| valid_from.saturating_add_secs(u));
+        let bytes = d
+            .give_consent(id("calora"), id("service"), Scope::metrics([id::<MetricId>("thermostat.fault-code")]),
+                valid_from, valid_until, "P90D".parse().unwrap(), Timestamp::from_secs(base))
+            .unwrap();
+        let mut ledger = confiance_aggregator::ledger::Ledger::in_memory(cat.clone()).unwrap();
+        let receipt = ledger.ingest_receipt(&bytes, Timestamp::from_secs(base)).unwrap();
+        let withdrawn_at = withdraw.map(|w| valid_from.saturating_add_secs(w));
+        let mut instants = instants;
+        instants.sort_unstable();
+        let mut withdrawn = false;
+        for i in instants {
+            let now = Timestamp::from_secs(base + i);
+            if let Some(w) = withdrawn_at && !withdrawn && w <= now {
+                // (Refused by the device after the receipt's end: nothing to withdraw.)
+                if let Ok(wd) = d.withdraw_consent(&receipt, w) {
+                    ledger.ingest_withdrawal(&wd, w).unwrap();
+                }
+                withdrawn = true;
+            }
+            d.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
+            for frame in d.flush(now) {
+                let opened = keys.open(&frame, now, &cat.digest()).unwrap();
+                let (_, reports): (_, Vec<Report>) = envelope::decode_body(&opened.plaintext, &Default::default()).unwrap();
+                for r in reports {
+                    let decision = ledger.check_at(&id("calora"), &r.metric, &id("service"), &d.subject(), r.time, None);
+                    proptest::prop_assert!(decision.allowed, "{precision}: recorded at {now}, stamped {}: {decision:?}", r.time);
+                }
+                d.acknowledge(&frame);
+            }
+        }
+    }
+}
+
+/// Issue #14, defect 2: one bad report refused its whole envelope, and nothing told the
+/// device which refusals were final. Now each report is answered on its own — kept,
+/// refused for good (with its code) or refused for now — and the recorder drops the
+/// first (counted per metric and code, never sent again) and sends the second again,
+/// later, in a new envelope.
+#[test]
+fn each_report_is_answered_on_its_own_and_the_device_acts_on_the_answer() {
+    let mut w = world(13);
+    let now = Timestamp::from_secs(T0);
+    let mut d = device(&mut w, 80, "calora");
+    give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
+    let fault: MetricId = id("thermostat.fault-code");
+    // Receipt a reaches the aggregator; receipt b not yet (they travel separately).
+    let a = give(&mut w, &mut d, "calora", "service", &["thermostat.fault-code"]);
+    let t = Timestamp::from_secs(T0 - 10_000);
+    let b_bytes = d
+        .give_consent(
+            id("calora"),
+            id("service"),
+            Scope::metrics([fault.clone()]),
+            t,
+            None,
+            "P90D".parse().unwrap(),
+            t,
+        )
+        .unwrap();
+    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
+    d.record_service(&fault, Value::Int(3), now); // one record under a, one under b
+    // a is withdrawn from before the records' time: the ledger refuses that record for good.
+    let wd = d.withdraw_consent(&a, Timestamp::from_secs(T0 - 3_600)).unwrap();
+    w.agg.receive_withdrawal(&wd, now).unwrap();
+    let frame = d.flush(now).remove(0);
+    let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
+    let (_, reports): (_, Vec<Report>) =
+        envelope::decode_body(&opened.plaintext, &Default::default()).unwrap();
+    assert_eq!(reports.len(), 3);
+    let index = |receipt| reports.iter().position(|r| r.tag.receipt() == Some(&receipt)).unwrap() as u32;
+    let b = confiance::consent::SignedReceipt::from_bytes(&b_bytes).unwrap().id();
+
+    let ack = w.agg.ingest(&frame, now).unwrap();
+    assert_eq!(ack.reports, 1, "the statistic is kept: {ack:?}");
+    let mut refused = ack.refused.clone();
+    refused.sort_by_key(|r| r.index);
+    let mut want = vec![
+        Refused { index: index(a), refusal: Refusal::NotConsented, retry: false },
+        Refused { index: index(b), refusal: Refusal::UnknownReceipt, retry: true },
+    ];
+    want.sort_by_key(|r| r.index);
+    assert_eq!(refused, want);
+    d.acknowledge_refused(&frame, &ack.refused, now);
+    assert_eq!(d.pending_envelopes(), 0);
+    assert_eq!(d.refusals().collect::<Vec<_>>(), [(&fault, Refusal::NotConsented, 1)]);
+    assert_eq!((d.retrying(), d.counters().refused, d.counters().retried), (1, 1, 1));
+    // Backoff: nothing goes out before an hour.
+    assert!(d.flush(now.saturating_add_secs(3_599)).is_empty());
+
+    // The answer was lost and the frame comes again: it stayed open (a retryable
+    // refusal), so it is processed again — the statistic is already held.
+    let again = w.agg.ingest(&frame, now).unwrap();
+    assert_eq!((again.reports, again.refused.len()), (0, 2));
+
+    // Receipt b arrives; an hour later the device sends the record again, alone, in a
+    // new envelope, and it is kept. The record refused for good is never sent again.
+    w.agg.receive_receipt(&b_bytes, now).unwrap();
+    let later = now.saturating_add_secs(3_600);
+    let frames = d.flush(later);
+    assert_eq!(frames.len(), 1);
+    assert_ne!(frames[0], frame);
+    let opened = w.agg.keys().open(&frames[0], later, &catalogue().digest()).unwrap();
+    let resent: Vec<Report> = envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
+    assert_eq!(resent, [reports[index(b) as usize].clone()], "the same report, same id");
+    let ack = w.agg.ingest(&frames[0], later).unwrap();
+    assert_eq!((ack.reports, ack.refused.len()), (1, 0));
+    d.acknowledge_refused(&frames[0], &ack.refused, later);
+    assert_eq!((d.retrying(), d.pending_envelopes()), (0, 0));
+    assert!(d.flush(later.saturating_add_secs(7 * 86_400)).is_empty());
+    // One record (b's) held, under its receipt.
+    let held = w
+        .agg
+        .store()
+        .connection()
+        .query_row("SELECT COUNT(*) FROM record", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    assert_eq!(held, 1);
 }

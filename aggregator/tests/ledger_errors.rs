@@ -96,7 +96,7 @@ fn snapshot(l: &Ledger) -> String {
     }
     s += &serde_json::to_string(&l.history(&Party::Subject(SUBJECT), t(0), Timestamp::MAX)).unwrap();
     s += &serde_json::to_string(&l.history(&Party::Recipient(id("calora")), t(0), Timestamp::MAX)).unwrap();
-    s += &serde_json::to_string(&l.overdue(t(u64::MAX - 1))).unwrap();
+    s += &serde_json::to_string(&l.overdue(t(u64::MAX - 1), None)).unwrap();
     s += &serde_json::to_string(&l.unconsented_disclosures(t(0), Timestamp::MAX)).unwrap();
     s
 }
@@ -369,9 +369,9 @@ fn unconsented_disclosures_and_overdue_are_found() {
     // was only recorded at t=6000, so as known at the release it was allowed.
     assert!(l.unconsented_disclosures(t(0), Timestamp::MAX).is_empty());
     // The record (deadline 200 + 30 days) and the partition are overdue after their deadlines.
-    let o = l.overdue(t(200 + 30 * 86_400));
+    let o = l.overdue(t(200 + 30 * 86_400), None);
     assert_eq!((o.records.len(), o.partitions.len()), (1, 1));
-    assert_eq!(l.overdue(t(200 + 30 * 86_400 - 1)).records.len(), 0);
+    assert_eq!(l.overdue(t(200 + 30 * 86_400 - 1), None).records.len(), 0);
 }
 
 #[test]
@@ -423,4 +423,168 @@ fn catalogue_diff_names_gains_losses_and_counts_grants() {
     assert_eq!(lab.grants, 1, "the one receipt for lab-eu research setpoint");
     let back = l.diff(&b, &a);
     assert_eq!(back.added.len(), d.removed.len());
+}
+
+/// Issue #14, defect 3: hold durations were interned in 16 bits that saturated, so from
+/// the 65 537th distinct hold on every new hold became the 65 536th — wrong deadlines,
+/// also after a reload. Past 70 000 distinct holds each receipt keeps its own.
+#[test]
+fn more_than_65_536_distinct_holds_each_keep_their_own_deadline_across_reloads() {
+    use confiance::ids::ReceiptId;
+    use confiance_aggregator::ledger::UnverifiedReceipt;
+    const N: u64 = 70_001;
+    let rid = |i: u64| {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&i.to_le_bytes());
+        ReceiptId(b)
+    };
+    let receipts = (1..=N).map(|i| UnverifiedReceipt {
+        id: rid(i),
+        subject: SUBJECT,
+        device_key: [1; 32],
+        recipient: id("calora"),
+        purpose: id("service"),
+        metrics: vec![id("thermostat.fault-code")],
+        valid_from: t(100),
+        valid_until: None,
+        // PT{i}S: 70 001 distinct holds, all shorter than the metric's P2Y.
+        hold: format!("PT{i}S").parse().unwrap(),
+        recorded_at: t(100),
+    });
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    let metric: MetricId = id("thermostat.fault-code");
+    let check = |ledger: &Ledger<&rusqlite::Connection>| {
+        for i in [1, 65_535, 65_536, 65_537, 65_538, 70_000, N] {
+            assert_eq!(ledger.record_deadline(&rid(i), &metric, t(3_600)).unwrap(), t(3_600 + i), "hold {i}");
+        }
+    };
+    let mut ledger = Ledger::open(&conn, catalogue()).unwrap();
+    assert_eq!(ledger.ingest_unverified(receipts).unwrap(), N as usize);
+    check(&ledger);
+    drop(ledger);
+    check(&Ledger::open(&conn, catalogue()).unwrap());
+}
+
+/// Issue #14, defect 4 — the ledger's query semantics at their edge instants.
+mod edges {
+    use super::*;
+
+    const DAY: u64 = 86_400;
+
+    fn grant(from: u64, until: Option<u64>, hold: &str) -> Grant {
+        Grant {
+            subject: SUBJECT,
+            recipient: id("calora"),
+            purpose: id("service"),
+            scope: Scope::metrics([id::<MetricId>("thermostat.fault-code")]),
+            valid_from: t(from),
+            valid_until: until.map(t),
+            hold: hold.parse().unwrap(),
+        }
+    }
+
+    fn note(l: &mut Ledger, b: &SignedReceipt, record: u8, collected: u64) -> Timestamp {
+        let fault: MetricId = id("thermostat.fault-code");
+        let deadline = l.record_deadline(&b.id(), &fault, t(collected)).unwrap();
+        let n = RecordNote {
+            record: [record; 16],
+            subject: SUBJECT,
+            recipient: id("calora"),
+            metric: fault,
+            receipt: b.id(),
+            collected_at: t(collected),
+            deadline,
+        };
+        l.note_record(&n, t(collected + 10)).unwrap();
+        deadline
+    }
+
+    /// `overdue(now, as_known_at)` is "what was overdue at `now`": a purge after `now`
+    /// does not hide it (it hid it before, whenever it happened), data purged at its
+    /// deadline never is, and what was not yet known is not.
+    #[test]
+    fn a_late_purge_stays_visible_as_a_past_violation() {
+        let (mut dev, mut rng) = device();
+        let mut l = Ledger::in_memory(catalogue()).unwrap();
+        let b = dev.give(&catalogue(), grant(100, None, "P30D"), t(100), &mut rng).unwrap();
+        l.ingest_receipt(&b.to_bytes(), t(100)).unwrap();
+        let late = note(&mut l, &b, 1, 200);
+        let on_time = note(&mut l, &b, 2, 300);
+        assert_eq!((late, on_time), (t(200 + 30 * DAY), t(300 + 30 * DAY)));
+        // Record 1 is purged 100 s late, record 2 exactly at its deadline.
+        l.note_record_purged(&[1; 16], t(late.as_secs() + 100), t(late.as_secs() + 100)).unwrap();
+        l.note_record_purged(&[2; 16], on_time, on_time).unwrap();
+        let ids = |now: u64, known: Option<u64>| -> Vec<[u8; 16]> {
+            l.overdue(t(now), known.map(t)).records.iter().map(|r| r.record).collect()
+        };
+        let d = late.as_secs();
+        assert_eq!(ids(d - 1, None), Vec::<[u8; 16]>::new(), "before its deadline");
+        assert_eq!(ids(d, None), vec![[1; 16]], "at its deadline, purged only later");
+        assert_eq!(ids(d + 99, None), vec![[1; 16]], "the last second before the purge");
+        assert_eq!(ids(d + 100, None), Vec::<[u8; 16]>::new(), "purged at now");
+        // Record 2 at its deadline: purged then, never overdue; as known before the purges
+        // were recorded (both at that instant), both are.
+        assert_eq!(ids(on_time.as_secs(), None), Vec::<[u8; 16]>::new());
+        assert_eq!(ids(on_time.as_secs(), Some(on_time.as_secs() - 1)), vec![[1; 16], [2; 16]]);
+        // As known before record 1 was noted (collected 200, noted 210), nothing.
+        assert_eq!(ids(d, Some(209)), Vec::<[u8; 16]>::new());
+        assert_eq!(ids(d, Some(210)), vec![[1; 16]]);
+        // A question about the future as known at the deadline: the purge was unknown.
+        assert_eq!(ids(d + 200, Some(d)), vec![[1; 16], [2; 16]]);
+    }
+
+    /// One rule: a withdrawal taking effect at the instant the receipt would expire
+    /// ended it too, and `check` says `Withdrawn` (it said `Expired`).
+    #[test]
+    fn a_withdrawal_at_the_expiry_instant_is_the_reason() {
+        let (mut dev, mut rng) = device();
+        let mut l = Ledger::in_memory(catalogue()).unwrap();
+        let b = dev.give(&catalogue(), grant(100, Some(10_000), "P30D"), t(100), &mut rng).unwrap();
+        l.ingest_receipt(&b.to_bytes(), t(100)).unwrap();
+        let check = |l: &Ledger, at: u64| {
+            l.check_at(&id("calora"), &id("thermostat.fault-code"), &id("service"), &SUBJECT, t(at), None)
+        };
+        assert!(check(&l, 9_999).allowed);
+        assert_eq!(check(&l, 10_000).reason, confiance_aggregator::decision::DecisionReason::Expired);
+        let w = dev.withdraw(&b.id(), t(10_000)).unwrap();
+        l.ingest_withdrawal(&w.to_bytes(), t(10_000)).unwrap();
+        let d = check(&l, 10_000);
+        assert!(!d.allowed);
+        assert_eq!(d.reason, confiance_aggregator::decision::DecisionReason::Withdrawn);
+        // As known before the withdrawal arrived, it had expired.
+        let before = l.check_at(
+            &id("calora"),
+            &id("thermostat.fault-code"),
+            &id("service"),
+            &SUBJECT,
+            t(10_000),
+            Some(t(9_999)),
+        );
+        assert_eq!(before.reason, confiance_aggregator::decision::DecisionReason::Expired);
+    }
+
+    /// "For how long" in `subject_access` covers the records collected later in the same
+    /// access window under a receipt that starts later with a longer hold: the hold agrees
+    /// with `record_deadline` (it named only the receipts in force at `at`).
+    #[test]
+    fn subject_access_hold_agrees_with_record_deadline_across_the_window() {
+        let (mut dev, mut rng) = device();
+        let mut l = Ledger::in_memory(catalogue()).unwrap();
+        let a = dev.give(&catalogue(), grant(100, Some(10_000), "P30D"), t(100), &mut rng).unwrap();
+        let b = dev.give(&catalogue(), grant(5_000, None, "P60D"), t(100), &mut rng).unwrap();
+        l.ingest_receipt(&a.to_bytes(), t(100)).unwrap();
+        l.ingest_receipt(&b.to_bytes(), t(100)).unwrap();
+        let sa = l.subject_access(&SUBJECT, t(300), None);
+        let [e] = sa.entries.as_slice() else { panic!("{sa:?}") };
+        assert_eq!(e.receipts, vec![a.id()], "in force at 300: a only");
+        assert_eq!(e.window_until, Some(confiance_aggregator::ledger::Until::Withdrawn));
+        let hold = e.hold.clone().unwrap();
+        assert_eq!(hold, "P60D".parse().unwrap());
+        // A record collected at 6 000 under b is held until 6 000 + P60D: within "for how long".
+        let fault: MetricId = id("thermostat.fault-code");
+        let deadline = l.record_deadline(&b.id(), &fault, t(6_000)).unwrap();
+        assert_eq!(deadline, hold.deadline_from(t(6_000)).at);
+        // After a's end the window is b's alone, the same answer.
+        assert_eq!(l.subject_access(&SUBJECT, t(20_000), None).entries[0].hold, Some(hold));
+    }
 }

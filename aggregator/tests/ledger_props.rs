@@ -1,5 +1,5 @@
 //! Property tests on random ledgers: every answer agrees with a naive reference written
-//! straight from DESIGN.md §5, every reverse query agrees with `check`, and a question
+//! straight from docs/design.md#semantics, every reverse query agrees with `check`, and a question
 //! asked as known before a fact was recorded gets the answer from before it.
 //!
 //! 4 000 + 3 000 + 3 000 = 10 000 cases, each a handful of receipts over three subjects
@@ -127,7 +127,7 @@ fn plan() -> impl Strategy<Value = Plan> {
         })
 }
 
-/// The reference model: plain vectors, no index, DESIGN.md §5 read literally.
+/// The reference model: plain vectors, no index, docs/design.md#semantics read literally.
 #[derive(Clone, Debug)]
 struct RefReceipt {
     id: ReceiptId,
@@ -408,7 +408,8 @@ impl World {
             // ledger's receipt must be one of the tied ones.
             let tied: Vec<&&RefReceipt> = lapsed.into_iter().filter(|g| g.end(known) == latest).collect();
             let withdrawn = |g: &RefReceipt| {
-                g.withdrawal.is_some_and(|(w, wr)| visible(wr, known) && w < g.until.unwrap_or(MAX))
+                // A withdrawal at the expiry instant ended the receipt too (issue #14, defect 4).
+                g.withdrawal.is_some_and(|(w, wr)| visible(wr, known) && w <= g.until.unwrap_or(MAX))
             };
             let ids = tied.iter().map(|g| g.id).collect();
             let reason = if tied.iter().all(|g| withdrawn(g)) {
@@ -507,12 +508,13 @@ proptest! {
                     let window = w.window_end(s, r, m, at, known);
                     prop_assert_eq!(e.window_until, window.map(|x| Until::from_end(t(x))));
                     prop_assert_eq!(e.window_until.is_some(), allowed_any(r, m, s), "reverse vs check");
-                    // "For how long": the longest effective hold among the receipts in force
-                    // (catalogue maxima are months here, so the receipt's own hold).
-                    let hold = w.receipts.iter()
+                    // "For how long": the longest effective hold among the receipts of the
+                    // window from `at` to its end, also those starting later in it (issue
+                    // #14, defect 4; catalogue maxima are months here, so the receipt's own hold).
+                    let hold = window.and_then(|wend| w.receipts.iter()
                         .filter(|g| g.subject == s && &g.recipient == r && g.metrics.contains(m)
-                            && visible(g.recorded, known) && g.from <= at && at < g.end(known))
-                        .map(|g| g.hold).max();
+                            && visible(g.recorded, known) && g.from < wend && at < g.end(known))
+                        .map(|g| g.hold).max());
                     prop_assert_eq!(e.hold.clone(), hold.map(|h| HOLDS[h].0.parse().unwrap()));
                     let held = w.held(s, r, m, at, known);
                     prop_assert_eq!(e.records_held, held.len() as u64);

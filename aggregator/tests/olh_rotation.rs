@@ -10,7 +10,7 @@ use confiance::consent::Scope;
 use confiance::envelope::{AeadId, KeyConfig};
 use confiance::hazmat::{ChaCha20Rng, SeedableRng as _, SeededRng};
 use confiance::ids::MetricId;
-use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Params, olh_pool_key};
+use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Params, Selection, olh_pool_key};
 use confiance::recorder::{MemoryStorage, Recorder, Value};
 use confiance::{Epsilon, Timestamp};
 use confiance_aggregator::estimate::{Accumulator, Combined, EstimateError};
@@ -31,7 +31,7 @@ const DISPLAY: &str = "watch.always-on-display";
 /// The 0.975 normal quantile, as in `PointEstimate`'s intervals.
 const Z95: f64 = 1.959_963_984_540_054;
 
-fn mechanism(metric: &str) -> Mechanism {
+fn mechanism(metric: &str) -> Selection {
     catalogue().metric(&id(metric)).unwrap().mechanism().unwrap()
 }
 
@@ -157,7 +157,7 @@ fn olh_release_over_three_buckets_counts_every_partition_and_is_accurate() {
     assert_eq!(parts.len(), 3);
     for (start, acc) in &parts {
         assert_eq!(pool_key(acc.mechanism()), olh_pool_key(ACTIVITY, start.as_secs()), "bucket {start:?}");
-        assert_eq!(acc.mechanism().with_pool_key(0), mechanism(ACTIVITY));
+        assert_eq!(acc.mechanism().selection(), mechanism(ACTIVITY));
         assert_eq!(acc.count(), DEVICES);
     }
     let starts: Vec<Timestamp> = parts.iter().map(|(s, _)| *s).collect();
@@ -200,7 +200,7 @@ fn olh_release_over_three_buckets_counts_every_partition_and_is_accurate() {
     // accumulator (the path before pool keys rotated).
     let display = partitions(&agg, DISPLAY);
     assert_eq!(display.len(), 3);
-    let mut merged = Accumulator::new(&mechanism(DISPLAY));
+    let mut merged = Accumulator::new(&mechanism(DISPLAY).for_period(DISPLAY, 0));
     for (_, a) in &display {
         merged.merge(a).unwrap();
     }
@@ -277,7 +277,8 @@ fn olh_acc(m: &Mechanism, n: u32, weights: &[u32], seed: u64) -> Accumulator {
 }
 
 fn olh(d: u32, eps: u32) -> Mechanism {
-    Mechanism::select(Domain::Categorical { d }, Epsilon::from_ratio(eps, 1).unwrap(), MechanismName::Olh)
+    Selection::new(Domain::Categorical { d }, Epsilon::from_ratio(eps, 1).unwrap(), MechanismName::Olh)
+        .map(|s| s.for_period("test", 0))
         .unwrap()
 }
 
@@ -289,7 +290,7 @@ fn combined_estimate_is_the_count_weighted_formula() {
         olh_acc(&m.for_period(ACTIVITY, WEEK), 5_000, &[1, 1, 1, 1, 1, 1, 1, 1], 2),
         olh_acc(&m.for_period(ACTIVITY, 2 * WEEK), 9_000, &[0, 0, 0, 0, 0, 0, 1, 3], 3),
     ];
-    let mut all = Combined::new(&m);
+    let mut all = Combined::new(&m.selection());
     for g in &groups {
         all.add(g).unwrap();
     }
@@ -339,12 +340,10 @@ fn combined_estimate_is_the_count_weighted_formula() {
 fn one_group_is_exactly_the_merged_estimate() {
     // GRR (no pool key): several "buckets" combine into one group, bit-identical to the
     // single-merge path.
-    let grr = Mechanism::select(
-        Domain::Categorical { d: 6 },
-        Epsilon::from_ratio(1, 1).unwrap(),
-        MechanismName::Grr,
-    )
-    .unwrap();
+    let grr =
+        Selection::new(Domain::Categorical { d: 6 }, Epsilon::from_ratio(1, 1).unwrap(), MechanismName::Grr)
+            .map(|s| s.for_period("test", 0))
+            .unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(9);
     let buckets: Vec<Accumulator> = (0..4u32)
         .map(|b| {
@@ -356,7 +355,7 @@ fn one_group_is_exactly_the_merged_estimate() {
         })
         .collect();
     let mut merged = Accumulator::new(&grr);
-    let mut all = Combined::new(&grr);
+    let mut all = Combined::new(&grr.selection());
     for a in &buckets {
         merged.merge(a).unwrap();
         all.add(a).unwrap();
@@ -368,26 +367,24 @@ fn one_group_is_exactly_the_merged_estimate() {
     let (a, b) = (olh_acc(&m, 3_000, &[1, 2], 5), olh_acc(&m, 1_000, &[3, 1], 6));
     let mut merged = a.clone();
     merged.merge(&b).unwrap();
-    let mut all = Combined::new(&m);
+    let mut all = Combined::new(&m.selection());
     all.add(&a).unwrap();
     all.add(&b).unwrap();
     assert_eq!(all.estimate(), merged.estimate());
     // Nothing added: the empty accumulator's estimate.
-    assert_eq!(Combined::new(&m).estimate(), Accumulator::new(&m).estimate());
+    assert_eq!(Combined::new(&m.selection()).estimate(), Accumulator::new(&m).estimate());
 }
 
 #[test]
 fn mismatched_mechanisms_are_typed_errors_and_change_nothing() {
     let m = olh(8, 2);
-    let mut all = Combined::new(&m);
+    let mut all = Combined::new(&m.selection());
     all.add(&olh_acc(&m.for_period(ACTIVITY, 0), 500, &[1], 7)).unwrap();
     let before = all.clone();
-    let grr = Mechanism::select(
-        Domain::Categorical { d: 8 },
-        Epsilon::from_ratio(2, 1).unwrap(),
-        MechanismName::Grr,
-    )
-    .unwrap();
+    let grr =
+        Selection::new(Domain::Categorical { d: 8 }, Epsilon::from_ratio(2, 1).unwrap(), MechanismName::Grr)
+            .map(|s| s.for_period("test", 0))
+            .unwrap();
     for other in [olh(16, 2), olh(8, 1), grr] {
         let mut a = Accumulator::new(&other.for_period(ACTIVITY, WEEK));
         if other.name() == MechanismName::Grr {
@@ -400,4 +397,11 @@ fn mismatched_mechanisms_are_typed_errors_and_change_nothing() {
     let pool = Mechanism::olh_with_pool(8, Epsilon::from_ratio(2, 1).unwrap(), 64, 0);
     assert_eq!(all.add(&Accumulator::new(&pool.unwrap())), Err(EstimateError::MismatchedConfig));
     assert_eq!(all, before);
+    // Merging two accumulators of one selection under different keys (buckets) is a
+    // typed error of its own, and changes nothing.
+    let mut a = olh_acc(&m.for_period(ACTIVITY, 0), 500, &[1], 8);
+    let b = olh_acc(&m.for_period(ACTIVITY, WEEK), 500, &[1], 9);
+    let a0 = a.clone();
+    assert_eq!(a.merge(&b), Err(EstimateError::MismatchedKey));
+    assert_eq!(a, a0);
 }

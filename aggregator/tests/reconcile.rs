@@ -305,7 +305,7 @@ fn answers(ledger: &Ledger, subjects: &[SubjectId]) -> Answers {
             out.push(format!("{:?}", ledger.who_sees(&Target::Metric(id(m)), at, None)));
         }
         out.push(format!("{:?}", ledger.recipient_view(&id::<RecipientId>("calora"), at, None)));
-        out.push(format!("{:?}", ledger.overdue(at)));
+        out.push(format!("{:?}", ledger.overdue(at, None)));
         for s in subjects {
             out.push(format!("{:?}", ledger.subject_access(s, at, None)));
         }

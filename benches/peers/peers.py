@@ -77,6 +77,97 @@ def pure_ldp_run(proto, d, eps, n, k, seed, out):
              "encode_s": encode, "decode_s": decode, "setup_s": setup})
 
 
+ENCODE_PAIRS = [("GRR", "grr"), ("OUE", "oue"), ("SUE", "sue"), ("OLH", "olh"), ("FastLH", "olh"),
+                ("HR", "hadamard"), ("HR", "hadamard_blocks")]
+
+
+def pure_ldp_client(proto, d, eps, k):
+    """A pure-LDP client (set up outside the timed loop)."""
+    from pure_ldp.frequency_oracles import (DEClient, UEClient, LHClient, FastLHClient, HadamardResponseClient,
+                                            HadamardResponseServer)
+    if proto == "GRR":
+        return DEClient(eps, d)
+    if proto in ("OUE", "SUE"):
+        return UEClient(eps, d, use_oue=proto == "OUE")
+    if proto == "OLH":
+        return LHClient(eps, d, use_olh=True)
+    if proto == "FastLH":
+        return FastLHClient(eps, d, k, use_olh=True)
+    if proto == "HR":
+        return HadamardResponseClient(eps, d, HadamardResponseServer(eps, d).get_hash_funcs())
+    raise ValueError(proto)
+
+
+def pure_ldp_encode(client, d, seconds):
+    """ns per report, values 1 + (i·7919 mod d), at least `seconds` and 50 reports."""
+    count, i = 0, 0
+    t0 = time.perf_counter()
+    while True:
+        for _ in range(50):
+            client.privatise(1 + (i * 7919) % d)
+            i += 1
+        count += 50
+        if time.perf_counter() - t0 >= seconds:
+            break
+    return (time.perf_counter() - t0) * 1e9 / count, count
+
+
+def run_encode(args, log):
+    """Encode time per report on both sides, every cell of (d, ε, protocol), repetitions
+    outermost (so a change of load spreads over all cells), our side and pure-LDP's
+    back to back in each cell. One JSON line per measurement."""
+    import random
+    warnings.filterwarnings("ignore")
+    clients = {}
+    for seed in range(args.first_seed, args.first_seed + args.reps):
+        random.seed(seed)
+        np.random.seed(seed)
+        for d in args.d:
+            for eps in args.eps:
+                e = eps_str(eps)
+                done = set()
+                for proto, mine in ENCODE_PAIRS:
+                    if mine not in done:
+                        done.add(mine)
+                        r = subprocess.run([RUST, "encode", mine, str(d), e, str(args.seconds), str(seed)],
+                                           capture_output=True, text=True, check=True)
+                        log.write(r.stdout.strip() + "\n")
+                    key = (proto, d, e)
+                    if key not in clients:
+                        clients[key] = pure_ldp_client(proto, d, float(eps), args.k)
+                    ns, count = pure_ldp_encode(clients[key], d, args.seconds)
+                    log.write(json.dumps({"impl": "pure-LDP", "mode": "encode", "mechanism": proto, "d": d, "eps": e,
+                                          "seed": seed, "count": count, "ns": ns}) + "\n")
+                    log.flush()
+                print("encode", d, e, "seed", seed, flush=True)
+
+
+def encode_table(paths, d_list, eps_list):
+    """Median ns per report over the repetitions, ours against pure-LDP's, and the ratio
+    of the medians (with the range of per-repetition ratios)."""
+    rows = {}
+    for path in paths:
+        for line in open(path):
+            r = json.loads(line) if line.strip() else {}
+            if r.get("mode") != "encode":
+                continue
+            rows.setdefault((r["impl"], r["mechanism"], int(r["d"]), eps_str(float(r["eps"]))), {})[r["seed"]] = r["ns"]
+    lines = ["| d | ε | ours | pure-LDP | ours µs | pure-LDP µs | ratio (median) | ratio range over reps |",
+             "|---|---|---|---|---:|---:|---:|---|"]
+    for d in d_list:
+        for eps in eps_list:
+            e = eps_str(eps)
+            for proto, mine in ENCODE_PAIRS:
+                o, t = rows.get(("confiance", mine, d, e), {}), rows.get(("pure-LDP", proto, d, e), {})
+                if not (o and t):
+                    continue
+                mo, mt = float(np.median(list(o.values()))), float(np.median(list(t.values())))
+                per = [o[s] / t[s] for s in o if s in t]
+                lines.append(f"| {d} | {e} | {mine} | {proto} | {mo / 1e3:.3g} | {mt / 1e3:.3g} | {mo / mt:.3g} "
+                             f"| {min(per):.3g}–{max(per):.3g} ({len(per)}) |")
+    return "\n".join(lines)
+
+
 def with_timeout(target, args, timeout):
     q = mp.Queue()
     p = mp.Process(target=target, args=args + (q,))
@@ -295,12 +386,24 @@ def main():
     ap.add_argument("--mechanisms", nargs="+", default=["grr", "oue", "olh", "hadamard", "hadamard_blocks", "auto"],
                     help="our mechanisms to run")
     ap.add_argument("--no-samplers", action="store_true")
+    ap.add_argument("--encode", action="store_true",
+                    help="only encode time per report, both sides, every cell of --d × --eps (ENCODE_PAIRS); "
+                         "table in results/encode.md")
+    ap.add_argument("--seconds", type=float, default=0.3, help="--encode: seconds per measurement")
     ap.add_argument("--log", default=os.path.join(HERE, "results", "peers.jsonl"),
                     help="JSON lines, appended to (records of earlier runs are kept)")
     ap.add_argument("--table", nargs="*", metavar="JSONL",
                     help="only build results/peers.md from these logs (default: --log); later records win")
     args = ap.parse_args()
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    if args.encode:
+        if args.table is None:
+            with open(args.log, "a") as log:
+                run_encode(args, log)
+        out = encode_table(args.table or [args.log], args.d, args.eps)
+        open(os.path.join(HERE, "results", "encode.md"), "w").write(out + "\n")
+        print(out)
+        return
     if args.table is None:
         with open(args.log, "a") as log:
             run_configs(args, log)

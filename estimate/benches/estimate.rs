@@ -11,7 +11,7 @@
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
-use confiance::ldp::{Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params};
+use confiance::ldp::{Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params, Selection};
 use confiance_estimate::Accumulator;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand_core::Rng;
@@ -50,7 +50,9 @@ fn decode(c: &mut Criterion) {
         for name in
             [MechanismName::Hadamard, MechanismName::HadamardBlocks, MechanismName::Olh, MechanismName::Grr]
         {
-            let m = Mechanism::select(Domain::Categorical { d: D }, eps, name).unwrap();
+            let m = Selection::new(Domain::Categorical { d: D }, eps, name)
+                .map(|s| s.for_period("test", 0))
+                .unwrap();
             let acc = filled(&m);
             g.bench_function(format!("{name:?}/eps={e}"), |b| b.iter(|| acc.estimate()));
         }
@@ -62,7 +64,9 @@ fn decode(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1)).sample_size(10);
     for (d, e) in [(16u32, 4u32), (1024, 1), (1024, 4), (65_536, 1), (65_536, 4)] {
         let eps = Epsilon::from_ratio(e, 1).unwrap();
-        let m = Mechanism::select(Domain::Categorical { d }, eps, MechanismName::Olh).unwrap();
+        let m = Selection::new(Domain::Categorical { d }, eps, MechanismName::Olh)
+            .map(|s| s.for_period("test", 0))
+            .unwrap();
         let w: Vec<f64> = (1..=d).map(|i| f64::from(i).powf(-1.1)).collect();
         let total: f64 = w.iter().sum();
         let mut rng = ChaCha20Rng::seed_from_u64(3);
@@ -77,21 +81,20 @@ fn decode(c: &mut Criterion) {
     g.finish();
     let mut g = c.benchmark_group("ingest");
     g.measurement_time(Duration::from_secs(3)).sample_size(20);
-    let m = Mechanism::select(
-        Domain::Categorical { d: D },
-        Epsilon::from_ratio(1, 1).unwrap(),
-        MechanismName::Olh,
-    )
-    .unwrap();
+    let m =
+        Selection::new(Domain::Categorical { d: D }, Epsilon::from_ratio(1, 1).unwrap(), MechanismName::Olh)
+            .map(|s| s.for_period("test", 0))
+            .unwrap();
     let mut acc = Accumulator::new(&m);
     let r = LdpReport::Olh { seed: 5, value: 1 };
     g.bench_function("add/olh", |b| b.iter(|| acc.add(&r).unwrap()));
     // A unary report at d = 1024, ε = 1: ~27% of its bits set (q = 1/(e+1)).
-    let oue = Mechanism::select(
+    let oue = Selection::new(
         Domain::Categorical { d: 1024 },
         Epsilon::from_ratio(1, 1).unwrap(),
         MechanismName::Oue,
     )
+    .map(|s| s.for_period("test", 0))
     .unwrap();
     let mut acc = Accumulator::new(&oue);
     let mut rng = ChaCha20Rng::seed_from_u64(2);

@@ -11,9 +11,12 @@ use serde::{Deserialize, Serialize};
 /// The largest stored accumulator [`Accumulator::from_bytes`] will decode (256 MiB).
 pub const MAX_STORED_BYTES: usize = 256 << 20;
 
-/// Version 2: counts are [`Counts`] (sparse or dense, canonical). Version 1 (always
-/// dense) is still decoded, into the canonical form; it is written back as version 2.
-const FORMAT_VERSION: u8 = 2;
+/// Version 3: general-privacy HR's parameters carry their permutation key. Version 2
+/// (counts as [`Counts`], sparse or dense, canonical) and version 1 (always dense) are
+/// still decoded and written back as version 3 — except general-privacy HR, whose
+/// reports then used the unkeyed layout (category v in block v mod B) that no decoder
+/// supports any more: those are refused as [`EstimateError::Corrupt`].
+const FORMAT_VERSION: u8 = 3;
 
 /// What an accumulator keeps: bounded for a given mechanism, whatever the number of
 /// reports, and no bigger than its non-zero counts while they are few.
@@ -154,16 +157,15 @@ impl Accumulator {
         Ok(())
     }
 
-    /// Add every report of `other` (same mechanism and parameters) into `self`, in
+    /// Add every report of `other` (same mechanism, parameters and key) into `self`, in
     /// place: the cost follows `other`'s non-zero counts, not the vectors' length.
     ///
     /// # Errors
-    /// [`EstimateError::MismatchedConfig`] or [`EstimateError::Overflow`]; on error
-    /// `self` is unchanged.
+    /// [`EstimateError::MismatchedConfig`] (another mechanism, ε or parameter),
+    /// [`EstimateError::MismatchedKey`] (the same but another public key: another
+    /// metric or period) or [`EstimateError::Overflow`]; on error `self` is unchanged.
     pub fn merge(&mut self, other: &Self) -> Result<(), EstimateError> {
-        if self.mechanism != other.mechanism {
-            return Err(EstimateError::MismatchedConfig);
-        }
+        same_identity(&self.mechanism, &other.mechanism)?;
         let n = self.n.checked_add(other.n).ok_or(EstimateError::Overflow)?;
         // Every check happens before the first write (`Counts::merge` checks its own).
         match (&mut self.state, &other.state) {
@@ -186,12 +188,12 @@ impl Accumulator {
     ///
     /// # Errors
     /// [`EstimateError::MismatchedConfig`] when `other` is not part of `self` (another
-    /// mechanism, or a count that would go below zero); on error `self` is unchanged.
+    /// mechanism, or a count that would go below zero) or [`EstimateError::MismatchedKey`]
+    /// (another key); on error `self` is unchanged.
     pub fn unmerge(&mut self, other: &Self) -> Result<(), EstimateError> {
         let n = self.n.checked_sub(other.n);
-        let (Some(n), true) = (n, self.mechanism == other.mechanism) else {
-            return Err(EstimateError::MismatchedConfig);
-        };
+        same_identity(&self.mechanism, &other.mechanism)?;
+        let Some(n) = n else { return Err(EstimateError::MismatchedConfig) };
         match (&mut self.state, &other.state) {
             (State::Counts(a), State::Counts(b)) => a.unmerge(b)?,
             (State::Moments { sum: s1, sum_sq: q1 }, State::Moments { sum: s2, sum_sq: q2 }) => {
@@ -225,7 +227,21 @@ impl Accumulator {
             return Err(EstimateError::Corrupt);
         }
         let (acc, rest) = match bytes.first() {
-            Some(&FORMAT_VERSION) => postcard::take_from_bytes::<Self>(bytes),
+            Some(&FORMAT_VERSION) => {
+                postcard::take_from_bytes::<Self>(bytes).map(|(acc, rest)| (Some(acc), rest))
+            }
+            Some(2) => postcard::take_from_bytes::<AccumulatorV2>(bytes).map(|(old, rest)| {
+                let mechanism = old.mechanism.upgrade();
+                (
+                    mechanism.map(|m| Self {
+                        version: FORMAT_VERSION,
+                        mechanism: m,
+                        n: old.n,
+                        state: old.state,
+                    }),
+                    rest,
+                )
+            }),
             Some(1) => postcard::take_from_bytes::<AccumulatorV1>(bytes).map(|(old, rest)| {
                 let mut state = match old.state {
                     StateV1::Counts(c) => State::Counts(Counts::Dense(c)),
@@ -235,11 +251,13 @@ impl Accumulator {
                 if let State::Counts(c) = &mut state {
                     c.normalise();
                 }
-                (Self { version: FORMAT_VERSION, mechanism: old.mechanism, n: old.n, state }, rest)
+                let mechanism = old.mechanism.upgrade();
+                (mechanism.map(|m| Self { version: FORMAT_VERSION, mechanism: m, n: old.n, state }), rest)
             }),
             _ => return Err(EstimateError::Corrupt),
         }
         .map_err(|_| EstimateError::Corrupt)?;
+        let acc = acc.ok_or(EstimateError::Corrupt)?;
         if !rest.is_empty() || acc.version != FORMAT_VERSION || !acc.consistent() {
             return Err(EstimateError::Corrupt);
         }
@@ -276,6 +294,18 @@ impl Accumulator {
     }
 }
 
+/// `Ok` when `a` and `b` are the same mechanism under the same key; otherwise which of
+/// the two differs.
+fn same_identity(a: &Mechanism, b: &Mechanism) -> Result<(), EstimateError> {
+    if a.selection() != b.selection() {
+        Err(EstimateError::MismatchedConfig)
+    } else if a.key() != b.key() {
+        Err(EstimateError::MismatchedKey)
+    } else {
+        Ok(())
+    }
+}
+
 fn sum_is(c: &Counts, n: u64) -> bool {
     c.sum() == Some(n)
 }
@@ -285,9 +315,58 @@ fn sum_is(c: &Counts, n: u64) -> bool {
 struct AccumulatorV1 {
     #[allow(dead_code, reason = "checked by the caller from the first byte")]
     version: u8,
-    mechanism: Mechanism,
+    mechanism: MechanismV2,
     n: u64,
     state: StateV1,
+}
+
+/// The version-2 layout: as version 3, with [`MechanismV2`].
+#[derive(Deserialize)]
+struct AccumulatorV2 {
+    #[allow(dead_code, reason = "checked by the caller from the first byte")]
+    version: u8,
+    mechanism: MechanismV2,
+    n: u64,
+    state: State,
+}
+
+/// A mechanism as versions 1 and 2 stored it: general-privacy HR without its key.
+#[derive(Deserialize)]
+struct MechanismV2 {
+    epsilon: confiance::Epsilon,
+    params: ParamsV2,
+}
+
+/// [`Params`] before general-privacy HR had a key (same variant order).
+#[derive(Deserialize)]
+enum ParamsV2 {
+    Grr { d: u32 },
+    Oue { d: u32 },
+    Sue { d: u32 },
+    Olh { d: u32, g: u32, pool: u32, pool_key: u64 },
+    Hadamard { d: u32, k: u32 },
+    Piecewise { min: i64, max: i64, step: u64, window: u64, outputs: u64 },
+    Duchi { min: i64, max: i64 },
+    HadamardBlocks {},
+}
+
+impl MechanismV2 {
+    /// The same mechanism today; `None` for general-privacy HR (unkeyed layout).
+    fn upgrade(self) -> Option<Mechanism> {
+        let params = match self.params {
+            ParamsV2::Grr { d } => Params::Grr { d },
+            ParamsV2::Oue { d } => Params::Oue { d },
+            ParamsV2::Sue { d } => Params::Sue { d },
+            ParamsV2::Olh { d, g, pool, pool_key } => Params::Olh { d, g, pool, pool_key },
+            ParamsV2::Hadamard { d, k } => Params::Hadamard { d, k },
+            ParamsV2::Piecewise { min, max, step, window, outputs } => {
+                Params::Piecewise { min, max, step, window, outputs }
+            }
+            ParamsV2::Duchi { min, max } => Params::Duchi { min, max },
+            ParamsV2::HadamardBlocks {} => return None,
+        };
+        Mechanism::from_parts(self.epsilon, params).ok()
+    }
 }
 
 /// [`State`] of format version 1.

@@ -1,11 +1,11 @@
-//! Estimates over accumulators that cannot be merged: OLH's seed pool is keyed per time
-//! bucket ([`Mechanism::for_period`]), so two buckets' counts are over different hash
-//! functions and [`Accumulator::merge`] refuses them. [`Combined`] merges what can be
+//! Estimates over accumulators that cannot be merged: OLH's seed pool and general-privacy
+//! HR's block permutation are keyed per time bucket ([`Selection::for_period`]), so two
+//! buckets' counts mean different things and [`Accumulator::merge`] refuses them. [`Combined`] merges what can be
 //! merged (consecutive accumulators with the same mechanism and pool key) and combines
 //! the groups' estimates by their report counts, holding one accumulator at a time.
 
 use super::{Accumulator, Estimate, EstimateError, PointEstimate};
-use confiance::ldp::Mechanism;
+use confiance::ldp::Selection;
 
 /// Accumulators of one metric combined across OLH pool keys: consecutive accumulators
 /// with the same mechanism (for OLH, the same pool key, that is the same time bucket;
@@ -27,10 +27,10 @@ use confiance::ldp::Mechanism;
 /// as unbiased, not an error.
 ///
 /// ```
-/// use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName};
+/// use confiance::ldp::{Domain, LdpValue, MechanismName, Selection};
 /// use confiance::{Epsilon, hazmat::{ChaCha20Rng, SeedableRng}};
 /// use confiance_estimate::{Accumulator, Combined, EstimateError};
-/// let olh = Mechanism::select(Domain::Categorical { d: 4 }, Epsilon::from_ratio(2, 1)?, MechanismName::Olh)?;
+/// let olh = Selection::new(Domain::Categorical { d: 4 }, Epsilon::from_ratio(2, 1)?, MechanismName::Olh)?;
 /// let mut rng = ChaCha20Rng::seed_from_u64(1);
 /// let mut all = Combined::new(&olh);
 /// for week in 0..3u64 {
@@ -48,14 +48,14 @@ use confiance::ldp::Mechanism;
 /// let f1 = &est.values[1];
 /// assert!(f1.ci95_low < 0.5 && 0.5 < f1.ci95_high, "{f1:?}");
 /// // Another mechanism is refused, and nothing changes.
-/// let grr = Mechanism::select(Domain::Categorical { d: 4 }, Epsilon::from_ratio(2, 1)?, MechanismName::Grr)?;
-/// assert_eq!(all.add(&Accumulator::new(&grr)), Err(EstimateError::MismatchedConfig));
+/// let grr = Selection::new(Domain::Categorical { d: 4 }, Epsilon::from_ratio(2, 1)?, MechanismName::Grr)?;
+/// assert_eq!(all.add(&Accumulator::new(&grr.for_period("watch.activity", 0))), Err(EstimateError::MismatchedConfig));
 /// assert_eq!(all.count(), 15_000);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Combined {
-    mechanism: Mechanism,
+    selection: Selection,
     /// The open group: the merge of the latest consecutive same-mechanism accumulators.
     open: Option<Accumulator>,
     /// The closed groups, folded.
@@ -100,22 +100,22 @@ impl Folded {
 }
 
 impl Combined {
-    /// Nothing combined yet, for accumulators of `mechanism` under any OLH pool key.
+    /// Nothing combined yet, for accumulators of `selection` under any key.
     #[must_use]
-    pub fn new(mechanism: &Mechanism) -> Self {
-        Self { mechanism: *mechanism, open: None, closed: Folded::default() }
+    pub fn new(selection: &Selection) -> Self {
+        Self { selection: *selection, open: None, closed: Folded::default() }
     }
 
-    /// Adds `acc`: merged into the open group when it has the same mechanism (pool key
+    /// Adds `acc`: merged into the open group when it has the same mechanism (key
     /// included), else the open group is closed and `acc` opens the next.
     ///
     /// # Errors
-    /// [`EstimateError::MismatchedConfig`] when `acc`'s mechanism differs from this one's
-    /// other than by the pool key (another mechanism, ε or parameter);
+    /// [`EstimateError::MismatchedConfig`] when `acc`'s mechanism differs from this
+    /// selection other than by the key (another mechanism, ε or parameter);
     /// [`EstimateError::Overflow`] when a count would overflow. On error nothing changes.
     pub fn add(&mut self, acc: &Accumulator) -> Result<(), EstimateError> {
         let m = acc.mechanism();
-        if m.with_pool_key(0) != self.mechanism.with_pool_key(0) {
+        if !self.selection.matches(m) {
             return Err(EstimateError::MismatchedConfig);
         }
         self.count().checked_add(acc.count()).ok_or(EstimateError::Overflow)?;
@@ -130,10 +130,10 @@ impl Combined {
         }
     }
 
-    /// The mechanism given to [`Self::new`].
+    /// The selection given to [`Self::new`].
     #[must_use]
-    pub const fn mechanism(&self) -> &Mechanism {
-        &self.mechanism
+    pub const fn selection(&self) -> &Selection {
+        &self.selection
     }
 
     /// The number of groups so far (the open one included).
@@ -156,7 +156,8 @@ impl Combined {
     pub fn estimate(&self) -> Estimate {
         let open = self.open.as_ref().filter(|a| a.count() > 0);
         match (open, self.closed.non_empty) {
-            (None, 0) => return Accumulator::new(&self.mechanism).estimate(),
+            // No reports: the key does not matter.
+            (None, 0) => return Accumulator::new(&confiance::hazmat::keyed(&self.selection, 0)).estimate(),
             (Some(open), 0) => return open.estimate(),
             (None, 1) => {
                 if let Some(only) = &self.closed.only {
@@ -172,6 +173,6 @@ impl Combined {
         let total = all.n as f64;
         let values =
             all.sums.iter().map(|(c, v)| PointEstimate::new(c / total, v / (total * total))).collect();
-        Estimate { mechanism: self.mechanism.name(), n: all.n, values }
+        Estimate { mechanism: self.selection.name(), n: all.n, values }
     }
 }

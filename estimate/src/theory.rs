@@ -13,9 +13,9 @@ use confiance::ldp::{Mechanism, Params};
 /// p = e^ε/(e^ε+1), q = 1/2. `None` for numeric mechanisms.
 ///
 /// ```
-/// use confiance::{Epsilon, ldp::{Domain, Mechanism, MechanismName}};
+/// use confiance::{Epsilon, ldp::{Domain, MechanismName, Selection}};
 /// use confiance_estimate::theory::support_probabilities;
-/// let m = Mechanism::select(Domain::Categorical { d: 4 }, Epsilon::from_ratio(1, 1)?, MechanismName::Oue)?;
+/// let m = Selection::new(Domain::Categorical { d: 4 }, Epsilon::from_ratio(1, 1)?, MechanismName::Oue)?.for_period("m", 0);
 /// let (p, q) = support_probabilities(&m).unwrap();
 /// assert_eq!(p, 0.5);
 /// assert!((q - 1.0 / (1f64.exp() + 1.0)).abs() < 1e-15);
@@ -177,8 +177,10 @@ pub const OLH_HEAVY_Z: f64 = 4.0;
 /// [`count_variance`], plus `Σ_{x∈H, x≠v} Var ĉ_x / ((g − 1)P)` (the heavy counts' noise
 /// seen through the collisions), plus the pool term of the light ones,
 /// `Σ_{x∉H, x≠v} n_x(n_x − 1) / ((g − 1)P)` ([`olh_pool_variance`] restricted to them).
-/// With `plug_in`, `counts` are estimates and each light `n_x(n_x − 1)` is debiased by
-/// `Var ĉ_x` (the sum is then floored at 0). For other mechanisms, Wang et al.'s alone.
+/// With `plug_in`, `counts` are unbiased estimates, unclamped (the estimator passes them
+/// so: Wang et al.'s term is linear in `n_v`, so it stays unbiased), and each light
+/// `n_x(n_x − 1)` is debiased by `Var ĉ_x` (the sum is then floored at 0). For other
+/// mechanisms, Wang et al.'s alone.
 #[must_use]
 pub fn olh_count_variances(
     m: &Mechanism,

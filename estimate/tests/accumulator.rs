@@ -12,7 +12,9 @@
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
-use confiance::ldp::{Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params, olh_hash};
+use confiance::ldp::{
+    Domain, LdpReport, LdpValue, Mechanism, MechanismName, Params, Selection, hadamard_block, olh_hash,
+};
 use confiance_estimate::{Accumulator, EstimateError};
 use proptest::prelude::*;
 
@@ -29,11 +31,20 @@ fn all_mechanisms() -> Vec<Mechanism> {
         MechanismName::Hadamard,
     ]
     .iter()
-    .map(|n| Mechanism::select(Domain::Categorical { d: 11 }, eps(), *n).unwrap())
+    .map(|n| {
+        Selection::new(Domain::Categorical { d: 11 }, eps(), *n).map(|s| s.for_period("test", 0)).unwrap()
+    })
     .collect();
-    v.push(Mechanism::from_parts(eps(), Params::HadamardBlocks { d: 11, blocks: 2, block_size: 8 }).unwrap());
+    v.push(
+        Mechanism::from_parts(eps(), Params::HadamardBlocks { d: 11, blocks: 2, block_size: 8, key: 3 })
+            .unwrap(),
+    );
     for n in [MechanismName::Piecewise, MechanismName::Duchi] {
-        v.push(Mechanism::select(Domain::Numeric { min: -5, max: 20 }, eps(), n).unwrap());
+        v.push(
+            Selection::new(Domain::Numeric { min: -5, max: 20 }, eps(), n)
+                .map(|s| s.for_period("test", 0))
+                .unwrap(),
+        );
     }
     v
 }
@@ -117,10 +128,67 @@ fn merge_refuses_other_configurations() {
             }
         }
     }
-    // Same mechanism, different ε or pool key.
+    // Same mechanism, different pool key: a typed error of its own.
     let a = Mechanism::olh_with_pool(8, eps(), 16, 1).unwrap();
     let b = Mechanism::olh_with_pool(8, eps(), 16, 2).unwrap();
-    assert_eq!(Accumulator::new(&a).merge(&Accumulator::new(&b)), Err(EstimateError::MismatchedConfig));
+    assert_eq!(Accumulator::new(&a).merge(&Accumulator::new(&b)), Err(EstimateError::MismatchedKey));
+}
+
+/// Every public parameter a decoder shares with its encoder is part of the accumulator's
+/// identity: an accumulator refuses to merge (or unmerge) one that differs in any of them,
+/// with `MismatchedKey` when only the key differs and `MismatchedConfig` otherwise, and
+/// changes nothing. Reports that cannot come from its parameters are refused too.
+#[test]
+fn every_parameter_mismatch_is_refused() {
+    let e1 = Epsilon::from_ratio(1, 1).unwrap();
+    let e2 = Epsilon::from_ratio(2, 1).unwrap();
+    let olh =
+        |eps, d, g, pool, pool_key| Mechanism::from_parts(eps, Params::Olh { d, g, pool, pool_key }).unwrap();
+    let hr = |eps, d, blocks, block_size, key| {
+        Mechanism::from_parts(eps, Params::HadamardBlocks { d, blocks, block_size, key }).unwrap()
+    };
+    let base_olh = olh(e2, 8, 8, 16, 1);
+    let base_hr = hr(e2, 16, 4, 8, 1);
+    let cases = [
+        (base_olh, olh(e1, 8, 8, 16, 1), EstimateError::MismatchedConfig), // ε
+        (base_olh, olh(e2, 9, 8, 16, 1), EstimateError::MismatchedConfig), // d
+        (base_olh, olh(e2, 8, 4, 16, 1), EstimateError::MismatchedConfig), // g
+        (base_olh, olh(e2, 8, 8, 32, 1), EstimateError::MismatchedConfig), // pool
+        (base_olh, olh(e2, 8, 8, 16, 2), EstimateError::MismatchedKey),    // pool key
+        (base_hr, hr(e1, 16, 4, 8, 1), EstimateError::MismatchedConfig),   // ε
+        (base_hr, hr(e2, 16, 2, 16, 1), EstimateError::MismatchedConfig),  // blocks
+        (base_hr, hr(e2, 16, 4, 16, 1), EstimateError::MismatchedConfig),  // block size
+        (base_hr, hr(e2, 16, 4, 8, 2), EstimateError::MismatchedKey),      // permutation key
+        (base_hr, base_olh, EstimateError::MismatchedConfig),              // mechanism
+    ];
+    for (a, b, want) in cases {
+        let mut x = filled(&a, &reports(&a, 50, 3));
+        let y = filled(&b, &reports(&b, 20, 4));
+        let before = x.clone();
+        assert_eq!(x.merge(&y), Err(want.clone()), "{a:?} vs {b:?}");
+        assert_eq!(x.unmerge(&y), Err(want), "{a:?} vs {b:?}");
+        assert_eq!(x, before);
+    }
+    // The period's selection: the same metric and period agree, any other differs by key.
+    let s = Selection::new(
+        Domain::Categorical { d: 64 },
+        Epsilon::from_ratio(4, 1).unwrap(),
+        MechanismName::HadamardBlocks,
+    )
+    .unwrap();
+    let mut x = Accumulator::new(&s.for_period("app.screen", 0));
+    x.merge(&Accumulator::new(&s.for_period("app.screen", 0))).unwrap();
+    for other in [s.for_period("app.screen", 3600), s.for_period("app.screens", 0)] {
+        assert_eq!(x.merge(&Accumulator::new(&other)), Err(EstimateError::MismatchedKey));
+    }
+    // Reports outside the parameters (another g, pool or output count) are refused.
+    let mut x = Accumulator::new(&base_olh);
+    assert_eq!(x.add(&LdpReport::Olh { seed: 16, value: 0 }), Err(EstimateError::OutOfRange));
+    assert_eq!(x.add(&LdpReport::Olh { seed: 0, value: 8 }), Err(EstimateError::OutOfRange));
+    let mut x = Accumulator::new(&base_hr);
+    assert_eq!(x.add(&LdpReport::Hadamard(32)), Err(EstimateError::OutOfRange));
+    assert_eq!(x.add(&LdpReport::Grr(0)), Err(EstimateError::WrongMechanism));
+    assert_eq!(x.count(), 0);
 }
 
 proptest! {
@@ -167,7 +235,9 @@ proptest! {
 fn inconsistent_stored_state_is_refused() {
     // A GRR accumulator whose count disagrees with its cells: bump n (the varint right
     // after the mechanism) by re-encoding a forged struct with the same layout.
-    let m = Mechanism::select(Domain::Categorical { d: 4 }, eps(), MechanismName::Grr).unwrap();
+    let m = Selection::new(Domain::Categorical { d: 4 }, eps(), MechanismName::Grr)
+        .map(|s| s.for_period("test", 0))
+        .unwrap();
     let a = filled(&m, &reports(&m, 10, 3));
     let bytes = a.to_bytes();
     #[derive(serde::Serialize, serde::Deserialize)]
@@ -203,7 +273,9 @@ fn inconsistent_stored_state_is_refused() {
 fn fast_decoders_match_naive_decoding() {
     let d = 37u32;
     // Hadamard: support of v = reports whose column has H[v+1][j] = +1.
-    let m = Mechanism::select(Domain::Categorical { d }, eps(), MechanismName::Hadamard).unwrap();
+    let m = Selection::new(Domain::Categorical { d }, eps(), MechanismName::Hadamard)
+        .map(|s| s.for_period("test", 0))
+        .unwrap();
     let rs = reports(&m, 3000, 4);
     let fast = filled(&m, &rs).support_counts().unwrap();
     for v in 0..d {
@@ -227,13 +299,15 @@ fn fast_decoders_match_naive_decoding() {
             .count();
         assert_eq!(fast[v as usize], naive as f64, "OLH v={v}");
     }
-    // General-privacy HR, 4 blocks: support of v = reports in block v mod 4 whose column
-    // has H[v/4 + 1][column] = +1.
-    let m = Mechanism::from_parts(eps(), Params::HadamardBlocks { d, blocks: 4, block_size: 16 }).unwrap();
+    // General-privacy HR, 4 blocks: support of v = reports in block
+    // hadamard_block(key, 4, v) whose column has H[v/4 + 1][column] = +1.
+    let key = 0xb10c_5eed;
+    let m =
+        Mechanism::from_parts(eps(), Params::HadamardBlocks { d, blocks: 4, block_size: 16, key }).unwrap();
     let rs = reports(&m, 3000, 6);
     let fast = filled(&m, &rs).support_counts().unwrap();
     for v in 0..d {
-        let (block, row) = (v % 4, v / 4 + 1);
+        let (block, row) = (hadamard_block(key, 4, v), v / 4 + 1);
         let naive = rs
             .iter()
             .filter(|r| {
@@ -246,7 +320,9 @@ fn fast_decoders_match_naive_decoding() {
 
 #[test]
 fn empty_and_projected_estimates() {
-    let m = Mechanism::select(Domain::Categorical { d: 4 }, eps(), MechanismName::Grr).unwrap();
+    let m = Selection::new(Domain::Categorical { d: 4 }, eps(), MechanismName::Grr)
+        .map(|s| s.for_period("test", 0))
+        .unwrap();
     let e = Accumulator::new(&m).estimate();
     assert_eq!(e.n, 0);
     assert!(e.values.iter().all(|p| p.variance.is_infinite()));
@@ -254,6 +330,8 @@ fn empty_and_projected_estimates() {
     let est = acc.estimate();
     let p = est.projected().unwrap();
     assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9 && p.iter().all(|x| *x >= 0.0));
-    let num = Mechanism::select(Domain::Numeric { min: 0, max: 9 }, eps(), MechanismName::Duchi).unwrap();
+    let num = Selection::new(Domain::Numeric { min: 0, max: 9 }, eps(), MechanismName::Duchi)
+        .map(|s| s.for_period("test", 0))
+        .unwrap();
     assert!(filled(&num, &reports(&num, 10, 7)).estimate().projected().is_none());
 }

@@ -25,7 +25,7 @@
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
-use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Params};
+use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Params, Selection, hadamard_block};
 use confiance_estimate::Accumulator;
 use confiance_estimate::theory::{
     hadamard_blocks_count_variance, mean_variance, olh_count_variances, olh_heavy_set,
@@ -100,9 +100,9 @@ fn check_frequency(name: MechanismName, make: impl Fn(u64) -> Mechanism + Sync) 
     let counts_f: Vec<f64> = counts.iter().map(|c| *c as f64).collect();
     let theory: Vec<f64> = (0..d)
         .map(|v| {
-            let count_var = if let Params::HadamardBlocks { blocks, .. } = *m0.params() {
-                let b = blocks as usize;
-                let n_block: f64 = (0..d).filter(|u| u % b == v % b).map(|u| counts_f[u]).sum();
+            let count_var = if let Params::HadamardBlocks { blocks, key, .. } = *m0.params() {
+                let block = |u: usize| hadamard_block(key, blocks, u as u32);
+                let n_block: f64 = (0..d).filter(|u| block(*u) == block(v)).map(|u| counts_f[u]).sum();
                 hadamard_blocks_count_variance(&m0, N as f64, n_block, counts_f[v])
             } else {
                 olh_variance(&m0, &counts_f, v)
@@ -144,7 +144,9 @@ fn e1() -> Epsilon {
 }
 
 fn select(name: MechanismName) -> impl Fn(u64) -> Mechanism + Sync {
-    move |_| Mechanism::select(Domain::Categorical { d: 8 }, e1(), name).unwrap()
+    move |_| {
+        Selection::new(Domain::Categorical { d: 8 }, e1(), name).map(|s| s.for_period("test", 0)).unwrap()
+    }
 }
 
 #[test]
@@ -173,11 +175,14 @@ fn hadamard() {
 fn hadamard_blocks() {
     let e2 = Epsilon::from_ratio(2, 1).unwrap();
     check_frequency(MechanismName::HadamardBlocks, move |_| {
-        Mechanism::from_parts(e2, Params::HadamardBlocks { d: 8, blocks: 2, block_size: 8 }).unwrap()
+        Mechanism::from_parts(e2, Params::HadamardBlocks { d: 8, blocks: 2, block_size: 8, key: 0x5eed })
+            .unwrap()
     });
     let e4 = Epsilon::from_ratio(4, 1).unwrap();
     check_frequency(MechanismName::HadamardBlocks, move |_| {
-        Mechanism::select(Domain::Categorical { d: 8 }, e4, MechanismName::HadamardBlocks).unwrap()
+        Selection::new(Domain::Categorical { d: 8 }, e4, MechanismName::HadamardBlocks)
+            .map(|s| s.for_period("test", 0))
+            .unwrap()
     });
 }
 
@@ -205,7 +210,8 @@ fn olh_tiny_pool_rotated_partly_corrected() {
 #[test]
 fn olh_default() {
     check_frequency(MechanismName::Olh, |rep| {
-        Mechanism::select(Domain::Categorical { d: 8 }, e1(), MechanismName::Olh)
+        Selection::new(Domain::Categorical { d: 8 }, e1(), MechanismName::Olh)
+            .map(|s| s.for_period("test", 0))
             .unwrap()
             .for_period("app.screen", rep * 86_400)
     });
@@ -217,7 +223,9 @@ fn check_mean(name: MechanismName, eps: Epsilon) {
         counts.iter().enumerate().flat_map(|(x, c)| std::iter::repeat_n(x as i64, *c)).collect();
     let values: Vec<LdpValue> = data.iter().map(|x| LdpValue::Numeric(*x)).collect();
     let truth = data.iter().sum::<i64>() as f64 / N as f64;
-    let m = Mechanism::select(Domain::Numeric { min: 0, max: 100 }, eps, name).unwrap();
+    let m = Selection::new(Domain::Numeric { min: 0, max: 100 }, eps, name)
+        .map(|s| s.for_period("test", 0))
+        .unwrap();
     let theory = mean_variance(&m, &data);
     let reps = 2000;
     let s = summarise(&repeat(reps, |_| m, &values, &[truth]));

@@ -304,12 +304,13 @@ impl Metric {
     }
 
     /// The local-DP mechanism the device encodes with and the aggregator decodes with
-    /// (`auto` resolved); `None` for a pseudonymous metric.
+    /// (`auto` resolved), before its period's key
+    /// ([`crate::ldp::Selection::for_period`]); `None` for a pseudonymous metric.
     #[must_use]
-    pub fn mechanism(&self) -> Option<crate::ldp::Mechanism> {
+    pub fn mechanism(&self) -> Option<crate::ldp::Selection> {
         match &self.privacy {
             Privacy::Ldp { epsilon, mechanism, .. } => {
-                crate::ldp::Mechanism::select(self.ldp_domain()?, *epsilon, *mechanism).ok()
+                crate::ldp::Selection::new(self.ldp_domain()?, *epsilon, *mechanism).ok()
             }
             Privacy::Pseudonymous => None,
         }

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::token::SpentToken;
 
-/// A report's id: 16 random bytes drawn by the device (DESIGN.md §8). It links nothing
+/// A report's id: 16 random bytes drawn by the device (docs/design.md#envelopes). It links nothing
 /// to the device; the aggregator uses it only to refuse a report it has already counted.
 /// Encoded by postcard as its 16 raw bytes.
 ///

@@ -7,7 +7,7 @@
 //! Why not the `hpke` crate: its sender derives the ephemeral public key twice and its
 //! receiver recomputes `pk(skR)` on every open, so sealing costs two fixed-base
 //! multiplications and opening one fixed-base plus one variable-base. Here sealing costs
-//! one of each and opening one variable-base multiplication, the floor of DESIGN.md §12.
+//! one of each and opening one variable-base multiplication, the floor of docs/design.md#cost-floor.
 //! The RFC 9180 vectors (`tests/vectors/rfc9180*.json`) and cross-checks against the
 //! `hpke` crate in both directions prove the composition.
 //!

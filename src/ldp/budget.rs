@@ -4,7 +4,7 @@ use crate::Epsilon;
 
 /// A per-metric ε cap per period (e.g. a day): a report that would take the period's
 /// total above the cap is not produced, and the refusal is counted rather than raised
-/// to the host (DESIGN.md §6, glean's `record_error` habit).
+/// to the host (docs/design.md#budget, glean's `record_error` habit).
 ///
 /// ```
 /// use confiance::{Epsilon, ldp::Budget};

@@ -6,7 +6,7 @@ use super::hash::olh_hash;
 use super::{LdpError, LdpReport, LdpValue, Mechanism, Params};
 use crate::noise::{Coins, Mixture, Ratio, RngCoins};
 use crate::rng::CryptoRng;
-use alloc::vec;
+use alloc::vec::Vec;
 use core::num::NonZeroU64;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeLess};
 
@@ -14,9 +14,10 @@ impl Mechanism {
     /// Privatise one value.
     ///
     /// ```
-    /// use confiance::ldp::{Domain, LdpReport, LdpValue, Mechanism, MechanismName};
+    /// use confiance::ldp::{Domain, LdpReport, LdpValue, MechanismName, Selection};
     /// use confiance::{Epsilon, hazmat::{ChaCha20Rng, SeedableRng}};
-    /// let m = Mechanism::select(Domain::Numeric { min: 0, max: 40 }, Epsilon::from_ratio(1, 1)?, MechanismName::Duchi)?;
+    /// let s = Selection::new(Domain::Numeric { min: 0, max: 40 }, Epsilon::from_ratio(1, 1)?, MechanismName::Duchi)?;
+    /// let m = s.for_period("thermostat.setpoint", 1_800_000_000);
     /// let mut rng = ChaCha20Rng::seed_from_u64(1); // tests only: devices use OsRng
     /// assert!(matches!(m.encode(LdpValue::Numeric(21), &mut rng)?, LdpReport::Duchi(_)));
     /// assert!(m.encode(LdpValue::Numeric(41), &mut rng).is_err());
@@ -80,6 +81,13 @@ impl Mechanism {
         let nz = |n: u64| NonZeroU64::new(n).ok_or(LdpError::BadParameters);
         let accept_if = |c: Choice| -> bool { c.into() };
         let report = match *self.params() {
+            Params::Grr { d: 2 } => {
+                // Two values: keep with e^ε/(e^ε + 1), i.e. flip with Bernoulli(1/(1 + e^ε)),
+                // one lane of the bit-sliced sampler (about half the words of the mixture coin
+                // and a uniform draw, whose law is the same; docs/benchmarks.md).
+                let flip = coins.bernoulli_logistic_lanes(eps, 1);
+                Some(LdpReport::Grr(narrow(x ^ (flip & 1))))
+            }
             Params::Grr { d } => {
                 // GRR as a mixture (docs/privacy.md §2): with probability
                 // q = (e^ε − 1)/(e^ε − 1 + d) the value, otherwise uniform over 0..d;
@@ -97,9 +105,9 @@ impl Mechanism {
                 let value = u64::conditional_select(&y, &h, Choice::from(u8::from(keep)));
                 Some(LdpReport::Olh { seed: narrow(seed), value: narrow(value) })
             }
-            Params::Hadamard { k, .. } => Some(hadamard(x, 1, k, eps, coins)?),
-            Params::HadamardBlocks { blocks, block_size, .. } => {
-                Some(hadamard(x, blocks, block_size, eps, coins)?)
+            Params::Hadamard { k, .. } => Some(hadamard(x, 1, k, 0, eps, coins)?),
+            Params::HadamardBlocks { blocks, block_size, key, .. } => {
+                Some(hadamard(x, blocks, block_size, key, eps, coins)?)
             }
             Params::Piecewise { step, window, outputs, .. } => {
                 let start = x.saturating_mul(step);
@@ -115,24 +123,15 @@ impl Mechanism {
                 Some(LdpReport::Duchi(bit ^ flip))
             }
             Params::Oue { d } => {
-                let mut bits = vec![0u8; (d as usize).div_ceil(8)];
-                let c = u8::from(coins.bernoulli(1, NonZeroU64::MIN.saturating_add(1)));
-                for i in 0..d {
-                    let q = u8::from(coins.bernoulli_logistic(eps));
-                    let bit = u8::conditional_select(&q, &c, u64::from(i).ct_eq(&x));
-                    set_bit(&mut bits, i, bit);
-                }
-                Some(LdpReport::Oue(bits))
+                // Own position: a fair coin; every other: Bernoulli(1/(e^ε + 1)).
+                let c = u64::from(coins.bernoulli(1, NonZeroU64::MIN.saturating_add(1)));
+                Some(LdpReport::Oue(unary(d, x, eps, coins, |_| c)))
             }
             Params::Sue { d } => {
+                // Every position flipped with probability 1/(e^{ε/2} + 1): the noise bit,
+                // inverted at the own position.
                 let half = eps.half().map_err(|_| LdpError::BadParameters)?;
-                let mut bits = vec![0u8; (d as usize).div_ceil(8)];
-                for i in 0..d {
-                    let flip = u8::from(coins.bernoulli_logistic(half));
-                    let bit = flip ^ u8::from(bool::from(u64::from(i).ct_eq(&x)));
-                    set_bit(&mut bits, i, bit);
-                }
-                Some(LdpReport::Sue(bits))
+                Some(LdpReport::Sue(unary(d, x, half, coins, |noise| noise ^ 1)))
             }
         };
         Ok(report)
@@ -145,7 +144,8 @@ fn mixture(eps: Ratio, weight: u64) -> Result<Mixture, LdpError> {
 }
 
 /// Hadamard response over `blocks` blocks of `size` outputs (both powers of two).
-/// Category x is row `⌊x / blocks⌋ + 1` of block `x mod blocks`; it owns the `size/2`
+/// Category x is row `⌊x / blocks⌋ + 1` of block [`super::hadamard_block`]`(key, blocks, x)`
+/// (`x mod blocks` rotated by a keyed offset of its row); it owns the `size/2`
 /// columns of its block where the row is +1 (parity of popcount(row & column) even).
 /// Mixture: with probability (e^ε − 1)/(e^ε − 1 + 2·blocks) a uniform column of x's
 /// half — a uniform column, moved into the half by flipping the row's lowest set bit
@@ -156,6 +156,7 @@ fn hadamard<C: Coins>(
     x: u64,
     blocks: u32,
     size: u32,
+    key: u64,
     eps: Ratio,
     coins: &mut C,
 ) -> Result<LdpReport, LdpError> {
@@ -163,7 +164,7 @@ fn hadamard<C: Coins>(
     let u =
         coins.uniform(NonZeroU64::new(u64::from(blocks) * u64::from(size)).ok_or(LdpError::BadParameters)?);
     let (block_bits, size_bits) = (blocks.trailing_zeros(), size.trailing_zeros());
-    let block = x & (u64::from(blocks) - 1);
+    let block = u64::from(super::hadamard_block(key, blocks, narrow(x)));
     let row = (x >> block_bits) + 1;
     let column = u & (u64::from(size) - 1);
     #[allow(clippy::cast_possible_truncation, reason = "a parity bit")]
@@ -173,11 +174,25 @@ fn hadamard<C: Coins>(
     Ok(LdpReport::Hadamard(narrow(u64::conditional_select(&u, &own, Choice::from(u8::from(keep))))))
 }
 
-#[inline]
-fn set_bit(bits: &mut [u8], i: u32, bit: u8) {
-    if let Some(byte) = bits.get_mut((i / 8) as usize) {
-        *byte |= (bit & 1) << (i % 8);
+/// `d` bits of Bernoulli(1/(1 + e^γ)) noise, 64 per draw of
+/// [`Coins::bernoulli_logistic_lanes`], with the bit at `x` replaced by `own(noise bit)`.
+/// The draws are the same for every `x`, and every word goes through the same
+/// constant-time select, so neither the draws nor the memory accesses depend on `x`.
+fn unary<C: Coins>(d: u32, x: u64, gamma: Ratio, coins: &mut C, own: impl Fn(u64) -> u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity((d as usize).div_ceil(8));
+    let (own_word, shift) = (x / 64, x % 64);
+    let mut word: u64 = 0;
+    while word * 64 < u64::from(d) {
+        let lanes = (u64::from(d) - word * 64).min(64);
+        #[allow(clippy::cast_possible_truncation, reason = "lanes <= 64")]
+        let noise = coins.bernoulli_logistic_lanes(gamma, lanes as u32);
+        let fixed = (noise & !(1 << shift)) | ((own((noise >> shift) & 1) & 1) << shift);
+        let out = u64::conditional_select(&noise, &fixed, word.ct_eq(&own_word));
+        #[allow(clippy::cast_possible_truncation, reason = "at most 8 bytes")]
+        bytes.extend_from_slice(out.to_le_bytes().get(..lanes.div_ceil(8) as usize).unwrap_or_default());
+        word += 1;
     }
+    bytes
 }
 
 /// Values below a `u32` bound (d, g, k, pool) narrowed to `u32`.
@@ -190,7 +205,7 @@ const fn narrow(v: u64) -> u32 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests {
-    use super::super::{Domain, MechanismName};
+    use super::super::{Domain, MechanismName, Selection};
     use super::*;
     use crate::Epsilon;
     use crate::hazmat::ChaCha20Rng;
@@ -208,13 +223,17 @@ mod tests {
             MechanismName::Hadamard,
             MechanismName::HadamardBlocks,
         ] {
-            let m = Mechanism::select(Domain::Categorical { d: 5 }, e, name).unwrap();
+            let m = Selection::new(Domain::Categorical { d: 5 }, e, name)
+                .map(|s| s.for_period("test", 0))
+                .unwrap();
             assert_eq!(m.encode(LdpValue::Category(5), &mut rng), Err(LdpError::OutOfDomain));
             assert_eq!(m.encode(LdpValue::Numeric(1), &mut rng), Err(LdpError::ValueKindMismatch));
             assert!(m.encode(LdpValue::Category(4), &mut rng).is_ok());
         }
         for name in [MechanismName::Piecewise, MechanismName::Duchi] {
-            let m = Mechanism::select(Domain::Numeric { min: -3, max: 3 }, e, name).unwrap();
+            let m = Selection::new(Domain::Numeric { min: -3, max: 3 }, e, name)
+                .map(|s| s.for_period("test", 0))
+                .unwrap();
             assert_eq!(m.encode(LdpValue::Numeric(4), &mut rng), Err(LdpError::OutOfDomain));
             assert_eq!(m.encode(LdpValue::Numeric(-4), &mut rng), Err(LdpError::OutOfDomain));
             assert_eq!(m.encode(LdpValue::Category(0), &mut rng), Err(LdpError::ValueKindMismatch));
@@ -226,7 +245,9 @@ mod tests {
     fn unary_reports_have_clean_padding() {
         let e = Epsilon::from_ratio(1, 4).unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(2);
-        let m = Mechanism::select(Domain::Categorical { d: 11 }, e, MechanismName::Sue).unwrap();
+        let m = Selection::new(Domain::Categorical { d: 11 }, e, MechanismName::Sue)
+            .map(|s| s.for_period("test", 0))
+            .unwrap();
         for _ in 0..200 {
             let LdpReport::Sue(bits) = m.encode(LdpValue::Category(10), &mut rng).unwrap() else { panic!() };
             assert_eq!(bits.len(), 2);

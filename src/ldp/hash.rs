@@ -17,6 +17,15 @@ pub(crate) const fn seed_key(pool_key: u64, seed: u32) -> u64 {
     fmix64(pool_key ^ fmix64((seed as u64).wrapping_add(0x9e37_79b9_7f4a_7c15)))
 }
 
+/// General-privacy HR's keyed offset of category row `row` (mechanism.rs,
+/// `hadamard_block`): the same mixer as the pool's entry keys, under its own constant
+/// (the first 64 bits of √2's fraction), so a period's two uses of one key are unrelated.
+#[inline]
+#[must_use]
+pub(crate) const fn block_offset(key: u64, row: u32) -> u64 {
+    fmix64(key ^ fmix64((row as u64) ^ 0x6a09_e667_f3bc_c908))
+}
+
 /// `value` hashed into `0..g` by pool entry `seed_key` (from [`olh_hash`]'s seed).
 #[inline]
 #[must_use]

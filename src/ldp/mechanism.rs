@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_CATEGORIES: u32 = 1 << 24;
 /// The largest `max − min` of a numeric domain (2^40).
 pub const MAX_NUMERIC_RANGE: u64 = 1 << 40;
-/// The smallest seed pool [`Mechanism::select`] gives OLH (see [`olh_default_pool`]).
+/// The smallest seed pool [`Selection::new`] gives OLH (see [`olh_default_pool`]).
 pub const DEFAULT_OLH_POOL: u32 = 1024;
 /// The largest `d` for which [`MechanismName::Auto`] considers the unary encodings (OUE,
 /// SUE): they send `d` bits and draw `d` Bernoullis per report (128 bytes and about
@@ -81,7 +81,7 @@ pub const PIECEWISE_RESOLUTION: u64 = 4096;
 /// A mechanism's parameters, everything the encoder and the accumulator need.
 ///
 /// Every combination accepted by [`Mechanism::from_parts`] is exactly ε-LDP; the
-/// choices [`Mechanism::select`] makes only tune utility.
+/// choices [`Selection::new`] makes only tune utility.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Params {
@@ -108,7 +108,7 @@ pub enum Params {
         g: u32,
         /// Number of hash functions in the pool (≥ 1).
         pool: u32,
-        /// Public key naming the pool (rotate it per period, docs/privacy.md).
+        /// Public key naming the pool: [`olh_pool_key`] of the metric and period.
         pool_key: u64,
     },
     /// Hadamard response with a `k × k` Sylvester–Hadamard matrix, `k` a power of two `> d`;
@@ -142,10 +142,12 @@ pub enum Params {
     },
     /// General-privacy Hadamard response (Acharya, Sun, Zhang 2019, §4): `blocks`
     /// blocks of `block_size` outputs (both powers of two), `blocks · block_size`
-    /// outputs in all. Category `v` lives in block `v mod blocks` as row
-    /// `⌊v / blocks⌋ + 1` of the `block_size × block_size` Sylvester–Hadamard matrix and
-    /// owns the `block_size / 2` outputs of its block where that row is +1; they get
-    /// weight e^ε, every other output weight 1.
+    /// outputs in all. Category `v` lives in block [`hadamard_block`]`(key, blocks, v)`
+    /// — `v mod blocks` rotated by a keyed offset of its row, so that no fixed alignment
+    /// of the data crowds one block — as row `⌊v / blocks⌋ + 1` of the
+    /// `block_size × block_size` Sylvester–Hadamard matrix, and owns the
+    /// `block_size / 2` outputs of its block where that row is +1; they get weight e^ε,
+    /// every other output weight 1.
     HadamardBlocks {
         /// Categories.
         d: u32,
@@ -153,20 +155,30 @@ pub enum Params {
         blocks: u32,
         /// Outputs per block `b` (a power of two with `b > ⌈d / B⌉`).
         block_size: u32,
+        /// Public key of the category-to-block permutation (the period's
+        /// [`olh_pool_key`], like OLH's pool).
+        key: u64,
     },
 }
 
-/// A resolved, validated LDP mechanism: ε plus [`Params`].
+/// A resolved, validated LDP mechanism: ε plus [`Params`], public key included — its
+/// whole identity. Encoders and accumulators use it; two mechanisms that differ in any
+/// parameter (OLH's pool key, general-privacy HR's permutation key) are different.
+///
+/// A [`Selection`] (what a catalogue chooses) becomes a `Mechanism` only for a metric and
+/// a period ([`Selection::for_period`]): there is no default key for a decoder to forget.
 ///
 /// ```
-/// use confiance::ldp::{Domain, Mechanism, MechanismName, Params};
+/// use confiance::ldp::{Domain, MechanismName, Selection};
 /// use confiance::Epsilon;
 /// let eps = Epsilon::from_ratio(1, 2)?;
 /// // Small d: generalised randomised response has the lowest variance.
-/// let m = Mechanism::select(Domain::Categorical { d: 2 }, eps, MechanismName::Auto)?;
-/// assert_eq!(m.name(), MechanismName::Grr);
+/// let s = Selection::new(Domain::Categorical { d: 2 }, eps, MechanismName::Auto)?;
+/// assert_eq!(s.name(), MechanismName::Grr);
+/// let m = s.for_period("watch.always-on-display", 1_800_000_000);
+/// assert_eq!(m.key(), None); // GRR has no public randomness
 /// // A numeric mechanism on categories is refused.
-/// assert!(Mechanism::select(Domain::Categorical { d: 4 }, eps, MechanismName::Piecewise).is_err());
+/// assert!(Selection::new(Domain::Categorical { d: 4 }, eps, MechanismName::Piecewise).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -189,6 +201,116 @@ impl TryFrom<MechanismRepr> for Mechanism {
     }
 }
 
+/// A mechanism chosen for a domain and ε, before its public key: what a catalogue's
+/// `mechanism = "..."` resolves to, the same for every period. It cannot encode or
+/// accumulate; [`Selection::for_period`] makes the [`Mechanism`] of one metric and
+/// period, with the key device and aggregator both derive from public data.
+///
+/// ```
+/// use confiance::ldp::{Domain, LdpValue, MechanismName, Selection, olh_pool_key};
+/// use confiance::{Epsilon, rng::OsRng};
+/// let s = Selection::new(Domain::Categorical { d: 100 }, Epsilon::from_ratio(1, 1)?, MechanismName::Olh)?;
+/// let (a, b) = (s.for_period("app.screen", 0), s.for_period("app.screen", 3600));
+/// assert_eq!(a.key(), Some(olh_pool_key("app.screen", 0)));
+/// assert_ne!(a.key(), b.key());
+/// assert_eq!(a.selection(), s);
+/// let _report = a.encode(LdpValue::Category(7), &mut OsRng::new())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Selection(Mechanism);
+
+impl Selection {
+    /// Chooses the mechanism `name` for `domain` at `epsilon`, resolving
+    /// [`MechanismName::Auto`] to the lowest theoretical variance among the mechanisms
+    /// whose report size and encoding cost do not grow with `d`, plus OUE and SUE while
+    /// `d ≤` [`MAX_UNARY_CATEGORIES`]: for categories the smallest of GRR, OUE, SUE and
+    /// general-privacy Hadamard response (Wang et al. 2017; Acharya et al. 2019) — OLH
+    /// is never picked, its seed pool adds variance growing with the number of reports
+    /// (docs/privacy.md); for numbers the smaller worst-case variance of Piecewise and
+    /// Duchi (Wang et al. 2019).
+    ///
+    /// # Errors
+    /// [`LdpError::BadCategoryCount`], [`LdpError::BadNumericRange`] or
+    /// [`LdpError::MechanismDomainMismatch`].
+    pub fn new(domain: Domain, epsilon: Epsilon, name: MechanismName) -> Result<Self, LdpError> {
+        Mechanism::choose(domain, epsilon, name).map(|m| m.selection())
+    }
+
+    /// The mechanism for reports of `metric` in `period` (the start of the report's time
+    /// bucket, in seconds): its public key is [`olh_pool_key`]`(metric, period)` — OLH's
+    /// pool and general-privacy HR's category-to-block permutation, fresh each period.
+    /// Device and aggregator call it with the same metric and period (the report's
+    /// `time`), so they agree on the key without sending it.
+    #[must_use]
+    pub fn for_period(&self, metric: &str, period: u64) -> Mechanism {
+        if self.0.key().is_some() { self.0.with_key(olh_pool_key(metric, period)) } else { self.0 }
+    }
+
+    /// Whether `mechanism` is this selection under some key.
+    #[must_use]
+    pub fn matches(&self, mechanism: &Mechanism) -> bool {
+        mechanism.selection() == *self
+    }
+
+    /// ε.
+    #[must_use]
+    pub const fn epsilon(&self) -> Epsilon {
+        self.0.epsilon()
+    }
+
+    /// The parameters, with every key field 0 (a selection has no key yet).
+    #[must_use]
+    pub const fn params(&self) -> &Params {
+        self.0.params()
+    }
+
+    /// The resolved name (never [`MechanismName::Auto`]).
+    #[must_use]
+    pub const fn name(&self) -> MechanismName {
+        self.0.name()
+    }
+
+    /// The domain.
+    #[must_use]
+    pub const fn domain(&self) -> Domain {
+        self.0.domain()
+    }
+
+    /// The mechanism under an explicit key (tests, simulations; `hazmat::keyed`).
+    pub(crate) const fn keyed(&self, key: u64) -> Mechanism {
+        self.0.with_key(key)
+    }
+}
+
+/// General-privacy HR's block for category `v` among `blocks` blocks (a power of two)
+/// under the permutation key `key`: with `v = r·B + c` (`c < B`), block
+/// `(c + o(key, r)) mod B`, where `o` is a keyed 64-bit mix of the row index `r`. Each
+/// row of `B` consecutive categories is rotated as a whole, so it is a bijection from
+/// categories to (block, row) slots; two categories of one row never share a block, and
+/// two of different rows share one with probability 1/B over the key — whatever their
+/// alignment (0, B, 2B, … no longer all land in block 0). Multiplications, shifts and
+/// xors only: constant time in `v`.
+///
+/// ```
+/// use confiance::ldp::hadamard_block;
+/// // Row 0 (categories 0..32) fills the 32 blocks once, under any key.
+/// let mut row0: Vec<u32> = (0..32).map(|v| hadamard_block(7, 32, v)).collect();
+/// row0.sort_unstable();
+/// assert_eq!(row0, (0..32).collect::<Vec<_>>());
+/// // Aligned categories spread over the blocks.
+/// let aligned: std::collections::BTreeSet<u32> = (0..16).map(|r| hadamard_block(7, 32, 32 * r)).collect();
+/// assert!(aligned.len() > 8);
+/// ```
+#[must_use]
+pub const fn hadamard_block(key: u64, blocks: u32, v: u32) -> u32 {
+    let mask = blocks.wrapping_sub(1);
+    let row = v >> blocks.trailing_zeros();
+    #[allow(clippy::cast_possible_truncation, reason = "masked below blocks, a u32")]
+    let offset = super::hash::block_offset(key, row) as u32;
+    (v.wrapping_add(offset)) & mask
+}
+
 fn numeric_range(min: i64, max: i64) -> Result<u64, LdpError> {
     if min >= max {
         return Err(LdpError::BadNumericRange);
@@ -205,20 +327,7 @@ fn check_d(d: u32) -> Result<(), LdpError> {
 }
 
 impl Mechanism {
-    /// Build the mechanism `name` for `domain` at `epsilon`, resolving
-    /// [`MechanismName::Auto`] to the lowest theoretical variance among the mechanisms
-    /// whose report size and encoding cost do not grow with `d`, plus OUE and SUE while
-    /// `d ≤` [`MAX_UNARY_CATEGORIES`]: for categories the smallest of GRR, OUE, SUE and
-    /// general-privacy Hadamard response (Wang et al. 2017; Acharya et al. 2019) — OLH
-    /// is never picked, its seed pool adds variance growing with the number of reports
-    /// (docs/privacy.md); for numbers the smaller worst-case variance of Piecewise and
-    /// Duchi (Wang et al. 2019). An OLH mechanism gets `pool_key = 0`: use
-    /// [`Mechanism::for_period`] to rotate it.
-    ///
-    /// # Errors
-    /// [`LdpError::BadCategoryCount`], [`LdpError::BadNumericRange`] or
-    /// [`LdpError::MechanismDomainMismatch`].
-    pub fn select(domain: Domain, epsilon: Epsilon, name: MechanismName) -> Result<Self, LdpError> {
+    fn choose(domain: Domain, epsilon: Epsilon, name: MechanismName) -> Result<Self, LdpError> {
         let e = exp_ratio(f64::from(epsilon.numerator()), f64::from(epsilon.denominator()));
         let e_half = exp_ratio(f64::from(epsilon.numerator()), 2.0 * f64::from(epsilon.denominator()));
         let params = match domain {
@@ -239,7 +348,7 @@ impl Mechanism {
                     MechanismName::Hadamard => Params::Hadamard { d, k: hadamard_order(d)? },
                     MechanismName::HadamardBlocks => {
                         let (blocks, block_size) = hadamard_blocks(d, e);
-                        Params::HadamardBlocks { d, blocks, block_size }
+                        Params::HadamardBlocks { d, blocks, block_size, key: 0 }
                     }
                     _ => return Err(LdpError::MechanismDomainMismatch),
                 }
@@ -272,36 +381,42 @@ impl Mechanism {
         Self::from_parts(epsilon, Params::Olh { d, g: olh_g(e), pool, pool_key })
     }
 
-    /// The same mechanism with OLH's pool named by `pool_key` (other mechanisms are
-    /// returned unchanged).
-    #[must_use]
-    pub const fn with_pool_key(mut self, pool_key: u64) -> Self {
-        if let Params::Olh { d, g, pool, .. } = self.params {
-            self.params = Params::Olh { d, g, pool, pool_key };
+    /// The same mechanism under the public key `key`: OLH's pool key, general-privacy
+    /// HR's permutation key; mechanisms without public randomness are returned unchanged.
+    pub(crate) const fn with_key(mut self, key: u64) -> Self {
+        match self.params {
+            Params::Olh { d, g, pool, .. } => self.params = Params::Olh { d, g, pool, pool_key: key },
+            Params::HadamardBlocks { d, blocks, block_size, .. } => {
+                self.params = Params::HadamardBlocks { d, blocks, block_size, key };
+            }
+            _ => {}
         }
         self
     }
 
-    /// The mechanism for reports of `metric` in `period`: OLH's pool key becomes
-    /// [`olh_pool_key`]`(metric, period)`, so each period has fresh public hash functions;
-    /// other mechanisms are unchanged. The device and the aggregator must call it with the
-    /// same period (e.g. the start of the report's time bucket).
-    ///
-    /// ```
-    /// use confiance::{Epsilon, ldp::{Domain, Mechanism, MechanismName, Params}};
-    /// let m = Mechanism::select(Domain::Categorical { d: 100 }, Epsilon::from_ratio(1, 1)?, MechanismName::Olh)?;
-    /// let (a, b) = (m.for_period("app.screen", 0), m.for_period("app.screen", 3600));
-    /// let (Params::Olh { pool_key: ka, .. }, Params::Olh { pool_key: kb, .. }) = (a.params(), b.params()) else { unreachable!() };
-    /// assert_ne!(ka, kb);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
+    /// The public key the decoder must share with the encoder: OLH's pool key or
+    /// general-privacy HR's permutation key; `None` for mechanisms without public
+    /// randomness (their parameters are their whole identity).
+    #[must_use]
+    pub const fn key(&self) -> Option<u64> {
+        match self.params {
+            Params::Olh { pool_key, .. } => Some(pool_key),
+            Params::HadamardBlocks { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The mechanism without its key: what a catalogue chooses, the same for every period.
+    #[must_use]
+    pub const fn selection(&self) -> Selection {
+        Selection(self.with_key(0))
+    }
+
+    /// The same mechanism re-keyed for reports of `metric` in `period`
+    /// ([`Selection::for_period`]).
     #[must_use]
     pub fn for_period(self, metric: &str, period: u64) -> Self {
-        if matches!(self.params, Params::Olh { .. }) {
-            self.with_pool_key(olh_pool_key(metric, period))
-        } else {
-            self
-        }
+        self.selection().for_period(metric, period)
     }
 
     /// A mechanism from explicit parameters, validated.
@@ -323,7 +438,7 @@ impl Mechanism {
                     return Err(LdpError::BadParameters);
                 }
             }
-            Params::HadamardBlocks { d, blocks, block_size } => {
+            Params::HadamardBlocks { d, blocks, block_size, .. } => {
                 check_d(d)?;
                 let outputs = u64::from(blocks) * u64::from(block_size);
                 if !blocks.is_power_of_two()
@@ -464,46 +579,71 @@ mod tests {
     #[test]
     fn auto_categorical_picks_lowest_variance() {
         // GRR wins while d < 3e^ε + 2 (Wang et al. 2017): ε = 1 → d < 10.15.
-        let cat = |d| Mechanism::select(Domain::Categorical { d }, eps(1, 1), MechanismName::Auto).unwrap();
+        let cat = |d| Selection::new(Domain::Categorical { d }, eps(1, 1), MechanismName::Auto).unwrap();
         assert_eq!(cat(10).name(), MechanismName::Grr);
         assert_eq!(cat(11).name(), MechanismName::Oue);
         assert_eq!(cat(1024).name(), MechanismName::Oue);
         // Above MAX_UNARY_CATEGORIES: no d-bit reports; HR (one block at ε = 1) beats GRR.
         assert_eq!(cat(1025).name(), MechanismName::HadamardBlocks);
         let big = cat(65_536);
-        assert_eq!(*big.params(), Params::HadamardBlocks { d: 65_536, blocks: 1, block_size: 131_072 });
+        assert_eq!(
+            *big.params(),
+            Params::HadamardBlocks { d: 65_536, blocks: 1, block_size: 131_072, key: 0 }
+        );
         // ε = 4: 32 blocks of 4096 (B = 2^⌊log2 e^4⌋, as Acharya et al. and pure-LDP).
-        let m = Mechanism::select(Domain::Categorical { d: 65_536 }, eps(4, 1), MechanismName::Auto).unwrap();
-        assert_eq!(*m.params(), Params::HadamardBlocks { d: 65_536, blocks: 32, block_size: 4096 });
+        let m = Selection::new(Domain::Categorical { d: 65_536 }, eps(4, 1), MechanismName::Auto).unwrap();
+        assert_eq!(*m.params(), Params::HadamardBlocks { d: 65_536, blocks: 32, block_size: 4096, key: 0 });
         // ε = 4, d = 16: GRR (d < 3e^4 + 2).
-        let m = Mechanism::select(Domain::Categorical { d: 16 }, eps(4, 1), MechanismName::Auto).unwrap();
+        let m = Selection::new(Domain::Categorical { d: 16 }, eps(4, 1), MechanismName::Auto).unwrap();
         assert_eq!(m.name(), MechanismName::Grr);
     }
 
     #[test]
-    fn olh_pool_key_rotates_per_period() {
-        let m = Mechanism::select(Domain::Categorical { d: 64 }, eps(2, 1), MechanismName::Olh).unwrap();
-        let key = |m: Mechanism| match *m.params() {
-            Params::Olh { pool_key, .. } => pool_key,
-            _ => panic!(),
-        };
-        assert_eq!(key(m), 0);
-        let keys: alloc::vec::Vec<u64> = (0..100).map(|p| key(m.for_period("metric", p))).collect();
-        let mut unique = keys.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), 100);
-        assert_eq!(key(m.for_period("metric", 5)), olh_pool_key("metric", 5));
-        // Other mechanisms are unchanged.
-        let g = Mechanism::select(Domain::Categorical { d: 64 }, eps(2, 1), MechanismName::Grr).unwrap();
-        assert_eq!(g.for_period("metric", 5), g);
+    fn keys_rotate_per_period() {
+        for name in [MechanismName::Olh, MechanismName::HadamardBlocks] {
+            let s = Selection::new(Domain::Categorical { d: 64 }, eps(4, 1), name).unwrap();
+            let keys: alloc::vec::Vec<u64> =
+                (0..100).map(|p| s.for_period("metric", p).key().unwrap()).collect();
+            let mut unique = keys.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), 100, "{name}");
+            assert_eq!(s.for_period("metric", 5).key(), Some(olh_pool_key("metric", 5)));
+            assert!(s.matches(&s.for_period("metric", 5)));
+            assert_eq!(s.for_period("metric", 5).for_period("metric", 6), s.for_period("metric", 6));
+        }
+        // Mechanisms without public randomness have no key and do not change.
+        let g = Selection::new(Domain::Categorical { d: 64 }, eps(2, 1), MechanismName::Grr).unwrap();
+        assert_eq!(g.for_period("metric", 5), g.for_period("metric", 6));
+        assert_eq!(g.for_period("metric", 5).key(), None);
+    }
+
+    #[test]
+    fn hadamard_block_is_a_bijection_per_row() {
+        // Every row of B consecutive categories covers the B blocks once, for any key;
+        // over keys, category 32r lands in each block about equally often.
+        for key in [0u64, 1, u64::MAX, 0x1234_5678_9abc_def0] {
+            for row in 0..64u32 {
+                let mut seen = [false; 32];
+                for c in 0..32 {
+                    seen[hadamard_block(key, 32, row * 32 + c) as usize] = true;
+                }
+                assert!(seen.iter().all(|x| *x));
+            }
+        }
+        let mut hits = [0u32; 32];
+        for key in 0..32_000u64 {
+            hits[hadamard_block(olh_pool_key("m", key), 32, 32 * 5) as usize] += 1;
+        }
+        // Binomial(32 000, 1/32): mean 1000, sd 31; 6 sd either side.
+        assert!(hits.iter().all(|h| (814..=1186).contains(h)), "{hits:?}");
+        assert!((0..1000).all(|v| hadamard_block(9, 1, v) == 0));
     }
 
     #[test]
     fn auto_numeric_switches_near_1_29() {
         // Wang et al. 2019, §III: PM's worst-case variance beats Duchi's for ε > 1.29.
-        let num =
-            |e| Mechanism::select(Domain::Numeric { min: 0, max: 100 }, e, MechanismName::Auto).unwrap();
+        let num = |e| Selection::new(Domain::Numeric { min: 0, max: 100 }, e, MechanismName::Auto).unwrap();
         assert_eq!(num(eps(1, 2)).name(), MechanismName::Duchi);
         assert_eq!(num(eps(128, 100)).name(), MechanismName::Duchi);
         assert_eq!(num(eps(130, 100)).name(), MechanismName::Piecewise);
@@ -512,7 +652,7 @@ mod tests {
     #[test]
     fn rejects_mismatches_and_bad_domains() {
         let e = eps(1, 1);
-        let sel = Mechanism::select;
+        let sel = Selection::new;
         assert_eq!(
             sel(Domain::Categorical { d: 4 }, e, MechanismName::Duchi),
             Err(LdpError::MechanismDomainMismatch)
@@ -540,10 +680,10 @@ mod tests {
 
     #[test]
     fn parameters_are_as_documented() {
-        let m = Mechanism::select(Domain::Categorical { d: 8 }, eps(1, 1), MechanismName::Hadamard).unwrap();
+        let m = Selection::new(Domain::Categorical { d: 8 }, eps(1, 1), MechanismName::Hadamard).unwrap();
         assert_eq!(*m.params(), Params::Hadamard { d: 8, k: 16 });
-        let m = Mechanism::select(Domain::Numeric { min: -1, max: 1 }, eps(2, 1), MechanismName::Piecewise)
-            .unwrap();
+        let m =
+            Selection::new(Domain::Numeric { min: -1, max: 1 }, eps(2, 1), MechanismName::Piecewise).unwrap();
         // step = 2048, T = 4096, window = round(4096/e) = 1507.
         assert_eq!(
             *m.params(),
@@ -553,7 +693,9 @@ mod tests {
 
     #[test]
     fn serde_validates() {
-        let m = Mechanism::select(Domain::Categorical { d: 8 }, eps(1, 1), MechanismName::Olh).unwrap();
+        let m = Selection::new(Domain::Categorical { d: 8 }, eps(1, 1), MechanismName::Olh)
+            .unwrap()
+            .for_period("m", 1);
         let bytes = postcard::to_allocvec(&m).unwrap();
         assert_eq!(postcard::from_bytes::<Mechanism>(&bytes).unwrap(), m);
         let bad = postcard::to_allocvec(&(eps(1, 1), Params::Hadamard { d: 8, k: 8 })).unwrap();

@@ -3,6 +3,7 @@
 
 use super::Ratio;
 use super::bernoulli::{bern_exp_neg_u128, bern_u128, bernoulli_logistic};
+use super::lanes::bernoulli_logistic_lanes;
 use super::mixture::{Mixture, bernoulli_mixture};
 use super::uniform::uniform_u64;
 use crate::rng::CryptoRng;
@@ -24,6 +25,13 @@ pub trait Coins {
     fn bernoulli_logistic(&mut self, gamma: Ratio) -> bool;
     /// Bernoulli((e^γ − 1)/(e^γ − 1 + D)) for the plan's γ and D ([`Mixture`]).
     fn bernoulli_mixture(&mut self, mix: &Mixture) -> bool;
+    /// `lanes` (1 to 64) independent Bernoulli(1/(1 + exp(γ))) in the low bits of a word,
+    /// the bits from `lanes` up zero. The default draws them one by one with
+    /// [`Coins::bernoulli_logistic`]; [`RngCoins`] draws 64 at a time, bit-sliced
+    /// ([`bernoulli_logistic_lanes`](super::bernoulli_logistic_lanes)), with the same law.
+    fn bernoulli_logistic_lanes(&mut self, gamma: Ratio, lanes: u32) -> u64 {
+        (0..lanes.min(64)).fold(0, |w, i| w | (u64::from(self.bernoulli_logistic(gamma)) << i))
+    }
 }
 
 /// [`Coins`] drawn from a cryptographic RNG with the exact samplers.
@@ -70,5 +78,10 @@ impl<R: CryptoRng + ?Sized> Coins for RngCoins<'_, R> {
     #[inline]
     fn bernoulli_mixture(&mut self, mix: &Mixture) -> bool {
         bernoulli_mixture(self.0, mix)
+    }
+
+    #[inline]
+    fn bernoulli_logistic_lanes(&mut self, gamma: Ratio, lanes: u32) -> u64 {
+        bernoulli_logistic_lanes(self.0, gamma, lanes)
     }
 }

@@ -33,13 +33,25 @@ pub trait Storage {
 
     /// Whether this storage keeps anything; when `false` the recorder does not even
     /// encode its state (simulations, hosts that accept losing the queue on restart).
+    /// Such a storage cannot keep an ε budget across a restart, so the recorder makes no
+    /// report of a budgeted metric with it, unless it is [`Self::single_life`].
     fn keeps_state(&self) -> bool {
         true
     }
+
+    /// **Hazard**: `true` only when the recorder using this storage is the device's only
+    /// life — it is never restarted (a simulation). Then a storage that keeps nothing may
+    /// still enforce ε budgets, in memory. A host that restarts would reopen its budget
+    /// periods on each restart. See [`crate::hazmat::SingleLifeStorage`].
+    fn single_life(&self) -> bool {
+        false
+    }
 }
 
-/// Storage that keeps nothing: a restart starts empty. For simulations and for hosts
-/// that accept losing unsent reports on a restart.
+/// Storage that keeps nothing: a restart starts empty. For hosts that accept losing
+/// unsent reports on a restart. It cannot keep an ε budget either, so a recorder with it
+/// makes no report of a metric with a budget (counted as `budget_unsaved`); simulations
+/// whose devices never restart use [`crate::hazmat::SingleLifeStorage`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NullStorage;
 
@@ -98,5 +110,33 @@ impl<S: Storage + ?Sized> Storage for &mut S {
 
     fn keeps_state(&self) -> bool {
         (**self).keeps_state()
+    }
+
+    fn single_life(&self) -> bool {
+        (**self).single_life()
+    }
+}
+
+/// Keeps nothing, like [`NullStorage`], but declares that its recorder is never
+/// restarted, so ε budgets hold in memory. Reachable as
+/// [`crate::hazmat::SingleLifeStorage`]: a host that can restart must not use it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SingleLifeStorage;
+
+impl Storage for SingleLifeStorage {
+    fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(None)
+    }
+
+    fn save(&mut self, _bytes: &[u8]) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
+    fn single_life(&self) -> bool {
+        true
     }
 }

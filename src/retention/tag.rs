@@ -70,7 +70,7 @@ impl fmt::Display for TagError {
 
 impl core::error::Error for TagError {}
 
-/// The retention tag on every report (DESIGN.md §5).
+/// The retention tag on every report (docs/design.md#retention-tag).
 ///
 /// On the device it can only be made by [`RetentionTag::for_statistic`] and
 /// [`RetentionTag::for_record`], from the consent state and the catalogue, so a device
@@ -272,7 +272,7 @@ impl RetentionTag {
         self.receipt.as_ref()
     }
 
-    /// The hold deadline of data that starts at `start` (DESIGN.md §5): `start + hold`,
+    /// The hold deadline of data that starts at `start` (docs/design.md#hold-deadline): `start + hold`,
     /// saturating.
     #[must_use]
     pub fn deadline(&self, start: Timestamp) -> Deadline {

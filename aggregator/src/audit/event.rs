@@ -9,7 +9,7 @@ use super::merkle::{Hash, leaf_hash};
 
 /// One auditable fact. Every field is an id, a digest, a count or an instant — **never
 /// personal data** (no subject id, no pseudonym, no value): the log is kept forever and
-/// must never need erasing (DESIGN.md §10).
+/// must never need erasing (docs/design.md#audit-log).
 ///
 /// New variants are only ever appended, so the postcard encoding of existing events
 /// (their leaves) never changes.
@@ -61,7 +61,7 @@ pub enum AuditEvent {
         /// Release time.
         at: Timestamp,
     },
-    /// A polymorphic pseudonym was transcrypted for a recipient (DESIGN.md §7).
+    /// A polymorphic pseudonym was transcrypted for a recipient (docs/design.md#pseudonyms).
     Transcryption {
         /// The recipient domain.
         recipient: RecipientId,

@@ -194,10 +194,11 @@ impl<S: AuditStore> AuditLog<S> {
     /// (RFC 9162 §2.1.4.1; `O(log n)` reads).
     ///
     /// # Errors
-    /// [`AuditError::OutOfRange`] unless `old_size ≤ new_size ≤ size`; storage failures.
+    /// [`AuditError::OutOfRange`] unless `0 < old_size ≤ new_size ≤ size` (RFC 9162
+    /// §2.1.4 defines no proof from the empty tree); storage failures.
     pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<ConsistencyProof, AuditError> {
         self.check_size(new_size)?;
-        if old_size > new_size {
+        if old_size == 0 || old_size > new_size {
             return Err(AuditError::OutOfRange { index: old_size, size: new_size });
         }
         let path = merkle::consistency_path(&Nodes(&self.store), old_size, new_size)?;

@@ -199,13 +199,20 @@ pub(crate) fn inclusion_path<S: NodeSource + ?Sized>(
 }
 
 /// The consistency path from `old` to `new` leaves, RFC 9162 §2.1.4.1
-/// (`SUBPROOF(m, D[n], true)`) unrolled top-down; empty when `old == 0` or `old == new`.
+/// (`SUBPROOF(m, D[n], true)`) unrolled top-down; empty when `old == new`.
+///
+/// RFC 9162 §2.1.4 defines a consistency proof for `0 < old ≤ new` only: a proof from the
+/// empty tree is refused rather than answered with an empty path a client could take for
+/// a proof.
 pub(crate) fn consistency_path<S: NodeSource + ?Sized>(
     src: &S,
     old: u64,
     new: u64,
 ) -> Result<Vec<Hash>, AuditError> {
-    if old == 0 || old >= new {
+    if old == 0 || old > new {
+        return Err(AuditError::OutOfRange { index: old, size: new });
+    }
+    if old == new {
         return Ok(Vec::new());
     }
     let (mut lo, mut m, mut n, mut complete) = (0u64, old, new, true);
@@ -371,7 +378,7 @@ impl MerkleTree {
     /// The consistency path from `old` to `new` leaves (RFC 9162 §2.1.4.1).
     ///
     /// # Errors
-    /// [`AuditError::OutOfRange`] unless `old ≤ new ≤ self.size()`.
+    /// [`AuditError::OutOfRange`] unless `0 < old ≤ new ≤ self.size()`.
     pub fn consistency_path(&self, old: u64, new: u64) -> Result<Vec<Hash>, AuditError> {
         if new > self.size() || old > new {
             return Err(AuditError::OutOfRange { index: old, size: new.min(self.size()) });

@@ -69,12 +69,15 @@ pub struct SqliteStore<C: Borrow<Connection>> {
 }
 
 impl<C: Borrow<Connection>> SqliteStore<C> {
-    /// Wraps `conn`, creating the tables and triggers if missing.
+    /// Wraps `conn`, creating the tables and triggers if missing — unless the
+    /// connection is read-only (an audit reads the log as it is, triggers or not).
     ///
     /// # Errors
     /// [`AuditError::Sqlite`] when the schema cannot be created.
     pub fn open(conn: C) -> Result<Self, AuditError> {
-        conn.borrow().execute_batch(SCHEMA)?;
+        if !conn.borrow().is_readonly(rusqlite::MAIN_DB)? {
+            conn.borrow().execute_batch(SCHEMA)?;
+        }
         Ok(Self { conn })
     }
 

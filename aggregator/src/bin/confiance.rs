@@ -10,12 +10,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
 use confiance::consent::{ConsentState, DeviceKey, Scope};
-use confiance::envelope::AeadId;
+use confiance::envelope::{AeadId, KeyConfig, KeyId, SecretKey};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{MetricId, PurposeId, RecipientId};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value as DevValue};
 use confiance_aggregator::audit::{SignedCheckpoint, Verifier};
+use confiance_aggregator::identity::{self, Access, Identity, IdentityError};
 use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::ledger::Party;
 use confiance_aggregator::report::{Format, GatherOptions, LogStatus, ReportData};
@@ -66,8 +67,8 @@ enum Cmd {
         /// The audit log's origin line.
         #[arg(long, default_value = "confiance/audit")]
         origin: String,
-        /// Days the HPKE key is valid from now (it is also valid 60 days back).
-        #[arg(long, default_value_t = 365)]
+        /// Days the HPKE key is valid from now, 1 to 3650 (it is also valid 60 days back).
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=3_650))]
         days: u64,
     },
     /// Add a bearer token for the HTTP API to the key file; prints the token once.
@@ -84,15 +85,35 @@ enum Cmd {
         /// Address to listen on (port 0 picks a free port; the bound address is printed).
         #[arg(long, default_value = "127.0.0.1:8750")]
         addr: std::net::SocketAddr,
-        /// Largest request body, in bytes.
-        #[arg(long, default_value_t = 256 * 1024)]
-        max_body: usize,
-        /// Group commit: most envelopes one commit holds.
-        #[arg(long, default_value_t = 256)]
-        commit_max: usize,
-        /// Group commit: longest an envelope waits for others, in milliseconds.
-        #[arg(long, default_value_t = 2)]
+        /// Largest request body, in bytes (1 to 64 MiB).
+        #[arg(long, default_value_t = 256 * 1024, value_parser = clap::value_parser!(u32).range(1..=64 << 20))]
+        max_body: u32,
+        /// Group commit: most envelopes one commit holds (1 to 65 536).
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+        commit_max: u32,
+        /// Group commit: longest an envelope waits for others, in milliseconds (0 to 1000).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1_000))]
         commit_wait_ms: u64,
+        /// Longest wait for a request's headers, and idle time of a kept-alive
+        /// connection, in milliseconds (100 to 600 000).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+        header_timeout_ms: u64,
+        /// Longest wait for the next piece of a request body, in milliseconds (100 to 600 000).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+        body_timeout_ms: u64,
+        /// Longest time a request may take, body included, in milliseconds (100 to 3 600 000).
+        #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+        request_timeout_ms: u64,
+        /// On SIGTERM, how long requests in flight may take to finish before the
+        /// connections still open are cut, in milliseconds (0 to 600 000).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+        drain_ms: u64,
+        /// Most open connections (default: the file-descriptor limit less 64, at most 1024).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        max_connections: Option<u32>,
+        /// Most requests handled at once; more wait (1 to 65 536).
+        #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+        max_in_flight: u32,
     },
     /// Ingest envelopes: one per file, or length-prefixed (4-byte big-endian length, then
     /// the envelope) with `--framed` or from stdin (`-` or no file).
@@ -105,6 +126,11 @@ enum Cmd {
         /// Ingest as of this time (UTC seconds or RFC 3339; default now).
         #[arg(long)]
         now: Option<String>,
+    },
+    /// The database's identity: the key set and catalogue it is bound to.
+    Identity {
+        #[command(subcommand)]
+        i: IdentityCmd,
     },
     /// Ask the ledger who sees what, for how long.
     Query {
@@ -246,9 +272,12 @@ enum QueryCmd {
     },
     /// Data held past its deadline.
     Overdue {
-        /// As of (default now).
+        /// As of (valid time; default now).
         #[arg(long)]
         now: Option<String>,
+        /// Record time (default: as known now).
+        #[arg(long)]
+        as_known_at: Option<String>,
     },
     /// Disclosures the consent valid at their time did not allow.
     Disclosures {
@@ -275,6 +304,16 @@ struct Window {
     /// End (exclusive; default the end of time).
     #[arg(long)]
     to: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum IdentityCmd {
+    /// Print the key-set fingerprint and catalogue digest stored in the database, and
+    /// those of the given key file and catalogue.
+    Show,
+    /// Bind the database to the given key file and catalogue (a key rotation or a
+    /// catalogue change); the change is kept in the database's identity history.
+    Adopt,
 }
 
 #[derive(Subcommand, Debug)]
@@ -366,10 +405,90 @@ fn key_file(cli: &Cli) -> Result<KeyFile, Fail> {
     KeyFile::read(&cli.keys).map_err(|e| bad("bad_key_file", format!("{}: {e}", cli.keys.display())))
 }
 
-fn open(cli: &Cli, kf: &KeyFile) -> Result<Aggregator, Fail> {
+/// The identity the key file and catalogue given on the command line would bind a
+/// database to.
+fn identity(cli: &Cli, kf: &KeyFile) -> Result<Identity, Fail> {
+    let text = match &cli.catalogue {
+        Some(p) => {
+            std::fs::read_to_string(p).map_err(|e| bad("bad_catalogue", format!("{}: {e}", p.display())))?
+        }
+        None => SAMPLE_CATALOGUE.to_owned(),
+    };
+    Ok(Identity {
+        key_fingerprint: kf.fingerprint().map_err(|e| bad("bad_key_file", e))?,
+        catalogue_digest: catalogue(cli)?.digest().0,
+        catalogue_text: text,
+    })
+}
+
+/// Opens the database after checking that it is one, and bound to this key file and
+/// catalogue. A read-only command never creates a database, and opens it read-only.
+fn open_as(cli: &Cli, kf: &KeyFile, access: Access) -> Result<Aggregator, Fail> {
     let keys = kf.key_store().map_err(|e| bad("bad_key_file", e))?;
-    Aggregator::open(&cli.db, catalogue(cli)?, keys, AggregatorConfig::default())
+    let id = identity(cli, kf)?;
+    match identity::check(&cli.db, &id, access) {
+        Ok(_) => {}
+        Err(e @ (IdentityError::Io(_) | IdentityError::Sqlite(_))) => return Err(internal(e)),
+        Err(e @ IdentityError::Missing(_)) => {
+            return Err(ApiError::new(404, "no_database", e.to_string()).into());
+        }
+        Err(e @ (IdentityError::KeyMismatch { .. } | IdentityError::CatalogueMismatch { .. })) => {
+            return Err(ApiError::new(409, "identity_mismatch", e.to_string()).into());
+        }
+        Err(e) => return Err(bad("not_a_database", e.to_string())),
+    }
+    let path = match access {
+        // SQLite's URI form (rusqlite opens with SQLITE_OPEN_URI): any write fails.
+        Access::ReadOnly => PathBuf::from(format!("file:{}?mode=ro", uri_path(&cli.db))),
+        Access::ReadWrite => cli.db.clone(),
+    };
+    Aggregator::open(&path, catalogue(cli)?, keys, AggregatorConfig::default())
         .map_err(|e| internal(format!("{}: {e}", cli.db.display())))
+}
+
+/// `path` escaped for a `file:` URI.
+fn uri_path(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    abs.to_string_lossy().replace('%', "%25").replace('?', "%3f").replace('#', "%23")
+}
+
+fn open(cli: &Cli, kf: &KeyFile) -> Result<Aggregator, Fail> {
+    open_as(cli, kf, Access::ReadWrite)
+}
+
+fn open_read_only(cli: &Cli, kf: &KeyFile) -> Result<Aggregator, Fail> {
+    open_as(cli, kf, Access::ReadOnly)
+}
+
+fn identity_cmd(cli: &Cli, i: &IdentityCmd) -> Result<Value, Fail> {
+    let kf = key_file(cli)?;
+    let given = identity(cli, &kf)?;
+    let fail = |e: IdentityError| match e {
+        IdentityError::Missing(_) => Fail::from(ApiError::new(404, "no_database", e.to_string())),
+        IdentityError::Io(_) | IdentityError::Sqlite(_) => internal(e),
+        _ => bad("not_a_database", e.to_string()),
+    };
+    match i {
+        IdentityCmd::Show => {
+            let stored = identity::read(&cli.db).map_err(fail)?;
+            Ok(json!({
+                "stored_key_set": stored.as_ref().map(|s| hex(&s.key_fingerprint)),
+                "stored_catalogue": stored.as_ref().map(|s| hex(&s.catalogue_digest)),
+                "given_key_set": hex(&given.key_fingerprint),
+                "given_catalogue": hex(&given.catalogue_digest),
+                "matches": stored.as_ref().map(|s| s.key_fingerprint == given.key_fingerprint && s.catalogue_digest == given.catalogue_digest),
+            }))
+        }
+        IdentityCmd::Adopt => {
+            let changed = identity::adopt(&cli.db, &given, wall_now().as_secs()).map_err(fail)?;
+            for (what, old, new) in &changed {
+                eprintln!("confiance: identity of {}: {what} {} -> {}", cli.db.display(), hex(old), hex(new));
+            }
+            Ok(json!({
+                "changed": changed.iter().map(|(what, old, new)| json!({"what": what, "old": hex(old), "new": hex(new)})).collect::<Vec<_>>(),
+            }))
+        }
+    }
 }
 
 fn random32() -> Result<[u8; 32], Fail> {
@@ -382,7 +501,6 @@ fn run(cli: Cli) -> Result<Value, Fail> {
     match &cli.cmd {
         Cmd::Keygen { force, origin, days } => keygen(&cli, *force, origin, *days),
         Cmd::Token { role, recipient } => {
-            let mut kf = key_file(&cli)?;
             let role: Role = role.parse().map_err(|()| bad("bad_role", format!("unknown role `{role}`")))?;
             let recipient = match (role, recipient) {
                 (Role::Recipient, Some(r)) => {
@@ -404,19 +522,48 @@ fn run(cli: Cli) -> Result<Value, Fail> {
                 (_, Some(_)) => return Err(bad("bad_parameter", "only recipient tokens take --recipient")),
                 (_, None) => None,
             };
-            let token = kf.add_token(role, recipient.clone(), random32()?);
-            kf.write(&cli.keys).map_err(internal)?;
+            let random = random32()?;
+            // Read, add and write under the key file's lock: concurrent runs each add theirs.
+            let token =
+                KeyFile::update(&cli.keys, |kf| Ok::<_, Fail>(kf.add_token(role, recipient.clone(), random)))
+                    .map_err(|e| bad("bad_key_file", format!("{}: {e}", cli.keys.display())))??;
             Ok(json!({"role": role.as_str(), "recipient": recipient.map(|r| r.to_string()), "token": token}))
         }
-        Cmd::Serve { addr, max_body, commit_max, commit_wait_ms } => {
+        Cmd::Serve {
+            addr,
+            max_body,
+            commit_max,
+            commit_wait_ms,
+            header_timeout_ms,
+            body_timeout_ms,
+            request_timeout_ms,
+            drain_ms,
+            max_connections,
+            max_in_flight,
+        } => {
             let kf = key_file(&cli)?;
             let agg = open(&cli, &kf)?;
             let signer = kf.signer().map_err(|e| bad("bad_key_file", e))?;
-            let mut config = ServerConfig::new(*max_body, kf.tokens.clone());
-            config.group_commit = GroupCommit {
-                max_envelopes: *commit_max,
-                max_wait: std::time::Duration::from_millis(*commit_wait_ms),
-            };
+            let ms = std::time::Duration::from_millis;
+            let mut config = ServerConfig::new(*max_body as usize, kf.tokens.clone());
+            config.group_commit =
+                GroupCommit { max_envelopes: *commit_max as usize, max_wait: ms(*commit_wait_ms) };
+            let l = &mut config.limits;
+            l.header_timeout = ms(*header_timeout_ms);
+            l.body_timeout = ms(*body_timeout_ms);
+            l.request_timeout = ms(*request_timeout_ms);
+            l.drain = ms(*drain_ms);
+            l.max_in_flight = *max_in_flight as usize;
+            if let Some(n) = max_connections {
+                l.max_connections = *n as usize;
+            }
+            // Request logs on stderr (docs/http.md, "Operations").
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_max_level(tracing::Level::INFO)
+                .with_target(false)
+                .with_ansi(false)
+                .try_init();
             let json_out = cli.json;
             confiance_aggregator::server::serve(agg, signer, config, *addr, |bound| {
                 if json_out {
@@ -430,9 +577,10 @@ fn run(cli: Cli) -> Result<Value, Fail> {
             Ok(json!({"stopped": true}))
         }
         Cmd::Ingest { files, framed, now } => ingest(&cli, files, *framed, time_or_now(now.as_ref())?),
+        Cmd::Identity { i } => identity_cmd(&cli, i),
         Cmd::Query { q } => {
             let kf = key_file(&cli)?;
-            let agg = open(&cli, &kf)?;
+            let agg = open_read_only(&cli, &kf)?;
             let q = build_query(&agg, q)?;
             Ok(run_query(&agg, &q)?)
         }
@@ -468,14 +616,20 @@ fn keygen(cli: &Cli, force: bool, origin: &str, days: u64) -> Result<Value, Fail
     let now = wall_now();
     let mut rng = SeededRng::from_seed(random32()?);
     let mut ks = KeyStore::new(7 * 86_400);
-    let config = ks
-        .generate(
-            AeadId::ChaCha20Poly1305,
-            now.saturating_sub_secs(60 * 86_400),
-            now.saturating_add_secs(days * 86_400),
-            &mut rng,
-        )
-        .map_err(internal)?;
+    // A random key id, so that two key files almost never share one and an envelope
+    // sealed to another aggregator's key is refused as `unknown key`, not as a
+    // decryption failure.
+    let id = random32()?;
+    let secret = SecretKey::generate(&mut rng);
+    let config = KeyConfig::new(
+        KeyId(u16::from_be_bytes([id[0], id[1]])),
+        AeadId::ChaCha20Poly1305,
+        secret.public_key(),
+        now.saturating_sub_secs(60 * 86_400),
+        now.saturating_add_secs(days.saturating_mul(86_400)),
+    )
+    .map_err(internal)?;
+    ks.insert(config, secret).map_err(internal)?;
     let hpke = ks.iter().map(|(c, s)| (*c, s.to_bytes())).collect();
     let kf = KeyFile {
         grace_secs: ks.grace_secs(),
@@ -532,9 +686,13 @@ fn ingest(cli: &Cli, files: &[PathBuf], framed: bool, now: Timestamp) -> Result<
             Ok(ack) => {
                 accepted += 1;
                 reports += u64::from(ack.reports);
-                results.push(
-                    json!({"index": i, "ok": true, "envelope": hex(&ack.envelope.0), "reports": ack.reports}),
-                );
+                let refused: Vec<Value> = ack
+                    .refused
+                    .iter()
+                    .map(|r| json!({"index": r.index, "code": r.refusal.code(), "retry": r.retry}))
+                    .collect();
+                results.push(json!({"index": i, "ok": true, "envelope": hex(&ack.envelope.0),
+                    "reports": ack.reports, "refused": refused}));
             }
             Err(err) => {
                 let a = ApiError::from_ingest(&err);
@@ -631,7 +789,10 @@ fn build_query(agg: &Aggregator, q: &QueryCmd) -> Result<Query, Fail> {
                 .map_err(|e| bad("bad_catalogue", format!("{}: {e}", candidate.display())))?;
             Query::CatalogueDiff { other: Box::new(parse_catalogue(&text)?) }
         }
-        QueryCmd::Overdue { now } => Query::Overdue { now: time_or_now(now.as_ref())? },
+        QueryCmd::Overdue { now, as_known_at } => Query::Overdue {
+            now: time_or_now(now.as_ref())?,
+            as_known_at: as_known_at.as_deref().map(parse_time).transpose()?,
+        },
         QueryCmd::Disclosures { w } => {
             let (from, to) = window(w)?;
             Query::Disclosures { from, to }
@@ -641,7 +802,7 @@ fn build_query(agg: &Aggregator, q: &QueryCmd) -> Result<Query, Fail> {
 
 fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
     let kf = key_file(cli)?;
-    let agg = open(cli, &kf)?;
+    let agg = open_read_only(cli, &kf)?;
     let signer = kf.signer().map_err(|e| bad("bad_key_file", e))?;
     let verifier = Verifier::new(signer.origin(), signer.verifying_key()).map_err(internal)?;
     let log = agg.store().audit_log().map_err(internal)?;
@@ -667,12 +828,15 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
                 let old =
                     SignedCheckpoint::from_text(&text).map_err(|e| bad("bad_checkpoint", e.to_string()))?;
                 verifier.verify_checkpoint(&old).map_err(|e| refused("checkpoint_invalid", e.to_string()))?;
-                let proof = log
-                    .consistency_proof(old.checkpoint().size(), size)
-                    .map_err(|e| refused("log_invalid", e.to_string()))?;
-                verifier.verify_consistency(&old, &cp, &proof).map_err(|e| {
-                    refused("log_invalid", format!("not consistent with the earlier checkpoint: {e}"))
-                })?;
+                // Every log extends the empty one: RFC 9162 has no proof from size 0.
+                if old.checkpoint().size() > 0 {
+                    let proof = log
+                        .consistency_proof(old.checkpoint().size(), size)
+                        .map_err(|e| refused("log_invalid", e.to_string()))?;
+                    verifier.verify_consistency(&old, &cp, &proof).map_err(|e| {
+                        refused("log_invalid", format!("not consistent with the earlier checkpoint: {e}"))
+                    })?;
+                }
                 consistency = json!(true);
             }
             Ok(json!({
@@ -688,7 +852,7 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
 
 fn report(cli: &Cli, format: ReportFormat, out: Option<&Path>, at: Timestamp) -> Result<Value, Fail> {
     let kf = key_file(cli)?;
-    let agg = open(cli, &kf)?;
+    let agg = open_read_only(cli, &kf)?;
     let signer = kf.signer().map_err(|e| bad("bad_key_file", e))?;
     let title = format!("Who sees what — {}", agg.catalogue().name());
     let opts = GatherOptions {

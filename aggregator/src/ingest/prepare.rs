@@ -14,7 +14,7 @@ use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, CatalogueDigest, MetricKind};
 use confiance::envelope::{EnvelopeId, decode_body};
 use confiance::ids::{MetricId, ReceiptId};
-use confiance::ldp::Mechanism;
+use confiance::ldp::Selection;
 use confiance::report::{Payload, RecordValue, Report};
 use confiance::retention::RetentionTag;
 use confiance::token::{SpentToken, TokenPeriod, TokenScope};
@@ -34,7 +34,7 @@ pub(crate) struct Preparer<'a> {
     pub(crate) catalogue: &'a Catalogue,
     pub(crate) digest: CatalogueDigest,
     pub(crate) config: &'a AggregatorConfig,
-    pub(crate) mechanisms: &'a BTreeMap<MetricId, Mechanism>,
+    pub(crate) mechanisms: &'a BTreeMap<MetricId, Selection>,
     /// (metric, tag) pairs known to pass [`RetentionTag::check`].
     pub(crate) checked_tags: &'a HashSet<(MetricId, RetentionTag)>,
     /// When set, every statistic needs a token for its scope.
@@ -149,14 +149,19 @@ impl Preparer<'_> {
     /// Size check, HPKE open and decode, then the stateless checks of each report.
     ///
     /// # Errors
-    /// [`IngestError::TooLarge`] or [`IngestError::Open`]: the errors `stage` returns
-    /// before it looks at any state.
+    /// [`IngestError::TooLarge`], [`IngestError::Open`] or [`IngestError::TimeBucket`]:
+    /// the errors `stage` returns before it looks at any state.
     pub(crate) fn prepare(&self, frame: &[u8], now: Timestamp) -> Result<Prepared, IngestError> {
         if frame.len() > self.config.max_envelope_bytes {
             return Err(IngestError::TooLarge { len: frame.len() });
         }
         let opened = self.keys.open(frame, now, &self.digest).map_err(IngestError::Open)?;
         let day = opened.header.time_bucket;
+        // The header is authenticated now: a device stamps the start of the UTC day of its
+        // flush, so the bucket is aligned and has begun (allowing for the clock skew).
+        if day.truncate(DAY) != day || day > now.saturating_add_secs(self.config.clock_skew_secs) {
+            return Err(IngestError::TimeBucket(day));
+        }
         let mut spent = Vec::new();
         let reports = decode_body::<Report>(&opened.plaintext, &self.config.batch_limits)
             .map_err(IngestError::Batch)
@@ -214,7 +219,9 @@ impl Preparer<'_> {
                         audience: r.tag.audience().clone(),
                         hold: r.tag.hold().clone(),
                     };
-                    Accumulator::check(mech, ldp).map_err(ReportError::Ldp)?;
+                    // The partition's mechanism: the report's bucket keys it, as on the device.
+                    let mech = mech.for_period(r.metric.as_str(), r.time.as_secs());
+                    Accumulator::check(&mech, ldp).map_err(ReportError::Ldp)?;
                     Ok(Kind::Statistic(key))
                 }
                 (Payload::Record { value, .. }, false) => {

@@ -45,7 +45,7 @@ pub struct AccessEntry {
     /// What.
     pub metric: MetricId,
     /// The end of the access window interval that holds `at`, when `at` is in the access
-    /// window (DESIGN.md §5: the union over the subject's receipts naming the recipient
+    /// window (docs/design.md#access-window: the union over the subject's receipts naming the recipient
     /// and the metric of `[valid_from, min(valid_until, withdrawn_at))`); `None` when the
     /// recipient sees the data only because it still holds records.
     pub window_until: Option<Until>,
@@ -53,8 +53,11 @@ pub struct AccessEntry {
     pub receipts: Vec<ReceiptId>,
     /// Their purposes, sorted and without repeats.
     pub purposes: Vec<PurposeId>,
-    /// The longest effective hold (`min(receipt hold, metric maximum)`) among those
-    /// receipts: "for how long" is `window_until` plus this hold.
+    /// The longest effective hold (`min(receipt hold, metric maximum)`, as
+    /// [`Ledger::record_deadline`](super::Ledger::record_deadline) applies it) among the
+    /// receipts of the access window from `at` to `window_until` — those in force at `at`
+    /// and those that start later in the same window: "for how long" is `window_until`
+    /// plus this hold, and no record collected in the window is held longer.
     pub hold: Option<Duration>,
     /// Pseudonymous records of the subject for this metric the recipient holds at `at`.
     pub records_held: u64,
@@ -304,11 +307,14 @@ pub struct UnconsentedDisclosure {
 /// What is overdue: data held past its deadline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overdue {
-    /// The instant of the question.
+    /// The instant of the question (valid time).
     pub now: Timestamp,
-    /// Records not purged whose deadline is at or before `now`, by deadline.
+    /// Record time of the question (`None` = as known now).
+    pub as_known_at: Option<Timestamp>,
+    /// Records in the store at `now` (not purged by then) whose deadline is at or before
+    /// `now`, by deadline.
     pub records: Vec<RecordNote>,
-    /// Partitions not purged whose deadline is at or before `now`, by deadline.
+    /// Partitions in the store at `now` whose deadline is at or before `now`, by deadline.
     pub partitions: Vec<PartitionNote>,
 }
 

@@ -56,6 +56,9 @@ pub enum LedgerError {
     Corrupt(&'static str),
     /// SQLite failed.
     Store(rusqlite::Error),
+    /// An in-memory table of the index is at its capacity (the name says which); the
+    /// input was not recorded.
+    Full(&'static str),
 }
 
 impl fmt::Display for LedgerError {
@@ -82,6 +85,7 @@ impl fmt::Display for LedgerError {
             Self::CatalogueChanged => f.write_str("the ledger store was written under another catalogue"),
             Self::Corrupt(what) => write!(f, "ledger store is corrupt: {what}"),
             Self::Store(e) => write!(f, "ledger store: {e}"),
+            Self::Full(what) => write!(f, "ledger index full: too many {what}"),
         }
     }
 }

@@ -8,7 +8,19 @@ use confiance::catalogue::Catalogue;
 use confiance::ids::{CategoryId, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
 use confiance::retention::Duration;
 
+use super::LedgerError;
 use super::answer::DisclosureKind;
+
+/// Most distinct hold durations the index interns (its hold indices are `u32`).
+pub(super) const MAX_HOLDS: usize = u32::MAX as usize;
+
+/// Most rows of one table (subjects, receipts, records, partitions, disclosures): their
+/// indices are `u32`. The ledger refuses an input past it with [`LedgerError::Full`]
+/// before storing anything, so [`to_u32`] never saturates.
+pub(super) const MAX_ROWS: usize = u32::MAX as usize;
+
+// Catalogue names are interned as `u16`: a catalogue has at most `MAX_ITEMS` of a kind.
+const _: () = assert!(confiance::catalogue::MAX_ITEMS < u16::MAX as usize);
 
 /// "Never" / "not yet" for times stored as plain instants.
 pub(super) const NEVER: Timestamp = Timestamp::MAX;
@@ -35,6 +47,7 @@ impl Names {
         let metrics: Vec<MetricId> = catalogue.metrics().map(|(id, _)| id.clone()).collect();
         let metric_category = catalogue.metrics().map(|(_, m)| m.category.clone()).collect();
         let metric_max_hold = catalogue.metrics().map(|(_, m)| m.max_hold.clone()).collect();
+        // Lossless: at most `MAX_ITEMS` < 2^16 names of a kind (asserted above).
         let ix = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
         let recipient_ix =
             recipients.iter().enumerate().map(|(i, r)| (r.as_str().to_owned(), ix(i))).collect();
@@ -118,7 +131,8 @@ pub(super) struct ReceiptRow {
     pub subject: u32,
     pub recipient: u16,
     pub purpose: u16,
-    pub hold: u16,
+    /// Index into [`Index::holds`].
+    pub hold: u32,
     /// Sorted metric indices the receipt covers under the catalogue.
     pub metrics: Box<[u16]>,
     pub valid_from: Timestamp,
@@ -143,7 +157,9 @@ impl ReceiptRow {
     }
     /// Whether the withdrawal, as known at `known`, is what ended it.
     pub fn ended_by_withdrawal(&self, known: Timestamp) -> bool {
-        self.withdrawn() && self.withdrawal_recorded_at <= known && self.withdrawn_at < self.valid_until
+        // A withdrawal taking effect at the very instant the receipt expires ended it too;
+        // the subject's act is the reason given (one rule, `withdrawn_at <= valid_until`).
+        self.withdrawn() && self.withdrawal_recorded_at <= known && self.withdrawn_at <= self.valid_until
     }
 }
 
@@ -195,12 +211,20 @@ impl RecordRow {
     pub fn purged(&self) -> bool {
         self.pseq != u64::MAX
     }
-    /// Held at `at` as known at `known`: collected, not past its deadline, not purged.
-    pub fn held(&self, at: Timestamp, known: Timestamp) -> bool {
+    /// In the store at `at` as known at `known`, deadline aside: collected by then and
+    /// not purged by then.
+    fn present(&self, at: Timestamp, known: Timestamp) -> bool {
         self.recorded_at <= known
             && self.collected_at <= at
-            && at < self.deadline
             && !(self.purge_recorded_at <= known && self.purged_at <= at)
+    }
+    /// Held at `at` as known at `known`: present and not past its deadline.
+    pub fn held(&self, at: Timestamp, known: Timestamp) -> bool {
+        self.present(at, known) && at < self.deadline
+    }
+    /// Overdue at `at` as known at `known`: present at or after its deadline.
+    pub fn overdue(&self, at: Timestamp, known: Timestamp) -> bool {
+        self.present(at, known) && self.deadline <= at
     }
 }
 
@@ -222,12 +246,20 @@ impl PartitionRow {
     pub fn purged(&self) -> bool {
         self.pseq != u64::MAX
     }
-    /// Held at `at` as known at `known`: noted by then, not past its deadline, not purged.
-    pub fn held(&self, at: Timestamp, known: Timestamp) -> bool {
+    /// In the store at `at` as known at `known`, deadline aside: noted by then and not
+    /// purged by then.
+    fn present(&self, at: Timestamp, known: Timestamp) -> bool {
         self.recorded_at <= known
             && self.recorded_at <= at
-            && at < self.deadline
             && !(self.purge_recorded_at <= known && self.purged_at <= at)
+    }
+    /// Held at `at` as known at `known`: present and not past its deadline.
+    pub fn held(&self, at: Timestamp, known: Timestamp) -> bool {
+        self.present(at, known) && at < self.deadline
+    }
+    /// Overdue at `at` as known at `known`: present at or after its deadline.
+    pub fn overdue(&self, at: Timestamp, known: Timestamp) -> bool {
+        self.present(at, known) && self.deadline <= at
     }
 }
 
@@ -271,7 +303,7 @@ pub(super) struct Index {
     pub receipts: Vec<ReceiptRow>,
     pub receipt_ix: HashMap<ReceiptId, u32>,
     pub holds: Vec<Duration>,
-    pub hold_ix: HashMap<Duration, u16>,
+    pub hold_ix: HashMap<Duration, u32>,
     /// Per (recipient, metric): grants sorted by `valid_from`.
     pub postings: Vec<Vec<GrantEntry>>,
     pub recipients: Vec<RecipientEntry>,
@@ -279,13 +311,14 @@ pub(super) struct Index {
     pub record_ix: HashMap<[u8; 16], u32>,
     /// Per (recipient, metric): record indices sorted by `collected_at`.
     pub record_postings: Vec<Vec<u32>>,
-    /// Records not purged, by deadline.
-    pub live_records: BTreeSet<(Timestamp, u32)>,
+    /// Every record, purged or not, by deadline (a late purge stays a past violation).
+    pub records_by_deadline: BTreeSet<(Timestamp, u32)>,
     pub partitions: Vec<PartitionRow>,
     pub partition_ix: HashMap<Box<[u8]>, u32>,
     /// Per metric: partition indices.
     pub metric_partitions: Vec<Vec<u32>>,
-    pub live_partitions: BTreeSet<(Timestamp, u32)>,
+    /// Every partition, purged or not, by deadline.
+    pub partitions_by_deadline: BTreeSet<(Timestamp, u32)>,
     pub disclosures: Vec<DisclosureRow>,
     /// Disclosure indices sorted by `at` (valid time).
     pub disclosures_by_at: Vec<u32>,
@@ -307,6 +340,7 @@ pub(super) fn insert_sorted<K: Ord>(v: &mut Vec<u32>, value: u32, key: impl Fn(u
     }
 }
 
+/// A row index; callers checked [`Index::room`] first, so `n < MAX_ROWS`.
 fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -326,11 +360,11 @@ impl Index {
             records: Vec::new(),
             record_ix: HashMap::new(),
             record_postings: vec![Vec::new(); names.pairs()],
-            live_records: BTreeSet::new(),
+            records_by_deadline: BTreeSet::new(),
             partitions: Vec::new(),
             partition_ix: HashMap::new(),
             metric_partitions: vec![Vec::new(); names.metrics.len()],
-            live_partitions: BTreeSet::new(),
+            partitions_by_deadline: BTreeSet::new(),
             disclosures: Vec::new(),
             disclosures_by_at: Vec::new(),
             next_seq: 0,
@@ -356,14 +390,35 @@ impl Index {
         })
     }
 
-    pub fn intern_hold(&mut self, hold: &Duration) -> u16 {
+    /// The index of `hold`, interning it if new.
+    ///
+    /// # Errors
+    /// [`LedgerError::Full`] past [`MAX_HOLDS`] distinct holds (each distinct hold needs
+    /// a receipt, so ~4·10^9 receipts in memory first); nothing is interned then.
+    pub fn intern_hold(&mut self, hold: &Duration) -> Result<u32, LedgerError> {
         if let Some(&h) = self.hold_ix.get(hold) {
-            return h;
+            return Ok(h);
         }
-        let h = u16::try_from(self.holds.len()).unwrap_or(u16::MAX);
+        let h = u32::try_from(self.holds.len())
+            .ok()
+            .filter(|&h| (h as usize) < MAX_HOLDS)
+            .ok_or(LedgerError::Full("distinct holds"))?;
         self.holds.push(hold.clone());
         self.hold_ix.insert(hold.clone(), h);
-        h
+        Ok(h)
+    }
+
+    /// Room for `pending + 1` more rows in `table` of `len` rows.
+    ///
+    /// # Errors
+    /// [`LedgerError::Full`] naming the table.
+    pub fn room(table: &'static str, len: usize, pending: usize) -> Result<(), LedgerError> {
+        if len.saturating_add(pending) < MAX_ROWS { Ok(()) } else { Err(LedgerError::Full(table)) }
+    }
+
+    /// Whether `hold` can be interned after `pending` other new holds.
+    pub fn has_room_for_hold(&self, hold: &Duration, pending: usize) -> bool {
+        self.hold_ix.contains_key(hold) || self.holds.len().saturating_add(pending) < MAX_HOLDS
     }
 
     pub fn bump_seq(&mut self, seq: u64) {
@@ -467,7 +522,7 @@ impl Index {
         self.record_ix.insert(row.id, i);
         let (pair, subject, recipient, collected) =
             (names.pair(row.recipient, row.metric), row.subject, row.recipient, row.collected_at);
-        self.live_records.insert((row.deadline, i));
+        self.records_by_deadline.insert((row.deadline, i));
         self.records.push(row);
         let records = &self.records;
         if let Some(list) = self.record_postings.get_mut(pair) {
@@ -489,7 +544,6 @@ impl Index {
         row.purged_at = at;
         row.purge_recorded_at = recorded_at;
         row.pseq = seq;
-        self.live_records.remove(&(row.deadline, i));
         let recipient = row.recipient;
         let records = &self.records;
         if let Some(r) = self.recipients.get_mut(usize::from(recipient)) {
@@ -503,7 +557,7 @@ impl Index {
         let i = to_u32(self.partitions.len());
         self.bump_seq(row.seq);
         self.partition_ix.insert(row.id.clone(), i);
-        self.live_partitions.insert((row.deadline, i));
+        self.partitions_by_deadline.insert((row.deadline, i));
         if let Some(list) = self.metric_partitions.get_mut(usize::from(row.metric)) {
             list.push(i);
         }
@@ -521,7 +575,6 @@ impl Index {
         row.purged_at = at;
         row.purge_recorded_at = recorded_at;
         row.pseq = seq;
-        self.live_partitions.remove(&(row.deadline, i));
     }
 
     pub fn add_disclosure(&mut self, row: DisclosureRow) {

@@ -1,4 +1,4 @@
-//! The queries of DESIGN.md §5, read from the in-memory index.
+//! The queries of docs/design.md#queries, read from the in-memory index.
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
@@ -156,14 +156,19 @@ impl<C: Borrow<Connection>> Ledger<C> {
             let Some(end) = merged_end(group.iter().map(|g| (g.2, g.3)), at) else { continue };
             let Some(mut e) = self.empty_entry(r, m) else { continue };
             e.window_until = Some(Until::from_end(end));
-            let mut best_hold: Option<(Timestamp, u16)> = None;
-            for &(_, _, a, b, rx) in group.iter().filter(|g| g.2 <= at && at < g.3) {
+            let mut best_hold: Option<(Timestamp, u32)> = None;
+            // The hold is over every receipt of the window from `at` to its end — also
+            // those starting later: a record collected under them is held that long
+            // (`record_deadline`), so "for how long" must cover it.
+            for &(_, _, a, b, rx) in group.iter().filter(|g| g.2 < end && at < g.3) {
                 let Some(row) = self.receipt(rx) else { continue };
-                let _ = (a, b);
-                e.receipts.push(row.id);
-                if let Some(p) = self.names.purpose_id(row.purpose) {
-                    e.purposes.push(p.clone());
+                if a <= at {
+                    e.receipts.push(row.id);
+                    if let Some(p) = self.names.purpose_id(row.purpose) {
+                        e.purposes.push(p.clone());
+                    }
                 }
+                let _ = b;
                 let d = self.deadline_of(row.hold, m, at);
                 if best_hold.is_none_or(|(bd, _)| d > bd) {
                     best_hold = Some((d, row.hold));
@@ -208,8 +213,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// `min(receipt hold, metric max hold)` as a duration: whichever ends first from
     /// `start` (as the device's retention tag picks it). Compared by deadline, not with
     /// `Duration::is_within`, which scans calendar years for mixed periods.
-    fn effective_hold(&self, hold: u16, m: u16, start: Timestamp) -> Option<confiance::retention::Duration> {
-        let h = self.ix.holds.get(usize::from(hold))?;
+    fn effective_hold(&self, hold: u32, m: u16, start: Timestamp) -> Option<confiance::retention::Duration> {
+        let h = self.ix.holds.get(hold as usize)?;
         match self.names.metric_max_hold.get(usize::from(m)) {
             Some(max) if max.deadline_from(start).at < h.deadline_from(start).at => Some(max.clone()),
             _ => Some(h.clone()),
@@ -347,7 +352,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
                 metrics: r.metrics.iter().filter_map(|&m| self.names.metric_id(m).cloned()).collect(),
                 valid_from: r.valid_from,
                 valid_until: until_of(r.valid_until),
-                hold: self.ix.holds.get(usize::from(r.hold))?.clone(),
+                hold: self.ix.holds.get(r.hold as usize)?.clone(),
             },
         })
     }
@@ -531,23 +536,31 @@ impl<C: Borrow<Connection>> Ledger<C> {
             .collect()
     }
 
-    /// Records and partitions not purged (as known now) whose hold deadline is at or
-    /// before `now`.
+    /// What was overdue at `now`, as known at `as_known_at` (`None` = now): records and
+    /// partitions in the store at `now` (collected or noted by then, not purged by then)
+    /// whose hold deadline is at or before `now`. A purge after `now` does not hide a
+    /// violation at `now`: asked about a past instant, a late purge stays visible. A
+    /// deadline is the first instant the data may no longer be held, so data purged at
+    /// its deadline is never overdue. `O(k)` in the records and partitions whose deadline
+    /// is at or before `now`, purged or not.
     #[must_use]
-    pub fn overdue(&self, now: Timestamp) -> Overdue {
+    pub fn overdue(&self, now: Timestamp, as_known_at: Option<Timestamp>) -> Overdue {
+        let known = known_at(as_known_at);
         let records = self
             .ix
-            .live_records
+            .records_by_deadline
             .range(..=(now, u32::MAX))
+            .filter(|&&(_, i)| self.ix.records.get(i as usize).is_some_and(|r| r.overdue(now, known)))
             .filter_map(|&(_, i)| self.record_note(i))
             .collect();
         let partitions = self
             .ix
-            .live_partitions
+            .partitions_by_deadline
             .range(..=(now, u32::MAX))
+            .filter(|&&(_, i)| self.ix.partitions.get(i as usize).is_some_and(|p| p.overdue(now, known)))
             .filter_map(|&(_, i)| self.partition_note(i))
             .collect();
-        Overdue { now, records, partitions }
+        Overdue { now, as_known_at, records, partitions }
     }
 
     /// Who gains or loses access to what from catalogue `a` to `b` ([`super::diff`]),

@@ -249,7 +249,7 @@ pub(super) fn load(conn: &Connection, names: &Names) -> Result<Index, LedgerErro
     let count = usize::try_from(count).unwrap_or(0);
     ix.receipts.reserve_exact(count);
     ix.receipt_ix.reserve(count);
-    let mut hold_cache: HashMap<String, u16> = HashMap::new();
+    let mut hold_cache: HashMap<String, u32> = HashMap::new();
     let mut metric_buf: Vec<u16> = Vec::new();
     {
         let mut st = conn.prepare(
@@ -275,7 +275,7 @@ pub(super) fn load(conn: &Connection, names: &Names) -> Result<Index, LedgerErro
                 Some(&h) => h,
                 None => {
                     let d: Duration = hold_s.parse().map_err(|_| LedgerError::Corrupt("hold"))?;
-                    let h = ix.intern_hold(&d);
+                    let h = ix.intern_hold(&d)?;
                     hold_cache.insert(hold_s.to_owned(), h);
                     h
                 }

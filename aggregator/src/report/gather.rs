@@ -157,7 +157,7 @@ impl ReportData {
             ));
         }
         data.retention = parts;
-        for r in &agg.ledger().overdue(at).records {
+        for r in &agg.ledger().overdue(at, None).records {
             data.retention.push(RetentionRow {
                 item: format!("record {}", hex(&r.record)),
                 kind: RetentionKind::Records,

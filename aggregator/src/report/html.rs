@@ -169,8 +169,8 @@ fn write_access(o: &mut String, d: &ReportData) -> core::fmt::Result {
         return o.write_str("</section>\n");
     }
     o.push_str(
-        "<p>Each bar is an access window (DESIGN §5): the recipient sees the metric from its start to its end, \
-         then may keep what it collected until the end of the hold. Open windows last until the consent is \
+        "<p>Each bar is an access window (docs/design.md#access-window): the recipient sees the metric \
+         from its start to its end, then may keep what it collected until the end of the hold. Open windows last until the consent is \
          withdrawn and run to the right edge.</p>\n",
     );
     for c in charts::access_charts(d) {

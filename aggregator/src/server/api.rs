@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query as QueryParams, State as AxState};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{MatchedPath, Path, Query as QueryParams, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use confiance::Timestamp;
@@ -14,24 +15,87 @@ use confiance::ids::RecipientId;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 use super::query::{
     ApiError, DiffOf, Query, hexify, parse_catalogue, parse_category, parse_metric, parse_purpose,
     parse_recipient, parse_subject, parse_time, release_json, run_query,
 };
-use super::{Role, State, hex};
+use super::{Limits, Role, State, hex};
+use crate::audit::AuditEvent;
 use crate::ledger::Party;
 use crate::report::{Format, GatherOptions, ReportData};
 use crate::service::Aggregator;
 
 type St = AxState<Arc<State>>;
 type Params = Result<QueryParams<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+type PathParam = Result<Path<String>, PathRejection>;
+
+/// The code of an error answer, kept on the response for the request log.
+#[derive(Clone, Copy, Debug)]
+struct ErrorCode(&'static str);
+
+/// Seconds a client is asked to wait before retrying a `503`.
+const RETRY_AFTER_SECS: u32 = 2;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(self.to_json())).into_response()
+        let mut r = (status, axum::Json(self.to_json())).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        r.extensions_mut().insert(ErrorCode(self.code));
+        r
     }
+}
+
+/// Answers that a layer or an extractor made (a `413` from the body limit, a `408` from
+/// the request deadline, a `400` from a malformed query…) in the documented JSON shape,
+/// with a code by status.
+async fn json_errors<B>(r: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let status = r.status();
+    if !(status.is_client_error() || status.is_server_error()) || r.extensions().get::<ErrorCode>().is_some()
+    {
+        return r.map(Body::new);
+    }
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is larger than the limit"),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took longer than the limit"),
+        StatusCode::BAD_REQUEST => ("bad_request", "the request could not be read"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported content type"),
+        StatusCode::SERVICE_UNAVAILABLE => ("overloaded", "the server is overloaded"),
+        s if s.is_server_error() => ("internal", "internal error"),
+        _ => ("bad_request", "the request was refused"),
+    };
+    ApiError::new(status.as_u16(), code, message).into_response()
+}
+
+/// One log line per request: method, route template (never the path itself, which can
+/// hold a subject id), status, latency, error code and request id; never tokens, bodies
+/// or query strings.
+fn traced(router: Router, metrics: Arc<super::metrics::Metrics>) -> Router {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|r: &Request<Body>| {
+            let route = r.extensions().get::<MatchedPath>().map_or("(unmatched)", MatchedPath::as_str);
+            let id =
+                r.extensions().get::<RequestId>().and_then(|i| i.header_value().to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %r.method(), route = %route, request_id = %id)
+        })
+        .on_request(())
+        .on_response(move |r: &Response, latency: core::time::Duration, _: &tracing::Span| {
+            metrics.response(r.status().as_u16());
+            let code = r.extensions().get::<ErrorCode>().map_or("-", |c| c.0);
+            let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+            tracing::info!(status = r.status().as_u16(), latency_us = micros, code = %code, "answered");
+        })
+        .on_failure(());
+    router.layer(trace)
 }
 
 fn ok(status: StatusCode, v: Value) -> Response {
@@ -44,15 +108,22 @@ struct Principal {
     recipient: Option<RecipientId>,
 }
 
+/// The token of an `Authorization: Bearer <token>` header; the scheme name is
+/// case-insensitive (RFC 9110 §11.1).
+fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    let v = value.to_str().ok()?.trim_start();
+    let (scheme, token) = v.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 fn authenticate(st: &State, headers: &HeaderMap, allowed: &[Role]) -> Result<Principal, ApiError> {
     let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::new(401, "missing_credentials", "an `Authorization: Bearer` header is required")
     })?;
-    let token =
-        value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| {
-            ApiError::new(401, "bad_credentials", "expected `Authorization: Bearer <token>`")
-        })?;
-    let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+    let token = bearer_token(value)
+        .ok_or_else(|| ApiError::new(401, "bad_credentials", "expected `Authorization: Bearer <token>`"))?;
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let mut found = None;
     for t in &st.config.tokens {
         if bool::from(t.sha256.ct_eq(&digest)) {
@@ -102,25 +173,41 @@ where
     .map_err(|e| ApiError::internal(e.to_string()))?
 }
 
-/// Reads a body of at most `max_body_bytes`. A larger body is still drained up to four
-/// times the limit (so the client, still sending, reads the 413 instead of a reset);
-/// beyond that the connection is dropped after the 413.
-async fn read_body(st: &State, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let limit = st.config.max_body_bytes;
-    let drain = limit.saturating_mul(4);
-    let too_large =
-        || ApiError::new(413, "body_too_large", format!("request bodies are limited to {limit} bytes"));
-    if let Some(len) =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        && len > drain
-    {
-        return Err(too_large());
+/// Reads a body. Its size was bounded while it streamed (`RequestBodyLimitLayer`: a
+/// larger `Content-Length` never reaches here, a longer stream is cut at the limit) and
+/// so was the wait for each piece (`RequestBodyTimeoutLayer`).
+async fn read_body(st: &State, body: Body) -> Result<Bytes, ApiError> {
+    let limit = st.config.limits.max_body_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if cause_is::<tower_http::timeout::TimeoutError>(&e) {
+            return ApiError::new(408, "body_timeout", "the request body stalled");
+        }
+        if cause_is::<http_body_util::LengthLimitError>(&e) {
+            return ApiError::new(
+                413,
+                "body_too_large",
+                format!("request bodies are limited to {limit} bytes"),
+            );
+        }
+        ApiError::new(400, "bad_body", "the request body could not be read")
+    })
+}
+
+/// Whether `e` or one of its sources is a `T`.
+fn cause_is<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<T>() {
+            return true;
+        }
+        cause = c.source();
     }
-    let bytes = axum::body::to_bytes(body, drain).await.map_err(|_| too_large())?;
-    if bytes.len() > limit {
-        return Err(too_large());
-    }
-    Ok(bytes)
+    false
+}
+
+/// A path parameter, read after authentication (an invalid one is a JSON `400`).
+fn path(p: PathParam) -> Result<String, ApiError> {
+    p.map(|Path(s)| s).map_err(|e| ApiError::new(400, "bad_path", e.body_text()))
 }
 
 fn params(p: Params) -> Result<HashMap<String, String>, ApiError> {
@@ -141,9 +228,36 @@ fn required<'a>(p: &'a HashMap<String, String>, name: &str) -> Result<&'a str, A
         .ok_or_else(|| ApiError::new(400, "missing_parameter", format!("`{name}` is required")))
 }
 
-pub(crate) fn router(state: Arc<State>) -> Router {
-    Router::new()
+/// The API with its layers, outermost first: a request id, the request log, JSON
+/// errors, the body size limit, the request deadline and the body idle timeout; the
+/// in-flight cap on every endpoint but the liveness and readiness probes, which answer
+/// from memory and must not queue behind slow clients.
+pub(crate) fn router(state: Arc<State>, limits: &Limits) -> Router {
+    let layers = tower::ServiceBuilder::new()
+        .layer(axum::middleware::map_response(json_errors))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_timeout));
+    let metrics = Arc::clone(&state.metrics);
+    let routes = routes()
+        .route_layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_in_flight.max(1)))
         .route("/v1/health", get(health))
+        .route("/v1/ready", get(ready))
+        .route("/v1/keys", get(get_keys))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(layers);
+    traced(routes, metrics)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+fn routes() -> Router<Arc<State>> {
+    Router::new()
         .route("/v1/envelopes", post(post_envelope))
         .route("/v1/receipts", post(post_receipt))
         .route("/v1/withdrawals", post(post_withdrawal))
@@ -163,9 +277,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/audit/inclusion", get(get_inclusion))
         .route("/v1/audit/consistency", get(get_consistency))
         .route("/v1/report", get(get_report))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .route("/metrics", get(get_metrics))
 }
 
 async fn not_found() -> ApiError {
@@ -180,20 +292,94 @@ async fn health() -> Response {
     ok(StatusCode::OK, json!({"status": "ok"}))
 }
 
+/// Readiness: `503 not_ready` once the server is draining, so that a load balancer stops
+/// sending before the connections close.
+async fn ready(AxState(st): St) -> Response {
+    if st.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        return ApiError::new(503, "not_ready", "the server is stopping").into_response();
+    }
+    ok(StatusCode::OK, json!({"status": "ready"}))
+}
+
+/// `GET /v1/keys`: the HPKE key configs devices should seal to — `current` (in their
+/// validity window) and `next` (published ahead of their window) — so a rotation is
+/// learnt over the API. Public keys only; no token needed.
+async fn get_keys(AxState(st): St) -> Response {
+    use crate::keys::KeyState;
+    let t = now();
+    let keys: Vec<Value> = st
+        .key_configs
+        .iter()
+        .filter_map(|c| {
+            let state = match KeyState::of(c, t, st.grace_secs) {
+                KeyState::Active => "current",
+                KeyState::Pending => "next",
+                _ => return None,
+            };
+            Some(json!({
+                "id": c.id.0,
+                "state": state,
+                "not_before": c.not_before.as_secs(),
+                "not_after": c.not_after.as_secs(),
+                "config": hex(&c.to_bytes()),
+            }))
+        })
+        .collect();
+    ok(StatusCode::OK, json!({"keys": keys}))
+}
+
+/// `GET /metrics` (admin): Prometheus text format.
+async fn get_metrics(AxState(st): St, headers: HeaderMap) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Admin])?;
+    let sizes = with_agg(&st, |agg, _| {
+        let l = agg.ledger().stats();
+        let log = agg.store().audit_log().map_err(|e| ApiError::store_failed(e.to_string()))?;
+        Ok(super::metrics::Sizes {
+            receipts: l.receipts,
+            withdrawals: l.withdrawals,
+            partitions: l.partitions,
+            records: l.records,
+            log_events: log.size(),
+        })
+    })
+    .await
+    .ok();
+    let text = st.metrics.render(sizes.as_ref());
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+        .into_response())
+}
+
 async fn post_envelope(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Device])?;
-    let frame = read_body(&st, &headers, body).await?;
+    let frame = read_body(&st, body).await?;
     let (reply, answer) = tokio::sync::oneshot::channel();
-    st.ingest
-        .send(super::commit::Job { frame, reply })
-        .map_err(|_| ApiError::new(503, "shutting_down", "the server is stopping"))?;
-    let ack = answer.await.map_err(|_| ApiError::internal("the commit thread stopped"))??;
-    Ok(ok(StatusCode::CREATED, json!({"envelope": hex(&ack.envelope.0), "reports": ack.reports})))
+    st.metrics.queued(1);
+    st.ingest.send(super::commit::Job { frame, reply }).map_err(|_| {
+        st.metrics.queued(-1);
+        ApiError::new(503, "shutting_down", "the server is stopping")
+    })?;
+    let answered = answer.await.map_err(|_| ApiError::internal("the commit thread stopped"))?;
+    match &answered {
+        Ok(_) => st.metrics.envelope_accepted(),
+        Err(e) => st.metrics.envelope_refused(e.code),
+    }
+    let ack = answered?;
+    // Per report (docs/wire-format.md §6): those not listed were accepted (or were
+    // already held); each listed one is refused for good or, with `retry`, for now.
+    let refused: Vec<Value> = ack
+        .refused
+        .iter()
+        .map(|r| json!({"index": r.index, "code": r.refusal.code(), "retry": r.retry}))
+        .collect();
+    Ok(ok(
+        StatusCode::CREATED,
+        json!({"envelope": hex(&ack.envelope.0), "reports": ack.reports, "refused": refused}),
+    ))
 }
 
 async fn post_receipt(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Device])?;
-    let bytes = read_body(&st, &headers, body).await?;
+    let bytes = read_body(&st, body).await?;
     let id = with_agg(&st, move |agg, _| {
         agg.receive_receipt(&bytes, now()).map_err(|e| ApiError::from_service(&e))
     })
@@ -203,7 +389,7 @@ async fn post_receipt(AxState(st): St, headers: HeaderMap, body: Body) -> Result
 
 async fn post_withdrawal(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Device])?;
-    let bytes = read_body(&st, &headers, body).await?;
+    let bytes = read_body(&st, body).await?;
     let id = with_agg(&st, move |agg, _| {
         agg.receive_withdrawal(&bytes, now()).map_err(|e| ApiError::from_service(&e))
     })
@@ -225,7 +411,7 @@ struct ReleaseRequest {
 
 async fn post_release(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let p = authenticate(&st, &headers, &[Role::Recipient])?;
-    let bytes = read_body(&st, &headers, body).await?;
+    let bytes = read_body(&st, body).await?;
     let req: ReleaseRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(400, "malformed_json", format!("bad release request: {e}")))?;
     let v = with_agg(&st, move |agg, _| {
@@ -270,10 +456,11 @@ async fn query(
 async fn get_subject(
     AxState(st): St,
     headers: HeaderMap,
-    Path(subject): Path<String>,
+    subject: PathParam,
     p: Params,
 ) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
+    let subject = path(subject)?;
     let p = params(p)?;
     query(&st, move |_| {
         Ok(Query::Subject {
@@ -288,10 +475,11 @@ async fn get_subject(
 async fn get_recipient(
     AxState(st): St,
     headers: HeaderMap,
-    Path(recipient): Path<String>,
+    recipient: PathParam,
     p: Params,
 ) -> Result<Response, ApiError> {
     let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
+    let recipient = path(recipient)?;
     let p = params(p)?;
     query(&st, move |agg| {
         let recipient = parse_recipient(agg, &recipient)?;
@@ -308,10 +496,11 @@ async fn get_recipient(
 async fn get_metric(
     AxState(st): St,
     headers: HeaderMap,
-    Path(metric): Path<String>,
+    metric: PathParam,
     p: Params,
 ) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
+    let metric = path(metric)?;
     let p = params(p)?;
     query(&st, move |agg| {
         Ok(Query::Metric {
@@ -326,10 +515,11 @@ async fn get_metric(
 async fn get_category(
     AxState(st): St,
     headers: HeaderMap,
-    Path(category): Path<String>,
+    category: PathParam,
     p: Params,
 ) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
+    let category = path(category)?;
     let p = params(p)?;
     query(&st, move |agg| {
         Ok(Query::Category {
@@ -385,7 +575,7 @@ async fn get_diff(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Resp
 /// `POST /v1/catalogue-diff` with a candidate catalogue (TOML) as the body.
 async fn post_catalogue_diff(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
-    let bytes = read_body(&st, &headers, body).await?;
+    let bytes = read_body(&st, body).await?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::new(400, "bad_catalogue", "the catalogue is not UTF-8 text"))?;
     let other = Box::new(parse_catalogue(text)?);
@@ -444,7 +634,10 @@ async fn get_history(AxState(st): St, headers: HeaderMap, p: Params) -> Result<R
 async fn get_overdue(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
     let p = params(p)?;
-    query(&st, move |_| Ok(Query::Overdue { now: time_param(&p, "now", now())? })).await
+    query(&st, move |_| {
+        Ok(Query::Overdue { now: time_param(&p, "now", now())?, as_known_at: opt_time(&p, "as_known_at")? })
+    })
+    .await
 }
 
 async fn get_disclosures(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
@@ -488,7 +681,7 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
         f.parse().map_err(|_| ApiError::new(400, "bad_parameter", "`format` is `html`, `json` or `markdown`"))
     })?;
     let at = time_param(&p, "at", now())?;
-    let text = with_agg(&st, move |agg, st| {
+    let render = move |agg: &Aggregator, st: &State| {
         let title = format!("Who sees what — {}", agg.catalogue().name());
         let opts = GatherOptions {
             title: &title,
@@ -499,8 +692,20 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
         };
         let data = ReportData::gather(agg, &opts).map_err(|e| ApiError::internal(e.to_string()))?;
         format.render(&data).map_err(|e| ApiError::internal(e.to_string()))
-    })
-    .await?;
+    };
+    let text = match st.db_path.clone() {
+        // A snapshot of the file, read without the aggregator's lock: ingest goes on.
+        Some(db) => {
+            let st = Arc::clone(&st);
+            tokio::task::spawn_blocking(move || {
+                let snap = super::snapshot::Snapshot::take(&db, st.catalogue.clone(), st.keys.clone())?;
+                render(snap.aggregator(), &st)
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??
+        }
+        None => with_agg(&st, move |agg, st| render(agg, st)).await?,
+    };
     let content_type = match format {
         Format::Html => "text/html; charset=utf-8",
         Format::Json => "application/json",
@@ -515,8 +720,31 @@ fn u64_param(p: &HashMap<String, String>, name: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::new(400, "bad_parameter", format!("`{name}` must be a number")))
 }
 
+/// Whether `who` may read the body of `event` (issue #14, defect 9). The auditor (and
+/// the admin) read every event. Anyone may read an event that names no party (ingest
+/// batches, purges, key destructions, catalogue changes). A recipient reads the events
+/// about itself — its releases and transcryptions, consent given or withdrawn under its
+/// receipts — and nothing of another recipient's; a device reads no party's event. The
+/// leaf hash and the path are always answered: they prove inclusion and say nothing
+/// about the event.
+fn may_read(agg: &Aggregator, who: &Principal, event: &AuditEvent) -> bool {
+    if matches!(who.role, Role::Auditor | Role::Admin) {
+        return true;
+    }
+    let concerns = |r: &RecipientId| who.role == Role::Recipient && who.recipient.as_ref() == Some(r);
+    match event {
+        AuditEvent::Release { recipient, .. } | AuditEvent::Transcryption { recipient, .. } => {
+            concerns(recipient)
+        }
+        AuditEvent::ConsentGiven { receipt } | AuditEvent::ConsentWithdrawn { receipt, .. } => {
+            agg.ledger().receipt_terms(receipt).is_some_and(|t| concerns(&t.recipient))
+        }
+        _ => true,
+    }
+}
+
 async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
-    authenticate(&st, &headers, &[Role::Auditor, Role::Recipient, Role::Device])?;
+    let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient, Role::Device])?;
     let p = params(p)?;
     let v = with_agg(&st, move |agg, _| {
         let seq = u64_param(&p, "seq")?;
@@ -529,11 +757,16 @@ async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result
         let proof = log.inclusion_proof(seq, size).map_err(bad)?;
         let event = log.event(seq).map_err(bad)?;
         let leaf = event.leaf_hash().map_err(bad)?;
+        let body = if may_read(agg, &who, &event.event) {
+            hexify(serde_json::to_value(&event.event).map_err(|e| ApiError::internal(e.to_string()))?)
+        } else {
+            Value::Null
+        };
         Ok(json!({
             "seq": proof.leaf_index,
             "tree_size": proof.tree_size,
             "leaf_hash": hex(&leaf),
-            "event": hexify(serde_json::to_value(&event.event).map_err(|e| ApiError::internal(e.to_string()))?),
+            "event": body,
             "path": proof.path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
         }))
     })

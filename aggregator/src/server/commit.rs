@@ -18,6 +18,7 @@ use axum::body::Bytes;
 use confiance::Timestamp;
 use tokio::sync::oneshot;
 
+use super::metrics::Metrics;
 use super::query::ApiError;
 use crate::ingest::{Ack, IngestError};
 use crate::service::Aggregator;
@@ -46,7 +47,12 @@ pub(crate) struct Job {
 
 /// Runs until every sender of `jobs` is dropped (the server has stopped and every
 /// in-flight request has had its answer).
-pub(crate) fn run(agg: &Arc<Mutex<Aggregator>>, jobs: &Receiver<Job>, policy: GroupCommit) {
+pub(crate) fn run(
+    agg: &Arc<Mutex<Aggregator>>,
+    jobs: &Receiver<Job>,
+    policy: GroupCommit,
+    metrics: &Metrics,
+) {
     while let Ok(first) = jobs.recv() {
         let deadline = Instant::now() + policy.max_wait;
         let mut group = vec![(first, super::api::now())];
@@ -56,7 +62,10 @@ pub(crate) fn run(agg: &Arc<Mutex<Aggregator>>, jobs: &Receiver<Job>, policy: Gr
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
+        metrics.queued(-i64::try_from(group.len()).unwrap_or(i64::MAX));
+        let t = Instant::now();
         commit_group(agg, group);
+        metrics.commit(t.elapsed());
     }
 }
 

@@ -189,22 +189,83 @@ impl KeyFile {
         s
     }
 
-    /// Writes the file (mode 0600 on Unix), replacing it atomically.
+    /// Writes the file (mode 0600 on Unix), replacing it atomically: the text goes to a
+    /// temporary file of its own (named after this process and a random number, so that
+    /// concurrent writers never share one), is flushed to disk, then renamed over `path`.
     ///
     /// # Errors
     /// [`KeyFileError::Io`].
     pub fn write(&self, path: &Path) -> Result<(), KeyFileError> {
-        let tmp = path.with_extension("tmp");
-        {
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| KeyFileError::Io(std::io::Error::other(e.to_string())))?;
+        let name = path.file_name().map_or_else(|| "keys".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = path.with_file_name(format!(".{name}.{}.{}.tmp", std::process::id(), hex(&nonce)));
+        let written = (|| {
             let mut o = std::fs::OpenOptions::new();
-            o.write(true).create(true).truncate(true);
+            o.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-            let mut f = o.open(&tmp).map_err(KeyFileError::Io)?;
-            std::io::Write::write_all(&mut f, self.to_text().as_bytes()).map_err(KeyFileError::Io)?;
-            f.sync_all().map_err(KeyFileError::Io)?;
+            let mut f = o.open(&tmp)?;
+            std::io::Write::write_all(&mut f, self.to_text().as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        std::fs::rename(&tmp, path).map_err(KeyFileError::Io)
+        written.map_err(KeyFileError::Io)
+    }
+
+    /// Reads the key file at `path`, changes it with `change` and writes it back, holding
+    /// an exclusive lock on `<path>.lock` throughout, so that concurrent updates (two
+    /// `confiance token` runs) are applied one after the other and none is lost.
+    ///
+    /// # Errors
+    /// [`KeyFileError`] from reading or writing; `change`'s error is returned as is in
+    /// `Ok(Err(..))` and nothing is written.
+    pub fn update<T, E>(
+        path: &Path,
+        change: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<Result<T, E>, KeyFileError> {
+        let mut lock_name = path.as_os_str().to_owned();
+        lock_name.push(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(std::path::PathBuf::from(lock_name))
+            .map_err(KeyFileError::Io)?;
+        lock.lock().map_err(KeyFileError::Io)?;
+        let mut kf = Self::read(path)?;
+        let out = match change(&mut kf) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
+        kf.write(path)?;
+        drop(lock);
+        Ok(Ok(out))
+    }
+
+    /// The key set's fingerprint: SHA-256 over the audit log's origin and public key and
+    /// every HPKE key config, in key-id order. A database records the fingerprint of the
+    /// key set it was created with ([`crate::identity`]).
+    ///
+    /// # Errors
+    /// A bad log origin, as text.
+    pub fn fingerprint(&self) -> Result<[u8; 32], String> {
+        let signer = self.signer()?;
+        let mut h = Sha256::new();
+        h.update(b"confiance key set v1\0");
+        h.update((self.log_origin.len() as u64).to_be_bytes());
+        h.update(self.log_origin.as_bytes());
+        h.update(signer.verifying_key().as_bytes());
+        let mut configs: Vec<Vec<u8>> = self.hpke.iter().map(|(c, _)| c.to_bytes().to_vec()).collect();
+        configs.sort();
+        for c in configs {
+            h.update((c.len() as u64).to_be_bytes());
+            h.update(&c);
+        }
+        Ok(h.finalize().into())
     }
 
     /// The HPKE key store.

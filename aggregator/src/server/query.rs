@@ -8,7 +8,7 @@ use confiance::catalogue::Catalogue;
 use confiance::ids::{CategoryId, MetricId, PurposeId, RecipientId, SubjectId};
 use serde_json::{Value, json};
 
-use crate::ingest::{IngestError, ReportError};
+use crate::ingest::IngestError;
 use crate::ledger::{LedgerError, Party, Target};
 use crate::service::{Aggregator, Release, ReleaseError, ServiceError};
 
@@ -43,15 +43,27 @@ impl ApiError {
         Self::new(500, "internal", message)
     }
 
+    /// The store could not read or write (a full disk, an I/O error, a busy database):
+    /// `503 store_failed`, answered with `Retry-After`. Nothing was kept, and the same
+    /// request may be sent again; it is never a 4xx, which a device would take as a
+    /// final refusal.
+    pub fn store_failed(message: impl Into<String>) -> Self {
+        Self::new(503, "store_failed", message)
+    }
+
+    /// Whether the same request may succeed later (a 5xx).
+    #[must_use]
+    pub const fn retryable(&self) -> bool {
+        self.status >= 500
+    }
+
     /// The answer to a refused envelope.
     #[must_use]
     pub fn from_ingest(e: &IngestError) -> Self {
         let status = match e {
             IngestError::TooLarge { .. } => 413,
-            IngestError::ReplayedEnvelope(_) | IngestError::Report { reason: ReportError::Replayed, .. } => {
-                409
-            }
-            IngestError::Store(_) => 500,
+            IngestError::ReplayedEnvelope(_) => 409,
+            IngestError::Store(_) => 503,
             _ => 400,
         };
         Self::new(status, e.code(), e.to_string())
@@ -71,9 +83,12 @@ impl ApiError {
                 LedgerError::UnknownRecipient(_) => (404, "unknown_recipient"),
                 LedgerError::UnknownMetric(_) => (404, "unknown_metric"),
                 LedgerError::UnknownPurpose(_) => (404, "unknown_purpose"),
+                LedgerError::Store(_) => (503, "store_failed"),
+                LedgerError::Corrupt(_) | LedgerError::CatalogueChanged => (500, "internal"),
                 _ => (400, "refused"),
             },
-            _ => (500, "store_failed"),
+            ServiceError::Store(_) => (503, "store_failed"),
+            _ => (500, "internal"),
         };
         Self::new(status, code, e.to_string())
     }
@@ -87,7 +102,7 @@ impl ApiError {
             ReleaseError::NotAllowed => (403, "not_allowed"),
             ReleaseError::WrongTrack => (400, "wrong_track"),
             ReleaseError::NothingToRelease => (404, "nothing_to_release"),
-            _ => (500, "store_failed"),
+            _ => (503, "store_failed"),
         };
         Self::new(status, code, e.to_string())
     }
@@ -101,7 +116,7 @@ impl core::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// A query of the ledger (DESIGN.md §5).
+/// A query of the ledger (docs/design.md#queries).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Query {
@@ -156,10 +171,12 @@ pub enum Query {
         /// End (exclusive).
         to: Timestamp,
     },
-    /// `overdue(now)`.
+    /// `overdue(now, as_known_at)`.
     Overdue {
-        /// The instant.
+        /// The instant (valid time).
         now: Timestamp,
+        /// Record time (`None` = now).
+        as_known_at: Option<Timestamp>,
     },
     /// `unconsented_disclosures(from, to)`.
     Disclosures {
@@ -212,7 +229,19 @@ pub enum DiffOf {
     Category(CategoryId),
 }
 
-/// Parses a timestamp: UTC seconds or RFC 3339.
+/// Parses a timestamp: UTC seconds, or RFC 3339 (`2027-01-31T12:00:00Z`,
+/// `2027-01-31T14:00:00+02:00`, fractions of a second dropped, `t`/`z` in either case,
+/// a bare date as midnight UTC). A space where the offset's sign should be is read as
+/// `+`: that is what an unescaped `+` becomes in a query string.
+///
+/// ```
+/// use confiance_aggregator::server::query::parse_time;
+/// let utc = parse_time("2027-01-31T12:00:00Z").unwrap();
+/// assert_eq!(parse_time("2027-01-31T14:00:00+02:00").unwrap(), utc);
+/// assert_eq!(parse_time("2027-01-31T14:00:00.75 02:00").unwrap(), utc);
+/// assert_eq!(parse_time("2027-01-31T09:30:00-02:30").unwrap(), utc);
+/// assert!(parse_time("2027-01-31T12:00:00+24:00").is_err());
+/// ```
 ///
 /// # Errors
 /// [`ApiError`] `bad_time` (400).
@@ -220,7 +249,43 @@ pub fn parse_time(s: &str) -> Result<Timestamp, ApiError> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(Timestamp::from_secs(n));
     }
-    Timestamp::parse_rfc3339(s).map_err(|_| ApiError::new(400, "bad_time", format!("`{s}` is not a time")))
+    rfc3339(s).ok_or_else(|| ApiError::new(400, "bad_time", format!("`{s}` is not a time")))
+}
+
+/// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, to UTC.
+fn rfc3339(s: &str) -> Option<Timestamp> {
+    if s.len() == 10 {
+        return Timestamp::parse_rfc3339(s).ok();
+    }
+    let (date_time, rest) = (s.get(..19)?, s.get(19..)?);
+    let rest = match rest.strip_prefix('.') {
+        Some(r) => r.trim_start_matches(|c: char| c.is_ascii_digit()),
+        None => rest,
+    };
+    let utc =
+        Timestamp::parse_rfc3339(&format!("{}T{}Z", date_time.get(..10)?, date_time.get(11..)?)).ok()?;
+    if !matches!(date_time.as_bytes().get(10), Some(b'T' | b't')) {
+        return None;
+    }
+    if rest.eq_ignore_ascii_case("z") {
+        return Some(utc);
+    }
+    let (sign, hm) = (rest.as_bytes().first()?, rest.get(1..)?);
+    let (h, m) = hm.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 23 || m > 59 {
+        return None;
+    }
+    let offset = h * 3_600 + m * 60;
+    // Local time = UTC + offset, so UTC = local − offset.
+    match sign {
+        b'+' | b' ' => utc.as_secs().checked_sub(offset).map(Timestamp::from_secs),
+        b'-' => utc.as_secs().checked_add(offset).map(Timestamp::from_secs),
+        _ => None,
+    }
 }
 
 /// Parses a subject id (64 hex digits).
@@ -339,7 +404,7 @@ pub fn run_query(agg: &Aggregator, q: &Query) -> Result<Value, ApiError> {
         Query::History { party, from, to } => {
             Ok(json!({ "entries": to_value(&l.history(party, *from, *to))? }))
         }
-        Query::Overdue { now } => to_value(&l.overdue(*now)),
+        Query::Overdue { now, as_known_at } => to_value(&l.overdue(*now, *as_known_at)),
         Query::Disclosures { from, to } => {
             Ok(json!({ "disclosures": to_value(&l.unconsented_disclosures(*from, *to))? }))
         }

@@ -1,5 +1,5 @@
 //! Keeping the store, the consent ledger and the audit log in step across crashes
-//! (DESIGN.md §9, §10; `docs/crash-safety.md`).
+//! (docs/design.md#store, docs/design.md#audit-log; `docs/crash-safety.md`).
 //!
 //! The three live in one SQLite file but are written through two connections: the
 //! store's (partitions, records, report ids, and the audit log) and the ledger's. A

@@ -5,12 +5,15 @@
 //!       `seed` seeds the encoder's ChaCha20 and, for OLH, names the seed pool
 //!       (`pool_key = seed`), so repetitions draw fresh public hash functions as
 //!       pure-LDP's FastLH does with its seeded `np.random`.
+//!   confiance-peers encode <mech> <d> <eps> <seconds> <seed>
+//!     → one JSON line: ns per report, encoding values (i·7919) mod d for at least
+//!       `seconds` (and at least 50 reports) with a ChaCha20 seeded by `seed`
 //!   confiance-peers samplers <count>
 //!     → JSON lines: ns per discrete Laplace / Gaussian sample, ours and OpenDP's
 
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
-use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Params};
+use confiance::ldp::{Domain, LdpValue, Mechanism, MechanismName, Selection, Params};
 use confiance::noise::{Ratio, discrete_gaussian, discrete_laplace};
 use confiance_aggregator::estimate::Accumulator;
 use confiance_aggregator::estimate::theory::{
@@ -30,6 +33,48 @@ fn zipf_counts(d: usize, n: usize) -> Vec<usize> {
     c
 }
 
+fn mechanism_name(s: &str) -> MechanismName {
+    match s {
+        "grr" => MechanismName::Grr,
+        "oue" => MechanismName::Oue,
+        "sue" => MechanismName::Sue,
+        "olh" => MechanismName::Olh,
+        "hadamard" => MechanismName::Hadamard,
+        "hadamard_blocks" => MechanismName::HadamardBlocks,
+        "auto" => MechanismName::Auto,
+        other => panic!("unknown mechanism {other}"),
+    }
+}
+
+/// Encode time per report, time-bounded (the same loop shape as peers.py's pure-LDP side).
+fn encode(args: &[String]) {
+    let name = mechanism_name(&args[0]);
+    let d: u32 = args[1].parse().unwrap();
+    let eps: Epsilon = args[2].parse().unwrap();
+    let seconds: f64 = args[3].parse().unwrap();
+    let seed: u64 = args[4].parse().unwrap();
+    let m = Selection::new(Domain::Categorical { d }, eps, name).map(|s| s.for_period("peers", 0)).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let (mut count, mut i) = (0u64, 0u64);
+    let t = Instant::now();
+    loop {
+        for _ in 0..50 {
+            let v = (i * 7919 % u64::from(d)) as u32;
+            black_box(m.encode(LdpValue::Category(v), &mut rng).unwrap());
+            i += 1;
+        }
+        count += 50;
+        if t.elapsed().as_secs_f64() >= seconds {
+            break;
+        }
+    }
+    let ns = t.elapsed().as_secs_f64() * 1e9 / count as f64;
+    println!(
+        "{{\"impl\":\"confiance\",\"mode\":\"encode\",\"mechanism\":\"{}\",\"d\":{d},\"eps\":\"{eps}\",\"seed\":{seed},\"count\":{count},\"ns\":{ns}}}",
+        args[0]
+    );
+}
+
 fn freq(args: &[String]) {
     let name: MechanismName = match args[0].as_str() {
         "grr" => MechanismName::Grr,
@@ -44,7 +89,7 @@ fn freq(args: &[String]) {
     let eps: Epsilon = args[2].parse().unwrap();
     let n: usize = args[3].parse().unwrap();
     let seed: u64 = args[4].parse().unwrap();
-    let m = Mechanism::select(Domain::Categorical { d }, eps, name).unwrap().with_pool_key(seed);
+    let m = confiance::hazmat::keyed(&Selection::new(Domain::Categorical { d }, eps, name).unwrap(), seed);
     let counts = zipf_counts(d as usize, n);
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let mut reports = Vec::with_capacity(n);
@@ -157,6 +202,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("freq") => freq(&args[1..]),
         Some("samplers") => samplers(&args[1..]),
+        Some("encode") => encode(&args[1..]),
         _ => eprintln!("usage: confiance-peers freq <mech> <d> <eps> <n> <seed> | samplers <count>"),
     }
 }

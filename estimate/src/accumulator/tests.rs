@@ -4,6 +4,7 @@
 use super::*;
 use confiance::Epsilon;
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
+use confiance::ldp::Selection;
 use rand_core::Rng as _;
 
 /// OLH at ε = 2 with a 32,768-entry pool: 262,144 cells, the fleet's largest partitions.
@@ -92,11 +93,12 @@ fn version_1_blobs_still_decode() {
         assert_eq!(decoded, acc, "n = {n}");
         assert_eq!(decoded.to_bytes().first(), Some(&FORMAT_VERSION));
     }
-    let duchi = Mechanism::select(
+    let duchi = Selection::new(
         confiance::ldp::Domain::Numeric { min: 0, max: 9 },
         Epsilon::from_ratio(1, 1).unwrap(),
         confiance::ldp::MechanismName::Duchi,
     )
+    .map(|s| s.for_period("test", 0))
     .unwrap();
     let mut acc = Accumulator::new(&duchi);
     acc.add(&LdpReport::Duchi(true)).unwrap();
@@ -107,8 +109,54 @@ fn version_1_blobs_still_decode() {
     assert_eq!(Accumulator::from_bytes(&postcard::to_allocvec(&bad).unwrap()), Err(EstimateError::Corrupt));
 }
 
+/// [`Params`] as versions 1 and 2 wrote them: general-privacy HR without a key.
+#[derive(Serialize)]
+#[allow(dead_code, reason = "layout only: the variant indices must match version 2")]
+enum ParamsV2 {
+    Grr { d: u32 },
+    Oue { d: u32 },
+    Sue { d: u32 },
+    Olh { d: u32, g: u32, pool: u32, pool_key: u64 },
+    Hadamard { d: u32, k: u32 },
+    Piecewise { min: i64, max: i64, step: u64, window: u64, outputs: u64 },
+    Duchi { min: i64, max: i64 },
+    HadamardBlocks { d: u32, blocks: u32, block_size: u32 },
+}
+
+/// Format version 2, as it was written.
+#[derive(Serialize)]
+struct V2<'a> {
+    version: u8,
+    mechanism: (Epsilon, ParamsV2),
+    n: u64,
+    state: &'a State,
+}
+
+/// Version-2 blobs decode into version 3, except general-privacy HR: its reports used
+/// the unkeyed layout (category v in block v mod B), which no decoder reads any more.
 #[test]
-fn non_canonical_version_2_blobs_are_refused() {
+fn version_2_blobs_decode_except_unkeyed_hadamard_blocks() {
+    let e = Epsilon::from_ratio(1, 1).unwrap();
+    let grr = Mechanism::from_parts(e, Params::Grr { d: 6 }).unwrap();
+    let acc = filled(&grr, &(0..500u32).map(|i| LdpReport::Grr(i % 6)).collect::<Vec<_>>());
+    let old = V2 { version: 2, mechanism: (e, ParamsV2::Grr { d: 6 }), n: acc.n, state: &acc.state };
+    let decoded = Accumulator::from_bytes(&postcard::to_allocvec(&old).unwrap()).unwrap();
+    assert_eq!(decoded, acc);
+    assert_eq!(decoded.to_bytes().first(), Some(&3));
+    let hr =
+        Mechanism::from_parts(e, Params::HadamardBlocks { d: 6, blocks: 2, block_size: 4, key: 0 }).unwrap();
+    let acc = filled(&hr, &(0..500u32).map(|i| LdpReport::Hadamard(i % 8)).collect::<Vec<_>>());
+    let old = V2 {
+        version: 2,
+        mechanism: (e, ParamsV2::HadamardBlocks { d: 6, blocks: 2, block_size: 4 }),
+        n: acc.n,
+        state: &acc.state,
+    };
+    assert_eq!(Accumulator::from_bytes(&postcard::to_allocvec(&old).unwrap()), Err(EstimateError::Corrupt));
+}
+
+#[test]
+fn non_canonical_version_3_blobs_are_refused() {
     let m = big_olh();
     let mut acc = filled(&m, &uniform(&m, 10, 3));
     let State::Counts(c) = &acc.state else { unreachable!() };
@@ -123,11 +171,12 @@ fn decoders_read_sparse_and_dense_alike() {
         confiance::ldp::MechanismName::Hadamard,
         confiance::ldp::MechanismName::Grr,
     ] {
-        let m = Mechanism::select(
+        let m = Selection::new(
             confiance::ldp::Domain::Categorical { d: 300 },
             Epsilon::from_ratio(1, 1).unwrap(),
             name,
         )
+        .map(|s| s.for_period("test", 0))
         .unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(4);
         let mut acc = Accumulator::new(&m);
