@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, MetricKind, Privacy};
-use confiance::consent::{ConsentState, DeviceKey, Scope, SignedReceipt};
+use confiance::consent::{ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey};
 use confiance::envelope::{AeadId, KeyConfig};
 use confiance::hazmat::{SeedableRng as _, SeededRng, SingleLifeStorage};
 use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
@@ -74,6 +74,8 @@ const OFFERS: [(&str, &str, u32); 3] =
 
 /// What a device sends, in simulated time.
 enum Traffic {
+    /// The owner's phone enrolls the device (a delegation signed by the subject key).
+    Delegation(Vec<u8>),
     Receipt(Vec<u8>),
     Withdrawal(Vec<u8>),
     Envelope(Vec<u8>),
@@ -222,17 +224,21 @@ impl Device {
         // Seed 0 keeps the streams of the published runs; another seed moves them all.
         let salt = seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
         let mut rng = SeededRng::seed_from_u64(0xF1EE7 ^ d.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt);
+        let joined = start.saturating_add_secs(rng.next_u64() % (20 * DAY));
+        // The owner's phone holds the subject key and delegates the device's key from the
+        // day it joins; the device signs its receipts with its own key.
+        let (owner, key) = (SubjectKey::generate(&mut rng), DeviceKey::generate(&mut rng));
+        let delegation = owner.delegate(key.public_key(), joined, None, joined).expect("validity");
+        let mut outbox = vec![(joined, Traffic::Delegation(delegation.to_bytes()))];
         let parts = RecorderParts {
             catalogue: Arc::clone(catalogue),
-            consent: ConsentState::new(DeviceKey::generate(&mut rng)),
+            consent: ConsentState::delegated(key, delegation).expect("the device's own delegation"),
             pseudonyms: DeviceSecret::generate(&mut rng),
             controller: id(brand.controller),
             key_configs: vec![config],
             rng: SeededRng::seed_from_u64(d ^ salt),
         };
         let mut dev = Recorder::new(parts, SingleLifeStorage);
-        let mut outbox = Vec::new();
-        let joined = start.saturating_add_secs(rng.next_u64() % (20 * DAY));
         let mut receipts = Vec::new();
         for (who, purpose, share) in OFFERS {
             let recipient = if who == "brand" { brand.controller } else { who };
@@ -462,8 +468,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // committing; and the whole loop.
     let mut spent = [std::time::Duration::ZERO; 5];
     let mut ingest_cpu = 0.0;
-    let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals, mut enrolled) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     // Reports refused one by one (the answer of an accepted envelope lists them).
     let mut refused_reports = 0u64;
     let mut frame_bytes = 0u64;
@@ -514,21 +520,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // consent messages of a day go to the ledger in one durable batch before the
             // envelopes that need them.
             let rank = |tr: &Traffic| match tr {
-                Traffic::Receipt(_) => 0,
-                Traffic::Withdrawal(_) => 1,
-                Traffic::Envelope(_) => 2,
+                Traffic::Delegation(_) => 0,
+                Traffic::Receipt(_) => 1,
+                Traffic::Withdrawal(_) => 2,
+                Traffic::Envelope(_) => 3,
             };
             traffic.sort_by_key(|(t, tr)| (t.truncate(DAY), rank(tr), *t));
             let mut i = 0;
             while i < traffic.len() {
                 let day = traffic[i].0.truncate(DAY);
                 let j = i + traffic[i..].iter().take_while(|(t, _)| t.truncate(DAY) == day).count();
+                let delegations: Vec<(&[u8], Timestamp)> = traffic[i..j]
+                    .iter()
+                    .filter_map(|(t, tr)| match tr {
+                        Traffic::Delegation(b) => Some((b.as_slice(), *t)),
+                        _ => None,
+                    })
+                    .collect();
+                if !delegations.is_empty() {
+                    let t0 = Instant::now();
+                    for r in agg.receive_delegations(&delegations)? {
+                        match r {
+                            Ok(_) => enrolled += 1,
+                            Err(e) => pb.println(format!("  refused delegation: {e}")),
+                        }
+                    }
+                    spent[1] += t0.elapsed();
+                }
                 let consent: Vec<(ConsentMessage<'_>, Timestamp)> = traffic[i..j]
                     .iter()
                     .filter_map(|(t, tr)| match tr {
                         Traffic::Receipt(b) => Some((ConsentMessage::Receipt(b), *t)),
                         Traffic::Withdrawal(b) => Some((ConsentMessage::Withdrawal(b), *t)),
-                        Traffic::Envelope(_) => None,
+                        Traffic::Delegation(_) | Traffic::Envelope(_) => None,
                     })
                     .collect();
                 if !consent.is_empty() {
@@ -602,7 +626,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     subjects.sort();
     pb.finish();
     println!(
-        "\ningested {envelopes} envelopes ({reports} reports), {receipts} receipts, {withdrawals} withdrawals; {refused} envelopes refused; {} partitions; in {:.1} s",
+        "\ningested {envelopes} envelopes ({reports} reports), {enrolled} devices enrolled, {receipts} receipts, {withdrawals} withdrawals; {refused} envelopes refused; {} partitions; in {:.1} s",
         agg.partitions().count(),
         started.elapsed().as_secs_f64()
     );

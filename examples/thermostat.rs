@@ -9,7 +9,7 @@
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::consent::{ConsentState, DeviceKey, Scope, SubjectKey};
 use confiance::envelope::AeadId;
 use confiance::ids::{MetricId, PurposeId, RecipientId};
 use confiance::pseudonym::DeviceSecret;
@@ -28,9 +28,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         keys.generate(AeadId::ChaCha20Poly1305, now, now.saturating_add_secs(30 * 86_400), &mut rng)?;
 
     // --- device ---------------------------------------------------------------------------
+    // The owner's phone app holds the subject key (the subject id is its hash) and
+    // enrolls the thermostat's key; the delegation goes to the device and to the brand.
+    let owner = SubjectKey::generate(&mut rng);
+    let device_key = DeviceKey::generate(&mut rng);
+    let delegation = owner.delegate(device_key.public_key(), now, None, now)?;
+    let delegation_bytes = delegation.to_bytes();
     let parts = RecorderParts {
         catalogue: catalogue.clone(),
-        consent: ConsentState::new(DeviceKey::generate(&mut rng)),
+        consent: ConsentState::delegated(device_key, delegation)?,
         pseudonyms: DeviceSecret::generate(&mut rng),
         controller: RecipientId::new("calora")?,
         key_configs: vec![key_config],
@@ -85,6 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The server side: consent first, then the envelopes; each acknowledgement lets the
     // device drop the frame from its outbox.
     let mut agg = Aggregator::in_memory(catalogue, keys, AggregatorConfig::default())?;
+    agg.receive_delegation(&delegation_bytes, later)?;
     agg.receive_receipt(&receipt, later)?;
     agg.receive_receipt(&record_receipt, later)?;
     for frame in &frames {

@@ -179,15 +179,83 @@ macro_rules! bytes_id {
 }
 
 bytes_id!(
-    /// A data subject as the controller knows it: the device's scoped pseudonym for the
-    /// controller (docs/design.md#trust-built). Never sent with anonymous reports.
+    /// A data subject, self-certifying: the SHA-256 of [`SUBJECT_ID_DOMAIN`] and the
+    /// subject's Ed25519 public key ([`SubjectId::of_key`]). Whoever holds the subject
+    /// key (the owner's phone app, or a single-device subject's device) speaks for the
+    /// subject; nobody else can. Never sent with anonymous reports.
     ///
     /// ```
-    /// use confiance::ids::SubjectId;
+    /// use confiance::ids::{SubjectId, SubjectPublicKey};
     /// assert_eq!(SubjectId([0xab; 32]).to_string().len(), 64);
+    /// let s = SubjectId::of_key(&SubjectPublicKey([1; 32]));
+    /// assert_ne!(s, SubjectId::of_key(&SubjectPublicKey([2; 32])));
     /// ```
     SubjectId
 );
+bytes_id!(
+    /// A subject's Ed25519 public key: it names the subject ([`SubjectId::of_key`]) and
+    /// verifies the subject's delegations, revocations, receipts and withdrawals.
+    ///
+    /// ```
+    /// use confiance::ids::SubjectPublicKey;
+    /// assert_eq!(SubjectPublicKey([0; 32]).as_bytes().len(), 32);
+    /// ```
+    SubjectPublicKey
+);
+bytes_id!(
+    /// A device's Ed25519 public key: a subject delegates it
+    /// ([`SignedDelegation`](crate::consent::SignedDelegation)), and it verifies what
+    /// the device signs on the subject's behalf.
+    ///
+    /// ```
+    /// use confiance::ids::DevicePublicKey;
+    /// assert_eq!(DevicePublicKey([0; 32]).to_string().len(), 64);
+    /// ```
+    DevicePublicKey
+);
+bytes_id!(
+    /// The id of a delegation or a revocation: the SHA-256 of a domain label
+    /// (`confiance/delegation-id/v2\0` or `confiance/revocation-id/v2\0`) and its
+    /// signed wire bytes.
+    ///
+    /// ```
+    /// use confiance::ids::DelegationId;
+    /// assert!(DelegationId([0; 32]).to_string().starts_with("0000"));
+    /// ```
+    DelegationId
+);
+
+/// The domain label hashed before a subject's public key to make its [`SubjectId`].
+pub const SUBJECT_ID_DOMAIN: &[u8] = b"confiance/subject-id/v1\0";
+
+impl SubjectId {
+    /// The subject named by `key`: SHA-256(`confiance/subject-id/v1\0` ‖ key).
+    #[must_use]
+    pub fn of_key(key: &SubjectPublicKey) -> Self {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(SUBJECT_ID_DOMAIN);
+        h.update(key.0);
+        Self(h.finalize().into())
+    }
+}
+
+impl DevicePublicKey {
+    /// The same 32 bytes read as a subject key (a single-device subject whose device
+    /// holds the subject key).
+    #[must_use]
+    pub const fn as_subject_key(&self) -> SubjectPublicKey {
+        SubjectPublicKey(self.0)
+    }
+}
+
+impl SubjectPublicKey {
+    /// The same 32 bytes read as a device key (the subject key signing for itself).
+    #[must_use]
+    pub const fn as_device_key(&self) -> DevicePublicKey {
+        DevicePublicKey(self.0)
+    }
+}
 bytes_id!(
     /// A consent receipt's id: the SHA-256 of its canonical encoding.
     ///

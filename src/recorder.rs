@@ -201,8 +201,7 @@ pub struct RecorderParts<R, C = Catalogue> {
     pub consent: ConsentState,
     /// The device's pseudonym secret.
     pub pseudonyms: DeviceSecret,
-    /// The controller the device belongs to (its brand): receipts name the subject by
-    /// the device's pseudonym scoped to it.
+    /// The controller the device belongs to (its brand).
     pub controller: RecipientId,
     /// The aggregator key configs the device caches.
     pub key_configs: Vec<KeyConfig>,
@@ -465,11 +464,11 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         }
     }
 
-    /// The device's subject id for its controller: its pseudonym scoped to the controller
-    /// (epoch 0, so it is stable across epochs). Receipts name the subject by it.
+    /// The subject this device speaks for: the hash of the subject key
+    /// ([`ConsentState::subject`]). Receipts name the subject by it.
     #[must_use]
     pub fn subject(&self) -> SubjectId {
-        self.secret.scoped(&self.controller, Epoch(0)).into()
+        self.consent.subject()
     }
 
     /// Records an anonymous statistic of `metric` for `purpose` at `now`: privatised with
@@ -984,8 +983,7 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         hold: Duration,
         now: Timestamp,
     ) -> Result<Vec<u8>, ConsentError> {
-        let grant =
-            Grant { subject: self.subject(), recipient, purpose, scope, valid_from, valid_until, hold };
+        let grant = Grant { recipient, purpose, scope, valid_from, valid_until, hold };
         let r = self.consent.give(self.catalogue.borrow(), grant, now, &mut self.rng)?;
         self.persist();
         Ok(r.to_bytes())
@@ -1021,6 +1019,37 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
     #[must_use]
     pub const fn consent(&self) -> &ConsentState {
         &self.consent
+    }
+
+    /// The controller the device belongs to.
+    #[must_use]
+    pub const fn controller(&self) -> &RecipientId {
+        &self.controller
+    }
+
+    /// Takes in a receipt of this subject given elsewhere (the owner's phone), so the
+    /// device tags reports under it ([`ConsentState::accept`]).
+    ///
+    /// # Errors
+    /// [`ConsentError::SubjectKeyMismatch`] for another subject's receipt; nothing changes.
+    pub fn accept_receipt(&mut self, receipt: SignedReceipt) -> Result<(), ConsentError> {
+        self.consent.accept(receipt)?;
+        self.persist();
+        Ok(())
+    }
+
+    /// Takes in a withdrawal signed elsewhere (the owner's phone) of a receipt this
+    /// device knows ([`ConsentState::note_withdrawal`]).
+    ///
+    /// # Errors
+    /// [`ConsentError`]; nothing changes.
+    pub fn note_withdrawal(
+        &mut self,
+        withdrawal: &crate::consent::SignedWithdrawal,
+    ) -> Result<(), ConsentError> {
+        self.consent.note_withdrawal(withdrawal)?;
+        self.persist();
+        Ok(())
     }
 
     /// The catalogue.

@@ -46,7 +46,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 use crate::consent::DeviceKey;
-use crate::ids::{PurposeId, RecipientId};
+use crate::ids::{DevicePublicKey, PurposeId, RecipientId};
 use crate::time::Timestamp;
 
 pub use voprf::VoprfError;
@@ -295,7 +295,7 @@ pub struct SpentToken {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenRequest {
     /// The device's Ed25519 public key (enrolled with the ledger).
-    pub device_key: [u8; 32],
+    pub device_key: DevicePublicKey,
     /// The scope the tokens are for.
     pub scope: TokenScope,
     /// `blind·HashToGroup(token_input)` per token, serialised.
@@ -321,7 +321,7 @@ mod sig_bytes {
     }
 }
 
-fn request_message(device_key: &[u8; 32], scope: &TokenScope, blinded: &[[u8; 32]]) -> Vec<u8> {
+fn request_message(device_key: &DevicePublicKey, scope: &TokenScope, blinded: &[[u8; 32]]) -> Vec<u8> {
     let mut msg = Vec::from(REQUEST_LABEL);
     let body = postcard::to_allocvec(&(device_key, scope, blinded)).unwrap_or_default();
     msg.extend_from_slice(&body);
@@ -334,7 +334,7 @@ impl TokenRequest {
     /// # Errors
     /// [`TokenError::BadSignature`].
     pub fn verify_signature(&self) -> Result<(), TokenError> {
-        let vk = VerifyingKey::from_bytes(&self.device_key).map_err(|_| TokenError::BadSignature)?;
+        let vk = VerifyingKey::from_bytes(&self.device_key.0).map_err(|_| TokenError::BadSignature)?;
         let msg = request_message(&self.device_key, &self.scope, &self.blinded);
         vk.verify_strict(&msg, &Signature::from_bytes(&self.signature)).map_err(|_| TokenError::BadSignature)
     }

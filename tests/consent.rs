@@ -7,7 +7,7 @@ use confiance::consent::{
     ConsentError, ConsentReceipt, ConsentState, DeviceKey, Grant, Scope, SignedReceipt, SignedWithdrawal,
 };
 use confiance::hazmat::{SeedableRng as _, SeededRng};
-use confiance::ids::{CategoryId, MetricId, PurposeId, RecipientId, SubjectId};
+use confiance::ids::{CategoryId, DevicePublicKey, MetricId, PurposeId, RecipientId, SubjectId};
 use confiance::retention::{RetentionTag, TagError};
 use proptest::prelude::*;
 
@@ -28,7 +28,6 @@ where
 
 fn grant(recipient: &str, purpose: &str, metrics: &[&str], from: u64, until: Option<u64>) -> Grant {
     Grant {
-        subject: SubjectId([3; 32]),
         recipient: id(recipient),
         purpose: id(purpose),
         scope: Scope::metrics(metrics.iter().map(|m| id::<MetricId>(m))),
@@ -58,8 +57,8 @@ fn signed(seed: u64) -> SignedReceipt {
 /// well signed but wrong in substance.
 fn forge(r: ConsentReceipt, key_seed: u64) -> Vec<u8> {
     let key = ed25519_sign_key(key_seed);
-    let mut msg = b"confiance/receipt/v1\0".to_vec();
-    let r = ConsentReceipt { device_key: key.verifying_key().to_bytes(), ..r };
+    let mut msg = b"confiance/receipt/v2\0".to_vec();
+    let r = ConsentReceipt { signer: DevicePublicKey(key.verifying_key().to_bytes()), ..r };
     msg.extend_from_slice(&r.canonical_bytes());
     let sig = ed25519_dalek::Signer::sign(&key, &msg).to_bytes();
     let mut bytes = postcard::to_allocvec(&r).unwrap();
@@ -129,9 +128,12 @@ fn bad_receipts_get_their_own_errors() {
     let mut trailing = bytes.clone();
     trailing.push(0);
     assert_eq!(SignedReceipt::from_bytes(&trailing), Err(ConsentError::TrailingBytes));
-    let mut v2 = bytes.clone();
-    v2[0] = 2;
-    assert_eq!(SignedReceipt::from_bytes(&v2), Err(ConsentError::UnsupportedVersion(2)));
+    let mut v1 = bytes.clone();
+    v1[0] = 1;
+    assert_eq!(SignedReceipt::from_bytes(&v1), Err(ConsentError::UnsupportedVersion(1)));
+    // A subject id that is not the hash of the subject key it carries.
+    let foreign = forge(ConsentReceipt { subject: SubjectId([3; 32]), ..body.clone() }, 4);
+    assert_eq!(SignedReceipt::from_bytes(&foreign), Err(ConsentError::SubjectKeyMismatch));
     let mut badsig = bytes.clone();
     let n = badsig.len();
     badsig[n - 40] ^= 0x10;
@@ -330,4 +332,43 @@ proptest! {
         b[i / 8] ^= 1 << (i % 8);
         prop_assert!(SignedReceipt::from_bytes(&b).is_err());
     }
+}
+
+/// The worked example of docs/wire-format.md §7 (subject id, delegation, revocation,
+/// withdrawal), reproduced byte for byte.
+#[test]
+fn consent_wire_example_matches_the_docs() {
+    use confiance::consent::{SubjectKey, Withdrawal};
+    use confiance::ids::ReceiptId;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let owner = SubjectKey::from_bytes(&[1; 32]);
+    let device = DeviceKey::from_bytes(&[2; 32]);
+    let t0 = t(1_764_460_800);
+    let delegation = owner.delegate(device.public_key(), t0, None, t0).unwrap();
+    let revocation = owner.revoke(device.public_key(), t(1_767_225_600), t(1_767_225_600));
+    let withdrawal = Withdrawal {
+        version: confiance::consent::RECEIPT_VERSION,
+        receipt: ReceiptId([7; 32]),
+        subject: owner.subject_id(),
+        subject_key: owner.public_key(),
+        at: t(1_765_000_000),
+        issued_at: t(1_765_000_000),
+        signer: device.public_key(),
+    }
+    .sign(&device);
+    let doc = include_str!("../docs/wire-format.md").replace(['\n', ' '], "");
+    for (what, bytes) in [
+        ("subject public key", owner.public_key().0.to_vec()),
+        ("subject id", owner.subject_id().0.to_vec()),
+        ("device public key", device.public_key().0.to_vec()),
+        ("delegation", delegation.to_bytes()),
+        ("revocation", revocation.to_bytes()),
+        ("withdrawal", withdrawal.to_bytes()),
+    ] {
+        assert!(doc.contains(&hex(&bytes)), "docs/wire-format.md lacks the {what} {}", hex(&bytes));
+    }
+    // And they decode and verify.
+    assert_eq!(confiance::consent::SignedDelegation::from_bytes(&delegation.to_bytes()).unwrap(), delegation);
+    assert_eq!(confiance::consent::SignedRevocation::from_bytes(&revocation.to_bytes()).unwrap(), revocation);
+    assert_eq!(SignedWithdrawal::from_bytes(&withdrawal.to_bytes()).unwrap(), withdrawal);
 }

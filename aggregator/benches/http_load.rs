@@ -105,10 +105,13 @@ fn main() {
 
     let token = "cf_load";
     let auditor = "cf_load_auditor";
-    let tokens = vec![
-        TokenEntry { role: Role::Device, recipient: None, sha256: sha2::Sha256::digest(token).into() },
-        TokenEntry { role: Role::Auditor, recipient: None, sha256: sha2::Sha256::digest(auditor).into() },
-    ];
+    // Envelopes need no bearer token (devices sign; envelopes are anonymous): the `token`
+    // sent with them is ignored, as a real client's would be.
+    let tokens = vec![TokenEntry {
+        role: Role::Auditor,
+        recipient: None,
+        sha256: sha2::Sha256::digest(auditor).into(),
+    }];
     let signer = CheckpointSigner::generate("confiance/load", &mut rng).unwrap();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

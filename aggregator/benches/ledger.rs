@@ -21,7 +21,6 @@ use confiance::consent::{RECEIPT_VERSION, Withdrawal};
 use confiance::ids::{CategoryId, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
 use confiance_aggregator::ledger::{Ledger, Target, UnverifiedReceipt};
 use criterion::{Criterion, criterion_group, criterion_main};
-use ed25519_dalek::Signer as _;
 
 const SUBJECTS: u32 = 1_000_000;
 const RECIPIENTS: u32 = 20;
@@ -58,7 +57,13 @@ fn metric(m: u32) -> MetricId {
     MetricId::new(&format!("m{m:02}")).unwrap()
 }
 
+/// The first `WITHDRAWN` subjects are self-certifying (their key signs their withdrawals);
+/// the rest are arbitrary bytes (their receipts go in unverified).
 fn subject(i: u32) -> SubjectId {
+    if i < WITHDRAWN {
+        let pk = signing_key(i).verifying_key().to_bytes();
+        return SubjectId::of_key(&confiance::ids::SubjectPublicKey(pk));
+    }
     let mut b = [0u8; 32];
     b[..4].copy_from_slice(&i.to_le_bytes());
     b[4] = 0x5a;
@@ -121,18 +126,18 @@ fn build(path: &std::path::Path) {
     let start = Instant::now();
     for i in 0..WITHDRAWN {
         let r = receipt(i, [0; 32]);
+        let key = confiance::consent::DeviceKey::from_bytes(&signing_key(i).to_bytes());
+        let at = r.valid_from.saturating_add_secs(1_000);
         let w = Withdrawal {
             version: RECEIPT_VERSION,
             receipt: r.id,
             subject: r.subject,
-            at: r.valid_from.saturating_add_secs(1_000),
-            device_key: signing_key(i).verifying_key().to_bytes(),
+            subject_key: key.public_key().as_subject_key(),
+            at,
+            issued_at: at,
+            signer: key.public_key(),
         };
-        let body = postcard::to_allocvec(&w).unwrap();
-        let mut msg = b"confiance/withdrawal/v1\0".to_vec();
-        msg.extend_from_slice(&body);
-        let mut bytes = body;
-        bytes.extend_from_slice(&signing_key(i).sign(&msg).to_bytes());
+        let bytes = w.sign(&key).to_bytes();
         ledger.ingest_withdrawal(&bytes, r.valid_from.saturating_add_secs(5_000)).unwrap();
     }
     println!(

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{ConsentState, DeviceKey, Scope, SignedReceipt};
+use confiance::consent::{ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey};
 use confiance::envelope::AeadId;
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{MetricId, PurposeId, RecipientId};
@@ -113,7 +113,8 @@ fn main() -> Result<(), Fail> {
         let recipient = recipient.map(id).transpose()?;
         Ok(TokenEntry { role, recipient, sha256: sha2::Sha256::digest(secret).into() })
     };
-    let tokens = vec![token(Role::Device, None, "cf_device")?, token(Role::Auditor, None, "cf_auditor")?];
+    // Devices hold no bearer token: what they post is signed by keys their owners enrolled.
+    let tokens = vec![token(Role::Auditor, None, "cf_auditor")?];
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
@@ -131,7 +132,7 @@ fn main() -> Result<(), Fail> {
         )
     });
     let base = format!("http://{}", addr_rx.recv()?);
-    let device = Client::new(&base, "cf_device");
+    let device = Client::new(&base, "-");
 
     let (calora, gridco): (RecipientId, RecipientId) = (id("calora")?, id("gridco")?);
     let (improve, grid, service): (PurposeId, PurposeId, PurposeId) =
@@ -142,9 +143,13 @@ fn main() -> Result<(), Fail> {
     let mut devices = Vec::new();
     for i in 0..DEVICES {
         let mut r = SeededRng::seed_from_u64(1_000 + i);
+        // The owner's phone holds the subject key and enrolls the thermostat's key.
+        let (owner, key) = (SubjectKey::generate(&mut r), DeviceKey::generate(&mut r));
+        let delegation = owner.delegate(key.public_key(), joined, None, joined)?;
+        device.post("/v1/delegations", &delegation.to_bytes())?;
         let parts = RecorderParts {
             catalogue: catalogue.clone(),
-            consent: ConsentState::new(DeviceKey::generate(&mut r)),
+            consent: ConsentState::delegated(key, delegation)?,
             pseudonyms: DeviceSecret::generate(&mut r),
             controller: calora.clone(),
             key_configs: vec![key_config],

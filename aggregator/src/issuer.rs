@@ -53,6 +53,7 @@ use std::sync::{Arc, Mutex};
 
 use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, LegalBasis};
+use confiance::ids::DevicePublicKey;
 use confiance::token::voprf::{PublicKey, VoprfError};
 use confiance::token::{Token, TokenError, TokenPeriod, TokenRequest, TokenResponse, TokenScope, key_id};
 use hkdf::Hkdf;
@@ -128,7 +129,7 @@ pub trait IssuancePolicy {
     /// Why not.
     fn allows(
         &self,
-        device: &[u8; 32],
+        device: &DevicePublicKey,
         scope: &TokenScope,
         legal_basis: LegalBasis,
         at: Timestamp,
@@ -141,7 +142,7 @@ pub trait IssuancePolicy {
 pub struct AllowAll;
 
 impl IssuancePolicy for AllowAll {
-    fn allows(&self, _: &[u8; 32], _: &TokenScope, _: LegalBasis, _: Timestamp) -> Result<(), PolicyRefusal> {
+    fn allows(&self, _: &DevicePublicKey, _: &TokenScope, _: LegalBasis, _: Timestamp) -> Result<(), PolicyRefusal> {
         Ok(())
     }
 }
@@ -223,7 +224,7 @@ pub struct Issuer {
     quota: u32,
     keys: Mutex<HashMap<TokenScope, ServerKey>>,
     /// Tokens issued per (device key, scope), pruned of past periods.
-    issued: HashMap<([u8; 32], TokenScope), u32>,
+    issued: HashMap<(DevicePublicKey, TokenScope), u32>,
     /// Tokens issued per scope since the counts were last taken.
     counts: IssuanceCounts,
 }

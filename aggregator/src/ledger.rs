@@ -103,10 +103,11 @@
 //! let mut device = ConsentState::new(DeviceKey::generate(&mut rng));
 //! let (lab, research) = (RecipientId::new("lab-eu")?, PurposeId::new("research")?);
 //! let setpoint = MetricId::new("thermostat.setpoint")?;
-//! let subject = SubjectId([7; 32]);
+//! // A single-device subject: the device's own key is the subject key.
+//! let subject = device.subject();
 //! let t = Timestamp::from_secs;
 //! let receipt = device.give(&catalogue, Grant {
-//!     subject, recipient: lab.clone(), purpose: research.clone(),
+//!     recipient: lab.clone(), purpose: research.clone(),
 //!     scope: Scope::metrics([setpoint.clone()]), valid_from: t(1_000), valid_until: None,
 //!     hold: "P30D".parse()?,
 //! }, t(1_000), &mut rng)?;
@@ -126,6 +127,7 @@
 
 mod answer;
 mod diff;
+mod enroll;
 mod error;
 mod index;
 mod query;
@@ -146,6 +148,7 @@ pub use answer::{
     Removal, SubjectAccess, Target, UnconsentedDisclosure, Until, WhoSees,
 };
 pub use diff::diff;
+pub use enroll::{EnrollError, EnrolledDevice, MAX_REASON_BYTES};
 pub use error::LedgerError;
 use index::{DisclosureRow, Index, NEVER, Names, PartitionRow, ReceiptRow, RecordRow};
 
@@ -156,7 +159,8 @@ pub struct UnverifiedReceipt {
     pub id: ReceiptId,
     /// Its subject.
     pub subject: SubjectId,
-    /// The device key a withdrawal must be signed with.
+    /// The key that signed it (kept for the record; withdrawals are checked against the
+    /// subject's keys, not this one).
     pub device_key: [u8; 32],
     /// Its recipient.
     pub recipient: RecipientId,
@@ -383,11 +387,16 @@ impl<C: Borrow<Connection>> Ledger<C> {
         }
     }
 
-    /// Verifies and records a signed receipt (its wire bytes) learned at `recorded_at`.
+    /// Verifies and records a signed receipt (its wire bytes) learned at `recorded_at`:
+    /// its signature, its subject id (the hash of its subject key), the catalogue, and
+    /// that its signer speaks for the subject when it signed (the subject key, or a
+    /// device key the subject delegated, in force and not revoked: [`EnrollError`]).
     ///
     /// # Errors
-    /// [`LedgerError::Consent`] for bad bytes, a bad signature or a receipt the catalogue
-    /// refuses; [`LedgerError::DuplicateReceipt`]; [`LedgerError::Store`].
+    /// [`LedgerError::Consent`] for bad bytes, a bad signature, a subject id that is not
+    /// its key's, or a receipt the catalogue refuses; [`LedgerError::Enroll`] for a
+    /// signer that does not speak for the subject; [`LedgerError::DuplicateReceipt`];
+    /// [`LedgerError::Store`].
     pub fn ingest_receipt(&mut self, bytes: &[u8], recorded_at: Timestamp) -> Result<ReceiptId, LedgerError> {
         let signed = SignedReceipt::from_bytes(bytes)?;
         self.ingest_signed_receipt(&signed, recorded_at)
@@ -404,13 +413,14 @@ impl<C: Borrow<Connection>> Ledger<C> {
     ) -> Result<ReceiptId, LedgerError> {
         let r = signed.receipt();
         r.check_against(&self.catalogue)?;
+        self.authorize(&r.subject_key, &r.subject, &r.signer, r.issued_at, recorded_at)?;
         let id = signed.id();
         let metrics: Vec<MetricId> =
             r.scope.metrics_in(&self.catalogue, &r.recipient, &r.purpose).cloned().collect();
         let input = UnverifiedReceipt {
             id,
             subject: r.subject,
-            device_key: r.device_key,
+            device_key: r.signer.0,
             recipient: r.recipient.clone(),
             purpose: r.purpose.clone(),
             metrics,
@@ -542,9 +552,10 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// Verifies and records a signed withdrawal (its wire bytes) learned at `recorded_at`.
     ///
     /// # Errors
-    /// [`LedgerError::Consent`] for bad bytes or a bad signature;
-    /// [`LedgerError::UnknownReceipt`], [`LedgerError::KeyMismatch`],
-    /// [`LedgerError::SubjectMismatch`], [`LedgerError::BeforeValidity`],
+    /// [`LedgerError::Consent`] for bad bytes, a bad signature or a subject id that is
+    /// not its key's; [`LedgerError::UnknownReceipt`], [`LedgerError::SubjectMismatch`],
+    /// [`LedgerError::Enroll`] for a signer that does not speak for the subject (any key
+    /// that does may withdraw any of the subject's receipts), [`LedgerError::BeforeValidity`],
     /// [`LedgerError::AlreadyWithdrawn`], [`LedgerError::RecordedBeforeReceipt`];
     /// [`LedgerError::Store`].
     pub fn ingest_withdrawal(
@@ -568,12 +579,10 @@ impl<C: Borrow<Connection>> Ledger<C> {
         let w = signed.withdrawal();
         let ri = *self.ix.receipt_ix.get(&w.receipt).ok_or(LedgerError::UnknownReceipt(w.receipt))?;
         let row = self.ix.receipts.get(ri as usize).ok_or(LedgerError::UnknownReceipt(w.receipt))?;
-        if w.device_key != row.device_key {
-            return Err(LedgerError::KeyMismatch);
-        }
         if self.ix.subject_id(row.subject) != Some(w.subject) {
             return Err(LedgerError::SubjectMismatch);
         }
+        self.authorize(&w.subject_key, &w.subject, &w.signer, w.issued_at, recorded_at)?;
         if row.withdrawn() {
             return Err(LedgerError::AlreadyWithdrawn);
         }
@@ -584,7 +593,14 @@ impl<C: Borrow<Connection>> Ledger<C> {
             return Err(LedgerError::RecordedBeforeReceipt);
         }
         let seq = self.ix.next_seq;
-        store::insert_withdrawal(self.conn.borrow(), seq, &w.receipt, w.at, recorded_at, &signed.to_bytes())?;
+        store::insert_withdrawal(
+            self.conn.borrow(),
+            seq,
+            &w.receipt,
+            w.at,
+            recorded_at,
+            Some(&signed.to_bytes()),
+        )?;
         self.ix.apply_withdrawal(&self.names, ri, w.at, recorded_at, seq);
         Ok(w.receipt)
     }

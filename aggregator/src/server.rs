@@ -1,6 +1,8 @@
 //! The HTTP server behind `confiance serve` (docs/design.md#interfaces): a JSON API for devices,
-//! recipients, auditors and admins, each role with its own bearer tokens (stored as
-//! SHA-256 hashes in the [key file](keyfile)), bounded request bodies, and JSON errors
+//! recipients, auditors and admins. Devices and subjects hold no bearer token: what they
+//! post (receipts, withdrawals, delegations, revocations) is signed and verified from
+//! public keys alone. Recipients, auditors and admins have bearer tokens (stored as
+//! SHA-256 hashes in the [key file](keyfile)). Request bodies are bounded, and errors are
 //! `{"error": {"code": "...", "message": "..."}}` with stable codes. The endpoints,
 //! statuses and codes are documented in `docs/http.md`.
 //!
@@ -37,11 +39,10 @@ pub use commit::GroupCommit;
 pub use keyfile::{KeyFile, KeyFileError};
 pub use query::{ApiError, Query, run_query};
 
-/// A role of the HTTP API.
+/// A bearer-token role of the HTTP API. (There is no device role: devices authenticate
+/// by signature; a key file line with the old `device` role is refused.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
-    /// Posts envelopes, receipts and withdrawals.
-    Device,
     /// Sees its own view, checks and history, and asks for releases to itself.
     Recipient,
     /// Reads every query and the audit log.
@@ -55,7 +56,6 @@ impl Role {
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
-            Self::Device => "device",
             Self::Recipient => "recipient",
             Self::Auditor => "auditor",
             Self::Admin => "admin",
@@ -73,7 +73,6 @@ impl core::str::FromStr for Role {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
         match s {
-            "device" => Ok(Self::Device),
             "recipient" => Ok(Self::Recipient),
             "auditor" => Ok(Self::Auditor),
             "admin" => Ok(Self::Admin),

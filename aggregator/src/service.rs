@@ -848,6 +848,90 @@ impl Aggregator {
         })
     }
 
+    /// Records device delegations signed by subject keys (verified, stored and logged as
+    /// [`AuditEvent::DeviceDelegated`]), many in one transaction; each is accepted or
+    /// refused on its own: the result at index `i` is delegation `i`'s.
+    ///
+    /// # Errors
+    /// [`ServiceError::Store`] when the commit fails; then none is kept or logged.
+    pub fn receive_delegations(
+        &mut self,
+        delegations: &[(&[u8], Timestamp)],
+    ) -> Result<Vec<Result<confiance::ids::DelegationId, LedgerError>>, ServiceError> {
+        self.record_with_events(|ledger, events| {
+            Ok(delegations
+                .iter()
+                .map(|(bytes, t)| {
+                    let signed = confiance::consent::SignedDelegation::from_bytes(bytes)?;
+                    let id = ledger.ingest_signed_delegation(&signed, *t)?;
+                    events.push(AuditEvent::DeviceDelegated {
+                        delegation: id,
+                        valid_from: signed.delegation().valid_from,
+                    });
+                    Ok(id)
+                })
+                .collect())
+        })
+    }
+
+    /// Records one device delegation ([`Self::receive_delegations`]).
+    ///
+    /// # Errors
+    /// [`ServiceError::Ledger`] with the typed reason; nothing changes.
+    pub fn receive_delegation(
+        &mut self,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<confiance::ids::DelegationId, ServiceError> {
+        let mut out = self.receive_delegations(&[(bytes, now)])?;
+        out.pop().unwrap_or(Err(LedgerError::Corrupt("no result"))).map_err(ServiceError::Ledger)
+    }
+
+    /// Records a revocation signed by a subject key (verified, stored and logged as
+    /// [`AuditEvent::DeviceRevoked`] in one transaction). Returns the device key revoked.
+    ///
+    /// # Errors
+    /// [`ServiceError::Ledger`] with the typed reason; nothing changes.
+    pub fn receive_revocation(
+        &mut self,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<confiance::ids::DevicePublicKey, ServiceError> {
+        self.record_with_events(|ledger, events| {
+            let signed =
+                confiance::consent::SignedRevocation::from_bytes(bytes).map_err(LedgerError::from)?;
+            let device = ledger.ingest_signed_revocation(&signed, now)?;
+            events.push(AuditEvent::DeviceRevoked { revocation: signed.id(), at: signed.revocation().at });
+            Ok(device)
+        })
+    }
+
+    /// **Admin override** for a lost subject key ([`Ledger::override_subject`]): the
+    /// subject's running consents are withdrawn from `at`, its devices revoked and the
+    /// subject closed, and an [`AuditEvent::AdminOverride`] with `reason` and the
+    /// receipts withdrawn is logged — in one transaction, never one without the other.
+    ///
+    /// # Errors
+    /// [`ServiceError::Ledger`] with the typed reason (no reason, unknown or already
+    /// closed subject); nothing changes.
+    pub fn admin_override(
+        &mut self,
+        subject: &confiance::ids::SubjectId,
+        reason: &str,
+        at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<confiance::ids::ReceiptId>, ServiceError> {
+        self.record_with_events(|ledger, events| {
+            let receipts = ledger.override_subject(subject, reason, at, now)?;
+            events.push(AuditEvent::AdminOverride {
+                reason: reason.trim().to_owned(),
+                receipts: receipts.clone(),
+                at,
+            });
+            Ok(receipts)
+        })
+    }
+
     /// Releases to `recipient` the estimate of `metric` over buckets starting in
     /// `[from, to)`: only partitions whose audience holds the recipient and whose
     /// deadline is after `now` are counted. Partitions of one bucket are merged; buckets

@@ -368,7 +368,7 @@ fn keys_and_bounded_arguments() {
             Command::new(env!("CARGO_BIN_EXE_confiance"))
                 .arg("--keys")
                 .arg(&keys)
-                .args(["--json", "token", "--role", "device"])
+                .args(["--json", "token", "--role", "auditor"])
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -388,6 +388,6 @@ fn keys_and_bounded_arguments() {
         let h: String = sha2::Sha256::digest(t.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
         assert!(text.contains(&h), "token {t} printed but not kept");
     }
-    assert_eq!(text.matches("token = device").count(), 8);
+    assert_eq!(text.matches("token = auditor").count(), 8);
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -222,7 +222,8 @@ fn hostile_clients_do_not_take_the_server_down() {
     let d = tempdir("hostile");
     let db = d.join("db.sqlite");
     cli(&d, &db, &["keygen"]);
-    let device = cli(&d, &db, &["token", "--role", "device"])["token"].as_str().unwrap().to_owned();
+    let device = String::from("no-token"); // devices hold no bearer token: they sign what they post
+    let auditor = cli(&d, &db, &["token", "--role", "auditor"])["token"].as_str().unwrap().to_owned();
     let max_body: usize = 1 << 20;
     let mut server = Server::start(
         &d,
@@ -246,7 +247,7 @@ fn hostile_clients_do_not_take_the_server_down() {
     let addr = server.addr;
     let (base_peak, _) = server.memory_kib();
     let stop = Arc::new(AtomicBool::new(false));
-    let probe = prober(addr, device.clone(), Arc::clone(&stop));
+    let probe = prober(addr, auditor.clone(), Arc::clone(&stop));
     let bound = Duration::from_secs(20);
 
     // 1. 300 silent connections: more than the 256 descriptors the server has. Each is
@@ -383,7 +384,7 @@ fn hostile_clients_do_not_take_the_server_down() {
     let log = std::fs::read_to_string(&server.log).unwrap();
     assert!(log.contains("route=/v1/envelopes") && log.contains("code=body_timeout"), "{log:.2000}");
     assert!(log.contains("status=413") && log.contains("request_id="), "{log:.2000}");
-    assert!(!log.contains(&device), "a token in the log");
+    assert!(!log.contains(&auditor), "a token in the log");
 
     // 6. SIGTERM while requests are unfinished: 10 bytes of a request line without a
     //    token, and a body half sent; the server drains and exits 0.
@@ -409,7 +410,7 @@ fn sigterm_cuts_stalled_clients_at_the_drain_deadline() {
     let d = tempdir("drain");
     let db = d.join("db.sqlite");
     cli(&d, &db, &["keygen"]);
-    let device = cli(&d, &db, &["token", "--role", "device"])["token"].as_str().unwrap().to_owned();
+    let device = String::from("no-token"); // devices hold no bearer token: they sign what they post
     let kf = KeyFile::read(&d.join("keys")).unwrap();
     let mut server = Server::start(
         &d,
@@ -527,7 +528,7 @@ fn full_disk_is_retryable_and_loses_nothing() {
     };
     let db = fs.join("db.sqlite");
     cli(&d, &db, &["keygen"]);
-    let device = cli(&d, &db, &["token", "--role", "device"])["token"].as_str().unwrap().to_owned();
+    let device = String::from("no-token"); // devices hold no bearer token: they sign what they post
     let kf = KeyFile::read(&d.join("keys")).unwrap();
     let configs: Vec<_> = kf.hpke.iter().map(|(c, _)| *c).collect();
     let server = Server::start(&d, &db, 1024, &[]);

@@ -128,14 +128,23 @@ fn every_endpoint_role_and_bad_request() {
         a.extend_from_slice(args);
         cli(&d, &a)["token"].as_str().unwrap().to_owned()
     };
-    let device = tok(&["device"]);
+    // Devices hold no bearer token (they sign what they post); the key file refuses the
+    // old device role. What a device sends in the header is ignored.
+    let o = bin()
+        .arg("--keys")
+        .arg(d.join("keys"))
+        .args(["--json", "token", "--role", "device"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the device role is gone");
+    let device = String::from("no-token");
     let calora = tok(&["recipient", "--recipient", "calora"]);
     let gridco = tok(&["recipient", "--recipient", "gridco"]);
     let auditor = tok(&["auditor"]);
     let admin = tok(&["admin"]);
     // Tokens are stored hashed: the key file never holds one in clear.
     let keytext = std::fs::read_to_string(d.join("keys")).unwrap();
-    assert!(!keytext.contains(&device) && !keytext.contains(&admin));
+    assert!(!keytext.contains(&auditor) && !keytext.contains(&admin));
 
     let kf = KeyFile::read(&d.join("keys")).unwrap();
     let server = start(&d);
@@ -196,8 +205,8 @@ fn every_endpoint_role_and_bad_request() {
     // 3. Oversize body.
     refused(h.post("/v1/envelopes", &device, &vec![0u8; 70_000]), 413, "body_too_large");
     // 4. Missing credentials, 5. bad token, 6. not a bearer header.
-    refused(h.send("POST", "/v1/envelopes", None, Some(&frames[0])), 401, "missing_credentials");
-    refused(h.post("/v1/envelopes", "cf_0000", &frames[0]), 401, "bad_token");
+    refused(h.send("GET", "/v1/overdue", None, None), 401, "missing_credentials");
+    refused(h.get("/v1/overdue", "cf_0000"), 401, "bad_token");
     {
         let mut r = h
             .agent
@@ -208,9 +217,10 @@ fn every_endpoint_role_and_bad_request() {
         let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
         refused((r.status().as_u16(), v), 401, "bad_credentials");
     }
-    // 7. Wrong role: a device may not query, a recipient may not post envelopes or purge.
-    refused(h.get("/v1/overdue", &device), 403, "wrong_role");
-    refused(h.post("/v1/envelopes", &calora, &frames[0]), 403, "wrong_role");
+    // 7. Wrong role: a device has no token to query with, a recipient may not override
+    // a subject, an auditor may not purge.
+    refused(h.get("/v1/overdue", &device), 401, "bad_token");
+    refused(h.post(&format!("/v1/subjects/{subject}/override"), &calora, b""), 403, "wrong_role");
     refused(h.post("/v1/purge", &auditor, b""), 403, "wrong_role");
 
     // Queries, auditor.
@@ -274,7 +284,7 @@ fn every_endpoint_role_and_bad_request() {
     let window = format!("from={before_consent}&to={}", t.as_secs());
     refused(h.get(&format!("/v1/diff?recipient=gridco&{window}"), &calora), 403, "not_your_view");
     refused(h.get(&format!("/v1/diff?subject={subject}&{window}"), &calora), 403, "not_your_view");
-    refused(h.get(&format!("/v1/diff?metric=thermostat.mode&{window}"), &device), 403, "wrong_role");
+    refused(h.get(&format!("/v1/diff?metric=thermostat.mode&{window}"), &device), 401, "bad_token");
     refused(h.get(&format!("/v1/diff?{window}"), &auditor), 400, "missing_parameter");
     refused(
         h.get(&format!("/v1/diff?metric=thermostat.mode&category=usage&{window}"), &auditor),
@@ -394,7 +404,8 @@ fn every_endpoint_role_and_bad_request() {
         let full = ask(&auditor);
         let (kind, body) = full.as_object().and_then(|o| o.iter().next()).unwrap();
         let party = body["recipient"].as_str();
-        for (token, name) in [(&calora, Some("calora")), (&gridco, Some("gridco")), (&device, None)] {
+        // (Devices hold no token: they read no event body at all.)
+        for (token, name) in [(&calora, Some("calora")), (&gridco, Some("gridco"))] {
             let seen = ask(token);
             match kind.as_str() {
                 "Release" | "Transcryption" if party == name => assert_eq!(seen, full),
@@ -407,7 +418,7 @@ fn every_endpoint_role_and_bad_request() {
         releases += usize::from(kind == "Release");
     }
     assert!(releases >= 2, "calora's releases were checked: {releases}");
-    let (s, con) = h.get(&format!("/v1/audit/consistency?old=2&new={size}"), &device);
+    let (s, con) = h.get(&format!("/v1/audit/consistency?old=2&new={size}"), &calora);
     assert_eq!((s, con["new_size"].as_u64()), (200, Some(size)), "{con}");
     // RFC 9162 defines consistency for 0 < old ≤ new (issue #14, defect 8).
     refused(h.get(&format!("/v1/audit/consistency?old=0&new={size}"), &auditor), 400, "bad_proof_request");

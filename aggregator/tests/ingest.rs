@@ -255,7 +255,6 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
         c.give(
             &cat,
             confiance::consent::Grant {
-                subject: confiance::ids::SubjectId([1; 32]),
                 recipient: id("pulsa"),
                 purpose: id("product-improvement"),
                 scope: Scope::metrics([id("watch.activity")]),

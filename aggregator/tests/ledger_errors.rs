@@ -10,9 +10,8 @@ use confiance::consent::{
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{CategoryId, MetricId, SubjectId};
 use confiance_aggregator::ledger::{
-    Disclosure, DisclosureKind, Ledger, LedgerError, PartitionNote, Party, RecordNote, Target,
+    Disclosure, DisclosureKind, EnrollError, Ledger, LedgerError, PartitionNote, Party, RecordNote, Target,
 };
-use ed25519_dalek::Signer as _;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
@@ -22,7 +21,11 @@ use fixtures::{catalogue, id};
 type IsExpected = fn(&LedgerError) -> bool;
 
 const SEED: [u8; 32] = [9; 32];
-const SUBJECT: SubjectId = SubjectId([3; 32]);
+
+/// The device (seed [`SEED`]) is a single-device subject: its key is the subject key.
+fn subject() -> SubjectId {
+    SubjectId::of_key(&DeviceKey::from_bytes(&SEED).public_key().as_subject_key())
+}
 
 fn t(s: u64) -> Timestamp {
     Timestamp::from_secs(s)
@@ -40,7 +43,6 @@ fn give(
     metric: &str,
 ) -> SignedReceipt {
     let grant = Grant {
-        subject: SUBJECT,
         recipient: id(recipient),
         purpose: id(purpose),
         scope: Scope::metrics([id::<MetricId>(metric)]),
@@ -54,22 +56,12 @@ fn give(
 /// Re-signs a receipt with the device key after changing it, so it is well signed but
 /// wrong in substance.
 fn forge_receipt(r: ConsentReceipt) -> Vec<u8> {
-    let key = ed25519_dalek::SigningKey::from_bytes(&SEED);
-    let mut msg = b"confiance/receipt/v1\0".to_vec();
-    msg.extend_from_slice(&r.canonical_bytes());
-    let mut bytes = postcard::to_allocvec(&r).unwrap();
-    bytes.extend_from_slice(&key.sign(&msg).to_bytes());
-    bytes
+    r.sign(&DeviceKey::from_bytes(&SEED)).to_bytes()
 }
 
+/// Signs `w` with the key of `seed` (its `signer` becomes that key).
 fn forge_withdrawal(w: &Withdrawal, seed: [u8; 32]) -> Vec<u8> {
-    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-    let body = postcard::to_allocvec(w).unwrap();
-    let mut msg = b"confiance/withdrawal/v1\0".to_vec();
-    msg.extend_from_slice(&body);
-    let mut bytes = body;
-    bytes.extend_from_slice(&key.sign(&msg).to_bytes());
-    bytes
+    w.clone().sign(&DeviceKey::from_bytes(&seed)).to_bytes()
 }
 
 /// Everything observable: counts, answers, the SQLite row counts.
@@ -83,18 +75,21 @@ fn snapshot(l: &Ledger) -> String {
         "ledger_partition",
         "ledger_partition_purge",
         "ledger_disclosure",
+        "ledger_delegation",
+        "ledger_revocation",
+        "ledger_override",
     ] {
         let n: i64 =
             l.connection().query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap();
         s += &format!("{table}={n}\n");
     }
     for at in [50, 150, 5_000, 20_000] {
-        s += &serde_json::to_string(&l.subject_access(&SUBJECT, t(at), None)).unwrap();
+        s += &serde_json::to_string(&l.subject_access(&subject(), t(at), None)).unwrap();
         s += &serde_json::to_string(&l.recipient_view(&id("lab-eu"), t(at), None)).unwrap();
         s += &serde_json::to_string(&l.who_sees(&Target::Category(id::<CategoryId>("usage")), t(at), None))
             .unwrap();
     }
-    s += &serde_json::to_string(&l.history(&Party::Subject(SUBJECT), t(0), Timestamp::MAX)).unwrap();
+    s += &serde_json::to_string(&l.history(&Party::Subject(subject()), t(0), Timestamp::MAX)).unwrap();
     s += &serde_json::to_string(&l.history(&Party::Recipient(id("calora")), t(0), Timestamp::MAX)).unwrap();
     s += &serde_json::to_string(&l.overdue(t(u64::MAX - 1), None)).unwrap();
     s += &serde_json::to_string(&l.unconsented_disclosures(t(0), Timestamp::MAX)).unwrap();
@@ -118,7 +113,7 @@ fn populated() -> (Ledger, ConsentState, SeededRng, SignedReceipt, SignedReceipt
     l.note_record(
         &RecordNote {
             record: [1; 16],
-            subject: SUBJECT,
+            subject: subject(),
             recipient: id("calora"),
             metric: fault.clone(),
             receipt: b.id(),
@@ -145,7 +140,7 @@ fn populated() -> (Ledger, ConsentState, SeededRng, SignedReceipt, SignedReceipt
             recipient: id("calora"),
             metric: fault,
             purpose: id("service"),
-            subject: SUBJECT,
+            subject: subject(),
             at: t(5_000),
             record: Some([1; 16]),
         },
@@ -209,6 +204,16 @@ fn every_bad_receipt_is_refused_with_its_own_error_and_changes_nothing() {
             |e| matches!(e, LedgerError::Consent(ConsentError::InvertedValidity)),
         ),
         ("duplicate receipt", a.to_bytes(), |e| matches!(e, LedgerError::DuplicateReceipt(_))),
+        (
+            "signed by a key the subject never delegated",
+            other.clone().sign(&DeviceKey::from_bytes(&[4; 32])).to_bytes(),
+            |e| matches!(e, LedgerError::Enroll(EnrollError::NotEnrolled)),
+        ),
+        (
+            "a subject id that is not the hash of the subject key",
+            forge_receipt(ConsentReceipt { subject: SubjectId([3; 32]), ..other.clone() }),
+            |e| matches!(e, LedgerError::Consent(ConsentError::SubjectKeyMismatch)),
+        ),
     ];
     for (what, bytes, expected) in cases {
         let err = l.ingest_receipt(&bytes, t(9_000)).unwrap_err();
@@ -225,36 +230,47 @@ fn every_bad_withdrawal_is_refused_with_its_own_error_and_changes_nothing() {
     let (mut l, mut dev, mut rng, a, b) = populated();
     let before = snapshot(&l);
     let key = DeviceKey::from_bytes(&SEED).public_key();
-    let w =
-        |receipt, subject, at| Withdrawal { version: RECEIPT_VERSION, receipt, subject, at, device_key: key };
+    let w = |receipt, subject: SubjectId, at| Withdrawal {
+        version: RECEIPT_VERSION,
+        receipt,
+        subject,
+        subject_key: key.as_subject_key(),
+        at,
+        issued_at: at,
+        signer: key,
+    };
+    // A well-formed withdrawal by another subject (its own key) of this subject's receipt.
+    let stranger = DeviceKey::from_bytes(&[8; 32]).public_key().as_subject_key();
+    let foreign = Withdrawal {
+        subject: SubjectId::of_key(&stranger),
+        subject_key: stranger,
+        ..w(a.id(), subject(), t(500))
+    };
     // A receipt the ledger never saw.
     let unseen = give(&mut dev, &mut rng, "lab-eu", "research", "watch.activity");
-    let mut bad_sig = forge_withdrawal(&w(a.id(), SUBJECT, t(500)), SEED);
+    let mut bad_sig = forge_withdrawal(&w(a.id(), subject(), t(500)), SEED);
     *bad_sig.last_mut().unwrap() ^= 1;
-    let other_key = Withdrawal {
-        device_key: ed25519_dalek::SigningKey::from_bytes(&[4; 32]).verifying_key().to_bytes(),
-        ..w(a.id(), SUBJECT, t(500))
-    };
+    let other_key = w(a.id(), subject(), t(500));
     let cases: Vec<(&str, Vec<u8>, Timestamp, IsExpected)> = vec![
         ("bad signature", bad_sig, t(9_000), |e| {
             matches!(e, LedgerError::Consent(ConsentError::BadSignature))
         }),
-        ("unknown receipt", forge_withdrawal(&w(unseen.id(), SUBJECT, t(500)), SEED), t(9_000), |e| {
+        ("unknown receipt", forge_withdrawal(&w(unseen.id(), subject(), t(500)), SEED), t(9_000), |e| {
             matches!(e, LedgerError::UnknownReceipt(_))
         }),
-        ("another key", forge_withdrawal(&other_key, [4; 32]), t(9_000), |e| {
-            matches!(e, LedgerError::KeyMismatch)
+        ("a key the subject never delegated", forge_withdrawal(&other_key, [4; 32]), t(9_000), |e| {
+            matches!(e, LedgerError::Enroll(EnrollError::NotEnrolled))
         }),
-        ("another subject", forge_withdrawal(&w(a.id(), SubjectId([8; 32]), t(500)), SEED), t(9_000), |e| {
+        ("another subject", forge_withdrawal(&foreign, [8; 32]), t(9_000), |e| {
             matches!(e, LedgerError::SubjectMismatch)
         }),
-        ("before validity", forge_withdrawal(&w(a.id(), SUBJECT, t(99)), SEED), t(9_000), |e| {
+        ("before validity", forge_withdrawal(&w(a.id(), subject(), t(99)), SEED), t(9_000), |e| {
             matches!(e, LedgerError::BeforeValidity)
         }),
-        ("already withdrawn", forge_withdrawal(&w(b.id(), SUBJECT, t(4_500)), SEED), t(9_000), |e| {
+        ("already withdrawn", forge_withdrawal(&w(b.id(), subject(), t(4_500)), SEED), t(9_000), |e| {
             matches!(e, LedgerError::AlreadyWithdrawn)
         }),
-        ("recorded before its receipt", forge_withdrawal(&w(a.id(), SUBJECT, t(500)), SEED), t(99), |e| {
+        ("recorded before its receipt", forge_withdrawal(&w(a.id(), subject(), t(500)), SEED), t(99), |e| {
             matches!(e, LedgerError::RecordedBeforeReceipt)
         }),
     ];
@@ -263,7 +279,7 @@ fn every_bad_withdrawal_is_refused_with_its_own_error_and_changes_nothing() {
         assert!(expected(&err), "{what}: got {err:?}");
         assert_eq!(snapshot(&l), before, "{what} changed the ledger");
     }
-    l.ingest_withdrawal(&forge_withdrawal(&w(a.id(), SUBJECT, t(500)), SEED), t(9_000)).unwrap();
+    l.ingest_withdrawal(&forge_withdrawal(&w(a.id(), subject(), t(500)), SEED), t(9_000)).unwrap();
     assert_ne!(snapshot(&l), before);
 }
 
@@ -274,7 +290,7 @@ fn bad_holdings_and_disclosures_are_refused_and_change_nothing() {
     let unseen = give(&mut dev, &mut rng, "lab-eu", "research", "watch.activity");
     let note = RecordNote {
         record: [2; 16],
-        subject: SUBJECT,
+        subject: subject(),
         recipient: id("lab-eu"),
         metric: id("thermostat.setpoint"),
         receipt: a.id(),
@@ -343,7 +359,7 @@ fn bad_holdings_and_disclosures_are_refused_and_change_nothing() {
         recipient: id("calora"),
         metric: id("thermostat.fault-code"),
         purpose: id("marketing"),
-        subject: SUBJECT,
+        subject: subject(),
         at: t(300),
         record: None,
     };
@@ -440,7 +456,7 @@ fn more_than_65_536_distinct_holds_each_keep_their_own_deadline_across_reloads()
     };
     let receipts = (1..=N).map(|i| UnverifiedReceipt {
         id: rid(i),
-        subject: SUBJECT,
+        subject: subject(),
         device_key: [1; 32],
         recipient: id("calora"),
         purpose: id("service"),
@@ -473,7 +489,6 @@ mod edges {
 
     fn grant(from: u64, until: Option<u64>, hold: &str) -> Grant {
         Grant {
-            subject: SUBJECT,
             recipient: id("calora"),
             purpose: id("service"),
             scope: Scope::metrics([id::<MetricId>("thermostat.fault-code")]),
@@ -488,7 +503,7 @@ mod edges {
         let deadline = l.record_deadline(&b.id(), &fault, t(collected)).unwrap();
         let n = RecordNote {
             record: [record; 16],
-            subject: SUBJECT,
+            subject: subject(),
             recipient: id("calora"),
             metric: fault,
             receipt: b.id(),
@@ -542,7 +557,7 @@ mod edges {
         let b = dev.give(&catalogue(), grant(100, Some(10_000), "P30D"), t(100), &mut rng).unwrap();
         l.ingest_receipt(&b.to_bytes(), t(100)).unwrap();
         let check = |l: &Ledger, at: u64| {
-            l.check_at(&id("calora"), &id("thermostat.fault-code"), &id("service"), &SUBJECT, t(at), None)
+            l.check_at(&id("calora"), &id("thermostat.fault-code"), &id("service"), &subject(), t(at), None)
         };
         assert!(check(&l, 9_999).allowed);
         assert_eq!(check(&l, 10_000).reason, confiance_aggregator::decision::DecisionReason::Expired);
@@ -556,7 +571,7 @@ mod edges {
             &id("calora"),
             &id("thermostat.fault-code"),
             &id("service"),
-            &SUBJECT,
+            &subject(),
             t(10_000),
             Some(t(9_999)),
         );
@@ -574,7 +589,7 @@ mod edges {
         let b = dev.give(&catalogue(), grant(5_000, None, "P60D"), t(100), &mut rng).unwrap();
         l.ingest_receipt(&a.to_bytes(), t(100)).unwrap();
         l.ingest_receipt(&b.to_bytes(), t(100)).unwrap();
-        let sa = l.subject_access(&SUBJECT, t(300), None);
+        let sa = l.subject_access(&subject(), t(300), None);
         let [e] = sa.entries.as_slice() else { panic!("{sa:?}") };
         assert_eq!(e.receipts, vec![a.id()], "in force at 300: a only");
         assert_eq!(e.window_until, Some(confiance_aggregator::ledger::Until::Withdrawn));
@@ -585,6 +600,6 @@ mod edges {
         let deadline = l.record_deadline(&b.id(), &fault, t(6_000)).unwrap();
         assert_eq!(deadline, hold.deadline_from(t(6_000)).at);
         // After a's end the window is b's alone, the same answer.
-        assert_eq!(l.subject_access(&SUBJECT, t(20_000), None).entries[0].hold, Some(hold));
+        assert_eq!(l.subject_access(&subject(), t(20_000), None).entries[0].hold, Some(hold));
     }
 }

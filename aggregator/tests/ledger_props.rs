@@ -29,8 +29,19 @@ fn t(s: u64) -> Timestamp {
     Timestamp::from_secs(s)
 }
 
+/// Subject `s` is a single-device subject: its device key (seed `s + 1`) is its key.
+/// Subject 3 holds no device and never consents.
 fn subject(s: usize) -> SubjectId {
-    SubjectId([u8::try_from(s).unwrap() + 1; 32])
+    static IDS: std::sync::LazyLock<Vec<SubjectId>> = std::sync::LazyLock::new(|| {
+        (1..=4u8)
+            .map(|b| SubjectId::of_key(&DeviceKey::from_bytes(&[b; 32]).public_key().as_subject_key()))
+            .collect()
+    });
+    IDS[s]
+}
+
+fn subject_index(id: &SubjectId) -> usize {
+    (0..4).position(|s| subject(s) == *id).unwrap()
 }
 
 /// (recipient, purpose) pairs with the metrics the catalogue allows them.
@@ -224,7 +235,6 @@ impl World {
             let metrics = if metrics.is_empty() { ms.iter().take(1).cloned().collect() } else { metrics };
             let until = rp.len.map(|l| rp.from + l);
             let grant = Grant {
-                subject: subject(rp.subject),
                 recipient: r.clone(),
                 purpose: pu.clone(),
                 scope: Scope::metrics(metrics.iter().cloned()),
@@ -557,7 +567,7 @@ proptest! {
         }
         let unconsented = l.unconsented_disclosures(t(0), t(u64::MAX));
         let expect: Vec<&Disclosure> = w.disclosures.iter()
-            .filter(|(d, a)| !w.check(&d.recipient, &d.metric, &d.purpose, (d.subject.0[0] - 1) as usize, *a, Some(*a)).0)
+            .filter(|(d, a)| !w.check(&d.recipient, &d.metric, &d.purpose, subject_index(&d.subject), *a, Some(*a)).0)
             .map(|(d, _)| d).collect();
         prop_assert_eq!(unconsented.len(), expect.len());
         for u in &unconsented {

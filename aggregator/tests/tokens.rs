@@ -12,7 +12,7 @@ use confiance::catalogue::LegalBasis;
 use confiance::consent::{DeviceKey, Scope};
 use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig, ReportId};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
-use confiance::ids::MetricId;
+use confiance::ids::{DevicePublicKey, MetricId};
 use confiance::recorder::{MemoryStorage, Recorder, Value};
 use confiance::report::Report;
 use confiance::token::{PendingTokens, SpentToken, Token, TokenPeriod, TokenScope};
@@ -285,14 +285,14 @@ fn spent_tokens_survive_a_restart() {
 
 /// A policy that knows which devices are enrolled and which have consent.
 struct Ledgerish {
-    enrolled: BTreeSet<[u8; 32]>,
-    consenting: BTreeSet<[u8; 32]>,
+    enrolled: BTreeSet<DevicePublicKey>,
+    consenting: BTreeSet<DevicePublicKey>,
 }
 
 impl IssuancePolicy for Ledgerish {
     fn allows(
         &self,
-        d: &[u8; 32],
+        d: &DevicePublicKey,
         _: &TokenScope,
         basis: LegalBasis,
         _: Timestamp,

@@ -42,8 +42,14 @@ pub enum ConsentError {
     UnknownReceipt,
     /// The receipt was already withdrawn.
     AlreadyWithdrawn,
-    /// A withdrawal signed by another key than the receipt's.
+    /// A key that does not fit: a delegation for another device key than the one
+    /// given, or a restored receipt of another subject.
     KeyMismatch,
+    /// The subject id is not the hash of the subject key carried with it, or a
+    /// withdrawal names another subject (or subject key) than its receipt.
+    SubjectKeyMismatch,
+    /// Only a device that holds the subject key itself can do this (self-delegation).
+    NotSubjectKey,
     /// A narrowed scope that is not a strict subset of the receipt's scope.
     NotNarrower,
     /// A withdrawal or narrowing at an instant before the receipt started.
@@ -71,7 +77,9 @@ impl fmt::Display for ConsentError {
             }
             Self::UnknownReceipt => f.write_str("unknown receipt"),
             Self::AlreadyWithdrawn => f.write_str("receipt already withdrawn"),
-            Self::KeyMismatch => f.write_str("withdrawal is not signed by the receipt's key"),
+            Self::KeyMismatch => f.write_str("the key does not fit"),
+            Self::SubjectKeyMismatch => f.write_str("the subject id is not the hash of the subject key"),
+            Self::NotSubjectKey => f.write_str("this device does not hold the subject key"),
             Self::NotNarrower => f.write_str("narrowed scope must be a strict subset"),
             Self::BeforeValidity => f.write_str("instant is before the receipt's validity"),
         }

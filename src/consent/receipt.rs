@@ -8,21 +8,26 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::error::ConsentError;
-use super::key::DeviceKey;
+use super::key::{DeviceKey, SubjectKey};
 use crate::Timestamp;
 use crate::catalogue::{Catalogue, CatalogueDigest};
-use crate::ids::{CategoryId, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
+use crate::ids::{
+    CategoryId, DevicePublicKey, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId, SubjectPublicKey,
+};
 use crate::retention::Duration;
 
-/// The receipt and withdrawal format version this build writes and reads.
-pub const RECEIPT_VERSION: u8 = 1;
+/// The format version of receipts, withdrawals, delegations and revocations this build
+/// writes and reads. Version 2 names the subject by its key and the signer apart
+/// (version 1, signed by a lone device key, is refused).
+pub const RECEIPT_VERSION: u8 = 2;
 
-/// The largest encoded receipt or withdrawal accepted; checked before decoding.
+/// The largest encoded receipt, withdrawal, delegation or revocation accepted; checked
+/// before decoding.
 pub const MAX_RECEIPT_BYTES: usize = 16 * 1024;
 
-const RECEIPT_SIG_DOMAIN: &[u8] = b"confiance/receipt/v1\0";
+const RECEIPT_SIG_DOMAIN: &[u8] = b"confiance/receipt/v2\0";
 const RECEIPT_ID_DOMAIN: &[u8] = b"confiance/receipt-id/v1\0";
-const WITHDRAWAL_SIG_DOMAIN: &[u8] = b"confiance/withdrawal/v1\0";
+const WITHDRAWAL_SIG_DOMAIN: &[u8] = b"confiance/withdrawal/v2\0";
 
 /// What a receipt covers: named metrics, or whole data categories.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -91,8 +96,10 @@ pub struct ConsentReceipt {
     pub catalogue_version: u32,
     /// The catalogue's digest: the receipt's words mean what that catalogue says.
     pub catalogue_digest: CatalogueDigest,
-    /// The subject: the device's pseudonym scoped to the controller.
+    /// The subject: `SubjectId::of_key(subject_key)`.
     pub subject: SubjectId,
+    /// The subject's public key, which the subject id is the hash of.
+    pub subject_key: SubjectPublicKey,
     /// Who may receive the data.
     pub recipient: RecipientId,
     /// What for.
@@ -109,8 +116,9 @@ pub struct ConsentReceipt {
     pub issued_at: Timestamp,
     /// Random bytes, so two receipts with the same terms have different ids.
     pub nonce: [u8; 16],
-    /// The Ed25519 public key of the device that signs it.
-    pub device_key: [u8; 32],
+    /// The Ed25519 key that signs it: the subject key itself
+    /// ([`SubjectPublicKey::as_device_key`]) or a device key the subject delegated.
+    pub signer: DevicePublicKey,
 }
 
 impl ConsentReceipt {
@@ -135,14 +143,24 @@ impl ConsentReceipt {
         self.valid_from <= t && self.valid_until.is_none_or(|u| t < u)
     }
 
-    /// Checks the receipt's own consistency (version, validity order, non-empty scope).
+    /// Whether the subject key signed it itself (no delegation needed).
+    #[must_use]
+    pub fn signed_by_subject(&self) -> bool {
+        self.signer == self.subject_key.as_device_key()
+    }
+
+    /// Checks the receipt's own consistency (version, the subject id is the hash of the
+    /// subject key, validity order, non-empty scope).
     ///
     /// # Errors
-    /// [`ConsentError::UnsupportedVersion`], [`ConsentError::InvertedValidity`] or
-    /// [`ConsentError::EmptyScope`].
+    /// [`ConsentError::UnsupportedVersion`], [`ConsentError::SubjectKeyMismatch`],
+    /// [`ConsentError::InvertedValidity`] or [`ConsentError::EmptyScope`].
     pub fn check_shape(&self) -> Result<(), ConsentError> {
         if self.version != RECEIPT_VERSION {
             return Err(ConsentError::UnsupportedVersion(self.version));
+        }
+        if SubjectId::of_key(&self.subject_key) != self.subject {
+            return Err(ConsentError::SubjectKeyMismatch);
         }
         if self.valid_until.is_some_and(|u| u <= self.valid_from) {
             return Err(ConsentError::InvertedValidity);
@@ -194,26 +212,38 @@ impl ConsentReceipt {
         Ok(())
     }
 
-    pub(crate) fn sign(self, key: &DeviceKey) -> SignedReceipt {
+    /// Signs the receipt with a device key (setting `signer` to its public key). Whether
+    /// the key may speak for the subject is the ledger's question (its delegation).
+    #[must_use]
+    pub fn sign(mut self, key: &DeviceKey) -> SignedReceipt {
+        self.signer = key.public_key();
+        let signature = key.sign(&signing_message(RECEIPT_SIG_DOMAIN, &self.canonical_bytes()));
+        SignedReceipt { receipt: self, signature: Sig(signature) }
+    }
+
+    /// Signs the receipt with the subject key itself (setting `signer` to it).
+    #[must_use]
+    pub fn sign_by_subject(mut self, key: &SubjectKey) -> SignedReceipt {
+        self.signer = key.public_key().as_device_key();
         let signature = key.sign(&signing_message(RECEIPT_SIG_DOMAIN, &self.canonical_bytes()));
         SignedReceipt { receipt: self, signature: Sig(signature) }
     }
 }
 
-fn signing_message(domain: &[u8], body: &[u8]) -> Vec<u8> {
+pub(super) fn signing_message(domain: &[u8], body: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(domain.len() + body.len());
     m.extend_from_slice(domain);
     m.extend_from_slice(body);
     m
 }
 
-fn verify(key: &[u8; 32], domain: &[u8], body: &[u8], sig: &[u8; 64]) -> Result<(), ConsentError> {
+pub(super) fn verify(key: &[u8; 32], domain: &[u8], body: &[u8], sig: &[u8; 64]) -> Result<(), ConsentError> {
     let vk = VerifyingKey::from_bytes(key).map_err(|_| ConsentError::BadKey)?;
     vk.verify_strict(&signing_message(domain, body), &Signature::from_bytes(sig))
         .map_err(|_| ConsentError::BadSignature)
 }
 
-fn decode_bounded<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ConsentError> {
+pub(super) fn decode_bounded<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ConsentError> {
     if bytes.len() > MAX_RECEIPT_BYTES {
         return Err(ConsentError::TooLarge);
     }
@@ -231,7 +261,7 @@ fn decode_bounded<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ConsentE
 
 /// An Ed25519 signature, encoded as 64 raw bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct Sig([u8; 64]);
+pub(super) struct Sig(pub(super) [u8; 64]);
 
 impl core::fmt::Debug for Sig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -316,12 +346,18 @@ impl SignedReceipt {
     /// # Errors
     /// [`ConsentError::TooLarge`], [`ConsentError::UnsupportedVersion`],
     /// [`ConsentError::Malformed`], [`ConsentError::TrailingBytes`],
-    /// [`ConsentError::InvertedValidity`], [`ConsentError::EmptyScope`],
-    /// [`ConsentError::BadKey`] or [`ConsentError::BadSignature`].
+    /// [`ConsentError::SubjectKeyMismatch`], [`ConsentError::InvertedValidity`],
+    /// [`ConsentError::EmptyScope`], [`ConsentError::BadKey`] or
+    /// [`ConsentError::BadSignature`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConsentError> {
         let w: SignedReceiptWire = decode_bounded(bytes)?;
         w.receipt.check_shape()?;
-        verify(&w.receipt.device_key, RECEIPT_SIG_DOMAIN, &w.receipt.canonical_bytes(), &w.signature.0)?;
+        verify(
+            w.receipt.signer.as_bytes(),
+            RECEIPT_SIG_DOMAIN,
+            &w.receipt.canonical_bytes(),
+            &w.signature.0,
+        )?;
         let signed = Self { receipt: w.receipt, signature: w.signature };
         // Only the canonical encoding is accepted, so one receipt has one byte string.
         if signed.to_bytes() != bytes {
@@ -338,12 +374,43 @@ pub struct Withdrawal {
     pub version: u8,
     /// The receipt withdrawn.
     pub receipt: ReceiptId,
-    /// The subject of the receipt.
+    /// The subject of the receipt: `SubjectId::of_key(subject_key)`.
     pub subject: SubjectId,
+    /// The subject's public key.
+    pub subject_key: SubjectPublicKey,
     /// From when the receipt no longer applies (valid time).
     pub at: Timestamp,
-    /// The device's Ed25519 public key (must be the receipt's).
-    pub device_key: [u8; 32],
+    /// When it was signed.
+    pub issued_at: Timestamp,
+    /// The key that signs it: the subject key or any device key the subject delegated
+    /// (not necessarily the one that signed the receipt).
+    pub signer: DevicePublicKey,
+}
+
+impl Withdrawal {
+    /// Signs the withdrawal with a device key (setting `signer` to its public key).
+    #[must_use]
+    pub fn sign(mut self, key: &DeviceKey) -> SignedWithdrawal {
+        self.signer = key.public_key();
+        let body = postcard::to_allocvec(&self).unwrap_or_default();
+        let signature = Sig(key.sign(&signing_message(WITHDRAWAL_SIG_DOMAIN, &body)));
+        SignedWithdrawal { withdrawal: self, signature }
+    }
+
+    /// Signs the withdrawal with the subject key itself (setting `signer` to it).
+    #[must_use]
+    pub fn sign_by_subject(mut self, key: &SubjectKey) -> SignedWithdrawal {
+        self.signer = key.public_key().as_device_key();
+        let body = postcard::to_allocvec(&self).unwrap_or_default();
+        let signature = Sig(key.sign(&signing_message(WITHDRAWAL_SIG_DOMAIN, &body)));
+        SignedWithdrawal { withdrawal: self, signature }
+    }
+
+    /// Whether the subject key signed it itself.
+    #[must_use]
+    pub fn signed_by_subject(&self) -> bool {
+        self.signer == self.subject_key.as_device_key()
+    }
 }
 
 /// A withdrawal with the device's signature.
@@ -360,12 +427,6 @@ struct SignedWithdrawalWire {
 }
 
 impl SignedWithdrawal {
-    pub(crate) fn sign(withdrawal: Withdrawal, key: &DeviceKey) -> Self {
-        let body = postcard::to_allocvec(&withdrawal).unwrap_or_default();
-        let signature = Sig(key.sign(&signing_message(WITHDRAWAL_SIG_DOMAIN, &body)));
-        Self { withdrawal, signature }
-    }
-
     /// The withdrawal.
     #[must_use]
     pub const fn withdrawal(&self) -> &Withdrawal {
@@ -387,8 +448,11 @@ impl SignedWithdrawal {
         if w.withdrawal.version != RECEIPT_VERSION {
             return Err(ConsentError::UnsupportedVersion(w.withdrawal.version));
         }
+        if SubjectId::of_key(&w.withdrawal.subject_key) != w.withdrawal.subject {
+            return Err(ConsentError::SubjectKeyMismatch);
+        }
         let body = postcard::to_allocvec(&w.withdrawal).map_err(|_| ConsentError::Malformed)?;
-        verify(&w.withdrawal.device_key, WITHDRAWAL_SIG_DOMAIN, &body, &w.signature.0)?;
+        verify(w.withdrawal.signer.as_bytes(), WITHDRAWAL_SIG_DOMAIN, &body, &w.signature.0)?;
         let signed = Self { withdrawal: w.withdrawal, signature: w.signature };
         if signed.to_bytes() != bytes {
             return Err(ConsentError::Malformed);
@@ -396,19 +460,20 @@ impl SignedWithdrawal {
         Ok(signed)
     }
 
-    /// Checks that this withdrawal may withdraw `receipt`: same id, same key and subject,
-    /// not before the receipt started.
+    /// Checks that this withdrawal may withdraw `receipt`: same id and subject, not
+    /// before the receipt started. (Whether its signer speaks for the subject is the
+    /// ledger's question: the subject key, or a device it delegated.)
     ///
     /// # Errors
-    /// [`ConsentError::UnknownReceipt`], [`ConsentError::KeyMismatch`] or
+    /// [`ConsentError::UnknownReceipt`], [`ConsentError::SubjectKeyMismatch`] or
     /// [`ConsentError::BeforeValidity`].
     pub fn check_for(&self, receipt: &SignedReceipt) -> Result<(), ConsentError> {
         let (w, r) = (&self.withdrawal, receipt.receipt());
         if w.receipt != receipt.id() {
             return Err(ConsentError::UnknownReceipt);
         }
-        if w.device_key != r.device_key || w.subject != r.subject {
-            return Err(ConsentError::KeyMismatch);
+        if w.subject != r.subject || w.subject_key != r.subject_key {
+            return Err(ConsentError::SubjectKeyMismatch);
         }
         if w.at < r.valid_from {
             return Err(ConsentError::BeforeValidity);

@@ -2,19 +2,18 @@
 
 use alloc::vec::Vec;
 
+use super::delegation::{Delegation, SignedDelegation, sign_delegation};
 use super::error::ConsentError;
 use super::key::DeviceKey;
 use super::receipt::{ConsentReceipt, RECEIPT_VERSION, Scope, SignedReceipt, SignedWithdrawal, Withdrawal};
 use crate::Timestamp;
 use crate::catalogue::Catalogue;
-use crate::ids::{MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
+use crate::ids::{DevicePublicKey, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId, SubjectPublicKey};
 use crate::retention::Duration;
 
-/// The terms of a consent the subject gives.
+/// The terms of a consent the subject gives (the subject is the consent state's own).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
-    /// The subject (the device's pseudonym scoped to the controller).
-    pub subject: SubjectId,
     /// Who may receive the data.
     pub recipient: RecipientId,
     /// What for.
@@ -54,37 +53,58 @@ impl ReceiptEntry {
     }
 }
 
-/// What the device has consented to. See the [module documentation](super).
+/// What the subject has consented to, as this device knows it, and the device's right to
+/// sign for the subject. See the [module documentation](super).
+///
+/// A device speaks for its subject in one of two ways:
+/// - **single-device subject** ([`ConsentState::new`]): the device's key *is* the subject
+///   key; the subject id is the hash of its public key. It can also delegate itself
+///   ([`ConsentState::self_delegation`]) to enroll for anonymous report tokens.
+/// - **delegated device** ([`ConsentState::delegated`]): the subject key (the owner's
+///   phone) signed a [`SignedDelegation`] of this device's key, which the host passes in.
 #[derive(Debug)]
 pub struct ConsentState {
     key: DeviceKey,
+    subject_key: SubjectPublicKey,
+    delegation: Option<SignedDelegation>,
     entries: Vec<ReceiptEntry>,
 }
 
 impl ConsentState {
-    /// An empty consent state signing with `key`.
+    /// An empty consent state of a single-device subject: `key` is the subject key too.
     #[must_use]
-    pub const fn new(key: DeviceKey) -> Self {
-        Self { key, entries: Vec::new() }
+    pub fn new(key: DeviceKey) -> Self {
+        let subject_key = key.public_key().as_subject_key();
+        Self { key, subject_key, delegation: None, entries: Vec::new() }
     }
 
-    /// A consent state restored from entries the host persisted (see
-    /// [`ConsentState::list`]). Every receipt must carry this key's public key.
+    /// An empty consent state of a device the subject delegated: `delegation` must be of
+    /// `key`'s public key.
     ///
     /// # Errors
-    /// [`ConsentError::KeyMismatch`] for a receipt signed by another key.
-    pub fn restore(key: DeviceKey, entries: Vec<ReceiptEntry>) -> Result<Self, ConsentError> {
-        let public = key.public_key();
-        if entries.iter().any(|e| e.receipt.receipt().device_key != public) {
+    /// [`ConsentError::KeyMismatch`] when the delegation is of another device key.
+    pub fn delegated(key: DeviceKey, delegation: SignedDelegation) -> Result<Self, ConsentError> {
+        if delegation.delegation().device != key.public_key() {
             return Err(ConsentError::KeyMismatch);
         }
-        Ok(Self { key, entries })
+        let subject_key = delegation.delegation().subject_key;
+        Ok(Self { key, subject_key, delegation: Some(delegation), entries: Vec::new() })
     }
 
-    /// Replaces an empty state's entries with restored ones (all signed by this key).
+    /// This state with the entries the host persisted (see [`ConsentState::list`]).
+    /// Every receipt must be of this state's subject.
+    ///
+    /// # Errors
+    /// [`ConsentError::KeyMismatch`] for a receipt of another subject; nothing changes.
+    pub fn restore(mut self, entries: Vec<ReceiptEntry>) -> Result<Self, ConsentError> {
+        self.adopt(entries)?;
+        Ok(self)
+    }
+
+    /// Replaces an empty state's entries with restored ones (all of this subject).
     pub(crate) fn adopt(&mut self, entries: Vec<ReceiptEntry>) -> Result<(), ConsentError> {
-        let public = self.key.public_key();
-        if !self.entries.is_empty() || entries.iter().any(|e| e.receipt.receipt().device_key != public) {
+        let subject = self.subject();
+        if !self.entries.is_empty() || entries.iter().any(|e| e.receipt.receipt().subject != subject) {
             return Err(ConsentError::KeyMismatch);
         }
         self.entries = entries;
@@ -93,8 +113,90 @@ impl ConsentState {
 
     /// The device's public key.
     #[must_use]
-    pub fn public_key(&self) -> [u8; 32] {
+    pub fn public_key(&self) -> DevicePublicKey {
         self.key.public_key()
+    }
+
+    /// The subject's public key (the device's own for a single-device subject).
+    #[must_use]
+    pub const fn subject_key(&self) -> SubjectPublicKey {
+        self.subject_key
+    }
+
+    /// The subject this device speaks for: `SubjectId::of_key(subject_key)`.
+    #[must_use]
+    pub fn subject(&self) -> SubjectId {
+        SubjectId::of_key(&self.subject_key)
+    }
+
+    /// The delegation this device was given; `None` for a single-device subject.
+    #[must_use]
+    pub const fn delegation(&self) -> Option<&SignedDelegation> {
+        self.delegation.as_ref()
+    }
+
+    /// A single-device subject delegates its own key (to enroll for anonymous report
+    /// tokens, which the issuer gives only to enrolled device keys).
+    ///
+    /// # Errors
+    /// [`ConsentError::NotSubjectKey`] on a delegated device;
+    /// [`ConsentError::InvertedValidity`].
+    pub fn self_delegation(
+        &self,
+        valid_from: Timestamp,
+        valid_until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<SignedDelegation, ConsentError> {
+        if self.delegation.is_some() {
+            return Err(ConsentError::NotSubjectKey);
+        }
+        sign_delegation(
+            |m| self.key.sign(m),
+            Delegation {
+                version: RECEIPT_VERSION,
+                subject_key: self.subject_key,
+                device: self.key.public_key(),
+                valid_from,
+                valid_until,
+                issued_at: now,
+            },
+        )
+    }
+
+    /// Takes in a receipt of this subject signed elsewhere (the owner's phone, another
+    /// device), so reports can be tagged under it. A receipt already known is ignored.
+    ///
+    /// # Errors
+    /// [`ConsentError::SubjectKeyMismatch`] for another subject's receipt; nothing changes.
+    pub fn accept(&mut self, receipt: SignedReceipt) -> Result<(), ConsentError> {
+        if receipt.receipt().subject_key != self.subject_key {
+            return Err(ConsentError::SubjectKeyMismatch);
+        }
+        if self.get(&receipt.id()).is_none() {
+            self.entries.push(ReceiptEntry { receipt, withdrawn_at: None });
+        }
+        Ok(())
+    }
+
+    /// Takes in a withdrawal signed elsewhere (the owner's phone) of a receipt this
+    /// device knows.
+    ///
+    /// # Errors
+    /// [`ConsentError::UnknownReceipt`], [`ConsentError::SubjectKeyMismatch`],
+    /// [`ConsentError::AlreadyWithdrawn`]; nothing changes.
+    pub fn note_withdrawal(&mut self, withdrawal: &SignedWithdrawal) -> Result<(), ConsentError> {
+        let w = withdrawal.withdrawal();
+        let entry = self
+            .entries
+            .iter_mut()
+            .find(|e| e.receipt.id() == w.receipt)
+            .ok_or(ConsentError::UnknownReceipt)?;
+        withdrawal.check_for(&entry.receipt)?;
+        if entry.withdrawn_at.is_some() {
+            return Err(ConsentError::AlreadyWithdrawn);
+        }
+        entry.withdrawn_at = Some(w.at);
+        Ok(())
     }
 
     /// Gives consent: makes, signs and keeps a receipt for `grant`, checked against
@@ -115,7 +217,8 @@ impl ConsentState {
             version: RECEIPT_VERSION,
             catalogue_version: catalogue.version(),
             catalogue_digest: catalogue.digest(),
-            subject: grant.subject,
+            subject: self.subject(),
+            subject_key: self.subject_key,
             recipient: grant.recipient,
             purpose: grant.purpose,
             scope: grant.scope,
@@ -124,7 +227,7 @@ impl ConsentState {
             hold: grant.hold,
             issued_at: now,
             nonce,
-            device_key: self.key.public_key(),
+            signer: self.key.public_key(),
         };
         receipt.check_against(catalogue)?;
         let signed = receipt.sign(&self.key);
@@ -132,13 +235,13 @@ impl ConsentState {
         Ok(signed)
     }
 
-    /// Withdraws a receipt from `at` on. The host sends the returned withdrawal.
+    /// Withdraws a receipt from `at` on (signed now, at `at`). The host sends the
+    /// returned withdrawal.
     ///
     /// # Errors
     /// [`ConsentError::UnknownReceipt`], [`ConsentError::AlreadyWithdrawn`] or
     /// [`ConsentError::BeforeValidity`].
     pub fn withdraw(&mut self, id: &ReceiptId, at: Timestamp) -> Result<SignedWithdrawal, ConsentError> {
-        let public = self.key.public_key();
         let entry =
             self.entries.iter_mut().find(|e| e.receipt.id() == *id).ok_or(ConsentError::UnknownReceipt)?;
         if entry.withdrawn_at.is_some() {
@@ -148,10 +251,17 @@ impl ConsentState {
         if at < r.valid_from {
             return Err(ConsentError::BeforeValidity);
         }
-        let w =
-            Withdrawal { version: RECEIPT_VERSION, receipt: *id, subject: r.subject, at, device_key: public };
+        let w = Withdrawal {
+            version: RECEIPT_VERSION,
+            receipt: *id,
+            subject: r.subject,
+            subject_key: r.subject_key,
+            at,
+            issued_at: at,
+            signer: self.key.public_key(),
+        };
         entry.withdrawn_at = Some(at);
-        Ok(SignedWithdrawal::sign(w, &self.key))
+        Ok(w.sign(&self.key))
     }
 
     /// Narrows a receipt to fewer metrics from `at` on: withdraws it at `at` and gives a
@@ -185,7 +295,6 @@ impl ConsentState {
             return Err(ConsentError::BeforeValidity);
         }
         let grant = Grant {
-            subject: old.subject,
             recipient: old.recipient,
             purpose: old.purpose,
             scope,

@@ -93,7 +93,7 @@ impl core::error::Error for TagError {}
 /// // No consent yet: the device cannot tag the statistic for Calora.
 /// assert!(RetentionTag::for_statistic(&catalogue, &consent, &setpoint, &research, [calora.clone()], t).is_err());
 /// consent.give(&catalogue, Grant {
-///     subject: SubjectId([1; 32]), recipient: calora.clone(), purpose: research.clone(),
+///     recipient: calora.clone(), purpose: research.clone(),
 ///     scope: Scope::metrics([setpoint.clone()]), valid_from: t, valid_until: None,
 ///     hold: "P90D".parse()?,
 /// }, t, &mut rng)?;

@@ -1,7 +1,7 @@
 //! What goes into the log: audit events, ids and hashes only.
 
 use confiance::Timestamp;
-use confiance::ids::{MetricId, ReceiptId, RecipientId};
+use confiance::ids::{DelegationId, MetricId, ReceiptId, RecipientId};
 use serde::{Deserialize, Serialize};
 
 use super::AuditError;
@@ -95,6 +95,33 @@ pub enum AuditEvent {
         /// When it took effect.
         at: Timestamp,
     },
+    /// A subject enrolled a device: a delegation signed by the subject key was accepted
+    /// (its subject, device key and validity are in the signed delegation the ledger
+    /// keeps; the log holds its id only).
+    DeviceDelegated {
+        /// The delegation's id (hash of its signed bytes).
+        delegation: DelegationId,
+        /// From when the device may sign for the subject.
+        valid_from: Timestamp,
+    },
+    /// A subject revoked a device key (a signed revocation was accepted).
+    DeviceRevoked {
+        /// The revocation's id (hash of its signed bytes).
+        revocation: DelegationId,
+        /// From when the device is revoked.
+        at: Timestamp,
+    },
+    /// An admin closed a subject whose key was lost: its running consents were withdrawn
+    /// and its devices revoked, for the reason given. The reason is the admin's words
+    /// and must carry no personal data; the subject is not named (its receipts are).
+    AdminOverride {
+        /// Why (free text, at most 1024 bytes).
+        reason: String,
+        /// The receipts withdrawn by the override.
+        receipts: Vec<ReceiptId>,
+        /// From when.
+        at: Timestamp,
+    },
 }
 
 /// The variant of an [`AuditEvent`], without its fields: what a scan of the log filters
@@ -129,6 +156,12 @@ pub enum EventKind {
     KeyDestruction = 6,
     /// [`AuditEvent::CatalogueChange`].
     CatalogueChange = 7,
+    /// [`AuditEvent::DeviceDelegated`].
+    DeviceDelegated = 8,
+    /// [`AuditEvent::DeviceRevoked`].
+    DeviceRevoked = 9,
+    /// [`AuditEvent::AdminOverride`].
+    AdminOverride = 10,
 }
 
 impl EventKind {
@@ -152,6 +185,9 @@ impl AuditEvent {
             Self::Purge { .. } => EventKind::Purge,
             Self::KeyDestruction { .. } => EventKind::KeyDestruction,
             Self::CatalogueChange { .. } => EventKind::CatalogueChange,
+            Self::DeviceDelegated { .. } => EventKind::DeviceDelegated,
+            Self::DeviceRevoked { .. } => EventKind::DeviceRevoked,
+            Self::AdminOverride { .. } => EventKind::AdminOverride,
         }
     }
 
@@ -167,7 +203,10 @@ impl AuditEvent {
             | Self::Transcryption { at, .. }
             | Self::Purge { at, .. }
             | Self::KeyDestruction { at, .. }
-            | Self::CatalogueChange { at, .. } => Some(*at),
+            | Self::CatalogueChange { at, .. }
+            | Self::DeviceRevoked { at, .. }
+            | Self::AdminOverride { at, .. } => Some(*at),
+            Self::DeviceDelegated { valid_from, .. } => Some(*valid_from),
         }
     }
 }
@@ -231,7 +270,7 @@ pub(crate) fn encode_leaf(event: &AuditEvent, seq: u64) -> Result<Vec<u8>, Audit
 #[cfg(test)]
 mod tests {
     use confiance::Timestamp;
-    use confiance::ids::{MetricId, ReceiptId, RecipientId};
+    use confiance::ids::{DelegationId, MetricId, ReceiptId, RecipientId};
 
     use super::{AuditEvent, encode_leaf};
 
@@ -257,6 +296,9 @@ mod tests {
             AuditEvent::Purge { partitions: 1, records: 2, at },
             AuditEvent::KeyDestruction { key_id: [0x7f; 32], at },
             AuditEvent::CatalogueChange { digest: [3; 32], at },
+            AuditEvent::DeviceDelegated { delegation: DelegationId([4; 32]), valid_from: at },
+            AuditEvent::DeviceRevoked { revocation: DelegationId([5; 32]), at },
+            AuditEvent::AdminOverride { reason: "lost phone".into(), receipts: vec![ReceiptId([6; 32])], at },
         ];
         for (i, e) in events.iter().enumerate() {
             assert_eq!(e.kind() as usize, i, "kinds follow the variant order");

@@ -73,7 +73,7 @@ enum Cmd {
     },
     /// Add a bearer token for the HTTP API to the key file; prints the token once.
     Token {
-        /// device, recipient, auditor or admin.
+        /// recipient, auditor or admin (devices sign what they post and hold no token).
         #[arg(long)]
         role: String,
         /// The recipient a recipient token is bound to.

@@ -76,6 +76,9 @@ pub struct SubjectAccess {
     pub as_known_at: Option<Timestamp>,
     /// Every (recipient, metric) that sees the subject's data at `at`, sorted.
     pub entries: Vec<AccessEntry>,
+    /// Every device the subject delegated (as known at `as_known_at`), in the order
+    /// recorded, with its validity and revocation.
+    pub devices: Vec<super::EnrolledDevice>,
 }
 
 /// An anonymous partition as the metric- and recipient-level answers show it.

@@ -3,7 +3,9 @@
 use core::fmt;
 
 use confiance::consent::ConsentError;
-use confiance::ids::{MetricId, PurposeId, ReceiptId, RecipientId};
+use confiance::ids::{DelegationId, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
+
+use super::EnrollError;
 
 /// Why the ledger refuses an input, or cannot read or write its store.
 ///
@@ -19,8 +21,21 @@ pub enum LedgerError {
     DuplicateReceipt(ReceiptId),
     /// A withdrawal, record or disclosure names a receipt the ledger does not hold.
     UnknownReceipt(ReceiptId),
-    /// A withdrawal signed by another device key than its receipt's.
-    KeyMismatch,
+    /// The signer of a receipt or withdrawal does not speak for its subject (not its key,
+    /// not delegated, delegation expired or revoked, subject closed); the
+    /// [`EnrollError`] says which.
+    Enroll(EnrollError),
+    /// A delegation with this id is already in the ledger.
+    DuplicateDelegation(DelegationId),
+    /// A delegation of a device key another subject already delegated.
+    DeviceEnrolledElsewhere,
+    /// The device key was already revoked.
+    AlreadyRevoked,
+    /// An override names a subject the ledger knows nothing of.
+    UnknownSubject(SubjectId),
+    /// An admin override without a reason, or with one longer than
+    /// [`MAX_REASON_BYTES`](super::MAX_REASON_BYTES).
+    BadReason,
     /// A withdrawal naming another subject than its receipt's.
     SubjectMismatch,
     /// A withdrawal taking effect before its receipt started.
@@ -67,7 +82,12 @@ impl fmt::Display for LedgerError {
             Self::Consent(e) => write!(f, "consent refused: {e}"),
             Self::DuplicateReceipt(id) => write!(f, "receipt {id} is already in the ledger"),
             Self::UnknownReceipt(id) => write!(f, "unknown receipt {id}"),
-            Self::KeyMismatch => f.write_str("withdrawal is not signed by the receipt's key"),
+            Self::Enroll(e) => write!(f, "signer refused: {e}"),
+            Self::DuplicateDelegation(id) => write!(f, "delegation {id} is already in the ledger"),
+            Self::DeviceEnrolledElsewhere => f.write_str("the device key is delegated by another subject"),
+            Self::AlreadyRevoked => f.write_str("the device key is already revoked"),
+            Self::UnknownSubject(s) => write!(f, "unknown subject {s}"),
+            Self::BadReason => f.write_str("an override needs a reason (at most 1024 bytes)"),
             Self::SubjectMismatch => f.write_str("withdrawal names another subject than its receipt"),
             Self::BeforeValidity => f.write_str("withdrawal takes effect before its receipt started"),
             Self::AlreadyWithdrawn => f.write_str("receipt already withdrawn"),
@@ -98,6 +118,7 @@ impl std::error::Error for LedgerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Consent(e) => Some(e),
+            Self::Enroll(e) => Some(e),
             Self::Store(e) => Some(e),
             _ => None,
         }
@@ -107,6 +128,12 @@ impl std::error::Error for LedgerError {
 impl From<ConsentError> for LedgerError {
     fn from(e: ConsentError) -> Self {
         Self::Consent(e)
+    }
+}
+
+impl From<EnrollError> for LedgerError {
+    fn from(e: EnrollError) -> Self {
+        Self::Enroll(e)
     }
 }
 

@@ -5,7 +5,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::ids::{CategoryId, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
+use confiance::ids::{
+    CategoryId, DelegationId, DevicePublicKey, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId,
+};
 use confiance::retention::Duration;
 
 use super::LedgerError;
@@ -281,6 +283,50 @@ pub(super) struct SubjectEntry {
     pub receipts: Vec<u32>,
     pub records: Vec<u32>,
     pub disclosures: Vec<u32>,
+    /// Its delegations, in the order recorded.
+    pub delegations: Vec<u32>,
+    /// When an admin closed it (lost subject key), as (valid time, record time).
+    pub closed: Option<(Timestamp, Timestamp)>,
+}
+
+/// A device delegation as the index keeps it.
+#[derive(Clone, Debug)]
+pub(super) struct DelegationRow {
+    pub id: DelegationId,
+    pub seq: u64,
+    pub subject: u32,
+    pub device: DevicePublicKey,
+    pub valid_from: Timestamp,
+    /// [`NEVER`] when it does not end by itself.
+    pub valid_until: Timestamp,
+    pub recorded_at: Timestamp,
+}
+
+/// A device key's revocation: from `at` (valid time), learned at `recorded_at`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RevocationRow {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub recorded_at: Timestamp,
+}
+
+/// What the ledger knows of one device key: the subject that delegated it (one only),
+/// its delegations, and its revocation.
+#[derive(Clone, Debug)]
+pub(super) struct DeviceEntry {
+    pub subject: u32,
+    pub delegations: Vec<u32>,
+    pub revoked: Option<RevocationRow>,
+}
+
+/// An admin override of a subject (a lost subject key), as the index keeps it.
+#[derive(Clone, Debug)]
+pub(super) struct OverrideRow {
+    pub seq: u64,
+    pub subject: u32,
+    pub reason: String,
+    pub at: Timestamp,
+    pub recorded_at: Timestamp,
 }
 
 /// Per recipient, each list sorted by the record time of its fact (for `history`).
@@ -322,6 +368,10 @@ pub(super) struct Index {
     pub disclosures: Vec<DisclosureRow>,
     /// Disclosure indices sorted by `at` (valid time).
     pub disclosures_by_at: Vec<u32>,
+    pub delegations: Vec<DelegationRow>,
+    pub delegation_ix: HashMap<DelegationId, u32>,
+    pub devices: HashMap<DevicePublicKey, DeviceEntry>,
+    pub overrides: Vec<OverrideRow>,
     pub next_seq: u64,
     /// While set, receipts and withdrawals are appended unsorted and [`Index::finish`]
     /// sorts once: a bulk load in arbitrary `valid_from` order would otherwise cost a
@@ -367,6 +417,10 @@ impl Index {
             partitions_by_deadline: BTreeSet::new(),
             disclosures: Vec::new(),
             disclosures_by_at: Vec::new(),
+            delegations: Vec::new(),
+            delegation_ix: HashMap::new(),
+            devices: HashMap::new(),
+            overrides: Vec::new(),
             next_seq: 0,
             deferred: false,
         }
@@ -575,6 +629,49 @@ impl Index {
         row.purged_at = at;
         row.purge_recorded_at = recorded_at;
         row.pseq = seq;
+    }
+
+    /// Adds a delegation (already checked and stored).
+    pub fn add_delegation(&mut self, row: DelegationRow) {
+        let i = to_u32(self.delegations.len());
+        self.bump_seq(row.seq);
+        self.delegation_ix.insert(row.id, i);
+        if let Some(s) = self.subjects.get_mut(row.subject as usize) {
+            s.delegations.push(i);
+        }
+        self.devices
+            .entry(row.device)
+            .or_insert_with(|| DeviceEntry { subject: row.subject, delegations: Vec::new(), revoked: None })
+            .delegations
+            .push(i);
+        self.delegations.push(row);
+    }
+
+    /// Marks a device key revoked (already checked and stored).
+    pub fn apply_revocation(&mut self, device: &DevicePublicKey, row: RevocationRow) {
+        self.bump_seq(row.seq);
+        if let Some(d) = self.devices.get_mut(device) {
+            d.revoked = Some(row);
+        }
+    }
+
+    /// Adds an admin override and closes its subject (already checked and stored).
+    /// Its devices are revoked from the override's instant (those not revoked before).
+    pub fn add_override(&mut self, row: OverrideRow) {
+        self.bump_seq(row.seq);
+        if let Some(s) = self.subjects.get_mut(row.subject as usize) {
+            s.closed = Some((row.at, row.recorded_at));
+            for &i in &s.delegations {
+                let Some(d) = self.delegations.get(i as usize) else { continue };
+                if let Some(dev) = self.devices.get_mut(&d.device)
+                    && dev.revoked.is_none()
+                {
+                    dev.revoked =
+                        Some(RevocationRow { seq: row.seq, at: row.at, recorded_at: row.recorded_at });
+                }
+            }
+        }
+        self.overrides.push(row);
     }
 
     pub fn add_disclosure(&mut self, row: DisclosureRow) {

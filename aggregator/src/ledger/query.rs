@@ -138,7 +138,13 @@ impl<C: Borrow<Connection>> Ledger<C> {
         as_known_at: Option<Timestamp>,
     ) -> SubjectAccess {
         let known = known_at(as_known_at);
-        let mut out = SubjectAccess { subject: *subject, at, as_known_at, entries: Vec::new() };
+        let mut out = SubjectAccess {
+            subject: *subject,
+            at,
+            as_known_at,
+            entries: Vec::new(),
+            devices: self.devices(subject, as_known_at),
+        };
         let Some(entry) = self.ix.subject(subject).and_then(|s| self.ix.subjects.get(s as usize)) else {
             return out;
         };

@@ -12,13 +12,16 @@ use std::collections::HashMap;
 
 use confiance::Timestamp;
 use confiance::catalogue::CatalogueDigest;
-use confiance::ids::{ReceiptId, SubjectId};
+use confiance::ids::{DelegationId, DevicePublicKey, ReceiptId, SubjectId};
 use confiance::retention::Duration;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::LedgerError;
 use super::answer::DisclosureKind;
-use super::index::{DisclosureRow, Index, NEVER, Names, PartitionRow, ReceiptRow, RecordRow};
+use super::index::{
+    DelegationRow, DisclosureRow, Index, NEVER, Names, OverrideRow, PartitionRow, ReceiptRow, RecordRow,
+    RevocationRow,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -40,6 +43,15 @@ CREATE TABLE IF NOT EXISTS ledger_partition (
   audience TEXT NOT NULL, deadline INTEGER NOT NULL, recorded_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_partition_purge (
   seq INTEGER PRIMARY KEY, partition BLOB NOT NULL UNIQUE, at INTEGER NOT NULL, recorded_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_delegation (
+  seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, subject BLOB NOT NULL, device BLOB NOT NULL,
+  valid_from INTEGER NOT NULL, valid_until INTEGER NOT NULL, recorded_at INTEGER NOT NULL, signed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_revocation (
+  seq INTEGER PRIMARY KEY, device BLOB NOT NULL UNIQUE, at INTEGER NOT NULL, recorded_at INTEGER NOT NULL,
+  signed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_override (
+  seq INTEGER PRIMARY KEY, subject BLOB NOT NULL UNIQUE, reason TEXT NOT NULL, at INTEGER NOT NULL,
+  recorded_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_disclosure (
   seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, recipient TEXT NOT NULL, metric TEXT NOT NULL,
   purpose TEXT NOT NULL, subject BLOB NOT NULL, at INTEGER NOT NULL, record BLOB,
@@ -130,7 +142,7 @@ pub(super) fn insert_withdrawal(
     receipt: &ReceiptId,
     at: Timestamp,
     recorded_at: Timestamp,
-    signed: &[u8],
+    signed: Option<&[u8]>,
 ) -> Result<(), LedgerError> {
     conn.prepare_cached(
         "INSERT INTO ledger_withdrawal (seq, receipt, at, recorded_at, signed) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -230,6 +242,121 @@ pub(super) fn insert_disclosure(
         row.record.as_ref().map(|r| r.as_slice()),
         t2i(row.recorded_at),
     ])?;
+    Ok(())
+}
+
+pub(super) fn insert_delegation(
+    conn: &Connection,
+    row: &DelegationRow,
+    subject: &SubjectId,
+    signed: &[u8],
+) -> Result<(), LedgerError> {
+    conn.prepare_cached(
+        "INSERT INTO ledger_delegation (seq, id, subject, device, valid_from, valid_until, recorded_at, signed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        u2i(row.seq),
+        row.id.as_bytes().as_slice(),
+        subject.as_bytes().as_slice(),
+        row.device.as_bytes().as_slice(),
+        t2i(row.valid_from),
+        t2i(row.valid_until),
+        t2i(row.recorded_at),
+        signed,
+    ])?;
+    Ok(())
+}
+
+pub(super) fn insert_revocation(
+    conn: &Connection,
+    device: &DevicePublicKey,
+    row: &RevocationRow,
+    signed: &[u8],
+) -> Result<(), LedgerError> {
+    conn.prepare_cached(
+        "INSERT INTO ledger_revocation (seq, device, at, recorded_at, signed) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        u2i(row.seq),
+        device.as_bytes().as_slice(),
+        t2i(row.at),
+        t2i(row.recorded_at),
+        signed
+    ])?;
+    Ok(())
+}
+
+pub(super) fn insert_override(
+    conn: &Connection,
+    row: &OverrideRow,
+    subject: &SubjectId,
+) -> Result<(), LedgerError> {
+    conn.prepare_cached(
+        "INSERT INTO ledger_override (seq, subject, reason, at, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        u2i(row.seq),
+        subject.as_bytes().as_slice(),
+        row.reason,
+        t2i(row.at),
+        t2i(row.recorded_at)
+    ])?;
+    Ok(())
+}
+
+/// Reads delegations, revocations and overrides back (after the receipts, so subjects
+/// are interned; an override's revocations follow from its delegations).
+fn load_enrollment(conn: &Connection, ix: &mut Index) -> Result<(), LedgerError> {
+    {
+        let mut st = conn.prepare(
+            "SELECT seq, id, subject, device, valid_from, valid_until, recorded_at FROM ledger_delegation
+             ORDER BY seq",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let subject = SubjectId(bytes32(r.get_ref(2)?.as_blob()?, "subject")?);
+            let row = DelegationRow {
+                id: DelegationId(bytes32(r.get_ref(1)?.as_blob()?, "delegation id")?),
+                seq: i2u(r.get(0)?),
+                subject: ix.intern_subject(subject),
+                device: DevicePublicKey(bytes32(r.get_ref(3)?.as_blob()?, "device key")?),
+                valid_from: i2t(r.get(4)?),
+                valid_until: i2t(r.get(5)?),
+                recorded_at: i2t(r.get(6)?),
+            };
+            ix.add_delegation(row);
+        }
+    }
+    {
+        let mut st =
+            conn.prepare("SELECT seq, device, at, recorded_at FROM ledger_revocation ORDER BY seq")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let device = DevicePublicKey(bytes32(r.get_ref(1)?.as_blob()?, "device key")?);
+            if !ix.devices.contains_key(&device) {
+                return Err(LedgerError::Corrupt("revocation of unknown device"));
+            }
+            let row = RevocationRow { seq: i2u(r.get(0)?), at: i2t(r.get(2)?), recorded_at: i2t(r.get(3)?) };
+            ix.apply_revocation(&device, row);
+        }
+    }
+    {
+        let mut st =
+            conn.prepare("SELECT seq, subject, reason, at, recorded_at FROM ledger_override ORDER BY seq")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let subject = SubjectId(bytes32(r.get_ref(1)?.as_blob()?, "subject")?);
+            let row = OverrideRow {
+                seq: i2u(r.get(0)?),
+                subject: ix.intern_subject(subject),
+                reason: r.get(2)?,
+                at: i2t(r.get(3)?),
+                recorded_at: i2t(r.get(4)?),
+            };
+            ix.add_override(row);
+        }
+    }
     Ok(())
 }
 
@@ -418,5 +545,6 @@ pub(super) fn load(conn: &Connection, names: &Names) -> Result<Index, LedgerErro
             ix.add_disclosure(row);
         }
     }
+    load_enrollment(conn, &mut ix)?;
     Ok(ix)
 }

@@ -261,6 +261,9 @@ fn routes() -> Router<Arc<State>> {
         .route("/v1/envelopes", post(post_envelope))
         .route("/v1/receipts", post(post_receipt))
         .route("/v1/withdrawals", post(post_withdrawal))
+        .route("/v1/delegations", post(post_delegation))
+        .route("/v1/revocations", post(post_revocation))
+        .route("/v1/subjects/{subject}/override", post(post_override))
         .route("/v1/releases", post(post_release))
         .route("/v1/purge", post(post_purge))
         .route("/v1/subjects/{subject}/access", get(get_subject))
@@ -349,8 +352,9 @@ async fn get_metrics(AxState(st): St, headers: HeaderMap) -> Result<Response, Ap
         .into_response())
 }
 
-async fn post_envelope(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    authenticate(&st, &headers, &[Role::Device])?;
+/// Envelopes need no bearer token: they are sealed to the aggregator and anonymous;
+/// what admits them is what they carry (report tokens), not who posts them.
+async fn post_envelope(AxState(st): St, body: Body) -> Result<Response, ApiError> {
     let frame = read_body(&st, body).await?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     st.metrics.queued(1);
@@ -377,8 +381,9 @@ async fn post_envelope(AxState(st): St, headers: HeaderMap, body: Body) -> Resul
     ))
 }
 
-async fn post_receipt(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    authenticate(&st, &headers, &[Role::Device])?;
+/// Receipts, withdrawals, delegations and revocations need no bearer token: each is
+/// signed, and the ledger checks the signer speaks for the subject.
+async fn post_receipt(AxState(st): St, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(&st, body).await?;
     let id = with_agg(&st, move |agg, _| {
         agg.receive_receipt(&bytes, now()).map_err(|e| ApiError::from_service(&e))
@@ -387,14 +392,66 @@ async fn post_receipt(AxState(st): St, headers: HeaderMap, body: Body) -> Result
     Ok(ok(StatusCode::CREATED, json!({"receipt": hex(&id.0)})))
 }
 
-async fn post_withdrawal(AxState(st): St, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    authenticate(&st, &headers, &[Role::Device])?;
+async fn post_withdrawal(AxState(st): St, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(&st, body).await?;
     let id = with_agg(&st, move |agg, _| {
         agg.receive_withdrawal(&bytes, now()).map_err(|e| ApiError::from_service(&e))
     })
     .await?;
     Ok(ok(StatusCode::CREATED, json!({"receipt": hex(&id.0), "withdrawn": true})))
+}
+
+async fn post_delegation(AxState(st): St, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(&st, body).await?;
+    let id = with_agg(&st, move |agg, _| {
+        agg.receive_delegation(&bytes, now()).map_err(|e| ApiError::from_service(&e))
+    })
+    .await?;
+    Ok(ok(StatusCode::CREATED, json!({"delegation": hex(&id.0)})))
+}
+
+async fn post_revocation(AxState(st): St, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(&st, body).await?;
+    let device = with_agg(&st, move |agg, _| {
+        agg.receive_revocation(&bytes, now()).map_err(|e| ApiError::from_service(&e))
+    })
+    .await?;
+    Ok(ok(StatusCode::CREATED, json!({"device": hex(&device.0), "revoked": true})))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideRequest {
+    reason: String,
+    #[serde(default)]
+    at: Option<u64>,
+}
+
+/// Admin only: closes a subject whose key is lost (docs/privacy.md, "Lost subject key").
+async fn post_override(
+    AxState(st): St,
+    headers: HeaderMap,
+    Path(subject): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Admin])?;
+    let subject = parse_subject(&subject)?;
+    let bytes = read_body(&st, body).await?;
+    let req: OverrideRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(400, "malformed_json", format!("bad override request: {e}")))?;
+    let v = with_agg(&st, move |agg, _| {
+        let now = now();
+        let at = req.at.map_or(now, Timestamp::from_secs);
+        let receipts =
+            agg.admin_override(&subject, &req.reason, at, now).map_err(|e| ApiError::from_service(&e))?;
+        Ok(json!({
+            "subject": hex(&subject.0),
+            "at": at.as_secs(),
+            "withdrawn": receipts.iter().map(|r| hex(&r.0)).collect::<Vec<_>>(),
+        }))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
 }
 
 #[derive(serde::Deserialize)]
@@ -653,7 +710,7 @@ async fn get_disclosures(AxState(st): St, headers: HeaderMap, p: Params) -> Resu
 }
 
 async fn get_checkpoint(AxState(st): St, headers: HeaderMap) -> Result<Response, ApiError> {
-    authenticate(&st, &headers, &[Role::Auditor, Role::Recipient, Role::Device])?;
+    authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
     let v = with_agg(&st, |agg, st| {
         let log = agg.store().audit_log().map_err(|e| ApiError::internal(e.to_string()))?;
         let cp = log.checkpoint(&st.signer, now());
@@ -739,12 +796,16 @@ fn may_read(agg: &Aggregator, who: &Principal, event: &AuditEvent) -> bool {
         AuditEvent::ConsentGiven { receipt } | AuditEvent::ConsentWithdrawn { receipt, .. } => {
             agg.ledger().receipt_terms(receipt).is_some_and(|t| concerns(&t.recipient))
         }
+        // Enrollment and overrides are about subjects, not recipients: auditors only.
+        AuditEvent::DeviceDelegated { .. }
+        | AuditEvent::DeviceRevoked { .. }
+        | AuditEvent::AdminOverride { .. } => false,
         _ => true,
     }
 }
 
 async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
-    let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient, Role::Device])?;
+    let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
     let p = params(p)?;
     let v = with_agg(&st, move |agg, _| {
         let seq = u64_param(&p, "seq")?;
@@ -775,7 +836,7 @@ async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result
 }
 
 async fn get_consistency(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
-    authenticate(&st, &headers, &[Role::Auditor, Role::Recipient, Role::Device])?;
+    authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
     let p = params(p)?;
     let v = with_agg(&st, move |agg, _| {
         let old = u64_param(&p, "old")?;

@@ -137,6 +137,12 @@ impl KeyFile {
                     let [role, recipient, hash] = parts[..] else {
                         return Err(syntax("expected `role recipient hash`"));
                     };
+                    if role == "device" {
+                        return Err(syntax(
+                            "the `device` role is gone: devices sign what they post (delete this line; \
+                             see docs/http.md, \"Migration\")",
+                        ));
+                    }
                     let role: Role = role.parse().map_err(|()| syntax("unknown role"))?;
                     let recipient = match recipient {
                         "-" => None,

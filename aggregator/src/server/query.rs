@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
+use confiance::consent::ConsentError;
 use confiance::ids::{CategoryId, MetricId, PurposeId, RecipientId, SubjectId};
 use serde_json::{Value, json};
 
@@ -74,10 +75,20 @@ impl ApiError {
     pub fn from_service(e: &ServiceError) -> Self {
         let (status, code) = match e {
             ServiceError::Ledger(l) => match l {
+                LedgerError::Consent(ConsentError::BadSignature | ConsentError::BadKey) => {
+                    (403, "bad_signature")
+                }
+                LedgerError::Consent(ConsentError::SubjectKeyMismatch) => (403, "subject_key_mismatch"),
                 LedgerError::Consent(_) => (400, "bad_consent"),
+                LedgerError::Enroll(e) => (403, e.code()),
+                LedgerError::SubjectMismatch => (403, "subject_mismatch"),
                 LedgerError::DuplicateReceipt(_) => (409, "duplicate_receipt"),
+                LedgerError::DuplicateDelegation(_) => (409, "duplicate_delegation"),
+                LedgerError::DeviceEnrolledElsewhere => (409, "device_enrolled_elsewhere"),
+                LedgerError::AlreadyRevoked => (409, "already_revoked"),
+                LedgerError::UnknownSubject(_) => (404, "unknown_subject"),
+                LedgerError::BadReason => (400, "bad_reason"),
                 LedgerError::UnknownReceipt(_) => (404, "unknown_receipt"),
-                LedgerError::KeyMismatch => (400, "key_mismatch"),
                 LedgerError::BeforeValidity => (400, "withdrawal_before_validity"),
                 LedgerError::AlreadyWithdrawn => (409, "already_withdrawn"),
                 LedgerError::UnknownRecipient(_) => (404, "unknown_recipient"),
