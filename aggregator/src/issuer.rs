@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex};
 
 use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, LegalBasis};
-use confiance::ids::DevicePublicKey;
+use confiance::ids::{DevicePublicKey, SubjectId};
 use confiance::token::voprf::{PublicKey, VoprfError};
 use confiance::token::{Token, TokenError, TokenPeriod, TokenRequest, TokenResponse, TokenScope, key_id};
 use hkdf::Hkdf;
@@ -110,8 +110,14 @@ impl IssuerSecret {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PolicyRefusal {
-    /// The device key is not enrolled (or its enrolment was revoked or has expired).
+    /// The device key is not enrolled: no subject delegated it.
     NotEnrolled,
+    /// No delegation of the device key has started yet.
+    DelegationNotYetValid,
+    /// Every delegation of the device key has ended.
+    DelegationExpired,
+    /// The subject revoked the device key.
+    DelegationRevoked,
     /// The purpose needs consent and the device's subject has no live receipt covering
     /// these recipients and this purpose.
     NotConsented,
@@ -142,8 +148,67 @@ pub trait IssuancePolicy {
 pub struct AllowAll;
 
 impl IssuancePolicy for AllowAll {
-    fn allows(&self, _: &DevicePublicKey, _: &TokenScope, _: LegalBasis, _: Timestamp) -> Result<(), PolicyRefusal> {
+    fn allows(
+        &self,
+        _: &DevicePublicKey,
+        _: &TokenScope,
+        _: LegalBasis,
+        _: Timestamp,
+    ) -> Result<(), PolicyRefusal> {
         Ok(())
+    }
+}
+
+/// The ledger is the server's policy: the device key must be enrolled at `at` (a
+/// delegation of its subject in force, not revoked — or the key of a subject the ledger
+/// knows and no admin closed, for a single-device subject), and, for a purpose resting on
+/// consent, the device's subject must have at `at` a live receipt covering the scope's
+/// purpose for every one of its recipients, for at least one metric that serves that
+/// purpose and may go to all of them (a token covers reports of any metric of its
+/// scope: the recorder reports only the metrics it has consent for, and the quota bounds
+/// what a dishonest device can add, docs/privacy.md).
+impl<C: std::borrow::Borrow<rusqlite::Connection>> IssuancePolicy for crate::ledger::Ledger<C> {
+    fn allows(
+        &self,
+        device: &DevicePublicKey,
+        scope: &TokenScope,
+        legal_basis: LegalBasis,
+        at: Timestamp,
+    ) -> Result<(), PolicyRefusal> {
+        use crate::ledger::EnrollError;
+        let subject = match self.enrolled_device(device, at) {
+            Ok(subject) => subject,
+            // A single-device subject's device holds the subject key itself.
+            Err(EnrollError::NotEnrolled)
+                if self.knows_subject(&SubjectId::of_key(&device.as_subject_key())) =>
+            {
+                let subject = SubjectId::of_key(&device.as_subject_key());
+                if self.closed(&subject).is_some_and(|(closed, _)| closed <= at) {
+                    return Err(PolicyRefusal::DelegationRevoked);
+                }
+                subject
+            }
+            Err(e) => {
+                return Err(match e {
+                    EnrollError::DelegationExpired => PolicyRefusal::DelegationExpired,
+                    EnrollError::DelegationNotYetValid => PolicyRefusal::DelegationNotYetValid,
+                    EnrollError::DelegationRevoked | EnrollError::SubjectClosed => {
+                        PolicyRefusal::DelegationRevoked
+                    }
+                    _ => PolicyRefusal::NotEnrolled,
+                });
+            }
+        };
+        if legal_basis != LegalBasis::Consent {
+            return Ok(());
+        }
+        let recipients: Vec<_> = scope.recipients.iter().cloned().collect();
+        let consented = self
+            .catalogue()
+            .metrics()
+            .filter(|(_, m)| serves(m, scope))
+            .any(|(id, _)| self.consents_to(&subject, &recipients, &scope.purpose, id, at));
+        if consented { Ok(()) } else { Err(PolicyRefusal::NotConsented) }
     }
 }
 
@@ -163,6 +228,8 @@ pub enum IssueError {
     PeriodNotOpen,
     /// The policy refused.
     Refused(PolicyRefusal),
+    /// The issuance counts could not be read or written (retryable; nothing issued).
+    Store(String),
     /// The device already had this many tokens of the scope, and the request would pass
     /// the catalogue's quota.
     OverQuota {
@@ -181,8 +248,14 @@ impl core::fmt::Display for IssueError {
             Self::UnknownScope => f.write_str("no such purpose/recipients in the catalogue"),
             Self::PeriodNotOpen => f.write_str("tokens are issued for the current and the next period only"),
             Self::Refused(PolicyRefusal::NotEnrolled) => f.write_str("device not enrolled"),
+            Self::Refused(PolicyRefusal::DelegationNotYetValid) => {
+                f.write_str("device delegation not yet valid")
+            }
+            Self::Refused(PolicyRefusal::DelegationExpired) => f.write_str("device delegation expired"),
+            Self::Refused(PolicyRefusal::DelegationRevoked) => f.write_str("device revoked"),
             Self::Refused(PolicyRefusal::NotConsented) => f.write_str("no live consent for this scope"),
             Self::OverQuota { issued, quota } => write!(f, "{issued} of {quota} tokens already issued"),
+            Self::Store(e) => write!(f, "issuance counts: {e}"),
         }
     }
 }
@@ -199,16 +272,32 @@ impl IssueError {
             Self::UnknownScope => "unknown_scope",
             Self::PeriodNotOpen => "period_not_open",
             Self::Refused(PolicyRefusal::NotEnrolled) => "not_enrolled",
+            Self::Refused(PolicyRefusal::DelegationNotYetValid) => "delegation_not_yet_valid",
+            Self::Refused(PolicyRefusal::DelegationExpired) => "delegation_expired",
+            Self::Refused(PolicyRefusal::DelegationRevoked) => "delegation_revoked",
             Self::Refused(PolicyRefusal::NotConsented) => "not_consented",
             Self::OverQuota { .. } => "over_quota",
+            Self::Store(_) => "store_failed",
         }
     }
 
-    /// Whether the same request may succeed later (over quota and not-yet-open periods
-    /// pass with time; consent and enrolment may come).
+    /// Whether the same request may succeed later: over quota and not-yet-open periods
+    /// pass with time, consent and enrolment may come, a store failure may clear. A
+    /// revoked or expired delegation, a bad signature, a malformed request or an unknown
+    /// scope never succeed.
     #[must_use]
     pub const fn is_retryable(&self) -> bool {
-        matches!(self, Self::OverQuota { .. } | Self::PeriodNotOpen | Self::Refused(_))
+        matches!(
+            self,
+            Self::OverQuota { .. }
+                | Self::PeriodNotOpen
+                | Self::Store(_)
+                | Self::Refused(
+                    PolicyRefusal::NotEnrolled
+                        | PolicyRefusal::DelegationNotYetValid
+                        | PolicyRefusal::NotConsented
+                )
+        )
     }
 }
 
@@ -242,17 +331,22 @@ fn period_secs(catalogue: &Catalogue) -> Result<u64, IssueError> {
     catalogue.limits().token_period.fixed_secs().filter(|s| *s > 0).ok_or(IssueError::UnknownScope)
 }
 
+/// Whether `metric` is an anonymous statistic (tokens are for those only) that serves the
+/// scope's purpose and may go to all its recipients.
+fn serves(metric: &confiance::catalogue::Metric, scope: &TokenScope) -> bool {
+    matches!(metric.privacy, confiance::catalogue::Privacy::Ldp { .. })
+        && metric.purposes.contains(&scope.purpose)
+        && scope.recipients.is_subset(&metric.recipients)
+}
+
 /// Whether the catalogue knows the scope: a known purpose, known recipients, and one
-/// metric that serves that purpose and may go to all of them.
+/// anonymous statistic that serves that purpose and may go to all of them.
 fn scope_known(catalogue: &Catalogue, scope: &TokenScope) -> Option<LegalBasis> {
     let purpose = catalogue.purpose(&scope.purpose)?;
     if scope.recipients.is_empty() || scope.recipients.iter().any(|r| catalogue.recipient(r).is_none()) {
         return None;
     }
-    catalogue
-        .metrics()
-        .any(|(_, m)| m.purposes.contains(&scope.purpose) && scope.recipients.is_subset(&m.recipients))
-        .then_some(purpose.legal_basis)
+    catalogue.metrics().any(|(_, m)| serves(m, scope)).then_some(purpose.legal_basis)
 }
 
 impl Issuer {
@@ -280,6 +374,13 @@ impl Issuer {
         TokenPeriod::at(t, self.period_secs)
     }
 
+    /// Whether the catalogue has the scope (a purpose, recipients, and a metric serving
+    /// both); the period is not checked.
+    #[must_use]
+    pub fn knows(&self, scope: &TokenScope) -> bool {
+        scope_known(&self.catalogue, scope).is_some()
+    }
+
     /// The quota per device, scope and period.
     #[must_use]
     pub const fn quota(&self) -> u32 {
@@ -305,7 +406,12 @@ impl Issuer {
         self.with_key(scope, ServerKey::public_key)
     }
 
-    /// Answers a token request, or refuses it with nothing counted.
+    /// Answers a token request, or refuses it with nothing counted, counting issuance in
+    /// this issuer's memory (a library or simulation issuer; the [`Aggregator`]'s
+    /// issuer counts durably in its database instead, [`Aggregator::issue_tokens`]).
+    ///
+    /// [`Aggregator`]: crate::service::Aggregator
+    /// [`Aggregator::issue_tokens`]: crate::service::Aggregator::issue_tokens
     ///
     /// # Errors
     /// See [`IssueError`]; checks run in this order: signature, batch size, scope,
@@ -317,6 +423,32 @@ impl Issuer {
         now: Timestamp,
         rng: &mut R,
     ) -> Result<TokenResponse, IssueError> {
+        self.admit(request, policy, now)?;
+        let current = self.period_at(now);
+        // Forget what past periods issued: their quotas can no longer be reached.
+        self.issued.retain(|(_, s), _| s.period >= current);
+        let slot = (request.device_key, request.scope.clone());
+        let issued = self.issued.get(&slot).copied().unwrap_or(0);
+        let response = self.evaluate(request, issued, rng)?;
+        let n = u32::try_from(request.blinded.len()).unwrap_or(u32::MAX);
+        self.issued.insert(slot, issued + n);
+        *self.counts.entry(request.scope.clone()).or_insert(0) += u64::from(n);
+        Ok(response)
+    }
+
+    /// The stateless checks of a request, in this order: signature, batch size, scope,
+    /// period (the current or the next), policy. Nothing is counted.
+    ///
+    /// # Errors
+    /// [`IssueError::BadSignature`], [`IssueError::Malformed`],
+    /// [`IssueError::UnknownScope`], [`IssueError::PeriodNotOpen`],
+    /// [`IssueError::Refused`].
+    pub fn admit(
+        &self,
+        request: &TokenRequest,
+        policy: &dyn IssuancePolicy,
+        now: Timestamp,
+    ) -> Result<(), IssueError> {
         request.verify_signature().map_err(|_| IssueError::BadSignature)?;
         if request.blinded.is_empty() || request.blinded.len() > confiance::token::voprf::MAX_BATCH {
             return Err(IssueError::Malformed(VoprfError::BatchSize));
@@ -327,27 +459,45 @@ impl Issuer {
         if scope.period != current && scope.period != TokenPeriod(current.0.saturating_add(1)) {
             return Err(IssueError::PeriodNotOpen);
         }
-        policy.allows(&request.device_key, scope, basis, now).map_err(IssueError::Refused)?;
-        // Forget what past periods issued: their quotas can no longer be reached.
-        self.issued.retain(|(_, s), _| s.period >= current);
-        let slot = (request.device_key, scope.clone());
-        let issued = self.issued.get(&slot).copied().unwrap_or(0);
+        policy.allows(&request.device_key, scope, basis, now).map_err(IssueError::Refused)
+    }
+
+    /// Evaluates an [admitted](Self::admit) request for a device that already had
+    /// `issued` tokens of the request's scope: refuses it if it would pass the quota,
+    /// else answers it. The caller records the `issued + n` new count, in the same
+    /// transaction as whatever else it keeps.
+    ///
+    /// # Errors
+    /// [`IssueError::OverQuota`]; [`IssueError::Malformed`] for a malformed or identity
+    /// element.
+    pub fn evaluate<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        request: &TokenRequest,
+        issued: u32,
+        rng: &mut R,
+    ) -> Result<TokenResponse, IssueError> {
         let n = u32::try_from(request.blinded.len()).unwrap_or(u32::MAX);
         if issued.saturating_add(n) > self.quota {
             return Err(IssueError::OverQuota { issued, quota: self.quota });
         }
         let (evaluated, proof, public_key) = self
-            .with_key(scope, |k| k.blind_evaluate(&request.blinded, rng).map(|(e, p)| (e, p, k.public_key())))
+            .with_key(&request.scope, |k| {
+                k.blind_evaluate(&request.blinded, rng).map(|(e, p)| (e, p, k.public_key()))
+            })
             .and_then(|r| r)
             .map_err(IssueError::Malformed)?;
-        self.issued.insert(slot, issued + n);
-        *self.counts.entry(scope.clone()).or_insert(0) += u64::from(n);
         let proof = proof.to_bytes();
         let mut c = [0; 32];
         let mut s = [0; 32];
         c.copy_from_slice(&proof[..32]);
         s.copy_from_slice(&proof[32..]);
         Ok(TokenResponse { public_key: public_key.to_bytes(), evaluated, proof: (c, s) })
+    }
+
+    /// The token period length in seconds.
+    #[must_use]
+    pub const fn period_secs(&self) -> u64 {
+        self.period_secs
     }
 
     /// Tokens issued per scope since the last call (for the audit log), and resets them.

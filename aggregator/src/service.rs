@@ -43,6 +43,7 @@ use crate::store::{
 };
 
 mod reconcile;
+mod tokens;
 
 #[doc(hidden)]
 pub use reconcile::CRASH_POINT_ENV;
@@ -250,6 +251,10 @@ pub struct Aggregator {
     checked_tags: HashSet<(MetricId, RetentionTag)>,
     /// When set, anonymous statistics need report tokens ([`Self::set_token_verifier`]).
     tokens: Option<TokenVerifier>,
+    /// When set, the aggregator issues report tokens ([`Self::enable_tokens`]).
+    issuer: Option<std::sync::Arc<crate::issuer::Issuer>>,
+    /// The end of the earliest token period whose issuance is not logged yet.
+    issuance_due: Option<Timestamp>,
 }
 
 /// Most (metric, tag) pairs remembered as checked; the cache is emptied when full.
@@ -353,6 +358,8 @@ impl Aggregator {
             staged: Staged::default(),
             checked_tags: HashSet::new(),
             tokens: None,
+            issuer: None,
+            issuance_due: None,
         })
     }
 
@@ -1134,6 +1141,7 @@ impl Aggregator {
     /// when the store purged but the ledger's notes failed: the data is gone and the
     /// holdings are repaired at the next open.
     pub fn purge(&mut self, now: Timestamp) -> Result<PurgeReport, ServiceError> {
+        self.log_token_issuance(now)?;
         let report = self.store.purge(now)?;
         self.partitions.retain(|k, _| k.deadline() > now);
         if report.ids_forgotten > 0 {
