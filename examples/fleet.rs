@@ -14,8 +14,8 @@
 //!
 //! Every envelope carries report tokens (docs/privacy.md, "Report tokens"): each device
 //! fetches, through the aggregator's issuance API, the tokens of the current and the
-//! next token period ahead of time (the fleet's catalogue sets `token_period = "P30D"`,
-//! the devices' flush cadence), and the aggregator refuses statistics without one.
+//! next token period ahead of time (the fleet's catalogue sets `token_period = "P60D"`,
+//! two of the devices' monthly flushes), and the aggregator refuses statistics without one.
 //! `--no-tokens` runs the same fleet without them (no issuance, no tokens required), for
 //! comparison.
 
@@ -32,6 +32,7 @@ use confiance::hazmat::{SeedableRng as _, SeededRng, SingleLifeStorage};
 use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{Recorder, RecorderParts, Value};
+use confiance::retention::RetentionTag;
 use confiance::rng::Rng as _;
 use confiance::token::{TokenPeriod, TokenRequest, TokenResponse, TokenScope};
 use confiance_aggregator::audit::{CheckpointSigner, Verifier};
@@ -95,20 +96,29 @@ enum Traffic {
 /// What the aggregator answered to a device's token request.
 type TokenAnswer = (u64, Result<TokenResponse, (&'static str, TokenScope)>);
 
-/// Tokens a device asks for per scope and token period: its monthly flushes put a
-/// period's reports of a scope in one or two envelopes.
-const TOKENS_PER_REQUEST: usize = 2;
+/// Tokens a device asks for per scope and token period (and again when its reports wait
+/// for one): its monthly flushes put a period's reports of a scope in two or three
+/// envelopes.
+const TOKENS_PER_REQUEST: usize = 3;
 
-/// The truth behind the estimates: per (recipient, metric), counts per category or the
-/// sum of numeric values, over the reports whose audience holds the recipient.
+/// The truth behind the estimates: per (recipient, metric) and the deadline of the
+/// partition the report lands in, counts per category or the sum of numeric values, over
+/// the reports sent whose audience holds the recipient. A release counts only the
+/// partitions still held, so the truth it is compared with is [`Truth::held`].
 #[derive(Default)]
 struct Truth<'a> {
-    cats: BTreeMap<(&'a str, &'a str), Vec<u64>>,
-    sums: BTreeMap<(&'a str, &'a str), (f64, u64)>,
+    cats: BTreeMap<(&'a str, &'a str, Timestamp), Vec<u64>>,
+    sums: BTreeMap<(&'a str, &'a str, Timestamp), (f64, u64)>,
+}
+
+/// What a release of one (recipient, metric) at some instant is compared with.
+enum Held {
+    Counts(Vec<u64>),
+    Sum(f64, u64),
 }
 
 impl<'a> Truth<'a> {
-    fn add(&mut self, key: (&'a str, &'a str), value: Value, kind: &MetricKind) {
+    fn add(&mut self, key: (&'a str, &'a str, Timestamp), value: Value, kind: &MetricKind) {
         match (value, kind) {
             (Value::Bool(b), MetricKind::Boolean) => {
                 self.cats.entry(key).or_insert_with(|| vec![0; 2])[usize::from(b)] += 1;
@@ -128,6 +138,28 @@ impl<'a> Truth<'a> {
             }
             _ => {}
         }
+    }
+
+    /// The truth over the partitions of `key` whose deadline is after `now`.
+    fn held(&self, key: (&str, &str), now: Timestamp) -> Option<Held> {
+        let live = |k: &(&str, &str, Timestamp)| k.0 == key.0 && k.1 == key.1 && k.2 > now;
+        let mut counts: Option<Vec<u64>> = None;
+        for (_, c) in self.cats.iter().filter(|(k, _)| live(k)) {
+            let acc = counts.get_or_insert_with(|| vec![0; c.len()]);
+            for (a, b) in acc.iter_mut().zip(c) {
+                *a += b;
+            }
+        }
+        if let Some(c) = counts {
+            return Some(Held::Counts(c));
+        }
+        let mut sum: Option<(f64, u64)> = None;
+        for (_, (s, n)) in self.sums.iter().filter(|(k, _)| live(k)) {
+            let acc = sum.get_or_insert((0.0, 0));
+            acc.0 += s;
+            acc.1 += n;
+        }
+        sum.map(|(s, n)| Held::Sum(s, n))
     }
 
     fn merge(&mut self, o: Self) {
@@ -232,6 +264,26 @@ struct Device {
     /// The token scopes (recipients, purpose) it reports in, with the last token period
     /// it asked tokens for and the period of its last top-up; `None` when tokens are off.
     token_scopes: Option<BTreeMap<(std::collections::BTreeSet<RecipientId>, PurposeId), (Option<u64>, u64)>>,
+    /// Readings recorded but not yet flushed, as (statistic index in the plan, recipient
+    /// index in the metric's recipients, value): the truth counts a reading only once it
+    /// has been sent, so that a release is compared with the reports it can hold.
+    unsent: Vec<Unsent>,
+}
+
+/// A reading recorded but not yet sent, for one recipient of its audience.
+struct Unsent {
+    /// Statistic index in the plan, recipient index in the metric's recipients.
+    stat: usize,
+    recipient: usize,
+    value: Value,
+    /// The deadline of the partition it lands in.
+    deadline: Timestamp,
+    /// What its report token scope is made of: the purpose's index in the metric's
+    /// purposes, the audience as a bit mask over the metric's recipients, and its
+    /// bucket's start (the report's time).
+    purpose: usize,
+    audience: u64,
+    time: Timestamp,
 }
 
 impl Device {
@@ -321,6 +373,7 @@ impl Device {
             index: d,
             key: signer,
             token_scopes: tokens.then(BTreeMap::new),
+            unsent: Vec::new(),
         }
     }
 
@@ -382,7 +435,7 @@ impl Device {
 
     /// Lives until `until` (exclusive): a weekly tick records every statistic, a monthly
     /// one flushes. Appends to `out` what it sends before `until` and adds what it really
-    /// reported to `truth`.
+    /// sent to `truth` (readings still queued at the end are not in any release).
     fn run_until<'a>(
         &mut self,
         until: Timestamp,
@@ -398,7 +451,7 @@ impl Device {
                 self.changed = true;
                 self.change_mind();
             }
-            self.record_week(t, catalogue, plan, truth);
+            self.record_week(t, catalogue, plan);
             self.fetch_tokens(t, directory);
             if t >= self.next_flush {
                 let (record, meta) = plan.record;
@@ -407,6 +460,38 @@ impl Device {
                 for frame in self.dev.flush(t) {
                     self.dev.acknowledge(&frame);
                     self.outbox.push((t, Traffic::Envelope(frame)));
+                }
+                // Readings waiting for a token are not sent yet: the truth counts them at
+                // the flush that sends them.
+                let waiting = self.dev.tokens_needed();
+                let unsent = core::mem::take(&mut self.unsent);
+                for u in unsent {
+                    let (metric, meta) = plan.stats[u.stat];
+                    if !waiting.is_empty() {
+                        let scope = TokenScope {
+                            recipients: meta
+                                .recipients
+                                .iter()
+                                .enumerate()
+                                .filter(|(i, _)| u.audience & (1 << i) != 0)
+                                .map(|(_, r)| r.clone())
+                                .collect(),
+                            purpose: meta
+                                .purposes
+                                .iter()
+                                .nth(u.purpose)
+                                .cloned()
+                                .unwrap_or_else(|| id("none")),
+                            period: directory.period_at(u.time),
+                        };
+                        if waiting.contains_key(&scope) {
+                            self.unsent.push(u);
+                            continue;
+                        }
+                    }
+                    if let Some(r) = meta.recipients.iter().nth(u.recipient) {
+                        truth.add((r.as_str(), metric.as_str(), u.deadline), u.value, &meta.kind);
+                    }
                 }
                 self.next_flush = self.next_flush.saturating_add_secs(MONTH);
             }
@@ -450,16 +535,10 @@ impl Device {
         }
     }
 
-    /// One weekly reading of every statistic of the brand, privatised and queued; the
-    /// truth counts it for each recipient the device's consent lets see it.
-    fn record_week<'a>(
-        &mut self,
-        t: Timestamp,
-        catalogue: &'a Catalogue,
-        plan: &Plan<'a>,
-        truth: &mut Truth<'a>,
-    ) {
-        for &(metric, meta) in &plan.stats {
+    /// One weekly reading of every statistic of the brand, privatised and queued; once
+    /// sent, the truth counts it for each recipient the device's consent lets see it.
+    fn record_week(&mut self, t: Timestamp, catalogue: &Catalogue, plan: &Plan<'_>) {
+        for (si, &(metric, meta)) in plan.stats.iter().enumerate() {
             let value = draw(&meta.kind, &mut self.rng);
             for purpose in &meta.purposes {
                 let before = self.dev.counters().recorded;
@@ -467,11 +546,40 @@ impl Device {
                 if self.dev.counters().recorded == before {
                     continue;
                 }
-                for r in &meta.recipients {
-                    if self.dev.consent().active_receipt(catalogue, r, metric, purpose, t).is_none() {
-                        continue;
-                    }
-                    truth.add((r.as_str(), metric.as_str()), value, &meta.kind);
+                // The audience the recorder tags, and the deadline of the partition the
+                // report lands in: the tag's hold from the end of its time bucket.
+                let audience: Vec<(usize, &RecipientId)> = meta
+                    .recipients
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        self.dev.consent().active_receipt(catalogue, r, metric, purpose, t).is_some()
+                    })
+                    .collect();
+                let Ok(tag) = RetentionTag::for_statistic(
+                    catalogue,
+                    self.dev.consent(),
+                    metric,
+                    purpose,
+                    audience.iter().map(|(_, r)| (*r).clone()),
+                    t,
+                ) else {
+                    continue;
+                };
+                let bucket = meta.bucket_secs();
+                let deadline = tag.hold().deadline_from(t.truncate(bucket).saturating_add_secs(bucket)).at;
+                let mask = audience.iter().fold(0u64, |m, (ri, _)| m | (1 << ri));
+                let pi = meta.purposes.iter().position(|p| p == purpose).unwrap_or(0);
+                for (ri, _) in audience {
+                    self.unsent.push(Unsent {
+                        stat: si,
+                        recipient: ri,
+                        value,
+                        deadline,
+                        purpose: pi,
+                        audience: mask,
+                        time: t.truncate(bucket),
+                    });
                 }
             }
         }
@@ -532,11 +640,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
 
-    // Token periods of the devices' flush cadence (a month): each scope needs a token or
-    // two per period, fetched ahead.
+    // Token periods of two months: a reading goes out up to ~6 weeks after its bucket
+    // starts (weekly buckets, flushes every 28–35 days), and a token is good until one
+    // period after its own ends. Each scope needs two or three tokens per period, fetched
+    // ahead.
     let toml = include_str!("catalogue.toml").replacen(
         "[limits]\n",
-        "[limits]\ntoken_period = \"P30D\"\ntokens_per_period = 4\n",
+        "[limits]\ntoken_period = \"P60D\"\ntokens_per_period = 6\n",
         1,
     );
     let catalogue = Catalogue::from_toml_str(&toml)?;
@@ -577,6 +687,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // committing; and the whole loop.
     let mut spent = [std::time::Duration::ZERO; 6];
     let mut waiting_for_token = 0u64;
+    let mut refused_by = BTreeMap::<&str, u64>::new();
     let mut ingest_cpu = 0.0;
     let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals, mut enrolled) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
@@ -741,6 +852,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     spent[2] += t0.elapsed();
                     for e in results.into_iter().filter_map(Result::err) {
                         refused += 1;
+                        *refused_by.entry(e.code()).or_default() += 1;
                         if refused <= 3 {
                             pb.println(format!("  refused envelope: {e}"));
                         }
@@ -793,6 +905,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         agg.partitions().count(),
         started.elapsed().as_secs_f64()
     );
+    if refused > 0 {
+        println!("envelopes refused by code: {refused_by:?}");
+    }
     if tokens_on {
         println!(
             "report tokens: {token_requests} requests, {tokens_issued} tokens issued, refused {token_refusals:?}; {waiting_for_token} times a report waited for a token; issuance {:.1} s on the ingest thread",
@@ -819,6 +934,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut covered, mut total) = (0u32, 0u32);
     // One machine-readable line per release, for benches/fleet_seeds.sh.
     let mut release_coverage = Vec::new();
+    // Releases whose report count differs from the truth's: the comparison would be
+    // between different sets of reports.
+    let mut mismatched = Vec::new();
     let pairs: Vec<(RecipientId, MetricId)> = catalogue
         .metrics()
         .filter(|(_, m)| matches!(m.privacy, Privacy::Ldp { .. }))
@@ -828,19 +946,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let Ok(rel) = agg.release(r, m, start, end, end) else { continue };
         let key = (r.as_str(), m.as_str());
         let n = rel.estimate.n as f64;
-        let truths: Vec<f64> = if let Some(c) = truth.cats.get(&key) {
-            let tot: u64 = c.iter().sum();
-            c.iter().map(|x| *x as f64 / tot.max(1) as f64).collect()
-        } else if let Some((s, k)) = truth.sums.get(&key) {
-            vec![s / (*k).max(1) as f64]
-        } else {
-            continue;
+        // The truth over the same reports: those sent, in partitions still held at `end`.
+        let (truths, truth_n): (Vec<f64>, u64) = match truth.held(key, end) {
+            Some(Held::Counts(c)) => {
+                let tot: u64 = c.iter().sum();
+                (c.iter().map(|x| *x as f64 / tot.max(1) as f64).collect(), tot)
+            }
+            Some(Held::Sum(s, k)) => (vec![s / k.max(1) as f64], k),
+            None => continue,
         };
+        if truth_n != rel.estimate.n {
+            mismatched.push(format!("{r} {m}: {} reports released, {truth_n} in the truth", rel.estimate.n));
+        }
         let (mut rel_covered, mut rel_total) = (0u32, 0u32);
+        // (estimate − truth) / standard error per output: over seeds, their mean shows a
+        // bias long before the intervals miss (benches/fleet_seeds.sh).
+        let mut zs = Vec::new();
         for (i, p) in rel.estimate.values.iter().enumerate() {
             let label = rel.labels.get(i).cloned().unwrap_or_else(|| "mean".to_string());
             let t = truths.get(i).copied().unwrap_or(f64::NAN);
             let ok = p.ci95_low <= t && t <= p.ci95_high;
+            zs.push(format!("{:.3}", (p.value - t) / p.std_error));
             covered += u32::from(ok);
             total += 1;
             rel_covered += u32::from(ok);
@@ -870,6 +996,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
         }
         release_coverage.push(format!("  release-coverage {r} {m} {rel_covered} {rel_total}"));
+        release_coverage.push(format!("  release-z {r} {m} {n} {truth_n} {}", zs.join(" ")));
     }
     for line in &release_coverage {
         println!("{line}");
@@ -1023,6 +1150,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let overdue = overdue_after.records.len() + overdue_after.partitions.len();
     if overdue > 0 {
         problems.push(format!("{overdue} items still overdue after the purge"));
+    }
+    if !mismatched.is_empty() {
+        problems.push(format!("releases not over the reports of the truth ({})", mismatched.join(", ")));
     }
     if total == 0 || f64::from(covered) < 0.8 * f64::from(total) {
         problems.push(format!("only {covered}/{total} intervals cover the true value"));
