@@ -80,7 +80,7 @@ fn tokens(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let token: Token = tokens[0];
     g.bench_function("verify", |b| {
-        b.iter(|| black_box(verifier.verify(&scope, black_box(&token), now).unwrap()))
+        b.iter(|| black_box(verifier.verify(&scope, black_box(&token), now)).is_ok())
     });
     g.finish();
 }
