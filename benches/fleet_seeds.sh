@@ -8,17 +8,19 @@
 #
 #   benches/fleet_seeds.sh [SEEDS=20] [DEVICES=2000] [MONTHS=2]
 #
-# PROFILE=test reuses the test build (optimised) instead of building a release one.
+# PROFILE=test reuses the test build (optimised) instead of building a release one;
+# FIRST=k starts at seed k (to add seeds to an earlier table).
 set -eu
 seeds=${1:-20}
 devices=${2:-2000}
 months=${3:-2}
 profile=${PROFILE:-release}
+first=${FIRST:-1}
 dir=$([ "$profile" = release ] && echo release || echo debug)
 out=$(mktemp -d)
 cargo build --profile "$profile" --example fleet >&2
-for s in $(seq 1 "$seeds"); do
-    echo "seed $s/$seeds" >&2
+for s in $(seq "$first" $((first + seeds - 1))); do
+    echo "seed $s ($first to $((first + seeds - 1)))" >&2
     "./target/$dir/examples/fleet" --devices "$devices" --months "$months" --seed "$s" \
         --out "$out/run-$s" | grep -E ' release-(coverage|z) ' >> "$out/coverage.txt"
     rm -rf "$out/run-$s"

@@ -122,6 +122,17 @@ pub enum AuditEvent {
         /// From when.
         at: Timestamp,
     },
+    /// A transcryption was refused (docs/privacy.md#polymorphic-pseudonyms): who asked
+    /// for which recipient is not logged (the request names a device), only the
+    /// recipient domain and the refusal's code.
+    TranscryptionRefused {
+        /// The recipient domain of the transcryptors asked.
+        recipient: RecipientId,
+        /// The refusal's code ([`TranscryptError::code`](crate::transcrypt::TranscryptError::code)).
+        code: String,
+        /// When.
+        at: Timestamp,
+    },
     /// Report tokens issued for one scope (recipients, purpose, token period), counted
     /// once the period is over: one event per scope and period, with how many tokens
     /// and how many devices in all — never which device got which token, nor when.
@@ -180,8 +191,10 @@ pub enum EventKind {
     DeviceRevoked = 9,
     /// [`AuditEvent::AdminOverride`].
     AdminOverride = 10,
+    /// [`AuditEvent::TranscryptionRefused`].
+    TranscryptionRefused = 11,
     /// [`AuditEvent::TokensIssued`].
-    TokensIssued = 11,
+    TokensIssued = 12,
 }
 
 impl EventKind {
@@ -208,6 +221,7 @@ impl AuditEvent {
             Self::DeviceDelegated { .. } => EventKind::DeviceDelegated,
             Self::DeviceRevoked { .. } => EventKind::DeviceRevoked,
             Self::AdminOverride { .. } => EventKind::AdminOverride,
+            Self::TranscryptionRefused { .. } => EventKind::TranscryptionRefused,
             Self::TokensIssued { .. } => EventKind::TokensIssued,
         }
     }
@@ -227,6 +241,7 @@ impl AuditEvent {
             | Self::CatalogueChange { at, .. }
             | Self::DeviceRevoked { at, .. }
             | Self::AdminOverride { at, .. }
+            | Self::TranscryptionRefused { at, .. }
             | Self::TokensIssued { at, .. } => Some(*at),
             Self::DeviceDelegated { valid_from, .. } => Some(*valid_from),
         }
@@ -321,6 +336,11 @@ mod tests {
             AuditEvent::DeviceDelegated { delegation: DelegationId([4; 32]), valid_from: at },
             AuditEvent::DeviceRevoked { revocation: DelegationId([5; 32]), at },
             AuditEvent::AdminOverride { reason: "lost phone".into(), receipts: vec![ReceiptId([6; 32])], at },
+            AuditEvent::TranscryptionRefused {
+                recipient: RecipientId::new("voltis").unwrap(),
+                code: "replayed".into(),
+                at,
+            },
             AuditEvent::TokensIssued {
                 recipients: vec![RecipientId::new("lab-eu").unwrap()],
                 purpose: PurposeId::new("research").unwrap(),
