@@ -67,6 +67,8 @@ struct TomlLimits {
     max_hold: Option<String>,
     pseudonym_epoch: Option<String>,
     min_release_reports: Option<u32>,
+    token_period: Option<String>,
+    tokens_per_period: Option<u32>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -305,6 +307,12 @@ impl Catalogue {
             if let Some(n) = l.min_release_reports {
                 limits.min_release_reports = n.max(1);
             }
+            if let Some(p) = l.token_period {
+                limits.token_period = period("limits", &p)?;
+            }
+            if let Some(n) = l.tokens_per_period {
+                limits.tokens_per_period = n;
+            }
         }
         let mut purposes = BTreeMap::new();
         for (id, p) in t.purposes {
@@ -349,6 +357,8 @@ impl Catalogue {
                 max_hold: Some(c.limits.max_hold.to_string()),
                 pseudonym_epoch: Some(c.limits.pseudonym_epoch.to_string()),
                 min_release_reports: Some(c.limits.min_release_reports),
+                token_period: Some(c.limits.token_period.to_string()),
+                tokens_per_period: Some(c.limits.tokens_per_period),
             }),
             purposes: c
                 .purposes

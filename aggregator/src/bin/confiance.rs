@@ -116,6 +116,10 @@ enum Cmd {
         /// Most requests handled at once; more wait (1 to 65 536).
         #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
         max_in_flight: u32,
+        /// Issue report tokens (`POST /v1/tokens`) and require them on envelopes: a file
+        /// holding the issuer's 32-byte secret as 64 hex digits (docs/privacy.md).
+        #[arg(long)]
+        token_secret: Option<PathBuf>,
     },
     /// Ingest envelopes and signed delegations, receipts, withdrawals and revocations:
     /// files, directories or stdin; each file one message (raw bytes or hex) or a stream of
@@ -749,9 +753,21 @@ fn run(cli: Cli) -> Result<Value, Fail> {
             drain_ms,
             max_connections,
             max_in_flight,
+            token_secret,
         } => {
             let kf = key_file(&cli)?;
-            let agg = open(&cli, &kf)?;
+            let mut agg = open(&cli, &kf)?;
+            if let Some(path) = token_secret {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| bad("bad_token_secret", e.to_string()))?;
+                let bytes: [u8; 32] = confiance_aggregator::server::unhex(text.trim())
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| {
+                        bad("bad_token_secret", "the token secret file must hold 64 hex digits")
+                    })?;
+                agg.enable_tokens(confiance_aggregator::issuer::IssuerSecret::from_bytes(bytes))
+                    .map_err(internal)?;
+            }
             let signer = kf.signer().map_err(|e| bad("bad_key_file", e))?;
             let ms = std::time::Duration::from_millis;
             let mut config = ServerConfig::new(*max_body as usize, kf.tokens.clone());

@@ -10,6 +10,7 @@ use confiance::ids::{CategoryId, MetricId, PurposeId, RecipientId, SubjectId};
 use serde_json::{Value, json};
 
 use crate::ingest::IngestError;
+use crate::issuer::IssueError;
 use crate::ledger::{LedgerError, Party, Target};
 use crate::service::{Aggregator, Release, ReleaseError, ServiceError};
 
@@ -25,18 +26,31 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable message.
     pub message: String,
+    /// Whether the same request may succeed later, when the endpoint says so apart from
+    /// the status (token issuance: `over_quota` is a 4xx that passes with the period).
+    pub retry: Option<bool>,
 }
 
 impl ApiError {
     /// A new error.
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry: None }
     }
 
-    /// `{"error": {"code": ..., "message": ...}}`.
+    /// The same error, saying whether the request may succeed later.
+    #[must_use]
+    pub const fn with_retry(mut self, retry: bool) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// `{"error": {"code": ..., "message": ...}}`, with `"retry"` when known.
     #[must_use]
     pub fn to_json(&self) -> Value {
-        json!({"error": {"code": self.code, "message": self.message}})
+        match self.retry {
+            Some(retry) => json!({"error": {"code": self.code, "message": self.message, "retry": retry}}),
+            None => json!({"error": {"code": self.code, "message": self.message}}),
+        }
     }
 
     /// An internal error (500, `internal`).
@@ -102,6 +116,22 @@ impl ApiError {
             _ => (500, "internal"),
         };
         Self::new(status, code, e.to_string())
+    }
+
+    /// The answer to a refused token request (or key lookup), with `retry`:
+    /// `bad_signature` and the enrollment refusals 403, `malformed_token_request` 400,
+    /// `unknown_scope` 404, `period_not_open` 409, `over_quota` 429, `store_failed` 503.
+    #[must_use]
+    pub fn from_issue(e: &IssueError) -> Self {
+        let status = match e {
+            IssueError::BadSignature | IssueError::Refused(_) => 403,
+            IssueError::UnknownScope => 404,
+            IssueError::PeriodNotOpen => 409,
+            IssueError::OverQuota { .. } => 429,
+            IssueError::Store(_) => 503,
+            _ => 400,
+        };
+        Self::new(status, e.code(), e.to_string()).with_retry(e.is_retryable())
     }
 
     /// The answer to a refused release.
