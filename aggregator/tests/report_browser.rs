@@ -90,18 +90,33 @@ fn run_chromium(exe: &str, profile: &Path, args: &[String]) -> Output {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn chromium");
+    // Drain both pipes while waiting: a DOM larger than the pipe's buffer (64 KiB) would
+    // otherwise block chromium on its write and never let it exit.
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
     let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if child.try_wait().expect("wait for chromium").is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for chromium") {
+            break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!("chromium did not finish within 90 s: {args:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
     }
-    child.wait_with_output().expect("chromium output")
 }
 
 /// Every `<svg …>…</svg>` in `dom`.
