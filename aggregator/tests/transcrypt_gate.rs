@@ -122,7 +122,7 @@ impl Chain {
 
     /// What the recipient of `d` reads from a transcryption's last step.
     fn open(&self, d: &Domain, steps: &[confiance_aggregator::transcrypt::Step]) -> RistrettoPoint {
-        let p = self.domains[d].1.decrypt(&steps.last().unwrap().output).unwrap();
+        let p = self.domains[d].1.decrypt_unverified(&steps.last().unwrap().output).unwrap();
         confiance::pseudonym::decode_point(p.as_bytes()).unwrap()
     }
 }
