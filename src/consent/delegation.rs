@@ -64,7 +64,7 @@ pub struct SignedDelegation {
     signature: Sig,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct SignedDelegationWire {
     delegation: Delegation,
     signature: Sig,
@@ -152,7 +152,7 @@ pub struct SignedRevocation {
     signature: Sig,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct SignedRevocationWire {
     revocation: Revocation,
     signature: Sig,

@@ -243,7 +243,12 @@ pub(super) fn verify(key: &[u8; 32], domain: &[u8], body: &[u8], sig: &[u8; 64])
         .map_err(|_| ConsentError::BadSignature)
 }
 
-pub(super) fn decode_bounded<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ConsentError> {
+/// Decodes a signed consent message: bounded, version first, no trailing bytes, and
+/// canonical — re-encoding gives the same bytes — before any other check, so a
+/// signature is only ever verified over the one byte string of its message, and every
+/// implementation refuses a non-canonical message with the same error whatever its
+/// signature (docs/wire-format.md §7).
+pub(super) fn decode_bounded<'a, T: Deserialize<'a> + Serialize>(bytes: &'a [u8]) -> Result<T, ConsentError> {
     if bytes.len() > MAX_RECEIPT_BYTES {
         return Err(ConsentError::TooLarge);
     }
@@ -255,6 +260,9 @@ pub(super) fn decode_bounded<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<
     let (value, rest) = postcard::take_from_bytes(bytes).map_err(|_| ConsentError::Malformed)?;
     if !rest.is_empty() {
         return Err(ConsentError::TrailingBytes);
+    }
+    if postcard::to_allocvec(&value).map_err(|_| ConsentError::Malformed)? != bytes {
+        return Err(ConsentError::Malformed);
     }
     Ok(value)
 }
@@ -309,7 +317,7 @@ pub struct SignedReceipt {
     signature: Sig,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct SignedReceiptWire {
     receipt: ConsentReceipt,
     signature: Sig,
@@ -420,7 +428,7 @@ pub struct SignedWithdrawal {
     signature: Sig,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct SignedWithdrawalWire {
     withdrawal: Withdrawal,
     signature: Sig,
