@@ -390,6 +390,14 @@ fn every_endpoint_role_and_bad_request() {
         .collect();
     let leaf: [u8; 32] = unhex(inc["leaf_hash"].as_str().unwrap()).unwrap().try_into().unwrap();
     confiance_aggregator::audit::merkle::verify_inclusion(&leaf, 1, size, &path, signed.root()).unwrap();
+    // The leaf bytes are answered with the event: they hash to the leaf and decode to
+    // the event shown, at its sequence number (docs/wire-format.md §9).
+    let leaf_bytes = unhex(inc["leaf"].as_str().unwrap()).unwrap();
+    assert_eq!(confiance_aggregator::audit::merkle::leaf_hash(&leaf_bytes), leaf);
+    let logged = confiance_aggregator::audit::LoggedEvent::from_leaf_bytes(&leaf_bytes).unwrap();
+    assert_eq!(logged.seq, 1);
+    let kind = |v: &Value| v.as_object().and_then(|o| o.keys().next().cloned());
+    assert_eq!(kind(&serde_json::to_value(&logged.event).unwrap()), kind(&inc["event"]), "{inc}");
     // Issue #14, defect 9: a recipient reads its own events and those naming no party,
     // never another recipient's release (metric, window, partitions); a device reads no
     // party's event. The leaf hash and path are answered to everyone.
@@ -399,6 +407,11 @@ fn every_endpoint_role_and_bad_request() {
             let (s, v) = h.get(&format!("/v1/audit/inclusion?seq={seq}&tree_size={size}"), token);
             assert_eq!(s, 200, "{v}");
             assert!(v["leaf_hash"].is_string() && v["path"].is_array(), "{v}");
+            assert_eq!(
+                v["leaf"].is_null(),
+                v["event"].is_null(),
+                "leaf bytes shown exactly with the event: {v}"
+            );
             v["event"].clone()
         };
         let full = ask(&auditor);
