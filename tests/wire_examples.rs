@@ -278,7 +278,7 @@ fn doc_examples(doc: &str) -> Vec<(String, Form, Vec<u8>)> {
 }
 
 fn unhex(s: &str, name: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "example {name}: odd number of hex digits");
+    assert!(s.len().is_multiple_of(2), "example {name}: odd number of hex digits");
     (0..s.len())
         .step_by(2)
         .map(|i| {
