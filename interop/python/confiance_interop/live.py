@@ -60,12 +60,6 @@ def run_live(url, auditor_token, origin, log_public_key, expected_digest):
     check(s == 200 and digest.hex() == cat["digest"], "GET /v1/catalogue: canonical bytes decode and hash to the digest (§8)")
     check(digest.hex() == expected_digest, "the served catalogue is the docs' example catalogue (same digest)")
 
-    s, cp0 = api.get("/v1/audit/checkpoint", auth=True)
-    name, _, vk = audit.parse_verifier_key(cp0["verifier_key"])
-    check(name == origin and vk == log_public_key, "the checkpoint's verifier_key is the log's origin and key")
-    old = audit.verify_checkpoint(cp0["text"], origin, log_public_key)
-    check(old["size"] == cp0["tree_size"], f"checkpoint 1 (size {old['size']}) verifies as a signed note")
-
     now = int(time.time())
     day = now - now % DAY
     subject_seed, device_seed = os.urandom(32), os.urandom(32)
@@ -103,6 +97,13 @@ def run_live(url, auditor_token, origin, log_public_key, expected_digest):
     device_receipt = wire.sign("receipt", dict(receipt_fields, nonce=os.urandom(16).hex()), device_seed)
     s, a = api.post("/v1/receipts", device_receipt)
     check(s == 201, "a receipt signed by the delegated device is accepted")
+
+    # The auditor's first checkpoint, once the log holds something.
+    s, cp0 = api.get("/v1/audit/checkpoint", auth=True)
+    name, _, vk = audit.parse_verifier_key(cp0["verifier_key"])
+    check(name == origin and vk == log_public_key, "the checkpoint's verifier_key is the log's origin and key")
+    old = audit.verify_checkpoint(cp0["text"], origin, log_public_key)
+    check(old["size"] == cp0["tree_size"] and old["size"] > 0, f"checkpoint 1 (size {old['size']}) verifies as a signed note")
 
     s, access = api.get(f"/v1/subjects/{subject.hex()}/access", auth=True)
     text = json.dumps(access)
