@@ -73,6 +73,9 @@ use crate::ldp::{LdpValue, Selection};
 use crate::pseudonym::{DeviceSecret, Epoch, ScopedPseudonymEntry};
 use crate::report::{Payload, RecordValue, Refusal, Refused, Report};
 use crate::retention::{Duration, RetentionTag};
+use crate::token::{
+    PendingTokens, SpentToken, Token, TokenPeriod, TokenRequest, TokenResponse, TokenScope, voprf,
+};
 use core::borrow::Borrow;
 
 /// Width of an envelope's time bucket: the header carries the UTC day of the flush.
@@ -155,6 +158,12 @@ pub struct Counters {
     /// ([`NullStorage`]), or the saved state could not be read back (then the current
     /// period counts as spent). The recorder fails closed rather than reopen a period.
     pub budget_unsaved: u32,
+    /// Reports left queued at a flush because no report token of their scope was held
+    /// (counted once per report and flush; they go out once tokens arrive).
+    pub waiting_for_token: u32,
+    /// Token requests that could not be built, and token responses refused (bad proof,
+    /// another key, no matching request).
+    pub token_failed: u32,
 }
 
 fn bump(c: &mut u32) {
@@ -212,6 +221,8 @@ struct Persisted {
     in_flight: Vec<([u8; 32], Vec<Report>)>,
     retries: Vec<Retry>,
     refusals: Vec<(MetricId, Refusal, u32)>,
+    tokens: Vec<SpentToken>,
+    tokens_required: bool,
 }
 
 /// A report the aggregator refused for now, waiting to be sent again.
@@ -229,9 +240,11 @@ const RETRY_BASE_SECS: u64 = 3_600;
 const RETRY_MAX_SECS: u64 = 86_400;
 
 /// Version 2 added [`Counters::budget_unsaved`] and the per-report acknowledgement state
-/// (reports of unacknowledged envelopes, retries, refusals); a version-1 state is not
-/// read (counted as a failed load, so the current budget period counts as spent).
-const PERSIST_VERSION: u8 = 2;
+/// (reports of unacknowledged envelopes, retries, refusals); version 3 added the report
+/// tokens held, whether they are required, and [`Counters::waiting_for_token`] and
+/// [`Counters::token_failed`]. An older state is not read (counted as a failed load, so
+/// the current budget period counts as spent).
+const PERSIST_VERSION: u8 = 3;
 
 /// The device recorder. See the [module documentation](self).
 #[derive(Debug)]
@@ -265,7 +278,16 @@ pub struct Recorder<R, S, C = Catalogue> {
     /// The saved state could not be read at start: what was spent in the current budget
     /// period is unknown, so each budgeted metric's first period here counts as spent.
     budget_state_lost: bool,
+    /// Report tokens held, per scope (spent from the end).
+    tokens: BTreeMap<TokenScope, Vec<Token>>,
+    /// Token requests sent and not yet answered.
+    pending_tokens: Vec<PendingTokens>,
+    /// Whether envelopes must carry a token per scope of their statistics.
+    tokens_required: bool,
 }
+
+/// The most token requests awaiting an answer; the oldest is forgotten past it.
+const MAX_PENDING_TOKEN_REQUESTS: usize = 16;
 
 /// The value as the LDP encoder wants it, or `None` if it does not fit the metric.
 fn ldp_value(kind: &MetricKind, v: Value) -> Option<LdpValue> {
@@ -337,6 +359,9 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             attempts: BTreeMap::new(),
             refusals: BTreeMap::new(),
             budget_state_lost: false,
+            tokens: BTreeMap::new(),
+            pending_tokens: Vec::new(),
+            tokens_required: false,
         };
         r.restore();
         r
@@ -368,6 +393,10 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         if !entries.is_empty() && self.consent.list().next().is_none() && self.consent.adopt(entries).is_err()
         {
             bump(&mut self.counters.storage_failed);
+        }
+        self.tokens_required = p.tokens_required;
+        for t in p.tokens {
+            self.tokens.entry(t.scope).or_default().push(t.token);
         }
         for (metric, period, spent) in p.budgets {
             if let Some(cap) = self.budget_cap(&metric) {
@@ -418,6 +447,12 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             in_flight: self.in_flight.iter().map(|(k, v)| (*k, v.clone())).collect(),
             retries: self.retries.clone(),
             refusals: self.refusals.iter().map(|((m, r), n)| (m.clone(), *r, *n)).collect(),
+            tokens: self
+                .tokens
+                .iter()
+                .flat_map(|(scope, ts)| ts.iter().map(|t| SpentToken { scope: scope.clone(), token: *t }))
+                .collect(),
+            tokens_required: self.tokens_required,
         };
         postcard::to_allocvec(&p).map_err(|_| StorageError).and_then(|b| self.storage.save(&b))
     }
@@ -623,6 +658,67 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         self.outbox.iter().cloned().collect()
     }
 
+    /// The token scope of a queued report: statistics only (records stand on receipts).
+    fn token_scope(&self, r: &Report) -> Option<TokenScope> {
+        if !self.tokens_required || !matches!(r.payload, Payload::Statistic(_)) {
+            return None;
+        }
+        let secs = self.catalogue.borrow().limits().token_period.fixed_secs().unwrap_or(86_400);
+        Some(TokenScope {
+            recipients: r.tag.audience().clone(),
+            purpose: r.tag.purpose().clone(),
+            period: TokenPeriod::at(r.time, secs),
+        })
+    }
+
+    /// The next envelope's reports and tokens, taken from the queue: reports in order,
+    /// one token per scope; a statistic with no token for its scope goes to `waiting`.
+    fn next_batch(
+        &mut self,
+        waiting: &mut VecDeque<(Report, usize)>,
+    ) -> (Vec<(Report, usize)>, Vec<SpentToken>) {
+        let max = self.limits.max_reports_per_envelope.max(1);
+        let mut batch = Vec::new();
+        let mut spent: Vec<SpentToken> = Vec::new();
+        let mut later = VecDeque::new();
+        // A token stands for one report per metric and bucket: a second one waits for
+        // the next envelope.
+        let mut uses: Vec<(TokenScope, MetricId, Timestamp)> = Vec::new();
+        while batch.len() < max {
+            let Some((r, size)) = self.queue.pop_front() else { break };
+            let scope = self.token_scope(&r);
+            if let Some(scope) = &scope {
+                let key = (scope.clone(), r.metric.clone(), r.time);
+                if uses.contains(&key) {
+                    later.push_back((r, size));
+                    continue;
+                }
+                uses.push(key);
+            }
+            if let Some(scope) = scope
+                && !spent.iter().any(|t| t.scope == scope)
+            {
+                if spent.len() >= envelope::MAX_TOKENS {
+                    later.push_back((r, size));
+                    continue;
+                }
+                match self.tokens.get_mut(&scope).and_then(Vec::pop) {
+                    Some(token) => spent.push(SpentToken { scope, token }),
+                    None => {
+                        bump(&mut self.counters.waiting_for_token);
+                        waiting.push_back((r, size));
+                        continue;
+                    }
+                }
+            }
+            batch.push((r, size));
+        }
+        while let Some(x) = later.pop_back() {
+            self.queue.push_front(x);
+        }
+        (batch, spent)
+    }
+
     fn seal_queue(&mut self, config: &KeyConfig, now: Timestamp) {
         // The header's time bucket is the day of the flush; the reports may be older
         // (a device offline for a while), never newer — even if the clock went back.
@@ -633,10 +729,12 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         };
         let mut rest: VecDeque<(Report, usize)> = VecDeque::new();
         while !self.queue.is_empty() {
-            let take = self.queue.len().min(self.limits.max_reports_per_envelope.max(1));
-            let batch: Vec<(Report, usize)> = self.queue.drain(..take).collect();
+            let (batch, spent) = self.next_batch(&mut rest);
+            if batch.is_empty() {
+                continue;
+            }
             let reports: Vec<Report> = batch.iter().map(|(r, _)| r.clone()).collect();
-            let sealed = envelope::encode_batch(&reports)
+            let sealed = envelope::encode_body(&spent, &reports)
                 .ok()
                 .and_then(|plain| envelope::seal(config, &fields, &plain, &mut self.rng).ok());
             match sealed {
@@ -654,11 +752,89 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
                 }
                 None => {
                     bump(&mut self.counters.seal_failed);
+                    for t in spent {
+                        self.tokens.entry(t.scope).or_default().push(t.token);
+                    }
                     rest.extend(batch);
                 }
             }
         }
+        // Waiting and unsealed reports stay queued for the next flush.
         self.queue = rest;
+    }
+
+    /// From now on, envelopes carry a report token per scope (recipients, purpose,
+    /// token period) of their statistics, and statistics without a token wait in the
+    /// queue (counted in [`Counters::waiting_for_token`]) until one arrives.
+    pub fn require_tokens(&mut self, required: bool) {
+        self.tokens_required = required;
+    }
+
+    /// The scopes of queued statistics for which no token is held, with how many
+    /// envelopes' worth of those reports are waiting: what to ask the issuer for next
+    /// (fetching a period's tokens ahead of time is better: the issuer then learns less
+    /// about when the device reports).
+    #[must_use]
+    pub fn tokens_needed(&self) -> BTreeMap<TokenScope, usize> {
+        let mut out: BTreeMap<TokenScope, usize> = BTreeMap::new();
+        for (r, _) in &self.queue {
+            if let Some(scope) = self.token_scope(r)
+                && self.tokens.get(&scope).is_none_or(Vec::is_empty)
+            {
+                *out.entry(scope).or_default() = 1;
+            }
+        }
+        out
+    }
+
+    /// Tokens held for `scope`.
+    #[must_use]
+    pub fn tokens_held(&self, scope: &TokenScope) -> usize {
+        self.tokens.get(scope).map_or(0, Vec::len)
+    }
+
+    /// Builds a request for `count` tokens of `scope`, signed by `device`, blinded against
+    /// the scope's public key `key` from the issuer's key directory. The host sends it
+    /// (HTTP `POST /v1/tokens`) and gives the answer to [`Self::take_token_response`].
+    /// `None` (counted in [`Counters::token_failed`]) for a count of 0 or above the
+    /// VOPRF batch limit.
+    pub fn token_request(
+        &mut self,
+        device: &crate::consent::DeviceKey,
+        scope: TokenScope,
+        key: voprf::PublicKey,
+        count: usize,
+    ) -> Option<TokenRequest> {
+        match PendingTokens::request(device, scope, key, count, &mut self.rng) {
+            Ok((pending, request)) => {
+                if self.pending_tokens.len() >= MAX_PENDING_TOKEN_REQUESTS {
+                    self.pending_tokens.remove(0);
+                }
+                self.pending_tokens.push(pending);
+                Some(request)
+            }
+            Err(_) => {
+                bump(&mut self.counters.token_failed);
+                None
+            }
+        }
+    }
+
+    /// Takes the issuer's answer to a request from [`Self::token_request`]: checks the
+    /// proof, unblinds and keeps the tokens. Returns how many were added; 0 (counted in
+    /// [`Counters::token_failed`]) if it answers no pending request or does not verify.
+    pub fn take_token_response(&mut self, response: &TokenResponse) -> usize {
+        let found =
+            self.pending_tokens.iter().enumerate().find_map(|(i, p)| Some((i, p.finalize(response).ok()?)));
+        let Some((i, tokens)) = found else {
+            bump(&mut self.counters.token_failed);
+            return 0;
+        };
+        let pending = self.pending_tokens.remove(i);
+        let n = tokens.len();
+        self.tokens.entry(pending.scope().clone()).or_default().extend(tokens);
+        self.persist();
+        n
     }
 
     fn log_sent(&mut self, r: &Report, envelope: EnvelopeId) {
@@ -837,6 +1013,19 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         let (w, r) = self.consent.narrow(self.catalogue.borrow(), receipt, scope, at, &mut self.rng)?;
         self.persist();
         Ok((w.to_bytes(), r.to_bytes()))
+    }
+
+    /// A signed request to transcrypt this device's polymorphic pseudonym for `recipient`
+    /// (in `epoch`, for an epoch domain) under `receipt`, for the host to send to the
+    /// transcryptors ([`crate::pseudonym::TranscryptionRequest`]).
+    pub fn transcryption_request(
+        &mut self,
+        system_key: &crate::pseudonym::SystemPublicKey,
+        receipt: crate::ids::ReceiptId,
+        recipient: RecipientId,
+        epoch: Option<Epoch>,
+    ) -> crate::pseudonym::TranscryptionRequest {
+        self.consent.transcryption_request(&self.secret, system_key, receipt, recipient, epoch, &mut self.rng)
     }
 
     /// The consent state.

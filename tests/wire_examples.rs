@@ -21,6 +21,7 @@ use confiance::catalogue::{Catalogue, LegalBasis, Metric, MetricKind, Purpose, R
 use confiance::consent::{ConsentReceipt, ConsentState, DeviceKey, Scope, SubjectKey, Withdrawal};
 use confiance::envelope::{
     self, AeadId, CatalogueDigest, HeaderFields, KeyConfig, KeyId, ReportId, SecretKey, encode_batch,
+    encode_body,
 };
 use confiance::ids::{MetricId, ReceiptId, RecipientId};
 use confiance::ldp::{LdpReport, MechanismName};
@@ -215,12 +216,13 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
     };
     out.insert("report-record", postcard::to_allocvec(&record).unwrap());
 
-    // §1 batch and envelope
-    let plaintext = encode_batch(&[statistic]).unwrap();
+    // §3 batch and body, §5 envelope
+    out.insert("batch", encode_batch(core::slice::from_ref(&statistic)).unwrap());
+    let plaintext = encode_body(&[], &[statistic]).unwrap();
     let fields = HeaderFields { catalogue_digest: cat.digest(), time_bucket: t(DAY) };
     let frame = envelope::seal(&config, &fields, &plaintext, &mut Replay(vec![0x02; 32])).unwrap();
     assert_eq!(envelope::open(&frame, &sk, AeadId::ChaCha20Poly1305).unwrap().1, plaintext);
-    out.insert("batch", plaintext);
+    out.insert("body", plaintext);
     out.insert("envelope", frame);
 
     // §9 audit log: a leaf and a checkpoint
@@ -507,7 +509,7 @@ fn build_vectors() -> Value {
         "envelope",
         frame,
         json!({"key_seed": hex(&[1; 32]), "ikm_e": hex(&[2; 32]), "key_id": 1, "aead_id": 3,
-               "catalogue_digest": hex(&ex["catalogue-digest"]), "time_bucket": DAY, "plaintext": hex(&ex["batch"])}),
+               "catalogue_digest": hex(&ex["catalogue-digest"]), "time_bucket": DAY, "plaintext": hex(&ex["body"])}),
     );
     let mut bit = frame.clone();
     bit[100] ^= 0x01;
@@ -527,7 +529,7 @@ fn build_vectors() -> Value {
     let cfg = KeyConfig::new(KeyId(1), AeadId::ChaCha20Poly1305, sk.public_key(), t(DAY), t(1_767_225_600))
         .unwrap();
     let other_digest = HeaderFields { catalogue_digest: CatalogueDigest([0x42; 32]), time_bucket: t(DAY) };
-    let wrong = envelope::seal(&cfg, &other_digest, &ex["batch"], &mut Replay(vec![0x02; 32])).unwrap();
+    let wrong = envelope::seal(&cfg, &other_digest, &ex["body"], &mut Replay(vec![0x02; 32])).unwrap();
     v.bad("envelope", "_bad_envelope_other_catalogue", &wrong, "wrong_catalogue");
 
     // Consent messages.

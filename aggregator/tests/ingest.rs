@@ -73,7 +73,7 @@ fn give(
 
 /// Seals `reports` as one envelope to the world's key.
 fn seal(w: &mut World, reports: &[Report], day: Timestamp) -> Vec<u8> {
-    let plain = envelope::encode_batch(reports).unwrap();
+    let plain = envelope::encode_body(&[], reports).unwrap();
     let fields = HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: day };
     envelope::seal(&w.config, &fields, &plain, &mut w.rng).unwrap()
 }
@@ -135,7 +135,7 @@ fn devices_to_estimates_and_gated_records() {
         .release_records(&id("calora"), &id("thermostat.fault-code"), Timestamp::EPOCH, Timestamp::MAX, now)
         .unwrap();
     assert_eq!(recs.len(), 150);
-    assert!(recs.iter().all(|r| r.value == RecordValue::Count(7) && r.decision.allowed));
+    assert!(recs.iter().all(|r| r.value == RecordValue::Count(7) && r.decision.allowed()));
     // Resending an acknowledged envelope is a replay, and changes nothing.
     let before = snapshot(&w.agg);
     assert!(matches!(w.agg.ingest(&frames[0], now), Err(IngestError::ReplayedEnvelope(_))));
@@ -154,7 +154,8 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
     d.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
     let good_frame = d.flush(now).remove(0);
     let opened = w.agg.keys().open(&good_frame, now, &catalogue().digest()).unwrap();
-    let good: Vec<Report> = envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
+    let good: Vec<Report> =
+        envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).map(|(_, r)| r).unwrap();
     let stat = good.iter().find(|r| matches!(r.payload, Payload::Statistic(_))).unwrap().clone();
     let rec = good.iter().find(|r| matches!(r.payload, Payload::Record { .. })).unwrap().clone();
     w.agg.ingest(&good_frame, now).unwrap();
@@ -200,13 +201,13 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
     let other =
         other_keys.generate(AeadId::ChaCha20Poly1305, Timestamp::EPOCH, Timestamp::MAX, &mut rng2).unwrap();
     let wrong_key = {
-        let plain = envelope::encode_batch(&[fresh(&stat, &mut ids)]).unwrap();
+        let plain = envelope::encode_body(&[], &[fresh(&stat, &mut ids)]).unwrap();
         let f = HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: day };
         envelope::seal(&KeyConfig { id: w.config.id, ..other }, &f, &plain, &mut w.rng).unwrap()
     };
     push("wrong key", wrong_key, Box::new(|r| matches!(r, Err(IngestError::Open(OpenError::Decrypt)))));
     let wrong_digest = {
-        let plain = envelope::encode_batch(&[fresh(&stat, &mut ids)]).unwrap();
+        let plain = envelope::encode_body(&[], &[fresh(&stat, &mut ids)]).unwrap();
         let f = HeaderFields {
             catalogue_digest: confiance::catalogue::CatalogueDigest([3; 32]),
             time_bucket: day,
@@ -431,12 +432,11 @@ fn shards_merge_into_what_one_aggregator_holds() {
 
 #[test]
 fn transcryption_goes_through_the_ledger_and_the_log() {
-    use confiance::pseudonym::DeviceSecret as Ds;
     use confiance_aggregator::audit::AuditEvent;
     use confiance_aggregator::service::TranscryptRefusal;
     use confiance_aggregator::transcrypt::{
-        Domain, DomainTranscryptor, RecipientKey, Transcryptor, TranscryptorId, TranscryptorSecret,
-        system_public_key,
+        Domain, DomainTranscryptor, RecipientKey, TranscryptError, Transcryptor, TranscryptorId,
+        TranscryptorSecret, system_public_key,
     };
     let mut w = world(4);
     let ts: Vec<Transcryptor> = (1..=3u32)
@@ -447,35 +447,46 @@ fn transcryption_goes_through_the_ledger_and_the_log() {
     let domain = Domain::new(id("voltis"));
     let dts: Vec<DomainTranscryptor> = ts.iter().map(|t| t.for_domain(&domain)).collect();
     let chain: Vec<&DomainTranscryptor> = dts.iter().collect();
-    let input = Ds::from_bytes([9; 32]).polymorphic(&pk, &mut w.rng);
 
     let mut d = device(&mut w, 11, "voltis");
-    let subject = d.subject();
-    let (r, m, p) = (id::<RecipientId>("voltis"), id::<MetricId>("car.odometer-km"), id("service"));
+    let subject = d.consent().subject();
+    let (m, p) = (id::<MetricId>("car.odometer-km"), id("service"));
     let now = Timestamp::from_secs(T0);
-    // No consent yet: refused, nothing logged.
+    let events_of = |w: &World| -> Vec<AuditEvent> {
+        let log = w.agg.store().audit_log().unwrap();
+        log.export(log.size()).unwrap().into_iter().map(|e| e.event).collect()
+    };
+    // No consent yet (the ledger does not know the subject): refused, and the refusal
+    // is logged with its code.
+    let early = d.transcryption_request(&pk, confiance::ids::ReceiptId([0; 32]), id("voltis"), None);
     let log_before = w.agg.store().audit_log().unwrap().size();
-    let refused = w.agg.transcrypt(&chain, &input, &r, &m, &p, &subject, now, &mut w.rng);
-    assert!(matches!(refused, Err(TranscryptRefusal::Refused(_))));
-    assert_eq!(w.agg.store().audit_log().unwrap().size(), log_before);
+    let refused = w.agg.transcrypt(&chain, &early, &m, &p, &subject, now, &mut w.rng);
+    assert_eq!(refused, Err(TranscryptRefusal::Failed(TranscryptError::DeviceNotAuthorised)));
+    assert_eq!(w.agg.store().audit_log().unwrap().size(), log_before + 1);
+    assert!(matches!(
+        events_of(&w).last(),
+        Some(AuditEvent::TranscryptionRefused { code, .. }) if code == "device-not-authorised"
+    ));
     // With consent: transcrypted, decryptable by the recipient, logged.
     let receipt = give(&mut w, &mut d, "voltis", "service", &["car.odometer-km"]);
-    let steps = w.agg.transcrypt(&chain, &input, &r, &m, &p, &subject, now, &mut w.rng).unwrap();
+    let request = d.transcryption_request(&pk, receipt, id("voltis"), None);
+    let steps = w.agg.transcrypt(&chain, &request, &m, &p, &subject, now, &mut w.rng).unwrap();
     let shares: Vec<_> = dts.iter().map(DomainTranscryptor::recipient_key_share).collect();
     let pseudonym =
         RecipientKey::from_shares(&shares).unwrap().decrypt(&steps.last().unwrap().output).unwrap();
-    let again = w
-        .agg
-        .transcrypt(&chain, &input.rerandomise(&mut w.rng), &r, &m, &p, &subject, now, &mut w.rng)
-        .unwrap();
+    // The same request again is a replay; a fresh one gives the same pseudonym.
+    assert_eq!(
+        w.agg.transcrypt(&chain, &request, &m, &p, &subject, now, &mut w.rng),
+        Err(TranscryptRefusal::Failed(TranscryptError::Replayed))
+    );
+    let fresh = d.transcryption_request(&pk, receipt, id("voltis"), None);
+    let again = w.agg.transcrypt(&chain, &fresh, &m, &p, &subject, now, &mut w.rng).unwrap();
     assert_eq!(
         RecipientKey::from_shares(&shares).unwrap().decrypt(&again.last().unwrap().output).unwrap(),
         pseudonym
     );
-    let log = w.agg.store().audit_log().unwrap();
-    let events: Vec<AuditEvent> = log.export(log.size()).unwrap().into_iter().map(|e| e.event).collect();
     assert_eq!(
-        events
+        events_of(&w)
             .iter()
             .filter(|e| matches!(e, AuditEvent::Transcryption { receipt: Some(x), .. } if *x == receipt))
             .count(),
@@ -485,10 +496,13 @@ fn transcryption_goes_through_the_ledger_and_the_log() {
     let wd = d.withdraw_consent(&receipt, Timestamp::from_secs(T0 + 10)).unwrap();
     w.agg.receive_withdrawal(&wd, Timestamp::from_secs(T0 + 10)).unwrap();
     let later = Timestamp::from_secs(T0 + 20);
-    assert!(matches!(
-        w.agg.transcrypt(&chain, &input, &r, &m, &p, &subject, later, &mut w.rng),
-        Err(TranscryptRefusal::Refused(_))
-    ));
+    let late = d.transcryption_request(&pk, receipt, id("voltis"), None);
+    assert_eq!(
+        w.agg.transcrypt(&chain, &late, &m, &p, &subject, later, &mut w.rng),
+        Err(TranscryptRefusal::Failed(TranscryptError::ConsentRefused(
+            confiance_aggregator::decision::DecisionReason::Withdrawn
+        )))
+    );
     assert!(w.agg.ledger().unconsented_disclosures(Timestamp::EPOCH, Timestamp::MAX).is_empty());
 }
 
@@ -533,7 +547,8 @@ fn replays_are_refused_across_restarts_until_purged_whatever_the_filter_says() {
         d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now);
         let frame = d.flush(now).remove(0);
         let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
-        let stat: Report = envelope::decode_batch::<Report>(&opened.plaintext, &Default::default())
+        let stat: Report = envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
+            .map(|(_, r)| r)
             .unwrap()
             .into_iter()
             .find(|r| matches!(r.payload, Payload::Statistic(_)))
@@ -622,8 +637,11 @@ fn stage_many_is_stage_in_order() {
         d.record_service(&id("thermostat.fault-code"), Value::Int(i as i64), now);
         for f in d.flush(now) {
             let opened = w.agg.keys().open(&f, now, &catalogue().digest()).unwrap();
-            templates
-                .extend(envelope::decode_batch::<Report>(&opened.plaintext, &Default::default()).unwrap());
+            templates.extend(
+                envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
+                    .map(|(_, r)| r)
+                    .unwrap(),
+            );
             frames.push(f);
         }
     }
@@ -646,9 +664,9 @@ fn stage_many_is_stage_in_order() {
             3 if i > 300 => {
                 let earlier = &batch[i - 297].0;
                 let opened = w.agg.keys().open(earlier, now, &catalogue().digest());
-                let reports = opened
-                    .ok()
-                    .and_then(|o| envelope::decode_batch::<Report>(&o.plaintext, &Default::default()).ok());
+                let reports = opened.ok().and_then(|o| {
+                    envelope::decode_body::<Report>(&o.plaintext, &Default::default()).map(|(_, r)| r).ok()
+                });
                 match reports {
                     Some(rs) => seal(&mut w, &rs, day),
                     None => seal(&mut w, std::slice::from_ref(&fresh), day),
@@ -773,10 +791,10 @@ proptest::proptest! {
             d.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
             for frame in d.flush(now) {
                 let opened = keys.open(&frame, now, &cat.digest()).unwrap();
-                let reports: Vec<Report> = envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
+                let (_, reports): (_, Vec<Report>) = envelope::decode_body(&opened.plaintext, &Default::default()).unwrap();
                 for r in reports {
                     let decision = ledger.check_at(&id("calora"), &r.metric, &id("service"), &d.subject(), r.time, None);
-                    proptest::prop_assert!(decision.allowed, "{precision}: recorded at {now}, stamped {}: {decision:?}", r.time);
+                    proptest::prop_assert!(decision.allowed(), "{precision}: recorded at {now}, stamped {}: {decision:?}", r.time);
                 }
                 d.acknowledge(&frame);
             }
@@ -817,7 +835,8 @@ fn each_report_is_answered_on_its_own_and_the_device_acts_on_the_answer() {
     w.agg.receive_withdrawal(&wd, now).unwrap();
     let frame = d.flush(now).remove(0);
     let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
-    let reports: Vec<Report> = envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
+    let (_, reports): (_, Vec<Report>) =
+        envelope::decode_body(&opened.plaintext, &Default::default()).unwrap();
     assert_eq!(reports.len(), 3);
     let index = |receipt| reports.iter().position(|r| r.tag.receipt() == Some(&receipt)).unwrap() as u32;
     let b = confiance::consent::SignedReceipt::from_bytes(&b_bytes).unwrap().id();
@@ -852,7 +871,9 @@ fn each_report_is_answered_on_its_own_and_the_device_acts_on_the_answer() {
     assert_eq!(frames.len(), 1);
     assert_ne!(frames[0], frame);
     let opened = w.agg.keys().open(&frames[0], later, &catalogue().digest()).unwrap();
-    let resent: Vec<Report> = envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
+    // The body is the envelope's tokens (none here), then the batch.
+    let (spent, resent) = envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).unwrap();
+    assert!(spent.is_empty());
     assert_eq!(resent, [reports[index(b) as usize].clone()], "the same report, same id");
     let ack = w.agg.ingest(&frames[0], later).unwrap();
     assert_eq!((ack.reports, ack.refused.len()), (1, 0));

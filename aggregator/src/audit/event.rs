@@ -1,7 +1,7 @@
 //! What goes into the log: audit events, ids and hashes only.
 
 use confiance::Timestamp;
-use confiance::ids::{DelegationId, MetricId, ReceiptId, RecipientId};
+use confiance::ids::{DelegationId, MetricId, PurposeId, ReceiptId, RecipientId};
 use serde::{Deserialize, Serialize};
 
 use super::AuditError;
@@ -122,6 +122,35 @@ pub enum AuditEvent {
         /// From when.
         at: Timestamp,
     },
+    /// A transcryption was refused (docs/privacy.md#polymorphic-pseudonyms): who asked
+    /// for which recipient is not logged (the request names a device), only the
+    /// recipient domain and the refusal's code.
+    TranscryptionRefused {
+        /// The recipient domain of the transcryptors asked.
+        recipient: RecipientId,
+        /// The refusal's code ([`TranscryptError::code`](crate::transcrypt::TranscryptError::code)).
+        code: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// Report tokens issued for one scope (recipients, purpose, token period), counted
+    /// once the period is over: one event per scope and period, with how many tokens
+    /// and how many devices in all — never which device got which token, nor when.
+    TokensIssued {
+        /// The scope's recipients (sorted).
+        recipients: Vec<RecipientId>,
+        /// The scope's purpose.
+        purpose: PurposeId,
+        /// The token period (its index: it starts at period × the catalogue's
+        /// `token_period`).
+        period: u64,
+        /// Tokens issued for the scope in all.
+        tokens: u64,
+        /// Devices that received any.
+        devices: u64,
+        /// When the count was logged (at or after the period's end).
+        at: Timestamp,
+    },
 }
 
 /// The variant of an [`AuditEvent`], without its fields: what a scan of the log filters
@@ -162,6 +191,10 @@ pub enum EventKind {
     DeviceRevoked = 9,
     /// [`AuditEvent::AdminOverride`].
     AdminOverride = 10,
+    /// [`AuditEvent::TranscryptionRefused`].
+    TranscryptionRefused = 11,
+    /// [`AuditEvent::TokensIssued`].
+    TokensIssued = 12,
 }
 
 impl EventKind {
@@ -188,6 +221,8 @@ impl AuditEvent {
             Self::DeviceDelegated { .. } => EventKind::DeviceDelegated,
             Self::DeviceRevoked { .. } => EventKind::DeviceRevoked,
             Self::AdminOverride { .. } => EventKind::AdminOverride,
+            Self::TranscryptionRefused { .. } => EventKind::TranscryptionRefused,
+            Self::TokensIssued { .. } => EventKind::TokensIssued,
         }
     }
 
@@ -205,7 +240,9 @@ impl AuditEvent {
             | Self::KeyDestruction { at, .. }
             | Self::CatalogueChange { at, .. }
             | Self::DeviceRevoked { at, .. }
-            | Self::AdminOverride { at, .. } => Some(*at),
+            | Self::AdminOverride { at, .. }
+            | Self::TranscryptionRefused { at, .. }
+            | Self::TokensIssued { at, .. } => Some(*at),
             Self::DeviceDelegated { valid_from, .. } => Some(*valid_from),
         }
     }
@@ -270,7 +307,7 @@ pub(crate) fn encode_leaf(event: &AuditEvent, seq: u64) -> Result<Vec<u8>, Audit
 #[cfg(test)]
 mod tests {
     use confiance::Timestamp;
-    use confiance::ids::{DelegationId, MetricId, ReceiptId, RecipientId};
+    use confiance::ids::{DelegationId, MetricId, PurposeId, ReceiptId, RecipientId};
 
     use super::{AuditEvent, encode_leaf};
 
@@ -299,6 +336,19 @@ mod tests {
             AuditEvent::DeviceDelegated { delegation: DelegationId([4; 32]), valid_from: at },
             AuditEvent::DeviceRevoked { revocation: DelegationId([5; 32]), at },
             AuditEvent::AdminOverride { reason: "lost phone".into(), receipts: vec![ReceiptId([6; 32])], at },
+            AuditEvent::TranscryptionRefused {
+                recipient: RecipientId::new("voltis").unwrap(),
+                code: "replayed".into(),
+                at,
+            },
+            AuditEvent::TokensIssued {
+                recipients: vec![RecipientId::new("lab-eu").unwrap()],
+                purpose: PurposeId::new("research").unwrap(),
+                period: u64::MAX,
+                tokens: 240,
+                devices: 10,
+                at,
+            },
         ];
         for (i, e) in events.iter().enumerate() {
             assert_eq!(e.kind() as usize, i, "kinds follow the variant order");

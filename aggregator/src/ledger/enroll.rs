@@ -248,7 +248,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         at: Timestamp,
     ) -> bool {
         !recipients.is_empty()
-            && recipients.iter().all(|r| self.check_at(r, metric, purpose, subject, at, None).allowed)
+            && recipients.iter().all(|r| self.check_at(r, metric, purpose, subject, at, None).allowed())
     }
 
     /// The devices `subject` delegated, as known at `as_known_at` (`None` = now), in the
@@ -279,6 +279,12 @@ impl<C: Borrow<Connection>> Ledger<C> {
                     .map(|r| r.at),
             })
             .collect()
+    }
+
+    /// Whether the ledger knows `subject` (it delegated a device or gave a receipt).
+    #[must_use]
+    pub fn knows_subject(&self, subject: &SubjectId) -> bool {
+        self.ix.subject(subject).is_some()
     }
 
     /// When an admin closed `subject` (valid time) and why, if it was.

@@ -120,8 +120,8 @@ def run_live(url, auditor_token, origin, log_public_key, expected_digest):
                       "receipt": rid.hex()},
               "payload": {"record": {"pseudonym": os.urandom(32).hex(), "epoch": day // (30 * DAY),
                                      "value": {"numeric": 7}}}}
-    plaintext = wire.encode_batch([statistic, record])
-    check(wire.decode_batch(plaintext)[1] == record, "the batch decodes back (strict, canonical)")
+    plaintext = wire.encode_body([], [statistic, record])
+    check(wire.decode_body(plaintext)[1][1] == record, "the body decodes back (strict, canonical)")
     frame = wire.seal(config, digest, day, plaintext)
     s, a = api.post("/v1/envelopes", frame)
     check(s == 201 and a.get("reports") == 2 and a.get("refused") == [] and
@@ -136,11 +136,11 @@ def run_live(url, auditor_token, origin, log_public_key, expected_digest):
     s, a = api.post("/v1/envelopes", wire.seal(config, b"\x42" * 32, day, plaintext))
     check((s, error_code(a)) == (400, "wrong_catalogue"), "another catalogue's digest is 400 wrong_catalogue")
     bad_hold = dict(statistic, id=os.urandom(16).hex(), tag=dict(statistic["tag"], hold="P720H"))
-    s, a = api.post("/v1/envelopes", wire.seal(config, digest, day, wire.encode_batch([bad_hold])))
+    s, a = api.post("/v1/envelopes", wire.seal(config, digest, day, wire.encode_body([], [bad_hold])))
     check((s, error_code(a)) == (400, "malformed_batch"), "a non-canonical hold (P720H) is 400 malformed_batch")
     misaligned = dict(statistic, id=os.urandom(16).hex(), time=day + 3600)
     fine = dict(statistic, id=os.urandom(16).hex())
-    s, a = api.post("/v1/envelopes", wire.seal(config, digest, day, wire.encode_batch([misaligned, fine])))
+    s, a = api.post("/v1/envelopes", wire.seal(config, digest, day, wire.encode_body([], [misaligned, fine])))
     check(s == 201 and a.get("reports") == 1 and
           a.get("refused") == [{"index": 0, "code": "misaligned_time", "retry": False}],
           "a misaligned report is refused alone (misaligned_time), its neighbour kept")

@@ -256,6 +256,49 @@ def decode_batch(b, max_reports=4096, max_bytes=MAX_FRAME):
         raise WireError("malformed_batch", str(e)) from e
 
 
+MAX_TOKENS = 64
+
+
+def encode_body(spent_tokens, reports):
+    """§3: the token list (each a scope then the 162 token bytes, §10.1), then the batch."""
+    w = Writer().varint(len(spent_tokens))
+    for scope, token in spent_tokens:
+        write_token_scope(w, scope)
+        w.raw(token)
+    return w.bytes() + encode_batch(reports)
+
+
+def write_token_scope(w, scope):
+    """§10.1: recipients (sorted id set), purpose, period."""
+    return w.id_set(scope["recipients"]).ident(scope["purpose"]).varint(scope["period"])
+
+
+def decode_body(b, max_bytes=MAX_FRAME):
+    """§3: the token list then the batch; returns `(spent_tokens, reports)`."""
+    try:
+        if len(b) > max_bytes:
+            raise DecodeError("body too large")
+        r = Reader(b)
+        n = r.varint()
+        if n > MAX_TOKENS:
+            raise DecodeError("too many tokens")
+        tokens = []
+        for _ in range(n):
+            scope = {"recipients": r.id_list(), "purpose": r.ident(), "period": r.varint()}
+            tokens.append((scope, r.take(TOKEN_LEN)))
+        head = len(b) - r.rest()
+    except (DecodeError, ValueError) as e:
+        raise WireError("malformed_batch", str(e)) from e
+    if Writer().varint(len(tokens)).bytes() + b"".join(
+        write_token_scope(Writer(), s).bytes() + t for s, t in tokens
+    ) != bytes(b[:head]):
+        raise WireError("malformed_batch", "token list not canonical")
+    return tokens, decode_batch(b[head:], max_bytes=max_bytes)
+
+
+TOKEN_LEN = 162
+
+
 # --- §1 envelopes ----------------------------------------------------------------------
 
 
@@ -512,7 +555,9 @@ def _read_metric(r):
 
 
 def _write_catalogue(c):
-    w = Writer().string(c["name"]).varint(c["version"]).string(c["limits"][0]).string(c["limits"][1])
+    max_hold, epoch, min_release, token_period, tokens_per_period = c["limits"]
+    w = Writer().string(c["name"]).varint(c["version"]).string(max_hold).string(epoch)
+    w.varint(min_release).string(token_period).varint(tokens_per_period)
     w.varint(len(c["purposes"]))
     for pid, (desc, basis, hold) in c["purposes"]:
         w.ident(pid).string(desc).varint(basis).option(hold, w.string)
@@ -549,7 +594,7 @@ def decode_catalogue(canonical):
         if len(canonical) > MAX_CATALOGUE_BYTES:
             raise DecodeError("too large")
         r = Reader(canonical)
-        c = {"name": r.string(), "version": r.varint(32), "limits": (_dur(r), _dur(r))}
+        c = {"name": r.string(), "version": r.varint(32), "limits": (_dur(r), _dur(r), r.varint(32), _dur(r), r.varint(32))}
         c["purposes"] = _read_map(r, lambda r: (r.string(), _enum(r, 6), r.option(lambda: _dur(r))))
         c["recipients"] = _read_map(r, lambda r: (r.string(), _enum(r, 3), r.string()))
         c["metrics"] = _read_map(r, _read_metric)
