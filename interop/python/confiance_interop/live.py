@@ -9,7 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
-from . import audit, wire
+from . import audit, tokens, wire
 
 DAY = wire.DAY
 
@@ -27,6 +27,16 @@ class Client:
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def call_raw(self, method, path, body):
+        """A call whose success answer is raw bytes (POST /v1/tokens)."""
+        req = urllib.request.Request(self.url + path, data=body, method=method)
+        req.add_header("Content-Type", "application/octet-stream")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
 
@@ -120,7 +130,29 @@ def run_live(url, auditor_token, origin, log_public_key, expected_digest):
                       "receipt": rid.hex()},
               "payload": {"record": {"pseudonym": os.urandom(32).hex(), "epoch": day // (30 * DAY),
                                      "value": {"numeric": 7}}}}
-    plaintext = wire.encode_body([], [statistic, record])
+    # Statistics need report tokens (the server runs with --token-secret): one per scope
+    # (audience, purpose, token period), obtained as a third party does (§10).
+    scope = {"recipients": ["acme"], "purpose": "diagnostics", "period": day // DAY}
+    s, tk = api.get(f"/v1/token-keys?recipients=acme&purpose=diagnostics&period={day // DAY}")
+    pk = bytes.fromhex(tk["public_key"])
+    check(s == 200 and tk["key_id"] == tokens.key_id(pk).hex(),
+          "GET /v1/token-keys: the scope key's id is SHA-256 of the key-id label and pkS (§10.1)")
+    no_token = wire.seal(config, digest, day, wire.encode_body([], [dict(statistic, id=os.urandom(16).hex())]))
+    s, a = api.post("/v1/envelopes", no_token)
+    check((s, error_code(a)) == (400, "token_missing"), "a statistic without a report token is 400 token_missing")
+    stranger = tokens.Pending(os.urandom(32), scope, pk, 1)
+    s, a = api.post("/v1/tokens", stranger.request)
+    check((s, error_code(a)) == (403, "not_enrolled"), "a token request from a key no subject delegated is 403 not_enrolled")
+    forged = bytearray(tokens.Pending(device_seed, scope, pk, 1).request)
+    forged[-1] ^= 1
+    s, a = api.post("/v1/tokens", bytes(forged))
+    check((s, error_code(a)) == (403, "bad_signature"), "a token request with a flipped signature bit is 403 bad_signature")
+    pending = tokens.Pending(device_seed, scope, pk, 3)
+    s, response = api.call_raw("POST", "/v1/tokens", pending.request)
+    spent = pending.finalize(response) if s == 200 else []
+    check(len(spent) == 3 and all(len(t) == tokens.TOKEN_LEN for t in spent),
+          "3 report tokens issued to the delegated device: the DLEQ proof verifies (voprf), 162-byte tokens")
+    plaintext = wire.encode_body([(scope, spent[0])], [statistic, record])
     check(wire.decode_body(plaintext)[1][1] == record, "the body decodes back (strict, canonical)")
     frame = wire.seal(config, digest, day, plaintext)
     s, a = api.post("/v1/envelopes", frame)
@@ -140,10 +172,17 @@ def run_live(url, auditor_token, origin, log_public_key, expected_digest):
     check((s, error_code(a)) == (400, "malformed_batch"), "a non-canonical hold (P720H) is 400 malformed_batch")
     misaligned = dict(statistic, id=os.urandom(16).hex(), time=day + 3600)
     fine = dict(statistic, id=os.urandom(16).hex())
-    s, a = api.post("/v1/envelopes", wire.seal(config, digest, day, wire.encode_body([], [misaligned, fine])))
+    s, a = api.post("/v1/envelopes", wire.seal(config, digest, day, wire.encode_body([(scope, spent[1])], [misaligned, fine])))
     check(s == 201 and a.get("reports") == 1 and
           a.get("refused") == [{"index": 0, "code": "misaligned_time", "retry": False}],
           "a misaligned report is refused alone (misaligned_time), its neighbour kept")
+
+    again = dict(statistic, id=os.urandom(16).hex())
+    s, a = api.post("/v1/envelopes", wire.seal(config, digest, day, wire.encode_body([(scope, spent[0])], [again])))
+    check((s, error_code(a)) == (400, "token_spent"), "a token spent twice is 400 token_spent (the whole envelope)")
+    forged_token = spent[2][:-1] + bytes([spent[2][-1] ^ 1])
+    s, a = api.post("/v1/envelopes", wire.seal(config, digest, day, wire.encode_body([(scope, forged_token)], [again])))
+    check((s, error_code(a)) == (400, "token_invalid"), "an altered token is 400 token_invalid (the whole envelope)")
 
     # The subject withdraws; a tampered withdrawal is refused.
     wfields = {"receipt": rid.hex(), "subject_key": subject_key.hex(), "at": now, "issued_at": now}
