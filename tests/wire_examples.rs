@@ -28,7 +28,11 @@ use confiance::ldp::{LdpReport, MechanismName};
 use confiance::pseudonym::{DeviceSecret, Epoch};
 use confiance::report::{Payload, RecordValue, Report};
 use confiance::retention::RetentionTag;
+use confiance::token::{
+    PendingTokens, SpentToken, Token, TokenPeriod, TokenRequest, TokenResponse, TokenScope,
+};
 use confiance_aggregator::audit::{AuditEvent, CheckpointSigner, LoggedEvent};
+use confiance_aggregator::issuer::{AllowAll, Issuer, IssuerSecret, TokenVerifier};
 use rand_core::{TryCryptoRng, TryRng};
 
 /// An RNG that replays fixed bytes (the HPKE ephemeral `ikmE` of the example).
@@ -100,6 +104,42 @@ fn catalogue() -> Catalogue {
         )
         .build()
         .unwrap()
+}
+
+/// The token worked example of docs/wire-format.md §10.3, with what made it.
+struct TokenExample {
+    scope: TokenScope,
+    scope_key: [u8; 32],
+    request: TokenRequest,
+    response: TokenResponse,
+    token: Token,
+    verifier: TokenVerifier,
+    now: Timestamp,
+}
+
+impl TokenExample {
+    fn spent(&self) -> SpentToken {
+        SpentToken { scope: self.scope.clone(), token: self.token }
+    }
+}
+
+/// Issuer secret `0x05 × 32`, scope (calora, product-improvement, period 20 833), device
+/// key seed `0x03 × 32`, one token, every draw from `SeededRng::seed_from_u64(1)`.
+fn token_example() -> TokenExample {
+    use confiance::hazmat::{SeedableRng as _, SeededRng};
+    let cat = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml")).unwrap();
+    let secret = IssuerSecret::from_bytes([0x05; 32]);
+    let mut issuer = Issuer::new(secret.clone(), &cat).unwrap();
+    let scope = TokenScope::new([id("calora")], id("product-improvement"), TokenPeriod(20_833));
+    let now = t(20_833 * 86_400 + 3_600);
+    let device = DeviceKey::from_bytes(&[0x03; 32]);
+    let mut rng = SeededRng::seed_from_u64(1);
+    let pk = issuer.public_key(&scope).unwrap();
+    let (pending, request) = PendingTokens::request(&device, scope.clone(), pk, 1, &mut rng).unwrap();
+    let response = issuer.issue(&request, &AllowAll, now, &mut rng).unwrap();
+    let token = pending.finalize(&response).unwrap()[0];
+    let verifier = TokenVerifier::new(secret, &cat).unwrap();
+    TokenExample { scope, scope_key: pk.to_bytes(), request, response, token, verifier, now }
 }
 
 /// Everything the document shows, by example name.
@@ -225,6 +265,14 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
     out.insert("body", plaintext);
     out.insert("envelope", frame);
 
+    // §10 report tokens (the scope of examples/catalogue.toml, as aggregator/tests/token_wire.rs)
+    let tokens = token_example();
+    out.insert("token-scope-key", tokens.scope_key.to_vec());
+    out.insert("token-request", postcard::to_allocvec(&tokens.request).unwrap());
+    out.insert("token-response", postcard::to_allocvec(&tokens.response).unwrap());
+    out.insert("token", tokens.token.to_bytes().to_vec());
+    out.insert("token-list", postcard::to_allocvec(&vec![tokens.spent()]).unwrap());
+
     // §9 audit log: a leaf and a checkpoint
     let leaf = LoggedEvent { seq: 5, event: AuditEvent::ConsentGiven { receipt: receipt.id() } };
     out.insert("audit-leaf", leaf.leaf_bytes().unwrap());
@@ -349,7 +397,8 @@ fn print() {
 // `CONFIANCE_WRITE_VECTORS=1 cargo test --test wire_examples`).
 
 use confiance::consent::{ConsentError, SignedDelegation, SignedReceipt, SignedRevocation, SignedWithdrawal};
-use confiance::envelope::{BatchLimits, decode_batch};
+use confiance::envelope::{BatchLimits, decode_batch, decode_body};
+use confiance::hazmat::SeedableRng as _;
 use confiance_aggregator::audit::{AuditError, Verifier, merkle};
 use confiance_aggregator::ingest::IngestError;
 use confiance_aggregator::keys::KeyStore;
@@ -633,6 +682,114 @@ fn build_vectors() -> Value {
     );
     v.bad("revocation", "_bad_revocation_signature", &flip_last(revocation), "bad_signature");
 
+    // Report tokens (§10): the request an issuer answers, and a token as spent.
+    let tokens = token_example();
+    let request = &ex["token-request"];
+    let scope_json = json!({"recipients": ["calora"], "purpose": "product-improvement", "period": 20_833});
+    v.ok(
+        "token_request",
+        "token_request",
+        request,
+        json!({"device_seed": hex(&[3; 32]), "scope": scope_json, "blinded": [hex(&tokens.request.blinded[0])]}),
+    );
+    let device_seed = [3u8; 32];
+    let resign = |blinded: &[[u8; 32]]| {
+        let mut body = postcard::to_allocvec(&(&tokens.request.device_key, &tokens.request.scope)).unwrap();
+        body.extend(postcard::to_allocvec(&blinded.to_vec()).unwrap());
+        let sig =
+            ed25519_dalek::SigningKey::from_bytes(&device_seed).sign(&[TOKEN_REQUEST, &body[..]].concat());
+        [&body[..], &sig.to_bytes()[..]].concat()
+    };
+    assert_eq!(&resign(&tokens.request.blinded), request, "the re-signer is the request's layout");
+    v.bad("token_request", "_bad_token_request_signature", &flip_last(request), "bad_signature");
+    v.bad(
+        "token_request",
+        "_bad_token_request_identity_element",
+        &resign(&[[0; 32]]),
+        "malformed_token_request",
+    );
+    v.bad(
+        "token_request",
+        "_bad_token_request_non_canonical_element",
+        &resign(&[[0xff; 32]]),
+        "malformed_token_request",
+    );
+    v.bad("token_request", "_bad_token_request_no_element", &resign(&[]), "malformed_token_request");
+    v.bad(
+        "token_request",
+        "_bad_token_request_trailing_byte",
+        &[request.as_slice(), &[0]].concat(),
+        "malformed_token_request",
+    );
+    let mut other_scope = tokens.request.clone();
+    other_scope.scope = TokenScope::new([id("calora")], id("product-improvement"), TokenPeriod(20_840));
+    let other_period = resign_request(&other_scope, device_seed);
+    v.bad("token_request", "_bad_token_request_period_not_open", &other_period, "period_not_open");
+    other_scope.scope = TokenScope::new([id("calora")], id("fraud-prevention"), TokenPeriod(20_833));
+    v.bad(
+        "token_request",
+        "_bad_token_request_unknown_scope",
+        &resign_request(&other_scope, device_seed),
+        "unknown_scope",
+    );
+
+    let spent = postcard::to_allocvec(&tokens.spent()).unwrap();
+    let token_json = |t: &Token| {
+        let b = t.to_bytes();
+        json!({"token_type": hex(&b[..2]), "nonce": hex(&b[2..34]), "scope_digest": hex(&b[34..66]),
+               "key_id": hex(&b[66..98]), "authenticator": hex(&b[98..])})
+    };
+    v.ok(
+        "spent_token",
+        "spent_token",
+        &spent,
+        json!({"scope": scope_json, "token": token_json(&tokens.token)}),
+    );
+    let mut forged = tokens.token.to_bytes();
+    forged[161] ^= 1;
+    v.bad(
+        "spent_token",
+        "_bad_spent_token_authenticator",
+        &[&spent[..spent.len() - 162], &forged[..]].concat(),
+        "token_invalid",
+    );
+    let mut other_key = tokens.token.to_bytes();
+    other_key[66] ^= 1;
+    v.bad(
+        "spent_token",
+        "_bad_spent_token_key_id",
+        &[&spent[..spent.len() - 162], &other_key[..]].concat(),
+        "token_invalid",
+    );
+    let later = SpentToken {
+        scope: TokenScope::new([id("calora")], id("product-improvement"), TokenPeriod(20_834)),
+        token: tokens.token,
+    };
+    v.bad(
+        "spent_token",
+        "_bad_spent_token_other_period",
+        &postcard::to_allocvec(&later).unwrap(),
+        "token_scope",
+    );
+
+    // Envelope bodies: the token list, then the batch.
+    v.ok("body", "body_no_token", &ex["body"], json!({"tokens": [], "reports": [stat_json]}));
+    let with_token = [&ex["token-list"][..], &ex["batch"][..]].concat();
+    v.ok(
+        "body",
+        "body_one_token",
+        &with_token,
+        json!({"tokens": [{"scope": scope_json, "token": hex(&tokens.token.to_bytes())}], "reports": [stat_json]}),
+    );
+    v.bad("body", "_bad_body_65_tokens", &[&[65u8][..], &ex["batch"][..]].concat(), "malformed_batch");
+    v.bad("body", "_bad_body_token_truncated", &with_token[..100], "malformed_batch");
+    v.bad(
+        "body",
+        "_bad_body_token_scope_unsorted",
+        &splice(&with_token, b"\x01\x06calora", b"\x02\x06calora\x04acme"),
+        "malformed_batch",
+    );
+
     // Checkpoints (text as UTF-8 bytes).
     let cp = String::from_utf8(ex["checkpoint"].clone()).unwrap();
     let root = merkle::leaf_hash(b"example");
@@ -691,9 +848,20 @@ fn build_vectors() -> Value {
                          "not_after": 1_767_225_600u64, "now": ENVELOPE_NOW,
                          "catalogue_digest": hex(&ex["catalogue-digest"])},
             "checkpoint": {"origin": ORIGIN, "public_key": hex(&ex["checkpoint-key"])},
+            "token": {"scope_key": hex(&ex["token-scope-key"]), "now": 20_833u64 * 86_400 + 3_600,
+                      "token_period": 86_400},
         },
         "cases": v.cases,
     })
+}
+
+const TOKEN_REQUEST: &[u8] = b"confiance/token-request/v1";
+
+/// `request` (its signature ignored) signed again by the device key of `seed`.
+fn resign_request(request: &TokenRequest, seed: [u8; 32]) -> Vec<u8> {
+    let body = postcard::to_allocvec(&(&request.device_key, &request.scope, &request.blinded)).unwrap();
+    let sig = ed25519_dalek::SigningKey::from_bytes(&seed).sign(&[TOKEN_REQUEST, &body[..]].concat());
+    [&body[..], &sig.to_bytes()[..]].concat()
 }
 
 fn consent_code(e: &ConsentError) -> &'static str {
@@ -733,6 +901,30 @@ fn rust_verdict(kind: &str, bytes: &[u8], context: &Value) -> Result<(), &'stati
                 .map(drop)
                 .map_err(|e| IngestError::Open(e).code())
         }
+        "token_request" => {
+            let ex = token_example();
+            let cat = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml")).unwrap();
+            let mut issuer = Issuer::new(IssuerSecret::from_bytes([0x05; 32]), &cat).unwrap();
+            let (request, rest) =
+                postcard::take_from_bytes::<TokenRequest>(bytes).map_err(|_| "malformed_token_request")?;
+            if !rest.is_empty() {
+                return Err("malformed_token_request");
+            }
+            let mut rng = confiance::hazmat::SeededRng::seed_from_u64(2);
+            issuer.issue(&request, &AllowAll, ex.now, &mut rng).map(drop).map_err(|e| e.code())
+        }
+        "spent_token" => {
+            let ex = token_example();
+            let (spent, rest) =
+                postcard::take_from_bytes::<SpentToken>(bytes).map_err(|_| "malformed_batch")?;
+            if !rest.is_empty() {
+                return Err("malformed_batch");
+            }
+            ex.verifier.verify(&spent.scope, &spent.token, ex.now).map_err(|e| e.code())
+        }
+        "body" => decode_body::<Report>(bytes, &BatchLimits::default())
+            .map_err(|_| "malformed_batch")
+            .and_then(|(_, reports)| if reports.is_empty() { Err("malformed_batch") } else { Ok(()) }),
         "receipt" => as_consent(SignedReceipt::from_bytes(bytes).map(drop)),
         "withdrawal" => as_consent(SignedWithdrawal::from_bytes(bytes).map(drop)),
         "delegation" => as_consent(SignedDelegation::from_bytes(bytes).map(drop)),
