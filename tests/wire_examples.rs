@@ -25,7 +25,7 @@ use confiance::envelope::{
 };
 use confiance::ids::{MetricId, ReceiptId, RecipientId};
 use confiance::ldp::{LdpReport, MechanismName};
-use confiance::pseudonym::{DeviceSecret, Epoch};
+use confiance::pseudonym::{DeviceSecret, Epoch, SystemPublicKey, TranscryptionRequest};
 use confiance::report::{Payload, RecordValue, Report};
 use confiance::retention::RetentionTag;
 use confiance::token::{
@@ -33,6 +33,7 @@ use confiance::token::{
 };
 use confiance_aggregator::audit::{AuditEvent, CheckpointSigner, LoggedEvent};
 use confiance_aggregator::issuer::{AllowAll, Issuer, IssuerSecret, TokenVerifier};
+use curve25519_dalek::{RistrettoPoint, Scalar};
 use rand_core::{TryCryptoRng, TryRng};
 
 /// An RNG that replays fixed bytes (the HPKE ephemeral `ikmE` of the example).
@@ -140,6 +141,23 @@ fn token_example() -> TokenExample {
     let token = pending.finalize(&response).unwrap()[0];
     let verifier = TokenVerifier::new(secret, &cat).unwrap();
     TokenExample { scope, scope_key: pk.to_bytes(), request, response, token, verifier, now }
+}
+
+/// The transcryption request of docs/wire-format.md §11: device key seed `0x02 × 32`,
+/// device secret `0x03 × 32`, system key `9·G`, receipt `0x07 × 32`, recipient `acme`,
+/// epoch 680, every draw from `SeededRng::seed_from_u64(1)`.
+fn transcryption_example() -> TranscryptionRequest {
+    use confiance::hazmat::{SeedableRng as _, SeededRng};
+    let system = SystemPublicKey::from_point(RistrettoPoint::mul_base(&Scalar::from(9u8))).unwrap();
+    TranscryptionRequest::sign(
+        &DeviceKey::from_bytes(&[2; 32]),
+        &DeviceSecret::from_bytes([3; 32]),
+        &system,
+        ReceiptId([7; 32]),
+        id("acme"),
+        Some(Epoch(680)),
+        &mut SeededRng::seed_from_u64(1),
+    )
 }
 
 /// Everything the document shows, by example name.
@@ -272,6 +290,11 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
     out.insert("token-response", postcard::to_allocvec(&tokens.response).unwrap());
     out.insert("token", tokens.token.to_bytes().to_vec());
     out.insert("token-list", postcard::to_allocvec(&vec![tokens.spent()]).unwrap());
+
+    // §11 a signed transcryption request
+    let request = transcryption_example();
+    out.insert("transcryption-request", request.to_bytes());
+    out.insert("transcryption-signed", request.signed_bytes());
 
     // §9 audit log: a leaf and a checkpoint
     let leaf = LoggedEvent { seq: 5, event: AuditEvent::ConsentGiven { receipt: receipt.id() } };
@@ -438,6 +461,12 @@ fn signed(domain: &[u8], body: &[u8], seed: [u8; 32]) -> Vec<u8> {
 
 fn unsigned(message: &[u8]) -> &[u8] {
     &message[..message.len() - 64]
+}
+
+fn flip_at(bytes: &[u8], at: usize) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    b[at] ^= 1;
+    b
 }
 
 fn flip_last(bytes: &[u8]) -> Vec<u8> {
@@ -790,6 +819,54 @@ fn build_vectors() -> Value {
         "malformed_batch",
     );
 
+    // Transcryption requests (§11).
+    let treq = &ex["transcryption-request"];
+    v.ok(
+        "transcryption_request",
+        "transcryption_request",
+        treq,
+        json!({"device_key": hex(&ex["device-key"]), "receipt": hex(&[7; 32]), "recipient": "acme", "epoch": 680,
+               "signed": hex(&ex["transcryption-signed"])}),
+    );
+    let fixed = confiance::pseudonym::REQUEST_FIXED_LEN;
+    let (flag_at, sig_at) = (fixed - 64 - 8 - 1, fixed - 64);
+    v.bad(
+        "transcryption_request",
+        "_bad_transcryption_request_signature",
+        &flip_at(treq, sig_at),
+        "bad-signature",
+    );
+    v.bad(
+        "transcryption_request",
+        "_bad_transcryption_request_other_recipient",
+        &[&treq[..fixed], b"acmf"].concat(),
+        "bad-signature",
+    );
+    let mut other_epoch = treq.clone();
+    other_epoch[sig_at - 1] ^= 1;
+    v.bad("transcryption_request", "_bad_transcryption_request_other_epoch", &other_epoch, "bad-signature");
+    let mut flag2 = treq.clone();
+    flag2[flag_at] = 2;
+    v.bad("transcryption_request", "_bad_transcryption_request_epoch_flag_2", &flag2, "encoding");
+    let mut version = treq.clone();
+    version[0] = 2;
+    v.bad("transcryption_request", "_bad_transcryption_request_version_2", &version, "encoding");
+    v.bad("transcryption_request", "_bad_transcryption_request_no_recipient", &treq[..fixed], "encoding");
+    let mut identity_b = treq.clone();
+    identity_b[1..33].fill(0);
+    v.bad("transcryption_request", "_bad_transcryption_request_identity_b", &identity_b, "encoding");
+    let mut non_canonical = treq.clone();
+    non_canonical[33..65].fill(0xff);
+    v.bad("transcryption_request", "_bad_transcryption_request_non_canonical_c", &non_canonical, "encoding");
+    // The proof's z_r changed (still canonical) and the request signed again: only the
+    // plaintext proof catches it.
+    let mut zr = treq.clone();
+    zr[97 + 64] ^= 1;
+    let resigned = TranscryptionRequest::from_bytes(&zr).unwrap().signed_bytes();
+    let sig = ed25519_dalek::SigningKey::from_bytes(&[2; 32]).sign(&resigned);
+    zr[sig_at..fixed].copy_from_slice(&sig.to_bytes());
+    v.bad("transcryption_request", "_bad_transcryption_request_plaintext_proof", &zr, "bad-plaintext-proof");
+
     // Checkpoints (text as UTF-8 bytes).
     let cp = String::from_utf8(ex["checkpoint"].clone()).unwrap();
     let root = merkle::leaf_hash(b"example");
@@ -925,6 +1002,9 @@ fn rust_verdict(kind: &str, bytes: &[u8], context: &Value) -> Result<(), &'stati
         "body" => decode_body::<Report>(bytes, &BatchLimits::default())
             .map_err(|_| "malformed_batch")
             .and_then(|(_, reports)| if reports.is_empty() { Err("malformed_batch") } else { Ok(()) }),
+        "transcryption_request" => TranscryptionRequest::from_bytes(bytes)
+            .and_then(|r| r.verify())
+            .map_err(|e| confiance_aggregator::transcrypt::TranscryptError::from(e).code()),
         "receipt" => as_consent(SignedReceipt::from_bytes(bytes).map(drop)),
         "withdrawal" => as_consent(SignedWithdrawal::from_bytes(bytes).map(drop)),
         "delegation" => as_consent(SignedDelegation::from_bytes(bytes).map(drop)),
