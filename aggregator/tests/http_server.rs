@@ -363,6 +363,25 @@ fn every_endpoint_role_and_bad_request() {
     let (s, v) = h.post("/v1/withdrawals", &device, &w);
     assert_eq!((s, v["withdrawn"].as_bool()), (201, Some(true)), "{v}");
     refused(h.post("/v1/withdrawals", &device, &w), 409, "already_withdrawn");
+    // Errors about a withdrawal say "withdrawal", never call it a receipt (issue #16).
+    let mut flipped = w.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    for (what, bytes, status, code) in [
+        ("again", w.clone(), 409, "already_withdrawn"),
+        ("truncated", w[..w.len() - 1].to_vec(), 400, "bad_consent"),
+        ("a trailing byte", [&w[..], &[0]].concat(), 400, "bad_consent"),
+        ("version 3", [&[3u8][..], &w[1..]].concat(), 400, "bad_consent"),
+        ("a flipped signature bit", flipped, 403, "bad_signature"),
+    ] {
+        let r = h.post("/v1/withdrawals", &device, &bytes);
+        let message = r.1["error"]["message"].as_str().unwrap_or_default().to_owned();
+        refused(r, status, code);
+        assert!(message.contains("withdrawal"), "{what}: {message}");
+        assert!(
+            !message.contains("receipt bytes") && !message.contains("receipt already"),
+            "{what}: {message}"
+        );
+    }
     let (s, v) = h.get(
         &format!("/v1/check?recipient=gridco&metric=thermostat.mode&purpose=grid-balancing&subject={subject}&at={}", t.as_secs() + 1),
         &auditor,

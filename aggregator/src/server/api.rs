@@ -417,7 +417,15 @@ async fn post_receipt(AxState(st): St, body: Body) -> Result<Response, ApiError>
 async fn post_withdrawal(AxState(st): St, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(&st, body).await?;
     let id = with_agg(&st, move |agg, _| {
-        agg.receive_withdrawal(&bytes, now()).map_err(|e| ApiError::from_service(&e))
+        agg.receive_withdrawal(&bytes, now()).map_err(|e| {
+            // Say what was refused: checks shared with other messages (signer, times)
+            // do not name it themselves.
+            let mut err = ApiError::from_service(&e);
+            if !err.message.contains("withdrawal") {
+                err.message = format!("withdrawal refused: {}", err.message);
+            }
+            err
+        })
     })
     .await?;
     Ok(ok(StatusCode::CREATED, json!({"receipt": hex(&id.0), "withdrawn": true})))
