@@ -265,6 +265,10 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
     let epoch = Epoch::containing(t(DAY), epoch_secs).unwrap();
     let pseudonym = DeviceSecret::from_bytes([0x03; 32]).scoped(&acme, epoch);
     out.insert("pseudonym", pseudonym.0.to_vec());
+    out.insert(
+        "identity-point",
+        DeviceSecret::from_bytes([0x03; 32]).identity_point().compress().to_bytes().to_vec(),
+    );
     let record = Report {
         id: ReportId([0x08; 16]),
         metric: kwh,

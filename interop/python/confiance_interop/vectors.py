@@ -126,6 +126,10 @@ def run_wire(path, failures, catalogue):
                 failures.append(f"wire.json {name}: digest")
             if kind == "receipt" and "id" in f and wire.receipt_id(data).hex() != f["id"]:
                 failures.append(f"wire.json {name}: receipt id")
+            if name == "batch_statistic_and_record":
+                rec = f["reports"][1]["payload"]["record"]
+                if wire.scoped_pseudonym(bytes([3] * 32), "acme", rec["epoch"]).hex() != rec["pseudonym"]:
+                    failures.append(f"wire.json {name}: the pseudonym is not §11.1's of secret 0x03 x 32")
             if kind == "transcryption_request":
                 req = transcrypt.check_request(data)
                 if (transcrypt.signed_bytes(req).hex(), req["recipient"], req["epoch"], req["receipt"].hex(),

@@ -605,3 +605,21 @@ def decode_catalogue(canonical):
     except (DecodeError, ValueError) as e:
         raise WireError("bad_catalogue", str(e)) from e
     return catalogue_digest(canonical)
+
+
+# --- §11.1 pseudonym derivation --------------------------------------------------------
+
+PSEUDONYM_SALT = b"confiance/pseudonym/v1"
+
+
+def _field(b):
+    return len(b).to_bytes(8, "big") + b
+
+
+def scoped_pseudonym(device_secret, recipient, epoch):
+    """HKDF-SHA256 (RFC 5869, with the standard library's hmac) of §11.1."""
+    import hmac
+
+    prk = hmac.new(PSEUDONYM_SALT, device_secret, hashlib.sha256).digest()
+    info = _field(b"confiance/pseudonym/scoped") + _field(recipient.encode()) + _field(epoch.to_bytes(8, "big"))
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
