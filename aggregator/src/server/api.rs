@@ -322,8 +322,46 @@ async fn get_catalogue(AxState(st): St) -> Response {
             "digest": hex(c.digest().as_bytes()),
             "canonical": hex(&c.canonical_bytes()),
             "toml": c.to_toml_string().ok(),
+            "mechanisms": mechanisms(c),
         }),
     )
+}
+
+/// Each anonymous metric's local-DP mechanism as the device must encode it — `auto`
+/// resolved and every parameter the report's validity depends on (docs/wire-format.md
+/// §3.3) — so a device written in another language needs no copy of the selection
+/// rules. The per-period public key (OLH's pool key, general-privacy HR's permutation
+/// key) is not a parameter of the catalogue: it is `olh_pool_key(metric, period)`.
+fn mechanisms(c: &confiance::catalogue::Catalogue) -> Value {
+    let mut out = serde_json::Map::new();
+    for (id, metric) in c.metrics() {
+        let Some(selection) = metric.mechanism() else { continue };
+        let mut entry = serde_json::Map::new();
+        entry.insert("mechanism".into(), json!(selection.name().to_string()));
+        entry.insert(
+            "epsilon".into(),
+            json!({"num": selection.epsilon().numerator(), "den": selection.epsilon().denominator()}),
+        );
+        // `Params` serialises as {"Variant": {fields}}: keep the fields, minus the key.
+        if let Ok(Value::Object(outer)) = serde_json::to_value(selection.params()) {
+            for (_, fields) in outer {
+                if let Value::Object(fields) = fields {
+                    for (k, v) in fields {
+                        if k != "pool_key" && k != "key" {
+                            entry.insert(k, v);
+                        }
+                    }
+                }
+            }
+        }
+        let keyed = matches!(
+            selection.params(),
+            confiance::ldp::Params::Olh { .. } | confiance::ldp::Params::HadamardBlocks { .. }
+        );
+        entry.insert("keyed".into(), json!(keyed));
+        out.insert(id.to_string(), Value::Object(entry));
+    }
+    Value::Object(out)
 }
 
 /// `GET /v1/keys`: the HPKE key configs devices should seal to — `current` (in their
