@@ -35,7 +35,8 @@ p.explain{font-size:.92em;color:#444;background:#f6f6f6;padding:.5em .8em;border
 p.warn{font-size:.92em;background:#fff4e5;padding:.5em .8em;border-left:3px solid #e6550d}\
 @media print{body{background:#fff;font-size:10pt}main{max-width:none;padding:0}nav{display:none}\
 section{break-before:auto}section.summary{break-after:page}section.appendix{break-before:page}h2,h3{break-after:avoid}\
-figure.chart,tr{break-inside:avoid}table{font-size:8.5pt}a{color:inherit;text-decoration:none}\
+figure.chart,tr{break-inside:avoid}table{font-size:8.5pt}\
+section.appendix table{font-size:7pt}section.appendix th,section.appendix td{padding:.05em .3em}a{color:inherit;text-decoration:none}\
 @page{size:A4;margin:14mm 12mm}}";
 
 /// The report as one self-contained HTML page: header, audit-log status, access timelines,
