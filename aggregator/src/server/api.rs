@@ -284,6 +284,7 @@ fn routes() -> Router<Arc<State>> {
         .route("/v1/audit/inclusion", get(get_inclusion))
         .route("/v1/audit/consistency", get(get_consistency))
         .route("/v1/report", get(get_report))
+        .route("/v1/subjects/{subject}/report", get(get_subject_report))
         .route("/metrics", get(get_metrics))
 }
 
@@ -899,6 +900,35 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
         Format::Json => "application/json",
         Format::Markdown => "text/markdown; charset=utf-8",
     };
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
+/// `GET /v1/subjects/{subject}/report`: the report of one data subject (HTML or JSON).
+async fn get_subject_report(
+    AxState(st): St,
+    headers: HeaderMap,
+    subject: PathParam,
+    p: Params,
+) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Auditor])?;
+    let subject = parse_subject(&path(subject)?)?;
+    let p = params(p)?;
+    let json = match p.get("format").map(String::as_str) {
+        None | Some("html") => false,
+        Some("json") => true,
+        Some(_) => return Err(ApiError::new(400, "bad_parameter", "`format` is `html` or `json`")),
+    };
+    let at = time_param(&p, "at", now())?;
+    let text = with_agg(&st, move |agg, _| {
+        let r = crate::report::SubjectReport::gather(agg, &subject, at, now());
+        if json {
+            r.render_json().map_err(|e| ApiError::internal(e.to_string()))
+        } else {
+            Ok(r.render_html())
+        }
+    })
+    .await?;
+    let content_type = if json { "application/json" } else { "text/html; charset=utf-8" };
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
