@@ -24,6 +24,7 @@ use confiance::recorder::Value as DevValue;
 use confiance_aggregator::server::{KeyFile, unhex};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
 use serde_json::Value;
+use sha2::Digest as _;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
@@ -694,6 +695,17 @@ fn transport_answers() {
         (Some("current"), Some(u64::from(kf.hpke[0].0.id.0)))
     );
     assert_eq!(published["config"].as_str().map(unhex), Some(Some(kf.hpke[0].0.to_bytes().to_vec())));
+    // The catalogue a device seals under, without a token: its digest is SHA-256 of the
+    // domain and the canonical bytes shown (docs/wire-format.md §8).
+    let (s, _, cat) = ask(get("/v1/catalogue", None));
+    assert_eq!(s, 200, "{cat}");
+    let served = catalogue();
+    let canonical = cat["canonical"].as_str().and_then(unhex).unwrap();
+    assert_eq!(canonical, served.canonical_bytes());
+    let digest = sha2::Sha256::digest([b"confiance/catalogue/v1\0".as_slice(), &canonical].concat());
+    assert_eq!(cat["digest"].as_str().and_then(unhex), Some(digest.to_vec()));
+    assert_eq!(cat["digest"].as_str().and_then(unhex), Some(served.digest().as_bytes().to_vec()));
+    assert_eq!(cat["version"].as_u64(), Some(u64::from(served.version())));
     // Metrics: admin only, Prometheus text.
     assert_eq!(ask(get("/metrics", Some(&auditor))).1, Some("wrong_role".into()));
     let (s, head, body) =

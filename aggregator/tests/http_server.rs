@@ -363,6 +363,25 @@ fn every_endpoint_role_and_bad_request() {
     let (s, v) = h.post("/v1/withdrawals", &device, &w);
     assert_eq!((s, v["withdrawn"].as_bool()), (201, Some(true)), "{v}");
     refused(h.post("/v1/withdrawals", &device, &w), 409, "already_withdrawn");
+    // Errors about a withdrawal say "withdrawal", never call it a receipt (issue #16).
+    let mut flipped = w.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    for (what, bytes, status, code) in [
+        ("again", w.clone(), 409, "already_withdrawn"),
+        ("truncated", w[..w.len() - 1].to_vec(), 400, "bad_consent"),
+        ("a trailing byte", [&w[..], &[0]].concat(), 400, "bad_consent"),
+        ("version 3", [&[3u8][..], &w[1..]].concat(), 400, "bad_consent"),
+        ("a flipped signature bit", flipped, 403, "bad_signature"),
+    ] {
+        let r = h.post("/v1/withdrawals", &device, &bytes);
+        let message = r.1["error"]["message"].as_str().unwrap_or_default().to_owned();
+        refused(r, status, code);
+        assert!(message.contains("withdrawal"), "{what}: {message}");
+        assert!(
+            !message.contains("receipt bytes") && !message.contains("receipt already"),
+            "{what}: {message}"
+        );
+    }
     let (s, v) = h.get(
         &format!("/v1/check?recipient=gridco&metric=thermostat.mode&purpose=grid-balancing&subject={subject}&at={}", t.as_secs() + 1),
         &auditor,
@@ -400,6 +419,14 @@ fn every_endpoint_role_and_bad_request() {
         .collect();
     let leaf: [u8; 32] = unhex(inc["leaf_hash"].as_str().unwrap()).unwrap().try_into().unwrap();
     confiance_aggregator::audit::merkle::verify_inclusion(&leaf, 1, size, &path, signed.root()).unwrap();
+    // The leaf bytes are answered with the event: they hash to the leaf and decode to
+    // the event shown, at its sequence number (docs/wire-format.md §9).
+    let leaf_bytes = unhex(inc["leaf"].as_str().unwrap()).unwrap();
+    assert_eq!(confiance_aggregator::audit::merkle::leaf_hash(&leaf_bytes), leaf);
+    let logged = confiance_aggregator::audit::LoggedEvent::from_leaf_bytes(&leaf_bytes).unwrap();
+    assert_eq!(logged.seq, 1);
+    let kind = |v: &Value| v.as_object().and_then(|o| o.keys().next().cloned());
+    assert_eq!(kind(&serde_json::to_value(&logged.event).unwrap()), kind(&inc["event"]), "{inc}");
     // Issue #14, defect 9: a recipient reads its own events and those naming no party,
     // never another recipient's release (metric, window, partitions); a device reads no
     // party's event. The leaf hash and path are answered to everyone.
@@ -409,6 +436,11 @@ fn every_endpoint_role_and_bad_request() {
             let (s, v) = h.get(&format!("/v1/audit/inclusion?seq={seq}&tree_size={size}"), token);
             assert_eq!(s, 200, "{v}");
             assert!(v["leaf_hash"].is_string() && v["path"].is_array(), "{v}");
+            assert_eq!(
+                v["leaf"].is_null(),
+                v["event"].is_null(),
+                "leaf bytes shown exactly with the event: {v}"
+            );
             v["event"].clone()
         };
         let full = ask(&auditor);

@@ -479,6 +479,7 @@ const MAX_LINKS: usize = 10;
 #[test]
 fn two_colluding_recipients_link_no_more_than_chance() {
     let (accepted, correct) = collusion([voltis(), gridco()], 21);
+    println!("voltis × gridco: {correct} of {DEVICES} devices linked, {accepted} submissions accepted");
     assert_eq!(accepted, 0, "submissions accepted");
     assert!(correct <= MAX_LINKS, "{correct} devices linked across voltis and gridco");
 }
@@ -489,6 +490,7 @@ fn one_recipient_links_no_more_than_chance_across_epochs() {
         [Domain::with_epoch(id("voltis"), Epoch(0)), Domain::with_epoch(id("voltis"), Epoch(1))],
         22,
     );
+    println!("voltis epoch 0 × 1: {correct} of {DEVICES} devices linked, {accepted} submissions accepted");
     assert_eq!(accepted, 0, "submissions accepted");
     assert!(correct <= MAX_LINKS, "{correct} devices linked across epochs");
 }

@@ -931,7 +931,7 @@ fn detect(bytes: &[u8]) -> Result<MessageKind, String> {
             // Decoded, but refused after: the shape is this kind's.
             let shaped: Vec<MessageKind> = tries
                 .iter()
-                .filter(|(_, r)| !matches!(r, Err(C::Malformed | C::TrailingBytes | C::TooLarge)))
+                .filter(|(_, r)| !matches!(r, Err(C::Malformed(_) | C::TrailingBytes(_) | C::TooLarge(_))))
                 .map(|(k, _)| *k)
                 .collect();
             match shaped.as_slice() {

@@ -259,6 +259,7 @@ pub(crate) fn router(state: Arc<State>, limits: &Limits) -> Router {
 
 fn routes() -> Router<Arc<State>> {
     Router::new()
+        .route("/v1/catalogue", get(get_catalogue))
         .route("/v1/envelopes", post(post_envelope))
         .route("/v1/receipts", post(post_receipt))
         .route("/v1/withdrawals", post(post_withdrawal))
@@ -305,6 +306,24 @@ async fn ready(AxState(st): St) -> Response {
         return ApiError::new(503, "not_ready", "the server is stopping").into_response();
     }
     ok(StatusCode::OK, json!({"status": "ready"}))
+}
+
+/// `GET /v1/catalogue`: the served catalogue — its digest (what a device puts in every
+/// envelope header and every receipt), its canonical bytes (whose SHA-256 after the
+/// domain prefix is the digest, docs/wire-format.md §8) and its TOML. Public, like the
+/// keys: a device needs it before it can seal.
+async fn get_catalogue(AxState(st): St) -> Response {
+    let c = &st.catalogue;
+    ok(
+        StatusCode::OK,
+        json!({
+            "name": c.name(),
+            "version": c.version(),
+            "digest": hex(c.digest().as_bytes()),
+            "canonical": hex(&c.canonical_bytes()),
+            "toml": c.to_toml_string().ok(),
+        }),
+    )
 }
 
 /// `GET /v1/keys`: the HPKE key configs devices should seal to — `current` (in their
@@ -398,7 +417,15 @@ async fn post_receipt(AxState(st): St, body: Body) -> Result<Response, ApiError>
 async fn post_withdrawal(AxState(st): St, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(&st, body).await?;
     let id = with_agg(&st, move |agg, _| {
-        agg.receive_withdrawal(&bytes, now()).map_err(|e| ApiError::from_service(&e))
+        agg.receive_withdrawal(&bytes, now()).map_err(|e| {
+            // Say what was refused: checks shared with other messages (signer, times)
+            // do not name it themselves.
+            let mut err = ApiError::from_service(&e);
+            if !err.message.contains("withdrawal") {
+                err.message = format!("withdrawal refused: {}", err.message);
+            }
+            err
+        })
     })
     .await?;
     Ok(ok(StatusCode::CREATED, json!({"receipt": hex(&id.0), "withdrawn": true})))
@@ -786,6 +813,7 @@ async fn get_checkpoint(AxState(st): St, headers: HeaderMap) -> Result<Response,
             "timestamp": cp.checkpoint().timestamp().as_secs(),
             "text": cp.to_text(),
             "public_key": hex(st.signer.verifying_key().as_bytes()),
+            "verifier_key": st.signer.verifier_key(),
         }))
     })
     .await?;
@@ -885,15 +913,21 @@ async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result
         let proof = log.inclusion_proof(seq, size).map_err(bad)?;
         let event = log.event(seq).map_err(bad)?;
         let leaf = event.leaf_hash().map_err(bad)?;
-        let body = if may_read(agg, &who, &event.event) {
-            hexify(serde_json::to_value(&event.event).map_err(|e| ApiError::internal(e.to_string()))?)
+        // The leaf bytes are the event itself (docs/wire-format.md §9): shown exactly
+        // when the event is, so an auditor hashes what it reads.
+        let (body, leaf_bytes) = if may_read(agg, &who, &event.event) {
+            (
+                hexify(serde_json::to_value(&event.event).map_err(|e| ApiError::internal(e.to_string()))?),
+                Value::String(hex(&event.leaf_bytes().map_err(bad)?)),
+            )
         } else {
-            Value::Null
+            (Value::Null, Value::Null)
         };
         Ok(json!({
             "seq": proof.leaf_index,
             "tree_size": proof.tree_size,
             "leaf_hash": hex(&leaf),
+            "leaf": leaf_bytes,
             "event": body,
             "path": proof.path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
         }))
