@@ -61,6 +61,13 @@ impl Backend {
     }
 }
 
+/// Says on stderr, past the test harness's capture (which would hide it for a passing
+/// test), that a PostgreSQL test did not run and why.
+fn skip(why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "skipped on PostgreSQL: {why}");
+}
+
 #[cfg(feature = "postgres")]
 mod pg {
     use postgres::{Client, Config, NoTls};
@@ -79,7 +86,7 @@ mod pg {
         let admin = match server() {
             Ok(c) => c,
             Err(why) => {
-                println!("skipped on PostgreSQL: {why}");
+                super::skip(why);
                 return None;
             }
         };
@@ -113,7 +120,7 @@ macro_rules! conformance {
                     super::$name(&mut super::Backend::Pg(store));
                 }
                 #[cfg(not(feature = "postgres"))]
-                println!("skipped on PostgreSQL: built without the `postgres` feature (bash .ci/postgres runs it)");
+                super::skip("built without the `postgres` feature (bash .ci/postgres runs it)");
             })*
         }
     };
@@ -477,7 +484,7 @@ fn audit_store_contract_postgres() {
         });
     }
     #[cfg(not(feature = "postgres"))]
-    println!("skipped on PostgreSQL: built without the `postgres` feature (bash .ci/postgres runs it)");
+    skip("built without the `postgres` feature (bash .ci/postgres runs it)");
 }
 
 // ---- PostgreSQL only: migrations, and several handles on one database. ----
