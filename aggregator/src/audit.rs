@@ -44,7 +44,9 @@
 //! [`SqliteStore`] can borrow a caller's transaction so that an audit event commits or
 //! rolls back together with the ingest that caused it (docs/design.md#store); opening the log in
 //! each transaction ([`SqliteStore::attach`] + [`AuditLog::open`]) costs the frontier's
-//! `O(log n)` reads, so the database stays the only source of truth.
+//! `O(log n)` reads, so the database stays the only source of truth. With the `postgres`
+//! feature, `PgStore` keeps the same tables in PostgreSQL and serializes the appends of
+//! every process on the database with an advisory lock (docs/scaling.md).
 //!
 //! # Checkpoints
 //!
@@ -102,6 +104,8 @@ mod checkpoint;
 mod event;
 mod log;
 pub mod merkle;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 mod store;
 mod verifier;
@@ -113,6 +117,10 @@ pub use checkpoint::{
 pub use event::{AuditEvent, EventKind, LoggedEvent};
 pub use log::{AuditLog, ConsistencyProof, InclusionProof};
 pub use merkle::Hash;
+#[cfg(feature = "postgres")]
+pub(crate) use postgres::SCHEMA as PG_SCHEMA;
+#[cfg(feature = "postgres")]
+pub use postgres::{APPEND_LOCK, MIGRATION_LOCK, PgStore};
 pub use sqlite::SqliteStore;
 pub use store::{AppendBatch, AuditStore, MemoryStore, NodeRecord};
 pub use verifier::Verifier;
@@ -168,6 +176,9 @@ pub enum AuditError {
     Corrupt(&'static str),
     /// The SQLite store failed.
     Sqlite(rusqlite::Error),
+    /// The PostgreSQL store failed (connection, query, or a concurrent writer's key).
+    #[cfg(feature = "postgres")]
+    Postgres(::postgres::Error),
 }
 
 impl fmt::Display for AuditError {
@@ -189,6 +200,8 @@ impl fmt::Display for AuditError {
             Self::RootMismatch => f.write_str("recomputed root differs from the signed root"),
             Self::Corrupt(what) => write!(f, "audit store is corrupt: {what}"),
             Self::Sqlite(e) => write!(f, "audit store: {e}"),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(e) => write!(f, "audit store: {e}"),
         }
     }
 }
@@ -197,8 +210,17 @@ impl std::error::Error for AuditError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Sqlite(e) => Some(e),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<::postgres::Error> for AuditError {
+    fn from(e: ::postgres::Error) -> Self {
+        Self::Postgres(e)
     }
 }
 

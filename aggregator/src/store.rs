@@ -13,10 +13,14 @@
 //! `secure_delete=ON` and a truncating WAL checkpoint afterwards, neither the plaintext,
 //! nor the ciphertext, nor the key remains in the database file, its WAL or its journal.
 
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
 use std::collections::BTreeSet;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{PG_SCHEMA_VERSION, PgStore};
 pub use sqlite::{PERIOD_SECS, SCHEMA_VERSION, SqliteStore};
 
 use confiance::Timestamp;
@@ -31,6 +35,15 @@ use crate::audit::AuditEvent;
 pub enum StoreError {
     /// The database reported an error.
     Sqlite(rusqlite::Error),
+    /// The PostgreSQL server reported an error (connection lost, query refused…).
+    #[cfg(feature = "postgres")]
+    Postgres(::postgres::Error),
+    /// The batch collides with rows already committed — by this process or another on the
+    /// same database: a report id, an envelope digest or a record id is already stored.
+    /// Nothing of the batch is stored; the envelope is a replay, not retryable as is.
+    /// (Raised by the PostgreSQL store, where the unique keys are what keeps replay
+    /// protection exact across processes.)
+    Conflict,
     /// The database was written by a newer schema than this build knows.
     SchemaTooNew {
         /// The database's schema version.
@@ -52,6 +65,9 @@ impl core::fmt::Display for StoreError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Sqlite(e) => write!(f, "sqlite: {e}"),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(e) => write!(f, "postgres: {e}"),
+            Self::Conflict => f.write_str("a report id, envelope or record in the batch is already stored"),
             Self::SchemaTooNew { found, supported } => {
                 write!(f, "database schema {found} is newer than this build's {supported}")
             }
@@ -225,8 +241,10 @@ pub struct PurgeReport {
     pub ids_forgotten: u64,
 }
 
-/// Durable state of an aggregator. SQLite ([`SqliteStore`]) is the embedded default; a
-/// PostgreSQL backend can implement the same trait.
+/// Durable state of an aggregator. SQLite ([`SqliteStore`]) is the embedded default; with
+/// the `postgres` feature, `PgStore` keeps the same state in PostgreSQL for several
+/// processes (docs/scaling.md). Both pass one conformance suite
+/// (`aggregator/tests/store_conformance.rs`).
 pub trait Store {
     /// Every partition.
     ///

@@ -103,15 +103,15 @@ CREATE INDEX seen_run_bucket ON seen_run (bucket);
 ];
 
 /// SQLite stores instants as signed 64-bit integers; "never" saturates to `i64::MAX`.
-fn sql_time(t: Timestamp) -> i64 {
+pub(super) fn sql_time(t: Timestamp) -> i64 {
     i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
 }
 
-fn from_sql_time(v: i64) -> Timestamp {
+pub(super) fn from_sql_time(v: i64) -> Timestamp {
     if v == i64::MAX { Timestamp::MAX } else { Timestamp::from_secs(u64::try_from(v).unwrap_or(0)) }
 }
 
-fn blob<const N: usize>(v: Vec<u8>, what: &'static str) -> Result<[u8; N], StoreError> {
+pub(super) fn blob<const N: usize>(v: Vec<u8>, what: &'static str) -> Result<[u8; N], StoreError> {
     v.try_into().map_err(|_| StoreError::Corrupt(what))
 }
 
@@ -233,13 +233,7 @@ impl SqliteStore {
         tx: &Transaction<'_>,
         r: &NewRecord,
     ) -> Result<([u8; 32], Zeroizing<[u8; 32]>), StoreError> {
-        let period_start = r.collected_at.truncate(PERIOD_SECS);
-        let hold = r.hold.to_string();
-        let mut h = Sha256::new();
-        h.update(b"confiance/period-key/v1\0");
-        h.update(hold.as_bytes());
-        h.update(period_start.as_secs().to_be_bytes());
-        let key_id: [u8; 32] = h.finalize().into();
+        let (key_id, hold, period_start) = period_key_id(r);
         let existing: Option<Vec<u8>> = tx
             .prepare_cached("SELECT key FROM period_key WHERE key_id = ?1")?
             .query_row([&key_id[..]], |row| row.get(0))
@@ -249,8 +243,7 @@ impl SqliteStore {
             let key: [u8; 32] = k.as_slice().try_into().map_err(|_| StoreError::Corrupt("period key"))?;
             return Ok((key_id, Zeroizing::new(key)));
         }
-        let mut key = Zeroizing::new([0u8; 32]);
-        getrandom::fill(key.as_mut_slice()).map_err(|_| StoreError::Randomness)?;
+        let key = fresh_key()?;
         let destroy_after = r.hold.deadline_from(period_start.saturating_add_secs(PERIOD_SECS)).at;
         tx.prepare_cached(
             "INSERT INTO period_key (key_id, hold, period_start, destroy_after, key) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -258,6 +251,47 @@ impl SqliteStore {
         .execute(params![&key_id[..], hold, sql_time(period_start), sql_time(destroy_after), &key[..]])?;
         Ok((key_id, key))
     }
+}
+
+/// The id of the key that seals `r` (one per hold class and UTC day), the hold's text and
+/// the period's start: the same derivation in every backend.
+pub(super) fn period_key_id(r: &NewRecord) -> ([u8; 32], String, Timestamp) {
+    let period_start = r.collected_at.truncate(PERIOD_SECS);
+    let hold = r.hold.to_string();
+    let mut h = Sha256::new();
+    h.update(b"confiance/period-key/v1\0");
+    h.update(hold.as_bytes());
+    h.update(period_start.as_secs().to_be_bytes());
+    (h.finalize().into(), hold, period_start)
+}
+
+/// A new random period key.
+pub(super) fn fresh_key() -> Result<Zeroizing<[u8; 32]>, StoreError> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    getrandom::fill(key.as_mut_slice()).map_err(|_| StoreError::Randomness)?;
+    Ok(key)
+}
+
+/// Seals a record's body under its period key: `(nonce, ciphertext)`; the record's clear
+/// columns are the associated data.
+pub(super) fn seal_record(key: &[u8; 32], r: &NewRecord) -> Result<([u8; 12], Vec<u8>), StoreError> {
+    let mut nonce = [0u8; 12];
+    getrandom::fill(&mut nonce).map_err(|_| StoreError::Randomness)?;
+    let aead = ChaCha20Poly1305::new_from_slice(key).map_err(|_| StoreError::Corrupt("period key"))?;
+    let aad = record_aad(&r.id, &r.metric, &r.recipient, &r.receipt);
+    let ct = aead
+        .encrypt(&Nonce::from(nonce), Payload { msg: &r.body, aad: &aad })
+        .map_err(|_| StoreError::Corrupt("record encryption"))?;
+    Ok((nonce, ct))
+}
+
+/// Opens a record sealed by [`seal_record`].
+pub(super) fn open_record(key: &[u8], nonce: [u8; 12], ct: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError> {
+    if key.len() != 32 {
+        return Err(StoreError::Corrupt("period key"));
+    }
+    let aead = ChaCha20Poly1305::new_from_slice(key).map_err(|_| StoreError::Corrupt("period key"))?;
+    aead.decrypt(&Nonce::from(nonce), Payload { msg: ct, aad }).map_err(|_| StoreError::RecordUnreadable)
 }
 
 /// Schema 3's data step: schema 2's rows (one per id) go into `seen_run` runs, grouped a
@@ -294,7 +328,12 @@ fn put_seen_ids(tx: &Transaction<'_>, ids: &mut Vec<([u8; 16], Timestamp)>) -> R
     Ok(())
 }
 
-fn record_aad(id: &[u8; 16], metric: &MetricId, recipient: &RecipientId, receipt: &ReceiptId) -> Vec<u8> {
+pub(super) fn record_aad(
+    id: &[u8; 16],
+    metric: &MetricId,
+    recipient: &RecipientId,
+    receipt: &ReceiptId,
+) -> Vec<u8> {
     let mut aad = Vec::with_capacity(16 + 32 + metric.as_str().len() + recipient.as_str().len() + 2);
     aad.extend_from_slice(id);
     aad.extend_from_slice(receipt.as_bytes());
@@ -387,14 +426,7 @@ impl Store for SqliteStore {
         }
         for r in &batch.records {
             let (key_id, key) = Self::period_key(&tx, r)?;
-            let mut nonce = [0u8; 12];
-            getrandom::fill(&mut nonce).map_err(|_| StoreError::Randomness)?;
-            let aead =
-                ChaCha20Poly1305::new_from_slice(&key[..]).map_err(|_| StoreError::Corrupt("period key"))?;
-            let aad = record_aad(&r.id, &r.metric, &r.recipient, &r.receipt);
-            let ct = aead
-                .encrypt(&Nonce::from(nonce), Payload { msg: &r.body, aad: &aad })
-                .map_err(|_| StoreError::Corrupt("record encryption"))?;
+            let (nonce, ct) = seal_record(&key, r)?;
             tx.prepare_cached(
                 "INSERT INTO record (id, metric, recipient, receipt, collected_at, deadline, key_id, nonce, ciphertext)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -462,15 +494,8 @@ impl Store for SqliteStore {
             let id: [u8; 16] = blob(id, "record id")?;
             let receipt = ReceiptId(blob(receipt, "receipt id")?);
             let nonce: [u8; 12] = blob(nonce, "nonce")?;
-            if key.len() != 32 {
-                return Err(StoreError::Corrupt("period key"));
-            }
-            let aead =
-                ChaCha20Poly1305::new_from_slice(&key[..]).map_err(|_| StoreError::Corrupt("period key"))?;
             let aad = record_aad(&id, metric, recipient, &receipt);
-            let body = aead
-                .decrypt(&Nonce::from(nonce), Payload { msg: &ct, aad: &aad })
-                .map_err(|_| StoreError::RecordUnreadable)?;
+            let body = open_record(&key, nonce, &ct, &aad)?;
             out.push(Record {
                 id,
                 metric: metric.clone(),

@@ -1,0 +1,475 @@
+//! The PostgreSQL store: the same tables as SQLite's, shared by several aggregator
+//! processes (docs/scaling.md). Versioned migrations run on open under an advisory lock;
+//! report ids and envelope digests are unique keys, so a report accepted by one process
+//! is refused by all; audit appends are serialized by [`APPEND_LOCK`].
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator as _;
+use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
+use zeroize::Zeroizing;
+
+use super::sqlite::{
+    blob, fresh_key, from_sql_time, open_record, period_key_id, record_aad, seal_record, sql_time,
+};
+use super::{
+    CommitBatch, NewRecord, PERIOD_SECS, PartitionKey, PurgeReport, Record, RecordHead, Store, StoreError,
+    StoredPartition,
+};
+use crate::audit::{APPEND_LOCK, AuditEvent, AuditLog, MIGRATION_LOCK, PgStore as AuditPg};
+use confiance::Timestamp;
+use confiance::ids::{MetricId, ReceiptId, RecipientId};
+
+/// The schema version this build writes; older databases are migrated on open, newer
+/// ones refused ([`StoreError::SchemaTooNew`]).
+pub const PG_SCHEMA_VERSION: i64 = 1;
+
+/// Migrations, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+/// (The audit tables come from [`crate::audit::PgStore`]'s schema, applied by migration 1.)
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE partition_state (
+    pkey         BYTEA PRIMARY KEY,
+    metric       TEXT NOT NULL,
+    bucket_start BIGINT NOT NULL,
+    deadline     BIGINT NOT NULL,
+    reports      BIGINT NOT NULL,
+    state        BYTEA NOT NULL
+);
+CREATE INDEX partition_deadline ON partition_state (deadline);
+CREATE INDEX partition_metric ON partition_state (metric, bucket_start);
+
+CREATE TABLE period_key (
+    key_id        BYTEA PRIMARY KEY,
+    hold          TEXT NOT NULL,
+    period_start  BIGINT NOT NULL,
+    destroy_after BIGINT NOT NULL,
+    key           BYTEA NOT NULL
+);
+
+CREATE TABLE record (
+    seq          BIGINT GENERATED ALWAYS AS IDENTITY,
+    id           BYTEA PRIMARY KEY,
+    metric       TEXT NOT NULL,
+    recipient    TEXT NOT NULL,
+    receipt      BYTEA NOT NULL,
+    collected_at BIGINT NOT NULL,
+    deadline     BIGINT NOT NULL,
+    key_id       BYTEA NOT NULL REFERENCES period_key (key_id),
+    nonce        BYTEA NOT NULL,
+    ciphertext   BYTEA NOT NULL
+);
+CREATE INDEX record_deadline ON record (deadline);
+CREATE INDEX record_lookup ON record (recipient, metric, collected_at);
+CREATE INDEX record_key ON record (key_id);
+
+CREATE TABLE seen_envelope (
+    digest     BYTEA PRIMARY KEY,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX seen_envelope_expiry ON seen_envelope (expires_at);
+
+-- One row per remembered report id: the primary key is what makes replay protection
+-- exact across processes (a second insert of an id fails the whole commit).
+CREATE TABLE seen_id (
+    id         BYTEA PRIMARY KEY,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX seen_id_expiry ON seen_id (expires_at);
+"];
+
+/// The store on a PostgreSQL server. See the [module documentation](super) and
+/// docs/scaling.md. One connection, behind a mutex: a process that needs more
+/// concurrency opens several handles (a pool is the next step, see docs/scaling.md).
+///
+/// ```no_run
+/// use confiance_aggregator::store::{PgStore, Store};
+/// let store = PgStore::connect("postgres://confiance@127.0.0.1/confiance")?;
+/// assert!(store.partitions()?.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PgStore {
+    client: Mutex<Client>,
+}
+
+impl core::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    /// A unique-key violation is [`StoreError::Conflict`]; anything else
+    /// [`StoreError::Postgres`].
+    fn from(e: postgres::Error) -> Self {
+        if e.code() == Some(&SqlState::UNIQUE_VIOLATION) { Self::Conflict } else { Self::Postgres(e) }
+    }
+}
+
+/// An audit failure inside a store transaction: a unique violation there is a conflict too.
+fn audit_error(e: crate::audit::AuditError) -> StoreError {
+    match e {
+        crate::audit::AuditError::Postgres(e) => StoreError::from(e),
+        e => StoreError::Audit(e),
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/database`, without TLS: a database
+    /// on the same host or network) and migrates the schema to [`PG_SCHEMA_VERSION`].
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`], or [`StoreError::SchemaTooNew`] for a database migrated
+    /// by a newer build.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::with_config(&url.parse::<Config>()?)
+    }
+
+    /// As [`Self::connect`], with a parsed configuration.
+    ///
+    /// # Errors
+    /// As [`Self::connect`].
+    pub fn with_config(config: &Config) -> Result<Self, StoreError> {
+        let mut client = config.connect(NoTls)?;
+        migrate(&mut client)?;
+        Ok(Self { client: Mutex::new(client) })
+    }
+
+    fn client(&self) -> MutexGuard<'_, Client> {
+        // A panic while holding the client leaves no transaction open (dropping a
+        // `Transaction` rolls it back), so the connection is still usable.
+        self.client.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The schema version of the database.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`].
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self.client().query_one("SELECT version FROM confiance_schema", &[])?.get(0))
+    }
+
+    /// Runs `f` on the connection (tests and tools: raw SQL). Writes that must be atomic
+    /// with ingest go through [`Store::commit`].
+    pub fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> T) -> T {
+        f(&mut self.client())
+    }
+
+    /// The audit log's events as committed now, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Audit`].
+    pub fn audit_events(&self) -> Result<Vec<crate::audit::LoggedEvent>, StoreError> {
+        let mut c = self.client();
+        let log = AuditLog::open(AuditPg::attach(snapshot(&mut c)?)).map_err(audit_error)?;
+        log.export(log.size()).map_err(audit_error)
+    }
+
+    /// The audit log's root and size as committed now.
+    ///
+    /// # Errors
+    /// [`StoreError::Audit`].
+    pub fn audit_root(&self) -> Result<(u64, crate::audit::Hash), StoreError> {
+        let mut c = self.client();
+        let log = AuditLog::open(AuditPg::attach(snapshot(&mut c)?)).map_err(audit_error)?;
+        Ok((log.size(), log.root()))
+    }
+
+    /// Every stored record's clear-text columns, in the order they were stored.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`], [`StoreError::Corrupt`].
+    pub fn record_heads(&self) -> Result<Vec<RecordHead>, StoreError> {
+        let rows = self.client().query(
+            "SELECT id, metric, recipient, receipt, collected_at, deadline FROM record ORDER BY seq",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(RecordHead {
+                    id: blob(r.get(0), "record id")?,
+                    metric: r.get::<_, &str>(1).parse().map_err(|_| StoreError::Corrupt("record metric"))?,
+                    recipient: r
+                        .get::<_, &str>(2)
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("record recipient"))?,
+                    receipt: ReceiptId(blob(r.get(3), "receipt id")?),
+                    collected_at: from_sql_time(r.get(4)),
+                    deadline: from_sql_time(r.get(5)),
+                })
+            })
+            .collect()
+    }
+
+    /// The key sealing `r`: the stored one, or a new one inserted. Two processes creating
+    /// the same period's key at once both end with the one that won the insert.
+    fn period_key(
+        tx: &mut Transaction<'_>,
+        r: &NewRecord,
+    ) -> Result<([u8; 32], Zeroizing<[u8; 32]>), StoreError> {
+        let (key_id, hold, period_start) = period_key_id(r);
+        let destroy_after = r.hold.deadline_from(period_start.saturating_add_secs(PERIOD_SECS)).at;
+        let fresh = fresh_key()?;
+        tx.execute(
+            "INSERT INTO period_key (key_id, hold, period_start, destroy_after, key) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (key_id) DO NOTHING",
+            &[&&key_id[..], &hold, &sql_time(period_start), &sql_time(destroy_after), &&fresh[..]],
+        )?;
+        let row = tx.query_one("SELECT key FROM period_key WHERE key_id = $1", &[&&key_id[..]])?;
+        let stored = Zeroizing::new(row.get::<_, Vec<u8>>(0));
+        let key: [u8; 32] = stored.as_slice().try_into().map_err(|_| StoreError::Corrupt("period key"))?;
+        Ok((key_id, Zeroizing::new(key)))
+    }
+}
+
+/// A read-only transaction on one snapshot: a log read while other processes append
+/// sees one size and the nodes of that size.
+fn snapshot(client: &mut Client) -> Result<Transaction<'_>, StoreError> {
+    Ok(client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?)
+}
+
+/// Creates or migrates the schema under [`MIGRATION_LOCK`], refusing a newer one.
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS confiance_schema (
+             one     BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+             version BIGINT NOT NULL
+         );
+         INSERT INTO confiance_schema (version) VALUES (0) ON CONFLICT DO NOTHING;",
+    )?;
+    let found: i64 = tx.query_one("SELECT version FROM confiance_schema", &[])?.get(0);
+    if found > PG_SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew { found, supported: PG_SCHEMA_VERSION });
+    }
+    for (v, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+        tx.batch_execute(sql)?;
+        if v == 0 {
+            tx.batch_execute(crate::audit::PG_SCHEMA)?;
+        }
+        let next = i64::try_from(v + 1).unwrap_or(PG_SCHEMA_VERSION);
+        tx.execute("UPDATE confiance_schema SET version = $1", &[&next])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Appends `events` to the log inside `tx`, after taking [`APPEND_LOCK`] (held to the end
+/// of `tx`, so the whole transaction is one step of the linear log).
+fn append_in(tx: &mut Transaction<'_>, events: &[AuditEvent]) -> Result<(), StoreError> {
+    let mut log = AuditLog::open(AuditPg::attach(tx.transaction()?)).map_err(audit_error)?;
+    log.append_batch(events.iter()).map_err(audit_error)?;
+    log.into_store().into_inner().commit()?;
+    Ok(())
+}
+
+fn lock_log(tx: &mut Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])?;
+    Ok(())
+}
+
+impl Store for PgStore {
+    fn partitions(&self) -> Result<Vec<StoredPartition>, StoreError> {
+        let rows =
+            self.client().query("SELECT pkey, state, reports FROM partition_state ORDER BY pkey", &[])?;
+        rows.iter()
+            .map(|r| {
+                let key: PartitionKey =
+                    postcard::from_bytes(r.get(0)).map_err(|_| StoreError::Corrupt("partition key"))?;
+                Ok(StoredPartition {
+                    key,
+                    state: r.get(1),
+                    reports: u64::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    fn seen_ids(&self, now: Timestamp) -> Result<Vec<([u8; 16], Timestamp)>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_seen_id(now, &mut |id, exp| out.push((*id, exp)))?;
+        Ok(out)
+    }
+
+    fn for_each_seen_id(
+        &self,
+        now: Timestamp,
+        f: &mut dyn FnMut(&[u8; 16], Timestamp),
+    ) -> Result<(), StoreError> {
+        let mut c = self.client();
+        let t = sql_time(now);
+        let mut rows = c.query_raw("SELECT id, expires_at FROM seen_id WHERE expires_at > $1", [&t])?;
+        while let Some(row) = rows.next()? {
+            let id: [u8; 16] =
+                row.get::<_, &[u8]>(0).try_into().map_err(|_| StoreError::Corrupt("seen id"))?;
+            f(&id, from_sql_time(row.get(1)));
+        }
+        Ok(())
+    }
+
+    fn id_seen(&self, id: &[u8; 16]) -> Result<bool, StoreError> {
+        Ok(self.client().query_opt("SELECT 1 FROM seen_id WHERE id = $1", &[&&id[..]])?.is_some())
+    }
+
+    fn envelope_seen(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        Ok(self
+            .client()
+            .query_opt("SELECT 1 FROM seen_envelope WHERE digest = $1", &[&&digest[..]])?
+            .is_some())
+    }
+
+    fn commit(&mut self, batch: &CommitBatch) -> Result<(), StoreError> {
+        let mut c = self.client();
+        let mut tx = c.transaction()?;
+        // The log lock first: every lock an audited commit takes comes after it, so two
+        // commits cannot wait on each other in opposite orders.
+        if !batch.audit.is_empty() {
+            lock_log(&mut tx)?;
+        }
+        for p in &batch.partitions {
+            tx.execute(
+                "INSERT INTO partition_state (pkey, metric, bucket_start, deadline, reports, state)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (pkey) DO UPDATE SET reports = excluded.reports, state = excluded.state",
+                &[
+                    &p.key.to_bytes(),
+                    &p.key.metric.as_str(),
+                    &sql_time(p.key.bucket_start),
+                    &sql_time(p.key.deadline()),
+                    &i64::try_from(p.reports).unwrap_or(i64::MAX),
+                    &p.state,
+                ],
+            )?;
+        }
+        for r in &batch.records {
+            let (key_id, key) = Self::period_key(&mut tx, r)?;
+            let (nonce, ct) = seal_record(&key, r)?;
+            tx.execute(
+                "INSERT INTO record (id, metric, recipient, receipt, collected_at, deadline, key_id, nonce, ciphertext)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &&r.id[..],
+                    &r.metric.as_str(),
+                    &r.recipient.as_str(),
+                    &&r.receipt.as_bytes()[..],
+                    &sql_time(r.collected_at),
+                    &sql_time(r.deadline()),
+                    &&key_id[..],
+                    &&nonce[..],
+                    &ct,
+                ],
+            )?;
+        }
+        if !batch.seen.is_empty() {
+            let digests: Vec<&[u8]> = batch.seen.iter().map(|s| &s.envelope[..]).collect();
+            let expiries: Vec<i64> = batch.seen.iter().map(|s| sql_time(s.expires_at)).collect();
+            tx.execute(
+                "INSERT INTO seen_envelope (digest, expires_at) SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[])",
+                &[&digests, &expiries],
+            )?;
+            let ids: Vec<&[u8]> = batch.seen.iter().flat_map(|s| s.ids.iter().map(|id| &id[..])).collect();
+            let expiries: Vec<i64> =
+                batch.seen.iter().flat_map(|s| s.ids.iter().map(|_| sql_time(s.expires_at))).collect();
+            tx.execute(
+                "INSERT INTO seen_id (id, expires_at) SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[])",
+                &[&ids, &expiries],
+            )?;
+        }
+        if !batch.audit.is_empty() {
+            append_in(&mut tx, &batch.audit)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn records(
+        &self,
+        recipient: &RecipientId,
+        metric: &MetricId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Record>, StoreError> {
+        let rows = self.client().query(
+            "SELECT r.id, r.receipt, r.collected_at, r.deadline, r.nonce, r.ciphertext, k.key
+             FROM record r JOIN period_key k ON k.key_id = r.key_id
+             WHERE r.recipient = $1 AND r.metric = $2 AND r.collected_at >= $3 AND r.collected_at < $4
+             ORDER BY r.collected_at, r.id",
+            &[&recipient.as_str(), &metric.as_str(), &sql_time(from), &sql_time(to)],
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: [u8; 16] = blob(r.get(0), "record id")?;
+            let receipt = ReceiptId(blob(r.get(1), "receipt id")?);
+            let nonce: [u8; 12] = blob(r.get(4), "nonce")?;
+            let key = Zeroizing::new(r.get::<_, Vec<u8>>(6));
+            let aad = record_aad(&id, metric, recipient, &receipt);
+            let body = open_record(&key, nonce, r.get(5), &aad)?;
+            out.push(Record {
+                id,
+                metric: metric.clone(),
+                recipient: recipient.clone(),
+                receipt,
+                collected_at: from_sql_time(r.get(2)),
+                deadline: from_sql_time(r.get(3)),
+                body,
+            });
+        }
+        Ok(out)
+    }
+
+    fn purge(&mut self, now: Timestamp) -> Result<PurgeReport, StoreError> {
+        let t = sql_time(now);
+        let mut c = self.client();
+        let mut tx = c.transaction()?;
+        lock_log(&mut tx)?;
+        let partition_keys: Vec<Vec<u8>> = tx
+            .query("DELETE FROM partition_state WHERE deadline <= $1 RETURNING pkey", &[&t])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut record_ids = Vec::new();
+        for r in tx.query("DELETE FROM record WHERE deadline <= $1 RETURNING id", &[&t])? {
+            record_ids.push(blob(r.get(0), "record id")?);
+        }
+        let mut keys_destroyed = Vec::new();
+        for r in tx.query(
+            "DELETE FROM period_key k WHERE destroy_after <= $1
+             AND NOT EXISTS (SELECT 1 FROM record r WHERE r.key_id = k.key_id) RETURNING key_id",
+            &[&t],
+        )? {
+            keys_destroyed.push(blob(r.get(0), "key id")?);
+        }
+        // Ordered like SQLite's (insertion order is not kept by PostgreSQL's RETURNING).
+        keys_destroyed.sort_unstable();
+        tx.execute("DELETE FROM seen_envelope WHERE expires_at <= $1", &[&t])?;
+        let ids_forgotten = tx.execute("DELETE FROM seen_id WHERE expires_at <= $1", &[&t])?;
+        let report = PurgeReport {
+            partitions: partition_keys.len() as u64,
+            records: record_ids.len() as u64,
+            partition_keys,
+            record_ids,
+            keys_destroyed,
+            ids_forgotten,
+        };
+        let mut events = vec![AuditEvent::Purge {
+            partitions: u32::try_from(report.partitions).unwrap_or(u32::MAX),
+            records: u32::try_from(report.records).unwrap_or(u32::MAX),
+            at: now,
+        }];
+        events
+            .extend(report.keys_destroyed.iter().map(|k| AuditEvent::KeyDestruction { key_id: *k, at: now }));
+        append_in(&mut tx, &events)?;
+        tx.commit()?;
+        Ok(report)
+    }
+
+    fn append_audit(&mut self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        let mut c = self.client();
+        let mut tx = c.transaction()?;
+        lock_log(&mut tx)?;
+        append_in(&mut tx, events)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
