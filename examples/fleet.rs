@@ -15,9 +15,15 @@
 //! Every envelope carries report tokens (docs/privacy.md, "Report tokens"): each device
 //! fetches, through the aggregator's issuance API, the tokens of the current and the
 //! next token period ahead of time (the fleet's catalogue sets `token_period = "P60D"`,
-//! two of the devices' monthly flushes), and the aggregator refuses statistics without one.
-//! `--no-tokens` runs the same fleet without them (no issuance, no tokens required), for
-//! comparison.
+//! two of the devices' monthly flushes; no period that starts after the run's end), and
+//! the aggregator refuses statistics without one; the aggregator answers each day's
+//! requests on every core. `--no-tokens` runs the same fleet without them (no issuance,
+//! no tokens required), for comparison.
+//!
+//! At the end it prints its cryptographic floor: the unit costs of its unavoidable
+//! cryptography (seal, open, signatures, token requests answered and finalized, tokens
+//! verified), measured at the end of the run on this machine, times how often the run did
+//! each, divided by the cores; and the ratio of its wall time to that floor.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,9 +40,9 @@ use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{Recorder, RecorderParts, Value};
 use confiance::retention::RetentionTag;
 use confiance::rng::Rng as _;
-use confiance::token::{TokenPeriod, TokenRequest, TokenResponse, TokenScope};
+use confiance::token::{PendingTokens, TokenPeriod, TokenRequest, TokenResponse, TokenScope};
 use confiance_aggregator::audit::{CheckpointSigner, Verifier};
-use confiance_aggregator::issuer::{Issuer, IssuerSecret};
+use confiance_aggregator::issuer::{Issuer, IssuerSecret, TokenVerifier};
 use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::ledger::{Fact, Party, Target, Until};
 use confiance_aggregator::report::{self, EstimateRow, GatherOptions, LogStatus, ReportData};
@@ -268,6 +274,12 @@ struct Device {
     /// index in the metric's recipients, value): the truth counts a reading only once it
     /// has been sent, so that a release is compared with the reports it can hold.
     unsent: Vec<Unsent>,
+    /// The run's end: it asks no tokens for a period starting after it.
+    end: Timestamp,
+    /// Tokens it put in envelopes.
+    tokens_spent: u64,
+    /// The first token period it asked tokens for.
+    token_from: Option<u64>,
 }
 
 /// A reading recorded but not yet sent, for one recipient of its audience.
@@ -374,6 +386,9 @@ impl Device {
             key: signer,
             token_scopes: tokens.then(BTreeMap::new),
             unsent: Vec::new(),
+            end: start.saturating_add_secs(months * MONTH),
+            tokens_spent: 0,
+            token_from: None,
         }
     }
 
@@ -383,6 +398,9 @@ impl Device {
     fn fetch_tokens(&mut self, t: Timestamp, directory: &Issuer) {
         let Some(scopes) = self.token_scopes.as_mut() else { return };
         let current = directory.period_at(t).0;
+        let period_secs = directory.period_secs();
+        let end = self.end;
+        self.token_from.get_or_insert(current);
         let needed = self.dev.tokens_needed();
         for scope in needed.keys() {
             scopes.entry((scope.recipients.clone(), scope.purpose.clone())).or_insert((None, u64::MAX));
@@ -390,7 +408,8 @@ impl Device {
         let mut asks = Vec::new();
         for ((recipients, purpose), (through, topped)) in scopes.iter_mut() {
             for period in [current, current + 1] {
-                if through.is_none_or(|x| period > x) {
+                // No tokens for a period the run never reaches: they would never be spent.
+                if TokenPeriod(period).start(period_secs) < end && through.is_none_or(|x| period > x) {
                     asks.push(TokenScope {
                         recipients: recipients.clone(),
                         purpose: purpose.clone(),
@@ -415,6 +434,25 @@ impl Device {
                 self.outbox.push((t, Traffic::TokenRequest(self.index, Box::new(request))));
             }
         }
+    }
+
+    /// Tokens it holds, over its scopes and the periods it asked tokens for.
+    fn tokens_held(&self) -> u64 {
+        let Some(scopes) = self.token_scopes.as_ref() else { return 0 };
+        let Some(first) = self.token_from else { return 0 };
+        let mut held = 0;
+        for ((recipients, purpose), (through, _)) in scopes {
+            let Some(through) = *through else { continue };
+            for period in first..=through {
+                let scope = TokenScope {
+                    recipients: recipients.clone(),
+                    purpose: purpose.clone(),
+                    period: TokenPeriod(period),
+                };
+                held += self.dev.tokens_held(&scope) as u64;
+            }
+        }
+        held
     }
 
     /// Takes the aggregator's answer to one of its token requests; a scope it may not
@@ -457,10 +495,13 @@ impl Device {
                 let (record, meta) = plan.record;
                 let v = draw(&meta.kind, &mut self.rng);
                 self.dev.record_service(record, v, t);
+                let held = self.tokens_held();
                 for frame in self.dev.flush(t) {
                     self.dev.acknowledge(&frame);
                     self.outbox.push((t, Traffic::Envelope(frame)));
                 }
+                // A flush only takes tokens out (to spend them).
+                self.tokens_spent += held.saturating_sub(self.tokens_held());
                 // Readings waiting for a token are not sent yet: the truth counts them at
                 // the flush that sends them.
                 let waiting = self.dev.tokens_needed();
@@ -687,6 +728,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // committing; and the whole loop.
     let mut spent = [std::time::Duration::ZERO; 6];
     let mut waiting_for_token = 0u64;
+    let mut tokens_spent = 0u64;
     let mut refused_by = BTreeMap::<&str, u64>::new();
     let mut ingest_cpu = 0.0;
     let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals, mut enrolled) =
@@ -741,7 +783,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
                 let waiting: u64 = fleet.iter().map(|d| u64::from(d.dev.counters().waiting_for_token)).sum();
-                (truth, subjects, waiting)
+                let spent: u64 = fleet.iter().map(|d| d.tokens_spent).sum();
+                (truth, subjects, waiting, spent)
             }));
         }
         let mut last = start;
@@ -891,10 +934,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         spent[4] = ingest_started.elapsed();
         ingest_cpu = thread_cpu_secs();
         for h in handles {
-            let (t, subj, w) = h.join().map_err(|_| "a device worker panicked")?;
+            let (t, subj, w, sp) = h.join().map_err(|_| "a device worker panicked")?;
             truth.merge(t);
             subjects.extend(subj);
             waiting_for_token += w;
+            tokens_spent += sp;
         }
         Ok(())
     })?;
@@ -912,6 +956,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "report tokens: {token_requests} requests, {tokens_issued} tokens issued, refused {token_refusals:?}; {waiting_for_token} times a report waited for a token; issuance {:.1} s on the ingest thread",
             spent[5].as_secs_f64()
+        );
+        println!(
+            "report tokens: {tokens_spent} spent in {envelopes} envelopes ({:.2} per envelope); {:.2} requests and {:.2} tokens issued per device, {:.0}% of them spent",
+            tokens_spent as f64 / envelopes.max(1) as f64,
+            token_requests as f64 / devices.max(1) as f64,
+            tokens_issued as f64 / devices.max(1) as f64,
+            100.0 * tokens_spent as f64 / tokens_issued.max(1) as f64
         );
     }
     let secs = |i: usize| spent[i].as_secs_f64();
@@ -1134,7 +1185,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\ndone in {wall:.1} s");
     let sent = envelopes + refused;
     let mean_frame = usize::try_from(frame_bytes / sent.max(1)).unwrap_or(0);
-    Floor::measure(sent, mean_frame, receipts + withdrawals, 1)?.print(wall, workers.max(1));
+    Floor::measure(
+        sent,
+        mean_frame,
+        receipts + withdrawals,
+        1,
+        (token_requests, tokens_issued, tokens_spent),
+    )?
+    .print(wall, workers.max(1));
     // The run fails (exit code 1) if the pipeline went wrong, so scripts and CI can rely
     // on it. Coverage is judged loosely: with ~55 intervals at 95%, fewer than 80% covered
     // happens by chance with probability about 10^-5.
@@ -1172,12 +1230,16 @@ struct Floor {
 impl Floor {
     /// Unit costs of sealing and opening an envelope of `mean_frame` bytes (the run's mean)
     /// and of making and verifying an Ed25519 signature (a consent receipt or withdrawal,
-    /// made on the device, verified on ingest); `checkpoints` signed checkpoints.
+    /// made on the device, verified on ingest); `checkpoints` signed checkpoints; and of
+    /// the report tokens' VOPRF: `tokens.0` requests of `tokens.1` tokens in all made
+    /// (blind, sign), answered (signature check, `BlindEvaluate`, one batched proof) and
+    /// finalized (proof check, unblind), and `tokens.2` spent tokens verified.
     fn measure(
         envelopes: u64,
         mean_frame: usize,
         signed: u64,
         checkpoints: u64,
+        tokens: (u64, u64, u64),
     ) -> Result<Self, Box<dyn std::error::Error>> {
         use confiance::envelope::{self, CatalogueDigest, HeaderFields, KeyId, OVERHEAD, SecretKey};
         use ed25519_dalek::Signer as _;
@@ -1198,6 +1260,26 @@ impl Floor {
         let message = [7u8; 200];
         let signature = key.sign(&message);
         let verifying = key.verifying_key();
+        // A request of the run's mean size, against a key of the fleet's catalogue.
+        let (requests, issued, spent) = tokens;
+        let per_request = usize::try_from(issued.div_ceil(requests.max(1))).unwrap_or(1).clamp(1, 64);
+        let token_catalogue = Catalogue::from_toml_str(include_str!("catalogue.toml"))?;
+        let token_secret = IssuerSecret::from_bytes([7; 32]);
+        let issuer = Issuer::new(token_secret.clone(), &token_catalogue)?;
+        let verifier = TokenVerifier::new(token_secret, &token_catalogue)?;
+        let scope = TokenScope::new(
+            [id::<RecipientId>("calora")],
+            id("product-improvement"),
+            issuer.period_at(Timestamp::from_secs(1_800_000_000)),
+        );
+        let token_key = issuer.public_key(&scope)?;
+        let device = DeviceKey::generate(&mut rng);
+        let (pending, request) =
+            PendingTokens::request(&device, scope.clone(), token_key, per_request, &mut rng)?;
+        let response = issuer.evaluate(&request, 0, &mut rng)?;
+        let token = pending.finalize(&response)?[0];
+        let mut token_rng = SeededRng::seed_from_u64(10);
+        let mut issue_rng = SeededRng::seed_from_u64(11);
         let mut ops: Vec<(&'static str, u64, Box<dyn FnMut() + '_>)> = vec![
             (
                 "seal an envelope (device)",
@@ -1226,6 +1308,48 @@ impl Floor {
                 Box::new(|| drop(std::hint::black_box(verifying.verify_strict(&message, &signature)))),
             ),
         ];
+        if requests > 0 {
+            ops.extend([
+                (
+                    "make a token request (device: blind, sign)",
+                    requests,
+                    Box::new(|| {
+                        drop(std::hint::black_box(PendingTokens::request(
+                            &device,
+                            scope.clone(),
+                            token_key,
+                            per_request,
+                            &mut token_rng,
+                        )));
+                    }) as Box<dyn FnMut()>,
+                ),
+                (
+                    "answer a token request (signature, BlindEvaluate, proof)",
+                    requests,
+                    Box::new(|| {
+                        std::hint::black_box(request.verify_signature()).ok();
+                        drop(std::hint::black_box(issuer.evaluate(&request, 0, &mut issue_rng)));
+                    }),
+                ),
+                (
+                    "finalize a token response (device: proof check, unblind)",
+                    requests,
+                    Box::new(|| drop(std::hint::black_box(pending.finalize(&response)))),
+                ),
+                (
+                    "verify a spent token (aggregator)",
+                    spent,
+                    Box::new(|| {
+                        std::hint::black_box(verifier.verify(
+                            &scope,
+                            &token,
+                            Timestamp::from_secs(1_800_000_000),
+                        ))
+                        .ok();
+                    }),
+                ),
+            ]);
+        }
         // Interleaved rounds of 20 ms each, median per kind: a change of load hits all alike.
         let mut samples = vec![Vec::new(); ops.len()];
         for _ in 0..7 {

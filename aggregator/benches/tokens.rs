@@ -5,7 +5,8 @@
 //!   (`ServerKey::blind_evaluate`), against one Ristretto255 variable-base
 //!   multiplication (target ≤ 1.3× each);
 //! - verification per token (`TokenVerifier::verify`: `Evaluate` and a constant-time
-//!   comparison) against the same multiplication (target ≤ 1.3×);
+//!   comparison), alone and in a window of 32 (`TokenVerifier::verify_many`), against
+//!   the same multiplication (target ≤ 1.3×);
 //! - ingest of one-report envelopes with a token against the same without tokens;
 //! - the bytes a token adds to an envelope (printed).
 //!
@@ -81,6 +82,12 @@ fn tokens(c: &mut Criterion) {
     let token: Token = tokens[0];
     g.bench_function("verify", |b| {
         b.iter(|| black_box(verifier.verify(&scope, black_box(&token), now)).is_ok())
+    });
+    // A window of tokens verified at once (one batched inversion for the compressions).
+    let window: Vec<(TokenScope, Token)> = tokens.iter().map(|t| (scope.clone(), *t)).collect();
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(format!("verify_window_{BATCH}"), |b| {
+        b.iter(|| black_box(verifier.verify_many(black_box(&window), now)))
     });
     g.finish();
 }

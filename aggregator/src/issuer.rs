@@ -311,7 +311,7 @@ pub struct Issuer {
     catalogue: Catalogue,
     period_secs: u64,
     quota: u32,
-    keys: Mutex<HashMap<TokenScope, ServerKey>>,
+    keys: Mutex<HashMap<TokenScope, Arc<ServerKey>>>,
     /// Tokens issued per (device key, scope), pruned of past periods.
     issued: HashMap<(DevicePublicKey, TokenScope), u32>,
     /// Tokens issued per scope since the counts were last taken.
@@ -388,14 +388,18 @@ impl Issuer {
     }
 
     fn with_key<T>(&self, scope: &TokenScope, f: impl FnOnce(&ServerKey) -> T) -> Result<T, VoprfError> {
-        let mut keys = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !keys.contains_key(scope) {
-            if keys.len() >= KEY_CACHE {
-                keys.clear();
+        // The lock is held only to find the key: requests are evaluated in parallel.
+        let key = {
+            let mut keys = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !keys.contains_key(scope) {
+                if keys.len() >= KEY_CACHE {
+                    keys.clear();
+                }
+                keys.insert(scope.clone(), Arc::new(self.secret.scope_key(scope)?));
             }
-            keys.insert(scope.clone(), self.secret.scope_key(scope)?);
-        }
-        keys.get(scope).map(f).ok_or(VoprfError::DeriveKeyPair)
+            Arc::clone(keys.get(scope).ok_or(VoprfError::DeriveKeyPair)?)
+        };
+        Ok(f(&key))
     }
 
     /// The public key of `scope`: the key directory entry devices blind against.
@@ -476,13 +480,40 @@ impl Issuer {
         issued: u32,
         rng: &mut R,
     ) -> Result<TokenResponse, IssueError> {
-        let n = u32::try_from(request.blinded.len()).unwrap_or(u32::MAX);
+        self.check_quota(request, issued)?;
+        let mut r = curve25519_dalek::Scalar::random(rng);
+        let answer = self.answer(request, r);
+        r.zeroize();
+        answer
+    }
+
+    /// Refuses a request that would take a device that already had `issued` tokens of
+    /// its scope past the quota.
+    ///
+    /// # Errors
+    /// [`IssueError::OverQuota`].
+    pub(crate) const fn check_quota(&self, request: &TokenRequest, issued: u32) -> Result<(), IssueError> {
+        let n =
+            if request.blinded.len() > u32::MAX as usize { u32::MAX } else { request.blinded.len() as u32 };
         if issued.saturating_add(n) > self.quota {
             return Err(IssueError::OverQuota { issued, quota: self.quota });
         }
+        Ok(())
+    }
+
+    /// `BlindEvaluate` of an admitted request with the proof nonce `r` (fresh from a
+    /// CSPRNG for every request: a repeated nonce reveals the key), quota not checked.
+    ///
+    /// # Errors
+    /// [`IssueError::Malformed`] for a malformed or identity element.
+    pub(crate) fn answer(
+        &self,
+        request: &TokenRequest,
+        r: curve25519_dalek::Scalar,
+    ) -> Result<TokenResponse, IssueError> {
         let (evaluated, proof, public_key) = self
             .with_key(&request.scope, |k| {
-                k.blind_evaluate(&request.blinded, rng).map(|(e, p)| (e, p, k.public_key()))
+                k.blind_evaluate_with(&request.blinded, r).map(|(e, p)| (e, p, k.public_key()))
             })
             .and_then(|r| r)
             .map_err(IssueError::Malformed)?;
@@ -600,6 +631,61 @@ impl TokenVerifier {
     /// # Errors
     /// [`TokenRefusal::Scope`], [`TokenRefusal::Expired`], [`TokenRefusal::Invalid`].
     pub fn verify(&self, scope: &TokenScope, token: &Token, now: Timestamp) -> Result<(), TokenRefusal> {
+        let key = self.precheck(scope, token, now)?;
+        let expected = key.evaluate(&token.input()).map_err(|_| TokenRefusal::Invalid)?;
+        if bool::from(expected.ct_eq(&token.authenticator)) { Ok(()) } else { Err(TokenRefusal::Invalid) }
+    }
+
+    /// [`TokenVerifier::verify`] of a window of tokens, each with its scope: the same
+    /// verdicts, in order, with the evaluations of each scope's tokens compressed by one
+    /// batched inversion ([`ServerKey::evaluate_many`]).
+    ///
+    /// ```
+    /// # use confiance_aggregator::issuer::TokenVerifier;
+    /// # fn check(verifier: &TokenVerifier, window: &[(confiance::token::TokenScope, confiance::token::Token)], now: confiance::Timestamp) {
+    /// let verdicts = verifier.verify_many(window, now);
+    /// assert_eq!(verdicts.len(), window.len());
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn verify_many(
+        &self,
+        window: &[(TokenScope, Token)],
+        now: Timestamp,
+    ) -> Vec<Result<(), TokenRefusal>> {
+        let mut out: Vec<Result<(), TokenRefusal>> = Vec::with_capacity(window.len());
+        // The tokens that passed the cheap checks, by scope (the key is per scope).
+        let mut groups: HashMap<&TokenScope, (Arc<ServerKey>, Vec<usize>)> = HashMap::new();
+        for (i, (scope, token)) in window.iter().enumerate() {
+            match self.precheck(scope, token, now) {
+                Ok(key) => {
+                    groups.entry(scope).or_insert_with(|| (key, Vec::new())).1.push(i);
+                    out.push(Ok(()));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        for (key, members) in groups.values() {
+            let inputs: Vec<[u8; confiance::token::TOKEN_INPUT_LEN]> =
+                members.iter().map(|&i| window[i].1.input()).collect();
+            let refs: Vec<&[u8]> = inputs.iter().map(<[u8; _]>::as_slice).collect();
+            for (&i, expected) in members.iter().zip(key.evaluate_many(&refs)) {
+                let ok = expected.is_ok_and(|e| bool::from(e.ct_eq(&window[i].1.authenticator)));
+                if !ok {
+                    out[i] = Err(TokenRefusal::Invalid);
+                }
+            }
+        }
+        out
+    }
+
+    /// The checks before the evaluation: scope digest, period, key id; the scope's key.
+    fn precheck(
+        &self,
+        scope: &TokenScope,
+        token: &Token,
+        now: Timestamp,
+    ) -> Result<Arc<ServerKey>, TokenRefusal> {
         if !bool::from(token.scope_digest.ct_eq(&scope.digest())) {
             return Err(TokenRefusal::Scope);
         }
@@ -622,7 +708,6 @@ impl TokenVerifier {
         if !bool::from(token.key_id.ct_eq(&key_id(&key.public_key()))) {
             return Err(TokenRefusal::Invalid);
         }
-        let expected = key.evaluate(&token.input()).map_err(|_| TokenRefusal::Invalid)?;
-        if bool::from(expected.ct_eq(&token.authenticator)) { Ok(()) } else { Err(TokenRefusal::Invalid) }
+        Ok(key)
     }
 }

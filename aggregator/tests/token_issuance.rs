@@ -257,3 +257,34 @@ fn issuance_is_logged_once_per_scope_and_period_as_counts_without_devices() {
     drop(agg);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// A batch answered on several threads is answered as if its requests came one at a
+/// time, in order: a device's later request sees its earlier ones counted.
+#[test]
+fn a_batch_is_answered_in_order_as_if_its_requests_came_one_at_a_time() {
+    let path = temp_db("batch");
+    let now = t(T0 + 3_600);
+    let s = scope(now);
+    let mut agg = open(&path);
+    let f = enroll(&mut agg);
+    let pk = agg.token_public_key(&s).unwrap();
+    let mut rng = SeededRng::seed_from_u64(17);
+    let asks = [(&f.ok, 20), (&f.stranger, 1), (&f.ok, 5), (&f.ok, 4), (&f.quiet, 1), (&f.ok, 1)];
+    let (pending, requests): (Vec<_>, Vec<_>) =
+        asks.iter().map(|(k, n)| PendingTokens::request(k, s.clone(), pk, *n, &mut rng).unwrap()).unzip();
+    let answers = agg.issue_tokens_many(&requests, now, &mut rng).unwrap();
+    let got: Vec<Result<usize, IssueError>> = answers
+        .iter()
+        .zip(&pending)
+        .map(|(a, p)| a.clone().map(|r| p.finalize(&r).expect("each proof verifies").len()))
+        .collect();
+    assert_eq!(got[0], Ok(20));
+    assert_eq!(got[1].as_ref().unwrap_err().code(), "not_enrolled");
+    assert_eq!(got[2], Err(IssueError::OverQuota { issued: 20, quota: 24 }));
+    assert_eq!(got[3], Ok(4));
+    assert_eq!(got[4].as_ref().unwrap_err().code(), "not_consented");
+    assert_eq!(got[5], Err(IssueError::OverQuota { issued: 24, quota: 24 }));
+    assert_eq!(counted(&agg).1, 24, "only what was answered is counted");
+    drop(agg);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}

@@ -33,6 +33,7 @@ const DAY: u64 = 86_400;
 struct World {
     agg: Aggregator,
     issuer: Issuer,
+    secret: IssuerSecret,
     config: KeyConfig,
     rng: SeededRng,
 }
@@ -46,8 +47,8 @@ fn world(seed: u64) -> World {
     let mut agg = Aggregator::in_memory(catalogue(), keys, AggregatorConfig::default()).unwrap();
     let secret = IssuerSecret::generate(&mut rng);
     agg.set_token_verifier(Some(TokenVerifier::new(secret.clone(), &catalogue()).unwrap()));
-    let issuer = Issuer::new(secret, &catalogue()).unwrap();
-    World { agg, issuer, config, rng }
+    let issuer = Issuer::new(secret.clone(), &catalogue()).unwrap();
+    World { agg, issuer, secret, config, rng }
 }
 
 fn device(w: &mut World, seed: u64) -> Recorder<SeededRng, MemoryStorage> {
@@ -357,4 +358,44 @@ fn issuance_refusals_each_have_their_own_code_and_count_nothing() {
     let counts = w.issuer.take_counts();
     assert_eq!(counts.get(&scope), Some(&(quota as u64)));
     assert_eq!(counts.get(&next), Some(&2));
+}
+
+/// A window verified at once gives each token the verdict it gets alone.
+#[test]
+fn a_window_of_tokens_gets_the_verdicts_of_one_at_a_time() {
+    let mut w = world(9);
+    let now = Timestamp::from_secs(T0);
+    let a = scope_at(&["calora"], now);
+    let b = scope_at(&["calora", "gridco"], now);
+    let old = scope_at(&["calora"], Timestamp::from_secs(T0 - 3 * DAY));
+    let ta = tokens(&mut w, &a, 3, now);
+    let tb = tokens(&mut w, &b, 2, now);
+    let told = tokens(&mut w, &old, 1, Timestamp::from_secs(T0 - 3 * DAY));
+    let mut forged = ta[2];
+    forged.authenticator[0] ^= 1;
+    let verifier = TokenVerifier::new(w.secret.clone(), &catalogue()).unwrap();
+    let window = vec![
+        (a.clone(), ta[0]),
+        (b.clone(), tb[0]),
+        (a.clone(), forged),
+        (b.clone(), ta[1]),
+        (old.clone(), told[0]),
+        (a.clone(), ta[1]),
+        (b.clone(), tb[1]),
+    ];
+    let many = verifier.verify_many(&window, now);
+    let alone: Vec<_> = window.iter().map(|(s, t)| verifier.verify(s, t, now)).collect();
+    assert_eq!(many, alone);
+    assert_eq!(
+        many,
+        [
+            Ok(()),
+            Ok(()),
+            Err(TokenRefusal::Invalid),
+            Err(TokenRefusal::Scope),
+            Err(TokenRefusal::Expired),
+            Ok(()),
+            Ok(())
+        ]
+    );
 }

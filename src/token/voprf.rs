@@ -352,11 +352,18 @@ pub fn verify_proof(
 /// `SHA-512(I2OSP(len(input), 2) ‖ input ‖ I2OSP(32, 2) ‖ element ‖ "Finalize")`.
 #[must_use]
 pub fn finalize_hash(input: &[u8], element: &RistrettoPoint) -> [u8; OUTPUT_LEN] {
+    finalize_hash_encoded(input, element.compress().as_bytes())
+}
+
+/// [`finalize_hash`] of an element already serialised (for callers that compress many
+/// elements with one batched inversion).
+#[must_use]
+pub fn finalize_hash_encoded(input: &[u8], element: &[u8; ELEMENT_LEN]) -> [u8; OUTPUT_LEN] {
     let mut h = Sha512::new();
     h.update(len2(input.len()));
     h.update(input);
     h.update(len2(ELEMENT_LEN));
-    h.update(element.compress().as_bytes());
+    h.update(element);
     h.update(b"Finalize");
     let mut out = [0; OUTPUT_LEN];
     out.copy_from_slice(&h.finalize());

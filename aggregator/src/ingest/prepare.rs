@@ -104,14 +104,17 @@ fn token_verdict(
     if covered.len() < needed.len() {
         return Err(TokenRefusal::Missing);
     }
-    tokens
+    // The envelope's tokens verified together: one batched inversion compresses their
+    // evaluations.
+    let window: Vec<(TokenScope, confiance::token::Token)> =
+        tokens.iter().map(|t| (t.scope.clone(), t.token)).collect();
+    for verdict in verifier.verify_many(&window, now) {
+        verdict?;
+    }
+    Ok(tokens
         .iter()
-        .map(|t| {
-            verifier.verify(&t.scope, &t.token, now)?;
-            let until = t.scope.period.end(period_secs).saturating_add_secs(period_secs);
-            Ok((spent_id(&t.token.nonce), until))
-        })
-        .collect()
+        .map(|t| (spent_id(&t.token.nonce), t.scope.period.end(period_secs).saturating_add_secs(period_secs)))
+        .collect())
 }
 
 /// One report and the outcome of its stateless checks, split around the replay check.

@@ -8,7 +8,9 @@ use confiance::Timestamp;
 use confiance::ids::DevicePublicKey;
 use confiance::token::voprf::PublicKey;
 use confiance::token::{TokenPeriod, TokenRequest, TokenResponse, TokenScope};
+use curve25519_dalek::Scalar;
 use rusqlite::{Connection, OptionalExtension as _, params};
+use zeroize::Zeroize as _;
 
 use super::{Aggregator, ServiceError};
 use crate::audit::AuditEvent;
@@ -150,22 +152,45 @@ impl Aggregator {
         let out = self
             .ledger
             .atomically(|l| -> Result<_, LedgerError> {
-                let mut out = Vec::with_capacity(requests.len());
-                for request in requests {
-                    if let Err(e) = issuer.admit(request, &*l, now) {
-                        out.push(Err(e));
-                        continue;
+                // The stateless checks and a first quota check, in order, on this thread;
+                // a fresh proof nonce for every request that passes them.
+                let mut verdicts: Vec<Option<Result<TokenResponse, IssueError>>> =
+                    requests.iter().map(|_| None).collect();
+                let mut todo: Vec<(usize, Scalar)> = Vec::new();
+                for (i, request) in requests.iter().enumerate() {
+                    let before = match issuer.admit(request, &*l, now) {
+                        Ok(()) => {
+                            issued_before(l.connection(), &request.device_key, &request.scope.to_bytes())?
+                        }
+                        Err(e) => {
+                            verdicts[i] = Some(Err(e));
+                            continue;
+                        }
+                    };
+                    match issuer.check_quota(request, before) {
+                        Ok(()) => todo.push((i, Scalar::random(rng))),
+                        Err(e) => verdicts[i] = Some(Err(e)),
                     }
+                }
+                let answers = answer_all(&issuer, requests, &todo);
+                // Counting, in order: a device's second request in this batch sees its
+                // first one counted, as if they had come one at a time.
+                for ((i, r), answer) in todo.iter_mut().zip(answers) {
+                    r.zeroize();
+                    let request = &requests[*i];
                     let scope = request.scope.to_bytes();
                     let before = issued_before(l.connection(), &request.device_key, &scope)?;
-                    let answer = issuer.evaluate(request, before, rng);
+                    let answer = issuer.check_quota(request, before).and(answer);
                     if answer.is_ok() {
                         let n = u32::try_from(request.blinded.len()).unwrap_or(u32::MAX);
                         count_issued(l.connection(), &request.device_key, &request.scope, &scope, before, n)?;
                     }
-                    out.push(answer);
+                    verdicts[*i] = Some(answer);
                 }
-                Ok(out)
+                Ok(verdicts
+                    .into_iter()
+                    .map(|v| v.unwrap_or(Err(IssueError::UnknownScope)))
+                    .collect::<Vec<_>>())
             })
             .map_err(|e| IssueError::Store(e.to_string()))?;
         if let Some(p) = out
@@ -232,4 +257,34 @@ impl Aggregator {
         self.issuance_due = next.map(|p| TokenPeriod(u64::try_from(p).unwrap_or(0)).end(secs));
         Ok(logged)
     }
+}
+
+/// `BlindEvaluate` of the requests `todo` names, each with its proof nonce, on every core
+/// (a contiguous part per thread); the answers in `todo`'s order.
+fn answer_all(
+    issuer: &Issuer,
+    requests: &[TokenRequest],
+    todo: &[(usize, Scalar)],
+) -> Vec<Result<TokenResponse, IssueError>> {
+    let one = |&(i, r): &(usize, Scalar)| issuer.answer(&requests[i], r);
+    let threads = std::thread::available_parallelism().map_or(1, core::num::NonZeroUsize::get);
+    if threads < 2 || todo.len() < 2 {
+        return todo.iter().map(one).collect();
+    }
+    let per_thread = todo.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let mut parts = todo.chunks(per_thread);
+        let mine = parts.next().unwrap_or_default();
+        let workers: Vec<_> =
+            parts.map(|part| (part, s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))).collect();
+        let mut all: Vec<_> = mine.iter().map(one).collect();
+        for (part, w) in workers {
+            // `answer` does not panic; if a worker did, its part is answered again here.
+            match w.join() {
+                Ok(answers) => all.extend(answers),
+                Err(_) => all.extend(part.iter().map(one)),
+            }
+        }
+        all
+    })
 }
