@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, MetricKind, Privacy};
-use confiance::consent::{ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey};
+use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey};
 use confiance::envelope::{AeadId, KeyConfig};
 use confiance::hazmat::{SeedableRng as _, SeededRng, SingleLifeStorage};
 use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
@@ -254,7 +254,8 @@ impl Device {
                 continue;
             }
             let hold = ["P30D", "P90D", "P6M"][(rng.next_u32() % 3) as usize].parse().expect("period");
-            if let Ok(b) = dev.give_consent(r, p, Scope::metrics(metrics), joined, None, hold, joined) {
+            if let Ok(b) = dev.give_consent(ConsentRequest::new(r, p, Scope::metrics(metrics), hold), joined)
+            {
                 if let Ok(s) = SignedReceipt::from_bytes(&b) {
                     receipts.push(s.id());
                 }
@@ -263,12 +264,12 @@ impl Device {
         }
         if rng.next_u32() % 100 < 70 {
             let b = dev.give_consent(
-                id(brand.controller),
-                id("service"),
-                Scope::metrics([id(brand.record)]),
-                joined,
-                None,
-                "P1Y".parse().expect("period"),
+                ConsentRequest::new(
+                    id(brand.controller),
+                    id("service"),
+                    Scope::metrics([id(brand.record)]),
+                    "P1Y".parse().expect("period"),
+                ),
                 joined,
             );
             if let Ok(b) = b {
@@ -314,7 +315,7 @@ impl Device {
             if t >= self.next_flush {
                 let (record, meta) = plan.record;
                 let v = draw(&meta.kind, &mut self.rng);
-                self.dev.record_service(record, v, t);
+                let _ = self.dev.record_service(record, v, t);
                 for frame in self.dev.flush(t) {
                     self.dev.acknowledge(&frame);
                     self.outbox.push((t, Traffic::Envelope(frame)));
@@ -374,7 +375,7 @@ impl Device {
             let value = draw(&meta.kind, &mut self.rng);
             for purpose in &meta.purposes {
                 let before = self.dev.counters().recorded;
-                self.dev.record(metric, purpose, value, t);
+                let _ = self.dev.record(metric, purpose, value, t);
                 if self.dev.counters().recorded == before {
                     continue;
                 }
