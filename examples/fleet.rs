@@ -25,6 +25,7 @@ use confiance::hazmat::{SeedableRng as _, SeededRng, SingleLifeStorage};
 use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{Recorder, RecorderParts, Value};
+use confiance::retention::Duration;
 use confiance::rng::Rng as _;
 use confiance_aggregator::audit::{CheckpointSigner, Verifier};
 use confiance_aggregator::keys::KeyStore;
@@ -263,12 +264,16 @@ impl Device {
             }
         }
         if rng.next_u32() % 100 < 70 {
+            // A year, or the record's maximum hold if shorter: a device signs no longer hold.
+            let one_year: Duration = "P1Y".parse().expect("period");
+            let max = catalogue.metric(&id::<MetricId>(brand.record)).map(|m| m.max_hold.clone());
+            let hold = max.filter(|m| m.is_within(&one_year)).unwrap_or(one_year);
             let b = dev.give_consent(
                 ConsentRequest::new(
                     id(brand.controller),
                     id("service"),
                     Scope::metrics([id(brand.record)]),
-                    "P1Y".parse().expect("period"),
+                    hold,
                 ),
                 joined,
             );
