@@ -25,7 +25,7 @@ use confiance::hazmat::{SeedableRng as _, SeededRng, SingleLifeStorage};
 use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{Recorder, RecorderParts, Value};
-use confiance::retention::Duration;
+use confiance::retention::{Duration, RetentionTag};
 use confiance::rng::Rng as _;
 use confiance_aggregator::audit::{CheckpointSigner, Verifier};
 use confiance_aggregator::keys::KeyStore;
@@ -82,16 +82,24 @@ enum Traffic {
     Envelope(Vec<u8>),
 }
 
-/// The truth behind the estimates: per (recipient, metric), counts per category or the
-/// sum of numeric values, over the reports whose audience holds the recipient.
+/// The truth behind the estimates: per (recipient, metric) and the deadline of the
+/// partition the report lands in, counts per category or the sum of numeric values, over
+/// the reports sent whose audience holds the recipient. A release counts only the
+/// partitions still held, so the truth it is compared with is [`Truth::held`].
 #[derive(Default)]
 struct Truth<'a> {
-    cats: BTreeMap<(&'a str, &'a str), Vec<u64>>,
-    sums: BTreeMap<(&'a str, &'a str), (f64, u64)>,
+    cats: BTreeMap<(&'a str, &'a str, Timestamp), Vec<u64>>,
+    sums: BTreeMap<(&'a str, &'a str, Timestamp), (f64, u64)>,
+}
+
+/// What a release of one (recipient, metric) at some instant is compared with.
+enum Held {
+    Counts(Vec<u64>),
+    Sum(f64, u64),
 }
 
 impl<'a> Truth<'a> {
-    fn add(&mut self, key: (&'a str, &'a str), value: Value, kind: &MetricKind) {
+    fn add(&mut self, key: (&'a str, &'a str, Timestamp), value: Value, kind: &MetricKind) {
         match (value, kind) {
             (Value::Bool(b), MetricKind::Boolean) => {
                 self.cats.entry(key).or_insert_with(|| vec![0; 2])[usize::from(b)] += 1;
@@ -111,6 +119,28 @@ impl<'a> Truth<'a> {
             }
             _ => {}
         }
+    }
+
+    /// The truth over the partitions of `key` whose deadline is after `now`.
+    fn held(&self, key: (&str, &str), now: Timestamp) -> Option<Held> {
+        let live = |k: &(&str, &str, Timestamp)| k.0 == key.0 && k.1 == key.1 && k.2 > now;
+        let mut counts: Option<Vec<u64>> = None;
+        for (_, c) in self.cats.iter().filter(|(k, _)| live(k)) {
+            let acc = counts.get_or_insert_with(|| vec![0; c.len()]);
+            for (a, b) in acc.iter_mut().zip(c) {
+                *a += b;
+            }
+        }
+        if let Some(c) = counts {
+            return Some(Held::Counts(c));
+        }
+        let mut sum: Option<(f64, u64)> = None;
+        for (_, (s, n)) in self.sums.iter().filter(|(k, _)| live(k)) {
+            let acc = sum.get_or_insert((0.0, 0));
+            acc.0 += s;
+            acc.1 += n;
+        }
+        sum.map(|(s, n)| Held::Sum(s, n))
     }
 
     fn merge(&mut self, o: Self) {
@@ -208,6 +238,10 @@ struct Device {
     next_flush: Timestamp,
     /// Messages waiting for the moment the device sends them.
     outbox: Vec<(Timestamp, Traffic)>,
+    /// Readings recorded but not yet flushed, as (statistic index in the plan, recipient
+    /// index in the metric's recipients, value): the truth counts a reading only once it
+    /// has been sent, so that a release is compared with the reports it can hold.
+    unsent: Vec<(usize, usize, Value, Timestamp)>,
 }
 
 impl Device {
@@ -296,12 +330,13 @@ impl Device {
             tick: joined.saturating_add_secs(DAY),
             next_flush: joined.saturating_add_secs(MONTH),
             outbox,
+            unsent: Vec::new(),
         }
     }
 
     /// Lives until `until` (exclusive): a weekly tick records every statistic, a monthly
     /// one flushes. Appends to `out` what it sends before `until` and adds what it really
-    /// reported to `truth`.
+    /// sent to `truth` (readings still queued at the end are not in any release).
     fn run_until<'a>(
         &mut self,
         until: Timestamp,
@@ -316,7 +351,7 @@ impl Device {
                 self.changed = true;
                 self.change_mind();
             }
-            self.record_week(t, catalogue, plan, truth);
+            self.record_week(t, catalogue, plan);
             if t >= self.next_flush {
                 let (record, meta) = plan.record;
                 let v = draw(&meta.kind, &mut self.rng);
@@ -324,6 +359,12 @@ impl Device {
                 for frame in self.dev.flush(t) {
                     self.dev.acknowledge(&frame);
                     self.outbox.push((t, Traffic::Envelope(frame)));
+                }
+                for (si, ri, value, deadline) in self.unsent.drain(..) {
+                    let (metric, meta) = plan.stats[si];
+                    if let Some(r) = meta.recipients.iter().nth(ri) {
+                        truth.add((r.as_str(), metric.as_str(), deadline), value, &meta.kind);
+                    }
                 }
                 self.next_flush = self.next_flush.saturating_add_secs(MONTH);
             }
@@ -367,16 +408,10 @@ impl Device {
         }
     }
 
-    /// One weekly reading of every statistic of the brand, privatised and queued; the
-    /// truth counts it for each recipient the device's consent lets see it.
-    fn record_week<'a>(
-        &mut self,
-        t: Timestamp,
-        catalogue: &'a Catalogue,
-        plan: &Plan<'a>,
-        truth: &mut Truth<'a>,
-    ) {
-        for &(metric, meta) in &plan.stats {
+    /// One weekly reading of every statistic of the brand, privatised and queued; once
+    /// sent, the truth counts it for each recipient the device's consent lets see it.
+    fn record_week(&mut self, t: Timestamp, catalogue: &Catalogue, plan: &Plan<'_>) {
+        for (si, &(metric, meta)) in plan.stats.iter().enumerate() {
             let value = draw(&meta.kind, &mut self.rng);
             for purpose in &meta.purposes {
                 let before = self.dev.counters().recorded;
@@ -384,11 +419,30 @@ impl Device {
                 if self.dev.counters().recorded == before {
                     continue;
                 }
-                for r in &meta.recipients {
-                    if self.dev.consent().active_receipt(catalogue, r, metric, purpose, t).is_none() {
-                        continue;
-                    }
-                    truth.add((r.as_str(), metric.as_str()), value, &meta.kind);
+                // The audience the recorder tags, and the deadline of the partition the
+                // report lands in: the tag's hold from the end of its time bucket.
+                let audience: Vec<(usize, &RecipientId)> = meta
+                    .recipients
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        self.dev.consent().active_receipt(catalogue, r, metric, purpose, t).is_some()
+                    })
+                    .collect();
+                let Ok(tag) = RetentionTag::for_statistic(
+                    catalogue,
+                    self.dev.consent(),
+                    metric,
+                    purpose,
+                    audience.iter().map(|(_, r)| (*r).clone()),
+                    t,
+                ) else {
+                    continue;
+                };
+                let bucket = meta.bucket_secs();
+                let deadline = tag.hold().deadline_from(t.truncate(bucket).saturating_add_secs(bucket)).at;
+                for (ri, _) in audience {
+                    self.unsent.push((si, ri, value, deadline));
                 }
             }
         }
@@ -656,6 +710,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut covered, mut total) = (0u32, 0u32);
     // One machine-readable line per release, for benches/fleet_seeds.sh.
     let mut release_coverage = Vec::new();
+    // Releases whose report count differs from the truth's: the comparison would be
+    // between different sets of reports.
+    let mut mismatched = Vec::new();
     let pairs: Vec<(RecipientId, MetricId)> = catalogue
         .metrics()
         .filter(|(_, m)| matches!(m.privacy, Privacy::Ldp { .. }))
@@ -665,19 +722,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let Ok(rel) = agg.release(r, m, start, end, end) else { continue };
         let key = (r.as_str(), m.as_str());
         let n = rel.estimate.n as f64;
-        let truths: Vec<f64> = if let Some(c) = truth.cats.get(&key) {
-            let tot: u64 = c.iter().sum();
-            c.iter().map(|x| *x as f64 / tot.max(1) as f64).collect()
-        } else if let Some((s, k)) = truth.sums.get(&key) {
-            vec![s / (*k).max(1) as f64]
-        } else {
-            continue;
+        // The truth over the same reports: those sent, in partitions still held at `end`.
+        let (truths, truth_n): (Vec<f64>, u64) = match truth.held(key, end) {
+            Some(Held::Counts(c)) => {
+                let tot: u64 = c.iter().sum();
+                (c.iter().map(|x| *x as f64 / tot.max(1) as f64).collect(), tot)
+            }
+            Some(Held::Sum(s, k)) => (vec![s / k.max(1) as f64], k),
+            None => continue,
         };
+        if truth_n != rel.estimate.n {
+            mismatched.push(format!("{r} {m}: {} reports released, {truth_n} in the truth", rel.estimate.n));
+        }
         let (mut rel_covered, mut rel_total) = (0u32, 0u32);
+        // (estimate − truth) / standard error per output: over seeds, their mean shows a
+        // bias long before the intervals miss (benches/fleet_seeds.sh).
+        let mut zs = Vec::new();
         for (i, p) in rel.estimate.values.iter().enumerate() {
             let label = rel.labels.get(i).cloned().unwrap_or_else(|| "mean".to_string());
             let t = truths.get(i).copied().unwrap_or(f64::NAN);
             let ok = p.ci95_low <= t && t <= p.ci95_high;
+            zs.push(format!("{:.3}", (p.value - t) / p.std_error));
             covered += u32::from(ok);
             total += 1;
             rel_covered += u32::from(ok);
@@ -707,6 +772,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
         }
         release_coverage.push(format!("  release-coverage {r} {m} {rel_covered} {rel_total}"));
+        release_coverage.push(format!("  release-z {r} {m} {n} {truth_n} {}", zs.join(" ")));
     }
     for line in &release_coverage {
         println!("{line}");
@@ -860,6 +926,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let overdue = overdue_after.records.len() + overdue_after.partitions.len();
     if overdue > 0 {
         problems.push(format!("{overdue} items still overdue after the purge"));
+    }
+    if !mismatched.is_empty() {
+        problems.push(format!("releases not over the reports of the truth ({})", mismatched.join(", ")));
     }
     if total == 0 || f64::from(covered) < 0.8 * f64::from(total) {
         problems.push(format!("only {covered}/{total} intervals cover the true value"));

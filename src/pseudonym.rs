@@ -11,7 +11,9 @@
 //!   Medical Research*, 2017) and its implementation libpep: an ElGamal encryption on
 //!   Ristretto255 of the device's identity point under the system public key. The
 //!   aggregator's transcryptors (`confiance_aggregator::transcrypt`) rerandomise,
-//!   reshuffle and rekey it into the pseudonym of one recipient domain.
+//!   reshuffle and rekey it into the pseudonym of one recipient domain. It travels in a
+//!   [`TranscryptionRequest`], signed by the device for one receipt and one recipient,
+//!   with a proof that the device knows what it encrypted.
 //!
 //! ```
 //! use confiance::ids::RecipientId;
@@ -31,10 +33,15 @@ use core::fmt;
 
 mod elgamal;
 pub mod hazmat;
+mod request;
 mod scoped;
 
 pub use elgamal::{
     CIPHERTEXT_LEN, Ciphertext, POINT_LEN, SCALAR_LEN, SystemPublicKey, decode_point, decode_scalar,
+};
+pub use request::{
+    MAX_REQUEST_RECIPIENT_LEN, PLAINTEXT_PROOF_LEN, PlaintextProof, REQUEST_FIXED_LEN, REQUEST_VERSION,
+    TranscryptionRequest,
 };
 pub use scoped::{DeviceSecret, Epoch, MAX_LISTED_PSEUDONYMS, ScopedPseudonym, ScopedPseudonymEntry};
 
@@ -54,8 +61,17 @@ pub enum PseudonymError {
     NonCanonicalPoint,
     /// 32 bytes that are not the canonical encoding of a scalar (they are ≥ ℓ).
     NonCanonicalScalar,
-    /// The identity point where it is forbidden (a public key, a commitment).
+    /// The identity point where it is forbidden (a public key, a commitment, any
+    /// component of a ciphertext).
     IdentityPoint,
+    /// A transcryption request's Ed25519 signature does not verify under its device key.
+    BadSignature,
+    /// A transcryption request's proof of plaintext knowledge does not verify.
+    BadPlaintextProof,
+    /// An encoding's version byte is not one this build reads.
+    UnsupportedVersion,
+    /// An encoding's fields are inconsistent (a bad flag, recipient name or epoch).
+    Malformed,
 }
 
 impl fmt::Display for PseudonymError {
@@ -68,6 +84,10 @@ impl fmt::Display for PseudonymError {
             Self::NonCanonicalPoint => "not a canonical Ristretto255 point encoding",
             Self::NonCanonicalScalar => "not a canonical scalar encoding",
             Self::IdentityPoint => "identity point not allowed here",
+            Self::BadSignature => "transcryption request signature does not verify",
+            Self::BadPlaintextProof => "transcryption request plaintext proof does not verify",
+            Self::UnsupportedVersion => "unsupported encoding version",
+            Self::Malformed => "malformed encoding",
         })
     }
 }

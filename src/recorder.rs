@@ -1200,6 +1200,19 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         Ok((w.to_bytes(), r.to_bytes()))
     }
 
+    /// A signed request to transcrypt this device's polymorphic pseudonym for `recipient`
+    /// (in `epoch`, for an epoch domain) under `receipt`, for the host to send to the
+    /// transcryptors ([`crate::pseudonym::TranscryptionRequest`]).
+    pub fn transcryption_request(
+        &mut self,
+        system_key: &crate::pseudonym::SystemPublicKey,
+        receipt: crate::ids::ReceiptId,
+        recipient: RecipientId,
+        epoch: Option<Epoch>,
+    ) -> crate::pseudonym::TranscryptionRequest {
+        self.consent.transcryption_request(&self.secret, system_key, receipt, recipient, epoch, &mut self.rng)
+    }
+
     /// The consent state.
     #[must_use]
     pub const fn consent(&self) -> &ConsentState {

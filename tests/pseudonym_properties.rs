@@ -1,18 +1,21 @@
 //! Algebraic laws of PEP transcryption, distributed = centralised, proofs reject any
 //! flipped bit, and transcryption is refused without an allowing consent decision.
 
-use confiance::Timestamp;
-use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
+use confiance::ids::RecipientId;
 use confiance::pseudonym::{Ciphertext, DeviceSecret, Epoch, PseudonymError, SystemPublicKey, hazmat as eg};
-use confiance_aggregator::decision::{ConsentCheck, Decision, DecisionReason};
+use confiance_aggregator::decision::DecisionReason;
 use confiance_aggregator::transcrypt::{
-    ConsentQuery, Domain, DomainTranscryptor, RecipientKey, STEP_LEN, Step, TranscryptError, Transcryptor,
-    TranscryptorId, TranscryptorSecret, hazmat, system_public_key, transcrypt_chain, verify_chain,
+    Domain, DomainTranscryptor, RecipientKey, STEP_LEN, Step, TranscryptError, Transcryptor, TranscryptorId,
+    TranscryptorSecret, hazmat, system_public_key, transcrypt_chain, verify_chain,
 };
+
+#[path = "support/stand_in.rs"]
+mod stand_in;
 use curve25519_dalek::{RistrettoPoint, Scalar};
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
+use stand_in::{Device, StandIn, query};
 
 fn scalar() -> impl Strategy<Value = Scalar> {
     any::<[u8; 32]>().prop_map(Scalar::from_bytes_mod_order).prop_filter("non-zero", |s| *s != Scalar::ZERO)
@@ -32,12 +35,6 @@ fn chain(n: usize, seed: u8) -> Vec<Transcryptor> {
         })
         .collect()
 }
-
-fn allow() -> Decision {
-    Decision::allow(None, None)
-}
-
-const NOW: Timestamp = Timestamp::from_secs(1_700_000_000);
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
@@ -93,9 +90,11 @@ proptest! {
         let dts: Vec<DomainTranscryptor> = ts.iter().map(|t| t.for_domain(&domain)).collect();
         let dref: Vec<&DomainTranscryptor> = dts.iter().collect();
 
-        let device = DeviceSecret::from_bytes(device);
-        let ct = device.polymorphic(&pk, &mut rng);
-        let steps = transcrypt_chain(&dref, &ct, &allow(), NOW, &mut rng).unwrap();
+        let device = Device::from_secret(DeviceSecret::from_bytes(device));
+        let mut ledger = StandIn::default();
+        let request = ledger.request(&device, &pk, domain.recipient(), domain.epoch(), &mut rng);
+        let ct = *request.ciphertext();
+        let steps = transcrypt_chain(&dref, &request, &ledger, &query(&device, domain.recipient()), &mut rng).unwrap();
         let commitments: Vec<_> = dts.iter().map(DomainTranscryptor::commitments).collect();
         let out = verify_chain(&ct, &domain, &steps, &commitments).unwrap();
         let shares: Vec<_> = dts.iter().map(DomainTranscryptor::recipient_key_share).collect();
@@ -111,7 +110,7 @@ proptest! {
         prop_assert_eq!(*pk.point(), RistrettoPoint::mul_base(&x));
         let central = eg::rsk(&ct, &s, &k, &k.invert(), &Scalar::from(99u8));
         prop_assert_eq!(eg::decrypt(&central, &(x * k)).compress().to_bytes(), distributed.0);
-        prop_assert_eq!((s * device.identity_point()).compress().to_bytes(), distributed.0);
+        prop_assert_eq!((s * device.secret.identity_point()).compress().to_bytes(), distributed.0);
     }
 }
 
@@ -130,13 +129,17 @@ fn fixture(n: usize) -> Fixture {
     let domain = Domain::new(RecipientId::new("acme").unwrap());
     let dts: Vec<DomainTranscryptor> = ts.iter().map(|t| t.for_domain(&domain)).collect();
     let dref: Vec<&DomainTranscryptor> = dts.iter().collect();
-    let input = DeviceSecret::from_bytes([1; 32]).polymorphic(&pk, &mut rng);
-    let steps = transcrypt_chain(&dref, &input, &allow(), NOW, &mut rng).unwrap();
+    let device = Device::from_secret(DeviceSecret::from_bytes([1; 32]));
+    let mut ledger = StandIn::default();
+    let request = ledger.request(&device, &pk, domain.recipient(), None, &mut rng);
+    let input = *request.ciphertext();
+    let steps =
+        transcrypt_chain(&dref, &request, &ledger, &query(&device, domain.recipient()), &mut rng).unwrap();
     let commitments = dts.iter().map(DomainTranscryptor::commitments).collect();
     Fixture { domain, input, steps, commitments }
 }
 
-/// Every one of the 2 × 228 × 8 bits of a two-step chain, and every one of the 768 bits
+/// Every one of the 2 × 260 × 8 bits of a two-step chain, and every one of the 768 bits
 /// of its input ciphertext, is flipped in turn: each flip is rejected by strict decoding
 /// or by the chain verifier.
 #[test]
@@ -222,14 +225,6 @@ fn chain_verifier_rejects_reordering_truncation_and_other_domains() {
     );
 }
 
-struct Ledger(Decision);
-
-impl ConsentCheck for Ledger {
-    fn check(&self, _: &RecipientId, _: &MetricId, _: &PurposeId, _: &SubjectId, _: Timestamp) -> Decision {
-        self.0.clone()
-    }
-}
-
 #[test]
 fn transcryption_is_refused_without_an_allowing_decision() {
     let mut rng = ChaCha20Rng::from_seed([4; 32]);
@@ -237,7 +232,8 @@ fn transcryption_is_refused_without_an_allowing_decision() {
     let (pk, _) = system_public_key(&[&t], &mut rng).unwrap();
     let acme = RecipientId::new("acme").unwrap();
     let dt = t.for_domain(&Domain::new(acme.clone()));
-    let ct = DeviceSecret::from_bytes([5; 32]).polymorphic(&pk, &mut rng);
+    let device = Device::from_secret(DeviceSecret::from_bytes([5; 32]));
+    let mut ledger = StandIn::default();
 
     for reason in [
         DecisionReason::NoConsent,
@@ -246,46 +242,70 @@ fn transcryption_is_refused_without_an_allowing_decision() {
         DecisionReason::NotInCatalogue,
         DecisionReason::PurposeNotAllowed,
     ] {
+        ledger.refused.insert(device.subject(), reason);
+        let request = ledger.request(&device, &pk, &acme, None, &mut rng);
         assert_eq!(
-            dt.transcrypt(&ct, &Decision::deny(reason), NOW, &mut rng),
+            dt.transcrypt(&request, &[], &[], &ledger, &query(&device, &acme), &mut rng),
+            Err(TranscryptError::ConsentRefused(reason))
+        );
+        // Along a chain: the first refusal stops everything.
+        assert_eq!(
+            transcrypt_chain(&[&dt], &request, &ledger, &query(&device, &acme), &mut rng),
             Err(TranscryptError::ConsentRefused(reason))
         );
     }
-    // An allowing decision whose period has ended.
-    let stale = Decision::allow(None, Some(NOW));
+    ledger.refused.clear();
+    let request = ledger.request(&device, &pk, &acme, None, &mut rng);
+    // A query naming another recipient than the domain's.
+    let wrong = query(&device, &RecipientId::new("other").unwrap());
     assert_eq!(
-        dt.transcrypt(&ct, &stale, NOW, &mut rng),
-        Err(TranscryptError::ConsentRefused(DecisionReason::Expired))
+        dt.transcrypt(&request, &[], &[], &ledger, &wrong, &mut rng),
+        Err(TranscryptError::DomainMismatch)
     );
-    // `allowed` with a refusing reason is inconsistent and refused.
-    let odd = Decision { allowed: true, until: None, receipt: None, reason: DecisionReason::Withdrawn };
-    assert!(dt.transcrypt(&ct, &odd, NOW, &mut rng).is_err());
-    assert!(
-        dt.transcrypt(&ct, &Decision::allow(None, Some(NOW.saturating_add_secs(1))), NOW, &mut rng).is_ok()
+    // Refusals remembered no nonce: the same request now goes through, once.
+    assert!(dt.transcrypt(&request, &[], &[], &ledger, &query(&device, &acme), &mut rng).is_ok());
+    assert_eq!(
+        dt.transcrypt(&request, &[], &[], &ledger, &query(&device, &acme), &mut rng),
+        Err(TranscryptError::Replayed)
     );
+}
 
-    // Through the ledger trait.
-    let query = ConsentQuery {
-        recipient: acme,
-        metric: MetricId::new("boiler.faults").unwrap(),
-        purpose: PurposeId::new("service").unwrap(),
-        subject: SubjectId([1; 32]),
-        at: NOW,
-    };
-    let no = Ledger(Decision::deny(DecisionReason::NoConsent));
+/// A step with `r = 0` is the bare reshuffle-rekey `((s/k)·B, s·C, k·Y)`: it does not
+/// rerandomise. Its proof is well formed (the prover knows `t = 0`), and the verifier
+/// refuses it on `T = identity` (on the old code it verified).
+#[test]
+fn a_step_that_does_not_rerandomise_is_refused() {
+    let f = fixture(1);
+    let ts = chain(1, 0x40);
+    let dt = ts[0].for_domain(&f.domain);
+    let nonces = [Scalar::from(3u8), Scalar::from(5u8), Scalar::from(7u8)];
+    let zero = hazmat::transcrypt_with(&dt, &f.input, &Scalar::ZERO, &nonces);
     assert_eq!(
-        dt.transcrypt_checked(&ct, &no, &query, &mut rng),
-        Err(TranscryptError::ConsentRefused(DecisionReason::NoConsent))
+        verify_chain(&f.input, &f.domain, core::slice::from_ref(&zero), &f.commitments),
+        Err(TranscryptError::NotRerandomised { step: 0 })
     );
-    let yes = Ledger(allow());
-    assert!(dt.transcrypt_checked(&ct, &yes, &query, &mut rng).is_ok());
-    let wrong = ConsentQuery { recipient: RecipientId::new("other").unwrap(), ..query };
-    assert_eq!(dt.transcrypt_checked(&ct, &yes, &wrong, &mut rng), Err(TranscryptError::DomainMismatch));
-    // And along a chain: the first refusal stops everything.
-    assert_eq!(
-        transcrypt_chain(&[&dt], &ct, &Decision::deny(DecisionReason::Withdrawn), NOW, &mut rng),
-        Err(TranscryptError::ConsentRefused(DecisionReason::Withdrawn))
-    );
+    assert_eq!(Step::from_bytes(&zero.to_bytes()).unwrap(), zero);
+    let one = hazmat::transcrypt_with(&dt, &f.input, &Scalar::ONE, &nonces);
+    assert!(verify_chain(&f.input, &f.domain, &[one], &f.commitments).is_ok());
+}
+
+/// A ciphertext with any identity component is refused on decode and construction: `B`
+/// the identity is `r = 0` (the plaintext in clear), `C` or `Y` the identity is degenerate
+/// (on the old code only `Y` was refused).
+#[test]
+fn degenerate_ciphertexts_are_refused_on_decode() {
+    use curve25519_dalek::traits::Identity;
+    let f = fixture(1);
+    for slot in 0..3 {
+        let mut b = f.input.to_bytes();
+        b[slot * 32..slot * 32 + 32].fill(0);
+        assert_eq!(Ciphertext::from_bytes(&b), Err(PseudonymError::IdentityPoint), "slot {slot}");
+    }
+    let (_, c, y) = f.input.points();
+    let id = RistrettoPoint::identity();
+    assert_eq!(Ciphertext::from_points(id, *c, *y), Err(PseudonymError::IdentityPoint));
+    let m = RistrettoPoint::mul_base(&Scalar::from(42u8));
+    assert_eq!(eg::encrypt_with(&m, y, &Scalar::ZERO), Err(PseudonymError::IdentityPoint));
 }
 
 #[test]
@@ -344,11 +364,11 @@ fn strict_decoding_errors_are_typed() {
     ct[..32].copy_from_slice(&p);
     assert_eq!(Ciphertext::from_bytes(&ct), Err(PseudonymError::NonCanonicalPoint));
     let mut step = f.steps[0].to_bytes();
-    // ℓ itself in the challenge slot.
+    // ℓ itself in the challenge slot (after the id, the output and the proof's T).
     let l = Scalar::ZERO - Scalar::ONE;
     let mut lb = l.to_bytes();
     lb[0] += 1;
-    step[100..132].copy_from_slice(&lb);
+    step[132..164].copy_from_slice(&lb);
     assert_eq!(Step::from_bytes(&step), Err(TranscryptError::Encoding(PseudonymError::NonCanonicalScalar)));
 }
 

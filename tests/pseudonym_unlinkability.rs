@@ -22,22 +22,23 @@
 
 use std::collections::HashSet;
 
-use confiance::Timestamp;
 use confiance::ids::RecipientId;
 use confiance::pseudonym::{DeviceSecret, Epoch};
-use confiance_aggregator::decision::Decision;
 use confiance_aggregator::transcrypt::{
     Domain, DomainPseudonym, DomainTranscryptor, RecipientKey, Transcryptor, TranscryptorId,
     TranscryptorSecret, hazmat, system_public_key, transcrypt_chain, verify_chain,
 };
+
+#[path = "support/stand_in.rs"]
+mod stand_in;
 use curve25519_dalek::ristretto::CompressedRistretto;
 use rand_chacha::ChaCha20Rng;
-use rand_core::{Rng, SeedableRng};
+use rand_core::SeedableRng;
+use stand_in::{Device, StandIn, query};
 
 const DEVICES: usize = 10_000;
 /// Bits of a Ristretto255 encoding that are zero for every point.
 const ENCODING_FIXED_BITS: [usize; 2] = [0, 255];
-const NOW: Timestamp = Timestamp::from_secs(1_700_000_000);
 
 fn devices(seed: u8) -> Vec<DeviceSecret> {
     let mut rng = ChaCha20Rng::from_seed([seed; 32]);
@@ -118,11 +119,12 @@ fn scoped_pseudonyms_are_unlinkable_across_recipients_and_epochs() {
     }
 }
 
-/// The pipeline a recipient sees: encrypt on the device, transcrypt through the chain
-/// (with proofs, gated by an allowing decision), decrypt with the domain key.
+/// The pipeline a recipient sees: the device signs a request, the chain transcrypts it
+/// (with proofs, gated by a stand-in ledger that allows it), the recipient decrypts.
 struct Pipeline {
     pk: confiance::pseudonym::SystemPublicKey,
     domains: Vec<(Vec<DomainTranscryptor>, RecipientKey)>,
+    ledger: StandIn,
 }
 
 impl Pipeline {
@@ -145,20 +147,39 @@ impl Pipeline {
                 (dts, RecipientKey::from_shares(&shares).unwrap())
             })
             .collect();
-        Self { pk, domains }
+        Self { pk, domains, ledger: StandIn::default() }
     }
 
+    /// `device`'s pseudonym in domain `domain`, from a fresh signed request; and the
+    /// request's ciphertext and the chain's output.
     fn pseudonym(
-        &self,
+        &mut self,
         domain: usize,
-        ct: &confiance::pseudonym::Ciphertext,
+        device: &Device,
         rng: &mut ChaCha20Rng,
-    ) -> (DomainPseudonym, confiance::pseudonym::Ciphertext) {
+    ) -> (DomainPseudonym, confiance::pseudonym::Ciphertext, confiance::pseudonym::Ciphertext) {
         let (dts, key) = &self.domains[domain];
+        let d = dts[0].domain();
+        let request = self.ledger.request(device, &self.pk, d.recipient(), d.epoch(), rng);
         let refs: Vec<&DomainTranscryptor> = dts.iter().collect();
-        let steps = transcrypt_chain(&refs, ct, &Decision::allow(None, None), NOW, rng).unwrap();
+        let steps =
+            transcrypt_chain(&refs, &request, &self.ledger, &query(device, d.recipient()), rng).unwrap();
         let out = steps.last().unwrap().output;
-        (key.decrypt(&out).unwrap(), out)
+        (key.decrypt(&out).unwrap(), *request.ciphertext(), out)
+    }
+
+    /// The same pseudonym by the algebra alone (`hazmat::transcrypt_with` with fresh
+    /// randomness, no request to sign or check): for the 10⁴-device statistics, which
+    /// are about the algebra; the checks are exercised by the other tests.
+    fn pseudonym_by_algebra(&self, domain: usize, device: &Device, rng: &mut ChaCha20Rng) -> DomainPseudonym {
+        use curve25519_dalek::Scalar;
+        let (dts, key) = &self.domains[domain];
+        let mut ct = device.secret.polymorphic(&self.pk, rng);
+        for dt in dts {
+            let nonces = [Scalar::random(rng), Scalar::random(rng), Scalar::random(rng)];
+            ct = hazmat::transcrypt_with(dt, &ct, &Scalar::random(rng), &nonces).output;
+        }
+        key.decrypt(&ct).unwrap()
     }
 }
 
@@ -175,11 +196,10 @@ fn polymorphic_pseudonyms_are_unlinkable_across_domains_and_epochs() {
     let pipe = Pipeline::new(1, &domains);
     let mut rng = ChaCha20Rng::from_seed([5; 32]);
     let mut p: Vec<Vec<[u8; 32]>> = (0..4).map(|_| Vec::with_capacity(DEVICES)).collect();
-    for d in &devs {
-        // One polymorphic pseudonym per device, as a device would send once.
-        let ct = d.polymorphic(&pipe.pk, &mut rng);
+    for d in devs {
+        let d = Device::from_secret(d);
         for (i, col) in p.iter_mut().enumerate() {
-            col.push(pipe.pseudonym(i, &ct, &mut rng).0.0);
+            col.push(pipe.pseudonym_by_algebra(i, &d, &mut rng).0);
         }
     }
     let all: HashSet<[u8; 32]> = p.iter().flatten().copied().collect();
@@ -201,34 +221,32 @@ fn polymorphic_pseudonyms_are_unlinkable_across_domains_and_epochs() {
 }
 
 /// Within one domain, a device's pseudonym does not depend on the ciphertext it sent:
-/// 200 devices each send four independently rerandomised polymorphic pseudonyms through
-/// a chain of three transcryptors; all four give the same pseudonym, while the 4 inputs
-/// and 4 outputs are pairwise distinct ciphertexts and every chain verifies.
+/// 200 devices each send four signed requests (each with a fresh polymorphic pseudonym)
+/// through a chain of three transcryptors; all four give the same pseudonym, while the
+/// 4 inputs and 4 outputs are pairwise distinct ciphertexts and every chain verifies.
 #[test]
 fn rerandomised_inputs_give_the_same_pseudonym() {
     let domain = Domain::new(RecipientId::new("acme-thermo").unwrap());
-    let pipe = Pipeline::new(3, core::slice::from_ref(&domain));
+    let mut pipe = Pipeline::new(3, core::slice::from_ref(&domain));
     let commitments: Vec<_> = pipe.domains[0].0.iter().map(DomainTranscryptor::commitments).collect();
-    let refs: Vec<&DomainTranscryptor> = pipe.domains[0].0.iter().collect();
     let mut rng = ChaCha20Rng::from_seed([6; 32]);
     let mut seen = HashSet::new();
-    for d in devices(3).iter().take(200) {
-        let first = d.polymorphic(&pipe.pk, &mut rng);
-        let inputs = [first, first.rerandomise(&mut rng), d.polymorphic(&pipe.pk, &mut rng), {
-            let mut c = first;
-            for _ in 0..rng.next_u32() % 4 + 1 {
-                c = c.rerandomise(&mut rng);
-            }
-            c
-        }];
+    for d in devices(3).into_iter().take(200) {
+        let d = Device::from_secret(d);
         let mut ciphertexts = HashSet::new();
         let mut pseudonyms = HashSet::new();
-        for ct in &inputs {
-            let steps = transcrypt_chain(&refs, ct, &Decision::allow(None, None), NOW, &mut rng).unwrap();
-            let out = verify_chain(ct, &domain, &steps, &commitments).unwrap();
+        for _ in 0..4 {
+            let (p, ct, _) = pipe.pseudonym(0, &d, &mut rng);
+            let refs: Vec<&DomainTranscryptor> = pipe.domains[0].0.iter().collect();
+            let request = pipe.ledger.request(&d, &pipe.pk, &domain.recipient().clone(), None, &mut rng);
+            let steps =
+                transcrypt_chain(&refs, &request, &pipe.ledger, &query(&d, domain.recipient()), &mut rng)
+                    .unwrap();
+            let out = verify_chain(request.ciphertext(), &domain, &steps, &commitments).unwrap();
+            assert_eq!(pipe.domains[0].1.decrypt(&out).unwrap(), p);
             ciphertexts.insert(ct.to_bytes().to_vec());
             ciphertexts.insert(out.to_bytes().to_vec());
-            pseudonyms.insert(pipe.domains[0].1.decrypt(&out).unwrap());
+            pseudonyms.insert(p);
         }
         assert_eq!(ciphertexts.len(), 8);
         assert_eq!(pseudonyms.len(), 1);
@@ -242,16 +260,16 @@ fn rerandomised_inputs_give_the_same_pseudonym() {
 fn polymorphic_relation_exists_but_is_secret() {
     let (da, db) =
         (Domain::new(RecipientId::new("acme").unwrap()), Domain::new(RecipientId::new("other").unwrap()));
-    let pipe = Pipeline::new(2, &[da, db]);
+    let mut pipe = Pipeline::new(2, &[da, db]);
     let factor = |i: usize| {
         pipe.domains[i].0.iter().fold(curve25519_dalek::Scalar::ONE, |acc, dt| acc * hazmat::factors(dt).0)
     };
     let delta = factor(1) * factor(0).invert();
     let mut rng = ChaCha20Rng::from_seed([7; 32]);
-    for d in devices(4).iter().take(20) {
-        let ct = d.polymorphic(&pipe.pk, &mut rng);
-        let a = CompressedRistretto(pipe.pseudonym(0, &ct, &mut rng).0.0).decompress().unwrap();
-        let b = pipe.pseudonym(1, &ct, &mut rng).0;
+    for d in devices(4).into_iter().take(20) {
+        let d = Device::from_secret(d);
+        let a = CompressedRistretto(pipe.pseudonym(0, &d, &mut rng).0.0).decompress().unwrap();
+        let b = pipe.pseudonym(1, &d, &mut rng).0;
         assert_eq!((delta * a).compress().to_bytes(), b.0);
     }
 }

@@ -148,7 +148,9 @@ fn generate() -> Value {
         {"name": "_bad_ciphertext_short", "op": "decode_ciphertext", "bytes": &ct_hex[..190], "error": "BadLength"},
         {"name": "_bad_system_key_identity", "op": "decode_public_key", "bytes": hex(&[0; 32]), "error": "IdentityPoint"},
         {"name": "_bad_scalar_equal_to_l", "op": "decode_scalar", "bytes": l_bytes, "error": "NonCanonicalScalar"},
-        {"name": "_bad_step_proof_noncanonical_challenge", "op": "decode_step", "bytes": splice(&step0, 100, &l_bytes), "error": "NonCanonicalScalar"},
+        {"name": "_bad_step_proof_noncanonical_challenge", "op": "decode_step", "bytes": splice(&step0, 132, &l_bytes), "error": "NonCanonicalScalar"},
+        {"name": "_bad_ciphertext_identity_b", "op": "decode_ciphertext", "bytes": splice(&ct_hex, 0, &hex(&[0; 32])), "error": "IdentityPoint"},
+        {"name": "_bad_ciphertext_identity_c", "op": "decode_ciphertext", "bytes": splice(&ct_hex, 32, &hex(&[0; 32])), "error": "IdentityPoint"},
         {"name": "_bad_step_proof_flipped_bit", "op": "verify_chain", "steps": [flip(&step0, 200, 0x01), steps[1]["step"], steps[2]["step"]], "error": "InvalidProof { step: 0 }"},
         {"name": "_bad_step_output_flipped_bit", "op": "verify_chain", "steps": [steps[0]["step"], steps[1]["step"], flip(steps[2]["step"].as_str().unwrap(), 4 + 40, 0x04)], "error": "any"},
         {"name": "_bad_step_wrong_transcryptor_id", "op": "verify_chain", "steps": [flip(&step0, 3, 0x02), steps[1]["step"], steps[2]["step"]], "error": "ChainMismatch"},
@@ -162,7 +164,7 @@ fn generate() -> Value {
 
     json!({
         "version": 1,
-        "description": "confiance pseudonym known-answer vectors. Hex strings; points are RFC 9496 Ristretto255 encodings; scalars little-endian mod l; ciphertext = B || C || Y; step = id_be32 || output || proof; proof = e || z_k || z_s || z_t. See src/pseudonym/ and aggregator/src/transcrypt/.",
+        "description": "confiance pseudonym known-answer vectors. Hex strings; points are RFC 9496 Ristretto255 encodings; scalars little-endian mod l; ciphertext = B || C || Y; step = id_be32 || output || proof; proof = T || e || z_k || z_s || z_t (T = t*G, never the identity). identity_point = m*G with m = HKDF(device secret, 'confiance/pseudonym/identity/v2') reduced mod l. See src/pseudonym/ and aggregator/src/transcrypt/.",
         "scoped": scoped,
         "epochs": epochs,
         "identity": identity,

@@ -182,7 +182,7 @@ fn bench(c: &mut Criterion) {
         })
         .collect();
     let allowed =
-        queries.iter().filter(|(r, m, p, s, at)| ledger.check_at(r, m, p, s, *at, None).allowed).count();
+        queries.iter().filter(|(r, m, p, s, at)| ledger.check_at(r, m, p, s, *at, None).allowed()).count();
     println!("ledger check: {allowed} of {} sampled queries allowed", queries.len());
 
     let mut g = c.benchmark_group("ledger");

@@ -11,10 +11,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use confiance::Timestamp;
-use confiance::ids::RecipientId;
-use confiance::pseudonym::{Ciphertext, DeviceSecret, Epoch, hazmat as eg};
-use confiance_aggregator::decision::Decision;
+use confiance::consent::DeviceKey;
+use confiance::ids::{ReceiptId, RecipientId};
+use confiance::pseudonym::{Ciphertext, DeviceSecret, Epoch, TranscryptionRequest, hazmat as eg};
 use confiance_aggregator::transcrypt::{
     Domain, DomainCommitments, DomainTranscryptor, RecipientKey, Step, Transcryptor, TranscryptorId,
     TranscryptorSecret, hazmat, system_public_key, verify_chain, verify_step,
@@ -29,10 +28,10 @@ fn sink<T>(t: T) {
     black_box(t);
 }
 
-const NOW: Timestamp = Timestamp::from_secs(1_700_000_000);
-
 struct Setup {
     device: DeviceSecret,
+    device_key: DeviceKey,
+    request: TranscryptionRequest,
     ct: Ciphertext,
     domain: Domain,
     transcryptors: Vec<Transcryptor>,
@@ -53,11 +52,23 @@ fn setup() -> Setup {
     let domain = Domain::with_epoch(RecipientId::new("acme-thermo").unwrap(), Epoch(19_675));
     let dts: Vec<DomainTranscryptor> = transcryptors.iter().map(|t| t.for_domain(&domain)).collect();
     let device = DeviceSecret::from_bytes([7; 32]);
-    let ct = device.polymorphic(&pk, &mut rng);
+    let device_key = DeviceKey::from_bytes(&[8; 32]);
+    let request = TranscryptionRequest::sign(
+        &device_key,
+        &device,
+        &pk,
+        ReceiptId([9; 32]),
+        domain.recipient().clone(),
+        domain.epoch(),
+        &mut rng,
+    );
+    let ct = *request.ciphertext();
     let mut steps = vec![];
     let mut cur = ct;
-    for dt in &dts {
-        let s = dt.transcrypt(&cur, &Decision::allow(None, None), NOW, &mut rng).unwrap();
+    for (i, dt) in dts.iter().enumerate() {
+        let r = Scalar::from(u64::try_from(i).unwrap() + 11);
+        let nonces = [Scalar::from(3u8), Scalar::from(5u8), Scalar::from(7u8)];
+        let s = hazmat::transcrypt_with(dt, &cur, &r, &nonces);
         cur = s.output;
         steps.push(s);
     }
@@ -66,7 +77,7 @@ fn setup() -> Setup {
         &dts.iter().map(DomainTranscryptor::recipient_key_share).collect::<Vec<_>>(),
     )
     .unwrap();
-    Setup { device, ct, domain, transcryptors, dts, commitments, steps, key, pk }
+    Setup { device, device_key, request, ct, domain, transcryptors, dts, commitments, steps, key, pk }
 }
 
 /// One measured operation: a name, its (fixed-base, variable-base) multiplication count,
@@ -76,12 +87,11 @@ fn setup() -> Setup {
 type Op<'a> = (&'a str, u32, u32, Box<dyn FnMut() + 'a>);
 
 fn ops(s: &Setup) -> Vec<Op<'_>> {
-    let mut rng = ChaCha20Rng::from_seed([2; 32]);
     let (x, p) = (Scalar::from_bytes_mod_order([9; 32]), RistrettoPoint::mul_base(&Scalar::from(3u8)));
     let (sf, kf) = hazmat::factors(&s.dts[0]);
     let k_inv = kf.invert();
     let r = Scalar::from_bytes_mod_order([5; 32]);
-    let allow = Decision::allow(None, None);
+    let nonces = [Scalar::from(3u8), Scalar::from(5u8), Scalar::from(7u8)];
     let last = s.steps.last().unwrap().output;
     vec![
         (
@@ -103,35 +113,66 @@ fn ops(s: &Setup) -> Vec<Op<'_>> {
             Box::new(move || sink(black_box(eg::rsk(black_box(&s.ct), &sf, &kf, &k_inv, &r)))),
         ),
         (
-            "transcrypt step + proof (consent-gated)",
-            4,
+            "transcrypt step + proof",
+            5,
             9,
-            Box::new(move || sink(black_box(s.dts[0].transcrypt(black_box(&s.ct), &allow, NOW, &mut rng)))),
+            Box::new(move || {
+                sink(black_box(hazmat::transcrypt_with(&s.dts[0], black_box(&s.ct), &r, &nonces)))
+            }),
+        ),
+        (
+            // Ed25519 verify (~1 base + 1 variable-base) and the plaintext proof (5 variable-base products).
+            "verify request (Ed25519 + plaintext proof)",
+            1,
+            6,
+            Box::new(move || sink(black_box(black_box(&s.request).verify()))),
         ),
         (
             "verify one step proof",
-            3,
-            9,
+            4,
+            10,
             Box::new(move || {
                 sink(black_box(verify_step(black_box(&s.ct), &s.domain, &s.steps[0], &s.commitments[0])));
             }),
         ),
         (
             "verify chain of 3",
-            9,
-            27,
+            12,
+            30,
             Box::new(move || {
                 sink(black_box(verify_chain(black_box(&s.ct), &s.domain, &s.steps, &s.commitments)))
             }),
         ),
         ("recipient decrypt", 0, 1, Box::new(move || sink(black_box(s.key.decrypt(black_box(&last)))))),
         (
+            // The identity point m·G, then r·G and M + r·Y.
             "device polymorphic encrypt",
-            1,
+            2,
             1,
             Box::new({
                 let mut rng = ChaCha20Rng::from_seed([3; 32]);
                 move || sink(black_box(s.device.polymorphic(&s.pk, &mut rng)))
+            }),
+        ),
+        (
+            // Encrypt (2 base + 1 variable), prove (2 base + 1 variable), Ed25519 sign (1 base).
+            "device signed transcryption request",
+            5,
+            2,
+            Box::new({
+                let mut rng = ChaCha20Rng::from_seed([5; 32]);
+                let recipient = s.domain.recipient().clone();
+                move || {
+                    sink(black_box(TranscryptionRequest::sign(
+                        &s.device_key,
+                        &s.device,
+                        &s.pk,
+                        ReceiptId([9; 32]),
+                        recipient.clone(),
+                        s.domain.epoch(),
+                        &mut rng,
+                    )));
+                }
             }),
         ),
         (

@@ -117,9 +117,9 @@
 //! ledger.ingest_receipt(&receipt.to_bytes(), t(1_000))?;
 //! // The device was offline: the withdrawal of t=5000 reaches the ledger at t=9000.
 //! ledger.ingest_withdrawal(&withdrawal.to_bytes(), t(9_000))?;
-//! assert!(!ledger.check_at(&lab, &setpoint, &research, &subject, t(6_000), None).allowed);
+//! assert!(!ledger.check_at(&lab, &setpoint, &research, &subject, t(6_000), None).allowed());
 //! // As known at t=7000, the withdrawal was not known yet.
-//! assert!(ledger.check_at(&lab, &setpoint, &research, &subject, t(6_000), Some(t(7_000))).allowed);
+//! assert!(ledger.check_at(&lab, &setpoint, &research, &subject, t(6_000), Some(t(7_000))).allowed());
 //! let access = ledger.subject_access(&subject, t(2_000), None);
 //! assert_eq!(access.entries.len(), 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -819,7 +819,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         recorded_at: Timestamp,
     ) -> Result<crate::decision::Decision, LedgerError> {
         let decision = self.check_at(&d.recipient, &d.metric, &d.purpose, &d.subject, d.at, None);
-        if decision.allowed {
+        if decision.allowed() {
             self.note_disclosure(d, recorded_at)?;
         }
         Ok(decision)

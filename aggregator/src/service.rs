@@ -163,9 +163,8 @@ impl std::error::Error for ReleaseError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TranscryptRefusal {
-    /// The ledger's decision refused it (the decision says why).
-    Refused(Decision),
-    /// The transcryption chain failed.
+    /// A transcryptor refused the request (consent, signature, proof, device, receipt,
+    /// domain, replay: the error says which); the refusal is in the audit log.
     Failed(crate::transcrypt::TranscryptError),
     /// The ledger or the audit log could not record it.
     Store(String),
@@ -174,8 +173,7 @@ pub enum TranscryptRefusal {
 impl core::fmt::Display for TranscryptRefusal {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Refused(d) => write!(f, "refused by consent: {:?}", d.reason),
-            Self::Failed(e) => write!(f, "transcryption failed: {e}"),
+            Self::Failed(e) => write!(f, "transcryption refused: {e}"),
             Self::Store(e) => write!(f, "could not record the transcryption: {e}"),
         }
     }
@@ -558,8 +556,8 @@ impl Aggregator {
                         r.time,
                         None,
                     );
-                    if !decision.allowed {
-                        refused.push(ReportError::NotConsented(decision.reason).refused(index));
+                    if !decision.allowed() {
+                        refused.push(ReportError::NotConsented(decision.reason()).refused(index));
                         continue;
                     }
                     let new = NewRecord {
@@ -1010,7 +1008,7 @@ impl Aggregator {
                     record: Some(r.id),
                 };
                 let decision = ledger.disclose(&d, now)?;
-                if decision.allowed {
+                if decision.allowed() {
                     out.push(ReleasedRecord {
                         id: r.id,
                         pseudonym,
@@ -1033,36 +1031,58 @@ impl Aggregator {
         .map_err(|e| ReleaseError::Store(e.to_string()))
     }
 
-    /// Transcrypts a device's polymorphic pseudonym into `recipient`'s domain through
-    /// `chain` — only if the ledger's `check` allows `recipient` to have `metric` of
-    /// `subject` for `purpose` at `now` (docs/design.md#pseudonyms). An allowed transcryption is noted
-    /// as a disclosure in the ledger and logged with the digest of its proofs; a refusal
-    /// changes nothing.
+    /// Transcrypts a device's signed `request` into the domain of `chain` (the recipient
+    /// the request names) — only if every transcryptor admits it
+    /// ([`DomainTranscryptor::transcrypt`](crate::transcrypt::DomainTranscryptor::transcrypt)):
+    /// the device speaks for `subject`, its receipt is `subject`'s for the recipient and
+    /// `purpose`, the ledger's `check` allows the recipient `metric` of `subject` for
+    /// `purpose` at `now` (docs/privacy.md#polymorphic-pseudonyms), the signature, the
+    /// plaintext proof and the nonce hold. An allowed transcryption is noted as a
+    /// disclosure in the ledger and logged with the digest of its proofs; a refusal is
+    /// logged with its code ([`AuditEvent::TranscryptionRefused`]) and changes nothing else.
     ///
     /// # Errors
-    /// [`TranscryptRefusal::Refused`] with the ledger's decision, or
-    /// [`TranscryptRefusal::Failed`] when the chain itself fails.
+    /// [`TranscryptRefusal::Failed`] with the transcryptor's refusal;
+    /// [`TranscryptRefusal::Store`] when the ledger or the log cannot record it.
     #[allow(
         clippy::too_many_arguments,
-        reason = "the consent query's four parts, the chain, the input, the time, the rng"
+        reason = "the chain, the request, the consent query's three parts, the time, the rng"
     )]
     pub fn transcrypt<R: rand_core::CryptoRng + ?Sized>(
         &mut self,
         chain: &[&crate::transcrypt::DomainTranscryptor],
-        input: &confiance::pseudonym::Ciphertext,
-        recipient: &RecipientId,
+        request: &confiance::pseudonym::TranscryptionRequest,
         metric: &MetricId,
         purpose: &confiance::ids::PurposeId,
         subject: &confiance::ids::SubjectId,
         now: Timestamp,
         rng: &mut R,
     ) -> Result<Vec<crate::transcrypt::Step>, TranscryptRefusal> {
-        let decision = self.ledger.check_at(recipient, metric, purpose, subject, now, None);
-        if !decision.allowed {
-            return Err(TranscryptRefusal::Refused(decision));
-        }
-        let steps = crate::transcrypt::transcrypt_chain(chain, input, &decision, now, rng)
-            .map_err(TranscryptRefusal::Failed)?;
+        use crate::transcrypt::TranscryptError;
+        let Some(first) = chain.first() else {
+            return Err(TranscryptRefusal::Failed(TranscryptError::EmptyChain));
+        };
+        let recipient = first.domain().recipient().clone();
+        let query = crate::transcrypt::ConsentQuery {
+            recipient: recipient.clone(),
+            metric: metric.clone(),
+            purpose: purpose.clone(),
+            subject: *subject,
+            at: now,
+        };
+        let steps = match crate::transcrypt::transcrypt_chain(chain, request, &self.ledger, &query, rng) {
+            Ok(steps) => steps,
+            Err(e) => {
+                let event =
+                    AuditEvent::TranscryptionRefused { recipient, code: e.code().to_owned(), at: now };
+                self.record_with_events(|_, events| {
+                    events.push(event);
+                    Ok(())
+                })
+                .map_err(|err| TranscryptRefusal::Store(err.to_string()))?;
+                return Err(TranscryptRefusal::Failed(e));
+            }
+        };
         let d = Disclosure {
             recipient: recipient.clone(),
             metric: metric.clone(),
@@ -1081,8 +1101,8 @@ impl Aggregator {
         self.record_with_events(|ledger, events| {
             ledger.note_disclosure(&d, now)?;
             events.push(AuditEvent::Transcryption {
-                recipient: recipient.clone(),
-                receipt: decision.receipt,
+                recipient,
+                receipt: Some(*request.receipt()),
                 proof_digest,
                 at: now,
             });

@@ -56,7 +56,7 @@ fn terms(owner: &SubjectKey, issued: u64, nonce: u8) -> ConsentReceipt {
 
 fn allowed(l: &Ledger, s: &SubjectId, at: u64) -> bool {
     let (r, p, m) = lab();
-    l.check_at(&r, &m, &p, s, t(at), None).allowed
+    l.check_at(&r, &m, &p, s, t(at), None).allowed()
 }
 
 fn stats(l: &Ledger) -> String {

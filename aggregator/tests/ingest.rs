@@ -140,7 +140,7 @@ fn devices_to_estimates_and_gated_records() {
         .release_records(&id("calora"), &id("thermostat.fault-code"), Timestamp::EPOCH, Timestamp::MAX, now)
         .unwrap();
     assert_eq!(recs.len(), 150);
-    assert!(recs.iter().all(|r| r.value == RecordValue::Count(7) && r.decision.allowed));
+    assert!(recs.iter().all(|r| r.value == RecordValue::Count(7) && r.decision.allowed()));
     // Resending an acknowledged envelope is a replay, and changes nothing.
     let before = snapshot(&w.agg);
     assert!(matches!(w.agg.ingest(&frames[0], now), Err(IngestError::ReplayedEnvelope(_))));
@@ -442,12 +442,11 @@ fn shards_merge_into_what_one_aggregator_holds() {
 
 #[test]
 fn transcryption_goes_through_the_ledger_and_the_log() {
-    use confiance::pseudonym::DeviceSecret as Ds;
     use confiance_aggregator::audit::AuditEvent;
     use confiance_aggregator::service::TranscryptRefusal;
     use confiance_aggregator::transcrypt::{
-        Domain, DomainTranscryptor, RecipientKey, Transcryptor, TranscryptorId, TranscryptorSecret,
-        system_public_key,
+        Domain, DomainTranscryptor, RecipientKey, TranscryptError, Transcryptor, TranscryptorId,
+        TranscryptorSecret, system_public_key,
     };
     let mut w = world(4);
     let ts: Vec<Transcryptor> = (1..=3u32)
@@ -458,35 +457,46 @@ fn transcryption_goes_through_the_ledger_and_the_log() {
     let domain = Domain::new(id("voltis"));
     let dts: Vec<DomainTranscryptor> = ts.iter().map(|t| t.for_domain(&domain)).collect();
     let chain: Vec<&DomainTranscryptor> = dts.iter().collect();
-    let input = Ds::from_bytes([9; 32]).polymorphic(&pk, &mut w.rng);
 
     let mut d = device(&mut w, 11, "voltis");
-    let subject = d.subject();
-    let (r, m, p) = (id::<RecipientId>("voltis"), id::<MetricId>("car.odometer-km"), id("service"));
+    let subject = d.consent().subject();
+    let (m, p) = (id::<MetricId>("car.odometer-km"), id("service"));
     let now = Timestamp::from_secs(T0);
-    // No consent yet: refused, nothing logged.
+    let events_of = |w: &World| -> Vec<AuditEvent> {
+        let log = w.agg.store().audit_log().unwrap();
+        log.export(log.size()).unwrap().into_iter().map(|e| e.event).collect()
+    };
+    // No consent yet (the ledger does not know the subject): refused, and the refusal
+    // is logged with its code.
+    let early = d.transcryption_request(&pk, confiance::ids::ReceiptId([0; 32]), id("voltis"), None);
     let log_before = w.agg.store().audit_log().unwrap().size();
-    let refused = w.agg.transcrypt(&chain, &input, &r, &m, &p, &subject, now, &mut w.rng);
-    assert!(matches!(refused, Err(TranscryptRefusal::Refused(_))));
-    assert_eq!(w.agg.store().audit_log().unwrap().size(), log_before);
+    let refused = w.agg.transcrypt(&chain, &early, &m, &p, &subject, now, &mut w.rng);
+    assert_eq!(refused, Err(TranscryptRefusal::Failed(TranscryptError::DeviceNotAuthorised)));
+    assert_eq!(w.agg.store().audit_log().unwrap().size(), log_before + 1);
+    assert!(matches!(
+        events_of(&w).last(),
+        Some(AuditEvent::TranscryptionRefused { code, .. }) if code == "device-not-authorised"
+    ));
     // With consent: transcrypted, decryptable by the recipient, logged.
     let receipt = give(&mut w, &mut d, "voltis", "service", &["car.odometer-km"]);
-    let steps = w.agg.transcrypt(&chain, &input, &r, &m, &p, &subject, now, &mut w.rng).unwrap();
+    let request = d.transcryption_request(&pk, receipt, id("voltis"), None);
+    let steps = w.agg.transcrypt(&chain, &request, &m, &p, &subject, now, &mut w.rng).unwrap();
     let shares: Vec<_> = dts.iter().map(DomainTranscryptor::recipient_key_share).collect();
     let pseudonym =
         RecipientKey::from_shares(&shares).unwrap().decrypt(&steps.last().unwrap().output).unwrap();
-    let again = w
-        .agg
-        .transcrypt(&chain, &input.rerandomise(&mut w.rng), &r, &m, &p, &subject, now, &mut w.rng)
-        .unwrap();
+    // The same request again is a replay; a fresh one gives the same pseudonym.
+    assert_eq!(
+        w.agg.transcrypt(&chain, &request, &m, &p, &subject, now, &mut w.rng),
+        Err(TranscryptRefusal::Failed(TranscryptError::Replayed))
+    );
+    let fresh = d.transcryption_request(&pk, receipt, id("voltis"), None);
+    let again = w.agg.transcrypt(&chain, &fresh, &m, &p, &subject, now, &mut w.rng).unwrap();
     assert_eq!(
         RecipientKey::from_shares(&shares).unwrap().decrypt(&again.last().unwrap().output).unwrap(),
         pseudonym
     );
-    let log = w.agg.store().audit_log().unwrap();
-    let events: Vec<AuditEvent> = log.export(log.size()).unwrap().into_iter().map(|e| e.event).collect();
     assert_eq!(
-        events
+        events_of(&w)
             .iter()
             .filter(|e| matches!(e, AuditEvent::Transcryption { receipt: Some(x), .. } if *x == receipt))
             .count(),
@@ -496,10 +506,13 @@ fn transcryption_goes_through_the_ledger_and_the_log() {
     let wd = d.withdraw_consent(&receipt, Timestamp::from_secs(T0 + 10)).unwrap();
     w.agg.receive_withdrawal(&wd, Timestamp::from_secs(T0 + 10)).unwrap();
     let later = Timestamp::from_secs(T0 + 20);
-    assert!(matches!(
-        w.agg.transcrypt(&chain, &input, &r, &m, &p, &subject, later, &mut w.rng),
-        Err(TranscryptRefusal::Refused(_))
-    ));
+    let late = d.transcryption_request(&pk, receipt, id("voltis"), None);
+    assert_eq!(
+        w.agg.transcrypt(&chain, &late, &m, &p, &subject, later, &mut w.rng),
+        Err(TranscryptRefusal::Failed(TranscryptError::ConsentRefused(
+            confiance_aggregator::decision::DecisionReason::Withdrawn
+        )))
+    );
     assert!(w.agg.ledger().unconsented_disclosures(Timestamp::EPOCH, Timestamp::MAX).is_empty());
 }
 
@@ -799,7 +812,7 @@ proptest::proptest! {
                 let reports: Vec<Report> = envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
                 for r in reports {
                     let decision = ledger.check_at(&id("calora"), &r.metric, &id("service"), &d.subject(), r.time, None);
-                    proptest::prop_assert!(decision.allowed, "{precision}: recorded at {now}, stamped {}: {decision:?}", r.time);
+                    proptest::prop_assert!(decision.allowed(), "{precision}: recorded at {now}, stamped {}: {decision:?}", r.time);
                 }
                 d.acknowledge(&frame);
             }

@@ -371,10 +371,10 @@ fn bad_holdings_and_disclosures_are_refused_and_change_nothing() {
     // `disclose` refuses what check refuses and notes nothing then.
     let refused =
         l.disclose(&Disclosure { purpose: id("service"), at: t(4_500), ..d.clone() }, t(4_500)).unwrap();
-    assert!(!refused.allowed);
+    assert!(!refused.allowed());
     assert_eq!(snapshot(&l), before);
     let allowed = l.disclose(&Disclosure { purpose: id("service"), at: t(300), ..d }, t(300)).unwrap();
-    assert!(allowed.allowed && allowed.receipt == Some(b.id()));
+    assert!(allowed.allowed() && allowed.receipt() == Some(b.id()));
     assert_ne!(snapshot(&l), before);
 }
 
@@ -559,13 +559,13 @@ mod edges {
         let check = |l: &Ledger, at: u64| {
             l.check_at(&id("calora"), &id("thermostat.fault-code"), &id("service"), &subject(), t(at), None)
         };
-        assert!(check(&l, 9_999).allowed);
-        assert_eq!(check(&l, 10_000).reason, confiance_aggregator::decision::DecisionReason::Expired);
+        assert!(check(&l, 9_999).allowed());
+        assert_eq!(check(&l, 10_000).reason(), confiance_aggregator::decision::DecisionReason::Expired);
         let w = dev.withdraw(&b.id(), t(10_000)).unwrap();
         l.ingest_withdrawal(&w.to_bytes(), t(10_000)).unwrap();
         let d = check(&l, 10_000);
-        assert!(!d.allowed);
-        assert_eq!(d.reason, confiance_aggregator::decision::DecisionReason::Withdrawn);
+        assert!(!d.allowed());
+        assert_eq!(d.reason(), confiance_aggregator::decision::DecisionReason::Withdrawn);
         // As known before the withdrawal arrived, it had expired.
         let before = l.check_at(
             &id("calora"),
@@ -575,7 +575,7 @@ mod edges {
             t(10_000),
             Some(t(9_999)),
         );
-        assert_eq!(before.reason, confiance_aggregator::decision::DecisionReason::Expired);
+        assert_eq!(before.reason(), confiance_aggregator::decision::DecisionReason::Expired);
     }
 
     /// "For how long" in `subject_access` covers the records collected later in the same

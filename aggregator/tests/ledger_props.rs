@@ -468,15 +468,15 @@ proptest! {
                     for pu in &ps {
                         let d = l.check_at(r, m, pu, &subject(s), t(p.at), p.known.map(t));
                         let (allowed, until, reason, ok) = w.check(r, m, pu, s, p.at, p.known);
-                        prop_assert_eq!(d.allowed, allowed, "{} {} {} s{}", r, m, pu, s);
+                        prop_assert_eq!(d.allowed(), allowed, "{} {} {} s{}", r, m, pu, s);
                         prop_assert!(
-                            d.reason == reason
+                            d.reason() == reason
                                 || (reason == DecisionReason::Allowed
-                                    && matches!(d.reason, DecisionReason::Withdrawn | DecisionReason::Expired)),
-                            "{:?} vs {:?}: {} {} {} s{}", d.reason, reason, r, m, pu, s
+                                    && matches!(d.reason(), DecisionReason::Withdrawn | DecisionReason::Expired)),
+                            "{:?} vs {:?}: {} {} {} s{}", d.reason(), reason, r, m, pu, s
                         );
-                        prop_assert_eq!(d.until, until_ts(until));
-                        match d.receipt {
+                        prop_assert_eq!(d.until(), until_ts(until));
+                        match d.receipt() {
                             Some(id) => prop_assert!(ok.contains(&id), "receipt {:?} not among {:?}: {:?} {} {} {} s{}", id, ok, d, r, m, pu, s),
                             None => prop_assert!(ok.is_empty()),
                         }
@@ -503,7 +503,7 @@ proptest! {
         let (rs, ms, ps) = names(&w.catalogue);
         let (at, known) = (p.at, p.known);
         let allowed_any = |r: &RecipientId, m: &MetricId, s: usize| {
-            ps.iter().any(|pu| l.check_at(r, m, pu, &subject(s), t(at), known.map(t)).allowed)
+            ps.iter().any(|pu| l.check_at(r, m, pu, &subject(s), t(at), known.map(t)).allowed())
         };
         for s in 0..4 {
             let sa = l.subject_access(&subject(s), t(at), known.map(t));
@@ -612,7 +612,7 @@ proptest! {
             let m = g.metrics.iter().next().unwrap();
             let s = subject(g.subject);
             if g.from <= p.at && p.at < g.until.unwrap_or(MAX) {
-                prop_assert!(now.check_at(&g.recipient, m, &g.purpose, &s, at, Some(t(k))).allowed);
+                prop_assert!(now.check_at(&g.recipient, m, &g.purpose, &s, at, Some(t(k))).allowed());
             }
         }
     }

@@ -156,6 +156,23 @@ impl ConsentState {
         SubjectId::of_key(&self.subject_key)
     }
 
+    /// A signed request to transcrypt this device's polymorphic pseudonym (the identity
+    /// of `secret`) for `recipient` (in `epoch`, for an epoch domain) under `receipt`:
+    /// see [`TranscryptionRequest`](crate::pseudonym::TranscryptionRequest).
+    pub fn transcryption_request<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        secret: &crate::pseudonym::DeviceSecret,
+        system_key: &crate::pseudonym::SystemPublicKey,
+        receipt: crate::ids::ReceiptId,
+        recipient: crate::ids::RecipientId,
+        epoch: Option<crate::pseudonym::Epoch>,
+        rng: &mut R,
+    ) -> crate::pseudonym::TranscryptionRequest {
+        crate::pseudonym::TranscryptionRequest::sign(
+            &self.key, secret, system_key, receipt, recipient, epoch, rng,
+        )
+    }
+
     /// The delegation this device was given; `None` for a single-device subject.
     #[must_use]
     pub const fn delegation(&self) -> Option<&SignedDelegation> {

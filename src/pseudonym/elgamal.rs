@@ -123,14 +123,23 @@ impl Ciphertext {
 
     /// A ciphertext from its three points `(B, C, Y)`.
     ///
+    /// Degenerate ciphertexts are refused: `Y` the identity encrypts nothing, `B` the
+    /// identity means `r = 0` (the plaintext in clear as `C`), and `C` the identity is
+    /// what a plaintext of `−r·Y` gives (probability 2⁻²⁵² for an honest device) and
+    /// what a forger aiming at a known output would send.
+    ///
     /// # Errors
-    /// [`PseudonymError::IdentityPoint`] when `Y` is the identity.
+    /// [`PseudonymError::IdentityPoint`] when any of the three is the identity.
     pub fn from_points(
         b: RistrettoPoint,
         c: RistrettoPoint,
         y: RistrettoPoint,
     ) -> Result<Self, PseudonymError> {
-        if y.is_identity() { Err(PseudonymError::IdentityPoint) } else { Ok(Self { b, c, y }) }
+        if y.is_identity() || b.is_identity() || c.is_identity() {
+            Err(PseudonymError::IdentityPoint)
+        } else {
+            Ok(Self { b, c, y })
+        }
     }
 
     /// The three points `(B, C, Y)`.
@@ -169,7 +178,8 @@ impl Ciphertext {
         out
     }
 
-    /// Decodes 96 bytes strictly: each point canonical, `Y` not the identity.
+    /// Decodes 96 bytes strictly: each point canonical, none the identity
+    /// ([`Ciphertext::from_points`]).
     ///
     /// # Errors
     /// [`PseudonymError::BadLength`], [`PseudonymError::NonCanonicalPoint`],

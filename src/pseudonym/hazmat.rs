@@ -27,7 +27,7 @@
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::{IsIdentity, MultiscalarMul};
+use curve25519_dalek::traits::MultiscalarMul;
 
 use super::{Ciphertext, PseudonymError};
 
@@ -35,16 +35,15 @@ use super::{Ciphertext, PseudonymError};
 /// never reused outside test vectors).
 ///
 /// # Errors
-/// [`PseudonymError::IdentityPoint`] when `y` is the identity.
+/// [`PseudonymError::IdentityPoint`] when any component would be the identity (`y` the
+/// identity, `r = 0`, or `m = −r·y`): see [`Ciphertext::from_points`].
 pub fn encrypt_with(
     m: &RistrettoPoint,
     y: &RistrettoPoint,
     r: &Scalar,
 ) -> Result<Ciphertext, PseudonymError> {
-    if y.is_identity() {
-        return Err(PseudonymError::IdentityPoint);
-    }
-    Ok(Ciphertext::encrypt_with(m, y, r))
+    let ct = Ciphertext::encrypt_with(m, y, r);
+    Ciphertext::from_points(ct.b, ct.c, ct.y)
 }
 
 /// Rerandomises with the given `r`.
@@ -82,4 +81,20 @@ pub fn rsk(ct: &Ciphertext, s: &Scalar, k: &Scalar, k_inv: &Scalar, r: &Scalar) 
 #[must_use]
 pub fn decrypt(ct: &Ciphertext, sk: &Scalar) -> RistrettoPoint {
     ct.c - sk * ct.b
+}
+
+/// A transcryption request for an arbitrary ciphertext `ct`, signed by `key`, whose
+/// plaintext proof is made with zero witnesses: it verifies only if `ct` encrypts the
+/// identity with `r = 0`, which decoding refuses. This is what a holder of a device key
+/// can send for a ciphertext it did not make (a pseudonym re-encrypted, a ciphertext
+/// scaled or shifted): tests check the transcryptors refuse it.
+pub fn sign_request_for_ciphertext<R: rand_core::CryptoRng + ?Sized>(
+    key: &crate::consent::DeviceKey,
+    ct: &Ciphertext,
+    receipt: crate::ids::ReceiptId,
+    recipient: crate::ids::RecipientId,
+    epoch: Option<super::Epoch>,
+    rng: &mut R,
+) -> super::TranscryptionRequest {
+    super::request::sign_raw(key, *ct, &Scalar::ZERO, &Scalar::ZERO, receipt, recipient, epoch, rng)
 }

@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::scalar::Scalar;
 use hkdf::Hkdf;
 use rand_core::CryptoRng;
 use sha2::Sha256;
@@ -21,7 +22,7 @@ const SALT: &[u8] = b"confiance/pseudonym/v1";
 /// HKDF info label of scoped pseudonyms.
 const SCOPED_LABEL: &[u8] = b"confiance/pseudonym/scoped";
 /// HKDF info label of the identity point hidden in polymorphic pseudonyms.
-const IDENTITY_LABEL: &[u8] = b"confiance/pseudonym/identity";
+const IDENTITY_LABEL: &[u8] = b"confiance/pseudonym/identity/v2";
 
 /// The most entries one [`DeviceSecret::list_pseudonyms`] call returns, so that a bad
 /// range cannot exhaust the device's memory.
@@ -211,19 +212,31 @@ impl DeviceSecret {
         self.list_pseudonyms(recipients, first, last)
     }
 
-    /// The device's identity point `M`: HKDF-SHA256 expanded to 64 bytes under the label
-    /// `"confiance/pseudonym/identity"`, mapped to Ristretto255 with the one-way map of
-    /// RFC 9496 §4.3.4 (`RistrettoPoint::from_uniform_bytes`). Polymorphic pseudonyms
-    /// encrypt it; recipients only ever see `s·M` for secret domain factors `s`.
+    /// The device's identity point `M = m·G`, where the identity scalar `m` is
+    /// HKDF-SHA256 expanded to 64 bytes under the label `"confiance/pseudonym/identity/v2"`
+    /// and reduced mod ℓ (zero, probability 2⁻²⁵², replaced by one). Polymorphic
+    /// pseudonyms encrypt it; recipients only ever see `s·M` for secret domain factors `s`.
+    ///
+    /// `M` has a discrete logarithm the device knows so that a transcryption request can
+    /// prove knowledge of it ([`super::TranscryptionRequest`]): a recipient who holds a
+    /// pseudonym `s·M` does not know its logarithm and so cannot submit it back in.
     #[must_use]
     pub fn identity_point(&self) -> RistrettoPoint {
+        let mut m = self.identity_scalar();
+        let p = curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE * &m;
+        m.zeroize();
+        p
+    }
+
+    /// The identity scalar `m` of [`DeviceSecret::identity_point`] (secret).
+    pub(crate) fn identity_scalar(&self) -> Scalar {
         let mut info = Vec::with_capacity(40);
         push_field(&mut info, IDENTITY_LABEL);
         let mut wide = [0u8; 64];
         self.expand(&info, &mut wide);
-        let p = RistrettoPoint::from_uniform_bytes(&wide);
+        let m = Scalar::from_bytes_mod_order_wide(&wide);
         wide.zeroize();
-        p
+        if m == Scalar::ZERO { Scalar::ONE } else { m }
     }
 
     /// A fresh polymorphic pseudonym: the ElGamal encryption of

@@ -122,6 +122,17 @@ pub enum AuditEvent {
         /// From when.
         at: Timestamp,
     },
+    /// A transcryption was refused (docs/privacy.md#polymorphic-pseudonyms): who asked
+    /// for which recipient is not logged (the request names a device), only the
+    /// recipient domain and the refusal's code.
+    TranscryptionRefused {
+        /// The recipient domain of the transcryptors asked.
+        recipient: RecipientId,
+        /// The refusal's code ([`TranscryptError::code`](crate::transcrypt::TranscryptError::code)).
+        code: String,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// The variant of an [`AuditEvent`], without its fields: what a scan of the log filters
@@ -162,6 +173,8 @@ pub enum EventKind {
     DeviceRevoked = 9,
     /// [`AuditEvent::AdminOverride`].
     AdminOverride = 10,
+    /// [`AuditEvent::TranscryptionRefused`].
+    TranscryptionRefused = 11,
 }
 
 impl EventKind {
@@ -188,6 +201,7 @@ impl AuditEvent {
             Self::DeviceDelegated { .. } => EventKind::DeviceDelegated,
             Self::DeviceRevoked { .. } => EventKind::DeviceRevoked,
             Self::AdminOverride { .. } => EventKind::AdminOverride,
+            Self::TranscryptionRefused { .. } => EventKind::TranscryptionRefused,
         }
     }
 
@@ -205,7 +219,8 @@ impl AuditEvent {
             | Self::KeyDestruction { at, .. }
             | Self::CatalogueChange { at, .. }
             | Self::DeviceRevoked { at, .. }
-            | Self::AdminOverride { at, .. } => Some(*at),
+            | Self::AdminOverride { at, .. }
+            | Self::TranscryptionRefused { at, .. } => Some(*at),
             Self::DeviceDelegated { valid_from, .. } => Some(*valid_from),
         }
     }
@@ -299,6 +314,11 @@ mod tests {
             AuditEvent::DeviceDelegated { delegation: DelegationId([4; 32]), valid_from: at },
             AuditEvent::DeviceRevoked { revocation: DelegationId([5; 32]), at },
             AuditEvent::AdminOverride { reason: "lost phone".into(), receipts: vec![ReceiptId([6; 32])], at },
+            AuditEvent::TranscryptionRefused {
+                recipient: RecipientId::new("voltis").unwrap(),
+                code: "replayed".into(),
+                at,
+            },
         ];
         for (i, e) in events.iter().enumerate() {
             assert_eq!(e.kind() as usize, i, "kinds follow the variant order");

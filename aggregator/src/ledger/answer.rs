@@ -297,7 +297,9 @@ pub struct HistoryEntry {
 }
 
 /// A disclosure that the consent valid at its time, as known at its time, did not allow.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Serialized for reports and the HTTP API; not deserialized, because a [`Decision`]
+/// only comes out of the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UnconsentedDisclosure {
     /// The disclosure.
     pub disclosure: Disclosure,

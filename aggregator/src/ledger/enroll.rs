@@ -248,7 +248,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         at: Timestamp,
     ) -> bool {
         !recipients.is_empty()
-            && recipients.iter().all(|r| self.check_at(r, metric, purpose, subject, at, None).allowed)
+            && recipients.iter().all(|r| self.check_at(r, metric, purpose, subject, at, None).allowed())
     }
 
     /// The devices `subject` delegated, as known at `as_known_at` (`None` = now), in the

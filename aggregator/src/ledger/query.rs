@@ -88,12 +88,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
                     _ => Some((b, rx)),
                 },
             );
-            return Decision {
-                allowed: true,
-                until: until_of(end),
-                receipt: best.and_then(|(_, rx)| self.receipt(rx)).map(|r| r.id),
-                reason: DecisionReason::Allowed,
-            };
+            return Decision::allow(best.and_then(|(_, rx)| self.receipt(rx)).map(|r| r.id), until_of(end));
         }
         let lapsed = matching.clone().filter(|&(a, b, _)| a <= at && b <= at).fold(
             None::<(Timestamp, u32)>,
@@ -108,7 +103,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             } else {
                 DecisionReason::Expired
             };
-            return Decision { allowed: false, until: None, receipt: Some(row.id), reason };
+            return Decision::deny_with(row.id, reason);
         }
         let pending = matching.filter(|&(a, _, _)| a > at).fold(
             None::<(Timestamp, u32)>,
@@ -118,12 +113,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             },
         );
         if let Some(row) = pending.and_then(|(_, rx)| self.receipt(rx)) {
-            return Decision {
-                allowed: false,
-                until: None,
-                receipt: Some(row.id),
-                reason: DecisionReason::NotYetValid,
-            };
+            return Decision::deny_with(row.id, DecisionReason::NotYetValid);
         }
         Decision::deny(DecisionReason::NoConsent)
     }
@@ -537,7 +527,11 @@ impl<C: Borrow<Connection>> Ledger<C> {
                 let (d, recorded_at, _) = self.disclosure(i)?;
                 let decision =
                     self.check_at(&d.recipient, &d.metric, &d.purpose, &d.subject, d.at, Some(d.at));
-                (!decision.allowed).then_some(UnconsentedDisclosure { disclosure: d, recorded_at, decision })
+                (!decision.allowed()).then_some(UnconsentedDisclosure {
+                    disclosure: d,
+                    recorded_at,
+                    decision,
+                })
             })
             .collect()
     }
@@ -618,5 +612,19 @@ impl<C: Borrow<Connection>> ConsentCheck for Ledger<C> {
         at: Timestamp,
     ) -> Decision {
         self.check_at(recipient, metric, purpose, subject, at, None)
+    }
+
+    /// [`Ledger::enrolled_device`], or the device key itself when it is a single-device
+    /// subject's key (the subject id is the hash of that key) and the ledger knows the
+    /// subject.
+    fn device_subject(&self, device: &confiance::ids::DevicePublicKey, at: Timestamp) -> Option<SubjectId> {
+        self.enrolled_device(device, at).ok().or_else(|| {
+            let own = SubjectId::of_key(&device.as_subject_key());
+            self.ix.subject(&own).is_some().then_some(own)
+        })
+    }
+
+    fn receipt_terms(&self, receipt: &confiance::ids::ReceiptId) -> Option<crate::ledger::ReceiptTerms> {
+        Ledger::receipt_terms(self, receipt)
     }
 }

@@ -790,9 +790,9 @@ fn may_read(agg: &Aggregator, who: &Principal, event: &AuditEvent) -> bool {
     }
     let concerns = |r: &RecipientId| who.role == Role::Recipient && who.recipient.as_ref() == Some(r);
     match event {
-        AuditEvent::Release { recipient, .. } | AuditEvent::Transcryption { recipient, .. } => {
-            concerns(recipient)
-        }
+        AuditEvent::Release { recipient, .. }
+        | AuditEvent::Transcryption { recipient, .. }
+        | AuditEvent::TranscryptionRefused { recipient, .. } => concerns(recipient),
         AuditEvent::ConsentGiven { receipt } | AuditEvent::ConsentWithdrawn { receipt, .. } => {
             agg.ledger().receipt_terms(receipt).is_some_and(|t| concerns(&t.recipient))
         }

@@ -1,15 +1,14 @@
 //! Steps, distributed transcryption along a chain of transcryptors, and the chain verifier.
 
-use confiance::Timestamp;
-use confiance::pseudonym::{CIPHERTEXT_LEN, Ciphertext};
+use confiance::pseudonym::{CIPHERTEXT_LEN, Ciphertext, TranscryptionRequest};
 use rand_core::CryptoRng;
 
 use super::proof::{STEP_PROOF_LEN, StepProof, StepStatement};
 use super::transcryptor::step_context;
-use super::{Domain, DomainCommitments, DomainTranscryptor, TranscryptError, TranscryptorId};
-use crate::decision::Decision;
+use super::{ConsentQuery, Domain, DomainCommitments, DomainTranscryptor, TranscryptError, TranscryptorId};
+use crate::decision::ConsentCheck;
 
-/// Bytes of an encoded [`Step`]: `id_be(4) ‖ output(96) ‖ proof(128)`.
+/// Bytes of an encoded [`Step`]: `id_be(4) ‖ output(96) ‖ proof(160)`.
 pub const STEP_LEN: usize = 4 + CIPHERTEXT_LEN + STEP_PROOF_LEN;
 
 /// One transcryptor's work on a ciphertext: the output and the proof that it came from
@@ -58,6 +57,7 @@ impl Step {
 ///
 /// # Errors
 /// [`TranscryptError::ChainMismatch`] when the step is not by the committer;
+/// [`TranscryptError::NotRerandomised`] (with `step: 0`) when the step proves `r = 0`;
 /// [`TranscryptError::InvalidProof`] (with `step: 0`) when the proof fails.
 pub fn verify_step(
     input: &Ciphertext,
@@ -67,6 +67,9 @@ pub fn verify_step(
 ) -> Result<(), TranscryptError> {
     if step.transcryptor != commitments.transcryptor {
         return Err(TranscryptError::ChainMismatch);
+    }
+    if !step.proof.rerandomises() {
+        return Err(TranscryptError::NotRerandomised { step: 0 });
     }
     let stmt = StepStatement {
         k_commit: &commitments.k_commit,
@@ -86,8 +89,8 @@ pub fn verify_step(
 ///
 /// # Errors
 /// [`TranscryptError::EmptyChain`]; [`TranscryptError::ChainMismatch`] when the steps
-/// and commitments do not pair up; [`TranscryptError::InvalidProof`] with the index of
-/// the first failing step.
+/// and commitments do not pair up; [`TranscryptError::InvalidProof`] or
+/// [`TranscryptError::NotRerandomised`] with the index of the first failing step.
 pub fn verify_chain(
     input: &Ciphertext,
     domain: &Domain,
@@ -104,6 +107,7 @@ pub fn verify_chain(
     for (i, (step, com)) in steps.iter().zip(commitments).enumerate() {
         verify_step(&current, domain, step, com).map_err(|e| match e {
             TranscryptError::InvalidProof { .. } => TranscryptError::InvalidProof { step: i },
+            TranscryptError::NotRerandomised { .. } => TranscryptError::NotRerandomised { step: i },
             other => other,
         })?;
         current = step.output;
@@ -111,18 +115,20 @@ pub fn verify_chain(
     Ok(current)
 }
 
-/// Runs `ct` through every transcryptor of `chain` in order (all for the same domain),
-/// gated by `decision`. Each transcryptor is its own party in a deployment; this runs
-/// them in one process, as tests, benches and single-operator setups do.
+/// Runs a device's `request` through every transcryptor of `chain` in order (all for the
+/// same domain), each checking the request, the ledger and the steps before it
+/// ([`DomainTranscryptor::transcrypt`]). Each transcryptor is its own party in a
+/// deployment; this runs them in one process, as tests, benches and single-operator
+/// setups do.
 ///
 /// # Errors
 /// [`TranscryptError::EmptyChain`]; [`TranscryptError::DomainMismatch`] when the
-/// transcryptors are for different domains; [`TranscryptError::ConsentRefused`].
+/// transcryptors are for different domains; any refusal of a transcryptor.
 pub fn transcrypt_chain<R: CryptoRng + ?Sized>(
     chain: &[&DomainTranscryptor],
-    ct: &Ciphertext,
-    decision: &Decision,
-    at: Timestamp,
+    request: &TranscryptionRequest,
+    ledger: &dyn ConsentCheck,
+    query: &ConsentQuery,
     rng: &mut R,
 ) -> Result<Vec<Step>, TranscryptError> {
     let Some(first) = chain.first() else { return Err(TranscryptError::EmptyChain) };
@@ -130,11 +136,11 @@ pub fn transcrypt_chain<R: CryptoRng + ?Sized>(
         return Err(TranscryptError::DomainMismatch);
     }
     let mut steps: Vec<Step> = Vec::with_capacity(chain.len());
-    let mut current = *ct;
+    let mut commitments: Vec<DomainCommitments> = Vec::with_capacity(chain.len());
     for t in chain {
-        let step = t.transcrypt(&current, decision, at, rng)?;
-        current = step.output;
+        let step = t.transcrypt(request, &steps, &commitments, ledger, query, rng)?;
         steps.push(step);
+        commitments.push(t.commitments());
     }
     Ok(steps)
 }

@@ -1,25 +1,17 @@
-//! Transcryption without a consent decision, with fixed randomness, and the raw factors.
+//! Transcryption steps with fixed randomness, and the raw factors.
 //!
-//! Hazardous: these bypass the consent gate of
-//! [`DomainTranscryptor::transcrypt`](super::DomainTranscryptor::transcrypt) or expose
-//! the secrets that keep domains apart. For known-answer vectors, benchmarks and tests.
+//! Hazardous: these bypass every check of
+//! [`DomainTranscryptor::transcrypt`](super::DomainTranscryptor::transcrypt) (request
+//! signature, plaintext proof, ledger, replay) or expose the secrets that keep domains
+//! apart. For known-answer vectors and tests; there is no unchecked transcryption with
+//! fresh randomness.
 
 use confiance::pseudonym::Ciphertext;
 use curve25519_dalek::scalar::Scalar;
-use rand_core::CryptoRng;
 
 use curve25519_dalek::ristretto::RistrettoPoint;
 
 use super::{DomainTranscryptor, KeyProof, Step, Transcryptor};
-
-/// One transcription step, with proof, without asking for consent.
-pub fn transcrypt_unchecked<R: CryptoRng + ?Sized>(
-    t: &DomainTranscryptor,
-    ct: &Ciphertext,
-    rng: &mut R,
-) -> Step {
-    t.transcrypt_unchecked(ct, rng)
-}
 
 /// One step with the given rerandomisation `r` and proof nonces `(a_k, a_s, a_t)`.
 pub fn transcrypt_with(t: &DomainTranscryptor, ct: &Ciphertext, r: &Scalar, nonces: &[Scalar; 3]) -> Step {

@@ -8,13 +8,20 @@
 //! prover knows `s`, `k` and `t = s·r` such that
 //!
 //! ```text
-//! K = k·G      Y' = k·Y      S = s·G      C' = s·C + t·Y      O = k·B' − s·B − t·G
+//! K = k·G   Y' = k·Y   S = s·G   C' = s·C + t·Y   O = k·B' − s·B − t·G   T = t·G
 //! ```
 //!
 //! which holds exactly when the output is the rerandomise-reshuffle-rekey of the input
-//! by the committed `s` and `k` with some `r = t/s` (the last relation is
+//! by the committed `s` and `k` with some `r = t/s` (the fifth relation is
 //! `B' = (s/k)·(B + r·G)` multiplied through by `k`, so every relation is linear in
-//! the witnesses). The proof is `(e, z_k, z_s, z_t)`, 128 bytes.
+//! the witnesses). The proof is `(T, e, z_k, z_s, z_t)`, 160 bytes.
+//!
+//! **The step rerandomises.** `T = t·G` is published and the verifier refuses
+//! `T = identity`. By soundness the same `t` satisfies all six relations, so `t ≠ 0`;
+//! `S` is not the identity (commitments are decoded strictly), so `s ≠ 0`, and
+//! `r = t/s ≠ 0`. `T` is a uniformly random point independent of the plaintext (`r` is
+//! fresh and uniform), and the simulator of the zero-knowledge argument picks it at
+//! random, so it tells nothing about `M`.
 //!
 //! **System-key contribution.** A plain Chaum–Pedersen proof that
 //! `log_G X = log_{Y_in} Y_out`.
@@ -32,7 +39,8 @@ use curve25519_dalek::traits::{MultiscalarMul, VartimeMultiscalarMul};
 use sha2::{Digest, Sha512};
 use subtle::ConstantTimeEq;
 
-use confiance::pseudonym::{PseudonymError, SCALAR_LEN, decode_scalar};
+use confiance::pseudonym::{POINT_LEN, PseudonymError, SCALAR_LEN, decode_point, decode_scalar};
+use curve25519_dalek::traits::IsIdentity;
 
 use super::push_field;
 
@@ -41,8 +49,8 @@ const STEP_LABEL: &[u8] = b"confiance/transcrypt/step-proof/v1";
 /// Label of system-key contribution proofs.
 const KEY_LABEL: &[u8] = b"confiance/transcrypt/key-proof/v1";
 
-/// Bytes of an encoded [`StepProof`].
-pub const STEP_PROOF_LEN: usize = 4 * SCALAR_LEN;
+/// Bytes of an encoded [`StepProof`]: `T ‖ e ‖ z_k ‖ z_s ‖ z_t`.
+pub const STEP_PROOF_LEN: usize = POINT_LEN + 4 * SCALAR_LEN;
 /// Bytes of an encoded [`KeyProof`].
 pub const KEY_PROOF_LEN: usize = 2 * SCALAR_LEN;
 
@@ -68,11 +76,11 @@ pub(crate) struct StepStatement<'a> {
 }
 
 impl StepStatement<'_> {
-    fn points(&self, commitments: [RistrettoPoint; 5]) -> [RistrettoPoint; 13] {
+    fn points(&self, t_public: RistrettoPoint, commitments: [RistrettoPoint; 6]) -> [RistrettoPoint; 15] {
         let (b, c, y) = self.input;
         let (b2, c2, y2) = self.output;
-        let [a1, a2, a3, a4, a5] = commitments;
-        [*self.k_commit, *self.s_commit, *b, *c, *y, *b2, *c2, *y2, a1, a2, a3, a4, a5]
+        let [a1, a2, a3, a4, a5, a6] = commitments;
+        [*self.k_commit, *self.s_commit, *b, *c, *y, *b2, *c2, *y2, t_public, a1, a2, a3, a4, a5, a6]
     }
 }
 
@@ -83,10 +91,11 @@ pub(crate) struct StepWitness<'a> {
     pub t: &'a Scalar,
 }
 
-/// A proof that one transcription step used the transcryptor's committed factors.
-/// Encoded as `e ‖ z_k ‖ z_s ‖ z_t`, 128 bytes, decoded strictly.
+/// A proof that one transcription step used the transcryptor's committed factors and
+/// rerandomised. Encoded as `T ‖ e ‖ z_k ‖ z_s ‖ z_t`, 160 bytes, decoded strictly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StepProof {
+    t_public: RistrettoPoint,
     e: Scalar,
     zk: Scalar,
     zs: Scalar,
@@ -95,7 +104,7 @@ pub struct StepProof {
 
 impl StepProof {
     /// Proves `stmt` with the given nonces `(a_k, a_s, a_t)`, which must be fresh and
-    /// secret. Three fixed-base and five variable-base scalar multiplications.
+    /// secret. Five fixed-base and five variable-base scalar multiplications.
     pub(crate) fn prove(
         context: &[u8],
         stmt: &StepStatement<'_>,
@@ -109,13 +118,20 @@ impl StepProof {
         let a2 = ak * y;
         let a3 = RISTRETTO_BASEPOINT_TABLE * as_;
         let a4 = RistrettoPoint::multiscalar_mul([as_, at], [c, y]);
-        let a5 = RistrettoPoint::multiscalar_mul([ak, &-as_], [b2, b]) - RISTRETTO_BASEPOINT_TABLE * at;
-        let e = challenge(STEP_LABEL, context, &stmt.points([a1, a2, a3, a4, a5]));
-        Self { e, zk: ak + e * w.k, zs: as_ + e * w.s, zt: at + e * w.t }
+        let a6 = RISTRETTO_BASEPOINT_TABLE * at;
+        let a5 = RistrettoPoint::multiscalar_mul([ak, &-as_], [b2, b]) - a6;
+        let t_public = RISTRETTO_BASEPOINT_TABLE * w.t;
+        let e = challenge(STEP_LABEL, context, &stmt.points(t_public, [a1, a2, a3, a4, a5, a6]));
+        Self { t_public, e, zk: ak + e * w.k, zs: as_ + e * w.s, zt: at + e * w.t }
+    }
+
+    /// Whether the step proves it rerandomised: `T = t·G` is not the identity.
+    pub(crate) fn rerandomises(&self) -> bool {
+        !self.t_public.is_identity()
     }
 
     /// Checks the proof against `stmt`: recomputes the prover's commitments from the
-    /// responses (three fixed-base and nine variable-base products, as variable-time
+    /// responses (four fixed-base and ten variable-base products, as variable-time
     /// multiscalar multiplications on public data) and compares the challenge.
     pub(crate) fn verify(&self, context: &[u8], stmt: &StepStatement<'_>) -> bool {
         let (b, c, y) = stmt.input;
@@ -127,33 +143,42 @@ impl StepProof {
         let a3 = RistrettoPoint::vartime_double_scalar_mul_basepoint(&ne, stmt.s_commit, &self.zs);
         let a4 = RistrettoPoint::vartime_multiscalar_mul([self.zs, self.zt, ne], [c, y, c2]);
         let a5 = RistrettoPoint::vartime_multiscalar_mul([self.zk, -self.zs, -self.zt], [b2, b, &g]);
-        let e = challenge(STEP_LABEL, context, &stmt.points([a1, a2, a3, a4, a5]));
+        let a6 = RistrettoPoint::vartime_double_scalar_mul_basepoint(&ne, &self.t_public, &self.zt);
+        let e = challenge(STEP_LABEL, context, &stmt.points(self.t_public, [a1, a2, a3, a4, a5, a6]));
         e.ct_eq(&self.e).into()
     }
 
-    /// `e ‖ z_k ‖ z_s ‖ z_t`.
+    /// `T ‖ e ‖ z_k ‖ z_s ‖ z_t`.
     #[must_use]
     pub fn to_bytes(&self) -> [u8; STEP_PROOF_LEN] {
         let mut out = [0u8; STEP_PROOF_LEN];
-        for (chunk, s) in out.chunks_exact_mut(SCALAR_LEN).zip([self.e, self.zk, self.zs, self.zt]) {
+        out[..POINT_LEN].copy_from_slice(self.t_public.compress().as_bytes());
+        for (chunk, s) in
+            out[POINT_LEN..].chunks_exact_mut(SCALAR_LEN).zip([self.e, self.zk, self.zs, self.zt])
+        {
             chunk.copy_from_slice(s.as_bytes());
         }
         out
     }
 
-    /// Decodes 128 bytes, rejecting non-canonical scalars.
+    /// Decodes 160 bytes, rejecting non-canonical points and scalars. (`T` may be the
+    /// identity here so that the verifier can name the refusal:
+    /// [`TranscryptError::NotRerandomised`](super::TranscryptError::NotRerandomised).)
     ///
     /// # Errors
-    /// [`PseudonymError::BadLength`] or [`PseudonymError::NonCanonicalScalar`].
+    /// [`PseudonymError::BadLength`], [`PseudonymError::NonCanonicalPoint`] or
+    /// [`PseudonymError::NonCanonicalScalar`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, PseudonymError> {
         if bytes.len() != STEP_PROOF_LEN {
             return Err(PseudonymError::BadLength);
         }
+        let s = &bytes[POINT_LEN..];
         Ok(Self {
-            e: decode_scalar(&bytes[..32])?,
-            zk: decode_scalar(&bytes[32..64])?,
-            zs: decode_scalar(&bytes[64..96])?,
-            zt: decode_scalar(&bytes[96..])?,
+            t_public: decode_point(&bytes[..POINT_LEN])?,
+            e: decode_scalar(&s[..32])?,
+            zk: decode_scalar(&s[32..64])?,
+            zs: decode_scalar(&s[64..96])?,
+            zt: decode_scalar(&s[96..])?,
         })
     }
 }

@@ -3,9 +3,12 @@
 
 use core::fmt;
 
-use confiance::Timestamp;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use confiance::pseudonym::{
-    Ciphertext, POINT_LEN, PseudonymError, SystemPublicKey, decode_point, decode_scalar, hazmat as eg,
+    Ciphertext, POINT_LEN, PseudonymError, SystemPublicKey, TranscryptionRequest, decode_point,
+    decode_scalar, hazmat as eg,
 };
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
 use curve25519_dalek::ristretto::RistrettoPoint;
@@ -18,7 +21,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::proof::{KeyProof, StepProof, StepStatement, StepWitness};
 use super::{ConsentQuery, Domain, Step, TranscryptError, push_field};
-use crate::decision::{ConsentCheck, Decision, DecisionReason};
+use crate::decision::{ConsentCheck, DecisionReason};
 
 /// Label of the system-key share derivation.
 const SYSTEM_KEY_LABEL: &[u8] = b"confiance/transcrypt/system-key/v1";
@@ -169,25 +172,57 @@ impl fmt::Debug for KeyShare {
 ///
 /// ```
 /// use confiance::Timestamp;
-/// use confiance::ids::RecipientId;
-/// use confiance::pseudonym::DeviceSecret;
-/// use confiance_aggregator::decision::{Decision, DecisionReason};
+/// use confiance::consent::DeviceKey;
+/// use confiance::ids::{DevicePublicKey, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
+/// use confiance::pseudonym::{DeviceSecret, TranscryptionRequest};
+/// use confiance_aggregator::decision::{ConsentCheck, Decision, DecisionReason, hazmat};
+/// use confiance_aggregator::ledger::ReceiptTerms;
 /// use confiance_aggregator::transcrypt::*;
 /// use rand_core::SeedableRng;
+///
+/// /// A stand-in for the ledger: one single-device subject, consenting to acme.
+/// struct OneSubject(SubjectId);
+/// impl ConsentCheck for OneSubject {
+///     fn check(&self, _: &RecipientId, _: &MetricId, _: &PurposeId, s: &SubjectId, _: Timestamp) -> Decision {
+///         if *s == self.0 { hazmat::allow(None, None) } else { hazmat::deny(DecisionReason::NoConsent) }
+///     }
+///     fn device_subject(&self, d: &DevicePublicKey, _: Timestamp) -> Option<SubjectId> {
+///         Some(SubjectId::of_key(&d.as_subject_key())).filter(|s| *s == self.0)
+///     }
+///     fn receipt_terms(&self, _: &ReceiptId) -> Option<ReceiptTerms> {
+///         let (recipient, purpose) = (RecipientId::new("acme").ok()?, PurposeId::new("service").ok()?);
+///         Some(ReceiptTerms { subject: self.0, recipient, purpose })
+///     }
+/// }
 ///
 /// let mut rng = rand_chacha::ChaCha20Rng::from_seed([9; 32]);
 /// let t = Transcryptor::new(TranscryptorId(1), TranscryptorSecret::from_bytes([1; 32]));
 /// let (pk, _) = system_public_key(&[&t], &mut rng)?;
-/// let ct = DeviceSecret::from_bytes([2; 32]).polymorphic(&pk, &mut rng);
 ///
-/// let domain = Domain::new(RecipientId::new("acme")?);
+/// // The device signs its polymorphic pseudonym for acme under its receipt.
+/// let device = DeviceKey::from_bytes(&[3; 32]);
+/// let subject = SubjectId::of_key(&device.public_key().as_subject_key());
+/// let acme = RecipientId::new("acme")?;
+/// let request = TranscryptionRequest::sign(
+///     &device, &DeviceSecret::from_bytes([2; 32]), &pk, ReceiptId([7; 32]), acme.clone(), None, &mut rng,
+/// );
+///
+/// let domain = Domain::new(acme.clone());
 /// let dt = t.for_domain(&domain);
-/// let now = Timestamp::from_secs(1_000);
-/// let step = dt.transcrypt(&ct, &Decision::allow(None, None), now, &mut rng)?;
-/// verify_chain(&ct, &domain, &[step.clone()], &[dt.commitments()])?;
+/// let ledger = OneSubject(subject);
+/// let query = ConsentQuery {
+///     recipient: acme,
+///     metric: MetricId::new("car.odometer-km")?,
+///     purpose: PurposeId::new("service")?,
+///     subject,
+///     at: Timestamp::from_secs(1_000),
+/// };
+/// let step = dt.transcrypt(&request, &[], &[], &ledger, &query, &mut rng)?;
+/// verify_chain(request.ciphertext(), &domain, &[step.clone()], &[dt.commitments()])?;
 ///
-/// let refused = dt.transcrypt(&ct, &Decision::deny(DecisionReason::Withdrawn), now, &mut rng);
-/// assert_eq!(refused.unwrap_err(), TranscryptError::ConsentRefused(DecisionReason::Withdrawn));
+/// // The same request again is a replay.
+/// let again = dt.transcrypt(&request, &[], &[], &ledger, &query, &mut rng);
+/// assert_eq!(again.unwrap_err(), TranscryptError::Replayed);
 ///
 /// let key = RecipientKey::from_shares(&[dt.recipient_key_share()])?;
 /// let pseudonym = key.decrypt(&step.output)?;
@@ -199,7 +234,12 @@ pub struct Transcryptor {
     secret: TranscryptorSecret,
     x: Scalar,
     x_public: RistrettoPoint,
+    /// Nonces of the requests transcrypted, shared by every domain's state.
+    seen: Seen,
 }
+
+/// The request nonces a transcryptor has used (in memory: 32 bytes a request).
+type Seen = Arc<Mutex<HashSet<[u8; 32]>>>;
 
 impl fmt::Debug for Transcryptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -219,7 +259,7 @@ impl Transcryptor {
     #[must_use]
     pub fn new(id: TranscryptorId, secret: TranscryptorSecret) -> Self {
         let x = secret.derive(SYSTEM_KEY_LABEL, &[]);
-        Self { id, secret, x, x_public: RISTRETTO_BASEPOINT_TABLE * &x }
+        Self { id, secret, x, x_public: RISTRETTO_BASEPOINT_TABLE * &x, seen: Seen::default() }
     }
 
     /// Its id.
@@ -303,6 +343,7 @@ impl Transcryptor {
                 k_commit: RISTRETTO_BASEPOINT_TABLE * &k,
             },
             key_share: self.x * k,
+            seen: Arc::clone(&self.seen),
             k_inv: k.invert(),
             s,
             k,
@@ -324,6 +365,7 @@ pub struct DomainTranscryptor {
     domain: Domain,
     context: Vec<u8>,
     commitments: DomainCommitments,
+    seen: Seen,
     s: Scalar,
     k: Scalar,
     k_inv: Scalar,
@@ -367,56 +409,99 @@ impl DomainTranscryptor {
         KeyShare(self.key_share)
     }
 
-    /// Transcrypts `ct` into this domain — rerandomise, reshuffle by `s`, rekey by `k`,
-    /// with a proof — **only if** `decision` allows it at `at`.
+    /// Transcrypts a device's request into this domain — rerandomise, reshuffle by `s`,
+    /// rekey by `k`, with a proof — taking as input the request's ciphertext after the
+    /// `prior` steps of the transcryptors before this one in the chain (checked against
+    /// their `prior_commitments`). It does so **only if**, in this order:
+    ///
+    /// 1. `query.recipient`, the request's recipient and epoch are this domain's;
+    /// 2. the request's Ed25519 signature verifies under its device key, and its proof
+    ///    of plaintext knowledge verifies;
+    /// 3. `ledger` says the device key speaks for `query.subject` at `query.at` (a
+    ///    delegation in force, or the subject's own key);
+    /// 4. the request's receipt is `query.subject`'s, for `query.recipient` and
+    ///    `query.purpose`;
+    /// 5. `ledger`'s check of `query` allows it at `query.at`;
+    /// 6. the `prior` steps verify;
+    /// 7. the request's nonce is new to this transcryptor (then it is remembered).
+    ///
+    /// A refusal changes nothing.
     ///
     /// # Errors
-    /// [`TranscryptError::ConsentRefused`] with the decision's reason (or
-    /// [`DecisionReason::Expired`] when `at` is past the decision's `until`).
+    /// [`TranscryptError::DomainMismatch`], [`TranscryptError::BadSignature`],
+    /// [`TranscryptError::BadPlaintextProof`], [`TranscryptError::DeviceNotAuthorised`],
+    /// [`TranscryptError::ReceiptMismatch`], [`TranscryptError::ConsentRefused`] (with
+    /// the decision's reason, or `Expired` past its `until`), the errors of
+    /// [`super::verify_chain`] for `prior`, and [`TranscryptError::Replayed`].
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the request, the chain so far, the ledger and the query it is asked, the rng"
+    )]
     pub fn transcrypt<R: CryptoRng + ?Sized>(
         &self,
-        ct: &Ciphertext,
-        decision: &Decision,
-        at: Timestamp,
-        rng: &mut R,
-    ) -> Result<Step, TranscryptError> {
-        if !decision.allows_at(at) {
-            let reason = if decision.allowed && decision.reason == DecisionReason::Allowed {
-                DecisionReason::Expired
-            } else {
-                decision.reason
-            };
-            return Err(TranscryptError::ConsentRefused(reason));
-        }
-        Ok(self.transcrypt_unchecked(ct, rng))
-    }
-
-    /// Asks `ledger` about `query` and transcrypts when it allows.
-    ///
-    /// # Errors
-    /// [`TranscryptError::DomainMismatch`] when the query's recipient is not this
-    /// domain's; otherwise as [`DomainTranscryptor::transcrypt`].
-    pub fn transcrypt_checked<R: CryptoRng + ?Sized>(
-        &self,
-        ct: &Ciphertext,
+        request: &TranscryptionRequest,
+        prior: &[Step],
+        prior_commitments: &[DomainCommitments],
         ledger: &dyn ConsentCheck,
         query: &ConsentQuery,
         rng: &mut R,
     ) -> Result<Step, TranscryptError> {
-        if query.recipient != *self.domain.recipient() {
-            return Err(TranscryptError::DomainMismatch);
+        let input = self.admit(request, prior, prior_commitments, ledger, query)?;
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !seen.insert(*request.nonce()) {
+                return Err(TranscryptError::Replayed);
+            }
         }
-        let d = ledger.check(&query.recipient, &query.metric, &query.purpose, &query.subject, query.at);
-        self.transcrypt(ct, &d, query.at, rng)
-    }
-
-    pub(crate) fn transcrypt_unchecked<R: CryptoRng + ?Sized>(&self, ct: &Ciphertext, rng: &mut R) -> Step {
         let mut r = Scalar::random(rng);
         let mut nonces = [Scalar::random(rng), Scalar::random(rng), Scalar::random(rng)];
-        let step = self.transcrypt_with(ct, &r, &nonces);
+        let step = self.transcrypt_with(&input, &r, &nonces);
         r.zeroize();
         nonces.zeroize();
-        step
+        Ok(step)
+    }
+
+    /// Checks 1–6 of [`DomainTranscryptor::transcrypt`]; returns this step's input.
+    fn admit(
+        &self,
+        request: &TranscryptionRequest,
+        prior: &[Step],
+        prior_commitments: &[DomainCommitments],
+        ledger: &dyn ConsentCheck,
+        query: &ConsentQuery,
+    ) -> Result<Ciphertext, TranscryptError> {
+        let recipient = self.domain.recipient();
+        if query.recipient != *recipient
+            || request.recipient() != recipient
+            || request.epoch() != self.domain.epoch()
+        {
+            return Err(TranscryptError::DomainMismatch);
+        }
+        request.verify()?;
+        if ledger.device_subject(request.device(), query.at) != Some(query.subject) {
+            return Err(TranscryptError::DeviceNotAuthorised);
+        }
+        let terms = ledger.receipt_terms(request.receipt()).ok_or(TranscryptError::ReceiptMismatch)?;
+        if terms.subject != query.subject || terms.recipient != *recipient || terms.purpose != query.purpose {
+            return Err(TranscryptError::ReceiptMismatch);
+        }
+        let d = ledger.check(&query.recipient, &query.metric, &query.purpose, &query.subject, query.at);
+        if !d.allows_at(query.at) {
+            let reason = if d.allowed() && d.reason() == DecisionReason::Allowed {
+                DecisionReason::Expired
+            } else {
+                d.reason()
+            };
+            return Err(TranscryptError::ConsentRefused(reason));
+        }
+        if prior.len() != prior_commitments.len() {
+            return Err(TranscryptError::ChainMismatch);
+        }
+        if prior.is_empty() {
+            Ok(*request.ciphertext())
+        } else {
+            super::verify_chain(request.ciphertext(), &self.domain, prior, prior_commitments)
+        }
     }
 
     /// The step with caller-chosen rerandomisation `r` and proof nonces.
