@@ -43,8 +43,8 @@ use sha2::{Digest as _, Sha256};
 
 pub use error::CatalogueError;
 pub use model::{
-    Budget, LegalBasis, Limits, MAX_CATEGORICAL_LABELS, MAX_ITEMS, Metric, MetricKind, Privacy, Purpose,
-    Recipient, Role, Sensitivity,
+    Budget, DEFAULT_TOKENS_PER_PERIOD, LegalBasis, Limits, MAX_CATEGORICAL_LABELS, MAX_ITEMS,
+    MAX_TOKENS_PER_PERIOD, Metric, MetricKind, Privacy, Purpose, Recipient, Role, Sensitivity,
 };
 
 use crate::ids::{CategoryId, MetricId, PurposeId, RecipientId};

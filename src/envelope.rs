@@ -55,7 +55,10 @@ pub mod hpke_base;
 mod keys;
 
 pub use crate::catalogue::CatalogueDigest;
-pub use batch::{BatchError, BatchLimits, ReportBatch, ReportId, decode_batch, encode_batch};
+pub use batch::{
+    BatchError, BatchLimits, MAX_TOKENS, ReportBatch, ReportId, decode_batch, decode_body, encode_batch,
+    encode_body,
+};
 pub use frame::{Envelope, EnvelopeId, Header, HeaderFields};
 pub use keys::{AeadId, KEY_CONFIG_LEN, KeyConfig, KeyId, PublicKey, SecretKey, select_config};
 

@@ -103,6 +103,7 @@ pub mod report;
 pub mod retention;
 pub mod rng;
 pub mod time;
+pub mod token;
 
 pub use epsilon::Epsilon;
 pub use time::Timestamp;

@@ -82,6 +82,9 @@ use crate::ldp::{LdpValue, Selection};
 use crate::pseudonym::{DeviceSecret, Epoch, ScopedPseudonymEntry};
 use crate::report::{Payload, RecordValue, Refusal, Refused, Report};
 use crate::retention::RetentionTag;
+use crate::token::{
+    PendingTokens, SpentToken, Token, TokenPeriod, TokenRequest, TokenResponse, TokenScope, voprf,
+};
 use core::borrow::Borrow;
 
 /// Width of an envelope's time bucket: the header carries the UTC day of the flush.
@@ -188,6 +191,12 @@ pub struct Counters {
     /// ([`NullStorage`]), or the saved state could not be read back (then the current
     /// period counts as spent). The recorder fails closed rather than reopen a period.
     pub budget_unsaved: u32,
+    /// Reports left queued at a flush because no report token of their scope was held
+    /// (counted once per report and flush; they go out once tokens arrive).
+    pub waiting_for_token: u32,
+    /// Token requests that could not be built, and token responses refused (bad proof,
+    /// another key, no matching request).
+    pub token_failed: u32,
 }
 
 fn bump(c: &mut u32) {
@@ -250,6 +259,8 @@ struct Persisted {
     in_flight: Vec<([u8; 32], Vec<Report>)>,
     retries: Vec<Retry>,
     refusals: Vec<(MetricId, Refusal, u32)>,
+    tokens: Vec<SpentToken>,
+    tokens_required: bool,
 }
 
 /// [`Persisted`] by reference, encoded to the same bytes: saving does not copy the
@@ -267,6 +278,9 @@ struct PersistedRef<'a> {
     in_flight: &'a BTreeMap<[u8; 32], Vec<Report>>,
     retries: &'a [Retry],
     refusals: Vec<(&'a MetricId, Refusal, u32)>,
+    /// A pair encodes as a two-field struct (postcard), as `Persisted::tokens`' [`SpentToken`].
+    tokens: Vec<(&'a TokenScope, &'a Token)>,
+    tokens_required: bool,
 }
 
 /// The queued reports without their sizes, encoded as a sequence of reports.
@@ -293,9 +307,11 @@ const RETRY_BASE_SECS: u64 = 3_600;
 const RETRY_MAX_SECS: u64 = 86_400;
 
 /// Version 2 added [`Counters::budget_unsaved`] and the per-report acknowledgement state
-/// (reports of unacknowledged envelopes, retries, refusals); a version-1 state is not
-/// read (counted as a failed load, so the current budget period counts as spent).
-const PERSIST_VERSION: u8 = 2;
+/// (reports of unacknowledged envelopes, retries, refusals); version 3 added the report
+/// tokens held, whether they are required, and [`Counters::waiting_for_token`] and
+/// [`Counters::token_failed`]. An older state is not read (counted as a failed load, so
+/// the current budget period counts as spent).
+const PERSIST_VERSION: u8 = 3;
 
 /// The device recorder: the one object a device's code talks to.
 ///
@@ -394,7 +410,16 @@ pub struct Recorder<R, S, C = Catalogue> {
     errors: BTreeMap<(MetricId, Cause), u32>,
     /// Strict mode: `record` returns its errors instead of counting them.
     strict: bool,
+    /// Report tokens held, per scope (spent from the end).
+    tokens: BTreeMap<TokenScope, Vec<Token>>,
+    /// Token requests sent and not yet answered.
+    pending_tokens: Vec<PendingTokens>,
+    /// Whether envelopes must carry a token per scope of their statistics.
+    tokens_required: bool,
 }
+
+/// The most token requests awaiting an answer; the oldest is forgotten past it.
+const MAX_PENDING_TOKEN_REQUESTS: usize = 16;
 
 /// The value as the LDP encoder wants it, or `None` if it does not fit the metric.
 fn ldp_value(kind: &MetricKind, v: Value) -> Option<LdpValue> {
@@ -490,6 +515,9 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             budget_state_lost: false,
             errors: BTreeMap::new(),
             strict: false,
+            tokens: BTreeMap::new(),
+            pending_tokens: Vec::new(),
+            tokens_required: false,
         };
         r.restore();
         r
@@ -532,6 +560,10 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         if !entries.is_empty() && self.consent.list().next().is_none() && self.consent.adopt(entries).is_err()
         {
             bump(&mut self.counters.storage_failed);
+        }
+        self.tokens_required = p.tokens_required;
+        for t in p.tokens {
+            self.tokens.entry(t.scope).or_default().push(t.token);
         }
         for (metric, period, spent) in p.budgets {
             if let Some(cap) = self.budget_cap(&metric) {
@@ -582,6 +614,8 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             in_flight: &self.in_flight,
             retries: &self.retries,
             refusals: self.refusals.iter().map(|((m, r), n)| (m, *r, *n)).collect(),
+            tokens: self.tokens.iter().flat_map(|(scope, ts)| ts.iter().map(move |t| (scope, t))).collect(),
+            tokens_required: self.tokens_required,
         };
         let errors: Vec<(&MetricId, Cause, u32)> =
             self.errors.iter().map(|((m, c), n)| (m, *c, *n)).collect();
@@ -958,6 +992,67 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         self.outbox.iter().cloned().collect()
     }
 
+    /// The token scope of a queued report: statistics only (records stand on receipts).
+    fn token_scope(&self, r: &Report) -> Option<TokenScope> {
+        if !self.tokens_required || !matches!(r.payload, Payload::Statistic(_)) {
+            return None;
+        }
+        let secs = self.catalogue.borrow().limits().token_period.fixed_secs().unwrap_or(86_400);
+        Some(TokenScope {
+            recipients: r.tag.audience().clone(),
+            purpose: r.tag.purpose().clone(),
+            period: TokenPeriod::at(r.time, secs),
+        })
+    }
+
+    /// The next envelope's reports and tokens, taken from the queue: reports in order,
+    /// one token per scope; a statistic with no token for its scope goes to `waiting`.
+    fn next_batch(
+        &mut self,
+        waiting: &mut VecDeque<(Report, usize)>,
+    ) -> (Vec<(Report, usize)>, Vec<SpentToken>) {
+        let max = self.limits.max_reports_per_envelope.max(1);
+        let mut batch = Vec::new();
+        let mut spent: Vec<SpentToken> = Vec::new();
+        let mut later = VecDeque::new();
+        // A token stands for one report per metric and bucket: a second one waits for
+        // the next envelope.
+        let mut uses: Vec<(TokenScope, MetricId, Timestamp)> = Vec::new();
+        while batch.len() < max {
+            let Some((r, size)) = self.queue.pop_front() else { break };
+            let scope = self.token_scope(&r);
+            if let Some(scope) = &scope {
+                let key = (scope.clone(), r.metric.clone(), r.time);
+                if uses.contains(&key) {
+                    later.push_back((r, size));
+                    continue;
+                }
+                uses.push(key);
+            }
+            if let Some(scope) = scope
+                && !spent.iter().any(|t| t.scope == scope)
+            {
+                if spent.len() >= envelope::MAX_TOKENS {
+                    later.push_back((r, size));
+                    continue;
+                }
+                match self.tokens.get_mut(&scope).and_then(Vec::pop) {
+                    Some(token) => spent.push(SpentToken { scope, token }),
+                    None => {
+                        bump(&mut self.counters.waiting_for_token);
+                        waiting.push_back((r, size));
+                        continue;
+                    }
+                }
+            }
+            batch.push((r, size));
+        }
+        while let Some(x) = later.pop_back() {
+            self.queue.push_front(x);
+        }
+        (batch, spent)
+    }
+
     fn seal_queue(&mut self, config: &KeyConfig, now: Timestamp) {
         // The header's time bucket is the day of the flush; the reports may be older
         // (a device offline for a while), never newer — even if the clock went back.
@@ -968,10 +1063,13 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         };
         let mut rest: VecDeque<(Report, usize)> = VecDeque::new();
         while !self.queue.is_empty() {
-            let take = self.queue.len().min(self.limits.max_reports_per_envelope.max(1));
+            let (batch, spent) = self.next_batch(&mut rest);
+            if batch.is_empty() {
+                continue;
+            }
             // Moved, not copied: on a microcontroller a copy of the batch doubled the heap.
-            let (reports, sizes): (Vec<Report>, Vec<usize>) = self.queue.drain(..take).unzip();
-            let sealed = envelope::encode_batch(&reports)
+            let (reports, sizes): (Vec<Report>, Vec<usize>) = batch.into_iter().unzip();
+            let sealed = envelope::encode_body(&spent, &reports)
                 .ok()
                 .and_then(|plain| envelope::seal(config, &fields, &plain, &mut self.rng).ok());
             match sealed {
@@ -989,11 +1087,89 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
                 }
                 None => {
                     bump(&mut self.counters.seal_failed);
+                    for t in spent {
+                        self.tokens.entry(t.scope).or_default().push(t.token);
+                    }
                     rest.extend(reports.into_iter().zip(sizes));
                 }
             }
         }
+        // Waiting and unsealed reports stay queued for the next flush.
         self.queue = rest;
+    }
+
+    /// From now on, envelopes carry a report token per scope (recipients, purpose,
+    /// token period) of their statistics, and statistics without a token wait in the
+    /// queue (counted in [`Counters::waiting_for_token`]) until one arrives.
+    pub fn require_tokens(&mut self, required: bool) {
+        self.tokens_required = required;
+    }
+
+    /// The scopes of queued statistics for which no token is held, with how many
+    /// envelopes' worth of those reports are waiting: what to ask the issuer for next
+    /// (fetching a period's tokens ahead of time is better: the issuer then learns less
+    /// about when the device reports).
+    #[must_use]
+    pub fn tokens_needed(&self) -> BTreeMap<TokenScope, usize> {
+        let mut out: BTreeMap<TokenScope, usize> = BTreeMap::new();
+        for (r, _) in &self.queue {
+            if let Some(scope) = self.token_scope(r)
+                && self.tokens.get(&scope).is_none_or(Vec::is_empty)
+            {
+                *out.entry(scope).or_default() = 1;
+            }
+        }
+        out
+    }
+
+    /// Tokens held for `scope`.
+    #[must_use]
+    pub fn tokens_held(&self, scope: &TokenScope) -> usize {
+        self.tokens.get(scope).map_or(0, Vec::len)
+    }
+
+    /// Builds a request for `count` tokens of `scope`, signed by `device`, blinded against
+    /// the scope's public key `key` from the issuer's key directory. The host sends it
+    /// (HTTP `POST /v1/tokens`) and gives the answer to [`Self::take_token_response`].
+    /// `None` (counted in [`Counters::token_failed`]) for a count of 0 or above the
+    /// VOPRF batch limit.
+    pub fn token_request(
+        &mut self,
+        device: &crate::consent::DeviceKey,
+        scope: TokenScope,
+        key: voprf::PublicKey,
+        count: usize,
+    ) -> Option<TokenRequest> {
+        match PendingTokens::request(device, scope, key, count, &mut self.rng) {
+            Ok((pending, request)) => {
+                if self.pending_tokens.len() >= MAX_PENDING_TOKEN_REQUESTS {
+                    self.pending_tokens.remove(0);
+                }
+                self.pending_tokens.push(pending);
+                Some(request)
+            }
+            Err(_) => {
+                bump(&mut self.counters.token_failed);
+                None
+            }
+        }
+    }
+
+    /// Takes the issuer's answer to a request from [`Self::token_request`]: checks the
+    /// proof, unblinds and keeps the tokens. Returns how many were added; 0 (counted in
+    /// [`Counters::token_failed`]) if it answers no pending request or does not verify.
+    pub fn take_token_response(&mut self, response: &TokenResponse) -> usize {
+        let found =
+            self.pending_tokens.iter().enumerate().find_map(|(i, p)| Some((i, p.finalize(response).ok()?)));
+        let Some((i, tokens)) = found else {
+            bump(&mut self.counters.token_failed);
+            return 0;
+        };
+        let pending = self.pending_tokens.remove(i);
+        let n = tokens.len();
+        self.tokens.entry(pending.scope().clone()).or_default().extend(tokens);
+        self.persist();
+        n
     }
 
     fn log_sent(&mut self, r: &Report, envelope: EnvelopeId) {
@@ -1300,10 +1476,8 @@ mod tests {
     use crate::envelope::{AeadId, KeyId, SecretKey};
     use crate::hazmat::{SeedableRng as _, SeededRng};
 
-    /// The state saved by reference decodes as [`Persisted`] and encodes back to the same
-    /// bytes: the borrowed encoding is the owned one.
-    #[test]
-    fn the_borrowed_state_encodes_as_the_owned_one() {
+    /// A recorder of the example catalogue on `storage`, its keys from seed 5.
+    fn recorder(storage: &mut MemoryStorage) -> Recorder<SeededRng, &mut MemoryStorage> {
         let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml")).unwrap();
         let mut rng = SeededRng::seed_from_u64(5);
         let server = SecretKey::generate(&mut rng);
@@ -1315,8 +1489,7 @@ mod tests {
             Timestamp::MAX,
         )
         .unwrap();
-        let mut storage = MemoryStorage::default();
-        let mut r = Recorder::new(
+        Recorder::new(
             RecorderParts {
                 catalogue,
                 consent: ConsentState::new(DeviceKey::generate(&mut rng)),
@@ -1325,16 +1498,22 @@ mod tests {
                 key_configs: alloc::vec![config],
                 rng,
             },
-            &mut storage,
-        );
+            storage,
+        )
+    }
+
+    /// A recorder with something in every saved field: one envelope in flight, one
+    /// report queued, one error counted, and (set by hand, as no server answers here) a
+    /// retry, a refusal and a report token held, tokens required.
+    fn every_field_set(storage: &mut MemoryStorage) {
+        let mut r = recorder(storage);
         let now = Timestamp::from_secs(1_800_000_000);
         let (mode, improvement) =
             (MetricId::new("thermostat.mode").unwrap(), PurposeId::new("product-improvement").unwrap());
-        let scope = Scope::metrics([mode.clone()]);
         let request = ConsentRequest::new(
             RecipientId::new("calora").unwrap(),
             improvement.clone(),
-            scope,
+            Scope::metrics([mode.clone()]),
             "P90D".parse().unwrap(),
         );
         r.give_consent(request, now).unwrap();
@@ -1342,18 +1521,72 @@ mod tests {
         let _ = r.flush(now); // one envelope in flight
         r.record(&mode, &improvement, Value::Category(2), now).unwrap(); // one report queued
         r.record(&mode, &PurposeId::new("research").unwrap(), Value::Category(2), now).unwrap(); // one error
+        let report = r.queue[0].0.clone();
+        let scope = TokenScope {
+            recipients: report.tag.audience().clone(),
+            purpose: improvement,
+            period: TokenPeriod::at(now, 86_400),
+        };
+        let token =
+            Token { nonce: [1; 32], scope_digest: scope.digest(), key_id: [2; 32], authenticator: [3; 64] };
+        r.tokens.insert(scope, alloc::vec![token]);
+        r.tokens_required = true;
+        r.retries.push(Retry { report, not_before: now, attempts: 2 });
+        r.refusals.insert((mode, Refusal::TimeOutsideWindow), 3);
         r.persist();
-        drop(r);
+    }
+
+    /// The state saved by reference decodes as [`Persisted`] and encodes back to the same
+    /// bytes: the borrowed encoding is the owned one.
+    #[test]
+    fn the_borrowed_state_encodes_as_the_owned_one() {
+        let mut storage = MemoryStorage::default();
+        every_field_set(&mut storage);
         let bytes = storage.load().unwrap().unwrap();
         let (owned, rest) = postcard::take_from_bytes::<Persisted>(&bytes).unwrap();
+        // Every field named: a field added to `Persisted` fails to compile here until
+        // this test (and `PersistedRef`) know it.
+        let Persisted {
+            version,
+            ref queue,
+            ref outbox,
+            ref budgets,
+            ref sent,
+            ref receipts,
+            counters,
+            ref in_flight,
+            ref retries,
+            ref refusals,
+            ref tokens,
+            tokens_required,
+        } = owned;
+        assert_eq!(version, PERSIST_VERSION);
         assert_eq!(
-            (owned.queue.len(), owned.in_flight.len(), owned.outbox.len(), owned.sent.len()),
-            (1, 1, 1, 1)
+            (queue.len(), outbox.len(), budgets.len(), sent.len(), receipts.len(), in_flight.len()),
+            (1, 1, 1, 1, 1, 1)
         );
-        assert_eq!(owned.budgets.len(), 1);
+        assert_eq!((retries.len(), refusals.len(), tokens.len(), tokens_required), (1, 1, 1, true));
+        assert_ne!(counters, Counters::default());
         let reencoded = postcard::to_allocvec(&owned).unwrap();
         assert_eq!(reencoded, bytes[..bytes.len() - rest.len()]);
         let errors: Vec<(MetricId, Cause, u32)> = postcard::from_bytes(rest).unwrap();
-        assert_eq!(errors, [(mode, Cause::PurposeNotAllowed, 1)]);
+        assert_eq!(errors, [(MetricId::new("thermostat.mode").unwrap(), Cause::PurposeNotAllowed, 1)]);
+    }
+
+    /// A state saved, loaded by a new recorder and saved again is the same bytes: every
+    /// field (tokens, retries, refusals, error counters included) survives a restart.
+    #[test]
+    fn a_saved_state_round_trips_every_field() {
+        let mut storage = MemoryStorage::default();
+        every_field_set(&mut storage);
+        let saved = storage.load().unwrap().unwrap();
+        let mut again = MemoryStorage::default();
+        again.save(&saved).unwrap();
+        let mut r = recorder(&mut again);
+        assert_eq!(r.tokens.values().map(Vec::len).sum::<usize>(), 1);
+        assert!(r.tokens_required);
+        r.persist();
+        drop(r);
+        assert_eq!(again.load().unwrap().unwrap(), saved);
     }
 }

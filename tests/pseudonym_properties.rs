@@ -96,9 +96,9 @@ proptest! {
         let ct = *request.ciphertext();
         let steps = transcrypt_chain(&dref, &request, &ledger, &query(&device, domain.recipient()), &mut rng).unwrap();
         let commitments: Vec<_> = dts.iter().map(DomainTranscryptor::commitments).collect();
-        let out = verify_chain(&ct, &domain, &steps, &commitments).unwrap();
         let shares: Vec<_> = dts.iter().map(DomainTranscryptor::recipient_key_share).collect();
-        let distributed = RecipientKey::from_shares(&shares).unwrap().decrypt(&out).unwrap();
+        let distributed =
+            RecipientKey::from_shares(&shares).unwrap().open(&ct, &domain, &steps, &commitments).unwrap();
 
         let (mut s, mut k, mut x) = (Scalar::ONE, Scalar::ONE, Scalar::ONE);
         for (t, dt) in ts.iter().zip(&dts) {
@@ -315,10 +315,41 @@ fn recipient_rejects_ciphertexts_not_under_its_key() {
     let dts: Vec<_> = ts.iter().map(|t| t.for_domain(&f.domain)).collect();
     let key =
         RecipientKey::from_shares(&[dts[0].recipient_key_share(), dts[1].recipient_key_share()]).unwrap();
-    assert!(key.decrypt(&f.steps[1].output).is_ok());
-    assert_eq!(key.decrypt(&f.steps[0].output), Err(TranscryptError::WrongKey));
-    assert_eq!(key.decrypt(&f.input), Err(TranscryptError::WrongKey));
+    assert!(key.decrypt_unverified(&f.steps[1].output).is_ok());
+    assert_eq!(key.decrypt_unverified(&f.steps[0].output), Err(TranscryptError::WrongKey));
+    assert_eq!(key.decrypt_unverified(&f.input), Err(TranscryptError::WrongKey));
     assert_eq!(RecipientKey::from_shares(&[]).err(), Some(TranscryptError::EmptyChain));
+}
+
+/// `RecipientKey::open` decrypts only what the chain produced from the device's
+/// ciphertext: a point encrypted straight to the public domain key decrypts under
+/// `decrypt_unverified` (anyone can make one) and is refused by `open`, as are a chain
+/// for another domain and a chain with a step missing.
+#[test]
+fn open_authenticates_the_chain_and_decrypt_unverified_does_not() {
+    let f = fixture(2);
+    let ts = chain(2, 0x40);
+    let dts: Vec<_> = ts.iter().map(|t| t.for_domain(&f.domain)).collect();
+    let key =
+        RecipientKey::from_shares(&[dts[0].recipient_key_share(), dts[1].recipient_key_share()]).unwrap();
+    let genuine = key.open(&f.input, &f.domain, &f.steps, &f.commitments).unwrap();
+    assert_eq!(Ok(genuine), key.decrypt_unverified(&f.steps[1].output));
+
+    // A forger encrypts a point of its choice to the public domain key.
+    let mut rng = ChaCha20Rng::seed_from_u64(0xF0);
+    let chosen = RistrettoPoint::mul_base(&Scalar::from(7u8));
+    let forged = eg::encrypt_with(&chosen, key.public_key(), &Scalar::random(&mut rng)).unwrap();
+    assert!(key.decrypt_unverified(&forged).is_ok(), "anyone can encrypt to the domain key");
+    // Passed off as the chain's output: the last step's proof no longer matches.
+    let mut steps = f.steps.clone();
+    steps[1].output = forged;
+    assert!(key.open(&f.input, &f.domain, &steps, &f.commitments).is_err());
+    // Passed off as the input of a genuine chain: the first step's proof does not match.
+    assert!(key.open(&forged, &f.domain, &f.steps, &f.commitments).is_err());
+    // A step missing, or the chain checked for another domain.
+    assert!(key.open(&f.input, &f.domain, &f.steps[..1], &f.commitments[..1]).is_err());
+    let other = Domain::with_epoch(RecipientId::new("acme").unwrap(), Epoch(99));
+    assert!(key.open(&f.input, &other, &f.steps, &f.commitments).is_err());
 }
 
 #[test]

@@ -83,7 +83,7 @@ fn open_all(server: &SecretKey, frames: &[Vec<u8>]) -> Vec<Report> {
     for f in frames {
         let (header, plain) = envelope::open(f, server, AeadId::ChaCha20Poly1305).unwrap();
         assert_eq!(header.catalogue_digest, digest);
-        let reports: Vec<Report> = envelope::decode_batch(&plain, &BatchLimits::default()).unwrap();
+        let (_, reports): (_, Vec<Report>) = envelope::decode_body(&plain, &BatchLimits::default()).unwrap();
         for r in &reports {
             assert!(
                 r.time < header.time_bucket.saturating_add_secs(86_400),
@@ -643,7 +643,8 @@ fn every_report_of_a_metric_seals_to_the_same_length_whatever_the_value() {
                 sizes.insert(frame.len());
                 let (header, plain) = envelope::open(&frame, &server, AeadId::ChaCha20Poly1305).unwrap();
                 assert_eq!(header.catalogue_digest, cat.digest());
-                let reports: Vec<Report> = envelope::decode_batch(&plain, &BatchLimits::default()).unwrap();
+                let (_, reports): (_, Vec<Report>) =
+                    envelope::decode_body(&plain, &BatchLimits::default()).unwrap();
                 for report in reports {
                     made += 1;
                     if let Payload::Statistic(ldp) = &report.payload {

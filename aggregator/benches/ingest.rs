@@ -98,7 +98,9 @@ impl Source {
             for frame in d.flush(now()) {
                 let opened = keys.open(&frame, now(), &catalogue().digest()).unwrap();
                 templates.extend(
-                    envelope::decode_batch::<Report>(&opened.plaintext, &Default::default()).unwrap(),
+                    envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
+                        .map(|(_, r)| r)
+                        .unwrap(),
                 );
             }
         }
@@ -113,7 +115,7 @@ impl Source {
                 Report { id: ReportId::random(&mut self.rng), ..self.templates[self.next].clone() }
             })
             .collect();
-        let plain = envelope::encode_batch(&batch).unwrap();
+        let plain = envelope::encode_body(&[], &batch).unwrap();
         let fields = HeaderFields { catalogue_digest: self.digest, time_bucket: now().truncate(DAY) };
         envelope::seal(&self.config, &fields, &plain, &mut self.rng).unwrap()
     }

@@ -5,11 +5,11 @@
 //!
 //! An envelope is refused whole ([`IngestError`]) only when nothing in it can be trusted
 //! or read: it does not open, does not decode, names another catalogue or a bad time
-//! bucket, is a replay, or the store fails. Otherwise each report stands on its own
-//! (docs/wire-format.md §6): the valid ones are kept, and the [`Ack`] lists each refused
-//! one with its [`Refusal`] code and whether the device should send it again later
-//! ([`ReportError::retryable`]). A report already held (a resend) is neither: it is
-//! acknowledged without being kept twice.
+//! bucket, is a replay, its report tokens are refused, or the store fails. Otherwise each
+//! report stands on its own (docs/wire-format.md §6): the valid ones are kept, and the
+//! [`Ack`] lists each refused one with its [`Refusal`] code and whether the device should
+//! send it again later ([`ReportError::retryable`]). A report already held (a resend) is
+//! neither: it is acknowledged without being kept twice.
 
 pub(crate) mod prepare;
 mod replay;
@@ -26,6 +26,7 @@ use confiance::retention::TagError;
 
 use crate::decision::DecisionReason;
 use crate::estimate::EstimateError;
+use crate::issuer::TokenRefusal;
 use crate::keys::OpenError;
 use crate::store::StoreError;
 
@@ -52,6 +53,9 @@ pub enum IngestError {
     TimeBucket(Timestamp),
     /// This envelope was already ingested (a replay, or a resend of an acknowledged one).
     ReplayedEnvelope(EnvelopeId),
+    /// The envelope's report tokens were refused (missing, another scope, expired,
+    /// forged or already spent); nothing it carried is kept.
+    Token(TokenRefusal),
     /// The store failed; nothing was kept and the envelope was not acknowledged.
     Store(StoreError),
 }
@@ -107,7 +111,14 @@ impl fmt::Display for IngestError {
             Self::TimeBucket(t) => {
                 write!(f, "envelope time bucket {} is not the start of a UTC day that has begun", t.as_secs())
             }
-            Self::ReplayedEnvelope(id) => write!(f, "envelope {id:?} already ingested"),
+            Self::ReplayedEnvelope(id) => {
+                f.write_str("envelope ")?;
+                for b in id.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                f.write_str(" already ingested")
+            }
+            Self::Token(e) => write!(f, "token: {e}"),
             Self::Store(e) => write!(f, "store: {e}"),
         }
     }
@@ -131,6 +142,7 @@ impl IngestError {
             Self::Empty => "empty_envelope",
             Self::TimeBucket(_) => "bad_time_bucket",
             Self::ReplayedEnvelope(_) => "replayed_envelope",
+            Self::Token(e) => e.code(),
             Self::Store(_) => "store_failed",
         }
     }

@@ -11,6 +11,7 @@ pub mod decision;
 pub use confiance_estimate as estimate;
 pub mod identity;
 pub mod ingest;
+pub mod issuer;
 pub mod keys;
 pub mod ledger;
 pub mod report;

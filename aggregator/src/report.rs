@@ -31,6 +31,7 @@ mod demo;
 mod gather;
 mod html;
 mod markdown;
+mod summary;
 mod table;
 mod text;
 mod time_axis;
@@ -93,6 +94,9 @@ pub struct ReportData {
     pub schema_version: u32,
     /// Title, catalogue and the instants the report is about.
     pub header: Header,
+    /// The first page: one plain-language summary per recipient of the catalogue.
+    #[serde(default)]
+    pub summary: Vec<RecipientSummary>,
     /// Who sees what, for how long: one row per recipient × metric × subject (or cohort).
     pub access: Vec<AccessRow>,
     /// The privacy budget per metric.
@@ -105,6 +109,52 @@ pub struct ReportData {
     pub log: Option<LogStatus>,
     /// Free text notes, shown at the end, one paragraph each.
     pub notes: Vec<String>,
+}
+
+/// One recipient at a glance (the report's first page): what it sees, why, since and
+/// until when, what it holds, received and lost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientSummary {
+    /// The recipient's id.
+    pub recipient: String,
+    /// Its name in the catalogue.
+    pub name: String,
+    /// Its role (`controller`, `processor`, `third-party`).
+    pub role: String,
+    /// The metrics it has had access to, sorted.
+    pub metrics: Vec<String>,
+    /// The purposes it has them for, each with its legal basis (GDPR Art. 6(1)).
+    pub purposes: Vec<PurposeBasis>,
+    /// The start of its earliest access window; `None` when it never had one.
+    pub from: Option<Timestamp>,
+    /// The end of its latest access window; `None` when one is open (until withdrawn)
+    /// or none exists.
+    pub until: Option<Timestamp>,
+    /// Whether an access window is still open: it ends only when subjects withdraw.
+    pub open_until_withdrawn: bool,
+    /// The longest hold of what it collects, in the catalogue's own terms (`P6M`).
+    pub longest_hold: Option<String>,
+    /// Anonymous partitions held for it at the report instant.
+    pub partitions_held: u64,
+    /// Pseudonymous records held for it at the report instant.
+    pub records_held: u64,
+    /// Releases made to it (estimates and records), from the audit log.
+    pub releases: u64,
+    /// Pseudonymous records disclosed to it (released or transcrypted).
+    pub records_disclosed: u64,
+    /// Partitions and records held for it past their deadline at the report instant.
+    pub overdue: u64,
+    /// Partitions and records of it purged (as known when the report was generated).
+    pub purged: u64,
+}
+
+/// A purpose and its legal basis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurposeBasis {
+    /// The purpose's id.
+    pub purpose: String,
+    /// Its legal basis (`consent`, `contract`, …).
+    pub legal_basis: String,
 }
 
 /// The report's title, catalogue and instants.
@@ -146,6 +196,9 @@ pub struct AccessRow {
     /// How long data collected in the window may be kept after it (the effective hold,
     /// already capped by the catalogue's maximum).
     pub hold_secs: u64,
+    /// The same hold in the catalogue's or the receipt's own terms (`P6M`), when known.
+    #[serde(default)]
+    pub hold: Option<String>,
 }
 
 impl AccessRow {
@@ -259,6 +312,9 @@ pub struct LogStatus {
     pub inclusion_failed: u64,
     /// What the verifier said, in words.
     pub message: String,
+    /// The checkpoint signer's Ed25519 public key, lower-case hex (what an auditor pins).
+    #[serde(default)]
+    pub signer_key_hex: Option<String>,
 }
 
 impl LogStatus {
@@ -266,6 +322,16 @@ impl LogStatus {
     #[must_use]
     pub fn all_verified(&self) -> bool {
         self.checkpoint_verified && self.consistency_verified != Some(false) && self.inclusion_failed == 0
+    }
+
+    /// Whether something was verified at all: a signed checkpoint over at least one
+    /// event, with events recomputed or a consistency proof checked, every check passing.
+    /// An empty log, or one checked against nothing, is never called verified.
+    #[must_use]
+    pub fn verified_something(&self) -> bool {
+        self.all_verified()
+            && self.tree_size > 0
+            && (self.inclusion_checked > 0 || self.consistency_verified == Some(true))
     }
 }
 
@@ -294,6 +360,7 @@ impl ReportData {
         Self {
             schema_version: SCHEMA_VERSION,
             header,
+            summary: Vec::new(),
             access: Vec::new(),
             budgets: Vec::new(),
             estimates: Vec::new(),

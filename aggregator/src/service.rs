@@ -34,6 +34,7 @@ use crate::decision::Decision;
 use crate::estimate::{Accumulator, Combined, Estimate};
 use crate::ingest::prepare::{Kind, Prepared, Preparer};
 use crate::ingest::{Ack, IngestError, ReplayFilter, ReportError};
+use crate::issuer::{TokenRefusal, TokenVerifier};
 use crate::keys::KeyStore;
 use crate::ledger::{Disclosure, DisclosureKind, Ledger, LedgerError, RecordNote};
 use crate::store::{
@@ -42,6 +43,7 @@ use crate::store::{
 };
 
 mod reconcile;
+mod tokens;
 
 #[doc(hidden)]
 pub use reconcile::CRASH_POINT_ENV;
@@ -140,6 +142,14 @@ pub enum ReleaseError {
     WrongTrack,
     /// No partition in the window is open to this recipient.
     NothingToRelease,
+    /// The partitions hold fewer reports than the catalogue's minimum release size
+    /// (`limits.min_release_reports`, docs/catalogue.md); nothing was released or logged.
+    TooFewReports {
+        /// Reports the release would have been made from.
+        reports: u64,
+        /// The catalogue's minimum.
+        minimum: u32,
+    },
     /// The store failed.
     Store(String),
 }
@@ -152,6 +162,10 @@ impl core::fmt::Display for ReleaseError {
             Self::NotAllowed => f.write_str("the catalogue does not let this recipient have this metric"),
             Self::WrongTrack => f.write_str("the metric is on the other track"),
             Self::NothingToRelease => f.write_str("no partition in the window is open to this recipient"),
+            Self::TooFewReports { reports, minimum } => write!(
+                f,
+                "{reports} reports, fewer than the catalogue's minimum release size of {minimum} (limits.min_release_reports)"
+            ),
             Self::Store(e) => write!(f, "store: {e}"),
         }
     }
@@ -245,6 +259,12 @@ pub struct Aggregator {
     /// tags over and over, and a check can cost tens of µs (calendar periods are compared
     /// day by day), which would dominate ingest. Bounded by [`TAG_CACHE_MAX`].
     checked_tags: HashSet<(MetricId, RetentionTag)>,
+    /// When set, anonymous statistics need report tokens ([`Self::set_token_verifier`]).
+    tokens: Option<TokenVerifier>,
+    /// When set, the aggregator issues report tokens ([`Self::enable_tokens`]).
+    issuer: Option<std::sync::Arc<crate::issuer::Issuer>>,
+    /// The end of the earliest token period whose issuance is not logged yet.
+    issuance_due: Option<Timestamp>,
 }
 
 /// Most (metric, tag) pairs remembered as checked; the cache is emptied when full.
@@ -347,6 +367,9 @@ impl Aggregator {
             seen,
             staged: Staged::default(),
             checked_tags: HashSet::new(),
+            tokens: None,
+            issuer: None,
+            issuance_due: None,
         })
     }
 
@@ -394,6 +417,16 @@ impl Aggregator {
         self.stage(frame, now)?;
         let mut acks = self.commit(now).map_err(IngestError::Store)?;
         acks.pop().ok_or(IngestError::Empty)
+    }
+
+    /// Requires report tokens (RFC 9576/9578 style, see [`crate::issuer`]) from now on:
+    /// every envelope must spend exactly one valid, unspent token per scope (recipients,
+    /// purpose, token period) its anonymous statistics are in, or it is refused with
+    /// [`IngestError::Token`] and nothing is kept. Spent tokens are remembered with the
+    /// report ids, in the same transaction. `None` stops requiring them (tokens an
+    /// envelope carries are then ignored).
+    pub fn set_token_verifier(&mut self, verifier: Option<TokenVerifier>) {
+        self.tokens = verifier;
     }
 
     /// Validates an envelope and stages its reports for the next [`Self::commit`]; the
@@ -483,6 +516,7 @@ impl Aggregator {
             config: &self.config,
             mechanisms: &self.mechanisms,
             checked_tags: &self.checked_tags,
+            tokens: self.tokens.as_ref(),
         }
     }
 
@@ -504,7 +538,8 @@ impl Aggregator {
         {
             return Err(IngestError::ReplayedEnvelope(env_id));
         }
-        let reports = prepared.reports?;
+        let Prepared { reports, tokens, .. } = prepared;
+        let reports = reports?;
         let mut stats: Vec<(PartitionKey, &confiance::ldp::LdpReport)> = Vec::new();
         let mut records = Vec::new();
         let mut ids = HashSet::with_capacity(reports.len());
@@ -594,6 +629,24 @@ impl Aggregator {
             ids.insert(r.id.0);
             expires = expires.max(c.expires);
         }
+        // Then the tokens: their stateless verdict, then — when the envelope keeps a
+        // report — whether one was spent already (remembered with the report ids, in the
+        // same transaction). An envelope that keeps nothing spends nothing: a resend after
+        // a lost answer (its reports already held) is acknowledged again.
+        let tokens = tokens.map_err(IngestError::Token)?;
+        let accepted = ids.len();
+        if accepted > 0 {
+            for (id, until) in tokens {
+                if self.staged.ids.contains(&id)
+                    || !ids.insert(id)
+                    || (self.seen.maybe_contains(&id)
+                        && self.store.id_seen(&id).map_err(IngestError::Store)?)
+                {
+                    return Err(IngestError::Token(TokenRefusal::Spent));
+                }
+                expires = expires.max(until);
+            }
+        }
         // Every report passed; the tag cache only ever holds pairs that passed the check.
         for pair in new_tags {
             if self.checked_tags.len() >= TAG_CACHE_MAX {
@@ -616,8 +669,8 @@ impl Aggregator {
             }
         }
         // At most `max_reports` (4 096) reports an envelope: lossless.
-        let n = u32::try_from(ids.len()).unwrap_or(u32::MAX);
-        if ids.is_empty() {
+        let n = u32::try_from(accepted).unwrap_or(u32::MAX);
+        if accepted == 0 {
             // Nothing to keep: only the answer (refusals, or reports already held).
             self.staged.acks.push(Ack { envelope: env_id, reports: 0, refused });
             return Ok(());
@@ -904,7 +957,8 @@ impl Aggregator {
     /// an audit event.
     ///
     /// # Errors
-    /// [`ReleaseError`]; [`ReleaseError::Store`] also when a partition's accumulator
+    /// [`ReleaseError`]: [`ReleaseError::TooFewReports`] below the catalogue's minimum
+    /// release size; [`ReleaseError::Store`] also when a partition's accumulator
     /// does not combine with the metric's mechanism (a corrupt store).
     pub fn release(
         &mut self,
@@ -944,6 +998,11 @@ impl Aggregator {
         if count == 0 {
             return Err(ReleaseError::NothingToRelease);
         }
+        let estimate = all.estimate();
+        let minimum = self.catalogue.limits().min_release_reports;
+        if estimate.n < u64::from(minimum) {
+            return Err(ReleaseError::TooFewReports { reports: estimate.n, minimum });
+        }
         self.store
             .append_audit(&[AuditEvent::Release {
                 recipient: recipient.clone(),
@@ -955,7 +1014,7 @@ impl Aggregator {
             }])
             .map_err(|e| ReleaseError::Store(e.to_string()))?;
         let labels = m.kind.labels().into_iter().map(str::to_owned).collect();
-        Ok(Release { metric: metric.clone(), partitions: count, estimate: all.estimate(), labels })
+        Ok(Release { metric: metric.clone(), partitions: count, estimate, labels })
     }
 
     /// Releases to `recipient` its pseudonymous records of `metric` collected in
@@ -1120,6 +1179,7 @@ impl Aggregator {
     /// when the store purged but the ledger's notes failed: the data is gone and the
     /// holdings are repaired at the next open.
     pub fn purge(&mut self, now: Timestamp) -> Result<PurgeReport, ServiceError> {
+        self.log_token_issuance(now)?;
         let report = self.store.purge(now)?;
         self.partitions.retain(|k, _| k.deadline() > now);
         if report.ids_forgotten > 0 {

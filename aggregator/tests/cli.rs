@@ -29,12 +29,57 @@ fn json(d: &Path, args: &[&str]) -> Value {
     a.extend_from_slice(args);
     let o = run(d, &a);
     assert_eq!(o.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stdout)))
+    // `from_slice` refuses anything after the first document: exactly one is printed.
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stdout)));
+    if let Some(name) = schema_of(args) {
+        check_schema(name, &v);
+    }
+    v
+}
+
+/// The schema in docs/schemas/ of a command's answer (docs/cli.md).
+fn schema_of(args: &[&str]) -> Option<&'static str> {
+    let words: Vec<&str> = args.iter().copied().filter(|a| !a.starts_with('-')).collect();
+    let has = |flag: &str| args.contains(&flag);
+    Some(match words.as_slice() {
+        ["keygen", ..] => "keygen",
+        ["token", ..] => "token",
+        ["simulate", ..] => "simulate",
+        ["purge", ..] => "purge",
+        ["ingest", ..] => "ingest",
+        ["release", ..] => "release",
+        ["report", ..] if has("--out") => "report-written",
+        ["audit", "checkpoint", ..] => "audit-checkpoint",
+        ["audit", "verify", ..] => "audit-verify",
+        ["identity", "show", ..] => "identity-show",
+        ["identity", "adopt", ..] => "identity-adopt",
+        ["query", "subject", ..] => "subject-access",
+        ["query", "recipient", ..] => "recipient-view",
+        ["query", "metric" | "category", ..] => "who-sees",
+        ["query", "diff", ..] => "diff",
+        ["query", "catalogue-diff", ..] => "catalogue-diff",
+        ["query", "check", ..] => "check",
+        ["query", "history", ..] => "history",
+        ["query", "overdue", ..] => "overdue",
+        ["query", "disclosures", ..] => "disclosures",
+        _ => return None,
+    })
+}
+
+/// Validates `v` against docs/schemas/NAME.schema.json (JSON Schema draft 2020-12).
+fn check_schema(name: &str, v: &Value) {
+    let path = format!("{}/../docs/schemas/{name}.schema.json", env!("CARGO_MANIFEST_DIR"));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let errors: Vec<String> =
+        validator.iter_errors(v).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "{name}: {errors:#?}\n{v}");
 }
 
 fn error_code(o: &Output) -> String {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    check_schema(if v.get("results").is_some() { "ingest" } else { "error" }, &v);
     v["error"]["code"].as_str().unwrap().to_owned()
 }
 
@@ -137,6 +182,54 @@ fn keygen_simulate_query_report_verify() {
     assert!(o["records"].as_array().unwrap().is_empty());
     let u = json(&d, &["query", "disclosures"]);
     assert!(u["disclosures"].as_array().unwrap().is_empty(), "every release was consented: {u}");
+    json(&d, &["release", "calora", "thermostat.mode"]);
+    json(&d, &["release", "calora", "thermostat.fault-code"]);
+    json(&d, &["identity", "show"]);
+
+    // Every command in human form: tables, no JSON, no Rust debug text, times in RFC 3339.
+    let now_s = now.to_string();
+    let humans: [&[&str]; 14] = [
+        &["query", "subject", &subject],
+        &["query", "recipient", "calora"],
+        &["query", "metric", "thermostat.mode"],
+        &["query", "category", "device-state"],
+        &[
+            "query",
+            "check",
+            "--recipient",
+            "calora",
+            "--metric",
+            "thermostat.fault-code",
+            "--purpose",
+            "service",
+            "--subject",
+            &subject,
+        ],
+        &["query", "history", "--subject", &subject],
+        &["query", "diff", "--subject", &subject, "--from", "0", "--to", &now_s],
+        &["query", "overdue"],
+        &["query", "disclosures"],
+        &["release", "calora", "thermostat.mode"],
+        &["release", "calora", "thermostat.fault-code"],
+        &["identity", "show"],
+        &["audit", "checkpoint"],
+        &["audit", "verify"],
+    ];
+    for args in humans {
+        let o = run(&d, args);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(!text.trim().is_empty(), "{args:?}");
+        assert_no_debug_text(&text);
+        // (The checkpoint note's own `time` line is signed bytes, shown as they are.)
+        if args[0] != "audit" {
+            let epoch = now_s.get(..6).unwrap_or_default();
+            assert!(!text.contains(&format!(" {epoch}")), "{args:?}: epoch seconds in a table:\n{text}");
+        }
+    }
+    let r = String::from_utf8_lossy(&run(&d, &["query", "recipient", "calora"]).stdout).into_owned();
+    let rfc3339 = |w: &str| w.len() == 20 && w.ends_with('Z') && w.as_bytes()[10] == b'T';
+    assert!(r.contains("open — until withdrawn") && r.split_whitespace().any(rfc3339), "{r}");
 
     for (fmt, needle) in [("html", "<svg"), ("json", "\"schema_version\""), ("markdown", "# ")] {
         let out = d.join(format!("report.{fmt}"));
@@ -201,7 +294,7 @@ fn exit_codes() {
     let o = run(&d, &["--json", "audit", "verify"]);
     assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "no_database"));
     assert!(!d.join("db.sqlite").exists());
-    json(&d, &["purge"]);
+    json(&d, &["--catalogue", SAMPLE, "purge"]);
     let o = run(&d, &["--json", "query", "recipient", "nobody"]);
     assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "unknown_recipient"));
     let o = run(&d, &["--json", "query", "subject", "zz"]);
@@ -288,7 +381,7 @@ fn database_identity() {
     let (db, keys_a, keys_b) = (d.join("db.sqlite"), d.join("a.keys"), d.join("b.keys"));
     ok_with(&db, &keys_a, &["keygen"]);
     ok_with(&db, &keys_b, &["keygen"]);
-    ok_with(&db, &keys_a, &["purge"]);
+    ok_with(&db, &keys_a, &["--catalogue", SAMPLE, "purge"]);
     let shown = ok_with(&db, &keys_b, &["identity", "show"]);
     let (stored, given) =
         (shown["stored_key_set"].as_str().unwrap(), shown["given_key_set"].as_str().unwrap());
@@ -389,5 +482,355 @@ fn keys_and_bounded_arguments() {
         assert!(text.contains(&h), "token {t} printed but not kept");
     }
     assert_eq!(text.matches("token = auditor").count(), 8);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+// ----- the operator's daily commands -------------------------------------------------
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalogue.toml");
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs with `input` on stdin.
+fn run_stdin(d: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_confiance"))
+        .arg("--db")
+        .arg(d.join("db.sqlite"))
+        .arg("--keys")
+        .arg(d.join("keys"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(c.stdin.as_mut().unwrap(), input).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+/// A table cell never holds Rust debug text or raw JSON.
+fn assert_no_debug_text(text: &str) {
+    for bad in ["Some(", "EnvelopeId(", "NotYetValid", "{\"", "\"kind\""] {
+        assert!(!text.contains(bad), "`{bad}` in:\n{text}");
+    }
+}
+
+/// What one delegated device sends: its delegation, two receipts (improvement: mode;
+/// service: fault code), one envelope, a withdrawal of the improvement receipt, and
+/// its subject's revocation of the device.
+struct Outbox {
+    subject: String,
+    delegation: Vec<u8>,
+    receipts: Vec<Vec<u8>>,
+    envelopes: Vec<Vec<u8>>,
+    withdrawal: Vec<u8>,
+    revocation: Vec<u8>,
+}
+
+fn outbox(key_config_hex: &str) -> Outbox {
+    use confiance::Timestamp;
+    use confiance::catalogue::Catalogue;
+    use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey};
+    use confiance::envelope::KeyConfig;
+    use confiance::hazmat::{SeedableRng as _, SeededRng};
+    use confiance::pseudonym::DeviceSecret;
+    use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value as V};
+
+    let config = KeyConfig::from_bytes(&unhex(key_config_hex)).unwrap();
+    let cat = Catalogue::from_toml_str(&std::fs::read_to_string(SAMPLE).unwrap()).unwrap();
+    let mut rng = SeededRng::seed_from_u64(19);
+    let subject = SubjectKey::generate(&mut rng);
+    let device = DeviceKey::generate(&mut rng);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let day = Timestamp::from_secs(now - now % 86_400);
+    let given = day.saturating_sub_secs(2 * 86_400);
+    let device_pub = device.public_key();
+    let delegation = subject.delegate(device_pub, given, None, given).unwrap();
+    let parts = RecorderParts {
+        catalogue: cat,
+        consent: ConsentState::delegated(device, delegation.clone()).unwrap(),
+        pseudonyms: DeviceSecret::generate(&mut rng),
+        controller: "calora".parse().unwrap(),
+        key_configs: vec![config],
+        rng,
+    };
+    let mut d = Recorder::new(parts, MemoryStorage::default());
+    let (mode, fault) = ("thermostat.mode".parse().unwrap(), "thermostat.fault-code".parse().unwrap());
+    let improve = "product-improvement".parse().unwrap();
+    let hold = "P90D".parse().unwrap();
+    let r1 = d
+        .give_consent(
+            ConsentRequest::new("calora".parse().unwrap(), improve, Scope::metrics([mode]), hold)
+                .valid_from(given),
+            given,
+        )
+        .unwrap();
+    let r2 = d
+        .give_consent(
+            ConsentRequest::new(
+                "calora".parse().unwrap(),
+                "service".parse().unwrap(),
+                Scope::metrics([fault]),
+                "P90D".parse().unwrap(),
+            )
+            .valid_from(given),
+            given,
+        )
+        .unwrap();
+    let t = day.saturating_sub_secs(86_400);
+    d.record(&"thermostat.mode".parse().unwrap(), &"product-improvement".parse().unwrap(), V::Category(1), t)
+        .unwrap();
+    d.record_service(&"thermostat.fault-code".parse().unwrap(), V::Int(7), t).unwrap();
+    let envelopes = d.flush(t.saturating_add_secs(3_600));
+    assert!(!envelopes.is_empty());
+    let improvement = SignedReceipt::from_bytes(&r1).unwrap().id();
+    let withdrawal = d.withdraw_consent(&improvement, t.saturating_add_secs(7_200)).unwrap();
+    let revocation = subject.revoke(device_pub, t.saturating_add_secs(10_000), t.saturating_add_secs(10_000));
+    Outbox {
+        subject: hex(&subject.subject_id().0),
+        delegation: delegation.to_bytes(),
+        receipts: vec![r1, r2],
+        envelopes,
+        withdrawal,
+        revocation: revocation.to_bytes(),
+    }
+}
+
+/// `ingest` takes a device's whole outbox — delegation, receipts (one as hex text),
+/// envelopes, withdrawal, and a revocation as a framed stream on stdin — from a
+/// directory whose names sort envelopes first: kinds are told from the bytes and taken
+/// in dependency order. Then the subject's access reads in words, and the service
+/// record is released from the CLI.
+#[test]
+fn ingest_every_kind_then_release_records() {
+    let d = dir("outbox");
+    let k = json(&d, &["keygen"]);
+    let o = outbox(k["key_config"].as_str().unwrap());
+    let inbox = d.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    for (i, e) in o.envelopes.iter().enumerate() {
+        std::fs::write(inbox.join(format!("a-envelope-{i}.bin")), e).unwrap();
+    }
+    std::fs::write(inbox.join("b-receipt-0.hex"), format!("{}\n", hex(&o.receipts[0]))).unwrap();
+    std::fs::write(inbox.join("b-receipt-1.bin"), &o.receipts[1]).unwrap();
+    std::fs::write(inbox.join("c-withdrawal.bin"), &o.withdrawal).unwrap();
+    std::fs::write(inbox.join("d-delegation.bin"), &o.delegation).unwrap();
+    std::fs::write(inbox.join(".hidden"), b"skipped").unwrap();
+    let mut framed = (o.revocation.len() as u32).to_be_bytes().to_vec();
+    framed.extend(&o.revocation);
+    let out =
+        run_stdin(&d, &["--json", "--catalogue", SAMPLE, "ingest", inbox.to_str().unwrap(), "-"], &framed);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("exactly one JSON document");
+    let n = o.envelopes.len() as u64;
+    assert_eq!((v["accepted"].as_u64(), v["refused"].as_u64()), (Some(n + 5), Some(0)), "{v}");
+    for (kind, count) in
+        [("delegation", 1), ("receipt", 2), ("envelope", n), ("withdrawal", 1), ("revocation", 1)]
+    {
+        assert_eq!(v["kinds"][kind].as_u64(), Some(count), "{kind}: {v}");
+    }
+    assert_eq!(v["reports"].as_u64(), Some(2), "{v}");
+    let sources: Vec<&str> =
+        v["results"].as_array().unwrap().iter().map(|r| r["source"].as_str().unwrap()).collect();
+    assert_eq!(sources[0], "stdin#0");
+    assert!(sources.iter().any(|s| s.ends_with("b-receipt-0.hex")), "{sources:?}");
+    assert!(!sources.iter().any(|s| s.contains("hidden")));
+    // Ingesting the same inbox again: every message refused as already known, each named.
+    let again = run(&d, &["ingest", inbox.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    let text = stdout(&again);
+    assert!(text.contains("refused: duplicate_delegation") && text.contains("b-receipt-1.bin"), "{text}");
+    assert_no_debug_text(&text);
+    assert!(stderr(&again).contains("messages refused"), "{}", stderr(&again));
+
+    // The subject's access, as a table: the open service consent in words, times in RFC 3339.
+    let t = run(&d, &["query", "subject", &o.subject]);
+    let text = stdout(&t);
+    assert_eq!(t.status.code(), Some(0), "{}", stderr(&t));
+    assert!(text.contains("open — until withdrawn"), "{text}");
+    assert!(text.contains("thermostat.fault-code"), "{text}");
+    let header = text.lines().find(|l| l.contains("recipient") && l.contains("metric")).unwrap();
+    assert!(
+        header.find("recipient") < header.find("metric")
+            && header.find("metric") < header.find("window_until")
+    );
+    assert!(text.lines().any(|l| l.starts_with("at: 20")), "{text}");
+    assert_no_debug_text(&text);
+    // JSON: the open window says so.
+    let j = json(&d, &["query", "subject", &o.subject]);
+    let fault =
+        j["entries"].as_array().unwrap().iter().find(|e| e["metric"] == "thermostat.fault-code").unwrap();
+    assert_eq!(fault["window_until"]["kind"], "open_until_withdrawn", "{j}");
+
+    // Pseudonymous records are released from the CLI, and the release is a disclosure.
+    let r = json(&d, &["release", "calora", "thermostat.fault-code"]);
+    assert_eq!((r["kind"].as_str(), r["count"].as_u64()), (Some("records"), Some(1)), "{r}");
+    assert_eq!(r["records"][0]["value"], 7);
+    assert_eq!(r["records"][0]["pseudonym"].as_str().unwrap().len(), 64);
+    let h = run(&d, &["release", "calora", "thermostat.fault-code"]);
+    assert!(stdout(&h).contains("1 records of thermostat.fault-code released to calora"), "{}", stdout(&h));
+    // One mode report is below the catalogue's minimum release size (30): refused, typed,
+    // with the count, the minimum and a hint; nothing released.
+    let few = run(&d, &["--json", "release", "calora", "thermostat.mode"]);
+    let msg = refused_with(&few, "too_few_reports");
+    assert!(msg.contains("1 reports") && msg.contains("30"), "{msg}");
+    let e: Value = serde_json::from_slice(&few.stdout).unwrap();
+    assert!(e["error"]["hint"].as_str().unwrap().contains("min_release_reports"));
+    let few = run(&d, &["release", "calora", "thermostat.mode"]);
+    assert_eq!(few.status.code(), Some(1));
+    assert!(stderr(&few).contains("too_few_reports") && stderr(&few).contains("hint:"), "{}", stderr(&few));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Each common mistake of docs/cli.md gets its code, its exit code, a message naming
+/// the thing at fault and a hint — in human and JSON form.
+#[test]
+fn common_mistakes_have_messages_and_hints() {
+    let d = dir("mistakes");
+    json(&d, &["keygen"]);
+    // A new database without --catalogue: refused, nothing created.
+    let o = run(&d, &["purge"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("(missing_catalogue)") && stderr(&o).contains("hint: give the catalogue"),
+        "{}",
+        stderr(&o)
+    );
+    let msg = refused_with(&run(&d, &["--json", "purge"]), "missing_catalogue");
+    assert!(msg.contains("db.sqlite"), "{msg}");
+    assert!(!d.join("db.sqlite").exists());
+    // Created with the catalogue, the database keeps it: later commands need none.
+    json(&d, &["--catalogue", SAMPLE, "purge"]);
+    json(&d, &["purge"]);
+    let shown = json(&d, &["identity", "show"]);
+    assert_eq!(
+        (shown["stored_catalogue_name"].as_str(), shown["matches"].as_bool()),
+        (Some("confiance-fleet"), Some(true))
+    );
+    // Another catalogue: refused naming both names and versions.
+    let other = d.join("v2.toml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(SAMPLE).unwrap().replacen("version = 1", "version = 2", 1),
+    )
+    .unwrap();
+    let o = run(&d, &["--json", "--catalogue", other.to_str().unwrap(), "purge"]);
+    let msg = refused_with(&o, "identity_mismatch");
+    assert!(
+        msg.contains("`confiance-fleet` version 1") && msg.contains("`confiance-fleet` version 2"),
+        "{msg}"
+    );
+    // Wrong --db for a read-only command.
+    let o = run_with(&d.join("nope.sqlite"), &d.join("keys"), &["query", "overdue"]);
+    let msg = refused_with(&o, "no_database");
+    assert!(msg.contains("nope.sqlite"), "{msg}");
+    let o = Command::new(env!("CARGO_BIN_EXE_confiance"))
+        .arg("--db")
+        .arg(d.join("nope.sqlite"))
+        .arg("--keys")
+        .arg(d.join("keys"))
+        .args(["query", "overdue"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("hint: check --db"), "{}", stderr(&o));
+    // Wrong key file: another one, or none.
+    ok_with(&d.join("db.sqlite"), &d.join("other.keys"), &["keygen"]);
+    let o = run_with(&d.join("db.sqlite"), &d.join("other.keys"), &["purge"]);
+    refused_with(&o, "identity_mismatch");
+    let e: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(e["error"]["hint"].as_str().unwrap().contains("wrong key file"), "{e}");
+    let o = run_with(&d.join("db.sqlite"), &d.join("missing.keys"), &["purge"]);
+    refused_with(&o, "bad_key_file");
+    let e: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(e["error"]["hint"].as_str().unwrap().contains("confiance keygen"), "{e}");
+    // A malformed file: named, with what its bytes are and a hint; one JSON document.
+    std::fs::write(d.join("notes.txt"), b"hello, this is not a message").unwrap();
+    let o = run(&d, &["--json", "ingest", d.join("notes.txt").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("exactly one JSON document");
+    assert_eq!((v["refused"].as_u64(), v["error"]["code"].as_str()), (Some(1), Some("refused")));
+    let r = &v["results"][0];
+    assert_eq!(r["code"], "unrecognized");
+    assert!(
+        r["message"].as_str().unwrap().contains("notes.txt")
+            && r["message"].as_str().unwrap().contains("0x68"),
+        "{r}"
+    );
+    assert!(r["hint"].as_str().unwrap().contains("envelopes"), "{r}");
+    let o = run(&d, &["ingest", d.join("notes.txt").to_str().unwrap()]);
+    assert!(stdout(&o).contains("notes.txt") && stdout(&o).contains("hint: ingest takes"), "{}", stdout(&o));
+    // A truncated stream: the file and the offset.
+    std::fs::write(d.join("cut.bin"), [0u8, 0, 0, 9, 1, 2]).unwrap();
+    let msg =
+        refused_with(&run(&d, &["--json", "ingest", d.join("cut.bin").to_str().unwrap()]), "bad_framing");
+    assert!(msg.contains("cut.bin") && msg.contains("byte 0"), "{msg}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Shares outside [0, 1] from a small release are projected onto the simplex with the
+/// raw estimates kept; the table rounds to 3 decimals and warns about the sample size.
+#[test]
+fn release_projects_shares_and_rounds() {
+    let d = dir("shares");
+    json(&d, &["keygen"]);
+    let cat = d.join("min1.toml");
+    std::fs::write(
+        &cat,
+        std::fs::read_to_string(SAMPLE).unwrap().replacen(
+            "min_release_reports = 30",
+            "min_release_reports = 1",
+            1,
+        ),
+    )
+    .unwrap();
+    let c = cat.to_str().unwrap();
+    json(&d, &["--catalogue", c, "simulate", "--devices", "4", "--days", "1", "--seed", "3"]);
+    let r = json(&d, &["release", "calora", "thermostat.mode"]);
+    assert_eq!((r["kind"].as_str(), r["statistic"].as_str()), (Some("estimate"), Some("share")), "{r}");
+    let values = r["values"].as_array().unwrap();
+    let (mut sum, mut moved) = (0.0, false);
+    for v in values {
+        let (x, raw) = (v["value"].as_f64().unwrap(), v["raw"].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&x), "{v}");
+        assert!(
+            (0.0..=1.0).contains(&v["ci95_low"].as_f64().unwrap())
+                && (0.0..=1.0).contains(&v["ci95_high"].as_f64().unwrap())
+        );
+        moved |= (x - raw).abs() > 1e-9;
+        sum += x;
+    }
+    assert!((sum - 1.0).abs() < 1e-9, "shares sum to {sum}");
+    assert_eq!(r["projected"].as_bool(), Some(moved));
+    // With 4 reports and six labels the raw estimates cannot all be shares.
+    assert!(values.iter().any(|v| !(0.0..=1.0).contains(&v["raw"].as_f64().unwrap())), "{r}");
+    let h = run(&d, &["release", "calora", "thermostat.mode"]);
+    let text = stdout(&h);
+    assert!(
+        text.contains("95% interval") && text.contains("projection") && text.contains("intervals are wide"),
+        "{text}"
+    );
+    for word in text.split(|c: char| c.is_whitespace() || c == ',') {
+        if let Some((_, frac)) = word.split_once('.')
+            && word.trim_start_matches('-').chars().next().is_some_and(|c| c.is_ascii_digit())
+        {
+            assert!(frac.len() <= 3, "`{word}` in:\n{text}");
+        }
+    }
+    assert_no_debug_text(&text);
     let _ = std::fs::remove_dir_all(&d);
 }

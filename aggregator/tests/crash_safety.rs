@@ -98,7 +98,9 @@ fn templates(config: &KeyConfig, keys: &KeyStore) -> BTreeMap<Timestamp, Vec<Rep
             for frame in d.flush(at) {
                 let opened = keys.open(&frame, now(), &catalogue().digest()).unwrap();
                 let reports: Vec<Report> =
-                    envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
+                    envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
+                        .map(|(_, r)| r)
+                        .unwrap();
                 for r in reports {
                     assert!(matches!(r.payload, Payload::Statistic(_)));
                     out.entry(r.time.truncate(DAY)).or_default().push(r);
@@ -129,7 +131,7 @@ fn generate(path: &Path) -> usize {
             })
             .collect();
         reports += batch.len();
-        let plain = envelope::encode_batch(&batch).unwrap();
+        let plain = envelope::encode_body(&[], &batch).unwrap();
         let fields = HeaderFields { catalogue_digest: digest, time_bucket: *day };
         let frame = envelope::seal(&config, &fields, &plain, &mut rng).unwrap();
         file.write_all(&u32::try_from(frame.len()).unwrap().to_le_bytes()).unwrap();

@@ -73,7 +73,7 @@ fn give(
 
 /// Seals `reports` as one envelope to the world's key.
 fn seal(w: &mut World, reports: &[Report], day: Timestamp) -> Vec<u8> {
-    let plain = envelope::encode_batch(reports).unwrap();
+    let plain = envelope::encode_body(&[], reports).unwrap();
     let fields = HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: day };
     envelope::seal(&w.config, &fields, &plain, &mut w.rng).unwrap()
 }
@@ -159,7 +159,8 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
     let _ = d.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
     let good_frame = d.flush(now).remove(0);
     let opened = w.agg.keys().open(&good_frame, now, &catalogue().digest()).unwrap();
-    let good: Vec<Report> = envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
+    let good: Vec<Report> =
+        envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).map(|(_, r)| r).unwrap();
     let stat = good.iter().find(|r| matches!(r.payload, Payload::Statistic(_))).unwrap().clone();
     let rec = good.iter().find(|r| matches!(r.payload, Payload::Record { .. })).unwrap().clone();
     w.agg.ingest(&good_frame, now).unwrap();
@@ -205,13 +206,13 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
     let other =
         other_keys.generate(AeadId::ChaCha20Poly1305, Timestamp::EPOCH, Timestamp::MAX, &mut rng2).unwrap();
     let wrong_key = {
-        let plain = envelope::encode_batch(&[fresh(&stat, &mut ids)]).unwrap();
+        let plain = envelope::encode_body(&[], &[fresh(&stat, &mut ids)]).unwrap();
         let f = HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: day };
         envelope::seal(&KeyConfig { id: w.config.id, ..other }, &f, &plain, &mut w.rng).unwrap()
     };
     push("wrong key", wrong_key, Box::new(|r| matches!(r, Err(IngestError::Open(OpenError::Decrypt)))));
     let wrong_digest = {
-        let plain = envelope::encode_batch(&[fresh(&stat, &mut ids)]).unwrap();
+        let plain = envelope::encode_body(&[], &[fresh(&stat, &mut ids)]).unwrap();
         let f = HeaderFields {
             catalogue_digest: confiance::catalogue::CatalogueDigest([3; 32]),
             time_bucket: day,
@@ -482,8 +483,10 @@ fn transcryption_goes_through_the_ledger_and_the_log() {
     let request = d.transcryption_request(&pk, receipt, id("voltis"), None);
     let steps = w.agg.transcrypt(&chain, &request, &m, &p, &subject, now, &mut w.rng).unwrap();
     let shares: Vec<_> = dts.iter().map(DomainTranscryptor::recipient_key_share).collect();
-    let pseudonym =
-        RecipientKey::from_shares(&shares).unwrap().decrypt(&steps.last().unwrap().output).unwrap();
+    let pseudonym = RecipientKey::from_shares(&shares)
+        .unwrap()
+        .decrypt_unverified(&steps.last().unwrap().output)
+        .unwrap();
     // The same request again is a replay; a fresh one gives the same pseudonym.
     assert_eq!(
         w.agg.transcrypt(&chain, &request, &m, &p, &subject, now, &mut w.rng),
@@ -492,7 +495,10 @@ fn transcryption_goes_through_the_ledger_and_the_log() {
     let fresh = d.transcryption_request(&pk, receipt, id("voltis"), None);
     let again = w.agg.transcrypt(&chain, &fresh, &m, &p, &subject, now, &mut w.rng).unwrap();
     assert_eq!(
-        RecipientKey::from_shares(&shares).unwrap().decrypt(&again.last().unwrap().output).unwrap(),
+        RecipientKey::from_shares(&shares)
+            .unwrap()
+            .decrypt_unverified(&again.last().unwrap().output)
+            .unwrap(),
         pseudonym
     );
     assert_eq!(
@@ -557,7 +563,8 @@ fn replays_are_refused_across_restarts_until_purged_whatever_the_filter_says() {
         let _ = d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now);
         let frame = d.flush(now).remove(0);
         let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
-        let stat: Report = envelope::decode_batch::<Report>(&opened.plaintext, &Default::default())
+        let stat: Report = envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
+            .map(|(_, r)| r)
             .unwrap()
             .into_iter()
             .find(|r| matches!(r.payload, Payload::Statistic(_)))
@@ -651,8 +658,11 @@ fn stage_many_is_stage_in_order() {
         let _ = d.record_service(&id("thermostat.fault-code"), Value::Int(i as i64), now);
         for f in d.flush(now) {
             let opened = w.agg.keys().open(&f, now, &catalogue().digest()).unwrap();
-            templates
-                .extend(envelope::decode_batch::<Report>(&opened.plaintext, &Default::default()).unwrap());
+            templates.extend(
+                envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
+                    .map(|(_, r)| r)
+                    .unwrap(),
+            );
             frames.push(f);
         }
     }
@@ -675,9 +685,9 @@ fn stage_many_is_stage_in_order() {
             3 if i > 300 => {
                 let earlier = &batch[i - 297].0;
                 let opened = w.agg.keys().open(earlier, now, &catalogue().digest());
-                let reports = opened
-                    .ok()
-                    .and_then(|o| envelope::decode_batch::<Report>(&o.plaintext, &Default::default()).ok());
+                let reports = opened.ok().and_then(|o| {
+                    envelope::decode_body::<Report>(&o.plaintext, &Default::default()).map(|(_, r)| r).ok()
+                });
                 match reports {
                     Some(rs) => seal(&mut w, &rs, day),
                     None => seal(&mut w, std::slice::from_ref(&fresh), day),
@@ -809,7 +819,7 @@ proptest::proptest! {
             let _ = d.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
             for frame in d.flush(now) {
                 let opened = keys.open(&frame, now, &cat.digest()).unwrap();
-                let reports: Vec<Report> = envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
+                let (_, reports): (_, Vec<Report>) = envelope::decode_body(&opened.plaintext, &Default::default()).unwrap();
                 for r in reports {
                     let decision = ledger.check_at(&id("calora"), &r.metric, &id("service"), &d.subject(), r.time, None);
                     proptest::prop_assert!(decision.allowed(), "{precision}: recorded at {now}, stamped {}: {decision:?}", r.time);
@@ -853,7 +863,8 @@ fn each_report_is_answered_on_its_own_and_the_device_acts_on_the_answer() {
     w.agg.receive_withdrawal(&wd, now).unwrap();
     let frame = d.flush(now).remove(0);
     let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
-    let reports: Vec<Report> = envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
+    let (_, reports): (_, Vec<Report>) =
+        envelope::decode_body(&opened.plaintext, &Default::default()).unwrap();
     assert_eq!(reports.len(), 3);
     let index = |receipt| reports.iter().position(|r| r.tag.receipt() == Some(&receipt)).unwrap() as u32;
     let b = confiance::consent::SignedReceipt::from_bytes(&b_bytes).unwrap().id();
@@ -888,7 +899,9 @@ fn each_report_is_answered_on_its_own_and_the_device_acts_on_the_answer() {
     assert_eq!(frames.len(), 1);
     assert_ne!(frames[0], frame);
     let opened = w.agg.keys().open(&frames[0], later, &catalogue().digest()).unwrap();
-    let resent: Vec<Report> = envelope::decode_batch(&opened.plaintext, &Default::default()).unwrap();
+    // The body is the envelope's tokens (none here), then the batch.
+    let (spent, resent) = envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).unwrap();
+    assert!(spent.is_empty());
     assert_eq!(resent, [reports[index(b) as usize].clone()], "the same report, same id");
     let ack = w.agg.ingest(&frames[0], later).unwrap();
     assert_eq!((ack.reports, ack.refused.len()), (1, 0));

@@ -24,6 +24,7 @@ fn sample() -> ReportData {
         window_start: t("2027-02-10"),
         window_end: Some(t("2027-04-01")),
         hold_secs: 45 * 86_400,
+        hold: Some("P45D".into()),
     });
     d.estimates.push(EstimateRow {
         metric: "heating_on".into(),
@@ -89,18 +90,33 @@ fn run_chromium(exe: &str, profile: &Path, args: &[String]) -> Output {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn chromium");
+    // Drain both pipes while waiting: a DOM larger than the pipe's buffer (64 KiB) would
+    // otherwise block chromium on its write and never let it exit.
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
     let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if child.try_wait().expect("wait for chromium").is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for chromium") {
+            break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!("chromium did not finish within 90 s: {args:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
     }
-    child.wait_with_output().expect("chromium output")
 }
 
 /// Every `<svg …>…</svg>` in `dom`.
@@ -258,7 +274,88 @@ fn html_report_renders_in_headless_chromium() {
         assert!(lines >= 2, "{id}: no axes");
         assert!(texts >= 5, "{id}: no labels");
     }
+
+    // (3) The first page: every summary field of every recipient, present and non-empty.
+    assert!(!data.summary.is_empty());
+    for r in &data.summary {
+        let start = dom
+            .find(&format!("data-recipient=\"{}\"", r.recipient))
+            .unwrap_or_else(|| panic!("no summary card for {}", r.recipient));
+        let card = &dom[start..start + dom[start..].find("</div>").unwrap()];
+        let fields: Vec<(&str, &str)> = card
+            .split("<dd data-field=\"")
+            .skip(1)
+            .map(|f| {
+                let (name, rest) = f.split_once("\">").unwrap();
+                (name, rest.split("</dd>").next().unwrap().trim())
+            })
+            .collect();
+        let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "Sees",
+                "For",
+                "From",
+                "Until, at the longest",
+                "Holds now",
+                "Released and disclosed",
+                "Overdue and purged"
+            ],
+            "{}",
+            r.recipient
+        );
+        for (n, v) in fields {
+            assert!(!v.is_empty(), "{}: {n} is empty", r.recipient);
+        }
+    }
+    assert!(
+        dom.contains("legal basis: consent") && dom.contains("P6M"),
+        "purposes and holds in the catalogue's terms"
+    );
+
+    // (4) The summary page alone, as the reader sees it first.
+    let summary_png = dir.0.join("summary.png");
+    let out = run_chromium(
+        &exe,
+        &dir.0.join("profile-3"),
+        &[
+            format!("--screenshot={}", summary_png.display()),
+            "--window-size=1100,1400".into(),
+            format!("file://{}", html_path.display()),
+        ],
+    );
+    assert!(out.status.success() && summary_png.exists(), "summary screenshot failed");
+
+    // (5) Printed: the print stylesheet keeps the report to a few A4 pages.
+    let pdf = dir.0.join("report.pdf");
+    let out = run_chromium(
+        &exe,
+        &dir.0.join("profile-4"),
+        &[
+            format!("--print-to-pdf={}", pdf.display()),
+            "--no-pdf-header-footer".into(),
+            format!("file://{}", html_path.display()),
+        ],
+    );
+    assert!(
+        out.status.success() && pdf.exists(),
+        "print to PDF failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pages = pdf_pages(&std::fs::read(&pdf).unwrap());
+    println!("demo report printed: {pages} A4 pages");
+    assert!((2..=12).contains(&pages), "the demo report printed to {pages} pages");
     if keep {
         println!("kept in {}", dir.0.display());
     }
+}
+
+/// Pages of a PDF: its `/Type /Page` objects (not `/Pages`).
+fn pdf_pages(pdf: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(pdf);
+    text.match_indices("/Type /Page")
+        .chain(text.match_indices("/Type/Page"))
+        .filter(|(i, m)| !text[i + m.len()..].starts_with('s'))
+        .count()
 }

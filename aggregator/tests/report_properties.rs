@@ -35,6 +35,7 @@ fn access() -> impl Strategy<Value = AccessRow> {
             window_start,
             window_end,
             hold_secs,
+            hold: None,
         },
     )
 }
@@ -124,6 +125,7 @@ fn report_data() -> impl Strategy<Value = ReportData> {
                 inclusion_checked: 1,
                 inclusion_failed: 0,
                 message,
+                signer_key_hex: None,
             });
             d
         })

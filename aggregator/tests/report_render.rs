@@ -21,6 +21,7 @@ fn sample() -> ReportData {
         window_start: t("2027-02-10"),
         window_end: None,
         hold_secs: 7 * 86_400,
+        hold: None,
     });
     d.notes.push(format!("Note about {NASTY}"));
     d.header.as_known_at = Some(t("2027-05-31T12:00:00Z"));

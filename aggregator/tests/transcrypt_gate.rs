@@ -122,7 +122,7 @@ impl Chain {
 
     /// What the recipient of `d` reads from a transcryption's last step.
     fn open(&self, d: &Domain, steps: &[confiance_aggregator::transcrypt::Step]) -> RistrettoPoint {
-        let p = self.domains[d].1.decrypt(&steps.last().unwrap().output).unwrap();
+        let p = self.domains[d].1.decrypt_unverified(&steps.last().unwrap().output).unwrap();
         confiance::pseudonym::decode_point(p.as_bytes()).unwrap()
     }
 }
@@ -479,6 +479,7 @@ const MAX_LINKS: usize = 10;
 #[test]
 fn two_colluding_recipients_link_no_more_than_chance() {
     let (accepted, correct) = collusion([voltis(), gridco()], 21);
+    println!("voltis × gridco: {correct} of {DEVICES} devices linked, {accepted} submissions accepted");
     assert_eq!(accepted, 0, "submissions accepted");
     assert!(correct <= MAX_LINKS, "{correct} devices linked across voltis and gridco");
 }
@@ -489,6 +490,7 @@ fn one_recipient_links_no_more_than_chance_across_epochs() {
         [Domain::with_epoch(id("voltis"), Epoch(0)), Domain::with_epoch(id("voltis"), Epoch(1))],
         22,
     );
+    println!("voltis epoch 0 × 1: {correct} of {DEVICES} devices linked, {accepted} submissions accepted");
     assert_eq!(accepted, 0, "submissions accepted");
     assert!(correct <= MAX_LINKS, "{correct} devices linked across epochs");
 }

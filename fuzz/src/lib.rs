@@ -5,7 +5,7 @@
 use confiance::Timestamp;
 use confiance::envelope::{
     self, AeadId, BatchLimits, CatalogueDigest, Envelope, HeaderFields, KeyConfig, KeyId, SecretKey,
-    decode_batch, encode_batch,
+    decode_batch, decode_body, encode_batch, encode_body,
 };
 use confiance::ids::MetricId;
 use std::sync::OnceLock;
@@ -53,6 +53,11 @@ pub fn decode_report_batch(data: &[u8]) {
     if let Ok(batch) = decode_batch::<Report>(data, &LIMITS) {
         assert!(batch.len() <= LIMITS.max_reports && data.len() <= LIMITS.max_bytes);
         assert_eq!(encode_batch(&batch).ok().as_deref(), Some(data));
+    }
+    // The envelope body: tokens, then the batch; what decodes is canonical too.
+    if let Ok((tokens, batch)) = decode_body::<Report>(data, &LIMITS) {
+        assert!(tokens.len() <= envelope::MAX_TOKENS && batch.len() <= LIMITS.max_reports);
+        assert_eq!(encode_body(&tokens, &batch).ok().as_deref(), Some(data));
     }
 }
 

@@ -115,6 +115,9 @@ pub enum CatalogueError {
     },
     /// The pseudonym epoch is not a fixed period between one hour and one year.
     BadEpoch,
+    /// The token period is not a fixed period between one hour and one year, or the
+    /// tokens per period are not between 1 and 1 000 000.
+    BadTokenLimits,
     /// A recipient's country is not two upper-case ASCII letters.
     BadCountry {
         /// The recipient.
@@ -196,6 +199,9 @@ impl fmt::Display for CatalogueError {
                 write!(f, "metric `{metric}`: max hold exceeds the catalogue's limit")
             }
             Self::EventBoundLimit { item } => write!(f, "`{item}`: a maximum hold cannot be until an event"),
+            Self::BadTokenLimits => f.write_str(
+                "token period must be a fixed period between 1 hour and 366 days, tokens per period 1 to 1000000",
+            ),
             Self::BadEpoch => {
                 f.write_str("pseudonym epoch must be a fixed period between 1 hour and 366 days")
             }

@@ -331,11 +331,35 @@ pub struct Limits {
     /// Length of a pseudonym epoch: devices derive a fresh scoped pseudonym per
     /// recipient each epoch (a fixed period).
     pub pseudonym_epoch: Period,
+    /// The fewest reports an estimate of an anonymous metric may be released from (like
+    /// DAP's minimum batch size): a release from fewer is refused, because a handful of
+    /// randomized reports says more about the devices that sent them than about the
+    /// population, and its estimate is mostly noise. `1` (the default) sets no minimum.
+    pub min_release_reports: u32,
+    /// Length of a report-token period (a fixed period, 1 hour to 366 days): anonymous
+    /// report tokens are issued per (recipients, purpose, period).
+    pub token_period: Period,
+    /// The most report tokens one device may be issued per scope (recipients, purpose)
+    /// and token period, that is the most envelopes it may send for that scope in that
+    /// period (1 to 1 000 000). This bounds what one device can inject.
+    pub tokens_per_period: u32,
 }
 
+/// The default [`Limits::tokens_per_period`]: 24 a day is an envelope an hour per scope.
+pub const DEFAULT_TOKENS_PER_PERIOD: u32 = 24;
+/// The largest [`Limits::tokens_per_period`].
+pub const MAX_TOKENS_PER_PERIOD: u32 = 1_000_000;
+
 impl Default for Limits {
-    /// Hold at most 10 years; pseudonym epochs of 30 days.
+    /// Hold at most 10 years; pseudonym epochs of 30 days; no minimum release size;
+    /// token periods of one day with [`DEFAULT_TOKENS_PER_PERIOD`] tokens per device and scope.
     fn default() -> Self {
-        Self { max_hold: Duration::Temporal(Period::YEARS_10), pseudonym_epoch: Period::DAYS_30 }
+        Self {
+            max_hold: Duration::Temporal(Period::YEARS_10),
+            pseudonym_epoch: Period::DAYS_30,
+            min_release_reports: 1,
+            token_period: Period::DAY,
+            tokens_per_period: DEFAULT_TOKENS_PER_PERIOD,
+        }
     }
 }

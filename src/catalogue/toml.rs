@@ -7,6 +7,7 @@
 //! [limits]
 //! max_hold = "P5Y"
 //! pseudonym_epoch = "P30D"
+//! min_release_reports = 100
 //!
 //! [purposes.improvement]
 //! description = "Improve the product"
@@ -65,6 +66,9 @@ struct TomlCatalogue {
 struct TomlLimits {
     max_hold: Option<String>,
     pseudonym_epoch: Option<String>,
+    min_release_reports: Option<u32>,
+    token_period: Option<String>,
+    tokens_per_period: Option<u32>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -300,6 +304,15 @@ impl Catalogue {
             if let Some(e) = l.pseudonym_epoch {
                 limits.pseudonym_epoch = period("limits", &e)?;
             }
+            if let Some(n) = l.min_release_reports {
+                limits.min_release_reports = n.max(1);
+            }
+            if let Some(p) = l.token_period {
+                limits.token_period = period("limits", &p)?;
+            }
+            if let Some(n) = l.tokens_per_period {
+                limits.tokens_per_period = n;
+            }
         }
         let mut purposes = BTreeMap::new();
         for (id, p) in t.purposes {
@@ -343,6 +356,9 @@ impl Catalogue {
             limits: Some(TomlLimits {
                 max_hold: Some(c.limits.max_hold.to_string()),
                 pseudonym_epoch: Some(c.limits.pseudonym_epoch.to_string()),
+                min_release_reports: Some(c.limits.min_release_reports),
+                token_period: Some(c.limits.token_period.to_string()),
+                tokens_per_period: Some(c.limits.tokens_per_period),
             }),
             purposes: c
                 .purposes

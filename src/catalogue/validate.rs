@@ -46,6 +46,13 @@ pub(super) fn validate(c: &Content) -> Result<(), CatalogueError> {
         Some(s) if (3_600..=YEAR_SECS).contains(&s) => {}
         _ => return Err(CatalogueError::BadEpoch),
     }
+    match c.limits.token_period.fixed_secs() {
+        Some(s) if (3_600..=YEAR_SECS).contains(&s) => {}
+        _ => return Err(CatalogueError::BadTokenLimits),
+    }
+    if !(1..=super::model::MAX_TOKENS_PER_PERIOD).contains(&c.limits.tokens_per_period) {
+        return Err(CatalogueError::BadTokenLimits);
+    }
     for (id, p) in &c.purposes {
         text(id.as_str(), "description", &p.description)?;
         if let Some(h) = &p.max_hold {

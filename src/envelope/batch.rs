@@ -6,6 +6,8 @@ use rand_core::CryptoRng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::token::SpentToken;
+
 /// A report's id: 16 random bytes drawn by the device (docs/design.md#envelopes). It links nothing
 /// to the device; the aggregator uses it only to refuse a report it has already counted.
 /// Encoded by postcard as its 16 raw bytes.
@@ -97,6 +99,11 @@ pub enum BatchError {
     NonCanonical,
     /// A report could not be serialized.
     Encode,
+    /// The body announces more tokens than [`MAX_TOKENS`].
+    TooManyTokens {
+        /// The announced count.
+        count: u64,
+    },
 }
 
 impl fmt::Display for BatchError {
@@ -108,6 +115,7 @@ impl fmt::Display for BatchError {
             Self::TrailingBytes { count } => write!(f, "{count} bytes after the last report"),
             Self::NonCanonical => f.write_str("report batch is not canonically encoded"),
             Self::Encode => f.write_str("report could not be encoded"),
+            Self::TooManyTokens { count } => write!(f, "body of {count} tokens exceeds {MAX_TOKENS}"),
         }
     }
 }
@@ -172,4 +180,58 @@ pub fn decode_batch<T: DeserializeOwned + Serialize>(
         return Err(BatchError::NonCanonical);
     }
     Ok(reports)
+}
+
+/// The most report tokens one envelope body may carry (one per scope it reports in).
+pub const MAX_TOKENS: usize = 64;
+
+/// Encodes an envelope body: the tokens it spends (postcard `Vec<SpentToken>`), then the
+/// report batch ([`encode_batch`]). An envelope without statistics carries an empty token
+/// list (one byte, `0x00`). docs/wire-format.md has the bytes.
+///
+/// # Errors
+/// [`BatchError::Encode`] if a report's `Serialize` fails.
+///
+/// ```
+/// use confiance::envelope::{BatchLimits, decode_body, encode_body};
+/// let bytes = encode_body(&[], &[1u32, 300])?;
+/// assert_eq!(bytes, [0, 2, 1, 0xac, 0x02]);
+/// let (tokens, reports) = decode_body::<u32>(&bytes, &BatchLimits::default())?;
+/// assert!(tokens.is_empty());
+/// assert_eq!(reports, [1, 300]);
+/// # Ok::<(), confiance::envelope::BatchError>(())
+/// ```
+pub fn encode_body<T: Serialize>(tokens: &[SpentToken], reports: &[T]) -> Result<Vec<u8>, BatchError> {
+    let mut out = postcard::to_allocvec(tokens).map_err(|_| BatchError::Encode)?;
+    out.extend_from_slice(&encode_batch(reports)?);
+    Ok(out)
+}
+
+/// Decodes [`encode_body`] strictly: the token count is checked against [`MAX_TOKENS`]
+/// before anything is allocated, the batch as [`decode_batch`] does, and the token list
+/// must be canonical too.
+///
+/// # Errors
+/// [`BatchError::TooManyTokens`] and those of [`decode_batch`].
+pub fn decode_body<T: DeserializeOwned + Serialize>(
+    bytes: &[u8],
+    limits: &BatchLimits,
+) -> Result<(Vec<SpentToken>, ReportBatch<T>), BatchError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(BatchError::TooLarge { len: bytes.len(), max: limits.max_bytes });
+    }
+    let (count, mut rest) = postcard::take_from_bytes::<u64>(bytes).map_err(|_| BatchError::Malformed)?;
+    let n = usize::try_from(count).ok().filter(|&n| n <= MAX_TOKENS);
+    let Some(n) = n else { return Err(BatchError::TooManyTokens { count }) };
+    let mut tokens = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (t, tail) = postcard::take_from_bytes::<SpentToken>(rest).map_err(|_| BatchError::Malformed)?;
+        tokens.push(t);
+        rest = tail;
+    }
+    let head = bytes.len() - rest.len();
+    if postcard::to_allocvec(&tokens).map_err(|_| BatchError::Encode)? != bytes[..head] {
+        return Err(BatchError::NonCanonical);
+    }
+    Ok((tokens, decode_batch(rest, limits)?))
 }

@@ -106,7 +106,12 @@ impl PlaintextProof {
 }
 
 /// A device's signed request to transcrypt its polymorphic pseudonym for one recipient
-/// (and epoch) under one consent receipt. See the [module documentation](self).
+/// (and epoch) under one consent receipt: the ciphertext of its identity point `M = m·G`,
+/// a proof that it knows `m` and the encryption randomness, the receipt, the target and a
+/// fresh nonce, signed by the device key its subject delegated. A pseudonym handed to a
+/// recipient cannot be sent back in (nobody knows its logarithm), and a ciphertext cannot
+/// be re-addressed, scaled or shifted without breaking the signature and the proof. The
+/// bytes are in docs/wire-format.md ("Transcryption request").
 ///
 /// ```
 /// use confiance::consent::DeviceKey;

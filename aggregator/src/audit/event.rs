@@ -1,7 +1,7 @@
 //! What goes into the log: audit events, ids and hashes only.
 
 use confiance::Timestamp;
-use confiance::ids::{DelegationId, MetricId, ReceiptId, RecipientId};
+use confiance::ids::{DelegationId, MetricId, PurposeId, ReceiptId, RecipientId};
 use serde::{Deserialize, Serialize};
 
 use super::AuditError;
@@ -133,6 +133,24 @@ pub enum AuditEvent {
         /// When.
         at: Timestamp,
     },
+    /// Report tokens issued for one scope (recipients, purpose, token period), counted
+    /// once the period is over: one event per scope and period, with how many tokens
+    /// and how many devices in all — never which device got which token, nor when.
+    TokensIssued {
+        /// The scope's recipients (sorted).
+        recipients: Vec<RecipientId>,
+        /// The scope's purpose.
+        purpose: PurposeId,
+        /// The token period (its index: it starts at period × the catalogue's
+        /// `token_period`).
+        period: u64,
+        /// Tokens issued for the scope in all.
+        tokens: u64,
+        /// Devices that received any.
+        devices: u64,
+        /// When the count was logged (at or after the period's end).
+        at: Timestamp,
+    },
 }
 
 /// The variant of an [`AuditEvent`], without its fields: what a scan of the log filters
@@ -175,6 +193,8 @@ pub enum EventKind {
     AdminOverride = 10,
     /// [`AuditEvent::TranscryptionRefused`].
     TranscryptionRefused = 11,
+    /// [`AuditEvent::TokensIssued`].
+    TokensIssued = 12,
 }
 
 impl EventKind {
@@ -202,6 +222,7 @@ impl AuditEvent {
             Self::DeviceRevoked { .. } => EventKind::DeviceRevoked,
             Self::AdminOverride { .. } => EventKind::AdminOverride,
             Self::TranscryptionRefused { .. } => EventKind::TranscryptionRefused,
+            Self::TokensIssued { .. } => EventKind::TokensIssued,
         }
     }
 
@@ -220,7 +241,8 @@ impl AuditEvent {
             | Self::CatalogueChange { at, .. }
             | Self::DeviceRevoked { at, .. }
             | Self::AdminOverride { at, .. }
-            | Self::TranscryptionRefused { at, .. } => Some(*at),
+            | Self::TranscryptionRefused { at, .. }
+            | Self::TokensIssued { at, .. } => Some(*at),
             Self::DeviceDelegated { valid_from, .. } => Some(*valid_from),
         }
     }
@@ -285,7 +307,7 @@ pub(crate) fn encode_leaf(event: &AuditEvent, seq: u64) -> Result<Vec<u8>, Audit
 #[cfg(test)]
 mod tests {
     use confiance::Timestamp;
-    use confiance::ids::{DelegationId, MetricId, ReceiptId, RecipientId};
+    use confiance::ids::{DelegationId, MetricId, PurposeId, ReceiptId, RecipientId};
 
     use super::{AuditEvent, encode_leaf};
 
@@ -317,6 +339,14 @@ mod tests {
             AuditEvent::TranscryptionRefused {
                 recipient: RecipientId::new("voltis").unwrap(),
                 code: "replayed".into(),
+                at,
+            },
+            AuditEvent::TokensIssued {
+                recipients: vec![RecipientId::new("lab-eu").unwrap()],
+                purpose: PurposeId::new("research").unwrap(),
+                period: u64::MAX,
+                tokens: 240,
+                devices: 10,
                 at,
             },
         ];

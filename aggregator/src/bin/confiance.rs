@@ -21,8 +21,8 @@ use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::ledger::Party;
 use confiance_aggregator::report::{Format, GatherOptions, LogStatus, ReportData};
 use confiance_aggregator::server::query::{
-    ApiError, DiffOf, Query, parse_catalogue, parse_category, parse_metric, parse_purpose, parse_recipient,
-    parse_subject, parse_time, release_json, run_query,
+    self, ApiError, DiffOf, Query, parse_catalogue, parse_category, parse_metric, parse_purpose,
+    parse_recipient, parse_subject, parse_time, run_query,
 };
 use confiance_aggregator::server::{GroupCommit, KeyFile, Role, ServerConfig, hex};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
@@ -47,7 +47,9 @@ struct Cli {
     /// The key file (HPKE keys, checkpoint key, hashed tokens).
     #[arg(long, global = true, default_value = "./confiance.keys")]
     keys: PathBuf,
-    /// The catalogue (TOML); default: the embedded sample `examples/catalogue.toml`.
+    /// The catalogue (TOML). Needed when a database is created, which keeps it; later
+    /// commands use the database's own, and refuse another (`identity adopt` changes it).
+    /// `simulate` on a new database uses the sample `examples/catalogue.toml`.
     #[arg(long, global = true)]
     catalogue: Option<PathBuf>,
     /// Print JSON (docs/cli.md) instead of tables.
@@ -114,13 +116,20 @@ enum Cmd {
         /// Most requests handled at once; more wait (1 to 65 536).
         #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
         max_in_flight: u32,
+        /// Issue report tokens (`POST /v1/tokens`) and require them on envelopes: a file
+        /// holding the issuer's 32-byte secret as 64 hex digits (docs/privacy.md).
+        #[arg(long)]
+        token_secret: Option<PathBuf>,
     },
-    /// Ingest envelopes: one per file, or length-prefixed (4-byte big-endian length, then
-    /// the envelope) with `--framed` or from stdin (`-` or no file).
+    /// Ingest envelopes and signed delegations, receipts, withdrawals and revocations:
+    /// files, directories or stdin; each file one message (raw bytes or hex) or a stream of
+    /// length-prefixed ones (4-byte big-endian length, then the message). The kind of each
+    /// is told from its bytes; delegations go first, then receipts, envelopes,
+    /// withdrawals and revocations.
     Ingest {
-        /// Envelope files; none or `-` reads framed envelopes from stdin.
+        /// Files or directories (every file in it, by name); none or `-` reads stdin.
         files: Vec<PathBuf>,
-        /// The files hold length-prefixed envelopes.
+        /// Every input is a length-prefixed stream (also detected: a stream starts with 0x00).
         #[arg(long)]
         framed: bool,
         /// Ingest as of this time (UTC seconds or RFC 3339; default now).
@@ -154,12 +163,22 @@ enum Cmd {
         #[arg(long)]
         at: Option<String>,
     },
-    /// Release an estimate of an anonymous metric to a recipient (an audit event).
+    /// Release a metric to a recipient (an audit event): the estimate of an anonymous
+    /// metric, or the pseudonymous records the consent in force allows.
     Release {
         /// The recipient.
         recipient: String,
         /// The metric.
         metric: String,
+        /// Reports or records from (UTC seconds or RFC 3339; default the epoch).
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to (exclusive; default the end of time).
+        #[arg(long)]
+        to: Option<String>,
+        /// Release as of this time (default now).
+        #[arg(long)]
+        now: Option<String>,
     },
     /// Delete what is past its deadline.
     Purge {
@@ -352,15 +371,49 @@ enum ReportFormat {
     Markdown,
 }
 
-/// A failure with its exit code.
+/// A failure with its exit code and, for a common mistake, a hint at the fix.
 struct Fail {
     code: u8,
     err: ApiError,
+    hint: Option<String>,
+    /// A result document printed before the error (ingest with refused messages).
+    partial: Option<Box<Value>>,
 }
 
 impl From<ApiError> for Fail {
     fn from(err: ApiError) -> Self {
-        Self { code: if err.status >= 500 { 3 } else { 1 }, err }
+        Self { code: if err.status >= 500 { 3 } else { 1 }, err, hint: None, partial: None }
+    }
+}
+
+impl Fail {
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The error document: `{"error": {"code", "message", "hint"?}}`, inside the
+    /// partial result when there is one, so `--json` prints exactly one document.
+    fn to_json(&self) -> Value {
+        let mut e = self.err.to_json();
+        if let (Some(h), Some(o)) = (&self.hint, e.get_mut("error").and_then(Value::as_object_mut)) {
+            o.insert("hint".into(), json!(h));
+        }
+        match self.partial.as_deref() {
+            Some(Value::Object(p)) => {
+                let mut p = p.clone();
+                p.insert("error".into(), e["error"].take());
+                Value::Object(p)
+            }
+            _ => e,
+        }
+    }
+}
+
+impl Cmd {
+    /// Commands that only read the database (and so never create one).
+    const fn read_only(&self) -> bool {
+        matches!(self, Self::Query { .. } | Self::Audit { .. } | Self::Report { .. } | Self::Identity { .. })
     }
 }
 
@@ -372,6 +425,28 @@ fn internal(msg: impl std::fmt::Display) -> Fail {
     ApiError::internal(msg.to_string()).into()
 }
 
+/// The hint for an error code when the command gave none.
+fn default_hint(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "unknown_recipient" | "unknown_metric" | "unknown_purpose" | "unknown_category" => {
+            "ids are those of the database's catalogue (`confiance identity show` names it)"
+        }
+        "bad_time" => "times are UTC seconds or RFC 3339, e.g. 2027-01-01T00:00:00Z",
+        "bad_subject" => "a subject id is 64 hex digits (`confiance query history --recipient R` lists some)",
+        "too_few_reports" => {
+            "wait for more reports or widen --from/--to: the minimum is the catalogue's limits.min_release_reports (docs/catalogue.md)"
+        }
+        "nothing_to_release" => "no partition of this metric open to this recipient is held in the window",
+        "wrong_track" => {
+            "`release` gives estimates of anonymous metrics and records of pseudonymous ones; this metric has neither for this recipient"
+        }
+        "store_failed" | "internal" => {
+            "nothing was changed; check the disk and the database file, then run the command again"
+        }
+        _ => return None,
+    })
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -381,16 +456,26 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.json;
+    let human = HumanKind::of(&cli.cmd);
     match run(cli) {
         Ok(v) => {
-            print_out(&v, json);
+            print_out(&v, json, human);
             ExitCode::SUCCESS
         }
-        Err(f) => {
+        Err(mut f) => {
+            if f.hint.is_none() {
+                f.hint = default_hint(f.err.code).map(str::to_owned);
+            }
             if json {
-                outln!("{}", f.err.to_json());
+                outln!("{}", f.to_json());
             } else {
+                if let Some(p) = &f.partial {
+                    print_out(p, false, human);
+                }
                 eprintln!("confiance: {}", f.err);
+                if let Some(h) = &f.hint {
+                    eprintln!("  hint: {h}");
+                }
             }
             ExitCode::from(f.code)
         }
@@ -407,58 +492,181 @@ fn time_or_now(s: Option<&String>) -> Result<Timestamp, Fail> {
     s.map_or(Ok(wall_now()), |s| parse_time(s).map_err(Fail::from))
 }
 
-fn catalogue(cli: &Cli) -> Result<Catalogue, Fail> {
-    let text = match &cli.catalogue {
-        Some(p) => {
-            std::fs::read_to_string(p).map_err(|e| bad("bad_catalogue", format!("{}: {e}", p.display())))?
+/// The catalogue's text: the file given with `--catalogue`, else the one the database
+/// stored when it was created; a new database needs `--catalogue` (`simulate` alone
+/// falls back to the sample, whose ids its fleet uses).
+fn catalogue_text(cli: &Cli) -> Result<String, Fail> {
+    if let Some(p) = &cli.catalogue {
+        return std::fs::read_to_string(p).map_err(|e| {
+            bad("bad_catalogue", format!("{}: {e}", p.display()))
+                .hint("--catalogue names the catalogue's TOML file (docs/catalogue.md)")
+        });
+    }
+    if cli.db.exists() {
+        // An empty or non-SQLite file is refused as such, not read as a database.
+        let mut magic = [0u8; 16];
+        let sqlite = std::fs::File::open(&cli.db)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok_and(|()| &magic == b"SQLite format 3\0");
+        if !sqlite {
+            let e = if std::fs::metadata(&cli.db).is_ok_and(|m| m.len() == 0) {
+                IdentityError::Empty(cli.db.clone())
+            } else {
+                IdentityError::Foreign(cli.db.clone(), "not an SQLite file")
+            };
+            return Err(not_a_database(cli, &e));
         }
-        None => SAMPLE_CATALOGUE.to_owned(),
-    };
-    Catalogue::from_toml_str(&text).map_err(|e| bad("bad_catalogue", format!("catalogue: {e}")))
+        return match identity::read(&cli.db) {
+            Ok(Some(id)) if !id.catalogue_text.is_empty() => Ok(id.catalogue_text),
+            Ok(_)
+                if matches!(
+                    identity::check(
+                        &cli.db,
+                        &Identity {
+                            key_fingerprint: [0; 32],
+                            catalogue_digest: [0; 32],
+                            catalogue_text: String::new()
+                        },
+                        Access::ReadOnly
+                    ),
+                    Err(IdentityError::Foreign(..))
+                ) =>
+            {
+                Err(not_a_database(
+                    cli,
+                    &IdentityError::Foreign(cli.db.clone(), "an SQLite database without confiance's tables"),
+                ))
+            }
+            Ok(_) => Err(missing_catalogue(cli).hint(format!(
+                "{} was made before databases kept their catalogue: give it once with --catalogue FILE",
+                cli.db.display()
+            ))),
+            Err(e @ (IdentityError::Io(_) | IdentityError::Sqlite(_))) => Err(internal(e)),
+            Err(e) => Err(not_a_database(cli, &e)),
+        };
+    }
+    if matches!(cli.cmd, Cmd::Simulate { .. }) {
+        return Ok(SAMPLE_CATALOGUE.to_owned());
+    }
+    if cli.cmd.read_only() {
+        return Err(no_database(cli, &IdentityError::Missing(cli.db.clone())));
+    }
+    Err(missing_catalogue(cli))
+}
+
+fn missing_catalogue(cli: &Cli) -> Fail {
+    bad("missing_catalogue", format!("{}: no catalogue: the database does not exist yet and no --catalogue was given", cli.db.display()))
+        .hint("give the catalogue the new database is for: --catalogue FILE (it is stored in the database and used from then on; examples/catalogue.toml is a sample)")
+}
+
+fn no_database(cli: &Cli, e: &IdentityError) -> Fail {
+    Fail::from(ApiError::new(404, "no_database", e.to_string())).hint(format!(
+        "check --db (default ./confiance.sqlite); a read-only command never creates a database: make it with `confiance ingest --catalogue FILE …` or `confiance simulate`, or pass the path of the existing one{}",
+        if cli.db.is_relative() { " (relative paths are from the current directory)" } else { "" }
+    ))
+}
+
+fn not_a_database(cli: &Cli, e: &IdentityError) -> Fail {
+    bad("not_a_database", e.to_string())
+        .hint(format!("--db {} is not a confiance database: check the path", cli.db.display()))
+}
+
+fn parse_catalogue_text(text: &str, source: &str) -> Result<Catalogue, Fail> {
+    Catalogue::from_toml_str(text).map_err(|e| {
+        bad("bad_catalogue", format!("{source}: {e}")).hint("the catalogue format is in docs/catalogue.md")
+    })
+}
+
+fn catalogue_source(cli: &Cli) -> String {
+    cli.catalogue
+        .as_ref()
+        .map_or_else(|| format!("the catalogue stored in {}", cli.db.display()), |p| p.display().to_string())
+}
+
+fn catalogue(cli: &Cli) -> Result<Catalogue, Fail> {
+    parse_catalogue_text(&catalogue_text(cli)?, &catalogue_source(cli))
 }
 
 fn key_file(cli: &Cli) -> Result<KeyFile, Fail> {
-    KeyFile::read(&cli.keys).map_err(|e| bad("bad_key_file", format!("{}: {e}", cli.keys.display())))
+    KeyFile::read(&cli.keys).map_err(|e| {
+        bad("bad_key_file", format!("{}: {e}", cli.keys.display())).hint(if cli.keys.exists() {
+            "--keys must name a key file written by `confiance keygen` (docs/cli.md, \"The key file\")"
+                .to_owned()
+        } else {
+            format!(
+                "no key file at {}: make one with `confiance keygen --keys {}`, or point --keys at the database's own",
+                cli.keys.display(),
+                cli.keys.display()
+            )
+        })
+    })
 }
 
-/// The identity the key file and catalogue given on the command line would bind a
-/// database to.
-fn identity(cli: &Cli, kf: &KeyFile) -> Result<Identity, Fail> {
-    let text = match &cli.catalogue {
-        Some(p) => {
-            std::fs::read_to_string(p).map_err(|e| bad("bad_catalogue", format!("{}: {e}", p.display())))?
-        }
-        None => SAMPLE_CATALOGUE.to_owned(),
-    };
-    Ok(Identity {
-        key_fingerprint: kf.fingerprint().map_err(|e| bad("bad_key_file", e))?,
-        catalogue_digest: catalogue(cli)?.digest().0,
-        catalogue_text: text,
-    })
+/// The identity the key file and catalogue in use would bind a database to.
+fn identity(cli: &Cli, kf: &KeyFile) -> Result<(Identity, Catalogue), Fail> {
+    let text = catalogue_text(cli)?;
+    let cat = parse_catalogue_text(&text, &catalogue_source(cli))?;
+    Ok((
+        Identity {
+            key_fingerprint: kf.fingerprint().map_err(|e| bad("bad_key_file", e))?,
+            catalogue_digest: cat.digest().0,
+            catalogue_text: text,
+        },
+        cat,
+    ))
+}
+
+/// `name` version N (digest 0123abcd…).
+fn describe_catalogue(c: &Catalogue) -> String {
+    format!("`{}` version {} (digest {}…)", c.name(), c.version(), &hex(&c.digest().0)[..16])
 }
 
 /// Opens the database after checking that it is one, and bound to this key file and
 /// catalogue. A read-only command never creates a database, and opens it read-only.
 fn open_as(cli: &Cli, kf: &KeyFile, access: Access) -> Result<Aggregator, Fail> {
     let keys = kf.key_store().map_err(|e| bad("bad_key_file", e))?;
-    let id = identity(cli, kf)?;
+    let (id, cat) = identity(cli, kf)?;
     match identity::check(&cli.db, &id, access) {
         Ok(_) => {}
         Err(e @ (IdentityError::Io(_) | IdentityError::Sqlite(_))) => return Err(internal(e)),
-        Err(e @ IdentityError::Missing(_)) => {
-            return Err(ApiError::new(404, "no_database", e.to_string()).into());
+        Err(e @ IdentityError::Missing(_)) => return Err(no_database(cli, &e)),
+        Err(e @ IdentityError::KeyMismatch { .. }) => {
+            return Err(Fail::from(ApiError::new(409, "identity_mismatch", e.to_string())).hint(format!(
+                "wrong key file: --keys {} is not the one {} was made with; use that one, or record a key rotation with `confiance identity adopt`",
+                cli.keys.display(),
+                cli.db.display()
+            )));
         }
-        Err(e @ (IdentityError::KeyMismatch { .. } | IdentityError::CatalogueMismatch { .. })) => {
-            return Err(ApiError::new(409, "identity_mismatch", e.to_string()).into());
+        Err(IdentityError::CatalogueMismatch { .. }) => {
+            let stored = identity::read(&cli.db).ok().flatten().map_or_else(
+                || "another catalogue".to_owned(),
+                |s| {
+                    Catalogue::from_toml_str(&s.catalogue_text).map_or_else(
+                        |_| format!("catalogue digest {}…", &hex(&s.catalogue_digest)[..16]),
+                        |c| format!("catalogue {}", describe_catalogue(&c)),
+                    )
+                },
+            );
+            return Err(Fail::from(ApiError::new(
+                409,
+                "identity_mismatch",
+                format!(
+                    "{} was made for {stored}, but {} is catalogue {}",
+                    cli.db.display(),
+                    catalogue_source(cli),
+                    describe_catalogue(&cat)
+                ),
+            ))
+            .hint("omit --catalogue to use the database's own, or record the change with `confiance identity adopt --catalogue FILE`"));
         }
-        Err(e) => return Err(bad("not_a_database", e.to_string())),
+        Err(e) => return Err(not_a_database(cli, &e)),
     }
     let path = match access {
         // SQLite's URI form (rusqlite opens with SQLITE_OPEN_URI): any write fails.
         Access::ReadOnly => PathBuf::from(format!("file:{}?mode=ro", uri_path(&cli.db))),
         Access::ReadWrite => cli.db.clone(),
     };
-    Aggregator::open(&path, catalogue(cli)?, keys, AggregatorConfig::default())
+    Aggregator::open(&path, cat, keys, AggregatorConfig::default())
         .map_err(|e| internal(format!("{}: {e}", cli.db.display())))
 }
 
@@ -478,20 +686,25 @@ fn open_read_only(cli: &Cli, kf: &KeyFile) -> Result<Aggregator, Fail> {
 
 fn identity_cmd(cli: &Cli, i: &IdentityCmd) -> Result<Value, Fail> {
     let kf = key_file(cli)?;
-    let given = identity(cli, &kf)?;
+    let (given, cat) = identity(cli, &kf)?;
     let fail = |e: IdentityError| match e {
-        IdentityError::Missing(_) => Fail::from(ApiError::new(404, "no_database", e.to_string())),
+        IdentityError::Missing(_) => no_database(cli, &e),
         IdentityError::Io(_) | IdentityError::Sqlite(_) => internal(e),
-        _ => bad("not_a_database", e.to_string()),
+        _ => not_a_database(cli, &e),
     };
     match i {
         IdentityCmd::Show => {
             let stored = identity::read(&cli.db).map_err(fail)?;
+            let stored_cat = stored.as_ref().and_then(|s| Catalogue::from_toml_str(&s.catalogue_text).ok());
             Ok(json!({
                 "stored_key_set": stored.as_ref().map(|s| hex(&s.key_fingerprint)),
                 "stored_catalogue": stored.as_ref().map(|s| hex(&s.catalogue_digest)),
+                "stored_catalogue_name": stored_cat.as_ref().map(|c| c.name().to_owned()),
+                "stored_catalogue_version": stored_cat.as_ref().map(Catalogue::version),
                 "given_key_set": hex(&given.key_fingerprint),
                 "given_catalogue": hex(&given.catalogue_digest),
+                "given_catalogue_name": cat.name(),
+                "given_catalogue_version": cat.version(),
                 "matches": stored.as_ref().map(|s| s.key_fingerprint == given.key_fingerprint && s.catalogue_digest == given.catalogue_digest),
             }))
         }
@@ -556,9 +769,21 @@ fn run(cli: Cli) -> Result<Value, Fail> {
             drain_ms,
             max_connections,
             max_in_flight,
+            token_secret,
         } => {
             let kf = key_file(&cli)?;
-            let agg = open(&cli, &kf)?;
+            let mut agg = open(&cli, &kf)?;
+            if let Some(path) = token_secret {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| bad("bad_token_secret", e.to_string()))?;
+                let bytes: [u8; 32] = confiance_aggregator::server::unhex(text.trim())
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| {
+                        bad("bad_token_secret", "the token secret file must hold 64 hex digits")
+                    })?;
+                agg.enable_tokens(confiance_aggregator::issuer::IssuerSecret::from_bytes(bytes))
+                    .map_err(internal)?;
+            }
             let signer = kf.signer().map_err(|e| bad("bad_key_file", e))?;
             let ms = std::time::Duration::from_millis;
             let mut config = ServerConfig::new(*max_body as usize, kf.tokens.clone());
@@ -602,15 +827,14 @@ fn run(cli: Cli) -> Result<Value, Fail> {
         }
         Cmd::Audit { a } => audit(&cli, a),
         Cmd::Report { format, out, at } => report(&cli, *format, out.as_deref(), time_or_now(at.as_ref())?),
-        Cmd::Release { recipient, metric } => {
+        Cmd::Release { recipient, metric, from, to, now } => {
             let kf = key_file(&cli)?;
             let mut agg = open(&cli, &kf)?;
             let r = parse_recipient(&agg, recipient)?;
             let m = parse_metric(&agg, metric)?;
-            let rel = agg
-                .release(&r, &m, Timestamp::EPOCH, Timestamp::MAX, wall_now())
-                .map_err(|e| Fail::from(ApiError::from_release(&e)))?;
-            Ok(release_json(&r, &rel))
+            let from = from.as_deref().map_or(Ok(Timestamp::EPOCH), parse_time)?;
+            let to = to.as_deref().map_or(Ok(Timestamp::MAX), parse_time)?;
+            Ok(query::release(&mut agg, &r, &m, from, to, time_or_now(now.as_ref())?)?)
         }
         Cmd::Purge { now } => {
             let kf = key_file(&cli)?;
@@ -677,70 +901,282 @@ fn keygen(cli: &Cli, force: bool, origin: &str, days: u64) -> Result<Value, Fail
     }))
 }
 
-fn read_framed(mut data: &[u8]) -> Result<Vec<Vec<u8>>, Fail> {
+/// What a message is, in the order `ingest` takes them: delegations first (a device's
+/// receipts need its delegation), then receipts (envelopes need them), envelopes,
+/// withdrawals (a withdrawal ends a receipt from its instant, reports before it stay
+/// valid) and revocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum MessageKind {
+    Delegation,
+    Receipt,
+    Envelope,
+    Withdrawal,
+    Revocation,
+}
+
+impl MessageKind {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Delegation => "delegation",
+            Self::Receipt => "receipt",
+            Self::Envelope => "envelope",
+            Self::Withdrawal => "withdrawal",
+            Self::Revocation => "revocation",
+        }
+    }
+}
+
+/// One message read from a file or stdin.
+struct Message {
+    /// `FILE`, or `FILE#N` for the N-th message (from 0) of a framed stream.
+    source: String,
+    bytes: Vec<u8>,
+}
+
+const MALFORMED_HINT: &str = "ingest takes envelopes (first byte 0x01) and signed delegations, receipts, withdrawals and revocations (first byte 0x02, docs/wire-format.md §7), as raw bytes or hex text, one per file, or a stream of them each preceded by its length as 4 bytes big-endian";
+
+/// Tells the message kind from its bytes (docs/wire-format.md): envelopes start with
+/// 0x01, consent messages with their version 0x02 and are told apart by which strict
+/// decoder takes them. A message that decodes but does not verify is still given its
+/// kind, so that the ledger refuses it with the typed reason.
+fn detect(bytes: &[u8]) -> Result<MessageKind, String> {
+    use confiance::consent::{
+        ConsentError as C, SignedDelegation, SignedReceipt, SignedRevocation, SignedWithdrawal,
+    };
+    match bytes.first() {
+        None => Err("empty".into()),
+        Some(0x01) => Ok(MessageKind::Envelope),
+        Some(0x02) => {
+            let tries: [(MessageKind, Result<(), C>); 4] = [
+                (MessageKind::Delegation, SignedDelegation::from_bytes(bytes).map(drop)),
+                (MessageKind::Revocation, SignedRevocation::from_bytes(bytes).map(drop)),
+                (MessageKind::Receipt, SignedReceipt::from_bytes(bytes).map(drop)),
+                (MessageKind::Withdrawal, SignedWithdrawal::from_bytes(bytes).map(drop)),
+            ];
+            if let Some((k, _)) = tries.iter().find(|(_, r)| r.is_ok()) {
+                return Ok(*k);
+            }
+            // Decoded, but refused after: the shape is this kind's.
+            let shaped: Vec<MessageKind> = tries
+                .iter()
+                .filter(|(_, r)| !matches!(r, Err(C::Malformed | C::TrailingBytes | C::TooLarge)))
+                .map(|(k, _)| *k)
+                .collect();
+            match shaped.as_slice() {
+                [k] => Ok(*k),
+                _ => Err(format!(
+                    "a {} byte message with version 0x02 that decodes as no delegation, revocation, receipt or withdrawal",
+                    bytes.len()
+                )),
+            }
+        }
+        Some(b) => Err(format!(
+            "first byte 0x{b:02x} starts neither an envelope (0x01) nor a consent message (0x02)"
+        )),
+    }
+}
+
+/// Hex text (digits and white space only) decoded; anything else as it is.
+fn maybe_hex(bytes: Vec<u8>) -> Vec<u8> {
+    let digits: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.is_empty() || !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return bytes;
+    }
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .unwrap_or(bytes)
+}
+
+/// Splits a stream of length-prefixed messages (4 bytes big-endian, then the message).
+fn read_framed(source: &str, mut data: &[u8]) -> Result<Vec<Message>, Fail> {
     let mut out = Vec::new();
+    let mut offset = 0usize;
     while !data.is_empty() {
-        let (len, rest) =
-            data.split_at_checked(4).ok_or_else(|| bad("bad_framing", "truncated length prefix"))?;
+        let framing = |what: &str| {
+            bad("bad_framing", format!("{source}: {what} at byte {offset} (message #{})", out.len()))
+                .hint(MALFORMED_HINT)
+        };
+        let (len, rest) = data.split_at_checked(4).ok_or_else(|| framing("truncated length prefix"))?;
         let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        let (env, rest) =
-            rest.split_at_checked(len).ok_or_else(|| bad("bad_framing", "truncated envelope"))?;
-        out.push(env.to_vec());
+        let (msg, rest) = rest.split_at_checked(len).ok_or_else(|| framing("truncated message"))?;
+        out.push(Message { source: format!("{source}#{}", out.len()), bytes: msg.to_vec() });
+        offset += 4 + len;
         data = rest;
     }
     Ok(out)
 }
 
-fn ingest(cli: &Cli, files: &[PathBuf], framed: bool, now: Timestamp) -> Result<Value, Fail> {
-    let kf = key_file(cli)?;
-    let mut agg = open(cli, &kf)?;
-    let mut envelopes = Vec::new();
+/// The messages of one input: a framed stream when asked, or when it starts with a zero
+/// byte (a length prefix below 16 MiB; no message starts with 0x00); else one message.
+fn messages_of(source: &str, bytes: Vec<u8>, framed: bool) -> Result<Vec<Message>, Fail> {
+    if framed || bytes.first() == Some(&0) {
+        read_framed(source, &bytes)
+    } else {
+        Ok(vec![Message { source: source.to_owned(), bytes: maybe_hex(bytes) }])
+    }
+}
+
+/// Reads every input before anything is ingested: a file, every file of a directory
+/// (sorted by name, hidden ones skipped, not recursive), or stdin (`-`, or no FILE).
+fn read_inputs(files: &[PathBuf], framed: bool) -> Result<Vec<Message>, Fail> {
+    let mut out = Vec::new();
+    let unreadable = |p: &Path, e: std::io::Error| {
+        bad("bad_file", format!("{}: {e}", p.display())).hint("nothing was ingested; check the path")
+    };
     if files.is_empty() || files.iter().any(|f| f.as_os_str() == "-") {
         let mut buf = Vec::new();
         std::io::stdin().read_to_end(&mut buf).map_err(internal)?;
-        envelopes.extend(read_framed(&buf)?);
+        out.extend(messages_of("stdin", buf, framed)?);
     }
     for f in files.iter().filter(|f| f.as_os_str() != "-") {
-        let bytes = std::fs::read(f).map_err(|e| bad("bad_file", format!("{}: {e}", f.display())))?;
-        if framed {
-            envelopes.extend(read_framed(&bytes)?);
+        let meta = std::fs::metadata(f).map_err(|e| unreadable(f, e))?;
+        let paths = if meta.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(f)
+                .map_err(|e| unreadable(f, e))?
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .map(|e| e.path())
+                .collect();
+            v.sort();
+            v
         } else {
-            envelopes.push(bytes);
+            vec![f.clone()]
+        };
+        for p in paths {
+            let bytes = std::fs::read(&p).map_err(|e| unreadable(&p, e))?;
+            out.extend(messages_of(&p.display().to_string(), bytes, framed)?);
         }
     }
-    let (mut accepted, mut reports, mut results) = (0u64, 0u64, Vec::new());
-    for (i, e) in envelopes.iter().enumerate() {
-        match agg.ingest(e, now) {
-            Ok(ack) => {
-                accepted += 1;
-                reports += u64::from(ack.reports);
-                let refused: Vec<Value> = ack
-                    .refused
-                    .iter()
-                    .map(|r| json!({"index": r.index, "code": r.refusal.code(), "retry": r.retry}))
-                    .collect();
-                results.push(json!({"index": i, "ok": true, "envelope": hex(&ack.envelope.0),
-                    "reports": ack.reports, "refused": refused}));
+    Ok(out)
+}
+
+/// The hint for a refused message.
+fn message_hint(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "unrecognized" | "malformed_envelope" | "bad_consent" => MALFORMED_HINT,
+        "unknown_key" => {
+            "the envelope was sealed to an HPKE key not in --keys: give devices this key file's key_config (`confiance keygen` prints it; GET /v1/keys serves it), or use the key file the devices were given"
+        }
+        "unknown_receipt" => {
+            "the device's consent receipt is not in the ledger: ingest its receipts too (in the same run is fine: receipts are taken before envelopes)"
+        }
+        "bad_signature" | "subject_key_mismatch" | "subject_mismatch" => {
+            "the signature does not verify for the key the message names: a truncated or altered file, or a device key the subject never delegated (ingest its delegation first)"
+        }
+        "duplicate_receipt"
+        | "duplicate_delegation"
+        | "replayed_envelope"
+        | "already_withdrawn"
+        | "already_revoked" => "already ingested: nothing changed",
+        "bad_catalogue_digest" | "catalogue_mismatch" => {
+            "the device used another catalogue than the database's (`confiance identity show`)"
+        }
+        _ => return None,
+    })
+}
+
+fn ingest(cli: &Cli, files: &[PathBuf], framed: bool, now: Timestamp) -> Result<Value, Fail> {
+    let messages = read_inputs(files, framed)?;
+    let kf = key_file(cli)?;
+    let mut agg = open(cli, &kf)?;
+    let mut order: Vec<(usize, Result<MessageKind, String>)> =
+        messages.iter().enumerate().map(|(i, m)| (i, detect(&m.bytes))).collect();
+    // Stable: within a kind, the order given.
+    order.sort_by_key(|(i, k)| (k.as_ref().map_or(MessageKind::Revocation, |k| *k), *i));
+    let mut results: Vec<(usize, Value)> = Vec::with_capacity(messages.len());
+    let (mut accepted, mut reports) = (0u64, 0u64);
+    let mut kinds: std::collections::BTreeMap<&'static str, u64> = std::collections::BTreeMap::new();
+    for (i, kind) in order {
+        let m = &messages[i];
+        let refused = |code: &'static str, message: String| {
+            let mut v = json!({"index": i, "source": m.source, "ok": false, "code": code, "message": format!("{}: {message}", m.source)});
+            if let Some(h) = message_hint(code) {
+                v["hint"] = json!(h);
             }
-            Err(err) => {
-                let a = ApiError::from_ingest(&err);
-                if a.status >= 500 {
-                    return Err(a.into());
+            v
+        };
+        let kind = match kind {
+            Ok(k) => k,
+            Err(why) => {
+                let mut v = refused("unrecognized", why);
+                v["kind"] = Value::Null;
+                results.push((i, v));
+                continue;
+            }
+        };
+        let service = |r: Result<Value, confiance_aggregator::service::ServiceError>| {
+            r.map_err(|e| ApiError::from_service(&e))
+        };
+        let outcome: Result<Value, ApiError> = match kind {
+            MessageKind::Envelope => match agg.ingest(&m.bytes, now) {
+                Ok(ack) => {
+                    reports += u64::from(ack.reports);
+                    let refused: Vec<Value> = ack
+                        .refused
+                        .iter()
+                        .map(|r| json!({"index": r.index, "code": r.refusal.code(), "retry": r.retry}))
+                        .collect();
+                    Ok(json!({"envelope": hex(&ack.envelope.0), "reports": ack.reports, "refused": refused}))
                 }
-                results.push(json!({"index": i, "ok": false, "code": a.code, "message": a.message}));
+                Err(e) => Err(ApiError::from_ingest(&e)),
+            },
+            MessageKind::Receipt => {
+                service(agg.receive_receipt(&m.bytes, now).map(|id| json!({"receipt": hex(&id.0)})))
+            }
+            MessageKind::Withdrawal => service(
+                agg.receive_withdrawal(&m.bytes, now)
+                    .map(|id| json!({"receipt": hex(&id.0), "withdrawn": true})),
+            ),
+            MessageKind::Delegation => {
+                service(agg.receive_delegation(&m.bytes, now).map(|id| json!({"delegation": hex(&id.0)})))
+            }
+            MessageKind::Revocation => service(
+                agg.receive_revocation(&m.bytes, now).map(|d| json!({"device": hex(&d.0), "revoked": true})),
+            ),
+        };
+        match outcome {
+            Ok(detail) => {
+                accepted += 1;
+                *kinds.entry(kind.as_str()).or_default() += 1;
+                let mut v = json!({"index": i, "source": m.source, "kind": kind.as_str(), "ok": true});
+                if let (Some(o), Value::Object(d)) = (v.as_object_mut(), detail) {
+                    o.extend(d);
+                }
+                results.push((i, v));
+            }
+            Err(a) if a.status >= 500 => {
+                return Err(Fail::from(a).hint(format!(
+                    "stopped at {}; messages before it were kept, and ingesting them again is harmless",
+                    m.source
+                )));
+            }
+            Err(a) => {
+                let mut v = refused(a.code, a.message);
+                v["kind"] = json!(kind.as_str());
+                results.push((i, v));
             }
         }
     }
-    let refused = envelopes.len() as u64 - accepted;
-    let v = json!({"accepted": accepted, "refused": refused, "reports": reports, "results": results});
+    results.sort_by_key(|(i, _)| *i);
+    let refused = messages.len() as u64 - accepted;
+    let v = json!({
+        "accepted": accepted,
+        "refused": refused,
+        "reports": reports,
+        "kinds": kinds,
+        "results": results.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+    });
     if refused > 0 {
-        print_out(&v, cli.json);
-        return Err(ApiError::new(
+        let mut f = Fail::from(ApiError::new(
             400,
             "refused",
-            format!("{refused} of {} envelopes refused", envelopes.len()),
-        )
-        .into());
+            format!("{refused} of {} messages refused (see results)", messages.len()),
+        ));
+        f.partial = Some(Box::new(v));
+        return Err(f);
     }
     Ok(v)
 }
@@ -1030,19 +1466,93 @@ fn simulate(cli: &Cli, devices: u64, days: u64, seed: u64) -> Result<Value, Fail
 
 // ----- human output ------------------------------------------------------------------
 
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        other => {
-            let s = other.to_string();
-            if s.len() > 60 { format!("{}…", s.chars().take(59).collect::<String>()) } else { s }
+/// How a command's answer is shown without `--json`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HumanKind {
+    Ingest,
+    Release,
+    Other,
+}
+
+impl HumanKind {
+    const fn of(cmd: &Cmd) -> Self {
+        match cmd {
+            Cmd::Ingest { .. } => Self::Ingest,
+            Cmd::Release { .. } => Self::Release,
+            _ => Self::Other,
         }
     }
 }
 
+/// Fields that hold an instant (UTC seconds in JSON, RFC 3339 in tables).
+const TIME_FIELDS: &[&str] = &[
+    "at",
+    "as_known_at",
+    "now",
+    "from",
+    "to",
+    "until",
+    "recorded_at",
+    "collected_at",
+    "valid_from",
+    "valid_until",
+    "bucket_end",
+    "deadline",
+    "records_until",
+    "allowed_until",
+    "issued_at",
+    "purged_at",
+    "withdrawn_at",
+    "revoked_at",
+];
+
+fn is_time_field(key: &str) -> bool {
+    TIME_FIELDS.contains(&key)
+}
+
+/// A number as people read it: integers whole, others to 3 decimals (none from 10 000).
+fn number(n: &serde_json::Number) -> String {
+    if let Some(i) = n.as_i64() {
+        return i.to_string();
+    }
+    if let Some(u) = n.as_u64() {
+        return u.to_string();
+    }
+    let x = n.as_f64().unwrap_or(f64::NAN);
+    if x.abs() >= 10_000.0 { format!("{x:.0}") } else { format!("{x:.3}") }
+}
+
+fn instant(secs: u64) -> String {
+    if secs == u64::MAX { "never".into() } else { Timestamp::from_secs(secs).to_rfc3339() }
+}
+
+/// One cell: times in RFC 3339, an open window in words, nested objects as `k=v`.
+fn cell(key: &str, v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        Value::Number(n) if is_time_field(key) => n.as_u64().map_or_else(|| number(n), instant),
+        Value::Number(n) => number(n),
+        Value::String(s) => s.clone(),
+        Value::Array(a) if a.is_empty() => "-".into(),
+        // A list of records in one cell would drown the table: its size says enough.
+        Value::Array(a) if a.iter().any(Value::is_object) => a.len().to_string(),
+        Value::Array(a) => a.iter().map(|x| cell(key, x)).collect::<Vec<_>>().join(", "),
+        Value::Object(o) => match (o.get("kind").and_then(Value::as_str), o.get("at")) {
+            (Some("open_until_withdrawn"), _) => "open — until withdrawn".into(),
+            (Some("at"), Some(Value::Number(t))) => t.as_u64().map_or_else(|| number(t), instant),
+            _ => o
+                .iter()
+                .filter(|(_, x)| !x.is_null())
+                .map(|(k, x)| if k == "fact" { cell(k, x) } else { format!("{k}={}", cell(k, x)) })
+                .collect::<Vec<_>>()
+                .join(" "),
+        },
+    }
+}
+
+/// A table: one column per field, in the order of the first row that has it (the
+/// documents list their fields in reading order).
 fn table(rows: &[Value]) {
     let mut cols: Vec<String> = Vec::new();
     for r in rows {
@@ -1056,13 +1566,13 @@ fn table(rows: &[Value]) {
     }
     if cols.is_empty() {
         for r in rows {
-            outln!("  {}", scalar(r));
+            outln!("  {}", cell("", r));
         }
         return;
     }
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| cols.iter().map(|c| r.get(c).map_or_else(String::new, scalar)).collect())
+        .map(|r| cols.iter().map(|c| r.get(c).map_or_else(String::new, |v| cell(c, v))).collect())
         .collect();
     let widths: Vec<usize> = cols
         .iter()
@@ -1079,11 +1589,7 @@ fn table(rows: &[Value]) {
     }
 }
 
-fn print_out(v: &Value, json: bool) {
-    if json {
-        outln!("{v}");
-        return;
-    }
+fn print_generic(v: &Value) {
     match v {
         Value::Object(o) => {
             for (k, x) in o {
@@ -1093,12 +1599,129 @@ fn print_out(v: &Value, json: bool) {
                         table(a);
                     }
                     Value::Array(a) if a.is_empty() => outln!("{k}: (none)"),
-                    Value::Array(a) => outln!("{k}: {}", a.iter().map(scalar).collect::<Vec<_>>().join(", ")),
                     Value::String(s) if s.contains('\n') => outln!("{k}:\n{s}"),
-                    _ => outln!("{k}: {}", scalar(x)),
+                    _ => outln!("{k}: {}", cell(k, x)),
                 }
             }
         }
-        other => outln!("{}", scalar(other)),
+        other => outln!("{}", cell("", other)),
+    }
+}
+
+fn print_ingest(v: &Value) {
+    let rows: Vec<Value> = v["results"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    let outcome = if r["ok"] == true {
+                        match r["kind"].as_str() {
+                            Some("envelope") => {
+                                let refused = r["refused"].as_array().map_or(0, Vec::len);
+                                format!(
+                                    "accepted: {} reports{}",
+                                    r["reports"],
+                                    if refused > 0 { format!(", {refused} refused") } else { String::new() }
+                                )
+                            }
+                            Some("withdrawal") => "accepted: receipt withdrawn".into(),
+                            Some("revocation") => "accepted: device revoked".into(),
+                            _ => "accepted".into(),
+                        }
+                    } else {
+                        format!("refused: {}", r["code"].as_str().unwrap_or("?"))
+                    };
+                    json!({
+                        "source": r["source"],
+                        "kind": r["kind"].as_str().unwrap_or("unrecognized"),
+                        "outcome": outcome,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(&rows);
+    outln!(
+        "{} accepted, {} refused, {} reports kept",
+        cell("", &v["accepted"]),
+        cell("", &v["refused"]),
+        cell("", &v["reports"])
+    );
+    let mut hints: Vec<&str> = Vec::new();
+    for r in v["results"].as_array().into_iter().flatten().filter(|r| r["ok"] == false) {
+        outln!("  {}", r["message"].as_str().unwrap_or(""));
+        if let Some(h) = r["hint"].as_str()
+            && !hints.contains(&h)
+        {
+            hints.push(h);
+        }
+    }
+    for h in hints {
+        outln!("  hint: {h}");
+    }
+}
+
+fn print_release(v: &Value) {
+    if v["kind"] == "records" {
+        outln!(
+            "{} records of {} released to {}",
+            cell("", &v["count"]),
+            cell("", &v["metric"]),
+            cell("", &v["recipient"])
+        );
+        if let Some(a) = v["records"].as_array().filter(|a| !a.is_empty()) {
+            table(a);
+        }
+        return;
+    }
+    let share = v["statistic"] == "share";
+    outln!(
+        "estimate of {} released to {}: {} reports in {} partitions",
+        cell("", &v["metric"]),
+        cell("", &v["recipient"]),
+        cell("", &v["n"]),
+        cell("", &v["partitions"])
+    );
+    let rows: Vec<Value> = v["values"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| {
+                    let mut row = serde_json::Map::new();
+                    row.insert("label".into(), x["label"].clone());
+                    row.insert(if share { "share" } else { "mean" }.into(), x["value"].clone());
+                    row.insert(
+                        "95% interval".into(),
+                        json!(format!("{} – {}", cell("", &x["ci95_low"]), cell("", &x["ci95_high"]))),
+                    );
+                    row.insert("std error".into(), x["std_error"].clone());
+                    if share {
+                        row.insert("raw estimate".into(), x["raw"].clone());
+                    }
+                    Value::Object(row)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(&rows);
+    if v["projected"] == true {
+        outln!(
+            "note: some raw estimates fell outside [0, 1] (the noise of randomized response, scaled up by debiasing); the shares shown are their projection onto shares that are non-negative and sum to 1, the raw unbiased estimates are kept beside them"
+        );
+    }
+    if v["n"].as_u64().is_some_and(|n| n < 1_000) {
+        outln!("note: from fewer than 1 000 reports the intervals are wide: read the shares as rough");
+    }
+}
+
+fn print_out(v: &Value, json: bool, human: HumanKind) {
+    if json {
+        outln!("{v}");
+        return;
+    }
+    match human {
+        HumanKind::Ingest => print_ingest(v),
+        HumanKind::Release => print_release(v),
+        HumanKind::Other => print_generic(v),
     }
 }

@@ -12,14 +12,16 @@ use std::collections::{BTreeMap, HashSet};
 
 use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, CatalogueDigest, MetricKind};
-use confiance::envelope::{EnvelopeId, decode_batch};
+use confiance::envelope::{EnvelopeId, decode_body};
 use confiance::ids::{MetricId, ReceiptId};
 use confiance::ldp::Selection;
 use confiance::report::{Payload, RecordValue, Report};
 use confiance::retention::RetentionTag;
+use confiance::token::{SpentToken, TokenPeriod, TokenScope};
 
 use super::{IngestError, ReportError};
 use crate::estimate::Accumulator;
+use crate::issuer::{TokenRefusal, TokenVerifier};
 use crate::keys::KeyStore;
 use crate::service::AggregatorConfig;
 use crate::store::PartitionKey;
@@ -35,7 +37,12 @@ pub(crate) struct Preparer<'a> {
     pub(crate) mechanisms: &'a BTreeMap<MetricId, Selection>,
     /// (metric, tag) pairs known to pass [`RetentionTag::check`].
     pub(crate) checked_tags: &'a HashSet<(MetricId, RetentionTag)>,
+    /// When set, every statistic needs a token for its scope.
+    pub(crate) tokens: Option<&'a TokenVerifier>,
 }
+
+/// The ids under which spent tokens are remembered, with until when.
+pub(crate) type SpentIds = Vec<([u8; 16], Timestamp)>;
 
 /// An opened envelope whose reports went through the stateless checks.
 pub(crate) struct Prepared {
@@ -43,6 +50,68 @@ pub(crate) struct Prepared {
     /// The batch, or why it did not decode or was empty (reported after the envelope
     /// replay check, as `stage` does).
     pub(crate) reports: Result<Vec<Checked>, IngestError>,
+    /// The tokens' stateless verdict (scope, period, authenticator): the ids to check
+    /// against spent tokens, or why they were refused. Empty when tokens are not checked.
+    pub(crate) tokens: Result<SpentIds, TokenRefusal>,
+}
+
+/// The 16-byte id a spent token is remembered under, next to report ids:
+/// `SHA-256("confiance/spent-token/v1" ‖ nonce)[..16]`. Only the device knows a nonce
+/// before it is spent, so nobody else can make a report id collide with it.
+#[must_use]
+pub(crate) fn spent_id(nonce: &[u8; 32]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"confiance/spent-token/v1");
+    h.update(nonce);
+    let d = h.finalize();
+    let mut id = [0; 16];
+    id.copy_from_slice(&d[..16]);
+    id
+}
+
+/// Checks that `tokens` hold exactly one valid token per scope the statistics of
+/// `reports` are in, and none for another scope.
+fn token_verdict(
+    verifier: &TokenVerifier,
+    reports: &[Checked],
+    tokens: &[SpentToken],
+    now: Timestamp,
+) -> Result<SpentIds, TokenRefusal> {
+    let period_secs = verifier.period_secs();
+    let mut needed = std::collections::BTreeSet::new();
+    let mut uses = HashSet::new();
+    for c in reports.iter().filter(|c| matches!(c.report.payload, Payload::Statistic(_))) {
+        let scope = TokenScope {
+            recipients: c.report.tag.audience().clone(),
+            purpose: c.report.tag.purpose().clone(),
+            period: TokenPeriod::at(c.report.time, period_secs),
+        };
+        // One token stands for at most one report per metric and bucket: this is what
+        // bounds what a device can inject to its quota (docs/privacy.md).
+        if !uses.insert((scope.clone(), c.report.metric.clone(), c.report.time)) {
+            return Err(TokenRefusal::Overused);
+        }
+        needed.insert(scope);
+    }
+    let mut covered = std::collections::BTreeSet::new();
+    for t in tokens {
+        // A token for a scope no report is in, or a second one for a scope.
+        if !needed.contains(&t.scope) || !covered.insert(&t.scope) {
+            return Err(TokenRefusal::Scope);
+        }
+    }
+    if covered.len() < needed.len() {
+        return Err(TokenRefusal::Missing);
+    }
+    tokens
+        .iter()
+        .map(|t| {
+            verifier.verify(&t.scope, &t.token, now)?;
+            let until = t.scope.period.end(period_secs).saturating_add_secs(period_secs);
+            Ok((spent_id(&t.token.nonce), until))
+        })
+        .collect()
 }
 
 /// One report and the outcome of its stateless checks, split around the replay check.
@@ -93,11 +162,19 @@ impl Preparer<'_> {
         if day.truncate(DAY) != day || day > now.saturating_add_secs(self.config.clock_skew_secs) {
             return Err(IngestError::TimeBucket(day));
         }
-        let reports = decode_batch::<Report>(&opened.plaintext, &self.config.batch_limits)
+        let mut spent = Vec::new();
+        let reports = decode_body::<Report>(&opened.plaintext, &self.config.batch_limits)
             .map_err(IngestError::Batch)
-            .and_then(|rs| if rs.is_empty() { Err(IngestError::Empty) } else { Ok(rs) })
-            .map(|rs| rs.into_iter().map(|r| self.check(r, day, now)).collect());
-        Ok(Prepared { envelope: opened.envelope_id, reports })
+            .and_then(|(ts, rs)| if rs.is_empty() { Err(IngestError::Empty) } else { Ok((ts, rs)) })
+            .map(|(ts, rs)| {
+                spent = ts;
+                rs.into_iter().map(|r| self.check(r, day, now)).collect::<Vec<_>>()
+            });
+        let tokens = match (&reports, self.tokens) {
+            (Ok(checked), Some(verifier)) => token_verdict(verifier, checked, &spent, now),
+            _ => Ok(Vec::new()),
+        };
+        Ok(Prepared { envelope: opened.envelope_id, reports, tokens })
     }
 
     fn check(&self, report: Report, day: Timestamp, now: Timestamp) -> Checked {

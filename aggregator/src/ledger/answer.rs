@@ -10,12 +10,16 @@ use serde::{Deserialize, Serialize};
 use crate::decision::Decision;
 
 /// When something ends: at an instant, or only when the subject withdraws.
+///
+/// As JSON: `{"kind": "at", "at": SECONDS}` or `{"kind": "open_until_withdrawn"}` — an
+/// open window reads as open, never as "withdrawn".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(tag = "kind", content = "at", rename_all = "snake_case")]
 pub enum Until {
     /// At this instant.
     At(Timestamp),
     /// Open-ended: until the subject withdraws.
+    #[serde(rename = "open_until_withdrawn")]
     Withdrawn,
 }
 
@@ -84,7 +88,8 @@ pub struct SubjectAccess {
 /// An anonymous partition as the metric- and recipient-level answers show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionInfo {
-    /// The store's partition key (`store::PartitionKey::to_bytes`).
+    /// The store's partition key (`store::PartitionKey::to_bytes`; lowercase hex in JSON).
+    #[serde(with = "hex_bytes")]
     pub partition: Vec<u8>,
     /// The end of its time bucket.
     pub bucket_end: Timestamp,
@@ -212,7 +217,8 @@ pub struct RecordNote {
 /// An anonymous partition the store holds, as the ledger indexes it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PartitionNote {
-    /// The store's partition key (`store::PartitionKey::to_bytes`).
+    /// The store's partition key (`store::PartitionKey::to_bytes`; lowercase hex in JSON).
+    #[serde(with = "hex_bytes")]
     pub partition: Vec<u8>,
     /// The metric.
     pub metric: MetricId,
@@ -276,7 +282,8 @@ pub enum Fact {
     PartitionHeld(PartitionNote),
     /// A partition was purged.
     PartitionPurged {
-        /// The partition.
+        /// The partition (lowercase hex in JSON).
+        #[serde(with = "hex_bytes")]
         partition: Vec<u8>,
         /// When (valid time).
         at: Timestamp,
@@ -377,4 +384,33 @@ pub struct CatalogueDiff {
     pub hold_changes: Vec<HoldChange>,
     /// Purposes in both whose legal basis differs.
     pub legal_basis_changes: Vec<LegalBasisChange>,
+}
+
+/// Byte strings of any length as lowercase hex in JSON (ids of 16 and 32 bytes are
+/// hexed by the API layer; partition keys have no fixed length).
+mod hex_bytes {
+    use core::fmt::Write as _;
+
+    pub(super) fn serialize<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let hex = b.iter().fold(String::with_capacity(b.len() * 2), |mut h, x| {
+            let _ = write!(h, "{x:02x}");
+            h
+        });
+        s.serialize_str(&hex)
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        if !text.len().is_multiple_of(2) {
+            return Err(serde::de::Error::custom("odd number of hex digits"));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+                    .ok_or_else(|| serde::de::Error::custom("not hex"))
+            })
+            .collect()
+    }
 }

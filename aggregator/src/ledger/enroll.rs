@@ -281,6 +281,12 @@ impl<C: Borrow<Connection>> Ledger<C> {
             .collect()
     }
 
+    /// Whether the ledger knows `subject` (it delegated a device or gave a receipt).
+    #[must_use]
+    pub fn knows_subject(&self, subject: &SubjectId) -> bool {
+        self.ix.subject(subject).is_some()
+    }
+
     /// When an admin closed `subject` (valid time) and why, if it was.
     #[must_use]
     pub fn closed(&self, subject: &SubjectId) -> Option<(Timestamp, &str)> {

@@ -315,7 +315,14 @@ pub(crate) fn horizon(data: &ReportData) -> u64 {
     let retention = data.retention.iter().flat_map(|r| {
         [Some(r.deadline), r.purged_at, r.overdue_by_secs.map(|s| r.deadline.saturating_add_secs(s))]
     });
-    let latest = access.chain(retention).flatten().map(|t| t.as_secs()).max().unwrap_or(at).max(at);
+    // An open window lasts at least to `at`; what was collected until then is held on.
+    let open = data
+        .access
+        .iter()
+        .filter(|r| r.window_end.is_none())
+        .map(|r| Some(data.header.at.saturating_add_secs(r.hold_secs)));
+    let latest =
+        access.chain(retention).chain(open).flatten().map(|t| t.as_secs()).max().unwrap_or(at).max(at);
     let earliest = data.access.iter().map(|r| r.window_start.as_secs()).min().unwrap_or(at).min(at);
     let padded = latest.saturating_add(latest.saturating_sub(earliest) / 20);
     padded.max(at.saturating_add(30 * 86_400))

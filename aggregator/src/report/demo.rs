@@ -3,8 +3,8 @@
 use confiance::Timestamp;
 
 use super::{
-    AccessRow, BudgetRow, EstimateRow, Header, LogStatus, ReportData, RetentionKind, RetentionRow,
-    SpentSummary,
+    AccessRow, BudgetRow, EstimateRow, Header, LogStatus, PurposeBasis, RecipientSummary, ReportData,
+    RetentionKind, RetentionRow, SpentSummary,
 };
 
 const DAY: u64 = 86_400;
@@ -34,6 +34,7 @@ pub(super) fn demo() -> ReportData {
                 window_start: day(start),
                 window_end: end.map(day),
                 hold_secs: hold_days * DAY,
+                hold: Some(format!("P{hold_days}D")),
             }
         };
     d.access = vec![
@@ -113,7 +114,62 @@ pub(super) fn demo() -> ReportData {
         message:
             "Checkpoint signature, consistency with the previous checkpoint and 64 inclusion proofs verified."
                 .into(),
+        signer_key_hex: Some("8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c".into()),
     });
+    let purpose = |p: &str, b: &str| PurposeBasis { purpose: p.into(), legal_basis: b.into() };
+    d.summary = vec![
+        RecipientSummary {
+            recipient: "brand-a-cloud".into(),
+            name: "Brand A Cloud".into(),
+            role: "controller".into(),
+            metrics: vec!["heating_on".into(), "indoor_temp".into(), "setpoint".into()],
+            purposes: vec![purpose("product-improvement", "consent"), purpose("service", "contract")],
+            from: Some(day(0)),
+            until: None,
+            open_until_withdrawn: true,
+            longest_hold: Some("P1M".into()),
+            partitions_held: 120,
+            records_held: 840,
+            releases: 6,
+            records_disclosed: 212,
+            overdue: 0,
+            purged: 35,
+        },
+        RecipientSummary {
+            recipient: "grid-operator".into(),
+            name: "Grid Operator".into(),
+            role: "third-party".into(),
+            metrics: vec!["heating_on".into(), "indoor_temp".into()],
+            purposes: vec![purpose("grid-balancing", "consent")],
+            from: Some(day(31)),
+            until: None,
+            open_until_withdrawn: true,
+            longest_hold: Some("P3M".into()),
+            partitions_held: 240,
+            records_held: 0,
+            releases: 20,
+            records_disclosed: 0,
+            overdue: 1,
+            purged: 12,
+        },
+        RecipientSummary {
+            recipient: "research-lab".into(),
+            name: "Research Lab".into(),
+            role: "third-party".into(),
+            metrics: vec!["indoor_temp".into(), "setpoint".into()],
+            purposes: vec![purpose("research", "consent")],
+            from: Some(day(59)),
+            until: Some(day(140)),
+            open_until_withdrawn: false,
+            longest_hold: Some("P6M".into()),
+            partitions_held: 81,
+            records_held: 45,
+            releases: 2,
+            records_disclosed: 45,
+            overdue: 0,
+            purged: 0,
+        },
+    ];
     d.notes = vec![
         "Simulated fleet of 100 000 thermostats over five months; true values are known because the data is simulated."
             .into(),

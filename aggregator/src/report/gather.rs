@@ -6,8 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use confiance::Timestamp;
 use confiance::catalogue::Privacy;
 
-use super::{AccessRow, BudgetRow, EstimateRow, Header, LogStatus, ReportData, RetentionKind, RetentionRow};
-use crate::audit::{CheckpointSigner, Verifier};
+use super::{
+    AccessRow, BudgetRow, EstimateRow, Header, LogStatus, PurposeBasis, RecipientSummary, ReportData,
+    RetentionKind, RetentionRow,
+};
+use crate::audit::{AuditEvent, CheckpointSigner, EventKind, Verifier};
 use crate::estimate::{Accumulator, Combined};
 use crate::ledger::{Fact, Party};
 use crate::service::{Aggregator, ServiceError};
@@ -48,8 +51,9 @@ impl Default for GatherOptions<'_> {
     }
 }
 
-/// One consent window before grouping: recipient, metric, start, end, hold in seconds.
-type Window = (String, String, u64, Option<u64>, u64);
+/// One consent window before grouping: recipient, metric, start, end, hold in seconds,
+/// hold as written.
+type Window = (String, String, u64, Option<u64>, u64, String);
 
 impl ReportData {
     /// Everything a report shows, read from `agg`: access windows grouped into cohorts
@@ -89,6 +93,7 @@ impl ReportData {
             horizon: None,
         });
         data.access = access_rows(agg, opts.max_access_rows);
+        data.summary = summaries(agg, opts.at)?;
         let states = agg.partition_states();
         for (id, m) in cat.metrics() {
             let Privacy::Ldp { epsilon, budget, .. } = &m.privacy else { continue };
@@ -176,6 +181,125 @@ impl ReportData {
     }
 }
 
+/// One plain-language summary per recipient of the catalogue, at `at`.
+fn summaries(agg: &Aggregator, at: Timestamp) -> Result<Vec<RecipientSummary>, ServiceError> {
+    use std::collections::BTreeSet;
+    let cat = agg.catalogue();
+    let ledger = agg.ledger();
+    let releases = agg
+        .store()
+        .audit_log()?
+        .store()
+        .events_of_kind(&[EventKind::Release])
+        .map_err(|e| ServiceError::Store(e.into()))?;
+    let overdue = ledger.overdue(at, None);
+    let mut out = Vec::new();
+    for (rid, rec) in cat.recipients() {
+        let hist = ledger.history(&Party::Recipient(rid.clone()), Timestamp::EPOCH, Timestamp::MAX);
+        let (mut metrics, mut purposes) = (BTreeSet::new(), BTreeSet::new());
+        let (mut from, mut until, mut open) = (None::<Timestamp>, None::<Timestamp>, false);
+        // The longest hold, as the catalogue or the receipt wrote it, with its length.
+        let mut longest: Option<(u64, String)> = None;
+        let withdrawn: HashMap<_, _> = hist
+            .iter()
+            .filter_map(|h| match &h.fact {
+                Fact::ConsentWithdrawn { receipt, at, .. } => Some((*receipt, *at)),
+                _ => None,
+            })
+            .collect();
+        let (mut held, mut purged_records, mut disclosed) = (BTreeSet::new(), BTreeSet::new(), 0u64);
+        let mut purged_partitions = 0u64;
+        for h in &hist {
+            match &h.fact {
+                Fact::ConsentGiven {
+                    receipt, metrics: ms, purpose, valid_from, valid_until, hold, ..
+                } => {
+                    metrics.extend(ms.iter().map(ToString::to_string));
+                    purposes.insert(purpose.clone());
+                    from = Some(from.map_or(*valid_from, |f| f.min(*valid_from)));
+                    let end = match (valid_until, withdrawn.get(receipt)) {
+                        (Some(u), Some(w)) => Some((*u).min(*w)),
+                        (u, w) => u.or(w.copied()),
+                    };
+                    match end {
+                        None => open = true,
+                        Some(e) => until = Some(until.map_or(e, |u| u.max(e))),
+                    }
+                    let len =
+                        hold.deadline_from(*valid_from).at.as_secs().saturating_sub(valid_from.as_secs());
+                    if longest.as_ref().is_none_or(|(l, _)| len > *l) {
+                        longest = Some((len, hold.to_string()));
+                    }
+                }
+                Fact::PartitionHeld(n) => {
+                    metrics.insert(n.metric.to_string());
+                }
+                Fact::RecordHeld(n) if n.collected_at <= at => {
+                    held.insert(n.record);
+                }
+                Fact::RecordPurged { record, at: t, .. } => {
+                    if *t <= at {
+                        held.remove(record);
+                    }
+                    purged_records.insert(*record);
+                }
+                Fact::PartitionPurged { .. } => purged_partitions += 1,
+                Fact::Disclosed(d) if d.at <= at && d.record.is_some() => disclosed += 1,
+                _ => {}
+            }
+        }
+        // Anonymous metrics carry no receipt in a recipient's history: their purposes are
+        // the catalogue's.
+        for m in &metrics {
+            if let Ok(mid) = m.parse::<confiance::ids::MetricId>()
+                && let Some(meta) = cat.metric(&mid)
+                && meta.is_anonymous()
+            {
+                purposes.extend(meta.purposes.iter().cloned());
+                let h = &meta.max_hold;
+                let len = h.deadline_from(at).at.as_secs().saturating_sub(at.as_secs());
+                if longest.as_ref().is_none_or(|(l, _)| len > *l) {
+                    longest = Some((len, h.to_string()));
+                }
+            }
+        }
+        let view = ledger.recipient_view(rid, at, None);
+        metrics.extend(view.metrics.iter().map(|m| m.metric.to_string()));
+        out.push(RecipientSummary {
+            recipient: rid.to_string(),
+            name: rec.name.clone(),
+            role: serde_json::to_value(rec.role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            metrics: metrics.into_iter().collect(),
+            purposes: purposes
+                .iter()
+                .map(|p| PurposeBasis {
+                    purpose: p.to_string(),
+                    legal_basis: cat
+                        .purpose(p)
+                        .and_then(|x| serde_json::to_value(x.legal_basis).ok())
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            from,
+            until: if open { None } else { until },
+            open_until_withdrawn: open,
+            longest_hold: longest.map(|(_, h)| h),
+            partitions_held: view.metrics.iter().map(|m| m.partitions.len() as u64).sum(),
+            records_held: held.len() as u64,
+            releases: releases
+                .iter()
+                .filter(|e| matches!(&e.event, AuditEvent::Release { recipient, at: t, .. } if recipient == rid && *t <= at))
+                .count() as u64,
+            records_disclosed: disclosed,
+            overdue: (overdue.records.iter().filter(|r| &r.recipient == rid).count()
+                + overdue.partitions.iter().filter(|p| p.audience.contains(rid)).count()) as u64,
+            purged: purged_records.len() as u64 + purged_partitions,
+        });
+    }
+    Ok(out)
+}
+
 /// The consent windows of every recipient, grouped into cohorts of at most `max` rows.
 fn access_rows(agg: &Aggregator, max: usize) -> Vec<AccessRow> {
     let mut windows: Vec<Window> = Vec::new();
@@ -209,6 +333,7 @@ fn access_rows(agg: &Aggregator, max: usize) -> Vec<AccessRow> {
                     valid_from.as_secs(),
                     end.map(Timestamp::as_secs),
                     hold_secs,
+                    hold.to_string(),
                 ));
             }
         }
@@ -222,13 +347,14 @@ fn access_rows(agg: &Aggregator, max: usize) -> Vec<AccessRow> {
     }
     cohorts
         .into_iter()
-        .map(|((recipient, metric, from, end, hold_secs), n)| AccessRow {
+        .map(|((recipient, metric, from, end, hold_secs, hold), n)| AccessRow {
             recipient,
             metric,
             subject: format!("{n} subject{}", if n == 1 { "" } else { "s" }),
             window_start: Timestamp::from_secs(from),
             window_end: end.map(Timestamp::from_secs),
             hold_secs,
+            hold: Some(hold),
         })
         .collect()
 }
@@ -237,9 +363,9 @@ fn access_rows(agg: &Aggregator, max: usize) -> Vec<AccessRow> {
 /// window covers each of its members'), counted.
 fn group(windows: &[Window], grain: u64) -> BTreeMap<Window, u64> {
     let mut out = BTreeMap::new();
-    for (r, m, from, end, hold) in windows {
+    for (r, m, from, end, hold, written) in windows {
         let up = |e: u64| e.div_ceil(grain).saturating_mul(grain);
-        let key = (r.clone(), m.clone(), from - from % grain, end.map(up), *hold);
+        let key = (r.clone(), m.clone(), from - from % grain, end.map(up), *hold, written.clone());
         *out.entry(key).or_insert(0) += 1;
     }
     out
@@ -271,8 +397,9 @@ fn log_status(
         inclusion_failed: u64::from(verdict.is_err()),
         message: verdict.map_or_else(
             |e| format!("audit failed: {e}"),
-            |()| "every event recomputed to the signed root".into(),
+            |()| format!("every one of the {} events recomputed to the signed root", events.len()),
         ),
+        signer_key_hex: Some(hex(signer.verifying_key().as_bytes())),
     })
 }
 

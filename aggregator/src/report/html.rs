@@ -4,6 +4,7 @@
 use core::fmt::Write as _;
 
 use super::charts::{self, Chart};
+use super::summary;
 use super::table::{self, Cell, Table};
 use super::text::{html, instant};
 use super::{ReportData, SCHEMA_VERSION};
@@ -27,7 +28,15 @@ tr.overdue td{background:#fde0dd}\
 .badge{display:inline-block;padding:.15em .6em;border-radius:.3em;font-weight:bold;color:#fff}\
 .ok{background:#2c7a2c}.fail{background:#a50f15}.unknown{background:#737373}\
 p.empty{color:#737373;font-style:italic}p.chart-error{color:#a50f15}\
-footer{margin-top:2.5em;font-size:.85em;color:#737373}";
+footer{margin-top:2.5em;font-size:.85em;color:#737373}\
+section.summary .recipient{border:1px solid #d9d9d9;border-radius:.4em;padding:.4em .9em;margin:.6em 0;break-inside:avoid}\
+section.summary h3{margin:.3em 0}\
+p.explain{font-size:.92em;color:#444;background:#f6f6f6;padding:.5em .8em;border-left:3px solid #bdbdbd}\
+p.warn{font-size:.92em;background:#fff4e5;padding:.5em .8em;border-left:3px solid #e6550d}\
+@media print{body{background:#fff;font-size:10pt}main{max-width:none;padding:0}nav{display:none}\
+section{break-before:auto}section.summary{break-after:page}h2,h3{break-after:avoid}\
+figure.chart,tr{break-inside:avoid}table{font-size:8.5pt}a{color:inherit;text-decoration:none}\
+@page{size:A4;margin:14mm 12mm}}";
 
 /// The report as one self-contained HTML page: header, audit-log status, access timelines,
 /// privacy budget, estimates, retention and notes, each section a chart and a table.
@@ -77,11 +86,12 @@ fn write_page(o: &mut String, d: &ReportData) -> core::fmt::Result {
     }
     o.push_str("</dl>\n</header>\n");
     o.push_str(
-        "<nav aria-label=\"Sections\"><ul><li><a href=\"#log\">Audit log</a></li>\
+        "<nav aria-label=\"Sections\"><ul><li><a href=\"#summary\">Summary</a></li><li><a href=\"#log\">Audit log</a></li>\
          <li><a href=\"#access\">Access</a></li><li><a href=\"#budget\">Privacy budget</a></li>\
          <li><a href=\"#estimates\">Estimates</a></li><li><a href=\"#retention\">Retention</a></li>\
          <li><a href=\"#notes\">Notes</a></li></ul></nav>\n",
     );
+    write_summary(o, d)?;
     write_log(o, d)?;
     write_access(o, d)?;
     write_budget(o, d)?;
@@ -138,14 +148,46 @@ fn empty(o: &mut String, what: &str) -> core::fmt::Result {
     writeln!(o, "<p class=\"empty\">{}</p>", html(what))
 }
 
+/// The first page: one card per recipient, in plain language.
+fn write_summary(o: &mut String, d: &ReportData) -> core::fmt::Result {
+    o.push_str(
+        "<section id=\"summary\" class=\"summary\">\n<h2>Summary: who sees what, and for how long</h2>\n",
+    );
+    if d.summary.is_empty() {
+        empty(o, "No recipient in this report.")?;
+        return o.write_str("</section>\n");
+    }
+    if let Some(l) = &d.log {
+        let (class, word, _) = summary::log_badge(l);
+        writeln!(o, "<p>Audit log: <span class=\"badge {class}\">{word}</span> (details below).</p>")?;
+    }
+    for s in &d.summary {
+        writeln!(
+            o,
+            "<div class=\"recipient\" data-recipient=\"{}\">\n<h3>{} <small>({}, {})</small></h3>\n<dl class=\"meta\">",
+            html(&s.recipient),
+            html(&s.name),
+            html(&s.recipient),
+            html(&s.role)
+        )?;
+        for (k, v) in summary::lines(s) {
+            writeln!(o, "<dt>{k}</dt><dd data-field=\"{}\">{}</dd>", html(k), html(&v))?;
+        }
+        o.push_str("</dl>\n</div>\n");
+    }
+    o.push_str("</section>\n");
+    Ok(())
+}
+
 fn write_log(o: &mut String, d: &ReportData) -> core::fmt::Result {
     o.push_str("<section id=\"log\">\n<h2>Audit log verification</h2>\n");
     let Some(l) = &d.log else {
         o.push_str("<p><span class=\"badge unknown\">NOT CHECKED</span> The audit log was not verified for this report.</p>\n</section>\n");
         return Ok(());
     };
-    let (class, word) = if l.all_verified() { ("ok", "VERIFIED") } else { ("fail", "FAILED") };
+    let (class, word, what) = summary::log_badge(l);
     writeln!(o, "<p><span class=\"badge {class}\">{word}</span> {}</p>", html(&l.message))?;
+    writeln!(o, "<p>{}</p>", html(&what))?;
     let yes_no = |b: bool| if b { "verified" } else { "FAILED" };
     let consistency = l.consistency_verified.map_or("no earlier checkpoint", yes_no);
     o.push_str("<dl class=\"meta\">\n");
@@ -154,7 +196,13 @@ fn write_log(o: &mut String, d: &ReportData) -> core::fmt::Result {
         ("Root", format!("<code>{}</code>", html(&l.root_hex))),
         ("Signed checkpoint", yes_no(l.checkpoint_verified).to_string()),
         ("Consistency with the previous checkpoint", consistency.to_string()),
-        ("Inclusion spot-checks", format!("{} checked, {} failed", l.inclusion_checked, l.inclusion_failed)),
+        ("Events recomputed", format!("{} checked, {} failed", l.inclusion_checked, l.inclusion_failed)),
+        (
+            "Signer public key (Ed25519)",
+            l.signer_key_hex
+                .as_deref()
+                .map_or_else(|| "not given".into(), |k| format!("<code>{}</code>", html(k))),
+        ),
     ] {
         writeln!(o, "<dt>{k}</dt><dd>{v}</dd>")?;
     }
@@ -198,6 +246,28 @@ fn write_estimates(o: &mut String, d: &ReportData) -> core::fmt::Result {
     if d.estimates.is_empty() {
         empty(o, "No estimates in this report.")?;
         return o.write_str("</section>\n");
+    }
+    o.push_str(
+        "<p class=\"explain\">Each device randomizes what it reports before it leaves the device \
+         (local differential privacy). <b>ε</b> (epsilon) bounds what one report can reveal about \
+         its device: the smaller, the more private — with ε = 1, any answer is at most e ≈ 2.7 \
+         times likelier under one true value than under another. The shares are estimated from \
+         the randomized reports; a <b>95% interval</b> is the range that, computed this way, \
+         contains the true share 95 times in 100. Shares are fractions of reports (0 to 1); means \
+         are in the metric's own unit. Raw estimates may fall slightly below 0 or above 1 because \
+         of the noise.</p>\n",
+    );
+    let small: Vec<&str> = charts::by_metric(&d.estimates)
+        .into_iter()
+        .filter(|(_, rows)| rows.first().is_some_and(|r| r.n < 1_000))
+        .map(|(m, _)| m)
+        .collect();
+    if !small.is_empty() {
+        writeln!(
+            o,
+            "<p class=\"warn\">Small sample: {} rest on fewer than 1 000 reports; their intervals are wide and the shares are rough.</p>",
+            html(&small.join(", "))
+        )?;
     }
     let charts = charts::estimate_charts(d);
     for ((metric, rows), c) in charts::by_metric(&d.estimates).into_iter().zip(&charts) {

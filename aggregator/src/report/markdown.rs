@@ -3,6 +3,7 @@
 use core::fmt::Write as _;
 
 use super::charts::by_metric;
+use super::summary;
 use super::table::{self, Cell, Row, Table};
 use super::text::{instant, markdown_cell as cell};
 use super::{ReportData, SCHEMA_VERSION};
@@ -46,12 +47,25 @@ fn write_md(o: &mut String, d: &ReportData) -> core::fmt::Result {
     writeln!(o, "- As known at: {known}")?;
     writeln!(o, "- Generated: {}\n", instant(h.generated_at))?;
 
+    o.push_str("## Summary: who sees what, and for how long\n\n");
+    if d.summary.is_empty() {
+        o.push_str("_No recipient in this report._\n\n");
+    }
+    for s in &d.summary {
+        writeln!(o, "### {} ({}, {})\n", cell(&s.name), cell(&s.recipient), cell(&s.role))?;
+        for (k, v) in summary::lines(s) {
+            writeln!(o, "- **{k}**: {}", cell(&v))?;
+        }
+        o.push('\n');
+    }
+
     o.push_str("## Audit log verification\n\n");
     match &d.log {
         None => o.push_str("**NOT CHECKED**: the audit log was not verified for this report.\n\n"),
         Some(l) => {
-            let word = if l.all_verified() { "VERIFIED" } else { "FAILED" };
+            let (_, word, what) = summary::log_badge(l);
             writeln!(o, "**{word}**: {}\n", cell(&l.message))?;
+            writeln!(o, "{}\n", cell(&what))?;
             let yes_no = |b: bool| if b { "verified" } else { "FAILED" };
             let cells = [
                 l.tree_size.to_string(),

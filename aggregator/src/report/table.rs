@@ -61,11 +61,16 @@ pub(super) fn access(d: &ReportData) -> Table {
                     Cell::Text(r.subject.clone()),
                     Cell::Text(instant(r.window_start)),
                     Cell::Text(r.window_end.map_or_else(|| "until withdrawn".to_string(), instant)),
-                    Cell::Text(duration(r.hold_secs)),
-                    Cell::Text(
-                        r.hold_until()
-                            .map_or_else(|| format!("withdrawal + {}", duration(r.hold_secs)), instant),
-                    ),
+                    Cell::Text(r.hold.clone().unwrap_or_else(|| duration(r.hold_secs))),
+                    Cell::Text(r.hold_until().map_or_else(
+                        || {
+                            format!(
+                                "withdrawal + {}",
+                                r.hold.clone().unwrap_or_else(|| duration(r.hold_secs))
+                            )
+                        },
+                        instant,
+                    )),
                 ],
             })
             .collect(),

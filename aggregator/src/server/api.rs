@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use confiance::Timestamp;
 use confiance::ids::RecipientId;
+use confiance::token::{TokenPeriod, TokenRequest, TokenScope};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -20,7 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use super::query::{
     ApiError, DiffOf, Query, hexify, parse_catalogue, parse_category, parse_metric, parse_purpose,
-    parse_recipient, parse_subject, parse_time, release_json, run_query,
+    parse_recipient, parse_subject, parse_time, run_query,
 };
 use super::{Limits, Role, State, hex};
 use crate::audit::AuditEvent;
@@ -262,6 +263,8 @@ fn routes() -> Router<Arc<State>> {
         .route("/v1/receipts", post(post_receipt))
         .route("/v1/withdrawals", post(post_withdrawal))
         .route("/v1/delegations", post(post_delegation))
+        .route("/v1/tokens", post(post_tokens))
+        .route("/v1/token-keys", get(get_token_key))
         .route("/v1/revocations", post(post_revocation))
         .route("/v1/subjects/{subject}/override", post(post_override))
         .route("/v1/releases", post(post_release))
@@ -419,6 +422,69 @@ async fn post_revocation(AxState(st): St, body: Body) -> Result<Response, ApiErr
     Ok(ok(StatusCode::CREATED, json!({"device": hex(&device.0), "revoked": true})))
 }
 
+/// `GET /v1/token-keys`: the issuer's public key for one scope — the key directory a
+/// device blinds against (RFC 9576 §6.2.2: the same for every device; no credential, so
+/// anyone can compare). `recipients` (comma-separated), `purpose`, `period` (default:
+/// the current one).
+async fn get_token_key(AxState(st): St, p: Params) -> Result<Response, ApiError> {
+    let p = params(p)?;
+    let v = with_agg(&st, move |agg, _| {
+        let secs = agg.token_period_secs().ok_or_else(tokens_disabled)?;
+        let recipients = required(&p, "recipients")?
+            .split(',')
+            .map(|r| parse_recipient(agg, r.trim()))
+            .collect::<Result<std::collections::BTreeSet<_>, _>>()?;
+        let purpose = parse_purpose(agg, required(&p, "purpose")?)?;
+        let period = match p.get("period") {
+            Some(_) => TokenPeriod(u64_param(&p, "period")?),
+            None => TokenPeriod::at(now(), secs),
+        };
+        let scope = TokenScope { recipients, purpose, period };
+        let pk = agg.token_public_key(&scope).map_err(|e| ApiError::from_issue(&e))?;
+        Ok(json!({
+            "recipients": scope.recipients.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "purpose": scope.purpose.to_string(),
+            "period": period.0,
+            "start": period.start(secs).as_secs(),
+            "end": period.end(secs).as_secs(),
+            "public_key": hex(&pk.to_bytes()),
+            "key_id": hex(&confiance::token::key_id(&pk)),
+        }))
+    })
+    .await?;
+    Ok(ok(StatusCode::OK, v))
+}
+
+fn tokens_disabled() -> ApiError {
+    ApiError::new(404, "tokens_disabled", "this aggregator does not issue report tokens")
+}
+
+/// `POST /v1/tokens`: a token request signed by an enrolled device key (postcard
+/// `TokenRequest`, docs/wire-format.md) in, the evaluated elements with their batched
+/// proof (postcard `TokenResponse`) out. No bearer: the device key's signature and the
+/// ledger's enrollment admit it.
+async fn post_tokens(AxState(st): St, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(&st, body).await?;
+    let request = match postcard::take_from_bytes::<TokenRequest>(&bytes) {
+        Ok((r, [])) => r,
+        _ => {
+            return Err(
+                ApiError::new(400, "malformed_token_request", "not a token request").with_retry(false)
+            );
+        }
+    };
+    let response = with_agg(&st, move |agg, _| {
+        if agg.token_period_secs().is_none() {
+            return Err(tokens_disabled());
+        }
+        let mut rng = confiance::rng::OsRng::new();
+        agg.issue_tokens(&request, now(), &mut rng).map_err(|e| ApiError::from_issue(&e))
+    })
+    .await?;
+    let body = postcard::to_allocvec(&response).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OverrideRequest {
@@ -481,8 +547,7 @@ async fn post_release(AxState(st): St, headers: HeaderMap, body: Body) -> Result
         let metric = parse_metric(agg, &req.metric)?;
         let from = Timestamp::from_secs(req.from.unwrap_or(0));
         let to = req.to.map_or(Timestamp::MAX, Timestamp::from_secs);
-        let r = agg.release(&recipient, &metric, from, to, now()).map_err(|e| ApiError::from_release(&e))?;
-        Ok(release_json(&recipient, &r))
+        super::query::release(agg, &recipient, &metric, from, to, now())
     })
     .await?;
     Ok(ok(StatusCode::OK, v))
@@ -796,6 +861,8 @@ fn may_read(agg: &Aggregator, who: &Principal, event: &AuditEvent) -> bool {
         AuditEvent::ConsentGiven { receipt } | AuditEvent::ConsentWithdrawn { receipt, .. } => {
             agg.ledger().receipt_terms(receipt).is_some_and(|t| concerns(&t.recipient))
         }
+        // Token issuance counts: the scope's recipients and the auditor.
+        AuditEvent::TokensIssued { recipients, .. } => recipients.iter().any(concerns),
         // Enrollment and overrides are about subjects, not recipients: auditors only.
         AuditEvent::DeviceDelegated { .. }
         | AuditEvent::DeviceRevoked { .. }

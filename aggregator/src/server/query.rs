@@ -10,6 +10,7 @@ use confiance::ids::{CategoryId, MetricId, PurposeId, RecipientId, SubjectId};
 use serde_json::{Value, json};
 
 use crate::ingest::IngestError;
+use crate::issuer::IssueError;
 use crate::ledger::{LedgerError, Party, Target};
 use crate::service::{Aggregator, Release, ReleaseError, ServiceError};
 
@@ -25,18 +26,31 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable message.
     pub message: String,
+    /// Whether the same request may succeed later, when the endpoint says so apart from
+    /// the status (token issuance: `over_quota` is a 4xx that passes with the period).
+    pub retry: Option<bool>,
 }
 
 impl ApiError {
     /// A new error.
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry: None }
     }
 
-    /// `{"error": {"code": ..., "message": ...}}`.
+    /// The same error, saying whether the request may succeed later.
+    #[must_use]
+    pub const fn with_retry(mut self, retry: bool) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// `{"error": {"code": ..., "message": ...}}`, with `"retry"` when known.
     #[must_use]
     pub fn to_json(&self) -> Value {
-        json!({"error": {"code": self.code, "message": self.message}})
+        match self.retry {
+            Some(retry) => json!({"error": {"code": self.code, "message": self.message, "retry": retry}}),
+            None => json!({"error": {"code": self.code, "message": self.message}}),
+        }
     }
 
     /// An internal error (500, `internal`).
@@ -104,6 +118,22 @@ impl ApiError {
         Self::new(status, code, e.to_string())
     }
 
+    /// The answer to a refused token request (or key lookup), with `retry`:
+    /// `bad_signature` and the enrollment refusals 403, `malformed_token_request` 400,
+    /// `unknown_scope` 404, `period_not_open` 409, `over_quota` 429, `store_failed` 503.
+    #[must_use]
+    pub fn from_issue(e: &IssueError) -> Self {
+        let status = match e {
+            IssueError::BadSignature | IssueError::Refused(_) => 403,
+            IssueError::UnknownScope => 404,
+            IssueError::PeriodNotOpen => 409,
+            IssueError::OverQuota { .. } => 429,
+            IssueError::Store(_) => 503,
+            _ => 400,
+        };
+        Self::new(status, e.code(), e.to_string()).with_retry(e.is_retryable())
+    }
+
     /// The answer to a refused release.
     #[must_use]
     pub fn from_release(e: &ReleaseError) -> Self {
@@ -113,6 +143,7 @@ impl ApiError {
             ReleaseError::NotAllowed => (403, "not_allowed"),
             ReleaseError::WrongTrack => (400, "wrong_track"),
             ReleaseError::NothingToRelease => (404, "nothing_to_release"),
+            ReleaseError::TooFewReports { .. } => (422, "too_few_reports"),
             _ => (503, "store_failed"),
         };
         Self::new(status, code, e.to_string())
@@ -487,29 +518,132 @@ fn entries_at(
     }
 }
 
-/// A release as JSON.
+/// Releases `metric` to `recipient` over `[from, to)` at `now`, whichever its track: the
+/// estimate of an anonymous metric ([`release_json`]) or the pseudonymous records the
+/// ledger allows ([`records_json`]). The CLI's `release` and `POST /v1/releases` share it.
+///
+/// # Errors
+/// [`ApiError`] from [`ApiError::from_release`].
+pub fn release(
+    agg: &mut Aggregator,
+    recipient: &RecipientId,
+    metric: &MetricId,
+    from: Timestamp,
+    to: Timestamp,
+    now: Timestamp,
+) -> Result<Value, ApiError> {
+    let anonymous = agg.catalogue().metric(metric).is_none_or(confiance::catalogue::Metric::is_anonymous);
+    if anonymous {
+        let r = agg.release(recipient, metric, from, to, now).map_err(|e| ApiError::from_release(&e))?;
+        Ok(release_json(recipient, &r))
+    } else {
+        let labels: Vec<String> = agg
+            .catalogue()
+            .metric(metric)
+            .map(|m| m.kind.labels().into_iter().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let records =
+            agg.release_records(recipient, metric, from, to, now).map_err(|e| ApiError::from_release(&e))?;
+        Ok(records_json(recipient, metric, &labels, &records))
+    }
+}
+
+/// Pseudonymous records released to `recipient`, as JSON: `{"kind": "records", "recipient",
+/// "metric", "count", "records": [{"id", "pseudonym", "collected_at", "value", "receipt",
+/// "allowed_until"}]}` (ids and pseudonyms in hex; a categorical value as its label;
+/// `allowed_until` `null` when the consent runs until withdrawn).
+#[must_use]
+pub fn records_json(
+    recipient: &RecipientId,
+    metric: &MetricId,
+    labels: &[String],
+    records: &[crate::service::ReleasedRecord],
+) -> Value {
+    use confiance::report::RecordValue;
+    let rows: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let value = match r.value {
+                RecordValue::Bool(b) => json!(b),
+                RecordValue::Category(i) => {
+                    usize::try_from(i).ok().and_then(|x| labels.get(x)).map_or_else(|| json!(i), |l| json!(l))
+                }
+                RecordValue::Numeric(v) => json!(v),
+                RecordValue::Count(v) => json!(v),
+            };
+            json!({
+                "id": hex(&r.id),
+                "pseudonym": hex(r.pseudonym.as_bytes()),
+                "collected_at": r.collected_at.as_secs(),
+                "value": value,
+                "receipt": r.decision.receipt().map(|x| hex(&x.0)),
+                "allowed_until": r.decision.until().map(Timestamp::as_secs),
+            })
+        })
+        .collect();
+    json!({
+        "kind": "records",
+        "recipient": recipient.to_string(),
+        "metric": metric.to_string(),
+        "count": rows.len(),
+        "records": rows,
+    })
+}
+
+/// A released estimate as JSON: `{"kind": "estimate", "recipient", "metric", "statistic":
+/// "share" | "mean", "partitions", "n", "projected", "values": [{"label", "value", "raw",
+/// "std_error", "ci95_low", "ci95_high"}]}`.
+///
+/// The unbiased estimate of a share can fall outside [0, 1] (randomized response adds
+/// noise that the debiasing scales up, most with few reports): `raw` keeps it, `value` is
+/// the Euclidean projection of all shares onto the probability simplex (non-negative,
+/// summing to 1; [`confiance_estimate::project_simplex`], for display: decisions under
+/// attack should use `raw`), and the interval is `raw ± 1.96 σ` clipped to [0, 1].
+/// `projected` says whether any share moved by more than 10⁻⁹. A mean is given as is
+/// (`value` = `raw`).
 #[must_use]
 pub fn release_json(recipient: &RecipientId, r: &Release) -> Value {
+    let projected = r.estimate.projected().filter(|_| !r.labels.is_empty());
+    let moved = projected
+        .as_ref()
+        .is_some_and(|p| p.iter().zip(&r.estimate.values).any(|(a, b)| (a - b.value).abs() > 1e-9));
     let values: Vec<Value> = r
         .estimate
         .values
         .iter()
         .enumerate()
         .map(|(i, p)| {
+            let label = r
+                .labels
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| if r.labels.is_empty() { "mean".into() } else { i.to_string() });
+            let (value, low, high) = match &projected {
+                Some(pr) => (
+                    pr.get(i).copied().unwrap_or(p.value),
+                    p.ci95_low.clamp(0.0, 1.0),
+                    p.ci95_high.clamp(0.0, 1.0),
+                ),
+                None => (p.value, p.ci95_low, p.ci95_high),
+            };
             json!({
-                "label": r.labels.get(i).cloned().unwrap_or_else(|| if r.labels.is_empty() { "mean".into() } else { i.to_string() }),
-                "value": p.value,
+                "label": label,
+                "value": value,
+                "raw": p.value,
                 "std_error": p.std_error,
-                "ci95_low": p.ci95_low,
-                "ci95_high": p.ci95_high,
+                "ci95_low": low,
+                "ci95_high": high,
             })
         })
         .collect();
     json!({
+        "kind": "estimate",
         "recipient": recipient.to_string(),
         "metric": r.metric.to_string(),
+        "statistic": if projected.is_some() { "share" } else { "mean" },
         "partitions": r.partitions,
         "n": r.estimate.n,
+        "projected": moved,
         "values": values,
     })
 }

@@ -11,7 +11,7 @@ use curve25519_dalek::scalar::Scalar;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use super::{KeyShare, TranscryptError};
+use super::{Domain, DomainCommitments, KeyShare, Step, TranscryptError, verify_chain};
 
 /// A recipient's decryption key for one domain, `∏ x_i·k_i`, wiped on drop.
 pub struct RecipientKey {
@@ -50,12 +50,39 @@ impl RecipientKey {
         &self.pk
     }
 
-    /// Decrypts a transcrypted pseudonym to the recipient's pseudonym of the device.
+    /// Checks that `steps` took the device's ciphertext `input` (the one its signed
+    /// [`TranscryptionRequest`](super::TranscryptionRequest) carries) through every
+    /// transcryptor of `commitments` in order ([`verify_chain`]), for `domain`, and
+    /// decrypts the result: the recipient's pseudonym of the device. This is how a
+    /// recipient learns a pseudonym: anyone can encrypt a point to the public domain
+    /// key, but only the chain can produce proofs from a device's request.
+    ///
+    /// # Errors
+    /// Every error of [`verify_chain`]; [`TranscryptError::WrongKey`] when the chain's
+    /// output is not under this key (another domain, or not the whole chain).
+    ///
+    /// # Example
+    /// See [`Transcryptor`](super::Transcryptor).
+    pub fn open(
+        &self,
+        input: &Ciphertext,
+        domain: &Domain,
+        steps: &[Step],
+        commitments: &[DomainCommitments],
+    ) -> Result<DomainPseudonym, TranscryptError> {
+        let out = verify_chain(input, domain, steps, commitments)?;
+        self.decrypt_unverified(&out)
+    }
+
+    /// Decrypts a ciphertext under this key **without checking where it came from**.
+    /// Anyone can encrypt any point to the public domain key, so the result says
+    /// nothing about a device unless the caller verified the chain that produced `ct`
+    /// itself; use [`RecipientKey::open`], which does.
     ///
     /// # Errors
     /// [`TranscryptError::WrongKey`] when `ct` is not under this key (not transcrypted
     /// by the whole chain, or for another domain).
-    pub fn decrypt(&self, ct: &Ciphertext) -> Result<DomainPseudonym, TranscryptError> {
+    pub fn decrypt_unverified(&self, ct: &Ciphertext) -> Result<DomainPseudonym, TranscryptError> {
         if !bool::from(ct.public_key().ct_eq(&self.pk)) {
             return Err(TranscryptError::WrongKey);
         }

@@ -225,7 +225,9 @@ impl fmt::Debug for KeyShare {
 /// assert_eq!(again.unwrap_err(), TranscryptError::Replayed);
 ///
 /// let key = RecipientKey::from_shares(&[dt.recipient_key_share()])?;
-/// let pseudonym = key.decrypt(&step.output)?;
+/// // The recipient checks the chain from the request's ciphertext, then decrypts.
+/// let pseudonym = key.open(request.ciphertext(), &domain, &[step.clone()], &[dt.commitments()])?;
+/// assert_eq!(Ok(pseudonym), key.decrypt_unverified(&step.output));
 /// # let _ = pseudonym;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -1,0 +1,204 @@
+//! Report tokens, in one run so the ratios compare like with like:
+//!
+//! - issuance per token (`Issuer::issue` of a 32-token request: signature check,
+//!   `BlindEvaluate`, one batched DLEQ proof) and the bare VOPRF part
+//!   (`ServerKey::blind_evaluate`), against one Ristretto255 variable-base
+//!   multiplication (target ≤ 1.3× each);
+//! - verification per token (`TokenVerifier::verify`: `Evaluate` and a constant-time
+//!   comparison) against the same multiplication (target ≤ 1.3×);
+//! - ingest of one-report envelopes with a token against the same without tokens;
+//! - the bytes a token adds to an envelope (printed).
+//!
+//! `cargo bench -p confiance-aggregator --bench tokens`.
+#![allow(missing_docs, reason = "criterion_group generates undocumented items")]
+
+use std::hint::black_box;
+
+use confiance::Timestamp;
+use confiance::catalogue::Catalogue;
+use confiance::consent::{ConsentRequest, DeviceKey, Scope};
+use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig, ReportId};
+use confiance::hazmat::{SeedableRng as _, SeededRng};
+use confiance::ids::MetricId;
+use confiance::recorder::Value;
+use confiance::report::Report;
+use confiance::token::{PendingTokens, SpentToken, Token, TokenPeriod, TokenScope};
+use confiance_aggregator::issuer::voprf::ServerKey;
+use confiance_aggregator::issuer::{AllowAll, Issuer, IssuerSecret, TokenVerifier};
+use confiance_aggregator::keys::KeyStore;
+use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+use criterion::{BatchSize, Criterion, Throughput};
+use curve25519_dalek::{RistrettoPoint, Scalar};
+
+const T0: u64 = 1_800_000_000;
+const DAY: u64 = 86_400;
+const BATCH: usize = 32;
+
+fn catalogue() -> Catalogue {
+    // A quota large enough for the benchmark's many requests from one device.
+    let text = include_str!("../../examples/catalogue.toml")
+        .replace("pseudonym_epoch = \"P30D\"", "pseudonym_epoch = \"P30D\"\ntokens_per_period = 1000000");
+    Catalogue::from_toml_str(&text).unwrap()
+}
+
+fn scope(now: Timestamp) -> TokenScope {
+    TokenScope::new(
+        ["calora".parse().unwrap()],
+        "product-improvement".parse().unwrap(),
+        TokenPeriod::at(now, DAY),
+    )
+}
+
+fn tokens(c: &mut Criterion) {
+    let now = Timestamp::from_secs(T0);
+    let mut rng = SeededRng::seed_from_u64(0x70CE);
+    let secret = IssuerSecret::from_bytes([3; 32]);
+    let mut issuer = Issuer::new(secret.clone(), &catalogue()).unwrap();
+    let verifier = TokenVerifier::new(secret, &catalogue()).unwrap();
+    let scope = scope(now);
+    let pk = issuer.public_key(&scope).unwrap();
+    let device = DeviceKey::generate(&mut rng);
+    let (pending, request) = PendingTokens::request(&device, scope.clone(), pk, BATCH, &mut rng).unwrap();
+    let tokens = pending.finalize(&issuer.issue(&request, &AllowAll, now, &mut rng).unwrap()).unwrap();
+    let blinded = request.blinded.clone();
+    let server_key = ServerKey::derive(&[9; 32], b"bench").unwrap();
+
+    let mut g = c.benchmark_group("tokens");
+    let point = RistrettoPoint::mul_base(&Scalar::from(0x1234_5678u64));
+    let scalar = Scalar::from_bytes_mod_order([0x5a; 32]);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("ristretto_variable_base_mul", |b| {
+        b.iter(|| black_box(black_box(scalar) * black_box(point)))
+    });
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(format!("blind_evaluate_batch_{BATCH}"), |b| {
+        b.iter(|| black_box(server_key.blind_evaluate(black_box(&blinded), &mut rng).unwrap()));
+    });
+    g.bench_function(format!("issue_batch_{BATCH}"), |b| {
+        b.iter(|| black_box(issuer.issue(black_box(&request), &AllowAll, now, &mut rng).unwrap()));
+    });
+    g.throughput(Throughput::Elements(1));
+    let token: Token = tokens[0];
+    g.bench_function("verify", |b| {
+        b.iter(|| black_box(verifier.verify(&scope, black_box(&token), now)).is_ok())
+    });
+    g.finish();
+}
+
+/// One-report envelopes, with and without a token, and the aggregators to ingest them.
+fn ingest(c: &mut Criterion) {
+    let now = Timestamp::from_secs(T0);
+    let mut rng = SeededRng::seed_from_u64(0x1A6E);
+    let mut keys = KeyStore::new(DAY);
+    let config: KeyConfig = keys
+        .generate(AeadId::ChaCha20Poly1305, Timestamp::EPOCH, Timestamp::from_secs(T0 + 100 * DAY), &mut rng)
+        .unwrap();
+    let secret = IssuerSecret::from_bytes([4; 32]);
+    let mut issuer = Issuer::new(secret.clone(), &catalogue()).unwrap();
+    let scope = scope(now);
+    let pk = issuer.public_key(&scope).unwrap();
+    // A real report from a consenting device, re-used under fresh ids.
+    let template: Report = {
+        let mut d = confiance::recorder::Recorder::new(
+            confiance::recorder::RecorderParts {
+                catalogue: catalogue(),
+                consent: confiance::consent::ConsentState::new(DeviceKey::generate(&mut rng)),
+                pseudonyms: confiance::pseudonym::DeviceSecret::generate(&mut rng),
+                controller: "calora".parse().unwrap(),
+                key_configs: vec![config],
+                rng: SeededRng::seed_from_u64(5),
+            },
+            confiance::recorder::MemoryStorage::default(),
+        );
+        let t = Timestamp::from_secs(T0 - DAY);
+        d.give_consent(
+            ConsentRequest::new(
+                "calora".parse().unwrap(),
+                "product-improvement".parse().unwrap(),
+                Scope::metrics(["thermostat.mode".parse::<MetricId>().unwrap()]),
+                "P90D".parse().unwrap(),
+            )
+            .valid_from(t),
+            t,
+        )
+        .unwrap();
+        d.record(
+            &"thermostat.mode".parse().unwrap(),
+            &"product-improvement".parse().unwrap(),
+            Value::Category(1),
+            now,
+        )
+        .unwrap();
+        let f = d.flush(now).remove(0);
+        let opened = keys.open(&f, now, &catalogue().digest()).unwrap();
+        envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).unwrap().1.remove(0)
+    };
+    let device = DeviceKey::generate(&mut rng);
+    let fields = HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: now.truncate(DAY) };
+    let mut make = |with_token: bool, n: usize, rng: &mut SeededRng| -> Vec<Vec<u8>> {
+        let mut spent: Vec<SpentToken> = Vec::new();
+        if with_token {
+            for _ in 0..n.div_ceil(1024) {
+                let k = (n - spent.len()).min(1024);
+                let (pending, request) = PendingTokens::request(&device, scope.clone(), pk, k, rng).unwrap();
+                let response = issuer.issue(&request, &AllowAll, now, rng).unwrap();
+                spent.extend(
+                    pending
+                        .finalize(&response)
+                        .unwrap()
+                        .into_iter()
+                        .map(|token| SpentToken { scope: scope.clone(), token }),
+                );
+            }
+        }
+        (0..n)
+            .map(|i| {
+                let r = Report { id: ReportId::random(rng), ..template.clone() };
+                let plain =
+                    envelope::encode_body(if with_token { &spent[i..=i] } else { &[] }, &[r]).unwrap();
+                envelope::seal(&config, &fields, &plain, rng).unwrap()
+            })
+            .collect()
+    };
+    let without = make(false, 1, &mut rng);
+    let with = make(true, 1, &mut rng);
+    println!(
+        "one-report envelope: {} bytes without a token, {} with one: a token adds {} bytes ({} of them the token itself)",
+        without[0].len(),
+        with[0].len(),
+        with[0].len() - without[0].len(),
+        confiance::token::TOKEN_LEN
+    );
+    let mut g = c.benchmark_group("tokens_ingest");
+    g.throughput(Throughput::Elements(1));
+    for with_token in [false, true] {
+        let name =
+            if with_token { "one_report_envelope_with_token" } else { "one_report_envelope_without_token" };
+        let mut agg = Aggregator::in_memory(catalogue(), keys.clone(), AggregatorConfig::default()).unwrap();
+        if with_token {
+            agg.set_token_verifier(Some(TokenVerifier::new(secret.clone(), &catalogue()).unwrap()));
+        }
+        let frames = make(with_token, 20_000, &mut rng);
+        let mut next = frames.into_iter().cycle();
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || next.next().unwrap(),
+                |f| {
+                    // A refusal (a frame seen before, once the pool wraps) costs at least
+                    // as much as an acceptance up to the replay check: both are timed.
+                    let _ = black_box(agg.stage(&f, now));
+                },
+                BatchSize::SmallInput,
+            );
+        });
+        agg.commit(now).unwrap();
+    }
+    g.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    tokens(&mut c);
+    ingest(&mut c);
+    c.final_summary();
+}

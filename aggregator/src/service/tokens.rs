@@ -1,0 +1,235 @@
+//! Report-token issuance by the aggregator: the ledger is the policy, the quota is
+//! counted durably in the ledger's database, and issuance is logged per scope and
+//! period as counts once the period is over.
+
+use std::sync::Arc;
+
+use confiance::Timestamp;
+use confiance::ids::DevicePublicKey;
+use confiance::token::voprf::PublicKey;
+use confiance::token::{TokenPeriod, TokenRequest, TokenResponse, TokenScope};
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::{Aggregator, ServiceError};
+use crate::audit::AuditEvent;
+use crate::issuer::{IssueError, Issuer, IssuerSecret, TokenVerifier};
+use crate::ledger::LedgerError;
+
+/// Tokens issued per device and scope (the quota), and per scope (the audit count), in
+/// the ledger's database so that a restart forgets nothing. Rows of a scope are
+/// deleted when its period's count is logged.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS token_issued (
+  device BLOB NOT NULL, scope BLOB NOT NULL, period INTEGER NOT NULL, issued INTEGER NOT NULL,
+  PRIMARY KEY (device, scope)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS token_scope_issued (
+  scope BLOB PRIMARY KEY, period INTEGER NOT NULL, issued INTEGER NOT NULL, devices INTEGER NOT NULL);
+";
+
+fn sql_u64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn issued_before(conn: &Connection, device: &DevicePublicKey, scope: &[u8]) -> Result<u32, LedgerError> {
+    let n: Option<i64> = conn
+        .query_row(
+            "SELECT issued FROM token_issued WHERE device = ?1 AND scope = ?2",
+            params![device.0, scope],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(n.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)))
+}
+
+fn count_issued(
+    conn: &Connection,
+    device: &DevicePublicKey,
+    scope: &TokenScope,
+    bytes: &[u8],
+    before: u32,
+    n: u32,
+) -> Result<(), LedgerError> {
+    let period = sql_u64(scope.period.0);
+    conn.execute(
+        "INSERT INTO token_issued (device, scope, period, issued) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (device, scope) DO UPDATE SET issued = excluded.issued",
+        params![device.0, bytes, period, i64::from(before + n)],
+    )?;
+    conn.execute(
+        "INSERT INTO token_scope_issued (scope, period, issued, devices) VALUES (?1, ?2, ?3, 1)
+         ON CONFLICT (scope) DO UPDATE SET issued = issued + excluded.issued, devices = devices + ?4",
+        params![bytes, period, i64::from(n), i64::from(before == 0)],
+    )?;
+    Ok(())
+}
+
+impl Aggregator {
+    /// Turns report tokens on with the issuer's `secret`: from now on the aggregator
+    /// issues tokens ([`Self::issue_tokens`]) and every envelope's anonymous statistics
+    /// need one ([`Self::set_token_verifier`]). Creates the issuance tables if absent.
+    ///
+    /// # Errors
+    /// [`ServiceError::Ledger`] when the tables cannot be created; the catalogue's token
+    /// period must be fixed (a validated catalogue's is).
+    pub fn enable_tokens(&mut self, secret: IssuerSecret) -> Result<(), ServiceError> {
+        let bad = |e: IssueError| {
+            ServiceError::Ledger(LedgerError::Corrupt(if matches!(e, IssueError::UnknownScope) {
+                "the catalogue's token period is not fixed"
+            } else {
+                "token issuer"
+            }))
+        };
+        let issuer = Issuer::new(secret.clone(), &self.catalogue).map_err(bad)?;
+        let verifier = TokenVerifier::new(secret, &self.catalogue).map_err(bad)?;
+        self.ledger.connection().execute_batch(SCHEMA).map_err(LedgerError::from)?;
+        let due: Option<i64> = self
+            .ledger
+            .connection()
+            .query_row("SELECT MIN(period) FROM token_scope_issued", [], |r| r.get(0))
+            .map_err(LedgerError::from)?;
+        self.issuance_due = due.map(|p| TokenPeriod(u64::try_from(p).unwrap_or(0)).end(issuer.period_secs()));
+        self.issuer = Some(Arc::new(issuer));
+        self.tokens = Some(verifier);
+        Ok(())
+    }
+
+    /// The issuer's public key for `scope`: what a device blinds against (the same for
+    /// every device: key consistency, RFC 9576 §6.2.2).
+    ///
+    /// # Errors
+    /// [`IssueError::UnknownScope`] when tokens are off or the catalogue has no such scope.
+    pub fn token_public_key(&self, scope: &TokenScope) -> Result<PublicKey, IssueError> {
+        let issuer = self.issuer.as_ref().ok_or(IssueError::UnknownScope)?;
+        if !issuer.knows(scope) {
+            return Err(IssueError::UnknownScope);
+        }
+        issuer.public_key(scope).map_err(IssueError::Malformed)
+    }
+
+    /// The token period length in seconds, when tokens are on.
+    #[must_use]
+    pub fn token_period_secs(&self) -> Option<u64> {
+        self.issuer.as_ref().map(|i| i.period_secs())
+    }
+
+    /// Answers one device's token request ([`Self::issue_tokens_many`]).
+    ///
+    /// # Errors
+    /// [`IssueError`]: nothing issued, nothing counted.
+    pub fn issue_tokens<R: rand_core::CryptoRng + ?Sized>(
+        &mut self,
+        request: &TokenRequest,
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<TokenResponse, IssueError> {
+        let mut out = self.issue_tokens_many(core::slice::from_ref(request), now, rng)?;
+        out.pop().unwrap_or(Err(IssueError::Store("no answer".into())))
+    }
+
+    /// Answers token requests, each on its own, in one transaction: the ledger is the
+    /// policy (enrolled device key, live consent where the purpose needs it,
+    /// [`IssuancePolicy`](crate::issuer::IssuancePolicy) for [`Ledger`](crate::ledger::Ledger)),
+    /// and each device gets at most the catalogue's `tokens_per_period` per scope,
+    /// counted in the database with the request (a restart does not reset a quota). A
+    /// refused request issues and counts nothing.
+    ///
+    /// # Errors
+    /// [`IssueError::UnknownScope`] for every request when tokens are off;
+    /// [`IssueError::Store`] (for all) when the counts cannot be written — then none is
+    /// issued.
+    pub fn issue_tokens_many<R: rand_core::CryptoRng + ?Sized>(
+        &mut self,
+        requests: &[TokenRequest],
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Result<Vec<Result<TokenResponse, IssueError>>, IssueError> {
+        let issuer = Arc::clone(self.issuer.as_ref().ok_or(IssueError::UnknownScope)?);
+        if self.issuance_due.is_some_and(|due| now >= due) {
+            self.log_token_issuance(now).map_err(|e| IssueError::Store(e.to_string()))?;
+        }
+        let out = self
+            .ledger
+            .atomically(|l| -> Result<_, LedgerError> {
+                let mut out = Vec::with_capacity(requests.len());
+                for request in requests {
+                    if let Err(e) = issuer.admit(request, &*l, now) {
+                        out.push(Err(e));
+                        continue;
+                    }
+                    let scope = request.scope.to_bytes();
+                    let before = issued_before(l.connection(), &request.device_key, &scope)?;
+                    let answer = issuer.evaluate(request, before, rng);
+                    if answer.is_ok() {
+                        let n = u32::try_from(request.blinded.len()).unwrap_or(u32::MAX);
+                        count_issued(l.connection(), &request.device_key, &request.scope, &scope, before, n)?;
+                    }
+                    out.push(answer);
+                }
+                Ok(out)
+            })
+            .map_err(|e| IssueError::Store(e.to_string()))?;
+        if let Some(p) = out
+            .iter()
+            .zip(requests)
+            .filter(|(r, _)| r.is_ok())
+            .map(|(_, q)| q.scope.period.end(issuer.period_secs()))
+            .min()
+        {
+            self.issuance_due = Some(self.issuance_due.map_or(p, |d| d.min(p)));
+        }
+        Ok(out)
+    }
+
+    /// Logs one [`AuditEvent::TokensIssued`] per scope whose period ended by `now`
+    /// (tokens and devices counted, no device named) and forgets that scope's counts,
+    /// in one transaction. Runs by itself at the first issuance or purge after a
+    /// period's end; returns the events logged.
+    ///
+    /// # Errors
+    /// [`ServiceError`] when the database fails; then nothing is logged or forgotten.
+    pub fn log_token_issuance(&mut self, now: Timestamp) -> Result<u32, ServiceError> {
+        let Some(secs) = self.issuer.as_ref().map(|i| i.period_secs()) else {
+            return Ok(0);
+        };
+        // Periods [.., open) are over: their end is at or before now.
+        let open = sql_u64(TokenPeriod::at(now, secs).0);
+        let logged = self.record_with_events(|l, events| {
+            let conn = l.connection();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT scope, issued, devices FROM token_scope_issued WHERE period < ?1 ORDER BY scope",
+                )
+                .map_err(LedgerError::from)?;
+            let rows = stmt
+                .query_map([open], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                })
+                .map_err(LedgerError::from)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(LedgerError::from)?;
+            for (bytes, issued, devices) in rows {
+                let scope: TokenScope = postcard::from_bytes(&bytes)
+                    .map_err(|_| LedgerError::Corrupt("token_scope_issued.scope"))?;
+                events.push(AuditEvent::TokensIssued {
+                    recipients: scope.recipients.into_iter().collect(),
+                    purpose: scope.purpose,
+                    period: scope.period.0,
+                    tokens: u64::try_from(issued).unwrap_or(0),
+                    devices: u64::try_from(devices).unwrap_or(0),
+                    at: now,
+                });
+            }
+            conn.execute("DELETE FROM token_scope_issued WHERE period < ?1", [open])
+                .map_err(LedgerError::from)?;
+            conn.execute("DELETE FROM token_issued WHERE period < ?1", [open]).map_err(LedgerError::from)?;
+            Ok(u32::try_from(events.len()).unwrap_or(u32::MAX))
+        })?;
+        let next: Option<i64> = self
+            .ledger
+            .connection()
+            .query_row("SELECT MIN(period) FROM token_scope_issued", [], |r| r.get(0))
+            .map_err(LedgerError::from)?;
+        self.issuance_due = next.map(|p| TokenPeriod(u64::try_from(p).unwrap_or(0)).end(secs));
+        Ok(logged)
+    }
+}

@@ -1,0 +1,461 @@
+//! Anonymous report tokens: the device's side of the Privacy Pass architecture
+//! (RFC 9576) with an issuance protocol in the manner of RFC 9578's privately verifiable
+//! tokens, on the RFC 9497 VOPRF over ristretto255 ([`voprf`]).
+//!
+//! A token says "an enrolled device that may report for this [`TokenScope`] (recipients,
+//! purpose, period) sent this envelope", and nothing else. The device picks a random
+//! nonce per token, blinds each token input and sends a [`TokenRequest`] signed with its
+//! device key; the issuer answers with one evaluation per token and one batched DLEQ
+//! proof ([`TokenResponse`]); the device checks the proof against the scope's key,
+//! unblinds, and keeps [`Token`]s, each spent in one envelope. Because the issuer only
+//! ever sees blinded elements, it cannot tell which of the tokens it issued an envelope
+//! spends.
+//!
+//! ```
+//! use confiance::consent::DeviceKey;
+//! use confiance::ids::{PurposeId, RecipientId};
+//! use confiance::token::{TokenPeriod, TokenScope, PendingTokens};
+//!
+//! let key = DeviceKey::from_bytes(&[3; 32]);
+//! let scope = TokenScope::new(
+//!     [RecipientId::new("acme")?],
+//!     PurposeId::new("product-improvement")?,
+//!     TokenPeriod(20_000),
+//! );
+//! # use confiance::hazmat::SeedableRng as _;
+//! let mut rng = confiance::hazmat::SeededRng::seed_from_u64(9);
+//! // The scope's public key, from the issuer's key directory.
+//! let (_, scope_key) = confiance::token::voprf::derive_key_pair(&[1; 32], b"example")?;
+//! let (pending, request) = PendingTokens::request(&key, scope, scope_key, 4, &mut rng)?;
+//! assert_eq!(request.blinded.len(), 4);
+//! assert!(request.verify_signature().is_ok());
+//! # let _ = pending;
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
+
+pub mod voprf;
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use core::fmt;
+
+use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::scalar::Scalar;
+use ed25519_dalek::{Signature, VerifyingKey};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
+
+use crate::consent::DeviceKey;
+use crate::ids::{DevicePublicKey, PurposeId, RecipientId};
+use crate::time::Timestamp;
+
+pub use voprf::VoprfError;
+
+/// The token type (RFC 9578 §5 numbering, from the private-use range): VOPRF(ristretto255,
+/// SHA-512), privately verifiable, scope-bound.
+pub const TOKEN_TYPE: u16 = 0xC0F1;
+/// Bytes of a [`Token`] on the wire: type, nonce, scope digest, key id, authenticator.
+pub const TOKEN_LEN: usize = 2 + 32 + 32 + 32 + voprf::OUTPUT_LEN;
+/// Bytes of a token input (what the VOPRF evaluates): type, nonce, scope digest, key id.
+pub const TOKEN_INPUT_LEN: usize = 2 + 32 + 32 + 32;
+/// Domain label of a scope digest.
+const SCOPE_LABEL: &[u8] = b"confiance/token-scope/v1";
+/// Domain label of a token request's signature.
+const REQUEST_LABEL: &[u8] = b"confiance/token-request/v1";
+/// Domain label of a key id.
+const KEY_ID_LABEL: &[u8] = b"confiance/token-key-id/v1";
+
+/// Why a token operation failed. The device side never panics on any of these; a
+/// recorder counts them and keeps working.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The VOPRF refused (bad proof, another key, malformed or identity element…).
+    Voprf(VoprfError),
+    /// The response answers a different number of tokens than were asked for.
+    CountMismatch,
+    /// A request for zero tokens or more than [`voprf::MAX_BATCH`].
+    BadCount,
+    /// The request's signature does not verify under its device key, or the key is not a
+    /// valid Ed25519 point.
+    BadSignature,
+    /// Bytes that do not decode as a token.
+    Malformed,
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Voprf(e) => write!(f, "voprf: {e}"),
+            Self::CountMismatch => f.write_str("response has another number of tokens than asked"),
+            Self::BadCount => f.write_str("token count must be between 1 and the batch limit"),
+            Self::BadSignature => f.write_str("token request signature does not verify"),
+            Self::Malformed => f.write_str("malformed token"),
+        }
+    }
+}
+
+impl From<VoprfError> for TokenError {
+    fn from(e: VoprfError) -> Self {
+        Self::Voprf(e)
+    }
+}
+
+impl core::error::Error for TokenError {}
+
+/// A token period: the index of a fixed-length window of time (`t / length`), the
+/// length being the catalogue's [`Limits::token_period`](crate::catalogue::Limits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct TokenPeriod(pub u64);
+
+impl TokenPeriod {
+    /// The period holding `t`, for periods of `length_secs` (≥ 1) seconds.
+    ///
+    /// ```
+    /// use confiance::Timestamp;
+    /// use confiance::token::TokenPeriod;
+    /// assert_eq!(TokenPeriod::at(Timestamp::from_secs(86_400 * 3 + 5), 86_400), TokenPeriod(3));
+    /// ```
+    #[must_use]
+    pub fn at(t: Timestamp, length_secs: u64) -> Self {
+        Self(t.as_secs() / length_secs.max(1))
+    }
+
+    /// When this period starts.
+    #[must_use]
+    pub fn start(self, length_secs: u64) -> Timestamp {
+        Timestamp::from_secs(self.0.saturating_mul(length_secs.max(1)))
+    }
+
+    /// When this period ends (the start of the next).
+    #[must_use]
+    pub fn end(self, length_secs: u64) -> Timestamp {
+        Timestamp::from_secs(self.0.saturating_add(1).saturating_mul(length_secs.max(1)))
+    }
+}
+
+/// What a token allows: reports for this purpose, to exactly these recipients, in this
+/// period.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct TokenScope {
+    /// The audience (sorted, distinct).
+    pub recipients: BTreeSet<RecipientId>,
+    /// The purpose.
+    pub purpose: PurposeId,
+    /// The period.
+    pub period: TokenPeriod,
+}
+
+impl TokenScope {
+    /// A scope.
+    pub fn new(
+        recipients: impl IntoIterator<Item = RecipientId>,
+        purpose: PurposeId,
+        period: TokenPeriod,
+    ) -> Self {
+        Self { recipients: recipients.into_iter().collect(), purpose, period }
+    }
+
+    /// The canonical bytes (postcard), which key derivation and the digest hash.
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// `SHA-256("confiance/token-scope/v1" ‖ bytes)`: the token's `challenge_digest`
+    /// (RFC 9578 §5.1), binding each token to one scope.
+    #[must_use]
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(SCOPE_LABEL);
+        h.update(self.to_bytes());
+        h.finalize().into()
+    }
+}
+
+/// The key id of a scope key: `SHA-256("confiance/token-key-id/v1" ‖ pkS)` (RFC 9578
+/// §5.1 `token_key_id`).
+#[must_use]
+pub fn key_id(pk: &voprf::PublicKey) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(KEY_ID_LABEL);
+    h.update(pk.to_bytes());
+    h.finalize().into()
+}
+
+/// `token_input = token_type ‖ nonce ‖ scope digest ‖ key id` (RFC 9578 §5.1), the input
+/// the VOPRF evaluates.
+#[must_use]
+pub fn token_input(nonce: &[u8; 32], scope_digest: &[u8; 32], key_id: &[u8; 32]) -> [u8; TOKEN_INPUT_LEN] {
+    let mut out = [0; TOKEN_INPUT_LEN];
+    out[..2].copy_from_slice(&TOKEN_TYPE.to_be_bytes());
+    out[2..34].copy_from_slice(nonce);
+    out[34..66].copy_from_slice(scope_digest);
+    out[66..].copy_from_slice(key_id);
+    out
+}
+
+/// A token, spent once in one envelope: RFC 9578 §5.3 layout, 162 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token {
+    /// The device's random nonce (what the aggregator remembers once spent).
+    pub nonce: [u8; 32],
+    /// [`TokenScope::digest`] of its scope.
+    pub scope_digest: [u8; 32],
+    /// [`key_id`] of the scope key that issued it.
+    pub key_id: [u8; 32],
+    /// The VOPRF output over [`token_input`].
+    pub authenticator: [u8; voprf::OUTPUT_LEN],
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token").field("nonce", &&self.nonce[..4]).finish_non_exhaustive()
+    }
+}
+
+impl Token {
+    /// The token input this token's authenticator covers.
+    #[must_use]
+    pub fn input(&self) -> [u8; TOKEN_INPUT_LEN] {
+        token_input(&self.nonce, &self.scope_digest, &self.key_id)
+    }
+
+    /// The wire bytes: `token_type (2, big-endian) ‖ nonce ‖ scope digest ‖ key id ‖
+    /// authenticator` (docs/wire-format.md).
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; TOKEN_LEN] {
+        let mut out = [0; TOKEN_LEN];
+        out[..TOKEN_INPUT_LEN].copy_from_slice(&self.input());
+        out[TOKEN_INPUT_LEN..].copy_from_slice(&self.authenticator);
+        out
+    }
+
+    /// Decodes [`Token::to_bytes`].
+    ///
+    /// # Errors
+    /// [`TokenError::Malformed`] for another length or token type.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TokenError> {
+        if bytes.len() != TOKEN_LEN || bytes[..2] != TOKEN_TYPE.to_be_bytes() {
+            return Err(TokenError::Malformed);
+        }
+        let mut t = Self { nonce: [0; 32], scope_digest: [0; 32], key_id: [0; 32], authenticator: [0; 64] };
+        t.nonce.copy_from_slice(&bytes[2..34]);
+        t.scope_digest.copy_from_slice(&bytes[34..66]);
+        t.key_id.copy_from_slice(&bytes[66..98]);
+        t.authenticator.copy_from_slice(&bytes[98..]);
+        Ok(t)
+    }
+}
+
+impl serde::Serialize for Token {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple as _;
+        let bytes = self.to_bytes();
+        let mut t = s.serialize_tuple(TOKEN_LEN)?;
+        for b in &bytes {
+            t.serialize_element(b)?;
+        }
+        t.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Token {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Token;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{TOKEN_LEN} token bytes")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Token, A::Error> {
+                let mut bytes = [0u8; TOKEN_LEN];
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    *b = seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                Token::from_bytes(&bytes).map_err(|_| serde::de::Error::custom("malformed token"))
+            }
+        }
+        d.deserialize_tuple(TOKEN_LEN, V)
+    }
+}
+
+/// A token as an envelope carries it: the scope it is spent for and the token.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpentToken {
+    /// The scope (recipients, purpose, period) of the reports it covers.
+    pub scope: TokenScope,
+    /// The token.
+    pub token: Token,
+}
+
+/// What the device sends the issuer: its device public key, the scope, one blinded
+/// element per token, signed by the device key over
+/// `"confiance/token-request/v1" ‖ postcard(device key, scope, blinded)`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenRequest {
+    /// The device's Ed25519 public key (enrolled with the ledger).
+    pub device_key: DevicePublicKey,
+    /// The scope the tokens are for.
+    pub scope: TokenScope,
+    /// `blind·HashToGroup(token_input)` per token, serialised.
+    pub blinded: Vec<[u8; 32]>,
+    /// Ed25519 signature by the device key.
+    #[serde(with = "sig_bytes")]
+    pub signature: [u8; 64],
+}
+
+mod sig_bytes {
+    pub(super) fn serialize<S: serde::Serializer>(b: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        let (mut x, mut y) = ([0u8; 32], [0u8; 32]);
+        x.copy_from_slice(&b[..32]);
+        y.copy_from_slice(&b[32..]);
+        serde::Serialize::serialize(&(x, y), s)
+    }
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        let (a, b): ([u8; 32], [u8; 32]) = serde::Deserialize::deserialize(d)?;
+        let mut out = [0; 64];
+        out[..32].copy_from_slice(&a);
+        out[32..].copy_from_slice(&b);
+        Ok(out)
+    }
+}
+
+fn request_message(device_key: &DevicePublicKey, scope: &TokenScope, blinded: &[[u8; 32]]) -> Vec<u8> {
+    let mut msg = Vec::from(REQUEST_LABEL);
+    let body = postcard::to_allocvec(&(device_key, scope, blinded)).unwrap_or_default();
+    msg.extend_from_slice(&body);
+    msg
+}
+
+impl TokenRequest {
+    /// Checks the device key's signature.
+    ///
+    /// # Errors
+    /// [`TokenError::BadSignature`].
+    pub fn verify_signature(&self) -> Result<(), TokenError> {
+        let vk = VerifyingKey::from_bytes(&self.device_key.0).map_err(|_| TokenError::BadSignature)?;
+        let msg = request_message(&self.device_key, &self.scope, &self.blinded);
+        vk.verify_strict(&msg, &Signature::from_bytes(&self.signature)).map_err(|_| TokenError::BadSignature)
+    }
+}
+
+/// The issuer's answer: the scope key it used, one evaluated element per blinded
+/// element, and one batched DLEQ proof over all of them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenResponse {
+    /// The scope's public key `pkS`.
+    pub public_key: [u8; 32],
+    /// `skS·blinded` per token.
+    pub evaluated: Vec<[u8; 32]>,
+    /// The batched proof `c ‖ s`, as two 32-byte halves.
+    pub proof: ([u8; 32], [u8; 32]),
+}
+
+/// Tokens asked for and not yet finalised: the nonces and blinds (wiped on drop).
+pub struct PendingTokens {
+    scope: TokenScope,
+    scope_digest: [u8; 32],
+    nonces: Vec<[u8; 32]>,
+    blinds: Vec<Scalar>,
+    blinded: Vec<RistrettoPoint>,
+    /// The scope key the inputs commit to (through its key id).
+    key: voprf::PublicKey,
+}
+
+impl fmt::Debug for PendingTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingTokens")
+            .field("scope", &self.scope)
+            .field("count", &self.nonces.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PendingTokens {
+    fn drop(&mut self) {
+        self.nonces.zeroize();
+        self.blinds.iter_mut().for_each(Zeroize::zeroize);
+    }
+}
+
+impl PendingTokens {
+    /// Starts a request for `count` tokens of `scope` under the scope's public key `key`,
+    /// taken from the issuer's key directory (the same for every device: a key given to
+    /// one device only would let the issuer recognise its tokens at redemption, RFC 9576
+    /// §6.2.2 key consistency).
+    ///
+    /// # Errors
+    /// [`TokenError::BadCount`]; [`TokenError::Voprf`] if an input hashes to the identity.
+    pub fn request<R: rand_core::CryptoRng + ?Sized>(
+        device: &DeviceKey,
+        scope: TokenScope,
+        key: voprf::PublicKey,
+        count: usize,
+        rng: &mut R,
+    ) -> Result<(Self, TokenRequest), TokenError> {
+        if count == 0 || count > voprf::MAX_BATCH {
+            return Err(TokenError::BadCount);
+        }
+        let scope_digest = scope.digest();
+        let kid = key_id(&key);
+        let mut nonces = Vec::with_capacity(count);
+        let mut blinds = Vec::with_capacity(count);
+        let mut blinded = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut nonce = [0u8; 32];
+            rng.fill_bytes(&mut nonce);
+            let (b, p) = voprf::blind(&token_input(&nonce, &scope_digest, &kid), rng)?;
+            nonces.push(nonce);
+            blinds.push(b);
+            blinded.push(p);
+        }
+        let device_key = device.public_key();
+        let wire: Vec<[u8; 32]> = blinded.iter().map(|p| p.compress().to_bytes()).collect();
+        let signature = device.sign(&request_message(&device_key, &scope, &wire));
+        let request = TokenRequest { device_key, scope: scope.clone(), blinded: wire, signature };
+        Ok((Self { scope, scope_digest, nonces, blinds, blinded, key }, request))
+    }
+
+    /// The scope asked for.
+    #[must_use]
+    pub fn scope(&self) -> &TokenScope {
+        &self.scope
+    }
+
+    /// Checks the response (same key as asked for, same count, proof) and unblinds it
+    /// into tokens.
+    ///
+    /// # Errors
+    /// [`TokenError::Voprf`] with [`VoprfError::WrongKey`] when the issuer used another
+    /// key than the request's, [`VoprfError::BadProof`], or a malformed element;
+    /// [`TokenError::CountMismatch`].
+    pub fn finalize(&self, response: &TokenResponse) -> Result<Vec<Token>, TokenError> {
+        voprf::check_key(&self.key, &response.public_key)?;
+        if response.evaluated.len() != self.nonces.len() {
+            return Err(TokenError::CountMismatch);
+        }
+        let evaluated =
+            response.evaluated.iter().map(voprf::deserialize_element).collect::<Result<Vec<_>, _>>()?;
+        let mut proof = [0u8; voprf::PROOF_LEN];
+        proof[..32].copy_from_slice(&response.proof.0);
+        proof[32..].copy_from_slice(&response.proof.1);
+        let proof = voprf::Proof::from_bytes(&proof)?;
+        let kid = key_id(&self.key);
+        let inputs: Vec<[u8; TOKEN_INPUT_LEN]> =
+            self.nonces.iter().map(|n| token_input(n, &self.scope_digest, &kid)).collect();
+        let refs: Vec<&[u8]> = inputs.iter().map(<[u8; TOKEN_INPUT_LEN]>::as_slice).collect();
+        let outputs = voprf::finalize(&self.key, &refs, &self.blinds, &self.blinded, &evaluated, &proof)?;
+        Ok(self
+            .nonces
+            .iter()
+            .zip(outputs)
+            .map(|(nonce, authenticator)| Token {
+                nonce: *nonce,
+                scope_digest: self.scope_digest,
+                key_id: kid,
+                authenticator,
+            })
+            .collect())
+    }
+}
