@@ -2,7 +2,10 @@
 #![allow(missing_docs, clippy::unwrap_used, reason = "bench")]
 
 use confiance::hazmat::{ChaCha20Rng, SeedableRng};
-use confiance::noise::{Ratio, bernoulli_exp_neg, discrete_gaussian, discrete_laplace};
+use confiance::noise::{
+    Ratio, bernoulli_exp_neg, bernoulli_logistic_bits, bernoulli_logistic_lanes, discrete_gaussian,
+    discrete_laplace,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
@@ -26,5 +29,26 @@ fn samplers(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, samplers);
+/// The unary encodings' noise: 1024 Bernoulli(1/(1 + e^γ)) bits (OUE at ε = γ, SUE at
+/// ε = 2γ), drawn word by word with the bit-sliced lanes against the pooled sampler,
+/// interleaved in one run so the load is shared.
+fn logistic_1024(c: &mut Criterion) {
+    let mut g = c.benchmark_group("logistic_1024");
+    g.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500)).sample_size(30);
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    for (n, d) in [(1u64, 4u64), (1, 2), (1, 1), (2, 1), (4, 1)] {
+        let gamma = Ratio::new(n, d).unwrap();
+        g.bench_function(format!("lanes/gamma={n}/{d}"), |b| {
+            b.iter(|| {
+                (0..16).map(|_| bernoulli_logistic_lanes(&mut rng, black_box(gamma), 64)).collect::<Vec<_>>()
+            })
+        });
+        g.bench_function(format!("pooled/gamma={n}/{d}"), |b| {
+            b.iter(|| bernoulli_logistic_bits(&mut rng, black_box(gamma), 1024))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, samplers, logistic_1024);
 criterion_main!(benches);

@@ -1113,7 +1113,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     data.header.horizon = Some(end);
     data.estimates = est_rows;
     data.notes.push(format!(
-        "Purge at {}: {} partitions and {} records deleted, {} period keys destroyed; the retention table lists what is left.",
+        "Purge at {}: {} partitions and {} records deleted, {} period keys destroyed; the retention table shows what was held at the report instant, each row with the purge that deleted it.",
         purge_at.to_rfc3339(),
         purged.partitions,
         purged.records,

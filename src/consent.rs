@@ -58,7 +58,7 @@ mod request;
 mod state;
 
 pub use delegation::{Delegation, Revocation, SignedDelegation, SignedRevocation};
-pub use error::ConsentError;
+pub use error::{ConsentError, Message};
 pub use key::{DeviceKey, SubjectKey};
 pub use receipt::{
     ConsentReceipt, MAX_RECEIPT_BYTES, RECEIPT_VERSION, Scope, SignedReceipt, SignedWithdrawal, Withdrawal,

@@ -21,9 +21,9 @@ pub use rand_chacha::ChaCha20Rng;
 
 /// Raw exact samplers and the [`Coins`] trait the LDP encoders are written against.
 pub use crate::noise::{
-    Coins, Mixture, RngCoins, bernoulli_exp_neg, bernoulli_logistic, bernoulli_logistic_lanes,
-    bernoulli_mixture, bernoulli_ratio, discrete_gaussian, discrete_laplace, geometric_exp_neg,
-    uniform_below,
+    Coins, Mixture, RngCoins, bernoulli_exp_neg, bernoulli_logistic, bernoulli_logistic_bits,
+    bernoulli_logistic_lanes, bernoulli_mixture, bernoulli_ratio, discrete_gaussian, discrete_laplace,
+    geometric_exp_neg, uniform_below,
 };
 
 /// The mechanism `selection` under an explicit public key instead of a period's

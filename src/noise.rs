@@ -11,7 +11,8 @@
 //!   NeurIPS 2020, Algorithm 1).
 //! - [`bernoulli_logistic`]: Bernoulli(1/(1 + exp(γ))), by rejection on the above.
 //! - [`bernoulli_logistic_lanes`]: up to 64 independent Bernoulli(1/(1 + exp(γ))) in one
-//!   word, bit-sliced (the unary encodings' d bits, 64 at a time).
+//!   word, bit-sliced; [`bernoulli_logistic_bits`]: any number of them, the deeper steps
+//!   drawn from pools shared by all words (the unary encodings' d bits).
 //! - [`bernoulli_mixture`]: Bernoulli((e^γ − 1)/(e^γ − 1 + D)), randomised response's
 //!   coin, in O(1) expected rounds for every D (pieces of γ with an exact amplifying coin).
 //! - [`geometric_exp_neg`], [`discrete_laplace`] (CKS 2020, Algorithm 2) and
@@ -42,7 +43,7 @@ mod uniform;
 pub use bernoulli::{bernoulli_exp_neg, bernoulli_logistic, bernoulli_ratio};
 pub use coins::{Coins, RngCoins};
 pub use gaussian::discrete_gaussian;
-pub use lanes::bernoulli_logistic_lanes;
+pub use lanes::{bernoulli_logistic_bits, bernoulli_logistic_lanes};
 pub use laplace::{discrete_laplace, geometric_exp_neg};
 pub use mixture::{Mixture, bernoulli_mixture};
 pub use uniform::uniform_below;

@@ -4,7 +4,8 @@
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
 use confiance::consent::{
-    ConsentError, ConsentReceipt, ConsentState, DeviceKey, Grant, Scope, SignedReceipt, SignedWithdrawal,
+    ConsentError, ConsentReceipt, ConsentState, DeviceKey, Grant, Message, Scope, SignedReceipt,
+    SignedWithdrawal,
 };
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{CategoryId, DevicePublicKey, MetricId, PurposeId, RecipientId, SubjectId};
@@ -123,14 +124,17 @@ fn bad_receipts_get_their_own_errors() {
     let body = good.receipt().clone();
     let c = catalogue();
 
-    assert_eq!(SignedReceipt::from_bytes(&vec![1u8; 20_000]), Err(ConsentError::TooLarge));
-    assert_eq!(SignedReceipt::from_bytes(&bytes[..bytes.len() - 1]), Err(ConsentError::Malformed));
+    assert_eq!(SignedReceipt::from_bytes(&vec![1u8; 20_000]), Err(ConsentError::TooLarge(Message::Receipt)));
+    assert_eq!(
+        SignedReceipt::from_bytes(&bytes[..bytes.len() - 1]),
+        Err(ConsentError::Malformed(Message::Receipt))
+    );
     let mut trailing = bytes.clone();
     trailing.push(0);
-    assert_eq!(SignedReceipt::from_bytes(&trailing), Err(ConsentError::TrailingBytes));
+    assert_eq!(SignedReceipt::from_bytes(&trailing), Err(ConsentError::TrailingBytes(Message::Receipt)));
     let mut v1 = bytes.clone();
     v1[0] = 1;
-    assert_eq!(SignedReceipt::from_bytes(&v1), Err(ConsentError::UnsupportedVersion(1)));
+    assert_eq!(SignedReceipt::from_bytes(&v1), Err(ConsentError::UnsupportedVersion(Message::Receipt, 1)));
     // A subject id that is not the hash of the subject key it carries.
     let foreign = forge(ConsentReceipt { subject: SubjectId([3; 32]), ..body.clone() }, 4);
     assert_eq!(SignedReceipt::from_bytes(&foreign), Err(ConsentError::SubjectKeyMismatch));

@@ -242,10 +242,22 @@ fn main() -> Result<(), Fail> {
         let p = auditor.get(&format!("/v1/audit/inclusion?seq={seq}&tree_size={}", new.size()))?;
         let path: Vec<Hash> =
             p["path"].as_array().ok_or("no path")?.iter().map(hash_of).collect::<Result<_, _>>()?;
-        let leaf = hash_of(&p["leaf_hash"])?;
-        included += u32::from(merkle::verify_inclusion(&leaf, *seq, new.size(), &path, new.root()).is_ok());
+        // The auditor hashes the leaf bytes it is shown (the event, docs/wire-format.md §9)
+        // rather than trusting the leaf hash it is told.
+        let leaf_bytes = p["leaf"].as_str().and_then(unhex).ok_or("no leaf bytes")?;
+        let leaf = merkle::leaf_hash(&leaf_bytes);
+        let shown = confiance_aggregator::audit::LoggedEvent::from_leaf_bytes(&leaf_bytes)
+            .is_ok_and(|e| e.seq == *seq && serde_json::to_value(&e.event).is_ok());
+        included += u32::from(
+            shown
+                && hash_of(&p["leaf_hash"])? == leaf
+                && merkle::verify_inclusion(&leaf, *seq, new.size(), &path, new.root()).is_ok(),
+        );
     }
-    check(included == 16, format!("{included}/16 sampled events are in the log (inclusion proofs)"));
+    check(
+        included == 16,
+        format!("{included}/16 sampled events, hashed from their bytes, are in the log (inclusion proofs)"),
+    );
 
     for m in [&mode, &setpoint, &fault] {
         let ws = auditor.get(&format!("/v1/metrics/{m}/who-sees"))?;

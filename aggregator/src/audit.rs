@@ -49,21 +49,25 @@
 //! # Checkpoints
 //!
 //! A [`SignedCheckpoint`] is the statement "log `origin` has `size` leaves with root
-//! `root`, as of `timestamp`", signed with Ed25519 (RFC 8032). Its text form follows the
-//! C2SP signed-note / tlog-checkpoint layout, with hex where those use base64:
+//! `root`, as of `timestamp`", signed with Ed25519 (RFC 8032). Its text form is a C2SP
+//! [signed note](https://c2sp.org/signed-note) whose text is a C2SP
+//! [tlog-checkpoint](https://c2sp.org/tlog-checkpoint) with one extension line:
 //!
 //! ```text
 //! <origin>
 //! <size, decimal>
-//! <root, 64 lower-case hex digits>
+//! <root, standard padded base64 of the 32 bytes>
 //! time <timestamp, decimal UTC seconds>
 //!
-//! — <origin> <hex(key id (4 bytes) || Ed25519 signature (64 bytes))>
+//! — <origin> <base64(key id (4 bytes) || Ed25519 signature (64 bytes))>
 //! ```
 //!
-//! The signature covers the four body lines, each ending in `\n`. The key id is the first
-//! four bytes of `SHA-256(origin || 0x0A || 0x01 || public key)` as in signed notes. The
-//! binary form is the postcard encoding of [`SignedCheckpoint`] (serde).
+//! The signature covers the four text lines, each ending in `\n`. The key name is the
+//! origin; the key id is the first four bytes of `SHA-256(origin || 0x0A || 0x01 || public
+//! key)`, the signed-note rule for Ed25519, so any signed-note verifier given the verifier
+//! key `<origin>+<hex key id>+base64(0x01 || public key)` accepts it. Further signature
+//! lines (witness cosignatures) are kept and ignored. docs/wire-format.md §9 has a worked
+//! example. [`SignedCheckpoint`] serializes (serde) as this text.
 //!
 //! ```
 //! use confiance::Timestamp;
@@ -102,7 +106,10 @@ mod sqlite;
 mod store;
 mod verifier;
 
-pub use checkpoint::{Checkpoint, CheckpointSigner, SignedCheckpoint};
+pub use checkpoint::{
+    Checkpoint, CheckpointSigner, MAX_CHECKPOINT_LEN, MAX_NOTE_SIGNATURES, NoteSignature, SignedCheckpoint,
+    note_key_id, open_note, sign_note,
+};
 pub use event::{AuditEvent, EventKind, LoggedEvent};
 pub use log::{AuditLog, ConsistencyProof, InclusionProof};
 pub use merkle::Hash;

@@ -553,7 +553,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
     ///
     /// # Errors
     /// [`LedgerError::Consent`] for bad bytes, a bad signature or a subject id that is
-    /// not its key's; [`LedgerError::UnknownReceipt`], [`LedgerError::SubjectMismatch`],
+    /// not its key's; [`LedgerError::WithdrawalOfUnknownConsent`], [`LedgerError::SubjectMismatch`],
     /// [`LedgerError::Enroll`] for a signer that does not speak for the subject (any key
     /// that does may withdraw any of the subject's receipts), [`LedgerError::BeforeValidity`],
     /// [`LedgerError::AlreadyWithdrawn`], [`LedgerError::RecordedBeforeReceipt`];
@@ -577,8 +577,9 @@ impl<C: Borrow<Connection>> Ledger<C> {
         recorded_at: Timestamp,
     ) -> Result<ReceiptId, LedgerError> {
         let w = signed.withdrawal();
-        let ri = *self.ix.receipt_ix.get(&w.receipt).ok_or(LedgerError::UnknownReceipt(w.receipt))?;
-        let row = self.ix.receipts.get(ri as usize).ok_or(LedgerError::UnknownReceipt(w.receipt))?;
+        let unknown = || LedgerError::WithdrawalOfUnknownConsent(w.receipt);
+        let ri = *self.ix.receipt_ix.get(&w.receipt).ok_or_else(unknown)?;
+        let row = self.ix.receipts.get(ri as usize).ok_or_else(unknown)?;
         if self.ix.subject_id(row.subject) != Some(w.subject) {
             return Err(LedgerError::SubjectMismatch);
         }

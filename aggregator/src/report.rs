@@ -31,6 +31,7 @@ mod demo;
 mod gather;
 mod html;
 mod markdown;
+mod subject;
 mod summary;
 mod table;
 mod text;
@@ -39,6 +40,9 @@ mod time_axis;
 pub use gather::GatherOptions;
 pub use html::render_html;
 pub use markdown::render_markdown;
+pub use subject::{
+    SubjectAccessRow, SubjectConsent, SubjectDevice, SubjectDisclosure, SubjectRecord, SubjectReport,
+};
 
 /// The version of the JSON schema of [`ReportData`]; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -288,6 +292,10 @@ pub struct RetentionRow {
     pub collected_from: Option<Timestamp>,
     /// The hold deadline.
     pub deadline: Timestamp,
+    /// The hold that sets the deadline, in the catalogue's (or the receipt's) own terms,
+    /// as written there (`P6M`, not 181 days); `None` when not known.
+    #[serde(default)]
+    pub hold: Option<String>,
     /// When the data was purged; `None` if still held.
     pub purged_at: Option<Timestamp>,
     /// `Some(seconds)` if the data is (or was) held past its deadline, by that much.

@@ -693,6 +693,61 @@ fn ingest_every_kind_then_release_records() {
     let few = run(&d, &["release", "calora", "thermostat.mode"]);
     assert_eq!(few.status.code(), Some(1));
     assert!(stderr(&few).contains("too_few_reports") && stderr(&few).contains("hint:"), "{}", stderr(&few));
+
+    // The subject's own report (issue #19): the enrolled (since revoked) device, the
+    // service record linked to them with its purpose and legal basis, open until they
+    // withdraw, the withdrawn product-improvement consent, the record and both releases.
+    let r = run(&d, &["report", "--subject", &o.subject, "--format", "json"]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let j: Value = serde_json::from_slice(&r.stdout).unwrap();
+    check_schema("subject-report", &j);
+    assert_eq!(j["subject"].as_str(), Some(o.subject.as_str()));
+    assert_eq!(j["devices"].as_array().unwrap().len(), 1, "{j:#}");
+    assert!(j["devices"][0]["revoked_at"].is_u64(), "{j:#}");
+    let linked = j["linked"].as_array().unwrap();
+    assert_eq!(linked.len(), 1, "{j:#}");
+    let fault = &linked[0];
+    assert_eq!(
+        (fault["recipient"].as_str(), fault["metric"].as_str()),
+        (Some("calora"), Some("thermostat.fault-code"))
+    );
+    assert_eq!(fault["purposes"][0]["purpose"], "service");
+    assert!(!fault["purposes"][0]["legal_basis"].as_str().unwrap().is_empty(), "{fault}");
+    assert_eq!((fault["open_until_withdrawn"].as_bool(), fault["hold"].as_str()), (Some(true), Some("P90D")));
+    assert_eq!(fault["records_held"].as_u64(), Some(1), "{fault}");
+    assert!(j["not_linked"].as_array().unwrap().is_empty(), "the mode consent was withdrawn: {j:#}");
+    let consents = j["consents"].as_array().unwrap();
+    assert_eq!(consents.len(), 2);
+    let withdrawn: Vec<&str> = consents
+        .iter()
+        .filter(|c| c["withdrawn_at"].is_u64())
+        .map(|c| c["purpose"].as_str().unwrap())
+        .collect();
+    assert_eq!(withdrawn, ["product-improvement"]);
+    assert_eq!(j["records"].as_array().unwrap().len(), 1, "{j:#}");
+    let releases = j["disclosures"].as_array().unwrap();
+    assert_eq!(releases.len(), 2, "two releases of the record: {j:#}");
+    assert!(releases.iter().all(|x| x["kind"] == "release" && x["recipient"] == "calora"));
+    let h = run(&d, &["report", "--subject", &o.subject]);
+    let page = stdout(&h);
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page:.200}");
+    for needle in [
+        "data-section=\"devices\"",
+        "Linked to you",
+        "Not linked to you",
+        "until you withdraw your consent",
+        "up to P90D after collection",
+        "records handed over",
+        "Your consents and withdrawals",
+    ] {
+        assert!(page.contains(needle), "{needle}");
+    }
+    assert_no_debug_text(&page);
+    refused_with(&run(&d, &["--json", "report", "--subject", "xyz"]), "bad_subject");
+    refused_with(
+        &run(&d, &["--json", "report", "--subject", &o.subject, "--format", "markdown"]),
+        "bad_parameter",
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -24,6 +24,7 @@ use confiance::recorder::Value as DevValue;
 use confiance_aggregator::server::{KeyFile, unhex};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
 use serde_json::Value;
+use sha2::Digest as _;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
@@ -694,6 +695,44 @@ fn transport_answers() {
         (Some("current"), Some(u64::from(kf.hpke[0].0.id.0)))
     );
     assert_eq!(published["config"].as_str().map(unhex), Some(Some(kf.hpke[0].0.to_bytes().to_vec())));
+    // The catalogue a device seals under, without a token: its digest is SHA-256 of the
+    // domain and the canonical bytes shown (docs/wire-format.md §8).
+    let (s, _, cat) = ask(get("/v1/catalogue", None));
+    assert_eq!(s, 200, "{cat}");
+    let served = catalogue();
+    let canonical = cat["canonical"].as_str().and_then(unhex).unwrap();
+    assert_eq!(canonical, served.canonical_bytes());
+    let digest = sha2::Sha256::digest([b"confiance/catalogue/v1\0".as_slice(), &canonical].concat());
+    assert_eq!(cat["digest"].as_str().and_then(unhex), Some(digest.to_vec()));
+    assert_eq!(cat["digest"].as_str().and_then(unhex), Some(served.digest().as_bytes().to_vec()));
+    assert_eq!(cat["version"].as_u64(), Some(u64::from(served.version())));
+    // Every anonymous metric's mechanism, `auto` resolved, with every parameter: put
+    // back into the library's own `Params` (the key is per period, so 0), it is exactly
+    // the catalogue's selection — no field lost, none invented.
+    let mechanisms = cat["mechanisms"].as_object().unwrap();
+    let anonymous: Vec<_> = served.metrics().filter(|(_, m)| m.mechanism().is_some()).collect();
+    assert_eq!(mechanisms.len(), anonymous.len(), "{cat}");
+    for (id, metric) in anonymous {
+        let selection = metric.mechanism().unwrap();
+        let entry = &mechanisms[&id.to_string()];
+        assert_eq!(entry["mechanism"].as_str(), Some(selection.name().to_string().as_str()), "{id}");
+        assert_eq!(entry["epsilon"]["num"].as_u64(), Some(u64::from(selection.epsilon().numerator())));
+        assert_eq!(entry["epsilon"]["den"].as_u64(), Some(u64::from(selection.epsilon().denominator())));
+        let variant = format!("{:?}", selection.params());
+        let variant = variant.split([' ', '{']).next().unwrap();
+        let mut fields = entry.as_object().unwrap().clone();
+        for k in ["mechanism", "epsilon", "keyed"] {
+            fields.remove(k);
+        }
+        let keyed = entry["keyed"].as_bool().unwrap();
+        if keyed {
+            fields.insert(if variant == "Olh" { "pool_key" } else { "key" }.into(), 0.into());
+        }
+        let params: confiance::ldp::Params =
+            serde_json::from_value(serde_json::json!({ variant: fields })).unwrap();
+        assert_eq!(&params, selection.params(), "{id}: {entry}");
+        assert_eq!(keyed, selection.for_period(id.as_str(), 0).key().is_some(), "{id}");
+    }
     // Metrics: admin only, Prometheus text.
     assert_eq!(ask(get("/metrics", Some(&auditor))).1, Some("wrong_role".into()));
     let (s, head, body) =

@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 #[path = "support/fixtures.rs"]
 mod fixtures;
 use fixtures::{catalogue, id, recorder};
+#[path = "support/schemas.rs"]
+mod schemas;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_confiance"))
@@ -103,7 +105,10 @@ impl Http {
         let mut r = r.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = r.status().as_u16();
         let text = r.body_mut().read_to_string().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")))
+        let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+        // Every answer, success or error, against its schema in docs/schemas/ (docs/http.md).
+        schemas::check_http(method, path, status, &v);
+        (status, v)
     }
     fn get(&self, path: &str, token: &str) -> (u16, Value) {
         self.send("GET", path, Some(token), None)
@@ -155,6 +160,9 @@ fn every_endpoint_role_and_bad_request() {
     let h = Http { agent, base: server.base.clone() };
 
     assert_eq!(h.send("GET", "/v1/health", None, None), (200, json!({"status": "ok"})));
+    assert_eq!(h.send("GET", "/v1/ready", None, None), (200, json!({"status": "ready"})));
+    let (s, v) = h.send("GET", "/v1/keys", None, None);
+    assert_eq!((s, v["keys"][0]["state"].as_str()), (200, Some("current")), "{v}");
 
     // A device gives consent, records, seals; the server acknowledges each envelope after commit.
     let t = now();
@@ -186,6 +194,20 @@ fn every_endpoint_role_and_bad_request() {
     let _ = grid_receipt;
     refused(h.post("/v1/receipts", &device, &r1), 409, "duplicate_receipt");
     refused(h.post("/v1/receipts", &device, b"not a receipt"), 400, "bad_consent");
+    // Another subject enrolls a device, then revokes it (answers checked against their schemas).
+    {
+        use confiance::consent::{DeviceKey, SubjectKey};
+        use confiance::hazmat::SeedableRng as _;
+        let mut rng = SeededRng::seed_from_u64(77);
+        let (sk, dk) = (SubjectKey::generate(&mut rng), DeviceKey::generate(&mut rng));
+        let since = t.saturating_sub_secs(3_600);
+        let del = sk.delegate(dk.public_key(), since, None, since).unwrap();
+        let (s, v) = h.post("/v1/delegations", &device, &del.to_bytes());
+        assert_eq!(s, 201, "{v}");
+        let rev = sk.revoke(dk.public_key(), t, t);
+        let (s, v) = h.post("/v1/revocations", &device, &rev.to_bytes());
+        assert_eq!((s, v["revoked"].as_bool()), (201, Some(true)), "{v}");
+    }
 
     let _ = dev.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(2), t);
     let _ = dev.record_service(&id("thermostat.fault-code"), DevValue::Int(7), t);
@@ -363,6 +385,25 @@ fn every_endpoint_role_and_bad_request() {
     let (s, v) = h.post("/v1/withdrawals", &device, &w);
     assert_eq!((s, v["withdrawn"].as_bool()), (201, Some(true)), "{v}");
     refused(h.post("/v1/withdrawals", &device, &w), 409, "already_withdrawn");
+    // Errors about a withdrawal say "withdrawal", never call it a receipt (issue #16).
+    let mut flipped = w.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    for (what, bytes, status, code) in [
+        ("again", w.clone(), 409, "already_withdrawn"),
+        ("truncated", w[..w.len() - 1].to_vec(), 400, "bad_consent"),
+        ("a trailing byte", [&w[..], &[0]].concat(), 400, "bad_consent"),
+        ("version 3", [&[3u8][..], &w[1..]].concat(), 400, "bad_consent"),
+        ("a flipped signature bit", flipped, 403, "bad_signature"),
+    ] {
+        let r = h.post("/v1/withdrawals", &device, &bytes);
+        let message = r.1["error"]["message"].as_str().unwrap_or_default().to_owned();
+        refused(r, status, code);
+        assert!(message.contains("withdrawal"), "{what}: {message}");
+        assert!(
+            !message.contains("receipt bytes") && !message.contains("receipt already"),
+            "{what}: {message}"
+        );
+    }
     let (s, v) = h.get(
         &format!("/v1/check?recipient=gridco&metric=thermostat.mode&purpose=grid-balancing&subject={subject}&at={}", t.as_secs() + 1),
         &auditor,
@@ -400,6 +441,14 @@ fn every_endpoint_role_and_bad_request() {
         .collect();
     let leaf: [u8; 32] = unhex(inc["leaf_hash"].as_str().unwrap()).unwrap().try_into().unwrap();
     confiance_aggregator::audit::merkle::verify_inclusion(&leaf, 1, size, &path, signed.root()).unwrap();
+    // The leaf bytes are answered with the event: they hash to the leaf and decode to
+    // the event shown, at its sequence number (docs/wire-format.md §9).
+    let leaf_bytes = unhex(inc["leaf"].as_str().unwrap()).unwrap();
+    assert_eq!(confiance_aggregator::audit::merkle::leaf_hash(&leaf_bytes), leaf);
+    let logged = confiance_aggregator::audit::LoggedEvent::from_leaf_bytes(&leaf_bytes).unwrap();
+    assert_eq!(logged.seq, 1);
+    let kind = |v: &Value| v.as_object().and_then(|o| o.keys().next().cloned());
+    assert_eq!(kind(&serde_json::to_value(&logged.event).unwrap()), kind(&inc["event"]), "{inc}");
     // Issue #14, defect 9: a recipient reads its own events and those naming no party,
     // never another recipient's release (metric, window, partitions); a device reads no
     // party's event. The leaf hash and path are answered to everyone.
@@ -409,6 +458,11 @@ fn every_endpoint_role_and_bad_request() {
             let (s, v) = h.get(&format!("/v1/audit/inclusion?seq={seq}&tree_size={size}"), token);
             assert_eq!(s, 200, "{v}");
             assert!(v["leaf_hash"].is_string() && v["path"].is_array(), "{v}");
+            assert_eq!(
+                v["leaf"].is_null(),
+                v["event"].is_null(),
+                "leaf bytes shown exactly with the event: {v}"
+            );
             v["event"].clone()
         };
         let full = ask(&auditor);
@@ -422,6 +476,8 @@ fn every_endpoint_role_and_bad_request() {
                 "Release" | "Transcryption" => assert!(seen.is_null(), "{name:?} read {full}"),
                 "ConsentGiven" | "ConsentWithdrawn" if name.is_none() => assert!(seen.is_null(), "{full}"),
                 "ConsentGiven" | "ConsentWithdrawn" => assert!(seen.is_null() || seen == full),
+                // Enrollment events: the auditor only.
+                "DeviceDelegated" | "DeviceRevoked" => assert!(seen.is_null(), "{name:?} read {full}"),
                 _ => assert_eq!(seen, full, "{name:?}: an event naming no party"),
             }
         }
@@ -456,6 +512,7 @@ fn every_endpoint_role_and_bad_request() {
     let (s, ct, text) = raw("/v1/report?format=json", &auditor);
     assert_eq!((s, ct.as_str()), (200, "application/json"));
     let report: Value = serde_json::from_str(&text).unwrap();
+    schemas::check_http("GET", "/v1/report?format=json", s, &report);
     assert_eq!(report["log"]["checkpoint_verified"], json!(true), "{:#}", report["log"]);
     assert!(report["log"]["tree_size"].as_u64().unwrap() >= size);
     assert!(report["access"].as_array().is_some_and(|a| !a.is_empty()), "{text:.300}");
@@ -464,6 +521,23 @@ fn every_endpoint_role_and_bad_request() {
     refused(h.get("/v1/report", &calora), 403, "wrong_role");
     refused(h.get("/v1/report?format=pdf", &auditor), 400, "bad_parameter");
     refused(h.get("/v1/report?at=yesterday", &auditor), 400, "bad_time");
+    // The subject's own report: HTML and JSON (its schema), auditors only.
+    let (s, ct, page) = raw(&format!("/v1/subjects/{subject}/report"), &auditor);
+    assert_eq!((s, ct.as_str()), (200, "text/html; charset=utf-8"));
+    assert!(page.contains("Linked to you") && page.contains("records handed over"), "{page:.300}");
+    let path = format!("/v1/subjects/{subject}/report?format=json");
+    let (s, ct, text) = raw(&path, &auditor);
+    assert_eq!((s, ct.as_str()), (200, "application/json"));
+    let sr: Value = serde_json::from_str(&text).unwrap();
+    schemas::check_http("GET", &path, s, &sr);
+    assert_eq!(sr["subject"].as_str(), Some(subject.as_str()));
+    assert!(sr["disclosures"].as_array().unwrap().len() >= 2, "{sr:#}");
+    let w: Vec<_> =
+        sr["consents"].as_array().unwrap().iter().filter(|c| c["withdrawn_at"].is_u64()).collect();
+    assert_eq!(w.len(), 1, "the gridco consent was withdrawn: {sr:#}");
+    refused(h.get(&format!("/v1/subjects/{subject}/report"), &calora), 403, "wrong_role");
+    refused(h.get(&format!("/v1/subjects/{subject}/report?format=pdf"), &auditor), 400, "bad_parameter");
+    refused(h.get("/v1/subjects/xyz/report", &auditor), 400, "bad_subject");
     // Reports read a snapshot copy of the database, removed once the report is written.
     let leftovers: Vec<String> = std::fs::read_dir(&d)
         .unwrap()
@@ -476,6 +550,9 @@ fn every_endpoint_role_and_bad_request() {
     let (s, v) = h.post("/v1/purge", &admin, b"");
     assert_eq!((s, v["partitions"].as_u64()), (200, Some(0)), "{v}");
     assert_eq!(h.get("/v1/overdue", &admin).0, 200);
+    // The lost-key recovery withdraws the subject's open receipts (calora's two).
+    let (s, v) = h.post(&format!("/v1/subjects/{subject}/override"), &admin, br#"{"reason": "lost phone"}"#);
+    assert_eq!((s, v["withdrawn"].as_array().map(Vec::len)), (200, Some(2)), "{v}");
 
     // Graceful shutdown on SIGTERM while 4 clients are posting envelopes: every envelope
     // answered 201 (before or during the shutdown) is in the database afterwards.

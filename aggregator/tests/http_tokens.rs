@@ -23,6 +23,8 @@ use serde_json::Value;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
+#[path = "support/schemas.rs"]
+mod schemas;
 use fixtures::{catalogue, id};
 
 const DAY: u64 = 86_400;
@@ -39,7 +41,13 @@ fn call(agent: &ureq::Agent, method: &str, url: &str, body: &[u8]) -> (u16, Valu
     let mut r = r.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = r.status().as_u16();
     let bytes = r.body_mut().read_to_vec().unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), bytes)
+    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if !v.is_null() {
+        // Every JSON answer against its schema in docs/schemas/ (docs/http.md).
+        let path = &url[url.find("/v1/").unwrap()..];
+        schemas::check_http(method, path, status, &v);
+    }
+    (status, v, bytes)
 }
 
 #[track_caller]

@@ -4,8 +4,8 @@
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
 use confiance::consent::{
-    ConsentError, ConsentReceipt, ConsentState, DeviceKey, Grant, RECEIPT_VERSION, Scope, SignedReceipt,
-    Withdrawal,
+    ConsentError, ConsentReceipt, ConsentState, DeviceKey, Grant, Message, RECEIPT_VERSION, Scope,
+    SignedReceipt, Withdrawal,
 };
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{CategoryId, MetricId, SubjectId};
@@ -164,9 +164,9 @@ fn every_bad_receipt_is_refused_with_its_own_error_and_changes_nothing() {
     let cases: Vec<(&str, Vec<u8>, IsExpected)> = vec![
         ("bad signature", bad_sig, |e| matches!(e, LedgerError::Consent(ConsentError::BadSignature))),
         ("malformed", vec![RECEIPT_VERSION, 0xff, 0xff], |e| {
-            matches!(e, LedgerError::Consent(ConsentError::Malformed))
+            matches!(e, LedgerError::Consent(ConsentError::Malformed(_)))
         }),
-        ("trailing bytes", trailing, |e| matches!(e, LedgerError::Consent(ConsentError::TrailingBytes))),
+        ("trailing bytes", trailing, |e| matches!(e, LedgerError::Consent(ConsentError::TrailingBytes(_)))),
         (
             "unknown purpose",
             forge_receipt(ConsentReceipt { purpose: id("marketing"), ..other.clone() }),
@@ -248,6 +248,11 @@ fn every_bad_withdrawal_is_refused_with_its_own_error_and_changes_nothing() {
     };
     // A receipt the ledger never saw.
     let unseen = give(&mut dev, &mut rng, "lab-eu", "research", "watch.activity");
+    // Bytes that are not a withdrawal (cut short, one byte too many, another version).
+    let good = forge_withdrawal(&w(a.id(), subject(), t(500)), SEED);
+    let truncated = good[..good.len() - 1].to_vec();
+    let trailing = [&good[..], &[0]].concat();
+    let version3 = [&[3u8][..], &good[1..]].concat();
     let mut bad_sig = forge_withdrawal(&w(a.id(), subject(), t(500)), SEED);
     *bad_sig.last_mut().unwrap() ^= 1;
     let other_key = w(a.id(), subject(), t(500));
@@ -256,7 +261,7 @@ fn every_bad_withdrawal_is_refused_with_its_own_error_and_changes_nothing() {
             matches!(e, LedgerError::Consent(ConsentError::BadSignature))
         }),
         ("unknown receipt", forge_withdrawal(&w(unseen.id(), subject(), t(500)), SEED), t(9_000), |e| {
-            matches!(e, LedgerError::UnknownReceipt(_))
+            matches!(e, LedgerError::WithdrawalOfUnknownConsent(_))
         }),
         ("a key the subject never delegated", forge_withdrawal(&other_key, [4; 32]), t(9_000), |e| {
             matches!(e, LedgerError::Enroll(EnrollError::NotEnrolled))
@@ -273,11 +278,40 @@ fn every_bad_withdrawal_is_refused_with_its_own_error_and_changes_nothing() {
         ("recorded before its receipt", forge_withdrawal(&w(a.id(), subject(), t(500)), SEED), t(99), |e| {
             matches!(e, LedgerError::RecordedBeforeReceipt)
         }),
+        ("truncated", truncated, t(9_000), |e| {
+            matches!(e, LedgerError::Consent(ConsentError::Malformed(Message::Withdrawal)))
+        }),
+        ("a trailing byte", trailing, t(9_000), |e| {
+            matches!(e, LedgerError::Consent(ConsentError::TrailingBytes(Message::Withdrawal)))
+        }),
+        ("version 3", version3, t(9_000), |e| {
+            matches!(e, LedgerError::Consent(ConsentError::UnsupportedVersion(Message::Withdrawal, 3)))
+        }),
+        ("too large", vec![RECEIPT_VERSION; 20_000], t(9_000), |e| {
+            matches!(e, LedgerError::Consent(ConsentError::TooLarge(Message::Withdrawal)))
+        }),
     ];
     for (what, bytes, recorded_at, expected) in cases {
         let err = l.ingest_withdrawal(&bytes, recorded_at).unwrap_err();
         assert!(expected(&err), "{what}: got {err:?}");
         assert_eq!(snapshot(&l), before, "{what} changed the ledger");
+        // The message names the withdrawal and never calls it a receipt (issue #16). The
+        // signer and timing checks are about keys and times, shared with other messages:
+        // the HTTP answer names the withdrawal for them (tests/http_server.rs).
+        let message = err.to_string();
+        let shared = matches!(
+            err,
+            LedgerError::Enroll(_)
+                | LedgerError::Consent(ConsentError::BadSignature)
+                | LedgerError::RecordedBeforeReceipt
+        );
+        assert!(shared || message.contains("withdrawal"), "{what}: {message}");
+        for wrong in
+            ["receipt is", "receipt bytes", "after the receipt", "receipt version", "receipt already"]
+        {
+            assert!(!message.contains(wrong), "{what}: {message}");
+        }
+        assert!(!message.contains("unknown receipt"), "{what}: {message}");
     }
     l.ingest_withdrawal(&forge_withdrawal(&w(a.id(), subject(), t(500)), SEED), t(9_000)).unwrap();
     assert_ne!(snapshot(&l), before);

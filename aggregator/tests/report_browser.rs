@@ -43,6 +43,7 @@ fn sample() -> ReportData {
         records: 77,
         collected_from: Some(t("2027-03-01")),
         deadline: t("2027-05-20"),
+        hold: Some("P2M".into()),
         purged_at: None,
         overdue_by_secs: Some(12 * 86_400),
     });
@@ -359,3 +360,74 @@ fn pdf_pages(pdf: &[u8]) -> usize {
         .filter(|(i, m)| !text[i + m.len()..].starts_with('s'))
         .count()
 }
+
+/// A report the size of the 2 000-device fleet's at its largest: `ReportData::gather`'s
+/// caps (400 access cohorts, 400 partitions) plus overdue records, and 8 metrics of 7
+/// estimates — the shape `cargo run --example fleet -- --devices 2000 --months 2` prints
+/// (docs/reports.md gives its measured page count).
+fn fleet_sized() -> ReportData {
+    let mut d = ReportData::demo();
+    let (a0, r0, e0) = (d.access.clone(), d.retention.clone(), d.estimates.clone());
+    d.access = (0..400)
+        .map(|i| {
+            let mut a = a0[i % a0.len()].clone();
+            a.subject = format!("cohort of {} subjects, week {}", 5 + i % 17, i / 8);
+            a.window_start = a.window_start.saturating_add_secs((i as u64 % 50) * 3_600);
+            a
+        })
+        .collect();
+    d.retention = (0..440)
+        .map(|i| {
+            let mut r = r0[i % r0.len()].clone();
+            r.item = format!("{} bucket {i}", r.metric);
+            r.deadline = r.deadline.saturating_add_secs(i as u64 * 3_600);
+            r
+        })
+        .collect();
+    d.estimates = (0..8)
+        .flat_map(|m| {
+            e0.iter().take(7).enumerate().map(move |(k, e)| EstimateRow {
+                metric: format!("metric.{m}"),
+                label: format!("label {k}"),
+                ..e.clone()
+            })
+        })
+        .collect();
+    d
+}
+
+/// The fleet-sized report prints to a bounded number of A4 pages: charts capped at 40
+/// rows, the long tables in the appendix in small print (issue #19 measured 52 pages
+/// for the fleet's report before the summary, the appendix and the print stylesheet).
+#[test]
+fn fleet_sized_report_prints_to_a_bounded_page_count() {
+    let exe = chromium();
+    let dir = std::env::temp_dir().join(format!("confiance-report-fleet-pdf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Dir(dir, std::env::var_os("REPORT_BROWSER_KEEP").is_some());
+    let html_path = dir.0.join("fleet.html");
+    std::fs::write(&html_path, report::render_html(&fleet_sized())).unwrap();
+    let pdf = dir.0.join("fleet.pdf");
+    let out = run_chromium(
+        &exe,
+        &dir.0.join("profile"),
+        &[
+            format!("--print-to-pdf={}", pdf.display()),
+            "--no-pdf-header-footer".into(),
+            format!("file://{}", html_path.display()),
+        ],
+    );
+    assert!(
+        out.status.success() && pdf.exists(),
+        "print to PDF failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pages = pdf_pages(&std::fs::read(&pdf).unwrap());
+    println!("fleet-sized report printed: {pages} A4 pages");
+    assert!((4..=FLEET_PAGES_MAX).contains(&pages), "the fleet-sized report printed to {pages} pages");
+}
+
+/// The bound on the fleet-sized report's pages: measured 24 (45 before the appendix's
+/// smaller print; docs/reports.md), with a little room for fonts that wrap differently.
+const FLEET_PAGES_MAX: usize = 28;

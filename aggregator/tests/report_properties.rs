@@ -88,6 +88,7 @@ fn retention() -> impl Strategy<Value = RetentionRow> {
             records: 1,
             collected_from,
             deadline,
+            hold: None,
             purged_at,
             overdue_by_secs,
         })

@@ -277,3 +277,30 @@ fn big_and_odd_data_is_capped_and_does_not_break() {
     assert!(budget.contains("over budget") && data_rects(budget, &["#A50F15"]) == 1);
     assert!(html.contains("<tr class=\"overdue\"><td>overspent</td>"));
 }
+
+/// The long tables (access windows, retention) sit in an appendix after the notes,
+/// linked from the summary and from their sections; each retention row names its hold
+/// as written (issue #19). Fails before the change: the tables were inline.
+#[test]
+fn long_tables_are_in_a_linked_appendix() {
+    let d = ReportData::demo();
+    let html = report::render_html(&d);
+    let pos = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("{needle} missing"));
+    let (summary, notes, appendix) =
+        (pos("id=\"summary\""), pos("id=\"notes\""), pos("<section id=\"appendix\""));
+    assert!(summary < notes && notes < appendix);
+    for table in ["<th scope=\"col\">Window start</th>", "<th scope=\"col\">Deadline</th>"] {
+        assert_eq!(html.matches(table).count(), 1, "{table} once");
+        assert!(pos(table) > appendix, "{table} in the appendix");
+    }
+    let summary_text = &html[summary..pos("id=\"log\"")];
+    for target in ["appendix-access", "appendix-retention"] {
+        assert!(summary_text.contains(&format!("href=\"#{target}\"")), "the summary links {target}");
+        assert_eq!(html.matches(&format!("href=\"#{target}\"")).count(), 2, "summary and section");
+        assert!(html.contains(&format!("id=\"{target}\"")));
+    }
+    let retention = &html[pos("id=\"appendix-retention\"")..];
+    for hold in ["P1M", "P3M", "P6M", "P90D"] {
+        assert!(retention.contains(&format!("<td>{hold}</td>")), "{hold}");
+    }
+}

@@ -1,4 +1,4 @@
-//! The token worked example of docs/wire-format.md (§3.4), reproduced byte for byte:
+//! The token worked example of docs/wire-format.md (§10.3), reproduced byte for byte:
 //! a token request, the issuer's response, the token the device unblinds, and the
 //! envelope body's token list that spends it.
 

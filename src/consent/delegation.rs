@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::error::ConsentError;
+use super::error::{ConsentError, Message};
 use super::key::SubjectKey;
 use super::receipt::{RECEIPT_VERSION, Sig, decode_bounded, signing_message, verify};
 use crate::Timestamp;
@@ -64,7 +64,7 @@ pub struct SignedDelegation {
     signature: Sig,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct SignedDelegationWire {
     delegation: Delegation,
     signature: Sig,
@@ -100,10 +100,10 @@ impl SignedDelegation {
     /// [`ConsentError::InvertedValidity`], [`ConsentError::BadKey`] or
     /// [`ConsentError::BadSignature`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConsentError> {
-        let w: SignedDelegationWire = decode_bounded(bytes)?;
+        let w: SignedDelegationWire = decode_bounded(bytes, Message::Delegation)?;
         let d = &w.delegation;
         if d.version != RECEIPT_VERSION {
-            return Err(ConsentError::UnsupportedVersion(d.version));
+            return Err(ConsentError::UnsupportedVersion(Message::Delegation, d.version));
         }
         if d.valid_until.is_some_and(|u| u <= d.valid_from) {
             return Err(ConsentError::InvertedValidity);
@@ -111,7 +111,7 @@ impl SignedDelegation {
         verify(d.subject_key.as_bytes(), DELEGATION_SIG_DOMAIN, &d.body(), &w.signature.0)?;
         let signed = Self { delegation: w.delegation, signature: w.signature };
         if signed.to_bytes() != bytes {
-            return Err(ConsentError::Malformed);
+            return Err(ConsentError::Malformed(Message::Delegation));
         }
         Ok(signed)
     }
@@ -152,7 +152,7 @@ pub struct SignedRevocation {
     signature: Sig,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct SignedRevocationWire {
     revocation: Revocation,
     signature: Sig,
@@ -187,15 +187,15 @@ impl SignedRevocation {
     /// [`ConsentError::Malformed`], [`ConsentError::TrailingBytes`],
     /// [`ConsentError::BadKey`] or [`ConsentError::BadSignature`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConsentError> {
-        let w: SignedRevocationWire = decode_bounded(bytes)?;
+        let w: SignedRevocationWire = decode_bounded(bytes, Message::Revocation)?;
         let r = &w.revocation;
         if r.version != RECEIPT_VERSION {
-            return Err(ConsentError::UnsupportedVersion(r.version));
+            return Err(ConsentError::UnsupportedVersion(Message::Revocation, r.version));
         }
         verify(r.subject_key.as_bytes(), REVOCATION_SIG_DOMAIN, &r.body(), &w.signature.0)?;
         let signed = Self { revocation: w.revocation, signature: w.signature };
         if signed.to_bytes() != bytes {
-            return Err(ConsentError::Malformed);
+            return Err(ConsentError::Malformed(Message::Revocation));
         }
         Ok(signed)
     }

@@ -5,18 +5,52 @@ use core::fmt;
 use crate::ids::{CategoryId, MetricId, PurposeId, RecipientId};
 use crate::retention::Duration;
 
+/// Which signed consent message a decoding error is about, so that its message names
+/// it: a bad withdrawal is reported as a withdrawal, never as a receipt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Message {
+    /// A consent receipt.
+    Receipt,
+    /// A withdrawal of a receipt.
+    Withdrawal,
+    /// A device delegation.
+    Delegation,
+    /// A device revocation.
+    Revocation,
+}
+
+impl Message {
+    /// The message's name, lower case (`"withdrawal"`).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Receipt => "receipt",
+            Self::Withdrawal => "withdrawal",
+            Self::Delegation => "delegation",
+            Self::Revocation => "revocation",
+        }
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Why a receipt, a withdrawal or a consent change is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConsentError {
     /// More bytes than [`super::MAX_RECEIPT_BYTES`]: refused before decoding.
-    TooLarge,
-    /// Bytes that do not decode as a receipt or withdrawal.
-    Malformed,
-    /// Bytes left over after a complete receipt or withdrawal.
-    TrailingBytes,
-    /// A format version this build does not know.
-    UnsupportedVersion(u8),
+    TooLarge(Message),
+    /// Bytes that do not decode as this message, or not in its canonical form.
+    Malformed(Message),
+    /// Bytes left over after a complete message.
+    TrailingBytes(Message),
+    /// A format version this build does not know, of this message.
+    UnsupportedVersion(Message, u8),
     /// The device key is not a valid Ed25519 public key.
     BadKey,
     /// The signature does not verify under the device key.
@@ -68,10 +102,10 @@ pub enum ConsentError {
 impl fmt::Display for ConsentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooLarge => f.write_str("receipt is too large"),
-            Self::Malformed => f.write_str("receipt bytes are malformed"),
-            Self::TrailingBytes => f.write_str("trailing bytes after the receipt"),
-            Self::UnsupportedVersion(v) => write!(f, "unsupported receipt version {v}"),
+            Self::TooLarge(m) => write!(f, "{m} is too large"),
+            Self::Malformed(m) => write!(f, "{m} bytes are malformed"),
+            Self::TrailingBytes(m) => write!(f, "trailing bytes after the {m}"),
+            Self::UnsupportedVersion(m, v) => write!(f, "unsupported {m} version {v}"),
             Self::BadKey => f.write_str("device key is not a valid Ed25519 public key"),
             Self::BadSignature => f.write_str("signature does not verify"),
             Self::InvertedValidity => f.write_str("valid_until must be after valid_from"),
@@ -85,7 +119,7 @@ impl fmt::Display for ConsentError {
                 write!(f, "the catalogue does not allow metric `{m}` for this recipient and purpose")
             }
             Self::UnknownReceipt => f.write_str("unknown receipt"),
-            Self::AlreadyWithdrawn => f.write_str("receipt already withdrawn"),
+            Self::AlreadyWithdrawn => f.write_str("already withdrawn"),
             Self::KeyMismatch => f.write_str("the key does not fit"),
             Self::SubjectKeyMismatch => f.write_str("the subject id is not the hash of the subject key"),
             Self::NotSubjectKey => f.write_str("this device does not hold the subject key"),

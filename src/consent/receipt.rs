@@ -7,7 +7,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::error::ConsentError;
+use super::error::{ConsentError, Message};
 use super::key::{DeviceKey, SubjectKey};
 use crate::Timestamp;
 use crate::catalogue::{Catalogue, CatalogueDigest};
@@ -157,7 +157,7 @@ impl ConsentReceipt {
     /// [`ConsentError::InvertedValidity`] or [`ConsentError::EmptyScope`].
     pub fn check_shape(&self) -> Result<(), ConsentError> {
         if self.version != RECEIPT_VERSION {
-            return Err(ConsentError::UnsupportedVersion(self.version));
+            return Err(ConsentError::UnsupportedVersion(Message::Receipt, self.version));
         }
         if SubjectId::of_key(&self.subject_key) != self.subject {
             return Err(ConsentError::SubjectKeyMismatch);
@@ -243,18 +243,29 @@ pub(super) fn verify(key: &[u8; 32], domain: &[u8], body: &[u8], sig: &[u8; 64])
         .map_err(|_| ConsentError::BadSignature)
 }
 
-pub(super) fn decode_bounded<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ConsentError> {
+/// Decodes a signed consent message: bounded, version first, no trailing bytes, and
+/// canonical — re-encoding gives the same bytes — before any other check, so a
+/// signature is only ever verified over the one byte string of its message, and every
+/// implementation refuses a non-canonical message with the same error whatever its
+/// signature (docs/wire-format.md §7).
+pub(super) fn decode_bounded<'a, T: Deserialize<'a> + Serialize>(
+    bytes: &'a [u8],
+    kind: Message,
+) -> Result<T, ConsentError> {
     if bytes.len() > MAX_RECEIPT_BYTES {
-        return Err(ConsentError::TooLarge);
+        return Err(ConsentError::TooLarge(kind));
     }
     if let Some(&v) = bytes.first()
         && v != RECEIPT_VERSION
     {
-        return Err(ConsentError::UnsupportedVersion(v));
+        return Err(ConsentError::UnsupportedVersion(kind, v));
     }
-    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|_| ConsentError::Malformed)?;
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|_| ConsentError::Malformed(kind))?;
     if !rest.is_empty() {
-        return Err(ConsentError::TrailingBytes);
+        return Err(ConsentError::TrailingBytes(kind));
+    }
+    if postcard::to_allocvec(&value).map_err(|_| ConsentError::Malformed(kind))? != bytes {
+        return Err(ConsentError::Malformed(kind));
     }
     Ok(value)
 }
@@ -309,7 +320,7 @@ pub struct SignedReceipt {
     signature: Sig,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct SignedReceiptWire {
     receipt: ConsentReceipt,
     signature: Sig,
@@ -350,7 +361,7 @@ impl SignedReceipt {
     /// [`ConsentError::EmptyScope`], [`ConsentError::BadKey`] or
     /// [`ConsentError::BadSignature`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConsentError> {
-        let w: SignedReceiptWire = decode_bounded(bytes)?;
+        let w: SignedReceiptWire = decode_bounded(bytes, Message::Receipt)?;
         w.receipt.check_shape()?;
         verify(
             w.receipt.signer.as_bytes(),
@@ -361,7 +372,7 @@ impl SignedReceipt {
         let signed = Self { receipt: w.receipt, signature: w.signature };
         // Only the canonical encoding is accepted, so one receipt has one byte string.
         if signed.to_bytes() != bytes {
-            return Err(ConsentError::Malformed);
+            return Err(ConsentError::Malformed(Message::Receipt));
         }
         Ok(signed)
     }
@@ -420,7 +431,7 @@ pub struct SignedWithdrawal {
     signature: Sig,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct SignedWithdrawalWire {
     withdrawal: Withdrawal,
     signature: Sig,
@@ -444,18 +455,19 @@ impl SignedWithdrawal {
     /// # Errors
     /// As [`SignedReceipt::from_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConsentError> {
-        let w: SignedWithdrawalWire = decode_bounded(bytes)?;
+        let w: SignedWithdrawalWire = decode_bounded(bytes, Message::Withdrawal)?;
         if w.withdrawal.version != RECEIPT_VERSION {
-            return Err(ConsentError::UnsupportedVersion(w.withdrawal.version));
+            return Err(ConsentError::UnsupportedVersion(Message::Withdrawal, w.withdrawal.version));
         }
         if SubjectId::of_key(&w.withdrawal.subject_key) != w.withdrawal.subject {
             return Err(ConsentError::SubjectKeyMismatch);
         }
-        let body = postcard::to_allocvec(&w.withdrawal).map_err(|_| ConsentError::Malformed)?;
+        let body =
+            postcard::to_allocvec(&w.withdrawal).map_err(|_| ConsentError::Malformed(Message::Withdrawal))?;
         verify(w.withdrawal.signer.as_bytes(), WITHDRAWAL_SIG_DOMAIN, &body, &w.signature.0)?;
         let signed = Self { withdrawal: w.withdrawal, signature: w.signature };
         if signed.to_bytes() != bytes {
-            return Err(ConsentError::Malformed);
+            return Err(ConsentError::Malformed(Message::Withdrawal));
         }
         Ok(signed)
     }

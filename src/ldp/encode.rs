@@ -174,23 +174,20 @@ fn hadamard<C: Coins>(
     Ok(LdpReport::Hadamard(narrow(u64::conditional_select(&u, &own, Choice::from(u8::from(keep))))))
 }
 
-/// `d` bits of Bernoulli(1/(1 + e^γ)) noise, 64 per draw of
-/// [`Coins::bernoulli_logistic_lanes`], with the bit at `x` replaced by `own(noise bit)`.
-/// The draws are the same for every `x`, and every word goes through the same
-/// constant-time select, so neither the draws nor the memory accesses depend on `x`.
+/// `d` bits of Bernoulli(1/(1 + e^γ)) noise ([`Coins::bernoulli_logistic_bits`], drawn
+/// the same way for every `x`), with the bit at `x` replaced by `own(noise bit)`. Every
+/// word goes through the same constant-time select, so neither the draws nor the memory
+/// accesses depend on `x`.
 fn unary<C: Coins>(d: u32, x: u64, gamma: Ratio, coins: &mut C, own: impl Fn(u64) -> u64) -> Vec<u8> {
+    let noise = coins.bernoulli_logistic_bits(gamma, d);
     let mut bytes = Vec::with_capacity((d as usize).div_ceil(8));
     let (own_word, shift) = (x / 64, x % 64);
-    let mut word: u64 = 0;
-    while word * 64 < u64::from(d) {
+    for (word, noise) in (0u64..).zip(noise) {
         let lanes = (u64::from(d) - word * 64).min(64);
-        #[allow(clippy::cast_possible_truncation, reason = "lanes <= 64")]
-        let noise = coins.bernoulli_logistic_lanes(gamma, lanes as u32);
         let fixed = (noise & !(1 << shift)) | ((own((noise >> shift) & 1) & 1) << shift);
         let out = u64::conditional_select(&noise, &fixed, word.ct_eq(&own_word));
         #[allow(clippy::cast_possible_truncation, reason = "at most 8 bytes")]
         bytes.extend_from_slice(out.to_le_bytes().get(..lanes.div_ceil(8) as usize).unwrap_or_default());
-        word += 1;
     }
     bytes
 }

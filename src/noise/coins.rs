@@ -3,10 +3,11 @@
 
 use super::Ratio;
 use super::bernoulli::{bern_exp_neg_u128, bern_u128, bernoulli_logistic};
-use super::lanes::bernoulli_logistic_lanes;
+use super::lanes::{bernoulli_logistic_bits, bernoulli_logistic_lanes};
 use super::mixture::{Mixture, bernoulli_mixture};
 use super::uniform::uniform_u64;
 use crate::rng::CryptoRng;
+use alloc::vec::Vec;
 use core::num::NonZeroU64;
 
 /// A source of exact primitive draws.
@@ -31,6 +32,17 @@ pub trait Coins {
     /// ([`bernoulli_logistic_lanes`](super::bernoulli_logistic_lanes)), with the same law.
     fn bernoulli_logistic_lanes(&mut self, gamma: Ratio, lanes: u32) -> u64 {
         (0..lanes.min(64)).fold(0, |w, i| w | (u64::from(self.bernoulli_logistic(gamma)) << i))
+    }
+
+    /// `bits` independent Bernoulli(1/(1 + exp(γ))), 64 to a word (bit `i` is bit `i % 64`
+    /// of word `i / 64`), the bits from `bits` up zero. The default draws each word with
+    /// [`Coins::bernoulli_logistic_lanes`]; [`RngCoins`] shares the sampler's deeper steps
+    /// across words ([`bernoulli_logistic_bits`](super::bernoulli_logistic_bits)), with
+    /// the same law.
+    fn bernoulli_logistic_bits(&mut self, gamma: Ratio, bits: u32) -> Vec<u64> {
+        (0..bits.div_ceil(64))
+            .map(|w| self.bernoulli_logistic_lanes(gamma, (bits - w * 64).min(64)))
+            .collect()
     }
 }
 
@@ -83,5 +95,10 @@ impl<R: CryptoRng + ?Sized> Coins for RngCoins<'_, R> {
     #[inline]
     fn bernoulli_logistic_lanes(&mut self, gamma: Ratio, lanes: u32) -> u64 {
         bernoulli_logistic_lanes(self.0, gamma, lanes)
+    }
+
+    #[inline]
+    fn bernoulli_logistic_bits(&mut self, gamma: Ratio, bits: u32) -> Vec<u64> {
+        bernoulli_logistic_bits(self.0, gamma, bits)
     }
 }

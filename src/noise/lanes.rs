@@ -28,6 +28,7 @@
 
 use super::Ratio;
 use crate::rng::CryptoRng;
+use alloc::vec::Vec;
 
 /// The lanes of `mask` where a uniform U ∈ [0, 1) is below `num/den` (lazy bitwise
 /// comparison with the binary expansion of `num/den`). `den > 0`.
@@ -155,6 +156,135 @@ fn logistic_lanes<R: CryptoRng + ?Sized>(rng: &mut R, num: u128, den: u128, mask
     ones
 }
 
+/// Independent outcomes of one exact 64-lane sampler, handed out one per requesting lane.
+///
+/// A bit-sliced draw costs about as many words whether 64 lanes or 3 still need a trial,
+/// so when few lanes are undecided most of a word's bits are wasted. A pool makes its
+/// outcomes 64 at a time, every lane used, and deposits them one by one into the lanes
+/// that ask. Each outcome is fresh and independent of the others and of where it goes
+/// (which lanes ask depends only on outcomes already handed out), so every lane gets
+/// exactly the sampler's law, independently.
+#[derive(Default)]
+struct Pool {
+    /// Outcomes not yet handed out, in the low `left` bits.
+    word: u64,
+    left: u32,
+}
+
+/// Below this many requesting lanes a pool deposits its outcomes one by one; from it on,
+/// a fresh 64-lane draw is masked (cheaper than the per-lane loop, and as exact).
+const DENSE_FROM: u32 = 40;
+
+impl Pool {
+    /// A fresh outcome at each lane of `mask`, zero elsewhere. `draw` makes 64.
+    fn take<R: ?Sized>(&mut self, rng: &mut R, mask: u64, draw: impl Fn(&mut R) -> u64) -> u64 {
+        if mask.count_ones() >= DENSE_FROM {
+            return draw(rng) & mask;
+        }
+        let mut out = 0u64;
+        let mut rest = mask;
+        while rest != 0 {
+            if self.left == 0 {
+                self.word = draw(rng);
+                self.left = 64;
+            }
+            let lane = rest & rest.wrapping_neg();
+            out |= lane & (self.word & 1).wrapping_neg();
+            self.word >>= 1;
+            self.left -= 1;
+            rest ^= lane;
+        }
+        out
+    }
+}
+
+/// Bernoulli(e^{−num/den}) lanes from pools: ⌊γ⌋ Bernoulli(e^{−1}) trials then one
+/// Bernoulli(e^{−frac γ}), each from its own pool (CKS 2020 Algorithm 1's chain).
+struct ExpNegPools {
+    whole: u128,
+    frac: u128,
+    den: u128,
+    one: Pool,
+    part: Pool,
+}
+
+impl ExpNegPools {
+    fn new(num: u128, den: u128) -> Self {
+        Self { whole: num / den, frac: num % den, den, one: Pool::default(), part: Pool::default() }
+    }
+
+    fn lanes<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, mask: u64) -> u64 {
+        let mut alive = mask;
+        let mut i: u128 = 0;
+        while i < self.whole && alive != 0 {
+            alive = self.one.take(rng, alive, |r| exp_neg_unit_lanes(r, 1, 1, u64::MAX));
+            i += 1;
+        }
+        if self.frac != 0 && alive != 0 {
+            let (num, den) = (self.frac, self.den);
+            alive = self.part.take(rng, alive, |r| exp_neg_unit_lanes(r, num, den, u64::MAX));
+        }
+        alive
+    }
+}
+
+/// `bits` independent Bernoulli(1/(1 + e^γ)) trials, 64 to a word (bit `i` of the report
+/// is bit `i % 64` of word `i / 64`), the bits from `bits` up zero. For γ < 1, word by
+/// word with [`bernoulli_logistic_lanes`]; from γ = 1 on, its constructions with the same
+/// law per bit, their Bernoulli(e^{−1}),
+/// Bernoulli(e^{−frac γ}) and fair coins drawn from pools shared by all the words (the
+/// deeper steps, which few lanes reach, no longer draw a word per step per 64 lanes).
+/// The number of words drawn depends on γ, `bits` and the random words only.
+///
+/// ```
+/// use confiance::{hazmat::ChaCha20Rng, noise::{bernoulli_logistic_bits, Ratio}};
+/// use rand_core::SeedableRng;
+/// let mut rng = ChaCha20Rng::seed_from_u64(2);
+/// let words = bernoulli_logistic_bits(&mut rng, Ratio::new(4, 1)?, 1000); // 1/(1 + e⁴) ≈ 0.018
+/// assert_eq!(words.len(), 16);
+/// assert_eq!(words[15] >> 40, 0); // 1000 = 15·64 + 40
+/// let ones: u32 = words.iter().map(|w| w.count_ones()).sum();
+/// assert!(ones < 60); // mean 18, sd 4.2
+/// # Ok::<(), confiance::noise::NoiseError>(())
+/// ```
+pub fn bernoulli_logistic_bits<R: CryptoRng + ?Sized>(rng: &mut R, gamma: Ratio, bits: u32) -> Vec<u64> {
+    let words = bits.div_ceil(64);
+    let mut out = Vec::with_capacity(words as usize);
+    let (num, den) = (u128::from(gamma.numerator()), u128::from(gamma.denominator()));
+    if num < den {
+        // γ < 1: the deposits would cost more than the words they save (docs/benchmarks.md).
+        return (0..words).map(|w| bernoulli_logistic_lanes(rng, gamma, (bits - w * 64).min(64))).collect();
+    }
+    let alternating = num * ALTERNATING_FROM.1 >= den * ALTERNATING_FROM.0;
+    let mut exp_neg = ExpNegPools::new(num, den);
+    let mut fair = Pool::default();
+    for w in 0..words {
+        let lanes = bits - w * 64;
+        let mask = if lanes >= 64 { u64::MAX } else { (1u64 << lanes) - 1 };
+        let word = if alternating {
+            // Lanes where the number of successive Bernoulli(e^{−γ}) successes is odd.
+            let (mut odd, mut active) = (0u64, mask);
+            while active != 0 {
+                active = exp_neg.lanes(rng, active);
+                odd ^= active;
+            }
+            odd
+        } else {
+            // Fair coin C, B ~ Bernoulli(e^{−γ}): C = 0 → false, C ∧ B → true, else again.
+            let (mut ones, mut pending) = (0u64, mask);
+            while pending != 0 {
+                let c = fair.take(rng, pending, |r| r.next_u64());
+                let b = exp_neg.lanes(rng, c);
+                ones |= b;
+                pending = c & !b;
+            }
+            ones
+        };
+        out.push(word);
+    }
+    out
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -277,6 +407,63 @@ mod tests {
         }
     }
 
+    /// The pooled sampler (`bernoulli_logistic_bits`), for γ on both sides of the switch
+    /// and with a fractional and an integer part: every lane of a middle word and of the
+    /// partial last word within 6 standard errors of p; and the joint law of the 8 bits
+    /// straddling both word boundaries of 150-bit draws is the product law (chi-square, 255
+    /// degrees of freedom, below the p = 10^-6 critical value 377.2). The pools hand out
+    /// outcomes across lanes and words, so a reused or misplaced outcome shows as
+    /// dependence here.
+    #[test]
+    fn logistic_bits_frequencies_and_independence() {
+        let mut rng = ChaCha20Rng::seed_from_u64(24);
+        const STRADDLE: [u32; 8] = [62, 63, 64, 65, 126, 127, 128, 129];
+        for (a, b) in [(1u64, 4u64), (1, 2), (1, 1), (3, 2), (2, 1), (9, 4), (4, 1), (0, 1)] {
+            let gamma = Ratio::new(a, b).unwrap();
+            let p = 1.0 / (1.0 + (a as f64 / b as f64).exp());
+            check_lanes(&format!("bits, γ = {a}/{b}"), p, 20_000, || {
+                let w = bernoulli_logistic_bits(&mut rng, gamma, 150);
+                assert_eq!(w.len(), 3);
+                assert_eq!(w[2] >> 22, 0, "bits from 150 up are zero");
+                w[1]
+            });
+            // The last word's 22 lanes: as many trials, in 22 of the 64 counted lanes.
+            let mut last = [0u32; 22];
+            for _ in 0..20_000 {
+                let w = bernoulli_logistic_bits(&mut rng, gamma, 150)[2];
+                for (i, c) in last.iter_mut().enumerate() {
+                    *c += ((w >> i) & 1) as u32;
+                }
+            }
+            for (i, c) in last.iter().enumerate() {
+                let o = f64::from(*c) / 20_000.0;
+                assert!(
+                    (o - p).abs() <= 6.0 * (p * (1.0 - p) / 20_000.0).sqrt(),
+                    "γ = {a}/{b}: last word lane {i}"
+                );
+            }
+            let n = 200_000u32;
+            let mut cells = [0u32; 256];
+            for _ in 0..n {
+                let w = bernoulli_logistic_bits(&mut rng, gamma, 150);
+                let cell =
+                    STRADDLE.iter().enumerate().map(|(j, i)| ((w[(i / 64) as usize] >> (i % 64)) & 1) << j);
+                cells[cell.sum::<u64>() as usize] += 1;
+            }
+            let chi2: f64 = cells
+                .iter()
+                .enumerate()
+                .map(|(pattern, c)| {
+                    let ones = (pattern as u32).count_ones() as i32;
+                    let e = f64::from(n) * p.powi(ones) * (1.0 - p).powi(8 - ones);
+                    (f64::from(*c) - e).powi(2) / e
+                })
+                .sum();
+            assert!(chi2 < 377.2, "γ = {a}/{b}: chi2 {chi2}");
+        }
+        assert!(bernoulli_logistic_bits(&mut rng, Ratio::new(1, 1).unwrap(), 0).is_empty());
+    }
+
     /// Words drawn per 64 lanes by each construction (prints; run with --ignored).
     #[test]
     #[ignore = "measurement, not a check"]
@@ -306,7 +493,16 @@ mod tests {
             for _ in 0..10_000 {
                 let _ = logistic_lanes(&mut r, a, b, u64::MAX);
             }
-            std::eprintln!("γ = {a}/{b}: alternating {alt:.3}, logistic {:.3} words", r.1 as f64 / 1e4);
+            let logistic = r.1 as f64 / 1e4;
+            r.1 = 0;
+            let gamma = Ratio::new(a as u64, b as u64).unwrap();
+            for _ in 0..1_000 {
+                let _ = bernoulli_logistic_bits(&mut r, gamma, 1024);
+            }
+            let pooled = r.1 as f64 / 16e3;
+            std::eprintln!(
+                "γ = {a}/{b}: alternating {alt:.3}, logistic {logistic:.3}, pooled {pooled:.3} words"
+            );
         }
     }
 }

@@ -3,7 +3,7 @@
 use ed25519_dalek::VerifyingKey;
 
 use super::AuditError;
-use super::checkpoint::{Checkpoint, SignedCheckpoint, check_origin, key_id};
+use super::checkpoint::{Checkpoint, SignedCheckpoint, check_origin};
 use super::event::LoggedEvent;
 use super::log::{ConsistencyProof, InclusionProof};
 use super::merkle::{self, Frontier};
@@ -32,7 +32,6 @@ use super::merkle::{self, Frontier};
 pub struct Verifier {
     origin: String,
     key: VerifyingKey,
-    key_id: [u8; 4],
 }
 
 impl Verifier {
@@ -42,7 +41,7 @@ impl Verifier {
     /// [`AuditError::BadOrigin`].
     pub fn new(origin: &str, key: VerifyingKey) -> Result<Self, AuditError> {
         check_origin(origin)?;
-        Ok(Self { origin: origin.to_owned(), key_id: key_id(origin, &key), key })
+        Ok(Self { origin: origin.to_owned(), key })
     }
 
     /// Checks a checkpoint's origin, key id and Ed25519 signature (strict verification:
@@ -55,10 +54,10 @@ impl Verifier {
         if c.origin() != self.origin {
             return Err(AuditError::WrongOrigin);
         }
-        if cp.key_id() != self.key_id {
+        // A signed note may carry other keys' lines (cosignatures): only the log's counts.
+        if !cp.verifies(&self.key) {
             return Err(AuditError::BadSignature);
         }
-        self.key.verify_strict(c.body().as_bytes(), &cp.signature()).map_err(|_| AuditError::BadSignature)?;
         Ok(c)
     }
 

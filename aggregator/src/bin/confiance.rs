@@ -19,7 +19,7 @@ use confiance_aggregator::audit::{SignedCheckpoint, Verifier};
 use confiance_aggregator::identity::{self, Access, Identity, IdentityError};
 use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::ledger::Party;
-use confiance_aggregator::report::{Format, GatherOptions, LogStatus, ReportData};
+use confiance_aggregator::report::{Format, GatherOptions, LogStatus, ReportData, SubjectReport};
 use confiance_aggregator::server::query::{
     self, ApiError, DiffOf, Query, parse_catalogue, parse_category, parse_metric, parse_purpose,
     parse_recipient, parse_subject, parse_time, run_query,
@@ -162,6 +162,11 @@ enum Cmd {
         /// The instant the report is about (default now).
         #[arg(long)]
         at: Option<String>,
+        /// The report of one data subject (64 hex digits) instead: devices, who sees what
+        /// about them, why, until when, records held, disclosures, consents and
+        /// withdrawals (HTML or JSON).
+        #[arg(long)]
+        subject: Option<String>,
     },
     /// Release a metric to a recipient (an audit event): the estimate of an anonymous
     /// metric, or the pseudonymous records the consent in force allows.
@@ -826,7 +831,12 @@ fn run(cli: Cli) -> Result<Value, Fail> {
             Ok(run_query(&agg, &q)?)
         }
         Cmd::Audit { a } => audit(&cli, a),
-        Cmd::Report { format, out, at } => report(&cli, *format, out.as_deref(), time_or_now(at.as_ref())?),
+        Cmd::Report { format, out, at, subject: None } => {
+            report(&cli, *format, out.as_deref(), time_or_now(at.as_ref())?)
+        }
+        Cmd::Report { format, out, at, subject: Some(s) } => {
+            subject_report(&cli, *format, out.as_deref(), time_or_now(at.as_ref())?, s)
+        }
         Cmd::Release { recipient, metric, from, to, now } => {
             let kf = key_file(&cli)?;
             let mut agg = open(&cli, &kf)?;
@@ -959,7 +969,7 @@ fn detect(bytes: &[u8]) -> Result<MessageKind, String> {
             // Decoded, but refused after: the shape is this kind's.
             let shaped: Vec<MessageKind> = tries
                 .iter()
-                .filter(|(_, r)| !matches!(r, Err(C::Malformed | C::TrailingBytes | C::TooLarge)))
+                .filter(|(_, r)| !matches!(r, Err(C::Malformed(_) | C::TrailingBytes(_) | C::TooLarge(_))))
                 .map(|(k, _)| *k)
                 .collect();
             match shaped.as_slice() {
@@ -1344,6 +1354,45 @@ fn report(cli: &Cli, format: ReportFormat, out: Option<&Path>, at: Timestamp) ->
                 "retention_rows": data.retention.len(),
                 "log_verified": data.log.as_ref().is_some_and(LogStatus::all_verified),
             }))
+        }
+        None => {
+            let _ = write!(std::io::stdout(), "{text}");
+            std::process::exit(0);
+        }
+    }
+}
+
+/// `report --subject ID`: one data subject's report.
+fn subject_report(
+    cli: &Cli,
+    format: ReportFormat,
+    out: Option<&Path>,
+    at: Timestamp,
+    subject: &str,
+) -> Result<Value, Fail> {
+    let sid = confiance_aggregator::server::unhex(subject)
+        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        .map(confiance::ids::SubjectId)
+        .ok_or_else(|| bad("bad_subject", format!("{subject:?} is not a subject id")))?;
+    let text = match format {
+        ReportFormat::Html | ReportFormat::Json => {
+            let kf = key_file(cli)?;
+            let agg = open_read_only(cli, &kf)?;
+            let r = SubjectReport::gather(&agg, &sid, at, wall_now());
+            if matches!(format, ReportFormat::Json) {
+                r.render_json().map_err(internal)?
+            } else {
+                r.render_html()
+            }
+        }
+        ReportFormat::Markdown => {
+            return Err(bad("bad_parameter", "a subject report is HTML or JSON (--format html|json)"));
+        }
+    };
+    match out {
+        Some(p) => {
+            std::fs::write(p, &text).map_err(|e| internal(format!("{}: {e}", p.display())))?;
+            Ok(json!({"written": p.display().to_string(), "bytes": text.len()}))
         }
         None => {
             let _ = write!(std::io::stdout(), "{text}");

@@ -19,8 +19,10 @@ pub enum LedgerError {
     Consent(ConsentError),
     /// A receipt with this id is already in the ledger.
     DuplicateReceipt(ReceiptId),
-    /// A withdrawal, record or disclosure names a receipt the ledger does not hold.
+    /// A record or disclosure names a receipt the ledger does not hold.
     UnknownReceipt(ReceiptId),
+    /// A withdrawal withdraws a consent (a receipt id) the ledger does not hold.
+    WithdrawalOfUnknownConsent(ReceiptId),
     /// The signer of a receipt or withdrawal does not speak for its subject (not its key,
     /// not delegated, delegation expired or revoked, subject closed); the
     /// [`EnrollError`] says which.
@@ -82,6 +84,9 @@ impl fmt::Display for LedgerError {
             Self::Consent(e) => write!(f, "consent refused: {e}"),
             Self::DuplicateReceipt(id) => write!(f, "receipt {id} is already in the ledger"),
             Self::UnknownReceipt(id) => write!(f, "unknown receipt {id}"),
+            Self::WithdrawalOfUnknownConsent(id) => {
+                write!(f, "withdrawal of consent {id}, which the ledger does not hold")
+            }
             Self::Enroll(e) => write!(f, "signer refused: {e}"),
             Self::DuplicateDelegation(id) => write!(f, "delegation {id} is already in the ledger"),
             Self::DeviceEnrolledElsewhere => f.write_str("the device key is delegated by another subject"),
@@ -90,7 +95,7 @@ impl fmt::Display for LedgerError {
             Self::BadReason => f.write_str("an override needs a reason (at most 1024 bytes)"),
             Self::SubjectMismatch => f.write_str("withdrawal names another subject than its receipt"),
             Self::BeforeValidity => f.write_str("withdrawal takes effect before its receipt started"),
-            Self::AlreadyWithdrawn => f.write_str("receipt already withdrawn"),
+            Self::AlreadyWithdrawn => f.write_str("withdrawal refused: that consent is already withdrawn"),
             Self::RecordedBeforeReceipt => f.write_str("recorded before its receipt was"),
             Self::DuplicateRecord(id) => write!(f, "record {} already noted", hex(id)),
             Self::UnknownRecord(id) => write!(f, "unknown record {}", hex(id)),

@@ -76,7 +76,13 @@ pub(super) fn demo() -> ReportData {
         est("heating_on", "comfort", 0.341, 0.0060, 0.344, 99_871),
         est("setpoint", "mean", 19.8, 0.12, 19.93, 4_112),
     ];
-    let part = |item: &str, metric: &str, records: u64, from: u64, deadline: u64, purged: Option<u64>| {
+    let part = |item: &str,
+                metric: &str,
+                records: u64,
+                from: u64,
+                deadline: u64,
+                purged: Option<u64>,
+                hold: &str| {
         RetentionRow {
             item: item.into(),
             kind: RetentionKind::Partition,
@@ -84,20 +90,21 @@ pub(super) fn demo() -> ReportData {
             records,
             collected_from: Some(day(from)),
             deadline: day(deadline),
+            hold: Some(hold.into()),
             purged_at: purged.map(day),
             overdue_by_secs: None,
         }
     };
     d.retention = vec![
-        part("indoor_temp 2027-01 / brand-a-cloud", "indoor_temp", 3_100_000, 0, 61, Some(61)),
+        part("indoor_temp 2027-01 / brand-a-cloud", "indoor_temp", 3_100_000, 0, 61, Some(61), "P1M"),
         RetentionRow {
             overdue_by_secs: Some(12 * DAY + 6 * 3_600),
-            ..part("heating_on 2027-02 / grid-operator", "heating_on", 2_700_000, 31, 139, None)
+            ..part("heating_on 2027-02 / grid-operator", "heating_on", 2_700_000, 31, 139, None, "P3M")
         },
-        part("indoor_temp 2027-03 / research-lab", "indoor_temp", 1_200_000, 59, 270, None),
+        part("indoor_temp 2027-03 / research-lab", "indoor_temp", 1_200_000, 59, 270, None, "P6M"),
         RetentionRow {
             kind: RetentionKind::Records,
-            ..part("subject 3f9a…c2 / brand-a-cloud", "setpoint", 412, 10, 125, None)
+            ..part("subject 3f9a…c2 / brand-a-cloud", "setpoint", 412, 10, 125, None, "P90D")
         },
     ];
     // The overdue partition's deadline passed 12 days 6 hours before `at`.

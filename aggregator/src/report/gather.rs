@@ -135,50 +135,110 @@ impl ReportData {
                 });
             }
         }
-        let at = opts.at;
-        let mut parts: Vec<RetentionRow> = states
-            .iter()
-            .map(|(k, (n, _))| {
-                let deadline = k.deadline();
-                RetentionRow {
-                    item: format!("{} {}", k.metric, k.bucket_start.to_rfc3339()),
-                    kind: RetentionKind::Partition,
-                    metric: k.metric.to_string(),
-                    records: *n,
-                    collected_from: Some(k.bucket_start),
-                    deadline,
-                    purged_at: None,
-                    overdue_by_secs: (deadline <= at).then(|| at.as_secs() - deadline.as_secs()),
-                }
-            })
-            .collect();
-        if parts.len() > opts.max_partition_rows {
-            parts.sort_by_key(|r| r.deadline);
-            let left = parts.len() - opts.max_partition_rows;
-            parts.truncate(opts.max_partition_rows);
-            data.notes.push(format!(
-                "{left} further partitions with later deadlines are not listed (the {} nearest are).",
-                opts.max_partition_rows
-            ));
-        }
-        data.retention = parts;
-        for r in &agg.ledger().overdue(at, None).records {
-            data.retention.push(RetentionRow {
-                item: format!("record {}", hex(&r.record)),
-                kind: RetentionKind::Records,
-                metric: r.metric.to_string(),
-                records: 1,
-                collected_from: Some(r.collected_at),
-                deadline: r.deadline,
-                purged_at: None,
-                overdue_by_secs: Some(at.as_secs().saturating_sub(r.deadline.as_secs())),
-            });
-        }
+        data.retention = retention_rows(agg, &states, opts.at, opts.max_partition_rows, &mut data.notes);
         if let Some(signer) = opts.signer {
             data.log = Some(log_status(agg, signer, opts.generated_at)?);
         }
         Ok(data)
     }
+}
+
+/// The retention table as of `at`: every partition held at `at` (whoever may see it) and
+/// every record overdue at `at`, each with the instant a later purge removed it. A purge
+/// after `at` does not hide what was held, or overdue, at `at` (issue #19: the table
+/// showed the state after a later purge while the badge spoke of the report instant).
+fn retention_rows(
+    agg: &Aggregator,
+    states: &BTreeMap<crate::store::PartitionKey, (u64, Vec<u8>)>,
+    at: Timestamp,
+    max_partition_rows: usize,
+    notes: &mut Vec<String>,
+) -> Vec<RetentionRow> {
+    use std::collections::BTreeSet;
+    let ledger = agg.ledger();
+    let (mut partition_purged, mut record_purged, mut receipt_hold) =
+        (HashMap::new(), HashMap::new(), HashMap::new());
+    for (rid, _) in agg.catalogue().recipients() {
+        for h in ledger.history(&Party::Recipient(rid.clone()), Timestamp::EPOCH, Timestamp::MAX) {
+            match h.fact {
+                Fact::PartitionPurged { partition, at: t } => {
+                    partition_purged.insert(partition, t);
+                }
+                Fact::RecordPurged { record, at: t, .. } => {
+                    record_purged.insert(record, t);
+                }
+                Fact::ConsentGiven { receipt, hold, .. } => {
+                    receipt_hold.insert(receipt, hold);
+                }
+                _ => {}
+            }
+        }
+    }
+    let held_now: HashMap<Vec<u8>, u64> = states.iter().map(|(k, (n, _))| (k.to_bytes(), *n)).collect();
+    let mut seen = BTreeSet::new();
+    let mut parts = Vec::new();
+    let mut push = |partition: &[u8], metric: &str, bucket_end: Timestamp, deadline: Timestamp| {
+        if !seen.insert(partition.to_vec()) {
+            return;
+        }
+        let key = postcard::from_bytes::<crate::store::PartitionKey>(partition).ok();
+        parts.push(RetentionRow {
+            item: key.as_ref().map_or_else(
+                || format!("{metric} bucket ending {}", bucket_end.to_rfc3339()),
+                |k| format!("{} {}", k.metric, k.bucket_start.to_rfc3339()),
+            ),
+            kind: RetentionKind::Partition,
+            metric: metric.to_owned(),
+            records: held_now.get(partition).copied().unwrap_or(0),
+            collected_from: key.as_ref().map(|k| k.bucket_start),
+            deadline,
+            hold: key.as_ref().map(|k| k.hold.to_string()),
+            purged_at: partition_purged.get(partition).copied(),
+            overdue_by_secs: (deadline <= at).then(|| at.as_secs() - deadline.as_secs()),
+        });
+    };
+    // Held past their deadline at `at` (whether purged since or not), then held within it.
+    let overdue = ledger.overdue(at, None);
+    for p in &overdue.partitions {
+        push(&p.partition, p.metric.as_str(), p.bucket_end, p.deadline);
+    }
+    for (rid, _) in agg.catalogue().recipients() {
+        for view in ledger.recipient_view(rid, at, None).metrics {
+            for p in &view.partitions {
+                push(&p.partition, view.metric.as_str(), p.bucket_end, p.deadline);
+            }
+        }
+    }
+    parts.sort_by(|a, b| (a.deadline, &a.item).cmp(&(b.deadline, &b.item)));
+    if parts.len() > max_partition_rows {
+        let left = parts.len() - max_partition_rows;
+        parts.truncate(max_partition_rows);
+        notes.push(format!(
+            "{left} further partitions with later deadlines are not listed (the {max_partition_rows} nearest are)."
+        ));
+    }
+    for r in &overdue.records {
+        // The deadline is set by the shorter of the receipt's hold and the metric's
+        // maximum: name the one that set it, as written.
+        let max_hold = agg.catalogue().metric(&r.metric).map(|m| m.max_hold.clone());
+        let hold = [receipt_hold.get(&r.receipt).cloned(), max_hold]
+            .into_iter()
+            .flatten()
+            .find(|h| h.deadline_from(r.collected_at).at == r.deadline)
+            .map(|h| h.to_string());
+        parts.push(RetentionRow {
+            item: format!("record {}", hex(&r.record)),
+            kind: RetentionKind::Records,
+            metric: r.metric.to_string(),
+            records: 1,
+            collected_from: Some(r.collected_at),
+            deadline: r.deadline,
+            hold,
+            purged_at: record_purged.get(&r.record).copied(),
+            overdue_by_secs: Some(at.as_secs().saturating_sub(r.deadline.as_secs())),
+        });
+    }
+    parts
 }
 
 /// One plain-language summary per recipient of the catalogue, at `at`.

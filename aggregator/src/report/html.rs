@@ -9,7 +9,7 @@ use super::table::{self, Cell, Table};
 use super::text::{html, instant};
 use super::{ReportData, SCHEMA_VERSION};
 
-const CSS: &str = "\
+pub(super) const CSS: &str = "\
 :root{color-scheme:light}\
 body{font-family:'DejaVu Sans',Verdana,sans-serif;color:#252525;background:#fafafa;margin:0;line-height:1.45}\
 main{max-width:1080px;margin:0 auto;padding:24px 32px 48px;background:#fff}\
@@ -27,15 +27,16 @@ th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.overdue td{background:#fde0dd}\
 .badge{display:inline-block;padding:.15em .6em;border-radius:.3em;font-weight:bold;color:#fff}\
 .ok{background:#2c7a2c}.fail{background:#a50f15}.unknown{background:#737373}\
-p.empty{color:#737373;font-style:italic}p.chart-error{color:#a50f15}\
+p.empty{color:#737373;font-style:italic}p.more{font-size:.92em}p.chart-error{color:#a50f15}\
 footer{margin-top:2.5em;font-size:.85em;color:#737373}\
 section.summary .recipient{border:1px solid #d9d9d9;border-radius:.4em;padding:.4em .9em;margin:.6em 0;break-inside:avoid}\
 section.summary h3{margin:.3em 0}\
 p.explain{font-size:.92em;color:#444;background:#f6f6f6;padding:.5em .8em;border-left:3px solid #bdbdbd}\
 p.warn{font-size:.92em;background:#fff4e5;padding:.5em .8em;border-left:3px solid #e6550d}\
 @media print{body{background:#fff;font-size:10pt}main{max-width:none;padding:0}nav{display:none}\
-section{break-before:auto}section.summary{break-after:page}h2,h3{break-after:avoid}\
-figure.chart,tr{break-inside:avoid}table{font-size:8.5pt}a{color:inherit;text-decoration:none}\
+section{break-before:auto}section.summary{break-after:page}section.appendix{break-before:page}h2,h3{break-after:avoid}\
+figure.chart,tr{break-inside:avoid}table{font-size:8.5pt}\
+section.appendix table{font-size:7pt}section.appendix th,section.appendix td{padding:.05em .3em}a{color:inherit;text-decoration:none}\
 @page{size:A4;margin:14mm 12mm}}";
 
 /// The report as one self-contained HTML page: header, audit-log status, access timelines,
@@ -89,7 +90,7 @@ fn write_page(o: &mut String, d: &ReportData) -> core::fmt::Result {
         "<nav aria-label=\"Sections\"><ul><li><a href=\"#summary\">Summary</a></li><li><a href=\"#log\">Audit log</a></li>\
          <li><a href=\"#access\">Access</a></li><li><a href=\"#budget\">Privacy budget</a></li>\
          <li><a href=\"#estimates\">Estimates</a></li><li><a href=\"#retention\">Retention</a></li>\
-         <li><a href=\"#notes\">Notes</a></li></ul></nav>\n",
+         <li><a href=\"#notes\">Notes</a></li><li><a href=\"#appendix\">Appendix</a></li></ul></nav>\n",
     );
     write_summary(o, d)?;
     write_log(o, d)?;
@@ -98,6 +99,7 @@ fn write_page(o: &mut String, d: &ReportData) -> core::fmt::Result {
     write_estimates(o, d)?;
     write_retention(o, d)?;
     write_notes(o, d)?;
+    write_appendix(o, d)?;
     write!(
         o,
         "<footer>confiance auditor report · schema version {SCHEMA_VERSION} · all instants UTC</footer>\n\
@@ -175,6 +177,37 @@ fn write_summary(o: &mut String, d: &ReportData) -> core::fmt::Result {
         }
         o.push_str("</dl>\n</div>\n");
     }
+    writeln!(
+        o,
+        "<p class=\"more\">In detail: <a href=\"#appendix-access\">Appendix A, every access window ({})</a>; \
+         <a href=\"#appendix-retention\">Appendix B, every partition and record set with its deadline ({})</a>.</p>",
+        d.access.len(),
+        d.retention.len()
+    )?;
+    o.push_str("</section>\n");
+    Ok(())
+}
+
+fn appendix_link(o: &mut String, id: &str, letter: &str, what: &str) -> core::fmt::Result {
+    writeln!(o, "<p class=\"more\"><a href=\"#{id}\">Appendix {letter}: {}</a></p>", html(what))
+}
+
+/// The long tables, after everything else, each linked from its section and the summary.
+fn write_appendix(o: &mut String, d: &ReportData) -> core::fmt::Result {
+    o.push_str("<section id=\"appendix\" class=\"appendix\">\n<h2>Appendix</h2>\n");
+    o.push_str("<h3 id=\"appendix-access\">A. Access windows</h3>\n");
+    if d.access.is_empty() {
+        empty(o, "No access window.")?;
+    } else {
+        table(o, &table::access(d))?;
+    }
+    o.push_str("<h3 id=\"appendix-retention\">B. Retention: partitions and record sets</h3>\n");
+    if d.retention.is_empty() {
+        empty(o, "No retained data.")?;
+    } else {
+        writeln!(o, "<p>{}</p>", html(&summary::overdue_badge_text(d)))?;
+        table(o, &table::retention(d))?;
+    }
     o.push_str("</section>\n");
     Ok(())
 }
@@ -224,7 +257,7 @@ fn write_access(o: &mut String, d: &ReportData) -> core::fmt::Result {
     for c in charts::access_charts(d) {
         figure(o, &c)?;
     }
-    table(o, &table::access(d))?;
+    appendix_link(o, "appendix-access", "A", &format!("every access window ({} rows)", d.access.len()))?;
     o.push_str("</section>\n");
     Ok(())
 }
@@ -286,19 +319,20 @@ fn write_retention(o: &mut String, d: &ReportData) -> core::fmt::Result {
         empty(o, "No retained data to report.")?;
         return o.write_str("</section>\n");
     };
-    let overdue = d.retention.iter().filter(|r| r.overdue_by_secs.is_some()).count();
-    if overdue == 0 {
-        o.push_str(
-            "<p><span class=\"badge ok\">NONE OVERDUE</span> Nothing is held past its deadline.</p>\n",
-        );
-    } else {
-        writeln!(
-            o,
-            "<p><span class=\"badge fail\">{overdue} OVERDUE</span> Data held past its deadline is marked in red.</p>"
-        )?;
-    }
+    let (class, word) = summary::overdue_badge(d);
+    writeln!(
+        o,
+        "<p id=\"overdue\"><span class=\"badge {class}\">{}</span> {}</p>",
+        html(&word),
+        html(&summary::overdue_badge_text(d))
+    )?;
     figure(o, &c)?;
-    table(o, &table::retention(d))?;
+    appendix_link(
+        o,
+        "appendix-retention",
+        "B",
+        &format!("every partition and record set with its hold and deadline ({} rows)", d.retention.len()),
+    )?;
     o.push_str("</section>\n");
     Ok(())
 }

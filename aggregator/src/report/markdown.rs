@@ -118,6 +118,7 @@ fn write_md(o: &mut String, d: &ReportData) -> core::fmt::Result {
     } else {
         let overdue = d.retention.iter().filter(|r| r.overdue_by_secs.is_some()).count();
         writeln!(o, "Overdue items: **{overdue}**\n")?;
+        writeln!(o, "{}\n", super::summary::overdue_badge_text(d))?;
         table(o, &table::retention(d))?;
     }
 

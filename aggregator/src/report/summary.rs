@@ -3,7 +3,7 @@
 //! what the audit-log badge may claim.
 
 use super::text::instant;
-use super::{LogStatus, RecipientSummary};
+use super::{LogStatus, RecipientSummary, ReportData};
 
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -43,7 +43,7 @@ pub(crate) fn lines(s: &RecipientSummary) -> Vec<(&'static str, String)> {
         plural(s.records_disclosed, "record", "records")
     );
     let overdue = format!(
-        "{} overdue at the report instant; {} purged",
+        "{} overdue at the report instant; {} purged in all (before or after it)",
         if s.overdue == 0 { "nothing".to_owned() } else { s.overdue.to_string() },
         s.purged
     );
@@ -86,4 +86,49 @@ pub(crate) fn log_badge(l: &LogStatus) -> (&'static str, &'static str, String) {
     } else {
         ("unknown", "NOTHING VERIFIED", what)
     }
+}
+
+/// The retention badge, as of the report instant: its CSS class and its words. Rows
+/// purged after the instant still count as overdue at it.
+pub(crate) fn overdue_badge(d: &ReportData) -> (&'static str, String) {
+    let at = instant(d.header.at);
+    match d.retention.iter().filter(|r| r.overdue_by_secs.is_some()).count() {
+        0 => ("ok", format!("NONE OVERDUE AT {at}")),
+        n => ("fail", format!("{n} OVERDUE AT {at}")),
+    }
+}
+
+/// The sentence beside the retention badge: what the table shows (the state at the
+/// report instant) and the purges after it, so that a later purge is never mistaken for
+/// the state at the instant.
+pub(crate) fn overdue_badge_text(d: &ReportData) -> String {
+    let at = d.header.at;
+    let overdue: Vec<_> = d.retention.iter().filter(|r| r.overdue_by_secs.is_some()).collect();
+    let later = |r: &&super::RetentionRow| r.purged_at.is_some_and(|p| p > at);
+    let purged_later = overdue.iter().filter(|r| later(r)).count();
+    let last = d.retention.iter().filter(later).filter_map(|r| r.purged_at).max();
+    let mut s = format!("The table shows what was held at the report instant ({}). ", instant(at));
+    if overdue.is_empty() {
+        s.push_str("Nothing was held past its deadline then.");
+    } else {
+        s.push_str(&format!(
+            "{} held past its deadline then (marked in red).",
+            plural(overdue.len() as u64, "item was", "items were")
+        ));
+    }
+    let listed_later = d.retention.iter().filter(later).count();
+    if let Some(last) = last {
+        s.push_str(&format!(
+            " Purged after the instant: {} of the {} listed{}, the last at {} (column “Purged”).",
+            listed_later,
+            plural(d.retention.len() as u64, "item", "items"),
+            if overdue.is_empty() {
+                String::new()
+            } else {
+                format!(", {purged_later} of them overdue at the instant")
+            },
+            instant(last)
+        ));
+    }
+    s
 }

@@ -154,7 +154,17 @@ pub(super) fn estimates(rows: &[&EstimateRow], truth: bool) -> Table {
 /// Retention deadlines; a row is flagged when its data is overdue.
 pub(super) fn retention(d: &ReportData) -> Table {
     Table {
-        head: vec!["Item", "Kind", "Metric", "Records", "Collected from", "Deadline", "Purged", "Overdue by"],
+        head: vec![
+            "Item",
+            "Kind",
+            "Metric",
+            "Records",
+            "Collected from",
+            "Hold",
+            "Deadline",
+            "Purged",
+            "Overdue by",
+        ],
         rows: d
             .retention
             .iter()
@@ -171,6 +181,7 @@ pub(super) fn retention(d: &ReportData) -> Table {
                         Cell::Text(r.metric.clone()),
                         Cell::Num(r.records.to_string()),
                         Cell::Text(r.collected_from.map_or_else(|| "—".to_string(), instant)),
+                        Cell::Text(r.hold.clone().unwrap_or_else(|| "—".to_string())),
                         Cell::Text(instant(r.deadline)),
                         Cell::Text(r.purged_at.map_or_else(|| "no".to_string(), instant)),
                         Cell::Text(r.overdue_by_secs.map_or_else(|| "—".to_string(), duration)),

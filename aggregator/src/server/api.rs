@@ -259,6 +259,7 @@ pub(crate) fn router(state: Arc<State>, limits: &Limits) -> Router {
 
 fn routes() -> Router<Arc<State>> {
     Router::new()
+        .route("/v1/catalogue", get(get_catalogue))
         .route("/v1/envelopes", post(post_envelope))
         .route("/v1/receipts", post(post_receipt))
         .route("/v1/withdrawals", post(post_withdrawal))
@@ -283,6 +284,7 @@ fn routes() -> Router<Arc<State>> {
         .route("/v1/audit/inclusion", get(get_inclusion))
         .route("/v1/audit/consistency", get(get_consistency))
         .route("/v1/report", get(get_report))
+        .route("/v1/subjects/{subject}/report", get(get_subject_report))
         .route("/metrics", get(get_metrics))
 }
 
@@ -305,6 +307,62 @@ async fn ready(AxState(st): St) -> Response {
         return ApiError::new(503, "not_ready", "the server is stopping").into_response();
     }
     ok(StatusCode::OK, json!({"status": "ready"}))
+}
+
+/// `GET /v1/catalogue`: the served catalogue — its digest (what a device puts in every
+/// envelope header and every receipt), its canonical bytes (whose SHA-256 after the
+/// domain prefix is the digest, docs/wire-format.md §8) and its TOML. Public, like the
+/// keys: a device needs it before it can seal.
+async fn get_catalogue(AxState(st): St) -> Response {
+    let c = &st.catalogue;
+    ok(
+        StatusCode::OK,
+        json!({
+            "name": c.name(),
+            "version": c.version(),
+            "digest": hex(c.digest().as_bytes()),
+            "canonical": hex(&c.canonical_bytes()),
+            "toml": c.to_toml_string().ok(),
+            "mechanisms": mechanisms(c),
+        }),
+    )
+}
+
+/// Each anonymous metric's local-DP mechanism as the device must encode it — `auto`
+/// resolved and every parameter the report's validity depends on (docs/wire-format.md
+/// §3.3) — so a device written in another language needs no copy of the selection
+/// rules. The per-period public key (OLH's pool key, general-privacy HR's permutation
+/// key) is not a parameter of the catalogue: it is `olh_pool_key(metric, period)`.
+fn mechanisms(c: &confiance::catalogue::Catalogue) -> Value {
+    let mut out = serde_json::Map::new();
+    for (id, metric) in c.metrics() {
+        let Some(selection) = metric.mechanism() else { continue };
+        let mut entry = serde_json::Map::new();
+        entry.insert("mechanism".into(), json!(selection.name().to_string()));
+        entry.insert(
+            "epsilon".into(),
+            json!({"num": selection.epsilon().numerator(), "den": selection.epsilon().denominator()}),
+        );
+        // `Params` serialises as {"Variant": {fields}}: keep the fields, minus the key.
+        if let Ok(Value::Object(outer)) = serde_json::to_value(selection.params()) {
+            for (_, fields) in outer {
+                if let Value::Object(fields) = fields {
+                    for (k, v) in fields {
+                        if k != "pool_key" && k != "key" {
+                            entry.insert(k, v);
+                        }
+                    }
+                }
+            }
+        }
+        let keyed = matches!(
+            selection.params(),
+            confiance::ldp::Params::Olh { .. } | confiance::ldp::Params::HadamardBlocks { .. }
+        );
+        entry.insert("keyed".into(), json!(keyed));
+        out.insert(id.to_string(), Value::Object(entry));
+    }
+    Value::Object(out)
 }
 
 /// `GET /v1/keys`: the HPKE key configs devices should seal to — `current` (in their
@@ -398,7 +456,15 @@ async fn post_receipt(AxState(st): St, body: Body) -> Result<Response, ApiError>
 async fn post_withdrawal(AxState(st): St, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(&st, body).await?;
     let id = with_agg(&st, move |agg, _| {
-        agg.receive_withdrawal(&bytes, now()).map_err(|e| ApiError::from_service(&e))
+        agg.receive_withdrawal(&bytes, now()).map_err(|e| {
+            // Say what was refused: checks shared with other messages (signer, times)
+            // do not name it themselves.
+            let mut err = ApiError::from_service(&e);
+            if !err.message.contains("withdrawal") {
+                err.message = format!("withdrawal refused: {}", err.message);
+            }
+            err
+        })
     })
     .await?;
     Ok(ok(StatusCode::CREATED, json!({"receipt": hex(&id.0), "withdrawn": true})))
@@ -786,6 +852,7 @@ async fn get_checkpoint(AxState(st): St, headers: HeaderMap) -> Result<Response,
             "timestamp": cp.checkpoint().timestamp().as_secs(),
             "text": cp.to_text(),
             "public_key": hex(st.signer.verifying_key().as_bytes()),
+            "verifier_key": st.signer.verifier_key(),
         }))
     })
     .await?;
@@ -833,6 +900,35 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
         Format::Json => "application/json",
         Format::Markdown => "text/markdown; charset=utf-8",
     };
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
+/// `GET /v1/subjects/{subject}/report`: the report of one data subject (HTML or JSON).
+async fn get_subject_report(
+    AxState(st): St,
+    headers: HeaderMap,
+    subject: PathParam,
+    p: Params,
+) -> Result<Response, ApiError> {
+    authenticate(&st, &headers, &[Role::Auditor])?;
+    let subject = parse_subject(&path(subject)?)?;
+    let p = params(p)?;
+    let json = match p.get("format").map(String::as_str) {
+        None | Some("html") => false,
+        Some("json") => true,
+        Some(_) => return Err(ApiError::new(400, "bad_parameter", "`format` is `html` or `json`")),
+    };
+    let at = time_param(&p, "at", now())?;
+    let text = with_agg(&st, move |agg, _| {
+        let r = crate::report::SubjectReport::gather(agg, &subject, at, now());
+        if json {
+            r.render_json().map_err(|e| ApiError::internal(e.to_string()))
+        } else {
+            Ok(r.render_html())
+        }
+    })
+    .await?;
+    let content_type = if json { "application/json" } else { "text/html; charset=utf-8" };
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
@@ -885,15 +981,21 @@ async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result
         let proof = log.inclusion_proof(seq, size).map_err(bad)?;
         let event = log.event(seq).map_err(bad)?;
         let leaf = event.leaf_hash().map_err(bad)?;
-        let body = if may_read(agg, &who, &event.event) {
-            hexify(serde_json::to_value(&event.event).map_err(|e| ApiError::internal(e.to_string()))?)
+        // The leaf bytes are the event itself (docs/wire-format.md §9): shown exactly
+        // when the event is, so an auditor hashes what it reads.
+        let (body, leaf_bytes) = if may_read(agg, &who, &event.event) {
+            (
+                hexify(serde_json::to_value(&event.event).map_err(|e| ApiError::internal(e.to_string()))?),
+                Value::String(hex(&event.leaf_bytes().map_err(bad)?)),
+            )
         } else {
-            Value::Null
+            (Value::Null, Value::Null)
         };
         Ok(json!({
             "seq": proof.leaf_index,
             "tree_size": proof.tree_size,
             "leaf_hash": hex(&leaf),
+            "leaf": leaf_bytes,
             "event": body,
             "path": proof.path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
         }))

@@ -102,7 +102,9 @@ impl ApiError {
                 LedgerError::AlreadyRevoked => (409, "already_revoked"),
                 LedgerError::UnknownSubject(_) => (404, "unknown_subject"),
                 LedgerError::BadReason => (400, "bad_reason"),
-                LedgerError::UnknownReceipt(_) => (404, "unknown_receipt"),
+                LedgerError::UnknownReceipt(_) | LedgerError::WithdrawalOfUnknownConsent(_) => {
+                    (404, "unknown_receipt")
+                }
                 LedgerError::BeforeValidity => (400, "withdrawal_before_validity"),
                 LedgerError::AlreadyWithdrawn => (409, "already_withdrawn"),
                 LedgerError::UnknownRecipient(_) => (404, "unknown_recipient"),

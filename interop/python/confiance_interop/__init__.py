@@ -1,0 +1,1 @@
+"""A second implementation of confiance's wire format, written from docs/ alone."""
