@@ -32,13 +32,13 @@ use std::time::Instant;
 
 use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, MetricKind, Privacy};
-use confiance::consent::{ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey};
+use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey};
 use confiance::envelope::{AeadId, KeyConfig};
 use confiance::hazmat::{SeedableRng as _, SeededRng, SingleLifeStorage};
 use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{Recorder, RecorderParts, Value};
-use confiance::retention::RetentionTag;
+use confiance::retention::{Duration, RetentionTag};
 use confiance::rng::Rng as _;
 use confiance::token::{PendingTokens, TokenPeriod, TokenRequest, TokenResponse, TokenScope};
 use confiance_aggregator::audit::{CheckpointSigner, Verifier};
@@ -346,7 +346,8 @@ impl Device {
                 continue;
             }
             let hold = ["P30D", "P90D", "P6M"][(rng.next_u32() % 3) as usize].parse().expect("period");
-            if let Ok(b) = dev.give_consent(r, p, Scope::metrics(metrics), joined, None, hold, joined) {
+            if let Ok(b) = dev.give_consent(ConsentRequest::new(r, p, Scope::metrics(metrics), hold), joined)
+            {
                 if let Ok(s) = SignedReceipt::from_bytes(&b) {
                     receipts.push(s.id());
                 }
@@ -354,13 +355,17 @@ impl Device {
             }
         }
         if rng.next_u32() % 100 < 70 {
+            // A year, or the record's maximum hold if shorter: a device signs no longer hold.
+            let one_year: Duration = "P1Y".parse().expect("period");
+            let max = catalogue.metric(&id::<MetricId>(brand.record)).map(|m| m.max_hold.clone());
+            let hold = max.filter(|m| m.is_within(&one_year)).unwrap_or(one_year);
             let b = dev.give_consent(
-                id(brand.controller),
-                id("service"),
-                Scope::metrics([id(brand.record)]),
-                joined,
-                None,
-                "P1Y".parse().expect("period"),
+                ConsentRequest::new(
+                    id(brand.controller),
+                    id("service"),
+                    Scope::metrics([id(brand.record)]),
+                    hold,
+                ),
                 joined,
             );
             if let Ok(b) = b {
@@ -494,7 +499,7 @@ impl Device {
             if t >= self.next_flush {
                 let (record, meta) = plan.record;
                 let v = draw(&meta.kind, &mut self.rng);
-                self.dev.record_service(record, v, t);
+                let _ = self.dev.record_service(record, v, t);
                 let held = self.tokens_held();
                 for frame in self.dev.flush(t) {
                     self.dev.acknowledge(&frame);
@@ -583,7 +588,7 @@ impl Device {
             let value = draw(&meta.kind, &mut self.rng);
             for purpose in &meta.purposes {
                 let before = self.dev.counters().recorded;
-                self.dev.record(metric, purpose, value, t);
+                let _ = self.dev.record(metric, purpose, value, t);
                 if self.dev.counters().recorded == before {
                     continue;
                 }

@@ -9,7 +9,7 @@
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{ConsentState, DeviceKey, Scope, SubjectKey};
+use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope, SubjectKey};
 use confiance::envelope::AeadId;
 use confiance::ids::{MetricId, PurposeId, RecipientId};
 use confiance::pseudonym::DeviceSecret;
@@ -57,22 +57,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let improvement = PurposeId::new("product-improvement")?;
     let stats = Scope::metrics([mode.clone()]);
     let receipt = thermostat.give_consent(
-        calora.clone(),
-        improvement.clone(),
-        stats,
-        now,
-        None,
-        "P90D".parse()?,
+        ConsentRequest::new(calora.clone(), improvement.clone(), stats, "P90D".parse()?),
         now,
     )?;
     let service = Scope::metrics([fault.clone()]);
     let record_receipt = thermostat.give_consent(
-        calora,
-        PurposeId::new("service")?,
-        service,
-        now,
-        None,
-        "P1Y".parse()?,
+        ConsentRequest::new(calora, PurposeId::new("service")?, service, "P1Y".parse()?),
         now,
     )?;
 
@@ -80,9 +70,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the catalogue's budget of ε = 8 a day, at ε = 1 a report, stops 8 of the 24).
     for hour in 0..24u64 {
         let t = now.saturating_add_secs(hour * 3_600);
-        thermostat.record(&mode, &improvement, Value::Category(if hour < 7 { 1 } else { 2 }), t);
+        let _ = thermostat.record(&mode, &improvement, Value::Category(if hour < 7 { 1 } else { 2 }), t);
     }
-    thermostat.record_service(&fault, Value::Int(42), now);
+    let _ = thermostat.record_service(&fault, Value::Int(42), now);
     let later = now.saturating_add_secs(86_400);
     let frames = thermostat.flush(later); // sealed envelopes, ready to send
     println!("device: {:?}", thermostat.counters());

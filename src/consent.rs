@@ -54,6 +54,7 @@ mod delegation;
 mod error;
 mod key;
 mod receipt;
+mod request;
 mod state;
 
 pub use delegation::{Delegation, Revocation, SignedDelegation, SignedRevocation};
@@ -62,4 +63,5 @@ pub use key::{DeviceKey, SubjectKey};
 pub use receipt::{
     ConsentReceipt, MAX_RECEIPT_BYTES, RECEIPT_VERSION, Scope, SignedReceipt, SignedWithdrawal, Withdrawal,
 };
+pub use request::ConsentRequest;
 pub use state::{ConsentState, Grant, ReceiptEntry};

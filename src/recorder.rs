@@ -4,7 +4,12 @@
 //! - [`Recorder::record`] (anonymous statistics) and [`Recorder::record_service`]
 //!   (pseudonymous records) never fail and never panic: whatever goes wrong — an
 //!   unknown metric, a value out of range, no consent, an exhausted ε budget, a full
-//!   queue — becomes a [`Counters`] entry that the host can ship with its telemetry.
+//!   queue — becomes a [`Counters`] entry that the host can ship with its telemetry, and
+//!   a count per metric and [`Cause`] ([`Recorder::errors`]). In strict mode
+//!   ([`Recorder::set_strict`], for development and tests) they return the
+//!   [`RecordError`] instead.
+//! - Consent is asked for by a [`ConsentRequest`], checked against the catalogue (a hold
+//!   longer than a metric's maximum is refused) before it is signed.
 //! - The queue is bounded by count and by bytes; when full, the oldest report is dropped
 //!   and counted. Sealed envelopes wait in an outbox (bounded by bytes) until the host
 //!   [`acknowledge`](Recorder::acknowledge)s them, so a failed upload loses nothing. The
@@ -20,17 +25,17 @@
 //!
 //! ```
 //! use confiance::catalogue::Catalogue;
-//! use confiance::consent::{ConsentState, DeviceKey, Scope};
+//! use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope};
 //! use confiance::envelope::{AeadId, KeyConfig, KeyId, SecretKey};
-//! use confiance::hazmat::{SeedableRng as _, SeededRng};
 //! use confiance::ids::*;
 //! use confiance::pseudonym::DeviceSecret;
 //! use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value};
+//! use confiance::rng::OsRng;
 //! use confiance::Timestamp;
 //!
 //! let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml"))?;
-//! let mut rng = SeededRng::seed_from_u64(1);
-//! let server = SecretKey::generate(&mut rng);
+//! let mut rng = OsRng::new();
+//! let server = SecretKey::generate(&mut rng); // the aggregator's; the device has its config
 //! let config = KeyConfig::new(KeyId(1), AeadId::ChaCha20Poly1305, server.public_key(), Timestamp::EPOCH, Timestamp::MAX)?;
 //! let mut recorder = Recorder::new(RecorderParts {
 //!     catalogue,
@@ -43,8 +48,9 @@
 //!
 //! let now = Timestamp::from_secs(1_800_000_000);
 //! let (mode, improvement) = (MetricId::new("thermostat.mode")?, PurposeId::new("product-improvement")?);
-//! recorder.give_consent(RecipientId::new("calora")?, improvement.clone(), Scope::metrics([mode.clone()]), now, None, "P90D".parse()?, now)?;
-//! recorder.record(&mode, &improvement, Value::Category(2), now);
+//! let request = ConsentRequest::new(RecipientId::new("calora")?, improvement.clone(), Scope::metrics([mode.clone()]), "P90D".parse()?);
+//! recorder.give_consent(request, now)?;
+//! recorder.record(&mode, &improvement, Value::Category(2), now)?;
 //! let envelopes = recorder.flush(now);
 //! assert_eq!(envelopes.len(), 1);
 //! recorder.acknowledge(&envelopes[0]);
@@ -55,6 +61,7 @@
 //!
 //! [`flush`]: Recorder::flush
 
+mod error;
 pub(crate) mod storage;
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -62,17 +69,19 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
+pub use error::{Cause, NoConsentReason, RecordError, ValueKind};
 pub use storage::{MemoryStorage, NullStorage, Storage, StorageError};
 
 use crate::Timestamp;
 use crate::catalogue::{Catalogue, Metric, MetricKind, Privacy};
-use crate::consent::{ConsentError, ConsentState, Grant, ReceiptEntry, Scope, SignedReceipt};
+pub use crate::consent::ConsentRequest;
+use crate::consent::{ConsentError, ConsentState, ReceiptEntry, Scope, SignedReceipt};
 use crate::envelope::{self, EnvelopeId, HeaderFields, KeyConfig, ReportId};
 use crate::ids::{MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
 use crate::ldp::{LdpValue, Selection};
 use crate::pseudonym::{DeviceSecret, Epoch, ScopedPseudonymEntry};
 use crate::report::{Payload, RecordValue, Refusal, Refused, Report};
-use crate::retention::{Duration, RetentionTag};
+use crate::retention::RetentionTag;
 use crate::token::{
     PendingTokens, SpentToken, Token, TokenPeriod, TokenRequest, TokenResponse, TokenScope, voprf,
 };
@@ -108,10 +117,12 @@ pub struct Limits {
     pub max_sent_log: usize,
 }
 
-impl Default for Limits {
-    /// 4096 reports or 256 KiB queued, 1 MiB of envelopes, 512 reports an envelope, 4096
-    /// sent-log entries.
-    fn default() -> Self {
+impl Limits {
+    /// For a phone, a gateway or a car (the default): 4096 reports or 256 KiB queued,
+    /// 1 MiB of envelopes, 512 reports an envelope, 4096 sent-log entries — weeks offline
+    /// at a few reports an hour, at a few MB of RAM when full (docs/benchmarks.md).
+    #[must_use]
+    pub const fn phone() -> Self {
         Self {
             max_queued_reports: 4096,
             max_queued_bytes: 256 * 1024,
@@ -119,6 +130,28 @@ impl Default for Limits {
             max_reports_per_envelope: 512,
             max_sent_log: 4096,
         }
+    }
+
+    /// For a microcontroller: 64 reports or 8 KiB queued, 8 KiB of envelopes, 64 reports
+    /// an envelope, 32 sent-log entries — a day offline at two metrics an hour fits. That
+    /// day peaks at 81 KiB of heap today (`tests/footprint.rs`, docs/benchmarks.md,
+    /// "Device heap"). Past the bounds the oldest reports are dropped, counted.
+    #[must_use]
+    pub const fn microcontroller() -> Self {
+        Self {
+            max_queued_reports: 64,
+            max_queued_bytes: 8 * 1024,
+            max_outbox_bytes: 8 * 1024,
+            max_reports_per_envelope: 64,
+            max_sent_log: 32,
+        }
+    }
+}
+
+impl Default for Limits {
+    /// [`Limits::phone`].
+    fn default() -> Self {
+        Self::phone()
     }
 }
 
@@ -169,6 +202,11 @@ pub struct Counters {
 fn bump(c: &mut u32) {
     *c = c.saturating_add(1);
 }
+
+/// The most distinct (metric, cause) error counters a recorder keeps: a host recording
+/// under ever new misspelt ids cannot grow them without bound. Errors past it still count
+/// in [`Counters`].
+pub const MAX_ERROR_COUNTERS: usize = 64;
 
 /// One line of the device's own log of what it sent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,6 +263,35 @@ struct Persisted {
     tokens_required: bool,
 }
 
+/// [`Persisted`] by reference, encoded to the same bytes: saving does not copy the
+/// recorder's state first (on a microcontroller the copy doubled the peak heap).
+#[derive(Serialize)]
+struct PersistedRef<'a> {
+    version: u8,
+    queue: QueuedReports<'a>,
+    outbox: &'a VecDeque<Vec<u8>>,
+    budgets: Vec<(&'a MetricId, u64, crate::Epsilon)>,
+    sent: &'a VecDeque<SentEntry>,
+    receipts: Vec<(Vec<u8>, Option<Timestamp>)>,
+    counters: Counters,
+    /// A map encodes as the sequence of its pairs (postcard), as `Persisted::in_flight`.
+    in_flight: &'a BTreeMap<[u8; 32], Vec<Report>>,
+    retries: &'a [Retry],
+    refusals: Vec<(&'a MetricId, Refusal, u32)>,
+    /// A pair encodes as a two-field struct (postcard), as `Persisted::tokens`' [`SpentToken`].
+    tokens: Vec<(&'a TokenScope, &'a Token)>,
+    tokens_required: bool,
+}
+
+/// The queued reports without their sizes, encoded as a sequence of reports.
+struct QueuedReports<'a>(&'a VecDeque<(Report, usize)>);
+
+impl Serialize for QueuedReports<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(r, _)| r))
+    }
+}
+
 /// A report the aggregator refused for now, waiting to be sent again.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Retry {
@@ -246,7 +313,68 @@ const RETRY_MAX_SECS: u64 = 86_400;
 /// the current budget period counts as spent).
 const PERSIST_VERSION: u8 = 3;
 
-/// The device recorder. See the [module documentation](self).
+/// The device recorder: the one object a device's code talks to.
+///
+/// Made once at start-up from [`RecorderParts`] and the host's [`Storage`] (it restores
+/// what was saved), it then does four things, each a method:
+///
+/// 1. **consent** — [`give_consent`](Self::give_consent) with a [`ConsentRequest`],
+///    [`withdraw_consent`](Self::withdraw_consent),
+///    [`narrow_consent`](Self::narrow_consent): each returns signed bytes for the host to
+///    send to the aggregator;
+/// 2. **record** — [`record`](Self::record) (anonymous statistics, noised here) and
+///    [`record_service`](Self::record_service) (pseudonymous records under a receipt);
+///    mistakes are counted per metric and [`Cause`] ([`errors`](Self::errors)), or
+///    returned in strict mode ([`set_strict`](Self::set_strict));
+/// 3. **flush** — [`flush`](Self::flush) seals the queue to the aggregator's key and
+///    returns every envelope not yet acknowledged, for the host to upload;
+/// 4. **acknowledge** — [`acknowledge`](Self::acknowledge) or
+///    [`acknowledge_refused`](Self::acknowledge_refused) once the aggregator answered.
+///
+/// It does no I/O, never panics and never blocks: the host moves the bytes. Its memory is
+/// bounded by its [`Limits`] ([`Limits::microcontroller`], [`Limits::phone`]).
+///
+/// ```
+/// use confiance::catalogue::Catalogue;
+/// use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope};
+/// use confiance::envelope::KeyConfig;
+/// use confiance::ids::{MetricId, PurposeId, RecipientId};
+/// use confiance::pseudonym::DeviceSecret;
+/// use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value};
+/// use confiance::rng::OsRng;
+/// use confiance::Timestamp;
+/// # let server = confiance::envelope::SecretKey::generate(&mut OsRng::new());
+/// # let server_config = confiance::envelope::KeyConfig::new(confiance::envelope::KeyId(1), confiance::envelope::AeadId::ChaCha20Poly1305, server.public_key(), Timestamp::EPOCH, Timestamp::MAX)?.to_bytes();
+///
+/// let mut rng = OsRng::new();
+/// let mut recorder = Recorder::new(
+///     RecorderParts {
+///         catalogue: Catalogue::from_toml_str(include_str!("../examples/catalogue.toml"))?,
+///         consent: ConsentState::new(DeviceKey::generate(&mut rng)),
+///         pseudonyms: DeviceSecret::generate(&mut rng),
+///         controller: RecipientId::new("calora")?,
+///         key_configs: vec![KeyConfig::from_bytes(&server_config)?], // fetched from the aggregator
+///         rng,
+///     },
+///     MemoryStorage::default(),
+/// );
+/// recorder.set_strict(cfg!(debug_assertions)); // mistakes fail loudly in development
+///
+/// let now = Timestamp::from_secs(1_800_000_000);
+/// let (mode, improvement) = (MetricId::new("thermostat.mode")?, PurposeId::new("product-improvement")?);
+/// let scope = Scope::metrics([mode.clone()]);
+/// let receipt = recorder.give_consent(
+///     ConsentRequest::new(RecipientId::new("calora")?, improvement.clone(), scope, "P90D".parse()?),
+///     now,
+/// )?;
+/// recorder.record(&mode, &improvement, Value::Category(2), now)?;
+/// for envelope in recorder.flush(now) {
+///     // upload `envelope` (and `receipt` before it); once the aggregator answered:
+///     recorder.acknowledge(&envelope);
+/// }
+/// assert_eq!(recorder.pending_envelopes(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Recorder<R, S, C = Catalogue> {
     catalogue: C,
@@ -278,6 +406,10 @@ pub struct Recorder<R, S, C = Catalogue> {
     /// The saved state could not be read at start: what was spent in the current budget
     /// period is unknown, so each budgeted metric's first period here counts as spent.
     budget_state_lost: bool,
+    /// Calls that made no report, per metric and cause (at most [`MAX_ERROR_COUNTERS`]).
+    errors: BTreeMap<(MetricId, Cause), u32>,
+    /// Strict mode: `record` returns its errors instead of counting them.
+    strict: bool,
     /// Report tokens held, per scope (spent from the end).
     tokens: BTreeMap<TokenScope, Vec<Token>>,
     /// Token requests sent and not yet answered.
@@ -303,6 +435,28 @@ fn ldp_value(kind: &MetricKind, v: Value) -> Option<LdpValue> {
             Some(LdpValue::Numeric(x.clamp(0, i64::try_from(*max).unwrap_or(i64::MAX))))
         }
         _ => None,
+    }
+}
+
+/// Why `v` does not fit `kind` (called once [`ldp_value`] or [`record_value`] refused it).
+fn value_error(metric: &MetricId, kind: &MetricKind, v: Value) -> RecordError {
+    let metric = metric.clone();
+    match (kind, v) {
+        (MetricKind::Categorical { labels }, Value::Category(index)) => RecordError::LabelOutOfRange {
+            metric,
+            index,
+            labels: u32::try_from(labels.len()).unwrap_or(u32::MAX),
+        },
+        (MetricKind::Numeric { min, max }, Value::Int(value)) => {
+            RecordError::OutOfRange { metric, value, min: *min, max: *max }
+        }
+        (MetricKind::Boolean, _) => RecordError::WrongValue { metric, expected: ValueKind::Bool },
+        (MetricKind::Categorical { .. }, _) => {
+            RecordError::WrongValue { metric, expected: ValueKind::Category }
+        }
+        (MetricKind::Numeric { .. } | MetricKind::Count { .. }, _) => {
+            RecordError::WrongValue { metric, expected: ValueKind::Int }
+        }
     }
 }
 
@@ -359,6 +513,8 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             attempts: BTreeMap::new(),
             refusals: BTreeMap::new(),
             budget_state_lost: false,
+            errors: BTreeMap::new(),
+            strict: false,
             tokens: BTreeMap::new(),
             pending_tokens: Vec::new(),
             tokens_required: false,
@@ -376,13 +532,24 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
                 return bump(&mut self.counters.storage_failed);
             }
         };
-        let p = match postcard::from_bytes::<Persisted>(&bytes) {
-            Ok(p) if p.version == PERSIST_VERSION => p,
+        let (p, rest) = match postcard::take_from_bytes::<Persisted>(&bytes) {
+            Ok((p, rest)) if p.version == PERSIST_VERSION => (p, rest),
             _ => {
                 self.budget_state_lost = true;
                 return bump(&mut self.counters.storage_failed);
             }
         };
+        // The per-metric error counters follow the state (absent in a state saved before
+        // they existed); unreadable ones are only diagnostics, so they start again.
+        if !rest.is_empty() {
+            match postcard::from_bytes::<Vec<(MetricId, Cause, u32)>>(rest) {
+                Ok(errors) => {
+                    self.errors =
+                        errors.into_iter().take(MAX_ERROR_COUNTERS).map(|(m, c, n)| ((m, c), n)).collect();
+                }
+                Err(_) => bump(&mut self.counters.storage_failed),
+            }
+        }
         let mut entries = Vec::with_capacity(p.receipts.len());
         for (b, withdrawn_at) in &p.receipts {
             match SignedReceipt::from_bytes(b) {
@@ -432,29 +599,34 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         if !self.storage.keeps_state() {
             return Ok(());
         }
-        let p = Persisted {
+        let p = PersistedRef {
             version: PERSIST_VERSION,
-            queue: self.queue.iter().map(|(r, _)| r.clone()).collect(),
-            outbox: self.outbox.iter().cloned().collect(),
+            queue: QueuedReports(&self.queue),
+            outbox: &self.outbox,
             budgets: self
                 .budgets
                 .iter()
-                .filter_map(|(m, (period, b))| Some((m.clone(), *period, b.spent()?)))
+                .filter_map(|(m, (period, b))| Some((m, *period, b.spent()?)))
                 .collect(),
-            sent: self.sent.iter().cloned().collect(),
+            sent: &self.sent,
             receipts: self.consent.list().map(|e| (e.receipt.to_bytes(), e.withdrawn_at)).collect(),
             counters: self.counters,
-            in_flight: self.in_flight.iter().map(|(k, v)| (*k, v.clone())).collect(),
-            retries: self.retries.clone(),
-            refusals: self.refusals.iter().map(|((m, r), n)| (m.clone(), *r, *n)).collect(),
-            tokens: self
-                .tokens
-                .iter()
-                .flat_map(|(scope, ts)| ts.iter().map(|t| SpentToken { scope: scope.clone(), token: *t }))
-                .collect(),
+            in_flight: &self.in_flight,
+            retries: &self.retries,
+            refusals: self.refusals.iter().map(|((m, r), n)| (m, *r, *n)).collect(),
+            tokens: self.tokens.iter().flat_map(|(scope, ts)| ts.iter().map(move |t| (scope, t))).collect(),
             tokens_required: self.tokens_required,
         };
-        postcard::to_allocvec(&p).map_err(|_| StorageError).and_then(|b| self.storage.save(&b))
+        let errors: Vec<(&MetricId, Cause, u32)> =
+            self.errors.iter().map(|((m, c), n)| (m, *c, *n)).collect();
+        // Sized once: a growing buffer would hold up to twice the state.
+        let size = postcard::experimental::serialized_size(&p)
+            .and_then(|a| Ok(a + postcard::experimental::serialized_size(&errors)?))
+            .map_err(|_| StorageError)?;
+        postcard::to_extend(&p, Vec::with_capacity(size))
+            .and_then(|b| postcard::to_extend(&errors, b))
+            .map_err(|_| StorageError)
+            .and_then(|b| self.storage.save(&b))
     }
 
     fn budget_cap(&self, metric: &MetricId) -> Option<crate::Epsilon> {
@@ -473,13 +645,43 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
 
     /// Records an anonymous statistic of `metric` for `purpose` at `now`: privatised with
     /// the metric's mechanism, tagged for every recipient the catalogue allows and the
-    /// subject consented to, charged to the ε budget, and queued. Never fails: problems
-    /// are [`Counters`].
-    pub fn record(&mut self, metric: &MetricId, purpose: &PurposeId, value: Value, now: Timestamp) {
-        let Some(m) = self.catalogue.borrow().metric(metric).filter(|m| m.is_anonymous()) else {
-            return bump(&mut self.counters.unknown_metric);
-        };
-        let Some(v) = ldp_value(&m.kind, value) else { return bump(&mut self.counters.invalid_value) };
+    /// subject consented to (or every allowed recipient when the purpose's legal basis is
+    /// not consent), charged to the ε budget, and queued.
+    ///
+    /// # Errors
+    /// Only in strict mode ([`Self::set_strict`]): the [`RecordError`] that kept the value
+    /// from being recorded. Otherwise it never fails: the error is counted in
+    /// [`Counters`] and per metric and cause in [`Self::errors`], and `Ok` is returned.
+    pub fn record(
+        &mut self,
+        metric: &MetricId,
+        purpose: &PurposeId,
+        value: Value,
+        now: Timestamp,
+    ) -> Result<(), RecordError> {
+        let outcome = self.try_record(metric, purpose, value, now);
+        self.settle(outcome)
+    }
+
+    fn try_record(
+        &mut self,
+        metric: &MetricId,
+        purpose: &PurposeId,
+        value: Value,
+        now: Timestamp,
+    ) -> Result<(), RecordError> {
+        let m = self
+            .catalogue
+            .borrow()
+            .metric(metric)
+            .ok_or_else(|| RecordError::UnknownMetric(metric.clone()))?;
+        if !m.is_anonymous() {
+            return Err(RecordError::WrongTrack(metric.clone()));
+        }
+        let v = ldp_value(&m.kind, value).ok_or_else(|| value_error(metric, &m.kind, value))?;
+        if !m.purposes.contains(purpose) {
+            return Err(RecordError::PurposeNotAllowed { metric: metric.clone(), purpose: purpose.clone() });
+        }
         let time = now.truncate(m.bucket_secs());
         let audience: Vec<RecipientId> = m
             .recipients
@@ -505,10 +707,11 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             audience,
             now,
         ) else {
-            return bump(&mut self.counters.no_consent);
+            let reason = self.no_consent_reason(metric, Some(purpose), now, time);
+            return Err(RecordError::NoConsent { metric: metric.clone(), reason });
         };
         if !self.mechanisms.contains_key(metric) {
-            return bump(&mut self.counters.unknown_metric);
+            return Err(RecordError::Unencodable(metric.clone()));
         }
         let budget = match &m.privacy {
             Privacy::Ldp { epsilon, budget: Some(b), .. } => {
@@ -520,7 +723,7 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             // Fail closed: a budget that does not survive a restart would reopen its
             // period, so ε is spent only once its charge is saved (issue #14, defect 6).
             if !self.storage.keeps_state() && !self.storage.single_life() {
-                return bump(&mut self.counters.budget_unsaved);
+                return Err(RecordError::BudgetUnsaved(metric.clone()));
             }
             let period = now.as_secs() / period_secs;
             let before = self.budgets.get(metric).copied();
@@ -535,9 +738,9 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             });
             if !entry.1.try_charge(period, epsilon) {
                 if lost && before.is_none() {
-                    return bump(&mut self.counters.budget_unsaved);
+                    return Err(RecordError::BudgetUnsaved(metric.clone()));
                 }
-                return bump(&mut self.counters.budget_exhausted);
+                return Err(RecordError::BudgetExhausted(metric.clone()));
             }
             entry.0 = period;
             if self.save_state().is_err() {
@@ -546,14 +749,14 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
                     None => self.budgets.remove(metric),
                 };
                 bump(&mut self.counters.storage_failed);
-                return bump(&mut self.counters.budget_unsaved);
+                return Err(RecordError::BudgetUnsaved(metric.clone()));
             }
         }
-        let Some(mech) = self.mechanisms.get(metric) else { return bump(&mut self.counters.unknown_metric) };
+        let mech = self.mechanisms.get(metric).ok_or_else(|| RecordError::Unencodable(metric.clone()))?;
         // OLH's seed pool and general-privacy HR's block permutation are keyed per time
         // bucket (the aggregator derives the same key from the report's `time`).
         let mech = mech.for_period(metric.as_str(), time.as_secs());
-        let Ok(ldp) = mech.encode(v, &mut self.rng) else { return bump(&mut self.counters.invalid_value) };
+        let ldp = mech.encode(v, &mut self.rng).map_err(|_| RecordError::Unencodable(metric.clone()))?;
         let report = Report {
             id: ReportId::random(&mut self.rng),
             metric: metric.clone(),
@@ -562,21 +765,46 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             payload: Payload::Statistic(ldp),
         };
         self.enqueue(report);
+        Ok(())
     }
 
     /// Records a pseudonymous service record of `metric` at `now`: one report per
     /// receipt in force that covers it, each under the device's pseudonym for that
-    /// receipt's recipient in the current epoch. Never fails: problems are [`Counters`].
+    /// receipt's recipient in the current epoch.
     ///
     /// The report is stamped with the start of its time bucket, and the aggregator can
     /// check consent only at that stamp: so a receipt counts only if it is in force both
     /// at the start of the bucket and at `now` (docs/catalogue.md, "Consent timing") — a
-    /// record is not made in the partial bucket in which consent starts.
-    pub fn record_service(&mut self, metric: &MetricId, value: Value, now: Timestamp) {
-        let Some(m) = self.catalogue.borrow().metric(metric).filter(|m| !m.is_anonymous()) else {
-            return bump(&mut self.counters.unknown_metric);
-        };
-        let Some(v) = record_value(&m.kind, value) else { return bump(&mut self.counters.invalid_value) };
+    /// record is not made in the partial bucket in which consent starts
+    /// ([`NoConsentReason::StartedThisBucket`]).
+    ///
+    /// # Errors
+    /// Only in strict mode, as [`Self::record`]; otherwise errors are counted.
+    pub fn record_service(
+        &mut self,
+        metric: &MetricId,
+        value: Value,
+        now: Timestamp,
+    ) -> Result<(), RecordError> {
+        let outcome = self.try_record_service(metric, value, now);
+        self.settle(outcome)
+    }
+
+    fn try_record_service(
+        &mut self,
+        metric: &MetricId,
+        value: Value,
+        now: Timestamp,
+    ) -> Result<(), RecordError> {
+        let m = self
+            .catalogue
+            .borrow()
+            .metric(metric)
+            .ok_or_else(|| RecordError::UnknownMetric(metric.clone()))?;
+        if m.is_anonymous() {
+            return Err(RecordError::WrongTrack(metric.clone()));
+        }
+        let v = record_value(&m.kind, value).ok_or_else(|| value_error(metric, &m.kind, value))?;
         let time = now.truncate(m.bucket_secs());
         let epoch_len = self.catalogue.borrow().limits().pseudonym_epoch.fixed_secs().unwrap_or(30 * 86_400);
         let epoch = Epoch::containing(now, epoch_len).unwrap_or(Epoch(0));
@@ -612,8 +840,114 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             any = true;
         }
         if !any {
-            bump(&mut self.counters.no_consent);
+            let reason = self.no_consent_reason(metric, None, now, time);
+            return Err(RecordError::NoConsent { metric: metric.clone(), reason });
         }
+        Ok(())
+    }
+
+    /// Returns `outcome`'s error in strict mode; otherwise counts it (in [`Counters`] and
+    /// per metric and cause) and returns `Ok`.
+    fn settle(&mut self, outcome: Result<(), RecordError>) -> Result<(), RecordError> {
+        let Err(e) = outcome else { return Ok(()) };
+        if self.strict {
+            return Err(e);
+        }
+        let global = match e.cause() {
+            Cause::UnknownMetric | Cause::WrongTrack => &mut self.counters.unknown_metric,
+            Cause::WrongValue | Cause::LabelOutOfRange | Cause::OutOfRange | Cause::Unencodable => {
+                &mut self.counters.invalid_value
+            }
+            Cause::PurposeNotAllowed | Cause::NoConsent(_) => &mut self.counters.no_consent,
+            Cause::BudgetExhausted => &mut self.counters.budget_exhausted,
+            Cause::BudgetUnsaved => &mut self.counters.budget_unsaved,
+        };
+        bump(global);
+        let key = (e.metric().clone(), e.cause());
+        if let Some(n) = self.errors.get_mut(&key) {
+            bump(n);
+        } else if self.errors.len() < MAX_ERROR_COUNTERS {
+            self.errors.insert(key, 1);
+        }
+        Ok(())
+    }
+
+    /// Why no receipt lets `metric` (for `purpose`, if given) be reported at `now` in the
+    /// bucket starting at `bucket`, from the receipts that name it.
+    fn no_consent_reason(
+        &self,
+        metric: &MetricId,
+        purpose: Option<&PurposeId>,
+        now: Timestamp,
+        bucket: Timestamp,
+    ) -> NoConsentReason {
+        let catalogue = self.catalogue.borrow();
+        self.consent
+            .list()
+            .filter(|e| {
+                let r = e.receipt.receipt();
+                r.scope.names(catalogue, metric)
+                    && purpose.is_none_or(|p| &r.purpose == p)
+                    && catalogue.allows(metric, &r.purpose, &r.recipient)
+            })
+            .map(|e| {
+                if e.active_at(now) && !e.active_at(bucket) {
+                    NoConsentReason::StartedThisBucket
+                } else if now < e.receipt.receipt().valid_from {
+                    NoConsentReason::NotYetInForce
+                } else {
+                    NoConsentReason::Ended
+                }
+            })
+            .max()
+            .unwrap_or(NoConsentReason::NotGiven)
+    }
+
+    /// Strict mode, for development and tests: [`Self::record`] and
+    /// [`Self::record_service`] return their [`RecordError`] instead of counting it.
+    /// Off by default; a shipped device leaves it off, so that recording never fails its
+    /// host.
+    pub const fn set_strict(&mut self, strict: bool) {
+        self.strict = strict;
+    }
+
+    /// Whether strict mode is on.
+    #[must_use]
+    pub const fn is_strict(&self) -> bool {
+        self.strict
+    }
+
+    /// Calls that made no report so far, per metric and [`Cause`] (the metric id as the
+    /// call gave it, so a misspelt id shows as itself), in the order of metric then
+    /// cause. At most [`MAX_ERROR_COUNTERS`] pairs are kept; [`Counters`] counts them all.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance::consent::{ConsentState, DeviceKey};
+    /// # use confiance::ids::*;
+    /// # use confiance::pseudonym::DeviceSecret;
+    /// # use confiance::recorder::{MemoryStorage, Recorder, RecorderParts};
+    /// # use confiance::rng::OsRng;
+    /// use confiance::recorder::{Cause, NoConsentReason, Value};
+    /// # use confiance::Timestamp;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml"))?;
+    /// # let mut rng = OsRng::new();
+    /// # let parts = RecorderParts { catalogue, consent: ConsentState::new(DeviceKey::generate(&mut rng)), pseudonyms: DeviceSecret::generate(&mut rng), controller: RecipientId::new("calora")?, key_configs: vec![], rng };
+    /// # let mut recorder = Recorder::new(parts, MemoryStorage::default());
+    /// # let now = Timestamp::from_secs(1_800_000_000);
+    /// let improvement = PurposeId::new("product-improvement")?;
+    /// let typo = MetricId::new("thermostat.mdoe")?;
+    /// recorder.record(&typo, &improvement, Value::Category(2), now)?; // counted, not raised
+    /// let mode = MetricId::new("thermostat.mode")?;
+    /// recorder.record(&mode, &improvement, Value::Category(2), now)?; // no consent given yet
+    /// assert_eq!(recorder.errors().collect::<Vec<_>>(), [
+    ///     (&typo, Cause::UnknownMetric, 1),
+    ///     (&mode, Cause::NoConsent(NoConsentReason::NotGiven), 1),
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn errors(&self) -> impl Iterator<Item = (&MetricId, Cause, u32)> {
+        self.errors.iter().map(|((m, c), n)| (m, *c, *n))
     }
 
     fn enqueue(&mut self, report: Report) {
@@ -733,14 +1067,15 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             if batch.is_empty() {
                 continue;
             }
-            let reports: Vec<Report> = batch.iter().map(|(r, _)| r.clone()).collect();
+            // Moved, not copied: on a microcontroller a copy of the batch doubled the heap.
+            let (reports, sizes): (Vec<Report>, Vec<usize>) = batch.into_iter().unzip();
             let sealed = envelope::encode_body(&spent, &reports)
                 .ok()
                 .and_then(|plain| envelope::seal(config, &fields, &plain, &mut self.rng).ok());
             match sealed {
                 Some(frame) => {
                     let id = EnvelopeId::of(&frame);
-                    for (r, size) in &batch {
+                    for (r, size) in reports.iter().zip(&sizes) {
                         self.queued_bytes = self.queued_bytes.saturating_sub(*size);
                         if !self.relogged.remove(&r.id.0) {
                             self.log_sent(r, id);
@@ -755,7 +1090,7 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
                     for t in spent {
                         self.tokens.entry(t.scope).or_default().push(t.token);
                     }
-                    rest.extend(batch);
+                    rest.extend(reports.into_iter().zip(sizes));
                 }
             }
         }
@@ -884,7 +1219,7 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
     ///
     /// ```
     /// # use confiance::catalogue::Catalogue;
-    /// # use confiance::consent::{ConsentState, DeviceKey, Scope};
+    /// # use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope};
     /// # use confiance::envelope::{AeadId, KeyConfig, KeyId, SecretKey};
     /// # use confiance::hazmat::{SeedableRng as _, SeededRng};
     /// # use confiance::ids::*;
@@ -900,8 +1235,8 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
     /// # let mut recorder = Recorder::new(parts, MemoryStorage::default());
     /// # let now = Timestamp::from_secs(1_800_000_000);
     /// # let (mode, improvement) = (MetricId::new("thermostat.mode")?, PurposeId::new("product-improvement")?);
-    /// # recorder.give_consent(RecipientId::new("calora")?, improvement.clone(), Scope::metrics([mode.clone()]), now, None, "P90D".parse()?, now)?;
-    /// recorder.record(&mode, &improvement, Value::Category(2), now);
+    /// # recorder.give_consent(ConsentRequest::new(RecipientId::new("calora")?, improvement.clone(), Scope::metrics([mode.clone()]), "P90D".parse()?), now)?;
+    /// recorder.record(&mode, &improvement, Value::Category(2), now)?;
     /// let frame = recorder.flush(now).remove(0);
     /// // The answer said: report 0 refused for good, `tag_not_allowed`.
     /// let refused = [Refused { index: 0, refusal: Refusal::from_code("tag_not_allowed"), retry: false }];
@@ -966,25 +1301,51 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         self.keys = configs;
     }
 
-    /// Gives consent to `recipient` for `purpose` over `scope`, from `valid_from` until
-    /// `valid_until` (or withdrawn), data held at most `hold`; returns the signed receipt
-    /// bytes for the host to send to the aggregator.
+    /// Gives consent on the terms of `request`, at `now`: checks them against the
+    /// catalogue, signs a receipt and keeps it; returns the receipt's bytes for the host
+    /// to send to the aggregator.
+    ///
+    /// Only purposes whose legal basis is consent need one for anonymous statistics; a
+    /// purpose resting on a contract or a legal obligation is recorded without
+    /// ([`Self::record`]).
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance::consent::{ConsentState, DeviceKey};
+    /// # use confiance::ids::*;
+    /// # use confiance::pseudonym::DeviceSecret;
+    /// # use confiance::recorder::{MemoryStorage, Recorder, RecorderParts};
+    /// # use confiance::rng::OsRng;
+    /// use confiance::consent::{ConsentError, ConsentRequest, Scope};
+    /// # use confiance::Timestamp;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml"))?;
+    /// # let mut rng = OsRng::new();
+    /// # let parts = RecorderParts { catalogue, consent: ConsentState::new(DeviceKey::generate(&mut rng)), pseudonyms: DeviceSecret::generate(&mut rng), controller: RecipientId::new("calora")?, key_configs: vec![], rng };
+    /// # let mut recorder = Recorder::new(parts, MemoryStorage::default());
+    /// let now = Timestamp::from_secs(1_800_000_000);
+    /// let mode = MetricId::new("thermostat.mode")?;
+    /// let request = |hold: &str| -> Result<ConsentRequest, Box<dyn std::error::Error>> {
+    ///     Ok(ConsentRequest::new(
+    ///         RecipientId::new("calora")?,
+    ///         PurposeId::new("product-improvement")?,
+    ///         Scope::metrics([mode.clone()]),
+    ///         hold.parse()?,
+    ///     ))
+    /// };
+    /// // The catalogue holds `thermostat.mode` at most a year: five years is refused.
+    /// let refused = recorder.give_consent(request("P5Y")?, now);
+    /// assert!(matches!(refused, Err(ConsentError::HoldTooLong { .. })));
+    /// let receipt = recorder.give_consent(request("P90D")?, now)?; // send it to the brand
+    /// assert!(!receipt.is_empty());
+    /// assert_eq!(recorder.consent().list().count(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// [`ConsentError`] when the catalogue does not allow the terms; nothing changes.
-    #[allow(clippy::too_many_arguments, reason = "the terms of a receipt, each one named")]
-    pub fn give_consent(
-        &mut self,
-        recipient: RecipientId,
-        purpose: PurposeId,
-        scope: Scope,
-        valid_from: Timestamp,
-        valid_until: Option<Timestamp>,
-        hold: Duration,
-        now: Timestamp,
-    ) -> Result<Vec<u8>, ConsentError> {
-        let grant = Grant { recipient, purpose, scope, valid_from, valid_until, hold };
-        let r = self.consent.give(self.catalogue.borrow(), grant, now, &mut self.rng)?;
+    /// [`ConsentError`] when the catalogue does not allow the terms (among them
+    /// [`ConsentError::HoldTooLong`]); nothing changes.
+    pub fn give_consent(&mut self, request: ConsentRequest, now: Timestamp) -> Result<Vec<u8>, ConsentError> {
+        let r = self.consent.give(self.catalogue.borrow(), request.into_grant(now), now, &mut self.rng)?;
         self.persist();
         Ok(r.to_bytes())
     }
@@ -1105,5 +1466,127 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
     ) -> Vec<ScopedPseudonymEntry> {
         let epoch_len = self.catalogue.borrow().limits().pseudonym_epoch.fixed_secs().unwrap_or(30 * 86_400);
         self.secret.list_pseudonyms_between(recipients, from, to, epoch_len).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::DeviceKey;
+    use crate::envelope::{AeadId, KeyId, SecretKey};
+    use crate::hazmat::{SeedableRng as _, SeededRng};
+
+    /// A recorder of the example catalogue on `storage`, its keys from seed 5.
+    fn recorder(storage: &mut MemoryStorage) -> Recorder<SeededRng, &mut MemoryStorage> {
+        let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml")).unwrap();
+        let mut rng = SeededRng::seed_from_u64(5);
+        let server = SecretKey::generate(&mut rng);
+        let config = KeyConfig::new(
+            KeyId(1),
+            AeadId::ChaCha20Poly1305,
+            server.public_key(),
+            Timestamp::EPOCH,
+            Timestamp::MAX,
+        )
+        .unwrap();
+        Recorder::new(
+            RecorderParts {
+                catalogue,
+                consent: ConsentState::new(DeviceKey::generate(&mut rng)),
+                pseudonyms: DeviceSecret::generate(&mut rng),
+                controller: RecipientId::new("calora").unwrap(),
+                key_configs: alloc::vec![config],
+                rng,
+            },
+            storage,
+        )
+    }
+
+    /// A recorder with something in every saved field: one envelope in flight, one
+    /// report queued, one error counted, and (set by hand, as no server answers here) a
+    /// retry, a refusal and a report token held, tokens required.
+    fn every_field_set(storage: &mut MemoryStorage) {
+        let mut r = recorder(storage);
+        let now = Timestamp::from_secs(1_800_000_000);
+        let (mode, improvement) =
+            (MetricId::new("thermostat.mode").unwrap(), PurposeId::new("product-improvement").unwrap());
+        let request = ConsentRequest::new(
+            RecipientId::new("calora").unwrap(),
+            improvement.clone(),
+            Scope::metrics([mode.clone()]),
+            "P90D".parse().unwrap(),
+        );
+        r.give_consent(request, now).unwrap();
+        r.record(&mode, &improvement, Value::Category(1), now).unwrap();
+        let _ = r.flush(now); // one envelope in flight
+        r.record(&mode, &improvement, Value::Category(2), now).unwrap(); // one report queued
+        r.record(&mode, &PurposeId::new("research").unwrap(), Value::Category(2), now).unwrap(); // one error
+        let report = r.queue[0].0.clone();
+        let scope = TokenScope {
+            recipients: report.tag.audience().clone(),
+            purpose: improvement,
+            period: TokenPeriod::at(now, 86_400),
+        };
+        let token =
+            Token { nonce: [1; 32], scope_digest: scope.digest(), key_id: [2; 32], authenticator: [3; 64] };
+        r.tokens.insert(scope, alloc::vec![token]);
+        r.tokens_required = true;
+        r.retries.push(Retry { report, not_before: now, attempts: 2 });
+        r.refusals.insert((mode, Refusal::TimeOutsideWindow), 3);
+        r.persist();
+    }
+
+    /// The state saved by reference decodes as [`Persisted`] and encodes back to the same
+    /// bytes: the borrowed encoding is the owned one.
+    #[test]
+    fn the_borrowed_state_encodes_as_the_owned_one() {
+        let mut storage = MemoryStorage::default();
+        every_field_set(&mut storage);
+        let bytes = storage.load().unwrap().unwrap();
+        let (owned, rest) = postcard::take_from_bytes::<Persisted>(&bytes).unwrap();
+        // Every field named: a field added to `Persisted` fails to compile here until
+        // this test (and `PersistedRef`) know it.
+        let Persisted {
+            version,
+            ref queue,
+            ref outbox,
+            ref budgets,
+            ref sent,
+            ref receipts,
+            counters,
+            ref in_flight,
+            ref retries,
+            ref refusals,
+            ref tokens,
+            tokens_required,
+        } = owned;
+        assert_eq!(version, PERSIST_VERSION);
+        assert_eq!(
+            (queue.len(), outbox.len(), budgets.len(), sent.len(), receipts.len(), in_flight.len()),
+            (1, 1, 1, 1, 1, 1)
+        );
+        assert_eq!((retries.len(), refusals.len(), tokens.len(), tokens_required), (1, 1, 1, true));
+        assert_ne!(counters, Counters::default());
+        let reencoded = postcard::to_allocvec(&owned).unwrap();
+        assert_eq!(reencoded, bytes[..bytes.len() - rest.len()]);
+        let errors: Vec<(MetricId, Cause, u32)> = postcard::from_bytes(rest).unwrap();
+        assert_eq!(errors, [(MetricId::new("thermostat.mode").unwrap(), Cause::PurposeNotAllowed, 1)]);
+    }
+
+    /// A state saved, loaded by a new recorder and saved again is the same bytes: every
+    /// field (tokens, retries, refusals, error counters included) survives a restart.
+    #[test]
+    fn a_saved_state_round_trips_every_field() {
+        let mut storage = MemoryStorage::default();
+        every_field_set(&mut storage);
+        let saved = storage.load().unwrap().unwrap();
+        let mut again = MemoryStorage::default();
+        again.save(&saved).unwrap();
+        let mut r = recorder(&mut again);
+        assert_eq!(r.tokens.values().map(Vec::len).sum::<usize>(), 1);
+        assert!(r.tokens_required);
+        r.persist();
+        drop(r);
+        assert_eq!(again.load().unwrap().unwrap(), saved);
     }
 }

@@ -299,13 +299,19 @@ fn tags_follow_consent_and_hold_arithmetic() {
         RetentionTag::for_record(&c, &s, &setpoint, &r.id(), t(50)),
         Err(TagError::WrongTrack(setpoint.clone()))
     );
-    // A pseudonymous record: hold = min(receipt hold, catalogue max hold).
+    // A pseudonymous record: hold = min(receipt hold, catalogue max hold). The device
+    // signs no receipt held longer than the metric's maximum.
     let odo = id::<MetricId>("car.odometer-km");
     let mut g = grant("voltis", "service", &["car.odometer-km"], 0, None);
     g.hold = "P10Y".parse().unwrap();
+    assert_eq!(
+        s.give(&c, g.clone(), t(0), &mut rng),
+        Err(ConsentError::HoldTooLong { metric: odo.clone(), max: "P3Y".parse().unwrap() })
+    );
+    g.hold = "P2Y".parse().unwrap();
     let rr = s.give(&c, g, t(0), &mut rng).unwrap();
     let rec = RetentionTag::for_record(&c, &s, &odo, &rr.id(), t(1_000)).unwrap();
-    assert_eq!(rec.hold().to_string(), "P3Y");
+    assert_eq!(rec.hold().to_string(), "P2Y");
     assert_eq!(rec.receipt(), Some(&rr.id()));
     rec.check(&c, &odo).unwrap();
     assert_eq!(tag.check(&c, &odo), Err(TagError::PurposeNotAllowed(gp.clone())));

@@ -4,7 +4,7 @@
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope};
 use confiance::envelope::{self, AeadId, BatchLimits, KeyConfig, KeyId, SecretKey};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{MetricId, PurposeId, RecipientId};
@@ -66,12 +66,12 @@ fn consent(d: &mut Device, recipient: &str, purpose: &str, metrics: &[&str]) {
     let t = Timestamp::from_secs(NOW - 86_400);
     d.recorder
         .give_consent(
-            id(recipient),
-            id(purpose),
-            Scope::metrics(metrics.iter().map(|m| id::<MetricId>(m))),
-            t,
-            None,
-            "P90D".parse().unwrap(),
+            ConsentRequest::new(
+                id(recipient),
+                id(purpose),
+                Scope::metrics(metrics.iter().map(|m| id::<MetricId>(m))),
+                "P90D".parse().unwrap(),
+            ),
             t,
         )
         .unwrap();
@@ -103,10 +103,10 @@ fn every_metric_kind_round_trips() {
     consent(&mut d, "calora", "service", &["thermostat.fault-code"]);
     let now = Timestamp::from_secs(NOW);
     let r = &mut d.recorder;
-    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(3), now); // categorical
-    r.record(&id("thermostat.setpoint"), &id("grid-balancing"), Value::Int(215), now); // numeric
-    r.record(&id("thermostat.heating-minutes"), &id("grid-balancing"), Value::Int(75), now); // count, clamped
-    r.record_service(&id("thermostat.fault-code"), Value::Int(42), now); // record
+    let _ = r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(3), now); // categorical
+    let _ = r.record(&id("thermostat.setpoint"), &id("grid-balancing"), Value::Int(215), now); // numeric
+    let _ = r.record(&id("thermostat.heating-minutes"), &id("grid-balancing"), Value::Int(75), now); // count, clamped
+    let _ = r.record_service(&id("thermostat.fault-code"), Value::Int(42), now); // record
     assert_eq!(r.counters().recorded, 4, "{:?}", r.counters());
     let frames = r.flush(now);
     assert_eq!(frames.len(), 1);
@@ -132,8 +132,8 @@ fn every_metric_kind_round_trips() {
     let mut w = device(2, "pulsa", Limits::default());
     consent(&mut w, "pulsa", "service", &["watch.battery-health"]);
     consent(&mut w, "pulsa", "product-improvement", &["watch.activity"]);
-    w.recorder.record(&id("watch.activity"), &id("product-improvement"), Value::Category(1), now);
-    w.recorder.record_service(&id("watch.battery-health"), Value::Int(87), now);
+    let _ = w.recorder.record(&id("watch.activity"), &id("product-improvement"), Value::Category(1), now);
+    let _ = w.recorder.record_service(&id("watch.battery-health"), Value::Int(87), now);
     let frames = w.recorder.flush(now);
     let reports = open_all(&w.server, &frames);
     assert!(
@@ -158,7 +158,8 @@ fn olh_reports_use_the_pool_key_of_their_time_bucket() {
     for k in 1..=2 {
         let now = Timestamp::from_secs(NOW).truncate(WEEK).saturating_add_secs(k * WEEK + 3_600);
         for _ in 0..N {
-            w.recorder.record(&id("watch.activity"), &id("product-improvement"), Value::Category(3), now);
+            let _ =
+                w.recorder.record(&id("watch.activity"), &id("product-improvement"), Value::Category(3), now);
         }
         let frames = w.recorder.flush(now);
         frames.iter().for_each(|f| w.recorder.acknowledge(f));
@@ -196,14 +197,14 @@ fn problems_are_counted_not_raised() {
     let mut d = device(3, "calora", Limits::default());
     let now = Timestamp::from_secs(NOW);
     let r = &mut d.recorder;
-    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
+    let _ = r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
     assert_eq!(r.counters().no_consent, 1);
-    r.record(&id("no.such-metric"), &id("product-improvement"), Value::Bool(true), now);
-    r.record_service(&id("thermostat.mode"), Value::Category(1), now); // wrong track
+    let _ = r.record(&id("no.such-metric"), &id("product-improvement"), Value::Bool(true), now);
+    let _ = r.record_service(&id("thermostat.mode"), Value::Category(1), now); // wrong track
     assert_eq!(r.counters().unknown_metric, 2);
-    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(6), now); // 6 labels: 0..=5
-    r.record(&id("thermostat.setpoint"), &id("grid-balancing"), Value::Int(1_000), now); // range 50..=300
-    r.record(&id("thermostat.setpoint"), &id("grid-balancing"), Value::Bool(true), now);
+    let _ = r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(6), now); // 6 labels: 0..=5
+    let _ = r.record(&id("thermostat.setpoint"), &id("grid-balancing"), Value::Int(1_000), now); // range 50..=300
+    let _ = r.record(&id("thermostat.setpoint"), &id("grid-balancing"), Value::Bool(true), now);
     assert_eq!(r.counters().invalid_value, 3);
     assert_eq!(r.queued(), 0);
     assert!(r.flush(now).is_empty());
@@ -217,7 +218,7 @@ fn budget_caps_reports_per_period() {
     // The next UTC day after the consent, so that all ten fall in one budget period.
     let day = Timestamp::from_secs(NOW).truncate(86_400).saturating_add_secs(86_400);
     for i in 0..10 {
-        d.recorder.record(
+        let _ = d.recorder.record(
             &id("thermostat.mode"),
             &id("product-improvement"),
             Value::Category(0),
@@ -226,7 +227,7 @@ fn budget_caps_reports_per_period() {
     }
     assert_eq!(d.recorder.queued(), 8);
     assert_eq!(d.recorder.counters().budget_exhausted, 2);
-    d.recorder.record(
+    let _ = d.recorder.record(
         &id("thermostat.mode"),
         &id("product-improvement"),
         Value::Category(0),
@@ -242,7 +243,7 @@ fn queue_is_bounded_by_count_and_bytes() {
     consent(&mut d, "voltis", "product-improvement", &["car.drive-mode"]);
     let now = Timestamp::from_secs(NOW);
     for _ in 0..12 {
-        d.recorder.record(&id("car.drive-mode"), &id("product-improvement"), Value::Category(2), now);
+        let _ = d.recorder.record(&id("car.drive-mode"), &id("product-improvement"), Value::Category(2), now);
     }
     assert_eq!(d.recorder.queued(), 5);
     assert_eq!(d.recorder.counters().dropped_queue_full, 7);
@@ -250,7 +251,7 @@ fn queue_is_bounded_by_count_and_bytes() {
     let mut d = device(6, "voltis", limits);
     consent(&mut d, "voltis", "product-improvement", &["car.drive-mode"]);
     for _ in 0..100 {
-        d.recorder.record(&id("car.drive-mode"), &id("product-improvement"), Value::Category(2), now);
+        let _ = d.recorder.record(&id("car.drive-mode"), &id("product-improvement"), Value::Category(2), now);
     }
     let q = d.recorder.queued();
     assert!(q > 0 && q < 100, "{q}");
@@ -264,19 +265,19 @@ fn nothing_unacknowledged_is_lost_across_a_restart() {
     let mut r = Recorder::new(p, &mut storage);
     let t = Timestamp::from_secs(NOW - 10);
     r.give_consent(
-        id("calora"),
-        id("product-improvement"),
-        Scope::metrics([id("thermostat.mode")]),
-        t,
-        None,
-        "P30D".parse().unwrap(),
+        ConsentRequest::new(
+            id("calora"),
+            id("product-improvement"),
+            Scope::metrics([id("thermostat.mode")]),
+            "P30D".parse().unwrap(),
+        ),
         t,
     )
     .unwrap();
     let now = Timestamp::from_secs(NOW);
-    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(4), now);
+    let _ = r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(4), now);
     let frames = r.flush(now);
-    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(5), now);
+    let _ = r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(5), now);
     r.persist();
     drop(r);
 
@@ -306,18 +307,18 @@ fn storage_failures_and_missing_keys_are_counted() {
     let mut r = Recorder::new(p, &mut storage);
     let t = Timestamp::from_secs(NOW - 10);
     r.give_consent(
-        id("calora"),
-        id("product-improvement"),
-        Scope::metrics([id("thermostat.setpoint")]),
-        t,
-        None,
-        "P30D".parse().unwrap(),
+        ConsentRequest::new(
+            id("calora"),
+            id("product-improvement"),
+            Scope::metrics([id("thermostat.setpoint")]),
+            "P30D".parse().unwrap(),
+        ),
         t,
     )
     .unwrap();
     let now = Timestamp::from_secs(NOW);
     // thermostat.setpoint has no ε budget: failing saves do not stop it.
-    r.record(&id("thermostat.setpoint"), &id("product-improvement"), Value::Int(200), now);
+    let _ = r.record(&id("thermostat.setpoint"), &id("product-improvement"), Value::Int(200), now);
     assert!(r.flush(now).is_empty());
     assert_eq!(r.counters().no_key, 1);
     assert_eq!(r.queued(), 1, "reports wait for a key");
@@ -329,7 +330,7 @@ fn sent_log_answers_subject_access_on_the_device() {
     let mut d = device(9, "calora", Limits::default());
     consent(&mut d, "calora", "product-improvement", &["thermostat.mode"]);
     let now = Timestamp::from_secs(NOW);
-    d.recorder.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
+    let _ = d.recorder.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
     d.recorder.flush(now);
     let e = d.recorder.sent_log().next().unwrap();
     assert_eq!(e.audience, vec![id::<RecipientId>("calora")]);
@@ -358,9 +359,9 @@ proptest! {
             let value = match v.rem_euclid(3) { 0 => Value::Bool(v % 2 == 0), 1 => Value::Category((v >> 8) as u32 % 8), _ => Value::Int(v >> 40) };
             let now = Timestamp::from_secs(t % (NOW * 2));
             if t % 5 == 0 {
-                d.recorder.record_service(&id(metrics[m]), value, now);
+                let _ = d.recorder.record_service(&id(metrics[m]), value, now);
             } else {
-                d.recorder.record(&id(metrics[m]), &id(purposes[p]), value, now);
+                let _ = d.recorder.record(&id(metrics[m]), &id(purposes[p]), value, now);
             }
             if t % 7 == 0 {
                 let frames = d.recorder.flush(now);
@@ -388,14 +389,14 @@ fn a_shared_catalogue_records_exactly_as_an_owned_one() {
         let t = Timestamp::from_secs(NOW - 86_400);
         let p90 = || "P90D".parse().unwrap();
         let stats = Scope::metrics([id::<MetricId>("watch.activity")]);
-        r.give_consent(id("pulsa"), id("product-improvement"), stats, t, None, p90(), t).unwrap();
+        r.give_consent(ConsentRequest::new(id("pulsa"), id("product-improvement"), stats, p90()), t).unwrap();
         let service = Scope::metrics([id::<MetricId>("watch.battery-health")]);
-        r.give_consent(id("pulsa"), id("service"), service, t, None, p90(), t).unwrap();
+        r.give_consent(ConsentRequest::new(id("pulsa"), id("service"), service, p90()), t).unwrap();
         let now = Timestamp::from_secs(NOW);
         for i in 0..20 {
-            r.record(&id("watch.activity"), &id("product-improvement"), Value::Category(i % 2), now);
+            let _ = r.record(&id("watch.activity"), &id("product-improvement"), Value::Category(i % 2), now);
         }
-        r.record_service(&id("watch.battery-health"), Value::Int(87), now);
+        let _ = r.record_service(&id("watch.battery-health"), Value::Int(87), now);
         let frames = r.flush(now);
         let reports = open_all(server, &frames).len();
         (frames, reports)
@@ -451,18 +452,13 @@ fn the_budget_fails_closed_when_it_cannot_be_saved() {
             let t = Timestamp::from_secs(NOW - 1_000);
             let scope = Scope::metrics([id("thermostat.mode")]);
             r.give_consent(
-                id("calora"),
-                id("product-improvement"),
-                scope,
-                t,
-                None,
-                "P30D".parse().unwrap(),
+                ConsentRequest::new(id("calora"), id("product-improvement"), scope, "P30D".parse().unwrap()),
                 t,
             )
             .unwrap();
             // Two reports while saves work, then the storage breaks.
             for i in 0..2 {
-                r.record(
+                let _ = r.record(
                     &id("thermostat.mode"),
                     &id("product-improvement"),
                     Value::Category(0),
@@ -473,7 +469,7 @@ fn the_budget_fails_closed_when_it_cannot_be_saved() {
         }
         for i in 0..10 {
             let at = day.saturating_add_secs(100 * life + 10 + i);
-            r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), at);
+            let _ = r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), at);
         }
         let frames = r.flush(day.saturating_add_secs(100 * life + 50));
         sent.extend(open_all(&server, &frames).into_iter().map(|r| r.id));
@@ -491,7 +487,7 @@ fn the_budget_fails_closed_when_it_cannot_be_saved() {
     p.rng = SeededRng::seed_from_u64(2_000);
     let mut r = Recorder::new(p, &mut storage);
     for i in 0..10 {
-        r.record(
+        let _ = r.record(
             &id("thermostat.mode"),
             &id("product-improvement"),
             Value::Category(2),
@@ -516,12 +512,15 @@ fn an_unreadable_state_closes_the_current_budget_period() {
     assert_eq!(r.counters().storage_failed, 1);
     let t = Timestamp::from_secs(NOW - 1_000);
     let scope = Scope::metrics([id("thermostat.mode")]);
-    r.give_consent(id("calora"), id("product-improvement"), scope, t, None, "P30D".parse().unwrap(), t)
-        .unwrap();
-    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), day);
+    r.give_consent(
+        ConsentRequest::new(id("calora"), id("product-improvement"), scope, "P30D".parse().unwrap()),
+        t,
+    )
+    .unwrap();
+    let _ = r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), day);
     assert_eq!((r.queued(), r.counters().budget_unsaved), (0, 1));
     let next = day.saturating_add_secs(86_400);
-    r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), next);
+    let _ = r.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), next);
     assert_eq!(open_all(&server, &r.flush(next)).len(), 1);
 }
 
@@ -534,18 +533,24 @@ fn null_storage_refuses_budgeted_metrics_and_single_life_storage_allows_them() {
     let scope = || Scope::metrics([id("thermostat.mode"), id("thermostat.setpoint")]);
     let (p, _) = parts(32, "calora");
     let mut null = Recorder::new(p, confiance::recorder::NullStorage);
-    null.give_consent(id("calora"), id("product-improvement"), scope(), t, None, "P30D".parse().unwrap(), t)
-        .unwrap();
-    null.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), now);
-    null.record(&id("thermostat.setpoint"), &id("product-improvement"), Value::Int(200), now);
+    null.give_consent(
+        ConsentRequest::new(id("calora"), id("product-improvement"), scope(), "P30D".parse().unwrap()),
+        t,
+    )
+    .unwrap();
+    let _ = null.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), now);
+    let _ = null.record(&id("thermostat.setpoint"), &id("product-improvement"), Value::Int(200), now);
     assert_eq!((null.queued(), null.counters().budget_unsaved), (1, 1));
     let (p, _) = parts(32, "calora");
     let mut single = Recorder::new(p, confiance::hazmat::SingleLifeStorage);
     single
-        .give_consent(id("calora"), id("product-improvement"), scope(), t, None, "P30D".parse().unwrap(), t)
+        .give_consent(
+            ConsentRequest::new(id("calora"), id("product-improvement"), scope(), "P30D".parse().unwrap()),
+            t,
+        )
         .unwrap();
     for i in 0..10 {
-        single.record(
+        let _ = single.record(
             &id("thermostat.mode"),
             &id("product-improvement"),
             Value::Category(0),
@@ -610,7 +615,8 @@ fn every_report_of_a_metric_seals_to_the_same_length_whatever_the_value() {
         let mut r = Recorder::new(p, MemoryStorage::default());
         let t = base.saturating_sub_secs(86_400);
         let scope = Scope::metrics([metric.clone()]);
-        r.give_consent(recipient, purpose.clone(), scope, t, None, "P30D".parse().unwrap(), t).unwrap();
+        r.give_consent(ConsentRequest::new(recipient, purpose.clone(), scope, "P30D".parse().unwrap()), t)
+            .unwrap();
         let n = 120u64;
         let mut sizes = std::collections::BTreeSet::new();
         let mut made = 0;
@@ -629,9 +635,9 @@ fn every_report_of_a_metric_seals_to_the_same_length_whatever_the_value() {
             kinds.insert(format!("{:?}", std::mem::discriminant(&m.kind)));
             let now = base.saturating_add_secs(i / 4 * 86_400 + i % 4 * 3_600);
             if m.is_anonymous() {
-                r.record(metric, &purpose, value, now);
+                let _ = r.record(metric, &purpose, value, now);
             } else {
-                r.record_service(metric, value, now);
+                let _ = r.record_service(metric, value, now);
             }
             for frame in r.flush(now) {
                 sizes.insert(frame.len());

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope};
 use confiance::envelope::{AeadId, EnvelopeId};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::MetricId;
@@ -82,17 +82,17 @@ fn main() {
         let t = now.saturating_sub_secs(7_200);
         let receipt = d
             .give_consent(
-                "calora".parse().unwrap(),
-                "product-improvement".parse().unwrap(),
-                Scope::metrics(["thermostat.mode".parse::<MetricId>().unwrap()]),
-                t,
-                None,
-                "P90D".parse().unwrap(),
+                ConsentRequest::new(
+                    "calora".parse().unwrap(),
+                    "product-improvement".parse().unwrap(),
+                    Scope::metrics(["thermostat.mode".parse::<MetricId>().unwrap()]),
+                    "P90D".parse().unwrap(),
+                ),
                 t,
             )
             .unwrap();
         agg.receive_receipt(&receipt, t).unwrap();
-        d.record(
+        let _ = d.record(
             &"thermostat.mode".parse().unwrap(),
             &"product-improvement".parse().unwrap(),
             Value::Category((i % 6) as u32),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope};
 use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig, ReportId};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::MetricId;
@@ -80,16 +80,16 @@ impl Source {
             let mut d = Recorder::new(parts, MemoryStorage::default());
             let t = Timestamp::from_secs(T0 - 10 * DAY);
             d.give_consent(
-                "calora".parse().unwrap(),
-                "product-improvement".parse().unwrap(),
-                Scope::metrics(["thermostat.mode".parse::<MetricId>().unwrap()]),
-                t,
-                None,
-                "P90D".parse().unwrap(),
+                ConsentRequest::new(
+                    "calora".parse().unwrap(),
+                    "product-improvement".parse().unwrap(),
+                    Scope::metrics(["thermostat.mode".parse::<MetricId>().unwrap()]),
+                    "P90D".parse().unwrap(),
+                ),
                 t,
             )
             .unwrap();
-            d.record(
+            let _ = d.record(
                 &"thermostat.mode".parse().unwrap(),
                 &"product-improvement".parse().unwrap(),
                 Value::Category((dev % 6) as u32),

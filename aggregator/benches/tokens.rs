@@ -17,7 +17,7 @@ use std::hint::black_box;
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{DeviceKey, Scope};
+use confiance::consent::{ConsentRequest, DeviceKey, Scope};
 use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig, ReportId};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::MetricId;
@@ -119,12 +119,13 @@ fn ingest(c: &mut Criterion) {
         );
         let t = Timestamp::from_secs(T0 - DAY);
         d.give_consent(
-            "calora".parse().unwrap(),
-            "product-improvement".parse().unwrap(),
-            Scope::metrics(["thermostat.mode".parse::<MetricId>().unwrap()]),
-            t,
-            None,
-            "P90D".parse().unwrap(),
+            ConsentRequest::new(
+                "calora".parse().unwrap(),
+                "product-improvement".parse().unwrap(),
+                Scope::metrics(["thermostat.mode".parse::<MetricId>().unwrap()]),
+                "P90D".parse().unwrap(),
+            )
+            .valid_from(t),
             t,
         )
         .unwrap();
@@ -133,7 +134,8 @@ fn ingest(c: &mut Criterion) {
             &"product-improvement".parse().unwrap(),
             Value::Category(1),
             now,
-        );
+        )
+        .unwrap();
         let f = d.flush(now).remove(0);
         let opened = keys.open(&f, now, &catalogue().digest()).unwrap();
         envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).unwrap().1.remove(0)

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey};
+use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey};
 use confiance::envelope::AeadId;
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{MetricId, PurposeId, RecipientId};
@@ -167,17 +167,17 @@ fn main() -> Result<(), Fail> {
                 continue; // a third of the owners keep the grid operator out
             }
             let receipt =
-                d.give_consent(to, why, Scope::metrics(metrics), joined, None, hold.parse()?, joined)?;
+                d.give_consent(ConsentRequest::new(to, why, Scope::metrics(metrics), hold.parse()?), joined)?;
             device.post("/v1/receipts", &receipt)?;
             first.get_or_insert(SignedReceipt::from_bytes(&receipt)?.id());
         }
         for day in 0..10u64 {
             let t = joined.saturating_add_secs(day * DAY + 3_600 * (i % 24));
-            d.record(&mode, &improve, DevValue::Category(((i + day) % 6) as u32), t);
-            d.record(&mode, &grid, DevValue::Category(((i + day) % 6) as u32), t);
-            d.record(&setpoint, &improve, DevValue::Int(180 + (i % 40) as i64), t);
+            let _ = d.record(&mode, &improve, DevValue::Category(((i + day) % 6) as u32), t);
+            let _ = d.record(&mode, &grid, DevValue::Category(((i + day) % 6) as u32), t);
+            let _ = d.record(&setpoint, &improve, DevValue::Int(180 + (i % 40) as i64), t);
         }
-        d.record_service(&fault, DevValue::Int((i % 7) as i64), now.saturating_sub_secs(DAY));
+        let _ = d.record_service(&fault, DevValue::Int((i % 7) as i64), now.saturating_sub_secs(DAY));
         devices.push((d, first));
     }
     let send_all = |devices: &mut Vec<(Recorder<SeededRng, MemoryStorage>, _)>| -> Result<u64, Fail> {
@@ -218,7 +218,7 @@ fn main() -> Result<(), Fail> {
             device.post("/v1/withdrawals", &w)?;
             withdrawn += 1;
         }
-        d.record(&setpoint, &improve, DevValue::Int(200), now.saturating_sub_secs(30));
+        let _ = d.record(&setpoint, &improve, DevValue::Int(200), now.saturating_sub_secs(30));
     }
     let sent2 = send_all(&mut devices)?;
     println!("  (meanwhile {withdrawn} owners withdrew consent and {sent2} more envelopes arrived)");

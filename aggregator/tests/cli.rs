@@ -544,7 +544,7 @@ struct Outbox {
 fn outbox(key_config_hex: &str) -> Outbox {
     use confiance::Timestamp;
     use confiance::catalogue::Catalogue;
-    use confiance::consent::{ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey};
+    use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey};
     use confiance::envelope::KeyConfig;
     use confiance::hazmat::{SeedableRng as _, SeededRng};
     use confiance::pseudonym::DeviceSecret;
@@ -573,22 +573,28 @@ fn outbox(key_config_hex: &str) -> Outbox {
     let improve = "product-improvement".parse().unwrap();
     let hold = "P90D".parse().unwrap();
     let r1 = d
-        .give_consent("calora".parse().unwrap(), improve, Scope::metrics([mode]), given, None, hold, given)
+        .give_consent(
+            ConsentRequest::new("calora".parse().unwrap(), improve, Scope::metrics([mode]), hold)
+                .valid_from(given),
+            given,
+        )
         .unwrap();
     let r2 = d
         .give_consent(
-            "calora".parse().unwrap(),
-            "service".parse().unwrap(),
-            Scope::metrics([fault]),
-            given,
-            None,
-            "P90D".parse().unwrap(),
+            ConsentRequest::new(
+                "calora".parse().unwrap(),
+                "service".parse().unwrap(),
+                Scope::metrics([fault]),
+                "P90D".parse().unwrap(),
+            )
+            .valid_from(given),
             given,
         )
         .unwrap();
     let t = day.saturating_sub_secs(86_400);
-    d.record(&"thermostat.mode".parse().unwrap(), &"product-improvement".parse().unwrap(), V::Category(1), t);
-    d.record_service(&"thermostat.fault-code".parse().unwrap(), V::Int(7), t);
+    d.record(&"thermostat.mode".parse().unwrap(), &"product-improvement".parse().unwrap(), V::Category(1), t)
+        .unwrap();
+    d.record_service(&"thermostat.fault-code".parse().unwrap(), V::Int(7), t).unwrap();
     let envelopes = d.flush(t.saturating_add_secs(3_600));
     assert!(!envelopes.is_empty());
     let improvement = SignedReceipt::from_bytes(&r1).unwrap().id();

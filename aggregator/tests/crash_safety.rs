@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use confiance::Timestamp;
-use confiance::consent::Scope;
+use confiance::consent::{ConsentRequest, Scope};
 use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig, ReportId};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::MetricId;
@@ -81,20 +81,20 @@ fn templates(config: &KeyConfig, keys: &KeyStore) -> BTreeMap<Timestamp, Vec<Rep
         let mut d = recorder(500 + dev, "calora", vec![*config]);
         let t = Timestamp::from_secs(T0 - 10 * DAY);
         d.give_consent(
-            id("calora"),
-            id("product-improvement"),
-            Scope::metrics([id::<MetricId>("thermostat.mode"), id("thermostat.setpoint")]),
-            t,
-            None,
-            "P90D".parse().unwrap(),
+            ConsentRequest::new(
+                id("calora"),
+                id("product-improvement"),
+                Scope::metrics([id::<MetricId>("thermostat.mode"), id("thermostat.setpoint")]),
+                "P90D".parse().unwrap(),
+            ),
             t,
         )
         .unwrap();
         for day in 0..4u64 {
             let at = Timestamp::from_secs(T0 - day * DAY);
             let pi = id("product-improvement");
-            d.record(&id("thermostat.mode"), &pi, Value::Category(((dev + day) % 6) as u32), at);
-            d.record(&id("thermostat.setpoint"), &pi, Value::Int(150 + (dev * 20) as i64), at);
+            let _ = d.record(&id("thermostat.mode"), &pi, Value::Category(((dev + day) % 6) as u32), at);
+            let _ = d.record(&id("thermostat.setpoint"), &pi, Value::Int(150 + (dev * 20) as i64), at);
             for frame in d.flush(at) {
                 let opened = keys.open(&frame, now(), &catalogue().digest()).unwrap();
                 let reports: Vec<Report> =

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use confiance::Timestamp;
-use confiance::consent::Scope;
+use confiance::consent::{ConsentRequest, Scope};
 use confiance::envelope::EnvelopeId;
 use confiance::ids::MetricId;
 use confiance::recorder::Value as DevValue;
@@ -443,12 +443,12 @@ fn sigterm_cuts_stalled_clients_at_the_drain_deadline() {
     let given = t.saturating_sub_secs(3_600);
     let receipt = dev
         .give_consent(
-            id("calora"),
-            id("product-improvement"),
-            Scope::metrics([id::<MetricId>("thermostat.mode")]),
-            given,
-            None,
-            "P90D".parse().unwrap(),
+            ConsentRequest::new(
+                id("calora"),
+                id("product-improvement"),
+                Scope::metrics([id::<MetricId>("thermostat.mode")]),
+                "P90D".parse().unwrap(),
+            ),
             given,
         )
         .unwrap();
@@ -456,7 +456,7 @@ fn sigterm_cuts_stalled_clients_at_the_drain_deadline() {
         request(addr, &post("/v1/receipts", &device, &receipt), Duration::from_secs(10)).unwrap().0,
         201
     );
-    dev.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(1), t);
+    let _ = dev.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(1), t);
     let frame = dev.flush(t).remove(0);
     let (s, _, body) =
         request(addr, &post("/v1/envelopes", &device, &frame), Duration::from_secs(10)).unwrap();
@@ -545,12 +545,12 @@ fn full_disk_is_retryable_and_loses_nothing() {
         let mut dev = recorder(next_seed, "calora", configs.clone());
         let r = dev
             .give_consent(
-                id("calora"),
-                id("product-improvement"),
-                Scope::metrics([id::<MetricId>("thermostat.mode")]),
-                given,
-                None,
-                "P90D".parse().unwrap(),
+                ConsentRequest::new(
+                    id("calora"),
+                    id("product-improvement"),
+                    Scope::metrics([id::<MetricId>("thermostat.mode")]),
+                    "P90D".parse().unwrap(),
+                ),
                 given,
             )
             .unwrap();
@@ -562,7 +562,7 @@ fn full_disk_is_retryable_and_loses_nothing() {
     let (mut first, r, _) = device_with_receipt();
     assert_eq!(send(&post("/v1/receipts", &device, &r)).0, 201);
     acked_receipts.push(r);
-    first.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(1), t);
+    let _ = first.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(1), t);
     let (s, _, b) = send(&post("/v1/envelopes", &device, &first.flush(t).remove(0)));
     assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
     acked_envelopes
@@ -587,7 +587,7 @@ fn full_disk_is_retryable_and_loses_nothing() {
     }
     let (mut dev, receipt) = failed_receipt.expect("a full disk never failed a receipt");
     // An envelope and a withdrawal (of the first device's consent) fail the same way.
-    dev.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(2), t);
+    let _ = dev.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(2), t);
     let frame = dev.flush(t);
     let receipt_id = confiance::consent::SignedReceipt::from_bytes(&acked_receipts[0]).unwrap().id();
     let withdrawal = first.withdraw_consent(&receipt_id, t).unwrap();

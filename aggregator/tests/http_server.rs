@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use confiance::Timestamp;
-use confiance::consent::Scope;
+use confiance::consent::{ConsentRequest, Scope};
 use confiance::envelope::EnvelopeId;
 use confiance::hazmat::SeededRng;
 use confiance::ids::MetricId;
@@ -171,12 +171,12 @@ fn every_endpoint_role_and_bad_request() {
     let given = t.saturating_sub_secs(7_200);
     let receipt = |dev: &mut Recorder<SeededRng, MemoryStorage>, r: &str, p: &str, ms: &[&str]| {
         dev.give_consent(
-            id(r),
-            id(p),
-            Scope::metrics(ms.iter().map(|m| id::<MetricId>(m))),
-            given,
-            None,
-            "P90D".parse().unwrap(),
+            ConsentRequest::new(
+                id(r),
+                id(p),
+                Scope::metrics(ms.iter().map(|m| id::<MetricId>(m))),
+                "P90D".parse().unwrap(),
+            ),
             given,
         )
         .unwrap()
@@ -209,8 +209,8 @@ fn every_endpoint_role_and_bad_request() {
         assert_eq!((s, v["revoked"].as_bool()), (201, Some(true)), "{v}");
     }
 
-    dev.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(2), t);
-    dev.record_service(&id("thermostat.fault-code"), DevValue::Int(7), t);
+    let _ = dev.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(2), t);
+    let _ = dev.record_service(&id("thermostat.fault-code"), DevValue::Int(7), t);
     let frames = dev.flush(t);
     assert!(!frames.is_empty());
     let mut acked = Vec::new();
@@ -561,7 +561,7 @@ fn every_endpoint_role_and_bad_request() {
         let mut dv = recorder(10_000 + k, "calora", kf.hpke.iter().map(|(c, _)| *c).collect());
         let r = receipt(&mut dv, "calora", "product-improvement", &["thermostat.mode"]);
         assert_eq!(h.post("/v1/receipts", &device, &r).0, 201);
-        dv.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(1), t);
+        let _ = dv.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(1), t);
         pending.extend(dv.flush(t));
     }
     let pending = std::sync::Arc::new(pending);

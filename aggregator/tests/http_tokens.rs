@@ -6,7 +6,7 @@
 use std::sync::mpsc;
 
 use confiance::Timestamp;
-use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope};
 use confiance::envelope::AeadId;
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::MetricId;
@@ -82,12 +82,13 @@ fn tokens_over_http_issue_verify_spend_and_refuse() {
     let mode = id::<MetricId>("thermostat.mode");
     let bytes = d
         .give_consent(
-            id("calora"),
-            id("product-improvement"),
-            Scope::metrics([mode.clone()]),
-            since,
-            None,
-            "P90D".parse().unwrap(),
+            ConsentRequest::new(
+                id("calora"),
+                id("product-improvement"),
+                Scope::metrics([mode.clone()]),
+                "P90D".parse().unwrap(),
+            )
+            .valid_from(since),
             since,
         )
         .unwrap();
@@ -175,7 +176,7 @@ fn tokens_over_http_issue_verify_spend_and_refuse() {
     assert_eq!(pending.finalize(&postcard::from_bytes(&last.2).unwrap()).unwrap().len(), 4);
 
     // A token admits the device's envelope.
-    d.record(&mode, &id("product-improvement"), RecValue::Category(1), now());
+    d.record(&mode, &id("product-improvement"), RecValue::Category(1), now()).unwrap();
     let frames = d.flush(now());
     assert_eq!((frames.len(), d.tokens_held(&scope)), (1, 19));
     let ok = call(&agent, "POST", &format!("{base}/v1/envelopes"), &frames[0]);

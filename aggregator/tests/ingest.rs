@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use confiance::Timestamp;
-use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope};
 use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig, ReportId};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{MetricId, RecipientId};
@@ -59,12 +59,12 @@ fn give(
     let t = Timestamp::from_secs(T0 - 10_000);
     let bytes = d
         .give_consent(
-            id(recipient),
-            id(purpose),
-            Scope::metrics(metrics.iter().map(|m| id::<MetricId>(m))),
-            t,
-            None,
-            "P90D".parse().unwrap(),
+            ConsentRequest::new(
+                id(recipient),
+                id(purpose),
+                Scope::metrics(metrics.iter().map(|m| id::<MetricId>(m))),
+                "P90D".parse().unwrap(),
+            ),
             t,
         )
         .unwrap();
@@ -102,8 +102,13 @@ fn devices_to_estimates_and_gated_records() {
         if i % 2 == 0 {
             give(&mut w, &mut d, "calora", "service", &["thermostat.fault-code"]);
         }
-        d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category((i % 3) as u32), now);
-        d.record_service(&id("thermostat.fault-code"), Value::Int(7), now);
+        let _ = d.record(
+            &id("thermostat.mode"),
+            &id("product-improvement"),
+            Value::Category((i % 3) as u32),
+            now,
+        );
+        let _ = d.record_service(&id("thermostat.fault-code"), Value::Int(7), now);
         frames.extend(d.flush(now));
     }
     let mut reports = 0;
@@ -150,8 +155,8 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
     let mut d = device(&mut w, 7, "calora");
     give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
     let svc = give(&mut w, &mut d, "calora", "service", &["thermostat.fault-code"]);
-    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
-    d.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
+    let _ = d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
+    let _ = d.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
     let good_frame = d.flush(now).remove(0);
     let opened = w.agg.keys().open(&good_frame, now, &catalogue().digest()).unwrap();
     let good: Vec<Report> =
@@ -343,16 +348,16 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
         let mut d2 = device(&mut w, 8, "calora");
         let t = Timestamp::from_secs(T0 - 10_000);
         d2.give_consent(
-            id("calora"),
-            id("service"),
-            Scope::metrics([id("thermostat.fault-code")]),
-            t,
-            None,
-            "P90D".parse().unwrap(),
+            ConsentRequest::new(
+                id("calora"),
+                id("service"),
+                Scope::metrics([id("thermostat.fault-code")]),
+                "P90D".parse().unwrap(),
+            ),
             t,
         )
         .unwrap();
-        d2.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
+        let _ = d2.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
         d2.flush(now).remove(0)
     };
     push(
@@ -402,8 +407,14 @@ fn shards_merge_into_what_one_aggregator_holds() {
         let mut d = device(&mut w, 1_000 + i, ["calora", "pulsa", "voltis"][(i % 3) as usize]);
         give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
         give(&mut w, &mut d, "voltis", "product-improvement", &["car.drive-mode"]);
-        d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category((i % 6) as u32), now);
-        d.record(&id("car.drive-mode"), &id("product-improvement"), Value::Category((i % 8) as u32), now);
+        let _ = d.record(
+            &id("thermostat.mode"),
+            &id("product-improvement"),
+            Value::Category((i % 6) as u32),
+            now,
+        );
+        let _ =
+            d.record(&id("car.drive-mode"), &id("product-improvement"), Value::Category((i % 8) as u32), now);
         frames.extend(d.flush(now));
     }
     let keys = w.agg.keys().clone();
@@ -549,7 +560,7 @@ fn replays_are_refused_across_restarts_until_purged_whatever_the_filter_says() {
         let now = Timestamp::from_secs(T0);
         let mut d = device(&mut w, 70, "calora");
         give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
-        d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now);
+        let _ = d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now);
         let frame = d.flush(now).remove(0);
         let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
         let stat: Report = envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
@@ -626,20 +637,25 @@ fn stage_many_is_stage_in_order() {
         {
             let bytes = d
                 .give_consent(
-                    id("calora"),
-                    id(purpose),
-                    Scope::metrics([id::<MetricId>(metric)]),
-                    t,
-                    None,
-                    "P90D".parse().unwrap(),
+                    ConsentRequest::new(
+                        id("calora"),
+                        id(purpose),
+                        Scope::metrics([id::<MetricId>(metric)]),
+                        "P90D".parse().unwrap(),
+                    ),
                     t,
                 )
                 .unwrap();
             one.receive_receipt(&bytes, t).unwrap();
             many.receive_receipt(&bytes, t).unwrap();
         }
-        d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category((i % 6) as u32), now);
-        d.record_service(&id("thermostat.fault-code"), Value::Int(i as i64), now);
+        let _ = d.record(
+            &id("thermostat.mode"),
+            &id("product-improvement"),
+            Value::Category((i % 6) as u32),
+            now,
+        );
+        let _ = d.record_service(&id("thermostat.fault-code"), Value::Int(i as i64), now);
         for f in d.flush(now) {
             let opened = w.agg.keys().open(&f, now, &catalogue().digest()).unwrap();
             templates.extend(
@@ -774,10 +790,17 @@ proptest::proptest! {
         let base = T0 - 86_400;
         let valid_from = Timestamp::from_secs(base + from);
         let valid_until = until.map(|u| valid_from.saturating_add_secs(u));
-        let bytes = d
-            .give_consent(id("calora"), id("service"), Scope::metrics([id::<MetricId>("thermostat.fault-code")]),
-                valid_from, valid_until, "P90D".parse().unwrap(), Timestamp::from_secs(base))
-            .unwrap();
+        let mut request = ConsentRequest::new(
+            id("calora"),
+            id("service"),
+            Scope::metrics([id::<MetricId>("thermostat.fault-code")]),
+            "P90D".parse().unwrap(),
+        )
+        .valid_from(valid_from);
+        if let Some(u) = valid_until {
+            request = request.valid_until(u);
+        }
+        let bytes = d.give_consent(request, Timestamp::from_secs(base)).unwrap();
         let mut ledger = confiance_aggregator::ledger::Ledger::in_memory(cat.clone()).unwrap();
         let receipt = ledger.ingest_receipt(&bytes, Timestamp::from_secs(base)).unwrap();
         let withdrawn_at = withdraw.map(|w| valid_from.saturating_add_secs(w));
@@ -793,7 +816,7 @@ proptest::proptest! {
                 }
                 withdrawn = true;
             }
-            d.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
+            let _ = d.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
             for frame in d.flush(now) {
                 let opened = keys.open(&frame, now, &cat.digest()).unwrap();
                 let (_, reports): (_, Vec<Report>) = envelope::decode_body(&opened.plaintext, &Default::default()).unwrap();
@@ -824,17 +847,17 @@ fn each_report_is_answered_on_its_own_and_the_device_acts_on_the_answer() {
     let t = Timestamp::from_secs(T0 - 10_000);
     let b_bytes = d
         .give_consent(
-            id("calora"),
-            id("service"),
-            Scope::metrics([fault.clone()]),
-            t,
-            None,
-            "P90D".parse().unwrap(),
+            ConsentRequest::new(
+                id("calora"),
+                id("service"),
+                Scope::metrics([fault.clone()]),
+                "P90D".parse().unwrap(),
+            ),
             t,
         )
         .unwrap();
-    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
-    d.record_service(&fault, Value::Int(3), now); // one record under a, one under b
+    let _ = d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
+    let _ = d.record_service(&fault, Value::Int(3), now); // one record under a, one under b
     // a is withdrawn from before the records' time: the ledger refuses that record for good.
     let wd = d.withdraw_consent(&a, Timestamp::from_secs(T0 - 3_600)).unwrap();
     w.agg.receive_withdrawal(&wd, now).unwrap();

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use confiance::consent::Scope;
+use confiance::consent::{ConsentRequest, Scope};
 use confiance::envelope::{AeadId, KeyConfig};
 use confiance::hazmat::{ChaCha20Rng, SeedableRng as _, SeededRng};
 use confiance::ids::MetricId;
@@ -77,12 +77,12 @@ fn fleet(devices: u64, seed: u64) -> Fleet {
         .map(|i| {
             let mut d = recorder(seed * 1_000_003 + i, "pulsa", vec![config]);
             d.give_consent(
-                id("pulsa"),
-                id("product-improvement"),
-                Scope::metrics([id::<MetricId>(ACTIVITY), id::<MetricId>(DISPLAY)]),
-                t,
-                None,
-                "P90D".parse().unwrap(),
+                ConsentRequest::new(
+                    id("pulsa"),
+                    id("product-improvement"),
+                    Scope::metrics([id::<MetricId>(ACTIVITY), id::<MetricId>(DISPLAY)]),
+                    "P90D".parse().unwrap(),
+                ),
                 t,
             )
             .unwrap();
@@ -99,8 +99,18 @@ fn fleet(devices: u64, seed: u64) -> Fleet {
                 .enumerate()
                 .flat_map(|(i, d)| {
                     let i = i as u64;
-                    d.record(&id(ACTIVITY), &id("product-improvement"), Value::Category(activity(i, k)), now);
-                    d.record(&id(DISPLAY), &id("product-improvement"), Value::Bool(i.is_multiple_of(4)), now);
+                    let _ = d.record(
+                        &id(ACTIVITY),
+                        &id("product-improvement"),
+                        Value::Category(activity(i, k)),
+                        now,
+                    );
+                    let _ = d.record(
+                        &id(DISPLAY),
+                        &id("product-improvement"),
+                        Value::Bool(i.is_multiple_of(4)),
+                        now,
+                    );
                     // Acknowledged at once (as the aggregator will), or the next
                     // flush would send this envelope again.
                     let frames = d.flush(now);

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use confiance::Timestamp;
-use confiance::consent::Scope;
+use confiance::consent::{ConsentRequest, Scope};
 use confiance::envelope::AeadId;
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{MetricId, ReceiptId, RecipientId, SubjectId};
@@ -98,12 +98,12 @@ fn script() -> Script {
         {
             let bytes = d
                 .give_consent(
-                    id("calora"),
-                    id(purpose),
-                    Scope::metrics([id::<MetricId>(metric)]),
-                    when,
-                    None,
-                    hold.parse().unwrap(),
+                    ConsentRequest::new(
+                        id("calora"),
+                        id(purpose),
+                        Scope::metrics([id::<MetricId>(metric)]),
+                        hold.parse().unwrap(),
+                    ),
                     when,
                 )
                 .unwrap();
@@ -118,8 +118,13 @@ fn script() -> Script {
     let day = |devices: &mut [Recorder<SeededRng, MemoryStorage>], now: Timestamp| {
         let mut frames = Vec::new();
         for (i, d) in devices.iter_mut().enumerate() {
-            d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(i as u32 % 4), now);
-            d.record_service(&id("thermostat.fault-code"), Value::Int(i as i64 % 9), now);
+            let _ = d.record(
+                &id("thermostat.mode"),
+                &id("product-improvement"),
+                Value::Category(i as u32 % 4),
+                now,
+            );
+            let _ = d.record_service(&id("thermostat.fault-code"), Value::Int(i as i64 % 9), now);
             let sent = d.flush(now);
             for f in &sent {
                 d.acknowledge(f);

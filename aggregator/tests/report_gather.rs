@@ -3,7 +3,7 @@
 //! table shows the state after a purge (issue #19).
 
 use confiance::Timestamp;
-use confiance::consent::Scope;
+use confiance::consent::{ConsentRequest, Scope};
 use confiance::envelope::AeadId;
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::MetricId;
@@ -35,19 +35,20 @@ fn purged_aggregator() -> (Aggregator, Timestamp) {
     {
         let r = dev
             .give_consent(
-                id("calora"),
-                id(purpose),
-                Scope::metrics([id::<MetricId>(metric)]),
-                t0,
-                None,
-                "P90D".parse().unwrap(),
+                ConsentRequest::new(
+                    id("calora"),
+                    id(purpose),
+                    Scope::metrics([id::<MetricId>(metric)]),
+                    "P90D".parse().unwrap(),
+                )
+                .valid_from(t0),
                 t0,
             )
             .unwrap();
         agg.receive_receipt(&r, t0).unwrap();
     }
-    dev.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(2), t0);
-    dev.record_service(&id("thermostat.fault-code"), DevValue::Int(7), t0);
+    dev.record(&id("thermostat.mode"), &id("product-improvement"), DevValue::Category(2), t0).unwrap();
+    dev.record_service(&id("thermostat.fault-code"), DevValue::Int(7), t0).unwrap();
     // The mode's daily bucket is sent once it has closed.
     let sent = t0.saturating_add_secs(2 * DAY);
     for f in dev.flush(sent) {

@@ -16,7 +16,7 @@
 //! bound plus five of those.
 
 use confiance::Timestamp;
-use confiance::consent::{DeviceKey, Scope};
+use confiance::consent::{ConsentRequest, DeviceKey, Scope};
 use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig, ReportId};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::MetricId;
@@ -45,12 +45,13 @@ fn consenting(
     let t = Timestamp::from_secs(T0 - 20 * DAY);
     let bytes = d
         .give_consent(
-            id("calora"),
-            id("product-improvement"),
-            Scope::metrics([id::<MetricId>("thermostat.mode")]),
-            t,
-            None,
-            "P90D".parse().unwrap(),
+            ConsentRequest::new(
+                id("calora"),
+                id("product-improvement"),
+                Scope::metrics([id::<MetricId>("thermostat.mode")]),
+                "P90D".parse().unwrap(),
+            )
+            .valid_from(t),
             t,
         )
         .unwrap();
@@ -94,7 +95,8 @@ fn k_attackers_shift_an_estimate_by_at_most_what_their_quota_allows() {
                 &id("product-improvement"),
                 Value::Category((i % 3) as u32),
                 now,
-            );
+            )
+            .unwrap();
         }
         let frames = d.flush(now);
         assert_eq!(frames.len(), 8);
@@ -111,7 +113,7 @@ fn k_attackers_shift_an_estimate_by_at_most_what_their_quota_allows() {
     for i in 0..(ATTACKERS * (q + 4)).div_ceil(8) as u64 {
         let mut d = consenting(5000 + i, config, &mut []);
         for _ in 0..8 {
-            d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(5), now);
+            d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(5), now).unwrap();
         }
         for f in d.flush(now) {
             let opened = attacked.keys().open(&f, now, &catalogue().digest()).unwrap();

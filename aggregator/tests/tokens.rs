@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use confiance::Timestamp;
 use confiance::catalogue::LegalBasis;
-use confiance::consent::{DeviceKey, Scope};
+use confiance::consent::{ConsentRequest, DeviceKey, Scope};
 use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig, ReportId};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{DevicePublicKey, MetricId};
@@ -56,12 +56,13 @@ fn device(w: &mut World, seed: u64) -> Recorder<SeededRng, MemoryStorage> {
     let t = Timestamp::from_secs(T0 - 20 * DAY);
     let bytes = d
         .give_consent(
-            id("calora"),
-            id("product-improvement"),
-            Scope::metrics([id::<MetricId>("thermostat.mode")]),
-            t,
-            None,
-            "P90D".parse().unwrap(),
+            ConsentRequest::new(
+                id("calora"),
+                id("product-improvement"),
+                Scope::metrics([id::<MetricId>("thermostat.mode")]),
+                "P90D".parse().unwrap(),
+            )
+            .valid_from(t),
             t,
         )
         .unwrap();
@@ -118,7 +119,7 @@ fn reports_wait_for_tokens_then_go_out_with_one_per_scope() {
     let now = Timestamp::from_secs(T0);
     let mut d = device(&mut w, 10);
     let key = DeviceKey::generate(&mut w.rng);
-    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now);
+    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now).unwrap();
     // No token yet: the report waits, counted; the host is told what to fetch.
     assert!(d.flush(now).is_empty());
     assert_eq!(d.counters().waiting_for_token, 1);
@@ -132,8 +133,8 @@ fn reports_wait_for_tokens_then_go_out_with_one_per_scope() {
     // A second report in the same metric and bucket goes in a second envelope, with its
     // own token.
     d.acknowledge(&frames[0]);
-    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
-    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), now);
+    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now).unwrap();
+    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(0), now).unwrap();
     let frames = d.flush(now);
     assert_eq!(frames.len(), 2);
     assert_eq!(d.tokens_held(&scope), 1);
@@ -151,7 +152,7 @@ fn each_bad_token_is_refused_with_its_own_code_and_changes_nothing() {
     let key = DeviceKey::generate(&mut w.rng);
     let scope = scope_at(&["calora"], now);
     fetch(&mut w, &mut d, &key, scope.clone(), 2, now).unwrap();
-    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now);
+    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now).unwrap();
     let good = d.flush(now).remove(0);
     let opened = w.agg.keys().open(&good, now, &catalogue().digest()).unwrap();
     let (spent, reports) = envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).unwrap();
@@ -265,7 +266,7 @@ fn spent_tokens_survive_a_restart() {
     let mut d = device(&mut w, 30);
     let key = DeviceKey::generate(&mut w.rng);
     fetch(&mut w, &mut d, &key, scope_at(&["calora"], now), 1, now).unwrap();
-    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now);
+    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now).unwrap();
     let frame = d.flush(now).remove(0);
     let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
     let (spent, reports) = envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).unwrap();

@@ -101,7 +101,7 @@ fn sample_catalogue() -> &'static confiance::catalogue::Catalogue {
 /// real envelopes and batches from a recorder following the sample catalogue, the
 /// catalogue itself, and signed receipts and withdrawals.
 pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
-    use confiance::consent::{ConsentState, DeviceKey, Scope};
+    use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope};
     use confiance::pseudonym::DeviceSecret;
     use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value};
     use rand_core::SeedableRng as _;
@@ -124,23 +124,23 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let metric = |s: &str| -> MetricId { s.parse().unwrap_or_else(|_| unreachable!()) };
     let receipt = recorder
         .give_consent(
-            "calora".parse().unwrap_or_else(|_| unreachable!()),
-            "product-improvement".parse().unwrap_or_else(|_| unreachable!()),
-            Scope::metrics([metric("thermostat.mode"), metric("thermostat.setpoint")]),
-            t,
-            None,
-            "P30D".parse().unwrap_or_else(|_| unreachable!()),
+            ConsentRequest::new(
+                "calora".parse().unwrap_or_else(|_| unreachable!()),
+                "product-improvement".parse().unwrap_or_else(|_| unreachable!()),
+                Scope::metrics([metric("thermostat.mode"), metric("thermostat.setpoint")]),
+                "P30D".parse().unwrap_or_else(|_| unreachable!()),
+            ),
             t,
         )
         .unwrap_or_default();
     let service = recorder
         .give_consent(
-            "calora".parse().unwrap_or_else(|_| unreachable!()),
-            "service".parse().unwrap_or_else(|_| unreachable!()),
-            Scope::metrics([metric("thermostat.fault-code")]),
-            t,
-            None,
-            "P1Y".parse().unwrap_or_else(|_| unreachable!()),
+            ConsentRequest::new(
+                "calora".parse().unwrap_or_else(|_| unreachable!()),
+                "service".parse().unwrap_or_else(|_| unreachable!()),
+                Scope::metrics([metric("thermostat.fault-code")]),
+                "P1Y".parse().unwrap_or_else(|_| unreachable!()),
+            ),
             t,
         )
         .unwrap_or_default();
@@ -154,9 +154,9 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     for n in [1usize, 3, 10] {
         for i in 0..n {
             let purpose = "product-improvement".parse().unwrap_or_else(|_| unreachable!());
-            recorder.record(&metric("thermostat.mode"), &purpose, Value::Category((i % 6) as u32), t);
-            recorder.record(&metric("thermostat.setpoint"), &purpose, Value::Int(200), t);
-            recorder.record_service(&metric("thermostat.fault-code"), Value::Int(3), t);
+            let _ = recorder.record(&metric("thermostat.mode"), &purpose, Value::Category((i % 6) as u32), t);
+            let _ = recorder.record(&metric("thermostat.setpoint"), &purpose, Value::Int(200), t);
+            let _ = recorder.record_service(&metric("thermostat.fault-code"), Value::Int(3), t);
         }
         for frame in recorder.flush(t) {
             if let Ok(plain) = envelope::open(&frame, sk, config.aead).map(|(_, p)| p) {

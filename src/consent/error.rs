@@ -3,6 +3,7 @@
 use core::fmt;
 
 use crate::ids::{CategoryId, MetricId, PurposeId, RecipientId};
+use crate::retention::Duration;
 
 /// Which signed consent message a decoding error is about, so that its message names
 /// it: a bad withdrawal is reported as a withdrawal, never as a receipt.
@@ -88,6 +89,14 @@ pub enum ConsentError {
     NotNarrower,
     /// A withdrawal or narrowing at an instant before the receipt started.
     BeforeValidity,
+    /// The hold asked for is longer than the catalogue lets this metric be held: a
+    /// device signs no promise the aggregator would not keep.
+    HoldTooLong {
+        /// The first covered metric whose maximum hold is exceeded.
+        metric: MetricId,
+        /// That metric's maximum hold.
+        max: Duration,
+    },
 }
 
 impl fmt::Display for ConsentError {
@@ -116,6 +125,9 @@ impl fmt::Display for ConsentError {
             Self::NotSubjectKey => f.write_str("this device does not hold the subject key"),
             Self::NotNarrower => f.write_str("narrowed scope must be a strict subset"),
             Self::BeforeValidity => f.write_str("instant is before the receipt's validity"),
+            Self::HoldTooLong { metric, max } => {
+                write!(f, "hold is longer than metric `{metric}`'s maximum of {max}")
+            }
         }
     }
 }

@@ -28,6 +28,33 @@ pub struct Grant {
     pub hold: Duration,
 }
 
+/// The checks a device makes before it signs: the receipt's own (against the
+/// catalogue), and a hold no longer than any covered metric's maximum — a receipt
+/// promising five years for a metric the catalogue caps at two would mislead its subject.
+fn check_terms(catalogue: &Catalogue, receipt: &ConsentReceipt) -> Result<(), ConsentError> {
+    receipt.check_against(catalogue)?;
+    for id in receipt.scope.metrics_in(catalogue, &receipt.recipient, &receipt.purpose) {
+        if let Some(m) = catalogue.metric(id)
+            && !hold_within(&receipt.hold, &m.max_hold, receipt.valid_from)
+        {
+            return Err(ConsentError::HoldTooLong { metric: id.clone(), max: m.max_hold.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// Whether data collected from `from` on and held for `hold` is never held longer than
+/// `max` allows. A hold until an event ends at the event or at `max`, whichever is first
+/// (the retention tag takes the earlier), so it always fits; a hold until an instant fits
+/// when that instant is no later than `from + max`.
+fn hold_within(hold: &Duration, max: &Duration, from: Timestamp) -> bool {
+    match hold {
+        Duration::UntilEvent(_) => true,
+        Duration::UntilTime(t) => hold.is_within(max) || *t <= max.deadline_from(from).at,
+        Duration::Temporal(_) | Duration::Endless => hold.is_within(max),
+    }
+}
+
 /// A receipt the device gave, and when (if ever) it was withdrawn.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceiptEntry {
@@ -220,7 +247,9 @@ impl ConsentState {
     /// `catalogue`. The host sends the returned receipt to the aggregator.
     ///
     /// # Errors
-    /// What [`ConsentReceipt::check_against`] finds wrong with the terms.
+    /// What [`ConsentReceipt::check_against`] finds wrong with the terms, and
+    /// [`ConsentError::HoldTooLong`] when the hold exceeds the maximum hold of a metric
+    /// it covers (a hold until an event is bounded by the metric's maximum anyway).
     pub fn give<R: rand_core::CryptoRng + ?Sized>(
         &mut self,
         catalogue: &Catalogue,
@@ -246,7 +275,7 @@ impl ConsentState {
             nonce,
             signer: self.key.public_key(),
         };
-        receipt.check_against(catalogue)?;
+        check_terms(catalogue, &receipt)?;
         let signed = receipt.sign(&self.key);
         self.entries.push(ReceiptEntry { receipt: signed.clone(), withdrawn_at: None });
         Ok(signed)
@@ -326,7 +355,7 @@ impl ConsentState {
             issued_at: at,
             ..entry.receipt.receipt().clone()
         };
-        probe.check_against(catalogue)?;
+        check_terms(catalogue, &probe)?;
         let withdrawal = self.withdraw(id, at)?;
         let receipt = self.give(catalogue, grant, at, rng)?;
         Ok((withdrawal, receipt))

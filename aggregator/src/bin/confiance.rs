@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{ConsentState, DeviceKey, Scope};
+use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope};
 use confiance::envelope::{AeadId, KeyConfig, KeyId, SecretKey};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{MetricId, PurposeId, RecipientId};
@@ -202,6 +202,22 @@ enum Cmd {
         /// Seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Work on the catalogue itself (no database needed).
+    Catalogue {
+        #[command(subcommand)]
+        cmd: CatalogueCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CatalogueCmd {
+    /// Compile the catalogue (`--catalogue`, TOML) to its canonical bytes, for devices
+    /// that load it without a TOML parser (`Catalogue::from_canonical_bytes`, `no_std`).
+    Compile {
+        /// Where to write the canonical bytes.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -840,6 +856,18 @@ fn run(cli: Cli) -> Result<Value, Fail> {
             )
         }
         Cmd::Simulate { devices, days, seed } => simulate(&cli, *devices, *days, *seed),
+        Cmd::Catalogue { cmd: CatalogueCmd::Compile { out } } => {
+            let c = catalogue(&cli)?;
+            let bytes = c.canonical_bytes();
+            std::fs::write(out, &bytes).map_err(|e| internal(format!("{}: {e}", out.display())))?;
+            Ok(json!({
+                "out": out.display().to_string(),
+                "bytes": bytes.len(),
+                "name": c.name(),
+                "version": c.version(),
+                "digest": hex(&c.digest().0),
+            }))
+        }
     }
 }
 
@@ -1417,12 +1445,12 @@ fn simulate(cli: &Cli, devices: u64, days: u64, seed: u64) -> Result<Value, Fail
          -> Result<confiance::ids::ReceiptId, Fail> {
             let bytes = d
                 .give_consent(
-                    r.clone(),
-                    p.clone(),
-                    Scope::metrics(ms.iter().map(|m| (*m).clone())),
-                    given,
-                    None,
-                    "P90D".parse().map_err(|_| internal("period"))?,
+                    ConsentRequest::new(
+                        r.clone(),
+                        p.clone(),
+                        Scope::metrics(ms.iter().map(|m| (*m).clone())),
+                        "P90D".parse().map_err(|_| internal("period"))?,
+                    ),
                     given,
                 )
                 .map_err(internal)?;
@@ -1441,13 +1469,13 @@ fn simulate(cli: &Cli, devices: u64, days: u64, seed: u64) -> Result<Value, Fail
         for day in 0..days {
             let t = start.saturating_add_secs(day * 86_400 + 43_200);
             let m = u32::try_from((i + day) % 4).unwrap_or(0);
-            d.record(&mode, &improve, DevValue::Category(m), t);
+            let _ = d.record(&mode, &improve, DevValue::Category(m), t);
             if grid_receipt.is_some() {
-                d.record(&mode, &grid, DevValue::Category(m), t);
+                let _ = d.record(&mode, &grid, DevValue::Category(m), t);
             }
-            d.record(&setpoint, &improve, DevValue::Int(180 + i64::try_from(i % 40).unwrap_or(0)), t);
+            let _ = d.record(&setpoint, &improve, DevValue::Int(180 + i64::try_from(i % 40).unwrap_or(0)), t);
             if i % 2 == 0 {
-                d.record_service(&fault, DevValue::Int(i64::try_from(i % 8).unwrap_or(0)), t);
+                let _ = d.record_service(&fault, DevValue::Int(i64::try_from(i % 8).unwrap_or(0)), t);
             }
             let flushed = t.saturating_add_secs(86_400 - 43_200 - 60);
             for f in d.flush(flushed) {

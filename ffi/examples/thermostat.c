@@ -1,0 +1,240 @@
+/*
+ * A thermostat's firmware loop in C, on the confiance C ABI (include/confiance.h).
+ *
+ *   thermostat CATALOGUE.bin KEY_CONFIG_HEX STATE_FILE [SERVER_URL]
+ *
+ * CATALOGUE.bin is the catalogue's canonical bytes (`confiance catalogue compile`),
+ * KEY_CONFIG_HEX the aggregator's key config (`confiance keygen --json`, "key_config"),
+ * STATE_FILE where the recorder keeps its state between runs. The loop asks consent,
+ * records the heating mode every hour for two days and a fault code once, and at the end
+ * of each day flushes and uploads its envelopes; the consent receipts go first. With
+ * SERVER_URL (a `confiance serve`), uploads are POSTs made with curl(1), and an envelope
+ * is acknowledged only once the server answered 201; without it, nothing is sent and
+ * everything stays in the outbox. It then withdraws the service consent, and exits 0
+ * only if every check passed (printed as one JSON line).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "confiance.h"
+
+#define CHECK(call)                                                                    \
+    do {                                                                               \
+        ConfianceStatus s_ = (call);                                                   \
+        if (s_ != CONFIANCE_STATUS_OK) {                                               \
+            fprintf(stderr, "%s:%d: %s -> status %d\n", __FILE__, __LINE__, #call, s_); \
+            exit(1);                                                                   \
+        }                                                                              \
+    } while (0)
+
+/* The host's storage: one file, read whole at start, replaced at each save. */
+struct file_storage {
+    const char *path;
+    uint8_t *bytes;
+    size_t len;
+};
+
+static int32_t storage_load(void *context, const uint8_t **bytes, size_t *len) {
+    struct file_storage *fs = context;
+    FILE *f = fopen(fs->path, "rb");
+    free(fs->bytes);
+    fs->bytes = NULL;
+    fs->len = 0;
+    if (!f) { /* nothing saved yet */
+        *bytes = NULL;
+        *len = 0;
+        return 0;
+    }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    fs->bytes = malloc(size > 0 ? (size_t)size : 1);
+    fs->len = fread(fs->bytes, 1, (size_t)size, f);
+    fclose(f);
+    *bytes = fs->bytes;
+    *len = fs->len;
+    return fs->len == (size_t)size ? 0 : 1;
+}
+
+static int32_t storage_save(void *context, const uint8_t *bytes, size_t len) {
+    struct file_storage *fs = context;
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", fs->path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return 1;
+    size_t written = fwrite(bytes, 1, len, f);
+    if (fclose(f) != 0 || written != len) return 1;
+    return rename(tmp, fs->path) == 0 ? 0 : 1;
+}
+
+static uint8_t *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)size);
+    *len = fread(b, 1, (size_t)size, f);
+    fclose(f);
+    return b;
+}
+
+static size_t from_hex(const char *hex, uint8_t *out, size_t cap) {
+    size_t n = strlen(hex) / 2;
+    if (n > cap) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1) return 0;
+        out[i] = (uint8_t)v;
+    }
+    return n;
+}
+
+/* POSTs `len` bytes to SERVER_URL + path with curl; returns the HTTP status (0: none). */
+static int post(const char *server, const char *path, const uint8_t *bytes, size_t len) {
+    if (!server) return 0;
+    char file[] = "/tmp/confiance-upload-XXXXXX";
+    int fd = mkstemp(file);
+    if (fd < 0) return 0;
+    FILE *f = fdopen(fd, "wb");
+    fwrite(bytes, 1, len, f);
+    fclose(f);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "curl -s -o /dev/null -w '%%{http_code}' -H 'content-type: application/octet-stream' "
+             "--data-binary @%s %s%s",
+             file, server, path);
+    FILE *p = popen(cmd, "r");
+    int code = 0;
+    if (p) {
+        if (fscanf(p, "%d", &code) != 1) code = 0;
+        pclose(p);
+    }
+    remove(file);
+    return code;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s CATALOGUE.bin KEY_CONFIG_HEX STATE_FILE [SERVER_URL]\n", argv[0]);
+        return 2;
+    }
+    const char *server = argc > 4 ? argv[4] : NULL;
+    size_t catalogue_len;
+    uint8_t *catalogue = read_file(argv[1], &catalogue_len);
+    uint8_t key_config[256];
+    size_t key_config_len = from_hex(argv[2], key_config, sizeof key_config);
+
+    /* First boot: the device key and pseudonym secret; a real device keeps them in its
+     * secure element and reuses them at every boot. */
+    uint8_t device_key[32], pseudonym_secret[32];
+    CHECK(confiance_random(device_key, sizeof device_key));
+    CHECK(confiance_random(pseudonym_secret, sizeof pseudonym_secret));
+
+    struct file_storage fs = {argv[3], NULL, 0};
+    ConfianceStorage storage = {&fs, storage_load, storage_save};
+    ConfianceRecorder *thermostat = NULL;
+    CHECK(confiance_recorder_new(catalogue, catalogue_len, device_key, pseudonym_secret, "calora",
+                                 key_config, key_config_len, storage, CONFIANCE_LIMITS_MICROCONTROLLER,
+                                 &thermostat));
+    free(catalogue);
+    CHECK(confiance_set_strict(thermostat, 1)); /* development build: mistakes are errors */
+
+    /* Two days ago at midnight UTC: the owner agrees in the app. */
+    const uint64_t start = (uint64_t)time(NULL) / 86400 * 86400 - 2 * 86400;
+    const char *stats_metrics[] = {"thermostat.mode"};
+    ConfianceConsentRequest stats = {
+        .recipient = "calora", .purpose = "product-improvement",
+        .metrics = stats_metrics, .metric_count = 1, .hold = "P90D",
+        .valid_from = 0, .valid_until = 0,
+    };
+    const char *service_metrics[] = {"thermostat.fault-code"};
+    ConfianceConsentRequest service = {
+        .recipient = "calora", .purpose = "service",
+        .metrics = service_metrics, .metric_count = 1, .hold = "P1Y",
+        .valid_from = 0, .valid_until = 0,
+    };
+    uint8_t receipt[2048], service_receipt[2048];
+    size_t receipt_len, service_receipt_len;
+    CHECK(confiance_give_consent(thermostat, &stats, start, receipt, sizeof receipt, &receipt_len));
+    CHECK(confiance_give_consent(thermostat, &service, start, service_receipt, sizeof service_receipt,
+                                 &service_receipt_len));
+    int receipts_accepted = (post(server, "/v1/receipts", receipt, receipt_len) == 201) +
+                            (post(server, "/v1/receipts", service_receipt, service_receipt_len) == 201);
+
+    /* A mistake the strict mode reports: a category index past the last label. */
+    ConfianceValue bad = {CONFIANCE_VALUE_CATEGORY, 42};
+    ConfianceStatus mistake = confiance_record(thermostat, "thermostat.mode", "product-improvement", bad, start);
+
+    int uploaded = 0, acknowledged = 0;
+    uint8_t *frame = NULL;
+    size_t frame_cap = 0;
+    for (int day = 0; day < 2; day++) {
+        for (int hour = 0; hour < 24; hour++) {
+            uint64_t now = start + (uint64_t)day * 86400 + (uint64_t)hour * 3600 + 1800;
+            ConfianceValue mode = {CONFIANCE_VALUE_CATEGORY, hour < 7 || hour > 21 ? 1 : 2};
+            ConfianceStatus s = confiance_record(thermostat, "thermostat.mode", "product-improvement", mode, now);
+            /* The catalogue's ε budget (8 a day) stops the rest of the day: expected. */
+            if (s != CONFIANCE_STATUS_OK && s != CONFIANCE_STATUS_BUDGET_EXHAUSTED) CHECK(s);
+            if (day == 1 && hour == 12) {
+                ConfianceValue fault = {CONFIANCE_VALUE_INT, 42};
+                CHECK(confiance_record_service(thermostat, "thermostat.fault-code", fault, now));
+            }
+        }
+        /* End of the day: the network is up. */
+        uint64_t evening = start + (uint64_t)day * 86400 + 86399;
+        size_t count = 0;
+        CHECK(confiance_flush(thermostat, evening, &count));
+        for (size_t i = 0; i < count; i++) {
+            size_t len = 0;
+            ConfianceStatus s = confiance_envelope(thermostat, i, frame, frame_cap, &len);
+            if (s == CONFIANCE_STATUS_BUFFER_TOO_SMALL) {
+                frame = realloc(frame, len);
+                frame_cap = len;
+                s = confiance_envelope(thermostat, i, frame, frame_cap, &len);
+            }
+            CHECK(s);
+            if (post(server, "/v1/envelopes", frame, len) == 201) {
+                uploaded++;
+                CHECK(confiance_acknowledge(thermostat, frame, len));
+                acknowledged++;
+            }
+        }
+    }
+    free(frame);
+
+    /* The owner withdraws the service consent. */
+    uint8_t receipt_id[32], withdrawal[2048];
+    size_t withdrawal_len;
+    CHECK(confiance_receipt_id(service_receipt, service_receipt_len, receipt_id));
+    CHECK(confiance_withdraw_consent(thermostat, receipt_id, start + 2 * 86400, withdrawal, sizeof withdrawal,
+                                     &withdrawal_len));
+    int withdrawals_accepted = post(server, "/v1/withdrawals", withdrawal, withdrawal_len) == 201;
+
+    ConfianceCounters c;
+    size_t pending = 0;
+    CHECK(confiance_counters(thermostat, &c));
+    CHECK(confiance_pending_envelopes(thermostat, &pending));
+    CHECK(confiance_recorder_free(thermostat));
+    free(fs.bytes);
+
+    /* A freed handle is refused, not used. */
+    ConfianceStatus after_free = confiance_set_strict(thermostat, 0);
+
+    printf("{\"receipts_accepted\": %d, \"withdrawals_accepted\": %d, \"envelopes_uploaded\": %d, "
+           "\"acknowledged\": %d, \"pending\": %zu, \"recorded\": %u, \"envelopes_sealed\": %u, "
+           "\"mistake_status\": %d, \"freed_handle_status\": %d}\n",
+           receipts_accepted, withdrawals_accepted, uploaded, acknowledged, pending, c.recorded,
+           c.envelopes_sealed, mistake, after_free);
+    int ok = c.recorded == 17 /* 8 + 8 mode, 1 fault code */ && mistake == CONFIANCE_STATUS_LABEL_OUT_OF_RANGE &&
+             after_free == CONFIANCE_STATUS_BAD_HANDLE &&
+             (server ? receipts_accepted == 2 && withdrawals_accepted == 1 && pending == 0 && uploaded == 2
+                     : pending == 2);
+    return ok ? 0 : 1;
+}

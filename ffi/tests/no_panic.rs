@@ -1,0 +1,372 @@
+//! The C boundary never panics, never unwinds and never touches memory through a bad
+//! handle: arbitrary sequences of calls, on live, freed, NULL and forged handles, with
+//! arbitrary ids, values, instants and buffer sizes, only ever return a status — and the
+//! status says what happened.
+
+#![allow(unsafe_code, reason = "the test calls the C ABI as C does: raw pointers, each valid for its call")]
+
+use std::ffi::{CString, c_char};
+
+use confiance::Timestamp;
+use confiance::catalogue::Catalogue;
+use confiance::envelope::{AeadId, KeyConfig, KeyId, SecretKey};
+use confiance_ffi::*;
+use proptest::prelude::*;
+
+fn catalogue_bytes() -> Vec<u8> {
+    Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml")).unwrap().canonical_bytes()
+}
+
+fn key_config() -> Vec<u8> {
+    let server = SecretKey::derive(b"ffi test aggregator");
+    KeyConfig::new(KeyId(1), AeadId::ChaCha20Poly1305, server.public_key(), Timestamp::EPOCH, Timestamp::MAX)
+        .unwrap()
+        .to_bytes()
+        .to_vec()
+}
+
+fn no_storage() -> ConfianceStorage {
+    ConfianceStorage { context: std::ptr::null_mut(), load: None, save: None }
+}
+
+fn new_recorder(catalogue: &[u8], config: &[u8], limits: u32) -> (ConfianceStatus, *mut ConfianceRecorder) {
+    let (key, secret) = ([7u8; 32], [9u8; 32]);
+    let controller = CString::new("calora").unwrap();
+    let mut out = std::ptr::null_mut();
+    // SAFETY: every pointer valid for its length.
+    let s = unsafe {
+        confiance_recorder_new(
+            catalogue.as_ptr(),
+            catalogue.len(),
+            key.as_ptr(),
+            secret.as_ptr(),
+            controller.as_ptr(),
+            config.as_ptr(),
+            config.len(),
+            no_storage(),
+            limits,
+            &raw mut out,
+        )
+    };
+    (s, out)
+}
+
+#[derive(Clone, Debug)]
+enum Call {
+    Record {
+        metric: String,
+        purpose: String,
+        kind: u32,
+        value: i64,
+        now: u64,
+    },
+    Service {
+        metric: String,
+        kind: u32,
+        value: i64,
+        now: u64,
+    },
+    Consent {
+        recipient: String,
+        purpose: String,
+        metrics: Vec<String>,
+        hold: String,
+        from: u64,
+        until: u64,
+        now: u64,
+        cap: usize,
+    },
+    Withdraw {
+        id: [u8; 32],
+        at: u64,
+        cap: usize,
+    },
+    Flush {
+        now: u64,
+    },
+    Envelope {
+        index: usize,
+        cap: usize,
+    },
+    Acknowledge {
+        bytes: Vec<u8>,
+    },
+    Counters,
+    ErrorCount {
+        metric: String,
+        cause: u32,
+    },
+    Strict(u32),
+    KeyConfig(Vec<u8>),
+    Free,
+}
+
+fn id_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("thermostat.mode".to_owned()),
+        Just("thermostat.setpoint".to_owned()),
+        Just("thermostat.fault-code".to_owned()),
+        Just("calora".to_owned()),
+        Just("product-improvement".to_owned()),
+        Just("service".to_owned()),
+        "[a-z.\\-]{0,12}",
+        "\\PC{0,6}",
+    ]
+}
+
+fn call() -> impl Strategy<Value = Call> {
+    let t = prop_oneof![Just(1_800_000_000u64), any::<u64>(), 0u64..10];
+    prop_oneof![
+        (id_text(), id_text(), 0u32..4, any::<i64>(), t.clone()).prop_map(
+            |(metric, purpose, kind, value, now)| Call::Record { metric, purpose, kind, value, now }
+        ),
+        (id_text(), 0u32..4, any::<i64>(), t.clone()).prop_map(|(metric, kind, value, now)| Call::Service {
+            metric,
+            kind,
+            value,
+            now
+        }),
+        (
+            id_text(),
+            id_text(),
+            prop::collection::vec(id_text(), 0..3),
+            prop_oneof![Just("P90D".to_owned()), Just("P5Y".to_owned()), "\\PC{0,6}"],
+            t.clone(),
+            t.clone(),
+            t.clone(),
+            0usize..2048
+        )
+            .prop_map(|(recipient, purpose, metrics, hold, from, until, now, cap)| Call::Consent {
+                recipient,
+                purpose,
+                metrics,
+                hold,
+                from,
+                until,
+                now,
+                cap
+            }),
+        (any::<[u8; 32]>(), t.clone(), 0usize..512).prop_map(|(id, at, cap)| Call::Withdraw { id, at, cap }),
+        t.prop_map(|now| Call::Flush { now }),
+        (0usize..4, 0usize..4096).prop_map(|(index, cap)| Call::Envelope { index, cap }),
+        prop::collection::vec(any::<u8>(), 0..64).prop_map(|bytes| Call::Acknowledge { bytes }),
+        Just(Call::Counters),
+        (id_text(), any::<u32>()).prop_map(|(metric, cause)| Call::ErrorCount { metric, cause }),
+        (0u32..3).prop_map(Call::Strict),
+        prop::collection::vec(any::<u8>(), 0..80).prop_map(Call::KeyConfig),
+        Just(Call::Free),
+    ]
+}
+
+/// Runs `call` on `h`; returns its status.
+fn run(h: *mut ConfianceRecorder, call: &Call) -> ConfianceStatus {
+    let c = |s: &str| CString::new(s.replace('\0', "")).unwrap();
+    // SAFETY: for every call below, the buffers and strings are live and sized as passed.
+    unsafe {
+        match call {
+            Call::Record { metric, purpose, kind, value, now } => confiance_record(
+                h,
+                c(metric).as_ptr(),
+                c(purpose).as_ptr(),
+                ConfianceValue { kind: *kind, value: *value },
+                *now,
+            ),
+            Call::Service { metric, kind, value, now } => confiance_record_service(
+                h,
+                c(metric).as_ptr(),
+                ConfianceValue { kind: *kind, value: *value },
+                *now,
+            ),
+            Call::Consent { recipient, purpose, metrics, hold, from, until, now, cap } => {
+                let (recipient, purpose, hold) = (c(recipient), c(purpose), c(hold));
+                let metrics: Vec<CString> = metrics.iter().map(|m| c(m)).collect();
+                let ptrs: Vec<*const c_char> = metrics.iter().map(|m| m.as_ptr()).collect();
+                let request = ConfianceConsentRequest {
+                    recipient: recipient.as_ptr(),
+                    purpose: purpose.as_ptr(),
+                    metrics: ptrs.as_ptr(),
+                    metric_count: ptrs.len(),
+                    hold: hold.as_ptr(),
+                    valid_from: *from,
+                    valid_until: *until,
+                };
+                let mut buf = vec![0u8; *cap];
+                let mut len = 0;
+                let s = confiance_give_consent(
+                    h,
+                    &raw const request,
+                    *now,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &raw mut len,
+                );
+                if s == ConfianceStatus::Ok {
+                    assert!(len <= *cap && len > 0);
+                }
+                s
+            }
+            Call::Withdraw { id, at, cap } => {
+                let mut buf = vec![0u8; *cap];
+                let mut len = 0;
+                confiance_withdraw_consent(h, id.as_ptr(), *at, buf.as_mut_ptr(), buf.len(), &raw mut len)
+            }
+            Call::Flush { now } => {
+                let mut n = 0;
+                confiance_flush(h, *now, &raw mut n)
+            }
+            Call::Envelope { index, cap } => {
+                let mut buf = vec![0u8; *cap];
+                let mut len = 0;
+                let s = confiance_envelope(h, *index, buf.as_mut_ptr(), buf.len(), &raw mut len);
+                if s == ConfianceStatus::BufferTooSmall {
+                    assert!(len > *cap);
+                }
+                s
+            }
+            Call::Acknowledge { bytes } => confiance_acknowledge(h, bytes.as_ptr(), bytes.len()),
+            Call::Counters => {
+                let mut out = ConfianceCounters::default();
+                confiance_counters(h, &raw mut out)
+            }
+            Call::ErrorCount { metric, cause } => {
+                let mut n = 0;
+                confiance_error_count(h, c(metric).as_ptr(), *cause, &raw mut n)
+            }
+            Call::Strict(s) => confiance_set_strict(h, *s),
+            Call::KeyConfig(b) => confiance_set_key_config(h, b.as_ptr(), b.len()),
+            Call::Free => confiance_recorder_free(h),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_calls_on_arbitrary_handles_only_return_statuses(
+        calls in prop::collection::vec((0usize..4, call()), 1..40),
+        // Far above any id the library hands out (they count up from 1).
+        forged in (usize::MAX / 2)..usize::MAX,
+    ) {
+        let (catalogue, config) = (catalogue_bytes(), key_config());
+        let (s, live) = new_recorder(&catalogue, &config, CONFIANCE_LIMITS_PHONE);
+        prop_assert_eq!(s, ConfianceStatus::Ok);
+        let (s, freed) = new_recorder(&catalogue, &config, CONFIANCE_LIMITS_MICROCONTROLLER);
+        prop_assert_eq!(s, ConfianceStatus::Ok);
+        prop_assert_eq!(confiance_recorder_free(freed), ConfianceStatus::Ok);
+        let forged = forged as *mut ConfianceRecorder;
+        let handles = [live, freed, std::ptr::null_mut(), forged];
+        let mut live_freed = false;
+        for (which, call) in &calls {
+            let h = handles[*which];
+            let s = run(h, call);
+            prop_assert_ne!(s, ConfianceStatus::Panic);
+            let is_live = *which == 0 && !live_freed;
+            if !is_live {
+                // A freed, NULL or forged handle is refused.
+                prop_assert_eq!(s, ConfianceStatus::BadHandle);
+            }
+            if is_live && matches!(call, Call::Free) {
+                prop_assert_eq!(s, ConfianceStatus::Ok);
+                live_freed = true;
+            }
+        }
+        if !live_freed {
+            prop_assert_eq!(confiance_recorder_free(live), ConfianceStatus::Ok);
+        }
+        prop_assert_eq!(confiance_recorder_free(live), ConfianceStatus::BadHandle, "double free refused");
+    }
+}
+
+#[test]
+fn bad_arguments_get_their_status_and_change_nothing() {
+    let (catalogue, config) = (catalogue_bytes(), key_config());
+    let (s, _) = new_recorder(b"not a catalogue", &config, CONFIANCE_LIMITS_PHONE);
+    assert_eq!(s, ConfianceStatus::BadCatalogue);
+    let (s, _) = new_recorder(&catalogue, &config[..10], CONFIANCE_LIMITS_PHONE);
+    assert_eq!(s, ConfianceStatus::BadKeyConfig);
+    let (s, _) = new_recorder(&catalogue, &config, 7);
+    assert_eq!(s, ConfianceStatus::BadArgument);
+    let (s, h) = new_recorder(&catalogue, &config, CONFIANCE_LIMITS_MICROCONTROLLER);
+    assert_eq!(s, ConfianceStatus::Ok);
+    assert_eq!(confiance_set_strict(h, 1), ConfianceStatus::Ok);
+    let now = 1_800_000_000;
+    let record = |metric: &str, purpose: &str, kind: u32, value: i64| {
+        let (m, p) = (CString::new(metric).unwrap(), CString::new(purpose).unwrap());
+        // SAFETY: live strings.
+        unsafe { confiance_record(h, m.as_ptr(), p.as_ptr(), ConfianceValue { kind, value }, now) }
+    };
+    assert_eq!(
+        record("thermostat.mdoe", "product-improvement", CONFIANCE_VALUE_CATEGORY, 1),
+        ConfianceStatus::UnknownMetric
+    );
+    assert_eq!(
+        record("thermostat.fault-code", "service", CONFIANCE_VALUE_INT, 1),
+        ConfianceStatus::WrongTrack
+    );
+    assert_eq!(
+        record("thermostat.mode", "product-improvement", CONFIANCE_VALUE_BOOL, 1),
+        ConfianceStatus::WrongValue
+    );
+    assert_eq!(
+        record("thermostat.mode", "product-improvement", CONFIANCE_VALUE_CATEGORY, 6),
+        ConfianceStatus::LabelOutOfRange
+    );
+    assert_eq!(
+        record("thermostat.setpoint", "product-improvement", CONFIANCE_VALUE_INT, 9_999),
+        ConfianceStatus::ValueOutOfRange
+    );
+    assert_eq!(
+        record("thermostat.mode", "research", CONFIANCE_VALUE_CATEGORY, 1),
+        ConfianceStatus::PurposeNotAllowed
+    );
+    assert_eq!(
+        record("thermostat.mode", "product-improvement", CONFIANCE_VALUE_CATEGORY, 1),
+        ConfianceStatus::NoConsent
+    );
+    assert_eq!(record("thermostat.mode", "product-improvement", 9, 1), ConfianceStatus::BadArgument);
+    assert_eq!(
+        record("Not An Id", "product-improvement", CONFIANCE_VALUE_BOOL, 1),
+        ConfianceStatus::BadArgument
+    );
+    // NULL strings and out-pointers.
+    // SAFETY: NULL is what is being tested; the other pointers are live.
+    unsafe {
+        let p = CString::new("product-improvement").unwrap();
+        assert_eq!(
+            confiance_record(h, std::ptr::null(), p.as_ptr(), ConfianceValue { kind: 0, value: 0 }, now),
+            ConfianceStatus::NullArgument
+        );
+        assert_eq!(confiance_flush(h, now, std::ptr::null_mut()), ConfianceStatus::NullArgument);
+        assert_eq!(confiance_counters(h, std::ptr::null_mut()), ConfianceStatus::NullArgument);
+    }
+    // A hold longer than the metric's maximum is refused before anything is signed.
+    let (r, p, hold, m) = (
+        CString::new("calora").unwrap(),
+        CString::new("product-improvement").unwrap(),
+        CString::new("P5Y").unwrap(),
+        CString::new("thermostat.mode").unwrap(),
+    );
+    let metrics = [m.as_ptr()];
+    let request = ConfianceConsentRequest {
+        recipient: r.as_ptr(),
+        purpose: p.as_ptr(),
+        metrics: metrics.as_ptr(),
+        metric_count: 1,
+        hold: hold.as_ptr(),
+        valid_from: 0,
+        valid_until: 0,
+    };
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    // SAFETY: live request and buffers.
+    let s = unsafe {
+        confiance_give_consent(h, &raw const request, now, buf.as_mut_ptr(), buf.len(), &raw mut len)
+    };
+    assert_eq!(s, ConfianceStatus::HoldTooLong);
+    let mut counters = ConfianceCounters::default();
+    // SAFETY: live out-pointer.
+    assert_eq!(unsafe { confiance_counters(h, &raw mut counters) }, ConfianceStatus::Ok);
+    assert_eq!(counters, ConfianceCounters::default(), "strict mode counted nothing");
+    assert_eq!(confiance_recorder_free(h), ConfianceStatus::Ok);
+}
