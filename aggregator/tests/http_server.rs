@@ -163,6 +163,9 @@ fn every_endpoint_role_and_bad_request() {
     assert_eq!(h.send("GET", "/v1/ready", None, None), (200, json!({"status": "ready"})));
     let (s, v) = h.send("GET", "/v1/keys", None, None);
     assert_eq!((s, v["keys"][0]["state"].as_str()), (200, Some("current")), "{v}");
+    // The catalogue, public: its schema requires each anonymous metric's mechanism.
+    let (s, v) = h.send("GET", "/v1/catalogue", None, None);
+    assert_eq!((s, v["mechanisms"].as_object().map(|m| !m.is_empty())), (200, Some(true)), "{v}");
 
     // A device gives consent, records, seals; the server acknowledges each envelope after commit.
     let t = now();

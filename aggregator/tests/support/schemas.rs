@@ -29,6 +29,7 @@ pub fn of_http(method: &str, path: &str, status: u16) -> Option<&'static str> {
     Some(match (method, segments.as_slice()) {
         ("GET", ["v1", "health" | "ready"]) => "status",
         ("GET", ["v1", "keys"]) => "keys",
+        ("GET", ["v1", "catalogue"]) => "catalogue",
         ("POST", ["v1", "envelopes"]) => "envelope-accepted",
         ("POST", ["v1", "receipts"]) => "receipt-accepted",
         ("POST", ["v1", "withdrawals"]) => "withdrawal-accepted",
