@@ -51,7 +51,7 @@ impl RecipientKey {
     }
 
     /// Checks that `steps` took the device's ciphertext `input` (the one its signed
-    /// [`TranscryptionRequest`](super::TranscryptionRequest) carries) through every
+    /// [`TranscryptionRequest`](confiance::pseudonym::TranscryptionRequest) carries) through every
     /// transcryptor of `commitments` in order ([`verify_chain`]), for `domain`, and
     /// decrypts the result: the recipient's pseudonym of the device. This is how a
     /// recipient learns a pseudonym: anyone can encrypt a point to the public domain
