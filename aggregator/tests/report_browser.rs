@@ -329,22 +329,7 @@ fn html_report_renders_in_headless_chromium() {
     assert!(out.status.success() && summary_png.exists(), "summary screenshot failed");
 
     // (5) Printed: the print stylesheet keeps the report to a few A4 pages.
-    let pdf = dir.0.join("report.pdf");
-    let out = run_chromium(
-        &exe,
-        &dir.0.join("profile-4"),
-        &[
-            format!("--print-to-pdf={}", pdf.display()),
-            "--no-pdf-header-footer".into(),
-            format!("file://{}", html_path.display()),
-        ],
-    );
-    assert!(
-        out.status.success() && pdf.exists(),
-        "print to PDF failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pages = pdf_pages(&std::fs::read(&pdf).unwrap());
+    let pages = print_pages(&exe, &dir.0.join("profile-4"), &html_path, &dir.0.join("report.pdf"));
     println!("demo report printed: {pages} A4 pages");
     assert!((2..=12).contains(&pages), "the demo report printed to {pages} pages");
     if keep {
@@ -408,22 +393,7 @@ fn fleet_sized_report_prints_to_a_bounded_page_count() {
     let dir = Dir(dir, std::env::var_os("REPORT_BROWSER_KEEP").is_some());
     let html_path = dir.0.join("fleet.html");
     std::fs::write(&html_path, report::render_html(&fleet_sized())).unwrap();
-    let pdf = dir.0.join("fleet.pdf");
-    let out = run_chromium(
-        &exe,
-        &dir.0.join("profile"),
-        &[
-            format!("--print-to-pdf={}", pdf.display()),
-            "--no-pdf-header-footer".into(),
-            format!("file://{}", html_path.display()),
-        ],
-    );
-    assert!(
-        out.status.success() && pdf.exists(),
-        "print to PDF failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pages = pdf_pages(&std::fs::read(&pdf).unwrap());
+    let pages = print_pages(&exe, &dir.0.join("profile"), &html_path, &dir.0.join("fleet.pdf"));
     println!("fleet-sized report printed: {pages} A4 pages");
     assert!((4..=FLEET_PAGES_MAX).contains(&pages), "the fleet-sized report printed to {pages} pages");
 }
@@ -431,3 +401,22 @@ fn fleet_sized_report_prints_to_a_bounded_page_count() {
 /// The bound on the fleet-sized report's pages: measured 24 (45 before the appendix's
 /// smaller print; docs/reports.md), with a little room for fonts that wrap differently.
 const FLEET_PAGES_MAX: usize = 28;
+
+/// Prints `html` to `pdf` with Chromium (A4, no header or footer) and counts its pages.
+fn print_pages(exe: &str, profile: &Path, html: &Path, pdf: &Path) -> usize {
+    let out = run_chromium(
+        exe,
+        profile,
+        &[
+            format!("--print-to-pdf={}", pdf.display()),
+            "--no-pdf-header-footer".into(),
+            format!("file://{}", html.display()),
+        ],
+    );
+    assert!(
+        out.status.success() && pdf.exists(),
+        "print to PDF failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pdf_pages(&std::fs::read(pdf).unwrap())
+}
