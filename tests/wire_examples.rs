@@ -14,7 +14,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 
 use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, LegalBasis, Metric, MetricKind, Purpose, Recipient, Role};
@@ -34,32 +33,10 @@ use confiance::token::{
 use confiance_aggregator::audit::{AuditEvent, CheckpointSigner, LoggedEvent};
 use confiance_aggregator::issuer::{AllowAll, Issuer, IssuerSecret, TokenVerifier};
 use curve25519_dalek::{RistrettoPoint, Scalar};
-use rand_core::{TryCryptoRng, TryRng};
 
-/// An RNG that replays fixed bytes (the HPKE ephemeral `ikmE` of the example).
-struct Replay(Vec<u8>);
-
-impl TryRng for Replay {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        let mut b = [0; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        let mut b = [0; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        assert!(dst.len() <= self.0.len(), "replay RNG exhausted");
-        let rest = self.0.split_off(dst.len());
-        dst.copy_from_slice(&self.0);
-        self.0 = rest;
-        Ok(())
-    }
-}
-impl TryCryptoRng for Replay {}
+#[path = "support/replay.rs"]
+mod replay;
+use replay::Replay;
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
