@@ -280,7 +280,10 @@ pub enum RetentionKind {
 /// Data held under a deadline (docs/design.md#hold-deadline).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionRow {
-    /// A label for the partition or records (e.g. `indoor_temp 2027-03 / grid-operator`).
+    /// A label for the partition or records, starting with the metric: for a partition the
+    /// metric, the bucket's start and who may see it (`indoor_temp 2027-03-01 /
+    /// grid-operator`); for records the metric and the record id. Tables show it with the
+    /// metric prefixed when it does not start with it.
     pub item: String,
     /// Partition or records.
     pub kind: RetentionKind,
