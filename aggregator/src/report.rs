@@ -42,6 +42,7 @@ pub use html::render_html;
 pub use markdown::render_markdown;
 pub use subject::{
     SubjectAccessRow, SubjectConsent, SubjectDevice, SubjectDisclosure, SubjectRecord, SubjectReport,
+    SubjectReportSource,
 };
 
 /// The version of the JSON schema of [`ReportData`]; bumped on any incompatible change.
@@ -63,6 +64,18 @@ pub enum ReportError {
     InvalidNumber(String),
     /// A format name that is not `html`, `json`, `markdown` or `md`.
     UnknownFormat(String),
+    /// Bytes that are not a device's sent-log export
+    /// ([`SentLogExport`](confiance::recorder::SentLogExport)).
+    SentLog(confiance::recorder::SentLogError),
+    /// A sent log exported under another catalogue than the one given to read it: the
+    /// recipients' names, purposes and legal bases would be another catalogue's. The texts
+    /// name both catalogues (name, version, digest).
+    CatalogueMismatch {
+        /// The catalogue the device sent under.
+        log: String,
+        /// The catalogue given.
+        given: String,
+    },
 }
 
 impl core::fmt::Display for ReportError {
@@ -77,6 +90,10 @@ impl core::fmt::Display for ReportError {
             }
             Self::InvalidNumber(what) => write!(f, "invalid number in report: {what}"),
             Self::UnknownFormat(name) => write!(f, "unknown report format {name:?} (html, json or markdown)"),
+            Self::SentLog(e) => write!(f, "sent log: {e}"),
+            Self::CatalogueMismatch { log, given } => {
+                write!(f, "the sent log was exported under catalogue {log}, not {given}")
+            }
         }
     }
 }
@@ -85,6 +102,7 @@ impl std::error::Error for ReportError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Json(e) => Some(e),
+            Self::SentLog(e) => Some(e),
             _ => None,
         }
     }
