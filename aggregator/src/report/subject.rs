@@ -4,9 +4,10 @@
 //! basis, from and until when, how long it is kept, the records held now, every
 //! disclosure and transcription, and every consent with its withdrawal.
 //!
-//! Filled from the ledger by [`SubjectReport::gather`]; rendered by
-//! [`SubjectReport::render_html`] (one self-contained page, the auditor report's style)
-//! and [`SubjectReport::render_json`].
+//! Filled from the ledger by [`SubjectReport::gather`], or from one device's own sent log
+//! by [`SubjectReport::from_sent_log`] (what that device sent, to whom, kept until when);
+//! rendered by [`SubjectReport::render_html`] (one self-contained page, the auditor
+//! report's style) and [`SubjectReport::render_json`].
 
 use core::fmt::Write as _;
 use std::collections::{BTreeMap, BTreeSet};
