@@ -335,6 +335,42 @@ pub struct ErrorCount {
 }
 
 /// The device recorder. Recording never raises unless strict mode is on.
+///
+/// The foreign languages call it as Rust does here (Python: `confiance.Recorder(…)`,
+/// `Value.CATEGORY(index=2)`, `datetime` instants):
+///
+/// ```
+/// # use std::time::{Duration, SystemTime};
+/// # use confiance::catalogue::Catalogue;
+/// use confiance_ffi::bindings::*;
+///
+/// struct NoStorage;
+/// impl HostStorage for NoStorage {
+///     fn load(&self) -> Result<Option<Vec<u8>>, ConfianceError> { Ok(None) }
+///     fn save(&self, _: Vec<u8>) -> Result<(), ConfianceError> { Ok(()) }
+/// }
+///
+/// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?.canonical_bytes();
+/// let thermostat = Recorder::new(
+///     catalogue, random_secret(), random_secret(), "calora".into(),
+///     None, // no key config yet: reports wait in the queue
+///     LimitsPreset::Microcontroller, Box::new(NoStorage),
+/// )?;
+/// thermostat.set_strict(true);
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+/// let request = |hold: &str| ConsentRequest {
+///     recipient: "calora".into(), purpose: "product-improvement".into(),
+///     metrics: vec!["thermostat.mode".into()], hold: hold.into(),
+///     valid_from: None, valid_until: None,
+/// };
+/// assert!(matches!(thermostat.give_consent(request("P5Y"), now), Err(ConfianceError::HoldTooLong { .. })));
+/// let receipt = thermostat.give_consent(request("P90D"), now)?; // POST /v1/receipts
+/// let typo = thermostat.record("thermostat.mood".into(), "product-improvement".into(), Value::Category { index: 2 }, now);
+/// assert!(matches!(typo, Err(ConfianceError::UnknownMetric { .. })));
+/// let withdrawal = thermostat.withdraw_consent(receipt_id(receipt)?, now)?; // POST /v1/withdrawals
+/// # assert!(!withdrawal.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(uniffi::Object)]
 pub struct Recorder(Mutex<recorder::Recorder<OsRng, Host>>);
 
