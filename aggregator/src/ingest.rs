@@ -73,7 +73,9 @@ pub enum ReportError {
     /// The report's time is not the start of one of its metric's buckets.
     Misaligned,
     /// The report's time is after the envelope's day, or outside the accepted window
-    /// (its bucket ended more than `max_age` ago, or it starts after `now + skew`).
+    /// (its bucket ended more than `max_age` ago, or it starts after `now + skew`), or
+    /// its hold ended before it arrived (bucket end, or collection time for a record,
+    /// plus the tag's hold is at or before `now`): it could not be kept at all.
     TimeOutsideWindow,
     /// The LDP payload does not fit the metric's mechanism.
     Ldp(EstimateError),

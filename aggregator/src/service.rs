@@ -609,6 +609,11 @@ impl Aggregator {
                         .record_deadline(&receipt, &r.metric, r.time)
                         .unwrap_or_else(|_| new.deadline())
                         .min(new.deadline());
+                    if deadline <= now {
+                        // Its hold ended before it arrived: keeping it would break the hold.
+                        refused.push(ReportError::TimeOutsideWindow.refused(index));
+                        continue;
+                    }
                     let note = RecordNote {
                         record: r.id.0,
                         subject: terms.subject,

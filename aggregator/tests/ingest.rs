@@ -31,6 +31,10 @@ struct World {
 }
 
 fn world(seed: u64) -> World {
+    world_with(seed, AggregatorConfig::default())
+}
+
+fn world_with(seed: u64, agg_config: AggregatorConfig) -> World {
     let mut rng = SeededRng::seed_from_u64(seed);
     let mut keys = KeyStore::new(86_400);
     let config = keys
@@ -41,7 +45,7 @@ fn world(seed: u64) -> World {
             &mut rng,
         )
         .unwrap();
-    let agg = Aggregator::in_memory(catalogue(), keys, AggregatorConfig::default()).unwrap();
+    let agg = Aggregator::in_memory(catalogue(), keys, agg_config).unwrap();
     World { agg, config, rng }
 }
 
@@ -145,6 +149,39 @@ fn devices_to_estimates_and_gated_records() {
     let before = snapshot(&w.agg);
     assert!(matches!(w.agg.ingest(&frames[0], now), Err(IngestError::ReplayedEnvelope(_))));
     assert_eq!(snapshot(&w.agg), before);
+}
+
+/// A report that arrives after its own hold ended (late enough, with an aggregator that
+/// accepts reports a year late) is refused `time_outside_window`, not retryable, and
+/// creates no partition or record: it could not be kept at all. Before, ingest checked
+/// only the report's age, so a late report re-created a partition past its deadline,
+/// possibly one a purge had already deleted, and the next purge found it overdue.
+#[test]
+fn a_report_arriving_after_its_hold_ended_is_refused_and_kept_nowhere() {
+    const DAY: u64 = 86_400;
+    let year = AggregatorConfig { max_report_age_secs: 365 * DAY, ..AggregatorConfig::default() };
+    let mut w = world_with(3, year);
+    let now = Timestamp::from_secs(T0);
+    // Two devices, each with a statistic and a record collected at T0, both held P90D.
+    let mut frames = Vec::new();
+    for seed in [8, 9] {
+        let mut d = device(&mut w, seed, "calora");
+        give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
+        give(&mut w, &mut d, "calora", "service", &["thermostat.fault-code"]);
+        d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now).unwrap();
+        d.record_service(&id("thermostat.fault-code"), Value::Int(3), now).unwrap();
+        frames.push(d.flush(now).remove(0));
+    }
+    let before = snapshot(&w.agg);
+    // 95 days later both holds (P90D from the bucket's end, from the collection) are over.
+    let late = w.agg.ingest(&frames[0], now.saturating_add_secs(95 * DAY)).unwrap();
+    assert_eq!(late.reports, 0);
+    assert_eq!(late.refused.len(), 2, "{:?}", late.refused);
+    assert!(late.refused.iter().all(|r| r.refusal == Refusal::TimeOutsideWindow && !r.retry));
+    assert_eq!(snapshot(&w.agg), before, "a refused late report changed the store");
+    // The same reports 85 days after collection are within their holds and kept.
+    let in_time = w.agg.ingest(&frames[1], now.saturating_add_secs(85 * DAY)).unwrap();
+    assert_eq!((in_time.reports, in_time.refused.len()), (2, 0), "{:?}", in_time.refused);
 }
 
 #[test]

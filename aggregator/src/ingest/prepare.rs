@@ -222,6 +222,11 @@ impl Preparer<'_> {
                         audience: r.tag.audience().clone(),
                         hold: r.tag.hold().clone(),
                     };
+                    // A partition past its hold deadline is never created again: a report
+                    // arriving after its own hold ended would be kept past its retention.
+                    if key.deadline() <= now {
+                        return Err(ReportError::TimeOutsideWindow);
+                    }
                     // The partition's mechanism: the report's bucket keys it, as on the device.
                     let mech = mech.for_period(r.metric.as_str(), r.time.as_secs());
                     Accumulator::check(&mech, ldp).map_err(ReportError::Ldp)?;
