@@ -198,21 +198,27 @@ fn one_offline_day_under_the_microcontroller_preset_fits_in_32_kib_and_the_phone
     let phone = one_offline_day(Limits::phone(), &mut stages, &mut flash);
     stages.print("phone");
     let phone_peak = stages.peak();
-    eprintln!("phone preset, the same day: peak heap {phone_peak} B ({:.1} KiB)", phone_peak as f64 / 1024.0);
+    eprintln!(
+        "phone preset, the same day: peak heap {phone_peak} B ({:.1} KiB); {} B saved",
+        phone_peak as f64 / 1024.0,
+        phone.saved
+    );
     assert_eq!((phone.counters.recorded, phone.frames), (48, 1));
     assert!(phone_peak <= 64 * 1024, "phone preset: peak heap {phone_peak} B");
 
     // The microcontroller day again with the state kept on the heap (`MemoryStorage`, as
     // a host without flash would): printed, for the comparison in docs/benchmarks.md.
     let mut memory = MemoryStorage::default();
-    let _ = one_offline_day(Limits::microcontroller(), &mut stages, &mut memory);
+    let day = one_offline_day(Limits::microcontroller(), &mut stages, &mut memory);
     stages.print("microcontroller, state on the heap");
+    eprintln!("state on the heap: peak heap {} B; {} B saved", stages.peak(), day.saved);
 
     // And with flash that takes the state only whole (`Storage::save`, as the C ABI's
     // callbacks do): the recorder gathers the state into one buffer first.
     let mut flash = FlashStorage::with_capacity(64 * 1024);
-    let _ = one_offline_day(Limits::microcontroller(), &mut stages, &mut SaveOnly(&mut flash));
+    let day = one_offline_day(Limits::microcontroller(), &mut stages, &mut SaveOnly(&mut flash));
     stages.print("microcontroller, storage that saves whole");
+    eprintln!("storage that saves whole: peak heap {} B; {} B saved", stages.peak(), day.saved);
 }
 
 /// A storage with only `load` and `save`: [`Storage::save_streamed`] is the default.
