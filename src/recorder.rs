@@ -72,7 +72,7 @@ use serde::{Deserialize, Serialize};
 
 use encoded::{Count, Encoded, Seq, Sink, Stream};
 pub use error::{Cause, NoConsentReason, RecordError, ValueKind};
-pub use storage::{MemoryStorage, NullStorage, Storage, StorageError, Write};
+pub use storage::{MemoryStorage, NullStorage, StateWriter, Storage, StorageError};
 
 use crate::Timestamp;
 use crate::catalogue::{Catalogue, Metric, MetricKind, Privacy};

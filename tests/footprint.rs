@@ -15,7 +15,7 @@ use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{MetricId, PurposeId, RecipientId};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{
-    Limits, MemoryStorage, Recorder, RecorderParts, Storage, StorageError, Value, Write,
+    Limits, MemoryStorage, Recorder, RecorderParts, StateWriter, Storage, StorageError, Value,
 };
 use peak_alloc::PeakAlloc;
 
@@ -261,7 +261,7 @@ impl Storage for FlashStorage {
         })
     }
 
-    fn save_streamed(&mut self, len: usize, write: Write<'_>) -> Result<(), StorageError> {
+    fn save_streamed(&mut self, len: usize, write: StateWriter<'_>) -> Result<(), StorageError> {
         let next = self.current.map_or(0, |(slot, _)| 1 - slot);
         let region = &mut self.slots[next];
         let mut at = 0;

@@ -16,7 +16,7 @@ impl core::error::Error for StorageError {}
 
 /// What [`Storage::save_streamed`] is given: it hands the bytes to save, in pieces, to
 /// the function it is called with.
-pub type Write<'a> = &'a mut dyn FnMut(&mut dyn FnMut(&[u8])) -> Result<(), StorageError>;
+pub type StateWriter<'a> = &'a mut dyn FnMut(&mut dyn FnMut(&[u8])) -> Result<(), StorageError>;
 
 /// Persistent storage for the recorder's state (queue, unacknowledged envelopes, budgets,
 /// the sent log, consent receipts). The recorder does no I/O of its own: the host decides
@@ -63,7 +63,7 @@ pub trait Storage {
     /// # Errors
     /// [`StorageError`] when the host cannot write them, when `write` fails, or when the
     /// pieces are not `len` bytes; the old bytes stay.
-    fn save_streamed(&mut self, len: usize, write: Write<'_>) -> Result<(), StorageError> {
+    fn save_streamed(&mut self, len: usize, write: StateWriter<'_>) -> Result<(), StorageError> {
         let mut bytes = Vec::with_capacity(len);
         write(&mut |piece| bytes.extend_from_slice(piece))?;
         if bytes.len() != len {
@@ -141,7 +141,7 @@ impl Storage for MemoryStorage {
 
     /// Gathers the pieces straight into the new copy (no buffer in between); the old
     /// bytes stay until it is complete.
-    fn save_streamed(&mut self, len: usize, write: Write<'_>) -> Result<(), StorageError> {
+    fn save_streamed(&mut self, len: usize, write: StateWriter<'_>) -> Result<(), StorageError> {
         if self.fail {
             return Err(StorageError);
         }
@@ -164,7 +164,7 @@ impl<S: Storage + ?Sized> Storage for &mut S {
         (**self).save(bytes)
     }
 
-    fn save_streamed(&mut self, len: usize, write: Write<'_>) -> Result<(), StorageError> {
+    fn save_streamed(&mut self, len: usize, write: StateWriter<'_>) -> Result<(), StorageError> {
         (**self).save_streamed(len, write)
     }
 
