@@ -19,6 +19,9 @@
 //! - **Storage is the host's**: a [`ConfianceStorage`] of two callbacks (load, save).
 //! - Pointers the host passes must be valid for the lengths it gives (NULL is refused
 //!   with [`ConfianceStatus::NullArgument`]); strings are NUL-terminated UTF-8.
+//!
+//! The same library also carries the Kotlin, Swift and Python bindings, made with
+//! UniFFI: see [`bindings`].
 #![allow(
     unsafe_code,
     reason = "the C boundary: exported symbols and pointers from the host; each unsafe block states its contract"
@@ -40,6 +43,10 @@ use confiance::recorder::{
     Cause, Limits, RecordError, Recorder, RecorderParts, Storage, StorageError, Value,
 };
 use confiance::rng::OsRng;
+
+pub mod bindings;
+
+uniffi::setup_scaffolding!("confiance");
 
 /// What a call did. `CONFIANCE_STATUS_OK` is 0; every other value is an error, and the
 /// call changed nothing (except where a function says otherwise).

@@ -1,0 +1,35 @@
+# Sourced (not run) by the CI scripts that need a real `confiance serve` on loopback:
+# .ci/ffi-c-example and .ci/uniffi.
+#
+#   serve_setup DIR CATALOGUE   the CLI (target/debug/confiance), a database and keys in DIR
+#   serve_cli ARGS…             the CLI on that database, keys and catalogue, --json
+#   serve_start [ARGS…]         starts `serve` on 127.0.0.1 (a free port); sets $server
+#                               (its pid) and $url, and stops it on exit
+#   serve_stop                  SIGTERM, then waits for it to drain
+#   json EXPR                   prints EXPR of the JSON document on stdin (`json '["n"]'`)
+
+serve_setup() {
+  serve_dir=$1 serve_catalogue=$2
+  cargo build -q -p confiance-aggregator --bin confiance
+  mkdir -p "$serve_dir"
+}
+
+serve_cli() {
+  target/debug/confiance --json --db "$serve_dir/db.sqlite" --keys "$serve_dir/keys" \
+    --catalogue "$serve_catalogue" "$@"
+}
+
+json() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
+
+serve_start() {
+  serve_cli serve --addr 127.0.0.1:0 "$@" >"$serve_dir/serve.out" 2>"$serve_dir/serve.err" &
+  server=$!
+  trap 'kill $server 2>/dev/null || true' EXIT
+  for _ in $(seq 100); do grep -q listening "$serve_dir/serve.out" 2>/dev/null && break; sleep 0.1; done
+  url="http://$(head -1 "$serve_dir/serve.out" | json '["listening"]')"
+}
+
+serve_stop() {
+  kill -TERM "$server" && wait "$server" || true
+  trap - EXIT
+}

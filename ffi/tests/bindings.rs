@@ -1,0 +1,249 @@
+//! The UniFFI face (`confiance_ffi::bindings`) called as the foreign languages call it:
+//! arbitrary sequences of calls with arbitrary ids, values, instants and bytes never
+//! panic (a panic would reach Kotlin, Swift or Python as an internal error), and a
+//! storage that fails is counted, never raised.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use confiance::Timestamp;
+use confiance::catalogue::Catalogue;
+use confiance::envelope::{AeadId, KeyConfig, KeyId, SecretKey};
+use confiance_ffi::bindings::{
+    ConfianceError, ConsentRequest, HostStorage, LimitsPreset, Recorder, Value, random_secret, receipt_id,
+};
+use proptest::prelude::*;
+
+fn catalogue_bytes() -> Vec<u8> {
+    Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml")).unwrap().canonical_bytes()
+}
+
+fn key_config() -> Vec<u8> {
+    let server = SecretKey::derive(b"ffi test aggregator");
+    KeyConfig::new(KeyId(1), AeadId::ChaCha20Poly1305, server.public_key(), Timestamp::EPOCH, Timestamp::MAX)
+        .unwrap()
+        .to_bytes()
+        .to_vec()
+}
+
+/// Keeps the state in memory, or fails every call.
+#[derive(Clone, Default)]
+struct Memory {
+    state: Arc<Mutex<Option<Vec<u8>>>>,
+    broken: bool,
+}
+
+impl HostStorage for Memory {
+    fn load(&self) -> Result<Option<Vec<u8>>, ConfianceError> {
+        if self.broken {
+            return Err(ConfianceError::StorageFailed { detail: "broken".into() });
+        }
+        Ok(self.state.lock().unwrap().clone())
+    }
+
+    fn save(&self, bytes: Vec<u8>) -> Result<(), ConfianceError> {
+        if self.broken {
+            return Err(ConfianceError::StorageFailed { detail: "broken".into() });
+        }
+        *self.state.lock().unwrap() = Some(bytes);
+        Ok(())
+    }
+}
+
+fn recorder(storage: Memory) -> Arc<Recorder> {
+    Recorder::new(
+        catalogue_bytes(),
+        random_secret(),
+        random_secret(),
+        "calora".into(),
+        Some(key_config()),
+        LimitsPreset::Microcontroller,
+        Box::new(storage),
+    )
+    .unwrap()
+}
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+const START: u64 = 1_800_000_000;
+
+#[test]
+fn strict_errors_are_typed_and_change_nothing() {
+    let r = recorder(Memory::default());
+    r.set_strict(true);
+    let request = |hold: &str| ConsentRequest {
+        recipient: "calora".into(),
+        purpose: "product-improvement".into(),
+        metrics: vec!["thermostat.mode".into()],
+        hold: hold.into(),
+        valid_from: None,
+        valid_until: None,
+    };
+    assert!(matches!(r.give_consent(request("P5Y"), at(START)), Err(ConfianceError::HoldTooLong { .. })));
+    let receipt = r.give_consent(request("P90D"), at(START)).unwrap();
+    let before = r.counters();
+    let rec = |m: &str, p: &str, v| r.record(m.into(), p.into(), v, at(START));
+    assert!(matches!(
+        rec("thermostat.mood", "product-improvement", Value::Category { index: 1 }),
+        Err(ConfianceError::UnknownMetric { .. })
+    ));
+    assert!(matches!(
+        rec("thermostat.mode", "product-improvement", Value::Bool { value: true }),
+        Err(ConfianceError::WrongValue { .. })
+    ));
+    assert!(matches!(
+        rec("thermostat.mode", "product-improvement", Value::Category { index: 6 }),
+        Err(ConfianceError::LabelOutOfRange { .. })
+    ));
+    assert!(matches!(
+        r.record_service("thermostat.mode".into(), Value::Category { index: 1 }, at(START)),
+        Err(ConfianceError::WrongTrack { .. })
+    ));
+    assert_eq!(r.counters(), before);
+    rec("thermostat.mode", "product-improvement", Value::Category { index: 1 }).unwrap();
+    let frames = r.flush(at(START + 60)).unwrap();
+    assert_eq!(frames.len(), 1);
+    assert!(matches!(
+        r.acknowledge(b"no such envelope".to_vec()),
+        Err(ConfianceError::UnknownEnvelope { .. })
+    ));
+    r.acknowledge(frames[0].clone()).unwrap();
+    let id = receipt_id(receipt).unwrap();
+    r.withdraw_consent(id.clone(), at(START + 120)).unwrap();
+    assert!(matches!(r.withdraw_consent(id, at(START + 180)), Err(ConfianceError::UnknownReceipt { .. })));
+}
+
+#[test]
+fn a_failing_storage_is_counted_not_raised() {
+    let r = recorder(Memory { broken: true, ..Memory::default() });
+    let request = ConsentRequest {
+        recipient: "calora".into(),
+        purpose: "product-improvement".into(),
+        metrics: vec!["thermostat.setpoint".into()],
+        hold: "P90D".into(),
+        valid_from: None,
+        valid_until: None,
+    };
+    r.give_consent(request, at(START)).unwrap();
+    r.record(
+        "thermostat.setpoint".into(),
+        "product-improvement".into(),
+        Value::Int { value: 200 },
+        at(START),
+    )
+    .unwrap();
+    let c = r.counters();
+    assert_eq!(c.recorded, 1);
+    assert!(c.storage_failed >= 2, "{c:?}");
+}
+
+#[derive(Clone, Debug)]
+enum Call {
+    Record(String, String, Value, u64),
+    Service(String, Value, u64),
+    Consent(String, String, Vec<String>, String, Option<u64>, Option<u64>, u64),
+    Withdraw(Vec<u8>, u64),
+    WithdrawLast(u64),
+    Flush(u64),
+    Acknowledge(Vec<u8>),
+    AcknowledgeFirst,
+    KeyConfig(Vec<u8>),
+    Strict(bool),
+    Counters,
+}
+
+fn id() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("thermostat.mode".to_owned()),
+        Just("thermostat.fault-code".to_owned()),
+        Just("thermostat.setpoint".to_owned()),
+        Just("product-improvement".to_owned()),
+        Just("service".to_owned()),
+        Just("calora".to_owned()),
+        ".{0,12}",
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        any::<bool>().prop_map(|value| Value::Bool { value }),
+        (0u32..10).prop_map(|index| Value::Category { index }),
+        any::<u32>().prop_map(|index| Value::Category { index }),
+        any::<i64>().prop_map(|value| Value::Int { value }),
+    ]
+}
+
+fn instant() -> impl Strategy<Value = u64> {
+    prop_oneof![START..START + 10 * 86_400, any::<u64>().prop_map(|s| s % (1 << 40))]
+}
+
+fn call() -> impl Strategy<Value = Call> {
+    prop_oneof![
+        (id(), id(), value(), instant()).prop_map(|(m, p, v, t)| Call::Record(m, p, v, t)),
+        (id(), value(), instant()).prop_map(|(m, v, t)| Call::Service(m, v, t)),
+        (
+            id(),
+            id(),
+            proptest::collection::vec(id(), 0..3),
+            prop_oneof![Just("P90D".to_owned()), Just("P5Y".to_owned()), ".{0,8}"],
+            proptest::option::of(instant()),
+            proptest::option::of(instant()),
+            instant()
+        )
+            .prop_map(|(r, p, m, h, f, u, t)| Call::Consent(r, p, m, h, f, u, t)),
+        (proptest::collection::vec(any::<u8>(), 0..40), instant()).prop_map(|(b, t)| Call::Withdraw(b, t)),
+        instant().prop_map(Call::WithdrawLast),
+        instant().prop_map(Call::Flush),
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(Call::Acknowledge),
+        Just(Call::AcknowledgeFirst),
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(Call::KeyConfig),
+        any::<bool>().prop_map(Call::Strict),
+        Just(Call::Counters),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Every call returns (a value or a typed error); none panics.
+    #[test]
+    fn arbitrary_calls_never_panic(calls in proptest::collection::vec(call(), 1..40), broken in any::<bool>()) {
+        let r = recorder(Memory { broken, ..Memory::default() });
+        let mut receipts = Vec::new();
+        let mut frames = Vec::new();
+        for c in calls {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match c {
+                Call::Record(m, p, v, t) => drop(r.record(m, p, v, at(t))),
+                Call::Service(m, v, t) => drop(r.record_service(m, v, at(t))),
+                Call::Consent(rc, p, metrics, hold, from, until, t) => {
+                    let request = ConsentRequest {
+                        recipient: rc, purpose: p, metrics, hold,
+                        valid_from: from.map(at), valid_until: until.map(at),
+                    };
+                    if let Ok(receipt) = r.give_consent(request, at(t)) {
+                        receipts.push(receipt);
+                    }
+                }
+                Call::Withdraw(b, t) => drop(r.withdraw_consent(b, at(t))),
+                Call::WithdrawLast(t) => {
+                    if let Some(receipt) = receipts.last() {
+                        drop(r.withdraw_consent(receipt_id(receipt.clone()).unwrap(), at(t)));
+                    }
+                }
+                Call::Flush(t) => frames = r.flush(at(t)).unwrap(),
+                Call::Acknowledge(b) => drop(r.acknowledge(b)),
+                Call::AcknowledgeFirst => {
+                    if let Some(f) = frames.first() {
+                        drop(r.acknowledge(f.clone()));
+                    }
+                }
+                Call::KeyConfig(b) => drop(r.set_key_config(b)),
+                Call::Strict(s) => r.set_strict(s),
+                Call::Counters => drop((r.counters(), r.errors(), r.pending_envelopes())),
+            }));
+            prop_assert!(outcome.is_ok());
+        }
+    }
+}
