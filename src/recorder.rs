@@ -253,7 +253,7 @@ pub struct RecorderParts<R, C = Catalogue> {
 /// The saved state (read only by this crate, so not in docs/wire-format.md): the reports
 /// are kept encoded ([`Seq`]) and saved as the sequence of reports they encode, the
 /// bytes saved when they were kept decoded. The recorder writes it field by field
-/// ([`Recorder::write_state`]), copying the reports' encodings.
+/// ([`SavedState::write`]), copying the reports' encodings.
 #[derive(Serialize, Deserialize)]
 struct Persisted {
     version: u8,
@@ -1618,7 +1618,7 @@ mod tests {
         let bytes = storage.load().unwrap().unwrap();
         let (owned, rest) = postcard::take_from_bytes::<Persisted>(&bytes).unwrap();
         // Every field named: a field added to `Persisted` fails to compile here until
-        // this test (and `Recorder::write_state`) know it.
+        // this test (and `SavedState::write`) know it.
         let Persisted {
             version,
             ref queue,
