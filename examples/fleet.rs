@@ -741,6 +741,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Reports refused one by one (the answer of an accepted envelope lists them).
     let mut refused_reports = 0u64;
     let mut frame_bytes = 0u64;
+    // The routine purges during the run: when, partitions and records deleted.
+    let mut routine_purges: Vec<(Timestamp, u64, u64)> = Vec::new();
     // One catalogue for every recorder (a clone each was most of the fleet's memory).
     let shared = Arc::new(catalogue.clone());
     std::thread::scope(|s| -> Result<(), Box<dyn std::error::Error>> {
@@ -928,6 +930,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     refused_reports += ack.refused.len() as u64;
                 }
                 spent[3] += t0.elapsed();
+                // The operator's routine purge, after each durable commit (nothing is
+                // staged then): what is past its deadline at the end of the week goes.
+                let week_end = start.saturating_add_secs((week + 1) * WEEK).min(end);
+                let p = agg.purge(week_end)?;
+                routine_purges.push((week_end, p.partitions, p.records));
             }
             for (tx, a) in answer_txs.iter().zip(answers) {
                 // A worker that stopped has nothing more to take.
@@ -957,6 +964,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if refused > 0 {
         println!("envelopes refused by code: {refused_by:?}");
     }
+    println!(
+        "routine purges during the run: {} ({} partitions and {} records deleted){}",
+        routine_purges.len(),
+        routine_purges.iter().map(|p| p.1).sum::<u64>(),
+        routine_purges.iter().map(|p| p.2).sum::<u64>(),
+        routine_purges.iter().map(|p| format!("; {}: {}+{}", day(p.0), p.1, p.2)).collect::<String>()
+    );
     if tokens_on {
         println!(
             "report tokens: {token_requests} requests, {tokens_issued} tokens issued, refused {token_refusals:?}; {waiting_for_token} times a report waited for a token; issuance {:.1} s on the ingest thread",
@@ -1150,21 +1164,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &cp.checkpoint().root().iter().map(|b| format!("{b:02x}")).collect::<String>()[..16]
     );
 
-    // The report.
-    // Access windows by cohort, budgets, partitions and overdue records from the
-    // aggregator itself; the estimates are the releases above, with the true values.
+    // The report, about the run's end (as an operator gathers it after the last routine
+    // purge) and generated after the final purge, which the retention table shows beside
+    // the rows it deleted. Access windows by cohort, budgets, partitions and overdue
+    // records from the aggregator itself; the estimates are the releases above, with the
+    // true values.
     let opts = GatherOptions {
         title: "confiance fleet — who sees what, for how long",
-        at: mid,
+        at: end,
         generated_at: purge_at,
         signer: None,
         ..GatherOptions::default()
     };
     let mut data = ReportData::gather(&agg, &opts)?;
-    data.header.horizon = Some(end);
+    // The time axes run to the end of the longest hold (automatic horizon), so holds that
+    // outlast the run are drawn whole.
     data.estimates = est_rows;
     data.notes.push(format!(
-        "Purge at {}: {} partitions and {} records deleted, {} period keys destroyed; the retention table shows what was held at the report instant, each row with the purge that deleted it.",
+        "Routine purges after each durable commit during the run: {} ({} partitions and {} records deleted). Final purge at {}: {} partitions and {} records deleted, {} period keys destroyed; the retention table shows what was held at the report instant, each row with the purge that deleted it.",
+        routine_purges.len(),
+        routine_purges.iter().map(|p| p.1).sum::<u64>(),
+        routine_purges.iter().map(|p| p.2).sum::<u64>(),
         purge_at.to_rfc3339(),
         purged.partitions,
         purged.records,

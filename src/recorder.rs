@@ -63,6 +63,7 @@
 
 mod encoded;
 mod error;
+mod sent_log;
 pub(crate) mod storage;
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -72,6 +73,7 @@ use serde::{Deserialize, Serialize};
 
 use encoded::{Count, Encoded, Seq, Sink, Stream};
 pub use error::{Cause, NoConsentReason, RecordError, ValueKind};
+pub use sent_log::{MAX_SENT_LOG_BYTES, SENT_LOG_VERSION, SentLogError, SentLogExport};
 pub use storage::{MemoryStorage, NullStorage, StateWriter, Storage, StorageError};
 
 use crate::Timestamp;
@@ -1526,6 +1528,52 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
     /// the iterator reaches it.
     pub fn sent_log(&self) -> impl Iterator<Item = SentEntry> + '_ {
         self.sent.iter().filter_map(Encoded::decode)
+    }
+
+    /// The sent log as bytes for the device's owner ([`SentLogExport`], postcard,
+    /// docs/wire-format.md §12), with the subject and the catalogue it was sent under;
+    /// `now` is written as the export's time. The host saves them to a file;
+    /// `confiance report --sent-log FILE` renders them as the subject report's view. A
+    /// pure function: no I/O, no clock.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance::consent::{ConsentState, DeviceKey};
+    /// # use confiance::ids::RecipientId;
+    /// # use confiance::pseudonym::DeviceSecret;
+    /// # use confiance::recorder::{MemoryStorage, Recorder, RecorderParts};
+    /// # use confiance::rng::OsRng;
+    /// use confiance::recorder::SentLogExport;
+    /// use confiance::Timestamp;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml"))?;
+    /// # let mut rng = OsRng::new();
+    /// # let recorder = Recorder::new(RecorderParts {
+    /// #     catalogue,
+    /// #     consent: ConsentState::new(DeviceKey::generate(&mut rng)),
+    /// #     pseudonyms: DeviceSecret::generate(&mut rng),
+    /// #     controller: RecipientId::new("calora")?,
+    /// #     key_configs: vec![],
+    /// #     rng,
+    /// # }, MemoryStorage::default());
+    /// let now = Timestamp::from_secs(1_800_000_000);
+    /// let log = SentLogExport::from_bytes(&recorder.export_sent_log(now))?;
+    /// assert_eq!((log.subject, log.exported_at), (recorder.subject(), now));
+    /// assert_eq!(log.entries.len(), recorder.sent_log().count());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn export_sent_log(&self, now: Timestamp) -> Vec<u8> {
+        let catalogue = self.catalogue();
+        SentLogExport {
+            version: SENT_LOG_VERSION,
+            subject: self.subject(),
+            catalogue_name: catalogue.name().into(),
+            catalogue_version: catalogue.version(),
+            catalogue_digest: catalogue.digest(),
+            exported_at: now,
+            entries: self.sent_log().collect(),
+        }
+        .to_bytes()
     }
 
     /// The device's pseudonyms for `recipients` over `[from, to]`, for a subject-access

@@ -42,6 +42,7 @@ pub use html::render_html;
 pub use markdown::render_markdown;
 pub use subject::{
     SubjectAccessRow, SubjectConsent, SubjectDevice, SubjectDisclosure, SubjectRecord, SubjectReport,
+    SubjectReportSource,
 };
 
 /// The version of the JSON schema of [`ReportData`]; bumped on any incompatible change.
@@ -63,6 +64,18 @@ pub enum ReportError {
     InvalidNumber(String),
     /// A format name that is not `html`, `json`, `markdown` or `md`.
     UnknownFormat(String),
+    /// Bytes that are not a device's sent-log export
+    /// ([`SentLogExport`](confiance::recorder::SentLogExport)).
+    SentLog(confiance::recorder::SentLogError),
+    /// A sent log exported under another catalogue than the one given to read it: the
+    /// recipients' names, purposes and legal bases would be another catalogue's. The texts
+    /// name both catalogues (name, version, digest).
+    CatalogueMismatch {
+        /// The catalogue the device sent under.
+        log: String,
+        /// The catalogue given.
+        given: String,
+    },
 }
 
 impl core::fmt::Display for ReportError {
@@ -77,6 +90,10 @@ impl core::fmt::Display for ReportError {
             }
             Self::InvalidNumber(what) => write!(f, "invalid number in report: {what}"),
             Self::UnknownFormat(name) => write!(f, "unknown report format {name:?} (html, json or markdown)"),
+            Self::SentLog(e) => write!(f, "sent log: {e}"),
+            Self::CatalogueMismatch { log, given } => {
+                write!(f, "the sent log was exported under catalogue {log}, not {given}")
+            }
         }
     }
 }
@@ -85,6 +102,7 @@ impl std::error::Error for ReportError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Json(e) => Some(e),
+            Self::SentLog(e) => Some(e),
             _ => None,
         }
     }
@@ -280,7 +298,10 @@ pub enum RetentionKind {
 /// Data held under a deadline (docs/design.md#hold-deadline).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionRow {
-    /// A label for the partition or records (e.g. `indoor_temp 2027-03 / grid-operator`).
+    /// A label for the partition or records, starting with the metric: for a partition the
+    /// metric, the bucket's start and who may see it (`indoor_temp 2027-03-01 /
+    /// grid-operator`); for records the metric and the record id. Tables show it with the
+    /// metric prefixed when it does not start with it.
     pub item: String,
     /// Partition or records.
     pub kind: RetentionKind,

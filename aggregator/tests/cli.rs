@@ -539,6 +539,8 @@ struct Outbox {
     envelopes: Vec<Vec<u8>>,
     withdrawal: Vec<u8>,
     revocation: Vec<u8>,
+    /// The device's sent log after its flush (`Recorder::export_sent_log`).
+    sent_log: Vec<u8>,
 }
 
 fn outbox(key_config_hex: &str) -> Outbox {
@@ -597,6 +599,7 @@ fn outbox(key_config_hex: &str) -> Outbox {
     d.record_service(&"thermostat.fault-code".parse().unwrap(), V::Int(7), t).unwrap();
     let envelopes = d.flush(t.saturating_add_secs(3_600));
     assert!(!envelopes.is_empty());
+    let sent_log = d.export_sent_log(t.saturating_add_secs(3_600));
     let improvement = SignedReceipt::from_bytes(&r1).unwrap().id();
     let withdrawal = d.withdraw_consent(&improvement, t.saturating_add_secs(7_200)).unwrap();
     let revocation = subject.revoke(device_pub, t.saturating_add_secs(10_000), t.saturating_add_secs(10_000));
@@ -607,6 +610,7 @@ fn outbox(key_config_hex: &str) -> Outbox {
         envelopes,
         withdrawal,
         revocation: revocation.to_bytes(),
+        sent_log,
     }
 }
 
@@ -887,5 +891,105 @@ fn release_projects_shares_and_rounds() {
         }
     }
     assert_no_debug_text(&text);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `report --sent-log FILE` renders a real device's export (`Recorder::export_sent_log`)
+/// as the subject report's view, with no database — only the catalogue: the fault-code
+/// record linked to the subject (service, kept until collection + P90D), the mode
+/// statistic not linked (product improvement); HTML in words, JSON against the subject
+/// report's schema. A malformed file, an empty one and one read under another catalogue
+/// are refused with a code naming the file, exit 1 (docs/cli.md).
+#[test]
+fn sent_log_report_renders_the_device_log() {
+    let d = dir("sent-log");
+    let k = json(&d, &["keygen"]);
+    let o = outbox(k["key_config"].as_str().unwrap());
+    let file = d.join("sent.log");
+    std::fs::write(&file, &o.sent_log).unwrap();
+    let file = file.to_str().unwrap();
+    let r = run(&d, &["--catalogue", SAMPLE, "report", "--sent-log", file, "--format", "json"]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let j: Value = serde_json::from_slice(&r.stdout).unwrap();
+    check_schema("subject-report", &j);
+    assert_eq!(
+        (j["source"].as_str(), j["subject"].as_str()),
+        (Some("device_sent_log"), Some(o.subject.as_str()))
+    );
+    let linked = j["linked"].as_array().unwrap();
+    assert_eq!(linked.len(), 1, "{j:#}");
+    assert_eq!(
+        (linked[0]["recipient"].as_str(), linked[0]["metric"].as_str(), linked[0]["records_held"].as_u64()),
+        (Some("calora"), Some("thermostat.fault-code"), Some(1))
+    );
+    assert_eq!(linked[0]["purposes"][0]["purpose"], "service");
+    assert!(!linked[0]["purposes"][0]["legal_basis"].as_str().unwrap().is_empty(), "{j:#}");
+    // Kept until the record's bucket + P90D: within [collected + 90 days, + 91 days].
+    let collected = j["records"][0]["collected_at"].as_u64().unwrap();
+    let until = linked[0]["records_until"].as_u64().unwrap();
+    assert!((collected + 90 * 86_400..=collected + 91 * 86_400).contains(&until), "{j:#}");
+    assert_eq!(j["records"].as_array().unwrap().len(), 1, "{j:#}");
+    assert_eq!(j["records"][0]["recipient"], "calora");
+    let not_linked = j["not_linked"].as_array().unwrap();
+    assert_eq!(not_linked.len(), 1, "the mode statistic, to calora only (consented): {j:#}");
+    assert_eq!(
+        (not_linked[0]["recipient"].as_str(), not_linked[0]["metric"].as_str()),
+        (Some("calora"), Some("thermostat.mode"))
+    );
+    assert_eq!(not_linked[0]["purposes"][0]["purpose"], "product-improvement");
+    assert!(j["consents"].as_array().unwrap().is_empty() && j["disclosures"].as_array().unwrap().is_empty());
+
+    let h = run(&d, &["--catalogue", SAMPLE, "report", "--sent-log", file]);
+    assert_eq!(h.status.code(), Some(0), "{}", stderr(&h));
+    let page = stdout(&h);
+    for needle in [
+        "What your device sent",
+        "Linked to you",
+        "Not linked to you",
+        "data-recipient=\"calora\" data-metric=\"thermostat.fault-code\"",
+        "data-recipient=\"calora\" data-metric=\"thermostat.mode\"",
+        "Records your device sent",
+        "at the latest",
+    ] {
+        assert!(page.contains(needle), "{needle}");
+    }
+    assert!(!page.contains("Your consents and withdrawals"), "consents are the aggregator's to tell");
+    assert_no_debug_text(&page);
+    let w = json(
+        &d,
+        &["--catalogue", SAMPLE, "report", "--sent-log", file, "--out", d.join("s.html").to_str().unwrap()],
+    );
+    assert!(w["bytes"].as_u64().unwrap() > 1_000, "{w}");
+
+    // Bad files: typed, the file named, exit 1 (`refused_with` checks the exit code).
+    let bad = d.join("bad.log");
+    for (bytes, what) in
+        [(&b"\x01garbage"[..], "malformed"), (&b""[..], "empty"), (&b"\x07"[..], "version 7")]
+    {
+        std::fs::write(&bad, bytes).unwrap();
+        let out = run(&d, &["--json", "--catalogue", SAMPLE, "report", "--sent-log", bad.to_str().unwrap()]);
+        let msg = refused_with(&out, "bad_sent_log");
+        assert!(msg.contains("bad.log"), "{what}: {msg}");
+        let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(e["error"]["hint"].as_str().unwrap().contains("export_sent_log"), "{what}: {e}");
+    }
+    let missing =
+        run(&d, &["--json", "--catalogue", SAMPLE, "report", "--sent-log", d.join("nope").to_str().unwrap()]);
+    assert!(refused_with(&missing, "bad_sent_log").contains("nope"));
+    // Another catalogue (the sample with another version) is refused, naming both.
+    let other = d.join("other.toml");
+    let text = std::fs::read_to_string(SAMPLE).unwrap();
+    let line = text.lines().find(|l| l.starts_with("version")).unwrap();
+    std::fs::write(&other, text.replacen(line, "version = 99", 1)).unwrap();
+    let out = run(&d, &["--json", "--catalogue", other.to_str().unwrap(), "report", "--sent-log", file]);
+    let msg = refused_with(&out, "catalogue_mismatch");
+    assert!(msg.contains("sent.log") && msg.contains("v99"), "{msg}");
+    // Markdown has no subject view; --subject and --sent-log exclude each other (usage, 2).
+    refused_with(
+        &run(&d, &["--json", "--catalogue", SAMPLE, "report", "--sent-log", file, "--format", "markdown"]),
+        "bad_parameter",
+    );
+    let both = run(&d, &["report", "--sent-log", file, "--subject", &o.subject]);
+    assert_eq!(both.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&d);
 }

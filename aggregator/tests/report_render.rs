@@ -127,7 +127,7 @@ fn markdown_lists_every_row() {
     assert!(md.contains("Overdue items: **1**"));
     assert!(!md.contains("<script>") && md.contains(&esc(NASTY)));
     // A table row has as many cells as its header: escaped pipes do not split cells.
-    let nasty_row = lines.iter().find(|l| l.contains("Bob's")).unwrap();
+    let nasty_row = lines.iter().find(|l| l.starts_with('|') && l.contains("Bob's")).unwrap();
     assert_eq!(nasty_row.replace("\\|", "").matches('|').count(), 8, "{nasty_row}");
 }
 
@@ -302,5 +302,49 @@ fn long_tables_are_in_a_linked_appendix() {
     let retention = &html[pos("id=\"appendix-retention\"")..];
     for hold in ["P1M", "P3M", "P6M", "P90D"] {
         assert!(retention.contains(&format!("<td>{hold}</td>")), "{hold}");
+    }
+}
+
+/// The Markdown report has the HTML report's appendix: the summary first, the access and
+/// retention tables once each, after the notes, under headings whose anchors the summary
+/// and the sections link to (issue #19: the Markdown report put its long tables inline).
+#[test]
+fn markdown_long_tables_are_in_a_linked_appendix() {
+    let d = ReportData::demo();
+    let md = report::render_markdown(&d);
+    let pos = |needle: &str| md.find(needle).unwrap_or_else(|| panic!("{needle} missing"));
+    let (summary, access, retention, notes, appendix) =
+        (pos("## Summary"), pos("## Access"), pos("## Retention"), pos("## Notes"), pos("\n## Appendix\n"));
+    assert!(summary < access && access < retention && retention < notes && notes < appendix);
+    for head in ["| Window start |", "| Deadline |"] {
+        assert_eq!(md.matches(head).count(), 1, "{head} once");
+        assert!(pos(head) > appendix, "{head} in the appendix");
+    }
+    // Each anchor is the GitHub slug of its heading, linked from the summary and its section.
+    for (heading, slug, section) in [
+        ("### A. Access windows", "a-access-windows", access),
+        ("### B. Retention: partitions and record sets", "b-retention-partitions-and-record-sets", retention),
+    ] {
+        assert!(pos(heading) > appendix);
+        let gh: String = heading
+            .trim_start_matches('#')
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        assert_eq!(gh, slug);
+        let link = format!("](#{slug})");
+        assert_eq!(md.matches(&link).count(), 2, "{slug}: summary and section");
+        assert!(md[summary..access].contains(&link), "the summary links {slug}");
+        assert!(md[section..notes].contains(&link), "its section links {slug}");
+    }
+    let appendix_text = &md[appendix..];
+    for r in &d.retention {
+        assert!(appendix_text.contains(&format!("| {} |", r.records)), "retention row {}", r.item);
+    }
+    for hold in ["P1M", "P3M", "P6M", "P90D"] {
+        assert!(appendix_text.contains(&format!("| {hold} |")), "{hold}");
     }
 }

@@ -19,7 +19,9 @@ use confiance_aggregator::audit::{SignedCheckpoint, Verifier};
 use confiance_aggregator::identity::{self, Access, Identity, IdentityError};
 use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::ledger::Party;
-use confiance_aggregator::report::{Format, GatherOptions, LogStatus, ReportData, SubjectReport};
+use confiance_aggregator::report::{
+    Format, GatherOptions, LogStatus, ReportData, ReportError, SubjectReport,
+};
 use confiance_aggregator::server::query::{
     self, ApiError, DiffOf, Query, parse_catalogue, parse_category, parse_metric, parse_purpose,
     parse_recipient, parse_subject, parse_time, run_query,
@@ -165,8 +167,14 @@ enum Cmd {
         /// The report of one data subject (64 hex digits) instead: devices, who sees what
         /// about them, why, until when, records held, disclosures, consents and
         /// withdrawals (HTML or JSON).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "sent_log")]
         subject: Option<String>,
+        /// The same view of a device's own sent log instead: the file holds the bytes of
+        /// `Recorder::export_sent_log` (docs/wire-format.md §12), read under the catalogue
+        /// (`--catalogue`, or the database's) — who receives what from that device, linked
+        /// or not, and until when it may be kept (HTML or JSON).
+        #[arg(long, value_name = "FILE")]
+        sent_log: Option<PathBuf>,
     },
     /// Release a metric to a recipient (an audit event): the estimate of an anonymous
     /// metric, or the pseudonymous records the consent in force allows.
@@ -831,10 +839,13 @@ fn run(cli: Cli) -> Result<Value, Fail> {
             Ok(run_query(&agg, &q)?)
         }
         Cmd::Audit { a } => audit(&cli, a),
-        Cmd::Report { format, out, at, subject: None } => {
+        Cmd::Report { format, out, sent_log: Some(file), .. } => {
+            sent_log_report(&cli, *format, out.as_deref(), file)
+        }
+        Cmd::Report { format, out, at, subject: None, sent_log: None } => {
             report(&cli, *format, out.as_deref(), time_or_now(at.as_ref())?)
         }
-        Cmd::Report { format, out, at, subject: Some(s) } => {
+        Cmd::Report { format, out, at, subject: Some(s), sent_log: None } => {
             subject_report(&cli, *format, out.as_deref(), time_or_now(at.as_ref())?, s)
         }
         Cmd::Release { recipient, metric, from, to, now } => {
@@ -1388,6 +1399,39 @@ fn subject_report(
         ReportFormat::Markdown => {
             return Err(bad("bad_parameter", "a subject report is HTML or JSON (--format html|json)"));
         }
+    };
+    match out {
+        Some(p) => {
+            std::fs::write(p, &text).map_err(|e| internal(format!("{}: {e}", p.display())))?;
+            Ok(json!({"written": p.display().to_string(), "bytes": text.len()}))
+        }
+        None => {
+            let _ = write!(std::io::stdout(), "{text}");
+            std::process::exit(0);
+        }
+    }
+}
+
+/// `report --sent-log FILE`: a device's sent log as the subject report's view.
+fn sent_log_report(cli: &Cli, format: ReportFormat, out: Option<&Path>, file: &Path) -> Result<Value, Fail> {
+    if matches!(format, ReportFormat::Markdown) {
+        return Err(bad("bad_parameter", "a sent-log report is HTML or JSON (--format html|json)"));
+    }
+    let hint = "the file holds the bytes of the device's Recorder::export_sent_log (docs/wire-format.md §12)";
+    let bytes = std::fs::read(file)
+        .map_err(|e| bad("bad_sent_log", format!("{}: {e}", file.display())).hint(hint))?;
+    let catalogue = catalogue(cli)?;
+    let r = SubjectReport::from_sent_log(&bytes, &catalogue, wall_now()).map_err(|e| match e {
+        ReportError::CatalogueMismatch { .. } => {
+            bad("catalogue_mismatch", format!("{}: {e}", file.display()))
+                .hint("read it under the catalogue the device sent under: --catalogue FILE")
+        }
+        e => bad("bad_sent_log", format!("{}: {e}", file.display())).hint(hint),
+    })?;
+    let text = if matches!(format, ReportFormat::Json) {
+        r.render_json().map_err(internal)?
+    } else {
+        r.render_html()
     };
     match out {
         Some(p) => {

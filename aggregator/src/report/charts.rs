@@ -372,7 +372,7 @@ pub(crate) fn access_charts(data: &ReportData) -> Vec<Chart> {
                 desc,
                 labels,
                 label_w: Some(label_w),
-                row_h: 26,
+                row_h: 20,
                 x: XAxis::time(start, end),
                 legend: vec![
                     ("access window", Swatch::Fill(WINDOW)),
@@ -607,7 +607,7 @@ pub(crate) fn retention_chart(data: &ReportData) -> Option<Chart> {
             })
             .collect(),
         label_w: None,
-        row_h: 26,
+        row_h: 20,
         x: XAxis::time(from, to),
         legend: vec![
             ("held until the deadline", Swatch::Fill(WINDOW)),

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use confiance::Timestamp;
 use confiance::catalogue::Privacy;
 
+use super::text::instant;
 use super::{
     AccessRow, BudgetRow, EstimateRow, Header, LogStatus, PurposeBasis, RecipientSummary, ReportData,
     RetentionKind, RetentionRow,
@@ -183,9 +184,13 @@ fn retention_rows(
         }
         let key = postcard::from_bytes::<crate::store::PartitionKey>(partition).ok();
         parts.push(RetentionRow {
+            // Metric, bucket and audience: partitions of one bucket differ by audience.
             item: key.as_ref().map_or_else(
-                || format!("{metric} bucket ending {}", bucket_end.to_rfc3339()),
-                |k| format!("{} {}", k.metric, k.bucket_start.to_rfc3339()),
+                || format!("{metric} bucket ending {}", instant(bucket_end)),
+                |k| {
+                    let audience: Vec<&str> = k.audience.iter().map(|r| r.as_str()).collect();
+                    format!("{} {} / {}", k.metric, instant(k.bucket_start), audience.join(", "))
+                },
             ),
             kind: RetentionKind::Partition,
             metric: metric.to_owned(),
@@ -227,7 +232,7 @@ fn retention_rows(
             .find(|h| h.deadline_from(r.collected_at).at == r.deadline)
             .map(|h| h.to_string());
         parts.push(RetentionRow {
-            item: format!("record {}", hex(&r.record)),
+            item: format!("{} record {}", r.metric, hex(&r.record)),
             kind: RetentionKind::Records,
             metric: r.metric.to_string(),
             records: 1,

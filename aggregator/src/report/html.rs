@@ -36,7 +36,9 @@ p.warn{font-size:.92em;background:#fff4e5;padding:.5em .8em;border-left:3px soli
 @media print{body{background:#fff;font-size:10pt}main{max-width:none;padding:0}nav{display:none}\
 section{break-before:auto}section.summary{break-after:page}section.appendix{break-before:page}h2,h3{break-after:avoid}\
 figure.chart,tr{break-inside:avoid}table{font-size:8.5pt}\
-section.appendix table{font-size:7pt}section.appendix th,section.appendix td{padding:.05em .3em}a{color:inherit;text-decoration:none}\
+figure.chart svg{max-height:125mm;width:auto}\
+section.appendix table{font-size:7pt;line-height:1.15}section.appendix th,section.appendix td{padding:.05em .3em}\
+section.appendix td+td{white-space:nowrap}a{color:inherit;text-decoration:none}\
 @page{size:A4;margin:14mm 12mm}}";
 
 /// The report as one self-contained HTML page: header, audit-log status, access timelines,
@@ -205,7 +207,7 @@ fn write_appendix(o: &mut String, d: &ReportData) -> core::fmt::Result {
     if d.retention.is_empty() {
         empty(o, "No retained data.")?;
     } else {
-        writeln!(o, "<p>{}</p>", html(&summary::overdue_badge_text(d)))?;
+        writeln!(o, "<p>{} {}</p>", html(&summary::overdue_badge_text(d)), table::RETENTION_KINDS)?;
         table(o, &table::retention(d))?;
     }
     o.push_str("</section>\n");

@@ -8,8 +8,10 @@ use super::table::{self, Cell, Row, Table};
 use super::text::{instant, markdown_cell as cell};
 use super::{ReportData, SCHEMA_VERSION};
 
-/// The report as Markdown (GitHub-flavoured tables), one table per chart of the HTML report.
-/// Every row of the data appears; text is escaped for table cells.
+/// The report as Markdown (GitHub-flavoured tables), one table per chart of the HTML report,
+/// the long ones (access windows, retention) in an appendix at the end linked from the
+/// summary and their sections, as in the HTML report. Every row of the data appears; text
+/// is escaped for table cells.
 ///
 /// ```
 /// use confiance_aggregator::report::{render_markdown, ReportData};
@@ -23,6 +25,11 @@ pub fn render_markdown(data: &ReportData) -> String {
     let _ = write_md(&mut out, data);
     out
 }
+
+/// The anchors of the appendix's headings "A. Access windows" and "B. Retention:
+/// partitions and record sets".
+const APPENDIX_ACCESS: &str = "a-access-windows";
+const APPENDIX_RETENTION: &str = "b-retention-partitions-and-record-sets";
 
 /// Writes `t` as a GitHub-flavoured table (row flags have no Markdown form).
 fn table(o: &mut String, t: &Table) -> core::fmt::Result {
@@ -58,6 +65,13 @@ fn write_md(o: &mut String, d: &ReportData) -> core::fmt::Result {
         }
         o.push('\n');
     }
+    writeln!(
+        o,
+        "In detail: [Appendix A, every access window ({})](#{APPENDIX_ACCESS}); \
+         [Appendix B, every partition and record set with its deadline ({})](#{APPENDIX_RETENTION}).\n",
+        d.access.len(),
+        d.retention.len()
+    )?;
 
     o.push_str("## Audit log verification\n\n");
     match &d.log {
@@ -92,7 +106,7 @@ fn write_md(o: &mut String, d: &ReportData) -> core::fmt::Result {
     if d.access.is_empty() {
         o.push_str("No recipient has access to anything at this instant.\n\n");
     } else {
-        table(o, &table::access(d))?;
+        writeln!(o, "[Appendix A: every access window ({} rows)](#{APPENDIX_ACCESS})\n", d.access.len())?;
     }
 
     o.push_str("## Privacy budget per metric\n\n");
@@ -118,8 +132,12 @@ fn write_md(o: &mut String, d: &ReportData) -> core::fmt::Result {
     } else {
         let overdue = d.retention.iter().filter(|r| r.overdue_by_secs.is_some()).count();
         writeln!(o, "Overdue items: **{overdue}**\n")?;
-        writeln!(o, "{}\n", super::summary::overdue_badge_text(d))?;
-        table(o, &table::retention(d))?;
+        writeln!(o, "{}\n", cell(&summary::overdue_badge_text(d)))?;
+        writeln!(
+            o,
+            "[Appendix B: every partition and record set with its hold and deadline ({} rows)](#{APPENDIX_RETENTION})\n",
+            d.retention.len()
+        )?;
     }
 
     o.push_str("## Notes\n\n");
@@ -128,6 +146,22 @@ fn write_md(o: &mut String, d: &ReportData) -> core::fmt::Result {
     }
     for n in &d.notes {
         writeln!(o, "{}\n", cell(n))?;
+    }
+
+    // The long tables last, as in the HTML report; linked by their headings' anchors
+    // (GitHub's: lower case, punctuation dropped, spaces as hyphens).
+    o.push_str("## Appendix\n\n### A. Access windows\n\n");
+    if d.access.is_empty() {
+        o.push_str("No access window.\n\n");
+    } else {
+        table(o, &table::access(d))?;
+    }
+    o.push_str("### B. Retention: partitions and record sets\n\n");
+    if d.retention.is_empty() {
+        o.push_str("No retained data.\n\n");
+    } else {
+        writeln!(o, "{}\n", table::RETENTION_KINDS)?;
+        table(o, &table::retention(d))?;
     }
     writeln!(o, "---\nconfiance auditor report · schema version {SCHEMA_VERSION} · all instants UTC")
 }

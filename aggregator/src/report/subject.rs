@@ -4,15 +4,18 @@
 //! basis, from and until when, how long it is kept, the records held now, every
 //! disclosure and transcription, and every consent with its withdrawal.
 //!
-//! Filled from the ledger by [`SubjectReport::gather`]; rendered by
-//! [`SubjectReport::render_html`] (one self-contained page, the auditor report's style)
-//! and [`SubjectReport::render_json`].
+//! Filled from the ledger by [`SubjectReport::gather`], or from one device's own sent log
+//! by [`SubjectReport::from_sent_log`] (what that device sent, to whom, kept until when);
+//! rendered by [`SubjectReport::render_html`] (one self-contained page, the auditor
+//! report's style) and [`SubjectReport::render_json`].
 
 use core::fmt::Write as _;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use confiance::Timestamp;
-use confiance::ids::SubjectId;
+use confiance::catalogue::Catalogue;
+use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
+use confiance::recorder::SentLogExport;
 use serde::{Deserialize, Serialize};
 
 use super::text::{html, instant};
@@ -28,6 +31,11 @@ pub struct SubjectReport {
     pub schema_version: u32,
     /// The subject (64 hex digits).
     pub subject: String,
+    /// What the report is read from: the aggregator's ledger ([`SubjectReport::gather`])
+    /// or a device's own sent log ([`SubjectReport::from_sent_log`]). Added; absent =
+    /// the ledger.
+    #[serde(default)]
+    pub source: SubjectReportSource,
     /// The catalogue's name.
     pub catalogue_name: String,
     /// The catalogue's version.
@@ -48,6 +56,20 @@ pub struct SubjectReport {
     pub records: Vec<SubjectRecord>,
     /// Every disclosure (release or transcription) of the subject's data.
     pub disclosures: Vec<SubjectDisclosure>,
+}
+
+/// What a [`SubjectReport`] is read from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SubjectReportSource {
+    /// The aggregator's ledger: consents, devices, records held, disclosures.
+    #[default]
+    Ledger,
+    /// One device's own log of what it sent ([`SentLogExport`]): who receives what from
+    /// it, and until when it may be kept. The devices, consents and disclosures are the
+    /// aggregator's to tell and are left empty.
+    DeviceSentLog,
 }
 
 /// A device enrolled for the subject.
@@ -269,6 +291,7 @@ impl SubjectReport {
         Self {
             schema_version: SCHEMA_VERSION,
             subject: hex(&subject.0),
+            source: SubjectReportSource::Ledger,
             catalogue_name: cat.name().to_owned(),
             catalogue_version: cat.version(),
             at,
@@ -289,6 +312,130 @@ impl SubjectReport {
             records,
             disclosures,
         }
+    }
+
+    /// The subject report's view of a device's own sent log (bytes of
+    /// [`Recorder::export_sent_log`](confiance::recorder::Recorder::export_sent_log)),
+    /// read under `catalogue` (the one the device sent under) at the export's instant:
+    /// per recipient and metric, linked to the subject (pseudonymous records, with a
+    /// receipt) or not (anonymous statistics), why, first and last sent, how many reports
+    /// and until when they may be kept; each record sent. Devices, consents and
+    /// disclosures are the aggregator's to tell ([`SubjectReport::gather`]) and stay
+    /// empty.
+    ///
+    /// ```
+    /// use confiance::catalogue::Catalogue;
+    /// use confiance::ids::SubjectId;
+    /// use confiance::recorder::{SentLogExport, SENT_LOG_VERSION};
+    /// use confiance::Timestamp;
+    /// use confiance_aggregator::report::{SubjectReport, SubjectReportSource};
+    ///
+    /// let catalogue = Catalogue::from_toml_str(include_str!("../../../examples/catalogue.toml"))?;
+    /// let log = SentLogExport {
+    ///     version: SENT_LOG_VERSION,
+    ///     subject: SubjectId([7; 32]),
+    ///     catalogue_name: catalogue.name().into(),
+    ///     catalogue_version: catalogue.version(),
+    ///     catalogue_digest: catalogue.digest(),
+    ///     exported_at: Timestamp::from_secs(1_800_000_000),
+    ///     entries: Vec::new(),
+    /// };
+    /// let r = SubjectReport::from_sent_log(&log.to_bytes(), &catalogue, log.exported_at)?;
+    /// assert_eq!(r.source, SubjectReportSource::DeviceSentLog);
+    /// assert!(r.render_html().contains("Nothing sent"));
+    /// assert!(SubjectReport::from_sent_log(b"not a log", &catalogue, log.exported_at).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ReportError::SentLog`] for bytes that are not an export;
+    /// [`ReportError::CatalogueMismatch`] when the device sent under another catalogue.
+    pub fn from_sent_log(
+        bytes: &[u8],
+        catalogue: &Catalogue,
+        generated_at: Timestamp,
+    ) -> Result<Self, ReportError> {
+        let log = SentLogExport::from_bytes(bytes).map_err(ReportError::SentLog)?;
+        if log.catalogue_digest != catalogue.digest() {
+            return Err(ReportError::CatalogueMismatch {
+                log: format!("{} v{} ({})", log.catalogue_name, log.catalogue_version, log.catalogue_digest),
+                given: format!("{} v{} ({})", catalogue.name(), catalogue.version(), catalogue.digest()),
+            });
+        }
+        let basis = |p: &confiance::ids::PurposeId| {
+            catalogue
+                .purpose(p)
+                .and_then(|x| serde_json::to_value(x.legal_basis).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let kept = |t: Timestamp| (t != Timestamp::MAX).then_some(t);
+        // Per (linked, recipient, metric): purposes, first and last sent, count, kept until.
+        type Acc<'a> = (BTreeSet<&'a PurposeId>, Timestamp, Timestamp, u64, Option<Timestamp>);
+        let mut groups: BTreeMap<(bool, &RecipientId, &MetricId), Acc<'_>> = BTreeMap::new();
+        let mut records = Vec::new();
+        for e in &log.entries {
+            let linked = e.receipt.is_some();
+            for r in &e.audience {
+                let g = groups.entry((linked, r, &e.metric)).or_insert((
+                    BTreeSet::new(),
+                    e.time,
+                    e.time,
+                    0,
+                    None,
+                ));
+                g.0.insert(&e.purpose);
+                g.1 = g.1.min(e.time);
+                g.2 = g.2.max(e.time);
+                g.3 += 1;
+                g.4 = g.4.max(kept(e.held_until));
+            }
+            if linked {
+                let audience: Vec<&str> = e.audience.iter().map(RecipientId::as_str).collect();
+                records.push(SubjectRecord {
+                    recipient: audience.join(", "),
+                    metric: e.metric.to_string(),
+                    collected_at: e.time,
+                    deadline: e.held_until,
+                    purged_at: None,
+                });
+            }
+        }
+        let (mut linked, mut not_linked) = (Vec::new(), Vec::new());
+        for ((is_linked, recipient, metric), (purposes, first, last, n, until)) in groups {
+            let row = SubjectAccessRow {
+                recipient: recipient.to_string(),
+                recipient_name: catalogue.recipient(recipient).map(|r| r.name.clone()).unwrap_or_default(),
+                metric: metric.to_string(),
+                description: catalogue.metric(metric).map(|m| m.description.clone()).unwrap_or_default(),
+                purposes: purposes
+                    .into_iter()
+                    .map(|p| PurposeBasis { purpose: p.to_string(), legal_basis: basis(p) })
+                    .collect(),
+                from: Some(first),
+                until: Some(last),
+                open_until_withdrawn: false,
+                hold: None,
+                records_held: n,
+                records_until: until,
+            };
+            if is_linked { linked.push(row) } else { not_linked.push(row) }
+        }
+        Ok(Self {
+            schema_version: SCHEMA_VERSION,
+            subject: hex(&log.subject.0),
+            source: SubjectReportSource::DeviceSentLog,
+            catalogue_name: log.catalogue_name,
+            catalogue_version: log.catalogue_version,
+            at: log.exported_at,
+            generated_at,
+            devices: Vec::new(),
+            linked,
+            not_linked,
+            consents: Vec::new(),
+            records,
+            disclosures: Vec::new(),
+        })
     }
 
     /// The report as pretty-printed JSON (docs/schemas/subject-report.schema.json).
@@ -318,16 +465,33 @@ impl SubjectReport {
              <title>Your data — subject {short}…</title>\n<style>{}</style>\n</head>\n<body>\n<main>\n",
             super::html::CSS
         )?;
-        writeln!(o, "<header>\n<h1>Your data: who sees what, and for how long</h1>\n<dl class=\"meta\">")?;
+        let sent_log = self.source == SubjectReportSource::DeviceSentLog;
+        let (h1, read_from) = if sent_log {
+            (
+                "What your device sent: who receives it, and for how long",
+                format!("your device's own log of what it sent, exported {}", instant(self.at)),
+            )
+        } else {
+            ("Your data: who sees what, and for how long", "the aggregator's ledger".to_owned())
+        };
+        writeln!(o, "<header>\n<h1>{h1}</h1>\n<dl class=\"meta\">")?;
         for (k, v) in [
             ("You (subject)", format!("<code>{}</code>", html(&self.subject))),
             ("Catalogue", format!("{} v{}", html(&self.catalogue_name), self.catalogue_version)),
+            ("Read from", html(&read_from)),
             ("About the instant", html(&instant(self.at))),
             ("Generated", html(&instant(self.generated_at))),
         ] {
             writeln!(o, "<dt>{k}</dt><dd>{v}</dd>")?;
         }
         o.push_str("</dl>\n</header>\n");
+        if sent_log {
+            self.write_sent_log_html(o)?;
+            o.push_str(
+                "<footer>confiance subject report (device sent log) · all instants UTC</footer>\n</main>\n</body>\n</html>\n",
+            );
+            return Ok(());
+        }
 
         section(o, "devices", "Your devices")?;
         if self.devices.is_empty() {
@@ -368,7 +532,7 @@ impl SubjectReport {
                 empty(o, "Nobody, at this instant.")?;
             }
             for a in list {
-                access_card(o, a)?;
+                access_card(o, a, false)?;
             }
             o.push_str("</section>\n");
         }
@@ -441,6 +605,71 @@ impl SubjectReport {
     }
 }
 
+impl SubjectReport {
+    /// The body of a report read from a device's sent log: who receives what from it
+    /// (linked and not), then every record it sent.
+    fn write_sent_log_html(&self, o: &mut String) -> core::fmt::Result {
+        section(o, "source", "Read from your device")?;
+        writeln!(
+            o,
+            "<p>{}</p>\n</section>",
+            html(
+                "This report is read from your device's own log of what it sent: it shows what this device sent, \
+                 to whom, and until when it may be kept. Your consents, your other devices, the records the \
+                 aggregator still holds and what it disclosed are in the aggregator's report of you \
+                 (confiance report --subject)."
+            )
+        )?;
+        for (id, title, intro, list) in [
+            (
+                "linked",
+                "Linked to you",
+                "Your device sent these recipients records under a pseudonym: each record can be tied back to you.",
+                &self.linked,
+            ),
+            (
+                "not-linked",
+                "Not linked to you",
+                "Your device sent these recipients only statistics it randomized first; the aggregator adds them up over many devices, so no report can be tied to you.",
+                &self.not_linked,
+            ),
+        ] {
+            section(o, id, title)?;
+            writeln!(o, "<p>{}</p>", html(intro))?;
+            if list.is_empty() {
+                empty(o, "Nothing sent.")?;
+            }
+            for a in list {
+                access_card(o, a, true)?;
+            }
+            o.push_str("</section>\n");
+        }
+        section(o, "records", "Records your device sent")?;
+        if self.records.is_empty() {
+            empty(o, "Nothing sent.")?;
+        } else {
+            rows(
+                o,
+                &["To", "Metric", "Collected", "May be kept until"],
+                self.records.iter().map(|r| {
+                    vec![
+                        r.recipient.clone(),
+                        r.metric.clone(),
+                        instant(r.collected_at),
+                        if r.deadline == Timestamp::MAX {
+                            "until an event ends it".into()
+                        } else {
+                            instant(r.deadline)
+                        },
+                    ]
+                }),
+            )?;
+        }
+        o.push_str("</section>\n");
+        Ok(())
+    }
+}
+
 fn section(o: &mut String, id: &str, title: &str) -> core::fmt::Result {
     writeln!(o, "<section id=\"{id}\" data-section=\"{id}\">\n<h2>{}</h2>", html(title))
 }
@@ -466,8 +695,10 @@ fn rows<I: Iterator<Item = Vec<String>>>(o: &mut String, head: &[&str], rows: I)
     Ok(())
 }
 
-/// One recipient and metric, in sentences: who, what, why, since and until when, how long kept.
-fn access_card(o: &mut String, a: &SubjectAccessRow) -> core::fmt::Result {
+/// One recipient and metric, in sentences: who, what, why, since and until when, how long
+/// kept; `sent`: as a device's sent log tells it (first and last sent, reports sent and
+/// until when they may be kept).
+fn access_card(o: &mut String, a: &SubjectAccessRow, sent: bool) -> core::fmt::Result {
     let why = a
         .purposes
         .iter()
@@ -498,6 +729,24 @@ fn access_card(o: &mut String, a: &SubjectAccessRow) -> core::fmt::Result {
         html(&a.recipient),
         html(&a.metric)
     )?;
+    if sent {
+        let kept = a.records_until.map_or_else(
+            || "until an event ends the hold (a withdrawal, the end of a window)".to_owned(),
+            |t| format!("until {} at the latest", instant(t)),
+        );
+        let n = a.records_held;
+        for (k, v) in [
+            ("What", if a.description.is_empty() { a.metric.clone() } else { a.description.clone() }),
+            ("Why", if why.is_empty() { "—".into() } else { why }),
+            ("First sent", a.from.map_or_else(|| "—".into(), instant)),
+            ("Last sent", a.until.map_or_else(|| "—".into(), instant)),
+            ("Sent", format!("{n} report{}", if n == 1 { "" } else { "s" })),
+            ("Kept", kept),
+        ] {
+            writeln!(o, "<dt>{k}</dt><dd data-field=\"{k}\">{}</dd>", html(&v))?;
+        }
+        return o.write_str("</dl>\n</div>\n");
+    }
     for (k, v) in [
         ("What", if a.description.is_empty() { a.metric.clone() } else { a.description.clone() }),
         ("Why", if why.is_empty() { "—".into() } else { why }),

@@ -151,34 +151,34 @@ pub(super) fn estimates(rows: &[&EstimateRow], truth: bool) -> Table {
     }
 }
 
-/// Retention deadlines; a row is flagged when its data is overdue.
+/// What the retention table's "Kind" column means (its words are short, to fit a row).
+pub(super) const RETENTION_KINDS: &str = "A partition holds anonymous statistics (randomized on the devices); \
+     records are pseudonymous, linked to their subject.";
+
+/// Retention deadlines; a row is flagged when its data is overdue. The item names the
+/// metric (prefixed when it does not), so the metric has no column of its own.
 pub(super) fn retention(d: &ReportData) -> Table {
     Table {
-        head: vec![
-            "Item",
-            "Kind",
-            "Metric",
-            "Records",
-            "Collected from",
-            "Hold",
-            "Deadline",
-            "Purged",
-            "Overdue by",
-        ],
+        head: vec!["Item", "Kind", "Records", "Collected from", "Hold", "Deadline", "Purged", "Overdue by"],
         rows: d
             .retention
             .iter()
             .map(|r| {
+                // Short words, so that a row prints on one line; the sentence above the
+                // table says what they mean. The item names the metric.
                 let kind = match r.kind {
-                    RetentionKind::Partition => "anonymous partition",
-                    RetentionKind::Records => "pseudonymous records",
+                    RetentionKind::Partition => "partition",
+                    RetentionKind::Records => "records",
                 };
                 Row {
                     flagged: r.overdue_by_secs.is_some(),
                     cells: vec![
-                        Cell::Text(r.item.clone()),
+                        Cell::Text(if r.item.starts_with(&r.metric) {
+                            r.item.clone()
+                        } else {
+                            format!("{} · {}", r.metric, r.item)
+                        }),
                         Cell::Text(kind.into()),
-                        Cell::Text(r.metric.clone()),
                         Cell::Num(r.records.to_string()),
                         Cell::Text(r.collected_from.map_or_else(|| "—".to_string(), instant)),
                         Cell::Text(r.hold.clone().unwrap_or_else(|| "—".to_string())),
