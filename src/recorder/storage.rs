@@ -14,6 +14,10 @@ impl core::fmt::Display for StorageError {
 
 impl core::error::Error for StorageError {}
 
+/// What [`Storage::save_streamed`] is given: it hands the bytes to save, in pieces, to
+/// the function it is called with.
+pub type StateWriter<'a> = &'a mut dyn FnMut(&mut dyn FnMut(&[u8])) -> Result<(), StorageError>;
+
 /// Persistent storage for the recorder's state (queue, unacknowledged envelopes, budgets,
 /// the sent log, consent receipts). The recorder does no I/O of its own: the host decides
 /// where the bytes go (flash, a file, a keystore). Keys are *not* in these bytes; the
@@ -30,6 +34,43 @@ pub trait Storage {
     /// # Errors
     /// [`StorageError`] when the host cannot write them.
     fn save(&mut self, bytes: &[u8]) -> Result<(), StorageError>;
+
+    /// Replaces the saved bytes with the `len` bytes that `write` hands to its argument,
+    /// in pieces and in order: the recorder's state as it is encoded, so that the
+    /// recorder need not hold a copy of it (on a microcontroller that copy is a third of
+    /// the heap, docs/benchmarks.md "Device heap").
+    ///
+    /// By default the pieces are gathered into one buffer for [`Self::save`]. A storage
+    /// that can write as it goes (a flash region, a file) overrides it; like `save`, it
+    /// must keep the old bytes until all the new ones are written (write a second slot,
+    /// then switch to it), and refuse a save whose pieces do not add up to `len`.
+    ///
+    /// ```
+    /// use confiance::recorder::{MemoryStorage, Storage};
+    /// let mut storage = MemoryStorage::default();
+    /// storage.save_streamed(5, &mut |put| {
+    ///     put(b"hel");
+    ///     put(b"lo");
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(storage.load()?.as_deref(), Some(&b"hello"[..]));
+    /// // Pieces that do not add up to the length announced: refused, the old bytes stay.
+    /// assert!(storage.save_streamed(5, &mut |put| Ok(put(b"bye"))).is_err());
+    /// assert_eq!(storage.load()?.as_deref(), Some(&b"hello"[..]));
+    /// # Ok::<(), confiance::recorder::StorageError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`StorageError`] when the host cannot write them, when `write` fails, or when the
+    /// pieces are not `len` bytes; the old bytes stay.
+    fn save_streamed(&mut self, len: usize, write: StateWriter<'_>) -> Result<(), StorageError> {
+        let mut bytes = Vec::with_capacity(len);
+        write(&mut |piece| bytes.extend_from_slice(piece))?;
+        if bytes.len() != len {
+            return Err(StorageError);
+        }
+        self.save(&bytes)
+    }
 
     /// Whether this storage keeps anything; when `false` the recorder does not even
     /// encode its state (simulations, hosts that accept losing the queue on restart).
@@ -97,6 +138,21 @@ impl Storage for MemoryStorage {
         self.bytes = Some(bytes.to_vec());
         Ok(())
     }
+
+    /// Gathers the pieces straight into the new copy (no buffer in between); the old
+    /// bytes stay until it is complete.
+    fn save_streamed(&mut self, len: usize, write: StateWriter<'_>) -> Result<(), StorageError> {
+        if self.fail {
+            return Err(StorageError);
+        }
+        let mut bytes = Vec::with_capacity(len);
+        write(&mut |piece| bytes.extend_from_slice(piece))?;
+        if bytes.len() != len {
+            return Err(StorageError);
+        }
+        self.bytes = Some(bytes);
+        Ok(())
+    }
 }
 
 impl<S: Storage + ?Sized> Storage for &mut S {
@@ -106,6 +162,10 @@ impl<S: Storage + ?Sized> Storage for &mut S {
 
     fn save(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
         (**self).save(bytes)
+    }
+
+    fn save_streamed(&mut self, len: usize, write: StateWriter<'_>) -> Result<(), StorageError> {
+        (**self).save_streamed(len, write)
     }
 
     fn keeps_state(&self) -> bool {
