@@ -733,6 +733,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // committing; and the whole loop.
     let mut spent = [std::time::Duration::ZERO; 6];
     let mut waiting_for_token = 0u64;
+    // Reports the devices dropped unsent: their hold ended while they were queued.
+    let mut expired = 0u64;
     let mut tokens_spent = 0u64;
     let mut refused_by = BTreeMap::<&str, u64>::new();
     let mut ingest_cpu = 0.0;
@@ -791,7 +793,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 let waiting: u64 = fleet.iter().map(|d| u64::from(d.dev.counters().waiting_for_token)).sum();
                 let spent: u64 = fleet.iter().map(|d| d.tokens_spent).sum();
-                (truth, subjects, waiting, spent)
+                let expired: u64 = fleet.iter().map(|d| u64::from(d.dev.counters().expired)).sum();
+                (truth, subjects, waiting, spent, expired)
             }));
         }
         let mut last = start;
@@ -946,7 +949,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         spent[4] = ingest_started.elapsed();
         ingest_cpu = thread_cpu_secs();
         for h in handles {
-            let (t, subj, w, sp) = h.join().map_err(|_| "a device worker panicked")?;
+            let (t, subj, w, sp, ex) = h.join().map_err(|_| "a device worker panicked")?;
+            expired += ex;
             truth.merge(t);
             subjects.extend(subj);
             waiting_for_token += w;
@@ -964,6 +968,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if refused > 0 {
         println!("envelopes refused by code: {refused_by:?}");
     }
+    println!("reports dropped on the devices, unsent, their hold over while queued: {expired}");
     println!(
         "routine purges during the run: {} ({} partitions and {} records deleted){}",
         routine_purges.len(),

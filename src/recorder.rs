@@ -202,6 +202,12 @@ pub struct Counters {
     /// Token requests that could not be built, and token responses refused (bad proof,
     /// another key, no matching request).
     pub token_failed: u32,
+    /// Queued reports dropped at a flush because their hold had already ended (bucket end
+    /// plus hold for a statistic, collection plus hold for a record): nobody may keep
+    /// them any more, and the aggregator refuses them (`time_outside_window`). A device
+    /// that waits long for report tokens or stays offline past its shortest hold loses
+    /// them here rather than send them.
+    pub expired: u32,
 }
 
 fn bump(c: &mut u32) {
@@ -1029,7 +1035,9 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
     /// [`Limits::max_reports_per_envelope`] each, time-bucketed by the day of `now`) to
     /// the active aggregator key, and
     /// returns every envelope not yet acknowledged, oldest first — send them all.
-    /// Without a valid key config the reports stay queued (counted as `no_key`).
+    /// Without a valid key config the reports stay queued (counted as `no_key`). Queued
+    /// reports whose hold has already ended at `now` are dropped, not sent (counted as
+    /// [`Counters::expired`]): the aggregator could not keep them.
     pub fn flush(&mut self, now: Timestamp) -> Vec<Vec<u8>> {
         // Reports refused for now whose backoff has passed go out again, first.
         let (due, wait): (Vec<Retry>, Vec<Retry>) =
@@ -1045,6 +1053,8 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             self.relogged.insert(r.report.id.0);
             self.queue.push_front(encoded);
         }
+        // What may no longer be held is not sent: the aggregator would refuse it.
+        self.drop_expired(now);
         if !self.queue.is_empty() {
             match envelope::select_config(&self.keys, now).copied() {
                 None => bump(&mut self.counters.no_key),
@@ -1242,11 +1252,34 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         n
     }
 
-    fn log_sent(&mut self, r: &Report, envelope: EnvelopeId) {
+    /// Until when `r` may be held: its tag's hold from its bucket's end (a statistic) or
+    /// from its collection (a record) — the aggregator's deadline for it.
+    fn held_until(&self, r: &Report) -> Timestamp {
         let start = match (&r.payload, self.catalogue.borrow().metric(&r.metric)) {
             (Payload::Statistic(_), Some(m)) => r.time.saturating_add_secs(Metric::bucket_secs(m)),
             _ => r.time,
         };
+        r.tag.deadline(start).at
+    }
+
+    /// Drops the queued reports whose hold has ended at `now` (counted as
+    /// [`Counters::expired`]): they could not be kept by anyone they would go to.
+    fn drop_expired(&mut self, now: Timestamp) {
+        let queue = core::mem::take(&mut self.queue);
+        for e in queue {
+            // Not decodable (never the case): kept, as before.
+            if let Some(r) = e.decode().filter(|r| self.held_until(r) <= now) {
+                self.queued_bytes = self.queued_bytes.saturating_sub(e.len());
+                self.relogged.remove(&r.id.0);
+                bump(&mut self.counters.expired);
+            } else {
+                self.queue.push_back(e);
+            }
+        }
+    }
+
+    fn log_sent(&mut self, r: &Report, envelope: EnvelopeId) {
+        let held_until = self.held_until(r);
         if self.sent.len() >= self.limits.max_sent_log {
             self.sent.pop_front();
         }
@@ -1255,7 +1288,7 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
             time: r.time,
             purpose: r.tag.purpose().clone(),
             audience: r.tag.audience().iter().cloned().collect(),
-            held_until: r.tag.deadline(start).at,
+            held_until,
             receipt: r.tag.receipt().copied(),
             envelope,
         };
@@ -1655,6 +1688,45 @@ mod tests {
         r.retries.push(Retry { report, not_before: now, attempts: 2 });
         r.refusals.insert((mode, Refusal::TimeOutsideWindow), 3);
         r.persist();
+    }
+
+    /// A report still queued when its hold ends is dropped at the next flush, counted as
+    /// expired, and never sealed; a report recorded at that flush's time goes out. Before,
+    /// the device sent it and the aggregator kept it past its deadline (or, since it
+    /// refuses such reports, the device learnt of it only from the refusal).
+    #[test]
+    fn a_report_whose_hold_ended_in_the_queue_is_dropped_not_sent() {
+        let mut storage = MemoryStorage::default();
+        let mut r = recorder(&mut storage);
+        let now = Timestamp::from_secs(1_800_000_000);
+        let (mode, improvement) =
+            (MetricId::new("thermostat.mode").unwrap(), PurposeId::new("product-improvement").unwrap());
+        let request = ConsentRequest::new(
+            RecipientId::new("calora").unwrap(),
+            improvement.clone(),
+            Scope::metrics([mode.clone()]),
+            "P90D".parse().unwrap(),
+        );
+        r.give_consent(request, now).unwrap();
+        r.record(&mode, &improvement, Value::Category(1), now).unwrap();
+        let held_until = r.held_until(&r.queue[0].decode().unwrap());
+        assert!(held_until > now);
+        // One second before its deadline it is still sent (checked on a copy of the queue).
+        let late = held_until.saturating_sub_secs(1);
+        let queued = r.queue.clone();
+        assert_eq!(r.flush(late).len(), 1);
+        assert_eq!(r.counters().expired, 0);
+        // Put back in the queue as if never sent, then flushed at its deadline: dropped.
+        r.outbox.clear();
+        r.in_flight.clear();
+        r.queued_bytes = queued.iter().map(Encoded::len).sum();
+        r.queue = queued;
+        assert!(r.flush(held_until).is_empty(), "an expired report was sealed");
+        assert_eq!((r.counters().expired, r.queue.len(), r.queued_bytes), (1, 0, 0));
+        // A report recorded then goes out as usual.
+        r.record(&mode, &improvement, Value::Category(2), held_until).unwrap();
+        assert_eq!(r.flush(held_until).len(), 1);
+        assert_eq!(r.counters().expired, 1);
     }
 
     /// The state written field by field from the encoded reports decodes as [`Persisted`]
