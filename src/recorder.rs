@@ -206,7 +206,9 @@ pub struct Counters {
     /// plus hold for a statistic, collection plus hold for a record): nobody may keep
     /// them any more, and the aggregator refuses them (`time_outside_window`). A device
     /// that waits long for report tokens or stays offline past its shortest hold loses
-    /// them here rather than send them.
+    /// them here rather than send them. Not saved with the state (so that states saved
+    /// before and after it load alike): it counts since the recorder was made or loaded.
+    #[serde(skip)]
     pub expired: u32,
 }
 
@@ -1727,6 +1729,18 @@ mod tests {
         r.record(&mode, &improvement, Value::Category(2), held_until).unwrap();
         assert_eq!(r.flush(held_until).len(), 1);
         assert_eq!(r.counters().expired, 1);
+    }
+
+    /// `expired` is not in the saved counters: their bytes are those of earlier builds,
+    /// so a state saved before it existed still loads (postcard has no field names: one
+    /// more field would shift everything after it).
+    #[test]
+    fn the_saved_counters_keep_their_layout() {
+        let old = Counters { recorded: 3, refused: 2, ..Counters::default() };
+        let new = Counters { expired: 5, ..old };
+        let bytes = postcard::to_allocvec(&new).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&old).unwrap());
+        assert_eq!(postcard::from_bytes::<Counters>(&bytes).unwrap(), old);
     }
 
     /// The state written field by field from the encoded reports decodes as [`Persisted`]
