@@ -10,7 +10,7 @@
 
 serve_setup() {
   serve_dir=$1 serve_catalogue=$2
-  cargo build -q -p confiance-aggregator --bin confiance
+  cargo build -q --workspace   # the workspace's one build (not -p: no rebuild under other features)
   mkdir -p "$serve_dir"
 }
 
