@@ -281,7 +281,7 @@ fn memory_run(source: &mut Source, n: u64) -> Memory {
     }
     let secs = start.elapsed().as_secs_f64();
     let peak_kb = status_kb("VmHWM:");
-    let seen_ids = sink.agg.store().connection().query_row(
+    let seen_ids = sink.agg.store().as_sqlite().expect("a SQLite store").connection().query_row(
         "SELECT COALESCE(SUM(LENGTH(ids)), 0) / 16 FROM seen_run",
         [],
         |r| r.get::<_, i64>(0),

@@ -290,7 +290,12 @@ pub fn serve_until(
         .map_err(ServeError::Io)?;
     let key_configs = agg.keys().iter().map(|(c, _)| *c).collect();
     let grace_secs = agg.keys().grace_secs();
-    let db_path = agg.store().connection().path().filter(|p| !p.is_empty()).map(std::path::PathBuf::from);
+    let db_path = agg
+        .store()
+        .as_sqlite()
+        .and_then(|s| s.connection().path())
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
     let (catalogue, keys) = (agg.catalogue().clone(), agg.keys().clone());
     let agg = Arc::new(Mutex::new(agg));
     let (ingest, jobs) = std::sync::mpsc::channel();

@@ -246,7 +246,7 @@ struct Staged {
 pub struct Aggregator {
     catalogue: Catalogue,
     keys: KeyStore,
-    store: SqliteStore,
+    store: Box<dyn Store + Send>,
     ledger: Ledger,
     config: AggregatorConfig,
     mechanisms: BTreeMap<MetricId, Selection>,
@@ -280,6 +280,34 @@ const STAGE_WINDOW_PER_THREAD: usize = 256;
 /// the reports' `time` ([`confiance::recorder::Recorder::record`]).
 fn partition_mechanism(metric: &Selection, key: &PartitionKey) -> Mechanism {
     metric.for_period(key.metric.as_str(), key.bucket_start.as_secs())
+}
+
+/// Every partition `store` holds, merged by key (a shared store holds one partial per
+/// writing process: they merge associatively and commutatively, so the result does not
+/// depend on which process ingested what), each checked against its metric's mechanism.
+fn load_partitions(
+    store: &dyn Store,
+    mechanisms: &BTreeMap<MetricId, Selection>,
+) -> Result<BTreeMap<PartitionKey, Partition>, ServiceError> {
+    let mut partitions: BTreeMap<PartitionKey, Partition> = BTreeMap::new();
+    for p in store.partitions()? {
+        let acc = Accumulator::from_bytes(&p.state).map_err(|_| ServiceError::CorruptPartition)?;
+        if mechanisms.get(&p.key.metric).map(|m| partition_mechanism(m, &p.key)).as_ref()
+            != Some(acc.mechanism())
+        {
+            return Err(ServiceError::CorruptPartition);
+        }
+        match partitions.get_mut(&p.key) {
+            Some(q) => {
+                q.acc.merge(&acc).map_err(|_| ServiceError::CorruptPartition)?;
+                q.reports += p.reports;
+            }
+            None => {
+                partitions.insert(p.key, Partition { acc, reports: p.reports });
+            }
+        }
+    }
+    Ok(partitions)
 }
 
 impl core::fmt::Debug for Aggregator {
@@ -318,6 +346,42 @@ impl Aggregator {
         conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL;")
             .map_err(StoreError::Sqlite)?;
         let ledger = Ledger::open(conn, catalogue.clone())?;
+        Self::assemble(catalogue, keys, Box::new(store), ledger, config)?.reconciled()
+    }
+
+    /// An aggregator on any [`Store`] — [`PgStore`](crate::store::PgStore) for several
+    /// processes on one PostgreSQL database (docs/scaling.md) — with `ledger` for its
+    /// consent ledger. Partitions and remembered report ids are loaded into memory and
+    /// [`Self::reconcile`] brings the ledger's holdings in line with the store.
+    ///
+    /// Consent facts and their audit events commit in one transaction only when the
+    /// ledger shares the store's SQLite file ([`Self::open`]); otherwise the events are
+    /// appended right after the ledger's commit, and a crash between the two is repaired
+    /// by [`Self::reconcile`] at the next open.
+    ///
+    /// ```
+    /// use confiance_aggregator::ledger::Ledger;
+    /// use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+    /// use confiance_aggregator::store::SqliteStore;
+    /// # let catalogue = confiance::catalogue::Catalogue::from_toml_str(
+    /// #     include_str!("../../examples/catalogue.toml"))?;
+    /// # let keys = confiance_aggregator::keys::KeyStore::new(0);
+    /// let store = Box::new(SqliteStore::in_memory()?);
+    /// let ledger = Ledger::in_memory(catalogue.clone())?;
+    /// let agg = Aggregator::with_store(store, ledger, catalogue, keys, AggregatorConfig::default())?;
+    /// assert_eq!(agg.partitions().count(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ServiceError`] when the store cannot be read or does not match the catalogue.
+    pub fn with_store(
+        store: Box<dyn Store + Send>,
+        ledger: Ledger,
+        catalogue: Catalogue,
+        keys: KeyStore,
+        config: AggregatorConfig,
+    ) -> Result<Self, ServiceError> {
         Self::assemble(catalogue, keys, store, ledger, config)?.reconciled()
     }
 
@@ -332,28 +396,23 @@ impl Aggregator {
     ) -> Result<Self, ServiceError> {
         let store = SqliteStore::in_memory()?;
         let ledger = Ledger::in_memory(catalogue.clone())?;
-        Self::assemble(catalogue, keys, store, ledger, config)
+        Self::assemble(catalogue, keys, Box::new(store), ledger, config)
     }
 
     fn assemble(
         catalogue: Catalogue,
         keys: KeyStore,
-        store: SqliteStore,
+        store: Box<dyn Store + Send>,
         ledger: Ledger,
         config: AggregatorConfig,
     ) -> Result<Self, ServiceError> {
         let mechanisms: BTreeMap<MetricId, Selection> =
             catalogue.metrics().filter_map(|(id, m)| Some((id.clone(), m.mechanism()?))).collect();
-        let mut partitions = BTreeMap::new();
-        for p in store.partitions()? {
-            let acc = Accumulator::from_bytes(&p.state).map_err(|_| ServiceError::CorruptPartition)?;
-            if mechanisms.get(&p.key.metric).map(|m| partition_mechanism(m, &p.key)).as_ref()
-                != Some(acc.mechanism())
-            {
-                return Err(ServiceError::CorruptPartition);
-            }
-            partitions.insert(p.key, Partition { acc, reports: p.reports });
-        }
+        // On a shared store this process keeps only its own partials, starting empty:
+        // the others' (and its predecessors') are read and merged when needed
+        // ([`Self::committed`]), never written back under this process's name.
+        let partitions =
+            if store.shared() { BTreeMap::new() } else { load_partitions(&*store, &mechanisms)? };
         let mut seen = ReplayFilter::with_bytes(config.replay_filter_bytes);
         store.for_each_seen_id(Timestamp::EPOCH, &mut |id, _| seen.insert(id))?;
         Ok(Self {
@@ -385,10 +444,10 @@ impl Aggregator {
         &self.ledger
     }
 
-    /// The store.
+    /// The store ([`SqliteStore`] unless built [`Self::with_store`]).
     #[must_use]
-    pub const fn store(&self) -> &SqliteStore {
-        &self.store
+    pub fn store(&self) -> &(dyn Store + Send) {
+        &*self.store
     }
 
     /// The HPKE keys.
@@ -397,15 +456,35 @@ impl Aggregator {
         &self.keys
     }
 
-    /// Committed partitions with their report counts.
+    /// Committed partitions with their report counts — on a shared store
+    /// ([`Store::shared`]), only what this process committed ([`Self::partition_states`]
+    /// merges every process's).
     pub fn partitions(&self) -> impl Iterator<Item = (&PartitionKey, u64)> {
         self.partitions.iter().map(|(k, p)| (k, p.reports))
     }
 
-    /// The serialized state of every committed partition, for comparing shards.
+    /// The serialized state of every committed partition, for comparing shards: on a
+    /// shared store, every process's partials read from the store and merged (empty if
+    /// the store cannot be read).
     #[must_use]
     pub fn partition_states(&self) -> BTreeMap<PartitionKey, (u64, Vec<u8>)> {
-        self.partitions.iter().map(|(k, p)| (k.clone(), (p.reports, p.acc.to_bytes()))).collect()
+        let states = |m: &BTreeMap<PartitionKey, Partition>| {
+            m.iter().map(|(k, p)| (k.clone(), (p.reports, p.acc.to_bytes()))).collect()
+        };
+        match self.committed() {
+            Ok(m) => states(&m),
+            Err(_) => BTreeMap::new(),
+        }
+    }
+
+    /// Every committed partition: this process's in memory, or — on a shared store,
+    /// where other processes commit too — every partial the store holds, merged.
+    fn committed(&self) -> Result<std::borrow::Cow<'_, BTreeMap<PartitionKey, Partition>>, ServiceError> {
+        if self.store.shared() {
+            Ok(std::borrow::Cow::Owned(load_partitions(&*self.store, &self.mechanisms)?))
+        } else {
+            Ok(std::borrow::Cow::Borrowed(&self.partitions))
+        }
     }
 
     /// Ingests one envelope and commits it: when this returns `Ok`, the envelope is
@@ -554,8 +633,7 @@ impl Aggregator {
             }
             if self.staged.ids.contains(&r.id.0)
                 || ids.contains(&r.id.0)
-                || (self.seen.maybe_contains(&r.id.0)
-                    && self.store.id_seen(&r.id.0).map_err(IngestError::Store)?)
+                || (self.maybe_seen(&r.id.0) && self.store.id_seen(&r.id.0).map_err(IngestError::Store)?)
             {
                 // Already held (a resend, or twice in this envelope): acknowledged, kept once.
                 continue;
@@ -644,8 +722,7 @@ impl Aggregator {
             for (id, until) in tokens {
                 if self.staged.ids.contains(&id)
                     || !ids.insert(id)
-                    || (self.seen.maybe_contains(&id)
-                        && self.store.id_seen(&id).map_err(IngestError::Store)?)
+                    || (self.maybe_seen(&id) && self.store.id_seen(&id).map_err(IngestError::Store)?)
                 {
                     return Err(IngestError::Token(TokenRefusal::Spent));
                 }
@@ -983,7 +1060,8 @@ impl Aggregator {
         let mech = self.mechanisms.get(metric).ok_or(ReleaseError::WrongTrack)?;
         let mut all = Combined::new(mech);
         let mut count = 0u32;
-        for (k, p) in self.partitions.range(..) {
+        let committed = self.committed().map_err(|e| ReleaseError::Store(e.to_string()))?;
+        for (k, p) in committed.range(..) {
             if &k.metric == metric
                 && k.audience.contains(recipient)
                 && k.bucket_start >= from
@@ -1199,7 +1277,8 @@ impl Aggregator {
 
     /// Merges another aggregator's committed partitions into this one (scale-out: shards
     /// ingest disjoint envelopes, then merge). Report ids are merged too, so a report
-    /// seen by either shard stays a replay.
+    /// seen by either shard stays a replay. (Processes sharing one database need no
+    /// merge: each writes its own partials and every read merges them.)
     ///
     /// # Errors
     /// [`ServiceError::Store`] or [`ServiceError::CorruptPartition`] for mismatched
@@ -1272,6 +1351,13 @@ impl Aggregator {
         self.seen.clear();
         let seen = &mut self.seen;
         self.store.for_each_seen_id(Timestamp::EPOCH, &mut |id, _| seen.insert(id))
+    }
+
+    /// Whether report id `id` may be remembered by the store: the replay filter's
+    /// answer, unless other processes write to the store ([`Store::shared`]) — then
+    /// their ids are not in this process's filter, and only the store knows.
+    fn maybe_seen(&self, id: &[u8; 16]) -> bool {
+        self.store.shared() || self.seen.maybe_contains(id)
     }
 
     /// Whether an envelope id was ingested (committed and not yet forgotten).

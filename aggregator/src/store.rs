@@ -27,7 +27,7 @@ use confiance::Timestamp;
 use confiance::ids::{MetricId, ReceiptId, RecipientId};
 use confiance::retention::Duration;
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, AuditLog, AuditStore};
 
 /// Why the store failed. Nothing is half-written: a failed commit rolls back whole.
 #[derive(Debug)]
@@ -182,7 +182,7 @@ pub struct Record {
 
 /// A stored record's clear-text columns, without its body (nothing is decrypted):
 /// what the ledger's holdings index is rebuilt from
-/// ([`SqliteStore::record_heads`]).
+/// ([`Store::record_heads`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordHead {
     /// The report id.
@@ -246,7 +246,9 @@ pub struct PurgeReport {
 /// processes (docs/scaling.md). Both pass one conformance suite
 /// (`aggregator/tests/store_conformance.rs`).
 pub trait Store {
-    /// Every partition.
+    /// Every partition, ordered by encoded key. A [shared](Self::shared) store holds one
+    /// partial per writing process and lists each: the reader merges a partition's
+    /// partials (accumulators merge associatively and commutatively).
     ///
     /// # Errors
     /// [`StoreError`] when the store cannot be read.
@@ -314,4 +316,38 @@ pub trait Store {
     /// # Errors
     /// [`StoreError`] when the append fails; then nothing is appended.
     fn append_audit(&mut self, events: &[AuditEvent]) -> Result<(), StoreError>;
+
+    /// Every stored record's clear-text columns, in the order they were stored; no body
+    /// is read or decrypted (what the ledger's holdings are reconciled against).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read or an id does not read back.
+    fn record_heads(&self) -> Result<Vec<RecordHead>, StoreError>;
+
+    /// The audit log's storage, read through this store's connection (for scans such as
+    /// [`AuditStore::events_of_kind`]; appends go through [`Self::commit`] and
+    /// [`Self::append_audit`]).
+    fn audit_store(&self) -> Box<dyn AuditStore + '_>;
+
+    /// The audit log as committed now (opened on demand: `O(log n)` reads).
+    ///
+    /// # Errors
+    /// [`StoreError::Audit`].
+    fn audit_log(&self) -> Result<AuditLog<Box<dyn AuditStore + '_>>, StoreError> {
+        Ok(AuditLog::open(self.audit_store())?)
+    }
+
+    /// Whether other processes may write to this store at the same time (PostgreSQL):
+    /// then a process's in-memory replay filter does not know their report ids, and
+    /// every id is checked in the store, whose unique keys keep replay protection exact
+    /// ([`StoreError::Conflict`] for two commits racing with one id).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// The SQLite store when this is one: the aggregator then keeps its ledger in the
+    /// same file and writes consent facts and their audit events in one transaction.
+    fn as_sqlite(&self) -> Option<&SqliteStore> {
+        None
+    }
 }

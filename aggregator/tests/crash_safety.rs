@@ -29,7 +29,6 @@ use confiance_aggregator::audit::AuditEvent;
 use confiance_aggregator::ingest::IngestError;
 use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
-use confiance_aggregator::store::Store as _;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;

@@ -16,7 +16,6 @@ use confiance::report::{Refusal, Refused};
 use confiance_aggregator::ingest::{Ack, IngestError};
 use confiance_aggregator::keys::{KeyStore, OpenError};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig, ReleaseError};
-use confiance_aggregator::store::Store as _;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
@@ -89,6 +88,8 @@ fn snapshot(
     let log = agg.store().audit_log().unwrap().size();
     let records: usize = agg
         .store()
+        .as_sqlite()
+        .expect("a SQLite store")
         .connection()
         .query_row("SELECT COUNT(*) FROM record", [], |r| r.get::<_, i64>(0))
         .unwrap() as usize;
@@ -776,7 +777,12 @@ fn stage_many_is_stage_in_order() {
     }
     assert_eq!(one.partition_states(), many.partition_states());
     let records = |a: &Aggregator| {
-        a.store().connection().query_row("SELECT COUNT(*) FROM record", [], |r| r.get::<_, i64>(0)).unwrap()
+        a.store()
+            .as_sqlite()
+            .expect("a SQLite store")
+            .connection()
+            .query_row("SELECT COUNT(*) FROM record", [], |r| r.get::<_, i64>(0))
+            .unwrap()
     };
     assert_eq!(records(&one), records(&many));
     assert!(records(&one) > 10);
@@ -949,6 +955,8 @@ fn each_report_is_answered_on_its_own_and_the_device_acts_on_the_answer() {
     let held = w
         .agg
         .store()
+        .as_sqlite()
+        .expect("a SQLite store")
         .connection()
         .query_row("SELECT COUNT(*) FROM record", [], |r| r.get::<_, i64>(0))
         .unwrap();

@@ -107,7 +107,6 @@ fn seal(w: &mut World, spent: &[SpentToken], reports: &[Report], day: Timestamp)
 
 /// Everything that must not change when an envelope is refused.
 fn snapshot(agg: &Aggregator) -> (Vec<u64>, u64, usize) {
-    use confiance_aggregator::store::Store as _;
     let log = agg.store().audit_log().unwrap().size();
     let seen = agg.store().seen_ids(Timestamp::EPOCH).unwrap().len();
     (agg.partition_states().values().map(|(n, _)| *n).collect(), log, seen)

@@ -229,4 +229,12 @@ impl<C: Borrow<Connection>> AuditStore for SqliteStore<C> {
             }
         }
     }
+
+    fn events_of_kind(&self, kinds: &[EventKind]) -> Result<Vec<LoggedEvent>, AuditError> {
+        self.scan(kinds, "ORDER BY seq")
+    }
+
+    fn last_of_kind(&self, kinds: &[EventKind]) -> Result<Option<LoggedEvent>, AuditError> {
+        Ok(self.scan(kinds, "ORDER BY seq DESC LIMIT 1")?.pop())
+    }
 }

@@ -1,6 +1,7 @@
 //! Append-only storage for the log: leaves and perfect-subtree hashes.
 
 use super::AuditError;
+use super::event::{EventKind, LoggedEvent};
 use super::merkle::{Hash, NodeSource};
 
 /// A node written by an append, at `level ≥ 1`: the hash of leaves
@@ -64,6 +65,84 @@ pub trait AuditStore {
     /// [`AuditError::OutOfRange`] when `batch.first` is not the current size; storage
     /// failures (then nothing was written).
     fn append(&mut self, batch: &AppendBatch) -> Result<(), AuditError>;
+
+    /// Every event of one of `kinds`, oldest first. This default decodes the leaves one
+    /// by one; database stores filter on the leaf's first byte
+    /// ([`EventKind::leaf_tag`]) so only the matching leaves are copied out. Hashes are
+    /// not re-checked here (that is [`AuditLog::event`](super::AuditLog::event)'s and the
+    /// verifier's job).
+    ///
+    /// # Errors
+    /// Storage failures; [`AuditError::Corrupt`] for a leaf that does not decode or
+    /// carries another sequence number than its position.
+    fn events_of_kind(&self, kinds: &[EventKind]) -> Result<Vec<LoggedEvent>, AuditError> {
+        let mut out = Vec::new();
+        for seq in 0..self.len()? {
+            if let Some(e) = matching_leaf(&self.leaf(seq)?, seq, kinds)? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest event of one of `kinds`, if any (a backward walk that stops at the
+    /// first match).
+    ///
+    /// # Errors
+    /// As [`Self::events_of_kind`].
+    fn last_of_kind(&self, kinds: &[EventKind]) -> Result<Option<LoggedEvent>, AuditError> {
+        for seq in (0..self.len()?).rev() {
+            if let Some(e) = matching_leaf(&self.leaf(seq)?, seq, kinds)? {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Leaf `seq` decoded when its kind is one of `kinds`.
+pub(crate) fn matching_leaf(
+    leaf: &[u8],
+    seq: u64,
+    kinds: &[EventKind],
+) -> Result<Option<LoggedEvent>, AuditError> {
+    let Some(tag) = leaf.first() else { return Err(AuditError::Corrupt("empty leaf")) };
+    if !kinds.iter().any(|k| k.leaf_tag() == *tag) {
+        return Ok(None);
+    }
+    let e = LoggedEvent::from_leaf_bytes(leaf)?;
+    if e.seq != seq {
+        return Err(AuditError::Corrupt("stored leaf disagrees with its position"));
+    }
+    Ok(Some(e))
+}
+
+/// A boxed store is a store: what [`crate::store::Store::audit_store`] hands out, whatever
+/// the backend.
+impl<S: AuditStore + ?Sized> AuditStore for Box<S> {
+    fn len(&self) -> Result<u64, AuditError> {
+        (**self).len()
+    }
+
+    fn node(&self, level: u32, index: u64) -> Result<Hash, AuditError> {
+        (**self).node(level, index)
+    }
+
+    fn leaf(&self, index: u64) -> Result<Vec<u8>, AuditError> {
+        (**self).leaf(index)
+    }
+
+    fn append(&mut self, batch: &AppendBatch) -> Result<(), AuditError> {
+        (**self).append(batch)
+    }
+
+    fn events_of_kind(&self, kinds: &[EventKind]) -> Result<Vec<LoggedEvent>, AuditError> {
+        (**self).events_of_kind(kinds)
+    }
+
+    fn last_of_kind(&self, kinds: &[EventKind]) -> Result<Option<LoggedEvent>, AuditError> {
+        (**self).last_of_kind(kinds)
+    }
 }
 
 pub(crate) struct Nodes<'a, S: ?Sized>(pub(crate) &'a S);

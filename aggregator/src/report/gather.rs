@@ -253,8 +253,7 @@ fn summaries(agg: &Aggregator, at: Timestamp) -> Result<Vec<RecipientSummary>, S
     let ledger = agg.ledger();
     let releases = agg
         .store()
-        .audit_log()?
-        .store()
+        .audit_store()
         .events_of_kind(&[EventKind::Release])
         .map_err(|e| ServiceError::Store(e.into()))?;
     let overdue = ledger.overdue(at, None);

@@ -1,9 +1,9 @@
 //! Keeping the store, the consent ledger and the audit log in step across crashes
 //! (docs/design.md#store, docs/design.md#audit-log; `docs/crash-safety.md`).
 //!
-//! The three live in one SQLite file but are written through two connections: the
-//! store's (partitions, records, report ids, and the audit log) and the ledger's. A
-//! SQLite transaction belongs to one connection, so:
+//! With [`Aggregator::open`] the three live in one SQLite file but are written through
+//! two connections: the store's (partitions, records, report ids, and the audit log) and
+//! the ledger's. A SQLite transaction belongs to one connection, so:
 //!
 //! - **Consent** (receipts, withdrawals) and **disclosures** (record releases,
 //!   transcryptions) are written *through the ledger's connection together with their
@@ -33,7 +33,7 @@
 //!
 //! **Cost at open**: one pass over the stored records' clear-text columns, the
 //! partitions already loaded, and one SQLite-side filtered scan of the audit leaves
-//! ([`AuditSqlite::events_of_kind`]); nothing is written when nothing is missing.
+//! ([`AuditStore::events_of_kind`](crate::audit::AuditStore::events_of_kind)); nothing is written when nothing is missing.
 //!
 //! **Limit.** A partition purged and later recreated by a late report keeps its purged
 //! holding (the ledger has one row per partition id); its data is still released and
@@ -179,7 +179,8 @@ impl Aggregator {
     /// from [`Self::open`]); `false` for [`Self::in_memory`], whose two in-memory
     /// databases are separate.
     fn shares_file(&self) -> bool {
-        match (self.ledger.connection().path(), self.store.connection().path()) {
+        let Some(store) = self.store.as_sqlite() else { return false };
+        match (self.ledger.connection().path(), store.connection().path()) {
             (Some(a), Some(b)) => !a.is_empty() && a == b,
             _ => false,
         }
@@ -203,7 +204,7 @@ impl Aggregator {
             });
         }
         let v = self.ledger.atomically(|l| f(l, &mut events))?;
-        crate::store::Store::append_audit(&mut self.store, &events)?;
+        self.store.append_audit(&events)?;
         Ok(v)
     }
 
@@ -288,10 +289,11 @@ impl Aggregator {
 
     fn reconcile_holdings(&mut self, report: &mut ReconcileReport) -> Result<(), ServiceError> {
         let heads = self.store.record_heads()?;
+        let committed = self.committed()?;
         let fresh: Vec<&PartitionKey> =
-            self.partitions.keys().filter(|k| !self.ledger.knows_partition(&k.to_bytes())).collect();
+            committed.keys().filter(|k| !self.ledger.knows_partition(&k.to_bytes())).collect();
         let new_heads: Vec<_> = heads.iter().filter(|h| !self.ledger.knows_record(&h.id)).collect();
-        let stored_p: HashSet<Vec<u8>> = self.partitions.keys().map(PartitionKey::to_bytes).collect();
+        let stored_p: HashSet<Vec<u8>> = committed.keys().map(PartitionKey::to_bytes).collect();
         let stored_r: HashSet<[u8; 16]> = heads.iter().map(|h| h.id).collect();
         let gone_p: Vec<(Vec<u8>, Timestamp)> =
             self.ledger.held_partitions().into_iter().filter(|(id, _)| !stored_p.contains(id)).collect();
@@ -300,7 +302,7 @@ impl Aggregator {
         if fresh.is_empty() && new_heads.is_empty() && gone_p.is_empty() && gone_r.is_empty() {
             return Ok(());
         }
-        let log = AuditSqlite::attach(self.store.connection());
+        let log = self.store.audit_store();
         let ingest_at = readable(log.last_of_kind(&[EventKind::IngestBatch]), report)?.flatten();
         let ingest_at = ingest_at.and_then(|e| e.event.at());
         let purges: Vec<Timestamp> = readable(log.events_of_kind(&[EventKind::Purge]), report)?
@@ -367,8 +369,8 @@ impl Aggregator {
         if facts.is_empty() {
             return Ok(());
         }
-        let scan = AuditSqlite::attach(self.store.connection())
-            .events_of_kind(&[EventKind::ConsentGiven, EventKind::ConsentWithdrawn]);
+        let scan =
+            self.store.audit_store().events_of_kind(&[EventKind::ConsentGiven, EventKind::ConsentWithdrawn]);
         let Some(logged) = readable(scan, report)? else { return Ok(()) };
         let mut given: HashSet<ReceiptId> = HashSet::with_capacity(logged.len());
         let mut withdrawn: HashSet<ReceiptId> = HashSet::new();
@@ -389,7 +391,7 @@ impl Aggregator {
             })
             .collect();
         if !missing.is_empty() {
-            crate::store::Store::append_audit(&mut self.store, &missing)?;
+            self.store.append_audit(&missing)?;
             report.consent_events_logged += u64::try_from(missing.len()).unwrap_or(u64::MAX);
         }
         Ok(())

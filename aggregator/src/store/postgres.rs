@@ -3,6 +3,7 @@
 //! report ids and envelope digests are unique keys, so a report accepted by one process
 //! is refused by all; audit appends are serialized by [`APPEND_LOCK`].
 
+use std::cell::RefCell;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use postgres::error::SqlState;
@@ -17,17 +18,21 @@ use super::{
     CommitBatch, NewRecord, PERIOD_SECS, PartitionKey, PurgeReport, Record, RecordHead, Store, StoreError,
     StoredPartition,
 };
-use crate::audit::{APPEND_LOCK, AuditEvent, AuditLog, MIGRATION_LOCK, PgStore as AuditPg};
+use crate::audit::{
+    APPEND_LOCK, AppendBatch, AuditError, AuditEvent, AuditLog, AuditStore, EventKind, Hash, LoggedEvent,
+    MIGRATION_LOCK, PgStore as AuditPg,
+};
 use confiance::Timestamp;
 use confiance::ids::{MetricId, ReceiptId, RecipientId};
 
 /// The schema version this build writes; older databases are migrated on open, newer
 /// ones refused ([`StoreError::SchemaTooNew`]).
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 
 /// Migrations, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
 /// (The audit tables come from [`crate::audit::PgStore`]'s schema, applied by migration 1.)
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE partition_state (
     pkey         BYTEA PRIMARY KEY,
     metric       TEXT NOT NULL,
@@ -76,7 +81,16 @@ CREATE TABLE seen_id (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX seen_id_expiry ON seen_id (expires_at);
-"];
+",
+    r"
+-- One partial accumulator per partition and writing process (`writer`, random per
+-- handle): a process upserts only its own row, so two processes ingesting into one
+-- partition never overwrite each other; readers merge a partition's rows.
+ALTER TABLE partition_state ADD COLUMN writer BYTEA NOT NULL DEFAULT '\x'::BYTEA;
+ALTER TABLE partition_state DROP CONSTRAINT partition_state_pkey;
+ALTER TABLE partition_state ADD PRIMARY KEY (pkey, writer);
+",
+];
 
 /// The store on a PostgreSQL server. See the [module documentation](super) and
 /// docs/scaling.md. One connection, behind a mutex: a process that needs more
@@ -90,6 +104,9 @@ CREATE INDEX seen_id_expiry ON seen_id (expires_at);
 /// ```
 pub struct PgStore {
     client: Mutex<Client>,
+    /// This handle's name on its partial partitions (random, so a restarted process
+    /// never writes over rows a predecessor's partials hold).
+    writer: [u8; 16],
 }
 
 impl core::fmt::Debug for PgStore {
@@ -132,7 +149,9 @@ impl PgStore {
     pub fn with_config(config: &Config) -> Result<Self, StoreError> {
         let mut client = config.connect(NoTls)?;
         migrate(&mut client)?;
-        Ok(Self { client: Mutex::new(client) })
+        let mut writer = [0u8; 16];
+        getrandom::fill(&mut writer).map_err(|_| StoreError::Randomness)?;
+        Ok(Self { client: Mutex::new(client), writer })
     }
 
     fn client(&self) -> MutexGuard<'_, Client> {
@@ -173,32 +192,6 @@ impl PgStore {
         let mut c = self.client();
         let log = AuditLog::open(AuditPg::attach(snapshot(&mut c)?)).map_err(audit_error)?;
         Ok((log.size(), log.root()))
-    }
-
-    /// Every stored record's clear-text columns, in the order they were stored.
-    ///
-    /// # Errors
-    /// [`StoreError::Postgres`], [`StoreError::Corrupt`].
-    pub fn record_heads(&self) -> Result<Vec<RecordHead>, StoreError> {
-        let rows = self.client().query(
-            "SELECT id, metric, recipient, receipt, collected_at, deadline FROM record ORDER BY seq",
-            &[],
-        )?;
-        rows.iter()
-            .map(|r| {
-                Ok(RecordHead {
-                    id: blob(r.get(0), "record id")?,
-                    metric: r.get::<_, &str>(1).parse().map_err(|_| StoreError::Corrupt("record metric"))?,
-                    recipient: r
-                        .get::<_, &str>(2)
-                        .parse()
-                        .map_err(|_| StoreError::Corrupt("record recipient"))?,
-                    receipt: ReceiptId(blob(r.get(3), "receipt id")?),
-                    collected_at: from_sql_time(r.get(4)),
-                    deadline: from_sql_time(r.get(5)),
-                })
-            })
-            .collect()
     }
 
     /// The key sealing `r`: the stored one, or a new one inserted. Two processes creating
@@ -270,9 +263,40 @@ fn lock_log(tx: &mut Transaction<'_>) -> Result<(), StoreError> {
 }
 
 impl Store for PgStore {
+    fn record_heads(&self) -> Result<Vec<RecordHead>, StoreError> {
+        let rows = self.client().query(
+            "SELECT id, metric, recipient, receipt, collected_at, deadline FROM record ORDER BY seq",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(RecordHead {
+                    id: blob(r.get(0), "record id")?,
+                    metric: r.get::<_, &str>(1).parse().map_err(|_| StoreError::Corrupt("record metric"))?,
+                    recipient: r
+                        .get::<_, &str>(2)
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("record recipient"))?,
+                    receipt: ReceiptId(blob(r.get(3), "receipt id")?),
+                    collected_at: from_sql_time(r.get(4)),
+                    deadline: from_sql_time(r.get(5)),
+                })
+            })
+            .collect()
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn audit_store(&self) -> Box<dyn AuditStore + '_> {
+        Box::new(LogView { client: RefCell::new(self.client()) })
+    }
+
     fn partitions(&self) -> Result<Vec<StoredPartition>, StoreError> {
-        let rows =
-            self.client().query("SELECT pkey, state, reports FROM partition_state ORDER BY pkey", &[])?;
+        let rows = self
+            .client()
+            .query("SELECT pkey, state, reports FROM partition_state ORDER BY pkey, writer", &[])?;
         rows.iter()
             .map(|r| {
                 let key: PartitionKey =
@@ -329,9 +353,9 @@ impl Store for PgStore {
         }
         for p in &batch.partitions {
             tx.execute(
-                "INSERT INTO partition_state (pkey, metric, bucket_start, deadline, reports, state)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (pkey) DO UPDATE SET reports = excluded.reports, state = excluded.state",
+                "INSERT INTO partition_state (pkey, metric, bucket_start, deadline, reports, state, writer)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (pkey, writer) DO UPDATE SET reports = excluded.reports, state = excluded.state",
                 &[
                     &p.key.to_bytes(),
                     &p.key.metric.as_str(),
@@ -339,6 +363,7 @@ impl Store for PgStore {
                     &sql_time(p.key.deadline()),
                     &i64::try_from(p.reports).unwrap_or(i64::MAX),
                     &p.state,
+                    &&self.writer[..],
                 ],
             )?;
         }
@@ -423,10 +448,13 @@ impl Store for PgStore {
         let mut c = self.client();
         let mut tx = c.transaction()?;
         lock_log(&mut tx)?;
+        // One row per writer's partial: each partition counted once.
         let partition_keys: Vec<Vec<u8>> = tx
             .query("DELETE FROM partition_state WHERE deadline <= $1 RETURNING pkey", &[&t])?
             .iter()
             .map(|r| r.get(0))
+            .collect::<std::collections::BTreeSet<Vec<u8>>>()
+            .into_iter()
             .collect();
         let mut record_ids = Vec::new();
         for r in tx.query("DELETE FROM record WHERE deadline <= $1 RETURNING id", &[&t])? {
@@ -471,5 +499,87 @@ impl Store for PgStore {
         append_in(&mut tx, events)?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// The audit log read through the store's connection, held for the view's life
+/// ([`Store::audit_store`]). Stored nodes never change, so reads of a size taken once
+/// stay consistent while other processes append. Appends go through the store.
+struct LogView<'a> {
+    client: RefCell<MutexGuard<'a, Client>>,
+}
+
+fn audit_i64(v: u64) -> Result<i64, AuditError> {
+    i64::try_from(v).map_err(|_| AuditError::OutOfRange { index: v, size: i64::MAX as u64 })
+}
+
+impl LogView<'_> {
+    fn scan(&self, kinds: &[EventKind], tail: &str) -> Result<Vec<LoggedEvent>, AuditError> {
+        let tags: Vec<i32> = kinds.iter().map(|k| i32::from(k.leaf_tag())).collect();
+        let sql = format!("SELECT seq, leaf FROM audit_leaf WHERE get_byte(leaf, 0) = ANY($1) {tail}");
+        let rows = self.client.borrow_mut().query(&sql, &[&tags])?;
+        rows.iter()
+            .map(|r| {
+                let e = LoggedEvent::from_leaf_bytes(r.get::<_, &[u8]>(1))?;
+                if i64::try_from(e.seq).ok() != Some(r.get::<_, i64>(0)) {
+                    return Err(AuditError::Corrupt("stored leaf disagrees with its position"));
+                }
+                Ok(e)
+            })
+            .collect()
+    }
+}
+
+impl AuditStore for LogView<'_> {
+    fn len(&self) -> Result<u64, AuditError> {
+        let n: i64 = self
+            .client
+            .borrow_mut()
+            .query_one("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_leaf", &[])?
+            .get(0);
+        u64::try_from(n).map_err(|_| AuditError::Corrupt("negative sequence number"))
+    }
+
+    fn node(&self, level: u32, index: u64) -> Result<Hash, AuditError> {
+        let mut c = self.client.borrow_mut();
+        let row = if level == 0 {
+            c.query_opt("SELECT hash FROM audit_leaf WHERE seq = $1", &[&audit_i64(index)?])?
+        } else {
+            let level = i32::try_from(level).map_err(|_| AuditError::Corrupt("level out of range"))?;
+            c.query_opt(
+                "SELECT hash FROM audit_node WHERE level = $1 AND idx = $2",
+                &[&level, &audit_i64(index)?],
+            )?
+        };
+        let bytes = row.ok_or(AuditError::Corrupt("node missing from the store"))?;
+        bytes.get::<_, &[u8]>(0).try_into().map_err(|_| AuditError::Corrupt("stored hash is not 32 bytes"))
+    }
+
+    fn leaf(&self, index: u64) -> Result<Vec<u8>, AuditError> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_opt("SELECT leaf FROM audit_leaf WHERE seq = $1", &[&audit_i64(index)?])?;
+        match row {
+            Some(r) => Ok(r.get(0)),
+            None => Err(AuditError::OutOfRange { index, size: self.len()? }),
+        }
+    }
+
+    /// Appends in a transaction of its own, under [`APPEND_LOCK`].
+    fn append(&mut self, batch: &AppendBatch) -> Result<(), AuditError> {
+        let tx = self.client.get_mut().transaction()?;
+        let mut log = AuditPg::attach(tx);
+        log.append(batch)?;
+        log.into_inner().commit()?;
+        Ok(())
+    }
+
+    fn events_of_kind(&self, kinds: &[EventKind]) -> Result<Vec<LoggedEvent>, AuditError> {
+        self.scan(kinds, "ORDER BY seq")
+    }
+
+    fn last_of_kind(&self, kinds: &[EventKind]) -> Result<Option<LoggedEvent>, AuditError> {
+        Ok(self.scan(kinds, "ORDER BY seq DESC LIMIT 1")?.pop())
     }
 }

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use super::{
     CommitBatch, NewRecord, PartitionKey, PurgeReport, Record, RecordHead, Store, StoreError, StoredPartition,
 };
-use crate::audit::{AuditEvent, AuditLog, SqliteStore as AuditSqlite};
+use crate::audit::{AuditEvent, AuditLog, AuditStore, SqliteStore as AuditSqlite};
 use confiance::Timestamp;
 use confiance::ids::{MetricId, ReceiptId, RecipientId};
 
@@ -196,39 +196,6 @@ impl SqliteStore {
         &self.conn
     }
 
-    /// The audit log as committed now (opened on demand: `O(log n)` reads).
-    ///
-    /// # Errors
-    /// [`StoreError::Audit`].
-    pub fn audit_log(&self) -> Result<AuditLog<AuditSqlite<&Connection>>, StoreError> {
-        Ok(AuditLog::open(AuditSqlite::attach(&self.conn))?)
-    }
-
-    /// Every stored record's clear-text columns, in the order they were stored; no body
-    /// is read or decrypted.
-    ///
-    /// # Errors
-    /// [`StoreError::Sqlite`], [`StoreError::Corrupt`] for ids that do not read back.
-    pub fn record_heads(&self) -> Result<Vec<RecordHead>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, metric, recipient, receipt, collected_at, deadline FROM record ORDER BY rowid",
-        )?;
-        let mut rows = stmt.query([])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let name = |i| r.get::<_, String>(i);
-            out.push(RecordHead {
-                id: blob(r.get(0)?, "record id")?,
-                metric: name(1)?.parse().map_err(|_| StoreError::Corrupt("record metric"))?,
-                recipient: name(2)?.parse().map_err(|_| StoreError::Corrupt("record recipient"))?,
-                receipt: ReceiptId(blob(r.get(3)?, "receipt id")?),
-                collected_at: from_sql_time(r.get(4)?),
-                deadline: from_sql_time(r.get(5)?),
-            });
-        }
-        Ok(out)
-    }
-
     fn period_key(
         tx: &Transaction<'_>,
         r: &NewRecord,
@@ -344,6 +311,34 @@ pub(super) fn record_aad(
 }
 
 impl Store for SqliteStore {
+    fn record_heads(&self) -> Result<Vec<RecordHead>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, metric, recipient, receipt, collected_at, deadline FROM record ORDER BY rowid",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let name = |i| r.get::<_, String>(i);
+            out.push(RecordHead {
+                id: blob(r.get(0)?, "record id")?,
+                metric: name(1)?.parse().map_err(|_| StoreError::Corrupt("record metric"))?,
+                recipient: name(2)?.parse().map_err(|_| StoreError::Corrupt("record recipient"))?,
+                receipt: ReceiptId(blob(r.get(3)?, "receipt id")?),
+                collected_at: from_sql_time(r.get(4)?),
+                deadline: from_sql_time(r.get(5)?),
+            });
+        }
+        Ok(out)
+    }
+
+    fn audit_store(&self) -> Box<dyn AuditStore + '_> {
+        Box::new(AuditSqlite::attach(&self.conn))
+    }
+
+    fn as_sqlite(&self) -> Option<&SqliteStore> {
+        Some(self)
+    }
+
     fn partitions(&self) -> Result<Vec<StoredPartition>, StoreError> {
         let mut stmt = self.conn.prepare("SELECT pkey, state, reports FROM partition_state ORDER BY pkey")?;
         let rows = stmt

@@ -1,0 +1,372 @@
+//! The aggregator service on PostgreSQL ([`Aggregator::with_store`] with a
+//! [`PgStore`]): one process answers exactly as on SQLite (same partitions, estimates,
+//! purge and audit log, byte for byte), and two processes on one database keep replay
+//! protection exact — a report id committed by one is refused by the other, whose own
+//! replay filter never saw it.
+//!
+//! Needs `CONFIANCE_TEST_POSTGRES=postgres://…` naming a server where the user may
+//! create databases (`bash .ci/postgres` starts a throw-away one and runs this file);
+//! without it each test prints why it is skipped: never a silent pass.
+
+#![cfg(feature = "postgres")]
+
+use confiance::Timestamp;
+use confiance::consent::{ConsentRequest, Scope};
+use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig};
+use confiance::hazmat::{SeedableRng as _, SeededRng};
+use confiance::ids::MetricId;
+use confiance::recorder::Value;
+use confiance::report::Report;
+use confiance_aggregator::ingest::IngestError;
+use confiance_aggregator::keys::KeyStore;
+use confiance_aggregator::ledger::Ledger;
+use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+use confiance_aggregator::store::{PgStore, StoreError};
+use postgres::{Client, Config, NoTls};
+
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{catalogue, id, recorder};
+
+const T0: u64 = 1_800_000_000;
+
+/// A fresh, empty database named after the test, or `None` (said on stderr) when
+/// `CONFIANCE_TEST_POSTGRES` is unset.
+fn fresh_database(name: &str) -> Option<Config> {
+    use std::io::Write as _;
+    let Ok(url) = std::env::var("CONFIANCE_TEST_POSTGRES") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: CONFIANCE_TEST_POSTGRES is unset (bash .ci/postgres runs this file on a throw-away server)"
+        );
+        return None;
+    };
+    let admin: Config = url.parse().expect("CONFIANCE_TEST_POSTGRES is not a postgres:// URL");
+    let db = format!("confiance_s_{name}");
+    let mut c: Client = admin.connect(NoTls).expect("cannot connect to CONFIANCE_TEST_POSTGRES");
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
+    c.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    let mut config = admin;
+    config.dbname(&db);
+    Some(config)
+}
+
+fn keys() -> (KeyStore, KeyConfig) {
+    let mut rng = SeededRng::seed_from_u64(7);
+    let mut keys = KeyStore::new(86_400);
+    let config = keys
+        .generate(
+            AeadId::ChaCha20Poly1305,
+            Timestamp::EPOCH,
+            Timestamp::from_secs(T0 + 100 * 86_400),
+            &mut rng,
+        )
+        .unwrap();
+    (keys, config)
+}
+
+/// `n` devices' consent receipts and sealed envelopes (anonymous thermostat modes, and
+/// a pseudonymous fault code from every other device).
+fn fleet(n: u64, config: KeyConfig) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let (mut receipts, mut frames) = (Vec::new(), Vec::new());
+    let given = Timestamp::from_secs(T0 - 10_000);
+    let now = Timestamp::from_secs(T0);
+    for i in 0..n {
+        let mut d = recorder(100 + i, "calora", vec![config]);
+        let mut give = |purpose: &str, metric: &str| {
+            let request = ConsentRequest::new(
+                id("calora"),
+                id(purpose),
+                Scope::metrics([id::<MetricId>(metric)]),
+                "P90D".parse().unwrap(),
+            );
+            receipts.push(d.give_consent(request, given).unwrap());
+        };
+        give("product-improvement", "thermostat.mode");
+        if i % 2 == 0 {
+            give("service", "thermostat.fault-code");
+        }
+        let _ = d.record(
+            &id("thermostat.mode"),
+            &id("product-improvement"),
+            Value::Category((i % 3) as u32),
+            now,
+        );
+        let _ = d.record_service(&id("thermostat.fault-code"), Value::Int(7), now);
+        frames.extend(d.flush(now));
+    }
+    (receipts, frames)
+}
+
+/// A process on the database `config` names, its ledger in memory.
+fn on_postgres(config: &Config, keys: KeyStore) -> Aggregator {
+    with_ledger(config, keys, Ledger::in_memory(catalogue()).unwrap())
+}
+
+fn with_ledger(config: &Config, keys: KeyStore, ledger: Ledger) -> Aggregator {
+    let store = Box::new(PgStore::with_config(config).unwrap());
+    Aggregator::with_store(store, ledger, catalogue(), keys, AggregatorConfig::default()).unwrap()
+}
+
+/// A ledger in a SQLite file of its own (it outlives a restart of the process).
+fn ledger_file(name: &str) -> (std::path::PathBuf, impl Fn() -> Ledger) {
+    let path = std::env::temp_dir().join(format!("confiance-pg-ledger-{name}-{}.sqlite", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let p = path.clone();
+    (path, move || Ledger::open(rusqlite::Connection::open(&p).unwrap(), catalogue()).unwrap())
+}
+
+#[test]
+fn one_process_on_postgres_answers_as_on_sqlite() {
+    let Some(db) = fresh_database("same_as_sqlite") else { return };
+    let (keys, config) = keys();
+    let (receipts, frames) = fleet(60, config);
+    let now = Timestamp::from_secs(T0);
+    let given = Timestamp::from_secs(T0 - 10_000);
+    let mut sqlite = Aggregator::in_memory(catalogue(), keys.clone(), AggregatorConfig::default()).unwrap();
+    let (ledger_path, ledger) = ledger_file("same_as_sqlite");
+    let mut pg = with_ledger(&db, keys.clone(), ledger());
+    for agg in [&mut sqlite, &mut pg] {
+        for r in &receipts {
+            agg.receive_receipt(r, given).unwrap();
+        }
+        let mut reports = 0;
+        for f in &frames {
+            reports += agg.ingest(f, now).unwrap().reports;
+        }
+        assert_eq!(reports, 60 + 30);
+        assert!(matches!(agg.ingest(&frames[0], now), Err(IngestError::ReplayedEnvelope(_))));
+    }
+    assert_eq!(pg.partition_states(), sqlite.partition_states());
+    // A restart reloads nothing into memory and reads what the database holds.
+    drop(pg);
+    let mut pg = with_ledger(&db, keys, ledger());
+    assert_eq!(pg.partitions().count(), 0, "this process has committed nothing yet");
+    assert_eq!(pg.partition_states(), sqlite.partition_states());
+    let release = |agg: &mut Aggregator| {
+        agg.release(&id("calora"), &id("thermostat.mode"), Timestamp::EPOCH, Timestamp::MAX, now).unwrap()
+    };
+    let (a, b) = (release(&mut sqlite), release(&mut pg));
+    assert_eq!((a.partitions, a.estimate.n), (b.partitions, b.estimate.n));
+    assert_eq!(format!("{:?}", a.estimate.values), format!("{:?}", b.estimate.values));
+    let records = |agg: &mut Aggregator| {
+        agg.release_records(
+            &id("calora"),
+            &id("thermostat.fault-code"),
+            Timestamp::EPOCH,
+            Timestamp::MAX,
+            now,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.collected_at))
+        .collect::<Vec<_>>()
+    };
+    let (ra, rb) = (records(&mut sqlite), records(&mut pg));
+    assert_eq!(ra.len(), 30);
+    assert_eq!(ra, rb);
+    let later = Timestamp::from_secs(T0 + 400 * 86_400);
+    let (pa, pb) = (sqlite.purge(later).unwrap(), pg.purge(later).unwrap());
+    assert_eq!((pa.partitions, pa.records, pa.ids_forgotten), (pb.partitions, pb.records, pb.ids_forgotten));
+    assert!(pa.records > 0 && pa.partitions > 0);
+    // The same events in the same order: the same log, the same root.
+    let (la, lb) = (sqlite.store().audit_log().unwrap(), pg.store().audit_log().unwrap());
+    assert_eq!(lb.export(lb.size()).unwrap(), la.export(la.size()).unwrap());
+    assert_eq!((lb.size(), lb.root()), (la.size(), la.root()));
+    drop((la, lb));
+    let _ = std::fs::remove_file(ledger_path);
+}
+
+#[test]
+fn a_report_committed_by_one_process_is_refused_by_the_other() {
+    let Some(db) = fresh_database("replay_across") else { return };
+    let (keys, config) = keys();
+    let (receipts, frames) = fleet(40, config);
+    let now = Timestamp::from_secs(T0);
+    let given = Timestamp::from_secs(T0 - 10_000);
+    // Both open before anything is ingested: neither's replay filter knows the other's ids.
+    let (mut a, mut b) = (on_postgres(&db, keys.clone()), on_postgres(&db, keys));
+    for agg in [&mut a, &mut b] {
+        for r in &receipts {
+            agg.receive_receipt(r, given).unwrap();
+        }
+    }
+    let (mine, theirs) = frames.split_at(frames.len() / 2);
+    for f in mine {
+        a.ingest(f, now).unwrap();
+    }
+    for f in theirs {
+        b.ingest(f, now).unwrap();
+    }
+    // Every frame again, to the process that did not take it: a replay for both.
+    for f in mine {
+        assert!(matches!(b.ingest(f, now), Err(IngestError::ReplayedEnvelope(_))));
+    }
+    for f in theirs {
+        assert!(matches!(a.ingest(f, now), Err(IngestError::ReplayedEnvelope(_))));
+    }
+    // Each report of `a`'s envelopes, alone in a new envelope sent to `b` (whose replay
+    // filter never saw its id): acknowledged as already held, and not kept again.
+    let mut rng = SeededRng::seed_from_u64(9);
+    for f in mine {
+        let opened = a.keys().open(f, now, &catalogue().digest()).unwrap();
+        let (_, reports) = envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).unwrap();
+        for r in reports {
+            let plain = envelope::encode_body(&[], &[r]).unwrap();
+            let fields =
+                HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: now.truncate(86_400) };
+            let resent = envelope::seal(&config, &fields, &plain, &mut rng).unwrap();
+            let ack = b.ingest(&resent, now).unwrap();
+            assert_eq!((ack.reports, ack.refused.len()), (0, 0), "a report held by the other process");
+        }
+    }
+    assert_eq!(a.store().seen_ids(Timestamp::EPOCH).unwrap().len(), 40 + 20);
+    // Both processes ingested into the same partitions: each wrote its own partial, and
+    // what either reads is byte for byte what one process ingesting everything holds.
+    let mut one = Aggregator::in_memory(catalogue(), a.keys().clone(), AggregatorConfig::default()).unwrap();
+    for r in &receipts {
+        one.receive_receipt(r, given).unwrap();
+    }
+    for f in &frames {
+        one.ingest(f, now).unwrap();
+    }
+    assert!(a.partitions().count() > 0 && b.partitions().count() > 0);
+    assert_eq!(a.partition_states(), one.partition_states());
+    assert_eq!(b.partition_states(), one.partition_states());
+    let release = |agg: &mut Aggregator| {
+        let r = agg
+            .release(&id("calora"), &id("thermostat.mode"), Timestamp::EPOCH, Timestamp::MAX, now)
+            .unwrap();
+        (r.partitions, r.estimate.n, format!("{:?}", r.estimate.values))
+    };
+    let want = release(&mut one);
+    assert_eq!(want.1, 40);
+    assert_eq!(release(&mut a), want);
+    assert_eq!(release(&mut b), want);
+    // Two commits racing with one id: the store's unique key refuses the second whole.
+    use confiance_aggregator::store::{CommitBatch, SeenIds, Store as _};
+    let batch = |digest: u8| CommitBatch {
+        seen: vec![SeenIds { envelope: [digest; 32], expires_at: Timestamp::MAX, ids: vec![[0xee; 16]] }],
+        ..CommitBatch::default()
+    };
+    let mut s1 = PgStore::with_config(&db).unwrap();
+    let mut s2 = PgStore::with_config(&db).unwrap();
+    s1.commit(&batch(1)).unwrap();
+    assert!(matches!(s2.commit(&batch(2)), Err(StoreError::Conflict)));
+    assert!(s2.id_seen(&[0xee; 16]).unwrap());
+    assert!(!s2.envelope_seen(&[2; 32]).unwrap(), "the refused batch left nothing");
+}
+
+/// What one process saw while it ingested: per frame, how each attempt ended, and the
+/// (size, root) of the audit log it read now and then.
+#[derive(Default)]
+struct Seen {
+    acked: Vec<(usize, u32)>,
+    replays: usize,
+    conflicts: usize,
+    roots: Vec<(u64, confiance_aggregator::audit::Hash)>,
+}
+
+#[test]
+fn three_processes_fed_concurrently_with_overlapping_replays_count_each_envelope_once() {
+    use confiance_aggregator::audit::{CheckpointSigner, EventKind, Verifier};
+    let Some(db) = fresh_database("three_processes") else { return };
+    let (keys, config) = keys();
+    let (receipts, frames) = fleet(90, config);
+    let now = Timestamp::from_secs(T0);
+    let given = Timestamp::from_secs(T0 - 10_000);
+    let mut procs: Vec<Aggregator> = (0..3).map(|_| on_postgres(&db, keys.clone())).collect();
+    for agg in &mut procs {
+        for r in &receipts {
+            agg.receive_receipt(r, given).unwrap();
+        }
+    }
+    // Three ledgers, one log: each process logged every receipt it was given.
+    let consent_events = procs[0].store().audit_log().unwrap().size();
+    assert_eq!(consent_events, 3 * receipts.len() as u64);
+    // Every frame goes to every process, each in its own order, and every fifth frame a
+    // second time to the same process: all but one attempt per frame are replays.
+    let n = frames.len();
+    let orders: Vec<Vec<usize>> =
+        vec![(0..n).collect(), (0..n).rev().collect(), (0..n).map(|i| (i * 7 + n / 2) % n).collect()];
+    assert!(orders[2].iter().collect::<std::collections::BTreeSet<_>>().len() == n, "a permutation");
+    let seen: Vec<Seen> = std::thread::scope(|s| {
+        let handles: Vec<_> = procs
+            .iter_mut()
+            .zip(&orders)
+            .map(|(agg, order)| {
+                let frames = &frames;
+                s.spawn(move || {
+                    let mut seen = Seen::default();
+                    let mut queue: Vec<usize> =
+                        order.iter().flat_map(|&i| if i % 5 == 0 { vec![i, i] } else { vec![i] }).collect();
+                    let mut round = 0;
+                    while !queue.is_empty() {
+                        let mut retry = Vec::new();
+                        for (k, &i) in queue.iter().enumerate() {
+                            match agg.ingest(&frames[i], now) {
+                                Ok(ack) => seen.acked.push((i, ack.reports)),
+                                Err(IngestError::ReplayedEnvelope(_)) => seen.replays += 1,
+                                // Another process committed the same envelope between this
+                                // one's check and its commit: nothing kept, send again.
+                                Err(IngestError::Store(StoreError::Conflict)) => {
+                                    seen.conflicts += 1;
+                                    retry.push(i);
+                                }
+                                Err(e) => panic!("frame {i}: {e}"),
+                            }
+                            if k % 16 == 0 {
+                                let log = agg.store().audit_log().unwrap();
+                                seen.roots.push((log.size(), log.root()));
+                            }
+                        }
+                        queue = retry;
+                        round += 1;
+                        assert!(round < 10, "conflicts do not end");
+                    }
+                    seen
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Each frame acknowledged exactly once, by one process; every other attempt refused.
+    let mut acked: Vec<usize> = seen.iter().flat_map(|s| s.acked.iter().map(|&(i, _)| i)).collect();
+    acked.sort_unstable();
+    assert_eq!(acked, (0..n).collect::<Vec<_>>());
+    let attempts = 3 * n + 3 * (0..n).filter(|i| i % 5 == 0).count();
+    let refused: usize = seen.iter().map(|s| s.replays).sum();
+    assert_eq!(refused, attempts - n);
+    assert!(seen.iter().all(|s| !s.acked.is_empty()), "every process acknowledged some");
+    // Counted exactly once: what the processes' partials merge to is byte for byte what
+    // one process ingesting each frame once holds.
+    let mut one =
+        Aggregator::in_memory(catalogue(), procs[0].keys().clone(), AggregatorConfig::default()).unwrap();
+    for r in &receipts {
+        one.receive_receipt(r, given).unwrap();
+    }
+    let mut reports = 0;
+    for f in &frames {
+        reports += one.ingest(f, now).unwrap().reports;
+    }
+    assert_eq!(seen.iter().flat_map(|s| &s.acked).map(|&(_, r)| r).sum::<u32>(), reports);
+    for p in &procs {
+        assert_eq!(p.partition_states(), one.partition_states());
+    }
+    // One linear log: one ingest event per acknowledged envelope, a signed checkpoint
+    // of the whole log that verifies against the events, and every root a process read
+    // while others appended is the final log's root at that size (one history).
+    let log = procs[1].store().audit_log().unwrap();
+    let events = log.export(log.size()).unwrap();
+    let ingests = events.iter().filter(|e| e.event.kind() == EventKind::IngestBatch).count();
+    assert_eq!(ingests, n);
+    assert_eq!(log.size(), consent_events + n as u64);
+    let signer = CheckpointSigner::generate("confiance.test/log", &mut SeededRng::seed_from_u64(3)).unwrap();
+    let cp = log.checkpoint(&signer, now);
+    Verifier::new(signer.origin(), signer.verifying_key()).unwrap().audit(&cp, &events).unwrap();
+    let observed: usize = seen.iter().map(|s| s.roots.len()).sum();
+    assert!(observed >= 3 * (n / 16));
+    for (size, root) in seen.iter().flat_map(|s| &s.roots) {
+        assert_eq!(log.root_at(*size).unwrap(), *root, "a root at size {size} outside the one history");
+    }
+}
