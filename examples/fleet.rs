@@ -13,9 +13,10 @@
 //! independent draws of the same fleet (`benches/fleet_seeds.sh` runs many).
 //!
 //! Every envelope carries report tokens (docs/privacy.md, "Report tokens"): each device
-//! fetches, through the aggregator's issuance API, the tokens of the current and the
-//! next token period ahead of time (the fleet's catalogue sets `token_period = "P60D"`,
-//! two of the devices' monthly flushes; no period that starts after the run's end), and
+//! fetches, through the aggregator's issuance API, the tokens its coming monthly flushes
+//! will spend, ahead of time (`Recorder::tokens_to_fetch`: the fleet's catalogue sets
+//! `token_period = "P60D"`; the next period's a flush interval before it starts; no
+//! period that starts after the run's end), and
 //! the aggregator refuses statistics without one; the aggregator answers each day's
 //! requests on every core. `--no-tokens` runs the same fleet without them (no issuance,
 //! no tokens required), for comparison.
@@ -101,11 +102,6 @@ enum Traffic {
 
 /// What the aggregator answered to a device's token request.
 type TokenAnswer = (u64, Result<TokenResponse, (&'static str, TokenScope)>);
-
-/// Tokens a device asks for per scope and token period (and again when its reports wait
-/// for one): its monthly flushes put a period's reports of a scope in two or three
-/// envelopes.
-const TOKENS_PER_REQUEST: usize = 3;
 
 /// The truth behind the estimates: per (recipient, metric) and the deadline of the
 /// partition the report lands in, counts per category or the sum of numeric values, over
@@ -267,9 +263,9 @@ struct Device {
     index: u64,
     /// Its device key (a copy of the recorder's), which signs its token requests.
     key: DeviceKey,
-    /// The token scopes (recipients, purpose) it reports in, with the last token period
-    /// it asked tokens for and the period of its last top-up; `None` when tokens are off.
-    token_scopes: Option<BTreeMap<(std::collections::BTreeSet<RecipientId>, PurposeId), (Option<u64>, u64)>>,
+    /// The token scopes (recipients, purpose) it asked tokens for, with the last token
+    /// period it asked for; `None` when tokens are off.
+    token_scopes: Option<BTreeMap<(std::collections::BTreeSet<RecipientId>, PurposeId), u64>>,
     /// Readings recorded but not yet flushed, as (statistic index in the plan, recipient
     /// index in the metric's recipients, value): the truth counts a reading only once it
     /// has been sent, so that a release is compared with the reports it can hold.
@@ -397,45 +393,22 @@ impl Device {
         }
     }
 
-    /// Asks for the tokens of the current and the next token period of every scope it
-    /// reports in, ahead of time, and tops up once per period a scope whose reports are
-    /// waiting; the requests go out with the week's traffic.
+    /// Asks for the report tokens its coming monthly flushes will plausibly spend
+    /// (`Recorder::tokens_to_fetch`), none for a period that starts after the run's end;
+    /// the requests go out with the week's traffic. A refused request stays pending in
+    /// the recorder: that scope and period are not asked for again.
     fn fetch_tokens(&mut self, t: Timestamp, directory: &Issuer) {
         let Some(scopes) = self.token_scopes.as_mut() else { return };
-        let current = directory.period_at(t).0;
-        let period_secs = directory.period_secs();
-        let end = self.end;
-        self.token_from.get_or_insert(current);
-        let needed = self.dev.tokens_needed();
-        for scope in needed.keys() {
-            scopes.entry((scope.recipients.clone(), scope.purpose.clone())).or_insert((None, u64::MAX));
-        }
-        let mut asks = Vec::new();
-        for ((recipients, purpose), (through, topped)) in scopes.iter_mut() {
-            for period in [current, current + 1] {
-                // No tokens for a period the run never reaches: they would never be spent.
-                if TokenPeriod(period).start(period_secs) < end && through.is_none_or(|x| period > x) {
-                    asks.push(TokenScope {
-                        recipients: recipients.clone(),
-                        purpose: purpose.clone(),
-                        period: TokenPeriod(period),
-                    });
-                    *through = Some(period);
-                }
+        self.token_from.get_or_insert(directory.period_at(t).0);
+        for (scope, count) in self.dev.tokens_to_fetch(t, MONTH) {
+            // No tokens for a period the run never reaches: they would never be spent.
+            if scope.period.start(directory.period_secs()) >= self.end {
+                continue;
             }
-            let scope = TokenScope {
-                recipients: recipients.clone(),
-                purpose: purpose.clone(),
-                period: TokenPeriod(current),
-            };
-            if *topped != current && needed.contains_key(&scope) && self.dev.tokens_held(&scope) == 0 {
-                *topped = current;
-                asks.push(scope);
-            }
-        }
-        for scope in asks {
+            let through = scopes.entry((scope.recipients.clone(), scope.purpose.clone())).or_insert(0);
+            *through = (*through).max(scope.period.0);
             let Ok(key) = directory.public_key(&scope) else { continue };
-            if let Some(request) = self.dev.token_request(&self.key, scope, key, TOKENS_PER_REQUEST) {
+            if let Some(request) = self.dev.token_request(&self.key, scope, key, count) {
                 self.outbox.push((t, Traffic::TokenRequest(self.index, Box::new(request))));
             }
         }
@@ -446,9 +419,8 @@ impl Device {
         let Some(scopes) = self.token_scopes.as_ref() else { return 0 };
         let Some(first) = self.token_from else { return 0 };
         let mut held = 0;
-        for ((recipients, purpose), (through, _)) in scopes {
-            let Some(through) = *through else { continue };
-            for period in first..=through {
+        for ((recipients, purpose), through) in scopes {
+            for period in first..=*through {
                 let scope = TokenScope {
                     recipients: recipients.clone(),
                     purpose: purpose.clone(),
@@ -460,19 +432,12 @@ impl Device {
         held
     }
 
-    /// Takes the aggregator's answer to one of its token requests; a scope it may not
-    /// report in any more (consent withdrawn) is no longer asked for.
+    /// Takes the aggregator's answer to one of its token requests. A refused request
+    /// (consent withdrawn, say) stays pending in the recorder, so that scope and period
+    /// are not asked for again.
     fn take_tokens(&mut self, answer: &Result<TokenResponse, (&'static str, TokenScope)>) {
-        match answer {
-            Ok(response) => {
-                self.dev.take_token_response(response);
-            }
-            Err(("not_consented", s)) => {
-                if let Some(scopes) = self.token_scopes.as_mut() {
-                    scopes.remove(&(s.recipients.clone(), s.purpose.clone()));
-                }
-            }
-            Err(_) => {}
+        if let Ok(response) = answer {
+            self.dev.take_token_response(response);
         }
     }
 

@@ -1210,6 +1210,109 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         self.tokens.get(scope).map_or(0, Vec::len)
     }
 
+    /// The report tokens to ask for now, per scope: what the coming flushes will
+    /// plausibly spend, less what is held or already asked for. The host calls it as
+    /// often as it likes (say after each recording) with its flush cadence, makes a
+    /// [`Self::token_request`] for each entry and sends them.
+    ///
+    /// For each (recipients, purpose) the device reports in (its queued statistics,
+    /// tokens held), a token period `p` needs one token per flush
+    /// that may still carry its reports: `⌈(end of p − max(now, start of p)) /
+    /// flush_every⌉ + 1` (the flush after `p` ends carries its last reports), at most the
+    /// catalogue's
+    /// `tokens_per_period`. The current period is asked for at once; the next one only
+    /// once it starts within one flush interval (its tokens are then fetched before the
+    /// first flush that spends them, and the issuer is not told about a period the
+    /// device may never reach). A queued statistic of the current or the next period
+    /// with no token held or asked for gets at least one (its reports wait, counted in
+    /// [`Counters::waiting_for_token`], until it arrives). Empty when tokens are not
+    /// required.
+    ///
+    /// ```
+    /// # use confiance::recorder::{MemoryStorage, Recorder, RecorderParts};
+    /// # use confiance::{catalogue::Catalogue, consent::{ConsentState, DeviceKey}, pseudonym::DeviceSecret, Timestamp};
+    /// # use confiance::hazmat::{SeedableRng as _, SeededRng};
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml"))?;
+    /// # let mut rng = SeededRng::seed_from_u64(1);
+    /// # let parts = RecorderParts { catalogue, consent: ConsentState::new(DeviceKey::generate(&mut rng)), pseudonyms: DeviceSecret::generate(&mut rng), controller: "calora".parse()?, key_configs: vec![], rng };
+    /// let mut device = Recorder::new(parts, MemoryStorage::default());
+    /// device.require_tokens(true);
+    /// let now = Timestamp::from_secs(1_800_000_000);
+    /// // Nothing recorded yet: no scope to ask tokens for.
+    /// assert!(device.tokens_to_fetch(now, 7 * 86_400).is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn tokens_to_fetch(&self, now: Timestamp, flush_every_secs: u64) -> BTreeMap<TokenScope, usize> {
+        let mut out = BTreeMap::new();
+        if !self.tokens_required {
+            return out;
+        }
+        let (period_secs, quota) = {
+            let catalogue = self.catalogue.borrow();
+            let limits = catalogue.limits();
+            (limits.token_period.fixed_secs().unwrap_or(86_400).max(1), limits.tokens_per_period)
+        };
+        let flush_every = flush_every_secs.max(1);
+        let current = TokenPeriod::at(now, period_secs);
+        let next = TokenPeriod(current.0.saturating_add(1));
+        let open = |p: TokenPeriod| p == current || p == next;
+        // What each open scope has, held or asked for.
+        let mut have: BTreeMap<TokenScope, usize> = BTreeMap::new();
+        for (scope, tokens) in &self.tokens {
+            *have.entry(scope.clone()).or_default() += tokens.len();
+        }
+        for p in &self.pending_tokens {
+            *have.entry(p.scope().clone()).or_default() += p.count();
+        }
+        // The kinds it reports in: tokens held for an open period (not a request
+        // pending, which may have been refused: a scope it no longer reports in is asked
+        // for at most once more) and queued statistics.
+        let mut kinds: BTreeSet<(BTreeSet<RecipientId>, PurposeId)> = self
+            .tokens
+            .iter()
+            .filter(|(s, t)| !t.is_empty() && open(s.period))
+            .map(|(s, _)| (s.recipients.clone(), s.purpose.clone()))
+            .collect();
+        // Queued statistics: their kind, and one token at least for their open period.
+        let mut floor: BTreeMap<TokenScope, usize> = BTreeMap::new();
+        for r in self.queue.iter().filter_map(Encoded::decode) {
+            if let Some(scope) = self.token_scope(&r) {
+                kinds.insert((scope.recipients.clone(), scope.purpose.clone()));
+                if open(scope.period) {
+                    floor.insert(scope, 1);
+                }
+            }
+        }
+        for (recipients, purpose) in kinds {
+            for period in [current, next] {
+                let start = period.start(period_secs);
+                if period == next && start.as_secs().saturating_sub(now.as_secs()) >= flush_every {
+                    continue;
+                }
+                // Reports of the period come from its start (or now) to its end.
+                let from = start.max(now).as_secs();
+                let end = period.end(period_secs).as_secs();
+                let flushes = end.saturating_sub(from).div_ceil(flush_every).saturating_add(1);
+                let scope = TokenScope { recipients: recipients.clone(), purpose: purpose.clone(), period };
+                let want = usize::try_from(flushes.min(u64::from(quota)))
+                    .unwrap_or(usize::MAX)
+                    .max(floor.get(&scope).copied().unwrap_or(0));
+                let missing = want.saturating_sub(have.get(&scope).copied().unwrap_or(0));
+                if missing > 0 {
+                    out.insert(scope, missing.min(voprf::MAX_BATCH));
+                }
+            }
+        }
+        out
+    }
+
+    /// Forgets the pending token requests for `scope` (the issuer refused them, or the
+    /// host gave up on them): [`Self::tokens_to_fetch`] asks for that scope again.
+    pub fn forget_token_requests(&mut self, scope: &TokenScope) {
+        self.pending_tokens.retain(|p| p.scope() != scope);
+    }
+
     /// Builds a request for `count` tokens of `scope`, signed by `device`, blinded against
     /// the scope's public key `key` from the issuer's key directory. The host sends it
     /// (HTTP `POST /v1/tokens`) and gives the answer to [`Self::take_token_response`].
@@ -1690,6 +1793,62 @@ mod tests {
         r.retries.push(Retry { report, not_before: now, attempts: 2 });
         r.refusals.insert((mode, Refusal::TimeOutsideWindow), 3);
         r.persist();
+    }
+
+    /// The fetch plan asks for one token per flush that may still carry a period's
+    /// reports (the flush after its end included), capped by the quota; the next period
+    /// only within one flush interval of its start; nothing again while a request is
+    /// pending; again once it is forgotten. Before, a host asked three tokens per scope
+    /// and period, the next period's at the first contact.
+    #[test]
+    fn the_fetch_plan_asks_for_what_the_coming_flushes_spend() {
+        let mut storage = MemoryStorage::default();
+        let mut r = recorder(&mut storage);
+        r.require_tokens(true);
+        // 8 h into a one-day token period (the example catalogue's; quota 24).
+        let now = Timestamp::from_secs(1_800_000_000);
+        assert_eq!(now.as_secs() % 86_400, 8 * 3_600);
+        let (mode, improvement) =
+            (MetricId::new("thermostat.mode").unwrap(), PurposeId::new("product-improvement").unwrap());
+        let request = ConsentRequest::new(
+            RecipientId::new("calora").unwrap(),
+            improvement.clone(),
+            Scope::metrics([mode.clone()]),
+            "P90D".parse().unwrap(),
+        );
+        r.give_consent(request, now).unwrap();
+        assert!(r.tokens_to_fetch(now, 6 * 3_600).is_empty(), "nothing queued, nothing held");
+        r.record(&mode, &improvement, Value::Category(1), now).unwrap();
+        let today = TokenPeriod::at(now, 86_400);
+        let scope = |period| TokenScope {
+            recipients: [RecipientId::new("calora").unwrap()].into_iter().collect(),
+            purpose: improvement.clone(),
+            period,
+        };
+        // 16 h left at a 6-hour cadence: flushes at +6, +12 h and the one after the
+        // period's end (which carries its last reports), plus the rounding: 4. Tomorrow
+        // starts in 16 h, more than a flush interval away: not yet.
+        assert_eq!(r.tokens_to_fetch(now, 6 * 3_600), BTreeMap::from([(scope(today), 4)]));
+        // A flush every minute would spend more than the quota: capped at 24.
+        assert_eq!(r.tokens_to_fetch(now, 60), BTreeMap::from([(scope(today), 24)]));
+        let device = DeviceKey::generate(&mut SeededRng::seed_from_u64(9));
+        let (_, key) = voprf::derive_key_pair(&[7; 32], b"test").unwrap();
+        assert!(r.token_request(&device, scope(today), key, 4).is_some());
+        assert!(r.tokens_to_fetch(now, 6 * 3_600).is_empty(), "asked for already");
+        // 4 h before the end: tomorrow starts within a flush interval; its reports can
+        // go in the flushes of its 24 h and the one after: 24/6 + 1 = 5.
+        let later = now.saturating_add_secs(12 * 3_600);
+        let tomorrow = TokenPeriod(today.0 + 1);
+        assert_eq!(r.tokens_to_fetch(later, 6 * 3_600), BTreeMap::from([(scope(tomorrow), 5)]));
+        // A refused request forgotten: asked again.
+        r.forget_token_requests(&scope(today));
+        assert_eq!(r.tokens_to_fetch(now, 6 * 3_600), BTreeMap::from([(scope(today), 4)]));
+        // The reports wait for their token, counted, and the flush does not fail.
+        assert!(r.flush(now).is_empty());
+        assert_eq!(r.counters().waiting_for_token, 1);
+        // Tokens off: nothing to fetch.
+        r.require_tokens(false);
+        assert!(r.tokens_to_fetch(now, 6 * 3_600).is_empty());
     }
 
     /// A report still queued when its hold ends is dropped at the next flush, counted as

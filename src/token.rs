@@ -423,6 +423,12 @@ impl PendingTokens {
         &self.scope
     }
 
+    /// How many tokens were asked for.
+    #[must_use]
+    pub fn count(&self) -> usize {
+        self.nonces.len()
+    }
+
     /// Checks the response (same key as asked for, same count, proof) and unblinds it
     /// into tokens.
     ///

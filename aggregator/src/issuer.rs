@@ -93,8 +93,8 @@ impl IssuerSecret {
         Self(b)
     }
 
-    /// The VOPRF key of `scope`.
-    fn scope_key(&self, scope: &TokenScope) -> Result<ServerKey, VoprfError> {
+    /// The VOPRF key of `scope`, with its key id and the scope's digest.
+    fn scope_key(&self, scope: &TokenScope) -> Result<ScopeKey, VoprfError> {
         let info = scope.to_bytes();
         let mut seed = [0u8; 32];
         Hkdf::<Sha256>::new(Some(KEY_SALT), &self.0)
@@ -102,7 +102,53 @@ impl IssuerSecret {
             .map_err(|_| VoprfError::DeriveKeyPair)?;
         let key = ServerKey::derive(&seed, &info);
         seed.zeroize();
-        key
+        let key = key?;
+        Ok(ScopeKey { key_id: key_id(&key.public_key()), digest: scope.digest(), key })
+    }
+}
+
+/// A scope's key and what checking its tokens compares with, computed once per scope:
+/// the key id (serialising the public key costs a field inversion) and the scope's
+/// digest (a serialisation and a hash), not once per token.
+struct ScopeKey {
+    key: ServerKey,
+    key_id: [u8; 32],
+    digest: [u8; 32],
+}
+
+/// The scope keys in use, derived on first use. The lock is held only to find a key:
+/// requests are evaluated, and tokens verified, in parallel.
+struct KeyCache {
+    secret: IssuerSecret,
+    keys: Mutex<HashMap<TokenScope, Arc<ScopeKey>>>,
+}
+
+impl KeyCache {
+    fn new(secret: IssuerSecret) -> Self {
+        Self { secret, keys: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenScope, Arc<ScopeKey>>> {
+        self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The key of `scope` if it is in the cache.
+    fn cached(&self, scope: &TokenScope) -> Option<Arc<ScopeKey>> {
+        self.lock().get(scope).map(Arc::clone)
+    }
+
+    /// The key of `scope`, derived and kept if it was not in the cache.
+    fn get(&self, scope: &TokenScope) -> Result<Arc<ScopeKey>, VoprfError> {
+        if let Some(key) = self.cached(scope) {
+            return Ok(key);
+        }
+        let key = Arc::new(self.secret.scope_key(scope)?);
+        let mut keys = self.lock();
+        if keys.len() >= KEY_CACHE {
+            keys.clear();
+        }
+        keys.insert(scope.clone(), Arc::clone(&key));
+        Ok(key)
     }
 }
 
@@ -307,11 +353,10 @@ pub type IssuanceCounts = BTreeMap<TokenScope, u64>;
 
 /// The token issuer.
 pub struct Issuer {
-    secret: IssuerSecret,
     catalogue: Catalogue,
     period_secs: u64,
     quota: u32,
-    keys: Mutex<HashMap<TokenScope, Arc<ServerKey>>>,
+    keys: KeyCache,
     /// Tokens issued per (device key, scope), pruned of past periods.
     issued: HashMap<(DevicePublicKey, TokenScope), u32>,
     /// Tokens issued per scope since the counts were last taken.
@@ -358,11 +403,10 @@ impl Issuer {
     /// validated catalogue's always is).
     pub fn new(secret: IssuerSecret, catalogue: &Catalogue) -> Result<Self, IssueError> {
         Ok(Self {
-            secret,
             period_secs: period_secs(catalogue)?,
             quota: catalogue.limits().tokens_per_period,
             catalogue: catalogue.clone(),
-            keys: Mutex::new(HashMap::new()),
+            keys: KeyCache::new(secret),
             issued: HashMap::new(),
             counts: BTreeMap::new(),
         })
@@ -388,18 +432,7 @@ impl Issuer {
     }
 
     fn with_key<T>(&self, scope: &TokenScope, f: impl FnOnce(&ServerKey) -> T) -> Result<T, VoprfError> {
-        // The lock is held only to find the key: requests are evaluated in parallel.
-        let key = {
-            let mut keys = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !keys.contains_key(scope) {
-                if keys.len() >= KEY_CACHE {
-                    keys.clear();
-                }
-                keys.insert(scope.clone(), Arc::new(self.secret.scope_key(scope)?));
-            }
-            Arc::clone(keys.get(scope).ok_or(VoprfError::DeriveKeyPair)?)
-        };
-        Ok(f(&key))
+        Ok(f(&self.keys.get(scope)?.key))
     }
 
     /// The public key of `scope`: the key directory entry devices blind against.
@@ -513,7 +546,7 @@ impl Issuer {
     ) -> Result<TokenResponse, IssueError> {
         let (evaluated, proof, public_key) = self
             .with_key(&request.scope, |k| {
-                k.blind_evaluate_with(&request.blinded, r).map(|(e, p)| (e, p, k.public_key()))
+                k.blind_evaluate_with(&request.blinded, r).map(|(e, p)| (e, p, k.public_key_bytes()))
             })
             .and_then(|r| r)
             .map_err(IssueError::Malformed)?;
@@ -522,7 +555,7 @@ impl Issuer {
         let mut s = [0; 32];
         c.copy_from_slice(&proof[..32]);
         s.copy_from_slice(&proof[32..]);
-        Ok(TokenResponse { public_key: public_key.to_bytes(), evaluated, proof: (c, s) })
+        Ok(TokenResponse { public_key, evaluated, proof: (c, s) })
     }
 
     /// The token period length in seconds.
@@ -598,9 +631,8 @@ impl From<TokenError> for TokenRefusal {
 /// the store's). Holds the same secret as the [`Issuer`] (privately verifiable tokens,
 /// RFC 9578 §5): in a deployment the two run in the same trust domain.
 pub struct TokenVerifier {
-    secret: IssuerSecret,
     period_secs: u64,
-    keys: Mutex<HashMap<TokenScope, Arc<ServerKey>>>,
+    keys: KeyCache,
 }
 
 impl core::fmt::Debug for TokenVerifier {
@@ -615,7 +647,7 @@ impl TokenVerifier {
     /// # Errors
     /// [`IssueError::UnknownScope`] if the catalogue's token period is not fixed.
     pub fn new(secret: IssuerSecret, catalogue: &Catalogue) -> Result<Self, IssueError> {
-        Ok(Self { secret, period_secs: period_secs(catalogue)?, keys: Mutex::new(HashMap::new()) })
+        Ok(Self { period_secs: period_secs(catalogue)?, keys: KeyCache::new(secret) })
     }
 
     /// The token period length in seconds.
@@ -632,7 +664,7 @@ impl TokenVerifier {
     /// [`TokenRefusal::Scope`], [`TokenRefusal::Expired`], [`TokenRefusal::Invalid`].
     pub fn verify(&self, scope: &TokenScope, token: &Token, now: Timestamp) -> Result<(), TokenRefusal> {
         let key = self.precheck(scope, token, now)?;
-        let expected = key.evaluate(&token.input()).map_err(|_| TokenRefusal::Invalid)?;
+        let expected = key.key.evaluate(&token.input()).map_err(|_| TokenRefusal::Invalid)?;
         if bool::from(expected.ct_eq(&token.authenticator)) { Ok(()) } else { Err(TokenRefusal::Invalid) }
     }
 
@@ -655,7 +687,7 @@ impl TokenVerifier {
     ) -> Vec<Result<(), TokenRefusal>> {
         let mut out: Vec<Result<(), TokenRefusal>> = Vec::with_capacity(window.len());
         // The tokens that passed the cheap checks, by scope (the key is per scope).
-        let mut groups: HashMap<&TokenScope, (Arc<ServerKey>, Vec<usize>)> = HashMap::new();
+        let mut groups: HashMap<&TokenScope, (Arc<ScopeKey>, Vec<usize>)> = HashMap::new();
         for (i, (scope, token)) in window.iter().enumerate() {
             match self.precheck(scope, token, now) {
                 Ok(key) => {
@@ -669,7 +701,7 @@ impl TokenVerifier {
             let inputs: Vec<[u8; confiance::token::TOKEN_INPUT_LEN]> =
                 members.iter().map(|&i| window[i].1.input()).collect();
             let refs: Vec<&[u8]> = inputs.iter().map(<[u8; _]>::as_slice).collect();
-            for (&i, expected) in members.iter().zip(key.evaluate_many(&refs)) {
+            for (&i, expected) in members.iter().zip(key.key.evaluate_many(&refs)) {
                 let ok = expected.is_ok_and(|e| bool::from(e.ct_eq(&window[i].1.authenticator)));
                 if !ok {
                     out[i] = Err(TokenRefusal::Invalid);
@@ -685,27 +717,23 @@ impl TokenVerifier {
         scope: &TokenScope,
         token: &Token,
         now: Timestamp,
-    ) -> Result<Arc<ServerKey>, TokenRefusal> {
-        if !bool::from(token.scope_digest.ct_eq(&scope.digest())) {
+    ) -> Result<Arc<ScopeKey>, TokenRefusal> {
+        // A scope in use has its digest and key id cached with its key; a key is derived
+        // only for a scope whose digest and period pass.
+        let cached = self.keys.cached(scope);
+        let digest = cached.as_ref().map_or_else(|| scope.digest(), |k| k.digest);
+        if !bool::from(token.scope_digest.ct_eq(&digest)) {
             return Err(TokenRefusal::Scope);
         }
         let grace_end = scope.period.end(self.period_secs).saturating_add_secs(self.period_secs);
         if now >= grace_end {
             return Err(TokenRefusal::Expired);
         }
-        // The lock is held only to find the key: workers verify in parallel.
-        let key = {
-            let mut keys = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !keys.contains_key(scope) {
-                if keys.len() >= KEY_CACHE {
-                    keys.clear();
-                }
-                let key = self.secret.scope_key(scope).map_err(|_| TokenRefusal::Invalid)?;
-                keys.insert(scope.clone(), Arc::new(key));
-            }
-            Arc::clone(keys.get(scope).ok_or(TokenRefusal::Invalid)?)
+        let key = match cached {
+            Some(key) => key,
+            None => self.keys.get(scope).map_err(|_| TokenRefusal::Invalid)?,
         };
-        if !bool::from(token.key_id.ct_eq(&key_id(&key.public_key()))) {
+        if !bool::from(token.key_id.ct_eq(&key.key_id)) {
             return Err(TokenRefusal::Invalid);
         }
         Ok(key)

@@ -282,10 +282,20 @@ pub fn blind_with(input: &[u8], blind: Scalar) -> Result<(Scalar, RistrettoPoint
 /// and `d` have the same length.
 #[must_use]
 pub fn composite_weights(pk: &PublicKey, c: &[[u8; ELEMENT_LEN]], d: &[[u8; ELEMENT_LEN]]) -> Vec<Scalar> {
-    let bm = pk.to_bytes();
+    composite_weights_encoded(&pk.to_bytes(), c, d)
+}
+
+/// [`composite_weights`] with the public key already serialised (a server keeps its
+/// key's encoding: serialising a point costs a field inversion).
+#[must_use]
+pub fn composite_weights_encoded(
+    pk: &[u8; ELEMENT_LEN],
+    c: &[[u8; ELEMENT_LEN]],
+    d: &[[u8; ELEMENT_LEN]],
+) -> Vec<Scalar> {
     let mut h = Sha512::new();
     h.update(len2(ELEMENT_LEN));
-    h.update(bm);
+    h.update(pk);
     h.update(len2(5 + CONTEXT_STRING.len()));
     h.update(b"Seed-");
     h.update(CONTEXT_STRING);
@@ -318,9 +328,17 @@ pub fn challenge(
     t2: &RistrettoPoint,
     t3: &RistrettoPoint,
 ) -> Scalar {
+    let pts = [*m, *z, *t2, *t3].map(|p| p.compress().to_bytes());
+    challenge_encoded(&pk.to_bytes(), &pts)
+}
+
+/// [`challenge`] of elements already serialised: `pkS`, then `[M, Z, t2, t3]` (a server
+/// compresses the last four with one batched inversion).
+#[must_use]
+pub fn challenge_encoded(pk: &[u8; ELEMENT_LEN], points: &[[u8; ELEMENT_LEN]; 4]) -> Scalar {
     let l = len2(ELEMENT_LEN);
-    let pts = [pk.0, *m, *z, *t2, *t3].map(|p| p.compress().to_bytes());
-    hash_to_scalar(&[&l, &pts[0], &l, &pts[1], &l, &pts[2], &l, &pts[3], &l, &pts[4], b"Challenge"])
+    let [m, z, t2, t3] = points;
+    hash_to_scalar(&[&l, pk, &l, m, &l, z, &l, t2, &l, t3, b"Challenge"])
 }
 
 /// `VerifyProof(G, pkS, blinded, evaluated, proof)` (RFC 9497 §2.2.2), batched.

@@ -10,8 +10,8 @@ use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use zeroize::Zeroize;
 
 use confiance::token::voprf::{
-    self, ELEMENT_LEN, MAX_BATCH, OUTPUT_LEN, Proof, PublicKey, VoprfError, challenge, composite_weights,
-    deserialize_element, finalize_hash, finalize_hash_encoded, hash_to_group,
+    self, ELEMENT_LEN, MAX_BATCH, OUTPUT_LEN, Proof, PublicKey, VoprfError, challenge_encoded,
+    composite_weights_encoded, deserialize_element, finalize_hash, finalize_hash_encoded, hash_to_group,
 };
 
 /// A server's VOPRF key pair. The secret scalar is wiped on drop and never printed.
@@ -20,7 +20,11 @@ pub struct ServerKey {
     /// `sk / 2`: evaluations are computed as `2·((sk/2)·B)`, so that one batched
     /// inversion (`double_and_compress_batch`) compresses them all.
     half_sk: Scalar,
+    /// `1/2`, kept: inverting a scalar costs as much as a third of a multiplication.
+    half: Scalar,
     pk: PublicKey,
+    /// `pkS` serialised, once (serialising a point costs a field inversion).
+    pk_bytes: [u8; ELEMENT_LEN],
 }
 
 impl core::fmt::Debug for ServerKey {
@@ -50,13 +54,20 @@ impl ServerKey {
     /// [`VoprfError::DeriveKeyPair`] (never in practice).
     pub fn derive(seed: &[u8; 32], info: &[u8]) -> Result<Self, VoprfError> {
         let (sk, pk) = voprf::derive_key_pair(seed, info)?;
-        Ok(Self { sk, half_sk: sk * Scalar::from(2u8).invert(), pk })
+        let half = Scalar::from(2u8).invert();
+        Ok(Self { sk, half_sk: sk * half, half, pk, pk_bytes: pk.to_bytes() })
     }
 
     /// The public key `pkS`.
     #[must_use]
     pub const fn public_key(&self) -> PublicKey {
         self.pk
+    }
+
+    /// `pkS` serialised (kept from the key's derivation).
+    #[must_use]
+    pub const fn public_key_bytes(&self) -> [u8; ELEMENT_LEN] {
+        self.pk_bytes
     }
 
     /// The secret scalar's bytes, for known-answer tests only.
@@ -104,13 +115,20 @@ impl ServerKey {
         let evaluated: Vec<[u8; ELEMENT_LEN]> =
             RistrettoPoint::double_and_compress_batch(&halves).iter().map(|c| c.to_bytes()).collect();
         // ComputeCompositesFast: M = Σ dᵢ·Cᵢ, Z = k·M (one multiplication, not n); the
-        // weights hash the encodings already at hand.
-        let w = composite_weights(&self.pk, blinded, &evaluated);
-        let m = RistrettoPoint::vartime_multiscalar_mul(&w, &points);
-        let z = self.sk * m;
-        let t2 = RistrettoPoint::mul_base(&r);
-        let t3 = r * m;
-        let c = challenge(&self.pk, &m, &z, &t2, &t3);
+        // weights hash the encodings already at hand. M, Z, t2 = r·G and t3 = r·M are
+        // computed halved, so that one batched inversion compresses all four.
+        let half = self.half;
+        let w: Vec<Scalar> =
+            composite_weights_encoded(&self.pk_bytes, blinded, &evaluated).iter().map(|d| d * half).collect();
+        let half_m = RistrettoPoint::vartime_multiscalar_mul(&w, &points);
+        let mut half_r = r * half;
+        let halves = [half_m, self.sk * half_m, RistrettoPoint::mul_base(&half_r), r * half_m];
+        half_r.zeroize();
+        let mut encoded = [[0; ELEMENT_LEN]; 4];
+        for (e, c) in encoded.iter_mut().zip(RistrettoPoint::double_and_compress_batch(&halves)) {
+            *e = c.to_bytes();
+        }
+        let c = challenge_encoded(&self.pk_bytes, &encoded);
         Ok((evaluated, Proof { c, s: r - c * self.sk }))
     }
 
