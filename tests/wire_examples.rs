@@ -25,6 +25,7 @@ use confiance::envelope::{
 use confiance::ids::{MetricId, ReceiptId, RecipientId};
 use confiance::ldp::{LdpReport, MechanismName};
 use confiance::pseudonym::{DeviceSecret, Epoch, SystemPublicKey, TranscryptionRequest};
+use confiance::recorder::{SentEntry, SentLogExport};
 use confiance::report::{Payload, RecordValue, Report};
 use confiance::retention::RetentionTag;
 use confiance::token::{
@@ -257,11 +258,40 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
 
     // §3 batch and body, §5 envelope
     out.insert("batch", encode_batch(core::slice::from_ref(&statistic)).unwrap());
-    let plaintext = encode_body(&[], &[statistic]).unwrap();
+    let plaintext = encode_body(&[], core::slice::from_ref(&statistic)).unwrap();
     let fields = HeaderFields { catalogue_digest: cat.digest(), time_bucket: t(DAY) };
     let frame = envelope::seal(&config, &fields, &plaintext, &mut Replay(vec![0x02; 32])).unwrap();
     assert_eq!(envelope::open(&frame, &sk, AeadId::ChaCha20Poly1305).unwrap().1, plaintext);
     out.insert("body", plaintext);
+
+    // §12 the device's sent-log export: the two reports above, as the recorder logs them
+    let envelope_id = confiance::envelope::EnvelopeId::of(&frame);
+    // Held until: the hold from the bucket's end (a statistic) or from collection (a record).
+    let sent = |r: &Report, start: Timestamp| SentEntry {
+        metric: r.metric.clone(),
+        time: r.time,
+        purpose: r.tag.purpose().clone(),
+        audience: r.tag.audience().iter().cloned().collect(),
+        held_until: r.tag.deadline(start).at,
+        receipt: r.tag.receipt().copied(),
+        envelope: envelope_id,
+    };
+    let door_bucket = Metric::bucket_secs(cat.metric(&statistic.metric).unwrap());
+    let export = SentLogExport {
+        version: confiance::recorder::SENT_LOG_VERSION,
+        subject: owner.subject_id(),
+        catalogue_name: cat.name().into(),
+        catalogue_version: cat.version(),
+        catalogue_digest: cat.digest(),
+        exported_at: t(2 * DAY),
+        entries: vec![
+            sent(&statistic, statistic.time.saturating_add_secs(door_bucket)),
+            sent(&record, record.time),
+        ],
+    };
+    let bytes = export.to_bytes();
+    assert_eq!(SentLogExport::from_bytes(&bytes).as_ref(), Ok(&export));
+    out.insert("sent-log", bytes);
     out.insert("envelope", frame);
 
     // §10 report tokens (the scope of examples/catalogue.toml, as aggregator/tests/token_wire.rs)
