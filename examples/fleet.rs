@@ -22,9 +22,12 @@
 //! no tokens required), for comparison.
 //!
 //! At the end it prints its cryptographic floor: the unit costs of its unavoidable
-//! cryptography (seal, open, signatures, token requests answered and finalized, tokens
-//! verified), measured at the end of the run on this machine, times how often the run did
-//! each, divided by the cores; and the ratio of its wall time to that floor.
+//! cryptography (seal, open, signatures of delegations, receipts and withdrawals made and
+//! verified, token requests made, answered and finalized, tokens verified), measured at
+//! the end of the run on this machine in CPU time per operation, times how often the run
+//! did each, divided by the cores; the ratio of its wall time to that floor; and the CPU
+//! time the whole run used against its cryptography, which the machine's load does not
+//! change.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -595,6 +598,26 @@ impl Device {
             }
         }
     }
+}
+
+/// CPU seconds the calling thread has run, to the nanosecond (Linux
+/// `/proc/thread-self/schedstat`, whose first field is the time on a CPU); `None` elsewhere.
+/// Unlike a wall clock it does not count the time another process had the core, so unit
+/// costs measured with it do not grow with the machine's load.
+fn thread_run_secs() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 * 1e-9)
+}
+
+/// CPU seconds (user and system) the whole process has used, its finished threads
+/// included (Linux `/proc/self/stat`; `None` elsewhere).
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok());
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// CPU seconds the calling thread has used (Linux `/proc/thread-self/stat`; 0 elsewhere).
@@ -1177,17 +1200,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("report written to {}", html.display());
     println!("(records, purge, audit and report: {:.1} s)", phase.elapsed().as_secs_f64());
     let wall = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_secs();
     println!("\ndone in {wall:.1} s");
     let sent = envelopes + refused;
     let mean_frame = usize::try_from(frame_bytes / sent.max(1)).unwrap_or(0);
     Floor::measure(
         sent,
         mean_frame,
-        receipts + withdrawals,
+        enrolled + receipts + withdrawals,
         1,
         (token_requests, tokens_issued, tokens_spent),
     )?
-    .print(wall, workers.max(1));
+    .print(wall, workers.max(1), cpu);
     // The run fails (exit code 1) if the pipeline went wrong, so scripts and CI can rely
     // on it. Coverage is judged loosely: with ~55 intervals at 95%, fewer than 80% covered
     // happens by chance with probability about 10^-5.
@@ -1224,8 +1248,9 @@ struct Floor {
 
 impl Floor {
     /// Unit costs of sealing and opening an envelope of `mean_frame` bytes (the run's mean)
-    /// and of making and verifying an Ed25519 signature (a consent receipt or withdrawal,
-    /// made on the device, verified on ingest); `checkpoints` signed checkpoints; and of
+    /// and of making and verifying an Ed25519 signature (`signed` of them: a delegation
+    /// made on the owner's phone, a consent receipt or withdrawal made on the device, each
+    /// verified on ingest); `checkpoints` signed checkpoints; and of
     /// the report tokens' VOPRF: `tokens.0` requests of `tokens.1` tokens in all made
     /// (blind, sign), answered (signature check, `BlindEvaluate`, one batched proof) and
     /// finalized (proof check, unblind), and `tokens.2` spent tokens verified.
@@ -1291,14 +1316,14 @@ impl Floor {
                 }),
             ),
             (
-                "sign a receipt or withdrawal (device) or a checkpoint",
+                "sign a delegation, receipt, withdrawal or checkpoint",
                 signed + checkpoints,
                 Box::new(|| {
                     std::hint::black_box(key.sign(&message));
                 }),
             ),
             (
-                "verify a receipt or withdrawal signature (aggregator)",
+                "verify a delegation, receipt or withdrawal (aggregator)",
                 signed,
                 Box::new(|| drop(std::hint::black_box(verifying.verify_strict(&message, &signature)))),
             ),
@@ -1345,17 +1370,24 @@ impl Floor {
                 ),
             ]);
         }
-        // Interleaved rounds of 20 ms each, median per kind: a change of load hits all alike.
+        // Interleaved rounds of 20 ms each, median per kind: a change of load hits all
+        // alike. Each unit cost is the CPU time this thread ran per operation where Linux
+        // tells it (the wall time elsewhere): on a loaded machine the wall time of a round
+        // also holds the other processes' turns, which would inflate the floor.
         let mut samples = vec![Vec::new(); ops.len()];
         for _ in 0..7 {
             for ((_, _, f), out) in ops.iter_mut().zip(&mut samples) {
-                let t = Instant::now();
+                let (t, cpu) = (Instant::now(), thread_run_secs());
                 let mut n = 0u32;
                 while t.elapsed().as_secs_f64() < 0.02 {
                     f();
                     n += 1;
                 }
-                out.push(t.elapsed().as_secs_f64() / f64::from(n));
+                let spent = match (cpu, thread_run_secs()) {
+                    (Some(a), Some(b)) => b - a,
+                    _ => t.elapsed().as_secs_f64(),
+                };
+                out.push(spent / f64::from(n));
             }
         }
         let items = ops
@@ -1369,7 +1401,8 @@ impl Floor {
         Ok(Self { items })
     }
 
-    fn print(&self, wall: f64, cores: u64) {
+    /// Prints the floor and the ratio of `wall` to it; `cpu` is the run's CPU time.
+    fn print(&self, wall: f64, cores: u64, cpu: Option<f64>) {
         println!(
             "
 cryptographic floor (unit costs measured now, {cores} cores):"
@@ -1385,5 +1418,15 @@ cryptographic floor (unit costs measured now, {cores} cores):"
             "  floor: {total:.2} s of cryptography / {cores} cores = {floor:.2} s; wall time / floor = {:.2}",
             wall / floor
         );
+        // What the machine's load cannot change: how much CPU the run spent beyond its
+        // cryptography. Wall time / floor is this ratio when the cores are busy throughout,
+        // and more for every moment one of them idles (or runs another process).
+        if let Some(cpu) = cpu {
+            println!(
+                "  the run used {cpu:.2} s of CPU (user and system), {:.2} × its cryptography; {:.0}% of {cores} cores over its wall time",
+                cpu / total,
+                100.0 * cpu / (wall * cores as f64)
+            );
+        }
     }
 }

@@ -23,6 +23,7 @@ use std::path::Path;
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
+use confiance::consent::{SignedReceipt, SignedWithdrawal};
 use confiance::envelope::{BatchLimits, EnvelopeId};
 use confiance::ids::{MetricId, RecipientId};
 use confiance::ldp::{Mechanism, Selection};
@@ -325,6 +326,42 @@ impl core::fmt::Debug for Aggregator {
 fn withdrawn_event(receipt: confiance::ids::ReceiptId, bytes: &[u8], recorded: Timestamp) -> AuditEvent {
     let at = confiance::consent::SignedWithdrawal::from_bytes(bytes).map_or(recorded, |w| w.withdrawal().at);
     AuditEvent::ConsentWithdrawn { receipt, at }
+}
+
+/// A consent message decoded, its signature verified.
+enum Decoded {
+    Receipt(SignedReceipt),
+    Withdrawal(SignedWithdrawal),
+}
+
+/// Fewest items worth starting threads for in [`on_every_core`]: starting one costs about
+/// as much as verifying one signature.
+const PARALLEL_MIN: usize = 8;
+
+/// `f` of every item, computed on [`std::thread::available_parallelism`] threads (a
+/// contiguous part each, the caller's thread taking the first), in `items`' order.
+fn on_every_core<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    let threads = std::thread::available_parallelism().map_or(1, core::num::NonZeroUsize::get);
+    if threads < 2 || items.len() < PARALLEL_MIN {
+        return items.iter().map(&f).collect();
+    }
+    let per_thread = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let f = &f;
+        let mut parts = items.chunks(per_thread);
+        let mine = parts.next().unwrap_or_default();
+        let workers: Vec<_> =
+            parts.map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>())).collect();
+        let mut all: Vec<U> = mine.iter().map(f).collect();
+        for w in workers {
+            // A panic in `f` goes on in the caller, as if it had run there.
+            match w.join() {
+                Ok(done) => all.extend(done),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    })
 }
 
 impl Aggregator {
@@ -897,15 +934,24 @@ impl Aggregator {
         &mut self,
         messages: &[(ConsentMessage<'_>, Timestamp)],
     ) -> Result<Vec<Result<confiance::ids::ReceiptId, LedgerError>>, ServiceError> {
+        // Decoding verifies each signature and reads no state: it runs on every core
+        // first, and the ledger then takes the decoded messages in order, exactly as
+        // `Ledger::ingest_receipt` and `Ledger::ingest_withdrawal` would (both decode,
+        // then record).
+        let decoded = on_every_core(messages, |(m, _)| match m {
+            ConsentMessage::Receipt(b) => SignedReceipt::from_bytes(b).map(Decoded::Receipt),
+            ConsentMessage::Withdrawal(b) => SignedWithdrawal::from_bytes(b).map(Decoded::Withdrawal),
+        });
         self.record_with_events(|ledger, events| {
             let mut out = Vec::with_capacity(messages.len());
-            for (m, t) in messages {
-                let r = match m {
-                    ConsentMessage::Receipt(b) => ledger.ingest_receipt(b, *t).inspect(|&id| {
+            for ((_, t), d) in messages.iter().zip(decoded) {
+                let r = match d {
+                    Err(e) => Err(e.into()),
+                    Ok(Decoded::Receipt(s)) => ledger.ingest_signed_receipt(&s, *t).inspect(|&id| {
                         events.push(AuditEvent::ConsentGiven { receipt: id });
                     }),
-                    ConsentMessage::Withdrawal(b) => ledger.ingest_withdrawal(b, *t).inspect(|&id| {
-                        events.push(withdrawn_event(id, b, *t));
+                    Ok(Decoded::Withdrawal(s)) => ledger.ingest_signed_withdrawal(&s, *t).inspect(|&id| {
+                        events.push(AuditEvent::ConsentWithdrawn { receipt: id, at: s.withdrawal().at });
                     }),
                 };
                 out.push(r);
@@ -957,11 +1003,15 @@ impl Aggregator {
         &mut self,
         delegations: &[(&[u8], Timestamp)],
     ) -> Result<Vec<Result<confiance::ids::DelegationId, LedgerError>>, ServiceError> {
+        // Signatures verified on every core, then recorded in order.
+        let decoded =
+            on_every_core(delegations, |(bytes, _)| confiance::consent::SignedDelegation::from_bytes(bytes));
         self.record_with_events(|ledger, events| {
             Ok(delegations
                 .iter()
-                .map(|(bytes, t)| {
-                    let signed = confiance::consent::SignedDelegation::from_bytes(bytes)?;
+                .zip(decoded)
+                .map(|((_, t), signed)| {
+                    let signed = signed?;
                     let id = ledger.ingest_signed_delegation(&signed, *t)?;
                     events.push(AuditEvent::DeviceDelegated {
                         delegation: id,
