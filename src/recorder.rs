@@ -1761,12 +1761,12 @@ mod tests {
         )
     }
 
-    /// A recorder with something in every saved field: one envelope in flight, one
-    /// report queued, one error counted, and (set by hand, as no server answers here) a
-    /// retry, a refusal and a report token held, tokens required.
-    fn every_field_set(storage: &mut MemoryStorage) {
-        let mut r = recorder(storage);
-        let now = Timestamp::from_secs(1_800_000_000);
+    /// Consent to calora for `thermostat.mode`, purpose `product-improvement`, hold P90D:
+    /// the metric and purpose the tests then record under.
+    fn consent_to_mode(
+        r: &mut Recorder<SeededRng, &mut MemoryStorage>,
+        now: Timestamp,
+    ) -> (MetricId, PurposeId) {
         let (mode, improvement) =
             (MetricId::new("thermostat.mode").unwrap(), PurposeId::new("product-improvement").unwrap());
         let request = ConsentRequest::new(
@@ -1776,6 +1776,16 @@ mod tests {
             "P90D".parse().unwrap(),
         );
         r.give_consent(request, now).unwrap();
+        (mode, improvement)
+    }
+
+    /// A recorder with something in every saved field: one envelope in flight, one
+    /// report queued, one error counted, and (set by hand, as no server answers here) a
+    /// retry, a refusal and a report token held, tokens required.
+    fn every_field_set(storage: &mut MemoryStorage) {
+        let mut r = recorder(storage);
+        let now = Timestamp::from_secs(1_800_000_000);
+        let (mode, improvement) = consent_to_mode(&mut r, now);
         r.record(&mode, &improvement, Value::Category(1), now).unwrap();
         let _ = r.flush(now); // one envelope in flight
         r.record(&mode, &improvement, Value::Category(2), now).unwrap(); // one report queued
@@ -1808,15 +1818,7 @@ mod tests {
         // 8 h into a one-day token period (the example catalogue's; quota 24).
         let now = Timestamp::from_secs(1_800_000_000);
         assert_eq!(now.as_secs() % 86_400, 8 * 3_600);
-        let (mode, improvement) =
-            (MetricId::new("thermostat.mode").unwrap(), PurposeId::new("product-improvement").unwrap());
-        let request = ConsentRequest::new(
-            RecipientId::new("calora").unwrap(),
-            improvement.clone(),
-            Scope::metrics([mode.clone()]),
-            "P90D".parse().unwrap(),
-        );
-        r.give_consent(request, now).unwrap();
+        let (mode, improvement) = consent_to_mode(&mut r, now);
         assert!(r.tokens_to_fetch(now, 6 * 3_600).is_empty(), "nothing queued, nothing held");
         r.record(&mode, &improvement, Value::Category(1), now).unwrap();
         let today = TokenPeriod::at(now, 86_400);
@@ -1860,15 +1862,7 @@ mod tests {
         let mut storage = MemoryStorage::default();
         let mut r = recorder(&mut storage);
         let now = Timestamp::from_secs(1_800_000_000);
-        let (mode, improvement) =
-            (MetricId::new("thermostat.mode").unwrap(), PurposeId::new("product-improvement").unwrap());
-        let request = ConsentRequest::new(
-            RecipientId::new("calora").unwrap(),
-            improvement.clone(),
-            Scope::metrics([mode.clone()]),
-            "P90D".parse().unwrap(),
-        );
-        r.give_consent(request, now).unwrap();
+        let (mode, improvement) = consent_to_mode(&mut r, now);
         r.record(&mode, &improvement, Value::Category(1), now).unwrap();
         let held_until = r.held_until(&r.queue[0].decode().unwrap());
         assert!(held_until > now);
