@@ -265,6 +265,20 @@ typedef struct ConfianceCounters {
    * Budgeted reports not made because the charge could not be kept.
    */
   uint32_t budget_unsaved;
+  /**
+   * Reports left queued at a flush for want of a report token of their scope (counted
+   * once per report and flush).
+   */
+  uint32_t waiting_for_token;
+  /**
+   * Token requests that could not be built, and token responses refused.
+   */
+  uint32_t token_failed;
+  /**
+   * Queued reports dropped at a flush because their hold had already ended (counted
+   * since the recorder was made or loaded; not saved).
+   */
+  uint32_t expired;
 } ConfianceCounters;
 
 #ifdef __cplusplus

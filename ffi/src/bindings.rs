@@ -319,6 +319,14 @@ pub struct Counters {
     pub retried: u32,
     /// Budgeted reports not made because the charge could not be kept.
     pub budget_unsaved: u32,
+    /// Reports left queued at a flush for want of a report token of their scope (counted
+    /// once per report and flush).
+    pub waiting_for_token: u32,
+    /// Token requests that could not be built, and token responses refused.
+    pub token_failed: u32,
+    /// Queued reports dropped at a flush because their hold had already ended (counted
+    /// since the recorder was made or loaded; not saved).
+    pub expired: u32,
 }
 
 /// How many calls made no report of one metric for one cause (the recorder's
@@ -573,6 +581,9 @@ impl Recorder {
             refused: c.refused,
             retried: c.retried,
             budget_unsaved: c.budget_unsaved,
+            waiting_for_token: c.waiting_for_token,
+            token_failed: c.token_failed,
+            expired: c.expired,
         }
     }
 

@@ -191,6 +191,14 @@ pub struct ConfianceCounters {
     pub retried: u32,
     /// Budgeted reports not made because the charge could not be kept.
     pub budget_unsaved: u32,
+    /// Reports left queued at a flush for want of a report token of their scope (counted
+    /// once per report and flush).
+    pub waiting_for_token: u32,
+    /// Token requests that could not be built, and token responses refused.
+    pub token_failed: u32,
+    /// Queued reports dropped at a flush because their hold had already ended (counted
+    /// since the recorder was made or loaded; not saved).
+    pub expired: u32,
 }
 
 /// A recorder, as C sees it: opaque; the pointer is an id, never dereferenced.
@@ -756,6 +764,9 @@ pub unsafe extern "C" fn confiance_counters(
             refused: c.refused,
             retried: c.retried,
             budget_unsaved: c.budget_unsaved,
+            waiting_for_token: c.waiting_for_token,
+            token_failed: c.token_failed,
+            expired: c.expired,
         };
         // SAFETY: writable by contract.
         unsafe { out.write(counters) };

@@ -247,3 +247,58 @@ proptest! {
         }
     }
 }
+
+/// Every recorder counter reaches Kotlin, Swift and Python, not only the ones the
+/// bindings were first written with: a report whose hold ended while it sat in the queue
+/// is dropped at the flush and shows as `expired` (it was missing from the bindings, so a
+/// host could not tell such a loss from nothing sent).
+#[test]
+fn a_report_expired_in_the_queue_shows_in_the_counters() {
+    let r = recorder(Memory::default());
+    let request = ConsentRequest {
+        recipient: "calora".into(),
+        purpose: "product-improvement".into(),
+        metrics: vec!["thermostat.setpoint".into()],
+        hold: "P90D".into(),
+        valid_from: None,
+        valid_until: None,
+    };
+    r.give_consent(request, at(START)).unwrap();
+    r.record(
+        "thermostat.setpoint".into(),
+        "product-improvement".into(),
+        Value::Int { value: 200 },
+        at(START),
+    )
+    .unwrap();
+    // Ten years on, far past the 90-day hold: nobody may keep it any more.
+    let sent = r.flush(at(START + 10 * 365 * 86_400)).unwrap();
+    assert!(sent.is_empty(), "an expired report was sealed");
+    let c = r.counters();
+    assert_eq!((c.recorded, c.expired, c.envelopes_sealed), (1, 1, 0), "{c:?}");
+    assert_eq!((c.waiting_for_token, c.token_failed), (0, 0), "{c:?}");
+}
+
+/// The field names of a struct's `Debug` output, in order.
+fn debug_fields(debug: &str) -> Vec<String> {
+    let inner = &debug[debug.find('{').unwrap() + 1..debug.rfind('}').unwrap()];
+    inner
+        .split(',')
+        .filter_map(|f| f.split(':').next())
+        .map(|f| f.trim().to_owned())
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
+/// The bindings' and the C ABI's counters have exactly the recorder's fields, in its
+/// order: three counters added to the recorder with report tokens and holds were missing
+/// from both, and nothing failed.
+#[test]
+fn the_foreign_counters_have_every_recorder_counter() {
+    let rust = debug_fields(&format!("{:?}", confiance::recorder::Counters::default()));
+    assert!(rust.len() >= 17 && rust.iter().any(|f| f == "expired"), "{rust:?}");
+    let uniffi = debug_fields(&format!("{:?}", recorder(Memory::default()).counters()));
+    let c = debug_fields(&format!("{:?}", confiance_ffi::ConfianceCounters::default()));
+    assert_eq!(uniffi, rust, "bindings::Counters");
+    assert_eq!(c, rust, "ConfianceCounters");
+}
