@@ -181,6 +181,31 @@ fn ops(s: &Setup) -> Vec<Op<'_>> {
             }),
         ),
         (
+            // What `sign` computed before issue 20's change, from public parts: the
+            // identity point, its encryption, then the proof and signature with every
+            // point encoded on its own (the hazmat signer does exactly that work; its
+            // zero witnesses cost what real ones do in constant time).
+            "device signed transcryption request, before (issue 20)",
+            5,
+            2,
+            Box::new({
+                let mut rng = ChaCha20Rng::from_seed([6; 32]);
+                let recipient = s.domain.recipient().clone();
+                move || {
+                    let r = Scalar::random(&mut rng);
+                    let ct = eg::encrypt_with(&s.device.identity_point(), s.pk.point(), &r).unwrap();
+                    sink(black_box(eg::sign_request_for_ciphertext(
+                        &s.device_key,
+                        &ct,
+                        ReceiptId([9; 32]),
+                        recipient.clone(),
+                        s.domain.epoch(),
+                        &mut rng,
+                    )));
+                }
+            }),
+        ),
+        (
             "device polymorphic, rerandomise the stored one",
             1,
             1,

@@ -279,6 +279,18 @@ const STAGE_WINDOW_PER_THREAD: usize = 256;
 /// The mechanism of a partition's accumulator: the metric's selection keyed for the
 /// partition's bucket (OLH's pool, general-privacy HR's permutation) — the key the device used, since the partition's `bucket_start` is
 /// the reports' `time` ([`confiance::recorder::Recorder::record`]).
+/// The 16 bytes under which an envelope's digest (or the key a partly accepted envelope
+/// is remembered under) enters the replay filter beside report ids: its two halves
+/// XORed. A filter hit, whatever it collides with, only costs the store read that
+/// gives the exact answer; a miss is certain, so a fresh envelope costs no store read.
+fn envelope_key(digest: &[u8; 32]) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    for (k, (a, b)) in key.iter_mut().zip(digest.iter().zip(&digest[16..])) {
+        *k = a ^ b;
+    }
+    key
+}
+
 fn partition_mechanism(metric: &Selection, key: &PartitionKey) -> Mechanism {
     metric.for_period(key.metric.as_str(), key.bucket_start.as_secs())
 }
@@ -452,6 +464,7 @@ impl Aggregator {
             if store.shared() { BTreeMap::new() } else { load_partitions(&*store, &mechanisms)? };
         let mut seen = ReplayFilter::with_bytes(config.replay_filter_bytes);
         store.for_each_seen_id(Timestamp::EPOCH, &mut |id, _| seen.insert(id))?;
+        store.for_each_seen_envelope(&mut |digest| seen.insert(&envelope_key(digest)))?;
         Ok(Self {
             catalogue,
             keys,
@@ -650,7 +663,8 @@ impl Aggregator {
     fn apply(&mut self, prepared: Prepared, now: Timestamp) -> Result<(), IngestError> {
         let env_id = prepared.envelope;
         if self.staged.envelopes.contains(&env_id.0)
-            || self.store.envelope_seen(&env_id.0).map_err(IngestError::Store)?
+            || (self.maybe_seen(&envelope_key(&env_id.0))
+                && self.store.envelope_seen(&env_id.0).map_err(IngestError::Store)?)
         {
             return Err(IngestError::ReplayedEnvelope(env_id));
         }
@@ -891,6 +905,7 @@ impl Aggregator {
         // derived data, written in their own ledger savepoint; a crash before they
         // commit is repaired by `Self::reconcile` on open (service/reconcile.rs).
         for s in &staged.seen {
+            self.seen.insert(&envelope_key(&s.envelope));
             for id in &s.ids {
                 self.seen.insert(id);
             }
@@ -1381,6 +1396,9 @@ impl Aggregator {
             ..CommitBatch::default()
         };
         self.store.commit(&batch)?;
+        for s in &batch.seen {
+            self.seen.insert(&envelope_key(&s.envelope));
+        }
         for id in seen.values().flatten() {
             self.seen.insert(id);
         }
@@ -1400,10 +1418,12 @@ impl Aggregator {
     fn rebuild_replay_filter(&mut self) -> Result<(), StoreError> {
         self.seen.clear();
         let seen = &mut self.seen;
-        self.store.for_each_seen_id(Timestamp::EPOCH, &mut |id, _| seen.insert(id))
+        self.store.for_each_seen_id(Timestamp::EPOCH, &mut |id, _| seen.insert(id))?;
+        self.store.for_each_seen_envelope(&mut |digest| seen.insert(&envelope_key(digest)))
     }
 
-    /// Whether report id `id` may be remembered by the store: the replay filter's
+    /// Whether report id `id` (or an envelope's [`envelope_key`]) may be remembered by
+    /// the store: the replay filter's
     /// answer, unless other processes write to the store ([`Store::shared`]) — then
     /// their ids are not in this process's filter, and only the store knows.
     fn maybe_seen(&self, id: &[u8; 16]) -> bool {

@@ -279,6 +279,14 @@ pub trait Store {
     /// [`StoreError`] when the store cannot be read.
     fn id_seen(&self, id: &[u8; 16]) -> Result<bool, StoreError>;
 
+    /// Calls `f` with the digest of every remembered envelope (committed, not yet
+    /// forgotten), in no particular order: what the aggregator's replay filter is built
+    /// from, so that a fresh envelope costs no store read.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be read.
+    fn for_each_seen_envelope(&self, f: &mut dyn FnMut(&[u8; 32])) -> Result<(), StoreError>;
+
     /// Whether an envelope with this digest was committed (and not yet forgotten).
     ///
     /// # Errors

@@ -657,6 +657,71 @@ fn replays_are_refused_across_restarts_until_purged_whatever_the_filter_says() {
 }
 
 #[test]
+fn replayed_envelopes_are_refused_from_the_filter_and_the_store_across_restarts() {
+    // A fresh envelope no longer costs a store read: its digest is looked up in the
+    // replay filter, which holds every committed envelope (inserted at commit, rebuilt
+    // from the store on open). 8 bytes: saturated, every envelope a "maybe" that the
+    // store answers; 16 MiB: the default, where a miss skips the store.
+    const DAY: u64 = 86_400;
+    for filter_bytes in [8, 16 << 20] {
+        let mut w = world(12);
+        let dir =
+            std::env::temp_dir().join(format!("confiance-env-replay-{filter_bytes}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("agg.sqlite");
+        let now = Timestamp::from_secs(T0);
+        let mut d = device(&mut w, 71, "calora");
+        give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
+        let _ = d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
+        let frame = d.flush(now).remove(0);
+        let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
+        let stat: Report = envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
+            .map(|(_, r)| r)
+            .unwrap()
+            .into_iter()
+            .find(|r| matches!(r.payload, Payload::Statistic(_)))
+            .unwrap();
+        let day = now.truncate(DAY);
+        let frames: Vec<Vec<u8>> = (0..40u8)
+            .map(|n| seal(&mut w, &[Report { id: ReportId([n; 16]), ..stat.clone() }], day))
+            .collect();
+        let mut agg = open_at(&w, &db, filter_bytes);
+        for f in &frames[..30] {
+            agg.stage(f, now).unwrap();
+        }
+        // Staged, not committed: the same frame again is a replay.
+        assert!(matches!(agg.stage(&frames[0], now), Err(IngestError::ReplayedEnvelope(_))));
+        assert_eq!(agg.commit(now).unwrap().len(), 30);
+        // Committed: every one of them is refused as a replay, none staged again.
+        for (i, f) in frames[..30].iter().enumerate() {
+            assert!(
+                matches!(agg.stage(f, now), Err(IngestError::ReplayedEnvelope(_))),
+                "envelope {i} after commit ({filter_bytes} B)"
+            );
+        }
+        assert_eq!(agg.staged_reports(), 0);
+        // After a restart the filter is rebuilt from the store's envelopes.
+        drop(agg);
+        let mut agg = open_at(&w, &db, filter_bytes);
+        for (i, f) in frames[..30].iter().enumerate() {
+            assert!(
+                matches!(agg.stage(f, now), Err(IngestError::ReplayedEnvelope(_))),
+                "envelope {i} after restart ({filter_bytes} B)"
+            );
+        }
+        // Fresh envelopes still pass, whatever the filter says.
+        for f in &frames[30..] {
+            agg.stage(f, now).unwrap_or_else(|e| panic!("fresh envelope refused ({filter_bytes} B): {e}"));
+        }
+        assert_eq!(agg.commit(now).unwrap().len(), 10);
+        assert!(agg.has_envelope(&confiance::envelope::EnvelopeId::of(&frames[39])).unwrap());
+        drop(agg);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
 fn stage_many_is_stage_in_order() {
     let mut w = world(12);
     let now = Timestamp::from_secs(T0);

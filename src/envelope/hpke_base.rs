@@ -92,6 +92,44 @@ fn shared_secret(dh: &[u8; 32], enc: &[u8; 32], pk_r: &[u8; 32]) -> Zeroizing<[u
     ss
 }
 
+/// `psk_id_hash = LabeledExtract("", "psk_id_hash", "")` and
+/// `info_hash = LabeledExtract("", "info_hash", INFO)` of the ChaCha20-Poly1305 suite.
+const CHACHA_HASHES: ([u8; 32], [u8; 32]) = (
+    [
+        67, 29, 246, 205, 149, 225, 31, 244, 157, 112, 19, 86, 59, 175, 127, 17, 88, 140, 117, 166, 97, 30,
+        226, 164, 64, 74, 73, 48, 106, 228, 207, 197,
+    ],
+    [
+        97, 136, 151, 220, 81, 234, 207, 101, 27, 80, 216, 198, 238, 35, 75, 15, 80, 118, 156, 215, 181, 169,
+        42, 38, 7, 142, 220, 33, 174, 67, 137, 253,
+    ],
+);
+/// The same for the AES-128-GCM suite.
+const AES_HASHES: ([u8; 32], [u8; 32]) = (
+    [
+        114, 86, 17, 201, 217, 140, 7, 192, 63, 96, 9, 92, 211, 45, 64, 13, 131, 71, 212, 94, 214, 112, 151,
+        187, 173, 80, 252, 86, 218, 116, 45, 7,
+    ],
+    [
+        223, 225, 92, 80, 33, 13, 18, 129, 121, 30, 50, 240, 62, 51, 157, 184, 235, 129, 237, 192, 208, 77,
+        225, 209, 234, 150, 9, 153, 37, 119, 202, 127,
+    ],
+);
+
+/// The key schedule's `psk_id_hash` and `info_hash` for envelopes (`info` =
+/// [`INFO`](super::INFO), base mode): constants of the suite, kept here instead of two
+/// HKDF-Extracts per seal and per open (a test recomputes them). `None` for another
+/// `info` (the RFC 9180 vectors), which computes them.
+fn envelope_hashes(aead: AeadId, info: &[u8]) -> Option<([u8; 32], [u8; 32])> {
+    if info != super::INFO {
+        return None;
+    }
+    Some(match aead {
+        AeadId::ChaCha20Poly1305 => CHACHA_HASHES,
+        AeadId::Aes128Gcm => AES_HASHES,
+    })
+}
+
 /// The AEAD key and base nonce of `KeySchedule(mode_base, shared_secret, info, "", "")`
 /// (RFC 9180 §5.1). The exporter secret is not derived: envelopes export nothing.
 struct Context {
@@ -103,8 +141,11 @@ struct Context {
 impl Context {
     fn new(aead: AeadId, shared_secret: &[u8; 32], info: &[u8]) -> Self {
         let suite = hpke_suite(aead);
-        let (psk_id_hash, _) = labeled_extract(&suite, b"", b"psk_id_hash", b"");
-        let (info_hash, _) = labeled_extract(&suite, b"", b"info_hash", info);
+        let (psk_id_hash, info_hash) = envelope_hashes(aead, info).unwrap_or_else(|| {
+            let (psk_id_hash, _) = labeled_extract(&suite, b"", b"psk_id_hash", b"");
+            let (info_hash, _) = labeled_extract(&suite, b"", b"info_hash", info);
+            (*psk_id_hash, *info_hash)
+        });
         let (_, secret) = labeled_extract(&suite, shared_secret, b"secret", b"");
         let context: [&[u8]; 3] = [&[0x00], &psk_id_hash[..], &info_hash[..]];
         let mut ksc = [0u8; 65];
@@ -281,4 +322,25 @@ pub(crate) fn open_in_place(
 ) -> Result<Vec<u8>, EnvelopeError> {
     let ctx = setup_receiver(aead, sk, enc, super::INFO)?;
     open_body(&ctx, aad, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_envelope_hashes_are_the_labeled_extracts() {
+        for aead in [AeadId::ChaCha20Poly1305, AeadId::Aes128Gcm] {
+            let suite = hpke_suite(aead);
+            let (psk_id_hash, _) = labeled_extract(&suite, b"", b"psk_id_hash", b"");
+            let (info_hash, _) = labeled_extract(&suite, b"", b"info_hash", super::super::INFO);
+            assert_eq!(
+                envelope_hashes(aead, super::super::INFO),
+                Some((*psk_id_hash, *info_hash)),
+                "{aead:?}"
+            );
+            // Any other info is computed, not looked up.
+            assert_eq!(envelope_hashes(aead, b"confiance/v2"), None);
+        }
+    }
 }

@@ -52,7 +52,11 @@ pub fn decode_scalar(bytes: &[u8]) -> Result<Scalar, PseudonymError> {
 /// # Ok::<(), confiance::pseudonym::PseudonymError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SystemPublicKey(RistrettoPoint);
+pub struct SystemPublicKey {
+    point: RistrettoPoint,
+    /// Its RFC 9496 encoding, computed once: every transcryption request hashes it.
+    encoded: [u8; POINT_LEN],
+}
 
 impl SystemPublicKey {
     /// Wraps a point.
@@ -60,7 +64,11 @@ impl SystemPublicKey {
     /// # Errors
     /// [`PseudonymError::IdentityPoint`] for the identity, which would encrypt nothing.
     pub fn from_point(p: RistrettoPoint) -> Result<Self, PseudonymError> {
-        if p.is_identity() { Err(PseudonymError::IdentityPoint) } else { Ok(Self(p)) }
+        if p.is_identity() {
+            Err(PseudonymError::IdentityPoint)
+        } else {
+            Ok(Self { point: p, encoded: p.compress().to_bytes() })
+        }
     }
 
     /// Decodes a key strictly.
@@ -68,19 +76,25 @@ impl SystemPublicKey {
     /// # Errors
     /// As [`decode_point`], and [`PseudonymError::IdentityPoint`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, PseudonymError> {
-        Self::from_point(decode_point(bytes)?)
+        let point = decode_point(bytes)?;
+        if point.is_identity() {
+            return Err(PseudonymError::IdentityPoint);
+        }
+        // `decode_point` accepted only the canonical encoding: `bytes` is it.
+        let encoded = bytes.try_into().map_err(|_| PseudonymError::BadLength)?;
+        Ok(Self { point, encoded })
     }
 
-    /// The 32-byte encoding.
+    /// The 32-byte encoding (kept, not recomputed).
     #[must_use]
-    pub fn to_bytes(&self) -> [u8; POINT_LEN] {
-        self.0.compress().to_bytes()
+    pub const fn to_bytes(&self) -> [u8; POINT_LEN] {
+        self.encoded
     }
 
     /// The point.
     #[must_use]
     pub const fn point(&self) -> &RistrettoPoint {
-        &self.0
+        &self.point
     }
 }
 
@@ -112,7 +126,7 @@ impl Ciphertext {
     /// Encrypts `m` under `pk` with fresh randomness from `rng`.
     pub fn encrypt<R: CryptoRng + ?Sized>(m: &RistrettoPoint, pk: &SystemPublicKey, rng: &mut R) -> Self {
         let mut r = Scalar::random(rng);
-        let ct = Self::encrypt_with(m, &pk.0, &r);
+        let ct = Self::encrypt_with(m, &pk.point, &r);
         r.zeroize();
         ct
     }

@@ -21,14 +21,16 @@ use alloc::vec::Vec;
 use curve25519_dalek::constants::{RISTRETTO_BASEPOINT_POINT, RISTRETTO_BASEPOINT_TABLE};
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::VartimeMultiscalarMul;
+use curve25519_dalek::traits::{MultiscalarMul, VartimeMultiscalarMul};
 use ed25519_dalek::{Signature, VerifyingKey};
 use rand_core::CryptoRng;
 use sha2::{Digest as _, Sha512};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use super::{CIPHERTEXT_LEN, Ciphertext, DeviceSecret, Epoch, PseudonymError, SCALAR_LEN, SystemPublicKey};
+use super::{
+    CIPHERTEXT_LEN, Ciphertext, DeviceSecret, Epoch, POINT_LEN, PseudonymError, SCALAR_LEN, SystemPublicKey,
+};
 use super::{decode_scalar, push_field};
 use crate::consent::DeviceKey;
 use crate::ids::{DevicePublicKey, ReceiptId, RecipientId};
@@ -58,15 +60,27 @@ pub struct PlaintextProof {
 }
 
 fn challenge(context: &[u8], points: &[RistrettoPoint; 5]) -> Scalar {
+    challenge_encoded(context, &points.map(|p| p.compress().to_bytes()))
+}
+
+/// The Fiat–Shamir challenge from the points' encodings `B, C, Y, A₁, A₂`:
+/// `SHA-512(len‖label ‖ len‖context ‖ enc(B) ‖ enc(C) ‖ enc(Y) ‖ enc(A₁) ‖ enc(A₂))` mod ℓ.
+fn challenge_encoded(context: &[u8], encoded: &[[u8; POINT_LEN]; 5]) -> Scalar {
     let mut head = Vec::with_capacity(16 + PROOF_LABEL.len() + context.len());
     push_field(&mut head, PROOF_LABEL);
     push_field(&mut head, context);
     let mut h = Sha512::new_with_prefix(&head);
-    for p in points {
-        h.update(p.compress().as_bytes());
+    for p in encoded {
+        h.update(p);
     }
     Scalar::from_hash(h)
 }
+
+/// `1/2 mod ℓ`, that is `(ℓ + 1) / 2`, little-endian.
+const HALF_BYTES: [u8; SCALAR_LEN] = [
+    247, 233, 122, 46, 141, 49, 9, 44, 107, 206, 123, 81, 239, 124, 111, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 8,
+];
 
 impl PlaintextProof {
     fn prove(ct: &Ciphertext, m: &Scalar, r: &Scalar, context: &[u8], nonces: &[Scalar; 2]) -> Self {
@@ -77,12 +91,19 @@ impl PlaintextProof {
         Self { e, zm: am + e * m, zr: ar + e * r }
     }
 
-    fn verify(&self, ct: &Ciphertext, context: &[u8]) -> bool {
+    /// Checks the proof for `ct`, whose encoding `ct_bytes` the caller already has.
+    fn verify(&self, ct: &Ciphertext, ct_bytes: &[u8; CIPHERTEXT_LEN], context: &[u8]) -> bool {
         let ne = -self.e;
         let g = RISTRETTO_BASEPOINT_POINT;
         let a1 = RistrettoPoint::vartime_multiscalar_mul([self.zr, ne], [g, ct.b]);
         let a2 = RistrettoPoint::vartime_multiscalar_mul([self.zm, self.zr, ne], [g, ct.y, ct.c]);
-        challenge(context, &[ct.b, ct.c, ct.y, a1, a2]).ct_eq(&self.e).into()
+        let mut encoded = [[0u8; POINT_LEN]; 5];
+        for (out, chunk) in encoded.iter_mut().zip(ct_bytes.chunks_exact(POINT_LEN)) {
+            out.copy_from_slice(chunk);
+        }
+        encoded[3] = a1.compress().to_bytes();
+        encoded[4] = a2.compress().to_bytes();
+        challenge_encoded(context, &encoded).ct_eq(&self.e).into()
     }
 
     fn to_bytes(self) -> [u8; PLAINTEXT_PROOF_LEN] {
@@ -161,11 +182,8 @@ impl TranscryptionRequest {
         rng: &mut R,
     ) -> Self {
         let mut m = secret.identity_scalar();
-        let mut r = Scalar::random(rng);
-        let ciphertext = Ciphertext::encrypt_with(&(RISTRETTO_BASEPOINT_TABLE * &m), system_key.point(), &r);
-        let req = sign_raw(key, ciphertext, &m, &r, receipt, recipient, epoch, rng);
+        let req = sign_fresh(key, &m, system_key, receipt, recipient, epoch, rng);
         m.zeroize();
-        r.zeroize();
         req
     }
 
@@ -211,20 +229,11 @@ impl TranscryptionRequest {
     /// or empty), the nonce and the device key.
     #[must_use]
     pub fn signed_bytes(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(SIG_DOMAIN.len() + REQUEST_FIXED_LEN + 64 + self.recipient.as_str().len());
-        out.extend_from_slice(SIG_DOMAIN);
-        push_field(&mut out, &[REQUEST_VERSION]);
-        push_field(&mut out, &self.ciphertext.to_bytes());
-        push_field(&mut out, &self.proof.to_bytes());
-        out.extend_from_slice(&proof_context(
-            &self.receipt,
-            &self.recipient,
-            self.epoch,
-            &self.nonce,
-            &self.device,
-        ));
-        out
+        signed_bytes_of(&self.ciphertext.to_bytes(), &self.proof.to_bytes(), &self.context())
+    }
+
+    fn context(&self) -> Vec<u8> {
+        proof_context(&self.receipt, &self.recipient, self.epoch, &self.nonce, &self.device)
     }
 
     /// Checks the signature (strict Ed25519, RFC 8032 with the checks of
@@ -236,10 +245,13 @@ impl TranscryptionRequest {
     pub fn verify(&self) -> Result<(), PseudonymError> {
         let vk =
             VerifyingKey::from_bytes(self.device.as_bytes()).map_err(|_| PseudonymError::BadSignature)?;
-        vk.verify_strict(&self.signed_bytes(), &Signature::from_bytes(&self.signature))
+        // The ciphertext encoded once, for the signed bytes and the proof's transcript.
+        let ct_bytes = self.ciphertext.to_bytes();
+        let context = self.context();
+        let signed = signed_bytes_of(&ct_bytes, &self.proof.to_bytes(), &context);
+        vk.verify_strict(&signed, &Signature::from_bytes(&self.signature))
             .map_err(|_| PseudonymError::BadSignature)?;
-        let context = proof_context(&self.receipt, &self.recipient, self.epoch, &self.nonce, &self.device);
-        if self.proof.verify(&self.ciphertext, &context) {
+        if self.proof.verify(&self.ciphertext, &ct_bytes, &context) {
             Ok(())
         } else {
             Err(PseudonymError::BadPlaintextProof)
@@ -346,6 +358,71 @@ pub(super) fn sign_raw<R: CryptoRng + ?Sized>(
     req
 }
 
+/// [`TranscryptionRequest::sign`] for the identity scalar `m`: the same draws from `rng`
+/// in the same order as [`sign_raw`] after `r`, so the same bytes, with fewer field
+/// inversions. Every point the transcript hashes is computed halved (from halved
+/// scalars), so that one batched inversion (`double_and_compress_batch`, which encodes
+/// `2·P`) encodes `B`, `C`, `A₁` and `A₂`; `Y`'s encoding is kept in the key; the
+/// ciphertext is encoded once for the transcript and the signed bytes; and `C = m·G + r·Y`
+/// and `A₂ = a_m·G + a_r·Y` are each one constant-time two-point multiscalar product.
+#[allow(clippy::too_many_arguments, reason = "the signed fields, the witness and the rng")]
+fn sign_fresh<R: CryptoRng + ?Sized>(
+    key: &DeviceKey,
+    m: &Scalar,
+    system_key: &SystemPublicKey,
+    receipt: ReceiptId,
+    recipient: RecipientId,
+    epoch: Option<Epoch>,
+    rng: &mut R,
+) -> TranscryptionRequest {
+    let mut r = Scalar::random(rng);
+    let mut nonce = [0u8; 32];
+    rng.fill_bytes(&mut nonce);
+    let device = key.public_key();
+    let context = proof_context(&receipt, &recipient, epoch, &nonce, &device);
+    let [mut am, mut ar] = [Scalar::random(rng), Scalar::random(rng)];
+    let half = Scalar::from_bytes_mod_order(HALF_BYTES);
+    // m/2, r/2, a_m/2, a_r/2.
+    let mut halves = [m * half, r * half, am * half, ar * half];
+    let [m2, r2, am2, ar2] = &halves;
+    let (g, y) = (RISTRETTO_BASEPOINT_POINT, *system_key.point());
+    let b2 = RISTRETTO_BASEPOINT_TABLE * r2;
+    let c2 = RistrettoPoint::multiscalar_mul([m2, r2], [g, y]);
+    let a1_2 = RISTRETTO_BASEPOINT_TABLE * ar2;
+    let a2_2 = RistrettoPoint::multiscalar_mul([am2, ar2], [g, y]);
+    halves.zeroize();
+    // Encodings of 2·(P/2) = P: one batch for the four, none of them recomputed.
+    let batch = RistrettoPoint::double_and_compress_batch(&[b2, c2, a1_2, a2_2]);
+    let at = |i: usize| batch.get(i).map_or([0; POINT_LEN], |p| p.to_bytes());
+    // Transcript order: B, C, Y, A₁, A₂.
+    let encoded = [at(0), at(1), system_key.to_bytes(), at(2), at(3)];
+    let e = challenge_encoded(&context, &encoded);
+    let proof = PlaintextProof { e, zm: am + e * m, zr: ar + e * r };
+    am.zeroize();
+    ar.zeroize();
+    r.zeroize();
+    let ciphertext = Ciphertext { b: b2 + b2, c: c2 + c2, y };
+    let mut ct_bytes = [0u8; CIPHERTEXT_LEN];
+    for (chunk, p) in ct_bytes.chunks_exact_mut(POINT_LEN).zip(&encoded) {
+        chunk.copy_from_slice(p);
+    }
+    let signature = key.sign(&signed_bytes_of(&ct_bytes, &proof.to_bytes(), &context));
+    TranscryptionRequest { ciphertext, proof, receipt, recipient, epoch, nonce, device, signature }
+}
+
+/// The bytes the device signs, from the encoded ciphertext, the encoded proof and the
+/// [`proof_context`] (see [`TranscryptionRequest::signed_bytes`]).
+fn signed_bytes_of(ct: &[u8; CIPHERTEXT_LEN], proof: &[u8; PLAINTEXT_PROOF_LEN], context: &[u8]) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(SIG_DOMAIN.len() + 24 + CIPHERTEXT_LEN + PLAINTEXT_PROOF_LEN + 1 + context.len());
+    out.extend_from_slice(SIG_DOMAIN);
+    push_field(&mut out, &[REQUEST_VERSION]);
+    push_field(&mut out, ct);
+    push_field(&mut out, proof);
+    out.extend_from_slice(context);
+    out
+}
+
 /// What the proof is bound to and the signature covers after the proof: the receipt,
 /// the recipient, the epoch, the nonce and the device key, each length-prefixed.
 fn proof_context(
@@ -365,4 +442,102 @@ fn proof_context(
     push_field(&mut out, nonce);
     push_field(&mut out, device.as_bytes());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::{Rng as _, SeedableRng as _};
+
+    use super::*;
+
+    /// What `sign` computed before it halved its points: encrypt `m·G`, then prove with
+    /// every point encoded on its own and sign.
+    fn reference_sign(
+        key: &DeviceKey,
+        secret: &DeviceSecret,
+        system_key: &SystemPublicKey,
+        receipt: ReceiptId,
+        recipient: RecipientId,
+        epoch: Option<Epoch>,
+        rng: &mut ChaCha20Rng,
+    ) -> TranscryptionRequest {
+        let m = secret.identity_scalar();
+        let r = Scalar::random(rng);
+        let ct = Ciphertext::encrypt_with(&(RISTRETTO_BASEPOINT_TABLE * &m), system_key.point(), &r);
+        sign_raw(key, ct, &m, &r, receipt, recipient, epoch, rng)
+    }
+
+    #[test]
+    fn halved_signing_gives_the_bytes_of_the_plain_composition() {
+        for seed in 0..12u8 {
+            let secret = DeviceSecret::from_bytes([seed.wrapping_mul(31).wrapping_add(1); 32]);
+            let key = DeviceKey::from_bytes(&[seed ^ 0x5a; 32]);
+            let y = RISTRETTO_BASEPOINT_TABLE * &Scalar::from(u64::from(seed) * 1_000_003 + 7);
+            // Through bytes and through a point: the kept encoding is the same.
+            let system_key = if seed % 2 == 0 {
+                SystemPublicKey::from_point(y).unwrap()
+            } else {
+                SystemPublicKey::from_bytes(y.compress().as_bytes()).unwrap()
+            };
+            let recipient = RecipientId::new(if seed % 3 == 0 { "acme" } else { "acme-thermo" }).unwrap();
+            let epoch = (seed % 2 == 1).then_some(Epoch(u64::from(seed) << 40));
+            let receipt = ReceiptId([seed; 32]);
+            let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+            let mut same = rng.clone();
+            let fast = TranscryptionRequest::sign(
+                &key,
+                &secret,
+                &system_key,
+                receipt,
+                recipient.clone(),
+                epoch,
+                &mut rng,
+            );
+            let slow = reference_sign(&key, &secret, &system_key, receipt, recipient, epoch, &mut same);
+            assert_eq!(fast.to_bytes(), slow.to_bytes(), "seed {seed}");
+            assert_eq!(fast, slow);
+            // Both consumed the same randomness.
+            assert_eq!(rng.next_u64(), same.next_u64());
+            assert_eq!(fast.verify(), Ok(()));
+            // The ciphertext encrypts the identity point under the key.
+            let decrypted =
+                fast.ciphertext().c - Scalar::from(u64::from(seed) * 1_000_003 + 7) * fast.ciphertext().b;
+            assert_eq!(decrypted, secret.identity_point());
+        }
+    }
+
+    #[test]
+    fn half_is_the_inverse_of_two() {
+        let half = Scalar::from_bytes_mod_order(HALF_BYTES);
+        assert_eq!(half * Scalar::from(2u8), Scalar::ONE);
+        assert_eq!(half.to_bytes(), HALF_BYTES, "a canonical scalar");
+    }
+
+    #[test]
+    fn a_tampered_request_still_fails_both_checks() {
+        let mut rng = ChaCha20Rng::from_seed([9; 32]);
+        let pk = SystemPublicKey::from_point(RISTRETTO_BASEPOINT_TABLE * &Scalar::from(77u8)).unwrap();
+        let key = DeviceKey::from_bytes(&[4; 32]);
+        let req = TranscryptionRequest::sign(
+            &key,
+            &DeviceSecret::from_bytes([6; 32]),
+            &pk,
+            ReceiptId([1; 32]),
+            RecipientId::new("voltis").unwrap(),
+            None,
+            &mut rng,
+        );
+        // Another proof under a fresh signature: the proof no longer verifies.
+        let mut other = req.clone();
+        other.proof.zm += Scalar::ONE;
+        other.signature = key.sign(&other.signed_bytes());
+        assert_eq!(other.verify(), Err(PseudonymError::BadPlaintextProof));
+        // The ciphertext shifted, the signature kept: the signature fails first.
+        let mut shifted = req;
+        shifted.ciphertext.c += RISTRETTO_BASEPOINT_POINT;
+        assert_eq!(shifted.verify(), Err(PseudonymError::BadSignature));
+        shifted.signature = key.sign(&shifted.signed_bytes());
+        assert_eq!(shifted.verify(), Err(PseudonymError::BadPlaintextProof));
+    }
 }

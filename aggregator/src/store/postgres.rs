@@ -336,6 +336,14 @@ impl Store for PgStore {
         Ok(self.client().query_opt("SELECT 1 FROM seen_id WHERE id = $1", &[&&id[..]])?.is_some())
     }
 
+    fn for_each_seen_envelope(&self, f: &mut dyn FnMut(&[u8; 32])) -> Result<(), StoreError> {
+        for row in self.client().query("SELECT digest FROM seen_envelope", &[])? {
+            let digest: Vec<u8> = row.get(0);
+            f(digest.as_slice().try_into().map_err(|_| StoreError::Corrupt("envelope digest"))?);
+        }
+        Ok(())
+    }
+
     fn envelope_seen(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
         Ok(self
             .client()

@@ -391,6 +391,16 @@ impl Store for SqliteStore {
         Ok(false)
     }
 
+    fn for_each_seen_envelope(&self, f: &mut dyn FnMut(&[u8; 32])) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare("SELECT digest FROM seen_envelope")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let digest = row.get_ref(0)?.as_blob().map_err(|_| StoreError::Corrupt("envelope digest"))?;
+            f(digest.try_into().map_err(|_| StoreError::Corrupt("envelope digest"))?);
+        }
+        Ok(())
+    }
+
     fn envelope_seen(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
         Ok(self
             .conn
