@@ -435,6 +435,32 @@ impl Device {
         held
     }
 
+    /// The tokens it still holds at the run's end: (those of periods whose last flush
+    /// — the first after the period's end — came before the end, which the device
+    /// fetched and will never spend; those it could still spend after the run).
+    fn tokens_unspent(&self, directory: &Issuer) -> (u64, u64) {
+        let (Some(scopes), Some(first)) = (self.token_scopes.as_ref(), self.token_from) else {
+            return (0, 0);
+        };
+        let (mut over, mut open) = (0, 0);
+        for ((recipients, purpose), through) in scopes {
+            for period in first..=*through {
+                let scope = TokenScope {
+                    recipients: recipients.clone(),
+                    purpose: purpose.clone(),
+                    period: TokenPeriod(period),
+                };
+                let held = self.dev.tokens_held(&scope) as u64;
+                if scope.period.end(directory.period_secs()).saturating_add_secs(MONTH) <= self.end {
+                    over += held;
+                } else {
+                    open += held;
+                }
+            }
+        }
+        (over, open)
+    }
+
     /// Takes the aggregator's answer to one of its token requests. A refused request
     /// (consent withdrawn, say) stays pending in the recorder, so that scope and period
     /// are not asked for again.
@@ -724,6 +750,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Reports the devices dropped unsent: their hold ended while they were queued.
     let mut expired = 0u64;
     let mut tokens_spent = 0u64;
+    let mut unspent = (0u64, 0u64);
     let mut refused_by = BTreeMap::<&str, u64>::new();
     let mut ingest_cpu = 0.0;
     let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals, mut enrolled) =
@@ -782,7 +809,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let waiting: u64 = fleet.iter().map(|d| u64::from(d.dev.counters().waiting_for_token)).sum();
                 let spent: u64 = fleet.iter().map(|d| d.tokens_spent).sum();
                 let expired: u64 = fleet.iter().map(|d| u64::from(d.dev.counters().expired)).sum();
-                (truth, subjects, waiting, spent, expired)
+                let unspent = fleet
+                    .iter()
+                    .map(|d| d.tokens_unspent(directory))
+                    .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+                (truth, subjects, waiting, spent, expired, unspent)
             }));
         }
         let mut last = start;
@@ -937,8 +968,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         spent[4] = ingest_started.elapsed();
         ingest_cpu = thread_cpu_secs();
         for h in handles {
-            let (t, subj, w, sp, ex) = h.join().map_err(|_| "a device worker panicked")?;
+            let (t, subj, w, sp, ex, un) = h.join().map_err(|_| "a device worker panicked")?;
             expired += ex;
+            unspent = (unspent.0 + un.0, unspent.1 + un.1);
             truth.merge(t);
             subjects.extend(subj);
             waiting_for_token += w;
@@ -975,6 +1007,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             token_requests as f64 / devices.max(1) as f64,
             tokens_issued as f64 / devices.max(1) as f64,
             100.0 * tokens_spent as f64 / tokens_issued.max(1) as f64
+        );
+        println!(
+            "report tokens left unspent at the end: {} of periods whose last flush is past (fetched in excess), {} still spendable after the run, {} issued and not yet taken (answered in the last two weeks)",
+            unspent.0,
+            unspent.1,
+            tokens_issued.saturating_sub(tokens_spent + unspent.0 + unspent.1)
         );
     }
     let secs = |i: usize| spent[i].as_secs_f64();

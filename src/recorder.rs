@@ -1344,8 +1344,13 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
     /// proof, unblinds and keeps the tokens. Returns how many were added; 0 (counted in
     /// [`Counters::token_failed`]) if it answers no pending request or does not verify.
     pub fn take_token_response(&mut self, response: &TokenResponse) -> usize {
-        let found =
-            self.pending_tokens.iter().enumerate().find_map(|(i, p)| Some((i, p.finalize(response).ok()?)));
+        // Only a request under the response's key and of its size can be the one answered.
+        let found = self
+            .pending_tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.may_answer(response))
+            .find_map(|(i, p)| Some((i, p.finalize(response).ok()?)));
         let Some((i, tokens)) = found else {
             bump(&mut self.counters.token_failed);
             return 0;

@@ -177,9 +177,22 @@ impl TokenScope {
 /// §5.1 `token_key_id`).
 #[must_use]
 pub fn key_id(pk: &voprf::PublicKey) -> [u8; 32] {
+    key_id_of_bytes(&pk.to_bytes())
+}
+
+/// [`key_id`] of a public key already serialised.
+///
+/// ```
+/// # use confiance::token::{key_id, key_id_of_bytes, voprf};
+/// let (_, pk) = voprf::derive_key_pair(&[1; 32], b"example")?;
+/// assert_eq!(key_id_of_bytes(&pk.to_bytes()), key_id(&pk));
+/// # Ok::<(), voprf::VoprfError>(())
+/// ```
+#[must_use]
+pub fn key_id_of_bytes(pk: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(KEY_ID_LABEL);
-    h.update(pk.to_bytes());
+    h.update(pk);
     h.finalize().into()
 }
 
@@ -352,15 +365,22 @@ pub struct TokenResponse {
     pub proof: ([u8; 32], [u8; 32]),
 }
 
-/// Tokens asked for and not yet finalised: the nonces and blinds (wiped on drop).
+/// Tokens asked for and not yet finalised: the nonces and blinds (wiped on drop), and
+/// what finalising compares and hashes, kept from the request (serialising a point costs
+/// a field inversion).
 pub struct PendingTokens {
     scope: TokenScope,
     scope_digest: [u8; 32],
     nonces: Vec<[u8; 32]>,
     blinds: Vec<Scalar>,
     blinded: Vec<RistrettoPoint>,
+    /// The blinded elements as sent.
+    wire: Vec<[u8; 32]>,
     /// The scope key the inputs commit to (through its key id).
     key: voprf::PublicKey,
+    /// Its serialisation and key id.
+    key_bytes: [u8; 32],
+    key_id: [u8; 32],
 }
 
 impl fmt::Debug for PendingTokens {
@@ -398,29 +418,47 @@ impl PendingTokens {
             return Err(TokenError::BadCount);
         }
         let scope_digest = scope.digest();
-        let kid = key_id(&key);
+        let key_bytes = key.to_bytes();
+        let kid = key_id_of_bytes(&key_bytes);
         let mut nonces = Vec::with_capacity(count);
         let mut blinds = Vec::with_capacity(count);
-        let mut blinded = Vec::with_capacity(count);
+        let mut inputs = Vec::with_capacity(count);
+        // Drawn in the order of RFC 9497 `Blind` per token: the nonce, then the blind.
         for _ in 0..count {
             let mut nonce = [0u8; 32];
             rng.fill_bytes(&mut nonce);
-            let (b, p) = voprf::blind(&token_input(&nonce, &scope_digest, &kid), rng)?;
+            inputs.push(token_input(&nonce, &scope_digest, &kid));
             nonces.push(nonce);
-            blinds.push(b);
-            blinded.push(p);
+            blinds.push(voprf::random_blind(rng));
         }
+        let refs: Vec<&[u8]> = inputs.iter().map(<[u8; TOKEN_INPUT_LEN]>::as_slice).collect();
+        let (blinded, wire) = match voprf::blind_batch_with(&refs, &blinds) {
+            Ok(b) => b,
+            Err(e) => {
+                blinds.iter_mut().for_each(Zeroize::zeroize);
+                nonces.zeroize();
+                return Err(e.into());
+            }
+        };
         let device_key = device.public_key();
-        let wire: Vec<[u8; 32]> = blinded.iter().map(|p| p.compress().to_bytes()).collect();
         let signature = device.sign(&request_message(&device_key, &scope, &wire));
-        let request = TokenRequest { device_key, scope: scope.clone(), blinded: wire, signature };
-        Ok((Self { scope, scope_digest, nonces, blinds, blinded, key }, request))
+        let request = TokenRequest { device_key, scope: scope.clone(), blinded: wire.clone(), signature };
+        Ok((
+            Self { scope, scope_digest, nonces, blinds, blinded, wire, key, key_bytes, key_id: kid },
+            request,
+        ))
     }
 
     /// The scope asked for.
     #[must_use]
     pub fn scope(&self) -> &TokenScope {
         &self.scope
+    }
+
+    /// Whether `response` is for this request as far as its key and count say (what
+    /// [`Self::finalize`] checks first), without any point arithmetic.
+    pub(crate) fn may_answer(&self, response: &TokenResponse) -> bool {
+        response.public_key == self.key_bytes && response.evaluated.len() == self.nonces.len()
     }
 
     /// How many tokens were asked for.
@@ -437,21 +475,31 @@ impl PendingTokens {
     /// key than the request's, [`VoprfError::BadProof`], or a malformed element;
     /// [`TokenError::CountMismatch`].
     pub fn finalize(&self, response: &TokenResponse) -> Result<Vec<Token>, TokenError> {
-        voprf::check_key(&self.key, &response.public_key)?;
+        // A canonical encoding is unique: the same bytes are the same key, and other
+        // bytes are another key or none (`check_key` says which).
+        if response.public_key != self.key_bytes {
+            voprf::check_key(&self.key, &response.public_key)?;
+            return Err(VoprfError::WrongKey.into());
+        }
         if response.evaluated.len() != self.nonces.len() {
             return Err(TokenError::CountMismatch);
         }
-        let evaluated =
-            response.evaluated.iter().map(voprf::deserialize_element).collect::<Result<Vec<_>, _>>()?;
         let mut proof = [0u8; voprf::PROOF_LEN];
         proof[..32].copy_from_slice(&response.proof.0);
         proof[32..].copy_from_slice(&response.proof.1);
         let proof = voprf::Proof::from_bytes(&proof)?;
-        let kid = key_id(&self.key);
         let inputs: Vec<[u8; TOKEN_INPUT_LEN]> =
-            self.nonces.iter().map(|n| token_input(n, &self.scope_digest, &kid)).collect();
+            self.nonces.iter().map(|n| token_input(n, &self.scope_digest, &self.key_id)).collect();
         let refs: Vec<&[u8]> = inputs.iter().map(<[u8; TOKEN_INPUT_LEN]>::as_slice).collect();
-        let outputs = voprf::finalize(&self.key, &refs, &self.blinds, &self.blinded, &evaluated, &proof)?;
+        let outputs = voprf::finalize_encoded(
+            &self.key,
+            &self.key_bytes,
+            &refs,
+            &self.blinds,
+            (&self.blinded, &self.wire),
+            &response.evaluated,
+            &proof,
+        )?;
         Ok(self
             .nonces
             .iter()
@@ -459,7 +507,7 @@ impl PendingTokens {
             .map(|(nonce, authenticator)| Token {
                 nonce: *nonce,
                 scope_digest: self.scope_digest,
-                key_id: kid,
+                key_id: self.key_id,
                 authenticator,
             })
             .collect())

@@ -10,8 +10,8 @@ use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use zeroize::Zeroize;
 
 use confiance::token::voprf::{
-    self, ELEMENT_LEN, MAX_BATCH, OUTPUT_LEN, Proof, PublicKey, VoprfError, challenge_encoded,
-    composite_weights_encoded, deserialize_element, finalize_hash, finalize_hash_encoded, hash_to_group,
+    self, Composite, ELEMENT_LEN, Hasher, MAX_BATCH, OUTPUT_LEN, Proof, PublicKey, VoprfError,
+    challenge_encoded, deserialize_element, finalize_hash, finalize_hash_encoded,
 };
 
 /// A server's VOPRF key pair. The secret scalar is wiped on drop and never printed.
@@ -25,6 +25,10 @@ pub struct ServerKey {
     pk: PublicKey,
     /// `pkS` serialised, once (serialising a point costs a field inversion).
     pk_bytes: [u8; ELEMENT_LEN],
+    /// `HashToGroup` with its first block hashed once.
+    hasher: Hasher,
+    /// The composite weights of `pkS`, their common first blocks hashed once.
+    composite: Composite,
 }
 
 impl core::fmt::Debug for ServerKey {
@@ -54,8 +58,11 @@ impl ServerKey {
     /// [`VoprfError::DeriveKeyPair`] (never in practice).
     pub fn derive(seed: &[u8; 32], info: &[u8]) -> Result<Self, VoprfError> {
         let (sk, pk) = voprf::derive_key_pair(seed, info)?;
-        let half = Scalar::from(2u8).invert();
-        Ok(Self { sk, half_sk: sk * half, half, pk, pk_bytes: pk.to_bytes() })
+        let half = voprf::half();
+        let pk_bytes = pk.to_bytes();
+        let hasher = Hasher::new();
+        let composite = hasher.composite(&pk_bytes);
+        Ok(Self { sk, half_sk: sk * half, half, pk, pk_bytes, hasher, composite })
     }
 
     /// The public key `pkS`.
@@ -111,15 +118,15 @@ impl ServerKey {
         let points = blinded.iter().map(deserialize_element).collect::<Result<Vec<_>, _>>()?;
         // Each evaluation k·B is 2·((k/2)·B): the doubling and the compression of the
         // whole batch share one field inversion instead of one per element.
-        let halves: Vec<RistrettoPoint> = points.iter().map(|b| self.half_sk * b).collect();
+        let half_evaluated: Vec<RistrettoPoint> = points.iter().map(|b| self.half_sk * b).collect();
         let evaluated: Vec<[u8; ELEMENT_LEN]> =
-            RistrettoPoint::double_and_compress_batch(&halves).iter().map(|c| c.to_bytes()).collect();
+            RistrettoPoint::double_and_compress_batch(&half_evaluated).iter().map(|c| c.to_bytes()).collect();
         // ComputeCompositesFast: M = Σ dᵢ·Cᵢ, Z = k·M (one multiplication, not n); the
-        // weights hash the encodings already at hand. M, Z, t2 = r·G and t3 = r·M are
-        // computed halved, so that one batched inversion compresses all four.
+        // weights hash the encodings already at hand, their common first blocks hashed
+        // once per key. M, Z, t2 = r·G and t3 = r·M are computed halved, so that one
+        // batched inversion compresses all four.
         let half = self.half;
-        let w: Vec<Scalar> =
-            composite_weights_encoded(&self.pk_bytes, blinded, &evaluated).iter().map(|d| d * half).collect();
+        let w: Vec<Scalar> = self.composite.weights(blinded, &evaluated).iter().map(|d| d * half).collect();
         let half_m = RistrettoPoint::vartime_multiscalar_mul(&w, &points);
         let mut half_r = r * half;
         let halves = [half_m, self.sk * half_m, RistrettoPoint::mul_base(&half_r), r * half_m];
@@ -138,7 +145,7 @@ impl ServerKey {
     /// # Errors
     /// [`VoprfError::InvalidInput`] if the input hashes to the identity.
     pub fn evaluate(&self, input: &[u8]) -> Result<[u8; OUTPUT_LEN], VoprfError> {
-        let p = hash_to_group(input);
+        let p = self.hasher.hash_to_group(input);
         if p.is_identity() {
             return Err(VoprfError::InvalidInput);
         }
@@ -158,7 +165,7 @@ impl ServerKey {
     /// ```
     #[must_use]
     pub fn evaluate_many(&self, inputs: &[&[u8]]) -> Vec<Result<[u8; OUTPUT_LEN], VoprfError>> {
-        let points: Vec<RistrettoPoint> = inputs.iter().map(|i| hash_to_group(i)).collect();
+        let points: Vec<RistrettoPoint> = inputs.iter().map(|i| self.hasher.hash_to_group(i)).collect();
         let halves: Vec<RistrettoPoint> = points.iter().map(|p| self.half_sk * p).collect();
         let encoded = RistrettoPoint::double_and_compress_batch(&halves);
         inputs
