@@ -130,7 +130,11 @@ mod diff;
 mod enroll;
 mod error;
 mod index;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod query;
+#[cfg(feature = "postgres")]
+pub use postgres::LEDGER_LOCK;
 mod store;
 
 use std::borrow::Borrow;
@@ -151,6 +155,7 @@ pub use diff::diff;
 pub use enroll::{EnrollError, EnrolledDevice, MAX_REASON_BYTES};
 pub use error::LedgerError;
 use index::{DisclosureRow, Index, NEVER, Names, PartitionRow, ReceiptRow, RecordRow};
+pub(crate) use store::TokenCounts;
 
 /// A receipt taken on trust, for [`Ledger::ingest_unverified`]: no signature is checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,6 +222,10 @@ pub struct Ledger<C: Borrow<Connection> = Connection> {
     catalogue: Catalogue,
     names: Names,
     ix: Index,
+    /// When set, the facts live in a database several processes share
+    /// ([`Ledger::open_postgres`]) and `conn` holds none of them: the index is this
+    /// process's cache of it, brought up to date by [`Ledger::refresh`].
+    shared: Option<Box<dyn store::SharedLedger>>,
 }
 
 impl<C: Borrow<Connection>> core::fmt::Debug for Ledger<C> {
@@ -236,6 +245,44 @@ impl Ledger<Connection> {
     pub fn in_memory(catalogue: Catalogue) -> Result<Self, LedgerError> {
         Self::open(Connection::open_in_memory()?, catalogue)
     }
+
+    /// Opens the ledger in the PostgreSQL database at `url`, which several aggregator
+    /// processes share (docs/scaling.md): migrates the schema (a newer one is refused),
+    /// binds the database to the catalogue, and loads the facts into memory. The index is
+    /// then this process's cache: [`Self::refresh`] (one query) brings it up to date with
+    /// the other processes' writes, and every write first catches up under the writers'
+    /// lock, so a fact one process recorded is seen by the next decision of any other.
+    /// The report-token quotas are counted in the same database. [`Self::connection`] is
+    /// an empty in-memory SQLite database: no fact is written there.
+    ///
+    /// ```no_run
+    /// # use confiance::catalogue::Catalogue;
+    /// use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let mut ledger = Ledger::open_postgres("postgres://confiance@127.0.0.1/confiance", catalogue)?;
+    /// ledger.refresh()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LedgerError::Shared`] when the database cannot be reached or its schema is newer
+    /// than this build's; [`LedgerError::CatalogueChanged`]; [`LedgerError::Corrupt`].
+    #[cfg(feature = "postgres")]
+    pub fn open_postgres(url: &str, catalogue: Catalogue) -> Result<Self, LedgerError> {
+        let shared = postgres::PgLedger::connect(url)?;
+        store::SharedLedger::init(&shared, catalogue.digest().as_bytes())?;
+        let names = Names::new(&catalogue);
+        let ix = Index::new(&names);
+        let mut ledger = Self {
+            conn: Connection::open_in_memory()?,
+            catalogue,
+            names,
+            ix,
+            shared: Some(Box::new(shared)),
+        };
+        ledger.reload()?;
+        Ok(ledger)
+    }
 }
 
 impl<C: Borrow<Connection>> Ledger<C> {
@@ -249,8 +296,88 @@ impl<C: Borrow<Connection>> Ledger<C> {
     pub fn open(conn: C, catalogue: Catalogue) -> Result<Self, LedgerError> {
         store::init(&conn, catalogue.digest())?;
         let names = Names::new(&catalogue);
-        let ix = store::load(conn.borrow(), &names)?;
-        Ok(Self { conn, catalogue, names, ix })
+        let ix = store::load(conn.borrow(), &names, i64::MAX)?;
+        Ok(Self { conn, catalogue, names, ix, shared: None })
+    }
+
+    /// Where facts are written: the shared database, or the SQLite connection.
+    fn sink(&self) -> &dyn store::FactSink {
+        match &self.shared {
+            Some(s) => s.sink(),
+            None => self.conn.borrow(),
+        }
+    }
+
+    /// Where facts are read back from.
+    fn source(&self) -> &dyn store::FactSource {
+        match &self.shared {
+            Some(s) => s.source(),
+            None => self.conn.borrow(),
+        }
+    }
+
+    /// Where the report-token quotas are counted (the aggregator's issuance).
+    pub(crate) fn token_counts(&self) -> &dyn store::TokenCounts {
+        match &self.shared {
+            Some(s) => s.tokens(),
+            None => self.conn.borrow(),
+        }
+    }
+
+    /// Whether the facts live in a database other processes write too
+    /// ([`Ledger::open_postgres`]).
+    #[must_use]
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Brings the in-memory index up to date with what other processes wrote to a shared
+    /// ledger: one query reads the ledger's change sequence (the `seq` its next fact
+    /// takes); when it moved, only the facts since the last one this index holds are read
+    /// and added. Returns whether anything was added. A ledger of its own (SQLite) is
+    /// always up to date: `Ok(false)`, no query.
+    ///
+    /// The aggregator calls it before each decision that reads consent (ingest of
+    /// records, token issuance, subject access); every write does it too, under the
+    /// writers' lock, before checking its input.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// assert!(!ledger.refresh()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LedgerError::Shared`] when the database fails, [`LedgerError::Corrupt`] for rows
+    /// that do not read back; then the index is reloaded whole at the next refresh.
+    pub fn refresh(&mut self) -> Result<bool, LedgerError> {
+        let Some(shared) = &self.shared else { return Ok(false) };
+        if shared.in_transaction() {
+            return Ok(false);
+        }
+        let head = shared.head()?;
+        self.catch_up(head)
+    }
+
+    /// Adds the facts `[self.ix.next_seq, head)` of the shared ledger to the index.
+    fn catch_up(&mut self, head: u64) -> Result<bool, LedgerError> {
+        let from = self.ix.next_seq;
+        if head <= from {
+            return Ok(false);
+        }
+        let Some(shared) = &self.shared else { return Ok(false) };
+        let to_i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let r = store::load_into(shared.source(), &self.names, &mut self.ix, to_i(from), to_i(head), false);
+        if let Err(e) = r {
+            // Half of the facts may be in: start again from nothing next time.
+            self.ix = Index::new(&self.names);
+            return Err(e);
+        }
+        self.ix.next_seq = self.ix.next_seq.max(head);
+        Ok(true)
     }
 
     /// Runs `f` in one SQLite savepoint on the ledger's connection: every fact `f`
@@ -293,6 +420,9 @@ impl<C: Borrow<Connection>> Ledger<C> {
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, E>,
     ) -> Result<T, E> {
+        if self.shared.is_some() {
+            return self.atomically_shared(f);
+        }
         self.connection().execute_batch("SAVEPOINT ledger_atomic").map_err(LedgerError::from)?;
         let seq_before = self.ix.next_seq;
         let out = f(self).and_then(|v| {
@@ -311,13 +441,67 @@ impl<C: Borrow<Connection>> Ledger<C> {
         out
     }
 
+    /// [`Self::atomically`] on a shared ledger: the outermost call opens a transaction
+    /// holding the writers' lock and first catches up with what other processes wrote,
+    /// so `f` checks its input against every fact committed before it; its facts take the
+    /// next `seq`s and the new head commits with them.
+    fn atomically_shared<T, E: From<LedgerError>>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let Some(shared) = &self.shared else { return Err(LedgerError::Corrupt("no shared ledger").into()) };
+        let outermost = !shared.in_transaction();
+        shared.begin()?;
+        if outermost {
+            let head = shared.head();
+            let caught = head.and_then(|head| self.catch_up(head));
+            if let Err(e) = caught {
+                if let Some(s) = &self.shared {
+                    let _ = s.end(false, 0);
+                }
+                return Err(e.into());
+            }
+        }
+        let seq_before = self.ix.next_seq;
+        let out = f(self);
+        let next_seq = self.ix.next_seq;
+        let ended = match &self.shared {
+            Some(s) => s.end(out.is_ok(), next_seq),
+            None => Ok(()),
+        };
+        let out = match (out, ended) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Ok(_), Err(e)) => Err(e.into()),
+            (Err(e), _) => Err(e),
+        };
+        // As on SQLite: memory never keeps a fact the database lost (inside an outer
+        // transaction the reload reads what that transaction holds so far).
+        if out.is_err() && self.ix.next_seq != seq_before {
+            self.reload()?;
+        }
+        out
+    }
+
     /// Reads the in-memory index back from the tables (after a rollback, or to pick up
     /// rows another connection wrote).
     ///
     /// # Errors
     /// As [`Self::open`].
     pub fn reload(&mut self) -> Result<(), LedgerError> {
-        self.ix = store::load(self.conn.borrow(), &self.names)?;
+        // A shared ledger is read up to its head: the facts of transactions committing
+        // meanwhile come with the next refresh, whole (a load reads table by table).
+        // (Inside a transaction the writers' lock is held: nothing else commits, and the
+        // transaction's own facts are past the head until it commits.)
+        let to = match &self.shared {
+            Some(s) if !s.in_transaction() => i64::try_from(s.head()?).unwrap_or(i64::MAX),
+            _ => i64::MAX,
+        };
+        self.ix = store::load(self.source(), &self.names, to)?;
+        if let Ok(to) = u64::try_from(to)
+            && to < u64::try_from(i64::MAX).unwrap_or(u64::MAX)
+        {
+            self.ix.next_seq = self.ix.next_seq.max(to);
+        }
         Ok(())
     }
 
@@ -431,7 +615,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         };
         let row = self.receipt_row(&input, self.ix.next_seq, 0)?;
         store::insert_receipt(
-            self.conn.borrow(),
+            self.sink(),
             &self.names,
             &row,
             &input.subject,
@@ -521,32 +705,29 @@ impl<C: Borrow<Connection>> Ledger<C> {
         receipts: impl IntoIterator<Item = UnverifiedReceipt>,
     ) -> Result<usize, LedgerError> {
         let receipts: Vec<UnverifiedReceipt> = receipts.into_iter().collect();
-        let mut rows = Vec::with_capacity(receipts.len());
-        let mut batch_ids = std::collections::HashSet::with_capacity(receipts.len());
-        for (i, r) in receipts.iter().enumerate() {
-            if !batch_ids.insert(r.id) {
-                return Err(LedgerError::DuplicateReceipt(r.id));
+        // Checked, written and indexed in one transaction: on a shared ledger the checks
+        // run after catching up with the other processes, under the writers' lock.
+        self.atomically(|l| {
+            let mut rows = Vec::with_capacity(receipts.len());
+            let mut batch_ids = std::collections::HashSet::with_capacity(receipts.len());
+            for (i, r) in receipts.iter().enumerate() {
+                if !batch_ids.insert(r.id) {
+                    return Err(LedgerError::DuplicateReceipt(r.id));
+                }
+                rows.push(l.receipt_row(r, l.ix.next_seq + u64::try_from(i).unwrap_or(u64::MAX), i)?);
             }
-            rows.push(self.receipt_row(r, self.ix.next_seq + u64::try_from(i).unwrap_or(u64::MAX), i)?);
-        }
-        let conn = self.conn.borrow();
-        conn.execute_batch("SAVEPOINT ledger_bulk")?;
-        let written = rows.iter().zip(&receipts).try_for_each(|(row, r)| {
-            store::insert_receipt(conn, &self.names, row, &r.subject, &r.hold, None)
-        });
-        if let Err(e) = written {
-            let _ = conn.execute_batch("ROLLBACK TO ledger_bulk; RELEASE ledger_bulk");
-            return Err(e);
-        }
-        conn.execute_batch("RELEASE ledger_bulk")?;
-        let n = rows.len();
-        self.ix.deferred = true;
-        for (row, r) in rows.into_iter().zip(&receipts) {
-            self.index_receipt(row, r);
-        }
-        self.ix.finish();
-        self.ix.deferred = false;
-        Ok(n)
+            rows.iter().zip(&receipts).try_for_each(|(row, r)| {
+                store::insert_receipt(l.sink(), &l.names, row, &r.subject, &r.hold, None)
+            })?;
+            let n = rows.len();
+            l.ix.deferred = true;
+            for (row, r) in rows.into_iter().zip(&receipts) {
+                l.index_receipt(row, r);
+            }
+            l.ix.finish();
+            l.ix.deferred = false;
+            Ok(n)
+        })
     }
 
     /// Verifies and records a signed withdrawal (its wire bytes) learned at `recorded_at`.
@@ -594,14 +775,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             return Err(LedgerError::RecordedBeforeReceipt);
         }
         let seq = self.ix.next_seq;
-        store::insert_withdrawal(
-            self.conn.borrow(),
-            seq,
-            &w.receipt,
-            w.at,
-            recorded_at,
-            Some(&signed.to_bytes()),
-        )?;
+        store::insert_withdrawal(self.sink(), seq, &w.receipt, w.at, recorded_at, Some(&signed.to_bytes()))?;
         self.ix.apply_withdrawal(&self.names, ri, w.at, recorded_at, seq);
         Ok(w.receipt)
     }
@@ -683,7 +857,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             purged_at: NEVER,
             purge_recorded_at: NEVER,
         };
-        store::insert_record(self.conn.borrow(), &self.names, &self.ix, &row)?;
+        store::insert_record(self.sink(), &self.names, &self.ix, &row)?;
         self.ix.add_record(&self.names, row);
         Ok(())
     }
@@ -703,7 +877,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             return Err(LedgerError::AlreadyPurged);
         }
         let seq = self.ix.next_seq;
-        store::insert_purge(self.conn.borrow(), false, seq, record, at, recorded_at)?;
+        store::insert_purge(self.sink(), false, seq, record, at, recorded_at)?;
         self.ix.apply_record_purge(i, at, recorded_at, seq);
         Ok(())
     }
@@ -745,7 +919,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             purged_at: NEVER,
             purge_recorded_at: NEVER,
         };
-        store::insert_partition(self.conn.borrow(), &self.names, &row)?;
+        store::insert_partition(self.sink(), &self.names, &row)?;
         self.ix.add_partition(row);
         Ok(())
     }
@@ -769,7 +943,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             return Err(LedgerError::AlreadyPurged);
         }
         let seq = self.ix.next_seq;
-        store::insert_purge(self.conn.borrow(), true, seq, partition, at, recorded_at)?;
+        store::insert_purge(self.sink(), true, seq, partition, at, recorded_at)?;
         self.ix.apply_partition_purge(i, at, recorded_at, seq);
         Ok(())
     }
@@ -802,7 +976,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             record: d.record,
             recorded_at,
         };
-        store::insert_disclosure(self.conn.borrow(), &self.names, &row, &d.subject)?;
+        store::insert_disclosure(self.sink(), &self.names, &row, &d.subject)?;
         row.subject = self.ix.intern_subject(d.subject);
         self.ix.add_disclosure(row);
         Ok(())

@@ -333,6 +333,16 @@ impl core::fmt::Debug for Aggregator {
     }
 }
 
+/// A ledger failure where ingest can only report a store error: a lost race stays
+/// [`StoreError::Conflict`], anything else the ledger's store failing.
+pub(crate) fn ledger_store_error(e: LedgerError) -> StoreError {
+    match e {
+        LedgerError::Shared(e) => e,
+        LedgerError::Store(e) => StoreError::Sqlite(e),
+        _ => StoreError::Corrupt("the ledger could not be read"),
+    }
+}
+
 /// The audit event of an accepted withdrawal: the instant it takes effect is the
 /// signed withdrawal's (`recorded` only if the bytes, already accepted, did not decode).
 fn withdrawn_event(receipt: confiance::ids::ReceiptId, bytes: &[u8], recorded: Timestamp) -> AuditEvent {
@@ -488,6 +498,28 @@ impl Aggregator {
         &self.catalogue
     }
 
+    /// Brings the consent ledger up to date with what other processes wrote to a shared
+    /// (PostgreSQL) ledger ([`Ledger::refresh`]: one query, and the new facts only when
+    /// there are some). Ingest and token issuance do it themselves before deciding; a
+    /// host answering questions from [`Self::ledger`] (subject access, who sees what)
+    /// calls it first. A no-op for a ledger of its own.
+    ///
+    /// ```
+    /// # use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+    /// # let catalogue = confiance::catalogue::Catalogue::from_toml_str(
+    /// #     include_str!("../../examples/catalogue.toml"))?;
+    /// # let keys = confiance_aggregator::keys::KeyStore::new(0);
+    /// let mut agg = Aggregator::in_memory(catalogue, keys, AggregatorConfig::default())?;
+    /// assert!(!agg.refresh_ledger()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LedgerError`] when the shared ledger cannot be read.
+    pub fn refresh_ledger(&mut self) -> Result<bool, LedgerError> {
+        self.ledger.refresh()
+    }
+
     /// The consent ledger.
     #[must_use]
     pub const fn ledger(&self) -> &Ledger {
@@ -566,6 +598,7 @@ impl Aggregator {
     /// # Errors
     /// [`IngestError`]; a refused envelope leaves the staged state as it was.
     pub fn stage(&mut self, frame: &[u8], now: Timestamp) -> Result<(), IngestError> {
+        self.refresh_ledger().map_err(|e| IngestError::Store(ledger_store_error(e)))?;
         let prepared = self.preparer().prepare(frame, now)?;
         self.apply(prepared, now)
     }
@@ -598,6 +631,19 @@ impl Aggregator {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn stage_many(&mut self, frames: &[(&[u8], Timestamp)]) -> Vec<Result<(), IngestError>> {
+        // One query on a shared ledger: the records of this batch are checked against
+        // every receipt and withdrawal committed by any process before it.
+        if let Err(e) = self.refresh_ledger() {
+            let mut first = Some(ledger_store_error(e));
+            return frames
+                .iter()
+                .map(|_| {
+                    Err(IngestError::Store(
+                        first.take().unwrap_or(StoreError::Corrupt("the shared ledger could not be read")),
+                    ))
+                })
+                .collect();
+        }
         let threads = std::thread::available_parallelism().map_or(1, core::num::NonZeroUsize::get);
         let mut out = Vec::with_capacity(frames.len());
         // A window bounds the opened-but-not-applied envelopes held in memory; each
@@ -676,6 +722,7 @@ impl Aggregator {
         let mut expires = Timestamp::EPOCH;
         let mut new_tags = Vec::new();
         let mut refused = Vec::new();
+        let mut held = false;
         for (index, c) in reports.iter().enumerate() {
             let r = &c.report;
             if let Err(e) = &c.known {
@@ -687,6 +734,7 @@ impl Aggregator {
                 || (self.maybe_seen(&r.id.0) && self.store.id_seen(&r.id.0).map_err(IngestError::Store)?)
             {
                 // Already held (a resend, or twice in this envelope): acknowledged, kept once.
+                held = true;
                 continue;
             }
             let kind = match &c.verdict {
@@ -804,6 +852,16 @@ impl Aggregator {
         // At most `max_reports` (4 096) reports an envelope: lossless.
         let n = u32::try_from(accepted).unwrap_or(u32::MAX);
         if accepted == 0 {
+            // On a shared store another process may have committed this very envelope
+            // between the envelope check above and the report checks: its reports are
+            // then all held, and the envelope is a replay, not a resend to acknowledge.
+            // (Its digest and ids commit together, so once an id is seen so is it.)
+            if held
+                && self.store.shared()
+                && self.store.envelope_seen(&env_id.0).map_err(IngestError::Store)?
+            {
+                return Err(IngestError::ReplayedEnvelope(env_id));
+            }
             // Nothing to keep: only the answer (refusals, or reports already held).
             self.staged.acks.push(Ack { envelope: env_id, reports: 0, refused });
             return Ok(());

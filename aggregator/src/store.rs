@@ -20,6 +20,8 @@ mod sqlite;
 use std::collections::BTreeSet;
 
 #[cfg(feature = "postgres")]
+pub(crate) use postgres::migrate as migrate_postgres;
+#[cfg(feature = "postgres")]
 pub use postgres::{PG_SCHEMA_VERSION, PgStore};
 pub use sqlite::{PERIOD_SECS, SCHEMA_VERSION, SqliteStore};
 

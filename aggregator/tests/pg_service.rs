@@ -370,3 +370,153 @@ fn three_processes_fed_concurrently_with_overlapping_replays_count_each_envelope
         assert_eq!(log.root_at(*size).unwrap(), *root, "a root at size {size} outside the one history");
     }
 }
+
+/// `config` as a URL (what `Ledger::open_postgres` and `confiance serve --db` take).
+fn url_of(config: &Config) -> String {
+    let host = match &config.get_hosts()[0] {
+        postgres::config::Host::Tcp(h) => h.clone(),
+        #[cfg(unix)]
+        postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let db = config.get_dbname().unwrap_or("postgres");
+    format!("postgres://{user}@{host}:{port}/{db}")
+}
+
+/// A process whose store and ledger are both on the database `config` names.
+fn all_on_postgres(config: &Config, keys: KeyStore) -> Aggregator {
+    let ledger = Ledger::open_postgres(&url_of(config), catalogue()).unwrap();
+    with_ledger(config, keys, ledger)
+}
+
+mod tokens {
+    use confiance::Timestamp;
+    use confiance::consent::{ConsentReceipt, DeviceKey, RECEIPT_VERSION, Scope, SignedReceipt, SubjectKey};
+    use confiance::hazmat::{SeedableRng as _, SeededRng};
+    use confiance::ids::MetricId;
+    use confiance::token::{PendingTokens, TokenPeriod, TokenScope};
+    use confiance_aggregator::issuer::{IssueError, IssuerSecret};
+    use confiance_aggregator::service::Aggregator;
+
+    use super::fixtures::{catalogue, id};
+
+    pub const DAY: u64 = 86_400;
+
+    pub fn t(s: u64) -> Timestamp {
+        Timestamp::from_secs(s)
+    }
+
+    /// A receipt of `owner`'s subject for calora / product-improvement /
+    /// thermostat.mode, signed by `dev`, valid from `from`.
+    pub fn receipt(owner: &SubjectKey, dev: &DeviceKey, from: u64) -> SignedReceipt {
+        let c = catalogue();
+        ConsentReceipt {
+            version: RECEIPT_VERSION,
+            catalogue_version: c.version(),
+            catalogue_digest: c.digest(),
+            subject: owner.subject_id(),
+            subject_key: owner.public_key(),
+            recipient: id("calora"),
+            purpose: id("product-improvement"),
+            scope: Scope::metrics([id::<MetricId>("thermostat.mode")]),
+            valid_from: t(from),
+            valid_until: None,
+            hold: "P90D".parse().unwrap(),
+            issued_at: t(from),
+            nonce: [1; 16],
+            signer: dev.public_key(),
+        }
+        .sign(dev)
+    }
+
+    pub fn scope(now: Timestamp) -> TokenScope {
+        TokenScope::new([id("calora")], id("product-improvement"), TokenPeriod::at(now, DAY))
+    }
+
+    pub fn enable(agg: &mut Aggregator) {
+        agg.enable_tokens(IssuerSecret::from_bytes([7; 32])).unwrap();
+    }
+
+    /// Asks for `n` tokens; on success checks the proof and returns how many came.
+    pub fn ask(
+        agg: &mut Aggregator,
+        key: &DeviceKey,
+        scope: &TokenScope,
+        n: usize,
+        now: Timestamp,
+        seed: u64,
+    ) -> Result<usize, IssueError> {
+        let mut rng = SeededRng::seed_from_u64(seed);
+        let pk = agg.token_public_key(scope)?;
+        let (pending, request) = PendingTokens::request(key, scope.clone(), pk, n, &mut rng).unwrap();
+        let response = agg.issue_tokens(&request, now, &mut rng)?;
+        Ok(pending.finalize(&response).expect("the aggregator's proof verifies").len())
+    }
+}
+
+/// The ledger and the token quotas on PostgreSQL, three processes: a delegation and a
+/// receipt recorded by one are the policy of the others' next issuance; the quota is
+/// exact when the three issue to one device at once (24 tokens in all, not one more);
+/// a withdrawal recorded by one stops the others' issuance at once.
+#[test]
+fn the_ledger_and_the_token_quota_are_shared_exactly_by_three_processes() {
+    use confiance::consent::{DeviceKey, SubjectKey};
+    use confiance::token::{TokenPeriod, TokenScope};
+    use tokens::{DAY, ask, enable, receipt, scope, t};
+    let Some(config) = fresh_database("ledger_tokens") else { return };
+    let mut procs: Vec<Aggregator> = (0..3).map(|_| all_on_postgres(&config, keys().0)).collect();
+    for p in &mut procs {
+        enable(p);
+    }
+    let owner = SubjectKey::from_bytes(&[1; 32]);
+    let dev = DeviceKey::from_bytes(&[11; 32]);
+    let start = t(T0 - 30 * DAY);
+    let now = t(T0 + 3_600);
+    let s = scope(now);
+    // Process 0 records the delegation; before the receipt, process 1 refuses: no consent.
+    procs[0]
+        .receive_delegation(&owner.delegate(dev.public_key(), start, None, start).unwrap().to_bytes(), start)
+        .unwrap();
+    assert_eq!(ask(&mut procs[1], &dev, &s, 1, now, 1).unwrap_err().code(), "not_consented");
+    let r = receipt(&owner, &dev, T0 - 20 * DAY);
+    procs[0].receive_receipt(&r.to_bytes(), t(T0 - 20 * DAY)).unwrap();
+    // Three processes, twelve requests of one token each, at once: 24 issued in all.
+    let quota = catalogue().limits().tokens_per_period as usize;
+    assert_eq!(quota, 24);
+    let barrier = std::sync::Barrier::new(procs.len());
+    let results: Vec<Vec<Result<usize, confiance_aggregator::issuer::IssueError>>> =
+        std::thread::scope(|sc| {
+            let workers: Vec<_> = procs
+                .iter_mut()
+                .enumerate()
+                .map(|(k, agg)| {
+                    let (barrier, dev, s) = (&barrier, &dev, &s);
+                    sc.spawn(move || {
+                        barrier.wait();
+                        (0..12).map(|i| ask(agg, dev, s, 1, now, 100 * k as u64 + i)).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+    let issued: usize = results.iter().flatten().filter_map(|r| r.as_ref().ok()).sum();
+    assert_eq!(issued, quota, "the quota is exact across processes: {results:?}");
+    for r in results.iter().flatten().filter(|r| r.is_err()) {
+        assert_eq!(r.as_ref().unwrap_err().code(), "over_quota", "{r:?}");
+    }
+    assert!(results.iter().all(|p| p.iter().any(Result::is_ok)), "every process issued some: {results:?}");
+    // The next period's quota is its own; a withdrawal recorded by process 2 stops
+    // process 1 at its next request.
+    let next = TokenScope { period: TokenPeriod(s.period.0 + 1), ..s.clone() };
+    assert_eq!(ask(&mut procs[1], &dev, &next, 2, now, 7), Ok(2));
+    procs[2].receive_withdrawal(&owner.withdraw(&r, now, now).unwrap().to_bytes(), now).unwrap();
+    let later = t(now.as_secs() + 1);
+    assert_eq!(ask(&mut procs[1], &dev, &next, 1, later, 8).unwrap_err().code(), "not_consented");
+    // A restarted process reads the same ledger and counts.
+    drop(procs);
+    let mut again = all_on_postgres(&config, keys().0);
+    enable(&mut again);
+    assert_eq!(again.ledger().stats().withdrawals, 1);
+    assert_eq!(ask(&mut again, &dev, &s, 1, now, 9).unwrap_err().code(), "not_consented");
+}

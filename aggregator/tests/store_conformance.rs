@@ -633,11 +633,15 @@ mod postgres_only {
                 ..CommitBatch::default()
             })
             .unwrap();
-        // Back to version 1's table: the partition keyed by `pkey` alone.
+        // Back to version 1: without version 3's ledger and token tables, and the
+        // partition keyed by `pkey` alone.
         store
             .with_client(|c| {
                 c.batch_execute(
-                    "ALTER TABLE partition_state DROP CONSTRAINT partition_state_pkey;
+                    "DROP TABLE ledger_meta, ledger_head, ledger_receipt, ledger_withdrawal, ledger_record,
+                       ledger_record_purge, ledger_partition, ledger_partition_purge, ledger_delegation,
+                       ledger_revocation, ledger_override, ledger_disclosure, token_issued, token_scope_issued;
+                     ALTER TABLE partition_state DROP CONSTRAINT partition_state_pkey;
                      ALTER TABLE partition_state DROP COLUMN writer;
                      ALTER TABLE partition_state ADD PRIMARY KEY (pkey);
                      UPDATE confiance_schema SET version = 1;",

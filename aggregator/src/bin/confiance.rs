@@ -43,7 +43,9 @@ const SAMPLE_CATALOGUE: &str = include_str!("../../../examples/catalogue.toml");
 #[derive(Parser, Debug)]
 #[command(name = "confiance", version, about)]
 struct Cli {
-    /// The aggregator's database.
+    /// The aggregator's database: an SQLite file, or `postgres://user@host:port/db` for
+    /// a PostgreSQL database several processes share (docs/scaling.md; the catalogue
+    /// then comes from --catalogue and the keys from --keys, files every process shares).
     #[arg(long, global = true, default_value = "./confiance.sqlite")]
     db: PathBuf,
     /// The key file (HPKE keys, checkpoint key, hashed tokens).
@@ -637,6 +639,9 @@ fn describe_catalogue(c: &Catalogue) -> String {
 /// Opens the database after checking that it is one, and bound to this key file and
 /// catalogue. A read-only command never creates a database, and opens it read-only.
 fn open_as(cli: &Cli, kf: &KeyFile, access: Access) -> Result<Aggregator, Fail> {
+    if let Some(url) = postgres_url(cli) {
+        return open_postgres(cli, kf, url);
+    }
     let keys = kf.key_store().map_err(|e| bad("bad_key_file", e))?;
     let (id, cat) = identity(cli, kf)?;
     match identity::check(&cli.db, &id, access) {
@@ -681,6 +686,39 @@ fn open_as(cli: &Cli, kf: &KeyFile, access: Access) -> Result<Aggregator, Fail> 
     };
     Aggregator::open(&path, cat, keys, AggregatorConfig::default())
         .map_err(|e| internal(format!("{}: {e}", cli.db.display())))
+}
+
+/// The PostgreSQL URL `--db` gives, if it is one.
+fn postgres_url(cli: &Cli) -> Option<&str> {
+    cli.db.to_str().filter(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+}
+
+/// Opens the store and the ledger on the PostgreSQL database at `url`, shared with other
+/// processes. Nothing of the identity is in that database: the catalogue is the file
+/// `--catalogue` names (the ledger refuses one it was not created with) and the keys are
+/// the key file's, files every process reads alike. The database is opened for writing
+/// whatever the command: a read command writes nothing.
+#[cfg(feature = "postgres")]
+fn open_postgres(cli: &Cli, kf: &KeyFile, url: &str) -> Result<Aggregator, Fail> {
+    use confiance_aggregator::ledger::Ledger;
+    use confiance_aggregator::store::PgStore;
+    let keys = kf.key_store().map_err(|e| bad("bad_key_file", e))?;
+    if cli.catalogue.is_none() {
+        return Err(bad("missing_catalogue", "--db postgres://… needs --catalogue FILE").hint(
+            "several processes share a PostgreSQL database: each reads the catalogue from the same file",
+        ));
+    }
+    let cat = parse_catalogue_text(&catalogue_text(cli)?, &catalogue_source(cli))?;
+    let store = PgStore::connect(url).map_err(|e| internal(format!("postgres store: {e}")))?;
+    let ledger =
+        Ledger::open_postgres(url, cat.clone()).map_err(|e| internal(format!("postgres ledger: {e}")))?;
+    Aggregator::with_store(Box::new(store), ledger, cat, keys, AggregatorConfig::default())
+        .map_err(|e| internal(format!("postgres: {e}")))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_: &Cli, _: &KeyFile, _: &str) -> Result<Aggregator, Fail> {
+    Err(bad("no_postgres", "this build has no PostgreSQL support (cargo feature `postgres`)"))
 }
 
 /// `path` escaped for a `file:` URI.

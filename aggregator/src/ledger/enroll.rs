@@ -145,7 +145,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             valid_until: d.valid_until.unwrap_or(NEVER),
             recorded_at,
         };
-        store::insert_delegation(self.conn.borrow(), &row, &subject, &signed.to_bytes())?;
+        store::insert_delegation(self.sink(), &row, &subject, &signed.to_bytes())?;
         row.subject = self.ix.intern_subject(subject);
         self.ix.add_delegation(row);
         Ok(id)
@@ -185,7 +185,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             return Err(LedgerError::AlreadyRevoked);
         }
         let row = RevocationRow { seq: self.ix.next_seq, at: r.at, recorded_at };
-        store::insert_revocation(self.conn.borrow(), &r.device, &row, &signed.to_bytes())?;
+        store::insert_revocation(self.sink(), &r.device, &row, &signed.to_bytes())?;
         self.ix.apply_revocation(&r.device, row);
         Ok(r.device)
     }
@@ -372,11 +372,11 @@ impl<C: Borrow<Connection>> Ledger<C> {
                 let seq = l.ix.next_seq;
                 let rec =
                     l.ix.receipts.get(ri as usize).map_or(recorded_at, |r| r.recorded_at.max(recorded_at));
-                store::insert_withdrawal(l.conn.borrow(), seq, &id, w_at, rec, None)?;
+                store::insert_withdrawal(l.sink(), seq, &id, w_at, rec, None)?;
                 l.ix.apply_withdrawal(&l.names, ri, w_at, rec, seq);
             }
             let row = OverrideRow { seq: l.ix.next_seq, subject: s, reason, at, recorded_at };
-            store::insert_override(l.conn.borrow(), &row, subject)?;
+            store::insert_override(l.sink(), &row, subject)?;
             l.ix.add_override(row);
             Ok::<_, LedgerError>(())
         })?;

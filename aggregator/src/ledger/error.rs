@@ -73,6 +73,11 @@ pub enum LedgerError {
     Corrupt(&'static str),
     /// SQLite failed.
     Store(rusqlite::Error),
+    /// The shared (PostgreSQL) ledger failed, or another process's write won a race
+    /// ([`StoreError::Conflict`](crate::store::StoreError::Conflict): nothing of this
+    /// change was kept; refresh and try again), or the database's schema is newer than
+    /// this build's.
+    Shared(crate::store::StoreError),
     /// An in-memory table of the index is at its capacity (the name says which); the
     /// input was not recorded.
     Full(&'static str),
@@ -110,6 +115,7 @@ impl fmt::Display for LedgerError {
             Self::CatalogueChanged => f.write_str("the ledger store was written under another catalogue"),
             Self::Corrupt(what) => write!(f, "ledger store is corrupt: {what}"),
             Self::Store(e) => write!(f, "ledger store: {e}"),
+            Self::Shared(e) => write!(f, "shared ledger: {e}"),
             Self::Full(what) => write!(f, "ledger index full: too many {what}"),
         }
     }
@@ -125,6 +131,7 @@ impl std::error::Error for LedgerError {
             Self::Consent(e) => Some(e),
             Self::Enroll(e) => Some(e),
             Self::Store(e) => Some(e),
+            Self::Shared(e) => Some(e),
             _ => None,
         }
     }
@@ -151,5 +158,11 @@ impl From<rusqlite::Error> for LedgerError {
 impl From<rusqlite::types::FromSqlError> for LedgerError {
     fn from(_: rusqlite::types::FromSqlError) -> Self {
         Self::Corrupt("a column of the wrong type")
+    }
+}
+
+impl From<crate::store::StoreError> for LedgerError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Shared(e)
     }
 }

@@ -1,4 +1,7 @@
-//! The ledger's SQLite tables: compact rows written at ingest, read back at open.
+//! The ledger's tables: compact rows written at ingest, read back at open — in SQLite
+//! (this file) or in PostgreSQL ([`super::postgres`]), the same columns in both. A fact
+//! is written as a [`Fact`] through a [`FactSink`] and read back through a
+//! [`FactSource`]: the code turning rows into the index is the same for both backends.
 //!
 //! Rows hold what the index needs and nothing derived from it; a receipt row also keeps
 //! the signed bytes (`signed`, for export and re-verification by an auditor) but a cold
@@ -14,7 +17,7 @@ use confiance::Timestamp;
 use confiance::catalogue::CatalogueDigest;
 use confiance::ids::{DelegationId, DevicePublicKey, ReceiptId, SubjectId};
 use confiance::retention::Duration;
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::{Connection, OptionalExtension as _, params, params_from_iter};
 
 use super::LedgerError;
 use super::answer::DisclosureKind;
@@ -57,6 +60,415 @@ CREATE TABLE IF NOT EXISTS ledger_disclosure (
   purpose TEXT NOT NULL, subject BLOB NOT NULL, at INTEGER NOT NULL, record BLOB,
   recorded_at INTEGER NOT NULL);
 ";
+
+/// One fact as stored: the columns of one row of one `ledger_*` table, borrowed.
+/// Times and sequence numbers as stored (`i64`, see the module documentation).
+#[derive(Debug)]
+pub(crate) enum Fact<'a> {
+    Receipt {
+        seq: i64,
+        id: &'a [u8],
+        subject: &'a [u8],
+        device_key: &'a [u8],
+        recipient: &'a str,
+        purpose: &'a str,
+        metrics: &'a str,
+        hold: &'a str,
+        valid_from: i64,
+        valid_until: i64,
+        recorded_at: i64,
+        signed: Option<&'a [u8]>,
+    },
+    Withdrawal {
+        seq: i64,
+        receipt: &'a [u8],
+        at: i64,
+        recorded_at: i64,
+        signed: Option<&'a [u8]>,
+    },
+    Record {
+        seq: i64,
+        id: &'a [u8],
+        receipt: &'a [u8],
+        metric: &'a str,
+        collected_at: i64,
+        deadline: i64,
+        recorded_at: i64,
+    },
+    Purge {
+        partition: bool,
+        seq: i64,
+        id: &'a [u8],
+        at: i64,
+        recorded_at: i64,
+    },
+    Partition {
+        seq: i64,
+        id: &'a [u8],
+        metric: &'a str,
+        bucket_end: i64,
+        audience: &'a str,
+        deadline: i64,
+        recorded_at: i64,
+    },
+    Delegation {
+        seq: i64,
+        id: &'a [u8],
+        subject: &'a [u8],
+        device: &'a [u8],
+        valid_from: i64,
+        valid_until: i64,
+        recorded_at: i64,
+        signed: &'a [u8],
+    },
+    Revocation {
+        seq: i64,
+        device: &'a [u8],
+        at: i64,
+        recorded_at: i64,
+        signed: &'a [u8],
+    },
+    Override {
+        seq: i64,
+        subject: &'a [u8],
+        reason: &'a str,
+        at: i64,
+        recorded_at: i64,
+    },
+    Disclosure {
+        seq: i64,
+        kind: &'a str,
+        recipient: &'a str,
+        metric: &'a str,
+        purpose: &'a str,
+        subject: &'a [u8],
+        at: i64,
+        record: Option<&'a [u8]>,
+        recorded_at: i64,
+    },
+}
+
+/// A column value of a [`Fact`], for either backend's parameter binding.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Val<'a> {
+    Int(i64),
+    Bytes(&'a [u8]),
+    Text(&'a str),
+    OptBytes(Option<&'a [u8]>),
+}
+
+impl rusqlite::ToSql for Val<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Self::Int(v) => v.to_sql(),
+            Self::Bytes(v) => v.to_sql(),
+            Self::Text(v) => v.to_sql(),
+            Self::OptBytes(v) => v.to_sql(),
+        }
+    }
+}
+
+impl Fact<'_> {
+    /// Its `seq`.
+    pub(crate) const fn seq(&self) -> i64 {
+        match *self {
+            Self::Receipt { seq, .. }
+            | Self::Withdrawal { seq, .. }
+            | Self::Record { seq, .. }
+            | Self::Purge { seq, .. }
+            | Self::Partition { seq, .. }
+            | Self::Delegation { seq, .. }
+            | Self::Revocation { seq, .. }
+            | Self::Override { seq, .. }
+            | Self::Disclosure { seq, .. } => seq,
+        }
+    }
+
+    /// Its `INSERT` (parameters `$1`, `$2`, … in order: both SQLite and PostgreSQL read
+    /// them) and its values.
+    pub(crate) fn insert(&self) -> (&'static str, Vec<Val<'_>>) {
+        use Val::{Bytes as B, Int as I, OptBytes as N, Text as T};
+        match *self {
+            Self::Receipt {
+                seq,
+                id,
+                subject,
+                device_key,
+                recipient,
+                purpose,
+                metrics,
+                hold,
+                valid_from,
+                valid_until,
+                recorded_at,
+                signed,
+            } => (
+                "INSERT INTO ledger_receipt (seq, id, subject, device_key, recipient, purpose, metrics, hold,
+                 valid_from, valid_until, recorded_at, signed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                vec![
+                    I(seq),
+                    B(id),
+                    B(subject),
+                    B(device_key),
+                    T(recipient),
+                    T(purpose),
+                    T(metrics),
+                    T(hold),
+                    I(valid_from),
+                    I(valid_until),
+                    I(recorded_at),
+                    N(signed),
+                ],
+            ),
+            Self::Withdrawal { seq, receipt, at, recorded_at, signed } => (
+                "INSERT INTO ledger_withdrawal (seq, receipt, at, recorded_at, signed) VALUES ($1, $2, $3, $4, $5)",
+                vec![I(seq), B(receipt), I(at), I(recorded_at), N(signed)],
+            ),
+            Self::Record { seq, id, receipt, metric, collected_at, deadline, recorded_at } => (
+                "INSERT INTO ledger_record (seq, id, receipt, metric, collected_at, deadline, recorded_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                vec![I(seq), B(id), B(receipt), T(metric), I(collected_at), I(deadline), I(recorded_at)],
+            ),
+            Self::Purge { partition, seq, id, at, recorded_at } => (
+                if partition {
+                    "INSERT INTO ledger_partition_purge (seq, partition, at, recorded_at) VALUES ($1, $2, $3, $4)"
+                } else {
+                    "INSERT INTO ledger_record_purge (seq, record, at, recorded_at) VALUES ($1, $2, $3, $4)"
+                },
+                vec![I(seq), B(id), I(at), I(recorded_at)],
+            ),
+            Self::Partition { seq, id, metric, bucket_end, audience, deadline, recorded_at } => (
+                "INSERT INTO ledger_partition (seq, id, metric, bucket_end, audience, deadline, recorded_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                vec![I(seq), B(id), T(metric), I(bucket_end), T(audience), I(deadline), I(recorded_at)],
+            ),
+            Self::Delegation { seq, id, subject, device, valid_from, valid_until, recorded_at, signed } => (
+                "INSERT INTO ledger_delegation (seq, id, subject, device, valid_from, valid_until, recorded_at, signed)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                vec![
+                    I(seq),
+                    B(id),
+                    B(subject),
+                    B(device),
+                    I(valid_from),
+                    I(valid_until),
+                    I(recorded_at),
+                    B(signed),
+                ],
+            ),
+            Self::Revocation { seq, device, at, recorded_at, signed } => (
+                "INSERT INTO ledger_revocation (seq, device, at, recorded_at, signed) VALUES ($1, $2, $3, $4, $5)",
+                vec![I(seq), B(device), I(at), I(recorded_at), B(signed)],
+            ),
+            Self::Override { seq, subject, reason, at, recorded_at } => (
+                "INSERT INTO ledger_override (seq, subject, reason, at, recorded_at) VALUES ($1, $2, $3, $4, $5)",
+                vec![I(seq), B(subject), T(reason), I(at), I(recorded_at)],
+            ),
+            Self::Disclosure { seq, kind, recipient, metric, purpose, subject, at, record, recorded_at } => (
+                "INSERT INTO ledger_disclosure (seq, kind, recipient, metric, purpose, subject, at, record, recorded_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                vec![
+                    I(seq),
+                    T(kind),
+                    T(recipient),
+                    T(metric),
+                    T(purpose),
+                    B(subject),
+                    I(at),
+                    N(record),
+                    I(recorded_at),
+                ],
+            ),
+        }
+    }
+}
+
+/// Where the ledger writes its facts: its SQLite connection, or the shared PostgreSQL
+/// ledger.
+pub(crate) trait FactSink {
+    /// Writes one fact (in the caller's transaction, if one is open).
+    fn put(&self, fact: &Fact<'_>) -> Result<(), LedgerError>;
+}
+
+impl FactSink for Connection {
+    fn put(&self, fact: &Fact<'_>) -> Result<(), LedgerError> {
+        let (sql, vals) = fact.insert();
+        self.prepare_cached(sql)?.execute(params_from_iter(vals))?;
+        Ok(())
+    }
+}
+
+/// The ledger's tables, in the order a load reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    Receipt,
+    Withdrawal,
+    Record,
+    RecordPurge,
+    Partition,
+    PartitionPurge,
+    Disclosure,
+    Delegation,
+    Revocation,
+    Override,
+}
+
+impl Table {
+    /// Its rows with `$1 <= seq < $2`, by `seq`; the columns the load reads, in the
+    /// order it reads them.
+    pub(crate) const fn select(self) -> &'static str {
+        match self {
+            Self::Receipt => {
+                "SELECT seq, id, subject, device_key, recipient, purpose, metrics, hold, valid_from, valid_until,
+                 recorded_at FROM ledger_receipt WHERE seq >= $1 AND seq < $2 ORDER BY seq"
+            }
+            Self::Withdrawal => {
+                "SELECT seq, receipt, at, recorded_at FROM ledger_withdrawal WHERE seq >= $1 AND seq < $2 ORDER BY seq"
+            }
+            Self::Record => {
+                "SELECT seq, id, receipt, metric, collected_at, deadline, recorded_at FROM ledger_record
+                 WHERE seq >= $1 AND seq < $2 ORDER BY seq"
+            }
+            Self::RecordPurge => {
+                "SELECT seq, record, at, recorded_at FROM ledger_record_purge WHERE seq >= $1 AND seq < $2 ORDER BY seq"
+            }
+            Self::Partition => {
+                "SELECT seq, id, metric, bucket_end, audience, deadline, recorded_at FROM ledger_partition
+                 WHERE seq >= $1 AND seq < $2 ORDER BY seq"
+            }
+            Self::PartitionPurge => {
+                "SELECT seq, partition, at, recorded_at FROM ledger_partition_purge
+                 WHERE seq >= $1 AND seq < $2 ORDER BY seq"
+            }
+            Self::Disclosure => {
+                "SELECT seq, kind, recipient, metric, purpose, subject, at, record, recorded_at
+                 FROM ledger_disclosure WHERE seq >= $1 AND seq < $2 ORDER BY seq"
+            }
+            Self::Delegation => {
+                "SELECT seq, id, subject, device, valid_from, valid_until, recorded_at FROM ledger_delegation
+                 WHERE seq >= $1 AND seq < $2 ORDER BY seq"
+            }
+            Self::Revocation => {
+                "SELECT seq, device, at, recorded_at FROM ledger_revocation WHERE seq >= $1 AND seq < $2 ORDER BY seq"
+            }
+            Self::Override => {
+                "SELECT seq, subject, reason, at, recorded_at FROM ledger_override
+                 WHERE seq >= $1 AND seq < $2 ORDER BY seq"
+            }
+        }
+    }
+}
+
+/// One row as read back, whichever the backend.
+pub(crate) trait Cols {
+    fn int(&self, i: usize) -> Result<i64, LedgerError>;
+    fn bytes(&self, i: usize) -> Result<&[u8], LedgerError>;
+    fn text(&self, i: usize) -> Result<&str, LedgerError>;
+    fn opt_bytes(&self, i: usize) -> Result<Option<&[u8]>, LedgerError>;
+}
+
+impl Cols for rusqlite::Row<'_> {
+    fn int(&self, i: usize) -> Result<i64, LedgerError> {
+        Ok(self.get(i)?)
+    }
+    fn bytes(&self, i: usize) -> Result<&[u8], LedgerError> {
+        Ok(self.get_ref(i)?.as_blob()?)
+    }
+    fn text(&self, i: usize) -> Result<&str, LedgerError> {
+        Ok(self.get_ref(i)?.as_str()?)
+    }
+    fn opt_bytes(&self, i: usize) -> Result<Option<&[u8]>, LedgerError> {
+        Ok(self.get_ref(i)?.as_blob_or_null()?)
+    }
+}
+
+/// Where the ledger reads its facts back from.
+pub(crate) trait FactSource {
+    /// Calls `f` on each row of `table` with `from <= seq < to`, in `seq` order.
+    fn each(
+        &self,
+        table: Table,
+        from: i64,
+        to: i64,
+        f: &mut dyn FnMut(&dyn Cols) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError>;
+
+    /// How many receipts are stored (to reserve room before a load).
+    fn receipt_count(&self) -> Result<u64, LedgerError>;
+}
+
+impl FactSource for Connection {
+    fn each(
+        &self,
+        table: Table,
+        from: i64,
+        to: i64,
+        f: &mut dyn FnMut(&dyn Cols) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let mut st = self.prepare_cached(table.select())?;
+        let mut rows = st.query(params![from, to])?;
+        while let Some(r) = rows.next()? {
+            f(r)?;
+        }
+        Ok(())
+    }
+
+    fn receipt_count(&self) -> Result<u64, LedgerError> {
+        let n: i64 = self.query_row("SELECT count(*) FROM ledger_receipt", [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+/// The report-token quota counts (tables `token_issued`, `token_scope_issued`): in the
+/// ledger's SQLite database, or in the shared PostgreSQL database.
+pub(crate) trait TokenCounts {
+    /// Creates the tables if absent (PostgreSQL: made by the migrations).
+    fn create_token_tables(&self) -> Result<(), LedgerError>;
+    /// Tokens issued to `device` for `scope` (its bytes) so far.
+    fn issued_before(&self, device: &[u8], scope: &[u8]) -> Result<u32, LedgerError>;
+    /// Counts `n` more tokens issued to `device` for `scope`, which had `before`. A
+    /// conditional update: when the stored count is not `before` (another process
+    /// counted meanwhile) nothing is written and the answer is
+    /// [`StoreError::Conflict`](crate::store::StoreError::Conflict).
+    fn count_issued(
+        &self,
+        device: &[u8],
+        scope: &[u8],
+        period: i64,
+        before: u32,
+        n: u32,
+    ) -> Result<(), LedgerError>;
+    /// The earliest period with counts.
+    fn first_period(&self) -> Result<Option<i64>, LedgerError>;
+    /// Per scope of a period before `open`: (scope bytes, tokens, devices), by scope.
+    fn scope_counts_before(&self, open: i64) -> Result<Vec<(Vec<u8>, i64, i64)>, LedgerError>;
+    /// Forgets every count of a period before `open`.
+    fn forget_before(&self, open: i64) -> Result<(), LedgerError>;
+}
+
+/// A ledger shared by several processes ([`super::postgres`]): its facts, its quota
+/// counts, and transactions that serialize writers and give each fact its `seq`.
+pub(crate) trait SharedLedger: Send + Sync {
+    /// The facts, as written.
+    fn sink(&self) -> &dyn FactSink;
+    /// The facts, as read.
+    fn source(&self) -> &dyn FactSource;
+    /// The quota counts.
+    fn tokens(&self) -> &dyn TokenCounts;
+    /// Opens a transaction (outermost: takes the writers' lock, so no other process
+    /// writes a fact until it ends) or a savepoint inside the open one.
+    fn begin(&self) -> Result<(), LedgerError>;
+    /// Ends what [`Self::begin`] opened: commits (outermost: storing `next_seq` as the
+    /// ledger's head) when `ok`, else rolls back.
+    fn end(&self, ok: bool, next_seq: u64) -> Result<(), LedgerError>;
+    /// Whether a transaction is open.
+    fn in_transaction(&self) -> bool;
+    /// The `seq` the next fact will take: one past the last committed (the change
+    /// sequence a process reads before each decision).
+    fn head(&self) -> Result<u64, LedgerError>;
+    /// Binds the ledger to the catalogue digest (refusing another).
+    fn init(&self, digest: &[u8]) -> Result<(), LedgerError>;
+}
 
 pub(super) const fn t2i(t: Timestamp) -> i64 {
     t.as_secs() as i64
@@ -106,7 +518,7 @@ fn join<'a>(names: impl Iterator<Item = &'a str>) -> String {
 }
 
 pub(super) fn insert_receipt(
-    conn: &Connection,
+    sink: &dyn FactSink,
     names: &Names,
     row: &ReceiptRow,
     subject: &SubjectId,
@@ -115,103 +527,85 @@ pub(super) fn insert_receipt(
 ) -> Result<(), LedgerError> {
     let metrics =
         join(row.metrics.iter().filter_map(|&m| names.metrics.get(usize::from(m))).map(|m| m.as_str()));
-    let mut st = conn.prepare_cached(
-        "INSERT INTO ledger_receipt (seq, id, subject, device_key, recipient, purpose, metrics, hold,
-         valid_from, valid_until, recorded_at, signed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?;
-    st.execute(params![
-        u2i(row.seq),
-        row.id.as_bytes().as_slice(),
-        subject.as_bytes().as_slice(),
-        row.device_key.as_slice(),
-        names.recipients.get(usize::from(row.recipient)).map(|r| r.as_str()),
-        names.purposes.get(usize::from(row.purpose)).map(|p| p.as_str()),
-        metrics,
-        hold.to_string(),
-        t2i(row.valid_from),
-        t2i(row.valid_until),
-        t2i(row.recorded_at),
+    let hold = hold.to_string();
+    sink.put(&Fact::Receipt {
+        seq: u2i(row.seq),
+        id: row.id.as_bytes().as_slice(),
+        subject: subject.as_bytes().as_slice(),
+        device_key: row.device_key.as_slice(),
+        recipient: names.recipients.get(usize::from(row.recipient)).map_or("", |r| r.as_str()),
+        purpose: names.purposes.get(usize::from(row.purpose)).map_or("", |p| p.as_str()),
+        metrics: &metrics,
+        hold: &hold,
+        valid_from: t2i(row.valid_from),
+        valid_until: t2i(row.valid_until),
+        recorded_at: t2i(row.recorded_at),
         signed,
-    ])?;
-    Ok(())
+    })
 }
 
 pub(super) fn insert_withdrawal(
-    conn: &Connection,
+    sink: &dyn FactSink,
     seq: u64,
     receipt: &ReceiptId,
     at: Timestamp,
     recorded_at: Timestamp,
     signed: Option<&[u8]>,
 ) -> Result<(), LedgerError> {
-    conn.prepare_cached(
-        "INSERT INTO ledger_withdrawal (seq, receipt, at, recorded_at, signed) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![u2i(seq), receipt.as_bytes().as_slice(), t2i(at), t2i(recorded_at), signed])?;
-    Ok(())
+    sink.put(&Fact::Withdrawal {
+        seq: u2i(seq),
+        receipt: receipt.as_bytes().as_slice(),
+        at: t2i(at),
+        recorded_at: t2i(recorded_at),
+        signed,
+    })
 }
 
 pub(super) fn insert_record(
-    conn: &Connection,
+    sink: &dyn FactSink,
     names: &Names,
     ix: &Index,
     row: &RecordRow,
 ) -> Result<(), LedgerError> {
     let receipt = ix.receipts.get(row.receipt as usize).ok_or(LedgerError::Corrupt("record receipt"))?;
-    conn.prepare_cached(
-        "INSERT INTO ledger_record (seq, id, receipt, metric, collected_at, deadline, recorded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        u2i(row.seq),
-        row.id.as_slice(),
-        receipt.id.as_bytes().as_slice(),
-        names.metrics.get(usize::from(row.metric)).map(|m| m.as_str()),
-        t2i(row.collected_at),
-        t2i(row.deadline),
-        t2i(row.recorded_at),
-    ])?;
-    Ok(())
+    sink.put(&Fact::Record {
+        seq: u2i(row.seq),
+        id: row.id.as_slice(),
+        receipt: receipt.id.as_bytes().as_slice(),
+        metric: names.metrics.get(usize::from(row.metric)).map_or("", |m| m.as_str()),
+        collected_at: t2i(row.collected_at),
+        deadline: t2i(row.deadline),
+        recorded_at: t2i(row.recorded_at),
+    })
 }
 
 pub(super) fn insert_purge(
-    conn: &Connection,
+    sink: &dyn FactSink,
     partition: bool,
     seq: u64,
     id: &[u8],
     at: Timestamp,
     recorded_at: Timestamp,
 ) -> Result<(), LedgerError> {
-    let sql = if partition {
-        "INSERT INTO ledger_partition_purge (seq, partition, at, recorded_at) VALUES (?1, ?2, ?3, ?4)"
-    } else {
-        "INSERT INTO ledger_record_purge (seq, record, at, recorded_at) VALUES (?1, ?2, ?3, ?4)"
-    };
-    conn.prepare_cached(sql)?.execute(params![u2i(seq), id, t2i(at), t2i(recorded_at)])?;
-    Ok(())
+    sink.put(&Fact::Purge { partition, seq: u2i(seq), id, at: t2i(at), recorded_at: t2i(recorded_at) })
 }
 
 pub(super) fn insert_partition(
-    conn: &Connection,
+    sink: &dyn FactSink,
     names: &Names,
     row: &PartitionRow,
 ) -> Result<(), LedgerError> {
     let audience =
         join(row.audience.iter().filter_map(|&r| names.recipients.get(usize::from(r))).map(|r| r.as_str()));
-    conn.prepare_cached(
-        "INSERT INTO ledger_partition (seq, id, metric, bucket_end, audience, deadline, recorded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        u2i(row.seq),
-        &*row.id,
-        names.metrics.get(usize::from(row.metric)).map(|m| m.as_str()),
-        t2i(row.bucket_end),
-        audience,
-        t2i(row.deadline),
-        t2i(row.recorded_at),
-    ])?;
-    Ok(())
+    sink.put(&Fact::Partition {
+        seq: u2i(row.seq),
+        id: &row.id,
+        metric: names.metrics.get(usize::from(row.metric)).map_or("", |m| m.as_str()),
+        bucket_end: t2i(row.bucket_end),
+        audience: &audience,
+        deadline: t2i(row.deadline),
+        recorded_at: t2i(row.recorded_at),
+    })
 }
 
 fn kind_str(k: DisclosureKind) -> &'static str {
@@ -222,142 +616,109 @@ fn kind_str(k: DisclosureKind) -> &'static str {
 }
 
 pub(super) fn insert_disclosure(
-    conn: &Connection,
+    sink: &dyn FactSink,
     names: &Names,
     row: &DisclosureRow,
     subject: &SubjectId,
 ) -> Result<(), LedgerError> {
-    conn.prepare_cached(
-        "INSERT INTO ledger_disclosure (seq, kind, recipient, metric, purpose, subject, at, record, recorded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        u2i(row.seq),
-        kind_str(row.kind),
-        names.recipients.get(usize::from(row.recipient)).map(|r| r.as_str()),
-        names.metrics.get(usize::from(row.metric)).map(|m| m.as_str()),
-        names.purposes.get(usize::from(row.purpose)).map(|p| p.as_str()),
-        subject.as_bytes().as_slice(),
-        t2i(row.at),
-        row.record.as_ref().map(|r| r.as_slice()),
-        t2i(row.recorded_at),
-    ])?;
-    Ok(())
+    sink.put(&Fact::Disclosure {
+        seq: u2i(row.seq),
+        kind: kind_str(row.kind),
+        recipient: names.recipients.get(usize::from(row.recipient)).map_or("", |r| r.as_str()),
+        metric: names.metrics.get(usize::from(row.metric)).map_or("", |m| m.as_str()),
+        purpose: names.purposes.get(usize::from(row.purpose)).map_or("", |p| p.as_str()),
+        subject: subject.as_bytes().as_slice(),
+        at: t2i(row.at),
+        record: row.record.as_ref().map(|r| r.as_slice()),
+        recorded_at: t2i(row.recorded_at),
+    })
 }
 
 pub(super) fn insert_delegation(
-    conn: &Connection,
+    sink: &dyn FactSink,
     row: &DelegationRow,
     subject: &SubjectId,
     signed: &[u8],
 ) -> Result<(), LedgerError> {
-    conn.prepare_cached(
-        "INSERT INTO ledger_delegation (seq, id, subject, device, valid_from, valid_until, recorded_at, signed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        u2i(row.seq),
-        row.id.as_bytes().as_slice(),
-        subject.as_bytes().as_slice(),
-        row.device.as_bytes().as_slice(),
-        t2i(row.valid_from),
-        t2i(row.valid_until),
-        t2i(row.recorded_at),
+    sink.put(&Fact::Delegation {
+        seq: u2i(row.seq),
+        id: row.id.as_bytes().as_slice(),
+        subject: subject.as_bytes().as_slice(),
+        device: row.device.as_bytes().as_slice(),
+        valid_from: t2i(row.valid_from),
+        valid_until: t2i(row.valid_until),
+        recorded_at: t2i(row.recorded_at),
         signed,
-    ])?;
-    Ok(())
+    })
 }
 
 pub(super) fn insert_revocation(
-    conn: &Connection,
+    sink: &dyn FactSink,
     device: &DevicePublicKey,
     row: &RevocationRow,
     signed: &[u8],
 ) -> Result<(), LedgerError> {
-    conn.prepare_cached(
-        "INSERT INTO ledger_revocation (seq, device, at, recorded_at, signed) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        u2i(row.seq),
-        device.as_bytes().as_slice(),
-        t2i(row.at),
-        t2i(row.recorded_at),
-        signed
-    ])?;
-    Ok(())
+    sink.put(&Fact::Revocation {
+        seq: u2i(row.seq),
+        device: device.as_bytes().as_slice(),
+        at: t2i(row.at),
+        recorded_at: t2i(row.recorded_at),
+        signed,
+    })
 }
 
 pub(super) fn insert_override(
-    conn: &Connection,
+    sink: &dyn FactSink,
     row: &OverrideRow,
     subject: &SubjectId,
 ) -> Result<(), LedgerError> {
-    conn.prepare_cached(
-        "INSERT INTO ledger_override (seq, subject, reason, at, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        u2i(row.seq),
-        subject.as_bytes().as_slice(),
-        row.reason,
-        t2i(row.at),
-        t2i(row.recorded_at)
-    ])?;
-    Ok(())
+    sink.put(&Fact::Override {
+        seq: u2i(row.seq),
+        subject: subject.as_bytes().as_slice(),
+        reason: &row.reason,
+        at: t2i(row.at),
+        recorded_at: t2i(row.recorded_at),
+    })
 }
 
 /// Reads delegations, revocations and overrides back (after the receipts, so subjects
 /// are interned; an override's revocations follow from its delegations).
-fn load_enrollment(conn: &Connection, ix: &mut Index) -> Result<(), LedgerError> {
-    {
-        let mut st = conn.prepare(
-            "SELECT seq, id, subject, device, valid_from, valid_until, recorded_at FROM ledger_delegation
-             ORDER BY seq",
-        )?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let subject = SubjectId(bytes32(r.get_ref(2)?.as_blob()?, "subject")?);
-            let row = DelegationRow {
-                id: DelegationId(bytes32(r.get_ref(1)?.as_blob()?, "delegation id")?),
-                seq: i2u(r.get(0)?),
-                subject: ix.intern_subject(subject),
-                device: DevicePublicKey(bytes32(r.get_ref(3)?.as_blob()?, "device key")?),
-                valid_from: i2t(r.get(4)?),
-                valid_until: i2t(r.get(5)?),
-                recorded_at: i2t(r.get(6)?),
-            };
-            ix.add_delegation(row);
+fn load_enrollment(src: &dyn FactSource, ix: &mut Index, from: i64, to: i64) -> Result<(), LedgerError> {
+    src.each(Table::Delegation, from, to, &mut |r| {
+        let subject = SubjectId(bytes32(r.bytes(2)?, "subject")?);
+        let row = DelegationRow {
+            id: DelegationId(bytes32(r.bytes(1)?, "delegation id")?),
+            seq: i2u(r.int(0)?),
+            subject: ix.intern_subject(subject),
+            device: DevicePublicKey(bytes32(r.bytes(3)?, "device key")?),
+            valid_from: i2t(r.int(4)?),
+            valid_until: i2t(r.int(5)?),
+            recorded_at: i2t(r.int(6)?),
+        };
+        ix.add_delegation(row);
+        Ok(())
+    })?;
+    src.each(Table::Revocation, from, to, &mut |r| {
+        let device = DevicePublicKey(bytes32(r.bytes(1)?, "device key")?);
+        if !ix.devices.contains_key(&device) {
+            return Err(LedgerError::Corrupt("revocation of unknown device"));
         }
-    }
-    {
-        let mut st =
-            conn.prepare("SELECT seq, device, at, recorded_at FROM ledger_revocation ORDER BY seq")?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let device = DevicePublicKey(bytes32(r.get_ref(1)?.as_blob()?, "device key")?);
-            if !ix.devices.contains_key(&device) {
-                return Err(LedgerError::Corrupt("revocation of unknown device"));
-            }
-            let row = RevocationRow { seq: i2u(r.get(0)?), at: i2t(r.get(2)?), recorded_at: i2t(r.get(3)?) };
-            ix.apply_revocation(&device, row);
-        }
-    }
-    {
-        let mut st =
-            conn.prepare("SELECT seq, subject, reason, at, recorded_at FROM ledger_override ORDER BY seq")?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let subject = SubjectId(bytes32(r.get_ref(1)?.as_blob()?, "subject")?);
-            let row = OverrideRow {
-                seq: i2u(r.get(0)?),
-                subject: ix.intern_subject(subject),
-                reason: r.get(2)?,
-                at: i2t(r.get(3)?),
-                recorded_at: i2t(r.get(4)?),
-            };
-            ix.add_override(row);
-        }
-    }
-    Ok(())
+        let row = RevocationRow { seq: i2u(r.int(0)?), at: i2t(r.int(2)?), recorded_at: i2t(r.int(3)?) };
+        ix.apply_revocation(&device, row);
+        Ok(())
+    })?;
+    src.each(Table::Override, from, to, &mut |r| {
+        let subject = SubjectId(bytes32(r.bytes(1)?, "subject")?);
+        let row = OverrideRow {
+            seq: i2u(r.int(0)?),
+            subject: ix.intern_subject(subject),
+            reason: r.text(2)?.to_owned(),
+            at: i2t(r.int(3)?),
+            recorded_at: i2t(r.int(4)?),
+        };
+        ix.add_override(row);
+        Ok(())
+    })
 }
 
 fn bytes16(b: &[u8]) -> Result<[u8; 16], LedgerError> {
@@ -368,183 +729,163 @@ fn bytes32(b: &[u8], what: &'static str) -> Result<[u8; 32], LedgerError> {
     b.try_into().map_err(|_| LedgerError::Corrupt(what))
 }
 
-/// Reads every table back into a fresh index, without re-verifying signatures.
-pub(super) fn load(conn: &Connection, names: &Names) -> Result<Index, LedgerError> {
+/// Reads every fact with `seq < to` back into a fresh index, without re-verifying
+/// signatures.
+pub(super) fn load(src: &dyn FactSource, names: &Names, to: i64) -> Result<Index, LedgerError> {
     let mut ix = Index::new(names);
-    ix.deferred = true;
-    let count: i64 = conn.query_row("SELECT count(*) FROM ledger_receipt", [], |r| r.get(0))?;
-    let count = usize::try_from(count).unwrap_or(0);
+    let count = usize::try_from(src.receipt_count()?).unwrap_or(0);
     ix.receipts.reserve_exact(count);
     ix.receipt_ix.reserve(count);
+    load_into(src, names, &mut ix, 0, to, true)?;
+    Ok(ix)
+}
+
+/// Adds the facts with `from <= seq < to` to `ix`, table by table (facts of a table
+/// only refer to facts of earlier tables, or of their own with a smaller `seq`).
+/// `bulk`: a cold load — receipts and withdrawals are appended unsorted and sorted once;
+/// otherwise (catching up with a few facts another process wrote) each is inserted in
+/// place, as when it is ingested.
+pub(super) fn load_into(
+    src: &dyn FactSource,
+    names: &Names,
+    ix: &mut Index,
+    from: i64,
+    to: i64,
+    bulk: bool,
+) -> Result<(), LedgerError> {
+    ix.deferred = bulk;
     let mut hold_cache: HashMap<String, u32> = HashMap::new();
     let mut metric_buf: Vec<u16> = Vec::new();
-    {
-        let mut st = conn.prepare(
-            "SELECT seq, id, subject, device_key, recipient, purpose, metrics, hold, valid_from, valid_until,
-             recorded_at FROM ledger_receipt ORDER BY seq",
-        )?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let id = ReceiptId(bytes32(r.get_ref(1)?.as_blob()?, "receipt id")?);
-            let subject = SubjectId(bytes32(r.get_ref(2)?.as_blob()?, "subject")?);
-            let device_key = bytes32(r.get_ref(3)?.as_blob()?, "device key")?;
-            let recipient =
-                names.recipient_str(r.get_ref(4)?.as_str()?).ok_or(LedgerError::Corrupt("recipient"))?;
-            let purpose =
-                names.purpose_str(r.get_ref(5)?.as_str()?).ok_or(LedgerError::Corrupt("purpose"))?;
-            metric_buf.clear();
-            for m in r.get_ref(6)?.as_str()?.split(' ') {
-                metric_buf.push(names.metric_str(m).ok_or(LedgerError::Corrupt("metric"))?);
-            }
-            metric_buf.sort_unstable();
-            let hold_s = r.get_ref(7)?.as_str()?;
-            let hold = match hold_cache.get(hold_s) {
-                Some(&h) => h,
-                None => {
-                    let d: Duration = hold_s.parse().map_err(|_| LedgerError::Corrupt("hold"))?;
-                    let h = ix.intern_hold(&d)?;
-                    hold_cache.insert(hold_s.to_owned(), h);
-                    h
-                }
-            };
-            let subject = ix.intern_subject(subject);
-            let row = ReceiptRow {
-                id,
-                device_key,
-                seq: i2u(r.get(0)?),
-                wseq: u64::MAX,
-                subject,
-                recipient,
-                purpose,
-                hold,
-                metrics: metric_buf.as_slice().into(),
-                valid_from: i2t(r.get(8)?),
-                valid_until: i2t(r.get(9)?),
-                recorded_at: i2t(r.get(10)?),
-                withdrawn_at: NEVER,
-                withdrawal_recorded_at: NEVER,
-            };
-            ix.add_receipt(names, row);
+    src.each(Table::Receipt, from, to, &mut |r| {
+        let id = ReceiptId(bytes32(r.bytes(1)?, "receipt id")?);
+        let subject = SubjectId(bytes32(r.bytes(2)?, "subject")?);
+        let device_key = bytes32(r.bytes(3)?, "device key")?;
+        let recipient = names.recipient_str(r.text(4)?).ok_or(LedgerError::Corrupt("recipient"))?;
+        let purpose = names.purpose_str(r.text(5)?).ok_or(LedgerError::Corrupt("purpose"))?;
+        metric_buf.clear();
+        for m in r.text(6)?.split(' ') {
+            metric_buf.push(names.metric_str(m).ok_or(LedgerError::Corrupt("metric"))?);
         }
-    }
+        metric_buf.sort_unstable();
+        let hold_s = r.text(7)?;
+        let hold = match hold_cache.get(hold_s) {
+            Some(&h) => h,
+            None => {
+                let d: Duration = hold_s.parse().map_err(|_| LedgerError::Corrupt("hold"))?;
+                let h = ix.intern_hold(&d)?;
+                hold_cache.insert(hold_s.to_owned(), h);
+                h
+            }
+        };
+        let subject = ix.intern_subject(subject);
+        let row = ReceiptRow {
+            id,
+            device_key,
+            seq: i2u(r.int(0)?),
+            wseq: u64::MAX,
+            subject,
+            recipient,
+            purpose,
+            hold,
+            metrics: metric_buf.as_slice().into(),
+            valid_from: i2t(r.int(8)?),
+            valid_until: i2t(r.int(9)?),
+            recorded_at: i2t(r.int(10)?),
+            withdrawn_at: NEVER,
+            withdrawal_recorded_at: NEVER,
+        };
+        ix.add_receipt(names, row);
+        Ok(())
+    })?;
     // Withdrawals find their grants by binary search: sort the postings first.
-    ix.finish();
-    {
-        let mut st =
-            conn.prepare("SELECT seq, receipt, at, recorded_at FROM ledger_withdrawal ORDER BY seq")?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let id = ReceiptId(bytes32(r.get_ref(1)?.as_blob()?, "receipt id")?);
-            let ri = *ix.receipt_ix.get(&id).ok_or(LedgerError::Corrupt("withdrawal of unknown receipt"))?;
-            ix.apply_withdrawal(names, ri, i2t(r.get(2)?), i2t(r.get(3)?), i2u(r.get(0)?));
-        }
+    if bulk {
+        ix.finish();
     }
-    ix.finish();
+    src.each(Table::Withdrawal, from, to, &mut |r| {
+        let id = ReceiptId(bytes32(r.bytes(1)?, "receipt id")?);
+        let ri = *ix.receipt_ix.get(&id).ok_or(LedgerError::Corrupt("withdrawal of unknown receipt"))?;
+        ix.apply_withdrawal(names, ri, i2t(r.int(2)?), i2t(r.int(3)?), i2u(r.int(0)?));
+        Ok(())
+    })?;
+    if bulk {
+        ix.finish();
+    }
     ix.deferred = false;
-    {
-        let mut st = conn.prepare(
-            "SELECT seq, id, receipt, metric, collected_at, deadline, recorded_at FROM ledger_record ORDER BY seq",
-        )?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let rid = ReceiptId(bytes32(r.get_ref(2)?.as_blob()?, "receipt id")?);
-            let ri = *ix.receipt_ix.get(&rid).ok_or(LedgerError::Corrupt("record of unknown receipt"))?;
-            let receipt = ix.receipts.get(ri as usize).ok_or(LedgerError::Corrupt("receipt"))?;
-            let row = RecordRow {
-                id: bytes16(r.get_ref(1)?.as_blob()?)?,
-                seq: i2u(r.get(0)?),
-                pseq: u64::MAX,
-                subject: receipt.subject,
-                recipient: receipt.recipient,
-                metric: names.metric_str(r.get_ref(3)?.as_str()?).ok_or(LedgerError::Corrupt("metric"))?,
-                receipt: ri,
-                collected_at: i2t(r.get(4)?),
-                deadline: i2t(r.get(5)?),
-                recorded_at: i2t(r.get(6)?),
-                purged_at: NEVER,
-                purge_recorded_at: NEVER,
-            };
-            ix.add_record(names, row);
+    src.each(Table::Record, from, to, &mut |r| {
+        let rid = ReceiptId(bytes32(r.bytes(2)?, "receipt id")?);
+        let ri = *ix.receipt_ix.get(&rid).ok_or(LedgerError::Corrupt("record of unknown receipt"))?;
+        let receipt = ix.receipts.get(ri as usize).ok_or(LedgerError::Corrupt("receipt"))?;
+        let row = RecordRow {
+            id: bytes16(r.bytes(1)?)?,
+            seq: i2u(r.int(0)?),
+            pseq: u64::MAX,
+            subject: receipt.subject,
+            recipient: receipt.recipient,
+            metric: names.metric_str(r.text(3)?).ok_or(LedgerError::Corrupt("metric"))?,
+            receipt: ri,
+            collected_at: i2t(r.int(4)?),
+            deadline: i2t(r.int(5)?),
+            recorded_at: i2t(r.int(6)?),
+            purged_at: NEVER,
+            purge_recorded_at: NEVER,
+        };
+        ix.add_record(names, row);
+        Ok(())
+    })?;
+    src.each(Table::RecordPurge, from, to, &mut |r| {
+        let i = *ix
+            .record_ix
+            .get(&bytes16(r.bytes(1)?)?)
+            .ok_or(LedgerError::Corrupt("purge of unknown record"))?;
+        ix.apply_record_purge(i, i2t(r.int(2)?), i2t(r.int(3)?), i2u(r.int(0)?));
+        Ok(())
+    })?;
+    src.each(Table::Partition, from, to, &mut |r| {
+        let mut audience = Vec::new();
+        for a in r.text(4)?.split(' ') {
+            audience.push(names.recipient_str(a).ok_or(LedgerError::Corrupt("recipient"))?);
         }
-    }
-    {
-        let mut st =
-            conn.prepare("SELECT seq, record, at, recorded_at FROM ledger_record_purge ORDER BY seq")?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let i = *ix
-                .record_ix
-                .get(&bytes16(r.get_ref(1)?.as_blob()?)?)
-                .ok_or(LedgerError::Corrupt("purge of unknown record"))?;
-            ix.apply_record_purge(i, i2t(r.get(2)?), i2t(r.get(3)?), i2u(r.get(0)?));
-        }
-    }
-    {
-        let mut st = conn.prepare(
-            "SELECT seq, id, metric, bucket_end, audience, deadline, recorded_at FROM ledger_partition ORDER BY seq",
-        )?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let mut audience = Vec::new();
-            for a in r.get_ref(4)?.as_str()?.split(' ') {
-                audience.push(names.recipient_str(a).ok_or(LedgerError::Corrupt("recipient"))?);
-            }
-            let row = PartitionRow {
-                id: r.get_ref(1)?.as_blob()?.into(),
-                seq: i2u(r.get(0)?),
-                pseq: u64::MAX,
-                metric: names.metric_str(r.get_ref(2)?.as_str()?).ok_or(LedgerError::Corrupt("metric"))?,
-                bucket_end: i2t(r.get(3)?),
-                audience: audience.into(),
-                deadline: i2t(r.get(5)?),
-                recorded_at: i2t(r.get(6)?),
-                purged_at: NEVER,
-                purge_recorded_at: NEVER,
-            };
-            ix.add_partition(row);
-        }
-    }
-    {
-        let mut st =
-            conn.prepare("SELECT seq, partition, at, recorded_at FROM ledger_partition_purge ORDER BY seq")?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let i = *ix
-                .partition_ix
-                .get(r.get_ref(1)?.as_blob()?)
-                .ok_or(LedgerError::Corrupt("purge of unknown partition"))?;
-            ix.apply_partition_purge(i, i2t(r.get(2)?), i2t(r.get(3)?), i2u(r.get(0)?));
-        }
-    }
-    {
-        let mut st = conn.prepare(
-            "SELECT seq, kind, recipient, metric, purpose, subject, at, record, recorded_at
-             FROM ledger_disclosure ORDER BY seq",
-        )?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let kind = match r.get_ref(1)?.as_str()? {
-                "release" => DisclosureKind::Release,
-                "transcryption" => DisclosureKind::Transcryption,
-                _ => return Err(LedgerError::Corrupt("disclosure kind")),
-            };
-            let subject = SubjectId(bytes32(r.get_ref(5)?.as_blob()?, "subject")?);
-            let row = DisclosureRow {
-                seq: i2u(r.get(0)?),
-                kind,
-                recipient: names
-                    .recipient_str(r.get_ref(2)?.as_str()?)
-                    .ok_or(LedgerError::Corrupt("recipient"))?,
-                metric: names.metric_str(r.get_ref(3)?.as_str()?).ok_or(LedgerError::Corrupt("metric"))?,
-                purpose: names.purpose_str(r.get_ref(4)?.as_str()?).ok_or(LedgerError::Corrupt("purpose"))?,
-                subject: ix.intern_subject(subject),
-                at: i2t(r.get(6)?),
-                record: r.get_ref(7)?.as_blob_or_null()?.map(bytes16).transpose()?,
-                recorded_at: i2t(r.get(8)?),
-            };
-            ix.add_disclosure(row);
-        }
-    }
-    load_enrollment(conn, &mut ix)?;
-    Ok(ix)
+        let row = PartitionRow {
+            id: r.bytes(1)?.into(),
+            seq: i2u(r.int(0)?),
+            pseq: u64::MAX,
+            metric: names.metric_str(r.text(2)?).ok_or(LedgerError::Corrupt("metric"))?,
+            bucket_end: i2t(r.int(3)?),
+            audience: audience.into(),
+            deadline: i2t(r.int(5)?),
+            recorded_at: i2t(r.int(6)?),
+            purged_at: NEVER,
+            purge_recorded_at: NEVER,
+        };
+        ix.add_partition(row);
+        Ok(())
+    })?;
+    src.each(Table::PartitionPurge, from, to, &mut |r| {
+        let i =
+            *ix.partition_ix.get(r.bytes(1)?).ok_or(LedgerError::Corrupt("purge of unknown partition"))?;
+        ix.apply_partition_purge(i, i2t(r.int(2)?), i2t(r.int(3)?), i2u(r.int(0)?));
+        Ok(())
+    })?;
+    src.each(Table::Disclosure, from, to, &mut |r| {
+        let kind = match r.text(1)? {
+            "release" => DisclosureKind::Release,
+            "transcryption" => DisclosureKind::Transcryption,
+            _ => return Err(LedgerError::Corrupt("disclosure kind")),
+        };
+        let subject = SubjectId(bytes32(r.bytes(5)?, "subject")?);
+        let row = DisclosureRow {
+            seq: i2u(r.int(0)?),
+            kind,
+            recipient: names.recipient_str(r.text(2)?).ok_or(LedgerError::Corrupt("recipient"))?,
+            metric: names.metric_str(r.text(3)?).ok_or(LedgerError::Corrupt("metric"))?,
+            purpose: names.purpose_str(r.text(4)?).ok_or(LedgerError::Corrupt("purpose"))?,
+            subject: ix.intern_subject(subject),
+            at: i2t(r.int(6)?),
+            record: r.opt_bytes(7)?.map(bytes16).transpose()?,
+            recorded_at: i2t(r.int(8)?),
+        };
+        ix.add_disclosure(row);
+        Ok(())
+    })?;
+    load_enrollment(src, ix, from, to)
 }

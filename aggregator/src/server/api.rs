@@ -168,6 +168,9 @@ where
     let st = Arc::clone(st);
     tokio::task::spawn_blocking(move || {
         let mut g = st.agg.lock().map_err(|_| ApiError::internal("aggregator lock poisoned"))?;
+        // A shared (PostgreSQL) ledger: see what the other processes recorded first (one
+        // query; a no-op on a ledger of this process's own).
+        g.refresh_ledger().map_err(|e| ApiError::internal(format!("ledger: {e}")))?;
         f(&mut g, &st)
     })
     .await

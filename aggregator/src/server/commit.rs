@@ -22,6 +22,7 @@ use super::metrics::Metrics;
 use super::query::ApiError;
 use crate::ingest::{Ack, IngestError};
 use crate::service::Aggregator;
+use crate::store::StoreError;
 
 /// How envelopes are grouped into commits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +72,12 @@ pub(crate) fn run(
 
 /// Stages the group (opened on every core by [`Aggregator::stage_many`]), answers the
 /// refused at once, commits, and answers the rest.
+///
+/// On a shared store a commit can lose a race with another process that committed one
+/// of its report ids or envelopes first ([`StoreError::Conflict`]): nothing of the group
+/// was kept, so it is not an error of the group. Each of its envelopes is then staged
+/// and committed alone, again, and answered by that: a replay now refused, a report
+/// already held acknowledged — only an envelope that still cannot commit is refused.
 fn commit_group(agg: &Mutex<Aggregator>, group: Vec<(Job, Timestamp)>) {
     let Ok(mut g) = agg.lock() else {
         for (job, _) in group {
@@ -82,9 +89,9 @@ fn commit_group(agg: &Mutex<Aggregator>, group: Vec<(Job, Timestamp)>) {
     let results = g.stage_many(&frames);
     drop(frames);
     let mut waiting = Vec::with_capacity(group.len());
-    for ((job, _), staged) in group.into_iter().zip(results) {
+    for ((job, t), staged) in group.into_iter().zip(results) {
         match staged {
-            Ok(()) => waiting.push(job.reply),
+            Ok(()) => waiting.push((job, t)),
             Err(e) => {
                 let _ = job.reply.send(Err(ApiError::from_ingest(&e)));
             }
@@ -96,15 +103,42 @@ fn commit_group(agg: &Mutex<Aggregator>, group: Vec<(Job, Timestamp)>) {
     match g.commit(super::api::now()) {
         // The acks come in staging order, the order of `waiting`.
         Ok(acks) => {
-            for (reply, ack) in waiting.into_iter().zip(acks) {
-                let _ = reply.send(Ok(ack));
+            for ((job, _), ack) in waiting.into_iter().zip(acks) {
+                let _ = job.reply.send(Ok(ack));
+            }
+        }
+        Err(StoreError::Conflict) => {
+            for (job, t) in waiting {
+                let answer = commit_alone(&mut g, &job.frame, t);
+                let _ = job.reply.send(answer);
             }
         }
         Err(e) => {
             let err = ApiError::from_ingest(&IngestError::Store(e));
-            for reply in waiting {
-                let _ = reply.send(Err(err.clone()));
+            for (job, _) in waiting {
+                let _ = job.reply.send(Err(err.clone()));
             }
         }
     }
+}
+
+/// Most tries of one envelope alone after its group lost a race ([`commit_group`]).
+const ALONE_TRIES: usize = 3;
+
+/// Stages and commits one envelope by itself, again while it loses races with other
+/// processes (each try sees what the winner committed, so it ends as a replay or an
+/// acknowledgement); refused with the conflict after [`ALONE_TRIES`].
+fn commit_alone(g: &mut Aggregator, frame: &[u8], t: Timestamp) -> Result<Ack, ApiError> {
+    let mut last = StoreError::Conflict;
+    for _ in 0..ALONE_TRIES {
+        g.stage(frame, t).map_err(|e| ApiError::from_ingest(&e))?;
+        match g.commit(super::api::now()) {
+            Ok(mut acks) => {
+                return acks.pop().ok_or_else(|| ApiError::from_ingest(&IngestError::Empty));
+            }
+            Err(StoreError::Conflict) => last = StoreError::Conflict,
+            Err(e) => return Err(ApiError::from_ingest(&IngestError::Store(e))),
+        }
+    }
+    Err(ApiError::from_ingest(&IngestError::Store(last)))
 }

@@ -230,6 +230,11 @@ impl Aggregator {
                 }
             }
             for note in records {
+                // On a shared ledger another process's reconciliation may have noted it
+                // first (between this process's store commit and this note).
+                if l.is_shared() && l.knows_record(&note.record) {
+                    continue;
+                }
                 l.note_record(note, now)?;
             }
             Ok(())

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use confiance::Timestamp;
-use confiance::ids::DevicePublicKey;
 use confiance::token::voprf::PublicKey;
 use confiance::token::{TokenPeriod, TokenRequest, TokenResponse, TokenScope};
 use curve25519_dalek::Scalar;
@@ -15,7 +14,7 @@ use zeroize::Zeroize as _;
 use super::{Aggregator, ServiceError};
 use crate::audit::AuditEvent;
 use crate::issuer::{IssueError, Issuer, IssuerSecret, TokenVerifier};
-use crate::ledger::LedgerError;
+use crate::ledger::{LedgerError, TokenCounts};
 
 /// Tokens issued per device and scope (the quota), and per scope (the audit count), in
 /// the ledger's database so that a restart forgets nothing. Rows of a scope are
@@ -32,37 +31,65 @@ fn sql_u64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn issued_before(conn: &Connection, device: &DevicePublicKey, scope: &[u8]) -> Result<u32, LedgerError> {
-    let n: Option<i64> = conn
-        .query_row(
-            "SELECT issued FROM token_issued WHERE device = ?1 AND scope = ?2",
-            params![device.0, scope],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(n.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)))
-}
+impl TokenCounts for Connection {
+    fn create_token_tables(&self) -> Result<(), LedgerError> {
+        Ok(self.execute_batch(SCHEMA)?)
+    }
 
-fn count_issued(
-    conn: &Connection,
-    device: &DevicePublicKey,
-    scope: &TokenScope,
-    bytes: &[u8],
-    before: u32,
-    n: u32,
-) -> Result<(), LedgerError> {
-    let period = sql_u64(scope.period.0);
-    conn.execute(
-        "INSERT INTO token_issued (device, scope, period, issued) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (device, scope) DO UPDATE SET issued = excluded.issued",
-        params![device.0, bytes, period, i64::from(before + n)],
-    )?;
-    conn.execute(
-        "INSERT INTO token_scope_issued (scope, period, issued, devices) VALUES (?1, ?2, ?3, 1)
-         ON CONFLICT (scope) DO UPDATE SET issued = issued + excluded.issued, devices = devices + ?4",
-        params![bytes, period, i64::from(n), i64::from(before == 0)],
-    )?;
-    Ok(())
+    fn issued_before(&self, device: &[u8], scope: &[u8]) -> Result<u32, LedgerError> {
+        let n: Option<i64> = self
+            .query_row(
+                "SELECT issued FROM token_issued WHERE device = ?1 AND scope = ?2",
+                params![device, scope],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(n.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+
+    fn count_issued(
+        &self,
+        device: &[u8],
+        scope: &[u8],
+        period: i64,
+        before: u32,
+        n: u32,
+    ) -> Result<(), LedgerError> {
+        let changed = self.execute(
+            "INSERT INTO token_issued (device, scope, period, issued) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (device, scope) DO UPDATE SET issued = excluded.issued WHERE issued = ?5",
+            params![device, scope, period, i64::from(before) + i64::from(n), i64::from(before)],
+        )?;
+        if changed != 1 {
+            return Err(LedgerError::Shared(crate::store::StoreError::Conflict));
+        }
+        self.execute(
+            "INSERT INTO token_scope_issued (scope, period, issued, devices) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT (scope) DO UPDATE SET issued = issued + excluded.issued, devices = devices + ?4",
+            params![scope, period, i64::from(n), i64::from(before == 0)],
+        )?;
+        Ok(())
+    }
+
+    fn first_period(&self) -> Result<Option<i64>, LedgerError> {
+        Ok(self.query_row("SELECT MIN(period) FROM token_scope_issued", [], |r| r.get(0))?)
+    }
+
+    fn scope_counts_before(&self, open: i64) -> Result<Vec<(Vec<u8>, i64, i64)>, LedgerError> {
+        let mut stmt = self.prepare(
+            "SELECT scope, issued, devices FROM token_scope_issued WHERE period < ?1 ORDER BY scope",
+        )?;
+        let rows = stmt
+            .query_map([open], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn forget_before(&self, open: i64) -> Result<(), LedgerError> {
+        self.execute("DELETE FROM token_scope_issued WHERE period < ?1", [open])?;
+        self.execute("DELETE FROM token_issued WHERE period < ?1", [open])?;
+        Ok(())
+    }
 }
 
 impl Aggregator {
@@ -83,12 +110,8 @@ impl Aggregator {
         };
         let issuer = Issuer::new(secret.clone(), &self.catalogue).map_err(bad)?;
         let verifier = TokenVerifier::new(secret, &self.catalogue).map_err(bad)?;
-        self.ledger.connection().execute_batch(SCHEMA).map_err(LedgerError::from)?;
-        let due: Option<i64> = self
-            .ledger
-            .connection()
-            .query_row("SELECT MIN(period) FROM token_scope_issued", [], |r| r.get(0))
-            .map_err(LedgerError::from)?;
+        self.ledger.token_counts().create_token_tables()?;
+        let due = self.ledger.token_counts().first_period()?;
         self.issuance_due = due.map(|p| TokenPeriod(u64::try_from(p).unwrap_or(0)).end(issuer.period_secs()));
         self.issuer = Some(Arc::new(issuer));
         self.tokens = Some(verifier);
@@ -159,9 +182,9 @@ impl Aggregator {
                 let mut todo: Vec<(usize, Scalar)> = Vec::new();
                 for (i, request) in requests.iter().enumerate() {
                     let before = match issuer.admit(request, &*l, now) {
-                        Ok(()) => {
-                            issued_before(l.connection(), &request.device_key, &request.scope.to_bytes())?
-                        }
+                        Ok(()) => l
+                            .token_counts()
+                            .issued_before(&request.device_key.0, &request.scope.to_bytes())?,
                         Err(e) => {
                             verdicts[i] = Some(Err(e));
                             continue;
@@ -179,11 +202,12 @@ impl Aggregator {
                     r.zeroize();
                     let request = &requests[*i];
                     let scope = request.scope.to_bytes();
-                    let before = issued_before(l.connection(), &request.device_key, &scope)?;
+                    let before = l.token_counts().issued_before(&request.device_key.0, &scope)?;
                     let answer = issuer.check_quota(request, before).and(answer);
                     if answer.is_ok() {
                         let n = u32::try_from(request.blinded.len()).unwrap_or(u32::MAX);
-                        count_issued(l.connection(), &request.device_key, &request.scope, &scope, before, n)?;
+                        let period = sql_u64(request.scope.period.0);
+                        l.token_counts().count_issued(&request.device_key.0, &scope, period, before, n)?;
                     }
                     verdicts[*i] = Some(answer);
                 }
@@ -219,19 +243,7 @@ impl Aggregator {
         // Periods [.., open) are over: their end is at or before now.
         let open = sql_u64(TokenPeriod::at(now, secs).0);
         let logged = self.record_with_events(|l, events| {
-            let conn = l.connection();
-            let mut stmt = conn
-                .prepare(
-                    "SELECT scope, issued, devices FROM token_scope_issued WHERE period < ?1 ORDER BY scope",
-                )
-                .map_err(LedgerError::from)?;
-            let rows = stmt
-                .query_map([open], |r| {
-                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-                })
-                .map_err(LedgerError::from)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(LedgerError::from)?;
+            let rows = l.token_counts().scope_counts_before(open)?;
             for (bytes, issued, devices) in rows {
                 let scope: TokenScope = postcard::from_bytes(&bytes)
                     .map_err(|_| LedgerError::Corrupt("token_scope_issued.scope"))?;
@@ -244,16 +256,10 @@ impl Aggregator {
                     at: now,
                 });
             }
-            conn.execute("DELETE FROM token_scope_issued WHERE period < ?1", [open])
-                .map_err(LedgerError::from)?;
-            conn.execute("DELETE FROM token_issued WHERE period < ?1", [open]).map_err(LedgerError::from)?;
+            l.token_counts().forget_before(open)?;
             Ok(u32::try_from(events.len()).unwrap_or(u32::MAX))
         })?;
-        let next: Option<i64> = self
-            .ledger
-            .connection()
-            .query_row("SELECT MIN(period) FROM token_scope_issued", [], |r| r.get(0))
-            .map_err(LedgerError::from)?;
+        let next = self.ledger.token_counts().first_period()?;
         self.issuance_due = next.map(|p| TokenPeriod(u64::try_from(p).unwrap_or(0)).end(secs));
         Ok(logged)
     }

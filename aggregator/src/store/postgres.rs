@@ -27,7 +27,7 @@ use confiance::ids::{MetricId, ReceiptId, RecipientId};
 
 /// The schema version this build writes; older databases are migrated on open, newer
 /// ones refused ([`StoreError::SchemaTooNew`]).
-pub const PG_SCHEMA_VERSION: i64 = 2;
+pub const PG_SCHEMA_VERSION: i64 = 3;
 
 /// Migrations, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
 /// (The audit tables come from [`crate::audit::PgStore`]'s schema, applied by migration 1.)
@@ -89,6 +89,53 @@ CREATE INDEX seen_id_expiry ON seen_id (expires_at);
 ALTER TABLE partition_state ADD COLUMN writer BYTEA NOT NULL DEFAULT '\x'::BYTEA;
 ALTER TABLE partition_state DROP CONSTRAINT partition_state_pkey;
 ALTER TABLE partition_state ADD PRIMARY KEY (pkey, writer);
+",
+    r"
+-- The consent ledger (the columns of SQLite's `ledger_*` tables) and the report-token
+-- quotas, shared by every process. `ledger_head.next_seq` is the change sequence: the
+-- `seq` of the next fact, moved by each writing transaction under the ledger's lock.
+CREATE TABLE ledger_meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
+CREATE TABLE ledger_head (
+    one      BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+    next_seq BIGINT NOT NULL
+);
+INSERT INTO ledger_head (next_seq) VALUES (0);
+CREATE TABLE ledger_receipt (
+  seq BIGINT PRIMARY KEY, id BYTEA NOT NULL UNIQUE, subject BYTEA NOT NULL, device_key BYTEA NOT NULL,
+  recipient TEXT NOT NULL, purpose TEXT NOT NULL, metrics TEXT NOT NULL, hold TEXT NOT NULL,
+  valid_from BIGINT NOT NULL, valid_until BIGINT NOT NULL, recorded_at BIGINT NOT NULL, signed BYTEA);
+CREATE INDEX ledger_receipt_subject ON ledger_receipt (subject);
+CREATE TABLE ledger_withdrawal (
+  seq BIGINT PRIMARY KEY, receipt BYTEA NOT NULL UNIQUE, at BIGINT NOT NULL,
+  recorded_at BIGINT NOT NULL, signed BYTEA);
+CREATE TABLE ledger_record (
+  seq BIGINT PRIMARY KEY, id BYTEA NOT NULL UNIQUE, receipt BYTEA NOT NULL, metric TEXT NOT NULL,
+  collected_at BIGINT NOT NULL, deadline BIGINT NOT NULL, recorded_at BIGINT NOT NULL);
+CREATE TABLE ledger_record_purge (
+  seq BIGINT PRIMARY KEY, record BYTEA NOT NULL UNIQUE, at BIGINT NOT NULL, recorded_at BIGINT NOT NULL);
+CREATE TABLE ledger_partition (
+  seq BIGINT PRIMARY KEY, id BYTEA NOT NULL UNIQUE, metric TEXT NOT NULL, bucket_end BIGINT NOT NULL,
+  audience TEXT NOT NULL, deadline BIGINT NOT NULL, recorded_at BIGINT NOT NULL);
+CREATE TABLE ledger_partition_purge (
+  seq BIGINT PRIMARY KEY, partition BYTEA NOT NULL UNIQUE, at BIGINT NOT NULL, recorded_at BIGINT NOT NULL);
+CREATE TABLE ledger_delegation (
+  seq BIGINT PRIMARY KEY, id BYTEA NOT NULL UNIQUE, subject BYTEA NOT NULL, device BYTEA NOT NULL,
+  valid_from BIGINT NOT NULL, valid_until BIGINT NOT NULL, recorded_at BIGINT NOT NULL, signed BYTEA NOT NULL);
+CREATE TABLE ledger_revocation (
+  seq BIGINT PRIMARY KEY, device BYTEA NOT NULL UNIQUE, at BIGINT NOT NULL, recorded_at BIGINT NOT NULL,
+  signed BYTEA NOT NULL);
+CREATE TABLE ledger_override (
+  seq BIGINT PRIMARY KEY, subject BYTEA NOT NULL UNIQUE, reason TEXT NOT NULL, at BIGINT NOT NULL,
+  recorded_at BIGINT NOT NULL);
+CREATE TABLE ledger_disclosure (
+  seq BIGINT PRIMARY KEY, kind TEXT NOT NULL, recipient TEXT NOT NULL, metric TEXT NOT NULL,
+  purpose TEXT NOT NULL, subject BYTEA NOT NULL, at BIGINT NOT NULL, record BYTEA,
+  recorded_at BIGINT NOT NULL);
+CREATE TABLE token_issued (
+  device BYTEA NOT NULL, scope BYTEA NOT NULL, period BIGINT NOT NULL, issued BIGINT NOT NULL,
+  PRIMARY KEY (device, scope));
+CREATE TABLE token_scope_issued (
+  scope BYTEA PRIMARY KEY, period BIGINT NOT NULL, issued BIGINT NOT NULL, devices BIGINT NOT NULL);
 ",
 ];
 
@@ -222,7 +269,7 @@ fn snapshot(client: &mut Client) -> Result<Transaction<'_>, StoreError> {
 }
 
 /// Creates or migrates the schema under [`MIGRATION_LOCK`], refusing a newer one.
-fn migrate(client: &mut Client) -> Result<(), StoreError> {
+pub(crate) fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     tx.batch_execute(
