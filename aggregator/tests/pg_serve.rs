@@ -32,14 +32,12 @@ use fixtures::{id, recorder};
 const CATALOGUE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalogue.toml");
 
 /// A fresh database on the `CONFIANCE_TEST_POSTGRES` server, as a URL; `None` (said on
-/// stderr) when the variable is unset outside CI.
+/// stderr) when the variable is unset (`.ci/postgres` sets it).
 fn fresh_database(name: &str) -> Option<String> {
     use std::io::Write as _;
+    // No "must run under CI=true" check here: CI's plain `cargo test --workspace` step runs
+    // this file without a server, and its next step (`.ci/postgres`) runs it with one.
     let Ok(url) = std::env::var("CONFIANCE_TEST_POSTGRES") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CONFIANCE_TEST_POSTGRES is unset under CI=true: this test must run (bash .ci/postgres)"
-        );
         let _ = writeln!(
             std::io::stderr(),
             "skipped: CONFIANCE_TEST_POSTGRES is unset (bash .ci/postgres runs this file on a throw-away server)"
