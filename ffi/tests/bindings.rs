@@ -115,9 +115,9 @@ fn strict_errors_are_typed_and_change_nothing() {
     assert!(matches!(r.withdraw_consent(id, at(START + 180)), Err(ConfianceError::UnknownReceipt { .. })));
 }
 
-#[test]
-fn a_failing_storage_is_counted_not_raised() {
-    let r = recorder(Memory { broken: true, ..Memory::default() });
+/// Consent (90-day hold) to `thermostat.setpoint` for product improvement, and one
+/// reading of it, at `START`.
+fn consent_and_record_a_setpoint(r: &Recorder) {
     let request = ConsentRequest {
         recipient: "calora".into(),
         purpose: "product-improvement".into(),
@@ -134,6 +134,12 @@ fn a_failing_storage_is_counted_not_raised() {
         at(START),
     )
     .unwrap();
+}
+
+#[test]
+fn a_failing_storage_is_counted_not_raised() {
+    let r = recorder(Memory { broken: true, ..Memory::default() });
+    consent_and_record_a_setpoint(&r);
     let c = r.counters();
     assert_eq!(c.recorded, 1);
     assert!(c.storage_failed >= 2, "{c:?}");
@@ -255,22 +261,7 @@ proptest! {
 #[test]
 fn a_report_expired_in_the_queue_shows_in_the_counters() {
     let r = recorder(Memory::default());
-    let request = ConsentRequest {
-        recipient: "calora".into(),
-        purpose: "product-improvement".into(),
-        metrics: vec!["thermostat.setpoint".into()],
-        hold: "P90D".into(),
-        valid_from: None,
-        valid_until: None,
-    };
-    r.give_consent(request, at(START)).unwrap();
-    r.record(
-        "thermostat.setpoint".into(),
-        "product-improvement".into(),
-        Value::Int { value: 200 },
-        at(START),
-    )
-    .unwrap();
+    consent_and_record_a_setpoint(&r);
     // Ten years on, far past the 90-day hold: nobody may keep it any more.
     let sent = r.flush(at(START + 10 * 365 * 86_400)).unwrap();
     assert!(sent.is_empty(), "an expired report was sealed");
