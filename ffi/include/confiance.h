@@ -85,6 +85,21 @@ typedef enum ConfianceStatus {
    */
   CONFIANCE_STATUS_UNKNOWN_RECEIPT = 10,
   /**
+   * The bytes are not the canonical bytes of a report-token scope of the recorder's
+   * catalogue (as [`confiance_token_to_fetch`] gives them).
+   */
+  CONFIANCE_STATUS_BAD_TOKEN_SCOPE = 11,
+  /**
+   * A report-token scope key is neither 32 bytes nor 64 hex digits of a valid
+   * ristretto255 element (the `public_key` of `GET /v1/token-keys`).
+   */
+  CONFIANCE_STATUS_BAD_TOKEN_KEY = 12,
+  /**
+   * The bytes are not a token response, or answer no token request waiting here
+   * (another key or count, a proof that does not verify). No token was added.
+   */
+  CONFIANCE_STATUS_BAD_TOKEN_RESPONSE = 13,
+  /**
    * Strict mode: no such metric in the catalogue.
    */
   CONFIANCE_STATUS_UNKNOWN_METRIC = 20,
@@ -486,6 +501,156 @@ enum ConfianceStatus confiance_error_count(struct ConfianceRecorder *handle,
                                            const char *metric,
                                            uint32_t cause,
                                            uint32_t *count);
+
+/**
+ * Whether envelopes must carry report tokens: `required` is 1 when the aggregator was
+ * started with `--token-secret` (its `GET /v1/token-keys` answers 200), 0 (the default)
+ * otherwise. While required, a statistic with no token of its scope waits in the queue
+ * at each flush, counted in `waiting_for_token`, until a token arrives. Kept in the
+ * saved state.
+ */
+enum ConfianceStatus confiance_require_tokens(struct ConfianceRecorder *handle, uint32_t required);
+
+/**
+ * Plans the report tokens to ask for at `now` (UTC seconds), for a host that flushes
+ * every `flush_every_secs` seconds: what the coming flushes will spend, less what is
+ * held or already asked for (`Recorder::tokens_to_fetch`). Sets `*count` to the number
+ * of scopes; read each with [`confiance_token_to_fetch`]. 0 when tokens are not
+ * required, or nothing is queued or held yet (the recorder learns its scopes from what
+ * it records). Call it as often as convenient: a scope asked for is not planned again
+ * until its request is answered or forgotten.
+ *
+ * # Safety
+ * `count` writable.
+ */
+enum ConfianceStatus confiance_tokens_to_fetch(struct ConfianceRecorder *handle,
+                                               uint64_t now,
+                                               uint64_t flush_every_secs,
+                                               size_t *count);
+
+/**
+ * Entry `index` of the last [`confiance_tokens_to_fetch`]: copies the scope's canonical
+ * bytes (docs/wire-format.md §10.1; pass them back as they are) to `scope` (of `cap`
+ * bytes; `BufferTooSmall` sets `*len` to the size needed: a scope of one recipient takes
+ * about 40 bytes) and sets `*tokens` to how many to ask for. Then, for that
+ * entry: [`confiance_token_key_query`], `GET /v1/token-keys?<query>`,
+ * [`confiance_token_request`] with its `public_key`, `POST /v1/tokens`, and
+ * [`confiance_take_token_response`] with the answer.
+ *
+ * # Safety
+ * `scope` writable for `cap` bytes; `len` and `tokens` writable.
+ */
+enum ConfianceStatus confiance_token_to_fetch(struct ConfianceRecorder *handle,
+                                              size_t index,
+                                              uint8_t *scope,
+                                              size_t cap,
+                                              size_t *len,
+                                              uint32_t *tokens);
+
+/**
+ * Copies the query string of `GET /v1/token-keys` for the scope whose canonical bytes
+ * are `scope` (`scope_len` bytes) to `buf`, NUL-terminated:
+ * `recipients=calora&purpose=product-improvement&period=20454` (ids need no escaping).
+ * `*len` is its length with the NUL; `BufferTooSmall` sets it to the size needed.
+ *
+ * # Safety
+ * `scope` valid for `scope_len` bytes; `buf` writable for `cap` bytes; `len` writable.
+ */
+enum ConfianceStatus confiance_token_key_query(struct ConfianceRecorder *handle,
+                                               const uint8_t *scope,
+                                               size_t scope_len,
+                                               char *buf,
+                                               size_t cap,
+                                               size_t *len);
+
+/**
+ * Builds a request for `count` (1 to 1024) report tokens of the scope whose canonical
+ * bytes are `scope`, blinded against the scope key `key` (`key_len` bytes: the 32 bytes
+ * of the `public_key` of `GET /v1/token-keys`, or its 64 hex digits as served) and
+ * signed by the device key, and copies it (the body of `POST /v1/tokens`) to `buf`. The
+ * recorder keeps the request's secrets until [`confiance_take_token_response`] takes
+ * the answer (or [`confiance_forget_token_requests`] gives up on it; at most 16 wait,
+ * the oldest forgotten first).
+ *
+ * The device must be enrolled: its receipt posted for a purpose that needs consent, or
+ * its enrolment ([`confiance_enrollment`]) posted. `BufferTooSmall` (the size needed in
+ * `*len`) is known before anything is drawn, and changes nothing.
+ *
+ * # Safety
+ * `scope` valid for `scope_len` bytes, `key` for `key_len`; `buf` writable for `cap`
+ * bytes; `len` writable.
+ */
+enum ConfianceStatus confiance_token_request(struct ConfianceRecorder *handle,
+                                             const uint8_t *scope,
+                                             size_t scope_len,
+                                             const uint8_t *key,
+                                             size_t key_len,
+                                             uint32_t count,
+                                             uint8_t *buf,
+                                             size_t cap,
+                                             size_t *len);
+
+/**
+ * Takes the issuer's answer to a token request (the body of a 200 from
+ * `POST /v1/tokens`, `len` bytes): checks its proof against the scope key the request
+ * was made with, unblinds and keeps the tokens; sets `*added` to how many. Bytes that
+ * are not a response, or answer no request waiting here, give `BadTokenResponse` and add
+ * nothing (one that decodes but does not verify is counted in `token_failed`).
+ *
+ * # Safety
+ * `response` valid for `len` bytes; `added` writable.
+ */
+enum ConfianceStatus confiance_take_token_response(struct ConfianceRecorder *handle,
+                                                   const uint8_t *response,
+                                                   size_t len,
+                                                   uint32_t *added);
+
+/**
+ * Forgets the token requests waiting for the scope whose canonical bytes are `scope`
+ * (the issuer refused them — a 4xx from `POST /v1/tokens` —, or the host gave up on
+ * them): [`confiance_tokens_to_fetch`] plans that scope again. A scope with no request
+ * waiting is left as it is.
+ *
+ * # Safety
+ * `scope` valid for `scope_len` bytes.
+ */
+enum ConfianceStatus confiance_forget_token_requests(struct ConfianceRecorder *handle,
+                                                     const uint8_t *scope,
+                                                     size_t scope_len);
+
+/**
+ * Sets `*held` to the number of report tokens held for the scope whose canonical bytes
+ * are `scope`.
+ *
+ * # Safety
+ * `scope` valid for `scope_len` bytes; `held` writable.
+ */
+enum ConfianceStatus confiance_tokens_held(struct ConfianceRecorder *handle,
+                                           const uint8_t *scope,
+                                           size_t scope_len,
+                                           uint32_t *held);
+
+/**
+ * Copies the device's enrolment to `buf`: the recorder is its own subject (its device
+ * key is the subject key), and this is the delegation of its key by itself, valid from
+ * `valid_from` (UTC seconds; 0: from `now`) until `valid_until` (0: until revoked),
+ * signed at `now`, for `POST /v1/delegations`. Once the ledger has it, the device is
+ * enrolled: the issuer answers its token requests (for a purpose resting on consent,
+ * once its receipt is posted too) and subject access lists it. The bytes depend only on
+ * the arguments, so a call with a larger buffer after `BufferTooSmall` gives the same.
+ *
+ * `ConsentRefused` when `valid_until` is not after `valid_from`.
+ *
+ * # Safety
+ * `buf` writable for `cap` bytes; `len` writable.
+ */
+enum ConfianceStatus confiance_enrollment(struct ConfianceRecorder *handle,
+                                          uint64_t valid_from,
+                                          uint64_t valid_until,
+                                          uint64_t now,
+                                          uint8_t *buf,
+                                          size_t cap,
+                                          size_t *len);
 
 #ifdef __cplusplus
 }  // extern "C"

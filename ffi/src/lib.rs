@@ -45,6 +45,7 @@ use confiance::recorder::{
 use confiance::rng::OsRng;
 
 pub mod bindings;
+mod tokens;
 
 uniffi::setup_scaffolding!("confiance");
 
@@ -76,6 +77,15 @@ pub enum ConfianceStatus {
     HoldTooLong = 9,
     /// No receipt with that id, or it was already withdrawn.
     UnknownReceipt = 10,
+    /// The bytes are not the canonical bytes of a report-token scope of the recorder's
+    /// catalogue (as [`confiance_token_to_fetch`] gives them).
+    BadTokenScope = 11,
+    /// A report-token scope key is neither 32 bytes nor 64 hex digits of a valid
+    /// ristretto255 element (the `public_key` of `GET /v1/token-keys`).
+    BadTokenKey = 12,
+    /// The bytes are not a token response, or answer no token request waiting here
+    /// (another key or count, a proof that does not verify). No token was added.
+    BadTokenResponse = 13,
     /// Strict mode: no such metric in the catalogue.
     UnknownMetric = 20,
     /// Strict mode: the metric is on the other track (statistic vs service record).
@@ -247,6 +257,11 @@ impl Storage for HostStorage {
 
 struct Inner {
     recorder: Recorder<OsRng, HostStorage>,
+    /// The device key (a copy of the recorder's), which signs token requests and the
+    /// device's enrolment.
+    device: DeviceKey,
+    /// The token scopes and counts of the last [`confiance_tokens_to_fetch`].
+    to_fetch: Vec<(Vec<u8>, u32)>,
     /// The envelopes returned by the last flush.
     flushed: Vec<Vec<u8>>,
     /// The last signed bytes made (a receipt or a withdrawal), for a retry with a larger
@@ -425,7 +440,14 @@ pub unsafe extern "C" fn confiance_recorder_new(
         };
         let recorder = Recorder::with_limits(parts, HostStorage(storage), limits);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        live().insert(id, Arc::new(Mutex::new(Inner { recorder, flushed: Vec::new(), last: Vec::new() })));
+        let inner = Inner {
+            recorder,
+            device: DeviceKey::from_bytes(&key),
+            to_fetch: Vec::new(),
+            flushed: Vec::new(),
+            last: Vec::new(),
+        };
+        live().insert(id, Arc::new(Mutex::new(inner)));
         // SAFETY: `out` is non-NULL and writable by contract. The handle is an id.
         unsafe { out.write(id as *mut ConfianceRecorder) };
         Ok(())
@@ -819,4 +841,299 @@ fn record_status_of(c: Cause) -> ConfianceStatus {
         Cause::BudgetUnsaved => ConfianceStatus::BudgetUnsaved,
         _ => ConfianceStatus::NotRecorded,
     }
+}
+
+// Report tokens (docs/privacy.md, "Report tokens"; docs/sdk.md, "Life of a device").
+
+fn token_status(e: tokens::TokenInputError) -> ConfianceStatus {
+    match e {
+        tokens::TokenInputError::Scope => ConfianceStatus::BadTokenScope,
+        tokens::TokenInputError::Key => ConfianceStatus::BadTokenKey,
+        tokens::TokenInputError::Count => ConfianceStatus::BadArgument,
+        tokens::TokenInputError::Response => ConfianceStatus::BadTokenResponse,
+    }
+}
+
+/// The scope whose canonical bytes are at `scope` (`len` bytes), if it is one of the
+/// recorder's catalogue.
+///
+/// # Safety
+/// `scope` NULL or valid for `len` bytes.
+unsafe fn token_scope(
+    i: &Inner,
+    scope: *const u8,
+    len: usize,
+) -> Result<confiance::token::TokenScope, ConfianceStatus> {
+    // SAFETY: forwarded contract.
+    let b = unsafe { bytes(scope, len) }?;
+    tokens::scope(i.recorder.catalogue(), b).map_err(token_status)
+}
+
+/// Whether envelopes must carry report tokens: `required` is 1 when the aggregator was
+/// started with `--token-secret` (its `GET /v1/token-keys` answers 200), 0 (the default)
+/// otherwise. While required, a statistic with no token of its scope waits in the queue
+/// at each flush, counted in `waiting_for_token`, until a token arrives. Kept in the
+/// saved state.
+#[unsafe(no_mangle)]
+pub extern "C" fn confiance_require_tokens(handle: *mut ConfianceRecorder, required: u32) -> ConfianceStatus {
+    with(handle, |i| {
+        i.recorder.require_tokens(required != 0);
+        Ok(())
+    })
+}
+
+/// Plans the report tokens to ask for at `now` (UTC seconds), for a host that flushes
+/// every `flush_every_secs` seconds: what the coming flushes will spend, less what is
+/// held or already asked for (`Recorder::tokens_to_fetch`). Sets `*count` to the number
+/// of scopes; read each with [`confiance_token_to_fetch`]. 0 when tokens are not
+/// required, or nothing is queued or held yet (the recorder learns its scopes from what
+/// it records). Call it as often as convenient: a scope asked for is not planned again
+/// until its request is answered or forgotten.
+///
+/// # Safety
+/// `count` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_tokens_to_fetch(
+    handle: *mut ConfianceRecorder,
+    now: u64,
+    flush_every_secs: u64,
+    count: *mut usize,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        if count.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        i.to_fetch = i
+            .recorder
+            .tokens_to_fetch(Timestamp::from_secs(now), flush_every_secs)
+            .into_iter()
+            .map(|(scope, n)| (scope.to_bytes(), u32::try_from(n).unwrap_or(u32::MAX)))
+            .collect();
+        // SAFETY: writable by contract.
+        unsafe { count.write(i.to_fetch.len()) };
+        Ok(())
+    })
+}
+
+/// Entry `index` of the last [`confiance_tokens_to_fetch`]: copies the scope's canonical
+/// bytes (docs/wire-format.md §10.1; pass them back as they are) to `scope` (of `cap`
+/// bytes; `BufferTooSmall` sets `*len` to the size needed: a scope of one recipient takes
+/// about 40 bytes) and sets `*tokens` to how many to ask for. Then, for that
+/// entry: [`confiance_token_key_query`], `GET /v1/token-keys?<query>`,
+/// [`confiance_token_request`] with its `public_key`, `POST /v1/tokens`, and
+/// [`confiance_take_token_response`] with the answer.
+///
+/// # Safety
+/// `scope` writable for `cap` bytes; `len` and `tokens` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_token_to_fetch(
+    handle: *mut ConfianceRecorder,
+    index: usize,
+    scope: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    tokens: *mut u32,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        if tokens.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        let (bytes, n) = i.to_fetch.get(index).ok_or(ConfianceStatus::OutOfRange)?;
+        // SAFETY: `scope` writable for `cap` bytes and `len` writable, by contract.
+        unsafe { copy_out(bytes, scope, cap, len) }?;
+        // SAFETY: non-NULL and writable by contract.
+        unsafe { tokens.write(*n) };
+        Ok(())
+    })
+}
+
+/// Copies the query string of `GET /v1/token-keys` for the scope whose canonical bytes
+/// are `scope` (`scope_len` bytes) to `buf`, NUL-terminated:
+/// `recipients=calora&purpose=product-improvement&period=20454` (ids need no escaping).
+/// `*len` is its length with the NUL; `BufferTooSmall` sets it to the size needed.
+///
+/// # Safety
+/// `scope` valid for `scope_len` bytes; `buf` writable for `cap` bytes; `len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_token_key_query(
+    handle: *mut ConfianceRecorder,
+    scope: *const u8,
+    scope_len: usize,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        // SAFETY: forwarded contract.
+        let scope = unsafe { token_scope(i, scope, scope_len) }?;
+        let mut query = tokens::key_query(&scope).into_bytes();
+        query.push(0);
+        // SAFETY: forwarded contract.
+        unsafe { copy_out(&query, buf.cast::<u8>(), cap, len) }
+    })
+}
+
+/// Builds a request for `count` (1 to 1024) report tokens of the scope whose canonical
+/// bytes are `scope`, blinded against the scope key `key` (`key_len` bytes: the 32 bytes
+/// of the `public_key` of `GET /v1/token-keys`, or its 64 hex digits as served) and
+/// signed by the device key, and copies it (the body of `POST /v1/tokens`) to `buf`. The
+/// recorder keeps the request's secrets until [`confiance_take_token_response`] takes
+/// the answer (or [`confiance_forget_token_requests`] gives up on it; at most 16 wait,
+/// the oldest forgotten first).
+///
+/// The device must be enrolled: its receipt posted for a purpose that needs consent, or
+/// its enrolment ([`confiance_enrollment`]) posted. `BufferTooSmall` (the size needed in
+/// `*len`) is known before anything is drawn, and changes nothing.
+///
+/// # Safety
+/// `scope` valid for `scope_len` bytes, `key` for `key_len`; `buf` writable for `cap`
+/// bytes; `len` writable.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments, reason = "the C ABI: every buffer is a pointer and a length")]
+pub unsafe extern "C" fn confiance_token_request(
+    handle: *mut ConfianceRecorder,
+    scope: *const u8,
+    scope_len: usize,
+    key: *const u8,
+    key_len: usize,
+    count: u32,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        if len.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        // SAFETY: forwarded contract.
+        let scope = unsafe { token_scope(i, scope, scope_len) }?;
+        // SAFETY: valid for `key_len` bytes by contract.
+        let key = tokens::key(unsafe { bytes(key, key_len) }?).map_err(token_status)?;
+        let count = usize::try_from(count).map_err(|_| ConfianceStatus::BadArgument)?;
+        if count == 0 || count > confiance::token::voprf::MAX_BATCH {
+            return Err(ConfianceStatus::BadArgument);
+        }
+        let needed = tokens::request_len(&i.device, &scope, count);
+        if needed > cap {
+            // SAFETY: non-NULL and writable by contract.
+            unsafe { len.write(needed) };
+            return Err(ConfianceStatus::BufferTooSmall);
+        }
+        if buf.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        let Inner { recorder, device, .. } = i;
+        let request = tokens::request(recorder, device, scope, key, count).map_err(token_status)?;
+        // SAFETY: forwarded contract (`request` is `needed` bytes long).
+        unsafe { copy_out(&request, buf, cap, len) }
+    })
+}
+
+/// Takes the issuer's answer to a token request (the body of a 200 from
+/// `POST /v1/tokens`, `len` bytes): checks its proof against the scope key the request
+/// was made with, unblinds and keeps the tokens; sets `*added` to how many. Bytes that
+/// are not a response, or answer no request waiting here, give `BadTokenResponse` and add
+/// nothing (one that decodes but does not verify is counted in `token_failed`).
+///
+/// # Safety
+/// `response` valid for `len` bytes; `added` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_take_token_response(
+    handle: *mut ConfianceRecorder,
+    response: *const u8,
+    len: usize,
+    added: *mut u32,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        if added.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        // SAFETY: valid for `len` bytes by contract.
+        let response = unsafe { bytes(response, len) }?;
+        let n = tokens::take_response(&mut i.recorder, response).map_err(token_status)?;
+        // SAFETY: non-NULL and writable by contract.
+        unsafe { added.write(u32::try_from(n).unwrap_or(u32::MAX)) };
+        Ok(())
+    })
+}
+
+/// Forgets the token requests waiting for the scope whose canonical bytes are `scope`
+/// (the issuer refused them — a 4xx from `POST /v1/tokens` —, or the host gave up on
+/// them): [`confiance_tokens_to_fetch`] plans that scope again. A scope with no request
+/// waiting is left as it is.
+///
+/// # Safety
+/// `scope` valid for `scope_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_forget_token_requests(
+    handle: *mut ConfianceRecorder,
+    scope: *const u8,
+    scope_len: usize,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        // SAFETY: forwarded contract.
+        let scope = unsafe { token_scope(i, scope, scope_len) }?;
+        i.recorder.forget_token_requests(&scope);
+        Ok(())
+    })
+}
+
+/// Sets `*held` to the number of report tokens held for the scope whose canonical bytes
+/// are `scope`.
+///
+/// # Safety
+/// `scope` valid for `scope_len` bytes; `held` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_tokens_held(
+    handle: *mut ConfianceRecorder,
+    scope: *const u8,
+    scope_len: usize,
+    held: *mut u32,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        if held.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        // SAFETY: forwarded contract.
+        let scope = unsafe { token_scope(i, scope, scope_len) }?;
+        let n = u32::try_from(i.recorder.tokens_held(&scope)).unwrap_or(u32::MAX);
+        // SAFETY: non-NULL and writable by contract.
+        unsafe { held.write(n) };
+        Ok(())
+    })
+}
+
+/// Copies the device's enrolment to `buf`: the recorder is its own subject (its device
+/// key is the subject key), and this is the delegation of its key by itself, valid from
+/// `valid_from` (UTC seconds; 0: from `now`) until `valid_until` (0: until revoked),
+/// signed at `now`, for `POST /v1/delegations`. Once the ledger has it, the device is
+/// enrolled: the issuer answers its token requests (for a purpose resting on consent,
+/// once its receipt is posted too) and subject access lists it. The bytes depend only on
+/// the arguments, so a call with a larger buffer after `BufferTooSmall` gives the same.
+///
+/// `ConsentRefused` when `valid_until` is not after `valid_from`.
+///
+/// # Safety
+/// `buf` writable for `cap` bytes; `len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_enrollment(
+    handle: *mut ConfianceRecorder,
+    valid_from: u64,
+    valid_until: u64,
+    now: u64,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        if len.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        let from = Timestamp::from_secs(if valid_from == 0 { now } else { valid_from });
+        let until = (valid_until != 0).then(|| Timestamp::from_secs(valid_until));
+        let delegation = tokens::self_delegation(&i.device, from, until, Timestamp::from_secs(now))
+            .map_err(|e| consent_status(&e))?;
+        // SAFETY: forwarded contract.
+        unsafe { copy_out(&delegation, buf, cap, len) }
+    })
 }

@@ -10,6 +10,8 @@ use std::ffi::{CString, c_char};
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
 use confiance::envelope::{AeadId, KeyConfig, KeyId, SecretKey};
+use confiance::ids::{PurposeId, RecipientId};
+use confiance::token::{TokenPeriod, TokenScope, voprf};
 use confiance_ffi::*;
 use proptest::prelude::*;
 
@@ -98,7 +100,60 @@ enum Call {
     },
     Strict(u32),
     KeyConfig(Vec<u8>),
+    RequireTokens(u32),
+    TokensToFetch {
+        now: u64,
+        every: u64,
+    },
+    TokenToFetch {
+        index: usize,
+        cap: usize,
+    },
+    KeyQuery {
+        scope: Vec<u8>,
+        cap: usize,
+    },
+    TokenRequest {
+        scope: Vec<u8>,
+        key: Vec<u8>,
+        count: u32,
+        cap: usize,
+    },
+    TakeTokenResponse(Vec<u8>),
+    ForgetTokenRequests(Vec<u8>),
+    TokensHeld(Vec<u8>),
+    Enrollment {
+        from: u64,
+        until: u64,
+        now: u64,
+        cap: usize,
+    },
     Free,
+}
+
+/// Scope bytes: a scope of the catalogue (today's, or another period's), or anything.
+fn scope_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let scope = |period: u64| {
+        TokenScope::new(
+            [RecipientId::new("calora").unwrap()],
+            PurposeId::new("product-improvement").unwrap(),
+            TokenPeriod(period),
+        )
+        .to_bytes()
+    };
+    prop_oneof![
+        Just(scope(1_800_000_000 / 86_400)),
+        any::<u64>().prop_map(scope),
+        prop::collection::vec(any::<u8>(), 0..48),
+    ]
+}
+
+/// Scope keys: a valid one (raw or hex), or anything.
+fn scope_key() -> impl Strategy<Value = Vec<u8>> {
+    let (_, key) = voprf::derive_key_pair(&[3; 32], b"no_panic").unwrap();
+    let raw = key.to_bytes().to_vec();
+    let hex: Vec<u8> = raw.iter().flat_map(|b| format!("{b:02x}").into_bytes()).collect();
+    prop_oneof![Just(raw), Just(hex), prop::collection::vec(any::<u8>(), 0..70)]
 }
 
 fn id_text() -> impl Strategy<Value = String> {
@@ -147,15 +202,42 @@ fn call() -> impl Strategy<Value = Call> {
                 cap
             }),
         (any::<[u8; 32]>(), t.clone(), 0usize..512).prop_map(|(id, at, cap)| Call::Withdraw { id, at, cap }),
-        t.prop_map(|now| Call::Flush { now }),
+        t.clone().prop_map(|now| Call::Flush { now }),
         (0usize..4, 0usize..4096).prop_map(|(index, cap)| Call::Envelope { index, cap }),
         prop::collection::vec(any::<u8>(), 0..64).prop_map(|bytes| Call::Acknowledge { bytes }),
         Just(Call::Counters),
         (id_text(), any::<u32>()).prop_map(|(metric, cause)| Call::ErrorCount { metric, cause }),
         (0u32..3).prop_map(Call::Strict),
         prop::collection::vec(any::<u8>(), 0..80).prop_map(Call::KeyConfig),
+        (0u32..3).prop_map(Call::RequireTokens),
+        (t.clone(), prop_oneof![Just(21_600u64), any::<u64>()])
+            .prop_map(|(now, every)| Call::TokensToFetch { now, every }),
+        (0usize..3, 0usize..128).prop_map(|(index, cap)| Call::TokenToFetch { index, cap }),
+        (scope_bytes(), 0usize..96).prop_map(|(scope, cap)| Call::KeyQuery { scope, cap }),
+        (scope_bytes(), scope_key(), prop_oneof![1u32..8, any::<u32>()], 0usize..1024)
+            .prop_map(|(scope, key, count, cap)| Call::TokenRequest { scope, key, count, cap }),
+        prop::collection::vec(any::<u8>(), 0..200).prop_map(Call::TakeTokenResponse),
+        scope_bytes().prop_map(Call::ForgetTokenRequests),
+        scope_bytes().prop_map(Call::TokensHeld),
+        (t.clone(), t.clone(), t, 0usize..256).prop_map(|(from, until, now, cap)| Call::Enrollment {
+            from,
+            until,
+            now,
+            cap
+        }),
         Just(Call::Free),
     ]
+}
+
+/// `s`, having checked that `len` is what a call into a buffer of `cap` bytes says: the
+/// bytes written when it fits, more than `cap` when it does not.
+fn sized(s: ConfianceStatus, len: usize, cap: usize) -> ConfianceStatus {
+    match s {
+        ConfianceStatus::Ok => assert!(len <= cap),
+        ConfianceStatus::BufferTooSmall => assert!(len > cap),
+        _ => {}
+    }
+    s
 }
 
 /// Runs `call` on `h`; returns its status.
@@ -234,6 +316,61 @@ fn run(h: *mut ConfianceRecorder, call: &Call) -> ConfianceStatus {
             }
             Call::Strict(s) => confiance_set_strict(h, *s),
             Call::KeyConfig(b) => confiance_set_key_config(h, b.as_ptr(), b.len()),
+            Call::RequireTokens(r) => confiance_require_tokens(h, *r),
+            Call::TokensToFetch { now, every } => {
+                let mut n = 0;
+                confiance_tokens_to_fetch(h, *now, *every, &raw mut n)
+            }
+            Call::TokenToFetch { index, cap } => {
+                let (mut buf, mut len, mut count) = (vec![0u8; *cap], 0, 0);
+                let s =
+                    confiance_token_to_fetch(h, *index, buf.as_mut_ptr(), *cap, &raw mut len, &raw mut count);
+                sized(s, len, *cap)
+            }
+            Call::KeyQuery { scope, cap } => {
+                let (mut buf, mut len) = (vec![0u8; *cap], 0);
+                let s = confiance_token_key_query(
+                    h,
+                    scope.as_ptr(),
+                    scope.len(),
+                    buf.as_mut_ptr().cast(),
+                    *cap,
+                    &raw mut len,
+                );
+                if s == ConfianceStatus::Ok {
+                    assert_eq!(buf[len - 1], 0, "NUL-terminated");
+                }
+                sized(s, len, *cap)
+            }
+            Call::TokenRequest { scope, key, count, cap } => {
+                let (mut buf, mut len) = (vec![0u8; *cap], 0);
+                let s = confiance_token_request(
+                    h,
+                    scope.as_ptr(),
+                    scope.len(),
+                    key.as_ptr(),
+                    key.len(),
+                    *count,
+                    buf.as_mut_ptr(),
+                    *cap,
+                    &raw mut len,
+                );
+                sized(s, len, *cap)
+            }
+            Call::TakeTokenResponse(b) => {
+                let mut added = 0;
+                confiance_take_token_response(h, b.as_ptr(), b.len(), &raw mut added)
+            }
+            Call::ForgetTokenRequests(b) => confiance_forget_token_requests(h, b.as_ptr(), b.len()),
+            Call::TokensHeld(b) => {
+                let mut held = 0;
+                confiance_tokens_held(h, b.as_ptr(), b.len(), &raw mut held)
+            }
+            Call::Enrollment { from, until, now, cap } => {
+                let (mut buf, mut len) = (vec![0u8; *cap], 0);
+                let s = confiance_enrollment(h, *from, *until, *now, buf.as_mut_ptr(), *cap, &raw mut len);
+                sized(s, len, *cap)
+            }
             Call::Free => confiance_recorder_free(h),
         }
     }
