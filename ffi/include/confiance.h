@@ -100,6 +100,11 @@ typedef enum ConfianceStatus {
    */
   CONFIANCE_STATUS_BAD_TOKEN_RESPONSE = 13,
   /**
+   * The bytes are not a signed device delegation (bad encoding or signature), or it
+   * delegates another device key.
+   */
+  CONFIANCE_STATUS_BAD_DELEGATION = 14,
+  /**
    * Strict mode: no such metric in the catalogue.
    */
   CONFIANCE_STATUS_UNKNOWN_METRIC = 20,
@@ -313,7 +318,9 @@ extern "C" {
  * - `storage`: the host's storage; `limits`: `CONFIANCE_LIMITS_MICROCONTROLLER` or
  *   `CONFIANCE_LIMITS_PHONE`.
  *
- * The device is its own subject (a single-device subject: its key is the subject key).
+ * The device is its own subject (a single-device subject: its key is the subject key);
+ * it enrols with [`confiance_enrollment`]. A device that a subject (the owner's phone
+ * app) delegated is made with [`confiance_recorder_new_delegated`].
  *
  * # Safety
  * Pointers valid for their lengths; `controller` NUL-terminated; `out` writable.
@@ -328,6 +335,33 @@ enum ConfianceStatus confiance_recorder_new(const uint8_t *catalogue,
                                             struct ConfianceStorage storage,
                                             uint32_t limits,
                                             struct ConfianceRecorder **out);
+
+/**
+ * Makes a recorder for a device that a subject delegated — the owner's phone app holds
+ * the subject key, signed `delegation` (`delegation_len` bytes, made by
+ * [`confiance_delegate`] or the app's own library), posted it to
+ * `POST /v1/delegations` and handed it to the device — and sets `*out` to its handle.
+ * The device's receipts then name that subject, and its token requests are answered
+ * while the delegation is in force. The other arguments are those of
+ * [`confiance_recorder_new`]; give the same delegation at every boot.
+ *
+ * `BadDelegation` when the bytes are not a signed delegation or delegate another key.
+ *
+ * # Safety
+ * Pointers valid for their lengths; `controller` NUL-terminated; `out` writable.
+ */
+enum ConfianceStatus confiance_recorder_new_delegated(const uint8_t *catalogue,
+                                                      size_t catalogue_len,
+                                                      const uint8_t *device_key,
+                                                      const uint8_t *pseudonym_secret,
+                                                      const uint8_t *delegation,
+                                                      size_t delegation_len,
+                                                      const char *controller,
+                                                      const uint8_t *key_config,
+                                                      size_t key_config_len,
+                                                      struct ConfianceStorage storage,
+                                                      uint32_t limits,
+                                                      struct ConfianceRecorder **out);
 
 /**
  * Frees a recorder (saving its state first). A handle already freed, or never made, is
@@ -631,13 +665,16 @@ enum ConfianceStatus confiance_tokens_held(struct ConfianceRecorder *handle,
                                            uint32_t *held);
 
 /**
- * Copies the device's enrolment to `buf`: the recorder is its own subject (its device
- * key is the subject key), and this is the delegation of its key by itself, valid from
- * `valid_from` (UTC seconds; 0: from `now`) until `valid_until` (0: until revoked),
- * signed at `now`, for `POST /v1/delegations`. Once the ledger has it, the device is
- * enrolled: the issuer answers its token requests (for a purpose resting on consent,
- * once its receipt is posted too) and subject access lists it. The bytes depend only on
- * the arguments, so a call with a larger buffer after `BufferTooSmall` gives the same.
+ * Copies the device's enrolment, for `POST /v1/delegations`, to `buf`. For a recorder
+ * that is its own subject ([`confiance_recorder_new`]: its device key is the subject
+ * key), the delegation of its key by itself, valid from `valid_from` (UTC seconds; 0:
+ * from `now`) until `valid_until` (0: until revoked), signed at `now`; for a delegated
+ * one ([`confiance_recorder_new_delegated`]), the delegation it was made with (the
+ * instants are not used; a 409 `duplicate_delegation` means the app posted it already).
+ * Once the ledger has it, the device is enrolled: the issuer answers its token requests
+ * (for a purpose resting on consent, once its receipt is posted too) and subject access
+ * lists it. The bytes depend only on the arguments, so a call with a larger buffer after
+ * `BufferTooSmall` gives the same.
  *
  * `ConsentRefused` when `valid_until` is not after `valid_from`.
  *
@@ -651,6 +688,39 @@ enum ConfianceStatus confiance_enrollment(struct ConfianceRecorder *handle,
                                           uint8_t *buf,
                                           size_t cap,
                                           size_t *len);
+
+/**
+ * For the owner's side (a phone app, a gateway holding the subject key): copies to
+ * `buf` the delegation of the device whose public key is `device_public_key` (32
+ * bytes, [`confiance_public_key`] of its device key) by the subject whose key's seed is
+ * `subject_key` (32 bytes, made once with [`confiance_random`] and kept by the owner),
+ * valid from `valid_from` (UTC seconds; 0: from `now`) until `valid_until` (0: until
+ * revoked), signed at `now`. Post it to `POST /v1/delegations` and hand it to the device
+ * ([`confiance_recorder_new_delegated`]). The same arguments give the same bytes.
+ *
+ * `ConsentRefused` when `valid_until` is not after `valid_from`.
+ *
+ * # Safety
+ * `subject_key` and `device_public_key` readable for 32 bytes; `buf` writable for `cap`
+ * bytes; `len` writable.
+ */
+enum ConfianceStatus confiance_delegate(const uint8_t *subject_key,
+                                        const uint8_t *device_public_key,
+                                        uint64_t valid_from,
+                                        uint64_t valid_until,
+                                        uint64_t now,
+                                        uint8_t *buf,
+                                        size_t cap,
+                                        size_t *len);
+
+/**
+ * Writes to `public_key` (32 bytes) the Ed25519 public key of the device key whose seed
+ * is `device_key` (32 bytes): what the owner's app delegates ([`confiance_delegate`]).
+ *
+ * # Safety
+ * `device_key` readable for 32 bytes; `public_key` writable for 32 bytes.
+ */
+enum ConfianceStatus confiance_public_key(const uint8_t *device_key, uint8_t *public_key);
 
 #ifdef __cplusplus
 }  // extern "C"

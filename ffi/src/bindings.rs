@@ -26,13 +26,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{self, ConsentError, ConsentState, DeviceKey, Scope, SignedReceipt};
+use confiance::consent::{self, ConsentError, DeviceKey, Scope, SignedReceipt};
 use confiance::envelope::KeyConfig;
-use confiance::ids::{MetricId, PurposeId, ReceiptId, RecipientId};
+use confiance::ids::{DevicePublicKey, MetricId, PurposeId, ReceiptId, RecipientId};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{self, Cause, Limits, RecordError, RecorderParts, StorageError};
 use confiance::rng::OsRng;
 
+use crate::enrolment;
 use crate::tokens::{self, TokenInputError};
 
 /// Why a call failed: one variant per C status (`CONFIANCE_STATUS_…`), plus the two
@@ -91,6 +92,12 @@ pub enum ConfianceError {
     /// (another key or count, a proof that does not verify); no token was added
     /// (`BAD_TOKEN_RESPONSE`).
     BadTokenResponse {
+        /// What was wrong, in words.
+        detail: String,
+    },
+    /// The bytes are not a signed device delegation (bad encoding or signature), or it
+    /// delegates another device key (`BAD_DELEGATION`).
+    BadDelegation {
         /// What was wrong, in words.
         detail: String,
     },
@@ -171,6 +178,7 @@ impl core::fmt::Display for ConfianceError {
         | Self::BadTokenScope { detail: m }
         | Self::BadTokenKey { detail: m }
         | Self::BadTokenResponse { detail: m }
+        | Self::BadDelegation { detail: m }
         | Self::UnknownMetric { detail: m }
         | Self::WrongTrack { detail: m }
         | Self::WrongValue { detail: m }
@@ -448,6 +456,8 @@ pub struct Recorder {
     /// The device key (a copy of the recorder's), which signs token requests and the
     /// device's enrolment.
     device: DeviceKey,
+    /// The subject's delegation of this device, when it is not its own subject.
+    delegation: Option<Vec<u8>>,
 }
 
 fn secs(t: SystemTime) -> Result<Timestamp, ConfianceError> {
@@ -495,26 +505,41 @@ impl Recorder {
         limits: LimitsPreset,
         storage: Box<dyn HostStorage>,
     ) -> Result<Arc<Self>, ConfianceError> {
-        let catalogue = Catalogue::from_canonical_bytes(&catalogue)
-            .map_err(|e| ConfianceError::BadCatalogue { detail: e.to_string() })?;
-        let key_configs = key_config.as_deref().map(self::key_config).transpose()?.into_iter().collect();
-        let device_key = secret("device key", &device_key)?;
-        let parts = RecorderParts {
+        Self::make(catalogue, device_key, pseudonym_secret, None, controller, key_config, limits, storage)
+    }
+
+    /// A recorder for a device that a subject delegated: the owner's phone app holds the
+    /// subject key, signed `delegation` ([`delegate_device`], or the app's own library),
+    /// posted it to `POST /v1/delegations` and handed it to the device. The device's
+    /// receipts then name that subject, and its token requests are answered while the
+    /// delegation is in force. The other arguments are those of [`Recorder::new`]; give
+    /// the same delegation at every start.
+    ///
+    /// # Errors
+    /// As [`Recorder::new`], and `BadDelegation` when the bytes are not a signed
+    /// delegation or delegate another device key.
+    #[uniffi::constructor]
+    #[allow(clippy::too_many_arguments, reason = "the constructor of Recorder::new and the delegation")]
+    pub fn delegated(
+        catalogue: Vec<u8>,
+        device_key: Vec<u8>,
+        pseudonym_secret: Vec<u8>,
+        delegation: Vec<u8>,
+        controller: String,
+        key_config: Option<Vec<u8>>,
+        limits: LimitsPreset,
+        storage: Box<dyn HostStorage>,
+    ) -> Result<Arc<Self>, ConfianceError> {
+        Self::make(
             catalogue,
-            consent: ConsentState::new(DeviceKey::from_bytes(&device_key)),
-            pseudonyms: DeviceSecret::from_bytes(secret("pseudonym secret", &pseudonym_secret)?),
-            controller: id("recipient id", &controller)?,
-            key_configs,
-            rng: OsRng::new(),
-        };
-        let limits = match limits {
-            LimitsPreset::Microcontroller => Limits::microcontroller(),
-            LimitsPreset::Phone => Limits::phone(),
-        };
-        Ok(Arc::new(Self {
-            inner: Mutex::new(recorder::Recorder::with_limits(parts, Host(storage), limits)),
-            device: DeviceKey::from_bytes(&device_key),
-        }))
+            device_key,
+            pseudonym_secret,
+            Some(delegation),
+            controller,
+            key_config,
+            limits,
+            storage,
+        )
     }
 
     /// Strict mode (development and tests): `record` and `record_service` raise the
@@ -797,13 +822,15 @@ impl Recorder {
         Ok(u32::try_from(r.tokens_held(&scope)).unwrap_or(u32::MAX))
     }
 
-    /// The device's enrolment, for `POST /v1/delegations`: the recorder is its own
-    /// subject (its device key is the subject key), and this is the delegation of its
-    /// key by itself, valid from `valid_from` until `valid_until` (`None`: until
-    /// revoked), signed at `now`. Once the ledger has it, the device is enrolled: the
-    /// issuer answers its token requests (for a purpose resting on consent, once its
-    /// receipt is posted too) and subject access lists it. The same arguments give the
-    /// same bytes.
+    /// The device's enrolment, for `POST /v1/delegations`. For a recorder that is its own
+    /// subject ([`Recorder::new`]: its device key is the subject key), the delegation of
+    /// its key by itself, valid from `valid_from` until `valid_until` (`None`: until
+    /// revoked), signed at `now`; for a delegated one ([`Recorder::delegated`]), the
+    /// delegation it was made with (the instants are not used; a 409
+    /// `duplicate_delegation` means the app posted it already). Once the ledger has it,
+    /// the device is enrolled: the issuer answers its token requests (for a purpose
+    /// resting on consent, once its receipt is posted too) and subject access lists it.
+    /// The same arguments give the same bytes.
     ///
     /// # Errors
     /// `ConsentRefused` when `valid_until` is not after `valid_from`; `BadArgument` for an
@@ -814,8 +841,11 @@ impl Recorder {
         valid_until: Option<SystemTime>,
         now: SystemTime,
     ) -> Result<Vec<u8>, ConfianceError> {
+        if let Some(delegation) = &self.delegation {
+            return Ok(delegation.clone());
+        }
         let (from, until, now) = (secs(valid_from)?, valid_until.map(secs).transpose()?, secs(now)?);
-        tokens::self_delegation(&self.device, from, until, now).map_err(|e| ConfianceError::from(&e))
+        enrolment::self_delegation(&self.device, from, until, now).map_err(|e| ConfianceError::from(&e))
     }
 
     /// Saves the state now (the recorder also saves after each change).
@@ -825,6 +855,42 @@ impl Recorder {
 }
 
 impl Recorder {
+    #[allow(clippy::too_many_arguments, reason = "the arguments of Recorder::delegated")]
+    fn make(
+        catalogue: Vec<u8>,
+        device_key: Vec<u8>,
+        pseudonym_secret: Vec<u8>,
+        delegation: Option<Vec<u8>>,
+        controller: String,
+        key_config: Option<Vec<u8>>,
+        limits: LimitsPreset,
+        storage: Box<dyn HostStorage>,
+    ) -> Result<Arc<Self>, ConfianceError> {
+        let catalogue = Catalogue::from_canonical_bytes(&catalogue)
+            .map_err(|e| ConfianceError::BadCatalogue { detail: e.to_string() })?;
+        let key_configs = key_config.as_deref().map(self::key_config).transpose()?.into_iter().collect();
+        let device_key = secret("device key", &device_key)?;
+        let consent = enrolment::consent_state(&device_key, delegation.as_deref())
+            .map_err(|e| ConfianceError::BadDelegation { detail: e.to_string() })?;
+        let parts = RecorderParts {
+            catalogue,
+            consent,
+            pseudonyms: DeviceSecret::from_bytes(secret("pseudonym secret", &pseudonym_secret)?),
+            controller: id("recipient id", &controller)?,
+            key_configs,
+            rng: OsRng::new(),
+        };
+        let limits = match limits {
+            LimitsPreset::Microcontroller => Limits::microcontroller(),
+            LimitsPreset::Phone => Limits::phone(),
+        };
+        Ok(Arc::new(Self {
+            inner: Mutex::new(recorder::Recorder::with_limits(parts, Host(storage), limits)),
+            device: DeviceKey::from_bytes(&device_key),
+            delegation,
+        }))
+    }
+
     fn lock(&self) -> MutexGuard<'_, recorder::Recorder<OsRng, Host>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -865,4 +931,39 @@ pub fn random_secret() -> Vec<u8> {
     let mut b = vec![0u8; 32];
     OsRng::new().fill_bytes(&mut b);
     b
+}
+
+/// For the owner's side (the phone app holding the subject key): the delegation of the
+/// device whose public key is `device_public_key` ([`device_public_key`] of its device
+/// key) by the subject whose key is `subject_key` (32 bytes, [`random_secret`], kept by
+/// the owner), valid from `valid_from` until `valid_until` (`None`: until revoked),
+/// signed at `now`. Post it to `POST /v1/delegations` and hand it to the device
+/// ([`Recorder::delegated`]). The same arguments give the same bytes.
+///
+/// # Errors
+/// `BadArgument` (a key not 32 bytes, an instant before 1970); `ConsentRefused` when
+/// `valid_until` is not after `valid_from`.
+#[uniffi::export]
+pub fn delegate_device(
+    subject_key: Vec<u8>,
+    device_public_key: Vec<u8>,
+    valid_from: SystemTime,
+    valid_until: Option<SystemTime>,
+    now: SystemTime,
+) -> Result<Vec<u8>, ConfianceError> {
+    let subject = secret("subject key", &subject_key)?;
+    let device = secret("device public key", &device_public_key)?;
+    let (from, until, now) = (secs(valid_from)?, valid_until.map(secs).transpose()?, secs(now)?);
+    enrolment::delegate(&subject, DevicePublicKey(device), from, until, now)
+        .map_err(|e| ConfianceError::from(&e))
+}
+
+/// The Ed25519 public key (32 bytes) of the device key `device_key`: what the owner's
+/// app delegates ([`delegate_device`]).
+///
+/// # Errors
+/// `BadArgument` when the key is not 32 bytes.
+#[uniffi::export]
+pub fn device_public_key(device_key: Vec<u8>) -> Result<Vec<u8>, ConfianceError> {
+    Ok(enrolment::public_key(&secret("device key", &device_key)?).0.to_vec())
 }

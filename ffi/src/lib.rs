@@ -35,9 +35,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{ConsentError, ConsentRequest, ConsentState, DeviceKey, Scope, SignedReceipt};
+use confiance::consent::{ConsentError, ConsentRequest, DeviceKey, Scope, SignedReceipt};
 use confiance::envelope::KeyConfig;
-use confiance::ids::{MetricId, PurposeId, ReceiptId, RecipientId};
+use confiance::ids::{DevicePublicKey, MetricId, PurposeId, ReceiptId, RecipientId};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{
     Cause, Limits, RecordError, Recorder, RecorderParts, Storage, StorageError, Value,
@@ -45,6 +45,7 @@ use confiance::recorder::{
 use confiance::rng::OsRng;
 
 pub mod bindings;
+mod enrolment;
 mod tokens;
 
 uniffi::setup_scaffolding!("confiance");
@@ -86,6 +87,9 @@ pub enum ConfianceStatus {
     /// The bytes are not a token response, or answer no token request waiting here
     /// (another key or count, a proof that does not verify). No token was added.
     BadTokenResponse = 13,
+    /// The bytes are not a signed device delegation (bad encoding or signature), or it
+    /// delegates another device key.
+    BadDelegation = 14,
     /// Strict mode: no such metric in the catalogue.
     UnknownMetric = 20,
     /// Strict mode: the metric is on the other track (statistic vs service record).
@@ -262,6 +266,8 @@ struct Inner {
     device: DeviceKey,
     /// The token scopes and counts of the last [`confiance_tokens_to_fetch`].
     to_fetch: Vec<(Vec<u8>, u32)>,
+    /// The subject's delegation of this device, when it is not its own subject.
+    delegation: Option<Vec<u8>>,
     /// The envelopes returned by the last flush.
     flushed: Vec<Vec<u8>>,
     /// The last signed bytes made (a receipt or a withdrawal), for a retry with a larger
@@ -387,7 +393,9 @@ fn value(v: ConfianceValue) -> Result<Value, ConfianceStatus> {
 /// - `storage`: the host's storage; `limits`: `CONFIANCE_LIMITS_MICROCONTROLLER` or
 ///   `CONFIANCE_LIMITS_PHONE`.
 ///
-/// The device is its own subject (a single-device subject: its key is the subject key).
+/// The device is its own subject (a single-device subject: its key is the subject key);
+/// it enrols with [`confiance_enrollment`]. A device that a subject (the owner's phone
+/// app) delegated is made with [`confiance_recorder_new_delegated`].
 ///
 /// # Safety
 /// Pointers valid for their lengths; `controller` NUL-terminated; `out` writable.
@@ -404,54 +412,136 @@ pub unsafe extern "C" fn confiance_recorder_new(
     limits: u32,
     out: *mut *mut ConfianceRecorder,
 ) -> ConfianceStatus {
+    let parts = RecorderArgs {
+        catalogue,
+        catalogue_len,
+        device_key,
+        pseudonym_secret,
+        controller,
+        key_config,
+        key_config_len,
+        storage,
+        limits,
+    };
+    // SAFETY: forwarded contract.
+    guard(|| unsafe { new_recorder(&parts, None, out) })
+}
+
+/// Makes a recorder for a device that a subject delegated — the owner's phone app holds
+/// the subject key, signed `delegation` (`delegation_len` bytes, made by
+/// [`confiance_delegate`] or the app's own library), posted it to
+/// `POST /v1/delegations` and handed it to the device — and sets `*out` to its handle.
+/// The device's receipts then name that subject, and its token requests are answered
+/// while the delegation is in force. The other arguments are those of
+/// [`confiance_recorder_new`]; give the same delegation at every boot.
+///
+/// `BadDelegation` when the bytes are not a signed delegation or delegate another key.
+///
+/// # Safety
+/// Pointers valid for their lengths; `controller` NUL-terminated; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_recorder_new_delegated(
+    catalogue: *const u8,
+    catalogue_len: usize,
+    device_key: *const u8,
+    pseudonym_secret: *const u8,
+    delegation: *const u8,
+    delegation_len: usize,
+    controller: *const c_char,
+    key_config: *const u8,
+    key_config_len: usize,
+    storage: ConfianceStorage,
+    limits: u32,
+    out: *mut *mut ConfianceRecorder,
+) -> ConfianceStatus {
+    let parts = RecorderArgs {
+        catalogue,
+        catalogue_len,
+        device_key,
+        pseudonym_secret,
+        controller,
+        key_config,
+        key_config_len,
+        storage,
+        limits,
+    };
     guard(|| {
-        if out.is_null() {
-            return Err(ConfianceStatus::NullArgument);
-        }
-        // SAFETY: each pointer valid for its length by contract (checked for NULL).
-        let (catalogue, key, secret) = unsafe {
-            (bytes(catalogue, catalogue_len)?, bytes(device_key, 32)?, bytes(pseudonym_secret, 32)?)
-        };
-        // SAFETY: NUL-terminated by contract.
-        let controller: RecipientId = unsafe { parse(controller) }?;
-        let catalogue =
-            Catalogue::from_canonical_bytes(catalogue).map_err(|_| ConfianceStatus::BadCatalogue)?;
-        let key_configs = if key_config_len == 0 {
-            Vec::new()
-        } else {
-            // SAFETY: valid for its length by contract.
-            let b = unsafe { bytes(key_config, key_config_len) }?;
-            vec![KeyConfig::from_bytes(b).map_err(|_| ConfianceStatus::BadKeyConfig)?]
-        };
-        let limits = match limits {
-            CONFIANCE_LIMITS_MICROCONTROLLER => Limits::microcontroller(),
-            CONFIANCE_LIMITS_PHONE => Limits::phone(),
-            _ => return Err(ConfianceStatus::BadArgument),
-        };
-        let key: [u8; 32] = key.try_into().map_err(|_| ConfianceStatus::BadArgument)?;
-        let secret: [u8; 32] = secret.try_into().map_err(|_| ConfianceStatus::BadArgument)?;
-        let parts = RecorderParts {
-            catalogue,
-            consent: ConsentState::new(DeviceKey::from_bytes(&key)),
-            pseudonyms: DeviceSecret::from_bytes(secret),
-            controller,
-            key_configs,
-            rng: OsRng::new(),
-        };
-        let recorder = Recorder::with_limits(parts, HostStorage(storage), limits);
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let inner = Inner {
-            recorder,
-            device: DeviceKey::from_bytes(&key),
-            to_fetch: Vec::new(),
-            flushed: Vec::new(),
-            last: Vec::new(),
-        };
-        live().insert(id, Arc::new(Mutex::new(inner)));
-        // SAFETY: `out` is non-NULL and writable by contract. The handle is an id.
-        unsafe { out.write(id as *mut ConfianceRecorder) };
-        Ok(())
+        // SAFETY: valid for `delegation_len` bytes by contract.
+        let delegation = unsafe { bytes(delegation, delegation_len) }?;
+        // SAFETY: forwarded contract.
+        unsafe { new_recorder(&parts, Some(delegation), out) }
     })
+}
+
+/// The arguments the two constructors share, as the host passed them.
+struct RecorderArgs {
+    catalogue: *const u8,
+    catalogue_len: usize,
+    device_key: *const u8,
+    pseudonym_secret: *const u8,
+    controller: *const c_char,
+    key_config: *const u8,
+    key_config_len: usize,
+    storage: ConfianceStorage,
+    limits: u32,
+}
+
+/// Makes the recorder and sets `*out`.
+///
+/// # Safety
+/// As [`confiance_recorder_new`].
+unsafe fn new_recorder(
+    a: &RecorderArgs,
+    delegation: Option<&[u8]>,
+    out: *mut *mut ConfianceRecorder,
+) -> Result<(), ConfianceStatus> {
+    if out.is_null() {
+        return Err(ConfianceStatus::NullArgument);
+    }
+    // SAFETY: each pointer valid for its length by contract (checked for NULL).
+    let (catalogue, key, secret) = unsafe {
+        (bytes(a.catalogue, a.catalogue_len)?, bytes(a.device_key, 32)?, bytes(a.pseudonym_secret, 32)?)
+    };
+    // SAFETY: NUL-terminated by contract.
+    let controller: RecipientId = unsafe { parse(a.controller) }?;
+    let catalogue = Catalogue::from_canonical_bytes(catalogue).map_err(|_| ConfianceStatus::BadCatalogue)?;
+    let key_configs = if a.key_config_len == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: valid for its length by contract.
+        let b = unsafe { bytes(a.key_config, a.key_config_len) }?;
+        vec![KeyConfig::from_bytes(b).map_err(|_| ConfianceStatus::BadKeyConfig)?]
+    };
+    let limits = match a.limits {
+        CONFIANCE_LIMITS_MICROCONTROLLER => Limits::microcontroller(),
+        CONFIANCE_LIMITS_PHONE => Limits::phone(),
+        _ => return Err(ConfianceStatus::BadArgument),
+    };
+    let key: [u8; 32] = key.try_into().map_err(|_| ConfianceStatus::BadArgument)?;
+    let secret: [u8; 32] = secret.try_into().map_err(|_| ConfianceStatus::BadArgument)?;
+    let consent = enrolment::consent_state(&key, delegation).map_err(|_| ConfianceStatus::BadDelegation)?;
+    let parts = RecorderParts {
+        catalogue,
+        consent,
+        pseudonyms: DeviceSecret::from_bytes(secret),
+        controller,
+        key_configs,
+        rng: OsRng::new(),
+    };
+    let recorder = Recorder::with_limits(parts, HostStorage(a.storage), limits);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let inner = Inner {
+        recorder,
+        device: DeviceKey::from_bytes(&key),
+        to_fetch: Vec::new(),
+        delegation: delegation.map(<[u8]>::to_vec),
+        flushed: Vec::new(),
+        last: Vec::new(),
+    };
+    live().insert(id, Arc::new(Mutex::new(inner)));
+    // SAFETY: `out` is non-NULL and writable by contract. The handle is an id.
+    unsafe { out.write(id as *mut ConfianceRecorder) };
+    Ok(())
 }
 
 /// Frees a recorder (saving its state first). A handle already freed, or never made, is
@@ -989,7 +1079,6 @@ pub unsafe extern "C" fn confiance_token_key_query(
 /// `scope` valid for `scope_len` bytes, `key` for `key_len`; `buf` writable for `cap`
 /// bytes; `len` writable.
 #[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments, reason = "the C ABI: every buffer is a pointer and a length")]
 pub unsafe extern "C" fn confiance_token_request(
     handle: *mut ConfianceRecorder,
     scope: *const u8,
@@ -1103,13 +1192,16 @@ pub unsafe extern "C" fn confiance_tokens_held(
     })
 }
 
-/// Copies the device's enrolment to `buf`: the recorder is its own subject (its device
-/// key is the subject key), and this is the delegation of its key by itself, valid from
-/// `valid_from` (UTC seconds; 0: from `now`) until `valid_until` (0: until revoked),
-/// signed at `now`, for `POST /v1/delegations`. Once the ledger has it, the device is
-/// enrolled: the issuer answers its token requests (for a purpose resting on consent,
-/// once its receipt is posted too) and subject access lists it. The bytes depend only on
-/// the arguments, so a call with a larger buffer after `BufferTooSmall` gives the same.
+/// Copies the device's enrolment, for `POST /v1/delegations`, to `buf`. For a recorder
+/// that is its own subject ([`confiance_recorder_new`]: its device key is the subject
+/// key), the delegation of its key by itself, valid from `valid_from` (UTC seconds; 0:
+/// from `now`) until `valid_until` (0: until revoked), signed at `now`; for a delegated
+/// one ([`confiance_recorder_new_delegated`]), the delegation it was made with (the
+/// instants are not used; a 409 `duplicate_delegation` means the app posted it already).
+/// Once the ledger has it, the device is enrolled: the issuer answers its token requests
+/// (for a purpose resting on consent, once its receipt is posted too) and subject access
+/// lists it. The bytes depend only on the arguments, so a call with a larger buffer after
+/// `BufferTooSmall` gives the same.
 ///
 /// `ConsentRefused` when `valid_until` is not after `valid_from`.
 ///
@@ -1129,11 +1221,77 @@ pub unsafe extern "C" fn confiance_enrollment(
         if len.is_null() {
             return Err(ConfianceStatus::NullArgument);
         }
-        let from = Timestamp::from_secs(if valid_from == 0 { now } else { valid_from });
-        let until = (valid_until != 0).then(|| Timestamp::from_secs(valid_until));
-        let delegation = tokens::self_delegation(&i.device, from, until, Timestamp::from_secs(now))
+        if let Some(delegation) = &i.delegation {
+            // SAFETY: forwarded contract.
+            return unsafe { copy_out(delegation, buf, cap, len) };
+        }
+        let (from, until) = validity(valid_from, valid_until, now);
+        let delegation = enrolment::self_delegation(&i.device, from, until, Timestamp::from_secs(now))
             .map_err(|e| consent_status(&e))?;
         // SAFETY: forwarded contract.
         unsafe { copy_out(&delegation, buf, cap, len) }
+    })
+}
+
+/// A validity window from C's instants: `valid_from` 0 is `now`, `valid_until` 0 none.
+fn validity(valid_from: u64, valid_until: u64, now: u64) -> (Timestamp, Option<Timestamp>) {
+    let from = Timestamp::from_secs(if valid_from == 0 { now } else { valid_from });
+    (from, (valid_until != 0).then(|| Timestamp::from_secs(valid_until)))
+}
+
+/// For the owner's side (a phone app, a gateway holding the subject key): copies to
+/// `buf` the delegation of the device whose public key is `device_public_key` (32
+/// bytes, [`confiance_public_key`] of its device key) by the subject whose key's seed is
+/// `subject_key` (32 bytes, made once with [`confiance_random`] and kept by the owner),
+/// valid from `valid_from` (UTC seconds; 0: from `now`) until `valid_until` (0: until
+/// revoked), signed at `now`. Post it to `POST /v1/delegations` and hand it to the device
+/// ([`confiance_recorder_new_delegated`]). The same arguments give the same bytes.
+///
+/// `ConsentRefused` when `valid_until` is not after `valid_from`.
+///
+/// # Safety
+/// `subject_key` and `device_public_key` readable for 32 bytes; `buf` writable for `cap`
+/// bytes; `len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_delegate(
+    subject_key: *const u8,
+    device_public_key: *const u8,
+    valid_from: u64,
+    valid_until: u64,
+    now: u64,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+) -> ConfianceStatus {
+    guard(|| {
+        if len.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        let to32 = |b: &[u8]| <[u8; 32]>::try_from(b).map_err(|_| ConfianceStatus::BadArgument);
+        // SAFETY: readable for 32 bytes each by contract.
+        let (subject, device) =
+            unsafe { (to32(bytes(subject_key, 32)?)?, to32(bytes(device_public_key, 32)?)?) };
+        let (from, until) = validity(valid_from, valid_until, now);
+        let delegation =
+            enrolment::delegate(&subject, DevicePublicKey(device), from, until, Timestamp::from_secs(now))
+                .map_err(|e| consent_status(&e))?;
+        // SAFETY: forwarded contract.
+        unsafe { copy_out(&delegation, buf, cap, len) }
+    })
+}
+
+/// Writes to `public_key` (32 bytes) the Ed25519 public key of the device key whose seed
+/// is `device_key` (32 bytes): what the owner's app delegates ([`confiance_delegate`]).
+///
+/// # Safety
+/// `device_key` readable for 32 bytes; `public_key` writable for 32 bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_public_key(device_key: *const u8, public_key: *mut u8) -> ConfianceStatus {
+    guard(|| {
+        // SAFETY: readable for 32 bytes by contract.
+        let seed: [u8; 32] =
+            unsafe { bytes(device_key, 32) }?.try_into().map_err(|_| ConfianceStatus::BadArgument)?;
+        // SAFETY: writable for 32 bytes by contract.
+        unsafe { copy_out(&enrolment::public_key(&seed).0, public_key, 32, &mut 0) }
     })
 }

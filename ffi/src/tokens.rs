@@ -1,13 +1,12 @@
-//! Report tokens and enrolment across the boundary, shared by the C ABI and the UniFFI
+//! Report tokens across the boundary, shared by the C ABI and the UniFFI
 //! face: a token scope travels as its canonical bytes (`TokenScope::to_bytes`, docs/wire-format.md
 //! §10.1), which the host passes back as it got them; the scope key as the 32 bytes of
 //! `pkS` or the 64 hex digits `GET /v1/token-keys` serves; requests and responses as the
 //! postcard bytes of `POST /v1/tokens` (§10.2). Every check here runs before the recorder
 //! is touched, so that bad input changes nothing.
 
-use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{ConsentError, DeviceKey, SubjectKey};
+use confiance::consent::DeviceKey;
 use confiance::recorder::{Recorder, Storage};
 use confiance::token::{TokenRequest, TokenResponse, TokenScope, voprf};
 
@@ -128,18 +127,4 @@ pub(crate) fn take_response<R: rand_core::CryptoRng, S: Storage>(
         0 => Err(TokenInputError::Response),
         n => Ok(n),
     }
-}
-
-/// The device's enrolment as its own subject (a single-device subject: the device key is
-/// the subject key): the delegation of its key by itself, for `POST /v1/delegations`.
-/// Once the ledger has it, the issuer answers the device's token requests whatever the
-/// purpose's legal basis, and subject access lists the device.
-pub(crate) fn self_delegation(
-    device: &DeviceKey,
-    valid_from: Timestamp,
-    valid_until: Option<Timestamp>,
-    now: Timestamp,
-) -> Result<Vec<u8>, ConsentError> {
-    let subject = SubjectKey::from_bytes(&device.to_bytes());
-    Ok(subject.delegate(device.public_key(), valid_from, valid_until, now)?.to_bytes())
 }

@@ -507,3 +507,63 @@ fn bad_arguments_get_their_status_and_change_nothing() {
     assert_eq!(counters, ConfianceCounters::default(), "strict mode counted nothing");
     assert_eq!(confiance_recorder_free(h), ConfianceStatus::Ok);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The enrolment calls that take no handle — the owner's delegation, a device's public
+    /// key, a recorder made from a delegation — only return statuses on arbitrary bytes and
+    /// instants, and a recorder is made only from a delegation of its own key.
+    #[test]
+    fn enrolment_calls_on_arbitrary_bytes_only_return_statuses(
+        subject in any::<[u8; 32]>(),
+        device in any::<[u8; 32]>(),
+        from in prop_oneof![Just(0u64), any::<u64>()],
+        until in prop_oneof![Just(0u64), any::<u64>()],
+        now in any::<u64>(),
+        cap in 0usize..256,
+        noise in prop::collection::vec(any::<u8>(), 0..200),
+        flip in any::<prop::sample::Index>(),
+    ) {
+        let mut public = [0u8; 32];
+        // SAFETY: live 32-byte buffers.
+        prop_assert_eq!(unsafe { confiance_public_key(device.as_ptr(), public.as_mut_ptr()) }, ConfianceStatus::Ok);
+        let (mut buf, mut len) = (vec![0u8; cap], 0);
+        // SAFETY: live buffers.
+        let s = unsafe {
+            confiance_delegate(subject.as_ptr(), public.as_ptr(), from, until, now, buf.as_mut_ptr(), cap, &raw mut len)
+        };
+        prop_assert!(
+            matches!(s, ConfianceStatus::Ok | ConfianceStatus::BufferTooSmall | ConfianceStatus::ConsentRefused),
+            "{:?}", s
+        );
+        prop_assert_eq!(sized(s, len, cap), s);
+        let (catalogue, config) = (catalogue_bytes(), key_config());
+        let make = |delegation: &[u8], key: &[u8; 32]| {
+            let controller = CString::new("calora").unwrap();
+            let mut out = std::ptr::null_mut();
+            // SAFETY: every pointer valid for its length.
+            let s = unsafe {
+                confiance_recorder_new_delegated(
+                    catalogue.as_ptr(), catalogue.len(), key.as_ptr(), [9u8; 32].as_ptr(),
+                    delegation.as_ptr(), delegation.len(), controller.as_ptr(),
+                    config.as_ptr(), config.len(), no_storage(), CONFIANCE_LIMITS_PHONE, &raw mut out,
+                )
+            };
+            if s == ConfianceStatus::Ok {
+                assert_eq!(confiance_recorder_free(out), ConfianceStatus::Ok);
+            }
+            s
+        };
+        // Arbitrary bytes, and a real delegation with one byte changed, are refused.
+        prop_assert_eq!(make(&noise, &device), ConfianceStatus::BadDelegation);
+        if s == ConfianceStatus::Ok {
+            buf.truncate(len);
+            prop_assert_eq!(make(&buf, &device), ConfianceStatus::Ok);
+            prop_assert_eq!(make(&buf, &subject), if subject == device { ConfianceStatus::Ok } else { ConfianceStatus::BadDelegation });
+            let mut changed = buf.clone();
+            changed[flip.index(buf.len())] ^= 1;
+            prop_assert_eq!(make(&changed, &device), ConfianceStatus::BadDelegation);
+        }
+    }
+}

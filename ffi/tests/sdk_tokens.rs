@@ -12,13 +12,15 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
+use confiance::consent::{SignedReceipt, SubjectKey};
 use confiance::envelope::AeadId;
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{PurposeId, RecipientId};
 use confiance::token::{TokenPeriod, TokenRequest, TokenResponse, TokenScope, voprf};
 use confiance_aggregator::issuer::IssuerSecret;
 use confiance_aggregator::keys::KeyStore;
-use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+use confiance_aggregator::ledger::{EnrollError, LedgerError};
+use confiance_aggregator::service::{Aggregator, AggregatorConfig, ServiceError};
 use confiance_ffi::bindings::{self, ConfianceError};
 use confiance_ffi::*;
 
@@ -115,29 +117,50 @@ unsafe extern "C" fn save(context: *mut std::ffi::c_void, bytes: *const u8, len:
 
 impl C {
     fn new(config: &[u8]) -> Self {
+        Self::make(config, None).unwrap()
+    }
+
+    /// A recorder of device key `[7; 32]`, its own subject or delegated by `delegation`.
+    fn make(config: &[u8], delegation: Option<&[u8]>) -> Result<Self, ConfianceStatus> {
         let catalogue = catalogue().canonical_bytes();
         let controller = CString::new("calora").unwrap();
         let mut state = Box::new(Vec::new());
         let storage =
             ConfianceStorage { context: (&raw mut *state).cast(), load: Some(load), save: Some(save) };
         let mut h = std::ptr::null_mut();
+        let (n, catalogue, key, secret) = (catalogue.len(), catalogue.as_ptr(), [7u8; 32], [8u8; 32]);
         // SAFETY: every pointer valid for its length.
         let s = unsafe {
-            confiance_recorder_new(
-                catalogue.as_ptr(),
-                catalogue.len(),
-                [7u8; 32].as_ptr(),
-                [8u8; 32].as_ptr(),
-                controller.as_ptr(),
-                config.as_ptr(),
-                config.len(),
-                storage,
-                CONFIANCE_LIMITS_PHONE,
-                &raw mut h,
-            )
+            match delegation {
+                None => confiance_recorder_new(
+                    catalogue,
+                    n,
+                    key.as_ptr(),
+                    secret.as_ptr(),
+                    controller.as_ptr(),
+                    config.as_ptr(),
+                    config.len(),
+                    storage,
+                    CONFIANCE_LIMITS_PHONE,
+                    &raw mut h,
+                ),
+                Some(d) => confiance_recorder_new_delegated(
+                    catalogue,
+                    n,
+                    key.as_ptr(),
+                    secret.as_ptr(),
+                    d.as_ptr(),
+                    d.len(),
+                    controller.as_ptr(),
+                    config.as_ptr(),
+                    config.len(),
+                    storage,
+                    CONFIANCE_LIMITS_PHONE,
+                    &raw mut h,
+                ),
+            }
         };
-        assert_eq!(s, ConfianceStatus::Ok);
-        Self(h, state)
+        if s == ConfianceStatus::Ok { Ok(Self(h, state)) } else { Err(s) }
     }
 
     /// Consent to calora for `thermostat.mode`, product-improvement: the receipt.
@@ -511,4 +534,133 @@ fn a_uniffi_device_enrols_fetches_tokens_and_spends_them() {
         d.enrollment(at(NOW), Some(at(NOW - 1)), at(NOW)),
         Err(ConfianceError::ConsentRefused { .. })
     ));
+}
+
+// ---- a device delegated by its owner ---------------------------------------------------
+
+/// The owner's subject key (on the phone app) and the delegation of the device's key
+/// `[7; 32]`, made through the C ABI.
+fn c_delegation(device: [u8; 32]) -> Vec<u8> {
+    let mut public = [0u8; 32];
+    // SAFETY: live 32-byte buffers.
+    assert_eq!(unsafe { confiance_public_key(device.as_ptr(), public.as_mut_ptr()) }, ConfianceStatus::Ok);
+    // SAFETY: live buffers.
+    out(|b, cap, len| unsafe {
+        confiance_delegate([1u8; 32].as_ptr(), public.as_ptr(), 0, 0, NOW, b, cap, len)
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_c_device_delegated_by_its_owner_reports_for_the_owner_with_tokens() {
+    let (mut agg, config) = aggregator();
+    let t = Timestamp::from_secs(NOW);
+    let delegation = c_delegation([7; 32]);
+    // Bad delegations: refused, no recorder made.
+    assert_eq!(C::make(&config, Some(b"not a delegation")).err(), Some(ConfianceStatus::BadDelegation));
+    let other = c_delegation([6; 32]);
+    assert_eq!(
+        C::make(&config, Some(&other)).err(),
+        Some(ConfianceStatus::BadDelegation),
+        "another device's"
+    );
+    let mut tampered = delegation.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    assert_eq!(C::make(&config, Some(&tampered)).err(), Some(ConfianceStatus::BadDelegation));
+
+    let d = C::make(&config, Some(&delegation)).unwrap();
+    // Its receipt names the owner; the ledger refuses it until the delegation is in.
+    let receipt = d.consent();
+    let owner = SubjectKey::from_bytes(&[1; 32]).subject_id();
+    assert_eq!(SignedReceipt::from_bytes(&receipt).unwrap().receipt().subject, owner);
+    let refused = agg.receive_receipt(&receipt, t).unwrap_err();
+    assert!(
+        matches!(&refused, ServiceError::Ledger(LedgerError::Enroll(EnrollError::NotEnrolled))),
+        "not enrolled yet: {refused}"
+    );
+    // Its enrolment is the delegation it was made with.
+    // SAFETY: live buffers.
+    let enrollment = out(|b, cap, len| unsafe { confiance_enrollment(d.0, 0, 0, NOW, b, cap, len) }).unwrap();
+    assert_eq!(enrollment, delegation);
+    agg.receive_delegation(&enrollment, t).unwrap();
+    agg.receive_receipt(&receipt, t).unwrap();
+
+    // Tokens for it, spent, and its envelope kept.
+    assert_eq!(confiance_require_tokens(d.0, 1), ConfianceStatus::Ok);
+    d.record(NOW);
+    let (scope, count) = d.to_fetch(NOW).pop().unwrap();
+    let key = agg.token_public_key(&today()).unwrap().to_bytes();
+    let response = issue(&mut agg, &d.request(&scope, &key, count).unwrap());
+    assert_eq!(d.take(&response), Ok(count));
+    let frames = d.flush(NOW + 60);
+    let ack = agg.ingest(&frames[0], Timestamp::from_secs(NOW + 60)).unwrap();
+    assert_eq!((frames.len(), ack.reports, ack.refused.len()), (1, 1, 0));
+}
+
+#[test]
+fn a_uniffi_device_delegated_by_its_owner_reports_for_the_owner_with_tokens() {
+    let (mut agg, config) = aggregator();
+    let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+    let t = Timestamp::from_secs(NOW);
+    let make = |delegation: Vec<u8>| {
+        bindings::Recorder::delegated(
+            catalogue().canonical_bytes(),
+            vec![7; 32],
+            vec![8; 32],
+            delegation,
+            "calora".into(),
+            Some(config.clone()),
+            bindings::LimitsPreset::Phone,
+            Box::new(NoStorage),
+        )
+    };
+    let owner = vec![1; 32];
+    let delegate = |device: Vec<u8>| {
+        bindings::delegate_device(
+            owner.clone(),
+            bindings::device_public_key(device).unwrap(),
+            at(NOW),
+            None,
+            at(NOW),
+        )
+    };
+    let delegation = delegate(vec![7; 32]).unwrap();
+    assert!(matches!(make(b"junk".to_vec()), Err(ConfianceError::BadDelegation { .. })));
+    assert!(matches!(make(delegate(vec![6; 32]).unwrap()), Err(ConfianceError::BadDelegation { .. })));
+    assert!(matches!(bindings::device_public_key(vec![7; 31]), Err(ConfianceError::BadArgument { .. })));
+    assert!(matches!(
+        bindings::delegate_device(owner.clone(), vec![0; 32], at(NOW), Some(at(NOW - 1)), at(NOW)),
+        Err(ConfianceError::ConsentRefused { .. })
+    ));
+
+    let d = make(delegation.clone()).unwrap();
+    assert_eq!(d.enrollment(at(0), None, at(0)).unwrap(), delegation, "the delegation it was made with");
+    agg.receive_delegation(&delegation, t).unwrap();
+    let consent = bindings::ConsentRequest {
+        recipient: "calora".into(),
+        purpose: "product-improvement".into(),
+        metrics: vec!["thermostat.mode".into()],
+        hold: "P90D".into(),
+        valid_from: None,
+        valid_until: None,
+    };
+    let receipt = d.give_consent(consent, at(NOW)).unwrap();
+    let subject = SignedReceipt::from_bytes(&receipt).unwrap().receipt().subject;
+    assert_eq!(subject, SubjectKey::from_bytes(&[1; 32]).subject_id());
+    agg.receive_receipt(&receipt, t).unwrap();
+    d.require_tokens(true);
+    d.record(
+        "thermostat.mode".into(),
+        "product-improvement".into(),
+        bindings::Value::Category { index: 1 },
+        at(NOW),
+    )
+    .unwrap();
+    let f = d.tokens_to_fetch(at(NOW), 6 * 3_600).unwrap().pop().unwrap();
+    let key = agg.token_public_key(&today()).unwrap().to_bytes().to_vec();
+    let response = issue(&mut agg, &d.token_request(f.scope, key, f.count).unwrap());
+    assert_eq!(d.take_token_response(response).unwrap(), f.count);
+    let frames = d.flush(at(NOW + 60)).unwrap();
+    let ack = agg.ingest(&frames[0], Timestamp::from_secs(NOW + 60)).unwrap();
+    assert_eq!((frames.len(), ack.reports, ack.refused.len()), (1, 1, 0));
 }

@@ -101,11 +101,18 @@ def recorders(server):
     catalogue = bytes.fromhex(server.get("/v1/catalogue")["canonical"])
     key_config = bytes.fromhex(server.get("/v1/keys")["keys"][0]["config"])
 
-    def make(storage=None, strict=True, limits=confiance.LimitsPreset.PHONE, secrets=None):
+    def make(storage=None, strict=True, limits=confiance.LimitsPreset.PHONE, secrets=None, delegation=None):
+        """`delegation`: the owner's delegation of `secrets`' device key (`Recorder.delegated`)."""
         device_key, pseudonym_secret = secrets or (confiance.random_secret(), confiance.random_secret())
-        r = confiance.Recorder(
-            catalogue, device_key, pseudonym_secret, "calora", key_config, limits, storage or MemoryStorage()
-        )
+        if delegation is None:
+            r = confiance.Recorder(
+                catalogue, device_key, pseudonym_secret, "calora", key_config, limits, storage or MemoryStorage()
+            )
+        else:
+            r = confiance.Recorder.delegated(
+                catalogue, device_key, pseudonym_secret, delegation, "calora", key_config, limits,
+                storage or MemoryStorage(),
+            )
         r.set_strict(strict)
         return r
 

@@ -1,8 +1,9 @@
 """Report tokens through the binding, against a real `confiance serve --token-secret` on
 loopback: a device enrols, its statistics wait for a token (counted), it fetches the
 planned tokens (`GET /v1/token-keys`, `POST /v1/tokens`), spends one, and the server keeps
-its envelope; a device not enrolled is refused and asks again once it forgets the
-refused request; bad input raises its exception and changes nothing."""
+its envelope; a device its owner's app delegated does the same for the owner; a device
+not enrolled is refused and asks again once it forgets the refused request; bad input
+raises its exception and changes nothing."""
 
 import datetime
 import json
@@ -72,6 +73,32 @@ def test_a_device_gets_tokens_spends_one_and_the_server_keeps_its_envelope(token
     device.acknowledge(frames[0])
     counters = device.counters()
     assert (counters.envelopes_sealed, counters.token_failed, counters.waiting_for_token) == (1, 0, 1)
+
+
+def test_a_device_delegated_by_its_owner_gets_tokens_for_the_owner(token_server, make_token_recorder):
+    t = now() - datetime.timedelta(seconds=5)
+    # The owner's phone app holds the subject key and delegates the thermostat's key.
+    owner, device_key = confiance.random_secret(), confiance.random_secret()
+    delegation = confiance.delegate_device(owner, confiance.device_public_key(device_key), t, None, t)
+    with pytest.raises(confiance.ConfianceError.BadDelegation):
+        make_token_recorder(secrets=(confiance.random_secret(), confiance.random_secret()), delegation=delegation)
+    device = make_token_recorder(secrets=(device_key, confiance.random_secret()), delegation=delegation)
+    assert device.enrollment(t, None, t) == delegation
+
+    # Before the delegation is in, the device is not enrolled: its receipt is refused.
+    receipt = consent(device, t)
+    status, answer = token_server.post("/v1/receipts", receipt)
+    assert status >= 400 and answer["error"]["code"] == "not_enrolled", answer
+    assert token_server.post("/v1/delegations", delegation)[0] == 201
+    assert token_server.post("/v1/receipts", receipt)[0] == 201
+
+    device.require_tokens(True)
+    device.record(*MODE, confiance.Value.CATEGORY(index=0), t)
+    fetched = fetch(token_server, device, t)
+    assert fetched and all(s == 200 and added == f.count for f, s, added in fetched), fetched
+    (frame,) = device.flush(now())
+    status, answer = token_server.post("/v1/envelopes", frame)
+    assert status == 201 and answer["reports"] == 1 and answer["refused"] == [], answer
 
 
 def test_without_tokens_the_server_refuses_the_envelope(token_server, make_token_recorder):
