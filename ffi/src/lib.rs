@@ -19,6 +19,10 @@
 //! - **Storage is the host's**: a [`ConfianceStorage`] of two callbacks (load, save).
 //! - Pointers the host passes must be valid for the lengths it gives (NULL is refused
 //!   with [`ConfianceStatus::NullArgument`]); strings are NUL-terminated UTF-8.
+//! - **Report tokens and enrolment** cross as bytes: a token scope as its canonical bytes
+//!   ([`confiance_token_to_fetch`]), passed back as given; requests and responses as the
+//!   bodies of `POST /v1/tokens`; the device's enrolment ([`confiance_enrollment`]) as the
+//!   body of `POST /v1/delegations` (docs/sdk.md, "Life of a device").
 //!
 //! The same library also carries the Kotlin, Swift and Python bindings, made with
 //! UniFFI: see [`bindings`].

@@ -452,6 +452,26 @@ impl bindings::HostStorage for NoStorage {
     }
 }
 
+/// Consent to calora for `thermostat.mode`, product-improvement, at [`NOW`]: the receipt.
+fn uniffi_consent(d: &bindings::Recorder) -> Vec<u8> {
+    let consent = bindings::ConsentRequest {
+        recipient: "calora".into(),
+        purpose: "product-improvement".into(),
+        metrics: vec!["thermostat.mode".into()],
+        hold: "P90D".into(),
+        valid_from: None,
+        valid_until: None,
+    };
+    d.give_consent(consent, UNIX_EPOCH + Duration::from_secs(NOW)).unwrap()
+}
+
+/// A `thermostat.mode` reading at `now`.
+fn uniffi_record(d: &bindings::Recorder, now: u64) {
+    let (mode, purpose) = ("thermostat.mode".into(), "product-improvement".into());
+    d.record(mode, purpose, bindings::Value::Category { index: 1 }, UNIX_EPOCH + Duration::from_secs(now))
+        .unwrap();
+}
+
 #[test]
 fn a_uniffi_device_enrols_fetches_tokens_and_spends_them() {
     let (mut agg, config) = aggregator();
@@ -468,23 +488,9 @@ fn a_uniffi_device_enrols_fetches_tokens_and_spends_them() {
     .unwrap();
     let t = Timestamp::from_secs(NOW);
     agg.receive_delegation(&d.enrollment(at(NOW), None, at(NOW)).unwrap(), t).unwrap();
-    let consent = bindings::ConsentRequest {
-        recipient: "calora".into(),
-        purpose: "product-improvement".into(),
-        metrics: vec!["thermostat.mode".into()],
-        hold: "P90D".into(),
-        valid_from: None,
-        valid_until: None,
-    };
-    agg.receive_receipt(&d.give_consent(consent, at(NOW)).unwrap(), t).unwrap();
+    agg.receive_receipt(&uniffi_consent(&d), t).unwrap();
     d.require_tokens(true);
-    d.record(
-        "thermostat.mode".into(),
-        "product-improvement".into(),
-        bindings::Value::Category { index: 1 },
-        at(NOW),
-    )
-    .unwrap();
+    uniffi_record(&d, NOW);
     assert!(d.flush(at(NOW)).unwrap().is_empty());
     assert_eq!(d.counters().waiting_for_token, 1);
 
@@ -636,26 +642,12 @@ fn a_uniffi_device_delegated_by_its_owner_reports_for_the_owner_with_tokens() {
     let d = make(delegation.clone()).unwrap();
     assert_eq!(d.enrollment(at(0), None, at(0)).unwrap(), delegation, "the delegation it was made with");
     agg.receive_delegation(&delegation, t).unwrap();
-    let consent = bindings::ConsentRequest {
-        recipient: "calora".into(),
-        purpose: "product-improvement".into(),
-        metrics: vec!["thermostat.mode".into()],
-        hold: "P90D".into(),
-        valid_from: None,
-        valid_until: None,
-    };
-    let receipt = d.give_consent(consent, at(NOW)).unwrap();
+    let receipt = uniffi_consent(&d);
     let subject = SignedReceipt::from_bytes(&receipt).unwrap().receipt().subject;
     assert_eq!(subject, SubjectKey::from_bytes(&[1; 32]).subject_id());
     agg.receive_receipt(&receipt, t).unwrap();
     d.require_tokens(true);
-    d.record(
-        "thermostat.mode".into(),
-        "product-improvement".into(),
-        bindings::Value::Category { index: 1 },
-        at(NOW),
-    )
-    .unwrap();
+    uniffi_record(&d, NOW);
     let f = d.tokens_to_fetch(at(NOW), 6 * 3_600).unwrap().pop().unwrap();
     let key = agg.token_public_key(&today()).unwrap().to_bytes().to_vec();
     let response = issue(&mut agg, &d.token_request(f.scope, key, f.count).unwrap());
