@@ -4,8 +4,11 @@
 #   serve_setup DIR CATALOGUE   the CLI (target/debug/confiance), a database and keys in DIR
 #   serve_cli ARGS…             the CLI on that database, keys and catalogue, --json
 #   serve_start [ARGS…]         starts `serve` on 127.0.0.1 (a free port); sets $server
-#                               (its pid) and $url, and stops it on exit
-#   serve_stop                  SIGTERM, then waits for it to drain
+#                               (its pid) and $url, and stops it on exit (every server
+#                               started and not stopped)
+#   serve_stop                  SIGTERM to $server, then waits for it to drain
+#   serve_token_secret FILE     writes a new issuer secret (64 hex digits) for
+#                               `serve_start --token-secret FILE`
 #   json EXPR                   prints EXPR of the JSON document on stdin (`json '["n"]'`)
 
 serve_setup() {
@@ -21,15 +24,25 @@ serve_cli() {
 
 json() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
 
+serve_pids=()
+
 serve_start() {
   serve_cli serve --addr 127.0.0.1:0 "$@" >"$serve_dir/serve.out" 2>"$serve_dir/serve.err" &
   server=$!
-  trap 'kill $server 2>/dev/null || true' EXIT
+  serve_pids+=("$server")
+  trap 'kill "${serve_pids[@]}" 2>/dev/null || true' EXIT
   for _ in $(seq 100); do grep -q listening "$serve_dir/serve.out" 2>/dev/null && break; sleep 0.1; done
   url="http://$(head -1 "$serve_dir/serve.out" | json '["listening"]')"
 }
 
 serve_stop() {
   kill -TERM "$server" && wait "$server" || true
-  trap - EXIT
+  local p rest=()
+  for p in "${serve_pids[@]}"; do [ "$p" = "$server" ] || rest+=("$p"); done
+  serve_pids=("${rest[@]}")
+  [ ${#serve_pids[@]} -gt 0 ] || trap - EXIT
+}
+
+serve_token_secret() {
+  python3 -c 'import secrets; print(secrets.token_hex(32))' >"$1"
 }

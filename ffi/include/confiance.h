@@ -85,6 +85,26 @@ typedef enum ConfianceStatus {
    */
   CONFIANCE_STATUS_UNKNOWN_RECEIPT = 10,
   /**
+   * The bytes are not the canonical bytes of a report-token scope of the recorder's
+   * catalogue (as [`confiance_token_to_fetch`] gives them).
+   */
+  CONFIANCE_STATUS_BAD_TOKEN_SCOPE = 11,
+  /**
+   * A report-token scope key is neither 32 bytes nor 64 hex digits of a valid
+   * ristretto255 element (the `public_key` of `GET /v1/token-keys`).
+   */
+  CONFIANCE_STATUS_BAD_TOKEN_KEY = 12,
+  /**
+   * The bytes are not a token response, or answer no token request waiting here
+   * (another key or count, a proof that does not verify). No token was added.
+   */
+  CONFIANCE_STATUS_BAD_TOKEN_RESPONSE = 13,
+  /**
+   * The bytes are not a signed device delegation (bad encoding or signature), or it
+   * delegates another device key.
+   */
+  CONFIANCE_STATUS_BAD_DELEGATION = 14,
+  /**
    * Strict mode: no such metric in the catalogue.
    */
   CONFIANCE_STATUS_UNKNOWN_METRIC = 20,
@@ -298,7 +318,9 @@ extern "C" {
  * - `storage`: the host's storage; `limits`: `CONFIANCE_LIMITS_MICROCONTROLLER` or
  *   `CONFIANCE_LIMITS_PHONE`.
  *
- * The device is its own subject (a single-device subject: its key is the subject key).
+ * The device is its own subject (a single-device subject: its key is the subject key);
+ * it enrols with [`confiance_enrollment`]. A device that a subject (the owner's phone
+ * app) delegated is made with [`confiance_recorder_new_delegated`].
  *
  * # Safety
  * Pointers valid for their lengths; `controller` NUL-terminated; `out` writable.
@@ -313,6 +335,33 @@ enum ConfianceStatus confiance_recorder_new(const uint8_t *catalogue,
                                             struct ConfianceStorage storage,
                                             uint32_t limits,
                                             struct ConfianceRecorder **out);
+
+/**
+ * Makes a recorder for a device that a subject delegated — the owner's phone app holds
+ * the subject key, signed `delegation` (`delegation_len` bytes, made by
+ * [`confiance_delegate`] or the app's own library), posted it to
+ * `POST /v1/delegations` and handed it to the device — and sets `*out` to its handle.
+ * The device's receipts then name that subject, and its token requests are answered
+ * while the delegation is in force. The other arguments are those of
+ * [`confiance_recorder_new`]; give the same delegation at every boot.
+ *
+ * `BadDelegation` when the bytes are not a signed delegation or delegate another key.
+ *
+ * # Safety
+ * Pointers valid for their lengths; `controller` NUL-terminated; `out` writable.
+ */
+enum ConfianceStatus confiance_recorder_new_delegated(const uint8_t *catalogue,
+                                                      size_t catalogue_len,
+                                                      const uint8_t *device_key,
+                                                      const uint8_t *pseudonym_secret,
+                                                      const uint8_t *delegation,
+                                                      size_t delegation_len,
+                                                      const char *controller,
+                                                      const uint8_t *key_config,
+                                                      size_t key_config_len,
+                                                      struct ConfianceStorage storage,
+                                                      uint32_t limits,
+                                                      struct ConfianceRecorder **out);
 
 /**
  * Frees a recorder (saving its state first). A handle already freed, or never made, is
@@ -486,6 +535,192 @@ enum ConfianceStatus confiance_error_count(struct ConfianceRecorder *handle,
                                            const char *metric,
                                            uint32_t cause,
                                            uint32_t *count);
+
+/**
+ * Whether envelopes must carry report tokens: `required` is 1 when the aggregator was
+ * started with `--token-secret` (its `GET /v1/token-keys` answers 200), 0 (the default)
+ * otherwise. While required, a statistic with no token of its scope waits in the queue
+ * at each flush, counted in `waiting_for_token`, until a token arrives. Kept in the
+ * saved state.
+ */
+enum ConfianceStatus confiance_require_tokens(struct ConfianceRecorder *handle, uint32_t required);
+
+/**
+ * Plans the report tokens to ask for at `now` (UTC seconds), for a host that flushes
+ * every `flush_every_secs` seconds: what the coming flushes will spend, less what is
+ * held or already asked for (`Recorder::tokens_to_fetch`). Sets `*count` to the number
+ * of scopes; read each with [`confiance_token_to_fetch`]. 0 when tokens are not
+ * required, or nothing is queued or held yet (the recorder learns its scopes from what
+ * it records). Call it as often as convenient: a scope asked for is not planned again
+ * until its request is answered or forgotten.
+ *
+ * # Safety
+ * `count` writable.
+ */
+enum ConfianceStatus confiance_tokens_to_fetch(struct ConfianceRecorder *handle,
+                                               uint64_t now,
+                                               uint64_t flush_every_secs,
+                                               size_t *count);
+
+/**
+ * Entry `index` of the last [`confiance_tokens_to_fetch`]: copies the scope's canonical
+ * bytes (docs/wire-format.md §10.1; pass them back as they are) to `scope` (of `cap`
+ * bytes; `BufferTooSmall` sets `*len` to the size needed: a scope of one recipient takes
+ * about 40 bytes) and sets `*tokens` to how many to ask for. Then, for that
+ * entry: [`confiance_token_key_query`], `GET /v1/token-keys?<query>`,
+ * [`confiance_token_request`] with its `public_key`, `POST /v1/tokens`, and
+ * [`confiance_take_token_response`] with the answer.
+ *
+ * # Safety
+ * `scope` writable for `cap` bytes; `len` and `tokens` writable.
+ */
+enum ConfianceStatus confiance_token_to_fetch(struct ConfianceRecorder *handle,
+                                              size_t index,
+                                              uint8_t *scope,
+                                              size_t cap,
+                                              size_t *len,
+                                              uint32_t *tokens);
+
+/**
+ * Copies the query string of `GET /v1/token-keys` for the scope whose canonical bytes
+ * are `scope` (`scope_len` bytes) to `buf`, NUL-terminated:
+ * `recipients=calora&purpose=product-improvement&period=20454` (ids need no escaping).
+ * `*len` is its length with the NUL; `BufferTooSmall` sets it to the size needed.
+ *
+ * # Safety
+ * `scope` valid for `scope_len` bytes; `buf` writable for `cap` bytes; `len` writable.
+ */
+enum ConfianceStatus confiance_token_key_query(struct ConfianceRecorder *handle,
+                                               const uint8_t *scope,
+                                               size_t scope_len,
+                                               char *buf,
+                                               size_t cap,
+                                               size_t *len);
+
+/**
+ * Builds a request for `count` (1 to 1024) report tokens of the scope whose canonical
+ * bytes are `scope`, blinded against the scope key `key` (`key_len` bytes: the 32 bytes
+ * of the `public_key` of `GET /v1/token-keys`, or its 64 hex digits as served) and
+ * signed by the device key, and copies it (the body of `POST /v1/tokens`) to `buf`. The
+ * recorder keeps the request's secrets until [`confiance_take_token_response`] takes
+ * the answer (or [`confiance_forget_token_requests`] gives up on it; at most 16 wait,
+ * the oldest forgotten first).
+ *
+ * The device must be enrolled: its receipt posted for a purpose that needs consent, or
+ * its enrolment ([`confiance_enrollment`]) posted. `BufferTooSmall` (the size needed in
+ * `*len`) is known before anything is drawn, and changes nothing.
+ *
+ * # Safety
+ * `scope` valid for `scope_len` bytes, `key` for `key_len`; `buf` writable for `cap`
+ * bytes; `len` writable.
+ */
+enum ConfianceStatus confiance_token_request(struct ConfianceRecorder *handle,
+                                             const uint8_t *scope,
+                                             size_t scope_len,
+                                             const uint8_t *key,
+                                             size_t key_len,
+                                             uint32_t count,
+                                             uint8_t *buf,
+                                             size_t cap,
+                                             size_t *len);
+
+/**
+ * Takes the issuer's answer to a token request (the body of a 200 from
+ * `POST /v1/tokens`, `len` bytes): checks its proof against the scope key the request
+ * was made with, unblinds and keeps the tokens; sets `*added` to how many. Bytes that
+ * are not a response, or answer no request waiting here, give `BadTokenResponse` and add
+ * nothing (one that decodes but does not verify is counted in `token_failed`).
+ *
+ * # Safety
+ * `response` valid for `len` bytes; `added` writable.
+ */
+enum ConfianceStatus confiance_take_token_response(struct ConfianceRecorder *handle,
+                                                   const uint8_t *response,
+                                                   size_t len,
+                                                   uint32_t *added);
+
+/**
+ * Forgets the token requests waiting for the scope whose canonical bytes are `scope`
+ * (the issuer refused them — a 4xx from `POST /v1/tokens` —, or the host gave up on
+ * them): [`confiance_tokens_to_fetch`] plans that scope again. A scope with no request
+ * waiting is left as it is.
+ *
+ * # Safety
+ * `scope` valid for `scope_len` bytes.
+ */
+enum ConfianceStatus confiance_forget_token_requests(struct ConfianceRecorder *handle,
+                                                     const uint8_t *scope,
+                                                     size_t scope_len);
+
+/**
+ * Sets `*held` to the number of report tokens held for the scope whose canonical bytes
+ * are `scope`.
+ *
+ * # Safety
+ * `scope` valid for `scope_len` bytes; `held` writable.
+ */
+enum ConfianceStatus confiance_tokens_held(struct ConfianceRecorder *handle,
+                                           const uint8_t *scope,
+                                           size_t scope_len,
+                                           uint32_t *held);
+
+/**
+ * Copies the device's enrolment, for `POST /v1/delegations`, to `buf`. For a recorder
+ * that is its own subject ([`confiance_recorder_new`]: its device key is the subject
+ * key), the delegation of its key by itself, valid from `valid_from` (UTC seconds; 0:
+ * from `now`) until `valid_until` (0: until revoked), signed at `now`; for a delegated
+ * one ([`confiance_recorder_new_delegated`]), the delegation it was made with (the
+ * instants are not used; a 409 `duplicate_delegation` means the app posted it already).
+ * Once the ledger has it, the device is enrolled: the issuer answers its token requests
+ * (for a purpose resting on consent, once its receipt is posted too) and subject access
+ * lists it. The bytes depend only on the arguments, so a call with a larger buffer after
+ * `BufferTooSmall` gives the same.
+ *
+ * `ConsentRefused` when `valid_until` is not after `valid_from`.
+ *
+ * # Safety
+ * `buf` writable for `cap` bytes; `len` writable.
+ */
+enum ConfianceStatus confiance_enrollment(struct ConfianceRecorder *handle,
+                                          uint64_t valid_from,
+                                          uint64_t valid_until,
+                                          uint64_t now,
+                                          uint8_t *buf,
+                                          size_t cap,
+                                          size_t *len);
+
+/**
+ * For the owner's side (a phone app, a gateway holding the subject key): copies to
+ * `buf` the delegation of the device whose public key is `device_public_key` (32
+ * bytes, [`confiance_public_key`] of its device key) by the subject whose key's seed is
+ * `subject_key` (32 bytes, made once with [`confiance_random`] and kept by the owner),
+ * valid from `valid_from` (UTC seconds; 0: from `now`) until `valid_until` (0: until
+ * revoked), signed at `now`. Post it to `POST /v1/delegations` and hand it to the device
+ * ([`confiance_recorder_new_delegated`]). The same arguments give the same bytes.
+ *
+ * `ConsentRefused` when `valid_until` is not after `valid_from`.
+ *
+ * # Safety
+ * `subject_key` and `device_public_key` readable for 32 bytes; `buf` writable for `cap`
+ * bytes; `len` writable.
+ */
+enum ConfianceStatus confiance_delegate(const uint8_t *subject_key,
+                                        const uint8_t *device_public_key,
+                                        uint64_t valid_from,
+                                        uint64_t valid_until,
+                                        uint64_t now,
+                                        uint8_t *buf,
+                                        size_t cap,
+                                        size_t *len);
+
+/**
+ * Writes to `public_key` (32 bytes) the Ed25519 public key of the device key whose seed
+ * is `device_key` (32 bytes): what the owner's app delegates ([`confiance_delegate`]).
+ *
+ * # Safety
+ * `device_key` readable for 32 bytes; `public_key` writable for 32 bytes.
+ */
+enum ConfianceStatus confiance_public_key(const uint8_t *device_key, uint8_t *public_key);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -10,7 +10,11 @@
 //! - [`ConsentRequest`], a record whose instants are the language's own timestamp type
 //!   (Python `datetime`, Kotlin `java.time.Instant`, Swift `Date`), so they cannot be
 //!   swapped with a count or a duration;
-//! - [`ConfianceError`], one exception per C status (`ConfianceError.HoldTooLong`, …).
+//! - [`ConfianceError`], one exception per C status (`ConfianceError.HoldTooLong`, …);
+//! - report tokens: [`Recorder::tokens_to_fetch`] lists [`TokenFetch`]es (a scope's
+//!   canonical bytes and its `GET /v1/token-keys` query), [`Recorder::token_request`] and
+//!   [`Recorder::take_token_response`] make and take `POST /v1/tokens`, and
+//!   [`Recorder::enrollment`] is the device's delegation for `POST /v1/delegations`.
 //!
 //! Nothing unwinds into the host: bad input is a [`ConfianceError`] and changes nothing,
 //! and UniFFI's scaffolding turns a panic (a bug) into the language's internal error.
@@ -22,12 +26,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{self, ConsentError, ConsentState, DeviceKey, Scope, SignedReceipt};
+use confiance::consent::{self, ConsentError, DeviceKey, Scope, SignedReceipt};
 use confiance::envelope::KeyConfig;
-use confiance::ids::{MetricId, PurposeId, ReceiptId, RecipientId};
+use confiance::ids::{DevicePublicKey, MetricId, PurposeId, ReceiptId, RecipientId};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{self, Cause, Limits, RecordError, RecorderParts, StorageError};
 use confiance::rng::OsRng;
+
+use crate::enrolment;
+use crate::tokens::{self, TokenInputError};
 
 /// Why a call failed: one variant per C status (`CONFIANCE_STATUS_…`), plus the two
 /// failures only this face has. The call changed nothing (except where a method says
@@ -66,6 +73,31 @@ pub enum ConfianceError {
     },
     /// No receipt with that id, or it was already withdrawn (`UNKNOWN_RECEIPT`).
     UnknownReceipt {
+        /// What was wrong, in words.
+        detail: String,
+    },
+    /// The bytes are not the canonical bytes of a report-token scope of the recorder's
+    /// catalogue, as [`TokenFetch::scope`] gives them (`BAD_TOKEN_SCOPE`).
+    BadTokenScope {
+        /// What was wrong, in words.
+        detail: String,
+    },
+    /// A report-token scope key is neither 32 bytes nor 64 hex digits of a valid
+    /// ristretto255 element (`BAD_TOKEN_KEY`).
+    BadTokenKey {
+        /// What was wrong, in words.
+        detail: String,
+    },
+    /// The bytes are not a token response, or answer no token request waiting here
+    /// (another key or count, a proof that does not verify); no token was added
+    /// (`BAD_TOKEN_RESPONSE`).
+    BadTokenResponse {
+        /// What was wrong, in words.
+        detail: String,
+    },
+    /// The bytes are not a signed device delegation (bad encoding or signature), or it
+    /// delegates another device key (`BAD_DELEGATION`).
+    BadDelegation {
         /// What was wrong, in words.
         detail: String,
     },
@@ -143,6 +175,10 @@ impl core::fmt::Display for ConfianceError {
         | Self::ConsentRefused { detail: m }
         | Self::HoldTooLong { detail: m }
         | Self::UnknownReceipt { detail: m }
+        | Self::BadTokenScope { detail: m }
+        | Self::BadTokenKey { detail: m }
+        | Self::BadTokenResponse { detail: m }
+        | Self::BadDelegation { detail: m }
         | Self::UnknownMetric { detail: m }
         | Self::WrongTrack { detail: m }
         | Self::WrongValue { detail: m }
@@ -181,6 +217,18 @@ impl From<&RecordError> for ConfianceError {
             Cause::BudgetExhausted => Self::BudgetExhausted { detail: m },
             Cause::BudgetUnsaved => Self::BudgetUnsaved { detail: m },
             _ => Self::NotRecorded { detail: m },
+        }
+    }
+}
+
+impl From<TokenInputError> for ConfianceError {
+    fn from(e: TokenInputError) -> Self {
+        let detail = e.detail().to_owned();
+        match e {
+            TokenInputError::Scope => Self::BadTokenScope { detail },
+            TokenInputError::Key => Self::BadTokenKey { detail },
+            TokenInputError::Count => Self::BadArgument { detail },
+            TokenInputError::Response => Self::BadTokenResponse { detail },
         }
     }
 }
@@ -342,6 +390,29 @@ pub struct ErrorCount {
     pub count: u32,
 }
 
+/// Report tokens to ask for now for one scope ([`Recorder::tokens_to_fetch`]).
+///
+/// `GET /v1/token-keys?{key_query}` gives the scope's `public_key`;
+/// [`Recorder::token_request`] with `scope`, that key and `count` makes the body of
+/// `POST /v1/tokens`, whose answer goes to [`Recorder::take_token_response`].
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct TokenFetch {
+    /// The scope's canonical bytes (docs/wire-format.md §10.1): what the other token
+    /// methods take; pass them back as they are.
+    pub scope: Vec<u8>,
+    /// The scope's recipients (sorted).
+    pub recipients: Vec<String>,
+    /// The scope's purpose.
+    pub purpose: String,
+    /// The scope's token period (⌊UTC seconds / the catalogue's `token_period`⌋).
+    pub period: u64,
+    /// How many tokens to ask for (1 to 1024).
+    pub count: u32,
+    /// The query string of `GET /v1/token-keys` for the scope:
+    /// `recipients=calora&purpose=product-improvement&period=20454`.
+    pub key_query: String,
+}
+
 /// The device recorder. Recording never raises unless strict mode is on.
 ///
 /// The foreign languages call it as Rust does here (Python: `confiance.Recorder(…)`,
@@ -380,7 +451,14 @@ pub struct ErrorCount {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(uniffi::Object)]
-pub struct Recorder(Mutex<recorder::Recorder<OsRng, Host>>);
+pub struct Recorder {
+    inner: Mutex<recorder::Recorder<OsRng, Host>>,
+    /// The device key (a copy of the recorder's), which signs token requests and the
+    /// device's enrolment.
+    device: DeviceKey,
+    /// The subject's delegation of this device, when it is not its own subject.
+    delegation: Option<Vec<u8>>,
+}
 
 fn secs(t: SystemTime) -> Result<Timestamp, ConfianceError> {
     t.duration_since(UNIX_EPOCH)
@@ -427,22 +505,41 @@ impl Recorder {
         limits: LimitsPreset,
         storage: Box<dyn HostStorage>,
     ) -> Result<Arc<Self>, ConfianceError> {
-        let catalogue = Catalogue::from_canonical_bytes(&catalogue)
-            .map_err(|e| ConfianceError::BadCatalogue { detail: e.to_string() })?;
-        let key_configs = key_config.as_deref().map(self::key_config).transpose()?.into_iter().collect();
-        let parts = RecorderParts {
+        Self::make(catalogue, device_key, pseudonym_secret, None, controller, key_config, limits, storage)
+    }
+
+    /// A recorder for a device that a subject delegated: the owner's phone app holds the
+    /// subject key, signed `delegation` ([`delegate_device`], or the app's own library),
+    /// posted it to `POST /v1/delegations` and handed it to the device. The device's
+    /// receipts then name that subject, and its token requests are answered while the
+    /// delegation is in force. The other arguments are those of [`Recorder::new`]; give
+    /// the same delegation at every start.
+    ///
+    /// # Errors
+    /// As [`Recorder::new`], and `BadDelegation` when the bytes are not a signed
+    /// delegation or delegate another device key.
+    #[uniffi::constructor]
+    #[allow(clippy::too_many_arguments, reason = "the constructor of Recorder::new and the delegation")]
+    pub fn delegated(
+        catalogue: Vec<u8>,
+        device_key: Vec<u8>,
+        pseudonym_secret: Vec<u8>,
+        delegation: Vec<u8>,
+        controller: String,
+        key_config: Option<Vec<u8>>,
+        limits: LimitsPreset,
+        storage: Box<dyn HostStorage>,
+    ) -> Result<Arc<Self>, ConfianceError> {
+        Self::make(
             catalogue,
-            consent: ConsentState::new(DeviceKey::from_bytes(&secret("device key", &device_key)?)),
-            pseudonyms: DeviceSecret::from_bytes(secret("pseudonym secret", &pseudonym_secret)?),
-            controller: id("recipient id", &controller)?,
-            key_configs,
-            rng: OsRng::new(),
-        };
-        let limits = match limits {
-            LimitsPreset::Microcontroller => Limits::microcontroller(),
-            LimitsPreset::Phone => Limits::phone(),
-        };
-        Ok(Arc::new(Self(Mutex::new(recorder::Recorder::with_limits(parts, Host(storage), limits)))))
+            device_key,
+            pseudonym_secret,
+            Some(delegation),
+            controller,
+            key_config,
+            limits,
+            storage,
+        )
     }
 
     /// Strict mode (development and tests): `record` and `record_service` raise the
@@ -599,6 +696,158 @@ impl Recorder {
             .collect()
     }
 
+    /// Whether envelopes must carry report tokens: `true` when the aggregator was started
+    /// with `--token-secret` (its `GET /v1/token-keys` answers 200). While required, a
+    /// statistic with no token of its scope waits in the queue at each flush, counted in
+    /// `waiting_for_token`, until a token arrives. Kept in the saved state.
+    pub fn require_tokens(&self, required: bool) {
+        self.lock().require_tokens(required);
+    }
+
+    /// The report tokens to ask for at `now`, for a host that flushes every
+    /// `flush_every_secs` seconds: what the coming flushes will spend, less what is held
+    /// or already asked for (the Rust `Recorder::tokens_to_fetch`). Empty when tokens are
+    /// not required or nothing is queued or held yet. A scope asked for is not listed
+    /// again until its request is answered or forgotten.
+    ///
+    /// ```
+    /// # use std::time::{Duration, SystemTime};
+    /// # use confiance::catalogue::Catalogue;
+    /// use confiance_ffi::bindings::*;
+    /// # struct Kept;
+    /// # impl HostStorage for Kept {
+    /// #     fn load(&self) -> Result<Option<Vec<u8>>, ConfianceError> { Ok(None) }
+    /// #     fn save(&self, _: Vec<u8>) -> Result<(), ConfianceError> { Ok(()) }
+    /// # }
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?.canonical_bytes();
+    /// let device = Recorder::new(
+    ///     catalogue, random_secret(), random_secret(), "calora".into(), None, LimitsPreset::Phone, Box::new(Kept),
+    /// )?;
+    /// device.require_tokens(true); // GET /v1/token-keys answers 200
+    /// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000); // 08:00 UTC
+    /// device.give_consent(ConsentRequest {
+    ///     recipient: "calora".into(), purpose: "product-improvement".into(),
+    ///     metrics: vec!["thermostat.mode".into()], hold: "P90D".into(), valid_from: None, valid_until: None,
+    /// }, now)?;
+    /// device.record("thermostat.mode".into(), "product-improvement".into(), Value::Category { index: 2 }, now)?;
+    /// // A flush every 6 hours: today's 16 hours left need 4 tokens (the flush after midnight included).
+    /// let plan = device.tokens_to_fetch(now, 6 * 3600)?;
+    /// assert_eq!((plan.len(), plan[0].count, plan[0].period), (1, 4, 20_833));
+    /// assert_eq!(plan[0].key_query, "recipients=calora&purpose=product-improvement&period=20833");
+    /// // GET /v1/token-keys?{key_query}, then token_request(plan[0].scope, public_key, 4) …
+    /// assert_eq!(device.tokens_held(plan[0].scope.clone())?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `BadArgument` for an instant before 1970.
+    pub fn tokens_to_fetch(
+        &self,
+        now: SystemTime,
+        flush_every_secs: u64,
+    ) -> Result<Vec<TokenFetch>, ConfianceError> {
+        let now = secs(now)?;
+        Ok(self
+            .lock()
+            .tokens_to_fetch(now, flush_every_secs)
+            .into_iter()
+            .map(|(scope, count)| TokenFetch {
+                scope: scope.to_bytes(),
+                recipients: scope.recipients.iter().map(|r| r.as_str().to_owned()).collect(),
+                purpose: scope.purpose.as_str().to_owned(),
+                period: scope.period.0,
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+                key_query: tokens::key_query(&scope),
+            })
+            .collect())
+    }
+
+    /// A request for `count` (1 to 1024) tokens of `scope` ([`TokenFetch::scope`]),
+    /// blinded against the scope key `public_key` (the `public_key` of
+    /// `GET /v1/token-keys`: its 32 bytes, or its 64 hex digits as served) and signed by
+    /// the device key: the body of `POST /v1/tokens`. The recorder keeps the request's
+    /// secrets until [`Recorder::take_token_response`] takes the answer (at most 16 wait,
+    /// the oldest forgotten first). The device must be enrolled: its receipt posted for a
+    /// purpose that needs consent, or its [`Recorder::enrollment`] posted.
+    ///
+    /// # Errors
+    /// `BadTokenScope`, `BadTokenKey`, `BadArgument` (a count of 0 or above 1024); nothing
+    /// changes.
+    pub fn token_request(
+        &self,
+        scope: Vec<u8>,
+        public_key: Vec<u8>,
+        count: u32,
+    ) -> Result<Vec<u8>, ConfianceError> {
+        let mut r = self.lock();
+        let scope = tokens::scope(r.catalogue(), &scope)?;
+        let key = tokens::key(&public_key)?;
+        let count = usize::try_from(count).map_err(|_| TokenInputError::Count)?;
+        Ok(tokens::request(&mut *r, &self.device, scope, key, count)?)
+    }
+
+    /// Takes the issuer's answer (the body of a 200 from `POST /v1/tokens`): checks its
+    /// proof against the key the request was made with, unblinds and keeps the tokens;
+    /// returns how many.
+    ///
+    /// # Errors
+    /// `BadTokenResponse` for bytes that are not a response or answer no request waiting
+    /// here; no token is added (one that decodes but does not verify is counted in
+    /// `token_failed`).
+    pub fn take_token_response(&self, response: Vec<u8>) -> Result<u32, ConfianceError> {
+        let n = tokens::take_response(&mut *self.lock(), &response)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// Forgets the token requests waiting for `scope` (the issuer refused them — a 4xx
+    /// from `POST /v1/tokens` —, or the host gave up on them): [`Recorder::tokens_to_fetch`]
+    /// lists that scope again.
+    ///
+    /// # Errors
+    /// `BadTokenScope`.
+    pub fn forget_token_requests(&self, scope: Vec<u8>) -> Result<(), ConfianceError> {
+        let mut r = self.lock();
+        let scope = tokens::scope(r.catalogue(), &scope)?;
+        r.forget_token_requests(&scope);
+        Ok(())
+    }
+
+    /// How many report tokens are held for `scope`.
+    ///
+    /// # Errors
+    /// `BadTokenScope`.
+    pub fn tokens_held(&self, scope: Vec<u8>) -> Result<u32, ConfianceError> {
+        let r = self.lock();
+        let scope = tokens::scope(r.catalogue(), &scope)?;
+        Ok(u32::try_from(r.tokens_held(&scope)).unwrap_or(u32::MAX))
+    }
+
+    /// The device's enrolment, for `POST /v1/delegations`. For a recorder that is its own
+    /// subject ([`Recorder::new`]: its device key is the subject key), the delegation of
+    /// its key by itself, valid from `valid_from` until `valid_until` (`None`: until
+    /// revoked), signed at `now`; for a delegated one ([`Recorder::delegated`]), the
+    /// delegation it was made with (the instants are not used; a 409
+    /// `duplicate_delegation` means the app posted it already). Once the ledger has it,
+    /// the device is enrolled: the issuer answers its token requests (for a purpose
+    /// resting on consent, once its receipt is posted too) and subject access lists it.
+    /// The same arguments give the same bytes.
+    ///
+    /// # Errors
+    /// `ConsentRefused` when `valid_until` is not after `valid_from`; `BadArgument` for an
+    /// instant before 1970.
+    pub fn enrollment(
+        &self,
+        valid_from: SystemTime,
+        valid_until: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Result<Vec<u8>, ConfianceError> {
+        if let Some(delegation) = &self.delegation {
+            return Ok(delegation.clone());
+        }
+        let (from, until, now) = (secs(valid_from)?, valid_until.map(secs).transpose()?, secs(now)?);
+        enrolment::self_delegation(&self.device, from, until, now).map_err(|e| ConfianceError::from(&e))
+    }
+
     /// Saves the state now (the recorder also saves after each change).
     pub fn persist(&self) {
         self.lock().persist();
@@ -606,8 +855,44 @@ impl Recorder {
 }
 
 impl Recorder {
+    #[allow(clippy::too_many_arguments, reason = "the arguments of Recorder::delegated")]
+    fn make(
+        catalogue: Vec<u8>,
+        device_key: Vec<u8>,
+        pseudonym_secret: Vec<u8>,
+        delegation: Option<Vec<u8>>,
+        controller: String,
+        key_config: Option<Vec<u8>>,
+        limits: LimitsPreset,
+        storage: Box<dyn HostStorage>,
+    ) -> Result<Arc<Self>, ConfianceError> {
+        let catalogue = Catalogue::from_canonical_bytes(&catalogue)
+            .map_err(|e| ConfianceError::BadCatalogue { detail: e.to_string() })?;
+        let key_configs = key_config.as_deref().map(self::key_config).transpose()?.into_iter().collect();
+        let device_key = secret("device key", &device_key)?;
+        let consent = enrolment::consent_state(&device_key, delegation.as_deref())
+            .map_err(|e| ConfianceError::BadDelegation { detail: e.to_string() })?;
+        let parts = RecorderParts {
+            catalogue,
+            consent,
+            pseudonyms: DeviceSecret::from_bytes(secret("pseudonym secret", &pseudonym_secret)?),
+            controller: id("recipient id", &controller)?,
+            key_configs,
+            rng: OsRng::new(),
+        };
+        let limits = match limits {
+            LimitsPreset::Microcontroller => Limits::microcontroller(),
+            LimitsPreset::Phone => Limits::phone(),
+        };
+        Ok(Arc::new(Self {
+            inner: Mutex::new(recorder::Recorder::with_limits(parts, Host(storage), limits)),
+            device: DeviceKey::from_bytes(&device_key),
+            delegation,
+        }))
+    }
+
     fn lock(&self) -> MutexGuard<'_, recorder::Recorder<OsRng, Host>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -646,4 +931,39 @@ pub fn random_secret() -> Vec<u8> {
     let mut b = vec![0u8; 32];
     OsRng::new().fill_bytes(&mut b);
     b
+}
+
+/// For the owner's side (the phone app holding the subject key): the delegation of the
+/// device whose public key is `device_public_key` ([`device_public_key`] of its device
+/// key) by the subject whose key is `subject_key` (32 bytes, [`random_secret`], kept by
+/// the owner), valid from `valid_from` until `valid_until` (`None`: until revoked),
+/// signed at `now`. Post it to `POST /v1/delegations` and hand it to the device
+/// ([`Recorder::delegated`]). The same arguments give the same bytes.
+///
+/// # Errors
+/// `BadArgument` (a key not 32 bytes, an instant before 1970); `ConsentRefused` when
+/// `valid_until` is not after `valid_from`.
+#[uniffi::export]
+pub fn delegate_device(
+    subject_key: Vec<u8>,
+    device_public_key: Vec<u8>,
+    valid_from: SystemTime,
+    valid_until: Option<SystemTime>,
+    now: SystemTime,
+) -> Result<Vec<u8>, ConfianceError> {
+    let subject = secret("subject key", &subject_key)?;
+    let device = secret("device public key", &device_public_key)?;
+    let (from, until, now) = (secs(valid_from)?, valid_until.map(secs).transpose()?, secs(now)?);
+    enrolment::delegate(&subject, DevicePublicKey(device), from, until, now)
+        .map_err(|e| ConfianceError::from(&e))
+}
+
+/// The Ed25519 public key (32 bytes) of the device key `device_key`: what the owner's
+/// app delegates ([`delegate_device`]).
+///
+/// # Errors
+/// `BadArgument` when the key is not 32 bytes.
+#[uniffi::export]
+pub fn device_public_key(device_key: Vec<u8>) -> Result<Vec<u8>, ConfianceError> {
+    Ok(enrolment::public_key(&secret("device key", &device_key)?).0.to_vec())
 }

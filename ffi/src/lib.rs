@@ -19,6 +19,10 @@
 //! - **Storage is the host's**: a [`ConfianceStorage`] of two callbacks (load, save).
 //! - Pointers the host passes must be valid for the lengths it gives (NULL is refused
 //!   with [`ConfianceStatus::NullArgument`]); strings are NUL-terminated UTF-8.
+//! - **Report tokens and enrolment** cross as bytes: a token scope as its canonical bytes
+//!   ([`confiance_token_to_fetch`]), passed back as given; requests and responses as the
+//!   bodies of `POST /v1/tokens`; the device's enrolment ([`confiance_enrollment`]) as the
+//!   body of `POST /v1/delegations` (docs/sdk.md, "Life of a device").
 //!
 //! The same library also carries the Kotlin, Swift and Python bindings, made with
 //! UniFFI: see [`bindings`].
@@ -35,9 +39,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{ConsentError, ConsentRequest, ConsentState, DeviceKey, Scope, SignedReceipt};
+use confiance::consent::{ConsentError, ConsentRequest, DeviceKey, Scope, SignedReceipt};
 use confiance::envelope::KeyConfig;
-use confiance::ids::{MetricId, PurposeId, ReceiptId, RecipientId};
+use confiance::ids::{DevicePublicKey, MetricId, PurposeId, ReceiptId, RecipientId};
 use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{
     Cause, Limits, RecordError, Recorder, RecorderParts, Storage, StorageError, Value,
@@ -45,6 +49,8 @@ use confiance::recorder::{
 use confiance::rng::OsRng;
 
 pub mod bindings;
+mod enrolment;
+mod tokens;
 
 uniffi::setup_scaffolding!("confiance");
 
@@ -76,6 +82,18 @@ pub enum ConfianceStatus {
     HoldTooLong = 9,
     /// No receipt with that id, or it was already withdrawn.
     UnknownReceipt = 10,
+    /// The bytes are not the canonical bytes of a report-token scope of the recorder's
+    /// catalogue (as [`confiance_token_to_fetch`] gives them).
+    BadTokenScope = 11,
+    /// A report-token scope key is neither 32 bytes nor 64 hex digits of a valid
+    /// ristretto255 element (the `public_key` of `GET /v1/token-keys`).
+    BadTokenKey = 12,
+    /// The bytes are not a token response, or answer no token request waiting here
+    /// (another key or count, a proof that does not verify). No token was added.
+    BadTokenResponse = 13,
+    /// The bytes are not a signed device delegation (bad encoding or signature), or it
+    /// delegates another device key.
+    BadDelegation = 14,
     /// Strict mode: no such metric in the catalogue.
     UnknownMetric = 20,
     /// Strict mode: the metric is on the other track (statistic vs service record).
@@ -247,6 +265,13 @@ impl Storage for HostStorage {
 
 struct Inner {
     recorder: Recorder<OsRng, HostStorage>,
+    /// The device key (a copy of the recorder's), which signs token requests and the
+    /// device's enrolment.
+    device: DeviceKey,
+    /// The token scopes and counts of the last [`confiance_tokens_to_fetch`].
+    to_fetch: Vec<(Vec<u8>, u32)>,
+    /// The subject's delegation of this device, when it is not its own subject.
+    delegation: Option<Vec<u8>>,
     /// The envelopes returned by the last flush.
     flushed: Vec<Vec<u8>>,
     /// The last signed bytes made (a receipt or a withdrawal), for a retry with a larger
@@ -372,7 +397,9 @@ fn value(v: ConfianceValue) -> Result<Value, ConfianceStatus> {
 /// - `storage`: the host's storage; `limits`: `CONFIANCE_LIMITS_MICROCONTROLLER` or
 ///   `CONFIANCE_LIMITS_PHONE`.
 ///
-/// The device is its own subject (a single-device subject: its key is the subject key).
+/// The device is its own subject (a single-device subject: its key is the subject key);
+/// it enrols with [`confiance_enrollment`]. A device that a subject (the owner's phone
+/// app) delegated is made with [`confiance_recorder_new_delegated`].
 ///
 /// # Safety
 /// Pointers valid for their lengths; `controller` NUL-terminated; `out` writable.
@@ -389,47 +416,136 @@ pub unsafe extern "C" fn confiance_recorder_new(
     limits: u32,
     out: *mut *mut ConfianceRecorder,
 ) -> ConfianceStatus {
+    let parts = RecorderArgs {
+        catalogue,
+        catalogue_len,
+        device_key,
+        pseudonym_secret,
+        controller,
+        key_config,
+        key_config_len,
+        storage,
+        limits,
+    };
+    // SAFETY: forwarded contract.
+    guard(|| unsafe { new_recorder(&parts, None, out) })
+}
+
+/// Makes a recorder for a device that a subject delegated — the owner's phone app holds
+/// the subject key, signed `delegation` (`delegation_len` bytes, made by
+/// [`confiance_delegate`] or the app's own library), posted it to
+/// `POST /v1/delegations` and handed it to the device — and sets `*out` to its handle.
+/// The device's receipts then name that subject, and its token requests are answered
+/// while the delegation is in force. The other arguments are those of
+/// [`confiance_recorder_new`]; give the same delegation at every boot.
+///
+/// `BadDelegation` when the bytes are not a signed delegation or delegate another key.
+///
+/// # Safety
+/// Pointers valid for their lengths; `controller` NUL-terminated; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_recorder_new_delegated(
+    catalogue: *const u8,
+    catalogue_len: usize,
+    device_key: *const u8,
+    pseudonym_secret: *const u8,
+    delegation: *const u8,
+    delegation_len: usize,
+    controller: *const c_char,
+    key_config: *const u8,
+    key_config_len: usize,
+    storage: ConfianceStorage,
+    limits: u32,
+    out: *mut *mut ConfianceRecorder,
+) -> ConfianceStatus {
+    let parts = RecorderArgs {
+        catalogue,
+        catalogue_len,
+        device_key,
+        pseudonym_secret,
+        controller,
+        key_config,
+        key_config_len,
+        storage,
+        limits,
+    };
     guard(|| {
-        if out.is_null() {
-            return Err(ConfianceStatus::NullArgument);
-        }
-        // SAFETY: each pointer valid for its length by contract (checked for NULL).
-        let (catalogue, key, secret) = unsafe {
-            (bytes(catalogue, catalogue_len)?, bytes(device_key, 32)?, bytes(pseudonym_secret, 32)?)
-        };
-        // SAFETY: NUL-terminated by contract.
-        let controller: RecipientId = unsafe { parse(controller) }?;
-        let catalogue =
-            Catalogue::from_canonical_bytes(catalogue).map_err(|_| ConfianceStatus::BadCatalogue)?;
-        let key_configs = if key_config_len == 0 {
-            Vec::new()
-        } else {
-            // SAFETY: valid for its length by contract.
-            let b = unsafe { bytes(key_config, key_config_len) }?;
-            vec![KeyConfig::from_bytes(b).map_err(|_| ConfianceStatus::BadKeyConfig)?]
-        };
-        let limits = match limits {
-            CONFIANCE_LIMITS_MICROCONTROLLER => Limits::microcontroller(),
-            CONFIANCE_LIMITS_PHONE => Limits::phone(),
-            _ => return Err(ConfianceStatus::BadArgument),
-        };
-        let key: [u8; 32] = key.try_into().map_err(|_| ConfianceStatus::BadArgument)?;
-        let secret: [u8; 32] = secret.try_into().map_err(|_| ConfianceStatus::BadArgument)?;
-        let parts = RecorderParts {
-            catalogue,
-            consent: ConsentState::new(DeviceKey::from_bytes(&key)),
-            pseudonyms: DeviceSecret::from_bytes(secret),
-            controller,
-            key_configs,
-            rng: OsRng::new(),
-        };
-        let recorder = Recorder::with_limits(parts, HostStorage(storage), limits);
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        live().insert(id, Arc::new(Mutex::new(Inner { recorder, flushed: Vec::new(), last: Vec::new() })));
-        // SAFETY: `out` is non-NULL and writable by contract. The handle is an id.
-        unsafe { out.write(id as *mut ConfianceRecorder) };
-        Ok(())
+        // SAFETY: valid for `delegation_len` bytes by contract.
+        let delegation = unsafe { bytes(delegation, delegation_len) }?;
+        // SAFETY: forwarded contract.
+        unsafe { new_recorder(&parts, Some(delegation), out) }
     })
+}
+
+/// The arguments the two constructors share, as the host passed them.
+struct RecorderArgs {
+    catalogue: *const u8,
+    catalogue_len: usize,
+    device_key: *const u8,
+    pseudonym_secret: *const u8,
+    controller: *const c_char,
+    key_config: *const u8,
+    key_config_len: usize,
+    storage: ConfianceStorage,
+    limits: u32,
+}
+
+/// Makes the recorder and sets `*out`.
+///
+/// # Safety
+/// As [`confiance_recorder_new`].
+unsafe fn new_recorder(
+    a: &RecorderArgs,
+    delegation: Option<&[u8]>,
+    out: *mut *mut ConfianceRecorder,
+) -> Result<(), ConfianceStatus> {
+    if out.is_null() {
+        return Err(ConfianceStatus::NullArgument);
+    }
+    // SAFETY: each pointer valid for its length by contract (checked for NULL).
+    let (catalogue, key, secret) = unsafe {
+        (bytes(a.catalogue, a.catalogue_len)?, bytes(a.device_key, 32)?, bytes(a.pseudonym_secret, 32)?)
+    };
+    // SAFETY: NUL-terminated by contract.
+    let controller: RecipientId = unsafe { parse(a.controller) }?;
+    let catalogue = Catalogue::from_canonical_bytes(catalogue).map_err(|_| ConfianceStatus::BadCatalogue)?;
+    let key_configs = if a.key_config_len == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: valid for its length by contract.
+        let b = unsafe { bytes(a.key_config, a.key_config_len) }?;
+        vec![KeyConfig::from_bytes(b).map_err(|_| ConfianceStatus::BadKeyConfig)?]
+    };
+    let limits = match a.limits {
+        CONFIANCE_LIMITS_MICROCONTROLLER => Limits::microcontroller(),
+        CONFIANCE_LIMITS_PHONE => Limits::phone(),
+        _ => return Err(ConfianceStatus::BadArgument),
+    };
+    let key: [u8; 32] = key.try_into().map_err(|_| ConfianceStatus::BadArgument)?;
+    let secret: [u8; 32] = secret.try_into().map_err(|_| ConfianceStatus::BadArgument)?;
+    let consent = enrolment::consent_state(&key, delegation).map_err(|_| ConfianceStatus::BadDelegation)?;
+    let parts = RecorderParts {
+        catalogue,
+        consent,
+        pseudonyms: DeviceSecret::from_bytes(secret),
+        controller,
+        key_configs,
+        rng: OsRng::new(),
+    };
+    let recorder = Recorder::with_limits(parts, HostStorage(a.storage), limits);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let inner = Inner {
+        recorder,
+        device: DeviceKey::from_bytes(&key),
+        to_fetch: Vec::new(),
+        delegation: delegation.map(<[u8]>::to_vec),
+        flushed: Vec::new(),
+        last: Vec::new(),
+    };
+    live().insert(id, Arc::new(Mutex::new(inner)));
+    // SAFETY: `out` is non-NULL and writable by contract. The handle is an id.
+    unsafe { out.write(id as *mut ConfianceRecorder) };
+    Ok(())
 }
 
 /// Frees a recorder (saving its state first). A handle already freed, or never made, is
@@ -819,4 +935,367 @@ fn record_status_of(c: Cause) -> ConfianceStatus {
         Cause::BudgetUnsaved => ConfianceStatus::BudgetUnsaved,
         _ => ConfianceStatus::NotRecorded,
     }
+}
+
+// Report tokens (docs/privacy.md, "Report tokens"; docs/sdk.md, "Life of a device").
+
+fn token_status(e: tokens::TokenInputError) -> ConfianceStatus {
+    match e {
+        tokens::TokenInputError::Scope => ConfianceStatus::BadTokenScope,
+        tokens::TokenInputError::Key => ConfianceStatus::BadTokenKey,
+        tokens::TokenInputError::Count => ConfianceStatus::BadArgument,
+        tokens::TokenInputError::Response => ConfianceStatus::BadTokenResponse,
+    }
+}
+
+/// The scope whose canonical bytes are at `scope` (`len` bytes), if it is one of the
+/// recorder's catalogue.
+///
+/// # Safety
+/// `scope` NULL or valid for `len` bytes.
+unsafe fn token_scope(
+    i: &Inner,
+    scope: *const u8,
+    len: usize,
+) -> Result<confiance::token::TokenScope, ConfianceStatus> {
+    // SAFETY: forwarded contract.
+    let b = unsafe { bytes(scope, len) }?;
+    tokens::scope(i.recorder.catalogue(), b).map_err(token_status)
+}
+
+/// Whether envelopes must carry report tokens: `required` is 1 when the aggregator was
+/// started with `--token-secret` (its `GET /v1/token-keys` answers 200), 0 (the default)
+/// otherwise. While required, a statistic with no token of its scope waits in the queue
+/// at each flush, counted in `waiting_for_token`, until a token arrives. Kept in the
+/// saved state.
+#[unsafe(no_mangle)]
+pub extern "C" fn confiance_require_tokens(handle: *mut ConfianceRecorder, required: u32) -> ConfianceStatus {
+    with(handle, |i| {
+        i.recorder.require_tokens(required != 0);
+        Ok(())
+    })
+}
+
+/// Plans the report tokens to ask for at `now` (UTC seconds), for a host that flushes
+/// every `flush_every_secs` seconds: what the coming flushes will spend, less what is
+/// held or already asked for (`Recorder::tokens_to_fetch`). Sets `*count` to the number
+/// of scopes; read each with [`confiance_token_to_fetch`]. 0 when tokens are not
+/// required, or nothing is queued or held yet (the recorder learns its scopes from what
+/// it records). Call it as often as convenient: a scope asked for is not planned again
+/// until its request is answered or forgotten.
+///
+/// # Safety
+/// `count` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_tokens_to_fetch(
+    handle: *mut ConfianceRecorder,
+    now: u64,
+    flush_every_secs: u64,
+    count: *mut usize,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        if count.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        i.to_fetch = i
+            .recorder
+            .tokens_to_fetch(Timestamp::from_secs(now), flush_every_secs)
+            .into_iter()
+            .map(|(scope, n)| (scope.to_bytes(), u32::try_from(n).unwrap_or(u32::MAX)))
+            .collect();
+        // SAFETY: writable by contract.
+        unsafe { count.write(i.to_fetch.len()) };
+        Ok(())
+    })
+}
+
+/// Entry `index` of the last [`confiance_tokens_to_fetch`]: copies the scope's canonical
+/// bytes (docs/wire-format.md §10.1; pass them back as they are) to `scope` (of `cap`
+/// bytes; `BufferTooSmall` sets `*len` to the size needed: a scope of one recipient takes
+/// about 40 bytes) and sets `*tokens` to how many to ask for. Then, for that
+/// entry: [`confiance_token_key_query`], `GET /v1/token-keys?<query>`,
+/// [`confiance_token_request`] with its `public_key`, `POST /v1/tokens`, and
+/// [`confiance_take_token_response`] with the answer.
+///
+/// # Safety
+/// `scope` writable for `cap` bytes; `len` and `tokens` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_token_to_fetch(
+    handle: *mut ConfianceRecorder,
+    index: usize,
+    scope: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    tokens: *mut u32,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        if tokens.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        let (bytes, n) = i.to_fetch.get(index).ok_or(ConfianceStatus::OutOfRange)?;
+        // SAFETY: `scope` writable for `cap` bytes and `len` writable, by contract.
+        unsafe { copy_out(bytes, scope, cap, len) }?;
+        // SAFETY: non-NULL and writable by contract.
+        unsafe { tokens.write(*n) };
+        Ok(())
+    })
+}
+
+/// Copies the query string of `GET /v1/token-keys` for the scope whose canonical bytes
+/// are `scope` (`scope_len` bytes) to `buf`, NUL-terminated:
+/// `recipients=calora&purpose=product-improvement&period=20454` (ids need no escaping).
+/// `*len` is its length with the NUL; `BufferTooSmall` sets it to the size needed.
+///
+/// # Safety
+/// `scope` valid for `scope_len` bytes; `buf` writable for `cap` bytes; `len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_token_key_query(
+    handle: *mut ConfianceRecorder,
+    scope: *const u8,
+    scope_len: usize,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        // SAFETY: forwarded contract.
+        let scope = unsafe { token_scope(i, scope, scope_len) }?;
+        let mut query = tokens::key_query(&scope).into_bytes();
+        query.push(0);
+        // SAFETY: forwarded contract.
+        unsafe { copy_out(&query, buf.cast::<u8>(), cap, len) }
+    })
+}
+
+/// Builds a request for `count` (1 to 1024) report tokens of the scope whose canonical
+/// bytes are `scope`, blinded against the scope key `key` (`key_len` bytes: the 32 bytes
+/// of the `public_key` of `GET /v1/token-keys`, or its 64 hex digits as served) and
+/// signed by the device key, and copies it (the body of `POST /v1/tokens`) to `buf`. The
+/// recorder keeps the request's secrets until [`confiance_take_token_response`] takes
+/// the answer (or [`confiance_forget_token_requests`] gives up on it; at most 16 wait,
+/// the oldest forgotten first).
+///
+/// The device must be enrolled: its receipt posted for a purpose that needs consent, or
+/// its enrolment ([`confiance_enrollment`]) posted. `BufferTooSmall` (the size needed in
+/// `*len`) is known before anything is drawn, and changes nothing.
+///
+/// # Safety
+/// `scope` valid for `scope_len` bytes, `key` for `key_len`; `buf` writable for `cap`
+/// bytes; `len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_token_request(
+    handle: *mut ConfianceRecorder,
+    scope: *const u8,
+    scope_len: usize,
+    key: *const u8,
+    key_len: usize,
+    count: u32,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        if len.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        // SAFETY: forwarded contract.
+        let scope = unsafe { token_scope(i, scope, scope_len) }?;
+        // SAFETY: valid for `key_len` bytes by contract.
+        let key = tokens::key(unsafe { bytes(key, key_len) }?).map_err(token_status)?;
+        let count = usize::try_from(count).map_err(|_| ConfianceStatus::BadArgument)?;
+        if count == 0 || count > confiance::token::voprf::MAX_BATCH {
+            return Err(ConfianceStatus::BadArgument);
+        }
+        let needed = tokens::request_len(&i.device, &scope, count);
+        if needed > cap {
+            // SAFETY: non-NULL and writable by contract.
+            unsafe { len.write(needed) };
+            return Err(ConfianceStatus::BufferTooSmall);
+        }
+        if buf.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        let Inner { recorder, device, .. } = i;
+        let request = tokens::request(recorder, device, scope, key, count).map_err(token_status)?;
+        // SAFETY: forwarded contract (`request` is `needed` bytes long).
+        unsafe { copy_out(&request, buf, cap, len) }
+    })
+}
+
+/// Takes the issuer's answer to a token request (the body of a 200 from
+/// `POST /v1/tokens`, `len` bytes): checks its proof against the scope key the request
+/// was made with, unblinds and keeps the tokens; sets `*added` to how many. Bytes that
+/// are not a response, or answer no request waiting here, give `BadTokenResponse` and add
+/// nothing (one that decodes but does not verify is counted in `token_failed`).
+///
+/// # Safety
+/// `response` valid for `len` bytes; `added` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_take_token_response(
+    handle: *mut ConfianceRecorder,
+    response: *const u8,
+    len: usize,
+    added: *mut u32,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        if added.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        // SAFETY: valid for `len` bytes by contract.
+        let response = unsafe { bytes(response, len) }?;
+        let n = tokens::take_response(&mut i.recorder, response).map_err(token_status)?;
+        // SAFETY: non-NULL and writable by contract.
+        unsafe { added.write(u32::try_from(n).unwrap_or(u32::MAX)) };
+        Ok(())
+    })
+}
+
+/// Forgets the token requests waiting for the scope whose canonical bytes are `scope`
+/// (the issuer refused them — a 4xx from `POST /v1/tokens` —, or the host gave up on
+/// them): [`confiance_tokens_to_fetch`] plans that scope again. A scope with no request
+/// waiting is left as it is.
+///
+/// # Safety
+/// `scope` valid for `scope_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_forget_token_requests(
+    handle: *mut ConfianceRecorder,
+    scope: *const u8,
+    scope_len: usize,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        // SAFETY: forwarded contract.
+        let scope = unsafe { token_scope(i, scope, scope_len) }?;
+        i.recorder.forget_token_requests(&scope);
+        Ok(())
+    })
+}
+
+/// Sets `*held` to the number of report tokens held for the scope whose canonical bytes
+/// are `scope`.
+///
+/// # Safety
+/// `scope` valid for `scope_len` bytes; `held` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_tokens_held(
+    handle: *mut ConfianceRecorder,
+    scope: *const u8,
+    scope_len: usize,
+    held: *mut u32,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        if held.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        // SAFETY: forwarded contract.
+        let scope = unsafe { token_scope(i, scope, scope_len) }?;
+        let n = u32::try_from(i.recorder.tokens_held(&scope)).unwrap_or(u32::MAX);
+        // SAFETY: non-NULL and writable by contract.
+        unsafe { held.write(n) };
+        Ok(())
+    })
+}
+
+/// Copies the device's enrolment, for `POST /v1/delegations`, to `buf`. For a recorder
+/// that is its own subject ([`confiance_recorder_new`]: its device key is the subject
+/// key), the delegation of its key by itself, valid from `valid_from` (UTC seconds; 0:
+/// from `now`) until `valid_until` (0: until revoked), signed at `now`; for a delegated
+/// one ([`confiance_recorder_new_delegated`]), the delegation it was made with (the
+/// instants are not used; a 409 `duplicate_delegation` means the app posted it already).
+/// Once the ledger has it, the device is enrolled: the issuer answers its token requests
+/// (for a purpose resting on consent, once its receipt is posted too) and subject access
+/// lists it. The bytes depend only on the arguments, so a call with a larger buffer after
+/// `BufferTooSmall` gives the same.
+///
+/// `ConsentRefused` when `valid_until` is not after `valid_from`.
+///
+/// # Safety
+/// `buf` writable for `cap` bytes; `len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_enrollment(
+    handle: *mut ConfianceRecorder,
+    valid_from: u64,
+    valid_until: u64,
+    now: u64,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        if len.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        if let Some(delegation) = &i.delegation {
+            // SAFETY: forwarded contract.
+            return unsafe { copy_out(delegation, buf, cap, len) };
+        }
+        let (from, until) = validity(valid_from, valid_until, now);
+        let delegation = enrolment::self_delegation(&i.device, from, until, Timestamp::from_secs(now))
+            .map_err(|e| consent_status(&e))?;
+        // SAFETY: forwarded contract.
+        unsafe { copy_out(&delegation, buf, cap, len) }
+    })
+}
+
+/// A validity window from C's instants: `valid_from` 0 is `now`, `valid_until` 0 none.
+fn validity(valid_from: u64, valid_until: u64, now: u64) -> (Timestamp, Option<Timestamp>) {
+    let from = Timestamp::from_secs(if valid_from == 0 { now } else { valid_from });
+    (from, (valid_until != 0).then(|| Timestamp::from_secs(valid_until)))
+}
+
+/// For the owner's side (a phone app, a gateway holding the subject key): copies to
+/// `buf` the delegation of the device whose public key is `device_public_key` (32
+/// bytes, [`confiance_public_key`] of its device key) by the subject whose key's seed is
+/// `subject_key` (32 bytes, made once with [`confiance_random`] and kept by the owner),
+/// valid from `valid_from` (UTC seconds; 0: from `now`) until `valid_until` (0: until
+/// revoked), signed at `now`. Post it to `POST /v1/delegations` and hand it to the device
+/// ([`confiance_recorder_new_delegated`]). The same arguments give the same bytes.
+///
+/// `ConsentRefused` when `valid_until` is not after `valid_from`.
+///
+/// # Safety
+/// `subject_key` and `device_public_key` readable for 32 bytes; `buf` writable for `cap`
+/// bytes; `len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_delegate(
+    subject_key: *const u8,
+    device_public_key: *const u8,
+    valid_from: u64,
+    valid_until: u64,
+    now: u64,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+) -> ConfianceStatus {
+    guard(|| {
+        if len.is_null() {
+            return Err(ConfianceStatus::NullArgument);
+        }
+        let to32 = |b: &[u8]| <[u8; 32]>::try_from(b).map_err(|_| ConfianceStatus::BadArgument);
+        // SAFETY: readable for 32 bytes each by contract.
+        let (subject, device) =
+            unsafe { (to32(bytes(subject_key, 32)?)?, to32(bytes(device_public_key, 32)?)?) };
+        let (from, until) = validity(valid_from, valid_until, now);
+        let delegation =
+            enrolment::delegate(&subject, DevicePublicKey(device), from, until, Timestamp::from_secs(now))
+                .map_err(|e| consent_status(&e))?;
+        // SAFETY: forwarded contract.
+        unsafe { copy_out(&delegation, buf, cap, len) }
+    })
+}
+
+/// Writes to `public_key` (32 bytes) the Ed25519 public key of the device key whose seed
+/// is `device_key` (32 bytes): what the owner's app delegates ([`confiance_delegate`]).
+///
+/// # Safety
+/// `device_key` readable for 32 bytes; `public_key` writable for 32 bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_public_key(device_key: *const u8, public_key: *mut u8) -> ConfianceStatus {
+    guard(|| {
+        // SAFETY: readable for 32 bytes by contract.
+        let seed: [u8; 32] =
+            unsafe { bytes(device_key, 32) }?.try_into().map_err(|_| ConfianceStatus::BadArgument)?;
+        // SAFETY: writable for 32 bytes by contract.
+        unsafe { copy_out(&enrolment::public_key(&seed).0, public_key, 32, &mut 0) }
+    })
 }

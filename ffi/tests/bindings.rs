@@ -158,6 +158,20 @@ enum Call {
     KeyConfig(Vec<u8>),
     Strict(bool),
     Counters,
+    RequireTokens(bool),
+    TokensToFetch(u64, u64),
+    /// A token request for the `usize`-th scope planned last (or for the bytes), with a
+    /// key (`None`: a valid one) and a count.
+    TokenRequest(Result<usize, Vec<u8>>, Option<Vec<u8>>, u32),
+    TakeTokenResponse(Vec<u8>),
+    Forget(Result<usize, Vec<u8>>),
+    Held(Result<usize, Vec<u8>>),
+    Enrollment(u64, Option<u64>, u64),
+}
+
+/// A planned scope (by its index in the last plan) or arbitrary bytes.
+fn scope() -> impl Strategy<Value = Result<usize, Vec<u8>>> {
+    prop_oneof![(0usize..3).prop_map(Ok), proptest::collection::vec(any::<u8>(), 0..48).prop_map(Err)]
 }
 
 fn id() -> impl Strategy<Value = String> {
@@ -207,6 +221,19 @@ fn call() -> impl Strategy<Value = Call> {
         proptest::collection::vec(any::<u8>(), 0..64).prop_map(Call::KeyConfig),
         any::<bool>().prop_map(Call::Strict),
         Just(Call::Counters),
+        any::<bool>().prop_map(Call::RequireTokens),
+        (instant(), prop_oneof![Just(21_600u64), any::<u64>()]).prop_map(|(t, e)| Call::TokensToFetch(t, e)),
+        (
+            scope(),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..70)),
+            prop_oneof![1u32..8, any::<u32>()]
+        )
+            .prop_map(|(s, k, n)| Call::TokenRequest(s, k, n)),
+        proptest::collection::vec(any::<u8>(), 0..200).prop_map(Call::TakeTokenResponse),
+        scope().prop_map(Call::Forget),
+        scope().prop_map(Call::Held),
+        (instant(), proptest::option::of(instant()), instant())
+            .prop_map(|(f, u, t)| Call::Enrollment(f, u, t)),
     ]
 }
 
@@ -219,6 +246,13 @@ proptest! {
         let r = recorder(Memory { broken, ..Memory::default() });
         let mut receipts = Vec::new();
         let mut frames = Vec::new();
+        let mut plan: Vec<Vec<u8>> = Vec::new();
+        // A valid scope key (the issuer's is not needed: a response is arbitrary bytes here).
+        let (_, key) = confiance::token::voprf::derive_key_pair(&[3; 32], b"bindings").unwrap();
+        let scope_of = |plan: &[Vec<u8>], s: Result<usize, Vec<u8>>| match s {
+            Ok(i) => plan.get(i).cloned().unwrap_or_default(),
+            Err(b) => b,
+        };
         for c in calls {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match c {
                 Call::Record(m, p, v, t) => drop(r.record(m, p, v, at(t))),
@@ -248,6 +282,20 @@ proptest! {
                 Call::KeyConfig(b) => drop(r.set_key_config(b)),
                 Call::Strict(s) => r.set_strict(s),
                 Call::Counters => drop((r.counters(), r.errors(), r.pending_envelopes())),
+                Call::RequireTokens(on) => r.require_tokens(on),
+                Call::TokensToFetch(t, every) => {
+                    if let Ok(p) = r.tokens_to_fetch(at(t), every) {
+                        plan = p.into_iter().map(|f| f.scope).collect();
+                    }
+                }
+                Call::TokenRequest(s, k, n) => {
+                    let k = k.unwrap_or_else(|| key.to_bytes().to_vec());
+                    drop(r.token_request(scope_of(&plan, s), k, n));
+                }
+                Call::TakeTokenResponse(b) => drop(r.take_token_response(b)),
+                Call::Forget(s) => drop(r.forget_token_requests(scope_of(&plan, s))),
+                Call::Held(s) => drop(r.tokens_held(scope_of(&plan, s))),
+                Call::Enrollment(f, u, t) => drop(r.enrollment(at(f), u.map(at), at(t))),
             }));
             prop_assert!(outcome.is_ok());
         }

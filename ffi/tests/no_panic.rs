@@ -10,6 +10,8 @@ use std::ffi::{CString, c_char};
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
 use confiance::envelope::{AeadId, KeyConfig, KeyId, SecretKey};
+use confiance::ids::{PurposeId, RecipientId};
+use confiance::token::{TokenPeriod, TokenScope, voprf};
 use confiance_ffi::*;
 use proptest::prelude::*;
 
@@ -98,7 +100,60 @@ enum Call {
     },
     Strict(u32),
     KeyConfig(Vec<u8>),
+    RequireTokens(u32),
+    TokensToFetch {
+        now: u64,
+        every: u64,
+    },
+    TokenToFetch {
+        index: usize,
+        cap: usize,
+    },
+    KeyQuery {
+        scope: Vec<u8>,
+        cap: usize,
+    },
+    TokenRequest {
+        scope: Vec<u8>,
+        key: Vec<u8>,
+        count: u32,
+        cap: usize,
+    },
+    TakeTokenResponse(Vec<u8>),
+    ForgetTokenRequests(Vec<u8>),
+    TokensHeld(Vec<u8>),
+    Enrollment {
+        from: u64,
+        until: u64,
+        now: u64,
+        cap: usize,
+    },
     Free,
+}
+
+/// Scope bytes: a scope of the catalogue (today's, or another period's), or anything.
+fn scope_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let scope = |period: u64| {
+        TokenScope::new(
+            [RecipientId::new("calora").unwrap()],
+            PurposeId::new("product-improvement").unwrap(),
+            TokenPeriod(period),
+        )
+        .to_bytes()
+    };
+    prop_oneof![
+        Just(scope(1_800_000_000 / 86_400)),
+        any::<u64>().prop_map(scope),
+        prop::collection::vec(any::<u8>(), 0..48),
+    ]
+}
+
+/// Scope keys: a valid one (raw or hex), or anything.
+fn scope_key() -> impl Strategy<Value = Vec<u8>> {
+    let (_, key) = voprf::derive_key_pair(&[3; 32], b"no_panic").unwrap();
+    let raw = key.to_bytes().to_vec();
+    let hex: Vec<u8> = raw.iter().flat_map(|b| format!("{b:02x}").into_bytes()).collect();
+    prop_oneof![Just(raw), Just(hex), prop::collection::vec(any::<u8>(), 0..70)]
 }
 
 fn id_text() -> impl Strategy<Value = String> {
@@ -147,15 +202,42 @@ fn call() -> impl Strategy<Value = Call> {
                 cap
             }),
         (any::<[u8; 32]>(), t.clone(), 0usize..512).prop_map(|(id, at, cap)| Call::Withdraw { id, at, cap }),
-        t.prop_map(|now| Call::Flush { now }),
+        t.clone().prop_map(|now| Call::Flush { now }),
         (0usize..4, 0usize..4096).prop_map(|(index, cap)| Call::Envelope { index, cap }),
         prop::collection::vec(any::<u8>(), 0..64).prop_map(|bytes| Call::Acknowledge { bytes }),
         Just(Call::Counters),
         (id_text(), any::<u32>()).prop_map(|(metric, cause)| Call::ErrorCount { metric, cause }),
         (0u32..3).prop_map(Call::Strict),
         prop::collection::vec(any::<u8>(), 0..80).prop_map(Call::KeyConfig),
+        (0u32..3).prop_map(Call::RequireTokens),
+        (t.clone(), prop_oneof![Just(21_600u64), any::<u64>()])
+            .prop_map(|(now, every)| Call::TokensToFetch { now, every }),
+        (0usize..3, 0usize..128).prop_map(|(index, cap)| Call::TokenToFetch { index, cap }),
+        (scope_bytes(), 0usize..96).prop_map(|(scope, cap)| Call::KeyQuery { scope, cap }),
+        (scope_bytes(), scope_key(), prop_oneof![1u32..8, any::<u32>()], 0usize..1024)
+            .prop_map(|(scope, key, count, cap)| Call::TokenRequest { scope, key, count, cap }),
+        prop::collection::vec(any::<u8>(), 0..200).prop_map(Call::TakeTokenResponse),
+        scope_bytes().prop_map(Call::ForgetTokenRequests),
+        scope_bytes().prop_map(Call::TokensHeld),
+        (t.clone(), t.clone(), t, 0usize..256).prop_map(|(from, until, now, cap)| Call::Enrollment {
+            from,
+            until,
+            now,
+            cap
+        }),
         Just(Call::Free),
     ]
+}
+
+/// `s`, having checked that `len` is what a call into a buffer of `cap` bytes says: the
+/// bytes written when it fits, more than `cap` when it does not.
+fn sized(s: ConfianceStatus, len: usize, cap: usize) -> ConfianceStatus {
+    match s {
+        ConfianceStatus::Ok => assert!(len <= cap),
+        ConfianceStatus::BufferTooSmall => assert!(len > cap),
+        _ => {}
+    }
+    s
 }
 
 /// Runs `call` on `h`; returns its status.
@@ -234,6 +316,61 @@ fn run(h: *mut ConfianceRecorder, call: &Call) -> ConfianceStatus {
             }
             Call::Strict(s) => confiance_set_strict(h, *s),
             Call::KeyConfig(b) => confiance_set_key_config(h, b.as_ptr(), b.len()),
+            Call::RequireTokens(r) => confiance_require_tokens(h, *r),
+            Call::TokensToFetch { now, every } => {
+                let mut n = 0;
+                confiance_tokens_to_fetch(h, *now, *every, &raw mut n)
+            }
+            Call::TokenToFetch { index, cap } => {
+                let (mut buf, mut len, mut count) = (vec![0u8; *cap], 0, 0);
+                let s =
+                    confiance_token_to_fetch(h, *index, buf.as_mut_ptr(), *cap, &raw mut len, &raw mut count);
+                sized(s, len, *cap)
+            }
+            Call::KeyQuery { scope, cap } => {
+                let (mut buf, mut len) = (vec![0u8; *cap], 0);
+                let s = confiance_token_key_query(
+                    h,
+                    scope.as_ptr(),
+                    scope.len(),
+                    buf.as_mut_ptr().cast(),
+                    *cap,
+                    &raw mut len,
+                );
+                if s == ConfianceStatus::Ok {
+                    assert_eq!(buf[len - 1], 0, "NUL-terminated");
+                }
+                sized(s, len, *cap)
+            }
+            Call::TokenRequest { scope, key, count, cap } => {
+                let (mut buf, mut len) = (vec![0u8; *cap], 0);
+                let s = confiance_token_request(
+                    h,
+                    scope.as_ptr(),
+                    scope.len(),
+                    key.as_ptr(),
+                    key.len(),
+                    *count,
+                    buf.as_mut_ptr(),
+                    *cap,
+                    &raw mut len,
+                );
+                sized(s, len, *cap)
+            }
+            Call::TakeTokenResponse(b) => {
+                let mut added = 0;
+                confiance_take_token_response(h, b.as_ptr(), b.len(), &raw mut added)
+            }
+            Call::ForgetTokenRequests(b) => confiance_forget_token_requests(h, b.as_ptr(), b.len()),
+            Call::TokensHeld(b) => {
+                let mut held = 0;
+                confiance_tokens_held(h, b.as_ptr(), b.len(), &raw mut held)
+            }
+            Call::Enrollment { from, until, now, cap } => {
+                let (mut buf, mut len) = (vec![0u8; *cap], 0);
+                let s = confiance_enrollment(h, *from, *until, *now, buf.as_mut_ptr(), *cap, &raw mut len);
+                sized(s, len, *cap)
+            }
             Call::Free => confiance_recorder_free(h),
         }
     }
@@ -369,4 +506,64 @@ fn bad_arguments_get_their_status_and_change_nothing() {
     assert_eq!(unsafe { confiance_counters(h, &raw mut counters) }, ConfianceStatus::Ok);
     assert_eq!(counters, ConfianceCounters::default(), "strict mode counted nothing");
     assert_eq!(confiance_recorder_free(h), ConfianceStatus::Ok);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The enrolment calls that take no handle — the owner's delegation, a device's public
+    /// key, a recorder made from a delegation — only return statuses on arbitrary bytes and
+    /// instants, and a recorder is made only from a delegation of its own key.
+    #[test]
+    fn enrolment_calls_on_arbitrary_bytes_only_return_statuses(
+        subject in any::<[u8; 32]>(),
+        device in any::<[u8; 32]>(),
+        from in prop_oneof![Just(0u64), any::<u64>()],
+        until in prop_oneof![Just(0u64), any::<u64>()],
+        now in any::<u64>(),
+        cap in 0usize..256,
+        noise in prop::collection::vec(any::<u8>(), 0..200),
+        flip in any::<prop::sample::Index>(),
+    ) {
+        let mut public = [0u8; 32];
+        // SAFETY: live 32-byte buffers.
+        prop_assert_eq!(unsafe { confiance_public_key(device.as_ptr(), public.as_mut_ptr()) }, ConfianceStatus::Ok);
+        let (mut buf, mut len) = (vec![0u8; cap], 0);
+        // SAFETY: live buffers.
+        let s = unsafe {
+            confiance_delegate(subject.as_ptr(), public.as_ptr(), from, until, now, buf.as_mut_ptr(), cap, &raw mut len)
+        };
+        prop_assert!(
+            matches!(s, ConfianceStatus::Ok | ConfianceStatus::BufferTooSmall | ConfianceStatus::ConsentRefused),
+            "{:?}", s
+        );
+        prop_assert_eq!(sized(s, len, cap), s);
+        let (catalogue, config) = (catalogue_bytes(), key_config());
+        let make = |delegation: &[u8], key: &[u8; 32]| {
+            let controller = CString::new("calora").unwrap();
+            let mut out = std::ptr::null_mut();
+            // SAFETY: every pointer valid for its length.
+            let s = unsafe {
+                confiance_recorder_new_delegated(
+                    catalogue.as_ptr(), catalogue.len(), key.as_ptr(), [9u8; 32].as_ptr(),
+                    delegation.as_ptr(), delegation.len(), controller.as_ptr(),
+                    config.as_ptr(), config.len(), no_storage(), CONFIANCE_LIMITS_PHONE, &raw mut out,
+                )
+            };
+            if s == ConfianceStatus::Ok {
+                assert_eq!(confiance_recorder_free(out), ConfianceStatus::Ok);
+            }
+            s
+        };
+        // Arbitrary bytes, and a real delegation with one byte changed, are refused.
+        prop_assert_eq!(make(&noise, &device), ConfianceStatus::BadDelegation);
+        if s == ConfianceStatus::Ok {
+            buf.truncate(len);
+            prop_assert_eq!(make(&buf, &device), ConfianceStatus::Ok);
+            prop_assert_eq!(make(&buf, &subject), if subject == device { ConfianceStatus::Ok } else { ConfianceStatus::BadDelegation });
+            let mut changed = buf.clone();
+            changed[flip.index(buf.len())] ^= 1;
+            prop_assert_eq!(make(&changed, &device), ConfianceStatus::BadDelegation);
+        }
+    }
 }
