@@ -1422,8 +1422,49 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
 
     /// The aggregator accepted every report of `frame` (or rejected it as a replay,
     /// which means it already has it): drop it from the outbox.
+    ///
+    /// Acknowledging an envelope the outbox does not hold — acknowledged already (an
+    /// acknowledgement can arrive twice after a retried upload), or never sealed here —
+    /// does nothing and is not an error; [`Recorder::is_pending`] tells the two apart
+    /// beforehand. The C and UniFFI faces report it (`CONFIANCE_STATUS_UNKNOWN_ENVELOPE`,
+    /// `false`; docs/sdk.md).
     pub fn acknowledge(&mut self, frame: &[u8]) {
         self.acknowledge_refused(frame, &[], Timestamp::EPOCH);
+    }
+
+    /// Whether `frame` (the same bytes a [`Recorder::flush`] returned) is in the outbox,
+    /// sealed and not yet acknowledged.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope};
+    /// # use confiance::envelope::{AeadId, KeyConfig, KeyId, SecretKey};
+    /// # use confiance::hazmat::{SeedableRng as _, SeededRng};
+    /// # use confiance::ids::*;
+    /// # use confiance::pseudonym::DeviceSecret;
+    /// # use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value};
+    /// # use confiance::Timestamp;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml"))?;
+    /// # let mut rng = SeededRng::seed_from_u64(1);
+    /// # let server = SecretKey::generate(&mut rng);
+    /// # let config = KeyConfig::new(KeyId(1), AeadId::ChaCha20Poly1305, server.public_key(), Timestamp::EPOCH, Timestamp::MAX)?;
+    /// # let parts = RecorderParts { catalogue, consent: ConsentState::new(DeviceKey::generate(&mut rng)), pseudonyms: DeviceSecret::generate(&mut rng), controller: RecipientId::new("calora")?, key_configs: vec![config], rng };
+    /// # let mut recorder = Recorder::new(parts, MemoryStorage::default());
+    /// # let now = Timestamp::from_secs(1_800_000_000);
+    /// # let (mode, improvement) = (MetricId::new("thermostat.mode")?, PurposeId::new("product-improvement")?);
+    /// # recorder.give_consent(ConsentRequest::new(RecipientId::new("calora")?, improvement.clone(), Scope::metrics([mode.clone()]), "P90D".parse()?), now)?;
+    /// recorder.record(&mode, &improvement, Value::Category(2), now)?;
+    /// let frame = recorder.flush(now).remove(0);
+    /// assert!(recorder.is_pending(&frame));
+    /// recorder.acknowledge(&frame);
+    /// assert!(!recorder.is_pending(&frame));
+    /// recorder.acknowledge(&frame); // twice, after a retried upload: nothing to do
+    /// assert_eq!(recorder.pending_envelopes(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn is_pending(&self, frame: &[u8]) -> bool {
+        self.outbox.iter().any(|f| f.as_slice() == frame)
     }
 
     /// The aggregator answered `frame` per report (docs/wire-format.md §6): the reports

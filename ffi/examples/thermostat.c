@@ -15,7 +15,9 @@
  *
  * With `tokens` (a server started with --token-secret, which requires report tokens),
  * it runs with_tokens() instead: a new device enrols, sees its reading wait for a token,
- * fetches its tokens (GET /v1/token-keys, POST /v1/tokens) and sends the reading with one.
+ * fetches its tokens (GET /v1/token-keys, POST /v1/tokens) and sends the reading with one;
+ * then, lost, it is revoked by its subject key (POST /v1/revocations) and its next token
+ * request is refused.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -170,7 +172,10 @@ static int post(const char *server, const char *path, const uint8_t *bytes, size
 
 /* With report tokens (a server started with --token-secret): a new device enrols,
  * consents, records a reading now, sees it wait for a token, fetches the tokens its
- * plan asks for, and sends the reading with one. Returns 0 if every check passed. */
+ * plan asks for, and sends the reading with one (acknowledged twice, as after a retried
+ * upload: the second time is a notice). Then it is lost: its subject key (its own key:
+ * it is its own subject) revokes it, and its next token request is refused for good.
+ * Returns 0 if every check passed. */
 static int with_tokens(const uint8_t *catalogue, size_t catalogue_len, const uint8_t *key_config,
                        size_t key_config_len, const char *state, const char *server) {
     uint8_t device_key[32], pseudonym_secret[32];
@@ -213,6 +218,7 @@ static int with_tokens(const uint8_t *catalogue, size_t catalogue_len, const uin
     uint32_t asked = 0, added = 0;
     uint8_t scope[256], first_scope[256];
     size_t scope_len = 0, first_scope_len = 0;
+    char first_key[65] = "";
     uint8_t *buf = NULL;
     size_t cap = 0, len = 0;
     CHECK(confiance_tokens_to_fetch(thermostat, now, 6 * 3600, &scopes));
@@ -236,6 +242,7 @@ static int with_tokens(const uint8_t *catalogue, size_t catalogue_len, const uin
             continue;
         }
         key += 14;
+        if (i == 0) memcpy(first_key, key, 64); /* for a request after the revocation */
         GROWING(buf, cap, len,
                 confiance_token_request(thermostat, scope, scope_len, (const uint8_t *)key, 64, n, buf, cap, &len));
         free(directory);
@@ -264,6 +271,7 @@ static int with_tokens(const uint8_t *catalogue, size_t catalogue_len, const uin
 
     /* The reading goes out with a token, and the server keeps it. */
     int accepted = 0;
+    ConfianceStatus again = CONFIANCE_STATUS_OK;
     CHECK(confiance_flush(thermostat, now + 1, &count));
     for (size_t i = 0; i < count; i++) {
         GROWING(buf, cap, len, confiance_envelope(thermostat, i, buf, cap, &len));
@@ -273,23 +281,50 @@ static int with_tokens(const uint8_t *catalogue, size_t catalogue_len, const uin
             strstr((const char *)answer, "\"refused\":[]")) {
             accepted++;
             CHECK(confiance_acknowledge(thermostat, buf, len));
+            /* The upload was retried and answered twice: nothing to do, not a failure. */
+            again = confiance_acknowledge(thermostat, buf, len);
         }
         free(answer);
     }
-    free(buf);
     if (first_scope_len) CHECK(confiance_tokens_held(thermostat, first_scope, first_scope_len, &held_after));
+
+    /* Lost: the subject key revokes the device (here the device's own key, as it is its
+     * own subject; an owner's app holds the key that delegated it). Its subject id is
+     * what an auditor's GET /v1/subjects/{subject}/access takes. */
+    char subject[CONFIANCE_SUBJECT_ID_LEN], subject_of_key[CONFIANCE_SUBJECT_ID_LEN];
+    CHECK(confiance_subject_id(thermostat, subject));
+    CHECK(confiance_subject_id_of_key(device_key, subject_of_key));
+    int same_subject = strlen(subject) == 64 && strcmp(subject, subject_of_key) == 0;
+    uint8_t public_key[32];
+    CHECK(confiance_public_key(device_key, public_key));
+    CHECK(confiance_revoke(device_key, public_key, 0, now + 2, signed_bytes, sizeof signed_bytes, &signed_len));
+    int revoked = post(server, "/v1/revocations", signed_bytes, signed_len) == 201;
+    int refused_after = 0;
+    if (first_scope_len) {
+        GROWING(buf, cap, len,
+                confiance_token_request(thermostat, first_scope, first_scope_len, (const uint8_t *)first_key, 64, 1,
+                                        buf, cap, &len));
+        uint8_t *answer = NULL;
+        size_t answer_len = 0;
+        refused_after = http(server, "/v1/tokens", buf, len, &answer, &answer_len) == 403 && answer &&
+                        strstr((const char *)answer, "\"delegation_revoked\"") != NULL;
+        free(answer);
+    }
+    free(buf);
     CHECK(confiance_counters(thermostat, &c));
     CHECK(confiance_recorder_free(thermostat));
     free(fs.bytes);
 
     printf("{\"enrolled\": %d, \"consented\": %d, \"waited\": %d, \"scopes\": %zu, \"tokens_asked\": %u, "
            "\"tokens_added\": %u, \"garbage_status\": %d, \"held_before\": %u, \"held_after\": %u, "
-           "\"envelopes_accepted\": %d, \"waiting_for_token\": %u, \"token_failed\": %u}\n",
-           enrolled, consented, waited, scopes, asked, added, garbage, held_before, held_after, accepted,
-           c.waiting_for_token, c.token_failed);
+           "\"envelopes_accepted\": %d, \"acknowledged_again_status\": %d, \"waiting_for_token\": %u, "
+           "\"token_failed\": %u, \"subject\": \"%s\", \"revoked\": %d, \"refused_after_revocation\": %d}\n",
+           enrolled, consented, waited, scopes, asked, added, garbage, held_before, held_after, accepted, again,
+           c.waiting_for_token, c.token_failed, subject, revoked, refused_after);
     int ok = enrolled && consented && waited && scopes >= 1 && asked >= 1 && added == asked &&
              garbage == CONFIANCE_STATUS_BAD_TOKEN_RESPONSE && held_before >= 1 && held_after == held_before - 1 &&
-             accepted == 1 && c.token_failed == 0;
+             accepted == 1 && again == CONFIANCE_STATUS_UNKNOWN_ENVELOPE && c.token_failed == 0 && same_subject &&
+             revoked && refused_after;
     return ok ? 0 : 1;
 }
 

@@ -25,6 +25,12 @@
 #define CONFIANCE_VALUE_INT 2
 
 /**
+ * The size of a subject id as [`confiance_subject_id`] writes it: 64 lowercase hex
+ * digits and a NUL.
+ */
+#define CONFIANCE_SUBJECT_ID_LEN 65
+
+/**
  * The [`Limits`] preset for a microcontroller (`Limits::microcontroller`).
  */
 #define CONFIANCE_LIMITS_MICROCONTROLLER 0
@@ -36,7 +42,8 @@
 
 /**
  * What a call did. `CONFIANCE_STATUS_OK` is 0; every other value is an error, and the
- * call changed nothing (except where a function says otherwise).
+ * call changed nothing (except where a function says otherwise) — but
+ * `CONFIANCE_STATUS_UNKNOWN_ENVELOPE`, a notice that there was nothing to do.
  */
 typedef enum ConfianceStatus {
   /**
@@ -104,6 +111,13 @@ typedef enum ConfianceStatus {
    * delegates another device key.
    */
   CONFIANCE_STATUS_BAD_DELEGATION = 14,
+  /**
+   * Not a failure: the envelope acknowledged ([`confiance_acknowledge`]) is not in the
+   * outbox — acknowledged already (an acknowledgement can arrive twice after a retried
+   * upload), or never sealed here. Nothing was to be done, and nothing changed; the
+   * host goes on.
+   */
+  CONFIANCE_STATUS_UNKNOWN_ENVELOPE = 15,
   /**
    * Strict mode: no such metric in the catalogue.
    */
@@ -498,6 +512,10 @@ enum ConfianceStatus confiance_envelope(struct ConfianceRecorder *handle,
 /**
  * The aggregator accepted the envelope `frame` (`len` bytes): it leaves the outbox.
  *
+ * `UnknownEnvelope` when the outbox does not hold it — acknowledged already (after a
+ * retried upload an acknowledgement can come twice) or never sealed here: not a
+ * failure, nothing to do, nothing changed (`Recorder::is_pending`).
+ *
  * # Safety
  * `frame` valid for `len` bytes.
  */
@@ -721,6 +739,55 @@ enum ConfianceStatus confiance_delegate(const uint8_t *subject_key,
  * `device_key` readable for 32 bytes; `public_key` writable for 32 bytes.
  */
 enum ConfianceStatus confiance_public_key(const uint8_t *device_key, uint8_t *public_key);
+
+/**
+ * For the owner's side, when a device is lost, stolen or sold (docs/privacy.md, "Lost
+ * device"): copies to `buf` the revocation of the device whose public key is
+ * `device_public_key` (32 bytes, [`confiance_public_key`] of its device key) by the
+ * subject whose key's seed is `subject_key` (32 bytes, the key that delegated it with
+ * [`confiance_delegate`]), from `at` (UTC seconds; 0: from `now`) on, signed at `now`.
+ * Post it to `POST /v1/revocations` (201 `{"device", "revoked": true}`): from `at` on,
+ * and for anything that reaches the ledger after the revocation, the device's receipts
+ * and token requests are refused (`delegation_revoked`). What it gave before stays; a
+ * revoked key is never delegated again. The same arguments give the same bytes, so a
+ * call with a larger buffer after `BufferTooSmall` gives the same.
+ *
+ * # Safety
+ * `subject_key` and `device_public_key` readable for 32 bytes; `buf` writable for `cap`
+ * bytes; `len` writable.
+ */
+enum ConfianceStatus confiance_revoke(const uint8_t *subject_key,
+                                      const uint8_t *device_public_key,
+                                      uint64_t at,
+                                      uint64_t now,
+                                      uint8_t *buf,
+                                      size_t cap,
+                                      size_t *len);
+
+/**
+ * Writes to `subject_id` ([`CONFIANCE_SUBJECT_ID_LEN`] bytes) the id of the subject the
+ * recorder speaks for, as 64 lowercase hex digits and a NUL: the `{subject}` of an
+ * auditor's `GET /v1/subjects/{subject}/access` (whose `devices` list this device once
+ * it is enrolled) and the subject its receipts name. For a recorder that is its own
+ * subject, the hash of its own public key; for a delegated one, its owner's (the same
+ * as [`confiance_subject_id_of_key`] of the owner's key).
+ *
+ * # Safety
+ * `subject_id` writable for [`CONFIANCE_SUBJECT_ID_LEN`] bytes.
+ */
+enum ConfianceStatus confiance_subject_id(struct ConfianceRecorder *handle, char *subject_id);
+
+/**
+ * For the owner's side: writes to `subject_id` ([`CONFIANCE_SUBJECT_ID_LEN`] bytes) the
+ * id of the subject whose key's seed is `subject_key` (32 bytes), as 64 lowercase hex
+ * digits and a NUL: what the devices it delegated report for, and what
+ * `GET /v1/subjects/{subject}/access` takes.
+ *
+ * # Safety
+ * `subject_key` readable for 32 bytes; `subject_id` writable for
+ * [`CONFIANCE_SUBJECT_ID_LEN`] bytes.
+ */
+enum ConfianceStatus confiance_subject_id_of_key(const uint8_t *subject_key, char *subject_id);
 
 #ifdef __cplusplus
 }  // extern "C"

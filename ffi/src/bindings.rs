@@ -10,11 +10,14 @@
 //! - [`ConsentRequest`], a record whose instants are the language's own timestamp type
 //!   (Python `datetime`, Kotlin `java.time.Instant`, Swift `Date`), so they cannot be
 //!   swapped with a count or a duration;
-//! - [`ConfianceError`], one exception per C status (`ConfianceError.HoldTooLong`, …);
+//! - [`ConfianceError`], one exception per C failure status (`ConfianceError.HoldTooLong`, …);
 //! - report tokens: [`Recorder::tokens_to_fetch`] lists [`TokenFetch`]es (a scope's
 //!   canonical bytes and its `GET /v1/token-keys` query), [`Recorder::token_request`] and
 //!   [`Recorder::take_token_response`] make and take `POST /v1/tokens`, and
-//!   [`Recorder::enrollment`] is the device's delegation for `POST /v1/delegations`.
+//!   [`Recorder::enrollment`] is the device's delegation for `POST /v1/delegations`;
+//! - the owner's app: [`delegate_device`] and, for a lost device, [`revoke_device`]
+//!   (`POST /v1/revocations`); [`subject_id_of_key`] and [`Recorder::subject_id`], the
+//!   subject of `GET /v1/subjects/{subject}/access`.
 //!
 //! Nothing unwinds into the host: bad input is a [`ConfianceError`] and changes nothing,
 //! and UniFFI's scaffolding turns a panic (a bug) into the language's internal error.
@@ -36,8 +39,9 @@ use confiance::rng::OsRng;
 use crate::enrolment;
 use crate::tokens::{self, TokenInputError};
 
-/// Why a call failed: one variant per C status (`CONFIANCE_STATUS_…`), plus the two
-/// failures only this face has. The call changed nothing (except where a method says
+/// Why a call failed: one variant per C failure status (`CONFIANCE_STATUS_…`), plus the
+/// one failure only this face has. (`CONFIANCE_STATUS_UNKNOWN_ENVELOPE` is no failure:
+/// here [`Recorder::acknowledge`] returns `false`.) The call changed nothing (except where a method says
 /// otherwise). In the foreign languages each variant is an exception class
 /// (`ConfianceError.HoldTooLong`), whose message says what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Error)]
@@ -153,12 +157,6 @@ pub enum ConfianceError {
         /// What was wrong, in words.
         detail: String,
     },
-    /// The envelope acknowledged is not in the outbox (never sealed here, or already
-    /// acknowledged). No C twin: the C call ignores it.
-    UnknownEnvelope {
-        /// What was wrong, in words.
-        detail: String,
-    },
     /// Raised by a [`HostStorage`] callback (or an exception the callback did not
     /// declare). The recorder counts it (`storage_failed`) and goes on.
     StorageFailed {
@@ -189,7 +187,6 @@ impl core::fmt::Display for ConfianceError {
         | Self::BudgetExhausted { detail: m }
         | Self::BudgetUnsaved { detail: m }
         | Self::NotRecorded { detail: m }
-        | Self::UnknownEnvelope { detail: m }
         | Self::StorageFailed { detail: m }) = self;
         f.write_str(m)
     }
@@ -639,20 +636,18 @@ impl Recorder {
         Ok(self.lock().flush(now))
     }
 
-    /// The aggregator accepted `envelope`: it leaves the outbox.
-    ///
-    /// # Errors
-    /// `UnknownEnvelope` when it is not in the outbox.
-    pub fn acknowledge(&self, envelope: Vec<u8>) -> Result<(), ConfianceError> {
+    /// The aggregator accepted `envelope`: it leaves the outbox. Returns `true` when it
+    /// did, `false` when the outbox did not hold it — acknowledged already (an
+    /// acknowledgement can arrive twice after a retried upload) or never sealed here:
+    /// not a failure, nothing to do, nothing changed (the C call's
+    /// `CONFIANCE_STATUS_UNKNOWN_ENVELOPE`).
+    pub fn acknowledge(&self, envelope: Vec<u8>) -> bool {
         let mut r = self.lock();
-        let before = r.pending_envelopes();
-        r.acknowledge(&envelope);
-        if r.pending_envelopes() == before {
-            return Err(ConfianceError::UnknownEnvelope {
-                detail: format!("no envelope of {} bytes with that id in the outbox", envelope.len()),
-            });
+        if !r.is_pending(&envelope) {
+            return false;
         }
-        Ok(())
+        r.acknowledge(&envelope);
+        true
     }
 
     /// How many sealed envelopes wait for an acknowledgement.
@@ -848,6 +843,15 @@ impl Recorder {
         enrolment::self_delegation(&self.device, from, until, now).map_err(|e| ConfianceError::from(&e))
     }
 
+    /// The id of the subject this device speaks for, as 64 lowercase hex digits: the
+    /// `{subject}` of an auditor's `GET /v1/subjects/{subject}/access` (whose `devices`
+    /// list this device once it is enrolled) and the subject its receipts name. For a
+    /// recorder that is its own subject, the hash of its own public key; for a delegated
+    /// one, its owner's ([`subject_id_of_key`] of the owner's key).
+    pub fn subject_id(&self) -> String {
+        self.lock().subject().to_string()
+    }
+
     /// Saves the state now (the recorder also saves after each change).
     pub fn persist(&self) {
         self.lock().persist();
@@ -966,4 +970,52 @@ pub fn delegate_device(
 #[uniffi::export]
 pub fn device_public_key(device_key: Vec<u8>) -> Result<Vec<u8>, ConfianceError> {
     Ok(enrolment::public_key(&secret("device key", &device_key)?).0.to_vec())
+}
+
+/// For the owner's side, when a device is lost, stolen or sold (docs/privacy.md, "Lost
+/// device"): the revocation of the device whose public key is `device_public_key`
+/// ([`device_public_key`] of its device key) by the subject whose key is `subject_key`
+/// (the key that delegated it with [`delegate_device`]), from `at` on, signed at `now`.
+/// Post it to `POST /v1/revocations` (201 `{"device", "revoked": true}`): from `at` on,
+/// and for anything that reaches the ledger after the revocation, the device's receipts
+/// and token requests are refused (`delegation_revoked`). What it gave before stays; a
+/// revoked key is never delegated again. The same arguments give the same bytes.
+///
+/// ```
+/// # use std::time::{Duration, SystemTime};
+/// use confiance_ffi::bindings::*;
+/// let (owner, thermostat) = (random_secret(), random_secret());
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+/// let public = device_public_key(thermostat)?;
+/// let delegation = delegate_device(owner.clone(), public.clone(), now, None, now)?; // POST /v1/delegations
+/// // … the thermostat is stolen a month later; the owner's app revokes it from then:
+/// let stolen = now + Duration::from_secs(30 * 86_400);
+/// let revocation = revoke_device(owner, public, stolen, stolen)?; // POST /v1/revocations
+/// # assert!(!delegation.is_empty() && !revocation.is_empty());
+/// # Ok::<(), ConfianceError>(())
+/// ```
+///
+/// # Errors
+/// `BadArgument` (a key not 32 bytes, an instant before 1970).
+#[uniffi::export]
+pub fn revoke_device(
+    subject_key: Vec<u8>,
+    device_public_key: Vec<u8>,
+    at: SystemTime,
+    now: SystemTime,
+) -> Result<Vec<u8>, ConfianceError> {
+    let subject = secret("subject key", &subject_key)?;
+    let device = secret("device public key", &device_public_key)?;
+    Ok(enrolment::revoke(&subject, DevicePublicKey(device), secs(at)?, secs(now)?))
+}
+
+/// For the owner's side: the id of the subject whose key is `subject_key` (32 bytes), as
+/// 64 lowercase hex digits — what the devices it delegated report for
+/// ([`Recorder::subject_id`]), and what `GET /v1/subjects/{subject}/access` takes.
+///
+/// # Errors
+/// `BadArgument` when the key is not 32 bytes.
+#[uniffi::export]
+pub fn subject_id_of_key(subject_key: Vec<u8>) -> Result<String, ConfianceError> {
+    Ok(enrolment::subject_id_of_key(&secret("subject key", &subject_key)?))
 }

@@ -56,3 +56,18 @@ pub(crate) fn delegate(
 pub(crate) fn public_key(device: &[u8; 32]) -> DevicePublicKey {
     DeviceKey::from_bytes(device).public_key()
 }
+
+/// The revocation of `device` by the subject whose key's seed is `subject`, from `at` on,
+/// signed at `now`: what the owner's app posts to `POST /v1/revocations` when the device
+/// is lost, stolen or sold (docs/privacy.md, "Lost device"). From `at` on, and for
+/// anything that reaches the ledger after it, the device's receipts, withdrawals and
+/// token requests are refused (`delegation_revoked`).
+pub(crate) fn revoke(subject: &[u8; 32], device: DevicePublicKey, at: Timestamp, now: Timestamp) -> Vec<u8> {
+    SubjectKey::from_bytes(subject).revoke(device, at, now).to_bytes()
+}
+
+/// The subject id named by the subject key whose seed is `subject`, as the HTTP API
+/// takes it (64 lowercase hex digits: `GET /v1/subjects/{subject}/access`).
+pub(crate) fn subject_id_of_key(subject: &[u8; 32]) -> String {
+    SubjectKey::from_bytes(subject).subject_id().to_string()
+}

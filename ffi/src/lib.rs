@@ -22,7 +22,10 @@
 //! - **Report tokens and enrolment** cross as bytes: a token scope as its canonical bytes
 //!   ([`confiance_token_to_fetch`]), passed back as given; requests and responses as the
 //!   bodies of `POST /v1/tokens`; the device's enrolment ([`confiance_enrollment`]) as the
-//!   body of `POST /v1/delegations` (docs/sdk.md, "Life of a device").
+//!   body of `POST /v1/delegations`; the owner's revocation of a lost device
+//!   ([`confiance_revoke`]) as the body of `POST /v1/revocations`; a subject id
+//!   ([`confiance_subject_id`]) as the hex of `GET /v1/subjects/{subject}/access`
+//!   (docs/sdk.md, "Life of a device").
 //!
 //! The same library also carries the Kotlin, Swift and Python bindings, made with
 //! UniFFI: see [`bindings`].
@@ -55,7 +58,8 @@ mod tokens;
 uniffi::setup_scaffolding!("confiance");
 
 /// What a call did. `CONFIANCE_STATUS_OK` is 0; every other value is an error, and the
-/// call changed nothing (except where a function says otherwise).
+/// call changed nothing (except where a function says otherwise) — but
+/// `CONFIANCE_STATUS_UNKNOWN_ENVELOPE`, a notice that there was nothing to do.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfianceStatus {
@@ -94,6 +98,11 @@ pub enum ConfianceStatus {
     /// The bytes are not a signed device delegation (bad encoding or signature), or it
     /// delegates another device key.
     BadDelegation = 14,
+    /// Not a failure: the envelope acknowledged ([`confiance_acknowledge`]) is not in the
+    /// outbox — acknowledged already (an acknowledgement can arrive twice after a retried
+    /// upload), or never sealed here. Nothing was to be done, and nothing changed; the
+    /// host goes on.
+    UnknownEnvelope = 15,
     /// Strict mode: no such metric in the catalogue.
     UnknownMetric = 20,
     /// Strict mode: the metric is on the other track (statistic vs service record).
@@ -124,6 +133,10 @@ pub const CONFIANCE_VALUE_BOOL: u32 = 0;
 pub const CONFIANCE_VALUE_CATEGORY: u32 = 1;
 /// An integer (numeric metrics and counts).
 pub const CONFIANCE_VALUE_INT: u32 = 2;
+
+/// The size of a subject id as [`confiance_subject_id`] writes it: 64 lowercase hex
+/// digits and a NUL.
+pub const CONFIANCE_SUBJECT_ID_LEN: usize = 65;
 
 /// The [`Limits`] preset for a microcontroller (`Limits::microcontroller`).
 pub const CONFIANCE_LIMITS_MICROCONTROLLER: u32 = 0;
@@ -716,8 +729,7 @@ pub unsafe extern "C" fn confiance_withdraw_consent(
             return Err(ConfianceStatus::NullArgument);
         }
         // SAFETY: readable for 32 bytes by contract.
-        let id: [u8; 32] =
-            unsafe { bytes(receipt_id, 32) }?.try_into().map_err(|_| ConfianceStatus::BadArgument)?;
+        let id = unsafe { key32(receipt_id) }?;
         let w = i
             .recorder
             .withdraw_consent(&ReceiptId(id), Timestamp::from_secs(at))
@@ -816,6 +828,10 @@ pub unsafe extern "C" fn confiance_envelope(
 
 /// The aggregator accepted the envelope `frame` (`len` bytes): it leaves the outbox.
 ///
+/// `UnknownEnvelope` when the outbox does not hold it — acknowledged already (after a
+/// retried upload an acknowledgement can come twice) or never sealed here: not a
+/// failure, nothing to do, nothing changed (`Recorder::is_pending`).
+///
 /// # Safety
 /// `frame` valid for `len` bytes.
 #[unsafe(no_mangle)]
@@ -827,6 +843,9 @@ pub unsafe extern "C" fn confiance_acknowledge(
     with(handle, |i| {
         // SAFETY: valid for `len` bytes by contract.
         let frame = unsafe { bytes(frame, len) }?;
+        if !i.recorder.is_pending(frame) {
+            return Err(ConfianceStatus::UnknownEnvelope);
+        }
         i.recorder.acknowledge(frame);
         Ok(())
     })
@@ -1267,20 +1286,39 @@ pub unsafe extern "C" fn confiance_delegate(
     cap: usize,
     len: *mut usize,
 ) -> ConfianceStatus {
+    let (from, until) = validity(valid_from, valid_until, now);
+    // SAFETY: forwarded contract.
+    unsafe {
+        owner_signed(subject_key, device_public_key, buf, cap, len, |subject, device| {
+            enrolment::delegate(subject, device, from, until, Timestamp::from_secs(now))
+                .map_err(|e| consent_status(&e))
+        })
+    }
+}
+
+/// What the owner's app signs with the subject key at `subject_key` about the device
+/// whose public key is at `device_public_key` (a delegation, a revocation), made by
+/// `sign` and copied to `buf`.
+///
+/// # Safety
+/// As [`confiance_delegate`].
+unsafe fn owner_signed(
+    subject_key: *const u8,
+    device_public_key: *const u8,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+    sign: impl FnOnce(&[u8; 32], DevicePublicKey) -> Result<Vec<u8>, ConfianceStatus>,
+) -> ConfianceStatus {
     guard(|| {
         if len.is_null() {
             return Err(ConfianceStatus::NullArgument);
         }
-        let to32 = |b: &[u8]| <[u8; 32]>::try_from(b).map_err(|_| ConfianceStatus::BadArgument);
         // SAFETY: readable for 32 bytes each by contract.
-        let (subject, device) =
-            unsafe { (to32(bytes(subject_key, 32)?)?, to32(bytes(device_public_key, 32)?)?) };
-        let (from, until) = validity(valid_from, valid_until, now);
-        let delegation =
-            enrolment::delegate(&subject, DevicePublicKey(device), from, until, Timestamp::from_secs(now))
-                .map_err(|e| consent_status(&e))?;
+        let (subject, device) = unsafe { (key32(subject_key)?, key32(device_public_key)?) };
+        let signed = sign(&subject, DevicePublicKey(device))?;
         // SAFETY: forwarded contract.
-        unsafe { copy_out(&delegation, buf, cap, len) }
+        unsafe { copy_out(&signed, buf, cap, len) }
     })
 }
 
@@ -1293,9 +1331,102 @@ pub unsafe extern "C" fn confiance_delegate(
 pub unsafe extern "C" fn confiance_public_key(device_key: *const u8, public_key: *mut u8) -> ConfianceStatus {
     guard(|| {
         // SAFETY: readable for 32 bytes by contract.
-        let seed: [u8; 32] =
-            unsafe { bytes(device_key, 32) }?.try_into().map_err(|_| ConfianceStatus::BadArgument)?;
+        let seed = unsafe { key32(device_key) }?;
         // SAFETY: writable for 32 bytes by contract.
         unsafe { copy_out(&enrolment::public_key(&seed).0, public_key, 32, &mut 0) }
     })
+}
+
+/// For the owner's side, when a device is lost, stolen or sold (docs/privacy.md, "Lost
+/// device"): copies to `buf` the revocation of the device whose public key is
+/// `device_public_key` (32 bytes, [`confiance_public_key`] of its device key) by the
+/// subject whose key's seed is `subject_key` (32 bytes, the key that delegated it with
+/// [`confiance_delegate`]), from `at` (UTC seconds; 0: from `now`) on, signed at `now`.
+/// Post it to `POST /v1/revocations` (201 `{"device", "revoked": true}`): from `at` on,
+/// and for anything that reaches the ledger after the revocation, the device's receipts
+/// and token requests are refused (`delegation_revoked`). What it gave before stays; a
+/// revoked key is never delegated again. The same arguments give the same bytes, so a
+/// call with a larger buffer after `BufferTooSmall` gives the same.
+///
+/// # Safety
+/// `subject_key` and `device_public_key` readable for 32 bytes; `buf` writable for `cap`
+/// bytes; `len` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_revoke(
+    subject_key: *const u8,
+    device_public_key: *const u8,
+    at: u64,
+    now: u64,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+) -> ConfianceStatus {
+    let at = Timestamp::from_secs(if at == 0 { now } else { at });
+    // SAFETY: forwarded contract.
+    unsafe {
+        owner_signed(subject_key, device_public_key, buf, cap, len, |subject, device| {
+            Ok(enrolment::revoke(subject, device, at, Timestamp::from_secs(now)))
+        })
+    }
+}
+
+/// Writes to `subject_id` ([`CONFIANCE_SUBJECT_ID_LEN`] bytes) the id of the subject the
+/// recorder speaks for, as 64 lowercase hex digits and a NUL: the `{subject}` of an
+/// auditor's `GET /v1/subjects/{subject}/access` (whose `devices` list this device once
+/// it is enrolled) and the subject its receipts name. For a recorder that is its own
+/// subject, the hash of its own public key; for a delegated one, its owner's (the same
+/// as [`confiance_subject_id_of_key`] of the owner's key).
+///
+/// # Safety
+/// `subject_id` writable for [`CONFIANCE_SUBJECT_ID_LEN`] bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_subject_id(
+    handle: *mut ConfianceRecorder,
+    subject_id: *mut c_char,
+) -> ConfianceStatus {
+    with(handle, |i| {
+        // SAFETY: forwarded contract.
+        unsafe { write_subject_id(&i.recorder.subject().to_string(), subject_id) }
+    })
+}
+
+/// For the owner's side: writes to `subject_id` ([`CONFIANCE_SUBJECT_ID_LEN`] bytes) the
+/// id of the subject whose key's seed is `subject_key` (32 bytes), as 64 lowercase hex
+/// digits and a NUL: what the devices it delegated report for, and what
+/// `GET /v1/subjects/{subject}/access` takes.
+///
+/// # Safety
+/// `subject_key` readable for 32 bytes; `subject_id` writable for
+/// [`CONFIANCE_SUBJECT_ID_LEN`] bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn confiance_subject_id_of_key(
+    subject_key: *const u8,
+    subject_id: *mut c_char,
+) -> ConfianceStatus {
+    guard(|| {
+        // SAFETY: readable for 32 bytes by contract.
+        let subject = unsafe { key32(subject_key) }?;
+        // SAFETY: forwarded contract.
+        unsafe { write_subject_id(&enrolment::subject_id_of_key(&subject), subject_id) }
+    })
+}
+
+/// The 32 bytes at `p` (a key's seed, a public key, a receipt id).
+///
+/// # Safety
+/// `p` NULL or readable for 32 bytes.
+unsafe fn key32(p: *const u8) -> Result<[u8; 32], ConfianceStatus> {
+    // SAFETY: readable for 32 bytes by contract.
+    unsafe { bytes(p, 32) }?.try_into().map_err(|_| ConfianceStatus::BadArgument)
+}
+
+/// Writes `hex` (64 digits) and a NUL to `out`.
+///
+/// # Safety
+/// `out` NULL or writable for [`CONFIANCE_SUBJECT_ID_LEN`] bytes.
+unsafe fn write_subject_id(hex: &str, out: *mut c_char) -> Result<(), ConfianceStatus> {
+    let mut text = hex.as_bytes().to_vec();
+    text.push(0);
+    // SAFETY: forwarded contract (`text` is CONFIANCE_SUBJECT_ID_LEN bytes).
+    unsafe { copy_out(&text, out.cast::<u8>(), CONFIANCE_SUBJECT_ID_LEN, &mut 0) }
 }

@@ -11,6 +11,7 @@ use confiance::catalogue::Catalogue;
 use confiance::envelope::{AeadId, KeyConfig, KeyId, SecretKey};
 use confiance_ffi::bindings::{
     ConfianceError, ConsentRequest, HostStorage, LimitsPreset, Recorder, Value, random_secret, receipt_id,
+    revoke_device, subject_id_of_key,
 };
 use proptest::prelude::*;
 
@@ -105,11 +106,12 @@ fn strict_errors_are_typed_and_change_nothing() {
     rec("thermostat.mode", "product-improvement", Value::Category { index: 1 }).unwrap();
     let frames = r.flush(at(START + 60)).unwrap();
     assert_eq!(frames.len(), 1);
-    assert!(matches!(
-        r.acknowledge(b"no such envelope".to_vec()),
-        Err(ConfianceError::UnknownEnvelope { .. })
-    ));
-    r.acknowledge(frames[0].clone()).unwrap();
+    // An envelope the outbox does not hold is no failure: `false`, and nothing changes.
+    assert!(!r.acknowledge(b"no such envelope".to_vec()));
+    assert_eq!(r.pending_envelopes(), 1);
+    assert!(r.acknowledge(frames[0].clone()));
+    assert!(!r.acknowledge(frames[0].clone()), "acknowledged twice, after a retried upload");
+    assert_eq!(r.pending_envelopes(), 0);
     let id = receipt_id(receipt).unwrap();
     r.withdraw_consent(id.clone(), at(START + 120)).unwrap();
     assert!(matches!(r.withdraw_consent(id, at(START + 180)), Err(ConfianceError::UnknownReceipt { .. })));
@@ -167,6 +169,16 @@ enum Call {
     Forget(Result<usize, Vec<u8>>),
     Held(Result<usize, Vec<u8>>),
     Enrollment(u64, Option<u64>, u64),
+    SubjectId,
+    /// The owner's calls, which take no recorder: a revocation (subject key, device
+    /// public key, at, now) and a subject id of a key.
+    Revoke(Vec<u8>, Vec<u8>, u64, u64),
+    SubjectIdOfKey(Vec<u8>),
+}
+
+/// A key: 32 arbitrary bytes, or a wrong length.
+fn key_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![proptest::collection::vec(any::<u8>(), 32), proptest::collection::vec(any::<u8>(), 0..40)]
 }
 
 /// A planned scope (by its index in the last plan) or arbitrary bytes.
@@ -234,6 +246,9 @@ fn call() -> impl Strategy<Value = Call> {
         scope().prop_map(Call::Held),
         (instant(), proptest::option::of(instant()), instant())
             .prop_map(|(f, u, t)| Call::Enrollment(f, u, t)),
+        Just(Call::SubjectId),
+        (key_bytes(), key_bytes(), instant(), instant()).prop_map(|(s, d, a, t)| Call::Revoke(s, d, a, t)),
+        key_bytes().prop_map(Call::SubjectIdOfKey),
     ]
 }
 
@@ -273,10 +288,13 @@ proptest! {
                     }
                 }
                 Call::Flush(t) => frames = r.flush(at(t)).unwrap(),
-                Call::Acknowledge(b) => drop(r.acknowledge(b)),
+                // Fewer bytes than any envelope: never in the outbox.
+                Call::Acknowledge(b) => assert!(!r.acknowledge(b)),
                 Call::AcknowledgeFirst => {
                     if let Some(f) = frames.first() {
-                        drop(r.acknowledge(f.clone()));
+                        let pending = r.pending_envelopes();
+                        let removed = r.acknowledge(f.clone());
+                        assert_eq!(r.pending_envelopes() + u64::from(removed), pending);
                     }
                 }
                 Call::KeyConfig(b) => drop(r.set_key_config(b)),
@@ -296,6 +314,15 @@ proptest! {
                 Call::Forget(s) => drop(r.forget_token_requests(scope_of(&plan, s))),
                 Call::Held(s) => drop(r.tokens_held(scope_of(&plan, s))),
                 Call::Enrollment(f, u, t) => drop(r.enrollment(at(f), u.map(at), at(t))),
+                Call::SubjectId => assert_eq!(r.subject_id().len(), 64),
+                Call::Revoke(s, d, a, t) => {
+                    let ok = s.len() == 32 && d.len() == 32;
+                    assert_eq!(revoke_device(s, d, at(a), at(t)).is_ok(), ok);
+                }
+                Call::SubjectIdOfKey(s) => {
+                    let ok = s.len() == 32;
+                    assert_eq!(subject_id_of_key(s).map(|id| id.len()).ok(), ok.then_some(64));
+                }
             }));
             prop_assert!(outcome.is_ok());
         }

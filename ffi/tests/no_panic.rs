@@ -9,6 +9,7 @@ use std::ffi::{CString, c_char};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
+use confiance::consent::{SignedRevocation, SubjectKey};
 use confiance::envelope::{AeadId, KeyConfig, KeyId, SecretKey};
 use confiance::ids::{PurposeId, RecipientId};
 use confiance::token::{TokenPeriod, TokenScope, voprf};
@@ -128,6 +129,7 @@ enum Call {
         now: u64,
         cap: usize,
     },
+    SubjectId,
     Free,
 }
 
@@ -225,6 +227,7 @@ fn call() -> impl Strategy<Value = Call> {
             now,
             cap
         }),
+        Just(Call::SubjectId),
         Just(Call::Free),
     ]
 }
@@ -305,7 +308,12 @@ fn run(h: *mut ConfianceRecorder, call: &Call) -> ConfianceStatus {
                 }
                 s
             }
-            Call::Acknowledge { bytes } => confiance_acknowledge(h, bytes.as_ptr(), bytes.len()),
+            Call::Acknowledge { bytes } => {
+                // Fewer bytes than any envelope: never in the outbox, a notice.
+                let s = confiance_acknowledge(h, bytes.as_ptr(), bytes.len());
+                assert!(matches!(s, ConfianceStatus::UnknownEnvelope | ConfianceStatus::BadHandle), "{s:?}");
+                s
+            }
             Call::Counters => {
                 let mut out = ConfianceCounters::default();
                 confiance_counters(h, &raw mut out)
@@ -370,6 +378,15 @@ fn run(h: *mut ConfianceRecorder, call: &Call) -> ConfianceStatus {
                 let (mut buf, mut len) = (vec![0u8; *cap], 0);
                 let s = confiance_enrollment(h, *from, *until, *now, buf.as_mut_ptr(), *cap, &raw mut len);
                 sized(s, len, *cap)
+            }
+            Call::SubjectId => {
+                let mut id = [0xffu8; CONFIANCE_SUBJECT_ID_LEN];
+                let s = confiance_subject_id(h, id.as_mut_ptr().cast());
+                if s == ConfianceStatus::Ok {
+                    let hex = std::ffi::CStr::from_bytes_with_nul(&id).unwrap().to_str().unwrap();
+                    assert!(hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "{hex}");
+                }
+                s
             }
             Call::Free => confiance_recorder_free(h),
         }
@@ -511,9 +528,10 @@ fn bad_arguments_get_their_status_and_change_nothing() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// The enrolment calls that take no handle — the owner's delegation, a device's public
-    /// key, a recorder made from a delegation — only return statuses on arbitrary bytes and
-    /// instants, and a recorder is made only from a delegation of its own key.
+    /// The enrolment calls that take no handle — the owner's delegation and revocation, a
+    /// device's public key, a subject id of a key, a recorder made from a delegation —
+    /// only return statuses on arbitrary bytes and instants; a recorder is made only from
+    /// a delegation of its own key, and a revocation revokes the key it was given.
     #[test]
     fn enrolment_calls_on_arbitrary_bytes_only_return_statuses(
         subject in any::<[u8; 32]>(),
@@ -538,6 +556,28 @@ proptest! {
             "{:?}", s
         );
         prop_assert_eq!(sized(s, len, cap), s);
+        let (mut rbuf, mut rlen) = (vec![0u8; cap], 0);
+        // SAFETY: live buffers.
+        let r = unsafe {
+            confiance_revoke(subject.as_ptr(), public.as_ptr(), from, now, rbuf.as_mut_ptr(), cap, &raw mut rlen)
+        };
+        prop_assert!(matches!(r, ConfianceStatus::Ok | ConfianceStatus::BufferTooSmall), "{:?}", r);
+        prop_assert_eq!(sized(r, rlen, cap), r);
+        if r == ConfianceStatus::Ok {
+            let revocation = SignedRevocation::from_bytes(&rbuf[..rlen]).unwrap();
+            let owner = SubjectKey::from_bytes(&subject);
+            prop_assert_eq!(revocation.revocation().device.0, public);
+            prop_assert_eq!(revocation.revocation().subject(), owner.subject_id());
+            prop_assert_eq!(revocation.revocation().at, Timestamp::from_secs(if from == 0 { now } else { from }));
+        }
+        let mut id = [0u8; CONFIANCE_SUBJECT_ID_LEN];
+        // SAFETY: live buffers of 32 and CONFIANCE_SUBJECT_ID_LEN bytes.
+        let s_id = unsafe { confiance_subject_id_of_key(subject.as_ptr(), id.as_mut_ptr().cast()) };
+        prop_assert_eq!(s_id, ConfianceStatus::Ok);
+        prop_assert_eq!(
+            std::ffi::CStr::from_bytes_with_nul(&id).unwrap().to_str().unwrap(),
+            SubjectKey::from_bytes(&subject).subject_id().to_string()
+        );
         let (catalogue, config) = (catalogue_bytes(), key_config());
         let make = |delegation: &[u8], key: &[u8; 32]| {
             let controller = CString::new("calora").unwrap();

@@ -3,7 +3,10 @@
 //! runs the C example and the Python tests against `confiance serve --token-secret`): the
 //! device enrols, reports wait for a token (counted), the planned scope is fetched,
 //! requested, answered and unblinded, the envelope spends a token and is accepted, and
-//! every kind of bad input gets its status and changes nothing.
+//! every kind of bad input gets its status and changes nothing. Then the owner's side:
+//! a lost device revoked from the owner's app, refused by the aggregator from then; the
+//! subject id each side reads, the one subject access lists the device under; and an
+//! envelope acknowledged twice.
 
 #![allow(unsafe_code, reason = "the test calls the C ABI as C does: raw pointers, each valid for its call")]
 
@@ -12,12 +15,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{SignedReceipt, SubjectKey};
+use confiance::consent::{SignedReceipt, SignedRevocation, SubjectKey};
 use confiance::envelope::AeadId;
 use confiance::hazmat::{SeedableRng as _, SeededRng};
-use confiance::ids::{PurposeId, RecipientId};
+use confiance::ids::{DevicePublicKey, PurposeId, RecipientId, SubjectId};
 use confiance::token::{TokenPeriod, TokenRequest, TokenResponse, TokenScope, voprf};
-use confiance_aggregator::issuer::IssuerSecret;
+use confiance_aggregator::issuer::{IssueError, IssuerSecret, PolicyRefusal};
 use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::ledger::{EnrollError, LedgerError};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig, ServiceError};
@@ -60,10 +63,14 @@ fn today() -> TokenScope {
 
 /// The issuer's answer to `request` (postcard bytes), as `POST /v1/tokens` gives it.
 fn issue(agg: &mut Aggregator, request: &[u8]) -> Vec<u8> {
+    issue_at(agg, request, NOW).unwrap()
+}
+
+/// The issuer's answer to `request` at `now`, or why it refused.
+fn issue_at(agg: &mut Aggregator, request: &[u8], now: u64) -> Result<Vec<u8>, IssueError> {
     let request: TokenRequest = postcard::from_bytes(request).unwrap();
-    let response =
-        agg.issue_tokens(&request, Timestamp::from_secs(NOW), &mut SeededRng::seed_from_u64(2)).unwrap();
-    postcard::to_allocvec(&response).unwrap()
+    let response = agg.issue_tokens(&request, Timestamp::from_secs(now), &mut SeededRng::seed_from_u64(2))?;
+    Ok(postcard::to_allocvec(&response).unwrap())
 }
 
 /// Bytes that decode as a response to `good`'s request but whose proof does not verify.
@@ -544,12 +551,18 @@ fn a_uniffi_device_enrols_fetches_tokens_and_spends_them() {
 
 // ---- a device delegated by its owner ---------------------------------------------------
 
-/// The owner's subject key (on the phone app) and the delegation of the device's key
-/// `[7; 32]`, made through the C ABI.
-fn c_delegation(device: [u8; 32]) -> Vec<u8> {
+/// The public key of the device key `device`, through the C ABI.
+fn c_public_key(device: [u8; 32]) -> [u8; 32] {
     let mut public = [0u8; 32];
     // SAFETY: live 32-byte buffers.
     assert_eq!(unsafe { confiance_public_key(device.as_ptr(), public.as_mut_ptr()) }, ConfianceStatus::Ok);
+    public
+}
+
+/// The owner's subject key (on the phone app) and the delegation of the device's key
+/// `[7; 32]`, made through the C ABI.
+fn c_delegation(device: [u8; 32]) -> Vec<u8> {
+    let public = c_public_key(device);
     // SAFETY: live buffers.
     out(|b, cap, len| unsafe {
         confiance_delegate([1u8; 32].as_ptr(), public.as_ptr(), 0, 0, NOW, b, cap, len)
@@ -655,4 +668,291 @@ fn a_uniffi_device_delegated_by_its_owner_reports_for_the_owner_with_tokens() {
     let frames = d.flush(at(NOW + 60)).unwrap();
     let ack = agg.ingest(&frames[0], Timestamp::from_secs(NOW + 60)).unwrap();
     assert_eq!((frames.len(), ack.reports, ack.refused.len()), (1, 1, 0));
+}
+
+// ---- the owner's side: a lost device revoked, subject ids; acknowledgements ------------
+
+/// Once its revocation is in, the aggregator refuses what the device sends: a receipt
+/// (`delegation_revoked`, also for one signed before the revocation and arriving after)
+/// and a token request (`delegation_revoked`, not to be retried).
+fn assert_revoked(agg: &mut Aggregator, receipt: &[u8], token_request: &[u8], now: u64) {
+    let refused = agg.receive_receipt(receipt, Timestamp::from_secs(now)).unwrap_err();
+    assert!(
+        matches!(&refused, ServiceError::Ledger(LedgerError::Enroll(EnrollError::DelegationRevoked))),
+        "{refused}"
+    );
+    assert_eq!(issue_at(agg, token_request, now), Err(IssueError::Refused(PolicyRefusal::DelegationRevoked)));
+}
+
+#[test]
+fn a_c_owner_revokes_a_lost_device_and_the_aggregator_refuses_it_from_then() {
+    let (mut agg, config) = aggregator();
+    let (t, lost) = (Timestamp::from_secs(NOW), NOW + 3_600);
+    let delegation = c_delegation([7; 32]);
+    let d = C::make(&config, Some(&delegation)).unwrap();
+    agg.receive_delegation(&delegation, t).unwrap();
+    agg.receive_receipt(&d.consent(), t).unwrap();
+    assert_eq!(confiance_require_tokens(d.0, 1), ConfianceStatus::Ok);
+    d.record(NOW);
+    let (scope, count) = d.to_fetch(NOW).pop().unwrap();
+    let key = agg.token_public_key(&today()).unwrap().to_bytes();
+    assert!(issue_at(&mut agg, &d.request(&scope, &key, count).unwrap(), NOW).is_ok(), "enrolled: served");
+
+    // The thermostat is lost; the owner's app revokes it from then.
+    let public = c_public_key([7; 32]);
+    let revoke = |subject: [u8; 32], at: u64| {
+        // SAFETY: live buffers.
+        out(|b, cap, len| unsafe {
+            confiance_revoke(subject.as_ptr(), public.as_ptr(), at, lost, b, cap, len)
+        })
+    };
+    let revocation = revoke([1; 32], lost).unwrap();
+    let r = SignedRevocation::from_bytes(&revocation).unwrap();
+    let owner = SubjectKey::from_bytes(&[1; 32]).subject_id();
+    assert_eq!(
+        (r.revocation().device, r.revocation().at, r.revocation().issued_at, r.revocation().subject()),
+        (DevicePublicKey(public), Timestamp::from_secs(lost), Timestamp::from_secs(lost), owner)
+    );
+    assert_eq!(revoke([1; 32], 0).unwrap(), revocation, "`at` 0 is now; the same bytes again");
+    // NULL keys or length: refused.
+    let mut len = 0;
+    // SAFETY: NULL is what is tested; the other pointers are live.
+    unsafe {
+        assert_eq!(
+            confiance_revoke(
+                std::ptr::null(),
+                public.as_ptr(),
+                0,
+                lost,
+                std::ptr::null_mut(),
+                0,
+                &raw mut len
+            ),
+            ConfianceStatus::NullArgument
+        );
+        assert_eq!(
+            confiance_revoke(
+                [1; 32].as_ptr(),
+                public.as_ptr(),
+                0,
+                lost,
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null_mut()
+            ),
+            ConfianceStatus::NullArgument
+        );
+    }
+    // Nobody but the owner revokes it: another subject key's revocation is refused.
+    let stranger = revoke([2; 32], lost).unwrap();
+    let refused = agg.receive_revocation(&stranger, Timestamp::from_secs(lost)).unwrap_err();
+    assert!(
+        matches!(&refused, ServiceError::Ledger(LedgerError::Enroll(EnrollError::NotEnrolled))),
+        "{refused}"
+    );
+    assert_eq!(
+        agg.receive_revocation(&revocation, Timestamp::from_secs(lost)).unwrap(),
+        DevicePublicKey(public)
+    );
+
+    // From then, what the device sends is refused.
+    let receipt = d.consent();
+    let request = d.request(&scope, &key, 1).unwrap();
+    assert_revoked(&mut agg, &receipt, &request, lost + 60);
+}
+
+#[test]
+fn a_uniffi_owner_revokes_a_lost_device_and_the_aggregator_refuses_it_from_then() {
+    let (mut agg, config) = aggregator();
+    let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+    let (t, lost) = (Timestamp::from_secs(NOW), NOW + 3_600);
+    let owner = vec![1; 32];
+    let public = bindings::device_public_key(vec![7; 32]).unwrap();
+    let delegation =
+        bindings::delegate_device(owner.clone(), public.clone(), at(NOW), None, at(NOW)).unwrap();
+    let d = bindings::Recorder::delegated(
+        catalogue().canonical_bytes(),
+        vec![7; 32],
+        vec![8; 32],
+        delegation.clone(),
+        "calora".into(),
+        Some(config),
+        bindings::LimitsPreset::Phone,
+        Box::new(NoStorage),
+    )
+    .unwrap();
+    agg.receive_delegation(&delegation, t).unwrap();
+    agg.receive_receipt(&uniffi_consent(&d), t).unwrap();
+    d.require_tokens(true);
+    uniffi_record(&d, NOW);
+    let f = d.tokens_to_fetch(at(NOW), 6 * 3_600).unwrap().pop().unwrap();
+    let key = agg.token_public_key(&today()).unwrap().to_bytes().to_vec();
+    let request = d.token_request(f.scope.clone(), key.clone(), f.count).unwrap();
+    assert!(issue_at(&mut agg, &request, NOW).is_ok(), "enrolled: served");
+
+    let revocation = bindings::revoke_device(owner.clone(), public.clone(), at(lost), at(lost)).unwrap();
+    let r = SignedRevocation::from_bytes(&revocation).unwrap();
+    assert_eq!(
+        (r.revocation().device.0.to_vec(), r.revocation().at, r.revocation().subject()),
+        (public.clone(), Timestamp::from_secs(lost), SubjectKey::from_bytes(&[1; 32]).subject_id())
+    );
+    // Bad input: typed.
+    assert!(matches!(
+        bindings::revoke_device(vec![1; 31], public.clone(), at(lost), at(lost)),
+        Err(ConfianceError::BadArgument { .. })
+    ));
+    assert!(matches!(
+        bindings::revoke_device(owner.clone(), vec![7; 33], at(lost), at(lost)),
+        Err(ConfianceError::BadArgument { .. })
+    ));
+    assert!(matches!(
+        bindings::revoke_device(owner, public.clone(), UNIX_EPOCH - Duration::from_secs(1), at(lost)),
+        Err(ConfianceError::BadArgument { .. })
+    ));
+    let stranger = bindings::revoke_device(vec![2; 32], public, at(lost), at(lost)).unwrap();
+    assert!(agg.receive_revocation(&stranger, Timestamp::from_secs(lost)).is_err(), "not the owner's");
+    agg.receive_revocation(&revocation, Timestamp::from_secs(lost)).unwrap();
+
+    let receipt = uniffi_consent(&d);
+    let request = d.token_request(f.scope, key, 1).unwrap();
+    assert_revoked(&mut agg, &receipt, &request, lost + 60);
+}
+
+/// The subject id the C recorder `h` reads.
+fn c_subject_id(h: *mut ConfianceRecorder) -> String {
+    let mut id = [0u8; CONFIANCE_SUBJECT_ID_LEN];
+    // SAFETY: a live buffer of CONFIANCE_SUBJECT_ID_LEN bytes.
+    assert_eq!(unsafe { confiance_subject_id(h, id.as_mut_ptr().cast()) }, ConfianceStatus::Ok);
+    CStr::from_bytes_with_nul(&id).unwrap().to_str().unwrap().to_owned()
+}
+
+/// The subject id the owner's app reads from its key, through the C ABI.
+fn c_subject_id_of_key(subject: [u8; 32]) -> String {
+    let mut id = [0u8; CONFIANCE_SUBJECT_ID_LEN];
+    // SAFETY: live buffers of 32 and CONFIANCE_SUBJECT_ID_LEN bytes.
+    let s = unsafe { confiance_subject_id_of_key(subject.as_ptr(), id.as_mut_ptr().cast()) };
+    assert_eq!(s, ConfianceStatus::Ok);
+    CStr::from_bytes_with_nul(&id).unwrap().to_str().unwrap().to_owned()
+}
+
+/// The devices subject access lists under `subject` (as an auditor's
+/// `GET /v1/subjects/{subject}/access` gives them), checking that the answer's subject
+/// prints as `hex`.
+fn listed_devices(agg: &Aggregator, subject: SubjectId, hex: &str) -> Vec<DevicePublicKey> {
+    let access = agg.ledger().subject_access(&subject, Timestamp::from_secs(NOW), None);
+    assert_eq!(access.subject.to_string(), hex);
+    access.devices.iter().map(|d| d.device).collect()
+}
+
+#[test]
+fn the_c_subject_id_is_the_one_subject_access_lists_the_device_under() {
+    let t = Timestamp::from_secs(NOW);
+    let public = DevicePublicKey(c_public_key([7; 32]));
+    // A device its own subject: the hash of its own key, which its receipts name.
+    let (mut agg, config) = aggregator();
+    let d = C::new(&config);
+    // SAFETY: live buffers.
+    let enrollment = out(|b, cap, len| unsafe { confiance_enrollment(d.0, 0, 0, NOW, b, cap, len) }).unwrap();
+    agg.receive_delegation(&enrollment, t).unwrap();
+    let id = c_subject_id(d.0);
+    let subject = SignedReceipt::from_bytes(&d.consent()).unwrap().receipt().subject;
+    assert_eq!((id.len(), subject), (64, SubjectKey::from_bytes(&[7; 32]).subject_id()));
+    assert_eq!(listed_devices(&agg, subject, &id), [public]);
+    assert_eq!(c_subject_id_of_key([7; 32]), id, "its key is the subject key");
+    drop(d);
+
+    // A delegated device: its owner's, which the owner's app reads from its key.
+    let (mut agg, config) = aggregator();
+    let delegation = c_delegation([7; 32]);
+    let d = C::make(&config, Some(&delegation)).unwrap();
+    agg.receive_delegation(&delegation, t).unwrap();
+    let id = c_subject_id(d.0);
+    let owner = SubjectKey::from_bytes(&[1; 32]).subject_id();
+    assert_eq!((c_subject_id_of_key([1; 32]), id.clone()), (owner.to_string(), owner.to_string()));
+    assert_eq!(SignedReceipt::from_bytes(&d.consent()).unwrap().receipt().subject, owner);
+    assert_eq!(listed_devices(&agg, owner, &id), [public]);
+    // NULL: refused; a freed handle too.
+    // SAFETY: NULL is what is tested.
+    unsafe {
+        assert_eq!(confiance_subject_id(d.0, std::ptr::null_mut()), ConfianceStatus::NullArgument);
+        let mut id = [0 as std::ffi::c_char; CONFIANCE_SUBJECT_ID_LEN];
+        assert_eq!(
+            confiance_subject_id_of_key(std::ptr::null(), id.as_mut_ptr()),
+            ConfianceStatus::NullArgument
+        );
+        assert_eq!(confiance_subject_id(std::ptr::null_mut(), id.as_mut_ptr()), ConfianceStatus::BadHandle);
+    }
+}
+
+#[test]
+fn the_uniffi_subject_id_is_the_one_subject_access_lists_the_device_under() {
+    let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+    let t = Timestamp::from_secs(NOW);
+    let public = DevicePublicKey(c_public_key([7; 32]));
+    let make = |config: Vec<u8>, delegation: Option<Vec<u8>>| {
+        let (catalogue, storage) = (catalogue().canonical_bytes(), Box::new(NoStorage));
+        let (key, secret, controller, limits) =
+            (vec![7; 32], vec![8; 32], "calora".into(), bindings::LimitsPreset::Phone);
+        match delegation {
+            None => {
+                bindings::Recorder::new(catalogue, key, secret, controller, Some(config), limits, storage)
+            }
+            Some(d) => bindings::Recorder::delegated(
+                catalogue,
+                key,
+                secret,
+                d,
+                controller,
+                Some(config),
+                limits,
+                storage,
+            ),
+        }
+        .unwrap()
+    };
+    let (mut agg, config) = aggregator();
+    let d = make(config, None);
+    agg.receive_delegation(&d.enrollment(at(NOW), None, at(NOW)).unwrap(), t).unwrap();
+    let subject = SignedReceipt::from_bytes(&uniffi_consent(&d)).unwrap().receipt().subject;
+    assert_eq!(subject, SubjectKey::from_bytes(&[7; 32]).subject_id());
+    assert_eq!(listed_devices(&agg, subject, &d.subject_id()), [public]);
+    assert_eq!(bindings::subject_id_of_key(vec![7; 32]).unwrap(), d.subject_id());
+
+    let (mut agg, config) = aggregator();
+    let delegation =
+        bindings::delegate_device(vec![1; 32], public.0.to_vec(), at(NOW), None, at(NOW)).unwrap();
+    let d = make(config, Some(delegation.clone()));
+    agg.receive_delegation(&delegation, t).unwrap();
+    let owner = SubjectKey::from_bytes(&[1; 32]).subject_id();
+    assert_eq!(d.subject_id(), owner.to_string());
+    assert_eq!(bindings::subject_id_of_key(vec![1; 32]).unwrap(), owner.to_string());
+    assert_eq!(listed_devices(&agg, owner, &d.subject_id()), [public]);
+    assert!(matches!(bindings::subject_id_of_key(vec![1; 31]), Err(ConfianceError::BadArgument { .. })));
+}
+
+#[test]
+fn a_c_envelope_acknowledged_twice_is_a_notice_not_a_failure() {
+    let (_, config) = aggregator();
+    let d = C::new(&config);
+    d.consent();
+    d.record(NOW);
+    let frames = d.flush(NOW + 60);
+    assert_eq!(frames.len(), 1);
+    let pending = || {
+        let mut n = 0;
+        // SAFETY: a live out-pointer.
+        assert_eq!(unsafe { confiance_pending_envelopes(d.0, &raw mut n) }, ConfianceStatus::Ok);
+        n
+    };
+    // SAFETY: live buffers.
+    let acknowledge = |frame: &[u8]| unsafe { confiance_acknowledge(d.0, frame.as_ptr(), frame.len()) };
+    let truncated = &frames[0][..frames[0].len() - 1];
+    assert_eq!(acknowledge(truncated), ConfianceStatus::UnknownEnvelope, "never sealed here");
+    assert_eq!(pending(), 1, "and still pending");
+    // POST /v1/envelopes answered 201:
+    assert_eq!(acknowledge(&frames[0]), ConfianceStatus::Ok);
+    assert_eq!(pending(), 0);
+    // The upload was retried (the first 201 was lost): the second acknowledgement says so.
+    assert_eq!(acknowledge(&frames[0]), ConfianceStatus::UnknownEnvelope);
+    assert_eq!((pending(), d.counters().envelopes_sealed), (0, 1));
 }

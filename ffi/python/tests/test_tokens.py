@@ -3,7 +3,9 @@ loopback: a device enrols, its statistics wait for a token (counted), it fetches
 planned tokens (`GET /v1/token-keys`, `POST /v1/tokens`), spends one, and the server keeps
 its envelope; a device its owner's app delegated does the same for the owner; a device
 not enrolled is refused and asks again once it forgets the refused request; bad input
-raises its exception and changes nothing."""
+raises its exception and changes nothing. The owner's side: a lost device revoked from
+the owner's app is refused from then; the subject id the device and the app read is the
+one an auditor's subject access lists the device under."""
 
 import datetime
 import json
@@ -11,6 +13,7 @@ import json
 import pytest
 
 import confiance
+from conftest import recorders
 
 SIX_HOURS = 6 * 3600
 MODE = ("thermostat.mode", "product-improvement")
@@ -170,3 +173,72 @@ def test_bad_token_input_raises_and_changes_nothing(token_server, make_token_rec
     assert device.tokens_held(f.scope) == 0
     assert device.take_token_response(body) == f.count
     assert device.tokens_held(f.scope) == f.count
+
+
+def test_an_owner_revokes_a_lost_device_and_the_server_refuses_it_from_then(token_server, make_token_recorder):
+    t = now() - datetime.timedelta(seconds=5)
+    owner, device_key = confiance.random_secret(), confiance.random_secret()
+    public = confiance.device_public_key(device_key)
+    delegation = confiance.delegate_device(owner, public, t, None, t)
+    device = make_token_recorder(secrets=(device_key, confiance.random_secret()), delegation=delegation)
+    assert token_server.post("/v1/delegations", delegation)[0] == 201
+    assert token_server.post("/v1/receipts", consent(device, t))[0] == 201
+    device.require_tokens(True)
+    device.record(*MODE, confiance.Value.CATEGORY(index=0), t)
+    fetched = fetch(token_server, device, t)
+    assert fetched and all(s == 200 for _, s, _ in fetched), fetched
+
+    # The thermostat is lost: the owner's app revokes it from now on.
+    lost = now()
+    with pytest.raises(confiance.ConfianceError.BadArgument):
+        confiance.revoke_device(owner[:31], public, lost, lost)
+    with pytest.raises(confiance.ConfianceError.BadArgument):
+        confiance.revoke_device(owner, public + b"\0", lost, lost)
+    stranger = confiance.revoke_device(confiance.random_secret(), public, lost, lost)
+    status, answer = token_server.post("/v1/revocations", stranger)
+    assert status == 403 and answer["error"]["code"] == "not_enrolled", answer
+    revocation = confiance.revoke_device(owner, public, lost, lost)
+    assert revocation == confiance.revoke_device(owner, public, lost, lost), "the same bytes again"
+    assert token_server.post("/v1/revocations", revocation) == (201, {"device": public.hex(), "revoked": True})
+
+    # From then, its receipts and token requests are refused, for good.
+    status, answer = token_server.post("/v1/receipts", consent(device, now()))
+    assert status == 403 and answer["error"]["code"] == "delegation_revoked", answer
+    plan = fetched[0][0]
+    key = token_server.get("/v1/token-keys?" + plan.key_query)["public_key"]
+    status, body = token_server.post_raw("/v1/tokens", device.token_request(plan.scope, key.encode(), 1))
+    answer = json.loads(body)
+    assert status == 403 and answer["error"]["code"] == "delegation_revoked", answer
+    assert answer["error"]["retry"] is False
+
+
+def test_the_subject_id_is_the_one_subject_access_lists_the_device_under(server):
+    t = now() - datetime.timedelta(seconds=5)
+    make = recorders(server)
+    # A device its own subject.
+    device_key = confiance.random_secret()
+    device = make(secrets=(device_key, confiance.random_secret()))
+    assert server.post("/v1/delegations", device.enrollment(t, None, t))[0] == 201
+    subject = device.subject_id()
+    assert subject == confiance.subject_id_of_key(device_key) and len(subject) == 64
+    access = server.get(f"/v1/subjects/{subject}/access", auth=True)
+    public = confiance.device_public_key(device_key).hex()
+    assert access["subject"] == subject and [d["device"] for d in access["devices"]] == [public], access
+
+    # A device its owner delegated: the owner's id, which the owner's app reads from its key.
+    owner, device_key = confiance.random_secret(), confiance.random_secret()
+    public = confiance.device_public_key(device_key)
+    delegation = confiance.delegate_device(owner, public, t, None, t)
+    device = make(secrets=(device_key, confiance.random_secret()), delegation=delegation)
+    assert server.post("/v1/delegations", delegation)[0] == 201
+    subject = confiance.subject_id_of_key(owner)
+    assert device.subject_id() == subject
+    [listed] = server.get(f"/v1/subjects/{subject}/access", auth=True)["devices"]
+    assert (listed["device"], listed["revoked_at"]) == (public.hex(), None)
+    # Revoked: subject access shows from when.
+    lost = now()
+    assert server.post("/v1/revocations", confiance.revoke_device(owner, public, lost, lost))[0] == 201
+    [listed] = server.get(f"/v1/subjects/{subject}/access", auth=True)["devices"]
+    assert listed["revoked_at"] == int(lost.timestamp()), listed
+    with pytest.raises(confiance.ConfianceError.BadArgument):
+        confiance.subject_id_of_key(owner[:16])
