@@ -170,15 +170,21 @@ impl<C: Borrow<Connection>> SqliteStore<C> {
 /// Rows per statement of [`insert_rows`].
 const INSERT_CHUNK: usize = 32;
 
-/// `INSERT INTO {into} VALUES (…), (…), …` of `rows`, [`INSERT_CHUNK`] rows a statement
-/// and the rest one a statement, through the connection's statement cache: one statement
-/// run (its cursors opened and closed once) per chunk instead of per row, which is most
-/// of what an insert costs besides its B-tree work. `into` is the table and its column
-/// list, e.g. `"t (a, b)"`, with `N` columns.
+/// `INSERT OR FAIL INTO {into} VALUES (…), (…), …` of `rows`, [`INSERT_CHUNK`] rows a
+/// statement and the rest one a statement, through the connection's statement cache: one
+/// statement run (its cursors opened and closed once) per chunk instead of per row, which
+/// is most of what an insert costs besides its B-tree work. `into` is the table and its
+/// column list, e.g. `"t (a, b)"`, with `N` columns.
+///
+/// `OR FAIL`, not the default `OR ABORT`: an aborting statement that writes several rows
+/// must be able to undo its own rows, so SQLite keeps a statement journal for it (a copy
+/// of every page it changes, spilled to a temporary file past 64 KiB), which cost more
+/// wall time than the statements saved. Undoing is the caller's: every caller writes
+/// inside a transaction or savepoint that it rolls back on error.
 ///
 /// # Errors
-/// The first failing statement's; rows before it are written (callers run inside a
-/// transaction or savepoint they roll back).
+/// The first failing statement's; rows before it are written (and rolled back by the
+/// caller).
 pub(crate) fn insert_rows<const N: usize>(
     conn: &Connection,
     into: &str,
@@ -186,7 +192,7 @@ pub(crate) fn insert_rows<const N: usize>(
 ) -> rusqlite::Result<()> {
     let sql = |n: usize| {
         let one = format!("({})", vec!["?"; N].join(", "));
-        format!("INSERT INTO {into} VALUES {}", vec![one; n].join(", "))
+        format!("INSERT OR FAIL INTO {into} VALUES {}", vec![one; n].join(", "))
     };
     let mut chunks = rows.chunks_exact(INSERT_CHUNK);
     if chunks.len() > 0 {
