@@ -107,6 +107,7 @@ pub mod merkle;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
+pub(crate) use sqlite::insert_rows;
 mod store;
 mod verifier;
 

@@ -28,12 +28,11 @@ use confiance::envelope::{BatchLimits, EnvelopeId};
 use confiance::ids::{MetricId, RecipientId};
 use confiance::ldp::{Mechanism, Selection};
 use confiance::report::{Payload, RecordValue};
-use confiance::retention::RetentionTag;
 
 use crate::audit::AuditEvent;
 use crate::decision::Decision;
 use crate::estimate::{Accumulator, Combined, Estimate};
-use crate::ingest::prepare::{Kind, Prepared, Preparer};
+use crate::ingest::prepare::{Kind, Prepared, Preparer, TagCache};
 use crate::ingest::{Ack, IngestError, ReplayFilter, ReportError};
 use crate::issuer::{TokenRefusal, TokenVerifier};
 use crate::keys::KeyStore;
@@ -256,10 +255,10 @@ pub struct Aggregator {
     /// checked in the store (memory fixed by the config, not by the number of ids).
     seen: ReplayFilter,
     staged: Staged,
-    /// (metric, tag) pairs that passed [`RetentionTag::check`]: devices send the same few
+    /// (metric, tag) pairs that passed [`RetentionTag::check`](confiance::retention::RetentionTag::check): devices send the same few
     /// tags over and over, and a check can cost tens of µs (calendar periods are compared
     /// day by day), which would dominate ingest. Bounded by [`TAG_CACHE_MAX`].
-    checked_tags: HashSet<(MetricId, RetentionTag)>,
+    checked_tags: TagCache,
     /// When set, anonymous statistics need report tokens ([`Self::set_token_verifier`]).
     tokens: Option<TokenVerifier>,
     /// When set, the aggregator issues report tokens ([`Self::enable_tokens`]).
@@ -485,7 +484,7 @@ impl Aggregator {
             partitions,
             seen,
             staged: Staged::default(),
-            checked_tags: HashSet::new(),
+            checked_tags: TagCache::new(TAG_CACHE_MAX),
             tokens: None,
             issuer: None,
             issuance_due: None,
@@ -829,11 +828,8 @@ impl Aggregator {
             }
         }
         // Every report passed; the tag cache only ever holds pairs that passed the check.
-        for pair in new_tags {
-            if self.checked_tags.len() >= TAG_CACHE_MAX {
-                self.checked_tags.clear();
-            }
-            self.checked_tags.insert(pair);
+        for (metric, tag) in new_tags {
+            self.checked_tags.insert(metric, tag);
         }
         // Everything checked: stage it. (`add` cannot fail after `check` but for a u64
         // count overflowing, which 2^64 reports would take.)

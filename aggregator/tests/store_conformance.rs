@@ -187,15 +187,21 @@ fn a_failed_commit_changes_nothing(b: &mut Backend) {
         audit: vec![ingest_event(9, 5)],
     };
     b.store().commit(&ok).unwrap();
-    // The same envelope again, with a new record and a new partition state: the unique
-    // digest fails the batch, and none of it may remain.
+    // The same envelope again, among 40 new ones (a store may write them several rows a
+    // statement: the failing row is mid-statement), with a new record and a new partition
+    // state: the unique digest fails the batch, and none of it may remain.
+    let fresh = |i: u8| SeenIds { envelope: [100 + i; 32], expires_at: seen.expires_at, ids: Vec::new() };
     let replay = CommitBatch {
         partitions: vec![
             StoredPartition { key: key.clone(), state: vec![7, 7, 7], reports: 4 },
             StoredPartition { key: partition(1, "P1Y"), state: vec![8], reports: 1 },
         ],
         records: vec![record(3, 0, "P30D", b"x")],
-        seen: vec![SeenIds { ids: vec![[4; 16]], ..seen }],
+        seen: (0..20)
+            .map(fresh)
+            .chain([SeenIds { ids: vec![[4; 16]], ..seen.clone() }])
+            .chain((20..40).map(fresh))
+            .collect(),
         audit: vec![ingest_event(9, 6)],
     };
     let err = b.store().commit(&replay).unwrap_err();
@@ -212,6 +218,7 @@ fn a_failed_commit_changes_nothing(b: &mut Backend) {
         .collect();
     assert_eq!(ids, vec![[5; 16]]);
     assert!(!s.id_seen(&[4; 16]).unwrap());
+    assert!((0..40).all(|i| !s.envelope_seen(&[100 + i; 32]).unwrap()));
     assert_eq!(s.seen_ids(Timestamp::EPOCH).unwrap().len(), 2);
     assert_eq!(b.audit_events().len(), 1);
     // And the store still takes a good batch afterwards.

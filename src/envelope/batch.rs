@@ -122,6 +122,40 @@ impl fmt::Display for BatchError {
 
 impl core::error::Error for BatchError {}
 
+/// Whether the postcard encoding of `value` is exactly `expected`: the canonicality check
+/// of [`decode_batch`] and [`decode_body`], comparing as the serializer writes instead of
+/// encoding into a fresh vector (it stops at the first differing byte).
+fn encodes_to<T: Serialize + ?Sized>(value: &T, expected: &[u8]) -> Result<bool, BatchError> {
+    /// A postcard output that compares what is written with `rest`.
+    struct Compare<'a> {
+        rest: &'a [u8],
+    }
+    impl postcard::ser_flavors::Flavor for Compare<'_> {
+        type Output = bool;
+        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+            match self.rest.split_at_checked(data.len()) {
+                Some((head, tail)) if head == data => {
+                    self.rest = tail;
+                    Ok(())
+                }
+                // A difference: stop serializing (told apart from a failure below).
+                _ => Err(postcard::Error::SerializeBufferFull),
+            }
+        }
+        fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+            self.try_extend(&[data])
+        }
+        fn finalize(self) -> postcard::Result<bool> {
+            Ok(self.rest.is_empty())
+        }
+    }
+    match postcard::serialize_with_flavor(value, Compare { rest: expected }) {
+        Ok(all_of_it) => Ok(all_of_it),
+        Err(postcard::Error::SerializeBufferFull) => Ok(false),
+        Err(_) => Err(BatchError::Encode),
+    }
+}
+
 /// Encodes `reports` as a batch (postcard `Vec<T>`).
 ///
 /// # Errors
@@ -176,7 +210,7 @@ pub fn decode_batch<T: DeserializeOwned + Serialize>(
         return Err(BatchError::TrailingBytes { count: rest.len() });
     }
     // One byte string per batch: re-encoding must give back exactly the input.
-    if encode_batch(&reports)? != bytes {
+    if !encodes_to(&reports, bytes)? {
         return Err(BatchError::NonCanonical);
     }
     Ok(reports)
@@ -230,8 +264,33 @@ pub fn decode_body<T: DeserializeOwned + Serialize>(
         rest = tail;
     }
     let head = bytes.len() - rest.len();
-    if postcard::to_allocvec(&tokens).map_err(|_| BatchError::Encode)? != bytes[..head] {
+    if !encodes_to(&tokens, bytes.get(..head).unwrap_or_default())? {
         return Err(BatchError::NonCanonical);
     }
     Ok((tokens, decode_batch(rest, limits)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_to_is_byte_equality_with_the_postcard_encoding() {
+        let value: (u32, &str, [u8; 3]) = (300, "abc", [1, 2, 3]);
+        let bytes = postcard::to_allocvec(&value).unwrap();
+        assert_eq!(encodes_to(&value, &bytes), Ok(true));
+        // Any other byte string is not the encoding: a byte changed anywhere, one more or
+        // one fewer at the end, a shorter prefix, nothing.
+        for i in 0..bytes.len() {
+            let mut other = bytes.clone();
+            other[i] ^= 1;
+            assert_eq!(encodes_to(&value, &other), Ok(false), "byte {i} changed");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(encodes_to(&value, &longer), Ok(false));
+        for len in 0..bytes.len() {
+            assert_eq!(encodes_to(&value, &bytes[..len]), Ok(false), "first {len} bytes");
+        }
+    }
 }

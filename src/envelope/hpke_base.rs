@@ -84,9 +84,29 @@ fn dh(sk: &[u8; 32], pk: &[u8; 32]) -> Option<Zeroizing<[u8; 32]>> {
     if bool::from(shared.ct_eq(&[0u8; 32])) { None } else { Some(shared) }
 }
 
-/// `ExtractAndExpand(dh, enc ‖ pkRm)` (RFC 9180 §4.1).
-fn shared_secret(dh: &[u8; 32], enc: &[u8; 32], pk_r: &[u8; 32]) -> Zeroizing<[u8; 32]> {
-    let (_, eae_prk) = labeled_extract(&KEM_SUITE, b"", b"eae_prk", dh);
+/// The first half of `LabeledExtract("", "eae_prk", dh)`: HKDF-Extract keyed with the
+/// empty salt (the HMAC key's two pad blocks compressed) after `"HPKE-v1" ‖ suite_id ‖
+/// "eae_prk"`. Nothing in it depends on a key or an envelope, so the receiver keeps one
+/// in its [`SecretKey`] and clones it per open instead of compressing the two pad blocks
+/// again (2 of the 21 SHA-256 blocks of an open).
+#[derive(Clone)]
+pub(crate) struct EaeExtract(hkdf::HkdfExtract<Sha256>);
+
+impl EaeExtract {
+    pub(crate) fn new() -> Self {
+        let mut ex = hkdf::HkdfExtract::<Sha256>::new(Some(b""));
+        for part in [b"HPKE-v1".as_slice(), &KEM_SUITE, b"eae_prk"] {
+            ex.input_ikm(part);
+        }
+        Self(ex)
+    }
+}
+
+/// `ExtractAndExpand(dh, enc ‖ pkRm)` (RFC 9180 §4.1), the extract continued from `eae`.
+fn shared_secret(eae: &EaeExtract, dh: &[u8; 32], enc: &[u8; 32], pk_r: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    let mut ex = eae.0.clone();
+    ex.input_ikm(dh);
+    let (_, eae_prk) = ex.finalize();
     let mut ss = Zeroizing::new([0u8; 32]);
     labeled_expand(&eae_prk, &KEM_SUITE, b"shared_secret", &[enc, pk_r], &mut ss[..]);
     ss
@@ -222,16 +242,16 @@ fn setup_sender<R: CryptoRng + ?Sized>(
     rng.fill_bytes(&mut ikm[..]);
     let (sk_e, enc) = derive_keypair(&ikm[..]);
     let dh = dh(&sk_e, &pk.0).ok_or(EnvelopeError::InvalidPublicKey)?;
-    let ss = shared_secret(&dh, &enc, &pk.0);
+    let ss = shared_secret(&EaeExtract::new(), &dh, &enc, &pk.0);
     Ok((enc, Context::new(aead, &ss, info)))
 }
 
-/// `SetupBaseR(enc, skR, info)`: `Decap` with the cached `pkRm`.
+/// `SetupBaseR(enc, skR, info)`: `Decap` with the cached `pkRm` and extract state.
 fn setup_receiver(aead: AeadId, sk: &SecretKey, enc: &[u8], info: &[u8]) -> Result<Context, EnvelopeError> {
     check_supported(aead)?;
     let enc: &[u8; ENC_LEN] = enc.try_into().map_err(|_| EnvelopeError::Open)?;
     let dh = dh(sk.scalar(), enc).ok_or(EnvelopeError::Open)?;
-    let ss = shared_secret(&dh, enc, &sk.public_key().0);
+    let ss = shared_secret(sk.eae_extract(), &dh, enc, &sk.public_key().0);
     Ok(Context::new(aead, &ss, info))
 }
 

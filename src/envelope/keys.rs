@@ -98,6 +98,8 @@ impl fmt::Debug for PublicKey {
 pub struct SecretKey {
     sk: Zeroizing<[u8; 32]>,
     pk: PublicKey,
+    /// The key-independent start of every open's first HKDF-Extract (public).
+    eae: hpke_base::EaeExtract,
 }
 
 impl fmt::Debug for SecretKey {
@@ -126,7 +128,7 @@ impl SecretKey {
     #[must_use]
     pub fn derive(ikm: &[u8]) -> Self {
         let (sk, pk) = hpke_base::derive_keypair(ikm);
-        Self { sk, pk: PublicKey(pk) }
+        Self { sk, pk: PublicKey(pk), eae: hpke_base::EaeExtract::new() }
     }
 
     /// RFC 9180 `DeserializePrivateKey` (clamps, RFC 9180 §7.1.2).
@@ -134,7 +136,7 @@ impl SecretKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
         let sk = Zeroizing::new(curve25519_dalek::scalar::clamp_integer(*bytes));
         let pk = PublicKey(MontgomeryPoint::mul_base_clamped(*sk).to_bytes());
-        Self { sk, pk }
+        Self { sk, pk, eae: hpke_base::EaeExtract::new() }
     }
 
     /// RFC 9180 `SerializePrivateKey` (clamped), in a buffer wiped on drop.
@@ -151,6 +153,10 @@ impl SecretKey {
 
     pub(crate) fn scalar(&self) -> &[u8; 32] {
         &self.sk
+    }
+
+    pub(crate) const fn eae_extract(&self) -> &hpke_base::EaeExtract {
+        &self.eae
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::borrow::Borrow;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
 
 use super::AuditError;
 use super::event::{EventKind, LoggedEvent};
@@ -155,17 +155,60 @@ impl<C: Borrow<Connection>> SqliteStore<C> {
 
     fn write(&self, batch: &AppendBatch) -> Result<(), AuditError> {
         let conn = self.conn.borrow();
-        let mut leaf = conn.prepare_cached("INSERT INTO audit_leaf (seq, hash, leaf) VALUES (?1, ?2, ?3)")?;
-        for (seq, (h, bytes)) in (batch.first..).zip(&batch.leaves) {
-            leaf.execute(params![to_i64(seq)?, h, bytes])?;
-        }
-        let mut node =
-            conn.prepare_cached("INSERT INTO audit_node (level, idx, hash) VALUES (?1, ?2, ?3)")?;
-        for n in &batch.nodes {
-            node.execute(params![n.level, to_i64(n.index)?, n.hash])?;
-        }
+        let seqs = (batch.first..).take(batch.leaves.len()).map(to_i64).collect::<Result<Vec<_>, _>>()?;
+        let leaves: Vec<[&dyn ToSql; 3]> =
+            seqs.iter().zip(&batch.leaves).map(|(seq, (h, bytes))| [seq as &dyn ToSql, h, bytes]).collect();
+        insert_rows(conn, "audit_leaf (seq, hash, leaf)", &leaves)?;
+        let idxs = batch.nodes.iter().map(|n| to_i64(n.index)).collect::<Result<Vec<_>, _>>()?;
+        let nodes: Vec<[&dyn ToSql; 3]> =
+            batch.nodes.iter().zip(&idxs).map(|(n, idx)| [&n.level as &dyn ToSql, idx, &n.hash]).collect();
+        insert_rows(conn, "audit_node (level, idx, hash)", &nodes)?;
         Ok(())
     }
+}
+
+/// Rows per statement of [`insert_rows`].
+const INSERT_CHUNK: usize = 32;
+
+/// `INSERT OR FAIL INTO {into} VALUES (…), (…), …` of `rows`, [`INSERT_CHUNK`] rows a
+/// statement and the rest one a statement, through the connection's statement cache: one
+/// statement run (its cursors opened and closed once) per chunk instead of per row, which
+/// is most of what an insert costs besides its B-tree work. `into` is the table and its
+/// column list, e.g. `"t (a, b)"`, with `N` columns.
+///
+/// `OR FAIL`, not the default `OR ABORT`: an aborting statement that writes several rows
+/// must be able to undo its own rows, so SQLite keeps a statement journal for it (a copy
+/// of every page it changes, spilled to a temporary file past 64 KiB), which cost more
+/// wall time than the statements saved. Undoing is the caller's: every caller writes
+/// inside a transaction or savepoint that it rolls back on error.
+///
+/// # Errors
+/// The first failing statement's; rows before it are written (and rolled back by the
+/// caller).
+pub(crate) fn insert_rows<const N: usize>(
+    conn: &Connection,
+    into: &str,
+    rows: &[[&dyn ToSql; N]],
+) -> rusqlite::Result<()> {
+    let sql = |n: usize| {
+        let one = format!("({})", vec!["?"; N].join(", "));
+        format!("INSERT OR FAIL INTO {into} VALUES {}", vec![one; n].join(", "))
+    };
+    let mut chunks = rows.chunks_exact(INSERT_CHUNK);
+    if chunks.len() > 0 {
+        let mut stmt = conn.prepare_cached(&sql(INSERT_CHUNK))?;
+        for chunk in &mut chunks {
+            stmt.execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut stmt = conn.prepare_cached(&sql(1))?;
+        for row in rest {
+            stmt.execute(rusqlite::params_from_iter(row.iter()))?;
+        }
+    }
+    Ok(())
 }
 
 fn to_i64(v: u64) -> Result<i64, AuditError> {

@@ -8,7 +8,7 @@
 //! check, and therefore the error, is the same whether an envelope was prepared here or
 //! not.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, CatalogueDigest, MetricKind};
@@ -36,9 +36,45 @@ pub(crate) struct Preparer<'a> {
     pub(crate) config: &'a AggregatorConfig,
     pub(crate) mechanisms: &'a BTreeMap<MetricId, Selection>,
     /// (metric, tag) pairs known to pass [`RetentionTag::check`].
-    pub(crate) checked_tags: &'a HashSet<(MetricId, RetentionTag)>,
+    pub(crate) checked_tags: &'a TagCache,
     /// When set, every statistic needs a token for its scope.
     pub(crate) tokens: Option<&'a TokenVerifier>,
+}
+
+/// (metric, tag) pairs that passed [`RetentionTag::check`], grouped by metric so that a
+/// lookup borrows the report's metric and tag (a pair as the key would be cloned, strings
+/// and sets, for every report). At most `max` pairs: inserting into a full cache empties
+/// it first.
+#[derive(Debug)]
+pub(crate) struct TagCache {
+    by_metric: HashMap<MetricId, HashSet<RetentionTag>>,
+    len: usize,
+    max: usize,
+}
+
+impl TagCache {
+    pub(crate) fn new(max: usize) -> Self {
+        Self { by_metric: HashMap::new(), len: 0, max }
+    }
+
+    pub(crate) fn contains(&self, metric: &MetricId, tag: &RetentionTag) -> bool {
+        self.by_metric.get(metric).is_some_and(|tags| tags.contains(tag))
+    }
+
+    pub(crate) fn insert(&mut self, metric: MetricId, tag: RetentionTag) {
+        if self.len >= self.max {
+            self.by_metric.clear();
+            self.len = 0;
+        }
+        if self.by_metric.entry(metric).or_default().insert(tag) {
+            self.len += 1;
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) const fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// The ids under which spent tokens are remembered, with until when.
@@ -199,7 +235,7 @@ impl Preparer<'_> {
             .saturating_add_secs(self.config.max_report_age_secs)
             .saturating_add_secs(self.config.clock_skew_secs);
         let verdict = (|| {
-            if !self.checked_tags.contains(&(r.metric.clone(), r.tag.clone())) {
+            if !self.checked_tags.contains(&r.metric, &r.tag) {
                 r.tag.check(self.catalogue, &r.metric).map_err(ReportError::Tag)?;
                 checked.new_tag = true;
             }
@@ -243,5 +279,39 @@ impl Preparer<'_> {
         })();
         checked.verdict = verdict;
         checked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(purpose: &str, hold: &str) -> RetentionTag {
+        serde_json::from_value(serde_json::json!({
+            "purpose": purpose, "audience": ["lab-eu"], "hold": hold, "catalogue_version": 1, "receipt": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn tag_cache_holds_pairs_and_empties_when_full() {
+        let (a, b): (MetricId, MetricId) = ("a.x".parse().unwrap(), "b.x".parse().unwrap());
+        let mut cache = TagCache::new(3);
+        cache.insert(a.clone(), tag("research", "P90D"));
+        assert!(cache.contains(&a, &tag("research", "P90D")));
+        // Another metric, another tag of the same metric: not checked.
+        assert!(!cache.contains(&b, &tag("research", "P90D")));
+        assert!(!cache.contains(&a, &tag("research", "P30D")));
+        // A pair inserted twice counts once.
+        cache.insert(a.clone(), tag("research", "P90D"));
+        cache.insert(a.clone(), tag("research", "P30D"));
+        cache.insert(b.clone(), tag("research", "P90D"));
+        assert_eq!(cache.len(), 3);
+        assert!(cache.contains(&b, &tag("research", "P90D")) && cache.contains(&a, &tag("research", "P30D")));
+        // Full: the next insert starts over.
+        cache.insert(b.clone(), tag("billing", "P1D"));
+        assert_eq!(cache.len(), 1);
+        assert!(cache.contains(&b, &tag("billing", "P1D")));
+        assert!(!cache.contains(&a, &tag("research", "P90D")));
     }
 }

@@ -4,14 +4,14 @@ use std::path::Path;
 
 use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
-use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
+use rusqlite::{Connection, OptionalExtension as _, ToSql, Transaction, params};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use super::{
     CommitBatch, NewRecord, PartitionKey, PurgeReport, Record, RecordHead, Store, StoreError, StoredPartition,
 };
-use crate::audit::{AuditEvent, AuditLog, AuditStore, SqliteStore as AuditSqlite};
+use crate::audit::{AuditEvent, AuditLog, AuditStore, SqliteStore as AuditSqlite, insert_rows};
 use confiance::Timestamp;
 use confiance::ids::{MetricId, ReceiptId, RecipientId};
 
@@ -449,11 +449,15 @@ impl Store for SqliteStore {
             ])?;
         }
         {
-            let mut seen = tx
-                .prepare_cached("INSERT INTO seen_envelope (digest, expires_at, ids) VALUES (?1, ?2, x'')")?;
-            for s in &batch.seen {
-                seen.execute(params![&s.envelope[..], sql_time(s.expires_at)])?;
-            }
+            let expiries: Vec<i64> = batch.seen.iter().map(|s| sql_time(s.expires_at)).collect();
+            let empty: &[u8] = &[];
+            let rows: Vec<[&dyn ToSql; 3]> = batch
+                .seen
+                .iter()
+                .zip(&expiries)
+                .map(|(s, e)| [&s.envelope as &dyn ToSql, e, &empty])
+                .collect();
+            insert_rows(&tx, "seen_envelope (digest, expires_at, ids)", &rows)?;
             let mut ids: Vec<([u8; 16], Timestamp)> =
                 batch.seen.iter().flat_map(|s| s.ids.iter().map(|id| (*id, s.expires_at))).collect();
             put_seen_ids(&tx, &mut ids)?;
