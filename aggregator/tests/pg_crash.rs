@@ -1,13 +1,14 @@
 //! Two `confiance serve` processes on one PostgreSQL database, one of them killed with
-//! SIGKILL again and again while four HTTP clients feed both with overlapping replays:
+//! SIGKILL again and again while four HTTP clients feed both with overlapping replays
+//! (and a fifth gives consent receipts of other devices to both):
 //! the survivor answers every request sent to it, a request the kill cut (or that found
 //! the victim down) is sent again to the survivor, and at the end every envelope
 //! acknowledged is counted exactly once, no envelope is counted twice (one whose only
 //! acknowledgement died with the victim is counted once or not at all), every other
 //! attempt was refused as a replay, the ledger's holdings are exactly what the store
 //! holds (the restarts' reconciliations repaired what the kills tore, and noted nothing
-//! twice), and the audit log verifies with one checkpoint history across both processes
-//! and every incarnation of the victim.
+//! twice), each receipt's consent event is logged once, and the audit log verifies with
+//! one checkpoint history across both processes and every incarnation of the victim.
 //!
 //! Needs `CONFIANCE_TEST_POSTGRES=postgres://…` naming a server where the user may create
 //! databases (`bash .ci/postgres` starts a throw-away one and runs this file). Without
@@ -75,6 +76,8 @@ fn one_of_two_serve_processes_killed_twelve_times_under_load_loses_and_doubles_n
         assert_eq!(s, 201, "{v}");
     }
     let n = frames.len();
+    // Receipts of other devices, given during the load, to either process.
+    let late = fleet(DEVICES, 90_000, &configs, now()).receipts;
 
     // Each frame is sent by two clients (`i % 4` and the next), every fifth twice in a
     // row; a client alternates between the two processes.
@@ -93,7 +96,7 @@ fn one_of_two_serve_processes_killed_twelve_times_under_load_loses_and_doubles_n
     let answered = AtomicUsize::new(0);
     let clients_done = AtomicBool::new(false);
     let started = Instant::now();
-    let (tallies, restarts) = std::thread::scope(|sc| {
+    let (tallies, restarts, (late_acked, late_cut)) = std::thread::scope(|sc| {
         let killer = sc.spawn(|| {
             let mut restarts = Vec::new();
             for k in 0..KILLS {
@@ -118,6 +121,33 @@ fn one_of_two_serve_processes_killed_twelve_times_under_load_loses_and_doubles_n
                 *v = next;
             }
             restarts
+        });
+        let consent = sc.spawn(|| {
+            let http = agent();
+            let (mut acked, mut cut) = (Vec::new(), 0);
+            for (k, r) in late.iter().enumerate() {
+                let mut to_victim = k % 2 == 0;
+                let mut resent = false;
+                loop {
+                    let base =
+                        if to_victim { victim_base.read().unwrap().clone() } else { survivor.base.clone() };
+                    match try_send(&http, &format!("{base}/v1/receipts"), None, Some(r)) {
+                        Err(e) => {
+                            assert!(to_victim, "the survivor did not answer a receipt: {e}");
+                            (to_victim, resent) = (false, true);
+                            cut += 1;
+                        }
+                        Ok((201, v)) => {
+                            acked.push(v["receipt"].as_str().unwrap().to_owned());
+                            break;
+                        }
+                        // A receipt the cut request had recorded.
+                        Ok((409, _)) if resent => break,
+                        Ok((s, v)) => panic!("receipt {k} to {base}: {s} {v}"),
+                    }
+                }
+            }
+            (acked, cut)
         });
         let workers: Vec<_> = plans
             .iter()
@@ -190,7 +220,7 @@ fn one_of_two_serve_processes_killed_twelve_times_under_load_loses_and_doubles_n
             .collect();
         let tallies: Vec<Tally> = workers.into_iter().map(|w| w.join().unwrap()).collect();
         clients_done.store(true, Ordering::SeqCst);
-        (tallies, killer.join().unwrap())
+        (tallies, killer.join().unwrap(), consent.join().unwrap())
     });
     let elapsed = started.elapsed();
     assert_eq!(restarts.len(), KILLS);
@@ -249,12 +279,27 @@ fn one_of_two_serve_processes_killed_twelve_times_under_load_loses_and_doubles_n
     let stored_p: BTreeSet<Vec<u8>> = partitions.iter().map(|p| p.key.to_bytes()).collect();
     assert_eq!(held_p, stored_p);
 
-    // One log: one consent event per receipt (none added twice by a restart's
-    // reconciliation); every checkpoint read from either process, from any incarnation,
-    // is the final log's root at its size; a checkpoint of the final log verifies.
-    let count = |k: EventKind| events.iter().filter(|e| e.event.kind() == k).count();
-    assert_eq!(count(EventKind::ConsentGiven), receipts.len());
-    assert_eq!(log.size() as usize, n + receipts.len());
+    // One log: one consent event per receipt given before the load and per receipt
+    // acknowledged during it, none twice (a restart's reconciliation appends the events
+    // of receipts it finds without one); every checkpoint read from either process, from
+    // any incarnation, is the final log's root at its size; a checkpoint of the final
+    // log verifies.
+    let mut consented: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &events {
+        if let AuditEvent::ConsentGiven { receipt } = e.event {
+            *consented.entry(hex(&receipt.0)).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = consented.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "consent events logged twice: {twice:?}");
+    assert!(
+        late_acked.iter().all(|r| consented.contains_key(r)),
+        "an acknowledged receipt without its event"
+    );
+    assert!(consented.len() <= receipts.len() + late.len());
+    assert!(consented.len() >= receipts.len() + late_acked.len());
+    assert_eq!(events.iter().filter(|e| e.event.kind() == EventKind::ConsentGiven).count(), consented.len());
+    assert_eq!(log.size() as usize, n + consented.len());
     let observed: Vec<&(u64, String)> = tallies.iter().flat_map(|t| &t.checkpoints).collect();
     for (size, root) in &observed {
         assert_eq!(
@@ -284,7 +329,8 @@ fn one_of_two_serve_processes_killed_twelve_times_under_load_loses_and_doubles_n
          {} acknowledged ({reports} reports) and counted once, {} committed without an answer and counted once, \
          {replays} replays refused, {} requests cut or refused by the victim and sent to the survivor, \
          {} answered 503; envelope answers by status from the survivor {by_survivor:?}, from the victim \
-         {by_victim:?}; {} checkpoints checked",
+         {by_victim:?}; {} checkpoints checked; {} receipts given during the load, {} acknowledged, \
+         {late_cut} cut and sent to the survivor",
         elapsed.as_secs_f64(),
         slowest.as_millis(),
         acked.len(),
@@ -292,6 +338,8 @@ fn one_of_two_serve_processes_killed_twelve_times_under_load_loses_and_doubles_n
         tallies.iter().map(|t| t.cut.len()).sum::<usize>(),
         by_survivor.get(&503).unwrap_or(&0) + by_victim.get(&503).unwrap_or(&0),
         observed.len(),
+        late.len(),
+        late_acked.len(),
     );
     drop(survivor);
     drop(victim);
