@@ -8,9 +8,13 @@
 //! past its deadline, verifies its audit log and writes an HTML report.
 //!
 //! Run: `cargo run --release --example fleet [-- --devices N --months M --out DIR
-//! --commit-weeks W --seed S --no-tokens]`. `--seed` (default 0, the fleet of the published figures)
+//! --commit-weeks W --seed S --no-tokens --db DB]`. `--seed` (default 0, the fleet of the published figures)
 //! changes every device's randomness and the aggregator's keys, so repeated runs give
-//! independent draws of the same fleet (`benches/fleet_seeds.sh` runs many).
+//! independent draws of the same fleet (`benches/fleet_seeds.sh` runs many). `--db`
+//! (default `DIR/fleet.sqlite`, replaced at each run) is the aggregator's SQLite file, or
+//! `postgres://user@host:port/db`: an empty PostgreSQL database, which then holds the
+//! store, the consent ledger and the audit log as for `confiance serve --db postgres://…`
+//! (docs/scaling.md).
 //!
 //! Every envelope carries report tokens (docs/privacy.md, "Report tokens"): each device
 //! fetches, through the aggregator's issuance API, the tokens its coming monthly flushes
@@ -189,6 +193,42 @@ fn arg(name: &str, default: u64) -> u64 {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The value after `name` on the command line, if any.
+fn text_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
+}
+
+/// The aggregator on `db`: an SQLite file, replaced by a new one, or with a
+/// `postgres://…` URL a PostgreSQL database shared the way several `confiance serve`
+/// processes share one (docs/scaling.md: `PgStore` and `Ledger::open_postgres`). The
+/// fleet compares its estimates with the truth of this run only, so the database must
+/// be empty; it is not emptied for you.
+fn open_aggregator(
+    db: &str,
+    catalogue: &Catalogue,
+    keys: KeyStore,
+    config: AggregatorConfig,
+) -> Result<Aggregator, Box<dyn std::error::Error>> {
+    if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{db}{suffix}"));
+        }
+        return Ok(Aggregator::open(db, catalogue.clone(), keys, config)?);
+    }
+    use confiance_aggregator::ledger::Ledger;
+    use confiance_aggregator::store::{PgStore, Store as _};
+    let store = PgStore::connect(db)?;
+    let ledger = Ledger::open_postgres(db, catalogue.clone())?;
+    let held = ledger.stats();
+    if store.audit_log()?.size() > 0 || !store.partitions()?.is_empty() || held.receipts + held.partitions > 0
+    {
+        return Err(format!("{db} is not empty: the fleet needs a new database (createdb)").into());
+    }
+    println!("aggregator store, ledger and audit log on PostgreSQL (--db)");
+    Ok(Aggregator::with_store(Box::new(store), ledger, catalogue.clone(), keys, config)?)
 }
 
 fn id<T: std::str::FromStr>(s: &str) -> T
@@ -687,18 +727,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let months = arg("--months", 6).max(2);
     let commit_weeks = arg("--commit-weeks", 4).max(1);
     let tokens_on = !std::env::args().any(|a| a == "--no-tokens");
-    let out_dir = std::env::args()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .find(|w| w[0] == "--out")
-        .map(|w| PathBuf::from(&w[1]))
-        .unwrap_or_else(|| PathBuf::from("out"));
+    let out_dir = text_arg("--out").map_or_else(|| PathBuf::from("out"), PathBuf::from);
     let started = Instant::now();
     std::fs::create_dir_all(&out_dir)?;
-    let db = out_dir.join("fleet.sqlite");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    let db = text_arg("--db").unwrap_or_else(|| out_dir.join("fleet.sqlite").display().to_string());
 
     // Token periods of two months: a reading goes out up to ~6 weeks after its bucket
     // starts (weekly buckets, flushes every 28–35 days), and a token is good until one
@@ -721,7 +753,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut keys = KeyStore::new(30 * DAY);
     let config = keys.generate(AeadId::ChaCha20Poly1305, start, end.saturating_add_secs(DAY), &mut rng)?;
     let agg_config = AggregatorConfig { max_report_age_secs: 2 * MONTH, ..AggregatorConfig::default() };
-    let mut agg = Aggregator::open(&db, catalogue.clone(), keys, agg_config)?;
+    let mut agg = open_aggregator(&db, &catalogue, keys, agg_config)?;
     // The token issuer's secret. Devices blind against the scope keys of the key
     // directory (`GET /v1/token-keys`); here the workers compute the same public keys.
     let issuer_secret = IssuerSecret::generate(&mut rng);

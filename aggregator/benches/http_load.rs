@@ -9,6 +9,13 @@
 //! envelope on its own, as the server did before group commit; `LOAD_REPORTS`, default 0,
 //! threads asking `GET /v1/report?format=json` over and over while the clients post, to
 //! see whether reports hold ingest up; stops after 60 s whatever the count).
+//!
+//! `LOAD_POSTGRES=postgres://user@host:port/DB` puts the aggregator on PostgreSQL instead
+//! of an SQLite file: the database `confiance_load` on that server (the URL's database
+//! replaced), dropped and created afresh; `LOAD_SERVERS=N` (default 1; more needs
+//! `LOAD_POSTGRES`) runs N servers in this process, each with its own aggregator on that
+//! database as N `confiance serve --db postgres://…` processes would have, the clients
+//! sending each envelope to the next server in turn.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +39,40 @@ fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// Where the aggregator keeps its state.
+enum Db {
+    Sqlite(std::path::PathBuf),
+    /// The URL of a database this run created.
+    Postgres(String),
+}
+
+impl Db {
+    /// `LOAD_POSTGRES`'s server with a fresh database `confiance_load`, or an SQLite
+    /// file in `dir`.
+    fn new(dir: &std::path::Path) -> Self {
+        let Ok(url) = std::env::var("LOAD_POSTGRES") else { return Self::Sqlite(dir.join("db.sqlite")) };
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("LOAD_POSTGRES");
+        // One call per statement: one string would run both in one transaction, which
+        // DROP DATABASE refuses.
+        admin.batch_execute("DROP DATABASE IF EXISTS confiance_load WITH (FORCE)").unwrap();
+        admin.batch_execute("CREATE DATABASE confiance_load").unwrap();
+        let (server, _) = url.rsplit_once('/').expect("LOAD_POSTGRES=postgres://user@host:port/DB");
+        Self::Postgres(format!("{server}/confiance_load"))
+    }
+
+    fn open(&self, cat: &Catalogue, keys: &KeyStore) -> Aggregator {
+        let config = AggregatorConfig::default();
+        match self {
+            Self::Sqlite(path) => Aggregator::open(path, cat.clone(), keys.clone(), config).unwrap(),
+            Self::Postgres(url) => {
+                let store = confiance_aggregator::store::PgStore::connect(url).unwrap();
+                let ledger = confiance_aggregator::ledger::Ledger::open_postgres(url, cat.clone()).unwrap();
+                Aggregator::with_store(Box::new(store), ledger, cat.clone(), keys.clone(), config).unwrap()
+            }
+        }
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -39,6 +80,7 @@ fn main() {
     let total = env("LOAD_ENVELOPES", 3_000);
     let clients = env("LOAD_CLIENTS", 4);
     let reporters = env("LOAD_REPORTS", 0);
+    let servers = env("LOAD_SERVERS", 1).max(1);
     let group_commit = GroupCommit {
         max_envelopes: env("LOAD_COMMIT_MAX", 256),
         max_wait: Duration::from_millis(env("LOAD_COMMIT_WAIT_MS", 2) as u64),
@@ -61,8 +103,9 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("confiance-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("db.sqlite");
-    let mut agg = Aggregator::open(&db, cat.clone(), keys.clone(), AggregatorConfig::default()).unwrap();
+    let db = Db::new(&dir);
+    assert!(servers == 1 || matches!(db, Db::Postgres(_)), "LOAD_SERVERS > 1 needs LOAD_POSTGRES");
+    let mut agg = db.open(&cat, &keys);
 
     // Envelopes from real devices, one per device (consent registered directly).
     eprintln!("sealing {total} envelopes…");
@@ -112,26 +155,35 @@ fn main() {
         recipient: None,
         sha256: sha2::Sha256::digest(auditor).into(),
     }];
-    let signer = CheckpointSigner::generate("confiance/load", &mut rng).unwrap();
+    // Every server signs with the same checkpoint key, as processes sharing a key file do.
+    let mut aggs = vec![agg];
+    aggs.extend((1..servers).map(|_| db.open(&cat, &keys)));
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server_config = ServerConfig::new(1 << 16, tokens);
-    server_config.group_commit = group_commit;
-    let server = std::thread::spawn(move || {
-        serve_until(
-            agg,
-            signer,
-            server_config,
-            "127.0.0.1:0".parse().unwrap(),
-            |a| addr_tx.send(a).unwrap(),
-            async {
-                let _ = stop_rx.await;
-            },
-        )
-        .unwrap();
-    });
-    let base = format!("http://{}", addr_rx.recv().unwrap());
-    let url = format!("{base}/v1/envelopes");
+    let (mut stops, mut server_threads) = (Vec::new(), Vec::new());
+    for agg in aggs {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut server_config = ServerConfig::new(1 << 16, tokens.clone());
+        server_config.group_commit = group_commit;
+        let signer = CheckpointSigner::from_secret_bytes("confiance/load", &[9; 32]).unwrap();
+        let addr_tx = addr_tx.clone();
+        server_threads.push(std::thread::spawn(move || {
+            serve_until(
+                agg,
+                signer,
+                server_config,
+                "127.0.0.1:0".parse().unwrap(),
+                |a| addr_tx.send(a).unwrap(),
+                async {
+                    let _ = stop_rx.await;
+                },
+            )
+            .unwrap();
+        }));
+        stops.push(stop_tx);
+    }
+    let bases: Vec<String> = (0..servers).map(|_| format!("http://{}", addr_rx.recv().unwrap())).collect();
+    let base = bases[0].clone();
+    let urls: Arc<Vec<String>> = Arc::new(bases.iter().map(|b| format!("{b}/v1/envelopes")).collect());
     let posting = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let report_threads: Vec<_> = (0..reporters)
         .map(|_| {
@@ -158,7 +210,7 @@ fn main() {
     let start = Instant::now();
     let workers: Vec<_> = (0..clients)
         .map(|_| {
-            let (frames, next, url) = (Arc::clone(&frames), Arc::clone(&next), url.clone());
+            let (frames, next, urls) = (Arc::clone(&frames), Arc::clone(&next), Arc::clone(&urls));
             std::thread::spawn(move || {
                 let agent: ureq::Agent =
                     ureq::Agent::config_builder().http_status_as_error(false).build().into();
@@ -170,7 +222,7 @@ fn main() {
                     }
                     let t = Instant::now();
                     let mut r = agent
-                        .post(&url)
+                        .post(&urls[k % urls.len()])
                         .header("Authorization", &format!("Bearer {token}"))
                         .send(&frames[k][..])
                         .unwrap();
@@ -205,24 +257,27 @@ fn main() {
             reports.get(reports.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e3)
         );
     }
-    stop_tx.send(()).unwrap();
-    server.join().unwrap();
+    for (stop, server) in stops.into_iter().zip(server_threads) {
+        stop.send(()).unwrap();
+        server.join().unwrap();
+    }
 
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    let agg = Aggregator::open(&db, cat, keys, AggregatorConfig::default()).unwrap();
+    let agg = db.open(&cat, &keys);
     let lost = acked
         .iter()
         .filter(|a| !agg.has_envelope(&EnvelopeId(unhex(a).unwrap().try_into().unwrap())).unwrap())
         .count();
     println!(
-        "http_load: {} envelopes ({} acknowledged, {} refused) by {clients} clients in {:.2} s \
+        "http_load: {} envelopes ({} acknowledged, {} refused) by {clients} clients to {servers} server(s) on {} in {:.2} s \
          (group commit: {} envelopes or {} ms): {:.0} envelopes/s; \
          latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; acknowledged but lost: {lost} \
          (each acknowledged id looked up in the reopened database)",
         lat.len(),
         acked.len(),
         refused,
+        if matches!(db, Db::Postgres(_)) { "PostgreSQL" } else { "SQLite" },
         elapsed.as_secs_f64(),
         group_commit.max_envelopes,
         group_commit.max_wait.as_millis(),

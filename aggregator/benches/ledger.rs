@@ -8,6 +8,12 @@
 //! memory measured as the growth of resident memory from `/proc/self/statm`), and
 //! criterion medians for check, subject_access, recipient_view and who_sees.
 //!
+//! With `LEDGER_BENCH_POSTGRES=postgres://user@host:port/DB`, the same ledger is also
+//! built once on PostgreSQL, in the database `confiance_ledger_bench` on that server
+//! (created if missing, reused when complete), and its cold load — `Ledger::open_postgres`,
+//! which every `confiance serve --db postgres://…` process does at start — is timed and
+//! measured beside SQLite's. The queries are the same in-memory index either way.
+//!
 //! Run: `cargo bench -p confiance-aggregator --bench ledger`.
 
 #![allow(missing_docs, reason = "criterion_group! generates an undocumented function")]
@@ -113,7 +119,54 @@ fn resident_bytes() -> u64 {
 fn build(path: &std::path::Path) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;").unwrap();
-    let mut ledger = Ledger::open(conn, catalogue()).unwrap();
+    fill(&mut Ledger::open(conn, catalogue()).unwrap());
+}
+
+/// Opens `ledger` (a fresh one) and prints how long it took, what it holds and the growth
+/// of resident memory.
+fn cold_load(what: &str, open: impl FnOnce() -> Ledger) -> Ledger {
+    let before = resident_bytes();
+    let start = Instant::now();
+    let ledger = open();
+    let load = start.elapsed();
+    let after = resident_bytes();
+    let stats = ledger.stats();
+    assert_eq!(stats.grants, u64::from(SUBJECTS * PER_RECEIPT));
+    println!(
+        "ledger cold load ({what}): {} grants, {} receipts, {} subjects, {} withdrawals in {:.2} s; resident memory +{} MiB = {:.0} bytes/grant",
+        stats.grants,
+        stats.receipts,
+        stats.subjects,
+        stats.withdrawals,
+        load.as_secs_f64(),
+        after.saturating_sub(before) >> 20,
+        after.saturating_sub(before) as f64 / stats.grants as f64
+    );
+    ledger
+}
+
+/// The PostgreSQL cold load, when `LEDGER_BENCH_POSTGRES` names a server; the ledger is
+/// built there first unless a previous run left it whole (its withdrawals go in last).
+fn postgres_cold_load() {
+    let Ok(url) = std::env::var("LEDGER_BENCH_POSTGRES") else { return };
+    let (server, _) = url.rsplit_once('/').expect("LEDGER_BENCH_POSTGRES=postgres://user@host:port/DB");
+    let db = format!("{server}/confiance_ledger_bench");
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let complete = postgres::Client::connect(&db, postgres::NoTls)
+        .ok()
+        .and_then(|mut c| c.query_one("SELECT count(*) FROM ledger_withdrawal", &[]).ok())
+        .is_some_and(|r| r.get::<_, i64>(0) == i64::from(WITHDRAWN));
+    if !complete {
+        admin.batch_execute("DROP DATABASE IF EXISTS confiance_ledger_bench WITH (FORCE)").unwrap();
+        admin.batch_execute("CREATE DATABASE confiance_ledger_bench").unwrap();
+        println!("building the ledger on PostgreSQL…");
+        fill(&mut Ledger::open_postgres(&db, catalogue()).unwrap());
+    }
+    drop(cold_load("PostgreSQL", || Ledger::open_postgres(&db, catalogue()).unwrap()));
+}
+
+/// Writes the bench's receipts and withdrawals into `ledger`.
+fn fill(ledger: &mut Ledger) {
     let start = Instant::now();
     for chunk in 0..SUBJECTS / 100_000 {
         let batch = (chunk * 100_000..(chunk + 1) * 100_000).map(|i| {
@@ -154,23 +207,10 @@ fn bench(c: &mut Criterion) {
     if fresh {
         build(&path);
     }
-    let before = resident_bytes();
-    let start = Instant::now();
-    let ledger = Ledger::open(rusqlite::Connection::open(&path).unwrap(), catalogue()).unwrap();
-    let load = start.elapsed();
-    let after = resident_bytes();
-    let stats = ledger.stats();
-    assert_eq!(stats.grants, u64::from(SUBJECTS * PER_RECEIPT));
-    println!(
-        "ledger cold load: {} grants, {} receipts, {} subjects, {} withdrawals in {:.2} s; resident memory +{} MiB = {:.0} bytes/grant",
-        stats.grants,
-        stats.receipts,
-        stats.subjects,
-        stats.withdrawals,
-        load.as_secs_f64(),
-        after.saturating_sub(before) >> 20,
-        after.saturating_sub(before) as f64 / stats.grants as f64
-    );
+    let ledger = cold_load("SQLite", || {
+        Ledger::open(rusqlite::Connection::open(&path).unwrap(), catalogue()).unwrap()
+    });
+    postgres_cold_load();
 
     let queries: Vec<(RecipientId, MetricId, PurposeId, SubjectId, Timestamp)> = (0..4096u32)
         .map(|q| {

@@ -8,137 +8,20 @@
 //!
 //! Needs `CONFIANCE_TEST_POSTGRES=postgres://…` naming a server where the user may create
 //! databases (`bash .ci/postgres` starts a throw-away one and runs this file). Without
-//! it the test prints why it is skipped — and fails under `CI=true`, where it must run.
+//! it the test prints why it is skipped (CI's plain test step has no server; its
+//! `.ci/postgres` step runs this file with one).
 
 #![cfg(feature = "postgres")]
 
-use std::io::BufRead as _;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
-use confiance::Timestamp;
-use confiance::consent::{ConsentRequest, Scope};
-use confiance::ids::MetricId;
-use confiance::recorder::Value as DevValue;
 use confiance_aggregator::audit::{EventKind, Verifier};
 use confiance_aggregator::server::{KeyFile, hex};
 use confiance_aggregator::store::{PgStore, Store as _};
-use serde_json::Value;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
-use fixtures::{id, recorder};
-
-const CATALOGUE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalogue.toml");
-
-/// A fresh database on the `CONFIANCE_TEST_POSTGRES` server, as a URL; `None` (said on
-/// stderr) when the variable is unset (`.ci/postgres` sets it).
-fn fresh_database(name: &str) -> Option<String> {
-    use std::io::Write as _;
-    // No "must run under CI=true" check here: CI's plain `cargo test --workspace` step runs
-    // this file without a server, and its next step (`.ci/postgres`) runs it with one.
-    let Ok(url) = std::env::var("CONFIANCE_TEST_POSTGRES") else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: CONFIANCE_TEST_POSTGRES is unset (bash .ci/postgres runs this file on a throw-away server)"
-        );
-        return None;
-    };
-    let db = format!("confiance_p_{name}");
-    let mut c =
-        postgres::Client::connect(&url, postgres::NoTls).expect("cannot connect to CONFIANCE_TEST_POSTGRES");
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
-    c.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
-    let config: postgres::Config = url.parse().unwrap();
-    let host = match &config.get_hosts()[0] {
-        postgres::config::Host::Tcp(h) => h.clone(),
-        postgres::config::Host::Unix(p) => p.display().to_string(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("postgres");
-    Some(format!("postgres://{user}@{host}:{port}/{db}"))
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_confiance"))
-}
-
-/// Runs a CLI command on the key file in `d` (no database), returns its JSON.
-fn cli(d: &Path, args: &[&str]) -> Value {
-    let o = bin()
-        .arg("--db")
-        .arg(d.join("unused.sqlite"))
-        .arg("--keys")
-        .arg(d.join("keys"))
-        .args(["--catalogue", CATALOGUE, "--json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `confiance serve --db URL` on a free loopback port; the key file and the catalogue
-/// are the files every process shares.
-fn start(d: &Path, url: &str) -> Server {
-    let mut child = bin()
-        .args(["--db", url])
-        .arg("--keys")
-        .arg(d.join("keys"))
-        .args(["--catalogue", CATALOGUE])
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("serve said: {line:?}"))
-        .to_owned();
-    Server { child, base: format!("http://{addr}") }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
-}
-
-fn send(agent: &ureq::Agent, url: &str, token: Option<&str>, body: Option<&[u8]>) -> (u16, Value) {
-    let mut r = match body {
-        None => {
-            let mut rq = agent.get(url);
-            if let Some(t) = token {
-                rq = rq.header("Authorization", &format!("Bearer {t}"));
-            }
-            rq.call()
-        }
-        Some(b) => agent.post(url).send(b),
-    }
-    .unwrap_or_else(|e| panic!("{url}: {e}"));
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}")))
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_secs(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
-    )
-}
+#[path = "support/serve.rs"]
+mod serve;
+use serve::{Server, agent, cli, fleet, fresh_database, now, send, start};
 
 #[derive(Default)]
 struct Client {
@@ -153,9 +36,7 @@ struct Client {
 #[test]
 fn three_serve_processes_on_one_postgres_count_each_acknowledged_envelope_once() {
     let Some(url) = fresh_database("three_serve") else { return };
-    let d = std::env::temp_dir().join(format!("confiance-pg-serve-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = serve::scratch_dir("pg-serve");
     cli(&d, &["keygen"]);
     let auditor = cli(&d, &["token", "--role", "auditor"])["token"].as_str().unwrap().to_owned();
     let kf = KeyFile::read(&d.join("keys")).unwrap();
@@ -164,34 +45,8 @@ fn three_serve_processes_on_one_postgres_count_each_acknowledged_envelope_once()
 
     // A fleet: every device consents to anonymous statistics, every other one to a
     // pseudonymous fault code; all receipts go to process 0 only.
-    let t = now();
-    let given = t.saturating_sub_secs(7_200);
     let configs: Vec<_> = kf.hpke.iter().map(|(c, _)| *c).collect();
-    let (mut receipts, mut frames) = (Vec::new(), Vec::new());
-    for i in 0..48u64 {
-        let mut dev = recorder(300 + i, "calora", configs.clone());
-        let mut give = |purpose: &str, metric: &str| {
-            let request = ConsentRequest::new(
-                id("calora"),
-                id(purpose),
-                Scope::metrics([id::<MetricId>(metric)]),
-                "P90D".parse().unwrap(),
-            );
-            receipts.push(dev.give_consent(request, given).unwrap());
-        };
-        give("product-improvement", "thermostat.mode");
-        if i % 2 == 0 {
-            give("service", "thermostat.fault-code");
-        }
-        let _ = dev.record(
-            &id("thermostat.mode"),
-            &id("product-improvement"),
-            DevValue::Category((i % 3) as u32),
-            t,
-        );
-        let _ = dev.record_service(&id("thermostat.fault-code"), DevValue::Int(7), t);
-        frames.extend(dev.flush(t));
-    }
+    let serve::Fleet { receipts, frames } = fleet(48, 300, &configs, now());
     for r in &receipts {
         let (s, v) = send(&http, &format!("{}/v1/receipts", servers[0].base), None, Some(r));
         assert_eq!(s, 201, "{v}");

@@ -21,7 +21,7 @@ use confiance_aggregator::ingest::IngestError;
 use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::ledger::Ledger;
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
-use confiance_aggregator::store::{PgStore, StoreError};
+use confiance_aggregator::store::{PgStore, Store as _, StoreError};
 use postgres::{Client, Config, NoTls};
 
 #[path = "support/fixtures.rs"]
@@ -388,6 +388,39 @@ fn url_of(config: &Config) -> String {
 fn all_on_postgres(config: &Config, keys: KeyStore) -> Aggregator {
     let ledger = Ledger::open_postgres(&url_of(config), catalogue()).unwrap();
     with_ledger(config, keys, ledger)
+}
+
+/// A process that starts while another commits: its ledger is loaded before the other's
+/// commit and its reconciliation reads the store after it, so what the other stored and
+/// noted meanwhile looks missing from its (stale) holdings. Its reconciliation catches up
+/// first and notes nothing twice — it used to note those records again, fail with
+/// "already noted" and refuse to start (found by pg_crash.rs, a restart under load).
+#[test]
+fn a_process_starting_while_another_commits_notes_nothing_twice() {
+    let Some(db) = fresh_database("start_during_commit") else { return };
+    let (keys, config) = keys();
+    let (receipts, frames) = fleet(8, config);
+    let (given, now) = (Timestamp::from_secs(T0 - 10_000), Timestamp::from_secs(T0));
+    let mut a = all_on_postgres(&db, keys.clone());
+    for r in &receipts {
+        a.receive_receipt(r, given).unwrap();
+    }
+    // The second process has loaded its ledger; then the first commits and notes.
+    let stale = Ledger::open_postgres(&url_of(&db), catalogue()).unwrap();
+    for f in &frames {
+        a.ingest(f, now).unwrap();
+    }
+    let mut b = with_ledger(&db, keys, stale);
+    let store = PgStore::with_config(&db).unwrap();
+    let stored = store.record_heads().unwrap().len() as u64;
+    assert_eq!(stored, 4);
+    assert_eq!(b.ledger().stats().records, stored);
+    for agg in [&mut a, &mut b] {
+        assert!(agg.reconcile().unwrap().is_clean());
+    }
+    let ledger = Ledger::open_postgres(&url_of(&db), catalogue()).unwrap();
+    assert_eq!(ledger.stats().records, stored);
+    assert_eq!(ledger.held_records().len() as u64, stored);
 }
 
 mod tokens {

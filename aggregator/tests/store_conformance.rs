@@ -135,6 +135,7 @@ conformance!(
     audit_events_commit_with_their_batch,
     record_heads_list_clear_columns_in_storage_order,
     the_audit_view_matches_the_log_and_scans_by_kind,
+    a_log_kept_open_leaves_the_store_readable,
 );
 
 fn metric() -> MetricId {
@@ -472,6 +473,42 @@ fn the_audit_view_matches_the_log_and_scans_by_kind(b: &mut Backend) {
     memory.append_batch(all.iter().map(|e| &e.event)).unwrap();
     assert_eq!(memory.store().events_of_kind(&[EventKind::ConsentGiven]).unwrap(), found);
     assert_eq!(memory.store().last_of_kind(&[EventKind::IngestBatch]).unwrap().map(|e| e.seq), Some(3));
+}
+
+/// A log kept open (`Store::audit_log`) while the store is read, as a report does: on
+/// PostgreSQL the log's view used to hold the store's one connection for its whole life,
+/// so the fleet example on PostgreSQL waited forever in its report. A watchdog ends the
+/// test binary with a failure rather than let it hang.
+fn a_log_kept_open_leaves_the_store_readable(b: &mut Backend) {
+    b.store()
+        .commit(&CommitBatch {
+            partitions: vec![StoredPartition { key: partition(0, "P1Y"), state: vec![1], reports: 1 }],
+            records: vec![record(1, 10, "P30D", b"r")],
+            audit: vec![ingest_event(1, 1)],
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    let (done, watched) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if watched.recv_timeout(std::time::Duration::from_secs(30)).is_err() {
+            use std::io::Write as _;
+            // Past the harness's capture, which `exit` would discard.
+            let _ = writeln!(std::io::stderr(), "the store blocked while a log was open");
+            std::process::exit(101);
+        }
+    });
+    let s = b.store();
+    let log = s.audit_log().unwrap();
+    assert_eq!(s.partitions().unwrap().len(), 1);
+    assert_eq!(s.record_heads().unwrap().len(), 1);
+    assert_eq!(
+        s.audit_store().events_of_kind(&[confiance_aggregator::audit::EventKind::IngestBatch]).unwrap().len(),
+        1
+    );
+    assert_eq!(log.size(), 1);
+    assert_eq!(log.export(1).unwrap().len(), 1);
+    done.send(()).unwrap();
+    watchdog.join().unwrap();
 }
 
 // ---- The AuditStore contract, on the three audit stores. ----

@@ -348,22 +348,33 @@ impl Aggregator {
             };
             record_notes.push((note, at));
         }
-        let (np, nr) = self.ledger.atomically(|l| {
+        let (noted_p, noted_r, np, nr) = self.ledger.atomically(|l| {
+            // On a shared ledger this transaction first caught up with the other
+            // processes: one of them may have noted since this index was loaded what its
+            // own store commit wrote (its commit fell between this process's load and its
+            // reading of the store). Only what is still missing is noted.
+            let (mut noted_p, mut noted_r) = (0u64, 0u64);
             for (note, at) in &partition_notes {
-                l.note_partition(note, *at)?;
+                if !l.knows_partition(&note.partition) {
+                    l.note_partition(note, *at)?;
+                    noted_p += 1;
+                }
             }
             for (note, at) in &record_notes {
-                l.note_record(note, *at)?;
+                if !l.knows_record(&note.record) {
+                    l.note_record(note, *at)?;
+                    noted_r += 1;
+                }
             }
-            mark_purged(
+            let (np, nr) = mark_purged(
                 l,
                 gone_p.iter().map(|(id, d)| (id.as_slice(), purged_at(*d))),
                 gone_r.iter().map(|(id, d)| (id, purged_at(*d))),
-            )
+            )?;
+            Ok::<_, LedgerError>((noted_p, noted_r, np, nr))
         })?;
-        let n = |x: usize| u64::try_from(x).unwrap_or(u64::MAX);
-        report.partitions_noted += n(partition_notes.len());
-        report.records_noted += n(record_notes.len());
+        report.partitions_noted += noted_p;
+        report.records_noted += noted_r;
         report.partitions_purged += np;
         report.records_purged += nr;
         Ok(())

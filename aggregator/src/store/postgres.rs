@@ -3,7 +3,6 @@
 //! report ids and envelope digests are unique keys, so a report accepted by one process
 //! is refused by all; audit appends are serialized by [`APPEND_LOCK`].
 
-use std::cell::RefCell;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use postgres::error::SqlState;
@@ -337,7 +336,7 @@ impl Store for PgStore {
     }
 
     fn audit_store(&self) -> Box<dyn AuditStore + '_> {
-        Box::new(LogView { client: RefCell::new(self.client()) })
+        Box::new(LogView { client: &self.client })
     }
 
     fn partitions(&self) -> Result<Vec<StoredPartition>, StoreError> {
@@ -557,11 +556,12 @@ impl Store for PgStore {
     }
 }
 
-/// The audit log read through the store's connection, held for the view's life
-/// ([`Store::audit_store`]). Stored nodes never change, so reads of a size taken once
-/// stay consistent while other processes append. Appends go through the store.
+/// The audit log read through the store's connection ([`Store::audit_store`]), which it
+/// locks for each read only: a caller keeping a log open (`Store::audit_log`) may still
+/// use the store. Stored nodes never change, so reads of a size taken once stay
+/// consistent while this or other processes append. Appends go through the store.
 struct LogView<'a> {
-    client: RefCell<MutexGuard<'a, Client>>,
+    client: &'a Mutex<Client>,
 }
 
 fn audit_i64(v: u64) -> Result<i64, AuditError> {
@@ -569,10 +569,14 @@ fn audit_i64(v: u64) -> Result<i64, AuditError> {
 }
 
 impl LogView<'_> {
+    fn lock(&self) -> MutexGuard<'_, Client> {
+        self.client.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn scan(&self, kinds: &[EventKind], tail: &str) -> Result<Vec<LoggedEvent>, AuditError> {
         let tags: Vec<i32> = kinds.iter().map(|k| i32::from(k.leaf_tag())).collect();
         let sql = format!("SELECT seq, leaf FROM audit_leaf WHERE get_byte(leaf, 0) = ANY($1) {tail}");
-        let rows = self.client.borrow_mut().query(&sql, &[&tags])?;
+        let rows = self.lock().query(&sql, &[&tags])?;
         rows.iter()
             .map(|r| {
                 let e = LoggedEvent::from_leaf_bytes(r.get::<_, &[u8]>(1))?;
@@ -587,16 +591,12 @@ impl LogView<'_> {
 
 impl AuditStore for LogView<'_> {
     fn len(&self) -> Result<u64, AuditError> {
-        let n: i64 = self
-            .client
-            .borrow_mut()
-            .query_one("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_leaf", &[])?
-            .get(0);
+        let n: i64 = self.lock().query_one("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_leaf", &[])?.get(0);
         u64::try_from(n).map_err(|_| AuditError::Corrupt("negative sequence number"))
     }
 
     fn node(&self, level: u32, index: u64) -> Result<Hash, AuditError> {
-        let mut c = self.client.borrow_mut();
+        let mut c = self.lock();
         let row = if level == 0 {
             c.query_opt("SELECT hash FROM audit_leaf WHERE seq = $1", &[&audit_i64(index)?])?
         } else {
@@ -611,10 +611,8 @@ impl AuditStore for LogView<'_> {
     }
 
     fn leaf(&self, index: u64) -> Result<Vec<u8>, AuditError> {
-        let row = self
-            .client
-            .borrow_mut()
-            .query_opt("SELECT leaf FROM audit_leaf WHERE seq = $1", &[&audit_i64(index)?])?;
+        let row =
+            self.lock().query_opt("SELECT leaf FROM audit_leaf WHERE seq = $1", &[&audit_i64(index)?])?;
         match row {
             Some(r) => Ok(r.get(0)),
             None => Err(AuditError::OutOfRange { index, size: self.len()? }),
@@ -623,7 +621,8 @@ impl AuditStore for LogView<'_> {
 
     /// Appends in a transaction of its own, under [`APPEND_LOCK`].
     fn append(&mut self, batch: &AppendBatch) -> Result<(), AuditError> {
-        let tx = self.client.get_mut().transaction()?;
+        let mut c = self.lock();
+        let tx = c.transaction()?;
         let mut log = AuditPg::attach(tx);
         log.append(batch)?;
         log.into_inner().commit()?;
