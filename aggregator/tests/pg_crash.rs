@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use confiance_aggregator::audit::{AuditEvent, EventKind, Verifier};
 use confiance_aggregator::ledger::Ledger;
-use confiance_aggregator::server::{KeyFile, hex};
+use confiance_aggregator::server::hex;
 use confiance_aggregator::store::{PgStore, Store as _};
 use sha2::{Digest as _, Sha256};
 
@@ -32,7 +32,7 @@ use sha2::{Digest as _, Sha256};
 mod fixtures;
 #[path = "support/serve.rs"]
 mod serve;
-use serve::{agent, cli, fleet, fresh_database, now, send, start, try_send, try_start};
+use serve::{agent, fleet, now, send, start, try_send, try_start};
 
 /// Kills of the victim, each followed by a restart.
 const KILLS: usize = 12;
@@ -58,11 +58,9 @@ struct Tally {
 
 #[test]
 fn one_of_two_serve_processes_killed_twelve_times_under_load_loses_and_doubles_nothing() {
-    let Some(url) = fresh_database("crash") else { return };
-    let d = serve::scratch_dir("pg-crash");
-    cli(&d, &["keygen"]);
-    let auditor = cli(&d, &["token", "--role", "auditor"])["token"].as_str().unwrap().to_owned();
-    let kf = KeyFile::read(&d.join("keys")).unwrap();
+    let Some(serve::Setup { url, dir: d, auditor, keys: kf }) = serve::setup("crash", "pg-crash") else {
+        return;
+    };
     let survivor = start(&d, &url);
     let victim = Mutex::new(start(&d, &url));
     let victim_base = RwLock::new(victim.lock().unwrap().base.clone());

@@ -14,14 +14,14 @@
 #![cfg(feature = "postgres")]
 
 use confiance_aggregator::audit::{EventKind, Verifier};
-use confiance_aggregator::server::{KeyFile, hex};
+use confiance_aggregator::server::hex;
 use confiance_aggregator::store::{PgStore, Store as _};
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
 #[path = "support/serve.rs"]
 mod serve;
-use serve::{Server, agent, cli, fleet, fresh_database, now, send, start};
+use serve::{Server, agent, fleet, now, send, start};
 
 #[derive(Default)]
 struct Client {
@@ -35,11 +35,10 @@ struct Client {
 
 #[test]
 fn three_serve_processes_on_one_postgres_count_each_acknowledged_envelope_once() {
-    let Some(url) = fresh_database("three_serve") else { return };
-    let d = serve::scratch_dir("pg-serve");
-    cli(&d, &["keygen"]);
-    let auditor = cli(&d, &["token", "--role", "auditor"])["token"].as_str().unwrap().to_owned();
-    let kf = KeyFile::read(&d.join("keys")).unwrap();
+    let Some(serve::Setup { url, dir: d, auditor, keys: kf }) = serve::setup("three_serve", "pg-serve")
+    else {
+        return;
+    };
     let servers: Vec<Server> = (0..3).map(|_| start(&d, &url)).collect();
     let http = agent();
 

@@ -11,11 +11,8 @@
 #![cfg(feature = "postgres")]
 
 use confiance::Timestamp;
-use confiance::consent::{ConsentRequest, Scope};
 use confiance::envelope::{self, AeadId, HeaderFields, KeyConfig};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
-use confiance::ids::MetricId;
-use confiance::recorder::Value;
 use confiance::report::Report;
 use confiance_aggregator::ingest::IngestError;
 use confiance_aggregator::keys::KeyStore;
@@ -26,7 +23,9 @@ use postgres::{Client, Config, NoTls};
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
-use fixtures::{catalogue, id, recorder};
+#[path = "support/serve.rs"]
+mod serve;
+use fixtures::{catalogue, id};
 
 const T0: u64 = 1_800_000_000;
 
@@ -68,33 +67,8 @@ fn keys() -> (KeyStore, KeyConfig) {
 /// `n` devices' consent receipts and sealed envelopes (anonymous thermostat modes, and
 /// a pseudonymous fault code from every other device).
 fn fleet(n: u64, config: KeyConfig) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let (mut receipts, mut frames) = (Vec::new(), Vec::new());
-    let given = Timestamp::from_secs(T0 - 10_000);
-    let now = Timestamp::from_secs(T0);
-    for i in 0..n {
-        let mut d = recorder(100 + i, "calora", vec![config]);
-        let mut give = |purpose: &str, metric: &str| {
-            let request = ConsentRequest::new(
-                id("calora"),
-                id(purpose),
-                Scope::metrics([id::<MetricId>(metric)]),
-                "P90D".parse().unwrap(),
-            );
-            receipts.push(d.give_consent(request, given).unwrap());
-        };
-        give("product-improvement", "thermostat.mode");
-        if i % 2 == 0 {
-            give("service", "thermostat.fault-code");
-        }
-        let _ = d.record(
-            &id("thermostat.mode"),
-            &id("product-improvement"),
-            Value::Category((i % 3) as u32),
-            now,
-        );
-        let _ = d.record_service(&id("thermostat.fault-code"), Value::Int(7), now);
-        frames.extend(d.flush(now));
-    }
+    let (given, now) = (Timestamp::from_secs(T0 - 10_000), Timestamp::from_secs(T0));
+    let serve::Fleet { receipts, frames } = serve::fleet_consenting_at(n, 100, &[config], given, now);
     (receipts, frames)
 }
 
@@ -425,42 +399,19 @@ fn a_process_starting_while_another_commits_notes_nothing_twice() {
 
 mod tokens {
     use confiance::Timestamp;
-    use confiance::consent::{ConsentReceipt, DeviceKey, RECEIPT_VERSION, Scope, SignedReceipt, SubjectKey};
+    use confiance::consent::DeviceKey;
     use confiance::hazmat::{SeedableRng as _, SeededRng};
-    use confiance::ids::MetricId;
     use confiance::token::{PendingTokens, TokenPeriod, TokenScope};
     use confiance_aggregator::issuer::{IssueError, IssuerSecret};
     use confiance_aggregator::service::Aggregator;
 
-    use super::fixtures::{catalogue, id};
+    pub use super::fixtures::calora_mode_receipt as receipt;
+    use super::fixtures::id;
 
     pub const DAY: u64 = 86_400;
 
     pub fn t(s: u64) -> Timestamp {
         Timestamp::from_secs(s)
-    }
-
-    /// A receipt of `owner`'s subject for calora / product-improvement /
-    /// thermostat.mode, signed by `dev`, valid from `from`.
-    pub fn receipt(owner: &SubjectKey, dev: &DeviceKey, from: u64) -> SignedReceipt {
-        let c = catalogue();
-        ConsentReceipt {
-            version: RECEIPT_VERSION,
-            catalogue_version: c.version(),
-            catalogue_digest: c.digest(),
-            subject: owner.subject_id(),
-            subject_key: owner.public_key(),
-            recipient: id("calora"),
-            purpose: id("product-improvement"),
-            scope: Scope::metrics([id::<MetricId>("thermostat.mode")]),
-            valid_from: t(from),
-            valid_until: None,
-            hold: "P90D".parse().unwrap(),
-            issued_at: t(from),
-            nonce: [1; 16],
-            signer: dev.public_key(),
-        }
-        .sign(dev)
     }
 
     pub fn scope(now: Timestamp) -> TokenScope {
@@ -512,7 +463,7 @@ fn the_ledger_and_the_token_quota_are_shared_exactly_by_three_processes() {
         .receive_delegation(&owner.delegate(dev.public_key(), start, None, start).unwrap().to_bytes(), start)
         .unwrap();
     assert_eq!(ask(&mut procs[1], &dev, &s, 1, now, 1).unwrap_err().code(), "not_consented");
-    let r = receipt(&owner, &dev, T0 - 20 * DAY);
+    let r = receipt(&owner, &dev, T0 - 20 * DAY, 1);
     procs[0].receive_receipt(&r.to_bytes(), t(T0 - 20 * DAY)).unwrap();
     // Three processes, twelve requests of one token each, at once: 24 issued in all.
     let quota = catalogue().limits().tokens_per_period as usize;

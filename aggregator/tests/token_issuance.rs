@@ -4,10 +4,9 @@
 //! issues and stores nothing, and issuance is logged per scope and period as counts.
 
 use confiance::Timestamp;
-use confiance::consent::{ConsentReceipt, DeviceKey, RECEIPT_VERSION, Scope, SignedReceipt, SubjectKey};
+use confiance::consent::{DeviceKey, SignedReceipt, SubjectKey};
 use confiance::envelope::AeadId;
 use confiance::hazmat::{SeedableRng as _, SeededRng};
-use confiance::ids::MetricId;
 use confiance::token::{PendingTokens, TokenPeriod, TokenScope};
 use confiance_aggregator::audit::{AuditEvent, EventKind};
 use confiance_aggregator::issuer::{IssueError, IssuerSecret};
@@ -16,7 +15,7 @@ use confiance_aggregator::service::{Aggregator, AggregatorConfig};
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
-use fixtures::{catalogue, id};
+use fixtures::{calora_mode_receipt as receipt, catalogue, id};
 
 const T0: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
@@ -39,29 +38,6 @@ fn temp_db(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("agg.sqlite")
-}
-
-/// A receipt of `owner`'s subject for calora / product-improvement / thermostat.mode,
-/// signed by `dev`, valid from `from`.
-fn receipt(owner: &SubjectKey, dev: &DeviceKey, from: u64, nonce: u8) -> SignedReceipt {
-    let c = catalogue();
-    ConsentReceipt {
-        version: RECEIPT_VERSION,
-        catalogue_version: c.version(),
-        catalogue_digest: c.digest(),
-        subject: owner.subject_id(),
-        subject_key: owner.public_key(),
-        recipient: id("calora"),
-        purpose: id("product-improvement"),
-        scope: Scope::metrics([id::<MetricId>("thermostat.mode")]),
-        valid_from: t(from),
-        valid_until: None,
-        hold: "P90D".parse().unwrap(),
-        issued_at: t(from),
-        nonce: [nonce; 16],
-        signer: dev.public_key(),
-    }
-    .sign(dev)
 }
 
 fn scope(now: Timestamp) -> TokenScope {

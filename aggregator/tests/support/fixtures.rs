@@ -37,3 +37,34 @@ pub fn recorder(
     };
     confiance::recorder::Recorder::new(parts, confiance::recorder::MemoryStorage::default())
 }
+
+/// A receipt of `owner`'s subject for calora / product-improvement / thermostat.mode
+/// (hold P90D), signed by `dev`, valid and issued from `from` (UTC seconds), with the
+/// nonce `[nonce; 16]`.
+pub fn calora_mode_receipt(
+    owner: &confiance::consent::SubjectKey,
+    dev: &confiance::consent::DeviceKey,
+    from: u64,
+    nonce: u8,
+) -> confiance::consent::SignedReceipt {
+    use confiance::consent::{ConsentReceipt, RECEIPT_VERSION, Scope};
+    let c = catalogue();
+    let from = confiance::Timestamp::from_secs(from);
+    ConsentReceipt {
+        version: RECEIPT_VERSION,
+        catalogue_version: c.version(),
+        catalogue_digest: c.digest(),
+        subject: owner.subject_id(),
+        subject_key: owner.public_key(),
+        recipient: id("calora"),
+        purpose: id("product-improvement"),
+        scope: Scope::metrics([id::<confiance::ids::MetricId>("thermostat.mode")]),
+        valid_from: from,
+        valid_until: None,
+        hold: "P90D".parse().unwrap(),
+        issued_at: from,
+        nonce: [nonce; 16],
+        signer: dev.public_key(),
+    }
+    .sign(dev)
+}

@@ -167,11 +167,41 @@ pub struct Fleet {
     pub frames: Vec<Vec<u8>>,
 }
 
+/// What a multi-process test starts from: a fresh database (`None`, the test skipped,
+/// without a PostgreSQL server), a scratch directory with new keys (`cli keygen`), an
+/// auditor's bearer token and the key file.
+pub struct Setup {
+    pub url: String,
+    pub dir: std::path::PathBuf,
+    pub auditor: String,
+    pub keys: confiance_aggregator::server::KeyFile,
+}
+
+/// [`Setup`] on the database `db` and the scratch directory `dir`.
+pub fn setup(db: &str, dir: &str) -> Option<Setup> {
+    let url = fresh_database(db)?;
+    let dir = scratch_dir(dir);
+    cli(&dir, &["keygen"]);
+    let auditor = cli(&dir, &["token", "--role", "auditor"])["token"].as_str().unwrap().to_owned();
+    let keys = confiance_aggregator::server::KeyFile::read(&dir.join("keys")).unwrap();
+    Some(Setup { url, dir, auditor, keys })
+}
+
 /// `devices` devices of brand calora (seeds from `seed`), sealing to `configs`: every
 /// device consents to anonymous statistics, every other one to a pseudonymous fault
 /// code, two hours before `t`; each records a mode and a fault code at `t` and flushes.
 pub fn fleet(devices: u64, seed: u64, configs: &[KeyConfig], t: Timestamp) -> Fleet {
-    let given = t.saturating_sub_secs(7_200);
+    fleet_consenting_at(devices, seed, configs, t.saturating_sub_secs(7_200), t)
+}
+
+/// [`fleet`], the consents given at `given` instead of two hours before `t`.
+pub fn fleet_consenting_at(
+    devices: u64,
+    seed: u64,
+    configs: &[KeyConfig],
+    given: Timestamp,
+    t: Timestamp,
+) -> Fleet {
     let (mut receipts, mut frames) = (Vec::new(), Vec::new());
     for i in 0..devices {
         let mut dev = recorder(seed + i, "calora", configs.to_vec());
