@@ -307,8 +307,11 @@ pub struct RetentionRow {
     pub kind: RetentionKind,
     /// The metric's id.
     pub metric: String,
-    /// Records (or reports) held.
-    pub records: u64,
+    /// Reports a partition holds, or `1` for a record, as the store holds them when the
+    /// report is made; `None` for a partition the store no longer holds (purged since the
+    /// instant): its count went with it, and `0` would read as "nothing was held".
+    #[serde(default)]
+    pub records: Option<u64>,
     /// When the data began to be collected (the bucket start), when known.
     pub collected_from: Option<Timestamp>,
     /// The hold deadline.

@@ -40,7 +40,7 @@ fn sample() -> ReportData {
         item: "subject 81d0…7e / research-lab".into(),
         kind: RetentionKind::Records,
         metric: "setpoint".into(),
-        records: 77,
+        records: Some(77),
         collected_from: Some(t("2027-03-01")),
         deadline: t("2027-05-20"),
         hold: Some("P2M".into()),

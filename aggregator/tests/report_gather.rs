@@ -85,6 +85,13 @@ fn overdue_at_the_instant_with_later_purges_beside_it() {
         assert_eq!(r.purged_at, Some(purge_at), "the later purge beside it: {r:?}");
         assert_eq!(r.hold.as_deref(), Some("P90D"), "the hold as the receipt wrote it: {r:?}");
     }
+    // Purged since: the partitions' counts went with them ("—", not "0 held"); the
+    // record row is one record. Failed before: the partitions said 0.
+    assert!(parts.iter().all(|r| r.records.is_none()), "{parts:#?}");
+    assert_eq!(records[0].records, Some(1));
+    let md = report::render_markdown(&d);
+    let row = md.lines().find(|l| l.contains(&parts[0].item)).unwrap();
+    assert!(row.contains("| partition | — |"), "{row}");
     let calora = d.summary.iter().find(|s| s.recipient == "calora").unwrap();
     assert!(calora.overdue >= 2, "{calora:?}");
     let html = report::render_html(&d);

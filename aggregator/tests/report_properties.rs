@@ -85,7 +85,7 @@ fn retention() -> impl Strategy<Value = RetentionRow> {
             item,
             kind: RetentionKind::Partition,
             metric: "m".into(),
-            records: 1,
+            records: Some(1),
             collected_from,
             deadline,
             hold: None,

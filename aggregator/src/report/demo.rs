@@ -78,7 +78,7 @@ pub(super) fn demo() -> ReportData {
     ];
     let part = |item: &str,
                 metric: &str,
-                records: u64,
+                records: Option<u64>,
                 from: u64,
                 deadline: u64,
                 purged: Option<u64>,
@@ -96,15 +96,15 @@ pub(super) fn demo() -> ReportData {
         }
     };
     d.retention = vec![
-        part("indoor_temp 2027-01 / brand-a-cloud", "indoor_temp", 3_100_000, 0, 61, Some(61), "P1M"),
+        part("indoor_temp 2027-01 / brand-a-cloud", "indoor_temp", None, 0, 61, Some(61), "P1M"),
         RetentionRow {
             overdue_by_secs: Some(12 * DAY + 6 * 3_600),
-            ..part("heating_on 2027-02 / grid-operator", "heating_on", 2_700_000, 31, 139, None, "P3M")
+            ..part("heating_on 2027-02 / grid-operator", "heating_on", Some(2_700_000), 31, 139, None, "P3M")
         },
-        part("indoor_temp 2027-03 / research-lab", "indoor_temp", 1_200_000, 59, 270, None, "P6M"),
+        part("indoor_temp 2027-03 / research-lab", "indoor_temp", Some(1_200_000), 59, 270, None, "P6M"),
         RetentionRow {
             kind: RetentionKind::Records,
-            ..part("subject 3f9a…c2 / brand-a-cloud", "setpoint", 412, 10, 125, None, "P90D")
+            ..part("subject 3f9a…c2 / brand-a-cloud", "setpoint", Some(412), 10, 125, None, "P90D")
         },
     ];
     // The overdue partition's deadline passed 12 days 6 hours before `at`.

@@ -179,7 +179,7 @@ pub(super) fn retention(d: &ReportData) -> Table {
                             format!("{} · {}", r.metric, r.item)
                         }),
                         Cell::Text(kind.into()),
-                        Cell::Num(r.records.to_string()),
+                        r.records.map_or_else(|| Cell::Text("—".into()), |n| Cell::Num(n.to_string())),
                         Cell::Text(r.collected_from.map_or_else(|| "—".to_string(), instant)),
                         Cell::Text(r.hold.clone().unwrap_or_else(|| "—".to_string())),
                         Cell::Text(instant(r.deadline)),
