@@ -3,7 +3,8 @@
 //! - issuance per token (`Issuer::issue` of a 32-token request: signature check,
 //!   `BlindEvaluate`, one batched DLEQ proof) and the bare VOPRF part
 //!   (`ServerKey::blind_evaluate`), against one Ristretto255 variable-base
-//!   multiplication (target ≤ 1.3× each);
+//!   multiplication (target ≤ 1.3× each), and the same at the other request sizes
+//!   ([`REQUEST_SIZES`]: the fleet's, the recorder's default quota, larger batches);
 //! - verification per token (`TokenVerifier::verify`: `Evaluate` and a constant-time
 //!   comparison), alone and in a window of 32 (`TokenVerifier::verify_many`), against
 //!   the same multiplication (target ≤ 1.3×);
@@ -34,6 +35,8 @@ use curve25519_dalek::{RistrettoPoint, Scalar};
 const T0: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
 const BATCH: usize = 32;
+/// Request sizes measured besides [`BATCH`].
+const REQUEST_SIZES: [usize; 5] = [1, 3, 24, 128, 1024];
 
 fn catalogue() -> Catalogue {
     // A quota large enough for the benchmark's many requests from one device.
@@ -78,6 +81,33 @@ fn tokens(c: &mut Criterion) {
     g.bench_function(format!("issue_batch_{BATCH}"), |b| {
         b.iter(|| black_box(issuer.issue(black_box(&request), &AllowAll, now, &mut rng).unwrap()));
     });
+    // The other request sizes: the fleet's (at most 3: a 60-day period's monthly flushes
+    // and one), the recorder's default quota (24 a day), and larger batches (the variable-
+    // time multiscalar of the proof is Straus below 190 points, Pippenger from there).
+    for n in REQUEST_SIZES {
+        g.throughput(Throughput::Elements(n as u64));
+        // Criterion's least run (a hundred samples, 5 050 calls) would take minutes and
+        // pass the quota at the largest sizes.
+        g.sample_size(if n >= 128 { 10 } else { 100 });
+        // Each size from its own device (its own quota), the request made on first use,
+        // so that a filter that skips the case skips its setup too.
+        let device = DeviceKey::generate(&mut rng);
+        let mut request: Option<confiance::token::TokenRequest> = None;
+        let mut made = |rng: &mut SeededRng| {
+            request
+                .get_or_insert_with(|| PendingTokens::request(&device, scope.clone(), pk, n, rng).unwrap().1)
+                .clone()
+        };
+        g.bench_function(format!("blind_evaluate_batch_{n}"), |b| {
+            let blinded = made(&mut rng).blinded;
+            b.iter(|| black_box(server_key.blind_evaluate(black_box(&blinded), &mut rng).unwrap()));
+        });
+        g.bench_function(format!("issue_batch_{n}"), |b| {
+            let request = made(&mut rng);
+            b.iter(|| black_box(issuer.issue(black_box(&request), &AllowAll, now, &mut rng).unwrap()));
+        });
+    }
+    g.sample_size(100);
     g.throughput(Throughput::Elements(1));
     let token: Token = tokens[0];
     g.bench_function("verify", |b| {
