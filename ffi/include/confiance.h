@@ -692,7 +692,10 @@ enum ConfianceStatus confiance_tokens_held(struct ConfianceRecorder *handle,
  * Once the ledger has it, the device is enrolled: the issuer answers its token requests
  * (for a purpose resting on consent, once its receipt is posted too) and subject access
  * lists it. The bytes depend only on the arguments, so a call with a larger buffer after
- * `BufferTooSmall` gives the same.
+ * `BufferTooSmall` gives the same. Enrol once (at first start, then again only when
+ * `201` never came back): each call with another `now` signs another delegation, and
+ * the ledger keeps each one posted (subject access lists them all); re-posting the same
+ * bytes is answered 409 `duplicate_delegation` and changes nothing.
  *
  * `ConsentRefused` when `valid_until` is not after `valid_from`.
  *

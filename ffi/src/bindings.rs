@@ -825,7 +825,10 @@ impl Recorder {
     /// `duplicate_delegation` means the app posted it already). Once the ledger has it,
     /// the device is enrolled: the issuer answers its token requests (for a purpose
     /// resting on consent, once its receipt is posted too) and subject access lists it.
-    /// The same arguments give the same bytes.
+    /// The same arguments give the same bytes. Enrol once (at first start, then again
+    /// only when `201` never came back): each call with another `now` signs another
+    /// delegation, and the ledger keeps each one posted (subject access lists them all);
+    /// re-posting the same bytes is answered 409 `duplicate_delegation` and changes nothing.
     ///
     /// # Errors
     /// `ConsentRefused` when `valid_until` is not after `valid_from`; `BadArgument` for an
