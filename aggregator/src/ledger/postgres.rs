@@ -15,7 +15,7 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls};
 
 use super::LedgerError;
-use super::store::{Cols, Fact, FactSink, FactSource, SharedLedger, Table, TokenCounts, Val};
+use super::store::{Cols, Fact, FactSink, FactSource, Lookup, Select, SharedLedger, Table, TokenCounts, Val};
 use crate::store::StoreError;
 
 /// The advisory lock serializing the ledger's writers across processes (held to the end
@@ -119,15 +119,29 @@ impl FactSource for PgLedger {
     fn each(
         &self,
         table: Table,
-        from: i64,
-        to: i64,
+        sel: Select<'_>,
         f: &mut dyn FnMut(&dyn Cols) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
-        let rows = self.lock().client.query(table.select(), &[&from, &to]).map_err(pg)?;
+        if !sel.reads(table) {
+            return Ok(());
+        }
+        let mut g = self.lock();
+        let rows = match sel {
+            Select::Seqs(from, to) => g.client.query(table.select(), &[&from, &to]),
+            Select::Subject(subject, to) => g.client.query(table.select_subject(), &[&subject, &to]),
+            Select::Partitions(to) => g.client.query(table.select(), &[&0i64, &to]),
+        }
+        .map_err(pg)?;
+        drop(g);
         for r in &rows {
             f(r)?;
         }
         Ok(())
+    }
+
+    fn subject_of(&self, lookup: Lookup, key: &[u8], to: i64) -> Result<Option<Vec<u8>>, LedgerError> {
+        let row = self.lock().client.query_opt(lookup.sql(), &[&key, &to]).map_err(pg)?;
+        row.map(|r| r.try_get::<_, Vec<u8>>(0).map_err(wrong_type)).transpose()
     }
 
     fn receipt_count(&self) -> Result<u64, LedgerError> {

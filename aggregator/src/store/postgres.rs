@@ -26,7 +26,7 @@ use confiance::ids::{MetricId, ReceiptId, RecipientId};
 
 /// The schema version this build writes; older databases are migrated on open, newer
 /// ones refused ([`StoreError::SchemaTooNew`]).
-pub const PG_SCHEMA_VERSION: i64 = 3;
+pub const PG_SCHEMA_VERSION: i64 = 4;
 
 /// Migrations, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
 /// (The audit tables come from [`crate::audit::PgStore`]'s schema, applied by migration 1.)
@@ -135,6 +135,17 @@ CREATE TABLE token_issued (
   PRIMARY KEY (device, scope));
 CREATE TABLE token_scope_issued (
   scope BYTEA PRIMARY KEY, period BIGINT NOT NULL, issued BIGINT NOT NULL, devices BIGINT NOT NULL);
+",
+    r"
+-- The indexes a lazily loaded ledger reads a subject's facts through
+-- (`Ledger::open_postgres_lazy`): its records (by receipt), disclosures, delegations,
+-- and the subject that delegated a device key. (Receipts by subject, withdrawals by
+-- receipt, purges by record, revocations by device and overrides by subject are
+-- indexed since version 3.)
+CREATE INDEX ledger_record_receipt ON ledger_record (receipt);
+CREATE INDEX ledger_disclosure_subject ON ledger_disclosure (subject);
+CREATE INDEX ledger_delegation_subject ON ledger_delegation (subject);
+CREATE INDEX ledger_delegation_device ON ledger_delegation (device);
 ",
 ];
 
