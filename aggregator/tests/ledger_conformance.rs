@@ -696,7 +696,7 @@ mod postgres_only {
     ) -> String {
         let cat = catalogue();
         let n = names();
-        let r = match *op {
+        match *op {
             Op::Give { s, signer, from, len, wide } => {
                 let mut metrics = vec![n.setpoint.clone()];
                 if wide {
@@ -799,8 +799,7 @@ mod postgres_only {
                 l.load_subject(&owner(s).subject_id()).unwrap();
                 "looked".into()
             }
-        };
-        r
+        }
     }
 
     /// The answers across subjects, of a fully loaded ledger (`answers` loads everything).

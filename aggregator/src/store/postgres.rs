@@ -344,7 +344,7 @@ fn append_in(tx: &mut Transaction<'_>, events: &[AuditEvent]) -> Result<(), Stor
         return Ok(());
     }
     let mut log = AuditLog::open(AuditPg::attach(tx.transaction()?)).map_err(audit_error)?;
-    log.append_batch(kept.into_iter()).map_err(audit_error)?;
+    log.append_batch(kept).map_err(audit_error)?;
     log.into_store().into_inner().commit()?;
     Ok(())
 }
