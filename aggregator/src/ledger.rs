@@ -710,6 +710,22 @@ impl<C: Borrow<Connection>> Ledger<C> {
         self.load_by(store::Lookup::Device, device.as_bytes())
     }
 
+    /// On a lazily loaded ledger, drops every subject loaded (the index goes back to what
+    /// it held at open, as of its change sequence): a host bounds its memory by calling it
+    /// when [`Self::loaded_subjects`] passes a limit of its choosing, between two
+    /// decisions. Returns whether it did: not inside [`Self::atomically`] (a decision in
+    /// progress holds what it loaded), nor on a ledger that is not lazy.
+    ///
+    /// # Errors
+    /// As [`Self::reload`] when the partitions cannot be read back.
+    pub fn forget_subjects(&mut self) -> Result<bool, LedgerError> {
+        if self.lazy.is_none() || self.shared.as_ref().is_some_and(|s| s.in_transaction()) {
+            return Ok(false);
+        }
+        self.reset_lazy(self.ix.next_seq)?;
+        Ok(true)
+    }
+
     /// On a lazily loaded ledger, loads every fact (as [`Ledger::open_postgres`] does at
     /// open) and stops being lazy: what a question across subjects needs. A no-op on
     /// any other ledger.

@@ -548,6 +548,15 @@ mod postgres_only {
         full.ingest_receipt(&r.to_bytes(), t(T0)).unwrap();
         assert!(lazy.refresh().unwrap());
         assert_eq!(lazy.stats().receipts, 2, "the loaded subject's two receipts, not the other's");
+        // Forgetting the loaded subjects bounds the index; outside a transaction only.
+        assert!(!lazy.atomically(|l| l.forget_subjects()).unwrap());
+        assert_eq!(lazy.loaded_subjects(), Some(1));
+        assert!(lazy.forget_subjects().unwrap());
+        assert_eq!((lazy.loaded_subjects(), lazy.stats().receipts, lazy.stats().partitions), (Some(0), 0, 1));
+        assert!(!allowed(&lazy));
+        lazy.load_subject(&s).unwrap();
+        assert!(allowed(&lazy), "loaded again, with both receipts");
+        assert_eq!(lazy.stats().receipts, 2);
         lazy.load_everything().unwrap();
         assert_eq!(lazy.loaded_subjects(), None);
         assert_eq!(lazy.stats(), full.stats());
