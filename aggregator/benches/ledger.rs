@@ -12,7 +12,12 @@
 //! built once on PostgreSQL, in the database `confiance_ledger_bench` on that server
 //! (created if missing, reused when complete), and its cold load — `Ledger::open_postgres`,
 //! which every `confiance serve --db postgres://…` process does at start — is timed and
-//! measured beside SQLite's. The queries are the same in-memory index either way.
+//! measured beside SQLite's; then `Ledger::open_postgres_lazy` (which loads no subject)
+//! is timed, and `check` / `subject_access` latencies (p50 / p99 over 2 000 distinct
+//! subjects, each call timed on its own) are printed for the in-memory index and for the
+//! lazy ledger: a subject's first question (its facts read through PostgreSQL's indexes)
+//! and the next ones (cached). `LEDGER_BENCH_RECEIPTS=N` (default 10^6) sizes the ledger:
+//! N receipts of 10 metrics, its own SQLite file and PostgreSQL database.
 //!
 //! Run: `cargo bench -p confiance-aggregator --bench ledger`.
 
@@ -28,7 +33,18 @@ use confiance::ids::{CategoryId, MetricId, PurposeId, ReceiptId, RecipientId, Su
 use confiance_aggregator::ledger::{Ledger, Target, UnverifiedReceipt};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-const SUBJECTS: u32 = 1_000_000;
+/// Receipts (one subject each): `LEDGER_BENCH_RECEIPTS`, 10^6 by default (10^7 grants).
+fn subjects() -> u32 {
+    static N: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("LEDGER_BENCH_RECEIPTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+    })
+}
+
+/// A name for this size's database: the default size keeps the historical name.
+fn sized(name: &str) -> String {
+    if subjects() == 1_000_000 { name.to_owned() } else { format!("{name}_{}", subjects()) }
+}
 const RECIPIENTS: u32 = 20;
 const METRICS: u32 = 50;
 const PER_RECEIPT: u32 = 10;
@@ -131,7 +147,7 @@ fn cold_load(what: &str, open: impl FnOnce() -> Ledger) -> Ledger {
     let load = start.elapsed();
     let after = resident_bytes();
     let stats = ledger.stats();
-    assert_eq!(stats.grants, u64::from(SUBJECTS * PER_RECEIPT));
+    assert_eq!(stats.grants, u64::from(subjects() * PER_RECEIPT));
     println!(
         "ledger cold load ({what}): {} grants, {} receipts, {} subjects, {} withdrawals in {:.2} s; resident memory +{} MiB = {:.0} bytes/grant",
         stats.grants,
@@ -147,29 +163,119 @@ fn cold_load(what: &str, open: impl FnOnce() -> Ledger) -> Ledger {
 
 /// The PostgreSQL cold load, when `LEDGER_BENCH_POSTGRES` names a server; the ledger is
 /// built there first unless a previous run left it whole (its withdrawals go in last).
-fn postgres_cold_load() {
-    let Ok(url) = std::env::var("LEDGER_BENCH_POSTGRES") else { return };
+/// Returns the database's URL.
+fn postgres_cold_load() -> Option<String> {
+    let url = std::env::var("LEDGER_BENCH_POSTGRES").ok()?;
     let (server, _) = url.rsplit_once('/').expect("LEDGER_BENCH_POSTGRES=postgres://user@host:port/DB");
-    let db = format!("{server}/confiance_ledger_bench");
+    let name = sized("confiance_ledger_bench");
+    let db = format!("{server}/{name}");
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let complete = postgres::Client::connect(&db, postgres::NoTls)
         .ok()
         .and_then(|mut c| c.query_one("SELECT count(*) FROM ledger_withdrawal", &[]).ok())
         .is_some_and(|r| r.get::<_, i64>(0) == i64::from(WITHDRAWN));
     if !complete {
-        admin.batch_execute("DROP DATABASE IF EXISTS confiance_ledger_bench WITH (FORCE)").unwrap();
-        admin.batch_execute("CREATE DATABASE confiance_ledger_bench").unwrap();
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
         println!("building the ledger on PostgreSQL…");
         fill(&mut Ledger::open_postgres(&db, catalogue()).unwrap());
     }
     drop(cold_load("PostgreSQL", || Ledger::open_postgres(&db, catalogue()).unwrap()));
+    let before = resident_bytes();
+    let start = Instant::now();
+    let lazy = Ledger::open_postgres_lazy(&db, catalogue()).unwrap();
+    println!(
+        "ledger lazy open (PostgreSQL): {:.1} ms, {} receipts in the index, resident memory +{} KiB",
+        start.elapsed().as_secs_f64() * 1e3,
+        lazy.stats().receipts,
+        resident_bytes().saturating_sub(before) >> 10
+    );
+    Some(db)
+}
+
+/// p50 and p99 of `f` over `n` calls, each timed on its own.
+fn percentiles(n: usize, mut f: impl FnMut(usize)) -> (Duration, Duration) {
+    let mut v: Vec<Duration> = (0..n)
+        .map(|i| {
+            let start = Instant::now();
+            f(i);
+            start.elapsed()
+        })
+        .collect();
+    v.sort_unstable();
+    (v[n / 2], v[n * 99 / 100])
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// `check` and `subject_access` latencies, p50 / p99, on the in-memory index (loaded whole
+/// from SQLite) and on a lazily loaded PostgreSQL ledger: a subject's first question (its
+/// facts read through the indexes, then the query) and the next ones (cached).
+#[allow(clippy::type_complexity, reason = "one tuple per sampled query")]
+fn latencies(
+    memory: &Ledger,
+    db: &str,
+    queries: &[(RecipientId, MetricId, PurposeId, SubjectId, Timestamp)],
+) {
+    let n = queries.len();
+    let (c50, c99) = percentiles(n, |i| {
+        let (r, m, p, s, at) = &queries[i];
+        black_box(memory.check_at(r, m, p, s, *at, None));
+    });
+    let (a50, a99) = percentiles(n, |i| {
+        let (_, _, _, s, at) = &queries[i];
+        black_box(memory.subject_access(s, *at, None));
+    });
+    println!(
+        "in memory: check p50 {:.2} µs p99 {:.2} µs; subject_access p50 {:.2} µs p99 {:.2} µs",
+        us(c50),
+        us(c99),
+        us(a50),
+        us(a99)
+    );
+    for what in ["check", "subject_access"] {
+        let mut lazy = Ledger::open_postgres_lazy(db, catalogue()).unwrap();
+        let ask = |l: &mut Ledger, i: usize| {
+            let (r, m, p, s, at) = &queries[i];
+            if what == "check" {
+                black_box(l.check_at(r, m, p, s, *at, None));
+            } else {
+                black_box(l.subject_access(s, *at, None));
+            }
+        };
+        let (cold50, cold99) = percentiles(n, |i| {
+            lazy.load_subject(&queries[i].3).unwrap();
+            ask(&mut lazy, i);
+        });
+        let (warm50, warm99) = percentiles(n, |i| {
+            lazy.load_subject(&queries[i].3).unwrap();
+            ask(&mut lazy, i);
+        });
+        let (ref50, ref99) = percentiles(n, |i| {
+            lazy.refresh().unwrap();
+            lazy.load_subject(&queries[i].3).unwrap();
+            ask(&mut lazy, i);
+        });
+        println!(
+            "PostgreSQL lazy {what}: first question of a subject (load + query) p50 {:.1} µs p99 {:.1} µs; cached p50 {:.2} µs p99 {:.2} µs; cached after a refresh (one head query) p50 {:.1} µs p99 {:.1} µs; {} subjects loaded",
+            us(cold50),
+            us(cold99),
+            us(warm50),
+            us(warm99),
+            us(ref50),
+            us(ref99),
+            lazy.loaded_subjects().unwrap_or(0)
+        );
+    }
 }
 
 /// Writes the bench's receipts and withdrawals into `ledger`.
 fn fill(ledger: &mut Ledger) {
     let start = Instant::now();
-    for chunk in 0..SUBJECTS / 100_000 {
-        let batch = (chunk * 100_000..(chunk + 1) * 100_000).map(|i| {
+    for chunk in 0..subjects().div_ceil(100_000) {
+        let batch = (chunk * 100_000..((chunk + 1) * 100_000).min(subjects())).map(|i| {
             let key = if i < WITHDRAWN { signing_key(i).verifying_key().to_bytes() } else { [1; 32] };
             receipt(i, key)
         });
@@ -195,14 +301,14 @@ fn fill(ledger: &mut Ledger) {
     }
     println!(
         "ledger build: {} receipts (unverified bulk) in {:.1} s; {WITHDRAWN} signed withdrawals (sign + verify + insert) in {:.1} s",
-        SUBJECTS,
+        subjects(),
         receipts.as_secs_f64(),
         start.elapsed().as_secs_f64()
     );
 }
 
 fn bench(c: &mut Criterion) {
-    let path = std::env::temp_dir().join("confiance-ledger-bench-v2.sqlite");
+    let path = std::env::temp_dir().join(format!("{}.sqlite", sized("confiance-ledger-bench-v2")));
     let fresh = !path.exists();
     if fresh {
         build(&path);
@@ -210,11 +316,11 @@ fn bench(c: &mut Criterion) {
     let ledger = cold_load("SQLite", || {
         Ledger::open(rusqlite::Connection::open(&path).unwrap(), catalogue()).unwrap()
     });
-    postgres_cold_load();
+    let pg = postgres_cold_load();
 
     let queries: Vec<(RecipientId, MetricId, PurposeId, SubjectId, Timestamp)> = (0..4096u32)
         .map(|q| {
-            let i = u32::try_from(mix(u64::from(q) + 77) % u64::from(SUBJECTS)).unwrap();
+            let i = u32::try_from(mix(u64::from(q) + 77) % u64::from(subjects())).unwrap();
             let r = receipt(i, [0; 32]);
             let m = r.metrics[usize::try_from(q % PER_RECEIPT).unwrap()].clone();
             let at = Timestamp::from_secs(mix(u64::from(q)) % HORIZON);
@@ -224,6 +330,12 @@ fn bench(c: &mut Criterion) {
     let allowed =
         queries.iter().filter(|(r, m, p, s, at)| ledger.check_at(r, m, p, s, *at, None).allowed()).count();
     println!("ledger check: {allowed} of {} sampled queries allowed", queries.len());
+    if let Some(db) = &pg {
+        // Distinct subjects, so that each first question is a cold one.
+        let mut seen = std::collections::HashSet::new();
+        let distinct: Vec<_> = queries.iter().filter(|q| seen.insert(q.3)).take(2_000).cloned().collect();
+        latencies(&ledger, db, &distinct);
+    }
 
     let mut g = c.benchmark_group("ledger");
     g.sample_size(50).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));

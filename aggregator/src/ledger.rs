@@ -138,11 +138,12 @@ pub use postgres::LEDGER_LOCK;
 mod store;
 
 use std::borrow::Borrow;
+use std::collections::HashSet;
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
 use confiance::consent::{ConsentError, SignedReceipt, SignedWithdrawal};
-use confiance::ids::{MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
+use confiance::ids::{DevicePublicKey, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
 use confiance::retention::Duration;
 use rusqlite::Connection;
 
@@ -156,6 +157,11 @@ pub use enroll::{EnrollError, EnrolledDevice, MAX_REASON_BYTES};
 pub use error::LedgerError;
 use index::{DisclosureRow, Index, NEVER, Names, PartitionRow, ReceiptRow, RecordRow};
 pub(crate) use store::TokenCounts;
+
+/// A `seq` as stored (`i64`).
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
 
 /// A receipt taken on trust, for [`Ledger::ingest_unverified`]: no signature is checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,6 +232,11 @@ pub struct Ledger<C: Borrow<Connection> = Connection> {
     /// ([`Ledger::open_postgres`]) and `conn` holds none of them: the index is this
     /// process's cache of it, brought up to date by [`Ledger::refresh`].
     shared: Option<Box<dyn store::SharedLedger>>,
+    /// On a lazily loaded ledger ([`Ledger::open_postgres_lazy`]) until
+    /// [`Ledger::load_everything`]: the subjects whose facts the index holds (all of
+    /// them, each complete up to the index's `next_seq`). `None`: the index holds every
+    /// fact.
+    lazy: Option<HashSet<SubjectId>>,
 }
 
 impl<C: Borrow<Connection>> core::fmt::Debug for Ledger<C> {
@@ -269,6 +280,54 @@ impl Ledger<Connection> {
     /// than this build's; [`LedgerError::CatalogueChanged`]; [`LedgerError::Corrupt`].
     #[cfg(feature = "postgres")]
     pub fn open_postgres(url: &str, catalogue: Catalogue) -> Result<Self, LedgerError> {
+        Self::connect_postgres(url, catalogue, false)
+    }
+
+    /// Opens the ledger in the PostgreSQL database at `url` as [`Self::open_postgres`]
+    /// does, but loads **no subject's facts**: only the head of the change sequence and
+    /// the partitions (O(partitions), none of them a subject's), so it starts in the
+    /// same few queries whatever the ledger's size. A subject's facts are read on demand
+    /// through PostgreSQL's indexes (`WHERE subject = $1`, a receipt's, a record's or a
+    /// device key's subject: one indexed query each) and then kept in the index, which
+    /// [`Self::refresh`] keeps up to date for the subjects loaded only.
+    ///
+    /// Every write loads what it checks first (the subject of a receipt, withdrawal,
+    /// delegation, revocation, override, record or disclosure, the receipt a record or
+    /// withdrawal names, the subject that delegated the signing key), so a write is
+    /// checked exactly as on a fully loaded ledger. The queries take `&self` and answer
+    /// from the subjects loaded: before one about a subject call [`Self::load_subject`]
+    /// (or [`Self::load_receipt`], [`Self::load_device`]); before a question across
+    /// subjects ([`Self::recipient_view`], [`Self::who_sees`], [`Self::overdue`],
+    /// [`Self::history`] of a recipient, [`Self::unconsented_disclosures`],
+    /// [`Self::stats`], [`Self::held_records`], [`Self::consent_facts`],
+    /// [`Self::diff`]) call [`Self::load_everything`], after which the ledger is the
+    /// fully loaded one (docs/scaling.md says which question loads what). The loaded
+    /// subjects are kept until the ledger is dropped (no eviction).
+    ///
+    /// ```no_run
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance::ids::*;
+    /// # use confiance::Timestamp;
+    /// use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// # let (r, m, p, s) = (RecipientId::new("lab-eu")?, MetricId::new("thermostat.setpoint")?, PurposeId::new("research")?, SubjectId([7; 32]));
+    /// let mut ledger = Ledger::open_postgres_lazy("postgres://confiance@127.0.0.1/confiance", catalogue)?;
+    /// assert_eq!(ledger.loaded_subjects(), Some(0));
+    /// ledger.refresh()?;
+    /// ledger.load_subject(&s)?; // one indexed query per table, then cached
+    /// let decision = ledger.check_at(&r, &m, &p, &s, Timestamp::from_secs(1_000), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::open_postgres`].
+    #[cfg(feature = "postgres")]
+    pub fn open_postgres_lazy(url: &str, catalogue: Catalogue) -> Result<Self, LedgerError> {
+        Self::connect_postgres(url, catalogue, true)
+    }
+
+    #[cfg(feature = "postgres")]
+    fn connect_postgres(url: &str, catalogue: Catalogue, lazy: bool) -> Result<Self, LedgerError> {
         let shared = postgres::PgLedger::connect(url)?;
         store::SharedLedger::init(&shared, catalogue.digest().as_bytes())?;
         let names = Names::new(&catalogue);
@@ -279,6 +338,7 @@ impl Ledger<Connection> {
             names,
             ix,
             shared: Some(Box::new(shared)),
+            lazy: lazy.then(HashSet::new),
         };
         ledger.reload()?;
         Ok(ledger)
@@ -297,7 +357,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         store::init(&conn, catalogue.digest())?;
         let names = Names::new(&catalogue);
         let ix = store::load(conn.borrow(), &names, i64::MAX)?;
-        Ok(Self { conn, catalogue, names, ix, shared: None })
+        Ok(Self { conn, catalogue, names, ix, shared: None, lazy: None })
     }
 
     /// Where facts are written: the shared database, or the SQLite connection.
@@ -369,11 +429,18 @@ impl<C: Borrow<Connection>> Ledger<C> {
             return Ok(false);
         }
         let Some(shared) = &self.shared else { return Ok(false) };
-        let to_i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let r = store::load_into(shared.source(), &self.names, &mut self.ix, to_i(from), to_i(head), false);
+        let sel = store::Select::Seqs(to_i64(from), to_i64(head));
+        // A lazily loaded ledger keeps the new facts of its loaded subjects only.
+        let r = store::load_into(shared.source(), &self.names, &mut self.ix, sel, self.lazy.as_ref(), false);
         if let Err(e) = r {
-            // Half of the facts may be in: start again from nothing next time.
-            self.ix = Index::new(&self.names);
+            // Half of the facts may be in: start again from nothing next time (a lazy
+            // ledger: from no subject, at `from`).
+            if self.lazy.is_some() {
+                // Best effort: when this fails too, the index restarts from `seq` 0.
+                let _ = self.reset_lazy(from);
+            } else {
+                self.ix = Index::new(&self.names);
+            }
             return Err(e);
         }
         self.ix.next_seq = self.ix.next_seq.max(head);
@@ -475,8 +542,13 @@ impl<C: Borrow<Connection>> Ledger<C> {
             (Err(e), _) => Err(e),
         };
         // As on SQLite: memory never keeps a fact the database lost (inside an outer
-        // transaction the reload reads what that transaction holds so far).
-        if out.is_err() && self.ix.next_seq != seq_before {
+        // transaction the reload reads what that transaction holds so far). A lazily
+        // loaded ledger also forgets the subjects `f` loaded (it may have loaded one
+        // inside a savepoint now rolled back): it starts again from no subject, at the
+        // `seq` the rollback went back to.
+        if out.is_err() && self.lazy.is_some() {
+            self.reset_lazy(seq_before)?;
+        } else if out.is_err() && self.ix.next_seq != seq_before {
             self.reload()?;
         }
         out
@@ -496,12 +568,178 @@ impl<C: Borrow<Connection>> Ledger<C> {
             Some(s) if !s.in_transaction() => i64::try_from(s.head()?).unwrap_or(i64::MAX),
             _ => i64::MAX,
         };
+        if self.lazy.is_some() {
+            let next = match u64::try_from(to) {
+                Ok(to) if to < u64::try_from(i64::MAX).unwrap_or(u64::MAX) => to,
+                // Inside a transaction: no subject's fact is kept, so the next `seq` is
+                // the one this index reached.
+                _ => self.ix.next_seq,
+            };
+            return self.reset_lazy(next);
+        }
         self.ix = store::load(self.source(), &self.names, to)?;
         if let Ok(to) = u64::try_from(to)
             && to < u64::try_from(i64::MAX).unwrap_or(u64::MAX)
         {
             self.ix.next_seq = self.ix.next_seq.max(to);
         }
+        Ok(())
+    }
+
+    /// A lazily loaded ledger back to its state at open, as of `next`: no subject
+    /// loaded, the partitions with `seq < next` read, `next` the next `seq`. If the
+    /// partitions cannot be read, the index restarts from `seq` 0 (the next refresh
+    /// reads the partitions again, and no subject's fact) and the error is returned.
+    fn reset_lazy(&mut self, next: u64) -> Result<(), LedgerError> {
+        self.ix = Index::new(&self.names);
+        if let Some(set) = &mut self.lazy {
+            set.clear();
+        }
+        let Some(shared) = &self.shared else { return Ok(()) };
+        let sel = store::Select::Partitions(to_i64(next));
+        let r = store::load_into(shared.source(), &self.names, &mut self.ix, sel, None, false);
+        if let Err(e) = r {
+            self.ix = Index::new(&self.names);
+            return Err(e);
+        }
+        self.ix.next_seq = next;
+        Ok(())
+    }
+
+    /// Whether this ledger loads subjects on demand ([`Ledger::open_postgres_lazy`]) and
+    /// has not loaded everything yet.
+    #[must_use]
+    pub const fn is_lazy(&self) -> bool {
+        self.lazy.is_some()
+    }
+
+    /// How many subjects a lazily loaded ledger holds; `None` when it holds every fact
+    /// (SQLite, [`Ledger::open_postgres`], or after [`Self::load_everything`]).
+    #[must_use]
+    pub fn loaded_subjects(&self) -> Option<usize> {
+        self.lazy.as_ref().map(HashSet::len)
+    }
+
+    /// On a lazily loaded ledger, reads `subject`'s facts (those the index's change
+    /// sequence has reached: later ones come with [`Self::refresh`]) through
+    /// PostgreSQL's indexes and keeps them; a no-op when they are loaded already, and on
+    /// any other ledger. Afterwards every query about `subject` answers as on a fully
+    /// loaded ledger.
+    ///
+    /// # Errors
+    /// [`LedgerError::Shared`], [`LedgerError::Corrupt`]; then no subject is loaded any
+    /// more (the index starts again as at open).
+    pub fn load_subject(&mut self, subject: &SubjectId) -> Result<(), LedgerError> {
+        let Some(set) = &self.lazy else { return Ok(()) };
+        if set.contains(subject) {
+            return Ok(());
+        }
+        let Some(shared) = &self.shared else { return Ok(()) };
+        let next = self.ix.next_seq;
+        let sel = store::Select::Subject(subject.as_bytes().as_slice(), to_i64(next));
+        if let Err(e) = store::load_into(shared.source(), &self.names, &mut self.ix, sel, None, false) {
+            let _ = self.reset_lazy(next);
+            return Err(e);
+        }
+        if let Some(set) = &mut self.lazy {
+            set.insert(*subject);
+        }
+        Ok(())
+    }
+
+    /// [`Self::load_subject`] for the subject `lookup` finds for `key` (one indexed
+    /// query), if any.
+    fn load_by(&mut self, lookup: store::Lookup, key: &[u8]) -> Result<(), LedgerError> {
+        if self.lazy.is_none() {
+            return Ok(());
+        }
+        let Some(shared) = &self.shared else { return Ok(()) };
+        let found = shared.source().subject_of(lookup, key, to_i64(self.ix.next_seq))?;
+        match found {
+            Some(b) => {
+                let s = b.as_slice().try_into().map_err(|_| LedgerError::Corrupt("subject"))?;
+                self.load_subject(&SubjectId(s))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// On a lazily loaded ledger, loads the subject of receipt `receipt` (one indexed
+    /// query, none when it is loaded already): then [`Self::receipt_terms`],
+    /// [`Self::record_deadline`] and [`Self::receipt_recorded_at`] know it.
+    ///
+    /// # Errors
+    /// As [`Self::load_subject`].
+    pub fn load_receipt(&mut self, receipt: &ReceiptId) -> Result<(), LedgerError> {
+        if self.lazy.is_none() || self.ix.receipt_ix.contains_key(receipt) {
+            return Ok(());
+        }
+        self.load_by(store::Lookup::Receipt, receipt.as_bytes())
+    }
+
+    /// On a lazily loaded ledger, loads the subject that delegated `device` (one
+    /// indexed query) and the single-device subject whose key it is: then
+    /// [`Self::enrolled_device`] and the `device_subject` of
+    /// [`ConsentCheck`](crate::decision::ConsentCheck) answer as on a fully loaded ledger.
+    ///
+    /// # Errors
+    /// As [`Self::load_subject`].
+    pub fn load_device(&mut self, device: &DevicePublicKey) -> Result<(), LedgerError> {
+        self.load_delegator(device)?;
+        self.load_subject(&SubjectId::of_key(&device.as_subject_key()))
+    }
+
+    /// On a lazily loaded ledger, loads the subject of record `record` (one indexed
+    /// query, none when it is loaded already): then [`Self::knows_record`] knows it.
+    ///
+    /// # Errors
+    /// As [`Self::load_subject`].
+    pub fn load_record(&mut self, record: &[u8; 16]) -> Result<(), LedgerError> {
+        if self.lazy.is_none() || self.ix.record_ix.contains_key(record) {
+            return Ok(());
+        }
+        self.load_by(store::Lookup::Record, record)
+    }
+
+    /// Loads the subject that delegated `device`, if any (one indexed query, none when
+    /// the index knows the device already).
+    fn load_delegator(&mut self, device: &DevicePublicKey) -> Result<(), LedgerError> {
+        if self.lazy.is_none() || self.ix.devices.contains_key(device) {
+            return Ok(());
+        }
+        self.load_by(store::Lookup::Device, device.as_bytes())
+    }
+
+    /// On a lazily loaded ledger, drops every subject loaded (the index goes back to what
+    /// it held at open, as of its change sequence): a host bounds its memory by calling it
+    /// when [`Self::loaded_subjects`] passes a limit of its choosing, between two
+    /// decisions. Returns whether it did: not inside [`Self::atomically`] (a decision in
+    /// progress holds what it loaded), nor on a ledger that is not lazy.
+    ///
+    /// # Errors
+    /// As [`Self::reload`] when the partitions cannot be read back.
+    pub fn forget_subjects(&mut self) -> Result<bool, LedgerError> {
+        if self.lazy.is_none() || self.shared.as_ref().is_some_and(|s| s.in_transaction()) {
+            return Ok(false);
+        }
+        self.reset_lazy(self.ix.next_seq)?;
+        Ok(true)
+    }
+
+    /// On a lazily loaded ledger, loads every fact (as [`Ledger::open_postgres`] does at
+    /// open) and stops being lazy: what a question across subjects needs. A no-op on
+    /// any other ledger.
+    ///
+    /// # Errors
+    /// As [`Self::reload`].
+    pub fn load_everything(&mut self) -> Result<(), LedgerError> {
+        if self.lazy.is_none() {
+            return Ok(());
+        }
+        let next = self.ix.next_seq;
+        self.ix = store::load(self.source(), &self.names, to_i64(next))?;
+        self.ix.next_seq = self.ix.next_seq.max(next);
+        self.lazy = None;
         Ok(())
     }
 
@@ -597,6 +835,10 @@ impl<C: Borrow<Connection>> Ledger<C> {
     ) -> Result<ReceiptId, LedgerError> {
         let r = signed.receipt();
         r.check_against(&self.catalogue)?;
+        // The signer, if a device, is checked against the subject's delegations: loaded
+        // with the subject (a device some other subject delegated is refused either way).
+        self.load_subject(&r.subject)?;
+        self.load_receipt(&signed.id())?;
         self.authorize(&r.subject_key, &r.subject, &r.signer, r.issued_at, recorded_at)?;
         let id = signed.id();
         let metrics: Vec<MetricId> =
@@ -708,6 +950,10 @@ impl<C: Borrow<Connection>> Ledger<C> {
         // Checked, written and indexed in one transaction: on a shared ledger the checks
         // run after catching up with the other processes, under the writers' lock.
         self.atomically(|l| {
+            for r in &receipts {
+                l.load_subject(&r.subject)?;
+                l.load_receipt(&r.id)?;
+            }
             let mut rows = Vec::with_capacity(receipts.len());
             let mut batch_ids = std::collections::HashSet::with_capacity(receipts.len());
             for (i, r) in receipts.iter().enumerate() {
@@ -758,6 +1004,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
         recorded_at: Timestamp,
     ) -> Result<ReceiptId, LedgerError> {
         let w = signed.withdrawal();
+        self.load_receipt(&w.receipt)?;
+        self.load_subject(&w.subject)?;
         let unknown = || LedgerError::WithdrawalOfUnknownConsent(w.receipt);
         let ri = *self.ix.receipt_ix.get(&w.receipt).ok_or_else(unknown)?;
         let row = self.ix.receipts.get(ri as usize).ok_or_else(unknown)?;
@@ -826,6 +1074,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// recipient not the receipt's, or a metric it does not cover),
     /// [`LedgerError::RecordedBeforeReceipt`], [`LedgerError::Store`].
     pub fn note_record(&mut self, note: &RecordNote, recorded_at: Timestamp) -> Result<(), LedgerError> {
+        self.load_record(&note.record)?;
+        self.load_receipt(&note.receipt)?;
         if self.ix.record_ix.contains_key(&note.record) {
             return Err(LedgerError::DuplicateRecord(note.record));
         }
@@ -872,6 +1122,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         at: Timestamp,
         recorded_at: Timestamp,
     ) -> Result<(), LedgerError> {
+        self.load_record(record)?;
         let i = *self.ix.record_ix.get(record).ok_or(LedgerError::UnknownRecord(*record))?;
         if self.ix.records.get(i as usize).is_none_or(index::RecordRow::purged) {
             return Err(LedgerError::AlreadyPurged);
@@ -955,6 +1206,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// [`LedgerError::UnknownRecipient`], [`LedgerError::UnknownMetric`],
     /// [`LedgerError::UnknownPurpose`], [`LedgerError::Store`].
     pub fn note_disclosure(&mut self, d: &Disclosure, recorded_at: Timestamp) -> Result<(), LedgerError> {
+        self.load_subject(&d.subject)?;
         Index::room("disclosures", self.ix.disclosures.len(), 0)?;
         Index::room("subjects", self.ix.subject_ids.len(), 0)?;
         let recipient = self
@@ -993,6 +1245,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         d: &Disclosure,
         recorded_at: Timestamp,
     ) -> Result<crate::decision::Decision, LedgerError> {
+        self.load_subject(&d.subject)?;
         let decision = self.check_at(&d.recipient, &d.metric, &d.purpose, &d.subject, d.at, None);
         if decision.allowed() {
             self.note_disclosure(d, recorded_at)?;

@@ -14,9 +14,12 @@
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::{ConsentState, DeviceKey, Grant, Scope, SignedReceipt, SubjectKey};
+use confiance::consent::{
+    ConsentReceipt, ConsentState, DeviceKey, Grant, RECEIPT_VERSION, Scope, SignedReceipt, SubjectKey,
+    Withdrawal,
+};
 use confiance::hazmat::{SeedableRng as _, SeededRng};
-use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
+use confiance::ids::{MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
 use confiance_aggregator::ledger::{
     Disclosure, DisclosureKind, Ledger, LedgerError, PartitionNote, Party, RecordNote, Target,
 };
@@ -80,6 +83,23 @@ impl Backend for Pg {
     }
 }
 
+/// A PostgreSQL ledger opened lazily ([`Ledger::open_postgres_lazy`]): no subject
+/// loaded at open, each loaded by the write or question that needs it.
+#[cfg(feature = "postgres")]
+struct PgLazy(String);
+
+#[cfg(feature = "postgres")]
+impl Backend for PgLazy {
+    fn open(&mut self) -> Ledger {
+        let l = Ledger::open_postgres_lazy(&self.0, catalogue()).unwrap();
+        assert_eq!(l.loaded_subjects(), Some(0));
+        l
+    }
+    fn is_pg(&self) -> bool {
+        true
+    }
+}
+
 /// Says on stderr, past the test harness's capture, that a PostgreSQL test did not run
 /// and why.
 fn skip(why: &str) {
@@ -96,7 +116,8 @@ fn fresh_pg(name: &str) -> Option<String> {
         skip("CONFIANCE_TEST_POSTGRES is unset (bash .ci/postgres runs this suite on a throw-away server)");
         return None;
     };
-    let db = format!("confiance_l_{name}");
+    // PostgreSQL names are at most 63 bytes.
+    let db: String = format!("confiance_l_{name}").chars().take(63).collect();
     let mut c = Client::connect(&url, NoTls).expect("cannot connect to CONFIANCE_TEST_POSTGRES");
     c.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
     c.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
@@ -128,6 +149,17 @@ macro_rules! conformance {
                 #[cfg(feature = "postgres")]
                 if let Some(url) = super::fresh_pg(stringify!($name)) {
                     super::$name(&mut super::Pg(url));
+                }
+                #[cfg(not(feature = "postgres"))]
+                super::skip("built without the `postgres` feature (bash .ci/postgres runs it)");
+            })*
+        }
+        mod postgres_lazy {
+            $(#[test]
+            fn $name() {
+                #[cfg(feature = "postgres")]
+                if let Some(url) = super::fresh_pg(concat!("z_", stringify!($name))) {
+                    super::$name(&mut super::PgLazy(url));
                 }
                 #[cfg(not(feature = "postgres"))]
                 super::skip("built without the `postgres` feature (bash .ci/postgres runs it)");
@@ -170,8 +202,16 @@ fn device_receipt(cat: &Catalogue, seed: u64, from: u64) -> (ConsentState, Signe
     (device, receipt)
 }
 
-/// What a ledger answers about `subjects`, as text (every answer type is `Debug`).
-fn answers(l: &Ledger, subjects: &[SubjectId]) -> String {
+/// What a ledger holds, all of it (a lazily loaded ledger loads everything first).
+fn all_stats(l: &mut Ledger) -> confiance_aggregator::ledger::LedgerStats {
+    l.load_everything().unwrap();
+    l.stats()
+}
+
+/// What a ledger answers about `subjects`, as text (every answer type is `Debug`). A
+/// lazily loaded ledger loads everything first: these questions span subjects.
+fn answers(l: &mut Ledger, subjects: &[SubjectId]) -> String {
+    l.load_everything().unwrap();
     let n = names();
     let mut out = format!("{:?}\n", l.stats());
     for s in subjects {
@@ -245,17 +285,17 @@ fn every_kind_of_fact_reads_back_with_the_same_answers(b: &mut dyn Backend) {
     let closed = l.override_subject(&s2, "lost key", t(T0 + 31 * DAY), t(T0 + 31 * DAY)).unwrap();
     assert_eq!(closed, vec![r2.id()], "the override withdraws the running receipt");
     let subjects = [s1, s2, owner.subject_id()];
-    let before = answers(&l, &subjects);
+    let before = answers(&mut l, &subjects);
     let stats = l.stats();
     assert_eq!(
         (stats.receipts, stats.withdrawals, stats.records, stats.partitions, stats.disclosures),
         (2, 2, 1, 2, 1)
     );
     drop(l);
-    let l = b.open();
-    assert_eq!(answers(&l, &subjects), before, "a reopened ledger answers as before");
-    // The signed facts stay refused as duplicates after the reopen.
-    let mut l = l;
+    assert_eq!(answers(&mut b.open(), &subjects), before, "a reopened ledger answers as before");
+    // The signed facts stay refused as duplicates after the reopen (a lazily loaded
+    // ledger finds them through the indexes).
+    let mut l = b.open();
     assert!(matches!(
         l.ingest_receipt(&r1.to_bytes(), t(T0 + 50 * DAY)),
         Err(LedgerError::DuplicateReceipt(_))
@@ -280,13 +320,13 @@ fn a_refused_batch_leaves_nothing(b: &mut dyn Backend) {
     assert_eq!(l.stats().receipts, 0, "nothing in memory");
     drop(l);
     let mut l = b.open();
-    assert_eq!(l.stats().receipts, 0, "nothing stored");
+    assert_eq!(all_stats(&mut b.open()).receipts, 0, "nothing stored");
     // And the ledger still takes both afterwards, at the sequence numbers the refused
     // batch did not keep.
     l.ingest_receipt(&r1.to_bytes(), t(T0)).unwrap();
     l.ingest_receipt(&r2.to_bytes(), t(T0)).unwrap();
     drop(l);
-    assert_eq!(b.open().stats().receipts, 2);
+    assert_eq!(all_stats(&mut b.open()).receipts, 2);
 }
 
 fn bulk_ingest_reads_back(b: &mut dyn Backend) {
@@ -312,10 +352,10 @@ fn bulk_ingest_reads_back(b: &mut dyn Backend) {
         .collect();
     assert_eq!(l.ingest_unverified(receipts.clone()).unwrap(), 200);
     let subjects: Vec<SubjectId> = receipts.iter().take(20).map(|r| r.subject).collect();
-    let before = answers(&l, &subjects);
+    let before = answers(&mut l, &subjects);
     assert!(matches!(l.ingest_unverified(receipts[..1].to_vec()), Err(LedgerError::DuplicateReceipt(_))));
     drop(l);
-    assert_eq!(answers(&b.open(), &subjects), before);
+    assert_eq!(answers(&mut b.open(), &subjects), before);
     assert!(!b.is_pg() || b.open().is_shared());
 }
 
@@ -346,7 +386,7 @@ mod postgres_only {
         other.ingest_withdrawal(&w.to_bytes(), t(T0 + 6)).unwrap();
         a.refresh().unwrap();
         assert!(!allowed(&a), "the withdrawal recorded by the other handle is seen");
-        assert_eq!(answers(&a, &[s]), answers(&other, &[s]));
+        assert_eq!(answers(&mut a, &[s]), answers(&mut other, &[s]));
     }
 
     #[test]
@@ -395,9 +435,9 @@ mod postgres_only {
             }
         });
         let all: Vec<SubjectId> = receipts.iter().flatten().map(|r| r.receipt().subject).collect();
-        let fresh = b.open();
+        let mut fresh = b.open();
         assert_eq!(fresh.stats().receipts, HANDLES * EACH);
-        let expected = answers(&fresh, &all);
+        let expected = answers(&mut fresh, &all);
         for l in &mut handles {
             l.refresh().unwrap();
             assert_eq!(answers(l, &all), expected, "every handle's cache is the database's ledger");
@@ -437,5 +477,398 @@ mod postgres_only {
             ),
             "{e:?}"
         );
+    }
+
+    /// `bulk_ingest_reads_back`'s 200 receipts, one subject each.
+    fn bulk(n: u32) -> Vec<confiance_aggregator::ledger::UnverifiedReceipt> {
+        let nm = names();
+        (0..n)
+            .map(|i| {
+                let mut bytes = [0u8; 32];
+                bytes[..4].copy_from_slice(&i.to_le_bytes());
+                confiance_aggregator::ledger::UnverifiedReceipt {
+                    id: confiance::ids::ReceiptId(bytes),
+                    subject: SubjectId(bytes),
+                    device_key: bytes,
+                    recipient: nm.lab.clone(),
+                    purpose: nm.research.clone(),
+                    metrics: vec![nm.setpoint.clone()],
+                    valid_from: t(T0),
+                    valid_until: None,
+                    hold: "P30D".parse().unwrap(),
+                    recorded_at: t(T0),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_lazy_ledger_starts_holding_no_subject_and_loads_one_on_demand() {
+        let Some(mut b) = pg("lazy_start") else { return };
+        let n = names();
+        let mut full = b.open();
+        full.ingest_unverified(bulk(300)).unwrap();
+        let partition = PartitionNote {
+            partition: vec![1],
+            metric: n.setpoint.clone(),
+            bucket_end: t(T0 + DAY),
+            audience: vec![n.lab.clone()],
+            deadline: t(T0 + 10 * DAY),
+        };
+        full.note_partition(&partition, t(T0)).unwrap();
+        let mut lazy = Ledger::open_postgres_lazy(&b.0, catalogue()).unwrap();
+        // At open: the partitions and the head, not one subject's fact.
+        let stats = lazy.stats();
+        assert_eq!((stats.receipts, stats.subjects, stats.grants, stats.partitions), (0, 0, 0, 1));
+        assert_eq!(lazy.loaded_subjects(), Some(0));
+        let s = bulk(300)[123].subject;
+        let allowed =
+            |l: &Ledger| l.check_at(&n.lab, &n.setpoint, &n.research, &s, t(T0 + 10), None).allowed();
+        assert!(!allowed(&lazy), "a subject not loaded is not in the index");
+        lazy.load_subject(&s).unwrap();
+        assert!(allowed(&lazy));
+        assert_eq!(lazy.stats().receipts, 1, "exactly that subject's facts were read");
+        assert_eq!(lazy.loaded_subjects(), Some(1));
+        // A receipt is found by its id (its subject loaded), a duplicate refused.
+        let other = bulk(300)[7].clone();
+        assert!(lazy.receipt_terms(&other.id).is_none());
+        lazy.load_receipt(&other.id).unwrap();
+        assert_eq!(lazy.receipt_terms(&other.id).map(|r| r.subject), Some(other.subject));
+        let dup = lazy.atomically(|l| l.ingest_unverified(bulk(300)[200..201].to_vec()));
+        assert!(matches!(dup, Err(LedgerError::DuplicateReceipt(_))), "{dup:?}");
+        assert_eq!(lazy.loaded_subjects(), Some(0), "a refused write forgets every subject loaded");
+        assert_eq!(lazy.stats().receipts, 0);
+        lazy.load_subject(&s).unwrap();
+        // A new fact of a loaded subject written by another handle comes with a refresh;
+        // one of a subject not loaded is not read.
+        let mut again = bulk(300)[123].clone();
+        again.id = confiance::ids::ReceiptId([0xee; 32]);
+        full.ingest_unverified([again]).unwrap();
+        let (_, r) = device_receipt(&catalogue(), 5, T0);
+        full.ingest_receipt(&r.to_bytes(), t(T0)).unwrap();
+        assert!(lazy.refresh().unwrap());
+        assert_eq!(lazy.stats().receipts, 2, "the loaded subject's two receipts, not the other's");
+        // Forgetting the loaded subjects bounds the index; outside a transaction only.
+        assert!(!lazy.atomically(|l| l.forget_subjects()).unwrap());
+        assert_eq!(lazy.loaded_subjects(), Some(1));
+        assert!(lazy.forget_subjects().unwrap());
+        assert_eq!((lazy.loaded_subjects(), lazy.stats().receipts, lazy.stats().partitions), (Some(0), 0, 1));
+        assert!(!allowed(&lazy));
+        lazy.load_subject(&s).unwrap();
+        assert!(allowed(&lazy), "loaded again, with both receipts");
+        assert_eq!(lazy.stats().receipts, 2);
+        lazy.load_everything().unwrap();
+        assert_eq!(lazy.loaded_subjects(), None);
+        assert_eq!(lazy.stats(), full.stats());
+    }
+
+    /// One step of a history written by two lazily loaded handles on one database.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Subject `s` gives a receipt signed by its key (`signer` 0) or a device key
+        /// ([`dev`]: any subject's device, so a signer some other subject delegated too).
+        Give {
+            s: u8,
+            signer: u8,
+            from: u8,
+            len: Option<u8>,
+            wide: bool,
+        },
+        /// Subject `s` withdraws the `k`-th receipt given (any subject's: a mismatch is refused).
+        Withdraw {
+            s: u8,
+            k: u8,
+            signer: u8,
+            at: u8,
+        },
+        /// Subject `s` delegates device key `d` ([`dev`]).
+        Delegate {
+            s: u8,
+            d: u8,
+            until: Option<u8>,
+        },
+        Revoke {
+            s: u8,
+            d: u8,
+            at: u8,
+        },
+        /// A record under the `k`-th receipt given.
+        Record {
+            k: u8,
+            at: u8,
+        },
+        /// A purge of the `k`-th record noted.
+        Purge {
+            k: u8,
+            at: u8,
+        },
+        /// A release of subject `s`'s setpoint at `at`: through `disclose` (noted only when
+        /// allowed) or noted whatever the consent (`forced`).
+        Disclose {
+            s: u8,
+            at: u8,
+            forced: bool,
+        },
+        Override {
+            s: u8,
+        },
+        /// The handle loads subject `s` (a question about it).
+        Look {
+            s: u8,
+        },
+    }
+
+    const SUBJECTS: u8 = 4;
+    const H: u64 = 3_600;
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0..SUBJECTS, 0..=DEVICES, 0..48u8, proptest::option::of(1..48u8), any::<bool>())
+                .prop_map(|(s, signer, from, len, wide)| Op::Give { s, signer, from, len, wide }),
+            2 => (0..SUBJECTS, 0..16u8, 0..=DEVICES, 0..48u8).prop_map(|(s, k, signer, at)| Op::Withdraw { s, k, signer, at }),
+            2 => (0..SUBJECTS, 1..=DEVICES, proptest::option::of(1..96u8)).prop_map(|(s, d, until)| Op::Delegate { s, d, until }),
+            1 => (0..SUBJECTS, 1..=DEVICES, 0..96u8).prop_map(|(s, d, at)| Op::Revoke { s, d, at }),
+            2 => (0..16u8, 0..96u8).prop_map(|(k, at)| Op::Record { k, at }),
+            1 => (0..8u8, 0..96u8).prop_map(|(k, at)| Op::Purge { k, at }),
+            2 => (0..SUBJECTS, 0..96u8, any::<bool>()).prop_map(|(s, at, forced)| Op::Disclose { s, at, forced }),
+            1 => (0..SUBJECTS).prop_map(|s| Op::Override { s }),
+            3 => (0..SUBJECTS).prop_map(|s| Op::Look { s }),
+        ]
+    }
+
+    fn owner(s: u8) -> SubjectKey {
+        SubjectKey::from_bytes(&[s + 1; 32])
+    }
+
+    /// Device keys `1..=DEVICES`, each of which any subject may try to delegate.
+    const DEVICES: u8 = 5;
+
+    fn dev(d: u8) -> DeviceKey {
+        DeviceKey::from_bytes(&[100 + d; 32])
+    }
+
+    /// Signs with subject `s`'s key (`signer` 0) or device key `signer`.
+    fn signed_receipt(r: ConsentReceipt, s: u8, signer: u8) -> SignedReceipt {
+        if signer == 0 { r.sign_by_subject(&owner(s)) } else { r.sign(&dev(signer)) }
+    }
+
+    /// Everything a ledger answers about one subject, as text; the subject is loaded
+    /// first (a no-op on a fully loaded ledger).
+    fn subject_answers(l: &mut Ledger, s: u8, receipts: &[ReceiptId], records: &[[u8; 16]]) -> String {
+        let subject = owner(s).subject_id();
+        l.load_subject(&subject).unwrap();
+        for d in 1..=DEVICES {
+            l.load_device(&dev(d).public_key()).unwrap();
+        }
+        for r in receipts {
+            l.load_receipt(r).unwrap();
+        }
+        for r in records {
+            l.load_record(r).unwrap();
+        }
+        let n = names();
+        let heating: MetricId = id("thermostat.heating-minutes");
+        let mut out = String::new();
+        for h in [0, 5, 20, 47, 60, 100] {
+            let at = t(T0 + h * H);
+            for m in [&n.setpoint, &heating] {
+                for known in [None, Some(t(T0 + 200 * 60)), Some(at)] {
+                    out += &format!("{:?}\n", l.check_at(&n.lab, m, &n.research, &subject, at, known));
+                }
+            }
+            out += &format!("{:?}\n", l.subject_access(&subject, at, None));
+            out += &format!("{:?}\n", l.subject_access(&subject, at, Some(t(T0 + 300 * 60))));
+            for d in 1..=DEVICES {
+                out += &format!("{:?}\n", l.enrolled_device(&dev(d).public_key(), at));
+            }
+        }
+        out += &format!("{:?}\n", l.history(&Party::Subject(subject), t(0), t(u64::MAX)));
+        out += &format!("{:?} {:?}\n", l.knows_subject(&subject), l.closed(&subject));
+        for r in receipts {
+            out += &format!("{:?} {:?}\n", l.receipt_terms(r), l.receipt_recorded_at(r));
+        }
+        for r in records {
+            out += &format!("{}\n", l.knows_record(r));
+        }
+        out
+    }
+
+    /// Runs `op` on `l` at record time `now`; whatever it answers (refusals included).
+    #[allow(clippy::too_many_lines, reason = "one arm per kind of fact")]
+    fn apply(
+        l: &mut Ledger,
+        op: &Op,
+        now: Timestamp,
+        given: &mut Vec<(u8, ReceiptId, Timestamp)>,
+        records: &mut Vec<[u8; 16]>,
+    ) -> String {
+        let cat = catalogue();
+        let n = names();
+        match *op {
+            Op::Give { s, signer, from, len, wide } => {
+                let mut metrics = vec![n.setpoint.clone()];
+                if wide {
+                    metrics.push(id("thermostat.heating-minutes"));
+                }
+                let valid_from = t(T0 + u64::from(from) * H);
+                let receipt = ConsentReceipt {
+                    version: RECEIPT_VERSION,
+                    catalogue_version: cat.version(),
+                    catalogue_digest: cat.digest(),
+                    subject: owner(s).subject_id(),
+                    subject_key: owner(s).public_key(),
+                    recipient: n.lab.clone(),
+                    purpose: n.research.clone(),
+                    scope: Scope::metrics(metrics),
+                    valid_from,
+                    valid_until: len.map(|h| valid_from.saturating_add_secs(u64::from(h) * H)),
+                    hold: if wide { "P2D" } else { "P30D" }.parse().unwrap(),
+                    issued_at: now,
+                    nonce: [u8::try_from(given.len() % 256).unwrap(); 16],
+                    signer: owner(s).public_key().as_device_key(),
+                };
+                let signed = signed_receipt(receipt, s, signer);
+                let r = l.atomically(|l| l.ingest_receipt(&signed.to_bytes(), now));
+                if let Ok(id) = r {
+                    given.push((s, id, valid_from));
+                }
+                format!("{r:?}")
+            }
+            Op::Withdraw { s, k, signer, at } => {
+                let Some(&(_, receipt, from)) = given.get(usize::from(k)) else { return "none".into() };
+                let w = Withdrawal {
+                    version: RECEIPT_VERSION,
+                    receipt,
+                    subject: owner(s).subject_id(),
+                    subject_key: owner(s).public_key(),
+                    at: from.saturating_add_secs(u64::from(at) * H),
+                    issued_at: now,
+                    signer: owner(s).public_key().as_device_key(),
+                };
+                let w = if signer == 0 { w.sign_by_subject(&owner(s)) } else { w.sign(&dev(signer)) };
+                format!("{:?}", l.atomically(|l| l.ingest_withdrawal(&w.to_bytes(), now)))
+            }
+            Op::Delegate { s, d, until } => {
+                let until = until.map(|h| t(T0 + u64::from(h) * H));
+                let dl = owner(s).delegate(dev(d).public_key(), t(T0), until, now).unwrap();
+                format!("{:?}", l.atomically(|l| l.ingest_delegation(&dl.to_bytes(), now)))
+            }
+            Op::Revoke { s, d, at } => {
+                let rv = owner(s).revoke(dev(d).public_key(), t(T0 + u64::from(at) * H), now);
+                format!("{:?}", l.atomically(|l| l.ingest_revocation(&rv.to_bytes(), now)))
+            }
+            Op::Record { k, at } => {
+                let Some(&(s, receipt, _)) = given.get(usize::from(k)) else { return "none".into() };
+                let mut record = [0u8; 16];
+                record[0] = u8::try_from(records.len() % 256).unwrap() + 1;
+                record[1] = 0xaa;
+                let note = RecordNote {
+                    record,
+                    subject: owner(s).subject_id(),
+                    recipient: n.lab.clone(),
+                    metric: n.setpoint.clone(),
+                    receipt,
+                    collected_at: t(T0 + u64::from(at) * H),
+                    deadline: t(T0 + u64::from(at) * H + 10 * DAY),
+                };
+                let r = l.atomically(|l| l.note_record(&note, now));
+                if r.is_ok() {
+                    records.push(record);
+                }
+                format!("{r:?}")
+            }
+            Op::Purge { k, at } => {
+                let Some(record) = records.get(usize::from(k)) else { return "none".into() };
+                let at = t(T0 + u64::from(at) * H);
+                format!("{:?}", l.atomically(|l| l.note_record_purged(record, at, now)))
+            }
+            Op::Disclose { s, at, forced } => {
+                let d = Disclosure {
+                    kind: DisclosureKind::Release,
+                    recipient: n.lab.clone(),
+                    metric: n.setpoint.clone(),
+                    purpose: n.research.clone(),
+                    subject: owner(s).subject_id(),
+                    at: t(T0 + u64::from(at) * H),
+                    record: None,
+                };
+                if forced {
+                    format!("{:?}", l.atomically(|l| l.note_disclosure(&d, now)))
+                } else {
+                    format!("{:?}", l.atomically(|l| l.disclose(&d, now)))
+                }
+            }
+            Op::Override { s } => {
+                let s = owner(s).subject_id();
+                format!("{:?}", l.atomically(|l| l.override_subject(&s, "lost key", t(T0 + 40 * H), now)))
+            }
+            Op::Look { s } => {
+                l.refresh().unwrap();
+                l.load_subject(&owner(s).subject_id()).unwrap();
+                "looked".into()
+            }
+        }
+    }
+
+    /// The answers across subjects, of a fully loaded ledger (`answers` loads everything).
+    fn global_answers(l: &mut Ledger) -> String {
+        let n = names();
+        let subjects: Vec<SubjectId> = (0..SUBJECTS).map(|s| owner(s).subject_id()).collect();
+        let mut out = answers(l, &subjects);
+        for h in [0, 10, 50] {
+            out += &format!("{:?}\n", l.recipient_view(&n.lab, t(T0 + h * H), None));
+        }
+        out += &format!("{:?}\n", l.history(&Party::Recipient(n.lab.clone()), t(0), t(u64::MAX)));
+        out += &format!("{:?}\n", l.consent_facts());
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
+
+        /// Two lazily loaded handles write one history in turns, each loading (or not)
+        /// the subjects it is asked about; each write's outcome is what a fully loaded
+        /// ledger gives, and at the end each handle — its cached subjects brought up to
+        /// date by a refresh, the others loaded on demand — answers every question about
+        /// every subject, then every question across subjects, as a ledger loaded whole
+        /// from the database.
+        #[test]
+        fn a_lazily_loaded_ledger_answers_as_a_fully_loaded_one(
+            ops in proptest::collection::vec((op(), proptest::prelude::any::<bool>()), 8..40),
+        ) {
+            let Some(mut b) = pg("lazy_props") else { return Ok(()) };
+            let mut handles = [
+                Ledger::open_postgres_lazy(&b.0, catalogue()).unwrap(),
+                Ledger::open_postgres_lazy(&b.0, catalogue()).unwrap(),
+            ];
+            // The reference for each write's outcome: a fully loaded SQLite ledger fed
+            // the same writes in the same order.
+            let mut full = Ledger::in_memory(catalogue()).unwrap();
+            let (mut given, mut records) = (Vec::new(), Vec::new());
+            let (mut given_full, mut records_full) = (Vec::new(), Vec::new());
+            for (i, (op, which)) in ops.iter().enumerate() {
+                let now = t(T0 + 60 * u64::try_from(i).unwrap());
+                let h = &mut handles[usize::from(*which)];
+                let got = apply(h, op, now, &mut given, &mut records);
+                if !matches!(op, Op::Look { .. }) {
+                    let want = apply(&mut full, op, now, &mut given_full, &mut records_full);
+                    proptest::prop_assert_eq!(got, want, "step {}: {:?}", i, op);
+                }
+            }
+            let mut fresh = b.open();
+            let given_ids: Vec<(u8, ReceiptId)> = given.iter().map(|&(s, id, _)| (s, id)).collect();
+            for h in &mut handles {
+                h.refresh().unwrap();
+                for s in 0..SUBJECTS {
+                    let mine: Vec<ReceiptId> = given_ids.iter().filter(|g| g.0 == s).map(|g| g.1).collect();
+                    proptest::prop_assert_eq!(
+                        subject_answers(h, s, &mine, &records),
+                        subject_answers(&mut fresh, s, &mine, &records)
+                    );
+                }
+                proptest::prop_assert_eq!(global_answers(h), global_answers(&mut fresh));
+            }
+        }
     }
 }

@@ -677,14 +677,16 @@ mod postgres_only {
                 ..CommitBatch::default()
             })
             .unwrap();
-        // Back to version 1: without version 3's ledger and token tables, and the
-        // partition keyed by `pkey` alone.
+        // Back to version 1: without version 3's ledger and token tables (and version
+        // 4's indexes on them), version 5's consent keys, and the partition keyed by
+        // `pkey` alone.
         store
             .with_client(|c| {
                 c.batch_execute(
                     "DROP TABLE ledger_meta, ledger_head, ledger_receipt, ledger_withdrawal, ledger_record,
                        ledger_record_purge, ledger_partition, ledger_partition_purge, ledger_delegation,
-                       ledger_revocation, ledger_override, ledger_disclosure, token_issued, token_scope_issued;
+                       ledger_revocation, ledger_override, ledger_disclosure, token_issued, token_scope_issued,
+                       audit_consent;
                      ALTER TABLE partition_state DROP CONSTRAINT partition_state_pkey;
                      ALTER TABLE partition_state DROP COLUMN writer;
                      ALTER TABLE partition_state ADD PRIMARY KEY (pkey);
@@ -757,6 +759,51 @@ mod postgres_only {
         let logged = store.audit_events().unwrap();
         assert_eq!(logged.len(), usize::from(ROUNDS));
         assert!(logged.iter().enumerate().all(|(i, e)| e.seq == i as u64));
+    }
+
+    /// The consent-event race of several processes: a process writes a consent fact,
+    /// then its event (two steps); another, starting in between, finds the fact without
+    /// its event and appends it (its reconciliation). Each appends through its own
+    /// handle; whichever comes first is logged, the other's copy left out.
+    #[test]
+    fn a_consent_event_appended_by_racing_handles_is_logged_once() {
+        let Some(config) = pg::fresh_database("consent_race") else { return };
+        const HANDLES: usize = 4;
+        const RECEIPTS: u8 = 20;
+        let stores: Vec<PgStore> = (0..HANDLES).map(|_| PgStore::with_config(&config).unwrap()).collect();
+        let barrier = Arc::new(Barrier::new(HANDLES));
+        std::thread::scope(|scope| {
+            for (h, mut store) in stores.into_iter().enumerate() {
+                let barrier = Arc::clone(&barrier);
+                scope.spawn(move || {
+                    for r in 0..RECEIPTS {
+                        let receipt = ReceiptId([r; 32]);
+                        // Each round every handle appends the receipt's events at once,
+                        // with one event of its own (which must be kept).
+                        let events = [
+                            AuditEvent::ConsentGiven { receipt },
+                            AuditEvent::ConsentWithdrawn { receipt, at: Timestamp::from_secs(u64::from(r)) },
+                            ingest_event(r, u64::try_from(h).unwrap()),
+                        ];
+                        barrier.wait();
+                        store.append_audit(&events).unwrap();
+                    }
+                });
+            }
+        });
+        let logged = PgStore::with_config(&config).unwrap().audit_events().unwrap();
+        let count = |f: &dyn Fn(&AuditEvent) -> bool| logged.iter().filter(|e| f(&e.event)).count();
+        for r in 0..RECEIPTS {
+            let receipt = ReceiptId([r; 32]);
+            assert_eq!(count(&|e| *e == AuditEvent::ConsentGiven { receipt }), 1, "receipt {r} given");
+            assert_eq!(
+                count(&|e| matches!(e, AuditEvent::ConsentWithdrawn { receipt: x, .. } if *x == receipt)),
+                1,
+                "receipt {r} withdrawn"
+            );
+        }
+        assert_eq!(logged.len(), usize::from(RECEIPTS) * (2 + HANDLES), "every other event kept");
+        assert!(logged.iter().enumerate().all(|(i, e)| e.seq == i as u64), "one linear log");
     }
 
     #[test]

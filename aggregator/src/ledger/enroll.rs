@@ -123,8 +123,13 @@ impl<C: Borrow<Connection>> Ledger<C> {
     ) -> Result<DelegationId, LedgerError> {
         let d = signed.delegation();
         let subject = d.subject();
-        self.check_open(&subject)?;
         let id = signed.id();
+        self.load_subject(&subject)?;
+        if self.is_lazy() && !self.ix.delegation_ix.contains_key(&id) {
+            self.load_by(store::Lookup::Delegation, id.as_bytes())?;
+        }
+        self.load_delegator(&d.device)?;
+        self.check_open(&subject)?;
         if self.ix.delegation_ix.contains_key(&id) {
             return Err(LedgerError::DuplicateDelegation(id));
         }
@@ -177,6 +182,9 @@ impl<C: Borrow<Connection>> Ledger<C> {
         recorded_at: Timestamp,
     ) -> Result<DevicePublicKey, LedgerError> {
         let r = signed.revocation();
+        // A device this subject delegated is loaded with it (one another subject
+        // delegated is refused either way).
+        self.load_subject(&r.subject())?;
         let dev = self.ix.devices.get(&r.device).ok_or(EnrollError::NotEnrolled)?;
         if self.ix.subject_id(dev.subject) != Some(r.subject()) {
             return Err(EnrollError::NotEnrolled.into());
@@ -353,6 +361,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         if reason.is_empty() || reason.len() > MAX_REASON_BYTES {
             return Err(LedgerError::BadReason);
         }
+        self.load_subject(subject)?;
         let s = self.ix.subject(subject).ok_or(LedgerError::UnknownSubject(*subject))?;
         self.check_open(subject)?;
         let running: Vec<(u32, ReceiptId, Timestamp)> = self

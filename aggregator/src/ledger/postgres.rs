@@ -9,13 +9,14 @@
 //! reader (a process about to decide) reads the head — one indexed one-row query — and
 //! reads the facts between its own last `seq` and the head only when it moved.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, NoTls, Statement};
 
 use super::LedgerError;
-use super::store::{Cols, Fact, FactSink, FactSource, SharedLedger, Table, TokenCounts, Val};
+use super::store::{Cols, Fact, FactSink, FactSource, Lookup, Select, SharedLedger, Table, TokenCounts, Val};
 use crate::store::StoreError;
 
 /// The advisory lock serializing the ledger's writers across processes (held to the end
@@ -37,6 +38,21 @@ struct Inner {
     client: Client,
     /// Open transactions: 0 none, 1 the outermost, more: savepoints in it.
     depth: usize,
+    /// The reads of a lazily loaded ledger, prepared once per connection (a subject's
+    /// load is eight of them: parsing and planning each every time doubled its round trips).
+    prepared: HashMap<&'static str, Statement>,
+}
+
+impl Inner {
+    /// `sql` prepared on this connection (once).
+    fn prepared(&mut self, sql: &'static str) -> Result<Statement, LedgerError> {
+        if let Some(st) = self.prepared.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.client.prepare(sql).map_err(pg)?;
+        self.prepared.insert(sql, st.clone());
+        Ok(st)
+    }
 }
 
 /// The ledger's facts and token counts in PostgreSQL. One connection behind a mutex.
@@ -51,7 +67,7 @@ impl PgLedger {
         let config: Config = url.parse().map_err(|e| LedgerError::Shared(StoreError::Postgres(e)))?;
         let mut client = config.connect(NoTls).map_err(pg)?;
         crate::store::migrate_postgres(&mut client)?;
-        Ok(Self { inner: Mutex::new(Inner { client, depth: 0 }) })
+        Ok(Self { inner: Mutex::new(Inner { client, depth: 0, prepared: HashMap::new() }) })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -119,15 +135,34 @@ impl FactSource for PgLedger {
     fn each(
         &self,
         table: Table,
-        from: i64,
-        to: i64,
+        sel: Select<'_>,
         f: &mut dyn FnMut(&dyn Cols) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
-        let rows = self.lock().client.query(table.select(), &[&from, &to]).map_err(pg)?;
+        if !sel.reads(table) {
+            return Ok(());
+        }
+        let mut g = self.lock();
+        let rows = match sel {
+            Select::Seqs(from, to) => g.client.query(table.select(), &[&from, &to]),
+            Select::Subject(subject, to) => {
+                let st = g.prepared(table.select_subject())?;
+                g.client.query(&st, &[&subject, &to])
+            }
+            Select::Partitions(to) => g.client.query(table.select(), &[&0i64, &to]),
+        }
+        .map_err(pg)?;
+        drop(g);
         for r in &rows {
             f(r)?;
         }
         Ok(())
+    }
+
+    fn subject_of(&self, lookup: Lookup, key: &[u8], to: i64) -> Result<Option<Vec<u8>>, LedgerError> {
+        let mut g = self.lock();
+        let st = g.prepared(lookup.sql())?;
+        let row = g.client.query_opt(&st, &[&key, &to]).map_err(pg)?;
+        row.map(|r| r.try_get::<_, Vec<u8>>(0).map_err(wrong_type)).transpose()
     }
 
     fn receipt_count(&self) -> Result<u64, LedgerError> {

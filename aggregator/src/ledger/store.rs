@@ -11,7 +11,7 @@
 //! [`Timestamp::MAX`] ("never") round-trips as `-1`.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use confiance::Timestamp;
 use confiance::catalogue::CatalogueDigest;
@@ -313,6 +313,59 @@ pub(crate) enum Table {
     Override,
 }
 
+/// Which rows of the ledger's tables a load reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Select<'a> {
+    /// Every fact with `from <= seq < to` (`Seqs(from, to)`).
+    Seqs(i64, i64),
+    /// The facts of one subject (its id's bytes) with `seq < to`: its receipts, their
+    /// withdrawals, records and purges, its disclosures, delegations, the revocations of
+    /// its devices and its override. Partitions belong to no subject: none.
+    Subject(&'a [u8], i64),
+    /// The partitions and their purges with `seq < to` (what a lazy ledger loads at
+    /// open: O(partitions), no subject's fact).
+    Partitions(i64),
+}
+
+impl Select<'_> {
+    /// Whether this selection reads anything of `table`.
+    pub(crate) const fn reads(self, table: Table) -> bool {
+        match self {
+            Self::Seqs(..) => true,
+            Self::Subject(..) => !matches!(table, Table::Partition | Table::PartitionPurge),
+            Self::Partitions(_) => matches!(table, Table::Partition | Table::PartitionPurge),
+        }
+    }
+}
+
+/// Lookups a lazily loaded ledger makes to find which subject's facts it needs: each is
+/// one indexed query, `$1` the key's bytes and `$2` the bound on `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// The subject of a receipt (by its id).
+    Receipt,
+    /// The subject of a record (through its receipt).
+    Record,
+    /// The subject that delegated a device key.
+    Device,
+    /// The subject of a delegation (by its id).
+    Delegation,
+}
+
+impl Lookup {
+    pub(crate) const fn sql(self) -> &'static str {
+        match self {
+            Self::Receipt => "SELECT subject FROM ledger_receipt WHERE id = $1 AND seq < $2",
+            Self::Record => {
+                "SELECT r.subject FROM ledger_record c JOIN ledger_receipt r ON r.id = c.receipt
+                 WHERE c.id = $1 AND c.seq < $2"
+            }
+            Self::Device => "SELECT subject FROM ledger_delegation WHERE device = $1 AND seq < $2 LIMIT 1",
+            Self::Delegation => "SELECT subject FROM ledger_delegation WHERE id = $1 AND seq < $2",
+        }
+    }
+}
+
 impl Table {
     /// Its rows with `$1 <= seq < $2`, by `seq`; the columns the load reads, in the
     /// order it reads them.
@@ -357,6 +410,51 @@ impl Table {
             }
         }
     }
+
+    /// The same columns for one subject's facts: `$1` the subject id's bytes, `$2` the
+    /// bound on `seq`; by `seq`. Each reads an index (docs/scaling.md: `ledger_receipt
+    /// (subject)`, `ledger_record (receipt)`, …). Partitions: the empty selection.
+    pub(crate) const fn select_subject(self) -> &'static str {
+        match self {
+            Self::Receipt => {
+                "SELECT seq, id, subject, device_key, recipient, purpose, metrics, hold, valid_from, valid_until,
+                 recorded_at FROM ledger_receipt WHERE subject = $1 AND seq < $2 ORDER BY seq"
+            }
+            Self::Withdrawal => {
+                "SELECT w.seq, w.receipt, w.at, w.recorded_at FROM ledger_withdrawal w
+                 JOIN ledger_receipt r ON r.id = w.receipt WHERE r.subject = $1 AND w.seq < $2 ORDER BY w.seq"
+            }
+            Self::Record => {
+                "SELECT c.seq, c.id, c.receipt, c.metric, c.collected_at, c.deadline, c.recorded_at
+                 FROM ledger_record c JOIN ledger_receipt r ON r.id = c.receipt
+                 WHERE r.subject = $1 AND c.seq < $2 ORDER BY c.seq"
+            }
+            Self::RecordPurge => {
+                "SELECT p.seq, p.record, p.at, p.recorded_at FROM ledger_record_purge p
+                 JOIN ledger_record c ON c.id = p.record JOIN ledger_receipt r ON r.id = c.receipt
+                 WHERE r.subject = $1 AND p.seq < $2 ORDER BY p.seq"
+            }
+            Self::Partition | Self::PartitionPurge => {
+                "SELECT seq FROM ledger_partition WHERE FALSE AND id = $1 AND seq < $2"
+            }
+            Self::Disclosure => {
+                "SELECT seq, kind, recipient, metric, purpose, subject, at, record, recorded_at
+                 FROM ledger_disclosure WHERE subject = $1 AND seq < $2 ORDER BY seq"
+            }
+            Self::Delegation => {
+                "SELECT seq, id, subject, device, valid_from, valid_until, recorded_at FROM ledger_delegation
+                 WHERE subject = $1 AND seq < $2 ORDER BY seq"
+            }
+            Self::Revocation => {
+                "SELECT seq, device, at, recorded_at FROM ledger_revocation
+                 WHERE device IN (SELECT device FROM ledger_delegation WHERE subject = $1) AND seq < $2 ORDER BY seq"
+            }
+            Self::Override => {
+                "SELECT seq, subject, reason, at, recorded_at FROM ledger_override
+                 WHERE subject = $1 AND seq < $2 ORDER BY seq"
+            }
+        }
+    }
 }
 
 /// One row as read back, whichever the backend.
@@ -384,14 +482,17 @@ impl Cols for rusqlite::Row<'_> {
 
 /// Where the ledger reads its facts back from.
 pub(crate) trait FactSource {
-    /// Calls `f` on each row of `table` with `from <= seq < to`, in `seq` order.
+    /// Calls `f` on each row of `table` that `sel` selects, in `seq` order.
     fn each(
         &self,
         table: Table,
-        from: i64,
-        to: i64,
+        sel: Select<'_>,
         f: &mut dyn FnMut(&dyn Cols) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError>;
+
+    /// The subject (its id's bytes) that `lookup` finds for `key` among the facts with
+    /// `seq < to`, if any.
+    fn subject_of(&self, lookup: Lookup, key: &[u8], to: i64) -> Result<Option<Vec<u8>>, LedgerError>;
 
     /// How many receipts are stored (to reserve room before a load).
     fn receipt_count(&self) -> Result<u64, LedgerError>;
@@ -401,16 +502,27 @@ impl FactSource for Connection {
     fn each(
         &self,
         table: Table,
-        from: i64,
-        to: i64,
+        sel: Select<'_>,
         f: &mut dyn FnMut(&dyn Cols) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
-        let mut st = self.prepare_cached(table.select())?;
-        let mut rows = st.query(params![from, to])?;
+        if !sel.reads(table) {
+            return Ok(());
+        }
+        let sql = if matches!(sel, Select::Subject(..)) { table.select_subject() } else { table.select() };
+        let mut st = self.prepare_cached(sql)?;
+        let mut rows = match sel {
+            Select::Seqs(from, to) => st.query(params![from, to])?,
+            Select::Subject(subject, to) => st.query(params![subject, to])?,
+            Select::Partitions(to) => st.query(params![0i64, to])?,
+        };
         while let Some(r) = rows.next()? {
             f(r)?;
         }
         Ok(())
+    }
+
+    fn subject_of(&self, lookup: Lookup, key: &[u8], to: i64) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self.prepare_cached(lookup.sql())?.query_row(params![key, to], |r| r.get(0)).optional()?)
     }
 
     fn receipt_count(&self) -> Result<u64, LedgerError> {
@@ -683,9 +795,18 @@ pub(super) fn insert_override(
 
 /// Reads delegations, revocations and overrides back (after the receipts, so subjects
 /// are interned; an override's revocations follow from its delegations).
-fn load_enrollment(src: &dyn FactSource, ix: &mut Index, from: i64, to: i64) -> Result<(), LedgerError> {
-    src.each(Table::Delegation, from, to, &mut |r| {
+fn load_enrollment(
+    src: &dyn FactSource,
+    ix: &mut Index,
+    sel: Select<'_>,
+    only: Option<&HashSet<SubjectId>>,
+) -> Result<(), LedgerError> {
+    let skip = |s: &SubjectId| only.is_some_and(|set| !set.contains(s));
+    src.each(Table::Delegation, sel, &mut |r| {
         let subject = SubjectId(bytes32(r.bytes(2)?, "subject")?);
+        if skip(&subject) {
+            return Ok(());
+        }
         let row = DelegationRow {
             id: DelegationId(bytes32(r.bytes(1)?, "delegation id")?),
             seq: i2u(r.int(0)?),
@@ -698,17 +819,24 @@ fn load_enrollment(src: &dyn FactSource, ix: &mut Index, from: i64, to: i64) -> 
         ix.add_delegation(row);
         Ok(())
     })?;
-    src.each(Table::Revocation, from, to, &mut |r| {
+    src.each(Table::Revocation, sel, &mut |r| {
         let device = DevicePublicKey(bytes32(r.bytes(1)?, "device key")?);
         if !ix.devices.contains_key(&device) {
+            // Lazily loaded: the device of a subject not loaded.
+            if only.is_some() {
+                return Ok(());
+            }
             return Err(LedgerError::Corrupt("revocation of unknown device"));
         }
         let row = RevocationRow { seq: i2u(r.int(0)?), at: i2t(r.int(2)?), recorded_at: i2t(r.int(3)?) };
         ix.apply_revocation(&device, row);
         Ok(())
     })?;
-    src.each(Table::Override, from, to, &mut |r| {
+    src.each(Table::Override, sel, &mut |r| {
         let subject = SubjectId(bytes32(r.bytes(1)?, "subject")?);
+        if skip(&subject) {
+            return Ok(());
+        }
         let row = OverrideRow {
             seq: i2u(r.int(0)?),
             subject: ix.intern_subject(subject),
@@ -736,12 +864,14 @@ pub(super) fn load(src: &dyn FactSource, names: &Names, to: i64) -> Result<Index
     let count = usize::try_from(src.receipt_count()?).unwrap_or(0);
     ix.receipts.reserve_exact(count);
     ix.receipt_ix.reserve(count);
-    load_into(src, names, &mut ix, 0, to, true)?;
+    load_into(src, names, &mut ix, Select::Seqs(0, to), None, true)?;
     Ok(ix)
 }
 
-/// Adds the facts with `from <= seq < to` to `ix`, table by table (facts of a table
-/// only refer to facts of earlier tables, or of their own with a smaller `seq`).
+/// Adds the facts `sel` selects to `ix`, table by table (facts of a table only refer to
+/// facts of earlier tables, or of their own with a smaller `seq`). With `only`, the
+/// facts of subjects outside it are skipped (a lazily loaded ledger catching up: it
+/// keeps only the subjects it loaded; partitions belong to none and are always kept).
 /// `bulk`: a cold load — receipts and withdrawals are appended unsorted and sorted once;
 /// otherwise (catching up with a few facts another process wrote) each is inserted in
 /// place, as when it is ingested.
@@ -749,16 +879,20 @@ pub(super) fn load_into(
     src: &dyn FactSource,
     names: &Names,
     ix: &mut Index,
-    from: i64,
-    to: i64,
+    sel: Select<'_>,
+    only: Option<&HashSet<SubjectId>>,
     bulk: bool,
 ) -> Result<(), LedgerError> {
+    let skip = |s: &SubjectId| only.is_some_and(|set| !set.contains(s));
     ix.deferred = bulk;
     let mut hold_cache: HashMap<String, u32> = HashMap::new();
     let mut metric_buf: Vec<u16> = Vec::new();
-    src.each(Table::Receipt, from, to, &mut |r| {
+    src.each(Table::Receipt, sel, &mut |r| {
         let id = ReceiptId(bytes32(r.bytes(1)?, "receipt id")?);
         let subject = SubjectId(bytes32(r.bytes(2)?, "subject")?);
+        if skip(&subject) {
+            return Ok(());
+        }
         let device_key = bytes32(r.bytes(3)?, "device key")?;
         let recipient = names.recipient_str(r.text(4)?).ok_or(LedgerError::Corrupt("recipient"))?;
         let purpose = names.purpose_str(r.text(5)?).ok_or(LedgerError::Corrupt("purpose"))?;
@@ -801,9 +935,16 @@ pub(super) fn load_into(
     if bulk {
         ix.finish();
     }
-    src.each(Table::Withdrawal, from, to, &mut |r| {
+    src.each(Table::Withdrawal, sel, &mut |r| {
         let id = ReceiptId(bytes32(r.bytes(1)?, "receipt id")?);
-        let ri = *ix.receipt_ix.get(&id).ok_or(LedgerError::Corrupt("withdrawal of unknown receipt"))?;
+        let Some(&ri) = ix.receipt_ix.get(&id) else {
+            // Lazily loaded: the receipt of a subject not loaded.
+            return if only.is_some() {
+                Ok(())
+            } else {
+                Err(LedgerError::Corrupt("withdrawal of unknown receipt"))
+            };
+        };
         ix.apply_withdrawal(names, ri, i2t(r.int(2)?), i2t(r.int(3)?), i2u(r.int(0)?));
         Ok(())
     })?;
@@ -811,9 +952,15 @@ pub(super) fn load_into(
         ix.finish();
     }
     ix.deferred = false;
-    src.each(Table::Record, from, to, &mut |r| {
+    src.each(Table::Record, sel, &mut |r| {
         let rid = ReceiptId(bytes32(r.bytes(2)?, "receipt id")?);
-        let ri = *ix.receipt_ix.get(&rid).ok_or(LedgerError::Corrupt("record of unknown receipt"))?;
+        let Some(&ri) = ix.receipt_ix.get(&rid) else {
+            return if only.is_some() {
+                Ok(())
+            } else {
+                Err(LedgerError::Corrupt("record of unknown receipt"))
+            };
+        };
         let receipt = ix.receipts.get(ri as usize).ok_or(LedgerError::Corrupt("receipt"))?;
         let row = RecordRow {
             id: bytes16(r.bytes(1)?)?,
@@ -832,15 +979,18 @@ pub(super) fn load_into(
         ix.add_record(names, row);
         Ok(())
     })?;
-    src.each(Table::RecordPurge, from, to, &mut |r| {
-        let i = *ix
-            .record_ix
-            .get(&bytes16(r.bytes(1)?)?)
-            .ok_or(LedgerError::Corrupt("purge of unknown record"))?;
+    src.each(Table::RecordPurge, sel, &mut |r| {
+        let Some(&i) = ix.record_ix.get(&bytes16(r.bytes(1)?)?) else {
+            return if only.is_some() {
+                Ok(())
+            } else {
+                Err(LedgerError::Corrupt("purge of unknown record"))
+            };
+        };
         ix.apply_record_purge(i, i2t(r.int(2)?), i2t(r.int(3)?), i2u(r.int(0)?));
         Ok(())
     })?;
-    src.each(Table::Partition, from, to, &mut |r| {
+    src.each(Table::Partition, sel, &mut |r| {
         let mut audience = Vec::new();
         for a in r.text(4)?.split(' ') {
             audience.push(names.recipient_str(a).ok_or(LedgerError::Corrupt("recipient"))?);
@@ -860,19 +1010,22 @@ pub(super) fn load_into(
         ix.add_partition(row);
         Ok(())
     })?;
-    src.each(Table::PartitionPurge, from, to, &mut |r| {
+    src.each(Table::PartitionPurge, sel, &mut |r| {
         let i =
             *ix.partition_ix.get(r.bytes(1)?).ok_or(LedgerError::Corrupt("purge of unknown partition"))?;
         ix.apply_partition_purge(i, i2t(r.int(2)?), i2t(r.int(3)?), i2u(r.int(0)?));
         Ok(())
     })?;
-    src.each(Table::Disclosure, from, to, &mut |r| {
+    src.each(Table::Disclosure, sel, &mut |r| {
         let kind = match r.text(1)? {
             "release" => DisclosureKind::Release,
             "transcryption" => DisclosureKind::Transcryption,
             _ => return Err(LedgerError::Corrupt("disclosure kind")),
         };
         let subject = SubjectId(bytes32(r.bytes(5)?, "subject")?);
+        if skip(&subject) {
+            return Ok(());
+        }
         let row = DisclosureRow {
             seq: i2u(r.int(0)?),
             kind,
@@ -887,5 +1040,5 @@ pub(super) fn load_into(
         ix.add_disclosure(row);
         Ok(())
     })?;
-    load_enrollment(src, ix, from, to)
+    load_enrollment(src, ix, sel, only)
 }

@@ -26,7 +26,7 @@ use confiance::ids::{MetricId, ReceiptId, RecipientId};
 
 /// The schema version this build writes; older databases are migrated on open, newer
 /// ones refused ([`StoreError::SchemaTooNew`]).
-pub const PG_SCHEMA_VERSION: i64 = 3;
+pub const PG_SCHEMA_VERSION: i64 = 5;
 
 /// Migrations, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
 /// (The audit tables come from [`crate::audit::PgStore`]'s schema, applied by migration 1.)
@@ -135,6 +135,28 @@ CREATE TABLE token_issued (
   PRIMARY KEY (device, scope));
 CREATE TABLE token_scope_issued (
   scope BYTEA PRIMARY KEY, period BIGINT NOT NULL, issued BIGINT NOT NULL, devices BIGINT NOT NULL);
+",
+    r"
+-- The indexes a lazily loaded ledger reads a subject's facts through
+-- (`Ledger::open_postgres_lazy`): its records (by receipt), disclosures, delegations,
+-- and the subject that delegated a device key. (Receipts by subject, withdrawals by
+-- receipt, purges by record, revocations by device and overrides by subject are
+-- indexed since version 3.)
+CREATE INDEX ledger_record_receipt ON ledger_record (receipt);
+CREATE INDEX ledger_disclosure_subject ON ledger_disclosure (subject);
+CREATE INDEX ledger_delegation_subject ON ledger_delegation (subject);
+CREATE INDEX ledger_delegation_device ON ledger_delegation (device);
+",
+    r"
+-- One consent event per receipt (given) and per withdrawal: a consent fact and its event
+-- are written in two steps (the ledger's transaction, then the log's), so a process
+-- starting between them (its reconciliation appends the events of facts it finds
+-- without one) and the writer would both append it. Each append records the event's
+-- key here in its own transaction, under the log's lock, and leaves out an event whose
+-- key is already here. (Events logged before this version are not here: the
+-- reconciliation finds them in the log itself.)
+CREATE TABLE audit_consent (
+  receipt BYTEA NOT NULL, withdrawn BOOLEAN NOT NULL, PRIMARY KEY (receipt, withdrawn));
 ",
 ];
 
@@ -297,8 +319,32 @@ pub(crate) fn migrate(client: &mut Client) -> Result<(), StoreError> {
 /// Appends `events` to the log inside `tx`, after taking [`APPEND_LOCK`] (held to the end
 /// of `tx`, so the whole transaction is one step of the linear log).
 fn append_in(tx: &mut Transaction<'_>, events: &[AuditEvent]) -> Result<(), StoreError> {
+    // A consent event is logged once per fact, whichever process appends it first
+    // (schema version 5, `audit_consent`): the others' copies are left out. The caller
+    // holds the log's lock, so the first to record the key is the one that appends.
+    let mut kept: Vec<&AuditEvent> = Vec::with_capacity(events.len());
+    for e in events {
+        let key = match e {
+            AuditEvent::ConsentGiven { receipt } => Some((receipt, false)),
+            AuditEvent::ConsentWithdrawn { receipt, .. } => Some((receipt, true)),
+            _ => None,
+        };
+        if let Some((receipt, withdrawn)) = key {
+            let new = tx.execute(
+                "INSERT INTO audit_consent (receipt, withdrawn) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&receipt.as_bytes().as_slice(), &withdrawn],
+            )?;
+            if new == 0 {
+                continue;
+            }
+        }
+        kept.push(e);
+    }
+    if kept.is_empty() {
+        return Ok(());
+    }
     let mut log = AuditLog::open(AuditPg::attach(tx.transaction()?)).map_err(audit_error)?;
-    log.append_batch(events.iter()).map_err(audit_error)?;
+    log.append_batch(kept).map_err(audit_error)?;
     log.into_store().into_inner().commit()?;
     Ok(())
 }
