@@ -38,7 +38,7 @@ fun main() {
         "lenient mode counts per metric and cause" to { lenientModeCountsPerMetricAndCause(devices, start) },
         "a spent budget throws BudgetExhausted" to { budgetExhausted(devices, start) },
         "an unknown receipt throws, an unknown envelope acknowledges false" to { unknownReceiptAndEnvelope(devices, start) },
-        "the outbox is kept across a restart" to { stateKeptAcrossARestart(server, devices, start) },
+        "the outbox and the spent budget are kept across a restart (the first recorder closed)" to { stateKeptAcrossARestart(server, devices, start) },
         "a failing storage is counted, not thrown" to { aFailingStorageIsCountedNotThrown(devices, start) },
         "tokens: enrol, wait, plan, key, request, answer, envelope kept" to
             { aDeviceGetsTokensAndTheServerKeepsItsEnvelope(tokenServer, tokenDevices) },

@@ -129,18 +129,27 @@ fun unknownReceiptAndEnvelope(devices: Devices, start: Instant) {
 fun stateKeptAcrossARestart(server: Server, devices: Devices, start: Instant) {
     val storage = MemoryStorage()
     val secrets = randomSecret() to randomSecret()
-    val first = devices.make(storage = storage, secrets = secrets)
-    expectEq(server.post("/v1/receipts", first.giveConsent(consent(), start)).first, 201, "receipt posted")
-    first.record(MODE, IMPROVEMENT, Value.Category(1u), start)
-    val frames = first.flush(start.plusHours(1))
-    expectEq(frames.size, 1, "envelopes flushed")
-    expect(storage.saves > 0) { "nothing saved" }
-    // The recorder restarts from the storage, before the upload: its outbox still holds
-    // the envelope, which it acknowledges once the server took it.
+    // The first run spends the day's budget (8 readings) and seals them; the recorder is
+    // closed (AutoCloseable) before the upload, as when the app is killed.
+    val frames = devices.make(storage = storage, secrets = secrets).use { first ->
+        expectEq(server.post("/v1/receipts", first.giveConsent(consent(), start)).first, 201, "receipt posted")
+        for (k in 0L until 8L) first.record(MODE, IMPROVEMENT, Value.Category(1u), start.plus(Duration.ofMinutes(k)))
+        val frames = first.flush(start.plusHours(1))
+        expectEq(frames.size, 1, "envelopes flushed")
+        expect(storage.saves > 0) { "nothing saved" }
+        raises<IllegalStateException>("a call on the closed recorder") { first.close(); first.pendingEnvelopes() }
+        frames
+    }
+    // The recorder restarts from the storage: its outbox still holds the envelope, which
+    // it acknowledges once the server took it, and the budget spent before the restart
+    // stays spent.
     val again = devices.make(storage = storage, secrets = secrets)
     expectEq(again.pendingEnvelopes(), 1uL, "envelopes pending after the restart")
+    raises<ConfianceException.BudgetExhausted>("a ninth reading after the restart") {
+        again.record(MODE, IMPROVEMENT, Value.Category(1u), start.plusHours(2))
+    }
     val (status, answer) = server.post("/v1/envelopes", frames[0])
-    expectEq(status, 201, "envelope uploaded ($answer)")
+    expect(status == 201 && answer["reports"].long == 8L) { "envelope uploaded: $status $answer" }
     expectEq(again.acknowledge(frames[0]), true, "acknowledged after the restart")
     expectEq(again.pendingEnvelopes(), 0uL, "envelopes pending after the acknowledgement")
 }
