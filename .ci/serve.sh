@@ -18,7 +18,7 @@ serve_setup() {
 }
 
 serve_cli() {
-  target/debug/confiance --json --db "$serve_dir/db.sqlite" --keys "$serve_dir/keys" \
+  ${serve_exec:+exec} target/debug/confiance --json --db "$serve_dir/db.sqlite" --keys "$serve_dir/keys" \
     --catalogue "$serve_catalogue" "$@"
 }
 
@@ -27,7 +27,9 @@ json() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
 serve_pids=()
 
 serve_start() {
-  serve_cli serve --addr 127.0.0.1:0 "$@" >"$serve_dir/serve.out" 2>"$serve_dir/serve.err" &
+  # A function sent to the background runs in a subshell: `exec` makes $! the server
+  # itself, not a shell whose death (SIGTERM, the EXIT trap) would leave it running.
+  serve_exec=1 serve_cli serve --addr 127.0.0.1:0 "$@" >"$serve_dir/serve.out" 2>"$serve_dir/serve.err" &
   server=$!
   serve_pids+=("$server")
   trap 'kill "${serve_pids[@]}" 2>/dev/null || true' EXIT
