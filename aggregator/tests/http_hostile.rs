@@ -321,8 +321,9 @@ fn hostile_clients_do_not_take_the_server_down() {
     let mut timed_out = 0;
     for s in stalled {
         let answer = s.join().unwrap().expect("a stalled body was not cut");
-        if let Some((status, _, body)) = parse_response(&answer) {
+        if let Some((status, head, body)) = parse_response(&answer) {
             assert_eq!(status, 408, "{}", String::from_utf8_lossy(&body));
+            assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
             let v: Value = serde_json::from_slice(&body).unwrap();
             // Cut while streaming, or while waiting for an in-flight slot.
             assert!(v["error"]["code"] == "body_timeout" || v["error"]["code"] == "request_timeout", "{v}");
@@ -333,7 +334,7 @@ fn hostile_clients_do_not_take_the_server_down() {
 
     // 5. A body larger than the limit is refused from its Content-Length, before a byte of
     //    it is sent; a chunked one is cut at the limit while it streams.
-    let (s, _, body) = request(
+    let (s, head, body) = request(
         addr,
         format!(
             "POST /v1/envelopes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {device}\r\nContent-Length: {}\r\n\r\n",
@@ -344,6 +345,9 @@ fn hostile_clients_do_not_take_the_server_down() {
     )
     .unwrap();
     assert_eq!(s, 413);
+    // The body was not read, so the connection ends here, and the answer says so: a
+    // pooling client would otherwise send its next request on it and lose it.
+    assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
     assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["error"]["code"], "body_too_large");
     let mut chunked = format!(
         "POST /v1/envelopes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {device}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"

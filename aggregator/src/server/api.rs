@@ -47,6 +47,12 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
+        if matches!(status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
+            // The request's body was not read to its end, so the connection cannot carry
+            // another request: say so (RFC 9112 §9.6), or a client that pools connections
+            // sends its next request on one the server is closing ("peer disconnected").
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         r.extensions_mut().insert(ErrorCode(self.code));
         r
     }
