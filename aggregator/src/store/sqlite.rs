@@ -16,7 +16,7 @@ use confiance::Timestamp;
 use confiance::ids::{MetricId, ReceiptId, RecipientId};
 
 /// The schema version this build writes; older databases are migrated on open.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Width of a record key's period: all records of one hold class collected in the same
 /// UTC day share a key, destroyed once the last of them is past its deadline.
@@ -99,6 +99,22 @@ CREATE TABLE seen_run (
     ids        BLOB NOT NULL
 );
 CREATE INDEX seen_run_bucket ON seen_run (bucket);
+",
+    r"
+-- 4: remembered envelopes in one B-tree keyed by their digest (WITHOUT ROWID). Schemas
+-- 1 to 3 wrote three per envelope: the rowid table, its primary-key index and an index
+-- on expires_at; and the ids column has been empty since schema 2. The digest stays the
+-- primary key, so committing an envelope twice still fails the commit. No index on
+-- expires_at: in a WITHOUT ROWID table it would be ordered by (expires_at, digest),
+-- random within one expiry, another random page per insert on the ingest path; purge
+-- scans the table instead (rare, as for seen_run).
+CREATE TABLE seen_envelope_4 (
+    digest     BLOB PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO seen_envelope_4 (digest, expires_at) SELECT digest, expires_at FROM seen_envelope ORDER BY digest;
+DROP TABLE seen_envelope;
+ALTER TABLE seen_envelope_4 RENAME TO seen_envelope;
 ",
 ];
 
@@ -450,14 +466,9 @@ impl Store for SqliteStore {
         }
         {
             let expiries: Vec<i64> = batch.seen.iter().map(|s| sql_time(s.expires_at)).collect();
-            let empty: &[u8] = &[];
-            let rows: Vec<[&dyn ToSql; 3]> = batch
-                .seen
-                .iter()
-                .zip(&expiries)
-                .map(|(s, e)| [&s.envelope as &dyn ToSql, e, &empty])
-                .collect();
-            insert_rows(&tx, "seen_envelope (digest, expires_at, ids)", &rows)?;
+            let rows: Vec<[&dyn ToSql; 2]> =
+                batch.seen.iter().zip(&expiries).map(|(s, e)| [&s.envelope as &dyn ToSql, e]).collect();
+            insert_rows(&tx, "seen_envelope (digest, expires_at)", &rows)?;
             let mut ids: Vec<([u8; 16], Timestamp)> =
                 batch.seen.iter().flat_map(|s| s.ids.iter().map(|id| (*id, s.expires_at))).collect();
             put_seen_ids(&tx, &mut ids)?;
@@ -591,5 +602,99 @@ impl Store for SqliteStore {
         AuditLog::open(AuditSqlite::attach(&*tx))?.append_batch(events.iter())?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SeenIds;
+
+    const DAY: u64 = 86_400;
+
+    fn digest(i: u16) -> [u8; 32] {
+        let mut d = [0xd0; 32];
+        d[..2].copy_from_slice(&i.to_be_bytes());
+        d
+    }
+
+    #[test]
+    fn a_schema_3_database_is_migrated_to_one_b_tree_of_envelopes() {
+        let dir = std::env::temp_dir().join(format!("confiance-schema-3-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("agg.sqlite");
+        // A database as schema 3 left it: migrations 1 to 3, then 300 envelopes written
+        // as schema 3's commit wrote them (digest, expiry, an empty ids blob).
+        {
+            let mut conn = Connection::open(&db).unwrap();
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL;").unwrap();
+            let tx = conn.transaction().unwrap();
+            for (v, sql) in MIGRATIONS[..3].iter().enumerate() {
+                tx.execute_batch(sql).unwrap();
+                if v == 2 {
+                    migrate_seen_ids(&tx).unwrap();
+                }
+            }
+            tx.pragma_update(None, "user_version", 3).unwrap();
+            for i in 0..300u16 {
+                tx.execute(
+                    "INSERT INTO seen_envelope (digest, expires_at, ids) VALUES (?1, ?2, x'')",
+                    params![&digest(i)[..], (1 + i64::from(i % 3)) * DAY as i64],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let mut store = SqliteStore::open(&db).unwrap();
+        let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let table: String = store
+            .conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'seen_envelope'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(table.contains("WITHOUT ROWID") && !table.contains("ids"), "{table}");
+        let expiry_index: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'seen_expiry'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(expiry_index, 0);
+        // Every envelope is still remembered, exactly, with its expiry.
+        assert!((0..300).all(|i| store.envelope_seen(&digest(i)).unwrap()));
+        assert!(!store.envelope_seen(&digest(300)).unwrap());
+        let mut listed = Vec::new();
+        store.for_each_seen_envelope(&mut |d| listed.push(*d)).unwrap();
+        listed.sort_unstable();
+        assert_eq!(listed, (0..300).map(digest).collect::<Vec<_>>());
+        // The digest is still the key: the same envelope committed again fails.
+        let again = CommitBatch {
+            seen: vec![SeenIds {
+                envelope: digest(7),
+                expires_at: Timestamp::from_secs(DAY),
+                ids: Vec::new(),
+            }],
+            ..CommitBatch::default()
+        };
+        assert!(store.commit(&again).is_err());
+        // Purge forgets by the migrated expiry: the 100 of day 1, no other.
+        store.purge(Timestamp::from_secs(DAY)).unwrap();
+        assert!((0..300).all(|i| store.envelope_seen(&digest(i)).unwrap() == (i % 3 != 0)));
+        // And new envelopes are written to the new table.
+        let fresh = CommitBatch {
+            seen: vec![SeenIds {
+                envelope: digest(300),
+                expires_at: Timestamp::from_secs(DAY),
+                ids: Vec::new(),
+            }],
+            ..CommitBatch::default()
+        };
+        store.commit(&fresh).unwrap();
+        assert!(store.envelope_seen(&digest(300)).unwrap());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
