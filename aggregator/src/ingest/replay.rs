@@ -22,19 +22,19 @@ const BLOCK_WORDS: usize = 8;
 /// key), so devices choosing their ids cannot aim at chosen bits to force lookups. Tests
 /// fix the key (`S`) so that their false-positive counts are reproducible.
 pub(crate) struct ReplayFilter<S = RandomState> {
-    /// Cache-line-aligned blocks (a plain `Vec<u64>` of 16 MiB starts 16 bytes into a
-    /// page, so every block would straddle two lines).
-    blocks: Vec<Block>,
+    /// The bits, with 7 spare words so that the blocks can start on a cache line: a
+    /// `Vec<u64>` of 16 MiB starts 16 bytes into its pages, so blocks taken from its
+    /// start would each straddle two lines. (A `Vec` of a 64-byte-aligned type would be
+    /// aligned, but `vec![…; n]` writes every element of such a type at once, making all
+    /// 16 MiB resident at open; zeroed `u64`s come from `calloc`, pages mapped as used.)
+    words: Vec<u64>,
+    /// Index in `words` of the first block's first word (on a 64-byte boundary).
+    first: usize,
     /// Number of bits minus one (a power of two minus one; below 512 for filters smaller
     /// than one block, which use only the first bits of their one block).
     mask: u64,
     hasher: S,
 }
-
-/// One cache line of the filter.
-#[derive(Clone, Copy, Default)]
-#[repr(C, align(64))]
-struct Block([u64; BLOCK_WORDS]);
 
 /// An id's place in a [`ReplayFilter`]: its block and, per word of the block, the bits
 /// to test or set.
@@ -66,11 +66,9 @@ impl<S: BuildHasher> ReplayFilter<S> {
     pub(crate) fn with_bytes_and_hasher(bytes: usize, hasher: S) -> Self {
         let words = (bytes / 8).max(1);
         let words = if words.is_power_of_two() { words } else { words.next_power_of_two() / 2 };
-        Self {
-            blocks: vec![Block::default(); words.div_ceil(BLOCK_WORDS)],
-            mask: (words as u64 * 64) - 1,
-            hasher,
-        }
+        let all = vec![0u64; words.div_ceil(BLOCK_WORDS) * BLOCK_WORDS + BLOCK_WORDS - 1];
+        let first = (64 - all.as_ptr().addr() % 64) % 64 / 8;
+        Self { words: all, first, mask: (words as u64 * 64) - 1, hasher }
     }
 
     /// Where `id`'s bits lie: one keyed hash, computed once and then used both to ask
@@ -105,9 +103,16 @@ impl<S: BuildHasher> ReplayFilter<S> {
         self.insert_probe(&probe);
     }
 
+    /// The words of block `block`.
+    fn block(&self, block: usize) -> Option<&[u64]> {
+        let start = self.first + block * BLOCK_WORDS;
+        self.words.get(start..start + BLOCK_WORDS)
+    }
+
     /// Remembers the id `probe` was computed for (by this filter).
     pub(crate) fn insert_probe(&mut self, probe: &Probe) {
-        if let Some(Block(words)) = self.blocks.get_mut(probe.block) {
+        let start = self.first + probe.block * BLOCK_WORDS;
+        if let Some(words) = self.words.get_mut(start..start + BLOCK_WORDS) {
             for (w, m) in words.iter_mut().zip(probe.masks) {
                 *w |= m;
             }
@@ -121,14 +126,12 @@ impl<S: BuildHasher> ReplayFilter<S> {
 
     /// [`Self::maybe_contains`] for the id `probe` was computed for (by this filter).
     pub(crate) fn maybe_contains_probe(&self, probe: &Probe) -> bool {
-        self.blocks
-            .get(probe.block)
-            .is_some_and(|Block(words)| words.iter().zip(probe.masks).all(|(w, m)| w & m == m))
+        self.block(probe.block).is_some_and(|words| words.iter().zip(probe.masks).all(|(w, m)| w & m == m))
     }
 
     /// Forgets everything (before a rebuild).
     pub(crate) fn clear(&mut self) {
-        self.blocks.fill(Block::default());
+        self.words.fill(0);
     }
 
     /// Its size in bytes.
@@ -169,9 +172,9 @@ mod tests {
         assert_eq!(hashes.0.get(), 1, "asking and inserting with a probe hash nothing");
         // The probe is the id's: asking by id finds it, and sets only the probe's bits.
         assert!(f.maybe_contains(&id));
-        let ones: u32 = f.blocks.iter().flat_map(|b| b.0).map(u64::count_ones).sum();
+        let ones: u32 = f.words.iter().map(|w| w.count_ones()).sum();
         assert_eq!(ones, set);
-        assert_eq!(f.blocks.get(probe.block).map(|b| b.0), Some(probe.masks));
+        assert_eq!(f.block(probe.block), Some(&probe.masks[..]));
     }
 
     #[test]
@@ -181,8 +184,11 @@ mod tests {
         // cache lines each.
         let f = ReplayFilter::with_bytes(16 << 20);
         assert_eq!(f.bytes(), 16 << 20);
-        assert_eq!(f.blocks.len(), (16 << 20) / 64);
-        assert_eq!(f.blocks.as_ptr().addr() % 64, 0);
+        let blocks = (16 << 20) / 64;
+        for b in [0, 1, blocks / 2, blocks - 1] {
+            assert_eq!(f.block(b).unwrap().as_ptr().addr() % 64, 0, "block {b}");
+        }
+        assert!(f.block(blocks).is_none());
     }
 
     #[test]
