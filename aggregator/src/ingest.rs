@@ -14,7 +14,7 @@
 pub(crate) mod prepare;
 mod replay;
 
-pub(crate) use replay::ReplayFilter;
+pub(crate) use replay::{Probe, ReplayFilter};
 
 use core::fmt;
 

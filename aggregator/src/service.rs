@@ -33,7 +33,7 @@ use crate::audit::AuditEvent;
 use crate::decision::Decision;
 use crate::estimate::{Accumulator, Combined, Estimate};
 use crate::ingest::prepare::{Kind, Prepared, Preparer, TagCache};
-use crate::ingest::{Ack, IngestError, ReplayFilter, ReportError};
+use crate::ingest::{Ack, IngestError, Probe, ReplayFilter, ReportError};
 use crate::issuer::{TokenRefusal, TokenVerifier};
 use crate::keys::KeyStore;
 use crate::ledger::{Disclosure, DisclosureKind, Ledger, LedgerError, RecordNote};
@@ -707,8 +707,11 @@ impl Aggregator {
     /// are then already held).
     fn apply(&mut self, prepared: Prepared, now: Timestamp) -> Result<(), IngestError> {
         let env_id = prepared.envelope;
+        // Each id is hashed once: its probe both asks the replay filter and, once the
+        // id is staged, enters it (the same cache line, still in cache).
+        let env_probe = self.seen.probe(&envelope_key(&env_id.0));
         if self.staged.envelopes.contains(&env_id.0)
-            || (self.maybe_seen(&envelope_key(&env_id.0))
+            || (self.maybe_seen(&env_probe)
                 && self.store.envelope_seen(&env_id.0).map_err(IngestError::Store)?)
         {
             return Err(IngestError::ReplayedEnvelope(env_id));
@@ -718,6 +721,7 @@ impl Aggregator {
         let mut stats: Vec<(PartitionKey, &confiance::ldp::LdpReport)> = Vec::new();
         let mut records = Vec::new();
         let mut ids = HashSet::with_capacity(reports.len());
+        let mut probes = Vec::with_capacity(reports.len());
         let mut expires = Timestamp::EPOCH;
         let mut new_tags = Vec::new();
         let mut refused = Vec::new();
@@ -728,9 +732,10 @@ impl Aggregator {
                 refused.push(e.refused(index));
                 continue;
             }
+            let probe = self.seen.probe(&r.id.0);
             if self.staged.ids.contains(&r.id.0)
                 || ids.contains(&r.id.0)
-                || (self.maybe_seen(&r.id.0) && self.store.id_seen(&r.id.0).map_err(IngestError::Store)?)
+                || (self.maybe_seen(&probe) && self.store.id_seen(&r.id.0).map_err(IngestError::Store)?)
             {
                 // Already held (a resend, or twice in this envelope): acknowledged, kept once.
                 held = true;
@@ -808,6 +813,7 @@ impl Aggregator {
             }
             // Accepted: remember its id until its bucket can no longer be accepted.
             ids.insert(r.id.0);
+            probes.push(probe);
             expires = expires.max(c.expires);
         }
         // Then the tokens: their stateless verdict, then — when the envelope keeps a
@@ -818,12 +824,14 @@ impl Aggregator {
         let accepted = ids.len();
         if accepted > 0 {
             for (id, until) in tokens {
+                let probe = self.seen.probe(&id);
                 if self.staged.ids.contains(&id)
                     || !ids.insert(id)
-                    || (self.maybe_seen(&id) && self.store.id_seen(&id).map_err(IngestError::Store)?)
+                    || (self.maybe_seen(&probe) && self.store.id_seen(&id).map_err(IngestError::Store)?)
                 {
                     return Err(IngestError::Token(TokenRefusal::Spent));
                 }
+                probes.push(probe);
                 expires = expires.max(until);
             }
         }
@@ -877,6 +885,16 @@ impl Aggregator {
         } else {
             env_id.0
         };
+        // Staged ids enter the replay filter now, while their lines are in cache, not at
+        // commit: a commit that fails leaves their bits set, which only costs a store
+        // read if they come again (a "maybe" is always checked); a rebuild of the filter
+        // before the commit puts the staged ids back (`rebuild_replay_filter`).
+        let seen_probe =
+            if seen_key == env_id.0 { env_probe } else { self.seen.probe(&envelope_key(&seen_key)) };
+        self.seen.insert_probe(&seen_probe);
+        for probe in &probes {
+            self.seen.insert_probe(probe);
+        }
         self.staged.envelopes.insert(seen_key);
         self.staged.seen.push(SeenIds {
             envelope: seen_key,
@@ -955,15 +973,10 @@ impl Aggregator {
             self.undo_merges(undo);
             return Err(e);
         }
-        // Durable: now update memory and the ledger's holdings index. The notes are
-        // derived data, written in their own ledger savepoint; a crash before they
-        // commit is repaired by `Self::reconcile` on open (service/reconcile.rs).
-        for s in &staged.seen {
-            self.seen.insert(&envelope_key(&s.envelope));
-            for id in &s.ids {
-                self.seen.insert(id);
-            }
-        }
+        // Durable: now update the ledger's holdings index (the replay filter took the
+        // staged ids in `apply`). The notes are derived data, written in their own
+        // ledger savepoint; a crash before they commit is repaired by `Self::reconcile`
+        // on open (service/reconcile.rs).
         // Partitions that were new (nothing to undo) are the ones the ledger must note.
         let fresh: Vec<PartitionKey> =
             undo.into_iter().filter(|(_, added)| added.is_none()).map(|(key, _)| key).collect();
@@ -1469,19 +1482,28 @@ impl Aggregator {
 
     /// Empties the replay filter and refills it from the ids the store remembers (on
     /// open, and after a purge forgot some).
+    /// Staged and not yet committed ids were put in the filter by `apply`: they are put
+    /// back, or their commit would leave them out of it.
     fn rebuild_replay_filter(&mut self) -> Result<(), StoreError> {
         self.seen.clear();
         let seen = &mut self.seen;
         self.store.for_each_seen_id(Timestamp::EPOCH, &mut |id, _| seen.insert(id))?;
-        self.store.for_each_seen_envelope(&mut |digest| seen.insert(&envelope_key(digest)))
+        self.store.for_each_seen_envelope(&mut |digest| seen.insert(&envelope_key(digest)))?;
+        for s in &self.staged.seen {
+            self.seen.insert(&envelope_key(&s.envelope));
+            for id in &s.ids {
+                self.seen.insert(id);
+            }
+        }
+        Ok(())
     }
 
-    /// Whether report id `id` (or an envelope's [`envelope_key`]) may be remembered by
-    /// the store: the replay filter's
+    /// Whether the report id (or an envelope's [`envelope_key`]) `probe` was computed
+    /// for may be remembered by the store: the replay filter's
     /// answer, unless other processes write to the store ([`Store::shared`]) — then
     /// their ids are not in this process's filter, and only the store knows.
-    fn maybe_seen(&self, id: &[u8; 16]) -> bool {
-        self.store.shared() || self.seen.maybe_contains(id)
+    fn maybe_seen(&self, probe: &Probe) -> bool {
+        self.store.shared() || self.seen.maybe_contains_probe(probe)
     }
 
     /// Whether an envelope id was ingested (committed and not yet forgotten).

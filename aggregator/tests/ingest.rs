@@ -657,10 +657,59 @@ fn replays_are_refused_across_restarts_until_purged_whatever_the_filter_says() {
 }
 
 #[test]
+fn ids_staged_before_a_purge_stay_replays_after_their_commit() {
+    // Staged ids enter the replay filter when staged, not at commit. A purge that forgot
+    // ids rebuilds the filter from the store, which does not hold the staged ids yet:
+    // the rebuild must put them back, or once committed they would be "certainly
+    // unseen" and their envelope and report accepted a second time.
+    const DAY: u64 = 86_400;
+    let mut w = world(13);
+    let dir = std::env::temp_dir().join(format!("confiance-staged-purge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("agg.sqlite");
+    let now = Timestamp::from_secs(T0);
+    let mut d = device(&mut w, 72, "calora");
+    give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
+    let _ = d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(3), now);
+    let frame = d.flush(now).remove(0);
+    let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
+    let stat: Report = envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
+        .map(|(_, r)| r)
+        .unwrap()
+        .into_iter()
+        .find(|r| matches!(r.payload, Payload::Statistic(_)))
+        .unwrap();
+    let with_id = |n: u8, at: Timestamp| Report { id: ReportId([n; 16]), time: at, ..stat.clone() };
+    let mut agg = open_at(&w, &db, 16 << 20);
+    for n in 0..10u8 {
+        let f = seal(&mut w, &[with_id(n, stat.time)], now.truncate(DAY));
+        agg.stage(&f, now).unwrap();
+    }
+    agg.commit(now).unwrap();
+    // 16 days later the ten ids are past their purge boundary. A fresh envelope is
+    // staged, the purge runs (forgetting the ten, so the filter is rebuilt), then the
+    // staged envelope commits.
+    let later = Timestamp::from_secs(T0 + 16 * DAY);
+    let fresh = seal(&mut w, &[with_id(100, later.truncate(DAY))], later.truncate(DAY));
+    assert_eq!(staged(&mut agg, &fresh, later), 1);
+    assert_eq!(agg.purge(later).unwrap().ids_forgotten, 10);
+    assert_eq!(agg.commit(later).unwrap().len(), 1);
+    // Both the envelope and its report id are known to the filter: a replay of the
+    // envelope is refused, and the id in another envelope is held, not kept again.
+    assert!(matches!(agg.stage(&fresh, later), Err(IngestError::ReplayedEnvelope(_))));
+    let again = seal(&mut w, &[with_id(100, later.truncate(DAY))], later.truncate(DAY));
+    assert!(replayed(agg.ingest(&again, later)));
+    assert_eq!(agg.staged_reports(), 0);
+    drop(agg);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn replayed_envelopes_are_refused_from_the_filter_and_the_store_across_restarts() {
     // A fresh envelope no longer costs a store read: its digest is looked up in the
-    // replay filter, which holds every committed envelope (inserted at commit, rebuilt
-    // from the store on open). 8 bytes: saturated, every envelope a "maybe" that the
+    // replay filter, which holds every staged and committed envelope (inserted when
+    // staged, rebuilt from the store on open). 8 bytes: saturated, every envelope a "maybe" that the
     // store answers; 16 MiB: the default, where a miss skips the store.
     const DAY: u64 = 86_400;
     for filter_bytes in [8, 16 << 20] {

@@ -22,10 +22,35 @@ const BLOCK_WORDS: usize = 8;
 /// key), so devices choosing their ids cannot aim at chosen bits to force lookups. Tests
 /// fix the key (`S`) so that their false-positive counts are reproducible.
 pub(crate) struct ReplayFilter<S = RandomState> {
-    bits: Vec<u64>,
-    /// Number of bits minus one (a power of two minus one).
+    /// The bits, with 7 spare words so that the blocks can start on a cache line: a
+    /// `Vec<u64>` of 16 MiB starts 16 bytes into its pages, so blocks taken from its
+    /// start would each straddle two lines. (A `Vec` of a 64-byte-aligned type would be
+    /// aligned, but `vec![…; n]` writes every element of such a type at once, making all
+    /// 16 MiB resident at open; zeroed `u64`s come from `calloc`, pages mapped as used.)
+    words: Vec<u64>,
+    /// Index in `words` of the first block's first word (on a 64-byte boundary).
+    first: usize,
+    /// Number of bits minus one (a power of two minus one; below 512 for filters smaller
+    /// than one block, which use only the first bits of their one block).
     mask: u64,
     hasher: S,
+}
+
+/// An id's place in a [`ReplayFilter`]: its block and, per word of the block, the bits
+/// to test or set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Probe {
+    block: usize,
+    masks: [u64; BLOCK_WORDS],
+}
+
+/// SplitMix64's output function (Steele, Lea and Flood, "Fast splittable pseudorandom
+/// number generators", OOPSLA 2014): a bijection of 64 bits whose every output bit
+/// depends on every input bit. Not a keyed hash: its input is already one.
+const fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl ReplayFilter {
@@ -41,56 +66,130 @@ impl<S: BuildHasher> ReplayFilter<S> {
     pub(crate) fn with_bytes_and_hasher(bytes: usize, hasher: S) -> Self {
         let words = (bytes / 8).max(1);
         let words = if words.is_power_of_two() { words } else { words.next_power_of_two() / 2 };
-        Self { bits: vec![0; words], mask: (words as u64 * 64) - 1, hasher }
+        let all = vec![0u64; words.div_ceil(BLOCK_WORDS) * BLOCK_WORDS + BLOCK_WORDS - 1];
+        let first = (64 - all.as_ptr().addr() % 64) % 64 / 8;
+        Self { words: all, first, mask: (words as u64 * 64) - 1, hasher }
     }
 
-    /// The id's block (its first word) and the bits to set in it, as (word offset, mask).
-    fn probes(&self, id: &[u8; 16]) -> (usize, [(usize, u64); PROBES as usize]) {
-        // One hash picks the block, a second gives the seven 9-bit positions in it: double
-        // hashing inside a 512-bit block repeats whole patterns too often (measured:
-        // 10^-4 false positives at 84 bits per id instead of ~10^-8).
+    /// Where `id`'s bits lie: one keyed hash, computed once and then used both to ask
+    /// ([`Self::maybe_contains_probe`]) and to remember ([`Self::insert_probe`]).
+    ///
+    /// One SipHash-1-3 of the id (keyed per process) gives 64 bits `h`: its bits from the
+    /// tenth up pick the block; the seven 9-bit positions inside it come from `mix(h)`, a
+    /// fixed bijection of the 64 bits (SplitMix64's finaliser), so ids of one block share
+    /// a pattern only by chance, not because they share the block's bits. (Double hashing
+    /// inside a 512-bit block repeats whole patterns too often — measured: 10^-4 false
+    /// positives at 84 bits per id instead of ~10^-8.) Devices choose ids but not the
+    /// key: `h` is a pseudo-random function of the id, so block and positions, public
+    /// functions of `h`, are as unpredictable to them as with two keyed hashes.
+    pub(crate) fn probe(&self, id: &[u8; 16]) -> Probe {
         let block_bits = self.mask.min(511);
         let h = self.hasher.hash_one(id);
-        let block = usize::try_from(h & self.mask & !block_bits).unwrap_or(0) / 64;
-        let positions = self.hasher.hash_one((id, 1u8));
-        let mut out = [(0, 0); PROBES as usize];
-        for (i, slot) in (0..PROBES).zip(out.iter_mut()) {
+        let block = usize::try_from((h & self.mask) >> 9).unwrap_or(0);
+        let positions = mix(h);
+        let mut masks = [0u64; BLOCK_WORDS];
+        for i in 0..PROBES {
             let bit = (positions >> (9 * i)) & block_bits;
-            *slot = (usize::try_from(bit / 64).unwrap_or(0) % BLOCK_WORDS, 1 << (bit % 64));
+            if let Some(m) = masks.get_mut(usize::try_from(bit / 64).unwrap_or(0)) {
+                *m |= 1 << (bit % 64);
+            }
         }
-        (block, out)
+        Probe { block, masks }
     }
 
     /// Remembers `id`.
     pub(crate) fn insert(&mut self, id: &[u8; 16]) {
-        let (block, probes) = self.probes(id);
-        for (word, bit) in probes {
-            if let Some(w) = self.bits.get_mut(block + word) {
-                *w |= bit;
+        let probe = self.probe(id);
+        self.insert_probe(&probe);
+    }
+
+    /// The words of block `block`.
+    fn block(&self, block: usize) -> Option<&[u64]> {
+        let start = self.first + block * BLOCK_WORDS;
+        self.words.get(start..start + BLOCK_WORDS)
+    }
+
+    /// Remembers the id `probe` was computed for (by this filter).
+    pub(crate) fn insert_probe(&mut self, probe: &Probe) {
+        let start = self.first + probe.block * BLOCK_WORDS;
+        if let Some(words) = self.words.get_mut(start..start + BLOCK_WORDS) {
+            for (w, m) in words.iter_mut().zip(probe.masks) {
+                *w |= m;
             }
         }
     }
 
     /// `false`: `id` was certainly never inserted. `true`: it may have been.
     pub(crate) fn maybe_contains(&self, id: &[u8; 16]) -> bool {
-        let (block, probes) = self.probes(id);
-        probes.iter().all(|(word, bit)| self.bits.get(block + word).is_some_and(|w| w & bit != 0))
+        self.maybe_contains_probe(&self.probe(id))
+    }
+
+    /// [`Self::maybe_contains`] for the id `probe` was computed for (by this filter).
+    pub(crate) fn maybe_contains_probe(&self, probe: &Probe) -> bool {
+        self.block(probe.block).is_some_and(|words| words.iter().zip(probe.masks).all(|(w, m)| w & m == m))
     }
 
     /// Forgets everything (before a rebuild).
     pub(crate) fn clear(&mut self) {
-        self.bits.fill(0);
+        self.words.fill(0);
     }
 
     /// Its size in bytes.
     pub(crate) fn bytes(&self) -> usize {
-        self.bits.len() * 8
+        usize::try_from(self.mask / 8 + 1).unwrap_or(usize::MAX)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A SipHash builder (zero keys) that counts the hashes it starts.
+    #[derive(Clone, Default)]
+    struct Counting(std::rc::Rc<std::cell::Cell<u32>>);
+
+    impl BuildHasher for Counting {
+        type Hasher = std::hash::DefaultHasher;
+        fn build_hasher(&self) -> Self::Hasher {
+            self.0.set(self.0.get() + 1);
+            std::hash::DefaultHasher::default()
+        }
+    }
+
+    #[test]
+    fn an_id_is_hashed_once_and_its_probe_asks_and_inserts() {
+        let hashes = Counting::default();
+        let mut f = ReplayFilter::with_bytes_and_hasher(1 << 16, hashes.clone());
+        let id = [0x5a; 16];
+        let probe = f.probe(&id);
+        assert_eq!(hashes.0.get(), 1, "one keyed hash per id");
+        // At most seven bits, all in the probe's block.
+        let set: u32 = probe.masks.iter().map(|m| m.count_ones()).sum();
+        assert!((1..=7).contains(&set), "{set} bits");
+        assert!(!f.maybe_contains_probe(&probe));
+        f.insert_probe(&probe);
+        assert!(f.maybe_contains_probe(&probe));
+        assert_eq!(hashes.0.get(), 1, "asking and inserting with a probe hash nothing");
+        // The probe is the id's: asking by id finds it, and sets only the probe's bits.
+        assert!(f.maybe_contains(&id));
+        let ones: u32 = f.words.iter().map(|w| w.count_ones()).sum();
+        assert_eq!(ones, set);
+        assert_eq!(f.block(probe.block), Some(&probe.masks[..]));
+    }
+
+    #[test]
+    fn blocks_are_cache_lines() {
+        // 16 MiB, as the server's default: a `Vec<u64>` of that size starts 16 bytes
+        // into its pages (the allocator's header), so its 64-byte blocks straddled two
+        // cache lines each.
+        let f = ReplayFilter::with_bytes(16 << 20);
+        assert_eq!(f.bytes(), 16 << 20);
+        let blocks = (16 << 20) / 64;
+        for b in [0, 1, blocks / 2, blocks - 1] {
+            assert_eq!(f.block(b).unwrap().as_ptr().addr() % 64, 0, "block {b}");
+        }
+        assert!(f.block(blocks).is_none());
+    }
 
     #[test]
     fn no_false_negatives_and_few_false_positives() {
