@@ -35,6 +35,16 @@
 //! partitions already loaded, and one SQLite-side filtered scan of the audit leaves
 //! ([`AuditStore::events_of_kind`](crate::audit::AuditStore::events_of_kind)); nothing is written when nothing is missing.
 //!
+//! **On a lazily loaded ledger** ([`Ledger::open_postgres_lazy`], what `confiance serve`
+//! opens on PostgreSQL) the ledger holds no subject at open, so the comparisons are made
+//! by the database the store and the ledger share
+//! ([`Store::ledger_gaps`](crate::store::Store::ledger_gaps): three anti-joins in one
+//! snapshot), and only the subjects of what needs repair are loaded. The repairs are the
+//! same, in the same order (tested: `pg_service`,
+//! `the_reconciliation_from_sql_repairs_exactly_what_the_in_memory_one_repairs`). Consent
+//! facts without a key in `audit_consent` are still checked against the log, where the
+//! events logged before schema version 5 (without a key) are.
+//!
 //! **Limit.** A partition purged and later recreated by a late report keeps its purged
 //! holding (the ledger has one row per partition id); its data is still released and
 //! purged correctly, only the holdings index under-reports it.
