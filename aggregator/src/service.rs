@@ -521,7 +521,7 @@ impl Aggregator {
 
     /// On a lazily loaded ledger ([`Ledger::open_postgres_lazy`]), loads `subject`'s
     /// facts: what a question about one subject ([`Ledger::subject_access`],
-    /// [`Ledger::check`], its history) reads. A no-op on any other ledger.
+    /// [`Ledger::check_at`], its history) reads. A no-op on any other ledger.
     ///
     /// ```
     /// # use confiance::{catalogue::Catalogue, ids::SubjectId};
