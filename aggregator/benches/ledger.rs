@@ -19,6 +19,10 @@
 //! and the next ones (cached). `LEDGER_BENCH_RECEIPTS=N` (default 10^6) sizes the ledger:
 //! N receipts of 10 metrics, its own SQLite file and PostgreSQL database.
 //!
+//! `LEDGER_BENCH_SERVE=DIR` builds (or reuses) the PostgreSQL ledger only, writes its
+//! catalogue to `DIR/catalogue.toml` and stops: what `confiance serve` start times are
+//! measured on (docs/benchmarks.md, issue #18).
+//!
 //! Run: `cargo bench -p confiance-aggregator --bench ledger`.
 
 #![allow(missing_docs, reason = "criterion_group! generates an undocumented function")]
@@ -308,6 +312,16 @@ fn fill(ledger: &mut Ledger) {
 }
 
 fn bench(c: &mut Criterion) {
+    // `LEDGER_BENCH_SERVE=DIR` (with `LEDGER_BENCH_POSTGRES`): only the PostgreSQL ledger,
+    // built if missing, and its catalogue written to DIR/catalogue.toml, for timing
+    // `confiance serve --db postgres://…` starts on it (docs/benchmarks.md, #18).
+    if let Ok(dir) = std::env::var("LEDGER_BENCH_SERVE") {
+        let db = postgres_cold_load().expect("LEDGER_BENCH_SERVE needs LEDGER_BENCH_POSTGRES");
+        let toml = catalogue().to_toml_string().unwrap();
+        std::fs::write(std::path::Path::new(&dir).join("catalogue.toml"), toml).unwrap();
+        println!("serve bench database: {db}");
+        return;
+    }
     let path = std::env::temp_dir().join(format!("{}.sqlite", sized("confiance-ledger-bench-v2")));
     let fresh = !path.exists();
     if fresh {

@@ -519,6 +519,46 @@ impl Aggregator {
         self.ledger.refresh()
     }
 
+    /// On a lazily loaded ledger ([`Ledger::open_postgres_lazy`]), loads `subject`'s
+    /// facts: what a question about one subject ([`Ledger::subject_access`],
+    /// [`Ledger::check_at`], its history) reads. A no-op on any other ledger.
+    ///
+    /// ```
+    /// # use confiance::{catalogue::Catalogue, ids::SubjectId};
+    /// # use confiance_aggregator::{keys::KeyStore, service::{Aggregator, AggregatorConfig}};
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let mut agg = Aggregator::in_memory(catalogue, KeyStore::new(86_400), AggregatorConfig::default())?;
+    /// agg.load_subject(&SubjectId([7; 32]))?; // in memory: everything is loaded already
+    /// assert_eq!(agg.ledger().loaded_subjects(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LedgerError`] when the shared ledger cannot be read.
+    pub fn load_subject(&mut self, subject: &confiance::ids::SubjectId) -> Result<(), LedgerError> {
+        self.ledger.load_subject(subject)
+    }
+
+    /// On a lazily loaded ledger, loads the subject of receipt `receipt` (whose consent
+    /// event an audit-log reader may see). A no-op on any other ledger.
+    ///
+    /// # Errors
+    /// [`LedgerError`] when the shared ledger cannot be read.
+    pub fn load_receipt(&mut self, receipt: &confiance::ids::ReceiptId) -> Result<(), LedgerError> {
+        self.ledger.load_receipt(receipt)
+    }
+
+    /// On a lazily loaded ledger, loads every fact (once; the ledger is then the fully
+    /// loaded one): what a question across subjects reads (who sees what, a recipient's
+    /// view or history, overdue records, reports, the catalogue diff). A no-op on any
+    /// other ledger.
+    ///
+    /// # Errors
+    /// [`LedgerError`] when the shared ledger cannot be read.
+    pub fn load_everything(&mut self) -> Result<(), LedgerError> {
+        self.ledger.load_everything()
+    }
+
     /// The consent ledger.
     #[must_use]
     pub const fn ledger(&self) -> &Ledger {
@@ -755,6 +795,10 @@ impl Aggregator {
                 (Kind::Statistic(key), Payload::Statistic(ldp)) => stats.push((key.clone(), ldp)),
                 (Kind::Record(receipt), Payload::Record { pseudonym, epoch, value }) => {
                     let receipt = *receipt;
+                    // A lazily loaded ledger reads the receipt's subject first.
+                    self.ledger
+                        .load_receipt(&receipt)
+                        .map_err(|e| IngestError::Store(ledger_store_error(e)))?;
                     let Some(terms) = self.ledger.receipt_terms(&receipt) else {
                         refused.push(ReportError::UnknownReceipt(receipt).refused(index));
                         continue;
@@ -1261,6 +1305,7 @@ impl Aggregator {
         self.record_with_events(|ledger, events| {
             let mut out = Vec::new();
             for r in stored {
+                ledger.load_receipt(&r.receipt)?;
                 let Some(terms) = ledger.receipt_terms(&r.receipt) else { continue };
                 let Ok((pseudonym, _epoch, value)) = postcard::from_bytes::<(
                     confiance::pseudonym::ScopedPseudonym,
@@ -1344,6 +1389,14 @@ impl Aggregator {
             subject: *subject,
             at: now,
         };
+        // What the transcryptors check, loaded first on a lazily loaded ledger: the
+        // device's subject, the receipt's and the subject asked about.
+        let loaded = self
+            .ledger
+            .load_device(request.device())
+            .and_then(|()| self.ledger.load_receipt(request.receipt()))
+            .and_then(|()| self.ledger.load_subject(subject));
+        loaded.map_err(|e| TranscryptRefusal::Store(e.to_string()))?;
         let steps = match crate::transcrypt::transcrypt_chain(chain, request, &self.ledger, &query, rng) {
             Ok(steps) => steps,
             Err(e) => {

@@ -201,6 +201,22 @@ pub struct RecordHead {
     pub deadline: Timestamp,
 }
 
+/// What the aggregator's reconciliation compares, answered by the database itself where
+/// the store and the ledger share one (PostgreSQL, [`Store::ledger_gaps`]): three
+/// anti-joins instead of reading every record, holding and receipt into memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerGaps {
+    /// Stored records the ledger's holdings have no row for, in the order they were stored.
+    pub unnoted_records: Vec<RecordHead>,
+    /// Records the ledger holds (noted, not noted purged) that the store no longer has,
+    /// with the ledger's deadline, by id.
+    pub gone_records: Vec<([u8; 16], Timestamp)>,
+    /// Receipts (`None`) and withdrawals (`Some(at)`) whose consent event has no key in
+    /// the log's `audit_consent` table (schema version 5), in the ledger's order. Events
+    /// logged before version 5 have none: the caller checks these against the log.
+    pub unlogged_consent: Vec<(ReceiptId, Option<Timestamp>)>,
+}
+
 /// Report ids remembered for replay protection, grouped by envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeenIds {
@@ -353,6 +369,17 @@ pub trait Store {
     /// ([`StoreError::Conflict`] for two commits racing with one id).
     fn shared(&self) -> bool {
         false
+    }
+
+    /// Where the ledger's tables are in the store's database (PostgreSQL): the records
+    /// and consent facts the reconciliation would repair, found in SQL ([`LedgerGaps`]).
+    /// `Ok(None)` where the store cannot see the ledger (SQLite, whose ledger may be
+    /// elsewhere): the caller compares in memory.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the tables cannot be read or an id does not read back.
+    fn ledger_gaps(&self) -> Result<Option<LedgerGaps>, StoreError> {
+        Ok(None)
     }
 
     /// The SQLite store when this is one: the aggregator then keeps its ledger in the

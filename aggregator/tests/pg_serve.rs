@@ -21,7 +21,7 @@ use confiance_aggregator::store::{PgStore, Store as _};
 mod fixtures;
 #[path = "support/serve.rs"]
 mod serve;
-use serve::{Server, agent, fleet, now, send, start};
+use serve::{Server, agent, cli, fleet, now, send, start, start_with};
 
 #[derive(Default)]
 struct Client {
@@ -161,5 +161,146 @@ fn three_serve_processes_on_one_postgres_count_each_acknowledged_envelope_once()
         clients.iter().map(|c| c.checkpoints.len()).sum::<usize>()
     );
     drop(servers);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The value of the gauge `name` in a Prometheus text answer, if it is there.
+fn gauge(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `GET /metrics` as the admin, as text.
+fn metrics(http: &ureq::Agent, base: &str, admin: &str) -> String {
+    let mut r = http
+        .get(&format!("{base}/metrics"))
+        .header("Authorization", &format!("Bearer {admin}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.body_mut().read_to_string().unwrap()
+}
+
+/// `confiance serve` on PostgreSQL opens the ledger lazily (issue #18): a process started
+/// on a database holding 41 subjects holds none of them (`/metrics`,
+/// `confiance_ledger_loaded_subjects 0`), and then answers — loading only what each
+/// request reads — a subject's access and a replayed receipt exactly as the process that
+/// wrote them (which held every subject), records of pseudonymous metrics checked
+/// against receipts it never loaded (none refused), and a device's token request (its
+/// subject and consent loaded first: 20 tokens that verify).
+#[test]
+fn a_serve_on_a_full_database_starts_with_no_subject_loaded_and_answers_as_before() {
+    use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope, SignedReceipt};
+    use confiance::hazmat::{SeedableRng as _, SeededRng};
+    use confiance::recorder::{MemoryStorage, Recorder, RecorderParts};
+    use confiance::token::voprf::PublicKey;
+    use confiance::token::{TokenPeriod, TokenResponse, TokenScope};
+    use fixtures::id;
+
+    let Some(serve::Setup { url, dir: d, auditor, keys: kf }) = serve::setup("lazy_serve", "pg-lazy-serve")
+    else {
+        return;
+    };
+    let admin = cli(&d, &["token", "--role", "admin"])["token"].as_str().unwrap().to_owned();
+    let secret = d.join("token-secret");
+    std::fs::write(&secret, "09".repeat(32)).unwrap();
+    let args = ["--token-secret", secret.to_str().unwrap()];
+    let http = agent();
+    let t = now();
+    let configs: Vec<_> = kf.hpke.iter().map(|(c, _)| *c).collect();
+    let serve::Fleet { receipts, frames } = fleet(40, 900, &configs, t);
+    // A single-device subject that asks for report tokens.
+    let device = DeviceKey::from_bytes(&[2; 32]);
+    let mut dev = Recorder::new(
+        RecorderParts {
+            catalogue: fixtures::catalogue(),
+            consent: ConsentState::new(DeviceKey::from_bytes(&[2; 32])),
+            pseudonyms: confiance::pseudonym::DeviceSecret::generate(&mut SeededRng::seed_from_u64(5)),
+            controller: id("calora"),
+            key_configs: configs.clone(),
+            rng: SeededRng::seed_from_u64(6),
+        },
+        MemoryStorage::default(),
+    );
+    let since = t.saturating_sub_secs(86_400);
+    let mode: confiance::ids::MetricId = id("thermostat.mode");
+    let request = ConsentRequest::new(
+        id("calora"),
+        id("product-improvement"),
+        Scope::metrics([mode]),
+        "P90D".parse().unwrap(),
+    )
+    .valid_from(since);
+    let token_receipt = dev.give_consent(request, since).unwrap();
+
+    // The first process records every receipt (holding each subject it wrote).
+    let first = start(&d, &url);
+    for r in receipts.iter().chain([&token_receipt]) {
+        let (s, v) = send(&http, &format!("{}/v1/receipts", first.base), None, Some(r));
+        assert_eq!(s, 201, "{v}");
+    }
+    let subject = SignedReceipt::from_bytes(&receipts[3]).unwrap().receipt().subject;
+    let access_url = |base: &str| format!("{base}/v1/subjects/{}/access?at={}", hex(&subject.0), t.as_secs());
+    let replay_url = |base: &str| format!("{base}/v1/receipts");
+    let access_before = send(&http, &access_url(&first.base), Some(&auditor), None);
+    assert_eq!(access_before.0, 200, "{}", access_before.1);
+    assert!(!access_before.1.to_string().is_empty());
+    let replay_before = send(&http, &replay_url(&first.base), None, Some(&receipts[5]));
+    let subjects = receipts.iter().map(|r| SignedReceipt::from_bytes(r).unwrap().receipt().subject);
+    let subjects: std::collections::HashSet<_> = subjects.collect();
+    assert_eq!(subjects.len() + 1, 41);
+    drop(first);
+
+    // A new process: nothing loaded at start, whatever the database holds.
+    let second = start(&d, &url);
+    let m = metrics(&http, &second.base, &admin);
+    assert_eq!(gauge(&m, "confiance_ledger_loaded_subjects"), Some(0), "{m}");
+    assert_eq!(gauge(&m, "confiance_ledger_receipts"), None, "a scrape loads nothing");
+    // A subject's access: its facts loaded, the same answer.
+    let access_after = send(&http, &access_url(&second.base), Some(&auditor), None);
+    assert_eq!(access_after, access_before);
+    assert_eq!(gauge(&metrics(&http, &second.base, &admin), "confiance_ledger_loaded_subjects"), Some(1));
+    // A replayed receipt: the same answer.
+    let replay_after = send(&http, &replay_url(&second.base), None, Some(&receipts[5]));
+    assert_eq!(replay_after, replay_before);
+    // Records checked against receipts this process had not loaded: none refused.
+    for f in &frames {
+        let (s, v) = send(&http, &format!("{}/v1/envelopes", second.base), None, Some(f));
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(v["refused"].as_array().map_or(0, Vec::len), 0, "{v}");
+    }
+    let store = PgStore::connect(&url).unwrap();
+    assert!(!store.record_heads().unwrap().is_empty(), "pseudonymous records were stored");
+    let loaded = gauge(&metrics(&http, &second.base, &admin), "confiance_ledger_loaded_subjects").unwrap();
+    assert!((2..41).contains(&loaded), "only what was asked about is loaded: {loaded}");
+    drop(second);
+
+    // A process issuing report tokens (then every envelope needs them): a token request
+    // loads the device's subject and its consent first.
+    let second = start_with(&d, &url, &args);
+    let m = metrics(&http, &second.base, &admin);
+    assert_eq!(gauge(&m, "confiance_ledger_loaded_subjects"), Some(0), "{m}");
+    let period = TokenPeriod::at(now(), 86_400);
+    let k = send(
+        &http,
+        &format!("{}/v1/token-keys?recipients=calora&purpose=product-improvement", second.base),
+        None,
+        None,
+    );
+    assert_eq!(k.0, 200, "{}", k.1);
+    let pk: [u8; 32] =
+        confiance_aggregator::server::unhex(k.1["public_key"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let pk = PublicKey::from_bytes(&pk).unwrap();
+    let scope = TokenScope::new([id("calora")], id("product-improvement"), period);
+    let request = dev.token_request(&device, scope, pk, 20).unwrap();
+    let mut r = http
+        .post(&format!("{}/v1/tokens", second.base))
+        .send(&postcard::to_allocvec(&request).unwrap())
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let response: TokenResponse = postcard::from_bytes(&r.body_mut().read_to_vec().unwrap()).unwrap();
+    assert_eq!(dev.take_token_response(&response), 20, "tokens issued and verified");
+    let m = metrics(&http, &second.base, &admin);
+    assert_eq!(gauge(&m, "confiance_ledger_loaded_subjects"), Some(1), "the device's subject only: {m}");
+    drop(second);
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -640,7 +640,7 @@ fn describe_catalogue(c: &Catalogue) -> String {
 /// catalogue. A read-only command never creates a database, and opens it read-only.
 fn open_as(cli: &Cli, kf: &KeyFile, access: Access) -> Result<Aggregator, Fail> {
     if let Some(url) = postgres_url(cli) {
-        return open_postgres(cli, kf, url);
+        return open_postgres(cli, kf, url, false);
     }
     let keys = kf.key_store().map_err(|e| bad("bad_key_file", e))?;
     let (id, cat) = identity(cli, kf)?;
@@ -697,9 +697,10 @@ fn postgres_url(cli: &Cli) -> Option<&str> {
 /// processes. Nothing of the identity is in that database: the catalogue is the file
 /// `--catalogue` names (the ledger refuses one it was not created with) and the keys are
 /// the key file's, files every process reads alike. The database is opened for writing
-/// whatever the command: a read command writes nothing.
+/// whatever the command: a read command writes nothing. `lazy` (`serve`): the ledger
+/// loads no subject at open, each request loads what it reads (docs/scaling.md).
 #[cfg(feature = "postgres")]
-fn open_postgres(cli: &Cli, kf: &KeyFile, url: &str) -> Result<Aggregator, Fail> {
+fn open_postgres(cli: &Cli, kf: &KeyFile, url: &str, lazy: bool) -> Result<Aggregator, Fail> {
     use confiance_aggregator::ledger::Ledger;
     use confiance_aggregator::store::PgStore;
     let keys = kf.key_store().map_err(|e| bad("bad_key_file", e))?;
@@ -710,14 +711,18 @@ fn open_postgres(cli: &Cli, kf: &KeyFile, url: &str) -> Result<Aggregator, Fail>
     }
     let cat = parse_catalogue_text(&catalogue_text(cli)?, &catalogue_source(cli))?;
     let store = PgStore::connect(url).map_err(|e| internal(format!("postgres store: {e}")))?;
-    let ledger =
-        Ledger::open_postgres(url, cat.clone()).map_err(|e| internal(format!("postgres ledger: {e}")))?;
+    let ledger = if lazy {
+        Ledger::open_postgres_lazy(url, cat.clone())
+    } else {
+        Ledger::open_postgres(url, cat.clone())
+    }
+    .map_err(|e| internal(format!("postgres ledger: {e}")))?;
     Aggregator::with_store(Box::new(store), ledger, cat, keys, AggregatorConfig::default())
         .map_err(|e| internal(format!("postgres: {e}")))
 }
 
 #[cfg(not(feature = "postgres"))]
-fn open_postgres(_: &Cli, _: &KeyFile, _: &str) -> Result<Aggregator, Fail> {
+fn open_postgres(_: &Cli, _: &KeyFile, _: &str, _: bool) -> Result<Aggregator, Fail> {
     Err(bad("no_postgres", "this build has no PostgreSQL support (cargo feature `postgres`)"))
 }
 
@@ -823,7 +828,11 @@ fn run(cli: Cli) -> Result<Value, Fail> {
             token_secret,
         } => {
             let kf = key_file(&cli)?;
-            let mut agg = open(&cli, &kf)?;
+            // On PostgreSQL the ledger is loaded lazily: a start reads no subject.
+            let mut agg = match postgres_url(&cli) {
+                Some(url) => open_postgres(&cli, &kf, url, true)?,
+                None => open(&cli, &kf)?,
+            };
             if let Some(path) = token_secret {
                 let text =
                     std::fs::read_to_string(path).map_err(|e| bad("bad_token_secret", e.to_string()))?;
@@ -857,11 +866,16 @@ fn run(cli: Cli) -> Result<Value, Fail> {
                 .with_ansi(false)
                 .try_init();
             let json_out = cli.json;
+            // A lazily loaded ledger says (`--json`) how many subjects its start loaded:
+            // none unless the reconciliation repaired something (also on `/metrics`).
+            let loaded = agg.ledger().loaded_subjects();
             confiance_aggregator::server::serve(agg, signer, config, *addr, |bound| {
-                if json_out {
-                    outln!("{}", json!({"listening": bound.to_string()}));
-                } else {
-                    outln!("listening on {bound}");
+                match (json_out, loaded) {
+                    (true, Some(n)) => {
+                        outln!("{}", json!({"listening": bound.to_string(), "loaded_subjects": n}));
+                    }
+                    (true, None) => outln!("{}", json!({"listening": bound.to_string()})),
+                    (false, _) => outln!("listening on {bound}"),
                 }
                 let _ = std::io::stdout().flush();
             })

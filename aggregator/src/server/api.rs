@@ -20,8 +20,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId
 use tower_http::trace::TraceLayer;
 
 use super::query::{
-    ApiError, DiffOf, Query, hexify, parse_catalogue, parse_category, parse_metric, parse_purpose,
-    parse_recipient, parse_subject, parse_time, run_query,
+    ApiError, DiffOf, Query, hexify, load_for_query, parse_catalogue, parse_category, parse_metric,
+    parse_purpose, parse_recipient, parse_subject, parse_time, run_query,
 };
 use super::{Limits, Role, State, hex};
 use crate::audit::AuditEvent;
@@ -405,13 +405,15 @@ async fn get_keys(AxState(st): St) -> Response {
 async fn get_metrics(AxState(st): St, headers: HeaderMap) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Admin])?;
     let sizes = with_agg(&st, |agg, _| {
-        let l = agg.ledger().stats();
+        // A lazily loaded ledger's counts would be those of the subjects it loaded: a
+        // scrape loads nothing, and says how many subjects are loaded instead.
+        let ledger = agg.ledger();
+        let loaded_subjects = ledger.loaded_subjects();
+        let counts = loaded_subjects.is_none().then(|| ledger.stats());
         let log = agg.store().audit_log().map_err(|e| ApiError::store_failed(e.to_string()))?;
         Ok(super::metrics::Sizes {
-            receipts: l.receipts,
-            withdrawals: l.withdrawals,
-            partitions: l.partitions,
-            records: l.records,
+            ledger: counts.map(|l| [l.receipts, l.withdrawals, l.partitions, l.records]),
+            loaded_subjects: loaded_subjects.map(|n| u64::try_from(n).unwrap_or(u64::MAX)),
             log_events: log.size(),
         })
     })
@@ -644,6 +646,7 @@ async fn query(
 ) -> Result<Response, ApiError> {
     let v = with_agg(st, move |agg, _| {
         let q = build(agg)?;
+        load_for_query(agg, &q)?;
         run_query(agg, &q)
     })
     .await?;
@@ -902,7 +905,13 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
             .await
             .map_err(|e| ApiError::internal(e.to_string()))??
         }
-        None => with_agg(&st, move |agg, st| render(agg, st)).await?,
+        None => {
+            with_agg(&st, move |agg, st| {
+                agg.load_everything().map_err(|e| ApiError::internal(format!("ledger: {e}")))?;
+                render(agg, st)
+            })
+            .await?
+        }
     };
     let content_type = match format {
         Format::Html => "text/html; charset=utf-8",
@@ -929,6 +938,7 @@ async fn get_subject_report(
     };
     let at = time_param(&p, "at", now())?;
     let text = with_agg(&st, move |agg, _| {
+        agg.load_subject(&subject).map_err(|e| ApiError::internal(format!("ledger: {e}")))?;
         let r = crate::report::SubjectReport::gather(agg, &subject, at, now());
         if json {
             r.render_json().map_err(|e| ApiError::internal(e.to_string()))
@@ -990,6 +1000,13 @@ async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result
         let proof = log.inclusion_proof(seq, size).map_err(bad)?;
         let event = log.event(seq).map_err(bad)?;
         let leaf = event.leaf_hash().map_err(bad)?;
+        drop(log);
+        // Whose consent event it is, read from a lazily loaded ledger first.
+        if let AuditEvent::ConsentGiven { receipt } | AuditEvent::ConsentWithdrawn { receipt, .. } =
+            &event.event
+        {
+            agg.load_receipt(receipt).map_err(|e| ApiError::internal(format!("ledger: {e}")))?;
+        }
         // The leaf bytes are the event itself (docs/wire-format.md §9): shown exactly
         // when the event is, so an auditor hashes what it reads.
         let (body, leaf_bytes) = if may_read(agg, &who, &event.event) {

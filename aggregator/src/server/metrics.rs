@@ -25,10 +25,11 @@ pub(crate) struct Metrics {
 
 /// Sizes read from the aggregator when scraped.
 pub(crate) struct Sizes {
-    pub(crate) receipts: u64,
-    pub(crate) withdrawals: u64,
-    pub(crate) partitions: u64,
-    pub(crate) records: u64,
+    /// Receipts, withdrawals, partitions and records; `None` on a lazily loaded ledger
+    /// (it would count the subjects it loaded only).
+    pub(crate) ledger: Option<[u64; 4]>,
+    /// How many subjects a lazily loaded ledger holds; `None` when it holds every fact.
+    pub(crate) loaded_subjects: Option<u64>,
     pub(crate) log_events: u64,
 }
 
@@ -105,10 +106,19 @@ impl Metrics {
             let mut gauge = |name: &str, help: &str, v: u64| {
                 let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n");
             };
-            gauge("confiance_ledger_receipts", "Consent receipts in the ledger.", z.receipts);
-            gauge("confiance_ledger_withdrawals", "Withdrawals in the ledger.", z.withdrawals);
-            gauge("confiance_ledger_partitions", "Partitions noted in the ledger.", z.partitions);
-            gauge("confiance_ledger_records", "Records noted in the ledger.", z.records);
+            if let Some([receipts, withdrawals, partitions, records]) = z.ledger {
+                gauge("confiance_ledger_receipts", "Consent receipts in the ledger.", receipts);
+                gauge("confiance_ledger_withdrawals", "Withdrawals in the ledger.", withdrawals);
+                gauge("confiance_ledger_partitions", "Partitions noted in the ledger.", partitions);
+                gauge("confiance_ledger_records", "Records noted in the ledger.", records);
+            }
+            if let Some(n) = z.loaded_subjects {
+                gauge(
+                    "confiance_ledger_loaded_subjects",
+                    "Subjects a lazily loaded ledger holds in memory (PostgreSQL).",
+                    n,
+                );
+            }
             gauge("confiance_audit_log_events", "Events in the audit log (its tree size).", z.log_events);
         }
         s

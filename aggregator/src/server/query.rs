@@ -426,6 +426,23 @@ fn to_value<T: serde::Serialize>(t: &T) -> Result<Value, ApiError> {
     serde_json::to_value(t).map(hexify).map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// Loads from a lazily loaded ledger ([`Ledger::open_postgres_lazy`](crate::ledger::Ledger::open_postgres_lazy))
+/// what `q` reads: the subject of a question about one subject (its access, a check, its
+/// history), else every subject (once: the ledger is then the fully loaded one). A no-op
+/// on any other ledger. [`run_query`] then answers as on a fully loaded ledger.
+///
+/// # Errors
+/// [`ApiError`] (internal) when the shared ledger cannot be read.
+pub fn load_for_query(agg: &mut Aggregator, q: &Query) -> Result<(), ApiError> {
+    let loaded = match q {
+        Query::Subject { subject, .. }
+        | Query::Check { subject, .. }
+        | Query::History { party: Party::Subject(subject), .. } => agg.load_subject(subject),
+        _ => agg.load_everything(),
+    };
+    loaded.map_err(|e| ApiError::internal(format!("ledger: {e}")))
+}
+
 /// Answers `q` as JSON (the schema of docs/cli.md and docs/http.md).
 ///
 /// # Errors

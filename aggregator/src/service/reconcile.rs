@@ -35,6 +35,16 @@
 //! partitions already loaded, and one SQLite-side filtered scan of the audit leaves
 //! ([`AuditStore::events_of_kind`](crate::audit::AuditStore::events_of_kind)); nothing is written when nothing is missing.
 //!
+//! **On a lazily loaded ledger** ([`Ledger::open_postgres_lazy`], what `confiance serve`
+//! opens on PostgreSQL) the ledger holds no subject at open, so the comparisons are made
+//! by the database the store and the ledger share
+//! ([`Store::ledger_gaps`](crate::store::Store::ledger_gaps): three anti-joins in one
+//! snapshot), and only the subjects of what needs repair are loaded. The repairs are the
+//! same, in the same order (tested: `pg_service`,
+//! `the_reconciliation_from_sql_repairs_exactly_what_the_in_memory_one_repairs`). Consent
+//! facts without a key in `audit_consent` are still checked against the log, where the
+//! events logged before schema version 5 (without a key) are.
+//!
 //! **Limit.** A partition purged and later recreated by a late report keeps its purged
 //! holding (the ledger has one row per partition id); its data is still released and
 //! purged correctly, only the holdings index under-reports it.
@@ -231,7 +241,9 @@ impl Aggregator {
             }
             for note in records {
                 // On a shared ledger another process's reconciliation may have noted it
-                // first (between this process's store commit and this note).
+                // first (between this process's store commit and this note). (A lazily
+                // loaded ledger knows it once the receipt's subject is loaded.)
+                l.load_receipt(&note.receipt)?;
                 if l.is_shared() && l.knows_record(&note.record) {
                     continue;
                 }
@@ -259,6 +271,10 @@ impl Aggregator {
         partitions.sort_unstable();
         records.sort_unstable();
         self.ledger.atomically(|l| {
+            // A lazily loaded ledger knows a record's holding once its subject is loaded.
+            for r in &records {
+                l.load_record(r)?;
+            }
             mark_purged(l, partitions.into_iter().map(|p| (p, now)), records.into_iter().map(|r| (r, now)))
                 .map(|_| ())
         })
@@ -282,8 +298,16 @@ impl Aggregator {
     /// step is written.
     pub fn reconcile(&mut self) -> Result<ReconcileReport, ServiceError> {
         let mut report = ReconcileReport::default();
-        self.reconcile_holdings(&mut report)?;
-        self.reconcile_consent_log(&mut report)?;
+        // A lazily loaded ledger holds no subject at open: the comparisons are made by
+        // the database the store and the ledger share (anti-joins), and only the subjects
+        // of what needs repair are loaded.
+        let gaps = if self.ledger.is_lazy() { self.store.ledger_gaps()? } else { None };
+        let (heads, gone_r, facts) = match gaps {
+            Some(g) => (g.unnoted_records, Some(g.gone_records), Some(g.unlogged_consent)),
+            None => (self.store.record_heads()?, None, None),
+        };
+        self.reconcile_holdings(heads, gone_r, &mut report)?;
+        self.reconcile_consent_log(facts, &mut report)?;
         Ok(report)
     }
 
@@ -292,18 +316,31 @@ impl Aggregator {
         Ok(self)
     }
 
-    fn reconcile_holdings(&mut self, report: &mut ReconcileReport) -> Result<(), ServiceError> {
-        let heads = self.store.record_heads()?;
+    /// Step 1 and 2 of [`Self::reconcile`]. `heads`: every stored record (in memory), or
+    /// those the holdings lack (`gone_r` then given too, from SQL: the held records the
+    /// store no longer has). The partitions are compared in memory either way (a lazily
+    /// loaded ledger loads them all at open).
+    fn reconcile_holdings(
+        &mut self,
+        heads: Vec<crate::store::RecordHead>,
+        gone_r: Option<Vec<([u8; 16], Timestamp)>>,
+        report: &mut ReconcileReport,
+    ) -> Result<(), ServiceError> {
+        // What the notes read (the receipts' terms and times) is loaded first.
+        for h in &heads {
+            self.ledger.load_receipt(&h.receipt)?;
+        }
         let committed = self.committed()?;
         let fresh: Vec<&PartitionKey> =
             committed.keys().filter(|k| !self.ledger.knows_partition(&k.to_bytes())).collect();
         let new_heads: Vec<_> = heads.iter().filter(|h| !self.ledger.knows_record(&h.id)).collect();
         let stored_p: HashSet<Vec<u8>> = committed.keys().map(PartitionKey::to_bytes).collect();
-        let stored_r: HashSet<[u8; 16]> = heads.iter().map(|h| h.id).collect();
         let gone_p: Vec<(Vec<u8>, Timestamp)> =
             self.ledger.held_partitions().into_iter().filter(|(id, _)| !stored_p.contains(id)).collect();
-        let gone_r: Vec<([u8; 16], Timestamp)> =
-            self.ledger.held_records().into_iter().filter(|(id, _)| !stored_r.contains(id)).collect();
+        let gone_r: Vec<([u8; 16], Timestamp)> = gone_r.unwrap_or_else(|| {
+            let stored_r: HashSet<[u8; 16]> = heads.iter().map(|h| h.id).collect();
+            self.ledger.held_records().into_iter().filter(|(id, _)| !stored_r.contains(id)).collect()
+        });
         if fresh.is_empty() && new_heads.is_empty() && gone_p.is_empty() && gone_r.is_empty() {
             return Ok(());
         }
@@ -366,6 +403,9 @@ impl Aggregator {
                     noted_r += 1;
                 }
             }
+            for (id, _) in &gone_r {
+                l.load_record(id)?;
+            }
             let (np, nr) = mark_purged(
                 l,
                 gone_p.iter().map(|(id, d)| (id.as_slice(), purged_at(*d))),
@@ -380,8 +420,16 @@ impl Aggregator {
         Ok(())
     }
 
-    fn reconcile_consent_log(&mut self, report: &mut ReconcileReport) -> Result<(), ServiceError> {
-        let facts = self.ledger.consent_facts();
+    /// Step 3 of [`Self::reconcile`]. `candidates`: the consent facts whose event may be
+    /// missing, from SQL (those with no key in `audit_consent`); `None`: every fact. Either
+    /// way each is checked against the log, where the events logged before schema
+    /// version 5 (without a key) are.
+    fn reconcile_consent_log(
+        &mut self,
+        candidates: Option<Vec<(ReceiptId, Option<Timestamp>)>>,
+        report: &mut ReconcileReport,
+    ) -> Result<(), ServiceError> {
+        let facts = candidates.unwrap_or_else(|| self.ledger.consent_facts());
         if facts.is_empty() {
             return Ok(());
         }

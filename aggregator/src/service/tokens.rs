@@ -181,6 +181,8 @@ impl Aggregator {
                     requests.iter().map(|_| None).collect();
                 let mut todo: Vec<(usize, Scalar)> = Vec::new();
                 for (i, request) in requests.iter().enumerate() {
+                    // A lazily loaded ledger reads the device's subject (and its consent) first.
+                    l.load_device(&request.device_key)?;
                     let before = match issuer.admit(request, &*l, now) {
                         Ok(()) => l
                             .token_counts()

@@ -14,8 +14,8 @@ use super::sqlite::{
     blob, fresh_key, from_sql_time, open_record, period_key_id, record_aad, seal_record, sql_time,
 };
 use super::{
-    CommitBatch, NewRecord, PERIOD_SECS, PartitionKey, PurgeReport, Record, RecordHead, Store, StoreError,
-    StoredPartition,
+    CommitBatch, LedgerGaps, NewRecord, PERIOD_SECS, PartitionKey, PurgeReport, Record, RecordHead, Store,
+    StoreError, StoredPartition,
 };
 use crate::audit::{
     APPEND_LOCK, AppendBatch, AuditError, AuditEvent, AuditLog, AuditStore, EventKind, Hash, LoggedEvent,
@@ -354,27 +354,73 @@ fn lock_log(tx: &mut Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Stored records without a holding (`ledger_record.id` is unique, so indexed).
+const UNNOTED_RECORDS: &str = "SELECT id, metric, recipient, receipt, collected_at, deadline FROM record r
+     WHERE NOT EXISTS (SELECT 1 FROM ledger_record l WHERE l.id = r.id) ORDER BY seq";
+/// Held records (no purge noted) the store no longer has.
+const GONE_RECORDS: &str = "SELECT l.id, l.deadline FROM ledger_record l
+     WHERE NOT EXISTS (SELECT 1 FROM ledger_record_purge p WHERE p.record = l.id)
+       AND NOT EXISTS (SELECT 1 FROM record r WHERE r.id = l.id)
+     ORDER BY l.id";
+/// Receipts and withdrawals whose consent event has no key in `audit_consent`, by `seq`.
+const UNLOGGED_CONSENT: &str = "SELECT id, NULL::BIGINT AS at, seq FROM ledger_receipt c
+     WHERE NOT EXISTS (SELECT 1 FROM audit_consent a WHERE a.receipt = c.id AND NOT a.withdrawn)
+     UNION ALL
+     SELECT receipt, at, seq FROM ledger_withdrawal w
+     WHERE NOT EXISTS (SELECT 1 FROM audit_consent a WHERE a.receipt = w.receipt AND a.withdrawn)
+     ORDER BY seq";
+
+/// A time in the ledger's columns (its seconds' bits, as the ledger writes them).
+const fn ledger_time(v: i64) -> Timestamp {
+    Timestamp::from_secs(u64::from_ne_bytes(v.to_ne_bytes()))
+}
+
+fn record_heads_of(rows: &[postgres::Row]) -> Result<Vec<RecordHead>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            Ok(RecordHead {
+                id: blob(r.get(0), "record id")?,
+                metric: r.get::<_, &str>(1).parse().map_err(|_| StoreError::Corrupt("record metric"))?,
+                recipient: r
+                    .get::<_, &str>(2)
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("record recipient"))?,
+                receipt: ReceiptId(blob(r.get(3), "receipt id")?),
+                collected_at: from_sql_time(r.get(4)),
+                deadline: from_sql_time(r.get(5)),
+            })
+        })
+        .collect()
+}
+
 impl Store for PgStore {
+    fn ledger_gaps(&self) -> Result<Option<LedgerGaps>, StoreError> {
+        let mut c = self.client();
+        // One snapshot: the three answers describe the same committed state.
+        let mut tx = snapshot(&mut c)?;
+        let unnoted_records = record_heads_of(&tx.query(UNNOTED_RECORDS, &[])?)?;
+        let gone_records = tx
+            .query(GONE_RECORDS, &[])?
+            .iter()
+            .map(|r| Ok((blob(r.get(0), "record id")?, ledger_time(r.get(1)))))
+            .collect::<Result<_, StoreError>>()?;
+        let unlogged_consent = tx
+            .query(UNLOGGED_CONSENT, &[])?
+            .iter()
+            .map(|r| {
+                Ok((ReceiptId(blob(r.get(0), "receipt id")?), r.get::<_, Option<i64>>(1).map(ledger_time)))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        tx.commit()?;
+        Ok(Some(LedgerGaps { unnoted_records, gone_records, unlogged_consent }))
+    }
+
     fn record_heads(&self) -> Result<Vec<RecordHead>, StoreError> {
         let rows = self.client().query(
             "SELECT id, metric, recipient, receipt, collected_at, deadline FROM record ORDER BY seq",
             &[],
         )?;
-        rows.iter()
-            .map(|r| {
-                Ok(RecordHead {
-                    id: blob(r.get(0), "record id")?,
-                    metric: r.get::<_, &str>(1).parse().map_err(|_| StoreError::Corrupt("record metric"))?,
-                    recipient: r
-                        .get::<_, &str>(2)
-                        .parse()
-                        .map_err(|_| StoreError::Corrupt("record recipient"))?,
-                    receipt: ReceiptId(blob(r.get(3), "receipt id")?),
-                    collected_at: from_sql_time(r.get(4)),
-                    deadline: from_sql_time(r.get(5)),
-                })
-            })
-            .collect()
+        record_heads_of(&rows)
     }
 
     fn shared(&self) -> bool {

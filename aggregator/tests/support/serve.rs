@@ -101,12 +101,22 @@ pub fn start(d: &Path, url: &str) -> Server {
 /// As [`start`], with the process's stderr going to `stderr`; `Err` with what it printed
 /// on stdout instead of `listening on ADDR` (it failed to open or bind).
 pub fn try_start(d: &Path, url: &str, stderr: impl Into<Stdio>) -> Result<Server, String> {
+    try_start_with(d, url, &[], stderr)
+}
+
+/// [`start`] with `serve`'s options `args` added (`--token-secret FILE`, …).
+pub fn start_with(d: &Path, url: &str, args: &[&str]) -> Server {
+    try_start_with(d, url, args, Stdio::null()).unwrap_or_else(|said| panic!("serve said: {said:?}"))
+}
+
+fn try_start_with(d: &Path, url: &str, args: &[&str], stderr: impl Into<Stdio>) -> Result<Server, String> {
     let mut child = bin()
         .args(["--db", url])
         .arg("--keys")
         .arg(d.join("keys"))
         .args(["--catalogue", CATALOGUE])
         .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
