@@ -246,6 +246,25 @@ fn keygen_simulate_query_report_verify() {
     assert_eq!(ver["verified"], true);
     assert_eq!(ver["consistent_with_checkpoint"], true);
     assert!(ver["tree_size"].as_u64().unwrap() > cp["tree_size"].as_u64().unwrap());
+    // Saved as people save it — `jq -r .text` adds a newline, an editor may write CRLF —
+    // the note still reads: those bytes are after the signature, outside what is signed.
+    let text = cp["text"].as_str().unwrap();
+    for (name, saved) in [("jq.txt", format!("{text}\n")), ("crlf.txt", text.replace('\n', "\r\n"))] {
+        std::fs::write(d.join(name), saved).unwrap();
+        let ver = json(&d, &["audit", "verify", "--checkpoint", d.join(name).to_str().unwrap()]);
+        assert_eq!(ver["consistent_with_checkpoint"], true, "{name}");
+    }
+    // A file that is no checkpoint: `bad_checkpoint`, naming the file, saying what it holds.
+    std::fs::write(d.join("not-cp.txt"), "tree_size: 4\n").unwrap();
+    let o = run(&d, &["audit", "verify", "--checkpoint", d.join("not-cp.txt").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not-cp.txt")
+            && stderr(&o).contains("(bad_checkpoint)")
+            && stderr(&o).contains("hint: the file holds the `text`"),
+        "{}",
+        stderr(&o)
+    );
 
     // A tampered log (event 0 replaced by event 1) fails the audit: exit 1, `log_invalid`.
     // (An attacker with the file drops the append-only triggers first.)

@@ -1346,10 +1346,11 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
                 .map_err(|e| refused("log_invalid", format!("full audit failed: {e}")))?;
             let mut consistency = Value::Null;
             if let Some(p) = checkpoint {
+                let hint = "the file holds the `text` of `confiance --json audit checkpoint` or of GET /v1/audit/checkpoint (e.g. `jq -r .text`)";
                 let text = std::fs::read_to_string(p)
-                    .map_err(|e| bad("bad_file", format!("{}: {e}", p.display())))?;
-                let old =
-                    SignedCheckpoint::from_text(&text).map_err(|e| bad("bad_checkpoint", e.to_string()))?;
+                    .map_err(|e| bad("bad_file", format!("{}: {e}", p.display())).hint(hint))?;
+                let old = SignedCheckpoint::from_text(&saved_note(&text))
+                    .map_err(|e| bad("bad_checkpoint", format!("{}: {e}", p.display())).hint(hint))?;
                 verifier.verify_checkpoint(&old).map_err(|e| refused("checkpoint_invalid", e.to_string()))?;
                 // Every log extends the empty one: RFC 9162 has no proof from size 0.
                 if old.checkpoint().size() > 0 {
@@ -1371,6 +1372,15 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
             }))
         }
     }
+}
+
+/// A signed note as a person saves it: `jq -r`, `echo` or an editor add a final newline
+/// (or CRLF line ends) after the one the note ends with. Those bytes come after the last
+/// signature line, outside what is signed, so the note is read with exactly one.
+fn saved_note(text: &str) -> String {
+    let mut note = text.replace("\r\n", "\n").trim_end().to_owned();
+    note.push('\n');
+    note
 }
 
 fn report(cli: &Cli, format: ReportFormat, out: Option<&Path>, at: Timestamp) -> Result<Value, Fail> {
