@@ -214,8 +214,21 @@ fn path(p: PathParam) -> Result<String, ApiError> {
     p.map(|Path(s)| s).map_err(|e| ApiError::new(400, "bad_path", e.body_text()))
 }
 
-fn params(p: Params) -> Result<HashMap<String, String>, ApiError> {
-    p.map(|QueryParams(m)| m).map_err(|e| ApiError::new(400, "bad_query", e.body_text()))
+/// The query string, refused (`400 bad_parameter`) when it names a parameter the endpoint
+/// does not take: a misspelt `as_known_at` must not silently answer as of now.
+fn params(p: Params, known: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+    let p = p.map(|QueryParams(m)| m).map_err(|e| ApiError::new(400, "bad_query", e.body_text()))?;
+    let mut unknown: Vec<&str> = p.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
+    if unknown.is_empty() {
+        return Ok(p);
+    }
+    unknown.sort_unstable();
+    let list = |names: &[&str]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    Err(ApiError::new(
+        400,
+        "bad_parameter",
+        format!("unknown parameter {}: this endpoint takes {}", list(&unknown), list(known)),
+    ))
 }
 
 fn time_param(p: &HashMap<String, String>, name: &str, default: Timestamp) -> Result<Timestamp, ApiError> {
@@ -496,7 +509,7 @@ async fn post_revocation(AxState(st): St, body: Body) -> Result<Response, ApiErr
 /// anyone can compare). `recipients` (comma-separated), `purpose`, `period` (default:
 /// the current one).
 async fn get_token_key(AxState(st): St, p: Params) -> Result<Response, ApiError> {
-    let p = params(p)?;
+    let p = params(p, &["recipients", "purpose", "period"])?;
     let v = with_agg(&st, move |agg, _| {
         let secs = agg.token_period_secs().ok_or_else(tokens_disabled)?;
         let recipients = required(&p, "recipients")?
@@ -652,7 +665,7 @@ async fn get_subject(
 ) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
     let subject = path(subject)?;
-    let p = params(p)?;
+    let p = params(p, &["at", "as_known_at"])?;
     query(&st, move |_| {
         Ok(Query::Subject {
             subject: parse_subject(&subject)?,
@@ -671,7 +684,7 @@ async fn get_recipient(
 ) -> Result<Response, ApiError> {
     let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
     let recipient = path(recipient)?;
-    let p = params(p)?;
+    let p = params(p, &["at", "as_known_at"])?;
     query(&st, move |agg| {
         let recipient = parse_recipient(agg, &recipient)?;
         own(&who, &recipient)?;
@@ -692,7 +705,7 @@ async fn get_metric(
 ) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
     let metric = path(metric)?;
-    let p = params(p)?;
+    let p = params(p, &["at", "as_known_at"])?;
     query(&st, move |agg| {
         Ok(Query::Metric {
             metric: parse_metric(agg, &metric)?,
@@ -711,7 +724,7 @@ async fn get_category(
 ) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
     let category = path(category)?;
-    let p = params(p)?;
+    let p = params(p, &["at", "as_known_at"])?;
     query(&st, move |agg| {
         Ok(Query::Category {
             category: parse_category(agg, &category)?,
@@ -726,7 +739,7 @@ async fn get_category(
 /// only compare its own view.
 async fn get_diff(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
-    let p = params(p)?;
+    let p = params(p, &["subject", "recipient", "metric", "category", "from", "to", "as_known_at"])?;
     query(&st, move |agg| {
         let given: Vec<&str> = ["subject", "recipient", "metric", "category"]
             .into_iter()
@@ -775,7 +788,7 @@ async fn post_catalogue_diff(AxState(st): St, headers: HeaderMap, body: Body) ->
 
 async fn get_check(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
-    let p = params(p)?;
+    let p = params(p, &["recipient", "metric", "purpose", "subject", "at", "as_known_at"])?;
     query(&st, move |agg| {
         let recipient = parse_recipient(agg, required(&p, "recipient")?)?;
         own(&who, &recipient)?;
@@ -793,7 +806,7 @@ async fn get_check(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Res
 
 async fn get_history(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
-    let p = params(p)?;
+    let p = params(p, &["subject", "recipient", "from", "to"])?;
     query(&st, move |agg| {
         let party = match (p.get("subject"), p.get("recipient")) {
             (Some(s), None) if who.role != Role::Recipient => Party::Subject(parse_subject(s)?),
@@ -824,7 +837,7 @@ async fn get_history(AxState(st): St, headers: HeaderMap, p: Params) -> Result<R
 
 async fn get_overdue(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
-    let p = params(p)?;
+    let p = params(p, &["now", "as_known_at"])?;
     query(&st, move |_| {
         Ok(Query::Overdue { now: time_param(&p, "now", now())?, as_known_at: opt_time(&p, "as_known_at")? })
     })
@@ -833,7 +846,7 @@ async fn get_overdue(AxState(st): St, headers: HeaderMap, p: Params) -> Result<R
 
 async fn get_disclosures(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
-    let p = params(p)?;
+    let p = params(p, &["from", "to"])?;
     query(&st, move |_| {
         Ok(Query::Disclosures {
             from: time_param(&p, "from", Timestamp::EPOCH)?,
@@ -868,7 +881,7 @@ async fn get_checkpoint(AxState(st): St, headers: HeaderMap) -> Result<Response,
 /// `at` is the valid time overdue items are judged at (default: now).
 async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
-    let p = params(p)?;
+    let p = params(p, &["format", "at"])?;
     let format: Format = p.get("format").map_or(Ok(Format::Html), |f| {
         f.parse().map_err(|_| ApiError::new(400, "bad_parameter", "`format` is `html`, `json` or `markdown`"))
     })?;
@@ -915,7 +928,7 @@ async fn get_subject_report(
 ) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
     let subject = parse_subject(&path(subject)?)?;
-    let p = params(p)?;
+    let p = params(p, &["format", "at"])?;
     let json = match p.get("format").map(String::as_str) {
         None | Some("html") => false,
         Some("json") => true,
@@ -972,7 +985,7 @@ fn may_read(agg: &Aggregator, who: &Principal, event: &AuditEvent) -> bool {
 
 async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
-    let p = params(p)?;
+    let p = params(p, &["seq", "tree_size"])?;
     let v = with_agg(&st, move |agg, _| {
         let seq = u64_param(&p, "seq")?;
         let log = agg.store().audit_log().map_err(|e| ApiError::internal(e.to_string()))?;
@@ -1009,7 +1022,7 @@ async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result
 
 async fn get_consistency(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
-    let p = params(p)?;
+    let p = params(p, &["old", "new"])?;
     let v = with_agg(&st, move |agg, _| {
         let old = u64_param(&p, "old")?;
         let log = agg.store().audit_log().map_err(|e| ApiError::internal(e.to_string()))?;
