@@ -250,6 +250,19 @@ fn every_endpoint_role_and_bad_request() {
     refused(h.get("/v1/overdue", &device), 401, "bad_token");
     refused(h.post(&format!("/v1/subjects/{subject}/override"), &calora, b""), 403, "wrong_role");
     refused(h.post("/v1/purge", &auditor, b""), 403, "wrong_role");
+    // The refusal says which role the endpoint takes.
+    let (_, v) = h.post("/v1/purge", &auditor, b"");
+    assert_eq!(
+        v["error"]["message"].as_str(),
+        Some("an auditor token may not call this endpoint: it takes admin"),
+        "{v}"
+    );
+    let (_, v) = h.get("/v1/report", &calora);
+    assert_eq!(
+        v["error"]["message"].as_str(),
+        Some("a recipient token may not call this endpoint: it takes auditor or admin"),
+        "{v}"
+    );
 
     // Queries, auditor.
     let (s, v) = h.get(&format!("/v1/subjects/{subject}/access"), &auditor);

@@ -133,10 +133,16 @@ fn authenticate(st: &State, headers: &HeaderMap, allowed: &[Role]) -> Result<Pri
     }
     let t = found.ok_or_else(|| ApiError::new(401, "bad_token", "unknown token"))?;
     if !allowed.contains(&t.role) && t.role != Role::Admin {
+        let mut needs: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+        if !allowed.contains(&Role::Admin) {
+            needs.push(Role::Admin.to_string());
+        }
+        let role = t.role.to_string();
+        let article = if role.starts_with('a') { "an" } else { "a" };
         return Err(ApiError::new(
             403,
             "wrong_role",
-            format!("a {} token may not call this endpoint", t.role),
+            format!("{article} {role} token may not call this endpoint: it takes {}", needs.join(" or ")),
         ));
     }
     Ok(Principal { role: t.role, recipient: t.recipient.clone() })
