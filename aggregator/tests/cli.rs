@@ -254,6 +254,23 @@ fn keygen_simulate_query_report_verify() {
         let ver = json(&d, &["audit", "verify", "--checkpoint", d.join(name).to_str().unwrap()]);
         assert_eq!(ver["consistent_with_checkpoint"], true, "{name}");
     }
+    // The log of an older copy of the database, against a checkpoint signed since: it
+    // lost events, and says so (not an out-of-range proof index).
+    let older = d.join("older.sqlite");
+    std::fs::copy(d.join("db.sqlite"), &older).unwrap();
+    if d.join("db.sqlite-wal").exists() {
+        std::fs::copy(d.join("db.sqlite-wal"), d.join("older.sqlite-wal")).unwrap();
+    }
+    json(&d, &["simulate", "--devices", "2", "--days", "1", "--seed", "9"]);
+    let later = json(&d, &["audit", "checkpoint"]);
+    std::fs::write(d.join("later.txt"), later["text"].as_str().unwrap()).unwrap();
+    let o = run_with(
+        &older,
+        &d.join("keys"),
+        &["audit", "verify", "--checkpoint", d.join("later.txt").to_str().unwrap()],
+    );
+    let msg = refused_with(&o, "log_invalid");
+    assert!(msg.contains("events were lost since") && msg.contains("later.txt"), "{msg}");
     // A file that is no checkpoint: `bad_checkpoint`, naming the file, saying what it holds.
     std::fs::write(d.join("not-cp.txt"), "tree_size: 4\n").unwrap();
     let o = run(&d, &["audit", "verify", "--checkpoint", d.join("not-cp.txt").to_str().unwrap()]);

@@ -1352,6 +1352,16 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
                 let old = SignedCheckpoint::from_text(&saved_note(&text))
                     .map_err(|e| bad("bad_checkpoint", format!("{}: {e}", p.display())).hint(hint))?;
                 verifier.verify_checkpoint(&old).map_err(|e| refused("checkpoint_invalid", e.to_string()))?;
+                let old_size = old.checkpoint().size();
+                if old_size > size {
+                    return Err(refused(
+                        "log_invalid",
+                        format!(
+                            "the log has {size} events but {} signs a log of {old_size}: events were lost since (a database restored from a backup, or tampering)",
+                            p.display()
+                        ),
+                    ));
+                }
                 // Every log extends the empty one: RFC 9162 has no proof from size 0.
                 if old.checkpoint().size() > 0 {
                     let proof = log
