@@ -808,10 +808,26 @@ fn common_mistakes_have_messages_and_hints() {
     let msg = refused_with(&run(&d, &["--json", "purge"]), "missing_catalogue");
     assert!(msg.contains("db.sqlite"), "{msg}");
     assert!(!d.join("db.sqlite").exists());
+    // `catalogue compile` makes no database: without one or --catalogue it says what it reads.
+    let bin = d.join("catalogue.bin");
+    let o = run(&d, &["catalogue", "compile", "--out", bin.to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("no catalogue to compile")
+            && stderr(&o).contains("hint: give the catalogue's TOML file"),
+        "{}",
+        stderr(&o)
+    );
+    refused_with(
+        &run(&d, &["--json", "catalogue", "compile", "--out", bin.to_str().unwrap()]),
+        "missing_catalogue",
+    );
+    assert!(!d.join("db.sqlite").exists() && !bin.exists());
     // Created with the catalogue, the database keeps it: later commands need none.
     json(&d, &["--catalogue", SAMPLE, "purge"]);
     json(&d, &["purge"]);
     let shown = json(&d, &["identity", "show"]);
+    let compiled = json(&d, &["catalogue", "compile", "--out", bin.to_str().unwrap()]);
+    assert_eq!(compiled["digest"], shown["stored_catalogue"], "the stored catalogue is compiled");
     assert_eq!(
         (shown["stored_catalogue_name"].as_str(), shown["matches"].as_bool()),
         (Some("confiance-fleet"), Some(true))

@@ -566,6 +566,14 @@ fn catalogue_text(cli: &Cli) -> Result<String, Fail> {
     if cli.cmd.read_only() {
         return Err(no_database(cli, &IdentityError::Missing(cli.db.clone())));
     }
+    if matches!(cli.cmd, Cmd::Catalogue { .. }) {
+        // No database is made here: say what the command reads, not what a new one needs.
+        return Err(bad(
+            "missing_catalogue",
+            format!("no catalogue to compile: no --catalogue was given and {} does not exist", cli.db.display()),
+        )
+        .hint("give the catalogue's TOML file: --catalogue FILE (or --db of a database, whose stored catalogue is compiled)"));
+    }
     Err(missing_catalogue(cli))
 }
 
