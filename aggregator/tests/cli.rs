@@ -845,6 +845,13 @@ fn common_mistakes_have_messages_and_hints() {
         msg.contains("`confiance-fleet` version 1") && msg.contains("`confiance-fleet` version 2"),
         "{msg}"
     );
+    // `identity` on a PostgreSQL URL: SQLite-only, said before any connection is tried
+    // (port 1: nothing listens), never "no such database".
+    for cmd in [&["identity", "show"][..], &["identity", "adopt"]] {
+        let o = run_with(Path::new("postgres://confiance@127.0.0.1:1/confiance"), &d.join("keys"), cmd);
+        let msg = refused_with(&o, "bad_parameter");
+        assert!(msg.contains("a PostgreSQL database keeps none"), "{cmd:?}: {msg}");
+    }
     // Wrong --db for a read-only command.
     let o = run_with(&d.join("nope.sqlite"), &d.join("keys"), &["query", "overdue"]);
     let msg = refused_with(&o, "no_database");

@@ -744,6 +744,13 @@ fn open_read_only(cli: &Cli, kf: &KeyFile) -> Result<Aggregator, Fail> {
 }
 
 fn identity_cmd(cli: &Cli, i: &IdentityCmd) -> Result<Value, Fail> {
+    if postgres_url(cli).is_some() {
+        return Err(bad(
+            "bad_parameter",
+            "`identity` reads the identity an SQLite database keeps; a PostgreSQL database keeps none: nothing binds it to a key file, and its ledger refuses a catalogue other than its own",
+        )
+        .hint("every process of a PostgreSQL database reads the same --keys and --catalogue files (docs/cli.md, \"--db postgres://…\")"));
+    }
     let kf = key_file(cli)?;
     let (given, cat) = identity(cli, &kf)?;
     let fail = |e: IdentityError| match e {
