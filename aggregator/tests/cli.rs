@@ -845,6 +845,18 @@ fn common_mistakes_have_messages_and_hints() {
         msg.contains("`confiance-fleet` version 1") && msg.contains("`confiance-fleet` version 2"),
         "{msg}"
     );
+    // `serve` on an address another process listens on: the operator's to change (exit 1,
+    // `bad_address`, a hint saying so), not an internal failure (exit 3).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = run(&d, &["serve", "--addr", &addr]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("(bad_address)") && stderr(&o).contains("hint: another process listens"),
+        "{}",
+        stderr(&o)
+    );
+    drop(taken);
     // `identity` on a PostgreSQL URL: SQLite-only, said before any connection is tried
     // (port 1: nothing listens), never "no such database".
     for cmd in [&["identity", "show"][..], &["identity", "adopt"]] {

@@ -436,6 +436,17 @@ fn bad(code: &'static str, msg: impl Into<String>) -> Fail {
     ApiError::new(400, code, msg).into()
 }
 
+/// `serve` could not listen on `--addr`.
+fn unbound(addr: std::net::SocketAddr, e: &std::io::Error) -> Fail {
+    bad("bad_address", format!("cannot listen on {addr}: {e}")).hint(match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "another process listens on this address (an earlier `confiance serve`?): stop it, or give another --addr"
+        }
+        std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges: give another --addr",
+        _ => "--addr must be an address of this host and a free port, e.g. 127.0.0.1:8750",
+    })
+}
+
 fn internal(msg: impl std::fmt::Display) -> Fail {
     ApiError::internal(msg.to_string()).into()
 }
@@ -872,7 +883,9 @@ fn run(cli: Cli) -> Result<Value, Fail> {
                 .with_ansi(false)
                 .try_init();
             let json_out = cli.json;
+            let listening = std::cell::Cell::new(false);
             confiance_aggregator::server::serve(agg, signer, config, *addr, |bound| {
+                listening.set(true);
                 if json_out {
                     outln!("{}", json!({"listening": bound.to_string()}));
                 } else {
@@ -880,7 +893,11 @@ fn run(cli: Cli) -> Result<Value, Fail> {
                 }
                 let _ = std::io::stdout().flush();
             })
-            .map_err(internal)?;
+            .map_err(|e| match e {
+                // Not bound yet: the address is the operator's to change, not a failure inside.
+                confiance_aggregator::server::ServeError::Io(io) if !listening.get() => unbound(*addr, &io),
+                e => internal(e),
+            })?;
             Ok(json!({"stopped": true}))
         }
         Cmd::Ingest { files, framed, now } => ingest(&cli, files, *framed, time_or_now(now.as_ref())?),
