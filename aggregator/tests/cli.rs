@@ -857,6 +857,32 @@ fn common_mistakes_have_messages_and_hints() {
         stderr(&o)
     );
     drop(taken);
+    // An --out (or keygen's --keys) in no existing directory: the caller's to fix (exit 1,
+    // `bad_file`, naming the path), not the disk failing (exit 3).
+    let nowhere = d.join("no-such-dir").join("file");
+    let nowhere = nowhere.to_str().unwrap();
+    for cmd in [
+        &["report", "--out", nowhere][..],
+        &["report", "--subject", &"ab".repeat(32), "--out", nowhere],
+        &["catalogue", "compile", "--out", nowhere],
+    ] {
+        let msg = refused_with(&run(&d, &[&["--json"][..], cmd].concat()), "bad_file");
+        assert!(msg.contains("no-such-dir"), "{cmd:?}: {msg}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_confiance"))
+        .args(["--json", "--keys", nowhere, "keygen"])
+        .output()
+        .unwrap();
+    assert!(refused_with(&o, "bad_file").contains("no-such-dir"));
+    // A token secret file that is not there: named, with how to make one.
+    let o = run(&d, &["serve", "--addr", "127.0.0.1:0", "--token-secret", nowhere]);
+    assert!(
+        stderr(&o).contains("no-such-dir")
+            && stderr(&o).contains("(bad_token_secret)")
+            && stderr(&o).contains("openssl rand -hex 32"),
+        "{}",
+        stderr(&o)
+    );
     // `identity` on a PostgreSQL URL: SQLite-only, said before any connection is tried
     // (port 1: nothing listens), never "no such database".
     for cmd in [&["identity", "show"][..], &["identity", "adopt"]] {

@@ -26,7 +26,7 @@ use confiance_aggregator::server::query::{
     self, ApiError, DiffOf, Query, parse_catalogue, parse_category, parse_metric, parse_purpose,
     parse_recipient, parse_subject, parse_time, run_query,
 };
-use confiance_aggregator::server::{GroupCommit, KeyFile, Role, ServerConfig, hex};
+use confiance_aggregator::server::{GroupCommit, KeyFile, KeyFileError, Role, ServerConfig, hex};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
 use serde_json::{Value, json};
 
@@ -434,6 +434,26 @@ impl Cmd {
 
 fn bad(code: &'static str, msg: impl Into<String>) -> Fail {
     ApiError::new(400, code, msg).into()
+}
+
+/// Writes `--out`.
+fn write_out(path: &Path, bytes: &[u8]) -> Result<(), Fail> {
+    std::fs::write(path, bytes).map_err(|e| unwritable(path, &e, "--out"))
+}
+
+/// A file `flag` names could not be written: a path that cannot be (no such directory,
+/// no permission, a directory) is the caller's to fix (`bad_file`, exit 1); anything
+/// else, a full disk, is the file system failing (exit 3).
+fn unwritable(path: &Path, e: &std::io::Error, flag: &str) -> Fail {
+    use std::io::ErrorKind::{IsADirectory, NotADirectory, NotFound, PermissionDenied, ReadOnlyFilesystem};
+    match e.kind() {
+        NotFound | PermissionDenied | IsADirectory | NotADirectory | ReadOnlyFilesystem => {
+            bad("bad_file", format!("{}: {e}", path.display())).hint(format!(
+                "nothing was written: {flag} names a file in an existing directory you may write to"
+            ))
+        }
+        _ => internal(format!("{}: {e}", path.display())),
+    }
 }
 
 /// `serve` could not listen on `--addr`.
@@ -851,12 +871,17 @@ fn run(cli: Cli) -> Result<Value, Fail> {
             let kf = key_file(&cli)?;
             let mut agg = open(&cli, &kf)?;
             if let Some(path) = token_secret {
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| bad("bad_token_secret", e.to_string()))?;
+                let hint = "--token-secret names a file holding the issuer's secret as 64 hex digits, e.g. made with `openssl rand -hex 32 > FILE` (docs/cli.md, serve)";
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad("bad_token_secret", format!("{}: {e}", path.display())).hint(hint))?;
                 let bytes: [u8; 32] = confiance_aggregator::server::unhex(text.trim())
                     .and_then(|b| b.try_into().ok())
                     .ok_or_else(|| {
-                        bad("bad_token_secret", "the token secret file must hold 64 hex digits")
+                        bad(
+                            "bad_token_secret",
+                            format!("{}: the token secret file must hold 64 hex digits", path.display()),
+                        )
+                        .hint(hint)
                     })?;
                 agg.enable_tokens(confiance_aggregator::issuer::IssuerSecret::from_bytes(bytes))
                     .map_err(internal)?;
@@ -940,7 +965,7 @@ fn run(cli: Cli) -> Result<Value, Fail> {
         Cmd::Catalogue { cmd: CatalogueCmd::Compile { out } } => {
             let c = catalogue(&cli)?;
             let bytes = c.canonical_bytes();
-            std::fs::write(out, &bytes).map_err(|e| internal(format!("{}: {e}", out.display())))?;
+            write_out(out, &bytes)?;
             Ok(json!({
                 "out": out.display().to_string(),
                 "bytes": bytes.len(),
@@ -982,7 +1007,10 @@ fn keygen(cli: &Cli, force: bool, origin: &str, days: u64) -> Result<Value, Fail
         tokens: Vec::new(),
     };
     let signer = kf.signer().map_err(|e| bad("bad_origin", e))?;
-    kf.write(&cli.keys).map_err(internal)?;
+    kf.write(&cli.keys).map_err(|e| match &e {
+        KeyFileError::Io(io) => unwritable(&cli.keys, io, "--keys"),
+        _ => internal(e),
+    })?;
     Ok(json!({
         "key_file": cli.keys.display().to_string(),
         "key_id": config.id.0,
@@ -1446,7 +1474,7 @@ fn report(cli: &Cli, format: ReportFormat, out: Option<&Path>, at: Timestamp) ->
     let text = fmt.render(&data).map_err(internal)?;
     match out {
         Some(p) => {
-            std::fs::write(p, &text).map_err(|e| internal(format!("{}: {e}", p.display())))?;
+            write_out(p, text.as_bytes())?;
             Ok(json!({
                 "written": p.display().to_string(),
                 "bytes": text.len(),
@@ -1492,7 +1520,7 @@ fn subject_report(
     };
     match out {
         Some(p) => {
-            std::fs::write(p, &text).map_err(|e| internal(format!("{}: {e}", p.display())))?;
+            write_out(p, text.as_bytes())?;
             Ok(json!({"written": p.display().to_string(), "bytes": text.len()}))
         }
         None => {
@@ -1525,7 +1553,7 @@ fn sent_log_report(cli: &Cli, format: ReportFormat, out: Option<&Path>, file: &P
     };
     match out {
         Some(p) => {
-            std::fs::write(p, &text).map_err(|e| internal(format!("{}: {e}", p.display())))?;
+            write_out(p, text.as_bytes())?;
             Ok(json!({"written": p.display().to_string(), "bytes": text.len()}))
         }
         None => {
