@@ -479,6 +479,11 @@ fn keys_and_bounded_arguments() {
         .map(|i| ok_with(&db, &d.join(format!("k{i}")), &["keygen"])["key_id"].as_u64().unwrap())
         .collect();
     assert!(ids.iter().any(|&i| i != ids[0]), "every keygen made key id {}", ids[0]);
+    // The device role is gone: refused, saying why and where the migration is written.
+    let o = run_with(&db, &d.join("k0"), &["token", "--role", "device"]);
+    refused_with(&o, "bad_role");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["error"]["hint"].as_str().is_some_and(|h| h.contains("\"Migration\"")), "{v}");
     for args in [
         &["keygen", "--force", "--days", "213503982334602"][..],
         &["keygen", "--force", "--days", "0"],

@@ -827,7 +827,13 @@ fn run(cli: Cli) -> Result<Value, Fail> {
     match &cli.cmd {
         Cmd::Keygen { force, origin, days } => keygen(&cli, *force, origin, *days),
         Cmd::Token { role, recipient } => {
-            let role: Role = role.parse().map_err(|()| bad("bad_role", format!("unknown role `{role}`")))?;
+            let role: Role = role.parse().map_err(|()| {
+                bad("bad_role", format!("unknown role `{role}`")).hint(if role == "device" {
+                    "devices hold no token: they sign what they post (docs/http.md, \"Migration\"); the roles are recipient, auditor and admin"
+                } else {
+                    "the roles are recipient (with --recipient R), auditor and admin"
+                })
+            })?;
             let recipient = match (role, recipient) {
                 (Role::Recipient, Some(r)) => {
                     let c = catalogue(&cli)?;
