@@ -231,7 +231,10 @@ fn every_endpoint_role_and_bad_request() {
     *tampered.last_mut().unwrap() ^= 1;
     refused(h.post("/v1/envelopes", &device, &tampered), 400, "decrypt_failed");
     // 3. Oversize body.
-    refused(h.post("/v1/envelopes", &device, &vec![0u8; 70_000]), 413, "body_too_large");
+    let (s, v) = h.post("/v1/envelopes", &device, &vec![0u8; 70_000]);
+    refused((s, v.clone()), 413, "body_too_large");
+    // Refused from its Content-Length, it says the limit, as one cut while streaming does.
+    assert_eq!(v["error"]["message"].as_str(), Some("request bodies are limited to 65536 bytes"), "{v}");
     // 4. Missing credentials, 5. bad token, 6. not a bearer header.
     refused(h.send("GET", "/v1/overdue", None, None), 401, "missing_credentials");
     refused(h.get("/v1/overdue", "cf_0000"), 401, "bad_token");

@@ -55,7 +55,7 @@ impl IntoResponse for ApiError {
 /// Answers that a layer or an extractor made (a `413` from the body limit, a `408` from
 /// the request deadline, a `400` from a malformed query…) in the documented JSON shape,
 /// with a code by status.
-async fn json_errors<B>(r: axum::http::Response<B>) -> Response
+async fn json_errors<B>(r: axum::http::Response<B>, max_body: usize) -> Response
 where
     B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
@@ -65,8 +65,16 @@ where
     {
         return r.map(Body::new);
     }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // Refused from its Content-Length: the same answer as a body cut while streaming.
+        return ApiError::new(
+            413,
+            "body_too_large",
+            format!("request bodies are limited to {max_body} bytes"),
+        )
+        .into_response();
+    }
     let (code, message) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is larger than the limit"),
         StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took longer than the limit"),
         StatusCode::BAD_REQUEST => ("bad_request", "the request could not be read"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported content type"),
@@ -257,7 +265,10 @@ fn required<'a>(p: &'a HashMap<String, String>, name: &str) -> Result<&'a str, A
 /// from memory and must not queue behind slow clients.
 pub(crate) fn router(state: Arc<State>, limits: &Limits) -> Router {
     let layers = tower::ServiceBuilder::new()
-        .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::map_response({
+            let max_body = limits.max_body_bytes;
+            move |r| json_errors(r, max_body)
+        }))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
