@@ -222,7 +222,7 @@ enum Cmd {
 
 #[derive(Subcommand, Debug)]
 enum CatalogueCmd {
-    /// Compile the catalogue (`--catalogue`, TOML) to its canonical bytes, for devices
+    /// Compile the catalogue (`--catalogue`, TOML, or the one stored in `--db`) to its canonical bytes, for devices
     /// that load it without a TOML parser (`Catalogue::from_canonical_bytes`, `no_std`).
     Compile {
         /// Where to write the canonical bytes.
