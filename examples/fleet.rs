@@ -195,6 +195,30 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The command line, checked before a long run starts: an unknown flag (`--device`) or a
+/// value that is not a whole number (`--devices 2k`) would otherwise run the full-size
+/// default silently.
+fn check_args() -> Result<(), String> {
+    const NUMBERS: [&str; 4] = ["--devices", "--seed", "--months", "--commit-weeks"];
+    const TEXTS: [&str; 2] = ["--out", "--db"];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        let a = a.as_str();
+        if a == "--no-tokens" {
+            continue;
+        }
+        if !NUMBERS.contains(&a) && !TEXTS.contains(&a) {
+            return Err(format!("unknown argument `{a}`"));
+        }
+        let v = rest.next().ok_or_else(|| format!("{a} needs a value"))?;
+        if NUMBERS.contains(&a) && v.parse::<u64>().is_err() {
+            return Err(format!("{a} {v}: not a whole number"));
+        }
+    }
+    Ok(())
+}
+
 /// The value after `name` on the command line, if any.
 fn text_arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -722,6 +746,12 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if let Err(e) = check_args() {
+        eprintln!(
+            "fleet: {e}\nusage: fleet [--devices N] [--months M] [--seed S] [--commit-weeks W] [--out DIR] [--db FILE|postgres://…] [--no-tokens]"
+        );
+        std::process::exit(2);
+    }
     let devices = arg("--devices", 100_000);
     let seed = arg("--seed", 0);
     let months = arg("--months", 6).max(2);

@@ -246,6 +246,42 @@ fn keygen_simulate_query_report_verify() {
     assert_eq!(ver["verified"], true);
     assert_eq!(ver["consistent_with_checkpoint"], true);
     assert!(ver["tree_size"].as_u64().unwrap() > cp["tree_size"].as_u64().unwrap());
+    // Saved as people save it — `jq -r .text` adds a newline, an editor may write CRLF —
+    // the note still reads: those bytes are after the signature, outside what is signed.
+    let text = cp["text"].as_str().unwrap();
+    for (name, saved) in [("jq.txt", format!("{text}\n")), ("crlf.txt", text.replace('\n', "\r\n"))] {
+        std::fs::write(d.join(name), saved).unwrap();
+        let ver = json(&d, &["audit", "verify", "--checkpoint", d.join(name).to_str().unwrap()]);
+        assert_eq!(ver["consistent_with_checkpoint"], true, "{name}");
+    }
+    // The log of an older copy of the database, against a checkpoint signed since: it
+    // lost events, and says so (not an out-of-range proof index).
+    let older = d.join("older.sqlite");
+    std::fs::copy(d.join("db.sqlite"), &older).unwrap();
+    if d.join("db.sqlite-wal").exists() {
+        std::fs::copy(d.join("db.sqlite-wal"), d.join("older.sqlite-wal")).unwrap();
+    }
+    json(&d, &["simulate", "--devices", "2", "--days", "1", "--seed", "9"]);
+    let later = json(&d, &["audit", "checkpoint"]);
+    std::fs::write(d.join("later.txt"), later["text"].as_str().unwrap()).unwrap();
+    let o = run_with(
+        &older,
+        &d.join("keys"),
+        &["audit", "verify", "--checkpoint", d.join("later.txt").to_str().unwrap()],
+    );
+    let msg = refused_with(&o, "log_invalid");
+    assert!(msg.contains("events were lost since") && msg.contains("later.txt"), "{msg}");
+    // A file that is no checkpoint: `bad_checkpoint`, naming the file, saying what it holds.
+    std::fs::write(d.join("not-cp.txt"), "tree_size: 4\n").unwrap();
+    let o = run(&d, &["audit", "verify", "--checkpoint", d.join("not-cp.txt").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not-cp.txt")
+            && stderr(&o).contains("(bad_checkpoint)")
+            && stderr(&o).contains("hint: the file holds the `text`"),
+        "{}",
+        stderr(&o)
+    );
 
     // A tampered log (event 0 replaced by event 1) fails the audit: exit 1, `log_invalid`.
     // (An attacker with the file drops the append-only triggers first.)
@@ -443,6 +479,11 @@ fn keys_and_bounded_arguments() {
         .map(|i| ok_with(&db, &d.join(format!("k{i}")), &["keygen"])["key_id"].as_u64().unwrap())
         .collect();
     assert!(ids.iter().any(|&i| i != ids[0]), "every keygen made key id {}", ids[0]);
+    // The device role is gone: refused, saying why and where the migration is written.
+    let o = run_with(&db, &d.join("k0"), &["token", "--role", "device"]);
+    refused_with(&o, "bad_role");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["error"]["hint"].as_str().is_some_and(|h| h.contains("\"Migration\"")), "{v}");
     for args in [
         &["keygen", "--force", "--days", "213503982334602"][..],
         &["keygen", "--force", "--days", "0"],
@@ -772,10 +813,26 @@ fn common_mistakes_have_messages_and_hints() {
     let msg = refused_with(&run(&d, &["--json", "purge"]), "missing_catalogue");
     assert!(msg.contains("db.sqlite"), "{msg}");
     assert!(!d.join("db.sqlite").exists());
+    // `catalogue compile` makes no database: without one or --catalogue it says what it reads.
+    let bin = d.join("catalogue.bin");
+    let o = run(&d, &["catalogue", "compile", "--out", bin.to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("no catalogue to compile")
+            && stderr(&o).contains("hint: give the catalogue's TOML file"),
+        "{}",
+        stderr(&o)
+    );
+    refused_with(
+        &run(&d, &["--json", "catalogue", "compile", "--out", bin.to_str().unwrap()]),
+        "missing_catalogue",
+    );
+    assert!(!d.join("db.sqlite").exists() && !bin.exists());
     // Created with the catalogue, the database keeps it: later commands need none.
     json(&d, &["--catalogue", SAMPLE, "purge"]);
     json(&d, &["purge"]);
     let shown = json(&d, &["identity", "show"]);
+    let compiled = json(&d, &["catalogue", "compile", "--out", bin.to_str().unwrap()]);
+    assert_eq!(compiled["digest"], shown["stored_catalogue"], "the stored catalogue is compiled");
     assert_eq!(
         (shown["stored_catalogue_name"].as_str(), shown["matches"].as_bool()),
         (Some("confiance-fleet"), Some(true))
@@ -793,6 +850,51 @@ fn common_mistakes_have_messages_and_hints() {
         msg.contains("`confiance-fleet` version 1") && msg.contains("`confiance-fleet` version 2"),
         "{msg}"
     );
+    // `serve` on an address another process listens on: the operator's to change (exit 1,
+    // `bad_address`, a hint saying so), not an internal failure (exit 3).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = run(&d, &["serve", "--addr", &addr]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("(bad_address)") && stderr(&o).contains("hint: another process listens"),
+        "{}",
+        stderr(&o)
+    );
+    drop(taken);
+    // An --out (or keygen's --keys) in no existing directory: the caller's to fix (exit 1,
+    // `bad_file`, naming the path), not the disk failing (exit 3).
+    let nowhere = d.join("no-such-dir").join("file");
+    let nowhere = nowhere.to_str().unwrap();
+    for cmd in [
+        &["report", "--out", nowhere][..],
+        &["report", "--subject", &"ab".repeat(32), "--out", nowhere],
+        &["catalogue", "compile", "--out", nowhere],
+    ] {
+        let msg = refused_with(&run(&d, &[&["--json"][..], cmd].concat()), "bad_file");
+        assert!(msg.contains("no-such-dir"), "{cmd:?}: {msg}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_confiance"))
+        .args(["--json", "--keys", nowhere, "keygen"])
+        .output()
+        .unwrap();
+    assert!(refused_with(&o, "bad_file").contains("no-such-dir"));
+    // A token secret file that is not there: named, with how to make one.
+    let o = run(&d, &["serve", "--addr", "127.0.0.1:0", "--token-secret", nowhere]);
+    assert!(
+        stderr(&o).contains("no-such-dir")
+            && stderr(&o).contains("(bad_token_secret)")
+            && stderr(&o).contains("openssl rand -hex 32"),
+        "{}",
+        stderr(&o)
+    );
+    // `identity` on a PostgreSQL URL: SQLite-only, said before any connection is tried
+    // (port 1: nothing listens), never "no such database".
+    for cmd in [&["identity", "show"][..], &["identity", "adopt"]] {
+        let o = run_with(Path::new("postgres://confiance@127.0.0.1:1/confiance"), &d.join("keys"), cmd);
+        let msg = refused_with(&o, "bad_parameter");
+        assert!(msg.contains("a PostgreSQL database keeps none"), "{cmd:?}: {msg}");
+    }
     // Wrong --db for a read-only command.
     let o = run_with(&d.join("nope.sqlite"), &d.join("keys"), &["query", "overdue"]);
     let msg = refused_with(&o, "no_database");

@@ -304,3 +304,49 @@ fn a_serve_on_a_full_database_starts_with_no_subject_loaded_and_answers_as_befor
     drop(second);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// The commands besides `serve` on a PostgreSQL URL (docs/cli.md, "--db postgres://…"):
+/// an operator's and an auditor's session, each answer checked against what was put in.
+#[test]
+fn cli_commands_on_postgres() {
+    let Some(serve::Setup { url, dir: d, .. }) = serve::setup("cli_commands", "pg-cli") else {
+        return;
+    };
+    let run = |args: &[&str]| -> serde_json::Value {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_confiance"))
+            .args(["--db", url.as_str(), "--keys"])
+            .arg(d.join("keys"))
+            .args(["--catalogue", serve::CATALOGUE, "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let sim = run(&["simulate", "--devices", "20", "--days", "2"]);
+    let subject = sim["sample_subjects"][0].as_str().unwrap().to_owned();
+    // Who sees what: every simulated device consented to calora's mode.
+    let view = run(&["query", "recipient", "calora"]);
+    let mode = view["metrics"].as_array().unwrap().iter().find(|m| m["metric"] == "thermostat.mode").unwrap();
+    assert_eq!(mode["subjects"], 20, "{view}");
+    let access = run(&["query", "subject", &subject]);
+    assert!(access["entries"].as_array().unwrap().iter().any(|e| e["recipient"] == "calora"), "{access}");
+    // The audit log: verified in full, then consistent with a checkpoint after it grew.
+    let cp = run(&["audit", "checkpoint"]);
+    let ver = run(&["audit", "verify"]);
+    assert_eq!((ver["verified"].as_bool(), &ver["events"]), (Some(true), &ver["tree_size"]), "{ver}");
+    assert!(ver["tree_size"].as_u64().unwrap() > 0);
+    std::fs::write(d.join("cp.txt"), cp["text"].as_str().unwrap()).unwrap();
+    let rel = run(&["release", "calora", "thermostat.mode"]);
+    assert_eq!(rel["kind"], "estimate", "{rel}");
+    let ver = run(&["audit", "verify", "--checkpoint", d.join("cp.txt").to_str().unwrap()]);
+    assert_eq!(ver["consistent_with_checkpoint"], true, "{ver}");
+    assert!(ver["tree_size"].as_u64().unwrap() > cp["tree_size"].as_u64().unwrap());
+    // The report, gathered from the same database; then a purge.
+    let out = d.join("report.json");
+    let r = run(&["report", "--format", "json", "--out", out.to_str().unwrap()]);
+    assert_eq!(r["log_verified"], true, "{r}");
+    assert!(r["access_rows"].as_u64().unwrap() > 0 && r["estimates"].as_u64().unwrap() > 0, "{r}");
+    let p = run(&["purge"]);
+    assert!(p["partitions"].is_u64() && p["records"].is_u64(), "{p}");
+}

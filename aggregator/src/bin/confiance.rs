@@ -26,7 +26,7 @@ use confiance_aggregator::server::query::{
     self, ApiError, DiffOf, Query, parse_catalogue, parse_category, parse_metric, parse_purpose,
     parse_recipient, parse_subject, parse_time, run_query,
 };
-use confiance_aggregator::server::{GroupCommit, KeyFile, Role, ServerConfig, hex};
+use confiance_aggregator::server::{GroupCommit, KeyFile, KeyFileError, Role, ServerConfig, hex};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
 use serde_json::{Value, json};
 
@@ -222,7 +222,7 @@ enum Cmd {
 
 #[derive(Subcommand, Debug)]
 enum CatalogueCmd {
-    /// Compile the catalogue (`--catalogue`, TOML) to its canonical bytes, for devices
+    /// Compile the catalogue (`--catalogue`, TOML, or the one stored in `--db`) to its canonical bytes, for devices
     /// that load it without a TOML parser (`Catalogue::from_canonical_bytes`, `no_std`).
     Compile {
         /// Where to write the canonical bytes.
@@ -436,6 +436,37 @@ fn bad(code: &'static str, msg: impl Into<String>) -> Fail {
     ApiError::new(400, code, msg).into()
 }
 
+/// Writes `--out`.
+fn write_out(path: &Path, bytes: &[u8]) -> Result<(), Fail> {
+    std::fs::write(path, bytes).map_err(|e| unwritable(path, &e, "--out"))
+}
+
+/// A file `flag` names could not be written: a path that cannot be (no such directory,
+/// no permission, a directory) is the caller's to fix (`bad_file`, exit 1); anything
+/// else, a full disk, is the file system failing (exit 3).
+fn unwritable(path: &Path, e: &std::io::Error, flag: &str) -> Fail {
+    use std::io::ErrorKind::{IsADirectory, NotADirectory, NotFound, PermissionDenied, ReadOnlyFilesystem};
+    match e.kind() {
+        NotFound | PermissionDenied | IsADirectory | NotADirectory | ReadOnlyFilesystem => {
+            bad("bad_file", format!("{}: {e}", path.display())).hint(format!(
+                "nothing was written: {flag} names a file in an existing directory you may write to"
+            ))
+        }
+        _ => internal(format!("{}: {e}", path.display())),
+    }
+}
+
+/// `serve` could not listen on `--addr`.
+fn unbound(addr: std::net::SocketAddr, e: &std::io::Error) -> Fail {
+    bad("bad_address", format!("cannot listen on {addr}: {e}")).hint(match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "another process listens on this address (an earlier `confiance serve`?): stop it, or give another --addr"
+        }
+        std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges: give another --addr",
+        _ => "--addr must be an address of this host and a free port, e.g. 127.0.0.1:8750",
+    })
+}
+
 fn internal(msg: impl std::fmt::Display) -> Fail {
     ApiError::internal(msg.to_string()).into()
 }
@@ -565,6 +596,14 @@ fn catalogue_text(cli: &Cli) -> Result<String, Fail> {
     }
     if cli.cmd.read_only() {
         return Err(no_database(cli, &IdentityError::Missing(cli.db.clone())));
+    }
+    if matches!(cli.cmd, Cmd::Catalogue { .. }) {
+        // No database is made here: say what the command reads, not what a new one needs.
+        return Err(bad(
+            "missing_catalogue",
+            format!("no catalogue to compile: no --catalogue was given and {} does not exist", cli.db.display()),
+        )
+        .hint("give the catalogue's TOML file: --catalogue FILE (or --db of a database, whose stored catalogue is compiled)"));
     }
     Err(missing_catalogue(cli))
 }
@@ -741,6 +780,13 @@ fn open_read_only(cli: &Cli, kf: &KeyFile) -> Result<Aggregator, Fail> {
 }
 
 fn identity_cmd(cli: &Cli, i: &IdentityCmd) -> Result<Value, Fail> {
+    if postgres_url(cli).is_some() {
+        return Err(bad(
+            "bad_parameter",
+            "`identity` reads the identity an SQLite database keeps; a PostgreSQL database keeps none: nothing binds it to a key file, and its ledger refuses a catalogue other than its own",
+        )
+        .hint("every process of a PostgreSQL database reads the same --keys and --catalogue files (docs/cli.md, \"--db postgres://…\")"));
+    }
     let kf = key_file(cli)?;
     let (given, cat) = identity(cli, &kf)?;
     let fail = |e: IdentityError| match e {
@@ -786,7 +832,13 @@ fn run(cli: Cli) -> Result<Value, Fail> {
     match &cli.cmd {
         Cmd::Keygen { force, origin, days } => keygen(&cli, *force, origin, *days),
         Cmd::Token { role, recipient } => {
-            let role: Role = role.parse().map_err(|()| bad("bad_role", format!("unknown role `{role}`")))?;
+            let role: Role = role.parse().map_err(|()| {
+                bad("bad_role", format!("unknown role `{role}`")).hint(if role == "device" {
+                    "devices hold no token: they sign what they post (docs/http.md, \"Migration\"); the roles are recipient, auditor and admin"
+                } else {
+                    "the roles are recipient (with --recipient R), auditor and admin"
+                })
+            })?;
             let recipient = match (role, recipient) {
                 (Role::Recipient, Some(r)) => {
                     let c = catalogue(&cli)?;
@@ -834,12 +886,17 @@ fn run(cli: Cli) -> Result<Value, Fail> {
                 None => open(&cli, &kf)?,
             };
             if let Some(path) = token_secret {
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| bad("bad_token_secret", e.to_string()))?;
+                let hint = "--token-secret names a file holding the issuer's secret as 64 hex digits, e.g. made with `openssl rand -hex 32 > FILE` (docs/cli.md, serve)";
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad("bad_token_secret", format!("{}: {e}", path.display())).hint(hint))?;
                 let bytes: [u8; 32] = confiance_aggregator::server::unhex(text.trim())
                     .and_then(|b| b.try_into().ok())
                     .ok_or_else(|| {
-                        bad("bad_token_secret", "the token secret file must hold 64 hex digits")
+                        bad(
+                            "bad_token_secret",
+                            format!("{}: the token secret file must hold 64 hex digits", path.display()),
+                        )
+                        .hint(hint)
                     })?;
                 agg.enable_tokens(confiance_aggregator::issuer::IssuerSecret::from_bytes(bytes))
                     .map_err(internal)?;
@@ -869,7 +926,9 @@ fn run(cli: Cli) -> Result<Value, Fail> {
             // A lazily loaded ledger says (`--json`) how many subjects its start loaded:
             // none unless the reconciliation repaired something (also on `/metrics`).
             let loaded = agg.ledger().loaded_subjects();
+            let listening = std::cell::Cell::new(false);
             confiance_aggregator::server::serve(agg, signer, config, *addr, |bound| {
+                listening.set(true);
                 match (json_out, loaded) {
                     (true, Some(n)) => {
                         outln!("{}", json!({"listening": bound.to_string(), "loaded_subjects": n}));
@@ -879,7 +938,11 @@ fn run(cli: Cli) -> Result<Value, Fail> {
                 }
                 let _ = std::io::stdout().flush();
             })
-            .map_err(internal)?;
+            .map_err(|e| match e {
+                // Not bound yet: the address is the operator's to change, not a failure inside.
+                confiance_aggregator::server::ServeError::Io(io) if !listening.get() => unbound(*addr, &io),
+                e => internal(e),
+            })?;
             Ok(json!({"stopped": true}))
         }
         Cmd::Ingest { files, framed, now } => ingest(&cli, files, *framed, time_or_now(now.as_ref())?),
@@ -922,7 +985,7 @@ fn run(cli: Cli) -> Result<Value, Fail> {
         Cmd::Catalogue { cmd: CatalogueCmd::Compile { out } } => {
             let c = catalogue(&cli)?;
             let bytes = c.canonical_bytes();
-            std::fs::write(out, &bytes).map_err(|e| internal(format!("{}: {e}", out.display())))?;
+            write_out(out, &bytes)?;
             Ok(json!({
                 "out": out.display().to_string(),
                 "bytes": bytes.len(),
@@ -964,7 +1027,10 @@ fn keygen(cli: &Cli, force: bool, origin: &str, days: u64) -> Result<Value, Fail
         tokens: Vec::new(),
     };
     let signer = kf.signer().map_err(|e| bad("bad_origin", e))?;
-    kf.write(&cli.keys).map_err(internal)?;
+    kf.write(&cli.keys).map_err(|e| match &e {
+        KeyFileError::Io(io) => unwritable(&cli.keys, io, "--keys"),
+        _ => internal(e),
+    })?;
     Ok(json!({
         "key_file": cli.keys.display().to_string(),
         "key_id": config.id.0,
@@ -1360,11 +1426,22 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
                 .map_err(|e| refused("log_invalid", format!("full audit failed: {e}")))?;
             let mut consistency = Value::Null;
             if let Some(p) = checkpoint {
+                let hint = "the file holds the `text` of `confiance --json audit checkpoint` or of GET /v1/audit/checkpoint (e.g. `jq -r .text`)";
                 let text = std::fs::read_to_string(p)
-                    .map_err(|e| bad("bad_file", format!("{}: {e}", p.display())))?;
-                let old =
-                    SignedCheckpoint::from_text(&text).map_err(|e| bad("bad_checkpoint", e.to_string()))?;
+                    .map_err(|e| bad("bad_file", format!("{}: {e}", p.display())).hint(hint))?;
+                let old = SignedCheckpoint::from_text(&saved_note(&text))
+                    .map_err(|e| bad("bad_checkpoint", format!("{}: {e}", p.display())).hint(hint))?;
                 verifier.verify_checkpoint(&old).map_err(|e| refused("checkpoint_invalid", e.to_string()))?;
+                let old_size = old.checkpoint().size();
+                if old_size > size {
+                    return Err(refused(
+                        "log_invalid",
+                        format!(
+                            "the log has {size} events but {} signs a log of {old_size}: events were lost since (a database restored from a backup, or tampering)",
+                            p.display()
+                        ),
+                    ));
+                }
                 // Every log extends the empty one: RFC 9162 has no proof from size 0.
                 if old.checkpoint().size() > 0 {
                     let proof = log
@@ -1385,6 +1462,15 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
             }))
         }
     }
+}
+
+/// A signed note as a person saves it: `jq -r`, `echo` or an editor add a final newline
+/// (or CRLF line ends) after the one the note ends with. Those bytes come after the last
+/// signature line, outside what is signed, so the note is read with exactly one.
+fn saved_note(text: &str) -> String {
+    let mut note = text.replace("\r\n", "\n").trim_end().to_owned();
+    note.push('\n');
+    note
 }
 
 fn report(cli: &Cli, format: ReportFormat, out: Option<&Path>, at: Timestamp) -> Result<Value, Fail> {
@@ -1408,7 +1494,7 @@ fn report(cli: &Cli, format: ReportFormat, out: Option<&Path>, at: Timestamp) ->
     let text = fmt.render(&data).map_err(internal)?;
     match out {
         Some(p) => {
-            std::fs::write(p, &text).map_err(|e| internal(format!("{}: {e}", p.display())))?;
+            write_out(p, text.as_bytes())?;
             Ok(json!({
                 "written": p.display().to_string(),
                 "bytes": text.len(),
@@ -1454,7 +1540,7 @@ fn subject_report(
     };
     match out {
         Some(p) => {
-            std::fs::write(p, &text).map_err(|e| internal(format!("{}: {e}", p.display())))?;
+            write_out(p, text.as_bytes())?;
             Ok(json!({"written": p.display().to_string(), "bytes": text.len()}))
         }
         None => {
@@ -1487,7 +1573,7 @@ fn sent_log_report(cli: &Cli, format: ReportFormat, out: Option<&Path>, file: &P
     };
     match out {
         Some(p) => {
-            std::fs::write(p, &text).map_err(|e| internal(format!("{}: {e}", p.display())))?;
+            write_out(p, text.as_bytes())?;
             Ok(json!({"written": p.display().to_string(), "bytes": text.len()}))
         }
         None => {

@@ -61,7 +61,7 @@ impl IntoResponse for ApiError {
 /// Answers that a layer or an extractor made (a `413` from the body limit, a `408` from
 /// the request deadline, a `400` from a malformed query…) in the documented JSON shape,
 /// with a code by status.
-async fn json_errors<B>(r: axum::http::Response<B>) -> Response
+async fn json_errors<B>(r: axum::http::Response<B>, max_body: usize) -> Response
 where
     B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
@@ -71,8 +71,16 @@ where
     {
         return r.map(Body::new);
     }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // Refused from its Content-Length: the same answer as a body cut while streaming.
+        return ApiError::new(
+            413,
+            "body_too_large",
+            format!("request bodies are limited to {max_body} bytes"),
+        )
+        .into_response();
+    }
     let (code, message) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is larger than the limit"),
         StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took longer than the limit"),
         StatusCode::BAD_REQUEST => ("bad_request", "the request could not be read"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported content type"),
@@ -139,10 +147,16 @@ fn authenticate(st: &State, headers: &HeaderMap, allowed: &[Role]) -> Result<Pri
     }
     let t = found.ok_or_else(|| ApiError::new(401, "bad_token", "unknown token"))?;
     if !allowed.contains(&t.role) && t.role != Role::Admin {
+        let mut needs: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+        if !allowed.contains(&Role::Admin) {
+            needs.push(Role::Admin.to_string());
+        }
+        let role = t.role.to_string();
+        let article = if role.starts_with('a') { "an" } else { "a" };
         return Err(ApiError::new(
             403,
             "wrong_role",
-            format!("a {} token may not call this endpoint", t.role),
+            format!("{article} {role} token may not call this endpoint: it takes {}", needs.join(" or ")),
         ));
     }
     Ok(Principal { role: t.role, recipient: t.recipient.clone() })
@@ -220,8 +234,21 @@ fn path(p: PathParam) -> Result<String, ApiError> {
     p.map(|Path(s)| s).map_err(|e| ApiError::new(400, "bad_path", e.body_text()))
 }
 
-fn params(p: Params) -> Result<HashMap<String, String>, ApiError> {
-    p.map(|QueryParams(m)| m).map_err(|e| ApiError::new(400, "bad_query", e.body_text()))
+/// The query string, refused (`400 bad_parameter`) when it names a parameter the endpoint
+/// does not take: a misspelt `as_known_at` must not silently answer as of now.
+fn params(p: Params, known: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+    let p = p.map(|QueryParams(m)| m).map_err(|e| ApiError::new(400, "bad_query", e.body_text()))?;
+    let mut unknown: Vec<&str> = p.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
+    if unknown.is_empty() {
+        return Ok(p);
+    }
+    unknown.sort_unstable();
+    let list = |names: &[&str]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    Err(ApiError::new(
+        400,
+        "bad_parameter",
+        format!("unknown parameter {}: this endpoint takes {}", list(&unknown), list(known)),
+    ))
 }
 
 fn time_param(p: &HashMap<String, String>, name: &str, default: Timestamp) -> Result<Timestamp, ApiError> {
@@ -244,7 +271,10 @@ fn required<'a>(p: &'a HashMap<String, String>, name: &str) -> Result<&'a str, A
 /// from memory and must not queue behind slow clients.
 pub(crate) fn router(state: Arc<State>, limits: &Limits) -> Router {
     let layers = tower::ServiceBuilder::new()
-        .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::map_response({
+            let max_body = limits.max_body_bytes;
+            move |r| json_errors(r, max_body)
+        }))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -504,7 +534,7 @@ async fn post_revocation(AxState(st): St, body: Body) -> Result<Response, ApiErr
 /// anyone can compare). `recipients` (comma-separated), `purpose`, `period` (default:
 /// the current one).
 async fn get_token_key(AxState(st): St, p: Params) -> Result<Response, ApiError> {
-    let p = params(p)?;
+    let p = params(p, &["recipients", "purpose", "period"])?;
     let v = with_agg(&st, move |agg, _| {
         let secs = agg.token_period_secs().ok_or_else(tokens_disabled)?;
         let recipients = required(&p, "recipients")?
@@ -661,7 +691,7 @@ async fn get_subject(
 ) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
     let subject = path(subject)?;
-    let p = params(p)?;
+    let p = params(p, &["at", "as_known_at"])?;
     query(&st, move |_| {
         Ok(Query::Subject {
             subject: parse_subject(&subject)?,
@@ -680,7 +710,7 @@ async fn get_recipient(
 ) -> Result<Response, ApiError> {
     let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
     let recipient = path(recipient)?;
-    let p = params(p)?;
+    let p = params(p, &["at", "as_known_at"])?;
     query(&st, move |agg| {
         let recipient = parse_recipient(agg, &recipient)?;
         own(&who, &recipient)?;
@@ -701,7 +731,7 @@ async fn get_metric(
 ) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
     let metric = path(metric)?;
-    let p = params(p)?;
+    let p = params(p, &["at", "as_known_at"])?;
     query(&st, move |agg| {
         Ok(Query::Metric {
             metric: parse_metric(agg, &metric)?,
@@ -720,7 +750,7 @@ async fn get_category(
 ) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
     let category = path(category)?;
-    let p = params(p)?;
+    let p = params(p, &["at", "as_known_at"])?;
     query(&st, move |agg| {
         Ok(Query::Category {
             category: parse_category(agg, &category)?,
@@ -735,7 +765,7 @@ async fn get_category(
 /// only compare its own view.
 async fn get_diff(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
-    let p = params(p)?;
+    let p = params(p, &["subject", "recipient", "metric", "category", "from", "to", "as_known_at"])?;
     query(&st, move |agg| {
         let given: Vec<&str> = ["subject", "recipient", "metric", "category"]
             .into_iter()
@@ -784,7 +814,7 @@ async fn post_catalogue_diff(AxState(st): St, headers: HeaderMap, body: Body) ->
 
 async fn get_check(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
-    let p = params(p)?;
+    let p = params(p, &["recipient", "metric", "purpose", "subject", "at", "as_known_at"])?;
     query(&st, move |agg| {
         let recipient = parse_recipient(agg, required(&p, "recipient")?)?;
         own(&who, &recipient)?;
@@ -802,7 +832,7 @@ async fn get_check(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Res
 
 async fn get_history(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
-    let p = params(p)?;
+    let p = params(p, &["subject", "recipient", "from", "to"])?;
     query(&st, move |agg| {
         let party = match (p.get("subject"), p.get("recipient")) {
             (Some(s), None) if who.role != Role::Recipient => Party::Subject(parse_subject(s)?),
@@ -833,7 +863,7 @@ async fn get_history(AxState(st): St, headers: HeaderMap, p: Params) -> Result<R
 
 async fn get_overdue(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
-    let p = params(p)?;
+    let p = params(p, &["now", "as_known_at"])?;
     query(&st, move |_| {
         Ok(Query::Overdue { now: time_param(&p, "now", now())?, as_known_at: opt_time(&p, "as_known_at")? })
     })
@@ -842,7 +872,7 @@ async fn get_overdue(AxState(st): St, headers: HeaderMap, p: Params) -> Result<R
 
 async fn get_disclosures(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
-    let p = params(p)?;
+    let p = params(p, &["from", "to"])?;
     query(&st, move |_| {
         Ok(Query::Disclosures {
             from: time_param(&p, "from", Timestamp::EPOCH)?,
@@ -877,7 +907,7 @@ async fn get_checkpoint(AxState(st): St, headers: HeaderMap) -> Result<Response,
 /// `at` is the valid time overdue items are judged at (default: now).
 async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
-    let p = params(p)?;
+    let p = params(p, &["format", "at"])?;
     let format: Format = p.get("format").map_or(Ok(Format::Html), |f| {
         f.parse().map_err(|_| ApiError::new(400, "bad_parameter", "`format` is `html`, `json` or `markdown`"))
     })?;
@@ -930,7 +960,7 @@ async fn get_subject_report(
 ) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor])?;
     let subject = parse_subject(&path(subject)?)?;
-    let p = params(p)?;
+    let p = params(p, &["format", "at"])?;
     let json = match p.get("format").map(String::as_str) {
         None | Some("html") => false,
         Some("json") => true,
@@ -988,7 +1018,7 @@ fn may_read(agg: &Aggregator, who: &Principal, event: &AuditEvent) -> bool {
 
 async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
-    let p = params(p)?;
+    let p = params(p, &["seq", "tree_size"])?;
     let v = with_agg(&st, move |agg, _| {
         let seq = u64_param(&p, "seq")?;
         let log = agg.store().audit_log().map_err(|e| ApiError::internal(e.to_string()))?;
@@ -1032,7 +1062,7 @@ async fn get_inclusion(AxState(st): St, headers: HeaderMap, p: Params) -> Result
 
 async fn get_consistency(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
-    let p = params(p)?;
+    let p = params(p, &["old", "new"])?;
     let v = with_agg(&st, move |agg, _| {
         let old = u64_param(&p, "old")?;
         let log = agg.store().audit_log().map_err(|e| ApiError::internal(e.to_string()))?;
