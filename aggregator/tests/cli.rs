@@ -1095,3 +1095,41 @@ fn sent_log_report_renders_the_device_log() {
     assert_eq!(both.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A backup made with `VACUUM INTO` is in rollback-journal mode: the read-only commands
+/// read it as it is (they tried to switch it to WAL, a write: `internal`, exit 3), and the
+/// first command that writes turns it back to WAL.
+#[test]
+fn read_only_commands_read_a_vacuum_into_backup() {
+    let d = dir("vacuum-into");
+    json(&d, &["keygen"]);
+    json(
+        &d,
+        &[
+            "--catalogue",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalogue.toml"),
+            "simulate",
+            "--devices",
+            "20",
+            "--days",
+            "2",
+        ],
+    );
+    let backup = d.join("backup.sqlite");
+    let conn = rusqlite::Connection::open(d.join("db.sqlite")).unwrap();
+    conn.execute("VACUUM INTO ?1", [backup.to_str().unwrap()]).unwrap();
+    drop(conn);
+    let mode = |p: &Path| -> String {
+        let c = rusqlite::Connection::open_with_flags(p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(mode(&backup), "delete", "VACUUM INTO writes a rollback-journal database");
+    let keys = d.join("keys");
+    let verified = ok_with(&backup, &keys, &["audit", "verify"]);
+    assert_eq!(verified["verified"], true, "{verified}");
+    let original = json(&d, &["query", "overdue"]);
+    assert_eq!(ok_with(&backup, &keys, &["query", "overdue"]), original);
+    assert_eq!(mode(&backup), "delete", "a read-only command wrote nothing");
+    ok_with(&backup, &keys, &["purge"]);
+    assert_eq!(mode(&backup), "wal", "a writer sets WAL");
+}

@@ -184,9 +184,14 @@ impl SqliteStore {
         // successive commits is copied once. Durability does not depend on either: a
         // commit returns once its WAL frames are synced (`synchronous = FULL`), and purge
         // still checkpoints and truncates the WAL itself.
+        // WAL is set by the writers. Switching a rollback-journal database (a `VACUUM INTO`
+        // copy, `sqlite3 .restore`) to it is a write, which a read-only open must not try:
+        // it reads such a database as it is.
+        if !conn.is_readonly(rusqlite::MAIN_DB)? {
+            conn.execute_batch("PRAGMA journal_mode = WAL;")?;
+        }
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
+            "PRAGMA synchronous = FULL;
              PRAGMA secure_delete = ON;
              PRAGMA foreign_keys = ON;
              PRAGMA busy_timeout = 5000;
