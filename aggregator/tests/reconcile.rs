@@ -214,15 +214,15 @@ fn dump(path: &Path) -> BTreeMap<String, Vec<String>> {
 }
 
 /// As [`dump`] without what a store commit fills with fresh randomness (record nonces and
-/// ciphertexts, period keys) or in hash-set order (an envelope's report ids): for
-/// comparing a commit redone in another process.
+/// ciphertexts, period keys): for comparing a commit redone in another process. (The
+/// envelopes' report ids, in hash-set order, were another column of `seen_envelope` up
+/// to schema 3; its rows are now digest and expiry, compared whole.)
 fn dump_clear(path: &Path) -> BTreeMap<String, Vec<String>> {
     let mut d = dump(path);
     let conn = Connection::open(path).unwrap();
     for (table, cols) in [
         ("record", "id, metric, recipient, receipt, collected_at, deadline, key_id"),
         ("period_key", "key_id, hold, period_start, destroy_after"),
-        ("seen_envelope", "digest, expires_at, length(ids)"),
     ] {
         let mut st = conn.prepare(&format!("SELECT {cols} FROM {table}")).unwrap();
         let n = st.column_count();
