@@ -561,6 +561,28 @@ fn transcryption_goes_through_the_ledger_and_the_log() {
 }
 
 /// A file-backed aggregator over `w`'s keys, with a replay filter of `filter_bytes`.
+/// A database path in a fresh scratch directory `confiance-NAME-PID`, and the statistic
+/// report device `seed` sends calora at `T0` with `value` (tests reseal it under ids of
+/// their choosing).
+fn scratch_statistic(w: &mut World, name: &str, seed: u64, value: Value) -> (std::path::PathBuf, Report) {
+    let dir = std::env::temp_dir().join(format!("confiance-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = Timestamp::from_secs(T0);
+    let mut d = device(w, seed, "calora");
+    give(w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
+    let _ = d.record(&id("thermostat.mode"), &id("product-improvement"), value, now);
+    let frame = d.flush(now).remove(0);
+    let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
+    let stat = envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
+        .map(|(_, r)| r)
+        .unwrap()
+        .into_iter()
+        .find(|r| matches!(r.payload, Payload::Statistic(_)))
+        .unwrap();
+    (dir.join("agg.sqlite"), stat)
+}
+
 fn open_at(w: &World, db: &std::path::Path, filter_bytes: usize) -> Aggregator {
     let config = AggregatorConfig { replay_filter_bytes: filter_bytes, ..AggregatorConfig::default() };
     Aggregator::open(db, catalogue(), w.agg.keys().clone(), config).unwrap()
@@ -590,23 +612,8 @@ fn replays_are_refused_across_restarts_until_purged_whatever_the_filter_says() {
     // "maybe" that only the store's answer lets through. 16 MiB: the default.
     for filter_bytes in [8, 16 << 20] {
         let mut w = world(11);
-        let dir =
-            std::env::temp_dir().join(format!("confiance-replay-{filter_bytes}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = dir.join("agg.sqlite");
         let now = Timestamp::from_secs(T0);
-        let mut d = device(&mut w, 70, "calora");
-        give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
-        let _ = d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now);
-        let frame = d.flush(now).remove(0);
-        let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
-        let stat: Report = envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
-            .map(|(_, r)| r)
-            .unwrap()
-            .into_iter()
-            .find(|r| matches!(r.payload, Payload::Statistic(_)))
-            .unwrap();
+        let (db, stat) = scratch_statistic(&mut w, &format!("replay-{filter_bytes}"), 70, Value::Category(2));
         let with_id = |n: u8, at: Timestamp| Report { id: ReportId([n; 16]), time: at, ..stat.clone() };
         let (day, t) = (now.truncate(DAY), stat.time);
 
@@ -652,7 +659,7 @@ fn replays_are_refused_across_restarts_until_purged_whatever_the_filter_says() {
         let f = seal(&mut w, &[with_id(5, later_t)], later_day);
         assert!(replayed(agg.ingest(&f, later)));
         drop(agg);
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(db.parent().unwrap());
     }
 }
 
@@ -664,22 +671,8 @@ fn ids_staged_before_a_purge_stay_replays_after_their_commit() {
     // unseen" and their envelope and report accepted a second time.
     const DAY: u64 = 86_400;
     let mut w = world(13);
-    let dir = std::env::temp_dir().join(format!("confiance-staged-purge-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("agg.sqlite");
     let now = Timestamp::from_secs(T0);
-    let mut d = device(&mut w, 72, "calora");
-    give(&mut w, &mut d, "calora", "product-improvement", &["thermostat.mode"]);
-    let _ = d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(3), now);
-    let frame = d.flush(now).remove(0);
-    let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
-    let stat: Report = envelope::decode_body::<Report>(&opened.plaintext, &Default::default())
-        .map(|(_, r)| r)
-        .unwrap()
-        .into_iter()
-        .find(|r| matches!(r.payload, Payload::Statistic(_)))
-        .unwrap();
+    let (db, stat) = scratch_statistic(&mut w, "staged-purge", 72, Value::Category(3));
     let with_id = |n: u8, at: Timestamp| Report { id: ReportId([n; 16]), time: at, ..stat.clone() };
     let mut agg = open_at(&w, &db, 16 << 20);
     for n in 0..10u8 {
@@ -702,7 +695,7 @@ fn ids_staged_before_a_purge_stay_replays_after_their_commit() {
     assert!(replayed(agg.ingest(&again, later)));
     assert_eq!(agg.staged_reports(), 0);
     drop(agg);
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(db.parent().unwrap());
 }
 
 #[test]

@@ -329,26 +329,35 @@ fn a_refused_batch_leaves_nothing(b: &mut dyn Backend) {
     assert_eq!(all_stats(&mut b.open()).receipts, 2);
 }
 
+/// Receipt `i` taken on trust: lab-eu's research on the setpoint, held P30D, recorded at
+/// `T0`; its id, subject and device key are `i` in 32 bytes.
+fn unverified(
+    n: &Names,
+    i: u32,
+    valid_from: Timestamp,
+    valid_until: Option<Timestamp>,
+) -> confiance_aggregator::ledger::UnverifiedReceipt {
+    let mut bytes = [0u8; 32];
+    bytes[..4].copy_from_slice(&i.to_le_bytes());
+    confiance_aggregator::ledger::UnverifiedReceipt {
+        id: confiance::ids::ReceiptId(bytes),
+        subject: SubjectId(bytes),
+        device_key: bytes,
+        recipient: n.lab.clone(),
+        purpose: n.research.clone(),
+        metrics: vec![n.setpoint.clone()],
+        valid_from,
+        valid_until,
+        hold: "P30D".parse().unwrap(),
+        recorded_at: t(T0),
+    }
+}
+
 fn bulk_ingest_reads_back(b: &mut dyn Backend) {
     let n = names();
     let mut l = b.open();
     let receipts: Vec<_> = (0..200u32)
-        .map(|i| {
-            let mut bytes = [0u8; 32];
-            bytes[..4].copy_from_slice(&i.to_le_bytes());
-            confiance_aggregator::ledger::UnverifiedReceipt {
-                id: confiance::ids::ReceiptId(bytes),
-                subject: SubjectId(bytes),
-                device_key: bytes,
-                recipient: n.lab.clone(),
-                purpose: n.research.clone(),
-                metrics: vec![n.setpoint.clone()],
-                valid_from: t(T0 + u64::from(i % 7) * DAY),
-                valid_until: (i % 3 == 0).then(|| t(T0 + 20 * DAY)),
-                hold: "P30D".parse().unwrap(),
-                recorded_at: t(T0),
-            }
-        })
+        .map(|i| unverified(&n, i, t(T0 + u64::from(i % 7) * DAY), (i % 3 == 0).then(|| t(T0 + 20 * DAY))))
         .collect();
     assert_eq!(l.ingest_unverified(receipts.clone()).unwrap(), 200);
     let subjects: Vec<SubjectId> = receipts.iter().take(20).map(|r| r.subject).collect();
@@ -479,27 +488,10 @@ mod postgres_only {
         );
     }
 
-    /// `bulk_ingest_reads_back`'s 200 receipts, one subject each.
+    /// `n` receipts, one subject each, valid from `T0` until withdrawn.
     fn bulk(n: u32) -> Vec<confiance_aggregator::ledger::UnverifiedReceipt> {
         let nm = names();
-        (0..n)
-            .map(|i| {
-                let mut bytes = [0u8; 32];
-                bytes[..4].copy_from_slice(&i.to_le_bytes());
-                confiance_aggregator::ledger::UnverifiedReceipt {
-                    id: confiance::ids::ReceiptId(bytes),
-                    subject: SubjectId(bytes),
-                    device_key: bytes,
-                    recipient: nm.lab.clone(),
-                    purpose: nm.research.clone(),
-                    metrics: vec![nm.setpoint.clone()],
-                    valid_from: t(T0),
-                    valid_until: None,
-                    hold: "P30D".parse().unwrap(),
-                    recorded_at: t(T0),
-                }
-            })
-            .collect()
+        (0..n).map(|i| unverified(&nm, i, t(T0), None)).collect()
     }
 
     #[test]
