@@ -608,6 +608,15 @@ impl<C: Borrow<Connection>> Ledger<C> {
 
     /// Whether this ledger loads subjects on demand ([`Ledger::open_postgres_lazy`]) and
     /// has not loaded everything yet.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let ledger = Ledger::in_memory(catalogue)?; // SQLite: every fact in memory
+    /// assert!(!ledger.is_lazy());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub const fn is_lazy(&self) -> bool {
         self.lazy.is_some()
@@ -615,6 +624,15 @@ impl<C: Borrow<Connection>> Ledger<C> {
 
     /// How many subjects a lazily loaded ledger holds; `None` when it holds every fact
     /// (SQLite, [`Ledger::open_postgres`], or after [`Self::load_everything`]).
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let ledger = Ledger::in_memory(catalogue)?;
+    /// assert_eq!(ledger.loaded_subjects(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn loaded_subjects(&self) -> Option<usize> {
         self.lazy.as_ref().map(HashSet::len)
@@ -625,6 +643,17 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// PostgreSQL's indexes and keeps them; a no-op when they are loaded already, and on
     /// any other ledger. Afterwards every query about `subject` answers as on a fully
     /// loaded ledger.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// # use confiance::ids::SubjectId;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// ledger.load_subject(&SubjectId([7; 32]))?; // holds every subject already: a no-op
+    /// assert_eq!(ledger.loaded_subjects(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// [`LedgerError::Shared`], [`LedgerError::Corrupt`]; then no subject is loaded any
@@ -668,6 +697,17 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// query, none when it is loaded already): then [`Self::receipt_terms`],
     /// [`Self::record_deadline`] and [`Self::receipt_recorded_at`] know it.
     ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// # use confiance::ids::ReceiptId;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// ledger.load_receipt(&ReceiptId([1; 32]))?; // not lazy: a no-op, no query
+    /// assert_eq!(ledger.receipt_terms(&ReceiptId([1; 32])), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::load_subject`].
     pub fn load_receipt(&mut self, receipt: &ReceiptId) -> Result<(), LedgerError> {
@@ -682,6 +722,19 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// [`Self::enrolled_device`] and the `device_subject` of
     /// [`ConsentCheck`](crate::decision::ConsentCheck) answer as on a fully loaded ledger.
     ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// # use confiance::{Timestamp, consent::DeviceKey};
+    /// # use confiance_aggregator::ledger::EnrollError;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// let device = DeviceKey::from_bytes(&[2; 32]).public_key();
+    /// ledger.load_device(&device)?; // not lazy: a no-op
+    /// assert_eq!(ledger.enrolled_device(&device, Timestamp::from_secs(5)), Err(EnrollError::NotEnrolled));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::load_subject`].
     pub fn load_device(&mut self, device: &DevicePublicKey) -> Result<(), LedgerError> {
@@ -691,6 +744,16 @@ impl<C: Borrow<Connection>> Ledger<C> {
 
     /// On a lazily loaded ledger, loads the subject of record `record` (one indexed
     /// query, none when it is loaded already): then [`Self::knows_record`] knows it.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// ledger.load_record(&[3; 16])?; // not lazy: a no-op
+    /// assert!(!ledger.knows_record(&[3; 16]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::load_subject`].
@@ -716,6 +779,15 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// decisions. Returns whether it did: not inside [`Self::atomically`] (a decision in
     /// progress holds what it loaded), nor on a ledger that is not lazy.
     ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// assert!(!ledger.forget_subjects()?); // not lazy: nothing to forget
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::reload`] when the partitions cannot be read back.
     pub fn forget_subjects(&mut self) -> Result<bool, LedgerError> {
@@ -729,6 +801,16 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// On a lazily loaded ledger, loads every fact (as [`Ledger::open_postgres`] does at
     /// open) and stops being lazy: what a question across subjects needs. A no-op on
     /// any other ledger.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// ledger.load_everything()?;
+    /// assert!(!ledger.is_lazy() && ledger.loaded_subjects().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::reload`].

@@ -542,6 +542,16 @@ impl Aggregator {
     /// On a lazily loaded ledger, loads the subject of receipt `receipt` (whose consent
     /// event an audit-log reader may see). A no-op on any other ledger.
     ///
+    /// ```
+    /// # use confiance::{catalogue::Catalogue, ids::ReceiptId};
+    /// # use confiance_aggregator::{keys::KeyStore, service::{Aggregator, AggregatorConfig}};
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let mut agg = Aggregator::in_memory(catalogue, KeyStore::new(86_400), AggregatorConfig::default())?;
+    /// agg.load_receipt(&ReceiptId([1; 32]))?; // in memory: a no-op
+    /// assert_eq!(agg.ledger().receipt_terms(&ReceiptId([1; 32])), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// [`LedgerError`] when the shared ledger cannot be read.
     pub fn load_receipt(&mut self, receipt: &confiance::ids::ReceiptId) -> Result<(), LedgerError> {
@@ -552,6 +562,16 @@ impl Aggregator {
     /// loaded one): what a question across subjects reads (who sees what, a recipient's
     /// view or history, overdue records, reports, the catalogue diff). A no-op on any
     /// other ledger.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::{keys::KeyStore, service::{Aggregator, AggregatorConfig}};
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let mut agg = Aggregator::in_memory(catalogue, KeyStore::new(86_400), AggregatorConfig::default())?;
+    /// agg.load_everything()?;
+    /// assert!(!agg.ledger().is_lazy());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// [`LedgerError`] when the shared ledger cannot be read.

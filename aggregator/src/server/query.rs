@@ -431,6 +431,19 @@ fn to_value<T: serde::Serialize>(t: &T) -> Result<Value, ApiError> {
 /// history), else every subject (once: the ledger is then the fully loaded one). A no-op
 /// on any other ledger. [`run_query`] then answers as on a fully loaded ledger.
 ///
+/// ```
+/// # use confiance::{Timestamp, catalogue::Catalogue, ids::SubjectId};
+/// # use confiance_aggregator::{keys::KeyStore, service::{Aggregator, AggregatorConfig}};
+/// use confiance_aggregator::server::{Query, query::load_for_query, run_query};
+/// # let catalogue = Catalogue::from_toml_str(include_str!("../../../examples/catalogue.toml"))?;
+/// let mut agg = Aggregator::in_memory(catalogue, KeyStore::new(86_400), AggregatorConfig::default())?;
+/// let q = Query::Subject { subject: SubjectId([7; 32]), at: Timestamp::from_secs(1_000), as_known_at: None };
+/// load_for_query(&mut agg, &q)?; // in memory: a no-op
+/// let answer = run_query(&agg, &q)?;
+/// assert!(answer.is_object());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 /// [`ApiError`] (internal) when the shared ledger cannot be read.
 pub fn load_for_query(agg: &mut Aggregator, q: &Query) -> Result<(), ApiError> {
