@@ -1842,8 +1842,12 @@ mod tests {
             purpose: improvement,
             period: TokenPeriod::at(now, 86_400),
         };
-        let token =
-            Token { nonce: [1; 32], scope_digest: scope.digest(), key_id: [2; 32], authenticator: [3; 64] };
+        let token = Token {
+            nonce: [1; 32],
+            scope_digest: scope.digest(),
+            key_id: [2; 32],
+            redemption: crate::token::Redemption::Authenticator([3; 64]),
+        };
         r.tokens.insert(scope, alloc::vec![token]);
         r.tokens_required = true;
         r.retries.push(Retry { report, not_before: now, attempts: 2 });

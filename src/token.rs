@@ -51,11 +51,20 @@ use crate::time::Timestamp;
 
 pub use voprf::VoprfError;
 
-/// The token type (RFC 9578 §5 numbering, from the private-use range): VOPRF(ristretto255,
-/// SHA-512), privately verifiable, scope-bound.
-pub const TOKEN_TYPE: u16 = 0xC0F1;
-/// Bytes of a [`Token`] on the wire: type, nonce, scope digest, key id, authenticator.
-pub const TOKEN_LEN: usize = 2 + 32 + 32 + 32 + voprf::OUTPUT_LEN;
+/// The first token type (RFC 9578 §5 numbering, from the private-use range):
+/// VOPRF(ristretto255, SHA-512), privately verifiable, scope-bound, redeemed with the
+/// RFC 9497 output (the authenticator). Still accepted; see [`TokenType`].
+pub const TOKEN_TYPE: u16 = TokenType::Authenticator.code();
+/// The token type devices make by default: the same issuance, redeemed with the unblinded
+/// element `N = skS·HashToGroup(token_input)`, which the verifier checks a window at a
+/// time. See [`TokenType`].
+pub const TOKEN_TYPE_ELEMENT: u16 = TokenType::Element.code();
+/// Bytes of the longest [`Token`] on the wire (type `0xC0F1`): type, nonce, scope digest,
+/// key id, authenticator. [`Token::wire_len`] gives a token's own length.
+pub const TOKEN_LEN: usize = TOKEN_INPUT_LEN + voprf::OUTPUT_LEN;
+/// Bytes of a token of type `0xC0F2` on the wire: type, nonce, scope digest, key id,
+/// unblinded element.
+pub const ELEMENT_TOKEN_LEN: usize = TOKEN_INPUT_LEN + voprf::ELEMENT_LEN;
 /// Bytes of a token input (what the VOPRF evaluates): type, nonce, scope digest, key id.
 pub const TOKEN_INPUT_LEN: usize = 2 + 32 + 32 + 32;
 /// Domain label of a scope digest.
@@ -196,19 +205,113 @@ pub fn key_id_of_bytes(pk: &[u8; 32]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// How a token is redeemed, named by its 2-byte type (the first bytes of the token and of
+/// its input, so a token of one type is never a token of the other). Issuance is the
+/// same RFC 9497 VOPRF for both; the issuer cannot tell which type it evaluates.
+///
+/// ```
+/// use confiance::token::TokenType;
+/// assert_eq!(TokenType::from_code(0xC0F2), Some(TokenType::Element));
+/// assert_eq!(TokenType::Element.wire_len(), 130);
+/// assert_eq!(TokenType::Authenticator.wire_len(), 162);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum TokenType {
+    /// `0xC0F1`: the token carries the RFC 9497 output `Finalize(token_input, N)` (64
+    /// bytes); the verifier recomputes it with `Evaluate`, one token at a time.
+    Authenticator,
+    /// `0xC0F2`: the token carries the unblinded element `N = skS·HashToGroup(token_input)`
+    /// (32 bytes, canonical ristretto255); the verifier checks a window of them with one
+    /// multiplication by the secret key. What devices make by default.
+    #[default]
+    Element,
+}
+
+impl TokenType {
+    /// The 2-byte code, big-endian on the wire.
+    #[must_use]
+    pub const fn code(self) -> u16 {
+        match self {
+            Self::Authenticator => 0xC0F1,
+            Self::Element => 0xC0F2,
+        }
+    }
+
+    /// The type of a code, if it is one of ours.
+    #[must_use]
+    pub const fn from_code(code: u16) -> Option<Self> {
+        match code {
+            0xC0F1 => Some(Self::Authenticator),
+            0xC0F2 => Some(Self::Element),
+            _ => None,
+        }
+    }
+
+    /// Bytes of a token of this type on the wire.
+    #[must_use]
+    pub const fn wire_len(self) -> usize {
+        match self {
+            Self::Authenticator => TOKEN_LEN,
+            Self::Element => ELEMENT_TOKEN_LEN,
+        }
+    }
+}
+
+/// What a token carries for its redemption, after its input.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Redemption {
+    /// Type `0xC0F1`: the RFC 9497 VOPRF output over the token input.
+    Authenticator([u8; voprf::OUTPUT_LEN]),
+    /// Type `0xC0F2`: the unblinded element `skS·HashToGroup(token_input)`, serialised.
+    Element([u8; voprf::ELEMENT_LEN]),
+}
+
+impl Redemption {
+    /// The token type this redemption is of.
+    #[must_use]
+    pub const fn token_type(&self) -> TokenType {
+        match self {
+            Self::Authenticator(_) => TokenType::Authenticator,
+            Self::Element(_) => TokenType::Element,
+        }
+    }
+
+    /// The bytes as on the wire.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Authenticator(a) => a,
+            Self::Element(n) => n,
+        }
+    }
+}
+
+impl fmt::Debug for Redemption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}(..)", self.token_type())
+    }
+}
+
 /// `token_input = token_type ‖ nonce ‖ scope digest ‖ key id` (RFC 9578 §5.1), the input
 /// the VOPRF evaluates.
 #[must_use]
-pub fn token_input(nonce: &[u8; 32], scope_digest: &[u8; 32], key_id: &[u8; 32]) -> [u8; TOKEN_INPUT_LEN] {
+pub fn token_input(
+    token_type: TokenType,
+    nonce: &[u8; 32],
+    scope_digest: &[u8; 32],
+    key_id: &[u8; 32],
+) -> [u8; TOKEN_INPUT_LEN] {
     let mut out = [0; TOKEN_INPUT_LEN];
-    out[..2].copy_from_slice(&TOKEN_TYPE.to_be_bytes());
+    out[..2].copy_from_slice(&token_type.code().to_be_bytes());
     out[2..34].copy_from_slice(nonce);
     out[34..66].copy_from_slice(scope_digest);
     out[66..].copy_from_slice(key_id);
     out
 }
 
-/// A token, spent once in one envelope: RFC 9578 §5.3 layout, 162 bytes.
+/// A token, spent once in one envelope: RFC 9578 §5.3 layout, 162 bytes of type
+/// `0xC0F1` or 130 of type `0xC0F2` (docs/wire-format.md §10.1).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Token {
     /// The device's random nonce (what the aggregator remembers once spent).
@@ -217,8 +320,8 @@ pub struct Token {
     pub scope_digest: [u8; 32],
     /// [`key_id`] of the scope key that issued it.
     pub key_id: [u8; 32],
-    /// The VOPRF output over [`token_input`].
-    pub authenticator: [u8; voprf::OUTPUT_LEN],
+    /// What the verifier checks against the input; it names the token's type.
+    pub redemption: Redemption,
 }
 
 impl fmt::Debug for Token {
@@ -228,44 +331,84 @@ impl fmt::Debug for Token {
 }
 
 impl Token {
-    /// The token input this token's authenticator covers.
+    /// The token's type.
+    #[must_use]
+    pub const fn token_type(&self) -> TokenType {
+        self.redemption.token_type()
+    }
+
+    /// The token input its redemption covers (it starts with the token's type).
     #[must_use]
     pub fn input(&self) -> [u8; TOKEN_INPUT_LEN] {
-        token_input(&self.nonce, &self.scope_digest, &self.key_id)
+        token_input(self.token_type(), &self.nonce, &self.scope_digest, &self.key_id)
+    }
+
+    /// Bytes of this token on the wire ([`TokenType::wire_len`] of its type).
+    #[must_use]
+    pub const fn wire_len(&self) -> usize {
+        self.token_type().wire_len()
     }
 
     /// The wire bytes: `token_type (2, big-endian) ‖ nonce ‖ scope digest ‖ key id ‖
-    /// authenticator` (docs/wire-format.md).
+    /// authenticator (64)` for type `0xC0F1`, `… ‖ key id ‖ element (32)` for `0xC0F2`
+    /// (docs/wire-format.md §10.1).
+    ///
+    /// ```
+    /// use confiance::token::{Redemption, Token};
+    /// let t = Token { nonce: [1; 32], scope_digest: [2; 32], key_id: [3; 32], redemption: Redemption::Element([4; 32]) };
+    /// let bytes = t.to_bytes();
+    /// assert_eq!((bytes.len(), &bytes[..2]), (130, &[0xc0, 0xf2][..]));
+    /// assert_eq!(Token::from_bytes(&bytes), Ok(t));
+    /// ```
     #[must_use]
-    pub fn to_bytes(&self) -> [u8; TOKEN_LEN] {
-        let mut out = [0; TOKEN_LEN];
-        out[..TOKEN_INPUT_LEN].copy_from_slice(&self.input());
-        out[TOKEN_INPUT_LEN..].copy_from_slice(&self.authenticator);
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.wire_len());
+        out.extend_from_slice(&self.input());
+        out.extend_from_slice(self.redemption.as_bytes());
         out
     }
 
     /// Decodes [`Token::to_bytes`].
     ///
     /// # Errors
-    /// [`TokenError::Malformed`] for another length or token type.
+    /// [`TokenError::Malformed`] for an unknown token type or a length not its type's.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TokenError> {
-        if bytes.len() != TOKEN_LEN || bytes[..2] != TOKEN_TYPE.to_be_bytes() {
+        let code = match bytes {
+            [a, b, ..] => u16::from_be_bytes([*a, *b]),
+            _ => return Err(TokenError::Malformed),
+        };
+        let token_type = TokenType::from_code(code).ok_or(TokenError::Malformed)?;
+        if bytes.len() != token_type.wire_len() {
             return Err(TokenError::Malformed);
         }
-        let mut t = Self { nonce: [0; 32], scope_digest: [0; 32], key_id: [0; 32], authenticator: [0; 64] };
+        let rest = &bytes[TOKEN_INPUT_LEN..];
+        let redemption = match token_type {
+            TokenType::Authenticator => {
+                let mut a = [0; voprf::OUTPUT_LEN];
+                a.copy_from_slice(rest);
+                Redemption::Authenticator(a)
+            }
+            TokenType::Element => {
+                let mut n = [0; voprf::ELEMENT_LEN];
+                n.copy_from_slice(rest);
+                Redemption::Element(n)
+            }
+        };
+        let mut t = Self { nonce: [0; 32], scope_digest: [0; 32], key_id: [0; 32], redemption };
         t.nonce.copy_from_slice(&bytes[2..34]);
         t.scope_digest.copy_from_slice(&bytes[34..66]);
         t.key_id.copy_from_slice(&bytes[66..98]);
-        t.authenticator.copy_from_slice(&bytes[98..]);
         Ok(t)
     }
 }
 
+/// Raw bytes (a postcard tuple: no length prefix), as long as the token's type says: a
+/// decoder reads the 2-byte type first, then the rest of that type's length.
 impl serde::Serialize for Token {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple as _;
         let bytes = self.to_bytes();
-        let mut t = s.serialize_tuple(TOKEN_LEN)?;
+        let mut t = s.serialize_tuple(bytes.len())?;
         for b in &bytes {
             t.serialize_element(b)?;
         }
@@ -279,16 +422,28 @@ impl<'de> serde::Deserialize<'de> for Token {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = Token;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{TOKEN_LEN} token bytes")
+                write!(f, "{ELEMENT_TOKEN_LEN} or {TOKEN_LEN} token bytes, as the token type says")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Token, A::Error> {
                 let mut bytes = [0u8; TOKEN_LEN];
-                for (i, b) in bytes.iter_mut().enumerate() {
-                    *b = seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                let mut len = 2;
+                let mut i = 0;
+                while i < len {
+                    bytes[i] =
+                        seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                    i += 1;
+                    if i == 2 {
+                        let code = u16::from_be_bytes([bytes[0], bytes[1]]);
+                        len = TokenType::from_code(code)
+                            .ok_or_else(|| serde::de::Error::custom("unknown token type"))?
+                            .wire_len();
+                    }
                 }
-                Token::from_bytes(&bytes).map_err(|_| serde::de::Error::custom("malformed token"))
+                Token::from_bytes(&bytes[..len]).map_err(|_| serde::de::Error::custom("malformed token"))
             }
         }
+        // The longest type's length: postcard reads only the elements the visitor asks
+        // for, and a self-describing format hands over the token's own.
         d.deserialize_tuple(TOKEN_LEN, V)
     }
 }
@@ -369,6 +524,7 @@ pub struct TokenResponse {
 /// what finalising compares and hashes, kept from the request (serialising a point costs
 /// a field inversion).
 pub struct PendingTokens {
+    token_type: TokenType,
     scope: TokenScope,
     scope_digest: [u8; 32],
     nonces: Vec<[u8; 32]>,
@@ -403,11 +559,41 @@ impl PendingTokens {
     /// Starts a request for `count` tokens of `scope` under the scope's public key `key`,
     /// taken from the issuer's key directory (the same for every device: a key given to
     /// one device only would let the issuer recognise its tokens at redemption, RFC 9576
-    /// §6.2.2 key consistency).
+    /// §6.2.2 key consistency). The tokens are of the default type,
+    /// [`TokenType::Element`] (`0xC0F2`).
     ///
     /// # Errors
     /// [`TokenError::BadCount`]; [`TokenError::Voprf`] if an input hashes to the identity.
     pub fn request<R: rand_core::CryptoRng + ?Sized>(
+        device: &DeviceKey,
+        scope: TokenScope,
+        key: voprf::PublicKey,
+        count: usize,
+        rng: &mut R,
+    ) -> Result<(Self, TokenRequest), TokenError> {
+        Self::request_as(TokenType::default(), device, scope, key, count, rng)
+    }
+
+    /// [`Self::request`] for tokens of `token_type` (the type is part of each token input,
+    /// so it is chosen before blinding; the request's bytes do not show it).
+    ///
+    /// ```
+    /// # use confiance::consent::DeviceKey;
+    /// # use confiance::token::{PendingTokens, TokenPeriod, TokenScope, TokenType, voprf};
+    /// # use confiance::hazmat::SeedableRng as _;
+    /// # let scope = TokenScope::new([confiance::ids::RecipientId::new("acme")?], confiance::ids::PurposeId::new("p")?, TokenPeriod(1));
+    /// # let (_, key) = voprf::derive_key_pair(&[1; 32], b"example")?;
+    /// let mut rng = confiance::hazmat::SeededRng::seed_from_u64(9);
+    /// let device = DeviceKey::from_bytes(&[3; 32]);
+    /// let (old, request) = PendingTokens::request_as(TokenType::Authenticator, &device, scope, key, 1, &mut rng)?;
+    /// assert_eq!((old.token_type(), request.blinded.len()), (TokenType::Authenticator, 1));
+    /// # Ok::<(), Box<dyn core::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::request`].
+    pub fn request_as<R: rand_core::CryptoRng + ?Sized>(
+        token_type: TokenType,
         device: &DeviceKey,
         scope: TokenScope,
         key: voprf::PublicKey,
@@ -427,7 +613,7 @@ impl PendingTokens {
         for _ in 0..count {
             let mut nonce = [0u8; 32];
             rng.fill_bytes(&mut nonce);
-            inputs.push(token_input(&nonce, &scope_digest, &kid));
+            inputs.push(token_input(token_type, &nonce, &scope_digest, &kid));
             nonces.push(nonce);
             blinds.push(voprf::random_blind(rng));
         }
@@ -444,7 +630,18 @@ impl PendingTokens {
         let signature = device.sign(&request_message(&device_key, &scope, &wire));
         let request = TokenRequest { device_key, scope: scope.clone(), blinded: wire.clone(), signature };
         Ok((
-            Self { scope, scope_digest, nonces, blinds, blinded, wire, key, key_bytes, key_id: kid },
+            Self {
+                token_type,
+                scope,
+                scope_digest,
+                nonces,
+                blinds,
+                blinded,
+                wire,
+                key,
+                key_bytes,
+                key_id: kid,
+            },
             request,
         ))
     }
@@ -453,6 +650,12 @@ impl PendingTokens {
     #[must_use]
     pub fn scope(&self) -> &TokenScope {
         &self.scope
+    }
+
+    /// The type of the tokens asked for.
+    #[must_use]
+    pub const fn token_type(&self) -> TokenType {
+        self.token_type
     }
 
     /// Whether `response` is for this request as far as its key and count say (what
@@ -488,13 +691,9 @@ impl PendingTokens {
         proof[..32].copy_from_slice(&response.proof.0);
         proof[32..].copy_from_slice(&response.proof.1);
         let proof = voprf::Proof::from_bytes(&proof)?;
-        let inputs: Vec<[u8; TOKEN_INPUT_LEN]> =
-            self.nonces.iter().map(|n| token_input(n, &self.scope_digest, &self.key_id)).collect();
-        let refs: Vec<&[u8]> = inputs.iter().map(<[u8; TOKEN_INPUT_LEN]>::as_slice).collect();
-        let outputs = voprf::finalize_encoded(
+        let unblinded = voprf::unblind_encoded(
             &self.key,
             &self.key_bytes,
-            &refs,
             &self.blinds,
             (&self.blinded, &self.wire),
             &response.evaluated,
@@ -503,12 +702,16 @@ impl PendingTokens {
         Ok(self
             .nonces
             .iter()
-            .zip(outputs)
-            .map(|(nonce, authenticator)| Token {
-                nonce: *nonce,
-                scope_digest: self.scope_digest,
-                key_id: self.key_id,
-                authenticator,
+            .zip(unblinded)
+            .map(|(nonce, n)| {
+                let redemption = match self.token_type {
+                    TokenType::Element => Redemption::Element(n),
+                    TokenType::Authenticator => Redemption::Authenticator(voprf::finalize_hash_encoded(
+                        &token_input(self.token_type, nonce, &self.scope_digest, &self.key_id),
+                        &n,
+                    )),
+                };
+                Token { nonce: *nonce, scope_digest: self.scope_digest, key_id: self.key_id, redemption }
             })
             .collect())
     }

@@ -776,8 +776,10 @@ fn build_vectors() -> Value {
     let spent = postcard::to_allocvec(&tokens.spent()).unwrap();
     let token_json = |t: &Token| {
         let b = t.to_bytes();
+        // 0xC0F2 carries the element, 0xC0F1 the authenticator (§10.1).
+        let last = if b[..2] == [0xc0, 0xf2] { "element" } else { "authenticator" };
         json!({"token_type": hex(&b[..2]), "nonce": hex(&b[2..34]), "scope_digest": hex(&b[34..66]),
-               "key_id": hex(&b[66..98]), "authenticator": hex(&b[98..])})
+               "key_id": hex(&b[66..98]), last: hex(&b[98..])})
     };
     v.ok(
         "spent_token",
@@ -785,12 +787,18 @@ fn build_vectors() -> Value {
         &spent,
         json!({"scope": scope_json, "token": token_json(&tokens.token)}),
     );
+    let token_len = tokens.token.to_bytes().len();
+    // Another valid element: the token's `N` plus the base point.
     let mut forged = tokens.token.to_bytes();
-    forged[161] ^= 1;
+    let n = curve25519_dalek::ristretto::CompressedRistretto(forged[98..].try_into().unwrap())
+        .decompress()
+        .unwrap();
+    forged[98..]
+        .copy_from_slice((n + curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT).compress().as_bytes());
     v.bad(
         "spent_token",
-        "_bad_spent_token_authenticator",
-        &[&spent[..spent.len() - 162], &forged[..]].concat(),
+        "_bad_spent_token_element",
+        &[&spent[..spent.len() - token_len], &forged[..]].concat(),
         "token_invalid",
     );
     let mut other_key = tokens.token.to_bytes();
@@ -798,7 +806,7 @@ fn build_vectors() -> Value {
     v.bad(
         "spent_token",
         "_bad_spent_token_key_id",
-        &[&spent[..spent.len() - 162], &other_key[..]].concat(),
+        &[&spent[..spent.len() - token_len], &other_key[..]].concat(),
         "token_invalid",
     );
     let later = SpentToken {
@@ -823,6 +831,12 @@ fn build_vectors() -> Value {
     );
     v.bad("body", "_bad_body_65_tokens", &[&[65u8][..], &ex["batch"][..]].concat(), "malformed_batch");
     v.bad("body", "_bad_body_token_truncated", &with_token[..100], "malformed_batch");
+    v.bad(
+        "body",
+        "_bad_body_token_unknown_type",
+        &splice(&with_token, b"\xc0\xf2", b"\xc0\xf3"),
+        "malformed_batch",
+    );
     v.bad(
         "body",
         "_bad_body_token_scope_unsorted",

@@ -55,7 +55,9 @@ use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, LegalBasis};
 use confiance::ids::{DevicePublicKey, SubjectId};
 use confiance::token::voprf::{PublicKey, VoprfError};
-use confiance::token::{Token, TokenError, TokenPeriod, TokenRequest, TokenResponse, TokenScope, key_id};
+use confiance::token::{
+    Redemption, Token, TokenError, TokenPeriod, TokenRequest, TokenResponse, TokenScope, TokenType, key_id,
+};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -633,6 +635,9 @@ impl From<TokenError> for TokenRefusal {
 pub struct TokenVerifier {
     period_secs: u64,
     keys: KeyCache,
+    /// The weights of the batched check of `0xC0F2` tokens: fresh for every window,
+    /// unknown to whoever made the tokens.
+    rng: Mutex<confiance::rng::OsRng>,
 }
 
 impl core::fmt::Debug for TokenVerifier {
@@ -647,7 +652,11 @@ impl TokenVerifier {
     /// # Errors
     /// [`IssueError::UnknownScope`] if the catalogue's token period is not fixed.
     pub fn new(secret: IssuerSecret, catalogue: &Catalogue) -> Result<Self, IssueError> {
-        Ok(Self { period_secs: period_secs(catalogue)?, keys: KeyCache::new(secret) })
+        Ok(Self {
+            period_secs: period_secs(catalogue)?,
+            keys: KeyCache::new(secret),
+            rng: Mutex::new(confiance::rng::OsRng::new()),
+        })
     }
 
     /// The token period length in seconds.
@@ -657,20 +666,32 @@ impl TokenVerifier {
     }
 
     /// Checks `token` for `scope` at `now`: the token names this scope, the scope's
-    /// period ended at most one period ago, and the key id and authenticator are the
-    /// scope key's.
+    /// period ended at most one period ago, and the key id and the redemption are the
+    /// scope key's: for type `0xC0F1` the authenticator is RFC 9497 `Evaluate` of the
+    /// token input (compared in constant time), for type `0xC0F2` the element is
+    /// `skS·HashToGroup(token_input)` ([`ServerKey::check_element`]).
     ///
     /// # Errors
     /// [`TokenRefusal::Scope`], [`TokenRefusal::Expired`], [`TokenRefusal::Invalid`].
     pub fn verify(&self, scope: &TokenScope, token: &Token, now: Timestamp) -> Result<(), TokenRefusal> {
         let key = self.precheck(scope, token, now)?;
-        let expected = key.key.evaluate(&token.input()).map_err(|_| TokenRefusal::Invalid)?;
-        if bool::from(expected.ct_eq(&token.authenticator)) { Ok(()) } else { Err(TokenRefusal::Invalid) }
+        match &token.redemption {
+            Redemption::Authenticator(authenticator) => {
+                let expected = key.key.evaluate(&token.input()).map_err(|_| TokenRefusal::Invalid)?;
+                if bool::from(expected.ct_eq(authenticator)) { Ok(()) } else { Err(TokenRefusal::Invalid) }
+            }
+            Redemption::Element(n) => {
+                key.key.check_element(&token.input(), n).map_err(|_| TokenRefusal::Invalid)
+            }
+        }
     }
 
     /// [`TokenVerifier::verify`] of a window of tokens, each with its scope: the same
-    /// verdicts, in order, with the evaluations of each scope's tokens compressed by one
-    /// batched inversion ([`ServerKey::evaluate_many`]).
+    /// verdicts, in order. Each scope's `0xC0F1` tokens have their evaluations compressed
+    /// by one batched inversion ([`ServerKey::evaluate_many`]); its `0xC0F2` tokens are
+    /// checked with one equation and one multiplication by the key
+    /// ([`ServerKey::check_elements`]: a forged token in the window is then found by
+    /// checking each alone, and refused by itself).
     ///
     /// ```
     /// # use confiance_aggregator::issuer::TokenVerifier;
@@ -685,24 +706,90 @@ impl TokenVerifier {
         window: &[(TokenScope, Token)],
         now: Timestamp,
     ) -> Vec<Result<(), TokenRefusal>> {
+        let checked: Vec<Result<(&TokenScope, &Token), TokenRefusal>> = window
+            .iter()
+            .map(|(scope, token)| self.precheck(scope, token, now).map(|_| (scope, token)))
+            .collect();
+        self.verify_prechecked(&checked)
+    }
+
+    /// The cheap checks of [`TokenVerifier::verify`] alone (scope digest, period, key
+    /// id), for a caller that gathers the tokens of many envelopes, each checked at its
+    /// own `now`, into one window for [`TokenVerifier::verify_prechecked`].
+    ///
+    /// # Errors
+    /// [`TokenRefusal::Scope`], [`TokenRefusal::Expired`], [`TokenRefusal::Invalid`].
+    pub fn precheck_token(
+        &self,
+        scope: &TokenScope,
+        token: &Token,
+        now: Timestamp,
+    ) -> Result<(), TokenRefusal> {
+        self.precheck(scope, token, now).map(|_| ())
+    }
+
+    /// The cryptographic half of [`TokenVerifier::verify_many`] over tokens that passed
+    /// [`TokenVerifier::precheck_token`] (an `Err` entry, a token that did not, is
+    /// returned as it is): the verdicts in order.
+    #[must_use]
+    pub fn verify_prechecked(
+        &self,
+        window: &[Result<(&TokenScope, &Token), TokenRefusal>],
+    ) -> Vec<Result<(), TokenRefusal>> {
         let mut out: Vec<Result<(), TokenRefusal>> = Vec::with_capacity(window.len());
-        // The tokens that passed the cheap checks, by scope (the key is per scope).
-        let mut groups: HashMap<&TokenScope, (Arc<ScopeKey>, Vec<usize>)> = HashMap::new();
-        for (i, (scope, token)) in window.iter().enumerate() {
-            match self.precheck(scope, token, now) {
-                Ok(key) => {
-                    groups.entry(scope).or_insert_with(|| (key, Vec::new())).1.push(i);
+        // The tokens to check, by scope (the key is per scope) and type.
+        let mut groups: HashMap<(&TokenScope, TokenType), Vec<usize>> = HashMap::new();
+        for (i, entry) in window.iter().enumerate() {
+            match entry {
+                Ok((scope, token)) => {
+                    groups.entry((*scope, token.token_type())).or_default().push(i);
                     out.push(Ok(()));
                 }
-                Err(e) => out.push(Err(e)),
+                Err(e) => out.push(Err(*e)),
             }
         }
-        for (key, members) in groups.values() {
+        let token = |i: usize| window[i].as_ref().map(|(_, t)| *t).ok();
+        for ((scope, token_type), members) in &groups {
+            let Ok(key) = self.keys.get(scope) else {
+                members.iter().for_each(|&i| out[i] = Err(TokenRefusal::Invalid));
+                continue;
+            };
             let inputs: Vec<[u8; confiance::token::TOKEN_INPUT_LEN]> =
-                members.iter().map(|&i| window[i].1.input()).collect();
+                members.iter().filter_map(|&i| token(i)).map(Token::input).collect();
             let refs: Vec<&[u8]> = inputs.iter().map(<[u8; _]>::as_slice).collect();
-            for (&i, expected) in members.iter().zip(key.key.evaluate_many(&refs)) {
-                let ok = expected.is_ok_and(|e| bool::from(e.ct_eq(&window[i].1.authenticator)));
+            let verdicts: Vec<bool> = match token_type {
+                TokenType::Element => {
+                    let pairs: Vec<(&[u8], &[u8; 32])> = refs
+                        .iter()
+                        .zip(members.iter().filter_map(|&i| token(i)))
+                        .filter_map(|(input, t)| match &t.redemption {
+                            Redemption::Element(n) => Some((*input, n)),
+                            Redemption::Authenticator(_) => None,
+                        })
+                        .collect();
+                    // A window's own generator, keyed from the shared one: the lock is
+                    // held for 32 bytes, not for the window's multiplications.
+                    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+                    rand_core::Rng::fill_bytes(
+                        &mut *self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+                        &mut *seed,
+                    );
+                    let mut rng =
+                        <confiance::hazmat::SeededRng as confiance::hazmat::SeedableRng>::from_seed(*seed);
+                    key.key.check_elements(&pairs, &mut rng).iter().map(Result::is_ok).collect()
+                }
+                _ => key
+                    .key
+                    .evaluate_many(&refs)
+                    .iter()
+                    .zip(members.iter().filter_map(|&i| token(i)))
+                    .map(|(expected, t)| match (expected, &t.redemption) {
+                        (Ok(e), Redemption::Authenticator(a)) => bool::from(e.ct_eq(a)),
+                        _ => false,
+                    })
+                    .collect(),
+            };
+            for (&i, ok) in members.iter().zip(verdicts) {
                 if !ok {
                     out[i] = Err(TokenRefusal::Invalid);
                 }

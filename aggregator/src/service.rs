@@ -715,14 +715,9 @@ impl Aggregator {
                     let preparer = &preparer;
                     let mut parts = window.chunks(per_thread.max(1));
                     let mine = parts.next().unwrap_or_default();
-                    let workers: Vec<_> = parts
-                        .map(|part| {
-                            s.spawn(move || {
-                                part.iter().map(|(f, t)| preparer.prepare(f, *t)).collect::<Vec<_>>()
-                            })
-                        })
-                        .collect();
-                    let mut all: Vec<_> = mine.iter().map(|(f, t)| preparer.prepare(f, *t)).collect();
+                    let workers: Vec<_> =
+                        parts.map(|part| s.spawn(move || preparer.prepare_many(part))).collect();
+                    let mut all = preparer.prepare_many(mine);
                     for w in workers {
                         // A worker only runs `prepare`, which does not panic; if it did,
                         // its envelopes are prepared again here.
@@ -733,7 +728,7 @@ impl Aggregator {
                     }
                     Some(all)
                 })
-                .unwrap_or_else(|| window.iter().map(|(f, t)| preparer.prepare(f, *t)).collect())
+                .unwrap_or_else(|| preparer.prepare_many(window))
             };
             for (p, (_, now)) in prepared.into_iter().zip(window) {
                 out.push(p.and_then(|p| self.apply(p, *now)));

@@ -15,7 +15,7 @@ use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::{DevicePublicKey, MetricId};
 use confiance::recorder::{MemoryStorage, Recorder, Value};
 use confiance::report::Report;
-use confiance::token::{PendingTokens, SpentToken, Token, TokenPeriod, TokenScope};
+use confiance::token::{PendingTokens, Redemption, SpentToken, Token, TokenPeriod, TokenScope, TokenType};
 use confiance_aggregator::ingest::IngestError;
 use confiance_aggregator::issuer::{
     AllowAll, IssuancePolicy, IssueError, Issuer, IssuerSecret, PolicyRefusal, TokenRefusal, TokenVerifier,
@@ -99,6 +99,32 @@ fn tokens(w: &mut World, scope: &TokenScope, n: usize, now: Timestamp) -> Vec<To
     pending.finalize(&response).unwrap()
 }
 
+/// A consenting device's first envelope at `now` (one report of `thermostat.mode`, its
+/// token from `fetched` fetched), with the tokens and reports it carries.
+fn first_envelope(
+    w: &mut World,
+    seed: u64,
+    fetched: usize,
+    now: Timestamp,
+) -> (Vec<u8>, Vec<SpentToken>, Vec<Report>) {
+    let mut d = device(w, seed);
+    let key = DeviceKey::generate(&mut w.rng);
+    fetch(w, &mut d, &key, scope_at(&["calora"], now), fetched, now).unwrap();
+    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now).unwrap();
+    let frame = d.flush(now).remove(0);
+    let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
+    let (spent, reports) = envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).unwrap();
+    (frame, spent, reports)
+}
+
+/// Flips bit 0 of byte `i` of the token's redemption (authenticator or element).
+fn tamper(t: &mut Token, i: usize) {
+    match &mut t.redemption {
+        Redemption::Authenticator(a) => a[i] ^= 1,
+        Redemption::Element(n) => n[i] ^= 1,
+    }
+}
+
 fn seal(w: &mut World, spent: &[SpentToken], reports: &[Report], day: Timestamp) -> Vec<u8> {
     let plain = envelope::encode_body(spent, reports).unwrap();
     let fields = HeaderFields { catalogue_digest: catalogue().digest(), time_bucket: day };
@@ -147,14 +173,8 @@ fn each_bad_token_is_refused_with_its_own_code_and_changes_nothing() {
     let mut w = world(2);
     let now = Timestamp::from_secs(T0);
     let day = now.truncate(DAY);
-    let mut d = device(&mut w, 20);
-    let key = DeviceKey::generate(&mut w.rng);
     let scope = scope_at(&["calora"], now);
-    fetch(&mut w, &mut d, &key, scope.clone(), 2, now).unwrap();
-    d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(2), now).unwrap();
-    let good = d.flush(now).remove(0);
-    let opened = w.agg.keys().open(&good, now, &catalogue().digest()).unwrap();
-    let (spent, reports) = envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).unwrap();
+    let (good, spent, reports) = first_envelope(&mut w, 20, 2, now);
     assert_eq!(spent.len(), 1);
     w.agg.ingest(&good, now).unwrap();
     let before = snapshot(&w.agg);
@@ -167,7 +187,7 @@ fn each_bad_token_is_refused_with_its_own_code_and_changes_nothing() {
     let next = tokens(&mut w, &next_period, 1, now)[0];
     let unspent = tokens(&mut w, &scope, 1, now)[0];
     let mut forged = unspent;
-    forged.authenticator[7] ^= 1;
+    tamper(&mut forged, 7);
     let mut bad_key_id = unspent;
     bad_key_id.key_id[0] ^= 1;
 
@@ -372,7 +392,7 @@ fn a_window_of_tokens_gets_the_verdicts_of_one_at_a_time() {
     let tb = tokens(&mut w, &b, 2, now);
     let told = tokens(&mut w, &old, 1, Timestamp::from_secs(T0 - 3 * DAY));
     let mut forged = ta[2];
-    forged.authenticator[0] ^= 1;
+    tamper(&mut forged, 0);
     let verifier = TokenVerifier::new(w.secret.clone(), &catalogue()).unwrap();
     let window = vec![
         (a.clone(), ta[0]),
@@ -398,4 +418,213 @@ fn a_window_of_tokens_gets_the_verdicts_of_one_at_a_time() {
             Ok(())
         ]
     );
+}
+
+/// Tokens of `token_type` made outside a recorder, their nonces drawn from `nonces`.
+fn tokens_of(
+    w: &mut World,
+    token_type: TokenType,
+    scope: &TokenScope,
+    n: usize,
+    now: Timestamp,
+    nonces: &mut SeededRng,
+) -> Vec<Token> {
+    let key = DeviceKey::generate(&mut w.rng);
+    let pk = w.issuer.public_key(scope).unwrap();
+    let (pending, request) =
+        PendingTokens::request_as(token_type, &key, scope.clone(), pk, n, nonces).unwrap();
+    let response = w.issuer.issue(&request, &AllowAll, now, &mut w.rng).unwrap();
+    pending.finalize(&response).unwrap()
+}
+
+fn element(t: &Token) -> [u8; 32] {
+    match t.redemption {
+        Redemption::Element(n) => n,
+        Redemption::Authenticator(_) => panic!("not a 0xC0F2 token"),
+    }
+}
+
+fn with_element(t: Token, n: [u8; 32]) -> Token {
+    Token { redemption: Redemption::Element(n), ..t }
+}
+
+/// `N + G`: a valid, canonical element that is not the token's.
+fn shifted(n: [u8; 32]) -> [u8; 32] {
+    let p = curve25519_dalek::ristretto::CompressedRistretto(n).decompress().unwrap();
+    (p + curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT).compress().to_bytes()
+}
+
+/// The `0xC0F2` form: devices make it by default; a forged element, two tokens' elements
+/// swapped, a non-canonical encoding and the identity are each refused `token_invalid`,
+/// alone and in a window, where the honest tokens beside them pass; `0xC0F1` tokens
+/// still verify, and in the same window.
+#[test]
+fn element_tokens_refuse_forged_swapped_noncanonical_and_identity_elements() {
+    let mut w = world(21);
+    let now = Timestamp::from_secs(T0);
+    let scope = scope_at(&["calora"], now);
+    let good = tokens(&mut w, &scope, 8, now);
+    assert!(good.iter().all(|t| t.token_type() == TokenType::Element && t.to_bytes().len() == 130));
+    let mut nonces = SeededRng::seed_from_u64(3);
+    let old = tokens_of(&mut w, TokenType::Authenticator, &scope, 2, now, &mut nonces);
+    assert_eq!(old[0].to_bytes().len(), 162);
+    let verifier = TokenVerifier::new(w.secret.clone(), &catalogue()).unwrap();
+    for t in good.iter().chain(&old) {
+        assert_eq!(verifier.verify(&scope, t, now), Ok(()));
+    }
+    let n = |i: usize| element(&good[i]);
+    let mut negative = n(4);
+    negative[0] |= 1; // a canonical encoding is even: an odd one is "negative", refused
+    let cases: Vec<(&str, Token)> = vec![
+        ("forged (another valid element)", with_element(good[0], shifted(n(0)))),
+        ("another token's element", with_element(good[1], n(2))),
+        ("non-canonical (≥ p)", with_element(good[3], [0xff; 32])),
+        ("non-canonical (negative)", with_element(good[4], negative)),
+        ("the identity", with_element(good[5], [0; 32])),
+        ("an authenticator's token with an element", with_element(old[0], n(6))),
+    ];
+    for (name, t) in &cases {
+        assert_eq!(verifier.verify(&scope, t, now), Err(TokenRefusal::Invalid), "{name}");
+    }
+    // Bytes on the wire decode, and are refused by the check, not the decoder.
+    for (name, t) in &cases {
+        assert_eq!(Token::from_bytes(&t.to_bytes()).as_ref(), Ok(t), "{name}");
+    }
+    // Two tokens' elements swapped within a window: both refused, their neighbours pass.
+    let swapped = [with_element(good[1], n(2)), with_element(good[2], n(1))];
+    let window: Vec<(TokenScope, Token)> =
+        [good[0], swapped[0], good[6], swapped[1], old[1], good[7], old[0]]
+            .into_iter()
+            .map(|t| (scope.clone(), t))
+            .collect();
+    let ok = Ok(());
+    let bad = Err(TokenRefusal::Invalid);
+    assert_eq!(verifier.verify_many(&window, now), [ok, bad, ok, bad, ok, ok, ok]);
+    // Each case in a window of honest tokens: it alone is refused.
+    for (name, t) in &cases {
+        let window: Vec<(TokenScope, Token)> =
+            [good[6], *t, good[7], old[1]].into_iter().map(|t| (scope.clone(), t)).collect();
+        assert_eq!(verifier.verify_many(&window, now), [ok, bad, ok, ok], "{name}");
+    }
+}
+
+/// A window of 32 envelopes staged at once, one of them with a forged element: it alone
+/// is refused `token_invalid` and keeps nothing; the other 31 are accepted.
+#[test]
+fn a_forged_token_among_staged_envelopes_is_refused_alone() {
+    let mut w = world(22);
+    let now = Timestamp::from_secs(T0);
+    let day = now.truncate(DAY);
+    let scope = scope_at(&["calora"], now);
+    let (_, _, reports) = first_envelope(&mut w, 23, 1, now);
+    // Two devices' tokens (the quota is 24 a device).
+    let mut spend = [tokens(&mut w, &scope, 16, now), tokens(&mut w, &scope, 16, now)].concat();
+    spend[13] = with_element(spend[13], shifted(element(&spend[13])));
+    let mut ids = SeededRng::seed_from_u64(24);
+    let frames: Vec<Vec<u8>> = spend
+        .iter()
+        .map(|t| {
+            let r = Report { id: ReportId::random(&mut ids), ..reports[0].clone() };
+            seal(&mut w, &[SpentToken { scope: scope.clone(), token: *t }], &[r], day)
+        })
+        .collect();
+    let staged: Vec<(&[u8], Timestamp)> = frames.iter().map(|f| (f.as_slice(), now)).collect();
+    let results = w.agg.stage_many(&staged);
+    for (i, r) in results.iter().enumerate() {
+        if i == 13 {
+            assert!(matches!(r, Err(IngestError::Token(TokenRefusal::Invalid))), "{r:?}");
+        } else {
+            assert!(r.is_ok(), "envelope {i}: {r:?}");
+        }
+    }
+    assert_eq!(w.agg.commit(now).unwrap().len(), 31);
+    assert_eq!(w.agg.partition_states().values().map(|(n, _)| *n).sum::<u64>(), 31);
+}
+
+/// A token is spent by its nonce whatever its type: the same nonce under `0xC0F1` and
+/// `0xC0F2` (two valid tokens) is accepted once; and an old-type token goes through
+/// ingest as before.
+#[test]
+fn a_nonce_is_spent_once_across_token_types() {
+    let mut w = world(25);
+    let now = Timestamp::from_secs(T0);
+    let day = now.truncate(DAY);
+    let scope = scope_at(&["calora"], now);
+    let (_, _, reports) = first_envelope(&mut w, 26, 1, now);
+    let old =
+        tokens_of(&mut w, TokenType::Authenticator, &scope, 1, now, &mut SeededRng::seed_from_u64(8))[0];
+    let new = tokens_of(&mut w, TokenType::Element, &scope, 1, now, &mut SeededRng::seed_from_u64(8))[0];
+    assert_eq!(old.nonce, new.nonce);
+    assert_ne!(old.to_bytes()[..2], new.to_bytes()[..2]);
+    let verifier = TokenVerifier::new(w.secret.clone(), &catalogue()).unwrap();
+    assert_eq!((verifier.verify(&scope, &old, now), verifier.verify(&scope, &new, now)), (Ok(()), Ok(())));
+    let mut ids = SeededRng::seed_from_u64(27);
+    let mut fresh = || vec![Report { id: ReportId::random(&mut ids), ..reports[0].clone() }];
+    let frame = seal(&mut w, &[SpentToken { scope: scope.clone(), token: old }], &fresh(), day);
+    assert_eq!(w.agg.ingest(&frame, now).unwrap().reports, 1);
+    let before = snapshot(&w.agg);
+    let frame = seal(&mut w, &[SpentToken { scope: scope.clone(), token: new }], &fresh(), day);
+    let err = w.agg.ingest(&frame, now).unwrap_err();
+    assert_eq!(err.code(), "token_spent");
+    assert_eq!(snapshot(&w.agg), before);
+}
+
+/// Property: over random windows (fixed seeds) mixing both types, two scopes, honest
+/// tokens and every kind of bad element, the batched verdicts are the one-at-a-time
+/// verdicts, and those are the truth by construction.
+#[test]
+fn batched_and_single_checks_agree_over_random_windows() {
+    use rand_core::Rng as _;
+    let mut w = world(28);
+    let now = Timestamp::from_secs(T0);
+    let scopes = [scope_at(&["calora"], now), scope_at(&["calora", "gridco"], now)];
+    let mut nonces = SeededRng::seed_from_u64(29);
+    let pools: Vec<(Vec<Token>, Vec<Token>)> = scopes
+        .iter()
+        .map(|s| {
+            (
+                tokens_of(&mut w, TokenType::Element, s, 24, now, &mut nonces),
+                tokens_of(&mut w, TokenType::Authenticator, s, 8, now, &mut nonces),
+            )
+        })
+        .collect();
+    let verifier = TokenVerifier::new(w.secret.clone(), &catalogue()).unwrap();
+    let mut rng = SeededRng::seed_from_u64(30);
+    let mut bad_seen = 0;
+    for round in 0..60 {
+        let len = 1 + (rng.next_u32() % 40) as usize;
+        let mut window = Vec::with_capacity(len);
+        let mut truth = Vec::with_capacity(len);
+        for _ in 0..len {
+            let si = (rng.next_u32() % 2) as usize;
+            let (elements, authenticators) = &pools[si];
+            let pick = |r: &mut SeededRng, v: &[Token]| v[(r.next_u32() as usize) % v.len()];
+            let honest = pick(&mut rng, elements);
+            // Mostly honest, so that most windows pass at once and some need the fall-back.
+            let (token, ok) = match rng.next_u32() % 16 {
+                0 => (with_element(honest, shifted(element(&honest))), false),
+                1 => {
+                    let other = pick(&mut rng, elements);
+                    (with_element(honest, element(&other)), other.nonce == honest.nonce)
+                }
+                2 => (with_element(honest, [0xff; 32]), false),
+                3 => (with_element(honest, [0; 32]), false),
+                4 => (pick(&mut rng, authenticators), true),
+                5 => {
+                    let mut t = pick(&mut rng, authenticators);
+                    tamper(&mut t, 1);
+                    (t, false)
+                }
+                _ => (honest, true),
+            };
+            bad_seen += usize::from(!ok);
+            window.push((scopes[si].clone(), token));
+            truth.push(if ok { Ok(()) } else { Err(TokenRefusal::Invalid) });
+        }
+        let many = verifier.verify_many(&window, now);
+        let alone: Vec<_> = window.iter().map(|(s, t)| verifier.verify(s, t, now)).collect();
+        assert_eq!(many, alone, "round {round}");
+        assert_eq!(many, truth, "round {round}");
+    }
+    assert!(bad_seen > 60, "{bad_seen} bad tokens: the property would test little");
 }

@@ -4,7 +4,7 @@
 //!
 //! This module holds the client's side (RFC 9497 §3.3.2: [`blind`], [`finalize`] with
 //! [`verify_proof`], and their batched forms [`blind_batch_with`] and
-//! [`finalize_encoded`], which serialise a whole batch with one field inversion and
+//! [`finalize_encoded`] with [`unblind_encoded`], which serialise a whole batch with one field inversion and
 //! hash the wire bytes as they are) and the suite's shared building blocks
 //! ([`hash_to_group`], [`hash_to_scalar`], [`derive_key_pair`], [`composite_weights`],
 //! [`challenge`], [`finalize_hash`], and [`Hasher`] and [`Composite`], which hash the
@@ -588,7 +588,46 @@ pub fn finalize_encoded(
     evaluated: &[[u8; ELEMENT_LEN]],
     proof: &Proof,
 ) -> Result<Vec<[u8; OUTPUT_LEN]>, VoprfError> {
-    if inputs.len() != blinds.len() || blinds.len() != blinded.0.len() || evaluated.len() != blinds.len() {
+    if inputs.len() != blinds.len() {
+        return Err(VoprfError::BatchSize);
+    }
+    let unblinded = unblind_encoded(pk, pk_bytes, blinds, blinded, evaluated, proof)?;
+    Ok(inputs.iter().zip(&unblinded).map(|(input, n)| finalize_hash_encoded(input, n)).collect())
+}
+
+/// The first half of [`finalize_encoded`]: checks the proof and returns the unblinded
+/// elements `Nᵢ = blindᵢ⁻¹·evaluatedᵢ = skS·HashToGroup(inputᵢ)` serialised (one
+/// batched inversion), before `Finalize` hashes them. A token of type `0xC0F2`
+/// (docs/wire-format.md §10.1) carries `Nᵢ` itself.
+///
+/// ```
+/// use confiance::token::voprf;
+/// use curve25519_dalek::{RistrettoPoint, Scalar};
+/// let (sk, pk) = voprf::derive_key_pair(&[7; 32], b"example")?;
+/// let (points, wire) = voprf::blind_batch_with(&[b"input".as_slice()], &[Scalar::from(3u8)])?;
+/// let e = sk * points[0];
+/// let w = voprf::composite_weights(&pk, &wire, &[e.compress().to_bytes()]);
+/// let (m, r) = (w[0] * points[0], Scalar::from(5u8));
+/// let c = voprf::challenge(&pk, &m, &(sk * m), &RistrettoPoint::mul_base(&r), &(r * m));
+/// let proof = voprf::Proof { c, s: r - c * sk };
+/// let n = voprf::unblind_encoded(
+///     &pk, &pk.to_bytes(), &[Scalar::from(3u8)], (&points, &wire), &[e.compress().to_bytes()], &proof,
+/// )?;
+/// assert_eq!(n[0], (sk * voprf::hash_to_group(b"input")).compress().to_bytes());
+/// # Ok::<(), voprf::VoprfError>(())
+/// ```
+///
+/// # Errors
+/// As [`finalize_encoded`].
+pub fn unblind_encoded(
+    pk: &PublicKey,
+    pk_bytes: &[u8; ELEMENT_LEN],
+    blinds: &[Scalar],
+    blinded: (&[RistrettoPoint], &[[u8; ELEMENT_LEN]]),
+    evaluated: &[[u8; ELEMENT_LEN]],
+    proof: &Proof,
+) -> Result<Vec<[u8; ELEMENT_LEN]>, VoprfError> {
+    if blinds.len() != blinded.0.len() || evaluated.len() != blinds.len() {
         return Err(VoprfError::BatchSize);
     }
     if blinds.contains(&Scalar::ZERO) {
@@ -601,11 +640,7 @@ pub fn finalize_encoded(
     Scalar::invert_batch_alloc(&mut inverses);
     let halves: Vec<RistrettoPoint> = inverses.iter().zip(&points).map(|(inv, e)| inv * e).collect();
     inverses.iter_mut().for_each(Zeroize::zeroize);
-    Ok(inputs
-        .iter()
-        .zip(RistrettoPoint::double_and_compress_batch(&halves))
-        .map(|(input, n)| finalize_hash_encoded(input, n.as_bytes()))
-        .collect())
+    Ok(RistrettoPoint::double_and_compress_batch(&halves).iter().map(|n| n.to_bytes()).collect())
 }
 
 /// A random non-zero blind, as [`blind`] draws it.

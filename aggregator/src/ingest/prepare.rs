@@ -17,7 +17,7 @@ use confiance::ids::{MetricId, ReceiptId};
 use confiance::ldp::Selection;
 use confiance::report::{Payload, RecordValue, Report};
 use confiance::retention::RetentionTag;
-use confiance::token::{SpentToken, TokenPeriod, TokenScope};
+use confiance::token::{SpentToken, Token, TokenPeriod, TokenScope};
 
 use super::{IngestError, ReportError};
 use crate::estimate::Accumulator;
@@ -88,7 +88,44 @@ pub(crate) struct Prepared {
     pub(crate) reports: Result<Vec<Checked>, IngestError>,
     /// The tokens' stateless verdict (scope, period, authenticator): the ids to check
     /// against spent tokens, or why they were refused. Empty when tokens are not checked.
+    /// Final once [`verify_tokens`] has run.
     pub(crate) tokens: Result<SpentIds, TokenRefusal>,
+    /// While `tokens` is `Ok`: the envelope's tokens in order, each with its scope if it
+    /// passed the cheap checks (else why not), awaiting the cryptographic check.
+    unverified: Vec<Result<(TokenScope, Token), TokenRefusal>>,
+}
+
+/// The cryptographic check of the tokens of many prepared envelopes as one window
+/// ([`TokenVerifier::verify_prechecked`]: the `0xC0F2` tokens of a scope checked with one
+/// equation), then each envelope's first refusal, in token order, as its verdict — the
+/// same verdict each envelope would get alone.
+pub(crate) fn verify_tokens(
+    verifier: Option<&TokenVerifier>,
+    prepared: &mut [Result<Prepared, IngestError>],
+) {
+    let Some(verifier) = verifier else { return };
+    let window: Vec<Result<(&TokenScope, &Token), TokenRefusal>> = prepared
+        .iter()
+        .filter_map(|p| p.as_ref().ok().filter(|p| p.tokens.is_ok()))
+        .flat_map(|p| p.unverified.iter().map(|u| u.as_ref().map(|(s, t)| (s, t)).map_err(|e| *e)))
+        .collect();
+    let mut verdicts = verifier.verify_prechecked(&window).into_iter();
+    for p in prepared.iter_mut().filter_map(|p| p.as_mut().ok()) {
+        if p.tokens.is_err() {
+            continue;
+        }
+        let mut first = Ok(());
+        for _ in 0..p.unverified.len() {
+            let verdict = verdicts.next().unwrap_or(Err(TokenRefusal::Invalid));
+            if first.is_ok() {
+                first = verdict;
+            }
+        }
+        p.unverified.clear();
+        if let Err(e) = first {
+            p.tokens = Err(e);
+        }
+    }
 }
 
 /// The 16-byte id a spent token is remembered under, next to report ids:
@@ -106,13 +143,15 @@ pub(crate) fn spent_id(nonce: &[u8; 32]) -> [u8; 16] {
     id
 }
 
-/// Checks that `tokens` hold exactly one valid token per scope the statistics of
-/// `reports` are in, and none for another scope.
+/// Checks that `tokens` hold exactly one token per scope the statistics of `reports` are
+/// in, and none for another scope, and runs each token's cheap checks; the cryptographic
+/// check is [`verify_tokens`]'s.
 fn token_verdict(
     verifier: &TokenVerifier,
     reports: &[Checked],
     tokens: &[SpentToken],
     now: Timestamp,
+    unverified: &mut Vec<Result<(TokenScope, Token), TokenRefusal>>,
 ) -> Result<SpentIds, TokenRefusal> {
     let period_secs = verifier.period_secs();
     let mut needed = std::collections::BTreeSet::new();
@@ -140,13 +179,11 @@ fn token_verdict(
     if covered.len() < needed.len() {
         return Err(TokenRefusal::Missing);
     }
-    // The envelope's tokens verified together: one batched inversion compresses their
-    // evaluations.
-    let window: Vec<(TokenScope, confiance::token::Token)> =
-        tokens.iter().map(|t| (t.scope.clone(), t.token)).collect();
-    for verdict in verifier.verify_many(&window, now) {
-        verdict?;
-    }
+    unverified.extend(
+        tokens
+            .iter()
+            .map(|t| verifier.precheck_token(&t.scope, &t.token, now).map(|()| (t.scope.clone(), t.token))),
+    );
     Ok(tokens
         .iter()
         .map(|t| (spent_id(&t.token.nonce), t.scope.period.end(period_secs).saturating_add_secs(period_secs)))
@@ -191,6 +228,21 @@ impl Preparer<'_> {
     /// [`IngestError::TooLarge`], [`IngestError::Open`] or [`IngestError::TimeBucket`]:
     /// the errors `stage` returns before it looks at any state.
     pub(crate) fn prepare(&self, frame: &[u8], now: Timestamp) -> Result<Prepared, IngestError> {
+        let mut one = [self.prepare_unverified(frame, now)];
+        verify_tokens(self.tokens, &mut one);
+        let [one] = one;
+        one
+    }
+
+    /// [`Self::prepare`] of many envelopes, their tokens checked as one window.
+    pub(crate) fn prepare_many(&self, frames: &[(&[u8], Timestamp)]) -> Vec<Result<Prepared, IngestError>> {
+        let mut all: Vec<_> = frames.iter().map(|(f, t)| self.prepare_unverified(f, *t)).collect();
+        verify_tokens(self.tokens, &mut all);
+        all
+    }
+
+    /// [`Self::prepare`] short of the tokens' cryptographic check.
+    fn prepare_unverified(&self, frame: &[u8], now: Timestamp) -> Result<Prepared, IngestError> {
         if frame.len() > self.config.max_envelope_bytes {
             return Err(IngestError::TooLarge { len: frame.len() });
         }
@@ -209,11 +261,12 @@ impl Preparer<'_> {
                 spent = ts;
                 rs.into_iter().map(|r| self.check(r, day, now)).collect::<Vec<_>>()
             });
+        let mut unverified = Vec::new();
         let tokens = match (&reports, self.tokens) {
-            (Ok(checked), Some(verifier)) => token_verdict(verifier, checked, &spent, now),
+            (Ok(checked), Some(verifier)) => token_verdict(verifier, checked, &spent, now, &mut unverified),
             _ => Ok(Vec::new()),
         };
-        Ok(Prepared { envelope: opened.envelope_id, reports, tokens })
+        Ok(Prepared { envelope: opened.envelope_id, reports, tokens, unverified })
     }
 
     fn check(&self, report: Report, day: Timestamp, now: Timestamp) -> Checked {

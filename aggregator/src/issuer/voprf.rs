@@ -152,6 +152,105 @@ impl ServerKey {
         Ok(finalize_hash(input, &(self.sk * p)))
     }
 
+    /// Checks one redeemed element (a token of type `0xC0F2`): `element` is the canonical
+    /// encoding of `skS·HashToGroup(input)`, the unblinded element the client's
+    /// `Finalize` hashes.
+    ///
+    /// ```
+    /// use confiance_aggregator::issuer::voprf::ServerKey;
+    /// use confiance::token::voprf;
+    /// let key = ServerKey::derive(&[0xa3; 32], b"test key")?;
+    /// let sk = curve25519_dalek::Scalar::from_canonical_bytes(*key.secret_bytes()).unwrap();
+    /// let n = (sk * voprf::hash_to_group(b"in")).compress().to_bytes();
+    /// assert_eq!(key.check_element(b"in", &n), Ok(()));
+    /// assert_eq!(key.check_element(b"other", &n), Err(voprf::VoprfError::BadProof));
+    /// # Ok::<(), voprf::VoprfError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`VoprfError::NonCanonicalElement`] or [`VoprfError::IdentityElement`] for the
+    /// element's bytes, [`VoprfError::InvalidInput`] if the input hashes to the identity,
+    /// [`VoprfError::BadProof`] if the element is another.
+    pub fn check_element(&self, input: &[u8], element: &[u8; ELEMENT_LEN]) -> Result<(), VoprfError> {
+        let (h, n) = self.element_statement(input, element)?;
+        self.check_one(&h, &n)
+    }
+
+    /// `HashToGroup(input)` and the decoded element, or why the pair is refused before
+    /// any multiplication.
+    fn element_statement(
+        &self,
+        input: &[u8],
+        element: &[u8; ELEMENT_LEN],
+    ) -> Result<(RistrettoPoint, RistrettoPoint), VoprfError> {
+        let n = deserialize_element(element)?;
+        let h = self.hasher.hash_to_group(input);
+        if h.is_identity() {
+            return Err(VoprfError::InvalidInput);
+        }
+        Ok((h, n))
+    }
+
+    /// `skS·h == n` (one constant-time multiplication).
+    fn check_one(&self, h: &RistrettoPoint, n: &RistrettoPoint) -> Result<(), VoprfError> {
+        if self.sk * h == *n { Ok(()) } else { Err(VoprfError::BadProof) }
+    }
+
+    /// [`ServerKey::check_element`] of a window of `(input, element)` pairs, with the same
+    /// verdicts in order, checked at once: with fresh random 128-bit weights `rᵢ` from
+    /// `rng`, `Σ rᵢ·Nᵢ == skS·(Σ rᵢ·Hᵢ)` (two variable-time multiscalar multiplications
+    /// over public points and one constant-time multiplication by the key for the whole
+    /// window). If any `Nᵢ ≠ skS·Hᵢ`, the equation holds for at most one value of that
+    /// `rᵢ` modulo the group's prime order, so with probability at most 2⁻¹²⁸. When it
+    /// fails, each pair is checked alone, so that a wrong element is refused by itself and
+    /// its neighbours pass.
+    ///
+    /// ```
+    /// use confiance_aggregator::issuer::voprf::ServerKey;
+    /// use confiance::token::voprf::{self, VoprfError};
+    /// # use confiance::hazmat::SeedableRng as _;
+    /// let key = ServerKey::derive(&[0xa3; 32], b"test key")?;
+    /// let sk = curve25519_dalek::Scalar::from_canonical_bytes(*key.secret_bytes()).unwrap();
+    /// let n = |i: &[u8]| (sk * voprf::hash_to_group(i)).compress().to_bytes();
+    /// let (a, b) = (n(b"a"), n(b"b"));
+    /// let mut rng = confiance::hazmat::SeededRng::seed_from_u64(1);
+    /// let verdicts = key.check_elements(&[(b"a".as_slice(), &a), (b"b", &b), (b"c", &a)], &mut rng);
+    /// assert_eq!(verdicts, vec![Ok(()), Ok(()), Err(VoprfError::BadProof)]);
+    /// # Ok::<(), VoprfError>(())
+    /// ```
+    pub fn check_elements<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        window: &[(&[u8], &[u8; ELEMENT_LEN])],
+        rng: &mut R,
+    ) -> Vec<Result<(), VoprfError>> {
+        let statements: Vec<Result<(RistrettoPoint, RistrettoPoint), VoprfError>> =
+            window.iter().map(|(input, element)| self.element_statement(input, element)).collect();
+        let mut verdicts: Vec<Result<(), VoprfError>> =
+            statements.iter().map(|s| s.as_ref().map(|_| ()).map_err(|e| *e)).collect();
+        let live: Vec<(usize, &(RistrettoPoint, RistrettoPoint))> =
+            statements.iter().enumerate().filter_map(|(i, s)| s.as_ref().ok().map(|s| (i, s))).collect();
+        // One pair alone: the batch's two multiscalars would cost more than the check.
+        if live.len() >= 2 {
+            let weights: Vec<Scalar> = live
+                .iter()
+                .map(|_| {
+                    let mut bytes = [0u8; 32];
+                    rng.fill_bytes(&mut bytes[..16]);
+                    Scalar::from_bytes_mod_order(bytes)
+                })
+                .collect();
+            let sum_n = RistrettoPoint::vartime_multiscalar_mul(&weights, live.iter().map(|(_, (_, n))| n));
+            let sum_h = RistrettoPoint::vartime_multiscalar_mul(&weights, live.iter().map(|(_, (h, _))| h));
+            if self.sk * sum_h == sum_n {
+                return verdicts;
+            }
+        }
+        for (i, (h, n)) in live {
+            verdicts[i] = self.check_one(h, n);
+        }
+        verdicts
+    }
+
     /// [`ServerKey::evaluate`] of many inputs at once: each `k·P` is computed as
     /// `2·((k/2)·P)` so that one batched inversion compresses them all. An input that
     /// hashes to the identity gets [`VoprfError::InvalidInput`] alone.

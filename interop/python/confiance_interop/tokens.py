@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from voprf import ristretto
 
 from .postcard import Reader, Writer
-from .wire import WireError, sha256, write_token_scope
+from .wire import TOKEN_LENS, WireError, sha256, take_token, write_token_scope
 
 TOKEN_LEN = 162
 TOKEN_TYPE = b"\xc0\xf1"
@@ -139,17 +139,18 @@ def sign_request(device_seed, scope, blinded):
 
 def check_spent(data, scope_key, now, token_period):
     """§10.1, what a party without the issuer's secret can check of a spent token: its
-    layout, its scope digest, its key id and its period. Returns `(scope, token)`; the
-    authenticator itself only the issuer can check (RFC 9497 `Evaluate` needs skS)."""
+    layout (type 0xC0F2, 130 bytes, or 0xC0F1, 162), its scope digest, its key id and its
+    period. Returns `(scope, token)`; the element or authenticator itself only the issuer
+    can check (both need skS)."""
     try:
         r = Reader(data)
         scope = {"recipients": r.id_list(), "purpose": r.ident(), "period": r.varint()}
-        token = r.take(TOKEN_LEN)
+        token = take_token(r)
         if r.rest() or scope_bytes(scope) + token != bytes(data):
             raise ValueError("trailing bytes or not canonical")
     except ValueError as e:
         raise WireError("malformed_batch", str(e)) from e
-    if token[:2] != TOKEN_TYPE or token[34:66] != scope_digest(scope):
+    if token[:2] not in TOKEN_LENS or token[34:66] != scope_digest(scope):
         raise WireError("token_scope")
     if now >= (scope["period"] + 2) * token_period:
         raise WireError("token_expired")

@@ -93,14 +93,17 @@ def rebuild(kind, f):
     if kind == "spent_token":
         t = f["token"]
         return tokens.scope_bytes(f["scope"]) + b"".join(
-            bytes.fromhex(t[k]) for k in ("token_type", "nonce", "scope_digest", "key_id", "authenticator"))
+            bytes.fromhex(t[k]) for k in ("token_type", "nonce", "scope_digest", "key_id",
+                                          "element" if "element" in t else "authenticator"))
     raise AssertionError(kind)
 
 
-# Only the issuer can tell these from a valid token: the authenticator is RFC 9497
-# `Evaluate(skS, token_input)`, and skS is the issuer's secret (§10.2).
+# Only the issuer can tell these from a valid token: the element is skS·HashToGroup(input)
+# (the authenticator of a 0xC0F1 token RFC 9497 `Evaluate(skS, token_input)`), and skS is
+# the issuer's secret (§10.2).
 # The plaintext proof needs ristretto255 arithmetic, which no library used here exposes.
-ISSUER_ONLY = {"_bad_spent_token_authenticator", "_bad_transcryption_request_plaintext_proof"}
+ISSUER_ONLY = {"_bad_spent_token_element", "_bad_spent_token_authenticator",
+               "_bad_transcryption_request_plaintext_proof"}
 
 
 def run_wire(path, failures, catalogue):

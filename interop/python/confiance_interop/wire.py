@@ -285,7 +285,7 @@ def decode_body(b, max_bytes=MAX_FRAME):
         tokens = []
         for _ in range(n):
             scope = {"recipients": r.id_list(), "purpose": r.ident(), "period": r.varint()}
-            tokens.append((scope, r.take(TOKEN_LEN)))
+            tokens.append((scope, take_token(r)))
         head = len(b) - r.rest()
     except (DecodeError, ValueError) as e:
         raise WireError("malformed_batch", str(e)) from e
@@ -297,6 +297,16 @@ def decode_body(b, max_bytes=MAX_FRAME):
 
 
 TOKEN_LEN = 162
+# §10.1: a token's length follows from its type (no length prefix).
+TOKEN_LENS = {b"\xc0\xf2": 130, b"\xc0\xf1": 162}
+
+
+def take_token(r):
+    """One token: its 2-byte type, then the rest of that type's length."""
+    kind = r.take(2)
+    if kind not in TOKEN_LENS:
+        raise DecodeError("unknown token type")
+    return kind + r.take(TOKEN_LENS[kind] - 2)
 
 
 # --- §1 envelopes ----------------------------------------------------------------------
