@@ -5,9 +5,11 @@
 //!   (`ServerKey::blind_evaluate`), against one Ristretto255 variable-base
 //!   multiplication (target ≤ 1.3× each), and the same at the other request sizes
 //!   ([`REQUEST_SIZES`]: the fleet's, the recorder's default quota, larger batches);
-//! - verification per token (`TokenVerifier::verify`: `Evaluate` and a constant-time
-//!   comparison), alone and in a window of 32 (`TokenVerifier::verify_many`), against
-//!   the same multiplication (target ≤ 1.3×);
+//! - verification per token (`TokenVerifier::verify`), against the same multiplication
+//!   (target ≤ 1.3×): of type `0xC0F1` (`Evaluate` and a constant-time comparison) alone
+//!   and in a window of 32 (`TokenVerifier::verify_many`), and of type `0xC0F2` (the
+//!   unblinded element, a window checked with one equation) alone and in windows of
+//!   [`WINDOWS`];
 //! - ingest of one-report envelopes with a token against the same without tokens;
 //! - the bytes a token adds to an envelope (printed).
 //!
@@ -24,7 +26,7 @@ use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::ids::MetricId;
 use confiance::recorder::Value;
 use confiance::report::Report;
-use confiance::token::{PendingTokens, SpentToken, Token, TokenPeriod, TokenScope};
+use confiance::token::{PendingTokens, SpentToken, Token, TokenPeriod, TokenScope, TokenType};
 use confiance_aggregator::issuer::voprf::ServerKey;
 use confiance_aggregator::issuer::{AllowAll, Issuer, IssuerSecret, TokenVerifier};
 use confiance_aggregator::keys::KeyStore;
@@ -37,6 +39,8 @@ const DAY: u64 = 86_400;
 const BATCH: usize = 32;
 /// Request sizes measured besides [`BATCH`].
 const REQUEST_SIZES: [usize; 5] = [1, 3, 24, 128, 1024];
+/// Windows of `0xC0F2` tokens verified at once.
+const WINDOWS: [usize; 3] = [1, 32, 128];
 
 fn catalogue() -> Catalogue {
     // A quota large enough for the benchmark's many requests from one device.
@@ -62,8 +66,15 @@ fn tokens(c: &mut Criterion) {
     let scope = scope(now);
     let pk = issuer.public_key(&scope).unwrap();
     let device = DeviceKey::generate(&mut rng);
-    let (pending, request) = PendingTokens::request(&device, scope.clone(), pk, BATCH, &mut rng).unwrap();
+    let (pending, request) =
+        PendingTokens::request_as(TokenType::Authenticator, &device, scope.clone(), pk, BATCH, &mut rng)
+            .unwrap();
     let tokens = pending.finalize(&issuer.issue(&request, &AllowAll, now, &mut rng).unwrap()).unwrap();
+    let max_window = WINDOWS.iter().copied().max().unwrap_or(1);
+    let (pending, elements_request) =
+        PendingTokens::request(&device, scope.clone(), pk, max_window, &mut rng).unwrap();
+    let elements =
+        pending.finalize(&issuer.issue(&elements_request, &AllowAll, now, &mut rng).unwrap()).unwrap();
     let blinded = request.blinded.clone();
     let server_key = ServerKey::derive(&[9; 32], b"bench").unwrap();
 
@@ -119,6 +130,19 @@ fn tokens(c: &mut Criterion) {
     g.bench_function(format!("verify_window_{BATCH}"), |b| {
         b.iter(|| black_box(verifier.verify_many(black_box(&window), now)))
     });
+    // The 0xC0F2 form: alone, and windows checked with one equation each.
+    g.throughput(Throughput::Elements(1));
+    let element: Token = elements[0];
+    g.bench_function("verify_element", |b| {
+        b.iter(|| black_box(verifier.verify(&scope, black_box(&element), now)).is_ok())
+    });
+    for n in WINDOWS {
+        let window: Vec<(TokenScope, Token)> = elements[..n].iter().map(|t| (scope.clone(), *t)).collect();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("verify_element_window_{n}"), |b| {
+            b.iter(|| black_box(verifier.verify_many(black_box(&window), now)))
+        });
+    }
     g.finish();
 }
 
@@ -200,10 +224,11 @@ fn ingest(c: &mut Criterion) {
     let without = make(false, 1, &mut rng);
     let with = make(true, 1, &mut rng);
     println!(
-        "one-report envelope: {} bytes without a token, {} with one: a token adds {} bytes ({} of them the token itself)",
+        "one-report envelope: {} bytes without a token, {} with one: a token adds {} bytes ({} of them the token itself, type 0xC0F2; 0xC0F1 is {})",
         without[0].len(),
         with[0].len(),
         with[0].len() - without[0].len(),
+        confiance::token::ELEMENT_TOKEN_LEN,
         confiance::token::TOKEN_LEN
     );
     let mut g = c.benchmark_group("tokens_ingest");
