@@ -15,9 +15,12 @@
 //!   [`tokens_per_period`](confiance::catalogue::Limits::tokens_per_period) for that
 //!   device, scope and period. The issuer learns which device asked for how many tokens
 //!   of which scope, and when; it sees only blinded elements.
-//! - **Verification** ([`TokenVerifier::verify`]): recompute the authenticator with
-//!   RFC 9497 `Evaluate` and compare in constant time. Whether the nonce was already
-//!   spent is the store's business (ingest remembers spent nonces with report ids).
+//! - **Verification** ([`TokenVerifier::verify`], [`TokenVerifier::verify_many`]): for a
+//!   token of type `0xC0F2`, check that its element is `skS·HashToGroup(token_input)`, a
+//!   window of a scope's tokens with one equation ([`ServerKey::check_elements`]); for
+//!   type `0xC0F1`, recompute the authenticator with RFC 9497 `Evaluate` and compare in
+//!   constant time. Whether the nonce was already spent is the store's business (ingest
+//!   remembers spent nonces with report ids, whatever the type).
 //!
 //! ```
 //! use confiance::catalogue::Catalogue;

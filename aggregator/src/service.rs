@@ -665,7 +665,8 @@ impl Aggregator {
     /// Stages many envelopes, each with its own `now`, exactly as calling
     /// [`Self::stage`] on each in order would — same result per envelope, replays caught
     /// across and within the slice — but the expensive stateless part (HPKE opening,
-    /// decoding, the per-report checks against the catalogue) runs on
+    /// decoding, the per-report checks against the catalogue, and the report tokens'
+    /// check, each thread's envelopes' tokens as one window) runs on
     /// [`std::thread::available_parallelism`] threads, a window of envelopes at a time;
     /// the results are then applied in input order on the caller's thread.
     ///
