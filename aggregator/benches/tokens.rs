@@ -39,6 +39,8 @@ const DAY: u64 = 86_400;
 const BATCH: usize = 32;
 /// Request sizes measured besides [`BATCH`].
 const REQUEST_SIZES: [usize; 5] = [1, 3, 24, 128, 1024];
+/// Envelopes staged at once in the `stage_many` ingest cases.
+const STAGED: usize = 64;
 /// Windows of `0xC0F2` tokens verified at once.
 const WINDOWS: [usize; 3] = [1, 32, 128];
 
@@ -232,10 +234,16 @@ fn ingest(c: &mut Criterion) {
         confiance::token::TOKEN_LEN
     );
     let mut g = c.benchmark_group("tokens_ingest");
-    g.throughput(Throughput::Elements(1));
-    for with_token in [false, true] {
-        let name =
-            if with_token { "one_report_envelope_with_token" } else { "one_report_envelope_without_token" };
+    // One envelope at a time (`stage`: each token checked alone), and [`STAGED`] at once
+    // (`stage_many`: each thread's envelopes' `0xC0F2` tokens checked as one window).
+    for (staged, with_token) in [(1, false), (1, true), (STAGED, false), (STAGED, true)] {
+        let name = match (staged, with_token) {
+            (1, true) => "one_report_envelope_with_token".to_owned(),
+            (1, false) => "one_report_envelope_without_token".to_owned(),
+            (n, true) => format!("staged_{n}_one_report_envelopes_with_token"),
+            (n, false) => format!("staged_{n}_one_report_envelopes_without_token"),
+        };
+        g.throughput(Throughput::Elements(staged as u64));
         // Made on first use, so that a filter that skips this case skips its setup too.
         let mut setup: Option<(Aggregator, std::iter::Cycle<std::vec::IntoIter<Vec<u8>>>)> = None;
         g.bench_function(name, |b| {
@@ -252,11 +260,17 @@ fn ingest(c: &mut Criterion) {
                 (agg, make(with_token, pool, &mut rng).into_iter().cycle())
             });
             b.iter_batched(
-                || next.next().unwrap(),
-                |f| {
+                || next.by_ref().take(staged).collect::<Vec<_>>(),
+                |frames| {
                     // A refusal (a frame seen before, once the pool wraps) costs at least
                     // as much as an acceptance up to the replay check: both are timed.
-                    let _ = black_box(agg.stage(&f, now));
+                    if let [f] = frames.as_slice() {
+                        let _ = black_box(agg.stage(f, now));
+                    } else {
+                        let batch: Vec<(&[u8], Timestamp)> =
+                            frames.iter().map(|f| (f.as_slice(), now)).collect();
+                        let _ = black_box(agg.stage_many(&batch));
+                    }
                 },
                 BatchSize::SmallInput,
             );
