@@ -716,3 +716,40 @@ impl PendingTokens {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(redemption: Redemption) -> Token {
+        Token { nonce: [1; 32], scope_digest: [2; 32], key_id: [3; 32], redemption }
+    }
+
+    /// Both types round-trip through postcard (raw bytes, the length read from the type)
+    /// and through a self-describing format; an unknown type, a short token and a
+    /// token with a byte too many are refused, never a panic.
+    #[test]
+    fn tokens_of_both_types_decode_as_their_type_says() {
+        for t in [token(Redemption::Element([4; 32])), token(Redemption::Authenticator([5; 64]))] {
+            let bytes = postcard::to_allocvec(&t).unwrap();
+            assert_eq!(bytes, t.to_bytes());
+            assert_eq!(bytes.len(), t.token_type().wire_len());
+            // A token then more bytes: exactly the token's own are taken.
+            let tail = [bytes.as_slice(), &[9, 9]].concat();
+            assert_eq!(postcard::take_from_bytes::<Token>(&tail).unwrap(), (t, &[9u8, 9][..]));
+            assert!(postcard::from_bytes::<Token>(&bytes[..bytes.len() - 1]).is_err());
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(serde_json::from_str::<Token>(&json).unwrap(), t);
+            assert_eq!(Token::from_bytes(&[bytes.as_slice(), &[0]].concat()), Err(TokenError::Malformed));
+        }
+        let mut unknown = token(Redemption::Element([4; 32])).to_bytes();
+        unknown[1] = 0xf3;
+        assert!(postcard::from_bytes::<Token>(&unknown).is_err());
+        assert_eq!(Token::from_bytes(&unknown), Err(TokenError::Malformed));
+        assert_eq!(Token::from_bytes(&[0xc0]), Err(TokenError::Malformed));
+        // A 0xC0F1 token's length under a 0xC0F2 type (and the reverse) is malformed.
+        let mut long = token(Redemption::Authenticator([5; 64])).to_bytes();
+        long[1] = 0xf2;
+        assert_eq!(Token::from_bytes(&long), Err(TokenError::Malformed));
+    }
+}
