@@ -309,6 +309,15 @@ fn an_admin_override_is_logged_with_its_reason_and_closes_the_subject() {
         agg.admin_override(&SubjectId([5; 32]), "lost phone", t(1_000), t(1_000)),
         Err(ServiceError::Ledger(LedgerError::UnknownSubject(_)))
     ));
+    // Nor one dated after it is made: it would close the subject at once but withdraw its
+    // consents and revoke its devices only later (at the end of time: never).
+    for at in [1_001, u64::MAX] {
+        assert!(matches!(
+            agg.admin_override(&s, "lost phone", t(at), t(1_000)),
+            Err(ServiceError::Ledger(LedgerError::OverrideInFuture))
+        ));
+    }
+    assert_eq!(agg.ledger().closed(&s), None);
     assert!(allowed(agg.ledger(), &s, 1_500));
     let logged_before =
         agg.store().audit_log().unwrap().store().events_of_kind(&[EventKind::AdminOverride]).unwrap();

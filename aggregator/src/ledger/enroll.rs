@@ -352,7 +352,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
     ///
     /// # Errors
     /// [`LedgerError::BadReason`] for an empty (or blank) reason or one longer than
-    /// [`MAX_REASON_BYTES`]; [`LedgerError::UnknownSubject`];
+    /// [`MAX_REASON_BYTES`]; [`LedgerError::OverrideInFuture`] for an `at` after
+    /// `recorded_at`; [`LedgerError::UnknownSubject`];
     /// [`LedgerError::Enroll`] with [`EnrollError::SubjectClosed`] when already closed;
     /// [`LedgerError::Store`]. Nothing changes on error.
     pub fn override_subject(
@@ -365,6 +366,10 @@ impl<C: Borrow<Connection>> Ledger<C> {
         let reason = reason.trim();
         if reason.is_empty() || reason.len() > MAX_REASON_BYTES {
             return Err(LedgerError::BadReason);
+        }
+        // It closes the subject at once, so it must withdraw and revoke from now at the latest.
+        if at > recorded_at {
+            return Err(LedgerError::OverrideInFuture);
         }
         self.load_subject(subject)?;
         let s = self.ix.subject(subject).ok_or(LedgerError::UnknownSubject(*subject))?;
