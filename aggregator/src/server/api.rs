@@ -604,11 +604,11 @@ struct OverrideRequest {
 async fn post_override(
     AxState(st): St,
     headers: HeaderMap,
-    Path(subject): Path<String>,
+    subject: PathParam,
     body: Body,
 ) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Admin])?;
-    let subject = parse_subject(&subject)?;
+    let subject = parse_subject(&path(subject)?)?;
     let bytes = read_body(&st, body).await?;
     let req: OverrideRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(400, "malformed_json", format!("bad override request: {e}")))?;
