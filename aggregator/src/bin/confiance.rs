@@ -1424,6 +1424,8 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
             verifier
                 .audit(&cp, &events)
                 .map_err(|e| refused("log_invalid", format!("full audit failed: {e}")))?;
+            // The nodes off the root's path too: the proofs served to auditors read them.
+            log.check_nodes().map_err(|e| refused("log_invalid", format!("stored tree: {e}")))?;
             let mut consistency = Value::Null;
             if let Some(p) = checkpoint {
                 let hint = "the file holds the `text` of `confiance --json audit checkpoint` or of GET /v1/audit/checkpoint (e.g. `jq -r .text`)";
