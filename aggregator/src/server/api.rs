@@ -833,32 +833,76 @@ async fn get_check(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Res
 async fn get_history(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
     let p = params(p, &["subject", "recipient", "from", "to"])?;
-    query(&st, move |agg| {
-        let party = match (p.get("subject"), p.get("recipient")) {
-            (Some(s), None) if who.role != Role::Recipient => Party::Subject(parse_subject(s)?),
-            (None, Some(r)) => {
-                let r = parse_recipient(agg, r)?;
-                own(&who, &r)?;
-                Party::Recipient(r)
-            }
-            (Some(_), None) => {
-                return Err(ApiError::new(403, "not_your_view", "a recipient sees only its own history"));
-            }
-            _ => {
-                return Err(ApiError::new(
-                    400,
-                    "missing_parameter",
-                    "exactly one of `subject` and `recipient` is required",
-                ));
-            }
-        };
-        Ok(Query::History {
-            party,
-            from: time_param(&p, "from", Timestamp::EPOCH)?,
-            to: time_param(&p, "to", Timestamp::MAX)?,
-        })
+    let alias_for = (who.role == Role::Recipient).then(|| who.recipient.clone()).flatten();
+    let mut v = with_agg(&st, move |agg, _| {
+        let q = history_query(agg, &who, &p)?;
+        load_for_query(agg, &q)?;
+        run_query(agg, &q)
     })
-    .await
+    .await?;
+    // A recipient's history names each subject by an alias of its own: the subject id
+    // is the same for every recipient, and recipients pooling their histories would
+    // link the subject across their domains (docs/privacy.md, "Pseudonyms").
+    if let Some(recipient) = alias_for {
+        alias_subjects(&mut v, &recipient);
+    }
+    Ok(ok(StatusCode::OK, v))
+}
+
+/// The alias under which `recipient` sees `subject`:
+/// SHA-256(`confiance/recipient-subject/v1\0` ‖ recipient id ‖ `\0` ‖ subject id).
+/// Anyone who knows both ids (the subject, an auditor) computes it; recipients cannot
+/// join two aliases of one subject.
+fn subject_alias(recipient: &RecipientId, subject: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"confiance/recipient-subject/v1\0");
+    h.update(recipient.as_str().as_bytes());
+    h.update([0]);
+    h.update(subject);
+    h.finalize().into()
+}
+
+/// Replaces every `"subject"` field (64 hex digits) of `v` by the recipient's alias.
+fn alias_subjects(v: &mut Value, recipient: &RecipientId) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                let id = (k == "subject").then(|| x.as_str().and_then(|s| parse_subject(s).ok())).flatten();
+                match id {
+                    Some(id) => *x = Value::String(hex(&subject_alias(recipient, &id.0))),
+                    None => alias_subjects(x, recipient),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| alias_subjects(x, recipient)),
+        _ => {}
+    }
+}
+
+fn history_query(agg: &Aggregator, who: &Principal, p: &HashMap<String, String>) -> Result<Query, ApiError> {
+    let party = match (p.get("subject"), p.get("recipient")) {
+        (Some(s), None) if who.role != Role::Recipient => Party::Subject(parse_subject(s)?),
+        (None, Some(r)) => {
+            let r = parse_recipient(agg, r)?;
+            own(who, &r)?;
+            Party::Recipient(r)
+        }
+        (Some(_), None) => {
+            return Err(ApiError::new(403, "not_your_view", "a recipient sees only its own history"));
+        }
+        _ => {
+            return Err(ApiError::new(
+                400,
+                "missing_parameter",
+                "exactly one of `subject` and `recipient` is required",
+            ));
+        }
+    };
+    Ok(Query::History {
+        party,
+        from: time_param(p, "from", Timestamp::EPOCH)?,
+        to: time_param(p, "to", Timestamp::MAX)?,
+    })
 }
 
 async fn get_overdue(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
