@@ -294,6 +294,26 @@ pub(crate) fn router(state: Arc<State>, limits: &Limits) -> Router {
     traced(routes, metrics)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unfit_request_id))
+}
+
+/// The longest client `X-Request-Id` kept.
+const MAX_REQUEST_ID: usize = 64;
+
+/// Removes a client's `X-Request-Id` that is not 1 to 64 letters, digits, `-`, `_` or
+/// `.` (a fresh UUID replaces it): the id is written into the request log line, where
+/// spaces or braces would let a client forge fields (`status=201`) and a long one
+/// would bloat every line.
+async fn drop_unfit_request_id(mut r: Request<Body>) -> Request<Body> {
+    let fit = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        (1..=MAX_REQUEST_ID).contains(&b.len())
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    };
+    if r.headers().get("x-request-id").is_some_and(|v| !fit(v)) {
+        r.headers_mut().remove("x-request-id");
+    }
+    r
 }
 
 fn routes() -> Router<Arc<State>> {
