@@ -723,8 +723,37 @@ fn open_as(cli: &Cli, kf: &KeyFile, access: Access) -> Result<Aggregator, Fail> 
         Access::ReadOnly => PathBuf::from(format!("file:{}?mode=ro", uri_path(&cli.db))),
         Access::ReadWrite => cli.db.clone(),
     };
-    Aggregator::open(&path, cat, keys, AggregatorConfig::default())
-        .map_err(|e| internal(format!("{}: {e}", cli.db.display())))
+    Aggregator::open(&path, cat, keys, AggregatorConfig::default()).map_err(|e| {
+        if access == Access::ReadOnly && wrote_read_only(&e) {
+            // Opening repairs what a crash between two commits left (docs/crash-safety.md):
+            // a read-only open cannot, and this is what an auditor meets on a log whose
+            // consent events were removed, too.
+            return Fail::from(ApiError::new(
+                409,
+                "needs_repair",
+                format!(
+                    "{}: the database needs a repair a read-only command cannot make: its ledger holds consent the audit log has no event for, or its holdings lag the store (a crash between two commits, or events removed from the log)",
+                    cli.db.display()
+                ),
+            ))
+            .hint("a read-write command (`confiance purge`, `serve`) repairs it, appending the missing consent events at the end of the log; `audit verify --checkpoint` with a checkpoint saved before then tells whether events were removed");
+        }
+        internal(format!("{}: {e}", cli.db.display()))
+    })
+}
+
+/// Whether opening failed because it had to write to a database opened read-only.
+fn wrote_read_only(e: &confiance_aggregator::service::ServiceError) -> bool {
+    use confiance_aggregator::audit::AuditError;
+    use confiance_aggregator::ledger::LedgerError;
+    use confiance_aggregator::service::ServiceError;
+    use confiance_aggregator::store::StoreError;
+    let sqlite = match e {
+        ServiceError::Store(StoreError::Sqlite(e) | StoreError::Audit(AuditError::Sqlite(e)))
+        | ServiceError::Ledger(LedgerError::Store(e)) => e,
+        _ => return false,
+    };
+    sqlite.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly)
 }
 
 /// The PostgreSQL URL `--db` gives, if it is one.
