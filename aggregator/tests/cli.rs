@@ -1169,3 +1169,43 @@ fn a_log_that_lost_consent_events_needs_a_repair_and_says_so() {
     let o = run(&d, &["--json", "audit", "verify", "--checkpoint", d.join("cp.txt").to_str().unwrap()]);
     refused_with(&o, "log_invalid");
 }
+
+/// The ledger answers from its rows; the log holds only the facts' ids. `audit verify`
+/// re-checks every receipt, withdrawal, delegation and revocation row against the signed
+/// bytes it keeps and against the log's consent events: a receipt's recipient and
+/// purpose edited in the file (a consent the subject never gave) and a withdrawal row
+/// deleted (a consent revived) are `ledger_invalid` (before: `verified: true`).
+#[test]
+fn audit_verify_re_checks_the_ledger_rows_against_their_signed_bytes() {
+    let d = dir("signed-facts");
+    json(&d, &["keygen"]);
+    json(&d, &["--catalogue", SAMPLE, "simulate", "--devices", "20", "--days", "3"]);
+    let v = json(&d, &["audit", "verify"]);
+    let facts = &v["signed_facts"];
+    assert!(facts["receipts"].as_u64().unwrap() > 0 && facts["withdrawals"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(facts["unsigned_receipts"], 0);
+    let db = d.join("db.sqlite");
+    for (name, sql, says) in [
+        (
+            "widened",
+            "UPDATE ledger_receipt SET recipient = 'lab-eu', purpose = 'research'
+             WHERE seq = (SELECT min(seq) FROM ledger_receipt WHERE recipient = 'calora')",
+            "is not what was signed",
+        ),
+        (
+            "revived",
+            "DELETE FROM ledger_withdrawal WHERE seq = (SELECT min(seq) FROM ledger_withdrawal)",
+            "the log holds it, the ledger does not",
+        ),
+    ] {
+        let copy = d.join(format!("{name}.sqlite"));
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute(&format!("VACUUM INTO '{}'", copy.display()), [])
+            .unwrap();
+        rusqlite::Connection::open(&copy).unwrap().execute_batch(sql).unwrap();
+        let o = run_with(&copy, &d.join("keys"), &["audit", "verify"]);
+        let msg = refused_with(&o, "ledger_invalid");
+        assert!(msg.contains(says), "{name}: {msg}");
+    }
+}

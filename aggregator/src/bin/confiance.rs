@@ -1455,6 +1455,19 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
                 .map_err(|e| refused("log_invalid", format!("full audit failed: {e}")))?;
             // The nodes off the root's path too: the proofs served to auditors read them.
             log.check_nodes().map_err(|e| refused("log_invalid", format!("stored tree: {e}")))?;
+            // The ledger's rows against the signed bytes they were accepted from (the log
+            // holds their ids only). SQLite: the file an auditor is handed.
+            let facts = match agg.store().as_sqlite() {
+                Some(s) => Some(
+                    confiance_aggregator::audit::verify_signed_facts(
+                        s.connection(),
+                        agg.catalogue(),
+                        &events,
+                    )
+                    .map_err(|e| refused("ledger_invalid", e))?,
+                ),
+                None => None,
+            };
             let mut consistency = Value::Null;
             if let Some(p) = checkpoint {
                 let hint = "the file holds the `text` of `confiance --json audit checkpoint` or of GET /v1/audit/checkpoint (e.g. `jq -r .text`)";
@@ -1490,6 +1503,13 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
                 "root": hex(cp.checkpoint().root()),
                 "events": events.len(),
                 "consistent_with_checkpoint": consistency,
+                "signed_facts": facts.map(|f| json!({
+                    "receipts": f.receipts,
+                    "withdrawals": f.withdrawals,
+                    "delegations": f.delegations,
+                    "revocations": f.revocations,
+                    "unsigned_receipts": f.unsigned_receipts,
+                })),
             }))
         }
     }
