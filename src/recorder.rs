@@ -1035,7 +1035,9 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
 
     /// Seals every queued report into envelopes (at most
     /// [`Limits::max_reports_per_envelope`] each, time-bucketed by the day of `now`) to
-    /// the active aggregator key, and
+    /// the active aggregator key — statistics and records never in the same envelope (a
+    /// record names its receipt, which would link the statistics beside it to the
+    /// subject) — and
     /// returns every envelope not yet acknowledged, oldest first — send them all.
     /// Without a valid key config the reports stay queued (counted as `no_key`). Queued
     /// reports whose hold has already ended at `now` are dropped, not sent (counted as
@@ -1082,6 +1084,9 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
 
     /// The next envelope's reports and tokens, taken from the queue: reports in order,
     /// one token per scope; a statistic with no token for its scope goes to `waiting`.
+    /// An envelope carries one track only — statistics or records — as the first report
+    /// taken decides: a record names its receipt (hence its subject), and the statistics
+    /// sealed beside it would be linked to that subject by whoever opens the envelope.
     fn next_batch(
         &mut self,
         waiting: &mut VecDeque<Encoded<Report>>,
@@ -1093,11 +1098,19 @@ impl<R: rand_core::CryptoRng, S: Storage, C: Borrow<Catalogue>> Recorder<R, S, C
         // A token stands for one report per metric and bucket: a second one waits for
         // the next envelope.
         let mut uses: Vec<(TokenScope, MetricId, Timestamp)> = Vec::new();
+        let mut track: Option<bool> = None;
         while batch.len() < max {
             let Some(e) = self.queue.pop_front() else { break };
-            // Decoded only when tokens are required: then its scope is needed.
+            let report = e.decode();
+            // A report that does not decode (never one made here) goes with either track.
+            let is_record = report.as_ref().is_some_and(|r| matches!(r.payload, Payload::Record { .. }));
+            if report.is_some() && *track.get_or_insert(is_record) != is_record {
+                later.push_back(e);
+                continue;
+            }
+            // Its token scope is needed only when tokens are required.
             let scoped = if self.tokens_required {
-                e.decode().and_then(|r| Some((self.token_scope(&r)?, r.metric, r.time)))
+                report.and_then(|r| Some((self.token_scope(&r)?, r.metric, r.time)))
             } else {
                 None
             };

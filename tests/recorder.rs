@@ -77,6 +77,38 @@ fn consent(d: &mut Device, recipient: &str, purpose: &str, metrics: &[&str]) {
         .unwrap();
 }
 
+/// No envelope carries both tracks: a record names its receipt (hence its subject), and
+/// the statistics sealed beside it would be linked to that subject by whoever opens the
+/// envelope (docs/privacy.md, "The two tracks"). Reports of both tracks recorded in
+/// turn, with and without report tokens, in envelopes of up to 3 reports.
+#[test]
+fn an_envelope_never_mixes_statistics_and_records() {
+    let now = Timestamp::from_secs(NOW);
+    let mut d = device(3, "calora", Limits { max_reports_per_envelope: 3, ..Limits::default() });
+    consent(&mut d, "calora", "product-improvement", &["thermostat.mode"]);
+    consent(&mut d, "calora", "service", &["thermostat.fault-code"]);
+    for i in 0..5 {
+        let _ = d.recorder.record(
+            &id("thermostat.mode"),
+            &id("product-improvement"),
+            Value::Category(i % 3),
+            now,
+        );
+        let _ = d.recorder.record_service(&id("thermostat.fault-code"), Value::Int(i64::from(i)), now);
+    }
+    let frames = d.recorder.flush(now);
+    let mut kinds = (0, 0);
+    for f in &frames {
+        let reports = open_all(&d.server, core::slice::from_ref(f));
+        let records = reports.iter().filter(|r| matches!(r.payload, Payload::Record { .. })).count();
+        assert!(records == 0 || records == reports.len(), "an envelope mixes the tracks: {reports:?}");
+        kinds.0 += reports.len() - records;
+        kinds.1 += records;
+    }
+    assert_eq!(kinds, (5, 5), "every report sent once");
+    assert_eq!(frames.len(), 4, "two envelopes of each track (3 + 2 reports)");
+}
+
 fn open_all(server: &SecretKey, frames: &[Vec<u8>]) -> Vec<Report> {
     let digest = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml")).unwrap().digest();
     let mut out = Vec::new();
@@ -109,7 +141,7 @@ fn every_metric_kind_round_trips() {
     let _ = r.record_service(&id("thermostat.fault-code"), Value::Int(42), now); // record
     assert_eq!(r.counters().recorded, 4, "{:?}", r.counters());
     let frames = r.flush(now);
-    assert_eq!(frames.len(), 1);
+    assert_eq!(frames.len(), 2, "the statistics in one envelope, the record in another");
     let reports = open_all(&d.server, &frames);
     assert_eq!(reports.len(), 4);
     let by = |m: &str| reports.iter().find(|r| r.metric.as_str() == m).unwrap();

@@ -102,6 +102,7 @@ use core::fmt;
 
 mod checkpoint;
 mod event;
+mod facts;
 mod log;
 pub mod merkle;
 #[cfg(feature = "postgres")]
@@ -116,6 +117,7 @@ pub use checkpoint::{
     note_key_id, open_note, sign_note,
 };
 pub use event::{AuditEvent, EventKind, LoggedEvent};
+pub use facts::{SignedFacts, verify_signed_facts};
 pub use log::{AuditLog, ConsistencyProof, InclusionProof};
 pub use merkle::Hash;
 #[cfg(feature = "postgres")]

@@ -153,7 +153,7 @@ pub use answer::{
     Removal, SubjectAccess, Target, UnconsentedDisclosure, Until, WhoSees,
 };
 pub use diff::diff;
-pub use enroll::{EnrollError, EnrolledDevice, MAX_REASON_BYTES};
+pub use enroll::{EnrollError, EnrolledDevice, MAX_REASON_BYTES, effective_revocation};
 pub use error::LedgerError;
 use index::{DisclosureRow, Index, NEVER, Names, PartitionRow, ReceiptRow, RecordRow};
 pub(crate) use store::TokenCounts;

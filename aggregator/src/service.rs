@@ -1192,7 +1192,8 @@ impl Aggregator {
             let signed =
                 confiance::consent::SignedRevocation::from_bytes(bytes).map_err(LedgerError::from)?;
             let device = ledger.ingest_signed_revocation(&signed, now)?;
-            events.push(AuditEvent::DeviceRevoked { revocation: signed.id(), at: signed.revocation().at });
+            let at = crate::ledger::effective_revocation(signed.revocation().at, now);
+            events.push(AuditEvent::DeviceRevoked { revocation: signed.id(), at });
             Ok(device)
         })
     }

@@ -220,3 +220,33 @@ fn the_tables_are_append_only_and_tampering_is_detected() {
     assert!(matches!(log.event(5), Err(AuditError::Corrupt(_))));
     assert_eq!(log.store().len().unwrap(), 20);
 }
+
+/// A stored inner node off the root's path can be rewritten without touching an event or
+/// the root: the full audit of the events still passes, yet the inclusion proofs the log
+/// serves through that node fail for the auditor. `AuditLog::check_nodes` recomputes
+/// every stored node from the leaves and catches it (`confiance audit verify` runs it).
+#[test]
+fn a_rewritten_inner_node_is_caught_by_check_nodes() {
+    let db = TempDb::new("inner-node");
+    let signer = CheckpointSigner::from_secret_bytes("tamper.test", &[6; 32]).unwrap();
+    let v = Verifier::new("tamper.test", signer.verifying_key()).unwrap();
+    let conn = db.open();
+    let cp = {
+        let mut log = AuditLog::open_sqlite(&conn).unwrap();
+        log.append_batch(&(0..20).map(ev).collect::<Vec<_>>()).unwrap();
+        log.check_nodes().unwrap();
+        log.checkpoint(&signer, Timestamp::from_secs(1))
+    };
+    // 20 leaves: the root is made of the subtrees (level 4, 0) and (level 2, 4); the node
+    // (level 1, 0) over events 0 and 1 is on no root path, only on inclusion proofs.
+    conn.execute_batch(
+        "DROP TRIGGER audit_node_no_update;
+         UPDATE audit_node SET hash = zeroblob(32) WHERE level = 1 AND idx = 0;",
+    )
+    .unwrap();
+    let log = AuditLog::open_sqlite(&conn).unwrap();
+    v.audit(&cp, &log.export(20).unwrap()).unwrap();
+    let proof = log.inclusion_proof(3, 20).unwrap();
+    assert!(v.verify_inclusion(&cp, &log.event(3).unwrap(), &proof).is_err(), "the served proof fails");
+    assert!(matches!(log.check_nodes(), Err(AuditError::Corrupt(_))));
+}

@@ -1133,3 +1133,79 @@ fn read_only_commands_read_a_vacuum_into_backup() {
     ok_with(&backup, &keys, &["purge"]);
     assert_eq!(mode(&backup), "wal", "a writer sets WAL");
 }
+
+/// A log that lost its last consent events — a crash between the ledger's commit and the
+/// log's, or events removed by hand — needs a repair that a read-only command cannot
+/// make: `audit verify` says so (`needs_repair`, exit 1) instead of an internal error
+/// asking to check the disk (before: exit 3, "attempt to write a readonly database").
+/// A read-write command repairs it, and a checkpoint saved before still shows the loss.
+#[test]
+fn a_log_that_lost_consent_events_needs_a_repair_and_says_so() {
+    let d = dir("needs-repair");
+    json(&d, &["keygen"]);
+    json(&d, &["--catalogue", SAMPLE, "simulate", "--devices", "3", "--days", "1"]);
+    let cp = json(&d, &["audit", "checkpoint"]);
+    std::fs::write(d.join("cp.txt"), cp["text"].as_str().unwrap()).unwrap();
+    {
+        // Cut the log at its last consent event (kind 0), the tree's nodes with it.
+        let conn = rusqlite::Connection::open(d.join("db.sqlite")).unwrap();
+        let cut: i64 = conn
+            .query_row("SELECT max(seq) FROM audit_leaf WHERE substr(leaf, 1, 1) = x'00'", [], |r| r.get(0))
+            .unwrap();
+        conn.execute_batch(&format!(
+            "DROP TRIGGER audit_leaf_no_delete; DROP TRIGGER audit_node_no_delete;
+             DELETE FROM audit_leaf WHERE seq >= {cut};
+             DELETE FROM audit_node WHERE ((idx + 1) << level) > {cut};"
+        ))
+        .unwrap();
+    }
+    let o = run(&d, &["--json", "audit", "verify"]);
+    let msg = refused_with(&o, "needs_repair");
+    assert!(msg.contains("read-only") && msg.contains("db.sqlite"), "{msg}");
+    // Repaired by a read-write command: the consent event is appended again, and the
+    // saved checkpoint no longer matches the log.
+    json(&d, &["purge"]);
+    assert_eq!(json(&d, &["audit", "verify"])["verified"], true);
+    let o = run(&d, &["--json", "audit", "verify", "--checkpoint", d.join("cp.txt").to_str().unwrap()]);
+    refused_with(&o, "log_invalid");
+}
+
+/// The ledger answers from its rows; the log holds only the facts' ids. `audit verify`
+/// re-checks every receipt, withdrawal, delegation and revocation row against the signed
+/// bytes it keeps and against the log's consent events: a receipt's recipient and
+/// purpose edited in the file (a consent the subject never gave) and a withdrawal row
+/// deleted (a consent revived) are `ledger_invalid` (before: `verified: true`).
+#[test]
+fn audit_verify_re_checks_the_ledger_rows_against_their_signed_bytes() {
+    let d = dir("signed-facts");
+    json(&d, &["keygen"]);
+    json(&d, &["--catalogue", SAMPLE, "simulate", "--devices", "20", "--days", "3"]);
+    let v = json(&d, &["audit", "verify"]);
+    let facts = &v["signed_facts"];
+    assert!(facts["receipts"].as_u64().unwrap() > 0 && facts["withdrawals"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(facts["unsigned_receipts"], 0);
+    let db = d.join("db.sqlite");
+    for (name, sql, says) in [
+        (
+            "widened",
+            "UPDATE ledger_receipt SET recipient = 'lab-eu', purpose = 'research'
+             WHERE seq = (SELECT min(seq) FROM ledger_receipt WHERE recipient = 'calora')",
+            "is not what was signed",
+        ),
+        (
+            "revived",
+            "DELETE FROM ledger_withdrawal WHERE seq = (SELECT min(seq) FROM ledger_withdrawal)",
+            "the log holds it, the ledger does not",
+        ),
+    ] {
+        let copy = d.join(format!("{name}.sqlite"));
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute(&format!("VACUUM INTO '{}'", copy.display()), [])
+            .unwrap();
+        rusqlite::Connection::open(&copy).unwrap().execute_batch(sql).unwrap();
+        let o = run_with(&copy, &d.join("keys"), &["audit", "verify"]);
+        let msg = refused_with(&o, "ledger_invalid");
+        assert!(msg.contains(says), "{name}: {msg}");
+    }
+}

@@ -235,6 +235,49 @@ fn a_revoked_device_is_refused_after_its_revocation_and_kept_before() {
     ));
 }
 
+/// A revocation signed with an `at` still to come (a sale planned for later) takes effect
+/// when it reaches the ledger, not later: what arrives after it is refused, the device
+/// gets no tokens, and an override that closes the subject leaves it no window. Before,
+/// the device kept speaking for its subject until the `at` it was given, and the owner
+/// could not revoke it sooner (`already_revoked`).
+#[test]
+fn a_revocation_dated_in_the_future_takes_effect_when_it_reaches_the_ledger() {
+    let mut rng = SeededRng::seed_from_u64(9);
+    let mut keys = KeyStore::new(7 * 86_400);
+    keys.generate(confiance::envelope::AeadId::ChaCha20Poly1305, t(0), Timestamp::MAX, &mut rng).unwrap();
+    let mut agg = Aggregator::in_memory(catalogue(), keys, AggregatorConfig::default()).unwrap();
+    let owner = SubjectKey::from_bytes(&[1; 32]);
+    let dev = DeviceKey::from_bytes(&[11; 32]);
+    agg.receive_delegation(&owner.delegate(dev.public_key(), t(0), None, t(0)).unwrap().to_bytes(), t(0))
+        .unwrap();
+    // Signed and posted on day 1000, dated day 5000.
+    agg.receive_revocation(&owner.revoke(dev.public_key(), t(5_000), t(1_000)).to_bytes(), t(1_000)).unwrap();
+    let l = agg.ledger();
+    assert_eq!(l.enrolled_device(&dev.public_key(), t(1_000)), Err(EnrollError::DelegationRevoked));
+    assert_eq!(l.enrolled_device(&dev.public_key(), t(999)), Ok(owner.subject_id()));
+    let access = l.subject_access(&owner.subject_id(), t(2_000), None);
+    assert_eq!(access.devices[0].revoked_at, Some(t(1_000)));
+    let logged =
+        agg.store().audit_log().unwrap().store().events_of_kind(&[EventKind::DeviceRevoked]).unwrap();
+    assert!(
+        matches!(logged[..], [ref e] if matches!(e.event, AuditEvent::DeviceRevoked { at, .. } if at == t(1_000)))
+    );
+    // What the device signs afterwards, whatever its `issued_at`, is refused.
+    for (issued, nonce) in [(1_100, 2), (900, 3)] {
+        let r = terms(&owner, issued, nonce).sign(&dev);
+        assert!(matches!(
+            agg.receive_receipt(&r.to_bytes(), t(1_200)),
+            Err(ServiceError::Ledger(LedgerError::Enroll(EnrollError::DelegationRevoked)))
+        ));
+    }
+    // The subject closed by an admin: its device speaks for nobody, now or before day 5000.
+    agg.admin_override(&owner.subject_id(), "ticket 12: subject key lost", t(1_500), t(1_500)).unwrap();
+    assert_eq!(
+        agg.ledger().enrolled_device(&dev.public_key(), t(1_600)),
+        Err(EnrollError::DelegationRevoked)
+    );
+}
+
 #[test]
 fn an_admin_override_is_logged_with_its_reason_and_closes_the_subject() {
     let mut rng = SeededRng::seed_from_u64(8);
@@ -266,6 +309,15 @@ fn an_admin_override_is_logged_with_its_reason_and_closes_the_subject() {
         agg.admin_override(&SubjectId([5; 32]), "lost phone", t(1_000), t(1_000)),
         Err(ServiceError::Ledger(LedgerError::UnknownSubject(_)))
     ));
+    // Nor one dated after it is made: it would close the subject at once but withdraw its
+    // consents and revoke its devices only later (at the end of time: never).
+    for at in [1_001, u64::MAX] {
+        assert!(matches!(
+            agg.admin_override(&s, "lost phone", t(at), t(1_000)),
+            Err(ServiceError::Ledger(LedgerError::OverrideInFuture))
+        ));
+    }
+    assert_eq!(agg.ledger().closed(&s), None);
     assert!(allowed(agg.ledger(), &s, 1_500));
     let logged_before =
         agg.store().audit_log().unwrap().store().events_of_kind(&[EventKind::AdminOverride]).unwrap();

@@ -669,11 +669,49 @@ fn transport_answers() {
     let code = |s: u16, c: &str| (s, Some(c.to_owned()));
     // A path parameter that is not UTF-8: 401 without a token (authentication first),
     // a JSON 400 with one.
-    let bad_path = "/v1/subjects/%FF%FE/access";
-    let (s, c, _) = ask(get(bad_path, None));
-    assert_eq!((s, c), code(401, "missing_credentials"));
-    let (s, c, _) = ask(get(bad_path, Some(&auditor)));
-    assert_eq!((s, c), code(400, "bad_path"));
+    // Every route with a path parameter, the admin's override included.
+    for (method, bad_path) in [
+        ("GET", "/v1/subjects/%FF%FE/access"),
+        ("GET", "/v1/subjects/%FF%FE/report"),
+        ("POST", "/v1/subjects/%FF%FE/override"),
+        ("GET", "/v1/recipients/%FF%FE/view"),
+        ("GET", "/v1/metrics/%FF%FE/who-sees"),
+        ("GET", "/v1/categories/%FF%FE/who-sees"),
+    ] {
+        let ask_as = |token: Option<&str>| {
+            let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+            let body = r#"{"reason": "lost key"}"#;
+            ask(format!(
+                "{method} {bad_path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes())
+        };
+        let (s, c, _) = ask_as(None);
+        assert_eq!((s, c), code(401, "missing_credentials"), "{method} {bad_path}");
+        let (s, c, _) = ask_as(Some(&admin));
+        assert_eq!((s, c), code(400, "bad_path"), "{method} {bad_path}");
+    }
+    // The client's request id is echoed and logged when it is a plain token; one that
+    // could forge fields of the log line (or bloat it) is replaced by a fresh UUID.
+    let with_id = |rid: &str| {
+        let raw =
+            format!("GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Request-Id: {rid}\r\nConnection: close\r\n\r\n");
+        let (s, head, _) = request(server.addr, raw.as_bytes(), Duration::from_secs(10)).unwrap();
+        assert_eq!(s, 200);
+        head.lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-request-id: ").map(str::to_owned))
+            .unwrap()
+    };
+    assert_eq!(with_id("job-42.retry_1"), "job-42.retry_1");
+    let forged = "a}: answered status=201 latency_us=1 code=- FORGED";
+    let long = "A".repeat(65);
+    for rid in [forged, &long] {
+        let echoed = with_id(rid);
+        assert!(echoed.len() == 36 && echoed.chars().all(|c| c.is_ascii_hexdigit() || c == '-'), "{echoed}");
+    }
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(log.contains("request_id=job-42.retry_1") && !log.contains("FORGED") && !log.contains(&long));
     // A malformed query string, an unknown route, a wrong method: JSON too.
     let (s, c, _) = ask(get("/v1/overdue?now=%ZZ", Some(&auditor)));
     assert_eq!(s, 400, "{c:?}");

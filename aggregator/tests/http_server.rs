@@ -286,7 +286,35 @@ fn every_endpoint_role_and_bad_request() {
         format!("/v1/check?recipient=calora&metric=thermostat.fault-code&purpose=service&subject={subject}");
     let (s, v) = h.get(&check, &calora);
     assert_eq!((s, v["allowed"].as_bool()), (200, Some(true)), "{v}");
-    assert_eq!(h.get("/v1/history?recipient=calora", &calora).0, 200);
+    // A recipient's history names subjects by its own alias (docs/http.md): the subject
+    // consented to calora and gridco, and their histories, pooled, do not share an id.
+    let subjects_in = |v: &Value| -> std::collections::BTreeSet<String> {
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| Some(e["fact"]["subject"].as_str()?.to_owned()))
+            .collect()
+    };
+    let alias = |recipient: &str| {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(b"confiance/recipient-subject/v1\0");
+        h.update(recipient.as_bytes());
+        h.update([0]);
+        h.update(unhex(&subject).unwrap());
+        hex(&h.finalize())
+    };
+    let (s, of_calora) = h.get("/v1/history?recipient=calora", &calora);
+    let (s2, of_gridco) = h.get("/v1/history?recipient=gridco", &gridco);
+    assert_eq!((s, s2), (200, 200));
+    let (of_calora, of_gridco) = (subjects_in(&of_calora), subjects_in(&of_gridco));
+    assert!(of_calora.contains(&alias("calora")) && of_gridco.contains(&alias("gridco")), "{of_calora:?}");
+    assert!(of_calora.is_disjoint(&of_gridco), "{of_calora:?} {of_gridco:?}");
+    assert!(!of_calora.contains(&subject) && !of_gridco.contains(&subject));
+    // The auditor (and an admin) see the subject id itself.
+    let (_, audited) = h.get("/v1/history?recipient=calora", &auditor);
+    assert!(subjects_in(&audited).contains(&subject));
     // 8. A recipient asking for another recipient's view, check or history.
     refused(h.get("/v1/recipients/gridco/view", &calora), 403, "not_your_view");
     refused(h.get(&check, &gridco), 403, "not_your_view");

@@ -171,18 +171,24 @@ fn a_report_arriving_after_its_hold_ended_is_refused_and_kept_nowhere() {
         give(&mut w, &mut d, "calora", "service", &["thermostat.fault-code"]);
         d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now).unwrap();
         d.record_service(&id("thermostat.fault-code"), Value::Int(3), now).unwrap();
-        frames.push(d.flush(now).remove(0));
+        // One envelope per track.
+        frames.push(d.flush(now));
     }
+    let ingest_all = |w: &mut World, frames: &[Vec<u8>], at: Timestamp| {
+        let acks: Vec<Ack> = frames.iter().map(|f| w.agg.ingest(f, at).unwrap()).collect();
+        let refused: Vec<Refused> = acks.iter().flat_map(|a| a.refused.clone()).collect();
+        (acks.iter().map(|a| a.reports).sum::<u32>(), refused)
+    };
     let before = snapshot(&w.agg);
     // 95 days later both holds (P90D from the bucket's end, from the collection) are over.
-    let late = w.agg.ingest(&frames[0], now.saturating_add_secs(95 * DAY)).unwrap();
-    assert_eq!(late.reports, 0);
-    assert_eq!(late.refused.len(), 2, "{:?}", late.refused);
-    assert!(late.refused.iter().all(|r| r.refusal == Refusal::TimeOutsideWindow && !r.retry));
+    let (kept, refused) = ingest_all(&mut w, &frames[0], now.saturating_add_secs(95 * DAY));
+    assert_eq!(kept, 0);
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused.iter().all(|r| r.refusal == Refusal::TimeOutsideWindow && !r.retry));
     assert_eq!(snapshot(&w.agg), before, "a refused late report changed the store");
     // The same reports 85 days after collection are within their holds and kept.
-    let in_time = w.agg.ingest(&frames[1], now.saturating_add_secs(85 * DAY)).unwrap();
-    assert_eq!((in_time.reports, in_time.refused.len()), (2, 0), "{:?}", in_time.refused);
+    let (kept, refused) = ingest_all(&mut w, &frames[1], now.saturating_add_secs(85 * DAY));
+    assert_eq!((kept, refused.len()), (2, 0), "{refused:?}");
 }
 
 #[test]
@@ -195,13 +201,19 @@ fn bad_envelopes_and_reports_each_get_their_own_error_and_change_nothing() {
     let svc = give(&mut w, &mut d, "calora", "service", &["thermostat.fault-code"]);
     let _ = d.record(&id("thermostat.mode"), &id("product-improvement"), Value::Category(1), now);
     let _ = d.record_service(&id("thermostat.fault-code"), Value::Int(3), now);
-    let good_frame = d.flush(now).remove(0);
-    let opened = w.agg.keys().open(&good_frame, now, &catalogue().digest()).unwrap();
-    let good: Vec<Report> =
-        envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).map(|(_, r)| r).unwrap();
+    // The statistic's envelope, then the record's (an envelope carries one track).
+    let good_frames = d.flush(now);
+    let mut good: Vec<Report> = Vec::new();
+    for f in &good_frames {
+        let opened = w.agg.keys().open(f, now, &catalogue().digest()).unwrap();
+        good.extend(
+            envelope::decode_body::<Report>(&opened.plaintext, &Default::default()).map(|(_, r)| r).unwrap(),
+        );
+        w.agg.ingest(f, now).unwrap();
+    }
+    let good_frame = good_frames[0].clone();
     let stat = good.iter().find(|r| matches!(r.payload, Payload::Statistic(_))).unwrap().clone();
     let rec = good.iter().find(|r| matches!(r.payload, Payload::Record { .. })).unwrap().clone();
-    w.agg.ingest(&good_frame, now).unwrap();
     let before = snapshot(&w.agg);
 
     let fresh = |r: &Report, rng: &mut SeededRng| Report { id: ReportId::random(rng), ..r.clone() };
@@ -1011,16 +1023,22 @@ fn each_report_is_answered_on_its_own_and_the_device_acts_on_the_answer() {
     // a is withdrawn from before the records' time: the ledger refuses that record for good.
     let wd = d.withdraw_consent(&a, Timestamp::from_secs(T0 - 3_600)).unwrap();
     w.agg.receive_withdrawal(&wd, now).unwrap();
-    let frame = d.flush(now).remove(0);
+    // The statistic travels in an envelope of its own (an envelope carries one track).
+    let mut frames = d.flush(now);
+    assert_eq!(frames.len(), 2);
+    let frame = frames.remove(1);
+    let stat = w.agg.ingest(&frames[0], now).unwrap();
+    assert_eq!((stat.reports, stat.refused.len()), (1, 0), "the statistic is kept: {stat:?}");
+    d.acknowledge_refused(&frames[0], &stat.refused, now);
     let opened = w.agg.keys().open(&frame, now, &catalogue().digest()).unwrap();
     let (_, reports): (_, Vec<Report>) =
         envelope::decode_body(&opened.plaintext, &Default::default()).unwrap();
-    assert_eq!(reports.len(), 3);
+    assert_eq!(reports.len(), 2);
     let index = |receipt| reports.iter().position(|r| r.tag.receipt() == Some(&receipt)).unwrap() as u32;
     let b = confiance::consent::SignedReceipt::from_bytes(&b_bytes).unwrap().id();
 
     let ack = w.agg.ingest(&frame, now).unwrap();
-    assert_eq!(ack.reports, 1, "the statistic is kept: {ack:?}");
+    assert_eq!(ack.reports, 0, "both records refused: {ack:?}");
     let mut refused = ack.refused.clone();
     refused.sort_by_key(|r| r.index);
     let mut want = vec![
@@ -1037,7 +1055,7 @@ fn each_report_is_answered_on_its_own_and_the_device_acts_on_the_answer() {
     assert!(d.flush(now.saturating_add_secs(3_599)).is_empty());
 
     // The answer was lost and the frame comes again: it stayed open (a retryable
-    // refusal), so it is processed again — the statistic is already held.
+    // refusal), so it is processed again.
     let again = w.agg.ingest(&frame, now).unwrap();
     assert_eq!((again.reports, again.refused.len()), (0, 2));
 

@@ -227,6 +227,13 @@ impl SubjectKey {
     }
 
     /// Revokes `device` from `at` on (a lost, stolen or sold device), signed at `issued_at`.
+    ///
+    /// `at` may be in the past (from when the device was lost). An `at` still to come is
+    /// not a planned revocation: the aggregator's ledger applies a revocation from `at`
+    /// or from its arrival, whichever is earlier, so a device is revoked as soon as its
+    /// revocation is posted (a key is revoked once; a later date could not be brought
+    /// forward if the device were stolen meanwhile). To end a device's delegation at a
+    /// later date, delegate it with that `valid_until`.
     #[must_use]
     pub fn revoke(&self, device: DevicePublicKey, at: Timestamp, issued_at: Timestamp) -> SignedRevocation {
         let revocation =

@@ -108,7 +108,8 @@ pub enum AuditEvent {
     DeviceRevoked {
         /// The revocation's id (hash of its signed bytes).
         revocation: DelegationId,
-        /// From when the device is revoked.
+        /// From when the device is revoked: the revocation's `at`, or when it was
+        /// received if that is earlier (`ledger::effective_revocation`).
         at: Timestamp,
     },
     /// An admin closed a subject whose key was lost: its running consents were withdrawn

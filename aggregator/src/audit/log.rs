@@ -178,6 +178,42 @@ impl<S: AuditStore> AuditLog<S> {
         (0..size).map(|seq| self.event(seq)).collect()
     }
 
+    /// Recomputes every stored node — each complete subtree's hash, level by level — from
+    /// the stored leaf hashes and compares it with the store. [`Verifier::audit`] checks
+    /// the events against a root, which reads only the nodes on the root's path; a node
+    /// below them can be rewritten without changing an event or the root, and the
+    /// inclusion and consistency proofs served through it then fail. `O(n)` reads and
+    /// `32 n` bytes.
+    ///
+    /// [`Verifier::audit`]: super::Verifier::audit
+    ///
+    /// ```
+    /// use confiance_aggregator::audit::{AuditEvent, AuditLog};
+    /// let mut log = AuditLog::in_memory();
+    /// log.append(&AuditEvent::CatalogueChange { digest: [1; 32], at: confiance::Timestamp::EPOCH })?;
+    /// log.check_nodes()?;
+    /// # Ok::<(), confiance_aggregator::audit::AuditError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`AuditError::Corrupt`] when a stored node disagrees with the leaves or is
+    /// missing; storage failures.
+    pub fn check_nodes(&self) -> Result<(), AuditError> {
+        let mut level: Vec<Hash> =
+            (0..self.size()).map(|i| self.store.node(0, i)).collect::<Result<_, _>>()?;
+        let mut height = 0u32;
+        while level.len() >= 2 {
+            height += 1;
+            level = level.chunks_exact(2).map(|p| merkle::node_hash(&p[0], &p[1])).collect();
+            for (i, h) in (0u64..).zip(&level) {
+                if self.store.node(height, i)? != *h {
+                    return Err(AuditError::Corrupt("a stored tree node disagrees with the leaves"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The inclusion proof of event `seq` in the tree of `tree_size` events
     /// (RFC 9162 §2.1.3.1; `O(log n)` reads).
     ///

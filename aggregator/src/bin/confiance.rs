@@ -723,8 +723,37 @@ fn open_as(cli: &Cli, kf: &KeyFile, access: Access) -> Result<Aggregator, Fail> 
         Access::ReadOnly => PathBuf::from(format!("file:{}?mode=ro", uri_path(&cli.db))),
         Access::ReadWrite => cli.db.clone(),
     };
-    Aggregator::open(&path, cat, keys, AggregatorConfig::default())
-        .map_err(|e| internal(format!("{}: {e}", cli.db.display())))
+    Aggregator::open(&path, cat, keys, AggregatorConfig::default()).map_err(|e| {
+        if access == Access::ReadOnly && wrote_read_only(&e) {
+            // Opening repairs what a crash between two commits left (docs/crash-safety.md):
+            // a read-only open cannot, and this is what an auditor meets on a log whose
+            // consent events were removed, too.
+            return Fail::from(ApiError::new(
+                409,
+                "needs_repair",
+                format!(
+                    "{}: the database needs a repair a read-only command cannot make: its ledger holds consent the audit log has no event for, or its holdings lag the store (a crash between two commits, or events removed from the log)",
+                    cli.db.display()
+                ),
+            ))
+            .hint("a read-write command (`confiance purge`, `serve`) repairs it, appending the missing consent events at the end of the log; `audit verify --checkpoint` with a checkpoint saved before then tells whether events were removed");
+        }
+        internal(format!("{}: {e}", cli.db.display()))
+    })
+}
+
+/// Whether opening failed because it had to write to a database opened read-only.
+fn wrote_read_only(e: &confiance_aggregator::service::ServiceError) -> bool {
+    use confiance_aggregator::audit::AuditError;
+    use confiance_aggregator::ledger::LedgerError;
+    use confiance_aggregator::service::ServiceError;
+    use confiance_aggregator::store::StoreError;
+    let sqlite = match e {
+        ServiceError::Store(StoreError::Sqlite(e) | StoreError::Audit(AuditError::Sqlite(e)))
+        | ServiceError::Ledger(LedgerError::Store(e)) => e,
+        _ => return false,
+    };
+    sqlite.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly)
 }
 
 /// The PostgreSQL URL `--db` gives, if it is one.
@@ -1424,6 +1453,21 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
             verifier
                 .audit(&cp, &events)
                 .map_err(|e| refused("log_invalid", format!("full audit failed: {e}")))?;
+            // The nodes off the root's path too: the proofs served to auditors read them.
+            log.check_nodes().map_err(|e| refused("log_invalid", format!("stored tree: {e}")))?;
+            // The ledger's rows against the signed bytes they were accepted from (the log
+            // holds their ids only). SQLite: the file an auditor is handed.
+            let facts = match agg.store().as_sqlite() {
+                Some(s) => Some(
+                    confiance_aggregator::audit::verify_signed_facts(
+                        s.connection(),
+                        agg.catalogue(),
+                        &events,
+                    )
+                    .map_err(|e| refused("ledger_invalid", e))?,
+                ),
+                None => None,
+            };
             let mut consistency = Value::Null;
             if let Some(p) = checkpoint {
                 let hint = "the file holds the `text` of `confiance --json audit checkpoint` or of GET /v1/audit/checkpoint (e.g. `jq -r .text`)";
@@ -1459,6 +1503,13 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
                 "root": hex(cp.checkpoint().root()),
                 "events": events.len(),
                 "consistent_with_checkpoint": consistency,
+                "signed_facts": facts.map(|f| json!({
+                    "receipts": f.receipts,
+                    "withdrawals": f.withdrawals,
+                    "delegations": f.delegations,
+                    "revocations": f.revocations,
+                    "unsigned_receipts": f.unsigned_receipts,
+                })),
             }))
         }
     }

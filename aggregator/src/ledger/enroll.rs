@@ -172,7 +172,11 @@ impl<C: Borrow<Connection>> Ledger<C> {
         self.ingest_signed_revocation(&signed, recorded_at)
     }
 
-    /// Records an already decoded (hence signature-verified) revocation.
+    /// Records an already decoded (hence signature-verified) revocation. It takes effect
+    /// from its `at`, or from `recorded_at` if that is earlier: a revocation dated in the
+    /// future is in effect as soon as the ledger has it (nothing arriving after it is
+    /// accepted), so that a revocation planned ahead cannot leave a stolen device a
+    /// window that the owner could no longer close (a key is revoked once).
     ///
     /// # Errors
     /// As [`Self::ingest_revocation`].
@@ -192,7 +196,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
         if dev.revoked.is_some() {
             return Err(LedgerError::AlreadyRevoked);
         }
-        let row = RevocationRow { seq: self.ix.next_seq, at: r.at, recorded_at };
+        let row =
+            RevocationRow { seq: self.ix.next_seq, at: effective_revocation(r.at, recorded_at), recorded_at };
         store::insert_revocation(self.sink(), &r.device, &row, &signed.to_bytes())?;
         self.ix.apply_revocation(&r.device, row);
         Ok(r.device)
@@ -347,7 +352,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
     ///
     /// # Errors
     /// [`LedgerError::BadReason`] for an empty (or blank) reason or one longer than
-    /// [`MAX_REASON_BYTES`]; [`LedgerError::UnknownSubject`];
+    /// [`MAX_REASON_BYTES`]; [`LedgerError::OverrideInFuture`] for an `at` after
+    /// `recorded_at`; [`LedgerError::UnknownSubject`];
     /// [`LedgerError::Enroll`] with [`EnrollError::SubjectClosed`] when already closed;
     /// [`LedgerError::Store`]. Nothing changes on error.
     pub fn override_subject(
@@ -360,6 +366,10 @@ impl<C: Borrow<Connection>> Ledger<C> {
         let reason = reason.trim();
         if reason.is_empty() || reason.len() > MAX_REASON_BYTES {
             return Err(LedgerError::BadReason);
+        }
+        // It closes the subject at once, so it must withdraw and revoke from now at the latest.
+        if at > recorded_at {
+            return Err(LedgerError::OverrideInFuture);
         }
         self.load_subject(subject)?;
         let s = self.ix.subject(subject).ok_or(LedgerError::UnknownSubject(*subject))?;
@@ -391,4 +401,19 @@ impl<C: Borrow<Connection>> Ledger<C> {
         })?;
         Ok(running.into_iter().map(|(_, id, _)| id).collect())
     }
+}
+
+/// The instant a revocation signed for `at` takes effect when it reaches the ledger at
+/// `recorded_at`: `at`, or `recorded_at` if that is earlier.
+///
+/// ```
+/// use confiance::Timestamp;
+/// use confiance_aggregator::ledger::effective_revocation;
+/// let t = Timestamp::from_secs;
+/// assert_eq!(effective_revocation(t(50), t(100)), t(50)); // dated back: from when it was lost
+/// assert_eq!(effective_revocation(t(500), t(100)), t(100)); // dated ahead: from its arrival
+/// ```
+#[must_use]
+pub fn effective_revocation(at: Timestamp, recorded_at: Timestamp) -> Timestamp {
+    at.min(recorded_at)
 }

@@ -38,6 +38,9 @@ pub enum LedgerError {
     /// An admin override without a reason, or with one longer than
     /// [`MAX_REASON_BYTES`](super::MAX_REASON_BYTES).
     BadReason,
+    /// An admin override dated after the instant it is made: it would close the subject
+    /// at once but withdraw its consents and revoke its devices only later.
+    OverrideInFuture,
     /// A withdrawal naming another subject than its receipt's.
     SubjectMismatch,
     /// A withdrawal taking effect before its receipt started.
@@ -98,6 +101,7 @@ impl fmt::Display for LedgerError {
             Self::AlreadyRevoked => f.write_str("the device key is already revoked"),
             Self::UnknownSubject(s) => write!(f, "unknown subject {s}"),
             Self::BadReason => f.write_str("an override needs a reason (at most 1024 bytes)"),
+            Self::OverrideInFuture => f.write_str("an override takes effect now or in the past, not later"),
             Self::SubjectMismatch => f.write_str("withdrawal names another subject than its receipt"),
             Self::BeforeValidity => f.write_str("withdrawal takes effect before its receipt started"),
             Self::AlreadyWithdrawn => f.write_str("withdrawal refused: that consent is already withdrawn"),

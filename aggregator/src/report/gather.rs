@@ -446,7 +446,8 @@ fn log_status(
     let (events, verdict) =
         match (log.export(log.size()), Verifier::new(signer.origin(), signer.verifying_key())) {
             (Ok(events), Ok(verifier)) => {
-                let verdict = verifier.audit(&cp, &events).map_err(|e| e.to_string());
+                let verdict =
+                    verifier.audit(&cp, &events).and_then(|()| log.check_nodes()).map_err(|e| e.to_string());
                 (events, verdict)
             }
             (Err(e), _) => (Vec::new(), Err(format!("export failed: {e}"))),

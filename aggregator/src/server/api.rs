@@ -294,6 +294,26 @@ pub(crate) fn router(state: Arc<State>, limits: &Limits) -> Router {
     traced(routes, metrics)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unfit_request_id))
+}
+
+/// The longest client `X-Request-Id` kept.
+const MAX_REQUEST_ID: usize = 64;
+
+/// Removes a client's `X-Request-Id` that is not 1 to 64 letters, digits, `-`, `_` or
+/// `.` (a fresh UUID replaces it): the id is written into the request log line, where
+/// spaces or braces would let a client forge fields (`status=201`) and a long one
+/// would bloat every line.
+async fn drop_unfit_request_id(mut r: Request<Body>) -> Request<Body> {
+    let fit = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        (1..=MAX_REQUEST_ID).contains(&b.len())
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    };
+    if r.headers().get("x-request-id").is_some_and(|v| !fit(v)) {
+        r.headers_mut().remove("x-request-id");
+    }
+    r
 }
 
 fn routes() -> Router<Arc<State>> {
@@ -604,11 +624,11 @@ struct OverrideRequest {
 async fn post_override(
     AxState(st): St,
     headers: HeaderMap,
-    Path(subject): Path<String>,
+    subject: PathParam,
     body: Body,
 ) -> Result<Response, ApiError> {
     authenticate(&st, &headers, &[Role::Admin])?;
-    let subject = parse_subject(&subject)?;
+    let subject = parse_subject(&path(subject)?)?;
     let bytes = read_body(&st, body).await?;
     let req: OverrideRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(400, "malformed_json", format!("bad override request: {e}")))?;
@@ -833,32 +853,76 @@ async fn get_check(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Res
 async fn get_history(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {
     let who = authenticate(&st, &headers, &[Role::Auditor, Role::Recipient])?;
     let p = params(p, &["subject", "recipient", "from", "to"])?;
-    query(&st, move |agg| {
-        let party = match (p.get("subject"), p.get("recipient")) {
-            (Some(s), None) if who.role != Role::Recipient => Party::Subject(parse_subject(s)?),
-            (None, Some(r)) => {
-                let r = parse_recipient(agg, r)?;
-                own(&who, &r)?;
-                Party::Recipient(r)
-            }
-            (Some(_), None) => {
-                return Err(ApiError::new(403, "not_your_view", "a recipient sees only its own history"));
-            }
-            _ => {
-                return Err(ApiError::new(
-                    400,
-                    "missing_parameter",
-                    "exactly one of `subject` and `recipient` is required",
-                ));
-            }
-        };
-        Ok(Query::History {
-            party,
-            from: time_param(&p, "from", Timestamp::EPOCH)?,
-            to: time_param(&p, "to", Timestamp::MAX)?,
-        })
+    let alias_for = (who.role == Role::Recipient).then(|| who.recipient.clone()).flatten();
+    let mut v = with_agg(&st, move |agg, _| {
+        let q = history_query(agg, &who, &p)?;
+        load_for_query(agg, &q)?;
+        run_query(agg, &q)
     })
-    .await
+    .await?;
+    // A recipient's history names each subject by an alias of its own: the subject id
+    // is the same for every recipient, and recipients pooling their histories would
+    // link the subject across their domains (docs/privacy.md, "Pseudonyms").
+    if let Some(recipient) = alias_for {
+        alias_subjects(&mut v, &recipient);
+    }
+    Ok(ok(StatusCode::OK, v))
+}
+
+/// The alias under which `recipient` sees `subject`:
+/// SHA-256(`confiance/recipient-subject/v1\0` ‖ recipient id ‖ `\0` ‖ subject id).
+/// Anyone who knows both ids (the subject, an auditor) computes it; recipients cannot
+/// join two aliases of one subject.
+fn subject_alias(recipient: &RecipientId, subject: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"confiance/recipient-subject/v1\0");
+    h.update(recipient.as_str().as_bytes());
+    h.update([0]);
+    h.update(subject);
+    h.finalize().into()
+}
+
+/// Replaces every `"subject"` field (64 hex digits) of `v` by the recipient's alias.
+fn alias_subjects(v: &mut Value, recipient: &RecipientId) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                let id = (k == "subject").then(|| x.as_str().and_then(|s| parse_subject(s).ok())).flatten();
+                match id {
+                    Some(id) => *x = Value::String(hex(&subject_alias(recipient, &id.0))),
+                    None => alias_subjects(x, recipient),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| alias_subjects(x, recipient)),
+        _ => {}
+    }
+}
+
+fn history_query(agg: &Aggregator, who: &Principal, p: &HashMap<String, String>) -> Result<Query, ApiError> {
+    let party = match (p.get("subject"), p.get("recipient")) {
+        (Some(s), None) if who.role != Role::Recipient => Party::Subject(parse_subject(s)?),
+        (None, Some(r)) => {
+            let r = parse_recipient(agg, r)?;
+            own(who, &r)?;
+            Party::Recipient(r)
+        }
+        (Some(_), None) => {
+            return Err(ApiError::new(403, "not_your_view", "a recipient sees only its own history"));
+        }
+        _ => {
+            return Err(ApiError::new(
+                400,
+                "missing_parameter",
+                "exactly one of `subject` and `recipient` is required",
+            ));
+        }
+    };
+    Ok(Query::History {
+        party,
+        from: time_param(p, "from", Timestamp::EPOCH)?,
+        to: time_param(p, "to", Timestamp::MAX)?,
+    })
 }
 
 async fn get_overdue(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Response, ApiError> {

@@ -102,6 +102,7 @@ impl ApiError {
                 LedgerError::AlreadyRevoked => (409, "already_revoked"),
                 LedgerError::UnknownSubject(_) => (404, "unknown_subject"),
                 LedgerError::BadReason => (400, "bad_reason"),
+                LedgerError::OverrideInFuture => (400, "override_in_future"),
                 LedgerError::UnknownReceipt(_) | LedgerError::WithdrawalOfUnknownConsent(_) => {
                     (404, "unknown_receipt")
                 }

@@ -102,6 +102,6 @@ def test_the_example_runs(server, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     result = json.loads(out.stdout)
     assert result == {
-        "receipts": [201, 201], "envelopes": 1, "reports_accepted": 9, "recorded": 9,
+        "receipts": [201, 201], "envelopes": 2, "reports_accepted": 9, "recorded": 9,
         "budget_exhausted": 8, "pending": 0,
     }
