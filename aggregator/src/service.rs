@@ -18,7 +18,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use confiance::Timestamp;
@@ -32,6 +32,7 @@ use confiance::report::{Payload, RecordValue};
 use crate::audit::AuditEvent;
 use crate::decision::Decision;
 use crate::estimate::{Accumulator, Combined, Estimate};
+use crate::ingest::prehashed::{Keyed, KeyedSet};
 use crate::ingest::prepare::{Kind, Prepared, Preparer, TagCache};
 use crate::ingest::{Ack, IngestError, Probe, ReplayFilter, ReportError};
 use crate::issuer::{TokenRefusal, TokenVerifier};
@@ -234,8 +235,11 @@ struct Staged {
     partitions: BTreeMap<PartitionKey, Partition>,
     records: Vec<(NewRecord, RecordNote)>,
     seen: Vec<SeenIds>,
-    ids: HashSet<[u8; 16]>,
-    envelopes: HashSet<[u8; 32]>,
+    /// Report and token ids staged, hashed by the replay filter ([`Keyed`]).
+    ids: KeyedSet<16>,
+    /// Keys the staged envelopes will be remembered under, hashed by the replay filter
+    /// (their [`envelope_key`]'s hash).
+    envelopes: KeyedSet<32>,
     audit: Vec<AuditEvent>,
     acks: Vec<Ack>,
     /// Sum of the acks' report counts, kept so a host may poll it after every stage.
@@ -770,7 +774,7 @@ impl Aggregator {
         // Each id is hashed once: its probe both asks the replay filter and, once the
         // id is staged, enters it (the same cache line, still in cache).
         let env_probe = self.seen.probe(&envelope_key(&env_id.0));
-        if self.staged.envelopes.contains(&env_id.0)
+        if self.staged.envelopes.contains(&Keyed::new(&env_probe, env_id.0))
             || (self.maybe_seen(&env_probe)
                 && self.store.envelope_seen(&env_id.0).map_err(IngestError::Store)?)
         {
@@ -780,7 +784,7 @@ impl Aggregator {
         let reports = reports?;
         let mut stats: Vec<(PartitionKey, &confiance::ldp::LdpReport)> = Vec::new();
         let mut records = Vec::new();
-        let mut ids = HashSet::with_capacity(reports.len());
+        let mut ids = KeyedSet::with_capacity_and_hasher(reports.len(), Default::default());
         let mut probes = Vec::with_capacity(reports.len());
         let mut expires = Timestamp::EPOCH;
         let mut new_tags = Vec::new();
@@ -793,8 +797,9 @@ impl Aggregator {
                 continue;
             }
             let probe = self.seen.probe(&r.id.0);
-            if self.staged.ids.contains(&r.id.0)
-                || ids.contains(&r.id.0)
+            let key = Keyed::new(&probe, r.id.0);
+            if self.staged.ids.contains(&key)
+                || ids.contains(&key)
                 || (self.maybe_seen(&probe) && self.store.id_seen(&r.id.0).map_err(IngestError::Store)?)
             {
                 // Already held (a resend, or twice in this envelope): acknowledged, kept once.
@@ -876,7 +881,7 @@ impl Aggregator {
                 }
             }
             // Accepted: remember its id until its bucket can no longer be accepted.
-            ids.insert(r.id.0);
+            ids.insert(key);
             probes.push(probe);
             expires = expires.max(c.expires);
         }
@@ -889,8 +894,9 @@ impl Aggregator {
         if accepted > 0 {
             for (id, until) in tokens {
                 let probe = self.seen.probe(&id);
-                if self.staged.ids.contains(&id)
-                    || !ids.insert(id)
+                let key = Keyed::new(&probe, id);
+                if self.staged.ids.contains(&key)
+                    || !ids.insert(key)
                     || (self.maybe_seen(&probe) && self.store.id_seen(&id).map_err(IngestError::Store)?)
                 {
                     return Err(IngestError::Token(TokenRefusal::Spent));
@@ -943,7 +949,7 @@ impl Aggregator {
             sha2::Digest::update(&mut h, b"confiance/partial-envelope/v1\0");
             sha2::Digest::update(&mut h, env_id.0);
             for id in &ids {
-                sha2::Digest::update(&mut h, id);
+                sha2::Digest::update(&mut h, id.id());
             }
             sha2::Digest::finalize(h).into()
         } else {
@@ -959,11 +965,11 @@ impl Aggregator {
         for probe in &probes {
             self.seen.insert_probe(probe);
         }
-        self.staged.envelopes.insert(seen_key);
+        self.staged.envelopes.insert(Keyed::new(&seen_probe, seen_key));
         self.staged.seen.push(SeenIds {
             envelope: seen_key,
             expires_at: expires,
-            ids: ids.into_iter().collect(),
+            ids: ids.iter().map(|k| *k.id()).collect(),
         });
         self.staged.audit.push(AuditEvent::IngestBatch {
             envelope_digest: env_id.0,
