@@ -246,6 +246,29 @@ struct Staged {
     reports: u64,
 }
 
+impl Staged {
+    /// Everything staged, for a commit. What is left is empty but keeps the memory of
+    /// its id sets, and [`Self::recycle`] gives back that of the batch's lists: each
+    /// batch is staged into the tables and lists of the one before instead of growing
+    /// new ones (tables rehashed at every doubling, fresh pages faulted in).
+    fn take(&mut self) -> Self {
+        let mut ids = core::mem::take(&mut self.ids);
+        let mut envelopes = core::mem::take(&mut self.envelopes);
+        ids.clear();
+        envelopes.clear();
+        core::mem::replace(self, Self { ids, envelopes, ..Self::default() })
+    }
+
+    /// Keeps the memory of a committed (or failed) batch's lists for the next batch.
+    fn recycle(&mut self, batch: CommitBatch) {
+        let CommitBatch { mut seen, mut audit, .. } = batch;
+        seen.clear();
+        audit.clear();
+        self.seen = seen;
+        self.audit = audit;
+    }
+}
+
 /// The server side of confiance. See the [module documentation](self).
 pub struct Aggregator {
     catalogue: Catalogue,
@@ -782,7 +805,7 @@ impl Aggregator {
         }
         let Prepared { reports, tokens, .. } = prepared;
         let reports = reports?;
-        let mut stats: Vec<(PartitionKey, &confiance::ldp::LdpReport)> = Vec::new();
+        let mut stats: Vec<(&PartitionKey, &confiance::ldp::LdpReport)> = Vec::new();
         let mut records = Vec::new();
         let mut ids = KeyedSet::with_capacity_and_hasher(reports.len(), Default::default());
         let mut probes = Vec::with_capacity(reports.len());
@@ -817,7 +840,7 @@ impl Aggregator {
                 new_tags.push((r.metric.clone(), r.tag.clone()));
             }
             match (kind, &r.payload) {
-                (Kind::Statistic(key), Payload::Statistic(ldp)) => stats.push((key.clone(), ldp)),
+                (Kind::Statistic(key), Payload::Statistic(ldp)) => stats.push((key, ldp)),
                 (Kind::Record(receipt), Payload::Record { pseudonym, epoch, value }) => {
                     let receipt = *receipt;
                     // A lazily loaded ledger reads the receipt's subject first.
@@ -915,10 +938,12 @@ impl Aggregator {
             u32::try_from(stats.iter().map(|(k, _)| k).collect::<BTreeSet<_>>().len()).unwrap_or(u32::MAX);
         for (key, ldp) in stats {
             let Some(mech) = self.mechanisms.get(&key.metric) else { continue };
-            let p = self.staged.partitions.entry(key).or_insert_with_key(|key| Partition {
-                acc: Accumulator::new(&partition_mechanism(mech, key)),
-                reports: 0,
-            });
+            // The key is cloned only for a partition new to this batch.
+            if !self.staged.partitions.contains_key(key) {
+                let acc = Accumulator::new(&partition_mechanism(mech, key));
+                self.staged.partitions.insert(key.clone(), Partition { acc, reports: 0 });
+            }
+            let Some(p) = self.staged.partitions.get_mut(key) else { continue };
             if p.acc.add(ldp).is_ok() {
                 p.reports += 1;
             }
@@ -1003,10 +1028,10 @@ impl Aggregator {
     /// # Errors
     /// [`StoreError`].
     pub fn commit(&mut self, now: Timestamp) -> Result<Vec<Ack>, StoreError> {
-        let staged = core::mem::take(&mut self.staged);
-        if staged.acks.is_empty() {
+        if self.staged.acks.is_empty() {
             return Ok(Vec::new());
         }
+        let staged = self.staged.take();
         // Merge in place (no copy of a committed accumulator); `undo` keeps what each
         // partition received, so a failed merge or write can take it back exactly.
         let mut undo: Vec<(PartitionKey, Option<Partition>)> = Vec::with_capacity(staged.partitions.len());
@@ -1029,17 +1054,20 @@ impl Aggregator {
             };
             undo.push((key, added));
         }
+        let (records, notes): (Vec<NewRecord>, Vec<RecordNote>) = staged.records.into_iter().unzip();
         let batch = CommitBatch {
             partitions: undo
                 .iter()
                 .filter_map(|(k, _)| self.partitions.get(k).map(|p| (k, p)))
                 .map(|(k, p)| StoredPartition { key: k.clone(), state: p.acc.to_bytes(), reports: p.reports })
                 .collect(),
-            records: staged.records.iter().map(|(r, _)| r.clone()).collect(),
-            seen: staged.seen.clone(),
+            records,
+            seen: staged.seen,
             audit: staged.audit,
         };
-        if let Err(e) = self.store.commit(&batch) {
+        let stored = self.store.commit(&batch);
+        self.staged.recycle(batch);
+        if let Err(e) = stored {
             self.undo_merges(undo);
             return Err(e);
         }
@@ -1050,7 +1078,6 @@ impl Aggregator {
         // Partitions that were new (nothing to undo) are the ones the ledger must note.
         let fresh: Vec<PartitionKey> =
             undo.into_iter().filter(|(_, added)| added.is_none()).map(|(key, _)| key).collect();
-        let notes: Vec<RecordNote> = staged.records.into_iter().map(|(_, n)| n).collect();
         self.note_holdings(&fresh, &notes, now).map_err(reconcile::ledger_to_store)?;
         Ok(staged.acks)
     }
