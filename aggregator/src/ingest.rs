@@ -11,6 +11,7 @@
 //! send it again later ([`ReportError::retryable`]). A report already held (a resend) is
 //! neither: it is acknowledged without being kept twice.
 
+pub(crate) mod prehashed;
 pub(crate) mod prepare;
 mod replay;
 

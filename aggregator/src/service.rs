@@ -18,7 +18,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use confiance::Timestamp;
@@ -32,6 +32,7 @@ use confiance::report::{Payload, RecordValue};
 use crate::audit::AuditEvent;
 use crate::decision::Decision;
 use crate::estimate::{Accumulator, Combined, Estimate};
+use crate::ingest::prehashed::{Keyed, KeyedSet};
 use crate::ingest::prepare::{Kind, Prepared, Preparer, TagCache};
 use crate::ingest::{Ack, IngestError, Probe, ReplayFilter, ReportError};
 use crate::issuer::{TokenRefusal, TokenVerifier};
@@ -234,12 +235,38 @@ struct Staged {
     partitions: BTreeMap<PartitionKey, Partition>,
     records: Vec<(NewRecord, RecordNote)>,
     seen: Vec<SeenIds>,
-    ids: HashSet<[u8; 16]>,
-    envelopes: HashSet<[u8; 32]>,
+    /// Report and token ids staged, hashed by the replay filter ([`Keyed`]).
+    ids: KeyedSet<16>,
+    /// Keys the staged envelopes will be remembered under, hashed by the replay filter
+    /// (their [`envelope_key`]'s hash).
+    envelopes: KeyedSet<32>,
     audit: Vec<AuditEvent>,
     acks: Vec<Ack>,
     /// Sum of the acks' report counts, kept so a host may poll it after every stage.
     reports: u64,
+}
+
+impl Staged {
+    /// Everything staged, for a commit. What is left is empty but keeps the memory of
+    /// its id sets, and [`Self::recycle`] gives back that of the batch's lists: each
+    /// batch is staged into the tables and lists of the one before instead of growing
+    /// new ones (tables rehashed at every doubling, fresh pages faulted in).
+    fn take(&mut self) -> Self {
+        let mut ids = core::mem::take(&mut self.ids);
+        let mut envelopes = core::mem::take(&mut self.envelopes);
+        ids.clear();
+        envelopes.clear();
+        core::mem::replace(self, Self { ids, envelopes, ..Self::default() })
+    }
+
+    /// Keeps the memory of a committed (or failed) batch's lists for the next batch.
+    fn recycle(&mut self, batch: CommitBatch) {
+        let CommitBatch { mut seen, mut audit, .. } = batch;
+        seen.clear();
+        audit.clear();
+        self.seen = seen;
+        self.audit = audit;
+    }
 }
 
 /// The server side of confiance. See the [module documentation](self).
@@ -766,7 +793,7 @@ impl Aggregator {
         // Each id is hashed once: its probe both asks the replay filter and, once the
         // id is staged, enters it (the same cache line, still in cache).
         let env_probe = self.seen.probe(&envelope_key(&env_id.0));
-        if self.staged.envelopes.contains(&env_id.0)
+        if self.staged.envelopes.contains(&Keyed::new(&env_probe, env_id.0))
             || (self.maybe_seen(&env_probe)
                 && self.store.envelope_seen(&env_id.0).map_err(IngestError::Store)?)
         {
@@ -774,9 +801,9 @@ impl Aggregator {
         }
         let Prepared { reports, tokens, .. } = prepared;
         let reports = reports?;
-        let mut stats: Vec<(PartitionKey, &confiance::ldp::LdpReport)> = Vec::new();
+        let mut stats: Vec<(&PartitionKey, &confiance::ldp::LdpReport)> = Vec::new();
         let mut records = Vec::new();
-        let mut ids = HashSet::with_capacity(reports.len());
+        let mut ids = KeyedSet::with_capacity_and_hasher(reports.len(), Default::default());
         let mut probes = Vec::with_capacity(reports.len());
         let mut expires = Timestamp::EPOCH;
         let mut new_tags = Vec::new();
@@ -789,8 +816,9 @@ impl Aggregator {
                 continue;
             }
             let probe = self.seen.probe(&r.id.0);
-            if self.staged.ids.contains(&r.id.0)
-                || ids.contains(&r.id.0)
+            let key = Keyed::new(&probe, r.id.0);
+            if self.staged.ids.contains(&key)
+                || ids.contains(&key)
                 || (self.maybe_seen(&probe) && self.store.id_seen(&r.id.0).map_err(IngestError::Store)?)
             {
                 // Already held (a resend, or twice in this envelope): acknowledged, kept once.
@@ -808,7 +836,7 @@ impl Aggregator {
                 new_tags.push((r.metric.clone(), r.tag.clone()));
             }
             match (kind, &r.payload) {
-                (Kind::Statistic(key), Payload::Statistic(ldp)) => stats.push((key.clone(), ldp)),
+                (Kind::Statistic(key), Payload::Statistic(ldp)) => stats.push((key, ldp)),
                 (Kind::Record(receipt), Payload::Record { pseudonym, epoch, value }) => {
                     let receipt = *receipt;
                     // A lazily loaded ledger reads the receipt's subject first.
@@ -872,7 +900,7 @@ impl Aggregator {
                 }
             }
             // Accepted: remember its id until its bucket can no longer be accepted.
-            ids.insert(r.id.0);
+            ids.insert(key);
             probes.push(probe);
             expires = expires.max(c.expires);
         }
@@ -885,8 +913,9 @@ impl Aggregator {
         if accepted > 0 {
             for (id, until) in tokens {
                 let probe = self.seen.probe(&id);
-                if self.staged.ids.contains(&id)
-                    || !ids.insert(id)
+                let key = Keyed::new(&probe, id);
+                if self.staged.ids.contains(&key)
+                    || !ids.insert(key)
                     || (self.maybe_seen(&probe) && self.store.id_seen(&id).map_err(IngestError::Store)?)
                 {
                     return Err(IngestError::Token(TokenRefusal::Spent));
@@ -905,10 +934,12 @@ impl Aggregator {
             u32::try_from(stats.iter().map(|(k, _)| k).collect::<BTreeSet<_>>().len()).unwrap_or(u32::MAX);
         for (key, ldp) in stats {
             let Some(mech) = self.mechanisms.get(&key.metric) else { continue };
-            let p = self.staged.partitions.entry(key).or_insert_with_key(|key| Partition {
-                acc: Accumulator::new(&partition_mechanism(mech, key)),
-                reports: 0,
-            });
+            // The key is cloned only for a partition new to this batch.
+            if !self.staged.partitions.contains_key(key) {
+                let acc = Accumulator::new(&partition_mechanism(mech, key));
+                self.staged.partitions.insert(key.clone(), Partition { acc, reports: 0 });
+            }
+            let Some(p) = self.staged.partitions.get_mut(key) else { continue };
             if p.acc.add(ldp).is_ok() {
                 p.reports += 1;
             }
@@ -939,7 +970,7 @@ impl Aggregator {
             sha2::Digest::update(&mut h, b"confiance/partial-envelope/v1\0");
             sha2::Digest::update(&mut h, env_id.0);
             for id in &ids {
-                sha2::Digest::update(&mut h, id);
+                sha2::Digest::update(&mut h, id.id());
             }
             sha2::Digest::finalize(h).into()
         } else {
@@ -955,11 +986,11 @@ impl Aggregator {
         for probe in &probes {
             self.seen.insert_probe(probe);
         }
-        self.staged.envelopes.insert(seen_key);
+        self.staged.envelopes.insert(Keyed::new(&seen_probe, seen_key));
         self.staged.seen.push(SeenIds {
             envelope: seen_key,
             expires_at: expires,
-            ids: ids.into_iter().collect(),
+            ids: ids.iter().map(|k| *k.id()).collect(),
         });
         self.staged.audit.push(AuditEvent::IngestBatch {
             envelope_digest: env_id.0,
@@ -993,10 +1024,10 @@ impl Aggregator {
     /// # Errors
     /// [`StoreError`].
     pub fn commit(&mut self, now: Timestamp) -> Result<Vec<Ack>, StoreError> {
-        let staged = core::mem::take(&mut self.staged);
-        if staged.acks.is_empty() {
+        if self.staged.acks.is_empty() {
             return Ok(Vec::new());
         }
+        let staged = self.staged.take();
         // Merge in place (no copy of a committed accumulator); `undo` keeps what each
         // partition received, so a failed merge or write can take it back exactly.
         let mut undo: Vec<(PartitionKey, Option<Partition>)> = Vec::with_capacity(staged.partitions.len());
@@ -1019,17 +1050,20 @@ impl Aggregator {
             };
             undo.push((key, added));
         }
+        let (records, notes): (Vec<NewRecord>, Vec<RecordNote>) = staged.records.into_iter().unzip();
         let batch = CommitBatch {
             partitions: undo
                 .iter()
                 .filter_map(|(k, _)| self.partitions.get(k).map(|p| (k, p)))
                 .map(|(k, p)| StoredPartition { key: k.clone(), state: p.acc.to_bytes(), reports: p.reports })
                 .collect(),
-            records: staged.records.iter().map(|(r, _)| r.clone()).collect(),
-            seen: staged.seen.clone(),
+            records,
+            seen: staged.seen,
             audit: staged.audit,
         };
-        if let Err(e) = self.store.commit(&batch) {
+        let stored = self.store.commit(&batch);
+        self.staged.recycle(batch);
+        if let Err(e) = stored {
             self.undo_merges(undo);
             return Err(e);
         }
@@ -1040,7 +1074,6 @@ impl Aggregator {
         // Partitions that were new (nothing to undo) are the ones the ledger must note.
         let fresh: Vec<PartitionKey> =
             undo.into_iter().filter(|(_, added)| added.is_none()).map(|(key, _)| key).collect();
-        let notes: Vec<RecordNote> = staged.records.into_iter().map(|(_, n)| n).collect();
         self.note_holdings(&fresh, &notes, now).map_err(reconcile::ledger_to_store)?;
         Ok(staged.acks)
     }

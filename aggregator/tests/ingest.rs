@@ -711,6 +711,53 @@ fn ids_staged_before_a_purge_stay_replays_after_their_commit() {
 }
 
 #[test]
+fn a_failed_commit_forgets_what_it_staged_and_the_resend_is_kept() {
+    // A commit hands the next batch the (emptied) id sets and lists of the one before.
+    // A commit that fails must leave them empty too: the devices send again, and an id
+    // or envelope key still in a staged set would refuse their resend as a replay.
+    const DAY: u64 = 86_400;
+    let mut w = world(14);
+    let now = Timestamp::from_secs(T0);
+    let (db, stat) = scratch_statistic(&mut w, "failed-commit", 73, Value::Category(4));
+    let day = now.truncate(DAY);
+    let frames: Vec<Vec<u8>> =
+        (0..40u8).map(|n| seal(&mut w, &[Report { id: ReportId([n; 16]), ..stat.clone() }], day)).collect();
+    let mut agg = open_at(&w, &db, 16 << 20);
+    for f in &frames[..20] {
+        agg.stage(f, now).unwrap();
+    }
+    assert_eq!(agg.commit(now).unwrap().len(), 20);
+    // The second batch's commit fails in the store.
+    let sql = |agg: &Aggregator, sql: &str| {
+        agg.store().as_sqlite().expect("a SQLite store").connection().execute_batch(sql).unwrap();
+    };
+    sql(
+        &agg,
+        "CREATE TRIGGER fail_commit BEFORE INSERT ON seen_envelope BEGIN SELECT RAISE(FAIL, 'injected'); END;",
+    );
+    for f in &frames[20..] {
+        agg.stage(f, now).unwrap();
+    }
+    assert!(matches!(agg.stage(&frames[20], now), Err(IngestError::ReplayedEnvelope(_))));
+    assert!(agg.commit(now).is_err());
+    assert_eq!((agg.staged_envelopes(), agg.staged_reports()), (0, 0));
+    sql(&agg, "DROP TRIGGER fail_commit;");
+    // The resend is kept, each envelope and report once; the first batch stays a replay.
+    for (i, f) in frames[20..].iter().enumerate() {
+        assert_eq!(staged(&mut agg, f, now), 1, "resent envelope {i}");
+    }
+    assert!(matches!(agg.stage(&frames[20], now), Err(IngestError::ReplayedEnvelope(_))));
+    assert!(matches!(agg.stage(&frames[0], now), Err(IngestError::ReplayedEnvelope(_))));
+    let acks = agg.commit(now).unwrap();
+    assert_eq!(acks.iter().map(|a| a.reports).collect::<Vec<_>>(), [1; 20]);
+    for f in &frames {
+        assert!(matches!(agg.stage(f, now), Err(IngestError::ReplayedEnvelope(_))));
+    }
+    drop(agg);
+    let _ = std::fs::remove_dir_all(db.parent().unwrap());
+}
+
+#[test]
 fn replayed_envelopes_are_refused_from_the_filter_and_the_store_across_restarts() {
     // A fresh envelope no longer costs a store read: its digest is looked up in the
     // replay filter, which holds every staged and committed envelope (inserted when

@@ -42,6 +42,16 @@ pub(crate) struct ReplayFilter<S = RandomState> {
 pub(crate) struct Probe {
     block: usize,
     masks: [u64; BLOCK_WORDS],
+    /// The keyed hash of the id the block and bits come from (staged sets reuse it:
+    /// [`super::prehashed`]).
+    hash: u64,
+}
+
+impl Probe {
+    /// The filter's keyed hash of the id (SipHash-1-3 under the filter's key).
+    pub(crate) const fn hash(&self) -> u64 {
+        self.hash
+    }
 }
 
 /// SplitMix64's output function (Steele, Lea and Flood, "Fast splittable pseudorandom
@@ -94,7 +104,7 @@ impl<S: BuildHasher> ReplayFilter<S> {
                 *m |= 1 << (bit % 64);
             }
         }
-        Probe { block, masks }
+        Probe { block, masks, hash: h }
     }
 
     /// Remembers `id`.
