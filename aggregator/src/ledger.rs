@@ -237,6 +237,9 @@ pub struct Ledger<C: Borrow<Connection> = Connection> {
     /// them, each complete up to the index's `next_seq`). `None`: the index holds every
     /// fact.
     lazy: Option<HashSet<SubjectId>>,
+    /// Opened by [`Ledger::open_postgres_lazy`]: [`Ledger::bound_subjects`] may take it
+    /// back to holding no subject, even after [`Ledger::load_everything`].
+    opened_lazy: bool,
 }
 
 impl<C: Borrow<Connection>> core::fmt::Debug for Ledger<C> {
@@ -339,6 +342,7 @@ impl Ledger<Connection> {
             ix,
             shared: Some(Box::new(shared)),
             lazy: lazy.then(HashSet::new),
+            opened_lazy: lazy,
         };
         ledger.reload()?;
         Ok(ledger)
@@ -357,7 +361,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         store::init(&conn, catalogue.digest())?;
         let names = Names::new(&catalogue);
         let ix = store::load(conn.borrow(), &names, i64::MAX)?;
-        Ok(Self { conn, catalogue, names, ix, shared: None, lazy: None })
+        Ok(Self { conn, catalogue, names, ix, shared: None, lazy: None, opened_lazy: false })
     }
 
     /// Where facts are written: the shared database, or the SQLite connection.
@@ -794,6 +798,35 @@ impl<C: Borrow<Connection>> Ledger<C> {
         if self.lazy.is_none() || self.shared.as_ref().is_some_and(|s| s.in_transaction()) {
             return Ok(false);
         }
+        self.reset_lazy(self.ix.next_seq)?;
+        Ok(true)
+    }
+
+    /// On a ledger opened by [`Ledger::open_postgres_lazy`], forgets every subject (as
+    /// [`Self::forget_subjects`]) when it holds more than `max` — counting every subject
+    /// after [`Self::load_everything`], which it undoes: the ledger is lazy again. What
+    /// bounds the memory of a long-running process: a host calls it between two
+    /// decisions (`Aggregator` does, before each, with
+    /// `AggregatorConfig::max_loaded_subjects`). Returns whether it forgot; never inside
+    /// [`Self::atomically`], nor on a ledger not opened lazily.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// assert!(!ledger.bound_subjects(0)?); // not opened lazily: it holds every fact
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::forget_subjects`].
+    pub fn bound_subjects(&mut self, max: usize) -> Result<bool, LedgerError> {
+        let held = self.lazy.as_ref().map_or(self.ix.subjects.len(), HashSet::len);
+        if !self.opened_lazy || held <= max || self.shared.as_ref().is_some_and(|s| s.in_transaction()) {
+            return Ok(false);
+        }
+        self.lazy.get_or_insert_with(HashSet::new);
         self.reset_lazy(self.ix.next_seq)?;
         Ok(true)
     }

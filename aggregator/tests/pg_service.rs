@@ -507,6 +507,16 @@ fn the_ledger_and_the_token_quota_are_shared_exactly_by_three_processes() {
     assert_eq!(ask(&mut again, &dev, &s, 1, now, 9).unwrap_err().code(), "not_consented");
 }
 
+/// `agg` receives `receipts` (given at `T0 - 10 000`) and ingests `frames` (at `T0`).
+fn feed(agg: &mut Aggregator, receipts: &[Vec<u8>], frames: &[Vec<u8>]) {
+    for r in receipts {
+        agg.receive_receipt(r, Timestamp::from_secs(T0 - 10_000)).unwrap();
+    }
+    for f in frames {
+        agg.ingest(f, Timestamp::from_secs(T0)).unwrap();
+    }
+}
+
 /// Every row of the ledger's tables, the stored records and the audit log (each table's
 /// rows as text, `seq` first where there is one): two databases with equal dumps hold
 /// the same facts in the same order.
@@ -553,15 +563,7 @@ fn the_reconciliation_from_sql_repairs_exactly_what_the_in_memory_one_repairs() 
     let Some(db) = fresh_database("reconcile_sql") else { return };
     let (keys, config) = keys();
     let (receipts, frames) = fleet(12, config);
-    let (given, now) = (Timestamp::from_secs(T0 - 10_000), Timestamp::from_secs(T0));
-    let mut a = all_on_postgres(&db, keys.clone());
-    for r in &receipts {
-        a.receive_receipt(r, given).unwrap();
-    }
-    for f in &frames {
-        a.ingest(f, now).unwrap();
-    }
-    drop(a);
+    feed(&mut all_on_postgres(&db, keys.clone()), &receipts, &frames);
     // A receipt and its withdrawal written by the ledger alone: no consent events.
     let mut ledger = Ledger::open_postgres(&url_of(&db), catalogue()).unwrap();
     let (owner, dev) = (SubjectKey::from_bytes(&[9; 32]), DeviceKey::from_bytes(&[9; 32]));
@@ -665,15 +667,7 @@ fn after_a_watermark_a_crash_between_a_fact_and_its_audit_event_is_still_repaire
     let Some(db) = fresh_database("reconcile_mark") else { return };
     let (keys, config) = keys();
     let (receipts, frames) = fleet(12, config);
-    let (given, now) = (Timestamp::from_secs(T0 - 10_000), Timestamp::from_secs(T0));
-    let mut a = lazy_on_postgres(&db, keys.clone());
-    for r in &receipts {
-        a.receive_receipt(r, given).unwrap();
-    }
-    for f in &frames[..6] {
-        a.ingest(f, now).unwrap();
-    }
-    drop(a);
+    feed(&mut lazy_on_postgres(&db, keys.clone()), &receipts, &frames[..6]);
     // A start on a consistent database marks what it covered.
     drop(lazy_on_postgres(&db, keys.clone()));
     let first = mark(&db).expect("a reconciliation stores its mark");
@@ -681,11 +675,7 @@ fn after_a_watermark_a_crash_between_a_fact_and_its_audit_event_is_still_repaire
     assert!(old_records >= 3 && first.1 > 0, "{first:?}, {old_records} records");
 
     // After the mark: consent without events, and a record stored without its note.
-    let mut b = lazy_on_postgres(&db, keys.clone());
-    for f in &frames[6..] {
-        b.ingest(f, now).unwrap();
-    }
-    drop(b);
+    feed(&mut lazy_on_postgres(&db, keys.clone()), &[], &frames[6..]);
     consent_without_events(&db, 9);
     db.connect(NoTls)
         .unwrap()
@@ -804,14 +794,9 @@ fn a_fact_written_by_another_process_during_reconciliation_is_not_skipped_by_the
     let Some(db) = fresh_database("reconcile_mark_race") else { return };
     let (keys, config) = keys();
     let (receipts, frames) = fleet(12, config);
-    let (given, now) = (Timestamp::from_secs(T0 - 10_000), Timestamp::from_secs(T0));
+    let now = Timestamp::from_secs(T0);
     let mut a = lazy_on_postgres(&db, keys.clone());
-    for r in &receipts {
-        a.receive_receipt(r, given).unwrap();
-    }
-    for f in &frames[..6] {
-        a.ingest(f, now).unwrap();
-    }
+    feed(&mut a, &receipts, &frames[..6]);
     // The other process, already running, writes while the next one reconciles.
     let (other_db, late) = (db.clone(), frames[6..].to_vec());
     let write: Box<dyn FnOnce() + Send> = Box::new(move || {
@@ -840,4 +825,52 @@ fn a_fact_written_by_another_process_during_reconciliation_is_not_skipped_by_the
     assert!(mark(&db).is_some());
     drop(lazy_on_postgres(&db, keys));
     assert_eq!(unrepaired(&db), [0, 0, 0], "the next start repairs them");
+}
+
+/// `AggregatorConfig::max_loaded_subjects` (`serve --max-loaded-subjects`): a lazily
+/// loaded process forgets the subjects it holds, at the start of its next decision, once
+/// they are more than the cap — and after a question across subjects, which loaded the
+/// whole ledger — and answers as before. Loaded counts 1, 2, 3, 4 then back to 1 with a
+/// cap of 3; without the bound they would reach 12.
+#[test]
+fn a_lazy_process_keeps_no_more_subjects_loaded_than_its_cap_between_decisions() {
+    use confiance::ids::SubjectId;
+    let Some(db) = fresh_database("subject_cap") else { return };
+    let (keys, config) = keys();
+    let (receipts, frames) = fleet(12, config);
+    let now = Timestamp::from_secs(T0);
+    let mut whole = all_on_postgres(&db, keys.clone());
+    feed(&mut whole, &receipts, &frames);
+    let subjects: Vec<SubjectId> = db
+        .connect(NoTls)
+        .unwrap()
+        .query("SELECT DISTINCT subject FROM ledger_receipt ORDER BY subject", &[])
+        .unwrap()
+        .iter()
+        .map(|r| SubjectId(r.get::<_, &[u8]>(0).try_into().unwrap()))
+        .collect();
+    assert_eq!(subjects.len(), 12);
+    let capped = AggregatorConfig { max_loaded_subjects: 3, ..AggregatorConfig::default() };
+    let lazy = Ledger::open_postgres_lazy(&url_of(&db), catalogue()).unwrap();
+    let store = Box::new(PgStore::with_config(&db).unwrap());
+    let mut agg = Aggregator::with_store(store, lazy, catalogue(), keys, capped).unwrap();
+    let mut held = Vec::new();
+    for s in &subjects {
+        agg.refresh_ledger().unwrap();
+        agg.load_subject(s).unwrap();
+        assert_eq!(agg.ledger().subject_access(s, now, None), whole.ledger().subject_access(s, now, None));
+        held.push(agg.ledger().loaded_subjects().unwrap());
+    }
+    assert_eq!(held, [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4]);
+    // A question across subjects loads everything; the next decision is lazy again.
+    agg.load_everything().unwrap();
+    assert_eq!(agg.ledger().loaded_subjects(), None);
+    assert_eq!(agg.ledger().overdue(now, None), whole.ledger().overdue(now, None));
+    agg.refresh_ledger().unwrap();
+    assert_eq!(agg.ledger().loaded_subjects(), Some(0));
+    agg.load_subject(&subjects[5]).unwrap();
+    assert_eq!(
+        agg.ledger().subject_access(&subjects[5], now, None),
+        whole.ledger().subject_access(&subjects[5], now, None)
+    );
 }
