@@ -41,9 +41,11 @@
 //! ([`Store::ledger_gaps`](crate::store::Store::ledger_gaps): three anti-joins in one
 //! snapshot), and only the subjects of what needs repair are loaded. The repairs are the
 //! same, in the same order (tested: `pg_service`,
-//! `the_reconciliation_from_sql_repairs_exactly_what_the_in_memory_one_repairs`). Consent
-//! facts without a key in `audit_consent` are still checked against the log, where the
-//! events logged before schema version 5 (without a key) are.
+//! `the_reconciliation_from_sql_repairs_exactly_what_the_in_memory_one_repairs`). The
+//! consent facts without a key in `audit_consent` are those without an event (schema
+//! version 6 added the keys of events logged before version 5), and the database keeps a
+//! watermark of what the last reconciliation examined ([`ReconcileMark`](crate::store::ReconcileMark)):
+//! only what was written after it is compared, so a start does not grow with the ledger.
 //!
 //! **Limit.** A partition purged and later recreated by a late report keeps its purged
 //! holding (the ledger has one row per partition id); its data is still released and
