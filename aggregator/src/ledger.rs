@@ -680,6 +680,52 @@ impl<C: Borrow<Connection>> Ledger<C> {
         Ok(())
     }
 
+    /// On a lazily loaded ledger, loads every subject with a receipt or a disclosure for
+    /// `recipient` (one indexed query to find them, then one query per table for all of
+    /// those not loaded yet): what [`Self::recipient_view`] and the history of a
+    /// recipient read, which then answer exactly as a fully loaded ledger. A no-op on any
+    /// other ledger.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// ledger.load_recipient(&"calora".parse()?)?; // holds every subject already: a no-op
+    /// assert_eq!(ledger.loaded_subjects(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::load_subject`].
+    pub fn load_recipient(&mut self, recipient: &RecipientId) -> Result<(), LedgerError> {
+        let (Some(set), Some(shared)) = (&self.lazy, &self.shared) else { return Ok(()) };
+        let next = self.ix.next_seq;
+        let found = shared.source().subjects_of_recipient(recipient.as_str(), to_i64(next))?;
+        let mut fresh: Vec<SubjectId> = Vec::with_capacity(found.len());
+        for b in &found {
+            let s = SubjectId(b.as_slice().try_into().map_err(|_| LedgerError::Corrupt("subject"))?);
+            if !set.contains(&s) {
+                fresh.push(s);
+            }
+        }
+        fresh.sort_unstable();
+        fresh.dedup();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&[u8]> = fresh.iter().map(|s| s.as_bytes().as_slice()).collect();
+        let sel = store::Select::Subjects(&keys, to_i64(next));
+        if let Err(e) = store::load_into(shared.source(), &self.names, &mut self.ix, sel, None, false) {
+            let _ = self.reset_lazy(next);
+            return Err(e);
+        }
+        if let Some(set) = &mut self.lazy {
+            set.extend(fresh);
+        }
+        Ok(())
+    }
+
     /// [`Self::load_subject`] for the subject `lookup` finds for `key` (one indexed
     /// query), if any.
     fn load_by(&mut self, lookup: store::Lookup, key: &[u8]) -> Result<(), LedgerError> {

@@ -569,9 +569,30 @@ impl Aggregator {
         self.ledger.load_receipt(receipt)
     }
 
+    /// On a lazily loaded ledger, loads the subjects with a receipt or a disclosure for
+    /// `recipient` ([`Ledger::load_recipient`]): what a recipient's view and history
+    /// read. A no-op on any other ledger.
+    ///
+    /// ```
+    /// # use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+    /// # let catalogue = confiance::catalogue::Catalogue::from_toml_str(
+    /// #     include_str!("../../examples/catalogue.toml"))?;
+    /// # let keys = confiance_aggregator::keys::KeyStore::new(0);
+    /// let mut agg = Aggregator::in_memory(catalogue, keys, AggregatorConfig::default())?;
+    /// agg.load_recipient(&"calora".parse()?)?; // in memory: a no-op
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LedgerError`] when the shared ledger cannot be read.
+    pub fn load_recipient(&mut self, recipient: &confiance::ids::RecipientId) -> Result<(), LedgerError> {
+        self.ledger.load_recipient(recipient)
+    }
+
     /// On a lazily loaded ledger, loads every fact (once; the ledger is then the fully
-    /// loaded one): what a question across subjects reads (who sees what, a recipient's
-    /// view or history, overdue records, reports, the catalogue diff). A no-op on any
+    /// loaded one): what a question across subjects reads (who sees what, overdue
+    /// records, reports, the catalogue diff; a recipient's view or history needs only
+    /// [`Self::load_recipient`]). A no-op on any
     /// other ledger.
     ///
     /// ```
