@@ -138,7 +138,7 @@ pub use postgres::LEDGER_LOCK;
 mod store;
 
 use std::borrow::Borrow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
@@ -240,6 +240,10 @@ pub struct Ledger<C: Borrow<Connection> = Connection> {
     /// Opened by [`Ledger::open_postgres_lazy`]: [`Ledger::bound_subjects`] may take it
     /// back to holding no subject, even after [`Ledger::load_everything`].
     opened_lazy: bool,
+    /// On a lazily loaded ledger, the recipients whose subjects are all loaded
+    /// ([`Ledger::load_recipient`]) as of the `seq` given: the next load of one looks
+    /// only at the facts from there on. Emptied with the subjects.
+    recipients: HashMap<RecipientId, u64>,
 }
 
 impl<C: Borrow<Connection>> core::fmt::Debug for Ledger<C> {
@@ -343,6 +347,7 @@ impl Ledger<Connection> {
             shared: Some(Box::new(shared)),
             lazy: lazy.then(HashSet::new),
             opened_lazy: lazy,
+            recipients: HashMap::new(),
         };
         ledger.reload()?;
         Ok(ledger)
@@ -361,7 +366,16 @@ impl<C: Borrow<Connection>> Ledger<C> {
         store::init(&conn, catalogue.digest())?;
         let names = Names::new(&catalogue);
         let ix = store::load(conn.borrow(), &names, i64::MAX)?;
-        Ok(Self { conn, catalogue, names, ix, shared: None, lazy: None, opened_lazy: false })
+        Ok(Self {
+            conn,
+            catalogue,
+            names,
+            ix,
+            shared: None,
+            lazy: None,
+            opened_lazy: false,
+            recipients: HashMap::new(),
+        })
     }
 
     /// Where facts are written: the shared database, or the SQLite connection.
@@ -596,6 +610,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// reads the partitions again, and no subject's fact) and the error is returned.
     fn reset_lazy(&mut self, next: u64) -> Result<(), LedgerError> {
         self.ix = Index::new(&self.names);
+        self.recipients.clear();
         if let Some(set) = &mut self.lazy {
             set.clear();
         }
@@ -681,8 +696,9 @@ impl<C: Borrow<Connection>> Ledger<C> {
     }
 
     /// On a lazily loaded ledger, loads every subject with a receipt or a disclosure for
-    /// `recipient` (one indexed query to find them, then one query per table for all of
-    /// those not loaded yet): what [`Self::recipient_view`] and the history of a
+    /// `recipient` (one indexed query to find them — among the facts since the last
+    /// such load of that recipient, if its subjects are still loaded — then one query per
+    /// table for all of those not loaded yet): what [`Self::recipient_view`] and the history of a
     /// recipient read, which then answer exactly as a fully loaded ledger. A no-op on any
     /// other ledger.
     ///
@@ -701,7 +717,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
     pub fn load_recipient(&mut self, recipient: &RecipientId) -> Result<(), LedgerError> {
         let (Some(set), Some(shared)) = (&self.lazy, &self.shared) else { return Ok(()) };
         let next = self.ix.next_seq;
-        let found = shared.source().subjects_of_recipient(recipient.as_str(), to_i64(next))?;
+        let from = self.recipients.get(recipient).copied().unwrap_or(0);
+        let found = shared.source().subjects_of_recipient(recipient.as_str(), to_i64(from), to_i64(next))?;
         let mut fresh: Vec<SubjectId> = Vec::with_capacity(found.len());
         for b in &found {
             let s = SubjectId(b.as_slice().try_into().map_err(|_| LedgerError::Corrupt("subject"))?);
@@ -712,6 +729,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         fresh.sort_unstable();
         fresh.dedup();
         if fresh.is_empty() {
+            self.recipients.insert(recipient.clone(), next);
             return Ok(());
         }
         let keys: Vec<&[u8]> = fresh.iter().map(|s| s.as_bytes().as_slice()).collect();
@@ -723,6 +741,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         if let Some(set) = &mut self.lazy {
             set.extend(fresh);
         }
+        self.recipients.insert(recipient.clone(), next);
         Ok(())
     }
 

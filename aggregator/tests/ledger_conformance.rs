@@ -798,6 +798,8 @@ mod postgres_only {
             Op::Look { s } => {
                 l.refresh().unwrap();
                 l.load_subject(&owner(s).subject_id()).unwrap();
+                // Remembered: the next load of the recipient looks only at later facts.
+                l.load_recipient(&names().lab).unwrap();
                 "looked".into()
             }
         }
@@ -859,6 +861,13 @@ mod postgres_only {
             let given_ids: Vec<(u8, ReceiptId)> = given.iter().map(|&(s, id, _)| (s, id)).collect();
             for h in &mut handles {
                 h.refresh().unwrap();
+                if h.is_lazy() {
+                    h.load_recipient(&names().lab).unwrap();
+                    proptest::prop_assert_eq!(
+                        recipient_answers(h, &names().lab),
+                        recipient_answers(&fresh, &names().lab)
+                    );
+                }
                 for s in 0..SUBJECTS {
                     let mine: Vec<ReceiptId> = given_ids.iter().filter(|g| g.0 == s).map(|g| g.1).collect();
                     proptest::prop_assert_eq!(

@@ -170,10 +170,15 @@ impl FactSource for PgLedger {
         row.map(|r| r.try_get::<_, Vec<u8>>(0).map_err(wrong_type)).transpose()
     }
 
-    fn subjects_of_recipient(&self, recipient: &str, to: i64) -> Result<Vec<Vec<u8>>, LedgerError> {
+    fn subjects_of_recipient(
+        &self,
+        recipient: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Vec<u8>>, LedgerError> {
         let mut g = self.lock();
         let st = g.prepared(super::store::SUBJECTS_OF_RECIPIENT)?;
-        let rows = g.client.query(&st, &[&recipient, &to]).map_err(pg)?;
+        let rows = g.client.query(&st, &[&recipient, &from, &to]).map_err(pg)?;
         rows.iter().map(|r| r.try_get::<_, Vec<u8>>(0).map_err(wrong_type)).collect()
     }
 

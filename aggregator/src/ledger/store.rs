@@ -343,10 +343,10 @@ impl Select<'_> {
 }
 
 /// The subjects with a receipt or a disclosure for recipient `$1` among the facts with
-/// `seq < $2` (the same SQL on both backends).
-pub(crate) const SUBJECTS_OF_RECIPIENT: &str =
-    "SELECT subject FROM ledger_receipt WHERE recipient = $1 AND seq < $2
-     UNION SELECT subject FROM ledger_disclosure WHERE recipient = $1 AND seq < $2";
+/// `$2 <= seq < $3` (the same SQL on both backends).
+pub(crate) const SUBJECTS_OF_RECIPIENT: &str = "SELECT subject FROM ledger_receipt
+     WHERE recipient = $1 AND seq >= $2 AND seq < $3
+     UNION SELECT subject FROM ledger_disclosure WHERE recipient = $1 AND seq >= $2 AND seq < $3";
 
 /// Lookups a lazily loaded ledger makes to find which subject's facts it needs: each is
 /// one indexed query, `$1` the key's bytes and `$2` the bound on `seq`.
@@ -505,9 +505,10 @@ pub(crate) trait FactSource {
     fn subject_of(&self, lookup: Lookup, key: &[u8], to: i64) -> Result<Option<Vec<u8>>, LedgerError>;
 
     /// The subjects (their ids' bytes) with a receipt or a disclosure for `recipient`
-    /// among the facts with `seq < to`: every subject a question about that recipient
-    /// reads (indexed by recipient on PostgreSQL, schema version 6).
-    fn subjects_of_recipient(&self, recipient: &str, to: i64) -> Result<Vec<Vec<u8>>, LedgerError>;
+    /// among the facts with `from <= seq < to`: every subject a question about that
+    /// recipient reads (indexed by (recipient, seq) on PostgreSQL, schema version 6).
+    fn subjects_of_recipient(&self, recipient: &str, from: i64, to: i64)
+    -> Result<Vec<Vec<u8>>, LedgerError>;
 
     /// How many receipts are stored (to reserve room before a load).
     fn receipt_count(&self) -> Result<u64, LedgerError>;
@@ -548,9 +549,14 @@ impl FactSource for Connection {
         Ok(self.prepare_cached(lookup.sql())?.query_row(params![key, to], |r| r.get(0)).optional()?)
     }
 
-    fn subjects_of_recipient(&self, recipient: &str, to: i64) -> Result<Vec<Vec<u8>>, LedgerError> {
+    fn subjects_of_recipient(
+        &self,
+        recipient: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Vec<u8>>, LedgerError> {
         let mut st = self.prepare_cached(SUBJECTS_OF_RECIPIENT)?;
-        let rows = st.query_map(params![recipient, to], |r| r.get(0))?;
+        let rows = st.query_map(params![recipient, from, to], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -174,8 +174,8 @@ CREATE TABLE IF NOT EXISTS record_gone (
   seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id BYTEA NOT NULL);
 CREATE INDEX IF NOT EXISTS record_seq ON record (seq);
 -- The subjects a question about one recipient reads (`Ledger::load_recipient`).
-CREATE INDEX IF NOT EXISTS ledger_receipt_recipient ON ledger_receipt (recipient);
-CREATE INDEX IF NOT EXISTS ledger_disclosure_recipient ON ledger_disclosure (recipient);
+CREATE INDEX IF NOT EXISTS ledger_receipt_recipient ON ledger_receipt (recipient, seq);
+CREATE INDEX IF NOT EXISTS ledger_disclosure_recipient ON ledger_disclosure (recipient, seq);
 ",
 ];
 
