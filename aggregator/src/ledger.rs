@@ -138,7 +138,7 @@ pub use postgres::LEDGER_LOCK;
 mod store;
 
 use std::borrow::Borrow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
@@ -237,6 +237,13 @@ pub struct Ledger<C: Borrow<Connection> = Connection> {
     /// them, each complete up to the index's `next_seq`). `None`: the index holds every
     /// fact.
     lazy: Option<HashSet<SubjectId>>,
+    /// Opened by [`Ledger::open_postgres_lazy`]: [`Ledger::bound_subjects`] may take it
+    /// back to holding no subject, even after [`Ledger::load_everything`].
+    opened_lazy: bool,
+    /// On a lazily loaded ledger, the recipients whose subjects are all loaded
+    /// ([`Ledger::load_recipient`]) as of the `seq` given: the next load of one looks
+    /// only at the facts from there on. Emptied with the subjects.
+    recipients: HashMap<RecipientId, u64>,
 }
 
 impl<C: Borrow<Connection>> core::fmt::Debug for Ledger<C> {
@@ -339,6 +346,8 @@ impl Ledger<Connection> {
             ix,
             shared: Some(Box::new(shared)),
             lazy: lazy.then(HashSet::new),
+            opened_lazy: lazy,
+            recipients: HashMap::new(),
         };
         ledger.reload()?;
         Ok(ledger)
@@ -357,7 +366,16 @@ impl<C: Borrow<Connection>> Ledger<C> {
         store::init(&conn, catalogue.digest())?;
         let names = Names::new(&catalogue);
         let ix = store::load(conn.borrow(), &names, i64::MAX)?;
-        Ok(Self { conn, catalogue, names, ix, shared: None, lazy: None })
+        Ok(Self {
+            conn,
+            catalogue,
+            names,
+            ix,
+            shared: None,
+            lazy: None,
+            opened_lazy: false,
+            recipients: HashMap::new(),
+        })
     }
 
     /// Where facts are written: the shared database, or the SQLite connection.
@@ -592,6 +610,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// reads the partitions again, and no subject's fact) and the error is returned.
     fn reset_lazy(&mut self, next: u64) -> Result<(), LedgerError> {
         self.ix = Index::new(&self.names);
+        self.recipients.clear();
         if let Some(set) = &mut self.lazy {
             set.clear();
         }
@@ -673,6 +692,56 @@ impl<C: Borrow<Connection>> Ledger<C> {
         if let Some(set) = &mut self.lazy {
             set.insert(*subject);
         }
+        Ok(())
+    }
+
+    /// On a lazily loaded ledger, loads every subject with a receipt or a disclosure for
+    /// `recipient` (one indexed query to find them — among the facts since the last
+    /// such load of that recipient, if its subjects are still loaded — then one query per
+    /// table for all of those not loaded yet): what [`Self::recipient_view`] and the history of a
+    /// recipient read, which then answer exactly as a fully loaded ledger. A no-op on any
+    /// other ledger.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// ledger.load_recipient(&"calora".parse()?)?; // holds every subject already: a no-op
+    /// assert_eq!(ledger.loaded_subjects(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::load_subject`].
+    pub fn load_recipient(&mut self, recipient: &RecipientId) -> Result<(), LedgerError> {
+        let (Some(set), Some(shared)) = (&self.lazy, &self.shared) else { return Ok(()) };
+        let next = self.ix.next_seq;
+        let from = self.recipients.get(recipient).copied().unwrap_or(0);
+        let found = shared.source().subjects_of_recipient(recipient.as_str(), to_i64(from), to_i64(next))?;
+        let mut fresh: Vec<SubjectId> = Vec::with_capacity(found.len());
+        for b in &found {
+            let s = SubjectId(b.as_slice().try_into().map_err(|_| LedgerError::Corrupt("subject"))?);
+            if !set.contains(&s) {
+                fresh.push(s);
+            }
+        }
+        fresh.sort_unstable();
+        fresh.dedup();
+        if fresh.is_empty() {
+            self.recipients.insert(recipient.clone(), next);
+            return Ok(());
+        }
+        let keys: Vec<&[u8]> = fresh.iter().map(|s| s.as_bytes().as_slice()).collect();
+        let sel = store::Select::Subjects(&keys, to_i64(next));
+        if let Err(e) = store::load_into(shared.source(), &self.names, &mut self.ix, sel, None, false) {
+            let _ = self.reset_lazy(next);
+            return Err(e);
+        }
+        if let Some(set) = &mut self.lazy {
+            set.extend(fresh);
+        }
+        self.recipients.insert(recipient.clone(), next);
         Ok(())
     }
 
@@ -794,6 +863,35 @@ impl<C: Borrow<Connection>> Ledger<C> {
         if self.lazy.is_none() || self.shared.as_ref().is_some_and(|s| s.in_transaction()) {
             return Ok(false);
         }
+        self.reset_lazy(self.ix.next_seq)?;
+        Ok(true)
+    }
+
+    /// On a ledger opened by [`Ledger::open_postgres_lazy`], forgets every subject (as
+    /// [`Self::forget_subjects`]) when it holds more than `max` — counting every subject
+    /// after [`Self::load_everything`], which it undoes: the ledger is lazy again. What
+    /// bounds the memory of a long-running process: a host calls it between two
+    /// decisions (`Aggregator` does, before each, with
+    /// `AggregatorConfig::max_loaded_subjects`). Returns whether it forgot; never inside
+    /// [`Self::atomically`], nor on a ledger not opened lazily.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))?;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// assert!(!ledger.bound_subjects(0)?); // not opened lazily: it holds every fact
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::forget_subjects`].
+    pub fn bound_subjects(&mut self, max: usize) -> Result<bool, LedgerError> {
+        let held = self.lazy.as_ref().map_or(self.ix.subjects.len(), HashSet::len);
+        if !self.opened_lazy || held <= max || self.shared.as_ref().is_some_and(|s| s.in_transaction()) {
+            return Ok(false);
+        }
+        self.lazy.get_or_insert_with(HashSet::new);
         self.reset_lazy(self.ix.next_seq)?;
         Ok(true)
     }

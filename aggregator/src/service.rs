@@ -76,11 +76,18 @@ pub struct AggregatorConfig {
     /// share of fresh reports that cost one indexed lookup — is ~0.2% at 13.4 bits per
     /// remembered id (10^7 ids in 16 MiB), ~0.8% at 10 bits, ~10^-5 at 35 bits.
     pub replay_filter_bytes: usize,
+    /// On a lazily loaded ledger ([`Ledger::open_postgres_lazy`], what `confiance serve`
+    /// opens on PostgreSQL), the most subjects kept loaded between two decisions: past
+    /// it, the next decision starts by forgetting them all ([`Ledger::bound_subjects`]),
+    /// and a question across subjects, which loads the whole ledger, is followed by the
+    /// same. Memory is then about this many subjects' facts (~1.2 KB for a subject of
+    /// ten grants), not the ledger's. Ignored by a ledger holding every fact.
+    pub max_loaded_subjects: usize,
 }
 
 impl Default for AggregatorConfig {
     /// 1 MiB envelopes, reports up to 14 days old, 1 hour of skew, default batch limits,
-    /// a 16 MiB replay filter.
+    /// a 16 MiB replay filter, at most 100 000 subjects kept loaded.
     fn default() -> Self {
         Self {
             max_envelope_bytes: 1 << 20,
@@ -88,6 +95,7 @@ impl Default for AggregatorConfig {
             clock_skew_secs: 3_600,
             batch_limits: BatchLimits::default(),
             replay_filter_bytes: 16 << 20,
+            max_loaded_subjects: 100_000,
         }
     }
 }
@@ -526,7 +534,8 @@ impl Aggregator {
 
     /// Brings the consent ledger up to date with what other processes wrote to a shared
     /// (PostgreSQL) ledger ([`Ledger::refresh`]: one query, and the new facts only when
-    /// there are some). Ingest and token issuance do it themselves before deciding; a
+    /// there are some), after forgetting the subjects a lazily loaded ledger holds if
+    /// they are more than [`AggregatorConfig::max_loaded_subjects`]. Ingest and token issuance do it themselves before deciding; a
     /// host answering questions from [`Self::ledger`] (subject access, who sees what)
     /// calls it first. A no-op for a ledger of its own.
     ///
@@ -543,6 +552,8 @@ impl Aggregator {
     /// # Errors
     /// [`LedgerError`] when the shared ledger cannot be read.
     pub fn refresh_ledger(&mut self) -> Result<bool, LedgerError> {
+        // Between two decisions: nothing loaded for the last one is needed any more.
+        self.ledger.bound_subjects(self.config.max_loaded_subjects)?;
         self.ledger.refresh()
     }
 
@@ -585,9 +596,30 @@ impl Aggregator {
         self.ledger.load_receipt(receipt)
     }
 
+    /// On a lazily loaded ledger, loads the subjects with a receipt or a disclosure for
+    /// `recipient` ([`Ledger::load_recipient`]): what a recipient's view and history
+    /// read. A no-op on any other ledger.
+    ///
+    /// ```
+    /// # use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+    /// # let catalogue = confiance::catalogue::Catalogue::from_toml_str(
+    /// #     include_str!("../../examples/catalogue.toml"))?;
+    /// # let keys = confiance_aggregator::keys::KeyStore::new(0);
+    /// let mut agg = Aggregator::in_memory(catalogue, keys, AggregatorConfig::default())?;
+    /// agg.load_recipient(&"calora".parse()?)?; // in memory: a no-op
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LedgerError`] when the shared ledger cannot be read.
+    pub fn load_recipient(&mut self, recipient: &confiance::ids::RecipientId) -> Result<(), LedgerError> {
+        self.ledger.load_recipient(recipient)
+    }
+
     /// On a lazily loaded ledger, loads every fact (once; the ledger is then the fully
-    /// loaded one): what a question across subjects reads (who sees what, a recipient's
-    /// view or history, overdue records, reports, the catalogue diff). A no-op on any
+    /// loaded one): what a question across subjects reads (who sees what, overdue
+    /// records, reports, the catalogue diff; a recipient's view or history needs only
+    /// [`Self::load_recipient`]). A no-op on any
     /// other ledger.
     ///
     /// ```

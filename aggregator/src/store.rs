@@ -213,8 +213,35 @@ pub struct LedgerGaps {
     pub gone_records: Vec<([u8; 16], Timestamp)>,
     /// Receipts (`None`) and withdrawals (`Some(at)`) whose consent event has no key in
     /// the log's `audit_consent` table (schema version 5), in the ledger's order. Events
-    /// logged before version 5 have none: the caller checks these against the log.
+    /// logged before version 5 got theirs when the database was migrated to version 6,
+    /// so these are exactly the facts whose event is missing.
     pub unlogged_consent: Vec<(ReceiptId, Option<Timestamp>)>,
+    /// What these answers cover, for [`Store::mark_reconciled`] once they are repaired
+    /// (`None`: the store keeps no watermark).
+    pub mark: Option<ReconcileMark>,
+}
+
+/// The reconciliation's watermark (PostgreSQL, schema version 6): how far a
+/// reconciliation examined the store and the ledger. [`Store::ledger_gaps`] looks only
+/// past the stored one — so a start costs what was written since the last one, not the
+/// ledger's size — and returns the next, which [`Store::mark_reconciled`] stores once
+/// its gaps are repaired. Each bound is one that no uncommitted write can fall under
+/// (docs/scaling.md, "The reconciliation's watermark").
+///
+/// ```
+/// use confiance_aggregator::store::ReconcileMark;
+/// let first = ReconcileMark { ledger_seq: 10, record_seq: 4, gone_seq: 0 };
+/// assert!(first.ledger_seq > 0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileMark {
+    /// Every ledger fact whose `seq` is below it was examined: consent facts without an
+    /// event, holdings whose record is gone.
+    pub ledger_seq: i64,
+    /// Every stored record whose `seq` is at most it was examined (a holding noted).
+    pub record_seq: i64,
+    /// Every record purged at or before this position of `record_gone` was examined.
+    pub gone_seq: i64,
 }
 
 /// Report ids remembered for replay protection, grouped by envelope.
@@ -372,14 +399,26 @@ pub trait Store {
     }
 
     /// Where the ledger's tables are in the store's database (PostgreSQL): the records
-    /// and consent facts the reconciliation would repair, found in SQL ([`LedgerGaps`]).
-    /// `Ok(None)` where the store cannot see the ledger (SQLite, whose ledger may be
+    /// and consent facts the reconciliation would repair, found in SQL ([`LedgerGaps`]),
+    /// among what was written after the stored [`ReconcileMark`] (everything when there
+    /// is none: a database not reconciled since schema version 6). `Ok(None)` where the store cannot see the ledger (SQLite, whose ledger may be
     /// elsewhere): the caller compares in memory.
     ///
     /// # Errors
     /// [`StoreError`] when the tables cannot be read or an id does not read back.
     fn ledger_gaps(&self) -> Result<Option<LedgerGaps>, StoreError> {
         Ok(None)
+    }
+
+    /// Stores `mark` ([`LedgerGaps::mark`]) once everything [`Self::ledger_gaps`] found
+    /// below it is repaired, unless a mark at least as far is stored already. A no-op
+    /// where the store keeps no watermark (SQLite).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the mark cannot be written.
+    fn mark_reconciled(&mut self, mark: &ReconcileMark) -> Result<(), StoreError> {
+        let _ = mark;
+        Ok(())
     }
 
     /// The SQLite store when this is one: the aggregator then keeps its ledger in the

@@ -507,6 +507,16 @@ fn the_ledger_and_the_token_quota_are_shared_exactly_by_three_processes() {
     assert_eq!(ask(&mut again, &dev, &s, 1, now, 9).unwrap_err().code(), "not_consented");
 }
 
+/// `agg` receives `receipts` (given at `T0 - 10 000`) and ingests `frames` (at `T0`).
+fn feed(agg: &mut Aggregator, receipts: &[Vec<u8>], frames: &[Vec<u8>]) {
+    for r in receipts {
+        agg.receive_receipt(r, Timestamp::from_secs(T0 - 10_000)).unwrap();
+    }
+    for f in frames {
+        agg.ingest(f, Timestamp::from_secs(T0)).unwrap();
+    }
+}
+
 /// Every row of the ledger's tables, the stored records and the audit log (each table's
 /// rows as text, `seq` first where there is one): two databases with equal dumps hold
 /// the same facts in the same order.
@@ -545,22 +555,15 @@ fn count(config: &Config, table: &str) -> i64 {
 /// row. The crash: the holdings notes of two stored records lost, two records purged
 /// from the store without their notes, a receipt and a withdrawal recorded without
 /// their consent events, and one consent event logged before schema version 5 (its key
-/// not in `audit_consent`: found in the log, not logged twice).
+/// not in `audit_consent`, the database set back to version 5: the migration to 6 finds
+/// its key in the log, and it is not logged twice).
 #[test]
 fn the_reconciliation_from_sql_repairs_exactly_what_the_in_memory_one_repairs() {
     use confiance::consent::{DeviceKey, SubjectKey};
     let Some(db) = fresh_database("reconcile_sql") else { return };
     let (keys, config) = keys();
     let (receipts, frames) = fleet(12, config);
-    let (given, now) = (Timestamp::from_secs(T0 - 10_000), Timestamp::from_secs(T0));
-    let mut a = all_on_postgres(&db, keys.clone());
-    for r in &receipts {
-        a.receive_receipt(r, given).unwrap();
-    }
-    for f in &frames {
-        a.ingest(f, now).unwrap();
-    }
-    drop(a);
+    feed(&mut all_on_postgres(&db, keys.clone()), &receipts, &frames);
     // A receipt and its withdrawal written by the ledger alone: no consent events.
     let mut ledger = Ledger::open_postgres(&url_of(&db), catalogue()).unwrap();
     let (owner, dev) = (SubjectKey::from_bytes(&[9; 32]), DeviceKey::from_bytes(&[9; 32]));
@@ -575,7 +578,8 @@ fn the_reconciliation_from_sql_repairs_exactly_what_the_in_memory_one_repairs() 
         c.batch_execute(
             "DELETE FROM ledger_record WHERE id IN (SELECT id FROM record ORDER BY seq DESC LIMIT 2);
              DELETE FROM record WHERE id IN (SELECT id FROM record ORDER BY seq LIMIT 2);
-             DELETE FROM audit_consent WHERE receipt = (SELECT id FROM ledger_receipt ORDER BY seq LIMIT 1);",
+             DELETE FROM audit_consent WHERE receipt = (SELECT id FROM ledger_receipt ORDER BY seq LIMIT 1);
+             UPDATE confiance_schema SET version = 5;",
         )
         .unwrap();
     }
@@ -607,4 +611,266 @@ fn the_reconciliation_from_sql_repairs_exactly_what_the_in_memory_one_repairs() 
     assert_eq!(count(&db, "ledger_record"), records + 2, "two holdings noted");
     assert_eq!(count(&db, "ledger_record_purge"), purges + 2, "two holdings noted purged");
     assert_eq!(dump(&copy), repaired, "the reconciliation from SQL repaired the same, in the same order");
+}
+
+/// A lazily loaded process on the database `config` names (what `confiance serve` opens).
+fn lazy_on_postgres(config: &Config, keys: KeyStore) -> Aggregator {
+    with_ledger(config, keys, Ledger::open_postgres_lazy(&url_of(config), catalogue()).unwrap())
+}
+
+/// What a reconciliation has left to repair, counted over the whole database (the
+/// oracle: no watermark): stored records without a holding, held records the store no
+/// longer has, receipts and withdrawals without a consent event's key.
+fn unrepaired(config: &Config) -> [i64; 3] {
+    let mut c = config.connect(NoTls).unwrap();
+    let mut n = |q: &str| -> i64 { c.query_one(q, &[]).unwrap().get(0) };
+    [
+        n("SELECT count(*) FROM record r WHERE NOT EXISTS (SELECT 1 FROM ledger_record l WHERE l.id = r.id)"),
+        n("SELECT count(*) FROM ledger_record l
+           WHERE NOT EXISTS (SELECT 1 FROM ledger_record_purge p WHERE p.record = l.id)
+             AND NOT EXISTS (SELECT 1 FROM record r WHERE r.id = l.id)"),
+        n("SELECT (SELECT count(*) FROM ledger_receipt c WHERE NOT EXISTS
+             (SELECT 1 FROM audit_consent a WHERE a.receipt = c.id AND NOT a.withdrawn))
+           + (SELECT count(*) FROM ledger_withdrawal w WHERE NOT EXISTS
+             (SELECT 1 FROM audit_consent a WHERE a.receipt = w.receipt AND a.withdrawn))"),
+    ]
+}
+
+/// The stored watermark (`ledger_seq`, `record_seq`, `gone_seq`), if any.
+fn mark(config: &Config) -> Option<(i64, i64, i64)> {
+    let mut c = config.connect(NoTls).unwrap();
+    c.query_opt("SELECT ledger_seq, record_seq, gone_seq FROM reconcile_mark", &[])
+        .unwrap()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+}
+
+/// A receipt and its withdrawal recorded by the ledger alone — a process that crashed
+/// between the ledger's commit and the consent events' — for the subject `k`.
+fn consent_without_events(config: &Config, k: u8) {
+    use confiance::consent::{DeviceKey, SubjectKey};
+    let mut ledger = Ledger::open_postgres(&url_of(config), catalogue()).unwrap();
+    let (owner, dev) = (SubjectKey::from_bytes(&[k; 32]), DeviceKey::from_bytes(&[k; 32]));
+    let receipt = fixtures::calora_mode_receipt(&owner, &dev, T0 - 5_000, 1);
+    ledger.ingest_receipt(&receipt.to_bytes(), Timestamp::from_secs(T0 - 5_000)).unwrap();
+    let w = owner.withdraw(&receipt, Timestamp::from_secs(T0 - 100), Timestamp::from_secs(T0 - 100)).unwrap();
+    ledger.ingest_withdrawal(&w.to_bytes(), Timestamp::from_secs(T0 - 90)).unwrap();
+}
+
+/// Schema version 6's watermark: a reconciliation examines only what was written after
+/// the last one, and what a crash leaves after it is still repaired — consent facts
+/// without their events, a stored record without its holdings note, records purged
+/// without their purge notes (old holdings, found through `record_gone`). And the bound
+/// is real: a gap made *under* the mark (an old event's key removed by hand) is not
+/// examined again.
+#[test]
+fn after_a_watermark_a_crash_between_a_fact_and_its_audit_event_is_still_repaired() {
+    let Some(db) = fresh_database("reconcile_mark") else { return };
+    let (keys, config) = keys();
+    let (receipts, frames) = fleet(12, config);
+    feed(&mut lazy_on_postgres(&db, keys.clone()), &receipts, &frames[..6]);
+    // A start on a consistent database marks what it covered.
+    drop(lazy_on_postgres(&db, keys.clone()));
+    let first = mark(&db).expect("a reconciliation stores its mark");
+    let old_records = count(&db, "record");
+    assert!(old_records >= 3 && first.1 > 0, "{first:?}, {old_records} records");
+
+    // After the mark: consent without events, and a record stored without its note.
+    feed(&mut lazy_on_postgres(&db, keys.clone()), &[], &frames[6..]);
+    consent_without_events(&db, 9);
+    db.connect(NoTls)
+        .unwrap()
+        .batch_execute(
+            "DELETE FROM ledger_record WHERE id = (SELECT id FROM record ORDER BY seq DESC LIMIT 1)",
+        )
+        .unwrap();
+    // Under the mark: an old receipt's event key removed (not a crash a mark must cover).
+    db.connect(NoTls)
+        .unwrap()
+        .batch_execute(
+            "DELETE FROM audit_consent WHERE receipt = (SELECT id FROM ledger_receipt ORDER BY seq LIMIT 1)",
+        )
+        .unwrap();
+    assert_eq!(unrepaired(&db), [1, 0, 3]);
+    let c = lazy_on_postgres(&db, keys.clone());
+    assert_eq!(c.ledger().loaded_subjects(), Some(1), "the subject of the record noted only");
+    drop(c);
+    assert_eq!(unrepaired(&db), [0, 0, 1], "repaired after the mark; the gap under it not examined");
+    let second = mark(&db).unwrap();
+    assert!(second.0 > first.0 && second.1 > first.1, "{first:?} then {second:?}");
+
+    // After the second mark: the store purges every record, and the process crashes
+    // before the ledger's purge notes (holdings noted before the mark).
+    let purged = PgStore::with_config(&db).unwrap().purge(Timestamp::from_secs(T0 + 400 * 86_400)).unwrap();
+    assert_eq!(i64::try_from(purged.records).unwrap(), count(&db, "ledger_record"));
+    assert_eq!(unrepaired(&db), [0, purged.records as i64, 1]);
+    drop(lazy_on_postgres(&db, keys));
+    assert_eq!(unrepaired(&db), [0, 0, 1]);
+    let third = mark(&db).unwrap();
+    assert!(third.2 > second.2, "{second:?} then {third:?}");
+    assert_eq!(count(&db, "record_gone"), 0, "purges under the mark are not kept");
+}
+
+/// A store whose `ledger_gaps` lets another process write right after it has read —
+/// a write that falls between a reconciliation's reading of the gaps and its storing
+/// of the mark.
+struct WriteDuringReconcile {
+    inner: PgStore,
+    meanwhile: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl confiance_aggregator::store::Store for WriteDuringReconcile {
+    fn partitions(&self) -> Result<Vec<confiance_aggregator::store::StoredPartition>, StoreError> {
+        self.inner.partitions()
+    }
+    fn seen_ids(&self, now: Timestamp) -> Result<Vec<([u8; 16], Timestamp)>, StoreError> {
+        self.inner.seen_ids(now)
+    }
+    fn for_each_seen_id(
+        &self,
+        now: Timestamp,
+        f: &mut dyn FnMut(&[u8; 16], Timestamp),
+    ) -> Result<(), StoreError> {
+        self.inner.for_each_seen_id(now, f)
+    }
+    fn id_seen(&self, id: &[u8; 16]) -> Result<bool, StoreError> {
+        self.inner.id_seen(id)
+    }
+    fn for_each_seen_envelope(&self, f: &mut dyn FnMut(&[u8; 32])) -> Result<(), StoreError> {
+        self.inner.for_each_seen_envelope(f)
+    }
+    fn envelope_seen(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        self.inner.envelope_seen(digest)
+    }
+    fn commit(&mut self, batch: &confiance_aggregator::store::CommitBatch) -> Result<(), StoreError> {
+        self.inner.commit(batch)
+    }
+    fn records(
+        &self,
+        recipient: &confiance::ids::RecipientId,
+        metric: &confiance::ids::MetricId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<confiance_aggregator::store::Record>, StoreError> {
+        self.inner.records(recipient, metric, from, to)
+    }
+    fn purge(&mut self, now: Timestamp) -> Result<confiance_aggregator::store::PurgeReport, StoreError> {
+        self.inner.purge(now)
+    }
+    fn append_audit(&mut self, events: &[confiance_aggregator::audit::AuditEvent]) -> Result<(), StoreError> {
+        self.inner.append_audit(events)
+    }
+    fn record_heads(&self) -> Result<Vec<confiance_aggregator::store::RecordHead>, StoreError> {
+        self.inner.record_heads()
+    }
+    fn audit_store(&self) -> Box<dyn confiance_aggregator::audit::AuditStore + '_> {
+        self.inner.audit_store()
+    }
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
+    fn ledger_gaps(&self) -> Result<Option<confiance_aggregator::store::LedgerGaps>, StoreError> {
+        let gaps = self.inner.ledger_gaps();
+        if let Some(write) = self.meanwhile.lock().unwrap().take() {
+            write();
+        }
+        gaps
+    }
+    fn mark_reconciled(
+        &mut self,
+        mark: &confiance_aggregator::store::ReconcileMark,
+    ) -> Result<(), StoreError> {
+        self.inner.mark_reconciled(mark)
+    }
+}
+
+/// Several processes share one database, so a reconciliation's mark must not cover what
+/// another wrote while it ran: a receipt and withdrawal recorded (and their events lost
+/// in a crash) and a record stored (its holdings note lost) between the reconciliation's
+/// reading of the gaps and its storing of the mark are repaired by the next start. (A
+/// mark taken when it is stored — the head of the ledger then, the highest record then —
+/// would skip them for ever.)
+#[test]
+fn a_fact_written_by_another_process_during_reconciliation_is_not_skipped_by_the_watermark() {
+    let Some(db) = fresh_database("reconcile_mark_race") else { return };
+    let (keys, config) = keys();
+    let (receipts, frames) = fleet(12, config);
+    let now = Timestamp::from_secs(T0);
+    let mut a = lazy_on_postgres(&db, keys.clone());
+    feed(&mut a, &receipts, &frames[..6]);
+    // The other process, already running, writes while the next one reconciles.
+    let (other_db, late) = (db.clone(), frames[6..].to_vec());
+    let write: Box<dyn FnOnce() + Send> = Box::new(move || {
+        consent_without_events(&other_db, 9);
+        for f in &late {
+            a.ingest(f, now).unwrap();
+        }
+        other_db
+            .connect(NoTls)
+            .unwrap()
+            .batch_execute(
+                "DELETE FROM ledger_record WHERE id = (SELECT id FROM record ORDER BY seq DESC LIMIT 1)",
+            )
+            .unwrap();
+    });
+    let store = WriteDuringReconcile {
+        inner: PgStore::with_config(&db).unwrap(),
+        meanwhile: std::sync::Mutex::new(Some(write)),
+    };
+    let lazy = Ledger::open_postgres_lazy(&url_of(&db), catalogue()).unwrap();
+    let b =
+        Aggregator::with_store(Box::new(store), lazy, catalogue(), keys.clone(), AggregatorConfig::default())
+            .unwrap();
+    drop(b);
+    assert_eq!(unrepaired(&db), [1, 0, 2], "written during the reconciliation, after its reading");
+    assert!(mark(&db).is_some());
+    drop(lazy_on_postgres(&db, keys));
+    assert_eq!(unrepaired(&db), [0, 0, 0], "the next start repairs them");
+}
+
+/// `AggregatorConfig::max_loaded_subjects` (`serve --max-loaded-subjects`): a lazily
+/// loaded process forgets the subjects it holds, at the start of its next decision, once
+/// they are more than the cap — and after a question across subjects, which loaded the
+/// whole ledger — and answers as before. Loaded counts 1, 2, 3, 4 then back to 1 with a
+/// cap of 3; without the bound they would reach 12.
+#[test]
+fn a_lazy_process_keeps_no_more_subjects_loaded_than_its_cap_between_decisions() {
+    use confiance::ids::SubjectId;
+    let Some(db) = fresh_database("subject_cap") else { return };
+    let (keys, config) = keys();
+    let (receipts, frames) = fleet(12, config);
+    let now = Timestamp::from_secs(T0);
+    let mut whole = all_on_postgres(&db, keys.clone());
+    feed(&mut whole, &receipts, &frames);
+    let subjects: Vec<SubjectId> = db
+        .connect(NoTls)
+        .unwrap()
+        .query("SELECT DISTINCT subject FROM ledger_receipt ORDER BY subject", &[])
+        .unwrap()
+        .iter()
+        .map(|r| SubjectId(r.get::<_, &[u8]>(0).try_into().unwrap()))
+        .collect();
+    assert_eq!(subjects.len(), 12);
+    let capped = AggregatorConfig { max_loaded_subjects: 3, ..AggregatorConfig::default() };
+    let lazy = Ledger::open_postgres_lazy(&url_of(&db), catalogue()).unwrap();
+    let store = Box::new(PgStore::with_config(&db).unwrap());
+    let mut agg = Aggregator::with_store(store, lazy, catalogue(), keys, capped).unwrap();
+    let mut held = Vec::new();
+    for s in &subjects {
+        agg.refresh_ledger().unwrap();
+        agg.load_subject(s).unwrap();
+        assert_eq!(agg.ledger().subject_access(s, now, None), whole.ledger().subject_access(s, now, None));
+        held.push(agg.ledger().loaded_subjects().unwrap());
+    }
+    assert_eq!(held, [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4]);
+    // A question across subjects loads everything; the next decision is lazy again.
+    agg.load_everything().unwrap();
+    assert_eq!(agg.ledger().loaded_subjects(), None);
+    assert_eq!(agg.ledger().overdue(now, None), whole.ledger().overdue(now, None));
+    agg.refresh_ledger().unwrap();
+    assert_eq!(agg.ledger().loaded_subjects(), Some(0));
+    agg.load_subject(&subjects[5]).unwrap();
+    assert_eq!(
+        agg.ledger().subject_access(&subjects[5], now, None),
+        whole.ledger().subject_access(&subjects[5], now, None)
+    );
 }

@@ -120,6 +120,11 @@ enum Cmd {
         /// Most requests handled at once; more wait (1 to 65 536).
         #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_536))]
         max_in_flight: u32,
+        /// On PostgreSQL, the most subjects of the ledger kept in memory between two
+        /// requests; past it they are all forgotten and read again when asked about
+        /// (docs/scaling.md). Ignored on SQLite, whose ledger is in memory whole.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
+        max_loaded_subjects: u64,
         /// Issue report tokens (`POST /v1/tokens`) and require them on envelopes: a file
         /// holding the issuer's 32-byte secret as 64 hex digits (docs/privacy.md).
         #[arg(long)]
@@ -679,7 +684,7 @@ fn describe_catalogue(c: &Catalogue) -> String {
 /// catalogue. A read-only command never creates a database, and opens it read-only.
 fn open_as(cli: &Cli, kf: &KeyFile, access: Access) -> Result<Aggregator, Fail> {
     if let Some(url) = postgres_url(cli) {
-        return open_postgres(cli, kf, url, false);
+        return open_postgres(cli, kf, url, None);
     }
     let keys = kf.key_store().map_err(|e| bad("bad_key_file", e))?;
     let (id, cat) = identity(cli, kf)?;
@@ -766,9 +771,15 @@ fn postgres_url(cli: &Cli) -> Option<&str> {
 /// `--catalogue` names (the ledger refuses one it was not created with) and the keys are
 /// the key file's, files every process reads alike. The database is opened for writing
 /// whatever the command: a read command writes nothing. `lazy` (`serve`): the ledger
-/// loads no subject at open, each request loads what it reads (docs/scaling.md).
+/// loads no subject at open, each request loads what it reads (docs/scaling.md), under
+/// that configuration (its bound on the subjects loaded).
 #[cfg(feature = "postgres")]
-fn open_postgres(cli: &Cli, kf: &KeyFile, url: &str, lazy: bool) -> Result<Aggregator, Fail> {
+fn open_postgres(
+    cli: &Cli,
+    kf: &KeyFile,
+    url: &str,
+    lazy: Option<AggregatorConfig>,
+) -> Result<Aggregator, Fail> {
     use confiance_aggregator::ledger::Ledger;
     use confiance_aggregator::store::PgStore;
     let keys = kf.key_store().map_err(|e| bad("bad_key_file", e))?;
@@ -779,18 +790,18 @@ fn open_postgres(cli: &Cli, kf: &KeyFile, url: &str, lazy: bool) -> Result<Aggre
     }
     let cat = parse_catalogue_text(&catalogue_text(cli)?, &catalogue_source(cli))?;
     let store = PgStore::connect(url).map_err(|e| internal(format!("postgres store: {e}")))?;
-    let ledger = if lazy {
+    let ledger = if lazy.is_some() {
         Ledger::open_postgres_lazy(url, cat.clone())
     } else {
         Ledger::open_postgres(url, cat.clone())
     }
     .map_err(|e| internal(format!("postgres ledger: {e}")))?;
-    Aggregator::with_store(Box::new(store), ledger, cat, keys, AggregatorConfig::default())
+    Aggregator::with_store(Box::new(store), ledger, cat, keys, lazy.unwrap_or_default())
         .map_err(|e| internal(format!("postgres: {e}")))
 }
 
 #[cfg(not(feature = "postgres"))]
-fn open_postgres(_: &Cli, _: &KeyFile, _: &str, _: bool) -> Result<Aggregator, Fail> {
+fn open_postgres(_: &Cli, _: &KeyFile, _: &str, _: Option<AggregatorConfig>) -> Result<Aggregator, Fail> {
     Err(bad("no_postgres", "this build has no PostgreSQL support (cargo feature `postgres`)"))
 }
 
@@ -906,12 +917,17 @@ fn run(cli: Cli) -> Result<Value, Fail> {
             drain_ms,
             max_connections,
             max_in_flight,
+            max_loaded_subjects,
             token_secret,
         } => {
             let kf = key_file(&cli)?;
             // On PostgreSQL the ledger is loaded lazily: a start reads no subject.
+            let config = AggregatorConfig {
+                max_loaded_subjects: usize::try_from(*max_loaded_subjects).unwrap_or(usize::MAX),
+                ..AggregatorConfig::default()
+            };
             let mut agg = match postgres_url(&cli) {
-                Some(url) => open_postgres(&cli, &kf, url, true)?,
+                Some(url) => open_postgres(&cli, &kf, url, Some(config))?,
                 None => open(&cli, &kf)?,
             };
             if let Some(path) = token_secret {

@@ -148,6 +148,11 @@ impl FactSource for PgLedger {
                 let st = g.prepared(table.select_subject())?;
                 g.client.query(&st, &[&subject, &to])
             }
+            // The one-subject read, for an array of subjects (each `= $1` compares the subject).
+            Select::Subjects(subjects, to) => {
+                let sql = table.select_subject().replace("= $1", "= ANY($1)");
+                g.client.query(&sql, &[&subjects, &to])
+            }
             Select::Partitions(to) => g.client.query(table.select(), &[&0i64, &to]),
         }
         .map_err(pg)?;
@@ -163,6 +168,18 @@ impl FactSource for PgLedger {
         let st = g.prepared(lookup.sql())?;
         let row = g.client.query_opt(&st, &[&key, &to]).map_err(pg)?;
         row.map(|r| r.try_get::<_, Vec<u8>>(0).map_err(wrong_type)).transpose()
+    }
+
+    fn subjects_of_recipient(
+        &self,
+        recipient: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Vec<u8>>, LedgerError> {
+        let mut g = self.lock();
+        let st = g.prepared(super::store::SUBJECTS_OF_RECIPIENT)?;
+        let rows = g.client.query(&st, &[&recipient, &from, &to]).map_err(pg)?;
+        rows.iter().map(|r| r.try_get::<_, Vec<u8>>(0).map_err(wrong_type)).collect()
     }
 
     fn receipt_count(&self) -> Result<u64, LedgerError> {

@@ -322,6 +322,8 @@ pub(crate) enum Select<'a> {
     /// withdrawals, records and purges, its disclosures, delegations, the revocations of
     /// its devices and its override. Partitions belong to no subject: none.
     Subject(&'a [u8], i64),
+    /// As `Subject`, for several subjects at once (one query per table).
+    Subjects(&'a [&'a [u8]], i64),
     /// The partitions and their purges with `seq < to` (what a lazy ledger loads at
     /// open: O(partitions), no subject's fact).
     Partitions(i64),
@@ -332,11 +334,19 @@ impl Select<'_> {
     pub(crate) const fn reads(self, table: Table) -> bool {
         match self {
             Self::Seqs(..) => true,
-            Self::Subject(..) => !matches!(table, Table::Partition | Table::PartitionPurge),
+            Self::Subject(..) | Self::Subjects(..) => {
+                !matches!(table, Table::Partition | Table::PartitionPurge)
+            }
             Self::Partitions(_) => matches!(table, Table::Partition | Table::PartitionPurge),
         }
     }
 }
+
+/// The subjects with a receipt or a disclosure for recipient `$1` among the facts with
+/// `$2 <= seq < $3` (the same SQL on both backends).
+pub(crate) const SUBJECTS_OF_RECIPIENT: &str = "SELECT subject FROM ledger_receipt
+     WHERE recipient = $1 AND seq >= $2 AND seq < $3
+     UNION SELECT subject FROM ledger_disclosure WHERE recipient = $1 AND seq >= $2 AND seq < $3";
 
 /// Lookups a lazily loaded ledger makes to find which subject's facts it needs: each is
 /// one indexed query, `$1` the key's bytes and `$2` the bound on `seq`.
@@ -494,6 +504,12 @@ pub(crate) trait FactSource {
     /// `seq < to`, if any.
     fn subject_of(&self, lookup: Lookup, key: &[u8], to: i64) -> Result<Option<Vec<u8>>, LedgerError>;
 
+    /// The subjects (their ids' bytes) with a receipt or a disclosure for `recipient`
+    /// among the facts with `from <= seq < to`: every subject a question about that
+    /// recipient reads (indexed by (recipient, seq) on PostgreSQL, schema version 6).
+    fn subjects_of_recipient(&self, recipient: &str, from: i64, to: i64)
+    -> Result<Vec<Vec<u8>>, LedgerError>;
+
     /// How many receipts are stored (to reserve room before a load).
     fn receipt_count(&self) -> Result<u64, LedgerError>;
 }
@@ -508,11 +524,19 @@ impl FactSource for Connection {
         if !sel.reads(table) {
             return Ok(());
         }
+        if let Select::Subjects(subjects, to) = sel {
+            // No arrays in SQLite: one subject after the other.
+            for subject in subjects {
+                self.each(table, Select::Subject(subject, to), f)?;
+            }
+            return Ok(());
+        }
         let sql = if matches!(sel, Select::Subject(..)) { table.select_subject() } else { table.select() };
         let mut st = self.prepare_cached(sql)?;
         let mut rows = match sel {
             Select::Seqs(from, to) => st.query(params![from, to])?,
             Select::Subject(subject, to) => st.query(params![subject, to])?,
+            Select::Subjects(..) => return Ok(()),
             Select::Partitions(to) => st.query(params![0i64, to])?,
         };
         while let Some(r) = rows.next()? {
@@ -523,6 +547,17 @@ impl FactSource for Connection {
 
     fn subject_of(&self, lookup: Lookup, key: &[u8], to: i64) -> Result<Option<Vec<u8>>, LedgerError> {
         Ok(self.prepare_cached(lookup.sql())?.query_row(params![key, to], |r| r.get(0)).optional()?)
+    }
+
+    fn subjects_of_recipient(
+        &self,
+        recipient: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Vec<u8>>, LedgerError> {
+        let mut st = self.prepare_cached(SUBJECTS_OF_RECIPIENT)?;
+        let rows = st.query_map(params![recipient, from, to], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn receipt_count(&self) -> Result<u64, LedgerError> {

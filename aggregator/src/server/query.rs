@@ -451,7 +451,11 @@ pub fn load_for_query(agg: &mut Aggregator, q: &Query) -> Result<(), ApiError> {
     let loaded = match q {
         Query::Subject { subject, .. }
         | Query::Check { subject, .. }
-        | Query::History { party: Party::Subject(subject), .. } => agg.load_subject(subject),
+        | Query::History { party: Party::Subject(subject), .. }
+        | Query::Diff { of: DiffOf::Subject(subject), .. } => agg.load_subject(subject),
+        Query::Recipient { recipient, .. }
+        | Query::History { party: Party::Recipient(recipient), .. }
+        | Query::Diff { of: DiffOf::Recipient(recipient), .. } => agg.load_recipient(recipient),
         _ => agg.load_everything(),
     };
     loaded.map_err(|e| ApiError::internal(format!("ledger: {e}")))

@@ -41,9 +41,11 @@
 //! ([`Store::ledger_gaps`](crate::store::Store::ledger_gaps): three anti-joins in one
 //! snapshot), and only the subjects of what needs repair are loaded. The repairs are the
 //! same, in the same order (tested: `pg_service`,
-//! `the_reconciliation_from_sql_repairs_exactly_what_the_in_memory_one_repairs`). Consent
-//! facts without a key in `audit_consent` are still checked against the log, where the
-//! events logged before schema version 5 (without a key) are.
+//! `the_reconciliation_from_sql_repairs_exactly_what_the_in_memory_one_repairs`). The
+//! consent facts without a key in `audit_consent` are those without an event (schema
+//! version 6 added the keys of events logged before version 5), and the database keeps a
+//! watermark of what the last reconciliation examined ([`ReconcileMark`](crate::store::ReconcileMark)):
+//! only what was written after it is compared, so a start does not grow with the ledger.
 //!
 //! **Limit.** A partition purged and later recreated by a late report keeps its purged
 //! holding (the ledger has one row per partition id); its data is still released and
@@ -131,6 +133,14 @@ fn append_events(conn: &Connection, events: &[AuditEvent]) -> Result<(), Service
     let mut log = AuditLog::open(AuditSqlite::attach(conn)).map_err(StoreError::Audit)?;
     log.append_batch(events.iter()).map_err(StoreError::Audit)?;
     Ok(())
+}
+
+/// The event a consent fact is logged with: given (`None`) or withdrawn at `at`.
+const fn consent_event(receipt: ReceiptId, at: Option<Timestamp>) -> AuditEvent {
+    match at {
+        None => AuditEvent::ConsentGiven { receipt },
+        Some(at) => AuditEvent::ConsentWithdrawn { receipt, at },
+    }
 }
 
 fn partition_note(key: &PartitionKey) -> PartitionNote {
@@ -302,12 +312,17 @@ impl Aggregator {
         // the database the store and the ledger share (anti-joins), and only the subjects
         // of what needs repair are loaded.
         let gaps = if self.ledger.is_lazy() { self.store.ledger_gaps()? } else { None };
-        let (heads, gone_r, facts) = match gaps {
-            Some(g) => (g.unnoted_records, Some(g.gone_records), Some(g.unlogged_consent)),
-            None => (self.store.record_heads()?, None, None),
+        let (heads, gone_r, facts, mark) = match gaps {
+            Some(g) => (g.unnoted_records, Some(g.gone_records), Some(g.unlogged_consent), g.mark),
+            None => (self.store.record_heads()?, None, None, None),
         };
         self.reconcile_holdings(heads, gone_r, &mut report)?;
         self.reconcile_consent_log(facts, &mut report)?;
+        // Only once every repair below it is committed: a crash before this line leaves
+        // the older mark, and the next open finds (and repairs, idempotently) the same.
+        if let Some(mark) = mark {
+            self.store.mark_reconciled(&mark)?;
+        }
         Ok(report)
     }
 
@@ -420,16 +435,20 @@ impl Aggregator {
         Ok(())
     }
 
-    /// Step 3 of [`Self::reconcile`]. `candidates`: the consent facts whose event may be
-    /// missing, from SQL (those with no key in `audit_consent`); `None`: every fact. Either
-    /// way each is checked against the log, where the events logged before schema
-    /// version 5 (without a key) are.
+    /// Step 3 of [`Self::reconcile`]. `missing`: the consent facts whose event is
+    /// missing, from SQL (those with no key in `audit_consent`, which holds every logged
+    /// consent event's since schema version 6); `None`: every fact, each checked against
+    /// the log.
     fn reconcile_consent_log(
         &mut self,
-        candidates: Option<Vec<(ReceiptId, Option<Timestamp>)>>,
+        missing: Option<Vec<(ReceiptId, Option<Timestamp>)>>,
         report: &mut ReconcileReport,
     ) -> Result<(), ServiceError> {
-        let facts = candidates.unwrap_or_else(|| self.ledger.consent_facts());
+        if let Some(facts) = missing {
+            let events: Vec<AuditEvent> = facts.into_iter().map(|(r, at)| consent_event(r, at)).collect();
+            return self.log_consent(&events, report);
+        }
+        let facts = self.ledger.consent_facts();
         if facts.is_empty() {
             return Ok(());
         }
@@ -447,15 +466,23 @@ impl Aggregator {
         }
         let missing: Vec<AuditEvent> = facts
             .into_iter()
-            .filter_map(|(receipt, at)| match at {
-                None => (!given.contains(&receipt)).then_some(AuditEvent::ConsentGiven { receipt }),
-                Some(at) => {
-                    (!withdrawn.contains(&receipt)).then_some(AuditEvent::ConsentWithdrawn { receipt, at })
-                }
-            })
+            .filter(
+                |(receipt, at)| {
+                    if at.is_none() { !given.contains(receipt) } else { !withdrawn.contains(receipt) }
+                },
+            )
+            .map(|(receipt, at)| consent_event(receipt, at))
             .collect();
+        self.log_consent(&missing, report)
+    }
+
+    fn log_consent(
+        &mut self,
+        missing: &[AuditEvent],
+        report: &mut ReconcileReport,
+    ) -> Result<(), ServiceError> {
         if !missing.is_empty() {
-            self.store.append_audit(&missing)?;
+            self.store.append_audit(missing)?;
             report.consent_events_logged += u64::try_from(missing.len()).unwrap_or(u64::MAX);
         }
         Ok(())

@@ -14,8 +14,8 @@ use super::sqlite::{
     blob, fresh_key, from_sql_time, open_record, period_key_id, record_aad, seal_record, sql_time,
 };
 use super::{
-    CommitBatch, LedgerGaps, NewRecord, PERIOD_SECS, PartitionKey, PurgeReport, Record, RecordHead, Store,
-    StoreError, StoredPartition,
+    CommitBatch, LedgerGaps, NewRecord, PERIOD_SECS, PartitionKey, PurgeReport, ReconcileMark, Record,
+    RecordHead, Store, StoreError, StoredPartition,
 };
 use crate::audit::{
     APPEND_LOCK, AppendBatch, AuditError, AuditEvent, AuditLog, AuditStore, EventKind, Hash, LoggedEvent,
@@ -26,7 +26,7 @@ use confiance::ids::{MetricId, ReceiptId, RecipientId};
 
 /// The schema version this build writes; older databases are migrated on open, newer
 /// ones refused ([`StoreError::SchemaTooNew`]).
-pub const PG_SCHEMA_VERSION: i64 = 5;
+pub const PG_SCHEMA_VERSION: i64 = 6;
 
 /// Migrations, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
 /// (The audit tables come from [`crate::audit::PgStore`]'s schema, applied by migration 1.)
@@ -157,6 +157,25 @@ CREATE INDEX ledger_delegation_device ON ledger_delegation (device);
 -- reconciliation finds them in the log itself.)
 CREATE TABLE audit_consent (
   receipt BYTEA NOT NULL, withdrawn BOOLEAN NOT NULL, PRIMARY KEY (receipt, withdrawn));
+",
+    r"
+-- The reconciliation's watermark (`Store::ledger_gaps`): what the last reconciliation
+-- covered, so the next one examines only what came after. `ledger_seq`: every ledger
+-- fact below it (consent events, holdings whose record is gone); `record_seq`: every
+-- stored record up to it (holdings noted); `gone_seq`: every record purged up to it
+-- (`record_gone`). No row: nothing covered yet, the next reconciliation examines all.
+-- (Written with IF NOT EXISTS: a test re-runs this step on a database set back to 5.)
+CREATE TABLE IF NOT EXISTS reconcile_mark (
+  one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+  ledger_seq BIGINT NOT NULL, record_seq BIGINT NOT NULL, gone_seq BIGINT NOT NULL);
+-- The records each purge deleted, in purge order (written by the purge, under the log's
+-- lock): the holdings a crash left unmarked after the watermark are found through them.
+CREATE TABLE IF NOT EXISTS record_gone (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id BYTEA NOT NULL);
+CREATE INDEX IF NOT EXISTS record_seq ON record (seq);
+-- The subjects a question about one recipient reads (`Ledger::load_recipient`).
+CREATE INDEX IF NOT EXISTS ledger_receipt_recipient ON ledger_receipt (recipient, seq);
+CREATE INDEX IF NOT EXISTS ledger_disclosure_recipient ON ledger_disclosure (recipient, seq);
 ",
 ];
 
@@ -309,10 +328,42 @@ pub(crate) fn migrate(client: &mut Client) -> Result<(), StoreError> {
         if v == 0 {
             tx.batch_execute(crate::audit::PG_SCHEMA)?;
         }
+        if v == 5 {
+            backfill_audit_consent(&mut tx)?;
+        }
         let next = i64::try_from(v + 1).unwrap_or(PG_SCHEMA_VERSION);
         tx.execute("UPDATE confiance_schema SET version = $1", &[&next])?;
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// Schema version 6: the key in `audit_consent` of every consent event logged before
+/// version 5, read from the log once, so that the reconciliation's candidates (facts
+/// without a key) are exactly the facts without an event and the log is never scanned
+/// at start again.
+fn backfill_audit_consent(tx: &mut Transaction<'_>) -> Result<(), StoreError> {
+    let tags: Vec<i32> = [EventKind::ConsentGiven, EventKind::ConsentWithdrawn]
+        .iter()
+        .map(|k| i32::from(k.leaf_tag()))
+        .collect();
+    let (mut receipts, mut withdrawn): (Vec<Vec<u8>>, Vec<bool>) = (Vec::new(), Vec::new());
+    for row in tx.query("SELECT leaf FROM audit_leaf WHERE get_byte(leaf, 0) = ANY($1)", &[&tags])? {
+        match LoggedEvent::from_leaf_bytes(row.get(0)).map_err(StoreError::Audit)?.event {
+            AuditEvent::ConsentGiven { receipt } => {
+                (receipts.push(receipt.as_bytes().to_vec()), withdrawn.push(false))
+            }
+            AuditEvent::ConsentWithdrawn { receipt, .. } => {
+                (receipts.push(receipt.as_bytes().to_vec()), withdrawn.push(true))
+            }
+            _ => continue,
+        };
+    }
+    tx.execute(
+        "INSERT INTO audit_consent (receipt, withdrawn) SELECT * FROM UNNEST($1::BYTEA[], $2::BOOLEAN[])
+         ON CONFLICT DO NOTHING",
+        &[&receipts, &withdrawn],
+    )?;
     Ok(())
 }
 
@@ -354,20 +405,27 @@ fn lock_log(tx: &mut Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Stored records without a holding (`ledger_record.id` is unique, so indexed).
+/// Stored records without a holding (`ledger_record.id` is unique, so indexed), stored
+/// after the watermark's `record_seq` ($1; `record_seq` is indexed).
 const UNNOTED_RECORDS: &str = "SELECT id, metric, recipient, receipt, collected_at, deadline FROM record r
-     WHERE NOT EXISTS (SELECT 1 FROM ledger_record l WHERE l.id = r.id) ORDER BY seq";
-/// Held records (no purge noted) the store no longer has.
-const GONE_RECORDS: &str = "SELECT l.id, l.deadline FROM ledger_record l
-     WHERE NOT EXISTS (SELECT 1 FROM ledger_record_purge p WHERE p.record = l.id)
+     WHERE r.seq > $1 AND NOT EXISTS (SELECT 1 FROM ledger_record l WHERE l.id = r.id) ORDER BY seq";
+/// Held records (no purge noted) the store no longer has, among the holdings noted from
+/// the watermark's `ledger_seq` on ($1) and the records purged after its `gone_seq` ($2).
+const GONE_RECORDS: &str = "SELECT l.id, l.deadline FROM ledger_record l WHERE l.seq >= $1
+       AND NOT EXISTS (SELECT 1 FROM ledger_record_purge p WHERE p.record = l.id)
        AND NOT EXISTS (SELECT 1 FROM record r WHERE r.id = l.id)
-     ORDER BY l.id";
-/// Receipts and withdrawals whose consent event has no key in `audit_consent`, by `seq`.
+     UNION
+     SELECT l.id, l.deadline FROM record_gone g JOIN ledger_record l ON l.id = g.id WHERE g.seq > $2
+       AND NOT EXISTS (SELECT 1 FROM ledger_record_purge p WHERE p.record = l.id)
+       AND NOT EXISTS (SELECT 1 FROM record r WHERE r.id = l.id)
+     ORDER BY 1";
+/// Receipts and withdrawals from the watermark's `ledger_seq` on ($1) whose consent event
+/// has no key in `audit_consent`, by `seq`.
 const UNLOGGED_CONSENT: &str = "SELECT id, NULL::BIGINT AS at, seq FROM ledger_receipt c
-     WHERE NOT EXISTS (SELECT 1 FROM audit_consent a WHERE a.receipt = c.id AND NOT a.withdrawn)
+     WHERE c.seq >= $1 AND NOT EXISTS (SELECT 1 FROM audit_consent a WHERE a.receipt = c.id AND NOT a.withdrawn)
      UNION ALL
      SELECT receipt, at, seq FROM ledger_withdrawal w
-     WHERE NOT EXISTS (SELECT 1 FROM audit_consent a WHERE a.receipt = w.receipt AND a.withdrawn)
+     WHERE w.seq >= $1 AND NOT EXISTS (SELECT 1 FROM audit_consent a WHERE a.receipt = w.receipt AND a.withdrawn)
      ORDER BY seq";
 
 /// A time in the ledger's columns (its seconds' bits, as the ledger writes them).
@@ -396,23 +454,68 @@ fn record_heads_of(rows: &[postgres::Row]) -> Result<Vec<RecordHead>, StoreError
 impl Store for PgStore {
     fn ledger_gaps(&self) -> Result<Option<LedgerGaps>, StoreError> {
         let mut c = self.client();
-        // One snapshot: the three answers describe the same committed state.
+        // The store's bounds, read under the log's lock: every commit that stores records
+        // and every purge holds it to its end, so no record or purge at or below them is
+        // still uncommitted (identity values are drawn at insert, not at commit).
+        let (record_seq, gone_seq) = {
+            let mut tx = c.transaction()?;
+            lock_log(&mut tx)?;
+            let row = tx.query_one(
+                "SELECT (SELECT COALESCE(MAX(seq), 0) FROM record), (SELECT COALESCE(MAX(seq), 0) FROM record_gone)",
+                &[],
+            )?;
+            let bounds: (i64, i64) = (row.get(0), row.get(1));
+            tx.commit()?;
+            bounds
+        };
+        // One later snapshot: the answers describe one committed state, holding every
+        // record and purge up to the bounds, and every ledger fact below the head it reads
+        // (a ledger write commits its facts and the head together).
         let mut tx = snapshot(&mut c)?;
-        let unnoted_records = record_heads_of(&tx.query(UNNOTED_RECORDS, &[])?)?;
+        let head: i64 = tx.query_one("SELECT next_seq FROM ledger_head", &[])?.get(0);
+        let from = tx.query_opt("SELECT ledger_seq, record_seq, gone_seq FROM reconcile_mark", &[])?;
+        let (from_ledger, from_record, from_gone) =
+            from.map_or((0, 0, 0), |r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)));
+        let unnoted_records = record_heads_of(&tx.query(UNNOTED_RECORDS, &[&from_record])?)?;
         let gone_records = tx
-            .query(GONE_RECORDS, &[])?
+            .query(GONE_RECORDS, &[&from_ledger, &from_gone])?
             .iter()
             .map(|r| Ok((blob(r.get(0), "record id")?, ledger_time(r.get(1)))))
             .collect::<Result<_, StoreError>>()?;
         let unlogged_consent = tx
-            .query(UNLOGGED_CONSENT, &[])?
+            .query(UNLOGGED_CONSENT, &[&from_ledger])?
             .iter()
             .map(|r| {
                 Ok((ReceiptId(blob(r.get(0), "receipt id")?), r.get::<_, Option<i64>>(1).map(ledger_time)))
             })
             .collect::<Result<_, StoreError>>()?;
         tx.commit()?;
-        Ok(Some(LedgerGaps { unnoted_records, gone_records, unlogged_consent }))
+        let mark = ReconcileMark {
+            ledger_seq: head.max(from_ledger),
+            record_seq: record_seq.max(from_record),
+            gone_seq: gone_seq.max(from_gone),
+        };
+        Ok(Some(LedgerGaps { unnoted_records, gone_records, unlogged_consent, mark: Some(mark) }))
+    }
+
+    fn mark_reconciled(&mut self, mark: &ReconcileMark) -> Result<(), StoreError> {
+        let mut c = self.client();
+        let mut tx = c.transaction()?;
+        // Replaced whole, and only by a mark at least as far on every count: the stored
+        // mark is always one reconciliation's, whose repairs cover everything below it.
+        tx.execute(
+            "INSERT INTO reconcile_mark (ledger_seq, record_seq, gone_seq) VALUES ($1, $2, $3)
+             ON CONFLICT (one) DO UPDATE
+             SET ledger_seq = excluded.ledger_seq, record_seq = excluded.record_seq, gone_seq = excluded.gone_seq
+             WHERE reconcile_mark.ledger_seq <= excluded.ledger_seq
+               AND reconcile_mark.record_seq <= excluded.record_seq
+               AND reconcile_mark.gone_seq <= excluded.gone_seq",
+            &[&mark.ledger_seq, &mark.record_seq, &mark.gone_seq],
+        )?;
+        // Purges the mark covers are not read again.
+        tx.execute("DELETE FROM record_gone WHERE seq <= (SELECT gone_seq FROM reconcile_mark)", &[])?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn record_heads(&self) -> Result<Vec<RecordHead>, StoreError> {
@@ -494,7 +597,9 @@ impl Store for PgStore {
         let mut tx = c.transaction()?;
         // The log lock first: every lock an audited commit takes comes after it, so two
         // commits cannot wait on each other in opposite orders.
-        if !batch.audit.is_empty() {
+        // Records too are stored under it, so a reconciliation reading the highest
+        // record `seq` under the lock knows no lower one is still uncommitted.
+        if !batch.audit.is_empty() || !batch.records.is_empty() {
             lock_log(&mut tx)?;
         }
         for p in &batch.partitions {
@@ -606,6 +711,9 @@ impl Store for PgStore {
         for r in tx.query("DELETE FROM record WHERE deadline <= $1 RETURNING id", &[&t])? {
             record_ids.push(blob(r.get(0), "record id")?);
         }
+        // Which records went, for the reconciliation after the watermark (`record_gone`).
+        let gone: Vec<&[u8]> = record_ids.iter().map(<[u8; 16]>::as_slice).collect();
+        tx.execute("INSERT INTO record_gone (id) SELECT * FROM UNNEST($1::BYTEA[])", &[&gone])?;
         let mut keys_destroyed = Vec::new();
         for r in tx.query(
             "DELETE FROM period_key k WHERE destroy_after <= $1
