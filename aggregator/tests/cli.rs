@@ -331,6 +331,13 @@ fn exit_codes() {
     assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "no_database"));
     assert!(!d.join("db.sqlite").exists());
     json(&d, &["--catalogue", SAMPLE, "purge"]);
+    // A purge dated ahead would forget report ids and spent tokens that can still come
+    // back: refused, the database untouched.
+    let before = std::fs::read(d.join("db.sqlite")).unwrap();
+    let o = run(&d, &["--json", "purge", "--now", "2999-01-01T00:00:00Z"]);
+    assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "purge_in_future"));
+    assert_eq!(std::fs::read(d.join("db.sqlite")).unwrap(), before);
+    json(&d, &["purge", "--now", "2001-01-01T00:00:00Z"]); // the past is fine
     let o = run(&d, &["--json", "query", "recipient", "nobody"]);
     assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "unknown_recipient"));
     let o = run(&d, &["--json", "query", "subject", "zz"]);

@@ -348,6 +348,16 @@ fn every_endpoint_role_and_bad_request() {
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains("`as_know_at`") && msg.contains("takes"), "{path}: {msg}");
     }
+    // A parameter given twice has no single meaning: refused, not the last one taken.
+    for path in [
+        format!("/v1/subjects/{subject}/access?at=0&at=2020-01-01T00:00:00Z"),
+        "/v1/overdue?as_known_at=0&as_known_at=1".to_string(),
+        "/v1/audit/inclusion?seq=0&seq=1".to_string(),
+    ] {
+        let (s, v) = h.get(&path, &auditor);
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some("bad_parameter")), "{path}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("twice"), "{path}: {v}");
+    }
     // Who sees a data category; what changed in who sees what between two instants.
     let (s, v) = h.get("/v1/categories/usage/who-sees", &auditor);
     assert_eq!((s, v["target"]["category"].as_str()), (200, Some("usage")), "{v}");

@@ -100,10 +100,10 @@ fn dh(sk: &[u8; 32], pk: &[u8; 32]) -> Option<Zeroizing<[u8; 32]>> {
 /// non-canonical `u` (`tests::x25519_from_the_edwards_form_is_the_ladders`).
 fn x25519(k: &[u8; 32], u: &[u8; 32]) -> [u8; 32] {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if std::is_x86_feature_detected!("avx2") {
-        if let Some(p) = MontgomeryPoint(*u).to_edwards(0) {
-            return p.mul_clamped(*k).to_montgomery().to_bytes();
-        }
+    if std::is_x86_feature_detected!("avx2")
+        && let Some(p) = MontgomeryPoint(*u).to_edwards(0)
+    {
+        return p.mul_clamped(*k).to_montgomery().to_bytes();
     }
     MontgomeryPoint(*u).mul_clamped(*k).to_bytes()
 }

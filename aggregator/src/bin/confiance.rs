@@ -533,6 +533,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// How far ahead of this machine's clock `purge --now` may be (clock skew between the
+/// machine that chose the instant and this one).
+const PURGE_CLOCK_SKEW_SECS: u64 = 300;
+
 fn wall_now() -> Timestamp {
     Timestamp::from_secs(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
@@ -1019,9 +1023,19 @@ fn run(cli: Cli) -> Result<Value, Fail> {
         }
         Cmd::Purge { now } => {
             let kf = key_file(&cli)?;
+            let at = time_or_now(now.as_ref())?;
+            // A purge dated ahead would forget report ids, spent tokens and envelope
+            // digests that can still arrive (replays accepted) and destroy period keys
+            // before their deadline: refused before the database is opened.
+            if at > wall_now().saturating_add_secs(PURGE_CLOCK_SKEW_SECS) {
+                return Err(bad(
+                    "purge_in_future",
+                    format!("--now {} is after this machine's clock", at.to_rfc3339()),
+                )
+                .hint("a purge acts as of now or a past instant; leave --now out"));
+            }
             let mut agg = open(&cli, &kf)?;
-            let p =
-                agg.purge(time_or_now(now.as_ref())?).map_err(|e| Fail::from(ApiError::from_service(&e)))?;
+            let p = agg.purge(at).map_err(|e| Fail::from(ApiError::from_service(&e)))?;
             Ok(
                 json!({"partitions": p.partitions, "records": p.records, "keys_destroyed": p.keys_destroyed.len()}),
             )

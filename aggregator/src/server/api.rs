@@ -30,7 +30,7 @@ use crate::report::{Format, GatherOptions, ReportData};
 use crate::service::Aggregator;
 
 type St = AxState<Arc<State>>;
-type Params = Result<QueryParams<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+type Params = Result<QueryParams<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
 type PathParam = Result<Path<String>, PathRejection>;
 
 /// The code of an error answer, kept on the response for the request log.
@@ -235,9 +235,17 @@ fn path(p: PathParam) -> Result<String, ApiError> {
 }
 
 /// The query string, refused (`400 bad_parameter`) when it names a parameter the endpoint
-/// does not take: a misspelt `as_known_at` must not silently answer as of now.
+/// does not take (a misspelt `as_known_at` must not silently answer as of now) or names
+/// one twice (`at=1&at=2` has no single meaning).
 fn params(p: Params, known: &[&str]) -> Result<HashMap<String, String>, ApiError> {
-    let p = p.map(|QueryParams(m)| m).map_err(|e| ApiError::new(400, "bad_query", e.body_text()))?;
+    let pairs = p.map(|QueryParams(v)| v).map_err(|e| ApiError::new(400, "bad_query", e.body_text()))?;
+    let mut p: HashMap<String, String> = HashMap::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if p.contains_key(&k) {
+            return Err(ApiError::new(400, "bad_parameter", format!("parameter `{k}` given twice")));
+        }
+        p.insert(k, v);
+    }
     let mut unknown: Vec<&str> = p.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
     if unknown.is_empty() {
         return Ok(p);
