@@ -235,14 +235,10 @@ fn a_revoked_device_is_refused_after_its_revocation_and_kept_before() {
     ));
 }
 
-/// A revocation signed with an `at` still to come (a sale planned for later) takes effect
-/// when it reaches the ledger, not later: what arrives after it is refused, the device
-/// gets no tokens, and an override that closes the subject leaves it no window. Before,
-/// the device kept speaking for its subject until the `at` it was given, and the owner
-/// could not revoke it sooner (`already_revoked`).
-#[test]
-fn a_revocation_dated_in_the_future_takes_effect_when_it_reaches_the_ledger() {
-    let mut rng = SeededRng::seed_from_u64(9);
+/// An in-memory aggregator (key set from `seed`) with one subject, key `[1; 32]`, that
+/// delegated one device, key `[11; 32]`, from t = 0.
+fn owner_with_one_device(seed: u64) -> (Aggregator, SubjectKey, DeviceKey) {
+    let mut rng = SeededRng::seed_from_u64(seed);
     let mut keys = KeyStore::new(7 * 86_400);
     keys.generate(confiance::envelope::AeadId::ChaCha20Poly1305, t(0), Timestamp::MAX, &mut rng).unwrap();
     let mut agg = Aggregator::in_memory(catalogue(), keys, AggregatorConfig::default()).unwrap();
@@ -250,6 +246,17 @@ fn a_revocation_dated_in_the_future_takes_effect_when_it_reaches_the_ledger() {
     let dev = DeviceKey::from_bytes(&[11; 32]);
     agg.receive_delegation(&owner.delegate(dev.public_key(), t(0), None, t(0)).unwrap().to_bytes(), t(0))
         .unwrap();
+    (agg, owner, dev)
+}
+
+/// A revocation signed with an `at` still to come (a sale planned for later) takes effect
+/// when it reaches the ledger, not later: what arrives after it is refused, the device
+/// gets no tokens, and an override that closes the subject leaves it no window. Before,
+/// the device kept speaking for its subject until the `at` it was given, and the owner
+/// could not revoke it sooner (`already_revoked`).
+#[test]
+fn a_revocation_dated_in_the_future_takes_effect_when_it_reaches_the_ledger() {
+    let (mut agg, owner, dev) = owner_with_one_device(9);
     // Signed and posted on day 1000, dated day 5000.
     agg.receive_revocation(&owner.revoke(dev.public_key(), t(5_000), t(1_000)).to_bytes(), t(1_000)).unwrap();
     let l = agg.ledger();
@@ -280,14 +287,7 @@ fn a_revocation_dated_in_the_future_takes_effect_when_it_reaches_the_ledger() {
 
 #[test]
 fn an_admin_override_is_logged_with_its_reason_and_closes_the_subject() {
-    let mut rng = SeededRng::seed_from_u64(8);
-    let mut keys = KeyStore::new(7 * 86_400);
-    keys.generate(confiance::envelope::AeadId::ChaCha20Poly1305, t(0), Timestamp::MAX, &mut rng).unwrap();
-    let mut agg = Aggregator::in_memory(catalogue(), keys, AggregatorConfig::default()).unwrap();
-    let owner = SubjectKey::from_bytes(&[1; 32]);
-    let dev = DeviceKey::from_bytes(&[11; 32]);
-    agg.receive_delegation(&owner.delegate(dev.public_key(), t(0), None, t(0)).unwrap().to_bytes(), t(0))
-        .unwrap();
+    let (mut agg, owner, dev) = owner_with_one_device(8);
     let a = terms(&owner, 100, 1).sign(&dev);
     let b = terms(&owner, 200, 2).sign_by_subject(&owner);
     agg.receive_receipt(&a.to_bytes(), t(100)).unwrap();

@@ -88,20 +88,13 @@ pub fn verify_signed_facts(
     }
     let sql = sql_error;
     let t = |i: i64| Timestamp::from_secs(i as u64);
-    let mut q = conn
-        .prepare(
-            "SELECT seq, id, subject, device_key, recipient, purpose, metrics, hold, valid_from, valid_until, signed
-             FROM ledger_receipt ORDER BY seq",
-        )
-        .map_err(sql)?;
-    let mut rows = q.query([]).map_err(sql)?;
-    while let Some(row) = rows.next().map_err(sql)? {
-        let seq: i64 = row.get(0).map_err(sql)?;
+    let receipts = "SELECT seq, id, subject, device_key, recipient, purpose, metrics, hold, valid_from, valid_until, signed
+             FROM ledger_receipt ORDER BY seq";
+    each_row(conn, receipts, "receipt", |row, bad| {
         let Some(bytes) = row.get::<_, Option<Vec<u8>>>(10).map_err(sql)? else {
             out.unsigned_receipts += 1;
-            continue;
+            return Ok(());
         };
-        let bad = |what: &str| format!("receipt row {seq}: {what}");
         let signed = SignedReceipt::from_bytes(&bytes).map_err(|e| bad(&format!("signed bytes: {e}")))?;
         let r = signed.receipt();
         let metrics: BTreeSet<String> =
@@ -128,65 +121,81 @@ pub fn verify_signed_facts(
             return Err(bad(&format!("its {what} is not what was signed")));
         }
         out.receipts += 1;
-    }
-    let mut q = conn
-        .prepare(
-            "SELECT seq, receipt, at, signed FROM ledger_withdrawal WHERE signed IS NOT NULL ORDER BY seq",
-        )
-        .map_err(sql)?;
-    let mut rows = q.query([]).map_err(sql)?;
-    while let Some(row) = rows.next().map_err(sql)? {
-        let seq: i64 = row.get(0).map_err(sql)?;
-        let bad = |what: &str| format!("withdrawal row {seq}: {what}");
-        let signed = SignedWithdrawal::from_bytes(&row.get::<_, Vec<u8>>(3).map_err(sql)?)
-            .map_err(|e| bad(&format!("signed bytes: {e}")))?;
-        let w = signed.withdrawal();
-        if row.get::<_, Vec<u8>>(1).map_err(sql)? != w.receipt.as_bytes()
-            || t(row.get(2).map_err(sql)?) != w.at
-        {
-            return Err(bad("its receipt or instant is not what was signed"));
-        }
-        out.withdrawals += 1;
-    }
-    let mut q = conn
-        .prepare("SELECT seq, id, subject, device, valid_from, valid_until, signed FROM ledger_delegation ORDER BY seq")
-        .map_err(sql)?;
-    let mut rows = q.query([]).map_err(sql)?;
-    while let Some(row) = rows.next().map_err(sql)? {
-        let seq: i64 = row.get(0).map_err(sql)?;
-        let bad = |what: &str| format!("delegation row {seq}: {what}");
-        let signed = SignedDelegation::from_bytes(&row.get::<_, Vec<u8>>(6).map_err(sql)?)
-            .map_err(|e| bad(&format!("signed bytes: {e}")))?;
-        let d = signed.delegation();
-        let same = row.get::<_, Vec<u8>>(1).map_err(sql)? == signed.id().as_bytes()
-            && row.get::<_, Vec<u8>>(2).map_err(sql)? == d.subject().as_bytes()
-            && row.get::<_, Vec<u8>>(3).map_err(sql)? == d.device.as_bytes()
-            && t(row.get(4).map_err(sql)?) == d.valid_from
-            && t(row.get(5).map_err(sql)?) == d.valid_until.unwrap_or(Timestamp::MAX);
-        if !same {
-            return Err(bad("its subject, device or validity is not what was signed"));
-        }
-        out.delegations += 1;
-    }
-    let mut q = conn
-        .prepare("SELECT seq, device, at, recorded_at, signed FROM ledger_revocation ORDER BY seq")
-        .map_err(sql)?;
-    let mut rows = q.query([]).map_err(sql)?;
-    while let Some(row) = rows.next().map_err(sql)? {
-        let seq: i64 = row.get(0).map_err(sql)?;
-        let bad = |what: &str| format!("revocation row {seq}: {what}");
-        let signed = SignedRevocation::from_bytes(&row.get::<_, Vec<u8>>(4).map_err(sql)?)
-            .map_err(|e| bad(&format!("signed bytes: {e}")))?;
-        let r = signed.revocation();
-        let effective = crate::ledger::effective_revocation(r.at, t(row.get(3).map_err(sql)?));
-        if row.get::<_, Vec<u8>>(1).map_err(sql)? != r.device.as_bytes()
-            || t(row.get(2).map_err(sql)?) != effective
-        {
-            return Err(bad("its device or instant is not what was signed"));
-        }
-        out.revocations += 1;
-    }
+        Ok(())
+    })?;
+    each_row(
+        conn,
+        "SELECT seq, receipt, at, signed FROM ledger_withdrawal WHERE signed IS NOT NULL ORDER BY seq",
+        "withdrawal",
+        |row, bad| {
+            let signed = SignedWithdrawal::from_bytes(&row.get::<_, Vec<u8>>(3).map_err(sql)?)
+                .map_err(|e| bad(&format!("signed bytes: {e}")))?;
+            let w = signed.withdrawal();
+            if row.get::<_, Vec<u8>>(1).map_err(sql)? != w.receipt.as_bytes()
+                || t(row.get(2).map_err(sql)?) != w.at
+            {
+                return Err(bad("its receipt or instant is not what was signed"));
+            }
+            out.withdrawals += 1;
+            Ok(())
+        },
+    )?;
+    each_row(
+        conn,
+        "SELECT seq, id, subject, device, valid_from, valid_until, signed FROM ledger_delegation ORDER BY seq",
+        "delegation",
+        |row, bad| {
+            let signed = SignedDelegation::from_bytes(&row.get::<_, Vec<u8>>(6).map_err(sql)?)
+                .map_err(|e| bad(&format!("signed bytes: {e}")))?;
+            let d = signed.delegation();
+            let same = row.get::<_, Vec<u8>>(1).map_err(sql)? == signed.id().as_bytes()
+                && row.get::<_, Vec<u8>>(2).map_err(sql)? == d.subject().as_bytes()
+                && row.get::<_, Vec<u8>>(3).map_err(sql)? == d.device.as_bytes()
+                && t(row.get(4).map_err(sql)?) == d.valid_from
+                && t(row.get(5).map_err(sql)?) == d.valid_until.unwrap_or(Timestamp::MAX);
+            if !same {
+                return Err(bad("its subject, device or validity is not what was signed"));
+            }
+            out.delegations += 1;
+            Ok(())
+        },
+    )?;
+    each_row(
+        conn,
+        "SELECT seq, device, at, recorded_at, signed FROM ledger_revocation ORDER BY seq",
+        "revocation",
+        |row, bad| {
+            let signed = SignedRevocation::from_bytes(&row.get::<_, Vec<u8>>(4).map_err(sql)?)
+                .map_err(|e| bad(&format!("signed bytes: {e}")))?;
+            let r = signed.revocation();
+            let effective = crate::ledger::effective_revocation(r.at, t(row.get(3).map_err(sql)?));
+            if row.get::<_, Vec<u8>>(1).map_err(sql)? != r.device.as_bytes()
+                || t(row.get(2).map_err(sql)?) != effective
+            {
+                return Err(bad("its device or instant is not what was signed"));
+            }
+            out.revocations += 1;
+            Ok(())
+        },
+    )?;
     Ok(out)
+}
+
+/// Runs `check` on every row of `query`, whose first column is the row's `seq`: `bad`
+/// prefixes a finding with `"{kind} row {seq}: "`.
+fn each_row(
+    conn: &Connection,
+    query: &str,
+    kind: &str,
+    mut check: impl FnMut(&rusqlite::Row<'_>, &dyn Fn(&str) -> String) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut q = conn.prepare(query).map_err(sql_error)?;
+    let mut rows = q.query([]).map_err(sql_error)?;
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        let seq: i64 = row.get(0).map_err(sql_error)?;
+        check(row, &|what: &str| format!("{kind} row {seq}: {what}"))?;
+    }
+    Ok(())
 }
 
 fn sql_error(e: rusqlite::Error) -> String {
