@@ -720,6 +720,20 @@ impl TokenVerifier {
     /// id), for a caller that gathers the tokens of many envelopes, each checked at its
     /// own `now`, into one window for [`TokenVerifier::verify_prechecked`].
     ///
+    /// ```
+    /// # use confiance_aggregator::issuer::TokenVerifier;
+    /// # use confiance::{Timestamp, token::{Token, TokenScope}};
+    /// // Envelopes received at different instants, their tokens checked as one window.
+    /// # fn check(verifier: &TokenVerifier, received: &[(TokenScope, Token, Timestamp)]) {
+    /// let checked: Vec<_> = received
+    ///     .iter()
+    ///     .map(|(scope, token, at)| verifier.precheck_token(scope, token, *at).map(|()| (scope, token)))
+    ///     .collect();
+    /// let verdicts = verifier.verify_prechecked(&checked);
+    /// assert_eq!(verdicts.len(), received.len());
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// [`TokenRefusal::Scope`], [`TokenRefusal::Expired`], [`TokenRefusal::Invalid`].
     pub fn precheck_token(
@@ -733,7 +747,17 @@ impl TokenVerifier {
 
     /// The cryptographic half of [`TokenVerifier::verify_many`] over tokens that passed
     /// [`TokenVerifier::precheck_token`] (an `Err` entry, a token that did not, is
-    /// returned as it is): the verdicts in order.
+    /// returned as it is): the verdicts in order. An example is at
+    /// [`TokenVerifier::precheck_token`]; an entry refused by the cheap checks keeps its
+    /// refusal:
+    ///
+    /// ```
+    /// # use confiance_aggregator::issuer::{TokenRefusal, TokenVerifier};
+    /// # fn check(verifier: &TokenVerifier) {
+    /// let verdicts = verifier.verify_prechecked(&[Err(TokenRefusal::Expired)]);
+    /// assert_eq!(verdicts, vec![Err(TokenRefusal::Expired)]);
+    /// # }
+    /// ```
     #[must_use]
     pub fn verify_prechecked(
         &self,

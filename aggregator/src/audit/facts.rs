@@ -41,6 +41,17 @@ pub struct SignedFacts {
 /// receipts and withdrawals held against the consent events of `events` (the whole
 /// log, verified; module documentation).
 ///
+/// ```
+/// # use confiance_aggregator::audit::{LoggedEvent, verify_signed_facts};
+/// // `conn` holds the ledger tables (the aggregator's SQLite file), `events` the whole
+/// // log, read and verified against a checkpoint first.
+/// # fn check(conn: &rusqlite::Connection, catalogue: &confiance::catalogue::Catalogue, events: &[LoggedEvent]) -> Result<(), String> {
+/// let facts = verify_signed_facts(conn, catalogue, events)?;
+/// println!("{} receipts and {} withdrawals match their signatures", facts.receipts, facts.withdrawals);
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Errors
 /// A message naming the first row whose signed bytes do not verify or do not match its
 /// columns, or a receipt whose giving or withdrawal the ledger and the log disagree on;
