@@ -1343,7 +1343,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// summed and divided by the cores. Anonymous report tokens join the list once they exist.
 struct Floor {
     /// (what, count, seconds per unit).
-    items: Vec<(&'static str, u64, f64)>,
+    items: Vec<(String, u64, f64)>,
 }
 
 impl Floor {
@@ -1353,7 +1353,8 @@ impl Floor {
     /// verified on ingest); `checkpoints` signed checkpoints; and of
     /// the report tokens' VOPRF: `tokens.0` requests of `tokens.1` tokens in all made
     /// (blind, sign), answered (signature check, `BlindEvaluate`, one batched proof) and
-    /// finalized (proof check, unblind), and `tokens.2` spent tokens verified.
+    /// finalized (proof check, unblind), each priced at its size (the mean's two
+    /// neighbours), and `tokens.2` spent tokens verified in windows, as ingest checks them.
     fn measure(
         envelopes: u64,
         mean_frame: usize,
@@ -1380,9 +1381,13 @@ impl Floor {
         let message = [7u8; 200];
         let signature = key.sign(&message);
         let verifying = key.verifying_key();
-        // A request of the run's mean size, against a key of the fleet's catalogue.
+        // Requests of the run's sizes: `requests` requests of `issued` tokens in all are
+        // `lo` or `lo + 1` tokens each (the mean's two neighbours, `with_hi` of them the
+        // larger), priced as such, against a key of the fleet's catalogue.
         let (requests, issued, spent) = tokens;
-        let per_request = usize::try_from(issued.div_ceil(requests.max(1))).unwrap_or(1).clamp(1, 64);
+        let lo = issued.checked_div(requests).unwrap_or(0).clamp(1, 63);
+        let with_hi = issued.saturating_sub(lo * requests).min(requests);
+        let sizes = [(lo, requests - with_hi), (lo + 1, with_hi)];
         let token_catalogue = Catalogue::from_toml_str(include_str!("catalogue.toml"))?;
         let token_secret = IssuerSecret::from_bytes([7; 32]);
         let issuer = Issuer::new(token_secret.clone(), &token_catalogue)?;
@@ -1394,81 +1399,99 @@ impl Floor {
         );
         let token_key = issuer.public_key(&scope)?;
         let device = DeviceKey::generate(&mut rng);
-        let (pending, request) =
-            PendingTokens::request(&device, scope.clone(), token_key, per_request, &mut rng)?;
-        let response = issuer.evaluate(&request, 0, &mut rng)?;
-        let token = pending.finalize(&response)?[0];
-        let mut token_rng = SeededRng::seed_from_u64(10);
-        let mut issue_rng = SeededRng::seed_from_u64(11);
-        let mut ops: Vec<(&'static str, u64, Box<dyn FnMut() + '_>)> = vec![
+        let mut fixtures = Vec::new();
+        for (size, count) in sizes.into_iter().filter(|&(_, count)| count > 0 && requests > 0) {
+            let n = usize::try_from(size).unwrap_or(1);
+            let (pending, request) = PendingTokens::request(&device, scope.clone(), token_key, n, &mut rng)?;
+            let response = issuer.evaluate(&request, 0, &mut rng)?;
+            fixtures.push((size, count, pending, request, response));
+        }
+        // Spent tokens are checked in windows (a day's envelopes, on each core, per scope:
+        // hundreds of tokens): priced in windows of 128.
+        const WINDOW: usize = 128;
+        let mut window = Vec::with_capacity(WINDOW);
+        while requests > 0 && window.len() < WINDOW {
+            let n = (WINDOW - window.len()).min(usize::try_from(issuer.quota()).unwrap_or(1).clamp(1, 16));
+            let (pending, request) = PendingTokens::request(&device, scope.clone(), token_key, n, &mut rng)?;
+            let response = issuer.evaluate(&request, 0, &mut rng)?;
+            window.extend(pending.finalize(&response)?.into_iter().map(|t| (scope.clone(), t)));
+        }
+        let mut ops: Vec<(String, u64, Box<dyn FnMut() + '_>)> = vec![
             (
-                "seal an envelope (device)",
+                "seal an envelope (device)".into(),
                 envelopes,
                 Box::new(|| {
                     drop(std::hint::black_box(envelope::seal(&config, &fields, &plaintext, &mut rng)))
                 }),
             ),
             (
-                "open an envelope (aggregator)",
+                "open an envelope (aggregator)".into(),
                 envelopes,
                 Box::new(|| {
                     drop(std::hint::black_box(envelope::open(&frame, &secret, AeadId::ChaCha20Poly1305)))
                 }),
             ),
             (
-                "sign a delegation, receipt, withdrawal or checkpoint",
+                "sign a delegation, receipt, withdrawal or checkpoint".into(),
                 signed + checkpoints,
                 Box::new(|| {
                     std::hint::black_box(key.sign(&message));
                 }),
             ),
             (
-                "verify a delegation, receipt or withdrawal (aggregator)",
+                "verify a delegation, receipt or withdrawal (aggregator)".into(),
                 signed,
                 Box::new(|| drop(std::hint::black_box(verifying.verify_strict(&message, &signature)))),
             ),
         ];
-        if requests > 0 {
+        // Operations per call of each closure (all one but the windowed check).
+        let mut per_call = vec![1.0; ops.len()];
+        for (i, (size, count, pending, request, response)) in fixtures.iter().enumerate() {
+            let seed = 10 + 2 * i as u64;
+            let (mut make_rng, mut answer_rng) =
+                (SeededRng::seed_from_u64(seed), SeededRng::seed_from_u64(seed + 1));
+            let n = usize::try_from(*size).unwrap_or(1);
+            let (device, scope, issuer) = (&device, &scope, &issuer);
             ops.extend([
                 (
-                    "make a token request (device: blind, sign)",
-                    requests,
-                    Box::new(|| {
+                    format!("make a token request of {size} (device: blind, sign)"),
+                    *count,
+                    Box::new(move || {
                         drop(std::hint::black_box(PendingTokens::request(
-                            &device,
+                            device,
                             scope.clone(),
                             token_key,
-                            per_request,
-                            &mut token_rng,
+                            n,
+                            &mut make_rng,
                         )));
                     }) as Box<dyn FnMut()>,
                 ),
                 (
-                    "answer a token request (signature, BlindEvaluate, proof)",
-                    requests,
-                    Box::new(|| {
+                    format!("answer a token request of {size} (signature, BlindEvaluate, proof)"),
+                    *count,
+                    Box::new(move || {
                         std::hint::black_box(request.verify_signature()).ok();
-                        drop(std::hint::black_box(issuer.evaluate(&request, 0, &mut issue_rng)));
+                        drop(std::hint::black_box(issuer.evaluate(request, 0, &mut answer_rng)));
                     }),
                 ),
                 (
-                    "finalize a token response (device: proof check, unblind)",
-                    requests,
-                    Box::new(|| drop(std::hint::black_box(pending.finalize(&response)))),
-                ),
-                (
-                    "verify a spent token (aggregator)",
-                    spent,
-                    Box::new(|| {
-                        std::hint::black_box(verifier.verify(
-                            &scope,
-                            &token,
-                            Timestamp::from_secs(1_800_000_000),
-                        ))
-                        .ok();
-                    }),
+                    format!("finalize a token response of {size} (device: proof check, unblind)"),
+                    *count,
+                    Box::new(move || drop(std::hint::black_box(pending.finalize(response)))),
                 ),
             ]);
+            per_call.extend([1.0; 3]);
+        }
+        if !window.is_empty() {
+            let n = window.len();
+            ops.push((
+                format!("verify a spent token (aggregator, windows of {n})"),
+                spent,
+                Box::new(|| {
+                    std::hint::black_box(verifier.verify_many(&window, Timestamp::from_secs(1_800_000_000)));
+                }),
+            ));
+            per_call.push(n as f64);
         }
         // Interleaved rounds of 20 ms each, median per kind: a change of load hits all
         // alike. Each unit cost is the CPU time this thread ran per operation where Linux
@@ -1491,11 +1514,12 @@ impl Floor {
             }
         }
         let items = ops
-            .iter()
+            .into_iter()
             .zip(&mut samples)
-            .map(|((what, count, _), v)| {
+            .zip(per_call)
+            .map(|(((what, count, _), v), per_call)| {
                 v.sort_by(f64::total_cmp);
-                (*what, *count, v[v.len() / 2])
+                (what, count, v[v.len() / 2] / per_call)
             })
             .collect();
         Ok(Self { items })
@@ -1511,7 +1535,7 @@ cryptographic floor (unit costs measured now, {cores} cores):"
         for (what, count, unit) in &self.items {
             let secs = *count as f64 * unit;
             total += secs;
-            println!("  {what:<55} {count:>9} × {:>7.1} µs = {secs:>7.2} s", unit * 1e6);
+            println!("  {what:<68} {count:>9} × {:>7.1} µs = {secs:>7.2} s", unit * 1e6);
         }
         let floor = total / cores as f64;
         println!(
