@@ -92,6 +92,8 @@ struct TokenExample {
     request: TokenRequest,
     response: TokenResponse,
     token: Token,
+    /// The token's blind, as `PendingTokens::request` drew it (after the nonce).
+    blind: Scalar,
     verifier: TokenVerifier,
     now: Timestamp,
 }
@@ -118,7 +120,21 @@ fn token_example() -> TokenExample {
     let response = issuer.issue(&request, &AllowAll, now, &mut rng).unwrap();
     let token = pending.finalize(&response).unwrap()[0];
     let verifier = TokenVerifier::new(secret, &cat).unwrap();
-    TokenExample { scope, scope_key: pk.to_bytes(), request, response, token, verifier, now }
+    // The same draws again, in the order of RFC 9497 `Blind` per token: the nonce, then the
+    // blind (published so that a second implementation can check its `HashToGroup` of the
+    // token input, its blinding and its unblinding on the example).
+    let (nonce, blind) = nonce_then_blind(&mut SeededRng::seed_from_u64(1));
+    let bytes = token.to_bytes();
+    assert_eq!(bytes[2..34], nonce, "the replayed draws are the request's");
+    let (_, blinded) = confiance::token::voprf::blind_with(&bytes[..98], blind).unwrap();
+    assert_eq!(blinded.compress().to_bytes(), request.blinded[0], "the blind makes the request's element");
+    TokenExample { scope, scope_key: pk.to_bytes(), request, response, token, blind, verifier, now }
+}
+
+fn nonce_then_blind<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> ([u8; 32], Scalar) {
+    let mut nonce = [0u8; 32];
+    rng.fill_bytes(&mut nonce);
+    (nonce, confiance::token::voprf::random_blind(rng))
 }
 
 /// The transcryption request of docs/wire-format.md §11: device key seed `0x02 × 32`,
@@ -299,6 +315,7 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
     out.insert("token-scope-key", tokens.scope_key.to_vec());
     out.insert("token-request", postcard::to_allocvec(&tokens.request).unwrap());
     out.insert("token-response", postcard::to_allocvec(&tokens.response).unwrap());
+    out.insert("token-blind", tokens.blind.to_bytes().to_vec());
     out.insert("token", tokens.token.to_bytes().to_vec());
     out.insert("token-list", postcard::to_allocvec(&vec![tokens.spent()]).unwrap());
 

@@ -9,7 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
-from . import audit, tokens, wire
+from . import audit, rfc9497, tokens, wire
 
 DAY = wire.DAY
 
@@ -147,18 +147,29 @@ def run_live(url, auditor_token, origin, log_public_key, expected_digest):
     forged[-1] ^= 1
     s, a = api.post("/v1/tokens", bytes(forged))
     check((s, error_code(a)) == (403, "bad_signature"), "a token request with a flipped signature bit is 403 bad_signature")
-    pending = tokens.Pending(device_seed, scope, pk, 3)
-    s, response = api.call_raw("POST", "/v1/tokens", pending.request)
-    spent = pending.finalize(response) if s == 200 else []
-    check(len(spent) == 3 and all(len(t) == tokens.TOKEN_LEN for t in spent),
-          "3 report tokens issued to the delegated device: the DLEQ proof verifies (voprf), 162-byte tokens")
+    def obtain(n, token_type=tokens.ELEMENT, at=scope, key=pk, nonces=None):
+        """n tokens of a type for a scope: request, answer, proof checked, unblinded."""
+        pending = tokens.Pending(device_seed, at, key, n, token_type, nonces=nonces)
+        s, response = api.call_raw("POST", "/v1/tokens", pending.request)
+        return pending.finalize(response) if s == 200 else []
+
+    def envelope(spent_tokens, reports):
+        return wire.seal(config, digest, day, wire.encode_body(spent_tokens, reports))
+
+    def fresh():
+        return dict(statistic, id=os.urandom(16).hex())
+
+    spent = obtain(4)
+    check(len(spent) == 4 and all(len(t) == 130 and t[:2] == tokens.ELEMENT for t in spent),
+          "4 report tokens issued to the delegated device: the DLEQ proof verifies (rfc9497.py), "
+          "unblinded to 130-byte 0xC0F2 tokens")
     plaintext = wire.encode_body([(scope, spent[0])], [statistic, record])
     check(wire.decode_body(plaintext)[1][1] == record, "the body decodes back (strict, canonical)")
     frame = wire.seal(config, digest, day, plaintext)
     s, a = api.post("/v1/envelopes", frame)
     check(s == 201 and a.get("reports") == 2 and a.get("refused") == [] and
           a.get("envelope") == hashlib.sha256(frame).hexdigest(),
-          "an envelope sealed in Python (pyhpke) is accepted: 2 reports counted, none refused")
+          "an envelope sealed in Python (pyhpke) with a 0xC0F2 token is accepted: 2 reports counted, none refused")
     s, a = api.post("/v1/envelopes", frame)
     check((s, error_code(a)) == (409, "replayed_envelope"), "the same frame again is 409 replayed_envelope")
     flipped = bytearray(wire.seal(config, digest, day, plaintext))
@@ -168,21 +179,56 @@ def run_live(url, auditor_token, origin, log_public_key, expected_digest):
     s, a = api.post("/v1/envelopes", wire.seal(config, b"\x42" * 32, day, plaintext))
     check((s, error_code(a)) == (400, "wrong_catalogue"), "another catalogue's digest is 400 wrong_catalogue")
     bad_hold = dict(statistic, id=os.urandom(16).hex(), tag=dict(statistic["tag"], hold="P720H"))
-    s, a = api.post("/v1/envelopes", wire.seal(config, digest, day, wire.encode_body([], [bad_hold])))
+    s, a = api.post("/v1/envelopes", envelope([], [bad_hold]))
     check((s, error_code(a)) == (400, "malformed_batch"), "a non-canonical hold (P720H) is 400 malformed_batch")
     misaligned = dict(statistic, id=os.urandom(16).hex(), time=day + 3600)
-    fine = dict(statistic, id=os.urandom(16).hex())
-    s, a = api.post("/v1/envelopes", wire.seal(config, digest, day, wire.encode_body([(scope, spent[1])], [misaligned, fine])))
+    s, a = api.post("/v1/envelopes", envelope([(scope, spent[1])], [misaligned, fresh()]))
     check(s == 201 and a.get("reports") == 1 and
           a.get("refused") == [{"index": 0, "code": "misaligned_time", "retry": False}],
           "a misaligned report is refused alone (misaligned_time), its neighbour kept")
 
-    again = dict(statistic, id=os.urandom(16).hex())
-    s, a = api.post("/v1/envelopes", wire.seal(config, digest, day, wire.encode_body([(scope, spent[0])], [again])))
-    check((s, error_code(a)) == (400, "token_spent"), "a token spent twice is 400 token_spent (the whole envelope)")
-    forged_token = spent[2][:-1] + bytes([spent[2][-1] ^ 1])
-    s, a = api.post("/v1/envelopes", wire.seal(config, digest, day, wire.encode_body([(scope, forged_token)], [again])))
-    check((s, error_code(a)) == (400, "token_invalid"), "an altered token is 400 token_invalid (the whole envelope)")
+    # Altered 0xC0F2 tokens: each envelope refused whole, and nothing of it kept (the
+    # token spent afterwards is accepted).
+    token, other = spent[2], spent[3]
+    g = rfc9497.hash_to_group(b"another element")
+    altered = {
+        "an N not an element (a flipped bit)": token[:-1] + bytes([token[-1] ^ 1]),
+        "a forged N (N + another element, canonical)": token[:98] + rfc9497.add(token[98:], g),
+        "a swapped N (another token's, issued in the same answer)": token[:98] + other[98:],
+        "the identity as N": token[:98] + rfc9497.IDENTITY,
+    }
+    for what, t in altered.items():
+        s, a = api.post("/v1/envelopes", envelope([(scope, t)], [fresh()]))
+        check((s, error_code(a)) == (400, "token_invalid"), f"a 0xC0F2 token with {what} is 400 token_invalid")
+    next_scope = dict(scope, period=scope["period"] + 1)
+    s, tk = api.get(f"/v1/token-keys?recipients=acme&purpose=diagnostics&period={next_scope['period']}")
+    later = obtain(1, at=next_scope, key=bytes.fromhex(tk["public_key"]))
+    s, a = api.post("/v1/envelopes", envelope([(scope, later[0])] if later else [], [fresh()]))
+    check(len(later) == 1 and (s, error_code(a)) == (400, "token_scope"),
+          "a 0xC0F2 token of the next period, listed under this period's scope, is 400 token_scope")
+    s, a = api.post("/v1/envelopes", envelope([(next_scope, later[0])] if later else [], [fresh()]))
+    check((s, error_code(a)) == (400, "token_scope"),
+          "statistics of this period under a token of the next, listed under its own scope, are 400 token_scope")
+    s, a = api.post("/v1/envelopes", envelope([(scope, token)], [fresh()]))
+    check(s == 201 and a.get("reports") == 1, "the token the refused envelopes carried is then accepted")
+    s, a = api.post("/v1/envelopes", envelope([(scope, spent[0])], [fresh()]))
+    check((s, error_code(a)) == (400, "token_spent"),
+          "a 0xC0F2 token spent twice is 400 token_spent (the whole envelope)")
+
+    # Type 0xC0F1 (RFC 9497's output as the authenticator) is still accepted; a nonce
+    # counts once whatever the type it comes in.
+    c0f1 = obtain(2, tokens.AUTHENTICATOR)
+    check(len(c0f1) == 2 and all(len(t) == 162 and t[:2] == tokens.AUTHENTICATOR for t in c0f1),
+          "2 tokens of type 0xC0F1 issued and finalized (162 bytes)")
+    s, a = api.post("/v1/envelopes", envelope([(scope, c0f1[0])] if c0f1 else [], [fresh()]))
+    check(s == 201 and a.get("reports") == 1, "an envelope with a 0xC0F1 token is accepted")
+    forged_authenticator = c0f1[1][:-1] + bytes([c0f1[1][-1] ^ 1]) if c0f1 else b""
+    s, a = api.post("/v1/envelopes", envelope([(scope, forged_authenticator)] if c0f1 else [], [fresh()]))
+    check((s, error_code(a)) == (400, "token_invalid"), "an altered 0xC0F1 authenticator is 400 token_invalid")
+    same_nonce = obtain(1, nonces=[c0f1[0][2:34]] if c0f1 else None)
+    s, a = api.post("/v1/envelopes", envelope([(scope, same_nonce[0])] if same_nonce else [], [fresh()]))
+    check((s, error_code(a)) == (400, "token_spent"),
+          "a 0xC0F2 token with the nonce of a spent 0xC0F1 token is 400 token_spent")
 
     # The subject withdraws; a tampered withdrawal is refused.
     wfields = {"receipt": rid.hex(), "subject_key": subject_key.hex(), "at": now, "issued_at": now}

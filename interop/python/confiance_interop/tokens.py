@@ -1,22 +1,24 @@
 """docs/wire-format.md §10: report tokens, as a third-party device obtains and spends them.
 
-The VOPRF itself (RFC 9497, ristretto255-SHA512, mode 0x01: blinding, the batched DLEQ
-proof check, unblinding and `Finalize`) is the off-the-shelf `voprf` package from PyPI;
-this module only lays out the bytes around it: the token input, the signed request, the
-response, the 162-byte token (RFC 9578 §5.3 layout) and the body's token list.
+The VOPRF (RFC 9497, ristretto255-SHA512, mode 0x01: blinding, the batched DLEQ proof
+check, unblinding, `Finalize`) is `rfc9497.py`, composed from libsodium's group
+operations and `hashlib`; this module lays out the bytes around it: the token input, the
+signed request, the response, the token (130 bytes of type `0xC0F2`, the devices'
+default, which keeps the unblinded element `N`; or 162 of type `0xC0F1`, which keeps
+RFC 9497's output, the RFC 9578 §5.3 layout) and the body's token list.
 """
 
 import os
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from voprf import ristretto
 
-from .postcard import Reader, Writer
+from . import rfc9497
+from .postcard import DecodeError, Reader, Writer
 from .wire import TOKEN_LENS, WireError, sha256, take_token, write_token_scope
 
-TOKEN_LEN = 162
-TOKEN_TYPE = b"\xc0\xf1"
+ELEMENT = b"\xc0\xf2"  # redeemed with the unblinded element N (devices' default)
+AUTHENTICATOR = b"\xc0\xf1"  # redeemed with the RFC 9497 output (still accepted)
 SCOPE_LABEL = b"confiance/token-scope/v1"
 KEY_ID_LABEL = b"confiance/token-key-id/v1"
 REQUEST_LABEL = b"confiance/token-request/v1"
@@ -34,8 +36,9 @@ def key_id(pk):
     return sha256(KEY_ID_LABEL, pk)
 
 
-def token_input(nonce, scope, pk):
-    return TOKEN_TYPE + nonce + scope_digest(scope) + key_id(pk)
+def token_input(token_type, nonce, scope, pk):
+    """§10.1: token_type ‖ nonce ‖ scope_digest ‖ token_key_id, 98 bytes."""
+    return token_type + nonce + scope_digest(scope) + key_id(pk)
 
 
 def request_body(device_key, scope, blinded):
@@ -48,39 +51,54 @@ def request_body(device_key, scope, blinded):
     return w.bytes()
 
 
-class Pending:
-    """Tokens asked for and not yet received: the nonces and the library's blinding state."""
-
-    def __init__(self, device_seed, scope, pk, n):
-        self.scope, self.pk = scope, pk
-        self.nonces = [os.urandom(32) for _ in range(n)]
-        self.clients, blinded = [], []
-        for nonce in self.nonces:
-            client, b = ristretto.Client.blind(token_input(nonce, scope, pk))
-            self.clients.append(client)
-            blinded.append(b.serialize())
-        key = Ed25519PrivateKey.from_private_bytes(device_seed)
-        device_key = key.public_key().public_bytes_raw()
-        body = request_body(device_key, scope, blinded)
-        self.request = body + key.sign(REQUEST_LABEL + body)
-
-    def finalize(self, response):
-        """Checks the response (its key, its count, the DLEQ proof) and returns the tokens."""
+def decode_response(response):
+    """§10.2 `TokenResponse`: `(pkS, evaluated, proof)`, the layout only."""
+    try:
         r = Reader(response)
         pk = r.take(32)
         n = r.varint()
+        if n > r.rest() // 32:
+            raise DecodeError("count larger than the bytes left")
         evaluated = [r.take(32) for _ in range(n)]
         proof = r.take(64)
-        if r.rest() or pk != self.pk or n != len(self.nonces):
-            raise WireError("bad_token_response", "trailing bytes, another key, or another count")
-        key = ristretto.PublicKey.deserialize(pk)
+        if r.rest():
+            raise DecodeError("trailing bytes")
+    except DecodeError as e:
+        raise WireError("bad_token_response", str(e)) from e
+    return pk, evaluated, proof
+
+
+class Pending:
+    """Tokens asked for and not yet received: their inputs and blinds.
+
+    `token_type` is `ELEMENT` (0xC0F2, the default) or `AUTHENTICATOR` (0xC0F1); the
+    nonces are drawn fresh unless given (to show a nonce counts once across types), the
+    blinds always."""
+
+    def __init__(self, device_seed, scope, pk, n, token_type=ELEMENT, nonces=None):
+        self.scope, self.pk, self.token_type = scope, pk, token_type
+        self.nonces = nonces or [os.urandom(32) for _ in range(n)]
+        self.inputs = [token_input(token_type, nonce, scope, pk) for nonce in self.nonces]
+        pairs = [rfc9497.blind(i) for i in self.inputs]
+        self.blinds = [b for b, _ in pairs]
+        self.blinded = [e for _, e in pairs]
+        self.request = sign_request(device_seed, scope, self.blinded)
+
+    def finalize(self, response):
+        """Checks the response (its key, its count, every element, the DLEQ proof), unblinds,
+        and returns the tokens; a refusal is `bad_token_response` with RFC 9497's reason."""
+        pk, evaluated, proof = decode_response(response)
         try:
-            # The library's own layout for a batch is the proof (c ‖ s) then the elements.
-            batch = ristretto.VerifiableBatchOutput.deserialize(proof + b"".join(evaluated))
-            out = ristretto.Client.finalize_batch(self.clients, batch, key)
-        except ValueError as e:
-            raise WireError("bad_token_response", str(e)) from e
-        return [token_input(nonce, self.scope, pk) + bytes(a) for nonce, a in zip(self.nonces, out)]
+            if rfc9497.element(pk) != self.pk:
+                raise rfc9497.VoprfError("WrongKey")
+            if len(evaluated) != len(self.inputs):
+                raise rfc9497.VoprfError("WrongCount")
+            elements = rfc9497.unblind(self.blinds, self.blinded, evaluated, pk, proof)
+        except rfc9497.VoprfError as e:
+            raise WireError("bad_token_response", e.kind) from e
+        if self.token_type == ELEMENT:
+            return [i + n for i, n in zip(self.inputs, elements)]
+        return [i + rfc9497.finalize_hash(i, n) for i, n in zip(self.inputs, elements)]
 
 
 MAX_BATCH = 1024
@@ -125,9 +143,9 @@ def check_request(data, catalogue, now, token_period):
         raise WireError("period_not_open")
     for b in blinded:
         try:
-            ristretto.BlindedInput.deserialize(b)
-        except ValueError as e:
-            raise WireError("malformed_token_request", str(e)) from e
+            rfc9497.element(b)
+        except rfc9497.VoprfError as e:
+            raise WireError("malformed_token_request", e.kind) from e
     return {"device_key": device_key, "scope": scope, "blinded": blinded}
 
 
@@ -139,9 +157,10 @@ def sign_request(device_seed, scope, blinded):
 
 def check_spent(data, scope_key, now, token_period):
     """§10.1, what a party without the issuer's secret can check of a spent token: its
-    layout (type 0xC0F2, 130 bytes, or 0xC0F1, 162), its scope digest, its key id and its
-    period. Returns `(scope, token)`; the element or authenticator itself only the issuer
-    can check (both need skS)."""
+    layout (type 0xC0F2, 130 bytes, or 0xC0F1, 162), its scope digest, its key id, its
+    period, and that a 0xC0F2 token's `N` is a canonical element other than the identity.
+    Returns `(scope, token)`; that `N` (or the authenticator) is the right one only the
+    issuer can check (both need skS)."""
     try:
         r = Reader(data)
         scope = {"recipients": r.id_list(), "purpose": r.ident(), "period": r.varint()}
@@ -156,4 +175,9 @@ def check_spent(data, scope_key, now, token_period):
         raise WireError("token_expired")
     if token[66:98] != key_id(scope_key):
         raise WireError("token_invalid", "made under another key")
+    if token[:2] == ELEMENT:
+        try:
+            rfc9497.element(token[98:])
+        except rfc9497.VoprfError as e:
+            raise WireError("token_invalid", e.kind) from e
     return scope, token

@@ -260,7 +260,7 @@ MAX_TOKENS = 64
 
 
 def encode_body(spent_tokens, reports):
-    """§3: the token list (each a scope then the 162 token bytes, §10.1), then the batch."""
+    """§3: the token list (each a scope then the token: 130 or 162 bytes as its type says, §10.1), then the batch."""
     w = Writer().varint(len(spent_tokens))
     for scope, token in spent_tokens:
         write_token_scope(w, scope)
@@ -296,7 +296,6 @@ def decode_body(b, max_bytes=MAX_FRAME):
     return tokens, decode_batch(b[head:], max_bytes=max_bytes)
 
 
-TOKEN_LEN = 162
 # §10.1: a token's length follows from its type (no length prefix).
 TOKEN_LENS = {b"\xc0\xf2": 130, b"\xc0\xf1": 162}
 
