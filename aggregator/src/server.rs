@@ -296,6 +296,12 @@ pub fn serve_until(
         .and_then(|s| s.connection().path())
         .filter(|p| !p.is_empty())
         .map(std::path::PathBuf::from);
+    if let Some(db) = &db_path {
+        // Before any snapshot of this process exists: those left are a dead process's.
+        for p in snapshot::remove_stale(db) {
+            tracing::warn!(file = %p.display(), "removed a report snapshot left by a process that was killed");
+        }
+    }
     let (catalogue, keys) = (agg.catalogue().clone(), agg.keys().clone());
     let agg = Arc::new(Mutex::new(agg));
     let (ingest, jobs) = std::sync::mpsc::channel();
