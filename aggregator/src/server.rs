@@ -24,6 +24,7 @@ mod connection;
 pub mod keyfile;
 mod metrics;
 pub mod query;
+mod replace;
 mod snapshot;
 
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use crate::service::Aggregator;
 pub use commit::GroupCommit;
 pub use keyfile::{KeyFile, KeyFileError};
 pub use query::{ApiError, Query, run_query};
+pub use replace::replace_file;
 
 /// A bearer-token role of the HTTP API. (There is no device role: devices authenticate
 /// by signature; a key file line with the old `device` role is refused.)

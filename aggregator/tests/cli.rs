@@ -6,6 +6,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+#[path = "support/tmpfs.rs"]
+mod tmpfs;
+
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("confiance-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -377,6 +380,64 @@ fn exit_codes() {
     std::io::Write::write_all(c.stdin.as_mut().unwrap(), &[0, 0]).unwrap();
     let o = c.wait_with_output().unwrap();
     assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "bad_framing"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A full disk under the files a command would replace: `report --out`, `catalogue
+/// compile --out` and `token` (the key file) fail with exit 3 and leave each file as it
+/// was, as their "nothing was changed" says — `report --out` used to truncate the file
+/// it replaced and leave part of the new report in it — and succeed once space is freed.
+#[test]
+fn a_full_disk_changes_no_file_a_command_would_replace() {
+    let d = dir("full-out");
+    let fs = d.join("fs");
+    let _mount = match tmpfs::mount_tmpfs(&fs, "1m") {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    json(&d, &["keygen"]);
+    json(&d, &["--catalogue", SAMPLE, "simulate", "--devices", "20", "--days", "2"]);
+    let keys = fs.join("keys");
+    std::fs::copy(d.join("keys"), &keys).unwrap();
+    let (report, compiled) = (fs.join("report.html"), fs.join("catalogue.bin"));
+    // Small files an earlier run wrote, which a larger answer would replace.
+    std::fs::write(&report, b"<p>an earlier report</p>").unwrap();
+    std::fs::write(&compiled, b"an earlier catalogue").unwrap();
+    let filler = tmpfs::fill(&fs);
+    let db = d.join("db.sqlite");
+    let full = |args: &[&str], file: &Path| {
+        let before = std::fs::read(file).unwrap();
+        let o = run_with(&db, &keys, args);
+        assert_eq!(
+            (o.status.code(), error_code(&o).as_str()),
+            (Some(3), "internal"),
+            "{args:?} on a full disk: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let after = std::fs::read(file).unwrap();
+        assert!(
+            after == before,
+            "{args:?} left {} bytes in {}, not its {}",
+            after.len(),
+            file.display(),
+            before.len()
+        );
+    };
+    full(&["report", "--format", "html", "--out", report.to_str().unwrap()], &report);
+    full(&["catalogue", "compile", "--out", compiled.to_str().unwrap()], &compiled);
+    full(&["token", "--role", "auditor"], &keys);
+    let left: Vec<_> =
+        std::fs::read_dir(&fs).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    assert!(left.iter().all(|n| !n.ends_with(".tmp")), "temporary files left: {left:?}");
+    std::fs::remove_file(filler).unwrap();
+    let written = ok_with(&db, &keys, &["report", "--format", "html", "--out", report.to_str().unwrap()]);
+    assert_eq!(written["bytes"].as_u64(), Some(std::fs::metadata(&report).unwrap().len()));
+    ok_with(&db, &keys, &["catalogue", "compile", "--out", compiled.to_str().unwrap()]);
+    ok_with(&db, &keys, &["token", "--role", "auditor"]);
+    drop(_mount);
     let _ = std::fs::remove_dir_all(&d);
 }
 

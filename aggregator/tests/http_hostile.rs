@@ -29,6 +29,9 @@ use sha2::Digest as _;
 #[path = "support/fixtures.rs"]
 mod fixtures;
 use fixtures::{catalogue, id, recorder};
+#[path = "support/tmpfs.rs"]
+mod tmpfs;
+use tmpfs::{fill, mount_tmpfs};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_confiance"))
@@ -484,42 +487,6 @@ fn sigterm_cuts_stalled_clients_at_the_drain_deadline() {
     assert!(agg.has_envelope(&env).unwrap(), "the acknowledged envelope is kept");
     drop(agg);
     let _ = std::fs::remove_dir_all(&d);
-}
-
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-fn mount_tmpfs(at: &Path, size: &str) -> Result<Mount, String> {
-    let uid = Command::new("id").arg("-u").output().map_err(|e| format!("`id -u`: {e}"))?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Err("not running as root: cannot mount a tmpfs".into());
-    }
-    std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
-    let o = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(at)
-        .output()
-        .map_err(|e| format!("`mount`: {e}"))?;
-    if !o.status.success() {
-        return Err(format!("`mount -t tmpfs` failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
-    }
-    Ok(Mount(at.to_owned()))
-}
-
-/// Fills the filesystem holding `dir` with one file; returns its path.
-fn fill(dir: &Path) -> PathBuf {
-    let p = dir.join("filler");
-    let mut f = std::fs::File::create(&p).unwrap();
-    let block = vec![0u8; 4096];
-    while f.write_all(&block).is_ok() {}
-    let _ = f.sync_all();
-    p
 }
 
 #[test]
