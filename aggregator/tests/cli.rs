@@ -1265,6 +1265,19 @@ fn audit_verify_re_checks_the_ledger_rows_against_their_signed_bytes() {
             "DELETE FROM ledger_withdrawal WHERE seq = (SELECT min(seq) FROM ledger_withdrawal)",
             "the log holds it, the ledger does not",
         ),
+        // A record released to calora, hidden from the subject's report and from
+        // `query history`: the log's release event counts the records it disclosed.
+        (
+            "hidden",
+            "DELETE FROM ledger_disclosure WHERE seq = (SELECT min(seq) FROM ledger_disclosure WHERE kind = 'release')",
+            "records to calora",
+        ),
+        (
+            "redirected",
+            "UPDATE ledger_disclosure SET recipient = 'gridco'
+             WHERE seq = (SELECT min(seq) FROM ledger_disclosure WHERE kind = 'release')",
+            "records to calora",
+        ),
     ] {
         let copy = d.join(format!("{name}.sqlite"));
         rusqlite::Connection::open(&db)
