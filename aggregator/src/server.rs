@@ -246,6 +246,8 @@ pub(crate) struct State {
     pub(crate) grace_secs: u64,
     /// Where reports read their snapshot from: the database file (`None` in memory).
     pub(crate) db_path: Option<std::path::PathBuf>,
+    /// The turn to take a report snapshot: one at a time (each copies the database).
+    pub(crate) report_turn: Arc<tokio::sync::Semaphore>,
     /// What a snapshot is opened with.
     pub(crate) catalogue: confiance::catalogue::Catalogue,
     pub(crate) keys: crate::keys::KeyStore,
@@ -327,6 +329,7 @@ pub fn serve_until(
         key_configs,
         grace_secs,
         db_path,
+        report_turn: Arc::new(tokio::sync::Semaphore::new(1)),
         catalogue,
         keys,
     });

@@ -818,3 +818,53 @@ fn serve_removes_the_report_snapshots_a_killed_server_left() {
     drop(server);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Each `GET /v1/report` copies the whole database next to it and loads the copy: eight
+/// asked at once by one auditor token made eight copies at once (measured on a 14 MB
+/// database), so a dashboard refreshing reports could fill the disk — and fail every
+/// device's ingest with `503` — or the memory. Reports are gathered one at a time: the
+/// others wait their turn, and every one is answered.
+#[test]
+fn concurrent_reports_make_one_snapshot_at_a_time() {
+    let d = tempdir("report-queue");
+    let db = d.join("db.sqlite");
+    cli(&d, &db, &["keygen"]);
+    let auditor = cli(&d, &db, &["token", "--role", "auditor"])["token"].as_str().unwrap().to_owned();
+    cli(&d, &db, &["simulate", "--devices", "150", "--days", "3"]);
+    let server = Server::start(&d, &db, 1024, &["--request-timeout-ms", "120000"]);
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (d, stop) = (d.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let copies = std::fs::read_dir(&d)
+                    .unwrap()
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.starts_with(".db.sqlite.snapshot-") && n.ends_with(".sqlite"))
+                    .count();
+                most = most.max(copies);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            most
+        })
+    };
+    let askers: Vec<_> = (0..8)
+        .map(|_| {
+            let auditor = auditor.clone();
+            std::thread::spawn(move || {
+                request(addr, &get("/v1/report?format=json", Some(&auditor)), Duration::from_secs(120))
+                    .unwrap()
+                    .0
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = askers.into_iter().map(|a| a.join().unwrap()).collect();
+    stop.store(true, Ordering::SeqCst);
+    let most = watcher.join().unwrap();
+    assert_eq!(statuses, vec![200; 8]);
+    assert_eq!(most, 1, "snapshots of the database at once");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -999,8 +999,16 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
     let text = match st.db_path.clone() {
         // A snapshot of the file, read without the aggregator's lock: ingest goes on.
         Some(db) => {
+            // One snapshot at a time: each is a copy of the whole database, loaded whole.
+            // The permit goes with the blocking task, which outlives a request cut by
+            // its deadline, so a timed-out report still holds its turn until it ends.
+            let turn = Arc::clone(&st.report_turn)
+                .acquire_owned()
+                .await
+                .map_err(|_| ApiError::new(503, "shutting_down", "the server is stopping"))?;
             let st = Arc::clone(&st);
             tokio::task::spawn_blocking(move || {
+                let _turn = turn;
                 let snap = super::snapshot::Snapshot::take(&db, st.catalogue.clone(), st.keys.clone())?;
                 render(snap.aggregator(), &st)
             })
