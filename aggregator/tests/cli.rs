@@ -402,6 +402,8 @@ fn a_full_disk_changes_no_file_a_command_would_replace() {
     json(&d, &["--catalogue", SAMPLE, "simulate", "--devices", "20", "--days", "2"]);
     let keys = fs.join("keys");
     std::fs::copy(d.join("keys"), &keys).unwrap();
+    let full_db = fs.join("db.sqlite");
+    std::fs::copy(d.join("db.sqlite"), &full_db).unwrap();
     let (report, compiled) = (fs.join("report.html"), fs.join("catalogue.bin"));
     // Small files an earlier run wrote, which a larger answer would replace.
     std::fs::write(&report, b"<p>an earlier report</p>").unwrap();
@@ -429,6 +431,20 @@ fn a_full_disk_changes_no_file_a_command_would_replace() {
     full(&["report", "--format", "html", "--out", report.to_str().unwrap()], &report);
     full(&["catalogue", "compile", "--out", compiled.to_str().unwrap()], &compiled);
     full(&["token", "--role", "auditor"], &keys);
+    // A database on the full disk cannot even be opened (SQLite makes its `-shm` file):
+    // the database failed, `store_failed` as over HTTP — not `internal`, which says a
+    // bug or a corrupt file — and the file is left as it was.
+    for args in [&["query", "overdue"][..], &["purge"], &["identity", "adopt"]] {
+        let before = std::fs::read(&full_db).unwrap();
+        let o = run_with(&full_db, &keys, args);
+        assert_eq!(
+            (o.status.code(), error_code(&o).as_str()),
+            (Some(3), "store_failed"),
+            "{args:?} on a full disk: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(std::fs::read(&full_db).unwrap() == before, "{args:?} changed the database");
+    }
     let left: Vec<_> =
         std::fs::read_dir(&fs).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
     assert!(left.iter().all(|n| !n.ends_with(".tmp")), "temporary files left: {left:?}");

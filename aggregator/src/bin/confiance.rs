@@ -485,6 +485,21 @@ fn unbound(addr: std::net::SocketAddr, e: &std::io::Error) -> Fail {
     })
 }
 
+/// The database file could not be opened or read: a full disk or an I/O error is
+/// `store_failed` (exit 3), as the same failure is over HTTP; a corrupt file stays
+/// `internal`, the code of a bug or a corrupt database (docs/http.md, "Errors").
+fn database_failed(e: &IdentityError) -> Fail {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match e {
+        IdentityError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, DatabaseCorrupt | NotADatabase) =>
+        {
+            internal(e)
+        }
+        _ => ApiError::store_failed(e.to_string()).into(),
+    }
+}
+
 fn internal(msg: impl std::fmt::Display) -> Fail {
     ApiError::internal(msg.to_string()).into()
 }
@@ -609,7 +624,7 @@ fn catalogue_text(cli: &Cli) -> Result<String, Fail> {
                 "{} was made before databases kept their catalogue: give it once with --catalogue FILE",
                 cli.db.display()
             ))),
-            Err(e @ (IdentityError::Io(_) | IdentityError::Sqlite(_))) => Err(internal(e)),
+            Err(e @ (IdentityError::Io(_) | IdentityError::Sqlite(_))) => Err(database_failed(&e)),
             Err(e) => Err(not_a_database(cli, &e)),
         };
     }
@@ -707,7 +722,7 @@ fn open_as(cli: &Cli, kf: &KeyFile, access: Access) -> Result<Aggregator, Fail> 
     let (id, cat) = identity(cli, kf)?;
     match identity::check(&cli.db, &id, access) {
         Ok(_) => {}
-        Err(e @ (IdentityError::Io(_) | IdentityError::Sqlite(_))) => return Err(internal(e)),
+        Err(e @ (IdentityError::Io(_) | IdentityError::Sqlite(_))) => return Err(database_failed(&e)),
         Err(e @ IdentityError::Missing(_)) => return Err(no_database(cli, &e)),
         Err(e @ IdentityError::KeyMismatch { .. }) => {
             return Err(Fail::from(ApiError::new(409, "identity_mismatch", e.to_string())).hint(format!(
@@ -848,7 +863,7 @@ fn identity_cmd(cli: &Cli, i: &IdentityCmd) -> Result<Value, Fail> {
     let (given, cat) = identity(cli, &kf)?;
     let fail = |e: IdentityError| match e {
         IdentityError::Missing(_) => no_database(cli, &e),
-        IdentityError::Io(_) | IdentityError::Sqlite(_) => internal(e),
+        IdentityError::Io(_) | IdentityError::Sqlite(_) => database_failed(&e),
         _ => not_a_database(cli, &e),
     };
     match i {
