@@ -99,6 +99,14 @@ fn keygen_simulate_query_report_verify() {
 
     let s = json(&d, &["simulate", "--devices", "24", "--days", "2", "--seed", "7"]);
     assert_eq!(s["devices"], 24);
+    // The database holds the records and the period keys that open them: readable by
+    // its owner only, like the key file (it was made 0644, readable by every local user).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(d.join("db.sqlite")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the database's mode is {mode:o}");
+    }
     assert_eq!(s["receipts"], 24 + 12 + 8);
     assert!(s["envelopes"].as_u64().unwrap() >= 48);
     assert_eq!(s["estimate_released"], true);

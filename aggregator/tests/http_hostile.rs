@@ -837,17 +837,24 @@ fn concurrent_reports_make_one_snapshot_at_a_time() {
     let watcher = {
         let (d, stop) = (d.clone(), Arc::clone(&stop));
         std::thread::spawn(move || {
-            let mut most = 0;
+            use std::os::unix::fs::PermissionsExt as _;
+            let (mut most, mut modes) = (0, std::collections::BTreeSet::new());
             while !stop.load(Ordering::SeqCst) {
-                let copies = std::fs::read_dir(&d)
+                let copies: Vec<_> = std::fs::read_dir(&d)
                     .unwrap()
-                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                    .filter(|n| n.starts_with(".db.sqlite.snapshot-") && n.ends_with(".sqlite"))
-                    .count();
-                most = most.max(copies);
+                    .filter_map(|e| e.ok())
+                    .filter(|e| {
+                        let n = e.file_name().into_string().unwrap_or_default();
+                        n.starts_with(".db.sqlite.snapshot-") && n.ends_with(".sqlite")
+                    })
+                    .collect();
+                modes.extend(
+                    copies.iter().filter_map(|e| Some(e.metadata().ok()?.permissions().mode() & 0o777)),
+                );
+                most = most.max(copies.len());
                 std::thread::sleep(Duration::from_millis(1));
             }
-            most
+            (most, modes)
         })
     };
     let askers: Vec<_> = (0..8)
@@ -862,9 +869,11 @@ fn concurrent_reports_make_one_snapshot_at_a_time() {
         .collect();
     let statuses: Vec<u16> = askers.into_iter().map(|a| a.join().unwrap()).collect();
     stop.store(true, Ordering::SeqCst);
-    let most = watcher.join().unwrap();
+    let (most, modes) = watcher.join().unwrap();
     assert_eq!(statuses, vec![200; 8]);
     assert_eq!(most, 1, "snapshots of the database at once");
+    // A copy of the database is as private as the database.
+    assert_eq!(modes.into_iter().collect::<Vec<_>>(), vec![0o600], "the snapshots' modes");
     drop(server);
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -36,6 +36,9 @@ impl Snapshot {
         )
         .map_err(store)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(store)?;
+        // As private as the database: an empty file of mode 0600, which VACUUM INTO fills.
+        crate::store::sqlite::create_private(&snap.path)
+            .map_err(|e| ApiError::store_failed(format!("snapshot: {e}")))?;
         let target = snap.path.to_str().ok_or_else(|| ApiError::internal("database path is not UTF-8"))?;
         conn.execute("VACUUM INTO ?1", [target]).map_err(store)?;
         drop(conn);
