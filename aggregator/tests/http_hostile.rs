@@ -877,3 +877,62 @@ fn concurrent_reports_make_one_snapshot_at_a_time() {
     drop(server);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// An answer given before the request's body was read (a wrong role, a missing token, a
+/// bad path: checked first, docs/http.md) ends the connection — hyper cannot read the
+/// next request past an unread body — so it must say `Connection: close` (RFC 9112
+/// §9.6): it did not, and a pooling client sent its next request on the closed
+/// connection and lost it ("Peer disconnected", seen in http_server.rs's run). A body
+/// read to its end keeps the connection for the next request.
+#[test]
+fn an_answer_before_the_body_is_read_closes_the_connection_and_says_so() {
+    let d = tempdir("unread-body");
+    let db = d.join("db.sqlite");
+    cli(&d, &db, &["keygen"]);
+    let auditor = cli(&d, &db, &["token", "--role", "auditor"])["token"].as_str().unwrap().to_owned();
+    cli(&d, &db, &["simulate", "--devices", "5", "--days", "1"]);
+    let calora = cli(&d, &db, &["token", "--role", "recipient", "--recipient", "calora"])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let server = Server::start(&d, &db, 1024, &[]);
+    let body = include_bytes!("../../examples/catalogue.toml");
+    // The head first, the body a little later, as a client streaming a body sends it.
+    let first = |path: &str, token: Option<&str>| {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        s.write_all(
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n", body.len())
+                .as_bytes(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = s.write_all(body);
+        let mut buf = vec![0u8; 65_536];
+        let n = s.read(&mut buf).unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        (head, s)
+    };
+    for (path, token, status) in [
+        ("/v1/catalogue-diff", Some(calora.as_str()), "403"),
+        ("/v1/releases", None, "401"),
+        ("/v1/subjects/%FF/override", Some(auditor.as_str()), "403"),
+    ] {
+        let (head, _) = first(path, token);
+        assert!(head.starts_with(&format!("http/1.1 {status}")), "{path}: {head}");
+        assert!(
+            head.contains("connection: close"),
+            "{path}: an unread body, and no `Connection: close`: {head}"
+        );
+    }
+    // The body read: the connection carries a second request.
+    let (head, mut s) = first("/v1/catalogue-diff", Some(&auditor));
+    assert!(head.starts_with("http/1.1 200") && !head.contains("connection: close"), "{head}");
+    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&d);
+}
