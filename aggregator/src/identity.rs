@@ -204,6 +204,7 @@ pub fn check(path: &Path, id: &Identity, access: Access) -> Result<Checked, Iden
         if access == Access::ReadOnly {
             return Err(IdentityError::Missing(path.to_owned()));
         }
+        crate::store::sqlite::create_private(path).map_err(IdentityError::Io)?;
         let conn = Connection::open(path)?;
         // The store's choice, which must be made before the first table exists.
         conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;

@@ -24,6 +24,7 @@ mod connection;
 pub mod keyfile;
 mod metrics;
 pub mod query;
+mod replace;
 mod snapshot;
 
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use crate::service::Aggregator;
 pub use commit::GroupCommit;
 pub use keyfile::{KeyFile, KeyFileError};
 pub use query::{ApiError, Query, run_query};
+pub use replace::replace_file;
 
 /// A bearer-token role of the HTTP API. (There is no device role: devices authenticate
 /// by signature; a key file line with the old `device` role is refused.)
@@ -244,6 +246,8 @@ pub(crate) struct State {
     pub(crate) grace_secs: u64,
     /// Where reports read their snapshot from: the database file (`None` in memory).
     pub(crate) db_path: Option<std::path::PathBuf>,
+    /// The turn to take a report snapshot: one at a time (each copies the database).
+    pub(crate) report_turn: Arc<tokio::sync::Semaphore>,
     /// What a snapshot is opened with.
     pub(crate) catalogue: confiance::catalogue::Catalogue,
     pub(crate) keys: crate::keys::KeyStore,
@@ -296,6 +300,12 @@ pub fn serve_until(
         .and_then(|s| s.connection().path())
         .filter(|p| !p.is_empty())
         .map(std::path::PathBuf::from);
+    if let Some(db) = &db_path {
+        // Before any snapshot of this process exists: those left are a dead process's.
+        for p in snapshot::remove_stale(db) {
+            tracing::warn!(file = %p.display(), "removed a report snapshot left by a process that was killed");
+        }
+    }
     let (catalogue, keys) = (agg.catalogue().clone(), agg.keys().clone());
     let agg = Arc::new(Mutex::new(agg));
     let (ingest, jobs) = std::sync::mpsc::channel();
@@ -319,6 +329,7 @@ pub fn serve_until(
         key_configs,
         grace_secs,
         db_path,
+        report_turn: Arc::new(tokio::sync::Semaphore::new(1)),
         catalogue,
         keys,
     });

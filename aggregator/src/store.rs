@@ -15,7 +15,7 @@
 
 #[cfg(feature = "postgres")]
 mod postgres;
-mod sqlite;
+pub(crate) mod sqlite;
 
 use std::collections::BTreeSet;
 

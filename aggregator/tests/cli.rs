@@ -6,6 +6,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+#[path = "support/tmpfs.rs"]
+mod tmpfs;
+
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("confiance-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -96,6 +99,14 @@ fn keygen_simulate_query_report_verify() {
 
     let s = json(&d, &["simulate", "--devices", "24", "--days", "2", "--seed", "7"]);
     assert_eq!(s["devices"], 24);
+    // The database holds the records and the period keys that open them: readable by
+    // its owner only, like the key file (it was made 0644, readable by every local user).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(d.join("db.sqlite")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the database's mode is {mode:o}");
+    }
     assert_eq!(s["receipts"], 24 + 12 + 8);
     assert!(s["envelopes"].as_u64().unwrap() >= 48);
     assert_eq!(s["estimate_released"], true);
@@ -377,6 +388,80 @@ fn exit_codes() {
     std::io::Write::write_all(c.stdin.as_mut().unwrap(), &[0, 0]).unwrap();
     let o = c.wait_with_output().unwrap();
     assert_eq!((o.status.code(), error_code(&o).as_str()), (Some(1), "bad_framing"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A full disk under the files a command would replace: `report --out`, `catalogue
+/// compile --out` and `token` (the key file) fail with exit 3 and leave each file as it
+/// was, as their "nothing was changed" says — `report --out` used to truncate the file
+/// it replaced and leave part of the new report in it — and succeed once space is freed.
+#[test]
+fn a_full_disk_changes_no_file_a_command_would_replace() {
+    let d = dir("full-out");
+    let fs = d.join("fs");
+    let _mount = match tmpfs::mount_tmpfs(&fs, "1m") {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    json(&d, &["keygen"]);
+    json(&d, &["--catalogue", SAMPLE, "simulate", "--devices", "20", "--days", "2"]);
+    let keys = fs.join("keys");
+    std::fs::copy(d.join("keys"), &keys).unwrap();
+    let full_db = fs.join("db.sqlite");
+    std::fs::copy(d.join("db.sqlite"), &full_db).unwrap();
+    let (report, compiled) = (fs.join("report.html"), fs.join("catalogue.bin"));
+    // Small files an earlier run wrote, which a larger answer would replace.
+    std::fs::write(&report, b"<p>an earlier report</p>").unwrap();
+    std::fs::write(&compiled, b"an earlier catalogue").unwrap();
+    let filler = tmpfs::fill(&fs);
+    let db = d.join("db.sqlite");
+    let full = |args: &[&str], file: &Path| {
+        let before = std::fs::read(file).unwrap();
+        let o = run_with(&db, &keys, args);
+        assert_eq!(
+            (o.status.code(), error_code(&o).as_str()),
+            (Some(3), "internal"),
+            "{args:?} on a full disk: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let after = std::fs::read(file).unwrap();
+        assert!(
+            after == before,
+            "{args:?} left {} bytes in {}, not its {}",
+            after.len(),
+            file.display(),
+            before.len()
+        );
+    };
+    full(&["report", "--format", "html", "--out", report.to_str().unwrap()], &report);
+    full(&["catalogue", "compile", "--out", compiled.to_str().unwrap()], &compiled);
+    full(&["token", "--role", "auditor"], &keys);
+    // A database on the full disk cannot even be opened (SQLite makes its `-shm` file):
+    // the database failed, `store_failed` as over HTTP — not `internal`, which says a
+    // bug or a corrupt file — and the file is left as it was.
+    for args in [&["query", "overdue"][..], &["purge"], &["identity", "adopt"]] {
+        let before = std::fs::read(&full_db).unwrap();
+        let o = run_with(&full_db, &keys, args);
+        assert_eq!(
+            (o.status.code(), error_code(&o).as_str()),
+            (Some(3), "store_failed"),
+            "{args:?} on a full disk: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(std::fs::read(&full_db).unwrap() == before, "{args:?} changed the database");
+    }
+    let left: Vec<_> =
+        std::fs::read_dir(&fs).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    assert!(left.iter().all(|n| !n.ends_with(".tmp")), "temporary files left: {left:?}");
+    std::fs::remove_file(filler).unwrap();
+    let written = ok_with(&db, &keys, &["report", "--format", "html", "--out", report.to_str().unwrap()]);
+    assert_eq!(written["bytes"].as_u64(), Some(std::fs::metadata(&report).unwrap().len()));
+    ok_with(&db, &keys, &["catalogue", "compile", "--out", compiled.to_str().unwrap()]);
+    ok_with(&db, &keys, &["token", "--role", "auditor"]);
+    drop(_mount);
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -1203,6 +1288,19 @@ fn audit_verify_re_checks_the_ledger_rows_against_their_signed_bytes() {
             "revived",
             "DELETE FROM ledger_withdrawal WHERE seq = (SELECT min(seq) FROM ledger_withdrawal)",
             "the log holds it, the ledger does not",
+        ),
+        // A record released to calora, hidden from the subject's report and from
+        // `query history`: the log's release event counts the records it disclosed.
+        (
+            "hidden",
+            "DELETE FROM ledger_disclosure WHERE seq = (SELECT min(seq) FROM ledger_disclosure WHERE kind = 'release')",
+            "records to calora",
+        ),
+        (
+            "redirected",
+            "UPDATE ledger_disclosure SET recipient = 'gridco'
+             WHERE seq = (SELECT min(seq) FROM ledger_disclosure WHERE kind = 'release')",
+            "records to calora",
         ),
     ] {
         let copy = d.join(format!("{name}.sqlite"));

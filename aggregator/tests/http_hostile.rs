@@ -29,6 +29,9 @@ use sha2::Digest as _;
 #[path = "support/fixtures.rs"]
 mod fixtures;
 use fixtures::{catalogue, id, recorder};
+#[path = "support/tmpfs.rs"]
+mod tmpfs;
+use tmpfs::{fill, mount_tmpfs};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_confiance"))
@@ -486,42 +489,6 @@ fn sigterm_cuts_stalled_clients_at_the_drain_deadline() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-fn mount_tmpfs(at: &Path, size: &str) -> Result<Mount, String> {
-    let uid = Command::new("id").arg("-u").output().map_err(|e| format!("`id -u`: {e}"))?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Err("not running as root: cannot mount a tmpfs".into());
-    }
-    std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
-    let o = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(at)
-        .output()
-        .map_err(|e| format!("`mount`: {e}"))?;
-    if !o.status.success() {
-        return Err(format!("`mount -t tmpfs` failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
-    }
-    Ok(Mount(at.to_owned()))
-}
-
-/// Fills the filesystem holding `dir` with one file; returns its path.
-fn fill(dir: &Path) -> PathBuf {
-    let p = dir.join("filler");
-    let mut f = std::fs::File::create(&p).unwrap();
-    let block = vec![0u8; 4096];
-    while f.write_all(&block).is_ok() {}
-    let _ = f.sync_all();
-    p
-}
-
 #[test]
 fn full_disk_is_retryable_and_loses_nothing() {
     let d = tempdir("full");
@@ -791,6 +758,181 @@ fn transport_answers() {
     ] {
         assert!(text.contains(name), "{name} missing from\n{text}");
     }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A server killed while it gathers a report (`SIGKILL`, the OOM killer) leaves its
+/// snapshot next to the database: a full copy of it, records and period keys included,
+/// that no purge reaches — found by killing one during `GET /v1/report` on a 14 MB
+/// database. The next start removes exactly those files; the server's own snapshots go
+/// with their report.
+#[test]
+fn serve_removes_the_report_snapshots_a_killed_server_left() {
+    let d = tempdir("stale-snapshot");
+    let db = d.join("db.sqlite");
+    cli(&d, &db, &["keygen"]);
+    let auditor = cli(&d, &db, &["token", "--role", "auditor"])["token"].as_str().unwrap().to_owned();
+    cli(&d, &db, &["simulate", "--devices", "20", "--days", "2"]);
+    // What the killed server left: the copy, named as its snapshots are, and SQLite's files.
+    let stale: Vec<PathBuf> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|s| d.join(format!(".db.sqlite.snapshot-0123456789abcdef.sqlite{s}")))
+        .collect();
+    std::fs::copy(&db, &stale[0]).unwrap();
+    for p in &stale[1..] {
+        std::fs::write(p, [0u8; 64]).unwrap();
+    }
+    // Files that only look alike are not the server's to remove.
+    let kept: Vec<PathBuf> = [
+        ".db.sqlite.snapshot-notes.sqlite",
+        ".db.sqlite.snapshot-0123456789abcdef.sqlite.bak",
+        ".other.sqlite.snapshot-0123456789abcdef.sqlite",
+        "db.sqlite.snapshot-0123456789abcdef.sqlite",
+    ]
+    .iter()
+    .map(|n| d.join(n))
+    .collect();
+    for p in &kept {
+        std::fs::write(p, b"keep").unwrap();
+    }
+    let server = Server::start(&d, &db, 1024, &[]);
+    for p in &stale {
+        assert!(!p.exists(), "{} is still there after the start", p.display());
+    }
+    for p in &kept {
+        assert!(p.exists(), "{} was removed", p.display());
+    }
+    let (s, _, body) =
+        request(server.addr, &get("/v1/report?format=json", Some(&auditor)), Duration::from_secs(60))
+            .unwrap();
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let snapshots: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(".db.sqlite.snapshot-") && !kept.iter().any(|k| k.ends_with(n)))
+        .collect();
+    assert!(snapshots.is_empty(), "the report's own snapshot was left: {snapshots:?}");
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(log.contains("removed a report snapshot"), "{log:.2000}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Each `GET /v1/report` copies the whole database next to it and loads the copy: eight
+/// asked at once by one auditor token made eight copies at once (measured on a 14 MB
+/// database), so a dashboard refreshing reports could fill the disk — and fail every
+/// device's ingest with `503` — or the memory. Reports are gathered one at a time: the
+/// others wait their turn, and every one is answered.
+#[test]
+fn concurrent_reports_make_one_snapshot_at_a_time() {
+    let d = tempdir("report-queue");
+    let db = d.join("db.sqlite");
+    cli(&d, &db, &["keygen"]);
+    let auditor = cli(&d, &db, &["token", "--role", "auditor"])["token"].as_str().unwrap().to_owned();
+    cli(&d, &db, &["simulate", "--devices", "150", "--days", "3"]);
+    let server = Server::start(&d, &db, 1024, &["--request-timeout-ms", "120000"]);
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (d, stop) = (d.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            use std::os::unix::fs::PermissionsExt as _;
+            let (mut most, mut modes) = (0, std::collections::BTreeSet::new());
+            while !stop.load(Ordering::SeqCst) {
+                let copies: Vec<_> = std::fs::read_dir(&d)
+                    .unwrap()
+                    .filter_map(|e| e.ok())
+                    .filter(|e| {
+                        let n = e.file_name().into_string().unwrap_or_default();
+                        n.starts_with(".db.sqlite.snapshot-") && n.ends_with(".sqlite")
+                    })
+                    .collect();
+                modes.extend(
+                    copies.iter().filter_map(|e| Some(e.metadata().ok()?.permissions().mode() & 0o777)),
+                );
+                most = most.max(copies.len());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (most, modes)
+        })
+    };
+    let askers: Vec<_> = (0..8)
+        .map(|_| {
+            let auditor = auditor.clone();
+            std::thread::spawn(move || {
+                request(addr, &get("/v1/report?format=json", Some(&auditor)), Duration::from_secs(120))
+                    .unwrap()
+                    .0
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = askers.into_iter().map(|a| a.join().unwrap()).collect();
+    stop.store(true, Ordering::SeqCst);
+    let (most, modes) = watcher.join().unwrap();
+    assert_eq!(statuses, vec![200; 8]);
+    assert_eq!(most, 1, "snapshots of the database at once");
+    // A copy of the database is as private as the database.
+    assert_eq!(modes.into_iter().collect::<Vec<_>>(), vec![0o600], "the snapshots' modes");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// An answer given before the request's body was read (a wrong role, a missing token, a
+/// bad path: checked first, docs/http.md) ends the connection — hyper cannot read the
+/// next request past an unread body — so it must say `Connection: close` (RFC 9112
+/// §9.6): it did not, and a pooling client sent its next request on the closed
+/// connection and lost it ("Peer disconnected", seen in http_server.rs's run). A body
+/// read to its end keeps the connection for the next request.
+#[test]
+fn an_answer_before_the_body_is_read_closes_the_connection_and_says_so() {
+    let d = tempdir("unread-body");
+    let db = d.join("db.sqlite");
+    cli(&d, &db, &["keygen"]);
+    let auditor = cli(&d, &db, &["token", "--role", "auditor"])["token"].as_str().unwrap().to_owned();
+    cli(&d, &db, &["simulate", "--devices", "5", "--days", "1"]);
+    let calora = cli(&d, &db, &["token", "--role", "recipient", "--recipient", "calora"])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let server = Server::start(&d, &db, 1024, &[]);
+    let body = include_bytes!("../../examples/catalogue.toml");
+    // The head first, the body a little later, as a client streaming a body sends it.
+    let first = |path: &str, token: Option<&str>| {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        s.write_all(
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n", body.len())
+                .as_bytes(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = s.write_all(body);
+        let mut buf = vec![0u8; 65_536];
+        let n = s.read(&mut buf).unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        (head, s)
+    };
+    for (path, token, status) in [
+        ("/v1/catalogue-diff", Some(calora.as_str()), "403"),
+        ("/v1/releases", None, "401"),
+        ("/v1/subjects/%FF/override", Some(auditor.as_str()), "403"),
+    ] {
+        let (head, _) = first(path, token);
+        assert!(head.starts_with(&format!("http/1.1 {status}")), "{path}: {head}");
+        assert!(
+            head.contains("connection: close"),
+            "{path}: an unread body, and no `Connection: close`: {head}"
+        );
+    }
+    // The body read: the connection carries a second request.
+    let (head, mut s) = first("/v1/catalogue-diff", Some(&auditor));
+    assert!(head.starts_with("http/1.1 200") && !head.contains("connection: close"), "{head}");
+    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     drop(server);
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -8,9 +8,13 @@
 //! keeps the signed bytes it was accepted from; this check decodes and verifies them
 //! and compares every column an answer reads with what was signed. It also compares the
 //! receipts and withdrawals the ledger holds with the consent events of the log, so that
-//! a row deleted (a withdrawal, to revive a consent) is caught too.
+//! a row deleted (a withdrawal, to revive a consent) is caught too; and the disclosures
+//! the ledger notes with the log's releases of records and transcryptions, each of which
+//! counts what it disclosed, so that a disclosure deleted or moved to another recipient
+//! (hidden from the subject's report and from `query history`) is caught. The log names
+//! no subject of a disclosure: a row whose subject alone was edited is not.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
@@ -63,8 +67,23 @@ pub fn verify_signed_facts(
 ) -> Result<SignedFacts, String> {
     let mut out = SignedFacts::default();
     let (mut given, mut withdrawn) = (BTreeSet::new(), BTreeSet::new());
+    // What the log says was disclosed: (kind, recipient, metric, at) → count. A
+    // transcryption's event names no metric.
+    let mut disclosed: BTreeMap<(&str, String, String, i64), u64> = BTreeMap::new();
     for e in events {
         match &e.event {
+            AuditEvent::Release { recipient, metric, partitions, at, .. }
+                if catalogue.metric(metric).is_some_and(|m| !m.is_anonymous()) =>
+            {
+                // A release of records: `partitions` counts the records disclosed.
+                let key = ("release", recipient.to_string(), metric.to_string(), secs(*at));
+                *disclosed.entry(key).or_default() += u64::from(*partitions);
+            }
+            AuditEvent::Transcryption { recipient, at, .. } => {
+                *disclosed
+                    .entry(("transcryption", recipient.to_string(), String::new(), secs(*at)))
+                    .or_default() += 1;
+            }
             AuditEvent::ConsentGiven { receipt } => {
                 given.insert(*receipt);
             }
@@ -97,6 +116,7 @@ pub fn verify_signed_facts(
             return Err(format!("consent {what} for receipt {r}: {side}"));
         }
     }
+    check_disclosures(conn, &disclosed)?;
     let sql = sql_error;
     let t = |i: i64| Timestamp::from_secs(i as u64);
     let receipts = "SELECT seq, id, subject, device_key, recipient, purpose, metrics, hold, valid_from, valid_until, signed
@@ -190,6 +210,45 @@ pub fn verify_signed_facts(
         },
     )?;
     Ok(out)
+}
+
+/// Every disclosure the log counts is noted in `ledger_disclosure` (more may be: a
+/// disclosure the library's user noted itself has no event).
+fn check_disclosures(
+    conn: &Connection,
+    logged: &BTreeMap<(&str, String, String, i64), u64>,
+) -> Result<(), String> {
+    let mut q = conn
+        .prepare(
+            "SELECT kind, recipient, CASE kind WHEN 'release' THEN metric ELSE '' END, at, count(*)
+             FROM ledger_disclosure GROUP BY 1, 2, 3, 4",
+        )
+        .map_err(sql_error)?;
+    let held: BTreeMap<(String, String, String, i64), u64> = q
+        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?), r.get::<_, i64>(4)?)))
+        .map_err(sql_error)?
+        .map(|row| row.map(|(k, n)| (k, u64::try_from(n).unwrap_or(0))).map_err(sql_error))
+        .collect::<Result<_, _>>()?;
+    for ((kind, recipient, metric, at), &n) in logged {
+        let key = ((*kind).to_owned(), recipient.clone(), metric.clone(), *at);
+        let notes = held.get(&key).copied().unwrap_or(0);
+        if notes < n {
+            let what = if *kind == "release" {
+                format!("release of {metric} records")
+            } else {
+                "transcryption".into()
+            };
+            return Err(format!(
+                "disclosures: the log's {what} to {recipient} at {at} disclosed {n}, the ledger notes {notes} (a disclosure row deleted or edited)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A time as the ledger tables store it.
+fn secs(t: Timestamp) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Runs `check` on every row of `query`, whose first column is the row's `seq`: `bad`

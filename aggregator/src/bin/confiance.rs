@@ -441,24 +441,37 @@ fn bad(code: &'static str, msg: impl Into<String>) -> Fail {
     ApiError::new(400, code, msg).into()
 }
 
-/// Writes `--out`.
+/// Writes `--out`, whole or not at all: a full disk leaves the file it would replace as
+/// it was ("nothing was changed").
 fn write_out(path: &Path, bytes: &[u8]) -> Result<(), Fail> {
-    std::fs::write(path, bytes).map_err(|e| unwritable(path, &e, "--out"))
+    confiance_aggregator::server::replace_file(path, bytes, None).map_err(|e| unwritable(path, &e, "--out"))
 }
 
 /// A file `flag` names could not be written: a path that cannot be (no such directory,
 /// no permission, a directory) is the caller's to fix (`bad_file`, exit 1); anything
 /// else, a full disk, is the file system failing (exit 3).
 fn unwritable(path: &Path, e: &std::io::Error, flag: &str) -> Fail {
-    use std::io::ErrorKind::{IsADirectory, NotADirectory, NotFound, PermissionDenied, ReadOnlyFilesystem};
-    match e.kind() {
-        NotFound | PermissionDenied | IsADirectory | NotADirectory | ReadOnlyFilesystem => {
-            bad("bad_file", format!("{}: {e}", path.display())).hint(format!(
-                "nothing was written: {flag} names a file in an existing directory you may write to"
-            ))
-        }
-        _ => internal(format!("{}: {e}", path.display())),
+    if path_at_fault(e) {
+        bad("bad_file", format!("{}: {e}", path.display())).hint(format!(
+            "nothing was written: {flag} names a file in an existing directory you may write to"
+        ))
+    } else {
+        internal(format!("{}: {e}", path.display()))
     }
+}
+
+/// Whether an I/O error says the disk could not take the bytes (full, over quota).
+fn disk_failed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    matches!(e.kind(), StorageFull | QuotaExceeded | FileTooLarge)
+}
+
+/// Whether an I/O error is the path's (no such directory, no permission, a directory):
+/// the caller's to fix, exit 1. Anything else, a full disk first, is the file system
+/// failing (exit 3).
+fn path_at_fault(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{IsADirectory, NotADirectory, NotFound, PermissionDenied, ReadOnlyFilesystem};
+    matches!(e.kind(), NotFound | PermissionDenied | IsADirectory | NotADirectory | ReadOnlyFilesystem)
 }
 
 /// `serve` could not listen on `--addr`.
@@ -470,6 +483,21 @@ fn unbound(addr: std::net::SocketAddr, e: &std::io::Error) -> Fail {
         std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges: give another --addr",
         _ => "--addr must be an address of this host and a free port, e.g. 127.0.0.1:8750",
     })
+}
+
+/// The database file could not be opened or read: a full disk or an I/O error is
+/// `store_failed` (exit 3), as the same failure is over HTTP; a corrupt file stays
+/// `internal`, the code of a bug or a corrupt database (docs/http.md, "Errors").
+fn database_failed(e: &IdentityError) -> Fail {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match e {
+        IdentityError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, DatabaseCorrupt | NotADatabase) =>
+        {
+            internal(e)
+        }
+        _ => ApiError::store_failed(e.to_string()).into(),
+    }
 }
 
 fn internal(msg: impl std::fmt::Display) -> Fail {
@@ -596,7 +624,7 @@ fn catalogue_text(cli: &Cli) -> Result<String, Fail> {
                 "{} was made before databases kept their catalogue: give it once with --catalogue FILE",
                 cli.db.display()
             ))),
-            Err(e @ (IdentityError::Io(_) | IdentityError::Sqlite(_))) => Err(internal(e)),
+            Err(e @ (IdentityError::Io(_) | IdentityError::Sqlite(_))) => Err(database_failed(&e)),
             Err(e) => Err(not_a_database(cli, &e)),
         };
     }
@@ -694,7 +722,7 @@ fn open_as(cli: &Cli, kf: &KeyFile, access: Access) -> Result<Aggregator, Fail> 
     let (id, cat) = identity(cli, kf)?;
     match identity::check(&cli.db, &id, access) {
         Ok(_) => {}
-        Err(e @ (IdentityError::Io(_) | IdentityError::Sqlite(_))) => return Err(internal(e)),
+        Err(e @ (IdentityError::Io(_) | IdentityError::Sqlite(_))) => return Err(database_failed(&e)),
         Err(e @ IdentityError::Missing(_)) => return Err(no_database(cli, &e)),
         Err(e @ IdentityError::KeyMismatch { .. }) => {
             return Err(Fail::from(ApiError::new(409, "identity_mismatch", e.to_string())).hint(format!(
@@ -835,7 +863,7 @@ fn identity_cmd(cli: &Cli, i: &IdentityCmd) -> Result<Value, Fail> {
     let (given, cat) = identity(cli, &kf)?;
     let fail = |e: IdentityError| match e {
         IdentityError::Missing(_) => no_database(cli, &e),
-        IdentityError::Io(_) | IdentityError::Sqlite(_) => internal(e),
+        IdentityError::Io(_) | IdentityError::Sqlite(_) => database_failed(&e),
         _ => not_a_database(cli, &e),
     };
     match i {
@@ -907,7 +935,13 @@ fn run(cli: Cli) -> Result<Value, Fail> {
             // Read, add and write under the key file's lock: concurrent runs each add theirs.
             let token =
                 KeyFile::update(&cli.keys, |kf| Ok::<_, Fail>(kf.add_token(role, recipient.clone(), random)))
-                    .map_err(|e| bad("bad_key_file", format!("{}: {e}", cli.keys.display())))??;
+                    .map_err(|e| match &e {
+                        // A full disk is not the key file's fault: exit 3, the file unchanged.
+                        KeyFileError::Io(io) if disk_failed(io) => {
+                            internal(format!("{}: {e}", cli.keys.display()))
+                        }
+                        _ => bad("bad_key_file", format!("{}: {e}", cli.keys.display())),
+                    })??;
             Ok(json!({"role": role.as_str(), "recipient": recipient.map(|r| r.to_string()), "token": token}))
         }
         Cmd::Serve {

@@ -300,9 +300,61 @@ pub(crate) fn router(state: Arc<State>, limits: &Limits) -> Router {
         .with_state(state)
         .layer(layers);
     traced(routes, metrics)
+        .layer(axum::middleware::from_fn(close_after_unread_body))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unfit_request_id))
+}
+
+/// Marks the answer `Connection: close` when it is sent before the request's body was
+/// read to its end — authentication, the path and the query string are checked first,
+/// so a refusal leaves the body unread — because hyper then ends the connection (the
+/// next request would start inside the unread bytes). Said in the answer (RFC 9112
+/// §9.6), a pooling client opens a new connection instead of losing its next request on
+/// this one. A body read to its end keeps the connection.
+async fn close_after_unread_body(r: Request<Body>, next: axum::middleware::Next) -> Response {
+    use http_body::Body as _;
+    let (parts, body) = r.into_parts();
+    if body.is_end_stream() {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body = Body::new(Watched { inner: body, ended: Arc::clone(&ended) });
+    let mut answer = next.run(Request::from_parts(parts, body)).await;
+    if !ended.load(std::sync::atomic::Ordering::SeqCst) {
+        answer.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    answer
+}
+
+/// A request body that notes when it has been read to its end.
+struct Watched {
+    inner: Body,
+    ended: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = core::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, core::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The longest client `X-Request-Id` kept.
@@ -999,8 +1051,16 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
     let text = match st.db_path.clone() {
         // A snapshot of the file, read without the aggregator's lock: ingest goes on.
         Some(db) => {
+            // One snapshot at a time: each is a copy of the whole database, loaded whole.
+            // The permit goes with the blocking task, which outlives a request cut by
+            // its deadline, so a timed-out report still holds its turn until it ends.
+            let turn = Arc::clone(&st.report_turn)
+                .acquire_owned()
+                .await
+                .map_err(|_| ApiError::new(503, "shutting_down", "the server is stopping"))?;
             let st = Arc::clone(&st);
             tokio::task::spawn_blocking(move || {
+                let _turn = turn;
                 let snap = super::snapshot::Snapshot::take(&db, st.catalogue.clone(), st.keys.clone())?;
                 render(snap.aggregator(), &st)
             })

@@ -195,31 +195,13 @@ impl KeyFile {
         s
     }
 
-    /// Writes the file (mode 0600 on Unix), replacing it atomically: the text goes to a
-    /// temporary file of its own (named after this process and a random number, so that
-    /// concurrent writers never share one), is flushed to disk, then renamed over `path`.
+    /// Writes the file (mode 0600 on Unix), replacing it atomically
+    /// ([`replace_file`](super::replace_file)).
     ///
     /// # Errors
     /// [`KeyFileError::Io`].
     pub fn write(&self, path: &Path) -> Result<(), KeyFileError> {
-        let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).map_err(|e| KeyFileError::Io(std::io::Error::other(e.to_string())))?;
-        let name = path.file_name().map_or_else(|| "keys".into(), |n| n.to_string_lossy().into_owned());
-        let tmp = path.with_file_name(format!(".{name}.{}.{}.tmp", std::process::id(), hex(&nonce)));
-        let written = (|| {
-            let mut o = std::fs::OpenOptions::new();
-            o.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-            let mut f = o.open(&tmp)?;
-            std::io::Write::write_all(&mut f, self.to_text().as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written.map_err(KeyFileError::Io)
+        super::replace_file(path, self.to_text().as_bytes(), Some(0o600)).map_err(KeyFileError::Io)
     }
 
     /// Reads the key file at `path`, changes it with `change` and writes it back, holding

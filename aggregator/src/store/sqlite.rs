@@ -156,6 +156,8 @@ impl SqliteStore {
     /// [`StoreError::Sqlite`], or [`StoreError::SchemaTooNew`] for a database written by
     /// a newer build.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        // Where the file cannot be made, SQLite cannot make it either: its error says why.
+        let _ = create_private(path.as_ref());
         Self::setup(Connection::open(path)?)
     }
 
@@ -296,6 +298,27 @@ pub(super) fn open_record(key: &[u8], nonce: [u8; 12], ct: &[u8], aad: &[u8]) ->
 
 /// Schema 3's data step: schema 2's rows (one per id) go into `seen_run` runs, grouped a
 /// hundred thousand at a time (bounded memory), and their table is dropped.
+/// Makes the file of a database that does not exist yet, empty and readable by its owner
+/// only (0600 on Unix), for SQLite to fill: the database holds the pseudonymous records
+/// and the period keys that open them, and SQLite would make it 0644, readable by every
+/// user of the host. Its `-wal` and `-shm` files take its mode. An existing file, an
+/// SQLite URI (`file:…`) or `:memory:` is left to SQLite.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<()> {
+    let name = path.to_string_lossy();
+    if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+        return Ok(());
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn migrate_seen_ids(tx: &Transaction<'_>) -> Result<(), StoreError> {
     let mut pending: Vec<([u8; 16], Timestamp)> = Vec::new();
     {
