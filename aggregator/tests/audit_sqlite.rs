@@ -250,3 +250,64 @@ fn a_rewritten_inner_node_is_caught_by_check_nodes() {
     assert!(v.verify_inclusion(&cp, &log.event(3).unwrap(), &proof).is_err(), "the served proof fails");
     assert!(matches!(log.check_nodes(), Err(AuditError::Corrupt(_))));
 }
+
+/// `verify_signed_facts` reads the ledger's rows after the log was read: a consent fact
+/// whose event is not among those events is a finding only when no event appended since
+/// (`later`: what a process serving the same database may have appended meanwhile) holds
+/// it either, and `later` is read only then; an event whose fact the ledger lacks is a
+/// finding whatever came later (a fact is committed before or with its event).
+#[test]
+fn a_consent_fact_is_missing_from_the_log_only_if_no_later_event_holds_it() {
+    use confiance_aggregator::audit::{LoggedEvent, verify_signed_facts};
+    let catalogue =
+        confiance::catalogue::Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))
+            .unwrap();
+    let mut ledger = confiance_aggregator::ledger::Ledger::in_memory(catalogue.clone()).unwrap();
+    let mut dev = {
+        use confiance::hazmat::SeedableRng as _;
+        let mut rng = confiance::hazmat::SeededRng::seed_from_u64(5);
+        confiance::recorder::Recorder::new(
+            confiance::recorder::RecorderParts {
+                catalogue,
+                consent: confiance::consent::ConsentState::new(confiance::consent::DeviceKey::generate(
+                    &mut rng,
+                )),
+                pseudonyms: confiance::pseudonym::DeviceSecret::generate(&mut rng),
+                controller: "calora".parse().unwrap(),
+                key_configs: vec![],
+                rng,
+            },
+            confiance::recorder::MemoryStorage::default(),
+        )
+    };
+    let request = confiance::consent::ConsentRequest::new(
+        "calora".parse().unwrap(),
+        "product-improvement".parse().unwrap(),
+        confiance::consent::Scope::metrics(["thermostat.mode".parse().unwrap()]),
+        "P90D".parse().unwrap(),
+    );
+    let t = Timestamp::from_secs(1_000);
+    let receipt = ledger.ingest_receipt(&dev.give_consent(request, t).unwrap(), t).unwrap();
+    let given = LoggedEvent { seq: 0, event: AuditEvent::ConsentGiven { receipt } };
+    let err = verify_signed_facts(&ledger, &[], || Ok(Vec::new())).unwrap_err();
+    assert_eq!(err, format!("consent given for receipt {receipt}: the ledger holds it, the log does not"));
+    let later = verify_signed_facts(&ledger, &[], || Ok(vec![given.clone()])).unwrap();
+    assert_eq!((later.receipts, later.withdrawals), (1, 0));
+    let logged =
+        verify_signed_facts(&ledger, std::slice::from_ref(&given), || panic!("not read: nothing is missing"));
+    assert_eq!(logged.unwrap().receipts, 1);
+    let stray = LoggedEvent { seq: 1, event: AuditEvent::ConsentGiven { receipt: ReceiptId([9; 32]) } };
+    let err = verify_signed_facts(&ledger, &[given.clone(), stray], || Ok(Vec::new())).unwrap_err();
+    assert!(err.ends_with("the log holds it, the ledger does not"), "{err}");
+    // A withdrawal the log lacks, then logged since.
+    let at = Timestamp::from_secs(2_000);
+    ledger.ingest_withdrawal(&dev.withdraw_consent(&receipt, at).unwrap(), at).unwrap();
+    let err = verify_signed_facts(&ledger, std::slice::from_ref(&given), || Ok(Vec::new())).unwrap_err();
+    assert_eq!(
+        err,
+        format!("consent withdrawn for receipt {receipt}: the ledger holds it, the log does not")
+    );
+    let withdrawn = LoggedEvent { seq: 1, event: AuditEvent::ConsentWithdrawn { receipt, at } };
+    let both = verify_signed_facts(&ledger, &[given], || Ok(vec![withdrawn])).unwrap();
+    assert_eq!((both.receipts, both.withdrawals), (1, 1));
+}
