@@ -13,6 +13,9 @@ use confiance_aggregator::audit::{
 use proptest::prelude::*;
 use rusqlite::Connection;
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
 fn ev(i: u32) -> AuditEvent {
     match i % 4 {
         0 => AuditEvent::ConsentGiven { receipt: ReceiptId([i as u8; 32]) },
@@ -310,4 +313,73 @@ fn a_consent_fact_is_missing_from_the_log_only_if_no_later_event_holds_it() {
     let withdrawn = LoggedEvent { seq: 1, event: AuditEvent::ConsentWithdrawn { receipt, at } };
     let both = verify_signed_facts(&ledger, &[given], || Ok(vec![withdrawn])).unwrap();
     assert_eq!((both.receipts, both.withdrawals), (1, 1));
+}
+
+/// `verify_signed_facts` replays the ledger's rule on who may sign for a subject from the
+/// rows: a receipt row — its signature valid, its columns what was signed — whose signer
+/// the subject never delegated, signed after the signer's revocation, or outside the
+/// signer's delegation, is a finding naming the row (a row written into the database past
+/// the ledger's checks); receipts the ledger accepted pass, also one signed by a device
+/// later revoked.
+#[test]
+fn a_receipt_whose_signer_did_not_speak_for_its_subject_is_a_finding() {
+    use confiance::consent::{DeviceKey, SignedReceipt, SubjectKey};
+    use confiance_aggregator::audit::{LoggedEvent, verify_signed_facts};
+    let t = Timestamp::from_secs;
+    let mut ledger = confiance_aggregator::ledger::Ledger::in_memory(fixtures::catalogue()).unwrap();
+    let owner = SubjectKey::from_bytes(&[1; 32]);
+    let (dev1, stranger, brief) =
+        (DeviceKey::from_bytes(&[2; 32]), DeviceKey::from_bytes(&[3; 32]), DeviceKey::from_bytes(&[4; 32]));
+    for (dev, until) in [(&dev1, None), (&brief, Some(t(100)))] {
+        let d = owner.delegate(dev.public_key(), t(0), until, t(0)).unwrap();
+        ledger.ingest_delegation(&d.to_bytes(), t(1)).unwrap();
+    }
+    let honest = fixtures::calora_mode_receipt(&owner, &dev1, 10, 1);
+    let id = ledger.ingest_receipt(&honest.to_bytes(), t(10)).unwrap();
+    ledger.ingest_revocation(&owner.revoke(dev1.public_key(), t(500), t(500)).to_bytes(), t(500)).unwrap();
+    let events = [LoggedEvent { seq: 0, event: AuditEvent::ConsentGiven { receipt: id } }];
+    let facts = verify_signed_facts(&ledger, &events, || Ok(Vec::new())).unwrap();
+    assert_eq!((facts.receipts, facts.delegations, facts.revocations), (1, 2, 1));
+    // Rows written by SQL, as the ledger would have written them had it accepted them.
+    let insert = |signed: &SignedReceipt| {
+        let r = signed.receipt();
+        ledger
+            .connection()
+            .execute(
+                "INSERT INTO ledger_receipt (seq, id, subject, device_key, recipient, purpose, metrics, hold,
+                 valid_from, valid_until, recorded_at, signed)
+                 VALUES (100, ?1, ?2, ?3, 'calora', 'product-improvement', 'thermostat.mode', 'P90D', ?4, -1, ?4, ?5)",
+                rusqlite::params![
+                    signed.id().as_bytes().as_slice(),
+                    r.subject.as_bytes().as_slice(),
+                    r.signer.as_bytes().as_slice(),
+                    r.valid_from.as_secs() as i64,
+                    signed.to_bytes()
+                ],
+            )
+            .unwrap();
+    };
+    for (signed, says) in [
+        (
+            fixtures::calora_mode_receipt(&owner, &stranger, 20, 2),
+            "its signer is not a device key its subject delegated",
+        ),
+        (fixtures::calora_mode_receipt(&owner, &dev1, 600, 3), "its signer had been revoked"),
+        (
+            fixtures::calora_mode_receipt(&owner, &brief, 150, 4),
+            "its signer's delegation was not in force when it was signed",
+        ),
+    ] {
+        insert(&signed);
+        let err = verify_signed_facts(&ledger, &events, || Ok(Vec::new())).unwrap_err();
+        assert_eq!(err, format!("receipt row 100: {says}"));
+        ledger.connection().execute("DELETE FROM ledger_receipt WHERE seq = 100", []).unwrap();
+    }
+    // Signed by the subject key itself: no delegation needed.
+    let own = fixtures::calora_mode_receipt(&owner, &DeviceKey::from_bytes(&[1; 32]), 30, 5);
+    assert_eq!(own.receipt().signer, owner.public_key().as_device_key());
+    insert(&own);
+    let given = LoggedEvent { seq: 1, event: AuditEvent::ConsentGiven { receipt: own.id() } };
+    let facts = verify_signed_facts(&ledger, &events, || Ok(vec![given])).unwrap();
+    assert_eq!(facts.receipts, 2);
 }

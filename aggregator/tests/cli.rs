@@ -803,6 +803,12 @@ fn ingest_every_kind_then_release_records() {
         &run(&d, &["--json", "report", "--subject", &o.subject, "--format", "markdown"]),
         "bad_parameter",
     );
+    // Every row re-checks, the device's receipts and withdrawal against its delegation
+    // (in force when they were signed, revoked only after).
+    let v = json(&d, &["audit", "verify"]);
+    let f = &v["signed_facts"];
+    let counts = [&f["receipts"], &f["withdrawals"], &f["delegations"], &f["revocations"]];
+    assert_eq!(counts, [2, 1, 1, 1], "{v}");
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -8,14 +8,17 @@
 //! keeps the signed bytes it was accepted from; this check decodes and verifies them
 //! and compares every column an answer reads with what was signed. It also compares the
 //! receipts and withdrawals the ledger holds with the consent events of the log, so that
-//! a row deleted (a withdrawal, to revive a consent) is caught too.
+//! a row deleted (a withdrawal, to revive a consent) is caught too, and replays the rule
+//! on who may sign for a subject (`ledger::enroll`) from the delegation, revocation and
+//! override rows, so that a row written past the ledger's checks — well signed, by a key
+//! that did not speak for its subject — is caught as well.
 
 use std::borrow::Borrow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use confiance::Timestamp;
 use confiance::consent::{SignedDelegation, SignedReceipt, SignedRevocation, SignedWithdrawal};
-use confiance::ids::ReceiptId;
+use confiance::ids::{DevicePublicKey, ReceiptId, SubjectId, SubjectPublicKey};
 use rusqlite::Connection;
 
 use super::{AuditEvent, LoggedEvent};
@@ -64,7 +67,7 @@ pub struct SignedFacts {
 ///
 /// # Errors
 /// A message naming the first row whose signed bytes do not verify or do not match its
-/// columns, or a receipt whose giving or withdrawal the ledger and the log disagree on;
+/// columns, or whose signer did not speak for its subject when it was signed, or a receipt whose giving or withdrawal the ledger and the log disagree on;
 /// the database's error; `later`'s.
 pub fn verify_signed_facts<C: Borrow<Connection>>(
     ledger: &Ledger<C>,
@@ -77,8 +80,51 @@ pub fn verify_signed_facts<C: Borrow<Connection>>(
     let mut out = SignedFacts::default();
     let (mut given, mut withdrawn) = (BTreeSet::new(), BTreeSet::new());
     let t = |i: i64| Timestamp::from_secs(i as u64);
-    let receipts = "SELECT seq, id, subject, device_key, recipient, purpose, metrics, hold, valid_from, valid_until, signed
-             FROM ledger_receipt WHERE seq < $1 ORDER BY seq";
+    // Who could sign for whom: the overrides, delegations and revocations, read first;
+    // each signed message is checked against those recorded before it.
+    let mut signers = Signers::default();
+    let overrides = "SELECT seq, subject FROM ledger_override WHERE seq < $1 ORDER BY seq";
+    each_row(rows, overrides, to, "override", |row, _| {
+        signers.closed.insert(subject_id(row.bytes(1).map_err(col)?)?, row.int(0).map_err(col)?);
+        Ok(())
+    })?;
+    let delegations =
+        "SELECT seq, id, subject, device, valid_from, valid_until, signed FROM ledger_delegation
+             WHERE seq < $1 ORDER BY seq";
+    each_row(rows, delegations, to, "delegation", |row, bad| {
+        let signed = SignedDelegation::from_bytes(row.bytes(6).map_err(col)?)
+            .map_err(|e| bad(&format!("signed bytes: {e}")))?;
+        let d = signed.delegation();
+        let same = row.bytes(1).map_err(col)? == signed.id().as_bytes()
+            && row.bytes(2).map_err(col)? == d.subject().as_bytes()
+            && row.bytes(3).map_err(col)? == d.device.as_bytes()
+            && t(row.int(4).map_err(col)?) == d.valid_from
+            && t(row.int(5).map_err(col)?) == d.valid_until.unwrap_or(Timestamp::MAX);
+        if !same {
+            return Err(bad("its subject, device or validity is not what was signed"));
+        }
+        let until = d.valid_until.unwrap_or(Timestamp::MAX);
+        let seq = row.int(0).map_err(col)?;
+        signers.delegations.entry(d.device).or_default().push((d.subject(), d.valid_from, until, seq));
+        out.delegations += 1;
+        Ok(())
+    })?;
+    let revocations =
+        "SELECT seq, device, at, recorded_at, signed FROM ledger_revocation WHERE seq < $1 ORDER BY seq";
+    each_row(rows, revocations, to, "revocation", |row, bad| {
+        let signed = SignedRevocation::from_bytes(row.bytes(4).map_err(col)?)
+            .map_err(|e| bad(&format!("signed bytes: {e}")))?;
+        let r = signed.revocation();
+        let effective = crate::ledger::effective_revocation(r.at, t(row.int(3).map_err(col)?));
+        if row.bytes(1).map_err(col)? != r.device.as_bytes() || t(row.int(2).map_err(col)?) != effective {
+            return Err(bad("its device or instant is not what was signed"));
+        }
+        signers.revocations.insert(r.device, (effective, row.int(0).map_err(col)?));
+        out.revocations += 1;
+        Ok(())
+    })?;
+    let receipts = "SELECT seq, id, subject, device_key, recipient, purpose, metrics, hold, valid_from, valid_until, signed,
+             recorded_at FROM ledger_receipt WHERE seq < $1 ORDER BY seq";
     each_row(rows, receipts, to, "receipt", |row, bad| {
         given.insert(receipt_id(row.bytes(1).map_err(col)?, "ledger_receipt")?);
         let Some(bytes) = row.opt_bytes(10).map_err(col)? else {
@@ -105,10 +151,13 @@ pub fn verify_signed_facts<C: Borrow<Connection>>(
         if let Some((what, _)) = checks.iter().find(|(_, ok)| !ok) {
             return Err(bad(&format!("its {what} is not what was signed")));
         }
+        let (seq, recorded_at) = (row.int(0).map_err(col)?, t(row.int(11).map_err(col)?));
+        signers.check(&r.signer, &r.subject_key, &r.subject, r.issued_at, recorded_at, seq).map_err(bad)?;
         out.receipts += 1;
         Ok(())
     })?;
-    let withdrawals = "SELECT seq, receipt, at, signed FROM ledger_withdrawal WHERE seq < $1 ORDER BY seq";
+    let withdrawals =
+        "SELECT seq, receipt, at, signed, recorded_at FROM ledger_withdrawal WHERE seq < $1 ORDER BY seq";
     each_row(rows, withdrawals, to, "withdrawal", |row, bad| {
         withdrawn.insert(receipt_id(row.bytes(1).map_err(col)?, "ledger_withdrawal")?);
         // An admin override's withdrawals carry no signature (its event names them).
@@ -118,38 +167,9 @@ pub fn verify_signed_facts<C: Borrow<Connection>>(
         if row.bytes(1).map_err(col)? != w.receipt.as_bytes() || t(row.int(2).map_err(col)?) != w.at {
             return Err(bad("its receipt or instant is not what was signed"));
         }
+        let (seq, recorded_at) = (row.int(0).map_err(col)?, t(row.int(4).map_err(col)?));
+        signers.check(&w.signer, &w.subject_key, &w.subject, w.issued_at, recorded_at, seq).map_err(bad)?;
         out.withdrawals += 1;
-        Ok(())
-    })?;
-    let delegations =
-        "SELECT seq, id, subject, device, valid_from, valid_until, signed FROM ledger_delegation
-             WHERE seq < $1 ORDER BY seq";
-    each_row(rows, delegations, to, "delegation", |row, bad| {
-        let signed = SignedDelegation::from_bytes(row.bytes(6).map_err(col)?)
-            .map_err(|e| bad(&format!("signed bytes: {e}")))?;
-        let d = signed.delegation();
-        let same = row.bytes(1).map_err(col)? == signed.id().as_bytes()
-            && row.bytes(2).map_err(col)? == d.subject().as_bytes()
-            && row.bytes(3).map_err(col)? == d.device.as_bytes()
-            && t(row.int(4).map_err(col)?) == d.valid_from
-            && t(row.int(5).map_err(col)?) == d.valid_until.unwrap_or(Timestamp::MAX);
-        if !same {
-            return Err(bad("its subject, device or validity is not what was signed"));
-        }
-        out.delegations += 1;
-        Ok(())
-    })?;
-    let revocations =
-        "SELECT seq, device, at, recorded_at, signed FROM ledger_revocation WHERE seq < $1 ORDER BY seq";
-    each_row(rows, revocations, to, "revocation", |row, bad| {
-        let signed = SignedRevocation::from_bytes(row.bytes(4).map_err(col)?)
-            .map_err(|e| bad(&format!("signed bytes: {e}")))?;
-        let r = signed.revocation();
-        let effective = crate::ledger::effective_revocation(r.at, t(row.int(3).map_err(col)?));
-        if row.bytes(1).map_err(col)? != r.device.as_bytes() || t(row.int(2).map_err(col)?) != effective {
-            return Err(bad("its device or instant is not what was signed"));
-        }
-        out.revocations += 1;
         Ok(())
     })?;
     compare_with_log(&given, &withdrawn, events, later)?;
@@ -202,6 +222,58 @@ fn consent_of(events: &[LoggedEvent], given: &mut BTreeSet<ReceiptId>, withdrawn
             _ => {}
         }
     }
+}
+
+/// Who could sign for whom, read from the rows. A message accepted as fact `seq` is
+/// checked against the delegations, revocations and overrides recorded before it: what
+/// the ledger knew when it accepted it.
+#[derive(Default)]
+struct Signers {
+    /// Device key → (delegating subject, valid from, valid until, seq), in `seq` order.
+    delegations: HashMap<DevicePublicKey, Vec<(SubjectId, Timestamp, Timestamp, i64)>>,
+    /// Device key → (effective instant, seq) of its revocation.
+    revocations: HashMap<DevicePublicKey, (Timestamp, i64)>,
+    /// Subject → seq of the admin override that closed it.
+    closed: HashMap<SubjectId, i64>,
+}
+
+impl Signers {
+    /// Whether `signer` spoke for `subject` (whose key is `subject_key`) for a message
+    /// signed at `issued_at`, recorded at `recorded_at` as fact `seq`: the ledger's rules
+    /// at ingest (`ledger::enroll`, docs/privacy.md "Trust model") replayed from the rows.
+    fn check(
+        &self,
+        signer: &DevicePublicKey,
+        subject_key: &SubjectPublicKey,
+        subject: &SubjectId,
+        issued_at: Timestamp,
+        recorded_at: Timestamp,
+        seq: i64,
+    ) -> Result<(), &'static str> {
+        if self.closed.get(subject).is_some_and(|&closed| closed < seq) {
+            return Err("its subject had been closed by an admin override");
+        }
+        if *signer == subject_key.as_device_key() {
+            return Ok(());
+        }
+        let known: Vec<_> =
+            self.delegations.get(signer).into_iter().flatten().filter(|(.., at)| *at < seq).collect();
+        if known.is_empty() || known.iter().any(|(by, ..)| by != subject) {
+            return Err("its signer is not a device key its subject delegated");
+        }
+        let revoked = self.revocations.get(signer);
+        if revoked.is_some_and(|&(at, rs)| rs < seq && at <= issued_at.max(recorded_at)) {
+            return Err("its signer had been revoked");
+        }
+        if !known.iter().any(|&&(_, from, until, _)| from <= issued_at && issued_at < until) {
+            return Err("its signer's delegation was not in force when it was signed");
+        }
+        Ok(())
+    }
+}
+
+fn subject_id(bytes: &[u8]) -> Result<SubjectId, String> {
+    <[u8; 32]>::try_from(bytes).map(SubjectId).map_err(|_| "ledger_override: a malformed subject".to_owned())
 }
 
 fn receipt_id(bytes: &[u8], table: &str) -> Result<ReceiptId, String> {
