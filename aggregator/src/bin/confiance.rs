@@ -1500,7 +1500,7 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
             let facts = confiance_aggregator::audit::verify_signed_facts(agg.ledger(), &events, later)
                 .map_err(|e| {
                     refused("ledger_invalid", e).hint(
-                        "a row edited or deleted in the database; a consent fact without its event may also be a crash between the ledger's commit and the log's append that no `serve` start or `purge` has repaired yet",
+                        "a row edited, inserted or deleted in the database; a consent fact without its event may also be a crash between the ledger's commit and the log's append that no `serve` start or `purge` has repaired yet",
                     )
                 })?;
             let mut consistency = Value::Null;
