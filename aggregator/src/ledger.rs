@@ -136,6 +136,7 @@ mod query;
 #[cfg(feature = "postgres")]
 pub use postgres::LEDGER_LOCK;
 mod store;
+pub(crate) use store::{Cols, FactSource};
 
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
@@ -391,6 +392,21 @@ impl<C: Borrow<Connection>> Ledger<C> {
         match &self.shared {
             Some(s) => s.source(),
             None => self.conn.borrow(),
+        }
+    }
+
+    /// Where an auditor reads the facts' rows back ([`crate::audit::verify_signed_facts`]):
+    /// the shared database, or the SQLite connection.
+    pub(crate) fn rows(&self) -> &dyn store::FactSource {
+        self.source()
+    }
+
+    /// The `seq` the next fact takes as committed in the database now (not as this
+    /// index knows it): every fact below it is committed.
+    pub(crate) fn stored_head(&self) -> Result<u64, LedgerError> {
+        match &self.shared {
+            Some(s) => s.head(),
+            None => store::stored_head(self.conn.borrow()),
         }
     }
 

@@ -478,6 +478,39 @@ impl Aggregator {
         Self::assemble(catalogue, keys, store, ledger, config)?.reconciled()
     }
 
+    /// As [`Self::with_store`], without [`Self::reconcile`]: for a process that only
+    /// reads — `confiance query`, `audit` and `report` on PostgreSQL — and must not write
+    /// to a database that other processes serve. Its answers are the database's as it is:
+    /// a consent fact whose audit event, or a stored record whose holdings note, was lost
+    /// by a crash stays missing until a process that reconciles (a `serve` start, a
+    /// `purge`) repairs it, and `audit verify` reports a consent fact without its event.
+    ///
+    /// ```
+    /// use confiance_aggregator::ledger::Ledger;
+    /// use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+    /// use confiance_aggregator::store::SqliteStore;
+    /// # let catalogue = confiance::catalogue::Catalogue::from_toml_str(
+    /// #     include_str!("../../examples/catalogue.toml"))?;
+    /// # let keys = confiance_aggregator::keys::KeyStore::new(0);
+    /// let store = Box::new(SqliteStore::in_memory()?);
+    /// let ledger = Ledger::in_memory(catalogue.clone())?;
+    /// let agg = Aggregator::with_store_unreconciled(store, ledger, catalogue, keys, AggregatorConfig::default())?;
+    /// assert_eq!(agg.ledger().stats().receipts, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ServiceError`] when the store cannot be read or does not match the catalogue.
+    pub fn with_store_unreconciled(
+        store: Box<dyn Store + Send>,
+        ledger: Ledger,
+        catalogue: Catalogue,
+        keys: KeyStore,
+        config: AggregatorConfig,
+    ) -> Result<Self, ServiceError> {
+        Self::assemble(catalogue, keys, store, ledger, config)
+    }
+
     /// An aggregator whose store and ledger live in memory (tests, simulations).
     ///
     /// # Errors
@@ -507,8 +540,13 @@ impl Aggregator {
         let partitions =
             if store.shared() { BTreeMap::new() } else { load_partitions(&*store, &mechanisms)? };
         let mut seen = ReplayFilter::with_bytes(config.replay_filter_bytes);
-        store.for_each_seen_id(Timestamp::EPOCH, &mut |id, _| seen.insert(id))?;
-        store.for_each_seen_envelope(&mut |digest| seen.insert(&envelope_key(digest)))?;
+        // On a shared store the filter is never asked (`maybe_seen`: only the store
+        // knows the other processes' ids), so its ids are not read: an open does not
+        // grow with the report ids remembered.
+        if !store.shared() {
+            store.for_each_seen_id(Timestamp::EPOCH, &mut |id, _| seen.insert(id))?;
+            store.for_each_seen_envelope(&mut |digest| seen.insert(&envelope_key(digest)))?;
+        }
         Ok(Self {
             catalogue,
             keys,
@@ -1568,7 +1606,7 @@ impl Aggregator {
         let mut seen: BTreeMap<Timestamp, Vec<[u8; 16]>> = BTreeMap::new();
         let mut lookup = Ok(());
         other.store.for_each_seen_id(Timestamp::EPOCH, &mut |id, exp| {
-            let known = self.seen.maybe_contains(id)
+            let known = (self.store.shared() || self.seen.maybe_contains(id))
                 && self.store.id_seen(id).unwrap_or_else(|e| {
                     lookup = Err(e);
                     true
@@ -1621,6 +1659,10 @@ impl Aggregator {
     /// back, or their commit would leave them out of it.
     fn rebuild_replay_filter(&mut self) -> Result<(), StoreError> {
         self.seen.clear();
+        if self.store.shared() {
+            // Never asked on a shared store (`maybe_seen`): nothing to read back.
+            return Ok(());
+        }
         let seen = &mut self.seen;
         self.store.for_each_seen_id(Timestamp::EPOCH, &mut |id, _| seen.insert(id))?;
         self.store.for_each_seen_envelope(&mut |digest| seen.insert(&envelope_key(digest)))?;

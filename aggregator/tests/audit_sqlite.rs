@@ -13,6 +13,9 @@ use confiance_aggregator::audit::{
 use proptest::prelude::*;
 use rusqlite::Connection;
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
 fn ev(i: u32) -> AuditEvent {
     match i % 4 {
         0 => AuditEvent::ConsentGiven { receipt: ReceiptId([i as u8; 32]) },
@@ -249,4 +252,134 @@ fn a_rewritten_inner_node_is_caught_by_check_nodes() {
     let proof = log.inclusion_proof(3, 20).unwrap();
     assert!(v.verify_inclusion(&cp, &log.event(3).unwrap(), &proof).is_err(), "the served proof fails");
     assert!(matches!(log.check_nodes(), Err(AuditError::Corrupt(_))));
+}
+
+/// `verify_signed_facts` reads the ledger's rows after the log was read: a consent fact
+/// whose event is not among those events is a finding only when no event appended since
+/// (`later`: what a process serving the same database may have appended meanwhile) holds
+/// it either, and `later` is read only then; an event whose fact the ledger lacks is a
+/// finding whatever came later (a fact is committed before or with its event).
+#[test]
+fn a_consent_fact_is_missing_from_the_log_only_if_no_later_event_holds_it() {
+    use confiance_aggregator::audit::{LoggedEvent, verify_signed_facts};
+    let catalogue =
+        confiance::catalogue::Catalogue::from_toml_str(include_str!("../../examples/catalogue.toml"))
+            .unwrap();
+    let mut ledger = confiance_aggregator::ledger::Ledger::in_memory(catalogue.clone()).unwrap();
+    let mut dev = {
+        use confiance::hazmat::SeedableRng as _;
+        let mut rng = confiance::hazmat::SeededRng::seed_from_u64(5);
+        confiance::recorder::Recorder::new(
+            confiance::recorder::RecorderParts {
+                catalogue,
+                consent: confiance::consent::ConsentState::new(confiance::consent::DeviceKey::generate(
+                    &mut rng,
+                )),
+                pseudonyms: confiance::pseudonym::DeviceSecret::generate(&mut rng),
+                controller: "calora".parse().unwrap(),
+                key_configs: vec![],
+                rng,
+            },
+            confiance::recorder::MemoryStorage::default(),
+        )
+    };
+    let request = confiance::consent::ConsentRequest::new(
+        "calora".parse().unwrap(),
+        "product-improvement".parse().unwrap(),
+        confiance::consent::Scope::metrics(["thermostat.mode".parse().unwrap()]),
+        "P90D".parse().unwrap(),
+    );
+    let t = Timestamp::from_secs(1_000);
+    let receipt = ledger.ingest_receipt(&dev.give_consent(request, t).unwrap(), t).unwrap();
+    let given = LoggedEvent { seq: 0, event: AuditEvent::ConsentGiven { receipt } };
+    let err = verify_signed_facts(&ledger, &[], || Ok(Vec::new())).unwrap_err();
+    assert_eq!(err, format!("consent given for receipt {receipt}: the ledger holds it, the log does not"));
+    let later = verify_signed_facts(&ledger, &[], || Ok(vec![given.clone()])).unwrap();
+    assert_eq!((later.receipts, later.withdrawals), (1, 0));
+    let logged =
+        verify_signed_facts(&ledger, std::slice::from_ref(&given), || panic!("not read: nothing is missing"));
+    assert_eq!(logged.unwrap().receipts, 1);
+    let stray = LoggedEvent { seq: 1, event: AuditEvent::ConsentGiven { receipt: ReceiptId([9; 32]) } };
+    let err = verify_signed_facts(&ledger, &[given.clone(), stray], || Ok(Vec::new())).unwrap_err();
+    assert!(err.ends_with("the log holds it, the ledger does not"), "{err}");
+    // A withdrawal the log lacks, then logged since.
+    let at = Timestamp::from_secs(2_000);
+    ledger.ingest_withdrawal(&dev.withdraw_consent(&receipt, at).unwrap(), at).unwrap();
+    let err = verify_signed_facts(&ledger, std::slice::from_ref(&given), || Ok(Vec::new())).unwrap_err();
+    assert_eq!(
+        err,
+        format!("consent withdrawn for receipt {receipt}: the ledger holds it, the log does not")
+    );
+    let withdrawn = LoggedEvent { seq: 1, event: AuditEvent::ConsentWithdrawn { receipt, at } };
+    let both = verify_signed_facts(&ledger, &[given], || Ok(vec![withdrawn])).unwrap();
+    assert_eq!((both.receipts, both.withdrawals), (1, 1));
+}
+
+/// `verify_signed_facts` replays the ledger's rule on who may sign for a subject from the
+/// rows: a receipt row — its signature valid, its columns what was signed — whose signer
+/// the subject never delegated, signed after the signer's revocation, or outside the
+/// signer's delegation, is a finding naming the row (a row written into the database past
+/// the ledger's checks); receipts the ledger accepted pass, also one signed by a device
+/// later revoked.
+#[test]
+fn a_receipt_whose_signer_did_not_speak_for_its_subject_is_a_finding() {
+    use confiance::consent::{DeviceKey, SignedReceipt, SubjectKey};
+    use confiance_aggregator::audit::{LoggedEvent, verify_signed_facts};
+    let t = Timestamp::from_secs;
+    let mut ledger = confiance_aggregator::ledger::Ledger::in_memory(fixtures::catalogue()).unwrap();
+    let owner = SubjectKey::from_bytes(&[1; 32]);
+    let (dev1, stranger, brief) =
+        (DeviceKey::from_bytes(&[2; 32]), DeviceKey::from_bytes(&[3; 32]), DeviceKey::from_bytes(&[4; 32]));
+    for (dev, until) in [(&dev1, None), (&brief, Some(t(100)))] {
+        let d = owner.delegate(dev.public_key(), t(0), until, t(0)).unwrap();
+        ledger.ingest_delegation(&d.to_bytes(), t(1)).unwrap();
+    }
+    let honest = fixtures::calora_mode_receipt(&owner, &dev1, 10, 1);
+    let id = ledger.ingest_receipt(&honest.to_bytes(), t(10)).unwrap();
+    ledger.ingest_revocation(&owner.revoke(dev1.public_key(), t(500), t(500)).to_bytes(), t(500)).unwrap();
+    let events = [LoggedEvent { seq: 0, event: AuditEvent::ConsentGiven { receipt: id } }];
+    let facts = verify_signed_facts(&ledger, &events, || Ok(Vec::new())).unwrap();
+    assert_eq!((facts.receipts, facts.delegations, facts.revocations), (1, 2, 1));
+    // Rows written by SQL, as the ledger would have written them had it accepted them.
+    let insert = |signed: &SignedReceipt| {
+        let r = signed.receipt();
+        ledger
+            .connection()
+            .execute(
+                "INSERT INTO ledger_receipt (seq, id, subject, device_key, recipient, purpose, metrics, hold,
+                 valid_from, valid_until, recorded_at, signed)
+                 VALUES (100, ?1, ?2, ?3, 'calora', 'product-improvement', 'thermostat.mode', 'P90D', ?4, -1, ?4, ?5)",
+                rusqlite::params![
+                    signed.id().as_bytes().as_slice(),
+                    r.subject.as_bytes().as_slice(),
+                    r.signer.as_bytes().as_slice(),
+                    r.valid_from.as_secs() as i64,
+                    signed.to_bytes()
+                ],
+            )
+            .unwrap();
+    };
+    for (signed, says) in [
+        (
+            fixtures::calora_mode_receipt(&owner, &stranger, 20, 2),
+            "its signer is not a device key its subject delegated",
+        ),
+        (fixtures::calora_mode_receipt(&owner, &dev1, 600, 3), "its signer had been revoked"),
+        (
+            fixtures::calora_mode_receipt(&owner, &brief, 150, 4),
+            "its signer's delegation was not in force when it was signed",
+        ),
+    ] {
+        insert(&signed);
+        let err = verify_signed_facts(&ledger, &events, || Ok(Vec::new())).unwrap_err();
+        assert_eq!(err, format!("receipt row 100: {says}"));
+        ledger.connection().execute("DELETE FROM ledger_receipt WHERE seq = 100", []).unwrap();
+    }
+    // Signed by the subject key itself: no delegation needed.
+    let own = fixtures::calora_mode_receipt(&owner, &DeviceKey::from_bytes(&[1; 32]), 30, 5);
+    assert_eq!(own.receipt().signer, owner.public_key().as_device_key());
+    insert(&own);
+    let given = LoggedEvent { seq: 1, event: AuditEvent::ConsentGiven { receipt: own.id() } };
+    let facts = verify_signed_facts(&ledger, &events, || Ok(vec![given])).unwrap();
+    assert_eq!(facts.receipts, 2);
 }

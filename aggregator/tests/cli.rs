@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/tmpfs.rs"]
 mod tmpfs;
 
@@ -885,6 +887,12 @@ fn ingest_every_kind_then_release_records() {
         &run(&d, &["--json", "report", "--subject", &o.subject, "--format", "markdown"]),
         "bad_parameter",
     );
+    // Every row re-checks, the device's receipts and withdrawal against its delegation
+    // (in force when they were signed, revoked only after).
+    let v = json(&d, &["audit", "verify"]);
+    let f = &v["signed_facts"];
+    let counts = [&f["receipts"], &f["withdrawals"], &f["delegations"], &f["revocations"]];
+    assert_eq!(counts, [2, 1, 1, 1], "{v}");
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -1264,9 +1272,14 @@ fn a_log_that_lost_consent_events_needs_a_repair_and_says_so() {
 
 /// The ledger answers from its rows; the log holds only the facts' ids. `audit verify`
 /// re-checks every receipt, withdrawal, delegation and revocation row against the signed
-/// bytes it keeps and against the log's consent events: a receipt's recipient and
-/// purpose edited in the file (a consent the subject never gave) and a withdrawal row
-/// deleted (a consent revived) are `ledger_invalid` (before: `verified: true`).
+/// bytes it keeps and against the log's consent events: a receipt's signature altered in
+/// the file, its recipient and purpose edited (a consent the subject never gave) and a
+/// withdrawal row deleted (a consent revived) are `ledger_invalid` (before: `verified:
+/// true`). A receipt, or a withdrawal, the ledger holds without its consent event (written
+/// through the ledger alone, as a crash between two commits would leave it) is
+/// `needs_repair` on SQLite — the read-only open's reconciliation would have to append
+/// the event — until a read-write command appends it. (The same cases on PostgreSQL:
+/// `pg_serve::audit_verify_re_checks_the_ledger_rows_on_postgres`.)
 #[test]
 fn audit_verify_re_checks_the_ledger_rows_against_their_signed_bytes() {
     let d = dir("signed-facts");
@@ -1277,40 +1290,85 @@ fn audit_verify_re_checks_the_ledger_rows_against_their_signed_bytes() {
     assert!(facts["receipts"].as_u64().unwrap() > 0 && facts["withdrawals"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(facts["unsigned_receipts"], 0);
     let db = d.join("db.sqlite");
-    for (name, sql, says) in [
-        (
-            "widened",
-            "UPDATE ledger_receipt SET recipient = 'lab-eu', purpose = 'research'
-             WHERE seq = (SELECT min(seq) FROM ledger_receipt WHERE recipient = 'calora')",
-            "is not what was signed",
-        ),
-        (
-            "revived",
-            "DELETE FROM ledger_withdrawal WHERE seq = (SELECT min(seq) FROM ledger_withdrawal)",
-            "the log holds it, the ledger does not",
-        ),
-        // A record released to calora, hidden from the subject's report and from
-        // `query history`: the log's release event counts the records it disclosed.
-        (
-            "hidden",
-            "DELETE FROM ledger_disclosure WHERE seq = (SELECT min(seq) FROM ledger_disclosure WHERE kind = 'release')",
-            "records to calora",
-        ),
-        (
-            "redirected",
-            "UPDATE ledger_disclosure SET recipient = 'gridco'
-             WHERE seq = (SELECT min(seq) FROM ledger_disclosure WHERE kind = 'release')",
-            "records to calora",
-        ),
-    ] {
+    let copy = |name: &str| {
         let copy = d.join(format!("{name}.sqlite"));
         rusqlite::Connection::open(&db)
             .unwrap()
             .execute(&format!("VACUUM INTO '{}'", copy.display()), [])
             .unwrap();
-        rusqlite::Connection::open(&copy).unwrap().execute_batch(sql).unwrap();
+        copy
+    };
+    let first_calora = "(SELECT min(seq) FROM ledger_receipt WHERE recipient = 'calora')";
+    let flip = |c: &rusqlite::Connection| {
+        let sql = format!("SELECT signed FROM ledger_receipt WHERE seq = {first_calora}");
+        let mut signed: Vec<u8> = c.query_row(&sql, [], |r| r.get(0)).unwrap();
+        *signed.last_mut().unwrap() ^= 1;
+        let sql = format!("UPDATE ledger_receipt SET signed = ?1 WHERE seq = {first_calora}");
+        c.execute(&sql, [signed]).unwrap();
+    };
+    let widen = |c: &rusqlite::Connection| {
+        c.execute_batch(&format!(
+            "UPDATE ledger_receipt SET recipient = 'lab-eu', purpose = 'research' WHERE seq = {first_calora}"
+        ))
+        .unwrap();
+    };
+    let revive = |c: &rusqlite::Connection| {
+        c.execute_batch("DELETE FROM ledger_withdrawal WHERE seq = (SELECT min(seq) FROM ledger_withdrawal)")
+            .unwrap();
+    };
+    // A record released to calora, hidden from the subject's report and from `query
+    // history`, or moved to another recipient: the log's release event counts the
+    // records it disclosed.
+    let first_release = "(SELECT min(seq) FROM ledger_disclosure WHERE kind = 'release')";
+    let hide = |c: &rusqlite::Connection| {
+        c.execute_batch(&format!("DELETE FROM ledger_disclosure WHERE seq = {first_release}")).unwrap();
+    };
+    let redirect = |c: &rusqlite::Connection| {
+        c.execute_batch(&format!("UPDATE ledger_disclosure SET recipient = 'gridco' WHERE seq = {first_release}"))
+            .unwrap();
+    };
+    let cases: [(&str, &dyn Fn(&rusqlite::Connection), &str); 5] = [
+        ("signature", &flip, "signed bytes"),
+        ("widened", &widen, "is not what was signed"),
+        ("revived", &revive, "the log holds it, the ledger does not"),
+        ("hidden", &hide, "records to calora"),
+        ("redirected", &redirect, "records to calora"),
+    ];
+    for (name, alter, says) in cases {
+        let copy = copy(name);
+        alter(&rusqlite::Connection::open(&copy).unwrap());
         let o = run_with(&copy, &d.join("keys"), &["audit", "verify"]);
         let msg = refused_with(&o, "ledger_invalid");
         assert!(msg.contains(says), "{name}: {msg}");
     }
+    // Consent the ledger holds and the log does not.
+    let gap = copy("gap");
+    let t = confiance::Timestamp::from_secs(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+    );
+    let mut dev = fixtures::recorder(900, "calora", vec![]);
+    let request = confiance::consent::ConsentRequest::new(
+        fixtures::id("calora"),
+        fixtures::id("product-improvement"),
+        confiance::consent::Scope::metrics([fixtures::id::<confiance::ids::MetricId>("thermostat.mode")]),
+        "P90D".parse().unwrap(),
+    );
+    let bytes = dev.give_consent(request, t).unwrap();
+    let ledger = |path: &Path| {
+        confiance_aggregator::ledger::Ledger::open(
+            rusqlite::Connection::open(path).unwrap(),
+            fixtures::catalogue(),
+        )
+        .unwrap()
+    };
+    let receipt = ledger(&gap).ingest_receipt(&bytes, t).unwrap();
+    let keys = d.join("keys");
+    refused_with(&run_with(&gap, &keys, &["audit", "verify"]), "needs_repair");
+    ok_with(&gap, &keys, &["purge"]);
+    ok_with(&gap, &keys, &["audit", "verify"]);
+    let w = dev.withdraw_consent(&receipt, t.saturating_add_secs(1)).unwrap();
+    ledger(&gap).ingest_withdrawal(&w, t.saturating_add_secs(1)).unwrap();
+    refused_with(&run_with(&gap, &keys, &["audit", "verify"]), "needs_repair");
+    ok_with(&gap, &keys, &["purge"]);
+    ok_with(&gap, &keys, &["audit", "verify"]);
 }

@@ -309,7 +309,7 @@ fn a_serve_on_a_full_database_starts_with_no_subject_loaded_and_answers_as_befor
 /// an operator's and an auditor's session, each answer checked against what was put in.
 #[test]
 fn cli_commands_on_postgres() {
-    let Some(serve::Setup { url, dir: d, .. }) = serve::setup("cli_commands", "pg-cli") else {
+    let Some(serve::Setup { url, dir: d, keys, .. }) = serve::setup("cli_commands", "pg-cli") else {
         return;
     };
     let run = |args: &[&str]| -> serde_json::Value {
@@ -349,4 +349,296 @@ fn cli_commands_on_postgres() {
     assert!(r["access_rows"].as_u64().unwrap() > 0 && r["estimates"].as_u64().unwrap() > 0, "{r}");
     let p = run(&["purge"]);
     assert!(p["partitions"].is_u64() && p["records"].is_u64(), "{p}");
+    // `ingest` (lazily loaded, as every command): receipts, then envelopes whose
+    // pseudonymous records are checked against them (their subjects loaded on demand).
+    let configs: Vec<_> = keys.hpke.iter().map(|(c, _)| *c).collect();
+    let f = serve::fleet(6, 77, &configs, serve::now());
+    let inbox = d.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    for (i, r) in f.receipts.iter().enumerate() {
+        std::fs::write(inbox.join(format!("a-receipt-{i:03}.bin")), r).unwrap();
+    }
+    for (i, e) in f.frames.iter().enumerate() {
+        std::fs::write(inbox.join(format!("b-envelope-{i:03}.bin")), e).unwrap();
+    }
+    let ing = run(&["ingest", inbox.to_str().unwrap()]);
+    assert_eq!(
+        (&ing["accepted"], &ing["refused"]),
+        (&(f.receipts.len() + f.frames.len()).into(), &0.into()),
+        "{ing}"
+    );
+    // Each device's mode, and every other one's fault code (a pseudonymous record), kept.
+    assert_eq!(ing["reports"], 6 + 3, "{ing}");
+    assert!(
+        ing["results"].as_array().unwrap().iter().all(|r| r["refused"].as_array().is_none_or(Vec::is_empty))
+    );
+    run(&["audit", "verify"]);
+}
+
+/// Runs the CLI with `--db url --keys d/keys --catalogue … --json ARGS`.
+fn pg_cli(url: &str, d: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_confiance"))
+        .args(["--db", url, "--keys"])
+        .arg(d.join("keys"))
+        .args(["--catalogue", serve::CATALOGUE, "--json"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// [`pg_cli`]'s JSON answer, which must be a success.
+fn pg_json(url: &str, d: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let o = pg_cli(url, d, args);
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stdout));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The read commands on PostgreSQL open the ledger lazily (no subject at open) and load
+/// what each question reads (`load_for_query`, the subject of a subject report): every
+/// answer is the one a fully loaded ledger (`Ledger::open_postgres`) gives on the same
+/// database — subjects with a withdrawal among them, a recipient's view, histories,
+/// diffs, checks, and the questions across subjects.
+#[test]
+fn cli_read_commands_on_postgres_answer_as_a_fully_loaded_ledger() {
+    use confiance_aggregator::ledger::{Ledger, Party};
+    use confiance_aggregator::server::query::DiffOf;
+    use confiance_aggregator::server::{Query, run_query};
+    use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+    let Some(serve::Setup { url, dir: d, .. }) = serve::setup("cli_lazy", "pg-cli-lazy") else {
+        return;
+    };
+    let sim = pg_json(&url, &d, &["simulate", "--devices", "27", "--days", "4", "--seed", "3"]);
+    assert!(
+        sim["records_released"].as_u64().unwrap() > 0 && sim["withdrawals"].as_u64().unwrap() > 0,
+        "{sim}"
+    );
+    let cat = fixtures::catalogue();
+    let whole = Aggregator::with_store_unreconciled(
+        Box::new(PgStore::connect(&url).unwrap()),
+        Ledger::open_postgres(&url, cat.clone()).unwrap(),
+        cat,
+        confiance_aggregator::keys::KeyStore::new(0),
+        AggregatorConfig::default(),
+    )
+    .unwrap();
+    assert!(!whole.ledger().is_lazy());
+    let now = now();
+    let (at, before) = (now.as_secs().to_string(), now.saturating_sub_secs(3 * 86_400));
+    let t = confiance::Timestamp::from_secs;
+    let s = |x: u64| x.to_string();
+    let mut asked = 0;
+    let mut same = |args: &[&str], q: Query| {
+        let lazy = pg_json(&url, &d, args);
+        assert_eq!(lazy, run_query(&whole, &q).unwrap(), "{args:?}");
+        asked += 1;
+    };
+    for hex_subject in sim["sample_subjects"].as_array().unwrap() {
+        let h = hex_subject.as_str().unwrap();
+        let subject =
+            confiance::ids::SubjectId(confiance_aggregator::server::unhex(h).unwrap().try_into().unwrap());
+        same(&["query", "subject", h, "--at", &at], Query::Subject { subject, at: now, as_known_at: None });
+        same(
+            &["query", "subject", h, "--at", &at, "--as-known-at", &s(before.as_secs())],
+            Query::Subject { subject, at: now, as_known_at: Some(before) },
+        );
+        for (recipient, purpose, metric) in [
+            ("calora", "product-improvement", "thermostat.mode"),
+            ("gridco", "grid-balancing", "thermostat.mode"),
+            ("calora", "service", "thermostat.fault-code"),
+        ] {
+            same(
+                &["query", "check", "--recipient", recipient, "--metric", metric, "--purpose", purpose]
+                    .into_iter()
+                    .chain(["--subject", h, "--at", &at])
+                    .collect::<Vec<_>>(),
+                Query::Check {
+                    recipient: fixtures::id(recipient),
+                    metric: fixtures::id(metric),
+                    purpose: fixtures::id(purpose),
+                    subject,
+                    at: now,
+                    as_known_at: None,
+                },
+            );
+        }
+        same(
+            &["query", "history", "--subject", h],
+            Query::History { party: Party::Subject(subject), from: t(0), to: confiance::Timestamp::MAX },
+        );
+        same(
+            &["query", "diff", "--subject", h, "--from", &s(before.as_secs()), "--to", &at],
+            Query::Diff { of: DiffOf::Subject(subject), from: before, to: now, as_known_at: None },
+        );
+        // The subject report reads that subject only; its instant of making aside, the same.
+        let o = pg_cli(&url, &d, &["report", "--subject", h, "--format", "json", "--at", &at]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut lazy: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let full = confiance_aggregator::report::SubjectReport::gather(&whole, &subject, now, now);
+        let mut full: serde_json::Value = serde_json::from_str(&full.render_json().unwrap()).unwrap();
+        for v in [&mut lazy, &mut full] {
+            v.as_object_mut().unwrap().remove("generated_at");
+        }
+        assert_eq!(lazy, full, "report --subject {h}");
+    }
+    for recipient in ["calora", "gridco"] {
+        same(
+            &["query", "recipient", recipient, "--at", &at],
+            Query::Recipient { recipient: fixtures::id(recipient), at: now, as_known_at: None },
+        );
+        same(
+            &["query", "history", "--recipient", recipient],
+            Query::History {
+                party: Party::Recipient(fixtures::id(recipient)),
+                from: t(0),
+                to: confiance::Timestamp::MAX,
+            },
+        );
+        same(
+            &["query", "diff", "--recipient", recipient, "--from", &s(before.as_secs()), "--to", &at],
+            Query::Diff {
+                of: DiffOf::Recipient(fixtures::id(recipient)),
+                from: before,
+                to: now,
+                as_known_at: None,
+            },
+        );
+    }
+    // Across subjects (loaded as `load_for_query` decides).
+    same(
+        &["query", "metric", "thermostat.mode", "--at", &at],
+        Query::Metric { metric: fixtures::id("thermostat.mode"), at: now, as_known_at: None },
+    );
+    same(&["query", "overdue", "--now", &at], Query::Overdue { now, as_known_at: None });
+    same(&["query", "disclosures"], Query::Disclosures { from: t(0), to: confiance::Timestamp::MAX });
+    assert_eq!(asked, 5 * 7 + 2 * 3 + 3);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `audit verify` on PostgreSQL re-checks the ledger's rows as on SQLite: an intact
+/// database passes with every row counted; a receipt whose signed bytes or columns were
+/// altered by SQL, and a withdrawal row deleted, are `ledger_invalid` naming the row or
+/// receipt. A receipt and then a withdrawal the ledger holds without their consent events
+/// (a crash between the ledger's commit and the log's append) are `ledger_invalid` too;
+/// the read commands (`query`, `audit`) write nothing to repair them, and a read-write
+/// command (`purge`, which reconciles from the watermark) does.
+#[test]
+fn audit_verify_re_checks_the_ledger_rows_on_postgres() {
+    use confiance_aggregator::ledger::Ledger;
+    let Some(serve::Setup { url, dir: d, .. }) = serve::setup("audit_rows", "pg-audit-rows") else {
+        return;
+    };
+    pg_json(&url, &d, &["simulate", "--devices", "20", "--days", "3"]);
+    let v = pg_json(&url, &d, &["audit", "verify"]);
+    let facts = &v["signed_facts"];
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let count = |db: &mut postgres::Client, sql: &str| -> u64 {
+        u64::try_from(db.query_one(sql, &[]).unwrap().get::<_, i64>(0)).unwrap()
+    };
+    assert_eq!(facts["receipts"], count(&mut db, "SELECT count(*) FROM ledger_receipt"), "{v}");
+    assert_eq!(facts["withdrawals"], count(&mut db, "SELECT count(*) FROM ledger_withdrawal"), "{v}");
+    assert!(facts["withdrawals"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(facts["unsigned_receipts"], 0);
+    drop(db);
+    // Each alteration on a copy of the database.
+    let copy = |name: &str| -> String {
+        let base = url.rsplit_once('/').unwrap().0;
+        let (db, template) = (format!("confiance_p_audit_rows_{name}"), url.rsplit_once('/').unwrap().1);
+        let mut c = postgres::Client::connect(&format!("{base}/postgres"), postgres::NoTls).unwrap();
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {db} TEMPLATE {template}")).unwrap();
+        format!("{base}/{db}")
+    };
+    let first_calora = "(SELECT min(seq) FROM ledger_receipt WHERE recipient = 'calora')";
+    for (name, sql, says) in [
+        (
+            "signature",
+            format!(
+                "UPDATE ledger_receipt SET signed = set_byte(signed, length(signed) - 1,
+                 get_byte(signed, length(signed) - 1) # 1) WHERE seq = {first_calora}"
+            ),
+            "signed bytes",
+        ),
+        (
+            "widened",
+            format!(
+                "UPDATE ledger_receipt SET recipient = 'lab-eu', purpose = 'research' WHERE seq = {first_calora}"
+            ),
+            "is not what was signed",
+        ),
+        (
+            "revived",
+            "DELETE FROM ledger_withdrawal WHERE seq = (SELECT min(seq) FROM ledger_withdrawal)".to_owned(),
+            "the log holds it, the ledger does not",
+        ),
+    ] {
+        let url = copy(name);
+        postgres::Client::connect(&url, postgres::NoTls).unwrap().batch_execute(&sql).unwrap();
+        let o = pg_cli(&url, &d, &["audit", "verify"]);
+        let err: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            (o.status.code(), &err["error"]["code"]),
+            (Some(1), &"ledger_invalid".into()),
+            "{name}: {err}"
+        );
+        let msg = err["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{name}: {msg}");
+        if name != "revived" {
+            assert!(msg.starts_with("receipt row "), "{name}: {msg}");
+        }
+    }
+    // Consent the ledger holds and the log does not: written through the ledger alone.
+    let url = copy("gap");
+    let t = now();
+    let mut dev = fixtures::recorder(900, "calora", vec![]);
+    let bytes = dev.give_consent(mode_request(), t).unwrap();
+    let mut ledger = Ledger::open_postgres(&url, fixtures::catalogue()).unwrap();
+    let receipt = ledger.ingest_receipt(&bytes, t).unwrap();
+    let subject = hex(&dev.subject().0);
+    let size = |url: &str| pg_json(url, &d, &["audit", "checkpoint"])["tree_size"].as_u64().unwrap();
+    let logged = |url: &str| {
+        let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        c.query_one("SELECT count(*) FROM audit_consent", &[]).unwrap().get::<_, i64>(0)
+    };
+    let (before, consent) = (size(&url), logged(&url));
+    let gap = |url: &str, what: &str| {
+        let o = pg_cli(url, &d, &["audit", "verify"]);
+        let err: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(err["error"]["code"], "ledger_invalid", "{err}");
+        let said =
+            format!("consent {what} for receipt {}: the ledger holds it, the log does not", hex(&receipt.0));
+        assert_eq!(err["error"]["message"], said.as_str());
+    };
+    gap(&url, "given");
+    // A read answers from the database as it is (the receipt is the ledger's) and repairs nothing.
+    let access = pg_json(&url, &d, &["query", "subject", &subject]);
+    assert_eq!(access["entries"][0]["receipts"][0], hex(&receipt.0), "{access}");
+    gap(&url, "given");
+    assert_eq!(size(&url), before, "a read command appended to the log");
+    // A read-write command reconciles: the event is appended, and the log verifies.
+    pg_json(&url, &d, &["purge"]);
+    assert_eq!(logged(&url), consent + 1);
+    pg_json(&url, &d, &["audit", "verify"]);
+    // A withdrawal without its event.
+    let w = dev.withdraw_consent(&receipt, t.saturating_add_secs(1)).unwrap();
+    ledger.refresh().unwrap();
+    ledger.ingest_withdrawal(&w, t.saturating_add_secs(1)).unwrap();
+    drop(ledger);
+    let before = size(&url);
+    gap(&url, "withdrawn");
+    pg_json(&url, &d, &["query", "history", "--subject", &subject]);
+    assert_eq!(size(&url), before, "a read command appended to the log");
+    pg_json(&url, &d, &["purge"]);
+    assert_eq!(logged(&url), consent + 2);
+    pg_json(&url, &d, &["audit", "verify"]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Calora / product improvement / thermostat mode, held 90 days.
+fn mode_request() -> confiance::consent::ConsentRequest {
+    confiance::consent::ConsentRequest::new(
+        fixtures::id("calora"),
+        fixtures::id("product-improvement"),
+        confiance::consent::Scope::metrics([fixtures::id::<confiance::ids::MetricId>("thermostat.mode")]),
+        "P90D".parse().unwrap(),
+    )
 }

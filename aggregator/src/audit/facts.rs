@@ -1,5 +1,5 @@
 //! The ledger's signed facts re-checked against their rows: what `confiance audit verify`
-//! adds to the log's verification on an SQLite database.
+//! adds to the log's verification, on SQLite and on PostgreSQL alike.
 //!
 //! The audit log holds ids (hashes of signed bytes), never the facts, and the ledger
 //! answers from the rows' columns. A row edited in the database file — a receipt's
@@ -8,21 +8,26 @@
 //! keeps the signed bytes it was accepted from; this check decodes and verifies them
 //! and compares every column an answer reads with what was signed. It also compares the
 //! receipts and withdrawals the ledger holds with the consent events of the log, so that
-//! a row deleted (a withdrawal, to revive a consent) is caught too; and the disclosures
-//! the ledger notes with the log's releases of records and transcryptions, each of which
-//! counts what it disclosed, so that a disclosure deleted or moved to another recipient
-//! (hidden from the subject's report and from `query history`) is caught. The log names
-//! no subject of a disclosure: a row whose subject alone was edited is not.
+//! a row deleted (a withdrawal, to revive a consent) is caught too, and replays the rule
+//! on who may sign for a subject (`ledger::enroll`) from the delegation, revocation and
+//! override rows, so that a row written past the ledger's checks — well signed, by a key
+//! that did not speak for its subject — is caught as well. Last, it compares the
+//! disclosures the ledger notes with the log's releases of records and transcryptions,
+//! each of which counts what it disclosed, so that a disclosure deleted or moved to
+//! another recipient or instant (hidden from the subject's report and from `query
+//! history`) is caught. The log names no subject of a disclosure: a row whose subject
+//! alone was edited is not.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use confiance::Timestamp;
-use confiance::catalogue::Catalogue;
 use confiance::consent::{SignedDelegation, SignedReceipt, SignedRevocation, SignedWithdrawal};
-use confiance::ids::ReceiptId;
+use confiance::ids::{DevicePublicKey, ReceiptId, SubjectId, SubjectPublicKey};
 use rusqlite::Connection;
 
 use super::{AuditEvent, LoggedEvent};
+use crate::ledger::{Cols, FactSource, Ledger, LedgerError};
 
 /// How many signed facts were re-checked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,16 +46,25 @@ pub struct SignedFacts {
     pub unsigned_receipts: u64,
 }
 
-/// Re-checks every signed fact of the ledger tables in `conn` against its row, and the
-/// receipts and withdrawals held against the consent events of `events` (the whole
-/// log, verified; module documentation).
+/// Re-checks every signed fact of `ledger`'s tables — in its SQLite file or in the
+/// PostgreSQL database it shares, read row by row through the same queries — against
+/// its row, and the receipts and withdrawals held against the consent events of
+/// `events` (the whole log, verified; module documentation).
+///
+/// The rows read are those committed when the check starts, which must be after
+/// `events` were read: a fact is committed before (PostgreSQL) or with (SQLite) its
+/// event, so every event of `events` has its row. A row whose event is not in `events`
+/// may have been written since by another process: `later` is then called, once the
+/// rows are read, for the events appended after `events` (`Ok(vec![])` where nothing
+/// else writes), and only a fact whose event is in neither is a finding.
 ///
 /// ```
 /// # use confiance_aggregator::audit::{LoggedEvent, verify_signed_facts};
-/// // `conn` holds the ledger tables (the aggregator's SQLite file), `events` the whole
-/// // log, read and verified against a checkpoint first.
-/// # fn check(conn: &rusqlite::Connection, catalogue: &confiance::catalogue::Catalogue, events: &[LoggedEvent]) -> Result<(), String> {
-/// let facts = verify_signed_facts(conn, catalogue, events)?;
+/// # use confiance_aggregator::ledger::Ledger;
+/// // `ledger` is the aggregator's, `events` the whole log, read and verified against a
+/// // checkpoint first.
+/// # fn check(ledger: &Ledger, events: &[LoggedEvent]) -> Result<(), String> {
+/// let facts = verify_signed_facts(ledger, events, || Ok(Vec::new()))?;
 /// println!("{} receipts and {} withdrawals match their signatures", facts.receipts, facts.withdrawals);
 /// # Ok(())
 /// # }
@@ -58,24 +72,129 @@ pub struct SignedFacts {
 ///
 /// # Errors
 /// A message naming the first row whose signed bytes do not verify or do not match its
-/// columns, or a receipt whose giving or withdrawal the ledger and the log disagree on;
-/// the SQLite error.
-pub fn verify_signed_facts(
-    conn: &Connection,
-    catalogue: &Catalogue,
+/// columns, or whose signer did not speak for its subject when it was signed, or a receipt whose giving or withdrawal the ledger and the log disagree on;
+/// the database's error; `later`'s.
+pub fn verify_signed_facts<C: Borrow<Connection>>(
+    ledger: &Ledger<C>,
     events: &[LoggedEvent],
+    later: impl FnOnce() -> Result<Vec<LoggedEvent>, String>,
 ) -> Result<SignedFacts, String> {
+    let catalogue = ledger.catalogue();
+    let rows = ledger.rows();
+    let to = i64::try_from(ledger.stored_head().map_err(col)?).unwrap_or(i64::MAX);
     let mut out = SignedFacts::default();
     let (mut given, mut withdrawn) = (BTreeSet::new(), BTreeSet::new());
-    // What the log says was disclosed: (kind, recipient, metric, at) → count. A
-    // transcryption's event names no metric.
-    let mut disclosed: BTreeMap<(&str, String, String, i64), u64> = BTreeMap::new();
+    let t = |i: i64| Timestamp::from_secs(i as u64);
+    // Who could sign for whom: the overrides, delegations and revocations, read first;
+    // each signed message is checked against those recorded before it.
+    let mut signers = Signers::default();
+    let overrides = "SELECT seq, subject FROM ledger_override WHERE seq < $1 ORDER BY seq";
+    each_row(rows, overrides, to, "override", |row, _| {
+        signers.closed.insert(subject_id(row.bytes(1).map_err(col)?)?, row.int(0).map_err(col)?);
+        Ok(())
+    })?;
+    let delegations =
+        "SELECT seq, id, subject, device, valid_from, valid_until, signed FROM ledger_delegation
+             WHERE seq < $1 ORDER BY seq";
+    each_row(rows, delegations, to, "delegation", |row, bad| {
+        let signed = SignedDelegation::from_bytes(row.bytes(6).map_err(col)?)
+            .map_err(|e| bad(&format!("signed bytes: {e}")))?;
+        let d = signed.delegation();
+        let same = row.bytes(1).map_err(col)? == signed.id().as_bytes()
+            && row.bytes(2).map_err(col)? == d.subject().as_bytes()
+            && row.bytes(3).map_err(col)? == d.device.as_bytes()
+            && t(row.int(4).map_err(col)?) == d.valid_from
+            && t(row.int(5).map_err(col)?) == d.valid_until.unwrap_or(Timestamp::MAX);
+        if !same {
+            return Err(bad("its subject, device or validity is not what was signed"));
+        }
+        let until = d.valid_until.unwrap_or(Timestamp::MAX);
+        let seq = row.int(0).map_err(col)?;
+        signers.delegations.entry(d.device).or_default().push((d.subject(), d.valid_from, until, seq));
+        out.delegations += 1;
+        Ok(())
+    })?;
+    let revocations =
+        "SELECT seq, device, at, recorded_at, signed FROM ledger_revocation WHERE seq < $1 ORDER BY seq";
+    each_row(rows, revocations, to, "revocation", |row, bad| {
+        let signed = SignedRevocation::from_bytes(row.bytes(4).map_err(col)?)
+            .map_err(|e| bad(&format!("signed bytes: {e}")))?;
+        let r = signed.revocation();
+        let effective = crate::ledger::effective_revocation(r.at, t(row.int(3).map_err(col)?));
+        if row.bytes(1).map_err(col)? != r.device.as_bytes() || t(row.int(2).map_err(col)?) != effective {
+            return Err(bad("its device or instant is not what was signed"));
+        }
+        signers.revocations.insert(r.device, (effective, row.int(0).map_err(col)?));
+        out.revocations += 1;
+        Ok(())
+    })?;
+    let receipts = "SELECT seq, id, subject, device_key, recipient, purpose, metrics, hold, valid_from, valid_until, signed,
+             recorded_at FROM ledger_receipt WHERE seq < $1 ORDER BY seq";
+    each_row(rows, receipts, to, "receipt", |row, bad| {
+        given.insert(receipt_id(row.bytes(1).map_err(col)?, "ledger_receipt")?);
+        let Some(bytes) = row.opt_bytes(10).map_err(col)? else {
+            out.unsigned_receipts += 1;
+            return Ok(());
+        };
+        let signed = SignedReceipt::from_bytes(bytes).map_err(|e| bad(&format!("signed bytes: {e}")))?;
+        let r = signed.receipt();
+        let metrics: BTreeSet<String> =
+            r.scope.metrics_in(catalogue, &r.recipient, &r.purpose).map(ToString::to_string).collect();
+        let stored: BTreeSet<String> =
+            row.text(6).map_err(col)?.split(' ').filter(|m| !m.is_empty()).map(str::to_owned).collect();
+        let checks = [
+            ("id", row.bytes(1).map_err(col)? == signed.id().as_bytes()),
+            ("subject", row.bytes(2).map_err(col)? == r.subject.as_bytes()),
+            ("signer", row.bytes(3).map_err(col)? == r.signer.as_bytes()),
+            ("recipient", row.text(4).map_err(col)? == r.recipient.as_str()),
+            ("purpose", row.text(5).map_err(col)? == r.purpose.as_str()),
+            ("metrics", stored == metrics),
+            ("hold", row.text(7).map_err(col)? == r.hold.to_string()),
+            ("valid_from", t(row.int(8).map_err(col)?) == r.valid_from),
+            ("valid_until", t(row.int(9).map_err(col)?) == r.valid_until.unwrap_or(Timestamp::MAX)),
+        ];
+        if let Some((what, _)) = checks.iter().find(|(_, ok)| !ok) {
+            return Err(bad(&format!("its {what} is not what was signed")));
+        }
+        let (seq, recorded_at) = (row.int(0).map_err(col)?, t(row.int(11).map_err(col)?));
+        signers.check(&r.signer, &r.subject_key, &r.subject, r.issued_at, recorded_at, seq).map_err(bad)?;
+        out.receipts += 1;
+        Ok(())
+    })?;
+    let withdrawals =
+        "SELECT seq, receipt, at, signed, recorded_at FROM ledger_withdrawal WHERE seq < $1 ORDER BY seq";
+    each_row(rows, withdrawals, to, "withdrawal", |row, bad| {
+        withdrawn.insert(receipt_id(row.bytes(1).map_err(col)?, "ledger_withdrawal")?);
+        // An admin override's withdrawals carry no signature (its event names them).
+        let Some(bytes) = row.opt_bytes(3).map_err(col)? else { return Ok(()) };
+        let signed = SignedWithdrawal::from_bytes(bytes).map_err(|e| bad(&format!("signed bytes: {e}")))?;
+        let w = signed.withdrawal();
+        if row.bytes(1).map_err(col)? != w.receipt.as_bytes() || t(row.int(2).map_err(col)?) != w.at {
+            return Err(bad("its receipt or instant is not what was signed"));
+        }
+        let (seq, recorded_at) = (row.int(0).map_err(col)?, t(row.int(4).map_err(col)?));
+        signers.check(&w.signer, &w.subject_key, &w.subject, w.issued_at, recorded_at, seq).map_err(bad)?;
+        out.withdrawals += 1;
+        Ok(())
+    })?;
+    compare_with_log(&given, &withdrawn, events, later)?;
+    check_disclosures(rows, to, &disclosed_of(catalogue, events))?;
+    Ok(out)
+}
+
+/// What the log says was disclosed: (kind, recipient, metric, at) → count. A release of
+/// records counts the records it disclosed; a transcryption, one (its event names no
+/// metric).
+fn disclosed_of(
+    catalogue: &confiance::catalogue::Catalogue,
+    events: &[LoggedEvent],
+) -> BTreeMap<(&'static str, String, String, i64), u64> {
+    let mut disclosed = BTreeMap::new();
     for e in events {
         match &e.event {
             AuditEvent::Release { recipient, metric, partitions, at, .. }
                 if catalogue.metric(metric).is_some_and(|m| !m.is_anonymous()) =>
             {
-                // A release of records: `partitions` counts the records disclosed.
                 let key = ("release", recipient.to_string(), metric.to_string(), secs(*at));
                 *disclosed.entry(key).or_default() += u64::from(*partitions);
             }
@@ -84,160 +203,34 @@ pub fn verify_signed_facts(
                     .entry(("transcryption", recipient.to_string(), String::new(), secs(*at)))
                     .or_default() += 1;
             }
-            AuditEvent::ConsentGiven { receipt } => {
-                given.insert(*receipt);
-            }
-            AuditEvent::ConsentWithdrawn { receipt, .. } => {
-                withdrawn.insert(*receipt);
-            }
-            AuditEvent::AdminOverride { receipts, .. } => withdrawn.extend(receipts.iter().copied()),
             _ => {}
         }
     }
-    let ids = |table: &str, column: &str| -> Result<BTreeSet<ReceiptId>, String> {
-        let mut q = conn.prepare(&format!("SELECT {column} FROM {table}")).map_err(sql_error)?;
-        let rows = q.query_map([], |r| r.get::<_, Vec<u8>>(0)).map_err(sql_error)?;
-        rows.map(|b| {
-            let b = b.map_err(sql_error)?;
-            <[u8; 32]>::try_from(b.as_slice()).map(ReceiptId).map_err(|_| format!("{table}: a malformed id"))
-        })
-        .collect()
-    };
-    for (what, held, logged) in [
-        ("given", ids("ledger_receipt", "id")?, &given),
-        ("withdrawn", ids("ledger_withdrawal", "receipt")?, &withdrawn),
-    ] {
-        if let Some(r) = held.symmetric_difference(logged).next() {
-            let side = if held.contains(r) {
-                "the ledger holds it, the log does not"
-            } else {
-                "the log holds it, the ledger does not"
-            };
-            return Err(format!("consent {what} for receipt {r}: {side}"));
-        }
-    }
-    check_disclosures(conn, &disclosed)?;
-    let sql = sql_error;
-    let t = |i: i64| Timestamp::from_secs(i as u64);
-    let receipts = "SELECT seq, id, subject, device_key, recipient, purpose, metrics, hold, valid_from, valid_until, signed
-             FROM ledger_receipt ORDER BY seq";
-    each_row(conn, receipts, "receipt", |row, bad| {
-        let Some(bytes) = row.get::<_, Option<Vec<u8>>>(10).map_err(sql)? else {
-            out.unsigned_receipts += 1;
-            return Ok(());
-        };
-        let signed = SignedReceipt::from_bytes(&bytes).map_err(|e| bad(&format!("signed bytes: {e}")))?;
-        let r = signed.receipt();
-        let metrics: BTreeSet<String> =
-            r.scope.metrics_in(catalogue, &r.recipient, &r.purpose).map(ToString::to_string).collect();
-        let stored: BTreeSet<String> = row
-            .get::<_, String>(6)
-            .map_err(sql)?
-            .split(' ')
-            .filter(|m| !m.is_empty())
-            .map(str::to_owned)
-            .collect();
-        let checks = [
-            ("id", row.get::<_, Vec<u8>>(1).map_err(sql)? == signed.id().as_bytes()),
-            ("subject", row.get::<_, Vec<u8>>(2).map_err(sql)? == r.subject.as_bytes()),
-            ("signer", row.get::<_, Vec<u8>>(3).map_err(sql)? == r.signer.as_bytes()),
-            ("recipient", row.get::<_, String>(4).map_err(sql)? == r.recipient.as_str()),
-            ("purpose", row.get::<_, String>(5).map_err(sql)? == r.purpose.as_str()),
-            ("metrics", stored == metrics),
-            ("hold", row.get::<_, String>(7).map_err(sql)? == r.hold.to_string()),
-            ("valid_from", t(row.get(8).map_err(sql)?) == r.valid_from),
-            ("valid_until", t(row.get(9).map_err(sql)?) == r.valid_until.unwrap_or(Timestamp::MAX)),
-        ];
-        if let Some((what, _)) = checks.iter().find(|(_, ok)| !ok) {
-            return Err(bad(&format!("its {what} is not what was signed")));
-        }
-        out.receipts += 1;
-        Ok(())
-    })?;
-    each_row(
-        conn,
-        "SELECT seq, receipt, at, signed FROM ledger_withdrawal WHERE signed IS NOT NULL ORDER BY seq",
-        "withdrawal",
-        |row, bad| {
-            let signed = SignedWithdrawal::from_bytes(&row.get::<_, Vec<u8>>(3).map_err(sql)?)
-                .map_err(|e| bad(&format!("signed bytes: {e}")))?;
-            let w = signed.withdrawal();
-            if row.get::<_, Vec<u8>>(1).map_err(sql)? != w.receipt.as_bytes()
-                || t(row.get(2).map_err(sql)?) != w.at
-            {
-                return Err(bad("its receipt or instant is not what was signed"));
-            }
-            out.withdrawals += 1;
-            Ok(())
-        },
-    )?;
-    each_row(
-        conn,
-        "SELECT seq, id, subject, device, valid_from, valid_until, signed FROM ledger_delegation ORDER BY seq",
-        "delegation",
-        |row, bad| {
-            let signed = SignedDelegation::from_bytes(&row.get::<_, Vec<u8>>(6).map_err(sql)?)
-                .map_err(|e| bad(&format!("signed bytes: {e}")))?;
-            let d = signed.delegation();
-            let same = row.get::<_, Vec<u8>>(1).map_err(sql)? == signed.id().as_bytes()
-                && row.get::<_, Vec<u8>>(2).map_err(sql)? == d.subject().as_bytes()
-                && row.get::<_, Vec<u8>>(3).map_err(sql)? == d.device.as_bytes()
-                && t(row.get(4).map_err(sql)?) == d.valid_from
-                && t(row.get(5).map_err(sql)?) == d.valid_until.unwrap_or(Timestamp::MAX);
-            if !same {
-                return Err(bad("its subject, device or validity is not what was signed"));
-            }
-            out.delegations += 1;
-            Ok(())
-        },
-    )?;
-    each_row(
-        conn,
-        "SELECT seq, device, at, recorded_at, signed FROM ledger_revocation ORDER BY seq",
-        "revocation",
-        |row, bad| {
-            let signed = SignedRevocation::from_bytes(&row.get::<_, Vec<u8>>(4).map_err(sql)?)
-                .map_err(|e| bad(&format!("signed bytes: {e}")))?;
-            let r = signed.revocation();
-            let effective = crate::ledger::effective_revocation(r.at, t(row.get(3).map_err(sql)?));
-            if row.get::<_, Vec<u8>>(1).map_err(sql)? != r.device.as_bytes()
-                || t(row.get(2).map_err(sql)?) != effective
-            {
-                return Err(bad("its device or instant is not what was signed"));
-            }
-            out.revocations += 1;
-            Ok(())
-        },
-    )?;
-    Ok(out)
+    disclosed
 }
 
 /// Every disclosure the log counts is noted in `ledger_disclosure` (more may be: a
-/// disclosure the library's user noted itself has no event).
+/// disclosure the library's user noted itself has no event). The rows are those of
+/// facts before `to`, read after the log, so each logged disclosure has its rows.
 fn check_disclosures(
-    conn: &Connection,
-    logged: &BTreeMap<(&str, String, String, i64), u64>,
+    rows: &dyn FactSource,
+    to: i64,
+    logged: &BTreeMap<(&'static str, String, String, i64), u64>,
 ) -> Result<(), String> {
-    let mut q = conn
-        .prepare(
-            "SELECT kind, recipient, CASE kind WHEN 'release' THEN metric ELSE '' END, at, count(*)
-             FROM ledger_disclosure GROUP BY 1, 2, 3, 4",
-        )
-        .map_err(sql_error)?;
-    let held: BTreeMap<(String, String, String, i64), u64> = q
-        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?), r.get::<_, i64>(4)?)))
-        .map_err(sql_error)?
-        .map(|row| row.map(|(k, n)| (k, u64::try_from(n).unwrap_or(0))).map_err(sql_error))
-        .collect::<Result<_, _>>()?;
+    let mut held: BTreeMap<(String, String, String, i64), u64> = BTreeMap::new();
+    let query = "SELECT seq, kind, recipient, metric, at FROM ledger_disclosure WHERE seq < $1 ORDER BY seq";
+    each_row(rows, query, to, "disclosure", |row, _| {
+        let kind = row.text(1).map_err(col)?.to_owned();
+        let metric = if kind == "release" { row.text(3).map_err(col)?.to_owned() } else { String::new() };
+        let key = (kind, row.text(2).map_err(col)?.to_owned(), metric, row.int(4).map_err(col)?);
+        *held.entry(key).or_default() += 1;
+        Ok(())
+    })?;
     for ((kind, recipient, metric, at), &n) in logged {
         let key = ((*kind).to_owned(), recipient.clone(), metric.clone(), *at);
         let notes = held.get(&key).copied().unwrap_or(0);
         if notes < n {
-            let what = if *kind == "release" {
-                format!("release of {metric} records")
-            } else {
-                "transcryption".into()
-            };
+            let what = if *kind == "release" { format!("release of {metric} records") } else { "transcryption".into() };
             return Err(format!(
                 "disclosures: the log's {what} to {recipient} at {at} disclosed {n}, the ledger notes {notes} (a disclosure row deleted or edited)"
             ));
@@ -251,23 +244,135 @@ fn secs(t: Timestamp) -> i64 {
     i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// Runs `check` on every row of `query`, whose first column is the row's `seq`: `bad`
-/// prefixes a finding with `"{kind} row {seq}: "`.
-fn each_row(
-    conn: &Connection,
-    query: &str,
-    kind: &str,
-    mut check: impl FnMut(&rusqlite::Row<'_>, &dyn Fn(&str) -> String) -> Result<(), String>,
+/// The receipts given and withdrawn that the ledger holds against the log's consent
+/// events: an event without its fact is a row deleted; a fact without its event, one
+/// the log lacks unless it was appended since `events` were read (`later`).
+fn compare_with_log(
+    given: &BTreeSet<ReceiptId>,
+    withdrawn: &BTreeSet<ReceiptId>,
+    events: &[LoggedEvent],
+    later: impl FnOnce() -> Result<Vec<LoggedEvent>, String>,
 ) -> Result<(), String> {
-    let mut q = conn.prepare(query).map_err(sql_error)?;
-    let mut rows = q.query([]).map_err(sql_error)?;
-    while let Some(row) = rows.next().map_err(sql_error)? {
-        let seq: i64 = row.get(0).map_err(sql_error)?;
-        check(row, &|what: &str| format!("{kind} row {seq}: {what}"))?;
+    let (mut logged_given, mut logged_withdrawn) = (BTreeSet::new(), BTreeSet::new());
+    consent_of(events, &mut logged_given, &mut logged_withdrawn);
+    let sides = [("given", given, &logged_given), ("withdrawn", withdrawn, &logged_withdrawn)];
+    for (what, held, logged) in sides {
+        if let Some(r) = logged.difference(held).next() {
+            return Err(format!("consent {what} for receipt {r}: the log holds it, the ledger does not"));
+        }
+    }
+    if sides.iter().all(|(_, held, logged)| held.is_subset(logged)) {
+        return Ok(());
+    }
+    let since = later()?;
+    consent_of(&since, &mut logged_given, &mut logged_withdrawn);
+    for (what, held, logged) in [("given", given, &logged_given), ("withdrawn", withdrawn, &logged_withdrawn)]
+    {
+        if let Some(r) = held.difference(logged).next() {
+            return Err(format!("consent {what} for receipt {r}: the ledger holds it, the log does not"));
+        }
     }
     Ok(())
 }
 
-fn sql_error(e: rusqlite::Error) -> String {
+/// Adds the receipts `events` log as given and as withdrawn (an admin override names
+/// those it withdrew).
+fn consent_of(events: &[LoggedEvent], given: &mut BTreeSet<ReceiptId>, withdrawn: &mut BTreeSet<ReceiptId>) {
+    for e in events {
+        match &e.event {
+            AuditEvent::ConsentGiven { receipt } => {
+                given.insert(*receipt);
+            }
+            AuditEvent::ConsentWithdrawn { receipt, .. } => {
+                withdrawn.insert(*receipt);
+            }
+            AuditEvent::AdminOverride { receipts, .. } => withdrawn.extend(receipts.iter().copied()),
+            _ => {}
+        }
+    }
+}
+
+/// Who could sign for whom, read from the rows. A message accepted as fact `seq` is
+/// checked against the delegations, revocations and overrides recorded before it: what
+/// the ledger knew when it accepted it.
+#[derive(Default)]
+struct Signers {
+    /// Device key → (delegating subject, valid from, valid until, seq), in `seq` order.
+    delegations: HashMap<DevicePublicKey, Vec<(SubjectId, Timestamp, Timestamp, i64)>>,
+    /// Device key → (effective instant, seq) of its revocation.
+    revocations: HashMap<DevicePublicKey, (Timestamp, i64)>,
+    /// Subject → seq of the admin override that closed it.
+    closed: HashMap<SubjectId, i64>,
+}
+
+impl Signers {
+    /// Whether `signer` spoke for `subject` (whose key is `subject_key`) for a message
+    /// signed at `issued_at`, recorded at `recorded_at` as fact `seq`: the ledger's rules
+    /// at ingest (`ledger::enroll`, docs/privacy.md "Trust model") replayed from the rows.
+    fn check(
+        &self,
+        signer: &DevicePublicKey,
+        subject_key: &SubjectPublicKey,
+        subject: &SubjectId,
+        issued_at: Timestamp,
+        recorded_at: Timestamp,
+        seq: i64,
+    ) -> Result<(), &'static str> {
+        if self.closed.get(subject).is_some_and(|&closed| closed < seq) {
+            return Err("its subject had been closed by an admin override");
+        }
+        if *signer == subject_key.as_device_key() {
+            return Ok(());
+        }
+        let known: Vec<_> =
+            self.delegations.get(signer).into_iter().flatten().filter(|(.., at)| *at < seq).collect();
+        if known.is_empty() || known.iter().any(|(by, ..)| by != subject) {
+            return Err("its signer is not a device key its subject delegated");
+        }
+        let revoked = self.revocations.get(signer);
+        if revoked.is_some_and(|&(at, rs)| rs < seq && at <= issued_at.max(recorded_at)) {
+            return Err("its signer had been revoked");
+        }
+        if !known.iter().any(|&&(_, from, until, _)| from <= issued_at && issued_at < until) {
+            return Err("its signer's delegation was not in force when it was signed");
+        }
+        Ok(())
+    }
+}
+
+fn subject_id(bytes: &[u8]) -> Result<SubjectId, String> {
+    <[u8; 32]>::try_from(bytes).map(SubjectId).map_err(|_| "ledger_override: a malformed subject".to_owned())
+}
+
+fn receipt_id(bytes: &[u8], table: &str) -> Result<ReceiptId, String> {
+    <[u8; 32]>::try_from(bytes).map(ReceiptId).map_err(|_| format!("{table}: a malformed id"))
+}
+
+/// Runs `check` on every row of `query` (`$1` the bound on `seq`), whose first column is
+/// the row's `seq`: `bad` prefixes a finding with `"{kind} row {seq}: "`. One row loop
+/// for every table and both backends.
+fn each_row(
+    rows: &dyn FactSource,
+    query: &str,
+    to: i64,
+    kind: &str,
+    mut check: impl FnMut(&dyn Cols, &dyn Fn(&str) -> String) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut finding = None;
+    let read = rows.each_row(query, to, &mut |row| {
+        let seq = row.int(0)?;
+        check(row, &|what: &str| format!("{kind} row {seq}: {what}")).map_err(|m| {
+            finding = Some(m);
+            LedgerError::Corrupt("a finding")
+        })
+    });
+    match (read, finding) {
+        (_, Some(m)) => Err(m),
+        (Err(e), None) => Err(col(e)),
+        (Ok(()), None) => Ok(()),
+    }
+}
+
+fn col(e: LedgerError) -> String {
     format!("ledger tables: {e}")
 }

@@ -23,8 +23,8 @@ use confiance_aggregator::report::{
     Format, GatherOptions, LogStatus, ReportData, ReportError, SubjectReport,
 };
 use confiance_aggregator::server::query::{
-    self, ApiError, DiffOf, Query, parse_catalogue, parse_category, parse_metric, parse_purpose,
-    parse_recipient, parse_subject, parse_time, run_query,
+    self, ApiError, DiffOf, Query, load_for_query, parse_catalogue, parse_category, parse_metric,
+    parse_purpose, parse_recipient, parse_subject, parse_time, run_query,
 };
 use confiance_aggregator::server::{GroupCommit, KeyFile, KeyFileError, Role, ServerConfig, hex};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
@@ -716,7 +716,7 @@ fn describe_catalogue(c: &Catalogue) -> String {
 /// catalogue. A read-only command never creates a database, and opens it read-only.
 fn open_as(cli: &Cli, kf: &KeyFile, access: Access) -> Result<Aggregator, Fail> {
     if let Some(url) = postgres_url(cli) {
-        return open_postgres(cli, kf, url, None);
+        return open_postgres(cli, kf, url, access, AggregatorConfig::default());
     }
     let keys = kf.key_store().map_err(|e| bad("bad_key_file", e))?;
     let (id, cat) = identity(cli, kf)?;
@@ -801,16 +801,19 @@ fn postgres_url(cli: &Cli) -> Option<&str> {
 /// Opens the store and the ledger on the PostgreSQL database at `url`, shared with other
 /// processes. Nothing of the identity is in that database: the catalogue is the file
 /// `--catalogue` names (the ledger refuses one it was not created with) and the keys are
-/// the key file's, files every process reads alike. The database is opened for writing
-/// whatever the command: a read command writes nothing. `lazy` (`serve`): the ledger
-/// loads no subject at open, each request loads what it reads (docs/scaling.md), under
-/// that configuration (its bound on the subjects loaded).
+/// the key file's, files every process reads alike. The ledger is opened lazily whatever
+/// the command: it loads no subject at open, and each command (each request of `serve`)
+/// loads what it reads (docs/scaling.md). `ReadWrite` (`serve`, `ingest`, `release`,
+/// `purge`, `simulate`) reconciles from the stored watermark first; `ReadOnly` (`query`,
+/// `audit`, `report`) does not reconcile and writes nothing (but a schema migration): the
+/// database is served by other processes, and a read answers from it as it is.
 #[cfg(feature = "postgres")]
 fn open_postgres(
     cli: &Cli,
     kf: &KeyFile,
     url: &str,
-    lazy: Option<AggregatorConfig>,
+    access: Access,
+    config: AggregatorConfig,
 ) -> Result<Aggregator, Fail> {
     use confiance_aggregator::ledger::Ledger;
     use confiance_aggregator::store::PgStore;
@@ -822,18 +825,17 @@ fn open_postgres(
     }
     let cat = parse_catalogue_text(&catalogue_text(cli)?, &catalogue_source(cli))?;
     let store = PgStore::connect(url).map_err(|e| internal(format!("postgres store: {e}")))?;
-    let ledger = if lazy.is_some() {
-        Ledger::open_postgres_lazy(url, cat.clone())
-    } else {
-        Ledger::open_postgres(url, cat.clone())
-    }
-    .map_err(|e| internal(format!("postgres ledger: {e}")))?;
-    Aggregator::with_store(Box::new(store), ledger, cat, keys, lazy.unwrap_or_default())
-        .map_err(|e| internal(format!("postgres: {e}")))
+    let ledger = Ledger::open_postgres_lazy(url, cat.clone())
+        .map_err(|e| internal(format!("postgres ledger: {e}")))?;
+    let open = match access {
+        Access::ReadWrite => Aggregator::with_store,
+        Access::ReadOnly => Aggregator::with_store_unreconciled,
+    };
+    open(Box::new(store), ledger, cat, keys, config).map_err(|e| internal(format!("postgres: {e}")))
 }
 
 #[cfg(not(feature = "postgres"))]
-fn open_postgres(_: &Cli, _: &KeyFile, _: &str, _: Option<AggregatorConfig>) -> Result<Aggregator, Fail> {
+fn open_postgres(_: &Cli, _: &KeyFile, _: &str, _: Access, _: AggregatorConfig) -> Result<Aggregator, Fail> {
     Err(bad("no_postgres", "this build has no PostgreSQL support (cargo feature `postgres`)"))
 }
 
@@ -965,7 +967,7 @@ fn run(cli: Cli) -> Result<Value, Fail> {
                 ..AggregatorConfig::default()
             };
             let mut agg = match postgres_url(&cli) {
-                Some(url) => open_postgres(&cli, &kf, url, Some(config))?,
+                Some(url) => open_postgres(&cli, &kf, url, Access::ReadWrite, config)?,
                 None => open(&cli, &kf)?,
             };
             if let Some(path) = token_secret {
@@ -1032,8 +1034,10 @@ fn run(cli: Cli) -> Result<Value, Fail> {
         Cmd::Identity { i } => identity_cmd(&cli, i),
         Cmd::Query { q } => {
             let kf = key_file(&cli)?;
-            let agg = open_read_only(&cli, &kf)?;
+            let mut agg = open_read_only(&cli, &kf)?;
             let q = build_query(&agg, q)?;
+            // On PostgreSQL the ledger was opened lazily: what `q` reads is loaded now.
+            load_for_query(&mut agg, &q)?;
             Ok(run_query(&agg, &q)?)
         }
         Cmd::Audit { a } => audit(&cli, a),
@@ -1520,18 +1524,19 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
             // The nodes off the root's path too: the proofs served to auditors read them.
             log.check_nodes().map_err(|e| refused("log_invalid", format!("stored tree: {e}")))?;
             // The ledger's rows against the signed bytes they were accepted from (the log
-            // holds their ids only). SQLite: the file an auditor is handed.
-            let facts = match agg.store().as_sqlite() {
-                Some(s) => Some(
-                    confiance_aggregator::audit::verify_signed_facts(
-                        s.connection(),
-                        agg.catalogue(),
-                        &events,
-                    )
-                    .map_err(|e| refused("ledger_invalid", e))?,
-                ),
-                None => None,
+            // holds their ids only), read after the log: a fact whose event is not among
+            // `events` may have been written since by a process serving the database, so
+            // the events appended meanwhile are read before calling it missing.
+            let later = || -> Result<Vec<_>, String> {
+                let now = agg.store().audit_log().map_err(|e| e.to_string())?;
+                (size..now.size()).map(|i| now.event(i).map_err(|e| e.to_string())).collect()
             };
+            let facts = confiance_aggregator::audit::verify_signed_facts(agg.ledger(), &events, later)
+                .map_err(|e| {
+                    refused("ledger_invalid", e).hint(
+                        "a row edited, inserted or deleted in the database; a consent fact without its event may also be a crash between the ledger's commit and the log's append that no `serve` start or `purge` has repaired yet",
+                    )
+                })?;
             let mut consistency = Value::Null;
             if let Some(p) = checkpoint {
                 let hint = "the file holds the `text` of `confiance --json audit checkpoint` or of GET /v1/audit/checkpoint (e.g. `jq -r .text`)";
@@ -1567,13 +1572,13 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
                 "root": hex(cp.checkpoint().root()),
                 "events": events.len(),
                 "consistent_with_checkpoint": consistency,
-                "signed_facts": facts.map(|f| json!({
-                    "receipts": f.receipts,
-                    "withdrawals": f.withdrawals,
-                    "delegations": f.delegations,
-                    "revocations": f.revocations,
-                    "unsigned_receipts": f.unsigned_receipts,
-                })),
+                "signed_facts": {
+                    "receipts": facts.receipts,
+                    "withdrawals": facts.withdrawals,
+                    "delegations": facts.delegations,
+                    "revocations": facts.revocations,
+                    "unsigned_receipts": facts.unsigned_receipts,
+                },
             }))
         }
     }
@@ -1590,7 +1595,10 @@ fn saved_note(text: &str) -> String {
 
 fn report(cli: &Cli, format: ReportFormat, out: Option<&Path>, at: Timestamp) -> Result<Value, Fail> {
     let kf = key_file(cli)?;
-    let agg = open_read_only(cli, &kf)?;
+    let mut agg = open_read_only(cli, &kf)?;
+    // The report reads every subject's grants and holdings (as GET /v1/report does on a
+    // lazily loaded ledger); a no-op on SQLite.
+    agg.load_everything().map_err(|e| internal(format!("ledger: {e}")))?;
     let signer = kf.signer().map_err(|e| bad("bad_key_file", e))?;
     let title = format!("Who sees what — {}", agg.catalogue().name());
     let opts = GatherOptions {
@@ -1641,7 +1649,8 @@ fn subject_report(
     let text = match format {
         ReportFormat::Html | ReportFormat::Json => {
             let kf = key_file(cli)?;
-            let agg = open_read_only(cli, &kf)?;
+            let mut agg = open_read_only(cli, &kf)?;
+            agg.load_subject(&sid).map_err(|e| internal(format!("ledger: {e}")))?;
             let r = SubjectReport::gather(&agg, &sid, at, wall_now());
             if matches!(format, ReportFormat::Json) {
                 r.render_json().map_err(internal)?

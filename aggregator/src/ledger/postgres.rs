@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Statement};
 
@@ -186,6 +187,21 @@ impl FactSource for PgLedger {
         let n: i64 =
             self.lock().client.query_one("SELECT count(*) FROM ledger_receipt", &[]).map_err(pg)?.get(0);
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn each_row(
+        &self,
+        sql: &str,
+        to: i64,
+        f: &mut dyn FnMut(&dyn Cols) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        // Streamed (a portal read row by row), under the connection's lock.
+        let mut g = self.lock();
+        let mut rows = g.client.query_raw(sql, [&to]).map_err(pg)?;
+        while let Some(r) = rows.next().map_err(pg)? {
+            f(&r)?;
+        }
+        Ok(())
     }
 }
 

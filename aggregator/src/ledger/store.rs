@@ -512,6 +512,17 @@ pub(crate) trait FactSource {
 
     /// How many receipts are stored (to reserve room before a load).
     fn receipt_count(&self) -> Result<u64, LedgerError>;
+
+    /// Calls `f` on each row of `sql` — one `SELECT` whose only parameter, `$1`, bounds
+    /// `seq` (the same text on both backends) — in the order it gives, one row at a time
+    /// (an auditor's pass over whole tables, [`crate::audit::verify_signed_facts`], holds
+    /// no table in memory). `f` must not read the ledger itself: the connection is busy.
+    fn each_row(
+        &self,
+        sql: &str,
+        to: i64,
+        f: &mut dyn FnMut(&dyn Cols) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError>;
 }
 
 impl FactSource for Connection {
@@ -564,7 +575,43 @@ impl FactSource for Connection {
         let n: i64 = self.query_row("SELECT count(*) FROM ledger_receipt", [], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
+
+    fn each_row(
+        &self,
+        sql: &str,
+        to: i64,
+        f: &mut dyn FnMut(&dyn Cols) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let mut st = self.prepare(sql)?;
+        let mut rows = st.query(params![to])?;
+        while let Some(r) = rows.next()? {
+            f(r)?;
+        }
+        Ok(())
+    }
 }
+
+/// The `seq` the next fact of the SQLite ledger in `conn` takes, as committed now (`seq`
+/// is dense over the tables: one past the largest of any).
+pub(super) fn stored_head(conn: &Connection) -> Result<u64, LedgerError> {
+    let max = TABLES.map(|t| format!("SELECT max(seq) AS m FROM {t}")).join(" UNION ALL ");
+    let last: Option<i64> = conn.query_row(&format!("SELECT max(m) FROM ({max})"), [], |r| r.get(0))?;
+    Ok(last.map_or(0, |m| i2u(m) + 1))
+}
+
+/// The ledger's tables, each with a `seq` column.
+const TABLES: [&str; 10] = [
+    "ledger_receipt",
+    "ledger_withdrawal",
+    "ledger_record",
+    "ledger_record_purge",
+    "ledger_partition",
+    "ledger_partition_purge",
+    "ledger_delegation",
+    "ledger_revocation",
+    "ledger_override",
+    "ledger_disclosure",
+];
 
 /// The report-token quota counts (tables `token_issued`, `token_scope_issued`): in the
 /// ledger's SQLite database, or in the shared PostgreSQL database.
