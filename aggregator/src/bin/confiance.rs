@@ -998,9 +998,9 @@ fn run(cli: Cli) -> Result<Value, Fail> {
         Cmd::Identity { i } => identity_cmd(&cli, i),
         Cmd::Query { q } => {
             let kf = key_file(&cli)?;
-            let agg = open_read_only(&cli, &kf)?;
+            let mut agg = open_read_only(&cli, &kf)?;
             let q = build_query(&agg, q)?;
-            Ok(run_query(&agg, &q)?)
+            Ok(run_query(&mut agg, &q)?)
         }
         Cmd::Audit { a } => audit(&cli, a),
         Cmd::Report { format, out, sent_log: Some(file), .. } => {

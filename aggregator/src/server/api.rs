@@ -20,8 +20,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId
 use tower_http::trace::TraceLayer;
 
 use super::query::{
-    ApiError, DiffOf, Query, hexify, load_for_query, parse_catalogue, parse_category, parse_metric,
-    parse_purpose, parse_recipient, parse_subject, parse_time, run_query,
+    ApiError, DiffOf, Query, hexify, parse_catalogue, parse_category, parse_metric, parse_purpose,
+    parse_recipient, parse_subject, parse_time, run_query,
 };
 use super::{Limits, Role, State, hex};
 use crate::audit::AuditEvent;
@@ -704,7 +704,6 @@ async fn query(
 ) -> Result<Response, ApiError> {
     let v = with_agg(st, move |agg, _| {
         let q = build(agg)?;
-        load_for_query(agg, &q)?;
         run_query(agg, &q)
     })
     .await?;
@@ -864,7 +863,6 @@ async fn get_history(AxState(st): St, headers: HeaderMap, p: Params) -> Result<R
     let alias_for = (who.role == Role::Recipient).then(|| who.recipient.clone()).flatten();
     let mut v = with_agg(&st, move |agg, _| {
         let q = history_query(agg, &who, &p)?;
-        load_for_query(agg, &q)?;
         run_query(agg, &q)
     })
     .await?;
