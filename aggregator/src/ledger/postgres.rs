@@ -200,6 +200,7 @@ impl FactSource for PgLedger {
             Scan::Disclosures { from, to: until } => {
                 g.client.query(&st, &[&after, &to, &limit, &from, &until])
             }
+            Scan::All => g.client.query(&st, &[&after, &to, &limit]),
         }
         .map_err(pg)?;
         rows.iter().map(|r| r.try_get::<_, Vec<u8>>(0).map_err(wrong_type)).collect()

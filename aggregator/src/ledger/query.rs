@@ -596,7 +596,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// The records of [`Self::overdue`], each with its place in the answer: (deadline,
     /// `seq`). (The answer lists them by deadline, then in the order the index holds
     /// them, which on a ledger loaded whole or written by one process is `seq` order.)
-    pub(super) fn overdue_records(
+    pub(crate) fn overdue_records(
         &self,
         now: Timestamp,
         as_known_at: Option<Timestamp>,
@@ -613,7 +613,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
     }
 
     /// The partitions of [`Self::overdue`] (no subject's facts change them).
-    pub(super) fn overdue_partitions(
+    pub(crate) fn overdue_partitions(
         &self,
         now: Timestamp,
         as_known_at: Option<Timestamp>,

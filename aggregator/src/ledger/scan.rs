@@ -89,6 +89,42 @@ impl<C: Borrow<Connection>> Ledger<C> {
         Ok(Some(out))
     }
 
+    /// Calls `f` on pages that together hold every receipt, withdrawal, record, purge,
+    /// disclosure and partition of the ledger, each in exactly one page: on a lazily
+    /// loaded ledger, its subjects (those with a receipt or a disclosure)
+    /// [`Self::scan_chunk`] at a time, then its partitions alone; on any other ledger,
+    /// once, on the whole of it. What a question over the whole ledger folds its answer
+    /// from (the auditor report), in bounded memory; its parts must add up over the
+    /// pages. The loaded subjects are left as they were.
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../../examples/catalogue.toml"))?;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// let receipts: Vec<u64> = ledger.scan_pages_of_everything(|page| page.stats().receipts)?;
+    /// assert_eq!(receipts, [0]); // one page: the ledger itself
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::scan_who_sees`].
+    pub fn scan_pages_of_everything<T>(
+        &mut self,
+        mut f: impl FnMut(&Self) -> T,
+    ) -> Result<Vec<T>, LedgerError> {
+        let Some(mut pages) = self.scan_pages(Scan::All, &mut f)? else { return Ok(vec![f(self)]) };
+        let mut partitions = Index::new(&self.names);
+        for p in &self.ix.partitions {
+            partitions.add_partition(p.clone());
+        }
+        partitions.next_seq = self.ix.next_seq;
+        let own = core::mem::replace(&mut self.ix, partitions);
+        pages.push(f(self));
+        self.ix = own;
+        Ok(pages)
+    }
+
     /// [`Self::who_sees`] as the fully loaded ledger answers it, on any ledger: on a
     /// lazily loaded one, the subjects with a receipt covering a metric of `target` are
     /// read [`Self::scan_chunk`] at a time and not kept (the loaded subjects are left as

@@ -362,6 +362,9 @@ pub(crate) enum Scan<'a> {
     Overdue { now: i64, known: i64 },
     /// Subjects with a disclosure at a valid time in `[from, to)`.
     Disclosures { from: i64, to: i64 },
+    /// Every subject with a receipt or a disclosure: whoever a recipient's history
+    /// names (a record needs a receipt).
+    All,
 }
 
 impl Scan<'_> {
@@ -385,6 +388,14 @@ impl Scan<'_> {
             Self::Disclosures { .. } => {
                 "SELECT DISTINCT subject FROM ledger_disclosure
                  WHERE subject > $1 AND seq < $2 AND at >= $4 AND at < $5
+                 ORDER BY subject LIMIT $3"
+            }
+            // Each side limited first: the page's subjects are among each side's first.
+            Self::All => {
+                "(SELECT DISTINCT subject FROM ledger_receipt WHERE subject > $1 AND seq < $2
+                   ORDER BY subject LIMIT $3)
+                 UNION (SELECT DISTINCT subject FROM ledger_disclosure WHERE subject > $1 AND seq < $2
+                   ORDER BY subject LIMIT $3)
                  ORDER BY subject LIMIT $3"
             }
         }

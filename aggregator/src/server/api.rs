@@ -982,33 +982,23 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
         f.parse().map_err(|_| ApiError::new(400, "bad_parameter", "`format` is `html`, `json` or `markdown`"))
     })?;
     let at = time_param(&p, "at", now())?;
-    let render = move |agg: &Aggregator, st: &State| {
-        let title = format!("Who sees what — {}", agg.catalogue().name());
-        let opts = GatherOptions {
-            title: &title,
-            at,
-            generated_at: now(),
-            signer: Some(&st.signer),
-            ..GatherOptions::default()
-        };
-        let data = ReportData::gather(agg, &opts).map_err(|e| ApiError::internal(e.to_string()))?;
-        format.render(&data).map_err(|e| ApiError::internal(e.to_string()))
-    };
     let text = match st.db_path.clone() {
         // A snapshot of the file, read without the aggregator's lock: ingest goes on.
         Some(db) => {
             let st = Arc::clone(&st);
             tokio::task::spawn_blocking(move || {
                 let snap = super::snapshot::Snapshot::take(&db, st.catalogue.clone(), st.keys.clone())?;
-                render(snap.aggregator(), &st)
+                let agg = snap.aggregator();
+                render_report(format, at, &st, agg.catalogue().name(), |o| ReportData::gather(agg, o))
             })
             .await
             .map_err(|e| ApiError::internal(e.to_string()))??
         }
+        // A lazily loaded ledger (PostgreSQL), read a page of subjects at a time.
         None => {
             with_agg(&st, move |agg, st| {
-                agg.load_everything().map_err(|e| ApiError::internal(format!("ledger: {e}")))?;
-                render(agg, st)
+                let name = agg.catalogue().name().to_owned();
+                render_report(format, at, st, &name, |o| ReportData::gather_paged(agg, o))
             })
             .await?
         }
@@ -1019,6 +1009,26 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
         Format::Markdown => "text/markdown; charset=utf-8",
     };
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
+/// The auditor report at `at` in `format`, of the catalogue named `name`, from `gather`.
+fn render_report(
+    format: Format,
+    at: Timestamp,
+    st: &State,
+    name: &str,
+    gather: impl FnOnce(&GatherOptions<'_>) -> Result<ReportData, crate::service::ServiceError>,
+) -> Result<String, ApiError> {
+    let title = format!("Who sees what — {name}");
+    let opts = GatherOptions {
+        title: &title,
+        at,
+        generated_at: now(),
+        signer: Some(&st.signer),
+        ..GatherOptions::default()
+    };
+    let data = gather(&opts).map_err(|e| ApiError::internal(e.to_string()))?;
+    format.render(&data).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// `GET /v1/subjects/{subject}/report`: the report of one data subject (HTML or JSON).
