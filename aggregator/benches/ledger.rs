@@ -394,18 +394,23 @@ fn scan_bench(mode: &str) {
     let start = Instant::now();
     let seen = l.scan_who_sees(&target, at, None).unwrap();
     let who = start.elapsed();
+    let start = Instant::now();
+    assert_eq!(l.scan_who_sees(&target, at, None).unwrap(), seen);
+    let again = start.elapsed();
     let now = Timestamp::from_secs(HORIZON + 3 * 86_400);
     let start = Instant::now();
     let overdue = l.scan_overdue(now, None).unwrap();
     let over = start.elapsed();
     let (peak, rss) = peak_and_resident();
     println!(
-        "scan bench ({mode}, {} receipts): load_everything {:.2} s; who_sees(m07) {:.2} s ({} pairs, {} subjects); overdue {:.3} s ({} records); peak resident {} MiB (+{} MiB over the open), resident {} MiB, {} subjects loaded",
+        "scan bench ({mode}, {} receipts): load_everything {:.2} s; who_sees(m07) {:.2} s ({} pairs, {} subjects), again {:.3} ms ({} from the memo); overdue {:.3} s ({} records); peak resident {} MiB (+{} MiB over the open), resident {} MiB, {} subjects loaded",
         subjects(),
         load.as_secs_f64(),
         who.as_secs_f64(),
         seen.entries.len(),
         seen.entries.iter().map(|e| e.subjects).sum::<u64>(),
+        again.as_secs_f64() * 1e3,
+        l.scan_memo_hits(),
         over.as_secs_f64(),
         overdue.records.len(),
         peak >> 20,
@@ -425,7 +430,8 @@ fn report_bench(mode: &str, db: &str, ledger: Ledger) {
     let start = Instant::now();
     let store = Box::new(confiance_aggregator::store::PgStore::connect(db).unwrap());
     let keys = confiance_aggregator::keys::KeyStore::new(86_400);
-    let mut agg = Aggregator::with_store(store, ledger, catalogue(), keys, AggregatorConfig::default()).unwrap();
+    let mut agg =
+        Aggregator::with_store(store, ledger, catalogue(), keys, AggregatorConfig::default()).unwrap();
     println!("report bench: aggregator started in {:.1} s", start.elapsed().as_secs_f64());
     if mode == "prepare" {
         return;

@@ -248,6 +248,8 @@ pub struct Ledger<C: Borrow<Connection> = Connection> {
     recipients: HashMap<RecipientId, u64>,
     /// How many subjects a question across subjects reads at a time ([`Self::scan_chunk`]).
     scan_chunk: usize,
+    /// The answers of questions across subjects read at the current change sequence.
+    memo: scan::Memo,
 }
 
 impl<C: Borrow<Connection>> core::fmt::Debug for Ledger<C> {
@@ -357,6 +359,7 @@ impl Ledger<Connection> {
             opened_lazy: lazy,
             recipients: HashMap::new(),
             scan_chunk: DEFAULT_SCAN_CHUNK,
+            memo: scan::Memo::default(),
         };
         ledger.reload()?;
         Ok(ledger)
@@ -385,6 +388,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
             opened_lazy: false,
             recipients: HashMap::new(),
             scan_chunk: DEFAULT_SCAN_CHUNK,
+            memo: scan::Memo::default(),
         })
     }
 

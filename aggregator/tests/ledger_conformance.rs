@@ -398,6 +398,41 @@ mod postgres_only {
         assert_eq!(answers(&mut a, &[s]), answers(&mut other, &[s]));
     }
 
+    /// A question across subjects asked again at the same change sequence is answered
+    /// from the memo (no page read); once another handle (process) writes and this one
+    /// refreshes, the memo is dropped and the answer is the new ledger's.
+    #[test]
+    fn a_repeated_question_across_subjects_is_kept_until_another_handle_writes() {
+        let Some(mut b) = pg("scan_memo") else { return };
+        let cat = catalogue();
+        let n = names();
+        let mut writer = b.open();
+        let (_, r1) = device_receipt(&cat, 1, T0);
+        writer.ingest_receipt(&r1.to_bytes(), t(T0)).unwrap();
+        let mut lazy = Ledger::open_postgres_lazy(&b.0, catalogue()).unwrap();
+        lazy.set_scan_chunk(1);
+        let target = Target::Metric(n.setpoint.clone());
+        let ask = |l: &mut Ledger| {
+            (l.scan_who_sees(&target, t(T0 + 10), None).unwrap(), l.scan_overdue(t(T0 + 10), None).unwrap())
+        };
+        let first = ask(&mut lazy);
+        assert_eq!(lazy.scan_memo_hits(), 0);
+        assert_eq!(ask(&mut lazy), first);
+        assert_eq!(lazy.scan_memo_hits(), 2, "both answered from the memo");
+        // Another process gives a second receipt for the setpoint.
+        let mut other = Ledger::open_postgres_lazy(&b.0, catalogue()).unwrap();
+        let (_, r2) = device_receipt(&cat, 2, T0);
+        other.atomically(|l| l.ingest_receipt(&r2.to_bytes(), t(T0))).unwrap();
+        assert!(lazy.refresh().unwrap(), "the change sequence moved");
+        let second = ask(&mut lazy);
+        assert_eq!(lazy.scan_memo_hits(), 2, "read again, not from the memo");
+        let mut whole = b.open();
+        whole.load_everything().unwrap();
+        assert_eq!(second.0, whole.who_sees(&target, t(T0 + 10), None));
+        assert_eq!(second.0.entries[0].subjects, 2);
+        assert_ne!(second.0, first.0, "the memo of the earlier sequence was dropped");
+    }
+
     #[test]
     fn a_write_checked_against_a_stale_index_catches_up_or_is_refused() {
         let Some(mut b) = pg("stale_write") else { return };

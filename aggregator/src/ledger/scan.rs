@@ -3,9 +3,11 @@
 //! [`Scan`]), each page into a scratch index of its own that the in-memory query answers
 //! from and that is dropped before the next page; the partial answers merge into the
 //! whole ledger's answer (counts add, lists merge in the full answer's order). The
-//! in-memory queries stay the one definition of each answer (docs/scaling.md).
+//! in-memory queries stay the one definition of each answer (docs/scaling.md). Answers
+//! are kept for the change sequence they were read at ([`Memo`]).
 
 use std::borrow::Borrow;
+use std::collections::HashMap;
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
@@ -19,6 +21,29 @@ use super::{Ledger, LedgerError, to_i64};
 
 /// The subjects a page reads when the host sets none ([`Ledger::set_scan_chunk`]).
 pub const DEFAULT_SCAN_CHUNK: usize = 50_000;
+
+/// At most this many answers are kept ([`Memo`]); past it they are all dropped.
+const MEMO_MAX: usize = 64;
+
+/// The answers of questions read page by page, kept for the change sequence they were
+/// read at: each is a function of the question and of the facts below that `seq`
+/// (committed, never changed), so it is exact for as long as the index's change sequence
+/// has not moved, and dropped when it moves (a [`Ledger::refresh`] that found facts, or
+/// a write). A repeated question on a quiet ledger then costs no read.
+#[derive(Debug, Default)]
+pub(super) struct Memo {
+    seq: u64,
+    answers: HashMap<String, Memoized>,
+    hits: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Memoized {
+    WhoSees(WhoSees),
+    Overdue(Overdue),
+    Unconsented(Vec<UnconsentedDisclosure>),
+    Diff(CatalogueDiff),
+}
 
 /// A time as a bound in SQL: its seconds, or `i64::MAX` past them (never, stored as a
 /// negative number, compares as after every stored time).
@@ -49,6 +74,56 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// Sets [`Self::scan_chunk`] (at least 1).
     pub fn set_scan_chunk(&mut self, subjects: usize) {
         self.scan_chunk = subjects.max(1);
+    }
+
+    /// How many questions across subjects were answered from the memo of answers read
+    /// at the current change sequence, without reading a page (lazily loaded ledgers
+    /// only: any other answers from memory).
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../../examples/catalogue.toml"))?;
+    /// let ledger = Ledger::in_memory(catalogue)?;
+    /// assert_eq!(ledger.scan_memo_hits(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub const fn scan_memo_hits(&self) -> u64 {
+        self.memo.hits
+    }
+
+    /// Whether answers may be kept and reused now: a lazy ledger outside a transaction
+    /// (inside one the index holds facts not committed).
+    fn memo_usable(&mut self) -> bool {
+        if self.lazy.is_none() || self.shared.as_ref().is_some_and(|s| s.in_transaction()) {
+            return false;
+        }
+        if self.memo.seq != self.ix.next_seq {
+            self.memo.answers.clear();
+            self.memo.seq = self.ix.next_seq;
+        }
+        true
+    }
+
+    /// The answer kept for `key` at the current change sequence, if any.
+    fn memo_get(&mut self, key: &str) -> Option<Memoized> {
+        if !self.memo_usable() {
+            return None;
+        }
+        let found = self.memo.answers.get(key).cloned();
+        self.memo.hits += u64::from(found.is_some());
+        found
+    }
+
+    /// Keeps `answer` for `key` at the current change sequence.
+    fn memo_put(&mut self, key: String, answer: Memoized) {
+        if self.memo_usable() {
+            if self.memo.answers.len() >= MEMO_MAX {
+                self.memo.answers.clear();
+            }
+            self.memo.answers.insert(key, answer);
+        }
     }
 
     /// Calls `f` on this ledger with its index replaced, page after page, by the facts
@@ -150,6 +225,10 @@ impl<C: Borrow<Connection>> Ledger<C> {
         at: Timestamp,
         as_known_at: Option<Timestamp>,
     ) -> Result<WhoSees, LedgerError> {
+        let key = format!("who {target:?} {at:?} {as_known_at:?}");
+        if let Some(Memoized::WhoSees(w)) = self.memo_get(&key) {
+            return Ok(w);
+        }
         let known = as_known_at.unwrap_or(Timestamp::MAX);
         let pairs = self.target_pairs(target);
         let mut metrics: Vec<&str> = Vec::new();
@@ -177,7 +256,9 @@ impl<C: Borrow<Connection>> Ledger<C> {
             .zip(sum)
             .filter_map(|(&(m, r), c)| self.view_of(r, m, c, self.pair_partitions(r, m, at, known)))
             .collect();
-        Ok(WhoSees { target: target.clone(), at, as_known_at, entries })
+        let out = WhoSees { target: target.clone(), at, as_known_at, entries };
+        self.memo_put(key, Memoized::WhoSees(out.clone()));
+        Ok(out)
     }
 
     /// [`Self::overdue`] as the fully loaded ledger answers it, on any ledger: on a
@@ -202,18 +283,24 @@ impl<C: Borrow<Connection>> Ledger<C> {
         now: Timestamp,
         as_known_at: Option<Timestamp>,
     ) -> Result<Overdue, LedgerError> {
+        let key = format!("overdue {now:?} {as_known_at:?}");
+        if let Some(Memoized::Overdue(o)) = self.memo_get(&key) {
+            return Ok(o);
+        }
         let scan = Scan::Overdue { now: bound(now), known: bound(as_known_at.unwrap_or(Timestamp::MAX)) };
         let Some(pages) = self.scan_pages(scan, |l| l.overdue_records(now, as_known_at))? else {
             return Ok(self.overdue(now, as_known_at));
         };
         let mut records: Vec<_> = pages.into_iter().flatten().collect();
         records.sort_by_key(|&(k, _)| k);
-        Ok(Overdue {
+        let out = Overdue {
             now,
             as_known_at,
             records: records.into_iter().map(|(_, n)| n).collect(),
             partitions: self.overdue_partitions(now, as_known_at),
-        })
+        };
+        self.memo_put(key, Memoized::Overdue(out.clone()));
+        Ok(out)
     }
 
     /// [`Self::unconsented_disclosures`] as the fully loaded ledger answers it, on any
@@ -238,13 +325,19 @@ impl<C: Borrow<Connection>> Ledger<C> {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<UnconsentedDisclosure>, LedgerError> {
+        let key = format!("unconsented {from:?} {to:?}");
+        if let Some(Memoized::Unconsented(u)) = self.memo_get(&key) {
+            return Ok(u);
+        }
         let scan = Scan::Disclosures { from: bound(from), to: bound(to) };
         let Some(pages) = self.scan_pages(scan, |l| l.unconsented_keyed(from, to))? else {
             return Ok(self.unconsented_disclosures(from, to));
         };
         let mut all: Vec<_> = pages.into_iter().flatten().collect();
         all.sort_by_key(|&(k, _)| k);
-        Ok(all.into_iter().map(|(_, u)| u).collect())
+        let out: Vec<UnconsentedDisclosure> = all.into_iter().map(|(_, u)| u).collect();
+        self.memo_put(key, Memoized::Unconsented(out.clone()));
+        Ok(out)
     }
 
     /// [`Self::diff`] as the fully loaded ledger answers it, on any ledger: on a lazily
@@ -267,6 +360,10 @@ impl<C: Borrow<Connection>> Ledger<C> {
         if d.removed.is_empty() {
             return Ok(d);
         }
+        let key = format!("diff {} {}", a.digest(), b.digest());
+        if let Some(Memoized::Diff(d)) = self.memo_get(&key) {
+            return Ok(d);
+        }
         let mut metrics: Vec<String> = d.removed.iter().map(|r| r.access.metric.to_string()).collect();
         metrics.sort_unstable();
         metrics.dedup();
@@ -275,6 +372,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
         for (i, removal) in d.removed.iter_mut().enumerate() {
             removal.grants = pages.iter().filter_map(|p| p.removed.get(i)).map(|r| r.grants).sum();
         }
+        self.memo_put(key, Memoized::Diff(d.clone()));
         Ok(d)
     }
 }
