@@ -23,6 +23,11 @@
 //! catalogue to `DIR/catalogue.toml` and stops: what `confiance serve` start times are
 //! measured on (docs/benchmarks.md, issue #18).
 //!
+//! `LEDGER_BENCH_SCAN=lazy|whole` times who sees a metric and what is overdue on that
+//! PostgreSQL ledger, page by page or after loading it whole, with each process's peak
+//! resident memory (docs/benchmarks.md, issue #18); `report-lazy|report-whole` the
+//! auditor report on an aggregator over it (`report-prepare` starts one first).
+//!
 //! Run: `cargo bench -p confiance-aggregator --bench ledger`.
 
 #![allow(missing_docs, reason = "criterion_group! generates an undocumented function")]
@@ -311,7 +316,155 @@ fn fill(ledger: &mut Ledger) {
     );
 }
 
+/// Pseudonymous records the scan bench adds (once) to the PostgreSQL ledger: one on each
+/// of `SCAN_RECORDS` subjects, held a day, every other one purged before its deadline.
+const SCAN_RECORDS: u32 = 10_000;
+
+/// Peak and current resident memory (`VmHWM`, `VmRSS`), bytes.
+fn peak_and_resident() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (kb("VmHWM:"), kb("VmRSS:"))
+}
+
+/// `LEDGER_BENCH_SCAN=lazy|whole` (with `LEDGER_BENCH_POSTGRES`, on the database a run
+/// with `LEDGER_BENCH_SERVE` built): who sees a metric and what is overdue, on a lazily
+/// loaded ledger read page by page (`lazy`: `scan_who_sees`, `scan_overdue`, pages of
+/// 50 000 subjects) or after `load_everything` (`whole`), each in a process of its own so
+/// that its peak resident memory is its own. Records are added first if the database has
+/// none (`SCAN_RECORDS`).
+fn scan_bench(mode: &str) {
+    let url = std::env::var("LEDGER_BENCH_POSTGRES").expect("LEDGER_BENCH_SCAN needs LEDGER_BENCH_POSTGRES");
+    let (server, _) = url.rsplit_once('/').unwrap();
+    let db = format!("{server}/{}", sized("confiance_ledger_bench"));
+    let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+    let records: i64 = client.query_one("SELECT count(*) FROM ledger_record", &[]).unwrap().get(0);
+    if records == 0 {
+        let mut l = Ledger::open_postgres_lazy(&db, catalogue()).unwrap();
+        for batch in 0..SCAN_RECORDS / 1_000 {
+            l.atomically(|l| {
+                for j in batch * 1_000..(batch + 1) * 1_000 {
+                    let r = receipt((j * 97) % subjects(), [0; 32]);
+                    let collected = r.valid_from.saturating_add_secs(10);
+                    let mut id = [0u8; 16];
+                    id[..4].copy_from_slice(&j.to_le_bytes());
+                    let note = confiance_aggregator::ledger::RecordNote {
+                        record: id,
+                        subject: r.subject,
+                        recipient: r.recipient.clone(),
+                        metric: r.metrics[0].clone(),
+                        receipt: r.id,
+                        collected_at: collected,
+                        deadline: collected.saturating_add_secs(86_400),
+                    };
+                    l.note_record(&note, collected)?;
+                    if j % 2 == 1 {
+                        l.note_record_purged(&id, collected.saturating_add_secs(3_600), collected)?;
+                    }
+                }
+                Ok::<(), confiance_aggregator::ledger::LedgerError>(())
+            })
+            .unwrap();
+        }
+        println!("scan bench: {SCAN_RECORDS} records noted, every other one purged in time");
+    }
+    client.batch_execute("ANALYZE").unwrap();
+    let mut l = Ledger::open_postgres_lazy(&db, catalogue()).unwrap();
+    if let Some(mode) = mode.strip_prefix("report-") {
+        report_bench(mode, &db, l);
+        return;
+    }
+    let (peak0, _) = peak_and_resident();
+    let mut load = Duration::ZERO;
+    if mode == "whole" {
+        let start = Instant::now();
+        l.load_everything().unwrap();
+        load = start.elapsed();
+    }
+    let target = Target::Metric(metric(7));
+    let at = Timestamp::from_secs(HORIZON / 2);
+    let start = Instant::now();
+    let seen = l.scan_who_sees(&target, at, None).unwrap();
+    let who = start.elapsed();
+    let start = Instant::now();
+    assert_eq!(l.scan_who_sees(&target, at, None).unwrap(), seen);
+    let again = start.elapsed();
+    let now = Timestamp::from_secs(HORIZON + 3 * 86_400);
+    let start = Instant::now();
+    let overdue = l.scan_overdue(now, None).unwrap();
+    let over = start.elapsed();
+    let (peak, rss) = peak_and_resident();
+    println!(
+        "scan bench ({mode}, {} receipts): load_everything {:.2} s; who_sees(m07) {:.2} s ({} pairs, {} subjects), again {:.3} ms ({} from the memo); overdue {:.3} s ({} records); peak resident {} MiB (+{} MiB over the open), resident {} MiB, {} subjects loaded",
+        subjects(),
+        load.as_secs_f64(),
+        who.as_secs_f64(),
+        seen.entries.len(),
+        seen.entries.iter().map(|e| e.subjects).sum::<u64>(),
+        again.as_secs_f64() * 1e3,
+        l.scan_memo_hits(),
+        over.as_secs_f64(),
+        overdue.records.len(),
+        peak >> 20,
+        peak.saturating_sub(peak0) >> 20,
+        rss >> 20,
+        l.loaded_subjects().map_or_else(|| "all".to_owned(), |n| n.to_string()),
+    );
+}
+
+/// `LEDGER_BENCH_SCAN=report-prepare|report-lazy|report-whole`: the auditor report of
+/// an aggregator on that database (store and ledger on PostgreSQL), gathered page by page
+/// (`lazy`) or after `load_everything` (`whole`); `prepare` only starts the aggregator
+/// once (its first start logs the ledger's consent events).
+fn report_bench(mode: &str, db: &str, ledger: Ledger) {
+    use confiance_aggregator::report::{GatherOptions, ReportData};
+    use confiance_aggregator::service::{Aggregator, AggregatorConfig};
+    let start = Instant::now();
+    let store = Box::new(confiance_aggregator::store::PgStore::connect(db).unwrap());
+    let keys = confiance_aggregator::keys::KeyStore::new(86_400);
+    let mut agg =
+        Aggregator::with_store(store, ledger, catalogue(), keys, AggregatorConfig::default()).unwrap();
+    println!("report bench: aggregator started in {:.1} s", start.elapsed().as_secs_f64());
+    if mode == "prepare" {
+        return;
+    }
+    let (peak0, _) = peak_and_resident();
+    let at = Timestamp::from_secs(HORIZON + 3 * 86_400);
+    let opts = GatherOptions { at, generated_at: at, ..GatherOptions::default() };
+    let start = Instant::now();
+    let data = if mode == "whole" {
+        agg.load_everything().unwrap();
+        ReportData::gather(&agg, &opts).unwrap()
+    } else {
+        ReportData::gather_paged(&mut agg, &opts).unwrap()
+    };
+    let took = start.elapsed();
+    let (peak, rss) = peak_and_resident();
+    println!(
+        "report bench ({mode}, {} receipts): gathered in {:.2} s ({} access rows, {} retention rows); peak resident {} MiB (+{} MiB over the start), resident {} MiB",
+        subjects(),
+        took.as_secs_f64(),
+        data.access.len(),
+        data.retention.len(),
+        peak >> 20,
+        peak.saturating_sub(peak0) >> 20,
+        rss >> 20
+    );
+}
+
 fn bench(c: &mut Criterion) {
+    if let Ok(mode) = std::env::var("LEDGER_BENCH_SCAN") {
+        scan_bench(&mode);
+        return;
+    }
     // `LEDGER_BENCH_SERVE=DIR` (with `LEDGER_BENCH_POSTGRES`): only the PostgreSQL ledger,
     // built if missing, and its catalogue written to DIR/catalogue.toml, for timing
     // `confiance serve --db postgres://…` starts on it (docs/benchmarks.md, #18).

@@ -135,6 +135,8 @@ mod postgres;
 mod query;
 #[cfg(feature = "postgres")]
 pub use postgres::LEDGER_LOCK;
+mod scan;
+pub use scan::DEFAULT_SCAN_CHUNK;
 mod store;
 pub(crate) use store::{Cols, FactSource};
 
@@ -245,6 +247,10 @@ pub struct Ledger<C: Borrow<Connection> = Connection> {
     /// ([`Ledger::load_recipient`]) as of the `seq` given: the next load of one looks
     /// only at the facts from there on. Emptied with the subjects.
     recipients: HashMap<RecipientId, u64>,
+    /// How many subjects a question across subjects reads at a time ([`Self::scan_chunk`]).
+    scan_chunk: usize,
+    /// The answers of questions across subjects read at the current change sequence.
+    memo: scan::Memo,
 }
 
 impl<C: Borrow<Connection>> core::fmt::Debug for Ledger<C> {
@@ -304,13 +310,17 @@ impl Ledger<Connection> {
     /// withdrawal names, the subject that delegated the signing key), so a write is
     /// checked exactly as on a fully loaded ledger. The queries take `&self` and answer
     /// from the subjects loaded: before one about a subject call [`Self::load_subject`]
-    /// (or [`Self::load_receipt`], [`Self::load_device`]); before a question across
-    /// subjects ([`Self::recipient_view`], [`Self::who_sees`], [`Self::overdue`],
-    /// [`Self::history`] of a recipient, [`Self::unconsented_disclosures`],
-    /// [`Self::stats`], [`Self::held_records`], [`Self::consent_facts`],
-    /// [`Self::diff`]) call [`Self::load_everything`], after which the ledger is the
-    /// fully loaded one (docs/scaling.md says which question loads what). The loaded
-    /// subjects are kept until the ledger is dropped (no eviction).
+    /// (or [`Self::load_receipt`], [`Self::load_device`]); before a question about a
+    /// recipient ([`Self::recipient_view`], its [`Self::history`]) call
+    /// [`Self::load_recipient`]. Who sees a metric or a category, what is overdue, the
+    /// unconsented disclosures and the catalogue diff are asked with
+    /// [`Self::scan_who_sees`], [`Self::scan_overdue`],
+    /// [`Self::scan_unconsented_disclosures`] and [`Self::scan_diff`], which read the
+    /// subjects concerned a page at a time and keep none. What remains
+    /// ([`Self::stats`], [`Self::held_records`], [`Self::consent_facts`]) needs
+    /// [`Self::load_everything`], after which the ledger is the fully loaded one
+    /// (docs/scaling.md says which question reads what). The loaded subjects are kept
+    /// until [`Self::forget_subjects`] or [`Self::bound_subjects`].
     ///
     /// ```no_run
     /// # use confiance::catalogue::Catalogue;
@@ -349,6 +359,8 @@ impl Ledger<Connection> {
             lazy: lazy.then(HashSet::new),
             opened_lazy: lazy,
             recipients: HashMap::new(),
+            scan_chunk: DEFAULT_SCAN_CHUNK,
+            memo: scan::Memo::default(),
         };
         ledger.reload()?;
         Ok(ledger)
@@ -376,6 +388,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
             lazy: None,
             opened_lazy: false,
             recipients: HashMap::new(),
+            scan_chunk: DEFAULT_SCAN_CHUNK,
+            memo: scan::Memo::default(),
         })
     }
 

@@ -78,10 +78,13 @@ pub struct AggregatorConfig {
     pub replay_filter_bytes: usize,
     /// On a lazily loaded ledger ([`Ledger::open_postgres_lazy`], what `confiance serve`
     /// opens on PostgreSQL), the most subjects kept loaded between two decisions: past
-    /// it, the next decision starts by forgetting them all ([`Ledger::bound_subjects`]),
-    /// and a question across subjects, which loads the whole ledger, is followed by the
-    /// same. Memory is then about this many subjects' facts (~1.2 KB for a subject of
-    /// ten grants), not the ledger's. Ignored by a ledger holding every fact.
+    /// it, the next decision starts by forgetting them all ([`Ledger::bound_subjects`]).
+    /// A question across subjects (who sees a metric, overdue holdings, unconsented
+    /// disclosures, the catalogue diff, the report) reads its subjects a page of at most
+    /// this many (and at most [`DEFAULT_SCAN_CHUNK`](crate::ledger::DEFAULT_SCAN_CHUNK))
+    /// at a time and keeps none ([`Ledger::scan_who_sees`]). Memory is then about this
+    /// many subjects' facts (~1.2 KB for a subject of ten grants) plus one page, not the
+    /// ledger's. Ignored by a ledger holding every fact.
     pub max_loaded_subjects: usize,
 }
 
@@ -532,6 +535,9 @@ impl Aggregator {
         ledger: Ledger,
         config: AggregatorConfig,
     ) -> Result<Self, ServiceError> {
+        let mut ledger = ledger;
+        // A question across subjects reads no more subjects at a time than are kept loaded.
+        ledger.set_scan_chunk(config.max_loaded_subjects.min(crate::ledger::DEFAULT_SCAN_CHUNK));
         let mechanisms: BTreeMap<MetricId, Selection> =
             catalogue.metrics().filter_map(|(id, m)| Some((id.clone(), m.mechanism()?))).collect();
         // On a shared store this process keeps only its own partials, starting empty:
@@ -655,10 +661,11 @@ impl Aggregator {
     }
 
     /// On a lazily loaded ledger, loads every fact (once; the ledger is then the fully
-    /// loaded one): what a question across subjects reads (who sees what, overdue
-    /// records, reports, the catalogue diff; a recipient's view or history needs only
-    /// [`Self::load_recipient`]). A no-op on any
-    /// other ledger.
+    /// loaded one, until the next decision forgets it: [`Self::refresh_ledger`]). No
+    /// query of the server needs it any more: a recipient's view or history needs only
+    /// [`Self::load_recipient`], and who sees what, overdue holdings, unconsented
+    /// disclosures and the catalogue diff read their subjects page by page
+    /// ([`Ledger::scan_who_sees`]). A no-op on any other ledger.
     ///
     /// ```
     /// # use confiance::catalogue::Catalogue;
@@ -680,6 +687,12 @@ impl Aggregator {
     #[must_use]
     pub const fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The consent ledger, for the questions that read a lazily loaded one page by page
+    /// ([`Ledger::scan_who_sees`] and the others; they write nothing).
+    pub(crate) const fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
     }
 
     /// The store ([`SqliteStore`] unless built [`Self::with_store`]).

@@ -398,6 +398,41 @@ mod postgres_only {
         assert_eq!(answers(&mut a, &[s]), answers(&mut other, &[s]));
     }
 
+    /// A question across subjects asked again at the same change sequence is answered
+    /// from the memo (no page read); once another handle (process) writes and this one
+    /// refreshes, the memo is dropped and the answer is the new ledger's.
+    #[test]
+    fn a_repeated_question_across_subjects_is_kept_until_another_handle_writes() {
+        let Some(mut b) = pg("scan_memo") else { return };
+        let cat = catalogue();
+        let n = names();
+        let mut writer = b.open();
+        let (_, r1) = device_receipt(&cat, 1, T0);
+        writer.ingest_receipt(&r1.to_bytes(), t(T0)).unwrap();
+        let mut lazy = Ledger::open_postgres_lazy(&b.0, catalogue()).unwrap();
+        lazy.set_scan_chunk(1);
+        let target = Target::Metric(n.setpoint.clone());
+        let ask = |l: &mut Ledger| {
+            (l.scan_who_sees(&target, t(T0 + 10), None).unwrap(), l.scan_overdue(t(T0 + 10), None).unwrap())
+        };
+        let first = ask(&mut lazy);
+        assert_eq!(lazy.scan_memo_hits(), 0);
+        assert_eq!(ask(&mut lazy), first);
+        assert_eq!(lazy.scan_memo_hits(), 2, "both answered from the memo");
+        // Another process gives a second receipt for the setpoint.
+        let mut other = Ledger::open_postgres_lazy(&b.0, catalogue()).unwrap();
+        let (_, r2) = device_receipt(&cat, 2, T0);
+        other.atomically(|l| l.ingest_receipt(&r2.to_bytes(), t(T0))).unwrap();
+        assert!(lazy.refresh().unwrap(), "the change sequence moved");
+        let second = ask(&mut lazy);
+        assert_eq!(lazy.scan_memo_hits(), 2, "read again, not from the memo");
+        let mut whole = b.open();
+        whole.load_everything().unwrap();
+        assert_eq!(second.0, whole.who_sees(&target, t(T0 + 10), None));
+        assert_eq!(second.0.entries[0].subjects, 2);
+        assert_ne!(second.0, first.0, "the memo of the earlier sequence was dropped");
+    }
+
     #[test]
     fn a_write_checked_against_a_stale_index_catches_up_or_is_refused() {
         let Some(mut b) = pg("stale_write") else { return };
@@ -825,6 +860,75 @@ mod postgres_only {
         out + &format!("{:?}\n", l.history(&Party::Recipient(r.clone()), t(0), t(u64::MAX)))
     }
 
+    /// A catalogue without `lab-eu` among the setpoint's recipients: its diff from the
+    /// example catalogue removes accesses the histories' receipts name.
+    fn narrower_catalogue() -> Catalogue {
+        let text = include_str!("../../examples/catalogue.toml");
+        let from = "recipients = [\"calora\", \"gridco\", \"lab-eu\"]";
+        let i = text.find(from).unwrap();
+        let narrowed =
+            format!("{}recipients = [\"calora\", \"gridco\"]{}", &text[..i], &text[i + from.len()..]);
+        Catalogue::from_toml_str(&narrowed).unwrap()
+    }
+
+    /// The instants (valid, record) the questions across subjects are asked at.
+    fn instants() -> Vec<(Timestamp, Option<Timestamp>)> {
+        let mut out = Vec::new();
+        for h in [0, 5, 20, 47, 60, 100, 400] {
+            let at = t(T0 + h * H);
+            for known in [None, Some(t(T0 + 200 * 60)), Some(at)] {
+                out.push((at, known));
+            }
+        }
+        out
+    }
+
+    fn targets() -> [Target; 3] {
+        [
+            Target::Metric(names().setpoint),
+            Target::Metric(id("thermostat.heating-minutes")),
+            Target::Category(id("energy")),
+        ]
+    }
+
+    /// Who sees what, overdue holdings, unconsented disclosures and the catalogue diff,
+    /// from a fully loaded ledger's in-memory queries.
+    fn across_answers(l: &Ledger) -> String {
+        let mut out = String::new();
+        for (at, known) in instants() {
+            for target in targets() {
+                out += &format!("{:?}\n", l.who_sees(&target, at, known));
+            }
+            out += &format!("{:?}\n", l.overdue(at, known));
+            out += &format!("{:?}\n", l.unconsented_disclosures(t(T0 + 10 * H), at));
+        }
+        out += &format!("{:?}\n", l.unconsented_disclosures(t(0), t(u64::MAX)));
+        out + &format!("{:?}\n", l.diff(&catalogue(), &narrower_catalogue()))
+    }
+
+    /// The same questions read page by page (`scan_*`), asserting after each that the
+    /// subjects the ledger keeps loaded are the ones it held before (none added: the
+    /// cap is never passed).
+    fn across_answers_scanned(l: &mut Ledger) -> String {
+        let held = l.loaded_subjects();
+        let mut out = String::new();
+        let kept = |l: &Ledger| assert_eq!(l.loaded_subjects(), held, "a scan keeps no subject loaded");
+        for (at, known) in instants() {
+            for target in targets() {
+                out += &format!("{:?}\n", l.scan_who_sees(&target, at, known).unwrap());
+                kept(l);
+            }
+            out += &format!("{:?}\n", l.scan_overdue(at, known).unwrap());
+            kept(l);
+            out += &format!("{:?}\n", l.scan_unconsented_disclosures(t(T0 + 10 * H), at).unwrap());
+            kept(l);
+        }
+        out += &format!("{:?}\n", l.scan_unconsented_disclosures(t(0), t(u64::MAX)).unwrap());
+        out += &format!("{:?}\n", l.scan_diff(&catalogue(), &narrower_catalogue()).unwrap());
+        kept(l);
+        out
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
 
@@ -884,6 +988,19 @@ mod postgres_only {
             lazy.load_recipient(&names().lab).unwrap();
             proptest::prop_assert!(lazy.is_lazy());
             proptest::prop_assert_eq!(recipient_answers(&lazy, &names().lab), recipient_answers(&fresh, &names().lab));
+            // The questions across subjects, page by page: one subject a page (every
+            // history of more than one subject takes several pages), then two, on a
+            // handle holding one subject loaded (the cap of a host: it stays so).
+            let want = across_answers(&fresh);
+            for chunk in [1, 2] {
+                let mut lazy = Ledger::open_postgres_lazy(&b.0, catalogue()).unwrap();
+                lazy.set_scan_chunk(chunk);
+                lazy.load_subject(&owner(0).subject_id()).unwrap();
+                proptest::prop_assert!(lazy.is_lazy());
+                proptest::prop_assert_eq!(&across_answers_scanned(&mut lazy), &want, "pages of {}", chunk);
+            }
+            // On a fully loaded ledger the scans are the in-memory queries.
+            proptest::prop_assert_eq!(&across_answers_scanned(&mut fresh), &want);
         }
     }
 }

@@ -877,3 +877,67 @@ fn a_lazy_process_keeps_no_more_subjects_loaded_than_its_cap_between_decisions()
         whole.ledger().subject_access(&subjects[5], now, None)
     );
 }
+
+/// The questions across subjects and the auditor report on a lazily loaded process,
+/// read a page of at most its cap of subjects at a time (3 of 12 here: five pages), are
+/// those of a process holding the whole ledger — at three instants, before and after a
+/// purge, overdue records included — and the subjects it keeps loaded stay as they were
+/// (none added past the cap: before, each of these loaded the whole ledger).
+#[test]
+fn questions_across_subjects_on_a_lazy_process_read_pages_and_answer_as_the_whole_ledger() {
+    use confiance::ids::CategoryId;
+    use confiance_aggregator::report::{GatherOptions, ReportData, RetentionKind};
+    use confiance_aggregator::server::{Query, run_query};
+    let Some(db) = fresh_database("across_pages") else { return };
+    let (keys, config) = keys();
+    let (receipts, frames) = fleet(12, config);
+    let mut whole = all_on_postgres(&db, keys.clone());
+    feed(&mut whole, &receipts, &frames);
+    // Committed: the records and partitions are noted in the ledger.
+    whole.commit(Timestamp::from_secs(T0)).unwrap();
+    let capped = AggregatorConfig { max_loaded_subjects: 3, ..AggregatorConfig::default() };
+    let lazy = Ledger::open_postgres_lazy(&url_of(&db), catalogue()).unwrap();
+    let store = Box::new(PgStore::with_config(&db).unwrap());
+    let mut agg = Aggregator::with_store(store, lazy, catalogue(), keys, capped).unwrap();
+    assert_eq!(agg.ledger().scan_chunk(), 3);
+    let later = Timestamp::from_secs(T0 + 400 * 86_400);
+    for round in 0..2 {
+        if round == 1 {
+            // Purged by the whole process: facts the lazy one has not loaded.
+            whole.purge(Timestamp::from_secs(T0 + 200 * 86_400)).unwrap();
+        }
+        whole.refresh_ledger().unwrap();
+        agg.refresh_ledger().unwrap();
+        let held = agg.ledger().loaded_subjects();
+        // Before the records' deadlines (T0 + 90 days), past them, and past the purge.
+        let overdue_at = Timestamp::from_secs(T0 + 150 * 86_400);
+        for at in [Timestamp::from_secs(T0), overdue_at, later] {
+            let queries = [
+                Query::Metric { metric: id("thermostat.mode"), at, as_known_at: None },
+                Query::Metric { metric: id("thermostat.fault-code"), at, as_known_at: None },
+                Query::Category { category: CategoryId::new("usage").unwrap(), at, as_known_at: None },
+                Query::Category { category: CategoryId::new("device-state").unwrap(), at, as_known_at: None },
+                Query::Overdue { now: at, as_known_at: None },
+                Query::Disclosures { from: Timestamp::EPOCH, to: at },
+            ];
+            for q in &queries {
+                let want = run_query(&mut whole, q).unwrap();
+                assert_eq!(run_query(&mut agg, q).unwrap(), want, "{q:?}");
+                assert_eq!(agg.ledger().loaded_subjects(), held, "{q:?} kept no subject loaded");
+            }
+            let opts = GatherOptions { at, generated_at: later, ..GatherOptions::default() };
+            let paged = ReportData::gather_paged(&mut agg, &opts).unwrap();
+            assert_eq!(agg.ledger().loaded_subjects(), held, "the report kept no subject loaded");
+            // The reference: the same process (its store's partitions) with the whole ledger.
+            agg.load_everything().unwrap();
+            assert_eq!(paged, ReportData::gather(&agg, &opts).unwrap(), "round {round} at {at:?}");
+            if at == overdue_at {
+                let overdue = paged.retention.iter().filter(|r| r.kind == RetentionKind::Records);
+                assert_eq!(overdue.clone().count(), 6, "the six records, overdue: {:?}", paged.retention);
+                assert_eq!(overdue.filter(|r| r.purged_at.is_some()).count(), 6 * round, "purged later");
+            }
+            assert!(!paged.access.is_empty() && !paged.summary.is_empty());
+            agg.refresh_ledger().unwrap();
+        }
+    }
+}

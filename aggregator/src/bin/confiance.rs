@@ -23,7 +23,7 @@ use confiance_aggregator::report::{
     Format, GatherOptions, LogStatus, ReportData, ReportError, SubjectReport,
 };
 use confiance_aggregator::server::query::{
-    self, ApiError, DiffOf, Query, load_for_query, parse_catalogue, parse_category, parse_metric,
+    self, ApiError, DiffOf, Query, parse_catalogue, parse_category, parse_metric,
     parse_purpose, parse_recipient, parse_subject, parse_time, run_query,
 };
 use confiance_aggregator::server::{GroupCommit, KeyFile, KeyFileError, Role, ServerConfig, hex};
@@ -1036,9 +1036,8 @@ fn run(cli: Cli) -> Result<Value, Fail> {
             let kf = key_file(&cli)?;
             let mut agg = open_read_only(&cli, &kf)?;
             let q = build_query(&agg, q)?;
-            // On PostgreSQL the ledger was opened lazily: what `q` reads is loaded now.
-            load_for_query(&mut agg, &q)?;
-            Ok(run_query(&agg, &q)?)
+            // On PostgreSQL the ledger was opened lazily: `run_query` loads what `q` reads.
+            Ok(run_query(&mut agg, &q)?)
         }
         Cmd::Audit { a } => audit(&cli, a),
         Cmd::Report { format, out, sent_log: Some(file), .. } => {
@@ -1596,9 +1595,6 @@ fn saved_note(text: &str) -> String {
 fn report(cli: &Cli, format: ReportFormat, out: Option<&Path>, at: Timestamp) -> Result<Value, Fail> {
     let kf = key_file(cli)?;
     let mut agg = open_read_only(cli, &kf)?;
-    // The report reads every subject's grants and holdings (as GET /v1/report does on a
-    // lazily loaded ledger); a no-op on SQLite.
-    agg.load_everything().map_err(|e| internal(format!("ledger: {e}")))?;
     let signer = kf.signer().map_err(|e| bad("bad_key_file", e))?;
     let title = format!("Who sees what — {}", agg.catalogue().name());
     let opts = GatherOptions {
@@ -1608,7 +1604,9 @@ fn report(cli: &Cli, format: ReportFormat, out: Option<&Path>, at: Timestamp) ->
         signer: Some(&signer),
         ..GatherOptions::default()
     };
-    let data = ReportData::gather(&agg, &opts).map_err(internal)?;
+    // On PostgreSQL (a lazily loaded ledger) a page of subjects at a time, as GET
+    // /v1/report; on SQLite the same as `gather`.
+    let data = ReportData::gather_paged(&mut agg, &opts).map_err(internal)?;
     let fmt = match format {
         ReportFormat::Html => Format::Html,
         ReportFormat::Json => Format::Json,

@@ -17,7 +17,9 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Statement};
 
 use super::LedgerError;
-use super::store::{Cols, Fact, FactSink, FactSource, Lookup, Select, SharedLedger, Table, TokenCounts, Val};
+use super::store::{
+    Cols, Fact, FactSink, FactSource, Lookup, Scan, Select, SharedLedger, Table, TokenCounts, Val,
+};
 use crate::store::StoreError;
 
 /// The advisory lock serializing the ledger's writers across processes (held to the end
@@ -180,6 +182,28 @@ impl FactSource for PgLedger {
         let mut g = self.lock();
         let st = g.prepared(super::store::SUBJECTS_OF_RECIPIENT)?;
         let rows = g.client.query(&st, &[&recipient, &from, &to]).map_err(pg)?;
+        rows.iter().map(|r| r.try_get::<_, Vec<u8>>(0).map_err(wrong_type)).collect()
+    }
+
+    fn subjects_page(
+        &self,
+        scan: Scan<'_>,
+        after: &[u8],
+        limit: usize,
+        to: i64,
+    ) -> Result<Vec<Vec<u8>>, LedgerError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut g = self.lock();
+        let st = g.prepared(scan.pg_sql())?;
+        let rows = match scan {
+            Scan::Metrics(metrics) => g.client.query(&st, &[&after, &to, &limit, &metrics]),
+            Scan::Overdue { now, known } => g.client.query(&st, &[&after, &to, &limit, &now, &known]),
+            Scan::Disclosures { from, to: until } => {
+                g.client.query(&st, &[&after, &to, &limit, &from, &until])
+            }
+            Scan::All => g.client.query(&st, &[&after, &to, &limit]),
+        }
+        .map_err(pg)?;
         rows.iter().map(|r| r.try_get::<_, Vec<u8>>(0).map_err(wrong_type)).collect()
     }
 

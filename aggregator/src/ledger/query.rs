@@ -220,9 +220,15 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// What recipient `r` sees of metric `m` at `at`: one stabbing scan of the pair's
     /// posting list prefix, one of its records, and the metric's partitions.
     fn pair_view(&self, r: u16, m: u16, at: Timestamp, known: Timestamp) -> Option<MetricView> {
+        self.view_of(r, m, self.pair_counts(r, m, at, known), self.pair_partitions(r, m, at, known))
+    }
+
+    /// The subjects' part of [`Self::pair_view`]: one stabbing scan of the pair's posting
+    /// list prefix and one of its records.
+    pub(super) fn pair_counts(&self, r: u16, m: u16, at: Timestamp, known: Timestamp) -> PairCounts {
         let pair = self.names.pair(r, m);
         let mut in_window: Vec<u32> = Vec::new();
-        let mut latest: Option<Timestamp> = None;
+        let mut out = PairCounts::default();
         if let Some(list) = self.ix.postings.get(pair) {
             let n = list.partition_point(|g| g.valid_from <= at);
             for g in list.get(..n).unwrap_or_default() {
@@ -230,7 +236,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
                     let e = g.end(known);
                     if at < e {
                         in_window.push(g.subject);
-                        latest = Some(latest.map_or(e, |l| l.max(e)));
+                        out.latest = Some(out.latest.map_or(e, |l| l.max(e)));
                     }
                 }
             }
@@ -238,22 +244,35 @@ impl<C: Borrow<Connection>> Ledger<C> {
         in_window.sort_unstable();
         in_window.dedup();
         let mut holding: Vec<u32> = Vec::new();
-        let mut records_until: Option<Timestamp> = None;
         if let Some(list) = self.ix.record_postings.get(pair) {
             let recs = &self.ix.records;
             let n = list.partition_point(|&i| recs.get(i as usize).is_some_and(|x| x.collected_at <= at));
             for rec in list.get(..n).unwrap_or_default().iter().filter_map(|&i| recs.get(i as usize)) {
                 if rec.held(at, known) {
                     holding.push(rec.subject);
-                    records_until = Some(records_until.map_or(rec.deadline, |d| d.max(rec.deadline)));
+                    out.records_until = Some(out.records_until.map_or(rec.deadline, |d| d.max(rec.deadline)));
                 }
             }
         }
         holding.sort_unstable();
         holding.dedup();
-        let both = count_common(&in_window, &holding);
-        let partitions: Vec<PartitionInfo> = self
-            .ix
+        let n = |x: usize| u64::try_from(x).unwrap_or(u64::MAX);
+        out.both = n(count_common(&in_window, &holding));
+        out.in_window = n(in_window.len());
+        out.holding = n(holding.len());
+        out
+    }
+
+    /// The partitions of metric `m` in `r`'s audience held at `at`: the part of
+    /// [`Self::pair_view`] no subject's facts change.
+    pub(super) fn pair_partitions(
+        &self,
+        r: u16,
+        m: u16,
+        at: Timestamp,
+        known: Timestamp,
+    ) -> Vec<PartitionInfo> {
+        self.ix
             .metric_partitions
             .get(usize::from(m))
             .map(|ps| {
@@ -267,9 +286,19 @@ impl<C: Borrow<Connection>> Ledger<C> {
                     })
                     .collect()
             })
-            .unwrap_or_default();
-        let n = |x: usize| u64::try_from(x).unwrap_or(u64::MAX);
-        let subjects = n(in_window.len() + holding.len() - both);
+            .unwrap_or_default()
+    }
+
+    /// The view of pair (`r`, `m`) from its subjects' counts and its partitions; `None`
+    /// when it sees nothing.
+    pub(super) fn view_of(
+        &self,
+        r: u16,
+        m: u16,
+        c: PairCounts,
+        partitions: Vec<PartitionInfo>,
+    ) -> Option<MetricView> {
+        let subjects = c.in_window + c.holding - c.both;
         if subjects == 0 && partitions.is_empty() {
             return None;
         }
@@ -277,10 +306,10 @@ impl<C: Borrow<Connection>> Ledger<C> {
             recipient: self.names.recipient_id(r)?.clone(),
             metric: self.names.metric_id(m)?.clone(),
             subjects,
-            subjects_in_window: n(in_window.len()),
-            subjects_with_records: n(holding.len()),
-            consent_until: latest.map(Until::from_end),
-            records_until,
+            subjects_in_window: c.in_window,
+            subjects_with_records: c.holding,
+            consent_until: c.latest.map(Until::from_end),
+            records_until: c.records_until,
             partitions,
         })
     }
@@ -314,6 +343,16 @@ impl<C: Borrow<Connection>> Ledger<C> {
     #[must_use]
     pub fn who_sees(&self, target: &Target, at: Timestamp, as_known_at: Option<Timestamp>) -> WhoSees {
         let known = known_at(as_known_at);
+        let entries = self
+            .target_pairs(target)
+            .into_iter()
+            .filter_map(|(m, r)| self.pair_view(r, m, at, known))
+            .collect();
+        WhoSees { target: target.clone(), at, as_known_at, entries }
+    }
+
+    /// The (metric, recipient) pairs a who-sees of `target` answers about, in its order.
+    pub(super) fn target_pairs(&self, target: &Target) -> Vec<(u16, u16)> {
         let metrics: Vec<u16> = match target {
             Target::Metric(m) => self.names.metric(m).into_iter().collect(),
             Target::Category(c) => (0..self.names.metric_category.len())
@@ -321,18 +360,16 @@ impl<C: Borrow<Connection>> Ledger<C> {
                 .filter_map(|i| u16::try_from(i).ok())
                 .collect(),
         };
-        let mut entries = Vec::new();
+        let mut pairs = Vec::new();
         for m in metrics {
             for r in 0..self.names.recipients.len() {
                 let r = u16::try_from(r).unwrap_or(u16::MAX);
-                if self.names.allows_any(r, m)
-                    && let Some(v) = self.pair_view(r, m, at, known)
-                {
-                    entries.push(v);
+                if self.names.allows_any(r, m) {
+                    pairs.push((m, r));
                 }
             }
         }
-        WhoSees { target: target.clone(), at, as_known_at, entries }
+        pairs
     }
 
     fn fact_receipt(&self, rx: u32) -> Option<HistoryEntry> {
@@ -516,6 +553,16 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// valid at its time, as known at its time, did not allow.
     #[must_use]
     pub fn unconsented_disclosures(&self, from: Timestamp, to: Timestamp) -> Vec<UnconsentedDisclosure> {
+        self.unconsented_keyed(from, to).into_iter().map(|(_, u)| u).collect()
+    }
+
+    /// [`Self::unconsented_disclosures`], each with its place in the answer: (valid
+    /// time, `seq`), the order the answer lists them in.
+    pub(super) fn unconsented_keyed(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Vec<((Timestamp, u64), UnconsentedDisclosure)> {
         let list = &self.ix.disclosures_by_at;
         let at = |i: u32| self.ix.disclosures.get(i as usize).map_or(NEVER, |d| d.at);
         let a = list.partition_point(|&i| at(i) < from);
@@ -524,14 +571,11 @@ impl<C: Borrow<Connection>> Ledger<C> {
             .unwrap_or_default()
             .iter()
             .filter_map(|&i| {
-                let (d, recorded_at, _) = self.disclosure(i)?;
+                let (d, recorded_at, seq) = self.disclosure(i)?;
                 let decision =
                     self.check_at(&d.recipient, &d.metric, &d.purpose, &d.subject, d.at, Some(d.at));
-                (!decision.allowed()).then_some(UnconsentedDisclosure {
-                    disclosure: d,
-                    recorded_at,
-                    decision,
-                })
+                (!decision.allowed())
+                    .then_some(((d.at, seq), UnconsentedDisclosure { disclosure: d, recorded_at, decision }))
             })
             .collect()
     }
@@ -545,22 +589,42 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// is at or before `now`, purged or not.
     #[must_use]
     pub fn overdue(&self, now: Timestamp, as_known_at: Option<Timestamp>) -> Overdue {
+        let records = self.overdue_records(now, as_known_at).into_iter().map(|(_, n)| n).collect();
+        Overdue { now, as_known_at, records, partitions: self.overdue_partitions(now, as_known_at) }
+    }
+
+    /// The records of [`Self::overdue`], each with its place in the answer: (deadline,
+    /// `seq`). (The answer lists them by deadline, then in the order the index holds
+    /// them, which on a ledger loaded whole or written by one process is `seq` order.)
+    pub(crate) fn overdue_records(
+        &self,
+        now: Timestamp,
+        as_known_at: Option<Timestamp>,
+    ) -> Vec<((Timestamp, u64), RecordNote)> {
         let known = known_at(as_known_at);
-        let records = self
-            .ix
+        self.ix
             .records_by_deadline
             .range(..=(now, u32::MAX))
-            .filter(|&&(_, i)| self.ix.records.get(i as usize).is_some_and(|r| r.overdue(now, known)))
-            .filter_map(|&(_, i)| self.record_note(i))
-            .collect();
-        let partitions = self
-            .ix
+            .filter_map(|&(_, i)| {
+                let r = self.ix.records.get(i as usize).filter(|r| r.overdue(now, known))?;
+                Some(((r.deadline, r.seq), self.record_note(i)?))
+            })
+            .collect()
+    }
+
+    /// The partitions of [`Self::overdue`] (no subject's facts change them).
+    pub(crate) fn overdue_partitions(
+        &self,
+        now: Timestamp,
+        as_known_at: Option<Timestamp>,
+    ) -> Vec<PartitionNote> {
+        let known = known_at(as_known_at);
+        self.ix
             .partitions_by_deadline
             .range(..=(now, u32::MAX))
             .filter(|&&(_, i)| self.ix.partitions.get(i as usize).is_some_and(|p| p.overdue(now, known)))
             .filter_map(|&(_, i)| self.partition_note(i))
-            .collect();
-        Overdue { now, as_known_at, records, partitions }
+            .collect()
     }
 
     /// Who gains or loses access to what from catalogue `a` to `b` ([`super::diff`]),
@@ -582,6 +646,30 @@ impl<C: Borrow<Connection>> Ledger<C> {
             removal.grants = u64::try_from(n).unwrap_or(u64::MAX);
         }
         d
+    }
+}
+
+/// What the subjects of one (recipient, metric) pair add to its [`MetricView`]: counts of
+/// distinct subjects and the latest ends, which add up (counts) and combine (the later
+/// end) over disjoint sets of subjects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct PairCounts {
+    in_window: u64,
+    holding: u64,
+    both: u64,
+    latest: Option<Timestamp>,
+    records_until: Option<Timestamp>,
+}
+
+impl PairCounts {
+    /// Adds the counts of a disjoint set of subjects.
+    pub(super) fn add(&mut self, o: &Self) {
+        let later = |a: Option<Timestamp>, b: Option<Timestamp>| a.max(b);
+        self.in_window += o.in_window;
+        self.holding += o.holding;
+        self.both += o.both;
+        self.latest = later(self.latest, o.latest);
+        self.records_until = later(self.records_until, o.records_until);
     }
 }
 

@@ -348,6 +348,66 @@ pub(crate) const SUBJECTS_OF_RECIPIENT: &str = "SELECT subject FROM ledger_recei
      WHERE recipient = $1 AND seq >= $2 AND seq < $3
      UNION SELECT subject FROM ledger_disclosure WHERE recipient = $1 AND seq >= $2 AND seq < $3";
 
+/// Which subjects a question across subjects reads, for [`FactSource::subjects_page`]:
+/// a superset of those whose facts can change its answer (the in-memory query decides,
+/// so a superset costs reading time, never exactness). Times as stored (`i64`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scan<'a> {
+    /// Subjects with a receipt covering one of these metrics: who sees them, and the
+    /// grants a catalogue change removes (a record needs a receipt covering its metric).
+    Metrics(&'a [&'a str]),
+    /// Subjects with a record whose deadline is at or before `now` (or never, stored as
+    /// a negative number) and that no purge known at `known` had removed by `now`:
+    /// every subject with a record overdue at `now` as known at `known`.
+    Overdue { now: i64, known: i64 },
+    /// Subjects with a disclosure at a valid time in `[from, to)`.
+    Disclosures { from: i64, to: i64 },
+    /// Every subject with a receipt or a disclosure: whoever a recipient's history
+    /// names (a record needs a receipt).
+    All,
+}
+
+impl Scan<'_> {
+    /// Its page on PostgreSQL: `$1` the last subject of the previous page (the empty
+    /// bytes first), `$2` the bound on `seq`, `$3` the page's length, then the scan's
+    /// own parameters. Each reads an index (docs/scaling.md).
+    pub(crate) const fn pg_sql(self) -> &'static str {
+        match self {
+            Self::Metrics(_) => {
+                "SELECT DISTINCT subject FROM ledger_receipt
+                 WHERE subject > $1 AND seq < $2 AND string_to_array(metrics, ' ') && $4::text[]
+                 ORDER BY subject LIMIT $3"
+            }
+            Self::Overdue { .. } => {
+                "SELECT DISTINCT r.subject FROM ledger_record c JOIN ledger_receipt r ON r.id = c.receipt
+                 WHERE r.subject > $1 AND c.seq < $2 AND (c.deadline <= $4 OR c.deadline < 0)
+                 AND NOT EXISTS (SELECT 1 FROM ledger_record_purge p WHERE p.record = c.id
+                   AND p.seq < $2 AND p.at <= $4 AND p.recorded_at <= $5)
+                 ORDER BY r.subject LIMIT $3"
+            }
+            Self::Disclosures { .. } => {
+                "SELECT DISTINCT subject FROM ledger_disclosure
+                 WHERE subject > $1 AND seq < $2 AND at >= $4 AND at < $5
+                 ORDER BY subject LIMIT $3"
+            }
+            // Each side limited first: the page's subjects are among each side's first.
+            Self::All => {
+                "(SELECT DISTINCT subject FROM ledger_receipt WHERE subject > $1 AND seq < $2
+                   ORDER BY subject LIMIT $3)
+                 UNION (SELECT DISTINCT subject FROM ledger_disclosure WHERE subject > $1 AND seq < $2
+                   ORDER BY subject LIMIT $3)
+                 ORDER BY subject LIMIT $3"
+            }
+        }
+    }
+}
+
+/// Every subject with a receipt or a disclosure (`$1` the last subject of the previous
+/// page, `$2` the bound on `seq`, `$3` the page's length): SQLite's page for every
+/// [`Scan`], a superset of each (an SQLite ledger is never lazy: no question scans it).
+const ALL_SUBJECTS_PAGE: &str = "SELECT subject FROM (SELECT subject FROM ledger_receipt WHERE seq < ?2
+     UNION SELECT subject FROM ledger_disclosure WHERE seq < ?2) WHERE subject > ?1 ORDER BY subject LIMIT ?3";
+
 /// Lookups a lazily loaded ledger makes to find which subject's facts it needs: each is
 /// one indexed query, `$1` the key's bytes and `$2` the bound on `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -523,6 +583,17 @@ pub(crate) trait FactSource {
         to: i64,
         f: &mut dyn FnMut(&dyn Cols) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError>;
+
+    /// The next `limit` subjects (their ids' bytes, ascending) after `after` that `scan`
+    /// selects among the facts with `seq < to`: a question across subjects reads them a
+    /// page at a time, so its memory does not grow with the ledger.
+    fn subjects_page(
+        &self,
+        scan: Scan<'_>,
+        after: &[u8],
+        limit: usize,
+        to: i64,
+    ) -> Result<Vec<Vec<u8>>, LedgerError>;
 }
 
 impl FactSource for Connection {
@@ -588,6 +659,19 @@ impl FactSource for Connection {
             f(r)?;
         }
         Ok(())
+    }
+
+    fn subjects_page(
+        &self,
+        _scan: Scan<'_>,
+        after: &[u8],
+        limit: usize,
+        to: i64,
+    ) -> Result<Vec<Vec<u8>>, LedgerError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut st = self.prepare_cached(ALL_SUBJECTS_PAGE)?;
+        let rows = st.query_map(params![after, to, limit], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 

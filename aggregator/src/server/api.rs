@@ -20,8 +20,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId
 use tower_http::trace::TraceLayer;
 
 use super::query::{
-    ApiError, DiffOf, Query, hexify, load_for_query, parse_catalogue, parse_category, parse_metric,
-    parse_purpose, parse_recipient, parse_subject, parse_time, run_query,
+    ApiError, DiffOf, Query, hexify, parse_catalogue, parse_category, parse_metric, parse_purpose,
+    parse_recipient, parse_subject, parse_time, run_query,
 };
 use super::{Limits, Role, State, hex};
 use crate::audit::AuditEvent;
@@ -756,7 +756,6 @@ async fn query(
 ) -> Result<Response, ApiError> {
     let v = with_agg(st, move |agg, _| {
         let q = build(agg)?;
-        load_for_query(agg, &q)?;
         run_query(agg, &q)
     })
     .await?;
@@ -916,7 +915,6 @@ async fn get_history(AxState(st): St, headers: HeaderMap, p: Params) -> Result<R
     let alias_for = (who.role == Role::Recipient).then(|| who.recipient.clone()).flatten();
     let mut v = with_agg(&st, move |agg, _| {
         let q = history_query(agg, &who, &p)?;
-        load_for_query(agg, &q)?;
         run_query(agg, &q)
     })
     .await?;
@@ -1036,18 +1034,6 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
         f.parse().map_err(|_| ApiError::new(400, "bad_parameter", "`format` is `html`, `json` or `markdown`"))
     })?;
     let at = time_param(&p, "at", now())?;
-    let render = move |agg: &Aggregator, st: &State| {
-        let title = format!("Who sees what — {}", agg.catalogue().name());
-        let opts = GatherOptions {
-            title: &title,
-            at,
-            generated_at: now(),
-            signer: Some(&st.signer),
-            ..GatherOptions::default()
-        };
-        let data = ReportData::gather(agg, &opts).map_err(|e| ApiError::internal(e.to_string()))?;
-        format.render(&data).map_err(|e| ApiError::internal(e.to_string()))
-    };
     let text = match st.db_path.clone() {
         // A snapshot of the file, read without the aggregator's lock: ingest goes on.
         Some(db) => {
@@ -1062,15 +1048,17 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
             tokio::task::spawn_blocking(move || {
                 let _turn = turn;
                 let snap = super::snapshot::Snapshot::take(&db, st.catalogue.clone(), st.keys.clone())?;
-                render(snap.aggregator(), &st)
+                let agg = snap.aggregator();
+                render_report(format, at, &st, agg.catalogue().name(), |o| ReportData::gather(agg, o))
             })
             .await
             .map_err(|e| ApiError::internal(e.to_string()))??
         }
+        // A lazily loaded ledger (PostgreSQL), read a page of subjects at a time.
         None => {
             with_agg(&st, move |agg, st| {
-                agg.load_everything().map_err(|e| ApiError::internal(format!("ledger: {e}")))?;
-                render(agg, st)
+                let name = agg.catalogue().name().to_owned();
+                render_report(format, at, st, &name, |o| ReportData::gather_paged(agg, o))
             })
             .await?
         }
@@ -1081,6 +1069,26 @@ async fn get_report(AxState(st): St, headers: HeaderMap, p: Params) -> Result<Re
         Format::Markdown => "text/markdown; charset=utf-8",
     };
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
+/// The auditor report at `at` in `format`, of the catalogue named `name`, from `gather`.
+fn render_report(
+    format: Format,
+    at: Timestamp,
+    st: &State,
+    name: &str,
+    gather: impl FnOnce(&GatherOptions<'_>) -> Result<ReportData, crate::service::ServiceError>,
+) -> Result<String, ApiError> {
+    let title = format!("Who sees what — {name}");
+    let opts = GatherOptions {
+        title: &title,
+        at,
+        generated_at: now(),
+        signer: Some(&st.signer),
+        ..GatherOptions::default()
+    };
+    let data = gather(&opts).map_err(|e| ApiError::internal(e.to_string()))?;
+    format.render(&data).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// `GET /v1/subjects/{subject}/report`: the report of one data subject (HTML or JSON).

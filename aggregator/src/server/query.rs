@@ -428,9 +428,11 @@ fn to_value<T: serde::Serialize>(t: &T) -> Result<Value, ApiError> {
 }
 
 /// Loads from a lazily loaded ledger ([`Ledger::open_postgres_lazy`](crate::ledger::Ledger::open_postgres_lazy))
-/// what `q` reads: the subject of a question about one subject (its access, a check, its
-/// history), else every subject (once: the ledger is then the fully loaded one). A no-op
-/// on any other ledger. [`run_query`] then answers as on a fully loaded ledger.
+/// what `q` reads about one party: the subject of a question about one subject (its
+/// access, a check, its history), the subjects of a recipient for a question about one
+/// recipient. A question across subjects (who sees a metric or a category, overdue
+/// holdings, unconsented disclosures, the diffs of those) loads nothing: [`run_query`]
+/// reads its subjects page by page and keeps none. A no-op on any other ledger.
 ///
 /// ```
 /// # use confiance::{Timestamp, catalogue::Catalogue, ids::SubjectId};
@@ -440,7 +442,7 @@ fn to_value<T: serde::Serialize>(t: &T) -> Result<Value, ApiError> {
 /// let mut agg = Aggregator::in_memory(catalogue, KeyStore::new(86_400), AggregatorConfig::default())?;
 /// let q = Query::Subject { subject: SubjectId([7; 32]), at: Timestamp::from_secs(1_000), as_known_at: None };
 /// load_for_query(&mut agg, &q)?; // in memory: a no-op
-/// let answer = run_query(&agg, &q)?;
+/// let answer = run_query(&mut agg, &q)?;
 /// assert!(answer.is_object());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -456,39 +458,48 @@ pub fn load_for_query(agg: &mut Aggregator, q: &Query) -> Result<(), ApiError> {
         Query::Recipient { recipient, .. }
         | Query::History { party: Party::Recipient(recipient), .. }
         | Query::Diff { of: DiffOf::Recipient(recipient), .. } => agg.load_recipient(recipient),
-        _ => agg.load_everything(),
+        Query::Metric { .. }
+        | Query::Overdue { .. }
+        | Query::Disclosures { .. }
+        | Query::Category { .. }
+        | Query::Diff { .. }
+        | Query::CatalogueDiff { .. } => Ok(()),
     };
-    loaded.map_err(|e| ApiError::internal(format!("ledger: {e}")))
+    loaded.map_err(ledger_error)
 }
 
-/// Answers `q` as JSON (the schema of docs/cli.md and docs/http.md).
+fn ledger_error(e: crate::ledger::LedgerError) -> ApiError {
+    ApiError::internal(format!("ledger: {e}"))
+}
+
+/// Answers `q` as JSON (the schema of docs/cli.md and docs/http.md), exactly as a fully
+/// loaded ledger answers it. On a lazily loaded ledger it first loads what a question
+/// about one party reads ([`load_for_query`]); a question across subjects reads its
+/// subjects page by page ([`Ledger::scan_who_sees`](crate::ledger::Ledger::scan_who_sees)
+/// and the others), so the subjects loaded stay as they were.
 ///
 /// # Errors
-/// [`ApiError`] (internal only: the ids were checked when `q` was built).
-pub fn run_query(agg: &Aggregator, q: &Query) -> Result<Value, ApiError> {
-    let l = agg.ledger();
+/// [`ApiError`] (internal only: the ids were checked when `q` was built, and the shared
+/// ledger cannot be read).
+pub fn run_query(agg: &mut Aggregator, q: &Query) -> Result<Value, ApiError> {
+    load_for_query(agg, q)?;
     match q {
-        Query::Subject { subject, at, as_known_at } => {
-            to_value(&l.subject_access(subject, *at, *as_known_at))
-        }
-        Query::Recipient { recipient, at, as_known_at } => {
-            to_value(&l.recipient_view(recipient, *at, *as_known_at))
-        }
         Query::Metric { metric, at, as_known_at } => {
-            to_value(&l.who_sees(&Target::Metric(metric.clone()), *at, *as_known_at))
-        }
-        Query::Check { recipient, metric, purpose, subject, at, as_known_at } => {
-            to_value(&l.check_at(recipient, metric, purpose, subject, *at, *as_known_at))
-        }
-        Query::History { party, from, to } => {
-            Ok(json!({ "entries": to_value(&l.history(party, *from, *to))? }))
-        }
-        Query::Overdue { now, as_known_at } => to_value(&l.overdue(*now, *as_known_at)),
-        Query::Disclosures { from, to } => {
-            Ok(json!({ "disclosures": to_value(&l.unconsented_disclosures(*from, *to))? }))
+            to_value(&who_sees(agg, &Target::Metric(metric.clone()), *at, *as_known_at)?)
         }
         Query::Category { category, at, as_known_at } => {
-            to_value(&l.who_sees(&Target::Category(category.clone()), *at, *as_known_at))
+            to_value(&who_sees(agg, &Target::Category(category.clone()), *at, *as_known_at)?)
+        }
+        Query::Overdue { now, as_known_at } => {
+            to_value(&agg.ledger_mut().scan_overdue(*now, *as_known_at).map_err(ledger_error)?)
+        }
+        Query::Disclosures { from, to } => {
+            let found = agg.ledger_mut().scan_unconsented_disclosures(*from, *to).map_err(ledger_error)?;
+            Ok(json!({ "disclosures": to_value(&found)? }))
+        }
+        Query::CatalogueDiff { other } => {
+            let served = agg.catalogue().clone();
+            to_value(&agg.ledger_mut().scan_diff(&served, other).map_err(ledger_error)?)
         }
         Query::Diff { of, from, to, as_known_at } => {
             let (before, after) =
@@ -520,13 +531,42 @@ pub fn run_query(agg: &Aggregator, q: &Query) -> Result<Value, ApiError> {
                 "changed": changed,
             }))
         }
-        Query::CatalogueDiff { other } => to_value(&l.diff(agg.catalogue(), other)),
+        _ => answer_loaded(agg.ledger(), q),
+    }
+}
+
+/// Who sees `target` at `at`, page by page on a lazily loaded ledger.
+fn who_sees(
+    agg: &mut Aggregator,
+    target: &Target,
+    at: Timestamp,
+    as_known_at: Option<Timestamp>,
+) -> Result<crate::ledger::WhoSees, ApiError> {
+    agg.ledger_mut().scan_who_sees(target, at, as_known_at).map_err(ledger_error)
+}
+
+/// The questions about one party, from what [`load_for_query`] loaded.
+fn answer_loaded(l: &crate::ledger::Ledger, q: &Query) -> Result<Value, ApiError> {
+    match q {
+        Query::Subject { subject, at, as_known_at } => {
+            to_value(&l.subject_access(subject, *at, *as_known_at))
+        }
+        Query::Recipient { recipient, at, as_known_at } => {
+            to_value(&l.recipient_view(recipient, *at, *as_known_at))
+        }
+        Query::Check { recipient, metric, purpose, subject, at, as_known_at } => {
+            to_value(&l.check_at(recipient, metric, purpose, subject, *at, *as_known_at))
+        }
+        Query::History { party, from, to } => {
+            Ok(json!({ "entries": to_value(&l.history(party, *from, *to))? }))
+        }
+        _ => Err(ApiError::internal("a question across subjects is answered page by page")),
     }
 }
 
 /// The entries of `of`'s answer at `at`, keyed by (recipient, metric).
 fn entries_at(
-    agg: &Aggregator,
+    agg: &mut Aggregator,
     of: &DiffOf,
     at: Timestamp,
     as_known_at: Option<Timestamp>,
@@ -536,18 +576,17 @@ fn entries_at(
     ) -> Result<BTreeMap<(String, String), Value>, ApiError> {
         entries.map(|(r, m, e)| Ok(((r.to_string(), m.to_string()), to_value(e)?))).collect()
     }
-    let l = agg.ledger();
-    let views = |t: Target| {
-        let w = l.who_sees(&t, at, as_known_at);
+    let mut views = |t: Target| {
+        let w = who_sees(agg, &t, at, as_known_at)?;
         keyed(w.entries.iter().map(|e| (&e.recipient, &e.metric, e)))
     };
     match of {
         DiffOf::Subject(s) => {
-            let a = l.subject_access(s, at, as_known_at);
+            let a = agg.ledger().subject_access(s, at, as_known_at);
             keyed(a.entries.iter().map(|e| (&e.recipient, &e.metric, e)))
         }
         DiffOf::Recipient(r) => {
-            let v = l.recipient_view(r, at, as_known_at);
+            let v = agg.ledger().recipient_view(r, at, as_known_at);
             keyed(v.metrics.iter().map(|e| (&e.recipient, &e.metric, e)))
         }
         DiffOf::Metric(m) => views(Target::Metric(m.clone())),

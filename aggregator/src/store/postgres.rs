@@ -26,7 +26,7 @@ use confiance::ids::{MetricId, ReceiptId, RecipientId};
 
 /// The schema version this build writes; older databases are migrated on open, newer
 /// ones refused ([`StoreError::SchemaTooNew`]).
-pub const PG_SCHEMA_VERSION: i64 = 6;
+pub const PG_SCHEMA_VERSION: i64 = 7;
 
 /// Migrations, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
 /// (The audit tables come from [`crate::audit::PgStore`]'s schema, applied by migration 1.)
@@ -176,6 +176,13 @@ CREATE INDEX IF NOT EXISTS record_seq ON record (seq);
 -- The subjects a question about one recipient reads (`Ledger::load_recipient`).
 CREATE INDEX IF NOT EXISTS ledger_receipt_recipient ON ledger_receipt (recipient, seq);
 CREATE INDEX IF NOT EXISTS ledger_disclosure_recipient ON ledger_disclosure (recipient, seq);
+",
+    r"
+-- The subjects a question across subjects reads, found without reading the others
+-- (`Ledger::scan_overdue`, `Ledger::scan_unconsented_disclosures`): records by
+-- deadline, disclosures by valid time.
+CREATE INDEX IF NOT EXISTS ledger_record_deadline ON ledger_record (deadline);
+CREATE INDEX IF NOT EXISTS ledger_disclosure_at ON ledger_disclosure (at);
 ",
 ];
 
