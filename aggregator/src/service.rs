@@ -1230,6 +1230,32 @@ impl Aggregator {
         })
     }
 
+    /// Records a device certificate signed by a certifier the catalogue trusts
+    /// (verified, stored and logged as [`AuditEvent::DeviceCertified`] in one
+    /// transaction): the admission control of docs/privacy.md, "Device certificates".
+    ///
+    /// # Errors
+    /// [`ServiceError::Ledger`] with the typed reason
+    /// ([`LedgerError::Certificate`], [`LedgerError::DuplicateCertificate`]); nothing
+    /// changes.
+    pub fn receive_certificate(
+        &mut self,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<confiance::ids::CertificateId, ServiceError> {
+        self.record_with_events(|ledger, events| {
+            let signed =
+                confiance::consent::DeviceCertificate::from_bytes(bytes).map_err(LedgerError::from)?;
+            let id = ledger.ingest_signed_certificate(&signed, now)?;
+            events.push(AuditEvent::DeviceCertified {
+                certificate: id,
+                certifier: signed.certificate().certifier,
+                at: now,
+            });
+            Ok(id)
+        })
+    }
+
     /// Records one device delegation ([`Self::receive_delegations`]).
     ///
     /// # Errors

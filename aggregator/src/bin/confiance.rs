@@ -1539,6 +1539,8 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
                     "delegations": f.delegations,
                     "revocations": f.revocations,
                     "unsigned_receipts": f.unsigned_receipts,
+                    "certificates": f.certificates,
+                    "uncertified_delegations": f.uncertified_delegations,
                 })),
             }))
         }
