@@ -303,6 +303,17 @@ impl CatalogueBuilder {
     }
 
     /// Sets who may enroll (by default: anyone).
+    ///
+    /// ```
+    /// use confiance::catalogue::{Catalogue, Enrollment};
+    /// use confiance::consent::CertifierKey;
+    /// let maker = CertifierKey::from_bytes(&[7; 32]).public_key();
+    /// let open = Catalogue::builder("demo", 1).build()?;
+    /// let closed = Catalogue::builder("demo", 1).enrollment(Enrollment::certified_by([maker])).build()?;
+    /// assert_eq!(closed.certifiers(), &[maker]);
+    /// assert_ne!(open.digest(), closed.digest());
+    /// # Ok::<(), confiance::catalogue::CatalogueError>(())
+    /// ```
     pub fn enrollment(mut self, enrollment: Enrollment) -> Self {
         self.enrollment = enrollment;
         self

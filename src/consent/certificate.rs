@@ -127,6 +127,17 @@ impl fmt::Display for CertificateError {
 impl core::error::Error for CertificateError {}
 
 /// What a certifier vouches for, unsigned.
+///
+/// ```
+/// use confiance::consent::{CertifierKey, DeviceKey};
+/// use confiance::Timestamp;
+/// let maker = CertifierKey::from_bytes(&[7; 32]);
+/// let cert = maker.certify(DeviceKey::from_bytes(&[2; 32]).public_key(), "t3", Timestamp::from_secs(10), Timestamp::from_secs(20))?;
+/// let c = cert.certificate();
+/// assert_eq!((c.certifier, c.model.as_str()), (maker.public_key(), "t3"));
+/// assert!(c.in_force_at(Timestamp::from_secs(10)) && !c.in_force_at(Timestamp::from_secs(20)));
+/// # Ok::<(), confiance::consent::CertificateError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Certificate {
     /// Format version ([`CERTIFICATE_VERSION`]).
@@ -404,6 +415,17 @@ impl CertifierKey {
     /// Certifies `key` (a device key, or a single-device subject's key as
     /// `SubjectPublicKey::as_device_key`) for `model`, in force from `not_before` until
     /// `not_after` (exclusive).
+    ///
+    /// ```
+    /// use confiance::consent::{CertificateError, CertifierKey, SubjectKey};
+    /// use confiance::Timestamp;
+    /// let maker = CertifierKey::from_bytes(&[7; 32]);
+    /// // A single-device subject: its own key is the one that asks for tokens.
+    /// let solo = SubjectKey::from_bytes(&[4; 32]).public_key().as_device_key();
+    /// let t = Timestamp::from_secs;
+    /// assert!(maker.certify(solo, "plug-p1", t(0), t(100)).is_ok());
+    /// assert_eq!(maker.certify(solo, "plug-p1", t(100), t(100)), Err(CertificateError::InvertedValidity));
+    /// ```
     ///
     /// # Errors
     /// [`CertificateError::BadModel`] for a model longer than [`MAX_MODEL_BYTES`] or not

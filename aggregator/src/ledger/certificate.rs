@@ -103,6 +103,15 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// query, none when they are loaded already) and keeps them, and those that come
     /// with later refreshes; a no-op on any other ledger.
     ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance::consent::DeviceKey;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// let mut ledger = Ledger::in_memory(Catalogue::from_toml_str(include_str!("../../../examples/catalogue.toml"))?)?;
+    /// ledger.load_certificates(&DeviceKey::from_bytes(&[2; 32]).public_key())?; // not lazy: a no-op
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// [`LedgerError::Shared`], [`LedgerError::Corrupt`].
     pub fn load_certificates(&mut self, key: &DevicePublicKey) -> Result<(), LedgerError> {
@@ -150,6 +159,14 @@ impl<C: Borrow<Connection>> Ledger<C> {
     }
 
     /// How many device certificates the ledger holds (loaded ones, on a lazy ledger).
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// let ledger = Ledger::in_memory(Catalogue::from_toml_str(include_str!("../../../examples/catalogue.toml"))?)?;
+    /// assert_eq!(ledger.certificate_count(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn certificate_count(&self) -> usize {
         self.ix.certificate_ix.len()
