@@ -1230,9 +1230,40 @@ impl Aggregator {
         })
     }
 
-    /// Records a device certificate signed by a certifier the catalogue trusts
-    /// (verified, stored and logged as [`AuditEvent::DeviceCertified`] in one
-    /// transaction): the admission control of docs/privacy.md, "Device certificates".
+    /// Records device certificates signed by certifiers the catalogue trusts (verified,
+    /// stored and logged as [`AuditEvent::DeviceCertified`]), many in one transaction:
+    /// the admission control of docs/privacy.md, "Device certificates". Each is accepted
+    /// or refused on its own: the result at index `i` is certificate `i`'s.
+    ///
+    /// # Errors
+    /// [`ServiceError::Store`] when the commit fails; then none is kept or logged.
+    pub fn receive_certificates(
+        &mut self,
+        certificates: &[(&[u8], Timestamp)],
+    ) -> Result<Vec<Result<confiance::ids::CertificateId, LedgerError>>, ServiceError> {
+        // Signatures verified on every core, then recorded in order.
+        let decoded = on_every_core(certificates, |(bytes, _)| {
+            confiance::consent::DeviceCertificate::from_bytes(bytes)
+        });
+        self.record_with_events(|ledger, events| {
+            Ok(certificates
+                .iter()
+                .zip(decoded)
+                .map(|((_, t), signed)| {
+                    let signed = signed?;
+                    let id = ledger.ingest_signed_certificate(&signed, *t)?;
+                    events.push(AuditEvent::DeviceCertified {
+                        certificate: id,
+                        certifier: signed.certificate().certifier,
+                        at: *t,
+                    });
+                    Ok(id)
+                })
+                .collect())
+        })
+    }
+
+    /// Records one device certificate ([`Self::receive_certificates`]).
     ///
     /// # Errors
     /// [`ServiceError::Ledger`] with the typed reason
@@ -1243,17 +1274,8 @@ impl Aggregator {
         bytes: &[u8],
         now: Timestamp,
     ) -> Result<confiance::ids::CertificateId, ServiceError> {
-        self.record_with_events(|ledger, events| {
-            let signed =
-                confiance::consent::DeviceCertificate::from_bytes(bytes).map_err(LedgerError::from)?;
-            let id = ledger.ingest_signed_certificate(&signed, now)?;
-            events.push(AuditEvent::DeviceCertified {
-                certificate: id,
-                certifier: signed.certificate().certifier,
-                at: now,
-            });
-            Ok(id)
-        })
+        let mut out = self.receive_certificates(&[(bytes, now)])?;
+        out.pop().unwrap_or(Err(LedgerError::Corrupt("no result"))).map_err(ServiceError::Ledger)
     }
 
     /// Records one device delegation ([`Self::receive_delegations`]).
