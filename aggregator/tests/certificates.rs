@@ -16,7 +16,7 @@ use confiance::consent::{
 use confiance::envelope::AeadId;
 use confiance::hazmat::{SeedableRng as _, SeededRng};
 use confiance::token::{PendingTokens, TokenPeriod, TokenScope};
-use confiance_aggregator::audit::{AuditEvent, verify_signed_facts};
+use confiance_aggregator::audit::{AuditEvent, LoggedEvent, verify_signed_facts};
 use confiance_aggregator::issuer::{IssuancePolicy as _, IssueError, IssuerSecret, PolicyRefusal};
 use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::ledger::{EnrollError, Ledger, LedgerError};
@@ -326,6 +326,22 @@ fn a_certifier_removed_from_the_catalogue_certifies_nothing_more() {
         Err(PolicyRefusal::Uncertified(CertificateError::UnknownCertifier))
     );
     assert_eq!(ledger.certified(&b, now), Err(EnrollError::Uncertified(CertificateError::UnknownCertifier)));
+    // The auditor, with the new catalogue, finds `b`'s delegation no longer certified
+    // (and both certificates still verifying from their certifiers' keys).
+    let (ca, cb) =
+        (m1.certify(a, "t3", t(0), t(T0 + DAY)).unwrap(), m2.certify(b, "t3", t(0), t(T0 + DAY)).unwrap());
+    let events: Vec<LoggedEvent> = [(&ca, &m1), (&cb, &m2)]
+        .iter()
+        .enumerate()
+        .map(|(i, (c, m))| LoggedEvent {
+            seq: i as u64,
+            event: AuditEvent::DeviceCertified { certificate: c.id(), certifier: m.public_key(), at: now },
+        })
+        .collect();
+    let facts = verify_signed_facts(ledger.connection(), ledger.catalogue(), &events).unwrap();
+    assert_eq!((facts.certificates, facts.delegations, facts.uncertified_delegations), (2, 2, 1));
+    let err = verify_signed_facts(ledger.connection(), ledger.catalogue(), &events[..1]).unwrap_err();
+    assert!(err.contains("the ledger holds it, the log does not"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
