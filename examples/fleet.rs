@@ -25,6 +25,13 @@
 //! requests on every core. `--no-tokens` runs the same fleet without them (no issuance,
 //! no tokens required), for comparison.
 //!
+//! Enrollment is closed (docs/privacy.md, "Device certificates"): the fleet's catalogue
+//! names one manufacturer key, which certifies each device's key at the factory; the
+//! device posts its certificate before its owner's delegation, and the aggregator accepts
+//! the delegation, and issues tokens, only for a certified key. The cost is one Ed25519
+//! signature (the factory's) and one verification (the aggregator's) per device; the run
+//! prints the time the aggregator spent on them.
+//!
 //! At the end it prints its cryptographic floor: the unit costs of its unavoidable
 //! cryptography (seal, open, signatures of delegations, receipts and withdrawals made and
 //! verified, token requests made, answered and finalized, tokens verified), measured at
@@ -40,7 +47,9 @@ use std::time::Instant;
 
 use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, MetricKind, Privacy};
-use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey};
+use confiance::consent::{
+    CertifierKey, ConsentRequest, ConsentState, DeviceKey, Scope, SignedReceipt, SubjectKey,
+};
 use confiance::envelope::{AeadId, KeyConfig};
 use confiance::hazmat::{SeedableRng as _, SeededRng, SingleLifeStorage};
 use confiance::ids::{MetricId, PurposeId, RecipientId, SubjectId};
@@ -96,8 +105,13 @@ const BRANDS: [Brand; 3] = [
 const OFFERS: [(&str, &str, u32); 3] =
     [("brand", "product-improvement", 90), ("gridco", "grid-balancing", 50), ("lab-eu", "research", 30)];
 
+/// The manufacturer's certifier key (in production: in the factory's HSM).
+const CERTIFIER_SEED: [u8; 32] = [0xFA; 32];
+
 /// What a device sends, in simulated time.
 enum Traffic {
+    /// The device's certificate from the factory (posted before its delegation).
+    Certificate(Vec<u8>),
     /// The owner's phone enrolls the device (a delegation signed by the subject key).
     Delegation(Vec<u8>),
     Receipt(Vec<u8>),
@@ -363,7 +377,12 @@ struct Unsent {
 
 impl Device {
     /// A new owner joins in the first 20 days and gives consent; the receipts wait in the
-    /// outbox for the day it joins.
+    /// outbox for the day it joins, after the device's factory certificate (by `maker`)
+    /// and its delegation.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the run's parameters, each used once, at the device's start"
+    )]
     fn new(
         d: u64,
         seed: u64,
@@ -372,6 +391,7 @@ impl Device {
         config: KeyConfig,
         start: Timestamp,
         months: u64,
+        maker: &CertifierKey,
     ) -> Self {
         let brand = &BRANDS[(d % 3) as usize];
         // Seed 0 keeps the streams of the published runs; another seed moves them all.
@@ -383,7 +403,13 @@ impl Device {
         let (owner, key) = (SubjectKey::generate(&mut rng), DeviceKey::generate(&mut rng));
         let signer = DeviceKey::from_bytes(&key.to_bytes());
         let delegation = owner.delegate(key.public_key(), joined, None, joined).expect("validity");
-        let mut outbox = vec![(joined, Traffic::Delegation(delegation.to_bytes()))];
+        // Certified at the factory for 20 years from the day it joins (the model: its brand).
+        let certificate =
+            maker.certify(key.public_key(), brand.name, joined, joined.saturating_add_secs(20 * 365 * DAY));
+        let mut outbox = vec![
+            (joined, Traffic::Certificate(certificate.expect("a printable model, a validity").to_bytes())),
+            (joined, Traffic::Delegation(delegation.to_bytes())),
+        ];
         let parts = RecorderParts {
             catalogue: Arc::clone(catalogue),
             consent: ConsentState::delegated(key, delegation).expect("the device's own delegation"),
@@ -771,6 +797,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "[limits]\ntoken_period = \"P60D\"\ntokens_per_period = 6\n",
         1,
     );
+    let maker = CertifierKey::from_bytes(&CERTIFIER_SEED);
+    let toml = format!("{toml}\n[enrollment]\ncertifiers = [\"{}\"]\n", maker.public_key());
     let catalogue = Catalogue::from_toml_str(&toml)?;
     println!(
         "confiance fleet: {devices} devices, {months} months, seed {seed}, {}",
@@ -817,6 +845,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ingest_cpu = 0.0;
     let (mut envelopes, mut reports, mut refused, mut receipts, mut withdrawals, mut enrolled) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    // Device certificates accepted, and the ingest thread's time on them.
+    let (mut certified, mut certifying) = (0u64, std::time::Duration::ZERO);
+    let mut delegating = std::time::Duration::ZERO;
     // Reports refused one by one (the answer of an accepted envelope lists them).
     let mut refused_reports = 0u64;
     let mut frame_bytes = 0u64;
@@ -834,13 +865,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // The aggregator's answers to a week's token requests, one message a week.
             let (answer_tx, answers) = mpsc::channel::<Vec<TokenAnswer>>();
             answer_txs.push(answer_tx);
-            let (catalogue, shared, directory) = (&catalogue, &shared, &directory);
+            let (catalogue, shared, directory, maker) = (&catalogue, &shared, &directory, &maker);
             handles.push(s.spawn(move || {
                 let mut truth = Truth::default();
                 let plans: Vec<Plan<'_>> = BRANDS.iter().map(|b| Plan::of(b, catalogue)).collect();
                 let mut fleet: Vec<Device> = (w..devices)
                     .step_by(workers as usize)
-                    .map(|d| Device::new(d, seed, tokens_on, shared, config, start, months))
+                    .map(|d| Device::new(d, seed, tokens_on, shared, config, start, months, maker))
                     .collect();
                 let subjects: Vec<(u64, &str, SubjectId)> = (w..devices.min(4))
                     .step_by(workers as usize)
@@ -891,11 +922,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // consent messages of a day go to the ledger in one durable batch before the
             // envelopes that need them.
             let rank = |tr: &Traffic| match tr {
-                Traffic::Delegation(_) => 0,
-                Traffic::Receipt(_) => 1,
-                Traffic::Withdrawal(_) => 2,
-                Traffic::TokenRequest(..) => 3,
-                Traffic::Envelope(_) => 4,
+                Traffic::Certificate(_) => 0,
+                Traffic::Delegation(_) => 1,
+                Traffic::Receipt(_) => 2,
+                Traffic::Withdrawal(_) => 3,
+                Traffic::TokenRequest(..) => 4,
+                Traffic::Envelope(_) => 5,
             };
             let mut answers: Vec<Vec<TokenAnswer>> = (0..workers).map(|_| Vec::new()).collect();
             traffic.sort_by_key(|(t, tr)| (t.truncate(DAY), rank(tr), *t));
@@ -903,6 +935,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             while i < traffic.len() {
                 let day = traffic[i].0.truncate(DAY);
                 let j = i + traffic[i..].iter().take_while(|(t, _)| t.truncate(DAY) == day).count();
+                let certificates: Vec<(&[u8], Timestamp)> = traffic[i..j]
+                    .iter()
+                    .filter_map(|(t, tr)| match tr {
+                        Traffic::Certificate(b) => Some((b.as_slice(), *t)),
+                        _ => None,
+                    })
+                    .collect();
+                if !certificates.is_empty() {
+                    let t0 = Instant::now();
+                    for r in agg.receive_certificates(&certificates)? {
+                        match r {
+                            Ok(_) => certified += 1,
+                            Err(e) => pb.println(format!("  refused certificate: {e}")),
+                        }
+                    }
+                    certifying += t0.elapsed();
+                    spent[1] += t0.elapsed();
+                }
                 let delegations: Vec<(&[u8], Timestamp)> = traffic[i..j]
                     .iter()
                     .filter_map(|(t, tr)| match tr {
@@ -918,6 +968,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             Err(e) => pb.println(format!("  refused delegation: {e}")),
                         }
                     }
+                    delegating += t0.elapsed();
                     spent[1] += t0.elapsed();
                 }
                 let consent: Vec<(ConsentMessage<'_>, Timestamp)> = traffic[i..j]
@@ -925,7 +976,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .filter_map(|(t, tr)| match tr {
                         Traffic::Receipt(b) => Some((ConsentMessage::Receipt(b), *t)),
                         Traffic::Withdrawal(b) => Some((ConsentMessage::Withdrawal(b), *t)),
-                        Traffic::Delegation(_) | Traffic::TokenRequest(..) | Traffic::Envelope(_) => None,
+                        Traffic::Certificate(_)
+                        | Traffic::Delegation(_)
+                        | Traffic::TokenRequest(..)
+                        | Traffic::Envelope(_) => None,
                     })
                     .collect();
                 if !consent.is_empty() {
@@ -1046,6 +1100,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "\ningested {envelopes} envelopes ({reports} reports), {enrolled} devices enrolled, {receipts} receipts, {withdrawals} withdrawals; {refused} envelopes refused; {} partitions; in {:.1} s",
         agg.partitions().count(),
         started.elapsed().as_secs_f64()
+    );
+    println!(
+        "{certified} device certificates accepted in {:.2} s of the ingest thread (decoded and verified on every core, stored and logged in each day's batch); the delegations, for comparison, {:.2} s",
+        certifying.as_secs_f64(),
+        delegating.as_secs_f64()
     );
     if refused > 0 {
         println!("envelopes refused by code: {refused_by:?}");
@@ -1307,7 +1366,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Floor::measure(
         sent,
         mean_frame,
-        enrolled + receipts + withdrawals,
+        enrolled + certified + receipts + withdrawals,
         1,
         (token_requests, tokens_issued, tokens_spent),
     )?
@@ -1348,9 +1407,9 @@ struct Floor {
 
 impl Floor {
     /// Unit costs of sealing and opening an envelope of `mean_frame` bytes (the run's mean)
-    /// and of making and verifying an Ed25519 signature (`signed` of them: a delegation
-    /// made on the owner's phone, a consent receipt or withdrawal made on the device, each
-    /// verified on ingest); `checkpoints` signed checkpoints; and of
+    /// and of making and verifying an Ed25519 signature (`signed` of them: a device
+    /// certificate made at the factory, a delegation made on the owner's phone, a consent
+    /// receipt or withdrawal made on the device, each verified on ingest); `checkpoints` signed checkpoints; and of
     /// the report tokens' VOPRF: `tokens.0` requests of `tokens.1` tokens in all made
     /// (blind, sign), answered (signature check, `BlindEvaluate`, one batched proof) and
     /// finalized (proof check, unblind), each priced at its size (the mean's two

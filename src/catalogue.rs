@@ -43,11 +43,12 @@ use sha2::{Digest as _, Sha256};
 
 pub use error::CatalogueError;
 pub use model::{
-    Budget, DEFAULT_TOKENS_PER_PERIOD, LegalBasis, Limits, MAX_CATEGORICAL_LABELS, MAX_ITEMS,
-    MAX_TOKENS_PER_PERIOD, Metric, MetricKind, Privacy, Purpose, Recipient, Role, Sensitivity,
+    Budget, DEFAULT_TOKENS_PER_PERIOD, Enrollment, LegalBasis, Limits, MAX_CATEGORICAL_LABELS,
+    MAX_CERTIFIERS, MAX_ITEMS, MAX_TOKENS_PER_PERIOD, Metric, MetricKind, Privacy, Purpose, Recipient, Role,
+    Sensitivity,
 };
 
-use crate::ids::{CategoryId, MetricId, PurposeId, RecipientId};
+use crate::ids::{CategoryId, CertifierPublicKey, MetricId, PurposeId, RecipientId};
 
 /// Domain-separation prefix of the catalogue digest.
 const DIGEST_DOMAIN: &[u8] = b"confiance/catalogue/v1\0";
@@ -94,6 +95,10 @@ struct Content {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Catalogue {
     content: Content,
+    /// Who may enroll. Kept apart from `content`: its canonical bytes follow the
+    /// content's only when it names a certifier, so a catalogue with open enrollment
+    /// keeps the bytes and digest it had before enrollment could be restricted.
+    enrollment: Enrollment,
     digest: CatalogueDigest,
 }
 
@@ -104,6 +109,7 @@ impl core::fmt::Debug for Catalogue {
             .field("version", &self.content.version)
             .field("digest", &self.digest)
             .field("metrics", &self.content.metrics.len())
+            .field("certifiers", &self.enrollment.certifiers.len())
             .finish_non_exhaustive()
     }
 }
@@ -120,14 +126,16 @@ impl Catalogue {
                 recipients: BTreeMap::new(),
                 metrics: BTreeMap::new(),
             },
+            enrollment: Enrollment::default(),
             duplicate: None,
         }
     }
 
-    fn from_content(content: Content) -> Result<Self, CatalogueError> {
+    fn from_content(content: Content, enrollment: Enrollment) -> Result<Self, CatalogueError> {
         validate::validate(&content)?;
-        let digest = digest_of(&content)?;
-        Ok(Self { content, digest })
+        validate::enrollment(&enrollment)?;
+        let digest = digest_of(&encode(&content, &enrollment)?);
+        Ok(Self { content, enrollment, digest })
     }
 
     /// The catalogue's name.
@@ -154,12 +162,33 @@ impl Catalogue {
         &self.content.limits
     }
 
+    /// Who may enroll: the certifiers whose device certificates the aggregator requires
+    /// (none: enrollment is open).
+    #[must_use]
+    pub const fn enrollment(&self) -> &Enrollment {
+        &self.enrollment
+    }
+
+    /// The trusted certifiers' public keys, sorted (empty: enrollment is open).
+    ///
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml"))?;
+    /// assert!(catalogue.certifiers().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn certifiers(&self) -> &[CertifierPublicKey] {
+        &self.enrollment.certifiers
+    }
+
     /// The canonical encoding: postcard of the content with every map sorted by id,
-    /// durations in canonical ISO 8601 form and ε as a reduced fraction. Its SHA-256,
-    /// after the prefix `confiance/catalogue/v1\0`, is the digest.
+    /// durations in canonical ISO 8601 form and ε as a reduced fraction, then — only when
+    /// it names certifiers — postcard of the enrollment (the sorted certifier keys). Its
+    /// SHA-256, after the prefix `confiance/catalogue/v1\0`, is the digest.
     #[must_use]
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        postcard::to_allocvec(&self.content).unwrap_or_default()
+        encode(&self.content, &self.enrollment).unwrap_or_default()
     }
 
     /// Decodes a canonical encoding made by [`Catalogue::canonical_bytes`] and validates it.
@@ -173,15 +202,23 @@ impl Catalogue {
         }
         let (content, rest) =
             postcard::take_from_bytes::<Content>(bytes).map_err(|_| CatalogueError::Malformed)?;
-        if !rest.is_empty() {
-            return Err(CatalogueError::Malformed);
-        }
+        let enrollment = if rest.is_empty() {
+            Enrollment::default()
+        } else {
+            let (enrollment, rest) =
+                postcard::take_from_bytes::<Enrollment>(rest).map_err(|_| CatalogueError::Malformed)?;
+            // Open enrollment is written as nothing at all, never as an empty list.
+            if !rest.is_empty() || enrollment.is_open() {
+                return Err(CatalogueError::Malformed);
+            }
+            enrollment
+        };
         // One catalogue, one byte string: maps out of order, non-canonical durations or
         // varints decode to the same content but are not its canonical encoding.
-        if postcard::to_allocvec(&content).map_err(|_| CatalogueError::Malformed)? != bytes {
+        if encode(&content, &enrollment)? != bytes {
             return Err(CatalogueError::Malformed);
         }
-        Self::from_content(content)
+        Self::from_content(content, enrollment)
     }
 
     /// A purpose by id.
@@ -232,12 +269,20 @@ impl Catalogue {
 /// The most canonical bytes a catalogue may have (a bound for untrusted input).
 pub const MAX_CANONICAL_BYTES: usize = 4 << 20;
 
-fn digest_of(content: &Content) -> Result<CatalogueDigest, CatalogueError> {
-    let bytes = postcard::to_allocvec(content).map_err(|_| CatalogueError::Malformed)?;
+/// The canonical bytes: the content, then the enrollment if it names a certifier.
+fn encode(content: &Content, enrollment: &Enrollment) -> Result<Vec<u8>, CatalogueError> {
+    let mut bytes = postcard::to_allocvec(content).map_err(|_| CatalogueError::Malformed)?;
+    if !enrollment.is_open() {
+        bytes.extend(postcard::to_allocvec(enrollment).map_err(|_| CatalogueError::Malformed)?);
+    }
+    Ok(bytes)
+}
+
+fn digest_of(canonical: &[u8]) -> CatalogueDigest {
     let mut h = Sha256::new();
     h.update(DIGEST_DOMAIN);
-    h.update(&bytes);
-    Ok(CatalogueDigest(h.finalize().into()))
+    h.update(canonical);
+    CatalogueDigest(h.finalize().into())
 }
 
 /// Builds a [`Catalogue`]; nothing is checked until [`CatalogueBuilder::build`], which
@@ -246,6 +291,7 @@ fn digest_of(content: &Content) -> Result<CatalogueDigest, CatalogueError> {
 #[must_use]
 pub struct CatalogueBuilder {
     content: Content,
+    enrollment: Enrollment,
     duplicate: Option<(&'static str, String)>,
 }
 
@@ -253,6 +299,23 @@ impl CatalogueBuilder {
     /// Sets the catalogue-wide limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.content.limits = limits;
+        self
+    }
+
+    /// Sets who may enroll (by default: anyone).
+    ///
+    /// ```
+    /// use confiance::catalogue::{Catalogue, Enrollment};
+    /// use confiance::consent::CertifierKey;
+    /// let maker = CertifierKey::from_bytes(&[7; 32]).public_key();
+    /// let open = Catalogue::builder("demo", 1).build()?;
+    /// let closed = Catalogue::builder("demo", 1).enrollment(Enrollment::certified_by([maker])).build()?;
+    /// assert_eq!(closed.certifiers(), &[maker]);
+    /// assert_ne!(open.digest(), closed.digest());
+    /// # Ok::<(), confiance::catalogue::CatalogueError>(())
+    /// ```
+    pub fn enrollment(mut self, enrollment: Enrollment) -> Self {
+        self.enrollment = enrollment;
         self
     }
 
@@ -291,6 +354,6 @@ impl CatalogueBuilder {
         if let Some((kind, id)) = self.duplicate {
             return Err(CatalogueError::DuplicateId { kind, id });
         }
-        Catalogue::from_content(self.content)
+        Catalogue::from_content(self.content, self.enrollment)
     }
 }

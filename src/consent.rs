@@ -50,6 +50,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod certificate;
 mod delegation;
 mod error;
 mod key;
@@ -57,6 +58,10 @@ mod receipt;
 mod request;
 mod state;
 
+pub use certificate::{
+    CERTIFICATE_VERSION, Certificate, CertificateError, CertifierKey, DeviceCertificate,
+    MAX_CERTIFICATE_BYTES, MAX_MODEL_BYTES, certificate_status,
+};
 pub use delegation::{Delegation, Revocation, SignedDelegation, SignedRevocation};
 pub use error::{ConsentError, Message};
 pub use key::{DeviceKey, SubjectKey};

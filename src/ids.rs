@@ -257,6 +257,27 @@ impl SubjectPublicKey {
     }
 }
 bytes_id!(
+    /// A certifier's Ed25519 public key: a manufacturer's key that signs
+    /// [`DeviceCertificate`](crate::consent::DeviceCertificate)s. The catalogue names
+    /// the certifiers a deployment trusts (`[enrollment] certifiers`).
+    ///
+    /// ```
+    /// use confiance::ids::CertifierPublicKey;
+    /// assert_eq!(CertifierPublicKey([0; 32]).to_string().len(), 64);
+    /// ```
+    CertifierPublicKey
+);
+bytes_id!(
+    /// The id of a device certificate: the SHA-256 of `confiance/device-certificate-id/v1\0`
+    /// and its signed wire bytes.
+    ///
+    /// ```
+    /// use confiance::ids::CertificateId;
+    /// assert!(CertificateId([0; 32]).to_string().starts_with("0000"));
+    /// ```
+    CertificateId
+);
+bytes_id!(
     /// A consent receipt's id: the SHA-256 of its canonical encoding.
     ///
     /// ```

@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 
 use confiance::Timestamp;
 use confiance::catalogue::{Catalogue, LegalBasis, Metric, MetricKind, Purpose, Recipient, Role};
-use confiance::consent::{ConsentReceipt, ConsentState, DeviceKey, Scope, SubjectKey, Withdrawal};
+use confiance::consent::{
+    CertifierKey, ConsentReceipt, ConsentState, DeviceCertificate, DeviceKey, Scope, SubjectKey, Withdrawal,
+};
 use confiance::envelope::{
     self, AeadId, CatalogueDigest, HeaderFields, KeyConfig, KeyId, ReportId, SecretKey, encode_batch,
     encode_body,
@@ -204,6 +206,13 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
     out.insert("delegation", delegation.to_bytes());
     let revocation = owner.revoke(device.public_key(), t(1_767_225_600), t(1_767_225_600));
     out.insert("revocation", revocation.to_bytes());
+    // §7.2 a device certificate: the certifier from seed 0x03 × 32 certifies the device
+    // key for model "t3", from the example day for ten years of 365 days.
+    let maker = CertifierKey::from_bytes(&[3; 32]);
+    out.insert("certifier-key", maker.public_key().0.to_vec());
+    let certificate = maker.certify(device.public_key(), "t3", t(DAY), t(DAY + 3_650 * 86_400)).unwrap();
+    out.insert("device-certificate", certificate.to_bytes());
+    out.insert("certificate-id", certificate.id().0.to_vec());
     let receipt = ConsentReceipt {
         version: confiance::consent::RECEIPT_VERSION,
         catalogue_version: cat.version(),
@@ -738,6 +747,41 @@ fn build_vectors() -> Value {
                "issued_at": 1_767_225_600u64}),
     );
     v.bad("revocation", "_bad_revocation_signature", &flip_last(revocation), "bad_signature");
+    let certificate = &ex["device-certificate"];
+    v.ok(
+        "device_certificate",
+        "device_certificate",
+        certificate,
+        json!({"certifier_seed": hex(&[3u8; 32]), "key": hex(&ex["device-key"]), "model": "t3",
+               "not_before": DAY, "not_after": DAY + 3_650 * 86_400, "id": hex(&ex["certificate-id"])}),
+    );
+    v.bad(
+        "device_certificate",
+        "_bad_device_certificate_signature",
+        &flip_last(certificate),
+        "bad_signature",
+    );
+    v.bad("device_certificate", "_bad_device_certificate_key", &flip_at(certificate, 40), "bad_signature");
+    v.bad(
+        "device_certificate",
+        "_bad_device_certificate_trailing_byte",
+        &[certificate.as_slice(), &[0]].concat(),
+        "malformed_certificate",
+    );
+    v.bad(
+        "device_certificate",
+        "_bad_device_certificate_version_2",
+        &[&[2u8][..], &certificate[1..]].concat(),
+        "malformed_certificate",
+    );
+    // Validity inverted (not_after = not_before), re-signed: refused before the signature.
+    let inverted = splice(unsigned(certificate), &varint(DAY + 3_650 * 86_400), &varint(DAY));
+    v.bad(
+        "device_certificate",
+        "_bad_device_certificate_inverted_validity",
+        &signed(b"confiance/device-certificate/v1\0", &inverted, [3; 32]),
+        "malformed_certificate",
+    );
 
     // Report tokens (§10): the request an issuer answers, and a token as spent.
     let tokens = token_example();
@@ -1051,6 +1095,7 @@ fn rust_verdict(kind: &str, bytes: &[u8], context: &Value) -> Result<(), &'stati
         "withdrawal" => as_consent(SignedWithdrawal::from_bytes(bytes).map(drop)),
         "delegation" => as_consent(SignedDelegation::from_bytes(bytes).map(drop)),
         "revocation" => as_consent(SignedRevocation::from_bytes(bytes).map(drop)),
+        "device_certificate" => DeviceCertificate::from_bytes(bytes).map(drop).map_err(|e| e.code()),
         "checkpoint" => {
             let c = &context["checkpoint"];
             let pk: [u8; 32] = unhex(c["public_key"].as_str().unwrap(), "key").try_into().unwrap();

@@ -172,6 +172,13 @@ pub enum PolicyRefusal {
     /// The purpose needs consent and the device's subject has no live receipt covering
     /// these recipients and this purpose.
     NotConsented,
+    /// The catalogue names certifiers and the ledger holds no device certificate of the
+    /// key.
+    NotCertified,
+    /// The catalogue names certifiers and none of the key's certificates is in force by
+    /// one of them: by a certifier it does not trust (any more), not yet valid, or
+    /// expired.
+    Uncertified(confiance::consent::CertificateError),
 }
 
 /// The question the issuer asks the ledger: may this device have tokens for this scope
@@ -250,6 +257,14 @@ impl<C: std::borrow::Borrow<rusqlite::Connection>> IssuancePolicy for crate::led
                 });
             }
         };
+        // Admission control: the key itself (a delegated device's, or a single-device
+        // subject's own) must be certified now, by a certifier the catalogue trusts now.
+        match self.certified(device, at) {
+            Ok(()) => {}
+            Err(EnrollError::NotCertified) => return Err(PolicyRefusal::NotCertified),
+            Err(EnrollError::Uncertified(e)) => return Err(PolicyRefusal::Uncertified(e)),
+            Err(_) => return Err(PolicyRefusal::NotEnrolled),
+        }
         if legal_basis != LegalBasis::Consent {
             return Ok(());
         }
@@ -305,6 +320,10 @@ impl core::fmt::Display for IssueError {
             Self::Refused(PolicyRefusal::DelegationExpired) => f.write_str("device delegation expired"),
             Self::Refused(PolicyRefusal::DelegationRevoked) => f.write_str("device revoked"),
             Self::Refused(PolicyRefusal::NotConsented) => f.write_str("no live consent for this scope"),
+            Self::Refused(PolicyRefusal::NotCertified) => {
+                f.write_str("the key has no device certificate (the catalogue requires one)")
+            }
+            Self::Refused(PolicyRefusal::Uncertified(e)) => write!(f, "no device certificate in force: {e}"),
             Self::OverQuota { issued, quota } => write!(f, "{issued} of {quota} tokens already issued"),
             Self::Store(e) => write!(f, "issuance counts: {e}"),
         }
@@ -327,6 +346,8 @@ impl IssueError {
             Self::Refused(PolicyRefusal::DelegationExpired) => "delegation_expired",
             Self::Refused(PolicyRefusal::DelegationRevoked) => "delegation_revoked",
             Self::Refused(PolicyRefusal::NotConsented) => "not_consented",
+            Self::Refused(PolicyRefusal::NotCertified) => "not_certified",
+            Self::Refused(PolicyRefusal::Uncertified(e)) => e.code(),
             Self::OverQuota { .. } => "over_quota",
             Self::Store(_) => "store_failed",
         }
@@ -347,6 +368,8 @@ impl IssueError {
                     PolicyRefusal::NotEnrolled
                         | PolicyRefusal::DelegationNotYetValid
                         | PolicyRefusal::NotConsented
+                        | PolicyRefusal::NotCertified
+                        | PolicyRefusal::Uncertified(confiance::consent::CertificateError::NotYetValid)
                 )
         )
     }

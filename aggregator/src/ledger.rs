@@ -126,6 +126,7 @@
 //! ```
 
 mod answer;
+mod certificate;
 mod diff;
 mod enroll;
 mod error;
@@ -817,7 +818,8 @@ impl<C: Borrow<Connection>> Ledger<C> {
     }
 
     /// On a lazily loaded ledger, loads the subject that delegated `device` (one
-    /// indexed query) and the single-device subject whose key it is: then
+    /// indexed query), the single-device subject whose key it is and the key's device
+    /// certificates: then
     /// [`Self::enrolled_device`] and the `device_subject` of
     /// [`ConsentCheck`](crate::decision::ConsentCheck) answer as on a fully loaded ledger.
     ///
@@ -837,6 +839,7 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// # Errors
     /// As [`Self::load_subject`].
     pub fn load_device(&mut self, device: &DevicePublicKey) -> Result<(), LedgerError> {
+        self.load_certificates(device)?;
         self.load_delegator(device)?;
         self.load_subject(&SubjectId::of_key(&device.as_subject_key()))
     }

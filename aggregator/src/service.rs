@@ -1281,6 +1281,54 @@ impl Aggregator {
         })
     }
 
+    /// Records device certificates signed by certifiers the catalogue trusts (verified,
+    /// stored and logged as [`AuditEvent::DeviceCertified`]), many in one transaction:
+    /// the admission control of docs/privacy.md, "Device certificates". Each is accepted
+    /// or refused on its own: the result at index `i` is certificate `i`'s.
+    ///
+    /// # Errors
+    /// [`ServiceError::Store`] when the commit fails; then none is kept or logged.
+    pub fn receive_certificates(
+        &mut self,
+        certificates: &[(&[u8], Timestamp)],
+    ) -> Result<Vec<Result<confiance::ids::CertificateId, LedgerError>>, ServiceError> {
+        // Signatures verified on every core, then recorded in order.
+        let decoded = on_every_core(certificates, |(bytes, _)| {
+            confiance::consent::DeviceCertificate::from_bytes(bytes)
+        });
+        self.record_with_events(|ledger, events| {
+            Ok(certificates
+                .iter()
+                .zip(decoded)
+                .map(|((_, t), signed)| {
+                    let signed = signed?;
+                    let id = ledger.ingest_signed_certificate(&signed, *t)?;
+                    events.push(AuditEvent::DeviceCertified {
+                        certificate: id,
+                        certifier: signed.certificate().certifier,
+                        at: *t,
+                    });
+                    Ok(id)
+                })
+                .collect())
+        })
+    }
+
+    /// Records one device certificate ([`Self::receive_certificates`]).
+    ///
+    /// # Errors
+    /// [`ServiceError::Ledger`] with the typed reason
+    /// ([`LedgerError::Certificate`], [`LedgerError::DuplicateCertificate`]); nothing
+    /// changes.
+    pub fn receive_certificate(
+        &mut self,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<confiance::ids::CertificateId, ServiceError> {
+        let mut out = self.receive_certificates(&[(bytes, now)])?;
+        out.pop().unwrap_or(Err(LedgerError::Corrupt("no result"))).map_err(ServiceError::Ledger)
+    }
+
     /// Records one device delegation ([`Self::receive_delegations`]).
     ///
     /// # Errors

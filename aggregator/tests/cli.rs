@@ -1324,8 +1324,10 @@ fn audit_verify_re_checks_the_ledger_rows_against_their_signed_bytes() {
         c.execute_batch(&format!("DELETE FROM ledger_disclosure WHERE seq = {first_release}")).unwrap();
     };
     let redirect = |c: &rusqlite::Connection| {
-        c.execute_batch(&format!("UPDATE ledger_disclosure SET recipient = 'gridco' WHERE seq = {first_release}"))
-            .unwrap();
+        c.execute_batch(&format!(
+            "UPDATE ledger_disclosure SET recipient = 'gridco' WHERE seq = {first_release}"
+        ))
+        .unwrap();
     };
     let cases: [(&str, &dyn Fn(&rusqlite::Connection), &str); 5] = [
         ("signature", &flip, "signed bytes"),

@@ -678,15 +678,15 @@ mod postgres_only {
             })
             .unwrap();
         // Back to version 1: without version 3's ledger and token tables (and version
-        // 4's indexes on them), version 5's consent keys, and the partition keyed by
-        // `pkey` alone.
+        // 4's indexes on them), version 5's consent keys, version 8's device
+        // certificates, and the partition keyed by `pkey` alone.
         store
             .with_client(|c| {
                 c.batch_execute(
                     "DROP TABLE ledger_meta, ledger_head, ledger_receipt, ledger_withdrawal, ledger_record,
                        ledger_record_purge, ledger_partition, ledger_partition_purge, ledger_delegation,
                        ledger_revocation, ledger_override, ledger_disclosure, token_issued, token_scope_issued,
-                       audit_consent;
+                       audit_consent, ledger_certificate;
                      ALTER TABLE partition_state DROP CONSTRAINT partition_state_pkey;
                      ALTER TABLE partition_state DROP COLUMN writer;
                      ALTER TABLE partition_state ADD PRIMARY KEY (pkey);

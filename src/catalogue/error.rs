@@ -152,6 +152,10 @@ pub enum CatalogueError {
     Toml(String),
     /// Canonical bytes that do not decode.
     Malformed,
+    /// A certifier key (`[enrollment] certifiers`) that is not a valid Ed25519 public
+    /// key, is of small order, is listed twice, or one too many (more than
+    /// [`MAX_CERTIFIERS`](super::model::MAX_CERTIFIERS)); the key in hex, or the count.
+    BadCertifier(String),
 }
 
 impl fmt::Display for CatalogueError {
@@ -214,6 +218,7 @@ impl fmt::Display for CatalogueError {
             Self::BadId(e) => write!(f, "bad id: {e}"),
             Self::Toml(e) => write!(f, "TOML: {e}"),
             Self::Malformed => f.write_str("malformed canonical catalogue bytes"),
+            Self::BadCertifier(k) => write!(f, "enrollment certifier {k}: not a usable Ed25519 public key, or listed twice, or one too many"),
         }
     }
 }

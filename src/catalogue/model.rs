@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::Epsilon;
-use crate::ids::{CategoryId, PurposeId, RecipientId};
+use crate::ids::{CategoryId, CertifierPublicKey, PurposeId, RecipientId};
 use crate::ldp::MechanismName;
 use crate::retention::{Duration, Period};
 
@@ -361,5 +361,42 @@ impl Default for Limits {
             token_period: Period::DAY,
             tokens_per_period: DEFAULT_TOKENS_PER_PERIOD,
         }
+    }
+}
+
+/// The most certifiers a catalogue may name.
+pub const MAX_CERTIFIERS: usize = 64;
+
+/// Who may enroll (docs/catalogue.md, "Enrollment"): the certifiers (manufacturers)
+/// whose [`DeviceCertificate`](crate::consent::DeviceCertificate)s the aggregator
+/// requires before it accepts a delegation of a device key or issues report tokens to a
+/// key. None (the default): enrollment is open, as before.
+///
+/// ```
+/// use confiance::catalogue::Enrollment;
+/// use confiance::ids::CertifierPublicKey;
+/// assert!(Enrollment::default().is_open());
+/// assert!(!Enrollment::certified_by([CertifierPublicKey([1; 32])]).is_open());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Enrollment {
+    /// The trusted certifiers' public keys, sorted, each once.
+    pub certifiers: Vec<CertifierPublicKey>,
+}
+
+impl Enrollment {
+    /// Enrollment restricted to keys certified by `certifiers` (sorted and deduplicated
+    /// here).
+    pub fn certified_by(certifiers: impl IntoIterator<Item = CertifierPublicKey>) -> Self {
+        let mut certifiers: Vec<_> = certifiers.into_iter().collect();
+        certifiers.sort_unstable();
+        certifiers.dedup();
+        Self { certifiers }
+    }
+
+    /// Whether anyone may enroll (no certifier named).
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.certifiers.is_empty()
     }
 }

@@ -37,10 +37,11 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use super::model::{
-    Budget, LegalBasis, Limits, Metric, MetricKind, Privacy, Purpose, Recipient, Role, Sensitivity,
+    Budget, Enrollment, LegalBasis, Limits, Metric, MetricKind, Privacy, Purpose, Recipient, Role,
+    Sensitivity,
 };
 use super::{Catalogue, CatalogueError, Content};
-use crate::ids::{CategoryId, MetricId, PurposeId, RecipientId};
+use crate::ids::{CategoryId, CertifierPublicKey, MetricId, PurposeId, RecipientId};
 use crate::ldp::MechanismName;
 use crate::retention::{Duration, Period};
 
@@ -59,6 +60,36 @@ struct TomlCatalogue {
     recipients: BTreeMap<String, TomlRecipient>,
     #[serde(default)]
     metrics: BTreeMap<String, TomlMetric>,
+    enrollment: Option<TomlEnrollment>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlEnrollment {
+    certifiers: Vec<String>,
+}
+
+/// The certifier keys of `[enrollment] certifiers`: 64 hex digits each, none twice.
+fn certifiers(list: &[String]) -> Result<Enrollment, CatalogueError> {
+    let mut keys = Vec::with_capacity(list.len());
+    for s in list {
+        let bad = || CatalogueError::BadCertifier(alloc::format!("`{s}` (64 hex digits expected)"));
+        let mut key = [0u8; 32];
+        if s.len() != 64 || !s.is_ascii() {
+            return Err(bad());
+        }
+        for (i, b) in key.iter_mut().enumerate() {
+            let digits = s.get(2 * i..2 * i + 2).ok_or_else(bad)?;
+            *b = u8::from_str_radix(digits, 16).map_err(|_| bad())?;
+        }
+        keys.push(CertifierPublicKey(key));
+    }
+    let n = keys.len();
+    let enrollment = Enrollment::certified_by(keys);
+    if enrollment.certifiers.len() != n {
+        return Err(CatalogueError::BadCertifier(String::from("a key listed twice")));
+    }
+    Ok(enrollment)
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -334,14 +365,11 @@ impl Catalogue {
                 .map_err(|e| CatalogueError::BadId(alloc::format!("metric `{id}`: {e}")))?;
             metrics.insert(mid, metric_from_toml(&id, m)?);
         }
-        Self::from_content(Content {
-            name: t.name,
-            version: t.version,
-            limits,
-            purposes,
-            recipients,
-            metrics,
-        })
+        let enrollment = t.enrollment.map(|e| certifiers(&e.certifiers)).transpose()?.unwrap_or_default();
+        Self::from_content(
+            Content { name: t.name, version: t.version, limits, purposes, recipients, metrics },
+            enrollment,
+        )
     }
 
     /// The TOML form, in canonical order and notation; loading it back gives the same digest.
@@ -385,6 +413,9 @@ impl Catalogue {
                 })
                 .collect(),
             metrics: c.metrics.iter().map(|(id, m)| (id.to_string(), metric_to_toml(m))).collect(),
+            enrollment: (!self.enrollment.is_open()).then(|| TomlEnrollment {
+                certifiers: self.enrollment.certifiers.iter().map(ToString::to_string).collect(),
+            }),
         };
         ::toml::to_string_pretty(&t).map_err(|e| CatalogueError::Toml(e.to_string()))
     }

@@ -152,3 +152,20 @@ fn validate_metric(c: &Content, id: &MetricId, m: &super::Metric) -> Result<(), 
     }
     Ok(())
 }
+
+/// The enrollment: at most [`MAX_CERTIFIERS`](super::MAX_CERTIFIERS) certifier keys,
+/// sorted, each once, each a valid Ed25519 public key not of small order (a weak key
+/// would let signatures verify that no certifier made).
+pub(super) fn enrollment(e: &super::Enrollment) -> Result<(), CatalogueError> {
+    if e.certifiers.len() > super::MAX_CERTIFIERS {
+        return Err(CatalogueError::BadCertifier(alloc::format!("{} listed", e.certifiers.len())));
+    }
+    for (i, k) in e.certifiers.iter().enumerate() {
+        let usable = ed25519_dalek::VerifyingKey::from_bytes(k.as_bytes()).is_ok_and(|v| !v.is_weak());
+        let ordered = i == 0 || e.certifiers.get(i - 1).is_some_and(|prev| prev < k);
+        if !usable || !ordered {
+            return Err(CatalogueError::BadCertifier(alloc::format!("{k}")));
+        }
+    }
+    Ok(())
+}

@@ -1,7 +1,9 @@
 //! What goes into the log: audit events, ids and hashes only.
 
 use confiance::Timestamp;
-use confiance::ids::{DelegationId, MetricId, PurposeId, ReceiptId, RecipientId};
+use confiance::ids::{
+    CertificateId, CertifierPublicKey, DelegationId, MetricId, PurposeId, ReceiptId, RecipientId,
+};
 use serde::{Deserialize, Serialize};
 
 use super::AuditError;
@@ -152,6 +154,18 @@ pub enum AuditEvent {
         /// When the count was logged (at or after the period's end).
         at: Timestamp,
     },
+    /// A device certificate was accepted (docs/privacy.md, "Device certificates"): the
+    /// certified key and the validity are in the signed certificate the ledger keeps; the
+    /// log holds its id and its certifier, so that an auditor can count certified
+    /// devices per manufacturer key — a leaked certifier key shows as a jump.
+    DeviceCertified {
+        /// The certificate's id (hash of its signed bytes).
+        certificate: CertificateId,
+        /// The certifier (manufacturer) key that signed it.
+        certifier: CertifierPublicKey,
+        /// When it was accepted.
+        at: Timestamp,
+    },
 }
 
 /// The variant of an [`AuditEvent`], without its fields: what a scan of the log filters
@@ -196,6 +210,8 @@ pub enum EventKind {
     TranscryptionRefused = 11,
     /// [`AuditEvent::TokensIssued`].
     TokensIssued = 12,
+    /// [`AuditEvent::DeviceCertified`].
+    DeviceCertified = 13,
 }
 
 impl EventKind {
@@ -224,6 +240,7 @@ impl AuditEvent {
             Self::AdminOverride { .. } => EventKind::AdminOverride,
             Self::TranscryptionRefused { .. } => EventKind::TranscryptionRefused,
             Self::TokensIssued { .. } => EventKind::TokensIssued,
+            Self::DeviceCertified { .. } => EventKind::DeviceCertified,
         }
     }
 
@@ -243,7 +260,8 @@ impl AuditEvent {
             | Self::DeviceRevoked { at, .. }
             | Self::AdminOverride { at, .. }
             | Self::TranscryptionRefused { at, .. }
-            | Self::TokensIssued { at, .. } => Some(*at),
+            | Self::TokensIssued { at, .. }
+            | Self::DeviceCertified { at, .. } => Some(*at),
             Self::DeviceDelegated { valid_from, .. } => Some(*valid_from),
         }
     }
@@ -308,7 +326,9 @@ pub(crate) fn encode_leaf(event: &AuditEvent, seq: u64) -> Result<Vec<u8>, Audit
 #[cfg(test)]
 mod tests {
     use confiance::Timestamp;
-    use confiance::ids::{DelegationId, MetricId, PurposeId, ReceiptId, RecipientId};
+    use confiance::ids::{
+        CertificateId, CertifierPublicKey, DelegationId, MetricId, PurposeId, ReceiptId, RecipientId,
+    };
 
     use super::{AuditEvent, encode_leaf};
 
@@ -348,6 +368,11 @@ mod tests {
                 period: u64::MAX,
                 tokens: 240,
                 devices: 10,
+                at,
+            },
+            AuditEvent::DeviceCertified {
+                certificate: CertificateId([7; 32]),
+                certifier: CertifierPublicKey([8; 32]),
                 at,
             },
         ];

@@ -16,14 +16,18 @@
 //! each of which counts what it disclosed, so that a disclosure deleted or moved to
 //! another recipient or instant (hidden from the subject's report and from `query
 //! history`) is caught. The log names no subject of a disclosure: a row whose subject
-//! alone was edited is not.
+//! alone was edited is not. Device certificates (admission control) are re-verified from
+//! their certifier's public key, matched with the `DeviceCertified` events of the log,
+//! and every delegation is checked against them when the catalogue names certifiers.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use confiance::Timestamp;
-use confiance::consent::{SignedDelegation, SignedReceipt, SignedRevocation, SignedWithdrawal};
-use confiance::ids::{DevicePublicKey, ReceiptId, SubjectId, SubjectPublicKey};
+use confiance::consent::{
+    DeviceCertificate, SignedDelegation, SignedReceipt, SignedRevocation, SignedWithdrawal,
+};
+use confiance::ids::{CertificateId, DevicePublicKey, ReceiptId, SubjectId, SubjectPublicKey};
 use rusqlite::Connection;
 
 use super::{AuditEvent, LoggedEvent};
@@ -44,6 +48,14 @@ pub struct SignedFacts {
     /// Receipt rows without signed bytes (accepted unverified, before receipts were
     /// signed by subject keys), not checked.
     pub unsigned_receipts: u64,
+    /// Device certificates whose signed bytes verify under the certifier key they name
+    /// and match their row.
+    pub certificates: u64,
+    /// When the catalogue names certifiers: delegations whose device key had no
+    /// certificate held by then, by a certifier the catalogue trusts, in force when the
+    /// delegation arrived — delegations accepted before the catalogue named certifiers,
+    /// or certified by a certifier since removed. (Always 0 for an open catalogue.)
+    pub uncertified_delegations: u64,
 }
 
 /// Re-checks every signed fact of `ledger`'s tables — in its SQLite file or in the
@@ -114,6 +126,45 @@ pub fn verify_signed_facts<C: Borrow<Connection>>(
         out.delegations += 1;
         Ok(())
     })?;
+    // Certificates: (key, certifier, not_before, not_after, recorded_at) of each row
+    // whose signed bytes verify and match it.
+    let mut certs = Vec::new();
+    let mut certified: BTreeSet<CertificateId> = BTreeSet::new();
+    let certificates = "SELECT seq, id, key, certifier, not_before, not_after, recorded_at, signed
+             FROM ledger_certificate WHERE seq < $1 ORDER BY seq";
+    each_row(rows, certificates, to, "certificate", |row, bad| {
+        let signed = DeviceCertificate::from_bytes(row.bytes(7).map_err(col)?)
+            .map_err(|e| bad(&format!("signed bytes: {e}")))?;
+        let c = signed.certificate();
+        let same = row.bytes(1).map_err(col)? == signed.id().as_bytes()
+            && row.bytes(2).map_err(col)? == c.key.as_bytes()
+            && row.bytes(3).map_err(col)? == c.certifier.as_bytes()
+            && t(row.int(4).map_err(col)?) == c.not_before
+            && t(row.int(5).map_err(col)?) == c.not_after;
+        if !same {
+            return Err(bad("its key, certifier or validity is not what was signed"));
+        }
+        certified.insert(signed.id());
+        certs.push((c.key.0, c.certifier, c.not_before, c.not_after, t(row.int(6).map_err(col)?)));
+        out.certificates += 1;
+        Ok(())
+    })?;
+    let trusted = catalogue.certifiers();
+    if !trusted.is_empty() {
+        let delegated = "SELECT seq, device, recorded_at FROM ledger_delegation WHERE seq < $1 ORDER BY seq";
+        each_row(rows, delegated, to, "delegation", |row, _| {
+            let (device, at) = (row.bytes(1).map_err(col)?, t(row.int(2).map_err(col)?));
+            let ok = certs.iter().any(|(key, certifier, from, until, recorded)| {
+                key.as_slice() == device
+                    && trusted.contains(certifier)
+                    && *from <= at
+                    && at < *until
+                    && *recorded <= at
+            });
+            out.uncertified_delegations += u64::from(!ok);
+            Ok(())
+        })?;
+    }
     let revocations =
         "SELECT seq, device, at, recorded_at, signed FROM ledger_revocation WHERE seq < $1 ORDER BY seq";
     each_row(rows, revocations, to, "revocation", |row, bad| {
@@ -177,7 +228,7 @@ pub fn verify_signed_facts<C: Borrow<Connection>>(
         out.withdrawals += 1;
         Ok(())
     })?;
-    compare_with_log(&given, &withdrawn, events, later)?;
+    compare_with_log(&Logged { given, withdrawn, certified }, events, later)?;
     check_disclosures(rows, to, &disclosed_of(catalogue, events))?;
     Ok(out)
 }
@@ -230,7 +281,11 @@ fn check_disclosures(
         let key = ((*kind).to_owned(), recipient.clone(), metric.clone(), *at);
         let notes = held.get(&key).copied().unwrap_or(0);
         if notes < n {
-            let what = if *kind == "release" { format!("release of {metric} records") } else { "transcryption".into() };
+            let what = if *kind == "release" {
+                format!("release of {metric} records")
+            } else {
+                "transcryption".into()
+            };
             return Err(format!(
                 "disclosures: the log's {what} to {recipient} at {at} disclosed {n}, the ledger notes {notes} (a disclosure row deleted or edited)"
             ));
@@ -244,52 +299,65 @@ fn secs(t: Timestamp) -> i64 {
     i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// The receipts given and withdrawn that the ledger holds against the log's consent
-/// events: an event without its fact is a row deleted; a fact without its event, one
-/// the log lacks unless it was appended since `events` were read (`later`).
+/// The facts the log names by id: receipts given and withdrawn, device certificates.
+#[derive(Default)]
+struct Logged {
+    given: BTreeSet<ReceiptId>,
+    withdrawn: BTreeSet<ReceiptId>,
+    certified: BTreeSet<CertificateId>,
+}
+
+impl Logged {
+    /// Adds what `events` log: receipts given and withdrawn (an admin override names
+    /// those it withdrew), certificates received.
+    fn add(&mut self, events: &[LoggedEvent]) {
+        for e in events {
+            match &e.event {
+                AuditEvent::ConsentGiven { receipt } => {
+                    self.given.insert(*receipt);
+                }
+                AuditEvent::ConsentWithdrawn { receipt, .. } => {
+                    self.withdrawn.insert(*receipt);
+                }
+                AuditEvent::AdminOverride { receipts, .. } => self.withdrawn.extend(receipts.iter().copied()),
+                AuditEvent::DeviceCertified { certificate, .. } => {
+                    self.certified.insert(*certificate);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The first fact `self` has and `other` lacks, named, with `side`.
+    fn first_missing_from(&self, other: &Self, side: &str) -> Option<String> {
+        let given = self.given.difference(&other.given).next();
+        let withdrawn = self.withdrawn.difference(&other.withdrawn).next();
+        let certified = self.certified.difference(&other.certified).next();
+        given
+            .map(|r| format!("consent given for receipt {r}: {side}"))
+            .or_else(|| withdrawn.map(|r| format!("consent withdrawn for receipt {r}: {side}")))
+            .or_else(|| certified.map(|c| format!("device certificate {c}: {side}")))
+    }
+}
+
+/// The facts the ledger holds against the log's events: an event without its fact is a
+/// row deleted; a fact without its event, one the log lacks unless it was appended since
+/// `events` were read (`later`).
 fn compare_with_log(
-    given: &BTreeSet<ReceiptId>,
-    withdrawn: &BTreeSet<ReceiptId>,
+    held: &Logged,
     events: &[LoggedEvent],
     later: impl FnOnce() -> Result<Vec<LoggedEvent>, String>,
 ) -> Result<(), String> {
-    let (mut logged_given, mut logged_withdrawn) = (BTreeSet::new(), BTreeSet::new());
-    consent_of(events, &mut logged_given, &mut logged_withdrawn);
-    let sides = [("given", given, &logged_given), ("withdrawn", withdrawn, &logged_withdrawn)];
-    for (what, held, logged) in sides {
-        if let Some(r) = logged.difference(held).next() {
-            return Err(format!("consent {what} for receipt {r}: the log holds it, the ledger does not"));
-        }
+    let mut logged = Logged::default();
+    logged.add(events);
+    if let Some(finding) = logged.first_missing_from(held, "the log holds it, the ledger does not") {
+        return Err(finding);
     }
-    if sides.iter().all(|(_, held, logged)| held.is_subset(logged)) {
+    if held.first_missing_from(&logged, "").is_none() {
         return Ok(());
     }
-    let since = later()?;
-    consent_of(&since, &mut logged_given, &mut logged_withdrawn);
-    for (what, held, logged) in [("given", given, &logged_given), ("withdrawn", withdrawn, &logged_withdrawn)]
-    {
-        if let Some(r) = held.difference(logged).next() {
-            return Err(format!("consent {what} for receipt {r}: the ledger holds it, the log does not"));
-        }
-    }
-    Ok(())
-}
-
-/// Adds the receipts `events` log as given and as withdrawn (an admin override names
-/// those it withdrew).
-fn consent_of(events: &[LoggedEvent], given: &mut BTreeSet<ReceiptId>, withdrawn: &mut BTreeSet<ReceiptId>) {
-    for e in events {
-        match &e.event {
-            AuditEvent::ConsentGiven { receipt } => {
-                given.insert(*receipt);
-            }
-            AuditEvent::ConsentWithdrawn { receipt, .. } => {
-                withdrawn.insert(*receipt);
-            }
-            AuditEvent::AdminOverride { receipts, .. } => withdrawn.extend(receipts.iter().copied()),
-            _ => {}
-        }
-    }
+    logged.add(&later()?);
+    held.first_missing_from(&logged, "the ledger holds it, the log does not").map_or(Ok(()), Err)
 }
 
 /// Who could sign for whom, read from the rows. A message accepted as fact `seq` is

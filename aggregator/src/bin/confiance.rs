@@ -23,8 +23,8 @@ use confiance_aggregator::report::{
     Format, GatherOptions, LogStatus, ReportData, ReportError, SubjectReport,
 };
 use confiance_aggregator::server::query::{
-    self, ApiError, DiffOf, Query, parse_catalogue, parse_category, parse_metric,
-    parse_purpose, parse_recipient, parse_subject, parse_time, run_query,
+    self, ApiError, DiffOf, Query, parse_catalogue, parse_category, parse_metric, parse_purpose,
+    parse_recipient, parse_subject, parse_time, run_query,
 };
 use confiance_aggregator::server::{GroupCommit, KeyFile, KeyFileError, Role, ServerConfig, hex};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
@@ -1577,6 +1577,8 @@ fn audit(cli: &Cli, a: &AuditCmd) -> Result<Value, Fail> {
                     "delegations": facts.delegations,
                     "revocations": facts.revocations,
                     "unsigned_receipts": facts.unsigned_receipts,
+                    "certificates": facts.certificates,
+                    "uncertified_delegations": facts.uncertified_delegations,
                 },
             }))
         }

@@ -16,7 +16,7 @@
 use std::borrow::Borrow;
 
 use confiance::Timestamp;
-use confiance::consent::{SignedDelegation, SignedRevocation};
+use confiance::consent::{CertificateError, SignedDelegation, SignedRevocation};
 use confiance::ids::{
     DelegationId, DevicePublicKey, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId, SubjectPublicKey,
 };
@@ -43,6 +43,14 @@ pub enum EnrollError {
     DelegationRevoked,
     /// An admin closed the subject (lost subject key): it accepts nothing more.
     SubjectClosed,
+    /// The catalogue names certifiers and the ledger holds no device certificate of the
+    /// key (docs/privacy.md, "Device certificates").
+    NotCertified,
+    /// The catalogue names certifiers and none of the key's device certificates is in
+    /// force by a certifier it trusts: the [`CertificateError`] says why
+    /// ([`CertificateError::UnknownCertifier`], [`CertificateError::NotYetValid`] or
+    /// [`CertificateError::Expired`]).
+    Uncertified(CertificateError),
 }
 
 impl EnrollError {
@@ -60,6 +68,8 @@ impl EnrollError {
             Self::DelegationNotYetValid => "delegation_not_yet_valid",
             Self::DelegationRevoked => "delegation_revoked",
             Self::SubjectClosed => "subject_closed",
+            Self::NotCertified => "not_certified",
+            Self::Uncertified(e) => e.code(),
         }
     }
 }
@@ -72,6 +82,14 @@ impl core::fmt::Display for EnrollError {
             Self::DelegationNotYetValid => "the device's delegation has not started",
             Self::DelegationRevoked => "the subject revoked the device",
             Self::SubjectClosed => "the subject was closed by an admin override",
+            Self::NotCertified => "the key has no device certificate (the catalogue requires one)",
+            Self::Uncertified(CertificateError::UnknownCertifier) => {
+                "the key's device certificates are by certifiers the catalogue does not trust"
+            }
+            Self::Uncertified(CertificateError::NotYetValid) => {
+                "the key's device certificate is not valid yet"
+            }
+            Self::Uncertified(_) => "the key's device certificate has expired",
         })
     }
 }
@@ -141,6 +159,10 @@ impl<C: Borrow<Connection>> Ledger<C> {
                 return Err(EnrollError::DelegationRevoked.into());
             }
         }
+        // Admission control (docs/privacy.md, "Device certificates"): a certificate of
+        // the device key in force when the delegation arrives.
+        self.load_certificates(&d.device)?;
+        self.certified(&d.device, recorded_at)?;
         let mut row = DelegationRow {
             id,
             seq: self.ix.next_seq,

@@ -2,8 +2,8 @@
 
 use core::fmt;
 
-use confiance::consent::ConsentError;
-use confiance::ids::{DelegationId, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
+use confiance::consent::{CertificateError, ConsentError};
+use confiance::ids::{CertificateId, DelegationId, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId};
 
 use super::EnrollError;
 
@@ -33,6 +33,11 @@ pub enum LedgerError {
     DeviceEnrolledElsewhere,
     /// The device key was already revoked.
     AlreadyRevoked,
+    /// A device certificate refused as it was posted: bytes, signature, a certifier the
+    /// catalogue does not trust, or not in force when it arrived.
+    Certificate(CertificateError),
+    /// A device certificate with this id is already in the ledger.
+    DuplicateCertificate(CertificateId),
     /// An override names a subject the ledger knows nothing of.
     UnknownSubject(SubjectId),
     /// An admin override without a reason, or with one longer than
@@ -97,6 +102,8 @@ impl fmt::Display for LedgerError {
             }
             Self::Enroll(e) => write!(f, "signer refused: {e}"),
             Self::DuplicateDelegation(id) => write!(f, "delegation {id} is already in the ledger"),
+            Self::Certificate(e) => write!(f, "device certificate refused: {e}"),
+            Self::DuplicateCertificate(id) => write!(f, "device certificate {id} is already in the ledger"),
             Self::DeviceEnrolledElsewhere => f.write_str("the device key is delegated by another subject"),
             Self::AlreadyRevoked => f.write_str("the device key is already revoked"),
             Self::UnknownSubject(s) => write!(f, "unknown subject {s}"),
@@ -134,6 +141,7 @@ impl std::error::Error for LedgerError {
         match self {
             Self::Consent(e) => Some(e),
             Self::Enroll(e) => Some(e),
+            Self::Certificate(e) => Some(e),
             Self::Store(e) => Some(e),
             Self::Shared(e) => Some(e),
             _ => None,
@@ -144,6 +152,12 @@ impl std::error::Error for LedgerError {
 impl From<ConsentError> for LedgerError {
     fn from(e: ConsentError) -> Self {
         Self::Consent(e)
+    }
+}
+
+impl From<CertificateError> for LedgerError {
+    fn from(e: CertificateError) -> Self {
+        Self::Certificate(e)
     }
 }
 

@@ -1,12 +1,13 @@
 //! The in-memory index: interned names, compact rows and the posting lists the queries
 //! read. See the [module documentation](super) for the design and its costs.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
 use confiance::ids::{
-    CategoryId, DelegationId, DevicePublicKey, MetricId, PurposeId, ReceiptId, RecipientId, SubjectId,
+    CategoryId, CertificateId, CertifierPublicKey, DelegationId, DevicePublicKey, MetricId, PurposeId,
+    ReceiptId, RecipientId, SubjectId,
 };
 use confiance::retention::Duration;
 
@@ -310,6 +311,19 @@ pub(super) struct RevocationRow {
     pub recorded_at: Timestamp,
 }
 
+/// A device certificate as the index keeps it (its signature was verified at ingest;
+/// the signed bytes stay in the table for auditors).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CertificateRow {
+    pub id: CertificateId,
+    pub seq: u64,
+    pub key: DevicePublicKey,
+    pub certifier: CertifierPublicKey,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    pub recorded_at: Timestamp,
+}
+
 /// What the ledger knows of one device key: the subject that delegated it (one only),
 /// its delegations, and its revocation.
 #[derive(Clone, Debug)]
@@ -372,6 +386,12 @@ pub(super) struct Index {
     pub delegation_ix: HashMap<DelegationId, u32>,
     pub devices: HashMap<DevicePublicKey, DeviceEntry>,
     pub overrides: Vec<OverrideRow>,
+    /// Device certificates per certified key.
+    pub certificates: HashMap<DevicePublicKey, Vec<CertificateRow>>,
+    pub certificate_ix: HashSet<CertificateId>,
+    /// On a lazily loaded ledger, the keys whose certificates are loaded (every key's
+    /// are on any other).
+    pub certified_keys: HashSet<DevicePublicKey>,
     pub next_seq: u64,
     /// While set, receipts and withdrawals are appended unsorted and [`Index::finish`]
     /// sorts once: a bulk load in arbitrary `valid_from` order would otherwise cost a
@@ -421,6 +441,9 @@ impl Index {
             delegation_ix: HashMap::new(),
             devices: HashMap::new(),
             overrides: Vec::new(),
+            certificates: HashMap::new(),
+            certificate_ix: HashSet::new(),
+            certified_keys: HashSet::new(),
             next_seq: 0,
             deferred: false,
         }
@@ -645,6 +668,13 @@ impl Index {
             .delegations
             .push(i);
         self.delegations.push(row);
+    }
+
+    /// Adds a device certificate (already checked and stored).
+    pub fn add_certificate(&mut self, row: CertificateRow) {
+        self.bump_seq(row.seq);
+        self.certificate_ix.insert(row.id);
+        self.certificates.entry(row.key).or_default().push(row);
     }
 
     /// Marks a device key revoked (already checked and stored).

@@ -157,6 +157,10 @@ impl FactSource for PgLedger {
                 g.client.query(&sql, &[&subjects, &to])
             }
             Select::Partitions(to) => g.client.query(table.select(), &[&0i64, &to]),
+            Select::Key(key, to) => {
+                let st = g.prepared(table.select_key())?;
+                g.client.query(&st, &[&key, &to])
+            }
         }
         .map_err(pg)?;
         drop(g);

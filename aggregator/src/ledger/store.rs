@@ -15,15 +15,17 @@ use std::collections::{HashMap, HashSet};
 
 use confiance::Timestamp;
 use confiance::catalogue::CatalogueDigest;
-use confiance::ids::{DelegationId, DevicePublicKey, ReceiptId, SubjectId};
+use confiance::ids::{
+    CertificateId, CertifierPublicKey, DelegationId, DevicePublicKey, ReceiptId, SubjectId,
+};
 use confiance::retention::Duration;
 use rusqlite::{Connection, OptionalExtension as _, params, params_from_iter};
 
 use super::LedgerError;
 use super::answer::DisclosureKind;
 use super::index::{
-    DelegationRow, DisclosureRow, Index, NEVER, Names, OverrideRow, PartitionRow, ReceiptRow, RecordRow,
-    RevocationRow,
+    CertificateRow, DelegationRow, DisclosureRow, Index, NEVER, Names, OverrideRow, PartitionRow, ReceiptRow,
+    RecordRow, RevocationRow,
 };
 
 const SCHEMA: &str = "
@@ -55,6 +57,10 @@ CREATE TABLE IF NOT EXISTS ledger_revocation (
 CREATE TABLE IF NOT EXISTS ledger_override (
   seq INTEGER PRIMARY KEY, subject BLOB NOT NULL UNIQUE, reason TEXT NOT NULL, at INTEGER NOT NULL,
   recorded_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_certificate (
+  seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, key BLOB NOT NULL, certifier BLOB NOT NULL,
+  not_before INTEGER NOT NULL, not_after INTEGER NOT NULL, recorded_at INTEGER NOT NULL, signed BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS ledger_certificate_key ON ledger_certificate (key);
 CREATE TABLE IF NOT EXISTS ledger_disclosure (
   seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, recipient TEXT NOT NULL, metric TEXT NOT NULL,
   purpose TEXT NOT NULL, subject BLOB NOT NULL, at INTEGER NOT NULL, record BLOB,
@@ -135,6 +141,16 @@ pub(crate) enum Fact<'a> {
         at: i64,
         recorded_at: i64,
     },
+    Certificate {
+        seq: i64,
+        id: &'a [u8],
+        key: &'a [u8],
+        certifier: &'a [u8],
+        not_before: i64,
+        not_after: i64,
+        recorded_at: i64,
+        signed: &'a [u8],
+    },
     Disclosure {
         seq: i64,
         kind: &'a str,
@@ -180,6 +196,7 @@ impl Fact<'_> {
             | Self::Delegation { seq, .. }
             | Self::Revocation { seq, .. }
             | Self::Override { seq, .. }
+            | Self::Certificate { seq, .. }
             | Self::Disclosure { seq, .. } => seq,
         }
     }
@@ -264,6 +281,20 @@ impl Fact<'_> {
                 "INSERT INTO ledger_override (seq, subject, reason, at, recorded_at) VALUES ($1, $2, $3, $4, $5)",
                 vec![I(seq), B(subject), T(reason), I(at), I(recorded_at)],
             ),
+            Self::Certificate { seq, id, key, certifier, not_before, not_after, recorded_at, signed } => (
+                "INSERT INTO ledger_certificate (seq, id, key, certifier, not_before, not_after, recorded_at, signed)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                vec![
+                    I(seq),
+                    B(id),
+                    B(key),
+                    B(certifier),
+                    I(not_before),
+                    I(not_after),
+                    I(recorded_at),
+                    B(signed),
+                ],
+            ),
             Self::Disclosure { seq, kind, recipient, metric, purpose, subject, at, record, recorded_at } => (
                 "INSERT INTO ledger_disclosure (seq, kind, recipient, metric, purpose, subject, at, record, recorded_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -311,6 +342,7 @@ pub(crate) enum Table {
     Delegation,
     Revocation,
     Override,
+    Certificate,
 }
 
 /// Which rows of the ledger's tables a load reads.
@@ -327,6 +359,10 @@ pub(crate) enum Select<'a> {
     /// The partitions and their purges with `seq < to` (what a lazy ledger loads at
     /// open: O(partitions), no subject's fact).
     Partitions(i64),
+    /// The device certificates of one key (its bytes) with `seq < to`: certificates
+    /// belong to no subject (one arrives before its key's delegation), so a lazy ledger
+    /// reads them by key.
+    Key(&'a [u8], i64),
 }
 
 impl Select<'_> {
@@ -335,9 +371,10 @@ impl Select<'_> {
         match self {
             Self::Seqs(..) => true,
             Self::Subject(..) | Self::Subjects(..) => {
-                !matches!(table, Table::Partition | Table::PartitionPurge)
+                !matches!(table, Table::Partition | Table::PartitionPurge | Table::Certificate)
             }
             Self::Partitions(_) => matches!(table, Table::Partition | Table::PartitionPurge),
+            Self::Key(..) => matches!(table, Table::Certificate),
         }
     }
 }
@@ -478,6 +515,22 @@ impl Table {
                 "SELECT seq, subject, reason, at, recorded_at FROM ledger_override
                  WHERE seq >= $1 AND seq < $2 ORDER BY seq"
             }
+            Self::Certificate => {
+                "SELECT seq, id, key, certifier, not_before, not_after, recorded_at FROM ledger_certificate
+                 WHERE seq >= $1 AND seq < $2 ORDER BY seq"
+            }
+        }
+    }
+
+    /// The same columns for one key's rows (`$1` its bytes, `$2` the bound on `seq`):
+    /// certificates only (indexed by key); any other table, the empty selection.
+    pub(crate) const fn select_key(self) -> &'static str {
+        match self {
+            Self::Certificate => {
+                "SELECT seq, id, key, certifier, not_before, not_after, recorded_at FROM ledger_certificate
+                 WHERE key = $1 AND seq < $2 ORDER BY seq"
+            }
+            _ => "SELECT seq FROM ledger_certificate WHERE FALSE AND key = $1 AND seq < $2",
         }
     }
 
@@ -523,6 +576,7 @@ impl Table {
                 "SELECT seq, subject, reason, at, recorded_at FROM ledger_override
                  WHERE subject = $1 AND seq < $2 ORDER BY seq"
             }
+            Self::Certificate => "SELECT seq FROM ledger_certificate WHERE FALSE AND key = $1 AND seq < $2",
         }
     }
 }
@@ -613,11 +667,15 @@ impl FactSource for Connection {
             }
             return Ok(());
         }
-        let sql = if matches!(sel, Select::Subject(..)) { table.select_subject() } else { table.select() };
+        let sql = match sel {
+            Select::Subject(..) => table.select_subject(),
+            Select::Key(..) => table.select_key(),
+            _ => table.select(),
+        };
         let mut st = self.prepare_cached(sql)?;
         let mut rows = match sel {
             Select::Seqs(from, to) => st.query(params![from, to])?,
-            Select::Subject(subject, to) => st.query(params![subject, to])?,
+            Select::Subject(subject, to) | Select::Key(subject, to) => st.query(params![subject, to])?,
             Select::Subjects(..) => return Ok(()),
             Select::Partitions(to) => st.query(params![0i64, to])?,
         };
@@ -959,6 +1017,23 @@ pub(super) fn insert_override(
     })
 }
 
+pub(super) fn insert_certificate(
+    sink: &dyn FactSink,
+    row: &CertificateRow,
+    signed: &[u8],
+) -> Result<(), LedgerError> {
+    sink.put(&Fact::Certificate {
+        seq: u2i(row.seq),
+        id: row.id.as_bytes().as_slice(),
+        key: row.key.as_bytes().as_slice(),
+        certifier: row.certifier.as_bytes().as_slice(),
+        not_before: t2i(row.not_before),
+        not_after: t2i(row.not_after),
+        recorded_at: t2i(row.recorded_at),
+        signed,
+    })
+}
+
 /// Reads delegations, revocations and overrides back (after the receipts, so subjects
 /// are interned; an override's revocations follow from its delegations).
 fn load_enrollment(
@@ -1011,6 +1086,24 @@ fn load_enrollment(
             recorded_at: i2t(r.int(4)?),
         };
         ix.add_override(row);
+        Ok(())
+    })?;
+    src.each(Table::Certificate, sel, &mut |r| {
+        let key = DevicePublicKey(bytes32(r.bytes(2)?, "certified key")?);
+        // A lazily loaded ledger catching up keeps the certificates of the keys it
+        // loaded only (a load by key, `only` unset, keeps what it reads).
+        if only.is_some() && !ix.certified_keys.contains(&key) {
+            return Ok(());
+        }
+        ix.add_certificate(CertificateRow {
+            id: CertificateId(bytes32(r.bytes(1)?, "certificate id")?),
+            seq: i2u(r.int(0)?),
+            key,
+            certifier: CertifierPublicKey(bytes32(r.bytes(3)?, "certifier")?),
+            not_before: i2t(r.int(4)?),
+            not_after: i2t(r.int(5)?),
+            recorded_at: i2t(r.int(6)?),
+        });
         Ok(())
     })
 }

@@ -383,6 +383,7 @@ fn routes() -> Router<Arc<State>> {
         .route("/v1/receipts", post(post_receipt))
         .route("/v1/withdrawals", post(post_withdrawal))
         .route("/v1/delegations", post(post_delegation))
+        .route("/v1/device-certificates", post(post_certificate))
         .route("/v1/tokens", post(post_tokens))
         .route("/v1/token-keys", get(get_token_key))
         .route("/v1/revocations", post(post_revocation))
@@ -598,6 +599,17 @@ async fn post_delegation(AxState(st): St, body: Body) -> Result<Response, ApiErr
     })
     .await?;
     Ok(ok(StatusCode::CREATED, json!({"delegation": hex(&id.0)})))
+}
+
+/// `POST /v1/device-certificates`: a device certificate, raw bytes (docs/wire-format.md
+/// §7.6). No bearer: the certifier's signature, and the catalogue's trust in it, admit it.
+async fn post_certificate(AxState(st): St, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(&st, body).await?;
+    let id = with_agg(&st, move |agg, _| {
+        agg.receive_certificate(&bytes, now()).map_err(|e| ApiError::from_service(&e))
+    })
+    .await?;
+    Ok(ok(StatusCode::CREATED, json!({"certificate": hex(&id.0)})))
 }
 
 async fn post_revocation(AxState(st): St, body: Body) -> Result<Response, ApiError> {
@@ -1150,6 +1162,7 @@ fn may_read(agg: &Aggregator, who: &Principal, event: &AuditEvent) -> bool {
         AuditEvent::TokensIssued { recipients, .. } => recipients.iter().any(concerns),
         // Enrollment and overrides are about subjects, not recipients: auditors only.
         AuditEvent::DeviceDelegated { .. }
+        | AuditEvent::DeviceCertified { .. }
         | AuditEvent::DeviceRevoked { .. }
         | AuditEvent::AdminOverride { .. } => false,
         _ => true,

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
-use confiance::consent::ConsentError;
+use confiance::consent::{CertificateError, ConsentError};
 use confiance::ids::{CategoryId, MetricId, PurposeId, RecipientId, SubjectId};
 use serde_json::{Value, json};
 
 use crate::ingest::IngestError;
 use crate::issuer::IssueError;
-use crate::ledger::{LedgerError, Party, Target};
+use crate::ledger::{EnrollError, LedgerError, Party, Target};
 use crate::service::{Aggregator, Release, ReleaseError, ServiceError};
 
 use super::{hex, unhex};
@@ -95,6 +95,9 @@ impl ApiError {
                 LedgerError::Consent(ConsentError::SubjectKeyMismatch) => (403, "subject_key_mismatch"),
                 LedgerError::Consent(_) => (400, "bad_consent"),
                 LedgerError::Enroll(e) => (403, e.code()),
+                LedgerError::Certificate(e) if e.code() == "malformed_certificate" => (400, e.code()),
+                LedgerError::Certificate(e) => (403, e.code()),
+                LedgerError::DuplicateCertificate(_) => (409, "duplicate_certificate"),
                 LedgerError::SubjectMismatch => (403, "subject_mismatch"),
                 LedgerError::DuplicateReceipt(_) => (409, "duplicate_receipt"),
                 LedgerError::DuplicateDelegation(_) => (409, "duplicate_delegation"),
@@ -118,7 +121,23 @@ impl ApiError {
             ServiceError::Store(_) => (503, "store_failed"),
             _ => (500, "internal"),
         };
-        Self::new(status, code, e.to_string())
+        let err = Self::new(status, code, e.to_string());
+        // Admission control says whether waiting helps (a certificate may be posted, or
+        // come into force), as the token endpoints do.
+        match e {
+            ServiceError::Ledger(
+                LedgerError::Enroll(
+                    EnrollError::NotCertified | EnrollError::Uncertified(CertificateError::NotYetValid),
+                )
+                | LedgerError::Certificate(CertificateError::NotYetValid),
+            ) => err.with_retry(true),
+            ServiceError::Ledger(
+                LedgerError::Enroll(EnrollError::Uncertified(_))
+                | LedgerError::Certificate(_)
+                | LedgerError::DuplicateCertificate(_),
+            ) => err.with_retry(false),
+            _ => err,
+        }
     }
 
     /// The answer to a refused token request (or key lookup), with `retry`:

@@ -26,7 +26,7 @@ use confiance::ids::{MetricId, ReceiptId, RecipientId};
 
 /// The schema version this build writes; older databases are migrated on open, newer
 /// ones refused ([`StoreError::SchemaTooNew`]).
-pub const PG_SCHEMA_VERSION: i64 = 7;
+pub const PG_SCHEMA_VERSION: i64 = 8;
 
 /// Migrations, in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
 /// (The audit tables come from [`crate::audit::PgStore`]'s schema, applied by migration 1.)
@@ -183,6 +183,15 @@ CREATE INDEX IF NOT EXISTS ledger_disclosure_recipient ON ledger_disclosure (rec
 -- deadline, disclosures by valid time.
 CREATE INDEX IF NOT EXISTS ledger_record_deadline ON ledger_record (deadline);
 CREATE INDEX IF NOT EXISTS ledger_disclosure_at ON ledger_disclosure (at);
+",
+    r"
+-- Device certificates (admission control, docs/privacy.md): the signed bytes for
+-- auditors, the columns the ledger checks, read by key (`Ledger::load_certificates`).
+-- (IF NOT EXISTS: a test re-runs the steps after 5 on a database set back to 5.)
+CREATE TABLE IF NOT EXISTS ledger_certificate (
+  seq BIGINT PRIMARY KEY, id BYTEA NOT NULL UNIQUE, key BYTEA NOT NULL, certifier BYTEA NOT NULL,
+  not_before BIGINT NOT NULL, not_after BIGINT NOT NULL, recorded_at BIGINT NOT NULL, signed BYTEA NOT NULL);
+CREATE INDEX IF NOT EXISTS ledger_certificate_key ON ledger_certificate (key);
 ",
 ];
 

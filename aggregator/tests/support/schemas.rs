@@ -34,6 +34,7 @@ pub fn of_http(method: &str, path: &str, status: u16) -> Option<&'static str> {
         ("POST", ["v1", "receipts"]) => "receipt-accepted",
         ("POST", ["v1", "withdrawals"]) => "withdrawal-accepted",
         ("POST", ["v1", "delegations"]) => "delegation-accepted",
+        ("POST", ["v1", "device-certificates"]) => "certificate-accepted",
         ("POST", ["v1", "revocations"]) => "revocation-accepted",
         ("GET", ["v1", "token-keys"]) => "token-keys",
         ("POST", ["v1", "subjects", _, "override"]) => "override",

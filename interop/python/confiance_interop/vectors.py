@@ -48,6 +48,8 @@ def verdict(kind, data, ctx):
             wire.open_envelope(data, key_seed, config, bytes.fromhex(e["catalogue_digest"]), e["now"])
         elif kind in wire.DOMAINS:
             wire.verify_consent(kind, data)
+        elif kind == "device_certificate":
+            wire.verify_certificate(data)
         elif kind == "body":
             if not wire.decode_body(data)[1]:
                 raise WireError("malformed_batch", "empty")
@@ -89,6 +91,8 @@ def rebuild(kind, f):
         if kind in ("delegation", "revocation"):
             f = dict(f, subject_key=wire.public_key(seed).hex())
         return wire.sign(kind, f, seed)
+    if kind == "device_certificate":
+        return wire.sign_certificate(f, bytes.fromhex(f["certifier_seed"]))
     if kind == "checkpoint":
         return None  # signed by the log; verified, not rebuilt
     if kind == "transcryption_request":
@@ -137,6 +141,8 @@ def run_wire(path, failures, catalogue):
                 failures.append(f"wire.json {name}: digest")
             if kind == "receipt" and "id" in f and wire.receipt_id(data).hex() != f["id"]:
                 failures.append(f"wire.json {name}: receipt id")
+            if kind == "device_certificate" and wire.certificate_id(data).hex() != f["id"]:
+                failures.append(f"wire.json {name}: certificate id")
             if name == "batch_statistic_and_record":
                 rec = f["reports"][1]["payload"]["record"]
                 if wire.scoped_pseudonym(bytes([3] * 32), "acme", rec["epoch"]).hex() != rec["pseudonym"]:

@@ -408,6 +408,59 @@ def sign(kind, fields, seed):
     return body + key.sign(DOMAINS[kind] + body)
 
 
+# --- §7.2 device certificates ---------------------------------------------------------
+
+CERTIFICATE_VERSION = 1
+MAX_CERTIFICATE_BYTES = 256
+MAX_MODEL_BYTES = 64
+CERTIFICATE_DOMAIN = b"confiance/device-certificate/v1\0"
+CERTIFICATE_ID_DOMAIN = b"confiance/device-certificate-id/v1\0"
+
+
+def encode_certificate_body(f, certifier):
+    w = Writer().u8(CERTIFICATE_VERSION).raw(certifier).raw(bytes.fromhex(f["key"])).string(f["model"])
+    return w.varint(f["not_before"]).varint(f["not_after"]).bytes()
+
+
+def sign_certificate(fields, seed):
+    """A device certificate: body ‖ Ed25519(certifier seed, domain ‖ body)."""
+    body = encode_certificate_body(fields, public_key(seed))
+    return body + Ed25519PrivateKey.from_private_bytes(seed).sign(CERTIFICATE_DOMAIN + body)
+
+
+def certificate_id(message):
+    return sha256(CERTIFICATE_ID_DOMAIN, message)
+
+
+def verify_certificate(message):
+    """§7.2, the checks in the documented order (the certifier's trust aside); the fields."""
+    bad = lambda m: WireError("malformed_certificate", m)  # noqa: E731
+    if len(message) > MAX_CERTIFICATE_BYTES or not message or message[0] != CERTIFICATE_VERSION:
+        raise bad("size or version")
+    r = Reader(message)
+    try:
+        r.u8()
+        certifier, key, model = r.take(32), r.take(32), r.string()
+        f = {"key": key.hex(), "model": model, "not_before": r.varint(), "not_after": r.varint()}
+        sig = r.take(64)
+    except DecodeError as e:
+        raise bad(str(e)) from e
+    if r.rest():
+        raise bad("trailing bytes")
+    body = message[:-64]
+    if encode_certificate_body(f, certifier) != body:
+        raise bad("not canonical")
+    if len(model.encode()) > MAX_MODEL_BYTES or any(not 0x20 <= ord(c) < 0x7F for c in model):
+        raise bad("model")
+    if f["not_after"] <= f["not_before"]:
+        raise bad("inverted validity")
+    try:
+        Ed25519PublicKey.from_public_bytes(certifier).verify(sig, CERTIFICATE_DOMAIN + body)
+    except (InvalidSignature, ValueError) as e:
+        raise WireError("bad_signature") from e
+    return dict(f, certifier=certifier.hex())
+
+
 def receipt_id(message):
     return sha256(RECEIPT_ID_DOMAIN, message[:-64])
 
