@@ -1261,24 +1261,20 @@ impl Aggregator {
         &mut self,
         delegations: &[(&[u8], Timestamp)],
     ) -> Result<Vec<Result<confiance::ids::DelegationId, LedgerError>>, ServiceError> {
-        // Signatures verified on every core, then recorded in order.
-        let decoded =
-            on_every_core(delegations, |(bytes, _)| confiance::consent::SignedDelegation::from_bytes(bytes));
-        self.record_with_events(|ledger, events| {
-            Ok(delegations
-                .iter()
-                .zip(decoded)
-                .map(|((_, t), signed)| {
-                    let signed = signed?;
-                    let id = ledger.ingest_signed_delegation(&signed, *t)?;
-                    events.push(AuditEvent::DeviceDelegated {
+        self.receive_signed(
+            delegations,
+            confiance::consent::SignedDelegation::from_bytes,
+            |ledger, signed, t| {
+                let id = ledger.ingest_signed_delegation(signed, t)?;
+                Ok((
+                    id,
+                    AuditEvent::DeviceDelegated {
                         delegation: id,
                         valid_from: signed.delegation().valid_from,
-                    });
-                    Ok(id)
-                })
-                .collect())
-        })
+                    },
+                ))
+            },
+        )
     }
 
     /// Records device certificates signed by certifiers the catalogue trusts (verified,
@@ -1292,22 +1288,40 @@ impl Aggregator {
         &mut self,
         certificates: &[(&[u8], Timestamp)],
     ) -> Result<Vec<Result<confiance::ids::CertificateId, LedgerError>>, ServiceError> {
-        // Signatures verified on every core, then recorded in order.
-        let decoded = on_every_core(certificates, |(bytes, _)| {
-            confiance::consent::DeviceCertificate::from_bytes(bytes)
-        });
+        self.receive_signed(
+            certificates,
+            confiance::consent::DeviceCertificate::from_bytes,
+            |ledger, signed, t| {
+                let id = ledger.ingest_signed_certificate(signed, t)?;
+                Ok((
+                    id,
+                    AuditEvent::DeviceCertified {
+                        certificate: id,
+                        certifier: signed.certificate().certifier,
+                        at: t,
+                    },
+                ))
+            },
+        )
+    }
+
+    /// Signed messages decoded and their signatures verified on every core, then each
+    /// recorded in order by `record` (which gives its id and its audit event) in one
+    /// transaction; the result at index `i` is message `i`'s.
+    fn receive_signed<T: Send, E: Send + Into<LedgerError>, Id>(
+        &mut self,
+        messages: &[(&[u8], Timestamp)],
+        decode: impl Fn(&[u8]) -> Result<T, E> + Sync,
+        record: impl Fn(&mut Ledger, &T, Timestamp) -> Result<(Id, AuditEvent), LedgerError>,
+    ) -> Result<Vec<Result<Id, LedgerError>>, ServiceError> {
+        let decoded = on_every_core(messages, |(bytes, _)| decode(bytes));
         self.record_with_events(|ledger, events| {
-            Ok(certificates
+            Ok(messages
                 .iter()
                 .zip(decoded)
                 .map(|((_, t), signed)| {
-                    let signed = signed?;
-                    let id = ledger.ingest_signed_certificate(&signed, *t)?;
-                    events.push(AuditEvent::DeviceCertified {
-                        certificate: id,
-                        certifier: signed.certificate().certifier,
-                        at: *t,
-                    });
+                    let (id, event) = record(ledger, &signed.map_err(Into::into)?, *t)?;
+                    events.push(event);
                     Ok(id)
                 })
                 .collect())

@@ -19,42 +19,15 @@ use confiance_aggregator::issuer::IssuerSecret;
 use confiance_aggregator::keys::KeyStore;
 use confiance_aggregator::server::{ServerConfig, hex, serve_until, unhex};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
-use serde_json::Value;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
-#[path = "support/schemas.rs"]
-mod schemas;
+#[path = "support/http_call.rs"]
+mod http_call;
 use fixtures::{catalogue, id};
+use http_call::{call, now, refused};
 
 const DAY: u64 = 86_400;
-
-fn now() -> Timestamp {
-    Timestamp::from_secs(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
-    )
-}
-
-/// An answer: status, JSON (or `Null` for a binary body), raw body.
-fn call(agent: &ureq::Agent, method: &str, url: &str, body: &[u8]) -> (u16, Value, Vec<u8>) {
-    let r = if method == "GET" { agent.get(url).call() } else { agent.post(url).send(body) };
-    let mut r = r.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let status = r.status().as_u16();
-    let bytes = r.body_mut().read_to_vec().unwrap();
-    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if !v.is_null() {
-        // Every JSON answer against its schema in docs/schemas/ (docs/http.md).
-        let path = &url[url.find("/v1/").unwrap()..];
-        schemas::check_http(method, path, status, &v);
-    }
-    (status, v, bytes)
-}
-
-#[track_caller]
-fn refused(r: &(u16, Value, Vec<u8>), status: u16, code: &str, retry: Option<bool>) {
-    assert_eq!((r.0, r.1["error"]["code"].as_str()), (status, Some(code)), "{}", r.1);
-    assert_eq!(r.1["error"]["retry"].as_bool(), retry, "{}", r.1);
-}
 
 #[test]
 fn tokens_over_http_issue_verify_spend_and_refuse() {

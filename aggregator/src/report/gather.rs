@@ -482,15 +482,19 @@ fn retention(
     parts
 }
 
-/// One recipient's consent windows, one per grant, from its history.
-fn windows(r: &confiance::ids::RecipientId, hist: &[HistoryEntry]) -> Vec<Window> {
-    let withdrawn: HashMap<_, _> = hist
-        .iter()
+/// When each receipt of a history was withdrawn.
+fn withdrawals(hist: &[HistoryEntry]) -> HashMap<confiance::ids::ReceiptId, Timestamp> {
+    hist.iter()
         .filter_map(|h| match &h.fact {
             Fact::ConsentWithdrawn { receipt, at, .. } => Some((*receipt, *at)),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// One recipient's consent windows, one per grant, from its history.
+fn windows(r: &confiance::ids::RecipientId, hist: &[HistoryEntry]) -> Vec<Window> {
+    let withdrawn = withdrawals(hist);
     let mut out = Vec::new();
     for h in hist {
         let Fact::ConsentGiven { receipt, metrics, valid_from, valid_until, hold, .. } = &h.fact else {
@@ -528,13 +532,7 @@ fn recipient_part(
     at: Timestamp,
 ) -> RecipientPart {
     let mut out = RecipientPart::default();
-    let withdrawn: HashMap<_, _> = hist
-        .iter()
-        .filter_map(|h| match &h.fact {
-            Fact::ConsentWithdrawn { receipt, at, .. } => Some((*receipt, *at)),
-            _ => None,
-        })
-        .collect();
+    let withdrawn = withdrawals(hist);
     let (mut held, mut purged_records) = (BTreeSet::new(), BTreeSet::new());
     for h in hist {
         match &h.fact {
