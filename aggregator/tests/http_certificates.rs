@@ -4,8 +4,6 @@
 //! `not_certified` (403, `retry: true`), every bad certificate has its code, and a
 //! certified device goes end to end: certificate, delegation, receipt, tokens, envelope.
 
-use std::sync::mpsc;
-
 use confiance::Timestamp;
 use confiance::catalogue::Catalogue;
 use confiance::consent::{CertifierKey, ConsentRequest, ConsentState, DeviceKey, Scope, SubjectKey};
@@ -16,10 +14,9 @@ use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value as RecValue};
 use confiance::token::voprf::PublicKey;
 use confiance::token::{TokenPeriod, TokenResponse, TokenScope};
-use confiance_aggregator::audit::CheckpointSigner;
 use confiance_aggregator::issuer::IssuerSecret;
 use confiance_aggregator::keys::KeyStore;
-use confiance_aggregator::server::{ServerConfig, serve_until, unhex};
+use confiance_aggregator::server::unhex;
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
 
 #[path = "support/fixtures.rs"]
@@ -27,7 +24,7 @@ mod fixtures;
 #[path = "support/http_call.rs"]
 mod http_call;
 use fixtures::id;
-use http_call::{call, now, refused};
+use http_call::{call, now, refused, spawn_server};
 
 const DAY: u64 = 86_400;
 
@@ -66,23 +63,7 @@ fn certificates_over_http_admit_certified_devices_only() {
         .unwrap();
     let mut agg = Aggregator::in_memory(cat.clone(), keys, AggregatorConfig::default()).unwrap();
     agg.enable_tokens(IssuerSecret::from_bytes([9; 32])).unwrap();
-    let (bound_tx, bound) = mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let signer = CheckpointSigner::from_secret_bytes("confiance.test/certificates", &[3; 32]).unwrap();
-    let server = std::thread::spawn(move || {
-        serve_until(
-            agg,
-            signer,
-            ServerConfig::new(1 << 16, Vec::new()),
-            "127.0.0.1:0".parse().unwrap(),
-            move |a| bound_tx.send(a).unwrap(),
-            async move {
-                let _ = stop_rx.await;
-            },
-        )
-        .unwrap();
-    });
-    let base = format!("http://{}", bound.recv().unwrap());
+    let (base, stop) = spawn_server(agg, "confiance.test/certificates");
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let post = |path: &str, body: &[u8]| call(&agent, "POST", &format!("{base}{path}"), body);
 
@@ -182,6 +163,5 @@ fn certificates_over_http_admit_certified_devices_only() {
     assert_eq!(answer.0, 200, "the refusal counted nothing: {}", answer.1);
     assert_eq!(s.take_token_response(&postcard::from_bytes::<TokenResponse>(&answer.2).unwrap()), 2);
 
-    stop_tx.send(()).unwrap();
-    server.join().unwrap();
+    stop();
 }

@@ -3,8 +3,6 @@
 //! the device verifies and unblinds, and the tokens admit an envelope at
 //! `POST /v1/envelopes`; every refusal has its status, code and `retry` (docs/http.md).
 
-use std::sync::mpsc;
-
 use confiance::Timestamp;
 use confiance::consent::{ConsentRequest, ConsentState, DeviceKey, Scope};
 use confiance::envelope::AeadId;
@@ -14,10 +12,9 @@ use confiance::pseudonym::DeviceSecret;
 use confiance::recorder::{MemoryStorage, Recorder, RecorderParts, Value as RecValue};
 use confiance::token::voprf::PublicKey;
 use confiance::token::{PendingTokens, TokenPeriod, TokenRequest, TokenResponse, TokenScope, key_id};
-use confiance_aggregator::audit::CheckpointSigner;
 use confiance_aggregator::issuer::IssuerSecret;
 use confiance_aggregator::keys::KeyStore;
-use confiance_aggregator::server::{ServerConfig, hex, serve_until, unhex};
+use confiance_aggregator::server::{hex, unhex};
 use confiance_aggregator::service::{Aggregator, AggregatorConfig};
 
 #[path = "support/fixtures.rs"]
@@ -25,7 +22,7 @@ mod fixtures;
 #[path = "support/http_call.rs"]
 mod http_call;
 use fixtures::{catalogue, id};
-use http_call::{call, now, refused};
+use http_call::{call, now, refused, spawn_server};
 
 const DAY: u64 = 86_400;
 
@@ -68,23 +65,7 @@ fn tokens_over_http_issue_verify_spend_and_refuse() {
     agg.receive_receipt(&bytes, since).unwrap();
     d.require_tokens(true);
 
-    let (bound_tx, bound) = mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let signer = CheckpointSigner::from_secret_bytes("confiance.test/tokens", &[3; 32]).unwrap();
-    let server = std::thread::spawn(move || {
-        serve_until(
-            agg,
-            signer,
-            ServerConfig::new(1 << 16, Vec::new()),
-            "127.0.0.1:0".parse().unwrap(),
-            move |a| bound_tx.send(a).unwrap(),
-            async move {
-                let _ = stop_rx.await;
-            },
-        )
-        .unwrap();
-    });
-    let base = format!("http://{}", bound.recv().unwrap());
+    let (base, stop) = spawn_server(agg, "confiance.test/tokens");
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
 
     // The key directory: the current period's key by default, any period on demand.
@@ -155,6 +136,5 @@ fn tokens_over_http_issue_verify_spend_and_refuse() {
     let ok = call(&agent, "POST", &format!("{base}/v1/envelopes"), &frames[0]);
     assert_eq!((ok.0, ok.1["reports"].as_u64()), (201, Some(1)), "{}", ok.1);
 
-    stop_tx.send(()).unwrap();
-    server.join().unwrap();
+    stop();
 }

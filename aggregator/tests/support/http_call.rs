@@ -35,3 +35,31 @@ pub fn refused(r: &(u16, Value, Vec<u8>), status: u16, code: &str, retry: Option
     assert_eq!((r.0, r.1["error"]["code"].as_str()), (status, Some(code)), "{}", r.1);
     assert_eq!(r.1["error"]["retry"].as_bool(), retry, "{}", r.1);
 }
+
+/// A `serve_until` on loopback in its own thread, with `agg` and a checkpoint key of
+/// `origin`: its base URL, and what stops it and waits for its end.
+pub fn spawn_server(agg: confiance_aggregator::service::Aggregator, origin: &str) -> (String, impl FnOnce()) {
+    use confiance_aggregator::audit::CheckpointSigner;
+    use confiance_aggregator::server::{ServerConfig, serve_until};
+    let (bound_tx, bound) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let signer = CheckpointSigner::from_secret_bytes(origin, &[3; 32]).unwrap();
+    let server = std::thread::spawn(move || {
+        serve_until(
+            agg,
+            signer,
+            ServerConfig::new(1 << 16, Vec::new()),
+            "127.0.0.1:0".parse().unwrap(),
+            move |a| bound_tx.send(a).unwrap(),
+            async move {
+                let _ = stop_rx.await;
+            },
+        )
+        .unwrap();
+    });
+    let base = format!("http://{}", bound.recv().unwrap());
+    (base, move || {
+        stop_tx.send(()).unwrap();
+        server.join().unwrap();
+    })
+}
