@@ -164,6 +164,12 @@ impl Catalogue {
 
     /// Who may enroll: the certifiers whose device certificates the aggregator requires
     /// (none: enrollment is open).
+    /// ```
+    /// use confiance::catalogue::Catalogue;
+    /// let catalogue = Catalogue::from_toml_str(include_str!("../examples/catalogue.toml"))?;
+    /// assert!(catalogue.enrollment().is_open()); // the sample names no certifier
+    /// # Ok::<(), confiance::catalogue::CatalogueError>(())
+    /// ```
     #[must_use]
     pub const fn enrollment(&self) -> &Enrollment {
         &self.enrollment

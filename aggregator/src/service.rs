@@ -1284,6 +1284,22 @@ impl Aggregator {
     ///
     /// # Errors
     /// [`ServiceError::Store`] when the commit fails; then none is kept or logged.
+    /// ```
+    /// use confiance::catalogue::Catalogue;
+    /// use confiance::consent::{CertifierKey, DeviceKey};
+    /// use confiance::Timestamp;
+    /// use confiance_aggregator::{keys::KeyStore, service::{Aggregator, AggregatorConfig}};
+    /// let maker = CertifierKey::from_bytes(&[7; 32]);
+    /// let toml = include_str!("../../examples/catalogue.toml");
+    /// let toml = format!("{toml}\n[enrollment]\ncertifiers = [\"{}\"]\n", maker.public_key());
+    /// let mut agg = Aggregator::in_memory(Catalogue::from_toml_str(&toml)?, KeyStore::new(86_400), AggregatorConfig::default())?;
+    /// let t = Timestamp::from_secs;
+    /// let cert = |seed| maker.certify(DeviceKey::from_bytes(&[seed; 32]).public_key(), "t3", t(0), t(100)).map(|c| c.to_bytes());
+    /// let (a, b) = (cert(1)?, cert(2)?);
+    /// let ids = agg.receive_certificates(&[(&a, t(1)), (&b, t(1)), (&a, t(2))])?;
+    /// assert!(ids[0].is_ok() && ids[1].is_ok() && ids[2].is_err()); // the third is a duplicate
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn receive_certificates(
         &mut self,
         certificates: &[(&[u8], Timestamp)],
@@ -1334,6 +1350,22 @@ impl Aggregator {
     /// [`ServiceError::Ledger`] with the typed reason
     /// ([`LedgerError::Certificate`], [`LedgerError::DuplicateCertificate`]); nothing
     /// changes.
+    /// ```
+    /// use confiance::catalogue::Catalogue;
+    /// use confiance::consent::{CertifierKey, DeviceKey};
+    /// use confiance::Timestamp;
+    /// use confiance_aggregator::{keys::KeyStore, service::{Aggregator, AggregatorConfig}};
+    /// let maker = CertifierKey::from_bytes(&[7; 32]);
+    /// let toml = include_str!("../../examples/catalogue.toml");
+    /// let toml = format!("{toml}\n[enrollment]\ncertifiers = [\"{}\"]\n", maker.public_key());
+    /// let mut agg = Aggregator::in_memory(Catalogue::from_toml_str(&toml)?, KeyStore::new(86_400), AggregatorConfig::default())?;
+    /// let t = Timestamp::from_secs;
+    /// let cert = |seed| maker.certify(DeviceKey::from_bytes(&[seed; 32]).public_key(), "t3", t(0), t(100)).map(|c| c.to_bytes());
+    /// let id = agg.receive_certificate(&cert(1)?, t(1))?;
+    /// assert!(agg.receive_certificate(&cert(1)?, t(2)).is_err()); // once only
+    /// # let _ = id;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn receive_certificate(
         &mut self,
         bytes: &[u8],

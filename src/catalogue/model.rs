@@ -387,6 +387,12 @@ pub struct Enrollment {
 impl Enrollment {
     /// Enrollment restricted to keys certified by `certifiers` (sorted and deduplicated
     /// here).
+    /// ```
+    /// use confiance::catalogue::Enrollment;
+    /// use confiance::consent::CertifierKey;
+    /// let (a, b) = (CertifierKey::from_bytes(&[7; 32]).public_key(), CertifierKey::from_bytes(&[8; 32]).public_key());
+    /// assert_eq!(Enrollment::certified_by([b, a, b]), Enrollment::certified_by([a, b]));
+    /// ```
     pub fn certified_by(certifiers: impl IntoIterator<Item = CertifierPublicKey>) -> Self {
         let mut certifiers: Vec<_> = certifiers.into_iter().collect();
         certifiers.sort_unstable();
@@ -395,6 +401,10 @@ impl Enrollment {
     }
 
     /// Whether anyone may enroll (no certifier named).
+    /// ```
+    /// use confiance::catalogue::Enrollment;
+    /// assert!(Enrollment::default().is_open());
+    /// ```
     #[must_use]
     pub fn is_open(&self) -> bool {
         self.certifiers.is_empty()

@@ -50,6 +50,11 @@ const SIG_DOMAIN: &[u8] = b"confiance/device-certificate/v1\0";
 const ID_DOMAIN: &[u8] = b"confiance/device-certificate-id/v1\0";
 
 /// Why a device certificate is refused.
+/// ```
+/// use confiance::consent::{CertificateError, DeviceCertificate};
+/// assert_eq!(DeviceCertificate::from_bytes(&[0; 300]), Err(CertificateError::TooLarge));
+/// assert_eq!(CertificateError::TooLarge.code(), "malformed_certificate");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CertificateError {
@@ -158,6 +163,17 @@ pub struct Certificate {
 
 impl Certificate {
     /// Whether it is in force at `t`: `not_before <= t < not_after`.
+    /// ```
+    /// use confiance::consent::{CertifierKey, DeviceKey};
+    /// use confiance::Timestamp;
+    /// let t = Timestamp::from_secs;
+    /// let device = DeviceKey::from_bytes(&[2; 32]).public_key();
+    /// let cert = CertifierKey::from_bytes(&[7; 32]).certify(device, "t3", t(10), t(20))?;
+    /// let c = cert.certificate();
+    /// assert!(!c.in_force_at(t(9)) && c.in_force_at(t(10)) && c.in_force_at(t(19)));
+    /// assert!(!c.in_force_at(t(20)));
+    /// # Ok::<(), confiance::consent::CertificateError>(())
+    /// ```
     #[must_use]
     pub fn in_force_at(&self, t: Timestamp) -> bool {
         self.not_before <= t && t < self.not_after
@@ -210,12 +226,31 @@ struct DeviceCertificateWire {
 
 impl DeviceCertificate {
     /// The certificate.
+    /// ```
+    /// use confiance::consent::{CertifierKey, DeviceKey};
+    /// use confiance::Timestamp;
+    /// let t = Timestamp::from_secs;
+    /// let device = DeviceKey::from_bytes(&[2; 32]).public_key();
+    /// let cert = CertifierKey::from_bytes(&[7; 32]).certify(device, "t3", t(10), t(20))?;
+    /// assert_eq!((cert.certificate().key, cert.certificate().model.as_str()), (device, "t3"));
+    /// # Ok::<(), confiance::consent::CertificateError>(())
+    /// ```
     #[must_use]
     pub const fn certificate(&self) -> &Certificate {
         &self.certificate
     }
 
     /// Its id: SHA-256 of `confiance/device-certificate-id/v1\0` and the wire bytes.
+    /// ```
+    /// use confiance::consent::{CertifierKey, DeviceKey};
+    /// use confiance::Timestamp;
+    /// let t = Timestamp::from_secs;
+    /// let device = DeviceKey::from_bytes(&[2; 32]).public_key();
+    /// let cert = CertifierKey::from_bytes(&[7; 32]).certify(device, "t3", t(10), t(20))?;
+    /// let other = CertifierKey::from_bytes(&[7; 32]).certify(device, "t4", t(10), t(20))?;
+    /// assert_ne!(cert.id(), other.id());
+    /// # Ok::<(), confiance::consent::CertificateError>(())
+    /// ```
     #[must_use]
     pub fn id(&self) -> CertificateId {
         let mut h = Sha256::new();
@@ -225,6 +260,16 @@ impl DeviceCertificate {
     }
 
     /// The wire encoding: postcard of the certificate, then the 64 signature bytes.
+    /// ```
+    /// use confiance::consent::{CertifierKey, DeviceKey};
+    /// use confiance::Timestamp;
+    /// let t = Timestamp::from_secs;
+    /// let device = DeviceKey::from_bytes(&[2; 32]).public_key();
+    /// let cert = CertifierKey::from_bytes(&[7; 32]).certify(device, "t3", t(10), t(20))?;
+    /// let bytes = cert.to_bytes();
+    /// assert_eq!(confiance::consent::DeviceCertificate::from_bytes(&bytes)?, cert);
+    /// # Ok::<(), confiance::consent::CertificateError>(())
+    /// ```
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
@@ -396,17 +441,33 @@ impl fmt::Debug for CertifierKey {
 
 impl CertifierKey {
     /// A fresh key from a CSPRNG.
+    /// ```
+    /// use confiance::consent::CertifierKey;
+    /// use confiance::hazmat::SeedableRng as _;
+    /// let mut rng = confiance::hazmat::SeededRng::seed_from_u64(1);
+    /// assert_ne!(CertifierKey::generate(&mut rng).public_key(), CertifierKey::generate(&mut rng).public_key());
+    /// ```
     pub fn generate<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
         Self(SigningKey::generate(rng))
     }
 
     /// The key from its 32-byte seed. The caller should wipe its copy.
+    /// ```
+    /// use confiance::consent::CertifierKey;
+    /// assert_eq!(CertifierKey::from_bytes(&[7; 32]).public_key(), CertifierKey::from_bytes(&[7; 32]).public_key());
+    /// ```
     #[must_use]
     pub fn from_bytes(seed: &[u8; 32]) -> Self {
         Self(SigningKey::from_bytes(seed))
     }
 
     /// The public key a catalogue names in `[enrollment] certifiers`.
+    /// ```
+    /// use confiance::catalogue::Enrollment;
+    /// use confiance::consent::CertifierKey;
+    /// let maker = CertifierKey::from_bytes(&[7; 32]);
+    /// assert!(!Enrollment::certified_by([maker.public_key()]).is_open());
+    /// ```
     #[must_use]
     pub fn public_key(&self) -> CertifierPublicKey {
         CertifierPublicKey(self.0.verifying_key().to_bytes())

@@ -73,6 +73,21 @@ impl<C: Borrow<Connection>> Ledger<C> {
     ///
     /// # Errors
     /// As [`Self::ingest_certificate`].
+    /// ```
+    /// use confiance::catalogue::Catalogue;
+    /// use confiance::consent::{CertifierKey, DeviceCertificate, DeviceKey};
+    /// use confiance::Timestamp;
+    /// use confiance_aggregator::ledger::Ledger;
+    /// let maker = CertifierKey::from_bytes(&[7; 32]);
+    /// let toml = include_str!("../../../examples/catalogue.toml");
+    /// let toml = format!("{toml}\n[enrollment]\ncertifiers = [\"{}\"]\n", maker.public_key());
+    /// let mut ledger = Ledger::in_memory(Catalogue::from_toml_str(&toml)?)?;
+    /// let device = DeviceKey::from_bytes(&[2; 32]).public_key();
+    /// let t = Timestamp::from_secs;
+    /// let signed = DeviceCertificate::from_bytes(&maker.certify(device, "t3", t(0), t(100))?.to_bytes())?;
+    /// assert_eq!(ledger.ingest_signed_certificate(&signed, t(1))?, signed.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ingest_signed_certificate(
         &mut self,
         signed: &DeviceCertificate,
@@ -136,6 +151,22 @@ impl<C: Borrow<Connection>> Ledger<C> {
     /// [`CertificateError::Expired`] when a trusted certifier's certificate is not in
     /// force at `at` (not yet valid first), or [`CertificateError::UnknownCertifier`]
     /// when none is by a certifier the catalogue trusts.
+    /// ```
+    /// use confiance::catalogue::Catalogue;
+    /// use confiance::consent::{CertifierKey, DeviceCertificate, DeviceKey};
+    /// use confiance::Timestamp;
+    /// use confiance_aggregator::ledger::Ledger;
+    /// let maker = CertifierKey::from_bytes(&[7; 32]);
+    /// let toml = include_str!("../../../examples/catalogue.toml");
+    /// let toml = format!("{toml}\n[enrollment]\ncertifiers = [\"{}\"]\n", maker.public_key());
+    /// let mut ledger = Ledger::in_memory(Catalogue::from_toml_str(&toml)?)?;
+    /// let device = DeviceKey::from_bytes(&[2; 32]).public_key();
+    /// let t = Timestamp::from_secs;
+    /// assert!(ledger.certified(&device, t(5)).is_err());
+    /// ledger.ingest_certificate(&maker.certify(device, "t3", t(0), t(100))?.to_bytes(), t(1))?;
+    /// assert!(ledger.certified(&device, t(5)).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn certified(&self, key: &DevicePublicKey, at: Timestamp) -> Result<(), EnrollError> {
         let certifiers = self.catalogue.certifiers();
         if certifiers.is_empty() {

@@ -72,6 +72,15 @@ impl<C: Borrow<Connection>> Ledger<C> {
     }
 
     /// Sets [`Self::scan_chunk`] (at least 1).
+    /// ```
+    /// # use confiance::catalogue::Catalogue;
+    /// # use confiance_aggregator::ledger::Ledger;
+    /// # let catalogue = Catalogue::from_toml_str(include_str!("../../../examples/catalogue.toml"))?;
+    /// let mut ledger = Ledger::in_memory(catalogue)?;
+    /// ledger.set_scan_chunk(1_000);
+    /// assert_eq!(ledger.scan_chunk(), 1_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_scan_chunk(&mut self, subjects: usize) {
         self.scan_chunk = subjects.max(1);
     }

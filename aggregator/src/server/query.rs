@@ -500,6 +500,17 @@ fn ledger_error(e: crate::ledger::LedgerError) -> ApiError {
 /// # Errors
 /// [`ApiError`] (internal only: the ids were checked when `q` was built, and the shared
 /// ledger cannot be read).
+/// ```
+/// # use confiance::{Timestamp, catalogue::Catalogue, ids::SubjectId};
+/// # use confiance_aggregator::{keys::KeyStore, service::{Aggregator, AggregatorConfig}};
+/// use confiance_aggregator::server::{Query, run_query};
+/// # let catalogue = Catalogue::from_toml_str(include_str!("../../../examples/catalogue.toml"))?;
+/// let mut agg = Aggregator::in_memory(catalogue, KeyStore::new(86_400), AggregatorConfig::default())?;
+/// let q = Query::Overdue { now: Timestamp::from_secs(1_000), as_known_at: None };
+/// let answer = run_query(&mut agg, &q)?;
+/// assert!(answer.is_object());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn run_query(agg: &mut Aggregator, q: &Query) -> Result<Value, ApiError> {
     load_for_query(agg, q)?;
     match q {
