@@ -432,22 +432,32 @@ def certificate_id(message):
     return sha256(CERTIFICATE_ID_DOMAIN, message)
 
 
-def verify_certificate(message):
-    """§7.2, the checks in the documented order (the certifier's trust aside); the fields."""
-    bad = lambda m: WireError("malformed_certificate", m)  # noqa: E731
-    if len(message) > MAX_CERTIFICATE_BYTES or not message or message[0] != CERTIFICATE_VERSION:
-        raise bad("size or version")
+def _read_signed(message, read, bad):
+    """A signed message's framing: the version byte, what `read` takes, the 64-byte
+    signature, nothing after; (what `read` returned, the signature, the signed body)."""
     r = Reader(message)
     try:
         r.u8()
-        certifier, key, model = r.take(32), r.take(32), r.string()
-        f = {"key": key.hex(), "model": model, "not_before": r.varint(), "not_after": r.varint()}
+        out = read(r)
         sig = r.take(64)
     except DecodeError as e:
         raise bad(str(e)) from e
     if r.rest():
         raise bad("trailing bytes")
-    body = message[:-64]
+    return out, sig, message[:-64]
+
+
+def verify_certificate(message):
+    """§7.2, the checks in the documented order (the certifier's trust aside); the fields."""
+    bad = lambda m: WireError("malformed_certificate", m)  # noqa: E731
+    if len(message) > MAX_CERTIFICATE_BYTES or not message or message[0] != CERTIFICATE_VERSION:
+        raise bad("size or version")
+
+    def read(r):
+        certifier, key, model = r.take(32), r.take(32), r.string()
+        return certifier, model, {"key": key.hex(), "model": model, "not_before": r.varint(), "not_after": r.varint()}
+
+    (certifier, model, f), sig, body = _read_signed(message, read, bad)
     if encode_certificate_body(f, certifier) != body:
         raise bad("not canonical")
     if len(model.encode()) > MAX_MODEL_BYTES or any(not 0x20 <= ord(c) < 0x7F for c in model):
@@ -515,16 +525,7 @@ def verify_consent(kind, message):
     bad = lambda m: WireError("bad_consent", m)  # noqa: E731
     if len(message) > MAX_CONSENT_BYTES or not message or message[0] != CONSENT_VERSION:
         raise bad("size or version")
-    r = Reader(message)
-    try:
-        r.u8()
-        fields, signer = _read_consent(kind, r)
-        sig = r.take(64)
-    except DecodeError as e:
-        raise bad(str(e)) from e
-    if r.rest():
-        raise bad("trailing bytes")
-    body = message[:-64]
+    (fields, signer), sig, body = _read_signed(message, lambda r: _read_consent(kind, r), bad)
     if _reencode(kind, fields) != body:
         raise bad("not canonical")
     if kind in ("receipt", "withdrawal") and subject_id(bytes.fromhex(fields["subject_key"])).hex() != fields["subject"]:
